@@ -1,0 +1,86 @@
+/*
+ * NAME
+ *	conf - the configuration file: strict "key = value" lines
+ * SYNOPSIS
+ *	#include "conf.h"
+ * DESCRIPTION
+ *	The format is one "key = value" per line; '#' starts a comment line;
+ *	blank lines are ignored; a value may be wrapped in double quotes to keep
+ *	leading or trailing blanks or a '#'. A key may repeat only where the
+ *	module reading it says so (lists: rules paths, DNS lists, ...).
+ *
+ *	conf_load() checks syntax only. Each module then reads its own keys
+ *	with the typed getters below, which record "file:line: ..." errors for
+ *	bad values in a diag_t. After every module has read its keys,
+ *	conf_check_unknown() reports each key nobody asked for, so a typo in a
+ *	key name fails the load instead of being silently ignored.
+ *
+ *	Command-line flags are applied with conf_override(): an override hides
+ *	every file line of the same key.
+ *
+ *	Sizes accept K, M and G suffixes (powers of 1024); durations accept
+ *	ms, s, m and h suffixes and are returned in milliseconds; booleans are
+ *	yes/no, true/false, on/off, 1/0.
+ * THREADS
+ *	A conf_t is built and read by one thread, then only read.
+ */
+#ifndef SIFT_CONF_H
+#define SIFT_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "diag.h"
+
+typedef struct conf conf_t;
+
+/* An empty configuration (the shipped defaults apply everywhere). */
+conf_t *conf_new(void);
+/* Parses path; returns NULL and records errors in d on failure. */
+conf_t *conf_load(const char *path, diag_t *d);
+/* Parses an in-memory text, with name used in diagnostics (tests). */
+conf_t *conf_parse(const char *name, const char *text, diag_t *d);
+void conf_free(conf_t *c);
+void conf_override(conf_t *c, const char *key, const char *value);
+/* The file the configuration came from ("" for defaults). */
+const char *conf_path(const conf_t *c);
+
+/*
+ * Typed getters: when key is absent *out = def and 0 is returned. When it
+ * is present but invalid, an error is added to d, *out = def and -1 is
+ * returned. A key given twice is an error for these single-valued getters.
+ */
+int conf_str(conf_t *c, const char *key, const char *def, const char **out, diag_t *d);
+int conf_bool(conf_t *c, const char *key, bool def, bool *out, diag_t *d);
+int conf_long(conf_t *c, const char *key, long def, long min, long max, long *out, diag_t *d);
+int conf_double(conf_t *c, const char *key, double def, double min, double max, double *out,
+		diag_t *d);
+int conf_size(conf_t *c, const char *key, uint64_t def, uint64_t min, uint64_t max,
+	      uint64_t *out, diag_t *d);
+int conf_ms(conf_t *c, const char *key, long def_ms, long min_ms, long max_ms, long *out,
+	    diag_t *d);
+/* One of the NULL-terminated choices; *out is the index. */
+int conf_enum(conf_t *c, const char *key, const char *const *choices, int def, int *out,
+	      diag_t *d);
+/* A double or the word "off" (returned as def_off, usually NAN or INFINITY). */
+int conf_double_or_off(conf_t *c, const char *key, double def, double off_value, double *out,
+		       diag_t *d);
+
+/*
+ * Repeated keys: the number of values, and each value with its location
+ * (for diagnostics that point at the exact line).
+ */
+size_t conf_count(conf_t *c, const char *key);
+const char *conf_value_at(conf_t *c, const char *key, size_t i, const char **file,
+			  unsigned *line);
+
+/* Errors for every key that no getter asked for. Returns their number. */
+size_t conf_check_unknown(const conf_t *c, diag_t *d);
+
+/* Helpers shared with the getters, usable on values from conf_value_at. */
+int conf_parse_size(const char *s, uint64_t *out);
+int conf_parse_ms(const char *s, long *out);
+int conf_parse_bool(const char *s, bool *out);
+
+#endif

@@ -1,0 +1,72 @@
+/*
+ * NAME
+ *	evidence - the interface every source of evidence implements
+ * DESCRIPTION
+ *	The pipeline (scan.c) knows the sources of evidence only through this
+ *	table of operations, so a new source is one file and one line in
+ *	scan.c's list, and none of them knows libmilter or each other.
+ *
+ *	Lifetimes. load() builds a module's shared state for one generation
+ *	of the configuration (start-up, then each reload). It receives the
+ *	previous generation's state so long-lived resources (an LMDB
+ *	environment, which LMDB allows once per process; a Redis link; a DNS
+ *	cache) are carried over rather than reopened. A module that is not
+ *	configured returns its state anyway (with nothing to do) or NULL; the
+ *	other hooks are not called with a NULL shared state.
+ *
+ *	Per connection, conn_begin() may start work that overlaps the SMTP
+ *	dialogue (DNS lookups of the client address, a Redis read). Per
+ *	message, envelope() runs once MAIL FROM and RCPT TO are known, and
+ *	score() at end of message adds hits and must return by the deadline
+ *	given in the context. verdict() sees the final score and action
+ *	(to learn, or to record reputation) and must not block.
+ * THREADS
+ *	The shared state is used by every worker thread at once and must be
+ *	immutable or internally synchronised. Per-connection state belongs to
+ *	the connection's thread.
+ */
+#ifndef SIFT_EVIDENCE_H
+#define SIFT_EVIDENCE_H
+
+#include <stdbool.h>
+
+#include "conf.h"
+#include "diag.h"
+#include "hits.h"
+#include "mime.h"
+#include "msg.h"
+
+typedef struct ev_env {
+	const char *state_dir; /* where the module's files live unless configured */
+	bool offline;	       /* `sift check`: no background threads needed */
+} ev_env_t;
+
+typedef struct ev_conn_info {
+	const char *client_ip;	 /* text form, NULL if not an IP connection */
+	const char *client_name; /* reverse name as the MTA saw it, may be NULL */
+} ev_conn_info_t;
+
+typedef struct ev_score_ctx {
+	long deadline_ms;    /* absolute, on the CLOCK_MONOTONIC scale */
+	bool explain;	     /* gather notes for `sift check` */
+	bool timing;	     /* measure per-rule CPU time (`sift check --timing`) */
+	double score_so_far; /* the sum of the hits before this module */
+} ev_score_ctx_t;
+
+typedef struct evidence_ops {
+	const char *name;
+	void *(*load)(conf_t *c, void *prev, const ev_env_t *env, diag_t *d);
+	void (*release)(void *shared);
+	void *(*conn_begin)(void *shared, const ev_conn_info_t *ci);
+	void (*envelope)(void *shared, void *conn, msg_t *m);
+	void (*score)(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
+		      const ev_score_ctx_t *ctx);
+	void (*verdict)(void *shared, void *conn, msg_t *m, const mime_t *mi, const hits_t *h,
+			double score, int action);
+	void (*conn_end)(void *shared, void *conn);
+} evidence_ops_t;
+
+/* Monotonic milliseconds, the scale of deadline_ms. */
+long ev_now_ms(void);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * NAME
+ *	hits - the scored evidence gathered for one message
+ * DESCRIPTION
+ *	Every evidence module (rules, bayes, dnsbl, reputation) adds what it
+ *	found here: a named hit with a score, a short description and an
+ *	optional detail line for `sift check`; plus notes (unscored
+ *	explanations) and named metrics (the Bayes probability, say) that the
+ *	verdict, the log line and `sift check --tsv` read.
+ *
+ *	Strings passed in must live as long as the hits_t: pass literals,
+ *	strings owned by a rule set that outlives the message, or copies made
+ *	in the message arena (the hits_*f() variants copy for you).
+ * THREADS
+ *	Belongs to the thread scoring the message.
+ */
+#ifndef SIFT_HITS_H
+#define SIFT_HITS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "arena.h"
+
+typedef struct hit {
+	const char *source; /* "rules", "bayes", "dnsbl", "rep", "sift" */
+	const char *name;   /* rule or list name, e.g. "SUBJ_ALL_CAPS" */
+	double score;
+	const char *desc;   /* what the rule means, may be NULL */
+	const char *detail; /* what matched / which answer, may be NULL */
+} hit_t;
+
+typedef struct hits hits_t;
+
+hits_t *hits_new(arena_t *a);
+arena_t *hits_arena(hits_t *h);
+void hits_add(hits_t *h, const char *source, const char *name, double score, const char *desc,
+	      const char *detail);
+/* Like hits_add() with detail formatted into the arena. */
+void hits_addf(hits_t *h, const char *source, const char *name, double score, const char *desc,
+	       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+size_t hits_count(const hits_t *h);
+const hit_t *hits_at(const hits_t *h, size_t i);
+bool hits_has(const hits_t *h, const char *name);
+double hits_total(const hits_t *h);
+/* Orders hits by descending |score|, then name (stable output). */
+void hits_sort(hits_t *h);
+
+/* Explanations that carry no score, shown by `sift check`. */
+void hits_note(hits_t *h, const char *source, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+size_t hits_note_count(const hits_t *h);
+const char *hits_note_at(const hits_t *h, size_t i, const char **source);
+
+/* Named numbers (e.g. "bayes_prob"); a second set replaces the first. */
+void hits_set_metric(hits_t *h, const char *key, double value);
+bool hits_metric(const hits_t *h, const char *key, double *value);
+
+#endif

@@ -1,0 +1,82 @@
+/*
+ * NAME
+ *	msg - one message: envelope, header fields and (size-limited) body
+ * SYNOPSIS
+ *	#include "msg.h"
+ * DESCRIPTION
+ *	A msg_t is filled either piecewise by the milter glue (envelope macros,
+ *	one header at a time, body chunks) or in one go from a raw RFC 5322
+ *	file by msg_parse_raw() (the CLI), so that both feed the same pipeline.
+ *	It owns the message arena: every allocation made while scoring the
+ *	message (MIME views, hits, explanations) comes from msg_arena() and is
+ *	released by msg_free().
+ *
+ *	Line ends are normalised to "\n" in header values and in the body (the
+ *	milter protocol delivers CRLF). Body bytes beyond max_body_bytes are
+ *	counted but not kept; msg_truncated() then says so and the message is
+ *	still scored on what was kept.
+ * THREADS
+ *	A msg_t belongs to the thread handling its connection.
+ */
+#ifndef SIFT_MSG_H
+#define SIFT_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+
+typedef struct msg msg_t;
+
+msg_t *msg_new(uint64_t max_body_bytes);
+void msg_free(msg_t *m);
+arena_t *msg_arena(msg_t *m);
+
+/* Envelope. Strings are copied into the message arena; NULL clears. */
+void msg_set_queue_id(msg_t *m, const char *id);
+void msg_set_client(msg_t *m, const char *ip, const char *hostname);
+void msg_set_helo(msg_t *m, const char *helo);
+/* The reverse path; angle brackets and ESMTP parameters are stripped. */
+void msg_set_mail_from(msg_t *m, const char *from);
+void msg_add_rcpt(msg_t *m, const char *rcpt);
+/* The SASL login name when the client authenticated, else unset. */
+void msg_set_auth(msg_t *m, const char *authen);
+
+const char *msg_queue_id(const msg_t *m); /* never NULL: "NOQUEUE" when unset */
+const char *msg_client_ip(const msg_t *m);   /* NULL when unknown */
+const char *msg_client_name(const msg_t *m); /* NULL when unknown */
+const char *msg_helo(const msg_t *m);
+const char *msg_mail_from(const msg_t *m); /* "" for the null sender, NULL when unset */
+const char *msg_auth(const msg_t *m);
+size_t msg_rcpt_count(const msg_t *m);
+const char *msg_rcpt(const msg_t *m, size_t i);
+
+/*
+ * Header fields in arrival order. The value is as received except that
+ * folds are normalised to "\n" and the one leading space is dropped.
+ */
+void msg_add_header(msg_t *m, const char *name, const char *value);
+size_t msg_header_count(const msg_t *m);
+const char *msg_header_name(const msg_t *m, size_t i);
+const char *msg_header_value(const msg_t *m, size_t i);
+/* The nth (0-based) field called name (case-insensitive), or NULL. */
+const char *msg_header_get(const msg_t *m, const char *name, size_t nth);
+/* "Name: value\n" for every field, in order (built once, cached). */
+const char *msg_header_block(msg_t *m, size_t *len);
+
+/* Body bytes as they come (CRLF or LF); NUL bytes are kept. */
+void msg_append_body(msg_t *m, const void *p, size_t n);
+const char *msg_body(const msg_t *m, size_t *len);
+bool msg_truncated(const msg_t *m);
+/* Bytes of body seen, kept or not. */
+uint64_t msg_body_size(const msg_t *m);
+
+/*
+ * Splits a raw message (header block, blank line, body) into fields and
+ * body. Anything that is not a header line ends the header block, as MTAs
+ * do; a message with no blank line is all header. Never fails.
+ */
+void msg_parse_raw(msg_t *m, const char *data, size_t len);
+
+#endif

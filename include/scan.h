@@ -1,0 +1,103 @@
+/*
+ * NAME
+ *	scan - one configuration generation and the per-message pipeline
+ * SYNOPSIS
+ *	scan_gen_t *g = scan_gen_load(conf, prev, &env, diag);
+ *	scan_conn_t *c = scan_conn_begin(g, &conn_info);
+ *	  msg_t *m = scan_msg_new(c); ... fill envelope ... scan_envelope(c, m);
+ *	  ... headers, body ... scan_result_t *r = scan_score(c, m, &opts);
+ *	  scan_verdict_done(c, m, r); msg_free(m);
+ *	scan_conn_end(c);
+ * DESCRIPTION
+ *	A generation holds everything built from one configuration: the core
+ *	settings, the verdict policy and each evidence source's shared state.
+ *	The daemon keeps the current generation in an atomically swapped,
+ *	reference-counted pointer (scan_gen_acquire()); a reload builds a new
+ *	generation beside the old one, and connections opened before it
+ *	finish on the old one. The same calls run `sift check`, so the CLI
+ *	and the daemon score identically.
+ *
+ *	The data flows one way: connection -> message -> evidence (rules,
+ *	bayes, dnsbl, reputation) -> verdict.
+ * THREADS
+ *	A generation is shared read-only by all threads. A scan_conn_t and the
+ *	messages made from it belong to one thread.
+ */
+#ifndef SIFT_SCAN_H
+#define SIFT_SCAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conf.h"
+#include "diag.h"
+#include "evidence.h"
+#include "hits.h"
+#include "mime.h"
+#include "msg.h"
+#include "verdict.h"
+
+/* Core settings every part of the program reads from one generation. */
+typedef struct scan_settings {
+	const char *state_dir;
+	const char *socket;
+	const char *pid_file; /* absolute */
+	const char *user, *group;
+	bool foreground;
+	const char *log_sink, *log_facility;
+	int log_level;
+	uint64_t max_message_bytes;
+	mime_limits_t mime;
+	long deadline_ms; /* per-message budget for network evidence */
+	long milter_timeout_ms;
+} scan_settings_t;
+
+typedef struct scan_gen scan_gen_t;
+typedef struct scan_conn scan_conn_t;
+
+typedef struct scan_result {
+	double score;
+	verdict_action_t action;
+	hits_t *hits;	    /* sorted, in the message arena */
+	const mime_t *mime; /* the parsed views */
+	double elapsed_ms;  /* wall time of scan_score() */
+} scan_result_t;
+
+typedef struct scan_opts {
+	bool explain;
+	bool timing;
+} scan_opts_t;
+
+/*
+ * Builds a generation: reads every module's keys from c, loads rules and
+ * opens stores. prev (may be NULL) lends long-lived resources. Returns
+ * NULL with errors in d (unknown keys included). Takes ownership of c.
+ */
+scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env, diag_t *d);
+const scan_settings_t *scan_gen_settings(const scan_gen_t *g);
+const verdict_policy_t *scan_gen_policy(const scan_gen_t *g);
+conf_t *scan_gen_conf(const scan_gen_t *g);
+/* The evidence source's shared state by name ("rules", "bayes", ...), or NULL. */
+void *scan_gen_module(const scan_gen_t *g, const char *name);
+scan_gen_t *scan_gen_ref(scan_gen_t *g);
+void scan_gen_unref(scan_gen_t *g);
+
+/* The daemon's current generation (process-wide, the one shared-state pointer). */
+void scan_gen_publish(scan_gen_t *g); /* takes a reference; drops the old one's */
+scan_gen_t *scan_gen_acquire(void);   /* returns a new reference, or NULL */
+
+scan_conn_t *scan_conn_begin(scan_gen_t *g, const ev_conn_info_t *ci);
+scan_gen_t *scan_conn_gen(scan_conn_t *c);
+void scan_conn_end(scan_conn_t *c);
+msg_t *scan_msg_new(scan_conn_t *c);
+void scan_envelope(scan_conn_t *c, msg_t *m);
+scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o);
+void scan_verdict_done(scan_conn_t *c, msg_t *m, const scan_result_t *r);
+
+/* Convenience for the CLI: score one raw message offline. */
+scan_result_t *scan_file(scan_gen_t *g, msg_t *m, const char *path, const scan_opts_t *o,
+			 diag_t *d);
+/* Reads a whole file (for the CLI and tests); NULL + errno on failure. */
+char *scan_read_file(const char *path, size_t *len);
+
+#endif
