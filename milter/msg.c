@@ -1,0 +1,292 @@
+/*
+ * msg.c - the message being scored: envelope, header fields, body (see msg.h).
+ * Everything lives in the message's own arena.
+ */
+#include "config.h"
+
+#include "msg.h"
+
+#include <string.h>
+#include <strings.h>
+
+#define MSG_ARENA_CHUNK_BYTES (64 * 1024)
+#define MSG_INITIAL_BODY_BYTES (16 * 1024)
+
+struct msg_hdr {
+	const char *name;
+	const char *value;
+};
+
+struct msg {
+	arena_t *arena;
+	const char *queue_id, *client_ip, *client_name, *helo, *mail_from, *auth;
+	const char **rcpt;
+	size_t n_rcpt, cap_rcpt;
+	struct msg_hdr *hdr;
+	size_t n_hdr, cap_hdr;
+	const char *header_block;
+	size_t header_block_len;
+	abuf_t body;
+	uint64_t max_body_bytes;
+	uint64_t body_seen;
+	bool truncated;
+	bool pending_cr; /* a chunk ended in "\r": decide when the next byte comes */
+};
+
+msg_t *msg_new(uint64_t max_body_bytes)
+{
+	arena_t *a = arena_new(MSG_ARENA_CHUNK_BYTES);
+	msg_t *m = arena_zalloc(a, sizeof(*m));
+	m->arena = a;
+	m->max_body_bytes = max_body_bytes;
+	abuf_init(&m->body, a, MSG_INITIAL_BODY_BYTES);
+	return m;
+}
+
+void msg_free(msg_t *m)
+{
+	if (m != NULL)
+		arena_free(m->arena);
+}
+
+arena_t *msg_arena(msg_t *m)
+{
+	return m->arena;
+}
+
+static const char *msg_dup(msg_t *m, const char *s)
+{
+	return s ? arena_strdup(m->arena, s) : NULL;
+}
+
+void msg_set_queue_id(msg_t *m, const char *id) { m->queue_id = msg_dup(m, id); }
+void msg_set_helo(msg_t *m, const char *helo) { m->helo = msg_dup(m, helo); }
+void msg_set_auth(msg_t *m, const char *authen) { m->auth = msg_dup(m, authen); }
+
+void msg_set_client(msg_t *m, const char *ip, const char *hostname)
+{
+	m->client_ip = msg_dup(m, ip);
+	m->client_name = msg_dup(m, hostname);
+}
+
+/* "<a@b> SIZE=12" -> "a@b"; "<>" -> "". */
+static const char *msg_strip_path(msg_t *m, const char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	const char *end;
+	if (*s == '<') {
+		s++;
+		end = strchr(s, '>');
+		if (end == NULL)
+			end = s + strcspn(s, " \t");
+	} else {
+		end = s + strcspn(s, " \t");
+	}
+	return arena_strndup(m->arena, s, (size_t)(end - s));
+}
+
+void msg_set_mail_from(msg_t *m, const char *from)
+{
+	m->mail_from = from ? msg_strip_path(m, from) : NULL;
+}
+
+void msg_add_rcpt(msg_t *m, const char *rcpt)
+{
+	if (m->n_rcpt == m->cap_rcpt) {
+		size_t cap = m->cap_rcpt ? m->cap_rcpt * 2 : 4;
+		const char **v = arena_alloc(m->arena, cap * sizeof(*v));
+		if (m->n_rcpt)
+			memcpy(v, m->rcpt, m->n_rcpt * sizeof(*v));
+		m->rcpt = v;
+		m->cap_rcpt = cap;
+	}
+	m->rcpt[m->n_rcpt++] = msg_strip_path(m, rcpt);
+}
+
+const char *msg_queue_id(const msg_t *m) { return m->queue_id ? m->queue_id : "NOQUEUE"; }
+const char *msg_client_ip(const msg_t *m) { return m->client_ip; }
+const char *msg_client_name(const msg_t *m) { return m->client_name; }
+const char *msg_helo(const msg_t *m) { return m->helo; }
+const char *msg_mail_from(const msg_t *m) { return m->mail_from; }
+const char *msg_auth(const msg_t *m) { return m->auth; }
+size_t msg_rcpt_count(const msg_t *m) { return m->n_rcpt; }
+const char *msg_rcpt(const msg_t *m, size_t i) { return i < m->n_rcpt ? m->rcpt[i] : NULL; }
+
+/* Copies s dropping every "\r" that precedes "\n" (CRLF folds to LF). */
+static char *msg_dup_lf(msg_t *m, const char *s, size_t n)
+{
+	char *d = arena_alloc(m->arena, n + 1), *o = d;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')
+			continue;
+		*o++ = s[i];
+	}
+	*o = '\0';
+	return d;
+}
+
+static void msg_push_header(msg_t *m, const char *name, size_t name_len, const char *value,
+			    size_t value_len)
+{
+	if (m->n_hdr == m->cap_hdr) {
+		size_t cap = m->cap_hdr ? m->cap_hdr * 2 : 32;
+		struct msg_hdr *v = arena_alloc(m->arena, cap * sizeof(*v));
+		if (m->n_hdr)
+			memcpy(v, m->hdr, m->n_hdr * sizeof(*v));
+		m->hdr = v;
+		m->cap_hdr = cap;
+	}
+	if (value_len > 0 && (value[0] == ' ' || value[0] == '\t')) {
+		value++;
+		value_len--;
+	}
+	/* A trailing line end belongs to the framing, not to the value. */
+	while (value_len > 0 && (value[value_len - 1] == '\n' || value[value_len - 1] == '\r'))
+		value_len--;
+	m->hdr[m->n_hdr].name = arena_strndup(m->arena, name, name_len);
+	m->hdr[m->n_hdr].value = msg_dup_lf(m, value, value_len);
+	m->n_hdr++;
+	m->header_block = NULL;
+}
+
+void msg_add_header(msg_t *m, const char *name, const char *value)
+{
+	msg_push_header(m, name, strlen(name), value, strlen(value));
+}
+
+size_t msg_header_count(const msg_t *m) { return m->n_hdr; }
+const char *msg_header_name(const msg_t *m, size_t i) { return i < m->n_hdr ? m->hdr[i].name : NULL; }
+const char *msg_header_value(const msg_t *m, size_t i) { return i < m->n_hdr ? m->hdr[i].value : NULL; }
+
+const char *msg_header_get(const msg_t *m, const char *name, size_t nth)
+{
+	for (size_t i = 0; i < m->n_hdr; i++)
+		if (strcasecmp(m->hdr[i].name, name) == 0 && nth-- == 0)
+			return m->hdr[i].value;
+	return NULL;
+}
+
+const char *msg_header_block(msg_t *m, size_t *len)
+{
+	if (m->header_block == NULL) {
+		abuf_t b;
+		abuf_init(&b, m->arena, 4096);
+		for (size_t i = 0; i < m->n_hdr; i++) {
+			abuf_puts(&b, m->hdr[i].name);
+			abuf_append(&b, ": ", 2);
+			abuf_puts(&b, m->hdr[i].value);
+			abuf_putc(&b, '\n');
+		}
+		m->header_block = b.data;
+		m->header_block_len = b.len;
+	}
+	if (len)
+		*len = m->header_block_len;
+	return m->header_block;
+}
+
+static void msg_keep(msg_t *m, const char *p, size_t n)
+{
+	if (m->truncated)
+		return;
+	if (m->body.len + n > m->max_body_bytes) {
+		n = (size_t)(m->max_body_bytes - m->body.len);
+		m->truncated = true;
+	}
+	if (n)
+		abuf_append(&m->body, p, n);
+}
+
+void msg_append_body(msg_t *m, const void *vp, size_t n)
+{
+	const char *p = vp;
+	m->body_seen += n;
+	if (m->truncated || n == 0)
+		return;
+	if (m->pending_cr) {
+		m->pending_cr = false;
+		if (p[0] != '\n')
+			msg_keep(m, "\r", 1);
+	}
+	/* Copy runs between CRs, dropping each CR that starts a CRLF. */
+	size_t start = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != '\r')
+			continue;
+		if (i + 1 == n) {
+			msg_keep(m, p + start, i - start);
+			m->pending_cr = true;
+			return;
+		}
+		if (p[i + 1] == '\n') {
+			msg_keep(m, p + start, i - start);
+			start = i + 1;
+		}
+	}
+	msg_keep(m, p + start, n - start);
+}
+
+const char *msg_body(const msg_t *m, size_t *len)
+{
+	if (len)
+		*len = m->body.len;
+	return m->body.data;
+}
+
+bool msg_truncated(const msg_t *m) { return m->truncated; }
+uint64_t msg_body_size(const msg_t *m) { return m->body_seen; }
+
+static bool msg_is_field_name_char(unsigned char c)
+{
+	return c > 32 && c < 127 && c != ':';
+}
+
+void msg_parse_raw(msg_t *m, const char *data, size_t len)
+{
+	size_t i = 0;
+	/* A leading mbox "From " line is envelope, not a header field. */
+	if (len >= 5 && memcmp(data, "From ", 5) == 0) {
+		const char *nl = memchr(data, '\n', len);
+		i = nl ? (size_t)(nl - data) + 1 : len;
+	}
+	while (i < len) {
+		/* The blank line ends the header block. */
+		if (data[i] == '\n') {
+			i++;
+			break;
+		}
+		if (data[i] == '\r' && i + 1 < len && data[i + 1] == '\n') {
+			i += 2;
+			break;
+		}
+		size_t name_start = i;
+		while (i < len && msg_is_field_name_char((unsigned char)data[i]))
+			i++;
+		size_t name_end = i;
+		while (i < len && (data[i] == ' ' || data[i] == '\t'))
+			i++;
+		if (name_end == name_start || i >= len || data[i] != ':') {
+			/* Not a header line: the body starts here (as MTAs treat it). */
+			i = name_start;
+			break;
+		}
+		i++;
+		size_t value_start = i;
+		/* The value runs to a newline not followed by a fold. */
+		for (;;) {
+			const char *nl = memchr(data + i, '\n', len - i);
+			if (nl == NULL) {
+				i = len;
+				break;
+			}
+			i = (size_t)(nl - data) + 1;
+			if (i >= len || (data[i] != ' ' && data[i] != '\t'))
+				break;
+		}
+		msg_push_header(m, data + name_start, name_end - name_start, data + value_start,
+				i - value_start);
+	}
+	if (i < len)
+		msg_append_body(m, data + i, len - i);
+}
