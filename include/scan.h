@@ -94,9 +94,6 @@ void scan_envelope(scan_conn_t *c, msg_t *m);
 scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o);
 void scan_verdict_done(scan_conn_t *c, msg_t *m, const scan_result_t *r);
 
-/* Convenience for the CLI: score one raw message offline. */
-scan_result_t *scan_file(scan_gen_t *g, msg_t *m, const char *path, const scan_opts_t *o,
-			 diag_t *d);
 /* Reads a whole file (for the CLI and tests); NULL + errno on failure. */
 char *scan_read_file(const char *path, size_t *len);
 

@@ -1,0 +1,325 @@
+/*
+ * scan.c - configuration generations and the per-message pipeline shared
+ * by sift-milter and `sift check` (see scan.h). The sources of evidence
+ * are listed once, in scan_modules[], and driven through evidence.h.
+ */
+#include "config.h"
+
+#include "scan.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "rules.h"
+
+#define SCAN_CONN_ARENA_BYTES 4096
+
+/*
+ * Order matters only for time: the CPU-bound sources run first so that
+ * network answers (DNS, Redis) keep arriving meanwhile, and the sources
+ * that wait on the network run last against the deadline.
+ */
+static const evidence_ops_t *const scan_modules[] = {
+    &rules_evidence,
+};
+#define SCAN_N_MODULES (sizeof(scan_modules) / sizeof(scan_modules[0]))
+
+struct scan_gen {
+	atomic_int refs;
+	conf_t *conf;
+	scan_settings_t settings;
+	verdict_policy_t policy;
+	void *mod[SCAN_N_MODULES];
+};
+
+struct scan_conn {
+	scan_gen_t *gen;
+	arena_t *arena;
+	ev_conn_info_t ci;
+	void *mod[SCAN_N_MODULES];
+};
+
+long ev_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
+{
+	static const char *const sinks[] = {"syslog", "stderr", NULL};
+	size_t before = diag_errors(d);
+	const char *level, *pid;
+	long n;
+	uint64_t u;
+	int v;
+
+	conf_str(c, "state_dir", SIFT_STATEDIR, &s->state_dir, d);
+	conf_str(c, "socket", "inet:11337@127.0.0.1", &s->socket, d);
+	conf_str(c, "pid_file", "sift-milter.pid", &pid, d);
+	conf_str(c, "user", "", &s->user, d);
+	conf_str(c, "group", "", &s->group, d);
+	conf_bool(c, "foreground", false, &s->foreground, d);
+	conf_enum(c, "log", sinks, s->foreground ? 1 : 0, &v, d);
+	s->log_sink = sinks[v];
+	conf_str(c, "log_facility", "mail", &s->log_facility, d);
+	conf_str(c, "log_level", "info", &level, d);
+	s->log_level = log_level_parse(level);
+	if (s->log_level < 0) {
+		diag_error(d, conf_path(c), 0, "log_level: expected err, warning, notice, info or debug, got '%s'",
+			   level);
+		s->log_level = LOG_L_INFO;
+	}
+	if (log_facility_parse(s->log_facility) < 0)
+		diag_error(d, conf_path(c), 0, "log_facility: unknown facility '%s'", s->log_facility);
+	conf_size(c, "max_message_size", 10 << 20, 1024, (uint64_t)1 << 31, &s->max_message_bytes, d);
+	conf_long(c, "mime_max_depth", 20, 1, 1000, &n, d);
+	s->mime.max_depth = (unsigned)n;
+	conf_long(c, "mime_max_parts", 500, 1, 100000, &n, d);
+	s->mime.max_parts = (unsigned)n;
+	conf_size(c, "mime_max_text", 4 << 20, 1024, (uint64_t)1 << 31, &u, d);
+	s->mime.max_text_bytes = u;
+	conf_ms(c, "deadline", 2000, 10, 600000, &s->deadline_ms, d);
+	conf_ms(c, "milter_timeout", 300000, 1000, 3600000, &s->milter_timeout_ms, d);
+
+	if (strncmp(s->socket, "unix:", 5) != 0 && strncmp(s->socket, "local:", 6) != 0 &&
+	    strncmp(s->socket, "inet:", 5) != 0 && strncmp(s->socket, "inet6:", 6) != 0)
+		diag_error(d, conf_path(c), 0,
+			   "socket: expected unix:/path or inet:port@host, got '%s'", s->socket);
+	if (s->state_dir[0] != '/') {
+		/* Relative state dirs would move with the daemon's chdir("/"). */
+		char cwd[4096];
+		if (getcwd(cwd, sizeof(cwd)) != NULL) {
+			char *abs = malloc(strlen(cwd) + strlen(s->state_dir) + 2);
+			sprintf(abs, "%s/%s", cwd, s->state_dir);
+			conf_override(c, "state_dir_abs", abs);
+			conf_str(c, "state_dir_abs", NULL, &s->state_dir, d);
+			free(abs);
+		}
+	}
+	if (pid[0] == '/') {
+		s->pid_file = pid;
+	} else {
+		char *abs = malloc(strlen(s->state_dir) + strlen(pid) + 2);
+		sprintf(abs, "%s/%s", s->state_dir, pid);
+		conf_override(c, "pid_file_abs", abs);
+		conf_str(c, "pid_file_abs", NULL, &s->pid_file, d);
+		free(abs);
+	}
+	return diag_errors(d) > before ? -1 : 0;
+}
+
+scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env_in, diag_t *d)
+{
+	scan_gen_t *g = calloc(1, sizeof(*g));
+	if (g == NULL)
+		abort();
+	atomic_init(&g->refs, 1);
+	g->conf = c;
+	size_t before = diag_errors(d);
+	scan_settings_read(c, &g->settings, d);
+	verdict_policy_read(c, &g->policy, d);
+	if (diag_errors(d) > before)
+		goto fail;
+	ev_env_t env = *env_in;
+	env.state_dir = g->settings.state_dir;
+	for (size_t i = 0; i < SCAN_N_MODULES; i++) {
+		size_t e = diag_errors(d);
+		g->mod[i] = scan_modules[i]->load(c, prev ? prev->mod[i] : NULL, &env, d);
+		if (diag_errors(d) > e)
+			goto fail;
+	}
+	if (conf_check_unknown(c, d) > 0)
+		goto fail;
+	return g;
+fail:
+	scan_gen_unref(g);
+	return NULL;
+}
+
+const scan_settings_t *scan_gen_settings(const scan_gen_t *g) { return &g->settings; }
+const verdict_policy_t *scan_gen_policy(const scan_gen_t *g) { return &g->policy; }
+conf_t *scan_gen_conf(const scan_gen_t *g) { return g->conf; }
+
+void *scan_gen_module(const scan_gen_t *g, const char *name)
+{
+	for (size_t i = 0; i < SCAN_N_MODULES; i++)
+		if (strcmp(scan_modules[i]->name, name) == 0)
+			return g->mod[i];
+	return NULL;
+}
+
+scan_gen_t *scan_gen_ref(scan_gen_t *g)
+{
+	atomic_fetch_add(&g->refs, 1);
+	return g;
+}
+
+void scan_gen_unref(scan_gen_t *g)
+{
+	if (g == NULL || atomic_fetch_sub(&g->refs, 1) != 1)
+		return;
+	for (size_t i = 0; i < SCAN_N_MODULES; i++)
+		if (g->mod[i] != NULL)
+			scan_modules[i]->release(g->mod[i]);
+	conf_free(g->conf);
+	free(g);
+}
+
+/*
+ * The process's one piece of shared mutable state: the generation new
+ * connections start on. A mutex (not an atomic pointer swap) because the
+ * reader must take its reference before the publisher can drop the old
+ * generation's last one; the critical sections are a few instructions.
+ */
+static pthread_mutex_t scan_current_lock = PTHREAD_MUTEX_INITIALIZER;
+static scan_gen_t *scan_current;
+
+void scan_gen_publish(scan_gen_t *g)
+{
+	scan_gen_ref(g);
+	pthread_mutex_lock(&scan_current_lock);
+	scan_gen_t *old = scan_current;
+	scan_current = g;
+	pthread_mutex_unlock(&scan_current_lock);
+	scan_gen_unref(old);
+}
+
+scan_gen_t *scan_gen_acquire(void)
+{
+	pthread_mutex_lock(&scan_current_lock);
+	scan_gen_t *g = scan_current ? scan_gen_ref(scan_current) : NULL;
+	pthread_mutex_unlock(&scan_current_lock);
+	return g;
+}
+
+scan_conn_t *scan_conn_begin(scan_gen_t *g, const ev_conn_info_t *ci)
+{
+	arena_t *a = arena_new(SCAN_CONN_ARENA_BYTES);
+	scan_conn_t *c = arena_zalloc(a, sizeof(*c));
+	c->arena = a;
+	c->gen = scan_gen_ref(g);
+	c->ci.client_ip = ci && ci->client_ip ? arena_strdup(a, ci->client_ip) : NULL;
+	c->ci.client_name = ci && ci->client_name ? arena_strdup(a, ci->client_name) : NULL;
+	for (size_t i = 0; i < SCAN_N_MODULES; i++)
+		if (g->mod[i] != NULL && scan_modules[i]->conn_begin != NULL)
+			c->mod[i] = scan_modules[i]->conn_begin(g->mod[i], &c->ci);
+	return c;
+}
+
+scan_gen_t *scan_conn_gen(scan_conn_t *c) { return c->gen; }
+
+void scan_conn_end(scan_conn_t *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < SCAN_N_MODULES; i++)
+		if (c->gen->mod[i] != NULL && scan_modules[i]->conn_end != NULL)
+			scan_modules[i]->conn_end(c->gen->mod[i], c->mod[i]);
+	scan_gen_unref(c->gen);
+	arena_free(c->arena);
+}
+
+msg_t *scan_msg_new(scan_conn_t *c)
+{
+	msg_t *m = msg_new(c->gen->settings.max_message_bytes);
+	msg_set_client(m, c->ci.client_ip, c->ci.client_name);
+	return m;
+}
+
+void scan_envelope(scan_conn_t *c, msg_t *m)
+{
+	for (size_t i = 0; i < SCAN_N_MODULES; i++)
+		if (c->gen->mod[i] != NULL && scan_modules[i]->envelope != NULL)
+			scan_modules[i]->envelope(c->gen->mod[i], c->mod[i], m);
+}
+
+scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
+{
+	long start = ev_now_ms();
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	arena_t *a = msg_arena(m);
+	scan_result_t *r = arena_zalloc(a, sizeof(*r));
+	r->mime = mime_parse(m, &c->gen->settings.mime);
+	r->hits = hits_new(a);
+	ev_score_ctx_t ctx = {
+	    .deadline_ms = start + c->gen->settings.deadline_ms,
+	    .explain = o && o->explain,
+	    .timing = o && o->timing,
+	};
+	for (size_t i = 0; i < SCAN_N_MODULES; i++) {
+		if (c->gen->mod[i] == NULL || scan_modules[i]->score == NULL)
+			continue;
+		ctx.score_so_far = hits_total(r->hits);
+		scan_modules[i]->score(c->gen->mod[i], c->mod[i], m, r->mime, r->hits, &ctx);
+	}
+	hits_sort(r->hits);
+	r->score = hits_total(r->hits);
+	r->action = verdict_decide(&c->gen->policy, r->score);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	r->elapsed_ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	return r;
+}
+
+void scan_verdict_done(scan_conn_t *c, msg_t *m, const scan_result_t *r)
+{
+	for (size_t i = 0; i < SCAN_N_MODULES; i++)
+		if (c->gen->mod[i] != NULL && scan_modules[i]->verdict != NULL)
+			scan_modules[i]->verdict(c->gen->mod[i], c->mod[i], m, r->mime, r->hits,
+						 r->score, (int)r->action);
+}
+
+char *scan_read_file(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
+		close(fd);
+		errno = e;
+		return NULL;
+	}
+	size_t cap = (size_t)st.st_size + 1, n = 0;
+	char *buf = malloc(cap);
+	if (buf == NULL)
+		abort();
+	for (;;) {
+		if (n + 1 >= cap) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			if (buf == NULL)
+				abort();
+		}
+		ssize_t r = read(fd, buf + n, cap - n - 1);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = errno;
+			free(buf);
+			close(fd);
+			errno = e;
+			return NULL;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}

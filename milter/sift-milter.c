@@ -1,0 +1,235 @@
+/*
+ * sift-milter.c - the daemon: options, configuration, privileges, pid file,
+ * then libmilter's loop (glue.c). SIGHUP builds a new generation beside the
+ * current one and publishes it only if it loaded without errors.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "diag.h"
+#include "glue.h"
+#include "log.h"
+#include "scan.h"
+
+struct options {
+	const char *conf_path;
+	const char *state_dir;
+	const char *socket;
+	bool foreground;
+};
+
+static struct options opts;
+
+static void usage(FILE *fp)
+{
+	fprintf(fp, "usage: sift-milter [-c FILE] [-d STATEDIR] [-p SOCKET] [-f]\n"
+		    "  -c FILE      configuration file (default: built-in defaults)\n"
+		    "  -d DIR       state directory (LMDB stores, pid file)\n"
+		    "  -p SOCKET    unix:/path or inet:port@host\n"
+		    "  -f           stay in the foreground, log to stderr\n"
+		    "  -V           print the version\n");
+}
+
+/* Loads the configuration and applies the command-line flags over it. */
+static scan_gen_t *load_generation(scan_gen_t *prev, diag_t *d)
+{
+	conf_t *c = opts.conf_path ? conf_load(opts.conf_path, d) : conf_new();
+	if (c == NULL)
+		return NULL;
+	if (opts.state_dir)
+		conf_override(c, "state_dir", opts.state_dir);
+	if (opts.socket)
+		conf_override(c, "socket", opts.socket);
+	if (opts.foreground)
+		conf_override(c, "foreground", "yes");
+	ev_env_t env = {.state_dir = NULL, .offline = false};
+	return scan_gen_load(c, prev, &env, d);
+}
+
+static void log_diag(const diag_t *d)
+{
+	for (size_t i = 0; i < diag_count(d); i++)
+		log_msg(diag_level(d, i) == DIAG_ERROR ? LOG_L_ERR : LOG_L_WARNING, "%s",
+			diag_text(d, i));
+}
+
+/* Called from libmilter's signal thread on SIGHUP. */
+static void reload(void)
+{
+	scan_gen_t *cur = scan_gen_acquire();
+	diag_t *d = diag_new();
+	scan_gen_t *g = load_generation(cur, d);
+	log_diag(d);
+	if (g == NULL) {
+		log_msg(LOG_L_ERR, "reload refused: %zu error(s); the previous configuration stays live",
+			diag_errors(d));
+	} else {
+		const scan_settings_t *s = scan_gen_settings(g);
+		log_setup("sift-milter", s->log_sink, s->log_facility, s->log_level);
+		if (strcmp(s->socket, scan_gen_settings(cur)->socket) != 0)
+			log_msg(LOG_L_WARNING, "socket changed to %s: takes effect at restart", s->socket);
+		scan_gen_publish(g);
+		scan_gen_unref(g);
+		log_msg(LOG_L_NOTICE, "configuration reloaded");
+	}
+	diag_free(d);
+	scan_gen_unref(cur);
+}
+
+static int make_dir(const char *path)
+{
+	if (mkdir(path, 0750) == 0 || errno == EEXIST)
+		return 0;
+	return -1;
+}
+
+static int daemonize(void)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	if (setsid() < 0)
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	int fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	return chdir("/");
+}
+
+static int drop_privileges(const scan_settings_t *s)
+{
+	if (s->user[0] == '\0')
+		return 0;
+	struct passwd *pw = getpwnam(s->user);
+	if (pw == NULL) {
+		fprintf(stderr, "sift-milter: unknown user '%s'\n", s->user);
+		return -1;
+	}
+	gid_t gid = pw->pw_gid;
+	if (s->group[0] != '\0') {
+		struct group *gr = getgrnam(s->group);
+		if (gr == NULL) {
+			fprintf(stderr, "sift-milter: unknown group '%s'\n", s->group);
+			return -1;
+		}
+		gid = gr->gr_gid;
+	}
+	/* The state dir and pid file must stay writable after the switch. */
+	if (chown(s->state_dir, pw->pw_uid, gid) < 0 && errno != EPERM)
+		fprintf(stderr, "sift-milter: chown %s: %s\n", s->state_dir, strerror(errno));
+	if (chown(s->pid_file, pw->pw_uid, gid) < 0 && errno != ENOENT)
+		fprintf(stderr, "sift-milter: chown %s: %s\n", s->pid_file, strerror(errno));
+	if (strncmp(s->socket, "unix:", 5) == 0 || strncmp(s->socket, "local:", 6) == 0) {
+		const char *path = strchr(s->socket, ':') + 1;
+		if (chown(path, pw->pw_uid, gid) < 0)
+			fprintf(stderr, "sift-milter: chown %s: %s\n", path, strerror(errno));
+	}
+	if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
+		fprintf(stderr, "sift-milter: cannot switch to %s: %s\n", s->user, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int write_pid_file(const char *path)
+{
+	char tmp[4200];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *fp = fopen(tmp, "w");
+	if (fp == NULL)
+		return -1;
+	fprintf(fp, "%ld\n", (long)getpid());
+	if (fclose(fp) != 0 || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int ch;
+	while ((ch = getopt(argc, argv, "c:d:p:fhV")) != -1) {
+		switch (ch) {
+		case 'c': opts.conf_path = optarg; break;
+		case 'd': opts.state_dir = optarg; break;
+		case 'p': opts.socket = optarg; break;
+		case 'f': opts.foreground = true; break;
+		case 'V': printf("sift-milter %s\n", PACKAGE_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	log_setup("sift-milter", "stderr", "mail", LOG_L_INFO);
+	diag_t *d = diag_new();
+	/* The state dir must exist before stores under it are opened. */
+	if (opts.state_dir && make_dir(opts.state_dir) < 0) {
+		fprintf(stderr, "sift-milter: cannot create %s: %s\n", opts.state_dir, strerror(errno));
+		return 1;
+	}
+	scan_gen_t *g = load_generation(NULL, d);
+	diag_print(d, stderr, 1);
+	if (g == NULL) {
+		fprintf(stderr, "sift-milter: %zu configuration error(s), not starting\n", diag_errors(d));
+		return 1;
+	}
+	diag_free(d);
+	const scan_settings_t *s = scan_gen_settings(g);
+	if (make_dir(s->state_dir) < 0) {
+		fprintf(stderr, "sift-milter: cannot create %s: %s\n", s->state_dir, strerror(errno));
+		return 1;
+	}
+	char err[512];
+	if (glue_open(s, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sift-milter: %s\n", err);
+		return 1;
+	}
+	if (!s->foreground && daemonize() < 0) {
+		fprintf(stderr, "sift-milter: cannot become a daemon: %s\n", strerror(errno));
+		return 1;
+	}
+	if (write_pid_file(s->pid_file) < 0)
+		fprintf(stderr, "sift-milter: cannot write pid file %s: %s\n", s->pid_file,
+			strerror(errno));
+	if (drop_privileges(s) < 0)
+		return 1;
+	log_setup("sift-milter", s->log_sink, s->log_facility, s->log_level);
+	scan_gen_publish(g);
+	log_msg(LOG_L_NOTICE, "sift-milter %s listening on %s", PACKAGE_VERSION, s->socket);
+	int rc = glue_run(reload);
+	/* The pid file's path may have changed with a reload; use the live one. */
+	scan_gen_t *cur = scan_gen_acquire();
+	unlink(scan_gen_settings(cur ? cur : g)->pid_file);
+	log_msg(LOG_L_NOTICE, "sift-milter stopped");
+	scan_gen_unref(cur);
+	scan_gen_unref(g);
+	return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,309 @@
+/*
+ * sift.c - the command-line tool: global options, then one subcommand.
+ * `sift check` builds the same generation as the daemon (scan.h) and
+ * drives the same calls, so its score is the daemon's score.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "conf.h"
+#include "diag.h"
+#include "log.h"
+#include "scan.h"
+
+#define SIFT_MAX_CLI_RULE_PATHS 64
+#define SIFT_MAX_WALK_DEPTH 16
+
+struct global_opts {
+	const char *conf_path;
+	const char *state_dir;
+};
+
+static void usage(FILE *fp)
+{
+	fprintf(fp,
+		"usage: sift [-c FILE] [-d DIR] COMMAND [ARGS...]\n"
+		"commands:\n"
+		"  check [--tsv] [--timing] [-r PATH]... [--ip IP] [--helo NAME] [--from ADDR] FILE|DIR...\n"
+		"                     score messages offline and explain every point\n"
+		"  lint [FILE|DIR...] validate the configuration and rules (default: the configured ones)\n"
+		"  version            print the version\n");
+}
+
+/* Loads the configuration named by -c (or the defaults) with -d applied. */
+static conf_t *load_conf(const struct global_opts *g, diag_t *d)
+{
+	conf_t *c = g->conf_path ? conf_load(g->conf_path, d) : conf_new();
+	if (c != NULL && g->state_dir)
+		conf_override(c, "state_dir", g->state_dir);
+	return c;
+}
+
+static scan_gen_t *load_gen(conf_t *c, diag_t *d)
+{
+	ev_env_t env = {.state_dir = NULL, .offline = true};
+	return scan_gen_load(c, NULL, &env, d);
+}
+
+struct check_opts {
+	bool tsv, timing;
+	const char *ip, *helo, *from;
+	int failures;
+};
+
+static void print_explained(const char *file, const scan_result_t *r)
+{
+	printf("%s: score %.2f, action %s (%.1f ms)\n", file, r->score,
+	       verdict_action_name(r->action), r->elapsed_ms);
+	for (size_t i = 0; i < hits_count(r->hits); i++) {
+		const hit_t *h = hits_at(r->hits, i);
+		printf("  %7.2f  %-6s %-28s %s\n", h->score, h->source, h->name, h->desc ? h->desc : "");
+		if (h->detail)
+			printf("%20s %s\n", "", h->detail);
+	}
+	for (size_t i = 0; i < hits_note_count(r->hits); i++) {
+		const char *src;
+		const char *t = hits_note_at(r->hits, i, &src);
+		printf("  note   %-6s %s\n", src, t);
+	}
+}
+
+static void print_tsv(const char *file, const scan_result_t *r)
+{
+	printf("%s\t%.2f\t%s\t", file, r->score, verdict_action_name(r->action));
+	for (size_t i = 0; i < hits_count(r->hits); i++)
+		printf("%s%s", i ? "," : "", hits_at(r->hits, i)->name);
+	if (hits_count(r->hits) == 0)
+		printf("-");
+	double p;
+	if (hits_metric(r->hits, "bayes_prob", &p))
+		printf("\t%.6f", p);
+	else
+		printf("\t-");
+	printf("\t%.3f\n", r->elapsed_ms);
+}
+
+static void check_one(scan_gen_t *g, const char *path, struct check_opts *o)
+{
+	size_t len;
+	char *data = scan_read_file(path, &len);
+	if (data == NULL) {
+		fprintf(stderr, "sift: %s: %s\n", path, strerror(errno));
+		o->failures++;
+		return;
+	}
+	ev_conn_info_t ci = {o->ip, NULL};
+	scan_conn_t *c = scan_conn_begin(g, &ci);
+	msg_t *m = scan_msg_new(c);
+	msg_set_helo(m, o->helo);
+	msg_parse_raw(m, data, len);
+	free(data);
+	if (o->from != NULL) {
+		msg_set_mail_from(m, o->from);
+	} else {
+		/* Offline, the envelope sender is the Return-Path the MTA recorded. */
+		const char *rp = msg_header_get(m, "Return-Path", 0);
+		if (rp != NULL)
+			msg_set_mail_from(m, rp);
+	}
+	scan_envelope(c, m);
+	scan_opts_t so = {.explain = !o->tsv, .timing = o->timing};
+	scan_result_t *r = scan_score(c, m, &so);
+	if (o->tsv)
+		print_tsv(path, r);
+	else
+		print_explained(path, r);
+	msg_free(m);
+	scan_conn_end(c);
+}
+
+static int path_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Files in sorted order, directories recursively (dot files skipped). */
+static void check_path(scan_gen_t *g, const char *path, struct check_opts *o, int depth)
+{
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		fprintf(stderr, "sift: %s: %s\n", path, strerror(errno));
+		o->failures++;
+		return;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		check_one(g, path, o);
+		return;
+	}
+	if (depth >= SIFT_MAX_WALK_DEPTH) {
+		fprintf(stderr, "sift: %s: directories nested too deep\n", path);
+		o->failures++;
+		return;
+	}
+	DIR *dir = opendir(path);
+	if (dir == NULL) {
+		fprintf(stderr, "sift: %s: %s\n", path, strerror(errno));
+		o->failures++;
+		return;
+	}
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			names = realloc(names, cap * sizeof(*names));
+			if (names == NULL)
+				abort();
+		}
+		size_t l = strlen(path) + strlen(de->d_name) + 2;
+		names[n] = malloc(l);
+		snprintf(names[n], l, "%s/%s", path, de->d_name);
+		n++;
+	}
+	closedir(dir);
+	qsort(names, n, sizeof(*names), path_cmp);
+	for (size_t i = 0; i < n; i++) {
+		check_path(g, names[i], o, depth + 1);
+		free(names[i]);
+	}
+	free(names);
+}
+
+static int cmd_check(cli_ctx_t *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"tsv", no_argument, NULL, 't'},   {"timing", no_argument, NULL, 'T'},
+	    {"rules", required_argument, NULL, 'r'}, {"ip", required_argument, NULL, 'i'},
+	    {"helo", required_argument, NULL, 'H'}, {"from", required_argument, NULL, 'f'},
+	    {NULL, 0, NULL, 0}};
+	struct check_opts o = {0};
+	int ch;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "r:", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 't': o.tsv = true; break;
+		case 'T': o.timing = true; break;
+		case 'r': conf_override(ctx->conf, "rules", optarg); break;
+		case 'i': o.ip = optarg; break;
+		case 'H': o.helo = optarg; break;
+		case 'f': o.from = optarg; break;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind == argc) {
+		fprintf(stderr, "sift check: no message files given\n");
+		return 2;
+	}
+	scan_gen_t *g = load_gen(ctx->conf, ctx->diag);
+	ctx->conf = NULL; /* the generation owns it now */
+	diag_print(ctx->diag, stderr, 0);
+	if (g == NULL)
+		return 1;
+	for (int i = optind; i < argc; i++)
+		check_path(g, argv[i], &o, 0);
+	scan_gen_unref(g);
+	return o.failures ? 1 : 0;
+}
+
+static bool is_rules_path(const char *p)
+{
+	struct stat st;
+	size_t n = strlen(p);
+	if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+		return true;
+	return n > 3 && strcmp(p + n - 3, ".cf") == 0;
+}
+
+static int cmd_lint(cli_ctx_t *ctx, int argc, char **argv)
+{
+	conf_t *c = ctx->conf;
+	/* A *.cf file or a directory is rules; anything else a configuration file. */
+	for (int i = 1; i < argc; i++) {
+		if (is_rules_path(argv[i]))
+			continue;
+		conf_free(c);
+		c = conf_load(argv[i], ctx->diag);
+		if (c == NULL)
+			break;
+		if (ctx->state_dir)
+			conf_override(c, "state_dir", ctx->state_dir);
+	}
+	ctx->conf = NULL;
+	if (c != NULL)
+		for (int i = 1; i < argc; i++)
+			if (is_rules_path(argv[i]))
+				conf_override(c, "rules", argv[i]);
+	scan_gen_t *g = c ? load_gen(c, ctx->diag) : NULL;
+	diag_print(ctx->diag, stdout, 1);
+	printf("%zu error(s), %zu warning(s)\n", diag_errors(ctx->diag), diag_warnings(ctx->diag));
+	int rc = g != NULL && diag_errors(ctx->diag) == 0 ? 0 : 1;
+	scan_gen_unref(g);
+	return rc;
+}
+
+static int cmd_version(cli_ctx_t *ctx, int argc, char **argv)
+{
+	printf("sift %s\n", PACKAGE_VERSION);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	cli_cmd_fn fn;
+} commands[] = {
+    {"check", cmd_check},
+    {"lint", cmd_lint},
+    {"version", cmd_version},
+};
+
+int main(int argc, char **argv)
+{
+	struct global_opts g = {0};
+	int ch;
+	/* '+' stops at the subcommand, as git does. */
+	while ((ch = getopt(argc, argv, "+c:d:hV")) != -1) {
+		switch (ch) {
+		case 'c': g.conf_path = optarg; break;
+		case 'd': g.state_dir = optarg; break;
+		case 'V': printf("sift %s\n", PACKAGE_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	log_setup("sift", "stderr", "mail", LOG_L_WARNING);
+	const char *name = argv[optind];
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(name, commands[i].name) != 0)
+			continue;
+		cli_ctx_t ctx = {.diag = diag_new(), .state_dir = g.state_dir};
+		ctx.conf = load_conf(&g, ctx.diag);
+		if (ctx.conf == NULL) {
+			diag_print(ctx.diag, stderr, 0);
+			return 1;
+		}
+		if (ctx.state_dir == NULL)
+			conf_str(ctx.conf, "state_dir", SIFT_STATEDIR, &ctx.state_dir, ctx.diag);
+		int rc = commands[i].fn(&ctx, argc - optind, argv + optind);
+		conf_free(ctx.conf);
+		diag_free(ctx.diag);
+		return rc;
+	}
+	fprintf(stderr, "sift: unknown command '%s'\n", name);
+	usage(stderr);
+	return 2;
+}
