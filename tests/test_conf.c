@@ -1,0 +1,131 @@
+/* Tests of the strict configuration parser and its typed getters. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "conf.h"
+
+static bool diag_has(diag_t *d, const char *needle)
+{
+	for (size_t i = 0; i < diag_count(d); i++)
+		if (strstr(diag_text(d, i), needle))
+			return true;
+	return false;
+}
+
+Test(conf, values_comments_and_quotes)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("t.conf",
+			       "# comment\n\nsocket = unix:/run/s.sock  # trailing\n"
+			       "reject_reply = \"550 5.7.1 no # thanks \"\n",
+			       d);
+	cr_assert_not_null(c);
+	const char *v;
+	conf_str(c, "socket", NULL, &v, d);
+	cr_assert_str_eq(v, "unix:/run/s.sock");
+	conf_str(c, "reject_reply", NULL, &v, d);
+	cr_assert_str_eq(v, "550 5.7.1 no # thanks ");
+	cr_assert_eq(diag_errors(d), 0);
+	conf_free(c);
+	diag_free(d);
+}
+
+Test(conf, syntax_errors_name_file_and_line)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("bad.conf", "a = 1\nthis line has no equals\n", d);
+	cr_assert_null(c);
+	cr_assert(diag_has(d, "bad.conf:2: expected 'key = value'"), "%s", diag_text(d, 0));
+	diag_free(d);
+}
+
+Test(conf, unknown_keys_are_errors_with_location)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("x.conf", "socket = inet:1@127.0.0.1\nsokcet = typo\n", d);
+	const char *v;
+	conf_str(c, "socket", NULL, &v, d);
+	cr_assert_eq(conf_check_unknown(c, d), 1);
+	cr_assert(diag_has(d, "x.conf:2: unknown key 'sokcet'"));
+	conf_free(c);
+	diag_free(d);
+}
+
+Test(conf, typed_values_and_ranges)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("t.conf",
+			       "size = 10M\nms = 250ms\nsecs = 2\nflag = yes\nn = 12\nbadn = 12x\n"
+			       "big = 99\nscore = off\nf = 2.5\n",
+			       d);
+	uint64_t sz;
+	long ms, n;
+	bool b;
+	double f, off;
+	cr_assert_eq(conf_size(c, "size", 0, 0, UINT64_MAX, &sz, d), 0);
+	cr_assert_eq(sz, 10u << 20);
+	conf_ms(c, "ms", 0, 0, 100000, &ms, d);
+	cr_assert_eq(ms, 250);
+	conf_ms(c, "secs", 0, 0, 100000, &ms, d);
+	cr_assert_eq(ms, 2000);
+	conf_bool(c, "flag", false, &b, d);
+	cr_assert(b);
+	conf_long(c, "n", 0, 0, 100, &n, d);
+	cr_assert_eq(n, 12);
+	cr_assert_eq(conf_long(c, "badn", 7, 0, 100, &n, d), -1);
+	cr_assert_eq(n, 7);
+	cr_assert(diag_has(d, "t.conf:6: badn: expected an integer"));
+	cr_assert_eq(conf_long(c, "big", 0, 0, 10, &n, d), -1);
+	cr_assert(diag_has(d, "t.conf:7: big: must be between 0 and 10"));
+	conf_double_or_off(c, "score", 5, INFINITY, &off, d);
+	cr_assert(isinf(off));
+	conf_double(c, "f", 0, 0, 10, &f, d);
+	cr_assert_float_eq(f, 2.5, 1e-9);
+	conf_free(c);
+	diag_free(d);
+}
+
+Test(conf, single_valued_key_given_twice_is_an_error)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("t.conf", "socket = a\nsocket = b\n", d);
+	const char *v;
+	cr_assert_eq(conf_str(c, "socket", NULL, &v, d), -1);
+	cr_assert(diag_has(d, "t.conf:2: 'socket' given twice"));
+	conf_free(c);
+	diag_free(d);
+}
+
+Test(conf, overrides_hide_file_values_and_lists_repeat)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("t.conf", "rules = /a\nrules = /b\nstate_dir = /var/x\n", d);
+	cr_assert_eq(conf_count(c, "rules"), 2);
+	const char *file;
+	unsigned line;
+	cr_assert_str_eq(conf_value_at(c, "rules", 1, &file, &line), "/b");
+	cr_assert_eq(line, 2);
+	conf_override(c, "rules", "/cli");
+	cr_assert_eq(conf_count(c, "rules"), 1);
+	cr_assert_str_eq(conf_value_at(c, "rules", 0, NULL, NULL), "/cli");
+	conf_override(c, "state_dir", "/tmp/s");
+	const char *sd;
+	cr_assert_eq(conf_str(c, "state_dir", NULL, &sd, d), 0);
+	cr_assert_str_eq(sd, "/tmp/s");
+	cr_assert_eq(diag_errors(d), 0);
+	conf_free(c);
+	diag_free(d);
+}
+
+Test(conf, enum_lists_the_choices)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("t.conf", "on_error = explode\n", d);
+	static const char *const ch[] = {"accept", "tempfail", NULL};
+	int v;
+	cr_assert_eq(conf_enum(c, "on_error", ch, 0, &v, d), -1);
+	cr_assert(diag_has(d, "expected one of accept, tempfail"));
+	conf_free(c);
+	diag_free(d);
+}

@@ -1,0 +1,92 @@
+/* Tests of the message container: envelope, header fields, body limits. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "msg.h"
+
+Test(msg, parse_raw_splits_headers_and_body)
+{
+	msg_t *m = msg_new(1 << 20);
+	const char raw[] = "From: a@example.com\r\nSubject: hello\r\n\tworld\r\nX-Empty:\r\n\r\n"
+			   "line one\r\nline two\r\n";
+	msg_parse_raw(m, raw, sizeof(raw) - 1);
+	cr_assert_eq(msg_header_count(m), 3);
+	cr_assert_str_eq(msg_header_get(m, "subject", 0), "hello\n\tworld");
+	cr_assert_str_eq(msg_header_get(m, "X-Empty", 0), "");
+	size_t len;
+	const char *b = msg_body(m, &len);
+	cr_assert_str_eq(b, "line one\nline two\n");
+	cr_assert_eq(len, strlen("line one\nline two\n"));
+	msg_free(m);
+}
+
+Test(msg, a_non_header_line_starts_the_body)
+{
+	msg_t *m = msg_new(1 << 20);
+	const char raw[] = "Subject: x\nthis is not a header\nmore\n";
+	msg_parse_raw(m, raw, sizeof(raw) - 1);
+	cr_assert_eq(msg_header_count(m), 1);
+	cr_assert_str_eq(msg_body(m, NULL), "this is not a header\nmore\n");
+	msg_free(m);
+}
+
+Test(msg, mbox_from_line_is_skipped)
+{
+	msg_t *m = msg_new(1 << 20);
+	const char raw[] = "From someone Mon Jan  1 00:00:00 2024\nSubject: y\n\nbody\n";
+	msg_parse_raw(m, raw, sizeof(raw) - 1);
+	cr_assert_str_eq(msg_header_get(m, "Subject", 0), "y");
+	msg_free(m);
+}
+
+Test(msg, body_over_the_limit_is_counted_not_kept)
+{
+	msg_t *m = msg_new(10);
+	msg_append_body(m, "0123456789abcdef", 16);
+	msg_append_body(m, "more", 4);
+	size_t len;
+	msg_body(m, &len);
+	cr_assert_eq(len, 10);
+	cr_assert(msg_truncated(m));
+	cr_assert_eq(msg_body_size(m), 20);
+	msg_free(m);
+}
+
+Test(msg, crlf_split_across_chunks_becomes_lf)
+{
+	msg_t *m = msg_new(1 << 20);
+	msg_append_body(m, "a\r", 2);
+	msg_append_body(m, "\nb\r", 3);
+	msg_append_body(m, "c", 1);
+	cr_assert_str_eq(msg_body(m, NULL), "a\nb\rc");
+	msg_free(m);
+}
+
+Test(msg, envelope_paths_are_stripped)
+{
+	msg_t *m = msg_new(100);
+	msg_set_mail_from(m, "<user@example.org> SIZE=1234");
+	msg_add_rcpt(m, "<r1@example.net>");
+	msg_add_rcpt(m, "r2@example.net");
+	cr_assert_str_eq(msg_mail_from(m), "user@example.org");
+	cr_assert_eq(msg_rcpt_count(m), 2);
+	cr_assert_str_eq(msg_rcpt(m, 1), "r2@example.net");
+	msg_set_mail_from(m, "<>");
+	cr_assert_str_eq(msg_mail_from(m), "");
+	cr_assert_str_eq(msg_queue_id(m), "NOQUEUE");
+	msg_free(m);
+}
+
+Test(msg, header_block_lists_every_field)
+{
+	msg_t *m = msg_new(100);
+	msg_add_header(m, "A", "1");
+	msg_add_header(m, "B", " 2");
+	size_t len;
+	cr_assert_str_eq(msg_header_block(m, &len), "A: 1\nB: 2\n");
+	msg_add_header(m, "A", "3");
+	cr_assert_str_eq(msg_header_block(m, &len), "A: 1\nB: 2\nA: 3\n");
+	cr_assert_str_eq(msg_header_get(m, "a", 1), "3");
+	cr_assert_null(msg_header_get(m, "a", 2));
+	msg_free(m);
+}

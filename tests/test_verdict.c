@@ -1,0 +1,76 @@
+/* Tests of the verdict policy: thresholds to actions, and the headers. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "verdict.h"
+
+static verdict_policy_t policy(const char *text)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("v.conf", text, d);
+	verdict_policy_t p;
+	cr_assert_eq(verdict_policy_read(c, &p, d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	/* The policy keeps pointers into the conf: leak it for the test's life. */
+	diag_free(d);
+	return p;
+}
+
+Test(verdict, highest_reached_threshold_wins)
+{
+	verdict_policy_t p = policy("add_header_score = 5\nquarantine_score = 8\nreject_score = 12\n");
+	cr_assert_eq(verdict_decide(&p, 4.9), VERDICT_ACCEPT);
+	cr_assert_eq(verdict_decide(&p, 5), VERDICT_ADD_HEADER);
+	cr_assert_eq(verdict_decide(&p, 9), VERDICT_QUARANTINE);
+	cr_assert_eq(verdict_decide(&p, 12), VERDICT_REJECT);
+	cr_assert_eq(verdict_decide(&p, -3), VERDICT_ACCEPT);
+}
+
+Test(verdict, off_thresholds_never_apply)
+{
+	verdict_policy_t p = policy("add_header_score = off\nreject_score = off\ntempfail_score = 7\n");
+	cr_assert_eq(verdict_decide(&p, 100), VERDICT_TEMPFAIL);
+	cr_assert_eq(verdict_decide(&p, 6.9), VERDICT_ACCEPT);
+	cr_assert_float_eq(verdict_spam_threshold(&p), 7, 1e-9);
+}
+
+Test(verdict, bad_replies_are_refused)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("v.conf", "reject_reply = 450 not a rejection\n", d);
+	verdict_policy_t p;
+	cr_assert_eq(verdict_policy_read(c, &p, d), -1);
+	cr_assert(strstr(diag_text(d, 0), "reject_reply must be a 5xx"));
+	conf_free(c);
+	diag_free(d);
+}
+
+Test(verdict, headers_name_the_rules_and_flag_spam)
+{
+	verdict_policy_t p = policy("");
+	arena_t *a = arena_new(0);
+	hits_t *h = hits_new(a);
+	hits_add(h, "rules", "BIG_MONEY", 4.0, NULL, NULL);
+	hits_add(h, "rules", "ALL_CAPS", 2.0, NULL, NULL);
+	verdict_header_t hv[4];
+	size_t n = verdict_headers(&p, a, 6.0, VERDICT_ADD_HEADER, h, hv);
+	cr_assert_eq(n, 4);
+	cr_assert_str_eq(hv[0].name, "X-Spam-Score");
+	cr_assert_str_eq(hv[0].value, "6.0");
+	cr_assert_str_eq(hv[1].name, "X-Spam-Status");
+	cr_assert_str_eq(hv[1].value, "Yes, score=6.0 required=5.0 tests=BIG_MONEY,ALL_CAPS");
+	cr_assert_str_eq(hv[3].name, "X-Spam-Flag");
+	n = verdict_headers(&p, a, 0.0, VERDICT_ACCEPT, hits_new(a), hv);
+	cr_assert_eq(n, 3);
+	cr_assert_str_eq(hv[1].value, "No, score=0.0 required=5.0 tests=none");
+	arena_free(a);
+}
+
+Test(verdict, own_headers_are_recognised_case_insensitively)
+{
+	verdict_policy_t p = policy("");
+	cr_assert(verdict_is_own_header(&p, "x-spam-status"));
+	cr_assert(verdict_is_own_header(&p, "X-Spam-Flag"));
+	cr_assert_not(verdict_is_own_header(&p, "X-Spam-Whatever-Else"));
+	cr_assert_not(verdict_is_own_header(&p, "Subject"));
+}
