@@ -1,0 +1,126 @@
+#!/bin/bash
+# run-tests.sh - sets everything up on Debian 12 and runs the whole test suite:
+#   1. installs the Debian packages (build and test: Redis, unbound, Postfix...)
+#   2. builds with warnings as errors and runs `make check`: the Criterion unit
+#      tests and the integration tests that start the real sift-milter,
+#      redis-server, unbound and a private Postfix on loopback
+#   3. builds again with AddressSanitizer and UndefinedBehaviorSanitizer and
+#      runs the same suite
+#   4. runs each fuzz target for a bounded time (SIFT_FUZZ_SECONDS, default 60)
+#   5. `make distcheck` (unit tests only; the integration tests ran above)
+# and ends with one line "N passed, N failed" summing every suite.
+# Usage: contrib/run-tests.sh [--quick]   (--quick: step 2 only)
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+jobs=$(nproc 2>/dev/null || echo 2)
+[ "$jobs" -gt 2 ] && jobs=2
+
+bash contrib/install-deps.sh --test || { echo "run-tests: installing packages failed"; echo "0 passed, 1 failed"; exit 1; }
+
+passed=0
+failed=0
+skipped=0
+
+# Adds the results of one build's `make check` from its .trs/.log files. A
+# Criterion program counts each of its tests; a script counts as one test.
+count_suite() {
+	local dir=$1 label=$2 trs log res p f c
+	for trs in $(find "$dir/tests" -name '*.trs' 2>/dev/null | sort); do
+		log=${trs%.trs}.log
+		res=$(sed -n 's/^:test-result: //p' "$trs" | head -n 1)
+		syn=$(grep -a 'Synthesis: Tested:' "$log" 2>/dev/null | tail -n 1)
+		if [ -n "$syn" ]; then
+			p=$(echo "$syn" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
+			f=$(echo "$syn" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
+			c=$(echo "$syn" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
+			passed=$((passed + p))
+			failed=$((failed + f + c))
+			if [ "$res" != PASS ] && [ $((f + c)) -eq 0 ]; then
+				failed=$((failed + 1))
+			fi
+		else
+			case $res in
+			PASS | XFAIL) passed=$((passed + 1)) ;;
+			SKIP) skipped=$((skipped + 1)) ;;
+			*) failed=$((failed + 1)) ;;
+			esac
+		fi
+		if [ "$res" != PASS ] && [ "$res" != SKIP ] && [ "$res" != XFAIL ]; then
+			echo "---- $label: ${log#$dir/} ($res), last lines:"
+			tail -n 30 "$log"
+		fi
+	done
+}
+
+step() { echo "==== $*"; }
+
+[ -x configure ] && [ configure -nt configure.ac ] && [ Makefile.in -nt Makefile.am ] || autoreconf -fi >/dev/null 2>&1 || {
+	echo "run-tests: autoreconf failed"; autoreconf -fi; echo "0 passed, 1 failed"; exit 1; }
+
+# build DIR LABEL CONFIGURE-ARGS... : configure, build, check.
+build_and_check() {
+	local dir=$1 label=$2
+	shift 2
+	step "$label: configure and build in $dir"
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	if ! (cd "$dir" && "$top/configure" -q "$@" >configure.out 2>&1 && make -j"$jobs" >make.out 2>&1); then
+		echo "run-tests: $label build failed:"
+		tail -n 40 "$dir/configure.out" "$dir/make.out" 2>/dev/null
+		failed=$((failed + 1))
+		return 1
+	fi
+	step "$label: make check"
+	local rc before=$failed
+	(cd "$dir" && make -j"$jobs" check >check.out 2>&1)
+	rc=$?
+	grep -E '^(PASS|FAIL|ERROR|SKIP|XPASS)' "$dir/check.out" | sed "s/^/  /"
+	count_suite "$dir" "$label"
+	if [ $rc -ne 0 ] && [ $failed -eq $before ]; then
+		# make check failed before any test could fail (a test did not build).
+		echo "---- $label: make check failed:"
+		tail -n 40 "$dir/check.out"
+		failed=$((failed + 1))
+	fi
+}
+
+build_and_check "$top/build-test" "default" --enable-werror
+
+if [ $quick = 0 ]; then
+	san="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+	build_and_check "$top/build-asan" "asan+ubsan" CFLAGS="$san" LDFLAGS="-fsanitize=address,undefined"
+	unset ASAN_OPTIONS UBSAN_OPTIONS
+
+	for target in tests/fuzz/fuzz_*.c; do
+		[ -e "$target" ] || continue
+		name=$(basename "$target" .c)
+		name=${name#fuzz_}
+		step "fuzz: $name for ${SIFT_FUZZ_SECONDS:-60}s"
+		if bash tests/fuzz/run.sh "$name" "${SIFT_FUZZ_SECONDS:-60}" >"$top/build-test/fuzz-$name.out" 2>&1; then
+			passed=$((passed + 1))
+			tail -n 2 "$top/build-test/fuzz-$name.out" | sed "s/^/  /"
+		else
+			failed=$((failed + 1))
+			echo "---- fuzz $name failed:"
+			tail -n 40 "$top/build-test/fuzz-$name.out"
+		fi
+	done
+
+	step "make distcheck"
+	if (cd "$top/build-test" && SIFT_SKIP_INTEGRATION=1 make -j"$jobs" distcheck >distcheck.out 2>&1); then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		echo "---- make distcheck failed:"
+		tail -n 40 "$top/build-test/distcheck.out"
+	fi
+fi
+
+echo "skipped: $skipped"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
