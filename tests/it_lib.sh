@@ -1,0 +1,99 @@
+# it_lib.sh - shared helpers for the integration tests (sourced, not run).
+# Gives each script a private temp dir, a PID list that an EXIT trap stops,
+# bounded waits, free-port selection and assertions that count and fail
+# loudly.
+
+: "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
+: "${top_builddir:=$(pwd)}"
+export top_srcdir top_builddir
+
+IT_NAME=$(basename "$0" .sh)
+IT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/$IT_NAME.XXXXXX")
+IT_PIDS=""
+IT_FAILS=0
+IT_PASSES=0
+
+it_cleanup() {
+	for p in $IT_PIDS; do
+		kill "$p" 2>/dev/null
+	done
+	for p in $IT_PIDS; do
+		# bounded wait: 5 s, then SIGKILL
+		i=0
+		while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		kill -9 "$p" 2>/dev/null
+	done
+	if [ -n "$IT_KEEP" ]; then
+		echo "kept $IT_TMP"
+	else
+		rm -rf "$IT_TMP"
+	fi
+}
+trap it_cleanup EXIT
+trap 'exit 130' INT TERM
+
+it_track() { IT_PIDS="$IT_PIDS $1"; }
+it_untrack() {
+	_l=""
+	for p in $IT_PIDS; do [ "$p" = "$1" ] || _l="$_l $p"; done
+	IT_PIDS=$_l
+}
+
+pass() { IT_PASSES=$((IT_PASSES + 1)); echo "ok $IT_PASSES - $*"; }
+fail() { IT_FAILS=$((IT_FAILS + 1)); echo "FAIL - $*" >&2; echo "not ok - $*"; }
+
+# check DESCRIPTION COMMAND...: passes when the command succeeds.
+check() {
+	_d=$1
+	shift
+	if "$@"; then pass "$_d"; else fail "$_d"; fi
+}
+
+# Skips the whole script (exit 77) with a reason; only for missing tools.
+skip_all() { echo "SKIP: $*"; exit 77; }
+
+# Ends the script: non-zero when any assertion failed.
+it_done() {
+	echo "$IT_NAME: $IT_PASSES passed, $IT_FAILS failed"
+	[ "$IT_FAILS" -eq 0 ]
+	exit $?
+}
+
+# wait_for TIMEOUT_S COMMAND...: polls every 0.1 s until the command succeeds.
+wait_for() {
+	_t=$(($1 * 10))
+	shift
+	_i=0
+	while [ $_i -lt $_t ]; do
+		if "$@"; then return 0; fi
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+	return 1
+}
+
+# A TCP port on 127.0.0.1 nobody listens on (random, checked with a bind).
+free_port() {
+	python3 - <<'EOF' 2>/dev/null && return 0
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+EOF
+	# Fallback without python: random high port not in ss's listing.
+	while :; do
+		_p=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 40000))
+		ss -ltn 2>/dev/null | grep -q ":$_p " || { echo "$_p"; return 0; }
+	done
+}
+
+# tsv_field FILE ROW_MATCH COLUMN: the column (1-based) of the first data
+# row whose file column ends with ROW_MATCH.
+tsv_field() {
+	awk -F'\t' -v m="$2" -v c="$3" '
+		!/^#/ && substr($1, length($1) - length(m) + 1) == m { print $c; exit }' "$1"
+}
