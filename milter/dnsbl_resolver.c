@@ -1,0 +1,562 @@
+/*
+ * dnsbl_resolver.c - asynchronous DNS for the lists: one thread owns a
+ * c-ares channel and answers lookups that worker threads submit, so the
+ * client-address lookups started at CONNECT are sent, retried and
+ * answered while libmilter's thread is busy with the SMTP dialogue.
+ *
+ * Why a thread rather than a channel per connection driven at score()
+ * time: with a per-connection channel nobody would read the answers or
+ * run c-ares's retries between the SMTP commands, and every connection
+ * would open its own sockets. One channel multiplexes everything over a
+ * few sockets, and its answers fill the shared cache even when the
+ * message that asked has long gone.
+ */
+#include "config.h"
+
+#include "dnsbl_int.h"
+
+#include <ares.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The thread wakes at least this often even when c-ares has no timer. */
+#define RESOLVER_MAX_SLEEP_MS 1000
+
+struct dnsbl_query {
+	struct dnsbl_query *batch_next; /* all records of the batch, for freeing */
+	struct dnsbl_query *queue_next; /* the resolver's submit queue */
+	dnsbl_batch_t *batch;
+	dnsbl_resolver_t *res;
+	char qname[DNSBL_QNAME_MAX_BYTES];
+	bool want_txt;
+	bool use_cache;
+	int phase; /* DQ_TYPE_A, then DQ_TYPE_TXT when listed and wanted */
+	/* Written by the resolver thread before done is set under the batch lock. */
+	bool done;
+	int source;
+	dnsbl_answer_t ans;
+};
+
+struct dnsbl_batch {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned pending;
+	bool released;
+	dnsbl_query_t *queries;
+};
+
+struct dnsbl_resolver {
+	unsigned refs; /* atomic */
+	char *servers_csv;
+	dnsbl_resolver_conf_t conf;
+	ares_channel ch;
+	dnsbl_cache_t *cache;
+
+	pthread_mutex_t qlock; /* guards the fields below */
+	dnsbl_query_t *qhead, *qtail;
+	bool stop;
+	bool started;
+	pthread_t thread;
+	int wake[2]; /* pipe: submitters write a byte, the thread polls */
+
+	uint64_t n_queries, n_cache_hits, n_failures; /* atomic */
+};
+
+static pthread_once_t ares_once = PTHREAD_ONCE_INIT;
+static int ares_init_status;
+
+static void ares_init_once(void)
+{
+	ares_init_status = ares_library_init(ARES_LIB_INIT_ALL);
+}
+
+static void counter_add(uint64_t *c, uint64_t n)
+{
+	__atomic_add_fetch(c, n, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------ parsing */
+
+static int skip_name(const unsigned char *p, size_t n, size_t off, size_t *out)
+{
+	/* Compression pointers end a name; they are not followed here. */
+	for (unsigned hops = 0; hops < 128; hops++) {
+		if (off >= n)
+			return -1;
+		unsigned len = p[off];
+		if (len == 0) {
+			*out = off + 1;
+			return 0;
+		}
+		if ((len & 0xc0) == 0xc0) {
+			if (off + 2 > n)
+				return -1;
+			*out = off + 2;
+			return 0;
+		}
+		if (len & 0xc0)
+			return -1;
+		off += 1 + len;
+	}
+	return -1;
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static unsigned get16(const unsigned char *p)
+{
+	return (unsigned)p[0] << 8 | p[1];
+}
+
+int dnsbl_parse_response(const unsigned char *p, size_t n, int qtype, dnsbl_answer_t *out,
+			 long *ttl_s)
+{
+	memset(out, 0, sizeof(*out));
+	*ttl_s = -1;
+	if (p == NULL || n < 12)
+		return -1;
+	unsigned rcode = p[3] & 0x0f;
+	unsigned qd = get16(p + 4), an = get16(p + 6), ns = get16(p + 8);
+	size_t off = 12;
+	for (unsigned i = 0; i < qd; i++) {
+		if (skip_name(p, n, off, &off) < 0 || off + 4 > n)
+			return -1;
+		off += 4;
+	}
+	if (rcode != 0 && rcode != 3) {
+		out->status = DQ_FAILED; /* SERVFAIL, REFUSED, ...: not an answer */
+		return 0;
+	}
+	long min_ttl = -1;
+	size_t txt_len = 0;
+	for (unsigned i = 0; i < an + ns; i++) {
+		if (skip_name(p, n, off, &off) < 0 || off + 10 > n)
+			return -1;
+		unsigned type = get16(p + off), klass = get16(p + off + 2);
+		long ttl = (long)(get32(p + off + 4) & 0x7fffffff);
+		unsigned rdlen = get16(p + off + 8);
+		size_t rd = off + 10;
+		if (rd + rdlen > n)
+			return -1;
+		off = rd + rdlen;
+		if (klass != 1)
+			continue;
+		if (i < an && (int)type == qtype) {
+			if (min_ttl < 0 || ttl < min_ttl)
+				min_ttl = ttl;
+			if (type == DQ_TYPE_A && rdlen == 4 && out->ncodes < DNSBL_MAX_CODES) {
+				out->codes[out->ncodes++] = get32(p + rd);
+			} else if (type == DQ_TYPE_TXT && !out->has_txt) {
+				/* One record's character-strings, joined (as SpamAssassin does). */
+				for (size_t s = rd; s < rd + rdlen;) {
+					unsigned l = p[s++];
+					for (unsigned k = 0; k < l && s < rd + rdlen; k++, s++) {
+						unsigned char ch = p[s];
+						if (txt_len + 1 < sizeof(out->txt))
+							out->txt[txt_len++] =
+							    (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+					}
+				}
+				out->txt[txt_len] = '\0';
+				out->has_txt = true;
+			}
+		} else if (i >= an && type == 6 /* SOA */ && qtype != 6) {
+			/* RFC 2308: a negative answer lives min(SOA TTL, SOA MINIMUM). */
+			size_t s;
+			if (skip_name(p, n, rd, &s) < 0 || skip_name(p, n, s, &s) < 0 ||
+			    s + 20 > rd + rdlen)
+				continue;
+			long minimum = (long)(get32(p + s + 16) & 0x7fffffff);
+			long neg = ttl < minimum ? ttl : minimum;
+			if (an == 0 || out->ncodes == 0)
+				*ttl_s = neg;
+		}
+	}
+	if (qtype == DQ_TYPE_A)
+		out->status = out->ncodes > 0 ? DQ_LISTED : DQ_NOT_LISTED;
+	else
+		out->status = out->has_txt ? DQ_LISTED : DQ_NOT_LISTED;
+	if (out->status == DQ_LISTED)
+		*ttl_s = min_ttl;
+	return 0;
+}
+
+/* ------------------------------------------------------------ batches */
+
+dnsbl_batch_t *dnsbl_batch_new(void)
+{
+	dnsbl_batch_t *b = calloc(1, sizeof(*b));
+	if (b == NULL)
+		abort();
+	pthread_mutex_init(&b->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	/* Deadlines are monotonic; a clock step must not stretch a wait. */
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&b->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	return b;
+}
+
+static void batch_free(dnsbl_batch_t *b)
+{
+	for (dnsbl_query_t *q = b->queries, *next; q != NULL; q = next) {
+		next = q->batch_next;
+		free(q);
+	}
+	pthread_cond_destroy(&b->cond);
+	pthread_mutex_destroy(&b->lock);
+	free(b);
+}
+
+void dnsbl_batch_release(dnsbl_batch_t *b)
+{
+	if (b == NULL)
+		return;
+	pthread_mutex_lock(&b->lock);
+	b->released = true;
+	bool last = b->pending == 0;
+	pthread_mutex_unlock(&b->lock);
+	if (last)
+		batch_free(b);
+}
+
+bool dnsbl_batch_wait(dnsbl_batch_t *b, long deadline_ms)
+{
+	struct timespec ts = {.tv_sec = deadline_ms / 1000,
+			      .tv_nsec = (deadline_ms % 1000) * 1000000L};
+	pthread_mutex_lock(&b->lock);
+	while (b->pending > 0) {
+		if (pthread_cond_timedwait(&b->cond, &b->lock, &ts) == ETIMEDOUT)
+			break;
+	}
+	bool all = b->pending == 0;
+	pthread_mutex_unlock(&b->lock);
+	return all;
+}
+
+bool dnsbl_query_result(dnsbl_batch_t *b, const dnsbl_query_t *q, dnsbl_answer_t *out,
+			int *source)
+{
+	pthread_mutex_lock(&b->lock);
+	bool done = q->done;
+	if (done) {
+		*out = q->ans;
+		if (source)
+			*source = q->source;
+	}
+	pthread_mutex_unlock(&b->lock);
+	return done;
+}
+
+/* Resolver thread (or submitter, for failures): the record is final. */
+static void query_complete(dnsbl_query_t *q)
+{
+	dnsbl_batch_t *b = q->batch;
+	pthread_mutex_lock(&b->lock);
+	q->done = true;
+	b->pending--;
+	if (b->pending == 0)
+		pthread_cond_broadcast(&b->cond);
+	bool last = b->released && b->pending == 0;
+	pthread_mutex_unlock(&b->lock);
+	if (last)
+		batch_free(b);
+}
+
+/* ------------------------------------------------------------ resolver thread */
+
+static void send_query(dnsbl_query_t *q);
+
+static long ttl_ms_for(const dnsbl_resolver_t *r, long ttl_s)
+{
+	long ms = ttl_s < 0 ? r->conf.negative_ttl_ms : ttl_s * 1000;
+	return ms > r->conf.max_ttl_ms ? r->conf.max_ttl_ms : ms;
+}
+
+static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	dnsbl_query_t *q = arg;
+	dnsbl_resolver_t *r = q->res;
+	dnsbl_answer_t a;
+	long ttl_s = -1;
+	(void)timeouts;
+
+	bool parsed = (status == ARES_SUCCESS || status == ARES_ENOTFOUND ||
+		       status == ARES_ENODATA) &&
+		      dnsbl_parse_response(abuf, alen > 0 ? (size_t)alen : 0, q->phase, &a,
+					   &ttl_s) == 0;
+	if (!parsed) {
+		memset(&a, 0, sizeof(a));
+		a.status = DQ_FAILED;
+	}
+	if (a.status == DQ_FAILED)
+		counter_add(&r->n_failures, 1);
+	else if (q->use_cache)
+		dnsbl_cache_put(r->cache, q->qname, q->phase, &a, ttl_ms_for(r, ttl_s),
+				dnsbl_now_ms());
+
+	if (q->phase == DQ_TYPE_A) {
+		q->ans = a;
+		q->ans.has_txt = false;
+		q->ans.txt[0] = '\0';
+		if (a.status == DQ_LISTED && q->want_txt && status != ARES_EDESTRUCTION) {
+			dnsbl_answer_t t;
+			if (q->use_cache &&
+			    dnsbl_cache_get(r->cache, q->qname, DQ_TYPE_TXT, dnsbl_now_ms(), &t)) {
+				q->ans.has_txt = t.has_txt;
+				memcpy(q->ans.txt, t.txt, sizeof(t.txt));
+			} else {
+				q->phase = DQ_TYPE_TXT;
+				send_query(q);
+				return;
+			}
+		}
+	} else if (a.status == DQ_LISTED) {
+		q->ans.has_txt = a.has_txt;
+		memcpy(q->ans.txt, a.txt, sizeof(a.txt));
+	}
+	query_complete(q);
+}
+
+static void send_query(dnsbl_query_t *q)
+{
+	counter_add(&q->res->n_queries, 1);
+	ares_query(q->res->ch, q->qname, 1 /* IN */, q->phase, on_answer, q);
+}
+
+static void *resolver_main(void *arg)
+{
+	dnsbl_resolver_t *r = arg;
+	for (;;) {
+		pthread_mutex_lock(&r->qlock);
+		dnsbl_query_t *list = r->qhead;
+		r->qhead = r->qtail = NULL;
+		bool stop = r->stop;
+		pthread_mutex_unlock(&r->qlock);
+		char drain[64];
+		while (read(r->wake[0], drain, sizeof(drain)) > 0)
+			;
+		for (dnsbl_query_t *q = list, *next; q != NULL; q = next) {
+			next = q->queue_next;
+			if (stop) {
+				q->ans.status = DQ_FAILED;
+				query_complete(q);
+			} else {
+				send_query(q);
+			}
+		}
+		if (stop)
+			break;
+
+		ares_socket_t socks[ARES_GETSOCK_MAXNUM];
+		int bits = ares_getsock(r->ch, socks, ARES_GETSOCK_MAXNUM);
+		struct pollfd pfd[ARES_GETSOCK_MAXNUM + 1];
+		int np = 0;
+		pfd[np++] = (struct pollfd){.fd = r->wake[0], .events = POLLIN};
+		for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
+			short ev = 0;
+			if (ARES_GETSOCK_READABLE(bits, i))
+				ev |= POLLIN;
+			if (ARES_GETSOCK_WRITABLE(bits, i))
+				ev |= POLLOUT;
+			if (ev)
+				pfd[np++] = (struct pollfd){.fd = socks[i], .events = ev};
+		}
+		struct timeval maxtv = {.tv_sec = RESOLVER_MAX_SLEEP_MS / 1000,
+					.tv_usec = (RESOLVER_MAX_SLEEP_MS % 1000) * 1000};
+		struct timeval tvbuf, *tv = ares_timeout(r->ch, &maxtv, &tvbuf);
+		int wait_ms = (int)(tv->tv_sec * 1000 + (tv->tv_usec + 999) / 1000);
+		int rc = poll(pfd, (nfds_t)np, wait_ms);
+		bool any = false;
+		for (int i = 1; rc > 0 && i < np; i++) {
+			if (pfd[i].revents == 0)
+				continue;
+			any = true;
+			ares_socket_t rfd = (pfd[i].revents & (POLLIN | POLLERR | POLLHUP))
+						? pfd[i].fd
+						: ARES_SOCKET_BAD;
+			ares_socket_t wfd = (pfd[i].revents & POLLOUT) ? pfd[i].fd : ARES_SOCKET_BAD;
+			ares_process_fd(r->ch, rfd, wfd);
+		}
+		if (!any)
+			ares_process_fd(r->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* timers */
+	}
+	/* Fails whatever is still in flight (ARES_EDESTRUCTION) so batches finish. */
+	ares_destroy(r->ch);
+	r->ch = NULL;
+	return NULL;
+}
+
+/* ------------------------------------------------------------ public */
+
+dnsbl_resolver_t *dnsbl_resolver_new(const dnsbl_resolver_conf_t *rc, char *err, size_t err_bytes)
+{
+	pthread_once(&ares_once, ares_init_once);
+	if (ares_init_status != ARES_SUCCESS) {
+		snprintf(err, err_bytes, "c-ares: %s", ares_strerror(ares_init_status));
+		return NULL;
+	}
+	dnsbl_resolver_t *r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		abort();
+	r->refs = 1;
+	r->conf = *rc;
+	r->servers_csv = rc->servers_csv ? strdup(rc->servers_csv) : NULL;
+	r->conf.servers_csv = r->servers_csv;
+
+	struct ares_options o;
+	memset(&o, 0, sizeof(o));
+	o.timeout = (int)rc->timeout_ms;
+	o.tries = rc->tries;
+	/* Lists are absolute names: no search domains, no ndots games. */
+	o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
+	int status = ares_init_options(&r->ch, &o,
+				       ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS);
+	if (status == ARES_SUCCESS && r->servers_csv)
+		status = ares_set_servers_ports_csv(r->ch, r->servers_csv);
+	if (status != ARES_SUCCESS) {
+		snprintf(err, err_bytes, "c-ares: %s", ares_strerror(status));
+		if (r->ch)
+			ares_destroy(r->ch);
+		free(r->servers_csv);
+		free(r);
+		return NULL;
+	}
+	if (pipe2(r->wake, O_NONBLOCK | O_CLOEXEC) < 0) {
+		snprintf(err, err_bytes, "pipe: %s", strerror(errno));
+		ares_destroy(r->ch);
+		free(r->servers_csv);
+		free(r);
+		return NULL;
+	}
+	pthread_mutex_init(&r->qlock, NULL);
+	r->cache = dnsbl_cache_new(rc->cache_max_entries, rc->cache_max_bytes);
+	return r;
+}
+
+bool dnsbl_resolver_same(const dnsbl_resolver_t *r, const dnsbl_resolver_conf_t *rc)
+{
+	const dnsbl_resolver_conf_t *a = &r->conf;
+	bool same_servers = (a->servers_csv == NULL && rc->servers_csv == NULL) ||
+			    (a->servers_csv && rc->servers_csv &&
+			     strcmp(a->servers_csv, rc->servers_csv) == 0);
+	return same_servers && a->timeout_ms == rc->timeout_ms && a->tries == rc->tries &&
+	       a->cache_max_entries == rc->cache_max_entries &&
+	       a->cache_max_bytes == rc->cache_max_bytes && a->max_ttl_ms == rc->max_ttl_ms &&
+	       a->negative_ttl_ms == rc->negative_ttl_ms;
+}
+
+dnsbl_resolver_t *dnsbl_resolver_ref(dnsbl_resolver_t *r)
+{
+	__atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
+	return r;
+}
+
+void dnsbl_resolver_unref(dnsbl_resolver_t *r)
+{
+	if (r == NULL || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	pthread_mutex_lock(&r->qlock);
+	r->stop = true;
+	bool started = r->started;
+	pthread_mutex_unlock(&r->qlock);
+	if (started) {
+		(void)!write(r->wake[1], "x", 1);
+		pthread_join(r->thread, NULL);
+	} else {
+		ares_destroy(r->ch);
+	}
+	close(r->wake[0]);
+	close(r->wake[1]);
+	dnsbl_cache_free(r->cache);
+	pthread_mutex_destroy(&r->qlock);
+	free(r->servers_csv);
+	free(r);
+}
+
+void dnsbl_resolver_stats(dnsbl_resolver_t *r, dnsbl_resolver_stats_t *st)
+{
+	st->queries = __atomic_load_n(&r->n_queries, __ATOMIC_RELAXED);
+	st->cache_hits = __atomic_load_n(&r->n_cache_hits, __ATOMIC_RELAXED);
+	st->failures = __atomic_load_n(&r->n_failures, __ATOMIC_RELAXED);
+	dnsbl_cache_usage(r->cache, &st->cache_entries, &st->cache_bytes);
+}
+
+dnsbl_query_t *dnsbl_resolver_submit(dnsbl_resolver_t *r, dnsbl_batch_t *b, const char *qname,
+				     bool want_txt, bool use_cache)
+{
+	dnsbl_query_t *q = calloc(1, sizeof(*q));
+	if (q == NULL)
+		abort();
+	q->batch = b;
+	q->res = r;
+	snprintf(q->qname, sizeof(q->qname), "%s", qname);
+	q->want_txt = want_txt;
+	q->use_cache = use_cache;
+	q->phase = DQ_TYPE_A;
+
+	long now = dnsbl_now_ms();
+	bool cached = false;
+	if (use_cache && dnsbl_cache_get(r->cache, qname, DQ_TYPE_A, now, &q->ans)) {
+		cached = true;
+		q->ans.has_txt = false;
+		if (q->ans.status == DQ_LISTED && want_txt) {
+			dnsbl_answer_t t;
+			if (dnsbl_cache_get(r->cache, qname, DQ_TYPE_TXT, now, &t)) {
+				q->ans.has_txt = t.has_txt;
+				memcpy(q->ans.txt, t.txt, sizeof(t.txt));
+			} else {
+				q->phase = DQ_TYPE_TXT; /* only the text is missing */
+				cached = false;
+			}
+		}
+	}
+	pthread_mutex_lock(&b->lock);
+	q->batch_next = b->queries;
+	b->queries = q;
+	if (cached) {
+		q->done = true;
+		q->source = DQ_SRC_CACHE;
+	} else {
+		b->pending++;
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (cached) {
+		counter_add(&r->n_cache_hits, 1);
+		return q;
+	}
+
+	pthread_mutex_lock(&r->qlock);
+	bool ok = !r->stop;
+	if (ok && !r->started) {
+		if (pthread_create(&r->thread, NULL, resolver_main, r) == 0)
+			r->started = true;
+		else
+			ok = false;
+	}
+	if (ok) {
+		if (r->qtail)
+			r->qtail->queue_next = q;
+		else
+			r->qhead = q;
+		r->qtail = q;
+	}
+	pthread_mutex_unlock(&r->qlock);
+	if (ok) {
+		(void)!write(r->wake[1], "x", 1);
+	} else {
+		q->ans.status = DQ_FAILED;
+		counter_add(&r->n_failures, 1);
+		query_complete(q);
+	}
+	return q;
+}
