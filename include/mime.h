@@ -22,8 +22,19 @@
  *	           left as is;
  *	  uris     every URL found, as written after entity decoding; schemes
  *	           http, https, ftp, mailto and bare "www." hosts.
+ *
+ *	Part 0 is the message itself; the others follow in document order
+ *	(a container before its children). A part's decoded bytes are
+ *	NUL-terminated for text parts; a non-text part without a transfer
+ *	encoding points straight into the message body (no copy is made), so
+ *	use decoded_len, not strlen(), on those.
+ *
+ *	Both lists are bounded (MIME_MAX_URIS, MIME_MAX_DOMAINS) and hold
+ *	distinct entries in the order found.
  * THREADS
- *	Reentrant; each call works on its own message.
+ *	Reentrant; each call works on its own message. Charset converters
+ *	(iconv descriptors) are cached per thread, so a thread converts
+ *	without locks; the cache is released when the thread exits.
  */
 #ifndef SIFT_MIME_H
 #define SIFT_MIME_H
@@ -34,6 +45,21 @@
 
 #include "arena.h"
 #include "msg.h"
+
+/* Bounds of the URI and domain lists, and of one URI kept in them. */
+#define MIME_MAX_URIS 1000
+#define MIME_MAX_DOMAINS 1000
+#define MIME_MAX_URI_BYTES 2048
+/*
+ * Nesting is capped here whatever the configuration says: the walk
+ * recurses once per level, and a thread's stack is the real bound.
+ */
+#define MIME_DEPTH_CAP 200
+
+/* Defaults used when mime_parse() is given no limits. */
+#define MIME_DEFAULT_MAX_DEPTH 20
+#define MIME_DEFAULT_MAX_PARTS 500
+#define MIME_DEFAULT_MAX_TEXT_BYTES (4u << 20)
 
 typedef struct mime_limits {
 	unsigned max_depth;	    /* nesting of multiparts, e.g. 20 */
@@ -71,7 +97,10 @@ typedef struct mime_part {
 
 typedef struct mime mime_t;
 
+/* limits may be NULL (the MIME_DEFAULT_* values apply). */
 mime_t *mime_parse(msg_t *m, const mime_limits_t *limits);
+/* The decoded Subject (UTF-8, unfolded), "" when there is none. */
+const char *mime_subject(const mime_t *mi);
 const char *mime_body(const mime_t *mi, size_t *len);
 const char *mime_rawbody(const mime_t *mi, size_t *len);
 size_t mime_part_count(const mime_t *mi);
@@ -90,5 +119,23 @@ unsigned mime_flags(const mime_t *mi);
 char *mime_decode_header(arena_t *a, const char *raw);
 /* Converts n bytes in charset to UTF-8 in arena a; NULL if unknown charset. */
 char *mime_to_utf8(arena_t *a, const char *charset, const char *p, size_t n, size_t *out_len);
+
+/*
+ * The two halves of the module (mime.c, mime_html.c) meet here; other
+ * modules should not need these.
+ *
+ * mime_html_render() appends the text of n bytes of UTF-8 HTML to out:
+ * script, style and head contents dropped, block elements as line breaks,
+ * entities decoded, white space collapsed. The URLs of href, src, action
+ * and background attributes go to mi's lists (mi may be NULL).
+ *
+ * mime_scan_uris() finds URLs written in text and adds them; mime_add_uri()
+ * adds one (after checking its scheme, trimming and lower-casing its host).
+ */
+void mime_html_render(mime_t *mi, const char *html, size_t n, abuf_t *out);
+void mime_scan_uris(mime_t *mi, const char *text, size_t n);
+void mime_add_uri(mime_t *mi, const char *p, size_t n);
+/* Appends the UTF-8 form of code point cp (U+FFFD for invalid ones). */
+void mime_put_utf8(abuf_t *out, uint32_t cp);
 
 #endif
