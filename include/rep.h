@@ -1,0 +1,405 @@
+/*
+ * NAME
+ *	rep - shared reputation and block/allow lists through Redis
+ * SYNOPSIS
+ *	#include "rep.h"
+ *	extern const evidence_ops_t rep_evidence;
+ *	int rep_cmd_block(cli_ctx_t *ctx, int argc, char **argv);
+ * DESCRIPTION
+ *	Several sift-milter nodes learn from each other through one Redis
+ *	(optionally a Sentinel-managed primary with a replica per site), in a
+ *	way meant for thin, costly and unreliable links: every node keeps
+ *	deciding from local state while Redis or the link is down, and
+ *	catches up when it returns.
+ *
+ *	Reputation. For the client IP, its /24 (IPv4) or /64 (IPv6), the
+ *	envelope-sender domain, the From domain and the URL domains (domains
+ *	reduced to their registrable part with libpsl) Redis holds
+ *	exponentially decaying spam and ham counts, one small hash per entity:
+ *
+ *	  <prefix>r:{<kind>:<value>}  fields s (spam), h (ham), t (unix s)
+ *	  kinds: ip, net, mf (MAIL FROM domain), fd (From domain), ud (URL)
+ *
+ *	s and h are the counts as of time t; a reader decays them to "now"
+ *	with the configured half-life. Writes run a small Lua script that
+ *	decays and increments atomically (so no node's increment is lost to
+ *	a read-modify-write race) and refreshes the key's TTL. The braces
+ *	are Redis Cluster hash tags: every key is single-entity, so routing by
+ *	slot needs no multi-key command. The IP and its network are read at
+ *	CONNECT, everything else at end of message, each as one pipelined
+ *	round trip done by a background reader; the milter thread waits at
+ *	most redis_timeout (and never past the message deadline). Verdicts
+ *	are written by a background writer from a bounded queue.
+ *
+ *	Block and allow lists. `sift block add|del` appends an operation to a
+ *	Redis stream, <prefix>{bl}:log, and in the same MULTI updates a
+ *	snapshot hash <prefix>{bl}:state (target -> entry). A sync thread on
+ *	every node XREADs the stream (blocking, so a new entry arrives within
+ *	milliseconds) and applies it to a local LMDB mirror together with the
+ *	stream id of the last applied entry, in one transaction: lookups are
+ *	local, survive outages, and a restart or link cut resumes exactly
+ *	after the last applied entry. A node too far behind a trimmed stream,
+ *	or a new node, loads the snapshot and then follows the stream.
+ *
+ *	Failure behaviour. Every Redis connection has a connect and command
+ *	timeout (redis_timeout); after a failure it waits with exponential
+ *	backoff before the next attempt, and after redis_breaker_failures
+ *	consecutive failures the circuit opens: no attempt at all for
+ *	redis_breaker_time, so a dead link costs nothing per message. Error
+ *	replies LOADING, READONLY (a demoted primary) and MASTERDOWN count as
+ *	failures of that server and trigger a reconnect (and, with Sentinel,
+ *	a fresh discovery of the primary), so Sift never needs a restart.
+ *	Unwritten verdicts stay queued (rep_queue_max items; the oldest is
+ *	dropped and counted when full) and are replayed when Redis returns.
+ * THREADS
+ *	The evidence hooks are called from any worker thread; the shared
+ *	state is immutable except for the runtime (queues, counters), which
+ *	is internally synchronised. The runtime owns three threads: reader,
+ *	writer and mirror sync, each with its own connections (a rep_link_t
+ *	is used by one thread only). No lock is held across a network wait.
+ *	The pure helpers below are reentrant. A rep_mirror_t is safe to share
+ *	between threads (LMDB transactions) and between processes.
+ */
+#ifndef SIFT_REP_H
+#define SIFT_REP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cli.h"
+#include "diag.h"
+#include "evidence.h"
+
+extern const evidence_ops_t rep_evidence;
+
+/* `sift block add|del|list|export` (rep_cli.c). */
+int rep_cmd_block(cli_ctx_t *ctx, int argc, char **argv);
+
+/* ------------------------------------------------------------ configuration (rep.c) */
+
+enum { REP_MAX_SENTINELS = 16 };
+
+/*
+ * Every key the module reads, with defaults applied. Strings point into
+ * the conf_t (copy them to keep them longer).
+ */
+typedef struct rep_config {
+	const char *server;	 /* redis_server: host:port or unix:/path */
+	const char *replica;	 /* redis_replica: a (local) replica for reads */
+	const char *sentinels[REP_MAX_SENTINELS]; /* redis_sentinel, repeatable */
+	size_t n_sentinels;
+	const char *master_name; /* redis_sentinel_master */
+	const char *password;	 /* redis_password */
+	const char *prefix;	 /* redis_prefix, default "sift:" */
+	long db;		 /* redis_db */
+	long timeout_ms;	 /* redis_timeout: connect, command, and the wait per message */
+	long breaker_failures;	 /* redis_breaker_failures */
+	long breaker_open_ms;	 /* redis_breaker_time */
+	long backoff_max_ms;	 /* redis_backoff_max */
+	double min_obs;		 /* rep_min_observations */
+	double max_score;	 /* rep_max_score */
+	double learn_spam;	 /* rep_learn_spam_score: learn spam at or above (rep hits excluded) */
+	double learn_ham;	 /* rep_learn_ham_score: learn ham below */
+	double block_score;	 /* rep_block_score */
+	double allow_score;	 /* rep_allow_score */
+	long half_life_s;	 /* rep_half_life */
+	long ttl_s;		 /* rep_ttl: idle entities expire */
+	long queue_max;		 /* rep_queue_max: buffered writes */
+	long url_max;		 /* rep_url_domains_max */
+	char mirror_dir[1024];	 /* block_mirror, default <state_dir>/blockmirror */
+	bool mirror_explicit;	 /* block_mirror was configured */
+	long stream_max;	 /* block_stream_max: entries kept in the stream */
+	long sync_wait_ms;	 /* block_sync_wait: one blocking XREAD */
+} rep_config_t;
+
+int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *d);
+bool rep_config_has_redis(const rep_config_t *rc);
+
+/* ------------------------------------------------------------ entities and keys (rep_key.c) */
+
+enum {
+	REP_KEY_MAX_BYTES = 320,   /* prefix + kind + a 253-byte domain */
+	REP_DOMAIN_MAX_BYTES = 254,
+	REP_REASON_MAX_BYTES = 200,
+	REP_BY_MAX_BYTES = 64,
+	REP_ID_MAX_BYTES = 48,	   /* a stream id "ms-seq" */
+};
+
+typedef enum {
+	REP_ENT_IP,	  /* the client address */
+	REP_ENT_NET,	  /* its /24 or /64 */
+	REP_ENT_MAILFROM, /* envelope-sender domain */
+	REP_ENT_FROM,	  /* From: header domain */
+	REP_ENT_URL,	  /* a URL's domain */
+	REP_ENT_N
+} rep_ent_t;
+
+/* "ip", "net", "mf", "fd", "ud": the kind part of the key. */
+const char *rep_ent_tag(rep_ent_t kind);
+/* "IP", "NET", "MAILFROM", "FROM", "URL": the part of the hit names. */
+const char *rep_ent_label(rep_ent_t kind);
+/* Writes "<prefix>r:{<tag>:<value>}"; returns its length, or -1 if it does not fit. */
+int rep_key(char *buf, size_t size, const char *prefix, rep_ent_t kind, const char *value);
+
+/* An IP address in binary; family 4 or 6. */
+typedef struct rep_addr {
+	int family;
+	uint8_t a[16];
+} rep_addr_t;
+
+int rep_addr_parse(const char *s, rep_addr_t *out); /* 0 or -1; accepts "IPv6:" and [..] */
+/* The reputation network of an address as text: "192.0.2.0/24", "2001:db8:1:2::/64". */
+int rep_addr_net(const rep_addr_t *a, char *buf, size_t size);
+/* Canonical text of an address ("::ffff:1.2.3.4" is kept as IPv6). */
+int rep_addr_format(const rep_addr_t *a, char *buf, size_t size);
+
+/* What a block/allow entry names: one address, a network, or a domain. */
+typedef enum { REP_T_IP, REP_T_CIDR, REP_T_DOMAIN } rep_target_kind_t;
+typedef struct rep_target {
+	rep_target_kind_t kind;
+	rep_addr_t addr; /* network address with host bits cleared for CIDR */
+	unsigned plen;	 /* 32 or 128 for REP_T_IP */
+	char domain[REP_DOMAIN_MAX_BYTES]; /* lower case, no trailing dot */
+} rep_target_t;
+
+/*
+ * Parses "192.0.2.1", "192.0.2.0/24", "2001:db8::/32" or "Example.COM."
+ * (a domain covers its subdomains). Host bits of a CIDR are cleared;
+ * "1.2.3.4/32" becomes an IP. Returns 0, or -1 with a reason in err.
+ */
+int rep_target_parse(const char *s, rep_target_t *t, char *err, size_t errsize);
+/* Canonical text, the stream's and the mirror's name for the entry. */
+int rep_target_format(const rep_target_t *t, char *buf, size_t size);
+bool rep_cidr_contains(const rep_target_t *net, const rep_addr_t *a);
+/* True when domain equals entry or is a subdomain of it (label-wise). */
+bool rep_domain_covers(const char *entry, const char *domain);
+/*
+ * Lower-cases and checks a host name into buf (LDH labels, '_' allowed,
+ * no empty label); returns 0 or -1.
+ */
+int rep_domain_norm(const char *s, char *buf, size_t size);
+/* The domain part of an address ("<a@B.org>" -> "b.org"), normalised; -1 if none. */
+int rep_addr_domain(const char *mailbox, char *buf, size_t size);
+
+/* ------------------------------------------------------------ decay maths (rep_key.c) */
+
+/* Counts as of time t (unix seconds). */
+typedef struct rep_counts {
+	double spam, ham;
+	int64_t t;
+} rep_counts_t;
+
+/* 2^(-age/half_life); 1 for age <= 0. */
+double rep_decay_factor(double age_s, double half_life_s);
+/* c decayed to now (a count from the future, clock skew, is kept as is). */
+void rep_counts_decay(rep_counts_t *c, int64_t now, double half_life_s);
+/* Adds an observation made at time `at` to c (whichever of the two is newer wins the clock). */
+void rep_counts_add(rep_counts_t *c, int64_t at, double spam, double ham, double half_life_s);
+
+/*
+ * The score of an entity: 0 below min_obs observations (spam + ham) or
+ * when the evidence is mixed (spam ratio between 0.35 and 0.65);
+ * otherwise max_score * (2p - 1) * n / (n + min_obs) with p the spam
+ * ratio, so it grows with both the ratio and the number of observations
+ * and is negative for ham.
+ */
+double rep_score(double spam, double ham, double min_obs, double max_score);
+
+/* "30s", "15m", "12h", "7d", "2w", a bare number of seconds; "never"/"0" -> 0. */
+int rep_parse_duration(const char *s, int64_t *out_s);
+
+/* ------------------------------------------------------------ write queue (rep_queue.c) */
+
+/* One counter update waiting for Redis. */
+typedef struct rep_witem {
+	uint64_t seq; /* assigned by the queue, increasing */
+	int64_t t;    /* when the verdict was given (unix s) */
+	uint8_t spam, ham;
+	char key[REP_KEY_MAX_BYTES];
+} rep_witem_t;
+
+/*
+ * A bounded FIFO. push() never blocks: when full, the oldest item is
+ * dropped and counted (fresh observations are worth more than old ones).
+ * The consumer peeks a batch, writes it, and acks by sequence number, so
+ * items stay queued (and are replayed) until Redis has confirmed them.
+ * Internally synchronised.
+ */
+typedef struct rep_wqueue rep_wqueue_t;
+rep_wqueue_t *rep_wqueue_new(size_t max_items);
+void rep_wqueue_free(rep_wqueue_t *q);
+/* Returns false when an older item had to be dropped to make room. */
+bool rep_wqueue_push(rep_wqueue_t *q, const rep_witem_t *it);
+/* Copies up to max items from the head without removing them. */
+size_t rep_wqueue_peek(rep_wqueue_t *q, rep_witem_t *out, size_t max);
+/* Removes every item with seq <= upto (those not already dropped). */
+void rep_wqueue_ack(rep_wqueue_t *q, uint64_t upto);
+size_t rep_wqueue_len(rep_wqueue_t *q);
+uint64_t rep_wqueue_dropped(rep_wqueue_t *q);
+/* Waits up to timeout_ms for an item or a wake-up; true if items are queued. */
+bool rep_wqueue_wait(rep_wqueue_t *q, long timeout_ms);
+void rep_wqueue_wake(rep_wqueue_t *q);
+
+/* ------------------------------------------------------------ Redis link (rep_link.c) */
+
+struct redisContext;
+struct redisReply;
+
+typedef struct rep_link_conf {
+	const char *server;	      /* "host:port", "[v6]:port" or "unix:/path"; or NULL */
+	const char *const *sentinels; /* "host:port" each, used when n_sentinels > 0 */
+	size_t n_sentinels;
+	const char *master_name;      /* the Sentinel master name */
+	const char *password;	      /* AUTH, NULL for none */
+	long db;
+	long timeout_ms;	      /* connect and command timeout */
+	long extra_read_ms;	      /* added to the read timeout (blocking XREAD) */
+	long backoff_min_ms, backoff_max_ms;
+	unsigned breaker_failures;    /* consecutive failures that open the circuit */
+	long breaker_open_ms;
+	bool want_primary;	      /* check ROLE is master after connecting */
+	const char *script;	      /* Lua source to SCRIPT LOAD on connect, or NULL */
+} rep_link_conf_t;
+
+typedef enum { REP_LINK_UP, REP_LINK_DOWN, REP_LINK_OPEN } rep_link_state_t;
+
+typedef struct rep_link rep_link_t;
+
+rep_link_t *rep_link_new(const rep_link_conf_t *c); /* copies everything */
+void rep_link_free(rep_link_t *l);
+/*
+ * The connected context, connecting first if needed and allowed (not in
+ * backoff, circuit closed). NULL when Redis is not available right now;
+ * rep_link_error() says why. Never waits longer than the timeouts.
+ */
+struct redisContext *rep_link_get(rep_link_t *l);
+/* Records a failure: closes the connection, schedules the next attempt. */
+void rep_link_fail(rep_link_t *l, const char *why);
+/*
+ * Sends n commands (argv form) in one pipeline and reads the replies into
+ * replies[] (the caller frees them with rep_link_free_replies()). Returns
+ * the number of replies read: n on success; fewer after a transport
+ * failure or a LOADING / READONLY / MASTERDOWN / NOSCRIPT reply, when the
+ * link is failed and reconnects later (the first ones did run); -1 when
+ * nothing was sent (Redis not available). Other error replies are
+ * returned to the caller as they are.
+ */
+typedef struct rep_cmd {
+	int argc;
+	const char *argv[16];
+	size_t len[16];
+} rep_cmd_t;
+void rep_cmd_init(rep_cmd_t *c, const char *first);
+void rep_cmd_arg(rep_cmd_t *c, const char *s);
+void rep_cmd_argn(rep_cmd_t *c, const char *s, size_t n);
+int rep_link_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds,
+		      struct redisReply **replies);
+void rep_link_free_replies(size_t n, struct redisReply **replies);
+rep_link_state_t rep_link_state(rep_link_t *l);
+const char *rep_link_error(rep_link_t *l); /* the last failure, "" if none */
+const char *rep_link_addr(rep_link_t *l);  /* "host:port" of the current server, or "" */
+const char *rep_link_script_sha(rep_link_t *l);
+/* Counters: connection attempts, failures, times the circuit opened. */
+typedef struct rep_link_stats {
+	uint64_t attempts, failures, opened;
+} rep_link_stats_t;
+rep_link_stats_t rep_link_stats(rep_link_t *l);
+/* The link settings for the primary (replica false) or the configured replica. */
+void rep_config_link(const rep_config_t *rc, bool replica, rep_link_conf_t *out);
+
+/* ------------------------------------------------------------ block entries and mirror */
+
+typedef struct rep_entry {
+	rep_target_t target;
+	bool allow;	/* an allowlist entry; else a blocklist entry */
+	int64_t added;	/* unix s */
+	int64_t expire; /* unix s, 0 = never */
+	char reason[REP_REASON_MAX_BYTES];
+	char by[REP_BY_MAX_BYTES]; /* the node that published it */
+} rep_entry_t;
+
+/* One operation of the stream: add (or replace) or delete an entry. */
+typedef struct rep_op {
+	char id[REP_ID_MAX_BYTES]; /* the stream id, "" for local operations */
+	bool del;
+	rep_entry_t e;
+} rep_op_t;
+
+/* Compares two stream ids numerically ("0-0" < "1-0" < "1-1"). */
+int rep_id_cmp(const char *a, const char *b);
+/* The snapshot hash value of an entry, and back: "block|expire|added|by|reason". */
+int rep_entry_encode(const rep_entry_t *e, char *buf, size_t size);
+int rep_entry_decode(const char *target, const char *v, rep_entry_t *e);
+bool rep_entry_expired(const rep_entry_t *e, int64_t now);
+
+/*
+ * Writes entries in rbldnsd "combined" dataset format: an ip4set (blocked
+ * addresses and networks, allowed ones as "!" exclusions), an ip6trie and
+ * a dnset (each blocked domain and "*." for its subdomains). Expired
+ * entries are skipped. Returns 0 or -1 (write error).
+ */
+int rep_export_rbldnsd(FILE *fp, const rep_entry_t *entries, size_t n, int64_t now);
+
+typedef struct rep_mirror rep_mirror_t;
+/* Opens (creating) the LMDB environment in directory dir. NULL + diag on failure. */
+rep_mirror_t *rep_mirror_open(const char *dir, diag_t *d);
+void rep_mirror_close(rep_mirror_t *m);
+/*
+ * Applies stream operations in order inside one transaction, skipping
+ * any whose id is not newer than the last applied one, and records the
+ * last id. Operations with an empty id are local (no Redis) and always
+ * applied. Returns the number applied, or -1.
+ */
+int rep_mirror_apply(rep_mirror_t *m, const rep_op_t *ops, size_t n);
+/* Replaces the whole contents by a snapshot as of stream id `id`. */
+int rep_mirror_load_snapshot(rep_mirror_t *m, const rep_entry_t *e, size_t n, const char *id);
+/* Sets the last applied id without touching entries (Redis lost its data). */
+int rep_mirror_set_last_id(rep_mirror_t *m, const char *id);
+/* The id of the last applied stream entry, "0-0" if none. */
+int rep_mirror_last_id(rep_mirror_t *m, char *buf, size_t size);
+/*
+ * The most specific live entry covering an address (the longest prefix)
+ * or a domain (the longest suffix). 1 found, 0 none, -1 error.
+ */
+int rep_mirror_lookup_ip(rep_mirror_t *m, const rep_addr_t *a, int64_t now, rep_entry_t *out);
+int rep_mirror_lookup_domain(rep_mirror_t *m, const char *domain, int64_t now,
+			     rep_entry_t *out);
+/* Every entry (expired ones too, for listing); malloc'd array in *out. */
+int rep_mirror_list(rep_mirror_t *m, rep_entry_t **out, size_t *n);
+/* Drops expired entries; returns how many. */
+int rep_mirror_purge(rep_mirror_t *m, int64_t now);
+
+/* ------------------------------------------------------------ stream (rep_sync.c) */
+
+/* The keys of the block list: "<prefix>{bl}:log" and "<prefix>{bl}:state". */
+void rep_bl_keys(const char *prefix, char *log_key, char *state_key, size_t size);
+/* Publishes one operation (XADD + snapshot update in MULTI); id_out gets the stream id. */
+int rep_bl_publish(rep_link_t *l, const char *prefix, const rep_op_t *op, long stream_max,
+		   char *id_out, size_t id_size);
+/*
+ * One round of mirror synchronisation: resynchronises from the snapshot
+ * when needed (new mirror, or behind a trimmed stream), then reads up to
+ * 1000 stream entries after the last applied id, waiting up to block_ms
+ * for new ones (0: do not wait), and applies them. Returns the number of
+ * operations applied, or -1 when Redis was not available.
+ */
+int rep_bl_sync(rep_link_t *l, rep_mirror_t *m, const char *prefix, long block_ms);
+
+/* ------------------------------------------------------------ reputation I/O (rep_io.c) */
+
+/* The Lua script that decays and increments one counter hash. */
+extern const char rep_incr_script[];
+/*
+ * Writes up to max_batch queued updates in one pipeline; acks what Redis
+ * confirmed. Returns the number written, 0 if the queue was empty, -1 if
+ * Redis was not available (the items stay queued).
+ */
+int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, size_t max_batch, double half_life_s,
+		    long ttl_s);
+/* Reads n counter hashes in one pipeline; found[i] false for absent keys. -1 on failure. */
+int rep_read_counts(rep_link_t *l, size_t n, const char *const *keys, rep_counts_t *out,
+		    bool *found);
+
+#endif

@@ -1,0 +1,1048 @@
+/*
+ * rep.c - the reputation evidence source: configuration, the long-lived
+ * runtime (Redis links, reader / writer / mirror-sync threads) carried over
+ * reloads, and the per-connection and per-message hooks (see rep.h).
+ */
+#include "config.h"
+
+#include "rep.h"
+
+#include <errno.h>
+#include <libpsl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+enum {
+	READQ_MAX = 4096,	 /* pending read requests; beyond, reads fail fast */
+	READ_BATCH = 64,	 /* requests merged into one pipeline by the reader */
+	READ_MAX_KEYS = 16,	 /* entities read for one connection or message */
+	WRITE_BATCH = 256,	 /* queued updates written per pipeline */
+	PURGE_EVERY_S = 60,	 /* expired mirror entries are dropped this often */
+	STATS_LOG_EVERY_S = 300, /* queue statistics in the log */
+};
+
+/* ------------------------------------------------------------ configuration */
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *d)
+{
+	int bad = 0;
+	const char *mirror;
+	long v;
+
+	memset(rc, 0, sizeof(*rc));
+	bad |= conf_str(c, "redis_server", NULL, &rc->server, d);
+	bad |= conf_str(c, "redis_replica", NULL, &rc->replica, d);
+	rc->n_sentinels = conf_count(c, "redis_sentinel");
+	if (rc->n_sentinels > REP_MAX_SENTINELS) {
+		const char *f;
+		unsigned line;
+		conf_value_at(c, "redis_sentinel", REP_MAX_SENTINELS, &f, &line);
+		diag_error(d, f, line, "redis_sentinel: at most %d", REP_MAX_SENTINELS);
+		rc->n_sentinels = REP_MAX_SENTINELS;
+		bad = -1;
+	}
+	for (size_t i = 0; i < rc->n_sentinels; i++)
+		rc->sentinels[i] = conf_value_at(c, "redis_sentinel", i, NULL, NULL);
+	bad |= conf_str(c, "redis_sentinel_master", "mymaster", &rc->master_name, d);
+	bad |= conf_str(c, "redis_password", NULL, &rc->password, d);
+	bad |= conf_str(c, "redis_prefix", "sift:", &rc->prefix, d);
+	bad |= conf_long(c, "redis_db", 0, 0, 1000000, &rc->db, d);
+	bad |= conf_ms(c, "redis_timeout", 250, 10, 60000, &rc->timeout_ms, d);
+	bad |= conf_long(c, "redis_breaker_failures", 5, 1, 1000, &rc->breaker_failures, d);
+	bad |= conf_ms(c, "redis_breaker_time", 30000, 0, 3600000, &rc->breaker_open_ms, d);
+	bad |= conf_ms(c, "redis_backoff_max", 10000, 10, 3600000, &rc->backoff_max_ms, d);
+	bad |= conf_double(c, "rep_min_observations", 10, 1, 1e9, &rc->min_obs, d);
+	bad |= conf_double(c, "rep_max_score", 3, 0, 1000, &rc->max_score, d);
+	bad |= conf_double(c, "rep_learn_spam_score", 5, -1000, 1000, &rc->learn_spam, d);
+	bad |= conf_double(c, "rep_learn_ham_score", 1, -1000, 1000, &rc->learn_ham, d);
+	bad |= conf_double(c, "rep_block_score", 100, -10000, 10000, &rc->block_score, d);
+	bad |= conf_double(c, "rep_allow_score", -100, -10000, 10000, &rc->allow_score, d);
+	bad |= conf_ms(c, "rep_half_life", 86400000L, 1000, 365L * 86400000L, &v, d);
+	rc->half_life_s = v / 1000;
+	bad |= conf_ms(c, "rep_ttl", 30L * 86400000L, 1000, 3650L * 86400000L, &v, d);
+	rc->ttl_s = v / 1000;
+	bad |= conf_long(c, "rep_queue_max", 10000, 1, 10000000, &rc->queue_max, d);
+	bad |= conf_long(c, "rep_url_domains_max", 8, 0, READ_MAX_KEYS - 4, &rc->url_max, d);
+	bad |= conf_str(c, "block_mirror", NULL, &mirror, d);
+	bad |= conf_long(c, "block_stream_max", 100000, 100, 100000000, &rc->stream_max, d);
+	bad |= conf_ms(c, "block_sync_wait", 500, 10, 60000, &rc->sync_wait_ms, d);
+	rc->mirror_explicit = mirror != NULL;
+	if (mirror == NULL)
+		snprintf(rc->mirror_dir, sizeof(rc->mirror_dir), "%s/blockmirror",
+			 state_dir ? state_dir : ".");
+	else if (mirror[0] == '/' || state_dir == NULL)
+		snprintf(rc->mirror_dir, sizeof(rc->mirror_dir), "%s", mirror);
+	else
+		snprintf(rc->mirror_dir, sizeof(rc->mirror_dir), "%s/%s", state_dir, mirror);
+	if (rc->server && rc->n_sentinels > 0) {
+		diag_error(d, conf_path(c), 0,
+			   "redis_server and redis_sentinel exclude each other (Sentinel finds "
+			   "the primary)");
+		bad = -1;
+	}
+	if (rc->replica && !rc->server && rc->n_sentinels == 0) {
+		diag_error(d, conf_path(c), 0, "redis_replica needs redis_server or redis_sentinel "
+					       "(writes go to the primary)");
+		bad = -1;
+	}
+	return bad ? -1 : 0;
+}
+
+bool rep_config_has_redis(const rep_config_t *rc)
+{
+	return rc->server != NULL || rc->n_sentinels > 0;
+}
+
+void rep_config_link(const rep_config_t *rc, bool replica, rep_link_conf_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (replica) {
+		out->server = rc->replica;
+	} else {
+		out->server = rc->server;
+		out->sentinels = rc->sentinels;
+		out->n_sentinels = rc->n_sentinels;
+		out->master_name = rc->master_name;
+	}
+	out->password = rc->password;
+	out->db = rc->db;
+	out->timeout_ms = rc->timeout_ms;
+	out->backoff_min_ms = 100;
+	out->backoff_max_ms = rc->backoff_max_ms;
+	out->breaker_failures = (unsigned)rc->breaker_failures;
+	out->breaker_open_ms = rc->breaker_open_ms;
+}
+
+/* ------------------------------------------------------------ shared pieces */
+
+/* The mirror, shared by generations with the same path (an LMDB env once per process). */
+struct mirror_ref {
+	int refs;
+	char *path;
+	rep_mirror_t *m;
+};
+
+static void mirror_unref(struct mirror_ref *mr)
+{
+	if (mr && __atomic_sub_fetch(&mr->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		rep_mirror_close(mr->m);
+		free(mr->path);
+		free(mr);
+	}
+}
+
+/*
+ * A read handed to the reader thread. Not in the message arena: the reader
+ * may still be filling it after the message gave up waiting, so it is
+ * reference-counted (requester + reader) and freed by the last one.
+ */
+struct rep_read {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int refs;
+	int state; /* 0 pending, 1 done, 2 failed */
+	long not_after_ms;
+	size_t n;
+	char keys[READ_MAX_KEYS][REP_KEY_MAX_BYTES];
+	rep_counts_t c[READ_MAX_KEYS];
+	bool found[READ_MAX_KEYS];
+};
+
+static struct rep_read *read_new(long not_after_ms)
+{
+	struct rep_read *r = calloc(1, sizeof(*r));
+	pthread_condattr_t ca;
+	if (r == NULL)
+		return NULL;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	r->refs = 1;
+	r->not_after_ms = not_after_ms;
+	return r;
+}
+
+static void read_unref(struct rep_read *r)
+{
+	if (r && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		pthread_mutex_destroy(&r->mu);
+		pthread_cond_destroy(&r->cv);
+		free(r);
+	}
+}
+
+static void read_finish(struct rep_read *r, int state)
+{
+	pthread_mutex_lock(&r->mu);
+	r->state = state;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* Waits until the read is done or until_ms; returns its state (0 = timed out). */
+static int read_wait(struct rep_read *r, long until_ms)
+{
+	struct timespec ts = {.tv_sec = until_ms / 1000, .tv_nsec = (until_ms % 1000) * 1000000L};
+	int st;
+	pthread_mutex_lock(&r->mu);
+	while (r->state == 0)
+		if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
+			break;
+	st = r->state;
+	pthread_mutex_unlock(&r->mu);
+	return st;
+}
+
+/*
+ * The runtime: everything that talks to Redis and lives across reloads
+ * while its settings (the signature) stay the same.
+ */
+struct rep_rt {
+	int refs;
+	char *sig;
+	char *prefix;
+	rep_config_t cfg; /* strings below are private copies */
+	char *server, *replica, *password, *master, *sentinels[REP_MAX_SENTINELS];
+	struct mirror_ref *mir;
+	rep_wqueue_t *wq;
+	bool offline;
+
+	pthread_mutex_t mu; /* the read queue and the stop flag */
+	pthread_cond_t cv;
+	struct rep_read *rq[READQ_MAX];
+	size_t rq_head, rq_len;
+	bool stop;
+	bool threads;
+	pthread_t reader, writer, syncer;
+
+	/* `sift check`: one link used synchronously under olock. */
+	pthread_mutex_t olock;
+	rep_link_t *olink;
+
+	/* Statistics, atomics. */
+	uint64_t reads_ok, reads_failed, written, applied;
+	int redis_up; /* the writer's view, for explanations */
+};
+
+static void rt_link_conf(struct rep_rt *rt, bool replica, rep_link_conf_t *lc)
+{
+	rep_config_link(&rt->cfg, replica, lc);
+}
+
+static void sleep_or_stop(struct rep_rt *rt, long ms)
+{
+	struct timespec ts;
+	long until = now_ms() + ms;
+	ts.tv_sec = until / 1000;
+	ts.tv_nsec = (until % 1000) * 1000000L;
+	pthread_mutex_lock(&rt->mu);
+	while (!rt->stop)
+		if (pthread_cond_timedwait(&rt->cv, &rt->mu, &ts) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&rt->mu);
+}
+
+static bool stopping(struct rep_rt *rt)
+{
+	pthread_mutex_lock(&rt->mu);
+	bool s = rt->stop;
+	pthread_mutex_unlock(&rt->mu);
+	return s;
+}
+
+/* Logs a link's transitions once each, not every failed attempt. */
+static void note_link(rep_link_t *l, const char *who, bool *was_up, bool ok)
+{
+	if (ok && !*was_up)
+		log_msg(LOG_L_NOTICE, "rep: %s: Redis %s available", who, rep_link_addr(l));
+	else if (!ok && *was_up)
+		log_msg(LOG_L_WARNING, "rep: %s: Redis unavailable: %s", who, rep_link_error(l));
+	*was_up = ok;
+}
+
+static rep_link_t *pick_read_link(rep_link_t *replica, rep_link_t *primary)
+{
+	/* The local replica when it answers; the primary (maybe far away) otherwise. */
+	if (replica && rep_link_get(replica))
+		return replica;
+	return primary;
+}
+
+static void *reader_main(void *arg)
+{
+	struct rep_rt *rt = arg;
+	rep_link_conf_t lc;
+	rep_link_t *primary, *replica = NULL;
+	bool up = true;
+
+	rt_link_conf(rt, false, &lc);
+	primary = rep_link_new(&lc);
+	if (rt->cfg.replica) {
+		rt_link_conf(rt, true, &lc);
+		replica = rep_link_new(&lc);
+	}
+	for (;;) {
+		struct rep_read *batch[READ_BATCH];
+		size_t nb = 0;
+
+		pthread_mutex_lock(&rt->mu);
+		while (rt->rq_len == 0 && !rt->stop)
+			pthread_cond_wait(&rt->cv, &rt->mu);
+		if (rt->stop) {
+			pthread_mutex_unlock(&rt->mu);
+			break;
+		}
+		while (rt->rq_len > 0 && nb < READ_BATCH) {
+			batch[nb++] = rt->rq[rt->rq_head];
+			rt->rq_head = (rt->rq_head + 1) % READQ_MAX;
+			rt->rq_len--;
+		}
+		pthread_mutex_unlock(&rt->mu);
+
+		/* Merge every live request into one pipeline: one round trip for all. */
+		const char *keys[READ_BATCH * READ_MAX_KEYS];
+		rep_counts_t c[READ_BATCH * READ_MAX_KEYS];
+		bool found[READ_BATCH * READ_MAX_KEYS];
+		size_t nk = 0;
+		long now = now_ms();
+		for (size_t i = 0; i < nb; i++) {
+			if (batch[i]->not_after_ms < now)
+				continue; /* its message stopped waiting */
+			for (size_t k = 0; k < batch[i]->n; k++)
+				keys[nk++] = batch[i]->keys[k];
+		}
+		int rc = 0;
+		if (nk > 0) {
+			rep_link_t *l = pick_read_link(replica, primary);
+			rc = rep_read_counts(l, nk, keys, c, found);
+			note_link(l, "reader", &up, rc == 0 || rep_link_state(l) == REP_LINK_UP);
+		}
+		nk = 0;
+		for (size_t i = 0; i < nb; i++) {
+			struct rep_read *r = batch[i];
+			if (r->not_after_ms < now || rc < 0) {
+				__atomic_add_fetch(&rt->reads_failed, 1, __ATOMIC_RELAXED);
+				read_finish(r, 2);
+			} else {
+				for (size_t k = 0; k < r->n; k++, nk++) {
+					r->c[k] = c[nk];
+					r->found[k] = found[nk];
+				}
+				__atomic_add_fetch(&rt->reads_ok, 1, __ATOMIC_RELAXED);
+				read_finish(r, 1);
+			}
+			read_unref(r);
+		}
+	}
+	rep_link_free(primary);
+	rep_link_free(replica);
+	return NULL;
+}
+
+static void *writer_main(void *arg)
+{
+	struct rep_rt *rt = arg;
+	rep_link_conf_t lc;
+	rep_link_t *l;
+	bool up = true;
+	time_t last_stats = time(NULL);
+	uint64_t last_dropped = 0;
+
+	rt_link_conf(rt, false, &lc);
+	lc.want_primary = true;
+	lc.script = rep_incr_script;
+	l = rep_link_new(&lc);
+	for (;;) {
+		bool stop = stopping(rt);
+		int n;
+		/* Drain; on stop, one last bounded attempt to flush what is left. */
+		while ((n = rep_write_batch(l, rt->wq, WRITE_BATCH, (double)rt->cfg.half_life_s,
+					    rt->cfg.ttl_s)) > 0)
+			__atomic_add_fetch(&rt->written, (uint64_t)n, __ATOMIC_RELAXED);
+		if (n == 0 || rep_link_state(l) == REP_LINK_UP)
+			note_link(l, "writer", &up, true);
+		else
+			note_link(l, "writer", &up, false);
+		__atomic_store_n(&rt->redis_up, up, __ATOMIC_RELAXED);
+		if (stop)
+			break;
+		time_t t = time(NULL);
+		if (t - last_stats >= STATS_LOG_EVERY_S) {
+			uint64_t dropped = rep_wqueue_dropped(rt->wq);
+			log_msg(dropped != last_dropped ? LOG_L_WARNING : LOG_L_INFO,
+				"rep: written=%llu queued=%zu dropped=%llu",
+				(unsigned long long)__atomic_load_n(&rt->written, __ATOMIC_RELAXED),
+				rep_wqueue_len(rt->wq), (unsigned long long)dropped);
+			last_dropped = dropped;
+			last_stats = t;
+		}
+		if (n < 0)
+			sleep_or_stop(rt, 50); /* the link's backoff decides when to try again */
+		else
+			rep_wqueue_wait(rt->wq, 1000);
+	}
+	if (rep_wqueue_len(rt->wq) > 0)
+		log_msg(LOG_L_WARNING, "rep: %zu reputation updates not written at shutdown",
+			rep_wqueue_len(rt->wq));
+	rep_link_free(l);
+	return NULL;
+}
+
+static void *syncer_main(void *arg)
+{
+	struct rep_rt *rt = arg;
+	rep_link_conf_t lc;
+	rep_link_t *primary, *replica = NULL;
+	bool up = true;
+	time_t last_purge = 0;
+
+	/* The read timeout covers the blocking XREAD. */
+	rt_link_conf(rt, false, &lc);
+	lc.extra_read_ms = rt->cfg.sync_wait_ms;
+	primary = rep_link_new(&lc);
+	if (rt->cfg.replica) {
+		rt_link_conf(rt, true, &lc);
+		lc.extra_read_ms = rt->cfg.sync_wait_ms;
+		replica = rep_link_new(&lc);
+	}
+	while (!stopping(rt)) {
+		rep_link_t *l = pick_read_link(replica, primary);
+		int n = rep_bl_sync(l, rt->mir->m, rt->prefix, rt->cfg.sync_wait_ms);
+		note_link(l, "block list sync", &up, n >= 0);
+		if (n > 0)
+			__atomic_add_fetch(&rt->applied, (uint64_t)n, __ATOMIC_RELAXED);
+		time_t t = time(NULL);
+		if (t - last_purge >= PURGE_EVERY_S) {
+			rep_mirror_purge(rt->mir->m, t);
+			last_purge = t;
+		}
+		if (n < 0)
+			sleep_or_stop(rt, 100);
+	}
+	rep_link_free(primary);
+	rep_link_free(replica);
+	return NULL;
+}
+
+static char *sdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static void rt_free(struct rep_rt *rt)
+{
+	if (rt->threads) {
+		pthread_mutex_lock(&rt->mu);
+		rt->stop = true;
+		pthread_cond_broadcast(&rt->cv);
+		pthread_mutex_unlock(&rt->mu);
+		rep_wqueue_wake(rt->wq);
+		pthread_join(rt->reader, NULL);
+		pthread_join(rt->writer, NULL);
+		pthread_join(rt->syncer, NULL);
+	}
+	/* Reads still queued were never started: fail them so their waiters move on. */
+	while (rt->rq_len > 0) {
+		struct rep_read *r = rt->rq[rt->rq_head];
+		rt->rq_head = (rt->rq_head + 1) % READQ_MAX;
+		rt->rq_len--;
+		read_finish(r, 2);
+		read_unref(r);
+	}
+	rep_link_free(rt->olink);
+	rep_wqueue_free(rt->wq);
+	mirror_unref(rt->mir);
+	pthread_mutex_destroy(&rt->mu);
+	pthread_cond_destroy(&rt->cv);
+	pthread_mutex_destroy(&rt->olock);
+	free(rt->server);
+	free(rt->replica);
+	free(rt->password);
+	free(rt->master);
+	for (size_t i = 0; i < rt->cfg.n_sentinels; i++)
+		free(rt->sentinels[i]);
+	free(rt->prefix);
+	free(rt->sig);
+	free(rt);
+}
+
+static void rt_unref(struct rep_rt *rt)
+{
+	if (rt && __atomic_sub_fetch(&rt->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		rt_free(rt);
+}
+
+/* Everything the runtime depends on; a reload with the same signature keeps it. */
+static char *rt_signature(const rep_config_t *rc, bool offline)
+{
+	char buf[4096];
+	int n = snprintf(buf, sizeof(buf), "%d|%s|%s|%s|%s|%s|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%s|%ld",
+			 offline, rc->server ? rc->server : "", rc->replica ? rc->replica : "",
+			 rc->master_name, rc->password ? rc->password : "", rc->prefix, rc->db,
+			 rc->timeout_ms, rc->breaker_failures, rc->breaker_open_ms,
+			 rc->backoff_max_ms, rc->half_life_s, rc->ttl_s, rc->queue_max,
+			 rc->mirror_dir, rc->sync_wait_ms);
+	for (size_t i = 0; i < rc->n_sentinels && n > 0 && (size_t)n < sizeof(buf); i++)
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "|%s", rc->sentinels[i]);
+	return strdup(buf);
+}
+
+static struct rep_rt *rt_new(const rep_config_t *rc, struct mirror_ref *mir, bool offline,
+			     diag_t *d)
+{
+	struct rep_rt *rt = calloc(1, sizeof(*rt));
+	pthread_condattr_t ca;
+
+	if (rt == NULL)
+		return NULL;
+	rt->refs = 1;
+	rt->sig = rt_signature(rc, offline);
+	rt->cfg = *rc;
+	rt->cfg.server = rt->server = sdup(rc->server);
+	rt->cfg.replica = rt->replica = sdup(rc->replica);
+	rt->cfg.password = rt->password = sdup(rc->password);
+	rt->cfg.master_name = rt->master = sdup(rc->master_name);
+	for (size_t i = 0; i < rc->n_sentinels; i++)
+		rt->cfg.sentinels[i] = rt->sentinels[i] = strdup(rc->sentinels[i]);
+	rt->cfg.prefix = rt->prefix = strdup(rc->prefix);
+	rt->offline = offline;
+	rt->wq = rep_wqueue_new((size_t)rc->queue_max);
+	if (mir)
+		__atomic_add_fetch(&mir->refs, 1, __ATOMIC_ACQ_REL);
+	rt->mir = mir;
+	pthread_mutex_init(&rt->mu, NULL);
+	pthread_mutex_init(&rt->olock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&rt->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	rt->redis_up = 1;
+	if (offline) {
+		rep_link_conf_t lc;
+		rt_link_conf(rt, rc->replica != NULL, &lc);
+		rt->olink = rep_link_new(&lc);
+		return rt;
+	}
+	if (pthread_create(&rt->reader, NULL, reader_main, rt) != 0) {
+		diag_error(d, NULL, 0, "rep: cannot start the reader thread");
+		rt_free(rt);
+		return NULL;
+	}
+	if (pthread_create(&rt->writer, NULL, writer_main, rt) != 0) {
+		pthread_mutex_lock(&rt->mu);
+		rt->stop = true;
+		pthread_cond_broadcast(&rt->cv);
+		pthread_mutex_unlock(&rt->mu);
+		pthread_join(rt->reader, NULL);
+		diag_error(d, NULL, 0, "rep: cannot start the writer thread");
+		rt_free(rt);
+		return NULL;
+	}
+	if (mir == NULL || pthread_create(&rt->syncer, NULL, syncer_main, rt) != 0) {
+		pthread_mutex_lock(&rt->mu);
+		rt->stop = true;
+		pthread_cond_broadcast(&rt->cv);
+		pthread_mutex_unlock(&rt->mu);
+		rep_wqueue_wake(rt->wq);
+		pthread_join(rt->reader, NULL);
+		pthread_join(rt->writer, NULL);
+		diag_error(d, NULL, 0, "rep: cannot start the block list sync thread");
+		rt_free(rt);
+		return NULL;
+	}
+	rt->threads = true;
+	return rt;
+}
+
+/* Hands a read to the reader thread; NULL when offline or the queue is full. */
+static struct rep_read *rt_submit(struct rep_rt *rt, struct rep_read *r)
+{
+	bool ok = false;
+	pthread_mutex_lock(&rt->mu);
+	if (!rt->stop && rt->rq_len < READQ_MAX) {
+		r->refs++; /* the reader's reference; not yet shared, no atomics needed */
+		rt->rq[(rt->rq_head + rt->rq_len) % READQ_MAX] = r;
+		rt->rq_len++;
+		pthread_cond_signal(&rt->cv);
+		ok = true;
+	}
+	pthread_mutex_unlock(&rt->mu);
+	if (!ok)
+		read_finish(r, 2);
+	return r;
+}
+
+/* ------------------------------------------------------------ evidence hooks */
+
+struct rep_shared {
+	rep_config_t cfg; /* strings point into the generation's conf_t */
+	struct mirror_ref *mir;
+	struct rep_rt *rt;
+	const psl_ctx_t *psl;
+	bool offline;
+};
+
+struct rep_conn {
+	bool has_addr;
+	rep_addr_t addr;
+	char ip[64];
+	char net[64];
+	struct rep_read *ipread; /* IP and network, issued at CONNECT */
+	long ip_issued_ms;
+};
+
+static void *rep_load(conf_t *c, void *prev_v, const ev_env_t *env, diag_t *d)
+{
+	struct rep_shared *prev = prev_v, *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	if (rep_config_read(c, env->state_dir, &s->cfg, d) < 0) {
+		free(s);
+		return NULL;
+	}
+	s->offline = env->offline;
+	/* Built-in, static and immutable: nothing to free, safe from every thread. */
+	s->psl = psl_builtin();
+
+	/* The mirror: carried over when the path is the same (an LMDB env once per process). */
+	if (prev && prev->mir && strcmp(prev->mir->path, s->cfg.mirror_dir) == 0) {
+		__atomic_add_fetch(&prev->mir->refs, 1, __ATOMIC_ACQ_REL);
+		s->mir = prev->mir;
+	} else {
+		struct stat st;
+		bool exists = stat(s->cfg.mirror_dir, &st) == 0;
+		/*
+		 * `sift check` does not create state: without a mirror it just has
+		 * no block list. The daemon creates it, and failing that is an error.
+		 */
+		if (exists || !env->offline) {
+			diag_t *tmp = diag_new();
+			rep_mirror_t *m = rep_mirror_open(s->cfg.mirror_dir, tmp);
+			if (m) {
+				s->mir = calloc(1, sizeof(*s->mir));
+				s->mir->refs = 1;
+				s->mir->path = strdup(s->cfg.mirror_dir);
+				s->mir->m = m;
+			} else if (!env->offline || s->cfg.mirror_explicit) {
+				for (size_t i = 0; i < diag_count(tmp); i++)
+					diag_error(d, NULL, 0, "%s", diag_text(tmp, i));
+			}
+			diag_free(tmp);
+			if (s->mir == NULL && !env->offline) {
+				free(s);
+				return NULL;
+			}
+		}
+	}
+	if (!rep_config_has_redis(&s->cfg))
+		return s;
+	char *sig = rt_signature(&s->cfg, env->offline);
+	if (prev && prev->rt && sig && strcmp(prev->rt->sig, sig) == 0) {
+		__atomic_add_fetch(&prev->rt->refs, 1, __ATOMIC_ACQ_REL);
+		s->rt = prev->rt;
+	} else {
+		s->rt = rt_new(&s->cfg, s->mir, env->offline, d);
+		if (s->rt == NULL) {
+			free(sig);
+			mirror_unref(s->mir);
+			free(s);
+			return NULL;
+		}
+	}
+	free(sig);
+	return s;
+}
+
+static void rep_release(void *sv)
+{
+	struct rep_shared *s = sv;
+	if (s == NULL)
+		return;
+	rt_unref(s->rt);
+	mirror_unref(s->mir);
+	free(s);
+}
+
+static struct rep_read *read_for(struct rep_shared *s, long wait_ms)
+{
+	return read_new(now_ms() + wait_ms);
+}
+
+static void *rep_conn_begin(void *sv, const ev_conn_info_t *ci)
+{
+	struct rep_shared *s = sv;
+	struct rep_conn *c = calloc(1, sizeof(*c));
+
+	if (c == NULL || ci == NULL || ci->client_ip == NULL)
+		return c;
+	if (rep_addr_parse(ci->client_ip, &c->addr) < 0)
+		return c;
+	c->has_addr = true;
+	rep_addr_format(&c->addr, c->ip, sizeof(c->ip));
+	rep_addr_net(&c->addr, c->net, sizeof(c->net));
+	if (s->rt && !s->offline) {
+		/*
+		 * Issued now so the round trip overlaps the SMTP dialogue. The
+		 * reader may serve it any time in the next minute (the connection
+		 * can take that long to reach end of message); after that it is
+		 * stale and skipped.
+		 */
+		struct rep_read *r = read_for(s, 60000);
+		if (r) {
+			rep_key(r->keys[0], REP_KEY_MAX_BYTES, s->cfg.prefix, REP_ENT_IP, c->ip);
+			rep_key(r->keys[1], REP_KEY_MAX_BYTES, s->cfg.prefix, REP_ENT_NET, c->net);
+			r->n = 2;
+			c->ip_issued_ms = now_ms();
+			c->ipread = rt_submit(s->rt, r);
+		}
+	}
+	return c;
+}
+
+static void rep_envelope(void *sv, void *cv, msg_t *m)
+{
+	/* Nothing to do before end of message: the domains are read with the URLs, in one trip. */
+}
+
+/* The registrable domain (libpsl) of a host, into buf; false if not a domain. */
+static bool reg_domain(struct rep_shared *s, const char *host, char *buf, size_t size)
+{
+	char norm[REP_DOMAIN_MAX_BYTES];
+	if (host == NULL || rep_domain_norm(host, norm, sizeof(norm)) < 0 ||
+	    strchr(norm, '.') == NULL)
+		return false;
+	const char *r = s->psl ? psl_registrable_domain(s->psl, norm) : NULL;
+	snprintf(buf, size, "%s", r ? r : norm);
+	return true;
+}
+
+/* The entities of one message besides the IP: kinds and values. */
+struct msg_ents {
+	size_t n;
+	rep_ent_t kind[READ_MAX_KEYS];
+	char value[READ_MAX_KEYS][REP_DOMAIN_MAX_BYTES];
+	char from_dom[REP_DOMAIN_MAX_BYTES]; /* full (not registrable) for the block list */
+	char mf_dom[REP_DOMAIN_MAX_BYTES];
+};
+
+static void add_ent(struct msg_ents *e, rep_ent_t kind, const char *v)
+{
+	for (size_t i = 0; i < e->n; i++)
+		if (e->kind[i] == kind && strcmp(e->value[i], v) == 0)
+			return;
+	if (e->n < READ_MAX_KEYS) {
+		e->kind[e->n] = kind;
+		snprintf(e->value[e->n], sizeof(e->value[0]), "%s", v);
+		e->n++;
+	}
+}
+
+static void msg_entities(struct rep_shared *s, msg_t *m, const mime_t *mi, struct msg_ents *e)
+{
+	char d[REP_DOMAIN_MAX_BYTES];
+	const char *from;
+
+	memset(e, 0, sizeof(*e));
+	if (rep_addr_domain(msg_mail_from(m), e->mf_dom, sizeof(e->mf_dom)) == 0 &&
+	    reg_domain(s, e->mf_dom, d, sizeof(d)))
+		add_ent(e, REP_ENT_MAILFROM, d);
+	from = msg_header_get(m, "From", 0);
+	if (from && rep_addr_domain(from, e->from_dom, sizeof(e->from_dom)) == 0 &&
+	    reg_domain(s, e->from_dom, d, sizeof(d)))
+		add_ent(e, REP_ENT_FROM, d);
+	size_t urls = 0;
+	for (size_t i = 0; mi && i < mime_domain_count(mi) && urls < (size_t)s->cfg.url_max; i++)
+		if (reg_domain(s, mime_domain(mi, i), d, sizeof(d))) {
+			size_t before = e->n;
+			add_ent(e, REP_ENT_URL, d);
+			urls += e->n > before;
+		}
+}
+
+static void block_hits(struct rep_shared *s, struct rep_conn *c, msg_t *m, const mime_t *mi,
+		       const struct msg_ents *e, hits_t *h, const ev_score_ctx_t *ctx)
+{
+	rep_mirror_t *mm = s->mir->m;
+	int64_t now = time(NULL);
+	rep_entry_t ent;
+	char tgt[REP_DOMAIN_MAX_BYTES];
+
+	if (c && c->has_addr && rep_mirror_lookup_ip(mm, &c->addr, now, &ent) == 1) {
+		rep_target_format(&ent.target, tgt, sizeof(tgt));
+		hits_addf(h, "rep", ent.allow ? "ALLOWLIST_IP" : "BLOCKLIST_IP",
+			  ent.allow ? s->cfg.allow_score : s->cfg.block_score,
+			  ent.allow ? "Client address on the shared allowlist"
+				    : "Client address on the shared blocklist",
+			  "%s in %s (%s)", c->ip, tgt, ent.reason[0] ? ent.reason : "no reason");
+	}
+	/* Sender domains: one hit for the first listed; the forgeable From can allow too. */
+	const char *doms[3] = {e->mf_dom, e->from_dom, msg_client_name(m)};
+	const char *what[3] = {"MAIL FROM", "From", "client name"};
+	bool done = false;
+	for (int i = 0; i < 3 && !done; i++) {
+		if (doms[i] == NULL || doms[i][0] == '\0' ||
+		    rep_mirror_lookup_domain(mm, doms[i], now, &ent) != 1)
+			continue;
+		if (ent.allow && i == 2)
+			continue; /* a reverse name is the address owner's claim, not a sender's */
+		hits_addf(h, "rep", ent.allow ? "ALLOWLIST_DOMAIN" : "BLOCKLIST_DOMAIN",
+			  ent.allow ? s->cfg.allow_score : s->cfg.block_score,
+			  ent.allow ? "Sender domain on the shared allowlist"
+				    : "Sender domain on the shared blocklist",
+			  "%s %s under %s (%s)", what[i], doms[i], ent.target.domain,
+			  ent.reason[0] ? ent.reason : "no reason");
+		done = true;
+	}
+	/* URLs only block: allowing by URL would let anyone borrow a good name. */
+	for (size_t i = 0; mi && i < mime_domain_count(mi); i++) {
+		const char *dom = mime_domain(mi, i);
+		if (rep_mirror_lookup_domain(mm, dom, now, &ent) == 1 && !ent.allow) {
+			hits_addf(h, "rep", "BLOCKLIST_URL", s->cfg.block_score,
+				  "URL domain on the shared blocklist", "%s under %s (%s)", dom,
+				  ent.target.domain, ent.reason[0] ? ent.reason : "no reason");
+			break;
+		}
+	}
+	if (ctx->explain) {
+		char last[REP_ID_MAX_BYTES];
+		if (rep_mirror_last_id(mm, last, sizeof(last)) == 0)
+			hits_note(h, "rep", "block list mirror %s at stream id %s", s->mir->path,
+				  last);
+	}
+}
+
+/* Adds the reputation hit of one entity kind (the strongest of its values). */
+static void rep_hit(struct rep_shared *s, hits_t *h, rep_ent_t kind, const char *value,
+		    const rep_counts_t *cnt, bool explain)
+{
+	char name[48];
+	double sc = rep_score(cnt->spam, cnt->ham, s->cfg.min_obs, s->cfg.max_score);
+
+	if (explain)
+		hits_note(h, "rep", "%s %s: spam %.1f ham %.1f%s (score %.2f)", rep_ent_label(kind),
+			  value, cnt->spam, cnt->ham,
+			  cnt->spam + cnt->ham < s->cfg.min_obs ? ", too few observations" : "", sc);
+	if (sc == 0)
+		return;
+	snprintf(name, sizeof(name), "REP_%s_%s", rep_ent_label(kind), sc > 0 ? "SPAM" : "HAM");
+	hits_addf(h, "rep", arena_strdup(hits_arena(h), name), sc,
+		  sc > 0 ? "Shared reputation: mostly spam" : "Shared reputation: mostly ham",
+		  "%s spam=%.1f ham=%.1f", value, cnt->spam, cnt->ham);
+}
+
+static void rep_score_hook(void *sv, void *cv, msg_t *m, const mime_t *mi, hits_t *h,
+			   const ev_score_ctx_t *ctx)
+{
+	struct rep_shared *s = sv;
+	struct rep_conn *c = cv, tmpc;
+	struct msg_ents e;
+
+	/* `sift check` (or a glue that gave no IP at connect): take the message's. */
+	if ((c == NULL || !c->has_addr) && msg_client_ip(m)) {
+		memset(&tmpc, 0, sizeof(tmpc));
+		if (rep_addr_parse(msg_client_ip(m), &tmpc.addr) == 0) {
+			tmpc.has_addr = true;
+			rep_addr_format(&tmpc.addr, tmpc.ip, sizeof(tmpc.ip));
+			rep_addr_net(&tmpc.addr, tmpc.net, sizeof(tmpc.net));
+			c = &tmpc;
+		}
+	}
+	msg_entities(s, m, mi, &e);
+	if (s->mir)
+		block_hits(s, c, m, mi, &e, h, ctx);
+	if (s->rt == NULL)
+		return;
+
+	/* Everything still to read, in one request: the IP too when CONNECT did not ask. */
+	struct rep_read *r = read_for(s, s->cfg.timeout_ms);
+	rep_ent_t kinds[READ_MAX_KEYS];
+	const char *vals[READ_MAX_KEYS];
+	if (r == NULL)
+		return;
+	bool ip_here = c && c->has_addr && c->ipread == NULL;
+	if (ip_here) {
+		kinds[r->n] = REP_ENT_IP;
+		vals[r->n] = c->ip;
+		rep_key(r->keys[r->n++], REP_KEY_MAX_BYTES, s->cfg.prefix, REP_ENT_IP, c->ip);
+		kinds[r->n] = REP_ENT_NET;
+		vals[r->n] = c->net;
+		rep_key(r->keys[r->n++], REP_KEY_MAX_BYTES, s->cfg.prefix, REP_ENT_NET, c->net);
+	}
+	for (size_t i = 0; i < e.n && r->n < READ_MAX_KEYS; i++) {
+		kinds[r->n] = e.kind[i];
+		vals[r->n] = e.value[i];
+		if (rep_key(r->keys[r->n], REP_KEY_MAX_BYTES, s->cfg.prefix, e.kind[i], e.value[i]) >= 0)
+			r->n++;
+	}
+	long start = now_ms();
+	long until = start + s->cfg.timeout_ms;
+	if (ctx->deadline_ms > 0 && ctx->deadline_ms < until)
+		until = ctx->deadline_ms;
+	int st;
+	if (r->n == 0) {
+		st = 1;
+	} else if (s->offline) {
+		/* The CLI: a synchronous read, bounded by the link's timeouts. */
+		const char *keys[READ_MAX_KEYS];
+		for (size_t i = 0; i < r->n; i++)
+			keys[i] = r->keys[i];
+		pthread_mutex_lock(&s->rt->olock);
+		st = rep_read_counts(s->rt->olink, r->n, keys, r->c, r->found) == 0 ? 1 : 2;
+		if (st == 2 && ctx->explain)
+			hits_note(h, "rep", "reputation unavailable: %s",
+				  rep_link_error(s->rt->olink));
+		pthread_mutex_unlock(&s->rt->olock);
+	} else {
+		rt_submit(s->rt, r);
+		st = read_wait(r, until);
+		if (st != 1 && ctx->explain)
+			hits_note(h, "rep", "reputation %s", st == 0 ? "read timed out" : "unavailable");
+	}
+
+	/* The best (strongest) value per kind, so many URLs do not add up. */
+	rep_counts_t best[REP_ENT_N];
+	const char *bestv[REP_ENT_N] = {0};
+	double bestsc[REP_ENT_N] = {0};
+	int64_t now = time(NULL);
+	double hl = (double)s->cfg.half_life_s;
+
+	if (c && c->ipread) {
+		/* Issued at CONNECT, usually long done; otherwise it shares our wait. */
+		if (read_wait(c->ipread, until) == 1) {
+			for (size_t k = 0; k < 2; k++) {
+				rep_counts_t cnt = c->ipread->c[k];
+				if (!c->ipread->found[k])
+					memset(&cnt, 0, sizeof(cnt));
+				rep_counts_decay(&cnt, now, hl);
+				rep_ent_t kind = k == 0 ? REP_ENT_IP : REP_ENT_NET;
+				best[kind] = cnt;
+				bestv[kind] = k == 0 ? c->ip : c->net;
+			}
+		} else if (ctx->explain) {
+			hits_note(h, "rep", "IP reputation not available in time");
+		}
+	}
+	if (st == 1) {
+		for (size_t i = 0; i < r->n; i++) {
+			rep_counts_t cnt = r->c[i];
+			if (!r->found[i])
+				memset(&cnt, 0, sizeof(cnt));
+			rep_counts_decay(&cnt, now, hl);
+			double sc = rep_score(cnt.spam, cnt.ham, s->cfg.min_obs, s->cfg.max_score);
+			rep_ent_t k = kinds[i];
+			if (bestv[k] == NULL || fabs(sc) > fabs(bestsc[k])) {
+				best[k] = cnt;
+				bestv[k] = vals[i];
+				bestsc[k] = sc;
+			}
+		}
+	}
+	for (int k = 0; k < REP_ENT_N; k++)
+		if (bestv[k])
+			rep_hit(s, h, (rep_ent_t)k, bestv[k], &best[k], ctx->explain);
+	read_unref(r);
+}
+
+static double rep_own_score(const hits_t *h)
+{
+	double own = 0;
+	for (size_t i = 0; i < hits_count(h); i++) {
+		const hit_t *x = hits_at(h, i);
+		if (x->source && strcmp(x->source, "rep") == 0)
+			own += x->score;
+	}
+	return own;
+}
+
+static void push(struct rep_shared *s, rep_ent_t kind, const char *value, int64_t t, bool spam)
+{
+	rep_witem_t it;
+	memset(&it, 0, sizeof(it));
+	if (rep_key(it.key, sizeof(it.key), s->cfg.prefix, kind, value) < 0)
+		return;
+	it.t = t;
+	it.spam = spam;
+	it.ham = !spam;
+	rep_wqueue_push(s->rt->wq, &it);
+}
+
+static void rep_verdict(void *sv, void *cv, msg_t *m, const mime_t *mi, const hits_t *h,
+			double score, int action)
+{
+	struct rep_shared *s = sv;
+	struct rep_conn *c = cv;
+	struct msg_ents e;
+	bool spam;
+
+	if (s->rt == NULL || s->offline)
+		return;
+	/*
+	 * Learn from the other evidence only: counting our own hits would let
+	 * reputation confirm itself (and a block list entry would poison the
+	 * counters of everything else in the message).
+	 */
+	double base = score - rep_own_score(h);
+	if (base >= s->cfg.learn_spam)
+		spam = true;
+	else if (base < s->cfg.learn_ham)
+		spam = false;
+	else
+		return;
+	/* Our own authenticated users are not the world's business. */
+	if (msg_auth(m) != NULL)
+		return;
+	int64_t t = time(NULL);
+	if (c && c->has_addr) {
+		push(s, REP_ENT_IP, c->ip, t, spam);
+		push(s, REP_ENT_NET, c->net, t, spam);
+	} else if (msg_client_ip(m)) {
+		rep_addr_t a;
+		char ip[64], net[64];
+		if (rep_addr_parse(msg_client_ip(m), &a) == 0 &&
+		    rep_addr_format(&a, ip, sizeof(ip)) == 0 &&
+		    rep_addr_net(&a, net, sizeof(net)) == 0) {
+			push(s, REP_ENT_IP, ip, t, spam);
+			push(s, REP_ENT_NET, net, t, spam);
+		}
+	}
+	msg_entities(s, m, mi, &e);
+	for (size_t i = 0; i < e.n; i++)
+		push(s, e.kind[i], e.value[i], t, spam);
+}
+
+static void rep_conn_end(void *sv, void *cv)
+{
+	struct rep_conn *c = cv;
+	if (c == NULL)
+		return;
+	read_unref(c->ipread);
+	free(c);
+}
+
+const evidence_ops_t rep_evidence = {
+	.name = "rep",
+	.load = rep_load,
+	.release = rep_release,
+	.conn_begin = rep_conn_begin,
+	.envelope = rep_envelope,
+	.score = rep_score_hook,
+	.verdict = rep_verdict,
+	.conn_end = rep_conn_end,
+};

@@ -1,0 +1,371 @@
+/*
+ * rep_mirror.c - the local LMDB mirror of the shared block/allow list.
+ * Lookups never touch the network; the last applied stream id is stored
+ * in the same transaction as the entries it produced, so resuming after a
+ * crash, a restart or a link cut neither skips nor repeats an operation.
+ */
+#include "config.h"
+
+#include "rep.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum {
+	MIRROR_MAP_BYTES = 256u << 20, /* room for millions of entries */
+	MIRROR_KEY_MAX_BYTES = REP_DOMAIN_MAX_BYTES + 2,
+	MIRROR_VAL_MAX_BYTES = 600,
+};
+
+struct rep_mirror {
+	MDB_env *env;
+	MDB_dbi entries; /* encoded target -> "target\tencoded entry" */
+	MDB_dbi meta;	 /* "last_id"; "plen4"/"plen6": bitmaps of prefix lengths in use */
+};
+
+static int mkdirs(const char *dir)
+{
+	char tmp[4096];
+	size_t n = strlen(dir);
+	if (n == 0 || n >= sizeof(tmp))
+		return -1;
+	memcpy(tmp, dir, n + 1);
+	for (char *p = tmp + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+				return -1;
+			*p = '/';
+		}
+	if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+rep_mirror_t *rep_mirror_open(const char *dir, diag_t *d)
+{
+	rep_mirror_t *m = calloc(1, sizeof(*m));
+	MDB_txn *txn = NULL;
+	int rc;
+
+	if (m == NULL)
+		return NULL;
+	if (mkdirs(dir) < 0) {
+		diag_error(d, dir, 0, "cannot create the block mirror directory: %s",
+			   strerror(errno));
+		free(m);
+		return NULL;
+	}
+	if ((rc = mdb_env_create(&m->env)) != 0)
+		goto fail;
+	mdb_env_set_maxdbs(m->env, 4);
+	mdb_env_set_mapsize(m->env, MIRROR_MAP_BYTES);
+	/* NOTLS: read transactions are opened by many milter threads, briefly. */
+	if ((rc = mdb_env_open(m->env, dir, MDB_NOTLS, 0640)) != 0)
+		goto fail;
+	if ((rc = mdb_txn_begin(m->env, NULL, 0, &txn)) != 0)
+		goto fail;
+	if ((rc = mdb_dbi_open(txn, "entries", MDB_CREATE, &m->entries)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &m->meta)) != 0) {
+		mdb_txn_abort(txn);
+		goto fail;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		goto fail;
+	return m;
+fail:
+	diag_error(d, dir, 0, "cannot open the block mirror: %s", mdb_strerror(rc));
+	if (m->env)
+		mdb_env_close(m->env);
+	free(m);
+	return NULL;
+}
+
+void rep_mirror_close(rep_mirror_t *m)
+{
+	if (m == NULL)
+		return;
+	mdb_env_close(m->env);
+	free(m);
+}
+
+/* Binary keys: family, prefix length, masked address; or 'd' and the domain. */
+static size_t target_key(const rep_target_t *t, uint8_t *k)
+{
+	if (t->kind == REP_T_DOMAIN) {
+		size_t n = strlen(t->domain);
+		k[0] = 'd';
+		memcpy(k + 1, t->domain, n);
+		return n + 1;
+	}
+	size_t bytes = t->addr.family == 4 ? 4 : 16;
+	k[0] = (uint8_t)t->addr.family;
+	k[1] = (uint8_t)t->plen;
+	memcpy(k + 2, t->addr.a, bytes);
+	return bytes + 2;
+}
+
+static int decode_val(const MDB_val *v, rep_entry_t *e)
+{
+	char buf[MIRROR_VAL_MAX_BYTES + 1];
+	size_t n = v->mv_size < MIRROR_VAL_MAX_BYTES ? v->mv_size : MIRROR_VAL_MAX_BYTES;
+	memcpy(buf, v->mv_data, n);
+	buf[n] = '\0';
+	char *tab = strchr(buf, '\t');
+	if (tab == NULL)
+		return -1;
+	*tab = '\0';
+	return rep_entry_decode(buf, tab + 1, e);
+}
+
+static int put_entry(rep_mirror_t *m, MDB_txn *txn, const rep_entry_t *e)
+{
+	uint8_t k[MIRROR_KEY_MAX_BYTES];
+	char val[MIRROR_VAL_MAX_BYTES], tgt[REP_DOMAIN_MAX_BYTES];
+	MDB_val key, data;
+	int rc;
+
+	if (rep_target_format(&e->target, tgt, sizeof(tgt)) < 0)
+		return EINVAL;
+	int n = snprintf(val, sizeof(val), "%s\t", tgt);
+	if (rep_entry_encode(e, val + n, sizeof(val) - (size_t)n) < 0)
+		return EINVAL;
+	key.mv_size = target_key(&e->target, k);
+	key.mv_data = k;
+	data.mv_size = strlen(val);
+	data.mv_data = val;
+	if ((rc = mdb_put(txn, m->entries, &key, &data, 0)) != 0)
+		return rc;
+	if (e->target.kind != REP_T_DOMAIN) {
+		/* Remember which prefix lengths exist, so a lookup probes only those. */
+		uint8_t bits[17] = {0};
+		const char *name = e->target.addr.family == 4 ? "plen4" : "plen6";
+		MDB_val mk = {.mv_size = strlen(name), .mv_data = (void *)name}, mv;
+		if (mdb_get(txn, m->meta, &mk, &mv) == 0 && mv.mv_size == sizeof(bits))
+			memcpy(bits, mv.mv_data, sizeof(bits));
+		bits[e->target.plen / 8] |= (uint8_t)(1u << (e->target.plen % 8));
+		mv.mv_size = sizeof(bits);
+		mv.mv_data = bits;
+		if ((rc = mdb_put(txn, m->meta, &mk, &mv, 0)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int del_entry(rep_mirror_t *m, MDB_txn *txn, const rep_target_t *t)
+{
+	uint8_t k[MIRROR_KEY_MAX_BYTES];
+	MDB_val key = {.mv_size = target_key(t, k), .mv_data = k};
+	int rc = mdb_del(txn, m->entries, &key, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static void get_last_id(rep_mirror_t *m, MDB_txn *txn, char *buf, size_t size)
+{
+	MDB_val k = {.mv_size = 7, .mv_data = "last_id"}, v;
+	if (mdb_get(txn, m->meta, &k, &v) == 0 && v.mv_size < size) {
+		memcpy(buf, v.mv_data, v.mv_size);
+		buf[v.mv_size] = '\0';
+	} else {
+		snprintf(buf, size, "0-0");
+	}
+}
+
+static int put_last_id(rep_mirror_t *m, MDB_txn *txn, const char *id)
+{
+	MDB_val k = {.mv_size = 7, .mv_data = "last_id"};
+	MDB_val v = {.mv_size = strlen(id), .mv_data = (void *)id};
+	return mdb_put(txn, m->meta, &k, &v, 0);
+}
+
+int rep_mirror_apply(rep_mirror_t *m, const rep_op_t *ops, size_t n)
+{
+	MDB_txn *txn;
+	char last[REP_ID_MAX_BYTES];
+	int applied = 0, rc = 0;
+	bool moved = false;
+
+	if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
+		return -1;
+	get_last_id(m, txn, last, sizeof(last));
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		/* Another process (the CLI, an older generation) may have applied it already. */
+		if (ops[i].id[0] && rep_id_cmp(ops[i].id, last) <= 0)
+			continue;
+		rc = ops[i].del ? del_entry(m, txn, &ops[i].e.target) : put_entry(m, txn, &ops[i].e);
+		if (ops[i].id[0]) {
+			snprintf(last, sizeof(last), "%s", ops[i].id);
+			moved = true;
+		}
+		applied++;
+	}
+	if (rc == 0 && moved)
+		rc = put_last_id(m, txn, last);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	return mdb_txn_commit(txn) == 0 ? applied : -1;
+}
+
+int rep_mirror_load_snapshot(rep_mirror_t *m, const rep_entry_t *e, size_t n, const char *id)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
+		return -1;
+	rc = mdb_drop(txn, m->entries, 0);
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = put_entry(m, txn, &e[i]);
+	if (rc == 0)
+		rc = put_last_id(m, txn, id);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	return mdb_txn_commit(txn) == 0 ? 0 : -1;
+}
+
+int rep_mirror_set_last_id(rep_mirror_t *m, const char *id)
+{
+	MDB_txn *txn;
+	if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
+		return -1;
+	if (put_last_id(m, txn, id) != 0) {
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	return mdb_txn_commit(txn) == 0 ? 0 : -1;
+}
+
+int rep_mirror_last_id(rep_mirror_t *m, char *buf, size_t size)
+{
+	MDB_txn *txn;
+	if (mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn) != 0)
+		return -1;
+	get_last_id(m, txn, buf, size);
+	mdb_txn_abort(txn);
+	return 0;
+}
+
+int rep_mirror_lookup_ip(rep_mirror_t *m, const rep_addr_t *a, int64_t now, rep_entry_t *out)
+{
+	MDB_txn *txn;
+	uint8_t bits[17] = {0};
+	const char *name = a->family == 4 ? "plen4" : "plen6";
+	MDB_val mk = {.mv_size = strlen(name), .mv_data = (void *)name}, mv;
+	int found = 0;
+
+	if (mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn) != 0)
+		return -1;
+	if (mdb_get(txn, m->meta, &mk, &mv) == 0 && mv.mv_size == sizeof(bits))
+		memcpy(bits, mv.mv_data, sizeof(bits));
+	for (int plen = a->family == 4 ? 32 : 128; plen >= 0 && !found; plen--) {
+		if (!(bits[plen / 8] & (1u << (plen % 8))))
+			continue;
+		char txt[64], err[64];
+		rep_target_t t;
+		uint8_t k[MIRROR_KEY_MAX_BYTES];
+		if (rep_addr_format(a, txt, sizeof(txt)) < 0)
+			break;
+		snprintf(txt + strlen(txt), sizeof(txt) - strlen(txt), "/%d", plen);
+		if (rep_target_parse(txt, &t, err, sizeof(err)) < 0)
+			continue;
+		MDB_val key = {.mv_size = target_key(&t, k), .mv_data = k}, v;
+		if (mdb_get(txn, m->entries, &key, &v) == 0 && decode_val(&v, out) == 0 &&
+		    !rep_entry_expired(out, now))
+			found = 1;
+	}
+	mdb_txn_abort(txn);
+	return found;
+}
+
+int rep_mirror_lookup_domain(rep_mirror_t *m, const char *domain, int64_t now, rep_entry_t *out)
+{
+	MDB_txn *txn;
+	char norm[REP_DOMAIN_MAX_BYTES];
+	int found = 0;
+
+	if (rep_domain_norm(domain, norm, sizeof(norm)) < 0)
+		return 0;
+	if (mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn) != 0)
+		return -1;
+	/* The longest listed suffix wins: an allowed subdomain of a blocked domain stays allowed. */
+	for (const char *p = norm; p && *p && !found; p = strchr(p, '.') ? strchr(p, '.') + 1 : NULL) {
+		uint8_t k[MIRROR_KEY_MAX_BYTES];
+		size_t n = strlen(p);
+		k[0] = 'd';
+		memcpy(k + 1, p, n);
+		MDB_val key = {.mv_size = n + 1, .mv_data = k}, v;
+		if (mdb_get(txn, m->entries, &key, &v) == 0 && decode_val(&v, out) == 0 &&
+		    !rep_entry_expired(out, now))
+			found = 1;
+	}
+	mdb_txn_abort(txn);
+	return found;
+}
+
+int rep_mirror_list(rep_mirror_t *m, rep_entry_t **out, size_t *n)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	size_t cap = 64, len = 0;
+	rep_entry_t *arr = malloc(cap * sizeof(*arr));
+
+	*out = NULL;
+	*n = 0;
+	if (arr == NULL || mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn) != 0) {
+		free(arr);
+		return -1;
+	}
+	if (mdb_cursor_open(txn, m->entries, &cur) != 0) {
+		mdb_txn_abort(txn);
+		free(arr);
+		return -1;
+	}
+	for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+		if (len == cap) {
+			rep_entry_t *na = realloc(arr, 2 * cap * sizeof(*arr));
+			if (na == NULL)
+				break;
+			arr = na;
+			cap *= 2;
+		}
+		if (decode_val(&v, &arr[len]) == 0)
+			len++;
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	*out = arr;
+	*n = len;
+	return 0;
+}
+
+int rep_mirror_purge(rep_mirror_t *m, int64_t now)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int purged = 0;
+	rep_entry_t e;
+
+	if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
+		return -1;
+	if (mdb_cursor_open(txn, m->entries, &cur) != 0) {
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT)
+		if (decode_val(&v, &e) == 0 && rep_entry_expired(&e, now) &&
+		    mdb_cursor_del(cur, 0) == 0)
+			purged++;
+	mdb_cursor_close(cur);
+	if (mdb_txn_commit(txn) != 0)
+		return -1;
+	return purged;
+}
