@@ -1,0 +1,616 @@
+/*
+ * test_mime.c - the MIME module: tree walk and limits, transfer decoding,
+ * charsets, RFC 2047/2231, HTML rendering and the URI lists. Fixtures are
+ * whole messages in tests/data/mime/.
+ */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mime.h"
+#include "msg.h"
+
+#define FIXTURE_MAX_BYTES (1 << 20)
+
+static msg_t *msg_from(const char *raw, size_t n)
+{
+	msg_t *m = msg_new(10 << 20);
+	msg_parse_raw(m, raw, n);
+	return m;
+}
+
+static msg_t *load(const char *name)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/mime/%s", TEST_DATADIR, name);
+	FILE *fp = fopen(path, "rb");
+	cr_assert_not_null(fp, "cannot open %s", path);
+	char *buf = malloc(FIXTURE_MAX_BYTES);
+	size_t n = fread(buf, 1, FIXTURE_MAX_BYTES, fp);
+	fclose(fp);
+	msg_t *m = msg_from(buf, n);
+	free(buf);
+	return m;
+}
+
+static mime_t *parse_lim(msg_t *m, unsigned depth, unsigned parts, uint64_t text)
+{
+	mime_limits_t l = {.max_depth = depth, .max_parts = parts, .max_text_bytes = text};
+	return mime_parse(m, &l);
+}
+
+static mime_t *parse(msg_t *m)
+{
+	return parse_lim(m, 20, 500, 4 << 20);
+}
+
+static const char *body(const mime_t *mi)
+{
+	return mime_body(mi, NULL);
+}
+
+static bool has_uri(const mime_t *mi, const char *u)
+{
+	for (size_t i = 0; i < mime_uri_count(mi); i++)
+		if (!strcmp(mime_uri(mi, i), u))
+			return true;
+	return false;
+}
+
+static bool has_domain(const mime_t *mi, const char *d)
+{
+	for (size_t i = 0; i < mime_domain_count(mi); i++)
+		if (!strcmp(mime_domain(mi, i), d))
+			return true;
+	return false;
+}
+
+/* ------------------------------------------------------------ structure */
+
+Test(mime, nested_multipart_walks_every_part_in_document_order)
+{
+	msg_t *m = load("nested.eml");
+	mime_t *mi = parse(m);
+	cr_assert_eq(mime_part_count(mi), 5);
+	const char *types[] = {"multipart/mixed", "multipart/alternative", "text/plain",
+			       "text/html", "application/pdf"};
+	unsigned depths[] = {0, 1, 2, 2, 1};
+	for (size_t i = 0; i < 5; i++) {
+		cr_assert_str_eq(mime_part(mi, i)->content_type, types[i]);
+		cr_assert_eq(mime_part(mi, i)->depth, depths[i], "part %zu", i);
+	}
+	cr_assert_eq(mime_flags(mi), 0, "flags %#x", mime_flags(mi));
+	cr_assert_null(mime_part(mi, 5));
+	msg_free(m);
+}
+
+Test(mime, boundary_that_prefixes_the_inner_one_does_not_split_it)
+{
+	/* Outer "==b1", inner "==b1-alt": "--==b1-alt" must not end an outer part. */
+	msg_t *m = load("nested.eml");
+	mime_t *mi = parse(m);
+	cr_assert_eq(mime_part(mi, 1)->depth, 1);
+	cr_assert_eq(mime_part(mi, 2)->depth, 2);
+	cr_assert_eq(mime_part(mi, 3)->depth, 2);
+	cr_assert_eq(mime_flags(mi) & MIME_F_BAD_BOUNDARY, 0);
+	msg_free(m);
+}
+
+Test(mime, preamble_and_epilogue_are_not_text)
+{
+	msg_t *m = load("nested.eml");
+	mime_t *mi = parse(m);
+	cr_assert_null(strstr(body(mi), "multi-part message in MIME format"));
+	cr_assert_null(strstr(body(mi), "Epilogue"));
+	cr_assert_null(strstr(mime_rawbody(mi, NULL), "Epilogue"));
+	msg_free(m);
+}
+
+Test(mime, part_headers_are_kept_per_part)
+{
+	msg_t *m = load("nested.eml");
+	mime_t *mi = parse(m);
+	cr_assert_not_null(strstr(mime_part(mi, 2)->headers,
+				  "Content-Transfer-Encoding: quoted-printable\n"));
+	cr_assert_not_null(strstr(mime_part(mi, 0)->headers, "Subject: Quarterly report\n"));
+	cr_assert_null(strchr(mime_part(mi, 4)->headers, '\r'));
+	msg_free(m);
+}
+
+Test(mime, message_rfc822_is_descended_into)
+{
+	msg_t *m = load("rfc822.eml");
+	mime_t *mi = parse(m);
+	cr_assert_eq(mime_part_count(mi), 6);
+	cr_assert_str_eq(mime_part(mi, 2)->content_type, "message/rfc822");
+	cr_assert_str_eq(mime_part(mi, 3)->content_type, "multipart/alternative");
+	cr_assert_eq(mime_part(mi, 5)->depth, 3);
+	cr_assert_not_null(strstr(body(mi), "Buy now at http://inner-spam.example.com/"));
+	cr_assert(has_uri(mi, "http://inner-spam.example.com/html"));
+	msg_free(m);
+}
+
+Test(mime, message_without_mime_headers_is_one_text_part)
+{
+	const char raw[] = "From: a@example.org\nSubject: hi\n\nJust text.\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert_eq(mime_part_count(mi), 1);
+	cr_assert_str_eq(mime_part(mi, 0)->content_type, "text/plain");
+	cr_assert(mime_part(mi, 0)->is_text);
+	cr_assert_str_eq(body(mi), "hi\n\nJust text.\n");
+	cr_assert_str_eq(mime_rawbody(mi, NULL), "Just text.\n");
+	msg_free(m);
+}
+
+Test(mime, empty_message_parses)
+{
+	msg_t *m = msg_from("", 0);
+	mime_t *mi = mime_parse(m, NULL);
+	cr_assert_eq(mime_part_count(mi), 1);
+	cr_assert_str_eq(body(mi), "");
+	cr_assert_str_eq(mime_subject(mi), "");
+	cr_assert_eq(mime_uri_count(mi), 0);
+	msg_free(m);
+}
+
+Test(mime, multipart_digest_parts_default_to_message_rfc822)
+{
+	const char raw[] = "Subject: digest\nContent-Type: multipart/digest; boundary=d\n\n"
+			   "--d\n\nSubject: one\n\nFirst digest body.\n"
+			   "--d--\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert_eq(mime_part_count(mi), 3);
+	cr_assert_str_eq(mime_part(mi, 1)->content_type, "message/rfc822");
+	cr_assert_str_eq(mime_part(mi, 2)->content_type, "text/plain");
+	cr_assert_not_null(strstr(body(mi), "First digest body."));
+	msg_free(m);
+}
+
+Test(mime, crlf_line_ends_are_handled)
+{
+	const char raw[] = "Subject: crlf\r\nContent-Type: multipart/mixed; boundary=\"c\"\r\n\r\n"
+			   "--c\r\nContent-Type: text/plain\r\n\r\nline one\r\nline two\r\n"
+			   "--c--\r\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert_eq(mime_part_count(mi), 2);
+	cr_assert_eq(mime_flags(mi), 0);
+	cr_assert_str_eq(mime_part(mi, 1)->decoded, "line one\nline two");
+	msg_free(m);
+}
+
+/* ------------------------------------------------------------ malformed input */
+
+Test(mime, missing_closing_boundary_keeps_last_part_and_flags)
+{
+	msg_t *m = load("no_close.eml");
+	mime_t *mi = parse(m);
+	cr_assert_eq(mime_part_count(mi), 3);
+	cr_assert(mime_flags(mi) & MIME_F_BAD_BOUNDARY);
+	cr_assert_not_null(strstr(body(mi), "without a close delimiter."));
+	cr_assert_not_null(strstr(body(mi), "First part."));
+	msg_free(m);
+}
+
+Test(mime, missing_boundary_parameter_is_read_as_text_and_flagged)
+{
+	msg_t *m = load("no_boundary.eml");
+	mime_t *mi = parse(m);
+	cr_assert(mime_flags(mi) & MIME_F_BAD_BOUNDARY);
+	cr_assert_eq(mime_part_count(mi), 1);
+	cr_assert(mime_part(mi, 0)->is_text);
+	cr_assert_not_null(strstr(body(mi), "Text of a multipart with no boundary"));
+	cr_assert(has_domain(mi, "www.no-boundary.example.com"));
+	msg_free(m);
+}
+
+Test(mime, boundary_never_found_is_flagged_and_body_kept)
+{
+	const char raw[] = "Content-Type: multipart/mixed; boundary=zzz\n\nno delimiters here\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert(mime_flags(mi) & MIME_F_BAD_BOUNDARY);
+	cr_assert_not_null(strstr(body(mi), "no delimiters here"));
+	msg_free(m);
+}
+
+Test(mime, garbage_base64_is_decoded_tolerantly_and_flagged)
+{
+	msg_t *m = load("bad_base64.eml");
+	mime_t *mi = parse(m);
+	cr_assert(mime_flags(mi) & MIME_F_BAD_BASE64);
+	cr_assert_str_eq(mime_part(mi, 0)->decoded, "Hello world! More text");
+	msg_free(m);
+}
+
+Test(mime, clean_base64_is_not_flagged)
+{
+	const char raw[] = "Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\n"
+			   "SGVsbG8sIHdv\ncmxkIQ==\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert_eq(mime_flags(mi), 0);
+	cr_assert_str_eq(mime_part(mi, 0)->decoded, "Hello, world!");
+	msg_free(m);
+}
+
+Test(mime, depth_limit_stops_descent_and_flags)
+{
+	msg_t *m = load("deep.eml");
+	mime_t *mi = parse_lim(m, 3, 500, 1 << 20);
+	cr_assert(mime_flags(mi) & MIME_F_DEPTH_LIMIT);
+	cr_assert_eq(mime_part_count(mi), 4); /* depths 0..3 */
+	cr_assert_null(strstr(body(mi), "Deepest text."));
+	msg_free(m);
+
+	m = load("deep.eml");
+	mi = parse_lim(m, 6, 500, 1 << 20);
+	cr_assert_eq(mime_flags(mi) & MIME_F_DEPTH_LIMIT, 0);
+	cr_assert_not_null(strstr(body(mi), "Deepest text."));
+	msg_free(m);
+}
+
+Test(mime, part_limit_stops_parsing_and_flags)
+{
+	msg_t *m = load("many_parts.eml");
+	mime_t *mi = parse_lim(m, 20, 10, 1 << 20);
+	cr_assert(mime_flags(mi) & MIME_F_PART_LIMIT);
+	cr_assert_eq(mime_part_count(mi), 10);
+	cr_assert_not_null(strstr(body(mi), "Part number 8."));
+	cr_assert_null(strstr(body(mi), "Part number 9."));
+	msg_free(m);
+
+	m = load("many_parts.eml");
+	mi = parse(m);
+	cr_assert_eq(mime_part_count(mi), 31);
+	cr_assert_eq(mime_flags(mi), 0);
+	msg_free(m);
+}
+
+Test(mime, text_limit_bounds_decoded_text_and_flags)
+{
+	size_t n = 100000;
+	char *raw = malloc(n + 64);
+	strcpy(raw, "Subject: big\n\n");
+	size_t h = strlen(raw);
+	memset(raw + h, 'a', n);
+	msg_t *m = msg_from(raw, h + n);
+	mime_t *mi = parse_lim(m, 20, 500, 4096);
+	cr_assert(mime_flags(mi) & MIME_F_TEXT_LIMIT);
+	cr_assert_eq(mime_part(mi, 0)->decoded_len, 4096);
+	size_t bl;
+	mime_body(mi, &bl);
+	cr_assert_lt(bl, 4096 + 64);
+	free(raw);
+	msg_free(m);
+}
+
+Test(mime, truncated_message_is_flagged)
+{
+	const char raw[] = "Subject: t\n\n0123456789012345678901234567890123456789\n";
+	msg_t *m = msg_new(10);
+	msg_parse_raw(m, raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert(mime_flags(mi) & MIME_F_TRUNCATED);
+	msg_free(m);
+}
+
+Test(mime, malformed_content_type_is_flagged)
+{
+	const char raw[] = "Content-Type: text; charset=\"utf-8\n\nhello\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert(mime_flags(mi) & MIME_F_BAD_HEADER);
+	cr_assert_str_eq(mime_part(mi, 0)->content_type, "text/plain");
+	cr_assert_not_null(strstr(body(mi), "hello"));
+	msg_free(m);
+}
+
+/* ------------------------------------------------------------ transfer encodings */
+
+Test(mime, quoted_printable_soft_breaks_and_latin1)
+{
+	msg_t *m = load("nested.eml");
+	mime_t *mi = parse(m);
+	const mime_part_t *p = mime_part(mi, 2);
+	cr_assert_str_eq(p->charset, "iso-8859-1");
+	cr_assert_str_eq(p->encoding, "quoted-printable");
+	cr_assert_str_eq(p->decoded, "Café crème for everyone, and a very long line that is wrapped "
+				     "with a soft break here.");
+	msg_free(m);
+}
+
+Test(mime, quoted_printable_bad_escapes_kept_literally_and_flagged)
+{
+	msg_t *m = load("qp.eml");
+	mime_t *mi = parse(m);
+	cr_assert(mime_flags(mi) & MIME_F_BAD_QP);
+	const char *d = mime_part(mi, 0)->decoded;
+	cr_assert_not_null(strstr(d, "Soft break and été.\n"), "%s", d);
+	cr_assert_not_null(strstr(d, "Bad escape =ZZ and =4 end, equals= sign. \n"), "%s", d);
+	/* Transport padding goes; an encoded blank (=20) stays. */
+	cr_assert_not_null(strstr(d, "Trailing padding here   \n"), "%s", d);
+	msg_free(m);
+}
+
+Test(mime, base64_html_is_decoded_and_rendered)
+{
+	msg_t *m = load("nested.eml");
+	mime_t *mi = parse(m);
+	const mime_part_t *p = mime_part(mi, 3);
+	cr_assert(p->is_html);
+	cr_assert_not_null(strstr(p->decoded, "<p>Café crème for <b>everyone</b>.</p>"));
+	cr_assert_not_null(strstr(body(mi), "Café crème for everyone.\n"));
+	cr_assert_not_null(strstr(mime_rawbody(mi, NULL), "<b>everyone</b>"));
+	msg_free(m);
+}
+
+Test(mime, base64_attachment_is_decoded_bytes)
+{
+	msg_t *m = load("nested.eml");
+	mime_t *mi = parse(m);
+	const mime_part_t *p = mime_part(mi, 4);
+	cr_assert(p->is_attachment);
+	cr_assert_not(p->is_text);
+	cr_assert_eq(p->decoded_len, 83);
+	cr_assert_eq(memcmp(p->decoded, "%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", 15), 0);
+	cr_assert_null(strstr(body(mi), "PDF"));
+	msg_free(m);
+}
+
+/* ------------------------------------------------------------ charsets */
+
+Test(mime, koi8r_windows1252_latin1_utf8_parts_become_utf8)
+{
+	msg_t *m = load("charsets.eml");
+	mime_t *mi = parse(m);
+	cr_assert_str_eq(mime_part(mi, 1)->decoded, "Привет, как дела? Скидки на всё!");
+	cr_assert_str_eq(mime_part(mi, 2)->decoded, "He said “free money” – only €99…");
+	cr_assert_str_eq(mime_part(mi, 3)->decoded, "Grüße aus München");
+	cr_assert_str_eq(mime_part(mi, 4)->decoded, "Emoji 😀 and 中文 text");
+	msg_free(m);
+}
+
+Test(mime, unknown_charset_falls_back_to_windows1252_and_flags)
+{
+	msg_t *m = load("charsets.eml");
+	mime_t *mi = parse(m);
+	cr_assert_str_eq(mime_part(mi, 5)->charset, "x-no-such-charset");
+	cr_assert_str_eq(mime_part(mi, 5)->decoded, "Unknown café");
+	cr_assert(mime_flags(mi) & MIME_F_BAD_CHARSET);
+	msg_free(m);
+}
+
+Test(mime, invalid_utf8_is_replaced_and_flagged)
+{
+	const char raw[] = "Content-Type: text/plain; charset=utf-8\n\nbad \xff\xfe byte \xc3\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert(mime_flags(mi) & MIME_F_BAD_CHARSET);
+	cr_assert_str_eq(mime_part(mi, 0)->decoded, "bad \xef\xbf\xbd\xef\xbf\xbd byte \xef\xbf\xbd\n");
+	msg_free(m);
+}
+
+Test(mime, undeclared_8bit_text_is_read_as_windows1252_without_flag)
+{
+	const char raw[] = "Subject: x\n\ncaf\xe9 \x93quoted\x94\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert_eq(mime_flags(mi), 0);
+	cr_assert_str_eq(mime_part(mi, 0)->decoded, "café “quoted”\n");
+	msg_free(m);
+}
+
+Test(mime, iconv_invalid_sequence_is_replaced_and_flagged)
+{
+	/* 0x82 0xa0 is a Shift_JIS hiragana; 0xff alone is invalid. */
+	const char raw[] = "Content-Type: text/plain; charset=shift_jis\n\n\x82\xa0\xff!\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert(mime_flags(mi) & MIME_F_BAD_CHARSET);
+	cr_assert_str_eq(mime_part(mi, 0)->decoded, "あ\xef\xbf\xbd!\n");
+	msg_free(m);
+}
+
+Test(mime, mime_to_utf8_converts_and_rejects_unknown_charsets)
+{
+	arena_t *a = arena_new(4096);
+	size_t n;
+	char *s = mime_to_utf8(a, "KOI8-R", "\xf0\xd2\xc9\xd7\xc5\xd4", 6, &n);
+	cr_assert_str_eq(s, "Привет");
+	cr_assert_eq(n, strlen("Привет"));
+	cr_assert_null(mime_to_utf8(a, "no-such-charset", "abc", 3, &n));
+	const char jis[] = "\x1b$B$\"\x1b(B";
+	s = mime_to_utf8(a, "iso-2022-jp", jis, sizeof(jis) - 1, &n);
+	cr_assert_str_eq(s, "あ");
+	arena_free(a);
+}
+
+/* ------------------------------------------------------------ headers */
+
+Test(mime, rfc2047_subject_joins_words_split_inside_a_character)
+{
+	msg_t *m = load("subject2047.eml");
+	mime_t *mi = parse(m);
+	cr_assert_str_eq(mime_subject(mi),
+			 "Скидки только сегодня - Grüße aus München =?x-unknown-cs?Q?keep_me?=");
+	msg_free(m);
+}
+
+Test(mime, body_view_starts_with_subject_and_a_blank_line)
+{
+	msg_t *m = load("subject2047.eml");
+	mime_t *mi = parse(m);
+	const char *b = body(mi);
+	const char *want = "Скидки только сегодня - Grüße aus München "
+			   "=?x-unknown-cs?Q?keep_me?=\n\nBody line.\n";
+	cr_assert_str_eq(b, want);
+	msg_free(m);
+}
+
+Test(mime, decode_header_unfolds_and_decodes)
+{
+	arena_t *a = arena_new(4096);
+	cr_assert_str_eq(mime_decode_header(a, "plain\n\tfolded"), "plain\tfolded");
+	cr_assert_str_eq(mime_decode_header(a, "=?utf-8?q?a_b?= =?utf-8?q?c?="), "a bc");
+	cr_assert_str_eq(mime_decode_header(a, "=?ISO-8859-1?B?SvZyZw==?= x"), "Jörg x");
+	cr_assert_str_eq(mime_decode_header(a, "=?utf-8*en?Q?Hi?="), "Hi");
+	/* Not encoded words: kept as written. */
+	cr_assert_str_eq(mime_decode_header(a, "=?utf-8?x?abc?= and =? lone"),
+			 "=?utf-8?x?abc?= and =? lone");
+	/* Decoded line breaks must not reach rules or added headers. */
+	cr_assert_str_eq(mime_decode_header(a, "=?utf-8?q?a=0D=0Ab?="), "a  b");
+	/* Raw 8-bit header text becomes UTF-8 too. */
+	cr_assert_str_eq(mime_decode_header(a, "caf\xe9"), "café");
+	cr_assert_str_eq(mime_decode_header(a, ""), "");
+	arena_free(a);
+}
+
+Test(mime, rfc2231_filename_continuations_are_decoded)
+{
+	msg_t *m = load("nested.eml");
+	mime_t *mi = parse(m);
+	cr_assert_str_eq(mime_part(mi, 4)->filename, "Résumé of Bob.pdf");
+	msg_free(m);
+}
+
+Test(mime, content_type_name_with_rfc2047_word_is_decoded)
+{
+	const char raw[] = "Content-Type: multipart/mixed; boundary=b\n\n--b\n"
+			   "Content-Type: application/octet-stream;\n"
+			   " name=\"=?UTF-8?B?0YTQsNC50LsuZXhl?=\"\n\nMZ\n--b--\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert_str_eq(mime_part(mi, 1)->filename, "файл.exe");
+	cr_assert(mime_part(mi, 1)->is_attachment);
+	msg_free(m);
+}
+
+Test(mime, quoted_parameters_with_escapes_and_semicolons)
+{
+	const char raw[] = "Content-Type: multipart/mixed; boundary=\"a;b \\\"c\\\"\"\n\n"
+			   "--a;b \"c\"\ncontent-type: TEXT/PLAIN; CHARSET=\"ISO-8859-1\"\n\nx\xe9\n"
+			   "--a;b \"c\"--\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert_eq(mime_part_count(mi), 2);
+	cr_assert_str_eq(mime_part(mi, 1)->content_type, "text/plain");
+	cr_assert_str_eq(mime_part(mi, 1)->charset, "iso-8859-1");
+	cr_assert_str_eq(mime_part(mi, 1)->decoded, "xé");
+	cr_assert_eq(mime_flags(mi), 0);
+	msg_free(m);
+}
+
+/* ------------------------------------------------------------ HTML */
+
+Test(mime, html_drops_script_style_head_and_comments)
+{
+	msg_t *m = load("html.eml");
+	mime_t *mi = parse(m);
+	const char *b = body(mi);
+	cr_assert_null(strstr(b, "HIDDEN"), "%s", b);
+	cr_assert_null(strstr(b, "Hidden title"), "%s", b);
+	cr_assert_null(strstr(b, "color: red"), "%s", b);
+	msg_free(m);
+}
+
+Test(mime, html_entities_are_decoded)
+{
+	msg_t *m = load("html.eml");
+	mime_t *mi = parse(m);
+	const char *b = body(mi);
+	cr_assert_not_null(strstr(b, "Café & Crème\n"), "%s", b);
+	cr_assert_not_null(strstr(b, "Price: €10 ABC now, 5 < 6 > 4 \"ok\""), "%s", b);
+	msg_free(m);
+}
+
+Test(mime, html_inline_tags_join_and_blocks_break_lines)
+{
+	msg_t *m = load("html.eml");
+	mime_t *mi = parse(m);
+	const char *b = body(mi);
+	cr_assert_not_null(strstr(b, "\n\nViagra cheap\n\n"), "%s", b);
+	cr_assert_not_null(strstr(b, "log in.\nMail us."), "%s", b);
+	cr_assert_not_null(strstr(b, "cell1 cell2"), "%s", b);
+	msg_free(m);
+}
+
+Test(mime, html_unclosed_head_does_not_hide_the_message)
+{
+	const char raw[] = "Content-Type: text/html\n\n<html><head><body>Visible text</body>\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert_not_null(strstr(body(mi), "Visible text"));
+	msg_free(m);
+}
+
+Test(mime, html_render_handles_stray_markup)
+{
+	arena_t *a = arena_new(4096);
+	abuf_t out;
+	abuf_init(&out, a, 16);
+	const char html[] = "a < b &unknown; &amp &ampx &#0; &#x110000; <</ 3> <br/>c<";
+	mime_html_render(NULL, html, sizeof(html) - 1, &out);
+	cr_assert_str_eq(out.data, "a < b &unknown; & &ampx \xef\xbf\xbd \xef\xbf\xbd <\nc<\n");
+	arena_free(a);
+}
+
+Test(mime, html_links_and_text_urls_are_collected)
+{
+	msg_t *m = load("html.eml");
+	mime_t *mi = parse(m);
+	cr_assert(has_uri(mi, "http://WWW.Example.COM/buy?a=1&b=2"));
+	cr_assert(has_uri(mi, "https://secure.example.org:8443/login"));
+	cr_assert(has_uri(mi, "mailto:sales@Shop.Example.NET?subject=hi"));
+	cr_assert(has_uri(mi, "http://tracker.example.com/pixel.gif"));
+	cr_assert(has_uri(mi, "http://form.example.biz/submit"));
+	cr_assert(has_uri(mi, "http://img.example.com/bg.gif"));
+	cr_assert(has_uri(mi, "http://text-link.example.info/path"));
+	cr_assert(has_domain(mi, "www.example.com"));
+	cr_assert(has_domain(mi, "secure.example.org"));
+	cr_assert(has_domain(mi, "shop.example.net"));
+	cr_assert_eq(mime_domain_count(mi), 7);
+	msg_free(m);
+}
+
+/* ------------------------------------------------------------ URLs in text */
+
+Test(mime, text_urls_trimmed_lowercased_and_distinct)
+{
+	msg_t *m = load("urls.eml");
+	mime_t *mi = parse(m);
+	cr_assert_eq(mime_uri_count(mi), 6);
+	cr_assert_str_eq(mime_uri(mi, 0), "http://paren.example.com/a.html");
+	cr_assert_str_eq(mime_uri(mi, 1), "www.Example.COM");
+	cr_assert_str_eq(mime_uri(mi, 2), "https://wiki.example.org/Foo_(bar)");
+	cr_assert_str_eq(mime_uri(mi, 3), "ftp://files.example.net/pub/x.tgz");
+	cr_assert_str_eq(mime_uri(mi, 4), "mailto:Info@Mail.Example.ORG");
+	cr_assert_str_eq(mime_uri(mi, 5), "http://user:pw@Login.Example.CO.UK:8080/path?q=1#frag");
+	const char *doms[] = {"paren.example.com", "www.example.com",  "wiki.example.org",
+			      "files.example.net", "mail.example.org", "login.example.co.uk"};
+	cr_assert_eq(mime_domain_count(mi), 6);
+	for (size_t i = 0; i < 6; i++)
+		cr_assert_str_eq(mime_domain(mi, i), doms[i]);
+	msg_free(m);
+}
+
+Test(mime, uri_and_domain_lists_are_bounded)
+{
+	size_t cap = 1500 * 40 + 64;
+	char *raw = malloc(cap);
+	size_t n = (size_t)snprintf(raw, cap, "Subject: many\n\n");
+	for (int i = 0; i < 1500; i++)
+		n += (size_t)snprintf(raw + n, cap - n, "http://h%d.example.com/ ", i);
+	msg_t *m = msg_from(raw, n);
+	mime_t *mi = parse(m);
+	cr_assert_eq(mime_uri_count(mi), MIME_MAX_URIS);
+	cr_assert_eq(mime_domain_count(mi), MIME_MAX_DOMAINS);
+	cr_assert_null(mime_uri(mi, MIME_MAX_URIS));
+	free(raw);
+	msg_free(m);
+}
