@@ -302,7 +302,8 @@ static enum cs_kind cs_classify(const char *cs, char *buf, size_t cap)
 		{"x-sjis", "CP932"},	     {"sjis", "CP932"},	       {"windows-31j", "CP932"},
 		{"big5", "BIG5-HKSCS"},	     {"x-mac-roman", "MACINTOSH"},
 		{"unicode-1-1-utf-7", "UTF-7"}, {"windows-874", "CP874"}, {"x-euc-jp", "EUC-JP"},
-		{"chinesebig5", "BIG5-HKSCS"}, {"gb2312_charset", "GB18030"}, {"x-gb2312", "GB18030"},
+		{"chinesebig5", "BIG5-HKSCS"}, {"gb2312_charset", "GB18030"},
+		{"x-gb2312", "GB18030"},
 	};
 	for (size_t i = 0; i < sizeof(alias) / sizeof(alias[0]); i++) {
 		if (!strcmp(buf, alias[i][0])) {
@@ -543,8 +544,8 @@ static size_t b64_decode(const char *s, size_t n, unsigned char *out, bool *bad)
 			int a = b64_tab[p[i]], b = b64_tab[p[i + 1]], c = b64_tab[p[i + 2]],
 			    d = b64_tab[p[i + 3]];
 			if ((a | b | c | d) >= 0) {
-				uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 |
-					     (uint32_t)d;
+				uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 |
+					     (uint32_t)c << 6 | (uint32_t)d;
 				out[o++] = (unsigned char)(v >> 16);
 				out[o++] = (unsigned char)(v >> 8);
 				out[o++] = (unsigned char)v;
@@ -1180,6 +1181,8 @@ void mime_add_uri(mime_t *mi, const char *p, size_t n)
 	for (size_t i = 0; i < n && k < sizeof(buf) && p[i] != '\0'; i++)
 		if (p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
 			buf[k++] = p[i];
+	if (k == 0)
+		return;
 	size_t skip;
 	if (ci_prefix(buf, k, "http://"))
 		skip = 7;

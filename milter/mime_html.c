@@ -316,7 +316,7 @@ static size_t tag(struct render *r, const char *s, size_t n, size_t i)
 	}
 	if (s[j] == '!') {
 		if (j + 2 < n && s[j + 1] == '-' && s[j + 2] == '-') {
-			/* A comment runs to "-->"; an unclosed one hides the rest, as in browsers. */
+			/* A comment runs to "-->"; unclosed, it hides the rest (as in browsers). */
 			const char *e = j + 3 < n ? memmem(s + j + 3, n - j - 3, "-->", 3) : NULL;
 			return e ? (size_t)(e - s) + 3 : n;
 		}
@@ -446,7 +446,11 @@ void mime_html_render(mime_t *mi, const char *s, size_t n, abuf_t *out)
 			i = j;
 		}
 	}
-	while (out->len > r.start && (out->data[out->len - 1] == ' '))
+	/* Block ends leave line breaks behind; the text itself ends with one. */
+	while (out->len > r.start &&
+	       (out->data[out->len - 1] == ' ' || out->data[out->len - 1] == '\n'))
 		out->len--;
 	out->data[out->len] = '\0';
+	if (out->len > r.start)
+		abuf_putc(out, '\n');
 }
