@@ -1,0 +1,303 @@
+/*
+ * NAME
+ *	bayes - statistical token classifier: tokenizer, LMDB store, Fisher
+ *	combining, autolearn writer, and the `sift learn` / `sift bayes` commands
+ * SYNOPSIS
+ *	#include "bayes.h"
+ *
+ *	bayes_tokenize(m, mi, false, &tok);          tokens of one message
+ *	s = bayes_store_open(path, map_bytes, BAYES_OPEN_CREATE, &err);
+ *	bayes_store_lookup(s, tok.keys, tok.n, counts, &totals);
+ *	p = bayes_classify(&params, counts, tok.n, &totals, &res);
+ *	bayes_store_apply(s, items, n, &result);      learn, relearn, forget
+ *	bayes_store_unref(s);
+ * DESCRIPTION
+ *	Tokenizer. bayes_tokenize() reads the decoded UTF-8 views the MIME
+ *	layer produced (mime_body(), the URIs, the parts) and the message's
+ *	header fields, and turns them into 64-bit token keys:
+ *	  body words      ASCII lower-cased; UTF-8 kept as is; leading and
+ *	                  trailing punctuation stripped (a leading '$' and a
+ *	                  trailing '!' are kept: they carry signal); words of
+ *	                  1-2 bytes dropped; words over 40 bytes become a
+ *	                  "skip" token of their length class;
+ *	  word order      sparse bigrams (OSB): each word paired with each of
+ *	                  the BAYES_OSB_WINDOW-1 words before it, the distance
+ *	                  being part of the key;
+ *	  header fields   prefixed tokens: "s:" Subject words, "from:", "to:",
+ *	                  "rt:" Reply-To addresses, domains and name words,
+ *	                  "rcvd:" Received hosts and IP /24s, "mid:" Message-ID
+ *	                  host, "xm:" X-Mailer/User-Agent, "h:" each header
+ *	                  name present, "ct:"/"cs:"/"cte:" content types,
+ *	                  charsets and encodings of every part;
+ *	  URLs            "u:" host and each parent domain, "up:" path pieces;
+ *	  attachments     "fn:" file name, "fx:" extension, "pt:" type.
+ *	Keys are a stable 64-bit hash (the same on every platform, so dumps
+ *	move between nodes); each distinct key counts once per message. The
+ *	token text is kept only when asked for (for `sift check` explanations),
+ *	never on the scoring path. BAYES_TOKENIZER_VERSION changes whenever the
+ *	keys a message produces change; a store learned with another version
+ *	refuses to learn and does not vote until rebuilt.
+ *
+ *	Store. One LMDB environment (a directory, default <state_dir>/bayes)
+ *	with three databases: "tokens" (8-byte big-endian key -> spam count,
+ *	ham count, last day learned), "digests" (the 16-byte digest of each
+ *	learned message -> its class and day, so a message is never learned
+ *	twice, can be moved to the other class, and can be forgotten) and
+ *	"meta" (totals and versions). Readers use LMDB read transactions and
+ *	are never blocked by the writer; all writes go through
+ *	bayes_store_apply(), one write transaction per batch. Stale reader
+ *	slots of killed processes are cleared when the store is opened, before
+ *	each write batch and by bayes_store_stats().
+ *
+ *	A store is opened once per process per path (LMDB forbids opening one
+ *	environment twice in a process): bayes_store_open() returns a new
+ *	reference to an already open store from a process-wide registry.
+ *
+ *	Classifier. Robinson's f(w) = (s*x + n*p(w)) / (s + n), with p(w) the
+ *	ratio of the token's spam and ham frequencies, combined with Fisher's
+ *	chi-square method (as SpamBayes and bogofilter do) over the tokens
+ *	whose |f(w) - 0.5| >= min_dev, at most max_tokens of the strongest.
+ *	Result: P(spam) in [0, 1], 0.5 when undecided.
+ *
+ *	Dump format (`sift bayes dump`), one record per line, text, fields
+ *	separated by one space, numbers decimal, keys lower-case hex:
+ *	  sift-bayes-dump 1 tokenizer <version>     first line
+ *	  totals <spam messages> <ham messages>
+ *	  token <16 hex> <spam count> <ham count> <day>
+ *	  digest <32 hex> <s|h> <day>
+ *	'#' lines are comments. <day> counts days since 1970-01-01 (UTC).
+ *	bayes_store_load() replaces the store's contents with a dump, or with
+ *	merge adds its counts and totals to what is there (digests already
+ *	present are kept); either way in one transaction.
+ * THREADS
+ *	bayes_tokenize() and bayes_classify() are reentrant. A bayes_store_t
+ *	is internally synchronised: any number of threads may call lookup at
+ *	once while one thread (or the autolearn writer) applies a batch.
+ *	bayes_store_submit() may be called from any thread and never blocks;
+ *	the store's writer thread learns the queued messages in batches.
+ * DIAGNOSTICS
+ *	Store functions return BAYES_OK or a BAYES_E* code; bayes_strerror()
+ *	names it. A full map (BAYES_EFULL) stops learning (one log line says
+ *	so and what to do) but never stops lookups.
+ */
+#ifndef SIFT_BAYES_H
+#define SIFT_BAYES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "arena.h"
+#include "cli.h"
+#include "conf.h"
+#include "diag.h"
+#include "evidence.h"
+#include "mime.h"
+#include "msg.h"
+
+#define BAYES_TOKENIZER_VERSION 1
+#define BAYES_DIGEST_BYTES 16
+#define BAYES_OSB_WINDOW 2	       /* a word and the 1 word before it */
+#define BAYES_MAX_WORD_BYTES 40	       /* longer words become "skip" tokens */
+#define BAYES_MAX_BODY_WORDS 20000     /* body words tokenized per message */
+
+/* ------------------------------------------------------------ tokenizer */
+
+typedef struct bayes_tokens {
+	uint64_t *keys;	   /* sorted ascending, distinct; in the arena */
+	const char **text; /* parallel to keys when keep_text, else NULL */
+	size_t n;
+	uint8_t digest[BAYES_DIGEST_BYTES]; /* identifies the message for learning */
+} bayes_tokens_t;
+
+/*
+ * Tokenizes m (its header fields) and mi (its MIME views; may be NULL, then
+ * only the header fields and the raw body are used). Memory comes from
+ * msg_arena(m). Never fails.
+ */
+void bayes_tokenize(msg_t *m, const mime_t *mi, bool keep_text, bayes_tokens_t *out);
+/* The stable 64-bit hash under the token keys. */
+uint64_t bayes_hash(const void *p, size_t n, uint64_t seed);
+
+/* ------------------------------------------------------------ store */
+
+enum {
+	BAYES_OK = 0,
+	BAYES_ENOENT = -1,   /* no store at that path (and not asked to create) */
+	BAYES_EFULL = -2,    /* the map is full: learning stopped */
+	BAYES_EIO = -3,	     /* LMDB or file system error */
+	BAYES_EVERSION = -4, /* learned with another tokenizer or format */
+	BAYES_EPERM = -5,    /* cannot create or write (permissions, read-only) */
+	BAYES_EFORMAT = -6,  /* bad dump text */
+	BAYES_EBUSY = -7,    /* the autolearn queue is full */
+};
+const char *bayes_strerror(int err);
+
+enum {
+	BAYES_OPEN_CREATE = 1u << 0, /* create the directory and databases if missing */
+};
+
+typedef struct bayes_store bayes_store_t;
+
+typedef struct bayes_counts {
+	uint32_t spam, ham; /* messages of each class that contained the token */
+	uint32_t day;	    /* last day learned (days since the epoch) */
+} bayes_counts_t;
+
+typedef struct bayes_totals {
+	uint64_t spam, ham; /* messages learned */
+	uint32_t tokenizer; /* the tokenizer version the store was learned with */
+} bayes_totals_t;
+
+/*
+ * Opens (or with BAYES_OPEN_CREATE creates) the store at path, a directory.
+ * map_bytes is the LMDB map size (the store's maximum size). Returns NULL
+ * with *err set on failure. Opening a path already open in this process
+ * returns a new reference to the same store (map_bytes is then ignored).
+ */
+bayes_store_t *bayes_store_open(const char *path, uint64_t map_bytes, unsigned flags, int *err);
+bayes_store_t *bayes_store_ref(bayes_store_t *s);
+/* Drops a reference; the last one stops the writer thread and closes. */
+void bayes_store_unref(bayes_store_t *s);
+const char *bayes_store_path(const bayes_store_t *s);
+
+/*
+ * Reads the counts of n keys (any order) and the totals from one
+ * consistent snapshot. Keys not in the store read as zero counts.
+ */
+int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_counts_t *out,
+		       bayes_totals_t *totals);
+
+typedef enum { BAYES_LEARN_SPAM, BAYES_LEARN_HAM, BAYES_FORGET } bayes_op_t;
+
+typedef struct bayes_learn_item {
+	bayes_op_t op;
+	uint8_t digest[BAYES_DIGEST_BYTES];
+	const uint64_t *keys; /* distinct */
+	size_t n;
+} bayes_learn_item_t;
+
+typedef struct bayes_apply_result {
+	size_t learned;	  /* new messages counted */
+	size_t relearned; /* moved from the other class */
+	size_t already;	  /* skipped: already learned as that class */
+	size_t forgotten; /* removed */
+	size_t unknown;	  /* forget of a message never learned */
+} bayes_apply_result_t;
+
+/*
+ * Learns or forgets a batch in one write transaction (all or nothing).
+ * Learning a digest already learned as the other class moves it. Returns
+ * BAYES_EFULL when the map is full (nothing of the batch is kept).
+ */
+int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t n,
+		      bayes_apply_result_t *res);
+
+/*
+ * Queues one message for the store's writer thread (started on first use)
+ * without blocking; the keys are copied. Returns BAYES_EBUSY (and counts a
+ * drop) when queue_max messages are already waiting.
+ */
+int bayes_store_submit(bayes_store_t *s, const bayes_learn_item_t *item, size_t queue_max);
+/* Waits until everything submitted so far has been applied (tests, shutdown). */
+void bayes_store_flush(bayes_store_t *s);
+
+typedef struct bayes_stats {
+	bayes_totals_t totals;
+	uint64_t tokens, digests;
+	uint64_t map_bytes;  /* configured maximum */
+	uint64_t used_bytes; /* pages in use */
+	uint64_t file_bytes; /* data file size on disk */
+	unsigned readers;    /* reader slots in use */
+	unsigned stale_readers; /* slots of dead processes cleared so far */
+	uint64_t queued, dropped, applied_batches; /* this process's autolearn writer */
+	bool full;	     /* learning stopped on a full map */
+} bayes_stats_t;
+int bayes_store_stats(bayes_store_t *s, bayes_stats_t *st);
+
+/*
+ * Deletes tokens last learned more than max_age_days before today whose
+ * spam + ham count is at most max_count. *removed gets their number.
+ */
+int bayes_store_expire(bayes_store_t *s, uint32_t today, uint32_t max_age_days,
+		       uint32_t max_count, uint64_t *removed);
+int bayes_store_dump(bayes_store_t *s, FILE *fp);
+/* Errors go to d as "name:line: ..." lines. */
+int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, diag_t *d);
+/*
+ * Rewrites the data file without free pages (LMDB files never shrink by
+ * themselves). Processes that have the store open keep the old file until
+ * they reopen it, so stop the daemon (or restart it) around a compaction.
+ */
+int bayes_store_compact(bayes_store_t *s, uint64_t *before_bytes, uint64_t *after_bytes);
+
+/* Days since 1970-01-01 UTC, the unit of the "day" fields. */
+uint32_t bayes_today(void);
+
+/* ------------------------------------------------------------ classifier */
+
+typedef struct bayes_params {
+	double robs;	     /* Robinson's s: strength of the prior */
+	double robx;	     /* Robinson's x: prior for unseen tokens */
+	double min_dev;	     /* ignore tokens with |f(w) - 0.5| below this */
+	unsigned max_tokens; /* use at most this many strongest tokens; 0 = all */
+} bayes_params_t;
+
+void bayes_params_default(bayes_params_t *p);
+
+/* Robinson's f(w) of a token seen in spam/ham of nspam/nham messages. */
+double bayes_token_prob(const bayes_params_t *p, uint32_t spam, uint32_t ham, uint64_t nspam,
+			uint64_t nham);
+/* The upper tail Q(x2 | v) of the chi-square distribution, v even. */
+double bayes_chi2q(double x2, unsigned v);
+
+typedef struct bayes_result {
+	double prob;	  /* P(spam) */
+	double spamminess, hamminess; /* Fisher's S and H, each in [0, 1] */
+	size_t used;	  /* tokens that took part */
+} bayes_result_t;
+
+/* Combines f(w) values with Fisher's method: (1 + S - H) / 2. */
+double bayes_combine(const double *fw, size_t n, bayes_result_t *r);
+/*
+ * Classifies from the counts of a message's tokens (unseen tokens have
+ * zero counts). fw_out (may be NULL) receives every token's f(w), for
+ * explanations. Scratch memory comes from a, or from malloc when a is NULL.
+ */
+double bayes_classify(const bayes_params_t *p, const bayes_counts_t *counts, size_t n,
+		      const bayes_totals_t *totals, arena_t *a, double *fw_out,
+		      bayes_result_t *r);
+
+/* ------------------------------------------------------------ settings */
+
+typedef struct bayes_settings {
+	bool enable;
+	char db_path[1024];
+	uint64_t map_bytes;
+	long min_spam, min_ham;
+	bayes_params_t params;
+	double band_score[10]; /* per band, see bayes.c's band table */
+	bool autolearn;
+	double autolearn_spam_score, autolearn_ham_score;
+	long autolearn_queue;
+	mime_limits_t mime; /* the mime_max_* keys (for the CLI) */
+} bayes_settings_t;
+
+/*
+ * Reads every bayes_* key (and, when with_mime, the mime_max_* keys, for
+ * the CLI which has no scan generation). Returns -1 with errors in d.
+ */
+int bayes_settings_read(conf_t *c, const char *state_dir, bool with_mime, bayes_settings_t *s,
+			diag_t *d);
+
+/* ------------------------------------------------------------ pipeline and CLI */
+
+extern const evidence_ops_t bayes_evidence;
+
+/* `sift learn --spam|--ham [--forget] FILE|DIR|mbox...` */
+int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv);
+/* `sift bayes stats|dump|load|expire|compact [...]` */
+int bayes_cmd_bayes(cli_ctx_t *ctx, int argc, char **argv);
+
+#endif

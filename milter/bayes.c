@@ -1,0 +1,296 @@
+/*
+ * bayes.c - Bayes as a source of evidence: reads the bayes_* keys, keeps
+ * the store open across reloads, scores each message into a BAYES_xx band
+ * and queues confident verdicts to the store's writer (autolearn).
+ */
+#include "config.h"
+
+#include "bayes.h"
+#include "log.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BAYES_DEFAULT_MAP_BYTES (512ULL << 20)
+#define BAYES_MIN_MAP_BYTES (64ULL << 10)
+#define BAYES_DEFAULT_MIN_LEARNED 200
+#define BAYES_DEFAULT_AUTOLEARN_QUEUE 1000
+#define BAYES_EXPLAIN_TOKENS 12
+
+/*
+ * Probability bands, SpamAssassin's names and (mostly) its scores so that
+ * rules written for it keep their meaning. BAYES_50 carries nothing: an
+ * undecided classifier is no evidence.
+ */
+static const struct band {
+	double lower; /* inclusive */
+	const char *name;
+	const char *key;
+	double score;
+	const char *desc;
+} bands[10] = {
+    {0.0, "BAYES_00", "bayes_score_00", -1.9, "Bayes spam probability is 0 to 1%"},
+    {0.01, "BAYES_05", "bayes_score_05", -0.5, "Bayes spam probability is 1 to 5%"},
+    {0.05, "BAYES_20", "bayes_score_20", -0.001, "Bayes spam probability is 5 to 20%"},
+    {0.20, "BAYES_40", "bayes_score_40", -0.001, "Bayes spam probability is 20 to 40%"},
+    {0.40, "BAYES_50", "bayes_score_50", 0.0, "Bayes spam probability is 40 to 60%"},
+    {0.60, "BAYES_60", "bayes_score_60", 1.5, "Bayes spam probability is 60 to 80%"},
+    {0.80, "BAYES_80", "bayes_score_80", 2.0, "Bayes spam probability is 80 to 95%"},
+    {0.95, "BAYES_95", "bayes_score_95", 3.0, "Bayes spam probability is 95 to 99%"},
+    {0.99, "BAYES_99", "bayes_score_99", 3.5, "Bayes spam probability is 99 to 99.9%"},
+    {0.999, "BAYES_999", "bayes_score_999", 4.0, "Bayes spam probability is 99.9 to 100%"},
+};
+#define N_BANDS (sizeof(bands) / sizeof(bands[0]))
+
+int bayes_settings_read(conf_t *c, const char *state_dir, bool with_mime, bayes_settings_t *s,
+			diag_t *d)
+{
+	size_t errs = diag_errors(d);
+	const char *db;
+	long l;
+
+	memset(s, 0, sizeof(*s));
+	conf_bool(c, "bayes_enable", true, &s->enable, d);
+	if (state_dir == NULL)
+		conf_str(c, "state_dir", SIFT_STATEDIR, &state_dir, d);
+	conf_str(c, "bayes_db", NULL, &db, d);
+	if (db != NULL)
+		snprintf(s->db_path, sizeof(s->db_path), "%s", db);
+	else
+		snprintf(s->db_path, sizeof(s->db_path), "%s/bayes", state_dir);
+	conf_size(c, "bayes_map_size", BAYES_DEFAULT_MAP_BYTES, BAYES_MIN_MAP_BYTES,
+		  (uint64_t)1 << 40, &s->map_bytes, d);
+	conf_long(c, "bayes_min_spam", BAYES_DEFAULT_MIN_LEARNED, 0, 1000000000L, &s->min_spam, d);
+	conf_long(c, "bayes_min_ham", BAYES_DEFAULT_MIN_LEARNED, 0, 1000000000L, &s->min_ham, d);
+	bayes_params_default(&s->params);
+	conf_double(c, "bayes_robs", s->params.robs, 1e-6, 100.0, &s->params.robs, d);
+	conf_double(c, "bayes_robx", s->params.robx, 0.01, 0.99, &s->params.robx, d);
+	conf_double(c, "bayes_min_dev", s->params.min_dev, 0.0, 0.49, &s->params.min_dev, d);
+	conf_long(c, "bayes_max_tokens", s->params.max_tokens, 0, 100000, &l, d);
+	s->params.max_tokens = (unsigned)l;
+	for (size_t i = 0; i < N_BANDS; i++)
+		conf_double(c, bands[i].key, bands[i].score, -1000.0, 1000.0, &s->band_score[i], d);
+	conf_bool(c, "bayes_autolearn", false, &s->autolearn, d);
+	/* SpamAssassin's thresholds; the score excludes Bayes's own points. */
+	conf_double(c, "bayes_autolearn_spam_score", 12.0, -1000.0, 1000.0,
+		    &s->autolearn_spam_score, d);
+	conf_double(c, "bayes_autolearn_ham_score", 0.1, -1000.0, 1000.0,
+		    &s->autolearn_ham_score, d);
+	conf_long(c, "bayes_autolearn_queue", BAYES_DEFAULT_AUTOLEARN_QUEUE, 1, 1000000L,
+		  &s->autolearn_queue, d);
+	if (s->autolearn && s->autolearn_ham_score >= s->autolearn_spam_score)
+		diag_error(d, conf_path(c), 0,
+			   "bayes_autolearn_ham_score must be below bayes_autolearn_spam_score");
+	if (with_mime) {
+		/* The same keys and defaults as scan.c, for the CLI's learning. */
+		uint64_t text;
+		conf_long(c, "mime_max_depth", 20, 1, 1000, &l, d);
+		s->mime.max_depth = (unsigned)l;
+		conf_long(c, "mime_max_parts", 500, 1, 100000, &l, d);
+		s->mime.max_parts = (unsigned)l;
+		conf_size(c, "mime_max_text", 4ULL << 20, 1024, 1ULL << 32, &text, d);
+		s->mime.max_text_bytes = text;
+	}
+	return diag_errors(d) > errs ? -1 : 0;
+}
+
+/* ------------------------------------------------------------ evidence hooks */
+
+typedef struct bayes_shared {
+	bayes_settings_t set;
+	bayes_store_t *store; /* NULL: no store, Bayes does not vote */
+	int open_err;
+	bool offline;
+} bayes_shared_t;
+
+/* The tokens of the message last scored on this connection, for autolearn. */
+typedef struct bayes_conn {
+	const msg_t *m;
+	bayes_tokens_t tok;
+} bayes_conn_t;
+
+static void *bayes_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
+{
+	bayes_shared_t *old = prev;
+	bayes_shared_t *b = calloc(1, sizeof(*b));
+	if (b == NULL)
+		return NULL;
+	if (bayes_settings_read(c, env->state_dir, false, &b->set, d) != 0 || !b->set.enable) {
+		free(b);
+		return NULL;
+	}
+	b->offline = env->offline;
+	if (old != NULL && old->store != NULL &&
+	    strcmp(bayes_store_path(old->store), b->set.db_path) == 0) {
+		b->store = bayes_store_ref(old->store);
+		return b;
+	}
+	/* The daemon creates an empty store so learning can start at once;
+	 * `sift check` never creates one as a side effect. */
+	unsigned flags = env->offline ? 0 : BAYES_OPEN_CREATE;
+	b->store = bayes_store_open(b->set.db_path, b->set.map_bytes, flags, &b->open_err);
+	if (b->store == NULL && !(env->offline && b->open_err == BAYES_ENOENT))
+		diag_warn(d, conf_path(c), 0, "bayes: %s: %s; Bayes will not vote", b->set.db_path,
+			  bayes_strerror(b->open_err));
+	return b;
+}
+
+static void bayes_release(void *shared)
+{
+	bayes_shared_t *b = shared;
+	if (b == NULL)
+		return;
+	bayes_store_unref(b->store);
+	free(b);
+}
+
+static void *bayes_conn_begin(void *shared, const ev_conn_info_t *ci)
+{
+	return calloc(1, sizeof(bayes_conn_t));
+}
+
+static void bayes_conn_end(void *shared, void *conn)
+{
+	free(conn);
+}
+
+static size_t band_of(double p)
+{
+	size_t i = N_BANDS - 1;
+	while (i > 0 && p < bands[i].lower)
+		i--;
+	return i;
+}
+
+typedef struct ranked {
+	size_t idx;
+	double dev;
+} ranked_t;
+
+static int ranked_cmp(const void *a, const void *b)
+{
+	const ranked_t *x = a, *y = b;
+	return x->dev < y->dev ? 1 : x->dev > y->dev ? -1 : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* The explanation: the tokens that moved the probability most, each way. */
+static void explain_tokens(hits_t *h, const bayes_tokens_t *tok, const bayes_counts_t *cnt,
+			   const double *fw, const bayes_params_t *p)
+{
+	arena_t *a = hits_arena(h);
+	ranked_t *r = arena_alloc(a, (tok->n + 1) * sizeof(*r));
+	size_t k = 0;
+	for (size_t i = 0; i < tok->n; i++)
+		if ((cnt[i].spam || cnt[i].ham) && fabs(fw[i] - 0.5) >= p->min_dev)
+			r[k++] = (ranked_t){i, fabs(fw[i] - 0.5)};
+	qsort(r, k, sizeof(*r), ranked_cmp);
+	for (size_t j = 0; j < k && j < BAYES_EXPLAIN_TOKENS; j++) {
+		size_t i = r[j].idx;
+		hits_note(h, "bayes", "  %s f=%.4f (spam %u, ham %u) %s",
+			  fw[i] >= 0.5 ? "spammy" : "hammy ", fw[i], cnt[i].spam, cnt[i].ham,
+			  tok->text && tok->text[i] ? tok->text[i] : "?");
+	}
+}
+
+static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
+			const ev_score_ctx_t *ctx)
+{
+	bayes_shared_t *b = shared;
+	bayes_conn_t *bc = conn;
+	arena_t *a = msg_arena(m);
+
+	if (b->store == NULL) {
+		if (ctx->explain)
+			hits_note(h, "bayes", "no Bayes store at %s: not voting", b->set.db_path);
+		return;
+	}
+	bayes_tokens_t tok;
+	bayes_tokenize(m, mi, ctx->explain, &tok);
+	if (bc != NULL) {
+		bc->m = m;
+		bc->tok = tok;
+	}
+	bayes_counts_t *cnt = arena_alloc(a, (tok.n + 1) * sizeof(*cnt));
+	bayes_totals_t tot;
+	int rc = bayes_store_lookup(b->store, tok.keys, tok.n, cnt, &tot);
+	if (rc != BAYES_OK) {
+		hits_note(h, "bayes", "store lookup failed: %s", bayes_strerror(rc));
+		return;
+	}
+	if (tot.tokenizer != BAYES_TOKENIZER_VERSION) {
+		if (ctx->explain)
+			hits_note(h, "bayes", "%s", bayes_strerror(BAYES_EVERSION));
+		return;
+	}
+	if ((long)tot.spam < b->set.min_spam || (long)tot.ham < b->set.min_ham) {
+		if (ctx->explain)
+			hits_note(h, "bayes",
+				  "not voting: learned %llu spam and %llu ham, needs %ld and %ld",
+				  (unsigned long long)tot.spam, (unsigned long long)tot.ham,
+				  b->set.min_spam, b->set.min_ham);
+		return;
+	}
+	double *fw = ctx->explain ? arena_alloc(a, (tok.n + 1) * sizeof(*fw)) : NULL;
+	bayes_result_t res;
+	double p = bayes_classify(&b->set.params, cnt, tok.n, &tot, a, fw, &res);
+	size_t band = band_of(p);
+	hits_addf(h, "bayes", bands[band].name, b->set.band_score[band], bands[band].desc,
+		  "P(spam)=%.4f from %zu of %zu tokens", p, res.used, tok.n);
+	hits_set_metric(h, "bayes_prob", p);
+	if (ctx->explain) {
+		hits_note(h, "bayes",
+			  "P(spam)=%.6f (Fisher S=%.4f H=%.4f) from %zu of %zu tokens; learned "
+			  "%llu spam, %llu ham",
+			  p, res.spamminess, res.hamminess, res.used, tok.n,
+			  (unsigned long long)tot.spam, (unsigned long long)tot.ham);
+		explain_tokens(h, &tok, cnt, fw, &b->set.params);
+	}
+}
+
+static void bayes_verdict(void *shared, void *conn, msg_t *m, const mime_t *mi, const hits_t *h,
+			  double score, int action)
+{
+	bayes_shared_t *b = shared;
+	bayes_conn_t *bc = conn;
+	static log_ratelimit_t drop_rl; /* process-wide; races only blur the counts */
+
+	if (!b->set.autolearn || b->offline || b->store == NULL)
+		return;
+	/* Judge by the other evidence only: Bayes must not teach itself. */
+	double other = score;
+	for (size_t i = 0; i < hits_count(h); i++)
+		if (strcmp(hits_at(h, i)->source, "bayes") == 0)
+			other -= hits_at(h, i)->score;
+	bayes_op_t op;
+	if (other >= b->set.autolearn_spam_score)
+		op = BAYES_LEARN_SPAM;
+	else if (other <= b->set.autolearn_ham_score)
+		op = BAYES_LEARN_HAM;
+	else
+		return;
+	bayes_tokens_t tok;
+	if (bc != NULL && bc->m == m)
+		tok = bc->tok;
+	else
+		bayes_tokenize(m, mi, false, &tok);
+	bayes_learn_item_t it = {.op = op, .keys = tok.keys, .n = tok.n};
+	memcpy(it.digest, tok.digest, sizeof(it.digest));
+	unsigned lost;
+	if (bayes_store_submit(b->store, &it, (size_t)b->set.autolearn_queue) != BAYES_OK &&
+	    log_ratelimit(&drop_rl, 1, 60, &lost))
+		log_msg(LOG_L_WARNING,
+			"bayes: autolearn queue full, message %s not learned (%u more dropped)",
+			msg_queue_id(m), lost);
+}
+
+const evidence_ops_t bayes_evidence = {
+    .name = "bayes",
+    .load = bayes_load,
+    .release = bayes_release,
+    .conn_begin = bayes_conn_begin,
+    .envelope = NULL,
+    .score = bayes_score,
+    .verdict = bayes_verdict,
+    .conn_end = bayes_conn_end,
+};

@@ -1,0 +1,439 @@
+/*
+ * bayes_cli.c - `sift learn` (bulk learning from files, directories and
+ * mboxes, in large batches) and `sift bayes` (stats, dump, load, expire,
+ * compact). Messages are parsed exactly as the daemon parses them, so the
+ * tokens learned are the tokens scored.
+ */
+#include "config.h"
+
+#include "bayes.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define LEARN_BATCH_MESSAGES 2000   /* messages per write transaction */
+#define LEARN_BATCH_KEYS (8u << 20) /* or this many keys, whichever first */
+#define LEARN_MAX_DEPTH 16	    /* directory recursion */
+#define CLI_DEFAULT_MAX_MESSAGE_BYTES (10ULL << 20)
+#define EXPIRE_DEFAULT_DAYS 90
+#define EXPIRE_DEFAULT_MAX_COUNT 1
+
+typedef struct learner {
+	bayes_store_t *store;
+	bayes_settings_t set;
+	uint64_t max_msg_bytes;
+	bayes_op_t op;
+	/* The batch: items whose keys sit in one pool, as offsets until flush. */
+	bayes_learn_item_t *items;
+	size_t *offs;
+	size_t n, cap;
+	uint64_t *pool;
+	size_t pool_n, pool_cap;
+	bayes_apply_result_t total;
+	size_t messages, errors;
+	int failed; /* a store error: stop */
+} learner_t;
+
+static int learner_flush(learner_t *l)
+{
+	if (l->n == 0 || l->failed)
+		return l->failed;
+	for (size_t i = 0; i < l->n; i++)
+		l->items[i].keys = l->pool + l->offs[i];
+	bayes_apply_result_t r;
+	int rc = bayes_store_apply(l->store, l->items, l->n, &r);
+	if (rc != BAYES_OK) {
+		fprintf(stderr, "sift learn: %s: %s\n", bayes_store_path(l->store),
+			bayes_strerror(rc));
+		l->failed = rc;
+		return rc;
+	}
+	l->total.learned += r.learned;
+	l->total.relearned += r.relearned;
+	l->total.already += r.already;
+	l->total.forgotten += r.forgotten;
+	l->total.unknown += r.unknown;
+	l->n = 0;
+	l->pool_n = 0;
+	return 0;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n);
+	if (q == NULL) {
+		fprintf(stderr, "sift learn: out of memory\n");
+		exit(1);
+	}
+	return q;
+}
+
+static void learn_message(learner_t *l, const char *data, size_t len)
+{
+	msg_t *m = msg_new(l->max_msg_bytes);
+	msg_parse_raw(m, data, len);
+	mime_t *mi = mime_parse(m, &l->set.mime);
+	bayes_tokens_t tok;
+	bayes_tokenize(m, mi, false, &tok);
+
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 256;
+		l->items = xrealloc(l->items, l->cap * sizeof(*l->items));
+		l->offs = xrealloc(l->offs, l->cap * sizeof(*l->offs));
+	}
+	if (l->pool_n + tok.n > l->pool_cap) {
+		while (l->pool_n + tok.n > l->pool_cap)
+			l->pool_cap = l->pool_cap ? l->pool_cap * 2 : 1u << 16;
+		l->pool = xrealloc(l->pool, l->pool_cap * sizeof(*l->pool));
+	}
+	memcpy(l->pool + l->pool_n, tok.keys, tok.n * sizeof(*tok.keys));
+	bayes_learn_item_t *it = &l->items[l->n];
+	it->op = l->op;
+	it->n = tok.n;
+	memcpy(it->digest, tok.digest, sizeof(it->digest));
+	l->offs[l->n++] = l->pool_n;
+	l->pool_n += tok.n;
+	l->messages++;
+	msg_free(m);
+	if (l->n >= LEARN_BATCH_MESSAGES || l->pool_n >= LEARN_BATCH_KEYS)
+		learner_flush(l);
+}
+
+/* An mbox: messages start at lines beginning "From " (the line is dropped). */
+static void learn_mbox(learner_t *l, const char *data, size_t len)
+{
+	const char *p = data, *end = data + len;
+	while (p < end) {
+		const char *body = memchr(p, '\n', (size_t)(end - p));
+		body = body ? body + 1 : end;
+		const char *next = body;
+		for (;;) {
+			const char *nl = memchr(next, '\n', (size_t)(end - next));
+			if (nl == NULL) {
+				next = end;
+				break;
+			}
+			next = nl + 1;
+			if ((size_t)(end - next) >= 5 && memcmp(next, "From ", 5) == 0)
+				break;
+		}
+		learn_message(l, body, (size_t)(next - body));
+		p = next;
+	}
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	if (fp == NULL)
+		return NULL;
+	size_t cap = 1 << 16, n = 0;
+	char *buf = malloc(cap);
+	size_t r;
+	while (buf != NULL && (r = fread(buf + n, 1, cap - n, fp)) > 0) {
+		n += r;
+		if (n == cap) {
+			char *nb = realloc(buf, cap * 2);
+			if (nb == NULL) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	int err = ferror(fp) ? errno : 0;
+	fclose(fp);
+	if (err != 0 || buf == NULL) {
+		free(buf);
+		errno = err ? err : ENOMEM;
+		return NULL;
+	}
+	*len = n;
+	return buf;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void learn_path(learner_t *l, const char *path, int depth)
+{
+	struct stat st;
+	if (l->failed)
+		return;
+	if (stat(path, &st) != 0) {
+		fprintf(stderr, "sift learn: %s: %s\n", path, strerror(errno));
+		l->errors++;
+		return;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		if (depth >= LEARN_MAX_DEPTH)
+			return;
+		DIR *dir = opendir(path);
+		if (dir == NULL) {
+			fprintf(stderr, "sift learn: %s: %s\n", path, strerror(errno));
+			l->errors++;
+			return;
+		}
+		char **names = NULL;
+		size_t n = 0, cap = 0;
+		struct dirent *de;
+		while ((de = readdir(dir)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				names = xrealloc(names, cap * sizeof(*names));
+			}
+			size_t sz = strlen(path) + strlen(de->d_name) + 2;
+			names[n] = xrealloc(NULL, sz);
+			snprintf(names[n], sz, "%s/%s", path, de->d_name);
+			n++;
+		}
+		closedir(dir);
+		qsort(names, n, sizeof(*names), name_cmp);
+		for (size_t i = 0; i < n; i++) {
+			learn_path(l, names[i], depth + 1);
+			free(names[i]);
+		}
+		free(names);
+		return;
+	}
+	size_t len;
+	char *data = read_file(path, &len);
+	if (data == NULL) {
+		fprintf(stderr, "sift learn: %s: %s\n", path, strerror(errno));
+		l->errors++;
+		return;
+	}
+	if (len >= 5 && memcmp(data, "From ", 5) == 0)
+		learn_mbox(l, data, len);
+	else
+		learn_message(l, data, len);
+	free(data);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int read_settings(cli_ctx_t *ctx, bayes_settings_t *set, uint64_t *max_msg)
+{
+	int rc = bayes_settings_read(ctx->conf, ctx->state_dir, true, set, ctx->diag);
+	if (max_msg != NULL)
+		conf_size(ctx->conf, "max_message_size", CLI_DEFAULT_MAX_MESSAGE_BYTES, 1024,
+			  1ULL << 34, max_msg, ctx->diag);
+	if (rc != 0 || diag_errors(ctx->diag) > 0) {
+		diag_print(ctx->diag, stderr, 0);
+		return -1;
+	}
+	return 0;
+}
+
+int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {{"spam", no_argument, NULL, 's'},
+					     {"ham", no_argument, NULL, 'h'},
+					     {"forget", no_argument, NULL, 'f'},
+					     {NULL, 0, NULL, 0}};
+	int spam = -1, c;
+	bool forget = false;
+	learner_t l = {0};
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': spam = 1; break;
+		case 'h': spam = 0; break;
+		case 'f': forget = true; break;
+		default: spam = -2; break;
+		}
+	}
+	if ((spam < 0 && !forget) || spam == -2 || optind >= argc) {
+		fprintf(stderr, "usage: sift learn --spam|--ham|--forget FILE|DIR|MBOX...\n");
+		return 2;
+	}
+	if (read_settings(ctx, &l.set, &l.max_msg_bytes) != 0)
+		return 1;
+	int err;
+	l.store = bayes_store_open(l.set.db_path, l.set.map_bytes,
+				   forget ? 0 : BAYES_OPEN_CREATE, &err);
+	if (l.store == NULL) {
+		fprintf(stderr, "sift learn: %s: %s\n", l.set.db_path, bayes_strerror(err));
+		return 1;
+	}
+	l.op = forget ? BAYES_FORGET : spam ? BAYES_LEARN_SPAM : BAYES_LEARN_HAM;
+	double t0 = now_s();
+	for (int i = optind; i < argc && !l.failed; i++)
+		learn_path(&l, argv[i], 0);
+	learner_flush(&l);
+	double dt = now_s() - t0;
+	bayes_store_unref(l.store);
+	free(l.items);
+	free(l.offs);
+	free(l.pool);
+
+	const char *what = forget ? "forgot" : spam ? "learned as spam" : "learned as ham";
+	printf("%zu message(s) read, %s: %zu new, %zu moved from the other class, "
+	       "%zu already known, %zu removed, %zu never learned; %.2f s, %.0f msgs/s\n",
+	       l.messages, what, l.total.learned, l.total.relearned, l.total.already,
+	       l.total.forgotten, l.total.unknown, dt, dt > 0 ? l.messages / dt : 0.0);
+	return l.failed || l.errors ? 1 : 0;
+}
+
+/* ------------------------------------------------------------ sift bayes */
+
+static void print_size(const char *label, uint64_t b)
+{
+	printf("%-12s %" PRIu64 " bytes (%.1f MiB)\n", label, b, b / 1048576.0);
+}
+
+static int cmd_stats(bayes_store_t *s)
+{
+	bayes_stats_t st;
+	int rc = bayes_store_stats(s, &st);
+	if (rc != BAYES_OK)
+		return rc;
+	printf("%-12s %s\n", "store", bayes_store_path(s));
+	printf("%-12s %" PRIu32 "%s\n", "tokenizer", st.totals.tokenizer,
+	       st.totals.tokenizer == BAYES_TOKENIZER_VERSION ? "" : " (not current: rebuild)");
+	printf("%-12s %" PRIu64 "\n", "spam", st.totals.spam);
+	printf("%-12s %" PRIu64 "\n", "ham", st.totals.ham);
+	printf("%-12s %" PRIu64 "\n", "tokens", st.tokens);
+	printf("%-12s %" PRIu64 "\n", "digests", st.digests);
+	print_size("used", st.used_bytes);
+	print_size("file", st.file_bytes);
+	print_size("map", st.map_bytes);
+	printf("%-12s %u\n", "readers", st.readers);
+	return BAYES_OK;
+}
+
+static int parse_u32(const char *s, uint32_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || *end || end == s || v > UINT32_MAX)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static void bayes_usage(void)
+{
+	fprintf(stderr, "usage: sift bayes stats\n"
+			"       sift bayes dump [FILE]\n"
+			"       sift bayes load [--merge] [FILE]\n"
+			"       sift bayes expire [--days N] [--max-count N]\n"
+			"       sift bayes compact\n");
+}
+
+int bayes_cmd_bayes(cli_ctx_t *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {{"merge", no_argument, NULL, 'm'},
+					     {"days", required_argument, NULL, 'd'},
+					     {"max-count", required_argument, NULL, 'n'},
+					     {NULL, 0, NULL, 0}};
+	bool merge = false;
+	uint32_t days = EXPIRE_DEFAULT_DAYS, max_count = EXPIRE_DEFAULT_MAX_COUNT;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': merge = true; break;
+		case 'd':
+			if (parse_u32(optarg, &days) != 0) {
+				bayes_usage();
+				return 2;
+			}
+			break;
+		case 'n':
+			if (parse_u32(optarg, &max_count) != 0) {
+				bayes_usage();
+				return 2;
+			}
+			break;
+		default: bayes_usage(); return 2;
+		}
+	}
+	if (optind >= argc) {
+		bayes_usage();
+		return 2;
+	}
+	const char *sub = argv[optind++];
+	const char *file = optind < argc ? argv[optind++] : NULL;
+	bool is_load = strcmp(sub, "load") == 0;
+	if (optind < argc || (file != NULL && strcmp(sub, "dump") != 0 && !is_load) ||
+	    (strcmp(sub, "stats") != 0 && strcmp(sub, "dump") != 0 && !is_load &&
+	     strcmp(sub, "expire") != 0 && strcmp(sub, "compact") != 0)) {
+		bayes_usage();
+		return 2;
+	}
+
+	bayes_settings_t set;
+	if (read_settings(ctx, &set, NULL) != 0)
+		return 1;
+	int err;
+	bayes_store_t *s = bayes_store_open(set.db_path, set.map_bytes,
+					    is_load ? BAYES_OPEN_CREATE : 0, &err);
+	if (s == NULL) {
+		fprintf(stderr, "sift bayes: %s: %s\n", set.db_path, bayes_strerror(err));
+		return 1;
+	}
+	int rc = BAYES_OK;
+	if (strcmp(sub, "stats") == 0) {
+		rc = cmd_stats(s);
+	} else if (strcmp(sub, "dump") == 0) {
+		FILE *fp = file && strcmp(file, "-") != 0 ? fopen(file, "w") : stdout;
+		if (fp == NULL) {
+			fprintf(stderr, "sift bayes: %s: %s\n", file, strerror(errno));
+			bayes_store_unref(s);
+			return 1;
+		}
+		rc = bayes_store_dump(s, fp);
+		if (fp != stdout && fclose(fp) != 0 && rc == BAYES_OK)
+			rc = BAYES_EIO;
+	} else if (is_load) {
+		FILE *fp = file && strcmp(file, "-") != 0 ? fopen(file, "r") : stdin;
+		if (fp == NULL) {
+			fprintf(stderr, "sift bayes: %s: %s\n", file, strerror(errno));
+			bayes_store_unref(s);
+			return 1;
+		}
+		rc = bayes_store_load(s, fp, file ? file : "<stdin>", merge, ctx->diag);
+		if (fp != stdin)
+			fclose(fp);
+		diag_print(ctx->diag, stderr, 0);
+		if (rc == BAYES_OK)
+			rc = cmd_stats(s);
+	} else if (strcmp(sub, "expire") == 0) {
+		uint64_t removed = 0;
+		rc = bayes_store_expire(s, bayes_today(), days, max_count, &removed);
+		if (rc == BAYES_OK)
+			printf("expired %" PRIu64 " token(s) not learned for %" PRIu32
+			       " days with at most %" PRIu32 " message(s)\n",
+			       removed, days, max_count);
+	} else {
+		uint64_t before = 0, after = 0;
+		rc = bayes_store_compact(s, &before, &after);
+		if (rc == BAYES_OK)
+			printf("compacted %s: %" PRIu64 " -> %" PRIu64 " bytes (restart a running "
+			       "sift-milter to use the new file)\n",
+			       bayes_store_path(s), before, after);
+	}
+	if (rc != BAYES_OK)
+		fprintf(stderr, "sift bayes %s: %s\n", sub, bayes_strerror(rc));
+	bayes_store_unref(s);
+	return rc == BAYES_OK ? 0 : 1;
+}

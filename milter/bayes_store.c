@@ -1,0 +1,1055 @@
+/*
+ * bayes_store.c - the Bayes token store in LMDB: lookups from read
+ * transactions on any thread, learning in batches through one write
+ * transaction at a time, the autolearn writer thread and its bounded
+ * queue, and the maintenance operations behind `sift bayes`.
+ */
+#include "config.h"
+
+#include "bayes.h"
+#include "log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STORE_FORMAT_VERSION 1
+#define STORE_MAX_READERS 1024	  /* one slot per concurrent read transaction */
+#define STORE_WRITER_BATCH 256	  /* queued messages learned per transaction */
+#define STORE_WRITER_LINGER_MS 200 /* wait for a batch to fill before writing */
+#define TOKEN_VALUE_BYTES 12
+#define DIGEST_VALUE_BYTES 5
+
+typedef struct job {
+	struct job *next;
+	bayes_learn_item_t item;
+	uint64_t keys[]; /* the copied keys item.keys points at */
+} job_t;
+
+struct bayes_store {
+	char *path;
+	MDB_env *env;
+	MDB_dbi tokens, digests, meta;
+	int refs; /* under registry_lock */
+	struct bayes_store *next;
+	bool full; /* learning stopped on a full map (atomic access) */
+	int stale_readers; /* reader slots of dead processes cleared at open */
+
+	/* The autolearn writer and its queue, under qlock. */
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond, qdone;
+	job_t *qhead, *qtail;
+	size_t qlen;
+	bool writer_running, writer_stop;
+	pthread_t writer;
+	uint64_t submitted, applied, dropped, batches;
+};
+
+/*
+ * The process-wide registry of open stores. LMDB must not open the same
+ * environment twice in one process (its locks are per process), yet two
+ * configuration generations, or the daemon and a test, may each ask for
+ * it: so opens of a path already open return another reference.
+ */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static bayes_store_t *registry;
+
+const char *bayes_strerror(int err)
+{
+	switch (err) {
+	case BAYES_OK: return "success";
+	case BAYES_ENOENT: return "no Bayes store there";
+	case BAYES_EFULL: return "Bayes store full (raise bayes_map_size, or expire and compact)";
+	case BAYES_EIO: return "Bayes store I/O or database error";
+	case BAYES_EVERSION: return "Bayes store made by another tokenizer version: rebuild it";
+	case BAYES_EPERM: return "no permission to create or write the Bayes store";
+	case BAYES_EFORMAT: return "bad Bayes dump format";
+	case BAYES_EBUSY: return "Bayes learning queue full";
+	}
+	return "unknown Bayes error";
+}
+
+uint32_t bayes_today(void)
+{
+	return (uint32_t)(time(NULL) / 86400);
+}
+
+static int map_err(int rc)
+{
+	switch (rc) {
+	case 0: return BAYES_OK;
+	case MDB_MAP_FULL: return BAYES_EFULL;
+	case ENOENT: return BAYES_ENOENT;
+	case EACCES:
+	case EROFS:
+	case EPERM: return BAYES_EPERM;
+	}
+	return BAYES_EIO;
+}
+
+/* ------------------------------------------------------------ encoding */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+/* Big-endian keys: LMDB's byte order then equals numeric order, so a
+ * sorted batch walks the B-tree left to right. */
+static void key_be(uint8_t out[8], uint64_t k)
+{
+	for (int i = 0; i < 8; i++)
+		out[i] = (uint8_t)(k >> (56 - 8 * i));
+}
+
+static uint64_t key_from_be(const uint8_t *p)
+{
+	uint64_t k = 0;
+	for (int i = 0; i < 8; i++)
+		k = k << 8 | p[i];
+	return k;
+}
+
+static void decode_counts(const MDB_val *v, bayes_counts_t *c)
+{
+	if (v->mv_size < TOKEN_VALUE_BYTES) {
+		*c = (bayes_counts_t){0, 0, 0};
+		return;
+	}
+	const uint8_t *p = v->mv_data;
+	c->spam = get32(p);
+	c->ham = get32(p + 4);
+	c->day = get32(p + 8);
+}
+
+static void encode_counts(uint8_t out[TOKEN_VALUE_BYTES], const bayes_counts_t *c)
+{
+	put32(out, c->spam);
+	put32(out + 4, c->ham);
+	put32(out + 8, c->day);
+}
+
+static MDB_val mval(const void *p, size_t n)
+{
+	return (MDB_val){.mv_size = n, .mv_data = (void *)p};
+}
+
+static int read_totals(MDB_txn *txn, MDB_dbi meta, bayes_totals_t *t)
+{
+	MDB_val k = mval("totals", 6), v;
+	*t = (bayes_totals_t){0, 0, BAYES_TOKENIZER_VERSION};
+	int rc = mdb_get(txn, meta, &k, &v);
+	if (rc == 0 && v.mv_size >= 16) {
+		t->spam = get64(v.mv_data);
+		t->ham = get64((const uint8_t *)v.mv_data + 8);
+	} else if (rc != MDB_NOTFOUND && rc != 0) {
+		return rc;
+	}
+	k = mval("version", 7);
+	rc = mdb_get(txn, meta, &k, &v);
+	if (rc == 0 && v.mv_size >= 8)
+		t->tokenizer = get32((const uint8_t *)v.mv_data + 4);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int write_totals(MDB_txn *txn, MDB_dbi meta, const bayes_totals_t *t)
+{
+	uint8_t buf[16], ver[8];
+	put64(buf, t->spam);
+	put64(buf + 8, t->ham);
+	MDB_val k = mval("totals", 6), v = mval(buf, sizeof(buf));
+	int rc = mdb_put(txn, meta, &k, &v, 0);
+	if (rc != 0)
+		return rc;
+	put32(ver, STORE_FORMAT_VERSION);
+	put32(ver + 4, t->tokenizer);
+	k = mval("version", 7);
+	v = mval(ver, sizeof(ver));
+	return mdb_put(txn, meta, &k, &v, 0);
+}
+
+/* ------------------------------------------------------------ open, close */
+
+/*
+ * Slots left by a process killed inside a read transaction would keep old
+ * pages alive forever and let the file grow. LMDB resets the table when
+ * the first process opens the store, but a long-running daemon keeps it
+ * open, so this also runs before each write batch and for stats.
+ */
+static void clear_stale_readers(bayes_store_t *s)
+{
+	int dead = 0;
+	if (mdb_reader_check(s->env, &dead) == 0 && dead > 0) {
+		__atomic_add_fetch(&s->stale_readers, dead, __ATOMIC_RELAXED);
+		log_msg(LOG_L_NOTICE, "bayes: cleared %d stale reader slot(s) in %s", dead,
+			s->path);
+	}
+}
+
+static int open_dbis(bayes_store_t *s, bool create)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return rc;
+	rc = mdb_dbi_open(txn, "tokens", 0, &s->tokens);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "digests", 0, &s->digests);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "meta", 0, &s->meta);
+	if (rc == 0)
+		return mdb_txn_commit(txn); /* a commit keeps the handles open */
+	mdb_txn_abort(txn);
+	if (rc != MDB_NOTFOUND || !create)
+		return rc;
+
+	/* A new store: create the databases and stamp the versions. */
+	rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc != 0)
+		return rc;
+	rc = mdb_dbi_open(txn, "tokens", MDB_CREATE, &s->tokens);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "digests", MDB_CREATE, &s->digests);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta);
+	if (rc == 0) {
+		bayes_totals_t t;
+		rc = read_totals(txn, s->meta, &t);
+		if (rc == 0)
+			rc = write_totals(txn, s->meta, &t);
+	}
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	return mdb_txn_commit(txn);
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char *tmp = strdup(path);
+	if (tmp == NULL)
+		return -1;
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, mode) != 0 && errno != EEXIST) {
+			free(tmp);
+			return -1;
+		}
+		*p = '/';
+	}
+	int rc = mkdir(tmp, mode);
+	free(tmp);
+	return rc == 0 || errno == EEXIST ? 0 : -1;
+}
+
+static bayes_store_t *store_open(const char *path, uint64_t map_bytes, unsigned flags, int *err)
+{
+	bool create = flags & BAYES_OPEN_CREATE;
+	char data[4096];
+	struct stat st;
+
+	snprintf(data, sizeof(data), "%s/data.mdb", path);
+	if (stat(data, &st) != 0) {
+		if (!create) {
+			*err = BAYES_ENOENT;
+			return NULL;
+		}
+		if (mkdir_p(path, 0750) != 0) {
+			*err = map_err(errno);
+			return NULL;
+		}
+	}
+	bayes_store_t *s = calloc(1, sizeof(*s));
+	if (s == NULL || (s->path = strdup(path)) == NULL) {
+		free(s);
+		*err = BAYES_EIO;
+		return NULL;
+	}
+	int rc = mdb_env_create(&s->env);
+	if (rc == 0)
+		rc = mdb_env_set_maxdbs(s->env, 4);
+	if (rc == 0)
+		rc = mdb_env_set_maxreaders(s->env, STORE_MAX_READERS);
+	if (rc == 0)
+		rc = mdb_env_set_mapsize(s->env, (size_t)map_bytes);
+	/*
+	 * MDB_NOTLS: read transactions are not tied to threads, so libmilter's
+	 * worker threads can come and go without pinning reader slots.
+	 */
+	if (rc == 0)
+		rc = mdb_env_open(s->env, path, MDB_NOTLS, 0640);
+	if (rc == 0) {
+		clear_stale_readers(s);
+		rc = open_dbis(s, create);
+	}
+	if (rc != 0) {
+		*err = rc == MDB_NOTFOUND ? BAYES_ENOENT : map_err(rc);
+		mdb_env_close(s->env);
+		free(s->path);
+		free(s);
+		return NULL;
+	}
+	pthread_mutex_init(&s->qlock, NULL);
+	pthread_cond_init(&s->qcond, NULL);
+	pthread_cond_init(&s->qdone, NULL);
+	s->refs = 1;
+	return s;
+}
+
+bayes_store_t *bayes_store_open(const char *path, uint64_t map_bytes, unsigned flags, int *err)
+{
+	int dummy;
+	if (err == NULL)
+		err = &dummy;
+	*err = BAYES_OK;
+	pthread_mutex_lock(&registry_lock);
+	for (bayes_store_t *s = registry; s != NULL; s = s->next) {
+		if (strcmp(s->path, path) == 0) {
+			s->refs++;
+			pthread_mutex_unlock(&registry_lock);
+			return s;
+		}
+	}
+	bayes_store_t *s = store_open(path, map_bytes, flags, err);
+	if (s != NULL) {
+		s->next = registry;
+		registry = s;
+	}
+	pthread_mutex_unlock(&registry_lock);
+	return s;
+}
+
+bayes_store_t *bayes_store_ref(bayes_store_t *s)
+{
+	pthread_mutex_lock(&registry_lock);
+	s->refs++;
+	pthread_mutex_unlock(&registry_lock);
+	return s;
+}
+
+static void writer_stop(bayes_store_t *s);
+
+void bayes_store_unref(bayes_store_t *s)
+{
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&registry_lock);
+	if (--s->refs > 0) {
+		pthread_mutex_unlock(&registry_lock);
+		return;
+	}
+	for (bayes_store_t **pp = &registry; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+	writer_stop(s);
+	mdb_env_close(s->env);
+	pthread_mutex_destroy(&s->qlock);
+	pthread_cond_destroy(&s->qcond);
+	pthread_cond_destroy(&s->qdone);
+	free(s->path);
+	free(s);
+}
+
+const char *bayes_store_path(const bayes_store_t *s)
+{
+	return s->path;
+}
+
+/* ------------------------------------------------------------ lookup */
+
+int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_counts_t *out,
+		       bayes_totals_t *totals)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return map_err(rc);
+	bayes_totals_t t;
+	rc = read_totals(txn, s->meta, &t);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		uint8_t kb[8];
+		key_be(kb, keys[i]);
+		MDB_val k = mval(kb, 8), v;
+		int r = mdb_get(txn, s->tokens, &k, &v);
+		if (r == 0)
+			decode_counts(&v, &out[i]);
+		else if (r == MDB_NOTFOUND)
+			out[i] = (bayes_counts_t){0, 0, 0};
+		else
+			rc = r;
+	}
+	mdb_txn_abort(txn);
+	if (rc == 0 && totals != NULL)
+		*totals = t;
+	return map_err(rc);
+}
+
+/* ------------------------------------------------------------ learning */
+
+/* The per-batch sum of count changes, an open-addressing table. */
+typedef struct delta {
+	uint64_t key;
+	int32_t dspam, dham;
+	bool used;
+} delta_t;
+
+typedef struct delta_map {
+	delta_t *slot;
+	size_t mask, n;
+} delta_map_t;
+
+static int delta_init(delta_map_t *d, size_t expect)
+{
+	size_t cap = 64;
+	while (cap < expect * 2)
+		cap <<= 1;
+	d->slot = calloc(cap, sizeof(*d->slot));
+	d->mask = cap - 1;
+	d->n = 0;
+	return d->slot ? 0 : -1;
+}
+
+static void delta_add(delta_map_t *d, uint64_t key, int dspam, int dham)
+{
+	size_t i = (size_t)(key ^ key >> 29) & d->mask;
+	while (d->slot[i].used && d->slot[i].key != key)
+		i = (i + 1) & d->mask;
+	if (!d->slot[i].used) {
+		d->slot[i].used = true;
+		d->slot[i].key = key;
+		d->n++;
+	}
+	d->slot[i].dspam += dspam;
+	d->slot[i].dham += dham;
+}
+
+static int delta_cmp(const void *a, const void *b)
+{
+	const delta_t *x = a, *y = b;
+	return x->key < y->key ? -1 : x->key > y->key;
+}
+
+static void add_item(delta_map_t *d, const bayes_learn_item_t *it, int sign, bool spam)
+{
+	for (size_t j = 0; j < it->n; j++)
+		delta_add(d, it->keys[j], spam ? sign : 0, spam ? 0 : sign);
+}
+
+static uint32_t sat_add(uint32_t v, int32_t d)
+{
+	int64_t r = (int64_t)v + d;
+	return r < 0 ? 0 : r > UINT32_MAX ? UINT32_MAX : (uint32_t)r;
+}
+
+/* Applies the summed changes in key order through one cursor. */
+static int apply_deltas(bayes_store_t *s, MDB_txn *txn, delta_map_t *d, uint32_t today)
+{
+	size_t n = 0;
+	for (size_t i = 0; i <= d->mask; i++)
+		if (d->slot[i].used && (d->slot[i].dspam || d->slot[i].dham))
+			d->slot[n++] = d->slot[i];
+	qsort(d->slot, n, sizeof(*d->slot), delta_cmp);
+
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, s->tokens, &cur);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		uint8_t kb[8], vb[TOKEN_VALUE_BYTES];
+		key_be(kb, d->slot[i].key);
+		MDB_val k = mval(kb, 8), v;
+		bayes_counts_t c = {0, 0, 0};
+		int r = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+		if (r == 0)
+			decode_counts(&v, &c);
+		else if (r != MDB_NOTFOUND) {
+			rc = r;
+			break;
+		}
+		c.spam = sat_add(c.spam, d->slot[i].dspam);
+		c.ham = sat_add(c.ham, d->slot[i].dham);
+		if (d->slot[i].dspam > 0 || d->slot[i].dham > 0)
+			c.day = today;
+		if (c.spam == 0 && c.ham == 0) {
+			if (r == 0)
+				rc = mdb_cursor_del(cur, 0);
+			continue;
+		}
+		encode_counts(vb, &c);
+		v = mval(vb, sizeof(vb));
+		k = mval(kb, 8);
+		rc = mdb_cursor_put(cur, &k, &v, r == 0 ? MDB_CURRENT : 0);
+	}
+	mdb_cursor_close(cur);
+	return rc;
+}
+
+static void set_full(bayes_store_t *s, bool full)
+{
+	bool was = __atomic_exchange_n(&s->full, full, __ATOMIC_ACQ_REL);
+	if (full && !was)
+		log_msg(LOG_L_ERR,
+			"bayes: store %s is full (map size reached): learning stopped, scoring "
+			"continues; raise bayes_map_size, or run `sift bayes expire` and "
+			"`sift bayes compact`",
+			s->path);
+	else if (!full && was)
+		log_msg(LOG_L_NOTICE, "bayes: store %s has room again: learning resumed", s->path);
+}
+
+int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t n,
+		      bayes_apply_result_t *res)
+{
+	bayes_apply_result_t r = {0};
+	uint32_t today = bayes_today();
+	MDB_txn *txn;
+	delta_map_t d;
+	size_t expect = 0;
+
+	for (size_t i = 0; i < n; i++)
+		expect += items[i].n;
+	if (delta_init(&d, expect) != 0)
+		return BAYES_EIO;
+	clear_stale_readers(s);
+	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc == MDB_MAP_RESIZED) {
+		/* Another process grew the map: adopt its size and retry. */
+		mdb_env_set_mapsize(s->env, 0);
+		rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	}
+	if (rc != 0) {
+		free(d.slot);
+		return map_err(rc);
+	}
+	bayes_totals_t t;
+	rc = read_totals(txn, s->meta, &t);
+	if (rc == 0 && t.tokenizer != BAYES_TOKENIZER_VERSION) {
+		if (t.spam == 0 && t.ham == 0) {
+			t.tokenizer = BAYES_TOKENIZER_VERSION; /* empty: adopt ours */
+		} else {
+			mdb_txn_abort(txn);
+			free(d.slot);
+			return BAYES_EVERSION;
+		}
+	}
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const bayes_learn_item_t *it = &items[i];
+		MDB_val k = mval(it->digest, BAYES_DIGEST_BYTES), v;
+		int had = -1; /* 1 spam, 0 ham, -1 never learned */
+		int g = mdb_get(txn, s->digests, &k, &v);
+		if (g == 0 && v.mv_size >= 1)
+			had = ((const uint8_t *)v.mv_data)[0] == 's';
+		else if (g != MDB_NOTFOUND) {
+			rc = g;
+			break;
+		}
+		if (it->op == BAYES_FORGET) {
+			if (had < 0) {
+				r.unknown++;
+				continue;
+			}
+			add_item(&d, it, -1, had == 1);
+			if (had == 1 && t.spam > 0)
+				t.spam--;
+			else if (had == 0 && t.ham > 0)
+				t.ham--;
+			rc = mdb_del(txn, s->digests, &k, NULL);
+			r.forgotten++;
+			continue;
+		}
+		bool spam = it->op == BAYES_LEARN_SPAM;
+		if (had == (int)spam) {
+			r.already++;
+			continue;
+		}
+		if (had >= 0) {
+			add_item(&d, it, -1, had == 1);
+			if (had == 1 && t.spam > 0)
+				t.spam--;
+			else if (had == 0 && t.ham > 0)
+				t.ham--;
+			r.relearned++;
+		} else {
+			r.learned++;
+		}
+		add_item(&d, it, +1, spam);
+		if (spam)
+			t.spam++;
+		else
+			t.ham++;
+		uint8_t vb[DIGEST_VALUE_BYTES];
+		vb[0] = spam ? 's' : 'h';
+		put32(vb + 1, today);
+		v = mval(vb, sizeof(vb));
+		rc = mdb_put(txn, s->digests, &k, &v, 0);
+	}
+	if (rc == 0)
+		rc = apply_deltas(s, txn, &d, today);
+	if (rc == 0)
+		rc = write_totals(txn, s->meta, &t);
+	free(d.slot);
+	if (rc == 0)
+		rc = mdb_txn_commit(txn);
+	else
+		mdb_txn_abort(txn);
+	if (rc == MDB_MAP_FULL || rc == 0)
+		set_full(s, rc != 0);
+	if (rc == 0 && res != NULL)
+		*res = r;
+	return map_err(rc);
+}
+
+/* ------------------------------------------------------------ autolearn writer */
+
+/*
+ * One writer thread per store applies what the daemon's threads queue.
+ * Batching matters: an LMDB commit costs an fsync, so writing 256 queued
+ * messages at once is about 256 times cheaper than one by one, and the
+ * milter threads never wait for any of it.
+ */
+static void *writer_main(void *arg)
+{
+	bayes_store_t *s = arg;
+	bayes_learn_item_t items[STORE_WRITER_BATCH];
+	job_t *jobs[STORE_WRITER_BATCH];
+
+	pthread_mutex_lock(&s->qlock);
+	for (;;) {
+		while (s->qhead == NULL && !s->writer_stop)
+			pthread_cond_wait(&s->qcond, &s->qlock);
+		if (s->qhead == NULL && s->writer_stop)
+			break;
+		if (s->qlen < STORE_WRITER_BATCH && !s->writer_stop) {
+			/* Let a batch gather, bounded so learning stays timely. */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += STORE_WRITER_LINGER_MS * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&s->qcond, &s->qlock, &ts);
+		}
+		size_t n = 0;
+		while (s->qhead != NULL && n < STORE_WRITER_BATCH) {
+			jobs[n] = s->qhead;
+			items[n] = s->qhead->item;
+			s->qhead = s->qhead->next;
+			n++;
+		}
+		if (s->qhead == NULL)
+			s->qtail = NULL;
+		s->qlen -= n;
+		pthread_mutex_unlock(&s->qlock);
+
+		bayes_apply_result_t r;
+		int rc = bayes_store_apply(s, items, n, &r);
+		if (rc != BAYES_OK && rc != BAYES_EFULL)
+			log_msg(LOG_L_ERR, "bayes: autolearn of %zu message(s) failed: %s", n,
+				bayes_strerror(rc));
+		for (size_t i = 0; i < n; i++)
+			free(jobs[i]);
+
+		pthread_mutex_lock(&s->qlock);
+		if (rc != BAYES_OK)
+			s->dropped += n;
+		s->applied += n;
+		s->batches++;
+		pthread_cond_broadcast(&s->qdone);
+	}
+	pthread_mutex_unlock(&s->qlock);
+	return NULL;
+}
+
+int bayes_store_submit(bayes_store_t *s, const bayes_learn_item_t *item, size_t queue_max)
+{
+	job_t *j = malloc(sizeof(*j) + item->n * sizeof(uint64_t));
+	if (j == NULL)
+		return BAYES_EIO;
+	j->next = NULL;
+	j->item = *item;
+	memcpy(j->keys, item->keys, item->n * sizeof(uint64_t));
+	j->item.keys = j->keys;
+
+	pthread_mutex_lock(&s->qlock);
+	if (s->qlen >= queue_max || s->writer_stop) {
+		s->dropped++;
+		pthread_mutex_unlock(&s->qlock);
+		free(j);
+		return BAYES_EBUSY;
+	}
+	if (!s->writer_running) {
+		if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+			s->dropped++;
+			pthread_mutex_unlock(&s->qlock);
+			free(j);
+			return BAYES_EIO;
+		}
+		s->writer_running = true;
+	}
+	if (s->qtail)
+		s->qtail->next = j;
+	else
+		s->qhead = j;
+	s->qtail = j;
+	s->qlen++;
+	s->submitted++;
+	pthread_cond_signal(&s->qcond);
+	pthread_mutex_unlock(&s->qlock);
+	return BAYES_OK;
+}
+
+void bayes_store_flush(bayes_store_t *s)
+{
+	pthread_mutex_lock(&s->qlock);
+	uint64_t target = s->submitted;
+	while (s->writer_running && s->applied < target) {
+		pthread_cond_signal(&s->qcond);
+		pthread_cond_wait(&s->qdone, &s->qlock);
+	}
+	pthread_mutex_unlock(&s->qlock);
+}
+
+static void writer_stop(bayes_store_t *s)
+{
+	pthread_mutex_lock(&s->qlock);
+	bool running = s->writer_running;
+	s->writer_stop = true;
+	pthread_cond_broadcast(&s->qcond);
+	pthread_mutex_unlock(&s->qlock);
+	if (running)
+		pthread_join(s->writer, NULL); /* it drains the queue first */
+}
+
+/* ------------------------------------------------------------ maintenance */
+
+/* mdb_reader_list() prints a header line, then one line per slot in use. */
+static int count_reader(const char *msg, void *ctx)
+{
+	if (strstr(msg, "pid") == NULL && strstr(msg, "(no active readers)") == NULL)
+		(*(unsigned *)ctx)++;
+	return 0;
+}
+
+int bayes_store_stats(bayes_store_t *s, bayes_stats_t *st)
+{
+	memset(st, 0, sizeof(*st));
+	clear_stale_readers(s);
+	MDB_envinfo info;
+	MDB_stat est;
+	mdb_env_info(s->env, &info);
+	mdb_env_stat(s->env, &est);
+	st->map_bytes = info.me_mapsize;
+	st->used_bytes = (uint64_t)(info.me_last_pgno + 1) * est.ms_psize;
+	char data[4096];
+	struct stat fs;
+	snprintf(data, sizeof(data), "%s/data.mdb", s->path);
+	if (stat(data, &fs) == 0)
+		st->file_bytes = (uint64_t)fs.st_size;
+	mdb_reader_list(s->env, count_reader, &st->readers);
+
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return map_err(rc);
+	rc = read_totals(txn, s->meta, &st->totals);
+	MDB_stat ds;
+	if (rc == 0 && (rc = mdb_stat(txn, s->tokens, &ds)) == 0)
+		st->tokens = ds.ms_entries;
+	if (rc == 0 && (rc = mdb_stat(txn, s->digests, &ds)) == 0)
+		st->digests = ds.ms_entries;
+	mdb_txn_abort(txn);
+
+	pthread_mutex_lock(&s->qlock);
+	st->queued = s->qlen;
+	st->dropped = s->dropped;
+	st->applied_batches = s->batches;
+	pthread_mutex_unlock(&s->qlock);
+	st->full = __atomic_load_n(&s->full, __ATOMIC_ACQUIRE);
+	st->stale_readers = (unsigned)__atomic_load_n(&s->stale_readers, __ATOMIC_RELAXED);
+	return map_err(rc);
+}
+
+int bayes_store_expire(bayes_store_t *s, uint32_t today, uint32_t max_age_days,
+		       uint32_t max_count, uint64_t *removed)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	uint64_t gone = 0;
+	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc != 0)
+		return map_err(rc);
+	rc = mdb_cursor_open(txn, s->tokens, &cur);
+	if (rc == 0) {
+		MDB_val k, v;
+		int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+		while (r == 0) {
+			bayes_counts_t c;
+			decode_counts(&v, &c);
+			if ((uint64_t)c.spam + c.ham <= max_count &&
+			    (uint64_t)c.day + max_age_days < today) {
+				rc = mdb_cursor_del(cur, 0);
+				if (rc != 0)
+					break;
+				gone++;
+			}
+			r = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		}
+		if (rc == 0 && r != MDB_NOTFOUND)
+			rc = r;
+		mdb_cursor_close(cur);
+	}
+	if (rc == 0)
+		rc = mdb_txn_commit(txn);
+	else
+		mdb_txn_abort(txn);
+	if (rc == 0 && removed != NULL)
+		*removed = gone;
+	return map_err(rc);
+}
+
+static void hex(char *out, const uint8_t *p, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+int bayes_store_dump(bayes_store_t *s, FILE *fp)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return map_err(rc);
+	bayes_totals_t t;
+	rc = read_totals(txn, s->meta, &t);
+	if (rc == 0) {
+		fprintf(fp, "sift-bayes-dump 1 tokenizer %" PRIu32 "\n", t.tokenizer);
+		fprintf(fp, "totals %" PRIu64 " %" PRIu64 "\n", t.spam, t.ham);
+		rc = mdb_cursor_open(txn, s->tokens, &cur);
+	}
+	if (rc == 0) {
+		int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+		for (; r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			bayes_counts_t c;
+			if (k.mv_size != 8)
+				continue;
+			decode_counts(&v, &c);
+			fprintf(fp, "token %016" PRIx64 " %" PRIu32 " %" PRIu32 " %" PRIu32 "\n",
+				key_from_be(k.mv_data), c.spam, c.ham, c.day);
+		}
+		mdb_cursor_close(cur);
+		rc = mdb_cursor_open(txn, s->digests, &cur);
+	}
+	if (rc == 0) {
+		int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+		for (; r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			char hx[2 * BAYES_DIGEST_BYTES + 1];
+			if (k.mv_size != BAYES_DIGEST_BYTES || v.mv_size < DIGEST_VALUE_BYTES)
+				continue;
+			hex(hx, k.mv_data, BAYES_DIGEST_BYTES);
+			const uint8_t *vb = v.mv_data;
+			fprintf(fp, "digest %s %c %" PRIu32 "\n", hx, vb[0] == 's' ? 's' : 'h',
+				get32(vb + 1));
+		}
+		mdb_cursor_close(cur);
+	}
+	mdb_txn_abort(txn);
+	if (rc == 0 && (fflush(fp) != 0 || ferror(fp)))
+		return BAYES_EIO;
+	return map_err(rc);
+}
+
+static int unhex(const char *s, uint8_t *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int v = 0;
+		for (int j = 0; j < 2; j++) {
+			char c = s[2 * i + j];
+			v <<= 4;
+			if (c >= '0' && c <= '9')
+				v |= c - '0';
+			else if (c >= 'a' && c <= 'f')
+				v |= c - 'a' + 10;
+			else if (c >= 'A' && c <= 'F')
+				v |= c - 'A' + 10;
+			else
+				return -1;
+		}
+		out[i] = (uint8_t)v;
+	}
+	return s[2 * n] == '\0' ? 0 : -1;
+}
+
+int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, diag_t *d)
+{
+	MDB_txn *txn;
+	char line[512];
+	unsigned lineno = 0;
+	bool header = false;
+	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc != 0)
+		return map_err(rc);
+	bayes_totals_t t;
+	rc = read_totals(txn, s->meta, &t);
+	if (rc == 0 && !merge) {
+		rc = mdb_drop(txn, s->tokens, 0);
+		if (rc == 0)
+			rc = mdb_drop(txn, s->digests, 0);
+		t.spam = t.ham = 0;
+	}
+	int err = BAYES_OK;
+	while (rc == 0 && err == BAYES_OK && fgets(line, sizeof(line), fp) != NULL) {
+		lineno++;
+		line[strcspn(line, "\r\n")] = '\0';
+		if (line[0] == '#' || line[0] == '\0')
+			continue;
+		char kind[16], a[64], b[32];
+		uint64_t x, y;
+		uint32_t z;
+		if (!header) {
+			unsigned ver, tok;
+			if (sscanf(line, "sift-bayes-dump %u tokenizer %u", &ver, &tok) != 2 ||
+			    ver != 1) {
+				diag_error(d, name, lineno, "not a sift Bayes dump (version 1)");
+				err = BAYES_EFORMAT;
+			} else if (merge && (t.spam || t.ham) && tok != t.tokenizer) {
+				diag_error(d, name, lineno,
+					   "dump of tokenizer %u cannot merge into a store of %u",
+					   tok, t.tokenizer);
+				err = BAYES_EVERSION;
+			} else {
+				t.tokenizer = tok;
+			}
+			header = true;
+			continue;
+		}
+		if (sscanf(line, "%15s", kind) != 1) {
+			diag_error(d, name, lineno, "empty record");
+			err = BAYES_EFORMAT;
+		} else if (strcmp(kind, "totals") == 0) {
+			if (sscanf(line, "totals %" SCNu64 " %" SCNu64, &x, &y) != 2) {
+				diag_error(d, name, lineno, "expected: totals SPAM HAM");
+				err = BAYES_EFORMAT;
+			} else {
+				t.spam += x;
+				t.ham += y;
+			}
+		} else if (strcmp(kind, "token") == 0) {
+			uint8_t kb[8];
+			if (sscanf(line, "token %63s %" SCNu64 " %" SCNu64 " %" SCNu32, a, &x, &y,
+				   &z) != 4 ||
+			    strlen(a) != 16 || unhex(a, kb, 8) != 0 || x > UINT32_MAX ||
+			    y > UINT32_MAX) {
+				diag_error(d, name, lineno,
+					   "expected: token HEX16 SPAM HAM DAY");
+				err = BAYES_EFORMAT;
+				break;
+			}
+			bayes_counts_t c = {(uint32_t)x, (uint32_t)y, z}, old;
+			MDB_val k = mval(kb, 8), v;
+			if (merge && mdb_get(txn, s->tokens, &k, &v) == 0) {
+				decode_counts(&v, &old);
+				c.spam = sat_add(c.spam, (int32_t)(old.spam > INT32_MAX ? INT32_MAX : old.spam));
+				c.ham = sat_add(c.ham, (int32_t)(old.ham > INT32_MAX ? INT32_MAX : old.ham));
+				if (old.day > c.day)
+					c.day = old.day;
+			}
+			uint8_t vb[TOKEN_VALUE_BYTES];
+			encode_counts(vb, &c);
+			v = mval(vb, sizeof(vb));
+			rc = mdb_put(txn, s->tokens, &k, &v, 0);
+		} else if (strcmp(kind, "digest") == 0) {
+			uint8_t kb[BAYES_DIGEST_BYTES], vb[DIGEST_VALUE_BYTES];
+			if (sscanf(line, "digest %63s %31s %" SCNu32, a, b, &z) != 3 ||
+			    unhex(a, kb, BAYES_DIGEST_BYTES) != 0 ||
+			    (strcmp(b, "s") != 0 && strcmp(b, "h") != 0)) {
+				diag_error(d, name, lineno, "expected: digest HEX32 s|h DAY");
+				err = BAYES_EFORMAT;
+				break;
+			}
+			vb[0] = (uint8_t)b[0];
+			put32(vb + 1, z);
+			MDB_val k = mval(kb, sizeof(kb)), v = mval(vb, sizeof(vb));
+			rc = mdb_put(txn, s->digests, &k, &v, MDB_NOOVERWRITE);
+			if (rc == MDB_KEYEXIST)
+				rc = 0;
+		} else {
+			diag_error(d, name, lineno, "unknown record \"%s\"", kind);
+			err = BAYES_EFORMAT;
+		}
+	}
+	if (rc == 0 && err == BAYES_OK && !header) {
+		diag_error(d, name, 0, "empty dump");
+		err = BAYES_EFORMAT;
+	}
+	if (rc == 0 && err == BAYES_OK)
+		rc = write_totals(txn, s->meta, &t);
+	if (rc == 0 && err == BAYES_OK) {
+		rc = mdb_txn_commit(txn);
+	} else {
+		mdb_txn_abort(txn);
+		if (rc != 0)
+			diag_error(d, name, lineno, "%s", mdb_strerror(rc));
+	}
+	return err != BAYES_OK ? err : map_err(rc);
+}
+
+int bayes_store_compact(bayes_store_t *s, uint64_t *before_bytes, uint64_t *after_bytes)
+{
+	char tmp[4096], src[4096 + 16], dst[4096 + 16];
+	struct stat st;
+	snprintf(tmp, sizeof(tmp), "%s.compact", s->path);
+	snprintf(src, sizeof(src), "%s/data.mdb", tmp);
+	snprintf(dst, sizeof(dst), "%s/data.mdb", s->path);
+	if (stat(dst, &st) == 0 && before_bytes)
+		*before_bytes = (uint64_t)st.st_size;
+	unlink(src);
+	if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+		return map_err(errno);
+	/* A compacting copy writes only live pages, renumbered; the copy is
+	 * consistent (it runs in a read transaction) and then replaces the
+	 * original atomically by rename. */
+	int rc = mdb_env_copy2(s->env, tmp, MDB_CP_COMPACT);
+	if (rc == 0 && rename(src, dst) != 0)
+		rc = errno;
+	unlink(src);
+	rmdir(tmp);
+	if (rc == 0 && stat(dst, &st) == 0 && after_bytes)
+		*after_bytes = (uint64_t)st.st_size;
+	return map_err(rc);
+}

@@ -1,0 +1,716 @@
+/*
+ * test_bayes.c - the Bayes tokenizer, classifier maths, LMDB store
+ * (concurrency, full map, a writer killed mid-learn, dump/load, expire)
+ * and `sift learn` followed by scoring, end to end on tests/data/bayes/.
+ */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bayes.h"
+#include "hits.h"
+
+#define DATA TEST_DATADIR "/bayes"
+
+static const mime_limits_t limits = {20, 500, 4u << 20};
+
+static char tmpdir[256];
+
+static void make_tmpdir(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_bayes.XXXXXX");
+	cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void remove_tmpdir(void)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	cr_assert_not_null(fp, "%s", path);
+	char *buf = malloc(1 << 20);
+	*len = fread(buf, 1, (1 << 20) - 1, fp);
+	buf[*len] = '\0';
+	fclose(fp);
+	return buf;
+}
+
+static msg_t *load_msg(const char *path, const mime_t **mi)
+{
+	size_t len;
+	char *raw = slurp(path, &len);
+	msg_t *m = msg_new(10u << 20);
+	msg_parse_raw(m, raw, len);
+	free(raw);
+	*mi = mime_parse(m, &limits);
+	return m;
+}
+
+static bool has_text(const bayes_tokens_t *t, const char *text)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->text[i] != NULL && strcmp(t->text[i], text) == 0)
+			return true;
+	return false;
+}
+
+/* ------------------------------------------------------------ tokenizer */
+
+Test(tokenizer, hash_is_stable_across_builds)
+{
+	/* Dumps move between nodes: the keys must never change silently. */
+	cr_assert_eq(bayes_hash("free", 4, 0), bayes_hash("free", 4, 0));
+	cr_assert_neq(bayes_hash("free", 4, 0), bayes_hash("free", 4, 1));
+	cr_assert_neq(bayes_hash("free", 4, 0), bayes_hash("Free", 4, 0));
+	cr_assert_eq(bayes_hash("", 0, 0), 0x9ca066f1a4ab2eeaULL, "hash(\"\") = %016llx",
+		     (unsigned long long)bayes_hash("", 0, 0));
+	cr_assert_eq(bayes_hash("tokenizer", 9, 42), 0x3c186734f8905416ULL, "%016llx",
+		     (unsigned long long)bayes_hash("tokenizer", 9, 42));
+}
+
+Test(tokenizer, header_body_url_and_attachment_tokens)
+{
+	const mime_t *mi;
+	msg_t *m = load_msg(DATA "/tokens.eml", &mi);
+	bayes_tokens_t t;
+	bayes_tokenize(m, mi, true, &t);
+
+	const char *want[] = {
+	    "s:free", "s:money", "s:free money", "s:money now",	/* RFC 2047, em dash splits */
+	    "from:bob@example.com", "from:d:example.com", "from:w:bob", "from:w:sender",
+	    "to:alice@example.org", "rt:d:reply.example.info", "rt:d:.example.info",
+	    "rcvd:mx.example.net", "rcvd:.example.net", "rcvd:ip:192.0.2", "rcvd:with:esmtp",
+	    "mid:mailer.example.com", "mid:.example.com", "xm:outlook", "xm=outlook express",
+	    "h:x-mailer", "h:reply-to", "click", "here", "click here", "money!!!", "$100",
+	    "50%", "café", "quoted", "u:www.spam.example", "u:.spam.example", "up:path",
+	    "up:offer.html", "ct:text/plain", "cs:iso-8859-1", "cte:quoted-printable",
+	    "fn:invoice.zip", "fx:zip", "pt:application/zip",
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		cr_expect(has_text(&t, want[i]), "missing token \"%s\"", want[i]);
+	/* Case folded, punctuation trimmed, short words dropped. */
+	cr_expect(!has_text(&t, "HERE"));
+	cr_expect(!has_text(&t, "(free)"));
+	cr_expect(has_text(&t, "for"), "3-byte words are kept");
+	cr_expect(!has_text(&t, "au"), "2-byte words are dropped");
+	msg_free(m);
+}
+
+Test(tokenizer, keys_sorted_distinct_and_text_free_path_identical)
+{
+	const mime_t *mi;
+	msg_t *m = load_msg(DATA "/tokens.eml", &mi);
+	bayes_tokens_t a, b;
+	bayes_tokenize(m, mi, true, &a);
+	bayes_tokenize(m, mi, false, &b);
+	cr_assert_null(b.text);
+	cr_assert_eq(a.n, b.n);
+	cr_assert_gt(a.n, 50);
+	for (size_t i = 0; i < a.n; i++) {
+		cr_assert_eq(a.keys[i], b.keys[i]);
+		if (i > 0)
+			cr_assert_lt(a.keys[i - 1], a.keys[i]);
+	}
+	cr_assert_eq(memcmp(a.digest, b.digest, BAYES_DIGEST_BYTES), 0);
+	msg_free(m);
+}
+
+Test(tokenizer, case_and_punctuation_fold_to_one_key)
+{
+	msg_t *m1 = msg_new(1 << 20), *m2 = msg_new(1 << 20);
+	msg_parse_raw(m1, "Subject: x\n\nFREE offer, Click.\n", 31);
+	msg_parse_raw(m2, "Subject: x\n\n\"free\" OFFER click?\n", 32);
+	bayes_tokens_t a, b;
+	bayes_tokenize(m1, NULL, false, &a);
+	bayes_tokenize(m2, NULL, false, &b);
+	cr_assert_eq(a.n, b.n);
+	cr_assert_eq(memcmp(a.keys, b.keys, a.n * sizeof(uint64_t)), 0);
+	/* Different bodies are different messages for learning. */
+	cr_assert_neq(memcmp(a.digest, b.digest, BAYES_DIGEST_BYTES), 0);
+	msg_free(m1);
+	msg_free(m2);
+}
+
+Test(tokenizer, word_order_matters_through_bigrams)
+{
+	msg_t *m1 = msg_new(1 << 20), *m2 = msg_new(1 << 20);
+	msg_parse_raw(m1, "\nclick here now\n", 16);
+	msg_parse_raw(m2, "\nnow here click\n", 16);
+	bayes_tokens_t a, b;
+	bayes_tokenize(m1, NULL, true, &a);
+	bayes_tokenize(m2, NULL, true, &b);
+	cr_assert(has_text(&a, "click here"));
+	cr_assert(!has_text(&b, "click here"));
+	cr_assert(has_text(&b, "here click"));
+	msg_free(m1);
+	msg_free(m2);
+}
+
+Test(tokenizer, long_runs_become_skip_tokens)
+{
+	msg_t *m = msg_new(1 << 20);
+	const char *raw = "\nQUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9w word\n";
+	msg_parse_raw(m, raw, strlen(raw));
+	bayes_tokens_t t;
+	bayes_tokenize(m, NULL, true, &t);
+	cr_assert(has_text(&t, "skip:a50"));
+	cr_assert(has_text(&t, "word"));
+	msg_free(m);
+}
+
+/* ------------------------------------------------------------ classifier */
+
+Test(classifier, robinson_fw_by_hand)
+{
+	bayes_params_t p = {.robs = 1.0, .robx = 0.5, .min_dev = 0.0, .max_tokens = 0};
+	/* p(w) = (3/10) / (3/10 + 1/10) = 0.75; f = (1*0.5 + 4*0.75) / (1+4) = 0.7 */
+	cr_assert_float_eq(bayes_token_prob(&p, 3, 1, 10, 10), 0.7, 1e-12);
+	/* Unequal corpora: p = (2/4)/(2/4 + 2/16) = 0.8; f = (0.5 + 4*0.8)/5 = 0.74 */
+	cr_assert_float_eq(bayes_token_prob(&p, 2, 2, 4, 16), 0.74, 1e-12);
+	/* Never seen: x. */
+	cr_assert_float_eq(bayes_token_prob(&p, 0, 0, 10, 10), 0.5, 1e-12);
+}
+
+Test(classifier, chi_square_tail_by_hand)
+{
+	cr_assert_float_eq(bayes_chi2q(2.0, 2), exp(-1.0), 1e-12);
+	cr_assert_float_eq(bayes_chi2q(4.0, 4), 3.0 * exp(-2.0), 1e-12);
+	cr_assert_float_eq(bayes_chi2q(6.0, 6), exp(-3.0) * (1 + 3 + 4.5), 1e-12);
+	cr_assert_float_eq(bayes_chi2q(0.0, 10), 1.0, 1e-12);
+	/* The log-space branch joins the direct one without a step. */
+	double below = bayes_chi2q(1399.98, 1400), above = bayes_chi2q(1400.02, 1400);
+	cr_assert(below > above && below - above < 1e-3, "%g %g", below, above);
+	/* Large degrees of freedom: Q(v | v) is just under one half. */
+	double q = bayes_chi2q(4000.0, 4000);
+	cr_assert(q > 0.48 && q < 0.5, "%g", q);
+}
+
+Test(classifier, fisher_combination_by_hand)
+{
+	/* S = 1 - Q(-2 ln(0.1*0.8), 4) = 1 - 0.08 (1 + ln 12.5)
+	 * H = 1 - Q(-2 ln(0.9*0.2), 4) = 1 - 0.18 (1 - ln 0.18)
+	 * P = (1 + S - H) / 2 */
+	double fw[] = {0.9, 0.2};
+	bayes_result_t r;
+	double s = 1 - 0.08 * (1 + log(12.5)), h = 1 - 0.18 * (1 - log(0.18));
+	double p = bayes_combine(fw, 2, &r);
+	cr_assert_float_eq(r.spamminess, s, 1e-12);
+	cr_assert_float_eq(r.hamminess, h, 1e-12);
+	cr_assert_float_eq(p, (1 + s - h) / 2, 1e-12);
+	cr_assert_float_eq(p, 0.603303, 1e-6);
+	cr_assert_float_eq(bayes_combine(fw, 0, NULL), 0.5, 1e-12);
+}
+
+Test(classifier, min_dev_and_max_tokens_select_the_strongest)
+{
+	bayes_params_t p = {.robs = 1.0, .robx = 0.5, .min_dev = 0.1, .max_tokens = 1};
+	bayes_totals_t tot = {10, 10, BAYES_TOKENIZER_VERSION};
+	/* f = 0.7 (used), f = 0.5 (neutral: dropped), 9 spam 0 ham: f = 0.95 (strongest) */
+	bayes_counts_t c[] = {{3, 1, 0}, {1, 1, 0}, {9, 0, 0}};
+	double fw[3];
+	bayes_result_t r;
+	double got = bayes_classify(&p, c, 3, &tot, NULL, fw, &r);
+	cr_assert_eq(r.used, 1);
+	cr_assert_float_eq(fw[0], 0.7, 1e-12);
+	cr_assert_float_eq(fw[1], 0.5, 1e-12);
+	cr_assert_float_eq(fw[2], 0.95, 1e-12);
+	double only[] = {0.95};
+	cr_assert_float_eq(got, bayes_combine(only, 1, NULL), 1e-12);
+	cr_assert_gt(got, 0.5);
+}
+
+/* ------------------------------------------------------------ store */
+
+static bayes_learn_item_t item(bayes_op_t op, int id, const uint64_t *keys, size_t n)
+{
+	bayes_learn_item_t it = {.op = op, .keys = keys, .n = n};
+	memset(it.digest, 0, sizeof(it.digest));
+	memcpy(it.digest, &id, sizeof(id));
+	return it;
+}
+
+static bayes_store_t *open_store(const char *name, uint64_t map, unsigned flags)
+{
+	char path[512];
+	int err;
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	bayes_store_t *s = bayes_store_open(path, map, flags, &err);
+	cr_assert_not_null(s, "open %s: %s", path, bayes_strerror(err));
+	return s;
+}
+
+Test(store, missing_store_is_not_created_unless_asked, .init = make_tmpdir,
+     .fini = remove_tmpdir)
+{
+	char path[512];
+	int err = 0;
+	snprintf(path, sizeof(path), "%s/none", tmpdir);
+	cr_assert_null(bayes_store_open(path, 1 << 20, 0, &err));
+	cr_assert_eq(err, BAYES_ENOENT);
+	struct stat st;
+	cr_assert_neq(stat(path, &st), 0);
+	bayes_store_t *s = bayes_store_open(path, 1 << 20, BAYES_OPEN_CREATE, &err);
+	cr_assert_not_null(s);
+	/* One environment per process: a second open is the same store. */
+	cr_assert_eq(bayes_store_open(path, 1 << 20, 0, &err), s);
+	bayes_store_unref(s);
+	bayes_store_unref(s);
+}
+
+Test(store, learn_relearn_forget, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
+	uint64_t k1[] = {1, 2, 3}, k2[] = {3, 4};
+	bayes_learn_item_t batch[] = {item(BAYES_LEARN_SPAM, 1, k1, 3),
+				      item(BAYES_LEARN_HAM, 2, k2, 2),
+				      item(BAYES_LEARN_SPAM, 1, k1, 3)}; /* a duplicate */
+	bayes_apply_result_t r;
+	cr_assert_eq(bayes_store_apply(s, batch, 3, &r), BAYES_OK);
+	cr_assert_eq(r.learned, 2);
+	cr_assert_eq(r.already, 1);
+
+	uint64_t q[] = {3, 1, 4, 99};
+	bayes_counts_t c[4];
+	bayes_totals_t t;
+	cr_assert_eq(bayes_store_lookup(s, q, 4, c, &t), BAYES_OK);
+	cr_assert_eq(t.spam, 1);
+	cr_assert_eq(t.ham, 1);
+	cr_assert_eq(c[0].spam, 1);
+	cr_assert_eq(c[0].ham, 1);
+	cr_assert_eq(c[1].spam, 1);
+	cr_assert_eq(c[2].ham, 1);
+	cr_assert_eq(c[3].spam + c[3].ham, 0);
+	cr_assert_eq(c[0].day, bayes_today());
+
+	/* The same message learned as ham moves it. */
+	bayes_learn_item_t move = item(BAYES_LEARN_HAM, 1, k1, 3);
+	cr_assert_eq(bayes_store_apply(s, &move, 1, &r), BAYES_OK);
+	cr_assert_eq(r.relearned, 1);
+	bayes_store_lookup(s, q, 4, c, &t);
+	cr_assert_eq(t.spam, 0);
+	cr_assert_eq(t.ham, 2);
+	cr_assert_eq(c[0].ham, 2);
+	cr_assert_eq(c[1].spam, 0);
+
+	/* Forgetting both leaves nothing behind. */
+	bayes_learn_item_t fg[] = {item(BAYES_FORGET, 1, k1, 3), item(BAYES_FORGET, 2, k2, 2),
+				   item(BAYES_FORGET, 7, k2, 2)};
+	cr_assert_eq(bayes_store_apply(s, fg, 3, &r), BAYES_OK);
+	cr_assert_eq(r.forgotten, 2);
+	cr_assert_eq(r.unknown, 1);
+	bayes_stats_t st;
+	cr_assert_eq(bayes_store_stats(s, &st), BAYES_OK);
+	cr_assert_eq(st.tokens, 0);
+	cr_assert_eq(st.digests, 0);
+	cr_assert_eq(st.totals.spam + st.totals.ham, 0);
+	bayes_store_unref(s);
+}
+
+Test(store, dump_load_round_trip_and_errors, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	bayes_store_t *a = open_store("a", 8 << 20, BAYES_OPEN_CREATE);
+	uint64_t k1[] = {10, 0xffffffffffffffffULL}, k2[] = {10, 12};
+	bayes_learn_item_t b[] = {item(BAYES_LEARN_SPAM, 1, k1, 2), item(BAYES_LEARN_HAM, 2, k2, 2)};
+	cr_assert_eq(bayes_store_apply(a, b, 2, NULL), BAYES_OK);
+	char *d1 = NULL, *d2 = NULL;
+	size_t n1, n2;
+	FILE *fp = open_memstream(&d1, &n1);
+	cr_assert_eq(bayes_store_dump(a, fp), BAYES_OK);
+	fclose(fp);
+	cr_assert(strstr(d1, "totals 1 1\n") != NULL, "%s", d1);
+	cr_assert(strstr(d1, "token 000000000000000a 1 1 ") != NULL, "%s", d1);
+	cr_assert(strstr(d1, "token ffffffffffffffff 1 0 ") != NULL, "%s", d1);
+
+	bayes_store_t *c = open_store("c", 8 << 20, BAYES_OPEN_CREATE);
+	diag_t *d = diag_new();
+	fp = fmemopen(d1, n1, "r");
+	cr_assert_eq(bayes_store_load(c, fp, "dump", false, d), BAYES_OK);
+	fclose(fp);
+	fp = open_memstream(&d2, &n2);
+	bayes_store_dump(c, fp);
+	fclose(fp);
+	cr_assert_str_eq(d1, d2);
+	free(d2);
+
+	/* Merging the same dump doubles the counts. */
+	fp = fmemopen(d1, n1, "r");
+	cr_assert_eq(bayes_store_load(c, fp, "dump", true, d), BAYES_OK);
+	fclose(fp);
+	uint64_t q[] = {10};
+	bayes_counts_t cnt;
+	bayes_totals_t t;
+	bayes_store_lookup(c, q, 1, &cnt, &t);
+	cr_assert_eq(cnt.spam, 2);
+	cr_assert_eq(t.ham, 2);
+
+	/* A bad line names its line and changes nothing. */
+	const char *bad = "sift-bayes-dump 1 tokenizer 1\ntotals 5 5\ntoken zz 1 1 1\n";
+	fp = fmemopen((void *)bad, strlen(bad), "r");
+	cr_assert_eq(bayes_store_load(c, fp, "bad.dump", false, d), BAYES_EFORMAT);
+	fclose(fp);
+	cr_assert_eq(diag_errors(d), 1);
+	cr_assert(strstr(diag_text(d, 0), "bad.dump:3:") != NULL, "%s", diag_text(d, 0));
+	bayes_store_lookup(c, q, 1, &cnt, &t);
+	cr_assert_eq(cnt.spam, 2);
+	diag_free(d);
+	free(d1);
+	bayes_store_unref(a);
+	bayes_store_unref(c);
+}
+
+Test(store, expire_removes_only_stale_rare_tokens, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
+	const char *dump = "sift-bayes-dump 1 tokenizer 1\ntotals 3 0\n"
+			   "token 0000000000000001 1 0 100\n"	/* stale, rare: goes */
+			   "token 0000000000000002 3 0 100\n"	/* stale, common: stays */
+			   "token 0000000000000003 1 0 1000\n"; /* recent: stays */
+	FILE *fp = fmemopen((void *)dump, strlen(dump), "r");
+	diag_t *d = diag_new();
+	cr_assert_eq(bayes_store_load(s, fp, "x", false, d), BAYES_OK);
+	fclose(fp);
+	uint64_t removed = 0;
+	cr_assert_eq(bayes_store_expire(s, 1010, 30, 1, &removed), BAYES_OK);
+	cr_assert_eq(removed, 1);
+	uint64_t q[] = {1, 2, 3};
+	bayes_counts_t c[3];
+	bayes_store_lookup(s, q, 3, c, NULL);
+	cr_assert_eq(c[0].spam, 0);
+	cr_assert_eq(c[1].spam, 3);
+	cr_assert_eq(c[2].spam, 1);
+	diag_free(d);
+	bayes_store_unref(s);
+}
+
+/* Every learned spam message contains key 7, so in any consistent
+ * snapshot count(7).spam equals the spam total. */
+#define COMMON_KEY 7
+#define READERS 4
+
+struct reader_arg {
+	bayes_store_t *s;
+	volatile bool *stop;
+	long lookups, torn;
+	size_t nkeys; /* keys per lookup: more keys, longer read transactions */
+};
+
+static void *reader_main(void *p)
+{
+	struct reader_arg *a = p;
+	uint64_t *keys = calloc(a->nkeys, sizeof(*keys));
+	bayes_counts_t *c = calloc(a->nkeys, sizeof(*c));
+	uint64_t last = 0;
+	keys[0] = COMMON_KEY;
+	for (size_t i = 1; i < a->nkeys; i++)
+		keys[i] = 1000 * i;
+	while (!*a->stop) {
+		bayes_totals_t t;
+		if (bayes_store_lookup(a->s, keys, a->nkeys, c, &t) != BAYES_OK ||
+		    c[0].spam != t.spam || t.spam < last)
+			a->torn++;
+		last = t.spam;
+		a->lookups++;
+	}
+	free(keys);
+	free(c);
+	return NULL;
+}
+
+static void learn_batch(bayes_store_t *s, int first, int n, int rc_want)
+{
+	uint64_t *keys = malloc((size_t)n * 50 * sizeof(*keys));
+	bayes_learn_item_t *it = malloc((size_t)n * sizeof(*it));
+	for (int i = 0; i < n; i++) {
+		uint64_t *k = keys + i * 50;
+		k[0] = COMMON_KEY;
+		for (int j = 1; j < 50; j++)
+			k[j] = (uint64_t)(first + i) * 1000003ULL + (uint64_t)j * 7919ULL + 100;
+		it[i] = item(BAYES_LEARN_SPAM, first + i, k, 50);
+	}
+	int rc = bayes_store_apply(s, it, (size_t)n, NULL);
+	if (rc_want >= -100)
+		cr_assert_eq(rc, rc_want, "%s", bayes_strerror(rc));
+	free(keys);
+	free(it);
+}
+
+Test(store, readers_see_consistent_snapshots_while_writer_learns, .init = make_tmpdir,
+     .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 64 << 20, BAYES_OPEN_CREATE);
+	volatile bool stop = false;
+	pthread_t th[READERS];
+	struct reader_arg arg[READERS];
+	for (int i = 0; i < READERS; i++) {
+		arg[i] = (struct reader_arg){s, &stop, 0, 0, 3};
+		pthread_create(&th[i], NULL, reader_main, &arg[i]);
+	}
+	for (int b = 0; b < 100; b++)
+		learn_batch(s, b * 20, 20, BAYES_OK);
+	stop = true;
+	long total = 0;
+	for (int i = 0; i < READERS; i++) {
+		pthread_join(th[i], NULL);
+		cr_assert_eq(arg[i].torn, 0, "reader %d saw %ld torn snapshots", i, arg[i].torn);
+		total += arg[i].lookups;
+	}
+	cr_assert_gt(total, 100, "readers were blocked: %ld lookups", total);
+	bayes_totals_t t;
+	bayes_counts_t c;
+	uint64_t k = COMMON_KEY;
+	bayes_store_lookup(s, &k, 1, &c, &t);
+	cr_assert_eq(t.spam, 2000);
+	cr_assert_eq(c.spam, 2000);
+	bayes_store_unref(s);
+}
+
+Test(store, full_map_stops_learning_not_scoring, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 256 << 10, BAYES_OPEN_CREATE);
+	learn_batch(s, 0, 10, BAYES_OK);
+	int rc = BAYES_OK, b;
+	for (b = 1; b < 200 && rc == BAYES_OK; b++) {
+		uint64_t *keys = malloc(500 * sizeof(*keys));
+		for (int j = 0; j < 500; j++)
+			keys[j] = (uint64_t)b * 100000 + (uint64_t)j;
+		bayes_learn_item_t it = item(BAYES_LEARN_HAM, 1000 + b, keys, 500);
+		rc = bayes_store_apply(s, &it, 1, NULL);
+		free(keys);
+	}
+	cr_assert_eq(rc, BAYES_EFULL, "map never filled: %s", bayes_strerror(rc));
+	bayes_stats_t st;
+	cr_assert_eq(bayes_store_stats(s, &st), BAYES_OK);
+	cr_assert(st.full);
+	/* The failed batch left no trace; lookups still work. */
+	uint64_t q[] = {COMMON_KEY, (uint64_t)(b - 1) * 100000};
+	bayes_counts_t c[2];
+	bayes_totals_t t;
+	cr_assert_eq(bayes_store_lookup(s, q, 2, c, &t), BAYES_OK);
+	cr_assert_eq(c[0].spam, 10);
+	cr_assert_eq(c[1].ham, 0);
+	cr_assert_eq(t.ham, (uint64_t)(b - 2));
+	/* Forgetting frees room, and learning resumes. */
+	uint64_t keys[500];
+	for (int j = 0; j < 500; j++)
+		keys[j] = (uint64_t)1 * 100000 + (uint64_t)j;
+	bayes_learn_item_t fg = item(BAYES_FORGET, 1001, keys, 500);
+	cr_assert_eq(bayes_store_apply(s, &fg, 1, NULL), BAYES_OK);
+	learn_batch(s, 100, 1, BAYES_OK);
+	bayes_store_stats(s, &st);
+	cr_assert(!st.full);
+	bayes_store_unref(s);
+}
+
+Test(store, reopen_after_writer_killed_mid_learn, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* The child learns as fast as it can, with a reader thread inside
+		 * read transactions, and reports each committed batch. */
+		close(pfd[0]);
+		char path[512];
+		int err;
+		snprintf(path, sizeof(path), "%s/db", tmpdir);
+		bayes_store_t *s = bayes_store_open(path, 64 << 20, BAYES_OPEN_CREATE, &err);
+		if (s == NULL)
+			_exit(3);
+		volatile bool stop = false;
+		struct reader_arg ra = {s, &stop, 0, 0, 50000};
+		pthread_t th;
+		pthread_create(&th, NULL, reader_main, &ra);
+		for (int b = 0;; b++) {
+			learn_batch(s, b * 10, 10, -1000);
+			if (write(pfd[1], "x", 1) != 1)
+				_exit(4);
+		}
+	}
+	close(pfd[1]);
+	char buf[1];
+	for (int i = 0; i < 30; i++)
+		cr_assert_eq(read(pfd[0], buf, 1), 1, "child died early");
+	/* Open it here too while the child runs, as a daemon would have it
+	 * open while `sift learn` is killed (LMDB resets the reader table
+	 * itself only when nobody has the store open). */
+	bayes_store_t *s = open_store("db", 64 << 20, 0);
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(read(pfd[0], buf, 1), 1, "child died early");
+	kill(pid, SIGKILL);
+	int status;
+	waitpid(pid, &status, 0);
+	close(pfd[0]);
+	cr_assert(WIFSIGNALED(status));
+
+	bayes_stats_t st;
+	cr_assert_eq(bayes_store_stats(s, &st), BAYES_OK);
+	cr_assert_eq(st.readers, 0, "stale reader slots were not cleared");
+	cr_assert_geq(st.stale_readers, 1, "the killed reader left no slot to clear");
+	cr_assert_geq(st.totals.spam, 350);
+	cr_assert_eq(st.digests, st.totals.spam);
+	uint64_t k = COMMON_KEY;
+	bayes_counts_t c;
+	bayes_totals_t t;
+	bayes_store_lookup(s, &k, 1, &c, &t);
+	cr_assert_eq(c.spam, t.spam, "torn batch: %u vs %llu", c.spam,
+		     (unsigned long long)t.spam);
+	/* And learning goes on. */
+	learn_batch(s, 1000000, 5, BAYES_OK);
+	bayes_store_lookup(s, &k, 1, &c, &t);
+	cr_assert_eq(c.spam, st.totals.spam + 5);
+	bayes_store_unref(s);
+
+	/* A fresh open of what the killed writer left is consistent too. */
+	s = open_store("db", 64 << 20, 0);
+	bayes_store_lookup(s, &k, 1, &c, &t);
+	cr_assert_eq(c.spam, t.spam);
+	cr_assert_eq(t.spam, st.totals.spam + 5);
+	bayes_store_unref(s);
+}
+
+Test(store, autolearn_writer_applies_queued_messages, .init = make_tmpdir,
+     .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
+	uint64_t keys[] = {COMMON_KEY, 5};
+	for (int i = 0; i < 50; i++) {
+		bayes_learn_item_t it = item(BAYES_LEARN_HAM, i, keys, 2);
+		cr_assert_eq(bayes_store_submit(s, &it, 1000), BAYES_OK);
+	}
+	/* A full queue drops (and counts) instead of blocking. */
+	bayes_learn_item_t it = item(BAYES_LEARN_HAM, 999, keys, 2);
+	cr_assert_eq(bayes_store_submit(s, &it, 0), BAYES_EBUSY);
+	bayes_store_flush(s);
+	bayes_counts_t c;
+	bayes_totals_t t;
+	bayes_store_lookup(s, keys, 1, &c, &t);
+	cr_assert_eq(t.ham, 50);
+	cr_assert_eq(c.ham, 50);
+	bayes_stats_t st;
+	bayes_store_stats(s, &st);
+	cr_assert_eq(st.dropped, 1);
+	cr_assert_geq(st.applied_batches, 1);
+	bayes_store_unref(s);
+}
+
+/* ------------------------------------------------------------ end to end */
+
+static int run_learn(cli_ctx_t *ctx, const char *kind, const char *dir)
+{
+	char *argv[] = {"learn", (char *)kind, (char *)dir, NULL};
+	optind = 0;
+	return bayes_cmd_learn(ctx, 3, argv);
+}
+
+static double score_file(void *shared, const char *path, hits_t **hout, msg_t **mout)
+{
+	const mime_t *mi;
+	msg_t *m = load_msg(path, &mi);
+	void *conn = bayes_evidence.conn_begin(shared, NULL);
+	hits_t *h = hits_new(msg_arena(m));
+	ev_score_ctx_t ctx = {.explain = true};
+	bayes_evidence.score(shared, conn, m, mi, h, &ctx);
+	bayes_evidence.conn_end(shared, conn);
+	double p = -1;
+	hits_metric(h, "bayes_prob", &p);
+	*hout = h;
+	*mout = m;
+	return p;
+}
+
+static bool has_note(const hits_t *h, const char *needle)
+{
+	for (size_t i = 0; i < hits_note_count(h); i++)
+		if (strstr(hits_note_at(h, i, NULL), needle) != NULL)
+			return true;
+	return false;
+}
+
+Test(end_to_end, learn_then_score_small_set, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("test.conf",
+			       "bayes_min_spam = 5\nbayes_min_ham = 5\nbayes_map_size = 16M\n", d);
+	cr_assert_not_null(c);
+	cli_ctx_t ctx = {.conf = c, .state_dir = tmpdir, .diag = d};
+	cr_assert_eq(run_learn(&ctx, "--spam", DATA "/spam"), 0);
+	cr_assert_eq(run_learn(&ctx, "--ham", DATA "/ham"), 0);
+	/* Learning the same files again changes nothing. */
+	cr_assert_eq(run_learn(&ctx, "--ham", DATA "/ham"), 0);
+
+	ev_env_t env = {.state_dir = tmpdir, .offline = true};
+	void *shared = bayes_evidence.load(c, NULL, &env, d);
+	cr_assert_not_null(shared);
+	cr_assert_eq(diag_errors(d), 0);
+	hits_t *h;
+	msg_t *m;
+	double ps = score_file(shared, DATA "/check/spam-8.eml", &h, &m);
+	cr_assert_gt(ps, 0.9, "spam scored %f", ps);
+	cr_assert(hits_has(h, "BAYES_99") || hits_has(h, "BAYES_999") || hits_has(h, "BAYES_95"));
+	cr_assert(has_note(h, "P(spam)="));
+	cr_assert(has_note(h, "spammy"), "no token explanation");
+	msg_free(m);
+	double ph = score_file(shared, DATA "/check/ham-9.eml", &h, &m);
+	cr_assert_lt(ph, 0.1, "ham scored %f", ph);
+	cr_assert(hits_has(h, "BAYES_00") || hits_has(h, "BAYES_05"));
+	cr_assert(has_note(h, "hammy"));
+	msg_free(m);
+
+	/* Forgetting the ham takes Bayes below its minimum: it stops voting. */
+	char *argv[] = {"learn", "--forget", DATA "/ham", NULL};
+	optind = 0;
+	cr_assert_eq(bayes_cmd_learn(&ctx, 3, argv), 0);
+	ph = score_file(shared, DATA "/check/ham-9.eml", &h, &m);
+	cr_assert_eq(ph, -1, "voted with no ham learned");
+	cr_assert(has_note(h, "not voting"));
+	msg_free(m);
+
+	/* A reload carries the open store over. */
+	void *again = bayes_evidence.load(c, shared, &env, d);
+	cr_assert_not_null(again);
+	bayes_evidence.release(shared);
+	bayes_evidence.release(again);
+	conf_free(c);
+	diag_free(d);
+}
+
+Test(end_to_end, missing_store_means_no_vote, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_new();
+	ev_env_t env = {.state_dir = tmpdir, .offline = true};
+	void *shared = bayes_evidence.load(c, NULL, &env, d);
+	cr_assert_not_null(shared);
+	hits_t *h;
+	msg_t *m;
+	cr_assert_eq(score_file(shared, DATA "/check/spam-8.eml", &h, &m), -1);
+	cr_assert_eq(hits_count(h), 0);
+	msg_free(m);
+	bayes_evidence.release(shared);
+
+	/* The daemon (not offline) creates it empty in the state directory. */
+	env.offline = false;
+	shared = bayes_evidence.load(c, NULL, &env, d);
+	char path[512];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/bayes/data.mdb", tmpdir);
+	cr_assert_eq(stat(path, &st), 0);
+	bayes_evidence.release(shared);
+	conf_free(c);
+	diag_free(d);
+}
