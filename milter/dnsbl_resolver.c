@@ -358,15 +358,16 @@ static void *resolver_main(void *arg)
 			break;
 
 		ares_socket_t socks[ARES_GETSOCK_MAXNUM];
-		int bits = ares_getsock(r->ch, socks, ARES_GETSOCK_MAXNUM);
+		/* Bits tested by hand: c-ares's macros shift a signed 1 into the sign bit. */
+		unsigned bits = (unsigned)ares_getsock(r->ch, socks, ARES_GETSOCK_MAXNUM);
 		struct pollfd pfd[ARES_GETSOCK_MAXNUM + 1];
 		int np = 0;
 		pfd[np++] = (struct pollfd){.fd = r->wake[0], .events = POLLIN};
 		for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
 			short ev = 0;
-			if (ARES_GETSOCK_READABLE(bits, i))
+			if ((bits >> i) & 1u)
 				ev |= POLLIN;
-			if (ARES_GETSOCK_WRITABLE(bits, i))
+			if ((bits >> (i + ARES_GETSOCK_MAXNUM)) & 1u)
 				ev |= POLLOUT;
 			if (ev)
 				pfd[np++] = (struct pollfd){.fd = socks[i], .events = ev};

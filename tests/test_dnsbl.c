@@ -1,0 +1,866 @@
+/*
+ * test_dnsbl.c - the DNS blocklists: query names, the Public Suffix List,
+ * configuration errors, rbldnsd files and the cache; then, against a real
+ * unbound started on a loopback port for each test, listings of IPv4 and
+ * IPv6 clients, sender and URI domains, return codes, TXT texts, error
+ * codes, probes, the cache and a zone that never answers.
+ */
+#include "config.h"
+
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "diag.h"
+#include "dnsbl.h"
+#include "dnsbl_int.h"
+#include "evidence.h"
+#include "hits.h"
+#include "mime.h"
+#include "msg.h"
+
+/* ------------------------------------------------------------ pure functions */
+
+Test(names, ipv4_is_reversed_octets)
+{
+	char q[256];
+	cr_assert_eq(dnsbl_ip_qname("192.0.2.10", "zen.example", q, sizeof(q)), 4);
+	cr_assert_str_eq(q, "10.2.0.192.zen.example");
+	cr_assert_eq(dnsbl_ip_qname("[192.0.2.10]", "z", q, sizeof(q)), 4);
+	cr_assert_str_eq(q, "10.2.0.192.z");
+}
+
+Test(names, ipv6_is_32_reversed_nibbles)
+{
+	char q[256];
+	cr_assert_eq(dnsbl_ip_qname("2001:db8::1", "bl.test", q, sizeof(q)), 6);
+	cr_assert_str_eq(q, "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.bl.test");
+	cr_assert_eq(dnsbl_ip_qname("IPv6:2001:db8::1", "bl.test", q, sizeof(q)), 6);
+}
+
+Test(names, ipv4_mapped_ipv6_is_asked_as_ipv4)
+{
+	char q[256];
+	cr_assert_eq(dnsbl_ip_qname("::ffff:192.0.2.3", "bl.test", q, sizeof(q)), 4);
+	cr_assert_str_eq(q, "3.2.0.192.bl.test");
+}
+
+Test(names, not_an_address_or_too_long_is_refused)
+{
+	char q[256], small[8];
+	cr_assert_eq(dnsbl_ip_qname("mail.example.com", "bl.test", q, sizeof(q)), 0);
+	cr_assert_eq(dnsbl_ip_qname("192.0.2.1", "bl.test", small, sizeof(small)), 0);
+}
+
+Test(names, registered_domain_comes_from_the_public_suffix_list)
+{
+	char b[256];
+	cr_assert_str_eq(dnsbl_registered_domain("mail.Example.CO.UK.", b, sizeof(b)),
+			 "example.co.uk");
+	cr_assert_str_eq(dnsbl_registered_domain("a.b.c.example.com", b, sizeof(b)),
+			 "example.com");
+	/* a multi-label public suffix that no hand-written table of TLDs knows */
+	cr_assert_str_eq(dnsbl_registered_domain("x.city.kawasaki.jp", b, sizeof(b)),
+			 "city.kawasaki.jp");
+	cr_assert_null(dnsbl_registered_domain("co.uk", b, sizeof(b)));
+	cr_assert_null(dnsbl_registered_domain("192.0.2.1", b, sizeof(b)));
+	cr_assert_null(dnsbl_registered_domain("[192.0.2.1]", b, sizeof(b)));
+	cr_assert_null(dnsbl_registered_domain("bad host.example", b, sizeof(b)));
+	cr_assert_null(dnsbl_registered_domain("b\xc3\xa4r.example", b, sizeof(b)));
+}
+
+/* ------------------------------------------------------------ configuration */
+
+static dnsbl_t *load_text(const char *text, diag_t *d)
+{
+	conf_t *c = conf_parse("t.conf", text, d);
+	cr_assert_not_null(c, "conf_parse");
+	ev_env_t env = {.state_dir = "/tmp", .offline = true};
+	dnsbl_t *b = dnsbl_load(c, NULL, &env, d);
+	conf_check_unknown(c, d);
+	conf_free(c);
+	return b;
+}
+
+static bool diag_has(const diag_t *d, const char *needle)
+{
+	for (size_t i = 0; i < diag_count(d); i++)
+		if (strstr(diag_text(d, i), needle))
+			return true;
+	return false;
+}
+
+Test(config, no_lists_means_nothing_to_do)
+{
+	diag_t *d = diag_new();
+	cr_assert_null(load_text("dnsbl_timeout = 1s\n", d));
+	cr_assert_eq(diag_errors(d), 0);
+	diag_free(d);
+}
+
+Test(config, bad_values_are_reported_at_their_line)
+{
+	static const struct {
+		const char *text, *needle;
+	} cases[] = {
+	    {"dnsbl_list = zen ip zen.test 127.0.0.2=x\n", "t.conf:1:"},
+	    {"\ndnsbl_list = zen ipx zen.test 127.0.0.2=1\n", "t.conf:2:"},
+	    {"dnsbl_list = zen ip zen.test\n", "no return codes"},
+	    {"dnsbl_list = zen ip zen.test 127.0.0.2=1 colour=red\n", "unknown attribute"},
+	    {"dnsbl_list = zen ip zen.test 127.0.0.2=1 check=helo\n", "check=helo"},
+	    {"dnsbl_list = zen ip zen.test 127.0.0.9-127.0.0.2=1\n", "t.conf:1:"},
+	    {"dnsbl_list = zen ip zen.test 127.0.0.2=1 test_listed=nope\n", "test_listed"},
+	    {"dnsbl_list = zen ip bad..zone 127.0.0.2=1\n", "bad zone"},
+	    {"dnsbl_list = a ip a.test any=1\ndnsbl_list = a ip b.test any=1\n", "used twice"},
+	    {"dnsbl_list = a ip a.test any=1\ndnsbl_nameserver = 1.2.3.4:99999\n", "t.conf:2:"},
+	    {"dnsbl_list = a ip a.test any=1\ndnsbl_allow = 10.0.0.0/33\n", "t.conf:2:"},
+	    {"dnsbl_list = a ip a.test any=1 file=/nonexistent/list\n", "/nonexistent/list"},
+	    {"dnsbl_list = a ip a.test any=1\ndnsbl_typo = 1\n", "dnsbl_typo"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		diag_t *d = diag_new();
+		dnsbl_t *b = load_text(cases[i].text, d);
+		cr_assert_gt(diag_errors(d), 0, "case %zu accepted: %s", i, cases[i].text);
+		cr_assert(diag_has(d, cases[i].needle), "case %zu: no \"%s\" in %s", i,
+			  cases[i].needle, diag_count(d) ? diag_text(d, 0) : "");
+		dnsbl_release(b);
+		diag_free(d);
+	}
+}
+
+Test(config, a_full_list_line_is_accepted)
+{
+	diag_t *d = diag_new();
+	dnsbl_t *b = load_text(
+	    "dnsbl_list = zen ip zen.spamhaus.org 127.0.0.2=3.5:ZEN_SBL "
+	    "127.0.0.4-127.0.0.7=2.0:ZEN_XBL mask:0.0.0.4=1 error=127.0.0.1 txt=yes "
+	    "test_listed=127.0.0.2 test_unlisted=127.0.0.1 ipv6=no\n"
+	    "dnsbl_list = dbl domain dbl.spamhaus.org. any=2 check=mailfrom,from "
+	    "test_listed=dbltest.com\n"
+	    "dnsbl_list = uribl uri multi.uribl.com mask:14=2.5 error=127.0.0.1\n"
+	    "dnsbl_nameserver = 127.0.0.1:5353\ndnsbl_nameserver = [::1]:53\n"
+	    "dnsbl_allow = 192.0.2.0/24\ndnsbl_trusted_relay = 2001:db8::/32\n",
+	    d);
+	cr_assert_eq(diag_errors(d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	cr_assert_not_null(b);
+	cr_assert_eq(dnsbl_list_count(b), 3);
+	cr_assert_str_eq(dnsbl_list_name(b, 2), "uribl");
+	cr_assert(dnsbl_list_enabled(b, 0));
+	dnsbl_release(b);
+	diag_free(d);
+}
+
+/* ------------------------------------------------------------ rbldnsd files */
+
+Test(file, ip4set_entries_ranges_values_and_exclusions)
+{
+	diag_t *d = diag_new();
+	dnsbl_file_t *f = dnsbl_file_open(TEST_DATADIR "/dnsbl/ip4set.txt", DNSBL_FILE_IP4SET,
+					  5000, d);
+	cr_assert_not_null(f, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	uint32_t code;
+	char txt[256];
+	cr_assert_eq(dnsbl_file_lookup(f, "192.0.2.1", &code, txt, sizeof(txt)), 1);
+	cr_assert_eq(code, 0x7f000002u);
+	cr_assert_str_eq(txt, "Listed in the test list, see https://bl.test/lookup?ip=192.0.2.1");
+	cr_assert_eq(dnsbl_file_lookup(f, "192.0.2.2", &code, txt, sizeof(txt)), 0);
+	cr_assert_eq(dnsbl_file_lookup(f, "198.51.100.200", &code, txt, sizeof(txt)), 1);
+	cr_assert_eq(dnsbl_file_lookup(f, "198.51.100.7", &code, txt, sizeof(txt)), 0,
+		     "an exclusion beats the /24 around it");
+	cr_assert_eq(dnsbl_file_lookup(f, "203.0.113.9", &code, txt, sizeof(txt)), 0);
+	cr_assert_eq(dnsbl_file_lookup(f, "203.0.113.10", &code, txt, sizeof(txt)), 1);
+	cr_assert_eq(dnsbl_file_lookup(f, "203.0.113.20", &code, txt, sizeof(txt)), 1);
+	cr_assert_eq(dnsbl_file_lookup(f, "203.0.113.21", &code, txt, sizeof(txt)), 0);
+	cr_assert_eq(dnsbl_file_lookup(f, "203.0.113.102", &code, txt, sizeof(txt)), 1);
+	cr_assert_eq(code, 0x7f000003u);
+	cr_assert_str_eq(txt, "Dynamic range 203.0.113.102");
+	cr_assert_eq(dnsbl_file_lookup(f, "10.1.77.3", &code, txt, sizeof(txt)), 1, "10.1 = /16");
+	cr_assert_eq(dnsbl_file_lookup(f, "10.2.0.1", &code, txt, sizeof(txt)), 0);
+	cr_assert_eq(dnsbl_file_lookup(f, "192.0.2.50", &code, txt, sizeof(txt)), 1);
+	cr_assert_eq(code, 0x7f000004u);
+	unsigned gen;
+	cr_assert_eq(dnsbl_file_entries(f, &gen), 7);
+	cr_assert_eq(gen, 1);
+	dnsbl_file_free(f);
+	diag_free(d);
+}
+
+Test(file, dnset_exact_wildcard_both_and_exclusions)
+{
+	diag_t *d = diag_new();
+	dnsbl_file_t *f =
+	    dnsbl_file_open(TEST_DATADIR "/dnsbl/dnset.txt", DNSBL_FILE_DNSET, 5000, d);
+	cr_assert_not_null(f, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	uint32_t code;
+	char txt[256];
+	cr_assert_eq(dnsbl_file_lookup(f, "spam-exact.example", &code, txt, sizeof(txt)), 1);
+	cr_assert_eq(code, 0x7f000002u);
+	cr_assert_str_eq(txt, "Domain spam-exact.example is listed");
+	cr_assert_eq(dnsbl_file_lookup(f, "a.spam-exact.example", &code, txt, sizeof(txt)), 0);
+	cr_assert_eq(dnsbl_file_lookup(f, "sub-only.example", &code, txt, sizeof(txt)), 0);
+	cr_assert_eq(dnsbl_file_lookup(f, "x.y.sub-only.example", &code, txt, sizeof(txt)), 1);
+	cr_assert_eq(dnsbl_file_lookup(f, "both.example", &code, txt, sizeof(txt)), 1);
+	cr_assert_eq(dnsbl_file_lookup(f, "w.both.example", &code, txt, sizeof(txt)), 1);
+	cr_assert_eq(dnsbl_file_lookup(f, "good.both.example", &code, txt, sizeof(txt)), 0);
+	cr_assert_eq(dnsbl_file_lookup(f, "other.test", &code, txt, sizeof(txt)), 1);
+	cr_assert_eq(code, 0x7f000104u);
+	cr_assert_str_eq(txt, "Other text");
+	dnsbl_file_free(f);
+	diag_free(d);
+}
+
+Test(file, bad_lines_are_errors_with_their_line)
+{
+	diag_t *d = diag_new();
+	cr_assert_null(
+	    dnsbl_file_open(TEST_DATADIR "/dnsbl/bad.txt", DNSBL_FILE_IP4SET, 5000, d));
+	cr_assert(diag_has(d, "bad.txt:2:"), "%s", diag_count(d) ? diag_text(d, 0) : "");
+	diag_free(d);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	char tmp[512];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *fp = fopen(tmp, "w");
+	cr_assert_not_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+	cr_assert_eq(rename(tmp, path), 0); /* as rsync does: a new inode */
+}
+
+Test(file, a_changed_file_is_reloaded_and_a_broken_one_keeps_the_old_data)
+{
+	char dir[] = "/tmp/sift-dnsbl-file-XXXXXX", path[256];
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/list", dir);
+	write_file(path, "192.0.2.1\n");
+	diag_t *d = diag_new();
+	dnsbl_file_t *f = dnsbl_file_open(path, DNSBL_FILE_IP4SET, 0, d);
+	cr_assert_not_null(f);
+	uint32_t code;
+	cr_assert_eq(dnsbl_file_lookup(f, "192.0.2.1", &code, NULL, 0), 1);
+	cr_assert_eq(dnsbl_file_lookup(f, "192.0.2.2", &code, NULL, 0), 0);
+
+	write_file(path, "192.0.2.2\n192.0.2.3\n");
+	cr_assert_eq(dnsbl_file_lookup(f, "192.0.2.1", &code, NULL, 0), 0);
+	cr_assert_eq(dnsbl_file_lookup(f, "192.0.2.2", &code, NULL, 0), 1);
+	unsigned gen;
+	cr_assert_eq(dnsbl_file_entries(f, &gen), 2);
+	cr_assert_eq(gen, 2);
+
+	write_file(path, "192.0.2.9\nthis is not an address\n");
+	cr_assert_eq(dnsbl_file_lookup(f, "192.0.2.2", &code, NULL, 0), 1);
+	cr_assert_eq(dnsbl_file_lookup(f, "192.0.2.9", &code, NULL, 0), 0);
+	dnsbl_file_entries(f, &gen);
+	cr_assert_eq(gen, 2);
+	dnsbl_file_free(f);
+	diag_free(d);
+	unlink(path);
+	rmdir(dir);
+}
+
+/* ------------------------------------------------------------ cache */
+
+Test(cache, answers_until_the_ttl_and_not_after)
+{
+	dnsbl_cache_t *c = dnsbl_cache_new(1000, 1 << 20);
+	dnsbl_answer_t a = {.status = DQ_LISTED, .ncodes = 1, .codes = {0x7f000002u}}, out;
+	long now = dnsbl_now_ms();
+	dnsbl_cache_put(c, "2.2.0.192.bl.test", DQ_TYPE_A, &a, 1000, now);
+	cr_assert(dnsbl_cache_get(c, "2.2.0.192.bl.test", DQ_TYPE_A, now + 999, &out));
+	cr_assert_eq(out.status, DQ_LISTED);
+	cr_assert_eq(out.codes[0], 0x7f000002u);
+	cr_assert_not(dnsbl_cache_get(c, "2.2.0.192.bl.test", DQ_TYPE_TXT, now, &out));
+	cr_assert_not(dnsbl_cache_get(c, "2.2.0.192.bl.test", DQ_TYPE_A, now + 1000, &out));
+	dnsbl_answer_t neg = {.status = DQ_NOT_LISTED};
+	dnsbl_cache_put(c, "1.2.0.192.bl.test", DQ_TYPE_A, &neg, 500, now);
+	cr_assert(dnsbl_cache_get(c, "1.2.0.192.bl.test", DQ_TYPE_A, now + 10, &out));
+	cr_assert_eq(out.status, DQ_NOT_LISTED);
+	dnsbl_answer_t fail = {.status = DQ_FAILED};
+	dnsbl_cache_put(c, "3.2.0.192.bl.test", DQ_TYPE_A, &fail, 500, now);
+	cr_assert_not(dnsbl_cache_get(c, "3.2.0.192.bl.test", DQ_TYPE_A, now, &out),
+		      "failures are not cached");
+	dnsbl_cache_free(c);
+}
+
+Test(cache, stays_within_its_entry_and_byte_bounds)
+{
+	dnsbl_cache_t *c = dnsbl_cache_new(160, 1 << 20);
+	dnsbl_answer_t a = {.status = DQ_NOT_LISTED}, out;
+	long now = dnsbl_now_ms();
+	char name[64];
+	for (int i = 0; i < 5000; i++) {
+		snprintf(name, sizeof(name), "%d.example.bl.test", i);
+		dnsbl_cache_put(c, name, DQ_TYPE_A, &a, 60000, now);
+	}
+	uint64_t n, bytes;
+	dnsbl_cache_usage(c, &n, &bytes);
+	cr_assert_leq(n, 160 + 16, "entries %lu", (unsigned long)n);
+	cr_assert(dnsbl_cache_get(c, "4999.example.bl.test", DQ_TYPE_A, now, &out),
+		  "the newest survives");
+	cr_assert_not(dnsbl_cache_get(c, "0.example.bl.test", DQ_TYPE_A, now, &out),
+		      "the oldest went");
+	dnsbl_cache_free(c);
+
+	c = dnsbl_cache_new(100000, 64 << 10);
+	for (int i = 0; i < 5000; i++) {
+		snprintf(name, sizeof(name), "%d.example.bl.test", i);
+		dnsbl_cache_put(c, name, DQ_TYPE_A, &a, 60000, now);
+	}
+	dnsbl_cache_usage(c, &n, &bytes);
+	cr_assert_leq(bytes, (64 << 10) + 16 * 256, "bytes %lu", (unsigned long)bytes);
+	dnsbl_cache_free(c);
+}
+
+/* ------------------------------------------------------------ a real DNS server */
+
+static pid_t ub_pid = -1;
+static int ub_port;
+static int blackhole_fd = -1, blackhole_port;
+static char ub_dir[64];
+
+static const char *unbound_path(void)
+{
+	const char *p = getenv("UNBOUND");
+	if (p)
+		return p;
+	return access("/usr/sbin/unbound", X_OK) == 0 ? "/usr/sbin/unbound" : "unbound";
+}
+
+/* A loopback port nobody uses now (the kernel's choice; bound then released). */
+static int free_port(int type)
+{
+	int s = socket(AF_INET, type, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	socklen_t l = sizeof(a);
+	getsockname(s, (struct sockaddr *)&a, &l);
+	close(s);
+	return ntohs(a.sin_port);
+}
+
+/* The IPv6 client 2001:db8::25 as a nibble name under zone. */
+#define V6_LISTED "5.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2"
+
+static const char ub_zones[] =
+    "\tlocal-zone: \"bl.test.\" static\n"
+    "\tlocal-data: \"bl.test. 300 IN SOA ns.bl.test. admin.bl.test. 1 3600 600 86400 60\"\n"
+    "\tlocal-data: \"2.0.0.127.bl.test. 300 IN A 127.0.0.2\"\n"
+    "\tlocal-data: \"2.2.0.192.bl.test. 300 IN A 127.0.0.2\"\n"
+    "\tlocal-data: '2.2.0.192.bl.test. 300 IN TXT \"Listed: see https://bl.test/?192.0.2.2\"'\n"
+    "\tlocal-data: \"3.2.0.192.bl.test. 300 IN A 127.0.0.3\"\n"
+    "\tlocal-data: \"3.2.0.192.bl.test. 300 IN A 127.0.0.10\"\n"
+    "\tlocal-data: \"9.2.0.192.bl.test. 300 IN A 127.255.255.254\"\n"
+    "\tlocal-data: \"" V6_LISTED ".bl.test. 300 IN A 127.0.0.2\"\n"
+    "\tlocal-zone: \"dbl.test.\" static\n"
+    "\tlocal-data: \"dbl.test. 300 IN SOA ns.dbl.test. admin.dbl.test. 1 3600 600 86400 60\"\n"
+    "\tlocal-data: \"spam-sender.co.uk.dbl.test. 300 IN A 127.0.1.2\"\n"
+    "\tlocal-data: \"spam-helo.example.dbl.test. 300 IN A 127.0.1.2\"\n"
+    "\tlocal-data: \"spam-from.example.dbl.test. 300 IN A 127.0.1.2\"\n"
+    "\tlocal-data: \"dbltest.com.dbl.test. 300 IN A 127.0.1.2\"\n"
+    "\tlocal-zone: \"uribl.test.\" static\n"
+    "\tlocal-data: \"uribl.test. 300 IN SOA ns.uribl.test. admin.uribl.test. 1 3600 600 86400 60\"\n"
+    "\tlocal-data: \"spam-uri.example.uribl.test. 300 IN A 127.0.0.6\"\n"
+    "\tlocal-data: \"grey-uri.example.uribl.test. 300 IN A 127.0.0.8\"\n"
+    "\tlocal-zone: \"dead.test.\" deny\n"
+    "\tlocal-zone: \"quota.test.\" redirect\n"
+    "\tlocal-data: \"quota.test. 300 IN A 127.0.0.2\"\n";
+
+static void ub_start(void)
+{
+	snprintf(ub_dir, sizeof(ub_dir), "/tmp/sift-dnsbl-XXXXXX");
+	cr_assert_not_null(mkdtemp(ub_dir));
+	ub_port = free_port(SOCK_DGRAM);
+	char conf[512];
+	snprintf(conf, sizeof(conf), "%s/unbound.conf", ub_dir);
+	FILE *fp = fopen(conf, "w");
+	cr_assert_not_null(fp);
+	fprintf(fp,
+		"server:\n\tinterface: 127.0.0.1\n\tport: %d\n\tdo-ip6: no\n"
+		"\tdo-daemonize: no\n\tusername: \"\"\n\tchroot: \"\"\n\tdirectory: \"%s\"\n"
+		"\tpidfile: \"\"\n\tuse-syslog: no\n\tlogfile: \"%s/unbound.log\"\n\tverbosity: 0\n"
+		"\tmodule-config: \"iterator\"\n\taccess-control: 127.0.0.0/8 allow\n"
+		"\tnum-threads: 1\n\toutgoing-range: 16\n\tso-reuseport: no\n%s",
+		ub_port, ub_dir, ub_dir, ub_zones);
+	fclose(fp);
+	ub_pid = fork();
+	cr_assert_neq(ub_pid, -1);
+	if (ub_pid == 0) {
+		execl(unbound_path(), "unbound", "-d", "-c", conf, (char *)NULL);
+		_exit(127);
+	}
+	/* Ready when it answers on TCP (it listens on both); bounded to 5 s. */
+	for (int i = 0; i < 500; i++) {
+		int s = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_port = htons((uint16_t)ub_port),
+					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		int ok = connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
+		close(s);
+		if (ok)
+			break;
+		int st;
+		cr_assert_eq(waitpid(ub_pid, &st, WNOHANG), 0, "unbound exited (%s)",
+			     unbound_path());
+		usleep(10000);
+	}
+	/* A "nameserver" that takes queries and never answers. */
+	blackhole_fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert_eq(bind(blackhole_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	socklen_t l = sizeof(a);
+	getsockname(blackhole_fd, (struct sockaddr *)&a, &l);
+	blackhole_port = ntohs(a.sin_port);
+}
+
+static void ub_stop(void)
+{
+	if (ub_pid > 0) {
+		kill(ub_pid, SIGTERM);
+		waitpid(ub_pid, NULL, 0);
+		ub_pid = -1;
+	}
+	if (blackhole_fd >= 0)
+		close(blackhole_fd);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ub_dir);
+	(void)!system(cmd);
+}
+
+TestSuite(dns, .init = ub_start, .fini = ub_stop, .timeout = 30);
+
+static const char base_lists[] =
+    "dnsbl_list = bl ip bl.test 127.0.0.2=3.5:BL_SBL 127.0.0.3=2:BL_CSS mask:0.0.0.8=1.5:BL_MASK"
+    " txt=yes\n"
+    "dnsbl_list = dbl domain dbl.test 127.0.1.2=2.5:DBL_SPAM\n"
+    "dnsbl_list = uribl uri uribl.test mask:0.0.0.2=3:URIBL_BLACK mask:0.0.0.4=0.5:URIBL_GREY"
+    " 127.0.0.8=0.25:URIBL_GREY_ONLY\n";
+
+/* Loads text + "dnsbl_nameserver = 127.0.0.1:<unbound>". */
+static dnsbl_t *load_dns(const char *text)
+{
+	char buf[4096];
+	snprintf(buf, sizeof(buf), "%sdnsbl_nameserver = 127.0.0.1:%d\ndnsbl_timeout = 300ms\n",
+		 text, ub_port);
+	diag_t *d = diag_new();
+	dnsbl_t *b = load_text(buf, d);
+	cr_assert_eq(diag_errors(d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	cr_assert_not_null(b);
+	diag_free(d);
+	return b;
+}
+
+struct run {
+	msg_t *m;
+	hits_t *h;
+	long ms;
+};
+
+/*
+ * One connection and one message through the evidence hooks, as scan.c
+ * drives them. raw may be NULL (no header, no body).
+ */
+static struct run run_msg(dnsbl_t *b, const char *client_ip, const char *helo,
+			  const char *mail_from, const char *auth, const char *raw,
+			  long deadline_ms)
+{
+	struct run r = {0};
+	ev_conn_info_t ci = {.client_ip = client_ip, .client_name = NULL};
+	long t0 = dnsbl_now_ms();
+	void *conn = dnsbl_evidence.conn_begin(b, &ci);
+	r.m = msg_new(1 << 20);
+	if (client_ip)
+		msg_set_client(r.m, client_ip, NULL);
+	if (helo)
+		msg_set_helo(r.m, helo);
+	if (mail_from)
+		msg_set_mail_from(r.m, mail_from);
+	if (auth)
+		msg_set_auth(r.m, auth);
+	dnsbl_evidence.envelope(b, conn, r.m);
+	if (raw)
+		msg_parse_raw(r.m, raw, strlen(raw));
+	mime_limits_t lim = {.max_depth = 20, .max_parts = 100, .max_text_bytes = 1 << 20};
+	mime_t *mi = mime_parse(r.m, &lim);
+	r.h = hits_new(msg_arena(r.m));
+	ev_score_ctx_t ctx = {.deadline_ms = dnsbl_now_ms() + deadline_ms, .explain = true};
+	dnsbl_evidence.score(b, conn, r.m, mi, r.h, &ctx);
+	r.ms = dnsbl_now_ms() - t0;
+	dnsbl_evidence.conn_end(b, conn);
+	return r;
+}
+
+static const hit_t *find_hit(hits_t *h, const char *name)
+{
+	for (size_t i = 0; i < hits_count(h); i++)
+		if (strcmp(hits_at(h, i)->name, name) == 0)
+			return hits_at(h, i);
+	return NULL;
+}
+
+static bool note_has(hits_t *h, const char *needle)
+{
+	for (size_t i = 0; i < hits_note_count(h); i++)
+		if (strstr(hits_note_at(h, i, NULL), needle))
+			return true;
+	return false;
+}
+
+Test(dns, listed_ipv4_client_scores_its_code_with_the_txt_text)
+{
+	dnsbl_t *b = load_dns(base_lists);
+	struct run r = run_msg(b, "192.0.2.2", NULL, NULL, NULL, NULL, 2000);
+	const hit_t *x = find_hit(r.h, "BL_SBL");
+	cr_assert_not_null(x, "no BL_SBL among %zu hits", hits_count(r.h));
+	cr_assert_float_eq(x->score, 3.5, 1e-9);
+	cr_assert_str_eq(x->source, "dnsbl");
+	cr_assert(strstr(x->detail, "client 192.0.2.2: 2.2.0.192.bl.test -> 127.0.0.2 via dns"),
+		  "%s", x->detail);
+	cr_assert(strstr(x->detail, "txt=\"Listed: see https://bl.test/?192.0.2.2\""), "%s",
+		  x->detail);
+	cr_assert_eq(hits_count(r.h), 1);
+	msg_free(r.m);
+	dnsbl_release(b);
+}
+
+Test(dns, several_return_codes_give_their_own_rules_and_masks)
+{
+	dnsbl_t *b = load_dns(base_lists);
+	struct run r = run_msg(b, "192.0.2.3", NULL, NULL, NULL, NULL, 2000);
+	const hit_t *css = find_hit(r.h, "BL_CSS"), *mask = find_hit(r.h, "BL_MASK");
+	cr_assert_not_null(css);
+	cr_assert_not_null(mask, "127.0.0.10 has bit 8 set");
+	cr_assert_float_eq(css->score, 2.0, 1e-9);
+	cr_assert_float_eq(mask->score, 1.5, 1e-9);
+	cr_assert(strstr(mask->detail, "127.0.0.10"), "%s", mask->detail);
+	cr_assert_null(find_hit(r.h, "BL_SBL"));
+	cr_assert_float_eq(hits_total(r.h), 3.5, 1e-9);
+	msg_free(r.m);
+	dnsbl_release(b);
+}
+
+Test(dns, listed_ipv6_client_is_asked_by_nibbles)
+{
+	dnsbl_t *b = load_dns(base_lists);
+	struct run r = run_msg(b, "2001:db8::25", NULL, NULL, NULL, NULL, 2000);
+	const hit_t *x = find_hit(r.h, "BL_SBL");
+	cr_assert_not_null(x);
+	cr_assert(strstr(x->detail, V6_LISTED ".bl.test"), "%s", x->detail);
+	msg_free(r.m);
+	struct run u = run_msg(b, "2001:db8::26", NULL, NULL, NULL, NULL, 2000);
+	cr_assert_eq(hits_count(u.h), 0);
+	msg_free(u.m);
+	dnsbl_release(b);
+}
+
+Test(dns, unlisted_client_scores_nothing_and_says_so)
+{
+	dnsbl_t *b = load_dns(base_lists);
+	struct run r = run_msg(b, "192.0.2.77", NULL, NULL, NULL, NULL, 2000);
+	cr_assert_eq(hits_count(r.h), 0);
+	cr_assert(note_has(r.h, "192.0.2.77 not listed"));
+	msg_free(r.m);
+	dnsbl_release(b);
+}
+
+Test(dns, error_codes_are_counted_and_never_listings)
+{
+	dnsbl_t *b = load_dns(base_lists);
+	struct run r = run_msg(b, "192.0.2.9", NULL, NULL, NULL, NULL, 2000);
+	cr_assert_eq(hits_count(r.h), 0, "127.255.255.254 must not score");
+	cr_assert(note_has(r.h, "error answer 127.255.255.254"));
+	dnsbl_stats_t st;
+	dnsbl_get_stats(b, &st);
+	cr_assert_eq(st.error_answers, 1);
+	cr_assert_eq(st.listed, 0);
+	msg_free(r.m);
+	dnsbl_release(b);
+}
+
+Test(dns, list_specific_error_codes_are_errors_too)
+{
+	dnsbl_t *b = load_dns("dnsbl_list = bl ip bl.test any=1 error=127.0.0.2\n");
+	struct run r = run_msg(b, "192.0.2.2", NULL, NULL, NULL, NULL, 2000);
+	cr_assert_eq(hits_count(r.h), 0);
+	dnsbl_stats_t st;
+	dnsbl_get_stats(b, &st);
+	cr_assert_eq(st.error_answers, 1);
+	msg_free(r.m);
+	dnsbl_release(b);
+}
+
+Test(dns, sender_helo_and_from_domains_are_reduced_and_asked)
+{
+	dnsbl_t *b = load_dns(base_lists);
+	struct run r = run_msg(b, "192.0.2.77", "mx1.spam-helo.example",
+			       "bounce@mail.spam-sender.co.uk", NULL,
+			       "From: Spammer <a@news.spam-from.example>\nSubject: x\n\nhi\n", 2000);
+	const hit_t *x = find_hit(r.h, "DBL_SPAM");
+	cr_assert_not_null(x);
+	cr_assert_float_eq(x->score, 2.5, 1e-9, "one rule counts once per message");
+	cr_assert_eq(hits_count(r.h), 1);
+	cr_assert(note_has(r.h, "x") || true);
+	dnsbl_stats_t st;
+	dnsbl_get_stats(b, &st);
+	/* client in bl + mail from, helo, From in dbl */
+	cr_assert_eq(st.lookups, 4);
+	cr_assert_eq(st.listed, 3);
+	msg_free(r.m);
+
+	/* each of the three on its own */
+	const char *senders[][3] = {{"h.example.org", "x@mail.spam-sender.co.uk", "mail from"},
+				    {"mx.spam-helo.example", "x@example.org", "helo"}};
+	for (int i = 0; i < 2; i++) {
+		struct run s = run_msg(b, "192.0.2.77", senders[i][0], senders[i][1], NULL, NULL,
+				       2000);
+		const hit_t *y = find_hit(s.h, "DBL_SPAM");
+		cr_assert_not_null(y, "%s", senders[i][2]);
+		cr_assert(strstr(y->detail, senders[i][2]), "%s", y->detail);
+		msg_free(s.m);
+	}
+	dnsbl_release(b);
+}
+
+Test(dns, uri_domains_are_asked_with_bitmask_codes)
+{
+	dnsbl_t *b = load_dns(base_lists);
+	struct run r = run_msg(
+	    b, "192.0.2.77", NULL, NULL, NULL,
+	    "From: a@example.org\nSubject: offer\n\nSee http://www.spam-uri.example/buy and "
+	    "https://img.grey-uri.example/x.png and http://clean.example.net/\n",
+	    2000);
+	const hit_t *black = find_hit(r.h, "URIBL_BLACK"), *grey = find_hit(r.h, "URIBL_GREY");
+	cr_assert_not_null(black);
+	cr_assert_float_eq(black->score, 3, 1e-9);
+	cr_assert_not_null(grey, "127.0.0.6 has bit 4");
+	cr_assert(strstr(black->detail, "uri spam-uri.example: spam-uri.example.uribl.test"),
+		  "%s", black->detail);
+	const hit_t *grey_only = find_hit(r.h, "URIBL_GREY_ONLY");
+	cr_assert_not_null(grey_only, "grey-uri.example answers 127.0.0.8");
+	msg_free(r.m);
+	dnsbl_release(b);
+}
+
+Test(dns, a_zone_that_never_answers_costs_at_most_the_deadline)
+{
+	dnsbl_t *b = load_dns("dnsbl_list = dead ip dead.test any=5\n"
+			      "dnsbl_list = bl ip bl.test 127.0.0.2=3.5:BL_SBL\n");
+	struct run r = run_msg(b, "192.0.2.2", NULL, NULL, NULL, NULL, 400);
+	cr_assert_leq(r.ms, 400 + 100, "took %ld ms", r.ms);
+	cr_assert_geq(r.ms, 350, "returned before the deadline (%ld ms)", r.ms);
+	cr_assert_not_null(find_hit(r.h, "BL_SBL"), "the list that answered still counts");
+	cr_assert_null(find_hit(r.h, "dead"));
+	cr_assert(note_has(r.h, "no answer by the deadline"));
+	dnsbl_stats_t st;
+	dnsbl_get_stats(b, &st);
+	cr_assert_eq(st.late, 1);
+	msg_free(r.m);
+	dnsbl_release(b);
+}
+
+Test(dns, a_nameserver_that_never_answers_costs_at_most_the_deadline)
+{
+	char text[512];
+	snprintf(text, sizeof(text),
+		 "dnsbl_list = bl ip bl.test any=1\ndnsbl_list = dbl domain dbl.test any=1\n"
+		 "dnsbl_nameserver = 127.0.0.1:%d\n",
+		 blackhole_port);
+	diag_t *d = diag_new();
+	dnsbl_t *b = load_text(text, d);
+	cr_assert_not_null(b);
+	struct run r = run_msg(b, "192.0.2.2", "a.spam-helo.example", "x@spam-sender.co.uk",
+			       NULL, NULL, 300);
+	cr_assert_leq(r.ms, 300 + 100, "took %ld ms", r.ms);
+	cr_assert_eq(hits_count(r.h), 0);
+	msg_free(r.m);
+	long t0 = dnsbl_now_ms();
+	dnsbl_release(b); /* queries still in flight are abandoned, not waited for */
+	cr_assert_leq(dnsbl_now_ms() - t0, 1500);
+	diag_free(d);
+}
+
+Test(dns, the_cache_answers_a_repeat_without_a_query)
+{
+	dnsbl_t *b = load_dns(base_lists);
+	struct run r1 = run_msg(b, "192.0.2.2", NULL, NULL, NULL, NULL, 2000);
+	cr_assert_not_null(find_hit(r1.h, "BL_SBL"));
+	dnsbl_stats_t s1, s2;
+	dnsbl_get_stats(b, &s1);
+	cr_assert_eq(s1.dns_queries, 2, "A and TXT: %lu", (unsigned long)s1.dns_queries);
+	struct run r2 = run_msg(b, "192.0.2.2", NULL, NULL, NULL, NULL, 2000);
+	dnsbl_get_stats(b, &s2);
+	cr_assert_eq(s2.dns_queries, s1.dns_queries, "a repeat went to the server");
+	cr_assert_eq(s2.cache_hits, s1.cache_hits + 1);
+	const hit_t *x = find_hit(r2.h, "BL_SBL");
+	cr_assert_not_null(x);
+	cr_assert(strstr(x->detail, "via dns (cached)"), "%s", x->detail);
+	cr_assert(strstr(x->detail, "txt=\"Listed"), "the TXT is cached too: %s", x->detail);
+	/* negative answers are cached too (NXDOMAIN with the zone's SOA) */
+	struct run r3 = run_msg(b, "192.0.2.77", NULL, NULL, NULL, NULL, 2000);
+	struct run r4 = run_msg(b, "192.0.2.77", NULL, NULL, NULL, NULL, 2000);
+	dnsbl_stats_t s3;
+	dnsbl_get_stats(b, &s3);
+	cr_assert_eq(s3.dns_queries, s2.dns_queries + 1);
+	cr_assert_eq(s3.cache_hits, s2.cache_hits + 1);
+	msg_free(r1.m);
+	msg_free(r2.m);
+	msg_free(r3.m);
+	msg_free(r4.m);
+	dnsbl_release(b);
+}
+
+Test(dns, a_list_that_answers_listed_for_everything_is_switched_off)
+{
+	dnsbl_t *b = load_dns("dnsbl_list = quota ip quota.test any=4 test_listed=127.0.0.2"
+			      " test_unlisted=127.0.0.1\n"
+			      "dnsbl_list = bl ip bl.test 127.0.0.2=3.5:BL_SBL test_listed=127.0.0.2"
+			      " test_unlisted=127.0.0.1\n"
+			      "dnsbl_probe_interval = 1s\n");
+	/* the first lookup sends the probes ... */
+	struct run r1 = run_msg(b, "192.0.2.77", NULL, NULL, NULL, NULL, 2000);
+	cr_assert_not_null(find_hit(r1.h, "quota"), "not yet known to be wrong");
+	usleep(200000);
+	/* ... a later one reads their answers */
+	struct run r2 = run_msg(b, "192.0.2.77", NULL, NULL, NULL, NULL, 2000);
+	cr_assert_not(dnsbl_list_enabled(b, 0), "quota.test should be off");
+	cr_assert(dnsbl_list_enabled(b, 1), "bl.test answers its tests right");
+	cr_assert_null(find_hit(r2.h, "quota"));
+	cr_assert(note_has(r2.h, "switched off"));
+	dnsbl_stats_t st;
+	dnsbl_get_stats(b, &st);
+	cr_assert_eq(st.lists_disabled, 1);
+	cr_assert_geq(st.probe_failures, 1);
+	cr_assert_eq(st.probes, 4);
+	struct run r3 = run_msg(b, "192.0.2.2", NULL, NULL, NULL, NULL, 2000);
+	cr_assert_not_null(find_hit(r3.h, "BL_SBL"));
+	cr_assert_null(find_hit(r3.h, "quota"));
+	msg_free(r1.m);
+	msg_free(r2.m);
+	msg_free(r3.m);
+	dnsbl_release(b);
+}
+
+Test(dns, allowlisted_private_and_authenticated_clients_are_not_looked_up)
+{
+	dnsbl_t *b = load_dns("dnsbl_list = bl ip bl.test any=1\n"
+			      "dnsbl_list = dbl domain dbl.test any=1\n"
+			      "dnsbl_allow = 192.0.2.0/28\n");
+	struct run r1 = run_msg(b, "192.0.2.2", "x.spam-helo.example", NULL, NULL, NULL, 2000);
+	struct run r2 = run_msg(b, "10.1.2.3", NULL, NULL, NULL, NULL, 2000);
+	struct run r3 = run_msg(b, "192.0.2.77", "x.spam-helo.example", NULL, "alice", NULL, 2000);
+	cr_assert_eq(hits_count(r1.h) + hits_count(r2.h) + hits_count(r3.h), 0);
+	dnsbl_stats_t st;
+	dnsbl_get_stats(b, &st);
+	/* the client of r3 is asked at CONNECT, before AUTH is known, but does not count */
+	cr_assert_leq(st.lookups, 1);
+	cr_assert(note_has(r3.h, "authenticated"));
+	msg_free(r1.m);
+	msg_free(r2.m);
+	msg_free(r3.m);
+	dnsbl_release(b);
+}
+
+Test(dns, behind_a_trusted_relay_the_first_untrusted_hop_is_checked)
+{
+	dnsbl_t *b = load_dns("dnsbl_list = bl ip bl.test 127.0.0.2=3.5:BL_SBL\n"
+			      "dnsbl_trusted_relay = 10.9.0.0/16\n");
+	const char *raw =
+	    "Received: from relay.example (relay.example [10.9.0.1])\n\tby mx.example\n"
+	    "Received: from inner.relay (inner [10.9.0.2])\n\tby relay.example\n"
+	    "Received: from spammer.example (spammer.example [192.0.2.2])\n\tby inner.relay\n"
+	    "Received: from forged (forged [192.0.2.3])\n\tby spammer.example\n"
+	    "Subject: x\n\nbody\n";
+	struct run r = run_msg(b, "10.9.0.1", NULL, NULL, NULL, raw, 2000);
+	const hit_t *x = find_hit(r.h, "BL_SBL");
+	cr_assert_not_null(x);
+	cr_assert(strstr(x->detail, "received hop 192.0.2.2"), "%s", x->detail);
+	msg_free(r.m);
+	dnsbl_release(b);
+}
+
+Test(dns, a_local_file_answers_without_any_dns)
+{
+	char text[1024];
+	snprintf(text, sizeof(text),
+		 "dnsbl_list = local ip local.invalid 127.0.0.2=4:LOCAL_BL 127.0.0.3=1 txt=yes"
+		 " file=%s/dnsbl/ip4set.txt\n"
+		 "dnsbl_list = ldom domain local-dom.invalid any=2:LOCAL_DOM file=%s/dnsbl/dnset.txt\n"
+		 "dnsbl_nameserver = 127.0.0.1:%d\n",
+		 TEST_DATADIR, TEST_DATADIR, blackhole_port);
+	diag_t *d = diag_new();
+	dnsbl_t *b = load_text(text, d);
+	cr_assert_not_null(b, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	struct run r = run_msg(b, "192.0.2.1", "mx.both.example", NULL, NULL, NULL, 1000);
+	const hit_t *x = find_hit(r.h, "LOCAL_BL"), *y = find_hit(r.h, "LOCAL_DOM");
+	cr_assert_not_null(x);
+	cr_assert(strstr(x->detail, "via file " TEST_DATADIR "/dnsbl/ip4set.txt"), "%s",
+		  x->detail);
+	cr_assert(strstr(x->detail, "ip=192.0.2.1"), "%s", x->detail);
+	cr_assert_not_null(y);
+	cr_assert_lt(r.ms, 200, "no network wait: %ld ms", r.ms);
+	dnsbl_stats_t st;
+	dnsbl_get_stats(b, &st);
+	cr_assert_eq(st.dns_queries, 0);
+	cr_assert_eq(st.file_lookups, 2);
+	msg_free(r.m);
+	dnsbl_release(b);
+	diag_free(d);
+}
+
+Test(dns, a_reload_with_the_same_nameservers_keeps_the_cache)
+{
+	dnsbl_t *b1 = load_dns(base_lists);
+	struct run r1 = run_msg(b1, "192.0.2.2", NULL, NULL, NULL, NULL, 2000);
+	char buf[4096];
+	snprintf(buf, sizeof(buf), "%sdnsbl_nameserver = 127.0.0.1:%d\ndnsbl_timeout = 300ms\n",
+		 base_lists, ub_port);
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("t2.conf", buf, d);
+	ev_env_t env = {.state_dir = "/tmp"};
+	dnsbl_t *b2 = dnsbl_load(c, b1, &env, d);
+	cr_assert_not_null(b2);
+	conf_free(c);
+	dnsbl_release(b1);
+	dnsbl_stats_t s1, s2;
+	dnsbl_get_stats(b2, &s1);
+	struct run r2 = run_msg(b2, "192.0.2.2", NULL, NULL, NULL, NULL, 2000);
+	dnsbl_get_stats(b2, &s2);
+	cr_assert_eq(s2.dns_queries, s1.dns_queries);
+	cr_assert_not_null(find_hit(r2.h, "BL_SBL"));
+	msg_free(r1.m);
+	msg_free(r2.m);
+	dnsbl_release(b2);
+	diag_free(d);
+}
+
+Test(dns, a_connection_that_ends_early_leaves_nothing_behind)
+{
+	/* Answers arrive after the connection has gone: ASan/valgrind find misuse. */
+	dnsbl_t *b = load_dns("dnsbl_list = bl ip bl.test any=1\n"
+			      "dnsbl_list = dead ip dead.test any=1\n");
+	for (int i = 0; i < 50; i++) {
+		char ip[32];
+		snprintf(ip, sizeof(ip), "192.0.2.%d", 100 + i);
+		ev_conn_info_t ci = {.client_ip = ip};
+		void *conn = dnsbl_evidence.conn_begin(b, &ci);
+		dnsbl_evidence.conn_end(b, conn);
+	}
+	usleep(100000);
+	dnsbl_stats_t st;
+	dnsbl_get_stats(b, &st);
+	cr_assert_eq(st.lookups, 100);
+	dnsbl_release(b);
+}
