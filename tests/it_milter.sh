@@ -1,0 +1,179 @@
+#!/bin/sh
+# it_milter.sh - the real sift-milter on a private unix socket, driven by
+# sift-milter's own protocol client (sift-mclient): verdicts, replies and
+# headers, foreign verdict headers, several messages and an abort on one
+# connection, oversize and malformed messages, reload (good and broken),
+# clean stop, and a bad configuration refused with file:line.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
+
+MILTER=$top_builddir/sift-milter
+MC=$top_builddir/sift-mclient
+DATA=$top_srcdir/tests/data/milter
+for p in "$MILTER" "$MC"; do
+	[ -x "$p" ] || { echo "FAIL: $p not built" >&2; exit 1; }
+done
+
+D=$IT_TMP
+SOCK=$D/sift.sock
+mkdir "$D/rules" "$D/state"
+cp "$top_srcdir/tests/data/rules/10_it.cf" "$D/rules/"
+REPLY="550 5.7.1 Sift integration test says no"
+cat >"$D/sift.conf" <<EOF
+# it_milter.sh test configuration
+log = stderr
+log_level = info
+rules = $D/rules
+add_header_score = 5
+reject_score = 15
+reject_reply = "$REPLY"
+max_message_size = 64K
+EOF
+
+LOG=$D/milter.log
+MILTER_PID=""
+start_milter() {
+	rm -f "$SOCK"
+	"$MILTER" -f -c "$D/sift.conf" -d "$D/state" -p "unix:$SOCK" 2>>"$LOG" &
+	MILTER_PID=$!
+	it_track "$MILTER_PID"
+	if ! wait_for 10 test -S "$SOCK"; then
+		fail "sift-milter did not open $SOCK within 10 s"
+		cat "$LOG" >&2
+		it_done
+	fi
+}
+
+# mc NAME ARGS...: one sift-mclient run; TSV in $D/NAME.tsv, summary in .err.
+mc() {
+	_n=$1
+	shift
+	"$MC" -s "unix:$SOCK" -t 10000 -i 192.0.2.10 -Q "$_n" --tsv "$@" \
+		>"$D/$_n.tsv" 2>"$D/$_n.err"
+	echo $? >"$D/$_n.rc"
+}
+# field NAME FILE COLUMN: column of the row for FILE (1 file 2 action 3 reply 4 headers 5 mods).
+field() { tsv_field "$D/$1.tsv" "$2" "$3"; }
+# row NAME N COLUMN: column of the Nth data row.
+row() { grep -v '^#' "$D/$1.tsv" | sed -n "$2p" | cut -f"$3"; }
+has() { case "$1" in *"$2"*) return 0 ;; esac; echo "  '$2' not in '$1'" >&2; return 1; }
+hasnt() { case "$1" in *"$2"*) echo "  '$2' unexpectedly in '$1'" >&2; return 1 ;; esac; return 0; }
+log_has() { grep -q -e "$1" "$LOG"; }
+# count_in STRING PATTERN: how many ';'-separated items start with PATTERN.
+count_in() { printf '%s\n' "$1" | tr ';' '\n' | grep -c "^$2"; }
+
+start_milter
+check "pid file holds the daemon's pid" [ "$(cat "$D/state/sift-milter.pid" 2>/dev/null)" = "$MILTER_PID" ]
+
+# --- ham: accepted, marked not spam
+mc ham "$DATA/ham.eml"
+check "ham: accepted" [ "$(field ham ham.eml 2)" = accept ]
+check "ham: X-Spam-Status: No" has "$(field ham ham.eml 4)" "X-Spam-Status: No, score="
+check "ham: no X-Spam-Flag" hasnt "$(field ham ham.eml 4)" "X-Spam-Flag"
+check "ham: client exit 0" [ "$(cat "$D/ham.rc")" = 0 ]
+
+# --- spam: rejected with the configured reply, no header changes
+mc spam "$DATA/spam.eml"
+check "spam: rejected" [ "$(field spam spam.eml 2)" = reject ]
+check "spam: configured 550 reply" [ "$(field spam spam.eml 3)" = "$REPLY" ]
+check "spam: one log line with queue id, score, action and rule" \
+	log_has "queue_id=spam00000000 ip=192.0.2.10 score=20.00 action=reject rules=SIFT_IT_SPAM_SUBJ"
+
+# --- between the thresholds: accepted, flagged
+mc medium "$DATA/medium.eml"
+check "medium: accepted" [ "$(field medium medium.eml 2)" = accept ]
+check "medium: X-Spam-Flag: YES" has "$(field medium medium.eml 4)" "X-Spam-Flag: YES"
+check "medium: X-Spam-Status: Yes with the rule" \
+	has "$(field medium medium.eml 4)" "X-Spam-Status: Yes, score=7.0 required=5.0 tests=SIFT_IT_MEDIUM_SUBJ"
+check "medium: X-Spam-Action: add_header" has "$(field medium medium.eml 4)" "X-Spam-Action: add_header"
+
+# --- malformed MIME: scored, an action, and the daemon lives on
+mc malformed "$DATA/malformed.eml"
+check "malformed: scored (X-Spam-Score present)" has "$(field malformed malformed.eml 4)" "X-Spam-Score: "
+ACT=$(field malformed malformed.eml 2)
+check "malformed: an action ($ACT)" [ -n "$ACT" -a "$ACT" != error ]
+check "malformed: daemon still running" kill -0 "$MILTER_PID"
+
+# --- foreign verdict headers: all removed (chgheader, empty value) before ours
+mc foreign "$DATA/foreign.eml"
+MODS=$(field foreign foreign.eml 5)
+check "foreign: accepted" [ "$(field foreign foreign.eml 2)" = accept ]
+check "foreign: both X-Spam-Status copies deleted" \
+	[ "$(count_in "$MODS" 'chg\[[12]\] X-Spam-Status: $')" = 2 ]
+check "foreign: X-Spam-Flag deleted" [ "$(count_in "$MODS" 'chg\[1\] X-Spam-Flag: $')" = 1 ]
+check "foreign: deletions come before our additions" \
+	[ "$(printf '%s\n' "$MODS" | tr ';' '\n' | awk '/^add /{a=1} /^chg/ && a {bad=1} END {print bad+0}')" = 0 ]
+check "foreign: our X-Spam-Status added" has "$(field foreign foreign.eml 4)" "X-Spam-Status: No, score="
+
+# --- two messages on one connection; then an aborted transaction and a message
+mc two --per-conn 2 "$DATA/spam.eml" "$DATA/ham.eml"
+check "one connection: first message rejected" [ "$(row two 1 2)" = reject ]
+check "one connection: second accepted, unaffected by the first" \
+	has "$(row two 2 4)" "X-Spam-Status: No, score="
+mc abort --per-conn 2 --abort-first "$DATA/spam.eml" "$DATA/ham.eml"
+check "abort: first transaction aborted" [ "$(row abort 1 2)" = aborted ]
+check "abort: next message on the connection accepted as ham" \
+	has "$(row abort 2 4)" "X-Spam-Status: No, score="
+check "abort: the aborted message was never scored" \
+	sh -c "! grep -q 'queue_id=abort00000000 ' '$LOG'"
+check "abort: the next one was" log_has "queue_id=abort00000001 "
+
+# --- oversize body (above max_message_size = 64K): still scored on what was kept
+{
+	printf 'From: big@example.org\nTo: bob@example.net\nSubject: a large one\n'
+	printf 'Message-ID: <big-1@example.org>\n\nSIFTBODYTOKEN at the top\n'
+	awk 'BEGIN { for (i = 0; i < 2000; i++) printf "filler line %05d of a long body\n", i }'
+} >"$D/oversize.eml"
+mc oversize "$D/oversize.eml"
+check "oversize: accepted, not failed" [ "$(field oversize oversize.eml 2)" = accept ]
+check "oversize: body rule hit on the kept part" \
+	has "$(field oversize oversize.eml 4)" "tests=SIFT_IT_BODY"
+
+# --- SIGHUP with a changed rules file: new connections use the new rules
+sed 's/^Subject: .*/Subject: SIFTNEWTOKEN arrives/' "$DATA/ham.eml" >"$D/new.eml"
+mc before "$D/new.eml"
+check "before reload: new token not scored" [ "$(field before new.eml 2)" = accept ]
+cat >>"$D/rules/10_it.cf" <<'EOF'
+
+header   SIFT_IT_NEW_SUBJ  Subject =~ /\bSIFTNEWTOKEN\b/
+score    SIFT_IT_NEW_SUBJ  25
+EOF
+kill -HUP "$MILTER_PID"
+check "reload logged" wait_for 10 log_has "configuration reloaded"
+mc after "$D/new.eml"
+check "after reload: new rule rejects" [ "$(field after new.eml 2)" = reject ]
+
+# --- SIGHUP with a broken rules file: refused, file:line logged, old rules act
+cp "$top_srcdir/tests/data/rules/10_it.cf" "$D/rules/10_it.cf" # drops SIFT_IT_NEW_SUBJ
+printf '# broken on line 2\nheader SIFT_IT_BROKEN Subject =~ /(unclosed/\n' >"$D/rules/20_broken.cf"
+kill -HUP "$MILTER_PID"
+check "broken reload refused" wait_for 10 log_has "reload refused"
+check "broken reload: file:line in the log" log_has "20_broken.cf:2:"
+mc broken "$D/new.eml"
+check "broken reload: the old rules still act (new token still rejects)" \
+	[ "$(field broken new.eml 2)" = reject ]
+check "daemon survived the refused reload" kill -0 "$MILTER_PID"
+
+# --- SIGTERM: stops, removes its pid file
+kill -TERM "$MILTER_PID"
+if wait_for 10 sh -c "! kill -0 $MILTER_PID 2>/dev/null"; then
+	wait "$MILTER_PID"
+	check "SIGTERM: clean exit status" [ $? = 0 ]
+else
+	fail "SIGTERM: still running after 10 s"
+fi
+it_untrack "$MILTER_PID"
+check "SIGTERM: pid file removed" [ ! -e "$D/state/sift-milter.pid" ]
+
+# --- a bad configuration: refused at start with file:line
+printf 'log = stderr\n# comment\nno_such_key = 1\n' >"$D/bad.conf"
+timeout 10 "$MILTER" -f -c "$D/bad.conf" -d "$D/state" -p "unix:$D/bad.sock" \
+	>"$D/bad.out" 2>"$D/bad.err"
+BAD_RC=$?
+check "bad config: non-zero exit, not a timeout ($BAD_RC)" [ "$BAD_RC" != 0 -a "$BAD_RC" != 124 ]
+check "bad config: file:line on stderr" grep -q "bad.conf:3:" "$D/bad.err"
+
+if [ "$IT_FAILS" -ne 0 ]; then
+	echo "--- daemon log" >&2
+	tail -50 "$LOG" >&2
+fi
+it_done
