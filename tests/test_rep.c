@@ -1,0 +1,1080 @@
+/*
+ * Tests of the reputation module: the pure parts (keys, matching, decay,
+ * queue, export, the LMDB mirror) and, against real redis-server processes
+ * started here on loopback, the link (reconnect, timeouts, circuit breaker,
+ * LOADING, READONLY, AUTH), buffered writes, stream resume and two nodes
+ * sharing one Redis.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rep.h"
+
+/* ------------------------------------------------------------ helpers */
+
+static long mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+static char *tmpdir(void)
+{
+	char *t = strdup("/tmp/sift-test-rep-XXXXXX");
+	cr_assert_not_null(mkdtemp(t));
+	return t;
+}
+
+static void rmtree(const char *dir)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("could not remove %s", dir);
+}
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(a);
+	cr_assert(fd >= 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static bool have_redis(void)
+{
+	return system("command -v redis-server >/dev/null 2>&1") == 0;
+}
+
+#define NEED_REDIS()                                                                       \
+	do {                                                                               \
+		if (!have_redis())                                                         \
+			cr_skip_test("redis-server is not installed");                     \
+	} while (0)
+
+/* A redis-server of our own: loopback, its own directory, no persistence unless asked. */
+struct server {
+	pid_t pid;
+	int port;
+	char dir[256];
+	char addr[64];
+};
+
+static void server_start(struct server *s, const char *const *extra)
+{
+	char port[16];
+	const char *argv[40];
+	int n = 0;
+
+	snprintf(port, sizeof(port), "%d", s->port);
+	snprintf(s->addr, sizeof(s->addr), "127.0.0.1:%d", s->port);
+	argv[n++] = "redis-server";
+	argv[n++] = "--port";
+	argv[n++] = port;
+	argv[n++] = "--bind";
+	argv[n++] = "127.0.0.1";
+	argv[n++] = "--dir";
+	argv[n++] = s->dir;
+	argv[n++] = "--save";
+	argv[n++] = "";
+	argv[n++] = "--appendonly";
+	argv[n++] = "no";
+	argv[n++] = "--enable-debug-command";
+	argv[n++] = "local";
+	for (int i = 0; extra && extra[i] && n < 38; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	s->pid = fork();
+	cr_assert(s->pid >= 0);
+	if (s->pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execvp("redis-server", (char *const *)argv);
+		_exit(127);
+	}
+	/* Bounded wait until it accepts connections (it may still be LOADING). */
+	for (long until = mono_ms() + 5000; mono_ms() < until; sleep_ms(20)) {
+		struct timeval tv = {0, 200000};
+		redisContext *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
+		bool ok = c && !c->err;
+		if (c)
+			redisFree(c);
+		if (ok)
+			return;
+	}
+	cr_assert_fail("redis-server on port %d did not start", s->port);
+}
+
+static void server_new(struct server *s, const char *const *extra)
+{
+	memset(s, 0, sizeof(*s));
+	char *d = tmpdir();
+	snprintf(s->dir, sizeof(s->dir), "%s", d);
+	free(d);
+	s->port = free_port();
+	server_start(s, extra);
+}
+
+static void server_stop(struct server *s)
+{
+	if (s->pid <= 0)
+		return;
+	kill(s->pid, SIGKILL);
+	waitpid(s->pid, NULL, 0);
+	s->pid = 0;
+}
+
+static void server_free(struct server *s)
+{
+	server_stop(s);
+	rmtree(s->dir);
+}
+
+/* A side connection for checking what is in Redis (not the code under test). */
+static redisReply *side(struct server *s, const char *fmt, ...)
+{
+	struct timeval tv = {2, 0};
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
+	cr_assert(c && !c->err, "side connection to %d", s->port);
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *r = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	redisFree(c);
+	cr_assert_not_null(r);
+	return r;
+}
+
+static rep_link_conf_t link_conf(const char *addr)
+{
+	rep_link_conf_t lc;
+	memset(&lc, 0, sizeof(lc));
+	lc.server = addr;
+	lc.timeout_ms = 300;
+	lc.backoff_min_ms = 20;
+	lc.backoff_max_ms = 100;
+	lc.breaker_failures = 1000;
+	return lc;
+}
+
+/* Tries the link until it connects or until_ms passes. */
+static bool link_wait_up(rep_link_t *l, long ms)
+{
+	for (long until = mono_ms() + ms; mono_ms() < until; sleep_ms(20))
+		if (rep_link_get(l))
+			return true;
+	return false;
+}
+
+/* ------------------------------------------------------------ keys and matching */
+
+Test(rep_key, schema_uses_prefix_kind_and_hash_tag)
+{
+	char k[REP_KEY_MAX_BYTES];
+	cr_assert_gt(rep_key(k, sizeof(k), "sift:", REP_ENT_IP, "192.0.2.1"), 0);
+	cr_assert_str_eq(k, "sift:r:{ip:192.0.2.1}");
+	rep_key(k, sizeof(k), "x:", REP_ENT_NET, "192.0.2.0/24");
+	cr_assert_str_eq(k, "x:r:{net:192.0.2.0/24}");
+	rep_key(k, sizeof(k), "sift:", REP_ENT_MAILFROM, "example.org");
+	cr_assert_str_eq(k, "sift:r:{mf:example.org}");
+	rep_key(k, sizeof(k), "sift:", REP_ENT_FROM, "example.org");
+	cr_assert_str_eq(k, "sift:r:{fd:example.org}");
+	rep_key(k, sizeof(k), "sift:", REP_ENT_URL, "example.net");
+	cr_assert_str_eq(k, "sift:r:{ud:example.net}");
+	cr_assert_eq(rep_key(k, 10, "sift:", REP_ENT_URL, "example.net"), -1);
+}
+
+Test(rep_key, networks_are_slash24_and_slash64)
+{
+	rep_addr_t a;
+	char net[64];
+	cr_assert_eq(rep_addr_parse("192.0.2.77", &a), 0);
+	cr_assert_eq(rep_addr_net(&a, net, sizeof(net)), 0);
+	cr_assert_str_eq(net, "192.0.2.0/24");
+	cr_assert_eq(rep_addr_parse("IPv6:2001:db8:1:2:3:4:5:6", &a), 0);
+	rep_addr_net(&a, net, sizeof(net));
+	cr_assert_str_eq(net, "2001:db8:1:2::/64");
+	cr_assert_eq(rep_addr_parse("[10.1.2.3]", &a), 0);
+	cr_assert_eq(a.family, 4);
+	cr_assert_eq(rep_addr_parse("example.com", &a), -1);
+	cr_assert_eq(rep_addr_parse("", &a), -1);
+}
+
+Test(rep_key, targets_parse_and_normalise)
+{
+	rep_target_t t;
+	char err[128], txt[300];
+	cr_assert_eq(rep_target_parse("192.0.2.99/24", &t, err, sizeof(err)), 0);
+	cr_assert_eq(t.kind, REP_T_CIDR);
+	rep_target_format(&t, txt, sizeof(txt));
+	cr_assert_str_eq(txt, "192.0.2.0/24", "host bits are cleared");
+	cr_assert_eq(rep_target_parse("192.0.2.1/32", &t, err, sizeof(err)), 0);
+	cr_assert_eq(t.kind, REP_T_IP);
+	cr_assert_eq(rep_target_parse("2001:DB8::1", &t, err, sizeof(err)), 0);
+	rep_target_format(&t, txt, sizeof(txt));
+	cr_assert_str_eq(txt, "2001:db8::1");
+	cr_assert_eq(rep_target_parse("Spam.Example.COM.", &t, err, sizeof(err)), 0);
+	cr_assert_eq(t.kind, REP_T_DOMAIN);
+	cr_assert_str_eq(t.domain, "spam.example.com");
+	cr_assert_eq(rep_target_parse("1.2.3.4/33", &t, err, sizeof(err)), -1);
+	cr_assert_eq(rep_target_parse("localhost", &t, err, sizeof(err)), -1);
+	cr_assert_eq(rep_target_parse("bad!domain.com", &t, err, sizeof(err)), -1);
+	cr_assert_eq(rep_target_parse("a..b.com", &t, err, sizeof(err)), -1);
+}
+
+Test(rep_key, cidr_and_domain_matching)
+{
+	rep_target_t net;
+	rep_addr_t a;
+	char err[64];
+	rep_target_parse("10.20.0.0/14", &net, err, sizeof(err));
+	rep_addr_parse("10.23.255.1", &a);
+	cr_assert(rep_cidr_contains(&net, &a));
+	rep_addr_parse("10.24.0.1", &a);
+	cr_assert_not(rep_cidr_contains(&net, &a));
+	rep_addr_parse("2001:db8::1", &a);
+	cr_assert_not(rep_cidr_contains(&net, &a), "families never match");
+	rep_target_parse("2001:db8::/32", &net, err, sizeof(err));
+	cr_assert(rep_cidr_contains(&net, &a));
+
+	cr_assert(rep_domain_covers("example.com", "example.com"));
+	cr_assert(rep_domain_covers("example.com", "a.b.EXAMPLE.com"));
+	cr_assert_not(rep_domain_covers("example.com", "badexample.com"), "label boundary");
+	cr_assert_not(rep_domain_covers("a.example.com", "example.com"));
+
+	char d[REP_DOMAIN_MAX_BYTES];
+	cr_assert_eq(rep_addr_domain("Joe <joe@Mail.Example.ORG>", d, sizeof(d)), 0);
+	cr_assert_str_eq(d, "mail.example.org");
+	cr_assert_eq(rep_addr_domain("", d, sizeof(d)), -1);
+}
+
+/* ------------------------------------------------------------ decay and scoring */
+
+Test(rep_decay, half_life_halves_counts)
+{
+	cr_assert_float_eq(rep_decay_factor(3600, 3600), 0.5, 1e-12);
+	cr_assert_float_eq(rep_decay_factor(7200, 3600), 0.25, 1e-12);
+	cr_assert_float_eq(rep_decay_factor(-5, 3600), 1.0, 1e-12);
+	rep_counts_t c = {.spam = 8, .ham = 4, .t = 1000};
+	rep_counts_decay(&c, 1000 + 2 * 86400, 86400);
+	cr_assert_float_eq(c.spam, 2.0, 1e-9);
+	cr_assert_float_eq(c.ham, 1.0, 1e-9);
+	cr_assert_eq(c.t, 1000 + 2 * 86400);
+	rep_counts_decay(&c, 10, 86400);
+	cr_assert_float_eq(c.spam, 2.0, 1e-9, "a clock behind never inflates");
+}
+
+Test(rep_decay, replayed_old_observation_counts_decayed)
+{
+	rep_counts_t c = {.spam = 1, .ham = 0, .t = 10000};
+	rep_counts_add(&c, 10000 - 3600, 1, 0, 3600);
+	cr_assert_float_eq(c.spam, 1.5, 1e-9);
+	cr_assert_eq(c.t, 10000);
+	rep_counts_add(&c, 10000 + 3600, 0, 1, 3600);
+	cr_assert_float_eq(c.spam, 0.75, 1e-9);
+	cr_assert_float_eq(c.ham, 1.0, 1e-9);
+}
+
+Test(rep_decay, score_needs_enough_observations)
+{
+	cr_assert_float_eq(rep_score(9, 0, 10, 3), 0.0, 1e-12, "below the minimum");
+	cr_assert_float_eq(rep_score(0, 0, 10, 3), 0.0, 1e-12);
+	cr_assert_float_eq(rep_score(6, 6, 10, 3), 0.0, 1e-12, "mixed evidence");
+	double s10 = rep_score(10, 0, 10, 3), s100 = rep_score(100, 0, 10, 3);
+	cr_assert_float_eq(s10, 1.5, 1e-9);
+	cr_assert_gt(s100, s10, "more observations, more weight");
+	cr_assert_lt(s100, 3.0, "never beyond the maximum");
+	cr_assert_lt(rep_score(0, 50, 10, 3), -2.0, "ham scores negative");
+	cr_assert_lt(rep_score(18, 2, 10, 3), rep_score(20, 0, 10, 3));
+}
+
+Test(rep_decay, durations)
+{
+	int64_t s;
+	cr_assert_eq(rep_parse_duration("90", &s), 0);
+	cr_assert_eq(s, 90);
+	rep_parse_duration("15m", &s);
+	cr_assert_eq(s, 900);
+	rep_parse_duration("12h", &s);
+	cr_assert_eq(s, 43200);
+	rep_parse_duration("7d", &s);
+	cr_assert_eq(s, 604800);
+	rep_parse_duration("never", &s);
+	cr_assert_eq(s, 0);
+	cr_assert_eq(rep_parse_duration("7x", &s), -1);
+	cr_assert_eq(rep_parse_duration("-1h", &s), -1);
+	cr_assert_eq(rep_parse_duration("h", &s), -1);
+}
+
+Test(rep_decay, stream_ids_compare_numerically)
+{
+	cr_assert_lt(rep_id_cmp("0-0", "1-0"), 0);
+	cr_assert_lt(rep_id_cmp("999-5", "1000-0"), 0, "not as strings");
+	cr_assert_lt(rep_id_cmp("1000-2", "1000-10"), 0);
+	cr_assert_eq(rep_id_cmp("17-3", "17-3"), 0);
+}
+
+Test(rep_decay, entry_encoding_round_trips)
+{
+	rep_entry_t e = {0}, back;
+	char buf[600], err[64];
+	rep_target_parse("198.51.100.0/24", &e.target, err, sizeof(err));
+	e.allow = false;
+	e.added = 1700000000;
+	e.expire = 1700086400;
+	snprintf(e.by, sizeof(e.by), "mx1");
+	snprintf(e.reason, sizeof(e.reason), "snowshoe | campaign 7");
+	cr_assert_gt(rep_entry_encode(&e, buf, sizeof(buf)), 0);
+	cr_assert_eq(rep_entry_decode("198.51.100.0/24", buf, &back), 0);
+	cr_assert_eq(back.target.kind, REP_T_CIDR);
+	cr_assert_eq(back.target.plen, 24);
+	cr_assert_eq(back.expire, e.expire);
+	cr_assert_eq(back.added, e.added);
+	cr_assert_str_eq(back.by, "mx1");
+	cr_assert_str_eq(back.reason, "snowshoe | campaign 7");
+	cr_assert_not(back.allow);
+	cr_assert(rep_entry_expired(&back, 1700086400));
+	cr_assert_not(rep_entry_expired(&back, 1700086399));
+}
+
+/* ------------------------------------------------------------ queue */
+
+static rep_witem_t item(const char *key)
+{
+	rep_witem_t it;
+	memset(&it, 0, sizeof(it));
+	snprintf(it.key, sizeof(it.key), "%s", key);
+	it.spam = 1;
+	return it;
+}
+
+Test(rep_queue, bounded_drops_oldest_and_counts)
+{
+	rep_wqueue_t *q = rep_wqueue_new(3);
+	rep_witem_t out[8];
+	char k[16];
+	for (int i = 0; i < 3; i++) {
+		snprintf(k, sizeof(k), "k%d", i);
+		rep_witem_t it = item(k);
+		cr_assert(rep_wqueue_push(q, &it));
+	}
+	rep_witem_t it = item("k3");
+	cr_assert_not(rep_wqueue_push(q, &it), "full: the oldest goes");
+	cr_assert_eq(rep_wqueue_len(q), 3);
+	cr_assert_eq(rep_wqueue_dropped(q), 1);
+	cr_assert_eq(rep_wqueue_peek(q, out, 8), 3);
+	cr_assert_str_eq(out[0].key, "k1");
+	cr_assert_str_eq(out[2].key, "k3");
+	rep_wqueue_free(q);
+}
+
+Test(rep_queue, ack_by_sequence_survives_drops_in_flight)
+{
+	rep_wqueue_t *q = rep_wqueue_new(4);
+	rep_witem_t out[8], it;
+	for (int i = 0; i < 4; i++) {
+		it = item("a");
+		rep_wqueue_push(q, &it);
+	}
+	cr_assert_eq(rep_wqueue_peek(q, out, 2), 2);
+	cr_assert_eq(rep_wqueue_len(q), 4, "peek does not remove");
+	/* While the batch is in flight, two pushes drop the two peeked items. */
+	it = item("b");
+	rep_wqueue_push(q, &it);
+	rep_wqueue_push(q, &it);
+	rep_wqueue_ack(q, out[1].seq);
+	cr_assert_eq(rep_wqueue_len(q), 4, "acking dropped items removes nothing else");
+	cr_assert_eq(rep_wqueue_dropped(q), 2);
+	cr_assert_eq(rep_wqueue_peek(q, out, 8), 4);
+	rep_wqueue_ack(q, out[3].seq);
+	cr_assert_eq(rep_wqueue_len(q), 0);
+	rep_wqueue_free(q);
+}
+
+Test(rep_queue, wait_times_out_and_wakes)
+{
+	rep_wqueue_t *q = rep_wqueue_new(2);
+	long t0 = mono_ms();
+	cr_assert_not(rep_wqueue_wait(q, 100));
+	long dt = mono_ms() - t0;
+	cr_assert(dt >= 90 && dt < 1000, "waited %ld ms", dt);
+	rep_witem_t it = item("x");
+	rep_wqueue_push(q, &it);
+	cr_assert(rep_wqueue_wait(q, 5000));
+	rep_wqueue_free(q);
+}
+
+/* ------------------------------------------------------------ export */
+
+static rep_entry_t entry(const char *target, bool allow, int64_t expire, const char *reason)
+{
+	rep_entry_t e;
+	char err[64];
+	memset(&e, 0, sizeof(e));
+	cr_assert_eq(rep_target_parse(target, &e.target, err, sizeof(err)), 0, "%s", err);
+	e.allow = allow;
+	e.expire = expire;
+	snprintf(e.reason, sizeof(e.reason), "%s", reason);
+	return e;
+}
+
+Test(rep_export, rbldnsd_combined_dataset)
+{
+	rep_entry_t e[6];
+	e[0] = entry("192.0.2.0/24", false, 0, "spam run");
+	e[1] = entry("192.0.2.7", true, 0, "our partner");
+	e[2] = entry("2001:db8::/48", false, 0, "v6 spam $x");
+	e[3] = entry("bad.example", false, 0, "");
+	e[4] = entry("198.51.100.1", false, 100, "expired");
+	e[5] = entry("good.example", true, 0, "");
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&buf, &len);
+	cr_assert_eq(rep_export_rbldnsd(fp, e, 6, 1000), 0);
+	fclose(fp);
+	const char *want = "# sift block list, rbldnsd combined dataset (6 entries)\n"
+			   "$DATASET ip4set @\n"
+			   "192.0.2.0/24 :127.0.0.2:spam run\n"
+			   "!192.0.2.7\n"
+			   "$DATASET ip6trie @\n"
+			   "2001:db8::/48 :127.0.0.2:v6 spam  x\n"
+			   "$DATASET dnset @\n"
+			   "bad.example :127.0.0.2:listed\n"
+			   "*.bad.example :127.0.0.2:listed\n"
+			   "!good.example\n"
+			   "!*.good.example\n";
+	cr_assert_str_eq(buf, want);
+	free(buf);
+}
+
+/* ------------------------------------------------------------ mirror */
+
+static rep_op_t op_add(const char *id, const char *target, bool allow, int64_t expire)
+{
+	rep_op_t op;
+	memset(&op, 0, sizeof(op));
+	snprintf(op.id, sizeof(op.id), "%s", id);
+	op.e = entry(target, allow, expire, "test");
+	return op;
+}
+
+static rep_op_t op_del(const char *id, const char *target)
+{
+	rep_op_t op = op_add(id, target, false, 0);
+	op.del = true;
+	return op;
+}
+
+Test(rep_mirror, longest_match_expiry_and_resume)
+{
+	char *dir = tmpdir();
+	diag_t *d = diag_new();
+	rep_mirror_t *m = rep_mirror_open(dir, d);
+	cr_assert_not_null(m);
+	rep_op_t ops[] = {
+	    op_add("1-0", "10.0.0.0/8", false, 0),   op_add("2-0", "10.1.2.3", true, 0),
+	    op_add("3-0", "spam.example", false, 0), op_add("4-0", "ok.spam.example", true, 0),
+	    op_add("5-0", "192.0.2.1", false, 500),  op_add("6-0", "2001:db8::/32", false, 0),
+	};
+	cr_assert_eq(rep_mirror_apply(m, ops, 6), 6);
+	rep_addr_t a;
+	rep_entry_t e;
+	rep_addr_parse("10.9.9.9", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 1);
+	cr_assert_not(e.allow);
+	cr_assert_eq(e.target.plen, 8);
+	rep_addr_parse("10.1.2.3", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 1);
+	cr_assert(e.allow, "the longest prefix wins");
+	rep_addr_parse("192.0.2.1", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 1);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 500, &e), 0, "expired");
+	rep_addr_parse("2001:db8:5::1", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 1);
+	rep_addr_parse("11.0.0.1", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 0);
+	cr_assert_eq(rep_mirror_lookup_domain(m, "www.Spam.Example", 100, &e), 1);
+	cr_assert_not(e.allow);
+	cr_assert_eq(rep_mirror_lookup_domain(m, "a.ok.spam.example", 100, &e), 1);
+	cr_assert(e.allow);
+	cr_assert_eq(rep_mirror_lookup_domain(m, "notspam.example", 100, &e), 0);
+
+	char last[64];
+	rep_mirror_last_id(m, last, sizeof(last));
+	cr_assert_str_eq(last, "6-0");
+	rep_mirror_close(m);
+
+	/* Reopened, as after a restart: the position survived; old ids are not re-applied. */
+	m = rep_mirror_open(dir, d);
+	cr_assert_not_null(m);
+	rep_op_t more[] = {op_del("5-0", "10.0.0.0/8"), op_del("7-0", "spam.example"),
+			   op_add("8-0", "203.0.113.5", false, 0)};
+	cr_assert_eq(rep_mirror_apply(m, more, 3), 2);
+	rep_addr_parse("10.9.9.9", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 1, "the stale delete was skipped");
+	cr_assert_eq(rep_mirror_lookup_domain(m, "www.spam.example", 100, &e), 0);
+	rep_mirror_last_id(m, last, sizeof(last));
+	cr_assert_str_eq(last, "8-0");
+	cr_assert_eq(rep_mirror_purge(m, 1000), 1);
+	rep_entry_t *all;
+	size_t n;
+	cr_assert_eq(rep_mirror_list(m, &all, &n), 0);
+	cr_assert_eq(n, 5, "six entries, one purged");
+	free(all);
+
+	rep_entry_t snap[1] = {entry("198.51.100.0/24", false, 0, "snap")};
+	cr_assert_eq(rep_mirror_load_snapshot(m, snap, 1, "9-0"), 0);
+	rep_addr_parse("10.9.9.9", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 0, "a snapshot replaces everything");
+	rep_addr_parse("198.51.100.200", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 1);
+	rep_mirror_close(m);
+	diag_free(d);
+	rmtree(dir);
+	free(dir);
+}
+
+/* ------------------------------------------------------------ the link, against redis-server */
+
+Test(rep_link, starts_after_us_and_reconnects_after_restart, .timeout = 30)
+{
+	NEED_REDIS();
+	struct server s;
+	memset(&s, 0, sizeof(s));
+	char *d = tmpdir();
+	snprintf(s.dir, sizeof(s.dir), "%s", d);
+	free(d);
+	s.port = free_port();
+	snprintf(s.addr, sizeof(s.addr), "127.0.0.1:%d", s.port);
+	rep_link_conf_t lc = link_conf(s.addr);
+	rep_link_t *l = rep_link_new(&lc);
+
+	cr_assert_null(rep_link_get(l), "nothing listens yet");
+	cr_assert_neq(rep_link_error(l)[0], '\0');
+	server_start(&s, NULL);
+	cr_assert(link_wait_up(l, 3000), "connected once Redis came up: %s", rep_link_error(l));
+
+	rep_cmd_t c;
+	redisReply *r;
+	rep_cmd_init(&c, "SET");
+	rep_cmd_arg(&c, "k");
+	rep_cmd_arg(&c, "v1");
+	cr_assert_eq(rep_link_pipeline(l, 1, &c, &r), 1);
+	rep_link_free_replies(1, &r);
+
+	server_stop(&s);
+	server_start(&s, NULL);
+	/* The first command finds the dead connection, fails, and the link reconnects. */
+	int got = rep_link_pipeline(l, 1, &c, &r);
+	rep_link_free_replies(1, &r);
+	if (got != 1) {
+		cr_assert(link_wait_up(l, 3000), "reconnected: %s", rep_link_error(l));
+		cr_assert_eq(rep_link_pipeline(l, 1, &c, &r), 1);
+		rep_link_free_replies(1, &r);
+	}
+	redisReply *v = side(&s, "GET k");
+	cr_assert_str_eq(v->str, "v1");
+	freeReplyObject(v);
+	rep_link_free(l);
+	server_free(&s);
+}
+
+Test(rep_link, circuit_breaker_stops_trying_then_half_opens, .timeout = 30)
+{
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", free_port());
+	rep_link_conf_t lc = link_conf(addr);
+	lc.breaker_failures = 3;
+	lc.breaker_open_ms = 600;
+	lc.backoff_min_ms = 1;
+	lc.backoff_max_ms = 1;
+	rep_link_t *l = rep_link_new(&lc);
+	for (int i = 0; i < 50 && rep_link_state(l) != REP_LINK_OPEN; i++) {
+		rep_link_get(l);
+		sleep_ms(3);
+	}
+	cr_assert_eq(rep_link_state(l), REP_LINK_OPEN);
+	rep_link_stats_t st = rep_link_stats(l);
+	cr_assert_eq(st.attempts, 3);
+	cr_assert_eq(st.opened, 1);
+	long t0 = mono_ms();
+	for (int i = 0; i < 1000; i++)
+		cr_assert_null(rep_link_get(l));
+	cr_assert_lt(mono_ms() - t0, 50, "an open circuit costs nothing");
+	cr_assert_eq(rep_link_stats(l).attempts, 3, "and makes no attempt");
+	sleep_ms(700);
+	rep_link_get(l);
+	st = rep_link_stats(l);
+	cr_assert_eq(st.attempts, 4, "half-open: one attempt");
+	cr_assert_eq(st.opened, 2, "which failed, so the circuit opened again");
+	rep_link_free(l);
+}
+
+Test(rep_link, slow_redis_costs_at_most_the_timeout, .timeout = 30)
+{
+	NEED_REDIS();
+	struct server s;
+	server_new(&s, NULL);
+	rep_link_conf_t lc = link_conf(s.addr);
+	lc.timeout_ms = 150;
+	rep_link_t *l = rep_link_new(&lc);
+	cr_assert(link_wait_up(l, 2000));
+	/* Real slowness: the server holds every client's commands for 3 s. */
+	freeReplyObject(side(&s, "CLIENT PAUSE 3000 ALL"));
+	const char *keys[1] = {"sift:r:{ip:192.0.2.1}"};
+	rep_counts_t c;
+	bool found;
+	long t0 = mono_ms();
+	cr_assert_eq(rep_read_counts(l, 1, keys, &c, &found), -1);
+	long dt = mono_ms() - t0;
+	cr_assert(dt >= 100 && dt < 600, "gave up after %ld ms", dt);
+	cr_assert_neq(rep_link_state(l), REP_LINK_UP);
+	rep_link_free(l);
+	server_free(&s);
+}
+
+Test(rep_link, loading_redis_is_waited_out_without_restart, .timeout = 60)
+{
+	NEED_REDIS();
+	struct server s;
+	server_new(&s, NULL);
+	freeReplyObject(side(&s, "DEBUG POPULATE 20000"));
+	freeReplyObject(side(&s, "SAVE"));
+	server_stop(&s);
+	/* Slow loading (50 us a key) that answers LOADING meanwhile. */
+	const char *slow[] = {"--dbfilename", "dump.rdb", "--key-load-delay", "50",
+			      "--loading-process-events-interval-bytes", "1024", NULL};
+	server_start(&s, slow);
+	rep_link_conf_t lc = link_conf(s.addr);
+	rep_link_t *l = rep_link_new(&lc);
+	cr_assert_null(rep_link_get(l));
+	cr_assert(strstr(rep_link_error(l), "LOADING") != NULL, "error: %s", rep_link_error(l));
+	cr_assert(link_wait_up(l, 30000), "usable after loading: %s", rep_link_error(l));
+	const char *keys[1] = {"key:1"};
+	rep_counts_t c;
+	bool found;
+	cr_assert_eq(rep_read_counts(l, 1, keys, &c, &found), -1, "key:1 is a string: WRONGTYPE");
+	cr_assert_eq(rep_link_state(l), REP_LINK_UP, "an ordinary error keeps the link");
+	rep_link_free(l);
+	server_free(&s);
+}
+
+Test(rep_link, readonly_demoted_primary_recovers_without_restart, .timeout = 30)
+{
+	NEED_REDIS();
+	struct server a, b;
+	server_new(&a, NULL);
+	server_new(&b, NULL);
+	rep_link_conf_t lc = link_conf(b.addr);
+	rep_link_t *l = rep_link_new(&lc);
+	rep_cmd_t c;
+	redisReply *r;
+	rep_cmd_init(&c, "INCR");
+	rep_cmd_arg(&c, "n");
+	cr_assert_eq(rep_link_pipeline(l, 1, &c, &r), 1);
+	rep_link_free_replies(1, &r);
+
+	redisReply *x = side(&b, "REPLICAOF 127.0.0.1 %d", a.port);
+	freeReplyObject(x);
+	cr_assert_eq(rep_link_pipeline(l, 1, &c, &r), 0);
+	cr_assert(strstr(rep_link_error(l), "READONLY") != NULL, "%s", rep_link_error(l));
+	rep_link_free_replies(1, &r);
+
+	/* A primary-only link refuses the replica at connect time. */
+	rep_link_conf_t pc = link_conf(b.addr);
+	pc.want_primary = true;
+	rep_link_t *p = rep_link_new(&pc);
+	cr_assert_null(rep_link_get(p));
+	cr_assert(strstr(rep_link_error(p), "not a primary") != NULL, "%s", rep_link_error(p));
+
+	freeReplyObject(side(&b, "REPLICAOF NO ONE"));
+	cr_assert(link_wait_up(l, 3000));
+	cr_assert_eq(rep_link_pipeline(l, 1, &c, &r), 1, "%s", rep_link_error(l));
+	rep_link_free_replies(1, &r);
+	cr_assert(link_wait_up(p, 3000), "promoted: %s", rep_link_error(p));
+	rep_link_free(l);
+	rep_link_free(p);
+	server_free(&a);
+	server_free(&b);
+}
+
+Test(rep_link, auth_password, .timeout = 30)
+{
+	NEED_REDIS();
+	struct server s;
+	const char *pw[] = {"--requirepass", "s3cret", NULL};
+	server_new(&s, pw);
+	rep_link_conf_t lc = link_conf(s.addr);
+	rep_link_t *bad = rep_link_new(&lc);
+	cr_assert_null(rep_link_get(bad), "no password");
+	lc.password = "wrong";
+	rep_link_t *wrong = rep_link_new(&lc);
+	cr_assert_null(rep_link_get(wrong));
+	lc.password = "s3cret";
+	rep_link_t *ok = rep_link_new(&lc);
+	cr_assert_not_null(rep_link_get(ok), "%s", rep_link_error(ok));
+	rep_link_free(bad);
+	rep_link_free(wrong);
+	rep_link_free(ok);
+	server_free(&s);
+}
+
+/* ------------------------------------------------------------ writes and reads */
+
+Test(rep_io, buffered_writes_are_replayed_when_redis_returns, .timeout = 30)
+{
+	NEED_REDIS();
+	struct server s;
+	server_new(&s, NULL);
+	server_stop(&s);
+	rep_link_conf_t lc = link_conf(s.addr);
+	lc.want_primary = true;
+	lc.script = rep_incr_script;
+	rep_link_t *l = rep_link_new(&lc);
+	rep_wqueue_t *q = rep_wqueue_new(100);
+	int64_t now = time(NULL);
+	for (int i = 0; i < 4; i++) {
+		rep_witem_t it = item("sift:r:{ip:192.0.2.9}");
+		it.t = now;
+		it.spam = i < 3;
+		it.ham = i == 3;
+		rep_wqueue_push(q, &it);
+	}
+	cr_assert_eq(rep_write_batch(l, q, 64, 86400, 3600), -1, "Redis is down");
+	cr_assert_eq(rep_wqueue_len(q), 4, "nothing lost");
+
+	server_start(&s, NULL);
+	int n = -1;
+	for (long until = mono_ms() + 5000; mono_ms() < until && n < 0; sleep_ms(20))
+		n = rep_write_batch(l, q, 64, 86400, 3600);
+	cr_assert_eq(n, 4, "replayed: %s", rep_link_error(l));
+	cr_assert_eq(rep_wqueue_len(q), 0);
+
+	const char *keys[2] = {"sift:r:{ip:192.0.2.9}", "sift:r:{ip:192.0.2.10}"};
+	rep_counts_t c[2];
+	bool found[2];
+	cr_assert_eq(rep_read_counts(l, 2, keys, c, found), 0);
+	cr_assert(found[0]);
+	cr_assert_not(found[1]);
+	cr_assert_float_eq(c[0].spam, 3.0, 1e-6);
+	cr_assert_float_eq(c[0].ham, 1.0, 1e-6);
+	cr_assert_eq(c[0].t, now);
+	redisReply *ttl = side(&s, "TTL sift:r:{ip:192.0.2.9}");
+	cr_assert(ttl->integer > 3500 && ttl->integer <= 3600);
+	freeReplyObject(ttl);
+
+	/* The script decays on the server: one half-life later, 3 spam are worth 1.5. */
+	rep_witem_t it = item("sift:r:{ip:192.0.2.9}");
+	it.t = now + 86400;
+	it.spam = 1;
+	rep_wqueue_push(q, &it);
+	cr_assert_eq(rep_write_batch(l, q, 64, 86400, 3600), 1);
+	rep_read_counts(l, 1, keys, c, found);
+	cr_assert_float_eq(c[0].spam, 2.5, 1e-6);
+	cr_assert_float_eq(c[0].ham, 0.5, 1e-6);
+
+	/* Script cache flushed (as after a restart): NOSCRIPT, reconnect, reload, replay. */
+	freeReplyObject(side(&s, "SCRIPT FLUSH"));
+	rep_wqueue_push(q, &it);
+	cr_assert_eq(rep_write_batch(l, q, 64, 86400, 3600), -1);
+	cr_assert_eq(rep_wqueue_len(q), 1);
+	n = -1;
+	for (long until = mono_ms() + 3000; mono_ms() < until && n < 0; sleep_ms(20))
+		n = rep_write_batch(l, q, 64, 86400, 3600);
+	cr_assert_eq(n, 1);
+	rep_wqueue_free(q);
+	rep_link_free(l);
+	server_free(&s);
+}
+
+/* ------------------------------------------------------------ block list stream */
+
+Test(rep_stream, mirror_resumes_after_restart_and_link_cut, .timeout = 30)
+{
+	NEED_REDIS();
+	struct server s;
+	server_new(&s, NULL);
+	rep_link_conf_t lc = link_conf(s.addr);
+	rep_link_t *l = rep_link_new(&lc);
+	char *dir = tmpdir(), id[64], last[64];
+	diag_t *d = diag_new();
+	rep_op_t o;
+
+	o = op_add("", "203.0.113.0/24", false, 0);
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)), 0, "%s",
+		     rep_link_error(l));
+	o = op_add("", "spam.example", false, 0);
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)), 0);
+
+	rep_mirror_t *m = rep_mirror_open(dir, d);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", 0), 2);
+	rep_mirror_last_id(m, last, sizeof(last));
+	cr_assert_str_eq(last, id);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", 0), 0, "nothing new");
+	rep_mirror_close(m);
+
+	/* Meanwhile (this node down): a delete and an add. */
+	o = op_del("", "spam.example");
+	rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id));
+	o = op_add("", "198.51.100.7", true, 0);
+	rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id));
+
+	rep_link_t *l2 = rep_link_new(&lc); /* a new process, a new connection */
+	m = rep_mirror_open(dir, d);
+	cr_assert_eq(rep_bl_sync(l2, m, "t:", 0), 2, "exactly the two missed operations");
+	rep_entry_t e;
+	cr_assert_eq(rep_mirror_lookup_domain(m, "spam.example", time(NULL), &e), 0);
+	rep_addr_t a;
+	rep_addr_parse("198.51.100.7", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1);
+	cr_assert(e.allow);
+
+	/* A link cut: Redis goes away and comes back; the mirror keeps answering. */
+	server_stop(&s);
+	cr_assert_eq(rep_bl_sync(l2, m, "t:", 0), -1);
+	rep_addr_parse("203.0.113.99", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1, "local lookups survive");
+	server_start(&s, NULL); /* no persistence: Redis lost everything */
+	int n = -1;
+	for (long until = mono_ms() + 3000; mono_ms() < until && n < 0; sleep_ms(20))
+		n = rep_bl_sync(l2, m, "t:", 0);
+	cr_assert_geq(n, 0);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1,
+		     "an empty Redis does not wipe the mirror");
+	o = op_add("", "192.0.2.66", false, 0);
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)) == 0 ||
+			 (link_wait_up(l, 3000) &&
+			  rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)) == 0),
+		     1);
+	cr_assert_eq(rep_bl_sync(l2, m, "t:", 0), 1, "new entries still arrive");
+	rep_addr_parse("192.0.2.66", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1);
+	rep_mirror_close(m);
+
+	/* A brand-new node starts from the snapshot, not from a replay of the stream. */
+	char *dir2 = tmpdir();
+	rep_mirror_t *m2 = rep_mirror_open(dir2, d);
+	rep_link_t *l3 = rep_link_new(&lc);
+	cr_assert_eq(rep_bl_sync(l3, m2, "t:", 0), 1);
+	cr_assert_eq(rep_mirror_lookup_ip(m2, &a, time(NULL), &e), 1);
+	rep_mirror_last_id(m2, last, sizeof(last));
+	cr_assert_str_eq(last, id);
+	rep_mirror_close(m2);
+	rep_link_free(l);
+	rep_link_free(l2);
+	rep_link_free(l3);
+	diag_free(d);
+	rmtree(dir);
+	rmtree(dir2);
+	free(dir);
+	free(dir2);
+	server_free(&s);
+}
+
+Test(rep_stream, blocking_read_delivers_promptly, .timeout = 30)
+{
+	NEED_REDIS();
+	struct server s;
+	server_new(&s, NULL);
+	rep_link_conf_t lc = link_conf(s.addr);
+	lc.extra_read_ms = 2000;
+	rep_link_t *l = rep_link_new(&lc);
+	char *dir = tmpdir();
+	diag_t *d = diag_new();
+	rep_mirror_t *m = rep_mirror_open(dir, d);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", 0), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		sleep_ms(300);
+		rep_link_t *w = rep_link_new(&lc);
+		rep_op_t o = op_add("", "192.0.2.5", false, 0);
+		char id[64];
+		_exit(rep_bl_publish(w, "t:", &o, 1000, id, sizeof(id)) == 0 ? 0 : 1);
+	}
+	long t0 = mono_ms();
+	cr_assert_eq(rep_bl_sync(l, m, "t:", 1500), 1);
+	long dt = mono_ms() - t0;
+	cr_assert_lt(dt, 1000, "arrived after %ld ms, not at the end of the wait", dt);
+	int st;
+	waitpid(pid, &st, 0);
+	cr_assert_eq(WEXITSTATUS(st), 0);
+	rep_mirror_close(m);
+	rep_link_free(l);
+	diag_free(d);
+	rmtree(dir);
+	free(dir);
+	server_free(&s);
+}
+
+/* ------------------------------------------------------------ two nodes, one Redis */
+
+struct node {
+	char *dir;
+	conf_t *conf;
+	void *shared;
+};
+
+static void node_load(struct node *n, struct server *s, const char *extra)
+{
+	char text[1024];
+	diag_t *d = diag_new();
+	n->dir = tmpdir();
+	snprintf(text, sizeof(text),
+		 "redis_server = %s\nredis_prefix = n:\nredis_timeout = 200ms\n"
+		 "redis_breaker_failures = 2\nredis_breaker_time = 300ms\n"
+		 "rep_min_observations = 3\nblock_sync_wait = 200ms\n%s",
+		 s->addr, extra ? extra : "");
+	n->conf = conf_parse("node.conf", text, d);
+	cr_assert_not_null(n->conf);
+	ev_env_t env = {.state_dir = n->dir, .offline = false};
+	n->shared = rep_evidence.load(n->conf, NULL, &env, d);
+	cr_assert_not_null(n->shared, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	diag_free(d);
+}
+
+static void node_free(struct node *n)
+{
+	rep_evidence.release(n->shared);
+	conf_free(n->conf);
+	rmtree(n->dir);
+	free(n->dir);
+}
+
+/* One message from ip through a node; other_score is what the other evidence said. */
+static hits_t *node_msg(struct node *n, msg_t *m, const char *ip, double other_score,
+			long *elapsed_ms)
+{
+	ev_conn_info_t ci = {.client_ip = ip};
+	void *conn = rep_evidence.conn_begin(n->shared, &ci);
+	msg_set_client(m, ip, NULL);
+	msg_set_mail_from(m, "<bulk@mailer.spammer.example>");
+	msg_add_header(m, "From", "Bulk <bulk@spammer.example>");
+	hits_t *h = hits_new(msg_arena(m));
+	hits_add(h, "rules", "OTHER", other_score, NULL, NULL);
+	ev_score_ctx_t ctx = {.deadline_ms = mono_ms() + 2000, .explain = true};
+	long t0 = mono_ms();
+	rep_evidence.score(n->shared, conn, m, NULL, h, &ctx);
+	if (elapsed_ms)
+		*elapsed_ms = mono_ms() - t0;
+	rep_evidence.verdict(n->shared, conn, m, NULL, h, hits_total(h), 0);
+	rep_evidence.conn_end(n->shared, conn);
+	return h;
+}
+
+static double key_spam(struct server *s, const char *key)
+{
+	redisReply *r = side(s, "HGET %s s", key);
+	double v = r->type == REDIS_REPLY_STRING ? strtod(r->str, NULL) : 0;
+	freeReplyObject(r);
+	return v;
+}
+
+static bool has_hit(hits_t *h, const char *name)
+{
+	return hits_has(h, name);
+}
+
+Test(rep_nodes, nodes_share_reputation_and_blocks_and_ride_out_outages, .timeout = 60)
+{
+	NEED_REDIS();
+	struct server s;
+	struct node a, b;
+	server_new(&s, NULL);
+	node_load(&a, &s, NULL);
+	node_load(&b, &s, NULL);
+	const char *ip = "192.0.2.50";
+
+	/* Spam verdicts on A... */
+	for (int i = 0; i < 5; i++) {
+		msg_t *m = msg_new(1 << 20);
+		node_msg(&a, m, ip, 10, NULL);
+		msg_free(m);
+	}
+	for (long until = mono_ms() + 3000; mono_ms() < until; sleep_ms(20))
+		if (key_spam(&s, "n:r:{ip:192.0.2.50}") >= 4.99)
+			break;
+	cr_assert_float_eq(key_spam(&s, "n:r:{ip:192.0.2.50}"), 5.0, 0.01);
+	cr_assert_float_eq(key_spam(&s, "n:r:{mf:spammer.example}"), 5.0, 0.01,
+			   "domains reduced to the registrable part");
+	cr_assert_float_eq(key_spam(&s, "n:r:{net:192.0.2.0/24}"), 5.0, 0.01);
+
+	/* ...raise the score of the same IP on B. */
+	msg_t *m = msg_new(1 << 20);
+	hits_t *h = node_msg(&b, m, ip, 0, NULL);
+	cr_assert(has_hit(h, "REP_IP_SPAM"));
+	cr_assert(has_hit(h, "REP_NET_SPAM"));
+	cr_assert(has_hit(h, "REP_MAILFROM_SPAM"));
+	cr_assert(has_hit(h, "REP_FROM_SPAM"));
+	cr_assert_gt(hits_total(h), 3.0);
+	cr_assert_gt(hits_note_count(h), 0, "explained for sift check");
+	msg_free(m);
+	/* A first-time address scores nothing from reputation. */
+	m = msg_new(1 << 20);
+	h = node_msg(&b, m, "198.51.100.1", 0, NULL);
+	cr_assert_not(has_hit(h, "REP_IP_SPAM"));
+	msg_free(m);
+
+	/* A block published through Redis is enforced on B within a second. */
+	rep_link_conf_t lc = link_conf(s.addr);
+	rep_link_t *l = rep_link_new(&lc);
+	rep_op_t o = op_add("", "203.0.113.0/24", false, 0);
+	char id[64];
+	cr_assert_eq(rep_bl_publish(l, "n:", &o, 1000, id, sizeof(id)), 0);
+	long t0 = mono_ms();
+	bool blocked = false;
+	while (!blocked && mono_ms() - t0 < 1000) {
+		m = msg_new(1 << 20);
+		blocked = has_hit(node_msg(&b, m, "203.0.113.9", 0, NULL), "BLOCKLIST_IP");
+		msg_free(m);
+		if (!blocked)
+			sleep_ms(20);
+	}
+	cr_assert(blocked, "enforced after %ld ms", mono_ms() - t0);
+
+	/* Redis stopped: both nodes keep scoring, fast, from local state; writes queue. */
+	server_stop(&s);
+	for (int i = 0; i < 6; i++) {
+		long dt;
+		m = msg_new(1 << 20);
+		h = node_msg(i % 2 ? &b : &a, m, i < 3 ? "203.0.113.9" : ip, 10, &dt);
+		cr_assert_lt(dt, 450, "message %d waited %ld ms", i, dt);
+		if (i < 3)
+			cr_assert(has_hit(h, "BLOCKLIST_IP"), "the mirror answers without Redis");
+		msg_free(m);
+	}
+	/* Redis is back (empty: no persistence): the queued verdicts are replayed. */
+	server_start(&s, NULL);
+	double v = 0;
+	for (long until = mono_ms() + 8000; mono_ms() < until && v < 2.99; sleep_ms(50))
+		v = key_spam(&s, "n:r:{ip:192.0.2.50}");
+	cr_assert_float_eq(v, 3.0, 0.01, "the three verdicts given during the outage");
+	rep_link_free(l);
+	node_free(&a);
+	node_free(&b);
+	server_free(&s);
+}
