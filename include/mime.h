@@ -47,8 +47,8 @@
 #include "msg.h"
 
 /* Bounds of the URI and domain lists, and of one URI kept in them. */
-#define MIME_MAX_URIS 1000
-#define MIME_MAX_DOMAINS 1000
+#define MIME_MAX_URIS      1000
+#define MIME_MAX_DOMAINS   1000
 #define MIME_MAX_URI_BYTES 2048
 /*
  * Nesting is capped here whatever the configuration says: the walk
@@ -57,36 +57,36 @@
 #define MIME_DEPTH_CAP 200
 
 /* Defaults used when mime_parse() is given no limits. */
-#define MIME_DEFAULT_MAX_DEPTH 20
-#define MIME_DEFAULT_MAX_PARTS 500
+#define MIME_DEFAULT_MAX_DEPTH      20
+#define MIME_DEFAULT_MAX_PARTS      500
 #define MIME_DEFAULT_MAX_TEXT_BYTES (4u << 20)
 
 typedef struct mime_limits {
-	unsigned max_depth;	    /* nesting of multiparts, e.g. 20 */
-	unsigned max_parts;	    /* leaf and container parts, e.g. 500 */
-	uint64_t max_text_bytes;    /* decoded text kept per message, e.g. 4M */
+	unsigned max_depth;      /* nesting of multiparts, e.g. 20 */
+	unsigned max_parts;      /* leaf and container parts, e.g. 500 */
+	uint64_t max_text_bytes; /* decoded text kept per message, e.g. 4M */
 } mime_limits_t;
 
 enum {
-	MIME_F_TRUNCATED = 1u << 0,	 /* body was cut at the size limit */
-	MIME_F_DEPTH_LIMIT = 1u << 1,	 /* deeper parts were not descended into */
-	MIME_F_PART_LIMIT = 1u << 2,	 /* further parts were not parsed */
-	MIME_F_BAD_BOUNDARY = 1u << 3,	 /* multipart without boundary or closing boundary */
-	MIME_F_BAD_BASE64 = 1u << 4,	 /* invalid base64 characters or length */
-	MIME_F_BAD_QP = 1u << 5,	 /* invalid quoted-printable escapes */
-	MIME_F_BAD_CHARSET = 1u << 6,	 /* unknown charset or invalid bytes in it */
-	MIME_F_TEXT_LIMIT = 1u << 7,	 /* decoded text beyond max_text_bytes dropped */
-	MIME_F_BAD_HEADER = 1u << 8,	 /* malformed MIME header (Content-Type etc.) */
+	MIME_F_TRUNCATED = 1u << 0,    /* body was cut at the size limit */
+	MIME_F_DEPTH_LIMIT = 1u << 1,  /* deeper parts were not descended into */
+	MIME_F_PART_LIMIT = 1u << 2,   /* further parts were not parsed */
+	MIME_F_BAD_BOUNDARY = 1u << 3, /* multipart without boundary or closing boundary */
+	MIME_F_BAD_BASE64 = 1u << 4,   /* invalid base64 characters or length */
+	MIME_F_BAD_QP = 1u << 5,       /* invalid quoted-printable escapes */
+	MIME_F_BAD_CHARSET = 1u << 6,  /* unknown charset or invalid bytes in it */
+	MIME_F_TEXT_LIMIT = 1u << 7,   /* decoded text beyond max_text_bytes dropped */
+	MIME_F_BAD_HEADER = 1u << 8,   /* malformed MIME header (Content-Type etc.) */
 };
 
 typedef struct mime_part {
-	unsigned depth;		  /* 0 for the message itself */
+	unsigned depth;           /* 0 for the message itself */
 	const char *content_type; /* lower-case "type/subtype", default text/plain */
-	const char *charset;	  /* lower-case, NULL if none */
-	const char *encoding;	  /* lower-case Content-Transfer-Encoding, NULL if none */
-	const char *filename;	  /* from Content-Disposition or Content-Type name, UTF-8 */
-	bool is_attachment;	  /* disposition attachment, or a named non-text part */
-	bool is_text;		  /* text/... and not an attachment */
+	const char *charset;      /* lower-case, NULL if none */
+	const char *encoding;     /* lower-case Content-Transfer-Encoding, NULL if none */
+	const char *filename;     /* from Content-Disposition or Content-Type name, UTF-8 */
+	bool is_attachment;       /* disposition attachment, or a named non-text part */
+	bool is_text;             /* text/... and not an attachment */
 	bool is_html;
 	/* Transfer-decoded content; converted to UTF-8 for text parts. */
 	const char *decoded;

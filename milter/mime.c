@@ -224,10 +224,9 @@ static bool utf8_append(abuf_t *out, const char *s, size_t n)
  * control of the same value, as browsers do, so the fallback never fails.
  */
 static const uint16_t cp1252_80[32] = {
-	0x20ac, 0x0081, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021,
-	0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0x008d, 0x017d, 0x008f,
-	0x0090, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014,
-	0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0x009d, 0x017e, 0x0178,
+    0x20ac, 0x0081, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160,
+    0x2039, 0x0152, 0x008d, 0x017d, 0x008f, 0x0090, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022,
+    0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0x009d, 0x017e, 0x0178,
 };
 
 static void cp1252_append(abuf_t *out, const char *s, size_t n)
@@ -289,21 +288,33 @@ static enum cs_kind cs_classify(const char *cs, char *buf, size_t cap)
 		return CS_GUESS;
 	if (!strcmp(buf, "utf-8") || !strcmp(buf, "utf8"))
 		return CS_UTF8;
-	if (!strcmp(buf, "iso-8859-1") || !strcmp(buf, "iso8859-1") ||
-	    !strcmp(buf, "iso_8859-1") || !strcmp(buf, "latin1") || !strcmp(buf, "latin-1") ||
-	    !strcmp(buf, "l1") || !strcmp(buf, "windows-1252") || !strcmp(buf, "cp1252") ||
+	if (!strcmp(buf, "iso-8859-1") || !strcmp(buf, "iso8859-1") || !strcmp(buf, "iso_8859-1") ||
+	    !strcmp(buf, "latin1") || !strcmp(buf, "latin-1") || !strcmp(buf, "l1") ||
+	    !strcmp(buf, "windows-1252") || !strcmp(buf, "cp1252") ||
 	    !strcmp(buf, "x-user-defined") || !strcmp(buf, "iso-8859-1:1987"))
 		return CS_CP1252;
 	/* Labels mail uses that glibc does not know, or knows as a smaller set. */
 	static const char *const alias[][2] = {
-		{"ks_c_5601-1987", "CP949"}, {"ks_c_5601", "CP949"},   {"euc-kr", "CP949"},
-		{"gb2312", "GB18030"},	     {"gbk", "GB18030"},       {"x-gbk", "GB18030"},
-		{"cp936", "GB18030"},	     {"shift_jis", "CP932"},   {"shift-jis", "CP932"},
-		{"x-sjis", "CP932"},	     {"sjis", "CP932"},	       {"windows-31j", "CP932"},
-		{"big5", "BIG5-HKSCS"},	     {"x-mac-roman", "MACINTOSH"},
-		{"unicode-1-1-utf-7", "UTF-7"}, {"windows-874", "CP874"}, {"x-euc-jp", "EUC-JP"},
-		{"chinesebig5", "BIG5-HKSCS"}, {"gb2312_charset", "GB18030"},
-		{"x-gb2312", "GB18030"},
+	    {"ks_c_5601-1987", "CP949"},
+	    {"ks_c_5601", "CP949"},
+	    {"euc-kr", "CP949"},
+	    {"gb2312", "GB18030"},
+	    {"gbk", "GB18030"},
+	    {"x-gbk", "GB18030"},
+	    {"cp936", "GB18030"},
+	    {"shift_jis", "CP932"},
+	    {"shift-jis", "CP932"},
+	    {"x-sjis", "CP932"},
+	    {"sjis", "CP932"},
+	    {"windows-31j", "CP932"},
+	    {"big5", "BIG5-HKSCS"},
+	    {"x-mac-roman", "MACINTOSH"},
+	    {"unicode-1-1-utf-7", "UTF-7"},
+	    {"windows-874", "CP874"},
+	    {"x-euc-jp", "EUC-JP"},
+	    {"chinesebig5", "BIG5-HKSCS"},
+	    {"gb2312_charset", "GB18030"},
+	    {"x-gb2312", "GB18030"},
 	};
 	for (size_t i = 0; i < sizeof(alias) / sizeof(alias[0]); i++) {
 		if (!strcmp(buf, alias[i][0])) {
@@ -457,18 +468,13 @@ static int conv_append(abuf_t *out, const char *cs, const char *s, size_t n, boo
 	bool owned;
 
 	switch (cs_classify(cs, name, sizeof(name))) {
-	case CS_GUESS:
-		guess_append(out, s, n);
-		return 0;
+	case CS_GUESS: guess_append(out, s, n); return 0;
 	case CS_UTF8:
 		if (utf8_append(out, s, n))
 			*bad = true;
 		return 0;
-	case CS_CP1252:
-		cp1252_append(out, s, n);
-		return 0;
-	case CS_ICONV:
-		break;
+	case CS_CP1252: cp1252_append(out, s, n); return 0;
+	case CS_ICONV: break;
 	}
 	iconv_t cd = ic_get(name, &owned);
 	if (cd == (iconv_t)-1)
@@ -506,22 +512,17 @@ char *mime_to_utf8(arena_t *a, const char *charset, const char *p, size_t n, siz
 
 /* -1 invalid, -2 white space, -3 '=' padding, else the 6-bit value. */
 static const signed char b64_tab[256] = {
-	-1, -1, -1, -1, -1, -1, -1, -1, -1, -2, -2, -1, -1, -2, -1, -1,
-	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-	-2, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1, -1, 63,
-	52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -3, -1, -1,
-	-1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
-	15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, -1,
-	-1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
-	41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1,
-	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -2, -2, -1, -1, -2, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -2, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1, -1, 63,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -3, -1, -1, -1, 0,  1,  2,  3,  4,  5,  6,
+    7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, -1,
+    -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48,
+    49, 50, 51, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
 };
 
 /*
@@ -545,7 +546,7 @@ static size_t b64_decode(const char *s, size_t n, unsigned char *out, bool *bad)
 			    d = b64_tab[p[i + 3]];
 			if ((a | b | c | d) >= 0) {
 				uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 |
-					     (uint32_t)c << 6 | (uint32_t)d;
+				             (uint32_t)c << 6 | (uint32_t)d;
 				out[o++] = (unsigned char)(v >> 16);
 				out[o++] = (unsigned char)(v >> 8);
 				out[o++] = (unsigned char)v;
@@ -677,7 +678,7 @@ static enum xfer xfer_kind(const char *enc)
  * modify, with one spare byte for a NUL.
  */
 static const char *xfer_decode(mime_t *mi, const char *enc, const char *s, size_t n,
-			       size_t *out_len, bool *owned)
+                               size_t *out_len, bool *owned)
 {
 	bool bad = false;
 	char *out;
@@ -714,7 +715,7 @@ static void hdr_literal(abuf_t *out, const char *s, size_t n)
 }
 
 struct ew_run {
-	abuf_t bytes;	       /* decoded bytes of the adjacent words so far */
+	abuf_t bytes; /* decoded bytes of the adjacent words so far */
 	char cs[MIME_CHARSET_NAME_BYTES];
 	const char *raw_start; /* the words as written, for unknown charsets */
 	const char *raw_end;
@@ -736,8 +737,8 @@ static void ew_flush(struct ew_run *r, abuf_t *out)
  * Parses the encoded word at p ("=?cs?X?text?="); on success fills the
  * charset and text spans and returns the end of the word, else NULL.
  */
-static const char *ew_parse(const char *p, const char *end, const char **cs, size_t *csn,
-			    int *enc, const char **txt, size_t *txtn)
+static const char *ew_parse(const char *p, const char *end, const char **cs, size_t *csn, int *enc,
+                            const char **txt, size_t *txtn)
 {
 	const char *q = p + 2;
 	*cs = q;
@@ -840,8 +841,8 @@ char *mime_decode_header(arena_t *a, const char *raw)
 				if (txt[i] == '_') {
 					d[dn++] = ' ';
 				} else if (txt[i] == '=' && i + 2 < txtn &&
-					   (h1 = hexval((unsigned char)txt[i + 1])) >= 0 &&
-					   (h2 = hexval((unsigned char)txt[i + 2])) >= 0) {
+				           (h1 = hexval((unsigned char)txt[i + 1])) >= 0 &&
+				           (h2 = hexval((unsigned char)txt[i + 2])) >= 0) {
 					d[dn++] = (unsigned char)(h1 << 4 | h2);
 					i += 2;
 				} else {
@@ -1210,8 +1211,8 @@ void mime_add_uri(mime_t *mi, const char *p, size_t n)
 /* Characters that end a URL written in text. */
 static inline bool uri_stop(int c)
 {
-	return c <= ' ' || c >= 0x7f || c == '"' || c == '<' || c == '>' || c == '`' ||
-	       c == '{' || c == '}' || c == '|' || c == '^' || c == '\\';
+	return c <= ' ' || c >= 0x7f || c == '"' || c == '<' || c == '>' || c == '`' || c == '{' ||
+	       c == '}' || c == '|' || c == '^' || c == '\\';
 }
 
 void mime_scan_uris(mime_t *mi, const char *t, size_t n)
@@ -1223,9 +1224,9 @@ void mime_scan_uris(mime_t *mi, const char *t, size_t n)
 		if (c != 'h' && c != 'f' && c != 'w' && c != 'm')
 			continue;
 		/* Only at the start of a word: "xwww." and "ahttp://" are not links. */
-		if (i > 0 && (is_alnum((unsigned char)t[i - 1]) || t[i - 1] == '.' ||
-			      t[i - 1] == '-' || t[i - 1] == '_' || t[i - 1] == '@' ||
-			      t[i - 1] == '/'))
+		if (i > 0 &&
+		    (is_alnum((unsigned char)t[i - 1]) || t[i - 1] == '.' || t[i - 1] == '-' ||
+		     t[i - 1] == '_' || t[i - 1] == '@' || t[i - 1] == '/'))
 			continue;
 		size_t rest = n - i, min;
 		const char *p = t + i;
@@ -1304,7 +1305,7 @@ static const char *hdr_value(mime_t *mi, const char *s, size_t n)
 
 struct ent_hdr {
 	const char *ct, *cte, *cd; /* header values, NULL when absent */
-	const char *block;	   /* "Name: value\n" lines */
+	const char *block;         /* "Name: value\n" lines */
 };
 
 /*
@@ -1412,9 +1413,8 @@ static size_t text_clean(char *s, size_t n)
 static void text_leaf(mime_t *mi, size_t idx, const char *s, size_t n)
 {
 	mime_part_t *p = &mi->parts[idx];
-	uint64_t room = mi->lim.max_text_bytes > mi->text_bytes
-				? mi->lim.max_text_bytes - mi->text_bytes
-				: 0;
+	uint64_t room =
+	    mi->lim.max_text_bytes > mi->text_bytes ? mi->lim.max_text_bytes - mi->text_bytes : 0;
 	if (room == 0) {
 		if (n > 0)
 			mi->flags |= MIME_F_TEXT_LIMIT;
@@ -1473,7 +1473,7 @@ static void text_leaf(mime_t *mi, size_t idx, const char *s, size_t n)
 enum ent_kind { ENT_LEAF, ENT_MULTIPART, ENT_MESSAGE };
 
 static const char *describe(mime_t *mi, size_t idx, const struct ent_hdr *h, bool digest,
-			    enum ent_kind *kind)
+                            enum ent_kind *kind)
 {
 	struct params ps;
 	mime_part_t *p = &mi->parts[idx];
@@ -1549,7 +1549,7 @@ static const char *describe(mime_t *mi, size_t idx, const struct ent_hdr *h, boo
 		if (strstr(p->filename, "=?") != NULL) {
 			p->filename = mime_decode_header(mi->arena, p->filename);
 		} else if (utf8_valid_prefix(p->filename, strlen(p->filename)) !=
-			   strlen(p->filename)) {
+		           strlen(p->filename)) {
 			abuf_t b;
 			abuf_init(&b, mi->arena, 64);
 			cp1252_append(&b, p->filename, strlen(p->filename));
@@ -1569,7 +1569,7 @@ static const char *describe(mime_t *mi, size_t idx, const struct ent_hdr *h, boo
 			*kind = ENT_LEAF;
 		}
 	} else if (!strcmp(p->content_type, "message/rfc822") ||
-		   !strcmp(p->content_type, "message/global")) {
+	           !strcmp(p->content_type, "message/global")) {
 		*kind = ENT_MESSAGE;
 	}
 	return boundary;
@@ -1583,8 +1583,8 @@ static const char *describe(mime_t *mi, size_t idx, const struct ent_hdr *h, boo
  * taken for the outer "abc". The line break before the delimiter belongs
  * to it, so *cend is where the preceding part's content ends.
  */
-static bool find_delim(const char *s, size_t n, size_t from, const char *b, size_t bl,
-		       size_t *cend, size_t *after, bool *close)
+static bool find_delim(const char *s, size_t n, size_t from, const char *b, size_t bl, size_t *cend,
+                       size_t *after, bool *close)
 {
 	while (from + 2 + bl <= n) {
 		const char *hit = memmem(s + from + 2, n - from - 2, b, bl);
@@ -1621,7 +1621,7 @@ static bool find_delim(const char *s, size_t n, size_t from, const char *b, size
 }
 
 static void walk(mime_t *mi, const struct ent_hdr *h, const char *s, size_t n, unsigned depth,
-		 bool digest);
+                 bool digest);
 
 /* A part of a multipart, or an embedded message: headers, then walk it. */
 static void walk_raw(mime_t *mi, const char *s, size_t n, unsigned depth, bool digest)
@@ -1632,7 +1632,7 @@ static void walk_raw(mime_t *mi, const char *s, size_t n, unsigned depth, bool d
 }
 
 static void walk_multipart(mime_t *mi, size_t idx, const char *b, const char *s, size_t n,
-			   unsigned depth)
+                           unsigned depth)
 {
 	size_t bl = strlen(b), cend, after, start;
 	bool close, digest = !strcmp(mi->parts[idx].content_type, "multipart/digest");
@@ -1668,7 +1668,7 @@ static void walk_multipart(mime_t *mi, size_t idx, const char *b, const char *s,
 }
 
 static void walk(mime_t *mi, const struct ent_hdr *h, const char *s, size_t n, unsigned depth,
-		 bool digest)
+                 bool digest)
 {
 	enum ent_kind kind;
 

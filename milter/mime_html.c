@@ -51,52 +51,51 @@ static const struct {
 	const char *name;
 	uint32_t cp;
 } entities[] = {
-	{"amp", '&'},	   {"lt", '<'},	       {"gt", '>'},	    {"quot", '"'},
-	{"apos", '\''},	   {"nbsp", 0xa0},     {"copy", 0xa9},	    {"reg", 0xae},
-	{"trade", 0x2122}, {"hellip", 0x2026}, {"mdash", 0x2014},   {"ndash", 0x2013},
-	{"lsquo", 0x2018}, {"rsquo", 0x2019},  {"sbquo", 0x201a},   {"ldquo", 0x201c},
-	{"rdquo", 0x201d}, {"bdquo", 0x201e},  {"bull", 0x2022},    {"middot", 0xb7},
-	{"euro", 0x20ac},  {"pound", 0xa3},    {"yen", 0xa5},	    {"cent", 0xa2},
-	{"curren", 0xa4},  {"sect", 0xa7},     {"para", 0xb6},	    {"deg", 0xb0},
-	{"plusmn", 0xb1},  {"times", 0xd7},    {"divide", 0xf7},    {"laquo", 0xab},
-	{"raquo", 0xbb},   {"iexcl", 0xa1},    {"iquest", 0xbf},    {"shy", 0xad},
-	{"ordf", 0xaa},	   {"ordm", 0xba},     {"sup1", 0xb9},	    {"sup2", 0xb2},
-	{"sup3", 0xb3},	   {"frac14", 0xbc},   {"frac12", 0xbd},    {"frac34", 0xbe},
-	{"micro", 0xb5},   {"not", 0xac},      {"macr", 0xaf},	    {"acute", 0xb4},
-	{"cedil", 0xb8},   {"uml", 0xa8},      {"brvbar", 0xa6},    {"dagger", 0x2020},
-	{"Dagger", 0x2021}, {"permil", 0x2030}, {"lsaquo", 0x2039}, {"rsaquo", 0x203a},
-	{"ensp", 0x2002},  {"emsp", 0x2003},   {"thinsp", 0x2009},  {"zwnj", 0x200c},
-	{"zwj", 0x200d},   {"lrm", 0x200e},    {"rlm", 0x200f},	    {"Agrave", 0xc0},
-	{"Aacute", 0xc1},  {"Acirc", 0xc2},    {"Atilde", 0xc3},    {"Auml", 0xc4},
-	{"Aring", 0xc5},   {"AElig", 0xc6},    {"Ccedil", 0xc7},    {"Egrave", 0xc8},
-	{"Eacute", 0xc9},  {"Ecirc", 0xca},    {"Euml", 0xcb},	    {"Igrave", 0xcc},
-	{"Iacute", 0xcd},  {"Icirc", 0xce},    {"Iuml", 0xcf},	    {"ETH", 0xd0},
-	{"Ntilde", 0xd1},  {"Ograve", 0xd2},   {"Oacute", 0xd3},    {"Ocirc", 0xd4},
-	{"Otilde", 0xd5},  {"Ouml", 0xd6},     {"Oslash", 0xd8},    {"Ugrave", 0xd9},
-	{"Uacute", 0xda},  {"Ucirc", 0xdb},    {"Uuml", 0xdc},	    {"Yacute", 0xdd},
-	{"THORN", 0xde},   {"szlig", 0xdf},    {"agrave", 0xe0},    {"aacute", 0xe1},
-	{"acirc", 0xe2},   {"atilde", 0xe3},   {"auml", 0xe4},	    {"aring", 0xe5},
-	{"aelig", 0xe6},   {"ccedil", 0xe7},   {"egrave", 0xe8},    {"eacute", 0xe9},
-	{"ecirc", 0xea},   {"euml", 0xeb},     {"igrave", 0xec},    {"iacute", 0xed},
-	{"icirc", 0xee},   {"iuml", 0xef},     {"eth", 0xf0},	    {"ntilde", 0xf1},
-	{"ograve", 0xf2},  {"oacute", 0xf3},   {"ocirc", 0xf4},	    {"otilde", 0xf5},
-	{"ouml", 0xf6},	   {"oslash", 0xf8},   {"ugrave", 0xf9},    {"uacute", 0xfa},
-	{"ucirc", 0xfb},   {"uuml", 0xfc},     {"yacute", 0xfd},    {"thorn", 0xfe},
-	{"yuml", 0xff},	   {"OElig", 0x152},   {"oelig", 0x153},    {"Scaron", 0x160},
-	{"scaron", 0x161}, {"Yuml", 0x178},    {"fnof", 0x192},	    {"circ", 0x2c6},
-	{"tilde", 0x2dc},  {"larr", 0x2190},   {"rarr", 0x2192},    {"uarr", 0x2191},
-	{"darr", 0x2193},  {"hearts", 0x2665}, {"spades", 0x2660},  {"clubs", 0x2663},
-	{"diams", 0x2666}, {"infin", 0x221e},  {"ne", 0x2260},	    {"le", 0x2264},
-	{"ge", 0x2265},	   {"alpha", 0x3b1},   {"beta", 0x3b2},	    {"pi", 0x3c0},
-	{"mu", 0x3bc},	   {"check", 0x2713},  {"star", 0x2606},    {"reg", 0xae},
+    {"amp", '&'},       {"lt", '<'},        {"gt", '>'},        {"quot", '"'},
+    {"apos", '\''},     {"nbsp", 0xa0},     {"copy", 0xa9},     {"reg", 0xae},
+    {"trade", 0x2122},  {"hellip", 0x2026}, {"mdash", 0x2014},  {"ndash", 0x2013},
+    {"lsquo", 0x2018},  {"rsquo", 0x2019},  {"sbquo", 0x201a},  {"ldquo", 0x201c},
+    {"rdquo", 0x201d},  {"bdquo", 0x201e},  {"bull", 0x2022},   {"middot", 0xb7},
+    {"euro", 0x20ac},   {"pound", 0xa3},    {"yen", 0xa5},      {"cent", 0xa2},
+    {"curren", 0xa4},   {"sect", 0xa7},     {"para", 0xb6},     {"deg", 0xb0},
+    {"plusmn", 0xb1},   {"times", 0xd7},    {"divide", 0xf7},   {"laquo", 0xab},
+    {"raquo", 0xbb},    {"iexcl", 0xa1},    {"iquest", 0xbf},   {"shy", 0xad},
+    {"ordf", 0xaa},     {"ordm", 0xba},     {"sup1", 0xb9},     {"sup2", 0xb2},
+    {"sup3", 0xb3},     {"frac14", 0xbc},   {"frac12", 0xbd},   {"frac34", 0xbe},
+    {"micro", 0xb5},    {"not", 0xac},      {"macr", 0xaf},     {"acute", 0xb4},
+    {"cedil", 0xb8},    {"uml", 0xa8},      {"brvbar", 0xa6},   {"dagger", 0x2020},
+    {"Dagger", 0x2021}, {"permil", 0x2030}, {"lsaquo", 0x2039}, {"rsaquo", 0x203a},
+    {"ensp", 0x2002},   {"emsp", 0x2003},   {"thinsp", 0x2009}, {"zwnj", 0x200c},
+    {"zwj", 0x200d},    {"lrm", 0x200e},    {"rlm", 0x200f},    {"Agrave", 0xc0},
+    {"Aacute", 0xc1},   {"Acirc", 0xc2},    {"Atilde", 0xc3},   {"Auml", 0xc4},
+    {"Aring", 0xc5},    {"AElig", 0xc6},    {"Ccedil", 0xc7},   {"Egrave", 0xc8},
+    {"Eacute", 0xc9},   {"Ecirc", 0xca},    {"Euml", 0xcb},     {"Igrave", 0xcc},
+    {"Iacute", 0xcd},   {"Icirc", 0xce},    {"Iuml", 0xcf},     {"ETH", 0xd0},
+    {"Ntilde", 0xd1},   {"Ograve", 0xd2},   {"Oacute", 0xd3},   {"Ocirc", 0xd4},
+    {"Otilde", 0xd5},   {"Ouml", 0xd6},     {"Oslash", 0xd8},   {"Ugrave", 0xd9},
+    {"Uacute", 0xda},   {"Ucirc", 0xdb},    {"Uuml", 0xdc},     {"Yacute", 0xdd},
+    {"THORN", 0xde},    {"szlig", 0xdf},    {"agrave", 0xe0},   {"aacute", 0xe1},
+    {"acirc", 0xe2},    {"atilde", 0xe3},   {"auml", 0xe4},     {"aring", 0xe5},
+    {"aelig", 0xe6},    {"ccedil", 0xe7},   {"egrave", 0xe8},   {"eacute", 0xe9},
+    {"ecirc", 0xea},    {"euml", 0xeb},     {"igrave", 0xec},   {"iacute", 0xed},
+    {"icirc", 0xee},    {"iuml", 0xef},     {"eth", 0xf0},      {"ntilde", 0xf1},
+    {"ograve", 0xf2},   {"oacute", 0xf3},   {"ocirc", 0xf4},    {"otilde", 0xf5},
+    {"ouml", 0xf6},     {"oslash", 0xf8},   {"ugrave", 0xf9},   {"uacute", 0xfa},
+    {"ucirc", 0xfb},    {"uuml", 0xfc},     {"yacute", 0xfd},   {"thorn", 0xfe},
+    {"yuml", 0xff},     {"OElig", 0x152},   {"oelig", 0x153},   {"Scaron", 0x160},
+    {"scaron", 0x161},  {"Yuml", 0x178},    {"fnof", 0x192},    {"circ", 0x2c6},
+    {"tilde", 0x2dc},   {"larr", 0x2190},   {"rarr", 0x2192},   {"uarr", 0x2191},
+    {"darr", 0x2193},   {"hearts", 0x2665}, {"spades", 0x2660}, {"clubs", 0x2663},
+    {"diams", 0x2666},  {"infin", 0x221e},  {"ne", 0x2260},     {"le", 0x2264},
+    {"ge", 0x2265},     {"alpha", 0x3b1},   {"beta", 0x3b2},    {"pi", 0x3c0},
+    {"mu", 0x3bc},      {"check", 0x2713},  {"star", 0x2606},
 };
 
 /* HTML5 reads numeric references 0x80-0x9f as windows-1252, as browsers do. */
 static const uint16_t ncr_80[32] = {
-	0x20ac, 0x0081, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021,
-	0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0x008d, 0x017d, 0x008f,
-	0x0090, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014,
-	0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0x009d, 0x017e, 0x0178,
+    0x20ac, 0x0081, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160,
+    0x2039, 0x0152, 0x008d, 0x017d, 0x008f, 0x0090, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022,
+    0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0x009d, 0x017e, 0x0178,
 };
 
 /*
@@ -194,15 +193,13 @@ static void put_break(struct render *r, unsigned lines)
 /* Line breaks a tag stands for: 2 = paragraph, 1 = line, 0 = inline, -1 = cell gap. */
 static int tag_break(const char *name)
 {
-	static const char *const para[] = {"p",	 "h1",	"h2",	      "h3", "h4", "h5",
-					   "h6", "table", "blockquote", "pre", "hr", "ul",
-					   "ol", "dl"};
-	static const char *const line[] = {"br",	"div",	   "tr",      "li",	 "dt",
-					   "dd",	"center",  "form",    "option",	 "address",
-					   "section",	"article", "header",  "footer",	 "nav",
-					   "caption",	"fieldset", "legend", "select",	 "textarea",
-					   "tbody",	"thead",   "tfoot",   "body",	 "html",
-					   "frame",	"iframe",  "main",    "aside",	 "figure"};
+	static const char *const para[] = {"p",     "h1",         "h2",  "h3", "h4", "h5", "h6",
+	                                   "table", "blockquote", "pre", "hr", "ul", "ol", "dl"};
+	static const char *const line[] = {
+	    "br",       "div",     "tr",      "li",       "dt",     "dd",     "center", "form",
+	    "option",   "address", "section", "article",  "header", "footer", "nav",    "caption",
+	    "fieldset", "legend",  "select",  "textarea", "tbody",  "thead",  "tfoot",  "body",
+	    "html",     "frame",   "iframe",  "main",     "aside",  "figure"};
 	for (size_t i = 0; i < sizeof(para) / sizeof(para[0]); i++)
 		if (!strcmp(para[i], name))
 			return 2;
@@ -331,7 +328,7 @@ static size_t tag(struct render *r, const char *s, size_t n, size_t i)
 	if (j >= n || !h_alpha((unsigned char)s[j])) {
 		if (end)
 			return skip_past_gt(s, n, j); /* "</3" and the like: a bogus comment */
-		put_text(r, "<", 1);		      /* "a < b" is text */
+		put_text(r, "<", 1);                  /* "a < b" is text */
 		return i + 1;
 	}
 	while (j < n && (h_alnum((unsigned char)s[j]) || s[j] == '-' || s[j] == ':')) {

@@ -76,7 +76,7 @@ Test(mime, nested_multipart_walks_every_part_in_document_order)
 	mime_t *mi = parse(m);
 	cr_assert_eq(mime_part_count(mi), 5);
 	const char *types[] = {"multipart/mixed", "multipart/alternative", "text/plain",
-			       "text/html", "application/pdf"};
+	                       "text/html", "application/pdf"};
 	unsigned depths[] = {0, 1, 2, 2, 1};
 	for (size_t i = 0; i < 5; i++) {
 		cr_assert_str_eq(mime_part(mi, i)->content_type, types[i]);
@@ -113,8 +113,8 @@ Test(mime, part_headers_are_kept_per_part)
 {
 	msg_t *m = load("nested.eml");
 	mime_t *mi = parse(m);
-	cr_assert_not_null(strstr(mime_part(mi, 2)->headers,
-				  "Content-Transfer-Encoding: quoted-printable\n"));
+	cr_assert_not_null(
+	    strstr(mime_part(mi, 2)->headers, "Content-Transfer-Encoding: quoted-printable\n"));
 	cr_assert_not_null(strstr(mime_part(mi, 0)->headers, "Subject: Quarterly report\n"));
 	cr_assert_null(strchr(mime_part(mi, 4)->headers, '\r'));
 	msg_free(m);
@@ -160,8 +160,8 @@ Test(mime, empty_message_parses)
 Test(mime, multipart_digest_parts_default_to_message_rfc822)
 {
 	const char raw[] = "Subject: digest\nContent-Type: multipart/digest; boundary=d\n\n"
-			   "--d\n\nSubject: one\n\nFirst digest body.\n"
-			   "--d--\n";
+	                   "--d\n\nSubject: one\n\nFirst digest body.\n"
+	                   "--d--\n";
 	msg_t *m = msg_from(raw, sizeof(raw) - 1);
 	mime_t *mi = parse(m);
 	cr_assert_eq(mime_part_count(mi), 3);
@@ -174,8 +174,8 @@ Test(mime, multipart_digest_parts_default_to_message_rfc822)
 Test(mime, crlf_line_ends_are_handled)
 {
 	const char raw[] = "Subject: crlf\r\nContent-Type: multipart/mixed; boundary=\"c\"\r\n\r\n"
-			   "--c\r\nContent-Type: text/plain\r\n\r\nline one\r\nline two\r\n"
-			   "--c--\r\n";
+	                   "--c\r\nContent-Type: text/plain\r\n\r\nline one\r\nline two\r\n"
+	                   "--c--\r\n";
 	msg_t *m = msg_from(raw, sizeof(raw) - 1);
 	mime_t *mi = parse(m);
 	cr_assert_eq(mime_part_count(mi), 2);
@@ -231,7 +231,7 @@ Test(mime, garbage_base64_is_decoded_tolerantly_and_flagged)
 Test(mime, clean_base64_is_not_flagged)
 {
 	const char raw[] = "Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\n"
-			   "SGVsbG8sIHdv\ncmxkIQ==\n";
+	                   "SGVsbG8sIHdv\ncmxkIQ==\n";
 	msg_t *m = msg_from(raw, sizeof(raw) - 1);
 	mime_t *mi = parse(m);
 	cr_assert_eq(mime_flags(mi), 0);
@@ -320,8 +320,9 @@ Test(mime, quoted_printable_soft_breaks_and_latin1)
 	const mime_part_t *p = mime_part(mi, 2);
 	cr_assert_str_eq(p->charset, "iso-8859-1");
 	cr_assert_str_eq(p->encoding, "quoted-printable");
-	cr_assert_str_eq(p->decoded, "Café crème for everyone, and a very long line that is wrapped "
-				     "with a soft break here.");
+	cr_assert_str_eq(p->decoded,
+	                 "Café crème for everyone, and a very long line that is wrapped "
+	                 "with a soft break here.");
 	msg_free(m);
 }
 
@@ -392,7 +393,8 @@ Test(mime, invalid_utf8_is_replaced_and_flagged)
 	msg_t *m = msg_from(raw, sizeof(raw) - 1);
 	mime_t *mi = parse(m);
 	cr_assert(mime_flags(mi) & MIME_F_BAD_CHARSET);
-	cr_assert_str_eq(mime_part(mi, 0)->decoded, "bad \xef\xbf\xbd\xef\xbf\xbd byte \xef\xbf\xbd\n");
+	cr_assert_str_eq(mime_part(mi, 0)->decoded,
+	                 "bad \xef\xbf\xbd\xef\xbf\xbd byte \xef\xbf\xbd\n");
 	msg_free(m);
 }
 
@@ -438,7 +440,7 @@ Test(mime, rfc2047_subject_joins_words_split_inside_a_character)
 	msg_t *m = load("subject2047.eml");
 	mime_t *mi = parse(m);
 	cr_assert_str_eq(mime_subject(mi),
-			 "Скидки только сегодня - Grüße aus München =?x-unknown-cs?Q?keep_me?=");
+	                 "Скидки только сегодня - Grüße aus München =?x-unknown-cs?Q?keep_me?=");
 	msg_free(m);
 }
 
@@ -448,7 +450,7 @@ Test(mime, body_view_starts_with_subject_and_a_blank_line)
 	mime_t *mi = parse(m);
 	const char *b = body(mi);
 	const char *want = "Скидки только сегодня - Grüße aus München "
-			   "=?x-unknown-cs?Q?keep_me?=\n\nBody line.\n";
+	                   "=?x-unknown-cs?Q?keep_me?=\n\nBody line.\n";
 	cr_assert_str_eq(b, want);
 	msg_free(m);
 }
@@ -462,7 +464,7 @@ Test(mime, decode_header_unfolds_and_decodes)
 	cr_assert_str_eq(mime_decode_header(a, "=?utf-8*en?Q?Hi?="), "Hi");
 	/* Not encoded words: kept as written. */
 	cr_assert_str_eq(mime_decode_header(a, "=?utf-8?x?abc?= and =? lone"),
-			 "=?utf-8?x?abc?= and =? lone");
+	                 "=?utf-8?x?abc?= and =? lone");
 	/* Decoded line breaks must not reach rules or added headers. */
 	cr_assert_str_eq(mime_decode_header(a, "=?utf-8?q?a=0D=0Ab?="), "a  b");
 	/* Raw 8-bit header text becomes UTF-8 too. */
@@ -482,8 +484,8 @@ Test(mime, rfc2231_filename_continuations_are_decoded)
 Test(mime, content_type_name_with_rfc2047_word_is_decoded)
 {
 	const char raw[] = "Content-Type: multipart/mixed; boundary=b\n\n--b\n"
-			   "Content-Type: application/octet-stream;\n"
-			   " name=\"=?UTF-8?B?0YTQsNC50LsuZXhl?=\"\n\nMZ\n--b--\n";
+	                   "Content-Type: application/octet-stream;\n"
+	                   " name=\"=?UTF-8?B?0YTQsNC50LsuZXhl?=\"\n\nMZ\n--b--\n";
 	msg_t *m = msg_from(raw, sizeof(raw) - 1);
 	mime_t *mi = parse(m);
 	cr_assert_str_eq(mime_part(mi, 1)->filename, "файл.exe");
@@ -493,9 +495,10 @@ Test(mime, content_type_name_with_rfc2047_word_is_decoded)
 
 Test(mime, quoted_parameters_with_escapes_and_semicolons)
 {
-	const char raw[] = "Content-Type: multipart/mixed; boundary=\"a;b \\\"c\\\"\"\n\n"
-			   "--a;b \"c\"\ncontent-type: TEXT/PLAIN; CHARSET=\"ISO-8859-1\"\n\nx\xe9\n"
-			   "--a;b \"c\"--\n";
+	const char raw[] =
+	    "Content-Type: multipart/mixed; boundary=\"a;b \\\"c\\\"\"\n\n"
+	    "--a;b \"c\"\ncontent-type: TEXT/PLAIN; CHARSET=\"ISO-8859-1\"\n\nx\xe9\n"
+	    "--a;b \"c\"--\n";
 	msg_t *m = msg_from(raw, sizeof(raw) - 1);
 	mime_t *mi = parse(m);
 	cr_assert_eq(mime_part_count(mi), 2);
@@ -592,7 +595,7 @@ Test(mime, text_urls_trimmed_lowercased_and_distinct)
 	cr_assert_str_eq(mime_uri(mi, 4), "mailto:Info@Mail.Example.ORG");
 	cr_assert_str_eq(mime_uri(mi, 5), "http://user:pw@Login.Example.CO.UK:8080/path?q=1#frag");
 	const char *doms[] = {"paren.example.com", "www.example.com",  "wiki.example.org",
-			      "files.example.net", "mail.example.org", "login.example.co.uk"};
+	                      "files.example.net", "mail.example.org", "login.example.co.uk"};
 	cr_assert_eq(mime_domain_count(mi), 6);
 	for (size_t i = 0; i < 6; i++)
 		cr_assert_str_eq(mime_domain(mi, i), doms[i]);
