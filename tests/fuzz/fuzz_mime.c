@@ -1,0 +1,109 @@
+/*
+ * fuzz_mime.c - libFuzzer target for the MIME module: any byte string is
+ * parsed as a raw message, every view and list is read back, and the
+ * module's promises are checked (NUL-terminated strings, UTF-8 views).
+ * Build and run with tests/fuzz/run.sh mime SECONDS.
+ */
+#include "config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "mime.h"
+#include "msg.h"
+
+/* Small limits so the fuzzer reaches the limit paths with small inputs. */
+#define FUZZ_MAX_DEPTH 8
+#define FUZZ_MAX_PARTS 64
+#define FUZZ_MAX_TEXT_BYTES (64 * 1024)
+#define FUZZ_MAX_HEADER_BYTES 4096
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_utf8(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	for (size_t i = 0; i < n;) {
+		unsigned c = p[i], k;
+		if (c < 0x80)
+			k = 1;
+		else if (c >= 0xc2 && c <= 0xdf)
+			k = 2;
+		else if (c >= 0xe0 && c <= 0xef)
+			k = 3;
+		else if (c >= 0xf0 && c <= 0xf4)
+			k = 4;
+		else
+			__builtin_trap();
+		if (i + k > n)
+			__builtin_trap();
+		for (unsigned j = 1; j < k; j++)
+			if ((p[i + j] & 0xc0) != 0x80)
+				__builtin_trap();
+		i += k;
+	}
+}
+
+/* Touches every byte so ASan sees an overrun, and checks the terminator. */
+static size_t touch(const char *s)
+{
+	return s ? strlen(s) : 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	mime_limits_t lim = {FUZZ_MAX_DEPTH, FUZZ_MAX_PARTS, FUZZ_MAX_TEXT_BYTES};
+	msg_t *m = msg_new(1 << 20);
+	msg_parse_raw(m, (const char *)data, size);
+	mime_t *mi = mime_parse(m, &lim);
+
+	size_t n;
+	const char *b = mime_body(mi, &n);
+	if (b[n] != '\0')
+		__builtin_trap();
+	check_utf8(b, n);
+	b = mime_rawbody(mi, &n);
+	if (b[n] != '\0')
+		__builtin_trap();
+	check_utf8(b, n);
+	check_utf8(mime_subject(mi), touch(mime_subject(mi)));
+	if (mime_part_count(mi) > FUZZ_MAX_PARTS)
+		__builtin_trap();
+	for (size_t i = 0; i < mime_part_count(mi); i++) {
+		const mime_part_t *p = mime_part(mi, i);
+		touch(p->content_type);
+		touch(p->charset);
+		touch(p->encoding);
+		touch(p->headers);
+		check_utf8(p->filename, touch(p->filename));
+		if (p->depth > FUZZ_MAX_DEPTH)
+			__builtin_trap();
+		if (p->decoded_len > 0)
+			(void)*(volatile const char *)&p->decoded[p->decoded_len - 1];
+		if (p->is_text) {
+			if (p->decoded[p->decoded_len] != '\0')
+				__builtin_trap();
+			check_utf8(p->decoded, p->decoded_len);
+		}
+	}
+	if (mime_uri_count(mi) > MIME_MAX_URIS || mime_domain_count(mi) > MIME_MAX_DOMAINS)
+		__builtin_trap();
+	for (size_t i = 0; i < mime_uri_count(mi); i++)
+		touch(mime_uri(mi, i));
+	for (size_t i = 0; i < mime_domain_count(mi); i++)
+		touch(mime_domain(mi, i));
+
+	/* The header decoder and the charset converter on raw input too. */
+	arena_t *a = msg_arena(m);
+	size_t hn = size < FUZZ_MAX_HEADER_BYTES ? size : FUZZ_MAX_HEADER_BYTES;
+	char *h = arena_strndup(a, (const char *)data, hn);
+	char *d = mime_decode_header(a, h);
+	check_utf8(d, touch(d));
+	const char *charsets[] = {"utf-8", "koi8-r", "shift_jis", "iso-2022-jp", "utf-16", "gb2312"};
+	char *u = mime_to_utf8(a, charsets[size % 6], (const char *)data, hn, &n);
+	if (u != NULL)
+		check_utf8(u, n);
+	msg_free(m);
+	return 0;
+}
