@@ -58,26 +58,26 @@
 
 #include "arena.h"
 
-#define MCLIENT_CHUNK_BYTES 65535		/* largest SMFIC_BODY payload */
+#define MCLIENT_CHUNK_BYTES      65535         /* largest SMFIC_BODY payload */
 #define MCLIENT_MAX_PACKET_BYTES (1024 * 1024) /* largest reply accepted (SMFIP_MDS_1M) */
-#define MCLIENT_MAX_MODS 10000			/* modifications per message */
-#define MCLIENT_MAX_PROGRESS 10000		/* progress replies per wait */
-#define MCLIENT_MAX_RCPTS 1000
+#define MCLIENT_MAX_MODS         10000         /* modifications per message */
+#define MCLIENT_MAX_PROGRESS     10000         /* progress replies per wait */
+#define MCLIENT_MAX_RCPTS        1000
 
 typedef struct mclient mclient_t;
 
 typedef struct mclient_opts {
-	long timeout_ms;	 /* per read or write; <= 0 means 10000 */
+	long timeout_ms;         /* per read or write; <= 0 means 10000 */
 	long connect_timeout_ms; /* <= 0 means timeout_ms */
 } mclient_opts_t;
 
 /* The SMTP session as the MTA saw it: sent with CONNECT and HELO. */
 typedef struct mclient_session {
-	const char *client_ip;	 /* "192.0.2.1", "2001:db8::1"; NULL: family unknown */
+	const char *client_ip;   /* "192.0.2.1", "2001:db8::1"; NULL: family unknown */
 	const char *client_name; /* reverse name; NULL: "unknown" */
-	unsigned client_port;	 /* 0 for a default */
-	const char *helo;	 /* NULL: no HELO sent */
-	const char *mta_name;	 /* macro j; NULL: "mx.sift.test" */
+	unsigned client_port;    /* 0 for a default */
+	const char *helo;        /* NULL: no HELO sent */
+	const char *mta_name;    /* macro j; NULL: "mx.sift.test" */
 } mclient_session_t;
 
 /* Where a transaction is cut short with SMFIC_ABORT (tests of clean-up). */
@@ -90,27 +90,27 @@ typedef enum {
 
 /* One transaction's envelope. */
 typedef struct mclient_env {
-	const char *queue_id;	 /* macro i; NULL: none sent */
-	const char *mail_from;	 /* without angle brackets; "" for the null sender */
+	const char *queue_id;  /* macro i; NULL: none sent */
+	const char *mail_from; /* without angle brackets; "" for the null sender */
 	const char *const *rcpts;
-	size_t nrcpts;		 /* at least 1 */
+	size_t nrcpts;           /* at least 1 */
 	const char *auth_authen; /* macro {auth_authen} when set */
 	mclient_abort_t abort_at;
 } mclient_env_t;
 
 typedef enum {
 	MCLIENT_ACCEPT = 0, /* accept or continue at the end */
-	MCLIENT_REJECT,	    /* reject, or a 5xx replycode */
+	MCLIENT_REJECT,     /* reject, or a 5xx replycode */
 	MCLIENT_TEMPFAIL,   /* tempfail, or a 4xx replycode */
 	MCLIENT_DISCARD,
-	MCLIENT_ABORTED,    /* the client aborted the transaction itself */
-	MCLIENT_CONN_FAIL,  /* the filter asked to drop the SMTP connection */
+	MCLIENT_ABORTED,   /* the client aborted the transaction itself */
+	MCLIENT_CONN_FAIL, /* the filter asked to drop the SMTP connection */
 } mclient_action_t;
 
 /* One modification request, in arrival order. */
 typedef struct mclient_mod {
-	char type;	   /* the SMFIR_* code: 'h' 'i' 'm' 'q' '+' '-' '2' 'e' 'b' */
-	unsigned index;	   /* 'i' and 'm': the header index the filter sent */
+	char type;         /* the SMFIR_* code: 'h' 'i' 'm' 'q' '+' '-' '2' 'e' 'b' */
+	unsigned index;    /* 'i' and 'm': the header index the filter sent */
 	const char *name;  /* header name, recipient, sender or quarantine reason */
 	const char *value; /* header value ("" deletes for 'm'), ESMTP args, body chunk */
 	size_t value_len;  /* for 'b' (may hold NULs) */
@@ -118,7 +118,7 @@ typedef struct mclient_mod {
 
 typedef struct mclient_result {
 	mclient_action_t action;
-	char stage;	   /* the SMFIC_* command that got the final reply, 0 if none */
+	char stage;        /* the SMFIC_* command that got the final reply, 0 if none */
 	const char *reply; /* "550 5.7.1 text" from SMFIR_REPLYCODE, else NULL */
 	bool quarantined;  /* an SMFIR_QUARANTINE was among the mods */
 	bool body_skipped; /* the filter answered SMFIR_SKIP to a body chunk */
@@ -142,12 +142,11 @@ unsigned long mclient_filter_protocol(const mclient_t *c);
  * connection here makes every later mclient_message() return that action
  * without sending anything (as an MTA would not consult it again).
  */
-int mclient_smtp_connect(mclient_t *c, const mclient_session_t *s, arena_t *a,
-			 mclient_result_t *r);
+int mclient_smtp_connect(mclient_t *c, const mclient_session_t *s, arena_t *a, mclient_result_t *r);
 
 /* One transaction; raw is the message as stored (LF or CRLF line ends). */
-int mclient_message(mclient_t *c, const mclient_env_t *env, const char *raw, size_t len,
-		    arena_t *a, mclient_result_t *r);
+int mclient_message(mclient_t *c, const mclient_env_t *env, const char *raw, size_t len, arena_t *a,
+                    mclient_result_t *r);
 
 /* Sends SMFIC_QUIT and closes. */
 void mclient_quit(mclient_t *c);

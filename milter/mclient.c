@@ -28,7 +28,7 @@
 #include <libmilter/mfdef.h>
 
 #define MC_DEFAULT_TIMEOUT_MS 10000
-#define MC_ERR_BYTES 256
+#define MC_ERR_BYTES          256
 /*
  * libmilter refuses packets above its MILTER_MAX_DATA_SIZE unless a larger
  * size was negotiated, so long header fields are cut to fit, as an MTA's
@@ -37,7 +37,7 @@
 #define MC_MAX_SEND_BYTES MILTER_MAX_DATA_SIZE
 
 /* What we offer: every action and every protocol step option. */
-#define MC_OFFER_ACTIONS SMFI_CURR_ACTS
+#define MC_OFFER_ACTIONS  SMFI_CURR_ACTS
 #define MC_OFFER_PROTOCOL SMFI_CURR_PROT
 
 struct mclient {
@@ -45,13 +45,13 @@ struct mclient {
 	long timeout_ms;
 	unsigned long f_actions;  /* what the filter may do */
 	unsigned long f_protocol; /* steps it skips or does not answer */
-	bool broken;		  /* an error made the stream unusable */
+	bool broken;              /* an error made the stream unusable */
 	/* A connection-level verdict (CONNECT or HELO) applies to every message. */
 	bool conn_final;
 	mclient_action_t conn_action;
 	char conn_stage;
 	const char *conn_reply; /* malloc'ed, freed at close */
-	unsigned char *wbuf;	/* the packet being built */
+	unsigned char *wbuf;    /* the packet being built */
 	size_t wlen, wcap;
 	bool woom;
 	unsigned char *rbuf; /* the last packet read */
@@ -87,18 +87,12 @@ const char *mclient_error(const mclient_t *c)
 const char *mclient_action_name(mclient_action_t a)
 {
 	switch (a) {
-	case MCLIENT_ACCEPT:
-		return "accept";
-	case MCLIENT_REJECT:
-		return "reject";
-	case MCLIENT_TEMPFAIL:
-		return "tempfail";
-	case MCLIENT_DISCARD:
-		return "discard";
-	case MCLIENT_ABORTED:
-		return "aborted";
-	case MCLIENT_CONN_FAIL:
-		return "conn_fail";
+	case MCLIENT_ACCEPT: return "accept";
+	case MCLIENT_REJECT: return "reject";
+	case MCLIENT_TEMPFAIL: return "tempfail";
+	case MCLIENT_DISCARD: return "discard";
+	case MCLIENT_ABORTED: return "aborted";
+	case MCLIENT_CONN_FAIL: return "conn_fail";
 	}
 	return "unknown";
 }
@@ -124,7 +118,7 @@ static int wait_fd(mclient_t *c, short events, double deadline, const char *what
 			fail(c, "timeout after %ld ms %s", c->timeout_ms, what);
 			return -1;
 		}
-		struct pollfd p = { .fd = c->fd, .events = events };
+		struct pollfd p = {.fd = c->fd, .events = events};
 		int n = poll(&p, 1, (int)(left + 1));
 		if (n > 0)
 			return 0;
@@ -332,7 +326,7 @@ static int connect_fd(mclient_t *c, const char *spec, long timeout_ms)
 		memcpy(port, rest, plen);
 		port[plen] = 0;
 		const char *host = at ? at + 1 : (family == AF_INET ? "127.0.0.1" : "::1");
-		struct addrinfo hints = { .ai_family = family, .ai_socktype = SOCK_STREAM };
+		struct addrinfo hints = {.ai_family = family, .ai_socktype = SOCK_STREAM};
 		struct addrinfo *ai = NULL;
 		int e = getaddrinfo(host, port, &hints, &ai);
 		if (e != 0 || ai == NULL) {
@@ -482,7 +476,7 @@ static void result_init(mclient_result_t *r)
 }
 
 static int add_mod(mclient_t *c, arena_t *a, mclient_result_t *r, size_t *cap,
-		   const mclient_mod_t *m)
+                   const mclient_mod_t *m)
 {
 	if (r->nmods >= MCLIENT_MAX_MODS) {
 		fail(c, "protocol error: more than %d modifications", MCLIENT_MAX_MODS);
@@ -515,9 +509,9 @@ static const char *take_str(const unsigned char *d, size_t n, size_t *off)
 
 /* A modification reply: checks it was negotiated and records it. */
 static int take_mod(mclient_t *c, char cmd, const unsigned char *d, size_t n, arena_t *a,
-		    mclient_result_t *r, size_t *cap)
+                    mclient_result_t *r, size_t *cap)
 {
-	mclient_mod_t m = { .type = cmd };
+	mclient_mod_t m = {.type = cmd};
 	unsigned long need = 0;
 	size_t off = 0;
 	const char *s1 = NULL, *s2 = NULL;
@@ -596,8 +590,7 @@ static int wait_reply(mclient_t *c, char stage, arena_t *a, mclient_result_t *r,
 		if (read_packet(c, &cmd, &d, &n) < 0)
 			return REPLY_ERROR;
 		switch (cmd) {
-		case SMFIR_CONTINUE:
-			return REPLY_CONTINUE;
+		case SMFIR_CONTINUE: return REPLY_CONTINUE;
 		case SMFIR_ACCEPT:
 			r->action = MCLIENT_ACCEPT;
 			r->stage = stage;
@@ -677,7 +670,7 @@ static int wait_reply(mclient_t *c, char stage, arena_t *a, mclient_result_t *r,
  * the filter negotiated not to give one (nr_flag).
  */
 static int send_stage(mclient_t *c, char stage, unsigned long nr_flag, arena_t *a,
-		      mclient_result_t *r, size_t *cap)
+                      mclient_result_t *r, size_t *cap)
 {
 	if (pk_send(c) < 0)
 		return REPLY_ERROR;
@@ -688,8 +681,7 @@ static int send_stage(mclient_t *c, char stage, unsigned long nr_flag, arena_t *
 
 /* ---------------------------------------------------------- CONNECT/HELO */
 
-int mclient_smtp_connect(mclient_t *c, const mclient_session_t *s, arena_t *a,
-			 mclient_result_t *r)
+int mclient_smtp_connect(mclient_t *c, const mclient_session_t *s, arena_t *a, mclient_result_t *r)
 {
 	size_t cap = 0;
 	char portbuf[16];
@@ -708,10 +700,22 @@ int mclient_smtp_connect(mclient_t *c, const mclient_session_t *s, arena_t *a,
 
 	int rc = REPLY_CONTINUE;
 	if (!(c->f_protocol & SMFIP_NOCONNECT)) {
-		const char *kv[] = { "j",	    mta,       "{daemon_name}", "sift-mclient",
-				     "{client_addr}", ip,	"{client_name}", name,
-				     "{client_ptr}",  name,	"{client_port}", portbuf,
-				     "_",	      underscore, NULL,		 NULL };
+		const char *kv[] = {"j",
+		                    mta,
+		                    "{daemon_name}",
+		                    "sift-mclient",
+		                    "{client_addr}",
+		                    ip,
+		                    "{client_name}",
+		                    name,
+		                    "{client_ptr}",
+		                    name,
+		                    "{client_port}",
+		                    portbuf,
+		                    "_",
+		                    underscore,
+		                    NULL,
+		                    NULL};
 		if (send_macros(c, SMFIC_CONNECT, kv) < 0)
 			return -1;
 		pk_begin(c, SMFIC_CONNECT);
@@ -810,7 +814,7 @@ static void pk_header(mclient_t *c, const struct raw_hdr *h)
 
 /* Splits off the header block: fills hdrs (arena), returns the body start. */
 static const char *split_headers(arena_t *a, const char *raw, size_t len, struct raw_hdr **out,
-				 size_t *nout)
+                                 size_t *nout)
 {
 	const char *p = raw, *end = raw + len;
 	size_t cap = 16, n = 0;
@@ -854,8 +858,8 @@ static const char *split_headers(arena_t *a, const char *raw, size_t len, struct
  * MCLIENT_CHUNK_BYTES. Returns REPLY_CONTINUE, REPLY_SKIP, REPLY_FINAL or
  * REPLY_ERROR.
  */
-static int send_body(mclient_t *c, const char *p, const char *end, arena_t *a,
-		     mclient_result_t *r, size_t *cap)
+static int send_body(mclient_t *c, const char *p, const char *end, arena_t *a, mclient_result_t *r,
+                     size_t *cap)
 {
 	char prev = 0;
 	if (c->f_protocol & SMFIP_NOBODY)
@@ -891,8 +895,8 @@ static int finish_early(mclient_t *c, mclient_result_t *r, double t0)
 	return send_simple(c, SMFIC_ABORT) < 0 ? -1 : 0;
 }
 
-int mclient_message(mclient_t *c, const mclient_env_t *env, const char *raw, size_t len,
-		    arena_t *a, mclient_result_t *r)
+int mclient_message(mclient_t *c, const mclient_env_t *env, const char *raw, size_t len, arena_t *a,
+                    mclient_result_t *r)
 {
 	size_t cap = 0;
 	double t0 = now_ms();
@@ -918,20 +922,20 @@ int mclient_message(mclient_t *c, const mclient_env_t *env, const char *raw, siz
 	/* MAIL */
 	if (!(c->f_protocol & SMFIP_NOMAIL)) {
 		const char *at = strrchr(from, '@');
-		const char *kv[] = { "i",
-				     env->queue_id,
-				     "{mail_addr}",
-				     from,
-				     "{mail_mailer}",
-				     "smtp",
-				     "{mail_host}",
-				     at ? at + 1 : NULL,
-				     "{auth_authen}",
-				     env->auth_authen,
-				     "{auth_type}",
-				     env->auth_authen ? "PLAIN" : NULL,
-				     NULL,
-				     NULL };
+		const char *kv[] = {"i",
+		                    env->queue_id,
+		                    "{mail_addr}",
+		                    from,
+		                    "{mail_mailer}",
+		                    "smtp",
+		                    "{mail_host}",
+		                    at ? at + 1 : NULL,
+		                    "{auth_authen}",
+		                    env->auth_authen,
+		                    "{auth_type}",
+		                    env->auth_authen ? "PLAIN" : NULL,
+		                    NULL,
+		                    NULL};
 		if (send_macros(c, SMFIC_MAIL, kv) < 0)
 			return -1;
 		pk_begin(c, SMFIC_MAIL);
@@ -949,10 +953,9 @@ int mclient_message(mclient_t *c, const mclient_env_t *env, const char *raw, siz
 		result_init(&last);
 		for (size_t i = 0; i < env->nrcpts; i++) {
 			const char *rc_at = strrchr(env->rcpts[i], '@');
-			const char *kv[] = { "{rcpt_addr}",  env->rcpts[i],
-					     "{rcpt_mailer}", "smtp",
-					     "{rcpt_host}",  rc_at ? rc_at + 1 : NULL,
-					     NULL,	     NULL };
+			const char *kv[] = {"{rcpt_addr}", env->rcpts[i], "{rcpt_mailer}",
+			                    "smtp",        "{rcpt_host}", rc_at ? rc_at + 1 : NULL,
+			                    NULL,          NULL};
 			if (send_macros(c, SMFIC_RCPT, kv) < 0)
 				return -1;
 			pk_begin(c, SMFIC_RCPT);
@@ -983,7 +986,7 @@ int mclient_message(mclient_t *c, const mclient_env_t *env, const char *raw, siz
 
 	/* DATA */
 	if (!(c->f_protocol & SMFIP_NODATA)) {
-		const char *kv[] = { "i", env->queue_id, NULL, NULL };
+		const char *kv[] = {"i", env->queue_id, NULL, NULL};
 		if (send_macros(c, SMFIC_DATA, kv) < 0)
 			return -1;
 		pk_begin(c, SMFIC_DATA);
@@ -1030,7 +1033,7 @@ int mclient_message(mclient_t *c, const mclient_env_t *env, const char *raw, siz
 
 	/* End of message: the modifications, then the final answer. */
 	{
-		const char *kv[] = { "i", env->queue_id, NULL, NULL };
+		const char *kv[] = {"i", env->queue_id, NULL, NULL};
 		if (send_macros(c, SMFIC_BODYEOB, kv) < 0)
 			return -1;
 	}

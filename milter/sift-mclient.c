@@ -22,9 +22,9 @@
 #include "arena.h"
 #include "mclient.h"
 
-#define MAX_DIR_DEPTH 16	  /* directory recursion when collecting files */
-#define MAX_RCPTS 64		  /* -r given more often is a usage error */
-#define MAX_THREADS 256
+#define MAX_DIR_DEPTH     16 /* directory recursion when collecting files */
+#define MAX_RCPTS         64 /* -r given more often is a usage error */
+#define MAX_THREADS       256
 #define ARENA_CHUNK_BYTES 65536
 
 struct file {
@@ -142,7 +142,7 @@ static int add_file(struct file_list *fl, const char *path)
 			return -1;
 		}
 	}
-	fl->v[fl->n++] = (struct file){ .path = strdup(path), .data = data, .len = len };
+	fl->v[fl->n++] = (struct file){.path = strdup(path), .data = data, .len = len};
 	return 0;
 }
 
@@ -214,31 +214,15 @@ static void put_mods(abuf_t *b, const mclient_result_t *r, bool headers_only)
 		first = false;
 		if (!headers_only) {
 			switch (m->type) {
-			case 'h':
-				abuf_puts(b, "add ");
-				break;
-			case 'i':
-				abuf_printf(b, "ins[%u] ", m->index);
-				break;
-			case 'm':
-				abuf_printf(b, "chg[%u] ", m->index);
-				break;
-			case 'q':
-				abuf_puts(b, "quarantine ");
-				break;
+			case 'h': abuf_puts(b, "add "); break;
+			case 'i': abuf_printf(b, "ins[%u] ", m->index); break;
+			case 'm': abuf_printf(b, "chg[%u] ", m->index); break;
+			case 'q': abuf_puts(b, "quarantine "); break;
 			case '+':
-			case '2':
-				abuf_puts(b, "addrcpt ");
-				break;
-			case '-':
-				abuf_puts(b, "delrcpt ");
-				break;
-			case 'e':
-				abuf_puts(b, "chgfrom ");
-				break;
-			case 'b':
-				abuf_printf(b, "replbody %zu bytes", m->value_len);
-				continue;
+			case '2': abuf_puts(b, "addrcpt "); break;
+			case '-': abuf_puts(b, "delrcpt "); break;
+			case 'e': abuf_puts(b, "chgfrom "); break;
+			case 'b': abuf_printf(b, "replbody %zu bytes", m->value_len); continue;
 			}
 		}
 		put_field(b, m->name);
@@ -261,7 +245,7 @@ static const char *outcome_name(const mclient_result_t *r)
 }
 
 static void report(struct run *run, arena_t *a, const char *path, const mclient_result_t *r,
-		   const char *error)
+                   const char *error)
 {
 	const struct options *o = run->o;
 	if (o->quiet)
@@ -308,10 +292,9 @@ static void *worker(void *arg)
 	struct run *run = arg;
 	const struct options *o = run->o;
 	arena_t *a = arena_new(ARENA_CHUNK_BYTES);
-	mclient_opts_t mo = { .timeout_ms = o->timeout_ms };
-	mclient_session_t sess = { .client_ip = o->client_ip,
-				   .client_name = o->client_name,
-				   .helo = o->helo };
+	mclient_opts_t mo = {.timeout_ms = o->timeout_ms};
+	mclient_session_t sess = {
+	    .client_ip = o->client_ip, .client_name = o->client_name, .helo = o->helo};
 	size_t job = atomic_fetch_add(&run->next_job, 1);
 
 	while (job < run->njobs) {
@@ -334,10 +317,10 @@ static void *worker(void *arg)
 		for (unsigned long k = 0; job < run->njobs && (o->per_conn == 0 || k < o->per_conn);
 		     k++) {
 			const struct file *f = &run->files[job % run->nfiles];
-			mclient_env_t env = { .mail_from = o->from,
-					      .rcpts = o->rcpts,
-					      .nrcpts = o->nrcpts,
-					      .auth_authen = o->auth };
+			mclient_env_t env = {.mail_from = o->from,
+			                     .rcpts = o->rcpts,
+			                     .nrcpts = o->nrcpts,
+			                     .auth_authen = o->auth};
 			arena_reset(a);
 			env.queue_id = arena_sprintf(a, "%s%08zX", o->qid_prefix, job);
 			/* The abort test: this transaction ends with SMFIC_ABORT. */
@@ -389,7 +372,7 @@ static double percentile(const double *v, size_t n, double p)
 static void summary(const struct run *run, double elapsed_ms)
 {
 	double *v = malloc((run->njobs + 1) * sizeof(*v));
-	size_t n = 0, count[MCLIENT_CONN_FAIL + 1] = { 0 }, quarantined = 0;
+	size_t n = 0, count[MCLIENT_CONN_FAIL + 1] = {0}, quarantined = 0;
 	for (size_t i = 0; i < run->njobs; i++) {
 		if (isnan(run->latency_ms[i]))
 			continue;
@@ -401,14 +384,14 @@ static void summary(const struct run *run, double elapsed_ms)
 	qsort(v, n, sizeof(*v), cmp_double);
 	double secs = elapsed_ms / 1e3;
 	fprintf(stderr,
-		"messages=%zu errors=%zu elapsed_s=%.3f msgs_per_s=%.1f "
-		"p50_ms=%.3f p95_ms=%.3f p99_ms=%.3f max_ms=%.3f "
-		"accept=%zu reject=%zu tempfail=%zu discard=%zu quarantine=%zu aborted=%zu\n",
-		n, atomic_load(&run->errors), secs, secs > 0 ? (double)n / secs : 0.0,
-		percentile(v, n, 50), percentile(v, n, 95), percentile(v, n, 99),
-		n ? v[n - 1] : NAN, count[MCLIENT_ACCEPT], count[MCLIENT_REJECT],
-		count[MCLIENT_TEMPFAIL], count[MCLIENT_DISCARD], quarantined,
-		count[MCLIENT_ABORTED]);
+	        "messages=%zu errors=%zu elapsed_s=%.3f msgs_per_s=%.1f "
+	        "p50_ms=%.3f p95_ms=%.3f p99_ms=%.3f max_ms=%.3f "
+	        "accept=%zu reject=%zu tempfail=%zu discard=%zu quarantine=%zu aborted=%zu\n",
+	        n, atomic_load(&run->errors), secs, secs > 0 ? (double)n / secs : 0.0,
+	        percentile(v, n, 50), percentile(v, n, 95), percentile(v, n, 99),
+	        n ? v[n - 1] : NAN, count[MCLIENT_ACCEPT], count[MCLIENT_REJECT],
+	        count[MCLIENT_TEMPFAIL], count[MCLIENT_DISCARD], quarantined,
+	        count[MCLIENT_ABORTED]);
 	free(v);
 }
 
@@ -427,29 +410,27 @@ static bool parse_ulong(const char *s, unsigned long max, unsigned long *out)
 
 int main(int argc, char **argv)
 {
-	struct options o = { .threads = 1,
-			     .repeat = 1,
-			     .per_conn = 1,
-			     .client_ip = "127.0.0.1",
-			     .helo = "client.sift.test",
-			     .from = "sender@sift.test",
-			     .qid_prefix = "MC",
-			     .timeout_ms = 10000 };
+	struct options o = {.threads = 1,
+	                    .repeat = 1,
+	                    .per_conn = 1,
+	                    .client_ip = "127.0.0.1",
+	                    .helo = "client.sift.test",
+	                    .from = "sender@sift.test",
+	                    .qid_prefix = "MC",
+	                    .timeout_ms = 10000};
 	enum { OPT_PER_CONN = 256, OPT_TSV, OPT_ABORT_FIRST };
 	static const struct option longopts[] = {
-		{ "per-conn", required_argument, NULL, OPT_PER_CONN },
-		{ "tsv", no_argument, NULL, OPT_TSV },
-		{ "abort-first", no_argument, NULL, OPT_ABORT_FIRST },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"per-conn", required_argument, NULL, OPT_PER_CONN},
+	    {"tsv", no_argument, NULL, OPT_TSV},
+	    {"abort-first", no_argument, NULL, OPT_ABORT_FIRST},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int ch;
 	unsigned long ul;
 	while ((ch = getopt_long(argc, argv, "s:j:n:i:N:H:f:r:a:t:e:Q:qh", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 's':
-			o.socket = optarg;
-			break;
+		case 's': o.socket = optarg; break;
 		case 'j':
 			if (!parse_ulong(optarg, MAX_THREADS, &ul) || ul == 0)
 				goto bad;
@@ -460,56 +441,33 @@ int main(int argc, char **argv)
 				goto bad;
 			o.repeat = ul;
 			break;
-		case 'i':
-			o.client_ip = strcmp(optarg, "unknown") == 0 ? NULL : optarg;
-			break;
-		case 'N':
-			o.client_name = optarg;
-			break;
-		case 'H':
-			o.helo = optarg;
-			break;
-		case 'f':
-			o.from = optarg;
-			break;
+		case 'i': o.client_ip = strcmp(optarg, "unknown") == 0 ? NULL : optarg; break;
+		case 'N': o.client_name = optarg; break;
+		case 'H': o.helo = optarg; break;
+		case 'f': o.from = optarg; break;
 		case 'r':
 			if (o.nrcpts == MAX_RCPTS)
 				goto bad;
 			o.rcpts[o.nrcpts++] = optarg;
 			break;
-		case 'a':
-			o.auth = optarg;
-			break;
+		case 'a': o.auth = optarg; break;
 		case 't':
 			if (!parse_ulong(optarg, 3600000, &ul) || ul == 0)
 				goto bad;
 			o.timeout_ms = (long)ul;
 			break;
-		case 'e':
-			o.ext = optarg;
-			break;
-		case 'Q':
-			o.qid_prefix = optarg;
-			break;
-		case 'q':
-			o.quiet = true;
-			break;
+		case 'e': o.ext = optarg; break;
+		case 'Q': o.qid_prefix = optarg; break;
+		case 'q': o.quiet = true; break;
 		case OPT_PER_CONN:
 			if (!parse_ulong(optarg, 1000000000, &ul))
 				goto bad;
 			o.per_conn = ul;
 			break;
-		case OPT_TSV:
-			o.tsv = true;
-			break;
-		case OPT_ABORT_FIRST:
-			o.abort_first = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			goto bad;
+		case OPT_TSV: o.tsv = true; break;
+		case OPT_ABORT_FIRST: o.abort_first = true; break;
+		case 'h': usage(stdout); return 0;
+		default: goto bad;
 		}
 	}
 	if (o.socket == NULL || optind == argc)
@@ -518,11 +476,11 @@ int main(int argc, char **argv)
 		o.rcpts[o.nrcpts++] = "rcpt@sift.test";
 	if (o.client_name == NULL)
 		o.client_name = (o.client_ip && (strcmp(o.client_ip, "127.0.0.1") == 0 ||
-						 strcmp(o.client_ip, "::1") == 0))
-					? "localhost"
-					: "unknown";
+		                                 strcmp(o.client_ip, "::1") == 0))
+		                    ? "localhost"
+		                    : "unknown";
 
-	struct file_list fl = { 0 };
+	struct file_list fl = {0};
 	for (int i = optind; i < argc; i++)
 		if (collect(&fl, argv[i], o.ext, 0) < 0)
 			return 1;
@@ -531,7 +489,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	struct run run = { .o = &o, .files = fl.v, .nfiles = fl.n };
+	struct run run = {.o = &o, .files = fl.v, .nfiles = fl.n};
 	run.njobs = fl.n * o.repeat;
 	run.latency_ms = calloc(run.njobs, sizeof(*run.latency_ms));
 	run.action = calloc(run.njobs, sizeof(*run.action));

@@ -6,11 +6,13 @@
  * what it received in added headers, reject, quarantine, delete a header,
  * or negotiate "no reply" for every stage.
  *
- * usage: null-milter -p SOCKET [-c] [-r] [-q] [-d] [-n] [-s] [-t TIMEOUT_S]
+ * usage: null-milter -p SOCKET [-c] [-r] [-q] [-d] [-g|-n] [-s] [-t TIMEOUT_S]
  *   -c  add X-Null-* headers counting what was received
  *   -r  reject every message at end of message with "550 5.7.1 null says no"
  *   -q  quarantine every message
  *   -d  delete the first Subject header (chgheader with no value)
+ *   -g  negotiate what sift-milter's glue does: no replies to headers and
+ *       body chunks (SMFIP_NR_HDR, SMFIP_NR_BODY), the fair baseline
  *   -n  negotiate SMFIP_NR_* (no replies before end of message)
  *   -s  answer the first body chunk with SMFIS_SKIP
  */
@@ -25,14 +27,14 @@
 
 /* Set once in main() before smfi_main() starts threads, then only read. */
 static struct {
-	bool count, reject, quarantine, del_subject, no_reply, skip;
+	bool count, reject, quarantine, del_subject, no_reply, glue_like, skip;
 } opt;
 
 /* Per SMTP connection (libmilter private data). */
 struct conn {
 	unsigned messages; /* ends of message seen */
 	unsigned aborts;
-	unsigned headers;  /* in the current message */
+	unsigned headers; /* in the current message */
 	unsigned long body_bytes;
 	unsigned chunks;
 	unsigned rcpts;
@@ -47,6 +49,12 @@ static sfsistat stage_ok(void)
 	return opt.no_reply ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
+/* Headers and body chunks: no reply under -n and -g. */
+static sfsistat content_ok(void)
+{
+	return (opt.no_reply || opt.glue_like) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
+
 static void reset_msg(struct conn *c)
 {
 	c->headers = 0;
@@ -58,15 +66,17 @@ static void reset_msg(struct conn *c)
 }
 
 static sfsistat nm_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
-			     unsigned long f3, unsigned long *pf0, unsigned long *pf1,
-			     unsigned long *pf2, unsigned long *pf3)
+                             unsigned long f3, unsigned long *pf0, unsigned long *pf1,
+                             unsigned long *pf2, unsigned long *pf3)
 {
 	*pf0 = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE;
 	*pf1 = 0;
 	if (opt.no_reply)
 		*pf1 |= f1 & (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT |
-			      SMFIP_NR_DATA | SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY |
-			      SMFIP_NR_UNKN);
+		              SMFIP_NR_DATA | SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY |
+		              SMFIP_NR_UNKN);
+	if (opt.glue_like)
+		*pf1 |= f1 & (SMFIP_NOUNKNOWN | SMFIP_NR_HDR | SMFIP_NR_BODY);
 	if (opt.skip)
 		*pf1 |= f1 & SMFIP_SKIP;
 	*pf2 = 0;
@@ -118,7 +128,7 @@ static sfsistat nm_header(SMFICTX *ctx, char *name, char *value)
 {
 	struct conn *c = smfi_getpriv(ctx);
 	c->headers++;
-	return stage_ok();
+	return content_ok();
 }
 
 static sfsistat nm_eoh(SMFICTX *ctx)
@@ -133,7 +143,7 @@ static sfsistat nm_body(SMFICTX *ctx, unsigned char *p, size_t n)
 	c->chunks++;
 	if (opt.skip)
 		return SMFIS_SKIP;
-	return stage_ok();
+	return content_ok();
 }
 
 static sfsistat nm_eom(SMFICTX *ctx)
@@ -143,11 +153,11 @@ static sfsistat nm_eom(SMFICTX *ctx)
 	if (opt.count) {
 		char buf[1024];
 		snprintf(buf, sizeof(buf),
-			 "messages=%u aborts=%u headers=%u body=%lu chunks=%u rcpts=%u", c->messages,
-			 c->aborts, c->headers, c->body_bytes, c->chunks, c->rcpts);
+		         "messages=%u aborts=%u headers=%u body=%lu chunks=%u rcpts=%u",
+		         c->messages, c->aborts, c->headers, c->body_bytes, c->chunks, c->rcpts);
 		smfi_addheader(ctx, "X-Null-Count", buf);
 		snprintf(buf, sizeof(buf), "from=%s qid=%s client=%s helo=%s", c->from, c->qid,
-			 c->client, c->helo);
+		         c->client, c->helo);
 		smfi_addheader(ctx, "X-Null-Env", buf);
 	}
 	if (opt.del_subject)
@@ -181,34 +191,20 @@ int main(int argc, char **argv)
 	const char *sock = NULL;
 	int timeout_s = 30;
 	int ch;
-	while ((ch = getopt(argc, argv, "p:crqdnst:")) != -1) {
+	while ((ch = getopt(argc, argv, "p:crqdgnst:")) != -1) {
 		switch (ch) {
-		case 'p':
-			sock = optarg;
-			break;
-		case 'c':
-			opt.count = true;
-			break;
-		case 'r':
-			opt.reject = true;
-			break;
-		case 'q':
-			opt.quarantine = true;
-			break;
-		case 'd':
-			opt.del_subject = true;
-			break;
-		case 'n':
-			opt.no_reply = true;
-			break;
-		case 's':
-			opt.skip = true;
-			break;
-		case 't':
-			timeout_s = atoi(optarg);
-			break;
+		case 'p': sock = optarg; break;
+		case 'c': opt.count = true; break;
+		case 'r': opt.reject = true; break;
+		case 'q': opt.quarantine = true; break;
+		case 'd': opt.del_subject = true; break;
+		case 'g': opt.glue_like = true; break;
+		case 'n': opt.no_reply = true; break;
+		case 's': opt.skip = true; break;
+		case 't': timeout_s = atoi(optarg); break;
 		default:
-			fputs("usage: null-milter -p SOCKET [-c] [-r] [-q] [-d] [-n] [-s] [-t SECONDS]\n",
+			fputs("usage: null-milter -p SOCKET [-c] [-r] [-q] [-d] [-g|-n] [-s] [-t "
+			      "SECONDS]\n",
 			      stderr);
 			return 2;
 		}
@@ -218,21 +214,21 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	struct smfiDesc desc = {
-		.xxfi_name = "null-milter",
-		.xxfi_version = SMFI_VERSION,
-		.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE,
-		.xxfi_connect = nm_connect,
-		.xxfi_helo = nm_helo,
-		.xxfi_envfrom = nm_envfrom,
-		.xxfi_envrcpt = nm_envrcpt,
-		.xxfi_header = nm_header,
-		.xxfi_eoh = nm_eoh,
-		.xxfi_body = nm_body,
-		.xxfi_eom = nm_eom,
-		.xxfi_abort = nm_abort,
-		.xxfi_close = nm_close,
-		.xxfi_data = nm_data,
-		.xxfi_negotiate = nm_negotiate,
+	    .xxfi_name = "null-milter",
+	    .xxfi_version = SMFI_VERSION,
+	    .xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE,
+	    .xxfi_connect = nm_connect,
+	    .xxfi_helo = nm_helo,
+	    .xxfi_envfrom = nm_envfrom,
+	    .xxfi_envrcpt = nm_envrcpt,
+	    .xxfi_header = nm_header,
+	    .xxfi_eoh = nm_eoh,
+	    .xxfi_body = nm_body,
+	    .xxfi_eom = nm_eom,
+	    .xxfi_abort = nm_abort,
+	    .xxfi_close = nm_close,
+	    .xxfi_data = nm_data,
+	    .xxfi_negotiate = nm_negotiate,
 	};
 	if (strncmp(sock, "unix:", 5) == 0)
 		unlink(sock + 5);

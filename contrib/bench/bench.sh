@@ -1,0 +1,147 @@
+#!/bin/sh
+# bench.sh - throughput, latency, server CPU and memory of sift-milter (or,
+# with --baseline, of a libmilter filter that does nothing) over a corpus,
+# driven through the milter protocol by sift-mclient. See README.
+#
+# usage: bench.sh [--baseline] CORPUS_DIR [CONCURRENCY] [REPEAT]
+# env:   SIFT_BUILDDIR  build directory holding sift-milter, sift-mclient and
+#                       contrib/bench/null-milter (default: the current
+#                       directory if ./sift-milter exists)
+#        BENCH_CONF     extra configuration lines appended to the daemon's
+#                       config (a file), e.g. to point bayes_db at a trained store
+#        BENCH_WARMUP   messages sent before measuring (default 200)
+#        BENCH_PER_CONN messages per milter connection (default 1, as Postfix)
+set -u
+
+baseline=no
+if [ "${1:-}" = "--baseline" ]; then
+	baseline=yes
+	shift
+fi
+if [ $# -lt 1 ] || [ ! -d "$1" ]; then
+	echo "usage: $0 [--baseline] CORPUS_DIR [CONCURRENCY] [REPEAT]" >&2
+	exit 2
+fi
+corpus=$1
+conc=${2:-4}
+repeat=${3:-1}
+warmup=${BENCH_WARMUP:-200}
+per_conn=${BENCH_PER_CONN:-1}
+here=$(cd "$(dirname "$0")" && pwd)
+srcdir=$(cd "$here/../.." && pwd)
+
+if [ -n "${SIFT_BUILDDIR:-}" ]; then
+	b=$SIFT_BUILDDIR
+elif [ -x ./sift-milter ]; then
+	b=.
+else
+	echo "bench.sh: set SIFT_BUILDDIR to a build directory (sift-milter not in .)" >&2
+	exit 2
+fi
+b=$(cd "$b" && pwd)
+mclient=$b/sift-mclient
+if [ "$baseline" = yes ]; then
+	server=$b/contrib/bench/null-milter
+else
+	server=$b/sift-milter
+fi
+for p in "$mclient" "$server"; do
+	[ -x "$p" ] || { echo "bench.sh: $p not built (make in $b)" >&2; exit 2; }
+done
+
+t=$(mktemp -d "${TMPDIR:-/tmp}/sift-bench.XXXXXX")
+pid=""
+cleanup() {
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		kill "$pid"
+		i=0
+		while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		kill -9 "$pid" 2>/dev/null
+	fi
+	rm -rf "$t"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+sock=$t/s
+# The shipped defaults, except what a throw-away run must change: the
+# rules come from the source tree (nothing is installed), logs go to a file.
+{
+	echo "log = stderr"
+	echo "rules = $srcdir/rules"
+	[ -n "${BENCH_CONF:-}" ] && cat "$BENCH_CONF"
+} >"$t/sift.conf"
+
+if [ "$baseline" = yes ]; then
+	# -g: the same protocol options as sift-milter's glue (no replies to
+	# headers and body chunks), so the difference is sift's own work.
+	"$server" -g -p "unix:$sock" 2>"$t/server.log" &
+else
+	"$server" -f -c "$t/sift.conf" -d "$t/state" -p "unix:$sock" 2>"$t/server.log" &
+fi
+pid=$!
+i=0
+while [ ! -S "$sock" ] && [ $i -lt 300 ]; do
+	kill -0 "$pid" 2>/dev/null || break
+	sleep 0.1
+	i=$((i + 1))
+done
+if [ ! -S "$sock" ]; then
+	echo "bench.sh: server did not start within 30 s:" >&2
+	cat "$t/server.log" >&2
+	exit 1
+fi
+
+# utime + stime of the server in clock ticks (fields 14, 15 after "(comm)").
+cpu_ticks() {
+	sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }'
+}
+
+find "$corpus" -name '*.eml' -type f | sort >"$t/all"
+total=$(wc -l <"$t/all")
+if [ "$total" -eq 0 ]; then
+	echo "bench.sh: no *.eml under $corpus" >&2
+	exit 2
+fi
+# Warm-up: page cache, rule JIT, allocator, first-use paths.
+if [ "$warmup" -gt 0 ]; then
+	mkdir "$t/warm"
+	head -n "$warmup" "$t/all" | while read -r f; do
+		ln -s "$f" "$t/warm/$(basename "$f")"
+	done
+	"$mclient" -s "unix:$sock" -j "$conc" -q -e .eml "$t/warm" 2>"$t/warm.sum" ||
+		{ echo "bench.sh: warm-up failed:" >&2; cat "$t/warm.sum" >&2; exit 1; }
+fi
+
+hz=$(getconf CLK_TCK)
+cpu0=$(cpu_ticks)
+"$mclient" -s "unix:$sock" -j "$conc" -n "$repeat" --per-conn "$per_conn" -q -e .eml \
+	"$corpus" 2>"$t/run.sum"
+rc=$?
+cpu1=$(cpu_ticks)
+hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+sum=$(tail -1 "$t/run.sum")
+
+get() { printf '%s\n' "$sum" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+msgs=$(get messages)
+errors=$(get errors)
+echo "server:           $(basename "$server")$([ "$baseline" = yes ] && echo " (baseline)")"
+echo "corpus:           $corpus ($total files x $repeat, concurrency $conc, $per_conn per connection)"
+echo "messages:         $msgs (errors $errors)"
+echo "elapsed:          $(get elapsed_s) s"
+echo "msgs/s:           $(get msgs_per_s)"
+awk -v c0="$cpu0" -v c1="$cpu1" -v hz="$hz" -v n="$msgs" 'BEGIN {
+	ms = (c1 - c0) * 1000 / hz
+	printf "server CPU:       %.0f ms total, %.3f ms per message\n", ms, n ? ms / n : 0 }'
+echo "latency p50/p95/p99: $(get p50_ms) / $(get p95_ms) / $(get p99_ms) ms (max $(get max_ms))"
+echo "peak RSS (VmHWM): $((hwm / 1024)) MiB"
+echo "actions:          accept $(get accept), reject $(get reject), tempfail $(get tempfail), quarantine $(get quarantine)"
+if [ "$rc" -ne 0 ]; then
+	echo "bench.sh: sift-mclient reported errors:" >&2
+	head -5 "$t/run.sum" >&2
+	exit 1
+fi
+exit 0
