@@ -1195,16 +1195,21 @@ struct agg {
 	const char *desc;
 };
 
-/* Keeps the highest score per hit name (one listing counts once). */
-static void agg_add(struct agg *v, size_t *n, size_t cap, const char *name, double score,
-		    const char *desc, const char *detail)
+/*
+ * Keeps the highest score per hit name (a listing counts once, however
+ * many names of the message are listed), with every listing's detail.
+ */
+static void agg_add(arena_t *ar, struct agg *v, size_t *n, size_t cap, const char *name,
+		    double score, const char *desc, const char *detail)
 {
 	for (size_t i = 0; i < *n; i++)
 		if (strcmp(v[i].name, name) == 0) {
 			if (fabs(score) > fabs(v[i].score)) {
 				v[i].score = score;
-				v[i].detail = detail;
 				v[i].desc = desc;
+				v[i].detail = arena_sprintf(ar, "%s; %s", detail, v[i].detail);
+			} else {
+				v[i].detail = arena_sprintf(ar, "%s; %s", v[i].detail, detail);
 			}
 			return;
 		}
@@ -1282,7 +1287,7 @@ static void judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_scor
 				    k->q ? k->qname : k->subject, ct, src,
 				    a.has_txt ? " txt=\"" : "", a.has_txt ? a.txt : "",
 				    a.has_txt ? "\"" : "");
-				agg_add(agg, nagg, cap, name, cr->score, desc, detail);
+				agg_add(ar, agg, nagg, cap, name, cr->score, desc, detail);
 			}
 		}
 		if (listed)
