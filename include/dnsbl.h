@@ -95,15 +95,15 @@ dnsbl_t *dnsbl_load(conf_t *c, dnsbl_t *prev, const ev_env_t *env, diag_t *d);
 void dnsbl_release(dnsbl_t *d);
 
 typedef struct dnsbl_stats {
-	uint64_t lookups;	 /* list lookups asked for, all sources */
-	uint64_t dns_queries;	 /* queries sent to the nameservers */
-	uint64_t cache_hits;	 /* lookups answered from the cache */
-	uint64_t file_lookups;	 /* lookups answered from a local list file */
-	uint64_t listed;	 /* lookups that found a listing */
-	uint64_t error_answers;	 /* "query refused"-style answers */
-	uint64_t late;		 /* not answered by a message's deadline */
-	uint64_t dns_failures;	 /* SERVFAIL, REFUSED, timeouts inside c-ares */
-	uint64_t probes;	 /* test-entry probes sent */
+	uint64_t lookups;        /* list lookups asked for, all sources */
+	uint64_t dns_queries;    /* queries sent to the nameservers */
+	uint64_t cache_hits;     /* lookups answered from the cache */
+	uint64_t file_lookups;   /* lookups answered from a local list file */
+	uint64_t listed;         /* lookups that found a listing */
+	uint64_t error_answers;  /* "query refused"-style answers */
+	uint64_t late;           /* not answered by a message's deadline */
+	uint64_t dns_failures;   /* SERVFAIL, REFUSED, timeouts inside c-ares */
+	uint64_t probes;         /* test-entry probes sent */
 	uint64_t probe_failures; /* probes whose answers were wrong */
 	uint64_t cache_entries;
 	uint64_t cache_bytes;
@@ -159,6 +159,6 @@ size_t dnsbl_file_entries(dnsbl_file_t *f, unsigned *generation);
  * "$" expanded, in txt (may be NULL); 0 when not listed.
  */
 int dnsbl_file_lookup(dnsbl_file_t *f, const char *key, uint32_t *code, char *txt,
-		      size_t txt_bytes);
+                      size_t txt_bytes);
 
 #endif

@@ -23,13 +23,13 @@
 
 #define DNSBL_MAX_NAME_BYTES 64
 /* Error answers are logged loudly, but at most this many per list and window. */
-#define ERROR_LOG_BURST 3
+#define ERROR_LOG_BURST    3
 #define ERROR_LOG_WINDOW_S 60
 /* A switched-off list is probed again at least this often. */
 #define DISABLED_PROBE_MAX_MS 60000L
 /* Received: fields walked looking for the first untrusted hop. */
 #define RECEIVED_MAX_HOPS 20
-#define WHAT_MAX_BYTES 64
+#define WHAT_MAX_BYTES    64
 
 enum list_kind { KIND_IP, KIND_DOMAIN, KIND_URI };
 static const char *const kind_names[] = {"ip", "domain", "uri", NULL};
@@ -89,7 +89,7 @@ struct dnsbl {
 	bool skip_private;
 	long probe_interval_ms;
 	long max_uri_domains;
-	unsigned kinds; /* bit per list_kind present */
+	unsigned kinds;       /* bit per list_kind present */
 	size_t max_hit_names; /* distinct hit names the lists can produce */
 	/* statistics, atomic */
 	uint64_t n_lookups, n_file, n_listed, n_errors, n_late, n_probes, n_probe_failures;
@@ -105,10 +105,10 @@ struct lookup {
 	size_t list;
 	char subject[DNSBL_QNAME_MAX_BYTES]; /* the address or domain asked about */
 	char qname[DNSBL_QNAME_MAX_BYTES];
-	char what[WHAT_MAX_BYTES];	      /* "client", "helo", "mail from", ... */
-	dnsbl_query_t *q;		      /* DNS, or NULL when answered locally */
-	dnsbl_answer_t local;		      /* the file's answer */
-	bool skipped;			      /* list switched off by its probe */
+	char what[WHAT_MAX_BYTES]; /* "client", "helo", "mail from", ... */
+	dnsbl_query_t *q;          /* DNS, or NULL when answered locally */
+	dnsbl_answer_t local;      /* the file's answer */
+	bool skipped;              /* list switched off by its probe */
 };
 
 struct lookup_set {
@@ -121,7 +121,7 @@ struct dnsbl_conn {
 	dnsbl_t *d;
 	char ip[INET6_ADDRSTRLEN];
 	bool have_ip;
-	bool allowed;	     /* allowlisted or private: no lookups at all */
+	bool allowed;        /* allowlisted or private: no lookups at all */
 	bool trusted_client; /* a trusted relay: check its first untrusted hop */
 	struct lookup_set conn_set;
 	struct lookup_set msg_set;
@@ -324,9 +324,17 @@ static bool in_cidrs(const struct cidr *v, size_t n, const uint8_t a[16])
 
 static bool is_private(const uint8_t a[16], bool v4)
 {
-	static const char *const nets[] = {
-	    "0.0.0.0/8",   "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-	    "172.16.0.0/12", "192.168.0.0/16", "::/127", "fc00::/7", "fe80::/10", NULL};
+	static const char *const nets[] = {"0.0.0.0/8",
+	                                   "10.0.0.0/8",
+	                                   "100.64.0.0/10",
+	                                   "127.0.0.0/8",
+	                                   "169.254.0.0/16",
+	                                   "172.16.0.0/12",
+	                                   "192.168.0.0/16",
+	                                   "::/127",
+	                                   "fc00::/7",
+	                                   "fe80::/10",
+	                                   NULL};
 	(void)v4;
 	for (int i = 0; nets[i]; i++) {
 		struct cidr c;
@@ -414,7 +422,7 @@ static bool valid_test_entry(const struct dlist *l, const char *v)
 
 /* Parses one "dnsbl_list" value into l; errors go to d at file:line. */
 static int parse_list(const char *value, const char *file, unsigned line, long check_ms,
-		      struct dlist *l, diag_t *d)
+                      struct dlist *l, diag_t *d)
 {
 	char *copy = xstrdup(value);
 	char *save = NULL;
@@ -423,8 +431,9 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 	for (int i = 0; i < 3; i++) {
 		tok[i] = strtok_r(i == 0 ? copy : NULL, " \t", &save);
 		if (tok[i] == NULL) {
-			diag_error(d, file, line,
-				   "dnsbl_list: expected \"NAME ip|domain|uri ZONE CODE=SCORE...\"");
+			diag_error(
+			    d, file, line,
+			    "dnsbl_list: expected \"NAME ip|domain|uri ZONE CODE=SCORE...\"");
 			goto out;
 		}
 	}
@@ -439,7 +448,7 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 			l->kind = k;
 	if (l->kind < 0) {
 		diag_error(d, file, line, "dnsbl_list %s: kind \"%s\" is not ip, domain or uri",
-			   l->name, tok[1]);
+		           l->name, tok[1]);
 		goto out;
 	}
 	size_t zl = strlen(tok[2]);
@@ -462,7 +471,7 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 		char *eq = strchr(t, '=');
 		if (eq == NULL) {
 			diag_error(d, file, line, "dnsbl_list %s: \"%s\" is not KEY=VALUE", l->name,
-				   t);
+			           t);
 			bad++;
 			continue;
 		}
@@ -537,16 +546,16 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 				l->file_path = xstrdup(v);
 		} else {
 			diag_error(d, file, line, "dnsbl_list %s: unknown attribute \"%s\"",
-				   l->name, t);
+			           l->name, t);
 			bad++;
 			continue;
 		}
 		if (!ok) {
 			diag_error(d, file, line, "dnsbl_list %s: bad %s=%s%s", l->name, t, v,
-				   (strcmp(t, "check") == 0 && l->kind != KIND_DOMAIN) ||
-					   (saw_ipv6 && l->kind != KIND_IP && t[0] == 'i')
-				       ? " (not for this kind of list)"
-				       : "");
+			           (strcmp(t, "check") == 0 && l->kind != KIND_DOMAIN) ||
+			                   (saw_ipv6 && l->kind != KIND_IP && t[0] == 'i')
+			               ? " (not for this kind of list)"
+			               : "");
 			bad++;
 		}
 	}
@@ -555,16 +564,16 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 		goto out;
 	if (l->ncodes == 0) {
 		diag_error(d, file, line,
-			   "dnsbl_list %s: no return codes (e.g. 127.0.0.2=3 or any=1)", l->name);
+		           "dnsbl_list %s: no return codes (e.g. 127.0.0.2=3 or any=1)", l->name);
 		goto out;
 	}
 	if (l->file_path) {
 		l->file = dnsbl_file_open(l->file_path,
-					  l->kind == KIND_IP ? DNSBL_FILE_IP4SET : DNSBL_FILE_DNSET,
-					  check_ms, d);
+		                          l->kind == KIND_IP ? DNSBL_FILE_IP4SET : DNSBL_FILE_DNSET,
+		                          check_ms, d);
 		if (l->file == NULL) {
 			diag_error(d, file, line, "dnsbl_list %s: cannot load %s", l->name,
-				   l->file_path);
+			           l->file_path);
 			goto out;
 		}
 	}
@@ -611,7 +620,7 @@ static bool parse_nameserver(const char *v, char *csv, size_t n)
 		return false;
 	size_t len = strlen(csv);
 	int w = snprintf(csv + len, n - len, "%s%s%s%s:%ld", len ? "," : "", v6 ? "[" : "", host,
-			 v6 ? "]" : "", p);
+	                 v6 ? "]" : "", p);
 	return w > 0 && (size_t)w < n - len;
 }
 
@@ -628,7 +637,7 @@ static void read_cidrs(conf_t *c, const char *key, struct cidr **out, size_t *n,
 			(*n)++;
 		else
 			diag_error(d, file, line, "%s: \"%s\" is not an address or network", key,
-				   v);
+			           v);
 	}
 }
 
@@ -659,7 +668,7 @@ dnsbl_t *dnsbl_load(conf_t *c, dnsbl_t *prev, const ev_env_t *env, diag_t *d)
 	conf_long(c, "dnsbl_max_uri_domains", 20, 0, 1000, &max_uri, d);
 	conf_long(c, "dnsbl_cache_max_entries", 100000, 16, 100000000, &cache_entries, d);
 	conf_size(c, "dnsbl_cache_max_bytes", 32u << 20, 64u << 10, (uint64_t)1 << 40, &cache_bytes,
-		  d);
+	          d);
 	conf_ms(c, "dnsbl_cache_max_ttl", 3600000L, 0, 7 * 86400000L, &max_ttl_ms, d);
 	conf_ms(c, "dnsbl_negative_ttl", 300000L, 0, 86400000L, &neg_ttl_ms, d);
 	conf_ms(c, "dnsbl_probe_interval", 600000L, 1000, 7 * 86400000L, &probe_ms, d);
@@ -700,7 +709,8 @@ dnsbl_t *dnsbl_load(conf_t *c, dnsbl_t *prev, const ev_env_t *env, diag_t *d)
 		}
 		for (size_t j = 0; j < b->nlists; j++)
 			if (strcmp(b->lists[j].name, l->name) == 0)
-				diag_error(d, file, line, "dnsbl_list %s: name used twice", l->name);
+				diag_error(d, file, line, "dnsbl_list %s: name used twice",
+				           l->name);
 		b->kinds |= 1u << l->kind;
 		b->max_hit_names += l->ncodes + 1;
 		need_dns |= l->file == NULL;
@@ -801,12 +811,9 @@ static bool code_matches(const struct code_rule *r, uint32_t code)
 {
 	switch (r->type) {
 	case CODE_EXACT:
-	case CODE_RANGE:
-		return code >= r->lo && code <= r->hi;
-	case CODE_MASK:
-		return (code & r->lo) != 0;
-	default:
-		return true;
+	case CODE_RANGE: return code >= r->lo && code <= r->hi;
+	case CODE_MASK: return (code & r->lo) != 0;
+	default: return true;
 	}
 }
 
@@ -830,7 +837,7 @@ static void codes_text(const dnsbl_answer_t *a, char *buf, size_t n)
 
 /* A probe's verdict: 1 right, 0 wrong (why says how), -1 no answer. */
 static int probe_check(const struct dlist *l, const dnsbl_answer_t *a, bool must_list,
-		       const char *entry, char *why, size_t n)
+                       const char *entry, char *why, size_t n)
 {
 	char codes[160];
 	if (a->status == DQ_FAILED || a->status == DQ_PENDING)
@@ -844,18 +851,18 @@ static int probe_check(const struct dlist *l, const dnsbl_answer_t *a, bool must
 		for (unsigned i = 0; i < a->ncodes; i++)
 			if (code_is_error(l, a->codes[i])) {
 				snprintf(why, n,
-					 "test entry %s answered the error code %s (query refused,"
-					 " open resolver or over quota?)",
-					 entry, codes);
+				         "test entry %s answered the error code %s (query refused,"
+				         " open resolver or over quota?)",
+				         entry, codes);
 				return 0;
 			}
 		return 1;
 	}
 	if (a->status == DQ_LISTED) {
 		snprintf(why, n,
-			 "test entry %s must not be listed but answered %s (answers \"listed\" for"
-			 " everything: over quota or blocked?)",
-			 entry, codes);
+		         "test entry %s must not be listed but answered %s (answers \"listed\" for"
+		         " everything: over quota or blocked?)",
+		         entry, codes);
 		return 0;
 	}
 	return 1;
@@ -901,14 +908,15 @@ static void probe_tick(dnsbl_t *d, struct dlist *l)
 			counter_add(&d->n_probe_failures, 1);
 			if (enabled)
 				log_msg(LOG_L_ERR,
-					"dnsbl: list %s (%s) switched OFF: %s; it stays off until"
-					" its test answers are right",
-					l->name, l->zone, why);
+				        "dnsbl: list %s (%s) switched OFF: %s; it stays off until"
+				        " its test answers are right",
+				        l->name, l->zone, why);
 			__atomic_store_n(&p->enabled, false, __ATOMIC_RELAXED);
 		} else if (right == 1 && !enabled) {
-			log_msg(LOG_L_NOTICE, "dnsbl: list %s (%s) switched back on: test answers"
-					      " are right again",
-				l->name, l->zone);
+			log_msg(LOG_L_NOTICE,
+			        "dnsbl: list %s (%s) switched back on: test answers"
+			        " are right again",
+			        l->name, l->zone);
 			__atomic_store_n(&p->enabled, true, __ATOMIC_RELAXED);
 		}
 		dnsbl_batch_release(p->batch);
@@ -916,8 +924,8 @@ static void probe_tick(dnsbl_t *d, struct dlist *l)
 		p->q_listed = p->q_unlisted = NULL;
 		enabled = __atomic_load_n(&p->enabled, __ATOMIC_RELAXED);
 		long every = enabled || d->probe_interval_ms < DISABLED_PROBE_MAX_MS
-				 ? d->probe_interval_ms
-				 : DISABLED_PROBE_MAX_MS;
+		                 ? d->probe_interval_ms
+		                 : DISABLED_PROBE_MAX_MS;
 		p->next_ms = now + every;
 	} else if (p->batch == NULL && now >= p->next_ms) {
 		char qn[DNSBL_QNAME_MAX_BYTES];
@@ -945,7 +953,7 @@ static void set_reset(struct lookup_set *s)
 }
 
 static void add_lookup(dnsbl_t *d, struct lookup_set *s, size_t li, const char *subject,
-		       const char *what)
+                       const char *what)
 {
 	struct dlist *l = &d->lists[li];
 	for (size_t i = 0; i < s->n; i++) {
@@ -991,7 +999,8 @@ static void add_lookup(dnsbl_t *d, struct lookup_set *s, size_t li, const char *
 		counter_add(&d->n_file, 1);
 		uint32_t code;
 		k->local.status = DQ_NOT_LISTED;
-		if (dnsbl_file_lookup(l->file, subject, &code, k->local.txt, sizeof(k->local.txt))) {
+		if (dnsbl_file_lookup(l->file, subject, &code, k->local.txt,
+		                      sizeof(k->local.txt))) {
 			k->local.status = DQ_LISTED;
 			k->local.ncodes = 1;
 			k->local.codes[0] = code;
@@ -1023,7 +1032,7 @@ static void lookup_ip(dnsbl_t *d, struct lookup_set *s, const char *ip, const ch
 }
 
 static void lookup_domain(dnsbl_t *d, struct lookup_set *s, int kind, unsigned check,
-			  const char *host, const char *what)
+                          const char *host, const char *what)
 {
 	char reg[DNSBL_QNAME_MAX_BYTES];
 	if (dnsbl_registered_domain(host, reg, sizeof(reg)) == NULL)
@@ -1200,7 +1209,7 @@ struct agg {
  * many names of the message are listed), with every listing's detail.
  */
 static void agg_add(arena_t *ar, struct agg *v, size_t *n, size_t cap, const char *name,
-		    double score, const char *desc, const char *detail)
+                    double score, const char *desc, const char *detail)
 {
 	for (size_t i = 0; i < *n; i++)
 		if (strcmp(v[i].name, name) == 0) {
@@ -1225,7 +1234,7 @@ static const char *source_text(arena_t *a, const struct dlist *l, int source)
 }
 
 static void judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_score_ctx_t *ctx,
-		      struct agg *agg, size_t *nagg, size_t cap)
+                      struct agg *agg, size_t *nagg, size_t cap)
 {
 	arena_t *ar = hits_arena(h);
 	for (size_t i = 0; i < s->n; i++) {
@@ -1236,9 +1245,9 @@ static void judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_scor
 		if (k->skipped) {
 			if (ctx->explain)
 				hits_note(h, "dnsbl",
-					  "%s: %s %s not asked: the list is switched off (wrong"
-					  " test answers)",
-					  l->name, k->what, k->subject);
+				          "%s: %s %s not asked: the list is switched off (wrong"
+				          " test answers)",
+				          l->name, k->what, k->subject);
 			continue;
 		}
 		if (k->q == NULL) {
@@ -1247,20 +1256,20 @@ static void judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_scor
 			counter_add(&d->n_late, 1);
 			if (ctx->explain)
 				hits_note(h, "dnsbl", "%s: %s %s (%s): no answer by the deadline",
-					  l->name, k->what, k->subject, k->qname);
+				          l->name, k->what, k->subject, k->qname);
 			continue;
 		}
 		const char *src = source_text(ar, l, source);
 		if (a.status == DQ_FAILED) {
 			if (ctx->explain)
 				hits_note(h, "dnsbl", "%s: %s %s (%s): lookup failed via %s",
-					  l->name, k->what, k->subject, k->qname, src);
+				          l->name, k->what, k->subject, k->qname, src);
 			continue;
 		}
 		if (a.status != DQ_LISTED) {
 			if (ctx->explain)
 				hits_note(h, "dnsbl", "%s: %s %s not listed (%s via %s)", l->name,
-					  k->what, k->subject, k->qname, src);
+				          k->what, k->subject, k->qname, src);
 			continue;
 		}
 		char codes[160];
@@ -1282,11 +1291,11 @@ static void judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_scor
 				const char *name = arena_strdup(ar, cr->rule ? cr->rule : l->name);
 				const char *desc =
 				    arena_sprintf(ar, "%s: listed in %s", l->name, l->zone);
-				const char *detail = arena_sprintf(
-				    ar, "%s %s: %s -> %s via %s%s%s%s", k->what, k->subject,
-				    k->q ? k->qname : k->subject, ct, src,
-				    a.has_txt ? " txt=\"" : "", a.has_txt ? a.txt : "",
-				    a.has_txt ? "\"" : "");
+				const char *detail =
+				    arena_sprintf(ar, "%s %s: %s -> %s via %s%s%s%s", k->what,
+				                  k->subject, k->q ? k->qname : k->subject, ct, src,
+				                  a.has_txt ? " txt=\"" : "",
+				                  a.has_txt ? a.txt : "", a.has_txt ? "\"" : "");
 				agg_add(ar, agg, nagg, cap, name, cr->score, desc, detail);
 			}
 		}
@@ -1296,25 +1305,25 @@ static void judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_scor
 			counter_add(&d->n_errors, 1);
 			unsigned lost = 0;
 			if (log_ratelimit(&l->error_rl, ERROR_LOG_BURST, ERROR_LOG_WINDOW_S, &lost))
-				log_msg(LOG_L_ERR,
-					"dnsbl: list %s answered %s for %s: an ERROR code, not a"
-					" listing (query refused, open/public resolver or over"
-					" quota?) - check the nameserver setup%s",
-					l->name, codes, k->qname,
-					lost ? arena_sprintf(ar, " (%u similar lines suppressed)",
-							     lost)
-					     : "");
+				log_msg(
+				    LOG_L_ERR,
+				    "dnsbl: list %s answered %s for %s: an ERROR code, not a"
+				    " listing (query refused, open/public resolver or over"
+				    " quota?) - check the nameserver setup%s",
+				    l->name, codes, k->qname,
+				    lost ? arena_sprintf(ar, " (%u similar lines suppressed)", lost)
+				         : "");
 			hits_note(h, "dnsbl", "%s: %s %s: error answer %s (%s via %s), not counted",
-				  l->name, k->what, k->subject, codes, k->qname, src);
+			          l->name, k->what, k->subject, codes, k->qname, src);
 		} else if (!listed && ctx->explain) {
 			hits_note(h, "dnsbl", "%s: %s %s answered %s, a code no rule scores",
-				  l->name, k->what, k->subject, codes);
+			          l->name, k->what, k->subject, codes);
 		}
 	}
 }
 
 static void ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
-		     const ev_score_ctx_t *ctx)
+                     const ev_score_ctx_t *ctx)
 {
 	struct dnsbl_conn *c = conn;
 	dnsbl_t *d = shared;
@@ -1327,7 +1336,7 @@ static void ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_
 	if (skip_message(c, m)) {
 		if (ctx->explain)
 			hits_note(h, "dnsbl", "no lookups: %s",
-				  c->allowed ? "client allowlisted or private" : "authenticated");
+			          c->allowed ? "client allowlisted or private" : "authenticated");
 		set_reset(&c->msg_set);
 		c->msg = NULL;
 		return;
@@ -1376,7 +1385,7 @@ static void ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_
 }
 
 static void ev_verdict(void *shared, void *conn, msg_t *m, const mime_t *mi, const hits_t *h,
-		       double score, int action)
+                       double score, int action)
 {
 	/* Nothing to learn: lists are someone else's data. */
 	(void)shared, (void)conn, (void)m, (void)mi, (void)h, (void)score, (void)action;

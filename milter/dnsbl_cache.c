@@ -18,12 +18,12 @@
  * Shards keep worker threads from serialising on one lock; each shard
  * has its own share of the bounds.
  */
-#define CACHE_SHARDS 16
+#define CACHE_SHARDS      16
 #define CACHE_MIN_BUCKETS 64
 
 struct centry {
-	struct centry *hnext;	     /* hash chain */
-	struct centry *prev, *next;  /* insertion order, oldest first */
+	struct centry *hnext;       /* hash chain */
+	struct centry *prev, *next; /* insertion order, oldest first */
 	long expires_ms;
 	size_t bytes;
 	uint32_t hash;
@@ -31,7 +31,7 @@ struct centry {
 	uint8_t status;
 	uint8_t ncodes;
 	uint32_t codes[DNSBL_MAX_CODES];
-	char *txt;		     /* points into key's allocation, or NULL */
+	char *txt; /* points into key's allocation, or NULL */
 	char key[];
 };
 
@@ -134,7 +134,7 @@ static struct centry *shard_find(struct shard *s, const char *qname, int qtype, 
 }
 
 bool dnsbl_cache_get(dnsbl_cache_t *c, const char *qname, int qtype, long now_ms,
-		     dnsbl_answer_t *out)
+                     dnsbl_answer_t *out)
 {
 	uint32_t h = key_hash(qname, qtype);
 	struct shard *s = &c->shards[h % CACHE_SHARDS];
@@ -163,7 +163,7 @@ bool dnsbl_cache_get(dnsbl_cache_t *c, const char *qname, int qtype, long now_ms
 }
 
 void dnsbl_cache_put(dnsbl_cache_t *c, const char *qname, int qtype, const dnsbl_answer_t *a,
-		     long ttl_ms, long now_ms)
+                     long ttl_ms, long now_ms)
 {
 	if (ttl_ms <= 0 || a->status == DQ_PENDING || a->status == DQ_FAILED)
 		return; /* failures are not answers: the next message asks again */

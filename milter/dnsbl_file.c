@@ -23,7 +23,7 @@
 #include <sys/stat.h>
 
 #define FILE_MAX_LINE_BYTES 4096
-#define EXCL_BIT 0x80000000u
+#define EXCL_BIT            0x80000000u
 /* rbldnsd's default answer for an entry without a value. */
 #define DEFAULT_CODE 0x7f000002u
 
@@ -99,7 +99,7 @@ static uint32_t add_value(struct snapshot *s, uint32_t code, const char *txt)
 	if (s->nvalues > 0) {
 		struct fvalue *l = &s->values[s->nvalues - 1];
 		if (l->code == code && ((l->txt == NULL && txt == NULL) ||
-					(l->txt && txt && strcmp(l->txt, txt) == 0)))
+		                        (l->txt && txt && strcmp(l->txt, txt) == 0)))
 			return (uint32_t)(s->nvalues - 1);
 	}
 	if (s->nvalues == s->cap_values) {
@@ -374,11 +374,12 @@ static struct snapshot *load_snapshot(const char *path, int format, diag_t *d)
 			txt = def_txt;
 		uint32_t val = excl ? EXCL_BIT : add_value(s, code, txt);
 		int rc = format == DNSBL_FILE_IP4SET ? parse_ip4set_entry(s, keybuf, val)
-						     : parse_dnset_entry(s, keybuf, val);
+		                                     : parse_dnset_entry(s, keybuf, val);
 		if (rc < 0) {
 			if (d && errors++ < 10)
 				diag_error(d, path, lineno, "bad %s entry \"%s\"",
-					   format == DNSBL_FILE_IP4SET ? "ip4set" : "dnset", keybuf);
+				           format == DNSBL_FILE_IP4SET ? "ip4set" : "dnset",
+				           keybuf);
 			continue;
 		}
 		s->entries++;
@@ -457,10 +458,9 @@ static void maybe_reload(dnsbl_file_t *f)
 	}
 	f->last_check_ms = now;
 	struct stat st;
-	if (stat(f->path, &st) < 0 ||
-	    (st.st_mtim.tv_sec == f->st.st_mtim.tv_sec &&
-	     st.st_mtim.tv_nsec == f->st.st_mtim.tv_nsec && st.st_size == f->st.st_size &&
-	     st.st_ino == f->st.st_ino)) {
+	if (stat(f->path, &st) < 0 || (st.st_mtim.tv_sec == f->st.st_mtim.tv_sec &&
+	                               st.st_mtim.tv_nsec == f->st.st_mtim.tv_nsec &&
+	                               st.st_size == f->st.st_size && st.st_ino == f->st.st_ino)) {
 		pthread_mutex_unlock(&f->lock);
 		return;
 	}
@@ -472,7 +472,7 @@ static void maybe_reload(dnsbl_file_t *f)
 	struct snapshot *s = load_snapshot(f->path, f->format, d);
 	if (s == NULL && diag_count(d) > 0)
 		log_msg(LOG_L_ERR, "dnsbl: keeping the old data of %s: %s", f->path,
-			diag_text(d, 0));
+		        diag_text(d, 0));
 	diag_free(d);
 
 	struct snapshot *old = NULL;
@@ -551,8 +551,7 @@ static void expand_txt(const char *t, const char *subst, char *out, size_t n)
 	out[o] = '\0';
 }
 
-int dnsbl_file_lookup(dnsbl_file_t *f, const char *key, uint32_t *code, char *txt,
-		      size_t txt_bytes)
+int dnsbl_file_lookup(dnsbl_file_t *f, const char *key, uint32_t *code, char *txt, size_t txt_bytes)
 {
 	struct snapshot *s = snapshot_get(f);
 	uint32_t val = EXCL_BIT;
@@ -583,7 +582,7 @@ int dnsbl_file_lookup(dnsbl_file_t *f, const char *key, uint32_t *code, char *tx
 		*code = s->values[val].code;
 		if (txt && txt_bytes)
 			expand_txt(s->values[val].txt ? s->values[val].txt : "", key, txt,
-				   txt_bytes);
+			           txt_bytes);
 	}
 	snapshot_unref(f, s);
 	return listed;

@@ -14,7 +14,7 @@
 /* A list answers with a handful of codes; more are ignored. */
 #define DNSBL_MAX_CODES 8
 /* Reject texts are for people; longer ones are cut. */
-#define DNSBL_TXT_MAX_BYTES 512
+#define DNSBL_TXT_MAX_BYTES   512
 #define DNSBL_QNAME_MAX_BYTES 256
 
 enum dnsbl_qtype { DQ_TYPE_A = 1, DQ_TYPE_TXT = 16 };
@@ -22,9 +22,9 @@ enum dnsbl_qtype { DQ_TYPE_A = 1, DQ_TYPE_TXT = 16 };
 /* What one name's lookup came to. */
 enum dnsbl_status {
 	DQ_PENDING = 0,
-	DQ_LISTED,	/* NOERROR with A records (codes below) */
-	DQ_NOT_LISTED,	/* NXDOMAIN or NOERROR without A records */
-	DQ_FAILED,	/* SERVFAIL, REFUSED, timeout, ... */
+	DQ_LISTED,     /* NOERROR with A records (codes below) */
+	DQ_NOT_LISTED, /* NXDOMAIN or NOERROR without A records */
+	DQ_FAILED,     /* SERVFAIL, REFUSED, timeout, ... */
 };
 
 enum dnsbl_source { DQ_SRC_DNS = 0, DQ_SRC_CACHE, DQ_SRC_FILE };
@@ -46,9 +46,9 @@ dnsbl_cache_t *dnsbl_cache_new(size_t max_entries, size_t max_bytes);
 void dnsbl_cache_free(dnsbl_cache_t *c);
 /* true and *out filled (status, codes or txt) when a live entry exists. */
 bool dnsbl_cache_get(dnsbl_cache_t *c, const char *qname, int qtype, long now_ms,
-		     dnsbl_answer_t *out);
+                     dnsbl_answer_t *out);
 void dnsbl_cache_put(dnsbl_cache_t *c, const char *qname, int qtype, const dnsbl_answer_t *a,
-		     long ttl_ms, long now_ms);
+                     long ttl_ms, long now_ms);
 void dnsbl_cache_usage(dnsbl_cache_t *c, uint64_t *entries, uint64_t *bytes);
 
 /*
@@ -68,7 +68,7 @@ typedef struct dnsbl_query dnsbl_query_t;
 
 typedef struct dnsbl_resolver_conf {
 	const char *servers_csv; /* "ip:port,..." or NULL for the system's */
-	long timeout_ms;	 /* per try */
+	long timeout_ms;         /* per try */
 	int tries;
 	size_t cache_max_entries, cache_max_bytes;
 	long max_ttl_ms, negative_ttl_ms;
@@ -93,12 +93,11 @@ dnsbl_batch_t *dnsbl_batch_new(void);
  * record belongs to the batch.
  */
 dnsbl_query_t *dnsbl_resolver_submit(dnsbl_resolver_t *r, dnsbl_batch_t *b, const char *qname,
-				     bool want_txt, bool use_cache);
+                                     bool want_txt, bool use_cache);
 /* Waits until nothing is in flight or deadline_ms; true when all answered. */
 bool dnsbl_batch_wait(dnsbl_batch_t *b, long deadline_ms);
 /* true and a copy of the answer when the lookup has finished. */
-bool dnsbl_query_result(dnsbl_batch_t *b, const dnsbl_query_t *q, dnsbl_answer_t *out,
-			int *source);
+bool dnsbl_query_result(dnsbl_batch_t *b, const dnsbl_query_t *q, dnsbl_answer_t *out, int *source);
 void dnsbl_batch_release(dnsbl_batch_t *b);
 
 /*
@@ -107,6 +106,6 @@ void dnsbl_batch_release(dnsbl_batch_t *b);
  * or -1 when there is no SOA). Exposed for the tests.
  */
 int dnsbl_parse_response(const unsigned char *p, size_t n, int qtype, dnsbl_answer_t *out,
-			 long *ttl_s);
+                         long *ttl_s);
 
 #endif

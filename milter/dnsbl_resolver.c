@@ -117,7 +117,7 @@ static unsigned get16(const unsigned char *p)
 }
 
 int dnsbl_parse_response(const unsigned char *p, size_t n, int qtype, dnsbl_answer_t *out,
-			 long *ttl_s)
+                         long *ttl_s)
 {
 	memset(out, 0, sizeof(*out));
 	*ttl_s = -1;
@@ -162,7 +162,8 @@ int dnsbl_parse_response(const unsigned char *p, size_t n, int qtype, dnsbl_answ
 						unsigned char ch = p[s];
 						if (txt_len + 1 < sizeof(out->txt))
 							out->txt[txt_len++] =
-							    (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+							    (ch < 0x20 || ch == 0x7f) ? '?'
+							                              : (char)ch;
 					}
 				}
 				out->txt[txt_len] = '\0';
@@ -232,7 +233,7 @@ void dnsbl_batch_release(dnsbl_batch_t *b)
 bool dnsbl_batch_wait(dnsbl_batch_t *b, long deadline_ms)
 {
 	struct timespec ts = {.tv_sec = deadline_ms / 1000,
-			      .tv_nsec = (deadline_ms % 1000) * 1000000L};
+	                      .tv_nsec = (deadline_ms % 1000) * 1000000L};
 	pthread_mutex_lock(&b->lock);
 	while (b->pending > 0) {
 		if (pthread_cond_timedwait(&b->cond, &b->lock, &ts) == ETIMEDOUT)
@@ -243,8 +244,7 @@ bool dnsbl_batch_wait(dnsbl_batch_t *b, long deadline_ms)
 	return all;
 }
 
-bool dnsbl_query_result(dnsbl_batch_t *b, const dnsbl_query_t *q, dnsbl_answer_t *out,
-			int *source)
+bool dnsbl_query_result(dnsbl_batch_t *b, const dnsbl_query_t *q, dnsbl_answer_t *out, int *source)
 {
 	pthread_mutex_lock(&b->lock);
 	bool done = q->done;
@@ -290,10 +290,9 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 	long ttl_s = -1;
 	(void)timeouts;
 
-	bool parsed = (status == ARES_SUCCESS || status == ARES_ENOTFOUND ||
-		       status == ARES_ENODATA) &&
-		      dnsbl_parse_response(abuf, alen > 0 ? (size_t)alen : 0, q->phase, &a,
-					   &ttl_s) == 0;
+	bool parsed =
+	    (status == ARES_SUCCESS || status == ARES_ENOTFOUND || status == ARES_ENODATA) &&
+	    dnsbl_parse_response(abuf, alen > 0 ? (size_t)alen : 0, q->phase, &a, &ttl_s) == 0;
 	if (!parsed) {
 		memset(&a, 0, sizeof(a));
 		a.status = DQ_FAILED;
@@ -302,7 +301,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 		counter_add(&r->n_failures, 1);
 	else if (q->use_cache)
 		dnsbl_cache_put(r->cache, q->qname, q->phase, &a, ttl_ms_for(r, ttl_s),
-				dnsbl_now_ms());
+		                dnsbl_now_ms());
 
 	if (q->phase == DQ_TYPE_A) {
 		q->ans = a;
@@ -373,7 +372,7 @@ static void *resolver_main(void *arg)
 				pfd[np++] = (struct pollfd){.fd = socks[i], .events = ev};
 		}
 		struct timeval maxtv = {.tv_sec = RESOLVER_MAX_SLEEP_MS / 1000,
-					.tv_usec = (RESOLVER_MAX_SLEEP_MS % 1000) * 1000};
+		                        .tv_usec = (RESOLVER_MAX_SLEEP_MS % 1000) * 1000};
 		struct timeval tvbuf, *tv = ares_timeout(r->ch, &maxtv, &tvbuf);
 		int wait_ms = (int)(tv->tv_sec * 1000 + (tv->tv_usec + 999) / 1000);
 		int rc = poll(pfd, (nfds_t)np, wait_ms);
@@ -383,9 +382,10 @@ static void *resolver_main(void *arg)
 				continue;
 			any = true;
 			ares_socket_t rfd = (pfd[i].revents & (POLLIN | POLLERR | POLLHUP))
-						? pfd[i].fd
-						: ARES_SOCKET_BAD;
-			ares_socket_t wfd = (pfd[i].revents & POLLOUT) ? pfd[i].fd : ARES_SOCKET_BAD;
+			                        ? pfd[i].fd
+			                        : ARES_SOCKET_BAD;
+			ares_socket_t wfd =
+			    (pfd[i].revents & POLLOUT) ? pfd[i].fd : ARES_SOCKET_BAD;
 			ares_process_fd(r->ch, rfd, wfd);
 		}
 		if (!any)
@@ -420,8 +420,8 @@ dnsbl_resolver_t *dnsbl_resolver_new(const dnsbl_resolver_conf_t *rc, char *err,
 	o.tries = rc->tries;
 	/* Lists are absolute names: no search domains, no ndots games. */
 	o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
-	int status = ares_init_options(&r->ch, &o,
-				       ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS);
+	int status =
+	    ares_init_options(&r->ch, &o, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS);
 	if (status == ARES_SUCCESS && r->servers_csv)
 		status = ares_set_servers_ports_csv(r->ch, r->servers_csv);
 	if (status != ARES_SUCCESS) {
@@ -447,9 +447,9 @@ dnsbl_resolver_t *dnsbl_resolver_new(const dnsbl_resolver_conf_t *rc, char *err,
 bool dnsbl_resolver_same(const dnsbl_resolver_t *r, const dnsbl_resolver_conf_t *rc)
 {
 	const dnsbl_resolver_conf_t *a = &r->conf;
-	bool same_servers = (a->servers_csv == NULL && rc->servers_csv == NULL) ||
-			    (a->servers_csv && rc->servers_csv &&
-			     strcmp(a->servers_csv, rc->servers_csv) == 0);
+	bool same_servers =
+	    (a->servers_csv == NULL && rc->servers_csv == NULL) ||
+	    (a->servers_csv && rc->servers_csv && strcmp(a->servers_csv, rc->servers_csv) == 0);
 	return same_servers && a->timeout_ms == rc->timeout_ms && a->tries == rc->tries &&
 	       a->cache_max_entries == rc->cache_max_entries &&
 	       a->cache_max_bytes == rc->cache_max_bytes && a->max_ttl_ms == rc->max_ttl_ms &&
@@ -493,7 +493,7 @@ void dnsbl_resolver_stats(dnsbl_resolver_t *r, dnsbl_resolver_stats_t *st)
 }
 
 dnsbl_query_t *dnsbl_resolver_submit(dnsbl_resolver_t *r, dnsbl_batch_t *b, const char *qname,
-				     bool want_txt, bool use_cache)
+                                     bool want_txt, bool use_cache)
 {
 	dnsbl_query_t *q = calloc(1, sizeof(*q));
 	if (q == NULL)

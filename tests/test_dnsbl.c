@@ -46,7 +46,8 @@ Test(names, ipv6_is_32_reversed_nibbles)
 {
 	char q[256];
 	cr_assert_eq(dnsbl_ip_qname("2001:db8::1", "bl.test", q, sizeof(q)), 6);
-	cr_assert_str_eq(q, "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.bl.test");
+	cr_assert_str_eq(q,
+	                 "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.bl.test");
 	cr_assert_eq(dnsbl_ip_qname("IPv6:2001:db8::1", "bl.test", q, sizeof(q)), 6);
 }
 
@@ -68,12 +69,11 @@ Test(names, registered_domain_comes_from_the_public_suffix_list)
 {
 	char b[256];
 	cr_assert_str_eq(dnsbl_registered_domain("mail.Example.CO.UK.", b, sizeof(b)),
-			 "example.co.uk");
-	cr_assert_str_eq(dnsbl_registered_domain("a.b.c.example.com", b, sizeof(b)),
-			 "example.com");
+	                 "example.co.uk");
+	cr_assert_str_eq(dnsbl_registered_domain("a.b.c.example.com", b, sizeof(b)), "example.com");
 	/* a multi-label public suffix that no hand-written table of TLDs knows */
 	cr_assert_str_eq(dnsbl_registered_domain("x.city.kawasaki.jp", b, sizeof(b)),
-			 "city.kawasaki.jp");
+	                 "city.kawasaki.jp");
 	cr_assert_null(dnsbl_registered_domain("co.uk", b, sizeof(b)));
 	cr_assert_null(dnsbl_registered_domain("192.0.2.1", b, sizeof(b)));
 	cr_assert_null(dnsbl_registered_domain("[192.0.2.1]", b, sizeof(b)));
@@ -134,7 +134,7 @@ Test(config, bad_values_are_reported_at_their_line)
 		dnsbl_t *b = load_text(cases[i].text, d);
 		cr_assert_gt(diag_errors(d), 0, "case %zu accepted: %s", i, cases[i].text);
 		cr_assert(diag_has(d, cases[i].needle), "case %zu: no \"%s\" in %s", i,
-			  cases[i].needle, diag_count(d) ? diag_text(d, 0) : "");
+		          cases[i].needle, diag_count(d) ? diag_text(d, 0) : "");
 		dnsbl_release(b);
 		diag_free(d);
 	}
@@ -143,16 +143,16 @@ Test(config, bad_values_are_reported_at_their_line)
 Test(config, a_full_list_line_is_accepted)
 {
 	diag_t *d = diag_new();
-	dnsbl_t *b = load_text(
-	    "dnsbl_list = zen ip zen.spamhaus.org 127.0.0.2=3.5:ZEN_SBL "
-	    "127.0.0.4-127.0.0.7=2.0:ZEN_XBL mask:0.0.0.4=1 error=127.0.0.1 txt=yes "
-	    "test_listed=127.0.0.2 test_unlisted=127.0.0.1 ipv6=no\n"
-	    "dnsbl_list = dbl domain dbl.spamhaus.org. any=2 check=mailfrom,from "
-	    "test_listed=dbltest.com\n"
-	    "dnsbl_list = uribl uri multi.uribl.com mask:14=2.5 error=127.0.0.1\n"
-	    "dnsbl_nameserver = 127.0.0.1:5353\ndnsbl_nameserver = [::1]:53\n"
-	    "dnsbl_allow = 192.0.2.0/24\ndnsbl_trusted_relay = 2001:db8::/32\n",
-	    d);
+	dnsbl_t *b =
+	    load_text("dnsbl_list = zen ip zen.spamhaus.org 127.0.0.2=3.5:ZEN_SBL "
+	              "127.0.0.4-127.0.0.7=2.0:ZEN_XBL mask:0.0.0.4=1 error=127.0.0.1 txt=yes "
+	              "test_listed=127.0.0.2 test_unlisted=127.0.0.1 ipv6=no\n"
+	              "dnsbl_list = dbl domain dbl.spamhaus.org. any=2 check=mailfrom,from "
+	              "test_listed=dbltest.com\n"
+	              "dnsbl_list = uribl uri multi.uribl.com mask:14=2.5 error=127.0.0.1\n"
+	              "dnsbl_nameserver = 127.0.0.1:5353\ndnsbl_nameserver = [::1]:53\n"
+	              "dnsbl_allow = 192.0.2.0/24\ndnsbl_trusted_relay = 2001:db8::/32\n",
+	              d);
 	cr_assert_eq(diag_errors(d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
 	cr_assert_not_null(b);
 	cr_assert_eq(dnsbl_list_count(b), 3);
@@ -167,8 +167,8 @@ Test(config, a_full_list_line_is_accepted)
 Test(file, ip4set_entries_ranges_values_and_exclusions)
 {
 	diag_t *d = diag_new();
-	dnsbl_file_t *f = dnsbl_file_open(TEST_DATADIR "/dnsbl/ip4set.txt", DNSBL_FILE_IP4SET,
-					  5000, d);
+	dnsbl_file_t *f =
+	    dnsbl_file_open(TEST_DATADIR "/dnsbl/ip4set.txt", DNSBL_FILE_IP4SET, 5000, d);
 	cr_assert_not_null(f, "%s", diag_count(d) ? diag_text(d, 0) : "");
 	uint32_t code;
 	char txt[256];
@@ -178,7 +178,7 @@ Test(file, ip4set_entries_ranges_values_and_exclusions)
 	cr_assert_eq(dnsbl_file_lookup(f, "192.0.2.2", &code, txt, sizeof(txt)), 0);
 	cr_assert_eq(dnsbl_file_lookup(f, "198.51.100.200", &code, txt, sizeof(txt)), 1);
 	cr_assert_eq(dnsbl_file_lookup(f, "198.51.100.7", &code, txt, sizeof(txt)), 0,
-		     "an exclusion beats the /24 around it");
+	             "an exclusion beats the /24 around it");
 	cr_assert_eq(dnsbl_file_lookup(f, "203.0.113.9", &code, txt, sizeof(txt)), 0);
 	cr_assert_eq(dnsbl_file_lookup(f, "203.0.113.10", &code, txt, sizeof(txt)), 1);
 	cr_assert_eq(dnsbl_file_lookup(f, "203.0.113.20", &code, txt, sizeof(txt)), 1);
@@ -224,8 +224,7 @@ Test(file, dnset_exact_wildcard_both_and_exclusions)
 Test(file, bad_lines_are_errors_with_their_line)
 {
 	diag_t *d = diag_new();
-	cr_assert_null(
-	    dnsbl_file_open(TEST_DATADIR "/dnsbl/bad.txt", DNSBL_FILE_IP4SET, 5000, d));
+	cr_assert_null(dnsbl_file_open(TEST_DATADIR "/dnsbl/bad.txt", DNSBL_FILE_IP4SET, 5000, d));
 	cr_assert(diag_has(d, "bad.txt:2:"), "%s", diag_count(d) ? diag_text(d, 0) : "");
 	diag_free(d);
 }
@@ -292,7 +291,7 @@ Test(cache, answers_until_the_ttl_and_not_after)
 	dnsbl_answer_t fail = {.status = DQ_FAILED};
 	dnsbl_cache_put(c, "3.2.0.192.bl.test", DQ_TYPE_A, &fail, 500, now);
 	cr_assert_not(dnsbl_cache_get(c, "3.2.0.192.bl.test", DQ_TYPE_A, now, &out),
-		      "failures are not cached");
+	              "failures are not cached");
 	dnsbl_cache_free(c);
 }
 
@@ -310,9 +309,9 @@ Test(cache, stays_within_its_entry_and_byte_bounds)
 	dnsbl_cache_usage(c, &n, &bytes);
 	cr_assert_leq(n, 160 + 16, "entries %lu", (unsigned long)n);
 	cr_assert(dnsbl_cache_get(c, "4999.example.bl.test", DQ_TYPE_A, now, &out),
-		  "the newest survives");
+	          "the newest survives");
 	cr_assert_not(dnsbl_cache_get(c, "0.example.bl.test", DQ_TYPE_A, now, &out),
-		      "the oldest went");
+	              "the oldest went");
 	dnsbl_cache_free(c);
 
 	c = dnsbl_cache_new(100000, 64 << 10);
@@ -372,7 +371,8 @@ static const char ub_zones[] =
     "\tlocal-data: \"spam-from.example.dbl.test. 300 IN A 127.0.1.2\"\n"
     "\tlocal-data: \"dbltest.com.dbl.test. 300 IN A 127.0.1.2\"\n"
     "\tlocal-zone: \"uribl.test.\" static\n"
-    "\tlocal-data: \"uribl.test. 300 IN SOA ns.uribl.test. admin.uribl.test. 1 3600 600 86400 60\"\n"
+    "\tlocal-data: \"uribl.test. 300 IN SOA ns.uribl.test. admin.uribl.test. 1 3600 600 86400 "
+    "60\"\n"
     "\tlocal-data: \"spam-uri.example.uribl.test. 300 IN A 127.0.0.6\"\n"
     "\tlocal-data: \"grey-uri.example.uribl.test. 300 IN A 127.0.0.8\"\n"
     "\tlocal-zone: \"dead.test.\" deny\n"
@@ -389,12 +389,12 @@ static void ub_start(void)
 	FILE *fp = fopen(conf, "w");
 	cr_assert_not_null(fp);
 	fprintf(fp,
-		"server:\n\tinterface: 127.0.0.1\n\tport: %d\n\tdo-ip6: no\n"
-		"\tdo-daemonize: no\n\tusername: \"\"\n\tchroot: \"\"\n\tdirectory: \"%s\"\n"
-		"\tpidfile: \"\"\n\tuse-syslog: no\n\tlogfile: \"%s/unbound.log\"\n\tverbosity: 0\n"
-		"\tmodule-config: \"iterator\"\n\taccess-control: 127.0.0.0/8 allow\n"
-		"\tnum-threads: 1\n\toutgoing-range: 16\n\tso-reuseport: no\n%s",
-		ub_port, ub_dir, ub_dir, ub_zones);
+	        "server:\n\tinterface: 127.0.0.1\n\tport: %d\n\tdo-ip6: no\n"
+	        "\tdo-daemonize: no\n\tusername: \"\"\n\tchroot: \"\"\n\tdirectory: \"%s\"\n"
+	        "\tpidfile: \"\"\n\tuse-syslog: no\n\tlogfile: \"%s/unbound.log\"\n\tverbosity: 0\n"
+	        "\tmodule-config: \"iterator\"\n\taccess-control: 127.0.0.0/8 allow\n"
+	        "\tnum-threads: 1\n\toutgoing-range: 16\n\tso-reuseport: no\n%s",
+	        ub_port, ub_dir, ub_dir, ub_zones);
 	fclose(fp);
 	ub_pid = fork();
 	cr_assert_neq(ub_pid, -1);
@@ -406,15 +406,15 @@ static void ub_start(void)
 	for (int i = 0; i < 500; i++) {
 		int s = socket(AF_INET, SOCK_STREAM, 0);
 		struct sockaddr_in a = {.sin_family = AF_INET,
-					.sin_port = htons((uint16_t)ub_port),
-					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		                        .sin_port = htons((uint16_t)ub_port),
+		                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 		int ok = connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
 		close(s);
 		if (ok)
 			break;
 		int st;
 		cr_assert_eq(waitpid(ub_pid, &st, WNOHANG), 0, "unbound exited (%s)",
-			     unbound_path());
+		             unbound_path());
 		usleep(10000);
 	}
 	/* A "nameserver" that takes queries and never answers. */
@@ -454,7 +454,7 @@ static dnsbl_t *load_dns(const char *text)
 {
 	char buf[4096];
 	snprintf(buf, sizeof(buf), "%sdnsbl_nameserver = 127.0.0.1:%d\ndnsbl_timeout = 300ms\n",
-		 text, ub_port);
+	         text, ub_port);
 	diag_t *d = diag_new();
 	dnsbl_t *b = load_text(buf, d);
 	cr_assert_eq(diag_errors(d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
@@ -474,8 +474,8 @@ struct run {
  * drives them. raw may be NULL (no header, no body).
  */
 static struct run run_msg(dnsbl_t *b, const char *client_ip, const char *helo,
-			  const char *mail_from, const char *auth, const char *raw,
-			  long deadline_ms)
+                          const char *mail_from, const char *auth, const char *raw,
+                          long deadline_ms)
 {
 	struct run r = {0};
 	ev_conn_info_t ci = {.client_ip = client_ip, .client_name = NULL};
@@ -528,9 +528,9 @@ Test(dns, listed_ipv4_client_scores_its_code_with_the_txt_text)
 	cr_assert_float_eq(x->score, 3.5, 1e-9);
 	cr_assert_str_eq(x->source, "dnsbl");
 	cr_assert(strstr(x->detail, "client 192.0.2.2: 2.2.0.192.bl.test -> 127.0.0.2 via dns"),
-		  "%s", x->detail);
+	          "%s", x->detail);
 	cr_assert(strstr(x->detail, "txt=\"Listed: see https://bl.test/?192.0.2.2\""), "%s",
-		  x->detail);
+	          x->detail);
 	cr_assert_eq(hits_count(r.h), 1);
 	msg_free(r.m);
 	dnsbl_release(b);
@@ -605,19 +605,19 @@ Test(dns, list_specific_error_codes_are_errors_too)
 Test(dns, sender_helo_and_from_domains_are_reduced_and_asked)
 {
 	dnsbl_t *b = load_dns(base_lists);
-	struct run r = run_msg(b, "192.0.2.77", "mx1.spam-helo.example",
-			       "bounce@mail.spam-sender.co.uk", NULL,
-			       "From: Spammer <a@news.spam-from.example>\nSubject: x\n\nhi\n", 2000);
+	struct run r =
+	    run_msg(b, "192.0.2.77", "mx1.spam-helo.example", "bounce@mail.spam-sender.co.uk", NULL,
+	            "From: Spammer <a@news.spam-from.example>\nSubject: x\n\nhi\n", 2000);
 	const hit_t *x = find_hit(r.h, "DBL_SPAM");
 	cr_assert_not_null(x);
 	cr_assert_float_eq(x->score, 2.5, 1e-9, "one rule counts once per message");
 	cr_assert_eq(hits_count(r.h), 1);
-	cr_assert(strstr(x->detail, "mail from spam-sender.co.uk: spam-sender.co.uk.dbl.test"), "%s",
-		  x->detail);
+	cr_assert(strstr(x->detail, "mail from spam-sender.co.uk: spam-sender.co.uk.dbl.test"),
+	          "%s", x->detail);
 	cr_assert(strstr(x->detail, "helo spam-helo.example: spam-helo.example.dbl.test"), "%s",
-		  x->detail);
+	          x->detail);
 	cr_assert(strstr(x->detail, "from spam-from.example: spam-from.example.dbl.test"), "%s",
-		  x->detail);
+	          x->detail);
 	dnsbl_stats_t st;
 	dnsbl_get_stats(b, &st);
 	/* client in bl + mail from, helo, From in dbl */
@@ -627,10 +627,10 @@ Test(dns, sender_helo_and_from_domains_are_reduced_and_asked)
 
 	/* each of the three on its own */
 	const char *senders[][3] = {{"h.example.org", "x@mail.spam-sender.co.uk", "mail from"},
-				    {"mx.spam-helo.example", "x@example.org", "helo"}};
+	                            {"mx.spam-helo.example", "x@example.org", "helo"}};
 	for (int i = 0; i < 2; i++) {
-		struct run s = run_msg(b, "192.0.2.77", senders[i][0], senders[i][1], NULL, NULL,
-				       2000);
+		struct run s =
+		    run_msg(b, "192.0.2.77", senders[i][0], senders[i][1], NULL, NULL, 2000);
 		const hit_t *y = find_hit(s.h, "DBL_SPAM");
 		cr_assert_not_null(y, "%s", senders[i][2]);
 		cr_assert(strstr(y->detail, senders[i][2]), "%s", y->detail);
@@ -651,8 +651,8 @@ Test(dns, uri_domains_are_asked_with_bitmask_codes)
 	cr_assert_not_null(black);
 	cr_assert_float_eq(black->score, 3, 1e-9);
 	cr_assert_not_null(grey, "127.0.0.6 has bit 4");
-	cr_assert(strstr(black->detail, "uri spam-uri.example: spam-uri.example.uribl.test"),
-		  "%s", black->detail);
+	cr_assert(strstr(black->detail, "uri spam-uri.example: spam-uri.example.uribl.test"), "%s",
+	          black->detail);
 	const hit_t *grey_only = find_hit(r.h, "URIBL_GREY_ONLY");
 	cr_assert_not_null(grey_only, "grey-uri.example answers 127.0.0.8");
 	msg_free(r.m);
@@ -662,7 +662,7 @@ Test(dns, uri_domains_are_asked_with_bitmask_codes)
 Test(dns, a_zone_that_never_answers_costs_at_most_the_deadline)
 {
 	dnsbl_t *b = load_dns("dnsbl_list = dead ip dead.test any=5\n"
-			      "dnsbl_list = bl ip bl.test 127.0.0.2=3.5:BL_SBL\n");
+	                      "dnsbl_list = bl ip bl.test 127.0.0.2=3.5:BL_SBL\n");
 	struct run r = run_msg(b, "192.0.2.2", NULL, NULL, NULL, NULL, 400);
 	cr_assert_leq(r.ms, 400 + 100, "took %ld ms", r.ms);
 	cr_assert_geq(r.ms, 350, "returned before the deadline (%ld ms)", r.ms);
@@ -680,14 +680,14 @@ Test(dns, a_nameserver_that_never_answers_costs_at_most_the_deadline)
 {
 	char text[512];
 	snprintf(text, sizeof(text),
-		 "dnsbl_list = bl ip bl.test any=1\ndnsbl_list = dbl domain dbl.test any=1\n"
-		 "dnsbl_nameserver = 127.0.0.1:%d\n",
-		 blackhole_port);
+	         "dnsbl_list = bl ip bl.test any=1\ndnsbl_list = dbl domain dbl.test any=1\n"
+	         "dnsbl_nameserver = 127.0.0.1:%d\n",
+	         blackhole_port);
 	diag_t *d = diag_new();
 	dnsbl_t *b = load_text(text, d);
 	cr_assert_not_null(b);
-	struct run r = run_msg(b, "192.0.2.2", "a.spam-helo.example", "x@spam-sender.co.uk",
-			       NULL, NULL, 300);
+	struct run r =
+	    run_msg(b, "192.0.2.2", "a.spam-helo.example", "x@spam-sender.co.uk", NULL, NULL, 300);
 	cr_assert_leq(r.ms, 300 + 100, "took %ld ms", r.ms);
 	cr_assert_eq(hits_count(r.h), 0);
 	msg_free(r.m);
@@ -729,11 +729,12 @@ Test(dns, the_cache_answers_a_repeat_without_a_query)
 
 Test(dns, a_list_that_answers_listed_for_everything_is_switched_off)
 {
-	dnsbl_t *b = load_dns("dnsbl_list = quota ip quota.test any=4 test_listed=127.0.0.2"
-			      " test_unlisted=127.0.0.1\n"
-			      "dnsbl_list = bl ip bl.test 127.0.0.2=3.5:BL_SBL test_listed=127.0.0.2"
-			      " test_unlisted=127.0.0.1\n"
-			      "dnsbl_probe_interval = 1s\n");
+	dnsbl_t *b =
+	    load_dns("dnsbl_list = quota ip quota.test any=4 test_listed=127.0.0.2"
+	             " test_unlisted=127.0.0.1\n"
+	             "dnsbl_list = bl ip bl.test 127.0.0.2=3.5:BL_SBL test_listed=127.0.0.2"
+	             " test_unlisted=127.0.0.1\n"
+	             "dnsbl_probe_interval = 1s\n");
 	/* the first lookup sends the probes ... */
 	struct run r1 = run_msg(b, "192.0.2.77", NULL, NULL, NULL, NULL, 2000);
 	cr_assert_not_null(find_hit(r1.h, "quota"), "not yet known to be wrong");
@@ -761,8 +762,8 @@ Test(dns, a_list_that_answers_listed_for_everything_is_switched_off)
 Test(dns, allowlisted_private_and_authenticated_clients_are_not_looked_up)
 {
 	dnsbl_t *b = load_dns("dnsbl_list = bl ip bl.test any=1\n"
-			      "dnsbl_list = dbl domain dbl.test any=1\n"
-			      "dnsbl_allow = 192.0.2.0/28\n");
+	                      "dnsbl_list = dbl domain dbl.test any=1\n"
+	                      "dnsbl_allow = 192.0.2.0/28\n");
 	struct run r1 = run_msg(b, "192.0.2.2", "x.spam-helo.example", NULL, NULL, NULL, 2000);
 	struct run r2 = run_msg(b, "10.1.2.3", NULL, NULL, NULL, NULL, 2000);
 	struct run r3 = run_msg(b, "192.0.2.77", "x.spam-helo.example", NULL, "alice", NULL, 2000);
@@ -781,7 +782,7 @@ Test(dns, allowlisted_private_and_authenticated_clients_are_not_looked_up)
 Test(dns, behind_a_trusted_relay_the_first_untrusted_hop_is_checked)
 {
 	dnsbl_t *b = load_dns("dnsbl_list = bl ip bl.test 127.0.0.2=3.5:BL_SBL\n"
-			      "dnsbl_trusted_relay = 10.9.0.0/16\n");
+	                      "dnsbl_trusted_relay = 10.9.0.0/16\n");
 	const char *raw =
 	    "Received: from relay.example (relay.example [10.9.0.1])\n\tby mx.example\n"
 	    "Received: from inner.relay (inner [10.9.0.2])\n\tby relay.example\n"
@@ -799,20 +800,20 @@ Test(dns, behind_a_trusted_relay_the_first_untrusted_hop_is_checked)
 Test(dns, a_local_file_answers_without_any_dns)
 {
 	char text[1024];
-	snprintf(text, sizeof(text),
-		 "dnsbl_list = local ip local.invalid 127.0.0.2=4:LOCAL_BL 127.0.0.3=1 txt=yes"
-		 " file=%s/dnsbl/ip4set.txt\n"
-		 "dnsbl_list = ldom domain local-dom.invalid any=2:LOCAL_DOM file=%s/dnsbl/dnset.txt\n"
-		 "dnsbl_nameserver = 127.0.0.1:%d\n",
-		 TEST_DATADIR, TEST_DATADIR, blackhole_port);
+	snprintf(
+	    text, sizeof(text),
+	    "dnsbl_list = local ip local.invalid 127.0.0.2=4:LOCAL_BL 127.0.0.3=1 txt=yes"
+	    " file=%s/dnsbl/ip4set.txt\n"
+	    "dnsbl_list = ldom domain local-dom.invalid any=2:LOCAL_DOM file=%s/dnsbl/dnset.txt\n"
+	    "dnsbl_nameserver = 127.0.0.1:%d\n",
+	    TEST_DATADIR, TEST_DATADIR, blackhole_port);
 	diag_t *d = diag_new();
 	dnsbl_t *b = load_text(text, d);
 	cr_assert_not_null(b, "%s", diag_count(d) ? diag_text(d, 0) : "");
 	struct run r = run_msg(b, "192.0.2.1", "mx.both.example", NULL, NULL, NULL, 1000);
 	const hit_t *x = find_hit(r.h, "LOCAL_BL"), *y = find_hit(r.h, "LOCAL_DOM");
 	cr_assert_not_null(x);
-	cr_assert(strstr(x->detail, "via file " TEST_DATADIR "/dnsbl/ip4set.txt"), "%s",
-		  x->detail);
+	cr_assert(strstr(x->detail, "via file " TEST_DATADIR "/dnsbl/ip4set.txt"), "%s", x->detail);
 	cr_assert(strstr(x->detail, "ip=192.0.2.1"), "%s", x->detail);
 	cr_assert_not_null(y);
 	cr_assert_lt(r.ms, 200, "no network wait: %ld ms", r.ms);
@@ -831,7 +832,7 @@ Test(dns, a_reload_with_the_same_nameservers_keeps_the_cache)
 	struct run r1 = run_msg(b1, "192.0.2.2", NULL, NULL, NULL, NULL, 2000);
 	char buf[4096];
 	snprintf(buf, sizeof(buf), "%sdnsbl_nameserver = 127.0.0.1:%d\ndnsbl_timeout = 300ms\n",
-		 base_lists, ub_port);
+	         base_lists, ub_port);
 	diag_t *d = diag_new();
 	conf_t *c = conf_parse("t2.conf", buf, d);
 	ev_env_t env = {.state_dir = "/tmp"};
@@ -855,7 +856,7 @@ Test(dns, a_connection_that_ends_early_leaves_nothing_behind)
 {
 	/* Answers arrive after the connection has gone: ASan/valgrind find misuse. */
 	dnsbl_t *b = load_dns("dnsbl_list = bl ip bl.test any=1\n"
-			      "dnsbl_list = dead ip dead.test any=1\n");
+	                      "dnsbl_list = dead ip dead.test any=1\n");
 	for (int i = 0; i < 50; i++) {
 		char ip[32];
 		snprintf(ip, sizeof(ip), "192.0.2.%d", 100 + i);
