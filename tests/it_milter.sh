@@ -165,7 +165,8 @@ it_untrack "$MILTER_PID"
 check "SIGTERM: pid file removed" [ ! -e "$D/state/sift-milter.pid" ]
 
 # --- a bad configuration: refused at start with file:line
-printf 'log = stderr\n# comment\nno_such_key = 1\n' >"$D/bad.conf"
+rm -f "$D/rules/20_broken.cf" # so the unknown key is the only error
+printf 'log = stderr\nrules = %s\nno_such_key = 1\n' "$D/rules" >"$D/bad.conf"
 timeout 10 "$MILTER" -f -c "$D/bad.conf" -d "$D/state" -p "unix:$D/bad.sock" \
 	>"$D/bad.out" 2>"$D/bad.err"
 BAD_RC=$?
