@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bayes.h"
+#include "dnsbl.h"
 #include "log.h"
 #include "rules.h"
 
@@ -31,6 +33,8 @@
  */
 static const evidence_ops_t *const scan_modules[] = {
     &rules_evidence,
+    &bayes_evidence,
+    &dnsbl_evidence,
 };
 #define SCAN_N_MODULES (sizeof(scan_modules) / sizeof(scan_modules[0]))
 

@@ -13,14 +13,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bayes.h"
 #include "cli.h"
 #include "conf.h"
 #include "diag.h"
 #include "log.h"
+#include "rules.h"
 #include "scan.h"
 
 #define SIFT_MAX_CLI_RULE_PATHS 64
 #define SIFT_MAX_WALK_DEPTH 16
+#define SIFT_TIMING_TOP_N 30
 
 struct global_opts {
 	const char *conf_path;
@@ -35,6 +38,10 @@ static void usage(FILE *fp)
 		"  check [--tsv] [--timing] [-r PATH]... [--ip IP] [--helo NAME] [--from ADDR] FILE|DIR...\n"
 		"                     score messages offline and explain every point\n"
 		"  lint [FILE|DIR...] validate the configuration and rules (default: the configured ones)\n"
+		"  learn --spam|--ham [--forget] FILE|DIR|MBOX...\n"
+		"                     train the Bayes store (or forget messages)\n"
+		"  bayes stats|dump|load|expire|compact\n"
+		"                     maintain the Bayes store\n"
 		"  version            print the version\n");
 }
 
@@ -212,6 +219,16 @@ static int cmd_check(cli_ctx_t *ctx, int argc, char **argv)
 		return 1;
 	for (int i = optind; i < argc; i++)
 		check_path(g, argv[i], &o, 0);
+	rules_t *rs = scan_gen_module(g, "rules");
+	if (o.timing && rs != NULL) {
+		/* On stderr with --tsv, so the TSV stays one line per message. */
+		FILE *out = o.tsv ? stderr : stdout;
+		fprintf(out, "rule CPU time over all messages, most expensive first:\n");
+		rules_print_timing(rs, out, SIFT_TIMING_TOP_N);
+	}
+	if (rs != NULL && rules_errors_total(rs) > 0)
+		fprintf(stderr, "sift: %llu rule evaluation(s) hit a regex limit (see the log)\n",
+			(unsigned long long)rules_errors_total(rs));
 	scan_gen_unref(g);
 	return o.failures ? 1 : 0;
 }
@@ -246,6 +263,8 @@ static int cmd_lint(cli_ctx_t *ctx, int argc, char **argv)
 				conf_override(c, "rules", argv[i]);
 	scan_gen_t *g = c ? load_gen(c, ctx->diag) : NULL;
 	diag_print(ctx->diag, stdout, 1);
+	if (g != NULL && scan_gen_module(g, "rules") != NULL)
+		rules_print_stats(scan_gen_module(g, "rules"), stdout);
 	printf("%zu error(s), %zu warning(s)\n", diag_errors(ctx->diag), diag_warnings(ctx->diag));
 	int rc = g != NULL && diag_errors(ctx->diag) == 0 ? 0 : 1;
 	scan_gen_unref(g);
@@ -264,6 +283,8 @@ static const struct {
 } commands[] = {
     {"check", cmd_check},
     {"lint", cmd_lint},
+    {"learn", bayes_cmd_learn},
+    {"bayes", bayes_cmd_bayes},
     {"version", cmd_version},
 };
 
