@@ -42,7 +42,9 @@
  *	dnsbl_cache_max_bytes (32M), dnsbl_cache_max_ttl (1h),
  *	dnsbl_negative_ttl (when an answer carries no SOA, 5m),
  *	dnsbl_probe_interval (10m), dnsbl_max_uri_domains (20),
- *	dnsbl_local_check_interval (how often a list file is stat()ed, 5s).
+ *	dnsbl_local_check_interval (how often a list file is stat()ed, 5s),
+ *	dnsbl_stats_interval (a statistics line at info level, 1h; 0 = never;
+ *	one is also logged when a configuration generation ends).
  *	The per-message wait is the core key "deadline" (ctx->deadline_ms).
  *
  *	Lookups of the client address start in conn_begin(), those of the

@@ -88,6 +88,8 @@ struct dnsbl {
 	bool allow_auth;
 	bool skip_private;
 	long probe_interval_ms;
+	long stats_interval_ms; /* 0: no periodic statistics line */
+	long next_stats_ms;     /* atomic */
 	long max_uri_domains;
 	unsigned kinds;       /* bit per list_kind present */
 	size_t max_hit_names; /* distinct hit names the lists can produce */
@@ -641,10 +643,32 @@ static void read_cidrs(conf_t *c, const char *key, struct cidr **out, size_t *n,
 	}
 }
 
+/* One line with the counters, so errors and late answers show in the logs. */
+static void log_stats(const dnsbl_t *d, const char *when)
+{
+	dnsbl_stats_t st;
+	dnsbl_get_stats(d, &st);
+	if (st.lookups == 0 && st.probes == 0)
+		return;
+	log_msg(LOG_L_INFO,
+	        "dnsbl: statistics (%s): lookups=%lu listed=%lu errors=%lu late=%lu"
+	        " dns_queries=%lu dns_failures=%lu cache_hits=%lu cache_entries=%lu"
+	        " cache_bytes=%lu file_lookups=%lu probes=%lu probe_failures=%lu"
+	        " lists_disabled=%u/%u",
+	        when, (unsigned long)st.lookups, (unsigned long)st.listed,
+	        (unsigned long)st.error_answers, (unsigned long)st.late,
+	        (unsigned long)st.dns_queries, (unsigned long)st.dns_failures,
+	        (unsigned long)st.cache_hits, (unsigned long)st.cache_entries,
+	        (unsigned long)st.cache_bytes, (unsigned long)st.file_lookups,
+	        (unsigned long)st.probes, (unsigned long)st.probe_failures, st.lists_disabled,
+	        st.lists);
+}
+
 void dnsbl_release(dnsbl_t *d)
 {
 	if (d == NULL)
 		return;
+	log_stats(d, "end of configuration generation");
 	for (size_t i = 0; i < d->nlists; i++)
 		list_free(&d->lists[i]);
 	free(d->lists);
@@ -675,6 +699,8 @@ dnsbl_t *dnsbl_load(conf_t *c, dnsbl_t *prev, const ev_env_t *env, diag_t *d)
 	conf_ms(c, "dnsbl_local_check_interval", 5000, 0, 86400000L, &check_ms, d);
 	conf_bool(c, "dnsbl_allow_authenticated", true, &b->allow_auth, d);
 	conf_bool(c, "dnsbl_skip_private", true, &b->skip_private, d);
+	conf_ms(c, "dnsbl_stats_interval", 3600000L, 0, 7 * 86400000L, &b->stats_interval_ms, d);
+	b->next_stats_ms = dnsbl_now_ms() + b->stats_interval_ms;
 	b->probe_interval_ms = probe_ms;
 	b->max_uri_domains = max_uri;
 	read_cidrs(c, "dnsbl_allow", &b->allow, &b->nallow, d);
@@ -1329,6 +1355,11 @@ static void ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_
 	dnsbl_t *d = shared;
 	if (c == NULL || d == NULL)
 		return;
+	long now = dnsbl_now_ms(), next = __atomic_load_n(&d->next_stats_ms, __ATOMIC_RELAXED);
+	if (d->stats_interval_ms > 0 && now >= next &&
+	    __atomic_compare_exchange_n(&d->next_stats_ms, &next, now + d->stats_interval_ms, false,
+	                                __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		log_stats(d, "periodic");
 	if (c->msg != m)
 		envelope_lookups(c, m); /* envelope() was not called (e.g. `sift check`) */
 	if (!c->have_ip && msg_client_ip(m))

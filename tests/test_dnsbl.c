@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -417,6 +418,28 @@ static void ub_start(void)
 		             unbound_path());
 		usleep(10000);
 	}
+	/*
+	 * Accepting TCP is not answering yet: the first answers of a fresh
+	 * unbound can take a few hundred ms, so wait for a real one.
+	 */
+	static const unsigned char query[] = {
+	    0x12, 0x34, 0x01, 0x00, 0, 1,   0,   0, 0,   0,   0,   0,   1, '2', 1, '0', 1, '0',
+	    3,    '1',  '2',  '7',  2, 'b', 'l', 4, 't', 'e', 's', 't', 0, 0,   1, 0,   1};
+	int us = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in ua = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)ub_port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {.tv_sec = 0, .tv_usec = 100000};
+	setsockopt(us, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	bool answered = false;
+	for (int i = 0; i < 50 && !answered; i++) {
+		unsigned char buf[512];
+		sendto(us, query, sizeof(query), 0, (struct sockaddr *)&ua, sizeof(ua));
+		answered = recv(us, buf, sizeof(buf), 0) > 12;
+	}
+	close(us);
+	cr_assert(answered, "unbound on port %d does not answer", ub_port);
+
 	/* A "nameserver" that takes queries and never answers. */
 	blackhole_fd = socket(AF_INET, SOCK_DGRAM, 0);
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -864,9 +887,14 @@ Test(dns, a_connection_that_ends_early_leaves_nothing_behind)
 		void *conn = dnsbl_evidence.conn_begin(b, &ci);
 		dnsbl_evidence.conn_end(b, conn);
 	}
-	usleep(100000);
 	dnsbl_stats_t st;
-	dnsbl_get_stats(b, &st);
+	for (int i = 0; i < 100; i++) {
+		usleep(10000);
+		dnsbl_get_stats(b, &st);
+		if (st.cache_entries == 50)
+			break;
+	}
 	cr_assert_eq(st.lookups, 100);
+	cr_assert_eq(st.cache_entries, 50, "the answers for bl.test arrived and were cached");
 	dnsbl_release(b);
 }
