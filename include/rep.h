@@ -297,6 +297,8 @@ void rep_cmd_argn(rep_cmd_t *c, const char *s, size_t n);
 int rep_link_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds,
 		      struct redisReply **replies);
 void rep_link_free_replies(size_t n, struct redisReply **replies);
+/* True once after each new connection (a caller that must re-check state on reconnect). */
+bool rep_link_take_fresh(rep_link_t *l);
 rep_link_state_t rep_link_state(rep_link_t *l);
 const char *rep_link_error(rep_link_t *l); /* the last failure, "" if none */
 const char *rep_link_addr(rep_link_t *l);  /* "host:port" of the current server, or "" */

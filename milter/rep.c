@@ -224,7 +224,8 @@ struct rep_rt {
 	bool offline;
 
 	pthread_mutex_t mu; /* the read queue and the stop flag */
-	pthread_cond_t cv;
+	pthread_cond_t cv;  /* stop: wakes the threads' pauses */
+	pthread_cond_t rcv; /* a read was queued: wakes the reader only */
 	struct rep_read *rq[READQ_MAX];
 	size_t rq_head, rq_len;
 	bool stop;
@@ -303,7 +304,7 @@ static void *reader_main(void *arg)
 
 		pthread_mutex_lock(&rt->mu);
 		while (rt->rq_len == 0 && !rt->stop)
-			pthread_cond_wait(&rt->cv, &rt->mu);
+			pthread_cond_wait(&rt->rcv, &rt->mu);
 		if (rt->stop) {
 			pthread_mutex_unlock(&rt->mu);
 			break;
@@ -451,6 +452,7 @@ static void rt_free(struct rep_rt *rt)
 		pthread_mutex_lock(&rt->mu);
 		rt->stop = true;
 		pthread_cond_broadcast(&rt->cv);
+		pthread_cond_broadcast(&rt->rcv);
 		pthread_mutex_unlock(&rt->mu);
 		rep_wqueue_wake(rt->wq);
 		pthread_join(rt->reader, NULL);
@@ -470,6 +472,7 @@ static void rt_free(struct rep_rt *rt)
 	mirror_unref(rt->mir);
 	pthread_mutex_destroy(&rt->mu);
 	pthread_cond_destroy(&rt->cv);
+	pthread_cond_destroy(&rt->rcv);
 	pthread_mutex_destroy(&rt->olock);
 	free(rt->server);
 	free(rt->replica);
@@ -531,6 +534,7 @@ static struct rep_rt *rt_new(const rep_config_t *rc, struct mirror_ref *mir, boo
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&rt->cv, &ca);
+	pthread_cond_init(&rt->rcv, &ca);
 	pthread_condattr_destroy(&ca);
 	rt->redis_up = 1;
 	if (offline) {
@@ -548,6 +552,7 @@ static struct rep_rt *rt_new(const rep_config_t *rc, struct mirror_ref *mir, boo
 		pthread_mutex_lock(&rt->mu);
 		rt->stop = true;
 		pthread_cond_broadcast(&rt->cv);
+		pthread_cond_broadcast(&rt->rcv);
 		pthread_mutex_unlock(&rt->mu);
 		pthread_join(rt->reader, NULL);
 		diag_error(d, NULL, 0, "rep: cannot start the writer thread");
@@ -558,6 +563,7 @@ static struct rep_rt *rt_new(const rep_config_t *rc, struct mirror_ref *mir, boo
 		pthread_mutex_lock(&rt->mu);
 		rt->stop = true;
 		pthread_cond_broadcast(&rt->cv);
+		pthread_cond_broadcast(&rt->rcv);
 		pthread_mutex_unlock(&rt->mu);
 		rep_wqueue_wake(rt->wq);
 		pthread_join(rt->reader, NULL);
@@ -579,7 +585,7 @@ static struct rep_read *rt_submit(struct rep_rt *rt, struct rep_read *r)
 		r->refs++; /* the reader's reference; not yet shared, no atomics needed */
 		rt->rq[(rt->rq_head + rt->rq_len) % READQ_MAX] = r;
 		rt->rq_len++;
-		pthread_cond_signal(&rt->cv);
+		pthread_cond_signal(&rt->rcv);
 		ok = true;
 	}
 	pthread_mutex_unlock(&rt->mu);

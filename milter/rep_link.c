@@ -29,6 +29,7 @@ struct rep_link {
 	unsigned consecutive_failures;
 	long next_attempt_ms; /* monotonic; no connection attempt before */
 	long open_until_ms;   /* the circuit is open until then */
+	bool fresh;	      /* connected since rep_link_take_fresh() last asked */
 	/* Read by other threads for explanations and statistics: atomics. */
 	int state;
 	rep_link_stats_t st;
@@ -299,6 +300,7 @@ struct redisContext *rep_link_get(rep_link_t *l)
 	}
 	l->consecutive_failures = 0;
 	l->err[0] = '\0';
+	l->fresh = true;
 	__atomic_store_n(&l->state, REP_LINK_UP, __ATOMIC_RELAXED);
 	return l->ctx;
 }
@@ -401,6 +403,13 @@ void rep_link_free_replies(size_t n, struct redisReply **replies)
 			freeReplyObject(replies[i]);
 			replies[i] = NULL;
 		}
+}
+
+bool rep_link_take_fresh(rep_link_t *l)
+{
+	bool f = l->fresh;
+	l->fresh = false;
+	return f;
 }
 
 rep_link_state_t rep_link_state(rep_link_t *l)

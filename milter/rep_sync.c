@@ -202,7 +202,7 @@ int rep_bl_sync(rep_link_t *l, rep_mirror_t *m, const char *prefix, long block_m
 {
 	char logk[REP_KEY_MAX_BYTES], statek[REP_KEY_MAX_BYTES], last[REP_ID_MAX_BYTES];
 	char count[16], block[32];
-	bool fresh = rep_link_addr(l)[0] == '\0';
+	bool fresh;
 	rep_cmd_t c;
 	redisReply *r;
 	int applied = 0;
@@ -210,12 +210,15 @@ int rep_bl_sync(rep_link_t *l, rep_mirror_t *m, const char *prefix, long block_m
 	rep_bl_keys(prefix, logk, statek, sizeof(logk));
 	if (rep_link_get(l) == NULL)
 		return -1;
+	fresh = rep_link_take_fresh(l);
 	if (rep_mirror_last_id(m, last, sizeof(last)) < 0)
 		return -1;
 	if (fresh) {
 		int s = check_position(l, m, logk, statek, last);
-		if (s < 0)
+		if (s < 0) {
+			/* The failure failed the link too: the next connection checks again. */
 			return -1;
+		}
 		applied += s;
 		rep_mirror_last_id(m, last, sizeof(last));
 	}

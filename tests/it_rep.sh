@@ -1,0 +1,246 @@
+#!/bin/sh
+# it_rep.sh - shared reputation and block lists between real sift-milter
+# nodes through real redis-servers on loopback:
+#   1. two nodes, one Redis (plus a replica B reads from): spam on A raises
+#      the IP's score on B; `sift block add` on A is enforced on B within a
+#      second; with Redis stopped both keep scoring (the mirror still
+#      blocks) and nothing queued is lost; after the restart the counters
+#      catch up, and a node that was down resumes its mirror where it was.
+#   2. a primary, a replica and a Sentinel: kill the primary, the node
+#      follows the promoted replica without a restart.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
+
+MILTER=$top_builddir/sift-milter
+SIFT=$top_builddir/sift
+MC=$top_builddir/sift-mclient
+DATA=$top_srcdir/tests/data/milter
+for p in "$MILTER" "$SIFT" "$MC"; do
+	[ -x "$p" ] || { echo "FAIL: $p not built" >&2; exit 1; }
+done
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
+	skip_all "redis-server / redis-cli not installed"
+if "$SIFT" block 2>&1 | grep -q "unknown command"; then
+	echo "FAIL: 'sift block' is not registered in milter/sift.c" >&2
+	exit 1
+fi
+
+D=$IT_TMP
+
+# ------------------------------------------------------------ helpers
+
+rcli() { _p=$1; shift; redis-cli -h 127.0.0.1 -p "$_p" "$@" 2>/dev/null; }
+
+# start_redis NAME PORT [ARGS...]: a redis-server with its own dir and AOF; pid in NAME_PID.
+start_redis() {
+	_n=$1 _p=$2
+	shift 2
+	mkdir -p "$D/$_n"
+	redis-server --port "$_p" --bind 127.0.0.1 --dir "$D/$_n" --save '' \
+		--appendonly yes --appendfsync always "$@" >>"$D/$_n.log" 2>&1 &
+	eval "${_n}_PID=$!"
+	it_track "$!"
+	wait_for 10 sh -c "redis-cli -h 127.0.0.1 -p $_p ping 2>/dev/null | grep -q PONG" ||
+		{ fail "redis $_n did not start on port $_p"; cat "$D/$_n.log" >&2; it_done; }
+}
+
+# A child stays a zombie until waited for, so "alive" means: in /proc and not Z.
+alive() { [ -r "/proc/$1/stat" ] && ! awk '{ exit $3 != "Z" }' "/proc/$1/stat" 2>/dev/null; }
+stop_pid() {
+	kill "$1" 2>/dev/null
+	_i=0
+	while [ $_i -lt 100 ] && alive "$1"; do sleep 0.1; _i=$((_i + 1)); done
+	kill -9 "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	it_untrack "$1"
+}
+
+# node NAME EXTRA_CONFIG: writes NAME.conf; start_node NAME starts its daemon.
+node() {
+	mkdir -p "$D/$1"
+	cat >"$D/$1.conf" <<EOF
+log = stderr
+log_level = info
+rules = $top_srcdir/tests/data/rules
+add_header_score = 5
+reject_score = 1000
+state_dir = $D/$1
+deadline = 2s
+redis_timeout = 200ms
+redis_breaker_failures = 3
+redis_breaker_time = 500ms
+redis_backoff_max = 500ms
+rep_min_observations = 3
+rep_max_score = 4
+block_sync_wait = 200ms
+$2
+EOF
+}
+
+start_node() {
+	rm -f "$D/$1.sock"
+	"$MILTER" -f -c "$D/$1.conf" -d "$D/$1" -p "unix:$D/$1.sock" 2>>"$D/$1.log" &
+	eval "${1}_PID=$!"
+	it_track "$!"
+	wait_for 10 test -S "$D/$1.sock" ||
+		{ fail "sift-milter $1 did not start"; cat "$D/$1.log" >&2; it_done; }
+}
+
+# send NODE QID IP FILE: one message; the daemon's log line for it is in $D/QID.line.
+send() {
+	"$MC" -s "unix:$D/$1.sock" -t 10000 -i "$3" -Q "$2" --tsv "$4" >"$D/$2.tsv" 2>"$D/$2.err"
+	wait_for 5 grep -q "queue_id=${2}00000000 " "$D/$1.log"
+	grep "queue_id=${2}00000000 " "$D/$1.log" | tail -1 >"$D/$2.line"
+}
+rules_of() { sed -n 's/.* rules=\([^ ]*\) .*/\1/p' "$D/$1.line"; }
+score_of() { sed -n 's/.* score=\([^ ]*\) .*/\1/p' "$D/$1.line"; }
+ms_of() { grep -v '^#' "$D/$1.tsv" | head -1 | cut -f6; }
+has() { case "$1" in *"$2"*) return 0 ;; esac; echo "  '$2' not in '$1'" >&2; return 1; }
+hasnt() { case "$1" in *"$2"*) echo "  '$2' unexpectedly in '$1'" >&2; return 1 ;; esac; return 0; }
+num_ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
+num_lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 < b + 0) }'; }
+spam_count() { rcli "$1" HGET "sift:r:{ip:$2}" s; }
+spam_ge() { num_ge "$(spam_count "$1" "$2")" "$3"; }
+
+# ------------------------------------------------------------ 1. two nodes, one Redis
+
+RP=$(free_port)
+RR=$(free_port)
+start_redis main "$RP" --repl-diskless-sync-delay 0
+start_redis rep "$RR" --replicaof 127.0.0.1 "$RP"
+node a "redis_server = 127.0.0.1:$RP"
+node b "redis_server = 127.0.0.1:$RP
+redis_replica = 127.0.0.1:$RR"
+start_node a
+start_node b
+
+SPAMMER=192.0.2.66
+for i in 1 2 3 4 5; do
+	send a "aspam$i" "$SPAMMER" "$DATA/spam.eml"
+done
+check "A: spam scored by the rules" has "$(rules_of aspam1)" SIFT_IT_SPAM_SUBJ
+check "A's five spam verdicts reach Redis (background writer)" \
+	wait_for 5 spam_ge "$RP" "$SPAMMER" 4.99
+check "the replica has them too" wait_for 5 spam_ge "$RR" "$SPAMMER" 4.99
+
+send b bham1 "$SPAMMER" "$DATA/ham.eml"
+send b bham2 198.51.100.20 "$DATA/ham.eml"
+check "B: the spammer's IP now carries REP_IP_SPAM" has "$(rules_of bham1)" REP_IP_SPAM
+check "B: and its /24" has "$(rules_of bham1)" REP_NET_SPAM
+check "B: a new IP has no reputation" hasnt "$(rules_of bham2)" REP_IP
+check "B: the same ham scores higher from the spammer's IP" \
+	num_ge "$(score_of bham1)" "$(awk -v s="$(score_of bham2)" 'BEGIN { print s + 2 }')"
+hm=$(rcli "$RR" INFO commandstats | grep -c '^cmdstat_hmget:')
+check "B reads reputation from its replica" [ "$hm" -ge 1 ]
+
+out=$("$SIFT" -c "$D/b.conf" check --ip "$SPAMMER" "$DATA/ham.eml" 2>&1)
+check "sift check explains the reputation" has "$out" "IP $SPAMMER: spam 5.0 ham 1.0"
+
+# A block on A, enforced on B within a second.
+check "sift block add on A" \
+	"$SIFT" -c "$D/a.conf" block add 203.0.113.0/24 --reason "it_rep snowshoe" --expire 1h
+t0=$(date +%s%N)
+enforced=""
+i=0
+while [ $i -lt 20 ] && [ -z "$enforced" ]; do
+	send b "bblk$i" 203.0.113.7 "$DATA/ham.eml"
+	case "$(rules_of "bblk$i")" in *BLOCKLIST_IP*) enforced=$i ;; *) sleep 0.05 ;; esac
+	i=$((i + 1))
+done
+dt=$((($(date +%s%N) - t0) / 1000000))
+check "B enforces A's block (after ${dt} ms)" sh -c "[ -n '$enforced' ] && [ $dt -lt 1000 ]"
+check "the block is in B's mirror" sh -c "'$SIFT' -c '$D/b.conf' block list | grep -q '^203.0.113.0/24	block'"
+"$SIFT" -c "$D/b.conf" block export --rbldnsd "$D/zone" >/dev/null 2>&1
+check "rbldnsd export of B's mirror" grep -q '^203.0.113.0/24 :127.0.0.2:it_rep snowshoe$' "$D/zone"
+
+# Redis (primary and replica) stopped: both nodes keep scoring from local state.
+stop_pid "$main_PID"
+stop_pid "$rep_PID"
+for i in 1 2 3; do
+	send a "aout$i" "$SPAMMER" "$DATA/spam.eml"
+	send b "bout$i" 203.0.113.8 "$DATA/spam.eml"
+done
+check "outage: A still gives verdicts" has "$(rules_of aout3)" SIFT_IT_SPAM_SUBJ
+check "outage: B still enforces the block from its mirror" has "$(rules_of bout3)" BLOCKLIST_IP
+check "outage: A answered fast ($(ms_of aout3) ms)" num_lt "$(ms_of aout3)" 1000
+check "outage: B answered fast ($(ms_of bout3) ms)" num_lt "$(ms_of bout3)" 1000
+check "outage: the circuit breaker is logged" grep -q "Redis unavailable" "$D/a.log"
+
+start_redis main "$RP" --repl-diskless-sync-delay 0
+start_redis rep "$RR" --replicaof 127.0.0.1 "$RP"
+check "the replica is back in sync" wait_for 10 sh -c \
+	"redis-cli -p $RR INFO replication | grep -q 'master_link_status:up'"
+check "after the restart A's queued verdicts are replayed (5 + 3)" \
+	wait_for 10 spam_ge "$RP" "$SPAMMER" 7.99
+check "and B's (3 for 203.0.113.8)" wait_for 10 spam_ge "$RP" 203.0.113.8 2.99
+# 8 observations, a few seconds old (decayed by a factor ~0.99999).
+check "exactly: nothing lost, nothing doubled" num_lt "$(spam_count "$RP" "$SPAMMER")" 8.01
+
+
+# B goes down; meanwhile the list changes; B resumes from its last applied entry.
+stop_pid "$b_PID"
+check "sift block del on A" "$SIFT" -c "$D/a.conf" block del 203.0.113.0/24
+check "sift block add on A (domain)" "$SIFT" -c "$D/a.conf" block add spam-domain.example
+start_node b
+printf 'From: x@spam-domain.example\nTo: y@example.org\nSubject: hi\n\nhello\n' >"$D/dom.eml"
+ok=""
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	send b "bres$i" 203.0.113.9 "$D/dom.eml"
+	case "$(rules_of "bres$i")" in *BLOCKLIST_DOMAIN*) ok=$i; break ;; esac
+	sleep 0.2
+done
+check "restarted B caught up: the new domain block" [ -n "$ok" ]
+check "restarted B caught up: the deleted network is free" hasnt "$(rules_of "bres$ok")" BLOCKLIST_IP
+
+stop_pid "$a_PID"
+stop_pid "$b_PID"
+
+# ------------------------------------------------------------ 2. Sentinel failover
+
+P1=$(free_port)
+P2=$(free_port)
+SP=$(free_port)
+start_redis p1 "$P1"
+start_redis p2 "$P2" --replicaof 127.0.0.1 "$P1"
+cat >"$D/sentinel.conf" <<EOF
+port $SP
+bind 127.0.0.1
+dir $D
+sentinel monitor mymaster 127.0.0.1 $P1 1
+sentinel down-after-milliseconds mymaster 1000
+sentinel failover-timeout mymaster 5000
+EOF
+redis-server "$D/sentinel.conf" --sentinel >>"$D/sentinel.log" 2>&1 &
+SENTINEL_PID=$!
+it_track "$SENTINEL_PID"
+wait_for 10 sh -c "redis-cli -p $SP SENTINEL get-master-addr-by-name mymaster 2>/dev/null | grep -q $P1" ||
+	fail "Sentinel did not come up"
+node c "redis_sentinel = 127.0.0.1:$SP
+redis_sentinel_master = mymaster"
+start_node c
+C_PID=$c_PID
+for i in 1 2 3; do send c "cpre$i" 192.0.2.77 "$DATA/spam.eml"; done
+check "via Sentinel: verdicts land on the primary" wait_for 5 spam_ge "$P1" 192.0.2.77 2.99
+wait_for 10 spam_ge "$P2" 192.0.2.77 2.99
+
+stop_pid "$p1_PID"
+check "Sentinel promotes the replica" wait_for 30 sh -c \
+	"redis-cli -p $SP SENTINEL get-master-addr-by-name mymaster 2>/dev/null | grep -q $P2"
+for i in 1 2 3; do send c "cpost$i" 192.0.2.77 "$DATA/spam.eml"; done
+check "the node writes to the promoted replica" wait_for 15 spam_ge "$P2" 192.0.2.77 5.99
+cat >"$D/cli.conf" <<EOF
+state_dir = $D/c
+redis_sentinel = 127.0.0.1:$SP
+EOF
+check "sift block add through Sentinel after the failover" \
+	"$SIFT" -c "$D/cli.conf" block add 198.18.0.0/15
+ok=""
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	send c "cblk$i" 198.18.3.4 "$DATA/ham.eml"
+	case "$(rules_of "cblk$i")" in *BLOCKLIST_IP*) ok=1; break ;; esac
+	sleep 0.2
+done
+check "the node enforces it" [ -n "$ok" ]
+check "the node was never restarted" alive "$C_PID"
+check "the node logged the switch" grep -q "Redis 127.0.0.1:$P2 available" "$D/c.log"
+
+it_done
