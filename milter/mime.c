@@ -30,14 +30,20 @@
 #define MIME_CHARSET_NAME_BYTES 48
 /* Converters each thread keeps open (distinct charsets seen recently). */
 #define MIME_ICONV_SLOTS 8
-/* Slots of the open-addressing sets that keep the URI and domain lists distinct. */
-#define MIME_SET_SLOTS 2048
+/*
+ * The open-addressing sets that keep the URI and domain lists distinct
+ * start small (most mail has a handful of links) and double while more
+ * than half full, up to MIME_SET_MAX_SLOTS.
+ */
+#define MIME_SET_MIN_SLOTS 64
+#define MIME_SET_MAX_SLOTS 2048
 
-_Static_assert(MIME_SET_SLOTS >= 2 * MIME_MAX_URIS, "URI set must stay at most half full");
-_Static_assert(MIME_SET_SLOTS >= 2 * MIME_MAX_DOMAINS, "domain set must stay at most half full");
+_Static_assert(MIME_SET_MAX_SLOTS >= 2 * MIME_MAX_URIS, "URI set must stay at most half full");
+_Static_assert(MIME_SET_MAX_SLOTS >= 2 * MIME_MAX_DOMAINS, "domain set must stay half empty");
 
 struct strset {
-	const char **slot; /* MIME_SET_SLOTS entries, allocated on first insert */
+	const char **slot; /* cap entries, allocated on first insert */
+	size_t cap, n;
 };
 
 struct mime {
@@ -1069,18 +1075,38 @@ static uint32_t hash_bytes(const char *p, size_t n)
 	return h;
 }
 
-/* Returns the stored copy if p[0..n) is new, NULL if already present. */
+static void strset_grow(arena_t *a, struct strset *s)
+{
+	size_t cap = s->cap ? s->cap * 2 : MIME_SET_MIN_SLOTS;
+	const char **slot = arena_zalloc(a, cap * sizeof(*slot));
+	for (size_t i = 0; i < s->cap; i++) {
+		if (s->slot[i] == NULL)
+			continue;
+		size_t j = hash_bytes(s->slot[i], strlen(s->slot[i])) & (cap - 1);
+		while (slot[j] != NULL)
+			j = (j + 1) & (cap - 1);
+		slot[j] = s->slot[i];
+	}
+	s->slot = slot;
+	s->cap = cap;
+}
+
+/*
+ * Returns the stored copy if p[0..n) is new, NULL if already present. The
+ * callers' list limits keep n at most half of MIME_SET_MAX_SLOTS.
+ */
 static const char *strset_add(arena_t *a, struct strset *s, const char *p, size_t n)
 {
-	if (s->slot == NULL)
-		s->slot = arena_zalloc(a, MIME_SET_SLOTS * sizeof(*s->slot));
-	size_t i = hash_bytes(p, n) & (MIME_SET_SLOTS - 1);
+	if (2 * (s->n + 1) > s->cap && s->cap < MIME_SET_MAX_SLOTS)
+		strset_grow(a, s);
+	size_t i = hash_bytes(p, n) & (s->cap - 1);
 	while (s->slot[i] != NULL) {
 		if (strncmp(s->slot[i], p, n) == 0 && s->slot[i][n] == '\0')
 			return NULL;
-		i = (i + 1) & (MIME_SET_SLOTS - 1);
+		i = (i + 1) & (s->cap - 1);
 	}
 	s->slot[i] = arena_strndup(a, p, n);
+	s->n++;
 	return s->slot[i];
 }
 
@@ -1215,34 +1241,70 @@ static inline bool uri_stop(int c)
 	       c == '}' || c == '|' || c == '^' || c == '\\';
 }
 
+/* A URL may start at t[s]: not inside a word, a host name or a path. */
+static bool uri_word_start(const char *t, size_t s)
+{
+	if (s == 0)
+		return true;
+	int c = (unsigned char)t[s - 1];
+	return !(is_alnum(c) || c == '.' || c == '-' || c == '_' || c == '@' || c == '/');
+}
+
+/*
+ * Every URL written in text contains ':' (after its scheme) or '.' (after
+ * "www"), so the scan jumps between those two with memchr() instead of
+ * testing each byte for a scheme: text is mostly letters, and this loop
+ * runs over every text part and rendered HTML part.
+ */
 void mime_scan_uris(mime_t *mi, const char *t, size_t n)
 {
+	const char *end = t + n, *colon = NULL, *dot = NULL;
+	size_t i = 0;
+
 	if (mi == NULL)
 		return;
-	for (size_t i = 0; i < n && mi->nuris < MIME_MAX_URIS; i++) {
-		int c = lc((unsigned char)t[i]);
-		if (c != 'h' && c != 'f' && c != 'w' && c != 'm')
-			continue;
-		/* Only at the start of a word: "xwww." and "ahttp://" are not links. */
-		if (i > 0 &&
-		    (is_alnum((unsigned char)t[i - 1]) || t[i - 1] == '.' || t[i - 1] == '-' ||
-		     t[i - 1] == '_' || t[i - 1] == '@' || t[i - 1] == '/'))
-			continue;
-		size_t rest = n - i, min;
-		const char *p = t + i;
-		if (c == 'h' && ci_prefix(p, rest, "http://"))
-			min = 7;
-		else if (c == 'h' && ci_prefix(p, rest, "https://"))
-			min = 8;
-		else if (c == 'f' && ci_prefix(p, rest, "ftp://"))
-			min = 6;
-		else if (c == 'w' && ci_prefix(p, rest, "www."))
+	while (i < n && mi->nuris < MIME_MAX_URIS) {
+		if (colon == NULL || colon < t + i) {
+			colon = memchr(t + i, ':', n - i);
+			if (colon == NULL)
+				colon = end;
+		}
+		if (dot == NULL || dot < t + i) {
+			dot = memchr(t + i, '.', n - i);
+			if (dot == NULL)
+				dot = end;
+		}
+		const char *hit = colon < dot ? colon : dot;
+		if (hit == end)
+			break;
+		size_t k = (size_t)(hit - t), start, min;
+		i = k + 1;
+		if (*hit == ':') {
+			size_t s = k;
+			while (s > 0 && k - s < 6 &&
+			       ((t[s - 1] | 0x20) >= 'a' && (t[s - 1] | 0x20) <= 'z'))
+				s--;
+			bool slashes = k + 2 < n && t[k + 1] == '/' && t[k + 2] == '/';
+			size_t wl = k - s;
+			if (slashes && ((wl == 4 && ci_prefix(t + s, wl, "http")) ||
+			                (wl == 5 && ci_prefix(t + s, wl, "https")) ||
+			                (wl == 3 && ci_prefix(t + s, wl, "ftp"))))
+				min = wl + 3;
+			else if (wl == 6 && ci_prefix(t + s, wl, "mailto"))
+				min = 7;
+			else
+				continue;
+			start = s;
+		} else {
+			if (k < 3 || !ci_prefix(t + k - 3, 3, "www"))
+				continue;
+			start = k - 3;
 			min = 4;
-		else if (c == 'm' && ci_prefix(p, rest, "mailto:"))
-			min = 7;
-		else
+		}
+		if (!uri_word_start(t, start))
 			continue;
-		size_t e = min;
+		const char *p = t + start;
+		size_t rest = n - start, e = min;
 		while (e < rest && !uri_stop((unsigned char)p[e]))
 			e++;
 		/* Trailing punctuation belongs to the sentence, not the link. */
@@ -1261,7 +1323,8 @@ void mime_scan_uris(mime_t *mi, const char *t, size_t n)
 		}
 		if (e > min)
 			mime_add_uri(mi, p, e);
-		i += e - 1;
+		if (start + e > i)
+			i = start + e;
 	}
 }
 

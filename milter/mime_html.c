@@ -18,6 +18,11 @@
 /* Longest entity name looked up ("&thetasym;" is 8). */
 #define HTML_ENTITY_NAME_BYTES 10
 
+/* 1: ends a text run; 2: a blank, which a text run may carry if single. */
+static const unsigned char h_text_class[256] = {
+    ['<'] = 1, ['&'] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1, ['\f'] = 1, ['\v'] = 1, [' '] = 2,
+};
+
 struct render {
 	mime_t *mi;
 	abuf_t *out;
@@ -150,7 +155,7 @@ static size_t entity(const char *s, size_t n, uint32_t *cp)
 	if (!semi && i < n && h_alnum((unsigned char)s[i]))
 		return 0;
 	for (size_t e = 0; e < sizeof(entities) / sizeof(entities[0]); e++) {
-		if (!strcmp(entities[e].name, name)) {
+		if (entities[e].name[0] == name[0] && !strcmp(entities[e].name, name)) {
 			*cp = entities[e].cp;
 			return i + (semi ? 1 : 0);
 		}
@@ -190,25 +195,55 @@ static void put_break(struct render *r, unsigned lines)
 
 /* ------------------------------------------------------------ tags */
 
-/* Line breaks a tag stands for: 2 = paragraph, 1 = line, 0 = inline, -1 = cell gap. */
-static int tag_break(const char *name)
+static inline bool is(const char *a, const char *b)
 {
-	static const char *const para[] = {"p",     "h1",         "h2",  "h3", "h4", "h5", "h6",
-	                                   "table", "blockquote", "pre", "hr", "ul", "ol", "dl"};
-	static const char *const line[] = {
-	    "br",       "div",     "tr",      "li",       "dt",     "dd",     "center", "form",
-	    "option",   "address", "section", "article",  "header", "footer", "nav",    "caption",
-	    "fieldset", "legend",  "select",  "textarea", "tbody",  "thead",  "tfoot",  "body",
-	    "html",     "frame",   "iframe",  "main",     "aside",  "figure"};
-	for (size_t i = 0; i < sizeof(para) / sizeof(para[0]); i++)
-		if (!strcmp(para[i], name))
+	return strcmp(a, b) == 0;
+}
+
+/*
+ * Line breaks a tag stands for: 2 = paragraph, 1 = line, 0 = inline,
+ * -1 = cell gap. A switch on the first letter: this runs for every tag.
+ */
+static int tag_break(const char *t)
+{
+	switch (t[0]) {
+	case 'a': return is(t, "address") || is(t, "article") || is(t, "aside");
+	case 'b':
+		if (is(t, "blockquote"))
 			return 2;
-	for (size_t i = 0; i < sizeof(line) / sizeof(line[0]); i++)
-		if (!strcmp(line[i], name))
-			return 1;
-	if (!strcmp(name, "td") || !strcmp(name, "th"))
-		return -1;
-	return 0;
+		return is(t, "br") || is(t, "body");
+	case 'c': return is(t, "center") || is(t, "caption");
+	case 'd':
+		if (is(t, "dl"))
+			return 2;
+		return is(t, "div") || is(t, "dt") || is(t, "dd");
+	case 'f':
+		return is(t, "form") || is(t, "footer") || is(t, "fieldset") || is(t, "frame") ||
+		       is(t, "figure");
+	case 'h':
+		if ((t[1] >= '1' && t[1] <= '6' && t[2] == '\0') || is(t, "hr"))
+			return 2;
+		return is(t, "header") || is(t, "html");
+	case 'i': return is(t, "iframe");
+	case 'l': return is(t, "li") || is(t, "legend");
+	case 'm': return is(t, "main");
+	case 'n': return is(t, "nav");
+	case 'o':
+		if (is(t, "ol"))
+			return 2;
+		return is(t, "option");
+	case 'p': return (is(t, "p") || is(t, "pre")) ? 2 : 0;
+	case 's': return is(t, "section") || is(t, "select");
+	case 't':
+		if (is(t, "td") || is(t, "th"))
+			return -1;
+		if (is(t, "table"))
+			return 2;
+		return is(t, "tr") || is(t, "tbody") || is(t, "thead") || is(t, "tfoot") ||
+		       is(t, "textarea");
+	case 'u': return is(t, "ul") ? 2 : 0;
+	default: return 0;
+	}
 }
 
 /* Finds "</name" (any case) at or after i; returns its offset or n. */
@@ -436,9 +471,21 @@ void mime_html_render(mime_t *mi, const char *s, size_t n, abuf_t *out)
 			r.space = true;
 			i++;
 		} else {
+			/*
+			 * A text run goes on through single blanks, so a line of
+			 * prose is one append rather than one per word.
+			 */
 			size_t j = i + 1;
-			while (j < n && s[j] != '<' && s[j] != '&' && !h_space((unsigned char)s[j]))
-				j++;
+			while (j < n) {
+				unsigned char k = h_text_class[(unsigned char)s[j]];
+				if (k == 0 ||
+				    (k == 2 && j + 1 < n && !h_space((unsigned char)s[j + 1]) &&
+				     s[j + 1] != '<' && s[j + 1] != '&')) {
+					j++;
+					continue;
+				}
+				break;
+			}
 			put_text(&r, s + i, j - i);
 			i = j;
 		}
