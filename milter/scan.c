@@ -22,6 +22,7 @@
 #include "bayes.h"
 #include "dnsbl.h"
 #include "log.h"
+#include "rep.h"
 #include "rules.h"
 
 #define SCAN_CONN_ARENA_BYTES 4096
@@ -34,6 +35,7 @@
 static const evidence_ops_t *const scan_modules[] = {
     &rules_evidence,
     &bayes_evidence,
+    &rep_evidence,
     &dnsbl_evidence,
 };
 #define SCAN_N_MODULES (sizeof(scan_modules) / sizeof(scan_modules[0]))

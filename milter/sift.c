@@ -18,6 +18,7 @@
 #include "conf.h"
 #include "diag.h"
 #include "log.h"
+#include "rep.h"
 #include "rules.h"
 #include "scan.h"
 
@@ -42,6 +43,8 @@ static void usage(FILE *fp)
 		"                     train the Bayes store (or forget messages)\n"
 		"  bayes stats|dump|load|expire|compact\n"
 		"                     maintain the Bayes store\n"
+		"  block add|del|list|export ...\n"
+		"                     manage the shared block and allow lists\n"
 		"  version            print the version\n");
 }
 
@@ -285,6 +288,7 @@ static const struct {
     {"lint", cmd_lint},
     {"learn", bayes_cmd_learn},
     {"bayes", bayes_cmd_bayes},
+    {"block", rep_cmd_block},
     {"version", cmd_version},
 };
 
