@@ -1,0 +1,232 @@
+/*
+ * NAME
+ *	rules - SpamAssassin-style regex rules: parse, compile, match
+ * SYNOPSIS
+ *	#include "rules.h"
+ *	rules_opts_t o; rules_opts_read(conf, &o, diag);
+ *	rules_t *r = rules_load(o.paths, o.npaths, &o, diag);
+ *	rules_eval(r, msg, mime, hits, 0);
+ *	rules_free(r);
+ * DESCRIPTION
+ *	Rule files use SpamAssassin's syntax, so its rule sets load as they
+ *	are: header, body, rawbody, uri, full, mimeheader and meta rules,
+ *	score, describe, tflags (multiple, maxhits=N, nice; others ignored),
+ *	priority, if/ifplugin/else/endif, include, require_version, lang and
+ *	the ReplaceTags directives (replace_tag/pre/post/inter/start/end,
+ *	replace_rules). A path given to rules_load() is a file or a directory
+ *	whose *.cf files are read in sorted (strcmp) order.
+ *
+ *	What is not supported only warns, once per construct ("skipped eval
+ *	test check_foo", "skipped directive askdns"): eval: tests and plugin
+ *	directives. A skipped rule exists but never hits, so metas naming it
+ *	still evaluate (with it as 0). A malformed line - a regex PCRE2
+ *	rejects, a bad score, a meta that does not parse, an unbalanced
+ *	if/endif - is an error and fails the whole load, so a reload keeps the
+ *	running set.
+ *
+ *	ifplugin is true for the plugins whose rules this engine runs
+ *	natively: Mail::SpamAssassin::Plugin::ReplaceTags and
+ *	Mail::SpamAssassin::Plugin::MIMEHeader (plugin(...) likewise). "if"
+ *	expressions see version = 4.000001 and perl_version = 5.036000; can()
+ *	is true for Mail::SpamAssassin::Conf::feature_bug6558_free,
+ *	perl_min_version_5010000, feature_yesno_takes_args and
+ *	feature_registryboundaries, false for everything else (capture rules,
+ *	eval helpers). With rules_all_plugins, every ifplugin block is read
+ *	(and "!plugin(...)" is false): the regex and meta rules SpamAssassin
+ *	keeps in its eval plugins' blocks then load and the eval tests warn.
+ *	That is for lint and comparisons: a meta such as "__A && !__EVAL"
+ *	would hit whenever __A does, so scoring should keep the default.
+ *
+ *	Scores: "score NAME a b c d" gives SpamAssassin's four score sets;
+ *	Sift always has Bayes and network tests, so it uses the fourth
+ *	column (set 3), or the only one when one is given. A rule without a
+ *	score line scores 1.0 (-1.0 with tflags nice, 0.01 for T_ rules); an
+ *	explicit score of 0 disables the rule, as in SpamAssassin (metas then
+ *	see it as not hit). Rules named __* are never reported or scored.
+ *	A "multiple" rule scores once; its match count (up to maxhits) is
+ *	what metas see.
+ *
+ *	Views (what each rule type is matched against), as SpamAssassin does:
+ *	  header      the named field's values, RFC 2047-decoded and unfolded,
+ *	              each ending in "\n", all occurrences concatenated; ":raw"
+ *	              skips decoding (folds become one space); ":addr",
+ *	              ":name" the addresses or display names; ":first",
+ *	              ":last" one occurrence. Pseudo-fields: ALL (the whole
+ *	              decoded header block), ToCc, MESSAGEID, EnvelopeFrom and
+ *	              X-Sift-Mime (below). An absent field matches as "" (so
+ *	              "!~" hits) unless "[if-unset: TEXT]" gives a value.
+ *	  body        the MIME body view (Subject, then the rendered text)
+ *	              split into paragraphs at blank lines, runs of white
+ *	              space collapsed to one space, each paragraph ending in
+ *	              "\n" and cut into pieces of at most 2048 bytes at a
+ *	              space - SpamAssassin's "lines". A rule hits when any
+ *	              paragraph matches, so a phrase may span line breaks but
+ *	              not paragraphs.
+ *	  rawbody     the raw-body view in chunks of 2-4 KiB cut at a newline,
+ *	              '>' or space (SpamAssassin's rawbody paragraphs).
+ *	  uri         each URI in turn.
+ *	  full        the whole message: header block, blank line, raw body.
+ *	  mimeheader  the named field of each MIME part's own header block.
+ *	X-Sift-Mime is a pseudo-field (a real field of that name is ignored,
+ *	so senders cannot forge it) holding space-separated words for the
+ *	message's MIME facts: truncated, depth_limit, part_limit,
+ *	bad_boundary, bad_base64, bad_qp, bad_charset, text_limit,
+ *	bad_header (mime_flags()), and html_only, has_attachment,
+ *	exe_attachment, no_text.
+ *
+ *	Regexes are Perl's, compiled by PCRE2 (JIT when available) in byte
+ *	mode with flags i, s, m, x. Under /i the bytes 0xC0-0xDE and
+ *	0xE0-0xFE fold as Latin-1 letters (Perl's /aa on a byte string), from
+ *	character tables built here; \w, \d, \s stay ASCII. A pattern too
+ *	large for PCRE2's compiled-size limit is split at its top-level
+ *	alternation (or at the alternation of an unquantified group) into
+ *	several patterns OR'd together; for a "multiple" rule the counts of
+ *	the pieces are added.
+ *
+ *	Limits: every match runs under regex_match_limit and, without JIT,
+ *	regex_depth_limit; JIT matching uses a stack of at most
+ *	regex_jit_stack bytes. A match that hits a limit is an error for that
+ *	rule, never a silent miss: it is counted (rules_errors()), logged
+ *	(rate-limited) and noted in the message's hits, and the rule does
+ *	not hit.
+ *
+ *	Prefilter (regex_prefilter, default yes): at load each body,
+ *	rawbody, uri and full rule gets, where its pattern allows, a set of
+ *	literals one of which every match must contain (found by walking the
+ *	regex). Per message each view is searched once for all literals
+ *	(Vectorscan when built with it, else memmem() per literal on a
+ *	lower-cased copy) and rules none of whose literals occur are not run.
+ *	Literals are compared case-insensitively, so the prefilter can only
+ *	let through more rules than needed, never fewer: PCRE2 stays the
+ *	engine of record.
+ * CONFIGURATION
+ *	rules = PATH                (repeatable; default SIFT_RULESDIR)
+ *	regex_match_limit = N       (default 1000000)
+ *	regex_depth_limit = N       (default 10000)
+ *	regex_jit_stack = SIZE      (default 1M)
+ *	regex_prefilter = yes|no    (default yes)
+ *	rules_all_plugins = yes|no  (default no: see all_plugins below)
+ * THREADS
+ *	A rules_t is built by one thread, then shared read-only by all;
+ *	rules_eval() may run in any number of threads at once. The only
+ *	things that change after load are per-rule atomic counters (errors,
+ *	and CPU time when timing is asked for). Each thread keeps its own
+ *	PCRE2 match data, match context and JIT stack in a thread-local
+ *	cache, created on first use and freed when the thread exits.
+ * DIAGNOSTICS
+ *	Load problems go to the diag_t as "file:line: ..." entries.
+ */
+#ifndef SIFT_RULES_H
+#define SIFT_RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "conf.h"
+#include "diag.h"
+#include "evidence.h"
+#include "hits.h"
+#include "mime.h"
+#include "msg.h"
+
+#define RULES_MAX_PATHS 64
+
+typedef struct rules rules_t;
+
+typedef struct rules_opts {
+	/* Strings are borrowed from the conf_t (or the caller). */
+	const char *paths[RULES_MAX_PATHS];
+	size_t npaths;
+	uint32_t match_limit;
+	uint32_t depth_limit;
+	uint64_t jit_stack_bytes;
+	bool prefilter;
+	/* ifplugin/plugin() true for every plugin (regex rules of plugin blocks load, their
+	 * eval tests are skipped): for lint and measurements, not for scoring. */
+	bool all_plugins;
+} rules_opts_t;
+
+/* The defaults (SIFT_RULESDIR as the one path). */
+void rules_opts_default(rules_opts_t *o);
+/* Reads the keys listed above; returns -1 with errors in d. */
+int rules_opts_read(conf_t *c, rules_opts_t *o, diag_t *d);
+
+/* NULL with errors in d when any line is malformed. o may be NULL (defaults). */
+rules_t *rules_load(const char *const *paths, size_t n, const rules_opts_t *o, diag_t *d);
+/* Loads rules from one in-memory text (tests, fuzzing); name is used in diagnostics. */
+rules_t *rules_load_text(const char *name, const char *text, const rules_opts_t *o, diag_t *d);
+void rules_free(rules_t *r);
+
+/* Rules defined (of every type, skipped ones included). */
+size_t rules_count(const rules_t *r);
+const char *rules_name(const rules_t *r, size_t i);
+/* The index of a rule by name, or -1. */
+long rules_find(const rules_t *r, const char *name);
+double rules_score(const rules_t *r, size_t i);
+
+enum {
+	RULES_T_HEADER,
+	RULES_T_BODY,
+	RULES_T_RAWBODY,
+	RULES_T_URI,
+	RULES_T_FULL,
+	RULES_T_MIMEHEADER,
+	RULES_T_META,
+	RULES_T_N
+};
+
+typedef struct rules_stats {
+	size_t loaded[RULES_T_N];  /* compiled and run */
+	size_t skipped[RULES_T_N]; /* eval: and other unsupported tests */
+	size_t split_patterns;	   /* patterns split to fit PCRE2's size limit */
+	size_t jit_compiled;	   /* patterns JIT-compiled */
+	size_t prefiltered;	   /* rules with prefilter literals */
+	bool vectorscan;	   /* prefilter uses Vectorscan */
+} rules_stats_t;
+
+void rules_stats(const rules_t *r, rules_stats_t *s);
+const char *rules_type_name(int type);
+/* Prints the per-type counts, one line each (for `sift lint`). */
+void rules_print_stats(const rules_t *r, FILE *fp);
+
+/* Flags for rules_eval(). */
+enum {
+	RULES_EVAL_TIMING = 1u << 0,	  /* accumulate per-rule CPU time */
+	RULES_EVAL_NO_PREFILTER = 1u << 1, /* run every rule (tests, measurements) */
+	RULES_EVAL_EXPLAIN = 1u << 2	   /* put the matched text in each hit's detail */
+};
+
+/*
+ * Evaluates every rule on the message and adds a hit (source "rules")
+ * for each non-__ rule with a non-zero score that hits. mi may be NULL
+ * (then body, rawbody, uri and mimeheader rules see empty views).
+ * Returns the number of rules that failed with a match-limit error.
+ */
+int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned flags);
+
+/* Match-limit errors of rule i so far, and of all rules. */
+uint64_t rules_errors(const rules_t *r, size_t i);
+uint64_t rules_errors_total(const rules_t *r);
+
+/*
+ * Timing (`sift check --timing`): CPU nanoseconds and evaluations of
+ * each rule accumulated over every rules_eval() made with
+ * RULES_EVAL_TIMING. rules_slowest() fills up to n entries, most
+ * expensive first, and returns how many it filled.
+ */
+typedef struct rules_time {
+	const char *name;
+	int type;
+	uint64_t cpu_ns;
+	uint64_t evals;
+} rules_time_t;
+
+size_t rules_slowest(const rules_t *r, rules_time_t *out, size_t n);
+void rules_print_timing(const rules_t *r, FILE *fp, size_t top_n);
+
+/* The evidence source: shared state is the rules_t. */
+extern const evidence_ops_t rules_evidence;
+
+#endif

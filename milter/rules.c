@@ -1,0 +1,1764 @@
+/*
+ * rules.c - the rules engine: builds a rule set (rules_parse.c reads the
+ * files), compiles every pattern with PCRE2 + JIT under Latin-1 tables,
+ * and evaluates a set on one message's views. See rules.h for the
+ * semantics; this file is about doing it fast and never silently wrong.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <libpsl.h>
+#include <locale.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "rules_int.h"
+
+#define RULES_DEFAULT_MATCH_LIMIT 1000000u
+#define RULES_DEFAULT_DEPTH_LIMIT 50000u
+#define RULES_DEFAULT_JIT_STACK_BYTES (1024u * 1024)
+#define RULES_JIT_STACK_START_BYTES (32u * 1024)
+#define RULES_MAX_SPLIT_DEPTH 24
+#define RULES_DETAIL_BYTES 60
+#define RULES_ERROR_LOG_BURST 10
+#define RULES_ERROR_LOG_WINDOW_S 60
+
+static void *xcalloc(size_t n, size_t sz)
+{
+	void *p = calloc(n, sz);
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n);
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+/* ---------------------------------------------------------------- Latin-1 tables */
+
+/*
+ * PCRE2's tables come from the C library's locale, and no Latin-1 locale
+ * can be relied on (Debian ships only C and C.UTF-8). So: build the C
+ * locale's tables, then make 0xC0-0xDE and 0xE0-0xFE (minus the two
+ * operators 0xD7 and 0xF7) case partners in the lower-case and flip-case
+ * tables, which is all PCRE2 consults for /i in byte mode. The character
+ * classes (\w, [[:alpha:]]) stay ASCII, like Perl's /aa. Built once per
+ * process and never changed: shared read-only by every rule set.
+ */
+#define TABLES_LCC 0
+#define TABLES_FCC 256
+
+static const uint8_t *latin1_tables;
+static pthread_once_t latin1_once = PTHREAD_ONCE_INIT;
+
+static void latin1_build(void)
+{
+	locale_t c = newlocale(LC_CTYPE_MASK, "C", (locale_t)0);
+	locale_t old = c ? uselocale(c) : (locale_t)0;
+	const uint8_t *base = pcre2_maketables(NULL);
+	if (c) {
+		uselocale(old);
+		freelocale(c);
+	}
+	if (base == NULL)
+		abort();
+	uint8_t *t = (uint8_t *)base; /* ours until published */
+	for (int ch = 0xC0; ch <= 0xDE; ch++) {
+		if (ch == 0xD7)
+			continue;
+		t[TABLES_LCC + ch] = (uint8_t)(ch + 0x20);
+		t[TABLES_FCC + ch] = (uint8_t)(ch + 0x20);
+		t[TABLES_FCC + ch + 0x20] = (uint8_t)ch;
+	}
+	latin1_tables = t;
+}
+
+const uint8_t *rules_latin1_tables(void)
+{
+	pthread_once(&latin1_once, latin1_build);
+	return latin1_tables;
+}
+
+/* ---------------------------------------------------------------- the rule table */
+
+static uint64_t hash_name(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+	return h;
+}
+
+long rules_lookup(const rules_t *r, const char *name)
+{
+	if (r->hcap == 0)
+		return -1;
+	size_t mask = r->hcap - 1;
+	for (size_t i = hash_name(name) & mask;; i = (i + 1) & mask) {
+		size_t v = r->hash[i];
+		if (v == 0)
+			return -1;
+		if (strcmp(r->v[v - 1].name, name) == 0)
+			return (long)(v - 1);
+	}
+}
+
+static void hash_insert(rules_t *r, size_t idx)
+{
+	size_t mask = r->hcap - 1;
+	size_t i = hash_name(r->v[idx].name) & mask;
+	while (r->hash[i] != 0)
+		i = (i + 1) & mask;
+	r->hash[i] = idx + 1;
+}
+
+size_t rules_intern_rule(rules_t *r, const char *name)
+{
+	long found = rules_lookup(r, name);
+	if (found >= 0)
+		return (size_t)found;
+	if (r->n == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 256;
+		r->v = xrealloc(r->v, r->cap * sizeof(*r->v));
+	}
+	if ((r->n + 1) * 2 > r->hcap) {
+		free(r->hash);
+		r->hcap = r->hcap ? r->hcap * 2 : 512;
+		r->hash = xcalloc(r->hcap, sizeof(size_t));
+		for (size_t i = 0; i < r->n; i++)
+			hash_insert(r, i);
+	}
+	struct rule *ru = &r->v[r->n];
+	memset(ru, 0, sizeof(*ru));
+	ru->name = xstrdup(name);
+	ru->type = -1;
+	hash_insert(r, r->n);
+	return r->n++;
+}
+
+const char *rules_intern_file(rules_t *r, const char *file)
+{
+	for (size_t i = 0; i < r->nfiles; i++)
+		if (strcmp(r->files[i], file) == 0)
+			return r->files[i];
+	r->files = xrealloc(r->files, (r->nfiles + 1) * sizeof(char *));
+	r->files[r->nfiles] = xstrdup(file);
+	return r->files[r->nfiles++];
+}
+
+const char *rules_type_name(int type)
+{
+	static const char *const names[RULES_T_N] = {"header", "body",	     "rawbody", "uri",
+						     "full",   "mimeheader", "meta"};
+	return type >= 0 && type < RULES_T_N ? names[type] : "undefined";
+}
+
+/* ---------------------------------------------------------------- compiling */
+
+/*
+ * Walks a pattern's top level to find where it may be cut: the middle
+ * '|' of the top-level alternation, or, failing that, of the largest
+ * unquantified group whose body is an alternation. Cutting there keeps the
+ * meaning (a match of the whole is a match of one piece) as long as the
+ * pattern has no back-references and the group is not atomic.
+ */
+struct split {
+	size_t lead_len; /* a leading "(?flags)" that every piece keeps */
+	size_t g_body, g_close; /* the cut group: body from g_body, ")" at g_close */
+	size_t cut;			/* position of the chosen '|' */
+	bool in_group;
+};
+
+static bool has_backrefs(const char *p, size_t n)
+{
+	for (size_t i = 0; i + 1 < n; i++) {
+		if (p[i] != '\\')
+			continue;
+		char c = p[i + 1];
+		if ((c >= '1' && c <= '9') || c == 'g' || c == 'k')
+			return true;
+		i++;
+	}
+	/* named back-references, conditionals and subroutine calls tie pieces together */
+	static const char *const ties[] = {"(?P=", "(?(", "(?&", "(?P>", "(?R"};
+	for (size_t k = 0; k < sizeof(ties) / sizeof(ties[0]); k++)
+		if (memmem(p, n, ties[k], strlen(ties[k])) != NULL)
+			return true;
+	for (size_t i = 0; i + 3 < n; i++) {
+		if (p[i] != '(' || p[i + 1] != '?')
+			continue;
+		unsigned char c = (unsigned char)p[i + 2];
+		if (isdigit(c) || ((c == '+' || c == '-') && isdigit((unsigned char)p[i + 3])))
+			return true; /* (?1), (?+1), (?-1): recursion into a numbered group */
+	}
+	return false;
+}
+
+/* Skips an escape at p[i] == '\\'; returns the index after it. */
+static size_t skip_escape(const char *p, size_t n, size_t i)
+{
+	if (i + 1 >= n)
+		return n;
+	if (p[i + 1] == 'Q') {
+		const char *e = memmem(p + i + 2, n - i - 2, "\\E", 2);
+		return e ? (size_t)(e - p) + 2 : n;
+	}
+	return i + 2;
+}
+
+static size_t skip_class(const char *p, size_t n, size_t i)
+{
+	i++; /* '[' */
+	if (i < n && p[i] == '^')
+		i++;
+	if (i < n && p[i] == ']')
+		i++;
+	while (i < n && p[i] != ']') {
+		if (p[i] == '\\')
+			i += 2;
+		else if (p[i] == '[' && i + 1 < n && p[i + 1] == ':') {
+			const char *e = memmem(p + i + 2, n - i - 2, ":]", 2);
+			i = e ? (size_t)(e - p) + 2 : i + 1;
+		} else
+			i++;
+	}
+	return i < n ? i + 1 : n;
+}
+
+static bool find_split(const char *p, size_t n, bool extended, struct split *sp)
+{
+	memset(sp, 0, sizeof(*sp));
+	if (has_backrefs(p, n))
+		return false;
+	size_t i = 0;
+	if (n > 3 && p[0] == '(' && p[1] == '?') {
+		size_t k = 2;
+		while (k < n && (isalpha((unsigned char)p[k]) || p[k] == '-' || p[k] == '^'))
+			k++;
+		if (k < n && p[k] == ')')
+			sp->lead_len = i = k + 1;
+	}
+	/* one pass: the top-level bar nearest the middle, and the largest cuttable group */
+	size_t best_bar = 0, best_dist = (size_t)-1;
+	size_t gstack[64];
+	int depth = 0;
+	size_t best_g_len = 0;
+	size_t g_open_best = 0, g_close_best = 0;
+	for (; i < n; i++) {
+		char c = p[i];
+		if (c == '\\') {
+			i = skip_escape(p, n, i) - 1;
+		} else if (c == '[') {
+			i = skip_class(p, n, i) - 1;
+		} else if (extended && c == '#') {
+			while (i < n && p[i] != '\n')
+				i++;
+		} else if (c == '(') {
+			if (i + 2 < n && p[i + 1] == '?' && p[i + 2] == '#') {
+				while (i < n && p[i] != ')')
+					i++;
+				continue;
+			}
+			if (depth < 64)
+				gstack[depth] = i;
+			depth++;
+		} else if (c == ')') {
+			if (depth == 0)
+				return false;
+			depth--;
+			if (depth == 0) {
+				size_t open = gstack[0];
+				size_t next = i + 1;
+				bool quantified = next < n && (p[next] == '*' || p[next] == '+' ||
+							       p[next] == '?' || p[next] == '{');
+				bool ok = !quantified;
+				if (open + 2 < n && p[open + 1] == '?') {
+					char k = p[open + 2];
+					/* lookaround, atomic, conditional, recursion: not cuttable */
+					if (k == '=' || k == '!' || k == '>' || k == '(' || k == '|' ||
+					    (k == '<' && open + 3 < n &&
+					     (p[open + 3] == '=' || p[open + 3] == '!')))
+						ok = false;
+				}
+				if (ok && i - open > best_g_len) {
+					best_g_len = i - open;
+					g_open_best = open;
+					g_close_best = i;
+				}
+			}
+		} else if (c == '|' && depth == 0) {
+			size_t dist = i > n / 2 ? i - n / 2 : n / 2 - i;
+			if (dist < best_dist) {
+				best_dist = dist;
+				best_bar = i;
+			}
+		}
+	}
+	if (best_bar) {
+		sp->cut = best_bar;
+		return true;
+	}
+	if (best_g_len == 0)
+		return false;
+	/* the body of the group starts after "(", "(?:", "(?i:", "(?<name>" ... */
+	size_t b = g_open_best + 1;
+	if (p[b] == '?') {
+		if (p[b + 1] == '<' || p[b + 1] == '\'' || p[b + 1] == 'P') {
+			char close = p[b + 1] == '\'' ? '\'' : '>';
+			while (b < g_close_best && p[b] != close)
+				b++;
+			b++;
+		} else {
+			while (b < g_close_best && p[b] != ':' && p[b] != ')')
+				b++;
+			if (p[b] != ':')
+				return false; /* "(?i)" style, not a group */
+			b++;
+		}
+	}
+	struct split in;
+	if (!find_split(p + b, g_close_best - b, extended, &in) || in.lead_len)
+		return false;
+	sp->cut = in.cut + b;
+	sp->in_group = true;
+	if (in.in_group) {
+		/* the cut is in a group nested deeper: its body bounds the pieces */
+		sp->g_body = in.g_body + b;
+		sp->g_close = in.g_close + b;
+	} else {
+		sp->g_body = b;
+		sp->g_close = g_close_best;
+	}
+	return true;
+}
+
+/*
+ * PCRE2 compiles "(...){5}" as five copies of the group, which is what
+ * makes a few expanded SpamAssassin patterns too large even though their
+ * source is small. When such a pattern cannot be cut, the largest group
+ * with a counted repeat is rewritten as a named group followed by
+ * subroutine calls: "(?<sift_rep>(...))(?&sift_rep){4}" - the same
+ * language (PCRE2 10.30+ backtracks into subroutine calls like Perl), one
+ * copy of the body. Returns a malloc'd pattern or NULL.
+ */
+static char *rewrite_repeat(const char *p, size_t n, bool extended, int serial)
+{
+	if (has_backrefs(p, n))
+		return NULL;
+	size_t gstack[64];
+	int depth = 0;
+	size_t best_open = 0, best_close = 0, best_qend = 0, best_len = 0;
+	unsigned long qmin = 0, qmax = 0;
+	bool qopen = false;
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+		if (c == '\\') {
+			i = skip_escape(p, n, i) - 1;
+		} else if (c == '[') {
+			i = skip_class(p, n, i) - 1;
+		} else if (extended && c == '#') {
+			while (i < n && p[i] != '\n')
+				i++;
+		} else if (c == '(') {
+			if (depth < 64)
+				gstack[depth] = i;
+			depth++;
+		} else if (c == ')') {
+			if (depth == 0)
+				return NULL;
+			depth--;
+			if (depth >= 64 || i + 1 >= n || p[i + 1] != '{')
+				continue;
+			char *end;
+			unsigned long lo = strtoul(p + i + 2, &end, 10), hi = lo;
+			if (end == p + i + 2)
+				continue;
+			bool open = false;
+			if (*end == ',') {
+				char *e2;
+				hi = strtoul(end + 1, &e2, 10);
+				open = e2 == end + 1;
+				end = e2;
+			}
+			if (*end != '}' || lo < 2 || i - gstack[depth] <= best_len)
+				continue;
+			best_open = gstack[depth];
+			best_close = i;
+			best_qend = (size_t)(end - p) + 1;
+			best_len = i - best_open;
+			qmin = lo;
+			qmax = hi;
+			qopen = open;
+		}
+	}
+	if (best_len == 0 || (best_qend < n && (p[best_qend] == '?' || p[best_qend] == '+')))
+		return NULL;
+	size_t cap = n + 96;
+	char *out = malloc(cap);
+	if (out == NULL)
+		abort();
+	char q[48];
+	if (qopen)
+		snprintf(q, sizeof(q), "{%lu,}", qmin - 1);
+	else if (qmax == qmin)
+		snprintf(q, sizeof(q), "{%lu}", qmin - 1);
+	else
+		snprintf(q, sizeof(q), "{%lu,%lu}", qmin - 1, qmax - 1);
+	snprintf(out, cap, "%.*s(?<sift_rep%d>%.*s)(?&sift_rep%d)%s%.*s", (int)best_open, p,
+		 serial, (int)(best_close + 1 - best_open), p + best_open, serial, q,
+		 (int)(n - best_qend), p + best_qend);
+	return out;
+}
+
+static void push_code(struct rule *ru, pcre2_code *code, bool jit)
+{
+	ru->codes = xrealloc(ru->codes, (ru->ncodes + 1) * sizeof(*ru->codes));
+	ru->jit = xrealloc(ru->jit, (ru->ncodes + 1) * sizeof(*ru->jit));
+	ru->codes[ru->ncodes] = code;
+	ru->jit[ru->ncodes] = jit;
+	ru->ncodes++;
+}
+
+static int compile_piece(rules_t *r, struct rule *ru, const char *pat, size_t len, int depth,
+			 diag_t *d)
+{
+	int err;
+	PCRE2_SIZE off;
+	pcre2_code *code =
+	    pcre2_compile((PCRE2_SPTR)pat, len, ru->re_options, &err, &off, r->cctx);
+	if (code != NULL) {
+		bool jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+		if (jit)
+			r->stats.jit_compiled++;
+		push_code(ru, code, jit);
+		return 0;
+	}
+	struct split sp;
+	if (err == PCRE2_ERROR_PATTERN_TOO_LARGE && depth < RULES_MAX_SPLIT_DEPTH &&
+	    find_split(pat, len, (ru->re_options & PCRE2_EXTENDED) != 0, &sp)) {
+		if (depth == 0)
+			r->stats.split_patterns++;
+		/* left: [lead] prefix ... body-up-to-cut ... suffix; right likewise */
+		size_t cap = len * 2 + 16;
+		char *left = xcalloc(1, cap), *right = xcalloc(1, cap);
+		size_t ln, rn;
+		if (!sp.in_group) {
+			memcpy(left, pat, sp.cut);
+			ln = sp.cut;
+			memcpy(right, pat, sp.lead_len);
+			memcpy(right + sp.lead_len, pat + sp.cut + 1, len - sp.cut - 1);
+			rn = sp.lead_len + len - sp.cut - 1;
+		} else {
+			ln = 0;
+			memcpy(left, pat, sp.cut);
+			ln = sp.cut;
+			memcpy(left + ln, pat + sp.g_close, len - sp.g_close);
+			ln += len - sp.g_close;
+			memcpy(right, pat, sp.g_body);
+			rn = sp.g_body;
+			memcpy(right + rn, pat + sp.cut + 1, len - sp.cut - 1);
+			rn += len - sp.cut - 1;
+		}
+		int rc = compile_piece(r, ru, left, ln, depth + 1, d);
+		if (rc == 0)
+			rc = compile_piece(r, ru, right, rn, depth + 1, d);
+		free(left);
+		free(right);
+		return rc;
+	}
+	char *rw = NULL;
+	if (err == PCRE2_ERROR_PATTERN_TOO_LARGE && depth < RULES_MAX_SPLIT_DEPTH &&
+	    (rw = rewrite_repeat(pat, len, (ru->re_options & PCRE2_EXTENDED) != 0, depth)) != NULL) {
+		if (depth == 0)
+			r->stats.split_patterns++;
+		int rc = compile_piece(r, ru, rw, strlen(rw), depth + 1, d);
+		free(rw);
+		return rc;
+	}
+	PCRE2_UCHAR msg[160];
+	pcre2_get_error_message(err, msg, sizeof(msg));
+	diag_error(d, ru->file, ru->line, "%s rule %s: regex error at offset %zu: %s",
+		   rules_type_name(ru->type), ru->name, (size_t)off, (const char *)msg);
+	return -1;
+}
+
+int rules_compile_rule(rules_t *r, struct rule *ru, diag_t *d)
+{
+	return compile_piece(r, ru, ru->pattern, strlen(ru->pattern), 0, d);
+}
+
+/* ---------------------------------------------------------------- finishing a load */
+
+static bool name_is_sub(const char *name)
+{
+	return name[0] == '_' && name[1] == '_';
+}
+
+static size_t hkey_intern(rules_t *r, const char *name, unsigned mods, bool mime)
+{
+	for (size_t i = 0; i < r->nhkeys; i++)
+		if (r->hkeys[i].mods == mods && r->hkeys[i].mime == mime &&
+		    strcasecmp(r->hkeys[i].name, name) == 0)
+			return i;
+	r->hkeys = xrealloc(r->hkeys, (r->nhkeys + 1) * sizeof(*r->hkeys));
+	r->hkeys[r->nhkeys] = (struct hkey){.name = xstrdup(name), .mods = mods, .mime = mime};
+	return r->nhkeys++;
+}
+
+/* Depth-first order of metas so each runs after what it reads; cycles are errors. */
+static int meta_visit(rules_t *r, size_t i, uint8_t *mark, size_t *out, size_t *nout,
+		      diag_t *d)
+{
+	if (mark[i] == 2)
+		return 0;
+	if (mark[i] == 1) {
+		diag_error(d, r->v[i].file, r->v[i].line, "meta rule %s: depends on itself",
+			   r->v[i].name);
+		return -1;
+	}
+	mark[i] = 1;
+	struct rule *ru = &r->v[i];
+	for (size_t k = 0; k < ru->nprog; k++) {
+		if (ru->prog[k].op != MOP_RULE)
+			continue;
+		size_t j = ru->prog[k].rule;
+		if (r->v[j].defined && r->v[j].type == RULES_T_META && !r->v[j].skipped &&
+		    meta_visit(r, j, mark, out, nout, d) < 0) {
+			mark[i] = 2;
+			return -1;
+		}
+	}
+	mark[i] = 2;
+	out[(*nout)++] = i;
+	return 0;
+}
+
+static const rules_t *sort_rules;
+static int cmp_priority(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	int px = sort_rules->v[x].priority, py = sort_rules->v[y].priority;
+	if (px != py)
+		return px < py ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int rules_finish(rules_t *r, diag_t *d)
+{
+	size_t before = diag_errors(d);
+	r->cctx = pcre2_compile_context_create(NULL);
+	pcre2_set_character_tables(r->cctx, rules_latin1_tables());
+	r->tables = rules_latin1_tables();
+
+	size_t n0 = r->n; /* metas may intern undefined names: only walk defined ones */
+	for (size_t i = 0; i < n0; i++) {
+		struct rule *ru = &r->v[i];
+		if (!ru->defined)
+			continue;
+		if (!ru->has_score) {
+			if (name_is_sub(ru->name))
+				ru->score = 0;
+			else if (strncmp(ru->name, "T_", 2) == 0)
+				ru->score = 0.01;
+			else
+				ru->score = (ru->tflags & TF_NICE) ? -1.0 : 1.0;
+		}
+		ru->disabled = ru->has_score && ru->score == 0 && !name_is_sub(ru->name);
+		ru->report = !name_is_sub(ru->name) && ru->score != 0;
+		if (ru->skipped) {
+			r->stats.skipped[ru->type]++;
+			continue;
+		}
+		if (ru->type == RULES_T_META) {
+			if (rules_meta_compile(r, &r->v[i], d) == 0)
+				r->stats.loaded[RULES_T_META]++;
+			continue;
+		}
+		if (ru->type == RULES_T_HEADER || ru->type == RULES_T_MIMEHEADER)
+			ru->hkey = hkey_intern(r, ru->hdr_name, ru->hdr_mods & (HM_RAW | HM_ADDR |
+										 HM_NAME | HM_FIRST |
+										 HM_LAST | HM_HOST |
+										 HM_DOMAIN),
+					       ru->type == RULES_T_MIMEHEADER);
+		if (ru->hdr_exists) {
+			r->stats.loaded[ru->type]++;
+			continue;
+		}
+		if (rules_compile_rule(r, ru, d) == 0) {
+			r->stats.loaded[ru->type]++;
+			rules_lit_extract(ru);
+			if (ru->nlits)
+				r->stats.prefiltered++;
+		}
+	}
+	/* Undefined names in metas: warn once each, they count as not hit. */
+	for (size_t i = 0; i < n0; i++) {
+		struct rule *ru = &r->v[i];
+		if (!ru->defined || ru->type != RULES_T_META || ru->skipped)
+			continue;
+		for (size_t k = 0; k < ru->nprog; k++) {
+			if (ru->prog[k].op != MOP_RULE)
+				continue;
+			struct rule *dep = &r->v[ru->prog[k].rule];
+			if (!dep->defined && dep->type != -2) {
+				diag_warn(d, ru->file, ru->line,
+					  "meta rule %s: undefined rule %s (never hits)", ru->name,
+					  dep->name);
+				dep->type = -2; /* warned */
+			}
+		}
+	}
+	if (diag_errors(d) > before)
+		return -1;
+
+	/* Evaluation order per type: priority, then file order; metas topologically. */
+	uint8_t *mark = xcalloc(r->n ? r->n : 1, 1);
+	for (int t = 0; t < RULES_T_N; t++)
+		r->order[t] = xcalloc(r->n ? r->n : 1, sizeof(size_t));
+	for (size_t i = 0; i < r->n; i++) {
+		struct rule *ru = &r->v[i];
+		if (!ru->defined || ru->skipped || ru->disabled || ru->type < 0)
+			continue;
+		if (ru->type == RULES_T_META) {
+			if (meta_visit(r, i, mark, r->order[RULES_T_META],
+				       &r->norder[RULES_T_META], d) < 0)
+				break;
+		} else {
+			r->order[ru->type][r->norder[ru->type]++] = i;
+		}
+	}
+	free(mark);
+	pthread_mutex_lock(&sort_lock);
+	sort_rules = r;
+	for (int t = 0; t < RULES_T_META; t++)
+		qsort(r->order[t], r->norder[t], sizeof(size_t), cmp_priority);
+	pthread_mutex_unlock(&sort_lock);
+	if (diag_errors(d) > before)
+		return -1;
+	if (r->opts.prefilter)
+		r->pf = rules_prefilter_build(r);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- options and loading */
+
+void rules_opts_default(rules_opts_t *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->paths[0] = SIFT_RULESDIR;
+	o->npaths = 1;
+	o->match_limit = RULES_DEFAULT_MATCH_LIMIT;
+	o->depth_limit = RULES_DEFAULT_DEPTH_LIMIT;
+	o->jit_stack_bytes = RULES_DEFAULT_JIT_STACK_BYTES;
+	o->prefilter = true;
+}
+
+int rules_opts_read(conf_t *c, rules_opts_t *o, diag_t *d)
+{
+	int rc = 0;
+	rules_opts_default(o);
+	size_t n = conf_count(c, "rules");
+	if (n > RULES_MAX_PATHS) {
+		const char *file;
+		unsigned line;
+		conf_value_at(c, "rules", RULES_MAX_PATHS, &file, &line);
+		diag_error(d, file, line, "rules: at most %d paths", RULES_MAX_PATHS);
+		rc = -1;
+		n = RULES_MAX_PATHS;
+	}
+	if (n > 0) {
+		for (size_t i = 0; i < n; i++)
+			o->paths[i] = conf_value_at(c, "rules", i, NULL, NULL);
+		o->npaths = n;
+	}
+	long v;
+	if (conf_long(c, "regex_match_limit", RULES_DEFAULT_MATCH_LIMIT, 100, 1000000000, &v, d) < 0)
+		rc = -1;
+	o->match_limit = (uint32_t)v;
+	if (conf_long(c, "regex_depth_limit", RULES_DEFAULT_DEPTH_LIMIT, 10, 100000000, &v, d) < 0)
+		rc = -1;
+	o->depth_limit = (uint32_t)v;
+	if (conf_size(c, "regex_jit_stack", RULES_DEFAULT_JIT_STACK_BYTES, 16 * 1024,
+		      1024ULL * 1024 * 1024, &o->jit_stack_bytes, d) < 0)
+		rc = -1;
+	if (conf_bool(c, "regex_prefilter", true, &o->prefilter, d) < 0)
+		rc = -1;
+	if (conf_bool(c, "rules_all_plugins", false, &o->all_plugins, d) < 0)
+		rc = -1;
+	return rc;
+}
+
+static uint64_t next_generation(void)
+{
+	static _Atomic uint64_t gen;
+	return atomic_fetch_add(&gen, 1) + 1;
+}
+
+static rules_t *rules_new(const rules_opts_t *o)
+{
+	rules_t *r = xcalloc(1, sizeof(*r));
+	if (o)
+		r->opts = *o;
+	else
+		rules_opts_default(&r->opts);
+	r->generation = next_generation();
+	r->error_log = xcalloc(1, sizeof(*r->error_log));
+	r->errors_total = xcalloc(1, sizeof(*r->errors_total));
+	return r;
+}
+
+rules_t *rules_load(const char *const *paths, size_t n, const rules_opts_t *o, diag_t *d)
+{
+	rules_t *r = rules_new(o);
+	void *ps = rules_parse_begin(r);
+	int rc = 0;
+	for (size_t i = 0; i < n; i++)
+		if (rules_parse_file(r, ps, paths[i], d) < 0)
+			rc = -1;
+	rules_parse_end(r, ps, d);
+	if (rc == 0)
+		rc = rules_finish(r, d);
+	if (rc < 0) {
+		rules_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+rules_t *rules_load_text(const char *name, const char *text, const rules_opts_t *o, diag_t *d)
+{
+	rules_t *r = rules_new(o);
+	void *ps = rules_parse_begin(r);
+	int rc = rules_parse_text(r, ps, name, text, d);
+	rules_parse_end(r, ps, d);
+	if (rc == 0)
+		rc = rules_finish(r, d);
+	if (rc < 0) {
+		rules_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+void rules_free(rules_t *r)
+{
+	if (r == NULL)
+		return;
+	for (size_t i = 0; i < r->n; i++) {
+		struct rule *ru = &r->v[i];
+		free(ru->name);
+		free(ru->desc);
+		free(ru->pattern);
+		for (size_t k = 0; k < ru->ncodes; k++)
+			pcre2_code_free(ru->codes[k]);
+		free(ru->codes);
+		free(ru->jit);
+		free(ru->hdr_name);
+		free(ru->if_unset);
+		free(ru->meta_src);
+		free(ru->prog);
+		for (size_t k = 0; k < ru->nlits; k++)
+			free(ru->lits[k]);
+		free(ru->lits);
+		free(ru->litlen);
+	}
+	free(r->v);
+	free(r->hash);
+	for (size_t i = 0; i < r->nhkeys; i++)
+		free(r->hkeys[i].name);
+	free(r->hkeys);
+	for (int t = 0; t < RULES_T_N; t++)
+		free(r->order[t]);
+	for (size_t i = 0; i < r->nfiles; i++)
+		free(r->files[i]);
+	free(r->files);
+	pcre2_compile_context_free(r->cctx);
+	rules_prefilter_free(r->pf);
+	free(r->error_log);
+	free(r->errors_total);
+	free(r);
+}
+
+size_t rules_count(const rules_t *r)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < r->n; i++)
+		n += r->v[i].defined;
+	return n;
+}
+
+const char *rules_name(const rules_t *r, size_t i)
+{
+	return i < r->n ? r->v[i].name : NULL;
+}
+
+long rules_find(const rules_t *r, const char *name)
+{
+	long i = rules_lookup(r, name);
+	return i >= 0 && r->v[i].defined ? i : -1;
+}
+
+double rules_score(const rules_t *r, size_t i)
+{
+	return i < r->n ? r->v[i].score : 0;
+}
+
+void rules_stats(const rules_t *r, rules_stats_t *s)
+{
+	*s = r->stats;
+}
+
+void rules_print_stats(const rules_t *r, FILE *fp)
+{
+	size_t tl = 0, ts = 0;
+	for (int t = 0; t < RULES_T_N; t++) {
+		fprintf(fp, "%-10s %5zu loaded %5zu skipped\n", rules_type_name(t),
+			r->stats.loaded[t], r->stats.skipped[t]);
+		tl += r->stats.loaded[t];
+		ts += r->stats.skipped[t];
+	}
+	fprintf(fp, "%-10s %5zu loaded %5zu skipped\n", "total", tl, ts);
+	fprintf(fp, "split patterns %zu, JIT-compiled %zu, prefiltered rules %zu (%s)\n",
+		r->stats.split_patterns, r->stats.jit_compiled, r->stats.prefiltered,
+		r->stats.vectorscan ? "vectorscan" : "memmem");
+}
+
+uint64_t rules_errors(const rules_t *r, size_t i)
+{
+	return i < r->n ? atomic_load(&r->v[i].errors) : 0;
+}
+
+uint64_t rules_errors_total(const rules_t *r)
+{
+	return atomic_load(r->errors_total);
+}
+
+static int cmp_time(const void *a, const void *b)
+{
+	const rules_time_t *x = a, *y = b;
+	if (x->cpu_ns != y->cpu_ns)
+		return x->cpu_ns > y->cpu_ns ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+size_t rules_slowest(const rules_t *r, rules_time_t *out, size_t n)
+{
+	rules_time_t *all = xcalloc(r->n ? r->n : 1, sizeof(*all));
+	size_t k = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		uint64_t ev = atomic_load(&r->v[i].evals);
+		if (ev == 0)
+			continue;
+		all[k++] = (rules_time_t){.name = r->v[i].name, .type = r->v[i].type,
+					  .cpu_ns = atomic_load(&r->v[i].cpu_ns), .evals = ev};
+	}
+	qsort(all, k, sizeof(*all), cmp_time);
+	if (k > n)
+		k = n;
+	memcpy(out, all, k * sizeof(*out));
+	free(all);
+	return k;
+}
+
+void rules_print_timing(const rules_t *r, FILE *fp, size_t top_n)
+{
+	rules_time_t *t = xcalloc(top_n ? top_n : 1, sizeof(*t));
+	size_t k = rules_slowest(r, t, top_n);
+	uint64_t total = 0;
+	for (size_t i = 0; i < r->n; i++)
+		total += atomic_load(&r->v[i].cpu_ns);
+	fprintf(fp, "rules CPU time: %.3f ms in total\n", total / 1e6);
+	for (size_t i = 0; i < k; i++)
+		fprintf(fp, "%10.3f ms %8" PRIu64 " evals %7.2f us/eval  %-10s %s\n",
+			t[i].cpu_ns / 1e6, t[i].evals,
+			t[i].evals ? t[i].cpu_ns / 1e3 / (double)t[i].evals : 0.0,
+			rules_type_name(t[i].type), t[i].name);
+	free(t);
+}
+
+/* ---------------------------------------------------------------- per-thread match state */
+
+/*
+ * PCRE2 match data, match context and JIT stack are not thread-safe, and
+ * making them per call costs more than many matches. So each thread keeps
+ * one set, made on first use and freed by the key destructor at thread
+ * exit. The settings come from the rule set being run (a reload may
+ * change them), so they are re-applied when the generation changes.
+ */
+struct rules_tls {
+	pcre2_match_data *md;
+	pcre2_match_context *mc;
+	pcre2_jit_stack *js;
+	uint64_t js_bytes;
+	uint64_t generation;
+};
+
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static __thread struct rules_tls *tls_cur;
+
+static void tls_destroy(void *p)
+{
+	struct rules_tls *t = p;
+	pcre2_match_data_free(t->md);
+	pcre2_match_context_free(t->mc);
+	pcre2_jit_stack_free(t->js);
+	free(t);
+	tls_cur = NULL;
+}
+
+static void tls_key_make(void)
+{
+	pthread_key_create(&tls_key, tls_destroy);
+}
+
+static struct rules_tls *tls_get(const rules_t *r)
+{
+	struct rules_tls *t = tls_cur;
+	if (t == NULL) {
+		pthread_once(&tls_once, tls_key_make);
+		t = xcalloc(1, sizeof(*t));
+		t->md = pcre2_match_data_create(1, NULL);
+		t->mc = pcre2_match_context_create(NULL);
+		if (t->md == NULL || t->mc == NULL)
+			abort();
+		pthread_setspecific(tls_key, t);
+		tls_cur = t;
+	}
+	if (t->generation != r->generation) {
+		pcre2_set_match_limit(t->mc, r->opts.match_limit);
+		pcre2_set_depth_limit(t->mc, r->opts.depth_limit);
+		if (t->js_bytes != r->opts.jit_stack_bytes) {
+			pcre2_jit_stack_free(t->js);
+			uint64_t start = RULES_JIT_STACK_START_BYTES;
+			if (start > r->opts.jit_stack_bytes)
+				start = r->opts.jit_stack_bytes;
+			t->js = pcre2_jit_stack_create(start, r->opts.jit_stack_bytes, NULL);
+			t->js_bytes = r->opts.jit_stack_bytes;
+			pcre2_jit_stack_assign(t->mc, NULL, t->js);
+		}
+		t->generation = r->generation;
+	}
+	return t;
+}
+
+/* ---------------------------------------------------------------- matching */
+
+struct span {
+	const char *p;
+	size_t n;
+};
+
+struct evalctx {
+	const rules_t *r;
+	struct rules_tls *t;
+	arena_t *a;
+	unsigned flags;
+	int errors;
+	/* detail of the first match of the rule being run */
+	const char *mp;
+	size_t mn;
+};
+
+static void rule_error(struct evalctx *e, struct rule *ru, int rc)
+{
+	atomic_fetch_add(&ru->errors, 1);
+	atomic_fetch_add(e->r->errors_total, 1);
+	e->errors++;
+	unsigned lost = 0;
+	if (log_ratelimit(e->r->error_log, RULES_ERROR_LOG_BURST, RULES_ERROR_LOG_WINDOW_S,
+			  &lost)) {
+		PCRE2_UCHAR msg[120];
+		pcre2_get_error_message(rc, msg, sizeof(msg));
+		log_msg(LOG_L_WARNING, "rule %s (%s:%u): %s; rule not applied%s", ru->name,
+			ru->file, ru->line, (const char *)msg,
+			lost ? " (more such errors suppressed)" : "");
+	}
+}
+
+/*
+ * Counts matches of ru in s (every piece of a split pattern), at most
+ * `limit` (0: stop at the first). Returns -1 after a limit error.
+ */
+static long match_text(struct evalctx *e, struct rule *ru, const char *s, size_t len,
+		       unsigned limit)
+{
+	long count = 0;
+	bool multiple = (ru->tflags & TF_MULTIPLE) != 0;
+	for (size_t k = 0; k < ru->ncodes; k++) {
+		PCRE2_SIZE start = 0;
+		while (start <= len) {
+			int rc = ru->jit[k] ? pcre2_jit_match(ru->codes[k], (PCRE2_SPTR)s, len, start,
+							      0, e->t->md, e->t->mc)
+					    : pcre2_match(ru->codes[k], (PCRE2_SPTR)s, len, start, 0,
+							  e->t->md, e->t->mc);
+			if (rc == PCRE2_ERROR_NOMATCH)
+				break;
+			if (rc < 0) {
+				/* match/depth/heap/JIT-stack limits; any failure is not a "no" */
+				rule_error(e, ru, rc);
+				return -1;
+			}
+			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->t->md);
+			if (count == 0 && (e->flags & RULES_EVAL_EXPLAIN)) {
+				e->mp = s + ov[0];
+				e->mn = ov[1] > ov[0] ? ov[1] - ov[0] : 0;
+			}
+			count++;
+			if (!multiple || (limit && (unsigned long)count >= limit))
+				return count;
+			start = ov[1] > ov[0] ? ov[1] : ov[1] + 1;
+		}
+	}
+	return count;
+}
+
+/* Runs ru over a list of spans (paragraphs, URIs, parts) and returns its count. */
+static long match_spans(struct evalctx *e, struct rule *ru, const struct span *v, size_t n)
+{
+	long total = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned limit = 0;
+		if (ru->maxhits)
+			limit = ru->maxhits - (unsigned)total;
+		long c = match_text(e, ru, v[i].p, v[i].n, limit);
+		if (c < 0)
+			return -1;
+		total += c;
+		if (total > 0 && !(ru->tflags & TF_MULTIPLE))
+			break;
+		if (ru->maxhits && total >= (long)ru->maxhits)
+			break;
+	}
+	return total;
+}
+
+/* ---------------------------------------------------------------- views */
+
+/*
+ * SpamAssassin's body "lines": blank-line-separated paragraphs with white
+ * space collapsed, each ending in "\n", cut at 2048 bytes at a space.
+ * Returns the processed text in *buf and the pieces in *out.
+ */
+static size_t body_paragraphs(arena_t *a, const char *s, size_t n, struct span **out,
+			      struct span *whole)
+{
+	char *b = arena_alloc(a, n + 2);
+	size_t bn = 0;
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		if (!(c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v')) {
+			b[bn++] = (char)c;
+			i++;
+			continue;
+		}
+		size_t j = i, first_nl = (size_t)-1, last_nl = 0, nls = 0;
+		for (; j < n; j++) {
+			unsigned char d = (unsigned char)s[j];
+			if (!(d == ' ' || d == '\t' || d == '\n' || d == '\r' || d == '\f' ||
+			      d == '\v'))
+				break;
+			if (d == '\n') {
+				if (first_nl == (size_t)-1)
+					first_nl = j;
+				last_nl = j;
+				nls++;
+			}
+		}
+		if (nls >= 2) {
+			if (first_nl > i)
+				b[bn++] = ' ';
+			b[bn++] = '\n';
+			if (last_nl + 1 < j)
+				b[bn++] = ' ';
+		} else {
+			b[bn++] = ' ';
+		}
+		i = j;
+	}
+	whole->p = b;
+	whole->n = bn;
+	/* count lines for the span array */
+	size_t cap = 1;
+	for (size_t i = 0; i < bn; i++)
+		cap += b[i] == '\n';
+	cap += bn / RULES_LINE_MAX_BYTES + 1;
+	struct span *v = arena_alloc(a, cap * sizeof(*v));
+	size_t k = 0;
+	for (size_t i = 0; i < bn;) {
+		const char *nl = memchr(b + i, '\n', bn - i);
+		size_t end = nl ? (size_t)(nl - b) + 1 : bn;
+		while (end - i > RULES_LINE_MAX_BYTES) {
+			size_t cut = 0;
+			for (size_t q = i + RULES_LINE_MAX_BYTES; q > i; q--)
+				if (b[q] == ' ') {
+					cut = q - i + 1;
+					break;
+				}
+			if (b[i] == ' ' && cut == 0)
+				cut = 1;
+			if (cut == 0)
+				cut = RULES_LINE_MAX_BYTES;
+			if (k < cap)
+				v[k++] = (struct span){b + i, cut};
+			i += cut;
+		}
+		if (k < cap && end > i)
+			v[k++] = (struct span){b + i, end - i};
+		i = end;
+	}
+	*out = v;
+	return k;
+}
+
+/* SpamAssassin's split_into_array_of_short_paragraphs (rawbody). */
+static size_t raw_chunks(arena_t *a, const char *s, size_t n, struct span **out)
+{
+	size_t cap = n / RULES_LINE_MAX_BYTES + 2;
+	struct span *v = arena_alloc(a, cap * sizeof(*v));
+	size_t k = 0, ofs = 0;
+	if (n <= RULES_LINE_MAX_BYTES) {
+		v[k++] = (struct span){s, n};
+		*out = v;
+		return k;
+	}
+	while (n - ofs > 2 * RULES_LINE_MAX_BYTES) {
+		size_t from = ofs + RULES_LINE_MAX_BYTES, j = 0;
+		const char seps[3] = {'\n', '>', ' '};
+		bool found = false;
+		for (int si = 0; si < 3 && !found; si++) {
+			const char *q = memchr(s + from, seps[si], n - from);
+			if (q && (size_t)(q - s) - ofs + 1 <= 2 * RULES_LINE_MAX_BYTES) {
+				j = (size_t)(q - s);
+				found = true;
+			}
+		}
+		if (!found)
+			j = ofs + RULES_LINE_MAX_BYTES;
+		if (k < cap)
+			v[k++] = (struct span){s + ofs, j - ofs + 1};
+		ofs = j + 1;
+	}
+	if (ofs < n && k < cap)
+		v[k++] = (struct span){s + ofs, n - ofs};
+	*out = v;
+	return k;
+}
+
+/* Folds continuation lines into single spaces, as SpamAssassin's raw view does. */
+static void unfold_into(abuf_t *b, const char *v)
+{
+	for (const char *p = v; *p; p++) {
+		if (*p == '\r')
+			continue;
+		if (*p == '\n') {
+			while (p[1] == ' ' || p[1] == '\t')
+				p++;
+			abuf_putc(b, ' ');
+			continue;
+		}
+		abuf_putc(b, *p);
+	}
+}
+
+static void value_into(abuf_t *b, arena_t *a, const char *v, bool raw)
+{
+	if (raw)
+		unfold_into(b, v);
+	else
+		abuf_puts(b, mime_decode_header(a, v));
+}
+
+/* Addresses or display names of an address-list field value (raw). */
+static void addr_parts(abuf_t *out, arena_t *a, const char *v, bool want_name, bool raw)
+{
+	const char *p = v;
+	while (*p) {
+		/* one element: up to a comma outside quotes, <> and () */
+		const char *s = p;
+		int ang = 0, par = 0;
+		bool q = false;
+		for (; *p; p++) {
+			if (*p == '\\' && p[1]) {
+				p++;
+				continue;
+			}
+			if (*p == '"')
+				q = !q;
+			else if (!q && *p == '(')
+				par++;
+			else if (!q && *p == ')' && par)
+				par--;
+			else if (!q && !par && *p == '<')
+				ang++;
+			else if (!q && !par && *p == '>' && ang)
+				ang--;
+			else if (!q && !par && !ang && *p == ',')
+				break;
+		}
+		size_t n = (size_t)(p - s);
+		if (*p == ',')
+			p++;
+		const char *lt = memchr(s, '<', n);
+		const char *gt = lt ? memchr(lt, '>', n - (size_t)(lt - s)) : NULL;
+		char *addr = NULL, *name = NULL;
+		if (lt && gt) {
+			addr = arena_strndup(a, lt + 1, (size_t)(gt - lt - 1));
+			name = arena_strndup(a, s, (size_t)(lt - s));
+		} else {
+			/* "a@b (Name)" or bare "a@b" */
+			const char *lp = memchr(s, '(', n);
+			const char *rp = lp ? memchr(lp, ')', n - (size_t)(lp - s)) : NULL;
+			addr = arena_strndup(a, s, lp ? (size_t)(lp - s) : n);
+			if (lp && rp)
+				name = arena_strndup(a, lp + 1, (size_t)(rp - lp - 1));
+		}
+		char *t = want_name ? name : addr;
+		if (t == NULL)
+			continue;
+		if (want_name && !raw)
+			t = mime_decode_header(a, t);
+		/* trim blanks and, for names, surrounding quotes; collapse white space */
+		while (*t == ' ' || *t == '\t' || *t == '\n' || *t == '\r')
+			t++;
+		size_t tn = strlen(t);
+		while (tn && (t[tn - 1] == ' ' || t[tn - 1] == '\t' || t[tn - 1] == '\n' ||
+			      t[tn - 1] == '\r'))
+			tn--;
+		if (want_name && tn >= 2 && (t[0] == '"' || t[0] == '\'') && t[tn - 1] == t[0]) {
+			t++;
+			tn -= 2;
+		}
+		if (tn == 0 && !want_name)
+			continue;
+		if (want_name && tn == 0)
+			continue;
+		if (out->len)
+			abuf_putc(out, '\n');
+		bool sp = false;
+		for (size_t i = 0; i < tn; i++) {
+			char c = t[i];
+			if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+				sp = true;
+				continue;
+			}
+			if (sp && want_name)
+				abuf_putc(out, ' ');
+			sp = false;
+			abuf_putc(out, c);
+		}
+	}
+}
+
+static const char *mime_words(arena_t *a, const mime_t *mi)
+{
+	static const char *const names[] = {"truncated",   "depth_limit", "part_limit",
+					    "bad_boundary", "bad_base64", "bad_qp",
+					    "bad_charset",  "text_limit", "bad_header"};
+	abuf_t b;
+	abuf_init(&b, a, 128);
+	if (mi == NULL)
+		return "";
+	unsigned f = mime_flags(mi);
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (f & (1u << i)) {
+			abuf_puts(&b, names[i]);
+			abuf_putc(&b, ' ');
+		}
+	bool html = false, plain = false, att = false, exe = false;
+	for (size_t i = 0; i < mime_part_count(mi); i++) {
+		const mime_part_t *p = mime_part(mi, i);
+		if (p->is_attachment) {
+			att = true;
+			const char *fn = p->filename;
+			const char *dot = fn ? strrchr(fn, '.') : NULL;
+			static const char *const exts[] = {".exe", ".scr", ".pif", ".com", ".bat",
+							   ".cmd", ".js",  ".vbs", ".jar", ".lnk",
+							   ".hta", ".wsf", NULL};
+			for (int k = 0; dot && exts[k]; k++)
+				if (strcasecmp(dot, exts[k]) == 0)
+					exe = true;
+		} else if (p->is_text) {
+			if (p->is_html)
+				html = true;
+			else if (p->content_type && strcmp(p->content_type, "text/plain") == 0 &&
+				 p->decoded_len > 0)
+				plain = true;
+		}
+	}
+	if (html && !plain)
+		abuf_puts(&b, "html_only ");
+	if (!html && !plain)
+		abuf_puts(&b, "no_text ");
+	if (att)
+		abuf_puts(&b, "has_attachment ");
+	if (exe)
+		abuf_puts(&b, "exe_attachment ");
+	if (b.len && b.data[b.len - 1] == ' ')
+		b.data[--b.len] = '\0';
+	return b.data;
+}
+
+static const psl_ctx_t *psl_get(void)
+{
+	return psl_builtin();
+}
+
+/* Host (and registrable domain) from an address or a text. */
+static void host_parts(abuf_t *out, arena_t *a, const char *v, bool domain)
+{
+	abuf_t tmp;
+	abuf_init(&tmp, a, 64);
+	const char *p = v;
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		const char *at = NULL;
+		for (size_t i = 0; i < n; i++)
+			if (p[i] == '@')
+				at = p + i;
+		if (at) {
+			const char *h = at + 1;
+			size_t hn = 0;
+			while (h + hn < p + n && !isspace((unsigned char)h[hn]) && h[hn] != '>')
+				hn++;
+			char *host = arena_strndup(a, h, hn);
+			for (char *c = host; *c; c++)
+				*c = (char)tolower((unsigned char)*c);
+			if (domain && psl_get() != NULL) {
+				const char *rd = psl_registrable_domain(psl_get(), host);
+				if (rd)
+					host = (char *)rd;
+			}
+			if (out->len)
+				abuf_putc(out, '\n');
+			abuf_puts(out, host);
+		}
+		p += n;
+		if (*p)
+			p++;
+	}
+}
+
+struct hval {
+	bool done, present;
+	const char *s;
+	size_t n;
+};
+
+static void field_values(abuf_t *b, arena_t *a, msg_t *m, const char *name, unsigned mods,
+			 bool *present)
+{
+	bool raw = (mods & (HM_RAW | HM_ADDR | HM_NAME)) != 0;
+	size_t count = 0;
+	for (size_t k = 0; msg_header_get(m, name, k) != NULL; k++)
+		count++;
+	for (size_t k = 0; k < count; k++) {
+		if ((mods & HM_FIRST) && k > 0)
+			break;
+		if ((mods & HM_LAST) && k + 1 < count)
+			continue;
+		const char *v = msg_header_get(m, name, k);
+		if (*v == '\0' && false)
+			continue;
+		*present = true;
+		value_into(b, a, v, raw);
+		abuf_putc(b, '\n');
+	}
+}
+
+/* Finds a field in a MIME part's header block ("Name: value\n" lines). */
+static void part_field(abuf_t *b, arena_t *a, const char *block, const char *name, bool raw,
+		       bool *present)
+{
+	size_t nl = strlen(name);
+	for (const char *p = block; p && *p;) {
+		const char *eol = strchr(p, '\n');
+		if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+			/* value with its continuation lines */
+			const char *v = p + nl + 1;
+			while (*v == ' ' || *v == '\t')
+				v++;
+			const char *e = eol;
+			while (e && (e[1] == ' ' || e[1] == '\t')) {
+				e = strchr(e + 1, '\n');
+			}
+			size_t vn = e ? (size_t)(e - v) : strlen(v);
+			char *val = arena_strndup(a, v, vn);
+			value_into(b, a, val, raw);
+			abuf_putc(b, '\n');
+			*present = true;
+			eol = e;
+		}
+		p = eol ? eol + 1 : NULL;
+	}
+}
+
+static void header_value(struct evalctx *e, msg_t *m, const mime_t *mi, const struct hkey *k,
+			 struct hval *hv)
+{
+	arena_t *a = e->a;
+	abuf_t b;
+	abuf_init(&b, a, 128);
+	bool present = false;
+	bool raw = (k->mods & HM_RAW) != 0;
+	const char *nm = k->name;
+	if (strcmp(nm, "ALL") == 0) {
+		for (size_t i = 0; i < msg_header_count(m); i++) {
+			abuf_puts(&b, msg_header_name(m, i));
+			abuf_puts(&b, ": ");
+			value_into(&b, a, msg_header_value(m, i), raw);
+			abuf_putc(&b, '\n');
+			present = true;
+		}
+	} else if (strcasecmp(nm, "ToCc") == 0) {
+		field_values(&b, a, m, "To", k->mods, &present);
+		field_values(&b, a, m, "Cc", k->mods, &present);
+	} else if (strcmp(nm, "MESSAGEID") == 0) {
+		static const char *const ids[] = {"X-Message-Id", "Resent-Message-Id",
+						  "X-Original-Message-ID", "Message-Id"};
+		for (int i = 0; i < 4; i++)
+			field_values(&b, a, m, ids[i], k->mods, &present);
+	} else if (strcasecmp(nm, "EnvelopeFrom") == 0) {
+		const char *f = msg_mail_from(m);
+		if (f == NULL) {
+			/* `sift check` on a file: the MTA's record of the envelope */
+			const char *rp = msg_header_get(m, "Return-Path", 0);
+			if (rp != NULL) {
+				abuf_t t;
+				abuf_init(&t, a, 64);
+				addr_parts(&t, a, rp, false, true);
+				f = t.data;
+			}
+		}
+		if (f != NULL) {
+			abuf_puts(&b, f);
+			present = true;
+		}
+	} else if (strcasecmp(nm, "X-Sift-Mime") == 0) {
+		abuf_puts(&b, mime_words(a, mi));
+		abuf_putc(&b, '\n');
+		present = true;
+	} else {
+		field_values(&b, a, m, nm, k->mods, &present);
+	}
+	if (present && (k->mods & (HM_ADDR | HM_NAME))) {
+		abuf_t o;
+		abuf_init(&o, a, 64);
+		addr_parts(&o, a, b.data, (k->mods & HM_NAME) != 0, raw);
+		b = o;
+		present = o.len > 0;
+	}
+	if (present && (k->mods & HM_HOST)) {
+		abuf_t o;
+		abuf_init(&o, a, 64);
+		host_parts(&o, a, b.data, (k->mods & HM_DOMAIN) != 0);
+		b = o;
+		present = o.len > 0;
+	}
+	hv->done = true;
+	hv->present = present;
+	hv->s = b.data;
+	hv->n = b.len;
+}
+
+/* ---------------------------------------------------------------- evaluation */
+
+static uint64_t thread_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double meta_run(const struct rule *ru, const double *val)
+{
+	double st[64];
+	int sp = 0;
+	for (size_t i = 0; i < ru->nprog; i++) {
+		const struct meta_op *op = &ru->prog[i];
+		if (op->op == MOP_NUM || op->op == MOP_RULE) {
+			if (sp == 64)
+				return 0;
+			st[sp++] = op->op == MOP_NUM ? op->num : val[op->rule];
+			continue;
+		}
+		if (op->op == MOP_NOT || op->op == MOP_NEG) {
+			if (sp < 1)
+				return 0;
+			st[sp - 1] = op->op == MOP_NOT ? (st[sp - 1] == 0) : -st[sp - 1];
+			continue;
+		}
+		if (sp < 2)
+			return 0;
+		double b = st[--sp], a = st[sp - 1], v;
+		switch (op->op) {
+		case MOP_AND: v = a != 0 && b != 0; break;
+		case MOP_OR: v = a != 0 || b != 0; break;
+		case MOP_ADD: v = a + b; break;
+		case MOP_SUB: v = a - b; break;
+		case MOP_MUL: v = a * b; break;
+		case MOP_DIV: v = b != 0 ? a / b : 0; break;
+		case MOP_GT: v = a > b; break;
+		case MOP_GE: v = a >= b; break;
+		case MOP_LT: v = a < b; break;
+		case MOP_LE: v = a <= b; break;
+		case MOP_EQ: v = a == b; break;
+		default: v = a != b; break;
+		}
+		st[sp - 1] = v;
+	}
+	return sp == 1 ? st[0] : 0;
+}
+
+struct views {
+	bool built[RULES_T_N];
+	struct span *spans[RULES_T_N];
+	size_t nspans[RULES_T_N];
+	struct span whole[RULES_T_N]; /* the text the prefilter scans */
+};
+
+static void build_view(struct evalctx *e, struct views *vw, int type, msg_t *m,
+		       const mime_t *mi)
+{
+	arena_t *a = e->a;
+	vw->built[type] = true;
+	vw->nspans[type] = 0;
+	vw->whole[type] = (struct span){"", 0};
+	switch (type) {
+	case RULES_T_BODY: {
+		if (mi == NULL)
+			return;
+		size_t n;
+		const char *s = mime_body(mi, &n);
+		if (s == NULL)
+			return;
+		vw->nspans[type] = body_paragraphs(a, s, n, &vw->spans[type], &vw->whole[type]);
+		break;
+	}
+	case RULES_T_RAWBODY: {
+		if (mi == NULL)
+			return;
+		size_t n;
+		const char *s = mime_rawbody(mi, &n);
+		if (s == NULL)
+			return;
+		vw->whole[type] = (struct span){s, n};
+		vw->nspans[type] = raw_chunks(a, s, n, &vw->spans[type]);
+		break;
+	}
+	case RULES_T_URI: {
+		if (mi == NULL)
+			return;
+		size_t n = mime_uri_count(mi);
+		struct span *v = arena_alloc(a, (n ? n : 1) * sizeof(*v));
+		abuf_t all;
+		abuf_init(&all, a, 256);
+		for (size_t i = 0; i < n; i++) {
+			const char *u = mime_uri(mi, i);
+			v[i] = (struct span){u, strlen(u)};
+			abuf_append(&all, u, v[i].n);
+			abuf_putc(&all, '\n');
+		}
+		vw->spans[type] = v;
+		vw->nspans[type] = n;
+		vw->whole[type] = (struct span){all.data, all.len};
+		break;
+	}
+	case RULES_T_FULL: {
+		size_t hn, bn;
+		const char *h = msg_header_block(m, &hn);
+		const char *b = msg_body(m, &bn);
+		char *f = arena_alloc(a, hn + bn + 2);
+		memcpy(f, h, hn);
+		f[hn] = '\n';
+		if (bn)
+			memcpy(f + hn + 1, b, bn);
+		f[hn + 1 + bn] = '\0';
+		struct span *v = arena_alloc(a, sizeof(*v));
+		v[0] = (struct span){f, hn + 1 + bn};
+		vw->spans[type] = v;
+		vw->nspans[type] = 1;
+		vw->whole[type] = v[0];
+		break;
+	}
+	default: break;
+	}
+}
+
+int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned flags)
+{
+	struct evalctx e = {.r = r, .t = tls_get(r), .a = msg_arena(m), .flags = flags};
+	arena_t *a = e.a;
+	double *val = arena_zalloc(a, (r->n ? r->n : 1) * sizeof(double));
+	struct hval *hv = arena_zalloc(a, (r->nhkeys ? r->nhkeys : 1) * sizeof(*hv));
+	struct views vw;
+	memset(&vw, 0, sizeof(vw));
+	uint8_t *want = NULL;
+	bool timing = (flags & RULES_EVAL_TIMING) != 0;
+	const char **detail = (flags & RULES_EVAL_EXPLAIN)
+				  ? arena_zalloc(a, (r->n ? r->n : 1) * sizeof(char *))
+				  : NULL;
+
+	for (int type = 0; type < RULES_T_META; type++) {
+		if (r->norder[type] == 0)
+			continue;
+		if (type != RULES_T_HEADER && type != RULES_T_MIMEHEADER) {
+			build_view(&e, &vw, type, m, mi);
+			if (r->pf != NULL && !(flags & RULES_EVAL_NO_PREFILTER)) {
+				if (want == NULL)
+					want = arena_alloc(a, r->n ? r->n : 1);
+				memset(want, 0, r->n);
+				rules_prefilter_scan(r, type, vw.whole[type].p, vw.whole[type].n, want,
+						     a);
+			}
+		}
+		for (size_t oi = 0; oi < r->norder[type]; oi++) {
+			size_t ri = r->order[type][oi];
+			struct rule *ru = &r->v[ri];
+			bool pf_active = want != NULL && type != RULES_T_HEADER &&
+					 type != RULES_T_MIMEHEADER;
+			if (pf_active && !want[ri])
+				continue;
+			uint64_t t0 = timing ? thread_ns() : 0;
+			long count = 0;
+			e.mp = NULL;
+			e.mn = 0;
+			if (type == RULES_T_HEADER) {
+				struct hval *v = &hv[ru->hkey];
+				if (!v->done)
+					header_value(&e, m, mi, &r->hkeys[ru->hkey], v);
+				if (ru->hdr_exists) {
+					count = v->present;
+				} else {
+					const char *s = v->present ? v->s : ru->if_unset ? ru->if_unset : "";
+					size_t n = v->present ? v->n : strlen(s);
+					count = match_text(&e, ru, s, n, ru->maxhits);
+					if (count >= 0 && ru->negate)
+						count = count == 0;
+				}
+			} else if (type == RULES_T_MIMEHEADER) {
+				size_t np = mi ? mime_part_count(mi) : 0;
+				for (size_t pi = 0; pi < np && count >= 0; pi++) {
+					const mime_part_t *p = mime_part(mi, pi);
+					if (p->headers == NULL)
+						continue;
+					abuf_t b;
+					abuf_init(&b, a, 64);
+					bool present = false;
+					part_field(&b, a, p->headers, r->hkeys[ru->hkey].name,
+						   (ru->hdr_mods & HM_RAW) != 0, &present);
+					long c;
+					if (ru->hdr_exists)
+						c = present;
+					else {
+						const char *s = present ? b.data
+								: ru->if_unset ? ru->if_unset : "";
+						c = match_text(&e, ru, s, strlen(s), ru->maxhits);
+						if (c >= 0 && ru->negate)
+							c = c == 0;
+					}
+					if (c < 0) {
+						count = -1;
+						break;
+					}
+					count += c;
+					if (count && !(ru->tflags & TF_MULTIPLE))
+						break;
+				}
+			} else {
+				count = match_spans(&e, ru, vw.spans[type], vw.nspans[type]);
+			}
+			if (timing) {
+				atomic_fetch_add(&ru->cpu_ns, thread_ns() - t0);
+				atomic_fetch_add(&ru->evals, 1);
+			}
+			if (count > 0) {
+				val[ri] = (ru->tflags & TF_MULTIPLE) ? (double)count : 1;
+				if (detail && e.mp)
+					detail[ri] = arena_strndup(
+					    a, e.mp, e.mn > RULES_DETAIL_BYTES ? RULES_DETAIL_BYTES : e.mn);
+			}
+		}
+	}
+	for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++) {
+		size_t ri = r->order[RULES_T_META][oi];
+		uint64_t t0 = timing ? thread_ns() : 0;
+		val[ri] = meta_run(&r->v[ri], val) != 0;
+		if (timing) {
+			atomic_fetch_add(&r->v[ri].cpu_ns, thread_ns() - t0);
+			atomic_fetch_add(&r->v[ri].evals, 1);
+		}
+	}
+	for (size_t i = 0; i < r->n; i++) {
+		const struct rule *ru = &r->v[i];
+		if (val[i] == 0 || !ru->report)
+			continue;
+		const char *det = detail ? detail[i] : NULL;
+		if (det != NULL && (ru->tflags & TF_MULTIPLE) && val[i] > 1)
+			hits_addf(h, "rules", ru->name, ru->score, ru->desc, "%.0f matches, first: %s",
+				  val[i], det);
+		else if (det != NULL)
+			hits_addf(h, "rules", ru->name, ru->score, ru->desc, "matched: %s", det);
+		else
+			hits_add(h, "rules", ru->name, ru->score, ru->desc, NULL);
+	}
+	return e.errors;
+}
+
+/* ---------------------------------------------------------------- evidence source */
+
+static void *ev_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
+{
+	rules_opts_t o;
+	if (rules_opts_read(c, &o, d) < 0)
+		return NULL;
+	return rules_load(o.paths, o.npaths, &o, d);
+}
+
+static void ev_release(void *shared)
+{
+	rules_free(shared);
+}
+
+static void ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
+		     const ev_score_ctx_t *ctx)
+{
+	unsigned flags = 0;
+	if (ctx->timing)
+		flags |= RULES_EVAL_TIMING;
+	if (ctx->explain)
+		flags |= RULES_EVAL_EXPLAIN;
+	int errors = rules_eval(shared, m, mi, h, flags);
+	if (errors > 0) {
+		hits_note(h, "rules", "%d rule(s) stopped at the regex match limit", errors);
+		hits_set_metric(h, "rules_errors", errors);
+	}
+}
+
+const evidence_ops_t rules_evidence = {
+    .name = "rules",
+    .load = ev_load,
+    .release = ev_release,
+    .score = ev_score,
+};

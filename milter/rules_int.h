@@ -1,0 +1,173 @@
+/*
+ * rules_int.h - what the rules engine's files (rules.c: compile and match;
+ * rules_parse.c: the rule-file language; rules_lit.c: the literal
+ * prefilter) share. Not a public interface: see include/rules.h.
+ */
+#ifndef SIFT_RULES_INT_H
+#define SIFT_RULES_INT_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "diag.h"
+#include "log.h"
+#include "rules.h"
+
+/* SpamAssassin's MAX_BODY_LINE_LENGTH: body pieces and rawbody chunks. */
+#define RULES_LINE_MAX_BYTES 2048
+
+/* Header-name modifiers (":raw" etc.) */
+enum {
+	HM_RAW = 1u << 0,
+	HM_ADDR = 1u << 1,
+	HM_NAME = 1u << 2,
+	HM_FIRST = 1u << 3,
+	HM_LAST = 1u << 4,
+	HM_HOST = 1u << 5,
+	HM_DOMAIN = 1u << 6,
+};
+
+enum { TF_MULTIPLE = 1u << 0, TF_NICE = 1u << 1 };
+
+/* Meta program: a tiny RPN machine. */
+enum meta_opcode {
+	MOP_NUM,
+	MOP_RULE,
+	MOP_NOT,
+	MOP_NEG,
+	MOP_AND,
+	MOP_OR,
+	MOP_ADD,
+	MOP_SUB,
+	MOP_MUL,
+	MOP_DIV,
+	MOP_GT,
+	MOP_GE,
+	MOP_LT,
+	MOP_LE,
+	MOP_EQ,
+	MOP_NE,
+};
+
+struct meta_op {
+	enum meta_opcode op;
+	double num;  /* MOP_NUM */
+	size_t rule; /* MOP_RULE */
+};
+
+struct rule {
+	char *name;
+	char *desc;
+	char *file; /* where it was defined (interned in the rules_t) */
+	unsigned line;
+	int type;	  /* RULES_T_*, -1 while only score/describe lines were seen */
+	bool defined;	  /* a rule line was seen */
+	bool skipped;	  /* eval: or otherwise unsupported: never hits */
+	bool has_score;
+	bool disabled;	  /* score 0 */
+	bool report;	  /* not __, score != 0: added to the hits */
+	double score;
+	unsigned tflags;
+	unsigned maxhits; /* 0: unlimited */
+	int priority;
+
+	/* Regex rules. */
+	char *pattern;	     /* after ReplaceTags */
+	uint32_t re_options; /* PCRE2 compile options from the flags */
+	bool negate;	     /* header !~ */
+	pcre2_code **codes;  /* more than one when split */
+	size_t ncodes;
+	bool *jit;	     /* per code: JIT-compiled */
+
+	/* header / mimeheader */
+	char *hdr_name;
+	unsigned hdr_mods;
+	bool hdr_exists;
+	char *if_unset; /* NULL: absent field matches as "" */
+	size_t hkey;	/* index into rules_t.hkeys */
+
+	/* meta */
+	char *meta_src;
+	struct meta_op *prog;
+	size_t nprog;
+
+	/* prefilter: the rule may match only if one of these occurs */
+	char **lits; /* lower-case */
+	size_t *litlen;
+	size_t nlits;
+
+	_Atomic uint64_t errors;
+	_Atomic uint64_t cpu_ns;
+	_Atomic uint64_t evals;
+};
+
+/* A distinct header query shared by the header rules that use it. */
+struct hkey {
+	char *name; /* as written, without modifiers */
+	unsigned mods;
+	bool mime; /* for mimeheader rules */
+};
+
+struct rules_prefilter;
+
+struct rules {
+	struct rule *v;
+	size_t n, cap;
+	/* name -> index + 1, open addressing */
+	size_t *hash;
+	size_t hcap;
+
+	struct hkey *hkeys;
+	size_t nhkeys;
+
+	/* evaluation order */
+	size_t *order[RULES_T_N];
+	size_t norder[RULES_T_N];
+
+	char **files; /* interned file names */
+	size_t nfiles;
+
+	rules_opts_t opts;
+	uint64_t generation; /* distinguishes rule sets in the thread cache */
+	const uint8_t *tables;
+	pcre2_compile_context *cctx;
+
+	struct rules_prefilter *pf;
+	rules_stats_t stats;
+	/* Written by matching threads: pointers, so a const rules_t still updates them. */
+	log_ratelimit_t *error_log;
+	_Atomic uint64_t *errors_total;
+};
+
+/* rules.c */
+size_t rules_intern_rule(rules_t *r, const char *name);
+long rules_lookup(const rules_t *r, const char *name);
+const char *rules_intern_file(rules_t *r, const char *file);
+const uint8_t *rules_latin1_tables(void);
+int rules_compile_rule(rules_t *r, struct rule *ru, diag_t *d);
+
+/* rules_parse.c */
+int rules_parse_file(rules_t *r, void *parse_state, const char *path, diag_t *d);
+void *rules_parse_begin(rules_t *r);
+int rules_parse_text(rules_t *r, void *parse_state, const char *name, const char *text,
+		     diag_t *d);
+int rules_parse_end(rules_t *r, void *parse_state, diag_t *d);
+int rules_meta_compile(rules_t *r, struct rule *ru, diag_t *d);
+
+/* rules_lit.c */
+void rules_lit_extract(struct rule *ru);
+struct rules_prefilter *rules_prefilter_build(rules_t *r);
+void rules_prefilter_free(struct rules_prefilter *pf);
+/*
+ * Marks in `want` (one byte per rule index) the rules of `type` that
+ * may match text (len bytes); rules without literals are always marked.
+ * scratch is an arena for a lower-cased copy.
+ */
+void rules_prefilter_scan(const rules_t *r, int type, const char *text, size_t len,
+			  uint8_t *want, arena_t *scratch);
+
+#endif

@@ -1,0 +1,637 @@
+/*
+ * rules_lit.c - the literal prefilter. Most rule patterns can only match
+ * text that contains one of a few fixed strings ("viagra", "click here"),
+ * so instead of running ~1,500 regexes on every view we search each view
+ * once for all those strings and run only the rules whose strings occur.
+ *
+ * Why literals and not Vectorscan's prefilter mode over whole patterns:
+ * building a prefilter database of SpamAssassin's rules takes minutes
+ * (it has to be cached on disk and rebuilt on each rule change), while a
+ * literal database builds in well under a second at every load, and the
+ * remaining cost is dominated by the rules that do match anyway.
+ *
+ * Safety: a literal is taken only from parts of the pattern every match
+ * must pass through (not under ?, *, {0,}, lookarounds or one branch of an
+ * alternation), and compared case-insensitively; bytes that fold under
+ * Latin-1 end a literal. So the prefilter can only let too many rules
+ * through, never too few.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef HAVE_VECTORSCAN
+#include <hs/hs.h>
+#endif
+
+#include "rules_int.h"
+
+#define LIT_MIN_BYTES 3	 /* shorter literals pass too much to be worth it */
+#define LIT_MAX_BYTES 64 /* longer ones are cut: a prefix is as selective */
+#define LIT_MAX_SET 32	 /* alternatives per rule before giving up */
+
+struct litset {
+	bool valid; /* false: no constraint known */
+	char **s;
+	size_t *n;
+	size_t count;
+};
+
+static void ls_free(struct litset *l)
+{
+	for (size_t i = 0; i < l->count; i++)
+		free(l->s[i]);
+	free(l->s);
+	free(l->n);
+	memset(l, 0, sizeof(*l));
+}
+
+static void ls_add(struct litset *l, const char *s, size_t n)
+{
+	if (n > LIT_MAX_BYTES)
+		n = LIT_MAX_BYTES;
+	for (size_t i = 0; i < l->count; i++)
+		if (l->n[i] == n && memcmp(l->s[i], s, n) == 0)
+			return;
+	l->s = realloc(l->s, (l->count + 1) * sizeof(char *));
+	l->n = realloc(l->n, (l->count + 1) * sizeof(size_t));
+	if (l->s == NULL || l->n == NULL)
+		abort();
+	l->s[l->count] = malloc(n + 1);
+	if (l->s[l->count] == NULL)
+		abort();
+	memcpy(l->s[l->count], s, n);
+	l->s[l->count][n] = '\0';
+	l->n[l->count] = n;
+	l->count++;
+	l->valid = true;
+}
+
+static size_t ls_min(const struct litset *l)
+{
+	size_t m = (size_t)-1;
+	for (size_t i = 0; i < l->count; i++)
+		if (l->n[i] < m)
+			m = l->n[i];
+	return m;
+}
+
+/* Is b better than a as a filter? Longer shortest literal, then fewer literals. */
+static bool ls_better(const struct litset *b, const struct litset *a)
+{
+	if (!b->valid || b->count == 0)
+		return false;
+	if (!a->valid || a->count == 0)
+		return true;
+	size_t mb = ls_min(b), ma = ls_min(a);
+	if (mb != ma)
+		return mb > ma;
+	return b->count < a->count;
+}
+
+struct lex {
+	const char *p, *end;
+	bool x;	    /* extended: blanks and #-comments are not pattern */
+	bool fail;  /* a construct we do not model: no literal for the rule */
+};
+
+/* The C library's tolower() follows the locale; the prefilter must not. */
+static char ascii_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+}
+
+static bool foldable_high(unsigned char c)
+{
+	return (c >= 0xC0 && c <= 0xDE && c != 0xD7) || (c >= 0xE0 && c <= 0xFE && c != 0xF7);
+}
+
+static void skip_x(struct lex *lx)
+{
+	if (!lx->x)
+		return;
+	while (lx->p < lx->end) {
+		if (isspace((unsigned char)*lx->p)) {
+			lx->p++;
+		} else if (*lx->p == '#') {
+			while (lx->p < lx->end && *lx->p != '\n')
+				lx->p++;
+		} else {
+			break;
+		}
+	}
+}
+
+/*
+ * Reads a quantifier at p, if any: *min is its minimum (1 when none).
+ * Returns true when there was one.
+ */
+static bool quantifier(struct lex *lx, unsigned *min)
+{
+	skip_x(lx);
+	*min = 1;
+	if (lx->p >= lx->end)
+		return false;
+	char c = *lx->p;
+	bool q = false;
+	if (c == '?' || c == '*') {
+		*min = 0;
+		lx->p++;
+		q = true;
+	} else if (c == '+') {
+		lx->p++;
+		q = true;
+	} else if (c == '{') {
+		const char *s = lx->p + 1;
+		if (s < lx->end && isdigit((unsigned char)*s)) {
+			unsigned v = 0;
+			while (s < lx->end && isdigit((unsigned char)*s))
+				v = v * 10 + (unsigned)(*s++ - '0');
+			if (s < lx->end && *s == ',')
+				s++;
+			while (s < lx->end && isdigit((unsigned char)*s))
+				s++;
+			if (s < lx->end && *s == '}') {
+				*min = v;
+				lx->p = s + 1;
+				q = true;
+			}
+		}
+	}
+	if (q && lx->p < lx->end && (*lx->p == '?' || *lx->p == '+'))
+		lx->p++; /* lazy or possessive */
+	return q;
+}
+
+/* Atom kinds */
+enum { A_LIT, A_CHARTYPE, A_ZERO, A_GROUP_DONE, A_END };
+
+static struct litset parse_alt(struct lex *lx, int depth);
+
+static void flush(struct litset *best, char *run, size_t *rn)
+{
+	if (*rn > 0) {
+		struct litset one = {0};
+		ls_add(&one, run, *rn);
+		if (ls_better(&one, best)) {
+			ls_free(best);
+			*best = one;
+		} else {
+			ls_free(&one);
+		}
+	}
+	*rn = 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)tolower((unsigned char)c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Reads one escape after '\\'; *lit set when it is a literal byte. */
+static int escape(struct lex *lx, int *lit)
+{
+	if (lx->p >= lx->end) {
+		lx->fail = true;
+		return A_END;
+	}
+	char c = *lx->p++;
+	if (!isalnum((unsigned char)c)) {
+		*lit = (unsigned char)c;
+		return A_LIT;
+	}
+	switch (c) {
+	case 't': *lit = '\t'; return A_LIT;
+	case 'n': *lit = '\n'; return A_LIT;
+	case 'r': *lit = '\r'; return A_LIT;
+	case 'f': *lit = '\f'; return A_LIT;
+	case 'e': *lit = 0x1b; return A_LIT;
+	case 'a': *lit = 0x07; return A_LIT;
+	case 'x': {
+		int v = 0;
+		if (lx->p < lx->end && *lx->p == '{') {
+			const char *s = lx->p + 1;
+			while (s < lx->end && hexval(*s) >= 0) {
+				v = v * 16 + hexval(*s++);
+				if (v > 0xFF) {
+					lx->fail = true;
+					return A_END;
+				}
+			}
+			if (s >= lx->end || *s != '}') {
+				lx->fail = true;
+				return A_END;
+			}
+			lx->p = s + 1;
+		} else {
+			for (int k = 0; k < 2 && lx->p < lx->end && hexval(*lx->p) >= 0; k++)
+				v = v * 16 + hexval(*lx->p++);
+		}
+		*lit = v;
+		return A_LIT;
+	}
+	case 'd': case 'D': case 'w': case 'W': case 's': case 'S': case 'h': case 'H':
+	case 'v': case 'V': case 'N': case 'R': case 'X': case 'C':
+		return A_CHARTYPE;
+	case 'p': case 'P':
+		if (lx->p < lx->end && *lx->p == '{') {
+			while (lx->p < lx->end && *lx->p != '}')
+				lx->p++;
+			if (lx->p < lx->end)
+				lx->p++;
+		} else if (lx->p < lx->end) {
+			lx->p++;
+		}
+		return A_CHARTYPE;
+	case 'c':
+		if (lx->p < lx->end)
+			lx->p++;
+		return A_CHARTYPE;
+	case 'b': case 'B': case 'A': case 'z': case 'Z': case 'G': case 'K':
+		return A_ZERO;
+	default:
+		if (c >= '0' && c <= '9') {
+			while (lx->p < lx->end && isdigit((unsigned char)*lx->p))
+				lx->p++;
+			return A_CHARTYPE; /* back-reference or octal: not modelled */
+		}
+		lx->fail = true; /* \Q, \g, \k, \E ...: give up */
+		return A_END;
+	}
+}
+
+static void skip_class(struct lex *lx)
+{
+	/* at the byte after '[' */
+	if (lx->p < lx->end && *lx->p == '^')
+		lx->p++;
+	if (lx->p < lx->end && *lx->p == ']')
+		lx->p++;
+	while (lx->p < lx->end && *lx->p != ']') {
+		if (*lx->p == '\\')
+			lx->p += 2;
+		else if (*lx->p == '[' && lx->p + 1 < lx->end && lx->p[1] == ':') {
+			const char *e = memmem(lx->p + 2, (size_t)(lx->end - lx->p - 2), ":]", 2);
+			lx->p = e ? e + 2 : lx->p + 1;
+		} else
+			lx->p++;
+	}
+	if (lx->p < lx->end)
+		lx->p++;
+	else
+		lx->fail = true;
+}
+
+/* A sequence up to '|' or ')' (not consumed) or the end. */
+static struct litset parse_seq(struct lex *lx, int depth)
+{
+	struct litset best = {0};
+	char run[LIT_MAX_BYTES + 1];
+	size_t rn = 0;
+	while (!lx->fail) {
+		skip_x(lx);
+		if (lx->p >= lx->end || *lx->p == '|' || *lx->p == ')')
+			break;
+		char c = *lx->p++;
+		int lit = -1;
+		int kind;
+		struct litset sub = {0};
+		if (c == '\\') {
+			kind = escape(lx, &lit);
+		} else if (c == '[') {
+			skip_class(lx);
+			kind = A_CHARTYPE;
+		} else if (c == '.') {
+			kind = A_CHARTYPE;
+		} else if (c == '^' || c == '$') {
+			kind = A_ZERO;
+		} else if (c == '(') {
+			bool cuttable = true, zero = false;
+			if (lx->p < lx->end && *lx->p == '?') {
+				const char *s = lx->p + 1;
+				if (s >= lx->end) {
+					lx->fail = true;
+					break;
+				}
+				if (*s == '#') {
+					while (lx->p < lx->end && *lx->p != ')')
+						lx->p++;
+					if (lx->p < lx->end)
+						lx->p++;
+					continue; /* a comment is nothing */
+				}
+				if (*s == ':') {
+					lx->p = s + 1;
+				} else if (*s == '=' || *s == '!') {
+					lx->p = s + 1;
+					zero = true;
+				} else if (*s == '<' && s + 1 < lx->end && (s[1] == '=' || s[1] == '!')) {
+					lx->p = s + 2;
+					zero = true;
+				} else if (*s == '<' || *s == '\'' || (*s == 'P' && s + 1 < lx->end &&
+									 s[1] == '<')) {
+					char close = *s == '\'' ? '\'' : '>';
+					while (s < lx->end && *s != close)
+						s++;
+					lx->p = s + 1;
+				} else if (*s == '>') {
+					lx->p = s + 1;
+				} else if (*s == '|') {
+					lx->p = s + 1;
+					cuttable = false;
+				} else if (isalpha((unsigned char)*s) || *s == '-' || *s == '^') {
+					const char *t = s;
+					while (t < lx->end && (isalpha((unsigned char)*t) || *t == '-' ||
+							       *t == '^'))
+						t++;
+					if (memchr(s, 'x', (size_t)(t - s)) != NULL) {
+						lx->fail = true; /* (?x) changes how to read the rest */
+						break;
+					}
+					if (t < lx->end && *t == ')') {
+						lx->p = t + 1; /* "(?i)": an option switch, no atom */
+						continue;
+					}
+					if (t >= lx->end || *t != ':') {
+						lx->fail = true;
+						break;
+					}
+					lx->p = t + 1;
+				} else {
+					lx->fail = true; /* recursion, conditionals, callouts */
+					break;
+				}
+			}
+			sub = parse_alt(lx, depth + 1);
+			if (lx->p >= lx->end || *lx->p != ')')
+				lx->fail = true;
+			else
+				lx->p++;
+			if (zero || !cuttable) {
+				ls_free(&sub);
+				kind = A_ZERO;
+			} else {
+				kind = A_GROUP_DONE;
+			}
+		} else {
+			lit = (unsigned char)c;
+			kind = A_LIT;
+		}
+		if (lx->fail) {
+			ls_free(&sub);
+			break;
+		}
+		unsigned min;
+		bool quant = quantifier(lx, &min);
+		if (kind == A_LIT && foldable_high((unsigned char)lit))
+			kind = A_CHARTYPE;
+		switch (kind) {
+		case A_LIT:
+			if (quant && min == 0) {
+				flush(&best, run, &rn);
+			} else {
+				if (rn < LIT_MAX_BYTES)
+					run[rn++] = ascii_lower((char)lit);
+				if (quant)
+					flush(&best, run, &rn);
+			}
+			break;
+		case A_GROUP_DONE:
+			flush(&best, run, &rn);
+			if (!(quant && min == 0) && ls_better(&sub, &best)) {
+				ls_free(&best);
+				best = sub;
+			} else {
+				ls_free(&sub);
+			}
+			break;
+		default:
+			flush(&best, run, &rn);
+			break;
+		}
+	}
+	flush(&best, run, &rn);
+	return best;
+}
+
+static struct litset parse_alt(struct lex *lx, int depth)
+{
+	struct litset all = {0};
+	bool ok = depth < 32;
+	for (;;) {
+		struct litset one = parse_seq(lx, depth);
+		if (!one.valid || one.count == 0 || lx->fail)
+			ok = false;
+		if (ok) {
+			for (size_t i = 0; i < one.count; i++)
+				ls_add(&all, one.s[i], one.n[i]);
+			if (all.count > LIT_MAX_SET)
+				ok = false;
+		}
+		ls_free(&one);
+		if (lx->fail || lx->p >= lx->end || *lx->p != '|')
+			break;
+		lx->p++;
+	}
+	if (!ok)
+		ls_free(&all);
+	return all;
+}
+
+void rules_lit_extract(struct rule *ru)
+{
+	if (ru->pattern == NULL || ru->type == RULES_T_HEADER || ru->type == RULES_T_MIMEHEADER ||
+	    ru->type == RULES_T_META)
+		return;
+	size_t n = strlen(ru->pattern);
+	struct lex lx = {.p = ru->pattern, .end = ru->pattern + n,
+			 .x = (ru->re_options & PCRE2_EXTENDED) != 0};
+	struct litset l = parse_alt(&lx, 0);
+	if (lx.fail || lx.p != lx.end || !l.valid || l.count == 0 || ls_min(&l) < LIT_MIN_BYTES) {
+		ls_free(&l);
+		return;
+	}
+	ru->lits = l.s;
+	ru->litlen = l.n;
+	ru->nlits = l.count;
+}
+
+/* ---------------------------------------------------------------- prefilter */
+
+struct pf_type {
+	/* rules of this type with literals, and the flat literal table */
+	size_t *lit_rule; /* literal i belongs to rule lit_rule[i] */
+	const char **lit;
+	size_t *litlen;
+	size_t nlit;
+	size_t *always; /* rules without literals */
+	size_t nalways;
+#ifdef HAVE_VECTORSCAN
+	hs_database_t *db;
+#endif
+};
+
+struct rules_prefilter {
+	struct pf_type t[RULES_T_N];
+};
+
+#ifdef HAVE_VECTORSCAN
+/*
+ * Vectorscan scratch space is per thread; one scratch is grown to fit every
+ * database of the rule sets this thread has used (hs_alloc_scratch() does
+ * nothing when it already fits), and freed at thread exit.
+ */
+static pthread_key_t hs_key;
+static pthread_once_t hs_once = PTHREAD_ONCE_INIT;
+static __thread hs_scratch_t *hs_scratch;
+static __thread uint64_t hs_scratch_gen; /* rule set generation it was sized for */
+
+static void hs_scratch_destroy(void *p)
+{
+	hs_free_scratch(p);
+	hs_scratch = NULL;
+}
+
+static void hs_key_make(void)
+{
+	pthread_key_create(&hs_key, hs_scratch_destroy);
+}
+
+static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
+		    unsigned int flags, void *ctx)
+{
+	uint8_t **c = ctx;
+	c[0][id] = 1;
+	return 0;
+}
+#endif
+
+struct rules_prefilter *rules_prefilter_build(rules_t *r)
+{
+	struct rules_prefilter *pf = calloc(1, sizeof(*pf));
+	if (pf == NULL)
+		abort();
+	bool hs_ok = true;
+	for (int type = 0; type < RULES_T_META; type++) {
+		if (type == RULES_T_HEADER || type == RULES_T_MIMEHEADER)
+			continue;
+		struct pf_type *pt = &pf->t[type];
+		size_t nl = 0;
+		for (size_t oi = 0; oi < r->norder[type]; oi++)
+			nl += r->v[r->order[type][oi]].nlits;
+		pt->lit_rule = calloc(nl + 1, sizeof(size_t));
+		pt->lit = calloc(nl + 1, sizeof(char *));
+		pt->litlen = calloc(nl + 1, sizeof(size_t));
+		pt->always = calloc(r->norder[type] + 1, sizeof(size_t));
+		if (!pt->lit_rule || !pt->lit || !pt->litlen || !pt->always)
+			abort();
+		for (size_t oi = 0; oi < r->norder[type]; oi++) {
+			size_t ri = r->order[type][oi];
+			struct rule *ru = &r->v[ri];
+			if (ru->nlits == 0) {
+				pt->always[pt->nalways++] = ri;
+				continue;
+			}
+			for (size_t k = 0; k < ru->nlits; k++) {
+				pt->lit_rule[pt->nlit] = ri;
+				pt->lit[pt->nlit] = ru->lits[k];
+				pt->litlen[pt->nlit] = ru->litlen[k];
+				pt->nlit++;
+			}
+		}
+#ifdef HAVE_VECTORSCAN
+		if (pt->nlit > 0) {
+			unsigned *flags = calloc(pt->nlit, sizeof(unsigned));
+			unsigned *ids = calloc(pt->nlit, sizeof(unsigned));
+			if (!flags || !ids)
+				abort();
+			for (size_t i = 0; i < pt->nlit; i++) {
+				flags[i] = HS_FLAG_CASELESS | HS_FLAG_SINGLEMATCH;
+				ids[i] = (unsigned)pt->lit_rule[i];
+			}
+			hs_compile_error_t *err = NULL;
+			if (hs_compile_lit_multi(pt->lit, flags, ids, pt->litlen, (unsigned)pt->nlit,
+						 HS_MODE_BLOCK, NULL, &pt->db, &err) != HS_SUCCESS) {
+				log_msg(LOG_L_WARNING, "rules prefilter: vectorscan: %s",
+					err && err->message ? err->message : "compile failed");
+				hs_free_compile_error(err);
+				pt->db = NULL;
+				hs_ok = false;
+			}
+			free(flags);
+			free(ids);
+		}
+#endif
+	}
+#ifdef HAVE_VECTORSCAN
+	r->stats.vectorscan = hs_ok;
+#else
+	(void)hs_ok;
+#endif
+	return pf;
+}
+
+void rules_prefilter_free(struct rules_prefilter *pf)
+{
+	if (pf == NULL)
+		return;
+	for (int t = 0; t < RULES_T_N; t++) {
+		free(pf->t[t].lit_rule);
+		free(pf->t[t].lit);
+		free(pf->t[t].litlen);
+		free(pf->t[t].always);
+#ifdef HAVE_VECTORSCAN
+		hs_free_database(pf->t[t].db);
+#endif
+	}
+	free(pf);
+}
+
+void rules_prefilter_scan(const rules_t *r, int type, const char *text, size_t len,
+			  uint8_t *want, arena_t *scratch)
+{
+	const struct pf_type *pt = &r->pf->t[type];
+	for (size_t i = 0; i < pt->nalways; i++)
+		want[pt->always[i]] = 1;
+	if (pt->nlit == 0)
+		return;
+#ifdef HAVE_VECTORSCAN
+	if (pt->db != NULL) {
+		pthread_once(&hs_once, hs_key_make);
+		if (hs_scratch_gen != r->generation) {
+			for (int t = 0; t < RULES_T_N; t++)
+				if (r->pf->t[t].db != NULL &&
+				    hs_alloc_scratch(r->pf->t[t].db, &hs_scratch) != HS_SUCCESS)
+					goto fallback;
+			pthread_setspecific(hs_key, hs_scratch);
+			hs_scratch_gen = r->generation;
+		}
+		uint8_t *ctx[1] = {want};
+		if (hs_scan(pt->db, text, (unsigned)len, 0, hs_scratch, on_match, ctx) ==
+		    HS_SUCCESS)
+			return;
+	}
+fallback:
+#endif
+	{
+		/* memmem over a lower-cased copy (ASCII: literals hold no foldable high bytes) */
+		char *low = arena_alloc(scratch, len + 1);
+		for (size_t i = 0; i < len; i++)
+			low[i] = ascii_lower(text[i]);
+		for (size_t i = 0; i < pt->nlit; i++) {
+			size_t ri = pt->lit_rule[i];
+			if (want[ri])
+				continue;
+			if (memmem(low, len, pt->lit[i], pt->litlen[i]) != NULL)
+				want[ri] = 1;
+		}
+	}
+}

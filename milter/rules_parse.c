@@ -1,0 +1,1334 @@
+/*
+ * rules_parse.c - the rule-file language: SpamAssassin's .cf syntax as far
+ * as a regex engine can honour it (see rules.h for what is supported).
+ * Lines become struct rule records in the rules_t; regexes are compiled
+ * later, once every file is read, because ReplaceTags (like SpamAssassin's
+ * plugin) rewrites patterns with tags that may be defined after the rule.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "rules_int.h"
+
+#define RULES_MAX_NESTING 64
+#define RULES_MAX_INCLUDE_DEPTH 16
+#define RULES_MAX_FILE_BYTES (64u * 1024 * 1024)
+#define RULES_REPLACE_PASSES 6
+
+/* What "if" expressions see (SpamAssassin 4.0.1 on Perl 5.36). */
+#define RULES_SA_VERSION 4.000001
+#define RULES_PERL_VERSION 5.036000
+
+static const char *const provided_plugins[] = {
+    "Mail::SpamAssassin::Plugin::ReplaceTags",
+    "Mail::SpamAssassin::Plugin::MIMEHeader",
+    NULL,
+};
+
+static const char *const provided_features[] = {
+    "Mail::SpamAssassin::Conf::feature_bug6558_free",
+    "Mail::SpamAssassin::Conf::perl_min_version_5010000",
+    "Mail::SpamAssassin::Conf::feature_yesno_takes_args",
+    "Mail::SpamAssassin::Conf::feature_registryboundaries",
+    NULL,
+};
+
+struct kv {
+	char *k, *v;
+};
+
+struct kvlist {
+	struct kv *v;
+	size_t n, cap;
+};
+
+struct cond {
+	bool active;	/* lines inside are read */
+	bool parent;	/* the enclosing block was active */
+	bool seen_else;
+};
+
+struct pstate {
+	struct cond cond[RULES_MAX_NESTING];
+	int ncond;
+	int depth; /* include nesting */
+	char **warned;
+	size_t nwarned, capwarned;
+	struct kvlist tags, pre, post, inter;
+	char **replace_rules;
+	size_t nreplace, capreplace;
+	char *start, *end;
+};
+
+static void *xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n);
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+	char *p = strndup(s, n);
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+/* Warns once per key: unsupported constructs would otherwise flood lint. */
+static void warn_once(struct pstate *ps, diag_t *d, const char *file, unsigned line,
+		      const char *key, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static void warn_once(struct pstate *ps, diag_t *d, const char *file, unsigned line,
+		      const char *key, const char *fmt, ...)
+{
+	for (size_t i = 0; i < ps->nwarned; i++)
+		if (strcmp(ps->warned[i], key) == 0)
+			return;
+	if (ps->nwarned == ps->capwarned) {
+		ps->capwarned = ps->capwarned ? ps->capwarned * 2 : 32;
+		ps->warned = xrealloc(ps->warned, ps->capwarned * sizeof(char *));
+	}
+	ps->warned[ps->nwarned++] = xstrdup(key);
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	diag_warn(d, file, line, "%s", msg);
+}
+
+static void kv_set(struct kvlist *l, const char *k, const char *v)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i].k, k) == 0) {
+			free(l->v[i].v);
+			l->v[i].v = xstrdup(v);
+			return;
+		}
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+	}
+	l->v[l->n].k = xstrdup(k);
+	l->v[l->n].v = xstrdup(v);
+	l->n++;
+}
+
+static const char *kv_get(const struct kvlist *l, const char *k, size_t klen)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strlen(l->v[i].k) == klen && memcmp(l->v[i].k, k, klen) == 0)
+			return l->v[i].v;
+	return NULL;
+}
+
+static void kv_free(struct kvlist *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].k);
+		free(l->v[i].v);
+	}
+	free(l->v);
+}
+
+void *rules_parse_begin(rules_t *r)
+{
+	struct pstate *ps = calloc(1, sizeof(*ps));
+	if (ps == NULL)
+		abort();
+	ps->start = xstrdup("<");
+	ps->end = xstrdup(">");
+	return ps;
+}
+
+static bool cond_active(const struct pstate *ps)
+{
+	return ps->ncond == 0 || ps->cond[ps->ncond - 1].active;
+}
+
+static const char *skip_ws(const char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	return s;
+}
+
+/* Copies the next blank-delimited token; returns the rest (blanks skipped). */
+static const char *next_token(const char *s, char *out, size_t outlen)
+{
+	s = skip_ws(s);
+	size_t n = 0;
+	while (*s && *s != ' ' && *s != '\t') {
+		if (n + 1 < outlen)
+			out[n++] = *s;
+		s++;
+	}
+	out[n] = '\0';
+	return skip_ws(s);
+}
+
+static bool valid_rule_name(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_')
+			return false;
+	return true;
+}
+
+/* ---------------------------------------------------------------- if expressions */
+
+struct ifx {
+	const char *p;
+	bool error;
+	struct pstate *ps;
+	diag_t *d;
+	const char *file;
+	unsigned line;
+	bool all_plugins;
+};
+
+static double ifx_or(struct ifx *x);
+
+static bool in_list(const char *const *list, const char *s, size_t n)
+{
+	for (size_t i = 0; list[i]; i++)
+		if (strlen(list[i]) == n && strncmp(list[i], s, n) == 0)
+			return true;
+	return false;
+}
+
+static double ifx_primary(struct ifx *x)
+{
+	x->p = skip_ws(x->p);
+	if (*x->p == '(') {
+		x->p++;
+		double v = ifx_or(x);
+		x->p = skip_ws(x->p);
+		if (*x->p != ')') {
+			x->error = true;
+			return 0;
+		}
+		x->p++;
+		return v;
+	}
+	if (isdigit((unsigned char)*x->p)) {
+		char *end;
+		double v = strtod(x->p, &end);
+		x->p = end;
+		return v;
+	}
+	const char *w = x->p;
+	while (isalnum((unsigned char)*x->p) || *x->p == '_')
+		x->p++;
+	size_t wn = (size_t)(x->p - w);
+	if (wn == 0) {
+		x->error = true;
+		return 0;
+	}
+	if (wn == 7 && strncmp(w, "version", 7) == 0)
+		return RULES_SA_VERSION;
+	if (wn == 12 && strncmp(w, "perl_version", 12) == 0)
+		return RULES_PERL_VERSION;
+	if (wn == 4 && strncmp(w, "true", 4) == 0)
+		return 1;
+	if (wn == 5 && strncmp(w, "false", 5) == 0)
+		return 0;
+	bool is_can = wn == 3 && strncmp(w, "can", 3) == 0;
+	bool is_plugin = wn == 6 && strncmp(w, "plugin", 6) == 0;
+	if (!is_can && !is_plugin) {
+		char word[64];
+		snprintf(word, sizeof(word), "%.*s", (int)(wn < 60 ? wn : 60), w);
+		char key[96];
+		snprintf(key, sizeof(key), "if-word %s", word);
+		warn_once(x->ps, x->d, x->file, x->line, key,
+			  "unknown word '%s' in if expression (treated as false)", word);
+		return 0;
+	}
+	x->p = skip_ws(x->p);
+	if (*x->p != '(') {
+		x->error = true;
+		return 0;
+	}
+	const char *arg = skip_ws(x->p + 1);
+	const char *close = strchr(arg, ')');
+	if (close == NULL) {
+		x->error = true;
+		return 0;
+	}
+	size_t an = (size_t)(close - arg);
+	while (an > 0 && (arg[an - 1] == ' ' || arg[an - 1] == '\t'))
+		an--;
+	x->p = close + 1;
+	if (is_plugin && x->all_plugins)
+		return 1;
+	return in_list(is_can ? provided_features : provided_plugins, arg, an) ? 1 : 0;
+}
+
+static double ifx_unary(struct ifx *x)
+{
+	x->p = skip_ws(x->p);
+	if (*x->p == '!' && x->p[1] != '=') {
+		x->p++;
+		return ifx_unary(x) == 0 ? 1 : 0;
+	}
+	return ifx_primary(x);
+}
+
+static double ifx_cmp(struct ifx *x)
+{
+	double a = ifx_unary(x);
+	x->p = skip_ws(x->p);
+	const char *p = x->p;
+	int op = 0;
+	if (strncmp(p, ">=", 2) == 0)
+		op = 1;
+	else if (strncmp(p, "<=", 2) == 0)
+		op = 2;
+	else if (strncmp(p, "==", 2) == 0)
+		op = 3;
+	else if (strncmp(p, "!=", 2) == 0)
+		op = 4;
+	else if (*p == '>')
+		op = 5;
+	else if (*p == '<')
+		op = 6;
+	if (op == 0)
+		return a;
+	x->p += op <= 4 ? 2 : 1;
+	double b = ifx_unary(x);
+	switch (op) {
+	case 1: return a >= b;
+	case 2: return a <= b;
+	case 3: return a == b;
+	case 4: return a != b;
+	case 5: return a > b;
+	default: return a < b;
+	}
+}
+
+static double ifx_and(struct ifx *x)
+{
+	double v = ifx_cmp(x);
+	for (;;) {
+		x->p = skip_ws(x->p);
+		if (strncmp(x->p, "&&", 2) != 0)
+			return v;
+		x->p += 2;
+		double w = ifx_cmp(x);
+		v = (v != 0 && w != 0);
+	}
+}
+
+static double ifx_or(struct ifx *x)
+{
+	double v = ifx_and(x);
+	for (;;) {
+		x->p = skip_ws(x->p);
+		if (strncmp(x->p, "||", 2) != 0)
+			return v;
+		x->p += 2;
+		double w = ifx_and(x);
+		v = (v != 0 || w != 0);
+	}
+}
+
+/* ---------------------------------------------------------------- regex syntax */
+
+static char closing_delim(char open)
+{
+	switch (open) {
+	case '{': return '}';
+	case '(': return ')';
+	case '[': return ']';
+	case '<': return '>';
+	default: return open;
+	}
+}
+
+/*
+ * Parses "/re/flags" or "m{re}flags" (any m-delimiter). On success sets
+ * *pat (malloc'd), *opts and *end (just past the flags) and returns 0.
+ */
+static int parse_regex(const char *s, char **pat, uint32_t *opts, const char **end,
+		       char *err, size_t errlen)
+{
+	char open;
+	if (*s == '/') {
+		open = '/';
+		s++;
+	} else if (*s == 'm' && s[1] && !isalnum((unsigned char)s[1]) && s[1] != ' ' &&
+		   s[1] != '\t' && s[1] != '_') {
+		open = s[1];
+		s += 2;
+	} else {
+		snprintf(err, errlen, "expected a regex such as /.../ or m{...}");
+		return -1;
+	}
+	char close = closing_delim(open);
+	int depth = 0;
+	const char *p = s;
+	for (; *p; p++) {
+		if (*p == '\\' && p[1]) {
+			p++;
+			continue;
+		}
+		if (open != close && *p == open) {
+			depth++;
+		} else if (*p == close) {
+			if (depth == 0)
+				break;
+			depth--;
+		}
+	}
+	if (*p != close) {
+		snprintf(err, errlen, "unterminated regex (no closing '%c')", close);
+		return -1;
+	}
+	*pat = xstrndup(s, (size_t)(p - s));
+	p++;
+	uint32_t o = 0;
+	for (; isalpha((unsigned char)*p); p++) {
+		switch (*p) {
+		case 'i': o |= PCRE2_CASELESS; break;
+		case 's': o |= PCRE2_DOTALL; break;
+		case 'm': o |= PCRE2_MULTILINE; break;
+		case 'x': o |= PCRE2_EXTENDED; break;
+		case 'g': /* FALLTHROUGH: meaningless for a test */
+		case 'o': break;
+		default:
+			snprintf(err, errlen, "unknown regex flag '%c'", *p);
+			free(*pat);
+			*pat = NULL;
+			return -1;
+		}
+	}
+	*opts = o;
+	*end = skip_ws(p);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- directives */
+
+struct ctx {
+	rules_t *r;
+	struct pstate *ps;
+	diag_t *d;
+	const char *file; /* interned */
+	unsigned line;
+};
+
+static const char *type_word(int type)
+{
+	return rules_type_name(type);
+}
+
+/* Resets a rule for a (re)definition: SpamAssassin lets a later line win. */
+static struct rule *define_rule(struct ctx *c, const char *name, int type)
+{
+	size_t i = rules_intern_rule(c->r, name);
+	struct rule *ru = &c->r->v[i];
+	free(ru->pattern);
+	free(ru->hdr_name);
+	free(ru->if_unset);
+	free(ru->meta_src);
+	ru->pattern = ru->hdr_name = ru->if_unset = ru->meta_src = NULL;
+	ru->type = type;
+	ru->defined = true;
+	ru->skipped = false;
+	ru->negate = false;
+	ru->hdr_exists = false;
+	ru->hdr_mods = 0;
+	ru->re_options = 0;
+	ru->file = (char *)c->file;
+	ru->line = c->line;
+	return ru;
+}
+
+static void skip_eval(struct ctx *c, const char *name, int type, const char *spec)
+{
+	struct rule *ru = define_rule(c, name, type);
+	ru->skipped = true;
+	const char *fn = spec + 5;
+	size_t n = strcspn(fn, "( \t");
+	char func[128];
+	snprintf(func, sizeof(func), "%.*s", (int)(n < 120 ? n : 120), fn);
+	char key[160];
+	snprintf(key, sizeof(key), "eval %s", func);
+	warn_once(c->ps, c->d, c->file, c->line, key, "skipped eval test %s", func);
+}
+
+static int parse_header_spec(struct ctx *c, struct rule *ru, const char *spec)
+{
+	/* Name[:mod[:mod]] */
+	char *colon = strchr(spec, ':');
+	size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
+	ru->hdr_name = xstrndup(spec, n);
+	while (colon != NULL) {
+		const char *m = colon + 1;
+		colon = strchr(m, ':');
+		size_t mn = colon ? (size_t)(colon - m) : strlen(m);
+		if (mn == 3 && strncmp(m, "raw", 3) == 0)
+			ru->hdr_mods |= HM_RAW;
+		else if (mn == 4 && strncmp(m, "addr", 4) == 0)
+			ru->hdr_mods |= HM_ADDR;
+		else if (mn == 4 && strncmp(m, "name", 4) == 0)
+			ru->hdr_mods |= HM_NAME;
+		else if (mn == 5 && strncmp(m, "first", 5) == 0)
+			ru->hdr_mods |= HM_FIRST;
+		else if (mn == 4 && strncmp(m, "last", 4) == 0)
+			ru->hdr_mods |= HM_LAST;
+		else if (mn == 4 && strncmp(m, "host", 4) == 0)
+			ru->hdr_mods |= HM_HOST;
+		else if (mn == 6 && strncmp(m, "domain", 6) == 0)
+			ru->hdr_mods |= HM_DOMAIN | HM_HOST;
+		else {
+			diag_error(c->d, c->file, c->line, "header rule %s: unknown modifier ':%.*s'",
+				   ru->name, (int)mn, m);
+			return -1;
+		}
+	}
+	if (ru->hdr_name[0] == '\0') {
+		diag_error(c->d, c->file, c->line, "header rule %s: missing header name",
+			   ru->name);
+		return -1;
+	}
+	return 0;
+}
+
+static int def_header(struct ctx *c, const char *name, int type, const char *rest)
+{
+	if (strncmp(rest, "eval:", 5) == 0) {
+		skip_eval(c, name, type, rest);
+		return 0;
+	}
+	struct rule *ru = define_rule(c, name, type);
+	const char *tw = type_word(type);
+	if (strncmp(rest, "exists:", 7) == 0) {
+		char spec[256];
+		const char *after = next_token(rest + 7, spec, sizeof(spec));
+		if (*after) {
+			diag_error(c->d, c->file, c->line, "%s rule %s: trailing text '%s'", tw,
+				   name, after);
+			return -1;
+		}
+		ru->hdr_exists = true;
+		return parse_header_spec(c, ru, spec);
+	}
+	char spec[256], op[8];
+	const char *p = next_token(rest, spec, sizeof(spec));
+	if (spec[0] == '\0') {
+		diag_error(c->d, c->file, c->line, "%s rule %s: missing header name", tw, name);
+		return -1;
+	}
+	if (parse_header_spec(c, ru, spec) < 0)
+		return -1;
+	/* The operator may be glued to the regex: "Subject =~/x/". */
+	op[0] = p[0];
+	op[1] = p[0] ? p[1] : '\0';
+	op[2] = '\0';
+	if (strcmp(op, "=~") == 0) {
+		ru->negate = false;
+	} else if (strcmp(op, "!~") == 0) {
+		ru->negate = true;
+	} else {
+		diag_error(c->d, c->file, c->line, "%s rule %s: expected =~ or !~ after '%s'", tw,
+			   name, spec);
+		return -1;
+	}
+	p = skip_ws(p + 2);
+	char err[160];
+	const char *end;
+	if (parse_regex(p, &ru->pattern, &ru->re_options, &end, err, sizeof(err)) < 0) {
+		diag_error(c->d, c->file, c->line, "%s rule %s: %s", tw, name, err);
+		return -1;
+	}
+	if (*end == '[') {
+		static const char unset[] = "[if-unset:";
+		if (strncmp(end, unset, sizeof(unset) - 1) != 0) {
+			diag_error(c->d, c->file, c->line, "%s rule %s: unknown option '%s'", tw,
+				   name, end);
+			return -1;
+		}
+		const char *v = skip_ws(end + sizeof(unset) - 1);
+		const char *close = strrchr(v, ']');
+		if (close == NULL) {
+			diag_error(c->d, c->file, c->line, "%s rule %s: unterminated [if-unset:",
+				   tw, name);
+			return -1;
+		}
+		size_t vn = (size_t)(close - v);
+		while (vn > 0 && (v[vn - 1] == ' ' || v[vn - 1] == '\t'))
+			vn--;
+		ru->if_unset = xstrndup(v, vn);
+		end = skip_ws(close + 1);
+	}
+	if (*end) {
+		diag_error(c->d, c->file, c->line, "%s rule %s: trailing text '%s'", tw, name, end);
+		return -1;
+	}
+	return 0;
+}
+
+static int def_regex(struct ctx *c, const char *name, int type, const char *rest)
+{
+	if (strncmp(rest, "eval:", 5) == 0) {
+		skip_eval(c, name, type, rest);
+		return 0;
+	}
+	struct rule *ru = define_rule(c, name, type);
+	char err[160];
+	const char *end;
+	if (parse_regex(rest, &ru->pattern, &ru->re_options, &end, err, sizeof(err)) < 0) {
+		diag_error(c->d, c->file, c->line, "%s rule %s: %s", type_word(type), name, err);
+		return -1;
+	}
+	if (*end) {
+		diag_error(c->d, c->file, c->line, "%s rule %s: trailing text '%s'",
+			   type_word(type), name, end);
+		return -1;
+	}
+	return 0;
+}
+
+static int def_meta(struct ctx *c, const char *name, const char *rest)
+{
+	if (*rest == '\0') {
+		diag_error(c->d, c->file, c->line, "meta rule %s: missing expression", name);
+		return -1;
+	}
+	struct rule *ru = define_rule(c, name, RULES_T_META);
+	ru->meta_src = xstrdup(rest);
+	return 0;
+}
+
+static int set_score(struct ctx *c, const char *name, const char *rest)
+{
+	double v[4];
+	int n = 0;
+	const char *p = rest;
+	while (*p && n < 4) {
+		char *end;
+		/* SpamAssassin tolerates "(1.5)" in generated score files. */
+		if (*p == '(')
+			p++;
+		v[n] = strtod(p, &end);
+		if (end == p || !isfinite(v[n])) {
+			diag_error(c->d, c->file, c->line, "score %s: bad number '%s'", name, p);
+			return -1;
+		}
+		n++;
+		p = end;
+		if (*p == ')')
+			p++;
+		p = skip_ws(p);
+	}
+	if (n == 0 || *p) {
+		diag_error(c->d, c->file, c->line, "score %s: expected 1 to 4 numbers", name);
+		return -1;
+	}
+	struct rule *ru = &c->r->v[rules_intern_rule(c->r, name)];
+	ru->has_score = true;
+	/* Sift always runs Bayes and network tests: SpamAssassin's score set 3. */
+	ru->score = n == 4 ? v[3] : v[0];
+	return 0;
+}
+
+static int set_tflags(struct ctx *c, const char *name, const char *rest)
+{
+	struct rule *ru = &c->r->v[rules_intern_rule(c->r, name)];
+	ru->tflags = 0;
+	ru->maxhits = 0;
+	char tok[64];
+	const char *p = rest;
+	while (*p) {
+		p = next_token(p, tok, sizeof(tok));
+		if (strcmp(tok, "multiple") == 0) {
+			ru->tflags |= TF_MULTIPLE;
+		} else if (strcmp(tok, "nice") == 0) {
+			ru->tflags |= TF_NICE;
+		} else if (strncmp(tok, "maxhits=", 8) == 0) {
+			char *end;
+			long v = strtol(tok + 8, &end, 10);
+			if (*end || v < 1) {
+				diag_error(c->d, c->file, c->line, "tflags %s: bad maxhits '%s'", name,
+					   tok + 8);
+				return -1;
+			}
+			ru->maxhits = (unsigned)v;
+		}
+		/* net, learn, publish, range=... do not change matching. */
+	}
+	return 0;
+}
+
+static int do_include(struct ctx *c, const char *rest);
+
+static int directive(struct ctx *c, char *line)
+{
+	struct pstate *ps = c->ps;
+	char dir[64], name[256];
+	const char *rest = next_token(line, dir, sizeof(dir));
+
+	/* Conditionals are tracked even inside inactive blocks, for nesting. */
+	if (strcmp(dir, "if") == 0 || strcmp(dir, "ifplugin") == 0) {
+		if (ps->ncond == RULES_MAX_NESTING) {
+			diag_error(c->d, c->file, c->line, "if blocks nested too deeply");
+			return -1;
+		}
+		bool parent = cond_active(ps);
+		bool v = false;
+		if (parent) {
+			if (dir[2] == 'p') {
+				v = c->r->opts.all_plugins ||
+				    in_list(provided_plugins, rest, strcspn(rest, " \t"));
+			} else {
+				struct ifx x = {.p = rest, .ps = ps, .d = c->d, .file = c->file,
+						.line = c->line, .all_plugins = c->r->opts.all_plugins};
+				v = ifx_or(&x) != 0;
+				x.p = skip_ws(x.p);
+				if (x.error || *x.p) {
+					diag_error(c->d, c->file, c->line,
+						   "cannot parse if expression '%s'", rest);
+					return -1;
+				}
+			}
+		}
+		ps->cond[ps->ncond++] = (struct cond){.active = parent && v, .parent = parent};
+		return 0;
+	}
+	if (strcmp(dir, "else") == 0) {
+		if (ps->ncond == 0 || ps->cond[ps->ncond - 1].seen_else) {
+			diag_error(c->d, c->file, c->line, "else without if");
+			return -1;
+		}
+		struct cond *cd = &ps->cond[ps->ncond - 1];
+		cd->seen_else = true;
+		cd->active = cd->parent && !cd->active;
+		return 0;
+	}
+	if (strcmp(dir, "endif") == 0) {
+		if (ps->ncond == 0) {
+			diag_error(c->d, c->file, c->line, "endif without if");
+			return -1;
+		}
+		ps->ncond--;
+		return 0;
+	}
+	if (!cond_active(ps))
+		return 0;
+
+	static const struct {
+		const char *word;
+		int type;
+	} types[] = {{"header", RULES_T_HEADER},   {"body", RULES_T_BODY},
+		     {"rawbody", RULES_T_RAWBODY}, {"uri", RULES_T_URI},
+		     {"full", RULES_T_FULL},	   {"mimeheader", RULES_T_MIMEHEADER},
+		     {"meta", RULES_T_META}};
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		if (strcmp(dir, types[i].word) != 0)
+			continue;
+		rest = next_token(rest, name, sizeof(name));
+		if (!valid_rule_name(name)) {
+			diag_error(c->d, c->file, c->line, "%s: bad rule name '%s'", dir, name);
+			return -1;
+		}
+		int t = types[i].type;
+		if (t == RULES_T_META)
+			return def_meta(c, name, rest);
+		if (t == RULES_T_HEADER || t == RULES_T_MIMEHEADER)
+			return def_header(c, name, t, rest);
+		return def_regex(c, name, t, rest);
+	}
+	if (strcmp(dir, "score") == 0 || strcmp(dir, "describe") == 0 ||
+	    strcmp(dir, "tflags") == 0 || strcmp(dir, "priority") == 0) {
+		rest = next_token(rest, name, sizeof(name));
+		if (!valid_rule_name(name)) {
+			diag_error(c->d, c->file, c->line, "%s: bad rule name '%s'", dir, name);
+			return -1;
+		}
+		if (dir[0] == 's')
+			return set_score(c, name, rest);
+		if (dir[0] == 't')
+			return set_tflags(c, name, rest);
+		struct rule *ru = &c->r->v[rules_intern_rule(c->r, name)];
+		if (dir[0] == 'd') {
+			free(ru->desc);
+			ru->desc = xstrdup(rest);
+			return 0;
+		}
+		char *end;
+		long v = strtol(rest, &end, 10);
+		if (end == rest || *skip_ws(end)) {
+			diag_error(c->d, c->file, c->line, "priority %s: bad number '%s'", name, rest);
+			return -1;
+		}
+		ru->priority = (int)v;
+		return 0;
+	}
+	if (strncmp(dir, "replace_", 8) == 0) {
+		const char *what = dir + 8;
+		if (strcmp(what, "start") == 0 || strcmp(what, "end") == 0) {
+			if (*rest == '\0') {
+				diag_error(c->d, c->file, c->line, "%s: missing value", dir);
+				return -1;
+			}
+			char **slot = what[0] == 's' ? &ps->start : &ps->end;
+			free(*slot);
+			*slot = xstrdup(rest);
+			return 0;
+		}
+		if (strcmp(what, "rules") == 0) {
+			while (*rest) {
+				rest = next_token(rest, name, sizeof(name));
+				if (ps->nreplace == ps->capreplace) {
+					ps->capreplace = ps->capreplace ? ps->capreplace * 2 : 64;
+					ps->replace_rules = xrealloc(ps->replace_rules,
+								     ps->capreplace * sizeof(char *));
+				}
+				ps->replace_rules[ps->nreplace++] = xstrdup(name);
+			}
+			return 0;
+		}
+		struct kvlist *l = strcmp(what, "tag") == 0	? &ps->tags
+				   : strcmp(what, "pre") == 0	? &ps->pre
+				   : strcmp(what, "post") == 0	? &ps->post
+				   : strcmp(what, "inter") == 0 ? &ps->inter
+								: NULL;
+		if (l == NULL) {
+			diag_error(c->d, c->file, c->line, "unknown directive '%s'", dir);
+			return -1;
+		}
+		rest = next_token(rest, name, sizeof(name));
+		if (name[0] == '\0') {
+			diag_error(c->d, c->file, c->line, "%s: missing tag name", dir);
+			return -1;
+		}
+		kv_set(l, name, rest);
+		return 0;
+	}
+	if (strcmp(dir, "include") == 0)
+		return do_include(c, rest);
+	if (strcmp(dir, "lang") == 0 || strcmp(dir, "require_version") == 0 ||
+	    strcmp(dir, "test") == 0)
+		return 0; /* translations, version pins and self-tests change nothing here */
+	char key[96];
+	if (strcmp(dir, "loadplugin") == 0 || strcmp(dir, "tryplugin") == 0) {
+		char plugin[200];
+		next_token(rest, plugin, sizeof(plugin));
+		snprintf(key, sizeof(key), "plugin %.80s", plugin);
+		warn_once(ps, c->d, c->file, c->line, key, "skipped plugin directive loadplugin %s",
+			  plugin);
+		return 0;
+	}
+	snprintf(key, sizeof(key), "dir %.80s", dir);
+	warn_once(ps, c->d, c->file, c->line, key, "skipped directive %s", dir);
+	return 0;
+}
+
+/* Cuts a SpamAssassin comment: '#' not preceded by a backslash. */
+static void strip_comment(char *s)
+{
+	for (char *p = s; *p; p++)
+		if (*p == '#' && (p == s || p[-1] != '\\')) {
+			*p = '\0';
+			return;
+		}
+}
+
+int rules_parse_text(rules_t *r, void *state, const char *name, const char *text, diag_t *d)
+{
+	struct pstate *ps = state;
+	struct ctx c = {.r = r, .ps = ps, .d = d, .file = rules_intern_file(r, name)};
+	size_t before = diag_errors(d);
+	int ncond_at_start = ps->ncond;
+	char *buf = NULL;
+	size_t cap = 0;
+	const char *p = text;
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		c.line++;
+		if (len + 1 > cap) {
+			cap = len + 1 > 256 ? len + 1 : 256;
+			buf = xrealloc(buf, cap);
+		}
+		memcpy(buf, p, len);
+		buf[len] = '\0';
+		p += len;
+		if (*p == '\n')
+			p++;
+		strip_comment(buf);
+		char *s = buf;
+		size_t n = strlen(s);
+		while (n > 0 && isspace((unsigned char)s[n - 1]))
+			s[--n] = '\0';
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (*s == '\0')
+			continue;
+		directive(&c, s);
+	}
+	free(buf);
+	if (ps->ncond > ncond_at_start) {
+		diag_error(d, c.file, c.line, "%d if block(s) not closed by endif",
+			   ps->ncond - ncond_at_start);
+		ps->ncond = ncond_at_start;
+	}
+	return diag_errors(d) > before ? -1 : 0;
+}
+
+static char *read_file(const char *path, diag_t *d)
+{
+	FILE *fp = fopen(path, "r");
+	if (fp == NULL) {
+		diag_error(d, path, 0, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	char *text = NULL;
+	size_t len = 0, cap = 0, n;
+	char chunk[16384];
+	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0) {
+		if (len + n + 1 > cap) {
+			cap = (len + n + 1) * 2;
+			text = xrealloc(text, cap);
+		}
+		memcpy(text + len, chunk, n);
+		len += n;
+		if (len > RULES_MAX_FILE_BYTES) {
+			diag_error(d, path, 0, "rule file larger than %u bytes",
+				   RULES_MAX_FILE_BYTES);
+			fclose(fp);
+			free(text);
+			return NULL;
+		}
+	}
+	int err = ferror(fp);
+	fclose(fp);
+	if (err) {
+		diag_error(d, path, 0, "read error");
+		free(text);
+		return NULL;
+	}
+	if (text == NULL)
+		text = xstrdup("");
+	else
+		text[len] = '\0';
+	/* A NUL ends the text early; rule files are text, so say so. */
+	if (strlen(text) != len)
+		diag_warn(d, path, 0, "NUL byte in rule file: the rest is ignored");
+	return text;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int rules_parse_file(rules_t *r, void *state, const char *path, diag_t *d)
+{
+	struct pstate *ps = state;
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		diag_error(d, path, 0, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		DIR *dir = opendir(path);
+		if (dir == NULL) {
+			diag_error(d, path, 0, "cannot open directory: %s", strerror(errno));
+			return -1;
+		}
+		char **names = NULL;
+		size_t n = 0, cap = 0;
+		struct dirent *de;
+		while ((de = readdir(dir)) != NULL) {
+			size_t l = strlen(de->d_name);
+			if (l < 4 || strcmp(de->d_name + l - 3, ".cf") != 0 || de->d_name[0] == '.')
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				names = xrealloc(names, cap * sizeof(char *));
+			}
+			names[n++] = xstrdup(de->d_name);
+		}
+		closedir(dir);
+		qsort(names, n, sizeof(char *), cmp_str);
+		int rc = 0;
+		for (size_t i = 0; i < n; i++) {
+			size_t pl = strlen(path) + strlen(names[i]) + 2;
+			char *full = xrealloc(NULL, pl);
+			snprintf(full, pl, "%s/%s", path, names[i]);
+			if (rules_parse_file(r, ps, full, d) < 0)
+				rc = -1;
+			free(full);
+			free(names[i]);
+		}
+		free(names);
+		return rc;
+	}
+	char *text = read_file(path, d);
+	if (text == NULL)
+		return -1;
+	int rc = rules_parse_text(r, ps, path, text, d);
+	free(text);
+	return rc;
+}
+
+static int do_include(struct ctx *c, const char *rest)
+{
+	if (*rest == '\0') {
+		diag_error(c->d, c->file, c->line, "include: missing file name");
+		return -1;
+	}
+	if (c->ps->depth >= RULES_MAX_INCLUDE_DEPTH) {
+		diag_error(c->d, c->file, c->line, "include nested more than %d deep",
+			   RULES_MAX_INCLUDE_DEPTH);
+		return -1;
+	}
+	char *path;
+	const char *slash = strrchr(c->file, '/');
+	if (rest[0] == '/' || slash == NULL) {
+		path = xstrdup(rest);
+	} else {
+		size_t n = (size_t)(slash - c->file) + strlen(rest) + 2;
+		path = xrealloc(NULL, n);
+		snprintf(path, n, "%.*s/%s", (int)(slash - c->file), c->file, rest);
+	}
+	c->ps->depth++;
+	unsigned line = c->line;
+	const char *file = c->file;
+	int rc = rules_parse_file(c->r, c->ps, path, c->d);
+	c->ps->depth--;
+	c->line = line;
+	c->file = file;
+	if (rc < 0)
+		diag_error(c->d, c->file, c->line, "in file included from here");
+	free(path);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- ReplaceTags */
+
+struct strbuf {
+	char *s;
+	size_t n, cap;
+};
+
+static void sb_add(struct strbuf *b, const char *p, size_t n)
+{
+	if (b->n + n + 1 > b->cap) {
+		b->cap = (b->n + n + 1) * 2;
+		b->s = xrealloc(b->s, b->cap);
+	}
+	memcpy(b->s + b->n, p, n);
+	b->n += n;
+	b->s[b->n] = '\0';
+}
+
+/* Finds "<word ARG>" (start/end strings), removes it, returns ARG (malloc'd). */
+static char *take_modifier(struct pstate *ps, char **re, const char *word)
+{
+	size_t sl = strlen(ps->start), wl = strlen(word);
+	for (char *p = strstr(*re, ps->start); p; p = strstr(p + 1, ps->start)) {
+		if (strncmp(p + sl, word, wl) != 0 || p[sl + wl] != ' ')
+			continue;
+		char *arg = p + sl + wl + 1;
+		char *e = strstr(arg + 1, ps->end);
+		if (e == NULL || e == arg)
+			return NULL;
+		char *val = xstrndup(arg, (size_t)(e - arg));
+		memmove(p, e + strlen(ps->end), strlen(e + strlen(ps->end)) + 1);
+		return val;
+	}
+	return NULL;
+}
+
+/* Position of the first start...end tag (at least one char inside) in s, or NULL. */
+static const char *find_tag(struct pstate *ps, const char *s, size_t *taglen)
+{
+	const char *p = strstr(s, ps->start);
+	if (p == NULL)
+		return NULL;
+	const char *e = strstr(p + strlen(ps->start) + 1, ps->end);
+	if (e == NULL)
+		return NULL;
+	*taglen = (size_t)(e + strlen(ps->end) - p);
+	return p;
+}
+
+/*
+ * One pattern through SpamAssassin's ReplaceTags algorithm: the pattern
+ * is split into text and "<tag>" pieces; <pre X>/<post X> text goes
+ * before/after every tag, <inter X> into each empty piece (between two
+ * adjacent tags, or before a leading tag); tags are then replaced, for up
+ * to six passes while replacements bring new tags.
+ */
+static char *replace_tags(struct pstate *ps, const char *pattern)
+{
+	char *re = xstrdup(pattern);
+	for (int pass = 0; pass < RULES_REPLACE_PASSES; pass++) {
+		char *pre_name = take_modifier(ps, &re, "pre");
+		char *post_name = take_modifier(ps, &re, "post");
+		char *inter_name = take_modifier(ps, &re, "inter");
+		const char *pre = pre_name ? kv_get(&ps->pre, pre_name, strlen(pre_name)) : NULL;
+		const char *post = post_name ? kv_get(&ps->post, post_name, strlen(post_name))
+					     : NULL;
+		const char *inter = inter_name
+					? kv_get(&ps->inter, inter_name, strlen(inter_name))
+					: NULL;
+		free(pre_name);
+		free(post_name);
+		free(inter_name);
+
+		/* Split like Perl's split(/(<[^<>]+>)/): text, tag, text, ... */
+		struct strbuf out = {0};
+		bool again = false;
+		const char *p = re;
+		bool first = true;
+		while (*p) {
+			const char *t = p;
+			for (; *t; t++) {
+				if (*t != '<')
+					continue;
+				size_t k = 1;
+				while (t[k] && t[k] != '<' && t[k] != '>')
+					k++;
+				if (t[k] == '>' && k > 1)
+					break;
+			}
+			/* text piece [p, t) */
+			if (t == p && first && inter)
+				sb_add(&out, inter, strlen(inter));
+			else if (t > p)
+				sb_add(&out, p, (size_t)(t - p));
+			first = false;
+			if (*t == '\0')
+				break;
+			size_t tl = strcspn(t, ">") + 1;
+			/* tag piece [t, t+tl) */
+			if (pre)
+				sb_add(&out, pre, strlen(pre));
+			size_t inner_len;
+			const char *tag = find_tag(ps, t, &inner_len);
+			const char *rep = NULL;
+			if (tag == t && inner_len == tl) {
+				size_t sl = strlen(ps->start), el = strlen(ps->end);
+				rep = kv_get(&ps->tags, t + sl, tl - sl - el);
+			}
+			if (rep != NULL && *rep) {
+				sb_add(&out, rep, strlen(rep));
+				const char *q = strchr(rep, '<');
+				if (q && strchr(q, '>'))
+					again = true;
+			} else {
+				sb_add(&out, t, tl);
+			}
+			if (post)
+				sb_add(&out, post, strlen(post));
+			p = t + tl;
+			/* An empty text piece between this tag and a following one. */
+			if (inter && *p == '<') {
+				size_t k = 1;
+				while (p[k] && p[k] != '<' && p[k] != '>')
+					k++;
+				if (p[k] == '>' && k > 1)
+					sb_add(&out, inter, strlen(inter));
+			}
+		}
+		free(re);
+		re = out.s ? out.s : xstrdup("");
+		if (!again)
+			break;
+	}
+	return re;
+}
+
+int rules_parse_end(rules_t *r, void *state, diag_t *d)
+{
+	struct pstate *ps = state;
+	for (size_t i = 0; i < ps->nreplace; i++) {
+		long idx = rules_lookup(r, ps->replace_rules[i]);
+		if (idx < 0)
+			continue;
+		struct rule *ru = &r->v[idx];
+		if (!ru->defined || ru->skipped || ru->pattern == NULL)
+			continue;
+		char *np = replace_tags(ps, ru->pattern);
+		free(ru->pattern);
+		ru->pattern = np;
+	}
+	for (size_t i = 0; i < ps->nwarned; i++)
+		free(ps->warned[i]);
+	free(ps->warned);
+	for (size_t i = 0; i < ps->nreplace; i++)
+		free(ps->replace_rules[i]);
+	free(ps->replace_rules);
+	kv_free(&ps->tags);
+	kv_free(&ps->pre);
+	kv_free(&ps->post);
+	kv_free(&ps->inter);
+	free(ps->start);
+	free(ps->end);
+	free(ps);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- meta expressions */
+
+struct mparse {
+	rules_t *r;
+	const char *p;
+	struct meta_op *prog;
+	size_t n, cap;
+	const char *err;
+	size_t self;
+	diag_t *d;
+};
+
+static void emit(struct mparse *m, enum meta_opcode op, double num, size_t rule)
+{
+	if (m->n == m->cap) {
+		m->cap = m->cap ? m->cap * 2 : 16;
+		m->prog = xrealloc(m->prog, m->cap * sizeof(*m->prog));
+	}
+	m->prog[m->n++] = (struct meta_op){.op = op, .num = num, .rule = rule};
+}
+
+static void mp_expr(struct mparse *m, int min_prec);
+
+static void mp_primary(struct mparse *m)
+{
+	m->p = skip_ws(m->p);
+	if (m->err)
+		return;
+	if (*m->p == '(') {
+		m->p++;
+		mp_expr(m, 0);
+		m->p = skip_ws(m->p);
+		if (*m->p != ')') {
+			if (!m->err)
+				m->err = "missing ')'";
+			return;
+		}
+		m->p++;
+		return;
+	}
+	if (*m->p == '!') {
+		m->p++;
+		mp_primary(m);
+		emit(m, MOP_NOT, 0, 0);
+		return;
+	}
+	if (*m->p == '-') {
+		m->p++;
+		mp_primary(m);
+		emit(m, MOP_NEG, 0, 0);
+		return;
+	}
+	if (isdigit((unsigned char)*m->p) || *m->p == '.') {
+		char *end;
+		double v = strtod(m->p, &end);
+		m->p = end;
+		emit(m, MOP_NUM, v, 0);
+		return;
+	}
+	if (isalpha((unsigned char)*m->p) || *m->p == '_') {
+		const char *s = m->p;
+		while (isalnum((unsigned char)*m->p) || *m->p == '_')
+			m->p++;
+		char name[256];
+		size_t n = (size_t)(m->p - s);
+		if (n >= sizeof(name)) {
+			m->err = "rule name too long";
+			return;
+		}
+		memcpy(name, s, n);
+		name[n] = '\0';
+		size_t idx = rules_intern_rule(m->r, name);
+		emit(m, MOP_RULE, 0, idx);
+		return;
+	}
+	m->err = *m->p ? "unexpected character" : "unexpected end of expression";
+}
+
+static int binop(const char *p, enum meta_opcode *op, int *prec, size_t *len)
+{
+	static const struct {
+		const char *s;
+		enum meta_opcode op;
+		int prec;
+	} ops[] = {{"||", MOP_OR, 1}, {"&&", MOP_AND, 2}, {"==", MOP_EQ, 3}, {"!=", MOP_NE, 3},
+		   {">=", MOP_GE, 4}, {"<=", MOP_LE, 4},  {">", MOP_GT, 4},   {"<", MOP_LT, 4},
+		   {"+", MOP_ADD, 5}, {"-", MOP_SUB, 5},  {"*", MOP_MUL, 6},  {"/", MOP_DIV, 6}};
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		size_t l = strlen(ops[i].s);
+		if (strncmp(p, ops[i].s, l) == 0) {
+			*op = ops[i].op;
+			*prec = ops[i].prec;
+			*len = l;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Precedence climbing; Perl's precedence for the operators metas use. */
+static void mp_expr(struct mparse *m, int min_prec)
+{
+	mp_primary(m);
+	for (;;) {
+		if (m->err)
+			return;
+		m->p = skip_ws(m->p);
+		enum meta_opcode op;
+		int prec;
+		size_t len;
+		if (!binop(m->p, &op, &prec, &len) || prec <= min_prec - 1 || prec < min_prec)
+			return;
+		m->p += len;
+		mp_expr(m, prec + 1);
+		emit(m, op, 0, 0);
+	}
+}
+
+int rules_meta_compile(rules_t *r, struct rule *ru_in, diag_t *d)
+{
+	size_t self = (size_t)(ru_in - r->v);
+	struct mparse m = {.r = r, .p = ru_in->meta_src, .self = self, .d = d};
+	mp_expr(&m, 0);
+	m.p = skip_ws(m.p);
+	struct rule *ru = &r->v[self]; /* r->v may have moved */
+	if (!m.err && *m.p)
+		m.err = "unexpected text";
+	if (m.err) {
+		diag_error(d, ru->file, ru->line, "meta rule %s: %s at '%.20s'", ru->name, m.err,
+			   m.p);
+		free(m.prog);
+		return -1;
+	}
+	ru->prog = m.prog;
+	ru->nprog = m.n;
+	return 0;
+}

@@ -1,0 +1,888 @@
+/*
+ * Tests of the rules engine: the rule language (each rule type, flags,
+ * metas, ReplaceTags, conditionals), Latin-1 case folding, oversized
+ * patterns, match-limit errors, diagnostics, and that the literal
+ * prefilter never changes which rules hit.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "diag.h"
+#include "hits.h"
+#include "mime.h"
+#include "msg.h"
+#include "rules.h"
+#include "scan.h"
+
+static const mime_limits_t limits = {.max_depth = 20, .max_parts = 500,
+				     .max_text_bytes = 4u << 20};
+
+static rules_t *load_opts(const char *text, const rules_opts_t *o, diag_t *d)
+{
+	rules_t *r = rules_load_text("t.cf", text, o, d);
+	if (r == NULL)
+		diag_print(d, stderr, 1);
+	return r;
+}
+
+static rules_t *load(const char *text)
+{
+	diag_t *d = diag_new();
+	rules_t *r = load_opts(text, NULL, d);
+	diag_free(d);
+	cr_assert_not_null(r, "rules failed to load");
+	return r;
+}
+
+/* Scores raw with r; returns the hits (in m's arena) and leaves m to the caller. */
+static hits_t *eval_flags(rules_t *r, const char *raw, msg_t **mout, unsigned flags,
+			  int *errors)
+{
+	msg_t *m = msg_new(1 << 20);
+	msg_parse_raw(m, raw, strlen(raw));
+	mime_t *mi = mime_parse(m, &limits);
+	hits_t *h = hits_new(msg_arena(m));
+	int e = rules_eval(r, m, mi, h, flags);
+	if (errors)
+		*errors = e;
+	*mout = m;
+	return h;
+}
+
+static bool hits(rules_t *r, const char *raw, const char *name)
+{
+	msg_t *m;
+	hits_t *h = eval_flags(r, raw, &m, 0, NULL);
+	bool v = hits_has(h, name);
+	msg_free(m);
+	return v;
+}
+
+static bool diag_has(const diag_t *d, const char *text)
+{
+	for (size_t i = 0; i < diag_count(d); i++)
+		if (strstr(diag_text(d, i), text) != NULL)
+			return true;
+	return false;
+}
+
+#define PLAIN(subject, body)                                                                  \
+	"From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: " subject              \
+	"\nDate: Mon, 2 Jan 2023 10:00:00 +0000\nMessage-ID: <1@example.com>\n\n" body
+
+/* ---------------------------------------------------------------- header rules */
+
+Test(rules, header_rule_matches_the_decoded_value_raw_the_encoded_one)
+{
+	rules_t *r = load("header DEC Subject =~ /caf\xc3\xa9 offer/\n"
+			  "header RAW Subject:raw =~ /=\\?utf-8\\?q\\?/i\n"
+			  "header RAWDEC Subject:raw =~ /caf\xc3\xa9/\n");
+	const char *msg = PLAIN("=?utf-8?q?caf=C3=A9_offer?=", "hi\n");
+	cr_assert(hits(r, msg, "DEC"));
+	cr_assert(hits(r, msg, "RAW"));
+	cr_assert_not(hits(r, msg, "RAWDEC"));
+	rules_free(r);
+}
+
+Test(rules, negated_header_rule_hits_when_the_field_is_absent)
+{
+	rules_t *r = load("header NO_XM X-Mailer !~ /./\n"
+			  "header HAS_XM X-Mailer =~ /./\n"
+			  "header UNSET X-Mailer =~ /^none$/ [if-unset: none]\n");
+	const char *msg = PLAIN("hello", "hi\n");
+	cr_assert(hits(r, msg, "NO_XM"));
+	cr_assert_not(hits(r, msg, "HAS_XM"));
+	cr_assert(hits(r, msg, "UNSET"));
+	rules_free(r);
+}
+
+Test(rules, exists_and_a_meta_on_it_detect_a_missing_field)
+{
+	rules_t *r = load("header __HAS_MID exists:Message-Id\n"
+			  "meta NO_MID !__HAS_MID\n"
+			  "header __HAS_DATE exists:Date\n"
+			  "meta NO_DATE !__HAS_DATE\n");
+	const char *with = PLAIN("x", "y\n");
+	const char *without = "From: a@b.example\nSubject: x\n\ny\n";
+	cr_assert_not(hits(r, with, "NO_MID"));
+	cr_assert(hits(r, without, "NO_MID"));
+	cr_assert(hits(r, without, "NO_DATE"));
+	rules_free(r);
+}
+
+Test(rules, addr_and_name_modifiers_take_the_address_list_apart)
+{
+	rules_t *r = load("header ADDR From:addr =~ /^alice\\@example\\.com$/\n"
+			  "header NAME From:name =~ /^Alice Smith$/\n"
+			  "header TOCC ToCc =~ /carol\\@example\\.net/\n"
+			  "header ALLH ALL =~ /^Subject: hello$/m\n"
+			  "header MID MESSAGEID =~ /^<1\\@example\\.com>$/\n"
+			  "header ENV EnvelopeFrom =~ /bounce\\@example\\.com/\n");
+	const char *msg = "From: \"Alice  Smith\" <alice@example.com>\nTo: bob@example.org\n"
+			  "Cc: carol@example.net\nSubject: hello\nMessage-ID: <1@example.com>\n"
+			  "Return-Path: <bounce@example.com>\n\nbody\n";
+	cr_assert(hits(r, msg, "ADDR"));
+	cr_assert(hits(r, msg, "NAME"));
+	cr_assert(hits(r, msg, "TOCC"));
+	cr_assert(hits(r, msg, "ALLH"));
+	cr_assert(hits(r, msg, "MID"));
+	cr_assert(hits(r, msg, "ENV"));
+	rules_free(r);
+}
+
+Test(rules, envelope_from_comes_from_the_smtp_envelope)
+{
+	rules_t *r = load("header ENV EnvelopeFrom =~ /^sender\\@example\\.net$/\n");
+	msg_t *m = msg_new(1 << 20);
+	msg_set_mail_from(m, "<sender@example.net>");
+	const char raw[] = "Subject: x\n\nbody\n";
+	msg_parse_raw(m, raw, sizeof(raw) - 1);
+	hits_t *h = hits_new(msg_arena(m));
+	rules_eval(r, m, mime_parse(m, &limits), h, 0);
+	cr_assert(hits_has(h, "ENV"));
+	msg_free(m);
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- body, rawbody, uri, full */
+
+Test(rules, body_rules_see_paragraphs_with_white_space_collapsed)
+{
+	rules_t *r = load("body ACROSS_LINES /click here now/\n"
+			  "body ACROSS_PARAS /first para second/\n"
+			  "body SUBJ /^Great deal\\n/\n");
+	const char *msg = PLAIN("Great deal", "please click\nhere   now\n\nfirst para\n\nsecond\n");
+	cr_assert(hits(r, msg, "ACROSS_LINES"));
+	cr_assert_not(hits(r, msg, "ACROSS_PARAS"));
+	cr_assert(hits(r, msg, "SUBJ"), "the Subject is the first body line");
+	rules_free(r);
+}
+
+Test(rules, body_sees_rendered_html_rawbody_the_markup)
+{
+	rules_t *r = load("body BODY_TEXT /Buy now/\n"
+			  "body BODY_TAG /<b>/\n"
+			  "rawbody RAW_TAG /<b>Buy/i\n");
+	const char *msg = "From: a@b.example\nSubject: s\nMIME-Version: 1.0\n"
+			  "Content-Type: text/html\n\n<html><body><b>Buy now</b></body></html>\n";
+	cr_assert(hits(r, msg, "BODY_TEXT"));
+	cr_assert_not(hits(r, msg, "BODY_TAG"));
+	cr_assert(hits(r, msg, "RAW_TAG"));
+	rules_free(r);
+}
+
+Test(rules, uri_rules_match_each_uri)
+{
+	rules_t *r = load("uri SHORT m{^https?://bit\\.ly/}i\n"
+			  "uri IPLIT m{^https?://\\d+\\.\\d+\\.\\d+\\.\\d+}\n"
+			  "uri NOPE /example\\.invalid/\n");
+	const char *msg = PLAIN("x", "see http://bit.ly/abc and http://192.0.2.7/x\n");
+	cr_assert(hits(r, msg, "SHORT"));
+	cr_assert(hits(r, msg, "IPLIT"));
+	cr_assert_not(hits(r, msg, "NOPE"));
+	rules_free(r);
+}
+
+Test(rules, full_rules_see_header_block_and_raw_body)
+{
+	rules_t *r = load("full FULL /^Subject: hello\\n.*\\n\\nraw=3Dbody/ms\n");
+	const char *msg = "Subject: hello\nContent-Transfer-Encoding: quoted-printable\n\n"
+			  "raw=3Dbody\n";
+	cr_assert(hits(r, msg, "FULL"));
+	rules_free(r);
+}
+
+Test(rules, mimeheader_rules_see_each_parts_fields)
+{
+	rules_t *r = load("mimeheader EXE_NAME Content-Type =~ /name=\"?[^\"]+\\.exe/i\n"
+			  "mimeheader HTMLPART Content-Type =~ m{text/html}\n");
+	const char *msg = "From: a@b.example\nSubject: s\nMIME-Version: 1.0\n"
+			  "Content-Type: multipart/mixed; boundary=\"XX\"\n\n"
+			  "--XX\nContent-Type: text/plain\n\nhello\n"
+			  "--XX\nContent-Type: application/octet-stream;\n name=\"run.exe\"\n"
+			  "Content-Transfer-Encoding: base64\n\nTVqQAAMAAAAEAAAA\n--XX--\n";
+	cr_assert(hits(r, msg, "EXE_NAME"), "a folded parameter is unfolded");
+	cr_assert_not(hits(r, msg, "HTMLPART"));
+	rules_free(r);
+}
+
+Test(rules, sift_mime_pseudo_header_reports_facts_and_cannot_be_forged)
+{
+	rules_t *r = load("header HTML_ONLY X-Sift-Mime =~ /\\bhtml_only\\b/\n"
+			  "header BAD64 X-Sift-Mime =~ /\\bbad_base64\\b/\n");
+	const char *html = "From: a@b.example\nSubject: s\nMIME-Version: 1.0\n"
+			   "Content-Type: text/html\n\n<p>hi</p>\n";
+	const char *forged = "From: a@b.example\nSubject: s\nX-Sift-Mime: html_only\n\nhi\n";
+	cr_assert(hits(r, html, "HTML_ONLY"));
+	cr_assert_not(hits(r, forged, "HTML_ONLY"));
+	cr_assert_not(hits(r, html, "BAD64"));
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- flags, tflags, metas */
+
+Test(rules, regex_flags_i_s_m_x)
+{
+	rules_t *r = load("body CI /hello world/i\n"
+			  "body CS /hello world/\n"
+			  "rawbody DOTALL /start.end/s\n"
+			  "rawbody NODOT /start.end/\n"
+			  "rawbody MULTI /^second$/m\n");
+	const char *msg = PLAIN("x", "HELLO World\n\nstart\nend\nsecond\n");
+	cr_assert(hits(r, msg, "CI"));
+	cr_assert_not(hits(r, msg, "CS"));
+	cr_assert(hits(r, msg, "DOTALL"));
+	cr_assert_not(hits(r, msg, "NODOT"));
+	cr_assert(hits(r, msg, "MULTI"));
+	rules_free(r);
+	/* x: the pattern is one line in a rule file, so comments cannot be used; blanks can */
+	r = load("body EXT m{ h e l l o \\s W }ix\n");
+	cr_assert(hits(r, msg, "EXT"));
+	rules_free(r);
+}
+
+Test(rules, multiple_counts_matches_up_to_maxhits_for_metas)
+{
+	rules_t *r = load("body __CASH /\\bcash\\b/i\n"
+			  "tflags __CASH multiple maxhits=5\n"
+			  "meta CASH3 __CASH >= 3\n"
+			  "meta CASH_CAPPED __CASH == 5\n"
+			  "body __ONE /\\bcash\\b/i\n"
+			  "meta ONE_IS_ONE __ONE == 1\n");
+	const char *two = PLAIN("x", "cash and cash\n");
+	const char *four = PLAIN("x", "cash cash\n\ncash cash\n");
+	const char *ten = PLAIN("x", "cash cash cash cash cash cash cash cash cash cash\n");
+	cr_assert_not(hits(r, two, "CASH3"));
+	cr_assert(hits(r, four, "CASH3"), "matches in several paragraphs add up");
+	cr_assert_not(hits(r, four, "CASH_CAPPED"));
+	cr_assert(hits(r, ten, "CASH_CAPPED"), "maxhits caps the count");
+	cr_assert(hits(r, ten, "ONE_IS_ONE"), "without multiple a rule counts once");
+	rules_free(r);
+}
+
+Test(rules, meta_boolean_and_arithmetic)
+{
+	rules_t *r = load("body __A /alpha/\nbody __B /beta/\nbody __C /gamma/\n"
+			  "meta AB_NOT_C (__A || __B) && !__C\n"
+			  "meta TWO_OF (__A + __B + __C) > 1\n"
+			  "meta WEIGHTED __A * 2 + __B - __C >= 2\n"
+			  "meta PREC __A || __B && __C\n");
+	const char *a = PLAIN("x", "alpha\n");
+	const char *ab = PLAIN("x", "alpha beta\n");
+	const char *bc = PLAIN("x", "beta gamma\n");
+	const char *c = PLAIN("x", "gamma\n");
+	cr_assert(hits(r, a, "AB_NOT_C"));
+	cr_assert_not(hits(r, bc, "AB_NOT_C"));
+	cr_assert_not(hits(r, a, "TWO_OF"));
+	cr_assert(hits(r, ab, "TWO_OF"));
+	cr_assert(hits(r, a, "WEIGHTED"));
+	cr_assert_not(hits(r, bc, "WEIGHTED"));
+	cr_assert(hits(r, a, "PREC"), "&& binds tighter than ||");
+	cr_assert_not(hits(r, c, "PREC"));
+	rules_free(r);
+}
+
+Test(rules, scores_defaults_and_disabling)
+{
+	rules_t *r = load("body FOUR /x/\nscore FOUR 1.0 2.0 3.0 4.5\n"
+			  "body ONE /x/\nscore ONE 2.5\n"
+			  "body DEFAULT /x/\n"
+			  "body NICE /x/\ntflags NICE nice\n"
+			  "body T_TEST /x/\n"
+			  "body ZERO /zzz/\nscore ZERO 0\n"
+			  "meta SEES_ZERO ZERO\n"
+			  "body __SUB /zzz/\n");
+	cr_assert_float_eq(rules_score(r, rules_find(r, "FOUR")), 4.5, 1e-9);
+	cr_assert_float_eq(rules_score(r, rules_find(r, "ONE")), 2.5, 1e-9);
+	cr_assert_float_eq(rules_score(r, rules_find(r, "DEFAULT")), 1.0, 1e-9);
+	cr_assert_float_eq(rules_score(r, rules_find(r, "NICE")), -1.0, 1e-9);
+	cr_assert_float_eq(rules_score(r, rules_find(r, "T_TEST")), 0.01, 1e-9);
+	const char *msg = PLAIN("x", "zzz\n");
+	cr_assert_not(hits(r, msg, "ZERO"));
+	cr_assert_not(hits(r, msg, "SEES_ZERO"), "a disabled rule is not run for metas");
+	cr_assert_not(hits(r, msg, "__SUB"), "__ rules are never reported");
+	rules_free(r);
+}
+
+Test(rules, describe_and_priority_are_kept)
+{
+	rules_t *r = load("body D /offer/\ndescribe D Talks about an offer\npriority D -5\n");
+	msg_t *m;
+	hits_t *h = eval_flags(r, PLAIN("x", "an offer\n"), &m, RULES_EVAL_EXPLAIN, NULL);
+	cr_assert_eq(hits_count(h), 1);
+	cr_assert_str_eq(hits_at(h, 0)->desc, "Talks about an offer");
+	cr_assert_str_eq(hits_at(h, 0)->source, "rules");
+	cr_assert_not_null(strstr(hits_at(h, 0)->detail, "offer"));
+	msg_free(m);
+	rules_free(r);
+}
+
+Test(rules, later_definition_wins)
+{
+	rules_t *r = load("body DUP /first/\nbody DUP /second/\n");
+	cr_assert_not(hits(r, PLAIN("x", "first\n"), "DUP"));
+	cr_assert(hits(r, PLAIN("x", "second\n"), "DUP"));
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- ReplaceTags, conditionals */
+
+Test(rules, replace_tags_expand_with_pre_post_and_inter)
+{
+	rules_t *r = load("replace_tag V (?:v|\\\\/)\n"
+			  "replace_tag I (?:i|1|l)\n"
+			  "replace_tag A (?:a|4|@)\n"
+			  "replace_inter SP [\\s.]{0,2}\n"
+			  "replace_pre WB \\b\n"
+			  "body VIAGRA /<inter SP><V><I><A>/i\n"
+			  "body PRE /<pre WB><I>nn/\n"
+			  "body UNREPLACED /<V>/\n"
+			  "replace_rules VIAGRA PRE\n");
+	cr_assert(hits(r, PLAIN("x", "cheap v.1 4 here\n"), "VIAGRA"));
+	cr_assert(hits(r, PLAIN("x", "cheap \\/ l@ here\n"), "VIAGRA"));
+	cr_assert_not(hits(r, PLAIN("x", "cheap via here\n"), "UNREPLACED"));
+	cr_assert(hits(r, PLAIN("x", "literal <V> here\n"), "UNREPLACED"),
+		  "rules not listed in replace_rules keep their text");
+	cr_assert(hits(r, PLAIN("x", "an inn\n"), "PRE"));
+	cr_assert_not(hits(r, PLAIN("x", "a tinn\n"), "PRE"), "<pre WB> puts \\b before tags");
+	rules_free(r);
+}
+
+Test(rules, replace_tags_nest)
+{
+	rules_t *r = load("replace_tag WORD m<O>ney\n"
+			  "replace_tag O (?:o|0)\n"
+			  "body MONEY /free <WORD>/\n"
+			  "replace_rules MONEY\n");
+	cr_assert(hits(r, PLAIN("x", "free m0ney\n"), "MONEY"));
+	rules_free(r);
+}
+
+Test(rules, if_and_ifplugin_follow_the_provided_plugins_and_version)
+{
+	rules_t *r = load("ifplugin Mail::SpamAssassin::Plugin::ReplaceTags\n"
+			  "body RT /x/\n"
+			  "endif\n"
+			  "ifplugin Mail::SpamAssassin::Plugin::FreeMail\n"
+			  "body FM /x/\n"
+			  "else\n"
+			  "body NOT_FM /x/\n"
+			  "endif\n"
+			  "if (version >= 3.004000)\n body V34 /x/\nendif\n"
+			  "if (version >= 9.000000)\n body V9 /x/\nendif\n"
+			  "if !plugin(Mail::SpamAssassin::Plugin::MIMEHeader)\n body NO_MH /x/\nendif\n"
+			  "if can(Mail::SpamAssassin::Conf::feature_bug6558_free) && !(version < 4)\n"
+			  " body CAN /x/\nendif\n"
+			  "if can(Mail::SpamAssassin::Conf::feature_unheard_of)\n body CANT /x/\n"
+			  "endif\n"
+			  "ifplugin Mail::SpamAssassin::Plugin::Nope\n"
+			  " if (version >= 3.0)\n  body NESTED /x/\n else\n  body NESTED_ELSE /x/\n"
+			  " endif\nendif\n");
+	cr_assert_geq(rules_find(r, "RT"), 0);
+	cr_assert_lt(rules_find(r, "FM"), 0);
+	cr_assert_geq(rules_find(r, "NOT_FM"), 0);
+	cr_assert_geq(rules_find(r, "V34"), 0);
+	cr_assert_lt(rules_find(r, "V9"), 0);
+	cr_assert_lt(rules_find(r, "NO_MH"), 0);
+	cr_assert_geq(rules_find(r, "CAN"), 0);
+	cr_assert_lt(rules_find(r, "CANT"), 0);
+	cr_assert_lt(rules_find(r, "NESTED"), 0);
+	cr_assert_lt(rules_find(r, "NESTED_ELSE"), 0, "else inside an inactive block stays off");
+	rules_free(r);
+}
+
+Test(rules, all_plugins_option_reads_plugin_blocks_and_warns_about_evals)
+{
+	rules_opts_t o;
+	rules_opts_default(&o);
+	o.all_plugins = true;
+	diag_t *d = diag_new();
+	rules_t *r = load_opts("ifplugin Mail::SpamAssassin::Plugin::FreeMail\n"
+			       "header __FM_FROM eval:check_freemail_from()\n"
+			       "header __FM_RE Reply-To =~ /gmail/\n"
+			       "endif\n"
+			       "if !plugin(Mail::SpamAssassin::Plugin::FreeMail)\n"
+			       "header NOT_LOADED Subject =~ /x/\nendif\n",
+			       &o, d);
+	cr_assert_not_null(r);
+	cr_assert_geq(rules_find(r, "__FM_RE"), 0);
+	cr_assert_lt(rules_find(r, "NOT_LOADED"), 0);
+	cr_assert(diag_has(d, "t.cf:2: warning: skipped eval test check_freemail_from"));
+	rules_free(r);
+	diag_free(d);
+}
+
+Test(rules, include_reads_a_file_relative_to_the_including_one)
+{
+	char dir[] = "/tmp/sift-rules-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	char p1[256], p2[256];
+	snprintf(p1, sizeof(p1), "%s/main.cf", dir);
+	snprintf(p2, sizeof(p2), "%s/more.rules", dir);
+	FILE *f = fopen(p1, "w");
+	fputs("include more.rules\nbody MAIN /x/\n", f);
+	fclose(f);
+	f = fopen(p2, "w");
+	fputs("body MORE /y/\n", f);
+	fclose(f);
+	diag_t *d = diag_new();
+	const char *paths[] = {p1};
+	rules_t *r = rules_load(paths, 1, NULL, d);
+	cr_assert_not_null(r);
+	cr_assert_geq(rules_find(r, "MORE"), 0);
+	cr_assert_eq(rules_count(r), 2);
+	rules_free(r);
+	diag_free(d);
+	unlink(p1);
+	unlink(p2);
+	rmdir(dir);
+}
+
+Test(rules, a_directory_is_read_in_sorted_order_and_only_cf_files)
+{
+	char dir[] = "/tmp/sift-rules-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	const char *names[] = {"50_b.cf", "10_a.cf", "notes.txt"};
+	const char *texts[] = {"score R 3\n", "body R /x/\nscore R 1\n", "this is not a rule\n"};
+	char p[256];
+	for (int i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+		FILE *f = fopen(p, "w");
+		fputs(texts[i], f);
+		fclose(f);
+	}
+	diag_t *d = diag_new();
+	const char *paths[] = {dir};
+	rules_t *r = rules_load(paths, 1, NULL, d);
+	cr_assert_not_null(r);
+	cr_assert_eq(diag_count(d), 0);
+	cr_assert_float_eq(rules_score(r, rules_find(r, "R")), 3.0, 1e-9, "50_b.cf comes last");
+	rules_free(r);
+	diag_free(d);
+	for (int i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+		unlink(p);
+	}
+	rmdir(dir);
+}
+
+/* ---------------------------------------------------------------- Latin-1, big patterns, limits */
+
+Test(rules, latin1_letters_fold_under_i_and_stay_out_of_w)
+{
+	rules_t *r = load("full ETE /\\xe9t\\xe9/i\n"
+			  "full ETE_CS /\\xe9t\\xe9/\n"
+			  "full WORD /\\bX\\w+Y/\n"
+			  "full NOFOLD_TIMES /\\xd7/i\n");
+	const char *msg = "Subject: s\n\nsummer: \xc9T\xc9 X\xe9Y \xf7\n";
+	cr_assert(hits(r, msg, "ETE"));
+	cr_assert_not(hits(r, msg, "ETE_CS"));
+	cr_assert_not(hits(r, msg, "WORD"), "\\w is ASCII only, as with Perl's /aa");
+	cr_assert_not(hits(r, msg, "NOFOLD_TIMES"), "0xD7 and 0xF7 are not letters");
+	rules_free(r);
+}
+
+static char *big_alternation(size_t words, const char *before, const char *after)
+{
+	size_t cap = words * 24 + 128;
+	char *s = malloc(cap);
+	size_t n = (size_t)snprintf(s, cap, "%s", before);
+	for (size_t i = 0; i < words; i++)
+		n += (size_t)snprintf(s + n, cap - n, "%sw%05zuq[a-z]{2,9}", i ? "|" : "", i);
+	snprintf(s + n, cap - n, "%s", after);
+	return s;
+}
+
+Test(rules, oversized_patterns_are_split_and_still_match)
+{
+	char *alt = big_alternation(6000, "", "");
+	char *grp = big_alternation(6000, "\\b(?:", ")\\b");
+	size_t cap = strlen(alt) + strlen(grp) + 256;
+	char *text = malloc(cap);
+	snprintf(text, cap, "body TOP /%s/\nbody GROUP /%s/i\n", alt, grp);
+	diag_t *d = diag_new();
+	rules_t *r = load_opts(text, NULL, d);
+	cr_assert_not_null(r);
+	rules_stats_t st;
+	rules_stats(r, &st);
+	cr_assert_eq(st.split_patterns, 2);
+	cr_assert(hits(r, PLAIN("x", "w00000qab\n"), "TOP"));
+	cr_assert(hits(r, PLAIN("x", "w05999qab\n"), "TOP"));
+	cr_assert(hits(r, PLAIN("x", "W03000QXYZ\n"), "GROUP"));
+	cr_assert_not(hits(r, PLAIN("x", "w06000qab\n"), "TOP"));
+	cr_assert_not(hits(r, PLAIN("x", "xw03000qab\n"), "GROUP"), "the \\b around stays");
+	rules_free(r);
+	diag_free(d);
+	free(alt);
+	free(grp);
+	free(text);
+}
+
+Test(rules, a_large_counted_repeat_is_rewritten_as_subroutine_calls)
+{
+	/* three copies would not fit PCRE2's 64 KiB; one does */
+	char *alt = big_alternation(900, "(?:(?:", ")\\s){3}");
+	size_t cap = strlen(alt) + 64;
+	char *text = malloc(cap);
+	snprintf(text, cap, "body REP /%s/\n", alt);
+	rules_t *r = load(text);
+	rules_stats_t st;
+	rules_stats(r, &st);
+	cr_assert_eq(st.split_patterns, 1);
+	cr_assert(hits(r, PLAIN("x", "w00001qab w00899qzz w00700qaa \n"), "REP"));
+	cr_assert_not(hits(r, PLAIN("x", "w00001qab w00899qzz \n"), "REP"));
+	rules_free(r);
+	free(alt);
+	free(text);
+}
+
+Test(rules, match_limit_is_an_error_not_a_miss)
+{
+	rules_opts_t o;
+	rules_opts_default(&o);
+	o.match_limit = 1000;
+	diag_t *d = diag_new();
+	/* exponential backtracking that no start-up optimisation can short-cut */
+	rules_t *r = load_opts("body CATASTROPHIC /(?:a|aa)+$/\nbody FINE /aaa/\n", &o, d);
+	cr_assert_not_null(r);
+	msg_t *m;
+	int errors;
+	hits_t *h = eval_flags(r, PLAIN("x", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab\n"), &m, 0, &errors);
+	cr_assert_eq(errors, 1);
+	cr_assert_not(hits_has(h, "CATASTROPHIC"));
+	cr_assert(hits_has(h, "FINE"), "other rules still run");
+	cr_assert_eq(rules_errors(r, (size_t)rules_find(r, "CATASTROPHIC")), 1);
+	cr_assert_eq(rules_errors(r, (size_t)rules_find(r, "FINE")), 0);
+	cr_assert_eq(rules_errors_total(r), 1);
+	msg_free(m);
+	rules_free(r);
+	diag_free(d);
+}
+
+/* ---------------------------------------------------------------- diagnostics */
+
+static void expect_error(const char *text, const char *msg)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("bad.cf", text, NULL, d);
+	cr_assert_null(r, "loaded: %s", text);
+	cr_assert(diag_has(d, msg), "no '%s' in: %s", msg,
+		  diag_count(d) ? diag_text(d, 0) : "(nothing)");
+	diag_free(d);
+}
+
+Test(rules, malformed_lines_fail_the_load_with_file_and_line)
+{
+	expect_error("body OK /x/\n\nbody BAD /foo(bar/\n",
+		     "bad.cf:3: body rule BAD: regex error at offset 7: missing closing parenthesis");
+	expect_error("header H Subject =~ /x\n", "bad.cf:1: header rule H: unterminated regex");
+	expect_error("header H Subject == /x/\n", "bad.cf:1: header rule H: expected =~ or !~");
+	expect_error("body B /x/q\n", "bad.cf:1: body rule B: unknown regex flag 'q'");
+	expect_error("body B /x/ junk\n", "bad.cf:1: body rule B: trailing text");
+	expect_error("score S one\n", "bad.cf:1: score S: bad number");
+	expect_error("meta M (A && B\n", "bad.cf:1: meta rule M: missing ')'");
+	expect_error("meta M A &&\n", "bad.cf:1: meta rule M: unexpected end of expression");
+	expect_error("meta M N\nmeta N M\n", "depends on itself");
+	expect_error("endif\n", "bad.cf:1: endif without if");
+	expect_error("if (version >= 3)\nbody X /x/\n", "bad.cf:2: 1 if block(s) not closed");
+	expect_error("body bad-name /x/\n", "bad.cf:1: body: bad rule name");
+	expect_error("uri U eval\n", "bad.cf:1: uri rule U: expected a regex");
+}
+
+Test(rules, unsupported_constructs_warn_once_each_and_load)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("sa.cf",
+				     "loadplugin Mail::SpamAssassin::Plugin::Foo\n"
+				     "header E1 eval:check_foo()\n"
+				     "body E2 eval:check_foo('x')\n"
+				     "askdns A _AUTHORDOMAIN_ TXT /x/\n"
+				     "askdns B _AUTHORDOMAIN_ TXT /y/\n"
+				     "lang de describe E1 Foo\n"
+				     "require_version 4.000001\n",
+				     NULL, d);
+	cr_assert_not_null(r);
+	cr_assert_eq(diag_errors(d), 0);
+	cr_assert(diag_has(d, "sa.cf:1: warning: skipped plugin directive loadplugin"));
+	cr_assert(diag_has(d, "sa.cf:2: warning: skipped eval test check_foo"));
+	cr_assert(diag_has(d, "sa.cf:4: warning: skipped directive askdns"));
+	cr_assert_eq(diag_warnings(d), 3, "one warning per construct");
+	rules_stats_t st;
+	rules_stats(r, &st);
+	cr_assert_eq(st.skipped[RULES_T_HEADER], 1);
+	cr_assert_eq(st.skipped[RULES_T_BODY], 1);
+	rules_free(r);
+	diag_free(d);
+}
+
+Test(rules, a_meta_on_a_skipped_rule_still_evaluates)
+{
+	diag_t *d = diag_new();
+	rules_t *r = load_opts("body __EVAL eval:check_something()\n"
+			       "body __WORD /lottery/\n"
+			       "meta WORD_NOT_EVAL __WORD && !__EVAL\n"
+			       "meta WORD_AND_EVAL __WORD && __EVAL\n"
+			       "meta WORD_AND_UNDEF __WORD && !__NEVER_DEFINED\n",
+			       NULL, d);
+	cr_assert_not_null(r);
+	cr_assert(diag_has(d, "undefined rule __NEVER_DEFINED"));
+	const char *msg = PLAIN("x", "you won the lottery\n");
+	cr_assert(hits(r, msg, "WORD_NOT_EVAL"));
+	cr_assert_not(hits(r, msg, "WORD_AND_EVAL"));
+	cr_assert(hits(r, msg, "WORD_AND_UNDEF"));
+	rules_free(r);
+	diag_free(d);
+}
+
+/* ---------------------------------------------------------------- prefilter */
+
+static char *read_all(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *b = malloc((size_t)n + 1);
+	size_t got = fread(b, 1, (size_t)n, f);
+	b[got] = '\0';
+	fclose(f);
+	return b;
+}
+
+/* Hit names as one comma-separated string. */
+static char *hit_list(rules_t *r, const char *raw, unsigned flags)
+{
+	msg_t *m;
+	hits_t *h = eval_flags(r, raw, &m, flags, NULL);
+	hits_sort(h);
+	size_t cap = 64;
+	for (size_t i = 0; i < hits_count(h); i++)
+		cap += strlen(hits_at(h, i)->name) + 1;
+	char *s = calloc(1, cap);
+	for (size_t i = 0; i < hits_count(h); i++) {
+		strcat(s, hits_at(h, i)->name);
+		strcat(s, ",");
+	}
+	msg_free(m);
+	return s;
+}
+
+static const char prefilter_rules[] =
+    "body P_LIT /free money/i\n"
+    "body P_CASE /FREE MONEY/\n"
+    "body P_ALT /\\b(?:lottery|jackpot) winner\\b/i\n"
+    "body P_OPT /colou?r printer/\n"
+    "body P_QUANT /zz+top/\n"
+    "body P_CLASS /[0-9]{3} dollars/\n"
+    "body P_LOOK /(?=cash)cash now/\n"
+    "body P_ESC /\\$\\d+\\.\\d\\d only/\n"
+    "body P_HEX /\\x66ree/\n"
+    "body P_GROUPQ /(?:very )?urgent/i\n"
+    "rawbody P_RAW /<font color=\"?red/i\n"
+    "uri P_URI m{^https?://[^/]*\\.example\\.com/}\n"
+    "full P_FULL /^X-Mailer: Mass/m\n"
+    "body P_LATIN /d\\xe9j\\xe0/i\n"
+    "body P_NOLIT /\\w+\\s\\d+/\n";
+
+static const char *const prefilter_msgs[] = {
+    PLAIN("FREE MONEY", "Get free money today, a LOTTERY Winner! color printer and zzzztop\n"),
+    PLAIN("x", "123 dollars or cash now, $5.00 only. free stuff, very URGENT\n"),
+    PLAIN("x", "nothing here at all\n"),
+    "From: a@b.example\nSubject: s\nX-Mailer: Mass Mailer\nMIME-Version: 1.0\n"
+    "Content-Type: text/html\n\n<font color=red>D\xc3\x89J\xc3\x80 vu</font> "
+    "<a href=\"http://www.example.com/x\">x</a>\n",
+};
+
+Test(rules, prefilter_never_changes_the_hits)
+{
+	rules_t *r = load(prefilter_rules);
+	rules_stats_t st;
+	rules_stats(r, &st);
+	cr_assert_geq(st.prefiltered, 10, "most of these rules have literals");
+	for (size_t i = 0; i < sizeof(prefilter_msgs) / sizeof(prefilter_msgs[0]); i++) {
+		char *a = hit_list(r, prefilter_msgs[i], 0);
+		char *b = hit_list(r, prefilter_msgs[i], RULES_EVAL_NO_PREFILTER);
+		cr_assert_str_eq(a, b, "message %zu", i);
+		if (i < 2)
+			cr_assert_neq(strlen(a), 0);
+		free(a);
+		free(b);
+	}
+	char *a = hit_list(r, prefilter_msgs[0], 0);
+	cr_assert_not_null(strstr(a, "P_LIT,"));
+	cr_assert_not_null(strstr(a, "P_ALT,"));
+	free(a);
+	rules_free(r);
+}
+
+Test(rules, prefilter_equivalence_on_shipped_rules_and_fixtures)
+{
+	const char *dirs[] = {TEST_DATADIR "/rules", TEST_DATADIR "/mime"};
+	const char *paths[] = {TEST_DATADIR "/../../rules"};
+	diag_t *d = diag_new();
+	rules_t *r = rules_load(paths, 1, NULL, d);
+	diag_print(d, stderr, 1);
+	cr_assert_not_null(r);
+	cr_assert_eq(diag_errors(d), 0);
+	cr_assert_gt(rules_count(r), 20);
+	size_t compared = 0;
+	for (int k = 0; k < 2; k++) {
+		DIR *dir = opendir(dirs[k]);
+		if (dir == NULL)
+			continue;
+		struct dirent *de;
+		while ((de = readdir(dir)) != NULL) {
+			size_t l = strlen(de->d_name);
+			if (l < 5 || strcmp(de->d_name + l - 4, ".eml") != 0)
+				continue;
+			char p[512];
+			snprintf(p, sizeof(p), "%s/%s", dirs[k], de->d_name);
+			char *raw = read_all(p);
+			cr_assert_not_null(raw);
+			char *a = hit_list(r, raw, 0);
+			char *b = hit_list(r, raw, RULES_EVAL_NO_PREFILTER);
+			cr_assert_str_eq(a, b, "%s", p);
+			free(a);
+			free(b);
+			free(raw);
+			compared++;
+		}
+		closedir(dir);
+	}
+	cr_assert_geq(compared, 5);
+	rules_free(r);
+	diag_free(d);
+}
+
+/* ---------------------------------------------------------------- shipped rules, config, threads */
+
+Test(rules, shipped_rules_flag_an_obvious_spam_and_spare_a_plain_note)
+{
+	const char *paths[] = {TEST_DATADIR "/../../rules"};
+	diag_t *d = diag_new();
+	rules_t *r = rules_load(paths, 1, NULL, d);
+	cr_assert_not_null(r);
+	char *spam = read_all(TEST_DATADIR "/rules/spam_lottery.eml");
+	char *ham = read_all(TEST_DATADIR "/rules/ham_note.eml");
+	cr_assert_not_null(spam);
+	cr_assert_not_null(ham);
+	msg_t *m;
+	hits_t *h = eval_flags(r, spam, &m, 0, NULL);
+	cr_assert_gt(hits_total(h), 5.0, "spam scored %.2f", hits_total(h));
+	msg_free(m);
+	h = eval_flags(r, ham, &m, 0, NULL);
+	cr_assert_lt(hits_total(h), 1.0, "ham scored %.2f", hits_total(h));
+	msg_free(m);
+	free(spam);
+	free(ham);
+	rules_free(r);
+	diag_free(d);
+}
+
+Test(rules, options_come_from_the_configuration)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("sift.conf",
+			       "rules = /a\nrules = /b\nregex_match_limit = 5000\n"
+			       "regex_jit_stack = 2M\nregex_prefilter = no\n",
+			       d);
+	cr_assert_not_null(c);
+	rules_opts_t o;
+	cr_assert_eq(rules_opts_read(c, &o, d), 0);
+	cr_assert_eq(o.npaths, 2);
+	cr_assert_str_eq(o.paths[1], "/b");
+	cr_assert_eq(o.match_limit, 5000);
+	cr_assert_eq(o.jit_stack_bytes, 2u << 20);
+	cr_assert_not(o.prefilter);
+	cr_assert_eq(conf_check_unknown(c, d), 0);
+	conf_free(c);
+	c = conf_parse("sift.conf", "regex_match_limit = lots\n", d);
+	cr_assert_eq(rules_opts_read(c, &o, d), -1);
+	cr_assert(diag_has(d, "sift.conf:1: regex_match_limit"));
+	conf_free(c);
+	c = conf_new();
+	rules_opts_read(c, &o, d);
+	cr_assert_eq(o.npaths, 1);
+	cr_assert_str_eq(o.paths[0], SIFT_RULESDIR);
+	conf_free(c);
+	diag_free(d);
+}
+
+Test(rules, evidence_source_loads_and_scores)
+{
+	char path[] = "/tmp/sift-rules-XXXXXX.cf";
+	int fd = mkstemps(path, 3);
+	cr_assert_geq(fd, 0);
+	const char text[] = "body EV_WORD /prize/\nscore EV_WORD 2.5\n";
+	cr_assert_eq(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
+	close(fd);
+	diag_t *d = diag_new();
+	conf_t *c = conf_new();
+	conf_override(c, "rules", path);
+	ev_env_t env = {.state_dir = "/tmp", .offline = true};
+	void *shared = rules_evidence.load(c, NULL, &env, d);
+	cr_assert_not_null(shared);
+	cr_assert_str_eq(rules_evidence.name, "rules");
+	msg_t *m = msg_new(1 << 20);
+	const char *raw = PLAIN("x", "claim your prize\n");
+	msg_parse_raw(m, raw, strlen(raw));
+	mime_t *mi = mime_parse(m, &limits);
+	hits_t *h = hits_new(msg_arena(m));
+	ev_score_ctx_t ctx = {.timing = true};
+	rules_evidence.score(shared, NULL, m, mi, h, &ctx);
+	cr_assert(hits_has(h, "EV_WORD"));
+	cr_assert_float_eq(hits_total(h), 2.5, 1e-9);
+	rules_time_t t[4];
+	size_t n = rules_slowest(shared, t, 4);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(t[0].name, "EV_WORD");
+	cr_assert_eq(t[0].evals, 1);
+	msg_free(m);
+	rules_evidence.release(shared);
+	conf_free(c);
+	diag_free(d);
+	unlink(path);
+}
+
+struct thr {
+	rules_t *r;
+	int ok;
+};
+
+static void *worker(void *p)
+{
+	struct thr *t = p;
+	for (int i = 0; i < 200; i++) {
+		char *a = hit_list(t->r, prefilter_msgs[i % 4], 0);
+		char *b = hit_list(t->r, prefilter_msgs[i % 4], RULES_EVAL_NO_PREFILTER);
+		t->ok += strcmp(a, b) == 0;
+		free(a);
+		free(b);
+	}
+	return NULL;
+}
+
+Test(rules, one_rule_set_is_used_by_several_threads_at_once)
+{
+	rules_t *r = load(prefilter_rules);
+	pthread_t th[4];
+	struct thr t[4];
+	for (int i = 0; i < 4; i++) {
+		t[i] = (struct thr){.r = r};
+		pthread_create(&th[i], NULL, worker, &t[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		cr_assert_eq(t[i].ok, 200);
+	}
+	rules_free(r);
+}
