@@ -86,32 +86,32 @@ enum { REP_MAX_SENTINELS = 16 };
  * the conf_t (copy them to keep them longer).
  */
 typedef struct rep_config {
-	const char *server;	 /* redis_server: host:port or unix:/path */
-	const char *replica;	 /* redis_replica: a (local) replica for reads */
+	const char *server;                       /* redis_server: host:port or unix:/path */
+	const char *replica;                      /* redis_replica: a (local) replica for reads */
 	const char *sentinels[REP_MAX_SENTINELS]; /* redis_sentinel, repeatable */
 	size_t n_sentinels;
 	const char *master_name; /* redis_sentinel_master */
-	const char *password;	 /* redis_password */
-	const char *prefix;	 /* redis_prefix, default "sift:" */
-	long db;		 /* redis_db */
-	long timeout_ms;	 /* redis_timeout: connect, command, and the wait per message */
-	long breaker_failures;	 /* redis_breaker_failures */
-	long breaker_open_ms;	 /* redis_breaker_time */
-	long backoff_max_ms;	 /* redis_backoff_max */
-	double min_obs;		 /* rep_min_observations */
-	double max_score;	 /* rep_max_score */
-	double learn_spam;	 /* rep_learn_spam_score: learn spam at or above (rep hits excluded) */
-	double learn_ham;	 /* rep_learn_ham_score: learn ham below */
-	double block_score;	 /* rep_block_score */
-	double allow_score;	 /* rep_allow_score */
-	long half_life_s;	 /* rep_half_life */
-	long ttl_s;		 /* rep_ttl: idle entities expire */
-	long queue_max;		 /* rep_queue_max: buffered writes */
-	long url_max;		 /* rep_url_domains_max */
-	char mirror_dir[1024];	 /* block_mirror, default <state_dir>/blockmirror */
-	bool mirror_explicit;	 /* block_mirror was configured */
-	long stream_max;	 /* block_stream_max: entries kept in the stream */
-	long sync_wait_ms;	 /* block_sync_wait: one blocking XREAD */
+	const char *password;    /* redis_password */
+	const char *prefix;      /* redis_prefix, default "sift:" */
+	long db;                 /* redis_db */
+	long timeout_ms;         /* redis_timeout: connect, command, and the wait per message */
+	long breaker_failures;   /* redis_breaker_failures */
+	long breaker_open_ms;    /* redis_breaker_time */
+	long backoff_max_ms;     /* redis_backoff_max */
+	double min_obs;          /* rep_min_observations */
+	double max_score;        /* rep_max_score */
+	double learn_spam;  /* rep_learn_spam_score: learn spam at or above (rep hits excluded) */
+	double learn_ham;   /* rep_learn_ham_score: learn ham below */
+	double block_score; /* rep_block_score */
+	double allow_score; /* rep_allow_score */
+	long half_life_s;   /* rep_half_life */
+	long ttl_s;         /* rep_ttl: idle entities expire */
+	long queue_max;     /* rep_queue_max: buffered writes */
+	long url_max;       /* rep_url_domains_max */
+	char mirror_dir[1024]; /* block_mirror, default <state_dir>/blockmirror */
+	bool mirror_explicit;  /* block_mirror was configured */
+	long stream_max;       /* block_stream_max: entries kept in the stream */
+	long sync_wait_ms;     /* block_sync_wait: one blocking XREAD */
 } rep_config_t;
 
 int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *d);
@@ -120,19 +120,19 @@ bool rep_config_has_redis(const rep_config_t *rc);
 /* ------------------------------------------------------------ entities and keys (rep_key.c) */
 
 enum {
-	REP_KEY_MAX_BYTES = 320,   /* prefix + kind + a 253-byte domain */
+	REP_KEY_MAX_BYTES = 320, /* prefix + kind + a 253-byte domain */
 	REP_DOMAIN_MAX_BYTES = 254,
 	REP_REASON_MAX_BYTES = 200,
 	REP_BY_MAX_BYTES = 64,
-	REP_ID_MAX_BYTES = 48,	   /* a stream id "ms-seq" */
+	REP_ID_MAX_BYTES = 48, /* a stream id "ms-seq" */
 };
 
 typedef enum {
-	REP_ENT_IP,	  /* the client address */
-	REP_ENT_NET,	  /* its /24 or /64 */
+	REP_ENT_IP,       /* the client address */
+	REP_ENT_NET,      /* its /24 or /64 */
 	REP_ENT_MAILFROM, /* envelope-sender domain */
-	REP_ENT_FROM,	  /* From: header domain */
-	REP_ENT_URL,	  /* a URL's domain */
+	REP_ENT_FROM,     /* From: header domain */
+	REP_ENT_URL,      /* a URL's domain */
 	REP_ENT_N
 } rep_ent_t;
 
@@ -159,8 +159,8 @@ int rep_addr_format(const rep_addr_t *a, char *buf, size_t size);
 typedef enum { REP_T_IP, REP_T_CIDR, REP_T_DOMAIN } rep_target_kind_t;
 typedef struct rep_target {
 	rep_target_kind_t kind;
-	rep_addr_t addr; /* network address with host bits cleared for CIDR */
-	unsigned plen;	 /* 32 or 128 for REP_T_IP */
+	rep_addr_t addr;                   /* network address with host bits cleared for CIDR */
+	unsigned plen;                     /* 32 or 128 for REP_T_IP */
 	char domain[REP_DOMAIN_MAX_BYTES]; /* lower case, no trailing dot */
 } rep_target_t;
 
@@ -248,19 +248,19 @@ struct redisContext;
 struct redisReply;
 
 typedef struct rep_link_conf {
-	const char *server;	      /* "host:port", "[v6]:port" or "unix:/path"; or NULL */
+	const char *server;           /* "host:port", "[v6]:port" or "unix:/path"; or NULL */
 	const char *const *sentinels; /* "host:port" each, used when n_sentinels > 0 */
 	size_t n_sentinels;
-	const char *master_name;      /* the Sentinel master name */
-	const char *password;	      /* AUTH, NULL for none */
+	const char *master_name; /* the Sentinel master name */
+	const char *password;    /* AUTH, NULL for none */
 	long db;
-	long timeout_ms;	      /* connect and command timeout */
-	long extra_read_ms;	      /* added to the read timeout (blocking XREAD) */
+	long timeout_ms;    /* connect and command timeout */
+	long extra_read_ms; /* added to the read timeout (blocking XREAD) */
 	long backoff_min_ms, backoff_max_ms;
-	unsigned breaker_failures;    /* consecutive failures that open the circuit */
+	unsigned breaker_failures; /* consecutive failures that open the circuit */
 	long breaker_open_ms;
-	bool want_primary;	      /* check ROLE is master after connecting */
-	const char *script;	      /* Lua source to SCRIPT LOAD on connect, or NULL */
+	bool want_primary;  /* check ROLE is master after connecting */
+	const char *script; /* Lua source to SCRIPT LOAD on connect, or NULL */
 } rep_link_conf_t;
 
 typedef enum { REP_LINK_UP, REP_LINK_DOWN, REP_LINK_OPEN } rep_link_state_t;
@@ -294,8 +294,7 @@ typedef struct rep_cmd {
 void rep_cmd_init(rep_cmd_t *c, const char *first);
 void rep_cmd_arg(rep_cmd_t *c, const char *s);
 void rep_cmd_argn(rep_cmd_t *c, const char *s, size_t n);
-int rep_link_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds,
-		      struct redisReply **replies);
+int rep_link_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds, struct redisReply **replies);
 void rep_link_free_replies(size_t n, struct redisReply **replies);
 /* True once after each new connection (a caller that must re-check state on reconnect). */
 bool rep_link_take_fresh(rep_link_t *l);
@@ -315,8 +314,8 @@ void rep_config_link(const rep_config_t *rc, bool replica, rep_link_conf_t *out)
 
 typedef struct rep_entry {
 	rep_target_t target;
-	bool allow;	/* an allowlist entry; else a blocklist entry */
-	int64_t added;	/* unix s */
+	bool allow;     /* an allowlist entry; else a blocklist entry */
+	int64_t added;  /* unix s */
 	int64_t expire; /* unix s, 0 = never */
 	char reason[REP_REASON_MAX_BYTES];
 	char by[REP_BY_MAX_BYTES]; /* the node that published it */
@@ -366,12 +365,18 @@ int rep_mirror_last_id(rep_mirror_t *m, char *buf, size_t size);
  * or a domain (the longest suffix). 1 found, 0 none, -1 error.
  */
 int rep_mirror_lookup_ip(rep_mirror_t *m, const rep_addr_t *a, int64_t now, rep_entry_t *out);
-int rep_mirror_lookup_domain(rep_mirror_t *m, const char *domain, int64_t now,
-			     rep_entry_t *out);
+int rep_mirror_lookup_domain(rep_mirror_t *m, const char *domain, int64_t now, rep_entry_t *out);
 /* Every entry (expired ones too, for listing); malloc'd array in *out. */
 int rep_mirror_list(rep_mirror_t *m, rep_entry_t **out, size_t *n);
 /* Drops expired entries; returns how many. */
 int rep_mirror_purge(rep_mirror_t *m, int64_t now);
+/*
+ * Reputation updates Redis never confirmed, kept across a restart: saved
+ * at shutdown, taken back (and removed) at start. The mirror is the one
+ * local store the module has, hence their home.
+ */
+int rep_mirror_save_pending(rep_mirror_t *m, const rep_witem_t *items, size_t n);
+int rep_mirror_take_pending(rep_mirror_t *m, rep_witem_t **out, size_t *n);
 
 /* ------------------------------------------------------------ stream (rep_sync.c) */
 
@@ -379,7 +384,7 @@ int rep_mirror_purge(rep_mirror_t *m, int64_t now);
 void rep_bl_keys(const char *prefix, char *log_key, char *state_key, size_t size);
 /* Publishes one operation (XADD + snapshot update in MULTI); id_out gets the stream id. */
 int rep_bl_publish(rep_link_t *l, const char *prefix, const rep_op_t *op, long stream_max,
-		   char *id_out, size_t id_size);
+                   char *id_out, size_t id_size);
 /*
  * One round of mirror synchronisation: resynchronises from the snapshot
  * when needed (new mirror, or behind a trimmed stream), then reads up to
@@ -399,9 +404,9 @@ extern const char rep_incr_script[];
  * Redis was not available (the items stay queued).
  */
 int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, size_t max_batch, double half_life_s,
-		    long ttl_s);
+                    long ttl_s);
 /* Reads n counter hashes in one pipeline; found[i] false for absent keys. -1 on failure. */
 int rep_read_counts(rep_link_t *l, size_t n, const char *const *keys, rep_counts_t *out,
-		    bool *found);
+                    bool *found);
 
 #endif

@@ -20,11 +20,11 @@
 #include "log.h"
 
 enum {
-	READQ_MAX = 4096,	 /* pending read requests; beyond, reads fail fast */
-	READ_BATCH = 64,	 /* requests merged into one pipeline by the reader */
-	READ_MAX_KEYS = 16,	 /* entities read for one connection or message */
-	WRITE_BATCH = 256,	 /* queued updates written per pipeline */
-	PURGE_EVERY_S = 60,	 /* expired mirror entries are dropped this often */
+	READQ_MAX = 4096,        /* pending read requests; beyond, reads fail fast */
+	READ_BATCH = 64,         /* requests merged into one pipeline by the reader */
+	READ_MAX_KEYS = 16,      /* entities read for one connection or message */
+	WRITE_BATCH = 256,       /* queued updates written per pipeline */
+	PURGE_EVERY_S = 60,      /* expired mirror entries are dropped this often */
 	STATS_LOG_EVERY_S = 300, /* queue statistics in the log */
 };
 
@@ -83,20 +83,21 @@ int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *
 	rc->mirror_explicit = mirror != NULL;
 	if (mirror == NULL)
 		snprintf(rc->mirror_dir, sizeof(rc->mirror_dir), "%s/blockmirror",
-			 state_dir ? state_dir : ".");
+		         state_dir ? state_dir : ".");
 	else if (mirror[0] == '/' || state_dir == NULL)
 		snprintf(rc->mirror_dir, sizeof(rc->mirror_dir), "%s", mirror);
 	else
 		snprintf(rc->mirror_dir, sizeof(rc->mirror_dir), "%s/%s", state_dir, mirror);
 	if (rc->server && rc->n_sentinels > 0) {
 		diag_error(d, conf_path(c), 0,
-			   "redis_server and redis_sentinel exclude each other (Sentinel finds "
-			   "the primary)");
+		           "redis_server and redis_sentinel exclude each other (Sentinel finds "
+		           "the primary)");
 		bad = -1;
 	}
 	if (rc->replica && !rc->server && rc->n_sentinels == 0) {
-		diag_error(d, conf_path(c), 0, "redis_replica needs redis_server or redis_sentinel "
-					       "(writes go to the primary)");
+		diag_error(d, conf_path(c), 0,
+		           "redis_replica needs redis_server or redis_sentinel "
+		           "(writes go to the primary)");
 		bad = -1;
 	}
 	return bad ? -1 : 0;
@@ -374,7 +375,7 @@ static void *writer_main(void *arg)
 		int n;
 		/* Drain; on stop, one last bounded attempt to flush what is left. */
 		while ((n = rep_write_batch(l, rt->wq, WRITE_BATCH, (double)rt->cfg.half_life_s,
-					    rt->cfg.ttl_s)) > 0)
+		                            rt->cfg.ttl_s)) > 0)
 			__atomic_add_fetch(&rt->written, (uint64_t)n, __ATOMIC_RELAXED);
 		if (n == 0 || rep_link_state(l) == REP_LINK_UP)
 			note_link(l, "writer", &up, true);
@@ -387,9 +388,9 @@ static void *writer_main(void *arg)
 		if (t - last_stats >= STATS_LOG_EVERY_S) {
 			uint64_t dropped = rep_wqueue_dropped(rt->wq);
 			log_msg(dropped != last_dropped ? LOG_L_WARNING : LOG_L_INFO,
-				"rep: written=%llu queued=%zu dropped=%llu",
-				(unsigned long long)__atomic_load_n(&rt->written, __ATOMIC_RELAXED),
-				rep_wqueue_len(rt->wq), (unsigned long long)dropped);
+			        "rep: written=%llu queued=%zu dropped=%llu",
+			        (unsigned long long)__atomic_load_n(&rt->written, __ATOMIC_RELAXED),
+			        rep_wqueue_len(rt->wq), (unsigned long long)dropped);
 			last_dropped = dropped;
 			last_stats = t;
 		}
@@ -398,9 +399,6 @@ static void *writer_main(void *arg)
 		else
 			rep_wqueue_wait(rt->wq, 1000);
 	}
-	if (rep_wqueue_len(rt->wq) > 0)
-		log_msg(LOG_L_WARNING, "rep: %zu reputation updates not written at shutdown",
-			rep_wqueue_len(rt->wq));
 	rep_link_free(l);
 	return NULL;
 }
@@ -459,6 +457,21 @@ static void rt_free(struct rep_rt *rt)
 		pthread_join(rt->writer, NULL);
 		pthread_join(rt->syncer, NULL);
 	}
+	/* Updates Redis never confirmed wait in the mirror for the next start. */
+	size_t left = rt->threads ? rep_wqueue_len(rt->wq) : 0;
+	if (left > 0 && rt->mir) {
+		rep_witem_t *items = malloc(left * sizeof(*items));
+		size_t n = items ? rep_wqueue_peek(rt->wq, items, left) : 0;
+		if (n > 0 && rep_mirror_save_pending(rt->mir->m, items, n) == 0)
+			log_msg(LOG_L_NOTICE,
+			        "rep: %zu unwritten reputation updates kept for the next "
+			        "start",
+			        n);
+		else
+			log_msg(LOG_L_WARNING, "rep: %zu reputation updates lost at shutdown",
+			        left);
+		free(items);
+	}
 	/* Reads still queued were never started: fail them so their waiters move on. */
 	while (rt->rq_len > 0) {
 		struct rep_read *r = rt->rq[rt->rq_head];
@@ -495,19 +508,19 @@ static void rt_unref(struct rep_rt *rt)
 static char *rt_signature(const rep_config_t *rc, bool offline)
 {
 	char buf[4096];
-	int n = snprintf(buf, sizeof(buf), "%d|%s|%s|%s|%s|%s|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%s|%ld",
-			 offline, rc->server ? rc->server : "", rc->replica ? rc->replica : "",
-			 rc->master_name, rc->password ? rc->password : "", rc->prefix, rc->db,
-			 rc->timeout_ms, rc->breaker_failures, rc->breaker_open_ms,
-			 rc->backoff_max_ms, rc->half_life_s, rc->ttl_s, rc->queue_max,
-			 rc->mirror_dir, rc->sync_wait_ms);
+	int n =
+	    snprintf(buf, sizeof(buf), "%d|%s|%s|%s|%s|%s|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%s|%ld",
+	             offline, rc->server ? rc->server : "", rc->replica ? rc->replica : "",
+	             rc->master_name, rc->password ? rc->password : "", rc->prefix, rc->db,
+	             rc->timeout_ms, rc->breaker_failures, rc->breaker_open_ms, rc->backoff_max_ms,
+	             rc->half_life_s, rc->ttl_s, rc->queue_max, rc->mirror_dir, rc->sync_wait_ms);
 	for (size_t i = 0; i < rc->n_sentinels && n > 0 && (size_t)n < sizeof(buf); i++)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "|%s", rc->sentinels[i]);
 	return strdup(buf);
 }
 
 static struct rep_rt *rt_new(const rep_config_t *rc, struct mirror_ref *mir, bool offline,
-			     diag_t *d)
+                             diag_t *d)
 {
 	struct rep_rt *rt = calloc(1, sizeof(*rt));
 	pthread_condattr_t ca;
@@ -542,6 +555,18 @@ static struct rep_rt *rt_new(const rep_config_t *rc, struct mirror_ref *mir, boo
 		rt_link_conf(rt, rc->replica != NULL, &lc);
 		rt->olink = rep_link_new(&lc);
 		return rt;
+	}
+	if (mir) {
+		/* What the previous run could not write goes first. */
+		rep_witem_t *items;
+		size_t n;
+		if (rep_mirror_take_pending(mir->m, &items, &n) == 0 && n > 0) {
+			for (size_t i = 0; i < n; i++)
+				rep_wqueue_push(rt->wq, &items[i]);
+			log_msg(LOG_L_NOTICE,
+			        "rep: %zu reputation updates from the last run queued", n);
+		}
+		free(items);
 	}
 	if (pthread_create(&rt->reader, NULL, reader_main, rt) != 0) {
 		diag_error(d, NULL, 0, "rep: cannot start the reader thread");
@@ -783,7 +808,7 @@ static void msg_entities(struct rep_shared *s, msg_t *m, const mime_t *mi, struc
 }
 
 static void block_hits(struct rep_shared *s, struct rep_conn *c, msg_t *m, const mime_t *mi,
-		       const struct msg_ents *e, hits_t *h, const ev_score_ctx_t *ctx)
+                       const struct msg_ents *e, hits_t *h, const ev_score_ctx_t *ctx)
 {
 	rep_mirror_t *mm = s->mir->m;
 	int64_t now = time(NULL);
@@ -793,10 +818,10 @@ static void block_hits(struct rep_shared *s, struct rep_conn *c, msg_t *m, const
 	if (c && c->has_addr && rep_mirror_lookup_ip(mm, &c->addr, now, &ent) == 1) {
 		rep_target_format(&ent.target, tgt, sizeof(tgt));
 		hits_addf(h, "rep", ent.allow ? "ALLOWLIST_IP" : "BLOCKLIST_IP",
-			  ent.allow ? s->cfg.allow_score : s->cfg.block_score,
-			  ent.allow ? "Client address on the shared allowlist"
-				    : "Client address on the shared blocklist",
-			  "%s in %s (%s)", c->ip, tgt, ent.reason[0] ? ent.reason : "no reason");
+		          ent.allow ? s->cfg.allow_score : s->cfg.block_score,
+		          ent.allow ? "Client address on the shared allowlist"
+		                    : "Client address on the shared blocklist",
+		          "%s in %s (%s)", c->ip, tgt, ent.reason[0] ? ent.reason : "no reason");
 	}
 	/* Sender domains: one hit for the first listed; the forgeable From can allow too. */
 	const char *doms[3] = {e->mf_dom, e->from_dom, msg_client_name(m)};
@@ -809,11 +834,11 @@ static void block_hits(struct rep_shared *s, struct rep_conn *c, msg_t *m, const
 		if (ent.allow && i == 2)
 			continue; /* a reverse name is the address owner's claim, not a sender's */
 		hits_addf(h, "rep", ent.allow ? "ALLOWLIST_DOMAIN" : "BLOCKLIST_DOMAIN",
-			  ent.allow ? s->cfg.allow_score : s->cfg.block_score,
-			  ent.allow ? "Sender domain on the shared allowlist"
-				    : "Sender domain on the shared blocklist",
-			  "%s %s under %s (%s)", what[i], doms[i], ent.target.domain,
-			  ent.reason[0] ? ent.reason : "no reason");
+		          ent.allow ? s->cfg.allow_score : s->cfg.block_score,
+		          ent.allow ? "Sender domain on the shared allowlist"
+		                    : "Sender domain on the shared blocklist",
+		          "%s %s under %s (%s)", what[i], doms[i], ent.target.domain,
+		          ent.reason[0] ? ent.reason : "no reason");
 		done = true;
 	}
 	/* URLs only block: allowing by URL would let anyone borrow a good name. */
@@ -821,8 +846,8 @@ static void block_hits(struct rep_shared *s, struct rep_conn *c, msg_t *m, const
 		const char *dom = mime_domain(mi, i);
 		if (rep_mirror_lookup_domain(mm, dom, now, &ent) == 1 && !ent.allow) {
 			hits_addf(h, "rep", "BLOCKLIST_URL", s->cfg.block_score,
-				  "URL domain on the shared blocklist", "%s under %s (%s)", dom,
-				  ent.target.domain, ent.reason[0] ? ent.reason : "no reason");
+			          "URL domain on the shared blocklist", "%s under %s (%s)", dom,
+			          ent.target.domain, ent.reason[0] ? ent.reason : "no reason");
 			break;
 		}
 	}
@@ -830,31 +855,32 @@ static void block_hits(struct rep_shared *s, struct rep_conn *c, msg_t *m, const
 		char last[REP_ID_MAX_BYTES];
 		if (rep_mirror_last_id(mm, last, sizeof(last)) == 0)
 			hits_note(h, "rep", "block list mirror %s at stream id %s", s->mir->path,
-				  last);
+			          last);
 	}
 }
 
 /* Adds the reputation hit of one entity kind (the strongest of its values). */
 static void rep_hit(struct rep_shared *s, hits_t *h, rep_ent_t kind, const char *value,
-		    const rep_counts_t *cnt, bool explain)
+                    const rep_counts_t *cnt, bool explain)
 {
 	char name[48];
 	double sc = rep_score(cnt->spam, cnt->ham, s->cfg.min_obs, s->cfg.max_score);
 
 	if (explain)
 		hits_note(h, "rep", "%s %s: spam %.1f ham %.1f%s (score %.2f)", rep_ent_label(kind),
-			  value, cnt->spam, cnt->ham,
-			  cnt->spam + cnt->ham < s->cfg.min_obs ? ", too few observations" : "", sc);
+		          value, cnt->spam, cnt->ham,
+		          cnt->spam + cnt->ham < s->cfg.min_obs ? ", too few observations" : "",
+		          sc);
 	if (sc == 0)
 		return;
 	snprintf(name, sizeof(name), "REP_%s_%s", rep_ent_label(kind), sc > 0 ? "SPAM" : "HAM");
 	hits_addf(h, "rep", arena_strdup(hits_arena(h), name), sc,
-		  sc > 0 ? "Shared reputation: mostly spam" : "Shared reputation: mostly ham",
-		  "%s spam=%.1f ham=%.1f", value, cnt->spam, cnt->ham);
+	          sc > 0 ? "Shared reputation: mostly spam" : "Shared reputation: mostly ham",
+	          "%s spam=%.1f ham=%.1f", value, cnt->spam, cnt->ham);
 }
 
 static void rep_score_hook(void *sv, void *cv, msg_t *m, const mime_t *mi, hits_t *h,
-			   const ev_score_ctx_t *ctx)
+                           const ev_score_ctx_t *ctx)
 {
 	struct rep_shared *s = sv;
 	struct rep_conn *c = cv, tmpc;
@@ -894,7 +920,8 @@ static void rep_score_hook(void *sv, void *cv, msg_t *m, const mime_t *mi, hits_
 	for (size_t i = 0; i < e.n && r->n < READ_MAX_KEYS; i++) {
 		kinds[r->n] = e.kind[i];
 		vals[r->n] = e.value[i];
-		if (rep_key(r->keys[r->n], REP_KEY_MAX_BYTES, s->cfg.prefix, e.kind[i], e.value[i]) >= 0)
+		if (rep_key(r->keys[r->n], REP_KEY_MAX_BYTES, s->cfg.prefix, e.kind[i],
+		            e.value[i]) >= 0)
 			r->n++;
 	}
 	long start = now_ms();
@@ -913,13 +940,14 @@ static void rep_score_hook(void *sv, void *cv, msg_t *m, const mime_t *mi, hits_
 		st = rep_read_counts(s->rt->olink, r->n, keys, r->c, r->found) == 0 ? 1 : 2;
 		if (st == 2 && ctx->explain)
 			hits_note(h, "rep", "reputation unavailable: %s",
-				  rep_link_error(s->rt->olink));
+			          rep_link_error(s->rt->olink));
 		pthread_mutex_unlock(&s->rt->olock);
 	} else {
 		rt_submit(s->rt, r);
 		st = read_wait(r, until);
 		if (st != 1 && ctx->explain)
-			hits_note(h, "rep", "reputation %s", st == 0 ? "read timed out" : "unavailable");
+			hits_note(h, "rep", "reputation %s",
+			          st == 0 ? "read timed out" : "unavailable");
 	}
 
 	/* The best (strongest) value per kind, so many URLs do not add up. */
@@ -990,7 +1018,7 @@ static void push(struct rep_shared *s, rep_ent_t kind, const char *value, int64_
 }
 
 static void rep_verdict(void *sv, void *cv, msg_t *m, const mime_t *mi, const hits_t *h,
-			double score, int action)
+                        double score, int action)
 {
 	struct rep_shared *s = sv;
 	struct rep_conn *c = cv;
@@ -1043,12 +1071,12 @@ static void rep_conn_end(void *sv, void *cv)
 }
 
 const evidence_ops_t rep_evidence = {
-	.name = "rep",
-	.load = rep_load,
-	.release = rep_release,
-	.conn_begin = rep_conn_begin,
-	.envelope = rep_envelope,
-	.score = rep_score_hook,
-	.verdict = rep_verdict,
-	.conn_end = rep_conn_end,
+    .name = "rep",
+    .load = rep_load,
+    .release = rep_release,
+    .conn_begin = rep_conn_begin,
+    .envelope = rep_envelope,
+    .score = rep_score_hook,
+    .verdict = rep_verdict,
+    .conn_end = rep_conn_end,
 };

@@ -18,12 +18,13 @@
 
 static int usage(void)
 {
-	fprintf(stderr,
-		"usage: sift block add IP|CIDR|DOMAIN [--reason TEXT] [--expire DURATION] [--allow]\n"
-		"       sift block del IP|CIDR|DOMAIN\n"
-		"       sift block list [--all]\n"
-		"       sift block export --rbldnsd [FILE]\n"
-		"       sift block sync\n");
+	fprintf(
+	    stderr,
+	    "usage: sift block add IP|CIDR|DOMAIN [--reason TEXT] [--expire DURATION] [--allow]\n"
+	    "       sift block del IP|CIDR|DOMAIN\n"
+	    "       sift block list [--all]\n"
+	    "       sift block export --rbldnsd [FILE]\n"
+	    "       sift block sync\n");
 	return 2;
 }
 
@@ -75,9 +76,9 @@ static void fmt_time(int64_t t, char *buf, size_t size)
 static int cmd_change(const rep_config_t *rc, int argc, char **argv, bool del)
 {
 	static const struct option opts[] = {{"reason", required_argument, NULL, 'r'},
-					     {"expire", required_argument, NULL, 'e'},
-					     {"allow", no_argument, NULL, 'a'},
-					     {NULL, 0, NULL, 0}};
+	                                     {"expire", required_argument, NULL, 'e'},
+	                                     {"allow", no_argument, NULL, 'a'},
+	                                     {NULL, 0, NULL, 0}};
 	rep_op_t op;
 	char err[200], tgt[REP_DOMAIN_MAX_BYTES];
 	int64_t dur = 0;
@@ -88,21 +89,17 @@ static int cmd_change(const rep_config_t *rc, int argc, char **argv, bool del)
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "r:e:a", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'r':
-			snprintf(op.e.reason, sizeof(op.e.reason), "%s", optarg);
-			break;
+		case 'r': snprintf(op.e.reason, sizeof(op.e.reason), "%s", optarg); break;
 		case 'e':
 			if (rep_parse_duration(optarg, &dur) < 0) {
-				fprintf(stderr, "sift block: bad duration '%s' (e.g. 30m, 12h, 7d)\n",
-					optarg);
+				fprintf(stderr,
+				        "sift block: bad duration '%s' (e.g. 30m, 12h, 7d)\n",
+				        optarg);
 				return 2;
 			}
 			break;
-		case 'a':
-			op.e.allow = true;
-			break;
-		default:
-			return usage();
+		case 'a': op.e.allow = true; break;
+		default: return usage();
 		}
 	}
 	if (optind + 1 != argc)
@@ -132,15 +129,15 @@ static int cmd_change(const rep_config_t *rc, int argc, char **argv, bool del)
 			fprintf(stderr, "sift block: cannot update %s\n", rc->mirror_dir);
 			return 1;
 		}
-		printf("%s %s (local mirror only: no Redis configured)\n", del ? "deleted" : "added",
-		       tgt);
+		printf("%s %s (local mirror only: no Redis configured)\n",
+		       del ? "deleted" : "added", tgt);
 		return 0;
 	}
 	rep_link_t *l = open_link(rc, true);
 	char id[REP_ID_MAX_BYTES];
 	if (rep_bl_publish(l, rc->prefix, &op, rc->stream_max, id, sizeof(id)) < 0) {
 		fprintf(stderr, "sift block: not published, Redis unavailable: %s\n",
-			rep_link_error(l)[0] ? rep_link_error(l) : "unexpected reply");
+		        rep_link_error(l)[0] ? rep_link_error(l) : "unexpected reply");
 		rep_link_free(l);
 		return 1;
 	}
@@ -225,7 +222,8 @@ static int cmd_export(const rep_config_t *rc, int argc, char **argv)
 	if (file == NULL || strcmp(file, "-") == 0) {
 		rc_out = rep_export_rbldnsd(stdout, e, n, time(NULL));
 	} else {
-		/* Written beside and renamed: rbldnsd reloading meanwhile never sees half a file. */
+		/* Written beside and renamed: rbldnsd reloading meanwhile never sees half a file.
+		 */
 		char tmp[4096];
 		snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", file, (long)getpid());
 		FILE *fp = fopen(tmp, "w");

@@ -51,7 +51,7 @@ struct wargs {
 };
 
 int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, size_t max_batch, double half_life_s,
-		    long ttl_s)
+                    long ttl_s)
 {
 	rep_witem_t *items;
 	struct wargs *args;
@@ -66,7 +66,8 @@ int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, size_t max_batch, double hal
 		return 0;
 	if (rep_link_get(l) == NULL)
 		return -1;
-	/* One allocation per batch, in the writer thread only; the milter threads never get here. */
+	/* One allocation per batch, in the writer thread only; the milter threads never get here.
+	 */
 	char *mem = malloc(max_batch * (sizeof(*items) + sizeof(*args) + sizeof(*cmds)));
 	if (mem == NULL)
 		return -1;
@@ -116,7 +117,7 @@ int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, size_t max_batch, double hal
 }
 
 int rep_read_counts(rep_link_t *l, size_t n, const char *const *keys, rep_counts_t *out,
-		    bool *found)
+                    bool *found)
 {
 	rep_cmd_t *cmds;
 	redisReply **r;

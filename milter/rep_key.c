@@ -135,8 +135,8 @@ int rep_addr_domain(const char *mailbox, char *buf, size_t size)
 		return -1;
 	at++;
 	end = at;
-	while (*end && *end != '>' && *end != ' ' && *end != '\t' && *end != '\n' &&
-	       *end != ')' && *end != ',' && *end != ';' && *end != '"')
+	while (*end && *end != '>' && *end != ' ' && *end != '\t' && *end != '\n' && *end != ')' &&
+	       *end != ',' && *end != ';' && *end != '"')
 		end++;
 	if (end == at || (size_t)(end - at) >= sizeof(tmp))
 		return -1;
@@ -181,7 +181,8 @@ int rep_target_parse(const char *s, rep_target_t *t, char *err, size_t errsize)
 		t->plen = t->addr.family == 4 ? 32 : 128;
 		return 0;
 	}
-	if (rep_domain_norm(s, t->domain, sizeof(t->domain)) < 0 || strchr(t->domain, '.') == NULL) {
+	if (rep_domain_norm(s, t->domain, sizeof(t->domain)) < 0 ||
+	    strchr(t->domain, '.') == NULL) {
 		snprintf(err, errsize, "'%s' is neither an IP address, a CIDR nor a domain", s);
 		return -1;
 	}
@@ -327,8 +328,8 @@ bool rep_entry_expired(const rep_entry_t *e, int64_t now)
 
 int rep_entry_encode(const rep_entry_t *e, char *buf, size_t size)
 {
-	int n = snprintf(buf, size, "%s|%" PRId64 "|%" PRId64 "|%s|%s", e->allow ? "allow" : "block",
-			 e->expire, e->added, e->by, e->reason);
+	int n = snprintf(buf, size, "%s|%" PRId64 "|%" PRId64 "|%s|%s",
+	                 e->allow ? "allow" : "block", e->expire, e->added, e->by, e->reason);
 	return (n < 0 || (size_t)n >= size) ? -1 : n;
 }
 

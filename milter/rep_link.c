@@ -29,7 +29,7 @@ struct rep_link {
 	unsigned consecutive_failures;
 	long next_attempt_ms; /* monotonic; no connection attempt before */
 	long open_until_ms;   /* the circuit is open until then */
-	bool fresh;	      /* connected since rep_link_take_fresh() last asked */
+	bool fresh;           /* connected since rep_link_take_fresh() last asked */
 	/* Read by other threads for explanations and statistics: atomics. */
 	int state;
 	rep_link_stats_t st;
@@ -57,8 +57,8 @@ rep_link_t *rep_link_new(const rep_link_conf_t *c)
 	l->master_name = dup_or_null(c->master_name);
 	l->password = dup_or_null(c->password && *c->password ? c->password : NULL);
 	l->script = dup_or_null(c->script);
-	l->conf.n_sentinels = c->n_sentinels < LINK_MAX_SENTINELS ? c->n_sentinels
-								  : LINK_MAX_SENTINELS;
+	l->conf.n_sentinels =
+	    c->n_sentinels < LINK_MAX_SENTINELS ? c->n_sentinels : LINK_MAX_SENTINELS;
 	for (size_t i = 0; i < l->conf.n_sentinels; i++)
 		l->sentinels[i] = strdup(c->sentinels[i]);
 	l->conf.server = l->server;
@@ -169,7 +169,7 @@ static int sentinel_discover(rep_link_t *l, char *addr, size_t size)
 		if (c == NULL)
 			continue;
 		redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s",
-					     l->master_name ? l->master_name : "mymaster");
+		                             l->master_name ? l->master_name : "mymaster");
 		if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 		    r->element[0]->type == REDIS_REPLY_STRING &&
 		    r->element[1]->type == REDIS_REPLY_STRING) {
@@ -183,9 +183,9 @@ static int sentinel_discover(rep_link_t *l, char *addr, size_t size)
 			return 0;
 		}
 		snprintf(e, sizeof(e), "sentinel %s: %s", l->sentinels[i],
-			 r == NULL ? c->errstr
-			 : r->type == REDIS_REPLY_ERROR ? r->str
-							: "unknown master");
+		         r == NULL                      ? c->errstr
+		         : r->type == REDIS_REPLY_ERROR ? r->str
+		                                        : "unknown master");
 		if (r)
 			freeReplyObject(r);
 		redisFree(c);
@@ -198,7 +198,7 @@ static int sentinel_discover(rep_link_t *l, char *addr, size_t size)
 static bool is_unavailable(const redisReply *r)
 {
 	static const char *const codes[] = {"LOADING", "READONLY", "MASTERDOWN", "NOSCRIPT",
-					    "NOAUTH",  "BUSY",	   "TRYAGAIN",	 "CLUSTERDOWN"};
+	                                    "NOAUTH",  "BUSY",     "TRYAGAIN",   "CLUSTERDOWN"};
 	if (r == NULL || r->type != REDIS_REPLY_ERROR || r->str == NULL)
 		return false;
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
@@ -257,8 +257,8 @@ static bool do_connect(rep_link_t *l)
 		if (!setup_cmd(l, &r, "ROLE"))
 			return false;
 		bool master = r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-			      r->element[0]->type == REDIS_REPLY_STRING &&
-			      strcmp(r->element[0]->str, "master") == 0;
+		              r->element[0]->type == REDIS_REPLY_STRING &&
+		              strcmp(r->element[0]->str, "master") == 0;
 		freeReplyObject(r);
 		if (!master) {
 			set_err(l, "%s: not a primary", l->addr);
@@ -271,7 +271,8 @@ static bool do_connect(rep_link_t *l)
 		snprintf(l->sha, sizeof(l->sha), "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
 		freeReplyObject(r);
 	}
-	if (redisSetTimeout(l->ctx, tv_of(l->conf.timeout_ms + l->conf.extra_read_ms)) != REDIS_OK) {
+	if (redisSetTimeout(l->ctx, tv_of(l->conf.timeout_ms + l->conf.extra_read_ms)) !=
+	    REDIS_OK) {
 		set_err(l, "%s: cannot set timeout", l->addr);
 		return false;
 	}
@@ -365,7 +366,7 @@ int rep_link_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds, struct red
 		return -1;
 	for (i = 0; i < n; i++)
 		if (redisAppendCommandArgv(c, cmds[i].argc, (const char **)cmds[i].argv,
-					   cmds[i].len) != REDIS_OK) {
+		                           cmds[i].len) != REDIS_OK) {
 			rep_link_fail(l, "out of memory");
 			return 0;
 		}
@@ -374,7 +375,7 @@ int rep_link_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds, struct red
 		if (redisGetReply(c, &r) != REDIS_OK || r == NULL) {
 			char why[600];
 			snprintf(why, sizeof(why), "%s: %s", l->addr,
-				 c->errstr[0] ? c->errstr : "no reply");
+			         c->errstr[0] ? c->errstr : "no reply");
 			rep_link_fail(l, why);
 			return (int)i;
 		}

@@ -9,6 +9,7 @@
 #include "rep.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,8 @@ enum {
 struct rep_mirror {
 	MDB_env *env;
 	MDB_dbi entries; /* encoded target -> "target\tencoded entry" */
-	MDB_dbi meta;	 /* "last_id"; "plen4"/"plen6": bitmaps of prefix lengths in use */
+	MDB_dbi meta;    /* "last_id"; "plen4"/"plen6": bitmaps of prefix lengths in use */
+	MDB_dbi pending; /* reputation updates not written at shutdown: "t|s|h|key" */
 };
 
 static int mkdirs(const char *dir)
@@ -55,7 +57,7 @@ rep_mirror_t *rep_mirror_open(const char *dir, diag_t *d)
 		return NULL;
 	if (mkdirs(dir) < 0) {
 		diag_error(d, dir, 0, "cannot create the block mirror directory: %s",
-			   strerror(errno));
+		           strerror(errno));
 		free(m);
 		return NULL;
 	}
@@ -69,7 +71,8 @@ rep_mirror_t *rep_mirror_open(const char *dir, diag_t *d)
 	if ((rc = mdb_txn_begin(m->env, NULL, 0, &txn)) != 0)
 		goto fail;
 	if ((rc = mdb_dbi_open(txn, "entries", MDB_CREATE, &m->entries)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &m->meta)) != 0) {
+	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &m->meta)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "pending", MDB_CREATE | MDB_INTEGERKEY, &m->pending)) != 0) {
 		mdb_txn_abort(txn);
 		goto fail;
 	}
@@ -195,7 +198,8 @@ int rep_mirror_apply(rep_mirror_t *m, const rep_op_t *ops, size_t n)
 		/* Another process (the CLI, an older generation) may have applied it already. */
 		if (ops[i].id[0] && rep_id_cmp(ops[i].id, last) <= 0)
 			continue;
-		rc = ops[i].del ? del_entry(m, txn, &ops[i].e.target) : put_entry(m, txn, &ops[i].e);
+		rc =
+		    ops[i].del ? del_entry(m, txn, &ops[i].e.target) : put_entry(m, txn, &ops[i].e);
 		if (ops[i].id[0]) {
 			snprintf(last, sizeof(last), "%s", ops[i].id);
 			moved = true;
@@ -294,8 +298,10 @@ int rep_mirror_lookup_domain(rep_mirror_t *m, const char *domain, int64_t now, r
 		return 0;
 	if (mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn) != 0)
 		return -1;
-	/* The longest listed suffix wins: an allowed subdomain of a blocked domain stays allowed. */
-	for (const char *p = norm; p && *p && !found; p = strchr(p, '.') ? strchr(p, '.') + 1 : NULL) {
+	/* The longest listed suffix wins: an allowed subdomain of a blocked domain stays allowed.
+	 */
+	for (const char *p = norm; p && *p && !found;
+	     p = strchr(p, '.') ? strchr(p, '.') + 1 : NULL) {
 		uint8_t k[MIRROR_KEY_MAX_BYTES];
 		size_t n = strlen(p);
 		k[0] = 'd';
@@ -368,4 +374,95 @@ int rep_mirror_purge(rep_mirror_t *m, int64_t now)
 	if (mdb_txn_commit(txn) != 0)
 		return -1;
 	return purged;
+}
+
+int rep_mirror_save_pending(rep_mirror_t *m, const rep_witem_t *items, size_t n)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	size_t next = 0;
+	int rc = 0;
+
+	if (n == 0)
+		return 0;
+	if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
+		return -1;
+	/* Appended after whatever an earlier shutdown left, in order. */
+	if (mdb_cursor_open(txn, m->pending, &cur) == 0) {
+		if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0 && k.mv_size == sizeof(size_t)) {
+			memcpy(&next, k.mv_data, sizeof(next));
+			next++;
+		}
+		mdb_cursor_close(cur);
+	}
+	for (size_t i = 0; i < n && rc == 0; i++, next++) {
+		char val[REP_KEY_MAX_BYTES + 64];
+		int len = snprintf(val, sizeof(val), "%" PRId64 "|%u|%u|%s", items[i].t,
+		                   items[i].spam, items[i].ham, items[i].key);
+		if (len < 0 || (size_t)len >= sizeof(val))
+			continue;
+		k.mv_size = sizeof(next);
+		k.mv_data = &next;
+		v.mv_size = (size_t)len;
+		v.mv_data = val;
+		rc = mdb_put(txn, m->pending, &k, &v, 0);
+	}
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	return mdb_txn_commit(txn) == 0 ? 0 : -1;
+}
+
+int rep_mirror_take_pending(rep_mirror_t *m, rep_witem_t **out, size_t *n)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	size_t cap = 0, len = 0;
+	rep_witem_t *arr = NULL;
+
+	*out = NULL;
+	*n = 0;
+	if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
+		return -1;
+	if (mdb_cursor_open(txn, m->pending, &cur) != 0) {
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+		char val[REP_KEY_MAX_BYTES + 64];
+		long long t;
+		unsigned sp, hm;
+		int off = 0;
+		if (v.mv_size >= sizeof(val))
+			continue;
+		memcpy(val, v.mv_data, v.mv_size);
+		val[v.mv_size] = '\0';
+		if (sscanf(val, "%lld|%u|%u|%n", &t, &sp, &hm, &off) != 3 || off == 0)
+			continue;
+		if (len == cap) {
+			size_t nc = cap ? 2 * cap : 256;
+			rep_witem_t *na = realloc(arr, nc * sizeof(*arr));
+			if (na == NULL)
+				break;
+			arr = na;
+			cap = nc;
+		}
+		memset(&arr[len], 0, sizeof(arr[len]));
+		arr[len].t = t;
+		arr[len].spam = (uint8_t)sp;
+		arr[len].ham = (uint8_t)hm;
+		snprintf(arr[len].key, sizeof(arr[len].key), "%s", val + off);
+		len++;
+	}
+	mdb_cursor_close(cur);
+	if (mdb_drop(txn, m->pending, 0) != 0 || mdb_txn_commit(txn) != 0) {
+		free(arr);
+		return -1;
+	}
+	*out = arr;
+	*n = len;
+	return 0;
 }

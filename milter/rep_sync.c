@@ -23,7 +23,7 @@ void rep_bl_keys(const char *prefix, char *log_key, char *state_key, size_t size
 }
 
 int rep_bl_publish(rep_link_t *l, const char *prefix, const rep_op_t *op, long stream_max,
-		   char *id_out, size_t id_size)
+                   char *id_out, size_t id_size)
 {
 	char logk[REP_KEY_MAX_BYTES], statek[REP_KEY_MAX_BYTES], tgt[REP_DOMAIN_MAX_BYTES];
 	char enc[512], maxlen[32];
@@ -104,7 +104,8 @@ static bool range_id(const redisReply *r, char *buf, size_t size)
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements == 0)
 		return false;
 	const redisReply *e = r->element[0];
-	if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || e->element[0]->type != REDIS_REPLY_STRING)
+	if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 ||
+	    e->element[0]->type != REDIS_REPLY_STRING)
 		return false;
 	snprintf(buf, size, "%s", e->element[0]->str);
 	return true;
@@ -152,7 +153,7 @@ static int load_snapshot(rep_link_t *l, rep_mirror_t *m, const char *logk, const
  * Costs one round trip per (re)connection, not per sync round.
  */
 static int check_position(rep_link_t *l, rep_mirror_t *m, const char *logk, const char *statek,
-			  const char *last)
+                          const char *last)
 {
 	rep_cmd_t c[3];
 	redisReply *r[3];
@@ -250,16 +251,17 @@ int rep_bl_sync(rep_link_t *l, rep_mirror_t *m, const char *prefix, long block_m
 			if (parse_entry(es->element[i], &ops[k]) == 0) {
 				k++;
 			} else if (es->element[i]->type == REDIS_REPLY_ARRAY &&
-				   es->element[i]->elements > 0 &&
-				   es->element[i]->element[0]->type == REDIS_REPLY_STRING) {
-				/* Skip a malformed entry but move past it, or we would read it forever. */
+			           es->element[i]->elements > 0 &&
+			           es->element[i]->element[0]->type == REDIS_REPLY_STRING) {
+				/* Skip a malformed entry but move past it, or we would read it
+				 * forever. */
 				memset(&ops[k], 0, sizeof(ops[k]));
 				snprintf(ops[k].id, sizeof(ops[k].id), "%s",
-					 es->element[i]->element[0]->str);
+				         es->element[i]->element[0]->str);
 				ops[k].del = true;
 				ops[k].e.target.kind = REP_T_DOMAIN;
 				snprintf(ops[k].e.target.domain, sizeof(ops[k].e.target.domain),
-					 "invalid.invalid");
+				         "invalid.invalid");
 				k++;
 			}
 		}

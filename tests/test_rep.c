@@ -70,10 +70,10 @@ static bool have_redis(void)
 	return system("command -v redis-server >/dev/null 2>&1") == 0;
 }
 
-#define NEED_REDIS()                                                                       \
-	do {                                                                               \
-		if (!have_redis())                                                         \
-			cr_skip_test("redis-server is not installed");                     \
+#define NEED_REDIS()                                                                               \
+	do {                                                                                       \
+		if (!have_redis())                                                                 \
+			cr_skip_test("redis-server is not installed");                             \
 	} while (0)
 
 /* A redis-server of our own: loopback, its own directory, no persistence unless asked. */
@@ -458,16 +458,16 @@ Test(rep_export, rbldnsd_combined_dataset)
 	cr_assert_eq(rep_export_rbldnsd(fp, e, 6, 1000), 0);
 	fclose(fp);
 	const char *want = "# sift block list, rbldnsd combined dataset (6 entries)\n"
-			   "$DATASET ip4set @\n"
-			   "192.0.2.0/24 :127.0.0.2:spam run\n"
-			   "!192.0.2.7\n"
-			   "$DATASET ip6trie @\n"
-			   "2001:db8::/48 :127.0.0.2:v6 spam  x\n"
-			   "$DATASET dnset @\n"
-			   "bad.example :127.0.0.2:listed\n"
-			   "*.bad.example :127.0.0.2:listed\n"
-			   "!good.example\n"
-			   "!*.good.example\n";
+	                   "$DATASET ip4set @\n"
+	                   "192.0.2.0/24 :127.0.0.2:spam run\n"
+	                   "!192.0.2.7\n"
+	                   "$DATASET ip6trie @\n"
+	                   "2001:db8::/48 :127.0.0.2:v6 spam  x\n"
+	                   "$DATASET dnset @\n"
+	                   "bad.example :127.0.0.2:listed\n"
+	                   "*.bad.example :127.0.0.2:listed\n"
+	                   "!good.example\n"
+	                   "!*.good.example\n";
 	cr_assert_str_eq(buf, want);
 	free(buf);
 }
@@ -533,7 +533,7 @@ Test(rep_mirror, longest_match_expiry_and_resume)
 	m = rep_mirror_open(dir, d);
 	cr_assert_not_null(m);
 	rep_op_t more[] = {op_del("5-0", "10.0.0.0/8"), op_del("7-0", "spam.example"),
-			   op_add("8-0", "203.0.113.5", false, 0)};
+	                   op_add("8-0", "203.0.113.5", false, 0)};
 	cr_assert_eq(rep_mirror_apply(m, more, 3), 2);
 	rep_addr_parse("10.9.9.9", &a);
 	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 1, "the stale delete was skipped");
@@ -553,6 +553,39 @@ Test(rep_mirror, longest_match_expiry_and_resume)
 	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 0, "a snapshot replaces everything");
 	rep_addr_parse("198.51.100.200", &a);
 	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 1);
+	rep_mirror_close(m);
+	diag_free(d);
+	rmtree(dir);
+	free(dir);
+}
+
+Test(rep_mirror, pending_updates_kept_in_order_and_taken_once)
+{
+	char *dir = tmpdir();
+	diag_t *d = diag_new();
+	rep_mirror_t *m = rep_mirror_open(dir, d);
+	rep_witem_t in[3] = {item("k:a"), item("k:b"), item("k:c")};
+	in[1].ham = 1;
+	in[1].spam = 0;
+	in[2].t = 1700000000;
+	cr_assert_eq(rep_mirror_save_pending(m, in, 2), 0);
+	cr_assert_eq(rep_mirror_save_pending(m, in + 2, 1), 0, "a second shutdown appends");
+	rep_mirror_close(m);
+	m = rep_mirror_open(dir, d);
+	rep_witem_t *out;
+	size_t n;
+	cr_assert_eq(rep_mirror_take_pending(m, &out, &n), 0);
+	cr_assert_eq(n, 3);
+	cr_assert_str_eq(out[0].key, "k:a");
+	cr_assert_str_eq(out[1].key, "k:b");
+	cr_assert_eq(out[1].ham, 1);
+	cr_assert_eq(out[1].spam, 0);
+	cr_assert_str_eq(out[2].key, "k:c");
+	cr_assert_eq(out[2].t, 1700000000);
+	free(out);
+	cr_assert_eq(rep_mirror_take_pending(m, &out, &n), 0);
+	cr_assert_eq(n, 0, "taken once");
+	free(out);
 	rep_mirror_close(m);
 	diag_free(d);
 	rmtree(dir);
@@ -667,8 +700,13 @@ Test(rep_link, loading_redis_is_waited_out_without_restart, .timeout = 60)
 	freeReplyObject(side(&s, "SAVE"));
 	server_stop(&s);
 	/* Slow loading (50 us a key) that answers LOADING meanwhile. */
-	const char *slow[] = {"--dbfilename", "dump.rdb", "--key-load-delay", "50",
-			      "--loading-process-events-interval-bytes", "1024", NULL};
+	const char *slow[] = {"--dbfilename",
+	                      "dump.rdb",
+	                      "--key-load-delay",
+	                      "50",
+	                      "--loading-process-events-interval-bytes",
+	                      "1024",
+	                      NULL};
 	server_start(&s, slow);
 	rep_link_conf_t lc = link_conf(s.addr);
 	rep_link_t *l = rep_link_new(&lc);
@@ -826,8 +864,7 @@ Test(rep_stream, mirror_resumes_after_restart_and_link_cut, .timeout = 30)
 	rep_op_t o;
 
 	o = op_add("", "203.0.113.0/24", false, 0);
-	cr_assert_eq(rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)), 0, "%s",
-		     rep_link_error(l));
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)), 0, "%s", rep_link_error(l));
 	o = op_add("", "spam.example", false, 0);
 	cr_assert_eq(rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)), 0);
 
@@ -865,12 +902,12 @@ Test(rep_stream, mirror_resumes_after_restart_and_link_cut, .timeout = 30)
 		n = rep_bl_sync(l2, m, "t:", 0);
 	cr_assert_geq(n, 0);
 	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1,
-		     "an empty Redis does not wipe the mirror");
+	             "an empty Redis does not wipe the mirror");
 	o = op_add("", "192.0.2.66", false, 0);
-	cr_assert_eq(rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)) == 0 ||
-			 (link_wait_up(l, 3000) &&
-			  rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)) == 0),
-		     1);
+	cr_assert_eq(
+	    rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)) == 0 ||
+	        (link_wait_up(l, 3000) && rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)) == 0),
+	    1);
 	cr_assert_eq(rep_bl_sync(l2, m, "t:", 0), 1, "new entries still arrive");
 	rep_addr_parse("192.0.2.66", &a);
 	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1);
@@ -943,12 +980,13 @@ static void node_load(struct node *n, struct server *s, const char *extra)
 {
 	char text[1024];
 	diag_t *d = diag_new();
-	n->dir = tmpdir();
+	if (n->dir == NULL)
+		n->dir = tmpdir();
 	snprintf(text, sizeof(text),
-		 "redis_server = %s\nredis_prefix = n:\nredis_timeout = 200ms\n"
-		 "redis_breaker_failures = 2\nredis_breaker_time = 300ms\n"
-		 "rep_min_observations = 3\nblock_sync_wait = 200ms\n%s",
-		 s->addr, extra ? extra : "");
+	         "redis_server = %s\nredis_prefix = n:\nredis_timeout = 200ms\n"
+	         "redis_breaker_failures = 2\nredis_breaker_time = 300ms\n"
+	         "rep_min_observations = 3\nblock_sync_wait = 200ms\n%s",
+	         s->addr, extra ? extra : "");
 	n->conf = conf_parse("node.conf", text, d);
 	cr_assert_not_null(n->conf);
 	ev_env_t env = {.state_dir = n->dir, .offline = false};
@@ -967,7 +1005,7 @@ static void node_free(struct node *n)
 
 /* One message from ip through a node; other_score is what the other evidence said. */
 static hits_t *node_msg(struct node *n, msg_t *m, const char *ip, double other_score,
-			long *elapsed_ms)
+                        long *elapsed_ms)
 {
 	ev_conn_info_t ci = {.client_ip = ip};
 	void *conn = rep_evidence.conn_begin(n->shared, &ci);
@@ -1003,7 +1041,7 @@ Test(rep_nodes, nodes_share_reputation_and_blocks_and_ride_out_outages, .timeout
 {
 	NEED_REDIS();
 	struct server s;
-	struct node a, b;
+	struct node a = {0}, b = {0};
 	server_new(&s, NULL);
 	node_load(&a, &s, NULL);
 	node_load(&b, &s, NULL);
@@ -1020,7 +1058,7 @@ Test(rep_nodes, nodes_share_reputation_and_blocks_and_ride_out_outages, .timeout
 			break;
 	cr_assert_float_eq(key_spam(&s, "n:r:{ip:192.0.2.50}"), 5.0, 0.01);
 	cr_assert_float_eq(key_spam(&s, "n:r:{mf:spammer.example}"), 5.0, 0.01,
-			   "domains reduced to the registrable part");
+	                   "domains reduced to the registrable part");
 	cr_assert_float_eq(key_spam(&s, "n:r:{net:192.0.2.0/24}"), 5.0, 0.01);
 
 	/* ...raise the score of the same IP on B. */
@@ -1076,5 +1114,32 @@ Test(rep_nodes, nodes_share_reputation_and_blocks_and_ride_out_outages, .timeout
 	rep_link_free(l);
 	node_free(&a);
 	node_free(&b);
+	server_free(&s);
+}
+
+Test(rep_nodes, unwritten_updates_survive_a_restart_of_the_node, .timeout = 60)
+{
+	NEED_REDIS();
+	struct server s;
+	struct node a = {0};
+	server_new(&s, NULL);
+	server_stop(&s);
+	node_load(&a, &s, NULL);
+	for (int i = 0; i < 3; i++) {
+		msg_t *m = msg_new(1 << 20);
+		node_msg(&a, m, "192.0.2.33", 10, NULL);
+		msg_free(m);
+	}
+	/* Shut down while Redis is away: the three updates go to the mirror... */
+	rep_evidence.release(a.shared);
+	conf_free(a.conf);
+	server_start(&s, NULL);
+	/* ...and the next start writes them. */
+	node_load(&a, &s, NULL);
+	double v = 0;
+	for (long until = mono_ms() + 5000; mono_ms() < until && v < 2.99; sleep_ms(20))
+		v = key_spam(&s, "n:r:{ip:192.0.2.33}");
+	cr_assert_float_eq(v, 3.0, 0.01);
+	node_free(&a);
 	server_free(&s);
 }
