@@ -131,4 +131,50 @@ check "no filter: counted as an error" contains down.err "errors=1 "
 "$MC" -s "unix:$D/x" >/dev/null 2>&1
 check "usage error without files: exit 2" [ $? = 2 ]
 
+# --- misbehaving filters (no real filter behaves so; a few lines of Python
+# play them): silence must cost one timeout, garbage a protocol error.
+cat >"$D/bad_filter.py" <<'PYEOF'
+import socket, struct, sys, time
+mode, path = sys.argv[1], sys.argv[2]
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(path)
+srv.listen(4)
+while True:
+    c, _ = srv.accept()
+    c.recv(4096)  # the OPTNEG
+    if mode == "silent":
+        time.sleep(30)
+    elif mode == "hugelen":
+        c.sendall(struct.pack(">I", 0x7fffffff) + b"O")
+    elif mode == "actions":
+        c.sendall(struct.pack(">IcIII", 13, b"O", 6, 0xffffffff, 0))
+    elif mode == "earlymod":  # a header change in answer to CONNECT
+        c.sendall(struct.pack(">IcIII", 13, b"O", 6, 1, 0))
+        c.sendall(struct.pack(">Ic", 5, b"h") + b"X\0y\0")
+        time.sleep(2)  # let the client write CONNECT and read the answer
+    c.close()
+PYEOF
+for mode in silent hugelen actions earlymod; do
+	SOCK=$D/bad-$mode.sock
+	python3 "$D/bad_filter.py" $mode "$SOCK" &
+	BF_PID=$!
+	it_track "$BF_PID"
+	wait_for 10 test -S "$SOCK" || fail "bad filter $mode did not start"
+	T0=$(date +%s)
+	"$MC" -s "unix:$SOCK" -t 500 --tsv "$D/small.eml" >"$D/bad-$mode.tsv" 2>"$D/bad-$mode.err"
+	RC=$?
+	T1=$(date +%s)
+	kill "$BF_PID"
+	wait "$BF_PID" 2>/dev/null
+	it_untrack "$BF_PID"
+	check "$mode filter: exit 1 within 5 s" [ "$RC" = 1 -a $((T1 - T0)) -lt 5 ]
+	case $mode in
+	silent) want="timeout after 500 ms" ;;
+	hugelen) want="protocol error: reply length" ;;
+	actions) want="protocol error: filter wants actions" ;;
+	earlymod) want="protocol error: modification 'h' in answer to 'C'" ;;
+	esac
+	check "$mode filter: error says '$want'" contains "bad-$mode.tsv" "$want"
+done
+
 it_done
