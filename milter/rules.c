@@ -1606,6 +1606,20 @@ static void build_view(struct evalctx *e, struct views *vw, int type, msg_t *m,
 	}
 }
 
+/* The matched text for `sift check`: one line, control bytes shown as spaces. */
+static const char *printable(arena_t *a, const char *p, size_t n)
+{
+	if (n > RULES_DETAIL_BYTES)
+		n = RULES_DETAIL_BYTES;
+	char *s = arena_strndup(a, p, n);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			s[i] = ' ';
+	while (n > 0 && s[n - 1] == ' ')
+		s[--n] = '\0';
+	return s;
+}
+
 int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned flags)
 {
 	struct evalctx e = {.r = r, .t = tls_get(r), .a = msg_arena(m), .flags = flags};
@@ -1696,8 +1710,7 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 			if (count > 0) {
 				val[ri] = (ru->tflags & TF_MULTIPLE) ? (double)count : 1;
 				if (detail && e.mp)
-					detail[ri] = arena_strndup(
-					    a, e.mp, e.mn > RULES_DETAIL_BYTES ? RULES_DETAIL_BYTES : e.mn);
+					detail[ri] = printable(a, e.mp, e.mn);
 			}
 		}
 	}
