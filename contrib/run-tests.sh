@@ -25,7 +25,8 @@ failed=0
 skipped=0
 
 # Adds the results of one build's `make check` from its .trs/.log files. A
-# Criterion program counts each of its tests; a script counts as one test.
+# Criterion program counts each of its tests, a script that prints TAP lines
+# ("ok N - ...") each check, any other script one test.
 count_suite() {
 	local dir=$1 label=$2 trs log res p f c
 	for trs in $(find "$dir/tests" -name '*.trs' 2>/dev/null | sort); do
@@ -39,6 +40,15 @@ count_suite() {
 			passed=$((passed + p))
 			failed=$((failed + f + c))
 			if [ "$res" != PASS ] && [ $((f + c)) -eq 0 ]; then
+				failed=$((failed + 1))
+			fi
+		elif [ "$res" != SKIP ] && grep -aqE '^(not )?ok [0-9]' "$log" 2>/dev/null; then
+			# A script that reports each check TAP-style counts each check.
+			p=$(grep -acE '^ok [0-9]' "$log")
+			f=$(grep -acE '^not ok [0-9]' "$log")
+			passed=$((passed + p))
+			failed=$((failed + f))
+			if [ "$res" != PASS ] && [ "$f" -eq 0 ]; then
 				failed=$((failed + 1))
 			fi
 		else
