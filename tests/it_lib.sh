@@ -42,8 +42,19 @@ it_untrack() {
 	IT_PIDS=$_l
 }
 
-pass() { IT_PASSES=$((IT_PASSES + 1)); echo "ok $IT_PASSES - $*"; }
-fail() { IT_FAILS=$((IT_FAILS + 1)); echo "FAIL - $*" >&2; echo "not ok - $*"; }
+# TAP-style lines ("ok N - ..." / "not ok N - ..."), numbered together.
+IT_N=0
+pass() {
+	IT_PASSES=$((IT_PASSES + 1))
+	IT_N=$((IT_N + 1))
+	echo "ok $IT_N - $*"
+}
+fail() {
+	IT_FAILS=$((IT_FAILS + 1))
+	IT_N=$((IT_N + 1))
+	echo "FAIL - $*" >&2
+	echo "not ok $IT_N - $*"
+}
 
 # check DESCRIPTION COMMAND...: passes when the command succeeds.
 check() {
