@@ -57,8 +57,10 @@
  *	over quota) and the list's error= codes are errors, never listings:
  *	logged at error level (rate-limited) and counted in the statistics.
  *	A list with test entries is probed at start and every probe interval;
- *	when the test answers are wrong it is switched off (logged) until they
- *	are right again.
+ *	when the test answers are wrong, or the entry that must be listed gets
+ *	no answer at all (which would cost every message its deadline), it is
+ *	switched off (logged) until they are right again; a switched-off list
+ *	is probed at least every minute.
  * THREADS
  *	The shared state (dnsbl_t) is used by every worker thread: the lists
  *	are immutable after load; the cache, the statistics, the probe state

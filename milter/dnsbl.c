@@ -866,8 +866,20 @@ static int probe_check(const struct dlist *l, const dnsbl_answer_t *a, bool must
                        const char *entry, char *why, size_t n)
 {
 	char codes[160];
-	if (a->status == DQ_FAILED || a->status == DQ_PENDING)
+	if (a->status == DQ_PENDING || (a->status == DQ_FAILED && !must_list))
 		return -1;
+	if (a->status == DQ_FAILED) {
+		/*
+		 * c-ares gave up on the entry that must be listed (all tries timed
+		 * out, or SERVFAIL): every message would wait its full deadline for
+		 * this list and get nothing, so it is switched off like a wrong one.
+		 */
+		snprintf(why, n,
+		         "no answer for test entry %s (nameserver unreachable or zone"
+		         " not served?)",
+		         entry);
+		return 0;
+	}
 	codes_text(a, codes, sizeof(codes));
 	if (must_list) {
 		if (a->status != DQ_LISTED) {

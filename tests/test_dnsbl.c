@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -779,6 +780,83 @@ Test(dns, a_list_that_answers_listed_for_everything_is_switched_off)
 	msg_free(r1.m);
 	msg_free(r2.m);
 	msg_free(r3.m);
+	dnsbl_release(b);
+}
+
+Test(dns, a_list_whose_test_entry_gets_no_answer_is_switched_off)
+{
+	dnsbl_t *b = load_dns("dnsbl_list = dead ip dead.test any=5 test_listed=127.0.0.2\n"
+	                      "dnsbl_list = bl ip bl.test 127.0.0.2=3.5:BL_SBL\n"
+	                      "dnsbl_tries = 1\ndnsbl_probe_interval = 1s\n");
+	struct run r1 = run_msg(b, "192.0.2.2", NULL, NULL, NULL, NULL, 300);
+	cr_assert_geq(r1.ms, 250, "the dead list is still waited for (%ld ms)", r1.ms);
+	usleep(400000); /* dnsbl_timeout is 300 ms: the probe has failed by now */
+	struct run r2 = run_msg(b, "192.0.2.2", NULL, NULL, NULL, NULL, 300);
+	cr_assert_not(dnsbl_list_enabled(b, 0));
+	struct run r3 = run_msg(b, "192.0.2.2", NULL, NULL, NULL, NULL, 2000);
+	cr_assert_lt(r3.ms, 100, "a switched-off list costs no wait (%ld ms)", r3.ms);
+	cr_assert_not_null(find_hit(r3.h, "BL_SBL"));
+	cr_assert(note_has(r3.h, "switched off"));
+	msg_free(r1.m);
+	msg_free(r2.m);
+	msg_free(r3.m);
+	dnsbl_release(b);
+}
+
+struct stress_arg {
+	dnsbl_t *b;
+	int thread;
+	int hits;
+};
+
+static void *stress_thread(void *p)
+{
+	struct stress_arg *a = p;
+	for (int i = 0; i < 200; i++) {
+		/* a few listed and many unlisted addresses, some repeated across threads */
+		char ip[32];
+		snprintf(ip, sizeof(ip), "192.0.2.%d", (i * 7 + a->thread) % 40);
+		struct run r =
+		    run_msg(a->b, ip, "mx.spam-helo.example", "x@example.org", NULL, NULL, 2000);
+		if (find_hit(r.h, "BL_SBL"))
+			a->hits++;
+		msg_free(r.m);
+	}
+	return NULL;
+}
+
+Test(dns, many_threads_share_the_cache_and_the_resolver)
+{
+	enum { THREADS = 8 };
+	dnsbl_t *b = load_dns(base_lists);
+	pthread_t t[THREADS];
+	struct stress_arg a[THREADS];
+	for (int i = 0; i < THREADS; i++) {
+		a[i] = (struct stress_arg){b, i, 0};
+		pthread_create(&t[i], NULL, stress_thread, &a[i]);
+	}
+	int hits = 0;
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(t[i], NULL);
+		hits += a[i].hits;
+	}
+	int expect = 0; /* 192.0.2.2 is the one listed with 127.0.0.2 */
+	for (int th = 0; th < THREADS; th++)
+		for (int i = 0; i < 200; i++)
+			expect += (i * 7 + th) % 40 == 2;
+	cr_assert_eq(hits, expect);
+	dnsbl_stats_t st;
+	dnsbl_get_stats(b, &st);
+	/* per message: the client, the HELO domain and the sender domain */
+	cr_assert_eq(st.lookups, THREADS * 200 * 3);
+	/*
+	 * 43 names (40 addresses, 2 domains, 1 TXT); lookups racing for a name
+	 * before its first answer each ask (there is no in-flight sharing), so
+	 * allow for that, but the cache must answer the great majority.
+	 */
+	cr_assert_leq(st.dns_queries, 43 * THREADS, "queries %lu", (unsigned long)st.dns_queries);
+	cr_assert_geq(st.cache_hits + st.dns_queries, THREADS * 200 * 3);
+	cr_assert_geq(st.cache_hits, THREADS * 200 * 3 - 43 * THREADS);
 	dnsbl_release(b);
 }
 
