@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -53,6 +54,7 @@ struct mclient {
 	const char *conn_reply; /* malloc'ed, freed at close */
 	unsigned char *wbuf;    /* the packet being built */
 	size_t wlen, wcap;
+	size_t pkt_start; /* where the packet being built begins in wbuf */
 	bool woom;
 	unsigned char *rbuf; /* the last packet read */
 	size_t rcap;
@@ -227,13 +229,27 @@ static void pk_put(mclient_t *c, const void *p, size_t n)
 	c->wlen += n;
 }
 
+/*
+ * Packets are built one after the other in wbuf and written together by
+ * pk_send(), so a stage's macros travel in the same write as its command
+ * (as Postfix's buffered stream does): two small writes would meet Nagle's
+ * algorithm and the peer's delayed ACK on TCP and cost 40 ms a stage.
+ */
 static void pk_begin(mclient_t *c, char cmd)
 {
 	static const unsigned char zero[MILTER_LEN_BYTES];
-	c->wlen = 0;
-	c->woom = false;
+	c->pkt_start = c->wlen;
 	pk_put(c, zero, sizeof(zero));
 	pk_put(c, &cmd, 1);
+}
+
+/* Fills in the length of the packet being built. */
+static void pk_end(mclient_t *c)
+{
+	if (c->woom)
+		return;
+	uint32_t n = htonl((uint32_t)(c->wlen - c->pkt_start - MILTER_LEN_BYTES));
+	memcpy(c->wbuf + c->pkt_start, &n, sizeof(n));
 }
 
 static void pk_str(mclient_t *c, const char *s)
@@ -247,15 +263,18 @@ static void pk_u32(mclient_t *c, uint32_t v)
 	pk_put(c, &v, sizeof(v));
 }
 
+/* Ends the packet being built and writes every packet pending. */
 static int pk_send(mclient_t *c)
 {
+	pk_end(c);
+	size_t n = c->wlen;
+	c->wlen = 0;
 	if (c->woom) {
+		c->woom = false;
 		fail(c, "out of memory");
 		return -1;
 	}
-	uint32_t n = htonl((uint32_t)(c->wlen - MILTER_LEN_BYTES));
-	memcpy(c->wbuf, &n, sizeof(n));
-	return write_all(c, c->wbuf, c->wlen);
+	return write_all(c, c->wbuf, n);
 }
 
 static int send_simple(mclient_t *c, char cmd)
@@ -264,7 +283,10 @@ static int send_simple(mclient_t *c, char cmd)
 	return pk_send(c);
 }
 
-/* SMFIC_MACRO for stage cmd from NULL-terminated name, value pairs (NULL values skipped). */
+/*
+ * Queues SMFIC_MACRO for stage cmd from NULL-terminated name, value pairs
+ * (NULL values skipped); it is written with the stage's command.
+ */
 static int send_macros(mclient_t *c, char cmd, const char *const *kv)
 {
 	pk_begin(c, SMFIC_MACRO);
@@ -275,7 +297,8 @@ static int send_macros(mclient_t *c, char cmd, const char *const *kv)
 		pk_str(c, kv[0]);
 		pk_str(c, kv[1]);
 	}
-	return pk_send(c);
+	pk_end(c);
+	return 0;
 }
 
 /* ------------------------------------------------------------- connect */
@@ -342,6 +365,11 @@ static int connect_fd(mclient_t *c, const char *spec, long timeout_ms)
 	if (c->fd < 0) {
 		fail(c, "socket: %s", strerror(errno));
 		return -1;
+	}
+	if (family != AF_UNIX) {
+		/* Every write ends a command the filter is waiting for: send it now. */
+		int one = 1;
+		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	if (connect(c->fd, (struct sockaddr *)&ss, sslen) == 0)
 		return 0;
@@ -801,7 +829,7 @@ static void pk_header(mclient_t *c, const struct raw_hdr *h)
 	/* Drop the field's own final line end. */
 	while (end > v && (end[-1] == '\n' || end[-1] == '\r'))
 		end--;
-	size_t room = MC_MAX_SEND_BYTES - 1 - (c->wlen - MILTER_LEN_BYTES - 1) - 1;
+	size_t room = MC_MAX_SEND_BYTES - 1 - (c->wlen - c->pkt_start - MILTER_LEN_BYTES - 1) - 1;
 	size_t put = 0;
 	for (const char *p = v; p < end && put < room; p++) {
 		if (*p == '\r' && p + 1 < end && p[1] == '\n')
