@@ -748,7 +748,8 @@ static const char *ew_parse(const char *p, const char *end, const char **cs, siz
 {
 	const char *q = p + 2;
 	*cs = q;
-	while (q < end && *q != '?' && !is_sp((unsigned char)*q))
+	while (q < end && *q != '?' && !is_sp((unsigned char)*q) &&
+	       q - *cs < MIME_CHARSET_NAME_BYTES)
 		q++;
 	if (q >= end || *q != '?' || q == *cs || q - *cs >= MIME_CHARSET_NAME_BYTES)
 		return NULL;
@@ -1307,14 +1308,19 @@ void mime_scan_uris(mime_t *mi, const char *t, size_t n)
 		size_t rest = n - start, e = min;
 		while (e < rest && !uri_stop((unsigned char)p[e]))
 			e++;
-		/* Trailing punctuation belongs to the sentence, not the link. */
+		/*
+		 * Trailing punctuation belongs to the sentence, not the link; a
+		 * ')' stays if a '(' opened inside the link. The '(' is looked
+		 * for once: e only shrinks, and ")))..." must not go quadratic.
+		 */
+		const char *open_paren = memchr(p, '(', e);
 		while (e > min) {
 			char z = p[e - 1];
 			if (z == '.' || z == ',' || z == ';' || z == ':' || z == '!' || z == '?' ||
 			    z == '\'' || z == '*' || z == ']' || z == '}') {
 				e--;
 			} else if (z == ')') {
-				if (memchr(p, '(', e) != NULL)
+				if (open_paren != NULL && open_paren < p + e)
 					break;
 				e--;
 			} else {

@@ -28,6 +28,11 @@ struct render {
 	abuf_t *out;
 	size_t start; /* out->len when rendering began: never break before it */
 	bool space;   /* white space seen since the last text */
+	/*
+	 * Where "</head" is, once looked for (0: not yet; n: nowhere), so a
+	 * message of many unclosed <head> tags is not rescanned for each.
+	 */
+	size_t head_end;
 };
 
 static inline bool h_space(int c)
@@ -427,9 +432,10 @@ static size_t tag(struct render *r, const char *s, size_t n, size_t i)
 			 * never closes it, and dropping the whole message would
 			 * hide exactly the text the rules need.
 			 */
-			size_t e = find_end_tag(s, n, j, "head");
-			if (e < n)
-				return skip_past_gt(s, n, e);
+			if (r->head_end == 0 || (r->head_end < j && r->head_end != n))
+				r->head_end = find_end_tag(s, n, j, "head");
+			if (r->head_end < n && r->head_end >= j)
+				return skip_past_gt(s, n, r->head_end);
 		}
 	}
 	int br = tag_break(name);

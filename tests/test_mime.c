@@ -617,3 +617,89 @@ Test(mime, uri_and_domain_lists_are_bounded)
 	free(raw);
 	msg_free(m);
 }
+
+/* ------------------------------------------------------------ hostile input */
+
+/*
+ * Shapes that would make a naive parser quadratic. Each input is a few MB;
+ * linear code parses it in milliseconds, quadratic code in hours, so the
+ * timeout is what these tests assert.
+ */
+#define HOSTILE_REPEATS 300000
+
+static char *repeat(const char *head, const char *unit, size_t times, size_t *len)
+{
+	size_t hl = strlen(head), ul = strlen(unit);
+	char *s = malloc(hl + ul * times + 1);
+	memcpy(s, head, hl);
+	for (size_t i = 0; i < times; i++)
+		memcpy(s + hl + i * ul, unit, ul);
+	*len = hl + ul * times;
+	s[*len] = '\0';
+	return s;
+}
+
+static void parse_hostile(const char *head, const char *unit, size_t times)
+{
+	size_t n;
+	char *raw = repeat(head, unit, times, &n);
+	msg_t *m = msg_from(raw, n);
+	mime_t *mi = parse(m);
+	size_t bl;
+	cr_assert_not_null(mime_body(mi, &bl));
+	free(raw);
+	msg_free(m);
+}
+
+Test(mime, many_unclosed_head_tags_parse_in_linear_time, .timeout = 20)
+{
+	parse_hostile("Content-Type: text/html\n\n", "<head>x", HOSTILE_REPEATS);
+}
+
+Test(mime, url_followed_by_many_parens_parses_in_linear_time, .timeout = 20)
+{
+	/* memchr is fast: it takes millions of ')' to show the square. */
+	parse_hostile("Subject: x\n\nhttp://x.example.com/", ")", 10 * HOSTILE_REPEATS);
+}
+
+Test(mime, boundary_text_not_at_line_start_parses_in_linear_time, .timeout = 20)
+{
+	parse_hostile("Content-Type: multipart/mixed; boundary=b\n\n--b\n\n", "x--b ",
+	              HOSTILE_REPEATS);
+}
+
+Test(mime, many_broken_encoded_words_parse_in_linear_time, .timeout = 20)
+{
+	parse_hostile("Subject: ", "=?utf-8?q?", HOSTILE_REPEATS);
+}
+
+Test(mime, many_empty_parts_stop_at_the_part_limit, .timeout = 20)
+{
+	size_t n;
+	char *raw =
+	    repeat("Content-Type: multipart/mixed; boundary=b\n\n", "--b\n", HOSTILE_REPEATS, &n);
+	msg_t *m = msg_from(raw, n);
+	mime_t *mi = parse_lim(m, 20, 500, 4 << 20);
+	cr_assert_eq(mime_part_count(mi), 500);
+	cr_assert(mime_flags(mi) & MIME_F_PART_LIMIT);
+	free(raw);
+	msg_free(m);
+}
+
+Test(mime, nesting_is_capped_whatever_the_limit_says, .timeout = 20)
+{
+	/* 1000 nested multiparts, each opening only: boundaries b0, b1, ... */
+	size_t cap = 1000 * 80 + 64, n = 0;
+	char *raw = malloc(cap);
+	n += (size_t)snprintf(raw + n, cap - n, "Content-Type: multipart/mixed; boundary=b0\n\n");
+	for (int i = 0; i < 1000; i++)
+		n += (size_t)snprintf(raw + n, cap - n,
+		                      "--b%d\nContent-Type: multipart/mixed; boundary=b%d\n\n", i,
+		                      i + 1);
+	msg_t *m = msg_from(raw, n);
+	mime_t *mi = parse_lim(m, 100000, 100000, 4 << 20);
+	cr_assert(mime_flags(mi) & MIME_F_DEPTH_LIMIT);
+	cr_assert_leq(mime_part(mi, mime_part_count(mi) - 1)->depth, MIME_DEPTH_CAP);
+	free(raw);
+	msg_free(m);
+}

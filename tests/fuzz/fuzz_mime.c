@@ -14,9 +14,9 @@
 #include "msg.h"
 
 /* Small limits so the fuzzer reaches the limit paths with small inputs. */
-#define FUZZ_MAX_DEPTH 8
-#define FUZZ_MAX_PARTS 64
-#define FUZZ_MAX_TEXT_BYTES (64 * 1024)
+#define FUZZ_MAX_DEPTH        8
+#define FUZZ_MAX_PARTS        64
+#define FUZZ_MAX_TEXT_BYTES   (64 * 1024)
 #define FUZZ_MAX_HEADER_BYTES 4096
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -100,7 +100,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *h = arena_strndup(a, (const char *)data, hn);
 	char *d = mime_decode_header(a, h);
 	check_utf8(d, touch(d));
-	const char *charsets[] = {"utf-8", "koi8-r", "shift_jis", "iso-2022-jp", "utf-16", "gb2312"};
+	const char *charsets[] = {"utf-8",       "koi8-r", "shift_jis",
+	                          "iso-2022-jp", "utf-16", "gb2312"};
 	char *u = mime_to_utf8(a, charsets[size % 6], (const char *)data, hn, &n);
 	if (u != NULL)
 		check_utf8(u, n);
