@@ -31,6 +31,25 @@
  *
  *	Both lists are bounded (MIME_MAX_URIS, MIME_MAX_DOMAINS) and hold
  *	distinct entries in the order found.
+ *
+ *	Choices made on the way, for rule writers:
+ *	- a multipart with no boundary parameter, or whose boundary never
+ *	  occurs, is read as one text part (MIME_F_BAD_BOUNDARY);
+ *	- preamble and epilogue are not text; a missing close delimiter
+ *	  ends the last part at the end of its parent (MIME_F_BAD_BOUNDARY);
+ *	- undeclared or us-ascii text with 8-bit bytes is UTF-8 when valid,
+ *	  else windows-1252, unflagged; iso-8859-1 is read as windows-1252
+ *	  (as browsers do); unknown charsets fall back to windows-1252 and
+ *	  set MIME_F_BAD_CHARSET, as do invalid sequences (made U+FFFD);
+ *	- filenames come from RFC 2231 parameters (continuations, charsets)
+ *	  or plain ones, with RFC 2047 words inside quotes decoded;
+ *	- HTML: script, style, title and head contents are dropped (an
+ *	  unclosed <head> is ignored rather than hiding the message), comments
+ *	  too; block elements end lines, inline ones join text ("V<b>i</b>agra"
+ *	  is "Viagra"); &nbsp; is a space; numeric references 128-159 are
+ *	  windows-1252, as in browsers;
+ *	- the body ends each part on a line break; rawbody is the one text
+ *	  part's own decoded text when there is only one.
  * THREADS
  *	Reentrant; each call works on its own message. Charset converters
  *	(iconv descriptors) are cached per thread, so a thread converts
