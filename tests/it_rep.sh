@@ -216,17 +216,28 @@ wait_for 10 sh -c "redis-cli -p $SP SENTINEL get-master-addr-by-name mymaster 2>
 	fail "Sentinel did not come up"
 node c "redis_sentinel = 127.0.0.1:$SP
 redis_sentinel_master = mymaster"
+node d "redis_sentinel = 127.0.0.1:$SP
+redis_sentinel_master = mymaster"
 start_node c
+start_node d
 C_PID=$c_PID
+D_PID=$d_PID
 for i in 1 2 3; do send c "cpre$i" 192.0.2.77 "$DATA/spam.eml"; done
-check "via Sentinel: verdicts land on the primary" wait_for 5 spam_ge "$P1" 192.0.2.77 2.99
-wait_for 10 spam_ge "$P2" 192.0.2.77 2.99
+for i in 1 2 3; do send d "dpre$i" 192.0.2.77 "$DATA/spam.eml"; done
+check "via Sentinel: both nodes' verdicts land on the primary" \
+	wait_for 5 spam_ge "$P1" 192.0.2.77 5.99
+check "and reach the replica" wait_for 10 spam_ge "$P2" 192.0.2.77 5.99
 
+# Kill the primary outright.
+kill -9 "$p1_PID"
 stop_pid "$p1_PID"
 check "Sentinel promotes the replica" wait_for 30 sh -c \
 	"redis-cli -p $SP SENTINEL get-master-addr-by-name mymaster 2>/dev/null | grep -q $P2"
 for i in 1 2 3; do send c "cpost$i" 192.0.2.77 "$DATA/spam.eml"; done
-check "the node writes to the promoted replica" wait_for 15 spam_ge "$P2" 192.0.2.77 5.99
+for i in 1 2 3; do send d "dpost$i" 192.0.2.77 "$DATA/spam.eml"; done
+check "both nodes write to the promoted replica" wait_for 15 spam_ge "$P2" 192.0.2.77 11.99
+send d dread 192.0.2.77 "$DATA/ham.eml"
+check "and read from it" has "$(rules_of dread)" REP_IP_SPAM
 cat >"$D/cli.conf" <<EOF
 state_dir = $D/c
 redis_sentinel = 127.0.0.1:$SP
@@ -240,7 +251,8 @@ for i in 1 2 3 4 5 6 7 8 9 10; do
 	sleep 0.2
 done
 check "the node enforces it" [ -n "$ok" ]
-check "the node was never restarted" alive "$C_PID"
+check "node c was never restarted" alive "$C_PID"
+check "node d was never restarted" alive "$D_PID"
 check "the node logged the switch" grep -q "Redis 127.0.0.1:$P2 available" "$D/c.log"
 
 it_done

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -111,6 +112,8 @@ static void server_start(struct server *s, const char *const *extra)
 	s->pid = fork();
 	cr_assert(s->pid >= 0);
 	if (s->pid == 0) {
+		/* Dies with the test process, whatever way that one ends. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		int fd = open("/dev/null", O_WRONLY);
 		dup2(fd, 1);
 		dup2(fd, 2);
