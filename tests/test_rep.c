@@ -1146,3 +1146,82 @@ Test(rep_nodes, unwritten_updates_survive_a_restart_of_the_node, .timeout = 60)
 	node_free(&a);
 	server_free(&s);
 }
+
+Test(rep_nodes, reload_keeps_the_runtime_and_its_queue, .timeout = 60)
+{
+	NEED_REDIS();
+	struct server s;
+	struct node a = {0};
+	diag_t *d = diag_new();
+	server_new(&s, NULL);
+	server_stop(&s);
+	node_load(&a, &s, NULL);
+	for (int i = 0; i < 2; i++) {
+		msg_t *m = msg_new(1 << 20);
+		node_msg(&a, m, "192.0.2.44", 10, NULL);
+		msg_free(m);
+	}
+	/* A reload with the same Redis settings (another score changes). */
+	char text[1024];
+	snprintf(text, sizeof(text),
+	         "redis_server = %s\nredis_prefix = n:\nredis_timeout = 200ms\n"
+	         "redis_breaker_failures = 2\nredis_breaker_time = 300ms\n"
+	         "rep_min_observations = 5\nblock_sync_wait = 200ms\n",
+	         s.addr);
+	conf_t *c2 = conf_parse("reload.conf", text, d);
+	ev_env_t env = {.state_dir = a.dir, .offline = false};
+	void *g2 = rep_evidence.load(c2, a.shared, &env, d);
+	cr_assert_not_null(g2);
+	rep_evidence.release(a.shared); /* the old generation ends */
+	conf_free(a.conf);
+	a.shared = g2;
+	a.conf = c2;
+	/* The queue lived on in memory: Redis back, the two updates arrive without a restart. */
+	server_start(&s, NULL);
+	double v = 0;
+	for (long until = mono_ms() + 5000; mono_ms() < until && v < 1.99; sleep_ms(20))
+		v = key_spam(&s, "n:r:{ip:192.0.2.44}");
+	cr_assert_float_eq(v, 2.0, 0.01);
+	diag_free(d);
+	node_free(&a);
+	server_free(&s);
+}
+
+Test(rep_nodes, without_redis_the_local_mirror_still_answers)
+{
+	char *dir = tmpdir(), text[256];
+	diag_t *d = diag_new();
+	rep_mirror_t *mm = rep_mirror_open(dir, d);
+	rep_op_t ops[2] = {op_add("", "192.0.2.0/24", false, 0), op_add("", "ok.example", true, 0)};
+	cr_assert_eq(rep_mirror_apply(mm, ops, 2), 2);
+	rep_mirror_close(mm);
+
+	snprintf(text, sizeof(text), "block_mirror = %s\n", dir);
+	conf_t *c = conf_parse("local.conf", text, d);
+	ev_env_t env = {.state_dir = "/nonexistent", .offline = true};
+	void *sh = rep_evidence.load(c, NULL, &env, d);
+	cr_assert_not_null(sh);
+	ev_conn_info_t ci = {.client_ip = "192.0.2.1"};
+	void *conn = rep_evidence.conn_begin(sh, &ci);
+	msg_t *m = msg_new(1 << 20);
+	msg_set_client(m, "192.0.2.1", NULL);
+	hits_t *h = hits_new(msg_arena(m));
+	ev_score_ctx_t ctx = {.deadline_ms = mono_ms() + 1000};
+	rep_evidence.score(sh, conn, m, NULL, h, &ctx);
+	cr_assert(hits_has(h, "BLOCKLIST_IP"));
+	cr_assert_float_eq(hits_total(h), 100.0, 1e-9);
+	msg_free(m);
+	rep_evidence.conn_end(sh, conn);
+
+	m = msg_new(1 << 20);
+	msg_set_mail_from(m, "<a@mx.ok.example>");
+	h = hits_new(msg_arena(m));
+	rep_evidence.score(sh, NULL, m, NULL, h, &ctx);
+	cr_assert(hits_has(h, "ALLOWLIST_DOMAIN"));
+	msg_free(m);
+	rep_evidence.release(sh);
+	conf_free(c);
+	diag_free(d);
+	rmtree(dir);
+	free(dir);
+}
