@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -61,6 +62,7 @@ struct run {
 	double *latency_ms; /* per job, NAN when it failed */
 	mclient_action_t *action;
 	bool *quarantined;
+	bool *flagged; /* an added "*-Flag: YES" field (X-Spam-Flag) */
 	atomic_size_t errors;
 	pthread_mutex_t out_lock; /* one output line at a time */
 };
@@ -280,6 +282,20 @@ static void report(struct run *run, arena_t *a, const char *path, const mclient_
 
 /* ------------------------------------------------------------ workers */
 
+/* Did the filter mark the message as spam with an added "...-Flag: YES"? */
+static bool has_flag(const mclient_result_t *r)
+{
+	for (size_t i = 0; i < r->nmods; i++) {
+		const mclient_mod_t *m = &r->mods[i];
+		size_t n = strlen(m->name);
+		if ((m->type == 'h' || m->type == 'i') && n >= 5 &&
+		    strcasecmp(m->name + n - 5, "-Flag") == 0 &&
+		    strncasecmp(m->value, "YES", 3) == 0)
+			return true;
+	}
+	return false;
+}
+
 static void job_failed(struct run *run, arena_t *a, size_t job, const char *error)
 {
 	atomic_fetch_add(&run->errors, 1);
@@ -334,6 +350,7 @@ static void *worker(void *arg)
 			run->latency_ms[job] = r.latency_ms;
 			run->action[job] = r.action;
 			run->quarantined[job] = r.quarantined;
+			run->flagged[job] = has_flag(&r);
 			report(run, a, f->path, &r, NULL);
 			job = atomic_fetch_add(&run->next_job, 1);
 		}
@@ -372,13 +389,15 @@ static double percentile(const double *v, size_t n, double p)
 static void summary(const struct run *run, double elapsed_ms)
 {
 	double *v = malloc((run->njobs + 1) * sizeof(*v));
-	size_t n = 0, count[MCLIENT_CONN_FAIL + 1] = {0}, quarantined = 0;
+	size_t n = 0, count[MCLIENT_CONN_FAIL + 1] = {0}, quarantined = 0, flagged = 0;
 	for (size_t i = 0; i < run->njobs; i++) {
 		if (isnan(run->latency_ms[i]))
 			continue;
 		v[n++] = run->latency_ms[i];
 		if (run->quarantined[i])
 			quarantined++;
+		if (run->flagged[i])
+			flagged++;
 		count[run->action[i]]++;
 	}
 	qsort(v, n, sizeof(*v), cmp_double);
@@ -386,12 +405,13 @@ static void summary(const struct run *run, double elapsed_ms)
 	fprintf(stderr,
 	        "messages=%zu errors=%zu elapsed_s=%.3f msgs_per_s=%.1f "
 	        "p50_ms=%.3f p95_ms=%.3f p99_ms=%.3f max_ms=%.3f "
-	        "accept=%zu reject=%zu tempfail=%zu discard=%zu quarantine=%zu aborted=%zu\n",
+	        "accept=%zu reject=%zu tempfail=%zu discard=%zu quarantine=%zu aborted=%zu "
+	        "flagged=%zu\n",
 	        n, atomic_load(&run->errors), secs, secs > 0 ? (double)n / secs : 0.0,
 	        percentile(v, n, 50), percentile(v, n, 95), percentile(v, n, 99),
 	        n ? v[n - 1] : NAN, count[MCLIENT_ACCEPT], count[MCLIENT_REJECT],
 	        count[MCLIENT_TEMPFAIL], count[MCLIENT_DISCARD], quarantined,
-	        count[MCLIENT_ABORTED]);
+	        count[MCLIENT_ABORTED], flagged);
 	free(v);
 }
 
@@ -494,7 +514,9 @@ int main(int argc, char **argv)
 	run.latency_ms = calloc(run.njobs, sizeof(*run.latency_ms));
 	run.action = calloc(run.njobs, sizeof(*run.action));
 	run.quarantined = calloc(run.njobs, sizeof(*run.quarantined));
-	if (run.latency_ms == NULL || run.action == NULL || run.quarantined == NULL) {
+	run.flagged = calloc(run.njobs, sizeof(*run.flagged));
+	if (run.latency_ms == NULL || run.action == NULL || run.quarantined == NULL ||
+	    run.flagged == NULL) {
 		fputs("sift-mclient: out of memory\n", stderr);
 		return 1;
 	}

@@ -85,6 +85,8 @@ check "medium: X-Spam-Flag: YES" has "$(field medium medium.eml 4)" "X-Spam-Flag
 check "medium: X-Spam-Status: Yes with the rule" \
 	has "$(field medium medium.eml 4)" "X-Spam-Status: Yes, score=7.0 required=5.0 tests=SIFT_IT_MEDIUM_SUBJ"
 check "medium: X-Spam-Action: add_header" has "$(field medium medium.eml 4)" "X-Spam-Action: add_header"
+check "medium: the client's summary counts it as flagged" grep -q " flagged=1$" "$D/medium.err"
+check "ham: the client's summary does not" grep -q " flagged=0$" "$D/ham.err"
 
 # --- malformed MIME: scored, an action, and the daemon lives on
 mc malformed "$DATA/malformed.eml"

@@ -138,7 +138,7 @@ awk -v c0="$cpu0" -v c1="$cpu1" -v hz="$hz" -v n="$msgs" 'BEGIN {
 	printf "server CPU:       %.0f ms total, %.3f ms per message\n", ms, n ? ms / n : 0 }'
 echo "latency p50/p95/p99: $(get p50_ms) / $(get p95_ms) / $(get p99_ms) ms (max $(get max_ms))"
 echo "peak RSS (VmHWM): $((hwm / 1024)) MiB"
-echo "actions:          accept $(get accept), reject $(get reject), tempfail $(get tempfail), quarantine $(get quarantine)"
+echo "actions:          accept $(get accept) (of which flagged as spam $(get flagged)), reject $(get reject), tempfail $(get tempfail), quarantine $(get quarantine)"
 if [ "$rc" -ne 0 ]; then
 	echo "bench.sh: sift-mclient reported errors:" >&2
 	head -5 "$t/run.sum" >&2
