@@ -703,3 +703,30 @@ Test(mime, nesting_is_capped_whatever_the_limit_says, .timeout = 20)
 	free(raw);
 	msg_free(m);
 }
+
+Test(mime, html_relative_and_script_links_are_not_uris)
+{
+	const char raw[] = "Content-Type: text/html\n\n"
+	                   "<a href=\"/local/path\">a</a> <a href=\"#top\">b</a>"
+	                   "<a href=\"javascript:void(0)\">c</a> <img src=\"cid:part1@x\">"
+	                   "<a href=\" http://ok.example.com/\n x \">d</a>\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert_eq(mime_uri_count(mi), 1);
+	/* Blanks around a link go, a newline inside it too (as in browsers). */
+	cr_assert_str_eq(mime_uri(mi, 0), "http://ok.example.com/ x");
+	cr_assert_str_eq(mime_domain(mi, 0), "ok.example.com");
+	msg_free(m);
+}
+
+Test(mime, percent_encoded_hosts_are_decoded_in_the_domain_list)
+{
+	const char raw[] = "Subject: x\n\nGo to http://%77%77%77.Ex%61mple.com./x now\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert_eq(mime_uri_count(mi), 1);
+	cr_assert_str_eq(mime_uri(mi, 0), "http://%77%77%77.Ex%61mple.com./x");
+	cr_assert_eq(mime_domain_count(mi), 1);
+	cr_assert_str_eq(mime_domain(mi, 0), "www.example.com");
+	msg_free(m);
+}
