@@ -236,6 +236,8 @@ bool rep_wqueue_push(rep_wqueue_t *q, const rep_witem_t *it);
 size_t rep_wqueue_peek(rep_wqueue_t *q, rep_witem_t *out, size_t max);
 /* Removes every item with seq <= upto (those not already dropped). */
 void rep_wqueue_ack(rep_wqueue_t *q, uint64_t upto);
+/* Removes the items with these sequence numbers, wherever they are (merged writes). */
+void rep_wqueue_ack_seqs(rep_wqueue_t *q, const uint64_t *seqs, size_t n);
 size_t rep_wqueue_len(rep_wqueue_t *q);
 uint64_t rep_wqueue_dropped(rep_wqueue_t *q);
 /* Waits up to timeout_ms for an item or a wake-up; true if items are queued. */

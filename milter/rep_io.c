@@ -47,17 +47,26 @@ const char rep_incr_script[] =
 
 /* The argument strings of one EVALSHA, kept alive while the pipeline is built. */
 struct wargs {
-	char at[24], hl[32], s[8], h[8], ttl[24];
+	char at[24], hl[32], s[32], h[32], ttl[24];
 };
+
+static int by_key(const void *a, const void *b)
+{
+	const rep_witem_t *x = *(const rep_witem_t *const *)a, *y = *(const rep_witem_t *const *)b;
+	int c = strcmp(x->key, y->key);
+	return c ? c : (x->seq < y->seq ? -1 : x->seq > y->seq);
+}
 
 int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, size_t max_batch, double half_life_s,
                     long ttl_s)
 {
-	rep_witem_t *items;
+	rep_witem_t *items, **sorted;
 	struct wargs *args;
 	rep_cmd_t *cmds;
-	redisReply *replies[IO_MAX_BATCH];
-	size_t n;
+	size_t *gstart;
+	redisReply **replies;
+	uint64_t *seqs;
+	size_t n, ng = 0;
 	int got;
 
 	if (max_batch == 0 || max_batch > IO_MAX_BATCH)
@@ -68,52 +77,91 @@ int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, size_t max_batch, double hal
 		return -1;
 	/* One allocation per batch, in the writer thread only; the milter threads never get here.
 	 */
-	char *mem = malloc(max_batch * (sizeof(*items) + sizeof(*args) + sizeof(*cmds)));
+	size_t one = sizeof(*items) + sizeof(*sorted) + sizeof(*args) + sizeof(*cmds) +
+	             sizeof(*gstart) + sizeof(*replies) + sizeof(*seqs);
+	char *mem = malloc(max_batch * one + 16 * 8), *p = mem;
 	if (mem == NULL)
 		return -1;
-	items = (rep_witem_t *)mem;
-	cmds = (rep_cmd_t *)(mem + max_batch * sizeof(*items));
-	args = (struct wargs *)(mem + max_batch * (sizeof(*items) + sizeof(*cmds)));
+#define CARVE(ptr) (ptr = (void *)p, p += max_batch * sizeof(*ptr))
+	CARVE(items);
+	CARVE(cmds);
+	CARVE(args);
+	CARVE(sorted);
+	CARVE(gstart);
+	CARVE(replies);
+	CARVE(seqs);
+#undef CARVE
 	n = rep_wqueue_peek(q, items, max_batch);
 	if (n == 0) {
 		free(mem);
 		return 0;
 	}
+	/*
+	 * Merge the updates of one entity into one call: after an outage, or in
+	 * a spam wave from one network, most of a batch is the same few keys,
+	 * and on a thin link the bytes are what costs. Each update is decayed to
+	 * the group's newest time first, so merging changes no count.
+	 */
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = &items[i];
+	qsort(sorted, n, sizeof(*sorted), by_key);
 	const char *sha = rep_link_script_sha(l);
-	for (size_t i = 0; i < n; i++) {
-		struct wargs *a = &args[i];
-		snprintf(a->at, sizeof(a->at), "%" PRId64, items[i].t);
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		int64_t at = sorted[i]->t;
+		while (j < n && strcmp(sorted[j]->key, sorted[i]->key) == 0) {
+			if (sorted[j]->t > at)
+				at = sorted[j]->t;
+			j++;
+		}
+		double ds = 0, dh = 0;
+		for (size_t k = i; k < j; k++) {
+			double f = rep_decay_factor((double)(at - sorted[k]->t), half_life_s);
+			ds += sorted[k]->spam * f;
+			dh += sorted[k]->ham * f;
+		}
+		struct wargs *a = &args[ng];
+		rep_cmd_t *c = &cmds[ng];
+		gstart[ng++] = i;
+		snprintf(a->at, sizeof(a->at), "%" PRId64, at);
 		snprintf(a->hl, sizeof(a->hl), "%.0f", half_life_s > 1 ? half_life_s : 1);
-		snprintf(a->s, sizeof(a->s), "%u", items[i].spam);
-		snprintf(a->h, sizeof(a->h), "%u", items[i].ham);
+		snprintf(a->s, sizeof(a->s), "%.6f", ds);
+		snprintf(a->h, sizeof(a->h), "%.6f", dh);
 		snprintf(a->ttl, sizeof(a->ttl), "%ld", ttl_s > 0 ? ttl_s : 1);
 		if (sha[0]) {
-			rep_cmd_init(&cmds[i], "EVALSHA");
-			rep_cmd_arg(&cmds[i], sha);
+			rep_cmd_init(c, "EVALSHA");
+			rep_cmd_arg(c, sha);
 		} else {
-			rep_cmd_init(&cmds[i], "EVAL");
-			rep_cmd_arg(&cmds[i], rep_incr_script);
+			rep_cmd_init(c, "EVAL");
+			rep_cmd_arg(c, rep_incr_script);
 		}
-		rep_cmd_arg(&cmds[i], "1");
-		rep_cmd_arg(&cmds[i], items[i].key);
-		rep_cmd_arg(&cmds[i], a->at);
-		rep_cmd_arg(&cmds[i], a->hl);
-		rep_cmd_arg(&cmds[i], a->s);
-		rep_cmd_arg(&cmds[i], a->h);
-		rep_cmd_arg(&cmds[i], a->ttl);
+		rep_cmd_arg(c, "1");
+		rep_cmd_arg(c, sorted[i]->key);
+		rep_cmd_arg(c, a->at);
+		rep_cmd_arg(c, a->hl);
+		rep_cmd_arg(c, a->s);
+		rep_cmd_arg(c, a->h);
+		rep_cmd_arg(c, a->ttl);
+		i = j;
 	}
-	got = rep_link_pipeline(l, n, cmds, replies);
-	rep_link_free_replies(n, replies);
+	got = rep_link_pipeline(l, ng, cmds, replies);
+	rep_link_free_replies(ng, replies);
 	/*
-	 * Replies come in order: the first `got` ran. A reply that is an error
-	 * (WRONGTYPE on a foreign key, say) is acked too, or one bad key would
-	 * block the queue forever. Items sent but not answered stay queued and
-	 * may be counted twice after a link cut: at-least-once, by design.
+	 * Replies come in order: the first `got` calls ran. A reply that is an
+	 * error (WRONGTYPE on a foreign key, say) is acked too, or one bad key
+	 * would block the queue forever. Calls sent but not answered stay
+	 * queued and may be counted twice after a link cut: at-least-once.
 	 */
-	if (got > 0)
-		rep_wqueue_ack(q, items[got - 1].seq);
+	size_t nseq = 0;
+	for (size_t g = 0; got > 0 && g < (size_t)got; g++) {
+		size_t end = g + 1 < ng ? gstart[g + 1] : n;
+		for (size_t k = gstart[g]; k < end; k++)
+			seqs[nseq++] = sorted[k]->seq;
+	}
+	if (nseq > 0)
+		rep_wqueue_ack_seqs(q, seqs, nseq);
 	free(mem);
-	return got == (int)n ? got : -1;
+	return got == (int)ng ? (int)n : -1;
 }
 
 int rep_read_counts(rep_link_t *l, size_t n, const char *const *keys, rep_counts_t *out,

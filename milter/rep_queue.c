@@ -17,7 +17,8 @@ struct rep_wqueue {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	rep_witem_t *ring;
-	size_t cap, head, len;
+	bool *done; /* written out of order (a merged batch), removed when at the head */
+	size_t cap, head, len, ndone;
 	uint64_t next_seq;
 	uint64_t dropped;
 	bool woken;
@@ -33,7 +34,10 @@ rep_wqueue_t *rep_wqueue_new(size_t max_items)
 	if (max_items == 0)
 		max_items = 1;
 	q->ring = calloc(max_items, sizeof(*q->ring));
-	if (q->ring == NULL) {
+	q->done = calloc(max_items, sizeof(*q->done));
+	if (q->ring == NULL || q->done == NULL) {
+		free(q->ring);
+		free(q->done);
 		free(q);
 		return NULL;
 	}
@@ -54,7 +58,19 @@ void rep_wqueue_free(rep_wqueue_t *q)
 	pthread_mutex_destroy(&q->mu);
 	pthread_cond_destroy(&q->cv);
 	free(q->ring);
+	free(q->done);
 	free(q);
+}
+
+/* Removes the head item; the caller holds the lock. */
+static void pop_head(rep_wqueue_t *q)
+{
+	if (q->done[q->head]) {
+		q->done[q->head] = false;
+		q->ndone--;
+	}
+	q->head = (q->head + 1) % q->cap;
+	q->len--;
 }
 
 bool rep_wqueue_push(rep_wqueue_t *q, const rep_witem_t *it)
@@ -63,10 +79,14 @@ bool rep_wqueue_push(rep_wqueue_t *q, const rep_witem_t *it)
 
 	pthread_mutex_lock(&q->mu);
 	if (q->len == q->cap) {
-		q->head = (q->head + 1) % q->cap;
-		q->len--;
-		q->dropped++;
-		kept_all = false;
+		/* An item already written is no loss. */
+		if (!q->done[q->head]) {
+			q->dropped++;
+			kept_all = false;
+		}
+		pop_head(q);
+		while (q->len > 0 && q->done[q->head])
+			pop_head(q);
 	}
 	rep_witem_t *slot = &q->ring[(q->head + q->len) % q->cap];
 	*slot = *it;
@@ -82,9 +102,12 @@ size_t rep_wqueue_peek(rep_wqueue_t *q, rep_witem_t *out, size_t max)
 	size_t n;
 
 	pthread_mutex_lock(&q->mu);
-	n = q->len < max ? q->len : max;
-	for (size_t i = 0; i < n; i++)
-		out[i] = q->ring[(q->head + i) % q->cap];
+	n = 0;
+	for (size_t i = 0; i < q->len && n < max; i++) {
+		size_t at = (q->head + i) % q->cap;
+		if (!q->done[at])
+			out[n++] = q->ring[at];
+	}
 	pthread_mutex_unlock(&q->mu);
 	return n;
 }
@@ -93,17 +116,34 @@ void rep_wqueue_ack(rep_wqueue_t *q, uint64_t upto)
 {
 	pthread_mutex_lock(&q->mu);
 	/* Items dropped meanwhile are gone already; the sequence numbers say which are left. */
-	while (q->len > 0 && q->ring[q->head].seq <= upto) {
-		q->head = (q->head + 1) % q->cap;
-		q->len--;
+	while (q->len > 0 && (q->ring[q->head].seq <= upto || q->done[q->head]))
+		pop_head(q);
+	pthread_mutex_unlock(&q->mu);
+}
+
+void rep_wqueue_ack_seqs(rep_wqueue_t *q, const uint64_t *seqs, size_t n)
+{
+	pthread_mutex_lock(&q->mu);
+	/* Sequence numbers are consecutive from the head: an item's slot is arithmetic. */
+	uint64_t head_seq = q->next_seq - q->len;
+	for (size_t i = 0; i < n; i++) {
+		if (seqs[i] < head_seq || seqs[i] - head_seq >= q->len)
+			continue; /* dropped meanwhile */
+		size_t at = (q->head + (size_t)(seqs[i] - head_seq)) % q->cap;
+		if (!q->done[at]) {
+			q->done[at] = true;
+			q->ndone++;
+		}
 	}
+	while (q->len > 0 && q->done[q->head])
+		pop_head(q);
 	pthread_mutex_unlock(&q->mu);
 }
 
 size_t rep_wqueue_len(rep_wqueue_t *q)
 {
 	pthread_mutex_lock(&q->mu);
-	size_t n = q->len;
+	size_t n = q->len - q->ndone;
 	pthread_mutex_unlock(&q->mu);
 	return n;
 }
@@ -129,11 +169,11 @@ bool rep_wqueue_wait(rep_wqueue_t *q, long timeout_ms)
 		ts.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&q->mu);
-	while (q->len == 0 && !q->woken)
+	while (q->len == q->ndone && !q->woken)
 		if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) == ETIMEDOUT)
 			break;
 	q->woken = false;
-	any = q->len > 0;
+	any = q->len > q->ndone;
 	pthread_mutex_unlock(&q->mu);
 	return any;
 }

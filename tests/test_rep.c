@@ -419,6 +419,45 @@ Test(rep_queue, ack_by_sequence_survives_drops_in_flight)
 	rep_wqueue_free(q);
 }
 
+Test(rep_queue, out_of_order_acks_of_merged_writes)
+{
+	rep_wqueue_t *q = rep_wqueue_new(8);
+	rep_witem_t out[8], it;
+	for (int i = 0; i < 5; i++) {
+		char k[8];
+		snprintf(k, sizeof(k), "k%d", i);
+		it = item(k);
+		rep_wqueue_push(q, &it);
+	}
+	cr_assert_eq(rep_wqueue_peek(q, out, 8), 5);
+	uint64_t some[2] = {out[1].seq, out[3].seq};
+	rep_wqueue_ack_seqs(q, some, 2);
+	cr_assert_eq(rep_wqueue_len(q), 3);
+	rep_witem_t left[8];
+	cr_assert_eq(rep_wqueue_peek(q, left, 8), 3, "written items are not handed out again");
+	cr_assert_str_eq(left[0].key, "k0");
+	cr_assert_str_eq(left[1].key, "k2");
+	cr_assert_str_eq(left[2].key, "k4");
+	rep_wqueue_ack(q, out[0].seq);
+	cr_assert_eq(rep_wqueue_len(q), 2);
+	/* Filling up drops the oldest unwritten item, and makes room from written ones. */
+	for (int i = 0; i < 5; i++) {
+		it = item("new");
+		rep_wqueue_push(q, &it);
+	}
+	cr_assert_eq(rep_wqueue_len(q), 7);
+	cr_assert_eq(rep_wqueue_dropped(q), 0);
+	it = item("new");
+	cr_assert_not(rep_wqueue_push(q, &it));
+	cr_assert_eq(rep_wqueue_dropped(q), 1, "k2 lost");
+	cr_assert_eq(rep_wqueue_len(q), 7, "and the written k3 gone with it");
+	cr_assert(rep_wqueue_push(q, &it));
+	cr_assert_eq(rep_wqueue_len(q), 8);
+	cr_assert_eq(rep_wqueue_peek(q, left, 8), 8);
+	cr_assert_str_eq(left[0].key, "k4");
+	rep_wqueue_free(q);
+}
+
 Test(rep_queue, wait_times_out_and_wakes)
 {
 	rep_wqueue_t *q = rep_wqueue_new(2);
@@ -848,6 +887,57 @@ Test(rep_io, buffered_writes_are_replayed_when_redis_returns, .timeout = 30)
 	for (long until = mono_ms() + 3000; mono_ms() < until && n < 0; sleep_ms(20))
 		n = rep_write_batch(l, q, 64, 86400, 3600);
 	cr_assert_eq(n, 1);
+	rep_wqueue_free(q);
+	rep_link_free(l);
+	server_free(&s);
+}
+
+static long long evalsha_calls(struct server *s)
+{
+	redisReply *r = side(s, "INFO commandstats");
+	const char *p = strstr(r->str, "cmdstat_evalsha:calls=");
+	long long n = p ? atoll(p + strlen("cmdstat_evalsha:calls=")) : 0;
+	freeReplyObject(r);
+	return n;
+}
+
+Test(rep_io, a_batch_merges_updates_of_one_entity_exactly, .timeout = 30)
+{
+	NEED_REDIS();
+	struct server s;
+	server_new(&s, NULL);
+	rep_link_conf_t lc = link_conf(s.addr);
+	lc.want_primary = true;
+	lc.script = rep_incr_script;
+	rep_link_t *l = rep_link_new(&lc);
+	rep_wqueue_t *q = rep_wqueue_new(100);
+	int64_t t0 = 1700000000;
+	rep_witem_t it;
+	for (int i = 0; i < 10; i++) { /* ten spam an hour ago, one ham now, one elsewhere */
+		it = item("m:r:{net:192.0.2.0/24}");
+		it.t = t0;
+		rep_wqueue_push(q, &it);
+	}
+	it = item("m:r:{net:192.0.2.0/24}");
+	it.t = t0 + 3600;
+	it.spam = 0;
+	it.ham = 1;
+	rep_wqueue_push(q, &it);
+	it = item("m:r:{ip:198.51.100.1}");
+	it.t = t0;
+	rep_wqueue_push(q, &it);
+	long long before = evalsha_calls(&s);
+	cr_assert_eq(rep_write_batch(l, q, 64, 3600, 86400), 12);
+	cr_assert_eq(evalsha_calls(&s) - before, 2, "one call per entity");
+	cr_assert_eq(rep_wqueue_len(q), 0);
+	const char *keys[2] = {"m:r:{net:192.0.2.0/24}", "m:r:{ip:198.51.100.1}"};
+	rep_counts_t c[2];
+	bool found[2];
+	cr_assert_eq(rep_read_counts(l, 2, keys, c, found), 0);
+	cr_assert_float_eq(c[0].spam, 5.0, 1e-5, "ten spam one half-life old");
+	cr_assert_float_eq(c[0].ham, 1.0, 1e-5);
+	cr_assert_eq(c[0].t, t0 + 3600);
+	cr_assert_float_eq(c[1].spam, 1.0, 1e-5);
 	rep_wqueue_free(q);
 	rep_link_free(l);
 	server_free(&s);
