@@ -102,6 +102,7 @@ typedef struct dnsbl_stats {
 	uint64_t lookups;        /* list lookups asked for, all sources */
 	uint64_t dns_queries;    /* queries sent to the nameservers */
 	uint64_t cache_hits;     /* lookups answered from the cache */
+	uint64_t dns_shared;     /* lookups that waited for an identical one in flight */
 	uint64_t file_lookups;   /* lookups answered from a local list file */
 	uint64_t listed;         /* lookups that found a listing */
 	uint64_t error_answers;  /* "query refused"-style answers */

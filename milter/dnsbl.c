@@ -652,16 +652,16 @@ static void log_stats(const dnsbl_t *d, const char *when)
 		return;
 	log_msg(LOG_L_INFO,
 	        "dnsbl: statistics (%s): lookups=%lu listed=%lu errors=%lu late=%lu"
-	        " dns_queries=%lu dns_failures=%lu cache_hits=%lu cache_entries=%lu"
+	        " dns_queries=%lu dns_shared=%lu dns_failures=%lu cache_hits=%lu cache_entries=%lu"
 	        " cache_bytes=%lu file_lookups=%lu probes=%lu probe_failures=%lu"
 	        " lists_disabled=%u/%u",
 	        when, (unsigned long)st.lookups, (unsigned long)st.listed,
 	        (unsigned long)st.error_answers, (unsigned long)st.late,
-	        (unsigned long)st.dns_queries, (unsigned long)st.dns_failures,
-	        (unsigned long)st.cache_hits, (unsigned long)st.cache_entries,
-	        (unsigned long)st.cache_bytes, (unsigned long)st.file_lookups,
-	        (unsigned long)st.probes, (unsigned long)st.probe_failures, st.lists_disabled,
-	        st.lists);
+	        (unsigned long)st.dns_queries, (unsigned long)st.dns_shared,
+	        (unsigned long)st.dns_failures, (unsigned long)st.cache_hits,
+	        (unsigned long)st.cache_entries, (unsigned long)st.cache_bytes,
+	        (unsigned long)st.file_lookups, (unsigned long)st.probes,
+	        (unsigned long)st.probe_failures, st.lists_disabled, st.lists);
 }
 
 void dnsbl_release(dnsbl_t *d)
@@ -790,6 +790,7 @@ void dnsbl_get_stats(const dnsbl_t *d, dnsbl_stats_t *st)
 		dnsbl_resolver_stats(d->res, &rs);
 		st->dns_queries = rs.queries;
 		st->cache_hits = rs.cache_hits;
+		st->dns_shared = rs.shared;
 		st->dns_failures = rs.failures;
 		st->cache_entries = rs.cache_entries;
 		st->cache_bytes = rs.cache_bytes;

@@ -82,7 +82,7 @@ dnsbl_resolver_t *dnsbl_resolver_ref(dnsbl_resolver_t *r);
 void dnsbl_resolver_unref(dnsbl_resolver_t *r);
 
 typedef struct dnsbl_resolver_stats {
-	uint64_t queries, cache_hits, failures, cache_entries, cache_bytes;
+	uint64_t queries, cache_hits, failures, shared, cache_entries, cache_bytes;
 } dnsbl_resolver_stats_t;
 void dnsbl_resolver_stats(dnsbl_resolver_t *r, dnsbl_resolver_stats_t *st);
 

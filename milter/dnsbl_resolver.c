@@ -26,10 +26,16 @@
 
 /* The thread wakes at least this often even when c-ares has no timer. */
 #define RESOLVER_MAX_SLEEP_MS 1000
+#define FLIGHT_BUCKETS        1024
 
 struct dnsbl_query {
 	struct dnsbl_query *batch_next; /* all records of the batch, for freeing */
 	struct dnsbl_query *queue_next; /* the resolver's submit queue */
+	/* Resolver thread only: identical lookups share one query in flight. */
+	struct dnsbl_query *flight_next; /* chain in the in-flight table */
+	struct dnsbl_query *followers;   /* lookups waiting on this one's answer */
+	struct dnsbl_query *follow_next;
+	bool flying; /* in the in-flight table */
 	dnsbl_batch_t *batch;
 	dnsbl_resolver_t *res;
 	char qname[DNSBL_QNAME_MAX_BYTES];
@@ -64,7 +70,14 @@ struct dnsbl_resolver {
 	pthread_t thread;
 	int wake[2]; /* pipe: submitters write a byte, the thread polls */
 
-	uint64_t n_queries, n_cache_hits, n_failures; /* atomic */
+	/*
+	 * Lookups in flight by name, touched by the resolver thread only: a
+	 * spam run brings the same URI domain in many concurrent messages,
+	 * and those should wait for one answer rather than each ask.
+	 */
+	dnsbl_query_t *flights[FLIGHT_BUCKETS];
+
+	uint64_t n_queries, n_cache_hits, n_failures, n_shared; /* atomic */
 };
 
 static pthread_once_t ares_once = PTHREAD_ONCE_INIT;
@@ -276,6 +289,78 @@ static void query_complete(dnsbl_query_t *q)
 
 static void send_query(dnsbl_query_t *q);
 
+/*
+ * Fills q from the cache; true when nothing is left to ask. With the A
+ * record cached but not the wanted TXT, q moves on to the TXT phase.
+ */
+static bool from_cache(dnsbl_resolver_t *r, dnsbl_query_t *q)
+{
+	long now = dnsbl_now_ms();
+	if (q->phase == DQ_TYPE_A) {
+		if (!dnsbl_cache_get(r->cache, q->qname, DQ_TYPE_A, now, &q->ans))
+			return false;
+		q->ans.has_txt = false;
+		q->ans.txt[0] = '\0';
+		if (q->ans.status != DQ_LISTED || !q->want_txt)
+			return true;
+		q->phase = DQ_TYPE_TXT; /* the text may be missing */
+	}
+	dnsbl_answer_t t;
+	if (!dnsbl_cache_get(r->cache, q->qname, DQ_TYPE_TXT, now, &t))
+		return false;
+	q->ans.has_txt = t.has_txt;
+	memcpy(q->ans.txt, t.txt, sizeof(t.txt));
+	return true;
+}
+
+static dnsbl_query_t **flight_slot(dnsbl_resolver_t *r, const char *qname)
+{
+	uint32_t h = 2166136261u;
+	for (const char *p = qname; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return &r->flights[h % FLIGHT_BUCKETS];
+}
+
+/* A cacheable lookup of the same name (and TXT wish) already in flight, or NULL. */
+static dnsbl_query_t *flight_find(dnsbl_resolver_t *r, const dnsbl_query_t *q)
+{
+	for (dnsbl_query_t *f = *flight_slot(r, q->qname); f != NULL; f = f->flight_next)
+		if (f->want_txt == q->want_txt && strcmp(f->qname, q->qname) == 0)
+			return f;
+	return NULL;
+}
+
+static void flight_add(dnsbl_resolver_t *r, dnsbl_query_t *q)
+{
+	dnsbl_query_t **slot = flight_slot(r, q->qname);
+	q->flight_next = *slot;
+	*slot = q;
+	q->flying = true;
+}
+
+/*
+ * The lookup is final: followers get a copy of its answer first, because
+ * completing the leader may free it (its batch may be gone already).
+ */
+static void finish(dnsbl_resolver_t *r, dnsbl_query_t *q)
+{
+	if (q->flying) {
+		dnsbl_query_t **pp = flight_slot(r, q->qname);
+		while (*pp != q)
+			pp = &(*pp)->flight_next;
+		*pp = q->flight_next;
+		q->flying = false;
+	}
+	for (dnsbl_query_t *f = q->followers, *next; f != NULL; f = next) {
+		next = f->follow_next;
+		f->ans = q->ans;
+		f->source = DQ_SRC_DNS;
+		query_complete(f);
+	}
+	q->followers = NULL;
+	query_complete(q);
+}
+
 static long ttl_ms_for(const dnsbl_resolver_t *r, long ttl_s)
 {
 	long ms = ttl_s < 0 ? r->conf.negative_ttl_ms : ttl_s * 1000;
@@ -323,7 +408,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 		q->ans.has_txt = a.has_txt;
 		memcpy(q->ans.txt, a.txt, sizeof(a.txt));
 	}
-	query_complete(q);
+	finish(r, q);
 }
 
 static void send_query(dnsbl_query_t *q)
@@ -346,10 +431,26 @@ static void *resolver_main(void *arg)
 			;
 		for (dnsbl_query_t *q = list, *next; q != NULL; q = next) {
 			next = q->queue_next;
+			dnsbl_query_t *lead;
 			if (stop) {
 				q->ans.status = DQ_FAILED;
 				query_complete(q);
+			} else if (q->use_cache && from_cache(r, q)) {
+				/*
+				 * Answered between its submitter's look at the cache and
+				 * now (answers are cached by this thread before their
+				 * lookups finish, so no answer falls in between).
+				 */
+				q->source = DQ_SRC_CACHE;
+				counter_add(&r->n_cache_hits, 1);
+				query_complete(q);
+			} else if (q->use_cache && (lead = flight_find(r, q)) != NULL) {
+				q->follow_next = lead->followers;
+				lead->followers = q;
+				counter_add(&r->n_shared, 1);
 			} else {
+				if (q->use_cache)
+					flight_add(r, q);
 				send_query(q);
 			}
 		}
@@ -489,6 +590,7 @@ void dnsbl_resolver_stats(dnsbl_resolver_t *r, dnsbl_resolver_stats_t *st)
 	st->queries = __atomic_load_n(&r->n_queries, __ATOMIC_RELAXED);
 	st->cache_hits = __atomic_load_n(&r->n_cache_hits, __ATOMIC_RELAXED);
 	st->failures = __atomic_load_n(&r->n_failures, __ATOMIC_RELAXED);
+	st->shared = __atomic_load_n(&r->n_shared, __ATOMIC_RELAXED);
 	dnsbl_cache_usage(r->cache, &st->cache_entries, &st->cache_bytes);
 }
 
@@ -505,22 +607,7 @@ dnsbl_query_t *dnsbl_resolver_submit(dnsbl_resolver_t *r, dnsbl_batch_t *b, cons
 	q->use_cache = use_cache;
 	q->phase = DQ_TYPE_A;
 
-	long now = dnsbl_now_ms();
-	bool cached = false;
-	if (use_cache && dnsbl_cache_get(r->cache, qname, DQ_TYPE_A, now, &q->ans)) {
-		cached = true;
-		q->ans.has_txt = false;
-		if (q->ans.status == DQ_LISTED && want_txt) {
-			dnsbl_answer_t t;
-			if (dnsbl_cache_get(r->cache, qname, DQ_TYPE_TXT, now, &t)) {
-				q->ans.has_txt = t.has_txt;
-				memcpy(q->ans.txt, t.txt, sizeof(t.txt));
-			} else {
-				q->phase = DQ_TYPE_TXT; /* only the text is missing */
-				cached = false;
-			}
-		}
-	}
+	bool cached = use_cache && from_cache(r, q);
 	pthread_mutex_lock(&b->lock);
 	q->batch_next = b->queries;
 	b->queries = q;

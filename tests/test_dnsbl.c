@@ -341,17 +341,34 @@ static const char *unbound_path(void)
 	return access("/usr/sbin/unbound", X_OK) == 0 ? "/usr/sbin/unbound" : "unbound";
 }
 
-/* A loopback port nobody uses now (the kernel's choice; bound then released). */
-static int free_port(int type)
+/*
+ * A loopback port free now for both UDP and TCP (unbound binds both); the
+ * kernel's choice, bound then released, so a start can still lose a race:
+ * ub_start() retries.
+ */
+static int free_port(void)
 {
-	int s = socket(AF_INET, type, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
-	socklen_t l = sizeof(a);
-	getsockname(s, (struct sockaddr *)&a, &l);
-	close(s);
-	return ntohs(a.sin_port);
+	for (;;) {
+		int u = socket(AF_INET, SOCK_DGRAM, 0), t = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET,
+		                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		cr_assert_eq(bind(u, (struct sockaddr *)&a, sizeof(a)), 0);
+		socklen_t l = sizeof(a);
+		getsockname(u, (struct sockaddr *)&a, &l);
+		int ok = bind(t, (struct sockaddr *)&a, sizeof(a)) == 0;
+		close(u);
+		close(t);
+		if (ok)
+			return ntohs(a.sin_port);
+	}
 }
+
+/*
+ * Time bounds allow this much for scheduling on a busy 2-core machine;
+ * every bound it is added to is still far from what a broken deadline
+ * would cost.
+ */
+#define SLACK_MS 200
 
 /* The IPv6 client 2001:db8::25 as a nibble name under zone. */
 #define V6_LISTED "5.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2"
@@ -381,11 +398,29 @@ static const char ub_zones[] =
     "\tlocal-zone: \"quota.test.\" redirect\n"
     "\tlocal-data: \"quota.test. 300 IN A 127.0.0.2\"\n";
 
-static void ub_start(void)
+/* Is there a DNS server answering on port? Asks for 2.0.0.127.bl.test. */
+static bool dns_answers(int port)
 {
-	snprintf(ub_dir, sizeof(ub_dir), "/tmp/sift-dnsbl-XXXXXX");
-	cr_assert_not_null(mkdtemp(ub_dir));
-	ub_port = free_port(SOCK_DGRAM);
+	static const unsigned char query[] = {
+	    0x12, 0x34, 0x01, 0x00, 0, 1,   0,   0, 0,   0,   0,   0,   1, '2', 1, '0', 1, '0',
+	    3,    '1',  '2',  '7',  2, 'b', 'l', 4, 't', 'e', 's', 't', 0, 0,   1, 0,   1};
+	int us = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in ua = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {.tv_sec = 0, .tv_usec = 100000};
+	setsockopt(us, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	unsigned char buf[512];
+	sendto(us, query, sizeof(query), 0, (struct sockaddr *)&ua, sizeof(ua));
+	bool answered = recv(us, buf, sizeof(buf), 0) > 12;
+	close(us);
+	return answered;
+}
+
+/* Starts unbound on a fresh port; false when it exited (lost a port race). */
+static bool ub_try_start(void)
+{
+	ub_port = free_port();
 	char conf[512];
 	snprintf(conf, sizeof(conf), "%s/unbound.conf", ub_dir);
 	FILE *fp = fopen(conf, "w");
@@ -404,42 +439,33 @@ static void ub_start(void)
 		execl(unbound_path(), "unbound", "-d", "-c", conf, (char *)NULL);
 		_exit(127);
 	}
-	/* Ready when it answers on TCP (it listens on both); bounded to 5 s. */
-	for (int i = 0; i < 500; i++) {
-		int s = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in a = {.sin_family = AF_INET,
-		                        .sin_port = htons((uint16_t)ub_port),
-		                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		int ok = connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-		close(s);
-		if (ok)
-			break;
-		int st;
-		cr_assert_eq(waitpid(ub_pid, &st, WNOHANG), 0, "unbound exited (%s)",
-		             unbound_path());
-		usleep(10000);
-	}
 	/*
-	 * Accepting TCP is not answering yet: the first answers of a fresh
-	 * unbound can take a few hundred ms, so wait for a real one.
+	 * Ready when it answers a query (accepting TCP is not enough: the first
+	 * answers of a fresh unbound can take a few hundred ms); bounded to 5 s.
 	 */
-	static const unsigned char query[] = {
-	    0x12, 0x34, 0x01, 0x00, 0, 1,   0,   0, 0,   0,   0,   0,   1, '2', 1, '0', 1, '0',
-	    3,    '1',  '2',  '7',  2, 'b', 'l', 4, 't', 'e', 's', 't', 0, 0,   1, 0,   1};
-	int us = socket(AF_INET, SOCK_DGRAM, 0);
-	struct sockaddr_in ua = {.sin_family = AF_INET,
-	                         .sin_port = htons((uint16_t)ub_port),
-	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	struct timeval tv = {.tv_sec = 0, .tv_usec = 100000};
-	setsockopt(us, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	bool answered = false;
-	for (int i = 0; i < 50 && !answered; i++) {
-		unsigned char buf[512];
-		sendto(us, query, sizeof(query), 0, (struct sockaddr *)&ua, sizeof(ua));
-		answered = recv(us, buf, sizeof(buf), 0) > 12;
+	for (int i = 0; i < 50; i++) {
+		if (dns_answers(ub_port))
+			return true;
+		int st;
+		if (waitpid(ub_pid, &st, WNOHANG) == ub_pid) {
+			ub_pid = -1;
+			return false;
+		}
 	}
-	close(us);
-	cr_assert(answered, "unbound on port %d does not answer", ub_port);
+	cr_assert_fail("unbound (%s) on port %d does not answer within 5 s", unbound_path(),
+	               ub_port);
+	return false;
+}
+
+static void ub_start(void)
+{
+	snprintf(ub_dir, sizeof(ub_dir), "/tmp/sift-dnsbl-XXXXXX");
+	cr_assert_not_null(mkdtemp(ub_dir));
+	bool up = false;
+	for (int attempt = 0; attempt < 5 && !up; attempt++)
+		up = ub_try_start();
+	cr_assert(up, "unbound (%s) exited at start five times; see %s/unbound.log", unbound_path(),
+	          ub_dir);
 
 	/* A "nameserver" that takes queries and never answers. */
 	blackhole_fd = socket(AF_INET, SOCK_DGRAM, 0);
@@ -688,7 +714,8 @@ Test(dns, a_zone_that_never_answers_costs_at_most_the_deadline)
 	dnsbl_t *b = load_dns("dnsbl_list = dead ip dead.test any=5\n"
 	                      "dnsbl_list = bl ip bl.test 127.0.0.2=3.5:BL_SBL\n");
 	struct run r = run_msg(b, "192.0.2.2", NULL, NULL, NULL, NULL, 400);
-	cr_assert_leq(r.ms, 400 + 100, "took %ld ms", r.ms);
+	/* c-ares alone would wait 300 + 600 ms; the slack is for a loaded machine */
+	cr_assert_leq(r.ms, 400 + SLACK_MS, "took %ld ms", r.ms);
 	cr_assert_geq(r.ms, 350, "returned before the deadline (%ld ms)", r.ms);
 	cr_assert_not_null(find_hit(r.h, "BL_SBL"), "the list that answered still counts");
 	cr_assert_null(find_hit(r.h, "dead"));
@@ -712,7 +739,7 @@ Test(dns, a_nameserver_that_never_answers_costs_at_most_the_deadline)
 	cr_assert_not_null(b);
 	struct run r =
 	    run_msg(b, "192.0.2.2", "a.spam-helo.example", "x@spam-sender.co.uk", NULL, NULL, 300);
-	cr_assert_leq(r.ms, 300 + 100, "took %ld ms", r.ms);
+	cr_assert_leq(r.ms, 300 + SLACK_MS, "took %ld ms", r.ms);
 	cr_assert_eq(hits_count(r.h), 0);
 	msg_free(r.m);
 	long t0 = dnsbl_now_ms();
@@ -794,7 +821,7 @@ Test(dns, a_list_whose_test_entry_gets_no_answer_is_switched_off)
 	struct run r2 = run_msg(b, "192.0.2.2", NULL, NULL, NULL, NULL, 300);
 	cr_assert_not(dnsbl_list_enabled(b, 0));
 	struct run r3 = run_msg(b, "192.0.2.2", NULL, NULL, NULL, NULL, 2000);
-	cr_assert_lt(r3.ms, 100, "a switched-off list costs no wait (%ld ms)", r3.ms);
+	cr_assert_lt(r3.ms, SLACK_MS, "a switched-off list costs no wait (%ld ms)", r3.ms);
 	cr_assert_not_null(find_hit(r3.h, "BL_SBL"));
 	cr_assert(note_has(r3.h, "switched off"));
 	msg_free(r1.m);
@@ -850,13 +877,14 @@ Test(dns, many_threads_share_the_cache_and_the_resolver)
 	/* per message: the client, the HELO domain and the sender domain */
 	cr_assert_eq(st.lookups, THREADS * 200 * 3);
 	/*
-	 * 43 names (40 addresses, 2 domains, 1 TXT); lookups racing for a name
-	 * before its first answer each ask (there is no in-flight sharing), so
-	 * allow for that, but the cache must answer the great majority.
+	 * 42 names (40 addresses, 2 domains) and 3 TXT records (of the three
+	 * addresses that answer): lookups racing for a name before its first
+	 * answer wait for the one query in flight, so each is asked once; the
+	 * cache and the sharing answer the rest.
 	 */
-	cr_assert_leq(st.dns_queries, 43 * THREADS, "queries %lu", (unsigned long)st.dns_queries);
-	cr_assert_geq(st.cache_hits + st.dns_queries, THREADS * 200 * 3);
-	cr_assert_geq(st.cache_hits, THREADS * 200 * 3 - 43 * THREADS);
+	cr_assert_eq(st.dns_queries, 45, "queries %lu", (unsigned long)st.dns_queries);
+	cr_assert_eq(st.cache_hits + st.dns_shared + 42, THREADS * 200 * 3, "hits %lu shared %lu",
+	             (unsigned long)st.cache_hits, (unsigned long)st.dns_shared);
 	dnsbl_release(b);
 }
 
@@ -917,7 +945,7 @@ Test(dns, a_local_file_answers_without_any_dns)
 	cr_assert(strstr(x->detail, "via file " TEST_DATADIR "/dnsbl/ip4set.txt"), "%s", x->detail);
 	cr_assert(strstr(x->detail, "ip=192.0.2.1"), "%s", x->detail);
 	cr_assert_not_null(y);
-	cr_assert_lt(r.ms, 200, "no network wait: %ld ms", r.ms);
+	cr_assert_lt(r.ms, SLACK_MS, "no network wait: %ld ms", r.ms);
 	dnsbl_stats_t st;
 	dnsbl_get_stats(b, &st);
 	cr_assert_eq(st.dns_queries, 0);
