@@ -187,6 +187,9 @@ typedef struct rules_stats {
 } rules_stats_t;
 
 void rules_stats(const rules_t *r, rules_stats_t *s);
+/* Rule i's RULES_T_* type (-1 if only referenced), and whether it runs at all. */
+int rules_type(const rules_t *r, size_t i);
+bool rules_runs(const rules_t *r, size_t i);
 const char *rules_type_name(int type);
 /* Prints the per-type counts, one line each (for `sift lint`). */
 void rules_print_stats(const rules_t *r, FILE *fp);

@@ -19,6 +19,11 @@
 
 #include "rules_int.h"
 
+/* The build defines it (Makefile.am); stand-alone builds (fuzzing) get a default. */
+#ifndef SIFT_RULESDIR
+#define SIFT_RULESDIR "/usr/local/share/sift/rules"
+#endif
+
 #define RULES_DEFAULT_MATCH_LIMIT 1000000u
 #define RULES_DEFAULT_DEPTH_LIMIT 50000u
 #define RULES_DEFAULT_JIT_STACK_BYTES (1024u * 1024)
@@ -735,7 +740,8 @@ rules_t *rules_load(const char *const *paths, size_t n, const rules_opts_t *o, d
 	for (size_t i = 0; i < n; i++)
 		if (rules_parse_file(r, ps, paths[i], d) < 0)
 			rc = -1;
-	rules_parse_end(r, ps, d);
+	if (rules_parse_end(r, ps, d) < 0)
+		rc = -1;
 	if (rc == 0)
 		rc = rules_finish(r, d);
 	if (rc < 0) {
@@ -750,7 +756,8 @@ rules_t *rules_load_text(const char *name, const char *text, const rules_opts_t 
 	rules_t *r = rules_new(o);
 	void *ps = rules_parse_begin(r);
 	int rc = rules_parse_text(r, ps, name, text, d);
-	rules_parse_end(r, ps, d);
+	if (rules_parse_end(r, ps, d) < 0)
+		rc = -1;
 	if (rc == 0)
 		rc = rules_finish(r, d);
 	if (rc < 0) {
@@ -821,6 +828,16 @@ long rules_find(const rules_t *r, const char *name)
 double rules_score(const rules_t *r, size_t i)
 {
 	return i < r->n ? r->v[i].score : 0;
+}
+
+int rules_type(const rules_t *r, size_t i)
+{
+	return i < r->n && r->v[i].defined ? r->v[i].type : -1;
+}
+
+bool rules_runs(const rules_t *r, size_t i)
+{
+	return i < r->n && r->v[i].defined && !r->v[i].skipped && !r->v[i].disabled;
 }
 
 void rules_stats(const rules_t *r, rules_stats_t *s)

@@ -24,6 +24,9 @@
 #define RULES_MAX_INCLUDE_DEPTH 16
 #define RULES_MAX_FILE_BYTES (64u * 1024 * 1024)
 #define RULES_REPLACE_PASSES 6
+/* SpamAssassin's largest pattern after ReplaceTags is ~90 KiB; tags that
+ * expand into tags could otherwise grow a pattern without bound. */
+#define RULES_MAX_PATTERN_BYTES (512u * 1024)
 
 /* What "if" expressions see (SpamAssassin 4.0.1 on Perl 5.36). */
 #define RULES_SA_VERSION 4.000001
@@ -153,6 +156,7 @@ static void kv_free(struct kvlist *l)
 
 void *rules_parse_begin(rules_t *r)
 {
+	(void)r;
 	struct pstate *ps = calloc(1, sizeof(*ps));
 	if (ps == NULL)
 		abort();
@@ -447,7 +451,7 @@ static const char *type_word(int type)
 /* Resets a rule for a (re)definition: SpamAssassin lets a later line win. */
 static struct rule *define_rule(struct ctx *c, const char *name, int type)
 {
-	size_t i = rules_intern_rule(c->r, name);
+	size_t i = rules_intern_rule(c->r, name); /* may move c->r->v */
 	struct rule *ru = &c->r->v[i];
 	free(ru->pattern);
 	free(ru->hdr_name);
@@ -648,7 +652,8 @@ static int set_score(struct ctx *c, const char *name, const char *rest)
 		diag_error(c->d, c->file, c->line, "score %s: expected 1 to 4 numbers", name);
 		return -1;
 	}
-	struct rule *ru = &c->r->v[rules_intern_rule(c->r, name)];
+	size_t idx = rules_intern_rule(c->r, name); /* may move c->r->v */
+		struct rule *ru = &c->r->v[idx];
 	ru->has_score = true;
 	/* Sift always runs Bayes and network tests: SpamAssassin's score set 3. */
 	ru->score = n == 4 ? v[3] : v[0];
@@ -657,7 +662,8 @@ static int set_score(struct ctx *c, const char *name, const char *rest)
 
 static int set_tflags(struct ctx *c, const char *name, const char *rest)
 {
-	struct rule *ru = &c->r->v[rules_intern_rule(c->r, name)];
+	size_t idx = rules_intern_rule(c->r, name); /* may move c->r->v */
+		struct rule *ru = &c->r->v[idx];
 	ru->tflags = 0;
 	ru->maxhits = 0;
 	char tok[64];
@@ -772,7 +778,8 @@ static int directive(struct ctx *c, char *line)
 			return set_score(c, name, rest);
 		if (dir[0] == 't')
 			return set_tflags(c, name, rest);
-		struct rule *ru = &c->r->v[rules_intern_rule(c->r, name)];
+		size_t idx = rules_intern_rule(c->r, name); /* may move c->r->v */
+		struct rule *ru = &c->r->v[idx];
 		if (dir[0] == 'd') {
 			free(ru->desc);
 			ru->desc = xstrdup(rest);
@@ -988,6 +995,11 @@ int rules_parse_file(rules_t *r, void *state, const char *path, diag_t *d)
 		free(names);
 		return rc;
 	}
+	if (!S_ISREG(st.st_mode)) {
+		/* a FIFO or device would block or never end */
+		diag_error(d, path, 0, "not a regular file or directory");
+		return -1;
+	}
 	char *text = read_file(path, d);
 	if (text == NULL)
 		return -1;
@@ -1050,32 +1062,32 @@ static void sb_add(struct strbuf *b, const char *p, size_t n)
 /* Finds "<word ARG>" (start/end strings), removes it, returns ARG (malloc'd). */
 static char *take_modifier(struct pstate *ps, char **re, const char *word)
 {
+	/* one search for the whole opening ("<pre "), so this stays linear */
 	size_t sl = strlen(ps->start), wl = strlen(word);
-	for (char *p = strstr(*re, ps->start); p; p = strstr(p + 1, ps->start)) {
-		if (strncmp(p + sl, word, wl) != 0 || p[sl + wl] != ' ')
-			continue;
-		char *arg = p + sl + wl + 1;
-		char *e = strstr(arg + 1, ps->end);
-		if (e == NULL || e == arg)
-			return NULL;
-		char *val = xstrndup(arg, (size_t)(e - arg));
-		memmove(p, e + strlen(ps->end), strlen(e + strlen(ps->end)) + 1);
-		return val;
-	}
-	return NULL;
-}
-
-/* Position of the first start...end tag (at least one char inside) in s, or NULL. */
-static const char *find_tag(struct pstate *ps, const char *s, size_t *taglen)
-{
-	const char *p = strstr(s, ps->start);
+	char *needle = xrealloc(NULL, sl + wl + 2);
+	snprintf(needle, sl + wl + 2, "%s%s ", ps->start, word);
+	char *p = strstr(*re, needle);
+	free(needle);
 	if (p == NULL)
 		return NULL;
-	const char *e = strstr(p + strlen(ps->start) + 1, ps->end);
+	char *arg = p + sl + wl + 1;
+	char *e = *arg ? strstr(arg + 1, ps->end) : NULL;
 	if (e == NULL)
 		return NULL;
-	*taglen = (size_t)(e + strlen(ps->end) - p);
-	return p;
+	char *val = xstrndup(arg, (size_t)(e - arg));
+	memmove(p, e + strlen(ps->end), strlen(e + strlen(ps->end)) + 1);
+	return val;
+}
+
+/* Is the piece [s, s+n) exactly start + NAME + end? Then NAME's length. */
+static bool tag_name(struct pstate *ps, const char *s, size_t n, size_t *name_len)
+{
+	size_t sl = strlen(ps->start), el = strlen(ps->end);
+	if (n < sl + el + 1 || strncmp(s, ps->start, sl) != 0 ||
+	    strncmp(s + n - el, ps->end, el) != 0)
+		return false;
+	*name_len = n - sl - el;
+	return true;
 }
 
 /*
@@ -1130,13 +1142,10 @@ static char *replace_tags(struct pstate *ps, const char *pattern)
 			/* tag piece [t, t+tl) */
 			if (pre)
 				sb_add(&out, pre, strlen(pre));
-			size_t inner_len;
-			const char *tag = find_tag(ps, t, &inner_len);
+			size_t name_len;
 			const char *rep = NULL;
-			if (tag == t && inner_len == tl) {
-				size_t sl = strlen(ps->start), el = strlen(ps->end);
-				rep = kv_get(&ps->tags, t + sl, tl - sl - el);
-			}
+			if (tag_name(ps, t, tl, &name_len))
+				rep = kv_get(&ps->tags, t + strlen(ps->start), name_len);
 			if (rep != NULL && *rep) {
 				sb_add(&out, rep, strlen(rep));
 				const char *q = strchr(rep, '<');
@@ -1159,7 +1168,7 @@ static char *replace_tags(struct pstate *ps, const char *pattern)
 		}
 		free(re);
 		re = out.s ? out.s : xstrdup("");
-		if (!again)
+		if (!again || out.n > RULES_MAX_PATTERN_BYTES)
 			break;
 	}
 	return re;
@@ -1168,6 +1177,7 @@ static char *replace_tags(struct pstate *ps, const char *pattern)
 int rules_parse_end(rules_t *r, void *state, diag_t *d)
 {
 	struct pstate *ps = state;
+	int rc = 0;
 	for (size_t i = 0; i < ps->nreplace; i++) {
 		long idx = rules_lookup(r, ps->replace_rules[i]);
 		if (idx < 0)
@@ -1178,6 +1188,12 @@ int rules_parse_end(rules_t *r, void *state, diag_t *d)
 		char *np = replace_tags(ps, ru->pattern);
 		free(ru->pattern);
 		ru->pattern = np;
+		if (strlen(np) > RULES_MAX_PATTERN_BYTES) {
+			diag_error(d, ru->file, ru->line,
+				   "%s rule %s: pattern longer than %u bytes after tag replacement",
+				   rules_type_name(ru->type), ru->name, RULES_MAX_PATTERN_BYTES);
+			rc = -1;
+		}
 	}
 	for (size_t i = 0; i < ps->nwarned; i++)
 		free(ps->warned[i]);
@@ -1192,7 +1208,7 @@ int rules_parse_end(rules_t *r, void *state, diag_t *d)
 	free(ps->start);
 	free(ps->end);
 	free(ps);
-	return 0;
+	return rc;
 }
 
 /* ---------------------------------------------------------------- meta expressions */

@@ -33,7 +33,7 @@ mime)
 rules)
 	srcs="milter/rules*.c milter/mime.c milter/mime_html.c milter/msg.c milter/hits.c
 	      milter/arena.c milter/diag.c milter/conf.c milter/log.c"
-	libs="$(pkg-config --libs libpcre2-8 2>/dev/null) $(pkg-config --libs libhs 2>/dev/null)"
+	libs="$(pkg-config --libs libpcre2-8 libpsl 2>/dev/null) $(pkg-config --libs libhs 2>/dev/null)"
 	;;
 *)
 	echo "$0: unknown target '$target'" >&2
