@@ -108,6 +108,8 @@ typedef struct rep_config {
 	long ttl_s;         /* rep_ttl: idle entities expire */
 	long queue_max;     /* rep_queue_max: buffered writes */
 	long url_max;       /* rep_url_domains_max */
+	long cache_ms;      /* rep_cache_time: reader's cache of counts, 0 = off */
+	long cache_entries; /* rep_cache_entries */
 	char mirror_dir[1024]; /* block_mirror, default <state_dir>/blockmirror */
 	bool mirror_explicit;  /* block_mirror was configured */
 	long stream_max;       /* block_stream_max: entries kept in the stream */

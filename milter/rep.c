@@ -77,6 +77,8 @@ int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *
 	rc->ttl_s = v / 1000;
 	bad |= conf_long(c, "rep_queue_max", 10000, 1, 10000000, &rc->queue_max, d);
 	bad |= conf_long(c, "rep_url_domains_max", 8, 0, READ_MAX_KEYS - 4, &rc->url_max, d);
+	bad |= conf_ms(c, "rep_cache_time", 30000, 0, 3600000, &rc->cache_ms, d);
+	bad |= conf_long(c, "rep_cache_entries", 4096, 1, 1 << 24, &rc->cache_entries, d);
 	bad |= conf_str(c, "block_mirror", NULL, &mirror, d);
 	bad |= conf_long(c, "block_stream_max", 100000, 100, 100000000, &rc->stream_max, d);
 	bad |= conf_ms(c, "block_sync_wait", 500, 10, 60000, &rc->sync_wait_ms, d);
@@ -286,6 +288,28 @@ static rep_link_t *pick_read_link(rep_link_t *replica, rep_link_t *primary)
 	return primary;
 }
 
+/*
+ * The reader's cache of counts, private to the reader thread (so no lock):
+ * direct-mapped by key hash, a collision simply replaces. On a thin link
+ * most messages repeat a few domains (the big mailbox providers, a spam
+ * run's URL); within rep_cache_time they cost no round trip at all. The
+ * price is counts up to that old, this node's own latest verdicts included.
+ */
+struct cache_slot {
+	long fetched_ms; /* 0: empty */
+	bool found;
+	rep_counts_t c;
+	char key[REP_KEY_MAX_BYTES];
+};
+
+static size_t key_hash(const char *k)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (; *k; k++)
+		h = (h ^ (unsigned char)*k) * 1099511628211ull;
+	return (size_t)h;
+}
+
 static void *reader_main(void *arg)
 {
 	struct rep_rt *rt = arg;
@@ -299,6 +323,10 @@ static void *reader_main(void *arg)
 		rt_link_conf(rt, true, &lc);
 		replica = rep_link_new(&lc);
 	}
+	size_t ncache = rt->cfg.cache_ms > 0 ? (size_t)rt->cfg.cache_entries : 0;
+	struct cache_slot *cache = ncache ? calloc(ncache, sizeof(*cache)) : NULL;
+	if (cache == NULL)
+		ncache = 0;
 	for (;;) {
 		struct rep_read *batch[READ_BATCH];
 		size_t nb = 0;
@@ -321,13 +349,26 @@ static void *reader_main(void *arg)
 		const char *keys[READ_BATCH * READ_MAX_KEYS];
 		rep_counts_t c[READ_BATCH * READ_MAX_KEYS];
 		bool found[READ_BATCH * READ_MAX_KEYS];
+		uint8_t from_cache[READ_BATCH][READ_MAX_KEYS];
 		size_t nk = 0;
 		long now = now_ms();
 		for (size_t i = 0; i < nb; i++) {
 			if (batch[i]->not_after_ms < now)
 				continue; /* its message stopped waiting */
-			for (size_t k = 0; k < batch[i]->n; k++)
-				keys[nk++] = batch[i]->keys[k];
+			for (size_t k = 0; k < batch[i]->n; k++) {
+				struct rep_read *r = batch[i];
+				struct cache_slot *cs =
+				    ncache ? &cache[key_hash(r->keys[k]) % ncache] : NULL;
+				from_cache[i][k] = cs && cs->fetched_ms &&
+				                   now - cs->fetched_ms < rt->cfg.cache_ms &&
+				                   strcmp(cs->key, r->keys[k]) == 0;
+				if (from_cache[i][k]) {
+					r->c[k] = cs->c;
+					r->found[k] = cs->found;
+				} else {
+					keys[nk++] = r->keys[k];
+				}
+			}
 		}
 		int rc = 0;
 		if (nk > 0) {
@@ -338,20 +379,38 @@ static void *reader_main(void *arg)
 		nk = 0;
 		for (size_t i = 0; i < nb; i++) {
 			struct rep_read *r = batch[i];
-			if (r->not_after_ms < now || rc < 0) {
-				__atomic_add_fetch(&rt->reads_failed, 1, __ATOMIC_RELAXED);
+			if (r->not_after_ms < now) {
 				read_finish(r, 2);
-			} else {
-				for (size_t k = 0; k < r->n; k++, nk++) {
-					r->c[k] = c[nk];
-					r->found[k] = found[nk];
-				}
-				__atomic_add_fetch(&rt->reads_ok, 1, __ATOMIC_RELAXED);
-				read_finish(r, 1);
+				read_unref(r);
+				continue;
 			}
+			bool complete = true;
+			for (size_t k = 0; k < r->n; k++) {
+				if (from_cache[i][k])
+					continue;
+				if (rc < 0) {
+					complete = false;
+					nk++;
+					continue;
+				}
+				r->c[k] = c[nk];
+				r->found[k] = found[nk];
+				if (ncache) {
+					struct cache_slot *cs = &cache[key_hash(keys[nk]) % ncache];
+					cs->fetched_ms = now;
+					cs->found = found[nk];
+					cs->c = c[nk];
+					snprintf(cs->key, sizeof(cs->key), "%s", keys[nk]);
+				}
+				nk++;
+			}
+			__atomic_add_fetch(complete ? &rt->reads_ok : &rt->reads_failed, 1,
+			                   __ATOMIC_RELAXED);
+			read_finish(r, complete ? 1 : 2);
 			read_unref(r);
 		}
 	}
+	free(cache);
 	rep_link_free(primary);
 	rep_link_free(replica);
 	return NULL;
@@ -508,12 +567,13 @@ static void rt_unref(struct rep_rt *rt)
 static char *rt_signature(const rep_config_t *rc, bool offline)
 {
 	char buf[4096];
-	int n =
-	    snprintf(buf, sizeof(buf), "%d|%s|%s|%s|%s|%s|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%s|%ld",
-	             offline, rc->server ? rc->server : "", rc->replica ? rc->replica : "",
-	             rc->master_name, rc->password ? rc->password : "", rc->prefix, rc->db,
-	             rc->timeout_ms, rc->breaker_failures, rc->breaker_open_ms, rc->backoff_max_ms,
-	             rc->half_life_s, rc->ttl_s, rc->queue_max, rc->mirror_dir, rc->sync_wait_ms);
+	int n = snprintf(buf, sizeof(buf),
+	                 "%d|%s|%s|%s|%s|%s|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%s|%ld|%ld|%ld",
+	                 offline, rc->server ? rc->server : "", rc->replica ? rc->replica : "",
+	                 rc->master_name, rc->password ? rc->password : "", rc->prefix, rc->db,
+	                 rc->timeout_ms, rc->breaker_failures, rc->breaker_open_ms,
+	                 rc->backoff_max_ms, rc->half_life_s, rc->ttl_s, rc->queue_max,
+	                 rc->mirror_dir, rc->sync_wait_ms, rc->cache_ms, rc->cache_entries);
 	for (size_t i = 0; i < rc->n_sentinels && n > 0 && (size_t)n < sizeof(buf); i++)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "|%s", rc->sentinels[i]);
 	return strdup(buf);

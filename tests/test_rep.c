@@ -1315,3 +1315,39 @@ Test(rep_nodes, without_redis_the_local_mirror_still_answers)
 	rmtree(dir);
 	free(dir);
 }
+
+static long long hmget_calls(struct server *s)
+{
+	redisReply *r = side(s, "INFO commandstats");
+	const char *p = strstr(r->str, "cmdstat_hmget:calls=");
+	long long n = p ? atoll(p + strlen("cmdstat_hmget:calls=")) : 0;
+	freeReplyObject(r);
+	return n;
+}
+
+Test(rep_nodes, repeated_entities_are_served_from_the_cache, .timeout = 30)
+{
+	NEED_REDIS();
+	struct server s;
+	struct node a = {0}, b = {0};
+	server_new(&s, NULL);
+	node_load(&a, &s, NULL);
+	node_load(&b, &s, "rep_cache_time = 0\n");
+	long long calls[4];
+	for (int i = 0; i < 4; i++) {
+		msg_t *m = msg_new(1 << 20);
+		calls[i] = hmget_calls(&s);
+		/* Scored 2: neither spam nor ham, so no write (the Lua script HMGETs too). */
+		node_msg(i < 2 ? &a : &b, m, "192.0.2.90", 2, NULL);
+		msg_free(m);
+	}
+	long long end = hmget_calls(&s);
+	cr_assert_eq(calls[1] - calls[0], 4, "ip, net, MAIL FROM and From domains read once");
+	cr_assert_eq(calls[2] - calls[1], 0, "and then served from the cache");
+	cr_assert_eq(calls[3] - calls[2], 4, "without a cache, every message reads (%lld)",
+	             calls[3] - calls[2]);
+	cr_assert_eq(end - calls[3], 4);
+	node_free(&a);
+	node_free(&b);
+	server_free(&s);
+}
