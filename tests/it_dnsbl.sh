@@ -187,6 +187,10 @@ check "milter: a listed client IP is rejected" [ "$(field listed clean.eml 2)" =
 check "milter: with a 550 reply" has "$(field listed clean.eml 3)" "550"
 check "milter: logged with the list's rule" \
 	grep -q "queue_id=listed00000000 ip=192.0.2.2 .*action=reject rules=.*BL_SBL" "$LOG"
+mc auth 192.0.2.2 -a alice "$DATA/clean.eml"
+check "milter: the same listed IP, SASL-authenticated ({auth_authen}), is accepted" \
+	[ "$(field auth clean.eml 2)" = accept ]
+check "milter: and not scored by the lists" hasnt "$(field auth clean.eml 4)" "BL_SBL"
 mc unlisted 192.0.2.200 "$DATA/clean.eml"
 check "milter: an unlisted client is accepted" [ "$(field unlisted clean.eml 2)" = accept ]
 check "milter: without dnsbl hits" hasnt "$(field unlisted clean.eml 4)" "BL_"
