@@ -77,7 +77,7 @@ int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *
 	rc->ttl_s = v / 1000;
 	bad |= conf_long(c, "rep_queue_max", 10000, 1, 10000000, &rc->queue_max, d);
 	bad |= conf_long(c, "rep_url_domains_max", 8, 0, READ_MAX_KEYS - 4, &rc->url_max, d);
-	bad |= conf_ms(c, "rep_cache_time", 30000, 0, 3600000, &rc->cache_ms, d);
+	bad |= conf_ms(c, "rep_cache_time", 10000, 0, 3600000, &rc->cache_ms, d);
 	bad |= conf_long(c, "rep_cache_entries", 4096, 1, 1 << 24, &rc->cache_entries, d);
 	bad |= conf_str(c, "block_mirror", NULL, &mirror, d);
 	bad |= conf_long(c, "block_stream_max", 100000, 100, 100000000, &rc->stream_max, d);

@@ -72,6 +72,8 @@ redis_backoff_max = 500ms
 rep_min_observations = 3
 rep_max_score = 4
 block_sync_wait = 200ms
+# short: the test reads counts right after other nodes changed them
+rep_cache_time = 300ms
 $2
 EOF
 }
