@@ -466,7 +466,6 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 	l->txt = false;
 	l->ipv6 = true;
 	l->checks = CHECK_MAILFROM | CHECK_HELO | CHECK_FROM;
-	bool saw_check = false, saw_ipv6 = false;
 	int bad = 0;
 	char *t;
 	while ((t = strtok_r(NULL, " \t", &save)) != NULL) {
@@ -518,7 +517,6 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 			ok = conf_parse_bool(v, &l->txt) == 0;
 		} else if (strcmp(t, "ipv6") == 0) {
 			ok = conf_parse_bool(v, &l->ipv6) == 0 && l->kind == KIND_IP;
-			saw_ipv6 = true;
 		} else if (strcmp(t, "test_listed") == 0 || strcmp(t, "test_unlisted") == 0) {
 			ok = valid_test_entry(l, v);
 			char **slot = t[5] == 'l' ? &l->test_listed : &l->test_unlisted;
@@ -527,7 +525,6 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 				*slot = xstrdup(v);
 			}
 		} else if (strcmp(t, "check") == 0) {
-			saw_check = true;
 			l->checks = 0;
 			char *vv = xstrdup(v), *s2 = NULL;
 			for (char *w = strtok_r(vv, ",", &s2); w; w = strtok_r(NULL, ",", &s2)) {
@@ -553,15 +550,13 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 			continue;
 		}
 		if (!ok) {
+			bool wrong_kind = (strcmp(t, "check") == 0 && l->kind != KIND_DOMAIN) ||
+			                  (strcmp(t, "ipv6") == 0 && l->kind != KIND_IP);
 			diag_error(d, file, line, "dnsbl_list %s: bad %s=%s%s", l->name, t, v,
-			           (strcmp(t, "check") == 0 && l->kind != KIND_DOMAIN) ||
-			                   (saw_ipv6 && l->kind != KIND_IP && t[0] == 'i')
-			               ? " (not for this kind of list)"
-			               : "");
+			           wrong_kind ? " (not for this kind of list)" : "");
 			bad++;
 		}
 	}
-	(void)saw_check;
 	if (bad)
 		goto out;
 	if (l->ncodes == 0) {
