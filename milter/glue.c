@@ -12,6 +12,7 @@
 #include <libmilter/mfapi.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -328,6 +329,32 @@ static struct smfiDesc glue_desc = {
     .xxfi_negotiate = glue_negotiate,
 };
 
+/*
+ * libmilter writes each header change and the final reply as separate
+ * small writes; on TCP, Nagle's algorithm holds the later ones until the
+ * MTA's delayed ACK, about 40 ms per message. libmilter does not expose its
+ * listening socket, so it is found among the open descriptors; sockets it
+ * accepts inherit TCP_NODELAY from it (Linux).
+ */
+#define GLUE_MAX_FD_SCAN 1024
+static void glue_nodelay_listener(void)
+{
+	for (int fd = 3; fd < GLUE_MAX_FD_SCAN; fd++) {
+		int listening = 0, one = 1;
+		socklen_t l = sizeof(listening);
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l) < 0 || !listening)
+			continue;
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+		    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+			continue;
+		if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+			log_msg(LOG_L_WARNING, "cannot set TCP_NODELAY on the milter socket: %s",
+				strerror(errno));
+	}
+}
+
 int glue_open(const scan_settings_t *s, char *err, size_t err_len)
 {
 	if (smfi_setconn((char *)s->socket) != MI_SUCCESS) {
@@ -346,6 +373,7 @@ int glue_open(const scan_settings_t *s, char *err, size_t err_len)
 		snprintf(err, err_len, "cannot open socket '%s': %s", s->socket, strerror(errno));
 		return -1;
 	}
+	glue_nodelay_listener();
 	return 0;
 }
 

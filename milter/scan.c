@@ -136,22 +136,21 @@ scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env_in, d
 	size_t before = diag_errors(d);
 	scan_settings_read(c, &g->settings, d);
 	verdict_policy_read(c, &g->policy, d);
-	if (diag_errors(d) > before)
-		goto fail;
+	/*
+	 * Every module reads its keys even after an error elsewhere, so one
+	 * run of `sift lint` (or one refused reload) reports every mistake,
+	 * unknown keys included, not just the first.
+	 */
 	ev_env_t env = *env_in;
 	env.state_dir = g->settings.state_dir;
-	for (size_t i = 0; i < SCAN_N_MODULES; i++) {
-		size_t e = diag_errors(d);
+	for (size_t i = 0; i < SCAN_N_MODULES; i++)
 		g->mod[i] = scan_modules[i]->load(c, prev ? prev->mod[i] : NULL, &env, d);
-		if (diag_errors(d) > e)
-			goto fail;
+	conf_check_unknown(c, d);
+	if (diag_errors(d) > before) {
+		scan_gen_unref(g);
+		return NULL;
 	}
-	if (conf_check_unknown(c, d) > 0)
-		goto fail;
 	return g;
-fail:
-	scan_gen_unref(g);
-	return NULL;
 }
 
 const scan_settings_t *scan_gen_settings(const scan_gen_t *g) { return &g->settings; }

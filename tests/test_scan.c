@@ -135,3 +135,20 @@ Test(scan, relative_pid_file_lives_in_the_state_dir, .init = setup, .fini = tear
 	scan_gen_unref(g);
 	diag_free(d);
 }
+
+Test(scan, every_error_is_reported_not_just_the_first, .init = setup, .fini = teardown)
+{
+	diag_t *d = diag_new();
+	scan_gen_t *g = gen_from("rules = /nonexistent/rules.cf\nno_such_key = 1\n", d);
+	cr_assert_null(g);
+	bool rules_err = false, key_err = false;
+	for (size_t i = 0; i < diag_count(d); i++) {
+		if (strstr(diag_text(d, i), "/nonexistent/rules.cf"))
+			rules_err = true;
+		if (strstr(diag_text(d, i), "test.conf:4: unknown key 'no_such_key'"))
+			key_err = true;
+	}
+	cr_assert(rules_err);
+	cr_assert(key_err);
+	diag_free(d);
+}
