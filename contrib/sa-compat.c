@@ -54,7 +54,8 @@ int main(int argc, char **argv)
 		(t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
 	if (r == NULL)
 		return 1;
-	rules_print_stats(r, stdout);
+	/* with messages, stdout carries only their lines */
+	rules_print_stats(r, optind < argc ? stderr : stdout);
 	if (runnable != NULL) {
 		FILE *fp = fopen(runnable, "w");
 		if (fp == NULL) {

@@ -45,7 +45,7 @@ fi
 [ -f "$builddir/libsift.a" ] || { echo "$0: no libsift.a in $builddir (use -b)" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sa-compat.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+[ -n "${SA_COMPAT_KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
 
 # shellcheck disable=SC2046 # pkg-config output is a list of flags
 ${CC:-cc} -O2 -I"$top/include" -I"$builddir" "$top/contrib/sa-compat.c" "$builddir/libsift.a" \
@@ -91,18 +91,28 @@ pick() {
 done >"$work/files"
 
 # One mbox, one SpamAssassin process: its start-up dominates otherwise.
+# SpamAssassin sorts an mbox by date: a numbered field keeps track of each message.
+i=0
 while read -r f; do
+	i=$((i + 1))
 	echo "From sa-compat@localhost Thu Jan  1 00:00:00 1970"
+	echo "X-Sift-Compat-Id: $i"
 	sed 's/^\(>*From \)/>\1/' "$f"
 	echo
 done <"$work/files" >"$work/mbox"
 echo "== comparing on $(wc -l <"$work/files") messages (spamassassin -L, same rules)"
-spamassassin -L --mbox --configpath="$sadir" --siteconfigpath="$work/nosite" \
+spamassassin -L --mbox --configpath="$sadir" \
 	<"$work/mbox" 2>/dev/null |
-	awk '/^X-Spam-Status:/ { s = $0; on = 1; next }
-	     on && /^[ \t]/ { s = s $0; next }
-	     on { on = 0; sub(/.*tests=/, "", s); sub(/[ \t]+autolearn=.*/, "", s);
-		  gsub(/[ \t]/, "", s); if (s == "none") s = ""; print s }' >"$work/sa.txt"
+	awk 'function flush() { if (msg) { sub(/.*tests=/, "", s); sub(/[ \t]+autolearn=.*/, "", s);
+				gsub(/[ \t]/, "", s); if (s == "none") s = ""; print id "\t" s }
+				s = ""; on = 0; id = 0 }
+	     /^From sa-compat@localhost / { flush(); msg = 1; hdr = 1; got = 0; next }
+	     !id && /^X-Sift-Compat-Id: / { id = $2 } # report_safe wraps spam: not in the header
+	     hdr && /^$/ { hdr = 0; on = 0; next }
+	     hdr && on && /^[ \t]/ { s = s $0; next }
+	     hdr { on = 0 }
+	     hdr && !got && /^X-Spam-Status:/ { s = $0; on = 1; got = 1 }
+	     END { flush() }' | sort -n | cut -f2 >"$work/sa.txt"
 xargs "$work/sa-compat" "$sadir" <"$work/files" 2>/dev/null | cut -f2 >"$work/sift.txt"
 
 if [ "$(wc -l <"$work/sa.txt")" -ne "$(wc -l <"$work/files")" ]; then
@@ -128,8 +138,9 @@ paste "$work/sa.txt" "$work/sift.txt" | awk -F'\t' -v run="$work/runnable" '
 		printf "  (SpamAssassin hits of rules Sift does not run - eval, DNS, plugins: %d)\n", other
 		if (both + only_sa > 0) printf "  Sift finds %.1f%% of SpamAssassin'"'"'s hits", 100 * both / (both + only_sa)
 		if (both + only_us > 0) printf "; %.1f%% of Sift'"'"'s hits agree\n", 100 * both / (both + only_us)
-		print "  most frequent disagreements (rule: SpamAssassin-only / Sift-only):"
-		for (r in osa) d[r] = 1
-		for (r in ous) d[r] = 1
-		for (r in d) printf "    %-28s %4d / %4d\n", r, osa[r], ous[r] | "sort -k2 -rn -k4 -rn | head -n 15"
+		print "  hit by SpamAssassin only (rule, messages):"
+		for (r in osa) printf "    %-28s %4d\n", r, osa[r] | "sort -k2 -rn | head -n 12"
+		close("sort -k2 -rn | head -n 12")
+		print "  hit by Sift only (rule, messages):"
+		for (r in ous) printf "    %-28s %4d\n", r, ous[r] | "sort -k2 -rn | head -n 12"
 	}'

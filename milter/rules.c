@@ -520,8 +520,9 @@ static bool name_is_sub(const char *name)
 static size_t hkey_intern(rules_t *r, const char *name, unsigned mods, bool mime)
 {
 	for (size_t i = 0; i < r->nhkeys; i++)
+		/* case matters: "MESSAGEID" is a pseudo-field, "MessageID" a (bad) field name */
 		if (r->hkeys[i].mods == mods && r->hkeys[i].mime == mime &&
-		    strcasecmp(r->hkeys[i].name, name) == 0)
+		    strcmp(r->hkeys[i].name, name) == 0)
 			return i;
 	r->hkeys = xrealloc(r->hkeys, (r->nhkeys + 1) * sizeof(*r->hkeys));
 	r->hkeys[r->nhkeys] = (struct hkey){.name = xstrdup(name), .mods = mods, .mime = mime};
