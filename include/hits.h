@@ -52,6 +52,14 @@ void hits_note(hits_t *h, const char *source, const char *fmt, ...)
 size_t hits_note_count(const hits_t *h);
 const char *hits_note_at(const hits_t *h, size_t i, const char **source);
 
+/*
+ * A reason to quote in an SMTP rejection (a DNS list's TXT record, say).
+ * Of several offers the one backed by the highest score is kept. The text
+ * is copied; hits_reason() returns NULL when none was offered.
+ */
+void hits_offer_reason(hits_t *h, double score, const char *text);
+const char *hits_reason(const hits_t *h);
+
 /* Named numbers (e.g. "bayes_prob"); a second set replaces the first. */
 void hits_set_metric(hits_t *h, const char *key, double value);
 bool hits_metric(const hits_t *h, const char *key, double *value);

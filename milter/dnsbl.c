@@ -1309,6 +1309,7 @@ static void judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_scor
 		char codes[160];
 		codes_text(&a, codes, sizeof(codes));
 		bool any_error = false, listed = false;
+		double listed_score = 0;
 		for (unsigned j = 0; j < a.ncodes; j++) {
 			uint32_t code = a.codes[j];
 			char ct[16];
@@ -1331,10 +1332,15 @@ static void judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_scor
 				                  a.has_txt ? " txt=\"" : "",
 				                  a.has_txt ? a.txt : "", a.has_txt ? "\"" : "");
 				agg_add(ar, agg, nagg, cap, name, cr->score, desc, detail);
+				if (cr->score > listed_score)
+					listed_score = cr->score;
 			}
 		}
 		if (listed)
 			counter_add(&d->n_listed, 1);
+		/* The operator's TXT text explains a rejection to the sender. */
+		if (listed && a.has_txt)
+			hits_offer_reason(h, listed_score, a.txt);
 		if (any_error) {
 			counter_add(&d->n_errors, 1);
 			unsigned lost = 0;

@@ -222,20 +222,38 @@ static void glue_log(struct glue_conn *gc, const scan_result_t *r)
 		used ? top : "-", n > GLUE_LOG_TOP_RULES ? ",..." : "", r->elapsed_ms);
 }
 
-/* The three-digit code and the enhanced status code of a configured reply. */
-static sfsistat glue_reply(SMFICTX *ctx, const char *reply, sfsistat status)
+#define GLUE_REASON_MAX_BYTES 200
+
+/*
+ * Splits a configured reply into its code, enhanced status code and text,
+ * appending reason (a DNS list's TXT text) when evidence offered one. The
+ * reason comes from outside: only printable ASCII without '%' (libmilter
+ * formats the text) is kept, and at most GLUE_REASON_MAX_BYTES of it.
+ */
+static sfsistat glue_reply(SMFICTX *ctx, const char *reply, const char *reason,
+			   sfsistat status)
 {
-	char code[4], xcode[16] = "";
+	char code[4], xcode[16] = "", text[512];
 	memcpy(code, reply, 3);
 	code[3] = '\0';
-	const char *text = reply + 4;
-	size_t xl = strspn(text, "0123456789.");
-	if (xl > 0 && xl < sizeof(xcode) && text[xl] == ' ') {
-		memcpy(xcode, text, xl);
+	const char *t = reply + 4;
+	size_t xl = strspn(t, "0123456789.");
+	if (xl > 0 && xl < sizeof(xcode) && t[xl] == ' ') {
+		memcpy(xcode, t, xl);
 		xcode[xl] = '\0';
-		text += xl + 1;
+		t += xl + 1;
 	}
-	if (smfi_setreply(ctx, code, xcode[0] ? xcode : NULL, (char *)text) != MI_SUCCESS)
+	size_t n = (size_t)snprintf(text, sizeof(text), "%s", t);
+	if (reason != NULL && n + 3 < sizeof(text)) {
+		text[n++] = ':';
+		text[n++] = ' ';
+		for (size_t i = 0; reason[i] && i < GLUE_REASON_MAX_BYTES && n + 1 < sizeof(text); i++) {
+			unsigned char c = (unsigned char)reason[i];
+			text[n++] = (c >= 32 && c < 127 && c != '%') ? (char)c : ' ';
+		}
+		text[n] = '\0';
+	}
+	if (smfi_setreply(ctx, code, xcode[0] ? xcode : NULL, text) != MI_SUCCESS)
 		log_msg(LOG_L_WARNING, "cannot set reply '%s'", reply);
 	return status;
 }
@@ -253,7 +271,7 @@ static sfsistat glue_eom(SMFICTX *ctx)
 	if (r == NULL) {
 		log_msg(LOG_L_ERR, "%s: scoring failed", msg_queue_id(gc->m));
 		if (p->on_error == VERDICT_ERR_TEMPFAIL)
-			return glue_reply(ctx, p->tempfail_reply, SMFIS_TEMPFAIL);
+			return glue_reply(ctx, p->tempfail_reply, NULL, SMFIS_TEMPFAIL);
 		smfi_addheader(ctx, "X-Sift-Error", "scoring failed");
 		return SMFIS_ACCEPT;
 	}
@@ -261,10 +279,10 @@ static sfsistat glue_eom(SMFICTX *ctx)
 	sfsistat st = SMFIS_ACCEPT;
 	switch (r->action) {
 	case VERDICT_REJECT:
-		st = glue_reply(ctx, p->reject_reply, SMFIS_REJECT);
+		st = glue_reply(ctx, p->reject_reply, hits_reason(r->hits), SMFIS_REJECT);
 		break;
 	case VERDICT_TEMPFAIL:
-		st = glue_reply(ctx, p->tempfail_reply, SMFIS_TEMPFAIL);
+		st = glue_reply(ctx, p->tempfail_reply, hits_reason(r->hits), SMFIS_TEMPFAIL);
 		break;
 	case VERDICT_QUARANTINE: {
 		char reason[64];

@@ -28,6 +28,8 @@ struct hits {
 	size_t n_notes, cap_notes;
 	struct metric metrics[16];
 	size_t n_metrics;
+	const char *reason;
+	double reason_score;
 };
 
 hits_t *hits_new(arena_t *a)
@@ -147,4 +149,17 @@ bool hits_metric(const hits_t *h, const char *key, double *value)
 			return true;
 		}
 	return false;
+}
+
+void hits_offer_reason(hits_t *h, double score, const char *text)
+{
+	if (text == NULL || *text == '\0' || (h->reason != NULL && score <= h->reason_score))
+		return;
+	h->reason = arena_strdup(h->arena, text);
+	h->reason_score = score;
+}
+
+const char *hits_reason(const hits_t *h)
+{
+	return h->reason;
 }

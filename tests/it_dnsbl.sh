@@ -185,6 +185,8 @@ field() { tsv_field "$D/$1.tsv" "$2" "$3"; }
 mc listed 192.0.2.2 "$DATA/clean.eml"
 check "milter: a listed client IP is rejected" [ "$(field listed clean.eml 2)" = reject ]
 check "milter: with a 550 reply" has "$(field listed clean.eml 3)" "550"
+check "milter: the reply quotes the list's TXT text" \
+	has "$(field listed clean.eml 3)" "Listed by bl.test, see https://bl.test/?192.0.2.2"
 check "milter: logged with the list's rule" \
 	grep -q "queue_id=listed00000000 ip=192.0.2.2 .*action=reject rules=.*BL_SBL" "$LOG"
 mc auth 192.0.2.2 -a alice "$DATA/clean.eml"
