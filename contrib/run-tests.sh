@@ -111,7 +111,7 @@ if [ $quick = 0 ]; then
 		name=$(basename "$target" .c)
 		name=${name#fuzz_}
 		step "fuzz: $name for ${SIFT_FUZZ_SECONDS:-60}s"
-		if bash tests/fuzz/run.sh "$name" "${SIFT_FUZZ_SECONDS:-60}" >"$top/build-test/fuzz-$name.out" 2>&1; then
+		if SIFT_BUILDDIR="$top/build-test" bash tests/fuzz/run.sh "$name" "${SIFT_FUZZ_SECONDS:-60}" >"$top/build-test/fuzz-$name.out" 2>&1; then
 			passed=$((passed + 1))
 			tail -n 2 "$top/build-test/fuzz-$name.out" | sed "s/^/  /"
 		else

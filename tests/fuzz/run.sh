@@ -69,7 +69,7 @@ done
 if [ -z "$confdir" ]; then
 	confdir="$work/inc"
 	mkdir -p "$confdir"
-	: >"$confdir/config.h"
+	printf "#define _GNU_SOURCE 1\n" >"$confdir/config.h"
 fi
 
 # A probe first, so a clang without libFuzzer is a skip, not a failure.
