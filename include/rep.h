@@ -54,11 +54,11 @@
  * THREADS
  *	The evidence hooks are called from any worker thread; the shared
  *	state is immutable except for the runtime (queues, counters), which
- *	is internally synchronised. The runtime owns three threads: reader,
- *	writer and mirror sync, each with its own connections (a rep_link_t
- *	is used by one thread only). No lock is held across a network wait.
- *	The pure helpers below are reentrant. A rep_mirror_t is safe to share
- *	between threads (LMDB transactions) and between processes.
+ *	is internally synchronised. The runtime owns its threads: readers
+ *	(rep_reader_threads), a writer and the mirror sync, each with its own
+ *	connections (a rep_link_t is used by one thread only). No lock is held across a network
+ *wait. The pure helpers below are reentrant. A rep_mirror_t is safe to share between threads (LMDB
+ *transactions) and between processes.
  */
 #ifndef SIFT_REP_H
 #define SIFT_REP_H
@@ -79,7 +79,7 @@ int rep_cmd_block(cli_ctx_t *ctx, int argc, char **argv);
 
 /* ------------------------------------------------------------ configuration (rep.c) */
 
-enum { REP_MAX_SENTINELS = 16 };
+enum { REP_MAX_SENTINELS = 16, REP_MAX_READERS = 8 };
 
 /*
  * Every key the module reads, with defaults applied. Strings point into
@@ -100,16 +100,17 @@ typedef struct rep_config {
 	long backoff_max_ms;     /* redis_backoff_max */
 	double min_obs;          /* rep_min_observations */
 	double max_score;        /* rep_max_score */
-	double learn_spam;  /* rep_learn_spam_score: learn spam at or above (rep hits excluded) */
-	double learn_ham;   /* rep_learn_ham_score: learn ham below */
-	double block_score; /* rep_block_score */
-	double allow_score; /* rep_allow_score */
-	long half_life_s;   /* rep_half_life */
-	long ttl_s;         /* rep_ttl: idle entities expire */
-	long queue_max;     /* rep_queue_max: buffered writes */
-	long url_max;       /* rep_url_domains_max */
-	long cache_ms;      /* rep_cache_time: reader's cache of counts, 0 = off */
-	long cache_entries; /* rep_cache_entries */
+	double learn_spam;   /* rep_learn_spam_score: learn spam at or above (rep hits excluded) */
+	double learn_ham;    /* rep_learn_ham_score: learn ham below */
+	double block_score;  /* rep_block_score */
+	double allow_score;  /* rep_allow_score */
+	long half_life_s;    /* rep_half_life */
+	long ttl_s;          /* rep_ttl: idle entities expire */
+	long queue_max;      /* rep_queue_max: buffered writes */
+	long url_max;        /* rep_url_domains_max */
+	long cache_ms;       /* rep_cache_time: reader's cache of counts, 0 = off */
+	long cache_entries;  /* rep_cache_entries */
+	long reader_threads; /* rep_reader_threads */
 	char mirror_dir[1024]; /* block_mirror, default <state_dir>/blockmirror */
 	bool mirror_explicit;  /* block_mirror was configured */
 	long stream_max;       /* block_stream_max: entries kept in the stream */

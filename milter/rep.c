@@ -78,6 +78,7 @@ int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *
 	bad |= conf_long(c, "rep_queue_max", 10000, 1, 10000000, &rc->queue_max, d);
 	bad |= conf_long(c, "rep_url_domains_max", 8, 0, READ_MAX_KEYS - 4, &rc->url_max, d);
 	bad |= conf_ms(c, "rep_cache_time", 10000, 0, 3600000, &rc->cache_ms, d);
+	bad |= conf_long(c, "rep_reader_threads", 2, 1, REP_MAX_READERS, &rc->reader_threads, d);
 	bad |= conf_long(c, "rep_cache_entries", 4096, 1, 1 << 24, &rc->cache_entries, d);
 	bad |= conf_str(c, "block_mirror", NULL, &mirror, d);
 	bad |= conf_long(c, "block_stream_max", 100000, 100, 100000000, &rc->stream_max, d);
@@ -233,7 +234,13 @@ struct rep_rt {
 	size_t rq_head, rq_len;
 	bool stop;
 	bool threads;
-	pthread_t reader, writer, syncer;
+	pthread_t readers[REP_MAX_READERS], writer, syncer;
+	size_t nreaders;
+	bool writer_started, syncer_started;
+
+	pthread_mutex_t cmu; /* the readers' cache */
+	struct cache_slot *cache;
+	size_t ncache;
 
 	/* `sift check`: one link used synchronously under olock. */
 	pthread_mutex_t olock;
@@ -289,8 +296,9 @@ static rep_link_t *pick_read_link(rep_link_t *replica, rep_link_t *primary)
 }
 
 /*
- * The reader's cache of counts, private to the reader thread (so no lock):
- * direct-mapped by key hash, a collision simply replaces. On a thin link
+ * The readers' cache of counts, shared by the reader threads under its own
+ * lock (never held across I/O): direct-mapped by key hash, a collision
+ * simply replaces. On a thin link
  * most messages repeat a few domains (the big mailbox providers, a spam
  * run's URL); within rep_cache_time they cost no round trip at all. The
  * price is counts up to that old, this node's own latest verdicts included.
@@ -323,10 +331,8 @@ static void *reader_main(void *arg)
 		rt_link_conf(rt, true, &lc);
 		replica = rep_link_new(&lc);
 	}
-	size_t ncache = rt->cfg.cache_ms > 0 ? (size_t)rt->cfg.cache_entries : 0;
-	struct cache_slot *cache = ncache ? calloc(ncache, sizeof(*cache)) : NULL;
-	if (cache == NULL)
-		ncache = 0;
+	size_t ncache = rt->ncache;
+	struct cache_slot *cache = rt->cache;
 	for (;;) {
 		struct rep_read *batch[READ_BATCH];
 		size_t nb = 0;
@@ -352,6 +358,8 @@ static void *reader_main(void *arg)
 		uint8_t from_cache[READ_BATCH][READ_MAX_KEYS];
 		size_t nk = 0;
 		long now = now_ms();
+		if (ncache)
+			pthread_mutex_lock(&rt->cmu);
 		for (size_t i = 0; i < nb; i++) {
 			if (batch[i]->not_after_ms < now)
 				continue; /* its message stopped waiting */
@@ -370,6 +378,8 @@ static void *reader_main(void *arg)
 				}
 			}
 		}
+		if (ncache)
+			pthread_mutex_unlock(&rt->cmu);
 		int rc = 0;
 		if (nk > 0) {
 			rep_link_t *l = pick_read_link(replica, primary);
@@ -377,6 +387,8 @@ static void *reader_main(void *arg)
 			note_link(l, "reader", &up, rc == 0 || rep_link_state(l) == REP_LINK_UP);
 		}
 		nk = 0;
+		if (ncache)
+			pthread_mutex_lock(&rt->cmu);
 		for (size_t i = 0; i < nb; i++) {
 			struct rep_read *r = batch[i];
 			if (r->not_after_ms < now) {
@@ -409,8 +421,9 @@ static void *reader_main(void *arg)
 			read_finish(r, complete ? 1 : 2);
 			read_unref(r);
 		}
+		if (ncache)
+			pthread_mutex_unlock(&rt->cmu);
 	}
-	free(cache);
 	rep_link_free(primary);
 	rep_link_free(replica);
 	return NULL;
@@ -503,21 +516,29 @@ static char *sdup(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+static void rt_stop_threads(struct rep_rt *rt)
+{
+	pthread_mutex_lock(&rt->mu);
+	rt->stop = true;
+	pthread_cond_broadcast(&rt->cv);
+	pthread_cond_broadcast(&rt->rcv);
+	pthread_mutex_unlock(&rt->mu);
+	rep_wqueue_wake(rt->wq);
+	for (size_t i = 0; i < rt->nreaders; i++)
+		pthread_join(rt->readers[i], NULL);
+	rt->nreaders = 0;
+	if (rt->writer_started)
+		pthread_join(rt->writer, NULL);
+	if (rt->syncer_started)
+		pthread_join(rt->syncer, NULL);
+	rt->writer_started = rt->syncer_started = false;
+}
+
 static void rt_free(struct rep_rt *rt)
 {
-	if (rt->threads) {
-		pthread_mutex_lock(&rt->mu);
-		rt->stop = true;
-		pthread_cond_broadcast(&rt->cv);
-		pthread_cond_broadcast(&rt->rcv);
-		pthread_mutex_unlock(&rt->mu);
-		rep_wqueue_wake(rt->wq);
-		pthread_join(rt->reader, NULL);
-		pthread_join(rt->writer, NULL);
-		pthread_join(rt->syncer, NULL);
-	}
+	rt_stop_threads(rt);
 	/* Updates Redis never confirmed wait in the mirror for the next start. */
-	size_t left = rt->threads ? rep_wqueue_len(rt->wq) : 0;
+	size_t left = rt->offline ? 0 : rep_wqueue_len(rt->wq);
 	if (left > 0 && rt->mir) {
 		rep_witem_t *items = malloc(left * sizeof(*items));
 		size_t n = items ? rep_wqueue_peek(rt->wq, items, left) : 0;
@@ -540,6 +561,8 @@ static void rt_free(struct rep_rt *rt)
 		read_unref(r);
 	}
 	rep_link_free(rt->olink);
+	free(rt->cache);
+	pthread_mutex_destroy(&rt->cmu);
 	rep_wqueue_free(rt->wq);
 	mirror_unref(rt->mir);
 	pthread_mutex_destroy(&rt->mu);
@@ -567,13 +590,14 @@ static void rt_unref(struct rep_rt *rt)
 static char *rt_signature(const rep_config_t *rc, bool offline)
 {
 	char buf[4096];
-	int n = snprintf(buf, sizeof(buf),
-	                 "%d|%s|%s|%s|%s|%s|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%s|%ld|%ld|%ld",
-	                 offline, rc->server ? rc->server : "", rc->replica ? rc->replica : "",
-	                 rc->master_name, rc->password ? rc->password : "", rc->prefix, rc->db,
-	                 rc->timeout_ms, rc->breaker_failures, rc->breaker_open_ms,
-	                 rc->backoff_max_ms, rc->half_life_s, rc->ttl_s, rc->queue_max,
-	                 rc->mirror_dir, rc->sync_wait_ms, rc->cache_ms, rc->cache_entries);
+	int n =
+	    snprintf(buf, sizeof(buf),
+	             "%d|%s|%s|%s|%s|%s|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%s|%ld|%ld|%ld|%ld",
+	             offline, rc->server ? rc->server : "", rc->replica ? rc->replica : "",
+	             rc->master_name, rc->password ? rc->password : "", rc->prefix, rc->db,
+	             rc->timeout_ms, rc->breaker_failures, rc->breaker_open_ms, rc->backoff_max_ms,
+	             rc->half_life_s, rc->ttl_s, rc->queue_max, rc->mirror_dir, rc->sync_wait_ms,
+	             rc->cache_ms, rc->cache_entries, rc->reader_threads);
 	for (size_t i = 0; i < rc->n_sentinels && n > 0 && (size_t)n < sizeof(buf); i++)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "|%s", rc->sentinels[i]);
 	return strdup(buf);
@@ -604,6 +628,11 @@ static struct rep_rt *rt_new(const rep_config_t *rc, struct mirror_ref *mir, boo
 	rt->mir = mir;
 	pthread_mutex_init(&rt->mu, NULL);
 	pthread_mutex_init(&rt->olock, NULL);
+	pthread_mutex_init(&rt->cmu, NULL);
+	if (!offline && rc->cache_ms > 0) {
+		rt->cache = calloc((size_t)rc->cache_entries, sizeof(*rt->cache));
+		rt->ncache = rt->cache ? (size_t)rc->cache_entries : 0;
+	}
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&rt->cv, &ca);
@@ -628,32 +657,23 @@ static struct rep_rt *rt_new(const rep_config_t *rc, struct mirror_ref *mir, boo
 		}
 		free(items);
 	}
-	if (pthread_create(&rt->reader, NULL, reader_main, rt) != 0) {
-		diag_error(d, NULL, 0, "rep: cannot start the reader thread");
-		rt_free(rt);
-		return NULL;
+	/*
+	 * Several readers, each with its own connections: a read queued while
+	 * another is on the wire goes out at once instead of waiting a round
+	 * trip behind it (what a long-RTT link would otherwise double).
+	 */
+	for (long i = 0; i < rc->reader_threads; i++) {
+		if (pthread_create(&rt->readers[rt->nreaders], NULL, reader_main, rt) != 0)
+			break;
+		rt->nreaders++;
 	}
-	if (pthread_create(&rt->writer, NULL, writer_main, rt) != 0) {
-		pthread_mutex_lock(&rt->mu);
-		rt->stop = true;
-		pthread_cond_broadcast(&rt->cv);
-		pthread_cond_broadcast(&rt->rcv);
-		pthread_mutex_unlock(&rt->mu);
-		pthread_join(rt->reader, NULL);
-		diag_error(d, NULL, 0, "rep: cannot start the writer thread");
-		rt_free(rt);
-		return NULL;
-	}
-	if (mir == NULL || pthread_create(&rt->syncer, NULL, syncer_main, rt) != 0) {
-		pthread_mutex_lock(&rt->mu);
-		rt->stop = true;
-		pthread_cond_broadcast(&rt->cv);
-		pthread_cond_broadcast(&rt->rcv);
-		pthread_mutex_unlock(&rt->mu);
-		rep_wqueue_wake(rt->wq);
-		pthread_join(rt->reader, NULL);
-		pthread_join(rt->writer, NULL);
-		diag_error(d, NULL, 0, "rep: cannot start the block list sync thread");
+	if (rt->nreaders > 0 && pthread_create(&rt->writer, NULL, writer_main, rt) == 0)
+		rt->writer_started = true;
+	if (rt->writer_started && mir && pthread_create(&rt->syncer, NULL, syncer_main, rt) == 0)
+		rt->syncer_started = true;
+	if (!rt->syncer_started) {
+		diag_error(d, NULL, 0, "rep: cannot start the reputation threads%s",
+		           mir ? "" : " (no block list mirror)");
 		rt_free(rt);
 		return NULL;
 	}
