@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
@@ -120,6 +121,22 @@ static int daemonize(void)
 	return chdir("/");
 }
 
+/*
+ * Stores opened (and perhaps created) while still root - the Bayes store,
+ * the block-list mirror - must stay writable by the user the daemon turns
+ * into, so everything under the state directory is handed over to it.
+ */
+static uid_t chown_uid;
+static gid_t chown_gid;
+#define SIFT_CHOWN_MAX_FDS 16
+
+static int chown_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	if (type != FTW_SL && lchown(path, chown_uid, chown_gid) < 0)
+		fprintf(stderr, "sift-milter: chown %s: %s\n", path, strerror(errno));
+	return 0;
+}
+
 static int drop_privileges(const scan_settings_t *s)
 {
 	if (s->user[0] == '\0')
@@ -138,9 +155,10 @@ static int drop_privileges(const scan_settings_t *s)
 		}
 		gid = gr->gr_gid;
 	}
-	/* The state dir and pid file must stay writable after the switch. */
-	if (chown(s->state_dir, pw->pw_uid, gid) < 0 && errno != EPERM)
-		fprintf(stderr, "sift-milter: chown %s: %s\n", s->state_dir, strerror(errno));
+	/* The state dir, its stores and the pid file stay writable after the switch. */
+	chown_uid = pw->pw_uid;
+	chown_gid = gid;
+	nftw(s->state_dir, chown_entry, SIFT_CHOWN_MAX_FDS, FTW_PHYS | FTW_MOUNT);
 	if (chown(s->pid_file, pw->pw_uid, gid) < 0 && errno != ENOENT)
 		fprintf(stderr, "sift-milter: chown %s: %s\n", s->pid_file, strerror(errno));
 	if (strncmp(s->socket, "unix:", 5) == 0 || strncmp(s->socket, "local:", 6) == 0) {

@@ -195,6 +195,29 @@ kill "$TCP_PID"
 wait "$TCP_PID" 2>/dev/null
 it_untrack "$TCP_PID"
 
+# --- user = nobody: stores created by root before the switch are handed over
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+	printf 'log = stderr\nrules = %s\nuser = nobody\n' "$D/rules" >"$D/drop.conf"
+	"$top_builddir/sift" -c "$D/drop.conf" -d "$D/state-drop" block add 192.0.2.99 \
+		--reason test >/dev/null 2>&1
+	"$MILTER" -f -c "$D/drop.conf" -d "$D/state-drop" -p "unix:$D/drop.sock" 2>>"$D/drop.log" &
+	DROP_PID=$!
+	it_track "$DROP_PID"
+	if wait_for 10 test -S "$D/drop.sock"; then
+		check "user: the daemon runs as nobody" [ "$(ps -o user= -p "$DROP_PID")" = nobody ]
+		check "user: root-created stores are owned by nobody" \
+			[ -z "$(find "$D/state-drop" ! -user nobody)" ]
+		"$MC" -s "unix:$D/drop.sock" -t 10000 -i 192.0.2.99 -q "$DATA/ham.eml" 2>"$D/drop.err"
+		check "user: a message is still scored after the switch" \
+			grep -q "queue_id=.* ip=192.0.2.99 .*action=" "$D/drop.log"
+	else
+		fail "user: sift-milter did not start as nobody"
+	fi
+	kill "$DROP_PID"
+	wait "$DROP_PID" 2>/dev/null
+	it_untrack "$DROP_PID"
+fi
+
 if [ "$IT_FAILS" -ne 0 ]; then
 	echo "--- daemon log" >&2
 	tail -50 "$LOG" >&2
