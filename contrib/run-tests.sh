@@ -103,8 +103,14 @@ if [ $quick = 0 ]; then
 	san="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+	# Leaks inside libcriterion itself, not ours (see the file).
+	export LSAN_OPTIONS=suppressions=$top/tests/lsan.supp
+	# The sanitizers slow everything several times: the integration tests
+	# scale their start-up and slack allowances (never the bounds under
+	# test) by this factor (tests/it_lib.sh, scaled_ms).
+	export SIFT_TEST_TIME_FACTOR=4
 	build_and_check "$top/build-asan" "asan+ubsan" CFLAGS="$san" LDFLAGS="-fsanitize=address,undefined"
-	unset ASAN_OPTIONS UBSAN_OPTIONS
+	unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS SIFT_TEST_TIME_FACTOR
 
 	for target in tests/fuzz/fuzz_*.c; do
 		[ -e "$target" ] || continue

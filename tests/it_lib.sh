@@ -77,6 +77,23 @@ it_done() {
 	exit $?
 }
 
+# Sanitizer builds run several times slower, more so on a loaded machine:
+# contrib/run-tests.sh sets SIFT_TEST_TIME_FACTOR (a whole number, default 1)
+# for them. Only start-up and slack allowances scale with it, never the bound
+# under test: "deadline + 1 s of start-up" is written as
+# $((DEADLINE_MS + $(scaled_ms 1000))).
+SIFT_TEST_TIME_FACTOR=${SIFT_TEST_TIME_FACTOR:-1}
+case $SIFT_TEST_TIME_FACTOR in
+'' | *[!0-9]* | 0)
+	echo "$IT_NAME: SIFT_TEST_TIME_FACTOR must be a whole number >= 1," \
+		"not '$SIFT_TEST_TIME_FACTOR'" >&2
+	exit 1
+	;;
+esac
+
+# scaled_ms N: the allowance N ms times SIFT_TEST_TIME_FACTOR.
+scaled_ms() { echo $(($1 * SIFT_TEST_TIME_FACTOR)); }
+
 # wait_for TIMEOUT_S COMMAND...: polls every 0.1 s until the command succeeds.
 wait_for() {
 	_t=$(($1 * 10))
