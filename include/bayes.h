@@ -8,7 +8,7 @@
  *	bayes_tokenize(m, mi, false, &tok);          tokens of one message
  *	s = bayes_store_open(path, map_bytes, BAYES_OPEN_CREATE, &err);
  *	bayes_store_lookup(s, tok.keys, tok.n, counts, &totals);
- *	p = bayes_classify(&params, counts, tok.n, &totals, &res);
+ *	p = bayes_classify(&params, counts, tok.n, &totals, NULL, NULL, &res);
  *	bayes_store_apply(s, items, n, &result);      learn, relearn, forget
  *	bayes_store_unref(s);
  * DESCRIPTION
@@ -101,6 +101,8 @@
 #define BAYES_OSB_WINDOW 2	       /* a word and the 1 word before it */
 #define BAYES_MAX_WORD_BYTES 40	       /* longer words become "skip" tokens */
 #define BAYES_MAX_BODY_WORDS 20000     /* body words tokenized per message */
+/* The top bit of a key tells a sparse bigram from a single token. */
+#define BAYES_PAIR_BIT (1ULL << 63)
 
 /* ------------------------------------------------------------ tokenizer */
 
@@ -251,6 +253,8 @@ double bayes_token_prob(const bayes_params_t *p, uint32_t spam, uint32_t ham, ui
 			uint64_t nham);
 /* The upper tail Q(x2 | v) of the chi-square distribution, v even. */
 double bayes_chi2q(double x2, unsigned v);
+/* log Q(x2 | v), exact where Q itself underflows (long messages). */
+double bayes_chi2q_log(double x2, unsigned v);
 
 typedef struct bayes_result {
 	double prob;	  /* P(spam) */
@@ -258,7 +262,12 @@ typedef struct bayes_result {
 	size_t used;	  /* tokens that took part */
 } bayes_result_t;
 
-/* Combines f(w) values with Fisher's method: (1 + S - H) / 2. */
+/*
+ * Combines f(w) values with Fisher's method, I = (1 + S - H) / 2, ties
+ * (I near 0.5 from S and H both near 1) broken by the ratio of the two
+ * chi-square tails: P = (1 - w) I + w Qh / (Qh + Qs), w = the weight below.
+ */
+#define BAYES_TIEBREAK_WEIGHT 1e-4
 double bayes_combine(const double *fw, size_t n, bayes_result_t *r);
 /*
  * Classifies from the counts of a message's tokens (unseen tokens have

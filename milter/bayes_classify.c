@@ -12,16 +12,23 @@
 #include <string.h>
 
 /*
- * Defaults chosen on the training folds of the SpamAssassin corpus (see
- * contrib/eval/): a small s lets well-counted tokens speak for themselves
- * while hapaxes stay near x; min_dev drops the mass of near-neutral tokens
- * that only dilute Fisher's test; max_tokens bounds the influence of long
- * messages whose tokens are far from independent.
+ * Defaults chosen by 7-fold cross-validation inside the training folds
+ * (0-6) of the SpamAssassin corpus (see contrib/eval/), pooled ROC AUC and
+ * spam recall at 0.1% and 1% false positives:
+ *   s 0.0178, min_dev 0    (bogofilter's s, every token)  .99959 .924 .997
+ *   s 0.0178, min_dev 0.375 (bogofilter's defaults)        .99970 .930 .995
+ *   s 0.45, min_dev 0.1, 150 tokens (SpamBayes's)          .99959 .903 .994
+ *   s 0.1,  min_dev 0.45   (chosen; s 0.07-0.12 and min_dev
+ *                           0.43-0.45 are a plateau)        .99975 .964 .998
+ * Only strong tokens vote, and s is just large enough that a token seen
+ * once (f = 0.95 or 0.05) does not pass the cut: hapaxes are mostly noise.
+ * Fisher's method assumes independent tokens, which bigrams and their
+ * words are not; the strict cut keeps that overlap from dominating.
  */
-#define BAYES_DEFAULT_ROBS 0.0178
+#define BAYES_DEFAULT_ROBS 0.1
 #define BAYES_DEFAULT_ROBX 0.52
-#define BAYES_DEFAULT_MIN_DEV 0.1
-#define BAYES_DEFAULT_MAX_TOKENS 150
+#define BAYES_DEFAULT_MIN_DEV 0.45
+#define BAYES_DEFAULT_MAX_TOKENS 0
 
 /* f(w) never reaches 0 or 1, so that one token cannot veto all others. */
 #define BAYES_FW_FLOOR 1e-6
@@ -54,19 +61,19 @@ double bayes_token_prob(const bayes_params_t *p, uint32_t spam, uint32_t ham, ui
  * recurrence (SpamBayes's) is exact while e^-m is representable; past that
  * the terms are summed in log space so long messages do not collapse to 0.
  */
-double bayes_chi2q(double x2, unsigned v)
+double bayes_chi2q_log(double x2, unsigned v)
 {
 	double m = x2 / 2.0;
 	unsigned k = v / 2;
 	if (k == 0 || x2 <= 0)
-		return 1.0;
+		return 0.0;
 	if (m < 700.0) {
 		double term = exp(-m), sum = term;
 		for (unsigned i = 1; i < k; i++) {
 			term *= m / i;
 			sum += term;
 		}
-		return sum < 1.0 ? sum : 1.0;
+		return sum < 1.0 ? log(sum) : 0.0;
 	}
 	/* The largest term is at i = min(k-1, floor(m)); sum relative to it. */
 	double lm = log(m);
@@ -80,8 +87,18 @@ double bayes_chi2q(double x2, unsigned v)
 		if (lt - lmax > -745.0)
 			sum += exp(lt - lmax);
 	}
-	double q = exp(lmax + log(sum));
-	return q < 1.0 ? q : 1.0;
+	double lq = lmax + log(sum);
+	return lq < 0.0 ? lq : 0.0;
+}
+
+/*
+ * Q(x2 | v) = e^-m * sum_{i<v/2} m^i / i!, m = x2 / 2. The direct
+ * recurrence (SpamBayes's) is exact while e^-m is representable; past that
+ * the terms are summed in log space so long messages do not collapse to 0.
+ */
+double bayes_chi2q(double x2, unsigned v)
+{
+	return exp(bayes_chi2q_log(x2, v));
 }
 
 double bayes_combine(const double *fw, size_t n, bayes_result_t *r)
@@ -94,9 +111,22 @@ double bayes_combine(const double *fw, size_t n, bayes_result_t *r)
 	double s = 0.5, h = 0.5, prob = 0.5;
 	if (n > 0) {
 		/* S is near 1 when many f(w) are near 1 (their 1-f are small). */
-		s = 1.0 - bayes_chi2q(-2.0 * ln_1f, 2 * (unsigned)n);
-		h = 1.0 - bayes_chi2q(-2.0 * ln_f, 2 * (unsigned)n);
-		prob = (1.0 + s - h) / 2.0;
+		double lqs = bayes_chi2q_log(-2.0 * ln_1f, 2 * (unsigned)n);
+		double lqh = bayes_chi2q_log(-2.0 * ln_f, 2 * (unsigned)n);
+		s = 1.0 - exp(lqs);
+		h = 1.0 - exp(lqh);
+		/*
+		 * Fisher's I saturates at 0.5 when a long message holds strong
+		 * evidence both ways (S and H both near 1), and then says nothing
+		 * about which way it leans. The ratio of the two tail
+		 * probabilities still does, so it breaks those ties, with a
+		 * weight too small to move any message across a score band.
+		 * Cross-validated: recall at 0.1% FP 0.964 -> 0.969, AUC and
+		 * recall at 1% unchanged or better, for weights 1e-5 to 1e-1.
+		 */
+		double ratio = 1.0 / (1.0 + exp(lqs - lqh));
+		prob = (1.0 - BAYES_TIEBREAK_WEIGHT) * (1.0 + s - h) / 2.0 +
+		       BAYES_TIEBREAK_WEIGHT * ratio;
 	}
 	if (r != NULL) {
 		r->prob = prob;

@@ -417,41 +417,50 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
 
 /* ------------------------------------------------------------ learning */
 
-/* The per-batch sum of count changes, an open-addressing table. */
+/*
+ * The per-batch count changes: one entry per (message, token), sorted and
+ * summed per token. Sorting a flat array (radix, for large batches) beat an
+ * open-addressing table by a wide margin in `sift learn` profiles: the table
+ * for a 2000-message batch is tens of megabytes of random accesses, the
+ * sort is a few sequential passes, and its output is already in the key
+ * order the B-tree wants.
+ */
 typedef struct delta {
 	uint64_t key;
 	int32_t dspam, dham;
-	bool used;
 } delta_t;
 
-typedef struct delta_map {
-	delta_t *slot;
-	size_t mask, n;
-} delta_map_t;
+typedef struct delta_list {
+	delta_t *v;
+	size_t n, cap;
+} delta_list_t;
 
-static int delta_init(delta_map_t *d, size_t expect)
+#define DELTA_RADIX_BITS 11
+#define DELTA_RADIX_MIN 4096 /* below this many entries qsort is cheaper */
+
+static int delta_init(delta_list_t *d, size_t expect)
 {
-	size_t cap = 64;
-	while (cap < expect * 2)
-		cap <<= 1;
-	d->slot = calloc(cap, sizeof(*d->slot));
-	d->mask = cap - 1;
+	d->cap = expect > 16 ? expect : 16;
 	d->n = 0;
-	return d->slot ? 0 : -1;
+	d->v = malloc(d->cap * sizeof(*d->v));
+	return d->v ? 0 : -1;
 }
 
-static void delta_add(delta_map_t *d, uint64_t key, int dspam, int dham)
+static int add_item(delta_list_t *d, const bayes_learn_item_t *it, int sign, bool spam)
 {
-	size_t i = (size_t)(key ^ key >> 29) & d->mask;
-	while (d->slot[i].used && d->slot[i].key != key)
-		i = (i + 1) & d->mask;
-	if (!d->slot[i].used) {
-		d->slot[i].used = true;
-		d->slot[i].key = key;
-		d->n++;
+	if (d->n + it->n > d->cap) {
+		size_t cap = d->cap;
+		while (d->n + it->n > cap)
+			cap *= 2;
+		delta_t *v = realloc(d->v, cap * sizeof(*v));
+		if (v == NULL)
+			return -1;
+		d->v = v;
+		d->cap = cap;
 	}
-	d->slot[i].dspam += dspam;
-	d->slot[i].dham += dham;
+	for (size_t j = 0; j < it->n; j++)
+		d->v[d->n++] = (delta_t){it->keys[j], spam ? sign : 0, spam ? 0 : sign};
+	return 0;
 }
 
 static int delta_cmp(const void *a, const void *b)
@@ -460,10 +469,43 @@ static int delta_cmp(const void *a, const void *b)
 	return x->key < y->key ? -1 : x->key > y->key;
 }
 
-static void add_item(delta_map_t *d, const bayes_learn_item_t *it, int sign, bool spam)
+static int delta_sort(delta_list_t *d)
 {
-	for (size_t j = 0; j < it->n; j++)
-		delta_add(d, it->keys[j], spam ? sign : 0, spam ? 0 : sign);
+	if (d->n < DELTA_RADIX_MIN) {
+		qsort(d->v, d->n, sizeof(*d->v), delta_cmp);
+		return 0;
+	}
+	delta_t *tmp = malloc(d->n * sizeof(*tmp)), *src = d->v, *dst = tmp;
+	size_t *count = malloc(((size_t)1 << DELTA_RADIX_BITS) * sizeof(*count));
+	if (tmp == NULL || count == NULL) {
+		free(tmp);
+		free(count);
+		return -1;
+	}
+	const uint64_t mask = ((uint64_t)1 << DELTA_RADIX_BITS) - 1;
+	for (unsigned shift = 0; shift < 64; shift += DELTA_RADIX_BITS) {
+		memset(count, 0, ((size_t)1 << DELTA_RADIX_BITS) * sizeof(*count));
+		for (size_t i = 0; i < d->n; i++)
+			count[(src[i].key >> shift) & mask]++;
+		if (count[(src[0].key >> shift) & mask] == d->n)
+			continue; /* every key has this digit: nothing moves */
+		size_t sum = 0;
+		for (size_t b = 0; b <= mask; b++) {
+			size_t c = count[b];
+			count[b] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < d->n; i++)
+			dst[count[(src[i].key >> shift) & mask]++] = src[i];
+		delta_t *t = src;
+		src = dst;
+		dst = t;
+	}
+	if (src != d->v)
+		memcpy(d->v, src, d->n * sizeof(*src));
+	free(tmp);
+	free(count);
+	return 0;
 }
 
 static uint32_t sat_add(uint32_t v, int32_t d)
@@ -473,19 +515,27 @@ static uint32_t sat_add(uint32_t v, int32_t d)
 }
 
 /* Applies the summed changes in key order through one cursor. */
-static int apply_deltas(bayes_store_t *s, MDB_txn *txn, delta_map_t *d, uint32_t today)
+static int apply_deltas(bayes_store_t *s, MDB_txn *txn, delta_list_t *d, uint32_t today)
 {
+	if (delta_sort(d) != 0)
+		return ENOMEM;
 	size_t n = 0;
-	for (size_t i = 0; i <= d->mask; i++)
-		if (d->slot[i].used && (d->slot[i].dspam || d->slot[i].dham))
-			d->slot[n++] = d->slot[i];
-	qsort(d->slot, n, sizeof(*d->slot), delta_cmp);
+	for (size_t i = 0; i < d->n; i++) {
+		if (n > 0 && d->v[n - 1].key == d->v[i].key) {
+			d->v[n - 1].dspam += d->v[i].dspam;
+			d->v[n - 1].dham += d->v[i].dham;
+		} else {
+			d->v[n++] = d->v[i];
+		}
+	}
 
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(txn, s->tokens, &cur);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		uint8_t kb[8], vb[TOKEN_VALUE_BYTES];
-		key_be(kb, d->slot[i].key);
+		if (d->v[i].dspam == 0 && d->v[i].dham == 0)
+			continue; /* learned and forgotten in one batch */
+		key_be(kb, d->v[i].key);
 		MDB_val k = mval(kb, 8), v;
 		bayes_counts_t c = {0, 0, 0};
 		int r = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
@@ -495,9 +545,9 @@ static int apply_deltas(bayes_store_t *s, MDB_txn *txn, delta_map_t *d, uint32_t
 			rc = r;
 			break;
 		}
-		c.spam = sat_add(c.spam, d->slot[i].dspam);
-		c.ham = sat_add(c.ham, d->slot[i].dham);
-		if (d->slot[i].dspam > 0 || d->slot[i].dham > 0)
+		c.spam = sat_add(c.spam, d->v[i].dspam);
+		c.ham = sat_add(c.ham, d->v[i].dham);
+		if (d->v[i].dspam > 0 || d->v[i].dham > 0)
 			c.day = today;
 		if (c.spam == 0 && c.ham == 0) {
 			if (r == 0)
@@ -532,7 +582,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 	bayes_apply_result_t r = {0};
 	uint32_t today = bayes_today();
 	MDB_txn *txn;
-	delta_map_t d;
+	delta_list_t d;
 	size_t expect = 0;
 
 	for (size_t i = 0; i < n; i++)
@@ -547,7 +597,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 		rc = mdb_txn_begin(s->env, NULL, 0, &txn);
 	}
 	if (rc != 0) {
-		free(d.slot);
+		free(d.v);
 		return map_err(rc);
 	}
 	bayes_totals_t t;
@@ -557,7 +607,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 			t.tokenizer = BAYES_TOKENIZER_VERSION; /* empty: adopt ours */
 		} else {
 			mdb_txn_abort(txn);
-			free(d.slot);
+			free(d.v);
 			return BAYES_EVERSION;
 		}
 	}
@@ -577,7 +627,10 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 				r.unknown++;
 				continue;
 			}
-			add_item(&d, it, -1, had == 1);
+			if (add_item(&d, it, -1, had == 1) != 0) {
+				rc = ENOMEM;
+				break;
+			}
 			if (had == 1 && t.spam > 0)
 				t.spam--;
 			else if (had == 0 && t.ham > 0)
@@ -591,8 +644,11 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 			r.already++;
 			continue;
 		}
+		if (had >= 0 && add_item(&d, it, -1, had == 1) != 0) {
+			rc = ENOMEM;
+			break;
+		}
 		if (had >= 0) {
-			add_item(&d, it, -1, had == 1);
 			if (had == 1 && t.spam > 0)
 				t.spam--;
 			else if (had == 0 && t.ham > 0)
@@ -601,7 +657,10 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 		} else {
 			r.learned++;
 		}
-		add_item(&d, it, +1, spam);
+		if (add_item(&d, it, +1, spam) != 0) {
+			rc = ENOMEM;
+			break;
+		}
 		if (spam)
 			t.spam++;
 		else
@@ -616,7 +675,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 		rc = apply_deltas(s, txn, &d, today);
 	if (rc == 0)
 		rc = write_totals(txn, s->meta, &t);
-	free(d.slot);
+	free(d.v);
 	if (rc == 0)
 		rc = mdb_txn_commit(txn);
 	else

@@ -81,7 +81,7 @@ uint64_t bayes_hash(const void *data, size_t n, uint64_t seed)
 /* The key of a sparse bigram: both words' keys and their distance. */
 static inline uint64_t pair_key(uint64_t a, uint64_t b, unsigned dist)
 {
-	return fmix64(a * H_C1 ^ rotl64(b, 23) ^ ((uint64_t)dist * H_C2));
+	return fmix64(a * H_C1 ^ rotl64(b, 23) ^ ((uint64_t)dist * H_C2)) | BAYES_PAIR_BIT;
 }
 
 /* ------------------------------------------------------------ key array */
@@ -133,7 +133,7 @@ static uint64_t prefix_seed(const char *prefix)
 /* Emits prefix+word (word already normalised). Returns its key. */
 static uint64_t tk_emit(tk_t *t, uint64_t seed, const char *prefix, const char *w, size_t len)
 {
-	uint64_t key = bayes_hash(w, len, seed);
+	uint64_t key = bayes_hash(w, len, seed) & ~BAYES_PAIR_BIT;
 	const char *text = NULL;
 	if (t->keep_text)
 		text = arena_sprintf(t->a, "%s%.*s", prefix, (int)len, w);

@@ -201,18 +201,37 @@ Test(classifier, chi_square_tail_by_hand)
 
 Test(classifier, fisher_combination_by_hand)
 {
-	/* S = 1 - Q(-2 ln(0.1*0.8), 4) = 1 - 0.08 (1 + ln 12.5)
-	 * H = 1 - Q(-2 ln(0.9*0.2), 4) = 1 - 0.18 (1 - ln 0.18)
-	 * P = (1 + S - H) / 2 */
+	/* Qs = Q(-2 ln(0.1*0.8), 4) = 0.08 (1 + ln 12.5), S = 1 - Qs
+	 * Qh = Q(-2 ln(0.9*0.2), 4) = 0.18 (1 - ln 0.18), H = 1 - Qh
+	 * I = (1 + S - H) / 2; P = (1 - w) I + w Qh / (Qh + Qs) */
 	double fw[] = {0.9, 0.2};
 	bayes_result_t r;
-	double s = 1 - 0.08 * (1 + log(12.5)), h = 1 - 0.18 * (1 - log(0.18));
+	double qs = 0.08 * (1 + log(12.5)), qh = 0.18 * (1 - log(0.18));
+	double i = (1 + (1 - qs) - (1 - qh)) / 2, w = BAYES_TIEBREAK_WEIGHT;
 	double p = bayes_combine(fw, 2, &r);
-	cr_assert_float_eq(r.spamminess, s, 1e-12);
-	cr_assert_float_eq(r.hamminess, h, 1e-12);
-	cr_assert_float_eq(p, (1 + s - h) / 2, 1e-12);
-	cr_assert_float_eq(p, 0.603303, 1e-6);
+	cr_assert_float_eq(r.spamminess, 1 - qs, 1e-12);
+	cr_assert_float_eq(r.hamminess, 1 - qh, 1e-12);
+	cr_assert_float_eq(p, (1 - w) * i + w * qh / (qh + qs), 1e-12);
+	cr_assert_float_eq(i, 0.603303, 1e-6);
 	cr_assert_float_eq(bayes_combine(fw, 0, NULL), 0.5, 1e-12);
+}
+
+Test(classifier, saturated_fisher_still_ranks)
+{
+	/* 300 strong tokens each way: S and H are both 1 to double precision,
+	 * so I is 0.5 for both messages, yet the first leans to spam. */
+	double a[600], b[600];
+	for (int i = 0; i < 600; i++) {
+		a[i] = i < 300 ? 0.99 : 0.02;
+		b[i] = i < 300 ? 0.98 : 0.01;
+	}
+	bayes_result_t ra, rb;
+	double pa = bayes_combine(a, 600, &ra), pb = bayes_combine(b, 600, &rb);
+	cr_assert_float_eq(ra.spamminess, 1.0, 1e-12);
+	cr_assert_float_eq(ra.hamminess, 1.0, 1e-12);
+	cr_assert_gt(pa, 0.5);
+	cr_assert_lt(pb, 0.5);
+	cr_assert_lt(fabs(pa - 0.5), BAYES_TIEBREAK_WEIGHT);
 }
 
 Test(classifier, min_dev_and_max_tokens_select_the_strongest)
@@ -413,16 +432,23 @@ static void *reader_main(void *p)
 	struct reader_arg *a = p;
 	uint64_t *keys = calloc(a->nkeys, sizeof(*keys));
 	bayes_counts_t *c = calloc(a->nkeys, sizeof(*c));
-	uint64_t last = 0;
 	keys[0] = COMMON_KEY;
 	for (size_t i = 1; i < a->nkeys; i++)
 		keys[i] = 1000 * i;
 	while (!*a->stop) {
 		bayes_totals_t t;
-		if (bayes_store_lookup(a->s, keys, a->nkeys, c, &t) != BAYES_OK ||
-		    c[0].spam != t.spam || t.spam < last)
-			a->torn++;
-		last = t.spam;
+		int rc = bayes_store_lookup(a->s, keys, a->nkeys, c, &t);
+		/*
+		 * Only consistency within a snapshot is promised, not that
+		 * snapshots never go back: in LMDB a read transaction racing a
+		 * commit can copy that commit's meta page before it is published,
+		 * and the next one then starts from the published, older one.
+		 */
+		if (rc != BAYES_OK || c[0].spam != t.spam) {
+			if (a->torn++ == 0)
+				fprintf(stderr, "torn: rc %d count %u total %llu\n", rc, c[0].spam,
+					(unsigned long long)t.spam);
+		}
 		a->lookups++;
 	}
 	free(keys);
