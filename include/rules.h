@@ -105,6 +105,7 @@
  *	regex_depth_limit = N       (default 10000)
  *	regex_jit_stack = SIZE      (default 1M)
  *	regex_prefilter = yes|no    (default yes)
+ *	regex_prefilter_engine = auto|memmem  (default auto: Vectorscan if built)
  *	rules_all_plugins = yes|no  (default no: see all_plugins below)
  * THREADS
  *	A rules_t is built by one thread, then shared read-only by all;
@@ -143,6 +144,7 @@ typedef struct rules_opts {
 	uint32_t depth_limit;
 	uint64_t jit_stack_bytes;
 	bool prefilter;
+	bool prefilter_memmem; /* memmem() even when Vectorscan is built in */
 	/* ifplugin/plugin() true for every plugin (regex rules of plugin blocks load, their
 	 * eval tests are skipped): for lint and measurements, not for scoring. */
 	bool all_plugins;

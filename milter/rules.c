@@ -711,6 +711,11 @@ int rules_opts_read(conf_t *c, rules_opts_t *o, diag_t *d)
 		rc = -1;
 	if (conf_bool(c, "rules_all_plugins", false, &o->all_plugins, d) < 0)
 		rc = -1;
+	static const char *const engines[] = {"auto", "memmem", NULL};
+	int engine;
+	if (conf_enum(c, "regex_prefilter_engine", engines, 0, &engine, d) < 0)
+		rc = -1;
+	o->prefilter_memmem = engine == 1;
 	return rc;
 }
 
@@ -1051,11 +1056,21 @@ static long match_text(struct evalctx *e, struct rule *ru, const char *s, size_t
 	return count;
 }
 
-/* Runs ru over a list of spans (paragraphs, URIs, parts) and returns its count. */
-static long match_spans(struct evalctx *e, struct rule *ru, const struct span *v, size_t n)
+/*
+ * Runs ru over a list of spans (paragraphs, URIs, parts) and returns its
+ * count; with `nodes`, only over the spans listed from `head` (the
+ * prefilter's finds).
+ */
+static long match_spans(struct evalctx *e, struct rule *ru, const struct span *v, size_t n,
+			const struct pf_node *nodes, uint32_t head)
 {
 	long total = 0;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t k = 0; nodes ? head != 0 : k < n; k++) {
+		size_t i = k;
+		if (nodes) {
+			i = nodes[head - 1].span;
+			head = nodes[head - 1].next;
+		}
 		unsigned limit = 0;
 		if (ru->maxhits)
 			limit = ru->maxhits - (unsigned)total;
@@ -1590,14 +1605,19 @@ static void build_view(struct evalctx *e, struct views *vw, int type, msg_t *m,
 			return;
 		size_t n = mime_uri_count(mi);
 		struct span *v = arena_alloc(a, (n ? n : 1) * sizeof(*v));
+		size_t *off = arena_alloc(a, (n ? n : 1) * sizeof(*off));
 		abuf_t all;
 		abuf_init(&all, a, 256);
+		/* one text, each URI a span of it, so the prefilter can place its literals */
 		for (size_t i = 0; i < n; i++) {
 			const char *u = mime_uri(mi, i);
-			v[i] = (struct span){u, strlen(u)};
+			off[i] = all.len;
+			v[i].n = strlen(u);
 			abuf_append(&all, u, v[i].n);
 			abuf_putc(&all, '\n');
 		}
+		for (size_t i = 0; i < n; i++)
+			v[i].p = all.data + off[i];
 		vw->spans[type] = v;
 		vw->nspans[type] = n;
 		vw->whole[type] = (struct span){all.data, all.len};
@@ -1646,7 +1666,13 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 	struct hval *hv = arena_zalloc(a, (r->nhkeys ? r->nhkeys : 1) * sizeof(*hv));
 	struct views vw;
 	memset(&vw, 0, sizeof(vw));
-	uint8_t *want = NULL;
+	struct pf_result pf = {.a = a};
+	bool pf_on = r->pf != NULL && !(flags & RULES_EVAL_NO_PREFILTER);
+	if (pf_on) {
+		pf.want = arena_alloc(a, r->n ? r->n : 1);
+		pf.head = arena_alloc(a, (r->n ? r->n : 1) * sizeof(uint32_t));
+		pf.tail = arena_alloc(a, (r->n ? r->n : 1) * sizeof(uint32_t));
+	}
 	bool timing = (flags & RULES_EVAL_TIMING) != 0;
 	const char **detail = (flags & RULES_EVAL_EXPLAIN)
 				  ? arena_zalloc(a, (r->n ? r->n : 1) * sizeof(char *))
@@ -1657,20 +1683,27 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 			continue;
 		if (type != RULES_T_HEADER && type != RULES_T_MIMEHEADER) {
 			build_view(&e, &vw, type, m, mi);
-			if (r->pf != NULL && !(flags & RULES_EVAL_NO_PREFILTER)) {
-				if (want == NULL)
-					want = arena_alloc(a, r->n ? r->n : 1);
-				memset(want, 0, r->n);
-				rules_prefilter_scan(r, type, vw.whole[type].p, vw.whole[type].n, want,
-						     a);
+			if (pf_on) {
+				size_t ns = vw.nspans[type];
+				size_t *off = arena_alloc(a, (ns ? ns : 1) * sizeof(size_t));
+				size_t *len = arena_alloc(a, (ns ? ns : 1) * sizeof(size_t));
+				for (size_t k = 0; k < ns; k++) {
+					off[k] = (size_t)(vw.spans[type][k].p - vw.whole[type].p);
+					len[k] = vw.spans[type][k].n;
+				}
+				pf.span_off = off;
+				pf.span_len = len;
+				pf.nspans = ns;
+				pf.nnodes = 0;
+				memset(pf.want, PF_SKIP, r->n);
+				rules_prefilter_scan(r, type, vw.whole[type].p, vw.whole[type].n, &pf);
 			}
 		}
+		bool pf_active = pf_on && type != RULES_T_HEADER && type != RULES_T_MIMEHEADER;
 		for (size_t oi = 0; oi < r->norder[type]; oi++) {
 			size_t ri = r->order[type][oi];
 			struct rule *ru = &r->v[ri];
-			bool pf_active = want != NULL && type != RULES_T_HEADER &&
-					 type != RULES_T_MIMEHEADER;
-			if (pf_active && !want[ri])
+			if (pf_active && pf.want[ri] == PF_SKIP)
 				continue;
 			uint64_t t0 = timing ? thread_ns() : 0;
 			long count = 0;
@@ -1719,7 +1752,9 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 						break;
 				}
 			} else {
-				count = match_spans(&e, ru, vw.spans[type], vw.nspans[type]);
+				bool listed = pf_active && pf.want[ri] == PF_LISTED;
+				count = match_spans(&e, ru, vw.spans[type], vw.nspans[type],
+						    listed ? pf.nodes : NULL, listed ? pf.head[ri] : 0);
 			}
 			if (timing) {
 				atomic_fetch_add(&ru->cpu_ns, thread_ns() - t0);

@@ -163,11 +163,31 @@ void rules_lit_extract(struct rule *ru);
 struct rules_prefilter *rules_prefilter_build(rules_t *r);
 void rules_prefilter_free(struct rules_prefilter *pf);
 /*
- * Marks in `want` (one byte per rule index) the rules of `type` that
- * may match text (len bytes); rules without literals are always marked.
- * scratch is an arena for a lower-cased copy.
+ * What a prefilter scan of one view found. Views are lists of spans inside
+ * one text; for each rule, want[] says whether to run it at all and, for
+ * rules with literals, the linked list from head[] names the only spans
+ * that contain one (a match must contain its literal, within its span).
  */
+struct pf_node {
+	uint32_t span;
+	uint32_t next; /* index + 1, 0 ends */
+};
+
+struct pf_result {
+	uint8_t *want;	 /* per rule: 0 skip, 1 run on the listed spans, 2 run on all */
+	uint32_t *head;	 /* per rule: first node index + 1 */
+	uint32_t *tail;
+	struct pf_node *nodes;
+	size_t nnodes, cap;
+	arena_t *a;
+	const size_t *span_off; /* start of each span in the text, ascending */
+	const size_t *span_len;
+	size_t nspans;
+};
+
+enum { PF_SKIP = 0, PF_LISTED = 1, PF_ALL = 2 };
+
 void rules_prefilter_scan(const rules_t *r, int type, const char *text, size_t len,
-			  uint8_t *want, arena_t *scratch);
+			  struct pf_result *res);
 
 #endif

@@ -506,10 +506,72 @@ static void hs_key_make(void)
 }
 
 static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
+		    unsigned int flags, void *ctx);
+#endif
+
+/* The span that wholly contains [from, to), or -1. */
+static long span_of(const struct pf_result *res, size_t from, size_t to)
+{
+	size_t lo = 0, hi = res->nspans;
+	while (lo < hi) { /* first span starting after `from` */
+		size_t mid = (lo + hi) / 2;
+		if (res->span_off[mid] <= from)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return -1;
+	size_t k = lo - 1;
+	return to <= res->span_off[k] + res->span_len[k] ? (long)k : -1;
+}
+
+/*
+ * Records that literal `lit` occurs at [from, to) of the text. Occurrences
+ * must come in text order per rule (Vectorscan reports by end offset; the
+ * memmem path lists one literal's occurrences in order).
+ */
+static void found(const struct pf_type *pt, struct pf_result *res, size_t lit, size_t from,
+		  size_t to)
+{
+	size_t ri = pt->lit_rule[lit];
+	if (res->want[ri] == PF_ALL)
+		return;
+	long k = span_of(res, from, to);
+	if (k < 0)
+		return;
+	if (res->want[ri] == PF_LISTED && res->nodes[res->tail[ri] - 1].span >= (uint32_t)k)
+		return; /* occurrences come in text order: already listed */
+	if (res->nnodes == res->cap) {
+		size_t cap = res->cap ? res->cap * 2 : 256;
+		struct pf_node *nv = arena_alloc(res->a, cap * sizeof(*nv));
+		if (res->nnodes)
+			memcpy(nv, res->nodes, res->nnodes * sizeof(*nv));
+		res->nodes = nv;
+		res->cap = cap;
+	}
+	res->nodes[res->nnodes] = (struct pf_node){.span = (uint32_t)k, .next = 0};
+	uint32_t id = (uint32_t)++res->nnodes;
+	if (res->want[ri] == PF_LISTED)
+		res->nodes[res->tail[ri] - 1].next = id;
+	else
+		res->head[ri] = id;
+	res->tail[ri] = id;
+	res->want[ri] = PF_LISTED;
+}
+
+#ifdef HAVE_VECTORSCAN
+struct hs_ctx {
+	const struct pf_type *pt;
+	struct pf_result *res;
+};
+
+static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
 		    unsigned int flags, void *ctx)
 {
-	uint8_t **c = ctx;
-	c[0][id] = 1;
+	struct hs_ctx *c = ctx;
+	size_t n = c->pt->litlen[id];
+	found(c->pt, c->res, id, (size_t)to - n, (size_t)to);
 	return 0;
 }
 #endif
@@ -548,14 +610,15 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 			}
 		}
 #ifdef HAVE_VECTORSCAN
-		if (pt->nlit > 0) {
+		if (pt->nlit > 0 && !r->opts.prefilter_memmem) {
 			unsigned *flags = calloc(pt->nlit, sizeof(unsigned));
 			unsigned *ids = calloc(pt->nlit, sizeof(unsigned));
 			if (!flags || !ids)
 				abort();
 			for (size_t i = 0; i < pt->nlit; i++) {
-				flags[i] = HS_FLAG_CASELESS | HS_FLAG_SINGLEMATCH;
-				ids[i] = (unsigned)pt->lit_rule[i];
+				/* every occurrence: each one names a span to run the rule on */
+				flags[i] = HS_FLAG_CASELESS;
+				ids[i] = (unsigned)i;
 			}
 			hs_compile_error_t *err = NULL;
 			if (hs_compile_lit_multi(pt->lit, flags, ids, pt->litlen, (unsigned)pt->nlit,
@@ -572,7 +635,7 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 #endif
 	}
 #ifdef HAVE_VECTORSCAN
-	r->stats.vectorscan = hs_ok;
+	r->stats.vectorscan = hs_ok && !r->opts.prefilter_memmem;
 #else
 	(void)hs_ok;
 #endif
@@ -596,11 +659,11 @@ void rules_prefilter_free(struct rules_prefilter *pf)
 }
 
 void rules_prefilter_scan(const rules_t *r, int type, const char *text, size_t len,
-			  uint8_t *want, arena_t *scratch)
+			  struct pf_result *res)
 {
 	const struct pf_type *pt = &r->pf->t[type];
 	for (size_t i = 0; i < pt->nalways; i++)
-		want[pt->always[i]] = 1;
+		res->want[pt->always[i]] = PF_ALL;
 	if (pt->nlit == 0)
 		return;
 #ifdef HAVE_VECTORSCAN
@@ -614,24 +677,40 @@ void rules_prefilter_scan(const rules_t *r, int type, const char *text, size_t l
 			pthread_setspecific(hs_key, hs_scratch);
 			hs_scratch_gen = r->generation;
 		}
-		uint8_t *ctx[1] = {want};
-		if (hs_scan(pt->db, text, (unsigned)len, 0, hs_scratch, on_match, ctx) ==
+		struct hs_ctx ctx = {.pt = pt, .res = res};
+		if (hs_scan(pt->db, text, (unsigned)len, 0, hs_scratch, on_match, &ctx) ==
 		    HS_SUCCESS)
 			return;
+		/* a failed scan may have listed only some spans: run these rules everywhere */
+		for (size_t i = 0; i < pt->nlit; i++)
+			res->want[pt->lit_rule[i]] = PF_ALL;
+		return;
 	}
 fallback:
 #endif
 	{
 		/* memmem over a lower-cased copy (ASCII: literals hold no foldable high bytes) */
-		char *low = arena_alloc(scratch, len + 1);
+		char *low = arena_alloc(res->a, len + 1);
 		for (size_t i = 0; i < len; i++)
 			low[i] = ascii_lower(text[i]);
 		for (size_t i = 0; i < pt->nlit; i++) {
-			size_t ri = pt->lit_rule[i];
-			if (want[ri])
-				continue;
-			if (memmem(low, len, pt->lit[i], pt->litlen[i]) != NULL)
-				want[ri] = 1;
+			size_t n = pt->litlen[i];
+			const char *p = low;
+			const char *end = low + len;
+			while ((size_t)(end - p) >= n) {
+				const char *q = memmem(p, (size_t)(end - p), pt->lit[i], n);
+				if (q == NULL)
+					break;
+				size_t ri = pt->lit_rule[i];
+				if ((i + 1 < pt->nlit && pt->lit_rule[i + 1] == ri) ||
+				    (i > 0 && pt->lit_rule[i - 1] == ri)) {
+					/* several literals: occurrences would come out of text order */
+					res->want[ri] = PF_ALL;
+					break;
+				}
+				found(pt, res, i, (size_t)(q - low), (size_t)(q - low) + n);
+				p = q + 1;
+			}
 		}
 	}
 }

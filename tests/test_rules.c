@@ -702,9 +702,15 @@ static const char *const prefilter_msgs[] = {
     "<a href=\"http://www.example.com/x\">x</a>\n",
 };
 
-Test(rules, prefilter_never_changes_the_hits)
+static void prefilter_equivalence(bool memmem_engine)
 {
-	rules_t *r = load(prefilter_rules);
+	rules_opts_t o;
+	rules_opts_default(&o);
+	o.prefilter_memmem = memmem_engine;
+	diag_t *d = diag_new();
+	rules_t *r = load_opts(prefilter_rules, &o, d);
+	cr_assert_not_null(r);
+	diag_free(d);
 	rules_stats_t st;
 	rules_stats(r, &st);
 	cr_assert_geq(st.prefiltered, 10, "most of these rules have literals");
@@ -721,6 +727,33 @@ Test(rules, prefilter_never_changes_the_hits)
 	cr_assert_not_null(strstr(a, "P_LIT,"));
 	cr_assert_not_null(strstr(a, "P_ALT,"));
 	free(a);
+	a = hit_list(r, prefilter_msgs[3], 0);
+	cr_assert_not_null(strstr(a, "P_URI,"), "uri rules are placed on their URI: %s", a);
+	cr_assert_not_null(strstr(a, "P_RAW,"));
+	free(a);
+	rules_free(r);
+}
+
+Test(rules, prefilter_never_changes_the_hits)
+{
+	prefilter_equivalence(false);
+}
+
+Test(rules, memmem_prefilter_never_changes_the_hits)
+{
+	prefilter_equivalence(true);
+}
+
+Test(rules, prefilter_runs_a_rule_only_on_paragraphs_with_its_literal)
+{
+	/* "multiple" counts prove every paragraph holding the literal was searched */
+	rules_t *r = load("body __W /\\bwinner\\b/i\ntflags __W multiple\nmeta THREE __W == 3\n"
+			  "body __X /(?:lottery|prize) winner/i\ntflags __X multiple\n"
+			  "meta TWO __X == 2\n");
+	const char *msg = PLAIN("x", "a WINNER\n\nno\n\nprize winner\n\nnothing\n\n"
+				     "lottery winner\n");
+	cr_assert(hits(r, msg, "THREE"));
+	cr_assert(hits(r, msg, "TWO"));
 	rules_free(r);
 }
 
@@ -884,5 +917,20 @@ Test(rules, one_rule_set_is_used_by_several_threads_at_once)
 		pthread_join(th[i], NULL);
 		cr_assert_eq(t[i].ok, 200);
 	}
+	rules_free(r);
+}
+
+Test(rules, pseudo_field_names_are_case_sensitive)
+{
+	/* SpamAssassin's MSGID_HDR_MALF looks for a field literally named "MessageID" */
+	rules_t *r = load("header __BAD_NAME exists:MessageID\nmeta BAD_NAME __BAD_NAME\n"
+			  "header MID MESSAGEID =~ /\\@example\\.com/\n");
+	const char *ok = PLAIN("x", "y\n");
+	const char *bad = "From: a@b.example\nMessageID: <2@example.com>\nSubject: x\n\ny\n";
+	cr_assert_not(hits(r, ok, "BAD_NAME"));
+	cr_assert(hits(r, ok, "MID"));
+	cr_assert(hits(r, bad, "BAD_NAME"));
+	cr_assert_eq(rules_type(r, (size_t)rules_find(r, "MID")), RULES_T_HEADER);
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "MID")));
 	rules_free(r);
 }
