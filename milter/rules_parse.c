@@ -43,6 +43,7 @@ static const char *const provided_features[] = {
     "Mail::SpamAssassin::Conf::perl_min_version_5010000",
     "Mail::SpamAssassin::Conf::feature_yesno_takes_args",
     "Mail::SpamAssassin::Conf::feature_registryboundaries",
+    "Mail::SpamAssassin::Conf::feature_capture_rules",
     NULL,
 };
 
@@ -1119,7 +1120,9 @@ static char *replace_tags(struct pstate *ps, const char *pattern)
 		bool again = false;
 		const char *p = re;
 		bool first = true;
-		while (*p) {
+		/* Checked within the pass too: one pass multiplies the length by up
+		 * to a tag value's length, and several passes compound that. */
+		while (*p && out.n <= RULES_MAX_PATTERN_BYTES) {
 			const char *t = p;
 			for (; *t; t++) {
 				if (*t != '<')

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -363,6 +364,38 @@ Test(rules, replace_tags_nest)
 			  "replace_rules MONEY\n");
 	cr_assert(hits(r, PLAIN("x", "free m0ney\n"), "MONEY"));
 	rules_free(r);
+}
+
+/*
+ * A tag whose value repeats itself 1000 times: pass 1 makes 150 tags into
+ * 450 KB (under the 512 KiB cap), pass 2 would make that 450 MB before the
+ * cap was looked at. The load must fail on the cap without building it.
+ */
+Test(rules, self_multiplying_tags_stop_at_the_pattern_cap)
+{
+	size_t vn = 1000 * 3, pn = 150 * 3, cap = vn + pn + 128;
+	char *text = malloc(cap);
+	cr_assert_not_null(text);
+	size_t n = (size_t)snprintf(text, cap, "replace_tag A ");
+	for (size_t i = 0; i < vn / 3; i++, n += 3)
+		memcpy(text + n, "<A>", 3);
+	n += (size_t)snprintf(text + n, cap - n, "\nbody BOMB /");
+	for (size_t i = 0; i < pn / 3; i++, n += 3)
+		memcpy(text + n, "<A>", 3);
+	snprintf(text + n, cap - n, "/\nreplace_rules BOMB\n");
+
+	struct rusage ru0, ru1;
+	getrusage(RUSAGE_SELF, &ru0);
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("t.cf", text, NULL, d);
+	getrusage(RUSAGE_SELF, &ru1);
+	cr_assert_null(r);
+	cr_assert(diag_has(d, "pattern longer than 524288 bytes after tag replacement"));
+	/* ru_maxrss is in KiB; the bounded passes need a few MB at most */
+	cr_assert_lt(ru1.ru_maxrss - ru0.ru_maxrss, 100 * 1024, "peak RSS grew by %ld KiB",
+		     ru1.ru_maxrss - ru0.ru_maxrss);
+	diag_free(d);
+	free(text);
 }
 
 Test(rules, if_and_ifplugin_follow_the_provided_plugins_and_version)
@@ -932,5 +965,25 @@ Test(rules, pseudo_field_names_are_case_sensitive)
 	cr_assert(hits(r, bad, "BAD_NAME"));
 	cr_assert_eq(rules_type(r, (size_t)rules_find(r, "MID")), RULES_T_HEADER);
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "MID")));
+	rules_free(r);
+}
+
+Test(rules, capture_rules_use_a_value_captured_by_another_rule)
+{
+	rules_t *r = load("if can(Mail::SpamAssassin::Conf::feature_capture_rules)\n"
+			  "header __TO_ADDR To:addr =~ /(?<TO_ADDR>.+)/\n"
+			  "uri    URI_HAS_TO m{^https?://[^/]+/.*[?\\#&]e=%{TO_ADDR}}i\n"
+			  "body   BODY_HAS_TO /dear %{TO_ADDR}/i\n"
+			  "body   NEVER_SET /%{NOBODY_SETS_THIS}/\n"
+			  "endif\n");
+	const char *msg = "From: a@b.example\nTo: Bob <bob.smith@example.org>\nSubject: s\n\n"
+			  "Dear bob.smith@example.org, see http://x.example/p?e=bob.smith@example.org\n";
+	const char *other = "From: a@b.example\nTo: carol@example.org\nSubject: s\n\n"
+			    "Dear bob.smith@example.org, see http://x.example/p?e=bobXsmith@example.org\n";
+	cr_assert(hits(r, msg, "URI_HAS_TO"));
+	cr_assert(hits(r, msg, "BODY_HAS_TO"));
+	cr_assert_not(hits(r, msg, "NEVER_SET"));
+	cr_assert_not(hits(r, other, "URI_HAS_TO"), "the value is quoted: '.' is not a wildcard");
+	cr_assert_not(hits(r, other, "BODY_HAS_TO"));
 	rules_free(r);
 }
