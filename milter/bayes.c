@@ -166,12 +166,17 @@ static size_t band_of(double p)
 typedef struct ranked {
 	size_t idx;
 	double dev;
+	uint64_t seen;
 } ranked_t;
 
 static int ranked_cmp(const void *a, const void *b)
 {
 	const ranked_t *x = a, *y = b;
-	return x->dev < y->dev ? 1 : x->dev > y->dev ? -1 : (x->idx > y->idx) - (x->idx < y->idx);
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? 1 : -1;
+	if (x->seen != y->seen)
+		return x->seen < y->seen ? 1 : -1; /* the better-attested first */
+	return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
 /* The explanation: the tokens that moved the probability most, each way. */
@@ -183,7 +188,7 @@ static void explain_tokens(hits_t *h, const bayes_tokens_t *tok, const bayes_cou
 	size_t k = 0;
 	for (size_t i = 0; i < tok->n; i++)
 		if ((cnt[i].spam || cnt[i].ham) && fabs(fw[i] - 0.5) >= p->min_dev)
-			r[k++] = (ranked_t){i, fabs(fw[i] - 0.5)};
+			r[k++] = (ranked_t){i, fabs(fw[i] - 0.5), (uint64_t)cnt[i].spam + cnt[i].ham};
 	qsort(r, k, sizeof(*r), ranked_cmp);
 	for (size_t j = 0; j < k && j < BAYES_EXPLAIN_TOKENS; j++) {
 		size_t i = r[j].idx;

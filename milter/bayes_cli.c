@@ -258,6 +258,7 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	bool forget = false;
 	learner_t l = {0};
 
+	optind = 0; /* argv[0] is the command; 0 also resets glibc's getopt state */
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': spam = 1; break;
@@ -364,6 +365,7 @@ int bayes_cmd_bayes(cli_ctx_t *ctx, int argc, char **argv)
 	uint32_t days = EXPIRE_DEFAULT_DAYS, max_count = EXPIRE_DEFAULT_MAX_COUNT;
 	int c;
 
+	optind = 0; /* argv[0] is the command; 0 also resets glibc's getopt state */
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': merge = true; break;

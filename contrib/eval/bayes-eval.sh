@@ -81,7 +81,9 @@ fi
 
 # ---------------------------------------------------------------- sift
 mkdir -p "$WORK/sift"
-printf 'state_dir = %s\nbayes_map_size = 1G\n' "$WORK/sift" > "$WORK/sift.conf"
+# The shipped rules come from the source tree (sift check needs some).
+printf 'state_dir = %s\nbayes_map_size = 1G\nrules = %s/rules\n' "$WORK/sift" "$srcdir" \
+	> "$WORK/sift.conf"
 if [ "$TOOL" = sift ]; then
 	learn() { "$SIFT" -c "$WORK/sift.conf" learn "$@" > /dev/null; }
 	# bayes_prob is the fifth tsv column.

@@ -1,0 +1,135 @@
+#!/bin/sh
+# it_bayes.sh - Bayes through the real programs: `sift learn` (files,
+# directories, an mbox; relearning and --forget), `sift check` and its
+# --tsv bayes_prob column, `sift bayes stats|dump|load|expire|compact`, a
+# full map, and autolearn in a running sift-milter fed by sift-mclient.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
+
+SIFT=$top_builddir/sift
+MILTER=$top_builddir/sift-milter
+MC=$top_builddir/sift-mclient
+DATA=$top_srcdir/tests/data/bayes
+for p in "$SIFT" "$MILTER" "$MC"; do
+	[ -x "$p" ] || { echo "FAIL: $p not built" >&2; exit 1; }
+done
+
+D=$IT_TMP
+cat >"$D/sift.conf" <<EOF
+rules = $top_srcdir/rules
+bayes_min_spam = 5
+bayes_min_ham = 5
+bayes_map_size = 16M
+EOF
+S="$SIFT -c $D/sift.conf -d $D/state"
+has() { case "$1" in *"$2"*) return 0 ;; esac; echo "  '$2' not in '$1'" >&2; return 1; }
+stat_of() { $S bayes stats | awk -v k="$1" '$1 == k { print $2 }'; }
+gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
+
+# ------------------------------------------------------------ learn, check
+out=$($S learn --spam "$DATA/spam" 2>&1)
+check "learn --spam DIR: 8 new" has "$out" "8 new"
+out=$($S learn --ham "$DATA"/ham/*.eml 2>&1)
+check "learn --ham FILES: 8 new" has "$out" "8 new"
+out=$($S learn --ham "$DATA/ham" 2>&1)
+check "the same messages again: already known" has "$out" "8 already known"
+check "stats: 8 spam" [ "$(stat_of spam)" = 8 ]
+check "stats: 8 ham" [ "$(stat_of ham)" = 8 ]
+
+$S check --tsv "$DATA"/check/*.eml >"$D/check.tsv" 2>"$D/check.err"
+p_spam=$(tsv_field "$D/check.tsv" spam-8.eml 5)
+p_ham=$(tsv_field "$D/check.tsv" ham-9.eml 5)
+check "check --tsv: spam's bayes_prob column > 0.9 ($p_spam)" gt "$p_spam" 0.9
+check "check --tsv: ham's bayes_prob column < 0.1 ($p_ham)" gt 0.1 "$p_ham"
+check "check --tsv: spam hits a high BAYES band" \
+	has "$(tsv_field "$D/check.tsv" spam-8.eml 4)" "BAYES_99"
+check "check --tsv: ham hits BAYES_00" has "$(tsv_field "$D/check.tsv" ham-9.eml 4)" "BAYES_00"
+out=$($S check "$DATA/check/spam-8.eml" 2>&1)
+check "check explains the probability" has "$out" "P(spam)="
+check "check lists the tokens that moved it" has "$out" "spammy"
+
+# ------------------------------------------------------------ mbox, forget
+for f in "$DATA"/check/spam-*.eml; do
+	printf 'From someone@example.com Mon Sep  2 12:00:00 2002\n'
+	cat "$f"
+	printf '\n'
+done >"$D/two.mbox"
+out=$($S learn --spam "$D/two.mbox" 2>&1)
+check "learn an mbox: 2 messages" has "$out" "2 message(s) read, learned as spam: 2 new"
+out=$($S learn --ham "$D/two.mbox" 2>&1)
+check "relearning as ham moves them" has "$out" "2 moved from the other class"
+out=$($S learn --forget "$D/two.mbox" 2>&1)
+check "--forget removes them" has "$out" "2 removed"
+check "stats after forget: 8 spam, 8 ham" [ "$(stat_of spam)/$(stat_of ham)" = 8/8 ]
+
+# ------------------------------------------------------------ dump, load
+$S bayes dump "$D/a.dump"
+check "dump starts with its format line" has "$(head -1 "$D/a.dump")" "sift-bayes-dump 1 tokenizer"
+check "dump has a token per stats line" \
+	[ "$(grep -c '^token ' "$D/a.dump")" = "$(stat_of tokens)" ]
+$SIFT -c "$D/sift.conf" -d "$D/other" bayes load "$D/a.dump" >/dev/null
+$SIFT -c "$D/sift.conf" -d "$D/other" bayes dump >"$D/b.dump"
+check "load into another store, dump again: identical" cmp -s "$D/a.dump" "$D/b.dump"
+printf 'sift-bayes-dump 1 tokenizer 1\ntotals 1 1\ntoken xyz 1 1 1\n' >"$D/bad.dump"
+out=$($SIFT -c "$D/sift.conf" -d "$D/other" bayes load "$D/bad.dump" 2>&1)
+check "a bad dump is refused with its line number" has "$out" "bad.dump:3:"
+check "and the store is unchanged" \
+	[ "$($SIFT -c "$D/sift.conf" -d "$D/other" bayes dump | cmp -s - "$D/a.dump"; echo $?)" = 0 ]
+
+# ------------------------------------------------------------ expire, compact
+{
+	head -1 "$D/a.dump"
+	echo "totals 0 0"
+	echo "token 0000000000000001 1 0 100"
+	echo "token 0000000000000002 5 0 100"
+} >"$D/old.dump"
+$S bayes load --merge "$D/old.dump" >/dev/null
+out=$($S bayes expire --days 30 --max-count 1 2>&1)
+check "expire removes a stale hapax" has "$out" "expired 1 token"
+check "and keeps the stale common token" has "$($S bayes dump)" "token 0000000000000002 5 0 100"
+out=$($S bayes compact 2>&1)
+check "compact reports the sizes" has "$out" "compacted"
+check "stats after compact still read" [ "$(stat_of spam)/$(stat_of ham)" = 8/8 ]
+
+# ------------------------------------------------------------ a full map
+printf 'bayes_map_size = 64K\nrules = %s/rules\n' "$top_srcdir" >"$D/tiny.conf"
+# 400 messages of 40 words never seen elsewhere: far more than 64 KiB of tokens.
+awk 'BEGIN { srand(7); for (m = 0; m < 400; m++) {
+	printf "From x@example.com Mon Sep  2 12:00:00 2002\nSubject: m%d\n\n", m
+	for (w = 0; w < 40; w++) printf "w%dx%d ", m, int(rand() * 1e9)
+	printf "\n\n" } }' >"$D/many.mbox"
+$SIFT -c "$D/tiny.conf" -d "$D/tiny" learn --spam "$D/many.mbox" >"$D/tiny.out" 2>&1
+check "learning into a full map fails" [ $? -ne 0 ]
+check "and says the store is full" grep -q "full" "$D/tiny.out"
+$SIFT -c "$D/tiny.conf" -d "$D/tiny" check --tsv "$DATA/check/spam-8.eml" >"$D/tiny.tsv" 2>&1
+check "scoring still works on a full store" [ -s "$D/tiny.tsv" ]
+
+# ------------------------------------------------------------ autolearn in the daemon
+SOCK=$D/milter.sock
+LOG=$D/milter.log
+cat >"$D/milter.conf" <<EOF
+rules = $top_srcdir/rules
+log = stderr
+log_level = info
+bayes_min_spam = 5
+bayes_min_ham = 5
+bayes_autolearn = yes
+bayes_autolearn_spam_score = 3
+bayes_autolearn_ham_score = -100
+EOF
+"$MILTER" -f -c "$D/milter.conf" -d "$D/state" -p "unix:$SOCK" 2>>"$LOG" &
+MILTER_PID=$!
+it_track "$MILTER_PID"
+if ! wait_for "$(($(scaled_ms 10000) / 1000))" test -S "$SOCK"; then
+	fail "sift-milter did not open $SOCK"
+	cat "$LOG" >&2
+	it_done
+fi
+"$MC" -s "unix:$SOCK" -t 10000 -i 192.0.2.10 -q "$DATA/check/spam-8.eml" 2>"$D/mc.err"
+spam_is() { [ "$(stat_of spam)" = "$1" ]; }
+check "autolearn: the daemon learns a confident spam (9 spam within 5 s)" wait_for 5 spam_is 9
+check "autolearn: hams below the confidence bar are not learned" [ "$(stat_of ham)" = 8 ]
+kill "$MILTER_PID"
+wait "$MILTER_PID" 2>/dev/null
+it_untrack "$MILTER_PID"
+
+it_done
