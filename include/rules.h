@@ -29,9 +29,9 @@
  *	Mail::SpamAssassin::Plugin::MIMEHeader (plugin(...) likewise). "if"
  *	expressions see version = 4.000001 and perl_version = 5.036000; can()
  *	is true for Mail::SpamAssassin::Conf::feature_bug6558_free,
- *	perl_min_version_5010000, feature_yesno_takes_args and
- *	feature_registryboundaries, false for everything else (capture rules,
- *	eval helpers). With rules_all_plugins, every ifplugin block is read
+ *	perl_min_version_5010000, feature_yesno_takes_args,
+ *	feature_registryboundaries and feature_capture_rules, false for
+ *	everything else (eval helpers). With rules_all_plugins, every ifplugin block is read
  *	(and "!plugin(...)" is false): the regex and meta rules SpamAssassin
  *	keeps in its eval plugins' blocks then load and the eval tests warn.
  *	That is for lint and comparisons: a meta such as "__A && !__EVAL"
@@ -67,6 +67,11 @@
  *	  uri         each URI in turn.
  *	  full        the whole message: header block, blank line, raw body.
  *	  mimeheader  the named field of each MIME part's own header block.
+ *	Capture rules (SpamAssassin 4): a rule whose pattern names a group
+ *	(?<TAG>...) records, on its first match, the text of that group; a
+ *	rule whose pattern holds %{TAG} runs after all other regex rules, with
+ *	%{TAG} replaced by the recorded text quoted as a literal, compiled for
+ *	that message (no JIT); when TAG was not recorded it does not hit.
  *	X-Sift-Mime is a pseudo-field (a real field of that name is ignored,
  *	so senders cannot forge it) holding space-separated words for the
  *	message's MIME facts: truncated, depth_limit, part_limit,

@@ -557,6 +557,104 @@ static int meta_visit(rules_t *r, size_t i, uint8_t *mark, size_t *out, size_t *
 	return 0;
 }
 
+/* ---------------------------------------------------------------- capture rules */
+
+/* Length of "%{TAG}" at p (0 if none); the tag is p[2..2+*tl). */
+static size_t tag_ref(const char *p, size_t *tl)
+{
+	if (p[0] != '%' || p[1] != '{')
+		return 0;
+	size_t k = 2;
+	while (isalnum((unsigned char)p[k]) || p[k] == '_')
+		k++;
+	if (k == 2 || p[k] != '}')
+		return 0;
+	*tl = k - 2;
+	return k + 1;
+}
+
+/*
+ * pattern with each %{TAG} replaced by its value quoted as a literal (as
+ * Perl's quotemeta does). values == NULL: a stand-in "x" (syntax checks).
+ * Returns NULL when a tag has no value.
+ */
+static char *substitute_tags(const char *pattern, char *const *tags, const char *const *values,
+			     size_t ntags)
+{
+	size_t cap = strlen(pattern) + 64, n = 0;
+	char *out = xcalloc(1, cap);
+	for (const char *p = pattern; *p;) {
+		size_t tl, len = tag_ref(p, &tl);
+		const char *v = NULL;
+		if (len > 0 && values == NULL) {
+			v = "x";
+		} else if (len > 0) {
+			for (size_t i = 0; i < ntags; i++)
+				if (strlen(tags[i]) == tl && strncmp(tags[i], p + 2, tl) == 0)
+					v = values[i];
+			if (v == NULL) {
+				free(out);
+				return NULL;
+			}
+		}
+		size_t need = len > 0 ? strlen(v) * 2 + 1 : 2;
+		if (n + need + 1 > cap) {
+			cap = (n + need + 1) * 2;
+			out = xrealloc(out, cap);
+		}
+		if (len == 0) {
+			out[n++] = *p++;
+			continue;
+		}
+		for (const char *q = v; *q; q++) {
+			if (!isalnum((unsigned char)*q) && *q != '_')
+				out[n++] = '\\';
+			out[n++] = *q;
+		}
+		p += len;
+	}
+	out[n] = '\0';
+	return out;
+}
+
+/* Marks the rules that use %{TAG} and those that capture a used TAG. */
+static void find_captures(rules_t *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		struct rule *ru = &r->v[i];
+		if (!ru->defined || ru->skipped || ru->pattern == NULL)
+			continue;
+		for (const char *p = strchr(ru->pattern, '%'); p; p = strchr(p + 1, '%')) {
+			size_t tl;
+			if (tag_ref(p, &tl) == 0)
+				continue;
+			ru->capture_dep = true;
+			bool known = false;
+			for (size_t k = 0; k < r->ntags; k++)
+				known |= strlen(r->tags[k]) == tl && strncmp(r->tags[k], p + 2, tl) == 0;
+			if (!known) {
+				r->tags = xrealloc(r->tags, (r->ntags + 1) * sizeof(char *));
+				r->tags[r->ntags] = xcalloc(1, tl + 1);
+				memcpy(r->tags[r->ntags++], p + 2, tl);
+			}
+		}
+	}
+	for (size_t i = 0; i < r->n; i++) {
+		struct rule *ru = &r->v[i];
+		if (!ru->defined || ru->skipped || ru->pattern == NULL || ru->capture_dep)
+			continue;
+		for (size_t k = 0; k < r->ntags; k++) {
+			char pat[3][160];
+			snprintf(pat[0], sizeof(pat[0]), "(?<%s>", r->tags[k]);
+			snprintf(pat[1], sizeof(pat[1]), "(?P<%s>", r->tags[k]);
+			snprintf(pat[2], sizeof(pat[2]), "(?'%s'", r->tags[k]);
+			for (int j = 0; j < 3; j++)
+				if (strstr(ru->pattern, pat[j]) != NULL)
+					ru->captures = true;
+		}
+	}
+}
+
 static const rules_t *sort_rules;
 static int cmp_priority(const void *a, const void *b)
 {
@@ -576,6 +674,7 @@ static int rules_finish(rules_t *r, diag_t *d)
 	pcre2_set_character_tables(r->cctx, rules_latin1_tables());
 	r->tables = rules_latin1_tables();
 
+	find_captures(r);
 	size_t n0 = r->n; /* metas may intern undefined names: only walk defined ones */
 	for (size_t i = 0; i < n0; i++) {
 		struct rule *ru = &r->v[i];
@@ -610,6 +709,25 @@ static int rules_finish(rules_t *r, diag_t *d)
 			r->stats.loaded[ru->type]++;
 			continue;
 		}
+		if (ru->capture_dep) {
+			/* compiled per message; check the syntax now with a stand-in value */
+			char *probe = substitute_tags(ru->pattern, NULL, NULL, 0);
+			int err;
+			PCRE2_SIZE off;
+			pcre2_code *code = pcre2_compile((PCRE2_SPTR)probe, PCRE2_ZERO_TERMINATED,
+							 ru->re_options, &err, &off, r->cctx);
+			free(probe);
+			if (code == NULL) {
+				PCRE2_UCHAR msg[160];
+				pcre2_get_error_message(err, msg, sizeof(msg));
+				diag_error(d, ru->file, ru->line, "%s rule %s: regex error: %s",
+					   rules_type_name(ru->type), ru->name, (const char *)msg);
+				continue;
+			}
+			pcre2_code_free(code);
+			r->stats.loaded[ru->type]++;
+			continue;
+		}
 		if (rules_compile_rule(r, ru, d) == 0) {
 			r->stats.loaded[ru->type]++;
 			rules_lit_extract(ru);
@@ -641,6 +759,7 @@ static int rules_finish(rules_t *r, diag_t *d)
 	uint8_t *mark = xcalloc(r->n ? r->n : 1, 1);
 	for (int t = 0; t < RULES_T_N; t++)
 		r->order[t] = xcalloc(r->n ? r->n : 1, sizeof(size_t));
+	r->late = xcalloc(r->n ? r->n : 1, sizeof(size_t));
 	for (size_t i = 0; i < r->n; i++) {
 		struct rule *ru = &r->v[i];
 		if (!ru->defined || ru->skipped || ru->disabled || ru->type < 0)
@@ -649,6 +768,8 @@ static int rules_finish(rules_t *r, diag_t *d)
 			if (meta_visit(r, i, mark, r->order[RULES_T_META],
 				       &r->norder[RULES_T_META], d) < 0)
 				break;
+		} else if (ru->capture_dep) {
+			r->late[r->nlate++] = i;
 		} else {
 			r->order[ru->type][r->norder[ru->type]++] = i;
 		}
@@ -802,6 +923,10 @@ void rules_free(rules_t *r)
 	free(r->hkeys);
 	for (int t = 0; t < RULES_T_N; t++)
 		free(r->order[t]);
+	free(r->late);
+	for (size_t i = 0; i < r->ntags; i++)
+		free(r->tags[i]);
+	free(r->tags);
 	for (size_t i = 0; i < r->nfiles; i++)
 		free(r->files[i]);
 	free(r->files);
@@ -1001,6 +1126,9 @@ struct evalctx {
 	/* detail of the first match of the rule being run */
 	const char *mp;
 	size_t mn;
+	/* capture rules: recorded tag values, and a per-message pattern to run */
+	const char **capval;
+	pcre2_code *ocode;
 };
 
 static void rule_error(struct evalctx *e, struct rule *ru, int rc)
@@ -1023,18 +1151,45 @@ static void rule_error(struct evalctx *e, struct rule *ru, int rc)
  * Counts matches of ru in s (every piece of a split pattern), at most
  * `limit` (0: stop at the first). Returns -1 after a limit error.
  */
+/* Records the tags a capturing rule's match at `start` defines (first value wins). */
+static void record_captures(struct evalctx *e, pcre2_code *code, const char *s, size_t len,
+			    size_t start)
+{
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
+	if (md == NULL)
+		return;
+	if (pcre2_match(code, (PCRE2_SPTR)s, len, start, 0, md, e->t->mc) >= 0) {
+		for (size_t k = 0; k < e->r->ntags; k++) {
+			if (e->capval[k] != NULL)
+				continue;
+			PCRE2_UCHAR *v;
+			PCRE2_SIZE vn;
+			if (pcre2_substring_get_byname(md, (PCRE2_SPTR)e->r->tags[k], &v, &vn) == 0) {
+				if (memchr(v, '\0', vn) == NULL)
+					e->capval[k] = arena_strndup(e->a, (const char *)v, vn);
+				pcre2_substring_free(v);
+			}
+		}
+	}
+	pcre2_match_data_free(md);
+}
+
 static long match_text(struct evalctx *e, struct rule *ru, const char *s, size_t len,
 		       unsigned limit)
 {
 	long count = 0;
 	bool multiple = (ru->tflags & TF_MULTIPLE) != 0;
-	for (size_t k = 0; k < ru->ncodes; k++) {
+	/* a capture dependent runs the pattern made for this message instead */
+	size_t ncodes = e->ocode ? 1 : ru->ncodes;
+	for (size_t k = 0; k < ncodes; k++) {
 		PCRE2_SIZE start = 0;
+		pcre2_code *code = e->ocode ? e->ocode : ru->codes[k];
+		bool jit = e->ocode ? false : ru->jit[k];
 		while (start <= len) {
-			int rc = ru->jit[k] ? pcre2_jit_match(ru->codes[k], (PCRE2_SPTR)s, len, start,
-							      0, e->t->md, e->t->mc)
-					    : pcre2_match(ru->codes[k], (PCRE2_SPTR)s, len, start, 0,
-							  e->t->md, e->t->mc);
+			int rc = jit ? pcre2_jit_match(code, (PCRE2_SPTR)s, len, start, 0, e->t->md,
+						       e->t->mc)
+				     : pcre2_match(code, (PCRE2_SPTR)s, len, start, 0, e->t->md,
+						   e->t->mc);
 			if (rc == PCRE2_ERROR_NOMATCH)
 				break;
 			if (rc < 0) {
@@ -1047,6 +1202,8 @@ static long match_text(struct evalctx *e, struct rule *ru, const char *s, size_t
 				e->mp = s + ov[0];
 				e->mn = ov[1] > ov[0] ? ov[1] - ov[0] : 0;
 			}
+			if (count == 0 && ru->captures && e->capval)
+				record_captures(e, code, s, len, ov[0]);
 			count++;
 			if (!multiple || (limit && (unsigned long)count >= limit))
 				return count;
@@ -1673,6 +1830,8 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 		pf.head = arena_alloc(a, (r->n ? r->n : 1) * sizeof(uint32_t));
 		pf.tail = arena_alloc(a, (r->n ? r->n : 1) * sizeof(uint32_t));
 	}
+	if (r->ntags)
+		e.capval = arena_zalloc(a, r->ntags * sizeof(char *));
 	bool timing = (flags & RULES_EVAL_TIMING) != 0;
 	const char **detail = (flags & RULES_EVAL_EXPLAIN)
 				  ? arena_zalloc(a, (r->n ? r->n : 1) * sizeof(char *))
@@ -1765,6 +1924,45 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 				if (detail && e.mp)
 					detail[ri] = printable(a, e.mp, e.mn);
 			}
+		}
+	}
+	for (size_t li = 0; li < r->nlate; li++) {
+		size_t ri = r->late[li];
+		struct rule *ru = &r->v[ri];
+		char *pat = substitute_tags(ru->pattern, r->tags, e.capval, r->ntags);
+		if (pat == NULL)
+			continue; /* a tag was not captured: no hit */
+		int err;
+		PCRE2_SIZE off;
+		e.ocode = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, ru->re_options, &err,
+					&off, r->cctx);
+		free(pat);
+		if (e.ocode == NULL) {
+			rule_error(&e, ru, err);
+			continue;
+		}
+		e.mp = NULL;
+		long count = 0;
+		int type = ru->type;
+		if (type == RULES_T_HEADER) {
+			struct hval *v = &hv[ru->hkey];
+			if (!v->done)
+				header_value(&e, m, mi, &r->hkeys[ru->hkey], v);
+			const char *s = v->present ? v->s : ru->if_unset ? ru->if_unset : "";
+			count = match_text(&e, ru, s, v->present ? v->n : strlen(s), ru->maxhits);
+			if (count >= 0 && ru->negate)
+				count = count == 0;
+		} else if (type != RULES_T_MIMEHEADER && type != RULES_T_META) {
+			if (!vw.built[type])
+				build_view(&e, &vw, type, m, mi);
+			count = match_spans(&e, ru, vw.spans[type], vw.nspans[type], NULL, 0);
+		}
+		pcre2_code_free(e.ocode);
+		e.ocode = NULL;
+		if (count > 0) {
+			val[ri] = (ru->tflags & TF_MULTIPLE) ? (double)count : 1;
+			if (detail && e.mp)
+				detail[ri] = printable(a, e.mp, e.mn);
 		}
 	}
 	for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++) {

@@ -95,6 +95,10 @@ struct rule {
 	struct meta_op *prog;
 	size_t nprog;
 
+	/* SpamAssassin 4 capture rules */
+	bool capture_dep; /* uses %{TAG}: compiled per message with the captured value */
+	bool captures;	  /* names a group (?<TAG>...) that some %{TAG} uses */
+
 	/* prefilter: the rule may match only if one of these occurs */
 	char **lits; /* lower-case */
 	size_t *litlen;
@@ -127,6 +131,10 @@ struct rules {
 	/* evaluation order */
 	size_t *order[RULES_T_N];
 	size_t norder[RULES_T_N];
+	size_t *late; /* capture dependents, run after every other regex rule */
+	size_t nlate;
+	char **tags; /* capture tags that some rule uses */
+	size_t ntags;
 
 	char **files; /* interned file names */
 	size_t nfiles;
