@@ -69,6 +69,18 @@
  *	bayes_store_load() replaces the store's contents with a dump, or with
  *	merge adds its counts and totals to what is there (digests already
  *	present are kept); either way in one transaction.
+ * CONFIGURATION
+ *	bayes_enable (yes), bayes_db (<state_dir>/bayes), bayes_map_size
+ *	(512M; a change takes effect at the next start), bayes_min_spam and
+ *	bayes_min_ham (200: learned messages of each class before Bayes votes),
+ *	bayes_robs (0.1), bayes_robx (0.52), bayes_min_dev (0.45),
+ *	bayes_max_tokens (0 = all), the band scores bayes_score_00 (-1.9),
+ *	_05 (-0.5), _20 (-0.001), _40 (-0.001), _50 (0), _60 (1.5), _80 (2.0),
+ *	_95 (3.0), _99 (3.5), _999 (4.0) for the hits BAYES_00 (P < 1%) ...
+ *	BAYES_999 (P >= 99.9%), bayes_autolearn (no),
+ *	bayes_autolearn_spam_score (12) and bayes_autolearn_ham_score (0.1),
+ *	compared with the message's score without Bayes's own points, and
+ *	bayes_autolearn_queue (1000 messages; more are dropped and counted).
  * THREADS
  *	bayes_tokenize() and bayes_classify() are reentrant. A bayes_store_t
  *	is internally synchronised: any number of threads may call lookup at
@@ -97,17 +109,17 @@
 #include "msg.h"
 
 #define BAYES_TOKENIZER_VERSION 1
-#define BAYES_DIGEST_BYTES 16
-#define BAYES_OSB_WINDOW 2	       /* a word and the 1 word before it */
-#define BAYES_MAX_WORD_BYTES 40	       /* longer words become "skip" tokens */
-#define BAYES_MAX_BODY_WORDS 20000     /* body words tokenized per message */
+#define BAYES_DIGEST_BYTES      16
+#define BAYES_OSB_WINDOW        2     /* a word and the 1 word before it */
+#define BAYES_MAX_WORD_BYTES    40    /* longer words become "skip" tokens */
+#define BAYES_MAX_BODY_WORDS    20000 /* body words tokenized per message */
 /* The top bit of a key tells a sparse bigram from a single token. */
 #define BAYES_PAIR_BIT (1ULL << 63)
 
 /* ------------------------------------------------------------ tokenizer */
 
 typedef struct bayes_tokens {
-	uint64_t *keys;	   /* sorted ascending, distinct; in the arena */
+	uint64_t *keys;    /* sorted ascending, distinct; in the arena */
 	const char **text; /* parallel to keys when keep_text, else NULL */
 	size_t n;
 	uint8_t digest[BAYES_DIGEST_BYTES]; /* identifies the message for learning */
@@ -128,7 +140,7 @@ enum {
 	BAYES_OK = 0,
 	BAYES_ENOENT = -1,   /* no store at that path (and not asked to create) */
 	BAYES_EFULL = -2,    /* the map is full: learning stopped */
-	BAYES_EIO = -3,	     /* LMDB or file system error */
+	BAYES_EIO = -3,      /* LMDB or file system error */
 	BAYES_EVERSION = -4, /* learned with another tokenizer or format */
 	BAYES_EPERM = -5,    /* cannot create or write (permissions, read-only) */
 	BAYES_EFORMAT = -6,  /* bad dump text */
@@ -144,7 +156,7 @@ typedef struct bayes_store bayes_store_t;
 
 typedef struct bayes_counts {
 	uint32_t spam, ham; /* messages of each class that contained the token */
-	uint32_t day;	    /* last day learned (days since the epoch) */
+	uint32_t day;       /* last day learned (days since the epoch) */
 } bayes_counts_t;
 
 typedef struct bayes_totals {
@@ -169,7 +181,7 @@ const char *bayes_store_path(const bayes_store_t *s);
  * consistent snapshot. Keys not in the store read as zero counts.
  */
 int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_counts_t *out,
-		       bayes_totals_t *totals);
+                       bayes_totals_t *totals);
 
 typedef enum { BAYES_LEARN_SPAM, BAYES_LEARN_HAM, BAYES_FORGET } bayes_op_t;
 
@@ -181,11 +193,11 @@ typedef struct bayes_learn_item {
 } bayes_learn_item_t;
 
 typedef struct bayes_apply_result {
-	size_t learned;	  /* new messages counted */
+	size_t learned;   /* new messages counted */
 	size_t relearned; /* moved from the other class */
-	size_t already;	  /* skipped: already learned as that class */
+	size_t already;   /* skipped: already learned as that class */
 	size_t forgotten; /* removed */
-	size_t unknown;	  /* forget of a message never learned */
+	size_t unknown;   /* forget of a message never learned */
 } bayes_apply_result_t;
 
 /*
@@ -194,7 +206,7 @@ typedef struct bayes_apply_result {
  * BAYES_EFULL when the map is full (nothing of the batch is kept).
  */
 int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t n,
-		      bayes_apply_result_t *res);
+                      bayes_apply_result_t *res);
 
 /*
  * Queues one message for the store's writer thread (started on first use)
@@ -208,13 +220,13 @@ void bayes_store_flush(bayes_store_t *s);
 typedef struct bayes_stats {
 	bayes_totals_t totals;
 	uint64_t tokens, digests;
-	uint64_t map_bytes;  /* configured maximum */
-	uint64_t used_bytes; /* pages in use */
-	uint64_t file_bytes; /* data file size on disk */
-	unsigned readers;    /* reader slots in use */
-	unsigned stale_readers; /* slots of dead processes cleared so far */
+	uint64_t map_bytes;                        /* configured maximum */
+	uint64_t used_bytes;                       /* pages in use */
+	uint64_t file_bytes;                       /* data file size on disk */
+	unsigned readers;                          /* reader slots in use */
+	unsigned stale_readers;                    /* slots of dead processes cleared so far */
 	uint64_t queued, dropped, applied_batches; /* this process's autolearn writer */
-	bool full;	     /* learning stopped on a full map */
+	bool full;                                 /* learning stopped on a full map */
 } bayes_stats_t;
 int bayes_store_stats(bayes_store_t *s, bayes_stats_t *st);
 
@@ -222,8 +234,8 @@ int bayes_store_stats(bayes_store_t *s, bayes_stats_t *st);
  * Deletes tokens last learned more than max_age_days before today whose
  * spam + ham count is at most max_count. *removed gets their number.
  */
-int bayes_store_expire(bayes_store_t *s, uint32_t today, uint32_t max_age_days,
-		       uint32_t max_count, uint64_t *removed);
+int bayes_store_expire(bayes_store_t *s, uint32_t today, uint32_t max_age_days, uint32_t max_count,
+                       uint64_t *removed);
 int bayes_store_dump(bayes_store_t *s, FILE *fp);
 /* Errors go to d as "name:line: ..." lines. */
 int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, diag_t *d);
@@ -240,9 +252,9 @@ uint32_t bayes_today(void);
 /* ------------------------------------------------------------ classifier */
 
 typedef struct bayes_params {
-	double robs;	     /* Robinson's s: strength of the prior */
-	double robx;	     /* Robinson's x: prior for unseen tokens */
-	double min_dev;	     /* ignore tokens with |f(w) - 0.5| below this */
+	double robs;         /* Robinson's s: strength of the prior */
+	double robx;         /* Robinson's x: prior for unseen tokens */
+	double min_dev;      /* ignore tokens with |f(w) - 0.5| below this */
 	unsigned max_tokens; /* use at most this many strongest tokens; 0 = all */
 } bayes_params_t;
 
@@ -250,16 +262,16 @@ void bayes_params_default(bayes_params_t *p);
 
 /* Robinson's f(w) of a token seen in spam/ham of nspam/nham messages. */
 double bayes_token_prob(const bayes_params_t *p, uint32_t spam, uint32_t ham, uint64_t nspam,
-			uint64_t nham);
+                        uint64_t nham);
 /* The upper tail Q(x2 | v) of the chi-square distribution, v even. */
 double bayes_chi2q(double x2, unsigned v);
 /* log Q(x2 | v), exact where Q itself underflows (long messages). */
 double bayes_chi2q_log(double x2, unsigned v);
 
 typedef struct bayes_result {
-	double prob;	  /* P(spam) */
+	double prob;                  /* P(spam) */
 	double spamminess, hamminess; /* Fisher's S and H, each in [0, 1] */
-	size_t used;	  /* tokens that took part */
+	size_t used;                  /* tokens that took part */
 } bayes_result_t;
 
 /*
@@ -275,8 +287,7 @@ double bayes_combine(const double *fw, size_t n, bayes_result_t *r);
  * explanations. Scratch memory comes from a, or from malloc when a is NULL.
  */
 double bayes_classify(const bayes_params_t *p, const bayes_counts_t *counts, size_t n,
-		      const bayes_totals_t *totals, arena_t *a, double *fw_out,
-		      bayes_result_t *r);
+                      const bayes_totals_t *totals, arena_t *a, double *fw_out, bayes_result_t *r);
 
 /* ------------------------------------------------------------ settings */
 
@@ -298,7 +309,7 @@ typedef struct bayes_settings {
  * the CLI which has no scan generation). Returns -1 with errors in d.
  */
 int bayes_settings_read(conf_t *c, const char *state_dir, bool with_mime, bayes_settings_t *s,
-			diag_t *d);
+                        diag_t *d);
 
 /* ------------------------------------------------------------ pipeline and CLI */
 

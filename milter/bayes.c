@@ -9,14 +9,15 @@
 #include "log.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define BAYES_DEFAULT_MAP_BYTES (512ULL << 20)
-#define BAYES_MIN_MAP_BYTES (64ULL << 10)
-#define BAYES_DEFAULT_MIN_LEARNED 200
+#define BAYES_DEFAULT_MAP_BYTES       (512ULL << 20)
+#define BAYES_MIN_MAP_BYTES           (64ULL << 10)
+#define BAYES_DEFAULT_MIN_LEARNED     200
 #define BAYES_DEFAULT_AUTOLEARN_QUEUE 1000
-#define BAYES_EXPLAIN_TOKENS 12
+#define BAYES_EXPLAIN_TOKENS          12
 
 /*
  * Probability bands, SpamAssassin's names and (mostly) its scores so that
@@ -44,7 +45,7 @@ static const struct band {
 #define N_BANDS (sizeof(bands) / sizeof(bands[0]))
 
 int bayes_settings_read(conf_t *c, const char *state_dir, bool with_mime, bayes_settings_t *s,
-			diag_t *d)
+                        diag_t *d)
 {
 	size_t errs = diag_errors(d);
 	const char *db;
@@ -60,7 +61,7 @@ int bayes_settings_read(conf_t *c, const char *state_dir, bool with_mime, bayes_
 	else
 		snprintf(s->db_path, sizeof(s->db_path), "%s/bayes", state_dir);
 	conf_size(c, "bayes_map_size", BAYES_DEFAULT_MAP_BYTES, BAYES_MIN_MAP_BYTES,
-		  (uint64_t)1 << 40, &s->map_bytes, d);
+	          (uint64_t)1 << 40, &s->map_bytes, d);
 	conf_long(c, "bayes_min_spam", BAYES_DEFAULT_MIN_LEARNED, 0, 1000000000L, &s->min_spam, d);
 	conf_long(c, "bayes_min_ham", BAYES_DEFAULT_MIN_LEARNED, 0, 1000000000L, &s->min_ham, d);
 	bayes_params_default(&s->params);
@@ -74,14 +75,14 @@ int bayes_settings_read(conf_t *c, const char *state_dir, bool with_mime, bayes_
 	conf_bool(c, "bayes_autolearn", false, &s->autolearn, d);
 	/* SpamAssassin's thresholds; the score excludes Bayes's own points. */
 	conf_double(c, "bayes_autolearn_spam_score", 12.0, -1000.0, 1000.0,
-		    &s->autolearn_spam_score, d);
-	conf_double(c, "bayes_autolearn_ham_score", 0.1, -1000.0, 1000.0,
-		    &s->autolearn_ham_score, d);
+	            &s->autolearn_spam_score, d);
+	conf_double(c, "bayes_autolearn_ham_score", 0.1, -1000.0, 1000.0, &s->autolearn_ham_score,
+	            d);
 	conf_long(c, "bayes_autolearn_queue", BAYES_DEFAULT_AUTOLEARN_QUEUE, 1, 1000000L,
-		  &s->autolearn_queue, d);
+	          &s->autolearn_queue, d);
 	if (s->autolearn && s->autolearn_ham_score >= s->autolearn_spam_score)
 		diag_error(d, conf_path(c), 0,
-			   "bayes_autolearn_ham_score must be below bayes_autolearn_spam_score");
+		           "bayes_autolearn_ham_score must be below bayes_autolearn_spam_score");
 	if (with_mime) {
 		/* The same keys and defaults as scan.c, for the CLI's learning. */
 		uint64_t text;
@@ -102,6 +103,8 @@ typedef struct bayes_shared {
 	bayes_store_t *store; /* NULL: no store, Bayes does not vote */
 	int open_err;
 	bool offline;
+	pthread_mutex_t drop_lock; /* guards drop_rl: verdict() runs on every worker */
+	log_ratelimit_t drop_rl;
 } bayes_shared_t;
 
 /* The tokens of the message last scored on this connection, for autolearn. */
@@ -121,6 +124,7 @@ static void *bayes_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
 		return NULL;
 	}
 	b->offline = env->offline;
+	pthread_mutex_init(&b->drop_lock, NULL);
 	if (old != NULL && old->store != NULL &&
 	    strcmp(bayes_store_path(old->store), b->set.db_path) == 0) {
 		b->store = bayes_store_ref(old->store);
@@ -132,7 +136,7 @@ static void *bayes_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
 	b->store = bayes_store_open(b->set.db_path, b->set.map_bytes, flags, &b->open_err);
 	if (b->store == NULL && !(env->offline && b->open_err == BAYES_ENOENT))
 		diag_warn(d, conf_path(c), 0, "bayes: %s: %s; Bayes will not vote", b->set.db_path,
-			  bayes_strerror(b->open_err));
+		          bayes_strerror(b->open_err));
 	return b;
 }
 
@@ -142,6 +146,7 @@ static void bayes_release(void *shared)
 	if (b == NULL)
 		return;
 	bayes_store_unref(b->store);
+	pthread_mutex_destroy(&b->drop_lock);
 	free(b);
 }
 
@@ -181,30 +186,33 @@ static int ranked_cmp(const void *a, const void *b)
 
 /* The explanation: the tokens that moved the probability most, each way. */
 static void explain_tokens(hits_t *h, const bayes_tokens_t *tok, const bayes_counts_t *cnt,
-			   const double *fw, const bayes_params_t *p)
+                           const double *fw, const bayes_params_t *p)
 {
 	arena_t *a = hits_arena(h);
 	ranked_t *r = arena_alloc(a, (tok->n + 1) * sizeof(*r));
 	size_t k = 0;
 	for (size_t i = 0; i < tok->n; i++)
 		if ((cnt[i].spam || cnt[i].ham) && fabs(fw[i] - 0.5) >= p->min_dev)
-			r[k++] = (ranked_t){i, fabs(fw[i] - 0.5), (uint64_t)cnt[i].spam + cnt[i].ham};
+			r[k++] =
+			    (ranked_t){i, fabs(fw[i] - 0.5), (uint64_t)cnt[i].spam + cnt[i].ham};
 	qsort(r, k, sizeof(*r), ranked_cmp);
 	for (size_t j = 0; j < k && j < BAYES_EXPLAIN_TOKENS; j++) {
 		size_t i = r[j].idx;
 		hits_note(h, "bayes", "  %s f=%.4f (spam %u, ham %u) %s",
-			  fw[i] >= 0.5 ? "spammy" : "hammy ", fw[i], cnt[i].spam, cnt[i].ham,
-			  tok->text && tok->text[i] ? tok->text[i] : "?");
+		          fw[i] >= 0.5 ? "spammy" : "hammy ", fw[i], cnt[i].spam, cnt[i].ham,
+		          tok->text && tok->text[i] ? tok->text[i] : "?");
 	}
 }
 
 static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
-			const ev_score_ctx_t *ctx)
+                        const ev_score_ctx_t *ctx)
 {
 	bayes_shared_t *b = shared;
 	bayes_conn_t *bc = conn;
 	arena_t *a = msg_arena(m);
 
+	if (bc != NULL)
+		bc->m = NULL; /* a message at a reused address must not match */
 	if (b->store == NULL) {
 		if (ctx->explain)
 			hits_note(h, "bayes", "no Bayes store at %s: not voting", b->set.db_path);
@@ -231,9 +239,9 @@ static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hi
 	if ((long)tot.spam < b->set.min_spam || (long)tot.ham < b->set.min_ham) {
 		if (ctx->explain)
 			hits_note(h, "bayes",
-				  "not voting: learned %llu spam and %llu ham, needs %ld and %ld",
-				  (unsigned long long)tot.spam, (unsigned long long)tot.ham,
-				  b->set.min_spam, b->set.min_ham);
+			          "not voting: learned %llu spam and %llu ham, needs %ld and %ld",
+			          (unsigned long long)tot.spam, (unsigned long long)tot.ham,
+			          b->set.min_spam, b->set.min_ham);
 		return;
 	}
 	double *fw = ctx->explain ? arena_alloc(a, (tok.n + 1) * sizeof(*fw)) : NULL;
@@ -241,24 +249,23 @@ static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hi
 	double p = bayes_classify(&b->set.params, cnt, tok.n, &tot, a, fw, &res);
 	size_t band = band_of(p);
 	hits_addf(h, "bayes", bands[band].name, b->set.band_score[band], bands[band].desc,
-		  "P(spam)=%.4f from %zu of %zu tokens", p, res.used, tok.n);
+	          "P(spam)=%.4f from %zu of %zu tokens", p, res.used, tok.n);
 	hits_set_metric(h, "bayes_prob", p);
 	if (ctx->explain) {
 		hits_note(h, "bayes",
-			  "P(spam)=%.6f (Fisher S=%.4f H=%.4f) from %zu of %zu tokens; learned "
-			  "%llu spam, %llu ham",
-			  p, res.spamminess, res.hamminess, res.used, tok.n,
-			  (unsigned long long)tot.spam, (unsigned long long)tot.ham);
+		          "P(spam)=%.6f (Fisher S=%.4f H=%.4f) from %zu of %zu tokens; learned "
+		          "%llu spam, %llu ham",
+		          p, res.spamminess, res.hamminess, res.used, tok.n,
+		          (unsigned long long)tot.spam, (unsigned long long)tot.ham);
 		explain_tokens(h, &tok, cnt, fw, &b->set.params);
 	}
 }
 
 static void bayes_verdict(void *shared, void *conn, msg_t *m, const mime_t *mi, const hits_t *h,
-			  double score, int action)
+                          double score, int action)
 {
 	bayes_shared_t *b = shared;
 	bayes_conn_t *bc = conn;
-	static log_ratelimit_t drop_rl; /* process-wide; races only blur the counts */
 
 	if (!b->set.autolearn || b->offline || b->store == NULL)
 		return;
@@ -281,12 +288,17 @@ static void bayes_verdict(void *shared, void *conn, msg_t *m, const mime_t *mi, 
 		bayes_tokenize(m, mi, false, &tok);
 	bayes_learn_item_t it = {.op = op, .keys = tok.keys, .n = tok.n};
 	memcpy(it.digest, tok.digest, sizeof(it.digest));
-	unsigned lost;
-	if (bayes_store_submit(b->store, &it, (size_t)b->set.autolearn_queue) != BAYES_OK &&
-	    log_ratelimit(&drop_rl, 1, 60, &lost))
+	if (bayes_store_submit(b->store, &it, (size_t)b->set.autolearn_queue) == BAYES_OK)
+		return;
+	/* Dropped (and counted in the store's stats); say so at most once a minute. */
+	unsigned lost = 0;
+	pthread_mutex_lock(&b->drop_lock);
+	bool say = log_ratelimit(&b->drop_rl, 1, 60, &lost);
+	pthread_mutex_unlock(&b->drop_lock);
+	if (say)
 		log_msg(LOG_L_WARNING,
-			"bayes: autolearn queue full, message %s not learned (%u more dropped)",
-			msg_queue_id(m), lost);
+		        "bayes: autolearn queue full, message %s not learned (%u more dropped)",
+		        msg_queue_id(m), lost);
 }
 
 const evidence_ops_t bayes_evidence = {

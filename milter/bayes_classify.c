@@ -25,9 +25,9 @@
  * Fisher's method assumes independent tokens, which bigrams and their
  * words are not; the strict cut keeps that overlap from dominating.
  */
-#define BAYES_DEFAULT_ROBS 0.1
-#define BAYES_DEFAULT_ROBX 0.52
-#define BAYES_DEFAULT_MIN_DEV 0.45
+#define BAYES_DEFAULT_ROBS       0.1
+#define BAYES_DEFAULT_ROBX       0.52
+#define BAYES_DEFAULT_MIN_DEV    0.45
 #define BAYES_DEFAULT_MAX_TOKENS 0
 
 /* f(w) never reaches 0 or 1, so that one token cannot veto all others. */
@@ -42,7 +42,7 @@ void bayes_params_default(bayes_params_t *p)
 }
 
 double bayes_token_prob(const bayes_params_t *p, uint32_t spam, uint32_t ham, uint64_t nspam,
-			uint64_t nham)
+                        uint64_t nham)
 {
 	double bs = nspam ? (double)spam / (double)nspam : 0.0;
 	double gs = nham ? (double)ham / (double)nham : 0.0;
@@ -144,8 +144,7 @@ static int dev_cmp(const void *a, const void *b)
 }
 
 double bayes_classify(const bayes_params_t *p, const bayes_counts_t *counts, size_t n,
-		      const bayes_totals_t *totals, arena_t *a, double *fw_out,
-		      bayes_result_t *r)
+                      const bayes_totals_t *totals, arena_t *a, double *fw_out, bayes_result_t *r)
 {
 	double *sel = a ? arena_alloc(a, (n + 1) * sizeof(*sel)) : malloc((n + 1) * sizeof(*sel));
 	size_t k = 0;
@@ -157,7 +156,7 @@ double bayes_classify(const bayes_params_t *p, const bayes_counts_t *counts, siz
 			f = p->robx; /* unseen: its f(w) is x, whatever s is */
 		else
 			f = bayes_token_prob(p, counts[i].spam, counts[i].ham, totals->spam,
-					     totals->ham);
+			                     totals->ham);
 		if (fw_out != NULL)
 			fw_out[i] = f;
 		if (fabs(f - 0.5) >= p->min_dev)

@@ -18,12 +18,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define LEARN_BATCH_MESSAGES 2000   /* messages per write transaction */
-#define LEARN_BATCH_KEYS (8u << 20) /* or this many keys, whichever first */
-#define LEARN_MAX_DEPTH 16	    /* directory recursion */
+#define LEARN_BATCH_MESSAGES          2000       /* messages per write transaction */
+#define LEARN_BATCH_KEYS              (8u << 20) /* or this many keys, whichever first */
+#define LEARN_MAX_DEPTH               16         /* directory recursion */
 #define CLI_DEFAULT_MAX_MESSAGE_BYTES (10ULL << 20)
-#define EXPIRE_DEFAULT_DAYS 90
-#define EXPIRE_DEFAULT_MAX_COUNT 1
+#define EXPIRE_DEFAULT_DAYS           90
+#define EXPIRE_DEFAULT_MAX_COUNT      1
 
 typedef struct learner {
 	bayes_store_t *store;
@@ -51,7 +51,7 @@ static int learner_flush(learner_t *l)
 	int rc = bayes_store_apply(l->store, l->items, l->n, &r);
 	if (rc != BAYES_OK) {
 		fprintf(stderr, "sift learn: %s: %s\n", bayes_store_path(l->store),
-			bayes_strerror(rc));
+		        bayes_strerror(rc));
 		l->failed = rc;
 		return rc;
 	}
@@ -240,7 +240,7 @@ static int read_settings(cli_ctx_t *ctx, bayes_settings_t *set, uint64_t *max_ms
 	int rc = bayes_settings_read(ctx->conf, ctx->state_dir, true, set, ctx->diag);
 	if (max_msg != NULL)
 		conf_size(ctx->conf, "max_message_size", CLI_DEFAULT_MAX_MESSAGE_BYTES, 1024,
-			  1ULL << 34, max_msg, ctx->diag);
+		          1ULL << 34, max_msg, ctx->diag);
 	if (rc != 0 || diag_errors(ctx->diag) > 0) {
 		diag_print(ctx->diag, stderr, 0);
 		return -1;
@@ -251,9 +251,9 @@ static int read_settings(cli_ctx_t *ctx, bayes_settings_t *set, uint64_t *max_ms
 int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {{"spam", no_argument, NULL, 's'},
-					     {"ham", no_argument, NULL, 'h'},
-					     {"forget", no_argument, NULL, 'f'},
-					     {NULL, 0, NULL, 0}};
+	                                     {"ham", no_argument, NULL, 'h'},
+	                                     {"forget", no_argument, NULL, 'f'},
+	                                     {NULL, 0, NULL, 0}};
 	int spam = -1, c;
 	bool forget = false;
 	learner_t l = {0};
@@ -274,8 +274,8 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	if (read_settings(ctx, &l.set, &l.max_msg_bytes) != 0)
 		return 1;
 	int err;
-	l.store = bayes_store_open(l.set.db_path, l.set.map_bytes,
-				   forget ? 0 : BAYES_OPEN_CREATE, &err);
+	l.store =
+	    bayes_store_open(l.set.db_path, l.set.map_bytes, forget ? 0 : BAYES_OPEN_CREATE, &err);
 	if (l.store == NULL) {
 		fprintf(stderr, "sift learn: %s: %s\n", l.set.db_path, bayes_strerror(err));
 		return 1;
@@ -349,18 +349,18 @@ static int parse_u32(const char *s, uint32_t *out)
 static void bayes_usage(void)
 {
 	fprintf(stderr, "usage: sift bayes stats\n"
-			"       sift bayes dump [FILE]\n"
-			"       sift bayes load [--merge] [FILE]\n"
-			"       sift bayes expire [--days N] [--max-count N]\n"
-			"       sift bayes compact\n");
+	                "       sift bayes dump [FILE]\n"
+	                "       sift bayes load [--merge] [FILE]\n"
+	                "       sift bayes expire [--days N] [--max-count N]\n"
+	                "       sift bayes compact\n");
 }
 
 int bayes_cmd_bayes(cli_ctx_t *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {{"merge", no_argument, NULL, 'm'},
-					     {"days", required_argument, NULL, 'd'},
-					     {"max-count", required_argument, NULL, 'n'},
-					     {NULL, 0, NULL, 0}};
+	                                     {"days", required_argument, NULL, 'd'},
+	                                     {"max-count", required_argument, NULL, 'n'},
+	                                     {NULL, 0, NULL, 0}};
 	bool merge = false;
 	uint32_t days = EXPIRE_DEFAULT_DAYS, max_count = EXPIRE_DEFAULT_MAX_COUNT;
 	int c;
@@ -402,8 +402,8 @@ int bayes_cmd_bayes(cli_ctx_t *ctx, int argc, char **argv)
 	if (read_settings(ctx, &set, NULL) != 0)
 		return 1;
 	int err;
-	bayes_store_t *s = bayes_store_open(set.db_path, set.map_bytes,
-					    is_load ? BAYES_OPEN_CREATE : 0, &err);
+	bayes_store_t *s =
+	    bayes_store_open(set.db_path, set.map_bytes, is_load ? BAYES_OPEN_CREATE : 0, &err);
 	if (s == NULL) {
 		fprintf(stderr, "sift bayes: %s: %s\n", set.db_path, bayes_strerror(err));
 		return 1;

@@ -19,12 +19,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STORE_FORMAT_VERSION 1
-#define STORE_MAX_READERS 1024	  /* one slot per concurrent read transaction */
-#define STORE_WRITER_BATCH 256	  /* queued messages learned per transaction */
-#define STORE_WRITER_LINGER_MS 200 /* wait for a batch to fill before writing */
-#define TOKEN_VALUE_BYTES 12
-#define DIGEST_VALUE_BYTES 5
+#define STORE_FORMAT_VERSION   1
+#define STORE_MAX_READERS      1024 /* one slot per concurrent read transaction */
+#define STORE_WRITER_BATCH     256  /* queued messages learned per transaction */
+#define STORE_WRITER_LINGER_MS 200  /* wait for a batch to fill before writing */
+#define TOKEN_VALUE_BYTES      12
+#define DIGEST_VALUE_BYTES     5
 
 typedef struct job {
 	struct job *next;
@@ -38,7 +38,7 @@ struct bayes_store {
 	MDB_dbi tokens, digests, meta;
 	int refs; /* under registry_lock */
 	struct bayes_store *next;
-	bool full; /* learning stopped on a full map (atomic access) */
+	bool full;         /* learning stopped on a full map (atomic access) */
 	int stale_readers; /* reader slots of dead processes cleared at open */
 
 	/* The autolearn writer and its queue, under qlock. */
@@ -103,8 +103,7 @@ static void put32(uint8_t *p, uint32_t v)
 
 static uint32_t get32(const uint8_t *p)
 {
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static void put64(uint8_t *p, uint64_t v)
@@ -206,7 +205,7 @@ static void clear_stale_readers(bayes_store_t *s)
 	if (mdb_reader_check(s->env, &dead) == 0 && dead > 0) {
 		__atomic_add_fetch(&s->stale_readers, dead, __ATOMIC_RELAXED);
 		log_msg(LOG_L_NOTICE, "bayes: cleared %d stale reader slot(s) in %s", dead,
-			s->path);
+		        s->path);
 	}
 }
 
@@ -389,7 +388,7 @@ const char *bayes_store_path(const bayes_store_t *s)
 /* ------------------------------------------------------------ lookup */
 
 int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_counts_t *out,
-		       bayes_totals_t *totals)
+                       bayes_totals_t *totals)
 {
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
@@ -436,7 +435,7 @@ typedef struct delta_list {
 } delta_list_t;
 
 #define DELTA_RADIX_BITS 11
-#define DELTA_RADIX_MIN 4096 /* below this many entries qsort is cheaper */
+#define DELTA_RADIX_MIN  4096 /* below this many entries qsort is cheaper */
 
 static int delta_init(delta_list_t *d, size_t expect)
 {
@@ -568,16 +567,16 @@ static void set_full(bayes_store_t *s, bool full)
 	bool was = __atomic_exchange_n(&s->full, full, __ATOMIC_ACQ_REL);
 	if (full && !was)
 		log_msg(LOG_L_ERR,
-			"bayes: store %s is full (map size reached): learning stopped, scoring "
-			"continues; raise bayes_map_size, or run `sift bayes expire` and "
-			"`sift bayes compact`",
-			s->path);
+		        "bayes: store %s is full (map size reached): learning stopped, scoring "
+		        "continues; raise bayes_map_size, or run `sift bayes expire` and "
+		        "`sift bayes compact`",
+		        s->path);
 	else if (!full && was)
 		log_msg(LOG_L_NOTICE, "bayes: store %s has room again: learning resumed", s->path);
 }
 
 int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t n,
-		      bayes_apply_result_t *res)
+                      bayes_apply_result_t *res)
 {
 	bayes_apply_result_t r = {0};
 	uint32_t today = bayes_today();
@@ -734,7 +733,7 @@ static void *writer_main(void *arg)
 		int rc = bayes_store_apply(s, items, n, &r);
 		if (rc != BAYES_OK && rc != BAYES_EFULL)
 			log_msg(LOG_L_ERR, "bayes: autolearn of %zu message(s) failed: %s", n,
-				bayes_strerror(rc));
+			        bayes_strerror(rc));
 		for (size_t i = 0; i < n; i++)
 			free(jobs[i]);
 
@@ -858,8 +857,8 @@ int bayes_store_stats(bayes_store_t *s, bayes_stats_t *st)
 	return map_err(rc);
 }
 
-int bayes_store_expire(bayes_store_t *s, uint32_t today, uint32_t max_age_days,
-		       uint32_t max_count, uint64_t *removed)
+int bayes_store_expire(bayes_store_t *s, uint32_t today, uint32_t max_age_days, uint32_t max_count,
+                       uint64_t *removed)
 {
 	MDB_txn *txn;
 	MDB_cursor *cur;
@@ -929,7 +928,7 @@ int bayes_store_dump(bayes_store_t *s, FILE *fp)
 				continue;
 			decode_counts(&v, &c);
 			fprintf(fp, "token %016" PRIx64 " %" PRIu32 " %" PRIu32 " %" PRIu32 "\n",
-				key_from_be(k.mv_data), c.spam, c.ham, c.day);
+			        key_from_be(k.mv_data), c.spam, c.ham, c.day);
 		}
 		mdb_cursor_close(cur);
 		rc = mdb_cursor_open(txn, s->digests, &cur);
@@ -943,7 +942,7 @@ int bayes_store_dump(bayes_store_t *s, FILE *fp)
 			hex(hx, k.mv_data, BAYES_DIGEST_BYTES);
 			const uint8_t *vb = v.mv_data;
 			fprintf(fp, "digest %s %c %" PRIu32 "\n", hx, vb[0] == 's' ? 's' : 'h',
-				get32(vb + 1));
+			        get32(vb + 1));
 		}
 		mdb_cursor_close(cur);
 	}
@@ -1008,8 +1007,8 @@ int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, d
 				err = BAYES_EFORMAT;
 			} else if (merge && (t.spam || t.ham) && tok != t.tokenizer) {
 				diag_error(d, name, lineno,
-					   "dump of tokenizer %u cannot merge into a store of %u",
-					   tok, t.tokenizer);
+				           "dump of tokenizer %u cannot merge into a store of %u",
+				           tok, t.tokenizer);
 				err = BAYES_EVERSION;
 			} else {
 				t.tokenizer = tok;
@@ -1031,11 +1030,10 @@ int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, d
 		} else if (strcmp(kind, "token") == 0) {
 			uint8_t kb[8];
 			if (sscanf(line, "token %63s %" SCNu64 " %" SCNu64 " %" SCNu32, a, &x, &y,
-				   &z) != 4 ||
+			           &z) != 4 ||
 			    strlen(a) != 16 || unhex(a, kb, 8) != 0 || x > UINT32_MAX ||
 			    y > UINT32_MAX) {
-				diag_error(d, name, lineno,
-					   "expected: token HEX16 SPAM HAM DAY");
+				diag_error(d, name, lineno, "expected: token HEX16 SPAM HAM DAY");
 				err = BAYES_EFORMAT;
 				break;
 			}
@@ -1043,8 +1041,10 @@ int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, d
 			MDB_val k = mval(kb, 8), v;
 			if (merge && mdb_get(txn, s->tokens, &k, &v) == 0) {
 				decode_counts(&v, &old);
-				c.spam = sat_add(c.spam, (int32_t)(old.spam > INT32_MAX ? INT32_MAX : old.spam));
-				c.ham = sat_add(c.ham, (int32_t)(old.ham > INT32_MAX ? INT32_MAX : old.ham));
+				c.spam = sat_add(
+				    c.spam, (int32_t)(old.spam > INT32_MAX ? INT32_MAX : old.spam));
+				c.ham = sat_add(
+				    c.ham, (int32_t)(old.ham > INT32_MAX ? INT32_MAX : old.ham));
 				if (old.day > c.day)
 					c.day = old.day;
 			}

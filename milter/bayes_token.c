@@ -9,19 +9,20 @@
 #include "bayes.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#define TK_INITIAL_KEYS 1024
-#define TK_MAX_HEADER_WORDS 200	 /* words taken from one header field */
-#define TK_MIN_WORD_BYTES 3
+#define TK_INITIAL_KEYS     1024
+#define TK_MAX_HEADER_WORDS 200 /* words taken from one header field */
+#define TK_MIN_WORD_BYTES   3
 #define TK_MAX_PREFIX_BYTES 16
 
 /* ------------------------------------------------------------ hashing */
 
-#define H_C1 0x87c37b91114253d5ULL
-#define H_C2 0x4cf5ad432745937fULL
+#define H_C1     0x87c37b91114253d5ULL
+#define H_C2     0x4cf5ad432745937fULL
 #define H_GOLDEN 0x9e3779b97f4a7c15ULL
 
 static inline uint64_t rotl64(uint64_t x, int r)
@@ -42,9 +43,9 @@ static inline uint64_t fmix64(uint64_t k)
 /* Little-endian reads so every platform computes the same keys. */
 static inline uint64_t rd64le(const uint8_t *p)
 {
-	return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
-	       (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 |
-	       (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+	return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+	       (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
+	       (uint64_t)p[7] << 56;
 }
 
 /*
@@ -161,14 +162,14 @@ static void tk_word(tk_t *t, uint64_t seed, const char *prefix, const char *w, s
 		const char *pt = NULL;
 		if (t->keep_text)
 			pt = arena_sprintf(t->a, "%s%s%s", t->win_text[i], d == 1 ? " " : " * ",
-					   text + strlen(prefix));
+			                   text + strlen(prefix));
 		tk_push(t, pair_key(t->win[i], key, d), pt);
 	}
 	if (BAYES_OSB_WINDOW > 1) {
 		if (t->win_n == BAYES_OSB_WINDOW - 1) {
 			memmove(t->win, t->win + 1, (BAYES_OSB_WINDOW - 2) * sizeof(t->win[0]));
 			memmove(t->win_text, t->win_text + 1,
-				(BAYES_OSB_WINDOW - 2) * sizeof(t->win_text[0]));
+			        (BAYES_OSB_WINDOW - 2) * sizeof(t->win_text[0]));
 			t->win_n--;
 		}
 		t->win[t->win_n] = key;
@@ -190,13 +191,12 @@ static void tk_word(tk_t *t, uint64_t seed, const char *prefix, const char *w, s
  */
 enum { C_SEP = 0, C_WORD = 1, C_INNER = 2 };
 
+/* Built once per process (pthread_once), then only read. */
 static unsigned char byte_class[256];
-static bool byte_class_ready;
+static pthread_once_t byte_class_once = PTHREAD_ONCE_INIT;
 
 static void init_byte_class(void)
 {
-	/* Idempotent and the result is constant: concurrent first calls write
-	 * the same bytes, so no lock is needed. */
 	for (int c = 0; c < 256; c++) {
 		unsigned char k = C_SEP;
 		if (isalnum(c) && c < 128)
@@ -207,7 +207,6 @@ static void init_byte_class(void)
 			k = C_INNER;
 		byte_class[c] = k;
 	}
-	__atomic_store_n(&byte_class_ready, true, __ATOMIC_RELEASE);
 }
 
 /* Length of a UTF-8 separator sequence at p (0 if p does not start one). */
@@ -234,7 +233,7 @@ typedef void (*word_fn)(tk_t *t, uint64_t seed, const char *prefix, const char *
  * is not.
  */
 static size_t tk_text(tk_t *t, uint64_t seed, const char *prefix, const char *s, size_t n,
-		      size_t max_words, word_fn fn)
+                      size_t max_words, word_fn fn)
 {
 	const unsigned char *p = (const unsigned char *)s, *end = p + n;
 	char buf[BAYES_MAX_WORD_BYTES + 1];
@@ -261,8 +260,10 @@ static size_t tk_text(tk_t *t, uint64_t seed, const char *prefix, const char *s,
 			if (skip_seed == 0)
 				skip_seed = prefix_seed("skip:");
 			int k = snprintf(buf, sizeof(buf), "%c%zu",
-					 *w >= 0x80 ? 'u' : isdigit(*w) ? 'd' : 'a',
-					 len / 10 * 10);
+			                 *w >= 0x80    ? 'u'
+			                 : isdigit(*w) ? 'd'
+			                               : 'a',
+			                 len / 10 * 10);
 			tk_emit(t, skip_seed, "skip:", buf, (size_t)k);
 			tk_window_reset(t);
 			continue;
@@ -475,7 +476,7 @@ static void tk_headers(tk_t *t, msg_t *m)
 		} else if (strcasecmp(name, "Message-ID") == 0) {
 			tk_message_id(t, v);
 		} else if (strcasecmp(name, "X-Mailer") == 0 ||
-			   strcasecmp(name, "User-Agent") == 0) {
+		           strcasecmp(name, "User-Agent") == 0) {
 			tk_mailer(t, v);
 		}
 	}
@@ -640,8 +641,7 @@ void bayes_tokenize(msg_t *m, const mime_t *mi, bool keep_text, bayes_tokens_t *
 {
 	tk_t t = {.a = msg_arena(m), .keep_text = keep_text};
 
-	if (!__atomic_load_n(&byte_class_ready, __ATOMIC_ACQUIRE))
-		init_byte_class();
+	pthread_once(&byte_class_once, init_byte_class);
 	tk_grow(&t);
 	tk_headers(&t, m);
 

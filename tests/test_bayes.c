@@ -77,9 +77,9 @@ Test(tokenizer, hash_is_stable_across_builds)
 	cr_assert_neq(bayes_hash("free", 4, 0), bayes_hash("free", 4, 1));
 	cr_assert_neq(bayes_hash("free", 4, 0), bayes_hash("Free", 4, 0));
 	cr_assert_eq(bayes_hash("", 0, 0), 0x9ca066f1a4ab2eeaULL, "hash(\"\") = %016llx",
-		     (unsigned long long)bayes_hash("", 0, 0));
+	             (unsigned long long)bayes_hash("", 0, 0));
 	cr_assert_eq(bayes_hash("tokenizer", 9, 42), 0x3c186734f8905416ULL, "%016llx",
-		     (unsigned long long)bayes_hash("tokenizer", 9, 42));
+	             (unsigned long long)bayes_hash("tokenizer", 9, 42));
 }
 
 Test(tokenizer, header_body_url_and_attachment_tokens)
@@ -90,15 +90,45 @@ Test(tokenizer, header_body_url_and_attachment_tokens)
 	bayes_tokenize(m, mi, true, &t);
 
 	const char *want[] = {
-	    "s:free", "s:money", "s:free money", "s:money now",	/* RFC 2047, em dash splits */
-	    "from:bob@example.com", "from:d:example.com", "from:w:bob", "from:w:sender",
-	    "to:alice@example.org", "rt:d:reply.example.info", "rt:d:.example.info",
-	    "rcvd:mx.example.net", "rcvd:.example.net", "rcvd:ip:192.0.2", "rcvd:with:esmtp",
-	    "mid:mailer.example.com", "mid:.example.com", "xm:outlook", "xm=outlook express",
-	    "h:x-mailer", "h:reply-to", "click", "here", "click here", "money!!!", "$100",
-	    "50%", "café", "quoted", "u:www.spam.example", "u:.spam.example", "up:path",
-	    "up:offer.html", "ct:text/plain", "cs:iso-8859-1", "cte:quoted-printable",
-	    "fn:invoice.zip", "fx:zip", "pt:application/zip",
+	    "s:free",
+	    "s:money",
+	    "s:free money",
+	    "s:money now", /* RFC 2047, em dash splits */
+	    "from:bob@example.com",
+	    "from:d:example.com",
+	    "from:w:bob",
+	    "from:w:sender",
+	    "to:alice@example.org",
+	    "rt:d:reply.example.info",
+	    "rt:d:.example.info",
+	    "rcvd:mx.example.net",
+	    "rcvd:.example.net",
+	    "rcvd:ip:192.0.2",
+	    "rcvd:with:esmtp",
+	    "mid:mailer.example.com",
+	    "mid:.example.com",
+	    "xm:outlook",
+	    "xm=outlook express",
+	    "h:x-mailer",
+	    "h:reply-to",
+	    "click",
+	    "here",
+	    "click here",
+	    "money!!!",
+	    "$100",
+	    "50%",
+	    "café",
+	    "quoted",
+	    "u:www.spam.example",
+	    "u:.spam.example",
+	    "up:path",
+	    "up:offer.html",
+	    "ct:text/plain",
+	    "cs:iso-8859-1",
+	    "cte:quoted-printable",
+	    "fn:invoice.zip",
+	    "fx:zip",
+	    "pt:application/zip",
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		cr_expect(has_text(&t, want[i]), "missing token \"%s\"", want[i]);
@@ -272,8 +302,7 @@ static bayes_store_t *open_store(const char *name, uint64_t map, unsigned flags)
 	return s;
 }
 
-Test(store, missing_store_is_not_created_unless_asked, .init = make_tmpdir,
-     .fini = remove_tmpdir)
+Test(store, missing_store_is_not_created_unless_asked, .init = make_tmpdir, .fini = remove_tmpdir)
 {
 	char path[512];
 	int err = 0;
@@ -295,8 +324,8 @@ Test(store, learn_relearn_forget, .init = make_tmpdir, .fini = remove_tmpdir)
 	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
 	uint64_t k1[] = {1, 2, 3}, k2[] = {3, 4};
 	bayes_learn_item_t batch[] = {item(BAYES_LEARN_SPAM, 1, k1, 3),
-				      item(BAYES_LEARN_HAM, 2, k2, 2),
-				      item(BAYES_LEARN_SPAM, 1, k1, 3)}; /* a duplicate */
+	                              item(BAYES_LEARN_HAM, 2, k2, 2),
+	                              item(BAYES_LEARN_SPAM, 1, k1, 3)}; /* a duplicate */
 	bayes_apply_result_t r;
 	cr_assert_eq(bayes_store_apply(s, batch, 3, &r), BAYES_OK);
 	cr_assert_eq(r.learned, 2);
@@ -327,7 +356,7 @@ Test(store, learn_relearn_forget, .init = make_tmpdir, .fini = remove_tmpdir)
 
 	/* Forgetting both leaves nothing behind. */
 	bayes_learn_item_t fg[] = {item(BAYES_FORGET, 1, k1, 3), item(BAYES_FORGET, 2, k2, 2),
-				   item(BAYES_FORGET, 7, k2, 2)};
+	                           item(BAYES_FORGET, 7, k2, 2)};
 	cr_assert_eq(bayes_store_apply(s, fg, 3, &r), BAYES_OK);
 	cr_assert_eq(r.forgotten, 2);
 	cr_assert_eq(r.unknown, 1);
@@ -343,7 +372,8 @@ Test(store, dump_load_round_trip_and_errors, .init = make_tmpdir, .fini = remove
 {
 	bayes_store_t *a = open_store("a", 8 << 20, BAYES_OPEN_CREATE);
 	uint64_t k1[] = {10, 0xffffffffffffffffULL}, k2[] = {10, 12};
-	bayes_learn_item_t b[] = {item(BAYES_LEARN_SPAM, 1, k1, 2), item(BAYES_LEARN_HAM, 2, k2, 2)};
+	bayes_learn_item_t b[] = {item(BAYES_LEARN_SPAM, 1, k1, 2),
+	                          item(BAYES_LEARN_HAM, 2, k2, 2)};
 	cr_assert_eq(bayes_store_apply(a, b, 2, NULL), BAYES_OK);
 	char *d1 = NULL, *d2 = NULL;
 	size_t n1, n2;
@@ -395,9 +425,9 @@ Test(store, expire_removes_only_stale_rare_tokens, .init = make_tmpdir, .fini = 
 {
 	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
 	const char *dump = "sift-bayes-dump 1 tokenizer 1\ntotals 3 0\n"
-			   "token 0000000000000001 1 0 100\n"	/* stale, rare: goes */
-			   "token 0000000000000002 3 0 100\n"	/* stale, common: stays */
-			   "token 0000000000000003 1 0 1000\n"; /* recent: stays */
+	                   "token 0000000000000001 1 0 100\n"   /* stale, rare: goes */
+	                   "token 0000000000000002 3 0 100\n"   /* stale, common: stays */
+	                   "token 0000000000000003 1 0 1000\n"; /* recent: stays */
 	FILE *fp = fmemopen((void *)dump, strlen(dump), "r");
 	diag_t *d = diag_new();
 	cr_assert_eq(bayes_store_load(s, fp, "x", false, d), BAYES_OK);
@@ -418,7 +448,7 @@ Test(store, expire_removes_only_stale_rare_tokens, .init = make_tmpdir, .fini = 
 /* Every learned spam message contains key 7, so in any consistent
  * snapshot count(7).spam equals the spam total. */
 #define COMMON_KEY 7
-#define READERS 4
+#define READERS    4
 
 struct reader_arg {
 	bayes_store_t *s;
@@ -447,7 +477,7 @@ static void *reader_main(void *p)
 		if (rc != BAYES_OK || c[0].spam != t.spam) {
 			if (a->torn++ == 0)
 				fprintf(stderr, "torn: rc %d count %u total %llu\n", rc, c[0].spam,
-					(unsigned long long)t.spam);
+				        (unsigned long long)t.spam);
 		}
 		a->lookups++;
 	}
@@ -593,8 +623,7 @@ Test(store, reopen_after_writer_killed_mid_learn, .init = make_tmpdir, .fini = r
 	bayes_counts_t c;
 	bayes_totals_t t;
 	bayes_store_lookup(s, &k, 1, &c, &t);
-	cr_assert_eq(c.spam, t.spam, "torn batch: %u vs %llu", c.spam,
-		     (unsigned long long)t.spam);
+	cr_assert_eq(c.spam, t.spam, "torn batch: %u vs %llu", c.spam, (unsigned long long)t.spam);
 	/* And learning goes on. */
 	learn_batch(s, 1000000, 5, BAYES_OK);
 	bayes_store_lookup(s, &k, 1, &c, &t);
@@ -609,8 +638,7 @@ Test(store, reopen_after_writer_killed_mid_learn, .init = make_tmpdir, .fini = r
 	bayes_store_unref(s);
 }
 
-Test(store, autolearn_writer_applies_queued_messages, .init = make_tmpdir,
-     .fini = remove_tmpdir)
+Test(store, autolearn_writer_applies_queued_messages, .init = make_tmpdir, .fini = remove_tmpdir)
 {
 	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
 	uint64_t keys[] = {COMMON_KEY, 5};
@@ -671,7 +699,7 @@ Test(end_to_end, learn_then_score_small_set, .init = make_tmpdir, .fini = remove
 {
 	diag_t *d = diag_new();
 	conf_t *c = conf_parse("test.conf",
-			       "bayes_min_spam = 5\nbayes_min_ham = 5\nbayes_map_size = 16M\n", d);
+	                       "bayes_min_spam = 5\nbayes_min_ham = 5\nbayes_map_size = 16M\n", d);
 	cr_assert_not_null(c);
 	cli_ctx_t ctx = {.conf = c, .state_dir = tmpdir, .diag = d};
 	cr_assert_eq(run_learn(&ctx, "--spam", DATA "/spam"), 0);
