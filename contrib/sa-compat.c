@@ -50,8 +50,7 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	diag_print(d, stderr, 1);
 	fprintf(stderr, "%zu error(s), %zu warning(s), loaded in %.0f ms\n", diag_errors(d),
-		diag_warnings(d),
-		(t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+	        diag_warnings(d), (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
 	if (r == NULL)
 		return 1;
 	/* with messages, stdout carries only their lines */
@@ -64,7 +63,8 @@ int main(int argc, char **argv)
 		}
 		for (size_t i = 0; rules_name(r, i) != NULL; i++)
 			if (rules_runs(r, i))
-				fprintf(fp, "%s\t%s\n", rules_name(r, i), rules_type_name(rules_type(r, i)));
+				fprintf(fp, "%s\t%s\n", rules_name(r, i),
+				        rules_type_name(rules_type(r, i)));
 		fclose(fp);
 	}
 	mime_limits_t lim = {.max_depth = 20, .max_parts = 500, .max_text_bytes = 4u << 20};

@@ -56,12 +56,12 @@
  *	              X-Sift-Mime (below). An absent field matches as "" (so
  *	              "!~" hits) unless "[if-unset: TEXT]" gives a value.
  *	  body        the MIME body view (Subject, then the rendered text)
- *	              split into paragraphs at blank lines, runs of white
- *	              space collapsed to one space, each paragraph ending in
- *	              "\n" and cut into pieces of at most 2048 bytes at a
- *	              space - SpamAssassin's "lines". A rule hits when any
- *	              paragraph matches, so a phrase may span line breaks but
- *	              not paragraphs.
+ *	              split into paragraphs at blank lines, every run of white
+ *	              space inside a paragraph (line breaks included) made one
+ *	              space, pieces cut at a space to at most 2048 bytes -
+ *	              SpamAssassin's body "lines". A rule hits when any piece
+ *	              matches, so a phrase may span line breaks but not
+ *	              paragraphs.
  *	  rawbody     the raw-body view in chunks of 2-4 KiB cut at a newline,
  *	              '>' or space (SpamAssassin's rawbody paragraphs).
  *	  uri         each URI in turn.
@@ -100,7 +100,12 @@
  *	literals one of which every match must contain (found by walking the
  *	regex). Per message each view is searched once for all literals
  *	(Vectorscan when built with it, else memmem() per literal on a
- *	lower-cased copy) and rules none of whose literals occur are not run.
+ *	lower-cased copy); a rule none of whose literals occur is not run,
+ *	and one whose literals occur runs only on the pieces (paragraphs,
+ *	URIs, chunks) that hold one. Rules without a literal run everywhere.
+ *	The literal database builds in milliseconds at every load, so
+ *	nothing is cached on disk (Vectorscan's prefilter mode over whole
+ *	SpamAssassin patterns took minutes and rejected the largest ones).
  *	Literals are compared case-insensitively, so the prefilter can only
  *	let through more rules than needed, never fewer: PCRE2 stays the
  *	engine of record.
@@ -187,10 +192,10 @@ enum {
 typedef struct rules_stats {
 	size_t loaded[RULES_T_N];  /* compiled and run */
 	size_t skipped[RULES_T_N]; /* eval: and other unsupported tests */
-	size_t split_patterns;	   /* patterns split to fit PCRE2's size limit */
-	size_t jit_compiled;	   /* patterns JIT-compiled */
-	size_t prefiltered;	   /* rules with prefilter literals */
-	bool vectorscan;	   /* prefilter uses Vectorscan */
+	size_t split_patterns;     /* patterns split to fit PCRE2's size limit */
+	size_t jit_compiled;       /* patterns JIT-compiled */
+	size_t prefiltered;        /* rules with prefilter literals */
+	bool vectorscan;           /* prefilter uses Vectorscan */
 } rules_stats_t;
 
 void rules_stats(const rules_t *r, rules_stats_t *s);
@@ -203,9 +208,9 @@ void rules_print_stats(const rules_t *r, FILE *fp);
 
 /* Flags for rules_eval(). */
 enum {
-	RULES_EVAL_TIMING = 1u << 0,	  /* accumulate per-rule CPU time */
+	RULES_EVAL_TIMING = 1u << 0,       /* accumulate per-rule CPU time */
 	RULES_EVAL_NO_PREFILTER = 1u << 1, /* run every rule (tests, measurements) */
-	RULES_EVAL_EXPLAIN = 1u << 2	   /* put the matched text in each hit's detail */
+	RULES_EVAL_EXPLAIN = 1u << 2       /* put the matched text in each hit's detail */
 };
 
 /*

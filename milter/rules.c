@@ -24,14 +24,14 @@
 #define SIFT_RULESDIR "/usr/local/share/sift/rules"
 #endif
 
-#define RULES_DEFAULT_MATCH_LIMIT 1000000u
-#define RULES_DEFAULT_DEPTH_LIMIT 50000u
+#define RULES_DEFAULT_MATCH_LIMIT     1000000u
+#define RULES_DEFAULT_DEPTH_LIMIT     50000u
 #define RULES_DEFAULT_JIT_STACK_BYTES (1024u * 1024)
-#define RULES_JIT_STACK_START_BYTES (32u * 1024)
-#define RULES_MAX_SPLIT_DEPTH 24
-#define RULES_DETAIL_BYTES 60
-#define RULES_ERROR_LOG_BURST 10
-#define RULES_ERROR_LOG_WINDOW_S 60
+#define RULES_JIT_STACK_START_BYTES   (32u * 1024)
+#define RULES_MAX_SPLIT_DEPTH         24
+#define RULES_DETAIL_BYTES            60
+#define RULES_ERROR_LOG_BURST         10
+#define RULES_ERROR_LOG_WINDOW_S      60
 
 static void *xcalloc(size_t n, size_t sz)
 {
@@ -171,8 +171,8 @@ const char *rules_intern_file(rules_t *r, const char *file)
 
 const char *rules_type_name(int type)
 {
-	static const char *const names[RULES_T_N] = {"header", "body",	     "rawbody", "uri",
-						     "full",   "mimeheader", "meta"};
+	static const char *const names[RULES_T_N] = {"header", "body",       "rawbody", "uri",
+	                                             "full",   "mimeheader", "meta"};
 	return type >= 0 && type < RULES_T_N ? names[type] : "undefined";
 }
 
@@ -186,9 +186,9 @@ const char *rules_type_name(int type)
  * pattern has no back-references and the group is not atomic.
  */
 struct split {
-	size_t lead_len; /* a leading "(?flags)" that every piece keeps */
+	size_t lead_len;        /* a leading "(?flags)" that every piece keeps */
 	size_t g_body, g_close; /* the cut group: body from g_body, ")" at g_close */
-	size_t cut;			/* position of the chosen '|' */
+	size_t cut;             /* position of the chosen '|' */
 	bool in_group;
 };
 
@@ -293,12 +293,14 @@ static bool find_split(const char *p, size_t n, bool extended, struct split *sp)
 				size_t open = gstack[0];
 				size_t next = i + 1;
 				bool quantified = next < n && (p[next] == '*' || p[next] == '+' ||
-							       p[next] == '?' || p[next] == '{');
+				                               p[next] == '?' || p[next] == '{');
 				bool ok = !quantified;
 				if (open + 2 < n && p[open + 1] == '?') {
 					char k = p[open + 2];
-					/* lookaround, atomic, conditional, recursion: not cuttable */
-					if (k == '=' || k == '!' || k == '>' || k == '(' || k == '|' ||
+					/* lookaround, atomic, conditional, recursion: not cuttable
+					 */
+					if (k == '=' || k == '!' || k == '>' || k == '(' ||
+					    k == '|' ||
 					    (k == '<' && open + 3 < n &&
 					     (p[open + 3] == '=' || p[open + 3] == '!')))
 						ok = false;
@@ -427,9 +429,9 @@ static char *rewrite_repeat(const char *p, size_t n, bool extended, int serial)
 		snprintf(q, sizeof(q), "{%lu}", qmin - 1);
 	else
 		snprintf(q, sizeof(q), "{%lu,%lu}", qmin - 1, qmax - 1);
-	snprintf(out, cap, "%.*s(?<sift_rep%d>%.*s)(?&sift_rep%d)%s%.*s", (int)best_open, p,
-		 serial, (int)(best_close + 1 - best_open), p + best_open, serial, q,
-		 (int)(n - best_qend), p + best_qend);
+	snprintf(out, cap, "%.*s(?<sift_rep%d>%.*s)(?&sift_rep%d)%s%.*s", (int)best_open, p, serial,
+	         (int)(best_close + 1 - best_open), p + best_open, serial, q, (int)(n - best_qend),
+	         p + best_qend);
 	return out;
 }
 
@@ -443,12 +445,11 @@ static void push_code(struct rule *ru, pcre2_code *code, bool jit)
 }
 
 static int compile_piece(rules_t *r, struct rule *ru, const char *pat, size_t len, int depth,
-			 diag_t *d)
+                         diag_t *d)
 {
 	int err;
 	PCRE2_SIZE off;
-	pcre2_code *code =
-	    pcre2_compile((PCRE2_SPTR)pat, len, ru->re_options, &err, &off, r->cctx);
+	pcre2_code *code = pcre2_compile((PCRE2_SPTR)pat, len, ru->re_options, &err, &off, r->cctx);
 	if (code != NULL) {
 		bool jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
 		if (jit)
@@ -491,7 +492,8 @@ static int compile_piece(rules_t *r, struct rule *ru, const char *pat, size_t le
 	}
 	char *rw = NULL;
 	if (err == PCRE2_ERROR_PATTERN_TOO_LARGE && depth < RULES_MAX_SPLIT_DEPTH &&
-	    (rw = rewrite_repeat(pat, len, (ru->re_options & PCRE2_EXTENDED) != 0, depth)) != NULL) {
+	    (rw = rewrite_repeat(pat, len, (ru->re_options & PCRE2_EXTENDED) != 0, depth)) !=
+	        NULL) {
 		if (depth == 0)
 			r->stats.split_patterns++;
 		int rc = compile_piece(r, ru, rw, strlen(rw), depth + 1, d);
@@ -501,7 +503,7 @@ static int compile_piece(rules_t *r, struct rule *ru, const char *pat, size_t le
 	PCRE2_UCHAR msg[160];
 	pcre2_get_error_message(err, msg, sizeof(msg));
 	diag_error(d, ru->file, ru->line, "%s rule %s: regex error at offset %zu: %s",
-		   rules_type_name(ru->type), ru->name, (size_t)off, (const char *)msg);
+	           rules_type_name(ru->type), ru->name, (size_t)off, (const char *)msg);
 	return -1;
 }
 
@@ -530,14 +532,13 @@ static size_t hkey_intern(rules_t *r, const char *name, unsigned mods, bool mime
 }
 
 /* Depth-first order of metas so each runs after what it reads; cycles are errors. */
-static int meta_visit(rules_t *r, size_t i, uint8_t *mark, size_t *out, size_t *nout,
-		      diag_t *d)
+static int meta_visit(rules_t *r, size_t i, uint8_t *mark, size_t *out, size_t *nout, diag_t *d)
 {
 	if (mark[i] == 2)
 		return 0;
 	if (mark[i] == 1) {
 		diag_error(d, r->v[i].file, r->v[i].line, "meta rule %s: depends on itself",
-			   r->v[i].name);
+		           r->v[i].name);
 		return -1;
 	}
 	mark[i] = 1;
@@ -579,7 +580,7 @@ static size_t tag_ref(const char *p, size_t *tl)
  * Returns NULL when a tag has no value.
  */
 static char *substitute_tags(const char *pattern, char *const *tags, const char *const *values,
-			     size_t ntags)
+                             size_t ntags)
 {
 	size_t cap = strlen(pattern) + 64, n = 0;
 	char *out = xcalloc(1, cap);
@@ -631,7 +632,8 @@ static void find_captures(rules_t *r)
 			ru->capture_dep = true;
 			bool known = false;
 			for (size_t k = 0; k < r->ntags; k++)
-				known |= strlen(r->tags[k]) == tl && strncmp(r->tags[k], p + 2, tl) == 0;
+				known |=
+				    strlen(r->tags[k]) == tl && strncmp(r->tags[k], p + 2, tl) == 0;
 			if (!known) {
 				r->tags = xrealloc(r->tags, (r->ntags + 1) * sizeof(char *));
 				r->tags[r->ntags] = xcalloc(1, tl + 1);
@@ -655,17 +657,15 @@ static void find_captures(rules_t *r)
 	}
 }
 
-static const rules_t *sort_rules;
-static int cmp_priority(const void *a, const void *b)
+static int cmp_priority(const void *a, const void *b, void *ctx)
 {
+	const rules_t *r = ctx;
 	size_t x = *(const size_t *)a, y = *(const size_t *)b;
-	int px = sort_rules->v[x].priority, py = sort_rules->v[y].priority;
+	int px = r->v[x].priority, py = r->v[y].priority;
 	if (px != py)
 		return px < py ? -1 : 1;
 	return x < y ? -1 : x > y;
 }
-
-static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int rules_finish(rules_t *r, diag_t *d)
 {
@@ -700,11 +700,11 @@ static int rules_finish(rules_t *r, diag_t *d)
 			continue;
 		}
 		if (ru->type == RULES_T_HEADER || ru->type == RULES_T_MIMEHEADER)
-			ru->hkey = hkey_intern(r, ru->hdr_name, ru->hdr_mods & (HM_RAW | HM_ADDR |
-										 HM_NAME | HM_FIRST |
-										 HM_LAST | HM_HOST |
-										 HM_DOMAIN),
-					       ru->type == RULES_T_MIMEHEADER);
+			ru->hkey =
+			    hkey_intern(r, ru->hdr_name,
+			                ru->hdr_mods & (HM_RAW | HM_ADDR | HM_NAME | HM_FIRST |
+			                                HM_LAST | HM_HOST | HM_DOMAIN),
+			                ru->type == RULES_T_MIMEHEADER);
 		if (ru->hdr_exists) {
 			r->stats.loaded[ru->type]++;
 			continue;
@@ -715,13 +715,13 @@ static int rules_finish(rules_t *r, diag_t *d)
 			int err;
 			PCRE2_SIZE off;
 			pcre2_code *code = pcre2_compile((PCRE2_SPTR)probe, PCRE2_ZERO_TERMINATED,
-							 ru->re_options, &err, &off, r->cctx);
+			                                 ru->re_options, &err, &off, r->cctx);
 			free(probe);
 			if (code == NULL) {
 				PCRE2_UCHAR msg[160];
 				pcre2_get_error_message(err, msg, sizeof(msg));
 				diag_error(d, ru->file, ru->line, "%s rule %s: regex error: %s",
-					   rules_type_name(ru->type), ru->name, (const char *)msg);
+				           rules_type_name(ru->type), ru->name, (const char *)msg);
 				continue;
 			}
 			pcre2_code_free(code);
@@ -746,8 +746,8 @@ static int rules_finish(rules_t *r, diag_t *d)
 			struct rule *dep = &r->v[ru->prog[k].rule];
 			if (!dep->defined && dep->type != -2) {
 				diag_warn(d, ru->file, ru->line,
-					  "meta rule %s: undefined rule %s (never hits)", ru->name,
-					  dep->name);
+				          "meta rule %s: undefined rule %s (never hits)", ru->name,
+				          dep->name);
 				dep->type = -2; /* warned */
 			}
 		}
@@ -765,8 +765,8 @@ static int rules_finish(rules_t *r, diag_t *d)
 		if (!ru->defined || ru->skipped || ru->disabled || ru->type < 0)
 			continue;
 		if (ru->type == RULES_T_META) {
-			if (meta_visit(r, i, mark, r->order[RULES_T_META],
-				       &r->norder[RULES_T_META], d) < 0)
+			if (meta_visit(r, i, mark, r->order[RULES_T_META], &r->norder[RULES_T_META],
+			               d) < 0)
 				break;
 		} else if (ru->capture_dep) {
 			r->late[r->nlate++] = i;
@@ -775,11 +775,8 @@ static int rules_finish(rules_t *r, diag_t *d)
 		}
 	}
 	free(mark);
-	pthread_mutex_lock(&sort_lock);
-	sort_rules = r;
 	for (int t = 0; t < RULES_T_META; t++)
-		qsort(r->order[t], r->norder[t], sizeof(size_t), cmp_priority);
-	pthread_mutex_unlock(&sort_lock);
+		qsort_r(r->order[t], r->norder[t], sizeof(size_t), cmp_priority, r);
 	if (diag_errors(d) > before)
 		return -1;
 	if (r->opts.prefilter)
@@ -819,14 +816,15 @@ int rules_opts_read(conf_t *c, rules_opts_t *o, diag_t *d)
 		o->npaths = n;
 	}
 	long v;
-	if (conf_long(c, "regex_match_limit", RULES_DEFAULT_MATCH_LIMIT, 100, 1000000000, &v, d) < 0)
+	if (conf_long(c, "regex_match_limit", RULES_DEFAULT_MATCH_LIMIT, 100, 1000000000, &v, d) <
+	    0)
 		rc = -1;
 	o->match_limit = (uint32_t)v;
 	if (conf_long(c, "regex_depth_limit", RULES_DEFAULT_DEPTH_LIMIT, 10, 100000000, &v, d) < 0)
 		rc = -1;
 	o->depth_limit = (uint32_t)v;
 	if (conf_size(c, "regex_jit_stack", RULES_DEFAULT_JIT_STACK_BYTES, 16 * 1024,
-		      1024ULL * 1024 * 1024, &o->jit_stack_bytes, d) < 0)
+	              1024ULL * 1024 * 1024, &o->jit_stack_bytes, d) < 0)
 		rc = -1;
 	if (conf_bool(c, "regex_prefilter", true, &o->prefilter, d) < 0)
 		rc = -1;
@@ -981,14 +979,14 @@ void rules_print_stats(const rules_t *r, FILE *fp)
 	size_t tl = 0, ts = 0;
 	for (int t = 0; t < RULES_T_N; t++) {
 		fprintf(fp, "%-10s %5zu loaded %5zu skipped\n", rules_type_name(t),
-			r->stats.loaded[t], r->stats.skipped[t]);
+		        r->stats.loaded[t], r->stats.skipped[t]);
 		tl += r->stats.loaded[t];
 		ts += r->stats.skipped[t];
 	}
 	fprintf(fp, "%-10s %5zu loaded %5zu skipped\n", "total", tl, ts);
 	fprintf(fp, "split patterns %zu, JIT-compiled %zu, prefiltered rules %zu (%s)\n",
-		r->stats.split_patterns, r->stats.jit_compiled, r->stats.prefiltered,
-		r->stats.vectorscan ? "vectorscan" : "memmem");
+	        r->stats.split_patterns, r->stats.jit_compiled, r->stats.prefiltered,
+	        r->stats.vectorscan ? "vectorscan" : "memmem");
 }
 
 uint64_t rules_errors(const rules_t *r, size_t i)
@@ -1017,8 +1015,10 @@ size_t rules_slowest(const rules_t *r, rules_time_t *out, size_t n)
 		uint64_t ev = atomic_load(&r->v[i].evals);
 		if (ev == 0)
 			continue;
-		all[k++] = (rules_time_t){.name = r->v[i].name, .type = r->v[i].type,
-					  .cpu_ns = atomic_load(&r->v[i].cpu_ns), .evals = ev};
+		all[k++] = (rules_time_t){.name = r->v[i].name,
+		                          .type = r->v[i].type,
+		                          .cpu_ns = atomic_load(&r->v[i].cpu_ns),
+		                          .evals = ev};
 	}
 	qsort(all, k, sizeof(*all), cmp_time);
 	if (k > n)
@@ -1038,9 +1038,9 @@ void rules_print_timing(const rules_t *r, FILE *fp, size_t top_n)
 	fprintf(fp, "rules CPU time: %.3f ms in total\n", total / 1e6);
 	for (size_t i = 0; i < k; i++)
 		fprintf(fp, "%10.3f ms %8" PRIu64 " evals %7.2f us/eval  %-10s %s\n",
-			t[i].cpu_ns / 1e6, t[i].evals,
-			t[i].evals ? t[i].cpu_ns / 1e3 / (double)t[i].evals : 0.0,
-			rules_type_name(t[i].type), t[i].name);
+		        t[i].cpu_ns / 1e6, t[i].evals,
+		        t[i].evals ? t[i].cpu_ns / 1e3 / (double)t[i].evals : 0.0,
+		        rules_type_name(t[i].type), t[i].name);
 	free(t);
 }
 
@@ -1138,12 +1138,12 @@ static void rule_error(struct evalctx *e, struct rule *ru, int rc)
 	e->errors++;
 	unsigned lost = 0;
 	if (log_ratelimit(e->r->error_log, RULES_ERROR_LOG_BURST, RULES_ERROR_LOG_WINDOW_S,
-			  &lost)) {
+	                  &lost)) {
 		PCRE2_UCHAR msg[120];
 		pcre2_get_error_message(rc, msg, sizeof(msg));
 		log_msg(LOG_L_WARNING, "rule %s (%s:%u): %s; rule not applied%s", ru->name,
-			ru->file, ru->line, (const char *)msg,
-			lost ? " (more such errors suppressed)" : "");
+		        ru->file, ru->line, (const char *)msg,
+		        lost ? " (more such errors suppressed)" : "");
 	}
 }
 
@@ -1153,7 +1153,7 @@ static void rule_error(struct evalctx *e, struct rule *ru, int rc)
  */
 /* Records the tags a capturing rule's match at `start` defines (first value wins). */
 static void record_captures(struct evalctx *e, pcre2_code *code, const char *s, size_t len,
-			    size_t start)
+                            size_t start)
 {
 	pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
 	if (md == NULL)
@@ -1164,7 +1164,8 @@ static void record_captures(struct evalctx *e, pcre2_code *code, const char *s, 
 				continue;
 			PCRE2_UCHAR *v;
 			PCRE2_SIZE vn;
-			if (pcre2_substring_get_byname(md, (PCRE2_SPTR)e->r->tags[k], &v, &vn) == 0) {
+			if (pcre2_substring_get_byname(md, (PCRE2_SPTR)e->r->tags[k], &v, &vn) ==
+			    0) {
 				if (memchr(v, '\0', vn) == NULL)
 					e->capval[k] = arena_strndup(e->a, (const char *)v, vn);
 				pcre2_substring_free(v);
@@ -1175,7 +1176,7 @@ static void record_captures(struct evalctx *e, pcre2_code *code, const char *s, 
 }
 
 static long match_text(struct evalctx *e, struct rule *ru, const char *s, size_t len,
-		       unsigned limit)
+                       unsigned limit)
 {
 	long count = 0;
 	bool multiple = (ru->tflags & TF_MULTIPLE) != 0;
@@ -1187,9 +1188,9 @@ static long match_text(struct evalctx *e, struct rule *ru, const char *s, size_t
 		bool jit = e->ocode ? false : ru->jit[k];
 		while (start <= len) {
 			int rc = jit ? pcre2_jit_match(code, (PCRE2_SPTR)s, len, start, 0, e->t->md,
-						       e->t->mc)
-				     : pcre2_match(code, (PCRE2_SPTR)s, len, start, 0, e->t->md,
-						   e->t->mc);
+			                               e->t->mc)
+			             : pcre2_match(code, (PCRE2_SPTR)s, len, start, 0, e->t->md,
+			                           e->t->mc);
 			if (rc == PCRE2_ERROR_NOMATCH)
 				break;
 			if (rc < 0) {
@@ -1219,7 +1220,7 @@ static long match_text(struct evalctx *e, struct rule *ru, const char *s, size_t
  * prefilter's finds).
  */
 static long match_spans(struct evalctx *e, struct rule *ru, const struct span *v, size_t n,
-			const struct pf_node *nodes, uint32_t head)
+                        const struct pf_node *nodes, uint32_t head)
 {
 	long total = 0;
 	for (size_t k = 0; nodes ? head != 0 : k < n; k++) {
@@ -1251,7 +1252,7 @@ static long match_spans(struct evalctx *e, struct rule *ru, const struct span *v
  * Returns the processed text in *buf and the pieces in *out.
  */
 static size_t body_paragraphs(arena_t *a, const char *s, size_t n, struct span **out,
-			      struct span *whole)
+                              struct span *whole)
 {
 	char *b = arena_alloc(a, n + 2);
 	size_t bn = 0;
@@ -1433,7 +1434,7 @@ static void addr_parts(abuf_t *out, arena_t *a, const char *v, bool want_name, b
 			t++;
 		size_t tn = strlen(t);
 		while (tn && (t[tn - 1] == ' ' || t[tn - 1] == '\t' || t[tn - 1] == '\n' ||
-			      t[tn - 1] == '\r'))
+		              t[tn - 1] == '\r'))
 			tn--;
 		if (want_name && tn >= 2 && (t[0] == '"' || t[0] == '\'') && t[tn - 1] == t[0]) {
 			t++;
@@ -1462,9 +1463,9 @@ static void addr_parts(abuf_t *out, arena_t *a, const char *v, bool want_name, b
 
 static const char *mime_words(arena_t *a, const mime_t *mi)
 {
-	static const char *const names[] = {"truncated",   "depth_limit", "part_limit",
-					    "bad_boundary", "bad_base64", "bad_qp",
-					    "bad_charset",  "text_limit", "bad_header"};
+	static const char *const names[] = {"truncated",    "depth_limit", "part_limit",
+	                                    "bad_boundary", "bad_base64",  "bad_qp",
+	                                    "bad_charset",  "text_limit",  "bad_header"};
 	abuf_t b;
 	abuf_init(&b, a, 128);
 	if (mi == NULL)
@@ -1483,8 +1484,8 @@ static const char *mime_words(arena_t *a, const mime_t *mi)
 			const char *fn = p->filename;
 			const char *dot = fn ? strrchr(fn, '.') : NULL;
 			static const char *const exts[] = {".exe", ".scr", ".pif", ".com", ".bat",
-							   ".cmd", ".js",  ".vbs", ".jar", ".lnk",
-							   ".hta", ".wsf", NULL};
+			                                   ".cmd", ".js",  ".vbs", ".jar", ".lnk",
+			                                   ".hta", ".wsf", NULL};
 			for (int k = 0; dot && exts[k]; k++)
 				if (strcasecmp(dot, exts[k]) == 0)
 					exe = true;
@@ -1492,7 +1493,7 @@ static const char *mime_words(arena_t *a, const mime_t *mi)
 			if (p->is_html)
 				html = true;
 			else if (p->content_type && strcmp(p->content_type, "text/plain") == 0 &&
-				 p->decoded_len > 0)
+			         p->decoded_len > 0)
 				plain = true;
 		}
 	}
@@ -1557,7 +1558,7 @@ struct hval {
 };
 
 static void field_values(abuf_t *b, arena_t *a, msg_t *m, const char *name, unsigned mods,
-			 bool *present)
+                         bool *present)
 {
 	bool raw = (mods & (HM_RAW | HM_ADDR | HM_NAME)) != 0;
 	size_t count = 0;
@@ -1579,7 +1580,7 @@ static void field_values(abuf_t *b, arena_t *a, msg_t *m, const char *name, unsi
 
 /* Finds a field in a MIME part's header block ("Name: value\n" lines). */
 static void part_field(abuf_t *b, arena_t *a, const char *block, const char *name, bool raw,
-		       bool *present)
+                       bool *present)
 {
 	size_t nl = strlen(name);
 	for (const char *p = block; p && *p;) {
@@ -1605,7 +1606,7 @@ static void part_field(abuf_t *b, arena_t *a, const char *block, const char *nam
 }
 
 static void header_value(struct evalctx *e, msg_t *m, const mime_t *mi, const struct hkey *k,
-			 struct hval *hv)
+                         struct hval *hv)
 {
 	arena_t *a = e->a;
 	abuf_t b;
@@ -1626,7 +1627,7 @@ static void header_value(struct evalctx *e, msg_t *m, const mime_t *mi, const st
 		field_values(&b, a, m, "Cc", k->mods, &present);
 	} else if (strcmp(nm, "MESSAGEID") == 0) {
 		static const char *const ids[] = {"X-Message-Id", "Resent-Message-Id",
-						  "X-Original-Message-ID", "Message-Id"};
+		                                  "X-Original-Message-ID", "Message-Id"};
 		for (int i = 0; i < 4; i++)
 			field_values(&b, a, m, ids[i], k->mods, &present);
 	} else if (strcasecmp(nm, "EnvelopeFrom") == 0) {
@@ -1728,8 +1729,7 @@ struct views {
 	struct span whole[RULES_T_N]; /* the text the prefilter scans */
 };
 
-static void build_view(struct evalctx *e, struct views *vw, int type, msg_t *m,
-		       const mime_t *mi)
+static void build_view(struct evalctx *e, struct views *vw, int type, msg_t *m, const mime_t *mi)
 {
 	arena_t *a = e->a;
 	vw->built[type] = true;
@@ -1834,8 +1834,8 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 		e.capval = arena_zalloc(a, r->ntags * sizeof(char *));
 	bool timing = (flags & RULES_EVAL_TIMING) != 0;
 	const char **detail = (flags & RULES_EVAL_EXPLAIN)
-				  ? arena_zalloc(a, (r->n ? r->n : 1) * sizeof(char *))
-				  : NULL;
+	                          ? arena_zalloc(a, (r->n ? r->n : 1) * sizeof(char *))
+	                          : NULL;
 
 	for (int type = 0; type < RULES_T_META; type++) {
 		if (r->norder[type] == 0)
@@ -1855,7 +1855,8 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 				pf.nspans = ns;
 				pf.nnodes = 0;
 				memset(pf.want, PF_SKIP, r->n);
-				rules_prefilter_scan(r, type, vw.whole[type].p, vw.whole[type].n, &pf);
+				rules_prefilter_scan(r, type, vw.whole[type].p, vw.whole[type].n,
+				                     &pf);
 			}
 		}
 		bool pf_active = pf_on && type != RULES_T_HEADER && type != RULES_T_MIMEHEADER;
@@ -1875,7 +1876,9 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 				if (ru->hdr_exists) {
 					count = v->present;
 				} else {
-					const char *s = v->present ? v->s : ru->if_unset ? ru->if_unset : "";
+					const char *s = v->present     ? v->s
+					                : ru->if_unset ? ru->if_unset
+					                               : "";
 					size_t n = v->present ? v->n : strlen(s);
 					count = match_text(&e, ru, s, n, ru->maxhits);
 					if (count >= 0 && ru->negate)
@@ -1891,13 +1894,14 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 					abuf_init(&b, a, 64);
 					bool present = false;
 					part_field(&b, a, p->headers, r->hkeys[ru->hkey].name,
-						   (ru->hdr_mods & HM_RAW) != 0, &present);
+					           (ru->hdr_mods & HM_RAW) != 0, &present);
 					long c;
 					if (ru->hdr_exists)
 						c = present;
 					else {
-						const char *s = present ? b.data
-								: ru->if_unset ? ru->if_unset : "";
+						const char *s = present        ? b.data
+						                : ru->if_unset ? ru->if_unset
+						                               : "";
 						c = match_text(&e, ru, s, strlen(s), ru->maxhits);
 						if (c >= 0 && ru->negate)
 							c = c == 0;
@@ -1912,8 +1916,9 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 				}
 			} else {
 				bool listed = pf_active && pf.want[ri] == PF_LISTED;
-				count = match_spans(&e, ru, vw.spans[type], vw.nspans[type],
-						    listed ? pf.nodes : NULL, listed ? pf.head[ri] : 0);
+				count =
+				    match_spans(&e, ru, vw.spans[type], vw.nspans[type],
+				                listed ? pf.nodes : NULL, listed ? pf.head[ri] : 0);
 			}
 			if (timing) {
 				atomic_fetch_add(&ru->cpu_ns, thread_ns() - t0);
@@ -1934,8 +1939,8 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 			continue; /* a tag was not captured: no hit */
 		int err;
 		PCRE2_SIZE off;
-		e.ocode = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, ru->re_options, &err,
-					&off, r->cctx);
+		e.ocode = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, ru->re_options,
+		                        &err, &off, r->cctx);
 		free(pat);
 		if (e.ocode == NULL) {
 			rule_error(&e, ru, err);
@@ -1980,8 +1985,8 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 			continue;
 		const char *det = detail ? detail[i] : NULL;
 		if (det != NULL && (ru->tflags & TF_MULTIPLE) && val[i] > 1)
-			hits_addf(h, "rules", ru->name, ru->score, ru->desc, "%.0f matches, first: %s",
-				  val[i], det);
+			hits_addf(h, "rules", ru->name, ru->score, ru->desc,
+			          "%.0f matches, first: %s", val[i], det);
 		else if (det != NULL)
 			hits_addf(h, "rules", ru->name, ru->score, ru->desc, "matched: %s", det);
 		else
@@ -2006,7 +2011,7 @@ static void ev_release(void *shared)
 }
 
 static void ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
-		     const ev_score_ctx_t *ctx)
+                     const ev_score_ctx_t *ctx)
 {
 	unsigned flags = 0;
 	if (ctx->timing)

@@ -64,31 +64,31 @@ struct rule {
 	char *desc;
 	char *file; /* where it was defined (interned in the rules_t) */
 	unsigned line;
-	int type;	  /* RULES_T_*, -1 while only score/describe lines were seen */
-	bool defined;	  /* a rule line was seen */
-	bool skipped;	  /* eval: or otherwise unsupported: never hits */
+	int type;     /* RULES_T_*, -1 while only score/describe lines were seen */
+	bool defined; /* a rule line was seen */
+	bool skipped; /* eval: or otherwise unsupported: never hits */
 	bool has_score;
-	bool disabled;	  /* score 0 */
-	bool report;	  /* not __, score != 0: added to the hits */
+	bool disabled; /* score 0 */
+	bool report;   /* not __, score != 0: added to the hits */
 	double score;
 	unsigned tflags;
 	unsigned maxhits; /* 0: unlimited */
 	int priority;
 
 	/* Regex rules. */
-	char *pattern;	     /* after ReplaceTags */
+	char *pattern;       /* after ReplaceTags */
 	uint32_t re_options; /* PCRE2 compile options from the flags */
-	bool negate;	     /* header !~ */
+	bool negate;         /* header !~ */
 	pcre2_code **codes;  /* more than one when split */
 	size_t ncodes;
-	bool *jit;	     /* per code: JIT-compiled */
+	bool *jit; /* per code: JIT-compiled */
 
 	/* header / mimeheader */
 	char *hdr_name;
 	unsigned hdr_mods;
 	bool hdr_exists;
 	char *if_unset; /* NULL: absent field matches as "" */
-	size_t hkey;	/* index into rules_t.hkeys */
+	size_t hkey;    /* index into rules_t.hkeys */
 
 	/* meta */
 	char *meta_src;
@@ -97,7 +97,7 @@ struct rule {
 
 	/* SpamAssassin 4 capture rules */
 	bool capture_dep; /* uses %{TAG}: compiled per message with the captured value */
-	bool captures;	  /* names a group (?<TAG>...) that some %{TAG} uses */
+	bool captures;    /* names a group (?<TAG>...) that some %{TAG} uses */
 
 	/* prefilter: the rule may match only if one of these occurs */
 	char **lits; /* lower-case */
@@ -161,8 +161,7 @@ int rules_compile_rule(rules_t *r, struct rule *ru, diag_t *d);
 /* rules_parse.c */
 int rules_parse_file(rules_t *r, void *parse_state, const char *path, diag_t *d);
 void *rules_parse_begin(rules_t *r);
-int rules_parse_text(rules_t *r, void *parse_state, const char *name, const char *text,
-		     diag_t *d);
+int rules_parse_text(rules_t *r, void *parse_state, const char *name, const char *text, diag_t *d);
 int rules_parse_end(rules_t *r, void *parse_state, diag_t *d);
 int rules_meta_compile(rules_t *r, struct rule *ru, diag_t *d);
 
@@ -182,8 +181,8 @@ struct pf_node {
 };
 
 struct pf_result {
-	uint8_t *want;	 /* per rule: 0 skip, 1 run on the listed spans, 2 run on all */
-	uint32_t *head;	 /* per rule: first node index + 1 */
+	uint8_t *want;  /* per rule: 0 skip, 1 run on the listed spans, 2 run on all */
+	uint32_t *head; /* per rule: first node index + 1 */
 	uint32_t *tail;
 	struct pf_node *nodes;
 	size_t nnodes, cap;
@@ -196,6 +195,6 @@ struct pf_result {
 enum { PF_SKIP = 0, PF_LISTED = 1, PF_ALL = 2 };
 
 void rules_prefilter_scan(const rules_t *r, int type, const char *text, size_t len,
-			  struct pf_result *res);
+                          struct pf_result *res);
 
 #endif

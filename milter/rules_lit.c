@@ -29,9 +29,9 @@
 
 #include "rules_int.h"
 
-#define LIT_MIN_BYTES 3	 /* shorter literals pass too much to be worth it */
+#define LIT_MIN_BYTES 3  /* shorter literals pass too much to be worth it */
 #define LIT_MAX_BYTES 64 /* longer ones are cut: a prefix is as selective */
-#define LIT_MAX_SET 32	 /* alternatives per rule before giving up */
+#define LIT_MAX_SET   32 /* alternatives per rule before giving up */
 
 struct litset {
 	bool valid; /* false: no constraint known */
@@ -94,8 +94,8 @@ static bool ls_better(const struct litset *b, const struct litset *a)
 
 struct lex {
 	const char *p, *end;
-	bool x;	    /* extended: blanks and #-comments are not pattern */
-	bool fail;  /* a construct we do not model: no literal for the rule */
+	bool x;    /* extended: blanks and #-comments are not pattern */
+	bool fail; /* a construct we do not model: no literal for the rule */
 };
 
 /* The C library's tolower() follows the locale; the prefilter must not. */
@@ -238,10 +238,22 @@ static int escape(struct lex *lx, int *lit)
 		*lit = v;
 		return A_LIT;
 	}
-	case 'd': case 'D': case 'w': case 'W': case 's': case 'S': case 'h': case 'H':
-	case 'v': case 'V': case 'N': case 'R': case 'X': case 'C':
-		return A_CHARTYPE;
-	case 'p': case 'P':
+	case 'd':
+	case 'D':
+	case 'w':
+	case 'W':
+	case 's':
+	case 'S':
+	case 'h':
+	case 'H':
+	case 'v':
+	case 'V':
+	case 'N':
+	case 'R':
+	case 'X':
+	case 'C': return A_CHARTYPE;
+	case 'p':
+	case 'P':
 		if (lx->p < lx->end && *lx->p == '{') {
 			while (lx->p < lx->end && *lx->p != '}')
 				lx->p++;
@@ -255,8 +267,13 @@ static int escape(struct lex *lx, int *lit)
 		if (lx->p < lx->end)
 			lx->p++;
 		return A_CHARTYPE;
-	case 'b': case 'B': case 'A': case 'z': case 'Z': case 'G': case 'K':
-		return A_ZERO;
+	case 'b':
+	case 'B':
+	case 'A':
+	case 'z':
+	case 'Z':
+	case 'G':
+	case 'K': return A_ZERO;
 	default:
 		if (c >= '0' && c <= '9') {
 			while (lx->p < lx->end && isdigit((unsigned char)*lx->p))
@@ -333,11 +350,12 @@ static struct litset parse_seq(struct lex *lx, int depth)
 				} else if (*s == '=' || *s == '!') {
 					lx->p = s + 1;
 					zero = true;
-				} else if (*s == '<' && s + 1 < lx->end && (s[1] == '=' || s[1] == '!')) {
+				} else if (*s == '<' && s + 1 < lx->end &&
+				           (s[1] == '=' || s[1] == '!')) {
 					lx->p = s + 2;
 					zero = true;
-				} else if (*s == '<' || *s == '\'' || (*s == 'P' && s + 1 < lx->end &&
-									 s[1] == '<')) {
+				} else if (*s == '<' || *s == '\'' ||
+				           (*s == 'P' && s + 1 < lx->end && s[1] == '<')) {
 					char close = *s == '\'' ? '\'' : '>';
 					while (s < lx->end && *s != close)
 						s++;
@@ -349,15 +367,17 @@ static struct litset parse_seq(struct lex *lx, int depth)
 					cuttable = false;
 				} else if (isalpha((unsigned char)*s) || *s == '-' || *s == '^') {
 					const char *t = s;
-					while (t < lx->end && (isalpha((unsigned char)*t) || *t == '-' ||
-							       *t == '^'))
+					while (t < lx->end && (isalpha((unsigned char)*t) ||
+					                       *t == '-' || *t == '^'))
 						t++;
 					if (memchr(s, 'x', (size_t)(t - s)) != NULL) {
-						lx->fail = true; /* (?x) changes how to read the rest */
+						lx->fail =
+						    true; /* (?x) changes how to read the rest */
 						break;
 					}
 					if (t < lx->end && *t == ')') {
-						lx->p = t + 1; /* "(?i)": an option switch, no atom */
+						lx->p =
+						    t + 1; /* "(?i)": an option switch, no atom */
 						continue;
 					}
 					if (t >= lx->end || *t != ':') {
@@ -413,9 +433,7 @@ static struct litset parse_seq(struct lex *lx, int depth)
 				ls_free(&sub);
 			}
 			break;
-		default:
-			flush(&best, run, &rn);
-			break;
+		default: flush(&best, run, &rn); break;
 		}
 	}
 	flush(&best, run, &rn);
@@ -452,8 +470,8 @@ void rules_lit_extract(struct rule *ru)
 	    ru->type == RULES_T_META)
 		return;
 	size_t n = strlen(ru->pattern);
-	struct lex lx = {.p = ru->pattern, .end = ru->pattern + n,
-			 .x = (ru->re_options & PCRE2_EXTENDED) != 0};
+	struct lex lx = {
+	    .p = ru->pattern, .end = ru->pattern + n, .x = (ru->re_options & PCRE2_EXTENDED) != 0};
 	struct litset l = parse_alt(&lx, 0);
 	if (lx.fail || lx.p != lx.end || !l.valid || l.count == 0 || ls_min(&l) < LIT_MIN_BYTES) {
 		ls_free(&l);
@@ -506,7 +524,7 @@ static void hs_key_make(void)
 }
 
 static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
-		    unsigned int flags, void *ctx);
+                    unsigned int flags, void *ctx);
 #endif
 
 /* The span that wholly contains [from, to), or -1. */
@@ -532,7 +550,7 @@ static long span_of(const struct pf_result *res, size_t from, size_t to)
  * memmem path lists one literal's occurrences in order).
  */
 static void found(const struct pf_type *pt, struct pf_result *res, size_t lit, size_t from,
-		  size_t to)
+                  size_t to)
 {
 	size_t ri = pt->lit_rule[lit];
 	if (res->want[ri] == PF_ALL)
@@ -567,7 +585,7 @@ struct hs_ctx {
 };
 
 static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
-		    unsigned int flags, void *ctx)
+                    unsigned int flags, void *ctx)
 {
 	struct hs_ctx *c = ctx;
 	size_t n = c->pt->litlen[id];
@@ -621,10 +639,11 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 				ids[i] = (unsigned)i;
 			}
 			hs_compile_error_t *err = NULL;
-			if (hs_compile_lit_multi(pt->lit, flags, ids, pt->litlen, (unsigned)pt->nlit,
-						 HS_MODE_BLOCK, NULL, &pt->db, &err) != HS_SUCCESS) {
+			if (hs_compile_lit_multi(pt->lit, flags, ids, pt->litlen,
+			                         (unsigned)pt->nlit, HS_MODE_BLOCK, NULL, &pt->db,
+			                         &err) != HS_SUCCESS) {
 				log_msg(LOG_L_WARNING, "rules prefilter: vectorscan: %s",
-					err && err->message ? err->message : "compile failed");
+				        err && err->message ? err->message : "compile failed");
 				hs_free_compile_error(err);
 				pt->db = NULL;
 				hs_ok = false;
@@ -659,7 +678,7 @@ void rules_prefilter_free(struct rules_prefilter *pf)
 }
 
 void rules_prefilter_scan(const rules_t *r, int type, const char *text, size_t len,
-			  struct pf_result *res)
+                          struct pf_result *res)
 {
 	const struct pf_type *pt = &r->pf->t[type];
 	for (size_t i = 0; i < pt->nalways; i++)
@@ -686,31 +705,31 @@ void rules_prefilter_scan(const rules_t *r, int type, const char *text, size_t l
 			res->want[pt->lit_rule[i]] = PF_ALL;
 		return;
 	}
-fallback:
+fallback :
 #endif
-	{
-		/* memmem over a lower-cased copy (ASCII: literals hold no foldable high bytes) */
-		char *low = arena_alloc(res->a, len + 1);
-		for (size_t i = 0; i < len; i++)
-			low[i] = ascii_lower(text[i]);
-		for (size_t i = 0; i < pt->nlit; i++) {
-			size_t n = pt->litlen[i];
-			const char *p = low;
-			const char *end = low + len;
-			while ((size_t)(end - p) >= n) {
-				const char *q = memmem(p, (size_t)(end - p), pt->lit[i], n);
-				if (q == NULL)
-					break;
-				size_t ri = pt->lit_rule[i];
-				if ((i + 1 < pt->nlit && pt->lit_rule[i + 1] == ri) ||
-				    (i > 0 && pt->lit_rule[i - 1] == ri)) {
-					/* several literals: occurrences would come out of text order */
-					res->want[ri] = PF_ALL;
-					break;
-				}
-				found(pt, res, i, (size_t)(q - low), (size_t)(q - low) + n);
-				p = q + 1;
+{
+	/* memmem over a lower-cased copy (ASCII: literals hold no foldable high bytes) */
+	char *low = arena_alloc(res->a, len + 1);
+	for (size_t i = 0; i < len; i++)
+		low[i] = ascii_lower(text[i]);
+	for (size_t i = 0; i < pt->nlit; i++) {
+		size_t n = pt->litlen[i];
+		const char *p = low;
+		const char *end = low + len;
+		while ((size_t)(end - p) >= n) {
+			const char *q = memmem(p, (size_t)(end - p), pt->lit[i], n);
+			if (q == NULL)
+				break;
+			size_t ri = pt->lit_rule[i];
+			if ((i + 1 < pt->nlit && pt->lit_rule[i + 1] == ri) ||
+			    (i > 0 && pt->lit_rule[i - 1] == ri)) {
+				/* several literals: occurrences would come out of text order */
+				res->want[ri] = PF_ALL;
+				break;
 			}
+			found(pt, res, i, (size_t)(q - low), (size_t)(q - low) + n);
+			p = q + 1;
 		}
 	}
+}
 }

@@ -20,16 +20,16 @@
 
 #include "rules_int.h"
 
-#define RULES_MAX_NESTING 64
+#define RULES_MAX_NESTING       64
 #define RULES_MAX_INCLUDE_DEPTH 16
-#define RULES_MAX_FILE_BYTES (64u * 1024 * 1024)
-#define RULES_REPLACE_PASSES 6
+#define RULES_MAX_FILE_BYTES    (64u * 1024 * 1024)
+#define RULES_REPLACE_PASSES    6
 /* SpamAssassin's largest pattern after ReplaceTags is ~90 KiB; tags that
  * expand into tags could otherwise grow a pattern without bound. */
 #define RULES_MAX_PATTERN_BYTES (512u * 1024)
 
 /* What "if" expressions see (SpamAssassin 4.0.1 on Perl 5.36). */
-#define RULES_SA_VERSION 4.000001
+#define RULES_SA_VERSION   4.000001
 #define RULES_PERL_VERSION 5.036000
 
 static const char *const provided_plugins[] = {
@@ -57,8 +57,8 @@ struct kvlist {
 };
 
 struct cond {
-	bool active;	/* lines inside are read */
-	bool parent;	/* the enclosing block was active */
+	bool active; /* lines inside are read */
+	bool parent; /* the enclosing block was active */
 	bool seen_else;
 };
 
@@ -100,10 +100,10 @@ static char *xstrndup(const char *s, size_t n)
 
 /* Warns once per key: unsupported constructs would otherwise flood lint. */
 static void warn_once(struct pstate *ps, diag_t *d, const char *file, unsigned line,
-		      const char *key, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+                      const char *key, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 static void warn_once(struct pstate *ps, diag_t *d, const char *file, unsigned line,
-		      const char *key, const char *fmt, ...)
+                      const char *key, const char *fmt, ...)
 {
 	for (size_t i = 0; i < ps->nwarned; i++)
 		if (strcmp(ps->warned[i], key) == 0)
@@ -268,7 +268,7 @@ static double ifx_primary(struct ifx *x)
 		char key[96];
 		snprintf(key, sizeof(key), "if-word %s", word);
 		warn_once(x->ps, x->d, x->file, x->line, key,
-			  "unknown word '%s' in if expression (treated as false)", word);
+		          "unknown word '%s' in if expression (treated as false)", word);
 		return 0;
 	}
 	x->p = skip_ws(x->p);
@@ -376,15 +376,15 @@ static char closing_delim(char open)
  * Parses "/re/flags" or "m{re}flags" (any m-delimiter). On success sets
  * *pat (malloc'd), *opts and *end (just past the flags) and returns 0.
  */
-static int parse_regex(const char *s, char **pat, uint32_t *opts, const char **end,
-		       char *err, size_t errlen)
+static int parse_regex(const char *s, char **pat, uint32_t *opts, const char **end, char *err,
+                       size_t errlen)
 {
 	char open;
 	if (*s == '/') {
 		open = '/';
 		s++;
 	} else if (*s == 'm' && s[1] && !isalnum((unsigned char)s[1]) && s[1] != ' ' &&
-		   s[1] != '\t' && s[1] != '_') {
+	           s[1] != '\t' && s[1] != '_') {
 		open = s[1];
 		s += 2;
 	} else {
@@ -509,14 +509,14 @@ static int parse_header_spec(struct ctx *c, struct rule *ru, const char *spec)
 		else if (mn == 6 && strncmp(m, "domain", 6) == 0)
 			ru->hdr_mods |= HM_DOMAIN | HM_HOST;
 		else {
-			diag_error(c->d, c->file, c->line, "header rule %s: unknown modifier ':%.*s'",
-				   ru->name, (int)mn, m);
+			diag_error(c->d, c->file, c->line,
+			           "header rule %s: unknown modifier ':%.*s'", ru->name, (int)mn,
+			           m);
 			return -1;
 		}
 	}
 	if (ru->hdr_name[0] == '\0') {
-		diag_error(c->d, c->file, c->line, "header rule %s: missing header name",
-			   ru->name);
+		diag_error(c->d, c->file, c->line, "header rule %s: missing header name", ru->name);
 		return -1;
 	}
 	return 0;
@@ -535,7 +535,7 @@ static int def_header(struct ctx *c, const char *name, int type, const char *res
 		const char *after = next_token(rest + 7, spec, sizeof(spec));
 		if (*after) {
 			diag_error(c->d, c->file, c->line, "%s rule %s: trailing text '%s'", tw,
-				   name, after);
+			           name, after);
 			return -1;
 		}
 		ru->hdr_exists = true;
@@ -559,7 +559,7 @@ static int def_header(struct ctx *c, const char *name, int type, const char *res
 		ru->negate = true;
 	} else {
 		diag_error(c->d, c->file, c->line, "%s rule %s: expected =~ or !~ after '%s'", tw,
-			   name, spec);
+		           name, spec);
 		return -1;
 	}
 	p = skip_ws(p + 2);
@@ -573,14 +573,14 @@ static int def_header(struct ctx *c, const char *name, int type, const char *res
 		static const char unset[] = "[if-unset:";
 		if (strncmp(end, unset, sizeof(unset) - 1) != 0) {
 			diag_error(c->d, c->file, c->line, "%s rule %s: unknown option '%s'", tw,
-				   name, end);
+			           name, end);
 			return -1;
 		}
 		const char *v = skip_ws(end + sizeof(unset) - 1);
 		const char *close = strrchr(v, ']');
 		if (close == NULL) {
-			diag_error(c->d, c->file, c->line, "%s rule %s: unterminated [if-unset:",
-				   tw, name);
+			diag_error(c->d, c->file, c->line,
+			           "%s rule %s: unterminated [if-unset:", tw, name);
 			return -1;
 		}
 		size_t vn = (size_t)(close - v);
@@ -611,7 +611,7 @@ static int def_regex(struct ctx *c, const char *name, int type, const char *rest
 	}
 	if (*end) {
 		diag_error(c->d, c->file, c->line, "%s rule %s: trailing text '%s'",
-			   type_word(type), name, end);
+		           type_word(type), name, end);
 		return -1;
 	}
 	return 0;
@@ -654,7 +654,7 @@ static int set_score(struct ctx *c, const char *name, const char *rest)
 		return -1;
 	}
 	size_t idx = rules_intern_rule(c->r, name); /* may move c->r->v */
-		struct rule *ru = &c->r->v[idx];
+	struct rule *ru = &c->r->v[idx];
 	ru->has_score = true;
 	/* Sift always runs Bayes and network tests: SpamAssassin's score set 3. */
 	ru->score = n == 4 ? v[3] : v[0];
@@ -664,7 +664,7 @@ static int set_score(struct ctx *c, const char *name, const char *rest)
 static int set_tflags(struct ctx *c, const char *name, const char *rest)
 {
 	size_t idx = rules_intern_rule(c->r, name); /* may move c->r->v */
-		struct rule *ru = &c->r->v[idx];
+	struct rule *ru = &c->r->v[idx];
 	ru->tflags = 0;
 	ru->maxhits = 0;
 	char tok[64];
@@ -679,8 +679,8 @@ static int set_tflags(struct ctx *c, const char *name, const char *rest)
 			char *end;
 			long v = strtol(tok + 8, &end, 10);
 			if (*end || v < 1) {
-				diag_error(c->d, c->file, c->line, "tflags %s: bad maxhits '%s'", name,
-					   tok + 8);
+				diag_error(c->d, c->file, c->line, "tflags %s: bad maxhits '%s'",
+				           name, tok + 8);
 				return -1;
 			}
 			ru->maxhits = (unsigned)v;
@@ -711,13 +711,17 @@ static int directive(struct ctx *c, char *line)
 				v = c->r->opts.all_plugins ||
 				    in_list(provided_plugins, rest, strcspn(rest, " \t"));
 			} else {
-				struct ifx x = {.p = rest, .ps = ps, .d = c->d, .file = c->file,
-						.line = c->line, .all_plugins = c->r->opts.all_plugins};
+				struct ifx x = {.p = rest,
+				                .ps = ps,
+				                .d = c->d,
+				                .file = c->file,
+				                .line = c->line,
+				                .all_plugins = c->r->opts.all_plugins};
 				v = ifx_or(&x) != 0;
 				x.p = skip_ws(x.p);
 				if (x.error || *x.p) {
 					diag_error(c->d, c->file, c->line,
-						   "cannot parse if expression '%s'", rest);
+					           "cannot parse if expression '%s'", rest);
 					return -1;
 				}
 			}
@@ -750,9 +754,9 @@ static int directive(struct ctx *c, char *line)
 		const char *word;
 		int type;
 	} types[] = {{"header", RULES_T_HEADER},   {"body", RULES_T_BODY},
-		     {"rawbody", RULES_T_RAWBODY}, {"uri", RULES_T_URI},
-		     {"full", RULES_T_FULL},	   {"mimeheader", RULES_T_MIMEHEADER},
-		     {"meta", RULES_T_META}};
+	             {"rawbody", RULES_T_RAWBODY}, {"uri", RULES_T_URI},
+	             {"full", RULES_T_FULL},       {"mimeheader", RULES_T_MIMEHEADER},
+	             {"meta", RULES_T_META}};
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		if (strcmp(dir, types[i].word) != 0)
 			continue;
@@ -789,7 +793,8 @@ static int directive(struct ctx *c, char *line)
 		char *end;
 		long v = strtol(rest, &end, 10);
 		if (end == rest || *skip_ws(end)) {
-			diag_error(c->d, c->file, c->line, "priority %s: bad number '%s'", name, rest);
+			diag_error(c->d, c->file, c->line, "priority %s: bad number '%s'", name,
+			           rest);
 			return -1;
 		}
 		ru->priority = (int)v;
@@ -812,18 +817,18 @@ static int directive(struct ctx *c, char *line)
 				rest = next_token(rest, name, sizeof(name));
 				if (ps->nreplace == ps->capreplace) {
 					ps->capreplace = ps->capreplace ? ps->capreplace * 2 : 64;
-					ps->replace_rules = xrealloc(ps->replace_rules,
-								     ps->capreplace * sizeof(char *));
+					ps->replace_rules = xrealloc(
+					    ps->replace_rules, ps->capreplace * sizeof(char *));
 				}
 				ps->replace_rules[ps->nreplace++] = xstrdup(name);
 			}
 			return 0;
 		}
-		struct kvlist *l = strcmp(what, "tag") == 0	? &ps->tags
-				   : strcmp(what, "pre") == 0	? &ps->pre
-				   : strcmp(what, "post") == 0	? &ps->post
-				   : strcmp(what, "inter") == 0 ? &ps->inter
-								: NULL;
+		struct kvlist *l = strcmp(what, "tag") == 0     ? &ps->tags
+		                   : strcmp(what, "pre") == 0   ? &ps->pre
+		                   : strcmp(what, "post") == 0  ? &ps->post
+		                   : strcmp(what, "inter") == 0 ? &ps->inter
+		                                                : NULL;
 		if (l == NULL) {
 			diag_error(c->d, c->file, c->line, "unknown directive '%s'", dir);
 			return -1;
@@ -847,7 +852,7 @@ static int directive(struct ctx *c, char *line)
 		next_token(rest, plugin, sizeof(plugin));
 		snprintf(key, sizeof(key), "plugin %.80s", plugin);
 		warn_once(ps, c->d, c->file, c->line, key, "skipped plugin directive loadplugin %s",
-			  plugin);
+		          plugin);
 		return 0;
 	}
 	snprintf(key, sizeof(key), "dir %.80s", dir);
@@ -901,7 +906,7 @@ int rules_parse_text(rules_t *r, void *state, const char *name, const char *text
 	free(buf);
 	if (ps->ncond > ncond_at_start) {
 		diag_error(d, c.file, c.line, "%d if block(s) not closed by endif",
-			   ps->ncond - ncond_at_start);
+		           ps->ncond - ncond_at_start);
 		ps->ncond = ncond_at_start;
 	}
 	return diag_errors(d) > before ? -1 : 0;
@@ -926,7 +931,7 @@ static char *read_file(const char *path, diag_t *d)
 		len += n;
 		if (len > RULES_MAX_FILE_BYTES) {
 			diag_error(d, path, 0, "rule file larger than %u bytes",
-				   RULES_MAX_FILE_BYTES);
+			           RULES_MAX_FILE_BYTES);
 			fclose(fp);
 			free(text);
 			return NULL;
@@ -1017,7 +1022,7 @@ static int do_include(struct ctx *c, const char *rest)
 	}
 	if (c->ps->depth >= RULES_MAX_INCLUDE_DEPTH) {
 		diag_error(c->d, c->file, c->line, "include nested more than %d deep",
-			   RULES_MAX_INCLUDE_DEPTH);
+		           RULES_MAX_INCLUDE_DEPTH);
 		return -1;
 	}
 	char *path;
@@ -1106,11 +1111,10 @@ static char *replace_tags(struct pstate *ps, const char *pattern)
 		char *post_name = take_modifier(ps, &re, "post");
 		char *inter_name = take_modifier(ps, &re, "inter");
 		const char *pre = pre_name ? kv_get(&ps->pre, pre_name, strlen(pre_name)) : NULL;
-		const char *post = post_name ? kv_get(&ps->post, post_name, strlen(post_name))
-					     : NULL;
-		const char *inter = inter_name
-					? kv_get(&ps->inter, inter_name, strlen(inter_name))
-					: NULL;
+		const char *post =
+		    post_name ? kv_get(&ps->post, post_name, strlen(post_name)) : NULL;
+		const char *inter =
+		    inter_name ? kv_get(&ps->inter, inter_name, strlen(inter_name)) : NULL;
 		free(pre_name);
 		free(post_name);
 		free(inter_name);
@@ -1193,8 +1197,8 @@ int rules_parse_end(rules_t *r, void *state, diag_t *d)
 		ru->pattern = np;
 		if (strlen(np) > RULES_MAX_PATTERN_BYTES) {
 			diag_error(d, ru->file, ru->line,
-				   "%s rule %s: pattern longer than %u bytes after tag replacement",
-				   rules_type_name(ru->type), ru->name, RULES_MAX_PATTERN_BYTES);
+			           "%s rule %s: pattern longer than %u bytes after tag replacement",
+			           rules_type_name(ru->type), ru->name, RULES_MAX_PATTERN_BYTES);
 			rc = -1;
 		}
 	}
@@ -1299,8 +1303,8 @@ static int binop(const char *p, enum meta_opcode *op, int *prec, size_t *len)
 		enum meta_opcode op;
 		int prec;
 	} ops[] = {{"||", MOP_OR, 1}, {"&&", MOP_AND, 2}, {"==", MOP_EQ, 3}, {"!=", MOP_NE, 3},
-		   {">=", MOP_GE, 4}, {"<=", MOP_LE, 4},  {">", MOP_GT, 4},   {"<", MOP_LT, 4},
-		   {"+", MOP_ADD, 5}, {"-", MOP_SUB, 5},  {"*", MOP_MUL, 6},  {"/", MOP_DIV, 6}};
+	           {">=", MOP_GE, 4}, {"<=", MOP_LE, 4},  {">", MOP_GT, 4},  {"<", MOP_LT, 4},
+	           {"+", MOP_ADD, 5}, {"-", MOP_SUB, 5},  {"*", MOP_MUL, 6}, {"/", MOP_DIV, 6}};
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
 		size_t l = strlen(ops[i].s);
 		if (strncmp(p, ops[i].s, l) == 0) {
@@ -1343,7 +1347,7 @@ int rules_meta_compile(rules_t *r, struct rule *ru_in, diag_t *d)
 		m.err = "unexpected text";
 	if (m.err) {
 		diag_error(d, ru->file, ru->line, "meta rule %s: %s at '%.20s'", ru->name, m.err,
-			   m.p);
+		           m.p);
 		free(m.prog);
 		return -1;
 	}

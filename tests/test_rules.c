@@ -22,8 +22,7 @@
 #include "rules.h"
 #include "scan.h"
 
-static const mime_limits_t limits = {.max_depth = 20, .max_parts = 500,
-				     .max_text_bytes = 4u << 20};
+static const mime_limits_t limits = {.max_depth = 20, .max_parts = 500, .max_text_bytes = 4u << 20};
 
 static rules_t *load_opts(const char *text, const rules_opts_t *o, diag_t *d)
 {
@@ -43,8 +42,7 @@ static rules_t *load(const char *text)
 }
 
 /* Scores raw with r; returns the hits (in m's arena) and leaves m to the caller. */
-static hits_t *eval_flags(rules_t *r, const char *raw, msg_t **mout, unsigned flags,
-			  int *errors)
+static hits_t *eval_flags(rules_t *r, const char *raw, msg_t **mout, unsigned flags, int *errors)
 {
 	msg_t *m = msg_new(1 << 20);
 	msg_parse_raw(m, raw, strlen(raw));
@@ -74,8 +72,8 @@ static bool diag_has(const diag_t *d, const char *text)
 	return false;
 }
 
-#define PLAIN(subject, body)                                                                  \
-	"From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: " subject              \
+#define PLAIN(subject, body)                                                                       \
+	"From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: " subject                  \
 	"\nDate: Mon, 2 Jan 2023 10:00:00 +0000\nMessage-ID: <1@example.com>\n\n" body
 
 /* ---------------------------------------------------------------- header rules */
@@ -83,8 +81,8 @@ static bool diag_has(const diag_t *d, const char *text)
 Test(rules, header_rule_matches_the_decoded_value_raw_the_encoded_one)
 {
 	rules_t *r = load("header DEC Subject =~ /caf\xc3\xa9 offer/\n"
-			  "header RAW Subject:raw =~ /=\\?utf-8\\?q\\?/i\n"
-			  "header RAWDEC Subject:raw =~ /caf\xc3\xa9/\n");
+	                  "header RAW Subject:raw =~ /=\\?utf-8\\?q\\?/i\n"
+	                  "header RAWDEC Subject:raw =~ /caf\xc3\xa9/\n");
 	const char *msg = PLAIN("=?utf-8?q?caf=C3=A9_offer?=", "hi\n");
 	cr_assert(hits(r, msg, "DEC"));
 	cr_assert(hits(r, msg, "RAW"));
@@ -95,8 +93,8 @@ Test(rules, header_rule_matches_the_decoded_value_raw_the_encoded_one)
 Test(rules, negated_header_rule_hits_when_the_field_is_absent)
 {
 	rules_t *r = load("header NO_XM X-Mailer !~ /./\n"
-			  "header HAS_XM X-Mailer =~ /./\n"
-			  "header UNSET X-Mailer =~ /^none$/ [if-unset: none]\n");
+	                  "header HAS_XM X-Mailer =~ /./\n"
+	                  "header UNSET X-Mailer =~ /^none$/ [if-unset: none]\n");
 	const char *msg = PLAIN("hello", "hi\n");
 	cr_assert(hits(r, msg, "NO_XM"));
 	cr_assert_not(hits(r, msg, "HAS_XM"));
@@ -107,9 +105,9 @@ Test(rules, negated_header_rule_hits_when_the_field_is_absent)
 Test(rules, exists_and_a_meta_on_it_detect_a_missing_field)
 {
 	rules_t *r = load("header __HAS_MID exists:Message-Id\n"
-			  "meta NO_MID !__HAS_MID\n"
-			  "header __HAS_DATE exists:Date\n"
-			  "meta NO_DATE !__HAS_DATE\n");
+	                  "meta NO_MID !__HAS_MID\n"
+	                  "header __HAS_DATE exists:Date\n"
+	                  "meta NO_DATE !__HAS_DATE\n");
 	const char *with = PLAIN("x", "y\n");
 	const char *without = "From: a@b.example\nSubject: x\n\ny\n";
 	cr_assert_not(hits(r, with, "NO_MID"));
@@ -121,14 +119,14 @@ Test(rules, exists_and_a_meta_on_it_detect_a_missing_field)
 Test(rules, addr_and_name_modifiers_take_the_address_list_apart)
 {
 	rules_t *r = load("header ADDR From:addr =~ /^alice\\@example\\.com$/\n"
-			  "header NAME From:name =~ /^Alice Smith$/\n"
-			  "header TOCC ToCc =~ /carol\\@example\\.net/\n"
-			  "header ALLH ALL =~ /^Subject: hello$/m\n"
-			  "header MID MESSAGEID =~ /^<1\\@example\\.com>$/\n"
-			  "header ENV EnvelopeFrom =~ /bounce\\@example\\.com/\n");
+	                  "header NAME From:name =~ /^Alice Smith$/\n"
+	                  "header TOCC ToCc =~ /carol\\@example\\.net/\n"
+	                  "header ALLH ALL =~ /^Subject: hello$/m\n"
+	                  "header MID MESSAGEID =~ /^<1\\@example\\.com>$/\n"
+	                  "header ENV EnvelopeFrom =~ /bounce\\@example\\.com/\n");
 	const char *msg = "From: \"Alice  Smith\" <alice@example.com>\nTo: bob@example.org\n"
-			  "Cc: carol@example.net\nSubject: hello\nMessage-ID: <1@example.com>\n"
-			  "Return-Path: <bounce@example.com>\n\nbody\n";
+	                  "Cc: carol@example.net\nSubject: hello\nMessage-ID: <1@example.com>\n"
+	                  "Return-Path: <bounce@example.com>\n\nbody\n";
 	cr_assert(hits(r, msg, "ADDR"));
 	cr_assert(hits(r, msg, "NAME"));
 	cr_assert(hits(r, msg, "TOCC"));
@@ -157,8 +155,8 @@ Test(rules, envelope_from_comes_from_the_smtp_envelope)
 Test(rules, body_rules_see_paragraphs_with_white_space_collapsed)
 {
 	rules_t *r = load("body ACROSS_LINES /click here now/\n"
-			  "body ACROSS_PARAS /first para second/\n"
-			  "body SUBJ /^Great deal\\n/\n");
+	                  "body ACROSS_PARAS /first para second/\n"
+	                  "body SUBJ /^Great deal\\n/\n");
 	const char *msg = PLAIN("Great deal", "please click\nhere   now\n\nfirst para\n\nsecond\n");
 	cr_assert(hits(r, msg, "ACROSS_LINES"));
 	cr_assert_not(hits(r, msg, "ACROSS_PARAS"));
@@ -169,10 +167,10 @@ Test(rules, body_rules_see_paragraphs_with_white_space_collapsed)
 Test(rules, body_sees_rendered_html_rawbody_the_markup)
 {
 	rules_t *r = load("body BODY_TEXT /Buy now/\n"
-			  "body BODY_TAG /<b>/\n"
-			  "rawbody RAW_TAG /<b>Buy/i\n");
+	                  "body BODY_TAG /<b>/\n"
+	                  "rawbody RAW_TAG /<b>Buy/i\n");
 	const char *msg = "From: a@b.example\nSubject: s\nMIME-Version: 1.0\n"
-			  "Content-Type: text/html\n\n<html><body><b>Buy now</b></body></html>\n";
+	                  "Content-Type: text/html\n\n<html><body><b>Buy now</b></body></html>\n";
 	cr_assert(hits(r, msg, "BODY_TEXT"));
 	cr_assert_not(hits(r, msg, "BODY_TAG"));
 	cr_assert(hits(r, msg, "RAW_TAG"));
@@ -182,8 +180,8 @@ Test(rules, body_sees_rendered_html_rawbody_the_markup)
 Test(rules, uri_rules_match_each_uri)
 {
 	rules_t *r = load("uri SHORT m{^https?://bit\\.ly/}i\n"
-			  "uri IPLIT m{^https?://\\d+\\.\\d+\\.\\d+\\.\\d+}\n"
-			  "uri NOPE /example\\.invalid/\n");
+	                  "uri IPLIT m{^https?://\\d+\\.\\d+\\.\\d+\\.\\d+}\n"
+	                  "uri NOPE /example\\.invalid/\n");
 	const char *msg = PLAIN("x", "see http://bit.ly/abc and http://192.0.2.7/x\n");
 	cr_assert(hits(r, msg, "SHORT"));
 	cr_assert(hits(r, msg, "IPLIT"));
@@ -195,7 +193,7 @@ Test(rules, full_rules_see_header_block_and_raw_body)
 {
 	rules_t *r = load("full FULL /^Subject: hello\\n.*\\n\\nraw=3Dbody/ms\n");
 	const char *msg = "Subject: hello\nContent-Transfer-Encoding: quoted-printable\n\n"
-			  "raw=3Dbody\n";
+	                  "raw=3Dbody\n";
 	cr_assert(hits(r, msg, "FULL"));
 	rules_free(r);
 }
@@ -203,12 +201,12 @@ Test(rules, full_rules_see_header_block_and_raw_body)
 Test(rules, mimeheader_rules_see_each_parts_fields)
 {
 	rules_t *r = load("mimeheader EXE_NAME Content-Type =~ /name=\"?[^\"]+\\.exe/i\n"
-			  "mimeheader HTMLPART Content-Type =~ m{text/html}\n");
+	                  "mimeheader HTMLPART Content-Type =~ m{text/html}\n");
 	const char *msg = "From: a@b.example\nSubject: s\nMIME-Version: 1.0\n"
-			  "Content-Type: multipart/mixed; boundary=\"XX\"\n\n"
-			  "--XX\nContent-Type: text/plain\n\nhello\n"
-			  "--XX\nContent-Type: application/octet-stream;\n name=\"run.exe\"\n"
-			  "Content-Transfer-Encoding: base64\n\nTVqQAAMAAAAEAAAA\n--XX--\n";
+	                  "Content-Type: multipart/mixed; boundary=\"XX\"\n\n"
+	                  "--XX\nContent-Type: text/plain\n\nhello\n"
+	                  "--XX\nContent-Type: application/octet-stream;\n name=\"run.exe\"\n"
+	                  "Content-Transfer-Encoding: base64\n\nTVqQAAMAAAAEAAAA\n--XX--\n";
 	cr_assert(hits(r, msg, "EXE_NAME"), "a folded parameter is unfolded");
 	cr_assert_not(hits(r, msg, "HTMLPART"));
 	rules_free(r);
@@ -217,9 +215,9 @@ Test(rules, mimeheader_rules_see_each_parts_fields)
 Test(rules, sift_mime_pseudo_header_reports_facts_and_cannot_be_forged)
 {
 	rules_t *r = load("header HTML_ONLY X-Sift-Mime =~ /\\bhtml_only\\b/\n"
-			  "header BAD64 X-Sift-Mime =~ /\\bbad_base64\\b/\n");
+	                  "header BAD64 X-Sift-Mime =~ /\\bbad_base64\\b/\n");
 	const char *html = "From: a@b.example\nSubject: s\nMIME-Version: 1.0\n"
-			   "Content-Type: text/html\n\n<p>hi</p>\n";
+	                   "Content-Type: text/html\n\n<p>hi</p>\n";
 	const char *forged = "From: a@b.example\nSubject: s\nX-Sift-Mime: html_only\n\nhi\n";
 	cr_assert(hits(r, html, "HTML_ONLY"));
 	cr_assert_not(hits(r, forged, "HTML_ONLY"));
@@ -232,10 +230,10 @@ Test(rules, sift_mime_pseudo_header_reports_facts_and_cannot_be_forged)
 Test(rules, regex_flags_i_s_m_x)
 {
 	rules_t *r = load("body CI /hello world/i\n"
-			  "body CS /hello world/\n"
-			  "rawbody DOTALL /start.end/s\n"
-			  "rawbody NODOT /start.end/\n"
-			  "rawbody MULTI /^second$/m\n");
+	                  "body CS /hello world/\n"
+	                  "rawbody DOTALL /start.end/s\n"
+	                  "rawbody NODOT /start.end/\n"
+	                  "rawbody MULTI /^second$/m\n");
 	const char *msg = PLAIN("x", "HELLO World\n\nstart\nend\nsecond\n");
 	cr_assert(hits(r, msg, "CI"));
 	cr_assert_not(hits(r, msg, "CS"));
@@ -252,11 +250,11 @@ Test(rules, regex_flags_i_s_m_x)
 Test(rules, multiple_counts_matches_up_to_maxhits_for_metas)
 {
 	rules_t *r = load("body __CASH /\\bcash\\b/i\n"
-			  "tflags __CASH multiple maxhits=5\n"
-			  "meta CASH3 __CASH >= 3\n"
-			  "meta CASH_CAPPED __CASH == 5\n"
-			  "body __ONE /\\bcash\\b/i\n"
-			  "meta ONE_IS_ONE __ONE == 1\n");
+	                  "tflags __CASH multiple maxhits=5\n"
+	                  "meta CASH3 __CASH >= 3\n"
+	                  "meta CASH_CAPPED __CASH == 5\n"
+	                  "body __ONE /\\bcash\\b/i\n"
+	                  "meta ONE_IS_ONE __ONE == 1\n");
 	const char *two = PLAIN("x", "cash and cash\n");
 	const char *four = PLAIN("x", "cash cash\n\ncash cash\n");
 	const char *ten = PLAIN("x", "cash cash cash cash cash cash cash cash cash cash\n");
@@ -271,10 +269,10 @@ Test(rules, multiple_counts_matches_up_to_maxhits_for_metas)
 Test(rules, meta_boolean_and_arithmetic)
 {
 	rules_t *r = load("body __A /alpha/\nbody __B /beta/\nbody __C /gamma/\n"
-			  "meta AB_NOT_C (__A || __B) && !__C\n"
-			  "meta TWO_OF (__A + __B + __C) > 1\n"
-			  "meta WEIGHTED __A * 2 + __B - __C >= 2\n"
-			  "meta PREC __A || __B && __C\n");
+	                  "meta AB_NOT_C (__A || __B) && !__C\n"
+	                  "meta TWO_OF (__A + __B + __C) > 1\n"
+	                  "meta WEIGHTED __A * 2 + __B - __C >= 2\n"
+	                  "meta PREC __A || __B && __C\n");
 	const char *a = PLAIN("x", "alpha\n");
 	const char *ab = PLAIN("x", "alpha beta\n");
 	const char *bc = PLAIN("x", "beta gamma\n");
@@ -293,13 +291,13 @@ Test(rules, meta_boolean_and_arithmetic)
 Test(rules, scores_defaults_and_disabling)
 {
 	rules_t *r = load("body FOUR /x/\nscore FOUR 1.0 2.0 3.0 4.5\n"
-			  "body ONE /x/\nscore ONE 2.5\n"
-			  "body DEFAULT /x/\n"
-			  "body NICE /x/\ntflags NICE nice\n"
-			  "body T_TEST /x/\n"
-			  "body ZERO /zzz/\nscore ZERO 0\n"
-			  "meta SEES_ZERO ZERO\n"
-			  "body __SUB /zzz/\n");
+	                  "body ONE /x/\nscore ONE 2.5\n"
+	                  "body DEFAULT /x/\n"
+	                  "body NICE /x/\ntflags NICE nice\n"
+	                  "body T_TEST /x/\n"
+	                  "body ZERO /zzz/\nscore ZERO 0\n"
+	                  "meta SEES_ZERO ZERO\n"
+	                  "body __SUB /zzz/\n");
 	cr_assert_float_eq(rules_score(r, rules_find(r, "FOUR")), 4.5, 1e-9);
 	cr_assert_float_eq(rules_score(r, rules_find(r, "ONE")), 2.5, 1e-9);
 	cr_assert_float_eq(rules_score(r, rules_find(r, "DEFAULT")), 1.0, 1e-9);
@@ -338,19 +336,19 @@ Test(rules, later_definition_wins)
 Test(rules, replace_tags_expand_with_pre_post_and_inter)
 {
 	rules_t *r = load("replace_tag V (?:v|\\\\/)\n"
-			  "replace_tag I (?:i|1|l)\n"
-			  "replace_tag A (?:a|4|@)\n"
-			  "replace_inter SP [\\s.]{0,2}\n"
-			  "replace_pre WB \\b\n"
-			  "body VIAGRA /<inter SP><V><I><A>/i\n"
-			  "body PRE /<pre WB><I>nn/\n"
-			  "body UNREPLACED /<V>/\n"
-			  "replace_rules VIAGRA PRE\n");
+	                  "replace_tag I (?:i|1|l)\n"
+	                  "replace_tag A (?:a|4|@)\n"
+	                  "replace_inter SP [\\s.]{0,2}\n"
+	                  "replace_pre WB \\b\n"
+	                  "body VIAGRA /<inter SP><V><I><A>/i\n"
+	                  "body PRE /<pre WB><I>nn/\n"
+	                  "body UNREPLACED /<V>/\n"
+	                  "replace_rules VIAGRA PRE\n");
 	cr_assert(hits(r, PLAIN("x", "cheap v.1 4 here\n"), "VIAGRA"));
 	cr_assert(hits(r, PLAIN("x", "cheap \\/ l@ here\n"), "VIAGRA"));
 	cr_assert_not(hits(r, PLAIN("x", "cheap via here\n"), "UNREPLACED"));
 	cr_assert(hits(r, PLAIN("x", "literal <V> here\n"), "UNREPLACED"),
-		  "rules not listed in replace_rules keep their text");
+	          "rules not listed in replace_rules keep their text");
 	cr_assert(hits(r, PLAIN("x", "an inn\n"), "PRE"));
 	cr_assert_not(hits(r, PLAIN("x", "a tinn\n"), "PRE"), "<pre WB> puts \\b before tags");
 	rules_free(r);
@@ -359,9 +357,9 @@ Test(rules, replace_tags_expand_with_pre_post_and_inter)
 Test(rules, replace_tags_nest)
 {
 	rules_t *r = load("replace_tag WORD m<O>ney\n"
-			  "replace_tag O (?:o|0)\n"
-			  "body MONEY /free <WORD>/\n"
-			  "replace_rules MONEY\n");
+	                  "replace_tag O (?:o|0)\n"
+	                  "body MONEY /free <WORD>/\n"
+	                  "replace_rules MONEY\n");
 	cr_assert(hits(r, PLAIN("x", "free m0ney\n"), "MONEY"));
 	rules_free(r);
 }
@@ -393,31 +391,32 @@ Test(rules, self_multiplying_tags_stop_at_the_pattern_cap)
 	cr_assert(diag_has(d, "pattern longer than 524288 bytes after tag replacement"));
 	/* ru_maxrss is in KiB; the bounded passes need a few MB at most */
 	cr_assert_lt(ru1.ru_maxrss - ru0.ru_maxrss, 100 * 1024, "peak RSS grew by %ld KiB",
-		     ru1.ru_maxrss - ru0.ru_maxrss);
+	             ru1.ru_maxrss - ru0.ru_maxrss);
 	diag_free(d);
 	free(text);
 }
 
 Test(rules, if_and_ifplugin_follow_the_provided_plugins_and_version)
 {
-	rules_t *r = load("ifplugin Mail::SpamAssassin::Plugin::ReplaceTags\n"
-			  "body RT /x/\n"
-			  "endif\n"
-			  "ifplugin Mail::SpamAssassin::Plugin::FreeMail\n"
-			  "body FM /x/\n"
-			  "else\n"
-			  "body NOT_FM /x/\n"
-			  "endif\n"
-			  "if (version >= 3.004000)\n body V34 /x/\nendif\n"
-			  "if (version >= 9.000000)\n body V9 /x/\nendif\n"
-			  "if !plugin(Mail::SpamAssassin::Plugin::MIMEHeader)\n body NO_MH /x/\nendif\n"
-			  "if can(Mail::SpamAssassin::Conf::feature_bug6558_free) && !(version < 4)\n"
-			  " body CAN /x/\nendif\n"
-			  "if can(Mail::SpamAssassin::Conf::feature_unheard_of)\n body CANT /x/\n"
-			  "endif\n"
-			  "ifplugin Mail::SpamAssassin::Plugin::Nope\n"
-			  " if (version >= 3.0)\n  body NESTED /x/\n else\n  body NESTED_ELSE /x/\n"
-			  " endif\nendif\n");
+	rules_t *r =
+	    load("ifplugin Mail::SpamAssassin::Plugin::ReplaceTags\n"
+	         "body RT /x/\n"
+	         "endif\n"
+	         "ifplugin Mail::SpamAssassin::Plugin::FreeMail\n"
+	         "body FM /x/\n"
+	         "else\n"
+	         "body NOT_FM /x/\n"
+	         "endif\n"
+	         "if (version >= 3.004000)\n body V34 /x/\nendif\n"
+	         "if (version >= 9.000000)\n body V9 /x/\nendif\n"
+	         "if !plugin(Mail::SpamAssassin::Plugin::MIMEHeader)\n body NO_MH /x/\nendif\n"
+	         "if can(Mail::SpamAssassin::Conf::feature_bug6558_free) && !(version < 4)\n"
+	         " body CAN /x/\nendif\n"
+	         "if can(Mail::SpamAssassin::Conf::feature_unheard_of)\n body CANT /x/\n"
+	         "endif\n"
+	         "ifplugin Mail::SpamAssassin::Plugin::Nope\n"
+	         " if (version >= 3.0)\n  body NESTED /x/\n else\n  body NESTED_ELSE /x/\n"
+	         " endif\nendif\n");
 	cr_assert_geq(rules_find(r, "RT"), 0);
 	cr_assert_lt(rules_find(r, "FM"), 0);
 	cr_assert_geq(rules_find(r, "NOT_FM"), 0);
@@ -438,12 +437,12 @@ Test(rules, all_plugins_option_reads_plugin_blocks_and_warns_about_evals)
 	o.all_plugins = true;
 	diag_t *d = diag_new();
 	rules_t *r = load_opts("ifplugin Mail::SpamAssassin::Plugin::FreeMail\n"
-			       "header __FM_FROM eval:check_freemail_from()\n"
-			       "header __FM_RE Reply-To =~ /gmail/\n"
-			       "endif\n"
-			       "if !plugin(Mail::SpamAssassin::Plugin::FreeMail)\n"
-			       "header NOT_LOADED Subject =~ /x/\nendif\n",
-			       &o, d);
+	                       "header __FM_FROM eval:check_freemail_from()\n"
+	                       "header __FM_RE Reply-To =~ /gmail/\n"
+	                       "endif\n"
+	                       "if !plugin(Mail::SpamAssassin::Plugin::FreeMail)\n"
+	                       "header NOT_LOADED Subject =~ /x/\nendif\n",
+	                       &o, d);
 	cr_assert_not_null(r);
 	cr_assert_geq(rules_find(r, "__FM_RE"), 0);
 	cr_assert_lt(rules_find(r, "NOT_LOADED"), 0);
@@ -511,9 +510,9 @@ Test(rules, a_directory_is_read_in_sorted_order_and_only_cf_files)
 Test(rules, latin1_letters_fold_under_i_and_stay_out_of_w)
 {
 	rules_t *r = load("full ETE /\\xe9t\\xe9/i\n"
-			  "full ETE_CS /\\xe9t\\xe9/\n"
-			  "full WORD /\\bX\\w+Y/\n"
-			  "full NOFOLD_TIMES /\\xd7/i\n");
+	                  "full ETE_CS /\\xe9t\\xe9/\n"
+	                  "full WORD /\\bX\\w+Y/\n"
+	                  "full NOFOLD_TIMES /\\xd7/i\n");
 	const char *msg = "Subject: s\n\nsummer: \xc9T\xc9 X\xe9Y \xf7\n";
 	cr_assert(hits(r, msg, "ETE"));
 	cr_assert_not(hits(r, msg, "ETE_CS"));
@@ -587,7 +586,8 @@ Test(rules, match_limit_is_an_error_not_a_miss)
 	cr_assert_not_null(r);
 	msg_t *m;
 	int errors;
-	hits_t *h = eval_flags(r, PLAIN("x", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab\n"), &m, 0, &errors);
+	hits_t *h = eval_flags(r, PLAIN("x", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab\n"), &m, 0,
+	                       &errors);
 	cr_assert_eq(errors, 1);
 	cr_assert_not(hits_has(h, "CATASTROPHIC"));
 	cr_assert(hits_has(h, "FINE"), "other rules still run");
@@ -607,14 +607,15 @@ static void expect_error(const char *text, const char *msg)
 	rules_t *r = rules_load_text("bad.cf", text, NULL, d);
 	cr_assert_null(r, "loaded: %s", text);
 	cr_assert(diag_has(d, msg), "no '%s' in: %s", msg,
-		  diag_count(d) ? diag_text(d, 0) : "(nothing)");
+	          diag_count(d) ? diag_text(d, 0) : "(nothing)");
 	diag_free(d);
 }
 
 Test(rules, malformed_lines_fail_the_load_with_file_and_line)
 {
-	expect_error("body OK /x/\n\nbody BAD /foo(bar/\n",
-		     "bad.cf:3: body rule BAD: regex error at offset 7: missing closing parenthesis");
+	expect_error(
+	    "body OK /x/\n\nbody BAD /foo(bar/\n",
+	    "bad.cf:3: body rule BAD: regex error at offset 7: missing closing parenthesis");
 	expect_error("header H Subject =~ /x\n", "bad.cf:1: header rule H: unterminated regex");
 	expect_error("header H Subject == /x/\n", "bad.cf:1: header rule H: expected =~ or !~");
 	expect_error("body B /x/q\n", "bad.cf:1: body rule B: unknown regex flag 'q'");
@@ -633,14 +634,14 @@ Test(rules, unsupported_constructs_warn_once_each_and_load)
 {
 	diag_t *d = diag_new();
 	rules_t *r = rules_load_text("sa.cf",
-				     "loadplugin Mail::SpamAssassin::Plugin::Foo\n"
-				     "header E1 eval:check_foo()\n"
-				     "body E2 eval:check_foo('x')\n"
-				     "askdns A _AUTHORDOMAIN_ TXT /x/\n"
-				     "askdns B _AUTHORDOMAIN_ TXT /y/\n"
-				     "lang de describe E1 Foo\n"
-				     "require_version 4.000001\n",
-				     NULL, d);
+	                             "loadplugin Mail::SpamAssassin::Plugin::Foo\n"
+	                             "header E1 eval:check_foo()\n"
+	                             "body E2 eval:check_foo('x')\n"
+	                             "askdns A _AUTHORDOMAIN_ TXT /x/\n"
+	                             "askdns B _AUTHORDOMAIN_ TXT /y/\n"
+	                             "lang de describe E1 Foo\n"
+	                             "require_version 4.000001\n",
+	                             NULL, d);
 	cr_assert_not_null(r);
 	cr_assert_eq(diag_errors(d), 0);
 	cr_assert(diag_has(d, "sa.cf:1: warning: skipped plugin directive loadplugin"));
@@ -659,11 +660,11 @@ Test(rules, a_meta_on_a_skipped_rule_still_evaluates)
 {
 	diag_t *d = diag_new();
 	rules_t *r = load_opts("body __EVAL eval:check_something()\n"
-			       "body __WORD /lottery/\n"
-			       "meta WORD_NOT_EVAL __WORD && !__EVAL\n"
-			       "meta WORD_AND_EVAL __WORD && __EVAL\n"
-			       "meta WORD_AND_UNDEF __WORD && !__NEVER_DEFINED\n",
-			       NULL, d);
+	                       "body __WORD /lottery/\n"
+	                       "meta WORD_NOT_EVAL __WORD && !__EVAL\n"
+	                       "meta WORD_AND_EVAL __WORD && __EVAL\n"
+	                       "meta WORD_AND_UNDEF __WORD && !__NEVER_DEFINED\n",
+	                       NULL, d);
 	cr_assert_not_null(r);
 	cr_assert(diag_has(d, "undefined rule __NEVER_DEFINED"));
 	const char *msg = PLAIN("x", "you won the lottery\n");
@@ -709,22 +710,21 @@ static char *hit_list(rules_t *r, const char *raw, unsigned flags)
 	return s;
 }
 
-static const char prefilter_rules[] =
-    "body P_LIT /free money/i\n"
-    "body P_CASE /FREE MONEY/\n"
-    "body P_ALT /\\b(?:lottery|jackpot) winner\\b/i\n"
-    "body P_OPT /colou?r printer/\n"
-    "body P_QUANT /zz+top/\n"
-    "body P_CLASS /[0-9]{3} dollars/\n"
-    "body P_LOOK /(?=cash)cash now/\n"
-    "body P_ESC /\\$\\d+\\.\\d\\d only/\n"
-    "body P_HEX /\\x66ree/\n"
-    "body P_GROUPQ /(?:very )?urgent/i\n"
-    "rawbody P_RAW /<font color=\"?red/i\n"
-    "uri P_URI m{^https?://[^/]*\\.example\\.com/}\n"
-    "full P_FULL /^X-Mailer: Mass/m\n"
-    "body P_LATIN /d\\xe9j\\xe0/i\n"
-    "body P_NOLIT /\\w+\\s\\d+/\n";
+static const char prefilter_rules[] = "body P_LIT /free money/i\n"
+                                      "body P_CASE /FREE MONEY/\n"
+                                      "body P_ALT /\\b(?:lottery|jackpot) winner\\b/i\n"
+                                      "body P_OPT /colou?r printer/\n"
+                                      "body P_QUANT /zz+top/\n"
+                                      "body P_CLASS /[0-9]{3} dollars/\n"
+                                      "body P_LOOK /(?=cash)cash now/\n"
+                                      "body P_ESC /\\$\\d+\\.\\d\\d only/\n"
+                                      "body P_HEX /\\x66ree/\n"
+                                      "body P_GROUPQ /(?:very )?urgent/i\n"
+                                      "rawbody P_RAW /<font color=\"?red/i\n"
+                                      "uri P_URI m{^https?://[^/]*\\.example\\.com/}\n"
+                                      "full P_FULL /^X-Mailer: Mass/m\n"
+                                      "body P_LATIN /d\\xe9j\\xe0/i\n"
+                                      "body P_NOLIT /\\w+\\s\\d+/\n";
 
 static const char *const prefilter_msgs[] = {
     PLAIN("FREE MONEY", "Get free money today, a LOTTERY Winner! color printer and zzzztop\n"),
@@ -781,10 +781,10 @@ Test(rules, prefilter_runs_a_rule_only_on_paragraphs_with_its_literal)
 {
 	/* "multiple" counts prove every paragraph holding the literal was searched */
 	rules_t *r = load("body __W /\\bwinner\\b/i\ntflags __W multiple\nmeta THREE __W == 3\n"
-			  "body __X /(?:lottery|prize) winner/i\ntflags __X multiple\n"
-			  "meta TWO __X == 2\n");
+	                  "body __X /(?:lottery|prize) winner/i\ntflags __X multiple\n"
+	                  "meta TWO __X == 2\n");
 	const char *msg = PLAIN("x", "a WINNER\n\nno\n\nprize winner\n\nnothing\n\n"
-				     "lottery winner\n");
+	                             "lottery winner\n");
 	cr_assert(hits(r, msg, "THREE"));
 	cr_assert(hits(r, msg, "TWO"));
 	rules_free(r);
@@ -829,7 +829,8 @@ Test(rules, prefilter_equivalence_on_shipped_rules_and_fixtures)
 	diag_free(d);
 }
 
-/* ---------------------------------------------------------------- shipped rules, config, threads */
+/* ---------------------------------------------------------------- shipped rules, config, threads
+ */
 
 Test(rules, shipped_rules_flag_an_obvious_spam_and_spare_a_plain_note)
 {
@@ -858,9 +859,9 @@ Test(rules, options_come_from_the_configuration)
 {
 	diag_t *d = diag_new();
 	conf_t *c = conf_parse("sift.conf",
-			       "rules = /a\nrules = /b\nregex_match_limit = 5000\n"
-			       "regex_jit_stack = 2M\nregex_prefilter = no\n",
-			       d);
+	                       "rules = /a\nrules = /b\nregex_match_limit = 5000\n"
+	                       "regex_jit_stack = 2M\nregex_prefilter = no\n",
+	                       d);
 	cr_assert_not_null(c);
 	rules_opts_t o;
 	cr_assert_eq(rules_opts_read(c, &o, d), 0);
@@ -957,7 +958,7 @@ Test(rules, pseudo_field_names_are_case_sensitive)
 {
 	/* SpamAssassin's MSGID_HDR_MALF looks for a field literally named "MessageID" */
 	rules_t *r = load("header __BAD_NAME exists:MessageID\nmeta BAD_NAME __BAD_NAME\n"
-			  "header MID MESSAGEID =~ /\\@example\\.com/\n");
+	                  "header MID MESSAGEID =~ /\\@example\\.com/\n");
 	const char *ok = PLAIN("x", "y\n");
 	const char *bad = "From: a@b.example\nMessageID: <2@example.com>\nSubject: x\n\ny\n";
 	cr_assert_not(hits(r, ok, "BAD_NAME"));
@@ -971,15 +972,17 @@ Test(rules, pseudo_field_names_are_case_sensitive)
 Test(rules, capture_rules_use_a_value_captured_by_another_rule)
 {
 	rules_t *r = load("if can(Mail::SpamAssassin::Conf::feature_capture_rules)\n"
-			  "header __TO_ADDR To:addr =~ /(?<TO_ADDR>.+)/\n"
-			  "uri    URI_HAS_TO m{^https?://[^/]+/.*[?\\#&]e=%{TO_ADDR}}i\n"
-			  "body   BODY_HAS_TO /dear %{TO_ADDR}/i\n"
-			  "body   NEVER_SET /%{NOBODY_SETS_THIS}/\n"
-			  "endif\n");
-	const char *msg = "From: a@b.example\nTo: Bob <bob.smith@example.org>\nSubject: s\n\n"
-			  "Dear bob.smith@example.org, see http://x.example/p?e=bob.smith@example.org\n";
-	const char *other = "From: a@b.example\nTo: carol@example.org\nSubject: s\n\n"
-			    "Dear bob.smith@example.org, see http://x.example/p?e=bobXsmith@example.org\n";
+	                  "header __TO_ADDR To:addr =~ /(?<TO_ADDR>.+)/\n"
+	                  "uri    URI_HAS_TO m{^https?://[^/]+/.*[?\\#&]e=%{TO_ADDR}}i\n"
+	                  "body   BODY_HAS_TO /dear %{TO_ADDR}/i\n"
+	                  "body   NEVER_SET /%{NOBODY_SETS_THIS}/\n"
+	                  "endif\n");
+	const char *msg =
+	    "From: a@b.example\nTo: Bob <bob.smith@example.org>\nSubject: s\n\n"
+	    "Dear bob.smith@example.org, see http://x.example/p?e=bob.smith@example.org\n";
+	const char *other =
+	    "From: a@b.example\nTo: carol@example.org\nSubject: s\n\n"
+	    "Dear bob.smith@example.org, see http://x.example/p?e=bobXsmith@example.org\n";
 	cr_assert(hits(r, msg, "URI_HAS_TO"));
 	cr_assert(hits(r, msg, "BODY_HAS_TO"));
 	cr_assert_not(hits(r, msg, "NEVER_SET"));
