@@ -40,6 +40,7 @@ struct bayes_store {
 	struct bayes_store *next;
 	bool full;         /* learning stopped on a full map (atomic access) */
 	int stale_readers; /* reader slots of dead processes cleared at open */
+	pthread_rwlock_t resize_lock; /* see txn_begin() */
 
 	/* The autolearn writer and its queue, under qlock. */
 	pthread_mutex_t qlock;
@@ -248,6 +249,43 @@ static int open_dbis(bayes_store_t *s, bool create)
 	return mdb_txn_commit(txn);
 }
 
+/*
+ * Another process (a `sift learn` with a larger bayes_map_size) may grow
+ * the map. LMDB then refuses new transactions here with MDB_MAP_RESIZED
+ * until this process adopts the new size, which it may only do while none
+ * of its transactions is active. So every transaction holds resize_lock
+ * shared, and the adoption takes it exclusively; readers that meet the
+ * error all queue for it, so it cannot starve.
+ */
+static int txn_begin(bayes_store_t *s, unsigned flags, MDB_txn **txn)
+{
+	for (int tries = 0;; tries++) {
+		pthread_rwlock_rdlock(&s->resize_lock);
+		int rc = mdb_txn_begin(s->env, NULL, flags, txn);
+		if (rc == 0)
+			return 0;
+		pthread_rwlock_unlock(&s->resize_lock);
+		if (rc != MDB_MAP_RESIZED || tries > 0)
+			return rc;
+		pthread_rwlock_wrlock(&s->resize_lock);
+		mdb_env_set_mapsize(s->env, 0);
+		pthread_rwlock_unlock(&s->resize_lock);
+	}
+}
+
+static void txn_abort(bayes_store_t *s, MDB_txn *txn)
+{
+	mdb_txn_abort(txn);
+	pthread_rwlock_unlock(&s->resize_lock);
+}
+
+static int txn_commit(bayes_store_t *s, MDB_txn *txn)
+{
+	int rc = mdb_txn_commit(txn);
+	pthread_rwlock_unlock(&s->resize_lock);
+	return rc;
+}
+
 static int mkdir_p(const char *path, mode_t mode)
 {
 	char *tmp = strdup(path);
@@ -315,6 +353,7 @@ static bayes_store_t *store_open(const char *path, uint64_t map_bytes, unsigned 
 		free(s);
 		return NULL;
 	}
+	pthread_rwlock_init(&s->resize_lock, NULL);
 	pthread_mutex_init(&s->qlock, NULL);
 	pthread_cond_init(&s->qcond, NULL);
 	pthread_cond_init(&s->qdone, NULL);
@@ -374,6 +413,7 @@ void bayes_store_unref(bayes_store_t *s)
 	writer_stop(s);
 	mdb_env_close(s->env);
 	pthread_mutex_destroy(&s->qlock);
+	pthread_rwlock_destroy(&s->resize_lock);
 	pthread_cond_destroy(&s->qcond);
 	pthread_cond_destroy(&s->qdone);
 	free(s->path);
@@ -391,7 +431,7 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
                        bayes_totals_t *totals)
 {
 	MDB_txn *txn;
-	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	int rc = txn_begin(s, MDB_RDONLY, &txn);
 	if (rc != 0)
 		return map_err(rc);
 	bayes_totals_t t;
@@ -408,7 +448,7 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
 		else
 			rc = r;
 	}
-	mdb_txn_abort(txn);
+	txn_abort(s, txn);
 	if (rc == 0 && totals != NULL)
 		*totals = t;
 	return map_err(rc);
@@ -589,12 +629,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 	if (delta_init(&d, expect) != 0)
 		return BAYES_EIO;
 	clear_stale_readers(s);
-	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-	if (rc == MDB_MAP_RESIZED) {
-		/* Another process grew the map: adopt its size and retry. */
-		mdb_env_set_mapsize(s->env, 0);
-		rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-	}
+	int rc = txn_begin(s, 0, &txn);
 	if (rc != 0) {
 		free(d.v);
 		return map_err(rc);
@@ -605,7 +640,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 		if (t.spam == 0 && t.ham == 0) {
 			t.tokenizer = BAYES_TOKENIZER_VERSION; /* empty: adopt ours */
 		} else {
-			mdb_txn_abort(txn);
+			txn_abort(s, txn);
 			free(d.v);
 			return BAYES_EVERSION;
 		}
@@ -676,9 +711,9 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 		rc = write_totals(txn, s->meta, &t);
 	free(d.v);
 	if (rc == 0)
-		rc = mdb_txn_commit(txn);
+		rc = txn_commit(s, txn);
 	else
-		mdb_txn_abort(txn);
+		txn_abort(s, txn);
 	if (rc == MDB_MAP_FULL || rc == 0)
 		set_full(s, rc != 0);
 	if (rc == 0 && res != NULL)
@@ -836,7 +871,7 @@ int bayes_store_stats(bayes_store_t *s, bayes_stats_t *st)
 	mdb_reader_list(s->env, count_reader, &st->readers);
 
 	MDB_txn *txn;
-	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	int rc = txn_begin(s, MDB_RDONLY, &txn);
 	if (rc != 0)
 		return map_err(rc);
 	rc = read_totals(txn, s->meta, &st->totals);
@@ -845,7 +880,7 @@ int bayes_store_stats(bayes_store_t *s, bayes_stats_t *st)
 		st->tokens = ds.ms_entries;
 	if (rc == 0 && (rc = mdb_stat(txn, s->digests, &ds)) == 0)
 		st->digests = ds.ms_entries;
-	mdb_txn_abort(txn);
+	txn_abort(s, txn);
 
 	pthread_mutex_lock(&s->qlock);
 	st->queued = s->qlen;
@@ -863,7 +898,7 @@ int bayes_store_expire(bayes_store_t *s, uint32_t today, uint32_t max_age_days, 
 	MDB_txn *txn;
 	MDB_cursor *cur;
 	uint64_t gone = 0;
-	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	int rc = txn_begin(s, 0, &txn);
 	if (rc != 0)
 		return map_err(rc);
 	rc = mdb_cursor_open(txn, s->tokens, &cur);
@@ -887,9 +922,9 @@ int bayes_store_expire(bayes_store_t *s, uint32_t today, uint32_t max_age_days, 
 		mdb_cursor_close(cur);
 	}
 	if (rc == 0)
-		rc = mdb_txn_commit(txn);
+		rc = txn_commit(s, txn);
 	else
-		mdb_txn_abort(txn);
+		txn_abort(s, txn);
 	if (rc == 0 && removed != NULL)
 		*removed = gone;
 	return map_err(rc);
@@ -910,7 +945,7 @@ int bayes_store_dump(bayes_store_t *s, FILE *fp)
 	MDB_txn *txn;
 	MDB_cursor *cur;
 	MDB_val k, v;
-	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	int rc = txn_begin(s, MDB_RDONLY, &txn);
 	if (rc != 0)
 		return map_err(rc);
 	bayes_totals_t t;
@@ -946,7 +981,7 @@ int bayes_store_dump(bayes_store_t *s, FILE *fp)
 		}
 		mdb_cursor_close(cur);
 	}
-	mdb_txn_abort(txn);
+	txn_abort(s, txn);
 	if (rc == 0 && (fflush(fp) != 0 || ferror(fp)))
 		return BAYES_EIO;
 	return map_err(rc);
@@ -979,7 +1014,7 @@ int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, d
 	char line[512];
 	unsigned lineno = 0;
 	bool header = false;
-	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	int rc = txn_begin(s, 0, &txn);
 	if (rc != 0)
 		return map_err(rc);
 	bayes_totals_t t;
@@ -1079,9 +1114,9 @@ int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, d
 	if (rc == 0 && err == BAYES_OK)
 		rc = write_totals(txn, s->meta, &t);
 	if (rc == 0 && err == BAYES_OK) {
-		rc = mdb_txn_commit(txn);
+		rc = txn_commit(s, txn);
 	} else {
-		mdb_txn_abort(txn);
+		txn_abort(s, txn);
 		if (rc != 0)
 			diag_error(d, name, lineno, "%s", mdb_strerror(rc));
 	}
@@ -1103,7 +1138,9 @@ int bayes_store_compact(bayes_store_t *s, uint64_t *before_bytes, uint64_t *afte
 	/* A compacting copy writes only live pages, renumbered; the copy is
 	 * consistent (it runs in a read transaction) and then replaces the
 	 * original atomically by rename. */
+	pthread_rwlock_rdlock(&s->resize_lock); /* the copy runs a read transaction */
 	int rc = mdb_env_copy2(s->env, tmp, MDB_CP_COMPACT);
+	pthread_rwlock_unlock(&s->resize_lock);
 	if (rc == 0 && rename(src, dst) != 0)
 		rc = errno;
 	unlink(src);

@@ -115,6 +115,7 @@ bayes_min_ham = 5
 bayes_autolearn = yes
 bayes_autolearn_spam_score = 3
 bayes_autolearn_ham_score = -100
+bayes_map_size = 1M
 EOF
 "$MILTER" -f -c "$D/milter.conf" -d "$D/state" -p "unix:$SOCK" 2>>"$LOG" &
 MILTER_PID=$!
@@ -128,6 +129,14 @@ fi
 spam_is() { [ "$(stat_of spam)" = "$1" ]; }
 check "autolearn: the daemon learns a confident spam (9 spam within 5 s)" wait_for 5 spam_is 9
 check "autolearn: hams below the confidence bar are not learned" [ "$(stat_of ham)" = 8 ]
+# `sift learn` with a larger map grows the file past the daemon's 1M map:
+# the daemon must adopt the new size, not stop scoring.
+$S learn --ham "$D/many.mbox" >/dev/null 2>&1
+check "the store grew past the daemon's map" gt "$(stat_of used)" 1048576
+"$MC" -s "unix:$SOCK" -t 10000 -i 192.0.2.10 -q "$DATA/check/spam-9.eml" 2>>"$D/mc.err"
+check "the daemon still scores with Bayes after the map grew" \
+	wait_for 5 sh -c "grep 'rules=' '$LOG' | tail -1 | grep -q BAYES_"
+check "and logged no lookup failure" sh -c "! grep -q 'lookup failed' '$LOG'"
 kill "$MILTER_PID"
 wait "$MILTER_PID" 2>/dev/null
 it_untrack "$MILTER_PID"
