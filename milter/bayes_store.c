@@ -38,8 +38,8 @@ struct bayes_store {
 	MDB_dbi tokens, digests, meta;
 	int refs; /* under registry_lock */
 	struct bayes_store *next;
-	bool full;         /* learning stopped on a full map (atomic access) */
-	int stale_readers; /* reader slots of dead processes cleared at open */
+	bool full;                    /* learning stopped on a full map (atomic access) */
+	int stale_readers;            /* reader slots of dead processes cleared at open */
 	pthread_rwlock_t resize_lock; /* see txn_begin() */
 
 	/* The autolearn writer and its queue, under qlock. */
