@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -324,6 +325,10 @@ static bayes_store_t *store_open(const char *path, uint64_t map_bytes, unsigned 
 		}
 	}
 	bayes_store_t *s = calloc(1, sizeof(*s));
+	/* The registry compares canonical paths: "db", "./db" and "db/" are one. */
+	char canon[PATH_MAX];
+	if (realpath(path, canon) != NULL)
+		path = canon;
 	if (s == NULL || (s->path = strdup(path)) == NULL) {
 		free(s);
 		*err = BAYES_EIO;
@@ -367,9 +372,11 @@ bayes_store_t *bayes_store_open(const char *path, uint64_t map_bytes, unsigned f
 	if (err == NULL)
 		err = &dummy;
 	*err = BAYES_OK;
+	char canon[PATH_MAX];
+	const char *key = realpath(path, canon) != NULL ? canon : path;
 	pthread_mutex_lock(&registry_lock);
 	for (bayes_store_t *s = registry; s != NULL; s = s->next) {
-		if (strcmp(s->path, path) == 0) {
+		if (strcmp(s->path, key) == 0) {
 			s->refs++;
 			pthread_mutex_unlock(&registry_lock);
 			return s;

@@ -313,8 +313,12 @@ Test(store, missing_store_is_not_created_unless_asked, .init = make_tmpdir, .fin
 	cr_assert_neq(stat(path, &st), 0);
 	bayes_store_t *s = bayes_store_open(path, 1 << 20, BAYES_OPEN_CREATE, &err);
 	cr_assert_not_null(s);
-	/* One environment per process: a second open is the same store. */
+	/* One environment per process: a second open is the same store, by
+	 * any spelling of its path. */
 	cr_assert_eq(bayes_store_open(path, 1 << 20, 0, &err), s);
+	strcat(path, "/");
+	cr_assert_eq(bayes_store_open(path, 1 << 20, 0, &err), s);
+	bayes_store_unref(s);
 	bayes_store_unref(s);
 	bayes_store_unref(s);
 }
