@@ -139,7 +139,8 @@ trap 'pf_stop; it_cleanup' EXIT
 
 if ! timeout 30 "$POSTFIX" -c "$PF/etc" start >"$D/postfix-start.log" 2>&1; then
 	fail "postfix start failed"
-	cat "$D/postfix-start.log" >&2
+	# With maillog_file set, Postfix reports start-up errors there.
+	cat "$D/postfix-start.log" "$PF/maillog" >&2 2>/dev/null
 	it_done
 fi
 wait_for 10 test -s "$PF/spool/pid/master.pid" &&
