@@ -1,0 +1,41 @@
+#!/bin/sh
+# it_config.sh - the shipped configuration is valid and is the defaults:
+# `sift lint` accepts it, every documented (commented) key in it is a real
+# key with a valid value, a misspelt key fails with file:line, and a message
+# scores the same with the shipped file as with no file at all.
+. "$(dirname "$0")/it_lib.sh"
+
+SIFT=$top_builddir/sift
+CONF=$top_srcdir/contrib/sift.conf
+RULES=$top_srcdir/rules
+MSG=$top_srcdir/tests/data/scan/spam.eml
+D=$IT_TMP
+
+"$SIFT" -d "$D/s1" lint "$CONF" "$RULES" >"$D/lint.out" 2>&1
+check "the shipped sift.conf lints cleanly" [ $? = 0 ]
+check "lint counts the shipped rules" grep -q "^total .* loaded" "$D/lint.out"
+
+# Uncomment every "#key = value" line. Sentinel discovery excludes
+# redis_server, so those lines stay commented; DNS goes to loopback only and
+# the stores to the test's own directory.
+sed -e 's/^#\([a-z_0-9]* = \)/\1/' -e 's/^\(redis_sentinel\)/#\1/' "$CONF" |
+	sed -e 's/^dnsbl_nameserver = .*/dnsbl_nameserver = 127.0.0.1/' \
+		-e "s|^bayes_db = .*|bayes_db = $D/s2/bayes-db|" \
+		-e "s|^block_mirror = .*|block_mirror = $D/s2/mirror|" >"$D/all.conf"
+check "every documented key is uncommented in the test copy" \
+	grep -q '^bayes_score_999 = ' "$D/all.conf"
+"$SIFT" -d "$D/s2" lint "$D/all.conf" "$RULES" >"$D/all.out" 2>&1
+check "every documented key and value is accepted" [ $? = 0 ]
+grep -v '^total\|^header\|^body\|^rawbody\|^uri\|^full\|^mimeheader\|^meta\|^split\|error(s)' \
+	"$D/all.out" | head -5
+
+printf 'rules = %s\nreject_scroe = 3\n' "$RULES" >"$D/typo.conf"
+"$SIFT" -d "$D/s3" lint "$D/typo.conf" >"$D/typo.out" 2>&1
+check "a misspelt key fails" [ $? != 0 ]
+check "with file:line" grep -q "typo.conf:2: unknown key 'reject_scroe'" "$D/typo.out"
+
+"$SIFT" -d "$D/s4" -c "$CONF" check --tsv -r "$RULES" "$MSG" | cut -f2-4 >"$D/with.tsv"
+"$SIFT" -d "$D/s5" check --tsv -r "$RULES" "$MSG" | cut -f2-4 >"$D/without.tsv"
+check "a message scores the same with the shipped file as with none" \
+	cmp -s "$D/with.tsv" "$D/without.tsv"
+it_done
