@@ -72,6 +72,12 @@
  *	rule whose pattern holds %{TAG} runs after all other regex rules, with
  *	%{TAG} replaced by the recorded text quoted as a literal, compiled for
  *	that message (no JIT); when TAG was not recorded it does not hit.
+ *	X-Spam-Relays-Untrusted, -External, -Trusted and -Internal are
+ *	SpamAssassin's pseudo-fields ("[ ip=... rdns=... helo=... by=...
+ *	ident= envfrom= intl=0 id=... auth= msa=0 ]" per relay, newest
+ *	first), built from the SMTP client (in the milter) and the Received
+ *	fields, trust inferred as SpamAssassin does without trusted_networks
+ *	(see rules_relays.c); real fields of these names are ignored.
  *	X-Sift-Mime is a pseudo-field (a real field of that name is ignored,
  *	so senders cannot forge it) holding space-separated words for the
  *	message's MIME facts: truncated, depth_limit, part_limit,

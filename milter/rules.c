@@ -1129,6 +1129,8 @@ struct evalctx {
 	/* capture rules: recorded tag values, and a per-message pattern to run */
 	const char **capval;
 	pcre2_code *ocode;
+	/* X-Spam-Relays-*, parsed on first use */
+	const char *relays_trusted, *relays_untrusted;
 };
 
 static void rule_error(struct evalctx *e, struct rule *ru, int rc)
@@ -1646,6 +1648,16 @@ static void header_value(struct evalctx *e, msg_t *m, const mime_t *mi, const st
 			abuf_puts(&b, f);
 			present = true;
 		}
+	} else if (strncasecmp(nm, "X-Spam-Relays-", 14) == 0 &&
+	           (strcasecmp(nm + 14, "Untrusted") == 0 || strcasecmp(nm + 14, "External") == 0 ||
+	            strcasecmp(nm + 14, "Trusted") == 0 || strcasecmp(nm + 14, "Internal") == 0)) {
+		/* pseudo-fields: a real field of the name is ignored, as with X-Sift-Mime */
+		if (e->relays_trusted == NULL)
+			rules_relays(a, m, &e->relays_trusted, &e->relays_untrusted);
+		bool untrusted =
+		    strcasecmp(nm + 14, "Untrusted") == 0 || strcasecmp(nm + 14, "External") == 0;
+		abuf_puts(&b, untrusted ? e->relays_untrusted : e->relays_trusted);
+		present = true;
 	} else if (strcasecmp(nm, "X-Sift-Mime") == 0) {
 		abuf_puts(&b, mime_words(a, mi));
 		abuf_putc(&b, '\n');

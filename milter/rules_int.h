@@ -165,6 +165,9 @@ int rules_parse_text(rules_t *r, void *parse_state, const char *name, const char
 int rules_parse_end(rules_t *r, void *parse_state, diag_t *d);
 int rules_meta_compile(rules_t *r, struct rule *ru, diag_t *d);
 
+/* rules_relays.c: the X-Spam-Relays-Trusted and -Untrusted values (arena strings) */
+void rules_relays(arena_t *a, msg_t *m, const char **trusted, const char **untrusted);
+
 /* rules_lit.c */
 void rules_lit_extract(struct rule *ru);
 struct rules_prefilter *rules_prefilter_build(rules_t *r);

@@ -990,3 +990,48 @@ Test(rules, capture_rules_use_a_value_captured_by_another_rule)
 	cr_assert_not(hits(r, other, "BODY_HAS_TO"));
 	rules_free(r);
 }
+
+Test(rules, relays_pseudo_fields_follow_the_received_chain)
+{
+	rules_t *r = load("header RDNS_NONE X-Spam-Relays-Untrusted =~ /^[^\\]]+ rdns= /\n"
+			  "header FIRST_IP X-Spam-Relays-External =~ /^\\[ ip=203\\.0\\.113\\.9 /\n"
+			  "header TRUSTED_LOCAL X-Spam-Relays-Trusted =~ /ip=127\\.0\\.0\\.1 /\n");
+	const char *no_rdns =
+	    "Received: from localhost (localhost [127.0.0.1])\n\tby mx.example.org (Postfix) "
+	    "with ESMTP id 1A2B\n\tfor <u@example.org>; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	    "Received: from helo.example ([203.0.113.9])\n\tby gw.example.org (8.12.8/8.12.8) "
+	    "with ESMTP id h0;\n\tMon, 2 Jan 2023 09:59:59 +0000\n"
+	    "X-Spam-Relays-Untrusted: forged\n"
+	    "From: a@b.example\nSubject: s\n\nbody\n";
+	const char *with_rdns =
+	    "Received: from helo.example (mail.example.net [203.0.113.9])\n\tby gw.example.org "
+	    "(Postfix) with ESMTP id 77;\n\tMon, 2 Jan 2023 09:59:59 +0000\n"
+	    "From: a@b.example\nSubject: s\n\nbody\n";
+	cr_assert(hits(r, no_rdns, "RDNS_NONE"));
+	cr_assert(hits(r, no_rdns, "FIRST_IP"), "private relays at the top are trusted");
+	cr_assert(hits(r, no_rdns, "TRUSTED_LOCAL"));
+	cr_assert_not(hits(r, with_rdns, "RDNS_NONE"));
+	cr_assert(hits(r, with_rdns, "FIRST_IP"));
+	cr_assert_not(hits(r, with_rdns, "TRUSTED_LOCAL"));
+	rules_free(r);
+}
+
+Test(rules, relays_start_with_the_smtp_client_in_the_milter)
+{
+	rules_t *r = load("header RDNS_NONE X-Spam-Relays-Untrusted =~ /^[^\\]]+ rdns= /\n"
+			  "header HELO_X X-Spam-Relays-Untrusted =~ /^\\[ ip=198\\.51\\.100\\.7 "
+			  "rdns=client\\.example\\.net helo=hello\\.example by=mx\\.example\\.org /\n");
+	msg_t *m = msg_new(1 << 20);
+	msg_set_client(m, "198.51.100.7", "client.example.net");
+	msg_set_helo(m, "hello.example");
+	const char raw[] = "Received: from hello.example (client.example.net [198.51.100.7])\n"
+			   "\tby mx.example.org (Postfix) with ESMTP id 9F;\n"
+			   "\tMon, 2 Jan 2023 10:00:00 +0000\nSubject: s\n\nbody\n";
+	msg_parse_raw(m, raw, sizeof(raw) - 1);
+	hits_t *h = hits_new(msg_arena(m));
+	rules_eval(r, m, mime_parse(m, &limits), h, 0);
+	cr_assert(hits_has(h, "HELO_X"));
+	cr_assert_not(hits_has(h, "RDNS_NONE"));
+	msg_free(m);
+	rules_free(r);
+}
