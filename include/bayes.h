@@ -76,7 +76,7 @@
  *	bayes_robs (0.1), bayes_robx (0.52), bayes_min_dev (0.45),
  *	bayes_max_tokens (0 = all), the band scores bayes_score_00 (-1.9),
  *	_05 (-0.5), _20 (-0.001), _40 (-0.001), _50 (0), _60 (1.5), _80 (2.0),
- *	_95 (3.0), _99 (3.5), _999 (4.0) for the hits BAYES_00 (P < 1%) ...
+ *	_95 (3.0), _99 (4.0), _999 (5.0) for the hits BAYES_00 (P < 1%) ...
  *	BAYES_999 (P >= 99.9%), bayes_autolearn (no),
  *	bayes_autolearn_spam_score (12) and bayes_autolearn_ham_score (0.1),
  *	compared with the message's score without Bayes's own points, and
