@@ -118,7 +118,7 @@
  * CONFIGURATION
  *	rules = PATH                (repeatable; default SIFT_RULESDIR)
  *	regex_match_limit = N       (default 1000000)
- *	regex_depth_limit = N       (default 10000)
+ *	regex_depth_limit = N       (default 100000)
  *	regex_jit_stack = SIZE      (default 1M)
  *	regex_prefilter = yes|no    (default yes)
  *	regex_prefilter_engine = auto|memmem  (default auto: Vectorscan if built)
