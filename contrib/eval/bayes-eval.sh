@@ -67,10 +67,13 @@ done
 n_spam=$(wc -l < "$WORK/train-spam.lst")
 n_ham=$(wc -l < "$WORK/train-ham.lst")
 n_test=$(wc -l < "$WORK/test.lst")
-echo "split: train folds [$TRAIN_FOLDS] $n_spam spam + $n_ham ham; test folds [$TEST_FOLDS] $n_test messages"
+echo "split: train folds [$TRAIN_FOLDS] $n_spam spam + $n_ham ham;" \
+	"test folds [$TEST_FOLDS] $n_test messages"
 
 now() { date +%s.%N; }
-rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.2f s, %.0f msgs/s", b - a, n / (b - a) }'; }
+rate() {
+	awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.2f s, %.0f msgs/s", b - a, n / (b - a) }'
+}
 
 if [ -z "${TOOL:-}" ]; then
 	TOOL=driver
