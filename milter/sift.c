@@ -95,7 +95,7 @@ static void print_tsv(const char *file, const scan_result_t *r)
 		printf("-");
 	double p;
 	if (hits_metric(r->hits, "bayes_prob", &p))
-		printf("\t%.6f", p);
+		printf("\t%.9g", p);
 	else
 		printf("\t-");
 	printf("\t%.3f\n", r->elapsed_ms);
@@ -199,7 +199,7 @@ static int cmd_check(cli_ctx_t *ctx, int argc, char **argv)
 	    {NULL, 0, NULL, 0}};
 	struct check_opts o = {0};
 	int ch;
-	optind = 1;
+	optind = 0; /* argv[0] is the command; 0 also resets glibc's getopt state */
 	while ((ch = getopt_long(argc, argv, "r:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 't': o.tsv = true; break;
