@@ -34,8 +34,7 @@ void *arena_memdup(arena_t *a, const void *p, size_t n);
 /* The copies below are NUL-terminated. */
 char *arena_strdup(arena_t *a, const char *s);
 char *arena_strndup(arena_t *a, const char *s, size_t n);
-char *arena_sprintf(arena_t *a, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+char *arena_sprintf(arena_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 char *arena_vsprintf(arena_t *a, const char *fmt, va_list ap);
 /* Bytes handed out so far (for limits and statistics). */
 size_t arena_used(const arena_t *a);
@@ -59,7 +58,6 @@ void abuf_reserve(abuf_t *b, size_t extra);
 void abuf_append(abuf_t *b, const void *p, size_t n);
 void abuf_putc(abuf_t *b, int c);
 void abuf_puts(abuf_t *b, const char *s);
-void abuf_printf(abuf_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void abuf_printf(abuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

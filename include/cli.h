@@ -18,9 +18,9 @@
 #include "diag.h"
 
 typedef struct cli_ctx {
-	conf_t *conf;	       /* the loaded configuration, flags applied */
+	conf_t *conf;          /* the loaded configuration, flags applied */
 	const char *state_dir; /* from -d, else the configuration's state_dir */
-	diag_t *diag;	       /* for load errors; the command prints them */
+	diag_t *diag;          /* for load errors; the command prints them */
 } cli_ctx_t;
 
 /* argv[0] is the command name; getopt may be used (optind is reset). */

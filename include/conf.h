@@ -55,25 +55,23 @@ int conf_str(conf_t *c, const char *key, const char *def, const char **out, diag
 int conf_bool(conf_t *c, const char *key, bool def, bool *out, diag_t *d);
 int conf_long(conf_t *c, const char *key, long def, long min, long max, long *out, diag_t *d);
 int conf_double(conf_t *c, const char *key, double def, double min, double max, double *out,
-		diag_t *d);
-int conf_size(conf_t *c, const char *key, uint64_t def, uint64_t min, uint64_t max,
-	      uint64_t *out, diag_t *d);
+                diag_t *d);
+int conf_size(conf_t *c, const char *key, uint64_t def, uint64_t min, uint64_t max, uint64_t *out,
+              diag_t *d);
 int conf_ms(conf_t *c, const char *key, long def_ms, long min_ms, long max_ms, long *out,
-	    diag_t *d);
+            diag_t *d);
 /* One of the NULL-terminated choices; *out is the index. */
-int conf_enum(conf_t *c, const char *key, const char *const *choices, int def, int *out,
-	      diag_t *d);
+int conf_enum(conf_t *c, const char *key, const char *const *choices, int def, int *out, diag_t *d);
 /* A double or the word "off" (returned as def_off, usually NAN or INFINITY). */
 int conf_double_or_off(conf_t *c, const char *key, double def, double off_value, double *out,
-		       diag_t *d);
+                       diag_t *d);
 
 /*
  * Repeated keys: the number of values, and each value with its location
  * (for diagnostics that point at the exact line).
  */
 size_t conf_count(conf_t *c, const char *key);
-const char *conf_value_at(conf_t *c, const char *key, size_t i, const char **file,
-			  unsigned *line);
+const char *conf_value_at(conf_t *c, const char *key, size_t i, const char **file, unsigned *line);
 
 /* Errors for every key that no getter asked for. Returns their number. */
 size_t conf_check_unknown(const conf_t *c, diag_t *d);

@@ -25,8 +25,8 @@ typedef struct diag diag_t;
 diag_t *diag_new(void);
 void diag_free(diag_t *d);
 /* file may be NULL (no location); line 0 means "the whole file". */
-void diag_add(diag_t *d, diag_level_t level, const char *file, unsigned line,
-	      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void diag_add(diag_t *d, diag_level_t level, const char *file, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 void diag_error(diag_t *d, const char *file, unsigned line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void diag_warn(diag_t *d, const char *file, unsigned line, const char *fmt, ...)

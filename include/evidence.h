@@ -38,18 +38,18 @@
 
 typedef struct ev_env {
 	const char *state_dir; /* where the module's files live unless configured */
-	bool offline;	       /* `sift check`: no background threads needed */
+	bool offline;          /* `sift check`: no background threads needed */
 } ev_env_t;
 
 typedef struct ev_conn_info {
-	const char *client_ip;	 /* text form, NULL if not an IP connection */
+	const char *client_ip;   /* text form, NULL if not an IP connection */
 	const char *client_name; /* reverse name as the MTA saw it, may be NULL */
 } ev_conn_info_t;
 
 typedef struct ev_score_ctx {
 	long deadline_ms;    /* absolute, on the CLOCK_MONOTONIC scale */
-	bool explain;	     /* gather notes for `sift check` */
-	bool timing;	     /* measure per-rule CPU time (`sift check --timing`) */
+	bool explain;        /* gather notes for `sift check` */
+	bool timing;         /* measure per-rule CPU time (`sift check --timing`) */
 	double score_so_far; /* the sum of the hits before this module */
 } ev_score_ctx_t;
 
@@ -60,9 +60,9 @@ typedef struct evidence_ops {
 	void *(*conn_begin)(void *shared, const ev_conn_info_t *ci);
 	void (*envelope)(void *shared, void *conn, msg_t *m);
 	void (*score)(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
-		      const ev_score_ctx_t *ctx);
+	              const ev_score_ctx_t *ctx);
 	void (*verdict)(void *shared, void *conn, msg_t *m, const mime_t *mi, const hits_t *h,
-			double score, int action);
+	                double score, int action);
 	void (*conn_end)(void *shared, void *conn);
 } evidence_ops_t;
 

@@ -35,10 +35,10 @@ typedef struct hits hits_t;
 hits_t *hits_new(arena_t *a);
 arena_t *hits_arena(hits_t *h);
 void hits_add(hits_t *h, const char *source, const char *name, double score, const char *desc,
-	      const char *detail);
+              const char *detail);
 /* Like hits_add() with detail formatted into the arena. */
 void hits_addf(hits_t *h, const char *source, const char *name, double score, const char *desc,
-	       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+               const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 size_t hits_count(const hits_t *h);
 const hit_t *hits_at(const hits_t *h, size_t i);
 bool hits_has(const hits_t *h, const char *name);

@@ -19,7 +19,7 @@ enum { LOG_L_ERR = 3, LOG_L_WARNING = 4, LOG_L_NOTICE = 5, LOG_L_INFO = 6, LOG_L
 
 /* sink: "stderr" or "syslog"; facility: "mail", "local0".."local7", "daemon". */
 int log_setup(const char *ident, const char *sink, const char *facility, int level);
-int log_level_parse(const char *name);   /* -1 if unknown */
+int log_level_parse(const char *name);    /* -1 if unknown */
 int log_facility_parse(const char *name); /* -1 if unknown */
 bool log_enabled(int level);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -35,6 +35,6 @@ typedef struct log_ratelimit {
 	unsigned suppressed;
 } log_ratelimit_t;
 bool log_ratelimit(log_ratelimit_t *rl, unsigned burst, unsigned window_s,
-		   unsigned *suppressed_out);
+                   unsigned *suppressed_out);
 
 #endif

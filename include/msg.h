@@ -43,7 +43,7 @@ void msg_add_rcpt(msg_t *m, const char *rcpt);
 /* The SASL login name when the client authenticated, else unset. */
 void msg_set_auth(msg_t *m, const char *authen);
 
-const char *msg_queue_id(const msg_t *m); /* never NULL: "NOQUEUE" when unset */
+const char *msg_queue_id(const msg_t *m);    /* never NULL: "NOQUEUE" when unset */
 const char *msg_client_ip(const msg_t *m);   /* NULL when unknown */
 const char *msg_client_name(const msg_t *m); /* NULL when unknown */
 const char *msg_helo(const msg_t *m);

@@ -58,7 +58,7 @@ typedef struct scan_conn scan_conn_t;
 typedef struct scan_result {
 	double score;
 	verdict_action_t action;
-	hits_t *hits;	    /* sorted, in the message arena */
+	hits_t *hits;       /* sorted, in the message arena */
 	const mime_t *mime; /* the parsed views */
 	double elapsed_ms;  /* wall time of scan_score() */
 } scan_result_t;

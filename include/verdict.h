@@ -25,19 +25,23 @@ typedef enum {
 	VERDICT_ADD_HEADER, /* deliver marked as spam */
 	VERDICT_QUARANTINE, /* hold in the MTA's quarantine (Postfix hold queue) */
 	VERDICT_TEMPFAIL,   /* 4xx */
-	VERDICT_REJECT,	    /* 5xx */
+	VERDICT_REJECT,     /* 5xx */
 	VERDICT_N_ACTIONS
 } verdict_action_t;
 
 typedef enum { VERDICT_ERR_ACCEPT, VERDICT_ERR_TEMPFAIL } verdict_on_error_t;
-typedef enum { VERDICT_FOREIGN_REMOVE, VERDICT_FOREIGN_RENAME, VERDICT_FOREIGN_KEEP } verdict_foreign_t;
+typedef enum {
+	VERDICT_FOREIGN_REMOVE,
+	VERDICT_FOREIGN_RENAME,
+	VERDICT_FOREIGN_KEEP
+} verdict_foreign_t;
 typedef enum { VERDICT_HDR_ALL, VERDICT_HDR_SPAM, VERDICT_HDR_NONE } verdict_add_headers_t;
 
 typedef struct verdict_policy {
 	double threshold[VERDICT_N_ACTIONS]; /* INFINITY when off; [ACCEPT] unused */
-	const char *reject_reply;   /* "550 5.7.1 text" */
-	const char *tempfail_reply; /* "451 4.7.1 text" */
-	const char *header_prefix;  /* "X-Spam" */
+	const char *reject_reply;            /* "550 5.7.1 text" */
+	const char *tempfail_reply;          /* "451 4.7.1 text" */
+	const char *header_prefix;           /* "X-Spam" */
 	verdict_add_headers_t add_headers;
 	verdict_foreign_t foreign;
 	verdict_on_error_t on_error;
@@ -56,8 +60,8 @@ typedef struct verdict_header {
 } verdict_header_t;
 
 /* Fills up to 4 headers; returns how many. Strings in arena a. */
-size_t verdict_headers(const verdict_policy_t *p, arena_t *a, double score,
-		       verdict_action_t action, const hits_t *h, verdict_header_t out[4]);
+size_t verdict_headers(const verdict_policy_t *p, arena_t *a, double score, verdict_action_t action,
+                       const hits_t *h, verdict_header_t out[4]);
 bool verdict_is_own_header(const verdict_policy_t *p, const char *name);
 
 #endif

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ARENA_ALIGN 16
+#define ARENA_ALIGN           16
 #define ARENA_MIN_CHUNK_BYTES 4096
 
 struct chunk {

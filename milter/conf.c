@@ -61,7 +61,7 @@ const char *conf_path(const conf_t *c)
 }
 
 static void conf_push(conf_t *c, const char *key, const char *value, const char *file,
-		      unsigned line, bool override)
+                      unsigned line, bool override)
 {
 	if (c->n == c->cap) {
 		c->cap = c->cap ? c->cap * 2 : 32;
@@ -88,7 +88,8 @@ static char *trim(char *s)
 	while (*s == ' ' || *s == '\t')
 		s++;
 	size_t n = strlen(s);
-	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
+	while (n > 0 &&
+	       (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
 		s[--n] = '\0';
 	return s;
 }
@@ -113,7 +114,8 @@ static int conf_parse_line(conf_t *c, const char *name, unsigned lineno, char *l
 	for (const char *k = key; *k; k++)
 		if (!(islower((unsigned char)*k) || isdigit((unsigned char)*k) || *k == '_')) {
 			diag_error(d, name, lineno,
-				   "bad key '%s': keys are lower-case letters, digits and '_'", key);
+			           "bad key '%s': keys are lower-case letters, digits and '_'",
+			           key);
 			return -1;
 		}
 	if (*value == '"') {
@@ -151,7 +153,8 @@ conf_t *conf_parse(const char *name, const char *text, diag_t *d)
 		size_t len = nl ? (size_t)(nl - p) : strlen(p);
 		lineno++;
 		if (len >= CONF_MAX_LINE_BYTES) {
-			diag_error(d, name, lineno, "line longer than %d bytes", CONF_MAX_LINE_BYTES);
+			diag_error(d, name, lineno, "line longer than %d bytes",
+			           CONF_MAX_LINE_BYTES);
 		} else {
 			char buf[CONF_MAX_LINE_BYTES];
 			memcpy(buf, p, len);
@@ -229,8 +232,8 @@ static struct conf_item *conf_single(conf_t *c, const char *key, diag_t *d, int 
 		if (it->override) {
 			ovr = it;
 		} else if (found != NULL) {
-			diag_error(d, it->file, it->line, "'%s' given twice (first at line %u)", key,
-				   found->line);
+			diag_error(d, it->file, it->line, "'%s' given twice (first at line %u)",
+			           key, found->line);
 			*dup = 1;
 		} else {
 			found = it;
@@ -309,7 +312,7 @@ int conf_long(conf_t *c, const char *key, long def, long min, long max, long *ou
 }
 
 int conf_double(conf_t *c, const char *key, double def, double min, double max, double *out,
-		diag_t *d)
+                diag_t *d)
 {
 	int dup;
 	struct conf_item *it = conf_single(c, key, d, &dup);
@@ -334,7 +337,7 @@ int conf_double(conf_t *c, const char *key, double def, double min, double max, 
 }
 
 int conf_double_or_off(conf_t *c, const char *key, double def, double off_value, double *out,
-		       diag_t *d)
+                       diag_t *d)
 {
 	int dup;
 	struct conf_item *it = conf_single(c, key, d, &dup);
@@ -385,8 +388,8 @@ int conf_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-int conf_size(conf_t *c, const char *key, uint64_t def, uint64_t min, uint64_t max,
-	      uint64_t *out, diag_t *d)
+int conf_size(conf_t *c, const char *key, uint64_t def, uint64_t min, uint64_t max, uint64_t *out,
+              diag_t *d)
 {
 	int dup;
 	struct conf_item *it = conf_single(c, key, d, &dup);
@@ -401,7 +404,7 @@ int conf_size(conf_t *c, const char *key, uint64_t def, uint64_t min, uint64_t m
 	if (v < min || v > max) {
 		char what[96];
 		snprintf(what, sizeof(what), "must be between %llu and %llu bytes",
-			 (unsigned long long)min, (unsigned long long)max);
+		         (unsigned long long)min, (unsigned long long)max);
 		conf_bad(d, it, what);
 		return -1;
 	}
@@ -438,8 +441,7 @@ int conf_parse_ms(const char *s, long *out)
 	return 0;
 }
 
-int conf_ms(conf_t *c, const char *key, long def_ms, long min_ms, long max_ms, long *out,
-	    diag_t *d)
+int conf_ms(conf_t *c, const char *key, long def_ms, long min_ms, long max_ms, long *out, diag_t *d)
 {
 	int dup;
 	struct conf_item *it = conf_single(c, key, d, &dup);
@@ -461,8 +463,7 @@ int conf_ms(conf_t *c, const char *key, long def_ms, long min_ms, long max_ms, l
 	return dup ? -1 : 0;
 }
 
-int conf_enum(conf_t *c, const char *key, const char *const *choices, int def, int *out,
-	      diag_t *d)
+int conf_enum(conf_t *c, const char *key, const char *const *choices, int def, int *out, diag_t *d)
 {
 	int dup;
 	struct conf_item *it = conf_single(c, key, d, &dup);
@@ -499,8 +500,7 @@ size_t conf_count(conf_t *c, const char *key)
 	return n;
 }
 
-const char *conf_value_at(conf_t *c, const char *key, size_t idx, const char **file,
-			  unsigned *line)
+const char *conf_value_at(conf_t *c, const char *key, size_t idx, const char **file, unsigned *line)
 {
 	bool any_override = false;
 	for (size_t i = 0; i < c->n; i++)

@@ -38,8 +38,8 @@ void diag_free(diag_t *d)
 	free(d);
 }
 
-static void diag_vadd(diag_t *d, diag_level_t level, const char *file,
-		      unsigned line, const char *fmt, va_list ap)
+static void diag_vadd(diag_t *d, diag_level_t level, const char *file, unsigned line,
+                      const char *fmt, va_list ap)
 {
 	char msg[1024], loc[600] = "";
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -67,8 +67,7 @@ static void diag_vadd(diag_t *d, diag_level_t level, const char *file,
 		d->warnings++;
 }
 
-void diag_add(diag_t *d, diag_level_t level, const char *file, unsigned line,
-	      const char *fmt, ...)
+void diag_add(diag_t *d, diag_level_t level, const char *file, unsigned line, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -92,11 +91,26 @@ void diag_warn(diag_t *d, const char *file, unsigned line, const char *fmt, ...)
 	va_end(ap);
 }
 
-size_t diag_errors(const diag_t *d) { return d->errors; }
-size_t diag_warnings(const diag_t *d) { return d->warnings; }
-size_t diag_count(const diag_t *d) { return d->n; }
-const char *diag_text(const diag_t *d, size_t i) { return d->v[i].text; }
-diag_level_t diag_level(const diag_t *d, size_t i) { return d->v[i].level; }
+size_t diag_errors(const diag_t *d)
+{
+	return d->errors;
+}
+size_t diag_warnings(const diag_t *d)
+{
+	return d->warnings;
+}
+size_t diag_count(const diag_t *d)
+{
+	return d->n;
+}
+const char *diag_text(const diag_t *d, size_t i)
+{
+	return d->v[i].text;
+}
+diag_level_t diag_level(const diag_t *d, size_t i)
+{
+	return d->v[i].level;
+}
 
 void diag_print(const diag_t *d, FILE *fp, int with_warnings)
 {

@@ -24,7 +24,7 @@
 #include "log.h"
 
 #define GLUE_MAX_OWN_HEADERS 32
-#define GLUE_LOG_TOP_RULES 5
+#define GLUE_LOG_TOP_RULES   5
 
 struct glue_own_header {
 	char *name;  /* as it arrived, for smfi_chgheader */
@@ -61,9 +61,9 @@ static void glue_reset_msg(struct glue_conn *gc)
 	gc->n_own_dropped = 0;
 }
 
-static sfsistat glue_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
-			       unsigned long f2, unsigned long f3, unsigned long *pf0,
-			       unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+static sfsistat glue_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
+                               unsigned long f3, unsigned long *pf0, unsigned long *pf1,
+                               unsigned long *pf2, unsigned long *pf3)
 {
 	struct glue_conn *gc = calloc(1, sizeof(*gc));
 	if (gc == NULL)
@@ -89,7 +89,7 @@ static const char *glue_addr(const struct sockaddr *sa, char *buf, size_t len)
 		return NULL;
 	if (sa->sa_family == AF_INET)
 		return inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf,
-				 (socklen_t)len);
+		                 (socklen_t)len);
 	if (sa->sa_family == AF_INET6) {
 		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
 		/* An IPv4-mapped client is an IPv4 client for every list. */
@@ -195,7 +195,7 @@ static void glue_strip_foreign(SMFICTX *ctx, struct glue_conn *gc, const verdict
 		struct glue_own_header *o = &gc->own[i];
 		if (smfi_chgheader(ctx, o->name, o->index, NULL) != MI_SUCCESS)
 			log_msg(LOG_L_WARNING, "%s: cannot remove foreign %s header",
-				msg_queue_id(gc->m), o->name);
+			        msg_queue_id(gc->m), o->name);
 		if (p->foreign == VERDICT_FOREIGN_RENAME) {
 			char renamed[256];
 			snprintf(renamed, sizeof(renamed), "X-Foreign-%s", o->name);
@@ -210,16 +210,16 @@ static void glue_log(struct glue_conn *gc, const scan_result_t *r)
 	size_t n = hits_count(r->hits), used = 0;
 	for (size_t i = 0; i < n && i < GLUE_LOG_TOP_RULES; i++) {
 		const hit_t *h = hits_at(r->hits, i);
-		int w = snprintf(top + used, sizeof(top) - used, "%s%s(%.1f)", i ? "," : "", h->name,
-				 h->score);
+		int w = snprintf(top + used, sizeof(top) - used, "%s%s(%.1f)", i ? "," : "",
+		                 h->name, h->score);
 		if (w < 0 || (size_t)w >= sizeof(top) - used)
 			break;
 		used += (size_t)w;
 	}
 	const char *ip = msg_client_ip(gc->m);
 	log_msg(LOG_L_INFO, "queue_id=%s ip=%s score=%.2f action=%s rules=%s%s ms=%.1f",
-		msg_queue_id(gc->m), ip ? ip : "-", r->score, verdict_action_name(r->action),
-		used ? top : "-", n > GLUE_LOG_TOP_RULES ? ",..." : "", r->elapsed_ms);
+	        msg_queue_id(gc->m), ip ? ip : "-", r->score, verdict_action_name(r->action),
+	        used ? top : "-", n > GLUE_LOG_TOP_RULES ? ",..." : "", r->elapsed_ms);
 }
 
 #define GLUE_REASON_MAX_BYTES 200
@@ -230,8 +230,7 @@ static void glue_log(struct glue_conn *gc, const scan_result_t *r)
  * reason comes from outside: only printable ASCII without '%' (libmilter
  * formats the text) is kept, and at most GLUE_REASON_MAX_BYTES of it.
  */
-static sfsistat glue_reply(SMFICTX *ctx, const char *reply, const char *reason,
-			   sfsistat status)
+static sfsistat glue_reply(SMFICTX *ctx, const char *reply, const char *reason, sfsistat status)
 {
 	char code[4], xcode[16] = "", text[512];
 	memcpy(code, reply, 3);
@@ -247,7 +246,8 @@ static sfsistat glue_reply(SMFICTX *ctx, const char *reply, const char *reason,
 	if (reason != NULL && n + 3 < sizeof(text)) {
 		text[n++] = ':';
 		text[n++] = ' ';
-		for (size_t i = 0; reason[i] && i < GLUE_REASON_MAX_BYTES && n + 1 < sizeof(text); i++) {
+		for (size_t i = 0; reason[i] && i < GLUE_REASON_MAX_BYTES && n + 1 < sizeof(text);
+		     i++) {
 			unsigned char c = (unsigned char)reason[i];
 			text[n++] = (c >= 32 && c < 127 && c != '%') ? (char)c : ' ';
 		}
@@ -288,7 +288,8 @@ static sfsistat glue_eom(SMFICTX *ctx)
 		char reason[64];
 		snprintf(reason, sizeof(reason), "spam score %.1f", r->score);
 		if (smfi_quarantine(ctx, reason) != MI_SUCCESS)
-			log_msg(LOG_L_WARNING, "%s: quarantine refused by the MTA", msg_queue_id(gc->m));
+			log_msg(LOG_L_WARNING, "%s: quarantine refused by the MTA",
+			        msg_queue_id(gc->m));
 	}
 		/* a held message still carries the verdict headers */
 		/* fall through */
@@ -300,9 +301,10 @@ static sfsistat glue_eom(SMFICTX *ctx)
 		verdict_header_t hv[4];
 		size_t n = verdict_headers(p, msg_arena(gc->m), r->score, r->action, r->hits, hv);
 		for (size_t i = 0; i < n; i++)
-			if (smfi_addheader(ctx, (char *)hv[i].name, (char *)hv[i].value) != MI_SUCCESS)
+			if (smfi_addheader(ctx, (char *)hv[i].name, (char *)hv[i].value) !=
+			    MI_SUCCESS)
 				log_msg(LOG_L_WARNING, "%s: cannot add %s", msg_queue_id(gc->m),
-					hv[i].name);
+				        hv[i].name);
 		break;
 	}
 	scan_verdict_done(gc->sc, gc->m, r);
@@ -369,7 +371,7 @@ static void glue_nodelay_listener(void)
 			continue;
 		if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
 			log_msg(LOG_L_WARNING, "cannot set TCP_NODELAY on the milter socket: %s",
-				strerror(errno));
+			        strerror(errno));
 	}
 }
 

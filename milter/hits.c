@@ -56,7 +56,7 @@ static void *hits_grow(arena_t *a, void *old, size_t n, size_t *cap, size_t elem
 }
 
 void hits_add(hits_t *h, const char *source, const char *name, double score, const char *desc,
-	      const char *detail)
+              const char *detail)
 {
 	if (h->n == h->cap)
 		h->v = hits_grow(h->arena, h->v, h->n, &h->cap, sizeof(*h->v));
@@ -64,7 +64,7 @@ void hits_add(hits_t *h, const char *source, const char *name, double score, con
 }
 
 void hits_addf(hits_t *h, const char *source, const char *name, double score, const char *desc,
-	       const char *fmt, ...)
+               const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -73,8 +73,14 @@ void hits_addf(hits_t *h, const char *source, const char *name, double score, co
 	hits_add(h, source, name, score, desc, detail);
 }
 
-size_t hits_count(const hits_t *h) { return h->n; }
-const hit_t *hits_at(const hits_t *h, size_t i) { return i < h->n ? &h->v[i] : NULL; }
+size_t hits_count(const hits_t *h)
+{
+	return h->n;
+}
+const hit_t *hits_at(const hits_t *h, size_t i)
+{
+	return i < h->n ? &h->v[i] : NULL;
+}
 
 bool hits_has(const hits_t *h, const char *name)
 {
@@ -110,7 +116,8 @@ void hits_sort(hits_t *h)
 void hits_note(hits_t *h, const char *source, const char *fmt, ...)
 {
 	if (h->n_notes == h->cap_notes)
-		h->notes = hits_grow(h->arena, h->notes, h->n_notes, &h->cap_notes, sizeof(*h->notes));
+		h->notes =
+		    hits_grow(h->arena, h->notes, h->n_notes, &h->cap_notes, sizeof(*h->notes));
 	va_list ap;
 	va_start(ap, fmt);
 	h->notes[h->n_notes].text = arena_vsprintf(h->arena, fmt, ap);
@@ -119,7 +126,10 @@ void hits_note(hits_t *h, const char *source, const char *fmt, ...)
 	h->n_notes++;
 }
 
-size_t hits_note_count(const hits_t *h) { return h->n_notes; }
+size_t hits_note_count(const hits_t *h)
+{
+	return h->n_notes;
+}
 
 const char *hits_note_at(const hits_t *h, size_t i, const char **source)
 {

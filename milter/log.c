@@ -26,17 +26,16 @@ static char log_ident[32] = "sift";
 static const struct {
 	const char *name;
 	int value;
-} log_levels[] = {{"err", LOG_L_ERR},	      {"error", LOG_L_ERR},
-		  {"warning", LOG_L_WARNING}, {"notice", LOG_L_NOTICE},
-		  {"info", LOG_L_INFO},	      {"debug", LOG_L_DEBUG}};
+} log_levels[] = {{"err", LOG_L_ERR},       {"error", LOG_L_ERR}, {"warning", LOG_L_WARNING},
+                  {"notice", LOG_L_NOTICE}, {"info", LOG_L_INFO}, {"debug", LOG_L_DEBUG}};
 
 static const struct {
 	const char *name;
 	int value;
 } log_facilities[] = {{"mail", LOG_MAIL},     {"daemon", LOG_DAEMON}, {"user", LOG_USER},
-		      {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2},
-		      {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},
-		      {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7}};
+                      {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2},
+                      {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},
+                      {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7}};
 
 int log_level_parse(const char *name)
 {
@@ -96,14 +95,14 @@ void log_msg(int level, const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	localtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	static const char *names[] = {"emerg", "alert", "crit", "error", "warning", "notice", "info", "debug"};
+	static const char *names[] = {"emerg",   "alert",  "crit", "error",
+	                              "warning", "notice", "info", "debug"};
 	/* One fprintf per line keeps lines from different threads whole. */
 	fprintf(stderr, "%s.%03ld %s[%s]: %s\n", when, ts.tv_nsec / 1000000, log_ident,
-		names[level & 7], buf);
+	        names[level & 7], buf);
 }
 
-bool log_ratelimit(log_ratelimit_t *rl, unsigned burst, unsigned window_s,
-		   unsigned *suppressed_out)
+bool log_ratelimit(log_ratelimit_t *rl, unsigned burst, unsigned window_s, unsigned *suppressed_out)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);

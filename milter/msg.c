@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define MSG_ARENA_CHUNK_BYTES (64 * 1024)
+#define MSG_ARENA_CHUNK_BYTES  (64 * 1024)
 #define MSG_INITIAL_BODY_BYTES (16 * 1024)
 
 struct msg_hdr {
@@ -59,9 +59,18 @@ static const char *msg_dup(msg_t *m, const char *s)
 	return s ? arena_strdup(m->arena, s) : NULL;
 }
 
-void msg_set_queue_id(msg_t *m, const char *id) { m->queue_id = msg_dup(m, id); }
-void msg_set_helo(msg_t *m, const char *helo) { m->helo = msg_dup(m, helo); }
-void msg_set_auth(msg_t *m, const char *authen) { m->auth = msg_dup(m, authen); }
+void msg_set_queue_id(msg_t *m, const char *id)
+{
+	m->queue_id = msg_dup(m, id);
+}
+void msg_set_helo(msg_t *m, const char *helo)
+{
+	m->helo = msg_dup(m, helo);
+}
+void msg_set_auth(msg_t *m, const char *authen)
+{
+	m->auth = msg_dup(m, authen);
+}
 
 void msg_set_client(msg_t *m, const char *ip, const char *hostname)
 {
@@ -104,14 +113,38 @@ void msg_add_rcpt(msg_t *m, const char *rcpt)
 	m->rcpt[m->n_rcpt++] = msg_strip_path(m, rcpt);
 }
 
-const char *msg_queue_id(const msg_t *m) { return m->queue_id ? m->queue_id : "NOQUEUE"; }
-const char *msg_client_ip(const msg_t *m) { return m->client_ip; }
-const char *msg_client_name(const msg_t *m) { return m->client_name; }
-const char *msg_helo(const msg_t *m) { return m->helo; }
-const char *msg_mail_from(const msg_t *m) { return m->mail_from; }
-const char *msg_auth(const msg_t *m) { return m->auth; }
-size_t msg_rcpt_count(const msg_t *m) { return m->n_rcpt; }
-const char *msg_rcpt(const msg_t *m, size_t i) { return i < m->n_rcpt ? m->rcpt[i] : NULL; }
+const char *msg_queue_id(const msg_t *m)
+{
+	return m->queue_id ? m->queue_id : "NOQUEUE";
+}
+const char *msg_client_ip(const msg_t *m)
+{
+	return m->client_ip;
+}
+const char *msg_client_name(const msg_t *m)
+{
+	return m->client_name;
+}
+const char *msg_helo(const msg_t *m)
+{
+	return m->helo;
+}
+const char *msg_mail_from(const msg_t *m)
+{
+	return m->mail_from;
+}
+const char *msg_auth(const msg_t *m)
+{
+	return m->auth;
+}
+size_t msg_rcpt_count(const msg_t *m)
+{
+	return m->n_rcpt;
+}
+const char *msg_rcpt(const msg_t *m, size_t i)
+{
+	return i < m->n_rcpt ? m->rcpt[i] : NULL;
+}
 
 /* Copies s dropping every "\r" that precedes "\n" (CRLF folds to LF). */
 static char *msg_dup_lf(msg_t *m, const char *s, size_t n)
@@ -127,7 +160,7 @@ static char *msg_dup_lf(msg_t *m, const char *s, size_t n)
 }
 
 static void msg_push_header(msg_t *m, const char *name, size_t name_len, const char *value,
-			    size_t value_len)
+                            size_t value_len)
 {
 	if (m->n_hdr == m->cap_hdr) {
 		size_t cap = m->cap_hdr ? m->cap_hdr * 2 : 32;
@@ -155,9 +188,18 @@ void msg_add_header(msg_t *m, const char *name, const char *value)
 	msg_push_header(m, name, strlen(name), value, strlen(value));
 }
 
-size_t msg_header_count(const msg_t *m) { return m->n_hdr; }
-const char *msg_header_name(const msg_t *m, size_t i) { return i < m->n_hdr ? m->hdr[i].name : NULL; }
-const char *msg_header_value(const msg_t *m, size_t i) { return i < m->n_hdr ? m->hdr[i].value : NULL; }
+size_t msg_header_count(const msg_t *m)
+{
+	return m->n_hdr;
+}
+const char *msg_header_name(const msg_t *m, size_t i)
+{
+	return i < m->n_hdr ? m->hdr[i].name : NULL;
+}
+const char *msg_header_value(const msg_t *m, size_t i)
+{
+	return i < m->n_hdr ? m->hdr[i].value : NULL;
+}
 
 const char *msg_header_get(const msg_t *m, const char *name, size_t nth)
 {
@@ -234,8 +276,14 @@ const char *msg_body(const msg_t *m, size_t *len)
 	return m->body.data;
 }
 
-bool msg_truncated(const msg_t *m) { return m->truncated; }
-uint64_t msg_body_size(const msg_t *m) { return m->body_seen; }
+bool msg_truncated(const msg_t *m)
+{
+	return m->truncated;
+}
+uint64_t msg_body_size(const msg_t *m)
+{
+	return m->body_seen;
+}
 
 static bool msg_is_field_name_char(unsigned char c)
 {
@@ -285,7 +333,7 @@ void msg_parse_raw(msg_t *m, const char *data, size_t len)
 				break;
 		}
 		msg_push_header(m, data + name_start, name_end - name_start, data + value_start,
-				i - value_start);
+		                i - value_start);
 	}
 	if (i < len)
 		msg_append_body(m, data + i, len - i);

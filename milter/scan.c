@@ -83,13 +83,16 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 	conf_str(c, "log_level", "info", &level, d);
 	s->log_level = log_level_parse(level);
 	if (s->log_level < 0) {
-		diag_error(d, conf_path(c), 0, "log_level: expected err, warning, notice, info or debug, got '%s'",
-			   level);
+		diag_error(d, conf_path(c), 0,
+		           "log_level: expected err, warning, notice, info or debug, got '%s'",
+		           level);
 		s->log_level = LOG_L_INFO;
 	}
 	if (log_facility_parse(s->log_facility) < 0)
-		diag_error(d, conf_path(c), 0, "log_facility: unknown facility '%s'", s->log_facility);
-	conf_size(c, "max_message_size", 10 << 20, 1024, (uint64_t)1 << 31, &s->max_message_bytes, d);
+		diag_error(d, conf_path(c), 0, "log_facility: unknown facility '%s'",
+		           s->log_facility);
+	conf_size(c, "max_message_size", 10 << 20, 1024, (uint64_t)1 << 31, &s->max_message_bytes,
+	          d);
 	conf_long(c, "mime_max_depth", 20, 1, 1000, &n, d);
 	s->mime.max_depth = (unsigned)n;
 	conf_long(c, "mime_max_parts", 500, 1, 100000, &n, d);
@@ -102,7 +105,7 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 	if (strncmp(s->socket, "unix:", 5) != 0 && strncmp(s->socket, "local:", 6) != 0 &&
 	    strncmp(s->socket, "inet:", 5) != 0 && strncmp(s->socket, "inet6:", 6) != 0)
 		diag_error(d, conf_path(c), 0,
-			   "socket: expected unix:/path or inet:port@host, got '%s'", s->socket);
+		           "socket: expected unix:/path or inet:port@host, got '%s'", s->socket);
 	if (s->state_dir[0] != '/') {
 		/* Relative state dirs would move with the daemon's chdir("/"). */
 		char cwd[4096];
@@ -153,9 +156,18 @@ scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env_in, d
 	return g;
 }
 
-const scan_settings_t *scan_gen_settings(const scan_gen_t *g) { return &g->settings; }
-const verdict_policy_t *scan_gen_policy(const scan_gen_t *g) { return &g->policy; }
-conf_t *scan_gen_conf(const scan_gen_t *g) { return g->conf; }
+const scan_settings_t *scan_gen_settings(const scan_gen_t *g)
+{
+	return &g->settings;
+}
+const verdict_policy_t *scan_gen_policy(const scan_gen_t *g)
+{
+	return &g->policy;
+}
+conf_t *scan_gen_conf(const scan_gen_t *g)
+{
+	return g->conf;
+}
 
 void *scan_gen_module(const scan_gen_t *g, const char *name)
 {
@@ -223,7 +235,10 @@ scan_conn_t *scan_conn_begin(scan_gen_t *g, const ev_conn_info_t *ci)
 	return c;
 }
 
-scan_gen_t *scan_conn_gen(scan_conn_t *c) { return c->gen; }
+scan_gen_t *scan_conn_gen(scan_conn_t *c)
+{
+	return c->gen;
+}
 
 void scan_conn_end(scan_conn_t *c)
 {
@@ -274,7 +289,8 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 	r->score = hits_total(r->hits);
 	r->action = verdict_decide(&c->gen->policy, r->score);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	r->elapsed_ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	r->elapsed_ms =
+	    (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
 	return r;
 }
 
@@ -283,7 +299,7 @@ void scan_verdict_done(scan_conn_t *c, msg_t *m, const scan_result_t *r)
 	for (size_t i = 0; i < SCAN_N_MODULES; i++)
 		if (c->gen->mod[i] != NULL && scan_modules[i]->verdict != NULL)
 			scan_modules[i]->verdict(c->gen->mod[i], c->mod[i], m, r->mime, r->hits,
-						 r->score, (int)r->action);
+			                         r->score, (int)r->action);
 }
 
 char *scan_read_file(const char *path, size_t *len)

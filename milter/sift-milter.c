@@ -36,11 +36,11 @@ static struct options opts;
 static void usage(FILE *fp)
 {
 	fprintf(fp, "usage: sift-milter [-c FILE] [-d STATEDIR] [-p SOCKET] [-f]\n"
-		    "  -c FILE      configuration file (default: built-in defaults)\n"
-		    "  -d DIR       state directory (LMDB stores, pid file)\n"
-		    "  -p SOCKET    unix:/path or inet:port@host\n"
-		    "  -f           stay in the foreground, log to stderr\n"
-		    "  -V           print the version\n");
+	            "  -c FILE      configuration file (default: built-in defaults)\n"
+	            "  -d DIR       state directory (LMDB stores, pid file)\n"
+	            "  -p SOCKET    unix:/path or inet:port@host\n"
+	            "  -f           stay in the foreground, log to stderr\n"
+	            "  -V           print the version\n");
 }
 
 /* Loads the configuration and applies the command-line flags over it. */
@@ -63,7 +63,7 @@ static void log_diag(const diag_t *d)
 {
 	for (size_t i = 0; i < diag_count(d); i++)
 		log_msg(diag_level(d, i) == DIAG_ERROR ? LOG_L_ERR : LOG_L_WARNING, "%s",
-			diag_text(d, i));
+		        diag_text(d, i));
 }
 
 /* Called from libmilter's signal thread on SIGHUP. */
@@ -74,13 +74,15 @@ static void reload(void)
 	scan_gen_t *g = load_generation(cur, d);
 	log_diag(d);
 	if (g == NULL) {
-		log_msg(LOG_L_ERR, "reload refused: %zu error(s); the previous configuration stays live",
-			diag_errors(d));
+		log_msg(LOG_L_ERR,
+		        "reload refused: %zu error(s); the previous configuration stays live",
+		        diag_errors(d));
 	} else {
 		const scan_settings_t *s = scan_gen_settings(g);
 		log_setup("sift-milter", s->log_sink, s->log_facility, s->log_level);
 		if (strcmp(s->socket, scan_gen_settings(cur)->socket) != 0)
-			log_msg(LOG_L_WARNING, "socket changed to %s: takes effect at restart", s->socket);
+			log_msg(LOG_L_WARNING, "socket changed to %s: takes effect at restart",
+			        s->socket);
 		scan_gen_publish(g);
 		scan_gen_unref(g);
 		log_msg(LOG_L_NOTICE, "configuration reloaded");
@@ -210,19 +212,22 @@ int main(int argc, char **argv)
 	diag_t *d = diag_new();
 	/* The state dir must exist before stores under it are opened. */
 	if (opts.state_dir && make_dir(opts.state_dir) < 0) {
-		fprintf(stderr, "sift-milter: cannot create %s: %s\n", opts.state_dir, strerror(errno));
+		fprintf(stderr, "sift-milter: cannot create %s: %s\n", opts.state_dir,
+		        strerror(errno));
 		return 1;
 	}
 	scan_gen_t *g = load_generation(NULL, d);
 	diag_print(d, stderr, 1);
 	if (g == NULL) {
-		fprintf(stderr, "sift-milter: %zu configuration error(s), not starting\n", diag_errors(d));
+		fprintf(stderr, "sift-milter: %zu configuration error(s), not starting\n",
+		        diag_errors(d));
 		return 1;
 	}
 	diag_free(d);
 	const scan_settings_t *s = scan_gen_settings(g);
 	if (make_dir(s->state_dir) < 0) {
-		fprintf(stderr, "sift-milter: cannot create %s: %s\n", s->state_dir, strerror(errno));
+		fprintf(stderr, "sift-milter: cannot create %s: %s\n", s->state_dir,
+		        strerror(errno));
 		return 1;
 	}
 	char err[512];
@@ -236,7 +241,7 @@ int main(int argc, char **argv)
 	}
 	if (write_pid_file(s->pid_file) < 0)
 		fprintf(stderr, "sift-milter: cannot write pid file %s: %s\n", s->pid_file,
-			strerror(errno));
+		        strerror(errno));
 	if (drop_privileges(s) < 0)
 		return 1;
 	log_setup("sift-milter", s->log_sink, s->log_facility, s->log_level);

@@ -23,8 +23,8 @@
 #include "scan.h"
 
 #define SIFT_MAX_CLI_RULE_PATHS 64
-#define SIFT_MAX_WALK_DEPTH 16
-#define SIFT_TIMING_TOP_N 30
+#define SIFT_MAX_WALK_DEPTH     16
+#define SIFT_TIMING_TOP_N       30
 
 struct global_opts {
 	const char *conf_path;
@@ -33,19 +33,20 @@ struct global_opts {
 
 static void usage(FILE *fp)
 {
-	fprintf(fp,
-		"usage: sift [-c FILE] [-d DIR] COMMAND [ARGS...]\n"
-		"commands:\n"
-		"  check [--tsv] [--timing] [-r PATH]... [--ip IP] [--helo NAME] [--from ADDR] FILE|DIR...\n"
-		"                     score messages offline and explain every point\n"
-		"  lint [FILE|DIR...] validate the configuration and rules (default: the configured ones)\n"
-		"  learn --spam|--ham [--forget] FILE|DIR|MBOX...\n"
-		"                     train the Bayes store (or forget messages)\n"
-		"  bayes stats|dump|load|expire|compact\n"
-		"                     maintain the Bayes store\n"
-		"  block add|del|list|export ...\n"
-		"                     manage the shared block and allow lists\n"
-		"  version            print the version\n");
+	fprintf(fp, "usage: sift [-c FILE] [-d DIR] COMMAND [ARGS...]\n"
+	            "commands:\n"
+	            "  check [--tsv] [--timing] [-r PATH]... [--ip IP] [--helo NAME] [--from ADDR] "
+	            "FILE|DIR...\n"
+	            "                     score messages offline and explain every point\n"
+	            "  lint [FILE|DIR...] validate the configuration and rules (default: the "
+	            "configured ones)\n"
+	            "  learn --spam|--ham [--forget] FILE|DIR|MBOX...\n"
+	            "                     train the Bayes store (or forget messages)\n"
+	            "  bayes stats|dump|load|expire|compact\n"
+	            "                     maintain the Bayes store\n"
+	            "  block add|del|list|export ...\n"
+	            "                     manage the shared block and allow lists\n"
+	            "  version            print the version\n");
 }
 
 /* Loads the configuration named by -c (or the defaults) with -d applied. */
@@ -75,7 +76,8 @@ static void print_explained(const char *file, const scan_result_t *r)
 	       verdict_action_name(r->action), r->elapsed_ms);
 	for (size_t i = 0; i < hits_count(r->hits); i++) {
 		const hit_t *h = hits_at(r->hits, i);
-		printf("  %7.2f  %-6s %-28s %s\n", h->score, h->source, h->name, h->desc ? h->desc : "");
+		printf("  %7.2f  %-6s %-28s %s\n", h->score, h->source, h->name,
+		       h->desc ? h->desc : "");
 		if (h->detail)
 			printf("%20s %s\n", "", h->detail);
 	}
@@ -192,11 +194,13 @@ static void check_path(scan_gen_t *g, const char *path, struct check_opts *o, in
 
 static int cmd_check(cli_ctx_t *ctx, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"tsv", no_argument, NULL, 't'},   {"timing", no_argument, NULL, 'T'},
-	    {"rules", required_argument, NULL, 'r'}, {"ip", required_argument, NULL, 'i'},
-	    {"helo", required_argument, NULL, 'H'}, {"from", required_argument, NULL, 'f'},
-	    {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {{"tsv", no_argument, NULL, 't'},
+	                                         {"timing", no_argument, NULL, 'T'},
+	                                         {"rules", required_argument, NULL, 'r'},
+	                                         {"ip", required_argument, NULL, 'i'},
+	                                         {"helo", required_argument, NULL, 'H'},
+	                                         {"from", required_argument, NULL, 'f'},
+	                                         {NULL, 0, NULL, 0}};
 	struct check_opts o = {0};
 	int ch;
 	optind = 0; /* argv[0] is the command; 0 also resets glibc's getopt state */
@@ -231,7 +235,7 @@ static int cmd_check(cli_ctx_t *ctx, int argc, char **argv)
 	}
 	if (rs != NULL && rules_errors_total(rs) > 0)
 		fprintf(stderr, "sift: %llu rule evaluation(s) hit a regex limit (see the log)\n",
-			(unsigned long long)rules_errors_total(rs));
+		        (unsigned long long)rules_errors_total(rs));
 	scan_gen_unref(g);
 	return o.failures ? 1 : 0;
 }
@@ -284,12 +288,8 @@ static const struct {
 	const char *name;
 	cli_cmd_fn fn;
 } commands[] = {
-    {"check", cmd_check},
-    {"lint", cmd_lint},
-    {"learn", bayes_cmd_learn},
-    {"bayes", bayes_cmd_bayes},
-    {"block", rep_cmd_block},
-    {"version", cmd_version},
+    {"check", cmd_check},       {"lint", cmd_lint},       {"learn", bayes_cmd_learn},
+    {"bayes", bayes_cmd_bayes}, {"block", rep_cmd_block}, {"version", cmd_version},
 };
 
 int main(int argc, char **argv)

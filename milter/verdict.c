@@ -13,8 +13,8 @@
 
 #define VERDICT_HEADER_VALUE_MAX_BYTES 900
 
-static const char *const verdict_names[VERDICT_N_ACTIONS] = {
-    "accept", "add_header", "quarantine", "tempfail", "reject"};
+static const char *const verdict_names[VERDICT_N_ACTIONS] = {"accept", "add_header", "quarantine",
+                                                             "tempfail", "reject"};
 
 const char *verdict_action_name(verdict_action_t a)
 {
@@ -43,14 +43,16 @@ int verdict_policy_read(conf_t *c, verdict_policy_t *p, diag_t *d)
 	long n;
 
 	p->threshold[VERDICT_ACCEPT] = -INFINITY;
-	conf_double_or_off(c, "add_header_score", 5.0, INFINITY, &p->threshold[VERDICT_ADD_HEADER], d);
+	conf_double_or_off(c, "add_header_score", 5.0, INFINITY, &p->threshold[VERDICT_ADD_HEADER],
+	                   d);
 	conf_double_or_off(c, "quarantine_score", INFINITY, INFINITY,
-			   &p->threshold[VERDICT_QUARANTINE], d);
-	conf_double_or_off(c, "tempfail_score", INFINITY, INFINITY, &p->threshold[VERDICT_TEMPFAIL], d);
+	                   &p->threshold[VERDICT_QUARANTINE], d);
+	conf_double_or_off(c, "tempfail_score", INFINITY, INFINITY, &p->threshold[VERDICT_TEMPFAIL],
+	                   d);
 	conf_double_or_off(c, "reject_score", 15.0, INFINITY, &p->threshold[VERDICT_REJECT], d);
 	conf_str(c, "reject_reply", "550 5.7.1 Message rejected as spam", &p->reject_reply, d);
 	conf_str(c, "tempfail_reply", "451 4.7.1 Message deferred, try again later",
-		 &p->tempfail_reply, d);
+	         &p->tempfail_reply, d);
 	conf_str(c, "header_prefix", "X-Spam", &p->header_prefix, d);
 	conf_enum(c, "add_headers", add, VERDICT_HDR_ALL, &v, d);
 	p->add_headers = (verdict_add_headers_t)v;
@@ -63,15 +65,16 @@ int verdict_policy_read(conf_t *c, verdict_policy_t *p, diag_t *d)
 
 	if (verdict_check_reply(p->reject_reply, '5') < 0)
 		diag_error(d, conf_path(c), 0,
-			   "reject_reply must be a 5xx code, a space and text without '%%': '%s'",
-			   p->reject_reply);
+		           "reject_reply must be a 5xx code, a space and text without '%%': '%s'",
+		           p->reject_reply);
 	if (verdict_check_reply(p->tempfail_reply, '4') < 0)
 		diag_error(d, conf_path(c), 0,
-			   "tempfail_reply must be a 4xx code, a space and text without '%%': '%s'",
-			   p->tempfail_reply);
+		           "tempfail_reply must be a 4xx code, a space and text without '%%': '%s'",
+		           p->tempfail_reply);
 	for (const char *s = p->header_prefix; *s; s++)
 		if (!(isalnum((unsigned char)*s) || *s == '-')) {
-			diag_error(d, conf_path(c), 0, "header_prefix may hold letters, digits and '-'");
+			diag_error(d, conf_path(c), 0,
+			           "header_prefix may hold letters, digits and '-'");
 			break;
 		}
 	return diag_errors(d) > before ? -1 : 0;
@@ -104,8 +107,8 @@ double verdict_spam_threshold(const verdict_policy_t *p)
 	return t;
 }
 
-size_t verdict_headers(const verdict_policy_t *p, arena_t *a, double score,
-		       verdict_action_t action, const hits_t *h, verdict_header_t out[4])
+size_t verdict_headers(const verdict_policy_t *p, arena_t *a, double score, verdict_action_t action,
+                       const hits_t *h, verdict_header_t out[4])
 {
 	bool spam = action != VERDICT_ACCEPT;
 	size_t n = 0;
@@ -127,18 +130,19 @@ size_t verdict_headers(const verdict_policy_t *p, arena_t *a, double score,
 	if (listed == 0)
 		abuf_puts(&tests, "none");
 	out[n++] = (verdict_header_t){arena_sprintf(a, "%s-Score", p->header_prefix),
-				      arena_sprintf(a, "%.1f", score)};
+	                              arena_sprintf(a, "%.1f", score)};
 	if (isfinite(req))
-		out[n++] = (verdict_header_t){
-		    arena_sprintf(a, "%s-Status", p->header_prefix),
-		    arena_sprintf(a, "%s, score=%.1f required=%.1f tests=%s", spam ? "Yes" : "No",
-				  score, req, tests.data)};
+		out[n++] =
+		    (verdict_header_t){arena_sprintf(a, "%s-Status", p->header_prefix),
+		                       arena_sprintf(a, "%s, score=%.1f required=%.1f tests=%s",
+		                                     spam ? "Yes" : "No", score, req, tests.data)};
 	else
-		out[n++] = (verdict_header_t){
-		    arena_sprintf(a, "%s-Status", p->header_prefix),
-		    arena_sprintf(a, "%s, score=%.1f tests=%s", spam ? "Yes" : "No", score, tests.data)};
+		out[n++] =
+		    (verdict_header_t){arena_sprintf(a, "%s-Status", p->header_prefix),
+		                       arena_sprintf(a, "%s, score=%.1f tests=%s",
+		                                     spam ? "Yes" : "No", score, tests.data)};
 	out[n++] = (verdict_header_t){arena_sprintf(a, "%s-Action", p->header_prefix),
-				      verdict_action_name(action)};
+	                              verdict_action_name(action)};
 	if (spam)
 		out[n++] = (verdict_header_t){arena_sprintf(a, "%s-Flag", p->header_prefix), "YES"};
 	return n;
@@ -146,8 +150,8 @@ size_t verdict_headers(const verdict_policy_t *p, arena_t *a, double score,
 
 bool verdict_is_own_header(const verdict_policy_t *p, const char *name)
 {
-	static const char *const suffixes[] = {"-Score", "-Status", "-Action", "-Flag", "-Report",
-					       "-Level"};
+	static const char *const suffixes[] = {"-Score", "-Status", "-Action",
+	                                       "-Flag",  "-Report", "-Level"};
 	size_t plen = strlen(p->header_prefix);
 	if (strncasecmp(name, p->header_prefix, plen) != 0)
 		return false;

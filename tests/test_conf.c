@@ -17,9 +17,9 @@ Test(conf, values_comments_and_quotes)
 {
 	diag_t *d = diag_new();
 	conf_t *c = conf_parse("t.conf",
-			       "# comment\n\nsocket = unix:/run/s.sock  # trailing\n"
-			       "reject_reply = \"550 5.7.1 no # thanks \"\n",
-			       d);
+	                       "# comment\n\nsocket = unix:/run/s.sock  # trailing\n"
+	                       "reject_reply = \"550 5.7.1 no # thanks \"\n",
+	                       d);
 	cr_assert_not_null(c);
 	const char *v;
 	conf_str(c, "socket", NULL, &v, d);
@@ -56,9 +56,9 @@ Test(conf, typed_values_and_ranges)
 {
 	diag_t *d = diag_new();
 	conf_t *c = conf_parse("t.conf",
-			       "size = 10M\nms = 250ms\nsecs = 2\nflag = yes\nn = 12\nbadn = 12x\n"
-			       "big = 99\nscore = off\nf = 2.5\n",
-			       d);
+	                       "size = 10M\nms = 250ms\nsecs = 2\nflag = yes\nn = 12\nbadn = 12x\n"
+	                       "big = 99\nscore = off\nf = 2.5\n",
+	                       d);
 	uint64_t sz;
 	long ms, n;
 	bool b;

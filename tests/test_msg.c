@@ -8,7 +8,7 @@ Test(msg, parse_raw_splits_headers_and_body)
 {
 	msg_t *m = msg_new(1 << 20);
 	const char raw[] = "From: a@example.com\r\nSubject: hello\r\n\tworld\r\nX-Empty:\r\n\r\n"
-			   "line one\r\nline two\r\n";
+	                   "line one\r\nline two\r\n";
 	msg_parse_raw(m, raw, sizeof(raw) - 1);
 	cr_assert_eq(msg_header_count(m), 3);
 	cr_assert_str_eq(msg_header_get(m, "subject", 0), "hello\n\tworld");

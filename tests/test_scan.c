@@ -25,7 +25,7 @@ static scan_gen_t *gen_from(const char *text, diag_t *d)
 {
 	char buf[4096];
 	snprintf(buf, sizeof(buf), "state_dir = %s\nrules = %s/scan/test.cf\n%s", state_dir,
-		 TEST_DATADIR, text);
+	         TEST_DATADIR, text);
 	conf_t *c = conf_parse("test.conf", buf, d);
 	cr_assert_not_null(c);
 	ev_env_t env = {.state_dir = NULL, .offline = true};
@@ -99,8 +99,8 @@ Test(scan, unknown_key_fails_the_generation_with_its_line, .init = setup, .fini 
 	diag_free(d);
 }
 
-Test(scan, published_generation_outlives_its_replacement_while_referenced,
-     .init = setup, .fini = teardown)
+Test(scan, published_generation_outlives_its_replacement_while_referenced, .init = setup,
+     .fini = teardown)
 {
 	diag_t *d = diag_new();
 	scan_gen_t *g1 = gen_from("", d);

@@ -31,7 +31,8 @@ static verdict_policy_t policy(const char *text)
 
 Test(verdict, highest_reached_threshold_wins)
 {
-	verdict_policy_t p = policy("add_header_score = 5\nquarantine_score = 8\nreject_score = 12\n");
+	verdict_policy_t p =
+	    policy("add_header_score = 5\nquarantine_score = 8\nreject_score = 12\n");
 	cr_assert_eq(verdict_decide(&p, 4.9), VERDICT_ACCEPT);
 	cr_assert_eq(verdict_decide(&p, 5), VERDICT_ADD_HEADER);
 	cr_assert_eq(verdict_decide(&p, 9), VERDICT_QUARANTINE);
@@ -41,7 +42,8 @@ Test(verdict, highest_reached_threshold_wins)
 
 Test(verdict, off_thresholds_never_apply)
 {
-	verdict_policy_t p = policy("add_header_score = off\nreject_score = off\ntempfail_score = 7\n");
+	verdict_policy_t p =
+	    policy("add_header_score = off\nreject_score = off\ntempfail_score = 7\n");
 	cr_assert_eq(verdict_decide(&p, 100), VERDICT_TEMPFAIL);
 	cr_assert_eq(verdict_decide(&p, 6.9), VERDICT_ACCEPT);
 	cr_assert_float_eq(verdict_spam_threshold(&p), 7, 1e-9);
