@@ -994,8 +994,8 @@ Test(rules, capture_rules_use_a_value_captured_by_another_rule)
 Test(rules, relays_pseudo_fields_follow_the_received_chain)
 {
 	rules_t *r = load("header RDNS_NONE X-Spam-Relays-Untrusted =~ /^[^\\]]+ rdns= /\n"
-			  "header FIRST_IP X-Spam-Relays-External =~ /^\\[ ip=203\\.0\\.113\\.9 /\n"
-			  "header TRUSTED_LOCAL X-Spam-Relays-Trusted =~ /ip=127\\.0\\.0\\.1 /\n");
+	                  "header FIRST_IP X-Spam-Relays-External =~ /^\\[ ip=203\\.0\\.113\\.9 /\n"
+	                  "header TRUSTED_LOCAL X-Spam-Relays-Trusted =~ /ip=127\\.0\\.0\\.1 /\n");
 	const char *no_rdns =
 	    "Received: from localhost (localhost [127.0.0.1])\n\tby mx.example.org (Postfix) "
 	    "with ESMTP id 1A2B\n\tfor <u@example.org>; Mon, 2 Jan 2023 10:00:00 +0000\n"
@@ -1018,15 +1018,16 @@ Test(rules, relays_pseudo_fields_follow_the_received_chain)
 
 Test(rules, relays_start_with_the_smtp_client_in_the_milter)
 {
-	rules_t *r = load("header RDNS_NONE X-Spam-Relays-Untrusted =~ /^[^\\]]+ rdns= /\n"
-			  "header HELO_X X-Spam-Relays-Untrusted =~ /^\\[ ip=198\\.51\\.100\\.7 "
-			  "rdns=client\\.example\\.net helo=hello\\.example by=mx\\.example\\.org /\n");
+	rules_t *r =
+	    load("header RDNS_NONE X-Spam-Relays-Untrusted =~ /^[^\\]]+ rdns= /\n"
+	         "header HELO_X X-Spam-Relays-Untrusted =~ /^\\[ ip=198\\.51\\.100\\.7 "
+	         "rdns=client\\.example\\.net helo=hello\\.example by=mx\\.example\\.org /\n");
 	msg_t *m = msg_new(1 << 20);
 	msg_set_client(m, "198.51.100.7", "client.example.net");
 	msg_set_helo(m, "hello.example");
 	const char raw[] = "Received: from hello.example (client.example.net [198.51.100.7])\n"
-			   "\tby mx.example.org (Postfix) with ESMTP id 9F;\n"
-			   "\tMon, 2 Jan 2023 10:00:00 +0000\nSubject: s\n\nbody\n";
+	                   "\tby mx.example.org (Postfix) with ESMTP id 9F;\n"
+	                   "\tMon, 2 Jan 2023 10:00:00 +0000\nSubject: s\n\nbody\n";
 	msg_parse_raw(m, raw, sizeof(raw) - 1);
 	hits_t *h = hits_new(msg_arena(m));
 	rules_eval(r, m, mime_parse(m, &limits), h, 0);
