@@ -97,4 +97,16 @@ void scan_verdict_done(scan_conn_t *c, msg_t *m, const scan_result_t *r);
 /* Reads a whole file (for the CLI and tests); NULL + errno on failure. */
 char *scan_read_file(const char *path, size_t *len);
 
+/*
+ * Calls visit() for path if it is a file, or for every file below it if it
+ * is a directory: entries in sorted (strcmp) order, dot files skipped, at
+ * most max_depth directories deep. Problems (a missing path, an unreadable
+ * or too deep directory) go to fail() with an errno value (ELOOP for too
+ * deep). Stops early when visit() returns non-zero, and returns that value.
+ */
+typedef int (*scan_visit_fn)(const char *file, void *ud);
+typedef void (*scan_fail_fn)(const char *path, int err, void *ud);
+int scan_walk(const char *path, unsigned max_depth, scan_visit_fn visit, scan_fail_fn fail,
+              void *ud);
+
 #endif

@@ -7,15 +7,14 @@
 #include "config.h"
 
 #include "bayes.h"
+#include "scan.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #define LEARN_BATCH_MESSAGES          2000       /* messages per write transaction */
@@ -129,103 +128,35 @@ static void learn_mbox(learner_t *l, const char *data, size_t len)
 	}
 }
 
-static char *read_file(const char *path, size_t *len)
+/* One message file, or an mbox (split at its "From " lines). */
+static int learn_visit(const char *path, void *ud)
 {
-	FILE *fp = fopen(path, "rb");
-	struct stat st;
-	if (fp == NULL)
-		return NULL;
-	if (fstat(fileno(fp), &st) != 0) {
-		fclose(fp);
-		return NULL;
-	}
-	/* One allocation of the file's size (mboxes run to gigabytes). */
-	size_t cap = (size_t)st.st_size + 1, n = 0, r;
-	char *buf = malloc(cap);
-	while (buf != NULL && (r = fread(buf + n, 1, cap - n, fp)) > 0) {
-		n += r;
-		if (n == cap) { /* the file grew meanwhile */
-			char *nb = realloc(buf, cap * 2);
-			if (nb == NULL) {
-				free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-	}
-	int err = ferror(fp) ? errno : 0;
-	fclose(fp);
-	if (err != 0 || buf == NULL) {
-		free(buf);
-		errno = err ? err : ENOMEM;
-		return NULL;
-	}
-	*len = n;
-	return buf;
-}
-
-static int name_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void learn_path(learner_t *l, const char *path, int depth)
-{
-	struct stat st;
-	if (l->failed)
-		return;
-	if (stat(path, &st) != 0) {
-		fprintf(stderr, "sift learn: %s: %s\n", path, strerror(errno));
-		l->errors++;
-		return;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		if (depth >= LEARN_MAX_DEPTH)
-			return;
-		DIR *dir = opendir(path);
-		if (dir == NULL) {
-			fprintf(stderr, "sift learn: %s: %s\n", path, strerror(errno));
-			l->errors++;
-			return;
-		}
-		char **names = NULL;
-		size_t n = 0, cap = 0;
-		struct dirent *de;
-		while ((de = readdir(dir)) != NULL) {
-			if (de->d_name[0] == '.')
-				continue;
-			if (n == cap) {
-				cap = cap ? cap * 2 : 64;
-				names = xrealloc(names, cap * sizeof(*names));
-			}
-			size_t sz = strlen(path) + strlen(de->d_name) + 2;
-			names[n] = xrealloc(NULL, sz);
-			snprintf(names[n], sz, "%s/%s", path, de->d_name);
-			n++;
-		}
-		closedir(dir);
-		qsort(names, n, sizeof(*names), name_cmp);
-		for (size_t i = 0; i < n; i++) {
-			learn_path(l, names[i], depth + 1);
-			free(names[i]);
-		}
-		free(names);
-		return;
-	}
+	learner_t *l = ud;
 	size_t len;
-	char *data = read_file(path, &len);
+	if (l->failed)
+		return 1;
+	char *data = scan_read_file(path, &len);
 	if (data == NULL) {
 		fprintf(stderr, "sift learn: %s: %s\n", path, strerror(errno));
 		l->errors++;
-		return;
+		return 0;
 	}
 	if (len >= 5 && memcmp(data, "From ", 5) == 0)
 		learn_mbox(l, data, len);
 	else
 		learn_message(l, data, len);
 	free(data);
+	return l->failed ? 1 : 0;
+}
+
+static void learn_fail(const char *path, int err, void *ud)
+{
+	learner_t *l = ud;
+	/* Too deep a directory is skipped quietly, as before. */
+	if (err == ELOOP)
+		return;
+	fprintf(stderr, "sift learn: %s: %s\n", path, strerror(err));
+	l->errors++;
 }
 
 static double now_s(void)
@@ -292,7 +223,7 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	double t0 = now_s();
 	for (int i = optind; i < argc && !l.failed; i++)
-		learn_path(&l, argv[i], 0);
+		scan_walk(argv[i], LEARN_MAX_DEPTH, learn_visit, learn_fail, &l);
 	learner_flush(&l);
 	double dt = now_s() - t0;
 	bayes_store_unref(l.store);

@@ -7,6 +7,7 @@
 
 #include "scan.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -343,4 +344,65 @@ char *scan_read_file(const char *path, size_t *len)
 	buf[n] = '\0';
 	*len = n;
 	return buf;
+}
+
+static int scan_name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int scan_walk_at(const char *path, unsigned depth, unsigned max_depth, scan_visit_fn visit,
+                        scan_fail_fn fail, void *ud)
+{
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		fail(path, errno, ud);
+		return 0;
+	}
+	if (!S_ISDIR(st.st_mode))
+		return visit(path, ud);
+	if (depth >= max_depth) {
+		fail(path, ELOOP, ud);
+		return 0;
+	}
+	DIR *dir = opendir(path);
+	if (dir == NULL) {
+		fail(path, errno, ud);
+		return 0;
+	}
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			names = realloc(names, cap * sizeof(*names));
+			if (names == NULL)
+				abort();
+		}
+		size_t l = strlen(path) + strlen(de->d_name) + 2;
+		names[n] = malloc(l);
+		if (names[n] == NULL)
+			abort();
+		snprintf(names[n], l, "%s/%s", path, de->d_name);
+		n++;
+	}
+	closedir(dir);
+	qsort(names, n, sizeof(*names), scan_name_cmp);
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = scan_walk_at(names[i], depth + 1, max_depth, visit, fail, ud);
+		free(names[i]);
+	}
+	free(names);
+	return rc;
+}
+
+int scan_walk(const char *path, unsigned max_depth, scan_visit_fn visit, scan_fail_fn fail,
+              void *ud)
+{
+	return scan_walk_at(path, 0, max_depth, visit, fail, ud);
 }

@@ -5,7 +5,6 @@
  */
 #include "config.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -68,6 +67,11 @@ struct check_opts {
 	bool tsv, timing;
 	const char *ip, *helo, *from;
 	int failures;
+};
+
+struct check_walk {
+	scan_gen_t *g;
+	struct check_opts *o;
 };
 
 static void print_explained(const char *file, const scan_result_t *r)
@@ -137,59 +141,19 @@ static void check_one(scan_gen_t *g, const char *path, struct check_opts *o)
 	scan_conn_end(c);
 }
 
-static int path_cmp(const void *a, const void *b)
+static int check_visit(const char *file, void *ud)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	struct check_walk *w = ud;
+	check_one(w->g, file, w->o);
+	return 0;
 }
 
-/* Files in sorted order, directories recursively (dot files skipped). */
-static void check_path(scan_gen_t *g, const char *path, struct check_opts *o, int depth)
+static void check_fail(const char *path, int err, void *ud)
 {
-	struct stat st;
-	if (stat(path, &st) < 0) {
-		fprintf(stderr, "sift: %s: %s\n", path, strerror(errno));
-		o->failures++;
-		return;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		check_one(g, path, o);
-		return;
-	}
-	if (depth >= SIFT_MAX_WALK_DEPTH) {
-		fprintf(stderr, "sift: %s: directories nested too deep\n", path);
-		o->failures++;
-		return;
-	}
-	DIR *dir = opendir(path);
-	if (dir == NULL) {
-		fprintf(stderr, "sift: %s: %s\n", path, strerror(errno));
-		o->failures++;
-		return;
-	}
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
-	while ((de = readdir(dir)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			names = realloc(names, cap * sizeof(*names));
-			if (names == NULL)
-				abort();
-		}
-		size_t l = strlen(path) + strlen(de->d_name) + 2;
-		names[n] = malloc(l);
-		snprintf(names[n], l, "%s/%s", path, de->d_name);
-		n++;
-	}
-	closedir(dir);
-	qsort(names, n, sizeof(*names), path_cmp);
-	for (size_t i = 0; i < n; i++) {
-		check_path(g, names[i], o, depth + 1);
-		free(names[i]);
-	}
-	free(names);
+	struct check_walk *w = ud;
+	fprintf(stderr, "sift: %s: %s\n", path,
+	        err == ELOOP ? "directories nested too deep" : strerror(err));
+	w->o->failures++;
 }
 
 static int cmd_check(cli_ctx_t *ctx, int argc, char **argv)
@@ -224,8 +188,9 @@ static int cmd_check(cli_ctx_t *ctx, int argc, char **argv)
 	diag_print(ctx->diag, stderr, 0);
 	if (g == NULL)
 		return 1;
+	struct check_walk w = {g, &o};
 	for (int i = optind; i < argc; i++)
-		check_path(g, argv[i], &o, 0);
+		scan_walk(argv[i], SIFT_MAX_WALK_DEPTH, check_visit, check_fail, &w);
 	rules_t *rs = scan_gen_module(g, "rules");
 	if (o.timing && rs != NULL) {
 		/* On stderr with --tsv, so the TSV stays one line per message. */

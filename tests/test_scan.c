@@ -1,5 +1,7 @@
 /* Tests of the pipeline: generations, scoring end to end, reload rules. */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,4 +153,63 @@ Test(scan, every_error_is_reported_not_just_the_first, .init = setup, .fini = te
 	cr_assert(rules_err);
 	cr_assert(key_err);
 	diag_free(d);
+}
+
+struct walk_log {
+	char seen[8][256];
+	int n, fails, last_err;
+};
+
+static int walk_visit(const char *file, void *ud)
+{
+	struct walk_log *w = ud;
+	if (w->n < 8)
+		snprintf(w->seen[w->n], sizeof(w->seen[0]), "%s", file + strlen(state_dir));
+	w->n++;
+	return 0;
+}
+
+static void walk_fail(const char *path, int err, void *ud)
+{
+	struct walk_log *w = ud;
+	w->fails++;
+	w->last_err = err;
+}
+
+static void touch(const char *rel)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/%s", state_dir, rel);
+	FILE *fp = fopen(p, "w");
+	cr_assert_not_null(fp, "%s", p);
+	fclose(fp);
+}
+
+Test(scan, walk_visits_files_sorted_skipping_dot_files_and_bounds_depth, .init = setup,
+     .fini = teardown)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/b", state_dir);
+	cr_assert_eq(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/b/deep", state_dir);
+	cr_assert_eq(mkdir(p, 0755), 0);
+	touch("c.eml");
+	touch("a.eml");
+	touch(".hidden");
+	touch("b/x.eml");
+	touch("b/deep/y.eml");
+	struct walk_log w = {0};
+	scan_walk(state_dir, 2, walk_visit, walk_fail, &w);
+	cr_assert_eq(w.n, 3);
+	cr_assert_str_eq(w.seen[0], "/a.eml");
+	cr_assert_str_eq(w.seen[1], "/b/x.eml");
+	cr_assert_str_eq(w.seen[2], "/c.eml");
+	/* b/deep is a third level: refused, and said so. */
+	cr_assert_eq(w.fails, 1);
+	cr_assert_eq(w.last_err, ELOOP);
+	struct walk_log m = {0};
+	snprintf(p, sizeof(p), "%s/missing", state_dir);
+	scan_walk(p, 2, walk_visit, walk_fail, &m);
+	cr_assert_eq(m.n, 0);
+	cr_assert_eq(m.last_err, ENOENT);
 }
