@@ -287,6 +287,34 @@ static int txn_commit(bayes_store_t *s, MDB_txn *txn)
 	return rc;
 }
 
+/*
+ * A read transaction starts from the transaction id the last writer
+ * published in the lock file, which LMDB stores only after the new meta
+ * page is written (a synchronous write). A writer killed in between (a
+ * `sift learn` stopped with SIGKILL) leaves that batch committed in the
+ * file but unpublished until the next writer recovers the dead owner's
+ * mutex and starts from the newer meta page. Lookups may see the older
+ * snapshot meanwhile (only consistency is promised to them, and they must
+ * never wait for a writer), but stats and dump report the store as it is:
+ * when the file holds a newer meta page than their snapshot, they take and
+ * drop the write lock once (recovering a dead writer, or waiting out a
+ * live one's commit) and start again.
+ */
+static int read_begin(bayes_store_t *s, MDB_txn **txn)
+{
+	int rc = txn_begin(s, MDB_RDONLY, txn);
+	if (rc != 0)
+		return rc;
+	MDB_envinfo info;
+	if (mdb_env_info(s->env, &info) != 0 || mdb_txn_id(*txn) >= info.me_last_txnid)
+		return 0;
+	txn_abort(s, *txn);
+	MDB_txn *w;
+	if (txn_begin(s, 0, &w) == 0)
+		txn_abort(s, w);
+	return txn_begin(s, MDB_RDONLY, txn);
+}
+
 static int mkdir_p(const char *path, mode_t mode)
 {
 	char *tmp = strdup(path);
@@ -878,7 +906,7 @@ int bayes_store_stats(bayes_store_t *s, bayes_stats_t *st)
 	mdb_reader_list(s->env, count_reader, &st->readers);
 
 	MDB_txn *txn;
-	int rc = txn_begin(s, MDB_RDONLY, &txn);
+	int rc = read_begin(s, &txn);
 	if (rc != 0)
 		return map_err(rc);
 	rc = read_totals(txn, s->meta, &st->totals);
@@ -952,7 +980,7 @@ int bayes_store_dump(bayes_store_t *s, FILE *fp)
 	MDB_txn *txn;
 	MDB_cursor *cur;
 	MDB_val k, v;
-	int rc = txn_begin(s, MDB_RDONLY, &txn);
+	int rc = read_begin(s, &txn);
 	if (rc != 0)
 		return map_err(rc);
 	bayes_totals_t t;
