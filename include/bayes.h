@@ -47,7 +47,12 @@
  *	are never blocked by the writer; all writes go through
  *	bayes_store_apply(), one write transaction per batch. Stale reader
  *	slots of killed processes are cleared when the store is opened, before
- *	each write batch and by bayes_store_stats().
+ *	each write batch and by bayes_store_stats(). A writer killed between
+ *	writing its meta page and announcing it leaves a batch that new read
+ *	transactions do not see yet: lookups live with that (they never wait
+ *	for a writer; the next write publishes it), while bayes_store_stats()
+ *	and bayes_store_dump() take the write lock once to have LMDB recover
+ *	it, so their counts match what the file holds.
  *
  *	A store is opened once per process per path (LMDB forbids opening one
  *	environment twice in a process): bayes_store_open() returns a new
