@@ -485,10 +485,25 @@ static int conv_append(abuf_t *out, const char *cs, const char *s, size_t n, boo
 	iconv_t cd = ic_get(name, &owned);
 	if (cd == (iconv_t)-1)
 		return -1;
+	size_t start = out->len;
 	if (iconv_append(cd, out, s, n))
 		*bad = true;
 	if (owned)
 		iconv_close(cd);
+	/*
+	 * iconv's output is not always valid UTF-8: glibc's UTF-8 decoder (reached
+	 * through aliases such as "utf-8\x01", which it normalises) lets the
+	 * obsolete 5- and 6-byte forms through. Every view promises valid
+	 * UTF-8, so the converted run is checked and, if need be, repaired.
+	 */
+	size_t got = out->len - start;
+	if (utf8_valid_prefix(out->data + start, got) != got) {
+		char *copy = arena_memdup(out->arena, out->data + start, got);
+		out->len = start;
+		out->data[start] = '\0';
+		utf8_append(out, copy, got);
+		*bad = true;
+	}
 	return 0;
 }
 

@@ -730,3 +730,45 @@ Test(mime, percent_encoded_hosts_are_decoded_in_the_domain_list)
 	cr_assert_str_eq(mime_domain(mi, 0), "www.example.com");
 	msg_free(m);
 }
+
+/* True when s[0..n) is valid UTF-8 (no overlong, surrogate or >U+10FFFF forms). */
+static bool strict_utf8(const unsigned char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned c = s[i], k;
+		if (c < 0x80)
+			k = 1;
+		else if (c >= 0xc2 && c <= 0xdf)
+			k = 2;
+		else if (c >= 0xe0 && c <= 0xef)
+			k = 3;
+		else if (c >= 0xf0 && c <= 0xf4)
+			k = 4;
+		else
+			return false;
+		if (i + k > n)
+			return false;
+		for (unsigned j = 1; j < k; j++)
+			if ((s[i + j] & 0xc0) != 0x80)
+				return false;
+		i += k;
+	}
+	return true;
+}
+
+Test(mime, iconv_output_is_checked_for_valid_utf8)
+{
+	/*
+	 * glibc normalises "utf-8\x01" to its UTF-8 decoder, which passes the
+	 * obsolete 6-byte form through; the view must still be valid UTF-8.
+	 */
+	arena_t *a = arena_new(0);
+	const char in[] = "ok \xfc\x84\x80\x80\x80\x80 end";
+	size_t n;
+	char *out = mime_to_utf8(a, "utf-8\x01", in, sizeof(in) - 1, &n);
+	cr_assert_not_null(out);
+	cr_assert(strict_utf8((const unsigned char *)out, n), "invalid UTF-8 out: %s", out);
+	cr_assert_not_null(strstr(out, "ok "));
+	cr_assert_not_null(strstr(out, " end"));
+	arena_free(a);
+}
