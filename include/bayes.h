@@ -62,6 +62,11 @@
  *	ratio of the token's spam and ham frequencies, combined with Fisher's
  *	chi-square method (as SpamBayes and bogofilter do) over the tokens
  *	whose |f(w) - 0.5| >= min_dev, at most max_tokens of the strongest.
+ *	Fisher's two tail probabilities are read as log-odds, divided by
+ *	n^e to allow for the dependence between a word and its bigrams, and
+ *	mapped to P(spam) = 1 / (1 + e^(-k * log-odds)): unlike Fisher's
+ *	usual I = (1 + S - H) / 2 this does not tie long messages with strong
+ *	evidence both ways at 0.5 (see bayes_classify.c for the measurements).
  *	Result: P(spam) in [0, 1], 0.5 when undecided.
  *
  *	Dump format (`sift bayes dump`), one record per line, text, fields
@@ -79,7 +84,8 @@
  *	(512M; a change takes effect at the next start), bayes_min_spam and
  *	bayes_min_ham (200: learned messages of each class before Bayes votes),
  *	bayes_robs (0.1), bayes_robx (0.52), bayes_min_dev (0.45),
- *	bayes_max_tokens (0 = all), the band scores bayes_score_00 (-1.9),
+ *	bayes_max_tokens (0 = all), bayes_fisher_exponent (0.85),
+ *	bayes_fisher_scale (3), the band scores bayes_score_00 (-1.9),
  *	_05 (-0.5), _20 (-0.001), _40 (-0.001), _50 (0), _60 (1.5), _80 (2.0),
  *	_95 (3.0), _99 (4.0), _999 (5.0) for the hits BAYES_00 (P < 1%) ...
  *	BAYES_999 (P >= 99.9%), bayes_autolearn (no),
@@ -257,10 +263,12 @@ uint32_t bayes_today(void);
 /* ------------------------------------------------------------ classifier */
 
 typedef struct bayes_params {
-	double robs;         /* Robinson's s: strength of the prior */
-	double robx;         /* Robinson's x: prior for unseen tokens */
-	double min_dev;      /* ignore tokens with |f(w) - 0.5| below this */
-	unsigned max_tokens; /* use at most this many strongest tokens; 0 = all */
+	double robs;            /* Robinson's s: strength of the prior */
+	double robx;            /* Robinson's x: prior for unseen tokens */
+	double min_dev;         /* ignore tokens with |f(w) - 0.5| below this */
+	unsigned max_tokens;    /* use at most this many strongest tokens; 0 = all */
+	double fisher_exponent; /* e: the log-odds are divided by n^e */
+	double fisher_scale;    /* k: P = 1 / (1 + e^(-k * log-odds)) */
 } bayes_params_t;
 
 void bayes_params_default(bayes_params_t *p);
@@ -276,16 +284,18 @@ double bayes_chi2q_log(double x2, unsigned v);
 typedef struct bayes_result {
 	double prob;                  /* P(spam) */
 	double spamminess, hamminess; /* Fisher's S and H, each in [0, 1] */
+	double log_odds;              /* z above; > 0 leans to spam */
 	size_t used;                  /* tokens that took part */
 } bayes_result_t;
 
 /*
- * Combines f(w) values with Fisher's method, I = (1 + S - H) / 2, ties
- * (I near 0.5 from S and H both near 1) broken by the ratio of the two
- * chi-square tails: P = (1 - w) I + w Qh / (Qh + Qs), w = the weight below.
+ * Combines f(w) values with Fisher's method: Qs = Q(-2 sum ln(1 - f), 2n)
+ * and Qh = Q(-2 sum ln f, 2n) (S = 1 - Qs, H = 1 - Qh), read as log-odds
+ * z = (ln Qh - ln Qs) / n^e * n / (n + 1) and P = 1 / (1 + e^(-k z)),
+ * e and k from p.
+ * P is 0.5 when n is 0.
  */
-#define BAYES_TIEBREAK_WEIGHT 1e-4
-double bayes_combine(const double *fw, size_t n, bayes_result_t *r);
+double bayes_combine(const bayes_params_t *p, const double *fw, size_t n, bayes_result_t *r);
 /*
  * Classifies from the counts of a message's tokens (unseen tokens have
  * zero counts). fw_out (may be NULL) receives every token's f(w), for

@@ -73,6 +73,10 @@ int bayes_settings_read(conf_t *c, const char *state_dir, bool with_mime, bayes_
 	conf_double(c, "bayes_min_dev", s->params.min_dev, 0.0, 0.49, &s->params.min_dev, d);
 	conf_long(c, "bayes_max_tokens", s->params.max_tokens, 0, 100000, &l, d);
 	s->params.max_tokens = (unsigned)l;
+	conf_double(c, "bayes_fisher_exponent", s->params.fisher_exponent, 0.0, 1.0,
+	            &s->params.fisher_exponent, d);
+	conf_double(c, "bayes_fisher_scale", s->params.fisher_scale, 0.01, 100.0,
+	            &s->params.fisher_scale, d);
 	for (size_t i = 0; i < N_BANDS; i++)
 		conf_double(c, bands[i].key, bands[i].score, -1000.0, 1000.0, &s->band_score[i], d);
 	conf_bool(c, "bayes_autolearn", false, &s->autolearn, d);
@@ -256,9 +260,9 @@ static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hi
 	hits_set_metric(h, "bayes_prob", p);
 	if (ctx->explain) {
 		hits_note(h, "bayes",
-		          "P(spam)=%.6f (Fisher S=%.4f H=%.4f) from %zu of %zu tokens; learned "
-		          "%llu spam, %llu ham",
-		          p, res.spamminess, res.hamminess, res.used, tok.n,
+		          "P(spam)=%.6f (Fisher S=%.4f H=%.4f, log-odds %+.3f) from %zu of %zu "
+		          "tokens; learned %llu spam, %llu ham",
+		          p, res.spamminess, res.hamminess, res.log_odds, res.used, tok.n,
 		          (unsigned long long)tot.spam, (unsigned long long)tot.ham);
 		explain_tokens(h, &tok, cnt, fw, &b->set.params);
 	}

@@ -233,40 +233,111 @@ Test(classifier, fisher_combination_by_hand)
 {
 	/* Qs = Q(-2 ln(0.1*0.8), 4) = 0.08 (1 + ln 12.5), S = 1 - Qs
 	 * Qh = Q(-2 ln(0.9*0.2), 4) = 0.18 (1 - ln 0.18), H = 1 - Qh
-	 * I = (1 + S - H) / 2; P = (1 - w) I + w Qh / (Qh + Qs) */
+	 * z = (ln Qh - ln Qs) / 2^e * 2/3; P = 1 / (1 + e^(-k z)) */
+	bayes_params_t p;
+	bayes_params_default(&p);
+	p.fisher_exponent = 0.5;
+	p.fisher_scale = 3.0;
 	double fw[] = {0.9, 0.2};
 	bayes_result_t r;
 	double qs = 0.08 * (1 + log(12.5)), qh = 0.18 * (1 - log(0.18));
-	double i = (1 + (1 - qs) - (1 - qh)) / 2, w = BAYES_TIEBREAK_WEIGHT;
-	double p = bayes_combine(fw, 2, &r);
+	double z = (log(qh) - log(qs)) / sqrt(2.0) * 2.0 / 3.0;
+	double got = bayes_combine(&p, fw, 2, &r);
 	cr_assert_float_eq(r.spamminess, 1 - qs, 1e-12);
 	cr_assert_float_eq(r.hamminess, 1 - qh, 1e-12);
-	cr_assert_float_eq(p, (1 - w) * i + w * qh / (qh + qs), 1e-12);
-	cr_assert_float_eq(i, 0.603303, 1e-6);
-	cr_assert_float_eq(bayes_combine(fw, 0, NULL), 0.5, 1e-12);
+	cr_assert_float_eq(r.log_odds, z, 1e-12);
+	cr_assert_float_eq(got, 1 / (1 + exp(-3 * z)), 1e-12);
+	/* The same by the numbers: Qs = 0.282058, Qh = 0.488664. */
+	cr_assert_float_eq(qs, 0.282058, 1e-6);
+	cr_assert_float_eq(qh, 0.488664, 1e-6);
+	cr_assert_float_eq(got, 1 / (1 + exp(-3 * 0.259065)), 1e-6);
+	cr_assert_float_eq(bayes_combine(&p, fw, 0, NULL), 0.5, 1e-12);
+	/* Symmetry: mirrored f(w) give the mirrored probability. */
+	double mirror[] = {0.1, 0.8};
+	cr_assert_float_eq(bayes_combine(&p, mirror, 2, NULL), 1 - got, 1e-12);
 }
 
 Test(classifier, saturated_fisher_still_ranks)
 {
-	/* 300 strong tokens each way: S and H are both 1 to double precision,
-	 * so I is 0.5 for both messages, yet the first leans to spam. */
+	/* 300 strong tokens each way: S and H are both 1 to double precision
+	 * (Fisher's I would be 0.5 for both messages), yet the first leans
+	 * clearly to spam and the second to ham. */
+	bayes_params_t p;
+	bayes_params_default(&p);
 	double a[600], b[600];
 	for (int i = 0; i < 600; i++) {
 		a[i] = i < 300 ? 0.99 : 0.02;
 		b[i] = i < 300 ? 0.98 : 0.01;
 	}
 	bayes_result_t ra, rb;
-	double pa = bayes_combine(a, 600, &ra), pb = bayes_combine(b, 600, &rb);
+	double pa = bayes_combine(&p, a, 600, &ra), pb = bayes_combine(&p, b, 600, &rb);
 	cr_assert_float_eq(ra.spamminess, 1.0, 1e-12);
 	cr_assert_float_eq(ra.hamminess, 1.0, 1e-12);
-	cr_assert_gt(pa, 0.5);
-	cr_assert_lt(pb, 0.5);
-	cr_assert_lt(fabs(pa - 0.5), BAYES_TIEBREAK_WEIGHT);
+	cr_assert_gt(pa, 0.6, "%g", pa);
+	cr_assert_lt(pb, 0.4, "%g", pb);
+	cr_assert_gt(ra.log_odds, 0.0);
+	cr_assert_lt(rb.log_odds, 0.0);
+}
+
+Test(classifier, dependence_exponent_tempers_long_messages)
+{
+	/* Ten copies of the same evidence are not ten times the evidence: with
+	 * e = 1 the log-odds stay about the same per token, with e = 0.85
+	 * they grow by about 10^0.15, far less than Fisher's tails do. */
+	bayes_params_t p;
+	bayes_params_default(&p);
+	double one[4] = {0.99, 0.97, 0.05, 0.9}, ten[40];
+	for (int i = 0; i < 40; i++)
+		ten[i] = one[i % 4];
+	bayes_result_t r1, r10;
+	p.fisher_exponent = 1.0;
+	bayes_combine(&p, one, 4, &r1);
+	bayes_combine(&p, ten, 40, &r10);
+	double ratio1 = r10.log_odds / r1.log_odds;
+	p.fisher_exponent = 0.85;
+	bayes_combine(&p, one, 4, &r1);
+	bayes_combine(&p, ten, 40, &r10);
+	double ratio85 = r10.log_odds / r1.log_odds;
+	cr_assert_float_eq(ratio85, ratio1 * pow(10.0, 0.15), 1e-9);
+	cr_assert(ratio1 > 0.5 && ratio1 < 2.0, "%g", ratio1);
+	cr_assert_gt(r10.log_odds, r1.log_odds);
+}
+
+Test(classifier, more_strong_tokens_never_lower_the_probability)
+{
+	/* One token gives half its logit; each further token of the same
+	 * strength moves P further the same way (Fisher's tails alone would
+	 * make one token count more than ten). */
+	bayes_params_t p;
+	bayes_params_default(&p);
+	static double f[300];
+	const double strong[] = {0.99, 0.96, 0.04, 0.01};
+	for (size_t v = 0; v < 4; v++) {
+		double prev = 0.0;
+		for (size_t n = 1; n <= 300; n++) {
+			for (size_t i = 0; i < n; i++)
+				f[i] = strong[v];
+			bayes_result_t r;
+			bayes_combine(&p, f, n, &r);
+			if (n == 1)
+				cr_assert_float_eq(r.log_odds, log(strong[v] / (1 - strong[v])) / 2,
+				                   1e-9);
+			else
+				cr_assert_geq(fabs(r.log_odds), fabs(prev), "f %g, n %zu: %g < %g",
+				              strong[v], n, fabs(r.log_odds), fabs(prev));
+			prev = r.log_odds;
+		}
+	}
 }
 
 Test(classifier, min_dev_and_max_tokens_select_the_strongest)
 {
-	bayes_params_t p = {.robs = 1.0, .robx = 0.5, .min_dev = 0.1, .max_tokens = 1};
+	bayes_params_t p;
+	bayes_params_default(&p);
+	p.robs = 1.0;
+	p.robx = 0.5;
+	p.min_dev = 0.1;
+	p.max_tokens = 1;
 	bayes_totals_t tot = {10, 10, BAYES_TOKENIZER_VERSION};
 	/* f = 0.7 (used), f = 0.5 (neutral: dropped), 9 spam 0 ham: f = 0.95 (strongest) */
 	bayes_counts_t c[] = {{3, 1, 0}, {1, 1, 0}, {9, 0, 0}};
@@ -278,7 +349,7 @@ Test(classifier, min_dev_and_max_tokens_select_the_strongest)
 	cr_assert_float_eq(fw[1], 0.5, 1e-12);
 	cr_assert_float_eq(fw[2], 0.95, 1e-12);
 	double only[] = {0.95};
-	cr_assert_float_eq(got, bayes_combine(only, 1, NULL), 1e-12);
+	cr_assert_float_eq(got, bayes_combine(&p, only, 1, NULL), 1e-12);
 	cr_assert_gt(got, 0.5);
 }
 
