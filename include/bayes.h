@@ -40,7 +40,7 @@
  *
  *	Store. One LMDB environment (a directory, default <state_dir>/bayes)
  *	with three databases: "tokens" (8-byte big-endian key -> spam count,
- *	ham count, last day learned), "digests" (the 16-byte digest of each
+ *	ham count, last day seen), "digests" (the 16-byte digest of each
  *	learned message -> its class and day, so a message is never learned
  *	twice, can be moved to the other class, and can be forgotten) and
  *	"meta" (totals and versions). Readers use LMDB read transactions and
@@ -91,7 +91,11 @@
  *	BAYES_999 (P >= 99.9%), bayes_autolearn (no),
  *	bayes_autolearn_spam_score (12) and bayes_autolearn_ham_score (0.1),
  *	compared with the message's score without Bayes's own points, and
- *	bayes_autolearn_queue (1000 messages; more are dropped and counted).
+ *	bayes_autolearn_queue (1000 messages; more are dropped and counted),
+ *	bayes_touch (yes: the daemon gives the tokens of each message it scores
+ *	today's day through the same writer queue, so that expiry judges
+ *	staleness by current mail, not by when a token was last learned;
+ *	`sift check` never writes).
  * THREADS
  *	bayes_tokenize() and bayes_classify() are reentrant. A bayes_store_t
  *	is internally synchronised: any number of threads may call lookup at
@@ -167,7 +171,7 @@ typedef struct bayes_store bayes_store_t;
 
 typedef struct bayes_counts {
 	uint32_t spam, ham; /* messages of each class that contained the token */
-	uint32_t day;       /* last day learned (days since the epoch) */
+	uint32_t day;       /* last day learned or seen in scored mail (days since the epoch) */
 } bayes_counts_t;
 
 typedef struct bayes_totals {
@@ -194,7 +198,12 @@ const char *bayes_store_path(const bayes_store_t *s);
 int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_counts_t *out,
                        bayes_totals_t *totals);
 
-typedef enum { BAYES_LEARN_SPAM, BAYES_LEARN_HAM, BAYES_FORGET } bayes_op_t;
+/*
+ * BAYES_TOUCH records that the keys were seen in scored mail today: tokens
+ * the store holds get today as their day (counts unchanged, nothing
+ * created, the digest unused), so expiry keeps what current mail uses.
+ */
+typedef enum { BAYES_LEARN_SPAM, BAYES_LEARN_HAM, BAYES_FORGET, BAYES_TOUCH } bayes_op_t;
 
 typedef struct bayes_learn_item {
 	bayes_op_t op;
@@ -209,6 +218,7 @@ typedef struct bayes_apply_result {
 	size_t already;   /* skipped: already learned as that class */
 	size_t forgotten; /* removed */
 	size_t unknown;   /* forget of a message never learned */
+	size_t touched;   /* BAYES_TOUCH items */
 } bayes_apply_result_t;
 
 /*
@@ -220,9 +230,10 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
                       bayes_apply_result_t *res);
 
 /*
- * Queues one message for the store's writer thread (started on first use)
- * without blocking; the keys are copied. Returns BAYES_EBUSY (and counts a
- * drop) when queue_max messages are already waiting.
+ * Queues one item for the store's writer thread (started on first use)
+ * without blocking; the keys are copied. Returns BAYES_EBUSY when queue_max
+ * items are already waiting (a dropped message to learn is counted in the
+ * stats' dropped; a dropped touch is not: it only lets tokens age).
  */
 int bayes_store_submit(bayes_store_t *s, const bayes_learn_item_t *item, size_t queue_max);
 /* Waits until everything submitted so far has been applied (tests, shutdown). */
@@ -242,7 +253,7 @@ typedef struct bayes_stats {
 int bayes_store_stats(bayes_store_t *s, bayes_stats_t *st);
 
 /*
- * Deletes tokens last learned more than max_age_days before today whose
+ * Deletes tokens last learned or seen more than max_age_days before today whose
  * spam + ham count is at most max_count. *removed gets their number.
  */
 int bayes_store_expire(bayes_store_t *s, uint32_t today, uint32_t max_age_days, uint32_t max_count,
@@ -284,7 +295,7 @@ double bayes_chi2q_log(double x2, unsigned v);
 typedef struct bayes_result {
 	double prob;                  /* P(spam) */
 	double spamminess, hamminess; /* Fisher's S and H, each in [0, 1] */
-	double log_odds;              /* z above; > 0 leans to spam */
+	double log_odds;              /* z of bayes_combine(); > 0 leans to spam */
 	size_t used;                  /* tokens that took part */
 } bayes_result_t;
 
@@ -313,6 +324,7 @@ typedef struct bayes_settings {
 	long min_spam, min_ham;
 	bayes_params_t params;
 	double band_score[10]; /* per band, see bayes.c's band table */
+	bool touch;            /* the daemon dates the tokens it sees (bayes_touch) */
 	bool autolearn;
 	double autolearn_spam_score, autolearn_ham_score;
 	long autolearn_queue;

@@ -79,6 +79,7 @@ int bayes_settings_read(conf_t *c, const char *state_dir, bool with_mime, bayes_
 	            &s->params.fisher_scale, d);
 	for (size_t i = 0; i < N_BANDS; i++)
 		conf_double(c, bands[i].key, bands[i].score, -1000.0, 1000.0, &s->band_score[i], d);
+	conf_bool(c, "bayes_touch", true, &s->touch, d);
 	conf_bool(c, "bayes_autolearn", false, &s->autolearn, d);
 	/* SpamAssassin's thresholds; the score excludes Bayes's own points. */
 	conf_double(c, "bayes_autolearn_spam_score", 12.0, -1000.0, 1000.0,
@@ -211,6 +212,32 @@ static void explain_tokens(hits_t *h, const bayes_tokens_t *tok, const bayes_cou
 	}
 }
 
+/*
+ * Queues the message's known tokens not yet dated today to the writer, so
+ * a token's day is the last day it was learned or seen and expiry removes
+ * only what current mail no longer uses. Each token is rewritten at most
+ * about once a day; scoring never waits (a full queue drops the touch).
+ */
+static void touch_seen(bayes_shared_t *b, const bayes_tokens_t *tok, const bayes_counts_t *cnt,
+                       arena_t *a)
+{
+	uint32_t today = bayes_today();
+	uint64_t *stale = NULL;
+	size_t n = 0;
+	for (size_t i = 0; i < tok->n; i++) {
+		if ((cnt[i].spam == 0 && cnt[i].ham == 0) || cnt[i].day >= today)
+			continue;
+		if (stale == NULL)
+			stale = arena_alloc(a, tok->n * sizeof(*stale));
+		stale[n++] = tok->keys[i];
+	}
+	if (n == 0)
+		return;
+	bayes_learn_item_t it = {.op = BAYES_TOUCH, .keys = stale, .n = n};
+	memset(it.digest, 0, sizeof(it.digest));
+	bayes_store_submit(b->store, &it, (size_t)b->set.autolearn_queue);
+}
+
 static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
                         const ev_score_ctx_t *ctx)
 {
@@ -243,6 +270,8 @@ static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hi
 			hits_note(h, "bayes", "%s", bayes_strerror(BAYES_EVERSION));
 		return;
 	}
+	if (b->set.touch && !b->offline)
+		touch_seen(b, &tok, cnt, a);
 	if ((long)tot.spam < b->set.min_spam || (long)tot.ham < b->set.min_ham) {
 		if (ctx->explain)
 			hits_note(h, "bayes",

@@ -369,7 +369,7 @@ int bayes_cmd_bayes(cli_ctx_t *ctx, int argc, char **argv)
 		uint64_t removed = 0;
 		rc = bayes_store_expire(s, bayes_today(), days, max_count, &removed);
 		if (rc == BAYES_OK)
-			printf("expired %" PRIu64 " token(s) not learned for %" PRIu32
+			printf("expired %" PRIu64 " token(s) not learned or seen for %" PRIu32
 			       " days with at most %" PRIu32 " message(s)\n",
 			       removed, days, max_count);
 	} else {

@@ -502,6 +502,7 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
 typedef struct delta {
 	uint64_t key;
 	int32_t dspam, dham;
+	bool touch; /* seen in scored mail: move its day, if it exists */
 } delta_t;
 
 typedef struct delta_list {
@@ -533,7 +534,8 @@ static int add_item(delta_list_t *d, const bayes_learn_item_t *it, int sign, boo
 		d->cap = cap;
 	}
 	for (size_t j = 0; j < it->n; j++)
-		d->v[d->n++] = (delta_t){it->keys[j], spam ? sign : 0, spam ? 0 : sign};
+		d->v[d->n++] =
+		    (delta_t){it->keys[j], spam ? sign : 0, spam ? 0 : sign, it->op == BAYES_TOUCH};
 	return 0;
 }
 
@@ -598,6 +600,7 @@ static int apply_deltas(bayes_store_t *s, MDB_txn *txn, delta_list_t *d, uint32_
 		if (n > 0 && d->v[n - 1].key == d->v[i].key) {
 			d->v[n - 1].dspam += d->v[i].dspam;
 			d->v[n - 1].dham += d->v[i].dham;
+			d->v[n - 1].touch |= d->v[i].touch;
 		} else {
 			d->v[n++] = d->v[i];
 		}
@@ -607,7 +610,8 @@ static int apply_deltas(bayes_store_t *s, MDB_txn *txn, delta_list_t *d, uint32_
 	int rc = mdb_cursor_open(txn, s->tokens, &cur);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		uint8_t kb[8], vb[TOKEN_VALUE_BYTES];
-		if (d->v[i].dspam == 0 && d->v[i].dham == 0)
+		bool counts = d->v[i].dspam != 0 || d->v[i].dham != 0;
+		if (!counts && !d->v[i].touch)
 			continue; /* learned and forgotten in one batch */
 		key_be(kb, d->v[i].key);
 		MDB_val k = mval(kb, 8), v;
@@ -618,6 +622,18 @@ static int apply_deltas(bayes_store_t *s, MDB_txn *txn, delta_list_t *d, uint32_
 		else if (r != MDB_NOTFOUND) {
 			rc = r;
 			break;
+		}
+		if (!counts) {
+			/* Only seen: a token the store does not hold is not created,
+			 * one already dated today is not rewritten. */
+			if (r != 0 || c.day >= today)
+				continue;
+			c.day = today;
+			encode_counts(vb, &c);
+			v = mval(vb, sizeof(vb));
+			k = mval(kb, 8);
+			rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
+			continue;
 		}
 		c.spam = sat_add(c.spam, d->v[i].dspam);
 		c.ham = sat_add(c.ham, d->v[i].dham);
@@ -682,6 +698,14 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 	}
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		const bayes_learn_item_t *it = &items[i];
+		if (it->op == BAYES_TOUCH) {
+			if (add_item(&d, it, 0, false) != 0) {
+				rc = ENOMEM;
+				break;
+			}
+			r.touched++;
+			continue;
+		}
 		MDB_val k = mval(it->digest, BAYES_DIGEST_BYTES), v;
 		int had = -1; /* 1 spam, 0 ham, -1 never learned */
 		int g = mdb_get(txn, s->digests, &k, &v);
@@ -801,15 +825,19 @@ static void *writer_main(void *arg)
 
 		bayes_apply_result_t r;
 		int rc = bayes_store_apply(s, items, n, &r);
+		size_t learn = 0;
+		for (size_t i = 0; i < n; i++)
+			learn += items[i].op != BAYES_TOUCH;
 		if (rc != BAYES_OK && rc != BAYES_EFULL)
-			log_msg(LOG_L_ERR, "bayes: autolearn of %zu message(s) failed: %s", n,
-			        bayes_strerror(rc));
+			log_msg(LOG_L_ERR,
+			        "bayes: writing %zu queued item(s) (%zu to learn) failed: %s", n,
+			        learn, bayes_strerror(rc));
 		for (size_t i = 0; i < n; i++)
 			free(jobs[i]);
 
 		pthread_mutex_lock(&s->qlock);
 		if (rc != BAYES_OK)
-			s->dropped += n;
+			s->dropped += learn; /* lost learning; lost touches only age tokens */
 		s->applied += n;
 		s->batches++;
 		pthread_cond_broadcast(&s->qdone);
@@ -830,14 +858,16 @@ int bayes_store_submit(bayes_store_t *s, const bayes_learn_item_t *item, size_t 
 
 	pthread_mutex_lock(&s->qlock);
 	if (s->qlen >= queue_max || s->writer_stop) {
-		s->dropped++;
+		if (item->op != BAYES_TOUCH)
+			s->dropped++;
 		pthread_mutex_unlock(&s->qlock);
 		free(j);
 		return BAYES_EBUSY;
 	}
 	if (!s->writer_running) {
 		if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
-			s->dropped++;
+			if (item->op != BAYES_TOUCH)
+				s->dropped++;
 			pthread_mutex_unlock(&s->qlock);
 			free(j);
 			return BAYES_EIO;

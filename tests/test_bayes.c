@@ -579,6 +579,49 @@ static void learn_batch(bayes_store_t *s, int first, int n, int rc_want)
 	free(it);
 }
 
+Test(store, touch_dates_known_tokens_only, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
+	const char *dump = "sift-bayes-dump 1 tokenizer 1\ntotals 3 2\n"
+	                   "token 0000000000000001 1 0 100\n"
+	                   "token 0000000000000002 3 2 100\n";
+	FILE *fp = fmemopen((void *)dump, strlen(dump), "r");
+	diag_t *d = diag_new();
+	cr_assert_eq(bayes_store_load(s, fp, "x", false, d), BAYES_OK);
+	fclose(fp);
+	/* Key 2 seen twice in one batch, key 9 never learned. */
+	uint64_t seen1[] = {2, 9}, seen2[] = {2};
+	bayes_learn_item_t it[] = {item(BAYES_TOUCH, 0, seen1, 2), item(BAYES_TOUCH, 0, seen2, 1)};
+	bayes_apply_result_t r;
+	cr_assert_eq(bayes_store_apply(s, it, 2, &r), BAYES_OK);
+	cr_assert_eq(r.touched, 2);
+	cr_assert_eq(r.learned + r.forgotten + r.unknown, 0);
+	uint64_t q[] = {1, 2, 9};
+	bayes_counts_t c[3];
+	bayes_totals_t t;
+	bayes_store_lookup(s, q, 3, c, &t);
+	cr_assert_eq(c[0].day, 100, "an unseen token keeps its day");
+	cr_assert_eq(c[1].day, bayes_today());
+	cr_assert_eq(c[1].spam, 3);
+	cr_assert_eq(c[1].ham, 2);
+	cr_assert_eq(c[2].spam + c[2].ham + c[2].day, 0, "a touch created a token");
+	cr_assert_eq(t.spam, 3);
+	cr_assert_eq(t.ham, 2);
+	bayes_stats_t st;
+	bayes_store_stats(s, &st);
+	cr_assert_eq(st.tokens, 2);
+	cr_assert_eq(st.digests, 0);
+	/* So expiry now keeps the token still in use. */
+	uint64_t removed = 0;
+	cr_assert_eq(bayes_store_expire(s, bayes_today(), 30, 10, &removed), BAYES_OK);
+	cr_assert_eq(removed, 1);
+	bayes_store_lookup(s, q, 2, c, NULL);
+	cr_assert_eq(c[0].spam, 0);
+	cr_assert_eq(c[1].spam, 3);
+	diag_free(d);
+	bayes_store_unref(s);
+}
+
 Test(store, readers_see_consistent_snapshots_while_writer_learns, .init = make_tmpdir,
      .fini = remove_tmpdir)
 {
@@ -821,6 +864,123 @@ Test(end_to_end, learn_then_score_small_set, .init = make_tmpdir, .fini = remove
 	cr_assert_not_null(again);
 	bayes_evidence.release(shared);
 	bayes_evidence.release(again);
+	conf_free(c);
+	diag_free(d);
+}
+
+/* Every token line of the store's dump gets the given day. */
+static void set_all_days(bayes_store_t *s, unsigned day)
+{
+	char *text = NULL, *out = NULL;
+	size_t n, on;
+	FILE *fp = open_memstream(&text, &n);
+	cr_assert_eq(bayes_store_dump(s, fp), BAYES_OK);
+	fclose(fp);
+	FILE *o = open_memstream(&out, &on);
+	for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+		char key[17];
+		unsigned sp, hm, dd;
+		if (sscanf(line, "token %16s %u %u %u", key, &sp, &hm, &dd) == 4)
+			fprintf(o, "token %s %u %u %u\n", key, sp, hm, day);
+		else
+			fprintf(o, "%s\n", line);
+	}
+	fclose(o);
+	diag_t *d = diag_new();
+	fp = fmemopen(out, on, "r");
+	cr_assert_eq(bayes_store_load(s, fp, "days", false, d), BAYES_OK);
+	fclose(fp);
+	diag_free(d);
+	free(text);
+	free(out);
+}
+
+/* Tokens of the dump dated day, and all tokens; the counts, days left out. */
+static void count_days(bayes_store_t *s, unsigned day, size_t *at_day, size_t *all, char **counts)
+{
+	char *text = NULL;
+	size_t n, cn;
+	FILE *fp = open_memstream(&text, &n);
+	cr_assert_eq(bayes_store_dump(s, fp), BAYES_OK);
+	fclose(fp);
+	FILE *c = open_memstream(counts, &cn);
+	*at_day = *all = 0;
+	for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+		char key[17];
+		unsigned sp, hm, dd;
+		if (sscanf(line, "token %16s %u %u %u", key, &sp, &hm, &dd) == 4) {
+			(*all)++;
+			*at_day += dd == day;
+			fprintf(c, "%s %u %u\n", key, sp, hm);
+		} else if (strncmp(line, "totals", 6) == 0) {
+			fprintf(c, "%s\n", line);
+		}
+	}
+	fclose(c);
+	free(text);
+}
+
+Test(end_to_end, daemon_dates_the_tokens_it_scores, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("test.conf", "bayes_min_spam = 5\nbayes_min_ham = 5\n", d);
+	cli_ctx_t ctx = {.conf = c, .state_dir = tmpdir, .diag = d};
+	cr_assert_eq(run_learn(&ctx, "--spam", DATA "/spam"), 0);
+	cr_assert_eq(run_learn(&ctx, "--ham", DATA "/ham"), 0);
+	char path[512];
+	int err;
+	snprintf(path, sizeof(path), "%s/bayes", tmpdir);
+	bayes_store_t *s = bayes_store_open(path, 16 << 20, 0, &err);
+	cr_assert_not_null(s);
+	set_all_days(s, 100);
+	size_t at_today, all, before_all;
+	char *before, *after;
+	count_days(s, bayes_today(), &at_today, &before_all, &before);
+	cr_assert_eq(at_today, 0);
+
+	/* `sift check` (offline) never writes. */
+	ev_env_t env = {.state_dir = tmpdir, .offline = true};
+	void *shared = bayes_evidence.load(c, NULL, &env, d);
+	hits_t *h;
+	msg_t *m;
+	cr_assert_gt(score_file(shared, DATA "/check/spam-8.eml", &h, &m), 0.5);
+	msg_free(m);
+	bayes_store_flush(s);
+	count_days(s, bayes_today(), &at_today, &all, &after);
+	cr_assert_eq(at_today, 0);
+	free(after);
+	bayes_evidence.release(shared);
+
+	/* The daemon dates what it saw, and only that; counts stay. */
+	env.offline = false;
+	shared = bayes_evidence.load(c, NULL, &env, d);
+	cr_assert_gt(score_file(shared, DATA "/check/spam-8.eml", &h, &m), 0.5);
+	msg_free(m);
+	bayes_store_flush(s);
+	count_days(s, bayes_today(), &at_today, &all, &after);
+	cr_assert_gt(at_today, 20);
+	cr_assert_lt(at_today, all, "tokens the message does not have were dated");
+	cr_assert_eq(all, before_all);
+	cr_assert_str_eq(before, after);
+	free(after);
+	bayes_evidence.release(shared);
+
+	/* bayes_touch = no turns it off. */
+	set_all_days(s, 100);
+	conf_t *off = conf_parse("off.conf", "bayes_touch = no\n", d);
+	shared = bayes_evidence.load(off, NULL, &env, d);
+	cr_assert_not_null(shared);
+	score_file(shared, DATA "/check/spam-8.eml", &h, &m);
+	msg_free(m);
+	bayes_store_flush(s);
+	count_days(s, bayes_today(), &at_today, &all, &after);
+	cr_assert_eq(at_today, 0);
+	free(after);
+	bayes_evidence.release(shared);
+
+	free(before);
+	bayes_store_unref(s);
+	conf_free(off);
 	conf_free(c);
 	diag_free(d);
 }
