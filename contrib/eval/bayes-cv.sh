@@ -26,15 +26,9 @@ if [ -z "${WORK:-}" ]; then
 	trap 'rm -rf "$WORK"' EXIT
 fi
 mkdir -p "$WORK"
-
+# split.sh extracts a tarball into the first fold's directory; the later
+# folds are split from that extracted tree.
 corpus=$root
-if [ ! -d "$root/spamassassin" ]; then
-	if [ ! -d "$WORK/corpus/spamassassin" ]; then
-		mkdir -p "$WORK/corpus"
-		zstd -qdc "$root/spamassassin-public.tar.zst" | tar -xf - -C "$WORK/corpus"
-	fi
-	corpus=$WORK/corpus
-fi
 
 drv=$WORK/bayes-evaldrv
 libs=$(pkg-config --libs libpcre2-8 lmdb hiredis libcares libpsl 2>/dev/null)
@@ -48,18 +42,10 @@ for f in 0 1 2 3 4 5 6; do
 	d=$WORK/fold$f
 	mkdir -p "$d"
 	if [ ! -f "$d/train-ham.mbox" ]; then
-		rm -f "$d"/*.lst
-		awk -F'\t' -v w="$d" -v f="$f" -v dir="$corpus" '
-			NR > 1 && $6 < 7 && $6 != f { print dir "/" $1 > (w "/train-" $2 ".lst") }
-			NR > 1 && $6 == f { print dir "/" $1 > (w "/test.lst"); print $2 > (w "/labels.lst") }
-		' "${MANIFEST:-$root/MANIFEST.tsv}"
-		for cls in spam ham; do
-			while IFS= read -r x; do
-				printf 'From eval@localhost Thu Jan  1 00:00:00 1970\n'
-				sed 's/^From />From /' "$x"
-				printf '\n'
-			done <"$d/train-$cls.lst" >"$d/train-$cls.mbox"
-		done
+		others=$(echo 0 1 2 3 4 5 6 | tr ' ' '\n' | grep -vx "$f" | tr '\n' ' ')
+		corpus=$(sh "$here/split.sh" "$corpus" "${MANIFEST:-$root/MANIFEST.tsv}" "$d" \
+			"$others" "$f")
+		mv "$d/test-labels.lst" "$d/labels.lst"
 	fi
 	if [ ! -d "$d/sift" ]; then
 		"$drv" "$d/sift" learn --spam "$d/train-spam.mbox" >/dev/null

@@ -37,34 +37,8 @@ if [ -z "${WORK:-}" ]; then
 fi
 mkdir -p "$WORK"
 
-corpus=$root
-if [ ! -d "$root/spamassassin" ]; then
-	[ -f "$root/spamassassin-public.tar.zst" ] || {
-		echo "bayes-eval: no spamassassin/ tree or tarball in $root" >&2
-		exit 1
-	}
-	mkdir -p "$WORK/corpus"
-	zstd -qdc "$root/spamassassin-public.tar.zst" | tar -xf - -C "$WORK/corpus"
-	corpus=$WORK/corpus
-fi
-
-# The split: "path label fold" rows of the manifest.
-awk -F'\t' -v train="$TRAIN_FOLDS" -v test="$TEST_FOLDS" -v dir="$corpus" -v w="$WORK" '
-	BEGIN { n = split(train, a, " "); for (i = 1; i <= n; i++) tr[a[i]] = 1
-		n = split(test, b, " "); for (i = 1; i <= n; i++) te[b[i]] = 1 }
-	NR == 1 { next }
-	($6 in tr) { print dir "/" $1 > (w "/train-" $2 ".lst") }
-	($6 in te) { print dir "/" $1 > (w "/test.lst"); print $2 > (w "/test-labels.lst") }
-' "$manifest"
-
-# Training mboxes, so both tools learn the same bytes in one bulk run.
-for cls in spam ham; do
-	while IFS= read -r f; do
-		printf 'From eval@localhost Thu Jan  1 00:00:00 1970\n'
-		sed 's/^From />From /' "$f"
-		printf '\n'
-	done < "$WORK/train-$cls.lst" > "$WORK/train-$cls.mbox"
-done
+# The split and the training mboxes, so both tools learn the same bytes.
+sh "$here/split.sh" "$root" "$manifest" "$WORK" "$TRAIN_FOLDS" "$TEST_FOLDS" > /dev/null
 n_spam=$(wc -l < "$WORK/train-spam.lst")
 n_ham=$(wc -l < "$WORK/train-ham.lst")
 n_test=$(wc -l < "$WORK/test.lst")

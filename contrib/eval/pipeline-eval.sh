@@ -28,25 +28,7 @@ if [ -z "${WORK:-}" ]; then
 fi
 mkdir -p "$WORK/state"
 
-corpus=$root
-if [ ! -d "$root/spamassassin" ]; then
-	mkdir -p "$WORK/corpus"
-	zstd -qdc "$root/spamassassin-public.tar.zst" | tar -xf - -C "$WORK/corpus"
-	corpus=$WORK/corpus
-fi
-
-awk -F'\t' -v dir="$corpus" -v w="$WORK" '
-	NR == 1 { next }
-	$6 <= 6 { print dir "/" $1 > (w "/train-" $2 ".lst") }
-	$6 >= 7 { print dir "/" $1 > (w "/test.lst"); print $2 > (w "/test-labels.lst") }
-' "$manifest"
-for cls in spam ham; do
-	while IFS= read -r f; do
-		printf 'From eval@localhost Thu Jan  1 00:00:00 1970\n'
-		sed 's/^From />From /' "$f"
-		printf '\n'
-	done < "$WORK/train-$cls.lst" > "$WORK/train-$cls.mbox"
-done
+sh "$here/split.sh" "$root" "$manifest" "$WORK" > /dev/null
 
 {
 	printf 'state_dir = %s\nrules = %s\nbayes_map_size = 1G\n' "$WORK/state" "$RULES"
