@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "arena.h"
+#include "xalloc.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -29,19 +30,9 @@ struct arena {
 	size_t used_bytes;
 };
 
-static void *arena_xmalloc(size_t n)
-{
-	void *p = malloc(n);
-	if (p == NULL) {
-		fputs("sift: out of memory\n", stderr);
-		abort();
-	}
-	return p;
-}
-
 static struct chunk *chunk_new(size_t size)
 {
-	struct chunk *c = arena_xmalloc(sizeof(*c) + size);
+	struct chunk *c = xalloc_malloc(sizeof(*c) + size);
 	c->next = NULL;
 	c->size = size;
 	c->used = 0;
@@ -50,7 +41,7 @@ static struct chunk *chunk_new(size_t size)
 
 arena_t *arena_new(size_t chunk_bytes)
 {
-	arena_t *a = arena_xmalloc(sizeof(*a));
+	arena_t *a = xalloc_malloc(sizeof(*a));
 	if (chunk_bytes < ARENA_MIN_CHUNK_BYTES)
 		chunk_bytes = ARENA_MIN_CHUNK_BYTES;
 	a->chunk_bytes = chunk_bytes;

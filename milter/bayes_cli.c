@@ -8,6 +8,7 @@
 
 #include "bayes.h"
 #include "scan.h"
+#include "xalloc.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -64,16 +65,6 @@ static int learner_flush(learner_t *l)
 	return 0;
 }
 
-static void *xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n);
-	if (q == NULL) {
-		fprintf(stderr, "sift learn: out of memory\n");
-		exit(1);
-	}
-	return q;
-}
-
 static void learn_message(learner_t *l, const char *data, size_t len)
 {
 	msg_t *m = msg_new(l->max_msg_bytes);
@@ -84,13 +75,13 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 
 	if (l->n == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 256;
-		l->items = xrealloc(l->items, l->cap * sizeof(*l->items));
-		l->offs = xrealloc(l->offs, l->cap * sizeof(*l->offs));
+		l->items = xalloc_realloc(l->items, l->cap * sizeof(*l->items));
+		l->offs = xalloc_realloc(l->offs, l->cap * sizeof(*l->offs));
 	}
 	if (l->pool_n + tok.n > l->pool_cap) {
 		while (l->pool_n + tok.n > l->pool_cap)
 			l->pool_cap = l->pool_cap ? l->pool_cap * 2 : 1u << 16;
-		l->pool = xrealloc(l->pool, l->pool_cap * sizeof(*l->pool));
+		l->pool = xalloc_realloc(l->pool, l->pool_cap * sizeof(*l->pool));
 	}
 	memcpy(l->pool + l->pool_n, tok.keys, tok.n * sizeof(*tok.keys));
 	bayes_learn_item_t *it = &l->items[l->n];

@@ -10,6 +10,7 @@
 #include "dnsbl.h"
 #include "dnsbl_int.h"
 #include "log.h"
+#include "xalloc.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -133,14 +134,6 @@ struct dnsbl_conn {
 static void counter_add(uint64_t *c, uint64_t n)
 {
 	__atomic_add_fetch(c, n, __ATOMIC_RELAXED);
-}
-
-static char *xstrdup(const char *s)
-{
-	char *p = strdup(s);
-	if (p == NULL)
-		abort();
-	return p;
 }
 
 /* ------------------------------------------------------------ names */
@@ -392,7 +385,7 @@ static bool parse_score(const char *s, double *score, char **rule)
 		return true;
 	if (*e != ':' || !valid_rule_name(e + 1))
 		return false;
-	*rule = xstrdup(e + 1);
+	*rule = xalloc_strdup(e + 1);
 	return true;
 }
 
@@ -426,7 +419,7 @@ static bool valid_test_entry(const struct dlist *l, const char *v)
 static int parse_list(const char *value, const char *file, unsigned line, long check_ms,
                       struct dlist *l, diag_t *d)
 {
-	char *copy = xstrdup(value);
+	char *copy = xalloc_strdup(value);
 	char *save = NULL;
 	char *tok[3];
 	int rc = -1;
@@ -443,7 +436,7 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 		diag_error(d, file, line, "dnsbl_list: bad list name \"%s\"", tok[0]);
 		goto out;
 	}
-	l->name = xstrdup(tok[0]);
+	l->name = xalloc_strdup(tok[0]);
 	l->kind = -1;
 	for (int k = 0; kind_names[k]; k++)
 		if (strcmp(tok[1], kind_names[k]) == 0)
@@ -462,7 +455,7 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 		diag_error(d, file, line, "dnsbl_list %s: bad zone \"%s\"", l->name, tok[2]);
 		goto out;
 	}
-	l->zone = xstrdup(tok[2]);
+	l->zone = xalloc_strdup(tok[2]);
 	l->txt = false;
 	l->ipv6 = true;
 	l->checks = CHECK_MAILFROM | CHECK_HELO | CHECK_FROM;
@@ -522,11 +515,11 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 			char **slot = t[5] == 'l' ? &l->test_listed : &l->test_unlisted;
 			if (ok) {
 				free(*slot);
-				*slot = xstrdup(v);
+				*slot = xalloc_strdup(v);
 			}
 		} else if (strcmp(t, "check") == 0) {
 			l->checks = 0;
-			char *vv = xstrdup(v), *s2 = NULL;
+			char *vv = xalloc_strdup(v), *s2 = NULL;
 			for (char *w = strtok_r(vv, ",", &s2); w; w = strtok_r(NULL, ",", &s2)) {
 				if (strcmp(w, "mailfrom") == 0)
 					l->checks |= CHECK_MAILFROM;
@@ -542,7 +535,7 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 		} else if (strcmp(t, "file") == 0) {
 			ok = *v != '\0' && l->file_path == NULL;
 			if (ok)
-				l->file_path = xstrdup(v);
+				l->file_path = xalloc_strdup(v);
 		} else {
 			diag_error(d, file, line, "dnsbl_list %s: unknown attribute \"%s\"",
 			           l->name, t);

@@ -11,6 +11,7 @@
 #include "dnsbl.h"
 #include "dnsbl_int.h"
 #include "log.h"
+#include "xalloc.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -68,14 +69,6 @@ struct dnsbl_file {
 	bool reloading;
 };
 
-static void *xrealloc(void *p, size_t n)
-{
-	p = realloc(p, n);
-	if (p == NULL)
-		abort();
-	return p;
-}
-
 static void snapshot_free(struct snapshot *s)
 {
 	if (s == NULL)
@@ -104,7 +97,7 @@ static uint32_t add_value(struct snapshot *s, uint32_t code, const char *txt)
 	}
 	if (s->nvalues == s->cap_values) {
 		s->cap_values = s->cap_values ? s->cap_values * 2 : 16;
-		s->values = xrealloc(s->values, s->cap_values * sizeof(*s->values));
+		s->values = xalloc_realloc(s->values, s->cap_values * sizeof(*s->values));
 	}
 	s->values[s->nvalues].code = code;
 	s->values[s->nvalues].txt = txt ? strdup(txt) : NULL;
@@ -115,7 +108,8 @@ static void add_ip(struct snapshot *s, uint32_t net, unsigned plen, uint32_t val
 {
 	if (s->nip[plen] == s->cap_ip[plen]) {
 		s->cap_ip[plen] = s->cap_ip[plen] ? s->cap_ip[plen] * 2 : 16;
-		s->ip[plen] = xrealloc(s->ip[plen], s->cap_ip[plen] * sizeof(struct ip_entry));
+		s->ip[plen] =
+		    xalloc_realloc(s->ip[plen], s->cap_ip[plen] * sizeof(struct ip_entry));
 	}
 	s->ip[plen][s->nip[plen]++] = (struct ip_entry){net, val};
 }
@@ -125,7 +119,7 @@ static void add_name(struct snapshot *s, int wild, const char *name, uint32_t va
 	if (s->nnames[wild] == s->cap_names[wild]) {
 		s->cap_names[wild] = s->cap_names[wild] ? s->cap_names[wild] * 2 : 16;
 		s->names[wild] =
-		    xrealloc(s->names[wild], s->cap_names[wild] * sizeof(struct name_entry));
+		    xalloc_realloc(s->names[wild], s->cap_names[wild] * sizeof(struct name_entry));
 	}
 	s->names[wild][s->nnames[wild]++] = (struct name_entry){strdup(name), val};
 }

@@ -118,18 +118,18 @@ size_t rules_intern_rule(rules_t *r, const char *name)
 		return (size_t)found;
 	if (r->n == r->cap) {
 		r->cap = r->cap ? r->cap * 2 : 256;
-		r->v = rules_xrealloc(r->v, r->cap * sizeof(*r->v));
+		r->v = xalloc_realloc(r->v, r->cap * sizeof(*r->v));
 	}
 	if ((r->n + 1) * 2 > r->hcap) {
 		free(r->hash);
 		r->hcap = r->hcap ? r->hcap * 2 : 512;
-		r->hash = rules_xcalloc(r->hcap, sizeof(size_t));
+		r->hash = xalloc_calloc(r->hcap, sizeof(size_t));
 		for (size_t i = 0; i < r->n; i++)
 			hash_insert(r, i);
 	}
 	struct rule *ru = &r->v[r->n];
 	memset(ru, 0, sizeof(*ru));
-	ru->name = rules_xstrdup(name);
+	ru->name = xalloc_strdup(name);
 	ru->type = -1;
 	hash_insert(r, r->n);
 	return r->n++;
@@ -140,8 +140,8 @@ const char *rules_intern_file(rules_t *r, const char *file)
 	for (size_t i = 0; i < r->nfiles; i++)
 		if (strcmp(r->files[i], file) == 0)
 			return r->files[i];
-	r->files = rules_xrealloc(r->files, (r->nfiles + 1) * sizeof(char *));
-	r->files[r->nfiles] = rules_xstrdup(file);
+	r->files = xalloc_realloc(r->files, (r->nfiles + 1) * sizeof(char *));
+	r->files[r->nfiles] = xalloc_strdup(file);
 	return r->files[r->nfiles++];
 }
 
@@ -413,8 +413,8 @@ static char *rewrite_repeat(const char *p, size_t n, bool extended, int serial)
 
 static void push_code(struct rule *ru, pcre2_code *code, bool jit)
 {
-	ru->codes = rules_xrealloc(ru->codes, (ru->ncodes + 1) * sizeof(*ru->codes));
-	ru->jit = rules_xrealloc(ru->jit, (ru->ncodes + 1) * sizeof(*ru->jit));
+	ru->codes = xalloc_realloc(ru->codes, (ru->ncodes + 1) * sizeof(*ru->codes));
+	ru->jit = xalloc_realloc(ru->jit, (ru->ncodes + 1) * sizeof(*ru->jit));
 	ru->codes[ru->ncodes] = code;
 	ru->jit[ru->ncodes] = jit;
 	ru->ncodes++;
@@ -440,7 +440,7 @@ static int compile_piece(rules_t *r, struct rule *ru, const char *pat, size_t le
 			r->stats.split_patterns++;
 		/* left: [lead] prefix ... body-up-to-cut ... suffix; right likewise */
 		size_t cap = len * 2 + 16;
-		char *left = rules_xcalloc(1, cap), *right = rules_xcalloc(1, cap);
+		char *left = xalloc_calloc(1, cap), *right = xalloc_calloc(1, cap);
 		size_t ln, rn;
 		if (!sp.in_group) {
 			memcpy(left, pat, sp.cut);
@@ -502,9 +502,9 @@ static size_t hkey_intern(rules_t *r, const char *name, unsigned mods, bool mime
 		if (r->hkeys[i].mods == mods && r->hkeys[i].mime == mime &&
 		    strcmp(r->hkeys[i].name, name) == 0)
 			return i;
-	r->hkeys = rules_xrealloc(r->hkeys, (r->nhkeys + 1) * sizeof(*r->hkeys));
+	r->hkeys = xalloc_realloc(r->hkeys, (r->nhkeys + 1) * sizeof(*r->hkeys));
 	r->hkeys[r->nhkeys] =
-	    (struct hkey){.name = rules_xstrdup(name), .mods = mods, .mime = mime};
+	    (struct hkey){.name = xalloc_strdup(name), .mods = mods, .mime = mime};
 	return r->nhkeys++;
 }
 
@@ -560,7 +560,7 @@ static char *substitute_tags(const char *pattern, char *const *tags, const char 
                              size_t ntags)
 {
 	size_t cap = strlen(pattern) + 64, n = 0;
-	char *out = rules_xcalloc(1, cap);
+	char *out = xalloc_calloc(1, cap);
 	for (const char *p = pattern; *p;) {
 		size_t tl, len = tag_ref(p, &tl);
 		const char *v = NULL;
@@ -578,7 +578,7 @@ static char *substitute_tags(const char *pattern, char *const *tags, const char 
 		size_t need = len > 0 ? strlen(v) * 2 + 1 : 2;
 		if (n + need + 1 > cap) {
 			cap = (n + need + 1) * 2;
-			out = rules_xrealloc(out, cap);
+			out = xalloc_realloc(out, cap);
 		}
 		if (len == 0) {
 			out[n++] = *p++;
@@ -612,8 +612,8 @@ static void find_captures(rules_t *r)
 				known |=
 				    strlen(r->tags[k]) == tl && strncmp(r->tags[k], p + 2, tl) == 0;
 			if (!known) {
-				r->tags = rules_xrealloc(r->tags, (r->ntags + 1) * sizeof(char *));
-				r->tags[r->ntags] = rules_xcalloc(1, tl + 1);
+				r->tags = xalloc_realloc(r->tags, (r->ntags + 1) * sizeof(char *));
+				r->tags[r->ntags] = xalloc_calloc(1, tl + 1);
 				memcpy(r->tags[r->ntags++], p + 2, tl);
 			}
 		}
@@ -733,10 +733,10 @@ static int rules_finish(rules_t *r, diag_t *d)
 		return -1;
 
 	/* Evaluation order per type: priority, then file order; metas topologically. */
-	uint8_t *mark = rules_xcalloc(r->n ? r->n : 1, 1);
+	uint8_t *mark = xalloc_calloc(r->n ? r->n : 1, 1);
 	for (int t = 0; t < RULES_T_N; t++)
-		r->order[t] = rules_xcalloc(r->n ? r->n : 1, sizeof(size_t));
-	r->late = rules_xcalloc(r->n ? r->n : 1, sizeof(size_t));
+		r->order[t] = xalloc_calloc(r->n ? r->n : 1, sizeof(size_t));
+	r->late = xalloc_calloc(r->n ? r->n : 1, sizeof(size_t));
 	for (size_t i = 0; i < r->n; i++) {
 		struct rule *ru = &r->v[i];
 		if (!ru->defined || ru->skipped || ru->disabled || ru->type < 0)
@@ -823,14 +823,14 @@ static uint64_t next_generation(void)
 
 static rules_t *rules_new(const rules_opts_t *o)
 {
-	rules_t *r = rules_xcalloc(1, sizeof(*r));
+	rules_t *r = xalloc_calloc(1, sizeof(*r));
 	if (o)
 		r->opts = *o;
 	else
 		rules_opts_default(&r->opts);
 	r->generation = next_generation();
-	r->error_log = rules_xcalloc(1, sizeof(*r->error_log));
-	r->errors_total = rules_xcalloc(1, sizeof(*r->errors_total));
+	r->error_log = xalloc_calloc(1, sizeof(*r->error_log));
+	r->errors_total = xalloc_calloc(1, sizeof(*r->errors_total));
 	return r;
 }
 
@@ -986,7 +986,7 @@ static int cmp_time(const void *a, const void *b)
 
 size_t rules_slowest(const rules_t *r, rules_time_t *out, size_t n)
 {
-	rules_time_t *all = rules_xcalloc(r->n ? r->n : 1, sizeof(*all));
+	rules_time_t *all = xalloc_calloc(r->n ? r->n : 1, sizeof(*all));
 	size_t k = 0;
 	for (size_t i = 0; i < r->n; i++) {
 		uint64_t ev = atomic_load(&r->v[i].evals);
@@ -1007,7 +1007,7 @@ size_t rules_slowest(const rules_t *r, rules_time_t *out, size_t n)
 
 void rules_print_timing(const rules_t *r, FILE *fp, size_t top_n)
 {
-	rules_time_t *t = rules_xcalloc(top_n ? top_n : 1, sizeof(*t));
+	rules_time_t *t = xalloc_calloc(top_n ? top_n : 1, sizeof(*t));
 	size_t k = rules_slowest(r, t, top_n);
 	uint64_t total = 0;
 	for (size_t i = 0; i < r->n; i++)
@@ -1062,7 +1062,7 @@ static struct rules_tls *tls_get(const rules_t *r)
 	struct rules_tls *t = tls_cur;
 	if (t == NULL) {
 		pthread_once(&tls_once, tls_key_make);
-		t = rules_xcalloc(1, sizeof(*t));
+		t = xalloc_calloc(1, sizeof(*t));
 		t->md = pcre2_match_data_create(1, NULL);
 		t->mc = pcre2_match_context_create(NULL);
 		if (t->md == NULL || t->mc == NULL)

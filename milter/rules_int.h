@@ -18,39 +18,7 @@
 #include "diag.h"
 #include "log.h"
 #include "rules.h"
-
-/*
- * Heap helpers of the rules module (rules.c and rules_parse.c): out of
- * memory aborts, the same policy as the arena's (arena.h).
- */
-static inline void *rules_xcalloc(size_t n, size_t sz)
-{
-	void *p = calloc(n, sz);
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static inline void *rules_xrealloc(void *p, size_t n)
-{
-	p = realloc(p, n);
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static inline char *rules_xstrndup(const char *s, size_t n)
-{
-	char *p = strndup(s, n);
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static inline char *rules_xstrdup(const char *s)
-{
-	return rules_xstrndup(s, strlen(s));
-}
+#include "xalloc.h"
 
 /* SpamAssassin's MAX_BODY_LINE_LENGTH: body pieces and rawbody chunks. */
 #define RULES_LINE_MAX_BYTES 2048

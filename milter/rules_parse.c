@@ -86,9 +86,9 @@ static void warn_once(struct pstate *ps, diag_t *d, const char *file, unsigned l
 			return;
 	if (ps->nwarned == ps->capwarned) {
 		ps->capwarned = ps->capwarned ? ps->capwarned * 2 : 32;
-		ps->warned = rules_xrealloc(ps->warned, ps->capwarned * sizeof(char *));
+		ps->warned = xalloc_realloc(ps->warned, ps->capwarned * sizeof(char *));
 	}
-	ps->warned[ps->nwarned++] = rules_xstrdup(key);
+	ps->warned[ps->nwarned++] = xalloc_strdup(key);
 	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
@@ -102,15 +102,15 @@ static void kv_set(struct kvlist *l, const char *k, const char *v)
 	for (size_t i = 0; i < l->n; i++)
 		if (strcmp(l->v[i].k, k) == 0) {
 			free(l->v[i].v);
-			l->v[i].v = rules_xstrdup(v);
+			l->v[i].v = xalloc_strdup(v);
 			return;
 		}
 	if (l->n == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 16;
-		l->v = rules_xrealloc(l->v, l->cap * sizeof(*l->v));
+		l->v = xalloc_realloc(l->v, l->cap * sizeof(*l->v));
 	}
-	l->v[l->n].k = rules_xstrdup(k);
-	l->v[l->n].v = rules_xstrdup(v);
+	l->v[l->n].k = xalloc_strdup(k);
+	l->v[l->n].v = xalloc_strdup(v);
 	l->n++;
 }
 
@@ -137,8 +137,8 @@ void *rules_parse_begin(rules_t *r)
 	struct pstate *ps = calloc(1, sizeof(*ps));
 	if (ps == NULL)
 		abort();
-	ps->start = rules_xstrdup("<");
-	ps->end = rules_xstrdup(">");
+	ps->start = xalloc_strdup("<");
+	ps->end = xalloc_strdup(">");
 	return ps;
 }
 
@@ -387,7 +387,7 @@ static int parse_regex(const char *s, char **pat, uint32_t *opts, const char **e
 		snprintf(err, errlen, "unterminated regex (no closing '%c')", close);
 		return -1;
 	}
-	*pat = rules_xstrndup(s, (size_t)(p - s));
+	*pat = xalloc_strndup(s, (size_t)(p - s));
 	p++;
 	uint32_t o = 0;
 	for (; isalpha((unsigned char)*p); p++) {
@@ -465,7 +465,7 @@ static int parse_header_spec(struct ctx *c, struct rule *ru, const char *spec)
 	/* Name[:mod[:mod]] */
 	char *colon = strchr(spec, ':');
 	size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
-	ru->hdr_name = rules_xstrndup(spec, n);
+	ru->hdr_name = xalloc_strndup(spec, n);
 	while (colon != NULL) {
 		const char *m = colon + 1;
 		colon = strchr(m, ':');
@@ -562,7 +562,7 @@ static int def_header(struct ctx *c, const char *name, int type, const char *res
 		size_t vn = (size_t)(close - v);
 		while (vn > 0 && (v[vn - 1] == ' ' || v[vn - 1] == '\t'))
 			vn--;
-		ru->if_unset = rules_xstrndup(v, vn);
+		ru->if_unset = xalloc_strndup(v, vn);
 		end = skip_ws(close + 1);
 	}
 	if (*end) {
@@ -600,7 +600,7 @@ static int def_meta(struct ctx *c, const char *name, const char *rest)
 		return -1;
 	}
 	struct rule *ru = define_rule(c, name, RULES_T_META);
-	ru->meta_src = rules_xstrdup(rest);
+	ru->meta_src = xalloc_strdup(rest);
 	return 0;
 }
 
@@ -763,7 +763,7 @@ static int directive(struct ctx *c, char *line)
 		struct rule *ru = &c->r->v[idx];
 		if (dir[0] == 'd') {
 			free(ru->desc);
-			ru->desc = rules_xstrdup(rest);
+			ru->desc = xalloc_strdup(rest);
 			return 0;
 		}
 		char *end;
@@ -785,7 +785,7 @@ static int directive(struct ctx *c, char *line)
 			}
 			char **slot = what[0] == 's' ? &ps->start : &ps->end;
 			free(*slot);
-			*slot = rules_xstrdup(rest);
+			*slot = xalloc_strdup(rest);
 			return 0;
 		}
 		if (strcmp(what, "rules") == 0) {
@@ -793,10 +793,10 @@ static int directive(struct ctx *c, char *line)
 				rest = next_token(rest, name, sizeof(name));
 				if (ps->nreplace == ps->capreplace) {
 					ps->capreplace = ps->capreplace ? ps->capreplace * 2 : 64;
-					ps->replace_rules = rules_xrealloc(
+					ps->replace_rules = xalloc_realloc(
 					    ps->replace_rules, ps->capreplace * sizeof(char *));
 				}
-				ps->replace_rules[ps->nreplace++] = rules_xstrdup(name);
+				ps->replace_rules[ps->nreplace++] = xalloc_strdup(name);
 			}
 			return 0;
 		}
@@ -861,7 +861,7 @@ int rules_parse_text(rules_t *r, void *state, const char *name, const char *text
 		c.line++;
 		if (len + 1 > cap) {
 			cap = len + 1 > 256 ? len + 1 : 256;
-			buf = rules_xrealloc(buf, cap);
+			buf = xalloc_realloc(buf, cap);
 		}
 		memcpy(buf, p, len);
 		buf[len] = '\0';
@@ -901,7 +901,7 @@ static char *read_file(const char *path, diag_t *d)
 	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0) {
 		if (len + n + 1 > cap) {
 			cap = (len + n + 1) * 2;
-			text = rules_xrealloc(text, cap);
+			text = xalloc_realloc(text, cap);
 		}
 		memcpy(text + len, chunk, n);
 		len += n;
@@ -921,7 +921,7 @@ static char *read_file(const char *path, diag_t *d)
 		return NULL;
 	}
 	if (text == NULL)
-		text = rules_xstrdup("");
+		text = xalloc_strdup("");
 	else
 		text[len] = '\0';
 	/* A NUL ends the text early; rule files are text, so say so. */
@@ -958,16 +958,16 @@ int rules_parse_file(rules_t *r, void *state, const char *path, diag_t *d)
 				continue;
 			if (n == cap) {
 				cap = cap ? cap * 2 : 64;
-				names = rules_xrealloc(names, cap * sizeof(char *));
+				names = xalloc_realloc(names, cap * sizeof(char *));
 			}
-			names[n++] = rules_xstrdup(de->d_name);
+			names[n++] = xalloc_strdup(de->d_name);
 		}
 		closedir(dir);
 		qsort(names, n, sizeof(char *), cmp_str);
 		int rc = 0;
 		for (size_t i = 0; i < n; i++) {
 			size_t pl = strlen(path) + strlen(names[i]) + 2;
-			char *full = rules_xrealloc(NULL, pl);
+			char *full = xalloc_realloc(NULL, pl);
 			snprintf(full, pl, "%s/%s", path, names[i]);
 			if (rules_parse_file(r, ps, full, d) < 0)
 				rc = -1;
@@ -1004,10 +1004,10 @@ static int do_include(struct ctx *c, const char *rest)
 	char *path;
 	const char *slash = strrchr(c->file, '/');
 	if (rest[0] == '/' || slash == NULL) {
-		path = rules_xstrdup(rest);
+		path = xalloc_strdup(rest);
 	} else {
 		size_t n = (size_t)(slash - c->file) + strlen(rest) + 2;
-		path = rules_xrealloc(NULL, n);
+		path = xalloc_realloc(NULL, n);
 		snprintf(path, n, "%.*s/%s", (int)(slash - c->file), c->file, rest);
 	}
 	c->ps->depth++;
@@ -1034,7 +1034,7 @@ static void sb_add(struct strbuf *b, const char *p, size_t n)
 {
 	if (b->n + n + 1 > b->cap) {
 		b->cap = (b->n + n + 1) * 2;
-		b->s = rules_xrealloc(b->s, b->cap);
+		b->s = xalloc_realloc(b->s, b->cap);
 	}
 	memcpy(b->s + b->n, p, n);
 	b->n += n;
@@ -1046,7 +1046,7 @@ static char *take_modifier(struct pstate *ps, char **re, const char *word)
 {
 	/* one search for the whole opening ("<pre "), so this stays linear */
 	size_t sl = strlen(ps->start), wl = strlen(word);
-	char *needle = rules_xrealloc(NULL, sl + wl + 2);
+	char *needle = xalloc_realloc(NULL, sl + wl + 2);
 	snprintf(needle, sl + wl + 2, "%s%s ", ps->start, word);
 	char *p = strstr(*re, needle);
 	free(needle);
@@ -1056,7 +1056,7 @@ static char *take_modifier(struct pstate *ps, char **re, const char *word)
 	char *e = *arg ? strstr(arg + 1, ps->end) : NULL;
 	if (e == NULL)
 		return NULL;
-	char *val = rules_xstrndup(arg, (size_t)(e - arg));
+	char *val = xalloc_strndup(arg, (size_t)(e - arg));
 	memmove(p, e + strlen(ps->end), strlen(e + strlen(ps->end)) + 1);
 	return val;
 }
@@ -1081,7 +1081,7 @@ static bool tag_name(struct pstate *ps, const char *s, size_t n, size_t *name_le
  */
 static char *replace_tags(struct pstate *ps, const char *pattern)
 {
-	char *re = rules_xstrdup(pattern);
+	char *re = xalloc_strdup(pattern);
 	for (int pass = 0; pass < RULES_REPLACE_PASSES; pass++) {
 		char *pre_name = take_modifier(ps, &re, "pre");
 		char *post_name = take_modifier(ps, &re, "post");
@@ -1150,7 +1150,7 @@ static char *replace_tags(struct pstate *ps, const char *pattern)
 			}
 		}
 		free(re);
-		re = out.s ? out.s : rules_xstrdup("");
+		re = out.s ? out.s : xalloc_strdup("");
 		if (!again || out.n > RULES_MAX_PATTERN_BYTES)
 			break;
 	}
@@ -1210,7 +1210,7 @@ static void emit(struct mparse *m, enum meta_opcode op, double num, size_t rule)
 {
 	if (m->n == m->cap) {
 		m->cap = m->cap ? m->cap * 2 : 16;
-		m->prog = rules_xrealloc(m->prog, m->cap * sizeof(*m->prog));
+		m->prog = xalloc_realloc(m->prog, m->cap * sizeof(*m->prog));
 	}
 	m->prog[m->n++] = (struct meta_op){.op = op, .num = num, .rule = rule};
 }

@@ -27,12 +27,12 @@ top=$(cd "$here/../.." && pwd)
 # Each module's owner keeps its line current.
 case $target in
 mime)
-	srcs="milter/mime.c milter/mime_html.c milter/msg.c milter/arena.c"
+	srcs="milter/mime.c milter/mime_html.c milter/msg.c milter/arena.c milter/xalloc.c"
 	libs=""
 	;;
 rules)
 	srcs="milter/rules*.c milter/mime.c milter/mime_html.c milter/msg.c milter/hits.c
-	      milter/arena.c milter/diag.c milter/conf.c milter/log.c"
+	      milter/arena.c milter/xalloc.c milter/diag.c milter/conf.c milter/log.c"
 	libs="$(pkg-config --libs libpcre2-8 libpsl 2>/dev/null) $(pkg-config --libs libhs 2>/dev/null)"
 	;;
 *)
