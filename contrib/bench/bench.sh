@@ -3,7 +3,10 @@
 # with --baseline, of a libmilter filter that does nothing) over a corpus,
 # driven through the milter protocol by sift-mclient. See README.
 #
-# usage: bench.sh [--baseline] CORPUS_DIR [CONCURRENCY] [REPEAT]
+# usage: bench.sh [--baseline | --attach SOCKET PID] CORPUS_DIR [CONCURRENCY] [REPEAT]
+#   --attach measures a milter already listening on SOCKET (e.g.
+#   unix:/run/x.sock): the CPU of process PID and its children, the
+#   largest VmHWM among them; it is not started or stopped here.
 # env:   SIFT_BUILDDIR  build directory holding sift-milter, sift-mclient and
 #                       contrib/bench/null-milter (default: the current
 #                       directory if ./sift-milter exists)
@@ -14,12 +17,18 @@
 set -u
 
 baseline=no
+attach_sock=""
+attach_pid=""
 if [ "${1:-}" = "--baseline" ]; then
 	baseline=yes
 	shift
+elif [ "${1:-}" = "--attach" ] && [ $# -ge 3 ]; then
+	attach_sock=$2
+	attach_pid=$3
+	shift 3
 fi
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then
-	echo "usage: $0 [--baseline] CORPUS_DIR [CONCURRENCY] [REPEAT]" >&2
+	echo "usage: $0 [--baseline | --attach SOCKET PID] CORPUS_DIR [CONCURRENCY] [REPEAT]" >&2
 	exit 2
 fi
 corpus=$1
@@ -40,12 +49,16 @@ else
 fi
 b=$(cd "$b" && pwd)
 mclient=$b/sift-mclient
-if [ "$baseline" = yes ]; then
+if [ -n "$attach_pid" ]; then
+	server=$(cat "/proc/$attach_pid/comm" 2>/dev/null) ||
+		{ echo "bench.sh: no process $attach_pid" >&2; exit 2; }
+	server="$server (attached, pid $attach_pid)"
+elif [ "$baseline" = yes ]; then
 	server=$b/contrib/bench/null-milter
 else
 	server=$b/sift-milter
 fi
-for p in "$mclient" "$server"; do
+for p in "$mclient" $([ -z "$attach_pid" ] && echo "$server"); do
 	[ -x "$p" ] || { echo "bench.sh: $p not built (make in $b)" >&2; exit 2; }
 done
 
@@ -75,29 +88,44 @@ sock=$t/s
 	[ -n "${BENCH_CONF:-}" ] && cat "$BENCH_CONF"
 } >"$t/sift.conf"
 
-if [ "$baseline" = yes ]; then
-	# -g: the same protocol options as sift-milter's glue (no replies to
-	# headers and body chunks), so the difference is sift's own work.
-	"$server" -g -p "unix:$sock" 2>"$t/server.log" &
+if [ -n "$attach_pid" ]; then
+	spec=$attach_sock
+	measured=$attach_pid
 else
-	"$server" -f -c "$t/sift.conf" -d "$t/state" -p "unix:$sock" 2>"$t/server.log" &
-fi
-pid=$!
-i=0
-while [ ! -S "$sock" ] && [ $i -lt 300 ]; do
-	kill -0 "$pid" 2>/dev/null || break
-	sleep 0.1
-	i=$((i + 1))
-done
-if [ ! -S "$sock" ]; then
-	echo "bench.sh: server did not start within 30 s:" >&2
-	cat "$t/server.log" >&2
-	exit 1
+	if [ "$baseline" = yes ]; then
+		# -g: the same protocol options as sift-milter's glue (no replies to
+		# headers and body chunks), so the difference is sift's own work.
+		"$server" -g -p "unix:$sock" 2>"$t/server.log" &
+	else
+		"$server" -f -c "$t/sift.conf" -d "$t/state" -p "unix:$sock" 2>"$t/server.log" &
+	fi
+	pid=$!
+	i=0
+	while [ ! -S "$sock" ] && [ $i -lt 300 ]; do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if [ ! -S "$sock" ]; then
+		echo "bench.sh: server did not start within 30 s:" >&2
+		cat "$t/server.log" >&2
+		exit 1
+	fi
+	spec=unix:$sock
+	measured=$pid
 fi
 
-# utime + stime of the server in clock ticks (fields 14, 15 after "(comm)").
+# The measured process and its children (a multi-process server's workers).
+tree() { echo "$measured"; ps -o pid= --ppid "$measured"; }
+# utime + stime in clock ticks (fields 14, 15 after "(comm)"), summed.
 cpu_ticks() {
-	sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }'
+	for p in $(tree); do sed 's/.*) //' "/proc/$p/stat" 2>/dev/null; done |
+		awk '{ t += $12 + $13 } END { print t }'
+}
+# The largest VmHWM among them, KiB.
+peak_rss() {
+	for p in $(tree); do awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null; done |
+		sort -n | tail -1
 }
 
 find "$corpus" -name '*.eml' -type f | sort >"$t/all"
@@ -112,17 +140,17 @@ if [ "$warmup" -gt 0 ]; then
 	head -n "$warmup" "$t/all" | while read -r f; do
 		ln -s "$f" "$t/warm/$(basename "$f")"
 	done
-	"$mclient" -s "unix:$sock" -j "$conc" -q -e .eml "$t/warm" 2>"$t/warm.sum" ||
+	"$mclient" -s "$spec" -j "$conc" -q -e .eml "$t/warm" 2>"$t/warm.sum" ||
 		{ echo "bench.sh: warm-up failed:" >&2; cat "$t/warm.sum" >&2; exit 1; }
 fi
 
 hz=$(getconf CLK_TCK)
 cpu0=$(cpu_ticks)
-"$mclient" -s "unix:$sock" -j "$conc" -n "$repeat" --per-conn "$per_conn" -q -e .eml \
+"$mclient" -s "$spec" -j "$conc" -n "$repeat" --per-conn "$per_conn" -q -e .eml \
 	"$corpus" 2>"$t/run.sum"
 rc=$?
 cpu1=$(cpu_ticks)
-hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+hwm=$(peak_rss)
 sum=$(tail -1 "$t/run.sum")
 
 get() { printf '%s\n' "$sum" | tr ' ' '\n' | sed -n "s/^$1=//p"; }

@@ -7,7 +7,7 @@
  * shared machine disturbs the figure less). Not built by `make`:
  *
  *   gcc -O2 -Iinclude -I$BUILDDIR contrib/bench/mime_bench.c milter/mime.c \
- *       milter/mime_html.c milter/msg.c milter/arena.c -o /tmp/mime_bench
+ *       milter/mime_html.c milter/msg.c milter/arena.c milter/xalloc.c -o /tmp/mime_bench
  *   /tmp/mime_bench [-r ROUNDS] /tmp/corpus/spamassassin/ham/x.eml ...
  */
 #include "config.h"

@@ -211,17 +211,6 @@ python3 "$srcdir/contrib/eval/roc.py" "$rs/scores" rspamd | sed 's/^/  /'
 python3 "$srcdir/contrib/eval/roc.py" --paired "$WORK/sift/scores" "$rs/scores" sift,rspamd |
 	sed 's/^/  /'
 
-# Speed: the same dialogue as bench.sh, into the proxy's milter socket.
-tree_ticks() { # utime + stime of rspamd's main process and its workers
-	for p in "$rspamd_pid" $(ps -o pid= --ppid "$rspamd_pid"); do
-		sed 's/.*) //' "/proc/$p/stat" 2>/dev/null
-	done | awk '{ t += $12 + $13 } END { print t }'
-}
-tree_hwm() { # the largest VmHWM among them, MiB
-	for p in "$rspamd_pid" $(ps -o pid= --ppid "$rspamd_pid"); do
-		awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null
-	done | sort -n | tail -1 | awk '{ print int($1 / 1024) }'
-}
 # rspamd's hs_helper compiles its Hyperscan databases in the background
 # (the workers use PCRE until then): wait until none has been written for
 # 10 s (at most 5 minutes), so that the run measures rspamd at its best.
@@ -231,28 +220,11 @@ while [ $i -lt 300 ] &&
 	sleep 1
 	i=$((i + 1))
 done
-sock=unix:$rs/run/milter.sock
-mkdir -p "$WORK/warm"
-head -n 200 "$WORK/test.lst" | xargs cp -t "$WORK/warm"
-"$b/sift-mclient" -s "$sock" -j "$conc" -q -e .eml "$WORK/warm" 2>"$rs/warm.sum" || {
-	echo "rspamd-compare: warm-up failed" >&2
-	cat "$rs/warm.sum" >&2
-	exit 1
-}
-hz=$(getconf CLK_TCK)
-c0=$(tree_ticks)
-"$b/sift-mclient" -s "$sock" -j "$conc" -n "$repeat" -q -e .eml "$WORK/test" 2>"$rs/run.sum"
+# Speed: bench.sh's dialogue and figures, into the proxy's milter socket;
+# the CPU is rspamd's main process and its workers together.
+echo "  (rspamd proxy in milter mode, self_scan, $workers workers)"
+SIFT_BUILDDIR=$b sh "$here/bench.sh" --attach "unix:$rs/run/milter.sock" "$rspamd_pid" \
+	"$WORK/test" "$conc" "$repeat" >"$rs/bench.out" 2>&1
 rc=$?
-c1=$(tree_ticks)
-sum=$(tail -1 "$rs/run.sum")
-get() { printf '%s\n' "$sum" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-msgs=$(get messages)
-echo "  server:           rspamd proxy (milter, self_scan, $workers workers)"
-echo "  messages:         $msgs (errors $(get errors))"
-echo "  msgs/s:           $(get msgs_per_s)"
-awk -v c0="$c0" -v c1="$c1" -v hz="$hz" -v n="$msgs" 'BEGIN {
-	ms = (c1 - c0) * 1000 / hz
-	printf "  server CPU:       %.0f ms total, %.3f ms per message\n", ms, n ? ms / n : 0 }'
-echo "  latency p50/p95/p99: $(get p50_ms) / $(get p95_ms) / $(get p99_ms) ms (max $(get max_ms))"
-echo "  peak RSS (VmHWM): $(tree_hwm) MiB (largest rspamd process)"
+sed 's/^/  /' "$rs/bench.out"
 exit "$rc"
