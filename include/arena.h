@@ -38,6 +38,12 @@ char *arena_sprintf(arena_t *a, const char *fmt, ...) __attribute__((format(prin
 char *arena_vsprintf(arena_t *a, const char *fmt, va_list ap);
 /* Bytes handed out so far (for limits and statistics). */
 size_t arena_used(const arena_t *a);
+/*
+ * Grows an array of n elements of elem bytes held in the arena: returns a
+ * copy with room for twice *cap elements (first_cap when *cap is 0) and
+ * sets *cap. The old copy dies with the arena.
+ */
+void *arena_grow(arena_t *a, void *old, size_t n, size_t *cap, size_t elem, size_t first_cap);
 
 /*
  * abuf - a growable byte buffer whose storage comes from an arena. The

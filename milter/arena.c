@@ -175,6 +175,16 @@ void abuf_init(abuf_t *b, arena_t *a, size_t initial_cap)
 	b->cap = initial_cap;
 }
 
+void *arena_grow(arena_t *a, void *old, size_t n, size_t *cap, size_t elem, size_t first_cap)
+{
+	size_t ncap = *cap ? *cap * 2 : first_cap;
+	void *v = arena_alloc(a, ncap * elem);
+	if (n)
+		memcpy(v, old, n * elem);
+	*cap = ncap;
+	return v;
+}
+
 void abuf_reserve(abuf_t *b, size_t extra)
 {
 	if (b->len + extra + 1 <= b->cap)

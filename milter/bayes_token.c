@@ -102,17 +102,11 @@ typedef struct tk {
 
 static void tk_grow(tk_t *t)
 {
-	size_t cap = t->cap ? t->cap * 2 : TK_INITIAL_KEYS;
-	uint64_t *k = arena_alloc(t->a, cap * sizeof(*k));
-	if (t->n)
-		memcpy(k, t->keys, t->n * sizeof(*k));
-	t->keys = k;
-	if (t->keep_text) {
-		const char **tx = arena_alloc(t->a, cap * sizeof(*tx));
-		if (t->n)
-			memcpy(tx, t->text, t->n * sizeof(*tx));
-		t->text = tx;
-	}
+	size_t cap = t->cap; /* keys and texts grow together */
+	if (t->keep_text)
+		t->text = arena_grow(t->a, t->text, t->n, &cap, sizeof(*t->text), TK_INITIAL_KEYS);
+	cap = t->cap;
+	t->keys = arena_grow(t->a, t->keys, t->n, &cap, sizeof(*t->keys), TK_INITIAL_KEYS);
 	t->cap = cap;
 }
 

@@ -44,22 +44,11 @@ arena_t *hits_arena(hits_t *h)
 	return h->arena;
 }
 
-/* Arena arrays grow by copying; the old copy dies with the arena. */
-static void *hits_grow(arena_t *a, void *old, size_t n, size_t *cap, size_t elem)
-{
-	size_t ncap = *cap ? *cap * 2 : 16;
-	void *v = arena_alloc(a, ncap * elem);
-	if (n)
-		memcpy(v, old, n * elem);
-	*cap = ncap;
-	return v;
-}
-
 void hits_add(hits_t *h, const char *source, const char *name, double score, const char *desc,
               const char *detail)
 {
 	if (h->n == h->cap)
-		h->v = hits_grow(h->arena, h->v, h->n, &h->cap, sizeof(*h->v));
+		h->v = arena_grow(h->arena, h->v, h->n, &h->cap, sizeof(*h->v), 16);
 	h->v[h->n++] = (hit_t){source, name, score, desc, detail};
 }
 
@@ -116,8 +105,8 @@ void hits_sort(hits_t *h)
 void hits_note(hits_t *h, const char *source, const char *fmt, ...)
 {
 	if (h->n_notes == h->cap_notes)
-		h->notes =
-		    hits_grow(h->arena, h->notes, h->n_notes, &h->cap_notes, sizeof(*h->notes));
+		h->notes = arena_grow(h->arena, h->notes, h->n_notes, &h->cap_notes,
+		                      sizeof(*h->notes), 16);
 	va_list ap;
 	va_start(ap, fmt);
 	h->notes[h->n_notes].text = arena_vsprintf(h->arena, fmt, ap);

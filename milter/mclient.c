@@ -510,14 +510,8 @@ static int add_mod(mclient_t *c, arena_t *a, mclient_result_t *r, size_t *cap,
 		fail(c, "protocol error: more than %d modifications", MCLIENT_MAX_MODS);
 		return -1;
 	}
-	if (r->nmods == *cap) {
-		size_t ncap = *cap ? *cap * 2 : 8;
-		mclient_mod_t *nm = arena_alloc(a, ncap * sizeof(*nm));
-		if (r->nmods)
-			memcpy(nm, r->mods, r->nmods * sizeof(*nm));
-		r->mods = nm;
-		*cap = ncap;
-	}
+	if (r->nmods == *cap)
+		r->mods = arena_grow(a, r->mods, r->nmods, cap, sizeof(*r->mods), 8);
 	r->mods[r->nmods++] = *m;
 	return 0;
 }
@@ -862,12 +856,8 @@ static const char *split_headers(arena_t *a, const char *raw, size_t len, struct
 		}
 		if (!is_field_start(p, ll))
 			return p; /* not a header line: the body starts here */
-		if (n == cap) {
-			struct raw_hdr *nh = arena_alloc(a, 2 * cap * sizeof(*nh));
-			memcpy(nh, h, n * sizeof(*nh));
-			h = nh;
-			cap *= 2;
-		}
+		if (n == cap)
+			h = arena_grow(a, h, n, &cap, sizeof(*h), 16);
 		const char *colon = memchr(p, ':', ll);
 		h[n].name = p;
 		h[n].name_len = (size_t)(colon - p);

@@ -1353,14 +1353,9 @@ void mime_scan_uris(mime_t *mi, const char *t, size_t n)
 
 static size_t new_part(mime_t *mi, unsigned depth, const char *headers)
 {
-	if (mi->nparts == mi->parts_cap) {
-		size_t cap = mi->parts_cap ? mi->parts_cap * 2 : 8;
-		mime_part_t *np = arena_alloc(mi->arena, cap * sizeof(*np));
-		if (mi->nparts)
-			memcpy(np, mi->parts, mi->nparts * sizeof(*np));
-		mi->parts = np;
-		mi->parts_cap = cap;
-	}
+	if (mi->nparts == mi->parts_cap)
+		mi->parts = arena_grow(mi->arena, mi->parts, mi->nparts, &mi->parts_cap,
+		                       sizeof(*mi->parts), 8);
 	mime_part_t *p = &mi->parts[mi->nparts];
 	memset(p, 0, sizeof(*p));
 	p->depth = depth;

@@ -102,14 +102,9 @@ void msg_set_mail_from(msg_t *m, const char *from)
 
 void msg_add_rcpt(msg_t *m, const char *rcpt)
 {
-	if (m->n_rcpt == m->cap_rcpt) {
-		size_t cap = m->cap_rcpt ? m->cap_rcpt * 2 : 4;
-		const char **v = arena_alloc(m->arena, cap * sizeof(*v));
-		if (m->n_rcpt)
-			memcpy(v, m->rcpt, m->n_rcpt * sizeof(*v));
-		m->rcpt = v;
-		m->cap_rcpt = cap;
-	}
+	if (m->n_rcpt == m->cap_rcpt)
+		m->rcpt =
+		    arena_grow(m->arena, m->rcpt, m->n_rcpt, &m->cap_rcpt, sizeof(*m->rcpt), 4);
 	m->rcpt[m->n_rcpt++] = msg_strip_path(m, rcpt);
 }
 
@@ -162,14 +157,8 @@ static char *msg_dup_lf(msg_t *m, const char *s, size_t n)
 static void msg_push_header(msg_t *m, const char *name, size_t name_len, const char *value,
                             size_t value_len)
 {
-	if (m->n_hdr == m->cap_hdr) {
-		size_t cap = m->cap_hdr ? m->cap_hdr * 2 : 32;
-		struct msg_hdr *v = arena_alloc(m->arena, cap * sizeof(*v));
-		if (m->n_hdr)
-			memcpy(v, m->hdr, m->n_hdr * sizeof(*v));
-		m->hdr = v;
-		m->cap_hdr = cap;
-	}
+	if (m->n_hdr == m->cap_hdr)
+		m->hdr = arena_grow(m->arena, m->hdr, m->n_hdr, &m->cap_hdr, sizeof(*m->hdr), 32);
 	if (value_len > 0 && (value[0] == ' ' || value[0] == '\t')) {
 		value++;
 		value_len--;

@@ -560,14 +560,9 @@ static void found(const struct pf_type *pt, struct pf_result *res, size_t lit, s
 		return;
 	if (res->want[ri] == PF_LISTED && res->nodes[res->tail[ri] - 1].span >= (uint32_t)k)
 		return; /* occurrences come in text order: already listed */
-	if (res->nnodes == res->cap) {
-		size_t cap = res->cap ? res->cap * 2 : 256;
-		struct pf_node *nv = arena_alloc(res->a, cap * sizeof(*nv));
-		if (res->nnodes)
-			memcpy(nv, res->nodes, res->nnodes * sizeof(*nv));
-		res->nodes = nv;
-		res->cap = cap;
-	}
+	if (res->nnodes == res->cap)
+		res->nodes = arena_grow(res->a, res->nodes, res->nnodes, &res->cap,
+		                        sizeof(*res->nodes), 256);
 	res->nodes[res->nnodes] = (struct pf_node){.span = (uint32_t)k, .next = 0};
 	uint32_t id = (uint32_t)++res->nnodes;
 	if (res->want[ri] == PF_LISTED)

@@ -65,3 +65,22 @@ Test(abuf, grows_and_stays_terminated)
 	cr_assert_str_eq(b.data + 10000, "[end]");
 	arena_free(a);
 }
+
+Test(arena, grow_doubles_and_keeps_the_elements)
+{
+	arena_t *a = arena_new(0);
+	int *v = NULL;
+	size_t n = 0, cap = 0;
+	for (int i = 0; i < 1000; i++) {
+		if (n == cap) {
+			size_t before = cap;
+			v = arena_grow(a, v, n, &cap, sizeof(*v), 4);
+			cr_assert_eq(cap, before ? before * 2 : 4);
+		}
+		v[n++] = i;
+	}
+	cr_assert_eq(cap, 1024);
+	for (int i = 0; i < 1000; i++)
+		cr_assert_eq(v[i], i);
+	arena_free(a);
+}
