@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include "conf.h"
+#include "xalloc.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -34,10 +35,8 @@ struct conf {
 
 conf_t *conf_new(void)
 {
-	conf_t *c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		abort();
-	c->path = strdup("");
+	conf_t *c = xalloc_calloc(1, sizeof(*c));
+	c->path = xalloc_strdup("");
 	return c;
 }
 
@@ -65,14 +64,12 @@ static void conf_push(conf_t *c, const char *key, const char *value, const char 
 {
 	if (c->n == c->cap) {
 		c->cap = c->cap ? c->cap * 2 : 32;
-		c->v = realloc(c->v, c->cap * sizeof(*c->v));
-		if (c->v == NULL)
-			abort();
+		c->v = xalloc_realloc(c->v, c->cap * sizeof(*c->v));
 	}
 	struct conf_item *it = &c->v[c->n++];
-	it->key = strdup(key);
-	it->value = strdup(value);
-	it->file = strdup(file);
+	it->key = xalloc_strdup(key);
+	it->value = xalloc_strdup(value);
+	it->file = xalloc_strdup(file);
 	it->line = line;
 	it->used = false;
 	it->override = override;
@@ -144,7 +141,7 @@ conf_t *conf_parse(const char *name, const char *text, diag_t *d)
 {
 	conf_t *c = conf_new();
 	free(c->path);
-	c->path = strdup(name);
+	c->path = xalloc_strdup(name);
 	unsigned lineno = 0;
 	size_t before = diag_errors(d);
 	const char *p = text;
@@ -189,9 +186,7 @@ conf_t *conf_load(const char *path, diag_t *d)
 	while ((n = fread(buf, 1, sizeof(buf), fp)) > 0) {
 		if (len + n + 1 > cap) {
 			cap = (len + n + 1) * 2;
-			text = realloc(text, cap);
-			if (text == NULL)
-				abort();
+			text = xalloc_realloc(text, cap);
 		}
 		memcpy(text + len, buf, n);
 		len += n;
@@ -204,7 +199,7 @@ conf_t *conf_load(const char *path, diag_t *d)
 		return NULL;
 	}
 	if (text == NULL)
-		text = calloc(1, 1);
+		text = xalloc_calloc(1, 1);
 	text[len] = '\0';
 	if (strlen(text) != len) {
 		free(text);

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "diag.h"
+#include "xalloc.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -22,9 +23,7 @@ struct diag {
 
 diag_t *diag_new(void)
 {
-	diag_t *d = calloc(1, sizeof(*d));
-	if (d == NULL)
-		abort();
+	diag_t *d = xalloc_calloc(1, sizeof(*d));
 	return d;
 }
 
@@ -49,14 +48,10 @@ static void diag_vadd(diag_t *d, diag_level_t level, const char *file, unsigned 
 		snprintf(loc, sizeof(loc), "%s: ", file);
 	if (d->n == d->cap) {
 		d->cap = d->cap ? d->cap * 2 : 16;
-		d->v = realloc(d->v, d->cap * sizeof(*d->v));
-		if (d->v == NULL)
-			abort();
+		d->v = xalloc_realloc(d->v, d->cap * sizeof(*d->v));
 	}
 	size_t len = strlen(loc) + strlen(msg) + 16;
-	char *t = malloc(len);
-	if (t == NULL)
-		abort();
+	char *t = xalloc_malloc(len);
 	snprintf(t, len, "%s%s%s", loc, level == DIAG_ERROR ? "" : "warning: ", msg);
 	d->v[d->n].level = level;
 	d->v[d->n].text = t;

@@ -492,18 +492,15 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 			if (ok)
 				ok = parse_score(v, &cr.score, &cr.rule);
 			if (ok) {
-				l->codes = realloc(l->codes, (l->ncodes + 1) * sizeof(*l->codes));
-				if (l->codes == NULL)
-					abort();
+				l->codes =
+				    xalloc_realloc(l->codes, (l->ncodes + 1) * sizeof(*l->codes));
 				l->codes[l->ncodes++] = cr;
 			}
 		} else if (strcmp(t, "error") == 0) {
 			struct code_range r;
 			ok = parse_code_range(v, &r.lo, &r.hi);
 			if (ok) {
-				l->errors = realloc(l->errors, (l->nerrors + 1) * sizeof(r));
-				if (l->errors == NULL)
-					abort();
+				l->errors = xalloc_realloc(l->errors, (l->nerrors + 1) * sizeof(r));
 				l->errors[l->nerrors++] = r;
 			}
 		} else if (strcmp(t, "txt") == 0) {
@@ -670,9 +667,7 @@ dnsbl_t *dnsbl_load(conf_t *c, dnsbl_t *prev, const ev_env_t *env, diag_t *d)
 {
 	(void)env;
 	size_t errors0 = diag_errors(d);
-	dnsbl_t *b = calloc(1, sizeof(*b));
-	if (b == NULL)
-		abort();
+	dnsbl_t *b = xalloc_calloc(1, sizeof(*b));
 	long timeout_ms, tries, max_uri, cache_entries, probe_ms, check_ms, max_ttl_ms, neg_ttl_ms;
 	uint64_t cache_bytes;
 	conf_ms(c, "dnsbl_timeout", 1500, 50, 30000, &timeout_ms, d);
@@ -705,9 +700,7 @@ dnsbl_t *dnsbl_load(conf_t *c, dnsbl_t *prev, const ev_env_t *env, diag_t *d)
 	}
 
 	size_t n = conf_count(c, "dnsbl_list");
-	b->lists = calloc(n ? n : 1, sizeof(*b->lists));
-	if (b->lists == NULL)
-		abort();
+	b->lists = xalloc_calloc(n ? n : 1, sizeof(*b->lists));
 	bool need_dns = false;
 	for (size_t i = 0; i < n; i++) {
 		const char *file;
@@ -1005,9 +998,7 @@ static void add_lookup(dnsbl_t *d, struct lookup_set *s, size_t li, const char *
 	}
 	if (s->n == s->cap) {
 		s->cap = s->cap ? s->cap * 2 : 8;
-		s->v = realloc(s->v, s->cap * sizeof(*s->v));
-		if (s->v == NULL)
-			abort();
+		s->v = xalloc_realloc(s->v, s->cap * sizeof(*s->v));
 	}
 	struct lookup *k = &s->v[s->n++];
 	memset(k, 0, sizeof(*k));
@@ -1189,9 +1180,7 @@ static void conn_set_client(struct dnsbl_conn *c, const char *ip)
 
 static void *ev_conn_begin(void *shared, const ev_conn_info_t *ci)
 {
-	struct dnsbl_conn *c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		abort();
+	struct dnsbl_conn *c = xalloc_calloc(1, sizeof(*c));
 	c->d = shared;
 	conn_set_client(c, ci ? ci->client_ip : NULL);
 	return c;

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include "dnsbl_int.h"
+#include "xalloc.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -68,9 +69,7 @@ static uint32_t key_hash(const char *s, int qtype)
 
 dnsbl_cache_t *dnsbl_cache_new(size_t max_entries, size_t max_bytes)
 {
-	dnsbl_cache_t *c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		abort();
+	dnsbl_cache_t *c = xalloc_calloc(1, sizeof(*c));
 	size_t per_entries = max_entries / CACHE_SHARDS + 1;
 	size_t per_bytes = max_bytes / CACHE_SHARDS + 1;
 	size_t nb = CACHE_MIN_BUCKETS;
@@ -80,9 +79,7 @@ dnsbl_cache_t *dnsbl_cache_new(size_t max_entries, size_t max_bytes)
 		struct shard *s = &c->shards[i];
 		pthread_mutex_init(&s->lock, NULL);
 		s->nbuckets = nb;
-		s->buckets = calloc(nb, sizeof(*s->buckets));
-		if (s->buckets == NULL)
-			abort();
+		s->buckets = xalloc_calloc(nb, sizeof(*s->buckets));
 		s->max_entries = per_entries;
 		s->max_bytes = per_bytes;
 	}
@@ -172,9 +169,7 @@ void dnsbl_cache_put(dnsbl_cache_t *c, const char *qname, int qtype, const dnsbl
 	size_t klen = strlen(qname) + 1;
 	size_t tlen = a->has_txt ? strlen(a->txt) + 1 : 0;
 	size_t bytes = sizeof(struct centry) + klen + tlen;
-	struct centry *e = malloc(bytes);
-	if (e == NULL)
-		abort();
+	struct centry *e = xalloc_malloc(bytes);
 	memset(e, 0, sizeof(*e));
 	memcpy(e->key, qname, klen);
 	if (tlen) {

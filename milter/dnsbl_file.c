@@ -100,7 +100,7 @@ static uint32_t add_value(struct snapshot *s, uint32_t code, const char *txt)
 		s->values = xalloc_realloc(s->values, s->cap_values * sizeof(*s->values));
 	}
 	s->values[s->nvalues].code = code;
-	s->values[s->nvalues].txt = txt ? strdup(txt) : NULL;
+	s->values[s->nvalues].txt = txt ? xalloc_strdup(txt) : NULL;
 	return (uint32_t)s->nvalues++;
 }
 
@@ -121,7 +121,7 @@ static void add_name(struct snapshot *s, int wild, const char *name, uint32_t va
 		s->names[wild] =
 		    xalloc_realloc(s->names[wild], s->cap_names[wild] * sizeof(struct name_entry));
 	}
-	s->names[wild][s->nnames[wild]++] = (struct name_entry){strdup(name), val};
+	s->names[wild][s->nnames[wild]++] = (struct name_entry){xalloc_strdup(name), val};
 }
 
 static uint32_t mask_of(unsigned plen)
@@ -302,9 +302,7 @@ static struct snapshot *load_snapshot(const char *path, int format, diag_t *d)
 			diag_error(d, path, 0, "cannot open list file: %s", strerror(errno));
 		return NULL;
 	}
-	struct snapshot *s = calloc(1, sizeof(*s));
-	if (s == NULL)
-		abort();
+	struct snapshot *s = xalloc_calloc(1, sizeof(*s));
 	uint32_t def_code = DEFAULT_CODE;
 	char *def_txt = NULL;
 	char line[FILE_MAX_LINE_BYTES];
@@ -330,7 +328,7 @@ static struct snapshot *load_snapshot(const char *path, int format, diag_t *d)
 			}
 			def_code = c;
 			free(def_txt);
-			def_txt = t ? strdup(t) : NULL;
+			def_txt = t ? xalloc_strdup(t) : NULL;
 			continue;
 		}
 		bool excl = false;
@@ -403,10 +401,8 @@ dnsbl_file_t *dnsbl_file_open(const char *path, int format, long check_ms, diag_
 	struct snapshot *s = load_snapshot(path, format, d);
 	if (s == NULL)
 		return NULL;
-	dnsbl_file_t *f = calloc(1, sizeof(*f));
-	if (f == NULL)
-		abort();
-	f->path = strdup(path);
+	dnsbl_file_t *f = xalloc_calloc(1, sizeof(*f));
+	f->path = xalloc_strdup(path);
 	f->format = format;
 	f->check_ms = check_ms;
 	pthread_mutex_init(&f->lock, NULL);

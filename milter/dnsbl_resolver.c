@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include "dnsbl_int.h"
+#include "xalloc.h"
 
 #include <ares.h>
 #include <errno.h>
@@ -207,9 +208,7 @@ int dnsbl_parse_response(const unsigned char *p, size_t n, int qtype, dnsbl_answ
 
 dnsbl_batch_t *dnsbl_batch_new(void)
 {
-	dnsbl_batch_t *b = calloc(1, sizeof(*b));
-	if (b == NULL)
-		abort();
+	dnsbl_batch_t *b = xalloc_calloc(1, sizeof(*b));
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -507,9 +506,7 @@ dnsbl_resolver_t *dnsbl_resolver_new(const dnsbl_resolver_conf_t *rc, char *err,
 		snprintf(err, err_bytes, "c-ares: %s", ares_strerror(ares_init_status));
 		return NULL;
 	}
-	dnsbl_resolver_t *r = calloc(1, sizeof(*r));
-	if (r == NULL)
-		abort();
+	dnsbl_resolver_t *r = xalloc_calloc(1, sizeof(*r));
 	r->refs = 1;
 	r->conf = *rc;
 	r->servers_csv = rc->servers_csv ? strdup(rc->servers_csv) : NULL;
@@ -597,9 +594,7 @@ void dnsbl_resolver_stats(dnsbl_resolver_t *r, dnsbl_resolver_stats_t *st)
 dnsbl_query_t *dnsbl_resolver_submit(dnsbl_resolver_t *r, dnsbl_batch_t *b, const char *qname,
                                      bool want_txt, bool use_cache)
 {
-	dnsbl_query_t *q = calloc(1, sizeof(*q));
-	if (q == NULL)
-		abort();
+	dnsbl_query_t *q = xalloc_calloc(1, sizeof(*q));
 	q->batch = b;
 	q->res = r;
 	snprintf(q->qname, sizeof(q->qname), "%s", qname);

@@ -395,9 +395,7 @@ static char *rewrite_repeat(const char *p, size_t n, bool extended, int serial)
 	if (best_len == 0 || (best_qend < n && (p[best_qend] == '?' || p[best_qend] == '+')))
 		return NULL;
 	size_t cap = n + 96;
-	char *out = malloc(cap);
-	if (out == NULL)
-		abort();
+	char *out = xalloc_malloc(cap);
 	char q[48];
 	if (qopen)
 		snprintf(q, sizeof(q), "{%lu,}", qmin - 1);

@@ -56,13 +56,9 @@ static void ls_add(struct litset *l, const char *s, size_t n)
 	for (size_t i = 0; i < l->count; i++)
 		if (l->n[i] == n && memcmp(l->s[i], s, n) == 0)
 			return;
-	l->s = realloc(l->s, (l->count + 1) * sizeof(char *));
-	l->n = realloc(l->n, (l->count + 1) * sizeof(size_t));
-	if (l->s == NULL || l->n == NULL)
-		abort();
-	l->s[l->count] = malloc(n + 1);
-	if (l->s[l->count] == NULL)
-		abort();
+	l->s = xalloc_realloc(l->s, (l->count + 1) * sizeof(char *));
+	l->n = xalloc_realloc(l->n, (l->count + 1) * sizeof(size_t));
+	l->s[l->count] = xalloc_malloc(n + 1);
 	memcpy(l->s[l->count], s, n);
 	l->s[l->count][n] = '\0';
 	l->n[l->count] = n;
@@ -591,9 +587,7 @@ static int on_match(unsigned int id, unsigned long long from, unsigned long long
 
 struct rules_prefilter *rules_prefilter_build(rules_t *r)
 {
-	struct rules_prefilter *pf = calloc(1, sizeof(*pf));
-	if (pf == NULL)
-		abort();
+	struct rules_prefilter *pf = xalloc_calloc(1, sizeof(*pf));
 	bool hs_ok = true;
 	for (int type = 0; type < RULES_T_META; type++) {
 		if (type == RULES_T_HEADER || type == RULES_T_MIMEHEADER)
@@ -602,12 +596,10 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 		size_t nl = 0;
 		for (size_t oi = 0; oi < r->norder[type]; oi++)
 			nl += r->v[r->order[type][oi]].nlits;
-		pt->lit_rule = calloc(nl + 1, sizeof(size_t));
-		pt->lit = calloc(nl + 1, sizeof(char *));
-		pt->litlen = calloc(nl + 1, sizeof(size_t));
-		pt->always = calloc(r->norder[type] + 1, sizeof(size_t));
-		if (!pt->lit_rule || !pt->lit || !pt->litlen || !pt->always)
-			abort();
+		pt->lit_rule = xalloc_calloc(nl + 1, sizeof(size_t));
+		pt->lit = xalloc_calloc(nl + 1, sizeof(char *));
+		pt->litlen = xalloc_calloc(nl + 1, sizeof(size_t));
+		pt->always = xalloc_calloc(r->norder[type] + 1, sizeof(size_t));
 		for (size_t oi = 0; oi < r->norder[type]; oi++) {
 			size_t ri = r->order[type][oi];
 			struct rule *ru = &r->v[ri];
@@ -624,10 +616,8 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 		}
 #ifdef HAVE_VECTORSCAN
 		if (pt->nlit > 0 && !r->opts.prefilter_memmem) {
-			unsigned *flags = calloc(pt->nlit, sizeof(unsigned));
-			unsigned *ids = calloc(pt->nlit, sizeof(unsigned));
-			if (!flags || !ids)
-				abort();
+			unsigned *flags = xalloc_calloc(pt->nlit, sizeof(unsigned));
+			unsigned *ids = xalloc_calloc(pt->nlit, sizeof(unsigned));
 			for (size_t i = 0; i < pt->nlit; i++) {
 				/* every occurrence: each one names a span to run the rule on */
 				flags[i] = HS_FLAG_CASELESS;

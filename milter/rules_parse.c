@@ -134,9 +134,7 @@ static void kv_free(struct kvlist *l)
 void *rules_parse_begin(rules_t *r)
 {
 	(void)r;
-	struct pstate *ps = calloc(1, sizeof(*ps));
-	if (ps == NULL)
-		abort();
+	struct pstate *ps = xalloc_calloc(1, sizeof(*ps));
 	ps->start = xalloc_strdup("<");
 	ps->end = xalloc_strdup(">");
 	return ps;

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "rep.h"
 #include "rules.h"
+#include "xalloc.h"
 
 #define SCAN_CONN_ARENA_BYTES 4096
 
@@ -132,9 +133,7 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 
 scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env_in, diag_t *d)
 {
-	scan_gen_t *g = calloc(1, sizeof(*g));
-	if (g == NULL)
-		abort();
+	scan_gen_t *g = xalloc_calloc(1, sizeof(*g));
 	atomic_init(&g->refs, 1);
 	g->conf = c;
 	size_t before = diag_errors(d);
@@ -316,15 +315,11 @@ char *scan_read_file(const char *path, size_t *len)
 		return NULL;
 	}
 	size_t cap = (size_t)st.st_size + 1, n = 0;
-	char *buf = malloc(cap);
-	if (buf == NULL)
-		abort();
+	char *buf = xalloc_malloc(cap);
 	for (;;) {
 		if (n + 1 >= cap) {
 			cap *= 2;
-			buf = realloc(buf, cap);
-			if (buf == NULL)
-				abort();
+			buf = xalloc_realloc(buf, cap);
 		}
 		ssize_t r = read(fd, buf + n, cap - n - 1);
 		if (r < 0) {
@@ -378,14 +373,10 @@ static int scan_walk_at(const char *path, unsigned depth, unsigned max_depth, sc
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 64;
-			names = realloc(names, cap * sizeof(*names));
-			if (names == NULL)
-				abort();
+			names = xalloc_realloc(names, cap * sizeof(*names));
 		}
 		size_t l = strlen(path) + strlen(de->d_name) + 2;
-		names[n] = malloc(l);
-		if (names[n] == NULL)
-			abort();
+		names[n] = xalloc_malloc(l);
 		snprintf(names[n], l, "%s/%s", path, de->d_name);
 		n++;
 	}
