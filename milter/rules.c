@@ -224,6 +224,25 @@ static size_t skip_class(const char *p, size_t n, size_t i)
 	return i < n ? i + 1 : n;
 }
 
+/*
+ * The index after an escape, a character class or (with /x) a comment that
+ * starts at p[i], or i when none does: what the structure scans below step
+ * over without looking inside.
+ */
+static size_t skip_inert(const char *p, size_t n, size_t i, bool extended)
+{
+	if (p[i] == '\\')
+		return skip_escape(p, n, i);
+	if (p[i] == '[')
+		return skip_class(p, n, i);
+	if (extended && p[i] == '#') {
+		while (i < n && p[i] != '\n')
+			i++;
+		return i < n ? i + 1 : n;
+	}
+	return i;
+}
+
 static bool find_split(const char *p, size_t n, bool extended, struct split *sp)
 {
 	memset(sp, 0, sizeof(*sp));
@@ -244,15 +263,13 @@ static bool find_split(const char *p, size_t n, bool extended, struct split *sp)
 	size_t best_g_len = 0;
 	size_t g_open_best = 0, g_close_best = 0;
 	for (; i < n; i++) {
+		size_t past = skip_inert(p, n, i, extended);
+		if (past != i) {
+			i = past - 1;
+			continue;
+		}
 		char c = p[i];
-		if (c == '\\') {
-			i = skip_escape(p, n, i) - 1;
-		} else if (c == '[') {
-			i = skip_class(p, n, i) - 1;
-		} else if (extended && c == '#') {
-			while (i < n && p[i] != '\n')
-				i++;
-		} else if (c == '(') {
+		if (c == '(') {
 			if (i + 2 < n && p[i + 1] == '?' && p[i + 2] == '#') {
 				while (i < n && p[i] != ')')
 					i++;
@@ -352,15 +369,13 @@ static char *rewrite_repeat(const char *p, size_t n, bool extended, int serial)
 	unsigned long qmin = 0, qmax = 0;
 	bool qopen = false;
 	for (size_t i = 0; i < n; i++) {
+		size_t past = skip_inert(p, n, i, extended);
+		if (past != i) {
+			i = past - 1;
+			continue;
+		}
 		char c = p[i];
-		if (c == '\\') {
-			i = skip_escape(p, n, i) - 1;
-		} else if (c == '[') {
-			i = skip_class(p, n, i) - 1;
-		} else if (extended && c == '#') {
-			while (i < n && p[i] != '\n')
-				i++;
-		} else if (c == '(') {
+		if (c == '(') {
 			if (depth < 64)
 				gstack[depth] = i;
 			depth++;
