@@ -12,6 +12,7 @@
 
 #include "mime.h"
 #include "msg.h"
+#include "utf8_check.h"
 
 #define FIXTURE_MAX_BYTES (1 << 20)
 
@@ -731,29 +732,17 @@ Test(mime, percent_encoded_hosts_are_decoded_in_the_domain_list)
 	msg_free(m);
 }
 
-/* True when s[0..n) is valid UTF-8 (no overlong, surrogate or >U+10FFFF forms). */
-static bool strict_utf8(const unsigned char *s, size_t n)
+Test(mime, the_utf8_oracle_rejects_what_it_should)
 {
-	for (size_t i = 0; i < n;) {
-		unsigned c = s[i], k;
-		if (c < 0x80)
-			k = 1;
-		else if (c >= 0xc2 && c <= 0xdf)
-			k = 2;
-		else if (c >= 0xe0 && c <= 0xef)
-			k = 3;
-		else if (c >= 0xf0 && c <= 0xf4)
-			k = 4;
-		else
-			return false;
-		if (i + k > n)
-			return false;
-		for (unsigned j = 1; j < k; j++)
-			if ((s[i + j] & 0xc0) != 0x80)
-				return false;
-		i += k;
-	}
-	return true;
+	/* The check the other tests rely on: valid forms in, invalid out. */
+	const char *good = "a \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+	cr_assert(test_utf8_strict((const unsigned char *)good, strlen(good)));
+	const char *bad[] = {"\xc0\xaf",         "\xe0\x80\xaf",     "\xed\xa0\x80",
+	                     "\xf0\x80\x80\xaf", "\xf4\x90\x80\x80", "\xfc\x84\x80\x80\x80\x80",
+	                     "\xe2\x82"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert(!test_utf8_strict((const unsigned char *)bad[i], strlen(bad[i])),
+		          "accepted case %zu", i);
 }
 
 Test(mime, iconv_output_is_checked_for_valid_utf8)
@@ -767,7 +756,7 @@ Test(mime, iconv_output_is_checked_for_valid_utf8)
 	size_t n;
 	char *out = mime_to_utf8(a, "utf-8\x01", in, sizeof(in) - 1, &n);
 	cr_assert_not_null(out);
-	cr_assert(strict_utf8((const unsigned char *)out, n), "invalid UTF-8 out: %s", out);
+	cr_assert(test_utf8_strict((const unsigned char *)out, n), "invalid UTF-8 out: %s", out);
 	cr_assert_not_null(strstr(out, "ok "));
 	cr_assert_not_null(strstr(out, " end"));
 	arena_free(a);

@@ -12,6 +12,7 @@
 
 #include "mime.h"
 #include "msg.h"
+#include "../utf8_check.h"
 
 /* Small limits so the fuzzer reaches the limit paths with small inputs. */
 #define FUZZ_MAX_DEPTH        8
@@ -23,26 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_utf8(const char *s, size_t n)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	for (size_t i = 0; i < n;) {
-		unsigned c = p[i], k;
-		if (c < 0x80)
-			k = 1;
-		else if (c >= 0xc2 && c <= 0xdf)
-			k = 2;
-		else if (c >= 0xe0 && c <= 0xef)
-			k = 3;
-		else if (c >= 0xf0 && c <= 0xf4)
-			k = 4;
-		else
-			__builtin_trap();
-		if (i + k > n)
-			__builtin_trap();
-		for (unsigned j = 1; j < k; j++)
-			if ((p[i + j] & 0xc0) != 0x80)
-				__builtin_trap();
-		i += k;
-	}
+	if (!test_utf8_strict((const unsigned char *)s, n))
+		__builtin_trap();
 }
 
 /* Touches every byte so ASan sees an overrun, and checks the terminator. */
