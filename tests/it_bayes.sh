@@ -117,14 +117,8 @@ bayes_autolearn_spam_score = 3
 bayes_autolearn_ham_score = -100
 bayes_map_size = 1M
 EOF
-"$MILTER" -f -c "$D/milter.conf" -d "$D/state" -p "unix:$SOCK" 2>>"$LOG" &
-MILTER_PID=$!
-it_track "$MILTER_PID"
-if ! wait_for "$(($(scaled_ms 10000) / 1000))" test -S "$SOCK"; then
-	fail "sift-milter did not open $SOCK"
-	cat "$LOG" >&2
-	it_done
-fi
+it_milter_start "$(($(scaled_ms 10000) / 1000))" "$D/milter.conf" "$D/state" "$SOCK" "$LOG"
+MILTER_PID=$IT_MILTER_PID
 "$MC" -s "unix:$SOCK" -t 10000 -i 192.0.2.10 -q "$DATA/check/spam-8.eml" 2>"$D/mc.err"
 spam_is() { [ "$(stat_of spam)" = "$1" ]; }
 check "autolearn: the daemon learns a confident spam (9 spam within 5 s)" wait_for 5 spam_is 9

@@ -167,15 +167,8 @@ check "cache: the repeat still scored" [ "$(grep -c BL_CSS "$D/twice.tsv")" = 2 
 # ------------------------------------------------------------ sift-milter
 SOCK=$D/sift.sock
 LOG=$D/milter.log
-rm -f "$SOCK"
-"$MILTER" -f -c "$D/sift.conf" -d "$D/state" -p "unix:$SOCK" 2>>"$LOG" &
-MILTER_PID=$!
-it_track "$MILTER_PID"
-if ! wait_for 10 test -S "$SOCK"; then
-	fail "sift-milter did not open $SOCK within 10 s"
-	cat "$LOG" >&2
-	it_done
-fi
+it_milter_start 10 "$D/sift.conf" "$D/state" "$SOCK" "$LOG"
+MILTER_PID=$IT_MILTER_PID
 mc() {
 	_n=$1
 	_ip=$2

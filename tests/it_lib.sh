@@ -107,6 +107,21 @@ wait_for() {
 	return 1
 }
 
+# it_milter_start TIMEOUT_S CONF STATE_DIR SOCKET LOG: starts sift-milter in
+# the foreground on a unix socket, tracked for the EXIT trap, its stderr
+# appended to LOG; sets IT_MILTER_PID. When the socket has not appeared
+# within TIMEOUT_S seconds it fails, shows the log and ends the script.
+it_milter_start() {
+	rm -f "$4"
+	"$top_builddir/sift-milter" -f -c "$2" -d "$3" -p "unix:$4" 2>>"$5" &
+	IT_MILTER_PID=$!
+	it_track "$IT_MILTER_PID"
+	wait_for "$1" test -S "$4" && return 0
+	fail "sift-milter did not open $4 within $1 s"
+	cat "$5" >&2
+	it_done
+}
+
 # A TCP port on 127.0.0.1 nobody listens on (random, checked with a bind).
 free_port() {
 	python3 - <<'EOF' 2>/dev/null && return 0

@@ -32,15 +32,8 @@ EOF
 LOG=$D/milter.log
 MILTER_PID=""
 start_milter() {
-	rm -f "$SOCK"
-	"$MILTER" -f -c "$D/sift.conf" -d "$D/state" -p "unix:$SOCK" 2>>"$LOG" &
-	MILTER_PID=$!
-	it_track "$MILTER_PID"
-	if ! wait_for 10 test -S "$SOCK"; then
-		fail "sift-milter did not open $SOCK within 10 s"
-		cat "$LOG" >&2
-		it_done
-	fi
+	it_milter_start 10 "$D/sift.conf" "$D/state" "$SOCK" "$LOG"
+	MILTER_PID=$IT_MILTER_PID
 }
 
 # mc NAME ARGS...: one sift-mclient run; TSV in $D/NAME.tsv, summary in .err.

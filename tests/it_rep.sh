@@ -79,12 +79,8 @@ EOF
 }
 
 start_node() {
-	rm -f "$D/$1.sock"
-	"$MILTER" -f -c "$D/$1.conf" -d "$D/$1" -p "unix:$D/$1.sock" 2>>"$D/$1.log" &
-	eval "${1}_PID=$!"
-	it_track "$!"
-	wait_for 10 test -S "$D/$1.sock" ||
-		{ fail "sift-milter $1 did not start"; cat "$D/$1.log" >&2; it_done; }
+	it_milter_start 10 "$D/$1.conf" "$D/$1" "$D/$1.sock" "$D/$1.log"
+	eval "${1}_PID=\$IT_MILTER_PID"
 }
 
 # send NODE QID IP FILE: one message; the daemon's log line for it is in $D/QID.line.
