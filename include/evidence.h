@@ -23,11 +23,15 @@
  * THREADS
  *	The shared state is used by every worker thread at once and must be
  *	immutable or internally synchronised. Per-connection state belongs to
- *	the connection's thread.
+ *	the connection's thread. A module starts its threads with
+ *	ev_thread_start(), so that the signals the daemon handles (SIGHUP,
+ *	SIGTERM, SIGINT, SIGUSR1) never reach them: a signal the kernel gave to
+ *	such a thread would take its default action and end the process.
  */
 #ifndef SIFT_EVIDENCE_H
 #define SIFT_EVIDENCE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 
 #include "conf.h"
@@ -68,5 +72,13 @@ typedef struct evidence_ops {
 
 /* Monotonic milliseconds, the scale of deadline_ms. */
 long ev_now_ms(void);
+
+/*
+ * Starts fn(arg) in a new thread that blocks SIGHUP, SIGTERM, SIGINT and
+ * SIGUSR1 (the daemon's signals; see THREADS above), named name (at most
+ * 15 bytes, shown by ps -T and in /proc/PID/task/TID/comm). Returns 0 or
+ * pthread_create()'s error. The caller's own signal mask is unchanged.
+ */
+int ev_thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg);
 
 #endif

@@ -865,7 +865,7 @@ int bayes_store_submit(bayes_store_t *s, const bayes_learn_item_t *item, size_t 
 		return BAYES_EBUSY;
 	}
 	if (!s->writer_running) {
-		if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+		if (ev_thread_start(&s->writer, "sift-bayes-wr", writer_main, s) != 0) {
 			if (item->op != BAYES_TOUCH)
 				s->dropped++;
 			pthread_mutex_unlock(&s->qlock);

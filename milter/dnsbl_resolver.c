@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include "dnsbl_int.h"
+#include "evidence.h"
 #include "xalloc.h"
 
 #include <ares.h>
@@ -621,7 +622,7 @@ dnsbl_query_t *dnsbl_resolver_submit(dnsbl_resolver_t *r, dnsbl_batch_t *b, cons
 	pthread_mutex_lock(&r->qlock);
 	bool ok = !r->stop;
 	if (ok && !r->started) {
-		if (pthread_create(&r->thread, NULL, resolver_main, r) == 0)
+		if (ev_thread_start(&r->thread, "sift-dnsbl", resolver_main, r) == 0)
 			r->started = true;
 		else
 			ok = false;

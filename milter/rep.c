@@ -663,13 +663,16 @@ static struct rep_rt *rt_new(const rep_config_t *rc, struct mirror_ref *mir, boo
 	 * trip behind it (what a long-RTT link would otherwise double).
 	 */
 	for (long i = 0; i < rc->reader_threads; i++) {
-		if (pthread_create(&rt->readers[rt->nreaders], NULL, reader_main, rt) != 0)
+		if (ev_thread_start(&rt->readers[rt->nreaders], "sift-rep-read", reader_main, rt) !=
+		    0)
 			break;
 		rt->nreaders++;
 	}
-	if (rt->nreaders > 0 && pthread_create(&rt->writer, NULL, writer_main, rt) == 0)
+	if (rt->nreaders > 0 &&
+	    ev_thread_start(&rt->writer, "sift-rep-write", writer_main, rt) == 0)
 		rt->writer_started = true;
-	if (rt->writer_started && mir && pthread_create(&rt->syncer, NULL, syncer_main, rt) == 0)
+	if (rt->writer_started && mir &&
+	    ev_thread_start(&rt->syncer, "sift-rep-sync", syncer_main, rt) == 0)
 		rt->syncer_started = true;
 	if (!rt->syncer_started) {
 		diag_error(d, NULL, 0, "rep: cannot start the reputation threads%s",

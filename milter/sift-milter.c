@@ -10,6 +10,7 @@
 #include <ftw.h>
 #include <getopt.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -192,6 +193,19 @@ static int write_pid_file(const char *path)
 
 int main(int argc, char **argv)
 {
+	/*
+	 * Before any thread exists: every thread created from here on inherits
+	 * these blocked, so only libmilter's signal thread (sigwait) sees them,
+	 * and a write to a closed socket is an error, not the end.
+	 */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
 	int ch;
 	while ((ch = getopt(argc, argv, "c:d:p:fhV")) != -1) {
 		switch (ch) {
