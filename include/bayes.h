@@ -101,7 +101,11 @@
  *	is internally synchronised: any number of threads may call lookup at
  *	once while one thread (or the autolearn writer) applies a batch.
  *	bayes_store_submit() may be called from any thread and never blocks;
- *	the store's writer thread learns the queued messages in batches.
+ *	the store's writer thread learns the queued messages in batches. The
+ *	daemon starts that thread with bayes_store_start() (the evidence
+ *	start() hook, after fork and privilege drop), and the store itself is
+ *	opened there too; the writer blocks the daemon's signals (SIGHUP,
+ *	SIGTERM, SIGINT, SIGUSR1) and is named "sift-bayes-wr".
  * DIAGNOSTICS
  *	Store functions return BAYES_OK or a BAYES_E* code; bayes_strerror()
  *	names it. A full map (BAYES_EFULL) stops learning (one log line says
@@ -228,6 +232,12 @@ typedef struct bayes_apply_result {
  */
 int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t n,
                       bayes_apply_result_t *res);
+
+/*
+ * Starts the store's writer thread now rather than at the first submit
+ * (idempotent). Returns BAYES_OK, or BAYES_EIO when it cannot be started.
+ */
+int bayes_store_start(bayes_store_t *s);
 
 /*
  * Queues one item for the store's writer thread (started on first use)

@@ -66,8 +66,10 @@
  *	are immutable after load; the cache, the statistics, the probe state
  *	and the local file indexes are internally synchronised. DNS queries
  *	are sent and answered by one resolver thread per nameserver
- *	configuration (started on the first query, carried over reloads),
- *	which owns the c-ares channel. Per-connection state belongs to the
+ *	configuration (started by dnsbl_start() or the first query, carried
+ *	over reloads), which owns the c-ares channel. That thread, named
+ *	"sift-dnsbl", blocks the daemon's signals (SIGHUP, SIGTERM, SIGINT,
+ *	SIGUSR1). Per-connection state belongs to the
  *	connection's thread; answers arriving after a connection has gone are
  *	dropped safely (the lookup records are freed by whichever of the two
  *	sides finishes last).
@@ -96,6 +98,13 @@ typedef struct dnsbl dnsbl_t;
  * are unchanged.
  */
 dnsbl_t *dnsbl_load(conf_t *c, dnsbl_t *prev, const ev_env_t *env, diag_t *d);
+
+/*
+ * Starts the resolver thread (the evidence start() hook, after fork and
+ * privilege drop). Offline (`sift check`) it waits for the first query.
+ * Returns 0, or -1 with an error in d.
+ */
+int dnsbl_start(dnsbl_t *b, const ev_env_t *env, diag_t *d);
 void dnsbl_release(dnsbl_t *d);
 
 typedef struct dnsbl_stats {

@@ -7,12 +7,21 @@
  *	scan.c's list, and none of them knows libmilter or each other.
  *
  *	Lifetimes. load() builds a module's shared state for one generation
- *	of the configuration (start-up, then each reload). It receives the
- *	previous generation's state so long-lived resources (an LMDB
- *	environment, which LMDB allows once per process; a Redis link; a DNS
- *	cache) are carried over rather than reopened. A module that is not
- *	configured returns its state anyway (with nothing to do) or NULL; the
- *	other hooks are not called with a NULL shared state.
+ *	of the configuration (start-up, then each reload): it reads keys,
+ *	compiles, checks files, and may run as root before the daemon forks.
+ *	It receives the previous generation's state so long-lived resources
+ *	(an LMDB environment, which LMDB allows once per process; a Redis
+ *	link; a DNS cache) are carried over rather than reopened. A module
+ *	that is not configured returns its state anyway (with nothing to do)
+ *	or NULL; the other hooks are not called with a NULL shared state.
+ *
+ *	start() then brings up what must not cross a fork() or must belong to
+ *	the unprivileged user: threads, connections, LMDB environments. The
+ *	daemon calls it after daemonizing and dropping privileges (at start-up)
+ *	or right after load() (on reload, where carried-over resources are
+ *	already running and are left alone); `sift check` calls it too. It
+ *	returns 0, or -1 with errors in d, and the generation is then dropped.
+ *	release() must cope with a state whose start() failed or never ran.
  *
  *	Per connection, conn_begin() may start work that overlaps the SMTP
  *	dialogue (DNS lookups of the client address, a Redis read). Per
@@ -60,6 +69,7 @@ typedef struct ev_score_ctx {
 typedef struct evidence_ops {
 	const char *name;
 	void *(*load)(conf_t *c, void *prev, const ev_env_t *env, diag_t *d);
+	int (*start)(void *shared, const ev_env_t *env, diag_t *d); /* may be NULL */
 	void (*release)(void *shared);
 	void *(*conn_begin)(void *shared, const ev_conn_info_t *ci);
 	void (*envelope)(void *shared, void *conn, msg_t *m);

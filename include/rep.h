@@ -56,9 +56,14 @@
  *	state is immutable except for the runtime (queues, counters), which
  *	is internally synchronised. The runtime owns its threads: readers
  *	(rep_reader_threads), a writer and the mirror sync, each with its own
- *	connections (a rep_link_t is used by one thread only). No lock is held across a network
- *wait. The pure helpers below are reentrant. A rep_mirror_t is safe to share between threads (LMDB
- *transactions) and between processes.
+ *	connections (a rep_link_t is used by one thread only). No lock is
+ *	held across a network wait. The pure helpers below are reentrant. A
+ *	rep_mirror_t is safe to share between threads (LMDB transactions) and
+ *	between processes. The threads started by this module ("sift-rep-read",
+ *	"sift-rep-write", "sift-rep-sync") block the daemon's signals (SIGHUP,
+ *	SIGTERM, SIGINT, SIGUSR1); they, the Redis links and the mirror's LMDB
+ *	environment are brought up by the evidence start() hook, after fork
+ *	and privilege drop, never by load().
  */
 #ifndef SIFT_REP_H
 #define SIFT_REP_H

@@ -3,6 +3,7 @@
  *	scan - one configuration generation and the per-message pipeline
  * SYNOPSIS
  *	scan_gen_t *g = scan_gen_load(conf, prev, &env, diag);
+ *	scan_gen_start(g, &env, diag);	(after fork and privilege drop)
  *	scan_conn_t *c = scan_conn_begin(g, &conn_info);
  *	  msg_t *m = scan_msg_new(c); ... fill envelope ... scan_envelope(c, m);
  *	  ... headers, body ... scan_result_t *r = scan_score(c, m, &opts);
@@ -74,6 +75,14 @@ typedef struct scan_opts {
  * NULL with errors in d (unknown keys included). Takes ownership of c.
  */
 scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env, diag_t *d);
+/*
+ * Starts what load left for later (threads, connections, LMDB environments;
+ * see evidence.h): in the daemon after fork and privilege drop, and after
+ * each reload's scan_gen_load(). Resources carried over from the previous
+ * generation are running already and are left alone. Returns 0, or -1 with
+ * errors in d; the caller then drops the generation with scan_gen_unref().
+ */
+int scan_gen_start(scan_gen_t *g, const ev_env_t *env, diag_t *d);
 const scan_settings_t *scan_gen_settings(const scan_gen_t *g);
 const verdict_policy_t *scan_gen_policy(const scan_gen_t *g);
 conf_t *scan_gen_conf(const scan_gen_t *g);

@@ -111,6 +111,7 @@ typedef struct bayes_shared {
 	bayes_store_t *store; /* NULL: no store, Bayes does not vote */
 	int open_err;
 	bool offline;
+	const char *conf_path;     /* for start()'s messages; owned by the generation's conf */
 	pthread_mutex_t drop_lock; /* guards drop_rl: verdict() runs on every worker */
 	log_ratelimit_t drop_rl;
 } bayes_shared_t;
@@ -132,20 +133,33 @@ static void *bayes_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
 		return NULL;
 	}
 	b->offline = env->offline;
+	b->conf_path = conf_path(c);
 	pthread_mutex_init(&b->drop_lock, NULL);
+	/* The same store carries over (LMDB allows one environment per process). */
 	if (old != NULL && old->store != NULL &&
-	    strcmp(bayes_store_path(old->store), b->set.db_path) == 0) {
+	    strcmp(bayes_store_path(old->store), b->set.db_path) == 0)
 		b->store = bayes_store_ref(old->store);
-		return b;
-	}
-	/* The daemon creates an empty store so learning can start at once;
-	 * `sift check` never creates one as a side effect. */
-	unsigned flags = env->offline ? 0 : BAYES_OPEN_CREATE;
-	b->store = bayes_store_open(b->set.db_path, b->set.map_bytes, flags, &b->open_err);
-	if (b->store == NULL && !(env->offline && b->open_err == BAYES_ENOENT))
-		diag_warn(d, conf_path(c), 0, "bayes: %s: %s; Bayes will not vote", b->set.db_path,
-		          bayes_strerror(b->open_err));
 	return b;
+}
+
+/* Opens the store (unless carried over) and starts its writer, after fork. */
+static int bayes_start(void *shared, const ev_env_t *env, diag_t *d)
+{
+	bayes_shared_t *b = shared;
+	if (b->store == NULL) {
+		/* The daemon creates an empty store so learning can start at once;
+		 * `sift check` never creates one as a side effect. */
+		unsigned flags = env->offline ? 0 : BAYES_OPEN_CREATE;
+		b->store = bayes_store_open(b->set.db_path, b->set.map_bytes, flags, &b->open_err);
+		if (b->store == NULL && !(env->offline && b->open_err == BAYES_ENOENT))
+			diag_warn(d, b->conf_path, 0, "bayes: %s: %s; Bayes will not vote",
+			          b->set.db_path, bayes_strerror(b->open_err));
+	}
+	if (b->store != NULL && !env->offline && bayes_store_start(b->store) != BAYES_OK) {
+		diag_error(d, b->conf_path, 0, "bayes: cannot start the store's writer thread");
+		return -1;
+	}
+	return 0;
 }
 
 static void bayes_release(void *shared)
@@ -340,6 +354,7 @@ static void bayes_verdict(void *shared, void *conn, msg_t *m, const mime_t *mi, 
 const evidence_ops_t bayes_evidence = {
     .name = "bayes",
     .load = bayes_load,
+    .start = bayes_start,
     .release = bayes_release,
     .conn_begin = bayes_conn_begin,
     .envelope = NULL,

@@ -846,6 +846,25 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+/* Starts the writer once; the caller holds s->qlock. */
+static int writer_start_locked(bayes_store_t *s)
+{
+	if (s->writer_running)
+		return 0;
+	if (s->writer_stop || ev_thread_start(&s->writer, "sift-bayes-wr", writer_main, s) != 0)
+		return -1;
+	s->writer_running = true;
+	return 0;
+}
+
+int bayes_store_start(bayes_store_t *s)
+{
+	pthread_mutex_lock(&s->qlock);
+	int rc = writer_start_locked(s) == 0 ? BAYES_OK : BAYES_EIO;
+	pthread_mutex_unlock(&s->qlock);
+	return rc;
+}
+
 int bayes_store_submit(bayes_store_t *s, const bayes_learn_item_t *item, size_t queue_max)
 {
 	job_t *j = malloc(sizeof(*j) + item->n * sizeof(uint64_t));
@@ -864,15 +883,12 @@ int bayes_store_submit(bayes_store_t *s, const bayes_learn_item_t *item, size_t 
 		free(j);
 		return BAYES_EBUSY;
 	}
-	if (!s->writer_running) {
-		if (ev_thread_start(&s->writer, "sift-bayes-wr", writer_main, s) != 0) {
-			if (item->op != BAYES_TOUCH)
-				s->dropped++;
-			pthread_mutex_unlock(&s->qlock);
-			free(j);
-			return BAYES_EIO;
-		}
-		s->writer_running = true;
+	if (writer_start_locked(s) != 0) {
+		if (item->op != BAYES_TOUCH)
+			s->dropped++;
+		pthread_mutex_unlock(&s->qlock);
+		free(j);
+		return BAYES_EIO;
 	}
 	if (s->qtail)
 		s->qtail->next = j;

@@ -752,6 +752,18 @@ dnsbl_t *dnsbl_load(conf_t *c, dnsbl_t *prev, const ev_env_t *env, diag_t *d)
 	return b;
 }
 
+int dnsbl_start(dnsbl_t *b, const ev_env_t *env, diag_t *d)
+{
+	if (b == NULL || b->res == NULL || env->offline)
+		return 0;
+	int rc = dnsbl_resolver_start(b->res);
+	if (rc != 0) {
+		diag_error(d, NULL, 0, "dnsbl: cannot start the resolver thread: %s", strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------ statistics */
 
 void dnsbl_get_stats(const dnsbl_t *d, dnsbl_stats_t *st)
@@ -1157,6 +1169,11 @@ static void *ev_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
 	return dnsbl_load(c, prev, env, d);
 }
 
+static int ev_start(void *shared, const ev_env_t *env, diag_t *d)
+{
+	return dnsbl_start(shared, env, d);
+}
+
 static void ev_release(void *shared)
 {
 	dnsbl_release(shared);
@@ -1432,6 +1449,7 @@ static void ev_conn_end(void *shared, void *conn)
 const evidence_ops_t dnsbl_evidence = {
     .name = "dnsbl",
     .load = ev_load,
+    .start = ev_start,
     .release = ev_release,
     .conn_begin = ev_conn_begin,
     .envelope = ev_envelope,

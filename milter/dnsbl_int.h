@@ -77,6 +77,8 @@ typedef struct dnsbl_resolver_conf {
 /* NULL with a reason in err when c-ares refuses the settings. */
 dnsbl_resolver_t *dnsbl_resolver_new(const dnsbl_resolver_conf_t *rc, char *err, size_t err_bytes);
 bool dnsbl_resolver_same(const dnsbl_resolver_t *r, const dnsbl_resolver_conf_t *rc);
+/* Starts the resolver thread now rather than at the first query (idempotent); 0 or an errno. */
+int dnsbl_resolver_start(dnsbl_resolver_t *r);
 dnsbl_resolver_t *dnsbl_resolver_ref(dnsbl_resolver_t *r);
 /* The last reference stops the thread (pending lookups fail) and frees everything. */
 void dnsbl_resolver_unref(dnsbl_resolver_t *r);

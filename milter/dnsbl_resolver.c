@@ -592,6 +592,25 @@ void dnsbl_resolver_stats(dnsbl_resolver_t *r, dnsbl_resolver_stats_t *st)
 	dnsbl_cache_usage(r->cache, &st->cache_entries, &st->cache_bytes);
 }
 
+/* Starts the thread once; the caller holds r->qlock. */
+static int resolver_start_locked(dnsbl_resolver_t *r)
+{
+	if (r->started)
+		return 0;
+	int rc = ev_thread_start(&r->thread, "sift-dnsbl", resolver_main, r);
+	if (rc == 0)
+		r->started = true;
+	return rc;
+}
+
+int dnsbl_resolver_start(dnsbl_resolver_t *r)
+{
+	pthread_mutex_lock(&r->qlock);
+	int rc = resolver_start_locked(r);
+	pthread_mutex_unlock(&r->qlock);
+	return rc;
+}
+
 dnsbl_query_t *dnsbl_resolver_submit(dnsbl_resolver_t *r, dnsbl_batch_t *b, const char *qname,
                                      bool want_txt, bool use_cache)
 {
@@ -620,13 +639,7 @@ dnsbl_query_t *dnsbl_resolver_submit(dnsbl_resolver_t *r, dnsbl_batch_t *b, cons
 	}
 
 	pthread_mutex_lock(&r->qlock);
-	bool ok = !r->stop;
-	if (ok && !r->started) {
-		if (ev_thread_start(&r->thread, "sift-dnsbl", resolver_main, r) == 0)
-			r->started = true;
-		else
-			ok = false;
-	}
+	bool ok = !r->stop && resolver_start_locked(r) == 0;
 	if (ok) {
 		if (r->qtail)
 			r->qtail->queue_next = q;

@@ -735,11 +735,32 @@ static void *rep_load(conf_t *c, void *prev_v, const ev_env_t *env, diag_t *d)
 	/* Built-in, static and immutable: nothing to free, safe from every thread. */
 	s->psl = psl_builtin();
 
-	/* The mirror: carried over when the path is the same (an LMDB env once per process). */
+	/*
+	 * What the previous generation started carries over when its settings
+	 * are the same (an LMDB env once per process, the Redis threads);
+	 * anything else is opened by rep_start(), after fork.
+	 */
 	if (prev && prev->mir && strcmp(prev->mir->path, s->cfg.mirror_dir) == 0) {
 		__atomic_add_fetch(&prev->mir->refs, 1, __ATOMIC_ACQ_REL);
 		s->mir = prev->mir;
-	} else {
+	}
+	if (!rep_config_has_redis(&s->cfg) || prev == NULL || prev->rt == NULL ||
+	    prev->mir != s->mir)
+		return s;
+	char *sig = rt_signature(&s->cfg, env->offline);
+	if (sig && strcmp(prev->rt->sig, sig) == 0) {
+		__atomic_add_fetch(&prev->rt->refs, 1, __ATOMIC_ACQ_REL);
+		s->rt = prev->rt;
+	}
+	free(sig);
+	return s;
+}
+
+/* Opens the block-list mirror and starts the Redis runtime unless carried over. */
+static int rep_start(void *sv, const ev_env_t *env, diag_t *d)
+{
+	struct rep_shared *s = sv;
+	if (s->mir == NULL) {
 		struct stat st;
 		bool exists = stat(s->cfg.mirror_dir, &st) == 0;
 		/*
@@ -759,29 +780,14 @@ static void *rep_load(conf_t *c, void *prev_v, const ev_env_t *env, diag_t *d)
 					diag_error(d, NULL, 0, "%s", diag_text(tmp, i));
 			}
 			diag_free(tmp);
-			if (s->mir == NULL && !env->offline) {
-				free(s);
-				return NULL;
-			}
+			if (s->mir == NULL && !env->offline)
+				return -1;
 		}
 	}
-	if (!rep_config_has_redis(&s->cfg))
-		return s;
-	char *sig = rt_signature(&s->cfg, env->offline);
-	if (prev && prev->rt && sig && strcmp(prev->rt->sig, sig) == 0) {
-		__atomic_add_fetch(&prev->rt->refs, 1, __ATOMIC_ACQ_REL);
-		s->rt = prev->rt;
-	} else {
-		s->rt = rt_new(&s->cfg, s->mir, env->offline, d);
-		if (s->rt == NULL) {
-			free(sig);
-			mirror_unref(s->mir);
-			free(s);
-			return NULL;
-		}
-	}
-	free(sig);
-	return s;
+	if (!rep_config_has_redis(&s->cfg) || s->rt != NULL)
+		return 0;
+	s->rt = rt_new(&s->cfg, s->mir, env->offline, d);
+	return s->rt == NULL ? -1 : 0;
 }
 
 static void rep_release(void *sv)
@@ -1156,6 +1162,7 @@ static void rep_conn_end(void *sv, void *cv)
 const evidence_ops_t rep_evidence = {
     .name = "rep",
     .load = rep_load,
+    .start = rep_start,
     .release = rep_release,
     .conn_begin = rep_conn_begin,
     .envelope = rep_envelope,

@@ -174,6 +174,18 @@ scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env_in, d
 	return g;
 }
 
+int scan_gen_start(scan_gen_t *g, const ev_env_t *env_in, diag_t *d)
+{
+	size_t before = diag_errors(d);
+	ev_env_t env = *env_in;
+	env.state_dir = g->settings.state_dir;
+	for (size_t i = 0; i < SCAN_N_MODULES; i++)
+		if (g->mod[i] != NULL && scan_modules[i]->start != NULL &&
+		    scan_modules[i]->start(g->mod[i], &env, d) != 0)
+			break; /* the rest would only add noise: the generation is dropped */
+	return diag_errors(d) > before ? -1 : 0;
+}
+
 const scan_settings_t *scan_gen_settings(const scan_gen_t *g)
 {
 	return &g->settings;

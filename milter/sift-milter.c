@@ -1,7 +1,9 @@
 /*
  * sift-milter.c - the daemon: options, configuration, privileges, pid file,
- * then libmilter's loop (glue.c). SIGHUP builds a new generation beside the
- * current one and publishes it only if it loaded without errors.
+ * then libmilter's loop (glue.c). Start-up is load (as invoked, errors on the
+ * terminal) -> socket -> daemonize -> pid file -> privilege drop -> start
+ * (threads, stores) -> publish. SIGHUP builds a new generation beside the
+ * current one and publishes it only if it loaded and started without errors.
  */
 #include "config.h"
 
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -33,6 +36,14 @@ struct options {
 };
 
 static struct options opts;
+static const ev_env_t daemon_env = {.state_dir = NULL, .offline = false};
+
+/*
+ * Where start-up problems are told: the terminal, or when daemonizing the
+ * pipe to the parent, which prints them and exits 1 (or 0 once the daemon
+ * is ready), so an init script sees whether the daemon really started.
+ */
+static FILE *report;
 
 static void usage(FILE *fp)
 {
@@ -56,8 +67,7 @@ static scan_gen_t *load_generation(scan_gen_t *prev, diag_t *d)
 		conf_override(c, "socket", opts.socket);
 	if (opts.foreground)
 		conf_override(c, "foreground", "yes");
-	ev_env_t env = {.state_dir = NULL, .offline = false};
-	return scan_gen_load(c, prev, &env, d);
+	return scan_gen_load(c, prev, &daemon_env, d);
 }
 
 static void log_diag(const diag_t *d)
@@ -73,6 +83,10 @@ static void reload(void)
 	scan_gen_t *cur = scan_gen_acquire();
 	diag_t *d = diag_new();
 	scan_gen_t *g = load_generation(cur, d);
+	if (g != NULL && scan_gen_start(g, &daemon_env, d) != 0) {
+		scan_gen_unref(g);
+		g = NULL;
+	}
 	log_diag(d);
 	if (g == NULL) {
 		log_msg(LOG_L_ERR,
@@ -99,13 +113,50 @@ static int make_dir(const char *path)
 	return -1;
 }
 
+/* The parent of a daemon: relays what the daemon reports, exits 0 once it is ready. */
+static void await_daemon(int fd, pid_t child)
+{
+	sigset_t all;
+	sigemptyset(&all);
+	sigaddset(&all, SIGINT);
+	sigaddset(&all, SIGTERM);
+	sigaddset(&all, SIGHUP);
+	pthread_sigmask(SIG_UNBLOCK, &all, NULL); /* Ctrl-C still works here */
+	bool ready = false;
+	char buf[512];
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[i] == '\0')
+				ready = true;
+			else
+				fputc(buf[i], stderr);
+	}
+	waitpid(child, NULL, 0); /* the intermediate child, gone at once */
+	if (!ready)
+		fprintf(stderr, "sift-milter: the daemon did not start\n");
+	exit(ready ? 0 : 1);
+}
+
 static int daemonize(void)
 {
+	int p[2];
+	if (pipe(p) < 0)
+		return -1;
+	fflush(stderr);
 	pid_t pid = fork();
 	if (pid < 0)
 		return -1;
-	if (pid > 0)
-		_exit(0);
+	if (pid > 0) {
+		close(p[1]);
+		await_daemon(p[0], pid);
+	}
+	close(p[0]);
 	if (setsid() < 0)
 		return -1;
 	pid = fork();
@@ -113,6 +164,10 @@ static int daemonize(void)
 		return -1;
 	if (pid > 0)
 		_exit(0);
+	FILE *fp = fdopen(p[1], "w");
+	if (fp == NULL)
+		return -1;
+	report = fp;
 	int fd = open("/dev/null", O_RDWR);
 	if (fd >= 0) {
 		dup2(fd, 0);
@@ -122,6 +177,16 @@ static int daemonize(void)
 			close(fd);
 	}
 	return chdir("/");
+}
+
+/* Start-up is over: a daemon's parent may exit 0. */
+static void report_ready(void)
+{
+	if (report != stderr) {
+		fputc('\0', report);
+		fclose(report);
+		report = stderr;
+	}
 }
 
 /*
@@ -136,7 +201,7 @@ static gid_t chown_gid;
 static int chown_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
 	if (type != FTW_SL && lchown(path, chown_uid, chown_gid) < 0)
-		fprintf(stderr, "sift-milter: chown %s: %s\n", path, strerror(errno));
+		fprintf(report, "sift-milter: chown %s: %s\n", path, strerror(errno));
 	return 0;
 }
 
@@ -146,14 +211,14 @@ static int drop_privileges(const scan_settings_t *s)
 		return 0;
 	struct passwd *pw = getpwnam(s->user);
 	if (pw == NULL) {
-		fprintf(stderr, "sift-milter: unknown user '%s'\n", s->user);
+		fprintf(report, "sift-milter: unknown user '%s'\n", s->user);
 		return -1;
 	}
 	gid_t gid = pw->pw_gid;
 	if (s->group[0] != '\0') {
 		struct group *gr = getgrnam(s->group);
 		if (gr == NULL) {
-			fprintf(stderr, "sift-milter: unknown group '%s'\n", s->group);
+			fprintf(report, "sift-milter: unknown group '%s'\n", s->group);
 			return -1;
 		}
 		gid = gr->gr_gid;
@@ -163,14 +228,14 @@ static int drop_privileges(const scan_settings_t *s)
 	chown_gid = gid;
 	nftw(s->state_dir, chown_entry, SIFT_CHOWN_MAX_FDS, FTW_PHYS | FTW_MOUNT);
 	if (chown(s->pid_file, pw->pw_uid, gid) < 0 && errno != ENOENT)
-		fprintf(stderr, "sift-milter: chown %s: %s\n", s->pid_file, strerror(errno));
+		fprintf(report, "sift-milter: chown %s: %s\n", s->pid_file, strerror(errno));
 	if (strncmp(s->socket, "unix:", 5) == 0 || strncmp(s->socket, "local:", 6) == 0) {
 		const char *path = strchr(s->socket, ':') + 1;
 		if (chown(path, pw->pw_uid, gid) < 0)
-			fprintf(stderr, "sift-milter: chown %s: %s\n", path, strerror(errno));
+			fprintf(report, "sift-milter: chown %s: %s\n", path, strerror(errno));
 	}
 	if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
-		fprintf(stderr, "sift-milter: cannot switch to %s: %s\n", s->user, strerror(errno));
+		fprintf(report, "sift-milter: cannot switch to %s: %s\n", s->user, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -191,6 +256,14 @@ static int write_pid_file(const char *path)
 	return 0;
 }
 
+/* A failure after the pid file was written: say so, tidy up, exit 1. */
+static int startup_failed(const scan_settings_t *s)
+{
+	unlink(s->pid_file);
+	fflush(report);
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	/*
@@ -205,6 +278,7 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	report = stderr;
 
 	int ch;
 	while ((ch = getopt(argc, argv, "c:d:p:fhV")) != -1) {
@@ -250,17 +324,42 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (!s->foreground && daemonize() < 0) {
-		fprintf(stderr, "sift-milter: cannot become a daemon: %s\n", strerror(errno));
+		fprintf(report, "sift-milter: cannot become a daemon: %s\n", strerror(errno));
 		return 1;
 	}
-	if (write_pid_file(s->pid_file) < 0)
-		fprintf(stderr, "sift-milter: cannot write pid file %s: %s\n", s->pid_file,
+	/* An init script or systemd (PIDFile=) needs it to stop the daemon. */
+	if (write_pid_file(s->pid_file) < 0) {
+		fprintf(report, "sift-milter: cannot write pid file %s: %s\n", s->pid_file,
 		        strerror(errno));
-	if (drop_privileges(s) < 0)
 		return 1;
+	}
+	if (drop_privileges(s) < 0)
+		return startup_failed(s);
 	log_setup("sift-milter", s->log_sink, s->log_facility, s->log_level);
+	if (s->user[0] == '\0' && geteuid() == 0) {
+		const char *w = "running as root: set user = in the configuration";
+		log_msg(LOG_L_WARNING, "%s", w);
+		if (report != stderr)
+			fprintf(report, "sift-milter: warning: %s\n", w);
+	}
+	/* Threads, connections and stores now belong to this process and user. */
+	d = diag_new();
+	int started = scan_gen_start(g, &daemon_env, d);
+	if (report != stderr)
+		log_diag(d);
+	diag_print(d, report, 1);
+	if (started != 0) {
+		fprintf(report, "sift-milter: %zu start-up error(s), not starting\n",
+		        diag_errors(d));
+		log_msg(LOG_L_ERR, "%zu start-up error(s), not starting", diag_errors(d));
+		diag_free(d);
+		scan_gen_unref(g);
+		return startup_failed(s);
+	}
+	diag_free(d);
 	scan_gen_publish(g);
 	log_msg(LOG_L_NOTICE, "sift-milter %s listening on %s", PACKAGE_VERSION, s->socket);
+	report_ready();
 	int rc = glue_run(reload);
 	/* The pid file's path may have changed with a reload; use the live one. */
 	scan_gen_t *cur = scan_gen_acquire();

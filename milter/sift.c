@@ -60,7 +60,12 @@ static conf_t *load_conf(const struct global_opts *g, diag_t *d)
 static scan_gen_t *load_gen(conf_t *c, diag_t *d)
 {
 	ev_env_t env = {.state_dir = NULL, .offline = true};
-	return scan_gen_load(c, NULL, &env, d);
+	scan_gen_t *g = scan_gen_load(c, NULL, &env, d);
+	if (g != NULL && scan_gen_start(g, &env, d) != 0) {
+		scan_gen_unref(g);
+		return NULL;
+	}
+	return g;
 }
 
 struct check_opts {

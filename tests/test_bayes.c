@@ -70,6 +70,16 @@ static bool has_text(const bayes_tokens_t *t, const char *text)
 
 /* ------------------------------------------------------------ tokenizer */
 
+/* What the daemon does after load: start the module (its stores, threads). */
+static void *ev_started(const evidence_ops_t *ops, void *shared, const ev_env_t *env, diag_t *d)
+{
+	if (shared != NULL && ops->start != NULL && ops->start(shared, env, d) != 0) {
+		ops->release(shared);
+		return NULL;
+	}
+	return shared;
+}
+
 Test(tokenizer, hash_is_stable_across_builds)
 {
 	/* Dumps move between nodes: the keys must never change silently. */
@@ -833,7 +843,7 @@ Test(end_to_end, learn_then_score_small_set, .init = make_tmpdir, .fini = remove
 	cr_assert_eq(run_learn(&ctx, "--ham", DATA "/ham"), 0);
 
 	ev_env_t env = {.state_dir = tmpdir, .offline = true};
-	void *shared = bayes_evidence.load(c, NULL, &env, d);
+	void *shared = ev_started(&bayes_evidence, bayes_evidence.load(c, NULL, &env, d), &env, d);
 	cr_assert_not_null(shared);
 	cr_assert_eq(diag_errors(d), 0);
 	hits_t *h;
@@ -860,7 +870,7 @@ Test(end_to_end, learn_then_score_small_set, .init = make_tmpdir, .fini = remove
 	msg_free(m);
 
 	/* A reload carries the open store over. */
-	void *again = bayes_evidence.load(c, shared, &env, d);
+	void *again = ev_started(&bayes_evidence, bayes_evidence.load(c, shared, &env, d), &env, d);
 	cr_assert_not_null(again);
 	bayes_evidence.release(shared);
 	bayes_evidence.release(again);
@@ -940,7 +950,7 @@ Test(end_to_end, daemon_dates_the_tokens_it_scores, .init = make_tmpdir, .fini =
 
 	/* `sift check` (offline) never writes. */
 	ev_env_t env = {.state_dir = tmpdir, .offline = true};
-	void *shared = bayes_evidence.load(c, NULL, &env, d);
+	void *shared = ev_started(&bayes_evidence, bayes_evidence.load(c, NULL, &env, d), &env, d);
 	hits_t *h;
 	msg_t *m;
 	cr_assert_gt(score_file(shared, DATA "/check/spam-8.eml", &h, &m), 0.5);
@@ -953,7 +963,7 @@ Test(end_to_end, daemon_dates_the_tokens_it_scores, .init = make_tmpdir, .fini =
 
 	/* The daemon dates what it saw, and only that; counts stay. */
 	env.offline = false;
-	shared = bayes_evidence.load(c, NULL, &env, d);
+	shared = ev_started(&bayes_evidence, bayes_evidence.load(c, NULL, &env, d), &env, d);
 	cr_assert_gt(score_file(shared, DATA "/check/spam-8.eml", &h, &m), 0.5);
 	msg_free(m);
 	bayes_store_flush(s);
@@ -968,7 +978,7 @@ Test(end_to_end, daemon_dates_the_tokens_it_scores, .init = make_tmpdir, .fini =
 	/* bayes_touch = no turns it off. */
 	set_all_days(s, 100);
 	conf_t *off = conf_parse("off.conf", "bayes_touch = no\n", d);
-	shared = bayes_evidence.load(off, NULL, &env, d);
+	shared = ev_started(&bayes_evidence, bayes_evidence.load(off, NULL, &env, d), &env, d);
 	cr_assert_not_null(shared);
 	score_file(shared, DATA "/check/spam-8.eml", &h, &m);
 	msg_free(m);
@@ -990,7 +1000,7 @@ Test(end_to_end, missing_store_means_no_vote, .init = make_tmpdir, .fini = remov
 	diag_t *d = diag_new();
 	conf_t *c = conf_new();
 	ev_env_t env = {.state_dir = tmpdir, .offline = true};
-	void *shared = bayes_evidence.load(c, NULL, &env, d);
+	void *shared = ev_started(&bayes_evidence, bayes_evidence.load(c, NULL, &env, d), &env, d);
 	cr_assert_not_null(shared);
 	hits_t *h;
 	msg_t *m;
@@ -1001,7 +1011,7 @@ Test(end_to_end, missing_store_means_no_vote, .init = make_tmpdir, .fini = remov
 
 	/* The daemon (not offline) creates it empty in the state directory. */
 	env.offline = false;
-	shared = bayes_evidence.load(c, NULL, &env, d);
+	shared = ev_started(&bayes_evidence, bayes_evidence.load(c, NULL, &env, d), &env, d);
 	char path[512];
 	struct stat st;
 	snprintf(path, sizeof(path), "%s/bayes/data.mdb", tmpdir);

@@ -196,6 +196,16 @@ static bool link_wait_up(rep_link_t *l, long ms)
 
 /* ------------------------------------------------------------ keys and matching */
 
+/* What the daemon does after load: start the module (its stores, threads). */
+static void *ev_started(const evidence_ops_t *ops, void *shared, const ev_env_t *env, diag_t *d)
+{
+	if (shared != NULL && ops->start != NULL && ops->start(shared, env, d) != 0) {
+		ops->release(shared);
+		return NULL;
+	}
+	return shared;
+}
+
 Test(rep_key, schema_uses_prefix_kind_and_hash_tag)
 {
 	char k[REP_KEY_MAX_BYTES];
@@ -1083,7 +1093,7 @@ static void node_load(struct node *n, struct server *s, const char *extra)
 	n->conf = conf_parse("node.conf", text, d);
 	cr_assert_not_null(n->conf);
 	ev_env_t env = {.state_dir = n->dir, .offline = false};
-	n->shared = rep_evidence.load(n->conf, NULL, &env, d);
+	n->shared = ev_started(&rep_evidence, rep_evidence.load(n->conf, NULL, &env, d), &env, d);
 	cr_assert_not_null(n->shared, "%s", diag_count(d) ? diag_text(d, 0) : "");
 	diag_free(d);
 }
@@ -1260,7 +1270,7 @@ Test(rep_nodes, reload_keeps_the_runtime_and_its_queue, .timeout = 60)
 	         s.addr);
 	conf_t *c2 = conf_parse("reload.conf", text, d);
 	ev_env_t env = {.state_dir = a.dir, .offline = false};
-	void *g2 = rep_evidence.load(c2, a.shared, &env, d);
+	void *g2 = ev_started(&rep_evidence, rep_evidence.load(c2, a.shared, &env, d), &env, d);
 	cr_assert_not_null(g2);
 	rep_evidence.release(a.shared); /* the old generation ends */
 	conf_free(a.conf);
@@ -1289,7 +1299,7 @@ Test(rep_nodes, without_redis_the_local_mirror_still_answers)
 	snprintf(text, sizeof(text), "block_mirror = %s\n", dir);
 	conf_t *c = conf_parse("local.conf", text, d);
 	ev_env_t env = {.state_dir = "/nonexistent", .offline = true};
-	void *sh = rep_evidence.load(c, NULL, &env, d);
+	void *sh = ev_started(&rep_evidence, rep_evidence.load(c, NULL, &env, d), &env, d);
 	cr_assert_not_null(sh);
 	ev_conn_info_t ci = {.client_ip = "192.0.2.1"};
 	void *conn = rep_evidence.conn_begin(sh, &ci);

@@ -31,7 +31,12 @@ static scan_gen_t *gen_from(const char *text, diag_t *d)
 	conf_t *c = conf_parse("test.conf", buf, d);
 	cr_assert_not_null(c);
 	ev_env_t env = {.state_dir = NULL, .offline = true};
-	return scan_gen_load(c, NULL, &env, d);
+	scan_gen_t *g = scan_gen_load(c, NULL, &env, d);
+	if (g != NULL && scan_gen_start(g, &env, d) != 0) {
+		scan_gen_unref(g);
+		return NULL;
+	}
+	return g;
 }
 
 static scan_result_t *score_file(scan_gen_t *g, const char *name, msg_t **mp)
