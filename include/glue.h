@@ -2,8 +2,9 @@
  * NAME
  *	glue - the libmilter callbacks: the only code that knows libmilter
  * DESCRIPTION
- *	glue_run() registers the callbacks, opens the socket and runs
- *	libmilter's main loop until SIGTERM/SIGINT. Each connection takes a
+ *	glue_open() registers the callbacks and opens the socket; glue_run()
+ *	runs libmilter's main loop until SIGTERM/SIGINT, then glue_drain()
+ *	lets the messages in flight finish. Each connection takes a
  *	reference to the generation current when it opens (scan_gen_acquire)
  *	and keeps it to its end, so a reload never changes the rules under a
  *	message in flight.
@@ -26,7 +27,17 @@ typedef void (*glue_reload_fn)(void);
  * privileges afterwards. Returns 0, or -1 with a message in err.
  */
 int glue_open(const scan_settings_t *s, char *err, size_t err_len);
-/* Runs until stopped; returns 0 on a clean stop. */
+/*
+ * Runs until stopped; returns 0 on a clean stop. SIGTERM and SIGINT close
+ * the listening socket at once (new connections are refused) and end
+ * libmilter's loop; the sessions in flight carry on. The calling thread
+ * must leave SIGUSR1 unblocked (glue.c uses it to wake libmilter's loop).
+ */
 int glue_run(glue_reload_fn reload);
+/*
+ * After glue_run(): waits until no message is in flight (between MAIL FROM
+ * and its reply) or timeout_ms has passed; returns how many are left.
+ */
+int glue_drain(long timeout_ms);
 
 #endif

@@ -51,6 +51,7 @@ typedef struct scan_settings {
 	mime_limits_t mime;
 	long deadline_ms; /* per-message budget for network evidence */
 	long milter_timeout_ms;
+	long stop_timeout_ms; /* SIGTERM: how long messages in flight may take to finish */
 } scan_settings_t;
 
 typedef struct scan_gen scan_gen_t;

@@ -15,11 +15,13 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -44,6 +46,12 @@ struct glue_conn {
 
 static glue_reload_fn glue_reload;
 
+/*
+ * Messages between MAIL FROM and the end of their last callback: what a
+ * stop waits for (glue_drain) before the process exits under them.
+ */
+static atomic_int glue_in_flight;
+
 static struct glue_conn *glue_get(SMFICTX *ctx)
 {
 	return smfi_getpriv(ctx);
@@ -51,6 +59,8 @@ static struct glue_conn *glue_get(SMFICTX *ctx)
 
 static void glue_reset_msg(struct glue_conn *gc)
 {
+	if (gc->m != NULL)
+		atomic_fetch_sub(&glue_in_flight, 1);
 	msg_free(gc->m);
 	gc->m = NULL;
 	for (size_t i = 0; i < gc->n_own; i++) {
@@ -134,6 +144,7 @@ static sfsistat glue_envfrom(SMFICTX *ctx, char **argv)
 		return SMFIS_TEMPFAIL;
 	glue_reset_msg(gc);
 	gc->m = scan_msg_new(gc->sc);
+	atomic_fetch_add(&glue_in_flight, 1);
 	msg_set_helo(gc->m, gc->helo);
 	msg_set_mail_from(gc->m, argv[0]);
 	msg_set_queue_id(gc->m, smfi_getsymval(ctx, "i"));
@@ -397,10 +408,94 @@ int glue_open(const scan_settings_t *s, char *err, size_t err_len)
 	return 0;
 }
 
+/* The thread that runs smfi_main(), and so libmilter's listener loop. */
+static pthread_t glue_listener_thread;
+
+static void glue_kick(int sig)
+{
+	(void)sig; /* only there so that SIGUSR1 interrupts poll() */
+}
+
 int glue_run(glue_reload_fn reload)
 {
 	glue_reload = reload;
+	glue_listener_thread = pthread_self();
+	/* poll() returns EINTR even with SA_RESTART; every other call is resumed. */
+	struct sigaction sa = {.sa_handler = glue_kick, .sa_flags = SA_RESTART};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
 	return smfi_main() == MI_SUCCESS ? 0 : -1;
+}
+
+#define GLUE_KICK_EVERY_MS   5
+#define GLUE_DRAIN_POLL_MS   10
+#define GLUE_REPLY_SETTLE_MS 100
+
+static void glue_sleep_ms(long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void *glue_stopper(void *arg)
+{
+	smfi_stop();
+	atomic_store((atomic_bool *)arg, true);
+	return NULL;
+}
+
+/*
+ * Closes the listening socket at once. smfi_stop() sets libmilter's stop
+ * flag, then takes the listener's lock to close the socket; but the
+ * listener holds that lock across a poll() of up to 5 s, during which the
+ * port still accepts connections that the exit then resets. So
+ * smfi_stop() runs in a helper thread while this one interrupts the
+ * listener's poll() with a no-op SIGUSR1 until it has returned: the
+ * listener treats EINTR as "look at the stop flag", lets go of its lock,
+ * and leaves its loop cleanly (libmilter's own SIGINT path would instead
+ * abort the sessions in flight).
+ */
+static void glue_stop_listening(void)
+{
+	atomic_bool done = false;
+	pthread_t t;
+	if (pthread_create(&t, NULL, glue_stopper, &done) != 0) {
+		smfi_stop();
+		return;
+	}
+	while (!atomic_load(&done)) {
+		pthread_kill(glue_listener_thread, SIGUSR1);
+		glue_sleep_ms(GLUE_KICK_EVERY_MS);
+	}
+	pthread_join(t, NULL);
+}
+
+int glue_drain(long timeout_ms)
+{
+	long waited = 0;
+	int n = atomic_load(&glue_in_flight);
+	if (n > 0)
+		log_msg(LOG_L_NOTICE, "stopping: %d message(s) in flight, waiting up to %ld ms", n,
+		        timeout_ms);
+	/*
+	 * The count drops when the end-of-message callback returns; libmilter
+	 * writes the reply just after, and a session accepted just before the
+	 * socket closed reaches MAIL FROM only a moment later. So the count
+	 * must stay at zero for GLUE_REPLY_SETTLE_MS before the process ends.
+	 */
+	for (;;) {
+		while ((n = atomic_load(&glue_in_flight)) > 0 && waited < timeout_ms) {
+			glue_sleep_ms(GLUE_DRAIN_POLL_MS);
+			waited += GLUE_DRAIN_POLL_MS;
+		}
+		if (n > 0)
+			return n;
+		glue_sleep_ms(GLUE_REPLY_SETTLE_MS);
+		waited += GLUE_REPLY_SETTLE_MS;
+		if ((n = atomic_load(&glue_in_flight)) == 0 || waited >= timeout_ms)
+			return n;
+	}
 }
 
 /*
@@ -409,7 +504,9 @@ int glue_run(glue_reload_fn reload)
  * waiting for SIGHUP would race it for the signal. Administrators expect
  * SIGHUP to reload, so the program provides sigwait() itself: the linker
  * binds libmilter's call to this definition, which runs the reload for
- * SIGHUP and hands every other signal back unchanged.
+ * SIGHUP, and for SIGTERM and SIGINT closes the listening socket first
+ * (glue_stop_listening) and hands libmilter SIGTERM, its orderly stop:
+ * sessions in flight go on, and main waits for them (glue_drain).
  */
 int sigwait(const sigset_t *set, int *sig)
 {
@@ -423,6 +520,12 @@ int sigwait(const sigset_t *set, int *sig)
 		if (s == SIGHUP && glue_reload != NULL) {
 			glue_reload();
 			continue;
+		}
+		if ((s == SIGTERM || s == SIGINT) && glue_reload != NULL) {
+			log_msg(LOG_L_NOTICE, "%s: no longer accepting connections",
+			        s == SIGTERM ? "SIGTERM" : "SIGINT");
+			glue_stop_listening();
+			s = SIGTERM;
 		}
 		*sig = s;
 		return 0;

@@ -121,6 +121,7 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 	s->mime.max_text_bytes = u;
 	conf_ms(c, "deadline", 2000, 10, 600000, &s->deadline_ms, d);
 	conf_ms(c, "milter_timeout", 300000, 1000, 3600000, &s->milter_timeout_ms, d);
+	conf_ms(c, "stop_timeout", 30000, 0, 3600000, &s->stop_timeout_ms, d);
 
 	if (strncmp(s->socket, "unix:", 5) != 0 && strncmp(s->socket, "local:", 6) != 0 &&
 	    strncmp(s->socket, "inet:", 5) != 0 && strncmp(s->socket, "inet6:", 6) != 0)
