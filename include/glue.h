@@ -3,8 +3,8 @@
  *	glue - the libmilter callbacks: the only code that knows libmilter
  * DESCRIPTION
  *	glue_open() registers the callbacks and opens the socket; glue_run()
- *	runs libmilter's main loop until SIGTERM/SIGINT, then glue_drain()
- *	lets the messages in flight finish. Each connection takes a
+ *	runs libmilter's main loop until SIGTERM/SIGINT, and lets the messages
+ *	in flight finish before it returns. Each connection takes a
  *	reference to the generation current when it opens (scan_gen_acquire)
  *	and keeps it to its end, so a reload never changes the rules under a
  *	message in flight.
@@ -29,15 +29,11 @@ typedef void (*glue_reload_fn)(void);
 int glue_open(const scan_settings_t *s, char *err, size_t err_len);
 /*
  * Runs until stopped; returns 0 on a clean stop. SIGTERM and SIGINT close
- * the listening socket at once (new connections are refused) and end
- * libmilter's loop; the sessions in flight carry on. The calling thread
- * must leave SIGUSR1 unblocked (glue.c uses it to wake libmilter's loop).
+ * the listening socket at once (new connections are refused), let the
+ * messages in flight finish for up to the live generation's stop_timeout,
+ * then end libmilter's loop. The calling thread must leave SIGUSR1
+ * unblocked (glue.c uses it to wake libmilter's loop).
  */
 int glue_run(glue_reload_fn reload);
-/*
- * After glue_run(): waits until no message is in flight (between MAIL FROM
- * and its reply) or timeout_ms has passed; returns how many are left.
- */
-int glue_drain(long timeout_ms);
 
 #endif

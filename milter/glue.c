@@ -21,7 +21,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -368,6 +370,7 @@ static struct smfiDesc glue_desc = {
  * accepts inherit TCP_NODELAY from it (Linux).
  */
 #define GLUE_MAX_FD_SCAN 1024
+static int glue_listen_fd = -1;
 static void glue_nodelay_listener(void)
 {
 	for (int fd = 3; fd < GLUE_MAX_FD_SCAN; fd++) {
@@ -377,6 +380,7 @@ static void glue_nodelay_listener(void)
 		socklen_t sl = sizeof(ss);
 		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l) < 0 || !listening)
 			continue;
+		glue_listen_fd = fd; /* closed first of all at SIGTERM */
 		if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
 		    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
 			continue;
@@ -410,6 +414,8 @@ int glue_open(const scan_settings_t *s, char *err, size_t err_len)
 
 /* The thread that runs smfi_main(), and so libmilter's listener loop. */
 static pthread_t glue_listener_thread;
+/* Set once SIGTERM or SIGINT asked for an orderly stop. */
+static atomic_bool glue_stopping;
 
 static void glue_kick(int sig)
 {
@@ -424,7 +430,12 @@ int glue_run(glue_reload_fn reload)
 	struct sigaction sa = {.sa_handler = glue_kick, .sa_flags = SA_RESTART};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGUSR1, &sa, NULL);
-	return smfi_main() == MI_SUCCESS ? 0 : -1;
+	int rc = smfi_main();
+	/*
+	 * After an orderly stop the listener may still complain that its socket
+	 * went away under it (see glue_stop_libmilter); that is no failure.
+	 */
+	return rc == MI_SUCCESS || atomic_load(&glue_stopping) ? 0 : -1;
 }
 
 #define GLUE_KICK_EVERY_MS   5
@@ -438,40 +449,43 @@ static void glue_sleep_ms(long ms)
 		;
 }
 
-static void *glue_stopper(void *arg)
-{
-	smfi_stop();
-	atomic_store((atomic_bool *)arg, true);
-	return NULL;
-}
-
 /*
- * Closes the listening socket at once. smfi_stop() sets libmilter's stop
- * flag, then takes the listener's lock to close the socket; but the
- * listener holds that lock across a poll() of up to 5 s, during which the
- * port still accepts connections that the exit then resets. So
- * smfi_stop() runs in a helper thread while this one interrupts the
- * listener's poll() with a no-op SIGUSR1 until it has returned: the
- * listener treats EINTR as "look at the stop flag", lets go of its lock,
- * and leaves its loop cleanly (libmilter's own SIGINT path would instead
- * abort the sessions in flight).
+ * Stops new connections without telling libmilter: its stop flag would also
+ * end its worker pool, and with it every session waiting for its next
+ * command, message in flight or not. So the listening socket is swapped,
+ * under libmilter's feet, for the read end of a pipe that never becomes
+ * readable, and then shut down: new connections are refused from here on
+ * (those the kernel had queued but nobody accepted yet are reset, as with
+ * any close of a listening socket), and libmilter's listener, woken once,
+ * fails one accept() (logged by libmilter) and then waits on the pipe.
  */
 static void glue_stop_listening(void)
 {
-	atomic_bool done = false;
-	pthread_t t;
-	if (pthread_create(&t, NULL, glue_stopper, &done) != 0) {
-		smfi_stop();
+	int p[2];
+	if (glue_listen_fd < 0 || pipe(p) < 0)
+		return;
+	struct sockaddr_un su;
+	socklen_t sl = sizeof(su);
+	bool is_unix = getsockname(glue_listen_fd, (struct sockaddr *)&su, &sl) == 0 &&
+	               su.sun_family == AF_UNIX && sl > sizeof(su.sun_family) && su.sun_path[0];
+	int old = dup(glue_listen_fd);
+	if (old < 0 || dup2(p[0], glue_listen_fd) < 0) {
+		log_msg(LOG_L_WARNING, "cannot close the listening socket: %s", strerror(errno));
+		if (old >= 0)
+			close(old);
+		close(p[0]);
+		close(p[1]);
 		return;
 	}
-	while (!atomic_load(&done)) {
-		pthread_kill(glue_listener_thread, SIGUSR1);
-		glue_sleep_ms(GLUE_KICK_EVERY_MS);
-	}
-	pthread_join(t, NULL);
+	close(p[0]); /* p[1] stays open: the pipe never reads end-of-file */
+	shutdown(old, SHUT_RDWR);
+	close(old);
+	if (is_unix)
+		unlink(su.sun_path);
 }
 
-int glue_drain(long timeout_ms)
+/* Messages between MAIL FROM and the end of their last callback. */
+static int glue_drain(long timeout_ms)
 {
 	long waited = 0;
 	int n = atomic_load(&glue_in_flight);
@@ -482,7 +496,7 @@ int glue_drain(long timeout_ms)
 	 * The count drops when the end-of-message callback returns; libmilter
 	 * writes the reply just after, and a session accepted just before the
 	 * socket closed reaches MAIL FROM only a moment later. So the count
-	 * must stay at zero for GLUE_REPLY_SETTLE_MS before the process ends.
+	 * must stay at zero for GLUE_REPLY_SETTLE_MS before libmilter stops.
 	 */
 	for (;;) {
 		while ((n = atomic_load(&glue_in_flight)) > 0 && waited < timeout_ms) {
@@ -498,15 +512,60 @@ int glue_drain(long timeout_ms)
 	}
 }
 
+static void *glue_stopper(void *arg)
+{
+	smfi_stop();
+	atomic_store((atomic_bool *)arg, true);
+	return NULL;
+}
+
+/*
+ * Ends libmilter's loop at once. smfi_stop() takes the listener's lock to
+ * close its socket, but the listener holds that lock across a poll() of up
+ * to 5 s. So smfi_stop() runs in a helper thread while this one interrupts
+ * the listener's poll() with a no-op SIGUSR1 until it has returned.
+ */
+static void glue_stop_libmilter(void)
+{
+	atomic_bool done = false;
+	pthread_t t;
+	if (pthread_create(&t, NULL, glue_stopper, &done) != 0) {
+		smfi_stop();
+		return;
+	}
+	while (!atomic_load(&done)) {
+		pthread_kill(glue_listener_thread, SIGUSR1);
+		glue_sleep_ms(GLUE_KICK_EVERY_MS);
+	}
+	pthread_join(t, NULL);
+}
+
+/* SIGTERM, SIGINT: refuse new connections, let messages finish, then stop. */
+static void glue_stop(int sig)
+{
+	atomic_store(&glue_stopping, true);
+	log_msg(LOG_L_NOTICE, "%s: no longer accepting connections",
+	        sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	glue_stop_listening();
+	scan_gen_t *g = scan_gen_acquire();
+	long timeout_ms = g ? scan_gen_settings(g)->stop_timeout_ms : 0;
+	scan_gen_unref(g);
+	int left = glue_drain(timeout_ms);
+	if (left > 0)
+		log_msg(LOG_L_WARNING, "stop_timeout: %d message(s) still in flight are dropped",
+		        left);
+	glue_stop_libmilter();
+}
+
 /*
  * libmilter's signal thread sigwait()s for SIGHUP, SIGTERM and SIGINT and
  * stops the filter on any of them; it has no hook, and a second thread
  * waiting for SIGHUP would race it for the signal. Administrators expect
  * SIGHUP to reload, so the program provides sigwait() itself: the linker
  * binds libmilter's call to this definition, which runs the reload for
- * SIGHUP, and for SIGTERM and SIGINT closes the listening socket first
- * (glue_stop_listening) and hands libmilter SIGTERM, its orderly stop:
- * sessions in flight go on, and main waits for them (glue_drain).
+ * SIGHUP, and for SIGTERM and SIGINT runs the orderly stop (glue_stop)
+ * before handing libmilter SIGTERM, by then a formality (its own SIGINT
+ * handling would abort the sessions).
  */
 int sigwait(const sigset_t *set, int *sig)
 {
@@ -522,9 +581,7 @@ int sigwait(const sigset_t *set, int *sig)
 			continue;
 		}
 		if ((s == SIGTERM || s == SIGINT) && glue_reload != NULL) {
-			log_msg(LOG_L_NOTICE, "%s: no longer accepting connections",
-			        s == SIGTERM ? "SIGTERM" : "SIGINT");
-			glue_stop_listening();
+			glue_stop(s);
 			s = SIGTERM;
 		}
 		*sig = s;

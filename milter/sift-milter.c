@@ -361,15 +361,9 @@ int main(int argc, char **argv)
 	log_msg(LOG_L_NOTICE, "sift-milter %s listening on %s", PACKAGE_VERSION, s->socket);
 	report_ready();
 	int rc = glue_run(reload);
-	/* The pid file's path and stop_timeout may have changed with a reload; use the live ones.
-	 */
+	/* The pid file's path may have changed with a reload; use the live one. */
 	scan_gen_t *cur = scan_gen_acquire();
-	const scan_settings_t *live = scan_gen_settings(cur ? cur : g);
-	int left = glue_drain(live->stop_timeout_ms);
-	if (left > 0)
-		log_msg(LOG_L_WARNING, "stop_timeout: %d message(s) still in flight are dropped",
-		        left);
-	unlink(live->pid_file);
+	unlink(scan_gen_settings(cur ? cur : g)->pid_file);
 	log_msg(LOG_L_NOTICE, "sift-milter stopped");
 	scan_gen_unref(cur);
 	scan_gen_unref(g);
