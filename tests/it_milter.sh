@@ -191,6 +191,8 @@ it_untrack "$TCP_PID"
 # --- user = nobody: stores created by root before the switch are handed over
 if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
 	printf 'log = stderr\nrules = %s\nuser = nobody\n' "$D/rules" >"$D/drop.conf"
+	# The stores are opened after the switch: nobody must reach its state dir.
+	chmod 711 "$D"
 	"$top_builddir/sift" -c "$D/drop.conf" -d "$D/state-drop" block add 192.0.2.99 \
 		--reason test >/dev/null 2>&1
 	"$MILTER" -f -c "$D/drop.conf" -d "$D/state-drop" -p "unix:$D/drop.sock" 2>>"$D/drop.log" &

@@ -1,6 +1,9 @@
 /* Tests of the pipeline: generations, scoring end to end, reload rules. */
+#define _GNU_SOURCE /* pthread_getname_np */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,4 +220,37 @@ Test(scan, walk_visits_files_sorted_skipping_dot_files_and_bounds_depth, .init =
 	scan_walk(p, 2, walk_visit, walk_fail, &m);
 	cr_assert_eq(m.n, 0);
 	cr_assert_eq(m.last_err, ENOENT);
+}
+
+/* What a module thread sees: its signal mask and its name. */
+struct thread_view {
+	sigset_t mask;
+	char name[32];
+};
+
+static void *thread_look(void *arg)
+{
+	struct thread_view *v = arg;
+	pthread_sigmask(SIG_BLOCK, NULL, &v->mask);
+	pthread_getname_np(pthread_self(), v->name, sizeof(v->name));
+	return NULL;
+}
+
+Test(threads, module_threads_block_the_daemons_signals_and_carry_a_name)
+{
+	/* The caller blocks nothing, as main did before it blocked its signals. */
+	sigset_t none, before, after;
+	sigemptyset(&none);
+	pthread_sigmask(SIG_SETMASK, &none, &before);
+	struct thread_view v;
+	pthread_t t;
+	cr_assert_eq(ev_thread_start(&t, "sift-test-thr", thread_look, &v), 0);
+	pthread_join(t, NULL);
+	int sigs[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		cr_assert(sigismember(&v.mask, sigs[i]), "signal %d reaches the thread", sigs[i]);
+	cr_assert_str_eq(v.name, "sift-test-thr");
+	pthread_sigmask(SIG_SETMASK, NULL, &after);
+	cr_assert_not(sigismember(&after, SIGHUP), "the caller's mask changed");
+	pthread_sigmask(SIG_SETMASK, &before, NULL);
 }
