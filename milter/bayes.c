@@ -47,8 +47,7 @@ static const struct band {
 };
 #define N_BANDS (sizeof(bands) / sizeof(bands[0]))
 
-int bayes_settings_read(conf_t *c, const char *state_dir, bool with_mime, bayes_settings_t *s,
-                        diag_t *d)
+int bayes_settings_read(conf_t *c, const char *state_dir, bayes_settings_t *s, diag_t *d)
 {
 	size_t errs = diag_errors(d);
 	const char *db;
@@ -91,16 +90,6 @@ int bayes_settings_read(conf_t *c, const char *state_dir, bool with_mime, bayes_
 	if (s->autolearn && s->autolearn_ham_score >= s->autolearn_spam_score)
 		diag_error(d, conf_path(c), 0,
 		           "bayes_autolearn_ham_score must be below bayes_autolearn_spam_score");
-	if (with_mime) {
-		/* The same keys and defaults as scan.c, for the CLI's learning. */
-		uint64_t text;
-		conf_long(c, "mime_max_depth", 20, 1, 1000, &l, d);
-		s->mime.max_depth = (unsigned)l;
-		conf_long(c, "mime_max_parts", 500, 1, 100000, &l, d);
-		s->mime.max_parts = (unsigned)l;
-		conf_size(c, "mime_max_text", 4ULL << 20, 1024, 1ULL << 32, &text, d);
-		s->mime.max_text_bytes = text;
-	}
 	return diag_errors(d) > errs ? -1 : 0;
 }
 
@@ -127,7 +116,7 @@ static void *bayes_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
 	bayes_shared_t *b = calloc(1, sizeof(*b));
 	if (b == NULL)
 		return NULL;
-	if (bayes_settings_read(c, env->state_dir, false, &b->set, d) != 0 || !b->set.enable) {
+	if (bayes_settings_read(c, env->state_dir, &b->set, d) != 0 || !b->set.enable) {
 		free(b);
 		return NULL;
 	}

@@ -156,11 +156,14 @@ static sfsistat glue_header(SMFICTX *ctx, char *name, char *value)
 	sfsistat ok = gc->nr_hdr ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 	if (gc->m == NULL)
 		return ok;
+	if (scan_header(gc->sc, gc->m, name, value))
+		return ok;
 	const verdict_policy_t *p = scan_gen_policy(scan_conn_gen(gc->sc));
-	if (p->foreign != VERDICT_FOREIGN_KEEP && verdict_is_own_header(p, name)) {
+	if (p->foreign != VERDICT_FOREIGN_KEEP) {
 		/*
-		 * A field that claims to be our verdict came from outside: it is
-		 * neither scored nor left in place, so no sender can pre-set it.
+		 * A field that claims to be our verdict came from outside: the
+		 * pipeline did not score it, and it is not left in place either,
+		 * so no sender can pre-set it.
 		 */
 		int index = 1;
 		for (size_t i = 0; i < gc->n_own; i++)
@@ -174,9 +177,7 @@ static sfsistat glue_header(SMFICTX *ctx, char *name, char *value)
 		} else {
 			gc->n_own_dropped++;
 		}
-		return ok;
 	}
-	msg_add_header(gc->m, name, value);
 	return ok;
 }
 

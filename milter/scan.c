@@ -45,6 +45,7 @@ static const evidence_ops_t *const scan_modules[] = {
 struct scan_gen {
 	atomic_int refs;
 	conf_t *conf;
+	bool owns_conf;
 	scan_settings_t settings;
 	verdict_policy_t policy;
 	void *mod[SCAN_N_MODULES];
@@ -136,6 +137,7 @@ scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env_in, d
 	scan_gen_t *g = xalloc_calloc(1, sizeof(*g));
 	atomic_init(&g->refs, 1);
 	g->conf = c;
+	g->owns_conf = true;
 	size_t before = diag_errors(d);
 	scan_settings_read(c, &g->settings, d);
 	verdict_policy_read(c, &g->policy, d);
@@ -149,6 +151,21 @@ scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env_in, d
 	for (size_t i = 0; i < SCAN_N_MODULES; i++)
 		g->mod[i] = scan_modules[i]->load(c, prev ? prev->mod[i] : NULL, &env, d);
 	conf_check_unknown(c, d);
+	if (diag_errors(d) > before) {
+		scan_gen_unref(g);
+		return NULL;
+	}
+	return g;
+}
+
+scan_gen_t *scan_gen_load_pipeline(conf_t *c, diag_t *d)
+{
+	scan_gen_t *g = xalloc_calloc(1, sizeof(*g));
+	atomic_init(&g->refs, 1);
+	g->conf = c;
+	size_t before = diag_errors(d);
+	scan_settings_read(c, &g->settings, d);
+	verdict_policy_read(c, &g->policy, d);
 	if (diag_errors(d) > before) {
 		scan_gen_unref(g);
 		return NULL;
@@ -190,7 +207,8 @@ void scan_gen_unref(scan_gen_t *g)
 	for (size_t i = 0; i < SCAN_N_MODULES; i++)
 		if (g->mod[i] != NULL)
 			scan_modules[i]->release(g->mod[i]);
-	conf_free(g->conf);
+	if (g->owns_conf)
+		conf_free(g->conf);
 	free(g);
 }
 
@@ -265,6 +283,34 @@ void scan_envelope(scan_conn_t *c, msg_t *m)
 			scan_modules[i]->envelope(c->gen->mod[i], c->mod[i], m);
 }
 
+bool scan_header(scan_conn_t *c, msg_t *m, const char *name, const char *value)
+{
+	/*
+	 * Whatever foreign_headers says about delivering such a field, it is
+	 * never evidence: a sender could otherwise pre-set what rules (or
+	 * Bayes) see of our verdict.
+	 */
+	if (verdict_is_own_header(&c->gen->policy, name))
+		return false;
+	msg_add_header(m, name, value);
+	return true;
+}
+
+static void scan_raw_field(void *ud, msg_t *m, const char *name, const char *value)
+{
+	scan_header(ud, m, name, value);
+}
+
+void scan_msg_raw(scan_conn_t *c, msg_t *m, const char *data, size_t len)
+{
+	msg_parse_raw_fields(m, data, len, scan_raw_field, c);
+}
+
+const mime_t *scan_mime(scan_conn_t *c, msg_t *m)
+{
+	return mime_parse(m, &c->gen->settings.mime);
+}
+
 scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 {
 	long start = ev_now_ms();
@@ -272,7 +318,7 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	arena_t *a = msg_arena(m);
 	scan_result_t *r = arena_zalloc(a, sizeof(*r));
-	r->mime = mime_parse(m, &c->gen->settings.mime);
+	r->mime = scan_mime(c, m);
 	r->hits = hits_new(a);
 	ev_score_ctx_t ctx = {
 	    .deadline_ms = start + c->gen->settings.deadline_ms,

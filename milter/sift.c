@@ -120,7 +120,7 @@ static void check_one(scan_gen_t *g, const char *path, struct check_opts *o)
 	scan_conn_t *c = scan_conn_begin(g, &ci);
 	msg_t *m = scan_msg_new(c);
 	msg_set_helo(m, o->helo);
-	msg_parse_raw(m, data, len);
+	scan_msg_raw(c, m, data, len);
 	free(data);
 	if (o->from != NULL) {
 		msg_set_mail_from(m, o->from);

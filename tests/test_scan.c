@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <getopt.h>
 #include <unistd.h>
 
+#include "bayes.h"
 #include "scan.h"
 
 static char state_dir[] = "/tmp/sift-test-scan-XXXXXX";
@@ -44,7 +46,7 @@ static scan_result_t *score_file(scan_gen_t *g, const char *name, msg_t **mp)
 	ev_conn_info_t ci = {"192.0.2.1", NULL};
 	scan_conn_t *c = scan_conn_begin(g, &ci);
 	msg_t *m = scan_msg_new(c);
-	msg_parse_raw(m, data, len);
+	scan_msg_raw(c, m, data, len);
 	free(data);
 	scan_envelope(c, m);
 	scan_opts_t o = {.explain = true};
@@ -212,4 +214,133 @@ Test(scan, walk_visits_files_sorted_skipping_dot_files_and_bounds_depth, .init =
 	scan_walk(p, 2, walk_visit, walk_fail, &m);
 	cr_assert_eq(m.n, 0);
 	cr_assert_eq(m.last_err, ENOENT);
+}
+
+/* ------------------------------------------------------------ one pipeline */
+
+Test(scan, forged_verdict_field_in_a_file_is_not_scored, .init = setup, .fini = teardown)
+{
+	diag_t *d = diag_new();
+	scan_gen_t *g = gen_from("", d);
+	cr_assert_not_null(g);
+	msg_t *m;
+	scan_result_t *r = score_file(g, "forged.eml", &m);
+	/* The daemon never lets X-Spam-Flag reach the rules; the file path must not either. */
+	cr_assert_not(hits_has(r->hits, "SCAN_FORGED_FLAG"));
+	cr_assert_float_eq(r->score, 0.0, 1e-9);
+	cr_assert_null(msg_header_get(m, "X-Spam-Flag", 0));
+	cr_assert_null(msg_header_get(m, "X-Spam-Status", 0));
+	cr_assert_str_eq(msg_header_get(m, "Subject", 0), "Pre-judged, as the sender would like");
+	msg_free(m);
+	scan_gen_unref(g);
+	diag_free(d);
+}
+
+Test(scan, header_policy_follows_the_configured_prefix, .init = setup, .fini = teardown)
+{
+	diag_t *d = diag_new();
+	scan_gen_t *g = gen_from("header_prefix = X-Sift\n", d);
+	cr_assert_not_null(g);
+	scan_conn_t *c = scan_conn_begin(g, NULL);
+	msg_t *m = scan_msg_new(c);
+	/* The milter's path: one field at a time, told which ones are ours. */
+	cr_assert_not(scan_header(c, m, "X-Sift-Flag", "YES"));
+	cr_assert_not(scan_header(c, m, "x-sift-status", "No"));
+	cr_assert(scan_header(c, m, "X-Spam-Flag", "YES"));
+	cr_assert(scan_header(c, m, "Subject", "hello"));
+	cr_assert_eq(msg_header_count(m), 2);
+	scan_opts_t o = {0};
+	scan_result_t *r = scan_score(c, m, &o);
+	/* Under another prefix X-Spam-Flag is anybody's field, and scored. */
+	cr_assert(hits_has(r->hits, "SCAN_FORGED_FLAG"));
+	msg_free(m);
+	scan_conn_end(c);
+	scan_gen_unref(g);
+	diag_free(d);
+}
+
+/* A message whose body runs far past max_message_size = 1K. */
+static void write_big(const char *path)
+{
+	FILE *fp = fopen(path, "w");
+	cr_assert_not_null(fp);
+	fprintf(fp, "From: a@example.org\nTo: b@example.net\nSubject: big\n"
+	            "X-Spam-Flag: YES\n\n");
+	for (int i = 0; i < 400; i++)
+		fprintf(fp, "word%04d filler%04d\n", i, i);
+	fclose(fp);
+}
+
+static int learn(const char *conf_text, const char *file, diag_t *d)
+{
+	conf_t *c = conf_parse("learn.conf", conf_text, d);
+	cr_assert_not_null(c);
+	cli_ctx_t ctx = {.conf = c, .state_dir = state_dir, .diag = d};
+	char *argv[] = {"learn", "--spam", (char *)file, NULL};
+	optind = 0;
+	int rc = bayes_cmd_learn(&ctx, 3, argv);
+	conf_free(ctx.conf);
+	return rc;
+}
+
+Test(scan, learn_tokens_are_the_scored_tokens_of_a_cut_message, .init = setup, .fini = teardown)
+{
+	char conf[1024], big[512];
+	snprintf(big, sizeof(big), "%s/big.eml", state_dir);
+	write_big(big);
+	snprintf(conf, sizeof(conf),
+	         "state_dir = %s\nrules = %s/scan/test.cf\nmax_message_size = 1K\n"
+	         "mime_max_text = 1K\nbayes_map_size = 1M\n",
+	         state_dir, TEST_DATADIR);
+	diag_t *d = diag_new();
+	cr_assert_eq(learn(conf, big, d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
+
+	/* What scoring sees of the same file under the same configuration. */
+	scan_gen_t *g = gen_from("max_message_size = 1K\nmime_max_text = 1K\n", d);
+	cr_assert_not_null(g);
+	scan_conn_t *c = scan_conn_begin(g, NULL);
+	msg_t *m = scan_msg_new(c);
+	size_t len;
+	char *data = scan_read_file(big, &len);
+	scan_msg_raw(c, m, data, len);
+	free(data);
+	cr_assert(msg_truncated(m));
+	bayes_tokens_t tok;
+	bayes_tokenize(m, scan_mime(c, m), false, &tok);
+
+	char db[512];
+	snprintf(db, sizeof(db), "%s/bayes", state_dir);
+	int err;
+	bayes_store_t *s = bayes_store_open(db, 1 << 20, 0, &err);
+	cr_assert_not_null(s, "%s", bayes_strerror(err));
+	bayes_stats_t st;
+	cr_assert_eq(bayes_store_stats(s, &st), BAYES_OK);
+	cr_assert_eq(st.totals.spam, 1);
+	cr_assert_eq(st.tokens, tok.n, "learned %llu tokens, scoring sees %zu",
+	             (unsigned long long)st.tokens, tok.n);
+	bayes_store_unref(s);
+	msg_free(m);
+	scan_conn_end(c);
+	scan_gen_unref(g);
+	diag_free(d);
+}
+
+Test(scan, learn_refuses_what_scoring_refuses, .init = setup, .fini = teardown)
+{
+	char big[512];
+	snprintf(big, sizeof(big), "%s/big.eml", state_dir);
+	write_big(big);
+	static const char *const keys[] = {"max_message_size = 3G", "mime_max_text = 3G"};
+	for (size_t i = 0; i < 2; i++) {
+		char conf[1024];
+		snprintf(conf, sizeof(conf), "state_dir = %s\nrules = %s/scan/test.cf\n%s\n",
+		         state_dir, TEST_DATADIR, keys[i]);
+		diag_t *dl = diag_new(), *dc = diag_new();
+		scan_gen_t *g = gen_from(keys[i], dc);
+		cr_assert_null(g, "scoring accepts %s", keys[i]);
+		cr_assert_eq(learn(conf, big, dl), 1, "learning accepts %s", keys[i]);
+		cr_assert_gt(diag_count(dl), 0);
+		diag_free(dl);
+		diag_free(dc);
+	}
 }
