@@ -64,9 +64,11 @@ typedef struct scan_conn scan_conn_t;
 typedef struct scan_result {
 	double score;
 	verdict_action_t action;
-	hits_t *hits;       /* sorted, in the message arena */
-	const mime_t *mime; /* the parsed views */
-	double elapsed_ms;  /* wall time of scan_score() */
+	hits_t *hits;         /* sorted, in the message arena */
+	const mime_t *mime;   /* the parsed views */
+	double elapsed_ms;    /* wall time of scan_score() */
+	const char *failed;   /* sources whose score() returned EV_ERROR, "a,b"; NULL if none */
+	const char *degraded; /* sources that returned EV_DEGRADED, "a,b"; NULL if none */
 } scan_result_t;
 
 typedef struct scan_opts {
@@ -120,7 +122,16 @@ bool scan_header(scan_conn_t *c, msg_t *m, const char *name, const char *value);
 void scan_msg_raw(scan_conn_t *c, msg_t *m, const char *data, size_t len);
 /* The MIME views of m under the generation's mime_max_* limits (arena of m). */
 const mime_t *scan_mime(scan_conn_t *c, msg_t *m);
+/*
+ * Runs every source and decides the action. When a source fails (EV_ERROR,
+ * see evidence.h) the result names it in failed and on_error decides:
+ * "tempfail" makes the action VERDICT_TEMPFAIL whatever the score;
+ * "accept" keeps the action the other sources' score earns, and the
+ * daemon adds verdict_error_header() to a delivered message. Never NULL.
+ */
 scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o);
+/* Messages scan_score() found a failed source in, since the process started. */
+uint64_t scan_failed_total(void);
 void scan_verdict_done(scan_conn_t *c, msg_t *m, const scan_result_t *r);
 
 /* Reads a whole file (for the CLI and tests); NULL + errno on failure. */

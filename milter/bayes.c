@@ -227,8 +227,13 @@ static void touch_seen(bayes_shared_t *b, const bayes_tokens_t *tok, const bayes
 	bayes_store_submit(b->store, &it, (size_t)b->set.autolearn_queue);
 }
 
-static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
-                        const ev_score_ctx_t *ctx)
+/*
+ * A store that cannot be read is the one internal error (EV_ERROR): no
+ * store, too few messages learned or another tokenizer version are states
+ * an administrator chose or must fix, reported at load, not per message.
+ */
+static ev_status_t bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
+                               const ev_score_ctx_t *ctx)
 {
 	bayes_shared_t *b = shared;
 	bayes_conn_t *bc = conn;
@@ -239,7 +244,7 @@ static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hi
 	if (b->store == NULL) {
 		if (ctx->explain)
 			hits_note(h, "bayes", "no Bayes store at %s: not voting", b->set.db_path);
-		return;
+		return EV_OK;
 	}
 	bayes_tokens_t tok;
 	bayes_tokenize(m, mi, ctx->explain, &tok);
@@ -252,12 +257,12 @@ static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hi
 	int rc = bayes_store_lookup(b->store, tok.keys, tok.n, cnt, &tot);
 	if (rc != BAYES_OK) {
 		hits_note(h, "bayes", "store lookup failed: %s", bayes_strerror(rc));
-		return;
+		return EV_ERROR;
 	}
 	if (tot.tokenizer != BAYES_TOKENIZER_VERSION) {
 		if (ctx->explain)
 			hits_note(h, "bayes", "%s", bayes_strerror(BAYES_EVERSION));
-		return;
+		return EV_OK;
 	}
 	if (b->set.touch && !b->offline)
 		touch_seen(b, &tok, cnt, a);
@@ -267,7 +272,7 @@ static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hi
 			          "not voting: learned %llu spam and %llu ham, needs %ld and %ld",
 			          (unsigned long long)tot.spam, (unsigned long long)tot.ham,
 			          b->set.min_spam, b->set.min_ham);
-		return;
+		return EV_OK;
 	}
 	double *fw = ctx->explain ? arena_alloc(a, (tok.n + 1) * sizeof(*fw)) : NULL;
 	bayes_result_t res;
@@ -284,6 +289,7 @@ static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hi
 		          (unsigned long long)tot.spam, (unsigned long long)tot.ham);
 		explain_tokens(h, &tok, cnt, fw, &b->set.params);
 	}
+	return EV_OK;
 }
 
 static void bayes_verdict(void *shared, void *conn, msg_t *m, const mime_t *mi, const hits_t *h,

@@ -311,6 +311,19 @@ const mime_t *scan_mime(scan_conn_t *c, msg_t *m)
 	return mime_parse(m, &c->gen->settings.mime);
 }
 
+static atomic_uint_fast64_t scan_failed_count;
+
+uint64_t scan_failed_total(void)
+{
+	return (uint64_t)atomic_load(&scan_failed_count);
+}
+
+/* Appends name to a "a,b" list in arena a. */
+static const char *scan_list_add(arena_t *a, const char *list, const char *name)
+{
+	return list ? arena_sprintf(a, "%s,%s", list, name) : name;
+}
+
 scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 {
 	long start = ev_now_ms();
@@ -329,11 +342,22 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 		if (c->gen->mod[i] == NULL || scan_modules[i]->score == NULL)
 			continue;
 		ctx.score_so_far = hits_total(r->hits);
-		scan_modules[i]->score(c->gen->mod[i], c->mod[i], m, r->mime, r->hits, &ctx);
+		ev_status_t st =
+		    scan_modules[i]->score(c->gen->mod[i], c->mod[i], m, r->mime, r->hits, &ctx);
+		if (st == EV_ERROR)
+			r->failed = scan_list_add(a, r->failed, scan_modules[i]->name);
+		else if (st == EV_DEGRADED)
+			r->degraded = scan_list_add(a, r->degraded, scan_modules[i]->name);
 	}
 	hits_sort(r->hits);
 	r->score = hits_total(r->hits);
 	r->action = verdict_decide(&c->gen->policy, r->score);
+	if (r->failed != NULL) {
+		atomic_fetch_add(&scan_failed_count, 1);
+		/* Judged on part of the evidence: the administrator's policy says what then. */
+		if (c->gen->policy.on_error == VERDICT_ERR_TEMPFAIL)
+			r->action = VERDICT_TEMPFAIL;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	r->elapsed_ms =
 	    (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;

@@ -344,3 +344,89 @@ Test(scan, learn_refuses_what_scoring_refuses, .init = setup, .fini = teardown)
 		diag_free(dc);
 	}
 }
+
+/* ------------------------------------------------------------ internal errors */
+
+/*
+ * Overwrites every page of the store's data file but the two meta pages
+ * with zeros, keeping its size: LMDB then finds pages of no known type and
+ * reports MDB_CORRUPTED to readers (the store "becomes unreadable").
+ */
+static void wreck_store(void)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/bayes/data.mdb", state_dir);
+	FILE *fp = fopen(path, "r+");
+	cr_assert_not_null(fp, "%s", path);
+	cr_assert_eq(fseek(fp, 0, SEEK_END), 0);
+	long size = ftell(fp);
+	long page = sysconf(_SC_PAGESIZE);
+	cr_assert_gt(size, 2 * page);
+	cr_assert_eq(fseek(fp, 2 * page, SEEK_SET), 0);
+	for (long i = 2 * page; i < size; i++)
+		fputc(0, fp);
+	cr_assert_eq(fclose(fp), 0);
+}
+
+static scan_gen_t *gen_with_store(const char *extra, diag_t *d)
+{
+	char big[512], conf[1024], text[512];
+	snprintf(big, sizeof(big), "%s/big.eml", state_dir);
+	write_big(big);
+	snprintf(conf, sizeof(conf),
+	         "state_dir = %s\nrules = %s/scan/test.cf\nbayes_map_size = 1M\n", state_dir,
+	         TEST_DATADIR);
+	cr_assert_eq(learn(conf, big, d), 0);
+	snprintf(text, sizeof(text),
+	         "bayes_min_spam = 0\nbayes_min_ham = 0\nbayes_map_size = 1M\n%s", extra);
+	scan_gen_t *g = gen_from(text, d);
+	cr_assert_not_null(g, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	return g;
+}
+
+Test(scan, unreadable_bayes_store_fails_the_source_and_tempfails_by_policy, .init = setup,
+     .fini = teardown)
+{
+	diag_t *d = diag_new();
+	scan_gen_t *g = gen_with_store("on_error = tempfail\n", d);
+	msg_t *m;
+	scan_result_t *r = score_file(g, "spam.eml", &m);
+	cr_assert_null(r->failed, "failed before the store broke: %s", r->failed);
+	cr_assert(hits_has(r->hits, "BAYES_999") || hits_has(r->hits, "BAYES_99"));
+	cr_assert_eq(r->action, VERDICT_REJECT);
+	msg_free(m);
+
+	wreck_store();
+	uint64_t before = scan_failed_total();
+	r = score_file(g, "spam.eml", &m);
+	cr_assert_not_null(r->failed);
+	cr_assert_str_eq(r->failed, "bayes");
+	/* The rules still scored; the policy, not the score, decides. */
+	cr_assert(hits_has(r->hits, "SCAN_SUBJ_WIN"));
+	cr_assert_eq(r->action, VERDICT_TEMPFAIL);
+	cr_assert_eq(scan_failed_total(), before + 1);
+	msg_free(m);
+	scan_gen_unref(g);
+	diag_free(d);
+}
+
+Test(scan, unreadable_bayes_store_under_accept_keeps_the_verdict_and_says_so, .init = setup,
+     .fini = teardown)
+{
+	diag_t *d = diag_new();
+	scan_gen_t *g = gen_with_store("", d);
+	wreck_store();
+	msg_t *m;
+	scan_result_t *r = score_file(g, "ham.eml", &m);
+	cr_assert_str_eq(r->failed, "bayes");
+	cr_assert_eq(r->action, VERDICT_ACCEPT);
+	verdict_header_t hv;
+	cr_assert(verdict_error_header(r->failed, msg_arena(m), &hv));
+	cr_assert_str_eq(hv.name, "X-Sift-Error");
+	cr_assert(strstr(hv.value, "bayes") != NULL);
+	/* and a forged one is not scored nor kept: it is one of ours */
+	cr_assert(verdict_is_own_header(scan_gen_policy(g), "x-sift-error"));
+	msg_free(m);
+	scan_gen_unref(g);
+	diag_free(d);
+}
