@@ -132,6 +132,10 @@ const mime_t *scan_mime(scan_conn_t *c, msg_t *m);
 scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o);
 /* Messages scan_score() found a failed source in, since the process started. */
 uint64_t scan_failed_total(void);
+/*
+ * Lets each source see the final verdict (autolearn, reputation), unless
+ * a source failed: a partial judgement teaches nothing.
+ */
 void scan_verdict_done(scan_conn_t *c, msg_t *m, const scan_result_t *r);
 
 /* Reads a whole file (for the CLI and tests); NULL + errno on failure. */

@@ -366,6 +366,12 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 
 void scan_verdict_done(scan_conn_t *c, msg_t *m, const scan_result_t *r)
 {
+	/*
+	 * A verdict reached without a failed source is not the pipeline's
+	 * judgement: nothing may learn from it (Bayes autolearn, reputation).
+	 */
+	if (r->failed != NULL)
+		return;
 	for (size_t i = 0; i < SCAN_N_MODULES; i++)
 		if (c->gen->mod[i] != NULL && scan_modules[i]->verdict != NULL)
 			scan_modules[i]->verdict(c->gen->mod[i], c->mod[i], m, r->mime, r->hits,

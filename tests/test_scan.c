@@ -25,6 +25,8 @@ static void teardown(void)
 	cr_assert_eq(system(cmd), 0);
 }
 
+static bool gen_online; /* build the daemon's generation, not sift check's */
+
 static scan_gen_t *gen_from(const char *text, diag_t *d)
 {
 	char buf[4096];
@@ -32,7 +34,7 @@ static scan_gen_t *gen_from(const char *text, diag_t *d)
 	         TEST_DATADIR, text);
 	conf_t *c = conf_parse("test.conf", buf, d);
 	cr_assert_not_null(c);
-	ev_env_t env = {.state_dir = NULL, .offline = true};
+	ev_env_t env = {.state_dir = NULL, .offline = !gen_online};
 	return scan_gen_load(c, NULL, &env, d);
 }
 
@@ -426,6 +428,37 @@ Test(scan, unreadable_bayes_store_under_accept_keeps_the_verdict_and_says_so, .i
 	cr_assert(strstr(hv.value, "bayes") != NULL);
 	/* and a forged one is not scored nor kept: it is one of ours */
 	cr_assert(verdict_is_own_header(scan_gen_policy(g), "x-sift-error"));
+	msg_free(m);
+	scan_gen_unref(g);
+	diag_free(d);
+}
+
+Test(scan, a_verdict_with_a_failed_source_teaches_nothing, .init = setup, .fini = teardown)
+{
+	diag_t *d = diag_new();
+	gen_online = true; /* autolearn runs in the daemon only */
+	/* Autolearn as spam on the rules' score alone (spam.eml scores 16). */
+	scan_gen_t *g =
+	    gen_with_store("bayes_autolearn = yes\nbayes_autolearn_spam_score = 5\n", d);
+	wreck_store();
+	msg_t *m;
+	scan_result_t *r = score_file(g, "spam.eml", &m);
+	cr_assert_str_eq(r->failed, "bayes");
+	ev_conn_info_t ci = {"192.0.2.1", NULL};
+	scan_conn_t *c = scan_conn_begin(g, &ci);
+	scan_verdict_done(c, m, r);
+	scan_conn_end(c);
+	char db[512];
+	snprintf(db, sizeof(db), "%s/bayes", state_dir);
+	int err;
+	bayes_store_t *s = bayes_store_open(db, 1 << 20, 0, &err);
+	cr_assert_not_null(s);
+	/* The store cannot be read any more, but the writer's queue count is ours. */
+	bayes_stats_t st;
+	memset(&st, 0, sizeof(st));
+	(void)bayes_store_stats(s, &st);
+	cr_assert_eq(st.queued, 0, "queued %llu for autolearn", (unsigned long long)st.queued);
+	bayes_store_unref(s);
 	msg_free(m);
 	scan_gen_unref(g);
 	diag_free(d);
