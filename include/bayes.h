@@ -338,15 +338,14 @@ typedef struct bayes_settings {
 	bool autolearn;
 	double autolearn_spam_score, autolearn_ham_score;
 	long autolearn_queue;
-	mime_limits_t mime; /* the mime_max_* keys (for the CLI) */
 } bayes_settings_t;
 
 /*
- * Reads every bayes_* key (and, when with_mime, the mime_max_* keys, for
- * the CLI which has no scan generation). Returns -1 with errors in d.
+ * Reads every bayes_* key. The message bounds (max_message_size, the
+ * mime_max_* keys) are the pipeline's (scan.h), also for `sift learn`.
+ * Returns -1 with errors in d.
  */
-int bayes_settings_read(conf_t *c, const char *state_dir, bool with_mime, bayes_settings_t *s,
-                        diag_t *d);
+int bayes_settings_read(conf_t *c, const char *state_dir, bayes_settings_t *s, diag_t *d);
 
 /* ------------------------------------------------------------ pipeline and CLI */
 

@@ -29,6 +29,17 @@
  *	score() at end of message adds hits and must return by the deadline
  *	given in the context. verdict() sees the final score and action
  *	(to learn, or to record reputation) and must not block.
+ *
+ *	score() says how it went (ev_status_t). EV_DEGRADED is ordinary
+ *	operation with less evidence: something outside Sift did not answer
+ *	(a DNS list timed out or failed, Redis is down or slow) or the input
+ *	itself stopped a check (a rule at its regex match, depth or heap
+ *	limit: the rule is not applied and is counted). Retrying would not
+ *	help, so the verdict stands on the rest and on_error does not apply.
+ *	EV_ERROR is an internal error: the source could not judge the message
+ *	for a fault on Sift's side (the Bayes store could not be read). The
+ *	pipeline names the failed sources in its result and applies on_error
+ *	(see scan.h). A source with an error also adds a note saying why.
  * THREADS
  *	The shared state is used by every worker thread at once and must be
  *	immutable or internally synchronised. Per-connection state belongs to
@@ -66,6 +77,12 @@ typedef struct ev_score_ctx {
 	double score_so_far; /* the sum of the hits before this module */
 } ev_score_ctx_t;
 
+typedef enum {
+	EV_OK = 0,   /* judged the message (with or without hits) */
+	EV_DEGRADED, /* judged on less: an outside service or an input limit */
+	EV_ERROR     /* could not judge: an internal error (on_error applies) */
+} ev_status_t;
+
 typedef struct evidence_ops {
 	const char *name;
 	void *(*load)(conf_t *c, void *prev, const ev_env_t *env, diag_t *d);
@@ -73,8 +90,8 @@ typedef struct evidence_ops {
 	void (*release)(void *shared);
 	void *(*conn_begin)(void *shared, const ev_conn_info_t *ci);
 	void (*envelope)(void *shared, void *conn, msg_t *m);
-	void (*score)(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
-	              const ev_score_ctx_t *ctx);
+	ev_status_t (*score)(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
+	                     const ev_score_ctx_t *ctx);
 	void (*verdict)(void *shared, void *conn, msg_t *m, const mime_t *mi, const hits_t *h,
 	                double score, int action);
 	void (*conn_end)(void *shared, void *conn);

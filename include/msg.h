@@ -79,4 +79,16 @@ uint64_t msg_body_size(const msg_t *m);
  */
 void msg_parse_raw(msg_t *m, const char *data, size_t len);
 
+/*
+ * As msg_parse_raw(), but each field goes to field() instead of straight
+ * into m, as the milter delivers it: name and value as C strings (a value
+ * ends at its first NUL byte, as it would on the milter protocol), the
+ * value as it stands in the file (folds and line end included; the caller
+ * passes it to msg_add_header(), which normalises it). The strings live
+ * until field() returns. This lets the pipeline (scan.h) apply one header
+ * policy to files and to milter traffic alike.
+ */
+typedef void (*msg_field_fn)(void *ud, msg_t *m, const char *name, const char *value);
+void msg_parse_raw_fields(msg_t *m, const char *data, size_t len, msg_field_fn field, void *ud);
+
 #endif

@@ -6,7 +6,9 @@
  *	scan_gen_start(g, &env, diag);	(after fork and privilege drop)
  *	scan_conn_t *c = scan_conn_begin(g, &conn_info);
  *	  msg_t *m = scan_msg_new(c); ... fill envelope ... scan_envelope(c, m);
- *	  ... headers, body ... scan_result_t *r = scan_score(c, m, &opts);
+ *	  scan_header(c, m, name, value) per field, msg_append_body() per chunk
+ *	    (or scan_msg_raw(c, m, data, len) for a whole file);
+ *	  scan_result_t *r = scan_score(c, m, &opts);
  *	  scan_verdict_done(c, m, r); msg_free(m);
  *	scan_conn_end(c);
  * DESCRIPTION
@@ -15,8 +17,12 @@
  *	The daemon keeps the current generation in an atomically swapped,
  *	reference-counted pointer (scan_gen_acquire()); a reload builds a new
  *	generation beside the old one, and connections opened before it
- *	finish on the old one. The same calls run `sift check`, so the CLI
- *	and the daemon score identically.
+ *	finish on the old one. The same calls run `sift check` and `sift
+ *	learn`, so the CLI and the daemon score identically: what happens to
+ *	a message before it is scored lives here, not in the callers. Header
+ *	fields that claim to be our own verdict (verdict_is_own_header()) are
+ *	never scored nor learned, whoever delivers them; the body is cut at
+ *	max_message_size (scan_msg_new()) and MIME text at mime_max_text.
  *
  *	The data flows one way: connection -> message -> evidence (rules,
  *	bayes, dnsbl, reputation) -> verdict.
@@ -60,9 +66,11 @@ typedef struct scan_conn scan_conn_t;
 typedef struct scan_result {
 	double score;
 	verdict_action_t action;
-	hits_t *hits;       /* sorted, in the message arena */
-	const mime_t *mime; /* the parsed views */
-	double elapsed_ms;  /* wall time of scan_score() */
+	hits_t *hits;         /* sorted, in the message arena */
+	const mime_t *mime;   /* the parsed views */
+	double elapsed_ms;    /* wall time of scan_score() */
+	const char *failed;   /* sources whose score() returned EV_ERROR, "a,b"; NULL if none */
+	const char *degraded; /* sources that returned EV_DEGRADED, "a,b"; NULL if none */
 } scan_result_t;
 
 typedef struct scan_opts {
@@ -84,6 +92,12 @@ scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env, diag
  * errors in d; the caller then drops the generation with scan_gen_unref().
  */
 int scan_gen_start(scan_gen_t *g, const ev_env_t *env, diag_t *d);
+ * The pipeline alone, for `sift learn`: the same core settings (message
+ * and MIME bounds) and header policy as scan_gen_load() reads, with no
+ * evidence source loaded (so learning needs no rules) and keys of other
+ * modules left unchecked. Borrows c, which must outlive the generation.
+ */
+scan_gen_t *scan_gen_load_pipeline(conf_t *c, diag_t *d);
 const scan_settings_t *scan_gen_settings(const scan_gen_t *g);
 const verdict_policy_t *scan_gen_policy(const scan_gen_t *g);
 conf_t *scan_gen_conf(const scan_gen_t *g);
@@ -99,9 +113,38 @@ scan_gen_t *scan_gen_acquire(void);   /* returns a new reference, or NULL */
 scan_conn_t *scan_conn_begin(scan_gen_t *g, const ev_conn_info_t *ci);
 scan_gen_t *scan_conn_gen(scan_conn_t *c);
 void scan_conn_end(scan_conn_t *c);
+/* A message whose body is kept up to max_message_size, for this connection's client. */
 msg_t *scan_msg_new(scan_conn_t *c);
 void scan_envelope(scan_conn_t *c, msg_t *m);
+/*
+ * Adds one incoming header field to m, unless it is a copy of one of our
+ * verdict fields (the generation's header_prefix): those are foreign,
+ * never scored, and false is returned so the daemon can remove or rename
+ * them at end of message as foreign_headers says. True when added.
+ */
+bool scan_header(scan_conn_t *c, msg_t *m, const char *name, const char *value);
+/*
+ * Fills m from a raw message file (header block, blank line, body; a
+ * leading mbox "From " line is skipped), every field through
+ * scan_header(): the CLI's one way to read a message.
+ */
+void scan_msg_raw(scan_conn_t *c, msg_t *m, const char *data, size_t len);
+/* The MIME views of m under the generation's mime_max_* limits (arena of m). */
+const mime_t *scan_mime(scan_conn_t *c, msg_t *m);
+/*
+ * Runs every source and decides the action. When a source fails (EV_ERROR,
+ * see evidence.h) the result names it in failed and on_error decides:
+ * "tempfail" makes the action VERDICT_TEMPFAIL whatever the score;
+ * "accept" keeps the action the other sources' score earns, and the
+ * daemon adds verdict_error_header() to a delivered message. Never NULL.
+ */
 scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o);
+/* Messages scan_score() found a failed source in, since the process started. */
+uint64_t scan_failed_total(void);
+/*
+ * Lets each source see the final verdict (autolearn, reputation), unless
+ * a source failed: a partial judgement teaches nothing.
+ */
 void scan_verdict_done(scan_conn_t *c, msg_t *m, const scan_result_t *r);
 
 /* Reads a whole file (for the CLI and tests); NULL + errno on failure. */

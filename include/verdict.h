@@ -62,6 +62,15 @@ typedef struct verdict_header {
 /* Fills up to 4 headers; returns how many. Strings in arena a. */
 size_t verdict_headers(const verdict_policy_t *p, arena_t *a, double score, verdict_action_t action,
                        const hits_t *h, verdict_header_t out[4]);
+/*
+ * The field that tells a delivered message was judged without the failed
+ * sources (on_error = accept): X-Sift-Error: "failed" names them. Added
+ * whatever add_headers says, as it reports a fault, not a verdict. False
+ * when failed is NULL.
+ */
+#define VERDICT_ERROR_HEADER "X-Sift-Error"
+bool verdict_error_header(const char *failed, arena_t *a, verdict_header_t *out);
+/* Our verdict fields under p's prefix, and X-Sift-Error. */
 bool verdict_is_own_header(const verdict_policy_t *p, const char *name);
 
 #endif

@@ -47,8 +47,7 @@ static const struct band {
 };
 #define N_BANDS (sizeof(bands) / sizeof(bands[0]))
 
-int bayes_settings_read(conf_t *c, const char *state_dir, bool with_mime, bayes_settings_t *s,
-                        diag_t *d)
+int bayes_settings_read(conf_t *c, const char *state_dir, bayes_settings_t *s, diag_t *d)
 {
 	size_t errs = diag_errors(d);
 	const char *db;
@@ -91,16 +90,6 @@ int bayes_settings_read(conf_t *c, const char *state_dir, bool with_mime, bayes_
 	if (s->autolearn && s->autolearn_ham_score >= s->autolearn_spam_score)
 		diag_error(d, conf_path(c), 0,
 		           "bayes_autolearn_ham_score must be below bayes_autolearn_spam_score");
-	if (with_mime) {
-		/* The same keys and defaults as scan.c, for the CLI's learning. */
-		uint64_t text;
-		conf_long(c, "mime_max_depth", 20, 1, 1000, &l, d);
-		s->mime.max_depth = (unsigned)l;
-		conf_long(c, "mime_max_parts", 500, 1, 100000, &l, d);
-		s->mime.max_parts = (unsigned)l;
-		conf_size(c, "mime_max_text", 4ULL << 20, 1024, 1ULL << 32, &text, d);
-		s->mime.max_text_bytes = text;
-	}
 	return diag_errors(d) > errs ? -1 : 0;
 }
 
@@ -128,7 +117,7 @@ static void *bayes_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
 	bayes_shared_t *b = calloc(1, sizeof(*b));
 	if (b == NULL)
 		return NULL;
-	if (bayes_settings_read(c, env->state_dir, false, &b->set, d) != 0 || !b->set.enable) {
+	if (bayes_settings_read(c, env->state_dir, &b->set, d) != 0 || !b->set.enable) {
 		free(b);
 		return NULL;
 	}
@@ -252,8 +241,13 @@ static void touch_seen(bayes_shared_t *b, const bayes_tokens_t *tok, const bayes
 	bayes_store_submit(b->store, &it, (size_t)b->set.autolearn_queue);
 }
 
-static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
-                        const ev_score_ctx_t *ctx)
+/*
+ * A store that cannot be read is the one internal error (EV_ERROR): no
+ * store, too few messages learned or another tokenizer version are states
+ * an administrator chose or must fix, reported at load, not per message.
+ */
+static ev_status_t bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
+                               const ev_score_ctx_t *ctx)
 {
 	bayes_shared_t *b = shared;
 	bayes_conn_t *bc = conn;
@@ -264,7 +258,7 @@ static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hi
 	if (b->store == NULL) {
 		if (ctx->explain)
 			hits_note(h, "bayes", "no Bayes store at %s: not voting", b->set.db_path);
-		return;
+		return EV_OK;
 	}
 	bayes_tokens_t tok;
 	bayes_tokenize(m, mi, ctx->explain, &tok);
@@ -277,12 +271,12 @@ static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hi
 	int rc = bayes_store_lookup(b->store, tok.keys, tok.n, cnt, &tot);
 	if (rc != BAYES_OK) {
 		hits_note(h, "bayes", "store lookup failed: %s", bayes_strerror(rc));
-		return;
+		return EV_ERROR;
 	}
 	if (tot.tokenizer != BAYES_TOKENIZER_VERSION) {
 		if (ctx->explain)
 			hits_note(h, "bayes", "%s", bayes_strerror(BAYES_EVERSION));
-		return;
+		return EV_OK;
 	}
 	if (b->set.touch && !b->offline)
 		touch_seen(b, &tok, cnt, a);
@@ -292,7 +286,7 @@ static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hi
 			          "not voting: learned %llu spam and %llu ham, needs %ld and %ld",
 			          (unsigned long long)tot.spam, (unsigned long long)tot.ham,
 			          b->set.min_spam, b->set.min_ham);
-		return;
+		return EV_OK;
 	}
 	double *fw = ctx->explain ? arena_alloc(a, (tok.n + 1) * sizeof(*fw)) : NULL;
 	bayes_result_t res;
@@ -309,6 +303,7 @@ static void bayes_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hi
 		          (unsigned long long)tot.spam, (unsigned long long)tot.ham);
 		explain_tokens(h, &tok, cnt, fw, &b->set.params);
 	}
+	return EV_OK;
 }
 
 static void bayes_verdict(void *shared, void *conn, msg_t *m, const mime_t *mi, const hits_t *h,

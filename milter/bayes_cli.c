@@ -1,8 +1,9 @@
 /*
  * bayes_cli.c - `sift learn` (bulk learning from files, directories and
  * mboxes, in large batches) and `sift bayes` (stats, dump, load, expire,
- * compact). Messages are parsed exactly as the daemon parses them, so the
- * tokens learned are the tokens scored.
+ * compact). Learning builds the same generation as `sift check` and reads
+ * each message through the pipeline (scan.h): the same header policy, the
+ * same size cut and MIME limits, so the tokens learned are the tokens scored.
  */
 #include "config.h"
 
@@ -18,17 +19,17 @@
 #include <string.h>
 #include <time.h>
 
-#define LEARN_BATCH_MESSAGES          2000       /* messages per write transaction */
-#define LEARN_BATCH_KEYS              (8u << 20) /* or this many keys, whichever first */
-#define LEARN_MAX_DEPTH               16         /* directory recursion */
-#define CLI_DEFAULT_MAX_MESSAGE_BYTES (10ULL << 20)
-#define EXPIRE_DEFAULT_DAYS           90
-#define EXPIRE_DEFAULT_MAX_COUNT      1
+#define LEARN_BATCH_MESSAGES     2000       /* messages per write transaction */
+#define LEARN_BATCH_KEYS         (8u << 20) /* or this many keys, whichever first */
+#define LEARN_MAX_DEPTH          16         /* directory recursion */
+#define EXPIRE_DEFAULT_DAYS      90
+#define EXPIRE_DEFAULT_MAX_COUNT 1
 
 typedef struct learner {
 	bayes_store_t *store;
 	bayes_settings_t set;
-	uint64_t max_msg_bytes;
+	scan_gen_t *gen;
+	scan_conn_t *conn; /* one offline connection: the pipeline's reader */
 	bayes_op_t op;
 	/* The batch: items whose keys sit in one pool, as offsets until flush. */
 	bayes_learn_item_t *items;
@@ -67,9 +68,9 @@ static int learner_flush(learner_t *l)
 
 static void learn_message(learner_t *l, const char *data, size_t len)
 {
-	msg_t *m = msg_new(l->max_msg_bytes);
-	msg_parse_raw(m, data, len);
-	mime_t *mi = mime_parse(m, &l->set.mime);
+	msg_t *m = scan_msg_new(l->conn);
+	scan_msg_raw(l->conn, m, data, len);
+	const mime_t *mi = scan_mime(l->conn, m);
 	bayes_tokens_t tok;
 	bayes_tokenize(m, mi, false, &tok);
 
@@ -157,12 +158,9 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int read_settings(cli_ctx_t *ctx, bayes_settings_t *set, uint64_t *max_msg)
+static int read_settings(cli_ctx_t *ctx, bayes_settings_t *set)
 {
-	int rc = bayes_settings_read(ctx->conf, ctx->state_dir, true, set, ctx->diag);
-	if (max_msg != NULL)
-		conf_size(ctx->conf, "max_message_size", CLI_DEFAULT_MAX_MESSAGE_BYTES, 1024,
-		          1ULL << 34, max_msg, ctx->diag);
+	int rc = bayes_settings_read(ctx->conf, ctx->state_dir, set, ctx->diag);
 	if (rc != 0 || diag_errors(ctx->diag) > 0) {
 		diag_print(ctx->diag, stderr, 0);
 		return -1;
@@ -193,13 +191,30 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 		fprintf(stderr, "usage: sift learn --spam|--ham|--forget FILE|DIR|MBOX...\n");
 		return 2;
 	}
-	if (read_settings(ctx, &l.set, &l.max_msg_bytes) != 0)
+	/*
+	 * The pipeline as `sift check` and the daemon build it: the message
+	 * bounds are read by their one reader with one set of bounds, and
+	 * messages pass through the same calls (header policy, size cut).
+	 */
+	l.gen = scan_gen_load_pipeline(ctx->conf, ctx->diag);
+	if (l.gen == NULL || diag_errors(ctx->diag) > 0) {
+		diag_print(ctx->diag, stderr, 0);
+		scan_gen_unref(l.gen);
 		return 1;
+	}
+	if (bayes_settings_read(ctx->conf, ctx->state_dir, &l.set, ctx->diag) != 0) {
+		diag_print(ctx->diag, stderr, 0);
+		scan_gen_unref(l.gen);
+		return 1;
+	}
+	l.conn = scan_conn_begin(l.gen, NULL);
 	int err;
 	l.store =
 	    bayes_store_open(l.set.db_path, l.set.map_bytes, forget ? 0 : BAYES_OPEN_CREATE, &err);
 	if (l.store == NULL) {
 		fprintf(stderr, "sift learn: %s: %s\n", l.set.db_path, bayes_strerror(err));
+		scan_conn_end(l.conn);
+		scan_gen_unref(l.gen);
 		return 1;
 	}
 	l.op = forget ? BAYES_FORGET : spam ? BAYES_LEARN_SPAM : BAYES_LEARN_HAM;
@@ -218,6 +233,8 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	learner_flush(&l);
 	double dt = now_s() - t0;
 	bayes_store_unref(l.store);
+	scan_conn_end(l.conn);
+	scan_gen_unref(l.gen);
 	free(l.items);
 	free(l.offs);
 	free(l.pool);
@@ -321,7 +338,7 @@ int bayes_cmd_bayes(cli_ctx_t *ctx, int argc, char **argv)
 	}
 
 	bayes_settings_t set;
-	if (read_settings(ctx, &set, NULL) != 0)
+	if (read_settings(ctx, &set) != 0)
 		return 1;
 	int err;
 	bayes_store_t *s =

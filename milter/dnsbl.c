@@ -1266,10 +1266,12 @@ static const char *source_text(arena_t *a, const struct dlist *l, int source)
 	return source == DQ_SRC_CACHE ? "dns (cached)" : "dns";
 }
 
-static void judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_score_ctx_t *ctx,
-                      struct agg *agg, size_t *nagg, size_t cap)
+/* Returns how many lookups had no usable answer (late, failed or an error code). */
+static size_t judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_score_ctx_t *ctx,
+                        struct agg *agg, size_t *nagg, size_t cap)
 {
 	arena_t *ar = hits_arena(h);
+	size_t unanswered = 0;
 	for (size_t i = 0; i < s->n; i++) {
 		const struct lookup *k = &s->v[i];
 		struct dlist *l = &d->lists[k->list];
@@ -1287,6 +1289,7 @@ static void judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_scor
 			a = k->local;
 		} else if (!dnsbl_query_result(s->batch, k->q, &a, &source)) {
 			counter_add(&d->n_late, 1);
+			unanswered++;
 			if (ctx->explain)
 				hits_note(h, "dnsbl", "%s: %s %s (%s): no answer by the deadline",
 				          l->name, k->what, k->subject, k->qname);
@@ -1294,6 +1297,7 @@ static void judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_scor
 		}
 		const char *src = source_text(ar, l, source);
 		if (a.status == DQ_FAILED) {
+			unanswered++;
 			if (ctx->explain)
 				hits_note(h, "dnsbl", "%s: %s %s (%s): lookup failed via %s",
 				          l->name, k->what, k->subject, k->qname, src);
@@ -1354,20 +1358,26 @@ static void judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_scor
 				         : "");
 			hits_note(h, "dnsbl", "%s: %s %s: error answer %s (%s via %s), not counted",
 			          l->name, k->what, k->subject, codes, k->qname, src);
+			unanswered++;
 		} else if (!listed && ctx->explain) {
 			hits_note(h, "dnsbl", "%s: %s %s answered %s, a code no rule scores",
 			          l->name, k->what, k->subject, codes);
 		}
 	}
+	return unanswered;
 }
 
-static void ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
-                     const ev_score_ctx_t *ctx)
+/*
+ * A list that did not answer by the deadline, or failed, degrades the
+ * verdict (EV_DEGRADED), never fails it: DNS is an outside service.
+ */
+static ev_status_t ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
+                            const ev_score_ctx_t *ctx)
 {
 	struct dnsbl_conn *c = conn;
 	dnsbl_t *d = shared;
 	if (c == NULL || d == NULL)
-		return;
+		return EV_OK;
 	long now = dnsbl_now_ms(), next = __atomic_load_n(&d->next_stats_ms, __ATOMIC_RELAXED);
 	if (d->stats_interval_ms > 0 && now >= next &&
 	    __atomic_compare_exchange_n(&d->next_stats_ms, &next, now + d->stats_interval_ms, false,
@@ -1383,7 +1393,7 @@ static void ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_
 			          c->allowed ? "client allowlisted or private" : "authenticated");
 		set_reset(&c->msg_set);
 		c->msg = NULL;
-		return;
+		return EV_OK;
 	}
 	char dom[DNSBL_QNAME_MAX_BYTES];
 	if ((c->trusted_client || !c->have_ip) && (d->kinds & (1u << KIND_IP))) {
@@ -1420,12 +1430,13 @@ static void ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_
 	size_t cap = d->max_hit_names;
 	struct agg *agg = arena_zalloc(hits_arena(h), cap * sizeof(*agg));
 	size_t nagg = 0;
-	judge_set(d, &c->conn_set, h, ctx, agg, &nagg, cap);
-	judge_set(d, &c->msg_set, h, ctx, agg, &nagg, cap);
+	size_t unanswered = judge_set(d, &c->conn_set, h, ctx, agg, &nagg, cap);
+	unanswered += judge_set(d, &c->msg_set, h, ctx, agg, &nagg, cap);
 	for (size_t i = 0; i < nagg; i++)
 		hits_add(h, "dnsbl", agg[i].name, agg[i].score, agg[i].desc, agg[i].detail);
 	set_reset(&c->msg_set);
 	c->msg = NULL;
+	return unanswered > 0 ? EV_DEGRADED : EV_OK;
 }
 
 static void ev_verdict(void *shared, void *conn, msg_t *m, const mime_t *mi, const hits_t *h,

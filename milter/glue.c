@@ -169,11 +169,14 @@ static sfsistat glue_header(SMFICTX *ctx, char *name, char *value)
 	sfsistat ok = gc->nr_hdr ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 	if (gc->m == NULL)
 		return ok;
+	if (scan_header(gc->sc, gc->m, name, value))
+		return ok;
 	const verdict_policy_t *p = scan_gen_policy(scan_conn_gen(gc->sc));
-	if (p->foreign != VERDICT_FOREIGN_KEEP && verdict_is_own_header(p, name)) {
+	if (p->foreign != VERDICT_FOREIGN_KEEP) {
 		/*
-		 * A field that claims to be our verdict came from outside: it is
-		 * neither scored nor left in place, so no sender can pre-set it.
+		 * A field that claims to be our verdict came from outside: the
+		 * pipeline did not score it, and it is not left in place either,
+		 * so no sender can pre-set it.
 		 */
 		int index = 1;
 		for (size_t i = 0; i < gc->n_own; i++)
@@ -187,9 +190,7 @@ static sfsistat glue_header(SMFICTX *ctx, char *name, char *value)
 		} else {
 			gc->n_own_dropped++;
 		}
-		return ok;
 	}
-	msg_add_header(gc->m, name, value);
 	return ok;
 }
 
@@ -281,13 +282,11 @@ static sfsistat glue_eom(SMFICTX *ctx)
 		msg_set_queue_id(gc->m, qid);
 	const verdict_policy_t *p = scan_gen_policy(scan_conn_gen(gc->sc));
 	scan_result_t *r = scan_score(gc->sc, gc->m, NULL);
-	if (r == NULL) {
-		log_msg(LOG_L_ERR, "%s: scoring failed", msg_queue_id(gc->m));
-		if (p->on_error == VERDICT_ERR_TEMPFAIL)
-			return glue_reply(ctx, p->tempfail_reply, NULL, SMFIS_TEMPFAIL);
-		smfi_addheader(ctx, "X-Sift-Error", "scoring failed");
-		return SMFIS_ACCEPT;
-	}
+	if (r->failed != NULL)
+		log_msg(LOG_L_ERR, "%s: internal error in %s; on_error=%s (%llu message(s) so far)",
+		        msg_queue_id(gc->m), r->failed,
+		        p->on_error == VERDICT_ERR_TEMPFAIL ? "tempfail" : "accept",
+		        (unsigned long long)scan_failed_total());
 	glue_log(gc, r);
 	sfsistat st = SMFIS_ACCEPT;
 	switch (r->action) {
@@ -295,7 +294,8 @@ static sfsistat glue_eom(SMFICTX *ctx)
 		st = glue_reply(ctx, p->reject_reply, hits_reason(r->hits), SMFIS_REJECT);
 		break;
 	case VERDICT_TEMPFAIL:
-		st = glue_reply(ctx, p->tempfail_reply, hits_reason(r->hits), SMFIS_TEMPFAIL);
+		st = glue_reply(ctx, p->tempfail_reply, r->failed ? NULL : hits_reason(r->hits),
+		                SMFIS_TEMPFAIL);
 		break;
 	case VERDICT_QUARANTINE: {
 		char reason[64];
@@ -311,8 +311,9 @@ static sfsistat glue_eom(SMFICTX *ctx)
 	default:
 		if (p->foreign != VERDICT_FOREIGN_KEEP)
 			glue_strip_foreign(ctx, gc, p);
-		verdict_header_t hv[4];
+		verdict_header_t hv[5];
 		size_t n = verdict_headers(p, msg_arena(gc->m), r->score, r->action, r->hits, hv);
+		n += verdict_error_header(r->failed, msg_arena(gc->m), &hv[n]);
 		for (size_t i = 0; i < n; i++)
 			if (smfi_addheader(ctx, (char *)hv[i].name, (char *)hv[i].value) !=
 			    MI_SUCCESS)

@@ -6,8 +6,11 @@
 
 #include "msg.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "xalloc.h"
 
 #define MSG_ARENA_CHUNK_BYTES  (64 * 1024)
 #define MSG_INITIAL_BODY_BYTES (16 * 1024)
@@ -279,8 +282,45 @@ static bool msg_is_field_name_char(unsigned char c)
 	return c > 32 && c < 127 && c != ':';
 }
 
+/*
+ * A field handed to a msg_field_fn: copied NUL-terminated into a scratch
+ * buffer that is reused across fields, so the message arena holds each
+ * field once (msg_add_header's copy) even for 200,000-field messages.
+ */
+struct msg_scratch {
+	char *buf;
+	size_t cap;
+};
+
+static void msg_emit_field(msg_t *m, struct msg_scratch *sc, const char *name, size_t name_len,
+                           const char *value, size_t value_len, msg_field_fn field, void *ud)
+{
+	if (field == NULL) {
+		msg_push_header(m, name, name_len, value, value_len);
+		return;
+	}
+	size_t need = name_len + value_len + 2;
+	if (need > sc->cap) {
+		sc->cap = need > 2 * sc->cap ? need : 2 * sc->cap;
+		free(sc->buf);
+		sc->buf = xalloc_malloc(sc->cap);
+	}
+	memcpy(sc->buf, name, name_len);
+	sc->buf[name_len] = '\0';
+	char *v = sc->buf + name_len + 1;
+	memcpy(v, value, value_len);
+	v[value_len] = '\0';
+	field(ud, m, sc->buf, v);
+}
+
 void msg_parse_raw(msg_t *m, const char *data, size_t len)
 {
+	msg_parse_raw_fields(m, data, len, NULL, NULL);
+}
+
+void msg_parse_raw_fields(msg_t *m, const char *data, size_t len, msg_field_fn field, void *ud)
+{
+	struct msg_scratch sc = {NULL, 0};
 	size_t i = 0;
 	/* A leading mbox "From " line is envelope, not a header field. */
 	if (len >= 5 && memcmp(data, "From ", 5) == 0) {
@@ -321,9 +361,10 @@ void msg_parse_raw(msg_t *m, const char *data, size_t len)
 			if (i >= len || (data[i] != ' ' && data[i] != '\t'))
 				break;
 		}
-		msg_push_header(m, data + name_start, name_end - name_start, data + value_start,
-		                i - value_start);
+		msg_emit_field(m, &sc, data + name_start, name_end - name_start, data + value_start,
+		               i - value_start, field, ud);
 	}
+	free(sc.buf);
 	if (i < len)
 		msg_append_body(m, data + i, len - i);
 }

@@ -968,9 +968,14 @@ static void rep_hit(struct rep_shared *s, hits_t *h, rep_ent_t kind, const char 
 	          "%s spam=%.1f ham=%.1f", value, cnt->spam, cnt->ham);
 }
 
-static void rep_score_hook(void *sv, void *cv, msg_t *m, const mime_t *mi, hits_t *h,
-                           const ev_score_ctx_t *ctx)
+/*
+ * Redis down, slow or a full read queue degrade the verdict (EV_DEGRADED):
+ * reputation is an outside service, and mail must flow without it.
+ */
+static ev_status_t rep_score_hook(void *sv, void *cv, msg_t *m, const mime_t *mi, hits_t *h,
+                                  const ev_score_ctx_t *ctx)
 {
+	ev_status_t status = EV_OK;
 	struct rep_shared *s = sv;
 	struct rep_conn *c = cv, tmpc;
 	struct msg_ents e;
@@ -989,14 +994,14 @@ static void rep_score_hook(void *sv, void *cv, msg_t *m, const mime_t *mi, hits_
 	if (s->mir)
 		block_hits(s, c, m, mi, &e, h, ctx);
 	if (s->rt == NULL)
-		return;
+		return EV_OK;
 
 	/* Everything still to read, in one request: the IP too when CONNECT did not ask. */
 	struct rep_read *r = read_for(s, s->cfg.timeout_ms);
 	rep_ent_t kinds[READ_MAX_KEYS];
 	const char *vals[READ_MAX_KEYS];
 	if (r == NULL)
-		return;
+		return EV_DEGRADED;
 	bool ip_here = c && c->has_addr && c->ipread == NULL;
 	if (ip_here) {
 		kinds[r->n] = REP_ENT_IP;
@@ -1058,10 +1063,14 @@ static void rep_score_hook(void *sv, void *cv, msg_t *m, const mime_t *mi, hits_
 				best[kind] = cnt;
 				bestv[kind] = k == 0 ? c->ip : c->net;
 			}
-		} else if (ctx->explain) {
-			hits_note(h, "rep", "IP reputation not available in time");
+		} else {
+			status = EV_DEGRADED;
+			if (ctx->explain)
+				hits_note(h, "rep", "IP reputation not available in time");
 		}
 	}
+	if (st != 1)
+		status = EV_DEGRADED;
 	if (st == 1) {
 		for (size_t i = 0; i < r->n; i++) {
 			rep_counts_t cnt = r->c[i];
@@ -1081,6 +1090,7 @@ static void rep_score_hook(void *sv, void *cv, msg_t *m, const mime_t *mi, hits_
 		if (bestv[k])
 			rep_hit(s, h, (rep_ent_t)k, bestv[k], &best[k], ctx->explain);
 	read_unref(r);
+	return status;
 }
 
 static double rep_own_score(const hits_t *h)

@@ -2012,8 +2012,13 @@ static void ev_release(void *shared)
 	rules_free(shared);
 }
 
-static void ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
-                     const ev_score_ctx_t *ctx)
+/*
+ * A rule stopped at a regex limit is counted, logged and not applied; the
+ * input caused it and would cause it again, so it degrades the verdict
+ * rather than failing it (see evidence.h).
+ */
+static ev_status_t ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_t *h,
+                            const ev_score_ctx_t *ctx)
 {
 	unsigned flags = 0;
 	if (ctx->timing)
@@ -2024,7 +2029,9 @@ static void ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi, hits_
 	if (errors > 0) {
 		hits_note(h, "rules", "%d rule(s) stopped at the regex match limit", errors);
 		hits_set_metric(h, "rules_errors", errors);
+		return EV_DEGRADED;
 	}
+	return EV_OK;
 }
 
 const evidence_ops_t rules_evidence = {

@@ -46,6 +46,7 @@ static const evidence_ops_t *const scan_modules[] = {
 struct scan_gen {
 	atomic_int refs;
 	conf_t *conf;
+	bool owns_conf;
 	scan_settings_t settings;
 	verdict_policy_t policy;
 	void *mod[SCAN_N_MODULES];
@@ -155,6 +156,7 @@ scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env_in, d
 	scan_gen_t *g = xalloc_calloc(1, sizeof(*g));
 	atomic_init(&g->refs, 1);
 	g->conf = c;
+	g->owns_conf = true;
 	size_t before = diag_errors(d);
 	scan_settings_read(c, &g->settings, d);
 	verdict_policy_read(c, &g->policy, d);
@@ -185,6 +187,19 @@ int scan_gen_start(scan_gen_t *g, const ev_env_t *env_in, diag_t *d)
 		    scan_modules[i]->start(g->mod[i], &env, d) != 0)
 			break; /* the rest would only add noise: the generation is dropped */
 	return diag_errors(d) > before ? -1 : 0;
+scan_gen_t *scan_gen_load_pipeline(conf_t *c, diag_t *d)
+{
+	scan_gen_t *g = xalloc_calloc(1, sizeof(*g));
+	atomic_init(&g->refs, 1);
+	g->conf = c;
+	size_t before = diag_errors(d);
+	scan_settings_read(c, &g->settings, d);
+	verdict_policy_read(c, &g->policy, d);
+	if (diag_errors(d) > before) {
+		scan_gen_unref(g);
+		return NULL;
+	}
+	return g;
 }
 
 const scan_settings_t *scan_gen_settings(const scan_gen_t *g)
@@ -221,7 +236,8 @@ void scan_gen_unref(scan_gen_t *g)
 	for (size_t i = 0; i < SCAN_N_MODULES; i++)
 		if (g->mod[i] != NULL)
 			scan_modules[i]->release(g->mod[i]);
-	conf_free(g->conf);
+	if (g->owns_conf)
+		conf_free(g->conf);
 	free(g);
 }
 
@@ -296,6 +312,47 @@ void scan_envelope(scan_conn_t *c, msg_t *m)
 			scan_modules[i]->envelope(c->gen->mod[i], c->mod[i], m);
 }
 
+bool scan_header(scan_conn_t *c, msg_t *m, const char *name, const char *value)
+{
+	/*
+	 * Whatever foreign_headers says about delivering such a field, it is
+	 * never evidence: a sender could otherwise pre-set what rules (or
+	 * Bayes) see of our verdict.
+	 */
+	if (verdict_is_own_header(&c->gen->policy, name))
+		return false;
+	msg_add_header(m, name, value);
+	return true;
+}
+
+static void scan_raw_field(void *ud, msg_t *m, const char *name, const char *value)
+{
+	scan_header(ud, m, name, value);
+}
+
+void scan_msg_raw(scan_conn_t *c, msg_t *m, const char *data, size_t len)
+{
+	msg_parse_raw_fields(m, data, len, scan_raw_field, c);
+}
+
+const mime_t *scan_mime(scan_conn_t *c, msg_t *m)
+{
+	return mime_parse(m, &c->gen->settings.mime);
+}
+
+static atomic_uint_fast64_t scan_failed_count;
+
+uint64_t scan_failed_total(void)
+{
+	return (uint64_t)atomic_load(&scan_failed_count);
+}
+
+/* Appends name to a "a,b" list in arena a. */
+static const char *scan_list_add(arena_t *a, const char *list, const char *name)
+{
+	return list ? arena_sprintf(a, "%s,%s", list, name) : name;
+}
+
 scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 {
 	long start = ev_now_ms();
@@ -303,7 +360,7 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	arena_t *a = msg_arena(m);
 	scan_result_t *r = arena_zalloc(a, sizeof(*r));
-	r->mime = mime_parse(m, &c->gen->settings.mime);
+	r->mime = scan_mime(c, m);
 	r->hits = hits_new(a);
 	ev_score_ctx_t ctx = {
 	    .deadline_ms = start + c->gen->settings.deadline_ms,
@@ -314,11 +371,22 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 		if (c->gen->mod[i] == NULL || scan_modules[i]->score == NULL)
 			continue;
 		ctx.score_so_far = hits_total(r->hits);
-		scan_modules[i]->score(c->gen->mod[i], c->mod[i], m, r->mime, r->hits, &ctx);
+		ev_status_t st =
+		    scan_modules[i]->score(c->gen->mod[i], c->mod[i], m, r->mime, r->hits, &ctx);
+		if (st == EV_ERROR)
+			r->failed = scan_list_add(a, r->failed, scan_modules[i]->name);
+		else if (st == EV_DEGRADED)
+			r->degraded = scan_list_add(a, r->degraded, scan_modules[i]->name);
 	}
 	hits_sort(r->hits);
 	r->score = hits_total(r->hits);
 	r->action = verdict_decide(&c->gen->policy, r->score);
+	if (r->failed != NULL) {
+		atomic_fetch_add(&scan_failed_count, 1);
+		/* Judged on part of the evidence: the administrator's policy says what then. */
+		if (c->gen->policy.on_error == VERDICT_ERR_TEMPFAIL)
+			r->action = VERDICT_TEMPFAIL;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	r->elapsed_ms =
 	    (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
@@ -327,6 +395,12 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 
 void scan_verdict_done(scan_conn_t *c, msg_t *m, const scan_result_t *r)
 {
+	/*
+	 * A verdict reached without a failed source is not the pipeline's
+	 * judgement: nothing may learn from it (Bayes autolearn, reputation).
+	 */
+	if (r->failed != NULL)
+		return;
 	for (size_t i = 0; i < SCAN_N_MODULES; i++)
 		if (c->gen->mod[i] != NULL && scan_modules[i]->verdict != NULL)
 			scan_modules[i]->verdict(c->gen->mod[i], c->mod[i], m, r->mime, r->hits,

@@ -83,6 +83,11 @@ static void print_explained(const char *file, const scan_result_t *r)
 {
 	printf("%s: score %.2f, action %s (%.1f ms)\n", file, r->score,
 	       verdict_action_name(r->action), r->elapsed_ms);
+	if (r->failed)
+		printf("  failed   %s: internal error, scored without (on_error applies)\n",
+		       r->failed);
+	if (r->degraded)
+		printf("  degraded %s: judged on less evidence (see the notes)\n", r->degraded);
 	for (size_t i = 0; i < hits_count(r->hits); i++) {
 		const hit_t *h = hits_at(r->hits, i);
 		printf("  %7.2f  %-6s %-28s %s\n", h->score, h->source, h->name,
@@ -109,7 +114,7 @@ static void print_tsv(const char *file, const scan_result_t *r)
 		printf("\t%.9g", p);
 	else
 		printf("\t-");
-	printf("\t%.3f\n", r->elapsed_ms);
+	printf("\t%.3f\t%s\n", r->elapsed_ms, r->failed ? r->failed : "-");
 }
 
 static void check_one(scan_gen_t *g, const char *path, struct check_opts *o)
@@ -125,7 +130,7 @@ static void check_one(scan_gen_t *g, const char *path, struct check_opts *o)
 	scan_conn_t *c = scan_conn_begin(g, &ci);
 	msg_t *m = scan_msg_new(c);
 	msg_set_helo(m, o->helo);
-	msg_parse_raw(m, data, len);
+	scan_msg_raw(c, m, data, len);
 	free(data);
 	if (o->from != NULL) {
 		msg_set_mail_from(m, o->from);
@@ -142,6 +147,11 @@ static void check_one(scan_gen_t *g, const char *path, struct check_opts *o)
 		print_tsv(path, r);
 	else
 		print_explained(path, r);
+	if (r->failed) {
+		/* The daemon would have applied on_error: not a clean result. */
+		fprintf(stderr, "sift: %s: internal error in %s\n", path, r->failed);
+		o->failures++;
+	}
 	msg_free(m);
 	scan_conn_end(c);
 }

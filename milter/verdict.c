@@ -148,8 +148,19 @@ size_t verdict_headers(const verdict_policy_t *p, arena_t *a, double score, verd
 	return n;
 }
 
+bool verdict_error_header(const char *failed, arena_t *a, verdict_header_t *out)
+{
+	if (failed == NULL)
+		return false;
+	*out = (verdict_header_t){VERDICT_ERROR_HEADER,
+	                          arena_sprintf(a, "scored without %s (internal error)", failed)};
+	return true;
+}
+
 bool verdict_is_own_header(const verdict_policy_t *p, const char *name)
 {
+	if (strcasecmp(name, VERDICT_ERROR_HEADER) == 0)
+		return true;
 	static const char *const suffixes[] = {"-Score", "-Status", "-Action",
 	                                       "-Flag",  "-Report", "-Level"};
 	size_t plen = strlen(p->header_prefix);

@@ -517,6 +517,7 @@ struct run {
 	msg_t *m;
 	hits_t *h;
 	long ms;
+	ev_status_t status;
 };
 
 /*
@@ -547,7 +548,7 @@ static struct run run_msg(dnsbl_t *b, const char *client_ip, const char *helo,
 	mime_t *mi = mime_parse(r.m, &lim);
 	r.h = hits_new(msg_arena(r.m));
 	ev_score_ctx_t ctx = {.deadline_ms = dnsbl_now_ms() + deadline_ms, .explain = true};
-	dnsbl_evidence.score(b, conn, r.m, mi, r.h, &ctx);
+	r.status = dnsbl_evidence.score(b, conn, r.m, mi, r.h, &ctx);
 	r.ms = dnsbl_now_ms() - t0;
 	dnsbl_evidence.conn_end(b, conn);
 	return r;
@@ -582,6 +583,7 @@ Test(dns, listed_ipv4_client_scores_its_code_with_the_txt_text)
 	cr_assert(strstr(x->detail, "txt=\"Listed: see https://bl.test/?192.0.2.2\""), "%s",
 	          x->detail);
 	cr_assert_eq(hits_count(r.h), 1);
+	cr_assert_eq(r.status, EV_OK);
 	msg_free(r.m);
 	dnsbl_release(b);
 }
@@ -632,6 +634,7 @@ Test(dns, error_codes_are_counted_and_never_listings)
 	struct run r = run_msg(b, "192.0.2.9", NULL, NULL, NULL, NULL, 2000);
 	cr_assert_eq(hits_count(r.h), 0, "127.255.255.254 must not score");
 	cr_assert(note_has(r.h, "error answer 127.255.255.254"));
+	cr_assert_eq(r.status, EV_DEGRADED, "a list that refuses us degrades the verdict");
 	dnsbl_stats_t st;
 	dnsbl_get_stats(b, &st);
 	cr_assert_eq(st.error_answers, 1);
@@ -720,6 +723,8 @@ Test(dns, a_zone_that_never_answers_costs_at_most_the_deadline)
 	cr_assert_not_null(find_hit(r.h, "BL_SBL"), "the list that answered still counts");
 	cr_assert_null(find_hit(r.h, "dead"));
 	cr_assert(note_has(r.h, "no answer by the deadline"));
+	/* Less evidence, not an internal error: on_error must not apply. */
+	cr_assert_eq(r.status, EV_DEGRADED);
 	dnsbl_stats_t st;
 	dnsbl_get_stats(b, &st);
 	cr_assert_eq(st.late, 1);

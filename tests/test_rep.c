@@ -1106,6 +1106,8 @@ static void node_free(struct node *n)
 	free(n->dir);
 }
 
+static ev_status_t node_last_status; /* what the last node_msg()'s score() said */
+
 /* One message from ip through a node; other_score is what the other evidence said. */
 static hits_t *node_msg(struct node *n, msg_t *m, const char *ip, double other_score,
                         long *elapsed_ms)
@@ -1119,7 +1121,7 @@ static hits_t *node_msg(struct node *n, msg_t *m, const char *ip, double other_s
 	hits_add(h, "rules", "OTHER", other_score, NULL, NULL);
 	ev_score_ctx_t ctx = {.deadline_ms = mono_ms() + 2000, .explain = true};
 	long t0 = mono_ms();
-	rep_evidence.score(n->shared, conn, m, NULL, h, &ctx);
+	node_last_status = rep_evidence.score(n->shared, conn, m, NULL, h, &ctx);
 	if (elapsed_ms)
 		*elapsed_ms = mono_ms() - t0;
 	rep_evidence.verdict(n->shared, conn, m, NULL, h, hits_total(h), 0);
@@ -1172,6 +1174,7 @@ Test(rep_nodes, nodes_share_reputation_and_blocks_and_ride_out_outages, .timeout
 	cr_assert(has_hit(h, "REP_MAILFROM_SPAM"));
 	cr_assert(has_hit(h, "REP_FROM_SPAM"));
 	cr_assert_gt(hits_total(h), 3.0);
+	cr_assert_eq(node_last_status, EV_OK);
 	cr_assert_gt(hits_note_count(h), 0, "explained for sift check");
 	msg_free(m);
 	/* A first-time address scores nothing from reputation. */
@@ -1199,6 +1202,7 @@ Test(rep_nodes, nodes_share_reputation_and_blocks_and_ride_out_outages, .timeout
 
 	/* Redis stopped: both nodes keep scoring, fast, from local state; writes queue. */
 	server_stop(&s);
+	int degraded = 0;
 	for (int i = 0; i < 6; i++) {
 		long dt;
 		m = msg_new(1 << 20);
@@ -1206,8 +1210,12 @@ Test(rep_nodes, nodes_share_reputation_and_blocks_and_ride_out_outages, .timeout
 		cr_assert_lt(dt, 450, "message %d waited %ld ms", i, dt);
 		if (i < 3)
 			cr_assert(has_hit(h, "BLOCKLIST_IP"), "the mirror answers without Redis");
+		/* A dead Redis degrades the verdict (cached answers aside); never an error. */
+		cr_assert_neq(node_last_status, EV_ERROR, "message %d", i);
+		degraded += node_last_status == EV_DEGRADED;
 		msg_free(m);
 	}
+	cr_assert_gt(degraded, 0, "no message said reputation was unavailable");
 	/* Redis is back (empty: no persistence): the queued verdicts are replayed. */
 	server_start(&s, NULL);
 	double v = 0;

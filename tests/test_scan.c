@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <getopt.h>
 #include <unistd.h>
 
+#include "bayes.h"
 #include "scan.h"
 
 static char state_dir[] = "/tmp/sift-test-scan-XXXXXX";
@@ -26,6 +28,8 @@ static void teardown(void)
 	cr_assert_eq(system(cmd), 0);
 }
 
+static bool gen_online; /* build the daemon's generation, not sift check's */
+
 static scan_gen_t *gen_from(const char *text, diag_t *d)
 {
 	char buf[4096];
@@ -33,7 +37,7 @@ static scan_gen_t *gen_from(const char *text, diag_t *d)
 	         TEST_DATADIR, text);
 	conf_t *c = conf_parse("test.conf", buf, d);
 	cr_assert_not_null(c);
-	ev_env_t env = {.state_dir = NULL, .offline = true};
+	ev_env_t env = {.state_dir = NULL, .offline = !gen_online};
 	scan_gen_t *g = scan_gen_load(c, NULL, &env, d);
 	if (g != NULL && scan_gen_start(g, &env, d) != 0) {
 		scan_gen_unref(g);
@@ -52,7 +56,7 @@ static scan_result_t *score_file(scan_gen_t *g, const char *name, msg_t **mp)
 	ev_conn_info_t ci = {"192.0.2.1", NULL};
 	scan_conn_t *c = scan_conn_begin(g, &ci);
 	msg_t *m = scan_msg_new(c);
-	msg_parse_raw(m, data, len);
+	scan_msg_raw(c, m, data, len);
 	free(data);
 	scan_envelope(c, m);
 	scan_opts_t o = {.explain = true};
@@ -253,4 +257,250 @@ Test(threads, module_threads_block_the_daemons_signals_and_carry_a_name)
 	pthread_sigmask(SIG_SETMASK, NULL, &after);
 	cr_assert_not(sigismember(&after, SIGHUP), "the caller's mask changed");
 	pthread_sigmask(SIG_SETMASK, &before, NULL);
+}
+
+/* ------------------------------------------------------------ one pipeline */
+
+Test(scan, forged_verdict_field_in_a_file_is_not_scored, .init = setup, .fini = teardown)
+{
+	diag_t *d = diag_new();
+	scan_gen_t *g = gen_from("", d);
+	cr_assert_not_null(g);
+	msg_t *m;
+	scan_result_t *r = score_file(g, "forged.eml", &m);
+	/* The daemon never lets X-Spam-Flag reach the rules; the file path must not either. */
+	cr_assert_not(hits_has(r->hits, "SCAN_FORGED_FLAG"));
+	cr_assert_float_eq(r->score, 0.0, 1e-9);
+	cr_assert_null(msg_header_get(m, "X-Spam-Flag", 0));
+	cr_assert_null(msg_header_get(m, "X-Spam-Status", 0));
+	cr_assert_str_eq(msg_header_get(m, "Subject", 0), "Pre-judged, as the sender would like");
+	msg_free(m);
+	scan_gen_unref(g);
+	diag_free(d);
+}
+
+Test(scan, header_policy_follows_the_configured_prefix, .init = setup, .fini = teardown)
+{
+	diag_t *d = diag_new();
+	scan_gen_t *g = gen_from("header_prefix = X-Sift\n", d);
+	cr_assert_not_null(g);
+	scan_conn_t *c = scan_conn_begin(g, NULL);
+	msg_t *m = scan_msg_new(c);
+	/* The milter's path: one field at a time, told which ones are ours. */
+	cr_assert_not(scan_header(c, m, "X-Sift-Flag", "YES"));
+	cr_assert_not(scan_header(c, m, "x-sift-status", "No"));
+	cr_assert(scan_header(c, m, "X-Spam-Flag", "YES"));
+	cr_assert(scan_header(c, m, "Subject", "hello"));
+	cr_assert_eq(msg_header_count(m), 2);
+	scan_opts_t o = {0};
+	scan_result_t *r = scan_score(c, m, &o);
+	/* Under another prefix X-Spam-Flag is anybody's field, and scored. */
+	cr_assert(hits_has(r->hits, "SCAN_FORGED_FLAG"));
+	msg_free(m);
+	scan_conn_end(c);
+	scan_gen_unref(g);
+	diag_free(d);
+}
+
+/* A message whose body runs far past max_message_size = 1K. */
+static void write_big(const char *path)
+{
+	FILE *fp = fopen(path, "w");
+	cr_assert_not_null(fp);
+	fprintf(fp, "From: a@example.org\nTo: b@example.net\nSubject: big\n"
+	            "X-Spam-Flag: YES\n\n");
+	for (int i = 0; i < 400; i++)
+		fprintf(fp, "word%04d filler%04d\n", i, i);
+	fclose(fp);
+}
+
+static int learn(const char *conf_text, const char *file, diag_t *d)
+{
+	conf_t *c = conf_parse("learn.conf", conf_text, d);
+	cr_assert_not_null(c);
+	cli_ctx_t ctx = {.conf = c, .state_dir = state_dir, .diag = d};
+	char *argv[] = {"learn", "--spam", (char *)file, NULL};
+	optind = 0;
+	int rc = bayes_cmd_learn(&ctx, 3, argv);
+	conf_free(ctx.conf);
+	return rc;
+}
+
+Test(scan, learn_tokens_are_the_scored_tokens_of_a_cut_message, .init = setup, .fini = teardown)
+{
+	char conf[1024], big[512];
+	snprintf(big, sizeof(big), "%s/big.eml", state_dir);
+	write_big(big);
+	snprintf(conf, sizeof(conf),
+	         "state_dir = %s\nrules = %s/scan/test.cf\nmax_message_size = 1K\n"
+	         "mime_max_text = 1K\nbayes_map_size = 1M\n",
+	         state_dir, TEST_DATADIR);
+	diag_t *d = diag_new();
+	cr_assert_eq(learn(conf, big, d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
+
+	/* What scoring sees of the same file under the same configuration. */
+	scan_gen_t *g = gen_from("max_message_size = 1K\nmime_max_text = 1K\n", d);
+	cr_assert_not_null(g);
+	scan_conn_t *c = scan_conn_begin(g, NULL);
+	msg_t *m = scan_msg_new(c);
+	size_t len;
+	char *data = scan_read_file(big, &len);
+	scan_msg_raw(c, m, data, len);
+	free(data);
+	cr_assert(msg_truncated(m));
+	bayes_tokens_t tok;
+	bayes_tokenize(m, scan_mime(c, m), false, &tok);
+
+	char db[512];
+	snprintf(db, sizeof(db), "%s/bayes", state_dir);
+	int err;
+	bayes_store_t *s = bayes_store_open(db, 1 << 20, 0, &err);
+	cr_assert_not_null(s, "%s", bayes_strerror(err));
+	bayes_stats_t st;
+	cr_assert_eq(bayes_store_stats(s, &st), BAYES_OK);
+	cr_assert_eq(st.totals.spam, 1);
+	cr_assert_eq(st.tokens, tok.n, "learned %llu tokens, scoring sees %zu",
+	             (unsigned long long)st.tokens, tok.n);
+	bayes_store_unref(s);
+	msg_free(m);
+	scan_conn_end(c);
+	scan_gen_unref(g);
+	diag_free(d);
+}
+
+Test(scan, learn_refuses_what_scoring_refuses, .init = setup, .fini = teardown)
+{
+	char big[512];
+	snprintf(big, sizeof(big), "%s/big.eml", state_dir);
+	write_big(big);
+	static const char *const keys[] = {"max_message_size = 3G", "mime_max_text = 3G"};
+	for (size_t i = 0; i < 2; i++) {
+		char conf[1024];
+		snprintf(conf, sizeof(conf), "state_dir = %s\nrules = %s/scan/test.cf\n%s\n",
+		         state_dir, TEST_DATADIR, keys[i]);
+		diag_t *dl = diag_new(), *dc = diag_new();
+		scan_gen_t *g = gen_from(keys[i], dc);
+		cr_assert_null(g, "scoring accepts %s", keys[i]);
+		cr_assert_eq(learn(conf, big, dl), 1, "learning accepts %s", keys[i]);
+		cr_assert_gt(diag_count(dl), 0);
+		diag_free(dl);
+		diag_free(dc);
+	}
+}
+
+/* ------------------------------------------------------------ internal errors */
+
+/*
+ * Overwrites every page of the store's data file but the two meta pages
+ * with zeros, keeping its size: LMDB then finds pages of no known type and
+ * reports MDB_CORRUPTED to readers (the store "becomes unreadable").
+ */
+static void wreck_store(void)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/bayes/data.mdb", state_dir);
+	FILE *fp = fopen(path, "r+");
+	cr_assert_not_null(fp, "%s", path);
+	cr_assert_eq(fseek(fp, 0, SEEK_END), 0);
+	long size = ftell(fp);
+	long page = sysconf(_SC_PAGESIZE);
+	cr_assert_gt(size, 2 * page);
+	cr_assert_eq(fseek(fp, 2 * page, SEEK_SET), 0);
+	for (long i = 2 * page; i < size; i++)
+		fputc(0, fp);
+	cr_assert_eq(fclose(fp), 0);
+}
+
+static scan_gen_t *gen_with_store(const char *extra, diag_t *d)
+{
+	char big[512], conf[1024], text[512];
+	snprintf(big, sizeof(big), "%s/big.eml", state_dir);
+	write_big(big);
+	snprintf(conf, sizeof(conf),
+	         "state_dir = %s\nrules = %s/scan/test.cf\nbayes_map_size = 1M\n", state_dir,
+	         TEST_DATADIR);
+	cr_assert_eq(learn(conf, big, d), 0);
+	snprintf(text, sizeof(text),
+	         "bayes_min_spam = 0\nbayes_min_ham = 0\nbayes_map_size = 1M\n%s", extra);
+	scan_gen_t *g = gen_from(text, d);
+	cr_assert_not_null(g, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	return g;
+}
+
+Test(scan, unreadable_bayes_store_fails_the_source_and_tempfails_by_policy, .init = setup,
+     .fini = teardown)
+{
+	diag_t *d = diag_new();
+	scan_gen_t *g = gen_with_store("on_error = tempfail\n", d);
+	msg_t *m;
+	scan_result_t *r = score_file(g, "spam.eml", &m);
+	cr_assert_null(r->failed, "failed before the store broke: %s", r->failed);
+	cr_assert(hits_has(r->hits, "BAYES_999") || hits_has(r->hits, "BAYES_99"));
+	cr_assert_eq(r->action, VERDICT_REJECT);
+	msg_free(m);
+
+	wreck_store();
+	uint64_t before = scan_failed_total();
+	r = score_file(g, "spam.eml", &m);
+	cr_assert_not_null(r->failed);
+	cr_assert_str_eq(r->failed, "bayes");
+	/* The rules still scored; the policy, not the score, decides. */
+	cr_assert(hits_has(r->hits, "SCAN_SUBJ_WIN"));
+	cr_assert_eq(r->action, VERDICT_TEMPFAIL);
+	cr_assert_eq(scan_failed_total(), before + 1);
+	msg_free(m);
+	scan_gen_unref(g);
+	diag_free(d);
+}
+
+Test(scan, unreadable_bayes_store_under_accept_keeps_the_verdict_and_says_so, .init = setup,
+     .fini = teardown)
+{
+	diag_t *d = diag_new();
+	scan_gen_t *g = gen_with_store("", d);
+	wreck_store();
+	msg_t *m;
+	scan_result_t *r = score_file(g, "ham.eml", &m);
+	cr_assert_str_eq(r->failed, "bayes");
+	cr_assert_eq(r->action, VERDICT_ACCEPT);
+	verdict_header_t hv;
+	cr_assert(verdict_error_header(r->failed, msg_arena(m), &hv));
+	cr_assert_str_eq(hv.name, "X-Sift-Error");
+	cr_assert(strstr(hv.value, "bayes") != NULL);
+	/* and a forged one is not scored nor kept: it is one of ours */
+	cr_assert(verdict_is_own_header(scan_gen_policy(g), "x-sift-error"));
+	msg_free(m);
+	scan_gen_unref(g);
+	diag_free(d);
+}
+
+Test(scan, a_verdict_with_a_failed_source_teaches_nothing, .init = setup, .fini = teardown)
+{
+	diag_t *d = diag_new();
+	gen_online = true; /* autolearn runs in the daemon only */
+	/* Autolearn as spam on the rules' score alone (spam.eml scores 16). */
+	scan_gen_t *g =
+	    gen_with_store("bayes_autolearn = yes\nbayes_autolearn_spam_score = 5\n", d);
+	wreck_store();
+	msg_t *m;
+	scan_result_t *r = score_file(g, "spam.eml", &m);
+	cr_assert_str_eq(r->failed, "bayes");
+	ev_conn_info_t ci = {"192.0.2.1", NULL};
+	scan_conn_t *c = scan_conn_begin(g, &ci);
+	scan_verdict_done(c, m, r);
+	scan_conn_end(c);
+	char db[512];
+	snprintf(db, sizeof(db), "%s/bayes", state_dir);
+	int err;
+	bayes_store_t *s = bayes_store_open(db, 1 << 20, 0, &err);
+	cr_assert_not_null(s);
+	/* The store cannot be read any more, but the writer's queue count is ours. */
+	bayes_stats_t st;
+	memset(&st, 0, sizeof(st));
+	(void)bayes_store_stats(s, &st);
+	cr_assert_eq(st.queued, 0, "queued %llu for autolearn", (unsigned long long)st.queued);
+	bayes_store_unref(s);
+	msg_free(m);
+	scan_gen_unref(g);
+	diag_free(d);
 }
