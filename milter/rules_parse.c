@@ -746,8 +746,11 @@ static int directive(struct ctx *c, char *line)
 		for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
 			if (strcmp(dir, types[i].word) == 0) {
 				next_token(rest, name, sizeof(name));
-				if (valid_rule_name(name))
-					c->r->v[rules_intern_rule(c->r, name)].seen_inactive = true;
+				if (valid_rule_name(name)) {
+					/* may move c->r->v */
+					size_t idx = rules_intern_rule(c->r, name);
+					c->r->v[idx].seen_inactive = true;
+				}
 				break;
 			}
 		return 0;

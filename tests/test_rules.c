@@ -687,6 +687,24 @@ Test(rules, a_score_for_an_undefined_rule_warns_with_its_line)
 	diag_free(d);
 }
 
+Test(rules, many_rules_in_an_inactive_block_before_any_other_line_load)
+{
+	/* Each inactive rule name is remembered, growing the rule table from empty;
+	 * indexing the table through its address from before it grew was a
+	 * use-after-free (seen by the sanitizer builds). */
+	char text[16384] = "ifplugin Mail::SpamAssassin::Plugin::NotHere\n";
+	for (int i = 0; i < 300; i++)
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), "body IN_%d /x/\n", i);
+	strcat(text, "endif\nscore IN_299 2\nscore IN_0 1\n");
+	diag_t *d = diag_new();
+	rules_t *r = load_opts(text, NULL, d);
+	cr_assert_not_null(r);
+	cr_assert_eq(diag_count(d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	cr_assert_eq(rules_count(r), 0, "inactive rules are not defined");
+	rules_free(r);
+	diag_free(d);
+}
+
 Test(rules, a_score_defined_in_another_file_does_not_warn)
 {
 	char dir[] = "/tmp/sift-rules-XXXXXX";
