@@ -42,6 +42,9 @@ void hits_addf(hits_t *h, const char *source, const char *name, double score, co
 size_t hits_count(const hits_t *h);
 const hit_t *hits_at(const hits_t *h, size_t i);
 bool hits_has(const hits_t *h, const char *name);
+/* The sum of the scores, always finite: a non-finite score counts 0 and the sum stays within
+ * -HITS_MAX_TOTAL..HITS_MAX_TOTAL. */
+#define HITS_MAX_TOTAL 1e9
 double hits_total(const hits_t *h);
 /* Orders hits by descending |score|, then name (stable output). */
 void hits_sort(hits_t *h);

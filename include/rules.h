@@ -22,7 +22,8 @@
  *	still evaluate (with it as 0). A malformed line - a regex PCRE2
  *	rejects, a bad score, a meta that does not parse, an unbalanced
  *	if/endif - is an error and fails the whole load, so a reload keeps the
- *	running set.
+ *	running set. Loading goes on after an error (regexes and metas are
+ *	still compiled) so that every malformed line is reported at once.
  *
  *	ifplugin is true for the plugins whose rules this engine runs
  *	natively: Mail::SpamAssassin::Plugin::ReplaceTags and
@@ -44,7 +45,11 @@
  *	explicit score of 0 disables the rule, as in SpamAssassin (metas then
  *	see it as not hit). Rules named __* are never reported or scored.
  *	A "multiple" rule scores once; its match count (up to maxhits) is
- *	what metas see.
+ *	what metas see. A score outside -RULES_MAX_SCORE..RULES_MAX_SCORE
+ *	(1000), or not a finite number, is an error. A score for a rule
+ *	defined nowhere warns, checked once all files are read (SpamAssassin's
+ *	score files score rules of other files), unless a rule line for it
+ *	sits in an inactive if/ifplugin block (a plugin not provided).
  *
  *	Views (what each rule type is matched against), as SpamAssassin does:
  *	  header      the named field's values, RFC 2047-decoded and unfolded,
@@ -149,6 +154,9 @@
 #include "msg.h"
 
 #define RULES_MAX_PATHS 64
+/* The largest |score| a score line may give; far above any real rule set's (SpamAssassin's
+ * largest are 100), and small enough that sums over any number of rules stay finite. */
+#define RULES_MAX_SCORE 1000.0
 
 typedef struct rules rules_t;
 

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include "bayes.h"
+#include "xalloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -175,7 +176,8 @@ static int dev_cmp(const void *a, const void *b)
 double bayes_classify(const bayes_params_t *p, const bayes_counts_t *counts, size_t n,
                       const bayes_totals_t *totals, arena_t *a, double *fw_out, bayes_result_t *r)
 {
-	double *sel = a ? arena_alloc(a, (n + 1) * sizeof(*sel)) : malloc((n + 1) * sizeof(*sel));
+	double *sel =
+	    a ? arena_alloc(a, (n + 1) * sizeof(*sel)) : xalloc_malloc((n + 1) * sizeof(*sel));
 	size_t k = 0;
 
 	sel[0] = 0.5;

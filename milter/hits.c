@@ -79,11 +79,22 @@ bool hits_has(const hits_t *h, const char *name)
 	return false;
 }
 
+static double clamp_total(double v)
+{
+	return v > HITS_MAX_TOTAL ? HITS_MAX_TOTAL : v < -HITS_MAX_TOTAL ? -HITS_MAX_TOTAL : v;
+}
+
 double hits_total(const hits_t *h)
 {
+	/*
+	 * Sources bound their scores, but the verdict compares this total
+	 * with thresholds: a NaN would fail every comparison (an accept) and
+	 * an infinity defeat a negative allow score, so neither may come out.
+	 */
 	double t = 0;
 	for (size_t i = 0; i < h->n; i++)
-		t += h->v[i].score;
+		if (isfinite(h->v[i].score))
+			t = clamp_total(t + clamp_total(h->v[i].score));
 	return t;
 }
 

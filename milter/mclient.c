@@ -767,7 +767,11 @@ int mclient_smtp_connect(mclient_t *c, const mclient_session_t *s, arena_t *a, m
 		c->conn_action = r->action;
 		c->conn_stage = r->stage;
 		free((char *)c->conn_reply);
-		c->conn_reply = r->reply ? strdup(r->reply) : NULL;
+		c->conn_reply = NULL;
+		if (r->reply != NULL && (c->conn_reply = strdup(r->reply)) == NULL) {
+			fail(c, "out of memory");
+			return -1;
+		}
 	}
 	return 0;
 }

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include "rep.h"
+#include "xalloc.h"
 
 #include <hiredis/hiredis.h>
 #include <stdarg.h>
@@ -44,14 +45,12 @@ static long now_ms(void)
 
 static char *dup_or_null(const char *s)
 {
-	return s ? strdup(s) : NULL;
+	return s ? xalloc_strdup(s) : NULL;
 }
 
 rep_link_t *rep_link_new(const rep_link_conf_t *c)
 {
-	rep_link_t *l = calloc(1, sizeof(*l));
-	if (l == NULL)
-		return NULL;
+	rep_link_t *l = xalloc_calloc(1, sizeof(*l));
 	l->conf = *c;
 	l->server = dup_or_null(c->server);
 	l->master_name = dup_or_null(c->master_name);
@@ -60,7 +59,7 @@ rep_link_t *rep_link_new(const rep_link_conf_t *c)
 	l->conf.n_sentinels =
 	    c->n_sentinels < LINK_MAX_SENTINELS ? c->n_sentinels : LINK_MAX_SENTINELS;
 	for (size_t i = 0; i < l->conf.n_sentinels; i++)
-		l->sentinels[i] = strdup(c->sentinels[i]);
+		l->sentinels[i] = xalloc_strdup(c->sentinels[i]);
 	l->conf.server = l->server;
 	l->conf.master_name = l->master_name;
 	l->conf.password = l->password;

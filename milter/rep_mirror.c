@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include "rep.h"
+#include "xalloc.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -49,12 +50,10 @@ static int mkdirs(const char *dir)
 
 rep_mirror_t *rep_mirror_open(const char *dir, diag_t *d)
 {
-	rep_mirror_t *m = calloc(1, sizeof(*m));
+	rep_mirror_t *m = xalloc_calloc(1, sizeof(*m));
 	MDB_txn *txn = NULL;
 	int rc;
 
-	if (m == NULL)
-		return NULL;
 	if (mkdirs(dir) < 0) {
 		diag_error(d, dir, 0, "cannot create the block mirror directory: %s",
 		           strerror(errno));
@@ -321,11 +320,11 @@ int rep_mirror_list(rep_mirror_t *m, rep_entry_t **out, size_t *n)
 	MDB_cursor *cur;
 	MDB_val k, v;
 	size_t cap = 64, len = 0;
-	rep_entry_t *arr = malloc(cap * sizeof(*arr));
+	rep_entry_t *arr = xalloc_malloc(cap * sizeof(*arr));
 
 	*out = NULL;
 	*n = 0;
-	if (arr == NULL || mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn) != 0) {
+	if (mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn) != 0) {
 		free(arr);
 		return -1;
 	}
@@ -336,10 +335,8 @@ int rep_mirror_list(rep_mirror_t *m, rep_entry_t **out, size_t *n)
 	}
 	for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
 		if (len == cap) {
-			rep_entry_t *na = realloc(arr, 2 * cap * sizeof(*arr));
-			if (na == NULL)
-				break;
-			arr = na;
+			/* Never a silent cut: `block export` would publish a list without them. */
+			arr = xalloc_realloc(arr, 2 * cap * sizeof(*arr));
 			cap *= 2;
 		}
 		if (decode_val(&v, &arr[len]) == 0)
@@ -444,10 +441,8 @@ int rep_mirror_take_pending(rep_mirror_t *m, rep_witem_t **out, size_t *n)
 			continue;
 		if (len == cap) {
 			size_t nc = cap ? 2 * cap : 256;
-			rep_witem_t *na = realloc(arr, nc * sizeof(*arr));
-			if (na == NULL)
-				break;
-			arr = na;
+			/* Never a silent cut: the whole pending table is dropped below. */
+			arr = xalloc_realloc(arr, nc * sizeof(*arr));
 			cap = nc;
 		}
 		memset(&arr[len], 0, sizeof(arr[len]));

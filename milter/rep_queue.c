@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include "rep.h"
+#include "xalloc.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -26,21 +27,13 @@ struct rep_wqueue {
 
 rep_wqueue_t *rep_wqueue_new(size_t max_items)
 {
-	rep_wqueue_t *q = calloc(1, sizeof(*q));
+	rep_wqueue_t *q = xalloc_calloc(1, sizeof(*q));
 	pthread_condattr_t ca;
 
-	if (q == NULL)
-		return NULL;
 	if (max_items == 0)
 		max_items = 1;
-	q->ring = calloc(max_items, sizeof(*q->ring));
-	q->done = calloc(max_items, sizeof(*q->done));
-	if (q->ring == NULL || q->done == NULL) {
-		free(q->ring);
-		free(q->done);
-		free(q);
-		return NULL;
-	}
+	q->ring = xalloc_calloc(max_items, sizeof(*q->ring));
+	q->done = xalloc_calloc(max_items, sizeof(*q->done));
 	q->cap = max_items;
 	q->next_seq = 1;
 	pthread_mutex_init(&q->mu, NULL);

@@ -742,6 +742,18 @@ static int rules_finish(rules_t *r, diag_t *d)
 			}
 		}
 	}
+	/*
+	 * Scores for rules defined nowhere: a typo or a stale score file.
+	 * A warning, as for undefined names in metas: the score is inert.
+	 * Checked only now, after every file, since SpamAssassin's score files
+	 * score rules defined in other files.
+	 */
+	for (size_t i = 0; i < n0; i++) {
+		struct rule *ru = &r->v[i];
+		if (ru->has_score && !ru->defined && !ru->seen_inactive)
+			diag_warn(d, ru->score_file, ru->score_line, "score for undefined rule %s",
+			          ru->name);
+	}
 	if (diag_errors(d) > before)
 		return -1;
 
@@ -857,8 +869,9 @@ rules_t *rules_load(const char *const *paths, size_t n, const rules_opts_t *o, d
 			rc = -1;
 	if (rules_parse_end(r, ps, d) < 0)
 		rc = -1;
-	if (rc == 0)
-		rc = rules_finish(r, d);
+	/* Even after a parse error: regex and meta errors are reported too. */
+	if (rules_finish(r, d) < 0)
+		rc = -1;
 	if (rc < 0) {
 		rules_free(r);
 		return NULL;
@@ -873,8 +886,9 @@ rules_t *rules_load_text(const char *name, const char *text, const rules_opts_t 
 	int rc = rules_parse_text(r, ps, name, text, d);
 	if (rules_parse_end(r, ps, d) < 0)
 		rc = -1;
-	if (rc == 0)
-		rc = rules_finish(r, d);
+	/* Even after a parse error: regex and meta errors are reported too. */
+	if (rules_finish(r, d) < 0)
+		rc = -1;
 	if (rc < 0) {
 		rules_free(r);
 		return NULL;

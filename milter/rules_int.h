@@ -71,8 +71,11 @@ struct rule {
 	bool defined; /* a rule line was seen */
 	bool skipped; /* eval: or otherwise unsupported: never hits */
 	bool has_score;
-	bool disabled; /* score 0 */
-	bool report;   /* not __, score != 0: added to the hits */
+	bool disabled;          /* score 0 */
+	bool seen_inactive;     /* a rule line for it sits in an inactive if/ifplugin block */
+	const char *score_file; /* the score line that set score (interned), for lint */
+	unsigned score_line;
+	bool report; /* not __, score != 0: added to the hits */
 	double score;
 	unsigned tflags;
 	unsigned maxhits; /* 0: unlimited */

@@ -617,6 +617,13 @@ static int set_score(struct ctx *c, const char *name, const char *rest)
 			diag_error(c->d, c->file, c->line, "score %s: bad number '%s'", name, p);
 			return -1;
 		}
+		/* Bounded so that no sum of scores can reach infinity (see rules.h). */
+		if (fabs(v[n]) > RULES_MAX_SCORE) {
+			diag_error(c->d, c->file, c->line,
+			           "score %s: %.*s is out of range (-%g to %g)", name,
+			           (int)(end - p), p, RULES_MAX_SCORE, RULES_MAX_SCORE);
+			return -1;
+		}
 		n++;
 		p = end;
 		if (*p == ')')
@@ -630,6 +637,8 @@ static int set_score(struct ctx *c, const char *name, const char *rest)
 	size_t idx = rules_intern_rule(c->r, name); /* may move c->r->v */
 	struct rule *ru = &c->r->v[idx];
 	ru->has_score = true;
+	ru->score_file = c->file;
+	ru->score_line = c->line;
 	/* Sift always runs Bayes and network tests: SpamAssassin's score set 3. */
 	ru->score = n == 4 ? v[3] : v[0];
 	return 0;
@@ -721,9 +730,6 @@ static int directive(struct ctx *c, char *line)
 		ps->ncond--;
 		return 0;
 	}
-	if (!cond_active(ps))
-		return 0;
-
 	static const struct {
 		const char *word;
 		int type;
@@ -731,6 +737,25 @@ static int directive(struct ctx *c, char *line)
 	             {"rawbody", RULES_T_RAWBODY}, {"uri", RULES_T_URI},
 	             {"full", RULES_T_FULL},       {"mimeheader", RULES_T_MIMEHEADER},
 	             {"meta", RULES_T_META}};
+	if (!cond_active(ps)) {
+		/*
+		 * SpamAssassin's score files score rules that live in ifplugin
+		 * blocks of plugins not loaded here; remembering those names
+		 * keeps lint from calling their scores undefined.
+		 */
+		for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+			if (strcmp(dir, types[i].word) == 0) {
+				next_token(rest, name, sizeof(name));
+				if (valid_rule_name(name)) {
+					/* may move c->r->v */
+					size_t idx = rules_intern_rule(c->r, name);
+					c->r->v[idx].seen_inactive = true;
+				}
+				break;
+			}
+		return 0;
+	}
+
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		if (strcmp(dir, types[i].word) != 0)
 			continue;
@@ -740,11 +765,20 @@ static int directive(struct ctx *c, char *line)
 			return -1;
 		}
 		int t = types[i].type;
-		if (t == RULES_T_META)
-			return def_meta(c, name, rest);
-		if (t == RULES_T_HEADER || t == RULES_T_MIMEHEADER)
-			return def_header(c, name, t, rest);
-		return def_regex(c, name, t, rest);
+		int rc = t == RULES_T_META ? def_meta(c, name, rest)
+		         : t == RULES_T_HEADER || t == RULES_T_MIMEHEADER
+		             ? def_header(c, name, t, rest)
+		             : def_regex(c, name, t, rest);
+		long idx = rc < 0 ? rules_lookup(c->r, name) : -1;
+		if (idx >= 0 && c->r->v[idx].defined && c->r->v[idx].line == c->line &&
+		    c->r->v[idx].file == c->file)
+			/*
+			 * Half a definition: the load fails anyway, but the checks
+			 * after parsing (regexes, metas) still run to report every
+			 * error at once, and must not trip over it.
+			 */
+			c->r->v[idx].skipped = true;
+		return rc;
 	}
 	if (strcmp(dir, "score") == 0 || strcmp(dir, "describe") == 0 ||
 	    strcmp(dir, "tflags") == 0 || strcmp(dir, "priority") == 0) {

@@ -132,7 +132,7 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 		/* Relative state dirs would move with the daemon's chdir("/"). */
 		char cwd[4096];
 		if (getcwd(cwd, sizeof(cwd)) != NULL) {
-			char *abs = malloc(strlen(cwd) + strlen(s->state_dir) + 2);
+			char *abs = xalloc_malloc(strlen(cwd) + strlen(s->state_dir) + 2);
 			sprintf(abs, "%s/%s", cwd, s->state_dir);
 			conf_override(c, "state_dir_abs", abs);
 			conf_str(c, "state_dir_abs", NULL, &s->state_dir, d);
@@ -142,7 +142,7 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 	if (pid[0] == '/') {
 		s->pid_file = pid;
 	} else {
-		char *abs = malloc(strlen(s->state_dir) + strlen(pid) + 2);
+		char *abs = xalloc_malloc(strlen(s->state_dir) + strlen(pid) + 2);
 		sprintf(abs, "%s/%s", s->state_dir, pid);
 		conf_override(c, "pid_file_abs", abs);
 		conf_str(c, "pid_file_abs", NULL, &s->pid_file, d);
@@ -413,8 +413,14 @@ char *scan_read_file(const char *path, size_t *len)
 	if (fd < 0)
 		return NULL;
 	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
+	if (fstat(fd, &st) < 0) {
+		int e = errno; /* st is undefined after a failed fstat */
+		close(fd);
+		errno = e;
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		int e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
 		close(fd);
 		errno = e;
 		return NULL;

@@ -22,6 +22,7 @@
 
 #include "arena.h"
 #include "mclient.h"
+#include "xalloc.h"
 
 #define MAX_DIR_DEPTH     16 /* directory recursion when collecting files */
 #define MAX_RCPTS         64 /* -r given more often is a usage error */
@@ -97,26 +98,20 @@ static char *read_file(const char *path, size_t *len)
 	if (fp == NULL)
 		return NULL;
 	size_t cap = 65536, n = 0;
-	char *buf = malloc(cap);
-	while (buf != NULL) {
+	char *buf = xalloc_malloc(cap);
+	for (;;) {
 		size_t r = fread(buf + n, 1, cap - n, fp);
 		n += r;
 		if (n < cap)
 			break;
 		cap *= 2;
-		char *nb = realloc(buf, cap);
-		if (nb == NULL) {
-			free(buf);
-			buf = NULL;
-		} else {
-			buf = nb;
-		}
+		buf = xalloc_realloc(buf, cap);
 	}
 	int err = ferror(fp);
 	fclose(fp);
-	if (buf == NULL || err) {
+	if (err) {
 		free(buf);
-		errno = buf == NULL ? ENOMEM : EIO;
+		errno = EIO;
 		return NULL;
 	}
 	*len = n;
@@ -138,16 +133,10 @@ static int add_file(struct file_list *fl, const char *path)
 	}
 	if (fl->n == fl->cap) {
 		size_t cap = fl->cap ? fl->cap * 2 : 64;
-		struct file *v = realloc(fl->v, cap * sizeof(*v));
-		if (v == NULL) {
-			free(data);
-			fputs("sift-mclient: out of memory\n", stderr);
-			return -1;
-		}
-		fl->v = v;
+		fl->v = xalloc_realloc(fl->v, cap * sizeof(*fl->v));
 		fl->cap = cap;
 	}
-	fl->v[fl->n++] = (struct file){.path = strdup(path), .data = data, .len = len};
+	fl->v[fl->n++] = (struct file){.path = xalloc_strdup(path), .data = data, .len = len};
 	return 0;
 }
 
@@ -192,7 +181,7 @@ static int collect(struct file_list *fl, const char *path, const char *ext, int 
 		const char *name = ents[i]->d_name;
 		if (rc == 0 && name[0] != '.') {
 			size_t plen = strlen(path) + strlen(name) + 2;
-			char *sub = malloc(plen);
+			char *sub = xalloc_malloc(plen);
 			snprintf(sub, plen, "%s/%s", path, name);
 			struct stat sst;
 			if (stat(sub, &sst) == 0 && S_ISDIR(sst.st_mode))
@@ -411,7 +400,7 @@ static double percentile(const double *v, size_t n, double p)
 
 static void summary(const struct run *run, double elapsed_ms)
 {
-	double *v = malloc((run->njobs + 1) * sizeof(*v));
+	double *v = xalloc_malloc((run->njobs + 1) * sizeof(*v));
 	size_t n = 0, count[MCLIENT_CONN_FAIL + 1] = {0}, quarantined = 0, flagged = 0;
 	for (size_t i = 0; i < run->njobs; i++) {
 		if (isnan(run->latency_ms[i]))
@@ -538,16 +527,10 @@ int main(int argc, char **argv)
 
 	struct run run = {.o = &o, .files = fl.v, .nfiles = fl.n};
 	run.njobs = fl.n * o.repeat;
-	run.latency_ms = calloc(run.njobs, sizeof(*run.latency_ms));
-	run.action = calloc(run.njobs, sizeof(*run.action));
-	run.quarantined = calloc(run.njobs, sizeof(*run.quarantined));
-	run.flagged = calloc(run.njobs, sizeof(*run.flagged));
-	if (run.latency_ms == NULL || run.action == NULL || run.quarantined == NULL ||
-	    run.flagged == NULL) {
-		fputs("sift-mclient: out of memory\n", stderr);
-		free_run(&run, &fl);
-		return 1;
-	}
+	run.latency_ms = xalloc_calloc(run.njobs, sizeof(*run.latency_ms));
+	run.action = xalloc_calloc(run.njobs, sizeof(*run.action));
+	run.quarantined = xalloc_calloc(run.njobs, sizeof(*run.quarantined));
+	run.flagged = xalloc_calloc(run.njobs, sizeof(*run.flagged));
 	for (size_t i = 0; i < run.njobs; i++)
 		run.latency_ms[i] = NAN;
 	atomic_init(&run.next_job, 0);

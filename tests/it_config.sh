@@ -34,6 +34,19 @@ printf 'rules = %s\nreject_scroe = 3\n' "$RULES" >"$D/typo.conf"
 check "a misspelt key fails" [ $? != 0 ]
 check "with file:line" grep -q "typo.conf:2: unknown key 'reject_scroe'" "$D/typo.out"
 
+# Three different mistakes on three lines: all three reported, the lint fails.
+printf '%s\n' 'header A Subject =~ /(unclosed/' 'body B /ok/' 'score B abc' 'meta C (B &&' \
+	'score NEVER_DEFINED 2' 'body E /x/' 'score E 1e308' >"$D/bad.cf"
+"$SIFT" -d "$D/s6" lint "$D/bad.cf" >"$D/bad.out" 2>&1
+check "a rules file with errors fails the lint" [ $? != 0 ]
+check "the regex error on line 1 is reported" grep -q "bad.cf:1: header rule A: regex error" "$D/bad.out"
+check "the bad score on line 3 is reported" grep -q "bad.cf:3: score B: bad number" "$D/bad.out"
+check "the broken meta on line 4 is reported" grep -q "bad.cf:4: meta rule C:" "$D/bad.out"
+check "the out-of-range score on line 7 is reported" grep -q "bad.cf:7: score E: 1e308 is out of range" "$D/bad.out"
+check "a score for an undefined rule warns" \
+	grep -q "bad.cf:5: warning: score for undefined rule NEVER_DEFINED" "$D/bad.out"
+check "the count says 4 errors" grep -q "^4 error(s)" "$D/bad.out"
+
 "$SIFT" -d "$D/s4" -c "$CONF" check --tsv -r "$RULES" "$MSG" | cut -f2-4 >"$D/with.tsv"
 "$SIFT" -d "$D/s5" check --tsv -r "$RULES" "$MSG" | cut -f2-4 >"$D/without.tsv"
 check "a message scores the same with the shipped file as with none" \

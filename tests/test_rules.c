@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -628,6 +629,133 @@ Test(rules, malformed_lines_fail_the_load_with_file_and_line)
 	expect_error("if (version >= 3)\nbody X /x/\n", "bad.cf:2: 1 if block(s) not closed");
 	expect_error("body bad-name /x/\n", "bad.cf:1: body: bad rule name");
 	expect_error("uri U eval\n", "bad.cf:1: uri rule U: expected a regex");
+}
+
+Test(rules, every_malformed_line_is_reported_not_just_the_first)
+{
+	/* A regex error (found at compile), a bad score (found while parsing) and a
+	 * meta that does not parse (found at compile), on three different lines. */
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("bad.cf",
+	                             "header A Subject =~ /(unclosed/\n"
+	                             "body B /ok/\n"
+	                             "score B abc\n"
+	                             "meta C (B &&\n"
+	                             "body D /fine/\n",
+	                             NULL, d);
+	cr_assert_null(r, "a load with errors must fail");
+	cr_assert(diag_has(d, "bad.cf:1: header rule A: regex error"));
+	cr_assert(diag_has(d, "bad.cf:3: score B: bad number 'abc'"));
+	cr_assert(diag_has(d, "bad.cf:4: meta rule C:"));
+	cr_assert_eq(diag_errors(d), 3);
+	diag_free(d);
+}
+
+Test(rules, a_half_parsed_rule_does_not_add_errors_of_its_own)
+{
+	/* The broken header rule must not be compiled nor make the meta on it fail. */
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("bad.cf",
+	                             "header H Subject == /x/\n"
+	                             "meta M H && B\n"
+	                             "body B /(/\n",
+	                             NULL, d);
+	cr_assert_null(r);
+	cr_assert(diag_has(d, "bad.cf:1: header rule H: expected =~ or !~"));
+	cr_assert(diag_has(d, "bad.cf:3: body rule B: regex error"));
+	cr_assert_eq(diag_errors(d), 2);
+	diag_free(d);
+}
+
+Test(rules, a_score_for_an_undefined_rule_warns_with_its_line)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("s.cf",
+	                             "score LATER 2\n"
+	                             "body LATER /x/\n"
+	                             "ifplugin Mail::SpamAssassin::Plugin::NotHere\n"
+	                             "body IN_PLUGIN /y/\n"
+	                             "endif\n"
+	                             "score IN_PLUGIN 1.5\n"
+	                             "\n"
+	                             "score TYPO_RULE 3\n",
+	                             NULL, d);
+	cr_assert_not_null(r, "an undefined score is a warning, not an error");
+	cr_assert(diag_has(d, "s.cf:8: warning: score for undefined rule TYPO_RULE"));
+	cr_assert_eq(diag_warnings(d), 1, "rules defined later or in plugin blocks are known");
+	rules_free(r);
+	diag_free(d);
+}
+
+Test(rules, many_rules_in_an_inactive_block_before_any_other_line_load)
+{
+	/* Each inactive rule name is remembered, growing the rule table from empty;
+	 * indexing the table through its address from before it grew was a
+	 * use-after-free (seen by the sanitizer builds). */
+	char text[16384] = "ifplugin Mail::SpamAssassin::Plugin::NotHere\n";
+	for (int i = 0; i < 300; i++)
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), "body IN_%d /x/\n", i);
+	strcat(text, "endif\nscore IN_299 2\nscore IN_0 1\n");
+	diag_t *d = diag_new();
+	rules_t *r = load_opts(text, NULL, d);
+	cr_assert_not_null(r);
+	cr_assert_eq(diag_count(d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	cr_assert_eq(rules_count(r), 0, "inactive rules are not defined");
+	rules_free(r);
+	diag_free(d);
+}
+
+Test(rules, a_score_defined_in_another_file_does_not_warn)
+{
+	char dir[] = "/tmp/sift-rules-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	char p1[256], p2[256];
+	snprintf(p1, sizeof(p1), "%s/10_scores.cf", dir);
+	snprintf(p2, sizeof(p2), "%s/20_rules.cf", dir);
+	FILE *f = fopen(p1, "w");
+	fputs("score DEFINED_LATER 2\nscore NOWHERE 1\n", f);
+	fclose(f);
+	f = fopen(p2, "w");
+	fputs("body DEFINED_LATER /x/\n", f);
+	fclose(f);
+	diag_t *d = diag_new();
+	const char *paths[] = {dir};
+	rules_t *r = rules_load(paths, 1, NULL, d);
+	cr_assert_not_null(r);
+	cr_assert_eq(diag_warnings(d), 1);
+	char want[400];
+	snprintf(want, sizeof(want), "%s:2: warning: score for undefined rule NOWHERE", p1);
+	cr_assert(diag_has(d, want), "no '%s'", want);
+	rules_free(r);
+	diag_free(d);
+	unlink(p1);
+	unlink(p2);
+	rmdir(dir);
+}
+
+Test(rules, scores_are_bounded)
+{
+	expect_error("body X /x/\nscore X 1e308\n", "bad.cf:2: score X: 1e308 is out of range");
+	expect_error("body X /x/\nscore X 1 2 3 -1000.5\n", "bad.cf:2: score X: -1000.5 is out");
+	expect_error("body X /x/\nscore X inf\n", "bad.cf:2: score X: bad number 'inf'");
+	expect_error("body X /x/\nscore X nan\n", "bad.cf:2: score X: bad number 'nan'");
+	rules_t *r = load("body X /x/\nscore X 1000\nbody Y /x/\nscore Y -1000\n");
+	cr_assert_float_eq(rules_score(r, rules_find(r, "X")), 1000.0, 1e-9);
+	cr_assert_float_eq(rules_score(r, rules_find(r, "Y")), -1000.0, 1e-9);
+	rules_free(r);
+}
+
+Test(rules, the_total_of_hits_is_always_finite)
+{
+	arena_t *a = arena_new(4096);
+	hits_t *h = hits_new(a);
+	hits_add(h, "rules", "HUGE1", 1e308, NULL, NULL);
+	hits_add(h, "rules", "HUGE2", 1e308, NULL, NULL);
+	cr_assert(isfinite(hits_total(h)), "total %g", hits_total(h));
+	cr_assert_gt(hits_total(h), 0);
+	hits_add(h, "rules", "NOT_A_NUMBER", NAN, NULL, NULL);
+	cr_assert(isfinite(hits_total(h)), "total %g", hits_total(h));
+	arena_free(a);
 }
 
 Test(rules, unsupported_constructs_warn_once_each_and_load)
