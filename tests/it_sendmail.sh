@@ -230,24 +230,27 @@ sm_stop() {
 }
 trap 'sm_stop; it_cleanup' EXIT
 
-# -bD: the daemon in the foreground, so its PID is ours (unshare and sh
-# exec it; not through sm_run, which would run in a subshell); -X: SMTP
-# transcript
-unshare -m -u sh -c "$SM_NS" "$D" "$SASL_PLUGINS" "$SENDMAIL" -C "$CF" -bD -X "$D/traffic.log" >"$D/sendmail.out" 2>&1 &
-SM_PID=$!
-it_track "$SM_PID"
-if ! wait_for $((15 * F)) port_open "$SMTP_PORT"; then
+# sm_start CF: the daemon. -bD keeps it in the foreground, so its PID is
+# ours (unshare and sh exec it; not through sm_run, which would run in a
+# subshell); -X records the SMTP traffic.
+sm_start() {
+	unshare -m -u sh -c "$SM_NS" "$D" "$SASL_PLUGINS" "$SENDMAIL" -C "$1" -bD -X "$D/traffic.log" \
+		>>"$D/sendmail.out" 2>&1 &
+	SM_PID=$!
+	it_track "$SM_PID"
+	wait_for $((15 * F)) port_open "$SMTP_PORT" && return 0
 	fail "sendmail not listening on $SMTP_PORT"
 	cat "$D/sendmail.out" >&2
 	it_done
-fi
+}
+sm_start "$CF"
 pass "private sendmail $SM_VERSION up (127.0.0.1:$SMTP_PORT, pid $SM_PID)"
 
 send() { # send NAME FILE [SWAKS-ARGS...]: transcript in $D/NAME.swaks, exit status in .rc
 	_n=$1 _f=$2
 	shift 2
 	timeout $((60 * F)) "$SWAKS" --server 127.0.0.1 --port "$SMTP_PORT" --helo client.sift.test \
-		--from alice@example.org --to bob@example.net --data "$_f" "$@" \
+		--from alice@example.org --to bob@example.net --data "@$_f" "$@" \
 		>"$D/$_n.swaks" 2>&1
 	echo $? >"$D/$_n.rc"
 }
@@ -392,6 +395,20 @@ if wait_arrival "open-1@example.org"; then
 else
 	fail "filter down: not relayed within $((20 * F)) s"
 fi
+
+# --- F=T tempfails instead: the same configuration but for the flag
+OLD_SM=$SM_PID
+sm_stop
+check "sendmail (F=) stopped" sh -c "! kill -0 $OLD_SM 2>/dev/null"
+sed 's/, F=, /, F=T, /' "$D/sift.mc" >"$D/sift-T.mc"
+sed "s|$D/sift.mc|$D/sift-T.mc|" "$D/sendmail.mc" >"$D/sendmail-T.mc"
+m4 -D_CF_DIR_="$CFDIR/" "$CFDIR/m4/cf.m4" "$D/sendmail-T.mc" >"$D/sendmail-T.cf" 2>>"$D/m4.err"
+check "sendmail-T.cf: sift with F=T" grep -q "^Xsift, S=inet:$MILTER_PORT@127.0.0.1, F=T, " "$D/sendmail-T.cf"
+sm_start "$D/sendmail-T.cf"
+msg "$D/tempfail.eml" tempfail-1@example.org "Sent while the filter is down" "Plain text."
+send tempfail "$D/tempfail.eml"
+check "filter down: F=T tempfails (4xx), nothing accepted" \
+	sh -c "grep -q '^<\*\* 4[0-9][0-9] ' '$D/tempfail.swaks' && ! grep -q 'Message accepted' '$D/tempfail.swaks'"
 
 if [ "$IT_FAILS" -ne 0 ]; then
 	echo "--- sendmail output and SMTP traffic" >&2
