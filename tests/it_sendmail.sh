@@ -159,10 +159,11 @@ wait_for $((10 * F)) port_open "$MILTER_PORT" ||
 it_track $!
 wait_for $((10 * F)) port_open "$SINK_PORT" || { fail "smtp-sink not listening on $SINK_PORT"; it_done; }
 
-# --- the private Sendmail: contrib/sendmail.mc as shipped, but for the port
-sed "s/S=inet:11337@127.0.0.1,/S=inet:$MILTER_PORT@127.0.0.1,/" \
-	"$top_srcdir/contrib/sendmail.mc" >"$D/sift.mc"
-check "contrib/sendmail.mc names sift's default socket inet:11337@127.0.0.1" \
+# --- the private Sendmail: contrib/sendmail.mc as shipped, but for the
+# port; its S= must be the shipped sift.conf's socket
+SOCKET=$(sed -n 's/^socket *= *\([^ #]*\).*/\1/p' "$top_srcdir/contrib/sift.conf")
+sed "s/S=$SOCKET,/S=inet:$MILTER_PORT@127.0.0.1,/" "$top_srcdir/contrib/sendmail.mc" >"$D/sift.mc"
+check "contrib/sendmail.mc: S= is contrib/sift.conf's socket (${SOCKET:-none found})" \
 	grep -q "S=inet:$MILTER_PORT@127.0.0.1," "$D/sift.mc"
 printf 'hosts files\naliases files\n' >"$D/service.switch"
 : >"$D/aliases"
