@@ -305,6 +305,19 @@ else
 	fail "foreign: not relayed to the sink within $((20 * F)) s"
 fi
 
+# --- forged fields in other spellings: lower case, folded over two lines
+printf 'From: Alice Example <alice@example.org>\nTo: Bob Example <bob@example.net>\nSubject: Forged, other spellings\nx-spam-status: No, score=-5.0\n\ttests=FAKE_FOLDED\nX-SPAM-FLAG: NO_UPPER\nx-spam-score: -99\nMessage-ID: <fwd-2@example.org>\n\nText.\n' >"$D/foreign2.eml"
+send foreign2 "$D/foreign2.eml"
+if wait_arrival "fwd-2@example.org"; then
+	M=$(arrived "fwd-2@example.org")
+	check "foreign, lower case and folded: all three removed" \
+		sh -c "! grep -q -i -e FAKE_FOLDED -e NO_UPPER -e 'score: -99' '$M'"
+	check "foreign, lower case and folded: one X-Spam-Status, one X-Spam-Score (ours)" \
+		[ "$(grep -c -i '^X-Spam-Status:' "$M") $(grep -c -i '^X-Spam-Score:' "$M")" = "1 1" ]
+else
+	fail "foreign, other spellings: not relayed to the sink within $((20 * F)) s"
+fi
+
 # --- SMTP AUTH: Sendmail passes the login as {auth_authen} at MAIL FROM
 msg "$D/auth.eml" auth-1@example.org "Logged-in submission" "Sent after AUTH PLAIN."
 send auth "$D/auth.eml" --auth PLAIN --auth-user "$AUTH_USER" --auth-password "$AUTH_PASS"
