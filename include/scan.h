@@ -80,7 +80,7 @@ typedef struct scan_opts {
 
 /*
  * Builds a generation: reads every module's keys from c, loads rules and
- * opens stores. prev (may be NULL) lends long-lived resources. Returns
+ * checks files; stores open and threads start in scan_gen_start(). prev (may be NULL) lends long-lived resources. Returns
  * NULL with errors in d (unknown keys included). Takes ownership of c.
  */
 scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env, diag_t *d);
@@ -92,6 +92,7 @@ scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env, diag
  * errors in d; the caller then drops the generation with scan_gen_unref().
  */
 int scan_gen_start(scan_gen_t *g, const ev_env_t *env, diag_t *d);
+/*
  * The pipeline alone, for `sift learn`: the same core settings (message
  * and MIME bounds) and header policy as scan_gen_load() reads, with no
  * evidence source loaded (so learning needs no rules) and keys of other

@@ -187,6 +187,8 @@ int scan_gen_start(scan_gen_t *g, const ev_env_t *env_in, diag_t *d)
 		    scan_modules[i]->start(g->mod[i], &env, d) != 0)
 			break; /* the rest would only add noise: the generation is dropped */
 	return diag_errors(d) > before ? -1 : 0;
+}
+
 scan_gen_t *scan_gen_load_pipeline(conf_t *c, diag_t *d)
 {
 	scan_gen_t *g = xalloc_calloc(1, sizeof(*g));
