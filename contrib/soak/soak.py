@@ -175,12 +175,15 @@ class Run:
         self.results.write("#seq\tstart\tphase\toutcome\tcode\tlatency_ms\tsession_ms\treply\n")
         self.mem = []  # (time, phase, sample)
         self.hups = 0
+        self.last_hup = None
         self.milter_died = None
         self.delivered = {}  # soak id -> copies
         self.delivered_unscored = 0
         self.delivered_error_field = 0
         self.run_id = "%x" % int(now())
-        self.redis = None if a.no_faults else Redis(a.redis_pid_file, a.redis_argv, a.redis_log)
+        self.redis = None
+        if not a.no_faults and not a.no_redis:
+            self.redis = Redis(a.redis_pid_file, a.redis_argv, a.redis_log)
         self.frozen = set()
 
     # --- timeline
@@ -295,8 +298,14 @@ class Run:
 
     def faults(self):
         a = self.a
-        cycle = [("normal", a.gap), ("redis-killed", a.fault_time), ("normal", a.gap),
-                 ("redis-frozen", a.freeze), ("normal", a.gap), ("dns-silent", a.fault_time)]
+        cycle = []
+        if not a.no_redis:
+            cycle += [("normal", a.gap), ("redis-killed", a.fault_time), ("normal", a.gap),
+                      ("redis-frozen", a.freeze)]
+        if not a.no_dns:
+            cycle += [("normal", a.gap), ("dns-silent", a.fault_time)]
+        if not cycle:
+            cycle = [("normal", a.gap)]
         i = 0
         while not self.finished.is_set():
             name, length = cycle[i % len(cycle)]
@@ -337,6 +346,9 @@ class Run:
             signal_pid(self.a.milter_pid, signal.SIGHUP)
             with self.lock:
                 self.hups += 1
+                self.last_hup = now()
+                if self.hups == 1:
+                    self.events.append((self.last_hup, "first SIGHUP [%s]" % self.phase))
 
     def watch(self):
         """Memory every few seconds; stops the injection when the daemon dies."""
@@ -589,8 +601,9 @@ class Run:
             a.milter_pid, "alive (same pid)" if survived else "DIED", self.hups, reloads, refused))
         if self.milter_died:
             t, ph = self.milter_died
-            w("  sift-milter gone %.1f s into the run, in phase %s, %d SIGHUP(s) after warm-up" % (
-                t - t_start, ph, self.hups))
+            w("  sift-milter gone %.1f s into the run, in phase %s, %d SIGHUP(s) sent%s" % (
+                t - t_start, ph, self.hups, ", the last %.2f s before it was seen gone" % (
+                    t - self.last_hup) if self.last_hup else ""))
 
         w("")
         w("timeline (s from start):")
@@ -616,7 +629,8 @@ class Run:
             checks.append(("RSS after warm-up %d KiB, at the end %d KiB (limit %d)" % (
                 wr, er, limit), er <= limit))
         else:
-            checks.append(("RSS measured after warm-up and at the end", False))
+            checks.append(("RSS measured after warm-up and at the end (the daemon was gone)",
+                           False))
         w("")
         bad = 0
         for text, ok in checks:
@@ -664,10 +678,12 @@ def main():
     ap.add_argument("--milter-pid", type=int, required=True)
     ap.add_argument("--milter-log", required=True)
     ap.add_argument("--tempfail-reply", required=True)
-    ap.add_argument("--unbound-pid", type=int, required=True)
-    ap.add_argument("--redis-pid-file", required=True)
-    ap.add_argument("--redis-argv", required=True, help="file: redis-server argv, one a line")
-    ap.add_argument("--redis-log", required=True)
+    ap.add_argument("--no-redis", action="store_true", help="Redis not configured: no Redis faults")
+    ap.add_argument("--no-dns", action="store_true", help="no DNS lists: no DNS faults")
+    ap.add_argument("--unbound-pid", type=int)
+    ap.add_argument("--redis-pid-file", help="default: DIR/redis.pid")
+    ap.add_argument("--redis-argv", help="file: redis-server argv, one a line (DIR/redis.argv)")
+    ap.add_argument("--redis-log", help="default: DIR/redis.log")
     ap.add_argument("--sink-dir", required=True)
     ap.add_argument("--queue-dir", required=True)
     ap.add_argument("messages", nargs="+")
@@ -675,6 +691,11 @@ def main():
     if a.count < 1 or a.jobs < 1 or a.jobs > 64:
         sys.exit("soak: --count must be >= 1 and --jobs 1..64")
     a.warmup = min(a.warmup, a.count)
+    a.redis_pid_file = a.redis_pid_file or os.path.join(a.dir, "redis.pid")
+    a.redis_argv = a.redis_argv or os.path.join(a.dir, "redis.argv")
+    a.redis_log = a.redis_log or os.path.join(a.dir, "redis.log")
+    if not a.no_faults and not a.no_dns and not a.unbound_pid:
+        sys.exit("soak: DNS faults need --unbound-pid (or --no-dns)")
     msgs = load_messages(a.messages)
     log("%d messages loaded, %d to send with %d threads", len(msgs), a.count, a.jobs)
     sys.exit(Run(a, msgs).run())

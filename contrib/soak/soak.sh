@@ -15,7 +15,8 @@ usage: soak.sh [options] [MESSAGE_FILE_OR_DIR...]
   -n, --count N          messages to send (default 100000)
   -j, --jobs N           parallel SMTP sessions (default 8)
   -w, --warmup N         messages before the first fault and the RSS
-                         reference (default: a tenth of N, 1000..10000)
+                         reference (default: a tenth of N, 3000..10000,
+                         at most half of N)
   -t, --time-limit S     stop sending after S seconds (default 7200)
   --drain-timeout S      wait at most S seconds for the queue (default 600)
   --no-faults            no Redis or DNS faults (SIGHUP still, see --hup)
@@ -23,6 +24,8 @@ usage: soak.sh [options] [MESSAGE_FILE_OR_DIR...]
   --gap S                normal time between two faults (default 20)
   --fault-time S         Redis down / DNS silent for S seconds (default 20)
   --freeze S             Redis frozen (SIGSTOP) for S seconds (default 30)
+  --without LIST         leave out some of redis,dns,bayes (comma-separated),
+                         to tell which one a failure needs
   --rss-slack KIB        allowed RSS growth after warm-up, at least (4096;
                          or 10% of the warm-up figure, the larger)
   -k, --keep             keep the run directory (logs, results.tsv)
@@ -34,6 +37,7 @@ EOF
 srcdir=$(cd "$(dirname "$0")/../.." && pwd)
 count=100000 jobs=8 warmup="" tlimit=7200 drain=600 nofaults="" hup=10
 gap=20 ftime=20 freeze=30 rss_slack=4096 keep="" builddir=${SIFT_BUILDDIR:-}
+use_redis=1 use_dns=1 use_bayes=1
 num() {
 	case $2 in '' | *[!0-9]*) echo "soak.sh: $1 needs a whole number, not '$2'" >&2; exit 2 ;; esac
 }
@@ -51,6 +55,17 @@ while [ $# -gt 0 ]; do
 	--freeze) num "$1" "${2:-}"; freeze=$2; shift 2 ;;
 	--rss-slack) num "$1" "${2:-}"; rss_slack=$2; shift 2 ;;
 	-k | --keep) keep=1; shift ;;
+	--without)
+		for w in $(echo "${2:-}" | tr ',' ' '); do
+			case $w in
+			redis) use_redis="" ;;
+			dns) use_dns="" ;;
+			bayes) use_bayes="" ;;
+			*) echo "soak.sh: --without takes redis, dns, bayes; not '$w'" >&2; exit 2 ;;
+			esac
+		done
+		shift 2
+		;;
 	-b | --builddir) builddir=${2:-}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	--) shift; break ;;
@@ -62,7 +77,7 @@ done
 	{ echo "soak.sh: --count must be >= 1 and --jobs 1..64" >&2; exit 2; }
 if [ -z "$warmup" ]; then
 	warmup=$((count / 10))
-	[ "$warmup" -lt 1000 ] && warmup=1000
+	[ "$warmup" -lt 3000 ] && warmup=3000
 	[ "$warmup" -gt 10000 ] && warmup=10000
 	[ "$warmup" -gt $((count / 2)) ] && warmup=$((count / 2))
 	[ "$warmup" -lt 1 ] && warmup=1
@@ -135,6 +150,7 @@ echo "soak.sh: run directory $D"
 # ------------------------------------------------------------ Redis
 # soak.py restarts Redis with this command line and keeps its PID in
 # redis.pid; the EXIT trap stops whatever PID is there.
+if [ -n "$use_redis" ]; then
 printf '%s\n' redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$D/redis" \
 	--save '' --appendonly yes --appendfsync everysec >"$D/redis.argv"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$D/redis" --save '' \
@@ -142,10 +158,13 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$D/redis" --save '' \
 echo $! >"$D/redis.pid"
 redis_ok() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
 wait_for 15 redis_ok || die "redis-server did not start on 127.0.0.1:$REDIS_PORT"
+fi
 
 # ------------------------------------------------------------ DNS lists
 # Every name sift asks lies in a local zone; "." refused keeps unbound from
 # ever recursing off the machine.
+UB_PID=""
+if [ -n "$use_dns" ]; then
 cat >"$D/unbound.conf" <<EOF
 server:
 	interface: 127.0.0.1
@@ -186,6 +205,7 @@ UB_PID=$!
 it_track "$UB_PID"
 wait_for 10 sh -c "'$UBCTL' -c '$D/unbound.conf' status >/dev/null 2>&1" ||
 	die "unbound did not start on 127.0.0.1:$DNS_PORT"
+fi
 
 # ------------------------------------------------------------ sift-milter
 cp "$srcdir/tests/data/rules/10_it.cf" "$D/rules/"
@@ -201,9 +221,13 @@ reject_score = 15
 tempfail_reply = "$TEMPFAIL_REPLY"
 on_error = accept
 deadline = 2s
-bayes_min_spam = 5
-bayes_min_ham = 5
-bayes_map_size = 64M
+EOF
+if [ -n "$use_bayes" ]; then
+	printf 'bayes_min_spam = 5\nbayes_min_ham = 5\nbayes_map_size = 64M\n' >>"$D/sift.conf"
+else
+	echo "bayes_enable = no" >>"$D/sift.conf"
+fi
+[ -n "$use_dns" ] && cat >>"$D/sift.conf" <<EOF
 dnsbl_nameserver = 127.0.0.1:$DNS_PORT
 dnsbl_list = soakbl ip bl.soak.test 127.0.0.2=20:SOAK_BL 127.0.0.3=6:SOAK_BL_MED txt=yes test_listed=127.0.0.2 test_unlisted=127.0.0.1
 dnsbl_list = soakdbl domain dbl.soak.test 127.0.1.2=3:SOAK_DBL
@@ -211,6 +235,8 @@ dnsbl_list = soakuri uri uribl.soak.test mask:0.0.0.2=3:SOAK_URIBL
 dnsbl_timeout = 1500ms
 # Small caches fill during the warm-up, so RSS after it is the plateau.
 dnsbl_cache_max_entries = 2000
+EOF
+[ -n "$use_redis" ] && cat >>"$D/sift.conf" <<EOF
 redis_server = 127.0.0.1:$REDIS_PORT
 redis_timeout = 250ms
 rep_min_observations = 3
@@ -218,10 +244,12 @@ rep_cache_entries = 1000
 EOF
 "$SIFT" -c "$D/sift.conf" lint >"$D/lint.log" 2>&1 || die "sift lint refused the soak configuration"
 # A store trained on a few messages, so that Bayes votes on every message.
-"$SIFT" -c "$D/sift.conf" -d "$D/state" learn --spam "$srcdir/tests/data/bayes/spam" \
-	>>"$D/learn.log" 2>&1 &&
-	"$SIFT" -c "$D/sift.conf" -d "$D/state" learn --ham "$srcdir/tests/data/bayes/ham" \
-		>>"$D/learn.log" 2>&1 || die "sift learn failed"
+if [ -n "$use_bayes" ]; then
+	"$SIFT" -c "$D/sift.conf" -d "$D/state" learn --spam "$srcdir/tests/data/bayes/spam" \
+		>>"$D/learn.log" 2>&1 &&
+		"$SIFT" -c "$D/sift.conf" -d "$D/state" learn --ham "$srcdir/tests/data/bayes/ham" \
+			>>"$D/learn.log" 2>&1 || die "sift learn failed"
+fi
 # Loopback TCP: Postfix's smtpd is not root and could not reach a root-owned unix socket.
 "$MILTER" -f -c "$D/sift.conf" -d "$D/state" -p "inet:$MILTER_PORT@127.0.0.1" 2>"$D/milter.log" &
 MILTER_PID=$!
@@ -321,7 +349,7 @@ redis_stop() {
 	wait_for 10 sh -c "! kill -0 $_r 2>/dev/null" || kill -9 "$_r" 2>/dev/null
 	rm -f "$D/redis.pid"
 }
-trap 'kill -CONT $UB_PID 2>/dev/null; pf_stop; redis_stop; it_cleanup' EXIT
+trap '[ -n "$UB_PID" ] && kill -CONT $UB_PID 2>/dev/null; pf_stop; redis_stop; it_cleanup' EXIT
 
 timeout 30 "$POSTFIX" -c "$PF/etc" start >"$D/postfix-start.log" 2>&1 || die "postfix start failed"
 wait_for 10 test -s "$PF/spool/pid/master.pid" &&
@@ -329,9 +357,13 @@ wait_for 10 test -s "$PF/spool/pid/master.pid" &&
 [ -n "$MASTER_PID" ] && it_track "$MASTER_PID"
 wait_for 15 port_open "$SMTP_PORT" || die "postfix smtpd not listening on 127.0.0.1:$SMTP_PORT"
 
+without=""
+[ -n "$use_redis" ] || without="$without redis"
+[ -n "$use_dns" ] || without="$without dns"
+[ -n "$use_bayes" ] || without="$without bayes"
 echo "soak.sh: postfix 127.0.0.1:$SMTP_PORT (master $MASTER_PID), sift-milter $MILTER_PID" \
 	"on 127.0.0.1:$MILTER_PORT, redis :$REDIS_PORT, unbound :$DNS_PORT ($UB_PID)," \
-	"smtp-sink :$SINK_PORT"
+	"smtp-sink :$SINK_PORT; left out:${without:- nothing}"
 echo "soak.sh: $count messages, $jobs sessions, warm-up $warmup," \
 	"faults ${nofaults:-on} (gap ${gap}s, down ${ftime}s, frozen ${freeze}s), SIGHUP every ${hup}s"
 
@@ -339,10 +371,22 @@ python3 "$srcdir/contrib/soak/soak.py" --dir "$D" --port "$SMTP_PORT" --count "$
 	--jobs "$jobs" --warmup "$warmup" --time-limit "$tlimit" --drain-timeout "$drain" \
 	$nofaults --gap "$gap" --fault-time "$ftime" --freeze "$freeze" --hup "$hup" \
 	--rss-slack-kib "$rss_slack" --milter-pid "$MILTER_PID" --milter-log "$D/milter.log" \
-	--tempfail-reply "$TEMPFAIL_REPLY" --unbound-pid "$UB_PID" \
-	--redis-pid-file "$D/redis.pid" --redis-argv "$D/redis.argv" --redis-log "$D/redis.log" \
+	--tempfail-reply "$TEMPFAIL_REPLY" \
+	$([ -n "$use_dns" ] && echo --unbound-pid "$UB_PID" || echo --no-dns) \
+	$([ -n "$use_redis" ] || echo --no-redis) \
 	--sink-dir "$D/sink" --queue-dir "$PF/spool" -- "$@"
 rc=$?
+if ! kill -0 "$MILTER_PID" 2>/dev/null; then
+	wait "$MILTER_PID"
+	st=$?
+	it_untrack "$MILTER_PID"
+	if [ "$st" -gt 128 ]; then
+		echo "sift-milter (pid $MILTER_PID) ended by signal $((st - 128))" \
+			"($(kill -l $((st - 128)) 2>/dev/null))"
+	else
+		echo "sift-milter (pid $MILTER_PID) exited with status $st"
+	fi
+fi
 if [ "$rc" -ne 0 ]; then
 	echo "--- sift-milter log (last 15 lines)"
 	tail -15 "$D/milter.log"
