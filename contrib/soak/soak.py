@@ -185,6 +185,7 @@ class Run:
         if not a.no_faults and not a.no_redis:
             self.redis = Redis(a.redis_pid_file, a.redis_argv, a.redis_log)
         self.frozen = set()
+        self.interrupted = False
 
     # --- timeline
 
@@ -469,8 +470,10 @@ class Run:
                     self.event("workers did not finish %d s after the time limit" % SMTP_TIMEOUT_S)
                     break
         except KeyboardInterrupt:
-            self.event("interrupted")
+            self.event("interrupted: no more messages, no drain")
             self.stop.set()
+            self.interrupted = True
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         t_inject_end = now()
         self.finished.set()
         for t in fault_threads + helpers:
@@ -480,7 +483,7 @@ class Run:
         self.set_phase("drain")
         self.results.flush()
         # Every accepted message must leave the queue: wait, bounded.
-        drain_end = now() + a.drain_timeout
+        drain_end = now() + (0 if self.interrupted else a.drain_timeout)
         q = self.queued()
         while q and now() < drain_end:
             self.harvest(SINK_SETTLE_S)
@@ -700,6 +703,12 @@ def main():
     ap.add_argument("--queue-dir", required=True)
     ap.add_argument("messages", nargs="+")
     a = ap.parse_args()
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    # soak.sh's trap stops the processes; a TERM here still undoes the faults first.
+    signal.signal(signal.SIGTERM, on_term)
     if a.count < 1 or a.jobs < 1 or a.jobs > 64:
         sys.exit("soak: --count must be >= 1 and --jobs 1..64")
     a.warmup = min(a.warmup, a.count)

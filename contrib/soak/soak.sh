@@ -122,18 +122,51 @@ chmod 755 "$D"
 PF=$D/pf
 mkdir -p "$PF/etc" "$PF/spool" "$PF/data" "$D/sink" "$D/state" "$D/rules" "$D/redis"
 chown postfix "$D/sink" "$PF/data"
+UB_PID=""
+MASTER_PID=""
+pf_stop() {
+	[ -n "$MASTER_PID" ] || return 0
+	timeout 20 "$POSTFIX" -c "$PF/etc" stop >/dev/null 2>&1
+	wait_for 10 sh -c "! kill -0 $MASTER_PID 2>/dev/null"
+	# Anything the master left behind, by PID (children of the master).
+	for s in /proc/[0-9]*/stat; do
+		set -- $(cat "$s" 2>/dev/null)
+		[ "${4:-}" = "$MASTER_PID" ] && kill "$1" 2>/dev/null
+	done
+	kill "$MASTER_PID" 2>/dev/null
+	it_untrack "$MASTER_PID"
+	MASTER_PID=""
+}
+# A dead child stays a zombie until waited for: gone means not in /proc or Z.
+gone() { ! [ -r "/proc/$1/stat" ] || awk '{ exit $3 != "Z" }' "/proc/$1/stat" 2>/dev/null; }
+# stop PID: SIGTERM (SIGCONT first: it may be frozen), 10 s, SIGKILL, reaped.
+stop() {
+	kill -CONT "$1" 2>/dev/null
+	kill "$1" 2>/dev/null
+	wait_for 10 gone "$1" || kill -9 "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	it_untrack "$1"
+}
+# Redis's PID changes when soak.py restarts it: stopped from its pid file.
+stop_all() {
+	pf_stop
+	[ -s "$D/redis.pid" ] && stop "$(cat "$D/redis.pid")" && rm -f "$D/redis.pid"
+	for p in $IT_PIDS; do stop "$p"; done
+	it_cleanup
+}
+trap stop_all EXIT
 ports=""
-port() { # a free port not handed out yet in this run
+port() { # port VAR: a free port not handed out yet in this run
 	while :; do
 		_p=$(free_port)
-		case " $ports " in *" $_p "*) ;; *) ports="$ports $_p"; echo "$_p"; return ;; esac
+		case " $ports " in *" $_p "*) ;; *) ports="$ports $_p"; eval "$1=$_p"; return ;; esac
 	done
 }
-SMTP_PORT=$(port)
-SINK_PORT=$(port)
-MILTER_PORT=$(port)
-REDIS_PORT=$(port)
-DNS_PORT=$(port)
+port SMTP_PORT
+port SINK_PORT
+port MILTER_PORT
+port REDIS_PORT
+port DNS_PORT
 port_open() {
 	python3 -c "import socket,sys; s=socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1)" "$1" \
 		2>/dev/null
@@ -151,19 +184,18 @@ echo "soak.sh: run directory $D"
 # soak.py restarts Redis with this command line and keeps its PID in
 # redis.pid; the EXIT trap stops whatever PID is there.
 if [ -n "$use_redis" ]; then
-printf '%s\n' redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$D/redis" \
-	--save '' --appendonly yes --appendfsync everysec >"$D/redis.argv"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$D/redis" --save '' \
-	--appendonly yes --appendfsync everysec >>"$D/redis.log" 2>&1 &
-echo $! >"$D/redis.pid"
-redis_ok() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
-wait_for 15 redis_ok || die "redis-server did not start on 127.0.0.1:$REDIS_PORT"
+	printf '%s\n' redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$D/redis" \
+		--save '' --appendonly yes --appendfsync everysec >"$D/redis.argv"
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$D/redis" --save '' \
+		--appendonly yes --appendfsync everysec >>"$D/redis.log" 2>&1 &
+	echo $! >"$D/redis.pid"
+	redis_ok() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+	wait_for 15 redis_ok || die "redis-server did not start on 127.0.0.1:$REDIS_PORT"
 fi
 
 # ------------------------------------------------------------ DNS lists
 # Every name sift asks lies in a local zone; "." refused keeps unbound from
 # ever recursing off the machine.
-UB_PID=""
 if [ -n "$use_dns" ]; then
 cat >"$D/unbound.conf" <<EOF
 server:
@@ -326,30 +358,6 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
 
-MASTER_PID=""
-pf_stop() {
-	[ -n "$MASTER_PID" ] || return 0
-	timeout 20 "$POSTFIX" -c "$PF/etc" stop >/dev/null 2>&1
-	wait_for 10 sh -c "! kill -0 $MASTER_PID 2>/dev/null"
-	# Anything the master left behind, by PID (children of the master).
-	for s in /proc/[0-9]*/stat; do
-		set -- $(cat "$s" 2>/dev/null)
-		[ "${4:-}" = "$MASTER_PID" ] && kill "$1" 2>/dev/null
-	done
-	kill "$MASTER_PID" 2>/dev/null
-	it_untrack "$MASTER_PID"
-	MASTER_PID=""
-}
-# Redis's PID changes when soak.py restarts it: stopped from its pid file.
-redis_stop() {
-	_r=$(cat "$D/redis.pid" 2>/dev/null)
-	[ -n "$_r" ] || return 0
-	kill -CONT "$_r" 2>/dev/null
-	kill "$_r" 2>/dev/null
-	wait_for 10 sh -c "! kill -0 $_r 2>/dev/null" || kill -9 "$_r" 2>/dev/null
-	rm -f "$D/redis.pid"
-}
-trap '[ -n "$UB_PID" ] && kill -CONT $UB_PID 2>/dev/null; pf_stop; redis_stop; it_cleanup' EXIT
 
 timeout 30 "$POSTFIX" -c "$PF/etc" start >"$D/postfix-start.log" 2>&1 || die "postfix start failed"
 wait_for 10 test -s "$PF/spool/pid/master.pid" &&
@@ -376,7 +384,7 @@ python3 "$srcdir/contrib/soak/soak.py" --dir "$D" --port "$SMTP_PORT" --count "$
 	$([ -n "$use_redis" ] || echo --no-redis) \
 	--sink-dir "$D/sink" --queue-dir "$PF/spool" -- "$@"
 rc=$?
-if ! kill -0 "$MILTER_PID" 2>/dev/null; then
+if gone "$MILTER_PID"; then
 	wait "$MILTER_PID"
 	st=$?
 	it_untrack "$MILTER_PID"
