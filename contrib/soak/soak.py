@@ -642,7 +642,8 @@ class Run:
                 "" if a.no_faults else " and the first fault cycle", wr, er, limit),
                 er <= limit))
         elif "end" in marks:
-            w("  RSS growth not checked: the run ended within the first fault cycle")
+            w("  RSS growth not checked: the run ended within the %s" % (
+                "warm-up" if "warm" not in marks else "first fault cycle"))
         else:
             checks.append(("RSS measured after warm-up and at the end (the daemon was gone)",
                            False))
