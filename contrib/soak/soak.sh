@@ -130,6 +130,7 @@ pf_stop() {
 	wait_for 10 sh -c "! kill -0 $MASTER_PID 2>/dev/null"
 	# Anything the master left behind, by PID (children of the master).
 	for s in /proc/[0-9]*/stat; do
+		# shellcheck disable=SC2046 # the fields of /proc/PID/stat, split on purpose
 		set -- $(cat "$s" 2>/dev/null)
 		[ "${4:-}" = "$MASTER_PID" ] && kill "$1" 2>/dev/null
 	done
@@ -375,13 +376,16 @@ echo "soak.sh: postfix 127.0.0.1:$SMTP_PORT (master $MASTER_PID), sift-milter $M
 echo "soak.sh: $count messages, $jobs sessions, warm-up $warmup," \
 	"faults ${nofaults:-on} (gap ${gap}s, down ${ftime}s, frozen ${freeze}s), SIGHUP every ${hup}s"
 
+# What is left out has no faults (and for DNS, no PID to stop).
+parts="--no-dns"
+[ -n "$use_dns" ] && parts="--unbound-pid $UB_PID"
+[ -n "$use_redis" ] || parts="$parts --no-redis"
 python3 "$srcdir/contrib/soak/soak.py" --dir "$D" --port "$SMTP_PORT" --count "$count" \
 	--jobs "$jobs" --warmup "$warmup" --time-limit "$tlimit" --drain-timeout "$drain" \
 	$nofaults --gap "$gap" --fault-time "$ftime" --freeze "$freeze" --hup "$hup" \
 	--rss-slack-kib "$rss_slack" --milter-pid "$MILTER_PID" --milter-log "$D/milter.log" \
 	--tempfail-reply "$TEMPFAIL_REPLY" \
-	$([ -n "$use_dns" ] && echo --unbound-pid "$UB_PID" || echo --no-dns) \
-	$([ -n "$use_redis" ] || echo --no-redis) \
+	$parts \
 	--sink-dir "$D/sink" --queue-dir "$PF/spool" -- "$@"
 rc=$?
 if gone "$MILTER_PID"; then
