@@ -561,13 +561,17 @@ class Run:
         # still queued after the drain timeout is reported apart.
         really_lost = max(0, tot["lost"] - queued)
         dup = sum(v - 1 for k, v in self.delivered.items() if v > 1 and k != "?")
+        # Delivered though the injector saw no 250 (a reply lost to a reset):
+        # not lost, but worth knowing.
+        accepted_ids = set(sid(p) for p in rows if p[3] == "accept")
+        unrecorded = sum(1 for k in self.delivered if k != "?" and k not in accepted_ids)
         w("")
         w("  latency: from MAIL FROM to the reply to the end of DATA, per message, by the phase "
           "its session started in")
         w("  delivered with no X-Spam-Status (unscored): %d; with X-Sift-Error: %d; "
-          "delivered twice: %d; sink files without a soak id: %d" % (
-              self.delivered_unscored, self.delivered_error_field, dup,
-              self.delivered.get("?", 0)))
+          "delivered twice: %d; delivered but not seen accepted: %d; sink files without "
+          "a soak id: %d" % (self.delivered_unscored, self.delivered_error_field, dup,
+                             unrecorded, self.delivered.get("?", 0)))
         w("  still queued after the drain (%d s max): %d" % (a.drain_timeout, queued))
         reasons = {}
         for p in rows:
