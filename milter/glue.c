@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,13 +24,23 @@
 
 #include "log.h"
 
-#define GLUE_MAX_OWN_HEADERS 32
-#define GLUE_LOG_TOP_RULES   5
+#define GLUE_LOG_TOP_RULES 5
 
-struct glue_own_header {
-	char *name;  /* as it arrived, for smfi_chgheader */
-	int index;   /* 1-based among fields of that name */
-	char *value; /* for renaming */
+/*
+ * Incoming fields that claim to be our verdict. Removing them needs only
+ * each name and how many copies arrived (smfi_chgheader counts copies of a
+ * name case-insensitively, as the MTA does); renaming also needs the
+ * values. Both live in the message's arena: the names are a handful (one
+ * per verdict field), and the values are kept up to the message size
+ * limit, past which the copies are still removed, just not renamed.
+ */
+struct glue_own_name {
+	const char *name; /* as it first arrived */
+	unsigned count;   /* copies seen, of any case */
+};
+struct glue_own_value {
+	size_t name_index; /* into glue_conn.own_names */
+	const char *value;
 };
 
 struct glue_conn {
@@ -37,38 +48,74 @@ struct glue_conn {
 	msg_t *m;
 	char *helo;
 	bool nr_hdr, nr_body; /* the MTA takes no reply for these stages */
-	struct glue_own_header own[GLUE_MAX_OWN_HEADERS];
-	size_t n_own;
-	size_t n_own_dropped;
+	struct glue_own_name *own_names;
+	size_t n_own_names, cap_own_names;
+	struct glue_own_value *own_values;
+	size_t n_own_values, cap_own_values;
+	uint64_t own_value_bytes;
+	unsigned long own_not_renamed;
 };
 
 static glue_reload_fn glue_reload;
 
+/*
+ * libmilter calls the callbacks in the order the client sends commands,
+ * and lets through orders no MTA uses (HELO or ABORT before negotiation,
+ * CONNECT twice, a second negotiation, headers with no MAIL). So every
+ * callback takes the state as it finds it: glue_conn() makes it when a
+ * callback that may start a connection finds none, and the others do
+ * nothing (or refuse the message) without it.
+ */
 static struct glue_conn *glue_get(SMFICTX *ctx)
 {
 	return smfi_getpriv(ctx);
+}
+
+static struct glue_conn *glue_conn(SMFICTX *ctx)
+{
+	struct glue_conn *gc = glue_get(ctx);
+	if (gc != NULL)
+		return gc;
+	gc = calloc(1, sizeof(*gc));
+	if (gc == NULL)
+		return NULL;
+	if (smfi_setpriv(ctx, gc) != MI_SUCCESS) {
+		free(gc);
+		return NULL;
+	}
+	return gc;
 }
 
 static void glue_reset_msg(struct glue_conn *gc)
 {
 	msg_free(gc->m);
 	gc->m = NULL;
-	for (size_t i = 0; i < gc->n_own; i++) {
-		free(gc->own[i].name);
-		free(gc->own[i].value);
-	}
-	gc->n_own = 0;
-	gc->n_own_dropped = 0;
+	gc->own_names = NULL;
+	gc->n_own_names = gc->cap_own_names = 0;
+	gc->own_values = NULL;
+	gc->n_own_values = gc->cap_own_values = 0;
+	gc->own_value_bytes = 0;
+	gc->own_not_renamed = 0;
+}
+
+/* Ends the message and the scanning connection, keeping the private data. */
+static void glue_reset_conn(struct glue_conn *gc)
+{
+	glue_reset_msg(gc);
+	scan_conn_end(gc->sc);
+	gc->sc = NULL;
 }
 
 static sfsistat glue_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
                                unsigned long f3, unsigned long *pf0, unsigned long *pf1,
                                unsigned long *pf2, unsigned long *pf3)
 {
-	struct glue_conn *gc = calloc(1, sizeof(*gc));
+	(void)f2;
+	(void)f3;
+	/* A repeated negotiation keeps the connection it finds. */
+	struct glue_conn *gc = glue_conn(ctx);
 	if (gc == NULL)
 		return SMFIS_TEMPFAIL;
-	smfi_setpriv(ctx, gc);
 	*pf0 = (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE) & f0;
 	/*
 	 * Header and body chunks need no answer: asking the MTA not to wait
@@ -81,6 +128,13 @@ static sfsistat glue_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	*pf2 = 0;
 	*pf3 = 0;
 	return SMFIS_CONTINUE;
+}
+
+/* A macro's value for debug lines: "-" when the MTA did not send it. */
+static const char *glue_sym(SMFICTX *ctx, const char *name)
+{
+	const char *v = smfi_getsymval(ctx, (char *)name);
+	return v != NULL ? v : "-";
 }
 
 static const char *glue_addr(const struct sockaddr *sa, char *buf, size_t len)
@@ -102,13 +156,11 @@ static const char *glue_addr(const struct sockaddr *sa, char *buf, size_t len)
 
 static sfsistat glue_connect(SMFICTX *ctx, char *hostname, struct sockaddr *hostaddr)
 {
-	struct glue_conn *gc = glue_get(ctx);
-	if (gc == NULL) { /* an MTA that skipped negotiation callbacks */
-		gc = calloc(1, sizeof(*gc));
-		if (gc == NULL)
-			return SMFIS_TEMPFAIL;
-		smfi_setpriv(ctx, gc);
-	}
+	struct glue_conn *gc = glue_conn(ctx);
+	if (gc == NULL)
+		return SMFIS_TEMPFAIL;
+	/* A second CONNECT starts over: the client may be another one now. */
+	glue_reset_conn(gc);
 	scan_gen_t *g = scan_gen_acquire();
 	if (g == NULL)
 		return SMFIS_TEMPFAIL;
@@ -116,28 +168,43 @@ static sfsistat glue_connect(SMFICTX *ctx, char *hostname, struct sockaddr *host
 	ev_conn_info_t ci = {glue_addr(hostaddr, ip, sizeof(ip)), hostname};
 	gc->sc = scan_conn_begin(g, &ci);
 	scan_gen_unref(g);
+	if (log_enabled(LOG_L_DEBUG))
+		log_msg(LOG_L_DEBUG, "connect from %s [%s] daemon=%s mta=%s",
+		        hostname ? hostname : "-", ci.client_ip ? ci.client_ip : "-",
+		        glue_sym(ctx, "{daemon_name}"), glue_sym(ctx, "j"));
 	return SMFIS_CONTINUE;
 }
 
 static sfsistat glue_helo(SMFICTX *ctx, char *helo)
 {
-	struct glue_conn *gc = glue_get(ctx);
+	struct glue_conn *gc = glue_conn(ctx);
+	if (gc == NULL)
+		return SMFIS_TEMPFAIL;
 	free(gc->helo);
 	gc->helo = helo ? strdup(helo) : NULL;
+	if (log_enabled(LOG_L_DEBUG))
+		log_msg(LOG_L_DEBUG, "helo %s tls=%s", helo ? helo : "-",
+		        glue_sym(ctx, "{tls_version}"));
 	return SMFIS_CONTINUE;
 }
 
 static sfsistat glue_envfrom(SMFICTX *ctx, char **argv)
 {
 	struct glue_conn *gc = glue_get(ctx);
+	/* No message without a connection: the MTA must start with CONNECT. */
 	if (gc == NULL || gc->sc == NULL)
 		return SMFIS_TEMPFAIL;
 	glue_reset_msg(gc);
 	gc->m = scan_msg_new(gc->sc);
 	msg_set_helo(gc->m, gc->helo);
-	msg_set_mail_from(gc->m, argv[0]);
+	msg_set_mail_from(gc->m, argv != NULL && argv[0] != NULL ? argv[0] : "");
 	msg_set_queue_id(gc->m, smfi_getsymval(ctx, "i"));
 	msg_set_auth(gc->m, smfi_getsymval(ctx, "{auth_authen}"));
+	if (log_enabled(LOG_L_DEBUG))
+		log_msg(LOG_L_DEBUG, "%s: mail from=%s args=%s auth=%s mail_addr=%s",
+		        msg_queue_id(gc->m), argv != NULL && argv[0] != NULL ? argv[0] : "-",
+		        argv != NULL && argv[0] != NULL && argv[1] != NULL ? argv[1] : "-",
+		        glue_sym(ctx, "{auth_authen}"), glue_sym(ctx, "{mail_addr}"));
 	scan_envelope(gc->sc, gc->m);
 	return SMFIS_CONTINUE;
 }
@@ -145,35 +212,63 @@ static sfsistat glue_envfrom(SMFICTX *ctx, char **argv)
 static sfsistat glue_envrcpt(SMFICTX *ctx, char **argv)
 {
 	struct glue_conn *gc = glue_get(ctx);
-	if (gc->m != NULL)
-		msg_add_rcpt(gc->m, argv[0]);
+	if (gc == NULL || gc->m == NULL || argv == NULL || argv[0] == NULL)
+		return SMFIS_CONTINUE;
+	msg_add_rcpt(gc->m, argv[0]);
+	if (log_enabled(LOG_L_DEBUG))
+		log_msg(LOG_L_DEBUG, "%s: rcpt to=%s", msg_queue_id(gc->m), argv[0]);
 	return SMFIS_CONTINUE;
+}
+
+/* Notes one incoming copy of a verdict field, for glue_strip_foreign(). */
+static void glue_note_own(struct glue_conn *gc, const verdict_policy_t *p, const char *name,
+                          const char *value)
+{
+	arena_t *a = msg_arena(gc->m);
+	size_t k = 0;
+	while (k < gc->n_own_names && strcasecmp(gc->own_names[k].name, name) != 0)
+		k++;
+	if (k == gc->n_own_names) {
+		if (gc->n_own_names == gc->cap_own_names)
+			gc->own_names = arena_grow(a, gc->own_names, gc->n_own_names,
+			                           &gc->cap_own_names, sizeof(*gc->own_names), 4);
+		gc->own_names[k] = (struct glue_own_name){arena_strdup(a, name), 0};
+		gc->n_own_names++;
+	}
+	gc->own_names[k].count++;
+	if (p->foreign != VERDICT_FOREIGN_RENAME)
+		return;
+	const scan_settings_t *s = scan_gen_settings(scan_conn_gen(gc->sc));
+	size_t vlen = strlen(value);
+	if (gc->own_value_bytes + vlen > s->max_message_bytes) {
+		gc->own_not_renamed++;
+		return;
+	}
+	if (gc->n_own_values == gc->cap_own_values)
+		gc->own_values = arena_grow(a, gc->own_values, gc->n_own_values,
+		                            &gc->cap_own_values, sizeof(*gc->own_values), 8);
+	gc->own_values[gc->n_own_values++] =
+	    (struct glue_own_value){k, arena_strndup(a, value, vlen)};
+	gc->own_value_bytes += vlen;
 }
 
 static sfsistat glue_header(SMFICTX *ctx, char *name, char *value)
 {
 	struct glue_conn *gc = glue_get(ctx);
+	if (gc == NULL)
+		return SMFIS_CONTINUE;
 	sfsistat ok = gc->nr_hdr ? SMFIS_NOREPLY : SMFIS_CONTINUE;
-	if (gc->m == NULL)
+	if (gc->m == NULL || gc->sc == NULL || name == NULL)
 		return ok;
+	if (value == NULL)
+		value = "";
 	const verdict_policy_t *p = scan_gen_policy(scan_conn_gen(gc->sc));
 	if (p->foreign != VERDICT_FOREIGN_KEEP && verdict_is_own_header(p, name)) {
 		/*
 		 * A field that claims to be our verdict came from outside: it is
 		 * neither scored nor left in place, so no sender can pre-set it.
 		 */
-		int index = 1;
-		for (size_t i = 0; i < gc->n_own; i++)
-			if (strcasecmp(gc->own[i].name, name) == 0)
-				index++;
-		if (gc->n_own < GLUE_MAX_OWN_HEADERS) {
-			gc->own[gc->n_own].name = strdup(name);
-			gc->own[gc->n_own].value = strdup(value);
-			gc->own[gc->n_own].index = index;
-			gc->n_own++;
-		} else {
-			gc->n_own_dropped++;
-		}
+		glue_note_own(gc, p, name, value);
 		return ok;
 	}
 	msg_add_header(gc->m, name, value);
@@ -183,25 +278,42 @@ static sfsistat glue_header(SMFICTX *ctx, char *name, char *value)
 static sfsistat glue_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
 	struct glue_conn *gc = glue_get(ctx);
-	if (gc->m != NULL)
+	if (gc == NULL)
+		return SMFIS_CONTINUE;
+	if (gc->m != NULL && chunk != NULL)
 		msg_append_body(gc->m, chunk, len);
 	return gc->nr_body ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
-/* Removes (or renames) the foreign copies of our fields, last first so indexes hold. */
+/*
+ * Removes every foreign copy of our fields, last copy first so the indexes
+ * of the others hold, then (rename policy) adds them back under
+ * X-Foreign-.
+ */
 static void glue_strip_foreign(SMFICTX *ctx, struct glue_conn *gc, const verdict_policy_t *p)
 {
-	for (size_t i = gc->n_own; i-- > 0;) {
-		struct glue_own_header *o = &gc->own[i];
-		if (smfi_chgheader(ctx, o->name, o->index, NULL) != MI_SUCCESS)
-			log_msg(LOG_L_WARNING, "%s: cannot remove foreign %s header",
-			        msg_queue_id(gc->m), o->name);
-		if (p->foreign == VERDICT_FOREIGN_RENAME) {
-			char renamed[256];
-			snprintf(renamed, sizeof(renamed), "X-Foreign-%s", o->name);
-			smfi_addheader(ctx, renamed, o->value);
-		}
+	for (size_t k = 0; k < gc->n_own_names; k++) {
+		struct glue_own_name *o = &gc->own_names[k];
+		for (unsigned i = o->count; i > 0; i--)
+			if (smfi_chgheader(ctx, (char *)o->name, (int)i, NULL) != MI_SUCCESS) {
+				log_msg(LOG_L_WARNING, "%s: cannot remove foreign %s header",
+				        msg_queue_id(gc->m), o->name);
+				break;
+			}
 	}
+	if (p->foreign != VERDICT_FOREIGN_RENAME)
+		return;
+	for (size_t i = 0; i < gc->n_own_values; i++) {
+		struct glue_own_value *v = &gc->own_values[i];
+		char renamed[256];
+		snprintf(renamed, sizeof(renamed), "X-Foreign-%s",
+		         gc->own_names[v->name_index].name);
+		smfi_addheader(ctx, renamed, (char *)v->value);
+	}
+	if (gc->own_not_renamed > 0)
+		log_msg(LOG_L_WARNING,
+		        "%s: %lu foreign verdict fields removed, not renamed (size limit)",
+		        msg_queue_id(gc->m), gc->own_not_renamed);
 }
 
 static void glue_log(struct glue_conn *gc, const scan_result_t *r)
@@ -325,8 +437,7 @@ static sfsistat glue_close(SMFICTX *ctx)
 	struct glue_conn *gc = glue_get(ctx);
 	if (gc == NULL)
 		return SMFIS_CONTINUE;
-	glue_reset_msg(gc);
-	scan_conn_end(gc->sc);
+	glue_reset_conn(gc);
 	free(gc->helo);
 	free(gc);
 	smfi_setpriv(ctx, NULL);
