@@ -4,7 +4,8 @@
 # headers and body without MAIL, CONNECT twice, a second negotiation, empty
 # arguments, truncated packets) by a raw python3 client; after each one the
 # daemon must still run, and at the end it must still score a normal
-# session from sift-mclient.
+# session from sift-mclient. Also: logged fields are escaped, and
+# log_level = debug shows the session's stages while info does not.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
 
 MILTER=$top_builddir/sift-milter
@@ -87,8 +88,8 @@ SEQ = {
                    pkt(b"C", b"h\x00" + b"4" + b"\x00"), pkt(b"C", b"h\x00" + b"6" +
                    struct.pack(">H", 25) + b"not-an-ip\x00"), HELO, MAIL, EOB],
     "abort-then-body": [OPTNEG, CONN4, MAIL, HDR, ABORT, BODY, HDR, EOB],
-    "eom-twice": [OPTNEG, CONN4, MAIL, HDR, EOH, BODY, EOB, EOB, BODY],
-    "macro-injection": [OPTNEG, MACRO_I, CONN4, MACRO_I, MAIL, HDR, EOH, EOB],
+    "eom-twice": [OPTNEG, CONN4, MAIL, RCPT, HDR, EOH, BODY, EOB, EOB, BODY],
+    "macro-injection": [OPTNEG, CONN4, MACRO_I, MAIL, RCPT, HDR, EOH, EOB],
     "quit-then-more": [OPTNEG, CONN4, QUIT, HELO],
 }
 
@@ -149,9 +150,40 @@ check "after the sequences: a normal session still gets a verdict" \
 check "no sanitizer or fatal report in the log" \
 	sh -c "! grep -E -q 'AddressSanitizer|runtime error|Segmentation' '$LOG'"
 
+# The queue id macro of "macro-injection" carried ESC: logged escaped.
+check "a control character in the queue id macro is logged escaped" \
+	grep -q 'queue_id=Q\\x1b\[31mID ' "$LOG"
+check "no raw control character in the log" \
+	sh -c "! LC_ALL=C grep -q '[[:cntrl:]]' '$LOG'"
+check "log_level = info: no debug lines" sh -c "! grep -q '\[debug\]' '$LOG'"
 kill "$PID" 2>/dev/null
 wait "$PID" 2>/dev/null
 it_untrack "$PID"
+
+# --- log_level = debug: the session's stages and macros are logged
+sed 's/^log_level = info/log_level = debug/' "$D/sift.conf" >"$D/debug.conf"
+DPORT=$(free_port)
+DLOG=$D/debug.log
+"$MILTER" -f -c "$D/debug.conf" -d "$D/state" -p "inet:$DPORT@127.0.0.1" 2>>"$DLOG" &
+DPID=$!
+it_track "$DPID"
+if wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$DPORT" 2>/dev/null; then
+	"$MC" -s "inet:$DPORT@127.0.0.1" -t 10000 -i 192.0.2.11 -N mail.example.org \
+		-H helo.example.org -f sender@example.org -a authuser -Q dbg -q "$DATA/ham.eml" \
+		2>"$D/dbg.err"
+	check "debug: connect with client name and address" \
+		grep -q '\[debug\]: connect from mail.example.org \[192.0.2.11\]' "$DLOG"
+	check "debug: HELO" grep -q '\[debug\]: helo helo.example.org' "$DLOG"
+	check "debug: MAIL FROM with the queue id and auth macros" \
+		grep -q '\[debug\]: dbg00000000: mail from=<sender@example.org> .*auth=authuser' "$DLOG"
+	check "debug: RCPT" grep -q '\[debug\]: dbg00000000: rcpt to=' "$DLOG"
+	check "debug: the verdict line is still there" grep -q 'queue_id=dbg00000000 ' "$DLOG"
+else
+	fail "debug: sift-milter did not listen on port $DPORT within 10 s"
+fi
+kill "$DPID" 2>/dev/null
+wait "$DPID" 2>/dev/null
+it_untrack "$DPID"
 if [ "$IT_FAILS" -ne 0 ]; then
 	echo "--- daemon log" >&2
 	tail -30 "$LOG" >&2
