@@ -20,7 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <grp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -460,34 +464,195 @@ static struct smfiDesc glue_desc = {
     .xxfi_negotiate = glue_negotiate,
 };
 
+const struct smfiDesc *glue_callbacks(void)
+{
+	return &glue_desc;
+}
+
 /*
- * libmilter writes each header change and the final reply as separate
- * small writes; on TCP, Nagle's algorithm holds the later ones until the
- * MTA's delayed ACK, about 40 ms per message. libmilter does not expose its
- * listening socket, so it is found among the open descriptors; sockets it
- * accepts inherit TCP_NODELAY from it (Linux).
+ * libmilter's socket syntax is loose: "inet:127.0.0.1:11338" (Postfix's
+ * notation) is read as port "127" on every interface, and "inet:11338"
+ * also listens everywhere. So the spec is checked here before libmilter
+ * sees it: the port is digits only, the host is required, and a spec in
+ * Postfix's order gets an error that names the right form.
+ */
+#define GLUE_MAX_HOST_BYTES 255
+
+static bool glue_port_ok(const char *p, size_t n)
+{
+	if (n == 0 || n > 5)
+		return false;
+	unsigned long v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		v = v * 10 + (unsigned long)(p[i] - '0');
+	}
+	return v >= 1 && v <= 65535;
+}
+
+/* A host name: letters, digits, '-' and '.', labels of 1 to 63 bytes. */
+static bool glue_hostname_ok(const char *h)
+{
+	size_t label = 0, n = strlen(h);
+	if (n == 0 || n > GLUE_MAX_HOST_BYTES)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = h[i];
+		if (c == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		           (c >= '0' && c <= '9') || c == '-') {
+			if (++label > 63)
+				return false;
+		} else {
+			return false;
+		}
+	}
+	/* all digits and dots is a mistyped address, not a name */
+	return strspn(h, "0123456789.") != n;
+}
+
+int glue_socket_check(const char *spec, char *err, size_t err_len)
+{
+	const char *colon = strchr(spec, ':');
+	size_t plen = colon ? (size_t)(colon - spec) : 0;
+	if (colon == NULL) {
+		snprintf(err, err_len,
+		         "socket '%s': expected unix:/path, inet:PORT@HOST or inet6:PORT@HOST",
+		         spec);
+		return -1;
+	}
+	const char *rest = colon + 1;
+	if ((plen == 4 && strncmp(spec, "unix", 4) == 0) ||
+	    (plen == 5 && strncmp(spec, "local", 5) == 0)) {
+		struct sockaddr_un sun;
+		if (rest[0] != '/') {
+			snprintf(err, err_len,
+			         "socket '%s': the unix socket's path must be absolute", spec);
+			return -1;
+		}
+		if (strlen(rest) >= sizeof(sun.sun_path)) {
+			snprintf(err, err_len, "socket '%s': path longer than %zu bytes", spec,
+			         sizeof(sun.sun_path) - 1);
+			return -1;
+		}
+		return 0;
+	}
+	bool v6 = plen == 5 && strncmp(spec, "inet6", 5) == 0;
+	if (!v6 && !(plen == 4 && strncmp(spec, "inet", 4) == 0)) {
+		snprintf(err, err_len,
+		         "socket '%s': unknown type '%.*s' (expected unix, local, inet or inet6)",
+		         spec, (int)plen, spec);
+		return -1;
+	}
+	const char *at = strchr(rest, '@');
+	if (at == NULL) {
+		/* Postfix writes inet:HOST:PORT and inet:[HOST]:PORT. */
+		const char *last = strrchr(rest, ':');
+		if (last != NULL && glue_port_ok(last + 1, strlen(last + 1))) {
+			const char *h = rest;
+			size_t hl = (size_t)(last - rest);
+			if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+				h++;
+				hl -= 2;
+			}
+			bool h6 = memchr(h, ':', hl) != NULL;
+			snprintf(
+			    err, err_len,
+			    "socket '%s' is in Postfix's notation; sift-milter takes libmilter's: "
+			    "%s:%s@%.*s",
+			    spec, h6 ? "inet6" : "inet", last + 1, (int)hl, h);
+		} else if (glue_port_ok(rest, strlen(rest))) {
+			snprintf(
+			    err, err_len,
+			    "socket '%s' names no host; write %s:%s@127.0.0.1 for loopback, or "
+			    "%s:%s@%s to listen on every interface",
+			    spec, v6 ? "inet6" : "inet", rest, v6 ? "inet6" : "inet", rest,
+			    v6 ? "::" : "0.0.0.0");
+		} else {
+			snprintf(err, err_len, "socket '%s': expected %s:PORT@HOST", spec,
+			         v6 ? "inet6" : "inet");
+		}
+		return -1;
+	}
+	if (!glue_port_ok(rest, (size_t)(at - rest))) {
+		snprintf(err, err_len, "socket '%s': the port must be a number from 1 to 65535",
+		         spec);
+		return -1;
+	}
+	const char *host = at + 1;
+	unsigned char buf[sizeof(struct in6_addr)];
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, host, buf) == 1 || glue_hostname_ok(host))
+		return 0;
+	if (!v6 && inet_pton(AF_INET6, host, buf) == 1)
+		snprintf(err, err_len, "socket '%s': an IPv6 address needs inet6:%.*s@%s", spec,
+		         (int)(at - rest), rest, host);
+	else
+		snprintf(err, err_len, "socket '%s': '%s' is neither an %s address nor a host name",
+		         spec, host, v6 ? "IPv6" : "IPv4");
+	return -1;
+}
+
+/*
+ * libmilter does not expose its listening socket, so it is found among the
+ * open descriptors: the only one that listens.
  */
 #define GLUE_MAX_FD_SCAN 1024
-static void glue_nodelay_listener(void)
+static int glue_listener(struct sockaddr_storage *ss, socklen_t *sl)
 {
 	for (int fd = 3; fd < GLUE_MAX_FD_SCAN; fd++) {
-		int listening = 0, one = 1;
+		int listening = 0;
 		socklen_t l = sizeof(listening);
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
 		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l) < 0 || !listening)
 			continue;
-		if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
-		    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+		*sl = sizeof(*ss);
+		if (getsockname(fd, (struct sockaddr *)ss, sl) < 0)
 			continue;
-		if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
-			log_msg(LOG_L_WARNING, "cannot set TCP_NODELAY on the milter socket: %s",
-			        strerror(errno));
+		return fd;
 	}
+	return -1;
+}
+
+static char glue_listen_desc[sizeof(struct sockaddr_storage) + 16] = "?";
+
+const char *glue_listening(void)
+{
+	return glue_listen_desc;
+}
+
+/*
+ * libmilter creates the unix socket with the process umask; the MTA runs
+ * as another user, so the mode and group it needs are set here, before
+ * privileges are dropped (a group the daemon is not in needs root).
+ */
+static int glue_socket_perms(const scan_settings_t *s, const char *path, char *err, size_t err_len)
+{
+	if (chmod(path, (mode_t)s->socket_mode) < 0) {
+		snprintf(err, err_len, "chmod %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (s->socket_group[0] == '\0')
+		return 0;
+	struct group *gr = getgrnam(s->socket_group);
+	if (gr == NULL) {
+		snprintf(err, err_len, "socket_group: unknown group '%s'", s->socket_group);
+		return -1;
+	}
+	if (chown(path, (uid_t)-1, gr->gr_gid) < 0) {
+		snprintf(err, err_len, "chown %s to group %s: %s", path, s->socket_group,
+		         strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 int glue_open(const scan_settings_t *s, char *err, size_t err_len)
 {
+	if (glue_socket_check(s->socket, err, err_len) < 0)
+		return -1;
 	if (smfi_setconn((char *)s->socket) != MI_SUCCESS) {
 		snprintf(err, err_len, "bad socket '%s'", s->socket);
 		return -1;
@@ -504,7 +669,44 @@ int glue_open(const scan_settings_t *s, char *err, size_t err_len)
 		snprintf(err, err_len, "cannot open socket '%s': %s", s->socket, strerror(errno));
 		return -1;
 	}
-	glue_nodelay_listener();
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd = glue_listener(&ss, &sl);
+	if (fd < 0) {
+		snprintf(err, err_len, "socket '%s': libmilter opened no listening socket",
+		         s->socket);
+		return -1;
+	}
+	if (ss.ss_family == AF_UNIX) {
+		const struct sockaddr_un *su = (const struct sockaddr_un *)&ss;
+		snprintf(glue_listen_desc, sizeof(glue_listen_desc), "unix:%s", su->sun_path);
+		if (glue_socket_perms(s, su->sun_path, err, err_len) < 0)
+			return -1;
+	} else if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+		char ip[INET6_ADDRSTRLEN] = "?";
+		unsigned port;
+		if (ss.ss_family == AF_INET) {
+			const struct sockaddr_in *si = (const struct sockaddr_in *)&ss;
+			inet_ntop(AF_INET, &si->sin_addr, ip, sizeof(ip));
+			port = ntohs(si->sin_port);
+		} else {
+			const struct sockaddr_in6 *si = (const struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &si->sin6_addr, ip, sizeof(ip));
+			port = ntohs(si->sin6_port);
+		}
+		snprintf(glue_listen_desc, sizeof(glue_listen_desc),
+		         ss.ss_family == AF_INET ? "%s:%u" : "[%s]:%u", ip, port);
+		/*
+		 * libmilter writes each header change and the final reply as
+		 * separate small writes; with Nagle's algorithm the later ones
+		 * wait for the MTA's delayed ACK, about 40 ms per message.
+		 * Sockets it accepts inherit TCP_NODELAY from the listener (Linux).
+		 */
+		int one = 1;
+		if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+			log_msg(LOG_L_WARNING, "cannot set TCP_NODELAY on the milter socket: %s",
+			        strerror(errno));
+	}
 	return 0;
 }
 
