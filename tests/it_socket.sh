@@ -125,6 +125,31 @@ if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1 && [ "$GROUP" != "$(id -gn no
 	it_untrack "$PID"
 fi
 
+# --- Postfix's user can connect to a socket given socket_group = postfix
+# (the system's python3: a python under root's home is out of postfix's reach)
+if [ "$(id -u)" = 0 ] && id postfix >/dev/null 2>&1 && command -v setpriv >/dev/null &&
+	[ -x /usr/bin/python3 ]; then
+	mkdir "$D/pub"
+	chmod 755 "$D" "$D/pub" # the socket's directory must be reachable
+	SOCK=$D/pub/pf.sock
+	printf 'log = stderr\nrules = %s\nsocket = unix:%s\nsocket_group = postfix\n' \
+		"$D/rules" "$SOCK" >"$D/pfuser.conf"
+	"$MILTER" -f -c "$D/pfuser.conf" -d "$D/state-u4" 2>"$D/u4.log" &
+	PID=$!
+	it_track "$PID"
+	if wait_for 10 test -S "$SOCK"; then
+		check "postfix user: connects to the socket (group postfix, mode 660)" \
+			setpriv --reuid=postfix --regid=postfix --init-groups /usr/bin/python3 -c \
+			"import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])" "$SOCK"
+	else
+		fail "postfix user: sift-milter did not create $SOCK within 10 s"
+		cat "$D/u4.log" >&2
+	fi
+	kill "$PID" 2>/dev/null
+	wait "$PID" 2>/dev/null
+	it_untrack "$PID"
+fi
+
 printf 'log = stderr\nrules = %s\nsocket_mode = 0999\n' "$D/rules" >"$D/badmode.conf"
 timeout 10 "$MILTER" -f -c "$D/badmode.conf" -d "$D/state-bm" -p "unix:$D/bm.sock" \
 	>"$D/badmode.out" 2>&1
