@@ -10,6 +10,11 @@
  *
  *	SIGHUP: libmilter's own signal thread would treat SIGHUP as "stop".
  *	glue_run() makes it call the reload function instead (see glue.c).
+ *
+ *	The callbacks take commands in any order libmilter lets through (HELO
+ *	or ABORT before negotiation, CONNECT twice, headers with no MAIL, empty
+ *	arguments): they do nothing or refuse the message, never crash.
+ *	tests/fuzz/fuzz_milter.c drives them with arbitrary packet sequences.
  * THREADS
  *	libmilter runs one thread per connection; the callbacks keep all
  *	their state in the connection's private data.
