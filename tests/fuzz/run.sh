@@ -43,6 +43,8 @@ milter)
 	      milter/diag.c milter/conf.c milter/log.c milter/bayes*.c milter/dnsbl*.c milter/rep*.c"
 	libs="$(pkg-config --libs libpcre2-8 libpsl lmdb hiredis libcares 2>/dev/null)
 	      $(pkg-config --libs libhs 2>/dev/null)"
+	# the escaped quotes make C string literals; the path has no spaces
+	# shellcheck disable=SC2089
 	defs="-DSIFT_STATEDIR=\"/nonexistent\" -DSIFT_RULESDIR=\"$top/rules\"
 	      -DSIFT_SYSCONFDIR=\"/nonexistent\""
 	;;
@@ -96,7 +98,7 @@ for s in $(cd "$top" && echo $srcs); do
 	abs_srcs="$abs_srcs $top/$s"
 done
 echo "building fuzz_$target" >&2
-# shellcheck disable=SC2086 # word splitting of the source and library lists is wanted
+# shellcheck disable=SC2086,SC2090 # word splitting of the source, library and define lists is wanted
 if ! clang -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -I"$top/include" -I"$confdir" -DFUZZ_SRCDIR="\"$top\"" ${defs:-} \
 	"$src" $abs_srcs $libs -lm -pthread -o "$work/fuzz_$target"; then
