@@ -9,18 +9,18 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <libmilter/mfapi.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
-#include <stdint.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -388,7 +388,11 @@ static sfsistat glue_eom(SMFICTX *ctx)
 		log_msg(LOG_L_ERR, "%s: scoring failed", msg_queue_id(gc->m));
 		if (p->on_error == VERDICT_ERR_TEMPFAIL)
 			return glue_reply(ctx, p->tempfail_reply, NULL, SMFIS_TEMPFAIL);
+		/* accepted unscored, but never with a forged verdict */
+		if (p->foreign != VERDICT_FOREIGN_KEEP)
+			glue_strip_foreign(ctx, gc, p);
 		smfi_addheader(ctx, "X-Sift-Error", "scoring failed");
+		glue_reset_msg(gc);
 		return SMFIS_ACCEPT;
 	}
 	glue_log(gc, r);
