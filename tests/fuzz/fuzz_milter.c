@@ -52,7 +52,23 @@ struct smfi_str {
 	 * says otherwise; libmilter fails a call outside them (mi_sendok).
 	 */
 	unsigned long actions;
+	/*
+	 * Forged verdict fields: how many the filter was given since MAIL,
+	 * how many it deleted in this xxfi_eom, and whether it added its own.
+	 */
+	size_t own_seen, own_deleted;
+	bool verdict_added;
 };
+
+/* Whether name is one of our verdict fields under the published policy. */
+static bool fuzz_is_own(const char *name)
+{
+	scan_gen_t *g = scan_gen_acquire();
+	const verdict_policy_t *p = scan_gen_policy(g);
+	bool own = p->foreign != VERDICT_FOREIGN_KEEP && verdict_is_own_header(p, name);
+	scan_gen_unref(g);
+	return own;
+}
 
 int smfi_setpriv(SMFICTX *ctx, void *p)
 {
@@ -108,6 +124,8 @@ int smfi_addheader(SMFICTX *ctx, char *name, char *value)
 	if (!ctx->in_eom || value == NULL)
 		__builtin_trap();
 	fuzz_check_header(name, value);
+	if (fuzz_is_own(name))
+		ctx->verdict_added = true;
 	return ctx->actions & SMFIF_ADDHDRS ? MI_SUCCESS : MI_FAILURE;
 }
 
@@ -116,6 +134,8 @@ int smfi_chgheader(SMFICTX *ctx, char *name, int index, char *value)
 	if (!ctx->in_eom || index < 1)
 		__builtin_trap();
 	fuzz_check_header(name, value);
+	if (value == NULL && fuzz_is_own(name))
+		ctx->own_deleted++;
 	return ctx->actions & SMFIF_CHGHDRS ? MI_SUCCESS : MI_FAILURE;
 }
 
@@ -296,12 +316,16 @@ static void fuzz_session(const struct smfiDesc *d, SMFICTX *ctx, const uint8_t *
 			}
 			break;
 		case SMFIC_MACRO: fuzz_macros(ctx, buf, len); break;
-		case SMFIC_CONNECT: fuzz_connect(d, ctx, buf, len); break;
+		case SMFIC_CONNECT:
+			fuzz_connect(d, ctx, buf, len);
+			ctx->own_seen = 0; /* a new connection starts over */
+			break;
 		case SMFIC_HELO:
 			if (len > 0 && buf[len - 1] == '\0')
 				d->xxfi_helo(ctx, buf);
 			break;
 		case SMFIC_MAIL:
+			ctx->own_seen = 0;
 			argv = fuzz_argv(buf, len);
 			d->xxfi_envfrom(ctx, argv);
 			break;
@@ -311,8 +335,11 @@ static void fuzz_session(const struct smfiDesc *d, SMFICTX *ctx, const uint8_t *
 			break;
 		case SMFIC_HEADER:
 			argv = fuzz_argv(buf, len);
-			if (argv[0] != NULL && argv[1] != NULL)
+			if (argv[0] != NULL && argv[1] != NULL) {
 				d->xxfi_header(ctx, argv[0], argv[1]);
+				if (fuzz_is_own(argv[0]))
+					ctx->own_seen++;
+			}
 			break;
 		case SMFIC_EOH:
 			if (d->xxfi_eoh != NULL)
@@ -323,14 +350,29 @@ static void fuzz_session(const struct smfiDesc *d, SMFICTX *ctx, const uint8_t *
 			if (len > 0)
 				d->xxfi_body(ctx, (unsigned char *)buf, len);
 			ctx->in_eom = true;
+			ctx->own_deleted = 0;
+			ctx->verdict_added = false;
 			d->xxfi_eom(ctx);
 			ctx->in_eom = false;
+			/*
+			 * A message that leaves with our verdict leaves with no forged
+			 * copy: each one the filter was given is deleted (when the MTA
+			 * lets it change headers).
+			 */
+			if (ctx->verdict_added && (ctx->actions & SMFIF_CHGHDRS) &&
+			    ctx->own_deleted != ctx->own_seen)
+				__builtin_trap();
+			ctx->own_seen = 0;
 			break;
-		case SMFIC_ABORT: d->xxfi_abort(ctx); break;
+		case SMFIC_ABORT:
+			d->xxfi_abort(ctx);
+			ctx->own_seen = 0;
+			break;
 		case SMFIC_QUIT_NC: /* a new connection follows on the same context */
 			d->xxfi_close(ctx);
 			fuzz_clear_macros(ctx);
 			ctx->actions = d->xxfi_flags;
+			ctx->own_seen = 0;
 			break;
 		case SMFIC_QUIT:
 			d->xxfi_close(ctx);
