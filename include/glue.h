@@ -11,6 +11,11 @@
  *
  *	SIGHUP: libmilter's own signal thread would treat SIGHUP as "stop".
  *	glue_run() makes it call the reload function instead (see glue.c).
+ *
+ *	The callbacks take commands in any order libmilter lets through (HELO
+ *	or ABORT before negotiation, CONNECT twice, headers with no MAIL, empty
+ *	arguments): they do nothing or refuse the message, never crash.
+ *	tests/fuzz/fuzz_milter.c drives them with arbitrary packet sequences.
  * THREADS
  *	libmilter runs one thread per connection; the callbacks keep all
  *	their state in the connection's private data.
@@ -20,13 +25,37 @@
 
 #include "scan.h"
 
+struct smfiDesc; /* <libmilter/mfapi.h> */
+
 typedef void (*glue_reload_fn)(void);
 
 /*
- * Opens the socket (removing a stale unix socket) so main can drop
- * privileges afterwards. Returns 0, or -1 with a message in err.
+ * Checks a socket spec in libmilter's syntax, strictly: unix:/abs/path or
+ * local:/abs/path; inet:PORT@HOST or inet6:PORT@HOST with PORT 1-65535
+ * in digits and HOST an IP literal of the family or a host name. Refuses
+ * what libmilter would misread (Postfix's inet:HOST:PORT binds port HOST's
+ * first number on every interface) and a missing host (every interface:
+ * write 0.0.0.0 or :: for that). Returns 0, or -1 with a message in err
+ * that names the right form where there is one. Thread-safe.
+ */
+int glue_socket_check(const char *spec, char *err, size_t err_len);
+
+/*
+ * Checks and opens the socket (removing a stale unix socket), gives a unix
+ * socket s->socket_mode and s->socket_group, so main can drop privileges
+ * afterwards. Returns 0, or -1 with a message in err.
  */
 int glue_open(const scan_settings_t *s, char *err, size_t err_len);
+
+/* What glue_open() bound, from the socket itself: "127.0.0.1:11337", "unix:/path". */
+const char *glue_listening(void);
+
+/*
+ * The callback table glue_open() registers, for a harness that plays
+ * libmilter (the protocol fuzzer). The callbacks need a published
+ * generation (scan_gen_publish) and the smfi_* calls they make.
+ */
+const struct smfiDesc *glue_callbacks(void);
 /*
  * Runs until stopped; returns 0 on a clean stop. SIGTERM and SIGINT close
  * the listening socket at once (new connections are refused), let the

@@ -5,6 +5,12 @@
  *	Messages go to syslog (facility configurable) or to stderr with a
  *	timestamp. Levels follow syslog's. Rate limiting of noisy error
  *	classes is the caller's business (see log_ratelimit()).
+ *
+ *	Every line is escaped as a whole before it is written: control
+ *	characters, DEL and bytes above 0x7e become \xNN, so a field from
+ *	outside (a queue id, a HELO name) can neither end the line nor
+ *	carry terminal escapes. A line is cut at LOG_MAX_LINE_BYTES before
+ *	escaping.
  * THREADS
  *	log_msg() is safe from any thread. log_setup() is called by main()
  *	before threads start and on reload (it takes a lock).
@@ -13,6 +19,7 @@
 #define SIFT_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum { LOG_L_ERR = 3, LOG_L_WARNING = 4, LOG_L_NOTICE = 5, LOG_L_INFO = 6, LOG_L_DEBUG = 7 };
@@ -23,6 +30,14 @@ int log_level_parse(const char *name);    /* -1 if unknown */
 int log_facility_parse(const char *name); /* -1 if unknown */
 bool log_enabled(int level);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define LOG_MAX_LINE_BYTES 2048
+/*
+ * Copies in to out as log_msg() writes it: printable ASCII as is, every
+ * other byte as \xNN. Stops before a byte whose escape would not fit, so
+ * out is always NUL-terminated (when out_len > 0). Returns the length.
+ */
+size_t log_escape(char *out, size_t out_len, const char *in);
 
 /*
  * A rate limiter for one class of messages: at most `burst` per

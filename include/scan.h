@@ -48,7 +48,9 @@
 typedef struct scan_settings {
 	const char *state_dir;
 	const char *socket;
-	const char *pid_file; /* absolute */
+	unsigned socket_mode;     /* of a unix socket */
+	const char *socket_group; /* of a unix socket; "" keeps the daemon's */
+	const char *pid_file;     /* absolute */
 	const char *user, *group;
 	bool foreground;
 	const char *log_sink, *log_facility;

@@ -76,15 +76,45 @@ bool log_enabled(int level)
 	return level <= log_threshold;
 }
 
+size_t log_escape(char *out, size_t out_len, const char *in)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+	if (out_len == 0)
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)in; *p != '\0'; p++) {
+		bool plain = *p >= 0x20 && *p < 0x7f;
+		size_t need = plain ? 1 : 4;
+		if (n + need >= out_len)
+			break;
+		if (plain) {
+			out[n++] = (char)*p;
+		} else {
+			out[n++] = '\\';
+			out[n++] = 'x';
+			out[n++] = hex[*p >> 4];
+			out[n++] = hex[*p & 15];
+		}
+	}
+	out[n] = '\0';
+	return n;
+}
+
 void log_msg(int level, const char *fmt, ...)
 {
 	if (level > log_threshold)
 		return;
-	char buf[2048];
+	char raw[LOG_MAX_LINE_BYTES], buf[LOG_MAX_LINE_BYTES * 4];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	/*
+	 * Fields come from outside (queue ids, HELO names, addresses, DNS
+	 * text): escaping the whole line here means no caller can forget to,
+	 * and no field can start a forged line or carry terminal escapes.
+	 */
+	log_escape(buf, sizeof(buf), raw);
 	if (log_use_syslog) {
 		syslog(level, "%s", buf);
 		return;

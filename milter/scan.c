@@ -87,13 +87,15 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 {
 	static const char *const sinks[] = {"syslog", "stderr", NULL};
 	size_t before = diag_errors(d);
-	const char *level, *pid;
+	const char *level, *pid, *mode;
 	long n;
 	uint64_t u;
 	int v;
 
 	conf_str(c, "state_dir", SIFT_STATEDIR, &s->state_dir, d);
 	conf_str(c, "socket", "inet:11337@127.0.0.1", &s->socket, d);
+	conf_str(c, "socket_mode", "0660", &mode, d);
+	conf_str(c, "socket_group", "", &s->socket_group, d);
 	conf_str(c, "pid_file", "sift-milter.pid", &pid, d);
 	conf_str(c, "user", "", &s->user, d);
 	conf_str(c, "group", "", &s->group, d);
@@ -128,6 +130,12 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 	    strncmp(s->socket, "inet:", 5) != 0 && strncmp(s->socket, "inet6:", 6) != 0)
 		diag_error(d, conf_path(c), 0,
 		           "socket: expected unix:/path or inet:port@host, got '%s'", s->socket);
+	char *mode_end;
+	unsigned long m = strtoul(mode, &mode_end, 8);
+	if (mode[0] < '0' || mode[0] > '7' || *mode_end != '\0' || m > 0777)
+		diag_error(d, conf_path(c), 0,
+		           "socket_mode: expected an octal mode like 0660, got '%s'", mode);
+	s->socket_mode = (unsigned)m & 0777;
 	if (s->state_dir[0] != '/') {
 		/* Relative state dirs would move with the daemon's chdir("/"). */
 		char cwd[4096];

@@ -231,7 +231,8 @@ static int drop_privileges(const scan_settings_t *s)
 		fprintf(report, "sift-milter: chown %s: %s\n", s->pid_file, strerror(errno));
 	if (strncmp(s->socket, "unix:", 5) == 0 || strncmp(s->socket, "local:", 6) == 0) {
 		const char *path = strchr(s->socket, ':') + 1;
-		if (chown(path, pw->pw_uid, gid) < 0)
+		/* socket_group, when set, was given to the socket by glue_open() */
+		if (chown(path, pw->pw_uid, s->socket_group[0] ? (gid_t)-1 : gid) < 0)
 			fprintf(report, "sift-milter: chown %s: %s\n", path, strerror(errno));
 	}
 	if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
@@ -358,7 +359,7 @@ int main(int argc, char **argv)
 	}
 	diag_free(d);
 	scan_gen_publish(g);
-	log_msg(LOG_L_NOTICE, "sift-milter %s listening on %s", PACKAGE_VERSION, s->socket);
+	log_msg(LOG_L_NOTICE, "sift-milter %s listening on %s", PACKAGE_VERSION, glue_listening());
 	report_ready();
 	int rc = glue_run(reload);
 	/* The pid file's path may have changed with a reload; use the live one. */

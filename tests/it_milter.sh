@@ -99,6 +99,28 @@ check "foreign: deletions come before our additions" \
 	[ "$(printf '%s\n' "$MODS" | tr ';' '\n' | awk '/^add /{a=1} /^chg/ && a {bad=1} END {print bad+0}')" = 0 ]
 check "foreign: our X-Spam-Status added" has "$(field foreign foreign.eml 4)" "X-Spam-Status: No, score="
 
+# --- many forged copies: every one removed, not only the first few
+{
+	printf 'From: f@example.org\nTo: bob@example.net\nSubject: forty flags\n'
+	printf 'Message-ID: <flags-1@example.org>\n'
+	i=1
+	while [ $i -le 40 ]; do
+		# every fifth copy in another case: the MTA counts names case-blind
+		if [ $((i % 5)) = 0 ]; then printf 'x-spam-flag: YES\n'; else printf 'X-Spam-Flag: YES\n'; fi
+		i=$((i + 1))
+	done
+	printf '\nhello\n'
+} >"$D/flags40.eml"
+mc flags40 "$D/flags40.eml"
+MODS=$(field flags40 flags40.eml 5)
+check "40 forged X-Spam-Flag: accepted" [ "$(field flags40 flags40.eml 2)" = accept ]
+check "40 forged X-Spam-Flag: 40 deletions" [ "$(count_in "$MODS" 'chg\[[0-9]*\] X-Spam-Flag: $')" = 40 ]
+check "40 forged X-Spam-Flag: indexes 40 down to 1" \
+	[ "$(printf '%s\n' "$MODS" | tr ';' '\n' | sed -n 's/^chg\[\([0-9]*\)\] X-Spam-Flag: $/\1/p' |
+		tr '\n' ' ')" = "$(seq 40 -1 1 | tr '\n' ' ')" ]
+check "40 forged X-Spam-Flag: no flag of ours on a clean message" \
+	hasnt "$(field flags40 flags40.eml 4)" "X-Spam-Flag"
+
 # --- two messages on one connection; then an aborted transaction and a message
 mc two --per-conn 2 "$DATA/spam.eml" "$DATA/ham.eml"
 check "one connection: first message rejected" [ "$(row two 1 2)" = reject ]
