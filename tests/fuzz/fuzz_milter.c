@@ -433,6 +433,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	conf_t *c = conf_parse("fuzz.conf", text, d);
 	ev_env_t env = {.state_dir = fuzz_state_dir, .offline = false};
 	scan_gen_t *g = c != NULL ? scan_gen_load(c, NULL, &env, d) : NULL;
+	if (g != NULL && scan_gen_start(g, &env, d) != 0) {
+		scan_gen_unref(g);
+		g = NULL;
+	}
 	if (g == NULL) {
 		diag_print(d, stderr, 1);
 		fprintf(stderr, "fuzz_milter: cannot build a generation\n");
