@@ -66,8 +66,28 @@ long ev_now_ms(void)
 	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* What a module thread needs before it runs its own function. */
+struct ev_thread_boot {
+	char name[16]; /* the kernel keeps 15 bytes of a thread's name */
+	void *(*fn)(void *);
+	void *arg;
+};
+
+/* Names the thread from inside, so it carries its name before it does anything. */
+static void *ev_thread_main(void *p)
+{
+	struct ev_thread_boot b = *(struct ev_thread_boot *)p;
+	free(p);
+	pthread_setname_np(pthread_self(), b.name);
+	return b.fn(b.arg);
+}
+
 int ev_thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg)
 {
+	struct ev_thread_boot *b = xalloc_calloc(1, sizeof(*b));
+	snprintf(b->name, sizeof(b->name), "%s", name);
+	b->fn = fn;
+	b->arg = arg;
 	/* The new thread inherits the mask in force when it is created. */
 	sigset_t block, old;
 	sigemptyset(&block);
@@ -76,10 +96,10 @@ int ev_thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *a
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
-	int rc = pthread_create(t, NULL, fn, arg);
+	int rc = pthread_create(t, NULL, ev_thread_main, b);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc == 0)
-		pthread_setname_np(*t, name);
+	if (rc != 0)
+		free(b);
 	return rc;
 }
 

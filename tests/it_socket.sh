@@ -108,6 +108,8 @@ it_untrack "$PID"
 # --- user = nobody with socket_group: the socket keeps the group
 if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1 && [ "$GROUP" != "$(id -gn nobody)" ]; then
 	SOCK=$D/drop.sock
+	# The stores are opened after the switch: nobody must reach its state dir.
+	chmod 711 "$D"
 	printf 'log = stderr\nrules = %s\nsocket = unix:%s\nsocket_group = %s\nuser = nobody\n' \
 		"$D/rules" "$SOCK" "$GROUP" >"$D/drop.conf"
 	"$MILTER" -f -c "$D/drop.conf" -d "$D/state-u3" 2>"$D/u3.log" &

@@ -184,6 +184,10 @@ int smfi_main(void)
 {
 	return MI_FAILURE;
 }
+int smfi_stop(void)
+{
+	return MI_FAILURE;
+}
 
 /* ------------------------------------------------------------ engine */
 
@@ -275,6 +279,7 @@ static sfsistat fuzz_connect(const struct smfiDesc *d, SMFICTX *ctx, char *buf, 
 		}
 		sa = &u.sa;
 	}
+	ctx->own_seen = 0; /* a new connection starts over */
 	return d->xxfi_connect(ctx, host, sa);
 }
 
@@ -318,7 +323,6 @@ static void fuzz_session(const struct smfiDesc *d, SMFICTX *ctx, const uint8_t *
 		case SMFIC_MACRO: fuzz_macros(ctx, buf, len); break;
 		case SMFIC_CONNECT:
 			fuzz_connect(d, ctx, buf, len);
-			ctx->own_seen = 0; /* a new connection starts over */
 			break;
 		case SMFIC_HELO:
 			if (len > 0 && buf[len - 1] == '\0')
