@@ -140,7 +140,12 @@ static void await_daemon(int fd, pid_t child)
 	waitpid(child, NULL, 0); /* the intermediate child, gone at once */
 	if (!ready)
 		fprintf(stderr, "sift-milter: the daemon did not start\n");
-	exit(ready ? 0 : 1);
+	/*
+	 * _exit: the generation and every library's state now belong to the
+	 * daemon; exit handlers (and a leak checker's) have nothing to do here.
+	 */
+	fflush(stderr);
+	_exit(ready ? 0 : 1);
 }
 
 static int daemonize(void)
@@ -167,6 +172,11 @@ static int daemonize(void)
 	FILE *fp = fdopen(p[1], "w");
 	if (fp == NULL)
 		return -1;
+	/*
+	 * Unbuffered: whatever way the daemon ends (an exit that skips stdio's
+	 * flush included), every line it wrote has reached the waiting parent.
+	 */
+	setvbuf(fp, NULL, _IONBF, 0);
 	report = fp;
 	int fd = open("/dev/null", O_RDWR);
 	if (fd >= 0) {
@@ -354,8 +364,9 @@ int main(int argc, char **argv)
 		        diag_errors(d));
 		log_msg(LOG_L_ERR, "%zu start-up error(s), not starting", diag_errors(d));
 		diag_free(d);
+		int rc = startup_failed(s); /* s lives in g */
 		scan_gen_unref(g);
-		return startup_failed(s);
+		return rc;
 	}
 	diag_free(d);
 	scan_gen_publish(g);
