@@ -383,6 +383,25 @@ static const char *scan_list_add(arena_t *a, const char *list, const char *name)
 	return list ? arena_sprintf(a, "%s,%s", list, name) : name;
 }
 
+static double scan_ms_between(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
+/* Appends " name=1.23ms" (and "(degraded)" or "(error)") to the debug line in buf. */
+static void scan_timing_add(char *buf, size_t cap, size_t *len, const char *name, double ms,
+                            ev_status_t st)
+{
+	if (*len >= cap)
+		return;
+	int n = snprintf(buf + *len, cap - *len, " %s=%.2fms%s", name, ms,
+	                 st == EV_ERROR      ? "(error)"
+	                 : st == EV_DEGRADED ? "(degraded)"
+	                                     : "");
+	if (n > 0)
+		*len += (size_t)n < cap - *len ? (size_t)n : cap - *len - 1;
+}
+
 scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 {
 	long start = ev_now_ms();
@@ -397,12 +416,25 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 	    .explain = o && o->explain,
 	    .timing = o && o->timing,
 	};
+	/* Each source's time is measured only when the debug line will be written. */
+	bool timings = log_enabled(LOG_L_DEBUG);
+	char tbuf[256];
+	size_t tlen = 0;
+	tbuf[0] = '\0';
 	for (size_t i = 0; i < SCAN_N_MODULES; i++) {
 		if (c->gen->mod[i] == NULL || scan_modules[i]->score == NULL)
 			continue;
 		ctx.score_so_far = hits_total(r->hits);
+		struct timespec s0, s1;
+		if (timings)
+			clock_gettime(CLOCK_MONOTONIC, &s0);
 		ev_status_t st =
 		    scan_modules[i]->score(c->gen->mod[i], c->mod[i], m, r->mime, r->hits, &ctx);
+		if (timings) {
+			clock_gettime(CLOCK_MONOTONIC, &s1);
+			scan_timing_add(tbuf, sizeof(tbuf), &tlen, scan_modules[i]->name,
+			                scan_ms_between(&s0, &s1), st);
+		}
 		if (st == EV_ERROR)
 			r->failed = scan_list_add(a, r->failed, scan_modules[i]->name);
 		else if (st == EV_DEGRADED)
@@ -418,8 +450,10 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 			r->action = VERDICT_TEMPFAIL;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	r->elapsed_ms =
-	    (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	r->elapsed_ms = scan_ms_between(&t0, &t1);
+	if (timings)
+		log_msg(LOG_L_DEBUG, "%s: timings%s total=%.2fms", msg_queue_id(m), tbuf,
+		        r->elapsed_ms);
 	return r;
 }
 
