@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include "bayes.h"
+#include "hits.h"
 #include "log.h"
 
 #include <math.h>
@@ -77,7 +78,8 @@ int bayes_settings_read(conf_t *c, const char *state_dir, bayes_settings_t *s, d
 	conf_double(c, "bayes_fisher_scale", s->params.fisher_scale, 0.01, 100.0,
 	            &s->params.fisher_scale, d);
 	for (size_t i = 0; i < N_BANDS; i++)
-		conf_double(c, bands[i].key, bands[i].score, -1000.0, 1000.0, &s->band_score[i], d);
+		conf_double(c, bands[i].key, bands[i].score, -HITS_MAX_SCORE, HITS_MAX_SCORE,
+		            &s->band_score[i], d);
 	conf_bool(c, "bayes_touch", true, &s->touch, d);
 	conf_bool(c, "bayes_autolearn", false, &s->autolearn, d);
 	/* SpamAssassin's thresholds; the score excludes Bayes's own points. */

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hits.h"
 #include "log.h"
 
 enum {
@@ -66,11 +67,13 @@ int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *
 	bad |= conf_ms(c, "redis_breaker_time", 30000, 0, 3600000, &rc->breaker_open_ms, d);
 	bad |= conf_ms(c, "redis_backoff_max", 10000, 10, 3600000, &rc->backoff_max_ms, d);
 	bad |= conf_double(c, "rep_min_observations", 10, 1, 1e9, &rc->min_obs, d);
-	bad |= conf_double(c, "rep_max_score", 3, 0, 1000, &rc->max_score, d);
+	bad |= conf_double(c, "rep_max_score", 3, 0, HITS_MAX_SCORE, &rc->max_score, d);
 	bad |= conf_double(c, "rep_learn_spam_score", 5, -1000, 1000, &rc->learn_spam, d);
 	bad |= conf_double(c, "rep_learn_ham_score", 1, -1000, 1000, &rc->learn_ham, d);
-	bad |= conf_double(c, "rep_block_score", 100, -10000, 10000, &rc->block_score, d);
-	bad |= conf_double(c, "rep_allow_score", -100, -10000, 10000, &rc->allow_score, d);
+	bad |= conf_double(c, "rep_block_score", 100, -HITS_MAX_SCORE, HITS_MAX_SCORE,
+	                   &rc->block_score, d);
+	bad |= conf_double(c, "rep_allow_score", -100, -HITS_MAX_SCORE, HITS_MAX_SCORE,
+	                   &rc->allow_score, d);
 	bad |= conf_ms(c, "rep_half_life", 86400000L, 1000, 365L * 86400000L, &v, d);
 	rc->half_life_s = v / 1000;
 	bad |= conf_ms(c, "rep_ttl", 30L * 86400000L, 1000, 3650L * 86400000L, &v, d);

@@ -142,6 +142,30 @@ Test(config, bad_values_are_reported_at_their_line)
 	}
 }
 
+/* Two lists scoring 1e308 would make the total inf; one at the bound is fine. */
+Test(config, a_score_beyond_the_shared_bound_is_an_error_at_its_line)
+{
+	static const char *const bad[] = {
+	    "\ndnsbl_list = zen ip zen.test 127.0.0.2=1e308\n",
+	    "\ndnsbl_list = zen ip zen.test any=-1000.5\n",
+	    "\ndnsbl_list = zen ip zen.test mask:0.0.0.4=1001:ZEN_X\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		diag_t *d = diag_new();
+		dnsbl_t *b = load_text(bad[i], d);
+		cr_assert_null(b, "accepted: %s", bad[i]);
+		cr_assert(diag_has(d, "t.conf:2:"), "%s", diag_count(d) ? diag_text(d, 0) : "");
+		cr_assert(diag_has(d, "out of range"), "%s", diag_count(d) ? diag_text(d, 0) : "");
+		diag_free(d);
+	}
+	diag_t *d = diag_new();
+	dnsbl_t *b = load_text("dnsbl_list = zen ip zen.test 127.0.0.2=1000 any=-1000\n", d);
+	cr_assert_eq(diag_errors(d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	cr_assert_not_null(b);
+	dnsbl_release(b);
+	diag_free(d);
+}
+
 Test(config, a_full_list_line_is_accepted)
 {
 	diag_t *d = diag_new();
