@@ -8,6 +8,7 @@
 #include "bayes.h"
 #include "hits.h"
 #include "log.h"
+#include "xalloc.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -116,9 +117,7 @@ typedef struct bayes_conn {
 static void *bayes_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
 {
 	bayes_shared_t *old = prev;
-	bayes_shared_t *b = calloc(1, sizeof(*b));
-	if (b == NULL)
-		return NULL;
+	bayes_shared_t *b = xalloc_calloc(1, sizeof(*b));
 	if (bayes_settings_read(c, env->state_dir, &b->set, d) != 0 || !b->set.enable) {
 		free(b);
 		return NULL;
@@ -165,7 +164,7 @@ static void bayes_release(void *shared)
 
 static void *bayes_conn_begin(void *shared, const ev_conn_info_t *ci)
 {
-	return calloc(1, sizeof(bayes_conn_t));
+	return xalloc_calloc(1, sizeof(bayes_conn_t));
 }
 
 static void bayes_conn_end(void *shared, void *conn)

@@ -627,7 +627,7 @@ static bool parse_nameserver(const char *v, char *csv, size_t n)
 static void read_cidrs(conf_t *c, const char *key, struct cidr **out, size_t *n, diag_t *d)
 {
 	size_t cnt = conf_count(c, key);
-	*out = cnt ? calloc(cnt, sizeof(**out)) : NULL;
+	*out = cnt ? xalloc_calloc(cnt, sizeof(**out)) : NULL;
 	*n = 0;
 	for (size_t i = 0; i < cnt; i++) {
 		const char *file;

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 #define GLUE_LOG_TOP_RULES 5
 
@@ -195,7 +196,7 @@ static sfsistat glue_helo(SMFICTX *ctx, char *helo)
 	if (gc == NULL)
 		return SMFIS_TEMPFAIL;
 	free(gc->helo);
-	gc->helo = helo ? strdup(helo) : NULL;
+	gc->helo = helo ? xalloc_strdup(helo) : NULL;
 	if (log_enabled(LOG_L_DEBUG))
 		log_msg(LOG_L_DEBUG, "helo %s tls=%s", helo ? helo : "-",
 		        glue_sym(ctx, "{tls_version}"));

@@ -19,6 +19,7 @@
 
 #include "hits.h"
 #include "log.h"
+#include "xalloc.h"
 
 enum {
 	READQ_MAX = 4096,        /* pending read requests; beyond, reads fail fast */
@@ -516,7 +517,7 @@ static void *syncer_main(void *arg)
 
 static char *sdup(const char *s)
 {
-	return s ? strdup(s) : NULL;
+	return s ? xalloc_strdup(s) : NULL;
 }
 
 static void rt_stop_threads(struct rep_rt *rt)
@@ -603,17 +604,15 @@ static char *rt_signature(const rep_config_t *rc, bool offline)
 	             rc->cache_ms, rc->cache_entries, rc->reader_threads);
 	for (size_t i = 0; i < rc->n_sentinels && n > 0 && (size_t)n < sizeof(buf); i++)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "|%s", rc->sentinels[i]);
-	return strdup(buf);
+	return xalloc_strdup(buf);
 }
 
 static struct rep_rt *rt_new(const rep_config_t *rc, struct mirror_ref *mir, bool offline,
                              diag_t *d)
 {
-	struct rep_rt *rt = calloc(1, sizeof(*rt));
+	struct rep_rt *rt = xalloc_calloc(1, sizeof(*rt));
 	pthread_condattr_t ca;
 
-	if (rt == NULL)
-		return NULL;
 	rt->refs = 1;
 	rt->sig = rt_signature(rc, offline);
 	rt->cfg = *rc;
@@ -622,8 +621,8 @@ static struct rep_rt *rt_new(const rep_config_t *rc, struct mirror_ref *mir, boo
 	rt->cfg.password = rt->password = sdup(rc->password);
 	rt->cfg.master_name = rt->master = sdup(rc->master_name);
 	for (size_t i = 0; i < rc->n_sentinels; i++)
-		rt->cfg.sentinels[i] = rt->sentinels[i] = strdup(rc->sentinels[i]);
-	rt->cfg.prefix = rt->prefix = strdup(rc->prefix);
+		rt->cfg.sentinels[i] = rt->sentinels[i] = xalloc_strdup(rc->sentinels[i]);
+	rt->cfg.prefix = rt->prefix = xalloc_strdup(rc->prefix);
 	rt->offline = offline;
 	rt->wq = rep_wqueue_new((size_t)rc->queue_max);
 	if (mir)
@@ -726,10 +725,8 @@ struct rep_conn {
 
 static void *rep_load(conf_t *c, void *prev_v, const ev_env_t *env, diag_t *d)
 {
-	struct rep_shared *prev = prev_v, *s = calloc(1, sizeof(*s));
+	struct rep_shared *prev = prev_v, *s = xalloc_calloc(1, sizeof(*s));
 
-	if (s == NULL)
-		return NULL;
 	if (rep_config_read(c, env->state_dir, &s->cfg, d) < 0) {
 		free(s);
 		return NULL;
@@ -774,9 +771,9 @@ static int rep_start(void *sv, const ev_env_t *env, diag_t *d)
 			diag_t *tmp = diag_new();
 			rep_mirror_t *m = rep_mirror_open(s->cfg.mirror_dir, tmp);
 			if (m) {
-				s->mir = calloc(1, sizeof(*s->mir));
+				s->mir = xalloc_calloc(1, sizeof(*s->mir));
 				s->mir->refs = 1;
-				s->mir->path = strdup(s->cfg.mirror_dir);
+				s->mir->path = xalloc_strdup(s->cfg.mirror_dir);
 				s->mir->m = m;
 			} else if (!env->offline || s->cfg.mirror_explicit) {
 				for (size_t i = 0; i < diag_count(tmp); i++)
@@ -811,9 +808,9 @@ static struct rep_read *read_for(struct rep_shared *s, long wait_ms)
 static void *rep_conn_begin(void *sv, const ev_conn_info_t *ci)
 {
 	struct rep_shared *s = sv;
-	struct rep_conn *c = calloc(1, sizeof(*c));
+	struct rep_conn *c = xalloc_calloc(1, sizeof(*c));
 
-	if (c == NULL || ci == NULL || ci->client_ip == NULL)
+	if (ci == NULL || ci->client_ip == NULL)
 		return c;
 	if (rep_addr_parse(ci->client_ip, &c->addr) < 0)
 		return c;
