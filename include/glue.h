@@ -30,19 +30,9 @@ struct smfiDesc; /* <libmilter/mfapi.h> */
 typedef void (*glue_reload_fn)(void);
 
 /*
- * Checks a socket spec in libmilter's syntax, strictly: unix:/abs/path or
- * local:/abs/path; inet:PORT@HOST or inet6:PORT@HOST with PORT 1-65535
- * in digits and HOST an IP literal of the family or a host name. Refuses
- * what libmilter would misread (Postfix's inet:HOST:PORT binds port HOST's
- * first number on every interface) and a missing host (every interface:
- * write 0.0.0.0 or :: for that). Returns 0, or -1 with a message in err
- * that names the right form where there is one. Thread-safe.
- */
-int glue_socket_check(const char *spec, char *err, size_t err_len);
-
-/*
- * Checks and opens the socket (removing a stale unix socket), gives a unix
- * socket s->socket_mode and s->socket_group, so main can drop privileges
+ * Opens the socket, removing a stale unix socket (the spec was checked
+ * strictly when the settings were read, see scan.h), gives a unix socket
+ * s->socket_mode and s->socket_group, so main can drop privileges
  * afterwards. Returns 0, or -1 with a message in err.
  */
 int glue_open(const scan_settings_t *s, char *err, size_t err_len);

@@ -42,6 +42,14 @@ void hits_addf(hits_t *h, const char *source, const char *name, double score, co
 size_t hits_count(const hits_t *h);
 const hit_t *hits_at(const hits_t *h, size_t i);
 bool hits_has(const hits_t *h, const char *name);
+/*
+ * The largest |score| any one configured score may have (a rule's score, a
+ * DNS list's return code, a reputation or Bayes score): far above any real
+ * rule set's (SpamAssassin's largest are 100), and small enough that sums
+ * over any number of hits stay finite. Every source's config reader refuses
+ * a score beyond it with file:line.
+ */
+#define HITS_MAX_SCORE 1000.0
 /* The sum of the scores, always finite: a non-finite score counts 0 and the sum stays within
  * -HITS_MAX_TOTAL..HITS_MAX_TOTAL. */
 #define HITS_MAX_TOTAL 1e9

@@ -45,7 +45,7 @@
  *	explicit score of 0 disables the rule, as in SpamAssassin (metas then
  *	see it as not hit). Rules named __* are never reported or scored.
  *	A "multiple" rule scores once; its match count (up to maxhits) is
- *	what metas see. A score outside -RULES_MAX_SCORE..RULES_MAX_SCORE
+ *	what metas see. A score outside -HITS_MAX_SCORE..HITS_MAX_SCORE
  *	(1000), or not a finite number, is an error. A score for a rule
  *	defined nowhere warns, checked once all files are read (SpamAssassin's
  *	score files score rules of other files), unless a rule line for it
@@ -154,9 +154,6 @@
 #include "msg.h"
 
 #define RULES_MAX_PATHS 64
-/* The largest |score| a score line may give; far above any real rule set's (SpamAssassin's
- * largest are 100), and small enough that sums over any number of rules stay finite. */
-#define RULES_MAX_SCORE 1000.0
 
 typedef struct rules rules_t;
 

@@ -47,6 +47,15 @@
 /* Core settings every part of the program reads from one generation. */
 typedef struct scan_settings {
 	const char *state_dir;
+	/*
+	 * In libmilter's syntax, checked strictly when read: unix:/abs/path or
+	 * local:/abs/path; inet:PORT@HOST or inet6:PORT@HOST with PORT 1-65535
+	 * in digits and HOST an IP literal of the family or a host name.
+	 * Refused, with file:line and the right form named where there is one:
+	 * what libmilter would misread (Postfix's inet:HOST:PORT binds port
+	 * HOST's first number on every interface) and a missing host (every
+	 * interface: write 0.0.0.0 or :: for that).
+	 */
 	const char *socket;
 	unsigned socket_mode;     /* of a unix socket */
 	const char *socket_group; /* of a unix socket; "" keeps the daemon's */
@@ -82,8 +91,9 @@ typedef struct scan_opts {
 
 /*
  * Builds a generation: reads every module's keys from c, loads rules and
- * checks files; stores open and threads start in scan_gen_start(). prev (may be NULL) lends long-lived resources. Returns
- * NULL with errors in d (unknown keys included). Takes ownership of c.
+ * checks files; stores open and threads start in scan_gen_start(). prev (may be NULL) lends
+ * long-lived resources. Returns NULL with errors in d (unknown keys included). Takes ownership of
+ * c.
  */
 scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env, diag_t *d);
 /*

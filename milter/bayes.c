@@ -6,7 +6,9 @@
 #include "config.h"
 
 #include "bayes.h"
+#include "hits.h"
 #include "log.h"
+#include "xalloc.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -77,7 +79,8 @@ int bayes_settings_read(conf_t *c, const char *state_dir, bayes_settings_t *s, d
 	conf_double(c, "bayes_fisher_scale", s->params.fisher_scale, 0.01, 100.0,
 	            &s->params.fisher_scale, d);
 	for (size_t i = 0; i < N_BANDS; i++)
-		conf_double(c, bands[i].key, bands[i].score, -1000.0, 1000.0, &s->band_score[i], d);
+		conf_double(c, bands[i].key, bands[i].score, -HITS_MAX_SCORE, HITS_MAX_SCORE,
+		            &s->band_score[i], d);
 	conf_bool(c, "bayes_touch", true, &s->touch, d);
 	conf_bool(c, "bayes_autolearn", false, &s->autolearn, d);
 	/* SpamAssassin's thresholds; the score excludes Bayes's own points. */
@@ -114,9 +117,7 @@ typedef struct bayes_conn {
 static void *bayes_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
 {
 	bayes_shared_t *old = prev;
-	bayes_shared_t *b = calloc(1, sizeof(*b));
-	if (b == NULL)
-		return NULL;
+	bayes_shared_t *b = xalloc_calloc(1, sizeof(*b));
 	if (bayes_settings_read(c, env->state_dir, &b->set, d) != 0 || !b->set.enable) {
 		free(b);
 		return NULL;
@@ -163,7 +164,7 @@ static void bayes_release(void *shared)
 
 static void *bayes_conn_begin(void *shared, const ev_conn_info_t *ci)
 {
-	return calloc(1, sizeof(bayes_conn_t));
+	return xalloc_calloc(1, sizeof(bayes_conn_t));
 }
 
 static void bayes_conn_end(void *shared, void *conn)

@@ -9,6 +9,7 @@
 
 #include "dnsbl.h"
 #include "dnsbl_int.h"
+#include "hits.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -374,12 +375,17 @@ static bool valid_rule_name(const char *s)
 }
 
 /* "SCORE[:RULE]" */
-static bool parse_score(const char *s, double *score, char **rule)
+/* Sets *out_of_range when the number is there but beyond HITS_MAX_SCORE (see hits.h). */
+static bool parse_score(const char *s, double *score, char **rule, bool *out_of_range)
 {
 	char *e;
 	*score = strtod(s, &e);
 	if (e == s || !isfinite(*score))
 		return false;
+	if (fabs(*score) > HITS_MAX_SCORE) {
+		*out_of_range = true;
+		return false;
+	}
 	*rule = NULL;
 	if (*e == '\0')
 		return true;
@@ -472,6 +478,7 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 		*eq = '\0';
 		const char *v = eq + 1;
 		bool ok = true;
+		bool out_of_range = false;
 		struct code_rule cr = {0};
 		if (isdigit((unsigned char)t[0]) || strcmp(t, "any") == 0 ||
 		    strncmp(t, "mask:", 5) == 0) {
@@ -490,7 +497,7 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 				cr.type = cr.lo == cr.hi ? CODE_EXACT : CODE_RANGE;
 			}
 			if (ok)
-				ok = parse_score(v, &cr.score, &cr.rule);
+				ok = parse_score(v, &cr.score, &cr.rule, &out_of_range);
 			if (ok) {
 				l->codes =
 				    xalloc_realloc(l->codes, (l->ncodes + 1) * sizeof(*l->codes));
@@ -542,8 +549,14 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 		if (!ok) {
 			bool wrong_kind = (strcmp(t, "check") == 0 && l->kind != KIND_DOMAIN) ||
 			                  (strcmp(t, "ipv6") == 0 && l->kind != KIND_IP);
-			diag_error(d, file, line, "dnsbl_list %s: bad %s=%s%s", l->name, t, v,
-			           wrong_kind ? " (not for this kind of list)" : "");
+			if (out_of_range)
+				diag_error(
+				    d, file, line,
+				    "dnsbl_list %s: bad %s=%s (score out of range, -%g to %g)",
+				    l->name, t, v, HITS_MAX_SCORE, HITS_MAX_SCORE);
+			else
+				diag_error(d, file, line, "dnsbl_list %s: bad %s=%s%s", l->name, t,
+				           v, wrong_kind ? " (not for this kind of list)" : "");
 			bad++;
 		}
 	}
@@ -614,7 +627,7 @@ static bool parse_nameserver(const char *v, char *csv, size_t n)
 static void read_cidrs(conf_t *c, const char *key, struct cidr **out, size_t *n, diag_t *d)
 {
 	size_t cnt = conf_count(c, key);
-	*out = cnt ? calloc(cnt, sizeof(**out)) : NULL;
+	*out = cnt ? xalloc_calloc(cnt, sizeof(**out)) : NULL;
 	*n = 0;
 	for (size_t i = 0; i < cnt; i++) {
 		const char *file;

@@ -510,7 +510,8 @@ dnsbl_resolver_t *dnsbl_resolver_new(const dnsbl_resolver_conf_t *rc, char *err,
 	dnsbl_resolver_t *r = xalloc_calloc(1, sizeof(*r));
 	r->refs = 1;
 	r->conf = *rc;
-	r->servers_csv = rc->servers_csv ? strdup(rc->servers_csv) : NULL;
+	/* NULL means the system's resolvers, so a failed copy must not become one. */
+	r->servers_csv = rc->servers_csv ? xalloc_strdup(rc->servers_csv) : NULL;
 	r->conf.servers_csv = r->servers_csv;
 
 	struct ares_options o;

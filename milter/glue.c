@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 #define GLUE_LOG_TOP_RULES 5
 
@@ -195,7 +196,7 @@ static sfsistat glue_helo(SMFICTX *ctx, char *helo)
 	if (gc == NULL)
 		return SMFIS_TEMPFAIL;
 	free(gc->helo);
-	gc->helo = helo ? strdup(helo) : NULL;
+	gc->helo = helo ? xalloc_strdup(helo) : NULL;
 	if (log_enabled(LOG_L_DEBUG))
 		log_msg(LOG_L_DEBUG, "helo %s tls=%s", helo ? helo : "-",
 		        glue_sym(ctx, "{tls_version}"));
@@ -482,133 +483,6 @@ const struct smfiDesc *glue_callbacks(void)
 }
 
 /*
- * libmilter's socket syntax is loose: "inet:127.0.0.1:11338" (Postfix's
- * notation) is read as port "127" on every interface, and "inet:11338"
- * also listens everywhere. So the spec is checked here before libmilter
- * sees it: the port is digits only, the host is required, and a spec in
- * Postfix's order gets an error that names the right form.
- */
-#define GLUE_MAX_HOST_BYTES 255
-
-static bool glue_port_ok(const char *p, size_t n)
-{
-	if (n == 0 || n > 5)
-		return false;
-	unsigned long v = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] < '0' || p[i] > '9')
-			return false;
-		v = v * 10 + (unsigned long)(p[i] - '0');
-	}
-	return v >= 1 && v <= 65535;
-}
-
-/* A host name: letters, digits, '-' and '.', labels of 1 to 63 bytes. */
-static bool glue_hostname_ok(const char *h)
-{
-	size_t label = 0, n = strlen(h);
-	if (n == 0 || n > GLUE_MAX_HOST_BYTES)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = h[i];
-		if (c == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		           (c >= '0' && c <= '9') || c == '-') {
-			if (++label > 63)
-				return false;
-		} else {
-			return false;
-		}
-	}
-	/* all digits and dots is a mistyped address, not a name */
-	return strspn(h, "0123456789.") != n;
-}
-
-int glue_socket_check(const char *spec, char *err, size_t err_len)
-{
-	const char *colon = strchr(spec, ':');
-	size_t plen = colon ? (size_t)(colon - spec) : 0;
-	if (colon == NULL) {
-		snprintf(err, err_len,
-		         "socket '%s': expected unix:/path, inet:PORT@HOST or inet6:PORT@HOST",
-		         spec);
-		return -1;
-	}
-	const char *rest = colon + 1;
-	if ((plen == 4 && strncmp(spec, "unix", 4) == 0) ||
-	    (plen == 5 && strncmp(spec, "local", 5) == 0)) {
-		struct sockaddr_un sun;
-		if (rest[0] != '/') {
-			snprintf(err, err_len,
-			         "socket '%s': the unix socket's path must be absolute", spec);
-			return -1;
-		}
-		if (strlen(rest) >= sizeof(sun.sun_path)) {
-			snprintf(err, err_len, "socket '%s': path longer than %zu bytes", spec,
-			         sizeof(sun.sun_path) - 1);
-			return -1;
-		}
-		return 0;
-	}
-	bool v6 = plen == 5 && strncmp(spec, "inet6", 5) == 0;
-	if (!v6 && !(plen == 4 && strncmp(spec, "inet", 4) == 0)) {
-		snprintf(err, err_len,
-		         "socket '%s': unknown type '%.*s' (expected unix, local, inet or inet6)",
-		         spec, (int)plen, spec);
-		return -1;
-	}
-	const char *at = strchr(rest, '@');
-	if (at == NULL) {
-		/* Postfix writes inet:HOST:PORT and inet:[HOST]:PORT. */
-		const char *last = strrchr(rest, ':');
-		if (last != NULL && glue_port_ok(last + 1, strlen(last + 1))) {
-			const char *h = rest;
-			size_t hl = (size_t)(last - rest);
-			if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-				h++;
-				hl -= 2;
-			}
-			bool h6 = memchr(h, ':', hl) != NULL;
-			snprintf(
-			    err, err_len,
-			    "socket '%s' is in Postfix's notation; sift-milter takes libmilter's: "
-			    "%s:%s@%.*s",
-			    spec, h6 ? "inet6" : "inet", last + 1, (int)hl, h);
-		} else if (glue_port_ok(rest, strlen(rest))) {
-			snprintf(
-			    err, err_len,
-			    "socket '%s' names no host; write %s:%s@127.0.0.1 for loopback, or "
-			    "%s:%s@%s to listen on every interface",
-			    spec, v6 ? "inet6" : "inet", rest, v6 ? "inet6" : "inet", rest,
-			    v6 ? "::" : "0.0.0.0");
-		} else {
-			snprintf(err, err_len, "socket '%s': expected %s:PORT@HOST", spec,
-			         v6 ? "inet6" : "inet");
-		}
-		return -1;
-	}
-	if (!glue_port_ok(rest, (size_t)(at - rest))) {
-		snprintf(err, err_len, "socket '%s': the port must be a number from 1 to 65535",
-		         spec);
-		return -1;
-	}
-	const char *host = at + 1;
-	unsigned char buf[sizeof(struct in6_addr)];
-	if (inet_pton(v6 ? AF_INET6 : AF_INET, host, buf) == 1 || glue_hostname_ok(host))
-		return 0;
-	if (!v6 && inet_pton(AF_INET6, host, buf) == 1)
-		snprintf(err, err_len, "socket '%s': an IPv6 address needs inet6:%.*s@%s", spec,
-		         (int)(at - rest), rest, host);
-	else
-		snprintf(err, err_len, "socket '%s': '%s' is neither an %s address nor a host name",
-		         spec, host, v6 ? "IPv6" : "IPv4");
-	return -1;
-}
-
-/*
  * libmilter does not expose its listening socket, so it is found among the
  * open descriptors: the only one that listens.
  */
@@ -664,8 +538,7 @@ static int glue_socket_perms(const scan_settings_t *s, const char *path, char *e
 
 int glue_open(const scan_settings_t *s, char *err, size_t err_len)
 {
-	if (glue_socket_check(s->socket, err, err_len) < 0)
-		return -1;
+	/* s->socket passed scan's strict check when the generation was loaded. */
 	if (smfi_setconn((char *)s->socket) != MI_SUCCESS) {
 		snprintf(err, err_len, "bad socket '%s'", s->socket);
 		return -1;

@@ -17,7 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hits.h"
 #include "log.h"
+#include "xalloc.h"
 
 enum {
 	READQ_MAX = 4096,        /* pending read requests; beyond, reads fail fast */
@@ -66,11 +68,13 @@ int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *
 	bad |= conf_ms(c, "redis_breaker_time", 30000, 0, 3600000, &rc->breaker_open_ms, d);
 	bad |= conf_ms(c, "redis_backoff_max", 10000, 10, 3600000, &rc->backoff_max_ms, d);
 	bad |= conf_double(c, "rep_min_observations", 10, 1, 1e9, &rc->min_obs, d);
-	bad |= conf_double(c, "rep_max_score", 3, 0, 1000, &rc->max_score, d);
+	bad |= conf_double(c, "rep_max_score", 3, 0, HITS_MAX_SCORE, &rc->max_score, d);
 	bad |= conf_double(c, "rep_learn_spam_score", 5, -1000, 1000, &rc->learn_spam, d);
 	bad |= conf_double(c, "rep_learn_ham_score", 1, -1000, 1000, &rc->learn_ham, d);
-	bad |= conf_double(c, "rep_block_score", 100, -10000, 10000, &rc->block_score, d);
-	bad |= conf_double(c, "rep_allow_score", -100, -10000, 10000, &rc->allow_score, d);
+	bad |= conf_double(c, "rep_block_score", 100, -HITS_MAX_SCORE, HITS_MAX_SCORE,
+	                   &rc->block_score, d);
+	bad |= conf_double(c, "rep_allow_score", -100, -HITS_MAX_SCORE, HITS_MAX_SCORE,
+	                   &rc->allow_score, d);
 	bad |= conf_ms(c, "rep_half_life", 86400000L, 1000, 365L * 86400000L, &v, d);
 	rc->half_life_s = v / 1000;
 	bad |= conf_ms(c, "rep_ttl", 30L * 86400000L, 1000, 3650L * 86400000L, &v, d);
@@ -513,7 +517,7 @@ static void *syncer_main(void *arg)
 
 static char *sdup(const char *s)
 {
-	return s ? strdup(s) : NULL;
+	return s ? xalloc_strdup(s) : NULL;
 }
 
 static void rt_stop_threads(struct rep_rt *rt)
@@ -600,17 +604,15 @@ static char *rt_signature(const rep_config_t *rc, bool offline)
 	             rc->cache_ms, rc->cache_entries, rc->reader_threads);
 	for (size_t i = 0; i < rc->n_sentinels && n > 0 && (size_t)n < sizeof(buf); i++)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "|%s", rc->sentinels[i]);
-	return strdup(buf);
+	return xalloc_strdup(buf);
 }
 
 static struct rep_rt *rt_new(const rep_config_t *rc, struct mirror_ref *mir, bool offline,
                              diag_t *d)
 {
-	struct rep_rt *rt = calloc(1, sizeof(*rt));
+	struct rep_rt *rt = xalloc_calloc(1, sizeof(*rt));
 	pthread_condattr_t ca;
 
-	if (rt == NULL)
-		return NULL;
 	rt->refs = 1;
 	rt->sig = rt_signature(rc, offline);
 	rt->cfg = *rc;
@@ -619,8 +621,8 @@ static struct rep_rt *rt_new(const rep_config_t *rc, struct mirror_ref *mir, boo
 	rt->cfg.password = rt->password = sdup(rc->password);
 	rt->cfg.master_name = rt->master = sdup(rc->master_name);
 	for (size_t i = 0; i < rc->n_sentinels; i++)
-		rt->cfg.sentinels[i] = rt->sentinels[i] = strdup(rc->sentinels[i]);
-	rt->cfg.prefix = rt->prefix = strdup(rc->prefix);
+		rt->cfg.sentinels[i] = rt->sentinels[i] = xalloc_strdup(rc->sentinels[i]);
+	rt->cfg.prefix = rt->prefix = xalloc_strdup(rc->prefix);
 	rt->offline = offline;
 	rt->wq = rep_wqueue_new((size_t)rc->queue_max);
 	if (mir)
@@ -723,10 +725,8 @@ struct rep_conn {
 
 static void *rep_load(conf_t *c, void *prev_v, const ev_env_t *env, diag_t *d)
 {
-	struct rep_shared *prev = prev_v, *s = calloc(1, sizeof(*s));
+	struct rep_shared *prev = prev_v, *s = xalloc_calloc(1, sizeof(*s));
 
-	if (s == NULL)
-		return NULL;
 	if (rep_config_read(c, env->state_dir, &s->cfg, d) < 0) {
 		free(s);
 		return NULL;
@@ -771,9 +771,9 @@ static int rep_start(void *sv, const ev_env_t *env, diag_t *d)
 			diag_t *tmp = diag_new();
 			rep_mirror_t *m = rep_mirror_open(s->cfg.mirror_dir, tmp);
 			if (m) {
-				s->mir = calloc(1, sizeof(*s->mir));
+				s->mir = xalloc_calloc(1, sizeof(*s->mir));
 				s->mir->refs = 1;
-				s->mir->path = strdup(s->cfg.mirror_dir);
+				s->mir->path = xalloc_strdup(s->cfg.mirror_dir);
 				s->mir->m = m;
 			} else if (!env->offline || s->cfg.mirror_explicit) {
 				for (size_t i = 0; i < diag_count(tmp); i++)
@@ -808,9 +808,9 @@ static struct rep_read *read_for(struct rep_shared *s, long wait_ms)
 static void *rep_conn_begin(void *sv, const ev_conn_info_t *ci)
 {
 	struct rep_shared *s = sv;
-	struct rep_conn *c = calloc(1, sizeof(*c));
+	struct rep_conn *c = xalloc_calloc(1, sizeof(*c));
 
-	if (c == NULL || ci == NULL || ci->client_ip == NULL)
+	if (ci == NULL || ci->client_ip == NULL)
 		return c;
 	if (rep_addr_parse(ci->client_ip, &c->addr) < 0)
 		return c;

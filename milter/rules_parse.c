@@ -617,11 +617,11 @@ static int set_score(struct ctx *c, const char *name, const char *rest)
 			diag_error(c->d, c->file, c->line, "score %s: bad number '%s'", name, p);
 			return -1;
 		}
-		/* Bounded so that no sum of scores can reach infinity (see rules.h). */
-		if (fabs(v[n]) > RULES_MAX_SCORE) {
+		/* Bounded so that no sum of scores can reach infinity (see hits.h). */
+		if (fabs(v[n]) > HITS_MAX_SCORE) {
 			diag_error(c->d, c->file, c->line,
 			           "score %s: %.*s is out of range (-%g to %g)", name,
-			           (int)(end - p), p, RULES_MAX_SCORE, RULES_MAX_SCORE);
+			           (int)(end - p), p, HITS_MAX_SCORE, HITS_MAX_SCORE);
 			return -1;
 		}
 		n++;

@@ -7,6 +7,7 @@
 
 #include "scan.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,6 +105,135 @@ int ev_thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *a
 	return rc;
 }
 
+/*
+ * libmilter's socket syntax is loose: "inet:127.0.0.1:11338" (Postfix's
+ * notation) is read as port "127" on every interface, and "inet:11338"
+ * also listens everywhere. So the spec is checked with the other settings (for
+ * sift-milter, its -p flag, and for `sift lint` alike), before libmilter
+ * sees it: the port is digits only, the host is required, and a spec in
+ * Postfix's order gets an error that names the right form.
+ */
+#define SCAN_MAX_HOST_BYTES 255
+
+static bool scan_port_ok(const char *p, size_t n)
+{
+	if (n == 0 || n > 5)
+		return false;
+	unsigned long v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		v = v * 10 + (unsigned long)(p[i] - '0');
+	}
+	return v >= 1 && v <= 65535;
+}
+
+/* A host name: letters, digits, '-' and '.', labels of 1 to 63 bytes. */
+static bool scan_hostname_ok(const char *h)
+{
+	size_t label = 0, n = strlen(h);
+	if (n == 0 || n > SCAN_MAX_HOST_BYTES)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = h[i];
+		if (c == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		           (c >= '0' && c <= '9') || c == '-') {
+			if (++label > 63)
+				return false;
+		} else {
+			return false;
+		}
+	}
+	/* all digits and dots is a mistyped address, not a name */
+	return strspn(h, "0123456789.") != n;
+}
+
+static int scan_socket_check(const char *spec, char *err, size_t err_len)
+{
+	const char *colon = strchr(spec, ':');
+	size_t plen = colon ? (size_t)(colon - spec) : 0;
+	if (colon == NULL) {
+		snprintf(err, err_len,
+		         "socket '%s': expected unix:/path, inet:PORT@HOST or inet6:PORT@HOST",
+		         spec);
+		return -1;
+	}
+	const char *rest = colon + 1;
+	if ((plen == 4 && strncmp(spec, "unix", 4) == 0) ||
+	    (plen == 5 && strncmp(spec, "local", 5) == 0)) {
+		struct sockaddr_un sun;
+		if (rest[0] != '/') {
+			snprintf(err, err_len,
+			         "socket '%s': the unix socket's path must be absolute", spec);
+			return -1;
+		}
+		if (strlen(rest) >= sizeof(sun.sun_path)) {
+			snprintf(err, err_len, "socket '%s': path longer than %zu bytes", spec,
+			         sizeof(sun.sun_path) - 1);
+			return -1;
+		}
+		return 0;
+	}
+	bool v6 = plen == 5 && strncmp(spec, "inet6", 5) == 0;
+	if (!v6 && !(plen == 4 && strncmp(spec, "inet", 4) == 0)) {
+		snprintf(err, err_len,
+		         "socket '%s': unknown type '%.*s' (expected unix:/path, inet:PORT@HOST or "
+		         "inet6:PORT@HOST)",
+		         spec, (int)plen, spec);
+		return -1;
+	}
+	const char *at = strchr(rest, '@');
+	if (at == NULL) {
+		/* Postfix writes inet:HOST:PORT and inet:[HOST]:PORT. */
+		const char *last = strrchr(rest, ':');
+		if (last != NULL && scan_port_ok(last + 1, strlen(last + 1))) {
+			const char *h = rest;
+			size_t hl = (size_t)(last - rest);
+			if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+				h++;
+				hl -= 2;
+			}
+			bool h6 = memchr(h, ':', hl) != NULL;
+			snprintf(
+			    err, err_len,
+			    "socket '%s' is in Postfix's notation; sift-milter takes libmilter's: "
+			    "%s:%s@%.*s",
+			    spec, h6 ? "inet6" : "inet", last + 1, (int)hl, h);
+		} else if (scan_port_ok(rest, strlen(rest))) {
+			snprintf(
+			    err, err_len,
+			    "socket '%s' names no host; write %s:%s@127.0.0.1 for loopback, or "
+			    "%s:%s@%s to listen on every interface",
+			    spec, v6 ? "inet6" : "inet", rest, v6 ? "inet6" : "inet", rest,
+			    v6 ? "::" : "0.0.0.0");
+		} else {
+			snprintf(err, err_len, "socket '%s': expected %s:PORT@HOST", spec,
+			         v6 ? "inet6" : "inet");
+		}
+		return -1;
+	}
+	if (!scan_port_ok(rest, (size_t)(at - rest))) {
+		snprintf(err, err_len, "socket '%s': the port must be a number from 1 to 65535",
+		         spec);
+		return -1;
+	}
+	const char *host = at + 1;
+	unsigned char buf[sizeof(struct in6_addr)];
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, host, buf) == 1 || scan_hostname_ok(host))
+		return 0;
+	if (!v6 && inet_pton(AF_INET6, host, buf) == 1)
+		snprintf(err, err_len, "socket '%s': an IPv6 address needs inet6:%.*s@%s", spec,
+		         (int)(at - rest), rest, host);
+	else
+		snprintf(err, err_len, "socket '%s': '%s' is neither an %s address nor a host name",
+		         spec, host, v6 ? "IPv6" : "IPv4");
+	return -1;
+}
+
 static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 {
 	static const char *const sinks[] = {"syslog", "stderr", NULL};
@@ -146,10 +277,13 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 	conf_ms(c, "milter_timeout", 300000, 1000, 3600000, &s->milter_timeout_ms, d);
 	conf_ms(c, "stop_timeout", 30000, 0, 3600000, &s->stop_timeout_ms, d);
 
-	if (strncmp(s->socket, "unix:", 5) != 0 && strncmp(s->socket, "local:", 6) != 0 &&
-	    strncmp(s->socket, "inet:", 5) != 0 && strncmp(s->socket, "inet6:", 6) != 0)
-		diag_error(d, conf_path(c), 0,
-		           "socket: expected unix:/path or inet:port@host, got '%s'", s->socket);
+	char err[512];
+	if (scan_socket_check(s->socket, err, sizeof(err)) < 0) {
+		const char *file = conf_path(c);
+		unsigned line = 0;
+		conf_value_at(c, "socket", 0, &file, &line);
+		diag_error(d, file, line, "%s", err);
+	}
 	char *mode_end;
 	unsigned long m = strtoul(mode, &mode_end, 8);
 	if (mode[0] < '0' || mode[0] > '7' || *mode_end != '\0' || m > 0777)
@@ -383,6 +517,25 @@ static const char *scan_list_add(arena_t *a, const char *list, const char *name)
 	return list ? arena_sprintf(a, "%s,%s", list, name) : name;
 }
 
+static double scan_ms_between(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
+/* Appends " name=1.23ms" (and "(degraded)" or "(error)") to the debug line in buf. */
+static void scan_timing_add(char *buf, size_t cap, size_t *len, const char *name, double ms,
+                            ev_status_t st)
+{
+	if (*len >= cap)
+		return;
+	int n = snprintf(buf + *len, cap - *len, " %s=%.2fms%s", name, ms,
+	                 st == EV_ERROR      ? "(error)"
+	                 : st == EV_DEGRADED ? "(degraded)"
+	                                     : "");
+	if (n > 0)
+		*len += (size_t)n < cap - *len ? (size_t)n : cap - *len - 1;
+}
+
 scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 {
 	long start = ev_now_ms();
@@ -397,12 +550,25 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 	    .explain = o && o->explain,
 	    .timing = o && o->timing,
 	};
+	/* Each source's time is measured only when the debug line will be written. */
+	bool timings = log_enabled(LOG_L_DEBUG);
+	char tbuf[256];
+	size_t tlen = 0;
+	tbuf[0] = '\0';
 	for (size_t i = 0; i < SCAN_N_MODULES; i++) {
 		if (c->gen->mod[i] == NULL || scan_modules[i]->score == NULL)
 			continue;
 		ctx.score_so_far = hits_total(r->hits);
+		struct timespec s0, s1;
+		if (timings)
+			clock_gettime(CLOCK_MONOTONIC, &s0);
 		ev_status_t st =
 		    scan_modules[i]->score(c->gen->mod[i], c->mod[i], m, r->mime, r->hits, &ctx);
+		if (timings) {
+			clock_gettime(CLOCK_MONOTONIC, &s1);
+			scan_timing_add(tbuf, sizeof(tbuf), &tlen, scan_modules[i]->name,
+			                scan_ms_between(&s0, &s1), st);
+		}
 		if (st == EV_ERROR)
 			r->failed = scan_list_add(a, r->failed, scan_modules[i]->name);
 		else if (st == EV_DEGRADED)
@@ -418,8 +584,10 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 			r->action = VERDICT_TEMPFAIL;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	r->elapsed_ms =
-	    (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	r->elapsed_ms = scan_ms_between(&t0, &t1);
+	if (timings)
+		log_msg(LOG_L_DEBUG, "%s: timings%s total=%.2fms", msg_queue_id(m), tbuf,
+		        r->elapsed_ms);
 	return r;
 }
 

@@ -5,7 +5,8 @@
 # arguments, truncated packets) by a raw python3 client; after each one the
 # daemon must still run, and at the end it must still score a normal
 # session from sift-mclient. Also: logged fields are escaped, and
-# log_level = debug shows the session's stages while info does not.
+# log_level = debug shows the session's stages and each evidence source's
+# time while info does not.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
 
 MILTER=$top_builddir/sift-milter
@@ -160,6 +161,7 @@ check "a control character in the queue id macro is logged escaped" \
 check "no raw control character in the log" \
 	sh -c "! LC_ALL=C grep -q '[[:cntrl:]]' '$LOG'"
 check "log_level = info: no debug lines" sh -c "! grep -q '\[debug\]' '$LOG'"
+check "log_level = info: no timings line" sh -c "! grep -q ': timings ' '$LOG'"
 kill "$PID" 2>/dev/null
 wait "$PID" 2>/dev/null
 it_untrack "$PID"
@@ -182,6 +184,8 @@ if wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$DPORT" 2>/dev/null; then
 		grep -q '\[debug\]: dbg00000000: mail from=<sender@example.org> .*auth=authuser' "$DLOG"
 	check "debug: RCPT" grep -q '\[debug\]: dbg00000000: rcpt to=' "$DLOG"
 	check "debug: the verdict line is still there" grep -q 'queue_id=dbg00000000 ' "$DLOG"
+	check "debug: each source's time and status for the message" \
+		grep -E -q '\[debug\]: dbg00000000: timings rules=[0-9]+\.[0-9]{2}ms( [a-z]+=[0-9]+\.[0-9]{2}ms(\((degraded|error)\))?)* total=' "$DLOG"
 else
 	fail "debug: sift-milter did not listen on port $DPORT within 10 s"
 fi

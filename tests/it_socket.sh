@@ -3,11 +3,14 @@
 # (Postfix's inet:HOST:PORT, a missing host, a bad port) are refused at
 # start with an error that names the right form, and nothing is bound; an
 # inet socket binds the address it names and the log says what was bound;
-# a unix socket gets socket_mode and socket_group.
+# a unix socket gets socket_mode and socket_group. `sift lint` refuses the
+# same specs at their file:line.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
 
 MILTER=$top_builddir/sift-milter
-[ -x "$MILTER" ] || { echo "FAIL: $MILTER not built" >&2; exit 1; }
+for p in "$MILTER" "$top_builddir/sift"; do
+	[ -x "$p" ] || { echo "FAIL: $p not built" >&2; exit 1; }
+done
 
 D=$IT_TMP
 mkdir "$D/rules"
@@ -44,6 +47,12 @@ timeout 10 "$MILTER" -f -c "$D/pf.conf" -d "$D/state-pf" >"$D/pf.out" 2>&1
 check "postfix notation in sift.conf: refused too" [ $? = 1 ]
 check "postfix notation in sift.conf: the right form named" \
 	grep -q -F "inet:$PORT@127.0.0.1" "$D/pf.out"
+# `sift lint` reads the settings as the daemon does: the same error, at the key's line.
+"$top_builddir/sift" -c "$D/pf.conf" -d "$D/state-lint" lint >"$D/lint.out" 2>&1
+check "postfix notation: sift lint fails" [ $? = 1 ]
+check "postfix notation: sift lint names file:line and the right form" grep -q -F \
+	"$D/pf.conf:3: socket 'inet:127.0.0.1:$PORT' is in Postfix's notation; sift-milter takes libmilter's: inet:$PORT@127.0.0.1" \
+	"$D/lint.out"
 
 # --- inet:PORT@127.0.0.1 binds 127.0.0.1 only, and says so
 "$MILTER" -f -c "$D/sift.conf" -d "$D/state-inet" -p "inet:$PORT@127.0.0.1" 2>"$D/inet.log" &

@@ -142,6 +142,30 @@ Test(config, bad_values_are_reported_at_their_line)
 	}
 }
 
+/* Two lists scoring 1e308 would make the total inf; one at the bound is fine. */
+Test(config, a_score_beyond_the_shared_bound_is_an_error_at_its_line)
+{
+	static const char *const bad[] = {
+	    "\ndnsbl_list = zen ip zen.test 127.0.0.2=1e308\n",
+	    "\ndnsbl_list = zen ip zen.test any=-1000.5\n",
+	    "\ndnsbl_list = zen ip zen.test mask:0.0.0.4=1001:ZEN_X\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		diag_t *d = diag_new();
+		dnsbl_t *b = load_text(bad[i], d);
+		cr_assert_null(b, "accepted: %s", bad[i]);
+		cr_assert(diag_has(d, "t.conf:2:"), "%s", diag_count(d) ? diag_text(d, 0) : "");
+		cr_assert(diag_has(d, "out of range"), "%s", diag_count(d) ? diag_text(d, 0) : "");
+		diag_free(d);
+	}
+	diag_t *d = diag_new();
+	dnsbl_t *b = load_text("dnsbl_list = zen ip zen.test 127.0.0.2=1000 any=-1000\n", d);
+	cr_assert_eq(diag_errors(d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	cr_assert_not_null(b);
+	dnsbl_release(b);
+	diag_free(d);
+}
+
 Test(config, a_full_list_line_is_accepted)
 {
 	diag_t *d = diag_new();
@@ -1008,4 +1032,72 @@ Test(dns, a_connection_that_ends_early_leaves_nothing_behind)
 	cr_assert_eq(st.lookups, 100);
 	cr_assert_eq(st.cache_entries, 50, "the answers for bl.test arrived and were cached");
 	dnsbl_release(b);
+}
+
+/* ------------------------------------------------------------ out of memory */
+
+/*
+ * The test is linked with -Wl,--wrap for strdup, strndup and calloc (see
+ * Makefile.am), so one chosen allocation can fail: a copy of oom_string, or
+ * a calloc of oom_count elements. Memory that cannot be had must end the
+ * process (xalloc.h), never turn into a different configuration.
+ */
+static const char *oom_string;
+static size_t oom_count;
+char *__real_strdup(const char *s);
+char *__real_strndup(const char *s, size_t n);
+void *__real_calloc(size_t n, size_t size);
+char *__wrap_strdup(const char *s);
+char *__wrap_strndup(const char *s, size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+
+char *__wrap_strdup(const char *s)
+{
+	return oom_string && strcmp(s, oom_string) == 0 ? NULL : __real_strdup(s);
+}
+
+char *__wrap_strndup(const char *s, size_t n)
+{
+	if (oom_string && strncmp(s, oom_string, n) == 0 && strlen(oom_string) == n)
+		return NULL;
+	return __real_strndup(s, n);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+	return oom_count && n == oom_count ? NULL : __real_calloc(n, size);
+}
+
+/* A NULL copy of the server list would mean "the system's resolvers". */
+Test(oom, a_resolver_that_cannot_copy_its_server_list_aborts, .signal = SIGABRT)
+{
+	dnsbl_resolver_conf_t rc = {
+	    .servers_csv = "127.0.0.1:5353,127.0.0.2:5353",
+	    .timeout_ms = 500,
+	    .tries = 1,
+	    .cache_max_entries = 16,
+	    .cache_max_bytes = 4096,
+	    .max_ttl_ms = 1000,
+	    .negative_ttl_ms = 1000,
+	};
+	char err[256];
+	oom_string = rc.servers_csv;
+	dnsbl_resolver_t *r = dnsbl_resolver_new(&rc, err, sizeof(err));
+	oom_string = NULL;
+	if (r != NULL)
+		dnsbl_resolver_unref(r);
+}
+
+Test(oom, an_allow_list_that_cannot_be_allocated_aborts, .signal = SIGABRT)
+{
+	char text[1024] = "dnsbl_list = a ip a.test any=1\n";
+	for (int i = 0; i < 13; i++)
+		snprintf(text + strlen(text), sizeof(text) - strlen(text),
+		         "dnsbl_allow = 192.0.2.%d\n", i);
+	diag_t *d = diag_new();
+	oom_count = 13;
+	dnsbl_t *b = load_text(text, d);
+	oom_count = 0;
+	dnsbl_release(b);
+	diag_free(d);
 }

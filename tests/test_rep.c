@@ -206,6 +206,35 @@ static void *ev_started(const evidence_ops_t *ops, void *shared, const ev_env_t 
 	return shared;
 }
 
+/* A block or allow entry's score is a hit's score: bounded like every other (hits.h). */
+Test(rep_config, scores_beyond_the_shared_bound_are_errors_at_their_line)
+{
+	static const char *const bad[] = {
+	    "\nrep_block_score = 5000\n",
+	    "\nrep_allow_score = -1001\n",
+	    "\nrep_max_score = 1e308\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		diag_t *d = diag_new();
+		conf_t *c = conf_parse("r.conf", bad[i], d);
+		cr_assert_not_null(c);
+		rep_config_t rc;
+		rep_config_read(c, "/tmp", &rc, d);
+		cr_assert_gt(diag_errors(d), 0, "accepted: %s", bad[i]);
+		cr_assert(strstr(diag_text(d, 0), "r.conf:2:") != NULL, "%s", diag_text(d, 0));
+		conf_free(c);
+		diag_free(d);
+	}
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("r.conf", "rep_block_score = 1000\nrep_allow_score = -1000\n", d);
+	rep_config_t rc;
+	rep_config_read(c, "/tmp", &rc, d);
+	cr_assert_eq(diag_errors(d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	cr_assert_float_eq(rc.block_score, 1000, 1e-9);
+	conf_free(c);
+	diag_free(d);
+}
+
 Test(rep_key, schema_uses_prefix_kind_and_hash_tag)
 {
 	char k[REP_KEY_MAX_BYTES];
