@@ -26,23 +26,7 @@ cp "$top_srcdir/tests/data/rules/10_it.cf" "$D/rules/"
 
 # ------------------------------------------------------------ the DNS server
 V6=5.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2
-cat >"$D/unbound.conf" <<EOF
-server:
-	interface: 127.0.0.1
-	port: $PORT
-	do-ip6: no
-	do-daemonize: no
-	username: ""
-	chroot: ""
-	directory: "$D"
-	pidfile: ""
-	use-syslog: no
-	logfile: "$D/unbound.log"
-	verbosity: 1
-	module-config: "iterator"
-	access-control: 127.0.0.0/8 allow
-	num-threads: 1
-	so-reuseport: no
+it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf" <<EOF
 	local-zone: "bl.test." static
 	local-data: "bl.test. 300 IN SOA ns.bl.test. admin.bl.test. 1 3600 600 86400 60"
 	local-data: "2.0.0.127.bl.test. 300 IN A 127.0.0.2"
@@ -59,15 +43,8 @@ server:
 	local-data: "uribl.test. 300 IN SOA ns.uribl.test. admin.uribl.test. 1 3600 600 86400 60"
 	local-data: "spam-uri.example.uribl.test. 300 IN A 127.0.0.2"
 	local-zone: "dead.test." deny
-remote-control:
-	control-enable: yes
-	control-interface: "$D/unbound.ctl"
-	control-use-cert: no
 EOF
-"$UNBOUND" -d -c "$D/unbound.conf" 2>>"$D/unbound.log" &
-UB_PID=$!
-it_track "$UB_PID"
-if ! wait_for 10 sh -c "'$UBCTL' -c '$D/unbound.conf' status >/dev/null 2>&1"; then
+if ! it_unbound_start "$D/unbound.conf" "$D/unbound.log"; then
 	fail "unbound did not start on 127.0.0.1:$PORT within 10 s"
 	cat "$D/unbound.log" >&2
 	it_done

@@ -122,6 +122,69 @@ it_milter_start() {
 	it_done
 }
 
+# it_unbound_conf DIR PORT [VERBOSITY] <ZONES: an unbound.conf on stdout for a
+# server on 127.0.0.1:PORT that never daemonizes, drops privileges or
+# recurses beyond what the caller allows, logs to DIR/unbound.log at
+# VERBOSITY (default 1) and is controlled over the unix socket
+# DIR/unbound.ctl. The caller's own server lines (local-zone, local-data,
+# one a line, tab-indented) come on stdin and go in the server: clause.
+it_unbound_conf() {
+	cat <<EOF
+server:
+	interface: 127.0.0.1
+	port: $2
+	do-ip6: no
+	do-daemonize: no
+	username: ""
+	chroot: ""
+	directory: "$1"
+	pidfile: ""
+	use-syslog: no
+	logfile: "$1/unbound.log"
+	verbosity: ${3:-1}
+	module-config: "iterator"
+	access-control: 127.0.0.0/8 allow
+	num-threads: 1
+	so-reuseport: no
+EOF
+	cat
+	cat <<EOF
+remote-control:
+	control-enable: yes
+	control-interface: "$1/unbound.ctl"
+	control-use-cert: no
+EOF
+}
+
+# it_unbound_start CONF LOG: starts "$UNBOUND" -d -c CONF (a configuration
+# from it_unbound_conf), tracked for the EXIT trap, its stderr appended to
+# LOG; sets IT_UNBOUND_PID. Returns non-zero when "$UBCTL" (unbound-control)
+# has not seen it running within 10 s; the caller reports that its own way.
+it_unbound_start() {
+	"$UNBOUND" -d -c "$1" 2>>"$2" &
+	IT_UNBOUND_PID=$!
+	it_track "$IT_UNBOUND_PID"
+	wait_for 10 sh -c "'$UBCTL' -c '$1' status >/dev/null 2>&1"
+}
+
+# it_redis_ping PORT: whether the redis-server on 127.0.0.1:PORT answers.
+it_redis_ping() { redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null | grep -q PONG; }
+
+# it_redis_start TIMEOUT_S DIR PORT LOG [ARGS...]: starts a redis-server on
+# 127.0.0.1:PORT working in DIR (created), with no RDB snapshots and the
+# extra ARGS (persistence: --appendonly ...), its output appended to LOG,
+# tracked for the EXIT trap; sets IT_REDIS_PID. Returns non-zero when it
+# does not answer within TIMEOUT_S seconds; the caller reports that.
+it_redis_start() {
+	_rt=$1 _rd=$2 _rp=$3 _rl=$4
+	shift 4
+	mkdir -p "$_rd"
+	redis-server --port "$_rp" --bind 127.0.0.1 --dir "$_rd" --save '' "$@" >>"$_rl" 2>&1 &
+	IT_REDIS_PID=$!
+	it_track "$IT_REDIS_PID"
+	wait_for "$_rt" it_redis_ping "$_rp"
+}
+
 # A TCP port on 127.0.0.1 nobody listens on (random, checked with a bind).
 free_port() {
 	python3 - <<'EOF' 2>/dev/null && return 0

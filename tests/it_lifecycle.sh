@@ -47,33 +47,12 @@ has_thread() { threads_of "$1" | grep -qx "$2" || { echo "  no thread '$2' in $1
 
 # ------------------------------------------------------------ Redis and DNS
 RP=$(free_port)
-mkdir -p "$D/redis"
-redis-server --port "$RP" --bind 127.0.0.1 --dir "$D/redis" --save '' --appendonly no \
-	>>"$D/redis.log" 2>&1 &
-REDIS_PID=$!
-it_track "$REDIS_PID"
-wait_for 10 sh -c "redis-cli -h 127.0.0.1 -p $RP ping 2>/dev/null | grep -q PONG" ||
+it_redis_start 10 "$D/redis" "$RP" "$D/redis.log" --appendonly no ||
 	{ fail "redis did not start on port $RP"; cat "$D/redis.log" >&2; it_done; }
 rcli() { redis-cli -h 127.0.0.1 -p "$RP" "$@" 2>/dev/null; }
 
 UP=$(free_port)
-cat >"$D/unbound.conf" <<EOF
-server:
-	interface: 127.0.0.1
-	port: $UP
-	do-ip6: no
-	do-daemonize: no
-	username: ""
-	chroot: ""
-	directory: "$D"
-	pidfile: ""
-	use-syslog: no
-	logfile: "$D/unbound.log"
-	verbosity: 1
-	module-config: "iterator"
-	access-control: 127.0.0.0/8 allow
-	num-threads: 1
-	so-reuseport: no
+it_unbound_conf "$D" "$UP" 1 >"$D/unbound.conf" <<EOF
 	local-zone: "bl.test." static
 	local-data: "bl.test. 300 IN SOA ns.bl.test. admin.bl.test. 1 3600 600 86400 60"
 	local-data: "2.0.0.127.bl.test. 300 IN A 127.0.0.2"
@@ -81,15 +60,8 @@ server:
 	local-zone: "dbl.test." static
 	local-data: "dbl.test. 300 IN SOA ns.dbl.test. admin.dbl.test. 1 3600 600 86400 60"
 	local-zone: "slow.example.dbl.test." deny
-remote-control:
-	control-enable: yes
-	control-interface: "$D/unbound.ctl"
-	control-use-cert: no
 EOF
-"$UNBOUND" -d -c "$D/unbound.conf" 2>>"$D/unbound.log" &
-UB_PID=$!
-it_track "$UB_PID"
-wait_for 10 sh -c "'$UBCTL' -c '$D/unbound.conf' status >/dev/null 2>&1" ||
+it_unbound_start "$D/unbound.conf" "$D/unbound.log" ||
 	{ fail "unbound did not start on 127.0.0.1:$UP"; cat "$D/unbound.log" >&2; it_done; }
 
 # ------------------------------------------------------------ configuration

@@ -34,12 +34,10 @@ rcli() { _p=$1; shift; redis-cli -h 127.0.0.1 -p "$_p" "$@" 2>/dev/null; }
 start_redis() {
 	_n=$1 _p=$2
 	shift 2
-	mkdir -p "$D/$_n"
-	redis-server --port "$_p" --bind 127.0.0.1 --dir "$D/$_n" --save '' \
-		--appendonly yes --appendfsync always "$@" >>"$D/$_n.log" 2>&1 &
-	eval "${_n}_PID=$!"
-	it_track "$!"
-	wait_for 10 sh -c "redis-cli -h 127.0.0.1 -p $_p ping 2>/dev/null | grep -q PONG" ||
+	it_redis_start 10 "$D/$_n" "$_p" "$D/$_n.log" --appendonly yes --appendfsync always "$@"
+	_up=$?
+	eval "${_n}_PID=$IT_REDIS_PID"
+	[ "$_up" = 0 ] ||
 		{ fail "redis $_n did not start on port $_p"; cat "$D/$_n.log" >&2; it_done; }
 }
 

@@ -182,39 +182,25 @@ die() {
 echo "soak.sh: run directory $D"
 
 # ------------------------------------------------------------ Redis
-# soak.py restarts Redis with this command line and keeps its PID in
-# redis.pid; the EXIT trap stops whatever PID is there.
+# soak.py restarts Redis with this command line (the one it_redis_start
+# runs, written out) and keeps its PID in redis.pid; the EXIT trap stops
+# whatever PID is there.
 if [ -n "$use_redis" ]; then
 	printf '%s\n' redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$D/redis" \
 		--save '' --appendonly yes --appendfsync everysec >"$D/redis.argv"
-	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$D/redis" --save '' \
-		--appendonly yes --appendfsync everysec >>"$D/redis.log" 2>&1 &
-	echo $! >"$D/redis.pid"
-	redis_ok() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
-	wait_for 15 redis_ok || die "redis-server did not start on 127.0.0.1:$REDIS_PORT"
+	it_redis_start 15 "$D/redis" "$REDIS_PORT" "$D/redis.log" --appendonly yes --appendfsync everysec
+	redis_up=$?
+	# Tracked by its pid file from here on, not the PID list.
+	echo "$IT_REDIS_PID" >"$D/redis.pid"
+	it_untrack "$IT_REDIS_PID"
+	[ "$redis_up" = 0 ] || die "redis-server did not start on 127.0.0.1:$REDIS_PORT"
 fi
 
 # ------------------------------------------------------------ DNS lists
 # Every name sift asks lies in a local zone; "." refused keeps unbound from
 # ever recursing off the machine.
 if [ -n "$use_dns" ]; then
-cat >"$D/unbound.conf" <<EOF
-server:
-	interface: 127.0.0.1
-	port: $DNS_PORT
-	do-ip6: no
-	do-daemonize: no
-	username: ""
-	chroot: ""
-	directory: "$D"
-	pidfile: ""
-	use-syslog: no
-	logfile: "$D/unbound.log"
-	verbosity: 0
-	module-config: "iterator"
-	access-control: 127.0.0.0/8 allow
-	num-threads: 1
-	so-reuseport: no
+it_unbound_conf "$D" "$DNS_PORT" 0 >"$D/unbound.conf" <<EOF
 	local-zone: "." refuse
 	local-zone: "bl.soak.test." static
 	local-data: "bl.soak.test. 300 IN SOA ns.bl.soak.test. admin.bl.soak.test. 1 3600 600 86400 60"
@@ -228,16 +214,10 @@ server:
 	local-zone: "uribl.soak.test." static
 	local-data: "uribl.soak.test. 300 IN SOA ns.uribl.soak.test. admin.uribl.soak.test. 1 3600 600 86400 60"
 	local-data: "example.com.uribl.soak.test. 300 IN A 127.0.0.2"
-remote-control:
-	control-enable: yes
-	control-interface: "$D/unbound.ctl"
-	control-use-cert: no
 EOF
-"$UNBOUND" -d -c "$D/unbound.conf" 2>>"$D/unbound.log" &
-UB_PID=$!
-it_track "$UB_PID"
-wait_for 10 sh -c "'$UBCTL' -c '$D/unbound.conf' status >/dev/null 2>&1" ||
+it_unbound_start "$D/unbound.conf" "$D/unbound.log" ||
 	die "unbound did not start on 127.0.0.1:$DNS_PORT"
+UB_PID=$IT_UNBOUND_PID
 fi
 
 # ------------------------------------------------------------ sift-milter
