@@ -110,12 +110,21 @@ SM_NS='for f in hosts nsswitch.conf resolv.conf; do
 	mount --bind "$0/sasl2" "$1" && hostname mx.sift.test || exit 111
 	shift
 	exec "$@"'
-sm_run() { unshare -m -u sh -c "$SM_NS" "$D" "$SASL_PLUGINS" "$@"; }
+# unshare makes every mount private in the new namespace, so that nothing
+# mounted there reaches the host; in a chroot whose / is no mount point it
+# cannot ("cannot change root filesystem propagation") and fails. There,
+# when no mount at all is shared, nothing could propagate anyway, and the
+# namespace is made without changing propagation.
+SM_UNSHARE="unshare -m -u"
+if ! unshare -m -u true 2>/dev/null && ! grep -q ' shared:' /proc/self/mountinfo; then
+	SM_UNSHARE="unshare -m -u --propagation unchanged"
+fi
+sm_run() { $SM_UNSHARE sh -c "$SM_NS" "$D" "$SASL_PLUGINS" "$@"; }
 # sm_cmd SECONDS CMD...: a command that ends by itself, bounded
 sm_cmd() {
 	_t=$1
 	shift
-	timeout "$_t" unshare -m -u sh -c "$SM_NS" "$D" "$SASL_PLUGINS" "$@"
+	timeout "$_t" $SM_UNSHARE sh -c "$SM_NS" "$D" "$SASL_PLUGINS" "$@"
 }
 sm_run true 2>"$D/ns.err" || skip_all "cannot mount in a private namespace: $(head -1 "$D/ns.err")"
 
@@ -235,7 +244,7 @@ trap 'sm_stop; it_cleanup' EXIT
 # ours (unshare and sh exec it; not through sm_run, which would run in a
 # subshell); -X records the SMTP traffic.
 sm_start() {
-	unshare -m -u sh -c "$SM_NS" "$D" "$SASL_PLUGINS" "$SENDMAIL" -C "$1" -bD -X "$D/traffic.log" \
+	$SM_UNSHARE sh -c "$SM_NS" "$D" "$SASL_PLUGINS" "$SENDMAIL" -C "$1" -bD -X "$D/traffic.log" \
 		>>"$D/sendmail.out" 2>&1 &
 	SM_PID=$!
 	it_track "$SM_PID"
