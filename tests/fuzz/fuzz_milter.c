@@ -283,7 +283,7 @@ static sfsistat fuzz_connect(const struct smfiDesc *d, SMFICTX *ctx, char *buf, 
 	return d->xxfi_connect(ctx, host, sa);
 }
 
-/* Runs one session; returns how many bytes it used (at least 1). */
+/* Runs the input as one session (QUIT_NC lets it hold several connections). */
 static void fuzz_session(const struct smfiDesc *d, SMFICTX *ctx, const uint8_t *data, size_t size)
 {
 	size_t pos = 0;
