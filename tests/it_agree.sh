@@ -9,9 +9,7 @@
 SIFT=$top_builddir/sift
 MILTER=$top_builddir/sift-milter
 MC=$top_builddir/sift-mclient
-for p in "$SIFT" "$MILTER" "$MC"; do
-	[ -x "$p" ] || { echo "FAIL: $p not built" >&2; exit 1; }
-done
+it_need "$SIFT" "$MILTER" "$MC"
 
 D=$IT_TMP
 SOCK=$D/sift.sock

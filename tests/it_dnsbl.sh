@@ -14,9 +14,7 @@ MC=$top_builddir/sift-mclient
 DATA=$top_srcdir/tests/data/dnsbl
 UNBOUND=${UNBOUND:-$(command -v unbound || echo /usr/sbin/unbound)}
 UBCTL=${UNBOUND_CONTROL:-$(command -v unbound-control || echo /usr/sbin/unbound-control)}
-for p in "$SIFT" "$MILTER" "$MC"; do
-	[ -x "$p" ] || { echo "FAIL: $p not built" >&2; exit 1; }
-done
+it_need "$SIFT" "$MILTER" "$MC"
 [ -x "$UNBOUND" ] && [ -x "$UBCTL" ] || skip_all "unbound (Debian package unbound) is not installed"
 
 D=$IT_TMP

@@ -65,6 +65,12 @@ check() {
 
 # Skips the whole script (exit 77) with a reason; only for missing tools.
 skip_all() { echo "SKIP: $*"; exit 77; }
+# it_need PROGRAM...: every program the test runs was built, or it fails at once.
+it_need() {
+	for _p in "$@"; do
+		[ -x "$_p" ] || { echo "FAIL: $_p not built" >&2; exit 1; }
+	done
+}
 
 # `make distcheck` re-runs the suite from a tarball; the run-tests script
 # has already run the integration tests, so it asks them to stand aside.

@@ -16,9 +16,7 @@ SIFT=$top_builddir/sift
 MC=$top_builddir/sift-mclient
 UNBOUND=${UNBOUND:-$(command -v unbound || echo /usr/sbin/unbound)}
 UBCTL=${UNBOUND_CONTROL:-$(command -v unbound-control || echo /usr/sbin/unbound-control)}
-for p in "$MILTER" "$SIFT" "$MC"; do
-	[ -x "$p" ] || { echo "FAIL: $p not built" >&2; exit 1; }
-done
+it_need "$MILTER" "$SIFT" "$MC"
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
 	skip_all "redis-server / redis-cli not installed"
 [ -x "$UNBOUND" ] && [ -x "$UBCTL" ] || skip_all "unbound (Debian package unbound) is not installed"

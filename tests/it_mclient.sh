@@ -7,8 +7,7 @@
 
 MC=$top_builddir/sift-mclient
 NM=$top_builddir/contrib/bench/null-milter
-[ -x "$MC" ] || { echo "FAIL: $MC not built" >&2; exit 1; }
-[ -x "$NM" ] || { echo "FAIL: $NM not built" >&2; exit 1; }
+it_need "$MC" "$NM"
 
 D=$IT_TMP
 printf 'From: a@example.org\nTo: d@example.net\nSubject: hello\n  folded\nX-Other: x\n\nbody line 1\nbody line 2\n' >"$D/small.eml"

@@ -9,9 +9,7 @@
 MILTER=$top_builddir/sift-milter
 MC=$top_builddir/sift-mclient
 DATA=$top_srcdir/tests/data/milter
-for p in "$MILTER" "$MC"; do
-	[ -x "$p" ] || { echo "FAIL: $p not built" >&2; exit 1; }
-done
+it_need "$MILTER" "$MC"
 
 D=$IT_TMP
 SOCK=$D/sift.sock

@@ -8,9 +8,7 @@
 
 SIFT=$top_builddir/sift
 MC=$top_builddir/sift-mclient
-for p in "$SIFT" "$top_builddir/sift-milter" "$MC"; do
-	[ -x "$p" ] || { echo "FAIL: $p not built" >&2; exit 1; }
-done
+it_need "$SIFT" "$top_builddir/sift-milter" "$MC"
 
 D=$IT_TMP
 SOCK=$D/sift.sock

@@ -26,7 +26,7 @@ esac
 
 MILTER=$top_builddir/sift-milter
 DATA=$top_srcdir/tests/data/milter
-[ -x "$MILTER" ] || { echo "FAIL: $MILTER not built" >&2; exit 1; }
+it_need "$MILTER"
 
 D=$IT_TMP
 # Postfix's daemons run as the postfix user and must reach their queue.

@@ -14,9 +14,7 @@ MILTER=$top_builddir/sift-milter
 SIFT=$top_builddir/sift
 MC=$top_builddir/sift-mclient
 DATA=$top_srcdir/tests/data/milter
-for p in "$MILTER" "$SIFT" "$MC"; do
-	[ -x "$p" ] || { echo "FAIL: $p not built" >&2; exit 1; }
-done
+it_need "$MILTER" "$SIFT" "$MC"
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
 	skip_all "redis-server / redis-cli not installed"
 if "$SIFT" block 2>&1 | grep -q "unknown command"; then

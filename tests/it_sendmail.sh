@@ -27,7 +27,7 @@ perl -MDB_File -e 1 2>/dev/null || skip_all "perl's DB_File (for the SASL passwo
 
 MILTER=$top_builddir/sift-milter
 DATA=$top_srcdir/tests/data/milter
-[ -x "$MILTER" ] || { echo "FAIL: $MILTER not built" >&2; exit 1; }
+it_need "$MILTER"
 F=$SIFT_TEST_TIME_FACTOR
 D=$IT_TMP
 # smtp-sink runs as postfix and writes under $D/sink.

@@ -8,9 +8,7 @@
 . "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
 
 MILTER=$top_builddir/sift-milter
-for p in "$MILTER" "$top_builddir/sift"; do
-	[ -x "$p" ] || { echo "FAIL: $p not built" >&2; exit 1; }
-done
+it_need "$MILTER" "$top_builddir/sift"
 
 D=$IT_TMP
 mkdir "$D/rules"
