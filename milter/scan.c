@@ -14,6 +14,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,6 +235,21 @@ static int scan_socket_check(const char *spec, char *err, size_t err_len)
 	return -1;
 }
 
+/* An error about a value, at the line that set it (the file when it is a default). */
+__attribute__((format(printf, 4, 5))) static void scan_key_error(conf_t *c, const char *key,
+                                                                 diag_t *d, const char *fmt, ...)
+{
+	char buf[1024];
+	const char *file = conf_path(c);
+	unsigned line = 0;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	conf_value_at(c, key, 0, &file, &line);
+	diag_error(d, file, line, "%s", buf);
+}
+
 static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 {
 	static const char *const sinks[] = {"syslog", "stderr", NULL};
@@ -257,14 +273,14 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 	conf_str(c, "log_level", "info", &level, d);
 	s->log_level = log_level_parse(level);
 	if (s->log_level < 0) {
-		diag_error(d, conf_path(c), 0,
-		           "log_level: expected err, warning, notice, info or debug, got '%s'",
-		           level);
+		scan_key_error(c, "log_level", d,
+		               "log_level: expected err, warning, notice, info or debug, got '%s'",
+		               level);
 		s->log_level = LOG_L_INFO;
 	}
 	if (log_facility_parse(s->log_facility) < 0)
-		diag_error(d, conf_path(c), 0, "log_facility: unknown facility '%s'",
-		           s->log_facility);
+		scan_key_error(c, "log_facility", d, "log_facility: unknown facility '%s'",
+		               s->log_facility);
 	conf_size(c, "max_message_size", 10 << 20, 1024, (uint64_t)1 << 31, &s->max_message_bytes,
 	          d);
 	conf_long(c, "mime_max_depth", 20, 1, 1000, &n, d);
@@ -278,17 +294,13 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 	conf_ms(c, "stop_timeout", 30000, 0, 3600000, &s->stop_timeout_ms, d);
 
 	char err[512];
-	if (scan_socket_check(s->socket, err, sizeof(err)) < 0) {
-		const char *file = conf_path(c);
-		unsigned line = 0;
-		conf_value_at(c, "socket", 0, &file, &line);
-		diag_error(d, file, line, "%s", err);
-	}
+	if (scan_socket_check(s->socket, err, sizeof(err)) < 0)
+		scan_key_error(c, "socket", d, "%s", err);
 	char *mode_end;
 	unsigned long m = strtoul(mode, &mode_end, 8);
 	if (mode[0] < '0' || mode[0] > '7' || *mode_end != '\0' || m > 0777)
-		diag_error(d, conf_path(c), 0,
-		           "socket_mode: expected an octal mode like 0660, got '%s'", mode);
+		scan_key_error(c, "socket_mode", d,
+		               "socket_mode: expected an octal mode like 0660, got '%s'", mode);
 	s->socket_mode = (unsigned)m & 0777;
 	if (s->state_dir[0] != '/') {
 		/* Relative state dirs would move with the daemon's chdir("/"). */

@@ -34,6 +34,14 @@ printf 'rules = %s\nreject_scroe = 3\n' "$RULES" >"$D/typo.conf"
 check "a misspelt key fails" [ $? != 0 ]
 check "with file:line" grep -q "typo.conf:2: unknown key 'reject_scroe'" "$D/typo.out"
 
+# Values the daemon's own settings check (not just their syntax) name their line too.
+printf 'rules = %s\nsocket_mode = 0999\nlog_level = loud\nlog_facility = mailx\n' "$RULES" >"$D/vals.conf"
+"$SIFT" -d "$D/s7" lint "$D/vals.conf" >"$D/vals.out" 2>&1
+check "bad daemon settings fail the lint" [ $? != 0 ]
+check "a bad socket_mode names its line" grep -q "vals.conf:2: socket_mode: expected an octal mode" "$D/vals.out"
+check "a bad log_level names its line" grep -q "vals.conf:3: log_level: expected" "$D/vals.out"
+check "a bad log_facility names its line" grep -q "vals.conf:4: log_facility: unknown facility" "$D/vals.out"
+
 # Three different mistakes on three lines: all three reported, the lint fails.
 printf '%s\n' 'header A Subject =~ /(unclosed/' 'body B /ok/' 'score B abc' 'meta C (B &&' \
 	'score NEVER_DEFINED 2' 'body E /x/' 'score E 1e308' >"$D/bad.cf"
