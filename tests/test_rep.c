@@ -9,8 +9,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <lmdb.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <sodium.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,6 +194,73 @@ static bool link_wait_up(rep_link_t *l, long ms)
 		if (rep_link_get(l))
 			return true;
 	return false;
+}
+
+/* ------------------------------------------------------------ publishers' keys */
+
+/* A publisher with a key derived from a fixed seed: no files, same key every run. */
+struct pub {
+	rep_signer_t s;
+	char b64[64]; /* the public key as block_trusted_key wants it */
+};
+
+static struct pub publisher(const char *name, uint8_t seed_byte)
+{
+	struct pub p;
+	uint8_t seed[32], pk[32];
+	memset(&p, 0, sizeof(p));
+	memset(seed, seed_byte, sizeof(seed));
+	cr_assert_geq(sodium_init(), 0);
+	crypto_sign_seed_keypair(pk, p.s.sk, seed);
+	snprintf(p.s.name, sizeof(p.s.name), "%s", name);
+	sodium_bin2base64(p.b64, sizeof(p.b64), pk, sizeof(pk), sodium_base64_VARIANT_ORIGINAL);
+	return p;
+}
+
+/* Trust settings from configuration text. */
+static rep_bl_conf_t trust_conf(const char *text)
+{
+	rep_bl_conf_t bc;
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("trust.conf", text, d);
+	cr_assert_not_null(c);
+	cr_assert_eq(rep_bl_config_read(c, &bc, d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	bc.signing_key = NULL; /* pointed into c */
+	conf_free(c);
+	diag_free(d);
+	return bc;
+}
+
+/* The publisher most tests use, "t1", and settings that trust it (and only it). */
+static const rep_signer_t *signer(void)
+{
+	static struct pub p;
+	if (p.s.name[0] == '\0')
+		p = publisher("t1", 1);
+	return &p.s;
+}
+
+static const rep_bl_conf_t *trusting(void)
+{
+	static rep_bl_conf_t bc;
+	static bool done;
+	if (!done) {
+		struct pub p = publisher("t1", 1);
+		char text[256];
+		snprintf(text, sizeof(text), "block_trusted_key = t1 %s\n", p.b64);
+		bc = trust_conf(text);
+		done = true;
+	}
+	return &bc;
+}
+
+/* The configuration line of trusting(), for a node's configuration. */
+static const char *trust_line(void)
+{
+	static char line[256];
+	struct pub p = publisher("t1", 1);
+	snprintf(line, sizeof(line), "block_trusted_key = t1 %s\n", p.b64);
+	return line;
 }
 
 /* ------------------------------------------------------------ keys and matching */
@@ -557,10 +626,17 @@ Test(rep_export, rbldnsd_combined_dataset)
 
 static rep_op_t op_add(const char *id, const char *target, bool allow, int64_t expire)
 {
+	static uint64_t stamp;
 	rep_op_t op;
 	memset(&op, 0, sizeof(op));
 	snprintf(op.id, sizeof(op.id), "%s", id);
 	op.e = entry(target, allow, expire, "test");
+	/* Later operations are newer, as the publisher's clock makes them. */
+	if (stamp == 0)
+		stamp = (uint64_t)time(NULL) * 1000000u;
+	op.e.stamp = ++stamp;
+	op.e.added = (int64_t)(op.e.stamp / 1000000u);
+	snprintf(op.e.by, sizeof(op.e.by), "t1");
 	return op;
 }
 
@@ -628,10 +704,12 @@ Test(rep_mirror, longest_match_expiry_and_resume)
 	cr_assert_eq(n, 5, "six entries, one purged");
 	free(all);
 
-	rep_entry_t snap[1] = {entry("198.51.100.0/24", false, 0, "snap")};
-	cr_assert_eq(rep_mirror_load_snapshot(m, snap, 1, "9-0"), 0);
+	rep_entry_t snap[1] = {op_add("", "198.51.100.0/24", false, 0).e};
+	cr_assert_eq(rep_mirror_load_begin(m, "9-0"), 0);
+	cr_assert_eq(rep_mirror_load_chunk(m, snap, 1, "0"), 1);
 	rep_addr_parse("10.9.9.9", &a);
-	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 0, "a snapshot replaces everything");
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 0,
+	             "a snapshot replaces every shared entry");
 	rep_addr_parse("198.51.100.200", &a);
 	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 1);
 	rep_mirror_close(m);
@@ -996,26 +1074,28 @@ Test(rep_stream, mirror_resumes_after_restart_and_link_cut, .timeout = 30)
 	rep_op_t o;
 
 	o = op_add("", "203.0.113.0/24", false, 0);
-	cr_assert_eq(rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)), 0, "%s", rep_link_error(l));
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)), 0, "%s",
+	             rep_link_error(l));
 	o = op_add("", "spam.example", false, 0);
-	cr_assert_eq(rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)), 0);
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)), 0);
 
 	rep_mirror_t *m = rep_mirror_open(dir, d);
-	cr_assert_eq(rep_bl_sync(l, m, "t:", 0), 2);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 0), 2);
 	rep_mirror_last_id(m, last, sizeof(last));
 	cr_assert_str_eq(last, id);
-	cr_assert_eq(rep_bl_sync(l, m, "t:", 0), 0, "nothing new");
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 0), 0, "nothing new");
 	rep_mirror_close(m);
 
 	/* Meanwhile (this node down): a delete and an add. */
 	o = op_del("", "spam.example");
-	rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id));
+	rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id));
 	o = op_add("", "198.51.100.7", true, 0);
-	rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id));
+	rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id));
 
 	rep_link_t *l2 = rep_link_new(&lc); /* a new process, a new connection */
 	m = rep_mirror_open(dir, d);
-	cr_assert_eq(rep_bl_sync(l2, m, "t:", 0), 2, "exactly the two missed operations");
+	cr_assert_eq(rep_bl_sync(l2, m, "t:", trusting(), 0), 2,
+	             "exactly the two missed operations");
 	rep_entry_t e;
 	cr_assert_eq(rep_mirror_lookup_domain(m, "spam.example", time(NULL), &e), 0);
 	rep_addr_t a;
@@ -1025,22 +1105,22 @@ Test(rep_stream, mirror_resumes_after_restart_and_link_cut, .timeout = 30)
 
 	/* A link cut: Redis goes away and comes back; the mirror keeps answering. */
 	server_stop(&s);
-	cr_assert_eq(rep_bl_sync(l2, m, "t:", 0), -1);
+	cr_assert_eq(rep_bl_sync(l2, m, "t:", trusting(), 0), -1);
 	rep_addr_parse("203.0.113.99", &a);
 	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1, "local lookups survive");
 	server_start(&s, NULL); /* no persistence: Redis lost everything */
 	int n = -1;
 	for (long until = mono_ms() + 3000; mono_ms() < until && n < 0; sleep_ms(20))
-		n = rep_bl_sync(l2, m, "t:", 0);
+		n = rep_bl_sync(l2, m, "t:", trusting(), 0);
 	cr_assert_geq(n, 0);
 	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1,
 	             "an empty Redis does not wipe the mirror");
 	o = op_add("", "192.0.2.66", false, 0);
-	cr_assert_eq(
-	    rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)) == 0 ||
-	        (link_wait_up(l, 3000) && rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)) == 0),
-	    1);
-	cr_assert_eq(rep_bl_sync(l2, m, "t:", 0), 1, "new entries still arrive");
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)) == 0 ||
+	                 (link_wait_up(l, 3000) &&
+	                  rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)) == 0),
+	             1);
+	cr_assert_eq(rep_bl_sync(l2, m, "t:", trusting(), 0), 1, "new entries still arrive");
 	rep_addr_parse("192.0.2.66", &a);
 	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1);
 	rep_mirror_close(m);
@@ -1049,7 +1129,7 @@ Test(rep_stream, mirror_resumes_after_restart_and_link_cut, .timeout = 30)
 	char *dir2 = tmpdir();
 	rep_mirror_t *m2 = rep_mirror_open(dir2, d);
 	rep_link_t *l3 = rep_link_new(&lc);
-	cr_assert_eq(rep_bl_sync(l3, m2, "t:", 0), 1);
+	cr_assert_eq(rep_bl_sync(l3, m2, "t:", trusting(), 0), 1);
 	cr_assert_eq(rep_mirror_lookup_ip(m2, &a, time(NULL), &e), 1);
 	rep_mirror_last_id(m2, last, sizeof(last));
 	cr_assert_str_eq(last, id);
@@ -1076,17 +1156,17 @@ Test(rep_stream, blocking_read_delivers_promptly, .timeout = 30)
 	char *dir = tmpdir();
 	diag_t *d = diag_new();
 	rep_mirror_t *m = rep_mirror_open(dir, d);
-	cr_assert_eq(rep_bl_sync(l, m, "t:", 0), 0);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 0), 0);
 	pid_t pid = fork();
 	if (pid == 0) {
 		sleep_ms(300);
 		rep_link_t *w = rep_link_new(&lc);
 		rep_op_t o = op_add("", "192.0.2.5", false, 0);
 		char id[64];
-		_exit(rep_bl_publish(w, "t:", &o, 1000, id, sizeof(id)) == 0 ? 0 : 1);
+		_exit(rep_bl_publish(w, "t:", &o, signer(), 1000, id, sizeof(id)) == 0 ? 0 : 1);
 	}
 	long t0 = mono_ms();
-	cr_assert_eq(rep_bl_sync(l, m, "t:", 1500), 1);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 1500), 1);
 	long dt = mono_ms() - t0;
 	cr_assert_lt(dt, 1000, "arrived after %ld ms, not at the end of the wait", dt);
 	int st;
@@ -1117,8 +1197,8 @@ static void node_load(struct node *n, struct server *s, const char *extra)
 	snprintf(text, sizeof(text),
 	         "redis_server = %s\nredis_prefix = n:\nredis_timeout = 200ms\n"
 	         "redis_breaker_failures = 2\nredis_breaker_time = 300ms\n"
-	         "rep_min_observations = 3\nblock_sync_wait = 200ms\n%s",
-	         s->addr, extra ? extra : "");
+	         "rep_min_observations = 3\nblock_sync_wait = 200ms\n%s%s",
+	         s->addr, trust_line(), extra ? extra : "");
 	n->conf = conf_parse("node.conf", text, d);
 	cr_assert_not_null(n->conf);
 	ev_env_t env = {.state_dir = n->dir, .offline = false};
@@ -1217,7 +1297,7 @@ Test(rep_nodes, nodes_share_reputation_and_blocks_and_ride_out_outages, .timeout
 	rep_link_t *l = rep_link_new(&lc);
 	rep_op_t o = op_add("", "203.0.113.0/24", false, 0);
 	char id[64];
-	cr_assert_eq(rep_bl_publish(l, "n:", &o, 1000, id, sizeof(id)), 0);
+	cr_assert_eq(rep_bl_publish(l, "n:", &o, signer(), 1000, id, sizeof(id)), 0);
 	long t0 = mono_ms();
 	bool blocked = false;
 	while (!blocked && mono_ms() - t0 < 1000) {
@@ -1303,8 +1383,8 @@ Test(rep_nodes, reload_keeps_the_runtime_and_its_queue, .timeout = 60)
 	snprintf(text, sizeof(text),
 	         "redis_server = %s\nredis_prefix = n:\nredis_timeout = 200ms\n"
 	         "redis_breaker_failures = 2\nredis_breaker_time = 300ms\n"
-	         "rep_min_observations = 5\nblock_sync_wait = 200ms\n",
-	         s.addr);
+	         "rep_min_observations = 5\nblock_sync_wait = 200ms\n%s",
+	         s.addr, trust_line());
 	conf_t *c2 = conf_parse("reload.conf", text, d);
 	ev_env_t env = {.state_dir = a.dir, .offline = false};
 	void *g2 = ev_started(&rep_evidence, rep_evidence.load(c2, a.shared, &env, d), &env, d);
