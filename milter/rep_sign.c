@@ -373,6 +373,9 @@ rep_sop_status_t rep_sop_decode(const void *buf, size_t len, const rep_bl_conf_t
 	uint64_t expire, stamp;
 
 	memset(op, 0, sizeof(*op));
+	/* The unsigned entries of earlier versions: "block|..." or "allow|...". */
+	if (len >= 6 && (memcmp(b, "block|", 6) == 0 || memcmp(b, "allow|", 6) == 0))
+		return REP_SOP_UNSIGNED;
 	if (len <= REP_SIG_BYTES || len - REP_SIG_BYTES >= sizeof(pl))
 		return REP_SOP_MALFORMED;
 	size_t plen = len - REP_SIG_BYTES;

@@ -69,26 +69,34 @@ int rep_bl_publish(rep_link_t *l, const char *prefix, const rep_op_t *op,
 	return rc;
 }
 
-/* One log line per ignored entry, rate-limited; never more than a bounded part of it. */
-static void note_reject(const char *where, const char *id, const rep_op_t *op, rep_sop_status_t st)
+/*
+ * One log line per ignored entry, rate-limited; never more than a bounded
+ * part of it. name is the stream id, or the snapshot's field (the target).
+ */
+static void note_reject(bool stream, const char *name, const rep_op_t *op, rep_sop_status_t st)
 {
 	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 	static log_ratelimit_t rl;
 	unsigned lost = 0;
-	char tgt[REP_DOMAIN_MAX_BYTES] = "?";
+	char tgt[REP_DOMAIN_MAX_BYTES] = "", more[48] = "", who[REP_DOMAIN_MAX_BYTES + 80] = "";
 
 	pthread_mutex_lock(&mu);
 	bool ok = log_ratelimit(&rl, REJECT_LOG_BURST, REJECT_LOG_WINDOW_S, &lost);
 	pthread_mutex_unlock(&mu);
 	if (!ok)
 		return;
-	if (st != REP_SOP_UNSIGNED && st != REP_SOP_MALFORMED)
-		rep_target_format(&op->e.target, tgt, sizeof(tgt));
-	log_msg(LOG_L_WARNING,
-	        "rep: block list: ignored %s entry %.*s for %.*s by '%s': %s%s%.0u%s", where,
-	        REP_ID_MAX_BYTES, id, LOG_TARGET_MAX_BYTES, tgt,
-	        st == REP_SOP_UNSIGNED || st == REP_SOP_MALFORMED ? "?" : op->e.by,
-	        rep_sop_status_text(st), lost ? " (" : "", lost, lost ? " more not logged)" : "");
+	if (lost)
+		snprintf(more, sizeof(more), " (%u more not logged)", lost);
+	/* Unparsed entries have no target or publisher worth showing. */
+	if (st != REP_SOP_UNSIGNED && st != REP_SOP_MALFORMED) {
+		if (stream && rep_target_format(&op->e.target, tgt, sizeof(tgt)) == 0)
+			snprintf(who, sizeof(who), " (%s by '%s')", tgt, op->e.by);
+		else
+			snprintf(who, sizeof(who), " (by '%s')", op->e.by);
+	}
+	log_msg(LOG_L_WARNING, "rep: block list: ignored %s entry %.*s%s: %s%s",
+	        stream ? "stream" : "snapshot", LOG_TARGET_MAX_BYTES, name, who,
+	        rep_sop_status_text(st), more);
 }
 
 /* Once per process: with no trusted key nothing shared is accepted, said once, not per entry. */
@@ -122,7 +130,7 @@ static int parse_entry(const redisReply *e, const rep_bl_conf_t *bc, rep_op_t *o
 	st = enc ? rep_sop_decode(enc->str, enc->len, bc, op) : REP_SOP_UNSIGNED;
 	if (st != REP_SOP_OK) {
 		if (!trust_nothing(bc))
-			note_reject("stream", e->element[0]->str, op, st);
+			note_reject(true, e->element[0]->str, op, st);
 		memset(op, 0, sizeof(*op));
 		op->skip = true;
 	}
@@ -212,7 +220,7 @@ static int load_chunk(rep_link_t *l, rep_mirror_t *m, const char *statek, const 
 			if (st == REP_SOP_OK)
 				e[k++] = op.e;
 			else if (!trust_nothing(bc))
-				note_reject("snapshot", kk->str, &op, st);
+				note_reject(false, kk->str, &op, st);
 		}
 		rc = rep_mirror_load_chunk(m, e, k, r->element[0]->str) < 0 ? -1 : (int)n;
 		free(e);
