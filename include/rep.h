@@ -31,15 +31,20 @@
  *	most redis_timeout (and never past the message deadline). Verdicts
  *	are written by a background writer from a bounded queue.
  *
- *	Block and allow lists. `sift block add|del` appends an operation to a
- *	Redis stream, <prefix>{bl}:log, and in the same MULTI updates a
- *	snapshot hash <prefix>{bl}:state (target -> entry). A sync thread on
+ *	Block and allow lists. `sift block add|del` appends an operation,
+ *	signed with the publisher's Ed25519 key (rep_sign.c), to a Redis
+ *	stream, <prefix>{bl}:log, and in the same MULTI updates a snapshot
+ *	hash <prefix>{bl}:state (target -> signed entry). A sync thread on
  *	every node XREADs the stream (blocking, so a new entry arrives within
- *	milliseconds) and applies it to a local LMDB mirror together with the
- *	stream id of the last applied entry, in one transaction: lookups are
- *	local, survive outages, and a restart or link cut resumes exactly
- *	after the last applied entry. A node too far behind a trimmed stream,
- *	or a new node, loads the snapshot and then follows the stream.
+ *	milliseconds; block_sync_batch entries at a time) and applies what is
+ *	signed by a trusted key, and not too broad for it, to a local LMDB
+ *	mirror together with the stream id of the last entry read, in one
+ *	transaction: lookups are local, survive outages, and a restart or
+ *	link cut resumes exactly after that entry. Per target the operation
+ *	with the newest stamp wins (deletions leave tombstones), so replayed
+ *	old operations change nothing. A node too far behind a trimmed
+ *	stream, or a new node, loads the snapshot in HSCAN chunks, recording
+ *	the cursor with each, and then follows the stream.
  *
  *	Failure behaviour. Every Redis connection has a connect and command
  *	timeout (redis_timeout); after a failure it waits with exponential
@@ -79,7 +84,7 @@
 
 extern const evidence_ops_t rep_evidence;
 
-/* `sift block add|del|list|export` (rep_cli.c). */
+/* `sift block add|del|list|export|sync|keygen` (rep_cli.c). */
 int rep_cmd_block(cli_ctx_t *ctx, int argc, char **argv);
 
 /* ------------------------------------------------------------ configuration (rep.c) */

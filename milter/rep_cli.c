@@ -260,7 +260,10 @@ static int cmd_list(const rep_config_t *rc, int argc, char **argv)
 		return 1;
 	}
 	rep_mirror_last_id(m, last, sizeof(last));
-	printf("# target\tlist\texpires\tadded\tby\treason   (mirror at stream id %s)\n", last);
+	rep_load_t ls;
+	bool loading = rep_mirror_load_state(m, &ls) == 1;
+	printf("# target\tlist\texpires\tadded\tby\treason   (mirror at stream id %s%s)\n", last,
+	       loading ? ", first load in progress" : "");
 	for (size_t i = 0; i < n; i++) {
 		char tgt[REP_DOMAIN_MAX_BYTES], exp[32], add[32];
 		bool expired = rep_entry_expired(&e[i], now);

@@ -249,6 +249,12 @@ c0=$(calls)
 "$SIFT" -c "$D/e.conf" block list >/dev/null 2>&1
 c1=$(calls)
 check "sift block list reads the local mirror only (sync calls $c0 -> $c1)" [ "$c0" = "$c1" ]
+"$SIFT" -c "$D/a.conf" block add 192.0.2.201 >/dev/null 2>&1
+"$SIFT" -c "$D/e.conf" block list --sync >"$D/elist2.out" 2>&1
+check "sift block list --sync syncs first" grep -q '^192.0.2.201	block' "$D/elist2.out"
+"$SIFT" -c "$D/b.conf" block add 192.0.2.202 >"$D/nokey.out" 2>&1
+check "publishing without block_signing_key fails" [ $? = 1 ]
+check "and says why" grep -q "needs block_signing_key" "$D/nokey.out"
 
 stop_pid "$a_PID"
 stop_pid "$b_PID"
