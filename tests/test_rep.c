@@ -1488,6 +1488,15 @@ Test(rep_stream, mirror_resumes_after_restart_and_link_cut, .timeout = 30)
 	server_free(&s);
 }
 
+static size_t mirror_count(rep_mirror_t *m)
+{
+	rep_entry_t *all;
+	size_t n;
+	cr_assert_eq(rep_mirror_list(m, &all, &n), 0);
+	free(all);
+	return n;
+}
+
 Test(rep_stream, only_entries_signed_by_trusted_keys_are_applied, .timeout = 30)
 {
 	NEED_REDIS();
@@ -1535,6 +1544,15 @@ Test(rep_stream, only_entries_signed_by_trusted_keys_are_applied, .timeout = 30)
 	rep_mirror_last_id(m, last, sizeof(last));
 	cr_assert_str_eq(last, id, "the position moved past the rejected entries");
 	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 0), 0, "and they are not read again");
+	/* A node that trusts no key takes nothing from Redis, the good entry included. */
+	char *dir0 = tmpdir();
+	rep_mirror_t *m0 = rep_mirror_open(dir0, d);
+	rep_bl_conf_t none = trust_conf("");
+	cr_assert_geq(rep_bl_sync(l, m0, "t:", &none, 0), 0);
+	cr_assert_eq(mirror_count(m0), 0);
+	rep_mirror_close(m0);
+	rmtree(dir0);
+	free(dir0);
 
 	/* A rogue replays the signed "add" after its "del": nothing changes. */
 	o = op_add("", "203.0.113.0/24", false, 0);
@@ -1584,15 +1602,6 @@ static long long cmd_calls(struct server *s, const char *cmd)
 	const char *p = strstr(r->str, pat);
 	long long n = p ? atoll(p + strlen(pat)) : 0;
 	freeReplyObject(r);
-	return n;
-}
-
-static size_t mirror_count(rep_mirror_t *m)
-{
-	rep_entry_t *all;
-	size_t n;
-	cr_assert_eq(rep_mirror_list(m, &all, &n), 0);
-	free(all);
 	return n;
 }
 
