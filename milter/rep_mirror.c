@@ -20,7 +20,7 @@
 enum {
 	MIRROR_MAP_BYTES = 256u << 20, /* room for millions of entries */
 	MIRROR_KEY_MAX_BYTES = REP_DOMAIN_MAX_BYTES + 2,
-	MIRROR_VAL_MAX_BYTES = 600,
+	MIRROR_VAL_MAX_BYTES = 1024, /* a record is at most ~600 bytes */
 };
 
 struct rep_mirror {
@@ -489,12 +489,15 @@ int rep_mirror_trust_changed(rep_mirror_t *m, const char *fingerprint)
 	char old[128];
 	int rc = 0;
 
+	/* Called every sync step: look first, without taking the writers' lock. */
+	if (mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn) != 0)
+		return -1;
+	bool same = meta_get(m, txn, "trust", old, sizeof(old)) && strcmp(old, fingerprint) == 0;
+	mdb_txn_abort(txn);
+	if (same)
+		return 0;
 	if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
 		return -1;
-	if (meta_get(m, txn, "trust", old, sizeof(old)) && strcmp(old, fingerprint) == 0) {
-		mdb_txn_abort(txn);
-		return 0;
-	}
 	/* What was refused may now be accepted and the reverse: load everything again. */
 	rc = meta_put(m, txn, "trust", fingerprint);
 	if (rc == 0)
