@@ -734,6 +734,28 @@ Test(rep_sign, tampered_wrong_key_unknown_key_and_unsigned_are_rejected)
 	cr_assert_eq(rep_sop_decode(t, 200, trusting(), &back), REP_SOP_MALFORMED);
 }
 
+Test(rep_sign, mangled_entries_are_refused_never_accepted)
+{
+	char buf[REP_SOP_MAX_BYTES], t[REP_SOP_MAX_BYTES];
+	rep_op_t op = signed_op("198.51.100.0/24", false, signer()), back;
+	int n = rep_sop_encode(&op, signer(), buf, sizeof(buf));
+	unsigned seed = 12345;
+	for (int i = 0; i < 20000; i++) {
+		size_t len = (size_t)n;
+		memcpy(t, buf, len);
+		int flips = 1 + (int)(rand_r(&seed) % 4);
+		for (int f = 0; f < flips; f++)
+			t[rand_r(&seed) % len] = (char)(rand_r(&seed) & 0xff);
+		if (rand_r(&seed) % 4 == 0)
+			len = rand_r(&seed) % (len + 1);
+		rep_sop_status_t st = rep_sop_decode(t, len, trusting(), &back);
+		if (len == (size_t)n && memcmp(t, buf, len) == 0)
+			cr_assert_eq(st, REP_SOP_OK);
+		else
+			cr_assert_neq(st, REP_SOP_OK, "a mangled entry was accepted (round %d)", i);
+	}
+}
+
 Test(rep_sign, broad_entries_are_refused_unless_the_key_is_broad)
 {
 	static const char *const broad[] = {"0.0.0.0/0", "10.0.0.0/8", "10.0.0.0/15",
