@@ -49,7 +49,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/sa-compat.XXXXXX")
 
 # shellcheck disable=SC2046 # pkg-config output is a list of flags
 ${CC:-cc} -O2 -I"$top/include" -I"$builddir" "$top/contrib/sa-compat.c" "$builddir/libsift.a" \
-	$(pkg-config --libs libpcre2-8 libpsl lmdb hiredis libcares) \
+	$(pkg-config --libs libpcre2-8 libpsl lmdb hiredis libcares libsodium) \
 	$(pkg-config --libs libhs 2>/dev/null || true) \
 	-lpthread -lm -o "$work/sa-compat"
 

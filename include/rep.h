@@ -31,15 +31,20 @@
  *	most redis_timeout (and never past the message deadline). Verdicts
  *	are written by a background writer from a bounded queue.
  *
- *	Block and allow lists. `sift block add|del` appends an operation to a
- *	Redis stream, <prefix>{bl}:log, and in the same MULTI updates a
- *	snapshot hash <prefix>{bl}:state (target -> entry). A sync thread on
+ *	Block and allow lists. `sift block add|del` appends an operation,
+ *	signed with the publisher's Ed25519 key (rep_sign.c), to a Redis
+ *	stream, <prefix>{bl}:log, and in the same MULTI updates a snapshot
+ *	hash <prefix>{bl}:state (target -> signed entry). A sync thread on
  *	every node XREADs the stream (blocking, so a new entry arrives within
- *	milliseconds) and applies it to a local LMDB mirror together with the
- *	stream id of the last applied entry, in one transaction: lookups are
- *	local, survive outages, and a restart or link cut resumes exactly
- *	after the last applied entry. A node too far behind a trimmed stream,
- *	or a new node, loads the snapshot and then follows the stream.
+ *	milliseconds; block_sync_batch entries at a time) and applies what is
+ *	signed by a trusted key, and not too broad for it, to a local LMDB
+ *	mirror together with the stream id of the last entry read, in one
+ *	transaction: lookups are local, survive outages, and a restart or
+ *	link cut resumes exactly after that entry. Per target the operation
+ *	with the newest stamp wins (deletions leave tombstones), so replayed
+ *	old operations change nothing. A node too far behind a trimmed
+ *	stream, or a new node, loads the snapshot in HSCAN chunks, recording
+ *	the cursor with each, and then follows the stream.
  *
  *	Failure behaviour. Every Redis connection has a connect and command
  *	timeout (redis_timeout); after a failure it waits with exponential
@@ -79,12 +84,42 @@
 
 extern const evidence_ops_t rep_evidence;
 
-/* `sift block add|del|list|export` (rep_cli.c). */
+/* `sift block add|del|list|export|sync|keygen` (rep_cli.c). */
 int rep_cmd_block(cli_ctx_t *ctx, int argc, char **argv);
 
 /* ------------------------------------------------------------ configuration (rep.c) */
 
 enum { REP_MAX_SENTINELS = 16, REP_MAX_READERS = 8 };
+
+/* ---- block list trust and sync settings (read by rep_sign.c) */
+enum {
+	REP_MAX_TRUSTED = 64,       /* block_trusted_key lines */
+	REP_KEYNAME_MAX_BYTES = 32, /* a publisher's name: [A-Za-z0-9._-], at most 31 */
+	REP_PUBKEY_BYTES = 32,      /* Ed25519 */
+	REP_SIG_BYTES = 64,
+};
+
+/* A publisher whose entries this node accepts. */
+typedef struct rep_pubkey {
+	char name[REP_KEYNAME_MAX_BYTES];
+	uint8_t pk[REP_PUBKEY_BYTES];
+	bool broad; /* may publish entries broader than block_min_prefix4/6 or public suffixes */
+} rep_pubkey_t;
+
+typedef struct rep_bl_conf {
+	const char *signing_key; /* block_signing_key: the publisher's secret key file, or NULL */
+	rep_pubkey_t trusted[REP_MAX_TRUSTED]; /* block_trusted_key, repeatable */
+	size_t n_trusted;
+	long min_prefix4; /* block_min_prefix4: shorter IPv4 prefixes are too broad */
+	long min_prefix6; /* block_min_prefix6 */
+	long batch;       /* block_sync_batch: entries per round trip */
+	long tombstone_s; /* block_tombstone_time: how long a deletion is remembered */
+} rep_bl_conf_t;
+
+/* Reads the block_* trust and sync keys; errors as file:line. 0 or -1. */
+int rep_bl_config_read(conf_t *c, rep_bl_conf_t *bc, diag_t *d);
+/* A short text that changes whenever the set of accepted entries may change. */
+void rep_bl_conf_fingerprint(const rep_bl_conf_t *bc, char *buf, size_t size);
 
 /*
  * Every key the module reads, with defaults applied. Strings point into
@@ -120,6 +155,7 @@ typedef struct rep_config {
 	bool mirror_explicit;  /* block_mirror was configured */
 	long stream_max;       /* block_stream_max: entries kept in the stream */
 	long sync_wait_ms;     /* block_sync_wait: one blocking XREAD */
+	rep_bl_conf_t bl;      /* block list trust and sync (rep_sign.c) */
 } rep_config_t;
 
 int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *d);
@@ -328,19 +364,25 @@ typedef struct rep_entry {
 	int64_t added;  /* unix s */
 	int64_t expire; /* unix s, 0 = never */
 	char reason[REP_REASON_MAX_BYTES];
-	char by[REP_BY_MAX_BYTES]; /* the node that published it */
+	char by[REP_BY_MAX_BYTES]; /* the publisher's key name (local entries: the host) */
+	uint64_t stamp; /* the publisher's clock in unix microseconds: the newest op wins */
+	bool local;     /* added without Redis: never replaced by a resynchronisation */
 } rep_entry_t;
 
 /* One operation of the stream: add (or replace) or delete an entry. */
 typedef struct rep_op {
 	char id[REP_ID_MAX_BYTES]; /* the stream id, "" for local operations */
 	bool del;
+	bool skip; /* a rejected stream entry: only moves the position past it */
 	rep_entry_t e;
 } rep_op_t;
 
 /* Compares two stream ids numerically ("0-0" < "1-0" < "1-1"). */
 int rep_id_cmp(const char *a, const char *b);
-/* The snapshot hash value of an entry, and back: "block|expire|added|by|reason". */
+/*
+ * An entry's attributes as text, and back: "block|expire|added|by|stamp|reason"
+ * (the mirror's record; what travels through Redis is rep_sop_encode()'s).
+ */
 int rep_entry_encode(const rep_entry_t *e, char *buf, size_t size);
 int rep_entry_decode(const char *target, const char *v, rep_entry_t *e);
 bool rep_entry_expired(const rep_entry_t *e, int64_t now);
@@ -354,18 +396,52 @@ bool rep_entry_expired(const rep_entry_t *e, int64_t now);
 int rep_export_rbldnsd(FILE *fp, const rep_entry_t *entries, size_t n, int64_t now);
 
 typedef struct rep_mirror rep_mirror_t;
-/* Opens (creating) the LMDB environment in directory dir. NULL + diag on failure. */
+/*
+ * Opens (creating) the LMDB environment in directory dir. NULL + diag on
+ * failure. A mirror written by a version without signed entries is
+ * converted: its shared entries are dropped (they were never verified)
+ * and its position reset, so the next sync loads the list afresh; local
+ * entries (no Redis) are kept.
+ */
 rep_mirror_t *rep_mirror_open(const char *dir, diag_t *d);
 void rep_mirror_close(rep_mirror_t *m);
+/* How long a deleted shared entry is remembered (replay protection); default 30 days. */
+void rep_mirror_set_tombstone_time(rep_mirror_t *m, long seconds);
 /*
  * Applies stream operations in order inside one transaction, skipping
  * any whose id is not newer than the last applied one, and records the
- * last id. Operations with an empty id are local (no Redis) and always
- * applied. Returns the number applied, or -1.
+ * last id. Operations with an empty id are local (no Redis). An
+ * operation changes a target only if its stamp is newer than that of the
+ * last operation applied to the target; a shared deletion leaves a
+ * tombstone with its stamp, so a replayed older "add" stays ignored.
+ * Returns the number applied, or -1.
  */
 int rep_mirror_apply(rep_mirror_t *m, const rep_op_t *ops, size_t n);
-/* Replaces the whole contents by a snapshot as of stream id `id`. */
-int rep_mirror_load_snapshot(rep_mirror_t *m, const rep_entry_t *e, size_t n, const char *id);
+
+/*
+ * The chunked, resumable snapshot load. begin() records the stream id to
+ * follow afterwards and a new generation; each chunk() stores verified
+ * entries with that generation together with the scan cursor reached, in
+ * one transaction; the chunk whose next cursor is "0" completes the
+ * load: shared entries of older generations go, the position becomes the
+ * base id. Until then the old entries keep answering lookups.
+ */
+typedef struct rep_load {
+	char base[REP_ID_MAX_BYTES];
+	char cursor[32];
+	uint32_t gen;
+} rep_load_t;
+int rep_mirror_load_begin(rep_mirror_t *m, const char *base_id);
+/* 1 and *out while a load is in progress, 0 if none, -1 on error. */
+int rep_mirror_load_state(rep_mirror_t *m, rep_load_t *out);
+/* Returns the number of entries stored (older ones than the mirror's are kept out), or -1. */
+int rep_mirror_load_chunk(rep_mirror_t *m, const rep_entry_t *e, size_t n, const char *next_cursor);
+/*
+ * Compares the trust settings' fingerprint with the one the mirror was
+ * built under; when it differs (or is new), records it and resets the
+ * position so the next sync reloads everything. 1 changed, 0 same, -1 error.
+ */
+int rep_mirror_trust_changed(rep_mirror_t *m, const char *fingerprint);
 /* Sets the last applied id without touching entries (Redis lost its data). */
 int rep_mirror_set_last_id(rep_mirror_t *m, const char *id);
 /* The id of the last applied stream entry, "0-0" if none. */
@@ -378,7 +454,7 @@ int rep_mirror_lookup_ip(rep_mirror_t *m, const rep_addr_t *a, int64_t now, rep_
 int rep_mirror_lookup_domain(rep_mirror_t *m, const char *domain, int64_t now, rep_entry_t *out);
 /* Every entry (expired ones too, for listing); malloc'd array in *out. */
 int rep_mirror_list(rep_mirror_t *m, rep_entry_t **out, size_t *n);
-/* Drops expired entries; returns how many. */
+/* Drops expired entries and tombstones older than the tombstone time; returns how many. */
 int rep_mirror_purge(rep_mirror_t *m, int64_t now);
 /*
  * Reputation updates Redis never confirmed, kept across a restart: saved
@@ -390,19 +466,77 @@ int rep_mirror_take_pending(rep_mirror_t *m, rep_witem_t **out, size_t *n);
 
 /* ------------------------------------------------------------ stream (rep_sync.c) */
 
+struct rep_signer; /* rep_sign.c, below */
+
 /* The keys of the block list: "<prefix>{bl}:log" and "<prefix>{bl}:state". */
 void rep_bl_keys(const char *prefix, char *log_key, char *state_key, size_t size);
-/* Publishes one operation (XADD + snapshot update in MULTI); id_out gets the stream id. */
-int rep_bl_publish(rep_link_t *l, const char *prefix, const rep_op_t *op, long stream_max,
-                   char *id_out, size_t id_size);
 /*
- * One round of mirror synchronisation: resynchronises from the snapshot
- * when needed (new mirror, or behind a trimmed stream), then reads up to
- * 1000 stream entries after the last applied id, waiting up to block_ms
- * for new ones (0: do not wait), and applies them. Returns the number of
- * operations applied, or -1 when Redis was not available.
+ * Publishes one operation signed by s (XADD of one field "o" holding
+ * rep_sop_encode()'s bytes, + snapshot update, in MULTI); id_out gets the
+ * stream id. op->e.stamp and op->e.by are set by the caller.
  */
-int rep_bl_sync(rep_link_t *l, rep_mirror_t *m, const char *prefix, long block_ms);
+int rep_bl_publish(rep_link_t *l, const char *prefix, const rep_op_t *op,
+                   const struct rep_signer *s, long stream_max, char *id_out, size_t id_size);
+/*
+ * One step of mirror synchronisation. While a snapshot load is in
+ * progress (a new mirror, one behind a trimmed stream, or new trust
+ * settings), one HSCAN chunk of bc->batch entries; otherwise one XREAD
+ * of up to bc->batch stream entries after the last applied id, waiting
+ * up to block_ms for new ones (0: do not wait). Only entries signed by a
+ * trusted key, and not too broad for it, are applied; the others are
+ * logged (rate-limited) and skipped. Returns the number of entries read
+ * and handled (applied or ignored), or -1 when Redis was not available.
+ */
+int rep_bl_sync(rep_link_t *l, rep_mirror_t *m, const char *prefix, const rep_bl_conf_t *bc,
+                long block_ms);
+
+/* ------------------------------------------------------------ signed operations (rep_sign.c) */
+
+/*
+ * A block-list operation travels as 64 signature bytes followed by the
+ * payload "1|a|b|target|expire|stamp|name|reason" (op a/d, list b/a,
+ * expire unix s or 0, stamp unix us, the publisher's key name; reason
+ * last, it may hold '|'). The Ed25519 signature covers a context string
+ * and the whole payload: everything the operation carries.
+ */
+enum { REP_SOP_MAX_BYTES = REP_SIG_BYTES + REP_DOMAIN_MAX_BYTES + REP_REASON_MAX_BYTES + 96 };
+
+/* A publisher's secret key, loaded from block_signing_key. Wipe it after use. */
+typedef struct rep_signer {
+	char name[REP_KEYNAME_MAX_BYTES];
+	uint8_t sk[64];
+} rep_signer_t;
+
+typedef enum {
+	REP_SOP_OK,
+	REP_SOP_UNSIGNED,    /* no signed operation in the entry at all */
+	REP_SOP_MALFORMED,   /* cannot be parsed */
+	REP_SOP_UNKNOWN_KEY, /* the publisher's name is not among the trusted keys */
+	REP_SOP_BAD_SIG,     /* the signature does not verify with the named key */
+	REP_SOP_TOO_BROAD,   /* a prefix or public suffix the key may not publish */
+} rep_sop_status_t;
+
+const char *rep_sop_status_text(rep_sop_status_t st);
+/* Writes the signed operation into buf; returns its length, or -1. Reentrant. */
+int rep_sop_encode(const rep_op_t *op, const rep_signer_t *s, char *buf, size_t size);
+/*
+ * Parses and checks an encoded operation against the trusted keys in bc;
+ * on REP_SOP_OK *op holds it (id left empty). For other results op->e
+ * holds what could be parsed (the target, for logging). Reentrant.
+ */
+rep_sop_status_t rep_sop_decode(const void *buf, size_t len, const rep_bl_conf_t *bc, rep_op_t *op);
+/* True if t is broader than block_min_prefix4/6 or a public suffix ("com", "co.uk"). */
+bool rep_target_too_broad(const rep_target_t *t, const rep_bl_conf_t *bc);
+/*
+ * Creates a new key file at path (mode 0600; refuses to overwrite) for
+ * the publisher `name`, and writes the matching configuration line
+ * "block_trusted_key = NAME BASE64" into line. 0, or -1 with err.
+ */
+int rep_sign_keygen(const char *path, const char *name, char *line, size_t size, char *err,
+                    size_t errsize);
+/* Loads a key file (which must not be accessible to others). 0, or -1 with err. */
+int rep_signer_load(const char *path, rep_signer_t *s, char *err, size_t errsize);
+void rep_signer_wipe(rep_signer_t *s);
 
 /* ------------------------------------------------------------ reputation I/O (rep_io.c) */
 

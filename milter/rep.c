@@ -87,6 +87,7 @@ int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *
 	bad |= conf_str(c, "block_mirror", NULL, &mirror, d);
 	bad |= conf_long(c, "block_stream_max", 100000, 100, 100000000, &rc->stream_max, d);
 	bad |= conf_ms(c, "block_sync_wait", 500, 10, 60000, &rc->sync_wait_ms, d);
+	bad |= rep_bl_config_read(c, &rc->bl, d);
 	rc->mirror_explicit = mirror != NULL;
 	if (mirror == NULL)
 		snprintf(rc->mirror_dir, sizeof(rc->mirror_dir), "%s/blockmirror",
@@ -498,7 +499,7 @@ static void *syncer_main(void *arg)
 	}
 	while (!stopping(rt)) {
 		rep_link_t *l = pick_read_link(replica, primary);
-		int n = rep_bl_sync(l, rt->mir->m, rt->prefix, rt->cfg.sync_wait_ms);
+		int n = rep_bl_sync(l, rt->mir->m, rt->prefix, &rt->cfg.bl, rt->cfg.sync_wait_ms);
 		note_link(l, "block list sync", &up, n >= 0);
 		if (n > 0)
 			__atomic_add_fetch(&rt->applied, (uint64_t)n, __ATOMIC_RELAXED);
@@ -604,6 +605,13 @@ static char *rt_signature(const rep_config_t *rc, bool offline)
 	             rc->cache_ms, rc->cache_entries, rc->reader_threads);
 	for (size_t i = 0; i < rc->n_sentinels && n > 0 && (size_t)n < sizeof(buf); i++)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "|%s", rc->sentinels[i]);
+	/* The sync thread checks entries against the trust settings it started with. */
+	if (n > 0 && (size_t)n < sizeof(buf)) {
+		char fp[64];
+		rep_bl_conf_fingerprint(&rc->bl, fp, sizeof(fp));
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "|%s|%ld|%ld", fp, rc->bl.batch,
+		              rc->bl.tombstone_s);
+	}
 	return xalloc_strdup(buf);
 }
 

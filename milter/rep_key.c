@@ -328,8 +328,9 @@ bool rep_entry_expired(const rep_entry_t *e, int64_t now)
 
 int rep_entry_encode(const rep_entry_t *e, char *buf, size_t size)
 {
-	int n = snprintf(buf, size, "%s|%" PRId64 "|%" PRId64 "|%s|%s",
-	                 e->allow ? "allow" : "block", e->expire, e->added, e->by, e->reason);
+	int n =
+	    snprintf(buf, size, "%s|%" PRId64 "|%" PRId64 "|%s|%" PRIu64 "|%s",
+	             e->allow ? "allow" : "block", e->expire, e->added, e->by, e->stamp, e->reason);
 	return (n < 0 || (size_t)n >= size) ? -1 : n;
 }
 
@@ -365,6 +366,9 @@ int rep_entry_decode(const char *target, const char *v, rep_entry_t *e)
 	e->added = strtoll(num, NULL, 10);
 	if ((v = field(v, e->by, sizeof(e->by), false)) == NULL)
 		return -1;
+	if ((v = field(v, num, sizeof(num), false)) == NULL)
+		return -1;
+	e->stamp = strtoull(num, NULL, 10);
 	field(v, e->reason, sizeof(e->reason), true);
 	return 0;
 }

@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include "log.h"
 #include "rep.h"
 #include "xalloc.h"
 
@@ -19,14 +20,31 @@
 enum {
 	MIRROR_MAP_BYTES = 256u << 20, /* room for millions of entries */
 	MIRROR_KEY_MAX_BYTES = REP_DOMAIN_MAX_BYTES + 2,
-	MIRROR_VAL_MAX_BYTES = 600,
+	MIRROR_VAL_MAX_BYTES = 1024, /* a record is at most ~600 bytes */
 };
 
 struct rep_mirror {
 	MDB_env *env;
-	MDB_dbi entries; /* encoded target -> "target\tencoded entry" */
-	MDB_dbi meta;    /* "last_id"; "plen4"/"plen6": bitmaps of prefix lengths in use */
+	MDB_dbi entries; /* binary target key -> record (see put_rec) */
+	MDB_dbi meta;    /* "schema", "last_id", "gen", "load", "trust"; "plen4"/"plen6":
+	                    bitmaps of prefix lengths in use */
 	MDB_dbi pending; /* reputation updates not written at shutdown: "t|s|h|key" */
+	long tomb_s;     /* how long a tombstone is kept */
+};
+
+/*
+ * Schema 2: records "K|gen\ttarget\tentry" with K 'l' (local), 's' (shared,
+ * verified) or 't' (tombstone of a deleted shared entry). Schema 1 (no
+ * "schema" key) held unsigned shared entries as "target\tentry".
+ */
+static const char schema_version[] = "2";
+enum { TOMBSTONE_DEFAULT_S = 30 * 86400 };
+
+/* A decoded record. */
+struct rec {
+	char kind;
+	uint32_t gen;
+	rep_entry_t e;
 };
 
 static int mkdirs(const char *dir)
@@ -47,6 +65,8 @@ static int mkdirs(const char *dir)
 		return -1;
 	return 0;
 }
+
+static int upgrade(rep_mirror_t *m, MDB_txn *txn);
 
 rep_mirror_t *rep_mirror_open(const char *dir, diag_t *d)
 {
@@ -71,10 +91,12 @@ rep_mirror_t *rep_mirror_open(const char *dir, diag_t *d)
 		goto fail;
 	if ((rc = mdb_dbi_open(txn, "entries", MDB_CREATE, &m->entries)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &m->meta)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "pending", MDB_CREATE | MDB_INTEGERKEY, &m->pending)) != 0) {
+	    (rc = mdb_dbi_open(txn, "pending", MDB_CREATE | MDB_INTEGERKEY, &m->pending)) != 0 ||
+	    (rc = upgrade(m, txn)) != 0) {
 		mdb_txn_abort(txn);
 		goto fail;
 	}
+	m->tomb_s = TOMBSTONE_DEFAULT_S;
 	if ((rc = mdb_txn_commit(txn)) != 0)
 		goto fail;
 	return m;
@@ -110,20 +132,35 @@ static size_t target_key(const rep_target_t *t, uint8_t *k)
 	return bytes + 2;
 }
 
-static int decode_val(const MDB_val *v, rep_entry_t *e)
+static int decode_rec(const MDB_val *v, struct rec *r)
 {
 	char buf[MIRROR_VAL_MAX_BYTES + 1];
 	size_t n = v->mv_size < MIRROR_VAL_MAX_BYTES ? v->mv_size : MIRROR_VAL_MAX_BYTES;
 	memcpy(buf, v->mv_data, n);
 	buf[n] = '\0';
-	char *tab = strchr(buf, '\t');
-	if (tab == NULL)
+	char *t1 = strchr(buf, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+	if (n < 4 || buf[1] != '|' || t2 == NULL || strchr("lst", buf[0]) == NULL)
 		return -1;
-	*tab = '\0';
-	return rep_entry_decode(buf, tab + 1, e);
+	*t2 = '\0';
+	r->kind = buf[0];
+	r->gen = (uint32_t)strtoul(buf + 2, NULL, 10);
+	if (rep_entry_decode(t1 + 1, t2 + 1, &r->e) < 0)
+		return -1;
+	r->e.local = r->kind == 'l';
+	return 0;
 }
 
-static int put_entry(rep_mirror_t *m, MDB_txn *txn, const rep_entry_t *e)
+/* A live entry (not a tombstone); -1 otherwise. */
+static int decode_val(const MDB_val *v, rep_entry_t *e)
+{
+	struct rec r;
+	if (decode_rec(v, &r) < 0 || r.kind == 't')
+		return -1;
+	*e = r.e;
+	return 0;
+}
+
+static int put_rec(rep_mirror_t *m, MDB_txn *txn, const rep_entry_t *e, char kind, uint32_t gen)
 {
 	uint8_t k[MIRROR_KEY_MAX_BYTES];
 	char val[MIRROR_VAL_MAX_BYTES], tgt[REP_DOMAIN_MAX_BYTES];
@@ -132,7 +169,7 @@ static int put_entry(rep_mirror_t *m, MDB_txn *txn, const rep_entry_t *e)
 
 	if (rep_target_format(&e->target, tgt, sizeof(tgt)) < 0)
 		return EINVAL;
-	int n = snprintf(val, sizeof(val), "%s\t", tgt);
+	int n = snprintf(val, sizeof(val), "%c|%" PRIu32 "\t%s\t", kind, gen, tgt);
 	if (rep_entry_encode(e, val + n, sizeof(val) - (size_t)n) < 0)
 		return EINVAL;
 	key.mv_size = target_key(&e->target, k);
@@ -141,7 +178,7 @@ static int put_entry(rep_mirror_t *m, MDB_txn *txn, const rep_entry_t *e)
 	data.mv_data = val;
 	if ((rc = mdb_put(txn, m->entries, &key, &data, 0)) != 0)
 		return rc;
-	if (e->target.kind != REP_T_DOMAIN) {
+	if (e->target.kind != REP_T_DOMAIN && kind != 't') {
 		/* Remember which prefix lengths exist, so a lookup probes only those. */
 		uint8_t bits[17] = {0};
 		const char *name = e->target.addr.family == 4 ? "plen4" : "plen6";
@@ -157,6 +194,14 @@ static int put_entry(rep_mirror_t *m, MDB_txn *txn, const rep_entry_t *e)
 	return 0;
 }
 
+/* 1 and *r if the target has a record (live or tombstone), 0 if none. */
+static int get_rec(rep_mirror_t *m, MDB_txn *txn, const rep_target_t *t, struct rec *r)
+{
+	uint8_t k[MIRROR_KEY_MAX_BYTES];
+	MDB_val key = {.mv_size = target_key(t, k), .mv_data = k}, v;
+	return mdb_get(txn, m->entries, &key, &v) == 0 && decode_rec(&v, r) == 0;
+}
+
 static int del_entry(rep_mirror_t *m, MDB_txn *txn, const rep_target_t *t)
 {
 	uint8_t k[MIRROR_KEY_MAX_BYTES];
@@ -165,22 +210,118 @@ static int del_entry(rep_mirror_t *m, MDB_txn *txn, const rep_target_t *t)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-static void get_last_id(rep_mirror_t *m, MDB_txn *txn, char *buf, size_t size)
+static bool meta_get(rep_mirror_t *m, MDB_txn *txn, const char *name, char *buf, size_t size)
 {
-	MDB_val k = {.mv_size = 7, .mv_data = "last_id"}, v;
+	MDB_val k = {.mv_size = strlen(name), .mv_data = (void *)name}, v;
 	if (mdb_get(txn, m->meta, &k, &v) == 0 && v.mv_size < size) {
 		memcpy(buf, v.mv_data, v.mv_size);
 		buf[v.mv_size] = '\0';
-	} else {
-		snprintf(buf, size, "0-0");
+		return true;
 	}
+	if (size)
+		buf[0] = '\0';
+	return false;
+}
+
+static int meta_put(rep_mirror_t *m, MDB_txn *txn, const char *name, const char *val)
+{
+	MDB_val k = {.mv_size = strlen(name), .mv_data = (void *)name};
+	MDB_val v = {.mv_size = strlen(val), .mv_data = (void *)val};
+	return mdb_put(txn, m->meta, &k, &v, 0);
+}
+
+static int meta_del(rep_mirror_t *m, MDB_txn *txn, const char *name)
+{
+	MDB_val k = {.mv_size = strlen(name), .mv_data = (void *)name};
+	int rc = mdb_del(txn, m->meta, &k, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static void get_last_id(rep_mirror_t *m, MDB_txn *txn, char *buf, size_t size)
+{
+	if (!meta_get(m, txn, "last_id", buf, size))
+		snprintf(buf, size, "0-0");
 }
 
 static int put_last_id(rep_mirror_t *m, MDB_txn *txn, const char *id)
 {
-	MDB_val k = {.mv_size = 7, .mv_data = "last_id"};
-	MDB_val v = {.mv_size = strlen(id), .mv_data = (void *)id};
-	return mdb_put(txn, m->meta, &k, &v, 0);
+	return meta_put(m, txn, "last_id", id);
+}
+
+static uint32_t get_gen(rep_mirror_t *m, MDB_txn *txn)
+{
+	char buf[32];
+	return meta_get(m, txn, "gen", buf, sizeof(buf)) ? (uint32_t)strtoul(buf, NULL, 10) : 0;
+}
+
+/*
+ * Schema 1 to 2. A mirror that ever followed Redis held entries nobody
+ * verified: drop them all and start over from the (signed) list. One that
+ * never did (last_id 0-0) holds only local entries: keep them.
+ */
+static int upgrade(rep_mirror_t *m, MDB_txn *txn)
+{
+	char ver[8], last[REP_ID_MAX_BYTES];
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc = 0;
+	size_t dropped = 0, kept = 0;
+
+	if (meta_get(m, txn, "schema", ver, sizeof(ver)))
+		return strcmp(ver, schema_version) == 0 ? 0 : EINVAL;
+	get_last_id(m, txn, last, sizeof(last));
+	bool shared = strcmp(last, "0-0") != 0;
+	if ((rc = mdb_cursor_open(txn, m->entries, &cur)) != 0)
+		return rc;
+	for (int op = MDB_FIRST; rc == 0 && mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+		char buf[MIRROR_VAL_MAX_BYTES + 1], conv[MIRROR_VAL_MAX_BYTES + 32];
+		rep_entry_t e;
+		size_t n = v.mv_size < MIRROR_VAL_MAX_BYTES ? v.mv_size : MIRROR_VAL_MAX_BYTES;
+		memcpy(buf, v.mv_data, n);
+		buf[n] = '\0';
+		char *tab = strchr(buf, '\t');
+		/* Old entry: "list|expire|added|by|reason"; the stamp goes before the reason. */
+		char *p = tab;
+		for (int i = 0; p && i < 4; i++)
+			p = strchr(p + 1, '|');
+		if (shared || tab == NULL || p == NULL) {
+			rc = mdb_cursor_del(cur, 0);
+			dropped++;
+			continue;
+		}
+		*tab = '\0';
+		*p = '\0';
+		snprintf(conv, sizeof(conv), "%s|0|%s", tab + 1, p + 1);
+		if (rep_entry_decode(buf, conv, &e) < 0) {
+			rc = mdb_cursor_del(cur, 0);
+			dropped++;
+			continue;
+		}
+		e.stamp = (uint64_t)e.added * 1000000u;
+		rc = put_rec(m, txn, &e, 'l', 0);
+		kept++;
+	}
+	mdb_cursor_close(cur);
+	if (rc == 0 && shared) {
+		rc = put_last_id(m, txn, "0-0");
+		if (rc == 0)
+			rc = meta_del(m, txn, "plen4");
+		if (rc == 0)
+			rc = meta_del(m, txn, "plen6");
+	}
+	if (rc == 0)
+		rc = meta_put(m, txn, "schema", schema_version);
+	if (rc == 0 && (dropped || kept))
+		log_msg(LOG_L_NOTICE,
+		        "rep: block list mirror converted to signed entries: %zu unverified shared "
+		        "entries dropped (reloaded at the next sync), %zu local entries kept",
+		        dropped, kept);
+	return rc;
+}
+
+void rep_mirror_set_tombstone_time(rep_mirror_t *m, long seconds)
+{
+	m->tomb_s = seconds > 0 ? seconds : TOMBSTONE_DEFAULT_S;
 }
 
 int rep_mirror_apply(rep_mirror_t *m, const rep_op_t *ops, size_t n)
@@ -193,16 +334,31 @@ int rep_mirror_apply(rep_mirror_t *m, const rep_op_t *ops, size_t n)
 	if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
 		return -1;
 	get_last_id(m, txn, last, sizeof(last));
+	uint32_t gen = get_gen(m, txn);
 	for (size_t i = 0; i < n && rc == 0; i++) {
+		const rep_op_t *o = &ops[i];
+		bool shared = o->id[0] != '\0';
+		struct rec old;
 		/* Another process (the CLI, an older generation) may have applied it already. */
-		if (ops[i].id[0] && rep_id_cmp(ops[i].id, last) <= 0)
+		if (shared && rep_id_cmp(o->id, last) <= 0)
 			continue;
-		rc =
-		    ops[i].del ? del_entry(m, txn, &ops[i].e.target) : put_entry(m, txn, &ops[i].e);
-		if (ops[i].id[0]) {
-			snprintf(last, sizeof(last), "%s", ops[i].id);
+		if (shared) {
+			snprintf(last, sizeof(last), "%s", o->id);
 			moved = true;
 		}
+		if (o->skip)
+			continue;
+		/*
+		 * Per target, the newest operation wins, whatever order they arrive
+		 * in: a replayed old "add" (or "del") signed long ago changes nothing.
+		 */
+		if (get_rec(m, txn, &o->e.target, &old) == 1 && old.e.stamp >= o->e.stamp)
+			continue;
+		if (o->del)
+			rc = shared ? put_rec(m, txn, &o->e, 't', gen)
+			            : del_entry(m, txn, &o->e.target);
+		else
+			rc = put_rec(m, txn, &o->e, shared ? 's' : 'l', gen);
 		applied++;
 	}
 	if (rc == 0 && moved)
@@ -214,23 +370,145 @@ int rep_mirror_apply(rep_mirror_t *m, const rep_op_t *ops, size_t n)
 	return mdb_txn_commit(txn) == 0 ? applied : -1;
 }
 
-int rep_mirror_load_snapshot(rep_mirror_t *m, const rep_entry_t *e, size_t n, const char *id)
+static bool load_get(rep_mirror_t *m, MDB_txn *txn, rep_load_t *out)
+{
+	char buf[128];
+	memset(out, 0, sizeof(*out));
+	if (!meta_get(m, txn, "load", buf, sizeof(buf)))
+		return false;
+	unsigned long gen;
+	if (sscanf(buf, "%47[0-9-]|%31[0-9]|%lu", out->base, out->cursor, &gen) != 3)
+		return false;
+	out->gen = (uint32_t)gen;
+	return true;
+}
+
+static int load_put(rep_mirror_t *m, MDB_txn *txn, const rep_load_t *l)
+{
+	char buf[128];
+	snprintf(buf, sizeof(buf), "%s|%s|%" PRIu32, l->base, l->cursor, l->gen);
+	return meta_put(m, txn, "load", buf);
+}
+
+int rep_mirror_load_begin(rep_mirror_t *m, const char *base_id)
 {
 	MDB_txn *txn;
-	int rc;
+	rep_load_t l;
 
 	if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
 		return -1;
-	rc = mdb_drop(txn, m->entries, 0);
-	for (size_t i = 0; i < n && rc == 0; i++)
-		rc = put_entry(m, txn, &e[i]);
-	if (rc == 0)
-		rc = put_last_id(m, txn, id);
-	if (rc != 0) {
+	memset(&l, 0, sizeof(l));
+	snprintf(l.base, sizeof(l.base), "%s", base_id);
+	snprintf(l.cursor, sizeof(l.cursor), "0");
+	l.gen = get_gen(m, txn) + 1;
+	if (load_put(m, txn, &l) != 0) {
 		mdb_txn_abort(txn);
 		return -1;
 	}
 	return mdb_txn_commit(txn) == 0 ? 0 : -1;
+}
+
+int rep_mirror_load_state(rep_mirror_t *m, rep_load_t *out)
+{
+	MDB_txn *txn;
+	if (mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn) != 0)
+		return -1;
+	bool in = load_get(m, txn, out);
+	mdb_txn_abort(txn);
+	return in ? 1 : 0;
+}
+
+/* The end of a load: what the snapshot no longer has goes; tombstones and local entries stay. */
+static int load_finish(rep_mirror_t *m, MDB_txn *txn, const rep_load_t *l)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	char gen[16];
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, m->entries, &cur)) != 0)
+		return rc;
+	for (int op = MDB_FIRST; rc == 0 && mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+		struct rec r;
+		if (decode_rec(&v, &r) < 0 || (r.kind == 's' && r.gen != l->gen))
+			rc = mdb_cursor_del(cur, 0);
+	}
+	mdb_cursor_close(cur);
+	snprintf(gen, sizeof(gen), "%" PRIu32, l->gen);
+	if (rc == 0)
+		rc = meta_put(m, txn, "gen", gen);
+	if (rc == 0)
+		rc = put_last_id(m, txn, l->base);
+	if (rc == 0)
+		rc = meta_del(m, txn, "load");
+	return rc;
+}
+
+int rep_mirror_load_chunk(rep_mirror_t *m, const rep_entry_t *e, size_t n, const char *next_cursor)
+{
+	MDB_txn *txn;
+	rep_load_t l;
+	int rc = 0, stored = 0;
+
+	if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
+		return -1;
+	if (!load_get(m, txn, &l)) {
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct rec old;
+		if (get_rec(m, txn, &e[i].target, &old) == 1 && old.e.stamp > e[i].stamp) {
+			/*
+			 * The mirror knows a newer operation (the snapshot holds a replayed
+			 * older entry): keep ours, and keep it through this load.
+			 */
+			if (old.kind == 's')
+				rc = put_rec(m, txn, &old.e, 's', l.gen);
+			continue;
+		}
+		rep_entry_t x = e[i];
+		x.local = false;
+		rc = put_rec(m, txn, &x, 's', l.gen);
+		stored++;
+	}
+	if (rc == 0) {
+		snprintf(l.cursor, sizeof(l.cursor), "%s", next_cursor);
+		rc = strcmp(next_cursor, "0") == 0 ? load_finish(m, txn, &l) : load_put(m, txn, &l);
+	}
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	return mdb_txn_commit(txn) == 0 ? stored : -1;
+}
+
+int rep_mirror_trust_changed(rep_mirror_t *m, const char *fingerprint)
+{
+	MDB_txn *txn;
+	char old[128];
+	int rc = 0;
+
+	/* Called every sync step: look first, without taking the writers' lock. */
+	if (mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn) != 0)
+		return -1;
+	bool same = meta_get(m, txn, "trust", old, sizeof(old)) && strcmp(old, fingerprint) == 0;
+	mdb_txn_abort(txn);
+	if (same)
+		return 0;
+	if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
+		return -1;
+	/* What was refused may now be accepted and the reverse: load everything again. */
+	rc = meta_put(m, txn, "trust", fingerprint);
+	if (rc == 0)
+		rc = put_last_id(m, txn, "0-0");
+	if (rc == 0)
+		rc = meta_del(m, txn, "load");
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	return mdb_txn_commit(txn) == 0 ? 1 : -1;
 }
 
 int rep_mirror_set_last_id(rep_mirror_t *m, const char *id)
@@ -355,7 +633,6 @@ int rep_mirror_purge(rep_mirror_t *m, int64_t now)
 	MDB_cursor *cur;
 	MDB_val k, v;
 	int purged = 0;
-	rep_entry_t e;
 
 	if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
 		return -1;
@@ -363,10 +640,15 @@ int rep_mirror_purge(rep_mirror_t *m, int64_t now)
 		mdb_txn_abort(txn);
 		return -1;
 	}
-	for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT)
-		if (decode_val(&v, &e) == 0 && rep_entry_expired(&e, now) &&
-		    mdb_cursor_del(cur, 0) == 0)
+	for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+		struct rec r;
+		if (decode_rec(&v, &r) < 0)
+			continue;
+		bool gone =
+		    r.kind == 't' ? r.e.added + m->tomb_s <= now : rep_entry_expired(&r.e, now);
+		if (gone && mdb_cursor_del(cur, 0) == 0)
 			purged++;
+	}
 	mdb_cursor_close(cur);
 	if (mdb_txn_commit(txn) != 0)
 		return -1;

@@ -10,10 +10,17 @@
 
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { SYNC_BATCH = 1000 };
+#include "log.h"
+
+enum {
+	REJECT_LOG_BURST = 20,     /* lines about ignored entries per window */
+	REJECT_LOG_WINDOW_S = 300, /* the window */
+	LOG_TARGET_MAX_BYTES = 80, /* what of a (possibly huge, hostile) entry a log line shows */
+};
 
 void rep_bl_keys(const char *prefix, char *log_key, char *state_key, size_t size)
 {
@@ -22,18 +29,18 @@ void rep_bl_keys(const char *prefix, char *log_key, char *state_key, size_t size
 	snprintf(state_key, size, "%s{bl}:state", prefix);
 }
 
-int rep_bl_publish(rep_link_t *l, const char *prefix, const rep_op_t *op, long stream_max,
-                   char *id_out, size_t id_size)
+int rep_bl_publish(rep_link_t *l, const char *prefix, const rep_op_t *op,
+                   const struct rep_signer *s, long stream_max, char *id_out, size_t id_size)
 {
 	char logk[REP_KEY_MAX_BYTES], statek[REP_KEY_MAX_BYTES], tgt[REP_DOMAIN_MAX_BYTES];
-	char enc[512], maxlen[32];
+	char enc[REP_SOP_MAX_BYTES], maxlen[32];
 	rep_cmd_t c[4];
 	redisReply *r[4];
-	int rc = -1;
+	int rc = -1, n;
 
 	rep_bl_keys(prefix, logk, statek, sizeof(logk));
 	if (rep_target_format(&op->e.target, tgt, sizeof(tgt)) < 0 ||
-	    rep_entry_encode(&op->e, enc, sizeof(enc)) < 0)
+	    (n = rep_sop_encode(op, s, enc, sizeof(enc))) < 0)
 		return -1;
 	snprintf(maxlen, sizeof(maxlen), "%ld", stream_max > 0 ? stream_max : 100000);
 	rep_cmd_init(&c[0], "MULTI");
@@ -44,17 +51,14 @@ int rep_bl_publish(rep_link_t *l, const char *prefix, const rep_op_t *op, long s
 	rep_cmd_arg(&c[1], "~");
 	rep_cmd_arg(&c[1], maxlen);
 	rep_cmd_arg(&c[1], "*");
-	rep_cmd_arg(&c[1], "op");
-	rep_cmd_arg(&c[1], op->del ? "del" : "add");
-	rep_cmd_arg(&c[1], "target");
-	rep_cmd_arg(&c[1], tgt);
-	rep_cmd_arg(&c[1], "entry");
-	rep_cmd_arg(&c[1], enc);
+	/* One short field: on a 64 kbit/s link every byte of every entry is paid by every node. */
+	rep_cmd_arg(&c[1], "o");
+	rep_cmd_argn(&c[1], enc, (size_t)n);
 	rep_cmd_init(&c[2], op->del ? "HDEL" : "HSET");
 	rep_cmd_arg(&c[2], statek);
 	rep_cmd_arg(&c[2], tgt);
 	if (!op->del)
-		rep_cmd_arg(&c[2], enc);
+		rep_cmd_argn(&c[2], enc, (size_t)n);
 	rep_cmd_init(&c[3], "EXEC");
 	if (rep_link_pipeline(l, 4, c, r) == 4 && r[3]->type == REDIS_REPLY_ARRAY &&
 	    r[3]->elements == 2 && r[3]->element[0]->type == REDIS_REPLY_STRING) {
@@ -65,37 +69,73 @@ int rep_bl_publish(rep_link_t *l, const char *prefix, const rep_op_t *op, long s
 	return rc;
 }
 
-/* A stream entry [id, [field, value, ...]] to an operation; -1 if malformed. */
-static int parse_entry(const redisReply *e, rep_op_t *op)
+/*
+ * One log line per ignored entry, rate-limited; never more than a bounded
+ * part of it. name is the stream id, or the snapshot's field (the target).
+ */
+static void note_reject(bool stream, const char *name, const rep_op_t *op, rep_sop_status_t st)
 {
-	const char *opname = NULL, *target = NULL, *enc = NULL;
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static log_ratelimit_t rl;
+	unsigned lost = 0;
+	char tgt[REP_DOMAIN_MAX_BYTES] = "", more[48] = "", who[REP_DOMAIN_MAX_BYTES + 80] = "";
+
+	pthread_mutex_lock(&mu);
+	bool ok = log_ratelimit(&rl, REJECT_LOG_BURST, REJECT_LOG_WINDOW_S, &lost);
+	pthread_mutex_unlock(&mu);
+	if (!ok)
+		return;
+	if (lost)
+		snprintf(more, sizeof(more), " (%u more not logged)", lost);
+	/* Unparsed entries have no target or publisher worth showing. */
+	if (st != REP_SOP_UNSIGNED && st != REP_SOP_MALFORMED) {
+		if (stream && rep_target_format(&op->e.target, tgt, sizeof(tgt)) == 0)
+			snprintf(who, sizeof(who), " (%s by '%s')", tgt, op->e.by);
+		else
+			snprintf(who, sizeof(who), " (by '%s')", op->e.by);
+	}
+	log_msg(LOG_L_WARNING, "rep: block list: ignored %s entry %.*s%s: %s%s",
+	        stream ? "stream" : "snapshot", LOG_TARGET_MAX_BYTES, name, who,
+	        rep_sop_status_text(st), more);
+}
+
+/* Once per process: with no trusted key nothing shared is accepted, said once, not per entry. */
+static bool trust_nothing(const rep_bl_conf_t *bc)
+{
+	static int warned;
+	if (bc->n_trusted > 0)
+		return false;
+	if (__atomic_exchange_n(&warned, 1, __ATOMIC_ACQ_REL) == 0)
+		log_msg(LOG_L_WARNING,
+		        "rep: no block_trusted_key configured: shared block and allow "
+		        "list entries are ignored (local ones still apply)");
+	return true;
+}
+
+/* A stream entry [id, [field, value, ...]] to an operation; st says whether to apply it. */
+static int parse_entry(const redisReply *e, const rep_bl_conf_t *bc, rep_op_t *op)
+{
+	const redisReply *enc = NULL;
+	rep_sop_status_t st;
 
 	if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-	    e->element[0]->type != REDIS_REPLY_STRING || e->element[1]->type != REDIS_REPLY_ARRAY)
+	    e->element[0]->type != REDIS_REPLY_STRING)
 		return -1;
-	memset(op, 0, sizeof(*op));
-	snprintf(op->id, sizeof(op->id), "%s", e->element[0]->str);
 	const redisReply *f = e->element[1];
-	for (size_t i = 0; i + 1 < f->elements; i += 2) {
-		if (f->element[i]->type != REDIS_REPLY_STRING ||
-		    f->element[i + 1]->type != REDIS_REPLY_STRING)
-			continue;
-		const char *k = f->element[i]->str, *v = f->element[i + 1]->str;
-		if (strcmp(k, "op") == 0)
-			opname = v;
-		else if (strcmp(k, "target") == 0)
-			target = v;
-		else if (strcmp(k, "entry") == 0)
-			enc = v;
+	for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2)
+		if (f->element[i]->type == REDIS_REPLY_STRING &&
+		    f->element[i + 1]->type == REDIS_REPLY_STRING &&
+		    strcmp(f->element[i]->str, "o") == 0)
+			enc = f->element[i + 1];
+	st = enc ? rep_sop_decode(enc->str, enc->len, bc, op) : REP_SOP_UNSIGNED;
+	if (st != REP_SOP_OK) {
+		if (!trust_nothing(bc))
+			note_reject(true, e->element[0]->str, op, st);
+		memset(op, 0, sizeof(*op));
+		op->skip = true;
 	}
-	if (opname == NULL || target == NULL)
-		return -1;
-	op->del = strcmp(opname, "del") == 0;
-	if (op->del) {
-		char err[128];
-		return rep_target_parse(target, &op->e.target, err, sizeof(err));
-	}
-	return enc ? rep_entry_decode(target, enc, &op->e) : -1;
+	snprintf(op->id, sizeof(op->id), "%s", e->element[0]->str);
+	return 0;
 }
 
 /* The id of a one-entry XRANGE/XREVRANGE reply into buf; false if the stream is empty. */
@@ -111,40 +151,81 @@ static bool range_id(const redisReply *r, char *buf, size_t size)
 	return true;
 }
 
-static int load_snapshot(rep_link_t *l, rep_mirror_t *m, const char *logk, const char *statek)
+/*
+ * Starts a snapshot load: the stream's newest id first, so whatever is
+ * added during the load is replayed from the stream afterwards (operations
+ * carry stamps, so replaying what the snapshot already had changes nothing).
+ */
+static int begin_load(rep_link_t *l, rep_mirror_t *m, const char *logk)
 {
-	rep_cmd_t c[2];
-	redisReply *r[2];
-	char top[REP_ID_MAX_BYTES] = "0-0";
+	rep_cmd_t c;
+	redisReply *r;
+	char top[REP_ID_MAX_BYTES];
+
+	rep_cmd_init(&c, "XREVRANGE");
+	rep_cmd_arg(&c, logk);
+	rep_cmd_arg(&c, "+");
+	rep_cmd_arg(&c, "-");
+	rep_cmd_arg(&c, "COUNT");
+	rep_cmd_arg(&c, "1");
+	if (rep_link_pipeline(l, 1, &c, &r) != 1)
+		return -1;
+	/* An empty stream: "0-1", not "0-0", which means "never loaded". */
+	if (!range_id(r, top, sizeof(top)))
+		snprintf(top, sizeof(top), "0-1");
+	freeReplyObject(r);
+	return rep_mirror_load_begin(m, top);
+}
+
+/* One HSCAN chunk of the snapshot into the mirror, with the cursor reached. */
+static int load_chunk(rep_link_t *l, rep_mirror_t *m, const char *statek, const rep_bl_conf_t *bc,
+                      const rep_load_t *ls)
+{
+	rep_cmd_t c;
+	redisReply *r;
+	char count[16];
 	int rc = -1;
 
-	/* The id first: whatever is added after it is replayed from the stream, harmlessly. */
-	rep_cmd_init(&c[0], "XREVRANGE");
-	rep_cmd_arg(&c[0], logk);
-	rep_cmd_arg(&c[0], "+");
-	rep_cmd_arg(&c[0], "-");
-	rep_cmd_arg(&c[0], "COUNT");
-	rep_cmd_arg(&c[0], "1");
-	rep_cmd_init(&c[1], "HGETALL");
-	rep_cmd_arg(&c[1], statek);
-	if (rep_link_pipeline(l, 2, c, r) != 2 || r[1]->type != REDIS_REPLY_ARRAY) {
-		rep_link_free_replies(2, r);
+	snprintf(count, sizeof(count), "%ld", bc->batch);
+	rep_cmd_init(&c, "HSCAN");
+	rep_cmd_arg(&c, statek);
+	rep_cmd_arg(&c, ls->cursor);
+	rep_cmd_arg(&c, "COUNT");
+	rep_cmd_arg(&c, count);
+	if (rep_link_pipeline(l, 1, &c, &r) != 1)
+		return -1;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
+		freeReplyObject(r);
 		return -1;
 	}
-	range_id(r[0], top, sizeof(top));
-	size_t n = r[1]->elements / 2, k = 0;
+	const redisReply *kv = r->element[1];
+	size_t n = kv->elements / 2, k = 0;
 	rep_entry_t *e = calloc(n ? n : 1, sizeof(*e));
 	if (e != NULL) {
 		for (size_t i = 0; i < n; i++) {
-			const redisReply *kk = r[1]->element[2 * i], *vv = r[1]->element[2 * i + 1];
-			if (kk->type == REDIS_REPLY_STRING && vv->type == REDIS_REPLY_STRING &&
-			    rep_entry_decode(kk->str, vv->str, &e[k]) == 0)
-				k++;
+			const redisReply *kk = kv->element[2 * i], *vv = kv->element[2 * i + 1];
+			char tgt[REP_DOMAIN_MAX_BYTES];
+			rep_op_t op;
+			rep_sop_status_t st;
+			if (kk->type != REDIS_REPLY_STRING || vv->type != REDIS_REPLY_STRING)
+				continue;
+			st = rep_sop_decode(vv->str, vv->len, bc, &op);
+			/* The field must name what the signed entry names: no borrowed signatures.
+			 */
+			if (st == REP_SOP_OK &&
+			    (op.del || rep_target_format(&op.e.target, tgt, sizeof(tgt)) < 0 ||
+			     strcmp(tgt, kk->str) != 0))
+				st = REP_SOP_MALFORMED;
+			if (st == REP_SOP_OK)
+				e[k++] = op.e;
+			else if (!trust_nothing(bc))
+				note_reject(false, kk->str, &op, st);
 		}
-		rc = rep_mirror_load_snapshot(m, e, k, top) == 0 ? (int)k : -1;
+		rc = rep_mirror_load_chunk(m, e, k, r->element[0]->str) < 0 ? -1 : (int)n;
 		free(e);
 	}
-	rep_link_free_replies(2, r);
+	freeReplyObject(r);
 	return rc;
 }
 
@@ -152,15 +233,15 @@ static int load_snapshot(rep_link_t *l, rep_mirror_t *m, const char *logk, const
  * On a fresh connection: compare the mirror's position with the stream.
  * Costs one round trip per (re)connection, not per sync round.
  */
-static int check_position(rep_link_t *l, rep_mirror_t *m, const char *logk, const char *statek,
-                          const char *last)
+static int check_position(rep_link_t *l, rep_mirror_t *m, const char *logk, const char *last)
 {
-	rep_cmd_t c[3];
-	redisReply *r[3];
+	rep_cmd_t c[2];
+	redisReply *r[2];
 	char first[REP_ID_MAX_BYTES], top[REP_ID_MAX_BYTES];
 	bool have_first, have_top;
-	long long hlen;
 
+	if (strcmp(last, "0-0") == 0)
+		return begin_load(l, m, logk);
 	rep_cmd_init(&c[0], "XRANGE");
 	rep_cmd_arg(&c[0], logk);
 	rep_cmd_arg(&c[0], "-");
@@ -173,19 +254,14 @@ static int check_position(rep_link_t *l, rep_mirror_t *m, const char *logk, cons
 	rep_cmd_arg(&c[1], "-");
 	rep_cmd_arg(&c[1], "COUNT");
 	rep_cmd_arg(&c[1], "1");
-	rep_cmd_init(&c[2], "HLEN");
-	rep_cmd_arg(&c[2], statek);
-	if (rep_link_pipeline(l, 3, c, r) != 3) {
-		rep_link_free_replies(3, r);
+	if (rep_link_pipeline(l, 2, c, r) != 2) {
+		rep_link_free_replies(2, r);
 		return -1;
 	}
 	have_first = range_id(r[0], first, sizeof(first));
 	have_top = range_id(r[1], top, sizeof(top));
-	hlen = r[2]->type == REDIS_REPLY_INTEGER ? r[2]->integer : 0;
-	rep_link_free_replies(3, r);
+	rep_link_free_replies(2, r);
 
-	if (strcmp(last, "0-0") == 0)
-		return hlen > 0 ? load_snapshot(l, m, logk, statek) : 0;
 	if (!have_top || rep_id_cmp(last, top) > 0) {
 		/*
 		 * Redis lost data (restarted without persistence, or a failover to
@@ -195,35 +271,45 @@ static int check_position(rep_link_t *l, rep_mirror_t *m, const char *logk, cons
 		return rep_mirror_set_last_id(m, have_top ? top : "0-1");
 	}
 	if (have_first && rep_id_cmp(last, first) < 0)
-		return load_snapshot(l, m, logk, statek); /* trimmed past our position */
+		return begin_load(l, m, logk); /* trimmed past our position */
 	return 0;
 }
 
-int rep_bl_sync(rep_link_t *l, rep_mirror_t *m, const char *prefix, long block_ms)
+int rep_bl_sync(rep_link_t *l, rep_mirror_t *m, const char *prefix, const rep_bl_conf_t *bc,
+                long block_ms)
 {
 	char logk[REP_KEY_MAX_BYTES], statek[REP_KEY_MAX_BYTES], last[REP_ID_MAX_BYTES];
-	char count[16], block[32];
+	char count[16], block[32], fp[64];
 	bool fresh;
 	rep_cmd_t c;
 	redisReply *r;
-	int applied = 0;
+	rep_load_t ls;
+	int handled = 0, st;
 
 	rep_bl_keys(prefix, logk, statek, sizeof(logk));
+	rep_mirror_set_tombstone_time(m, bc->tombstone_s);
+	trust_nothing(bc);
 	if (rep_link_get(l) == NULL)
 		return -1;
 	fresh = rep_link_take_fresh(l);
-	if (rep_mirror_last_id(m, last, sizeof(last)) < 0)
+	rep_bl_conf_fingerprint(bc, fp, sizeof(fp));
+	if (rep_mirror_trust_changed(m, fp) == 1)
+		fresh = true;
+	if ((st = rep_mirror_load_state(m, &ls)) < 0 ||
+	    rep_mirror_last_id(m, last, sizeof(last)) < 0)
 		return -1;
-	if (fresh) {
-		int s = check_position(l, m, logk, statek, last);
-		if (s < 0) {
-			/* The failure failed the link too: the next connection checks again. */
+	if (st == 0 && fresh) {
+		/* A failure failed the link too: the next connection checks again. */
+		if (check_position(l, m, logk, last) < 0 ||
+		    (st = rep_mirror_load_state(m, &ls)) < 0)
 			return -1;
-		}
-		applied += s;
 		rep_mirror_last_id(m, last, sizeof(last));
 	}
-	snprintf(count, sizeof(count), "%d", SYNC_BATCH);
+	/* Loading: one chunk per step, so a cut costs at most one chunk. */
+	if (st == 1)
+		return load_chunk(l, m, statek, bc, &ls);
+
+	snprintf(count, sizeof(count), "%ld", bc->batch);
 	snprintf(block, sizeof(block), "%ld", block_ms);
 	rep_cmd_init(&c, "XREAD");
 	rep_cmd_arg(&c, "COUNT");
@@ -247,32 +333,18 @@ int rep_bl_sync(rep_link_t *l, rep_mirror_t *m, const char *prefix, long block_m
 			freeReplyObject(r);
 			return -1;
 		}
-		for (size_t i = 0; i < es->elements; i++) {
-			if (parse_entry(es->element[i], &ops[k]) == 0) {
+		/* A rejected entry is still passed on (as a skip), or we would read it forever. */
+		for (size_t i = 0; i < es->elements; i++)
+			if (parse_entry(es->element[i], bc, &ops[k]) == 0)
 				k++;
-			} else if (es->element[i]->type == REDIS_REPLY_ARRAY &&
-			           es->element[i]->elements > 0 &&
-			           es->element[i]->element[0]->type == REDIS_REPLY_STRING) {
-				/* Skip a malformed entry but move past it, or we would read it
-				 * forever. */
-				memset(&ops[k], 0, sizeof(ops[k]));
-				snprintf(ops[k].id, sizeof(ops[k].id), "%s",
-				         es->element[i]->element[0]->str);
-				ops[k].del = true;
-				ops[k].e.target.kind = REP_T_DOMAIN;
-				snprintf(ops[k].e.target.domain, sizeof(ops[k].e.target.domain),
-				         "invalid.invalid");
-				k++;
-			}
-		}
 		int a = rep_mirror_apply(m, ops, k);
 		free(ops);
 		if (a < 0) {
 			freeReplyObject(r);
 			return -1;
 		}
-		applied += a;
+		handled += (int)k;
 	}
 	freeReplyObject(r);
-	return applied;
+	return handled;
 }

@@ -6,7 +6,10 @@
 #      second; with Redis stopped both keep scoring (the mirror still
 #      blocks) and nothing queued is lost; after the restart the counters
 #      catch up, and a node that was down resumes its mirror where it was.
-#   2. a primary, a replica and a Sentinel: kill the primary, the node
+#   2. a rogue writer with access to Redis publishes 0.0.0.0/0 unsigned,
+#      signed by an untrusted key, and signed by a trusted key without
+#      "broad": no node blocks anything, and the nodes say why.
+#   3. a primary, a replica and a Sentinel: kill the primary, the node
 #      follows the promoted replica without a restart.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
 
@@ -50,6 +53,14 @@ stop_pid() {
 	it_untrack "$1"
 }
 
+# The publisher's key (node a, and the CLI of section 3); every node trusts it.
+"$SIFT" block keygen --out "$D/pub.key" --name pubA >"$D/keygen.out" 2>&1
+check "sift block keygen writes a key only its owner can read" \
+	sh -c "[ \"\$(stat -c %a '$D/pub.key')\" = 600 ]"
+TRUST=$(grep '^block_trusted_key = pubA ' "$D/keygen.out")
+check "and prints the line for the nodes" [ -n "$TRUST" ]
+check "it never overwrites a key" sh -c "! '$SIFT' block keygen --out '$D/pub.key' 2>/dev/null"
+
 # node NAME EXTRA_CONFIG: writes NAME.conf; start_node NAME starts its daemon.
 node() {
 	mkdir -p "$D/$1"
@@ -70,6 +81,7 @@ rep_max_score = 4
 block_sync_wait = 200ms
 # short: the test reads counts right after other nodes changed them
 rep_cache_time = 300ms
+$TRUST
 $2
 EOF
 }
@@ -101,7 +113,8 @@ RP=$(free_port)
 RR=$(free_port)
 start_redis main "$RP" --repl-diskless-sync-delay 0
 start_redis rep "$RR" --replicaof 127.0.0.1 "$RP"
-node a "redis_server = 127.0.0.1:$RP"
+node a "redis_server = 127.0.0.1:$RP
+block_signing_key = $D/pub.key"
 node b "redis_server = 127.0.0.1:$RP
 redis_replica = 127.0.0.1:$RR"
 start_node a
@@ -185,10 +198,68 @@ done
 check "restarted B caught up: the new domain block" [ -n "$ok" ]
 check "restarted B caught up: the deleted network is free" hasnt "$(rules_of "bres$ok")" BLOCKLIST_IP
 
+# ------------------------------------------------------------ 2. a rogue writer
+
+# Write access to Redis is all a rogue has: an unsigned entry (the stream
+# and the snapshot, as the unsigned format had them)...
+rcli "$RP" XADD 'sift:{bl}:log' '*' op add target 0.0.0.0/0 entry 'block|0|0|rogue|all' >/dev/null
+rcli "$RP" HSET 'sift:{bl}:state' ::/0 'block|0|0|rogue|all' >/dev/null
+# ...an entry signed by a key no node trusts...
+"$SIFT" block keygen --out "$D/rogue.key" --name rogue >/dev/null 2>&1
+printf 'state_dir = %s\nredis_server = 127.0.0.1:%s\nblock_signing_key = %s\n' \
+	"$D/rogue" "$RP" "$D/rogue.key" >"$D/rogue.conf"
+check "the rogue publishes 0.0.0.0/0 with its own key" \
+	"$SIFT" -c "$D/rogue.conf" block add 0.0.0.0/0 --reason rogue
+# ...and, with a trusted key that may not publish broad entries, a /0 and a public suffix.
+check "a trusted publisher without 'broad' publishes 0.0.0.0/0" \
+	"$SIFT" -c "$D/a.conf" block add 0.0.0.0/0 --reason "too broad"
+"$SIFT" -c "$D/a.conf" block add co.uk --reason "a public suffix" >/dev/null 2>&1
+"$SIFT" -c "$D/b.conf" block sync >"$D/bsync.out" 2>&1
+check "sift block sync on B succeeds" grep -q "^handled .* entries" "$D/bsync.out"
+send b rogue1 198.51.100.77 "$DATA/ham.eml"
+printf 'From: x@example.co.uk\nTo: y@example.org\nSubject: hi\n\nhello\n' >"$D/couk.eml"
+send b rogue2 203.0.113.77 "$D/couk.eml"
+check "B blocks no arbitrary address" hasnt "$(rules_of rogue1)" BLOCKLIST
+check "B does not block the public suffix" hasnt "$(rules_of rogue2)" BLOCKLIST
+check "B's score for the arbitrary address is low ($(score_of rogue1))" num_lt "$(score_of rogue1)" 50
+"$SIFT" -c "$D/b.conf" block list >"$D/blist.out" 2>&1
+check "B's mirror has none of them" sh -c "! grep -q '^0.0.0.0/0\|^co.uk' '$D/blist.out'"
+check "B logged the unsigned entry" grep -q "ignored stream entry .*: unsigned" "$D/b.log"
+check "B logged the untrusted key" \
+	grep -q "ignored stream entry .* (0.0.0.0/0 by 'rogue'): signed by an unknown key" "$D/b.log"
+check "B logged the too broad entries" \
+	grep -q "ignored stream entry .* (0.0.0.0/0 by 'pubA'): too broad" "$D/b.log"
+# A new node loads the snapshot: the same entries are refused there too.
+node e "redis_server = 127.0.0.1:$RP"
+"$SIFT" -c "$D/e.conf" block sync >"$D/esync.out" 2>&1
+check "a new node's first sync succeeds" grep -q "^handled .* entries" "$D/esync.out"
+"$SIFT" -c "$D/e.conf" block list >"$D/elist.out" 2>&1
+check "it has the legitimate entry" grep -q '^spam-domain.example	block' "$D/elist.out"
+check "and none of the rogue ones" sh -c "! grep -q '^0.0.0.0/0\|^::/0\|^co.uk' '$D/elist.out'"
+check "it logged the unsigned snapshot entry" \
+	grep -q "ignored snapshot entry ::/0: unsigned" "$D/esync.out"
+check "and the too broad one" grep -q "ignored snapshot entry co.uk (by 'pubA'): too broad" "$D/esync.out"
+# What a sync would send first (XRANGE / XREVRANGE / HSCAN); the daemons
+# running meanwhile only XREAD.
+calls() {
+	rcli "$RP" INFO commandstats |
+		awk -F'[:=,]' '/^cmdstat_(hscan|xrange|xrevrange):/ { n += $3 } END { print n + 0 }'
+}
+c0=$(calls)
+"$SIFT" -c "$D/e.conf" block list >/dev/null 2>&1
+c1=$(calls)
+check "sift block list reads the local mirror only (sync calls $c0 -> $c1)" [ "$c0" = "$c1" ]
+"$SIFT" -c "$D/a.conf" block add 192.0.2.201 >/dev/null 2>&1
+"$SIFT" -c "$D/e.conf" block list --sync >"$D/elist2.out" 2>&1
+check "sift block list --sync syncs first" grep -q '^192.0.2.201	block' "$D/elist2.out"
+"$SIFT" -c "$D/b.conf" block add 192.0.2.202 >"$D/nokey.out" 2>&1
+check "publishing without block_signing_key fails" [ $? = 1 ]
+check "and says why" grep -q "needs block_signing_key" "$D/nokey.out"
+
 stop_pid "$a_PID"
 stop_pid "$b_PID"
 
-# ------------------------------------------------------------ 2. Sentinel failover
+# ------------------------------------------------------------ 3. Sentinel failover
 
 P1=$(free_port)
 P2=$(free_port)
@@ -235,9 +306,11 @@ check "and read from it" has "$(rules_of dread)" REP_IP_SPAM
 cat >"$D/cli.conf" <<EOF
 state_dir = $D/c
 redis_sentinel = 127.0.0.1:$SP
+block_signing_key = $D/pub.key
+$TRUST
 EOF
 check "sift block add through Sentinel after the failover" \
-	"$SIFT" -c "$D/cli.conf" block add 198.18.0.0/15
+	"$SIFT" -c "$D/cli.conf" block add 198.18.0.0/16
 ok=""
 for i in 1 2 3 4 5 6 7 8 9 10; do
 	send c "cblk$i" 198.18.3.4 "$DATA/ham.eml"

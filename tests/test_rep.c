@@ -9,8 +9,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <lmdb.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <sodium.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,6 +194,73 @@ static bool link_wait_up(rep_link_t *l, long ms)
 		if (rep_link_get(l))
 			return true;
 	return false;
+}
+
+/* ------------------------------------------------------------ publishers' keys */
+
+/* A publisher with a key derived from a fixed seed: no files, same key every run. */
+struct pub {
+	rep_signer_t s;
+	char b64[64]; /* the public key as block_trusted_key wants it */
+};
+
+static struct pub publisher(const char *name, uint8_t seed_byte)
+{
+	struct pub p;
+	uint8_t seed[32], pk[32];
+	memset(&p, 0, sizeof(p));
+	memset(seed, seed_byte, sizeof(seed));
+	cr_assert_geq(sodium_init(), 0);
+	crypto_sign_seed_keypair(pk, p.s.sk, seed);
+	snprintf(p.s.name, sizeof(p.s.name), "%s", name);
+	sodium_bin2base64(p.b64, sizeof(p.b64), pk, sizeof(pk), sodium_base64_VARIANT_ORIGINAL);
+	return p;
+}
+
+/* Trust settings from configuration text. */
+static rep_bl_conf_t trust_conf(const char *text)
+{
+	rep_bl_conf_t bc;
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("trust.conf", text, d);
+	cr_assert_not_null(c);
+	cr_assert_eq(rep_bl_config_read(c, &bc, d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	bc.signing_key = NULL; /* pointed into c */
+	conf_free(c);
+	diag_free(d);
+	return bc;
+}
+
+/* The publisher most tests use, "t1", and settings that trust it (and only it). */
+static const rep_signer_t *signer(void)
+{
+	static struct pub p;
+	if (p.s.name[0] == '\0')
+		p = publisher("t1", 1);
+	return &p.s;
+}
+
+static const rep_bl_conf_t *trusting(void)
+{
+	static rep_bl_conf_t bc;
+	static bool done;
+	if (!done) {
+		struct pub p = publisher("t1", 1);
+		char text[256];
+		snprintf(text, sizeof(text), "block_trusted_key = t1 %s\n", p.b64);
+		bc = trust_conf(text);
+		done = true;
+	}
+	return &bc;
+}
+
+/* The configuration line of trusting(), for a node's configuration. */
+static const char *trust_line(void)
+{
+	static char line[256];
+	struct pub p = publisher("t1", 1);
+	snprintf(line, sizeof(line), "block_trusted_key = t1 %s\n", p.b64);
+	return line;
 }
 
 /* ------------------------------------------------------------ keys and matching */
@@ -557,10 +626,17 @@ Test(rep_export, rbldnsd_combined_dataset)
 
 static rep_op_t op_add(const char *id, const char *target, bool allow, int64_t expire)
 {
+	static uint64_t stamp;
 	rep_op_t op;
 	memset(&op, 0, sizeof(op));
 	snprintf(op.id, sizeof(op.id), "%s", id);
 	op.e = entry(target, allow, expire, "test");
+	/* Later operations are newer, as the publisher's clock makes them. */
+	if (stamp == 0)
+		stamp = (uint64_t)time(NULL) * 1000000u;
+	op.e.stamp = ++stamp;
+	op.e.added = (int64_t)(op.e.stamp / 1000000u);
+	snprintf(op.e.by, sizeof(op.e.by), "t1");
 	return op;
 }
 
@@ -569,6 +645,241 @@ static rep_op_t op_del(const char *id, const char *target)
 	rep_op_t op = op_add(id, target, false, 0);
 	op.del = true;
 	return op;
+}
+
+/* ------------------------------------------------------------ signed operations */
+
+static rep_op_t signed_op(const char *target, bool del, const rep_signer_t *s)
+{
+	rep_op_t op = op_add("", target, false, 1900000000);
+	op.del = del;
+	snprintf(op.e.reason, sizeof(op.e.reason), "snowshoe | wave 3");
+	snprintf(op.e.by, sizeof(op.e.by), "%s", s->name);
+	return op;
+}
+
+Test(rep_sign, round_trip_carries_everything_compactly)
+{
+	char buf[REP_SOP_MAX_BYTES];
+	rep_op_t op = signed_op("198.51.100.0/24", false, signer()), back;
+	op.e.allow = true;
+	int n = rep_sop_encode(&op, signer(), buf, sizeof(buf));
+	cr_assert_gt(n, REP_SIG_BYTES);
+	/* One entry on the wire: the signature and a short line, nothing per attribute. */
+	cr_assert_lt(n, REP_SIG_BYTES + 80, "%d bytes", n);
+	cr_assert_eq(rep_sop_decode(buf, (size_t)n, trusting(), &back), REP_SOP_OK);
+	char tgt[64];
+	rep_target_format(&back.e.target, tgt, sizeof(tgt));
+	cr_assert_str_eq(tgt, "198.51.100.0/24");
+	cr_assert_not(back.del);
+	cr_assert(back.e.allow);
+	cr_assert_eq(back.e.expire, 1900000000);
+	cr_assert_eq(back.e.stamp, op.e.stamp);
+	cr_assert_eq(back.e.added, (int64_t)(op.e.stamp / 1000000u));
+	cr_assert_str_eq(back.e.by, "t1");
+	cr_assert_str_eq(back.e.reason, "snowshoe | wave 3");
+
+	rep_op_t del = signed_op("spam.example", true, signer());
+	n = rep_sop_encode(&del, signer(), buf, sizeof(buf));
+	cr_assert_eq(rep_sop_decode(buf, (size_t)n, trusting(), &back), REP_SOP_OK);
+	cr_assert(back.del);
+	cr_assert_str_eq(back.e.target.domain, "spam.example");
+	/* The encoder signs only as the key's own publisher. */
+	op.e.by[0] = 'x';
+	cr_assert_lt(rep_sop_encode(&op, signer(), buf, sizeof(buf)), 0);
+}
+
+Test(rep_sign, tampered_wrong_key_unknown_key_and_unsigned_are_rejected)
+{
+	char buf[REP_SOP_MAX_BYTES], t[REP_SOP_MAX_BYTES];
+	rep_op_t op = signed_op("203.0.113.0/24", false, signer()), back;
+	int n = rep_sop_encode(&op, signer(), buf, sizeof(buf));
+	cr_assert_eq(rep_sop_decode(buf, (size_t)n, trusting(), &back), REP_SOP_OK);
+
+	memcpy(t, buf, (size_t)n);
+	t[5] ^= 1; /* a bit of the signature */
+	cr_assert_eq(rep_sop_decode(t, (size_t)n, trusting(), &back), REP_SOP_BAD_SIG);
+	memcpy(t, buf, (size_t)n);
+	t[n] = '\0'; /* the payload is text */
+	char *p = strstr(t + REP_SIG_BYTES, "203.0.113.0/24");
+	cr_assert_not_null(p);
+	p[2] = '4'; /* 204.0.113.0/24: another target under the same signature */
+	cr_assert_eq(rep_sop_decode(t, (size_t)n, trusting(), &back), REP_SOP_BAD_SIG);
+	memcpy(t, buf, (size_t)n);
+	p = strstr(t + REP_SIG_BYTES, "|b|");
+	p[1] = 'a'; /* block turned into allow */
+	cr_assert_eq(rep_sop_decode(t, (size_t)n, trusting(), &back), REP_SOP_BAD_SIG);
+
+	/* Signed by another key under the trusted name. */
+	struct pub impostor = publisher("t1", 7);
+	n = rep_sop_encode(&op, &impostor.s, buf, sizeof(buf));
+	cr_assert_eq(rep_sop_decode(buf, (size_t)n, trusting(), &back), REP_SOP_BAD_SIG);
+	/* Signed by a key nobody trusts. */
+	struct pub rogue = publisher("rogue", 2);
+	snprintf(op.e.by, sizeof(op.e.by), "rogue");
+	n = rep_sop_encode(&op, &rogue.s, buf, sizeof(buf));
+	cr_assert_eq(rep_sop_decode(buf, (size_t)n, trusting(), &back), REP_SOP_UNKNOWN_KEY);
+	rep_bl_conf_t none = trust_conf("");
+	snprintf(op.e.by, sizeof(op.e.by), "t1");
+	n = rep_sop_encode(&op, signer(), buf, sizeof(buf));
+	cr_assert_eq(rep_sop_decode(buf, (size_t)n, &none, &back), REP_SOP_UNKNOWN_KEY,
+	             "no trusted key: nothing is accepted");
+	/* Unsigned (the earlier format), truncated, and garbage. */
+	const char *old = "block|0|1700000000|mx1|all of it";
+	cr_assert_eq(rep_sop_decode(old, strlen(old), trusting(), &back), REP_SOP_UNSIGNED);
+	n = rep_sop_encode(&op, signer(), buf, sizeof(buf));
+	cr_assert_eq(rep_sop_decode(buf, REP_SIG_BYTES - 1, trusting(), &back), REP_SOP_MALFORMED);
+	memset(t, 'x', sizeof(t));
+	cr_assert_eq(rep_sop_decode(t, sizeof(t), trusting(), &back), REP_SOP_MALFORMED);
+	cr_assert_eq(rep_sop_decode(t, 200, trusting(), &back), REP_SOP_MALFORMED);
+}
+
+Test(rep_sign, mangled_entries_are_refused_never_accepted)
+{
+	char buf[REP_SOP_MAX_BYTES], t[REP_SOP_MAX_BYTES];
+	rep_op_t op = signed_op("198.51.100.0/24", false, signer()), back;
+	int n = rep_sop_encode(&op, signer(), buf, sizeof(buf));
+	unsigned seed = 12345;
+	for (int i = 0; i < 20000; i++) {
+		size_t len = (size_t)n;
+		memcpy(t, buf, len);
+		int flips = 1 + (int)(rand_r(&seed) % 4);
+		for (int f = 0; f < flips; f++)
+			t[rand_r(&seed) % len] = (char)(rand_r(&seed) & 0xff);
+		if (rand_r(&seed) % 4 == 0)
+			len = rand_r(&seed) % (len + 1);
+		rep_sop_status_t st = rep_sop_decode(t, len, trusting(), &back);
+		if (len == (size_t)n && memcmp(t, buf, len) == 0)
+			cr_assert_eq(st, REP_SOP_OK);
+		else
+			cr_assert_neq(st, REP_SOP_OK, "a mangled entry was accepted (round %d)", i);
+	}
+}
+
+Test(rep_sign, broad_entries_are_refused_unless_the_key_is_broad)
+{
+	static const char *const broad[] = {"0.0.0.0/0", "10.0.0.0/8", "10.0.0.0/15",
+	                                    "::/0",      "2001::/16",  "2001:db8::/31",
+	                                    "co.uk",     "github.io",  "com.au"};
+	static const char *const fine[] = {"10.0.0.0/16",   "192.0.2.1",    "2001:db8::/32",
+	                                   "example.co.uk", "spam.example", "user.github.io"};
+	struct pub p = publisher("t1", 1);
+	char text[300], buf[REP_SOP_MAX_BYTES];
+	snprintf(text, sizeof(text), "block_trusted_key = t1 %s broad\n", p.b64);
+	rep_bl_conf_t broadkey = trust_conf(text);
+	rep_op_t back;
+
+	for (size_t i = 0; i < sizeof(broad) / sizeof(broad[0]); i++) {
+		rep_op_t op = signed_op(broad[i], false, signer());
+		int n = rep_sop_encode(&op, signer(), buf, sizeof(buf));
+		cr_assert_eq(rep_sop_decode(buf, (size_t)n, trusting(), &back), REP_SOP_TOO_BROAD,
+		             "%s", broad[i]);
+		cr_assert_eq(rep_sop_decode(buf, (size_t)n, &broadkey, &back), REP_SOP_OK, "%s",
+		             broad[i]);
+		/* Deleting one only narrows what is listed. */
+		op.del = true;
+		n = rep_sop_encode(&op, signer(), buf, sizeof(buf));
+		cr_assert_eq(rep_sop_decode(buf, (size_t)n, trusting(), &back), REP_SOP_OK);
+	}
+	for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+		rep_op_t op = signed_op(fine[i], false, signer());
+		int n = rep_sop_encode(&op, signer(), buf, sizeof(buf));
+		cr_assert_eq(rep_sop_decode(buf, (size_t)n, trusting(), &back), REP_SOP_OK, "%s",
+		             fine[i]);
+	}
+	/* The limits are settings. */
+	snprintf(text, sizeof(text), "block_trusted_key = t1 %s\nblock_min_prefix4 = 8\n", p.b64);
+	rep_bl_conf_t loose = trust_conf(text);
+	rep_op_t op = signed_op("10.0.0.0/8", false, signer());
+	int n = rep_sop_encode(&op, signer(), buf, sizeof(buf));
+	cr_assert_eq(rep_sop_decode(buf, (size_t)n, &loose, &back), REP_SOP_OK);
+}
+
+Test(rep_sign, keys_and_settings_errors_name_their_line)
+{
+	char *dir = tmpdir(), path[512], line[256], err[512], text[1024];
+	rep_signer_t s;
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/pub.key", dir);
+	cr_assert_eq(rep_sign_keygen(path, "mx-1.site", line, sizeof(line), err, sizeof(err)), 0,
+	             "%s", err);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+	cr_assert_eq(strncmp(line, "block_trusted_key = mx-1.site ", 30), 0, "%s", line);
+	cr_assert_lt(rep_sign_keygen(path, "other", line, sizeof(line), err, sizeof(err)), 0,
+	             "an existing key is never overwritten");
+	cr_assert_lt(rep_sign_keygen(path, "bad name", line, sizeof(line), err, sizeof(err)), 0);
+	cr_assert_eq(rep_signer_load(path, &s, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(s.name, "mx-1.site");
+
+	/* The key keygen printed verifies what the file signs. */
+	char conftext[300];
+	rep_sign_keygen(path, "x", line, sizeof(line), err, sizeof(err)); /* refused, line kept */
+	snprintf(path, sizeof(path), "%s/pub2.key", dir);
+	cr_assert_eq(rep_sign_keygen(path, "mx2", line, sizeof(line), err, sizeof(err)), 0);
+	cr_assert_eq(rep_signer_load(path, &s, err, sizeof(err)), 0, "%s", err);
+	snprintf(conftext, sizeof(conftext), "%s\n", line);
+	rep_bl_conf_t bc = trust_conf(conftext);
+	rep_op_t op = signed_op("192.0.2.9", false, &s), back;
+	char buf[REP_SOP_MAX_BYTES];
+	int n = rep_sop_encode(&op, &s, buf, sizeof(buf));
+	cr_assert_eq(rep_sop_decode(buf, (size_t)n, &bc, &back), REP_SOP_OK);
+	rep_signer_wipe(&s);
+
+	/* A secret key others can read is refused, by the loader and by the settings. */
+	cr_assert_eq(chmod(path, 0644), 0);
+	cr_assert_lt(rep_signer_load(path, &s, err, sizeof(err)), 0);
+	cr_assert_not_null(strstr(err, "chmod 600"), "%s", err);
+	snprintf(text, sizeof(text), "\nblock_signing_key = %s\n", path);
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("k.conf", text, d);
+	cr_assert_lt(rep_bl_config_read(c, &bc, d), 0);
+	cr_assert_not_null(strstr(diag_text(d, 0), "k.conf:2: block_signing_key:"), "%s",
+	                   diag_text(d, 0));
+	conf_free(c);
+	diag_free(d);
+
+	static const char *const bad[] = {
+	    "block_trusted_key = t1\n",
+	    "block_trusted_key = t1 notbase64!\n",
+	    "block_trusted_key = t1 AAAA\n",
+	    "block_trusted_key = t|1 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
+	    "block_trusted_key = t1 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= wide\n",
+	    "block_trusted_key = t1 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= broad x\n",
+	    "block_min_prefix4 = 33\n",
+	    "block_min_prefix6 = -1\n",
+	    "block_sync_batch = 0\n",
+	    "block_tombstone_time = soon\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "# settings\n%s", bad[i]);
+		d = diag_new();
+		c = conf_parse("k.conf", text, d);
+		cr_assert_not_null(c);
+		cr_assert_lt(rep_bl_config_read(c, &bc, d), 0, "accepted: %s", bad[i]);
+		cr_assert_not_null(strstr(diag_text(d, 0), "k.conf:2:"), "%s", diag_text(d, 0));
+		conf_free(c);
+		diag_free(d);
+	}
+	/* The same name twice is an error at the second line. */
+	snprintf(text, sizeof(text), "%s\n%s\n", line, line);
+	d = diag_new();
+	c = conf_parse("k.conf", text, d);
+	cr_assert_lt(rep_bl_config_read(c, &bc, d), 0);
+	cr_assert_not_null(strstr(diag_text(d, 0), "k.conf:2: block_trusted_key: 'mx2'"), "%s",
+	                   diag_text(d, 0));
+	conf_free(c);
+	diag_free(d);
+	/* Defaults. */
+	bc = trust_conf("");
+	cr_assert_eq(bc.min_prefix4, 16);
+	cr_assert_eq(bc.min_prefix6, 32);
+	cr_assert_eq(bc.batch, 200);
+	cr_assert_eq(bc.tombstone_s, 30 * 86400);
+	cr_assert_eq(bc.n_trusted, 0);
+	rmtree(dir);
+	free(dir);
 }
 
 Test(rep_mirror, longest_match_expiry_and_resume)
@@ -628,16 +939,148 @@ Test(rep_mirror, longest_match_expiry_and_resume)
 	cr_assert_eq(n, 5, "six entries, one purged");
 	free(all);
 
-	rep_entry_t snap[1] = {entry("198.51.100.0/24", false, 0, "snap")};
-	cr_assert_eq(rep_mirror_load_snapshot(m, snap, 1, "9-0"), 0);
+	rep_entry_t snap[1] = {op_add("", "198.51.100.0/24", false, 0).e};
+	cr_assert_eq(rep_mirror_load_begin(m, "9-0"), 0);
+	cr_assert_eq(rep_mirror_load_chunk(m, snap, 1, "0"), 1);
 	rep_addr_parse("10.9.9.9", &a);
-	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 0, "a snapshot replaces everything");
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 0,
+	             "a snapshot replaces every shared entry");
 	rep_addr_parse("198.51.100.200", &a);
 	cr_assert_eq(rep_mirror_lookup_ip(m, &a, 100, &e), 1);
 	rep_mirror_close(m);
 	diag_free(d);
 	rmtree(dir);
 	free(dir);
+}
+
+Test(rep_mirror, a_replayed_older_operation_changes_nothing)
+{
+	char *dir = tmpdir();
+	diag_t *d = diag_new();
+	rep_mirror_t *m = rep_mirror_open(dir, d);
+	rep_addr_t a;
+	rep_entry_t e;
+	rep_addr_parse("192.0.2.9", &a);
+	rep_op_t add = op_add("1-0", "192.0.2.0/24", false, 0);
+	rep_op_t del = op_del("2-0", "192.0.2.0/24");
+	cr_assert_eq(rep_mirror_apply(m, &add, 1), 1);
+	cr_assert_eq(rep_mirror_apply(m, &del, 1), 1);
+	/* The same signed add again, later in the stream: older than the delete. */
+	rep_op_t replay = add;
+	snprintf(replay.id, sizeof(replay.id), "3-0");
+	cr_assert_eq(rep_mirror_apply(m, &replay, 1), 0);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 0);
+	char last[64];
+	rep_mirror_last_id(m, last, sizeof(last));
+	cr_assert_str_eq(last, "3-0", "the position moves past it");
+	/* In a snapshot too. */
+	cr_assert_eq(rep_mirror_load_begin(m, "3-0"), 0);
+	cr_assert_eq(rep_mirror_load_chunk(m, &add.e, 1, "0"), 0);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 0);
+	/* Newer operations still apply, in either direction. */
+	rep_op_t again = op_add("4-0", "192.0.2.0/24", false, 0);
+	cr_assert_eq(rep_mirror_apply(m, &again, 1), 1);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1);
+	rep_op_t old_del = del;
+	snprintf(old_del.id, sizeof(old_del.id), "5-0");
+	cr_assert_eq(rep_mirror_apply(m, &old_del, 1), 0, "a replayed delete is older too");
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1);
+	/* Tombstones are kept for the tombstone time, then purged. */
+	rep_op_t del2 = op_del("6-0", "192.0.2.0/24");
+	cr_assert_eq(rep_mirror_apply(m, &del2, 1), 1);
+	rep_mirror_set_tombstone_time(m, 3600);
+	cr_assert_eq(rep_mirror_purge(m, time(NULL)), 0);
+	cr_assert_eq(rep_mirror_purge(m, time(NULL) + 3601), 1);
+	rep_entry_t *all;
+	size_t n;
+	rep_mirror_list(m, &all, &n);
+	cr_assert_eq(n, 0, "tombstones are never listed");
+	free(all);
+	rep_mirror_close(m);
+	diag_free(d);
+	rmtree(dir);
+	free(dir);
+}
+
+/* Writes a mirror as the version without signatures did (schema 1). */
+static void write_old_mirror(const char *dir, const char *last_id)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi entries, meta;
+	cr_assert_eq(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 4);
+	cr_assert_eq(mdb_env_open(env, dir, MDB_NOTLS, 0640), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "entries", MDB_CREATE, &entries), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta), 0);
+	uint8_t key[6] = {4, 24, 192, 0, 2, 0}, bits[17] = {0};
+	bits[3] = 1; /* /24 */
+	const char *val = "192.0.2.0/24\tblock|0|1700000000|mx1|from the old days";
+	MDB_val k = {sizeof(key), key}, v = {strlen(val), (void *)val};
+	cr_assert_eq(mdb_put(txn, entries, &k, &v, 0), 0);
+	MDB_val pk = {5, "plen4"}, pv = {sizeof(bits), bits};
+	cr_assert_eq(mdb_put(txn, meta, &pk, &pv, 0), 0);
+	if (last_id) {
+		MDB_val lk = {7, "last_id"}, lv = {strlen(last_id), (void *)last_id};
+		cr_assert_eq(mdb_put(txn, meta, &lk, &lv, 0), 0);
+	}
+	cr_assert_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+Test(rep_mirror, an_unsigned_mirror_is_resynchronised_and_keeps_local_entries, .timeout = 30)
+{
+	NEED_REDIS();
+	char *dir = tmpdir(), *dir2 = tmpdir(), last[64];
+	diag_t *d = diag_new();
+	rep_addr_t a;
+	rep_entry_t e;
+	rep_addr_parse("192.0.2.9", &a);
+
+	/* Followed Redis: its entries were never verified, so none is trusted. */
+	write_old_mirror(dir, "1700000000000-0");
+	rep_mirror_t *m = rep_mirror_open(dir, d);
+	cr_assert_not_null(m);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 0);
+	rep_mirror_last_id(m, last, sizeof(last));
+	cr_assert_str_eq(last, "0-0", "resynchronised from the start");
+	/* ...and the next sync loads the signed list. */
+	struct server s;
+	server_new(&s, NULL);
+	rep_link_conf_t lc = link_conf(s.addr);
+	rep_link_t *l = rep_link_new(&lc);
+	rep_op_t o = op_add("", "198.51.100.0/24", false, 0);
+	char id[64];
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)), 0);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 0), 1);
+	rep_addr_parse("198.51.100.1", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1);
+	rep_mirror_close(m);
+	m = rep_mirror_open(dir, d);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1, "converted once only");
+	rep_mirror_close(m);
+
+	/* Never followed Redis: its entries are the operator's own, kept as local ones. */
+	write_old_mirror(dir2, NULL);
+	m = rep_mirror_open(dir2, d);
+	rep_addr_parse("192.0.2.9", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1);
+	cr_assert(e.local);
+	cr_assert_str_eq(e.reason, "from the old days");
+	cr_assert_str_eq(e.by, "mx1");
+	cr_assert_eq(e.added, 1700000000);
+	/* A load of the shared list does not remove them. */
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 0), 1);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1);
+	rep_mirror_close(m);
+	rep_link_free(l);
+	server_free(&s);
+	diag_free(d);
+	rmtree(dir);
+	rmtree(dir2);
+	free(dir);
+	free(dir2);
 }
 
 Test(rep_mirror, pending_updates_kept_in_order_and_taken_once)
@@ -996,26 +1439,28 @@ Test(rep_stream, mirror_resumes_after_restart_and_link_cut, .timeout = 30)
 	rep_op_t o;
 
 	o = op_add("", "203.0.113.0/24", false, 0);
-	cr_assert_eq(rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)), 0, "%s", rep_link_error(l));
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)), 0, "%s",
+	             rep_link_error(l));
 	o = op_add("", "spam.example", false, 0);
-	cr_assert_eq(rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)), 0);
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)), 0);
 
 	rep_mirror_t *m = rep_mirror_open(dir, d);
-	cr_assert_eq(rep_bl_sync(l, m, "t:", 0), 2);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 0), 2);
 	rep_mirror_last_id(m, last, sizeof(last));
 	cr_assert_str_eq(last, id);
-	cr_assert_eq(rep_bl_sync(l, m, "t:", 0), 0, "nothing new");
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 0), 0, "nothing new");
 	rep_mirror_close(m);
 
 	/* Meanwhile (this node down): a delete and an add. */
 	o = op_del("", "spam.example");
-	rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id));
+	rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id));
 	o = op_add("", "198.51.100.7", true, 0);
-	rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id));
+	rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id));
 
 	rep_link_t *l2 = rep_link_new(&lc); /* a new process, a new connection */
 	m = rep_mirror_open(dir, d);
-	cr_assert_eq(rep_bl_sync(l2, m, "t:", 0), 2, "exactly the two missed operations");
+	cr_assert_eq(rep_bl_sync(l2, m, "t:", trusting(), 0), 2,
+	             "exactly the two missed operations");
 	rep_entry_t e;
 	cr_assert_eq(rep_mirror_lookup_domain(m, "spam.example", time(NULL), &e), 0);
 	rep_addr_t a;
@@ -1025,22 +1470,22 @@ Test(rep_stream, mirror_resumes_after_restart_and_link_cut, .timeout = 30)
 
 	/* A link cut: Redis goes away and comes back; the mirror keeps answering. */
 	server_stop(&s);
-	cr_assert_eq(rep_bl_sync(l2, m, "t:", 0), -1);
+	cr_assert_eq(rep_bl_sync(l2, m, "t:", trusting(), 0), -1);
 	rep_addr_parse("203.0.113.99", &a);
 	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1, "local lookups survive");
 	server_start(&s, NULL); /* no persistence: Redis lost everything */
 	int n = -1;
 	for (long until = mono_ms() + 3000; mono_ms() < until && n < 0; sleep_ms(20))
-		n = rep_bl_sync(l2, m, "t:", 0);
+		n = rep_bl_sync(l2, m, "t:", trusting(), 0);
 	cr_assert_geq(n, 0);
 	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1,
 	             "an empty Redis does not wipe the mirror");
 	o = op_add("", "192.0.2.66", false, 0);
-	cr_assert_eq(
-	    rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)) == 0 ||
-	        (link_wait_up(l, 3000) && rep_bl_publish(l, "t:", &o, 1000, id, sizeof(id)) == 0),
-	    1);
-	cr_assert_eq(rep_bl_sync(l2, m, "t:", 0), 1, "new entries still arrive");
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)) == 0 ||
+	                 (link_wait_up(l, 3000) &&
+	                  rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)) == 0),
+	             1);
+	cr_assert_eq(rep_bl_sync(l2, m, "t:", trusting(), 0), 1, "new entries still arrive");
 	rep_addr_parse("192.0.2.66", &a);
 	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1);
 	rep_mirror_close(m);
@@ -1049,7 +1494,7 @@ Test(rep_stream, mirror_resumes_after_restart_and_link_cut, .timeout = 30)
 	char *dir2 = tmpdir();
 	rep_mirror_t *m2 = rep_mirror_open(dir2, d);
 	rep_link_t *l3 = rep_link_new(&lc);
-	cr_assert_eq(rep_bl_sync(l3, m2, "t:", 0), 1);
+	cr_assert_eq(rep_bl_sync(l3, m2, "t:", trusting(), 0), 1);
 	cr_assert_eq(rep_mirror_lookup_ip(m2, &a, time(NULL), &e), 1);
 	rep_mirror_last_id(m2, last, sizeof(last));
 	cr_assert_str_eq(last, id);
@@ -1065,6 +1510,247 @@ Test(rep_stream, mirror_resumes_after_restart_and_link_cut, .timeout = 30)
 	server_free(&s);
 }
 
+static size_t mirror_count(rep_mirror_t *m)
+{
+	rep_entry_t *all;
+	size_t n;
+	cr_assert_eq(rep_mirror_list(m, &all, &n), 0);
+	free(all);
+	return n;
+}
+
+Test(rep_stream, only_entries_signed_by_trusted_keys_are_applied, .timeout = 30)
+{
+	NEED_REDIS();
+	struct server s;
+	server_new(&s, NULL);
+	rep_link_conf_t lc = link_conf(s.addr);
+	rep_link_t *l = rep_link_new(&lc);
+	char *dir = tmpdir(), id[64], buf[REP_SOP_MAX_BYTES];
+	diag_t *d = diag_new();
+	rep_mirror_t *m = rep_mirror_open(dir, d);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 0), 0);
+
+	/* Unsigned, as the earlier format; a forged signature; an unknown key; too broad. */
+	freeReplyObject(
+	    side(&s, "XADD t:{bl}:log * op add target 0.0.0.0/0 entry %s", "block|0|0|rogue|all"));
+	rep_op_t o = op_add("", "0.0.0.0/1", false, 0);
+	int n = rep_sop_encode(&o, signer(), buf, sizeof(buf));
+	memset(buf, 0, REP_SIG_BYTES);
+	freeReplyObject(side(&s, "XADD t:{bl}:log * o %b", buf, (size_t)n));
+	struct pub rogue = publisher("rogue", 2);
+	o = op_add("", "198.51.100.0/24", false, 0);
+	snprintf(o.e.by, sizeof(o.e.by), "rogue");
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, &rogue.s, 1000, id, sizeof(id)), 0);
+	o = op_add("", "0.0.0.0/0", false, 0);
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)), 0);
+	/* And one good entry. */
+	o = op_add("", "192.0.2.7", false, 0);
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)), 0);
+
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 0), 5, "all five read");
+	rep_entry_t *all;
+	size_t k;
+	cr_assert_eq(rep_mirror_list(m, &all, &k), 0);
+	cr_assert_eq(k, 1, "only the good one applied");
+	char tgt[64];
+	rep_target_format(&all[0].target, tgt, sizeof(tgt));
+	cr_assert_str_eq(tgt, "192.0.2.7");
+	cr_assert_str_eq(all[0].by, "t1");
+	free(all);
+	rep_addr_t a;
+	rep_entry_t e;
+	rep_addr_parse("198.51.100.1", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 0);
+	char last[64];
+	rep_mirror_last_id(m, last, sizeof(last));
+	cr_assert_str_eq(last, id, "the position moved past the rejected entries");
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 0), 0, "and they are not read again");
+	/* A node that trusts no key takes nothing from Redis, the good entry included. */
+	char *dir0 = tmpdir();
+	rep_mirror_t *m0 = rep_mirror_open(dir0, d);
+	rep_bl_conf_t none = trust_conf("");
+	cr_assert_geq(rep_bl_sync(l, m0, "t:", &none, 0), 0);
+	cr_assert_eq(mirror_count(m0), 0);
+	rep_mirror_close(m0);
+	rmtree(dir0);
+	free(dir0);
+
+	/* A rogue replays the signed "add" after its "del": nothing changes. */
+	o = op_add("", "203.0.113.0/24", false, 0);
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)), 0);
+	redisReply *r = side(&s, "XRANGE t:{bl}:log %s %s", id, id);
+	cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+	const redisReply *f = r->element[0]->element[1];
+	cr_assert_str_eq(f->element[0]->str, "o");
+	size_t blen = f->element[1]->len;
+	memcpy(buf, f->element[1]->str, blen);
+	freeReplyObject(r);
+	o.del = true;
+	o.e.stamp++;
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)), 0);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 0), 2);
+	freeReplyObject(side(&s, "XADD t:{bl}:log * o %b", buf, blen));
+	freeReplyObject(side(&s, "HSET t:{bl}:state 203.0.113.0/24 %b", buf, blen));
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 0), 1);
+	rep_addr_parse("203.0.113.5", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 0, "the replayed add is ignored");
+
+	/* New trust settings reload the list: the rogue's entry, now trusted, arrives. */
+	char text[512];
+	snprintf(text, sizeof(text), "%sblock_trusted_key = rogue %s\n", trust_line(), rogue.b64);
+	rep_bl_conf_t both = trust_conf(text);
+	for (int i = 0; i < 5 && rep_bl_sync(l, m, "t:", &both, 0) > 0;)
+		i++;
+	rep_addr_parse("198.51.100.1", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1);
+	rep_addr_parse("203.0.113.5", &a);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 0,
+	             "the tombstone outlives the reload");
+
+	rep_mirror_close(m);
+	rep_link_free(l);
+	diag_free(d);
+	rmtree(dir);
+	free(dir);
+	server_free(&s);
+}
+
+static long long cmd_calls(struct server *s, const char *cmd)
+{
+	redisReply *r = side(s, "INFO commandstats");
+	char pat[64];
+	snprintf(pat, sizeof(pat), "cmdstat_%s:calls=", cmd);
+	const char *p = strstr(r->str, pat);
+	long long n = p ? atoll(p + strlen(pat)) : 0;
+	freeReplyObject(r);
+	return n;
+}
+
+/* Steps until the load is done; returns the steps that failed. */
+static int sync_until_loaded(rep_link_t *l, rep_mirror_t *m, const rep_bl_conf_t *bc)
+{
+	rep_load_t ls;
+	int failed = 0;
+	for (long until = mono_ms() + 10000; mono_ms() < until;) {
+		if (rep_bl_sync(l, m, "t:", bc, 0) < 0) {
+			failed++;
+			sleep_ms(30);
+		} else if (rep_mirror_load_state(m, &ls) == 0) {
+			return failed;
+		}
+	}
+	cr_assert_fail("the load did not complete");
+	return failed;
+}
+
+Test(rep_stream, a_cut_first_load_resumes_from_the_recorded_cursor, .timeout = 60)
+{
+	NEED_REDIS();
+	/* A real hash table (not a listpack), so HSCAN returns small chunks. */
+	const char *extra[] = {"--hash-max-listpack-entries", "0", NULL};
+	struct server s;
+	server_new(&s, extra);
+	rep_link_conf_t lc = link_conf(s.addr);
+	rep_link_t *l = rep_link_new(&lc);
+	char *dir = tmpdir(), *ref = tmpdir(), id[64], last[64];
+	diag_t *d = diag_new();
+	enum { ENTRIES = 400 };
+	rep_bl_conf_t bc = *trusting();
+	bc.batch = 40;
+
+	for (int i = 0; i < ENTRIES; i++) {
+		char t[32];
+		snprintf(t, sizeof(t), "10.%d.%d.1", i / 200, i % 200);
+		rep_op_t o = op_add("", t, false, 0);
+		cr_assert_eq(rep_bl_publish(l, "t:", &o, signer(), 100000, id, sizeof(id)), 0);
+	}
+
+	/* How many chunks a load costs without a cut. */
+	rep_mirror_t *r = rep_mirror_open(ref, d);
+	long long h0 = cmd_calls(&s, "hscan");
+	cr_assert_eq(sync_until_loaded(l, r, &bc), 0);
+	long long uncut = cmd_calls(&s, "hscan") - h0;
+	cr_assert_eq(mirror_count(r), ENTRIES);
+	cr_assert_gt(uncut, 4, "small chunks: %lld", uncut);
+	rep_mirror_close(r);
+
+	/* A new node: three chunks, then the link is cut. */
+	rep_mirror_t *m = rep_mirror_open(dir, d);
+	rep_load_t ls, after;
+	h0 = cmd_calls(&s, "hscan");
+	for (int i = 0; i < 3; i++)
+		cr_assert_geq(rep_bl_sync(l, m, "t:", &bc, 0), 0);
+	cr_assert_eq(rep_mirror_load_state(m, &ls), 1, "still loading");
+	cr_assert_str_neq(ls.cursor, "0");
+	cr_assert_str_eq(ls.base, id, "the stream position was taken before the scan");
+	size_t partial = mirror_count(m);
+	cr_assert(partial > 0 && partial < ENTRIES, "%zu", partial);
+	freeReplyObject(side(&s, "CLIENT KILL TYPE normal"));
+	cr_assert_lt(rep_bl_sync(l, m, "t:", &bc, 0), 0, "the cut is noticed");
+	cr_assert_eq(rep_mirror_load_state(m, &after), 1);
+	cr_assert_str_eq(after.cursor, ls.cursor, "the recorded position survived the cut");
+	cr_assert_eq(mirror_count(m), partial, "and the entries loaded so far");
+
+	/* Two more chunks, then the node restarts (a new process: mirror and link reopened). */
+	for (int i = 0; i < 2; i++)
+		while (rep_bl_sync(l, m, "t:", &bc, 0) < 0)
+			sleep_ms(30);
+	rep_mirror_load_state(m, &ls);
+	rep_mirror_close(m);
+	rep_link_free(l);
+	l = rep_link_new(&lc);
+	m = rep_mirror_open(dir, d);
+	cr_assert_eq(rep_mirror_load_state(m, &after), 1);
+	cr_assert_str_eq(after.cursor, ls.cursor);
+	sync_until_loaded(l, m, &bc);
+	long long cut = cmd_calls(&s, "hscan") - h0;
+	cr_assert_leq(cut, uncut + 1, "resumed: %lld HSCAN calls with the cuts, %lld without", cut,
+	              uncut);
+	cr_assert_eq(mirror_count(m), ENTRIES);
+	rep_mirror_last_id(m, last, sizeof(last));
+	cr_assert_str_eq(last, id);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", &bc, 0), 0, "then the stream, from the base id");
+
+	/*
+	 * A reload (new trust settings) keeps answering from the old entries
+	 * until it completes, then drops what the snapshot no longer has.
+	 */
+	freeReplyObject(side(&s, "HDEL t:{bl}:state 10.0.0.1"));
+	rep_bl_conf_t bc2 = bc;
+	bc2.min_prefix4 = 17;
+	rep_addr_t a;
+	rep_entry_t e;
+	rep_addr_parse("10.0.0.1", &a);
+	cr_assert_geq(rep_bl_sync(l, m, "t:", &bc2, 0), 0);
+	cr_assert_eq(rep_mirror_load_state(m, &ls), 1);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 1, "served during the load");
+	cr_assert_eq(mirror_count(m), ENTRIES);
+	sync_until_loaded(l, m, &bc2);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a, time(NULL), &e), 0);
+	cr_assert_eq(mirror_count(m), ENTRIES - 1);
+
+	/* Stream catch-up goes in batches too. */
+	for (int i = 0; i < 100; i++) {
+		char t[32];
+		snprintf(t, sizeof(t), "10.9.%d.1", i);
+		rep_op_t o = op_add("", t, false, 0);
+		cr_assert_eq(rep_bl_publish(l, "t:", &o, signer(), 100000, id, sizeof(id)), 0);
+	}
+	cr_assert_eq(rep_bl_sync(l, m, "t:", &bc2, 0), 40);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", &bc2, 0), 40);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", &bc2, 0), 20);
+
+	rep_mirror_close(m);
+	rep_link_free(l);
+	diag_free(d);
+	rmtree(dir);
+	rmtree(ref);
+	free(dir);
+	free(ref);
+	server_free(&s);
+}
+
 Test(rep_stream, blocking_read_delivers_promptly, .timeout = 30)
 {
 	NEED_REDIS();
@@ -1076,17 +1762,17 @@ Test(rep_stream, blocking_read_delivers_promptly, .timeout = 30)
 	char *dir = tmpdir();
 	diag_t *d = diag_new();
 	rep_mirror_t *m = rep_mirror_open(dir, d);
-	cr_assert_eq(rep_bl_sync(l, m, "t:", 0), 0);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 0), 0);
 	pid_t pid = fork();
 	if (pid == 0) {
 		sleep_ms(300);
 		rep_link_t *w = rep_link_new(&lc);
 		rep_op_t o = op_add("", "192.0.2.5", false, 0);
 		char id[64];
-		_exit(rep_bl_publish(w, "t:", &o, 1000, id, sizeof(id)) == 0 ? 0 : 1);
+		_exit(rep_bl_publish(w, "t:", &o, signer(), 1000, id, sizeof(id)) == 0 ? 0 : 1);
 	}
 	long t0 = mono_ms();
-	cr_assert_eq(rep_bl_sync(l, m, "t:", 1500), 1);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 1500), 1);
 	long dt = mono_ms() - t0;
 	cr_assert_lt(dt, 1000, "arrived after %ld ms, not at the end of the wait", dt);
 	int st;
@@ -1117,8 +1803,8 @@ static void node_load(struct node *n, struct server *s, const char *extra)
 	snprintf(text, sizeof(text),
 	         "redis_server = %s\nredis_prefix = n:\nredis_timeout = 200ms\n"
 	         "redis_breaker_failures = 2\nredis_breaker_time = 300ms\n"
-	         "rep_min_observations = 3\nblock_sync_wait = 200ms\n%s",
-	         s->addr, extra ? extra : "");
+	         "rep_min_observations = 3\nblock_sync_wait = 200ms\n%s%s",
+	         s->addr, trust_line(), extra ? extra : "");
 	n->conf = conf_parse("node.conf", text, d);
 	cr_assert_not_null(n->conf);
 	ev_env_t env = {.state_dir = n->dir, .offline = false};
@@ -1217,7 +1903,7 @@ Test(rep_nodes, nodes_share_reputation_and_blocks_and_ride_out_outages, .timeout
 	rep_link_t *l = rep_link_new(&lc);
 	rep_op_t o = op_add("", "203.0.113.0/24", false, 0);
 	char id[64];
-	cr_assert_eq(rep_bl_publish(l, "n:", &o, 1000, id, sizeof(id)), 0);
+	cr_assert_eq(rep_bl_publish(l, "n:", &o, signer(), 1000, id, sizeof(id)), 0);
 	long t0 = mono_ms();
 	bool blocked = false;
 	while (!blocked && mono_ms() - t0 < 1000) {
@@ -1303,8 +1989,8 @@ Test(rep_nodes, reload_keeps_the_runtime_and_its_queue, .timeout = 60)
 	snprintf(text, sizeof(text),
 	         "redis_server = %s\nredis_prefix = n:\nredis_timeout = 200ms\n"
 	         "redis_breaker_failures = 2\nredis_breaker_time = 300ms\n"
-	         "rep_min_observations = 5\nblock_sync_wait = 200ms\n",
-	         s.addr);
+	         "rep_min_observations = 5\nblock_sync_wait = 200ms\n%s",
+	         s.addr, trust_line());
 	conf_t *c2 = conf_parse("reload.conf", text, d);
 	ev_env_t env = {.state_dir = a.dir, .offline = false};
 	void *g2 = ev_started(&rep_evidence, rep_evidence.load(c2, a.shared, &env, d), &env, d);
