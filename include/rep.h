@@ -51,6 +51,16 @@
  *	a fresh discovery of the primary), so Sift never needs a restart.
  *	Unwritten verdicts stay queued (rep_queue_max items; the oldest is
  *	dropped and counted when full) and are replayed when Redis returns.
+ *
+ *	Security and topology (rep_link.c). AUTH with a Redis 6 ACL user
+ *	(redis_username) and a password read from a file no one else may read
+ *	(redis_password_file); the Sentinels get their own credentials. No
+ *	password appears in an error, a diagnostic or the log. TLS is left to
+ *	a tunnel (stunnel4; Debian 12's hiredis has none): redis_route maps
+ *	each address about to be dialled, including those Sentinel or the
+ *	cluster announce, to the tunnel's local end. With redis_cluster the
+ *	link routes each command by its key's hash slot, keeps a connection
+ *	per primary and follows MOVED and ASK.
  * THREADS
  *	The evidence hooks are called from any worker thread; the shared
  *	state is immutable except for the runtime (queues, counters), which
