@@ -40,8 +40,7 @@ static long now_ms(void)
 	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ------------------------------------------------------------ link configuration: credentials,
- * routes, cluster */
+/* ------------------------------------------------------------ the link's keys */
 
 /* "host:port" or "[v6]:port" with a port in 1..65535. */
 static bool addr_ok(const char *s)
@@ -74,7 +73,6 @@ static int read_secret_file(conf_t *c, const char *key, char *buf, size_t size, 
 	const char *path, *file = NULL;
 	unsigned line = 0;
 	struct stat st;
-	FILE *fp;
 	int fd;
 
 	buf[0] = '\0';
@@ -101,21 +99,23 @@ static int read_secret_file(conf_t *c, const char *key, char *buf, size_t size, 
 		close(fd);
 		return -1;
 	}
-	fp = fdopen(fd, "r");
-	if (fp == NULL) {
-		close(fd);
-		diag_error(d, file, line, "%s: cannot read %s", key, path);
-		return -1;
-	}
-	if (fgets(buf, (int)size, fp) == NULL)
-		buf[0] = '\0';
-	fclose(fp);
-	size_t n = strlen(buf);
-	if (n == size - 1 && buf[n - 1] != '\n') {
+	/* read(), not stdio: no copy of the secret is left in a stdio buffer. */
+	size_t n = 0;
+	ssize_t got;
+	while (n < size - 1 && (got = read(fd, buf + n, size - 1 - n)) > 0)
+		n += (size_t)got;
+	close(fd);
+	buf[n] = '\0';
+	char *nl = memchr(buf, '\n', n);
+	if (nl == NULL && n == size - 1) {
 		explicit_bzero(buf, size);
 		diag_error(d, file, line, "%s: the first line of %s is longer than %zu bytes", key,
 		           path, size - 2);
 		return -1;
+	}
+	if (nl) {
+		explicit_bzero(nl, n - (size_t)(nl - buf));
+		n = (size_t)(nl - buf);
 	}
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';

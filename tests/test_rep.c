@@ -1022,6 +1022,18 @@ Test(rep_config, password_files_must_not_be_readable_by_others)
 	write_secret(pwf, "\n", 0600);
 	read_conf(dir, text, 0644, &rc, all, sizeof(all));
 	cr_assert(strstr(all, "empty first line") != NULL, "%s", all);
+	char longpw[REP_SECRET_MAX_BYTES + 10];
+	memset(longpw, 'x', sizeof(longpw) - 1);
+	longpw[sizeof(longpw) - 1] = '\0';
+	write_secret(pwf, longpw, 0600);
+	read_conf(dir, text, 0644, &rc, all, sizeof(all));
+	cr_assert(strstr(all, "sift.conf:3: redis_password_file: the first line of") != NULL &&
+	              strstr(all, "is longer than") != NULL,
+	          "%s", all);
+	write_secret(pwf, "Kq7-secret", 0600);
+	read_conf(dir, text, 0644, &rc, all, sizeof(all));
+	cr_assert_str_eq(all, "", "no newline at the end is fine: %s", all);
+	cr_assert_str_eq(rc.password, "Kq7-secret");
 
 	/* Inline: only in a configuration file others cannot read. */
 	read_conf(dir, "redis_server = 127.0.0.1:6379\n\nredis_password = Kq7-secret\n", 0644, &rc,
