@@ -56,6 +56,16 @@
  *	a fresh discovery of the primary), so Sift never needs a restart.
  *	Unwritten verdicts stay queued (rep_queue_max items; the oldest is
  *	dropped and counted when full) and are replayed when Redis returns.
+ *
+ *	Security and topology (rep_link.c). AUTH with a Redis 6 ACL user
+ *	(redis_username) and a password read from a file no one else may read
+ *	(redis_password_file); the Sentinels get their own credentials. No
+ *	password appears in an error, a diagnostic or the log. TLS is left to
+ *	a tunnel (stunnel4; Debian 12's hiredis has none): redis_route maps
+ *	each address about to be dialled, including those Sentinel or the
+ *	cluster announce, to the tunnel's local end. With redis_cluster the
+ *	link routes each command by its key's hash slot, keeps a connection
+ *	per primary and follows MOVED and ASK.
  * THREADS
  *	The evidence hooks are called from any worker thread; the shared
  *	state is immutable except for the runtime (queues, counters), which
@@ -90,6 +100,12 @@ int rep_cmd_block(cli_ctx_t *ctx, int argc, char **argv);
 /* ------------------------------------------------------------ configuration (rep.c) */
 
 enum { REP_MAX_SENTINELS = 16, REP_MAX_READERS = 8 };
+enum {
+	REP_MAX_ROUTES = 16,        /* redis_route lines */
+	REP_MAX_CLUSTER_SEEDS = 16, /* redis_cluster lines */
+	REP_ADDR_MAX_BYTES = 300,   /* "host:port" */
+	REP_SECRET_MAX_BYTES = 512, /* a user name or password */
+};
 
 /* ---- block list trust and sync settings (read by rep_sign.c) */
 enum {
@@ -156,6 +172,20 @@ typedef struct rep_config {
 	long stream_max;       /* block_stream_max: entries kept in the stream */
 	long sync_wait_ms;     /* block_sync_wait: one blocking XREAD */
 	rep_bl_conf_t bl;      /* block list trust and sync (rep_sign.c) */
+	/*
+	 * The link's credentials and topology. Kept in the struct (not in the
+	 * conf_t) so a copy of the struct owns them; password above points to
+	 * password_buf when it came from redis_password_file.
+	 */
+	char username[REP_SECRET_MAX_BYTES];                 /* redis_username (Redis 6 ACL) */
+	char password_buf[REP_SECRET_MAX_BYTES];             /* redis_password_file's first line */
+	char sentinel_username[REP_SECRET_MAX_BYTES];        /* redis_sentinel_username */
+	char sentinel_password[REP_SECRET_MAX_BYTES];        /* redis_sentinel_password_file */
+	char route_from[REP_MAX_ROUTES][REP_ADDR_MAX_BYTES]; /* redis_route: remote address */
+	char route_to[REP_MAX_ROUTES][REP_ADDR_MAX_BYTES];   /* the local tunnel end */
+	size_t n_routes;
+	char cluster[REP_MAX_CLUSTER_SEEDS][REP_ADDR_MAX_BYTES]; /* redis_cluster seeds */
+	size_t n_cluster;
 } rep_config_t;
 
 int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *d);
@@ -300,7 +330,23 @@ typedef struct rep_link_conf {
 	const char *master_name; /* the Sentinel master name */
 	const char *password;    /* AUTH, NULL for none */
 	long db;
-	long timeout_ms;    /* connect and command timeout */
+	long timeout_ms; /* connect and command timeout */
+	/*
+	 * Credentials and topology. AUTH is "AUTH username password" when a
+	 * username is set (Redis 6 ACL). The Sentinels get their own
+	 * credentials, sent before SENTINEL get-master-addr-by-name. Every
+	 * address the link is about to connect to (the server, a Sentinel, the
+	 * primary a Sentinel names, a cluster node) equal to route_from[i] is
+	 * replaced by route_to[i]: the local end of a TLS tunnel (stunnel) to
+	 * it. With n_cluster > 0 the link speaks to a Redis Cluster whose seed
+	 * nodes these are (server and sentinels are then unused).
+	 */
+	const char *username;
+	const char *sentinel_username, *sentinel_password;
+	const char *route_from[REP_MAX_ROUTES], *route_to[REP_MAX_ROUTES];
+	size_t n_routes;
+	const char *cluster[REP_MAX_CLUSTER_SEEDS];
+	size_t n_cluster;
 	long extra_read_ms; /* added to the read timeout (blocking XREAD) */
 	long backoff_min_ms, backoff_max_ms;
 	unsigned breaker_failures; /* consecutive failures that open the circuit */
@@ -336,6 +382,14 @@ typedef struct rep_cmd {
 	int argc;
 	const char *argv[16];
 	size_t len[16];
+	/*
+	 * Which argument is the key, for Redis Cluster routing: 0 (what
+	 * rep_cmd_init sets) derives it from the command: argv[1], EVAL's and
+	 * EVALSHA's KEYS[1], XREAD's first stream; none for MULTI and EXEC,
+	 * which go to the node of the commands between them. A positive value
+	 * names the argument, -1 says the command has no key.
+	 */
+	int key;
 } rep_cmd_t;
 void rep_cmd_init(rep_cmd_t *c, const char *first);
 void rep_cmd_arg(rep_cmd_t *c, const char *s);
@@ -353,6 +407,14 @@ typedef struct rep_link_stats {
 	uint64_t attempts, failures, opened;
 } rep_link_stats_t;
 rep_link_stats_t rep_link_stats(rep_link_t *l);
+/*
+ * True when the link speaks to a Redis Cluster: each command of a
+ * pipeline goes to the node serving its key's slot (MOVED and ASK are
+ * followed), so a MULTI must stay within one hash slot.
+ */
+bool rep_link_is_cluster(rep_link_t *l);
+/* The Redis Cluster hash slot of a key (CRC16 of its {hash tag}, mod 16384). */
+unsigned rep_key_slot(const char *key, size_t len);
 /* The link settings for the primary (replica false) or the configured replica. */
 void rep_config_link(const rep_config_t *rc, bool replica, rep_link_conf_t *out);
 

@@ -8,6 +8,7 @@
 #include "rep.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libpsl.h>
 #include <math.h>
 #include <pthread.h>
@@ -37,6 +38,219 @@ static long now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------ the link's keys */
+
+/* "host:port" or "[v6]:port" with a port in 1..65535. */
+static bool addr_ok(const char *s)
+{
+	const char *colon;
+	char *end;
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (rb == NULL || rb == s + 1 || rb[1] != ':')
+			return false;
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL || colon == s)
+			return false;
+	}
+	long port = strtol(colon + 1, &end, 10);
+	return *end == '\0' && port > 0 && port <= 65535 && strlen(s) < REP_ADDR_MAX_BYTES;
+}
+
+/*
+ * Reads the secret on the first line of the file a key names into buf.
+ * Refused when the file is missing, empty, or readable or writable by
+ * others: a secret anyone on the host can read is no secret. The
+ * diagnostics name the file, never its contents. Returns 1 when read, 0
+ * when the key is absent, -1 on error.
+ */
+static int read_secret_file(conf_t *c, const char *key, char *buf, size_t size, diag_t *d)
+{
+	const char *path, *file = NULL;
+	unsigned line = 0;
+	struct stat st;
+	int fd;
+
+	buf[0] = '\0';
+	if (conf_str(c, key, NULL, &path, d) < 0)
+		return -1;
+	if (path == NULL)
+		return 0;
+	conf_value_at(c, key, 0, &file, &line);
+	fd = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		diag_error(d, file, line, "%s: cannot open %s: %s", key, path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		diag_error(d, file, line, "%s: %s is not a regular file", key, path);
+		close(fd);
+		return -1;
+	}
+	if (st.st_mode & (S_IROTH | S_IWOTH)) {
+		diag_error(d, file, line,
+		           "%s: %s is readable or writable by others (mode %04o); "
+		           "chmod o-rw it",
+		           key, path, (unsigned)(st.st_mode & 07777));
+		close(fd);
+		return -1;
+	}
+	/* read(), not stdio: no copy of the secret is left in a stdio buffer. */
+	size_t n = 0;
+	ssize_t got;
+	while (n < size - 1 && (got = read(fd, buf + n, size - 1 - n)) > 0)
+		n += (size_t)got;
+	close(fd);
+	buf[n] = '\0';
+	char *nl = memchr(buf, '\n', n);
+	if (nl == NULL && n == size - 1) {
+		explicit_bzero(buf, size);
+		diag_error(d, file, line, "%s: the first line of %s is longer than %zu bytes", key,
+		           path, size - 2);
+		return -1;
+	}
+	if (nl) {
+		explicit_bzero(nl, n - (size_t)(nl - buf));
+		n = (size_t)(nl - buf);
+	}
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	if (n == 0) {
+		diag_error(d, file, line, "%s: %s has an empty first line (the secret goes there)",
+		           key, path);
+		return -1;
+	}
+	return 1;
+}
+
+static int copy_key(conf_t *c, const char *key, char *buf, size_t size, diag_t *d)
+{
+	const char *v, *file = NULL;
+	unsigned line = 0;
+	if (conf_str(c, key, NULL, &v, d) < 0)
+		return -1;
+	if (v == NULL)
+		return 0;
+	if (strlen(v) >= size) {
+		conf_value_at(c, key, 0, &file, &line);
+		diag_error(d, file, line, "%s: longer than %zu bytes", key, size - 1);
+		return -1;
+	}
+	snprintf(buf, size, "%s", v);
+	return 0;
+}
+
+/*
+ * The keys of the link's security and topology: redis_username,
+ * redis_password (inline, only in a file others cannot read) or
+ * redis_password_file, the Sentinels' credentials, redis_route and
+ * redis_cluster. Returns 0 or -1.
+ */
+static int link_config_read(conf_t *c, rep_config_t *rc, diag_t *d)
+{
+	int bad = 0, r;
+	const char *file = NULL;
+	unsigned line = 0;
+	struct stat st;
+
+	if (rc->password && rc->password[0] == '\0')
+		rc->password = NULL; /* "redis_password =": none, as the shipped file has it */
+	bad |= copy_key(c, "redis_username", rc->username, sizeof(rc->username), d);
+	bad |= copy_key(c, "redis_sentinel_username", rc->sentinel_username,
+	                sizeof(rc->sentinel_username), d);
+	r = read_secret_file(c, "redis_password_file", rc->password_buf, sizeof(rc->password_buf),
+	                     d);
+	bad |= r < 0 ? -1 : 0;
+	if (rc->password != NULL) {
+		conf_value_at(c, "redis_password", 0, &file, &line);
+		if (r != 0) {
+			diag_error(d, file, line,
+			           "redis_password and redis_password_file exclude each other");
+			bad = -1;
+		} else if (file && stat(file, &st) == 0 && (st.st_mode & S_IROTH)) {
+			diag_error(
+			    d, file, line,
+			    "redis_password in a file readable by others (mode %04o): put the "
+			    "password in redis_password_file (mode 0600 or 0640) instead",
+			    (unsigned)(st.st_mode & 07777));
+			bad = -1;
+		}
+	} else if (r > 0) {
+		rc->password = rc->password_buf;
+	}
+	r = read_secret_file(c, "redis_sentinel_password_file", rc->sentinel_password,
+	                     sizeof(rc->sentinel_password), d);
+	bad |= r < 0 ? -1 : 0;
+	if (rc->username[0] && rc->password == NULL) {
+		conf_value_at(c, "redis_username", 0, &file, &line);
+		diag_error(d, file, line, "redis_username needs redis_password_file");
+		bad = -1;
+	}
+	if (rc->sentinel_username[0] && r == 0) {
+		conf_value_at(c, "redis_sentinel_username", 0, &file, &line);
+		diag_error(d, file, line,
+		           "redis_sentinel_username needs redis_sentinel_password_file");
+		bad = -1;
+	}
+
+	rc->n_routes = conf_count(c, "redis_route");
+	if (rc->n_routes > REP_MAX_ROUTES) {
+		conf_value_at(c, "redis_route", REP_MAX_ROUTES, &file, &line);
+		diag_error(d, file, line, "redis_route: at most %d", REP_MAX_ROUTES);
+		rc->n_routes = REP_MAX_ROUTES;
+		bad = -1;
+	}
+	for (size_t i = 0; i < rc->n_routes; i++) {
+		const char *v = conf_value_at(c, "redis_route", i, &file, &line);
+		char from[REP_ADDR_MAX_BYTES], to[REP_ADDR_MAX_BYTES], extra[2];
+		if (strlen(v) >= REP_ADDR_MAX_BYTES ||
+		    sscanf(v, "%299s %299s %1s", from, to, extra) != 2 || !addr_ok(from) ||
+		    !addr_ok(to)) {
+			diag_error(
+			    d, file, line,
+			    "redis_route: expected 'REMOTE_HOST:PORT LOCAL_HOST:PORT', got '%s'",
+			    v);
+			bad = -1;
+			continue;
+		}
+		snprintf(rc->route_from[i], sizeof(rc->route_from[i]), "%s", from);
+		snprintf(rc->route_to[i], sizeof(rc->route_to[i]), "%s", to);
+	}
+
+	rc->n_cluster = conf_count(c, "redis_cluster");
+	if (rc->n_cluster > REP_MAX_CLUSTER_SEEDS) {
+		conf_value_at(c, "redis_cluster", REP_MAX_CLUSTER_SEEDS, &file, &line);
+		diag_error(d, file, line, "redis_cluster: at most %d", REP_MAX_CLUSTER_SEEDS);
+		rc->n_cluster = REP_MAX_CLUSTER_SEEDS;
+		bad = -1;
+	}
+	for (size_t i = 0; i < rc->n_cluster; i++) {
+		const char *v = conf_value_at(c, "redis_cluster", i, &file, &line);
+		if (!addr_ok(v)) {
+			diag_error(d, file, line, "redis_cluster: expected HOST:PORT, got '%s'", v);
+			bad = -1;
+			continue;
+		}
+		snprintf(rc->cluster[i], sizeof(rc->cluster[i]), "%s", v);
+	}
+	if (rc->n_cluster > 0 && (rc->server || rc->n_sentinels > 0 || rc->replica)) {
+		conf_value_at(c, "redis_cluster", 0, &file, &line);
+		diag_error(d, file, line,
+		           "redis_cluster excludes redis_server, redis_sentinel and redis_replica");
+		bad = -1;
+	}
+	if (rc->n_cluster > 0 && rc->db != 0) {
+		conf_value_at(c, "redis_cluster", 0, &file, &line);
+		diag_error(d, file, line,
+		           "redis_cluster: a Redis Cluster has only database 0 "
+		           "(redis_db)");
+		bad = -1;
+	}
+	return bad ? -1 : 0;
 }
 
 int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *d)
@@ -88,6 +302,7 @@ int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *
 	bad |= conf_long(c, "block_stream_max", 100000, 100, 100000000, &rc->stream_max, d);
 	bad |= conf_ms(c, "block_sync_wait", 500, 10, 60000, &rc->sync_wait_ms, d);
 	bad |= rep_bl_config_read(c, &rc->bl, d);
+	bad |= link_config_read(c, rc, d);
 	rc->mirror_explicit = mirror != NULL;
 	if (mirror == NULL)
 		snprintf(rc->mirror_dir, sizeof(rc->mirror_dir), "%s/blockmirror",
@@ -113,7 +328,7 @@ int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *
 
 bool rep_config_has_redis(const rep_config_t *rc)
 {
-	return rc->server != NULL || rc->n_sentinels > 0;
+	return rc->server != NULL || rc->n_sentinels > 0 || rc->n_cluster > 0;
 }
 
 void rep_config_link(const rep_config_t *rc, bool replica, rep_link_conf_t *out)
@@ -128,6 +343,19 @@ void rep_config_link(const rep_config_t *rc, bool replica, rep_link_conf_t *out)
 		out->master_name = rc->master_name;
 	}
 	out->password = rc->password;
+	out->username = rc->username[0] ? rc->username : NULL;
+	out->sentinel_username = rc->sentinel_username[0] ? rc->sentinel_username : NULL;
+	out->sentinel_password = rc->sentinel_password[0] ? rc->sentinel_password : NULL;
+	for (size_t i = 0; i < rc->n_routes; i++) {
+		out->route_from[i] = rc->route_from[i];
+		out->route_to[i] = rc->route_to[i];
+	}
+	out->n_routes = rc->n_routes;
+	if (!replica) {
+		for (size_t i = 0; i < rc->n_cluster; i++)
+			out->cluster[i] = rc->cluster[i];
+		out->n_cluster = rc->n_cluster;
+	}
 	out->db = rc->db;
 	out->timeout_ms = rc->timeout_ms;
 	out->backoff_min_ms = 100;
@@ -594,7 +822,7 @@ static void rt_unref(struct rep_rt *rt)
 /* Everything the runtime depends on; a reload with the same signature keeps it. */
 static char *rt_signature(const rep_config_t *rc, bool offline)
 {
-	char buf[4096];
+	char buf[16384];
 	int n =
 	    snprintf(buf, sizeof(buf),
 	             "%d|%s|%s|%s|%s|%s|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%s|%ld|%ld|%ld|%ld",
@@ -612,6 +840,15 @@ static char *rt_signature(const rep_config_t *rc, bool offline)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "|%s|%ld|%ld", fp, rc->bl.batch,
 		              rc->bl.tombstone_s);
 	}
+	/* The link's credentials and topology (link_config_read). */
+	if (n > 0 && (size_t)n < sizeof(buf))
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "|u=%s|su=%s|sp=%s", rc->username,
+		              rc->sentinel_username, rc->sentinel_password);
+	for (size_t i = 0; i < rc->n_routes && n > 0 && (size_t)n < sizeof(buf); i++)
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "|r=%s>%s", rc->route_from[i],
+		              rc->route_to[i]);
+	for (size_t i = 0; i < rc->n_cluster && n > 0 && (size_t)n < sizeof(buf); i++)
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "|c=%s", rc->cluster[i]);
 	return xalloc_strdup(buf);
 }
 

@@ -15,12 +15,12 @@ D=$IT_TMP
 check "the shipped sift.conf lints cleanly" [ $? = 0 ]
 check "lint counts the shipped rules" grep -q "^total .* loaded" "$D/lint.out"
 
-# Uncomment every "#key = value" line. Sentinel discovery excludes
-# redis_server, so those lines stay commented, and so does the signing key
-# (a secret file that does not exist here); DNS goes to loopback only and
+# Uncomment every "#key = value" line. Sentinel discovery and a cluster
+# exclude redis_server, and the password files and the signing key do not
+# exist here, so those lines stay commented; DNS goes to loopback only and
 # the stores to the test's own directory.
-sed -e 's/^#\([a-z_0-9]* = \)/\1/' -e 's/^\(redis_sentinel\)/#\1/' \
-	-e 's/^\(block_signing_key\)/#\1/' "$CONF" |
+sed -e 's/^#\([a-z_0-9]* = \)/\1/' \
+	-e 's/^\(redis_sentinel\|redis_cluster\|redis_username\|redis_password_file\|block_signing_key\)/#\1/' "$CONF" |
 	sed -e 's/^dnsbl_nameserver = .*/dnsbl_nameserver = 127.0.0.1/' \
 		-e "s|^bayes_db = .*|bayes_db = $D/s2/bayes-db|" \
 		-e "s|^block_mirror = .*|block_mirror = $D/s2/mirror|" >"$D/all.conf"

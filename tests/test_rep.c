@@ -1306,6 +1306,226 @@ Test(rep_link, auth_password, .timeout = 30)
 	server_free(&s);
 }
 
+/* Redis 6 ACL: "AUTH user pass"; a failure says so and never shows the password. */
+Test(rep_link, acl_username_and_a_clear_authentication_failure, .timeout = 30)
+{
+	NEED_REDIS();
+	struct server s;
+	const char *acl[] = {"--user", "sift", "on", ">pw-It5-s3cret", "~sift:*", "+@all", NULL};
+	server_new(&s, acl);
+	rep_link_conf_t lc = link_conf(s.addr);
+	lc.username = "sift";
+	lc.password = "wrong-pw-Zq9";
+	rep_link_t *wrong = rep_link_new(&lc);
+	cr_assert_null(rep_link_get(wrong));
+	const char *e = rep_link_error(wrong);
+	cr_assert(strstr(e, "authentication failed as user 'sift'") != NULL, "%s", e);
+	cr_assert(strstr(e, "wrong-pw-Zq9") == NULL, "the password leaked: %s", e);
+
+	lc.password = "pw-It5-s3cret";
+	rep_link_t *ok = rep_link_new(&lc);
+	cr_assert_not_null(rep_link_get(ok), "%s", rep_link_error(ok));
+	rep_cmd_t c;
+	redisReply *r;
+	rep_cmd_init(&c, "ACL");
+	rep_cmd_arg(&c, "WHOAMI");
+	cr_assert_eq(rep_link_pipeline(ok, 1, &c, &r), 1);
+	cr_assert_eq(r->type, REDIS_REPLY_STRING, "%s", r->str);
+	cr_assert_str_eq(r->str, "sift");
+	rep_link_free_replies(1, &r);
+	rep_link_free(wrong);
+	rep_link_free(ok);
+	server_free(&s);
+}
+
+/* redis_route: the address to reach is replaced by the local end of its tunnel. */
+Test(rep_link, a_route_replaces_the_address_dialled, .timeout = 30)
+{
+	NEED_REDIS();
+	struct server s;
+	server_new(&s, NULL);
+	char remote[64];
+	snprintf(remote, sizeof(remote), "127.0.0.1:%d", free_port()); /* nobody listens */
+	rep_link_conf_t lc = link_conf(remote);
+	rep_link_t *direct = rep_link_new(&lc);
+	cr_assert_null(rep_link_get(direct), "the remote address itself is dead");
+	lc.route_from[0] = remote;
+	lc.route_to[0] = s.addr;
+	lc.n_routes = 1;
+	rep_link_t *routed = rep_link_new(&lc);
+	cr_assert_not_null(rep_link_get(routed), "%s", rep_link_error(routed));
+	cr_assert_str_eq(rep_link_addr(routed), remote, "named by the address it stands for");
+	rep_link_free(direct);
+	rep_link_free(routed);
+	server_free(&s);
+}
+
+/* The cluster spec's examples: CRC16 (XMODEM) mod 16384 of the {hash tag}. */
+Test(rep_link, cluster_slot_of_known_keys)
+{
+	cr_assert_eq(rep_key_slot("foo", 3), 12182);
+	cr_assert_eq(rep_key_slot("123456789", 9), 0x31C3 & 16383, "the CRC16 check value");
+	cr_assert_eq(rep_key_slot("{user1000}.following", 20),
+	             rep_key_slot("{user1000}.followers", 20));
+	cr_assert_eq(rep_key_slot("{user1000}.following", 20), rep_key_slot("user1000", 8));
+	cr_assert_eq(rep_key_slot("foo{}{bar}", 10), rep_key_slot("foo{}{bar}x", 10),
+	             "an empty tag hashes the whole key");
+	cr_assert_neq(rep_key_slot("foo{}{bar}", 10), rep_key_slot("bar", 3));
+	cr_assert_eq(rep_key_slot("foo{{bar}}zap", 13), rep_key_slot("{bar", 4));
+	cr_assert_eq(rep_key_slot("foo{bar}{zap}", 13), rep_key_slot("bar", 3), "the first tag");
+	char k[REP_KEY_MAX_BYTES];
+	rep_key(k, sizeof(k), "sift:", REP_ENT_IP, "192.0.2.1");
+	cr_assert_eq(rep_key_slot(k, strlen(k)), rep_key_slot("ip:192.0.2.1", 12));
+	cr_assert_eq(rep_key_slot("sift:{bl}:log", 13), rep_key_slot("sift:{bl}:state", 15));
+}
+
+/* ------------------------------------------------------------ credentials in the configuration */
+
+static conf_t *conf_file(const char *dir, const char *text, mode_t mode, diag_t *d)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/sift.conf", dir);
+	FILE *fp = fopen(path, "w");
+	cr_assert_not_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+	chmod(path, mode);
+	return conf_load(path, d);
+}
+
+static void write_secret(const char *path, const char *text, mode_t mode)
+{
+	FILE *fp = fopen(path, "w");
+	cr_assert_not_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+	chmod(path, mode);
+}
+
+/* The diagnostics of one configuration, joined; asserts the secret is in none. */
+static void read_conf(const char *dir, const char *text, mode_t mode, rep_config_t *rc, char *all,
+                      size_t size)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_file(dir, text, mode, d);
+	cr_assert_not_null(c);
+	rep_config_read(c, "/tmp", rc, d);
+	all[0] = '\0';
+	for (size_t i = 0; i < diag_count(d); i++) {
+		strncat(all, diag_text(d, i), size - strlen(all) - 2);
+		strcat(all, "\n");
+	}
+	cr_assert(strstr(all, "Kq7-secret") == NULL, "a secret in a diagnostic: %s", all);
+	conf_free(c);
+	diag_free(d);
+}
+
+Test(rep_config, password_files_must_not_be_readable_by_others)
+{
+	char *dir = tmpdir(), pwf[300], spf[300], text[1024], all[4096];
+	rep_config_t rc;
+	snprintf(pwf, sizeof(pwf), "%s/redis.pw", dir);
+	snprintf(spf, sizeof(spf), "%s/sentinel.pw", dir);
+
+	write_secret(pwf, "Kq7-secret\nsecond line ignored\n", 0600);
+	write_secret(spf, "Kq7-secret-sentinel\r\n", 0640);
+	snprintf(text, sizeof(text),
+	         "redis_sentinel = 127.0.0.1:26379\nredis_username = sift\n"
+	         "redis_password_file = %s\nredis_sentinel_username = watcher\n"
+	         "redis_sentinel_password_file = %s\n",
+	         pwf, spf);
+	read_conf(dir, text, 0644, &rc, all, sizeof(all));
+	cr_assert_str_eq(all, "", "%s", all);
+	cr_assert_str_eq(rc.password, "Kq7-secret", "the first line");
+	cr_assert_str_eq(rc.username, "sift");
+	cr_assert_str_eq(rc.sentinel_password, "Kq7-secret-sentinel");
+	cr_assert_str_eq(rc.sentinel_username, "watcher");
+	rep_link_conf_t lc;
+	rep_config_link(&rc, false, &lc);
+	cr_assert_str_eq(lc.password, "Kq7-secret");
+	cr_assert_str_eq(lc.username, "sift");
+	cr_assert_str_eq(lc.sentinel_password, "Kq7-secret-sentinel");
+
+	chmod(pwf, 0604);
+	read_conf(dir, text, 0644, &rc, all, sizeof(all));
+	cr_assert(strstr(all, "sift.conf:3: redis_password_file:") != NULL &&
+	              strstr(all, "readable or writable by others") != NULL,
+	          "%s", all);
+	chmod(pwf, 0602);
+	read_conf(dir, text, 0644, &rc, all, sizeof(all));
+	cr_assert(strstr(all, "sift.conf:3: ") != NULL, "writable by others: %s", all);
+	chmod(pwf, 0600);
+	chmod(spf, 0644);
+	read_conf(dir, text, 0644, &rc, all, sizeof(all));
+	cr_assert(strstr(all, "sift.conf:5: redis_sentinel_password_file:") != NULL, "%s", all);
+	chmod(spf, 0600);
+	unlink(pwf);
+	read_conf(dir, text, 0644, &rc, all, sizeof(all));
+	cr_assert(strstr(all, "sift.conf:3: redis_password_file: cannot open") != NULL, "%s", all);
+	write_secret(pwf, "\n", 0600);
+	read_conf(dir, text, 0644, &rc, all, sizeof(all));
+	cr_assert(strstr(all, "empty first line") != NULL, "%s", all);
+	char longpw[REP_SECRET_MAX_BYTES + 10];
+	memset(longpw, 'x', sizeof(longpw) - 1);
+	longpw[sizeof(longpw) - 1] = '\0';
+	write_secret(pwf, longpw, 0600);
+	read_conf(dir, text, 0644, &rc, all, sizeof(all));
+	cr_assert(strstr(all, "sift.conf:3: redis_password_file: the first line of") != NULL &&
+	              strstr(all, "is longer than") != NULL,
+	          "%s", all);
+	write_secret(pwf, "Kq7-secret", 0600);
+	read_conf(dir, text, 0644, &rc, all, sizeof(all));
+	cr_assert_str_eq(all, "", "no newline at the end is fine: %s", all);
+	cr_assert_str_eq(rc.password, "Kq7-secret");
+
+	/* Inline: only in a configuration file others cannot read. */
+	read_conf(dir, "redis_server = 127.0.0.1:6379\n\nredis_password = Kq7-secret\n", 0644, &rc,
+	          all, sizeof(all));
+	cr_assert(strstr(all, "sift.conf:3: redis_password in a file readable by others") != NULL &&
+	              strstr(all, "redis_password_file") != NULL,
+	          "%s", all);
+	read_conf(dir, "redis_server = 127.0.0.1:6379\n\nredis_password = Kq7-secret\n", 0640, &rc,
+	          all, sizeof(all));
+	cr_assert_str_eq(all, "", "%s", all);
+	rmtree(dir);
+	free(dir);
+}
+
+Test(rep_config, routes_and_cluster_seeds_are_checked_at_their_line)
+{
+	char *dir = tmpdir(), all[4096];
+	rep_config_t rc;
+	read_conf(dir,
+	          "redis_sentinel = 10.0.0.5:26379\n"
+	          "redis_route = 10.0.0.5:26379 127.0.0.1:26380\n"
+	          "redis_route = [2001:db8::5]:6379 127.0.0.1:6380\n",
+	          0600, &rc, all, sizeof(all));
+	cr_assert_str_eq(all, "", "%s", all);
+	cr_assert_eq(rc.n_routes, 2);
+	cr_assert_str_eq(rc.route_from[1], "[2001:db8::5]:6379");
+	cr_assert_str_eq(rc.route_to[1], "127.0.0.1:6380");
+	read_conf(dir, "redis_server = 10.0.0.5:6379\n\nredis_route = 10.0.0.5:6379\n", 0600, &rc,
+	          all, sizeof(all));
+	cr_assert(strstr(all, "sift.conf:3: redis_route: expected") != NULL, "%s", all);
+	read_conf(dir, "redis_route = 10.0.0.5:6379 127.0.0.1:99999\n", 0600, &rc, all,
+	          sizeof(all));
+	cr_assert(strstr(all, "sift.conf:1: redis_route") != NULL, "%s", all);
+
+	read_conf(dir, "redis_cluster = 10.0.0.5:7000\nredis_cluster = 10.0.0.6:7000\n", 0600, &rc,
+	          all, sizeof(all));
+	cr_assert_str_eq(all, "", "%s", all);
+	cr_assert_eq(rc.n_cluster, 2);
+	cr_assert(rep_config_has_redis(&rc));
+	read_conf(dir, "redis_server = 10.0.0.5:6379\nredis_cluster = 10.0.0.5:7000\n", 0600, &rc,
+	          all, sizeof(all));
+	cr_assert(strstr(all, "sift.conf:2: redis_cluster excludes redis_server") != NULL, "%s",
+	          all);
+	read_conf(dir, "redis_cluster = nowhere\n", 0600, &rc, all, sizeof(all));
+	cr_assert(strstr(all, "sift.conf:1: redis_cluster: expected HOST:PORT") != NULL, "%s", all);
+	rmtree(dir);
+	free(dir);
+}
+
 /* ------------------------------------------------------------ writes and reads */
 
 Test(rep_io, buffered_writes_are_replayed_when_redis_returns, .timeout = 30)
