@@ -33,6 +33,7 @@ struct rep_link {
 	bool fresh;           /* connected since rep_link_take_fresh() last asked */
 	/* Read by other threads for explanations and statistics: atomics. */
 	int state;
+	long srtt_us; /* smoothed round trip, microseconds; -1 before any */
 	rep_link_stats_t st;
 };
 
@@ -41,6 +42,25 @@ static long now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static long mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * TCP's smoothing (7/8 old, 1/8 new) of the time to a first reply: what a
+ * message would wait for a read on this link. The first sample is taken
+ * as it is.
+ */
+static void rtt_sample(rep_link_t *l, long us)
+{
+	long old = __atomic_load_n(&l->srtt_us, __ATOMIC_RELAXED);
+	long v = old < 0 ? us : old + (us - old) / 8;
+	__atomic_store_n(&l->srtt_us, v, __ATOMIC_RELAXED);
 }
 
 static char *dup_or_null(const char *s)
@@ -65,8 +85,11 @@ rep_link_t *rep_link_new(const rep_link_conf_t *c)
 	l->conf.password = l->password;
 	l->conf.script = l->script;
 	l->conf.sentinels = NULL;
-	if (l->conf.timeout_ms <= 0)
-		l->conf.timeout_ms = 200;
+	if (l->conf.connect_timeout_ms <= 0)
+		l->conf.connect_timeout_ms = 10000;
+	if (l->conf.command_timeout_ms <= 0)
+		l->conf.command_timeout_ms = 30000;
+	l->srtt_us = -1;
 	if (l->conf.backoff_min_ms <= 0)
 		l->conf.backoff_min_ms = 100;
 	if (l->conf.backoff_max_ms < l->conf.backoff_min_ms)
@@ -164,7 +187,8 @@ static int sentinel_discover(rep_link_t *l, char *addr, size_t size)
 {
 	char e[200] = "";
 	for (size_t i = 0; i < l->conf.n_sentinels; i++) {
-		redisContext *c = connect_addr(l->sentinels[i], l->conf.timeout_ms, e, sizeof(e));
+		redisContext *c =
+		    connect_addr(l->sentinels[i], l->conf.connect_timeout_ms, e, sizeof(e));
 		if (c == NULL)
 			continue;
 		redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s",
@@ -242,7 +266,7 @@ static bool do_connect(rep_link_t *l)
 		set_err(l, "no Redis server configured");
 		return false;
 	}
-	l->ctx = connect_addr(l->addr, l->conf.timeout_ms, l->err, sizeof(l->err));
+	l->ctx = connect_addr(l->addr, l->conf.connect_timeout_ms, l->err, sizeof(l->err));
 	if (l->ctx == NULL)
 		return false;
 	if (l->password && !setup_cmd(l, NULL, "AUTH %s", l->password))
@@ -250,8 +274,10 @@ static bool do_connect(rep_link_t *l)
 	if (l->conf.db != 0 && !setup_cmd(l, NULL, "SELECT %ld", l->conf.db))
 		return false;
 	/* PING is allowed while loading; a data command is not, which is the point. */
+	long t0 = mono_us();
 	if (!setup_cmd(l, NULL, "EXISTS sift:probe"))
 		return false;
+	rtt_sample(l, mono_us() - t0);
 	if (l->conf.want_primary) {
 		if (!setup_cmd(l, &r, "ROLE"))
 			return false;
@@ -270,7 +296,7 @@ static bool do_connect(rep_link_t *l)
 		snprintf(l->sha, sizeof(l->sha), "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
 		freeReplyObject(r);
 	}
-	if (redisSetTimeout(l->ctx, tv_of(l->conf.timeout_ms + l->conf.extra_read_ms)) !=
+	if (redisSetTimeout(l->ctx, tv_of(l->conf.command_timeout_ms + l->conf.extra_read_ms)) !=
 	    REDIS_OK) {
 		set_err(l, "%s: cannot set timeout", l->addr);
 		return false;
@@ -337,6 +363,8 @@ void rep_link_fail(rep_link_t *l, const char *why)
 void rep_cmd_init(rep_cmd_t *c, const char *first)
 {
 	c->argc = 0;
+	c->xargv = NULL;
+	c->xlen = NULL;
 	rep_cmd_arg(c, first);
 }
 
@@ -364,11 +392,14 @@ int rep_link_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds, struct red
 	if (c == NULL)
 		return -1;
 	for (i = 0; i < n; i++)
-		if (redisAppendCommandArgv(c, cmds[i].argc, (const char **)cmds[i].argv,
-		                           cmds[i].len) != REDIS_OK) {
+		if (redisAppendCommandArgv(
+		        c, cmds[i].argc,
+		        (const char **)(cmds[i].xargv ? cmds[i].xargv : cmds[i].argv),
+		        cmds[i].xargv ? cmds[i].xlen : cmds[i].len) != REDIS_OK) {
 			rep_link_fail(l, "out of memory");
 			return 0;
 		}
+	long t0 = mono_us();
 	for (i = 0; i < n; i++) {
 		void *r = NULL;
 		if (redisGetReply(c, &r) != REDIS_OK || r == NULL) {
@@ -379,6 +410,8 @@ int rep_link_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds, struct red
 			return (int)i;
 		}
 		replies[i] = r;
+		if (i == 0)
+			rtt_sample(l, mono_us() - t0);
 		if (is_unavailable(replies[i])) {
 			char why[600];
 			snprintf(why, sizeof(why), "%s: %.200s", l->addr, replies[i]->str);
@@ -430,6 +463,22 @@ const char *rep_link_addr(rep_link_t *l)
 const char *rep_link_script_sha(rep_link_t *l)
 {
 	return l->sha;
+}
+
+long rep_link_rtt_ms(rep_link_t *l)
+{
+	long us = __atomic_load_n(&l->srtt_us, __ATOMIC_RELAXED);
+	return us < 0 ? -1 : (us + 999) / 1000;
+}
+
+/*
+ * A single Redis (or a Sentinel-managed primary) for now: the Redis
+ * Cluster support replaces this with what the connection found out.
+ */
+bool rep_link_is_cluster(rep_link_t *l)
+{
+	(void)l;
+	return false;
 }
 
 rep_link_stats_t rep_link_stats(rep_link_t *l)

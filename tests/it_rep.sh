@@ -61,7 +61,10 @@ add_header_score = 5
 reject_score = 1000
 state_dir = $D/$1
 deadline = 2s
-redis_timeout = 200ms
+redis_connect_timeout = 200ms
+redis_command_timeout = 200ms
+# short: the checks below look for the writes within seconds
+rep_write_window = 100ms
 redis_breaker_failures = 3
 redis_breaker_time = 500ms
 redis_backoff_max = 500ms
