@@ -1653,3 +1653,118 @@ Test(rep_nodes, repeated_entities_are_served_from_the_cache, .timeout = 30)
 	node_free(&b);
 	server_free(&s);
 }
+
+/*
+ * A Redis as far away as a 600 ms round trip: a child keeps the server in
+ * back-to-back busy scripts of ms each, so every other client's command
+ * waits for the one running to end. Stopped by PID (or with the test).
+ */
+static pid_t slow_start(struct server *s, long ms)
+{
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		struct timeval tv = {5, 0};
+		redisContext *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
+		for (long until = mono_ms() + 60000; c && !c->err && mono_ms() < until;) {
+			redisReply *r = redisCommand(c, "EVAL %s 0 %ld", busy_script, ms);
+			if (r == NULL)
+				break;
+			freeReplyObject(r);
+		}
+		_exit(0);
+	}
+	sleep_ms(100);
+	return pid;
+}
+
+static void slow_stop(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+static void node_load_text(struct node *n, const char *text)
+{
+	diag_t *d = diag_new();
+	n->dir = tmpdir();
+	n->conf = conf_parse("node.conf", text, d);
+	cr_assert_not_null(n->conf);
+	ev_env_t env = {.state_dir = n->dir, .offline = false};
+	n->shared = ev_started(&rep_evidence, rep_evidence.load(n->conf, NULL, &env, d), &env, d);
+	cr_assert_not_null(n->shared, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	diag_free(d);
+}
+
+Test(rep_nodes, defaults_work_over_a_600ms_round_trip_and_messages_never_wait, .timeout = 90)
+{
+	NEED_REDIS();
+	struct server s;
+	struct node a = {0};
+	char text[512];
+	server_new(&s, NULL);
+	/* The network's reputation is known in Redis before the node starts. */
+	freeReplyObject(
+	    side(&s, "HSET n:r:{net:192.0.2.0/24} s 20 h 0 t %lld", (long long)time(NULL)));
+	pid_t slow = slow_start(&s, 600);
+	/* Only what the test needs changed: every timeout is the default. */
+	snprintf(text, sizeof(text),
+	         "redis_server = %s\nredis_prefix = n:\nrep_min_observations = 3\n"
+	         "rep_write_window = 200ms\n",
+	         s.addr);
+	node_load_text(&a, text);
+
+	int sent = 0, first_known = -1;
+	long worst = 0;
+	for (long until = mono_ms() + 20000; mono_ms() < until && first_known < 0; sleep_ms(200)) {
+		long dt;
+		msg_t *m = msg_new(1 << 20);
+		hits_t *h = node_msg(&a, m, "192.0.2.61", 10, &dt);
+		if (dt > worst)
+			worst = dt;
+		if (has_hit(h, "REP_NET_SPAM"))
+			first_known = sent;
+		sent++;
+		msg_free(m);
+	}
+	cr_assert_lt(worst, 20 + 40, "a message waited %ld ms on a 600 ms link", worst);
+	cr_assert_geq(first_known, 0, "a later message got the counts from the cache");
+	cr_assert_gt(first_known, 0, "the first message did not wait for the far Redis");
+	/* Every verdict lands, through the default connect and command timeouts. */
+	double v = 0;
+	for (long until = mono_ms() + 30000; mono_ms() < until && v < sent - 0.01; sleep_ms(300))
+		v = key_spam(&s, "n:r:{ip:192.0.2.61}");
+	cr_assert_float_eq(v, (double)sent, 0.01, "%d messages", sent);
+	slow_stop(slow);
+	node_free(&a);
+	server_free(&s);
+}
+
+Test(rep_nodes, verdicts_on_one_entity_are_written_as_one_increment, .timeout = 30)
+{
+	NEED_REDIS();
+	struct server s;
+	struct node a = {0};
+	char text[512];
+	server_new(&s, NULL);
+	snprintf(text, sizeof(text),
+	         "redis_server = %s\nredis_prefix = n:\nrep_write_window = 2s\n", s.addr);
+	node_load_text(&a, text);
+	sleep_ms(150); /* the readers connect and measure the link */
+	long long before = evalsha_calls(&s);
+	for (int i = 0; i < 20; i++) {
+		msg_t *m = msg_new(1 << 20);
+		node_msg(&a, m, "192.0.2.80", 10, NULL);
+		msg_free(m);
+	}
+	double v = 0;
+	for (long until = mono_ms() + 8000; mono_ms() < until && v < 19.99; sleep_ms(50))
+		v = key_spam(&s, "n:r:{ip:192.0.2.80}");
+	cr_assert_float_eq(v, 20.0, 0.01);
+	cr_assert_eq(evalsha_calls(&s) - before, 1,
+	             "20 messages, 4 entities each: one call, one increment of 20 each");
+	cr_assert_float_eq(key_spam(&s, "n:r:{mf:spammer.example}"), 20.0, 0.01);
+	node_free(&a);
+	server_free(&s);
+}
