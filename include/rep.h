@@ -45,7 +45,7 @@
  *	Cheap writes. Verdicts are aggregated per entity in the write queue
  *	for rep_write_window; the writer then freezes a batch (up to
  *	REP_WRITE_BATCH_MAX entities, one script call: the entity keys as
- *	KEYS, increments as "spam:ham" ARGV) under a batch id (a random node
+ *	KEYS, increments as runs of "spam:ham" ARGV) under a batch id (a random node
  *	id and a sequence number). The script applies a batch id once
  *	(SET NX EX on <prefix>b:{tag}:<id>), and a batch is re-sent with the
  *	same id until confirmed, so a reply lost on the link never counts

@@ -536,9 +536,16 @@ static void *writer_main(void *arg)
 		bool stop = stopping(rt);
 		int n;
 		size_t bytes;
-		/* Drain what is due; on stop, one last bounded attempt to flush everything. */
+		/*
+		 * Drain what is due; on stop, one last attempt to flush everything,
+		 * but only over a link that is up: a new connection to a far Redis
+		 * could hold the shutdown for the whole connect timeout, and what is
+		 * not written is kept for the next start anyway.
+		 */
 		wc.force = stop;
-		while ((n = rep_write_batch(l, rt->wq, &wc, &bytes)) > 0) {
+		n = 0;
+		while ((!stop || rep_link_state(l) == REP_LINK_UP) &&
+		       (n = rep_write_batch(l, rt->wq, &wc, &bytes)) > 0) {
 			__atomic_add_fetch(&rt->written, (uint64_t)n, __ATOMIC_RELAXED);
 			__atomic_add_fetch(&rt->write_bytes, (uint64_t)bytes, __ATOMIC_RELAXED);
 			__atomic_add_fetch(&rt->write_calls, 1, __ATOMIC_RELAXED);

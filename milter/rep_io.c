@@ -25,35 +25,45 @@
  * time.
  *   KEYS[1] the batch key, KEYS[2..] the entities;
  *   ARGV[1] the batch's time (unix s), ARGV[2] half-life s, ARGV[3] ttl s,
- *   ARGV[3 + i] "spam:ham" for KEYS[1 + i] (an empty side is 0; "3" is 3 spam).
+ *   ARGV[4..] the increments of the keys in order, as runs: "spam:ham"
+ *   for one key (an empty side is 0: "3" is three spam, ":1" one ham),
+ *   "<n>*spam:ham" for the next n keys. Most entities of a window get the
+ *   same "1" or ":1", so the keys are sorted by increment and a run costs
+ *   a few bytes whatever its length.
  */
 const char rep_incr_script[] =
     "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', 86400) then return 0 end\n"
     "local at = tonumber(ARGV[1])\n"
     "local hl = tonumber(ARGV[2])\n"
-    "for i = 2, #KEYS do\n"
-    "  local a, b = string.match(ARGV[i + 2], '^([^:]*):?(.*)$')\n"
+    "local k = 2\n"
+    "for r = 4, #ARGV do\n"
+    "  local cnt, inc = string.match(ARGV[r], '^(%d+)%*(.*)$')\n"
+    "  if not cnt then cnt, inc = 1, ARGV[r] end\n"
+    "  local a, b = string.match(inc, '^([^:]*):?(.*)$')\n"
     "  local ds = tonumber(a) or 0\n"
     "  local dh = tonumber(b) or 0\n"
-    "  local v = redis.call('HMGET', KEYS[i], 's', 'h', 't')\n"
-    "  local s = tonumber(v[1]) or 0\n"
-    "  local h = tonumber(v[2]) or 0\n"
-    "  local t = tonumber(v[3]) or at\n"
-    "  if at >= t then\n"
-    "    local f = 2 ^ (-(at - t) / hl)\n"
-    "    s = s * f + ds\n"
-    "    h = h * f + dh\n"
-    "    t = at\n"
-    "  else\n"
-    "    local f = 2 ^ (-(t - at) / hl)\n"
-    "    s = s + ds * f\n"
-    "    h = h + dh * f\n"
+    "  for j = 1, tonumber(cnt) do\n"
+    "    local v = redis.call('HMGET', KEYS[k], 's', 'h', 't')\n"
+    "    local s = tonumber(v[1]) or 0\n"
+    "    local h = tonumber(v[2]) or 0\n"
+    "    local t = tonumber(v[3]) or at\n"
+    "    if at >= t then\n"
+    "      local f = 2 ^ (-(at - t) / hl)\n"
+    "      s = s * f + ds\n"
+    "      h = h * f + dh\n"
+    "      t = at\n"
+    "    else\n"
+    "      local f = 2 ^ (-(t - at) / hl)\n"
+    "      s = s + ds * f\n"
+    "      h = h + dh * f\n"
+    "    end\n"
+    "    redis.call('HSET', KEYS[k], 's', string.format('%.6f', s), 'h',"
+    " string.format('%.6f', h), 't', string.format('%d', t))\n"
+    "    redis.call('EXPIRE', KEYS[k], ARGV[3])\n"
+    "    k = k + 1\n"
     "  end\n"
-    "  redis.call('HSET', KEYS[i], 's', string.format('%.6f', s), 'h', string.format('%.6f', h),"
-    " 't', string.format('%d', t))\n"
-    "  redis.call('EXPIRE', KEYS[i], ARGV[3])\n"
     "end\n"
-    "return #KEYS - 1\n";
+    "return k - 2\n";
 
 /* Redis Cluster's key slot: CRC16 (XMODEM) of the hash tag, or of the key without one. */
 static unsigned key_slot(const char *key)
@@ -129,13 +139,18 @@ static void fmt_incr(char *buf, size_t size, double spam, double ham)
 struct wslot {
 	unsigned slot;
 	size_t idx;
+	const char *incr;
 };
 
+/* By slot (one call each), then by increment (runs), then as queued: deterministic. */
 static int by_slot(const void *a, const void *b)
 {
 	const struct wslot *x = a, *y = b;
 	if (x->slot != y->slot)
 		return x->slot < y->slot ? -1 : 1;
+	int c = strcmp(x->incr, y->incr);
+	if (c)
+		return c;
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
@@ -174,6 +189,8 @@ int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, const rep_wconf_t *wc, size_
 	/* Everything below is a pure function of the frozen batch: a re-send is the same call. */
 	struct wslot *ws = malloc(n * sizeof(*ws));
 	char(*incr)[48] = malloc(n * sizeof(*incr));
+	char(*runs)[64] = malloc(n * sizeof(*runs));
+	size_t nrun = 0;
 	size_t maxargs = 2 * n + FIXED_ARGS * n;
 	const char **argv = malloc(maxargs * sizeof(*argv));
 	size_t *len = malloc(maxargs * sizeof(*len));
@@ -181,7 +198,7 @@ int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, const rep_wconf_t *wc, size_
 	redisReply **replies = malloc(n * sizeof(*replies));
 	char(*bkey)[2 * REP_KEY_MAX_BYTES] = malloc(n * sizeof(*bkey));
 	int rc = -1;
-	if (!ws || !incr || !argv || !len || !cmds || !replies || !bkey)
+	if (!ws || !incr || !runs || !argv || !len || !cmds || !replies || !bkey)
 		goto out;
 	bool cluster = rep_link_is_cluster(l);
 	for (size_t i = 0; i < n; i++) {
@@ -190,6 +207,7 @@ int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, const rep_wconf_t *wc, size_
 		fmt_incr(incr[i], sizeof(incr[i]), c.spam, c.ham);
 		ws[i].slot = cluster ? key_slot(e[i].key) : 0;
 		ws[i].idx = i;
+		ws[i].incr = incr[i];
 	}
 	qsort(ws, n, sizeof(*ws), by_slot);
 	char now_s[24], hl_s[24], ttl_s[24];
@@ -225,8 +243,18 @@ int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, const rep_wconf_t *wc, size_
 		ARG(now_s, strlen(now_s));
 		ARG(hl_s, strlen(hl_s));
 		ARG(ttl_s, strlen(ttl_s));
-		for (size_t k = i; k < j; k++)
-			ARG(incr[ws[k].idx], strlen(incr[ws[k].idx]));
+		for (size_t k = i; k < j;) {
+			size_t r = k;
+			while (r < j && strcmp(ws[r].incr, ws[k].incr) == 0)
+				r++;
+			char *run = runs[nrun++];
+			if (r - k == 1)
+				snprintf(run, sizeof(runs[0]), "%s", ws[k].incr);
+			else
+				snprintf(run, sizeof(runs[0]), "%zu*%s", r - k, ws[k].incr);
+			ARG(run, strlen(run));
+			k = r;
+		}
 		/* numkeys lives in the group's batch-key buffer, past the key's terminator. */
 		size_t bl = strlen(bkey[ng]);
 		char *nkbuf = bkey[ng] + bl + 1;
@@ -258,6 +286,7 @@ int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, const rep_wconf_t *wc, size_
 out:
 	free(ws);
 	free(incr);
+	free(runs);
 	free(argv);
 	free(len);
 	free(cmds);
