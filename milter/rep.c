@@ -206,6 +206,7 @@ struct rep_read {
 	char keys[READ_MAX_KEYS][REP_KEY_MAX_BYTES];
 	rep_counts_t c[READ_MAX_KEYS];
 	bool found[READ_MAX_KEYS];
+	long age_ms[READ_MAX_KEYS]; /* served from the cache, this old; -1 from Redis */
 };
 
 static struct rep_read *read_new(long not_after_ms)
@@ -457,6 +458,7 @@ static void *reader_main(void *arg)
 				if (from_cache[i][k]) {
 					r->c[k] = slot_counts(cs, hl);
 					r->found[k] = cs->found;
+					r->age_ms[k] = now - cs->fetched_ms;
 				} else {
 					keys[nk++] = r->keys[k];
 				}
@@ -500,6 +502,7 @@ static void *reader_main(void *arg)
 				struct cache_slot *cs = cache_slot_of(rt, keys[nk]);
 				r->c[k] = slot_counts(cs, hl);
 				r->found[k] = found[nk];
+				r->age_ms[k] = -1;
 				nk++;
 			}
 			__atomic_add_fetch(complete ? &rt->reads_ok : &rt->reads_failed, 1,
@@ -1099,6 +1102,15 @@ struct look {
 	rep_counts_t c;
 };
 
+/* Takes answer k of a finished read: fresh from Redis, or from the reader's cache. */
+static void look_read(struct look *lk, const struct rep_read *r, size_t k)
+{
+	lk->c = r->found[k] ? r->c[k] : (rep_counts_t){0, 0, 0};
+	lk->src = r->age_ms[k] < 0 ? L_FRESH : L_CACHED;
+	lk->age_ms = r->age_ms[k] < 0 ? 0 : r->age_ms[k];
+	lk->need = false;
+}
+
 /*
  * The cache's answer for one entity: fresh (younger than rep_cache_time),
  * stale (served, but refreshed) or unknown.
@@ -1221,12 +1233,8 @@ static ev_status_t rep_score_hook(void *sv, void *cv, msg_t *m, const mime_t *mi
 		/* The CONNECT read answered already: fresh counts for the IP and its network. */
 		bool ip_done = has_ip && c->ipread && read_wait(c->ipread, 0) == 1;
 		if (ip_done)
-			for (size_t k = 0; k < 2; k++) {
-				lk[k].c =
-				    c->ipread->found[k] ? c->ipread->c[k] : (rep_counts_t){0, 0, 0};
-				lk[k].src = L_FRESH;
-				lk[k].need = false;
-			}
+			for (size_t k = 0; k < 2; k++)
+				look_read(&lk[k], c->ipread, k);
 		pthread_mutex_lock(&s->rt->cmu);
 		for (size_t i = ip_done ? 2 : 0; i < n; i++)
 			look_cache(s, &lk[i], start, hl);
@@ -1267,16 +1275,11 @@ static ev_status_t rep_score_hook(void *sv, void *cv, msg_t *m, const mime_t *mi
 		if (any_wait) {
 			long until = start + budget;
 			if (r && r->n > 0 && read_wait(r, until) == 1)
-				for (size_t k = 0; k < r->n; k++) {
-					lk[idx[k]].c = r->c[k];
-					lk[idx[k]].src = L_FRESH;
-				}
+				for (size_t k = 0; k < r->n; k++)
+					look_read(&lk[idx[k]], r, k);
 			if (ip_pending && read_wait(c->ipread, until) == 1)
-				for (size_t k = 0; k < 2; k++) {
-					lk[k].c = c->ipread->found[k] ? c->ipread->c[k]
-					                              : (rep_counts_t){0, 0, 0};
-					lk[k].src = L_FRESH;
-				}
+				for (size_t k = 0; k < 2; k++)
+					look_read(&lk[k], c->ipread, k);
 		}
 		read_unref(r);
 		if (ctx->explain)

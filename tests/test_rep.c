@@ -203,6 +203,35 @@ static bool link_wait_up(rep_link_t *l, long ms)
 	return false;
 }
 
+/*
+ * Keeps the server busy for ms in a script from a side connection, without
+ * waiting for it: every other client's command waits until it ends.
+ */
+static const char busy_script[] =
+    "local t = redis.call('TIME') local s = t[1] * 1000 + t[2] / 1000 "
+    "while true do local u = redis.call('TIME') "
+    "if u[1] * 1000 + u[2] / 1000 - s >= tonumber(ARGV[1]) then break end end return 1";
+
+static redisContext *busy_start(struct server *s, long ms)
+{
+	struct timeval tv = {5, 0};
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
+	cr_assert(c && !c->err);
+	redisAppendCommand(c, "EVAL %s 0 %ld", busy_script, ms);
+	int done = 0;
+	while (!done)
+		cr_assert_eq(redisBufferWrite(c, &done), REDIS_OK);
+	return c;
+}
+
+static void busy_end(redisContext *c)
+{
+	void *r = NULL;
+	cr_assert_eq(redisGetReply(c, &r), REDIS_OK);
+	freeReplyObject(r);
+	redisFree(c);
+}
+
 /* ------------------------------------------------------------ keys and matching */
 
 /* What the daemon does after load: start the module (its stores, threads). */
@@ -852,6 +881,34 @@ Test(rep_link, slow_redis_costs_at_most_the_timeout, .timeout = 30)
 	server_free(&s);
 }
 
+Test(rep_link, round_trip_is_measured_on_the_links_own_commands, .timeout = 30)
+{
+	NEED_REDIS();
+	struct server s;
+	server_new(&s, NULL);
+	rep_link_conf_t lc = link_conf(s.addr);
+	lc.command_timeout_ms = 3000;
+	rep_link_t *l = rep_link_new(&lc);
+	cr_assert_eq(rep_link_rtt_ms(l), -1, "unknown before any command");
+	cr_assert(link_wait_up(l, 2000));
+	long fast = rep_link_rtt_ms(l);
+	cr_assert(fast >= 0 && fast < 100, "loopback: %ld ms", fast);
+	/* Every reply 300 ms late: the smoothed figure climbs towards it. */
+	const char *keys[1] = {"sift:r:{ip:192.0.2.1}"};
+	rep_counts_t c;
+	bool found;
+	for (int i = 0; i < 12; i++) {
+		redisContext *busy = busy_start(&s, 300);
+		sleep_ms(10);
+		cr_assert_eq(rep_read_counts(l, 1, keys, &c, &found), 0, "%s", rep_link_error(l));
+		busy_end(busy);
+	}
+	long slow = rep_link_rtt_ms(l);
+	cr_assert(slow > 150 && slow < 400, "after slow replies: %ld ms", slow);
+	rep_link_free(l);
+	server_free(&s);
+}
+
 Test(rep_link, loading_redis_is_waited_out_without_restart, .timeout = 60)
 {
 	NEED_REDIS();
@@ -1079,35 +1136,6 @@ Test(rep_io, one_call_writes_several_entities_exactly, .timeout = 30)
 	rep_wqueue_free(q);
 	rep_link_free(l);
 	server_free(&s);
-}
-
-/*
- * Keeps the server busy for ms in a script from a side connection, without
- * waiting for it: every other client's command waits until it ends.
- */
-static const char busy_script[] =
-    "local t = redis.call('TIME') local s = t[1] * 1000 + t[2] / 1000 "
-    "while true do local u = redis.call('TIME') "
-    "if u[1] * 1000 + u[2] / 1000 - s >= tonumber(ARGV[1]) then break end end return 1";
-
-static redisContext *busy_start(struct server *s, long ms)
-{
-	struct timeval tv = {5, 0};
-	redisContext *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
-	cr_assert(c && !c->err);
-	redisAppendCommand(c, "EVAL %s 0 %ld", busy_script, ms);
-	int done = 0;
-	while (!done)
-		cr_assert_eq(redisBufferWrite(c, &done), REDIS_OK);
-	return c;
-}
-
-static void busy_end(redisContext *c)
-{
-	void *r = NULL;
-	cr_assert_eq(redisGetReply(c, &r), REDIS_OK);
-	freeReplyObject(r);
-	redisFree(c);
 }
 
 Test(rep_io, a_batch_whose_reply_was_lost_counts_once, .timeout = 30)
@@ -1425,6 +1453,17 @@ static bool has_hit(hits_t *h, const char *name)
 	return hits_has(h, name);
 }
 
+/* True when a note of the explanation contains both strings. */
+static bool has_note(hits_t *h, const char *a, const char *b)
+{
+	for (size_t i = 0; i < hits_note_count(h); i++) {
+		const char *t = hits_note_at(h, i, NULL);
+		if (strstr(t, a) && strstr(t, b))
+			return true;
+	}
+	return false;
+}
+
 Test(rep_nodes, nodes_share_reputation_and_blocks_and_ride_out_outages, .timeout = 60)
 {
 	NEED_REDIS();
@@ -1723,8 +1762,14 @@ Test(rep_nodes, defaults_work_over_a_600ms_round_trip_and_messages_never_wait, .
 		hits_t *h = node_msg(&a, m, "192.0.2.61", 10, &dt);
 		if (dt > worst)
 			worst = dt;
-		if (has_hit(h, "REP_NET_SPAM"))
+		if (sent == 0)
+			cr_assert(has_note(h, "NET 192.0.2.0/24", "not yet known"),
+			          "the explanation says what was missing");
+		if (has_hit(h, "REP_NET_SPAM")) {
 			first_known = sent;
+			cr_assert(has_note(h, "NET 192.0.2.0/24", "cached"),
+			          "and where the counts came from");
+		}
 		sent++;
 		msg_free(m);
 	}
