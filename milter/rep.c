@@ -929,6 +929,8 @@ static void rep_release(void *sv)
 	free(s);
 }
 
+static bool claim_refresh(struct rep_shared *s, const char *key, long now);
+
 static void *rep_conn_begin(void *sv, const ev_conn_info_t *ci)
 {
 	struct rep_shared *s = sv;
@@ -946,14 +948,31 @@ static void *rep_conn_begin(void *sv, const ev_conn_info_t *ci)
 		 * Issued now so the round trip overlaps the SMTP dialogue, and it
 		 * fills the cache. The reader may serve it any time in the next
 		 * minute (the connection can take that long to reach end of
-		 * message); after that it is skipped.
+		 * message); after that it is skipped. Not when the cache has both
+		 * fresh, or their refresh is on its way already: on a far link,
+		 * every connection of a busy sender would read them again.
 		 */
 		struct rep_read *r = read_new(now_ms() + BG_READ_MAX_AGE_MS);
 		if (r) {
+			long now = now_ms();
+			bool need = false;
 			rep_key(r->keys[0], REP_KEY_MAX_BYTES, s->cfg.prefix, REP_ENT_IP, c->ip);
 			rep_key(r->keys[1], REP_KEY_MAX_BYTES, s->cfg.prefix, REP_ENT_NET, c->net);
 			r->n = 2;
-			c->ipread = rt_submit(s->rt, r);
+			pthread_mutex_lock(&s->rt->cmu);
+			for (size_t k = 0; k < 2; k++) {
+				struct cache_slot *cs = cache_slot_of(s->rt, r->keys[k]);
+				bool fresh = cs && cs->fetched_ms &&
+				             strcmp(cs->key, r->keys[k]) == 0 &&
+				             now - cs->fetched_ms < s->cfg.cache_ms;
+				if (!fresh && claim_refresh(s, r->keys[k], now))
+					need = true;
+			}
+			pthread_mutex_unlock(&s->rt->cmu);
+			if (need)
+				c->ipread = rt_submit(s->rt, r);
+			else
+				read_unref(r);
 		}
 	}
 	return c;
