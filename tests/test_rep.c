@@ -1813,3 +1813,60 @@ Test(rep_nodes, verdicts_on_one_entity_are_written_as_one_increment, .timeout = 
 	node_free(&a);
 	server_free(&s);
 }
+
+Test(rep_nodes, own_verdicts_count_at_once_and_stale_counts_are_served_while_refreshed,
+     .timeout = 30)
+{
+	NEED_REDIS();
+	struct server s;
+	struct node a = {0};
+	char text[512];
+	server_new(&s, NULL);
+	/* Never waits, writes late: all the node knows must come from its cache. */
+	snprintf(text, sizeof(text),
+	         "redis_server = %s\nredis_prefix = n:\nrep_min_observations = 2\n"
+	         "rep_read_wait = 0\nrep_write_window = 30s\nrep_cache_time = 300ms\n",
+	         s.addr);
+	node_load_text(&a, text);
+	sleep_ms(150);
+	const char *ip = "192.0.2.95";
+	msg_t *m = msg_new(1 << 20);
+	hits_t *h = node_msg(&a, m, ip, 10, NULL);
+	cr_assert(has_note(h, "IP 192.0.2.95", "not yet known"));
+	cr_assert_eq(node_last_status, EV_DEGRADED, "judged on less");
+	msg_free(m);
+	sleep_ms(100); /* the background read lands in the cache */
+	for (int i = 0; i < 2; i++) {
+		m = msg_new(1 << 20);
+		h = node_msg(&a, m, ip, 10, NULL);
+		cr_assert(has_note(h, "IP 192.0.2.95", "cached"), "message %d", i + 2);
+		msg_free(m);
+	}
+	/* Three spam verdicts, none written yet: this node already counts them. */
+	m = msg_new(1 << 20);
+	h = node_msg(&a, m, ip, 2, NULL);
+	cr_assert(has_hit(h, "REP_IP_SPAM"));
+	cr_assert(has_note(h, "IP 192.0.2.95: spam 3.0", "cached"));
+	cr_assert_eq(node_last_status, EV_OK);
+	msg_free(m);
+	cr_assert_float_eq(key_spam(&s, "n:r:{ip:192.0.2.95}"), 0.0, 1e-9, "nothing written");
+
+	/* Past rep_cache_time: served stale, refreshed in the background. */
+	freeReplyObject(
+	    side(&s, "HSET n:r:{ip:192.0.2.95} s 10 h 0 t %lld", (long long)time(NULL)));
+	sleep_ms(400);
+	m = msg_new(1 << 20);
+	h = node_msg(&a, m, ip, 2, NULL);
+	/* (The address may have been refreshed already by the CONNECT read.) */
+	cr_assert(has_note(h, "MAILFROM spammer.example: spam 3.0", "stale"));
+	cr_assert(has_hit(h, "REP_MAILFROM_SPAM"));
+	msg_free(m);
+	sleep_ms(100);
+	m = msg_new(1 << 20);
+	h = node_msg(&a, m, ip, 2, NULL);
+	cr_assert(has_note(h, "IP 192.0.2.95: spam 13.0", "cached"),
+	          "the refresh brought Redis's 10 (and the 3 still queued on top)");
+	msg_free(m);
+	node_free(&a);
+	server_free(&s);
+}
