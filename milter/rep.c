@@ -1300,13 +1300,17 @@ static ev_status_t rep_score_hook(void *sv, void *cv, msg_t *m, const mime_t *mi
 				for (size_t k = 0; k < 2; k++)
 					look_read(&lk[k], c->ipread, k);
 		}
+		bool reading = (r && r->n > 0) || ip_pending;
 		read_unref(r);
-		if (ctx->explain)
-			hits_note(h, "rep", "read link round trip %s%ld ms, message wait %s",
+		if (ctx->explain) {
+			hits_note(h, "rep",
+			          "read link round trip %s%ld ms; %s (rep_read_wait %ld ms)",
 			          rtt < 0 ? "unknown " : "", rtt < 0 ? 0 : rtt,
-			          !any_wait ? "none (served from local state)"
-			          : wait    ? "up to rep_read_wait"
-			                    : "none");
+			          any_wait   ? "the message waited for the reads"
+			          : !reading ? "nothing to read"
+			                     : "the message did not wait: reads fill the cache",
+			          s->cfg.read_wait_ms);
+		}
 	}
 
 	/* The best (strongest) value per kind, so many URLs do not add up. */
