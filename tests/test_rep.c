@@ -580,6 +580,26 @@ Test(rep_queue, a_batch_is_frozen_until_confirmed)
 	rep_wqueue_free(q);
 }
 
+Test(rep_queue, a_filling_queue_is_written_before_the_window_ends)
+{
+	rep_wqueue_t *q = rep_wqueue_new(8, 86400);
+	rep_wentry_t out[8];
+	uint64_t seq;
+	int64_t at;
+	char k[16];
+	for (int i = 0; i < 5; i++) {
+		snprintf(k, sizeof(k), "k%d", i);
+		rep_witem_t it = item(k);
+		rep_wqueue_push(q, &it);
+	}
+	cr_assert_eq(rep_wqueue_batch(q, 60000, false, out, 8, &seq, &at), 0);
+	rep_witem_t it = item("k5");
+	rep_wqueue_push(q, &it);
+	cr_assert_eq(rep_wqueue_due_ms(q, 60000), 0, "three quarters full: due now");
+	cr_assert_eq(rep_wqueue_batch(q, 60000, false, out, 8, &seq, &at), 6);
+	rep_wqueue_free(q);
+}
+
 Test(rep_queue, dump_keeps_every_update_for_the_next_start)
 {
 	rep_wqueue_t *q = rep_wqueue_new(100, 86400);
