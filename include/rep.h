@@ -25,11 +25,31 @@
  *	decays and increments atomically (so no node's increment is lost to
  *	a read-modify-write race) and refreshes the key's TTL. The braces
  *	are Redis Cluster hash tags: every key is single-entity, so routing by
- *	slot needs no multi-key command. The IP and its network are read at
- *	CONNECT, everything else at end of message, each as one pipelined
- *	round trip done by a background reader; the milter thread waits at
- *	most redis_timeout (and never past the message deadline). Verdicts
- *	are written by a background writer from a bounded queue.
+ *	slot needs no multi-key command.
+ *
+ *	Decide locally. No message waits on a remote link: reputation is
+ *	served from a local cache of counts (rep_cache_entries, direct-mapped)
+ *	that background readers refresh, the configured redis_replica (usually
+ *	local) first. An entry younger than rep_cache_time is fresh; an older
+ *	one is still served (stale-while-revalidate) for up to
+ *	REP_STALE_MAX_MS while a refresh is queued; an entity not in the
+ *	cache scores nothing this time and its read is queued, so the next
+ *	message has it. The node's own verdicts are folded into its cached
+ *	counts at once. A message waits for a read (at most rep_read_wait,
+ *	never past its deadline) only when the measured round trip of the
+ *	link that serves it fits that budget: a loopback Redis or a local
+ *	replica still gives every message fresh counts. The IP and its
+ *	network are read at CONNECT, so the round trip overlaps the SMTP
+ *	dialogue.
+ *
+ *	Cheap writes. Verdicts are aggregated per entity in the write queue
+ *	for rep_write_window; the writer then freezes a batch (up to
+ *	REP_WRITE_BATCH_MAX entities, one script call: the entity keys as
+ *	KEYS, increments as runs of "spam:ham" ARGV) under a batch id (a random node
+ *	id and a sequence number). The script applies a batch id once
+ *	(SET NX EX on <prefix>b:{tag}:<id>), and a batch is re-sent with the
+ *	same id until confirmed, so a reply lost on the link never counts
+ *	twice. With Redis Cluster a call carries one hash slot's keys.
  *
  *	Block and allow lists. `sift block add|del` appends an operation,
  *	signed with the publisher's Ed25519 key (rep_sign.c), to a Redis
@@ -46,15 +66,17 @@
  *	stream, or a new node, loads the snapshot in HSCAN chunks, recording
  *	the cursor with each, and then follows the stream.
  *
- *	Failure behaviour. Every Redis connection has a connect and command
- *	timeout (redis_timeout); after a failure it waits with exponential
+ *	Failure behaviour. Every Redis connection has a connect timeout
+ *	(redis_connect_timeout: connect and the AUTH / SELECT / SCRIPT LOAD
+ *	handshake) and a command timeout (redis_command_timeout: background
+ *	writes and reads); after a failure it waits with exponential
  *	backoff before the next attempt, and after redis_breaker_failures
  *	consecutive failures the circuit opens: no attempt at all for
  *	redis_breaker_time, so a dead link costs nothing per message. Error
  *	replies LOADING, READONLY (a demoted primary) and MASTERDOWN count as
  *	failures of that server and trigger a reconnect (and, with Sentinel,
  *	a fresh discovery of the primary), so Sift never needs a restart.
- *	Unwritten verdicts stay queued (rep_queue_max items; the oldest is
+ *	Unwritten verdicts stay queued (rep_queue_max entities; the oldest is
  *	dropped and counted when full) and are replayed when Redis returns.
  *
  *	Security and topology (rep_link.c). AUTH with a Redis 6 ACL user
@@ -150,7 +172,10 @@ typedef struct rep_config {
 	const char *password;    /* redis_password */
 	const char *prefix;      /* redis_prefix, default "sift:" */
 	long db;                 /* redis_db */
-	long timeout_ms;         /* redis_timeout: connect, command, and the wait per message */
+	long connect_timeout_ms; /* redis_connect_timeout (or the deprecated redis_timeout) */
+	long command_timeout_ms; /* redis_command_timeout (or the deprecated redis_timeout) */
+	long read_wait_ms;       /* rep_read_wait: the most a message waits for reads */
+	long write_window_ms;    /* rep_write_window: verdicts aggregated this long */
 	long breaker_failures;   /* redis_breaker_failures */
 	long breaker_open_ms;    /* redis_breaker_time */
 	long backoff_max_ms;     /* redis_backoff_max */
@@ -162,9 +187,9 @@ typedef struct rep_config {
 	double allow_score;  /* rep_allow_score */
 	long half_life_s;    /* rep_half_life */
 	long ttl_s;          /* rep_ttl: idle entities expire */
-	long queue_max;      /* rep_queue_max: buffered writes */
+	long queue_max;      /* rep_queue_max: entities buffered for writing */
 	long url_max;        /* rep_url_domains_max */
-	long cache_ms;       /* rep_cache_time: reader's cache of counts, 0 = off */
+	long cache_ms;       /* rep_cache_time: counts younger are fresh, 0 = always refresh */
 	long cache_entries;  /* rep_cache_entries */
 	long reader_threads; /* rep_reader_threads */
 	char mirror_dir[1024]; /* block_mirror, default <state_dir>/blockmirror */
@@ -286,35 +311,67 @@ int rep_parse_duration(const char *s, int64_t *out_s);
 
 /* ------------------------------------------------------------ write queue (rep_queue.c) */
 
-/* One counter update waiting for Redis. */
+enum {
+	REP_WRITE_BATCH_MAX = 256, /* entities in one frozen batch (one script call) */
+	REP_BATCH_ID_MAX_BYTES = 48,
+	REP_STALE_MAX_MS = 3600000, /* a cached count is served this long past rep_cache_time */
+};
+
+/* One observation (a verdict on one entity), or a saved update (rep_mirror_*_pending). */
 typedef struct rep_witem {
-	uint64_t seq; /* assigned by the queue, increasing */
+	uint64_t seq; /* unused by the queue; kept for the saved form */
 	int64_t t;    /* when the verdict was given (unix s) */
 	uint8_t spam, ham;
 	char key[REP_KEY_MAX_BYTES];
 } rep_witem_t;
 
+/* One entity's aggregated update, as the writer sends it. */
+typedef struct rep_wentry {
+	char key[REP_KEY_MAX_BYTES];
+	rep_counts_t c; /* increments as of c.t (decayed to the newest observation) */
+	uint32_t pushes;
+} rep_wentry_t;
+
 /*
- * A bounded FIFO. push() never blocks: when full, the oldest item is
- * dropped and counted (fresh observations are worth more than old ones).
- * The consumer peeks a batch, writes it, and acks by sequence number, so
- * items stay queued (and are replayed) until Redis has confirmed them.
- * Internally synchronised.
+ * The bounded queue of updates, aggregated per entity: a push for an
+ * entity that is queued and not yet in flight adds to its counts, so a
+ * window of verdicts on one sender costs one increment. The writer takes a
+ * batch with rep_wqueue_batch(): the entities whose first update is at
+ * least window_ms old (all, when forced), frozen under a batch sequence
+ * number; until rep_wqueue_confirm() the same batch (same sequence, same
+ * counts) is handed out again, and pushes for its entities start new open
+ * entries. At most max_entities entities (open and in flight); when full,
+ * the oldest open entity is dropped and its pushes counted in
+ * rep_wqueue_dropped(). push() never blocks on the network and never
+ * allocates. Internally synchronised.
  */
 typedef struct rep_wqueue rep_wqueue_t;
-rep_wqueue_t *rep_wqueue_new(size_t max_items);
+rep_wqueue_t *rep_wqueue_new(size_t max_entities, double half_life_s);
 void rep_wqueue_free(rep_wqueue_t *q);
-/* Returns false when an older item had to be dropped to make room. */
+/* Returns false when updates had to be dropped to make room (or this one). */
 bool rep_wqueue_push(rep_wqueue_t *q, const rep_witem_t *it);
-/* Copies up to max items from the head without removing them. */
-size_t rep_wqueue_peek(rep_wqueue_t *q, rep_witem_t *out, size_t max);
-/* Removes every item with seq <= upto (those not already dropped). */
-void rep_wqueue_ack(rep_wqueue_t *q, uint64_t upto);
-/* Removes the items with these sequence numbers, wherever they are (merged writes). */
-void rep_wqueue_ack_seqs(rep_wqueue_t *q, const uint64_t *seqs, size_t n);
-size_t rep_wqueue_len(rep_wqueue_t *q);
+/*
+ * The batch to send: the one in flight if any, else a new one when due.
+ * Copies up to max entries into out; *seq gets the batch's sequence
+ * number (stable across calls until confirmed), *at its frozen time (unix
+ * s). Returns the number of entities, 0 when nothing is due.
+ */
+size_t rep_wqueue_batch(rep_wqueue_t *q, long window_ms, bool force, rep_wentry_t *out, size_t max,
+                        uint64_t *seq, int64_t *at);
+/* Redis confirmed batch seq: its entities leave the queue. */
+void rep_wqueue_confirm(rep_wqueue_t *q, uint64_t seq);
+/* Milliseconds until a batch is due (0 now, -1 when the queue is empty). */
+long rep_wqueue_due_ms(rep_wqueue_t *q, long window_ms);
+/* This node's updates of key still queued (open and in flight); false if none. */
+bool rep_wqueue_pending(rep_wqueue_t *q, const char *key, rep_counts_t *out);
+/* Every queued update as observations (for rep_mirror_save_pending); malloc'd. */
+size_t rep_wqueue_dump(rep_wqueue_t *q, rep_witem_t **out);
+size_t rep_wqueue_len(rep_wqueue_t *q); /* entities queued */
 uint64_t rep_wqueue_dropped(rep_wqueue_t *q);
-/* Waits up to timeout_ms for an item or a wake-up; true if items are queued. */
+/*
+ * Waits up to timeout_ms, until woken, or until an empty queue receives an
+ * update; true if updates are queued.
+ */
 bool rep_wqueue_wait(rep_wqueue_t *q, long timeout_ms);
 void rep_wqueue_wake(rep_wqueue_t *q);
 
@@ -330,7 +387,8 @@ typedef struct rep_link_conf {
 	const char *master_name; /* the Sentinel master name */
 	const char *password;    /* AUTH, NULL for none */
 	long db;
-	long timeout_ms; /* connect and command timeout */
+	long connect_timeout_ms; /* connect and the AUTH / SELECT / ROLE / SCRIPT LOAD handshake */
+	long command_timeout_ms; /* every later command */
 	/*
 	 * Credentials and topology. AUTH is "AUTH username password" when a
 	 * username is set (Redis 6 ACL). The Sentinels get their own
@@ -347,7 +405,7 @@ typedef struct rep_link_conf {
 	size_t n_routes;
 	const char *cluster[REP_MAX_CLUSTER_SEEDS];
 	size_t n_cluster;
-	long extra_read_ms; /* added to the read timeout (blocking XREAD) */
+	long extra_read_ms; /* added to the command timeout (blocking XREAD) */
 	long backoff_min_ms, backoff_max_ms;
 	unsigned breaker_failures; /* consecutive failures that open the circuit */
 	long breaker_open_ms;
@@ -390,6 +448,9 @@ typedef struct rep_cmd {
 	 * names the argument, -1 says the command has no key.
 	 */
 	int key;
+	/* A longer command: when set, argc arguments are taken from here instead. */
+	const char **xargv;
+	const size_t *xlen;
 } rep_cmd_t;
 void rep_cmd_init(rep_cmd_t *c, const char *first);
 void rep_cmd_arg(rep_cmd_t *c, const char *s);
@@ -415,6 +476,12 @@ rep_link_stats_t rep_link_stats(rep_link_t *l);
 bool rep_link_is_cluster(rep_link_t *l);
 /* The Redis Cluster hash slot of a key (CRC16 of its {hash tag}, mod 16384). */
 unsigned rep_key_slot(const char *key, size_t len);
+/*
+ * The smoothed round trip of this link's own commands (the handshake and
+ * every pipeline: time to the first reply), -1 before any. Safe to call
+ * from any thread.
+ */
+long rep_link_rtt_ms(rep_link_t *l);
 /* The link settings for the primary (replica false) or the configured replica. */
 void rep_config_link(const rep_config_t *rc, bool replica, rep_link_conf_t *out);
 
@@ -602,15 +669,25 @@ void rep_signer_wipe(rep_signer_t *s);
 
 /* ------------------------------------------------------------ reputation I/O (rep_io.c) */
 
-/* The Lua script that decays and increments one counter hash. */
+/* The Lua script that applies one batch of increments, once per batch id. */
 extern const char rep_incr_script[];
+/* What the writer needs to build a batch's calls. */
+typedef struct rep_wconf {
+	const char *prefix;  /* redis_prefix, for the batch keys */
+	const char *node_id; /* random per run: batch ids are "<node_id>.<seq>" */
+	double half_life_s;
+	long ttl_s;
+	long window_ms; /* rep_write_window */
+	bool force;     /* send what is queued without waiting for the window */
+} rep_wconf_t;
 /*
- * Writes up to max_batch queued updates in one pipeline; acks what Redis
- * confirmed. Returns the number written, 0 if the queue was empty, -1 if
- * Redis was not available (the items stay queued).
+ * Sends the queue's current batch (see rep_wqueue_batch) and confirms it
+ * when every call was answered. Returns the number of entities confirmed,
+ * 0 when nothing was due, -1 when Redis was not available or did not
+ * answer (the batch stays frozen and is re-sent with the same id).
+ * *sent_bytes (if not NULL) gets the request bytes put on the wire.
  */
-int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, size_t max_batch, double half_life_s,
-                    long ttl_s);
+int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, const rep_wconf_t *wc, size_t *sent_bytes);
 /* Reads n counter hashes in one pipeline; found[i] false for absent keys. -1 on failure. */
 int rep_read_counts(rep_link_t *l, size_t n, const char *const *keys, rep_counts_t *out,
                     bool *found);

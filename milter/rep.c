@@ -23,12 +23,12 @@
 #include "xalloc.h"
 
 enum {
-	READQ_MAX = 4096,        /* pending read requests; beyond, reads fail fast */
-	READ_BATCH = 64,         /* requests merged into one pipeline by the reader */
-	READ_MAX_KEYS = 16,      /* entities read for one connection or message */
-	WRITE_BATCH = 256,       /* queued updates written per pipeline */
-	PURGE_EVERY_S = 60,      /* expired mirror entries are dropped this often */
-	STATS_LOG_EVERY_S = 300, /* queue statistics in the log */
+	READQ_MAX = 4096,           /* pending read requests; beyond, reads fail fast */
+	READ_BATCH = 64,            /* requests merged into one pipeline by the reader */
+	READ_MAX_KEYS = 16,         /* entities read for one connection or message */
+	BG_READ_MAX_AGE_MS = 60000, /* a queued read not served by then is dropped */
+	PURGE_EVERY_S = 60,         /* expired mirror entries are dropped this often */
+	STATS_LOG_EVERY_S = 300,    /* queue statistics in the log */
 };
 
 /* ------------------------------------------------------------ configuration */
@@ -253,6 +253,43 @@ static int link_config_read(conf_t *c, rep_config_t *rc, diag_t *d)
 	return bad ? -1 : 0;
 }
 
+/*
+ * Connect, background command and per-message wait are separate settings:
+ * one value cannot fit all three (a handshake needs several round trips
+ * of a slow link, a message must not wait on it at all). The defaults work
+ * at a 600 ms round trip with 5% loss. The old single redis_timeout still
+ * sets the first two when they are not given.
+ */
+static int read_timeouts(conf_t *c, rep_config_t *rc, diag_t *d)
+{
+	int bad = 0;
+	long old = 0;
+	bool has_old = conf_count(c, "redis_timeout") > 0;
+
+	if (has_old) {
+		const char *f;
+		unsigned line;
+		conf_value_at(c, "redis_timeout", 0, &f, &line);
+		bad |= conf_ms(c, "redis_timeout", 250, 10, 600000, &old, d);
+		diag_warn(d, f, line,
+		          "redis_timeout is deprecated: use redis_connect_timeout and "
+		          "redis_command_timeout (and rep_read_wait for what a message waits)");
+	}
+	bool has_conn = conf_count(c, "redis_connect_timeout") > 0;
+	bool has_cmd = conf_count(c, "redis_command_timeout") > 0;
+	bad |= conf_ms(c, "redis_connect_timeout", 10000, 10, 600000, &rc->connect_timeout_ms, d);
+	bad |= conf_ms(c, "redis_command_timeout", 30000, 10, 600000, &rc->command_timeout_ms, d);
+	if (has_old && !bad) {
+		if (!has_conn)
+			rc->connect_timeout_ms = old;
+		if (!has_cmd)
+			rc->command_timeout_ms = old;
+	}
+	bad |= conf_ms(c, "rep_read_wait", 20, 0, 60000, &rc->read_wait_ms, d);
+	bad |= conf_ms(c, "rep_write_window", 5000, 0, 3600000, &rc->write_window_ms, d);
+	return bad;
+}
+
 int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *d)
 {
 	int bad = 0;
@@ -277,7 +314,7 @@ int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *
 	bad |= conf_str(c, "redis_password", NULL, &rc->password, d);
 	bad |= conf_str(c, "redis_prefix", "sift:", &rc->prefix, d);
 	bad |= conf_long(c, "redis_db", 0, 0, 1000000, &rc->db, d);
-	bad |= conf_ms(c, "redis_timeout", 250, 10, 60000, &rc->timeout_ms, d);
+	bad |= read_timeouts(c, rc, d);
 	bad |= conf_long(c, "redis_breaker_failures", 5, 1, 1000, &rc->breaker_failures, d);
 	bad |= conf_ms(c, "redis_breaker_time", 30000, 0, 3600000, &rc->breaker_open_ms, d);
 	bad |= conf_ms(c, "redis_backoff_max", 10000, 10, 3600000, &rc->backoff_max_ms, d);
@@ -357,7 +394,8 @@ void rep_config_link(const rep_config_t *rc, bool replica, rep_link_conf_t *out)
 		out->n_cluster = rc->n_cluster;
 	}
 	out->db = rc->db;
-	out->timeout_ms = rc->timeout_ms;
+	out->connect_timeout_ms = rc->connect_timeout_ms;
+	out->command_timeout_ms = rc->command_timeout_ms;
 	out->backoff_min_ms = 100;
 	out->backoff_max_ms = rc->backoff_max_ms;
 	out->breaker_failures = (unsigned)rc->breaker_failures;
@@ -397,6 +435,7 @@ struct rep_read {
 	char keys[READ_MAX_KEYS][REP_KEY_MAX_BYTES];
 	rep_counts_t c[READ_MAX_KEYS];
 	bool found[READ_MAX_KEYS];
+	long age_ms[READ_MAX_KEYS]; /* served from the cache, this old; -1 from Redis */
 };
 
 static struct rep_read *read_new(long not_after_ms)
@@ -480,8 +519,10 @@ struct rep_rt {
 	rep_link_t *olink;
 
 	/* Statistics, atomics. */
-	uint64_t reads_ok, reads_failed, written, applied;
-	int redis_up; /* the writer's view, for explanations */
+	uint64_t reads_ok, reads_failed, written, applied, write_bytes, write_calls;
+	int redis_up;     /* the writer's view, for explanations */
+	long read_rtt_ms; /* round trip of the link the readers use now; -1 unknown or down */
+	char node_id[17]; /* random per run: the writer's batch ids */
 };
 
 static void rt_link_conf(struct rep_rt *rt, bool replica, rep_link_conf_t *lc)
@@ -529,17 +570,23 @@ static rep_link_t *pick_read_link(rep_link_t *replica, rep_link_t *primary)
 }
 
 /*
- * The readers' cache of counts, shared by the reader threads under its own
- * lock (never held across I/O): direct-mapped by key hash, a collision
- * simply replaces. On a thin link
- * most messages repeat a few domains (the big mailbox providers, a spam
- * run's URL); within rep_cache_time they cost no round trip at all. The
- * price is counts up to that old, this node's own latest verdicts included.
+ * The local cache of counts every message is scored from, shared by the
+ * reader threads and the milter threads under its own lock (never held
+ * across I/O): direct-mapped by key hash, so bounded by rep_cache_entries,
+ * a collision simply replaces. On a thin link most messages repeat a few
+ * domains (the big mailbox providers, a spam run's URL) and networks.
+ * base is what Redis said at fetched_ms; local is this node's own
+ * verdicts since (the ones still queued at the fetch included), so a
+ * spam run is seen by the next message, not a round trip later. An entry
+ * older than rep_cache_time is served stale, for up to REP_STALE_MAX_MS
+ * more, while a refresh is queued (queued_ms: one refresh per key at a
+ * time).
  */
 struct cache_slot {
-	long fetched_ms; /* 0: empty */
+	long fetched_ms; /* 0: never fetched (a placeholder for a queued read) */
+	long queued_ms;  /* a refresh is queued since (0: none) */
 	bool found;
-	rep_counts_t c;
+	rep_counts_t base, local;
 	char key[REP_KEY_MAX_BYTES];
 };
 
@@ -551,12 +598,44 @@ static size_t key_hash(const char *k)
 	return (size_t)h;
 }
 
+static struct cache_slot *cache_slot_of(struct rep_rt *rt, const char *key)
+{
+	return rt->ncache ? &rt->cache[key_hash(key) % rt->ncache] : NULL;
+}
+
+/* base + local of a slot, as one count. */
+static rep_counts_t slot_counts(const struct cache_slot *cs, double hl)
+{
+	rep_counts_t c = cs->found ? cs->base : (rep_counts_t){0, 0, cs->local.t};
+	if (cs->local.spam > 0 || cs->local.ham > 0)
+		rep_counts_add(&c, cs->local.t, cs->local.spam, cs->local.ham, hl);
+	return c;
+}
+
+/* Stores what Redis said about key; the caller holds cmu. */
+static void cache_store(struct rep_rt *rt, const char *key, const rep_counts_t *c, bool found,
+                        long now)
+{
+	struct cache_slot *cs = cache_slot_of(rt, key);
+	if (cs == NULL)
+		return;
+	if (strcmp(cs->key, key) != 0)
+		snprintf(cs->key, sizeof(cs->key), "%s", key);
+	cs->fetched_ms = now;
+	cs->queued_ms = 0;
+	cs->found = found;
+	cs->base = *c;
+	/* What this node has not written yet is not in Redis's answer: keep it on top. */
+	rep_wqueue_pending(rt->wq, key, &cs->local);
+}
+
 static void *reader_main(void *arg)
 {
 	struct rep_rt *rt = arg;
 	rep_link_conf_t lc;
 	rep_link_t *primary, *replica = NULL;
 	bool up = true;
+	double hl = (double)rt->cfg.half_life_s;
 
 	rt_link_conf(rt, false, &lc);
 	primary = rep_link_new(&lc);
@@ -564,8 +643,12 @@ static void *reader_main(void *arg)
 		rt_link_conf(rt, true, &lc);
 		replica = rep_link_new(&lc);
 	}
-	size_t ncache = rt->ncache;
-	struct cache_slot *cache = rt->cache;
+	/* Connect now: the handshake measures the round trip messages decide by. */
+	{
+		rep_link_t *l = pick_read_link(replica, primary);
+		if (rep_link_get(l))
+			__atomic_store_n(&rt->read_rtt_ms, rep_link_rtt_ms(l), __ATOMIC_RELAXED);
+	}
 	for (;;) {
 		struct rep_read *batch[READ_BATCH];
 		size_t nb = 0;
@@ -590,41 +673,43 @@ static void *reader_main(void *arg)
 		bool found[READ_BATCH * READ_MAX_KEYS];
 		uint8_t from_cache[READ_BATCH][READ_MAX_KEYS];
 		size_t nk = 0;
-		long now = now_ms();
-		if (ncache)
-			pthread_mutex_lock(&rt->cmu);
+		long now = now_ms(), taken = now;
+		pthread_mutex_lock(&rt->cmu);
 		for (size_t i = 0; i < nb; i++) {
-			if (batch[i]->not_after_ms < now)
-				continue; /* its message stopped waiting */
+			if (batch[i]->not_after_ms < taken)
+				continue; /* too old to be worth a round trip */
 			for (size_t k = 0; k < batch[i]->n; k++) {
 				struct rep_read *r = batch[i];
-				struct cache_slot *cs =
-				    ncache ? &cache[key_hash(r->keys[k]) % ncache] : NULL;
+				struct cache_slot *cs = cache_slot_of(rt, r->keys[k]);
 				from_cache[i][k] = cs && cs->fetched_ms &&
 				                   now - cs->fetched_ms < rt->cfg.cache_ms &&
 				                   strcmp(cs->key, r->keys[k]) == 0;
 				if (from_cache[i][k]) {
-					r->c[k] = cs->c;
+					r->c[k] = slot_counts(cs, hl);
 					r->found[k] = cs->found;
+					r->age_ms[k] = now - cs->fetched_ms;
 				} else {
 					keys[nk++] = r->keys[k];
 				}
 			}
 		}
-		if (ncache)
-			pthread_mutex_unlock(&rt->cmu);
+		pthread_mutex_unlock(&rt->cmu);
 		int rc = 0;
 		if (nk > 0) {
 			rep_link_t *l = pick_read_link(replica, primary);
 			rc = rep_read_counts(l, nk, keys, c, found);
-			note_link(l, "reader", &up, rc == 0 || rep_link_state(l) == REP_LINK_UP);
+			bool ok = rc == 0 || rep_link_state(l) == REP_LINK_UP;
+			note_link(l, "reader", &up, ok);
+			__atomic_store_n(&rt->read_rtt_ms,
+			                 rep_link_state(l) == REP_LINK_UP ? rep_link_rtt_ms(l) : -1,
+			                 __ATOMIC_RELAXED);
 		}
 		nk = 0;
-		if (ncache)
-			pthread_mutex_lock(&rt->cmu);
+		now = now_ms();
+		pthread_mutex_lock(&rt->cmu);
 		for (size_t i = 0; i < nb; i++) {
 			struct rep_read *r = batch[i];
-			if (r->not_after_ms < now) {
+			if (r->not_after_ms < taken) {
 				read_finish(r, 2);
 				read_unref(r);
 				continue;
@@ -635,18 +720,18 @@ static void *reader_main(void *arg)
 					continue;
 				if (rc < 0) {
 					complete = false;
+					struct cache_slot *cs = cache_slot_of(rt, keys[nk]);
+					if (cs && strcmp(cs->key, keys[nk]) == 0)
+						cs->queued_ms =
+						    0; /* the next message may ask again */
 					nk++;
 					continue;
 				}
-				r->c[k] = c[nk];
+				cache_store(rt, keys[nk], &c[nk], found[nk], now);
+				struct cache_slot *cs = cache_slot_of(rt, keys[nk]);
+				r->c[k] = slot_counts(cs, hl);
 				r->found[k] = found[nk];
-				if (ncache) {
-					struct cache_slot *cs = &cache[key_hash(keys[nk]) % ncache];
-					cs->fetched_ms = now;
-					cs->found = found[nk];
-					cs->c = c[nk];
-					snprintf(cs->key, sizeof(cs->key), "%s", keys[nk]);
-				}
+				r->age_ms[k] = -1;
 				nk++;
 			}
 			__atomic_add_fetch(complete ? &rt->reads_ok : &rt->reads_failed, 1,
@@ -654,8 +739,7 @@ static void *reader_main(void *arg)
 			read_finish(r, complete ? 1 : 2);
 			read_unref(r);
 		}
-		if (ncache)
-			pthread_mutex_unlock(&rt->cmu);
+		pthread_mutex_unlock(&rt->cmu);
 	}
 	rep_link_free(primary);
 	rep_link_free(replica);
@@ -675,13 +759,29 @@ static void *writer_main(void *arg)
 	lc.want_primary = true;
 	lc.script = rep_incr_script;
 	l = rep_link_new(&lc);
+	rep_wconf_t wc = {.prefix = rt->prefix,
+	                  .node_id = rt->node_id,
+	                  .half_life_s = (double)rt->cfg.half_life_s,
+	                  .ttl_s = rt->cfg.ttl_s,
+	                  .window_ms = rt->cfg.write_window_ms};
 	for (;;) {
 		bool stop = stopping(rt);
 		int n;
-		/* Drain; on stop, one last bounded attempt to flush what is left. */
-		while ((n = rep_write_batch(l, rt->wq, WRITE_BATCH, (double)rt->cfg.half_life_s,
-		                            rt->cfg.ttl_s)) > 0)
+		size_t bytes;
+		/*
+		 * Drain what is due; on stop, one last attempt to flush everything,
+		 * but only over a link that is up: a new connection to a far Redis
+		 * could hold the shutdown for the whole connect timeout, and what is
+		 * not written is kept for the next start anyway.
+		 */
+		wc.force = stop;
+		n = 0;
+		while ((!stop || rep_link_state(l) == REP_LINK_UP) &&
+		       (n = rep_write_batch(l, rt->wq, &wc, &bytes)) > 0) {
 			__atomic_add_fetch(&rt->written, (uint64_t)n, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&rt->write_bytes, (uint64_t)bytes, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&rt->write_calls, 1, __ATOMIC_RELAXED);
+		}
 		if (n == 0 || rep_link_state(l) == REP_LINK_UP)
 			note_link(l, "writer", &up, true);
 		else
@@ -692,17 +792,22 @@ static void *writer_main(void *arg)
 		time_t t = time(NULL);
 		if (t - last_stats >= STATS_LOG_EVERY_S) {
 			uint64_t dropped = rep_wqueue_dropped(rt->wq);
-			log_msg(dropped != last_dropped ? LOG_L_WARNING : LOG_L_INFO,
-			        "rep: written=%llu queued=%zu dropped=%llu",
-			        (unsigned long long)__atomic_load_n(&rt->written, __ATOMIC_RELAXED),
-			        rep_wqueue_len(rt->wq), (unsigned long long)dropped);
+			log_msg(
+			    dropped != last_dropped ? LOG_L_WARNING : LOG_L_INFO,
+			    "rep: written=%llu (%llu calls, %llu bytes) queued=%zu dropped=%llu",
+			    (unsigned long long)__atomic_load_n(&rt->written, __ATOMIC_RELAXED),
+			    (unsigned long long)__atomic_load_n(&rt->write_calls, __ATOMIC_RELAXED),
+			    (unsigned long long)__atomic_load_n(&rt->write_bytes, __ATOMIC_RELAXED),
+			    rep_wqueue_len(rt->wq), (unsigned long long)dropped);
 			last_dropped = dropped;
 			last_stats = t;
 		}
-		if (n < 0)
+		if (n < 0) {
 			sleep_or_stop(rt, 50); /* the link's backoff decides when to try again */
-		else
-			rep_wqueue_wait(rt->wq, 1000);
+		} else {
+			long due = rep_wqueue_due_ms(rt->wq, rt->cfg.write_window_ms);
+			rep_wqueue_wait(rt->wq, due < 0 || due > 1000 ? 1000 : due);
+		}
 	}
 	rep_link_free(l);
 	return NULL;
@@ -773,16 +878,21 @@ static void rt_free(struct rep_rt *rt)
 	/* Updates Redis never confirmed wait in the mirror for the next start. */
 	size_t left = rt->offline ? 0 : rep_wqueue_len(rt->wq);
 	if (left > 0 && rt->mir) {
-		rep_witem_t *items = malloc(left * sizeof(*items));
-		size_t n = items ? rep_wqueue_peek(rt->wq, items, left) : 0;
+		/*
+		 * A batch in flight is saved as plain updates: the next run sends it
+		 * under a new id, so if Redis applied it and the reply was lost it
+		 * counts twice (once, at most, per restart).
+		 */
+		rep_witem_t *items;
+		size_t n = rep_wqueue_dump(rt->wq, &items);
 		if (n > 0 && rep_mirror_save_pending(rt->mir->m, items, n) == 0)
 			log_msg(LOG_L_NOTICE,
-			        "rep: %zu unwritten reputation updates kept for the next "
-			        "start",
-			        n);
+			        "rep: %zu unwritten reputation updates (%zu entities) kept for the "
+			        "next start",
+			        n, left);
 		else
-			log_msg(LOG_L_WARNING, "rep: %zu reputation updates lost at shutdown",
-			        left);
+			log_msg(LOG_L_WARNING,
+			        "rep: %zu reputation updates (entities) lost at shutdown", left);
 		free(items);
 	}
 	/* Reads still queued were never started: fail them so their waiters move on. */
@@ -823,14 +933,14 @@ static void rt_unref(struct rep_rt *rt)
 static char *rt_signature(const rep_config_t *rc, bool offline)
 {
 	char buf[16384];
-	int n =
-	    snprintf(buf, sizeof(buf),
-	             "%d|%s|%s|%s|%s|%s|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%s|%ld|%ld|%ld|%ld",
-	             offline, rc->server ? rc->server : "", rc->replica ? rc->replica : "",
-	             rc->master_name, rc->password ? rc->password : "", rc->prefix, rc->db,
-	             rc->timeout_ms, rc->breaker_failures, rc->breaker_open_ms, rc->backoff_max_ms,
-	             rc->half_life_s, rc->ttl_s, rc->queue_max, rc->mirror_dir, rc->sync_wait_ms,
-	             rc->cache_ms, rc->cache_entries, rc->reader_threads);
+	int n = snprintf(
+	    buf, sizeof(buf),
+	    "%d|%s|%s|%s|%s|%s|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%s|%ld|%ld|%ld|%ld", offline,
+	    rc->server ? rc->server : "", rc->replica ? rc->replica : "", rc->master_name,
+	    rc->password ? rc->password : "", rc->prefix, rc->db, rc->connect_timeout_ms,
+	    rc->command_timeout_ms, rc->write_window_ms, rc->breaker_failures, rc->breaker_open_ms,
+	    rc->backoff_max_ms, rc->half_life_s, rc->ttl_s, rc->queue_max, rc->mirror_dir,
+	    rc->sync_wait_ms, rc->cache_ms, rc->cache_entries, rc->reader_threads);
 	for (size_t i = 0; i < rc->n_sentinels && n > 0 && (size_t)n < sizeof(buf); i++)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "|%s", rc->sentinels[i]);
 	/* The sync thread checks entries against the trust settings it started with. */
@@ -852,6 +962,24 @@ static char *rt_signature(const rep_config_t *rc, bool offline)
 	return xalloc_strdup(buf);
 }
 
+/* 48 random bits in hex: batch ids of different runs and nodes never meet. */
+static void node_id_new(char *buf, size_t size)
+{
+	uint8_t b[6] = {0};
+	FILE *f = fopen("/dev/urandom", "rb");
+	if (f == NULL || fread(b, 1, sizeof(b), f) != sizeof(b)) {
+		/* No urandom (a chroot): time and pid, unique enough for one fleet. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t x =
+		    ((uint64_t)ts.tv_nsec << 16) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 32);
+		memcpy(b, &x, sizeof(b));
+	}
+	if (f)
+		fclose(f);
+	snprintf(buf, size, "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
+}
+
 static struct rep_rt *rt_new(const rep_config_t *rc, struct mirror_ref *mir, bool offline,
                              diag_t *d)
 {
@@ -869,14 +997,16 @@ static struct rep_rt *rt_new(const rep_config_t *rc, struct mirror_ref *mir, boo
 		rt->cfg.sentinels[i] = rt->sentinels[i] = xalloc_strdup(rc->sentinels[i]);
 	rt->cfg.prefix = rt->prefix = xalloc_strdup(rc->prefix);
 	rt->offline = offline;
-	rt->wq = rep_wqueue_new((size_t)rc->queue_max);
+	rt->wq = rep_wqueue_new((size_t)rc->queue_max, (double)rc->half_life_s);
+	rt->read_rtt_ms = -1;
+	node_id_new(rt->node_id, sizeof(rt->node_id));
 	if (mir)
 		__atomic_add_fetch(&mir->refs, 1, __ATOMIC_ACQ_REL);
 	rt->mir = mir;
 	pthread_mutex_init(&rt->mu, NULL);
 	pthread_mutex_init(&rt->olock, NULL);
 	pthread_mutex_init(&rt->cmu, NULL);
-	if (!offline && rc->cache_ms > 0) {
+	if (!offline) {
 		rt->cache = calloc((size_t)rc->cache_entries, sizeof(*rt->cache));
 		rt->ncache = rt->cache ? (size_t)rc->cache_entries : 0;
 	}
@@ -965,7 +1095,6 @@ struct rep_conn {
 	char ip[64];
 	char net[64];
 	struct rep_read *ipread; /* IP and network, issued at CONNECT */
-	long ip_issued_ms;
 };
 
 static void *rep_load(conf_t *c, void *prev_v, const ev_env_t *env, diag_t *d)
@@ -1045,10 +1174,7 @@ static void rep_release(void *sv)
 	free(s);
 }
 
-static struct rep_read *read_for(struct rep_shared *s, long wait_ms)
-{
-	return read_new(now_ms() + wait_ms);
-}
+static bool claim_refresh(struct rep_shared *s, const char *key, long now);
 
 static void *rep_conn_begin(void *sv, const ev_conn_info_t *ci)
 {
@@ -1064,18 +1190,34 @@ static void *rep_conn_begin(void *sv, const ev_conn_info_t *ci)
 	rep_addr_net(&c->addr, c->net, sizeof(c->net));
 	if (s->rt && !s->offline) {
 		/*
-		 * Issued now so the round trip overlaps the SMTP dialogue. The
-		 * reader may serve it any time in the next minute (the connection
-		 * can take that long to reach end of message); after that it is
-		 * stale and skipped.
+		 * Issued now so the round trip overlaps the SMTP dialogue, and it
+		 * fills the cache. The reader may serve it any time in the next
+		 * minute (the connection can take that long to reach end of
+		 * message); after that it is skipped. Not when the cache has both
+		 * fresh, or their refresh is on its way already: on a far link,
+		 * every connection of a busy sender would read them again.
 		 */
-		struct rep_read *r = read_for(s, 60000);
+		struct rep_read *r = read_new(now_ms() + BG_READ_MAX_AGE_MS);
 		if (r) {
+			long now = now_ms();
+			bool need = false;
 			rep_key(r->keys[0], REP_KEY_MAX_BYTES, s->cfg.prefix, REP_ENT_IP, c->ip);
 			rep_key(r->keys[1], REP_KEY_MAX_BYTES, s->cfg.prefix, REP_ENT_NET, c->net);
 			r->n = 2;
-			c->ip_issued_ms = now_ms();
-			c->ipread = rt_submit(s->rt, r);
+			pthread_mutex_lock(&s->rt->cmu);
+			for (size_t k = 0; k < 2; k++) {
+				struct cache_slot *cs = cache_slot_of(s->rt, r->keys[k]);
+				bool fresh = cs && cs->fetched_ms &&
+				             strcmp(cs->key, r->keys[k]) == 0 &&
+				             now - cs->fetched_ms < s->cfg.cache_ms;
+				if (!fresh && claim_refresh(s, r->keys[k], now))
+					need = true;
+			}
+			pthread_mutex_unlock(&s->rt->cmu);
+			if (need)
+				c->ipread = rt_submit(s->rt, r);
+			else
+				read_unref(r);
 		}
 	}
 	return c;
@@ -1195,16 +1337,16 @@ static void block_hits(struct rep_shared *s, struct rep_conn *c, msg_t *m, const
 
 /* Adds the reputation hit of one entity kind (the strongest of its values). */
 static void rep_hit(struct rep_shared *s, hits_t *h, rep_ent_t kind, const char *value,
-                    const rep_counts_t *cnt, bool explain)
+                    const rep_counts_t *cnt, const char *from, bool explain)
 {
 	char name[48];
 	double sc = rep_score(cnt->spam, cnt->ham, s->cfg.min_obs, s->cfg.max_score);
 
 	if (explain)
-		hits_note(h, "rep", "%s %s: spam %.1f ham %.1f%s (score %.2f)", rep_ent_label(kind),
-		          value, cnt->spam, cnt->ham,
-		          cnt->spam + cnt->ham < s->cfg.min_obs ? ", too few observations" : "",
-		          sc);
+		hits_note(h, "rep", "%s %s: spam %.1f ham %.1f%s (score %.2f; %s)",
+		          rep_ent_label(kind), value, cnt->spam, cnt->ham,
+		          cnt->spam + cnt->ham < s->cfg.min_obs ? ", too few observations" : "", sc,
+		          from);
 	if (sc == 0)
 		return;
 	snprintf(name, sizeof(name), "REP_%s_%s", rep_ent_label(kind), sc > 0 ? "SPAM" : "HAM");
@@ -1213,9 +1355,70 @@ static void rep_hit(struct rep_shared *s, hits_t *h, rep_ent_t kind, const char 
 	          "%s spam=%.1f ham=%.1f", value, cnt->spam, cnt->ham);
 }
 
+/* One entity of a message on its way to a score. */
+struct look {
+	rep_ent_t kind;
+	const char *value;
+	char key[REP_KEY_MAX_BYTES];
+	enum { L_UNKNOWN, L_FRESH, L_CACHED, L_STALE } src;
+	long age_ms;
+	bool need; /* a read is queued for it by this message */
+	rep_counts_t c;
+};
+
+/* Takes answer k of a finished read: fresh from Redis, or from the reader's cache. */
+static void look_read(struct look *lk, const struct rep_read *r, size_t k)
+{
+	lk->c = r->found[k] ? r->c[k] : (rep_counts_t){0, 0, 0};
+	lk->src = r->age_ms[k] < 0 ? L_FRESH : L_CACHED;
+	lk->age_ms = r->age_ms[k] < 0 ? 0 : r->age_ms[k];
+	lk->need = false;
+}
+
 /*
- * Redis down, slow or a full read queue degrade the verdict (EV_DEGRADED):
- * reputation is an outside service, and mail must flow without it.
+ * The cache's answer for one entity: fresh (younger than rep_cache_time),
+ * stale (served, but refreshed) or unknown.
+ */
+static void look_cache(struct rep_shared *s, struct look *lk, long now, double hl)
+{
+	struct rep_rt *rt = s->rt;
+	struct cache_slot *cs = cache_slot_of(rt, lk->key);
+	lk->src = L_UNKNOWN;
+	lk->need = true;
+	if (cs == NULL || cs->fetched_ms == 0 || strcmp(cs->key, lk->key) != 0)
+		return;
+	lk->age_ms = now - cs->fetched_ms;
+	if (lk->age_ms >= s->cfg.cache_ms + REP_STALE_MAX_MS)
+		return;
+	lk->c = slot_counts(cs, hl);
+	lk->src = lk->age_ms < s->cfg.cache_ms ? L_CACHED : L_STALE;
+	lk->need = lk->src == L_STALE;
+}
+
+/* Marks a refresh of key as queued; false if one is already (and not yet overdue). */
+static bool claim_refresh(struct rep_shared *s, const char *key, long now)
+{
+	struct cache_slot *cs = cache_slot_of(s->rt, key);
+	if (cs == NULL)
+		return true;
+	if (strcmp(cs->key, key) != 0) {
+		/* A placeholder: the answer will land in this slot anyway. */
+		memset(cs, 0, sizeof(*cs));
+		snprintf(cs->key, sizeof(cs->key), "%s", key);
+	} else if (cs->queued_ms && now - cs->queued_ms < s->cfg.command_timeout_ms) {
+		return false;
+	}
+	cs->queued_ms = now;
+	return true;
+}
+
+/*
+ * Decide locally: a message is scored from the local cache (see rep.h);
+ * what it lacks is read in the background, and the message waits for that
+ * read (rep_read_wait at most, never past its deadline) only when the
+ * measured round trip of the read link fits that wait. Entities still
+ * unknown, or Redis down, degrade the verdict (EV_DEGRADED): reputation is
+ * an outside service, and mail must flow without it.
  */
 static ev_status_t rep_score_hook(void *sv, void *cv, msg_t *m, const mime_t *mi, hits_t *h,
                                   const ev_score_ctx_t *ctx)
@@ -1241,100 +1444,161 @@ static ev_status_t rep_score_hook(void *sv, void *cv, msg_t *m, const mime_t *mi
 	if (s->rt == NULL)
 		return EV_OK;
 
-	/* Everything still to read, in one request: the IP too when CONNECT did not ask. */
-	struct rep_read *r = read_for(s, s->cfg.timeout_ms);
-	rep_ent_t kinds[READ_MAX_KEYS];
-	const char *vals[READ_MAX_KEYS];
-	if (r == NULL)
-		return EV_DEGRADED;
-	bool ip_here = c && c->has_addr && c->ipread == NULL;
-	if (ip_here) {
-		kinds[r->n] = REP_ENT_IP;
-		vals[r->n] = c->ip;
-		rep_key(r->keys[r->n++], REP_KEY_MAX_BYTES, s->cfg.prefix, REP_ENT_IP, c->ip);
-		kinds[r->n] = REP_ENT_NET;
-		vals[r->n] = c->net;
-		rep_key(r->keys[r->n++], REP_KEY_MAX_BYTES, s->cfg.prefix, REP_ENT_NET, c->net);
+	struct look lk[READ_MAX_KEYS];
+	size_t n = 0;
+	bool has_ip = c && c->has_addr;
+	if (has_ip) {
+		lk[n].kind = REP_ENT_IP;
+		lk[n].value = c->ip;
+		rep_key(lk[n++].key, REP_KEY_MAX_BYTES, s->cfg.prefix, REP_ENT_IP, c->ip);
+		lk[n].kind = REP_ENT_NET;
+		lk[n].value = c->net;
+		rep_key(lk[n++].key, REP_KEY_MAX_BYTES, s->cfg.prefix, REP_ENT_NET, c->net);
 	}
-	for (size_t i = 0; i < e.n && r->n < READ_MAX_KEYS; i++) {
-		kinds[r->n] = e.kind[i];
-		vals[r->n] = e.value[i];
-		if (rep_key(r->keys[r->n], REP_KEY_MAX_BYTES, s->cfg.prefix, e.kind[i],
-		            e.value[i]) >= 0)
-			r->n++;
+	for (size_t i = 0; i < e.n && n < READ_MAX_KEYS; i++) {
+		lk[n].kind = e.kind[i];
+		lk[n].value = e.value[i];
+		if (rep_key(lk[n].key, REP_KEY_MAX_BYTES, s->cfg.prefix, e.kind[i], e.value[i]) >=
+		    0)
+			n++;
 	}
+	for (size_t i = 0; i < n; i++) {
+		lk[i].src = L_UNKNOWN;
+		lk[i].need = true;
+		lk[i].age_ms = 0;
+		memset(&lk[i].c, 0, sizeof(lk[i].c));
+	}
+	int64_t now_s = time(NULL);
+	double hl = (double)s->cfg.half_life_s;
 	long start = now_ms();
-	long until = start + s->cfg.timeout_ms;
-	if (ctx->deadline_ms > 0 && ctx->deadline_ms < until)
-		until = ctx->deadline_ms;
-	int st;
-	if (r->n == 0) {
-		st = 1;
-	} else if (s->offline) {
-		/* The CLI: a synchronous read, bounded by the link's timeouts. */
+	bool failed = false;
+
+	if (n > 0 && s->offline) {
+		/* The CLI: a synchronous read, bounded by the link's command timeout. */
 		const char *keys[READ_MAX_KEYS];
-		for (size_t i = 0; i < r->n; i++)
-			keys[i] = r->keys[i];
+		rep_counts_t cnt[READ_MAX_KEYS];
+		bool found[READ_MAX_KEYS];
+		for (size_t i = 0; i < n; i++)
+			keys[i] = lk[i].key;
 		pthread_mutex_lock(&s->rt->olock);
-		st = rep_read_counts(s->rt->olink, r->n, keys, r->c, r->found) == 0 ? 1 : 2;
-		if (st == 2 && ctx->explain)
-			hits_note(h, "rep", "reputation unavailable: %s",
-			          rep_link_error(s->rt->olink));
+		if (rep_read_counts(s->rt->olink, n, keys, cnt, found) == 0) {
+			for (size_t i = 0; i < n; i++) {
+				lk[i].src = L_FRESH;
+				lk[i].c = found[i] ? cnt[i] : (rep_counts_t){0, 0, 0};
+			}
+		} else {
+			failed = true;
+			if (ctx->explain)
+				hits_note(h, "rep", "reputation unavailable: %s",
+				          rep_link_error(s->rt->olink));
+		}
 		pthread_mutex_unlock(&s->rt->olock);
-	} else {
-		rt_submit(s->rt, r);
-		st = read_wait(r, until);
-		if (st != 1 && ctx->explain)
-			hits_note(h, "rep", "reputation %s",
-			          st == 0 ? "read timed out" : "unavailable");
+	} else if (n > 0) {
+		/* The CONNECT read answered already: fresh counts for the IP and its network. */
+		bool ip_done = has_ip && c->ipread && read_wait(c->ipread, 0) == 1;
+		if (ip_done)
+			for (size_t k = 0; k < 2; k++)
+				look_read(&lk[k], c->ipread, k);
+		pthread_mutex_lock(&s->rt->cmu);
+		for (size_t i = ip_done ? 2 : 0; i < n; i++)
+			look_cache(s, &lk[i], start, hl);
+		pthread_mutex_unlock(&s->rt->cmu);
+		/* The CONNECT read is on its way: no second read of the same keys. */
+		bool ip_pending = has_ip && c->ipread && !ip_done;
+		if (ip_pending)
+			for (size_t k = 0; k < 2; k++)
+				lk[k].need = false;
+
+		/* Waiting is worth it only when an answer can come back in time. */
+		long budget = s->cfg.read_wait_ms;
+		if (ctx->deadline_ms > 0 && ctx->deadline_ms - start < budget)
+			budget = ctx->deadline_ms - start;
+		long rtt = __atomic_load_n(&s->rt->read_rtt_ms, __ATOMIC_RELAXED);
+		bool wait = budget > 0 && rtt >= 0 && rtt <= budget;
+
+		struct rep_read *r = read_new(start + BG_READ_MAX_AGE_MS);
+		size_t idx[READ_MAX_KEYS];
+		if (r) {
+			pthread_mutex_lock(&s->rt->cmu);
+			for (size_t i = 0; i < n; i++) {
+				if (!lk[i].need)
+					continue;
+				/* A far link: one refresh per key in flight is enough. */
+				if (!claim_refresh(s, lk[i].key, start) && !wait) {
+					lk[i].need = false;
+					continue;
+				}
+				idx[r->n] = i;
+				snprintf(r->keys[r->n++], REP_KEY_MAX_BYTES, "%s", lk[i].key);
+			}
+			pthread_mutex_unlock(&s->rt->cmu);
+		}
+		bool any_wait = wait && ((r && r->n > 0) || ip_pending);
+		if (r && r->n > 0)
+			rt_submit(s->rt, r);
+		if (any_wait) {
+			long until = start + budget;
+			if (r && r->n > 0 && read_wait(r, until) == 1)
+				for (size_t k = 0; k < r->n; k++)
+					look_read(&lk[idx[k]], r, k);
+			if (ip_pending && read_wait(c->ipread, until) == 1)
+				for (size_t k = 0; k < 2; k++)
+					look_read(&lk[k], c->ipread, k);
+		}
+		bool reading = (r && r->n > 0) || ip_pending;
+		read_unref(r);
+		if (ctx->explain) {
+			hits_note(h, "rep",
+			          "read link round trip %s%ld ms; %s (rep_read_wait %ld ms)",
+			          rtt < 0 ? "unknown " : "", rtt < 0 ? 0 : rtt,
+			          any_wait   ? "the message waited for the reads"
+			          : !reading ? "nothing to read"
+			                     : "the message did not wait: reads fill the cache",
+			          s->cfg.read_wait_ms);
+		}
 	}
 
 	/* The best (strongest) value per kind, so many URLs do not add up. */
 	rep_counts_t best[REP_ENT_N];
 	const char *bestv[REP_ENT_N] = {0};
+	const char *bestfrom[REP_ENT_N] = {0};
+	char from[READ_MAX_KEYS][64];
 	double bestsc[REP_ENT_N] = {0};
-	int64_t now = time(NULL);
-	double hl = (double)s->cfg.half_life_s;
-
-	if (c && c->ipread) {
-		/* Issued at CONNECT, usually long done; otherwise it shares our wait. */
-		if (read_wait(c->ipread, until) == 1) {
-			for (size_t k = 0; k < 2; k++) {
-				rep_counts_t cnt = c->ipread->c[k];
-				if (!c->ipread->found[k])
-					memset(&cnt, 0, sizeof(cnt));
-				rep_counts_decay(&cnt, now, hl);
-				rep_ent_t kind = k == 0 ? REP_ENT_IP : REP_ENT_NET;
-				best[kind] = cnt;
-				bestv[kind] = k == 0 ? c->ip : c->net;
-			}
-		} else {
-			status = EV_DEGRADED;
+	bool unknown = false;
+	for (size_t i = 0; i < n; i++) {
+		rep_counts_t cnt = lk[i].c;
+		switch (lk[i].src) {
+		case L_FRESH: snprintf(from[i], sizeof(from[i]), "fresh from Redis"); break;
+		case L_CACHED:
+			snprintf(from[i], sizeof(from[i]), "cached %ld ms ago", lk[i].age_ms);
+			break;
+		case L_STALE:
+			snprintf(from[i], sizeof(from[i]), "stale, %ld s old, refresh queued",
+			         lk[i].age_ms / 1000);
+			break;
+		default:
+			unknown = true;
 			if (ctx->explain)
-				hits_note(h, "rep", "IP reputation not available in time");
+				hits_note(h, "rep", "%s %s: not yet known%s",
+				          rep_ent_label(lk[i].kind), lk[i].value,
+				          failed ? "" : ", read queued");
+			continue;
+		}
+		rep_counts_decay(&cnt, now_s, hl);
+		double sc = rep_score(cnt.spam, cnt.ham, s->cfg.min_obs, s->cfg.max_score);
+		rep_ent_t k = lk[i].kind;
+		if (bestv[k] == NULL || fabs(sc) > fabs(bestsc[k])) {
+			best[k] = cnt;
+			bestv[k] = lk[i].value;
+			bestfrom[k] = from[i];
+			bestsc[k] = sc;
 		}
 	}
-	if (st != 1)
+	if (unknown || failed)
 		status = EV_DEGRADED;
-	if (st == 1) {
-		for (size_t i = 0; i < r->n; i++) {
-			rep_counts_t cnt = r->c[i];
-			if (!r->found[i])
-				memset(&cnt, 0, sizeof(cnt));
-			rep_counts_decay(&cnt, now, hl);
-			double sc = rep_score(cnt.spam, cnt.ham, s->cfg.min_obs, s->cfg.max_score);
-			rep_ent_t k = kinds[i];
-			if (bestv[k] == NULL || fabs(sc) > fabs(bestsc[k])) {
-				best[k] = cnt;
-				bestv[k] = vals[i];
-				bestsc[k] = sc;
-			}
-		}
-	}
 	for (int k = 0; k < REP_ENT_N; k++)
 		if (bestv[k])
-			rep_hit(s, h, (rep_ent_t)k, bestv[k], &best[k], ctx->explain);
-	read_unref(r);
+			rep_hit(s, h, (rep_ent_t)k, bestv[k], &best[k], bestfrom[k], ctx->explain);
 	return status;
 }
 
@@ -1359,6 +1623,12 @@ static void push(struct rep_shared *s, rep_ent_t kind, const char *value, int64_
 	it.spam = spam;
 	it.ham = !spam;
 	rep_wqueue_push(s->rt->wq, &it);
+	/* The next message from the same sender sees this verdict without a round trip. */
+	pthread_mutex_lock(&s->rt->cmu);
+	struct cache_slot *cs = cache_slot_of(s->rt, it.key);
+	if (cs && cs->fetched_ms && strcmp(cs->key, it.key) == 0)
+		rep_counts_add(&cs->local, t, it.spam, it.ham, (double)s->cfg.half_life_s);
+	pthread_mutex_unlock(&s->rt->cmu);
 }
 
 static void rep_verdict(void *sv, void *cv, msg_t *m, const mime_t *mi, const hits_t *h,

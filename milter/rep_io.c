@@ -1,6 +1,7 @@
 /*
  * rep_io.c - reading and writing the reputation counters: one pipelined
- * round trip for a message's reads, one for a batch of queued writes.
+ * round trip for a batch of reads, one idempotent script call per batch of
+ * aggregated writes (one per hash slot on a Redis Cluster).
  */
 #include "config.h"
 
@@ -8,160 +9,285 @@
 
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { IO_MAX_BATCH = 512 };
-
 /*
- * Decay and increment in one atomic step on the server. Done in Lua rather
- * than as HINCRBYFLOAT because the decay needs the stored time: a client
- * read-modify-write would race with the other nodes. An observation older
- * than the stored clock (a replay after an outage) is added already
- * decayed, so replays count as much as they would have on time.
- *   KEYS[1] the entity; ARGV: at, half-life s, spam, ham, ttl s.
+ * One call applies a whole batch, at most once per batch id. Done in Lua
+ * rather than as HINCRBYFLOAT because the decay needs the stored time: a
+ * client read-modify-write would race with the other nodes. The batch key
+ * is set first (SET NX EX): a batch re-sent after a lost reply finds it
+ * and changes nothing, so a cut link never counts twice; it lives a day,
+ * longer than any re-send of a frozen batch is expected to take. An
+ * increment older than the stored clock (a replay after an outage) is
+ * added already decayed, so replays count as much as they would have on
+ * time.
+ *   KEYS[1] the batch key, KEYS[2..] the entities;
+ *   ARGV[1] the batch's time (unix s), ARGV[2] half-life s, ARGV[3] ttl s,
+ *   ARGV[4..] the increments of the keys in order, as runs: "spam:ham"
+ *   for one key (an empty side is 0: "3" is three spam, ":1" one ham),
+ *   "<n>*spam:ham" for the next n keys. Most entities of a window get the
+ *   same "1" or ":1", so the keys are sorted by increment and a run costs
+ *   a few bytes whatever its length.
  */
 const char rep_incr_script[] =
-    "local v = redis.call('HMGET', KEYS[1], 's', 'h', 't')\n"
+    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', 86400) then return 0 end\n"
     "local at = tonumber(ARGV[1])\n"
     "local hl = tonumber(ARGV[2])\n"
-    "local s = tonumber(v[1]) or 0\n"
-    "local h = tonumber(v[2]) or 0\n"
-    "local t = tonumber(v[3]) or at\n"
-    "local ds = tonumber(ARGV[3])\n"
-    "local dh = tonumber(ARGV[4])\n"
-    "if at >= t then\n"
-    "  local f = 2 ^ (-(at - t) / hl)\n"
-    "  s = s * f + ds\n"
-    "  h = h * f + dh\n"
-    "  t = at\n"
-    "else\n"
-    "  local f = 2 ^ (-(t - at) / hl)\n"
-    "  s = s + ds * f\n"
-    "  h = h + dh * f\n"
+    "local k = 2\n"
+    "for r = 4, #ARGV do\n"
+    "  local cnt, inc = string.match(ARGV[r], '^(%d+)%*(.*)$')\n"
+    "  if not cnt then cnt, inc = 1, ARGV[r] end\n"
+    "  local a, b = string.match(inc, '^([^:]*):?(.*)$')\n"
+    "  local ds = tonumber(a) or 0\n"
+    "  local dh = tonumber(b) or 0\n"
+    "  for j = 1, tonumber(cnt) do\n"
+    "    local v = redis.call('HMGET', KEYS[k], 's', 'h', 't')\n"
+    "    local s = tonumber(v[1]) or 0\n"
+    "    local h = tonumber(v[2]) or 0\n"
+    "    local t = tonumber(v[3]) or at\n"
+    "    if at >= t then\n"
+    "      local f = 2 ^ (-(at - t) / hl)\n"
+    "      s = s * f + ds\n"
+    "      h = h * f + dh\n"
+    "      t = at\n"
+    "    else\n"
+    "      local f = 2 ^ (-(t - at) / hl)\n"
+    "      s = s + ds * f\n"
+    "      h = h + dh * f\n"
+    "    end\n"
+    "    redis.call('HSET', KEYS[k], 's', string.format('%.6f', s), 'h',"
+    " string.format('%.6f', h), 't', string.format('%d', t))\n"
+    "    redis.call('EXPIRE', KEYS[k], ARGV[3])\n"
+    "    k = k + 1\n"
+    "  end\n"
     "end\n"
-    "redis.call('HSET', KEYS[1], 's', string.format('%.6f', s), 'h', string.format('%.6f', h),"
-    " 't', string.format('%d', t))\n"
-    "redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
-    "return 1\n";
+    "return k - 2\n";
 
-/* The argument strings of one EVALSHA, kept alive while the pipeline is built. */
-struct wargs {
-	char at[24], hl[32], s[32], h[32], ttl[24];
-};
-
-static int by_key(const void *a, const void *b)
+/* The hash tag of a key with its braces ("{ip:192.0.2.1}"), or the whole key. */
+static void key_tag(const char *key, char *buf, size_t size)
 {
-	const rep_witem_t *x = *(const rep_witem_t *const *)a, *y = *(const rep_witem_t *const *)b;
-	int c = strcmp(x->key, y->key);
-	return c ? c : (x->seq < y->seq ? -1 : x->seq > y->seq);
+	const char *o = strchr(key, '{'), *c = o ? strchr(o + 1, '}') : NULL;
+	size_t n;
+	if (c && c > o + 1) {
+		n = (size_t)(c - o + 1);
+		if (n >= size)
+			n = size - 1;
+		memcpy(buf, o, n);
+		buf[n] = '\0';
+		return;
+	}
+	n = strlen(key);
+	if (n + 3 > size)
+		n = size - 3;
+	buf[0] = '{';
+	memcpy(buf + 1, key, n);
+	buf[n + 1] = '}';
+	buf[n + 2] = '\0';
 }
 
-int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, size_t max_batch, double half_life_s,
-                    long ttl_s)
+/* A count in as few bytes as it takes: "3", "0.5", "2.125" (three decimals at most). */
+static void fmt_count(char *buf, size_t size, double v)
 {
-	rep_witem_t *items, **sorted;
-	struct wargs *args;
-	rep_cmd_t *cmds;
-	size_t *gstart;
-	redisReply **replies;
-	uint64_t *seqs;
-	size_t n, ng = 0;
-	int got;
+	snprintf(buf, size, "%.3f", v);
+	char *dot = strchr(buf, '.');
+	if (dot) {
+		char *e = buf + strlen(buf) - 1;
+		while (e > dot && *e == '0')
+			*e-- = '\0';
+		if (e == dot)
+			*e = '\0';
+	}
+}
 
-	if (max_batch == 0 || max_batch > IO_MAX_BATCH)
-		max_batch = IO_MAX_BATCH;
-	if (rep_wqueue_len(q) == 0)
+/* "spam:ham", leaving out what is zero: "3", ":1", "2:1". */
+static void fmt_incr(char *buf, size_t size, double spam, double ham)
+{
+	char s[24] = "", h[24] = "";
+	if (spam >= 0.0005)
+		fmt_count(s, sizeof(s), spam);
+	if (ham >= 0.0005)
+		fmt_count(h, sizeof(h), ham);
+	if (h[0] == '\0')
+		snprintf(buf, size, "%s", s[0] ? s : "0");
+	else
+		snprintf(buf, size, "%s:%s", s, h);
+}
+
+struct wslot {
+	unsigned slot;
+	size_t idx;
+	const char *incr;
+};
+
+/* By slot (one call each), then by increment (runs), then as queued: deterministic. */
+static int by_slot(const void *a, const void *b)
+{
+	const struct wslot *x = a, *y = b;
+	if (x->slot != y->slot)
+		return x->slot < y->slot ? -1 : 1;
+	int c = strcmp(x->incr, y->incr);
+	if (c)
+		return c;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static size_t resp_bytes(int argc, const size_t *len)
+{
+	char tmp[32];
+	size_t n = (size_t)snprintf(tmp, sizeof(tmp), "*%d\r\n", argc);
+	for (int i = 0; i < argc; i++)
+		n += (size_t)snprintf(tmp, sizeof(tmp), "$%zu\r\n", len[i]) + len[i] + 2;
+	return n;
+}
+
+int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, const rep_wconf_t *wc, size_t *sent_bytes)
+{
+	enum { FIXED_ARGS = 8 }; /* EVALSHA sha numkeys batchkey ... now hl ttl */
+	rep_wentry_t *e;
+	uint64_t seq;
+	int64_t at;
+	size_t n;
+
+	if (sent_bytes)
+		*sent_bytes = 0;
+	if (rep_wqueue_due_ms(q, wc->window_ms) != 0 && !(wc->force && rep_wqueue_len(q) > 0))
 		return 0;
 	if (rep_link_get(l) == NULL)
 		return -1;
-	/* One allocation per batch, in the writer thread only; the milter threads never get here.
-	 */
-	size_t one = sizeof(*items) + sizeof(*sorted) + sizeof(*args) + sizeof(*cmds) +
-	             sizeof(*gstart) + sizeof(*replies) + sizeof(*seqs);
-	char *mem = malloc(max_batch * one + 16 * 8), *p = mem;
-	if (mem == NULL)
+	/* Writer thread only, one batch at a time: the milter threads never get here. */
+	e = malloc(REP_WRITE_BATCH_MAX * sizeof(*e));
+	if (e == NULL)
 		return -1;
-#define CARVE(ptr) (ptr = (void *)p, p += max_batch * sizeof(*ptr))
-	CARVE(items);
-	CARVE(cmds);
-	CARVE(args);
-	CARVE(sorted);
-	CARVE(gstart);
-	CARVE(replies);
-	CARVE(seqs);
-#undef CARVE
-	n = rep_wqueue_peek(q, items, max_batch);
+	n = rep_wqueue_batch(q, wc->window_ms, wc->force, e, REP_WRITE_BATCH_MAX, &seq, &at);
 	if (n == 0) {
-		free(mem);
+		free(e);
 		return 0;
 	}
-	/*
-	 * Merge the updates of one entity into one call: after an outage, or in
-	 * a spam wave from one network, most of a batch is the same few keys,
-	 * and on a thin link the bytes are what costs. Each update is decayed to
-	 * the group's newest time first, so merging changes no count.
-	 */
-	for (size_t i = 0; i < n; i++)
-		sorted[i] = &items[i];
-	qsort(sorted, n, sizeof(*sorted), by_key);
+	/* Everything below is a pure function of the frozen batch: a re-send is the same call. */
+	struct wslot *ws = malloc(n * sizeof(*ws));
+	char(*incr)[48] = malloc(n * sizeof(*incr));
+	char(*runs)[64] = malloc(n * sizeof(*runs));
+	size_t nrun = 0;
+	size_t maxargs = 2 * n + FIXED_ARGS * n;
+	const char **argv = malloc(maxargs * sizeof(*argv));
+	size_t *len = malloc(maxargs * sizeof(*len));
+	rep_cmd_t *cmds = malloc(n * sizeof(*cmds));
+	redisReply **replies = malloc(n * sizeof(*replies));
+	char(*bkey)[2 * REP_KEY_MAX_BYTES] = malloc(n * sizeof(*bkey));
+	int rc = -1;
+	if (!ws || !incr || !runs || !argv || !len || !cmds || !replies || !bkey)
+		goto out;
+	bool cluster = rep_link_is_cluster(l);
+	for (size_t i = 0; i < n; i++) {
+		rep_counts_t c = e[i].c;
+		rep_counts_decay(&c, at, wc->half_life_s);
+		fmt_incr(incr[i], sizeof(incr[i]), c.spam, c.ham);
+		ws[i].slot = cluster ? rep_key_slot(e[i].key, strlen(e[i].key)) : 0;
+		ws[i].idx = i;
+		ws[i].incr = incr[i];
+	}
+	qsort(ws, n, sizeof(*ws), by_slot);
+	char now_s[24], hl_s[24], ttl_s[24];
+	snprintf(now_s, sizeof(now_s), "%" PRId64, at);
+	snprintf(hl_s, sizeof(hl_s), "%.0f", wc->half_life_s > 1 ? wc->half_life_s : 1);
+	snprintf(ttl_s, sizeof(ttl_s), "%ld", wc->ttl_s > 0 ? wc->ttl_s : 1);
 	const char *sha = rep_link_script_sha(l);
+	size_t ng = 0, na = 0, bytes = 0;
+#define ARG(s, n_) (argv[na] = (s), len[na] = (n_), na++)
 	for (size_t i = 0; i < n;) {
 		size_t j = i;
-		int64_t at = sorted[i]->t;
-		while (j < n && strcmp(sorted[j]->key, sorted[i]->key) == 0) {
-			if (sorted[j]->t > at)
-				at = sorted[j]->t;
+		while (j < n && ws[j].slot == ws[i].slot)
 			j++;
-		}
-		double ds = 0, dh = 0;
-		for (size_t k = i; k < j; k++) {
-			double f = rep_decay_factor((double)(at - sorted[k]->t), half_life_s);
-			ds += sorted[k]->spam * f;
-			dh += sorted[k]->ham * f;
-		}
-		struct wargs *a = &args[ng];
-		rep_cmd_t *c = &cmds[ng];
-		gstart[ng++] = i;
-		snprintf(a->at, sizeof(a->at), "%" PRId64, at);
-		snprintf(a->hl, sizeof(a->hl), "%.0f", half_life_s > 1 ? half_life_s : 1);
-		snprintf(a->s, sizeof(a->s), "%.6f", ds);
-		snprintf(a->h, sizeof(a->h), "%.6f", dh);
-		snprintf(a->ttl, sizeof(a->ttl), "%ld", ttl_s > 0 ? ttl_s : 1);
+		/* One call per hash slot (all of them in one on a single Redis). */
+		char tag[REP_KEY_MAX_BYTES + 4], nk[16];
+		key_tag(e[ws[i].idx].key, tag, sizeof(tag));
+		snprintf(bkey[ng], sizeof(bkey[ng]), "%sb:%s:%s.%" PRIu64, wc->prefix, tag,
+		         wc->node_id, seq);
+		size_t first = na;
 		if (sha[0]) {
-			rep_cmd_init(c, "EVALSHA");
-			rep_cmd_arg(c, sha);
+			ARG("EVALSHA", 7);
+			ARG(sha, strlen(sha));
 		} else {
-			rep_cmd_init(c, "EVAL");
-			rep_cmd_arg(c, rep_incr_script);
+			ARG("EVAL", 4);
+			ARG(rep_incr_script, strlen(rep_incr_script));
 		}
-		rep_cmd_arg(c, "1");
-		rep_cmd_arg(c, sorted[i]->key);
-		rep_cmd_arg(c, a->at);
-		rep_cmd_arg(c, a->hl);
-		rep_cmd_arg(c, a->s);
-		rep_cmd_arg(c, a->h);
-		rep_cmd_arg(c, a->ttl);
+		snprintf(nk, sizeof(nk), "%zu", j - i + 1);
+		argv[na] = NULL; /* numkeys: filled below */
+		size_t nk_at = na++;
+		ARG(bkey[ng], strlen(bkey[ng]));
+		for (size_t k = i; k < j; k++)
+			ARG(e[ws[k].idx].key, strlen(e[ws[k].idx].key));
+		ARG(now_s, strlen(now_s));
+		ARG(hl_s, strlen(hl_s));
+		ARG(ttl_s, strlen(ttl_s));
+		for (size_t k = i; k < j;) {
+			size_t r = k;
+			while (r < j && strcmp(ws[r].incr, ws[k].incr) == 0)
+				r++;
+			char *run = runs[nrun++];
+			if (r - k == 1)
+				snprintf(run, sizeof(runs[0]), "%s", ws[k].incr);
+			else
+				snprintf(run, sizeof(runs[0]), "%zu*%s", r - k, ws[k].incr);
+			ARG(run, strlen(run));
+			k = r;
+		}
+		/* numkeys lives in the group's batch-key buffer, past the key's terminator. */
+		size_t bl = strlen(bkey[ng]);
+		char *nkbuf = bkey[ng] + bl + 1;
+		snprintf(nkbuf, sizeof(bkey[ng]) - bl - 1, "%s", nk);
+		argv[nk_at] = nkbuf;
+		len[nk_at] = strlen(nkbuf);
+		cmds[ng].argc = (int)(na - first);
+		cmds[ng].xargv = &argv[first];
+		cmds[ng].xlen = &len[first];
+		bytes += resp_bytes(cmds[ng].argc, &len[first]);
+		ng++;
 		i = j;
 	}
-	got = rep_link_pipeline(l, ng, cmds, replies);
-	rep_link_free_replies(ng, replies);
+#undef ARG
+	int got = rep_link_pipeline(l, ng, cmds, replies);
 	/*
-	 * Replies come in order: the first `got` calls ran. A reply that is an
-	 * error (WRONGTYPE on a foreign key, say) is acked too, or one bad key
-	 * would block the queue forever. Calls sent but not answered stay
-	 * queued and may be counted twice after a link cut: at-least-once.
+	 * TRYAGAIN: a Redis Cluster slot is being migrated and the batch key
+	 * is not on the importing node yet. Not a failure of the link; the
+	 * batch stays frozen and goes again once the slot has moved (the
+	 * script applies each group once, so groups that did run are safe).
 	 */
-	size_t nseq = 0;
-	for (size_t g = 0; got > 0 && g < (size_t)got; g++) {
-		size_t end = g + 1 < ng ? gstart[g + 1] : n;
-		for (size_t k = gstart[g]; k < end; k++)
-			seqs[nseq++] = sorted[k]->seq;
+	bool again = false;
+	for (int i = 0; i < got; i++)
+		if (replies[i] && replies[i]->type == REDIS_REPLY_ERROR && replies[i]->str &&
+		    strncmp(replies[i]->str, "TRYAGAIN", 8) == 0)
+			again = true;
+	rep_link_free_replies(ng, replies);
+	if (again) {
+		rc = 0;
+		goto out;
 	}
-	if (nseq > 0)
-		rep_wqueue_ack_seqs(q, seqs, nseq);
-	free(mem);
-	return got == (int)ng ? (int)n : -1;
+	if (sent_bytes)
+		*sent_bytes = got >= 0 ? bytes : 0;
+	/*
+	 * Every call answered: the batch is done. An error reply (WRONGTYPE on a
+	 * foreign key, say) counts as answered too, or one bad key would block
+	 * the queue forever; the batch key was set first, so a re-send would
+	 * change nothing anyway. Anything less: the batch stays frozen.
+	 */
+	if (got == (int)ng) {
+		rep_wqueue_confirm(q, seq);
+		rc = (int)n;
+	}
+out:
+	free(ws);
+	free(incr);
+	free(runs);
+	free(argv);
+	free(len);
+	free(cmds);
+	free(replies);
+	free(bkey);
+	free(e);
+	return rc;
 }
 
 int rep_read_counts(rep_link_t *l, size_t n, const char *const *keys, rep_counts_t *out,

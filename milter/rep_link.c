@@ -58,6 +58,7 @@ struct rep_link {
 	bool fresh;           /* connected since rep_link_take_fresh() last asked */
 	/* Read by other threads for explanations and statistics: atomics. */
 	int state;
+	long srtt_us; /* smoothed round trip, microseconds; -1 before any */
 	rep_link_stats_t st;
 };
 
@@ -66,6 +67,25 @@ static long now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static long mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * TCP's smoothing (7/8 old, 1/8 new) of the time to a first reply: what a
+ * message would wait for a read on this link. The first sample is taken
+ * as it is.
+ */
+static void rtt_sample(rep_link_t *l, long us)
+{
+	long old = __atomic_load_n(&l->srtt_us, __ATOMIC_RELAXED);
+	long v = old < 0 ? us : old + (us - old) / 8;
+	__atomic_store_n(&l->srtt_us, v, __ATOMIC_RELAXED);
 }
 
 static char *dup_or_null(const char *s)
@@ -121,8 +141,11 @@ rep_link_t *rep_link_new(const rep_link_conf_t *c)
 	l->conf.password = l->password;
 	l->conf.script = l->script;
 	l->conf.sentinels = NULL;
-	if (l->conf.timeout_ms <= 0)
-		l->conf.timeout_ms = 200;
+	if (l->conf.connect_timeout_ms <= 0)
+		l->conf.connect_timeout_ms = 10000;
+	if (l->conf.command_timeout_ms <= 0)
+		l->conf.command_timeout_ms = 30000;
+	l->srtt_us = -1;
 	if (l->conf.backoff_min_ms <= 0)
 		l->conf.backoff_min_ms = 100;
 	if (l->conf.backoff_max_ms < l->conf.backoff_min_ms)
@@ -291,7 +314,7 @@ static int sentinel_discover(rep_link_t *l, char *addr, size_t size)
 	char e[1024] = "";
 	for (size_t i = 0; i < l->conf.n_sentinels; i++) {
 		redisContext *c =
-		    connect_addr(l, l->sentinels[i], l->conf.timeout_ms, e, sizeof(e));
+		    connect_addr(l, l->sentinels[i], l->conf.connect_timeout_ms, e, sizeof(e));
 		if (c == NULL)
 			continue;
 		if (l->sentinel_password) {
@@ -330,11 +353,16 @@ static int sentinel_discover(rep_link_t *l, char *addr, size_t size)
 	return -1;
 }
 
-/* Error replies that say the server cannot serve us now: reconnect (and rediscover) later. */
+/*
+ * Error replies that say the server cannot serve us now: reconnect (and
+ * rediscover) later. Not TRYAGAIN: a multi-key command on a slot being
+ * migrated gets it while the server itself is fine; it goes back to the
+ * caller, which keeps its work and tries again (rep_write_batch).
+ */
 static bool is_unavailable(const redisReply *r)
 {
 	static const char *const codes[] = {"LOADING", "READONLY", "MASTERDOWN", "NOSCRIPT",
-	                                    "NOAUTH",  "BUSY",     "TRYAGAIN",   "CLUSTERDOWN"};
+	                                    "NOAUTH",  "BUSY",     "CLUSTERDOWN"};
 	if (r == NULL || r->type != REDIS_REPLY_ERROR || r->str == NULL)
 		return false;
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
@@ -382,8 +410,11 @@ static bool conn_setup(rep_link_t *l, redisContext *c, const char *label, bool s
 	if (l->conf.db != 0 && !setup_cmd(l, c, label, NULL, "SELECT %ld", l->conf.db))
 		return false;
 	/* PING is allowed while loading; a data command is not, which is the point. */
+	long t0 = mono_us();
 	if (single && !setup_cmd(l, c, label, NULL, "EXISTS sift:probe"))
 		return false;
+	if (single)
+		rtt_sample(l, mono_us() - t0);
 	if (single && l->conf.want_primary) {
 		if (!setup_cmd(l, c, label, &r, "ROLE"))
 			return false;
@@ -402,7 +433,8 @@ static bool conn_setup(rep_link_t *l, redisContext *c, const char *label, bool s
 		snprintf(l->sha, sizeof(l->sha), "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
 		freeReplyObject(r);
 	}
-	if (redisSetTimeout(c, tv_of(l->conf.timeout_ms + l->conf.extra_read_ms)) != REDIS_OK) {
+	if (redisSetTimeout(c, tv_of(l->conf.command_timeout_ms + l->conf.extra_read_ms)) !=
+	    REDIS_OK) {
 		set_err(l, "%s: cannot set timeout", label);
 		return false;
 	}
@@ -469,7 +501,7 @@ static redisContext *node_ctx(rep_link_t *l, size_t i)
 	struct cnode *n = &l->nodes[i];
 	if (n->ctx)
 		return n->ctx;
-	n->ctx = connect_addr(l, n->addr, l->conf.timeout_ms, l->err, sizeof(l->err));
+	n->ctx = connect_addr(l, n->addr, l->conf.connect_timeout_ms, l->err, sizeof(l->err));
 	if (n->ctx && !conn_setup(l, n->ctx, n->addr, false)) {
 		redisFree(n->ctx);
 		n->ctx = NULL;
@@ -546,8 +578,8 @@ static bool cluster_connect(rep_link_t *l)
 	char last[sizeof(l->err)] = "";
 
 	for (size_t i = 0; i < l->conf.n_cluster; i++) {
-		redisContext *c =
-		    connect_addr(l, l->cluster[i], l->conf.timeout_ms, l->err, sizeof(l->err));
+		redisContext *c = connect_addr(l, l->cluster[i], l->conf.connect_timeout_ms, l->err,
+		                               sizeof(l->err));
 		if (c == NULL || !conn_setup(l, c, l->cluster[i], false) ||
 		    !load_slots(l, c, l->cluster[i])) {
 			snprintf(last, sizeof(last), "%s", l->err);
@@ -577,6 +609,12 @@ static bool cluster_connect(rep_link_t *l)
 	return false;
 }
 
+long rep_link_rtt_ms(rep_link_t *l)
+{
+	long us = __atomic_load_n(&l->srtt_us, __ATOMIC_RELAXED);
+	return us < 0 ? -1 : (us + 999) / 1000;
+}
+
 bool rep_link_is_cluster(rep_link_t *l)
 {
 	return l->conf.n_cluster > 0;
@@ -597,7 +635,7 @@ static bool do_connect(rep_link_t *l)
 		set_err(l, "no Redis server configured");
 		return false;
 	}
-	l->ctx = connect_addr(l, l->addr, l->conf.timeout_ms, l->err, sizeof(l->err));
+	l->ctx = connect_addr(l, l->addr, l->conf.connect_timeout_ms, l->err, sizeof(l->err));
 	if (l->ctx == NULL)
 		return false;
 	return conn_setup(l, l->ctx, l->addr, true);
@@ -660,6 +698,8 @@ void rep_cmd_init(rep_cmd_t *c, const char *first)
 {
 	c->argc = 0;
 	c->key = 0;
+	c->xargv = NULL;
+	c->xlen = NULL;
 	rep_cmd_arg(c, first);
 }
 
@@ -679,10 +719,21 @@ void rep_cmd_arg(rep_cmd_t *c, const char *s)
 
 /* ------------------------------------------------------------ cluster pipeline */
 
+/* The arguments of a command, wherever they are (argv[] or a longer xargv). */
+static const char **cmd_av(const rep_cmd_t *c)
+{
+	return (const char **)(c->xargv ? c->xargv : c->argv);
+}
+
+static const size_t *cmd_lv(const rep_cmd_t *c)
+{
+	return c->xargv ? c->xlen : c->len;
+}
+
 static bool arg_is(const rep_cmd_t *c, int i, const char *word)
 {
 	size_t n = strlen(word);
-	return i < c->argc && c->len[i] == n && strncasecmp(c->argv[i], word, n) == 0;
+	return i < c->argc && cmd_lv(c)[i] == n && strncasecmp(cmd_av(c)[i], word, n) == 0;
 }
 
 /* The index of the command's key argument, or -1 (see rep_cmd_t.key). */
@@ -697,10 +748,10 @@ static int cmd_key(const rep_cmd_t *c)
 			return -1;
 	if (arg_is(c, 0, "EVAL") || arg_is(c, 0, "EVALSHA")) {
 		char num[16];
-		if (c->argc < 4 || c->len[2] >= sizeof(num))
+		if (c->argc < 4 || cmd_lv(c)[2] >= sizeof(num))
 			return -1;
-		memcpy(num, c->argv[2], c->len[2]);
-		num[c->len[2]] = '\0';
+		memcpy(num, cmd_av(c)[2], cmd_lv(c)[2]);
+		num[cmd_lv(c)[2]] = '\0';
 		return atoi(num) > 0 ? 3 : -1;
 	}
 	if (arg_is(c, 0, "XREAD") || arg_is(c, 0, "XREADGROUP")) {
@@ -790,7 +841,7 @@ static int cluster_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds,
 			int ki = cmd_key(&cmds[k]);
 			if (ki < 0)
 				continue;
-			unsigned slot = rep_key_slot(cmds[k].argv[ki], cmds[k].len[ki]);
+			unsigned slot = rep_key_slot(cmd_av(&cmds[k])[ki], cmd_lv(&cmds[k])[ki]);
 			if (l->slot_node[slot] != LINK_NO_NODE)
 				u[nu].node = l->slot_node[slot];
 			break;
@@ -823,15 +874,16 @@ static int cluster_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds,
 			if (u[i].asking && redisAppendCommand(c, "ASKING") != REDIS_OK)
 				failed = true;
 			for (size_t k = u[i].first; k < u[i].first + u[i].n && !failed; k++)
-				if (redisAppendCommandArgv(c, cmds[k].argc,
-				                           (const char **)cmds[k].argv,
-				                           cmds[k].len) != REDIS_OK)
+				if (redisAppendCommandArgv(c, cmds[k].argc, cmd_av(&cmds[k]),
+				                           cmd_lv(&cmds[k])) != REDIS_OK)
 					failed = true;
 			if (failed)
 				snprintf(why, sizeof(why), "out of memory");
 		}
 		if (!any)
 			break;
+		long t0 = mono_us();
+		bool sampled = false;
 		for (size_t k = 0; k < l->n_nodes && !failed; k++)
 			if (used[k] && !flush_ctx(l->nodes[k].ctx)) {
 				snprintf(why, sizeof(why), "%s: %s", l->nodes[k].addr,
@@ -857,6 +909,10 @@ static int cluster_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds,
 					break;
 				}
 				replies[k] = r;
+				if (!sampled) {
+					rtt_sample(l, mono_us() - t0);
+					sampled = true;
+				}
 				if (is_unavailable(replies[k])) {
 					snprintf(why, sizeof(why), "%s: %.200s",
 					         l->nodes[u[i].node].addr, replies[k]->str);
@@ -930,11 +986,12 @@ int rep_link_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds, struct red
 	if (l->conf.n_cluster > 0)
 		return cluster_pipeline(l, n, cmds, replies);
 	for (i = 0; i < n; i++)
-		if (redisAppendCommandArgv(c, cmds[i].argc, (const char **)cmds[i].argv,
-		                           cmds[i].len) != REDIS_OK) {
+		if (redisAppendCommandArgv(c, cmds[i].argc, cmd_av(&cmds[i]), cmd_lv(&cmds[i])) !=
+		    REDIS_OK) {
 			rep_link_fail(l, "out of memory");
 			return 0;
 		}
+	long t0 = mono_us();
 	for (i = 0; i < n; i++) {
 		void *r = NULL;
 		if (redisGetReply(c, &r) != REDIS_OK || r == NULL) {
@@ -945,6 +1002,8 @@ int rep_link_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds, struct red
 			return (int)i;
 		}
 		replies[i] = r;
+		if (i == 0)
+			rtt_sample(l, mono_us() - t0);
 		if (is_unavailable(replies[i])) {
 			char why[600];
 			snprintf(why, sizeof(why), "%s: %.200s", l->addr, replies[i]->str);

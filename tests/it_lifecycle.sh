@@ -78,7 +78,8 @@ state_dir = $D/$1
 deadline = ${DEADLINE_MS}ms
 redis_server = 127.0.0.1:$RP
 redis_prefix = $1:
-redis_timeout = 500ms
+redis_connect_timeout = 500ms
+redis_command_timeout = 500ms
 block_sync_wait = 200ms
 dnsbl_nameserver = 127.0.0.1:$UP
 dnsbl_list = bl ip bl.test 127.0.0.2=3:LC_BL test_listed=127.0.0.2 test_unlisted=127.0.0.1

@@ -72,7 +72,10 @@ add_header_score = 5
 reject_score = 1000
 state_dir = $D/$1
 deadline = 2s
-redis_timeout = 200ms
+redis_connect_timeout = 200ms
+redis_command_timeout = 200ms
+# short: the checks below look for the writes within seconds
+rep_write_window = 100ms
 redis_breaker_failures = 3
 redis_breaker_time = 500ms
 redis_backoff_max = 500ms
@@ -321,5 +324,17 @@ check "the node enforces it" [ -n "$ok" ]
 check "node c was never restarted" alive "$C_PID"
 check "node d was never restarted" alive "$D_PID"
 check "the node logged the switch" grep -q "Redis 127.0.0.1:$P2 available" "$D/c.log"
+
+# ------------------------------------------------------------ 4. the deprecated single timeout
+
+cat >"$D/old.conf" <<EOF
+rules = $top_srcdir/tests/data/rules
+redis_server = 127.0.0.1:$P2
+redis_timeout = 1s
+EOF
+out=$("$SIFT" -c "$D/old.conf" lint 2>&1)
+check "redis_timeout is still accepted" [ $? = 0 ]
+check "with a warning at its line naming the keys that replace it" \
+	has "$out" "old.conf:3: warning: redis_timeout is deprecated: use redis_connect_timeout and redis_command_timeout"
 
 it_done

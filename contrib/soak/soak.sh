@@ -251,7 +251,8 @@ dnsbl_cache_max_entries = 2000
 EOF
 [ -n "$use_redis" ] && cat >>"$D/sift.conf" <<EOF
 redis_server = 127.0.0.1:$REDIS_PORT
-redis_timeout = 250ms
+redis_connect_timeout = 250ms
+redis_command_timeout = 250ms
 rep_min_observations = 3
 rep_cache_entries = 1000
 EOF
