@@ -425,6 +425,15 @@ void rep_link_free(rep_link_t *l);
  * rep_link_error() says why. Never waits longer than the timeouts.
  */
 struct redisContext *rep_link_get(rep_link_t *l);
+/*
+ * Cuts every connection of the link (shutdown, so a read blocked on a
+ * stalled link returns at once) and refuses new ones: for stopping the
+ * thread that owns the link. The one function callable from another
+ * thread while the owner uses the link.
+ */
+void rep_link_interrupt(rep_link_t *l);
+/* True once rep_link_interrupt() was called (any thread). */
+bool rep_link_interrupted(rep_link_t *l);
 /* Records a failure: closes the connection, schedules the next attempt. */
 void rep_link_fail(rep_link_t *l, const char *why);
 /*

@@ -120,8 +120,13 @@ scan_gen_t *scan_gen_ref(scan_gen_t *g);
 void scan_gen_unref(scan_gen_t *g);
 
 /* The daemon's current generation (process-wide, the one shared-state pointer). */
-void scan_gen_publish(scan_gen_t *g); /* takes a reference; drops the old one's */
-scan_gen_t *scan_gen_acquire(void);   /* returns a new reference, or NULL */
+/*
+ * Takes a reference; drops the old one's. NULL retires the published
+ * generation (at shutdown): once the last connection lets go of it, its
+ * modules are released, which stops their threads and saves their state.
+ */
+void scan_gen_publish(scan_gen_t *g);
+scan_gen_t *scan_gen_acquire(void); /* returns a new reference, or NULL */
 
 scan_conn_t *scan_conn_begin(scan_gen_t *g, const ev_conn_info_t *ci);
 scan_gen_t *scan_conn_gen(scan_conn_t *c);

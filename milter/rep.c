@@ -29,6 +29,7 @@ enum {
 	BG_READ_MAX_AGE_MS = 60000, /* a queued read not served by then is dropped */
 	PURGE_EVERY_S = 60,         /* expired mirror entries are dropped this often */
 	STATS_LOG_EVERY_S = 300,    /* queue statistics in the log */
+	REP_STOP_FLUSH_S = 2,       /* the writer's last flush at stop, before its link is cut */
 };
 
 /* ------------------------------------------------------------ configuration */
@@ -507,6 +508,15 @@ struct rep_rt {
 	bool stop;
 	bool threads;
 	pthread_t readers[REP_MAX_READERS], writer, syncer;
+	/*
+	 * The threads' links, so that stopping can cut a wait on a stalled
+	 * link short (rep_link_interrupt) instead of sitting out
+	 * redis_command_timeout. A thread adds its links when it makes them
+	 * and removes them before freeing them, both under mu.
+	 */
+	rep_link_t *links[2 * REP_MAX_READERS + 4];
+	bool link_is_writer[2 * REP_MAX_READERS + 4];
+	size_t nlinks;
 	size_t nreaders;
 	bool writer_started, syncer_started;
 
@@ -551,9 +561,43 @@ static bool stopping(struct rep_rt *rt)
 	return s;
 }
 
+/* A thread's new link, known to rt_stop_threads(); NULL stays NULL. */
+static rep_link_t *rt_link(struct rep_rt *rt, rep_link_t *l, bool writer)
+{
+	if (l == NULL)
+		return NULL;
+	pthread_mutex_lock(&rt->mu);
+	if (rt->nlinks < sizeof(rt->links) / sizeof(rt->links[0])) {
+		rt->link_is_writer[rt->nlinks] = writer;
+		rt->links[rt->nlinks++] = l;
+	}
+	if (rt->stop && !writer)
+		rep_link_interrupt(l);
+	pthread_mutex_unlock(&rt->mu);
+	return l;
+}
+
+static void rt_link_free(struct rep_rt *rt, rep_link_t *l)
+{
+	if (l == NULL)
+		return;
+	pthread_mutex_lock(&rt->mu);
+	for (size_t i = 0; i < rt->nlinks; i++)
+		if (rt->links[i] == l) {
+			rt->nlinks--;
+			rt->links[i] = rt->links[rt->nlinks];
+			rt->link_is_writer[i] = rt->link_is_writer[rt->nlinks];
+			break;
+		}
+	pthread_mutex_unlock(&rt->mu);
+	rep_link_free(l);
+}
+
 /* Logs a link's transitions once each, not every failed attempt. */
 static void note_link(rep_link_t *l, const char *who, bool *was_up, bool ok)
 {
+	if (rep_link_interrupted(l))
+		return; /* cut by a stop: not news */
 	if (ok && !*was_up)
 		log_msg(LOG_L_NOTICE, "rep: %s: Redis %s available", who, rep_link_addr(l));
 	else if (!ok && *was_up)
@@ -638,10 +682,10 @@ static void *reader_main(void *arg)
 	double hl = (double)rt->cfg.half_life_s;
 
 	rt_link_conf(rt, false, &lc);
-	primary = rep_link_new(&lc);
+	primary = rt_link(rt, rep_link_new(&lc), false);
 	if (rt->cfg.replica) {
 		rt_link_conf(rt, true, &lc);
-		replica = rep_link_new(&lc);
+		replica = rt_link(rt, rep_link_new(&lc), false);
 	}
 	/* Connect now: the handshake measures the round trip messages decide by. */
 	{
@@ -741,8 +785,8 @@ static void *reader_main(void *arg)
 		}
 		pthread_mutex_unlock(&rt->cmu);
 	}
-	rep_link_free(primary);
-	rep_link_free(replica);
+	rt_link_free(rt, primary);
+	rt_link_free(rt, replica);
 	return NULL;
 }
 
@@ -758,7 +802,7 @@ static void *writer_main(void *arg)
 	rt_link_conf(rt, false, &lc);
 	lc.want_primary = true;
 	lc.script = rep_incr_script;
-	l = rep_link_new(&lc);
+	l = rt_link(rt, rep_link_new(&lc), true);
 	rep_wconf_t wc = {.prefix = rt->prefix,
 	                  .node_id = rt->node_id,
 	                  .half_life_s = (double)rt->cfg.half_life_s,
@@ -809,7 +853,7 @@ static void *writer_main(void *arg)
 			rep_wqueue_wait(rt->wq, due < 0 || due > 1000 ? 1000 : due);
 		}
 	}
-	rep_link_free(l);
+	rt_link_free(rt, l);
 	return NULL;
 }
 
@@ -824,11 +868,11 @@ static void *syncer_main(void *arg)
 	/* The read timeout covers the blocking XREAD. */
 	rt_link_conf(rt, false, &lc);
 	lc.extra_read_ms = rt->cfg.sync_wait_ms;
-	primary = rep_link_new(&lc);
+	primary = rt_link(rt, rep_link_new(&lc), false);
 	if (rt->cfg.replica) {
 		rt_link_conf(rt, true, &lc);
 		lc.extra_read_ms = rt->cfg.sync_wait_ms;
-		replica = rep_link_new(&lc);
+		replica = rt_link(rt, rep_link_new(&lc), false);
 	}
 	while (!stopping(rt)) {
 		rep_link_t *l = pick_read_link(replica, primary);
@@ -844,8 +888,8 @@ static void *syncer_main(void *arg)
 		if (n < 0)
 			sleep_or_stop(rt, 100);
 	}
-	rep_link_free(primary);
-	rep_link_free(replica);
+	rt_link_free(rt, primary);
+	rt_link_free(rt, replica);
 	return NULL;
 }
 
@@ -860,13 +904,32 @@ static void rt_stop_threads(struct rep_rt *rt)
 	rt->stop = true;
 	pthread_cond_broadcast(&rt->cv);
 	pthread_cond_broadcast(&rt->rcv);
+	/* Readers and the sync have nothing worth waiting for: cut their links now. */
+	for (size_t i = 0; i < rt->nlinks; i++)
+		if (!rt->link_is_writer[i])
+			rep_link_interrupt(rt->links[i]);
 	pthread_mutex_unlock(&rt->mu);
 	rep_wqueue_wake(rt->wq);
 	for (size_t i = 0; i < rt->nreaders; i++)
 		pthread_join(rt->readers[i], NULL);
 	rt->nreaders = 0;
-	if (rt->writer_started)
-		pthread_join(rt->writer, NULL);
+	if (rt->writer_started) {
+		/*
+		 * The writer gets a moment to flush over a link that answers;
+		 * on a stalled one it is cut, and what is unconfirmed is kept in
+		 * the mirror for the next start.
+		 */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += REP_STOP_FLUSH_S;
+		if (pthread_timedjoin_np(rt->writer, NULL, &ts) != 0) {
+			pthread_mutex_lock(&rt->mu);
+			for (size_t i = 0; i < rt->nlinks; i++)
+				rep_link_interrupt(rt->links[i]);
+			pthread_mutex_unlock(&rt->mu);
+			pthread_join(rt->writer, NULL);
+		}
+	}
 	if (rt->syncer_started)
 		pthread_join(rt->syncer, NULL);
 	rt->writer_started = rt->syncer_started = false;

@@ -12,10 +12,12 @@
 #include "xalloc.h"
 
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -59,6 +61,15 @@ struct rep_link {
 	/* Read by other threads for explanations and statistics: atomics. */
 	int state;
 	long srtt_us; /* smoothed round trip, microseconds; -1 before any */
+	/*
+	 * The sockets of this link's connections, so that another thread can
+	 * cut a wait on a stalled link short at shutdown (rep_link_interrupt):
+	 * the only state shared with another thread, under fdmu.
+	 */
+	pthread_mutex_t fdmu;
+	int fds[LINK_MAX_NODES + 4];
+	size_t nfds;
+	bool interrupted;
 	rep_link_stats_t st;
 };
 
@@ -153,19 +164,22 @@ rep_link_t *rep_link_new(const rep_link_conf_t *c)
 	if (l->conf.breaker_failures == 0)
 		l->conf.breaker_failures = 3;
 	l->state = REP_LINK_DOWN;
+	pthread_mutex_init(&l->fdmu, NULL);
 	return l;
 }
+
+static void ctx_free(rep_link_t *l, redisContext *c);
 
 static void close_all(rep_link_t *l)
 {
 	if (l->conf.n_cluster == 0) {
 		if (l->ctx)
-			redisFree(l->ctx);
+			ctx_free(l, l->ctx);
 	} else {
 		/* The node table is rebuilt from a fresh slot map on the next connection. */
 		for (size_t i = 0; i < l->n_nodes; i++)
 			if (l->nodes[i].ctx)
-				redisFree(l->nodes[i].ctx);
+				ctx_free(l, l->nodes[i].ctx);
 		l->n_nodes = 0;
 		for (size_t i = 0; i < LINK_SLOTS; i++)
 			l->slot_node[i] = LINK_NO_NODE;
@@ -179,6 +193,7 @@ void rep_link_free(rep_link_t *l)
 	if (l == NULL)
 		return;
 	close_all(l);
+	pthread_mutex_destroy(&l->fdmu);
 	free(l->slot_node);
 	free(l->server);
 	free(l->master_name);
@@ -227,9 +242,47 @@ static const char *route_of(const rep_link_t *l, const char *spec)
 	return spec;
 }
 
+/* Records a new connection's socket; one made after an interrupt is cut at once. */
+static void ctx_track(rep_link_t *l, redisContext *c)
+{
+	pthread_mutex_lock(&l->fdmu);
+	if (l->interrupted)
+		shutdown(c->fd, SHUT_RDWR);
+	if (l->nfds < sizeof(l->fds) / sizeof(l->fds[0]))
+		l->fds[l->nfds++] = c->fd;
+	pthread_mutex_unlock(&l->fdmu);
+}
+
+/* Every connection is closed here: its socket leaves the table before it is closed. */
+static void ctx_free(rep_link_t *l, redisContext *c)
+{
+	pthread_mutex_lock(&l->fdmu);
+	for (size_t i = 0; i < l->nfds; i++)
+		if (l->fds[i] == c->fd) {
+			l->fds[i] = l->fds[--l->nfds];
+			break;
+		}
+	pthread_mutex_unlock(&l->fdmu);
+	redisFree(c);
+}
+
+void rep_link_interrupt(rep_link_t *l)
+{
+	pthread_mutex_lock(&l->fdmu);
+	__atomic_store_n(&l->interrupted, true, __ATOMIC_RELAXED);
+	for (size_t i = 0; i < l->nfds; i++)
+		shutdown(l->fds[i], SHUT_RDWR);
+	pthread_mutex_unlock(&l->fdmu);
+}
+
+bool rep_link_interrupted(rep_link_t *l)
+{
+	return __atomic_load_n(&l->interrupted, __ATOMIC_RELAXED);
+}
+
 /* "host:port", "[v6]:port", "host" (port 6379) or "unix:/path", routed. */
-static redisContext *connect_addr(const rep_link_t *l, const char *spec0, long timeout_ms,
-                                  char *err, size_t errsize)
+static redisContext *connect_addr(rep_link_t *l, const char *spec0, long timeout_ms, char *err,
+                                  size_t errsize)
 {
 	char host[LINK_ADDR_MAX_BYTES], label[2 * LINK_ADDR_MAX_BYTES + 8];
 	const char *spec = route_of(l, spec0);
@@ -282,6 +335,7 @@ static redisContext *connect_addr(const rep_link_t *l, const char *spec0, long t
 		redisFree(c);
 		return NULL;
 	}
+	ctx_track(l, c);
 	return c;
 }
 
@@ -323,7 +377,7 @@ static int sentinel_discover(rep_link_t *l, char *addr, size_t size)
 			if (!authenticate(l, c, label, l->sentinel_username,
 			                  l->sentinel_password)) {
 				snprintf(e, sizeof(e), "%s", l->err);
-				redisFree(c);
+				ctx_free(l, c);
 				continue;
 			}
 		}
@@ -338,7 +392,7 @@ static int sentinel_discover(rep_link_t *l, char *addr, size_t size)
 			else
 				snprintf(addr, size, "%s:%s", h, r->element[1]->str);
 			freeReplyObject(r);
-			redisFree(c);
+			ctx_free(l, c);
 			return 0;
 		}
 		snprintf(e, sizeof(e), "sentinel %s: %s", l->sentinels[i],
@@ -347,7 +401,7 @@ static int sentinel_discover(rep_link_t *l, char *addr, size_t size)
 		                                        : "unknown master");
 		if (r)
 			freeReplyObject(r);
-		redisFree(c);
+		ctx_free(l, c);
 	}
 	set_err(l, "no Sentinel knows the primary (%s)", e[0] ? e : "none configured");
 	return -1;
@@ -503,7 +557,7 @@ static redisContext *node_ctx(rep_link_t *l, size_t i)
 		return n->ctx;
 	n->ctx = connect_addr(l, n->addr, l->conf.connect_timeout_ms, l->err, sizeof(l->err));
 	if (n->ctx && !conn_setup(l, n->ctx, n->addr, false)) {
-		redisFree(n->ctx);
+		ctx_free(l, n->ctx);
 		n->ctx = NULL;
 	}
 	return n->ctx;
@@ -584,7 +638,7 @@ static bool cluster_connect(rep_link_t *l)
 		    !load_slots(l, c, l->cluster[i])) {
 			snprintf(last, sizeof(last), "%s", l->err);
 			if (c)
-				redisFree(c);
+				ctx_free(l, c);
 			continue;
 		}
 		int idx = node_find(l, l->cluster[i]);
@@ -592,7 +646,7 @@ static bool cluster_connect(rep_link_t *l)
 			l->nodes[idx].ctx = c;
 		} else {
 			/* The seed is a replica, or named otherwise than the cluster names it. */
-			redisFree(c);
+			ctx_free(l, c);
 			idx = l->slot_node[0] != LINK_NO_NODE ? l->slot_node[0] : 0;
 			if (node_ctx(l, (size_t)idx) == NULL) {
 				snprintf(last, sizeof(last), "%s", l->err);
@@ -647,6 +701,10 @@ struct redisContext *rep_link_get(rep_link_t *l)
 
 	if (l->ctx)
 		return l->ctx;
+	if (__atomic_load_n(&l->interrupted, __ATOMIC_RELAXED)) {
+		set_err(l, "stopping");
+		return NULL;
+	}
 	now = now_ms();
 	if (now < l->open_until_ms) {
 		__atomic_store_n(&l->state, REP_LINK_OPEN, __ATOMIC_RELAXED);

@@ -428,7 +428,8 @@ static scan_gen_t *scan_current;
 
 void scan_gen_publish(scan_gen_t *g)
 {
-	scan_gen_ref(g);
+	if (g)
+		scan_gen_ref(g);
 	pthread_mutex_lock(&scan_current_lock);
 	scan_gen_t *old = scan_current;
 	scan_current = g;

@@ -375,9 +375,18 @@ int main(int argc, char **argv)
 	int rc = glue_run(reload);
 	/* The pid file's path may have changed with a reload; use the live one. */
 	scan_gen_t *cur = scan_gen_acquire();
-	unlink(scan_gen_settings(cur ? cur : g)->pid_file);
-	log_msg(LOG_L_NOTICE, "sift-milter stopped");
+	char pid_file[4096];
+	snprintf(pid_file, sizeof(pid_file), "%s", scan_gen_settings(cur ? cur : g)->pid_file);
+	/*
+	 * Release the modules before saying "stopped": their threads stop and
+	 * what they hold for the next start (unconfirmed reputation updates,
+	 * say) is saved. A connection still in flight after stop_timeout keeps
+	 * its generation, and the process exits without waiting for it.
+	 */
+	scan_gen_publish(NULL);
 	scan_gen_unref(cur);
 	scan_gen_unref(g);
+	unlink(pid_file);
+	log_msg(LOG_L_NOTICE, "sift-milter stopped");
 	return rc == 0 ? 0 : 1;
 }

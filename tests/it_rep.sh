@@ -325,6 +325,45 @@ check "node c was never restarted" alive "$C_PID"
 check "node d was never restarted" alive "$D_PID"
 check "the node logged the switch" grep -q "Redis 127.0.0.1:$P2 available" "$D/c.log"
 
+# ------------------------------------------------------------ 5. stopping over a stalled link
+
+# Redis stops answering (CLIENT PAUSE holds every command) while a write
+# and the sync's read wait on it, with the default command timeout (30 s).
+# SIGTERM must not sit that out: the reads are cut at once, the writer
+# after a short last try, and the unconfirmed update is kept for the next
+# start, where it lands.
+P5=$(free_port)
+start_redis stall "$P5"
+mkdir -p "$D/s"
+cat >"$D/s.conf" <<EOF
+log = stderr
+log_level = info
+rules = $top_srcdir/tests/data/rules
+add_header_score = 5
+reject_score = 1000
+state_dir = $D/s
+redis_server = 127.0.0.1:$P5
+rep_write_window = 100ms
+$TRUST
+EOF
+start_node s
+send s s1 192.0.2.55 "$DATA/spam.eml"
+check "a write lands while Redis answers" wait_for 10 spam_ge "$P5" 192.0.2.55 0.99
+rcli "$P5" CLIENT PAUSE 8000 ALL >/dev/null # new clients wait too: it ends by itself
+send s s2 192.0.2.55 "$DATA/spam.eml"
+sleep 1 # the writer is now waiting for the paused EVALSHA
+t0=$(date +%s)
+kill -TERM "$s_PID"
+wait_for 40 sh -c "! kill -0 $s_PID 2>/dev/null"
+t1=$(date +%s)
+it_untrack "$s_PID"
+check "SIGTERM over a stalled link stops the daemon within 8 s (took $((t1 - t0)) s)" \
+	[ $((t1 - t0)) -le 8 ]
+check "the unconfirmed update is kept for the next start" \
+	grep -q "unwritten reputation updates .* kept for the next start" "$D/s.log"
+start_node s
+check "and lands after the restart" wait_for 20 spam_ge "$P5" 192.0.2.55 1.99
+
 # ------------------------------------------------------------ 4. the deprecated single timeout
 
 cat >"$D/old.conf" <<EOF
