@@ -209,7 +209,7 @@ it_linkem_start() {
 }
 
 # it_linkem_ctl CONTROL_PATH COMMAND...: one control command (stats, stall
-# MS, cut, cut-after BYTES, reset, set delay|rate|loss V); prints the reply
+# MS, cut, cut-after BYTES [TIMES], reset, set delay|rate|loss V); prints the reply
 # line, succeeds when it is "ok ...".
 it_linkem_ctl() {
 	_lc=$1

@@ -100,6 +100,15 @@ timed "$D/gcut" via GET v64
 check "cut-after delivers exactly 10000 bytes downstream ($(stat down))" [ "$(stat down)" = 10000 ]
 check "... and then cuts" [ "$(stat cuts)" = 1 ]
 check "redis-cli does not get the whole value" sh -c "! head -c $SIZE '$D/gcut' | cmp -s - '$D/v64'"
+# cut-after BYTES TIMES: a cut after each BYTES, TIMES times, then none.
+it_linkem_ctl "$CTL" reset >/dev/null
+it_linkem_ctl "$CTL" cut-after 5000 2 >/dev/null
+via GET v64 >/dev/null 2>&1
+via GET v64 >/dev/null 2>&1
+check "cut-after 5000 2 cuts twice, at 5000 and 10000 bytes ($(stat cuts), $(stat down))" \
+	[ "$(stat cuts)/$(stat down)" = 2/10000 ]
+via GET v64 >"$D/gafter" 2>&1
+check "... and then lets a whole value through" sh -c "head -c $SIZE '$D/gafter' | cmp -s - '$D/v64'"
 
 # ------------------------------------------------------------ loss
 head -c 786432 /dev/urandom | base64 -w0 >"$D/v1m"

@@ -27,7 +27,9 @@
  *     stats                 ok up=B down=B conns=N open=N cuts=N delay_ms=.. rate=.. loss=..
  *     stall MS              nothing is forwarded for MS ms; connections stay open
  *     cut                   every open connection is reset, both sides
- *     cut-after BYTES       cut once BYTES more bytes went downstream (to the clients)
+ *     cut-after BYTES [N]   cut once BYTES more bytes went downstream (to the clients),
+ *                           and again after each BYTES more, N times in all (default
+ *                           1); BYTES 0 cancels
  *     reset                 counters to zero
  *     set delay|rate|loss V applies to segments read from now on
  * "up" counts bytes delivered to the --to side, "down" bytes delivered to
@@ -107,6 +109,8 @@ static struct {
 	uint64_t up, down, conns, cuts;
 	int64_t stall_until_us;
 	int64_t cut_after; /* downstream bytes left before a cut; -1: none */
+	int64_t cut_every; /* re-armed with this after a cut ... */
+	long cut_repeat;   /* ... this many more times */
 	bool cut_pending;
 } g = {.rng = 1, .cut_after = -1};
 
@@ -347,7 +351,7 @@ static bool conn_write(conn_t *c, int i, int64_t now)
 			if (i == 1 && g.cut_after >= 0) {
 				g.cut_after -= n;
 				if (g.cut_after == 0) {
-					g.cut_after = -1;
+					g.cut_after = g.cut_repeat-- > 0 ? g.cut_every : -1;
 					g.cut_pending = true;
 					return true;
 				}
@@ -424,14 +428,18 @@ static void ctl_command(char *line, char *out, size_t size)
 		snprintf(out, size, "ok stalled %ld ms", ms);
 	} else if (strcmp(args[0], "cut") == 0 && n == 1) {
 		snprintf(out, size, "ok cut %d connections", cut_all());
-	} else if (strcmp(args[0], "cut-after") == 0 && n == 2) {
+	} else if (strcmp(args[0], "cut-after") == 0 && (n == 2 || n == 3)) {
 		long long b = strtoll(args[1], &end, 10);
-		if (*end != '\0' || b < 1) {
-			snprintf(out, size, "error cut-after wants a byte count >= 1");
+		long times = 1;
+		if (*end != '\0' || b < 0 ||
+		    (n == 3 && ((times = strtol(args[2], &end, 10)) < 1 || *end != '\0'))) {
+			snprintf(out, size, "error cut-after BYTES [TIMES] (BYTES 0: cancel)");
 			return;
 		}
-		g.cut_after = b;
-		snprintf(out, size, "ok cut after %lld bytes downstream", b);
+		g.cut_after = b > 0 ? b : -1;
+		g.cut_every = b;
+		g.cut_repeat = times - 1;
+		snprintf(out, size, "ok cut after %lld bytes downstream, %ld times", b, times);
 	} else if (strcmp(args[0], "reset") == 0 && n == 1) {
 		g.up = g.down = g.conns = g.cuts = 0;
 		snprintf(out, size, "ok counters reset");
