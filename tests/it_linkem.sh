@@ -18,9 +18,11 @@ it_redis_start 10 "$D/redis" "$RP" "$D/redis.log" ||
 
 LP=$(free_port)
 CTL=$D/ctl
-it_linkem_start "$LP" "$RP" "$CTL" --delay-ms 100 --seed 7 --stats "$D/stats" ||
+it_linkem_start "$LP" "$RP" "$CTL" --delay-ms 100 --seed 7 --stats "$D/stats" \
+	--pidfile "$D/pid" ||
 	{ fail "sift-linkem did not start"; cat "$CTL.log" >&2; it_done; }
 LINKEM_PID=$IT_LINKEM_PID
+check "the pidfile holds its PID" [ "$(cat "$D/pid")" = "$LINKEM_PID" ]
 
 ms_now() { echo $(($(date +%s%N) / 1000000)); }
 ge() { [ "$1" -ge "$2" ] || { echo "  $1 < $2" >&2; return 1; }; }
@@ -137,7 +139,7 @@ check "SIGTERM ends it" wait_for 5 sh -c "! kill -0 $LINKEM_PID 2>/dev/null"
 wait "$LINKEM_PID"
 check "... with status 0" [ $? = 0 ]
 it_untrack "$LINKEM_PID"
-check "the control socket is removed" [ ! -e "$CTL" ]
+check "the control socket and the pidfile are removed" sh -c "[ ! -e '$CTL' ] && [ ! -e '$D/pid' ]"
 
 # ------------------------------------------------------------ loopback only
 P2=$(free_port)
