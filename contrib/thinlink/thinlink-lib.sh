@@ -253,6 +253,7 @@ tl_mirror_count() {
 # TL_SYNC_DOWN, TL_SYNC_CUTS. The node is stopped afterwards.
 tl_sync() {
 	_n=$1 _c=$2 _want=$3 _cuts=$4 _to=$5
+	TL_SYNC_S=- TL_SYNC_GOT=0 TL_SYNC_UP=0 TL_SYNC_DOWN=0 TL_SYNC_CUTS=0
 	rm -rf "${TL_DIR:?}/$_n"
 	mkdir -p "$TL_DIR/$_n"
 	tl_ctl "$_c" reset >/dev/null
@@ -260,7 +261,6 @@ tl_sync() {
 	_t0=$(tl_ms)
 	tl_node_start "$_n" || { echo "thinlink: node $_n did not start" >&2; return 1; }
 	_end=$((_t0 + _to * 1000))
-	TL_SYNC_S=-
 	while :; do
 		TL_SYNC_GOT=$(tl_mirror_count "$_n")
 		if [ "${TL_SYNC_GOT:-0}" -ge "$_want" ]; then
