@@ -153,6 +153,7 @@ done
 # while it syncs, each after a quarter of the entries' own size went down.
 sync_row() { printf '%-28s %8s %5s %9s %13s %10s %10s %10s\n' "$@"; }
 echo
+# cuts: asked / done (a sync that never gets far enough is not cut)
 sync_row profile entries cuts "time s" "in mirror" "up KB" "down KB" "down/own"
 sync_profile() {
 	_pn=$1 _ctl=$2 _port=$3
@@ -164,7 +165,7 @@ sync_profile() {
 			tl_sync "s-$_pn-$n-$cuts" "$_ctl" "$n" "$cuts" "$sync_to"
 			t=$TL_SYNC_S
 			[ "$t" = - ] && t=">$sync_to"
-			sync_row "$_pn" "$n" "$TL_SYNC_CUTS" "$t" "$TL_SYNC_GOT" "$(kb "$TL_SYNC_UP")" \
+			sync_row "$_pn" "$n" "$cuts/$TL_SYNC_CUTS" "$t" "$TL_SYNC_GOT" "$(kb "$TL_SYNC_UP")" \
 				"$(kb "$TL_SYNC_DOWN")" \
 				"$(awk -v d="$TL_SYNC_DOWN" -v o="$TL_OWN" 'BEGIN { printf "%.2f", d / o }')"
 		done
