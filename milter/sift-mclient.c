@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -51,6 +52,7 @@ struct options {
 	long timeout_ms;
 	const char *ext; /* only files ending so when walking directories */
 	bool tsv, quiet, abort_first;
+	unsigned long ip_count; /* connections cycle through this many addresses from client_ip */
 };
 
 /* What the worker threads share; the counters are the only mutable part. */
@@ -80,12 +82,15 @@ static void usage(FILE *fp)
 	fputs("usage: sift-mclient -s SOCKET [-j CONCURRENCY] [-n REPEAT] [-i CLIENT_IP]\n"
 	      "         [-N CLIENT_NAME] [-H HELO] [-f FROM] [-r RCPT]... [-a AUTH_USER]\n"
 	      "         [-t TIMEOUT_MS] [-e EXT] [--per-conn N] [--abort-first] [--tsv] [-q]\n"
+	      "         [--ip-count N]\n"
 	      "         FILE|DIR...\n"
 	      "  SOCKET       unix:/path or inet:port@host\n"
 	      "  --per-conn N messages per milter connection (default 1; 0: unlimited)\n"
 	      "  --abort-first the first message of each connection is aborted after its\n"
 	      "               headers (SMFIC_ABORT); the next ones are sent in full\n"
 	      "  --tsv        per message: file action reply headers mods ms\n"
+	      "  --ip-count N each connection comes from one of N consecutive IPv4\n"
+	      "               addresses starting at -i CLIENT_IP\n"
 	      "  -q           no per-message output, only the summary (on stderr)\n",
 	      fp);
 }
@@ -325,6 +330,13 @@ static void *worker(void *arg)
 			job = atomic_fetch_add(&run->next_job, 1);
 			continue;
 		}
+		char ipbuf[INET_ADDRSTRLEN];
+		struct in_addr ia;
+		/* Distinct clients, as a real MTA sees them (reputation keys per IP and /24). */
+		if (o->ip_count > 1 && inet_pton(AF_INET, o->client_ip, &ia) == 1) {
+			ia.s_addr = htonl(ntohl(ia.s_addr) + (uint32_t)(job % o->ip_count));
+			sess.client_ip = inet_ntop(AF_INET, &ia, ipbuf, sizeof(ipbuf));
+		}
 		if (mclient_smtp_connect(c, &sess, a, &r) < 0) {
 			job_failed(run, a, job, mclient_error(c));
 			mclient_close(c);
@@ -450,11 +462,12 @@ int main(int argc, char **argv)
 	                    .from = "sender@sift.test",
 	                    .qid_prefix = "MC",
 	                    .timeout_ms = 10000};
-	enum { OPT_PER_CONN = 256, OPT_TSV, OPT_ABORT_FIRST };
+	enum { OPT_PER_CONN = 256, OPT_TSV, OPT_ABORT_FIRST, OPT_IP_COUNT };
 	static const struct option longopts[] = {
 	    {"per-conn", required_argument, NULL, OPT_PER_CONN},
 	    {"tsv", no_argument, NULL, OPT_TSV},
 	    {"abort-first", no_argument, NULL, OPT_ABORT_FIRST},
+	    {"ip-count", required_argument, NULL, OPT_IP_COUNT},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -498,6 +511,10 @@ int main(int argc, char **argv)
 			break;
 		case OPT_TSV: o.tsv = true; break;
 		case OPT_ABORT_FIRST: o.abort_first = true; break;
+		case OPT_IP_COUNT:
+			if (!parse_ulong(optarg, 1UL << 24, &o.ip_count) || o.ip_count == 0)
+				goto bad;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: goto bad;
 		}

@@ -191,6 +191,38 @@ it_redis_start() {
 	wait_for "$_rt" it_redis_ping "$_rp"
 }
 
+# it_linkem_start LISTEN_PORT TARGET_PORT CONTROL_PATH [ARGS...]: starts
+# sift-linkem forwarding 127.0.0.1:LISTEN_PORT to 127.0.0.1:TARGET_PORT as a
+# thin link (ARGS: --delay-ms N --rate BITS_PER_S --loss P --seed N --stats
+# FILE), controlled over the unix socket CONTROL_PATH, tracked for the EXIT
+# trap; sets IT_LINKEM_PID. Its stderr goes to CONTROL_PATH.log. Returns
+# non-zero when it does not answer on CONTROL_PATH within 10 s.
+it_linkem_start() {
+	_ll=$1 _lt=$2 _lc=$3
+	shift 3
+	rm -f "$_lc"
+	"$top_builddir/sift-linkem" --listen "127.0.0.1:$_ll" --to "127.0.0.1:$_lt" \
+		--control "$_lc" "$@" 2>>"$_lc.log" &
+	IT_LINKEM_PID=$!
+	it_track "$IT_LINKEM_PID"
+	wait_for 10 it_linkem_ctl "$_lc" stats >/dev/null 2>&1
+}
+
+# it_linkem_ctl CONTROL_PATH COMMAND...: one control command (stats, stall
+# MS, cut, cut-after BYTES [TIMES], reset, set delay|rate|loss V); prints the reply
+# line, succeeds when it is "ok ...".
+it_linkem_ctl() {
+	_lc=$1
+	shift
+	"$top_builddir/sift-linkem" --ctl "$_lc" "$@"
+}
+
+# it_linkem_stat CONTROL_PATH NAME: one counter of the stats reply (up,
+# down, conns, open, cuts).
+it_linkem_stat() {
+	it_linkem_ctl "$1" stats | tr ' ' '\n' | sed -n "s/^$2=//p"
+}
+
 # A TCP port on 127.0.0.1 nobody listens on (random, checked with a bind).
 free_port() {
 	python3 - <<'EOF' 2>/dev/null && return 0
