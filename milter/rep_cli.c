@@ -8,7 +8,9 @@
 #include "config.h"
 
 #include "rep.h"
+#include "xalloc.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -22,6 +24,7 @@ static int usage(void)
 	fprintf(
 	    stderr,
 	    "usage: sift block add IP|CIDR|DOMAIN [--reason TEXT] [--expire DURATION] [--allow]\n"
+	    "       sift block add|del --from FILE [--reason TEXT] [--expire DURATION] [--allow]\n"
 	    "       sift block del IP|CIDR|DOMAIN\n"
 	    "       sift block list [--all] [--sync]\n"
 	    "       sift block export --rbldnsd [FILE]\n"
@@ -112,21 +115,81 @@ static void fmt_time(int64_t t, char *buf, size_t size)
 	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/*
+ * The targets of one add/del: the argument, or every line of --from FILE
+ * ("-" for stdin; blank lines and # comments skipped). All are checked
+ * before anything is published, so a list with a bad line changes nothing.
+ */
+struct targets {
+	rep_target_t *t;
+	size_t n, cap;
+};
+
+static int targets_add(struct targets *ts, const char *s, const char *file, unsigned line)
+{
+	char err[300];
+	if (ts->n == ts->cap) {
+		ts->cap = ts->cap ? 2 * ts->cap : 64;
+		ts->t = xalloc_realloc(ts->t, ts->cap * sizeof(*ts->t));
+	}
+	if (rep_target_parse(s, &ts->t[ts->n], err, sizeof(err)) < 0) {
+		if (file)
+			fprintf(stderr, "%s:%u: %s\n", file, line, err);
+		else
+			fprintf(stderr, "sift block: %s\n", err);
+		return -1;
+	}
+	ts->n++;
+	return 0;
+}
+
+static int targets_read(struct targets *ts, const char *path)
+{
+	FILE *fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+	char buf[1024];
+	unsigned line = 0;
+	int bad = 0;
+	if (fp == NULL) {
+		fprintf(stderr, "sift block: cannot open %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(buf, sizeof(buf), fp)) {
+		line++;
+		char *p = buf, *e;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		for (e = p; *e && *e != '\n' && *e != '\r' && *e != '#' && *e != ' ' && *e != '\t';
+		     e++)
+			;
+		if (e == p)
+			continue;
+		*e = '\0';
+		if (targets_add(ts, p, path, line) < 0)
+			bad = -1;
+	}
+	if (fp != stdin)
+		fclose(fp);
+	return bad;
+}
+
 static int cmd_change(const rep_config_t *rc, int argc, char **argv, bool del)
 {
 	static const struct option opts[] = {{"reason", required_argument, NULL, 'r'},
 	                                     {"expire", required_argument, NULL, 'e'},
 	                                     {"allow", no_argument, NULL, 'a'},
+	                                     {"from", required_argument, NULL, 'f'},
 	                                     {NULL, 0, NULL, 0}};
 	rep_op_t op;
 	char err[300], tgt[REP_DOMAIN_MAX_BYTES];
+	const char *from = NULL;
+	struct targets ts = {0};
 	int64_t dur = 0;
-	int ch;
+	int ch, rc_out = 0;
 
 	memset(&op, 0, sizeof(op));
 	op.del = del;
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "r:e:a", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "r:e:af:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'r': snprintf(op.e.reason, sizeof(op.e.reason), "%s", optarg); break;
 		case 'e':
@@ -138,23 +201,30 @@ static int cmd_change(const rep_config_t *rc, int argc, char **argv, bool del)
 			}
 			break;
 		case 'a': op.e.allow = true; break;
+		case 'f': from = optarg; break;
 		default: return usage();
 		}
 	}
-	if (optind + 1 != argc)
+	if (from ? optind != argc : optind + 1 != argc)
 		return usage();
-	if (rep_target_parse(argv[optind], &op.e.target, err, sizeof(err)) < 0) {
-		fprintf(stderr, "sift block: %s\n", err);
+	if ((from ? targets_read(&ts, from) : targets_add(&ts, argv[optind], NULL, 0)) < 0) {
+		free(ts.t);
 		return 2;
 	}
-	rep_target_format(&op.e.target, tgt, sizeof(tgt));
+	if (ts.n == 0) {
+		fprintf(stderr, "sift block: %s names no entry\n", from);
+		free(ts.t);
+		return 2;
+	}
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
-	op.e.stamp = (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
+	/* Each operation a stamp of its own: per target the newest stamp wins. */
+	uint64_t stamp0 = (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
 	op.e.added = (int64_t)now.tv_sec;
 	op.e.expire = dur ? op.e.added + dur : 0;
 	if (strchr(op.e.reason, '\n') || strchr(op.e.reason, '\t')) {
 		fprintf(stderr, "sift block: the reason must be one line\n");
+		free(ts.t);
 		return 2;
 	}
 
@@ -168,27 +238,40 @@ static int cmd_change(const rep_config_t *rc, int argc, char **argv, bool del)
 			if (*p == '|')
 				*p = '_';
 		rep_mirror_t *m = open_mirror(rc, true);
-		if (m == NULL)
-			return 1;
-		int n = rep_mirror_apply(m, &op, 1);
-		rep_mirror_close(m);
-		if (n < 0) {
-			fprintf(stderr, "sift block: cannot update %s\n", rc->mirror_dir);
+		if (m == NULL) {
+			free(ts.t);
 			return 1;
 		}
-		printf("%s %s (local mirror only: no Redis configured)\n",
-		       del ? "deleted" : "added", tgt);
-		return 0;
+		for (size_t i = 0; i < ts.n && rc_out == 0; i++) {
+			op.e.target = ts.t[i];
+			op.e.stamp = stamp0 + i;
+			if (rep_mirror_apply(m, &op, 1) < 0) {
+				fprintf(stderr, "sift block: cannot update %s\n", rc->mirror_dir);
+				rc_out = 1;
+			} else if (from == NULL) {
+				rep_target_format(&op.e.target, tgt, sizeof(tgt));
+				printf("%s %s (local mirror only: no Redis configured)\n",
+				       del ? "deleted" : "added", tgt);
+			}
+		}
+		rep_mirror_close(m);
+		if (from && rc_out == 0)
+			printf("%s %zu entries (local mirror only: no Redis configured)\n",
+			       del ? "deleted" : "added", ts.n);
+		free(ts.t);
+		return rc_out;
 	}
 	/* Shared entries are accepted by the other nodes only when signed. */
 	if (rc->bl.signing_key == NULL) {
 		fprintf(stderr, "sift block: publishing to the shared list needs block_signing_key "
 		                "(create one with `sift block keygen`)\n");
+		free(ts.t);
 		return 1;
 	}
 	rep_signer_t signer;
 	if (rep_signer_load(rc->bl.signing_key, &signer, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sift block: block_signing_key: %s\n", err);
+		free(ts.t);
 		return 1;
 	}
 	snprintf(op.e.by, sizeof(op.e.by), "%s", signer.name);
@@ -200,22 +283,41 @@ static int cmd_change(const rep_config_t *rc, int argc, char **argv, bool del)
 		        "sift block: warning: '%s' is not among this node's block_trusted_key "
 		        "lines; nodes that do not trust it ignore the entry\n",
 		        signer.name);
-	else if (!del && rep_target_too_broad(&op.e.target, &rc->bl))
-		fprintf(stderr,
-		        "sift block: warning: %s is broader than block_min_prefix4/6 or a public "
-		        "suffix; nodes ignore it unless they trust '%s' with 'broad'\n",
-		        tgt, signer.name);
 	rep_link_t *l = open_link(rc, true);
-	char id[REP_ID_MAX_BYTES];
-	int pub = rep_bl_publish(l, rc->prefix, &op, &signer, rc->stream_max, id, sizeof(id));
-	rep_signer_wipe(&signer);
-	if (pub < 0) {
-		fprintf(stderr, "sift block: not published, Redis unavailable: %s\n",
-		        rep_link_error(l)[0] ? rep_link_error(l) : "unexpected reply");
-		rep_link_free(l);
-		return 1;
+	char id[REP_ID_MAX_BYTES] = "";
+	size_t done = 0;
+	for (size_t i = 0; i < ts.n; i++) {
+		op.e.target = ts.t[i];
+		op.e.stamp = stamp0 + i;
+		rep_target_format(&op.e.target, tgt, sizeof(tgt));
+		if (known && !del && rep_target_too_broad(&op.e.target, &rc->bl))
+			fprintf(
+			    stderr,
+			    "sift block: warning: %s is broader than block_min_prefix4/6 or a "
+			    "public suffix; nodes ignore it unless they trust '%s' with 'broad'\n",
+			    tgt, signer.name);
+		if (rep_bl_publish(l, rc->prefix, &op, &signer, rc->stream_max, id, sizeof(id)) <
+		    0) {
+			fprintf(stderr,
+			        "sift block: %s not published (%zu of %zu were), Redis "
+			        "unavailable: %s\n",
+			        tgt, done, ts.n,
+			        rep_link_error(l)[0] ? rep_link_error(l) : "unexpected reply");
+			rc_out = 1;
+			break;
+		}
+		done++;
+		if (from == NULL)
+			printf("%s %s (stream id %s)\n", del ? "deleted" : "added", tgt, id);
 	}
-	printf("%s %s (stream id %s)\n", del ? "deleted" : "added", tgt, id);
+	rep_signer_wipe(&signer);
+	free(ts.t);
+	if (from && done > 0)
+		printf("%s %zu entries (last stream id %s)\n", del ? "deleted" : "added", done, id);
+	if (rc_out != 0) {
+		rep_link_free(l);
+		return rc_out;
+	}
 	/* Our own mirror follows the stream like every node's; catch up now if that is quick. */
 	struct stat st;
 	if (stat(rc->mirror_dir, &st) == 0) {

@@ -364,6 +364,31 @@ check "the unconfirmed update is kept for the next start" \
 start_node s
 check "and lands after the restart" wait_for 20 spam_ge "$P5" 192.0.2.55 1.99
 
+# A publisher's list in one command: every line signed and published, or,
+# when a line is bad, nothing at all.
+cat >"$D/pub5.conf" <<EOF
+state_dir = $D/pub5
+redis_server = 127.0.0.1:$P5
+block_signing_key = $D/pub.key
+$TRUST
+EOF
+printf '# feed\n198.51.100.7\n\n198.51.100.0/28   # a comment\nspam.example\n' >"$D/list.txt"
+out=$("$SIFT" -c "$D/pub5.conf" block add --from "$D/list.txt" --reason feed 2>&1)
+check "block add --from publishes every entry of a list" has "$out" "added 3 entries"
+check "each one signed and in the shared list" [ "$(rcli "$P5" HLEN 'sift:{bl}:state')" = 3 ]
+ok=""
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	send s "sfrom$i" 198.51.100.7 "$DATA/ham.eml"
+	case "$(rules_of "sfrom$i")" in *BLOCKLIST_IP*) ok=1; break ;; esac
+	sleep 0.2
+done
+check "and the node enforces them" [ -n "$ok" ]
+printf '203.0.113.9\n203.0.113.10\nnot an address!\n' >"$D/bad.txt"
+"$SIFT" -c "$D/pub5.conf" block add --from "$D/bad.txt" >"$D/bad.out" 2>&1
+check "a list with a bad line fails" [ $? = 2 ]
+check "naming the file and line" grep -q "bad.txt:3: " "$D/bad.out"
+check "and publishes nothing of it" [ "$(rcli "$P5" HLEN 'sift:{bl}:state')" = 3 ]
+
 # ------------------------------------------------------------ 4. the deprecated single timeout
 
 cat >"$D/old.conf" <<EOF
