@@ -110,28 +110,33 @@ tl_stat() { tl_ctl "$1" stats | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 # ------------------------------------------------------------ nodes
 
+# tl_trust: the publisher key of this run (made once in TL_DIR) and, in
+# TL_TRUST, the block_trusted_key line every node gets.
+tl_trust() {
+	[ -f "$TL_DIR/pub.key" ] ||
+		"$TL_BUILD/sift" block keygen --out "$TL_DIR/pub.key" --name thinlink >"$TL_DIR/keygen.out" 2>&1 ||
+		return 1
+	TL_TRUST=$(grep '^block_trusted_key = ' "$TL_DIR/keygen.out")
+}
+
 # tl_node_conf NAME SERVER: writes TL_DIR/NAME.conf for a node whose Redis is
 # SERVER (host:port; "none" for no Redis), with the shipped defaults for
-# everything else, then the lines of the file TL_CONF when set. The long
-# half-life only makes the counters sum to the number of increments (see
-# tl_writes_landed); it changes neither a message's path nor the bytes.
+# everything else, trusting this run's publisher key, then the lines of the
+# file TL_CONF when set. The long half-life only makes the counters sum to
+# the number of increments (see tl_writes_landed); it changes neither a
+# message's path nor the bytes.
 tl_node_conf() {
+	tl_trust || return 1
 	mkdir -p "$TL_DIR/$1"
 	{
 		echo "log = stderr"
 		echo "rules = $TL_RULES"
 		echo "state_dir = $TL_DIR/$1"
 		echo "rep_half_life = 365d"
+		echo "$TL_TRUST"
 		[ "$2" = none ] || echo "redis_server = $2"
 		[ -n "${TL_CONF:-}" ] && cat "$TL_CONF"
 	} >"$TL_DIR/$1.conf"
-	# The same mirror without Redis: reading it never touches the link.
-	{
-		echo "log = stderr"
-		echo "rules = $TL_RULES"
-		echo "state_dir = $TL_DIR/$1"
-		echo "block_mirror = $TL_DIR/$1/blockmirror"
-	} >"$TL_DIR/$1.local.conf"
 }
 
 # tl_node_start NAME: sift-milter in the foreground on TL_DIR/NAME.sock, its
@@ -206,42 +211,31 @@ tl_wait_writes() {
 # ------------------------------------------------------------ block lists
 
 # tl_block_write REDIS_PORT N: publishes N block entries (10.x.y.z, one
-# address each) straight into Redis, as `sift block add` does (rep_sync.c
-# rep_bl_publish: XADD to <prefix>{bl}:log, HSET in <prefix>{bl}:state, the
-# entry encoded as rep_key.c rep_entry_encode), in one redis-cli --pipe.
-# Prints the entries' own size: the bytes of target and encoded entry,
-# summed. THE ONE PLACE that knows the entry format: when entries change
-# (signed entries), change this function.
+# address each) straight into Redis (loopback, not through the link) with
+# `sift block add --from`, signed with this run's publisher key. Prints the
+# entries' own size: the bytes of every target and its signed entry as the
+# snapshot hash holds them, summed.
 tl_block_write() {
-	awk -v n="$2" -v p="$TL_PREFIX" -v now="$(date +%s)" -v own="$TL_DIR/own.$$" '
-	function cmd(nargs, a,    i, s) {
-		s = "*" nargs "\r\n"
-		for (i = 1; i <= nargs; i++)
-			s = s "$" length(a[i]) "\r\n" a[i] "\r\n"
-		printf "%s", s
-	}
-	BEGIN {
-		bytes = 0
-		for (i = 0; i < n; i++) {
-			t = sprintf("10.%d.%d.%d", int(i / 65536) % 256, int(i / 256) % 256, i % 256)
-			e = sprintf("block|0|%d|thinlink@hub|thinlink measurement entry %06d", now, i)
-			bytes += length(t) + length(e)
-			split("XADD|" p "{bl}:log|MAXLEN|~|100000|*|op|add|target|" t "|entry|" e, a, "|")
-			# the entry itself holds "|": rebuild the last argument
-			a[12] = e
-			cmd(12, a)
-			a[1] = "HSET"; a[2] = p "{bl}:state"; a[3] = t; a[4] = e
-			cmd(4, a)
-		}
-		print bytes > own
-	}' | tl_rcli "$1" --pipe >"$TL_DIR/pipe.log" 2>&1 || return 1
-	cat "$TL_DIR/own.$$"
-	rm -f "$TL_DIR/own.$$"
+	tl_trust || return 1
+	awk -v n="$2" 'BEGIN { for (i = 0; i < n; i++)
+		printf "10.%d.%d.%d\n", int(i / 65536) % 256, int(i / 256) % 256, i % 256 }' \
+		>"$TL_DIR/entries.txt"
+	mkdir -p "$TL_DIR/pub"
+	printf 'state_dir = %s\nredis_server = 127.0.0.1:%s\nredis_prefix = %s\nblock_signing_key = %s\n%s\n' \
+		"$TL_DIR/pub" "$1" "$TL_PREFIX" "$TL_DIR/pub.key" "$TL_TRUST" >"$TL_DIR/pub.conf"
+	"$TL_BUILD/sift" -c "$TL_DIR/pub.conf" block add --from "$TL_DIR/entries.txt" \
+		--reason "thinlink measurement entry" >"$TL_DIR/publish.log" 2>&1 || return 1
+	# --raw ends every field and value with one newline; the signatures are
+	# binary, so count bytes, not lines.
+	_b=$(tl_rcli "$1" --raw HGETALL "${TL_PREFIX}{bl}:state" | wc -c)
+	_k=$(tl_rcli "$1" HLEN "${TL_PREFIX}{bl}:state")
+	echo $((_b - 2 * _k))
 }
 
-# tl_mirror_count NAME: entries in node NAME's local mirror, read without Redis.
+# tl_mirror_count NAME: entries in node NAME's local mirror (`sift block
+# list` reads only the mirror, never the link).
 tl_mirror_count() {
-	"$TL_BUILD/sift" -c "$TL_DIR/$1.local.conf" block list 2>/dev/null | grep -vc '^#'
+	"$TL_BUILD/sift" -c "$TL_DIR/$1.conf" block list 2>/dev/null | grep -vc '^#'
 }
 
 # tl_sync NAME CTL N CUTS TIMEOUT_S: a new node NAME (configured with
