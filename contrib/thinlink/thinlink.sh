@@ -99,10 +99,13 @@ msg_run() {
 	landed=- up=0 down=0
 	if [ "$_srv" != none ]; then
 		if [ -z "$expected" ]; then
-			# the baseline: until nothing more arrives for 3 s
+			# the baseline: until something arrived and then nothing more
+			# for 6 s (longer than the default rep_write_window, 5 s)
 			_last=-1
 			_same=0
-			while [ "$_same" -lt 6 ]; do
+			_i=0
+			while { [ "$_same" -lt 12 ] || [ "$_last" -le 0 ]; } && [ "$_i" -lt 240 ]; do
+				_i=$((_i + 1))
 				sleep 0.5
 				_now=$(tl_writes_landed "$RP")
 				[ "$_now" = "$_last" ] && _same=$((_same + 1)) || _same=0
