@@ -155,7 +155,7 @@ check "no sanitizer or fatal report in the log" \
 
 # The queue id macro of "macro-injection" carried ESC: logged escaped.
 check "a control character in the queue id macro is logged escaped" \
-	grep -q 'queue_id=Q\\x1b\[31mID ' "$LOG"
+	grep -q 'queue_id="Q\\x1b\[31mID" ' "$LOG"
 check "no raw control character in the log" \
 	sh -c "! LC_ALL=C grep -q '[[:cntrl:]]' '$LOG'"
 check "log_level = info: no debug lines" sh -c "! grep -q '\[debug\]' '$LOG'"
