@@ -68,11 +68,22 @@ typedef struct scan_settings {
 	mime_limits_t mime;
 	long deadline_ms; /* per-message budget for network evidence */
 	long milter_timeout_ms;
-	long stop_timeout_ms; /* SIGTERM: how long messages in flight may take to finish */
+	long stop_timeout_ms;   /* SIGTERM: how long messages in flight may take to finish */
+	int log_format;         /* of the per-message line: msglog_format_t (0 kv, 1 json) */
+	unsigned log_top_rules; /* hits named in the per-message line */
 } scan_settings_t;
 
 typedef struct scan_gen scan_gen_t;
 typedef struct scan_conn scan_conn_t;
+
+/* Evidence sources a generation can run: rules, bayes, rep, dnsbl. */
+#define SCAN_MAX_SOURCES 8
+
+/* One source's share of scan_score(): the per-message log line reports it. */
+typedef struct scan_timing {
+	const char *source; /* static: the source's name */
+	double ms;
+} scan_timing_t;
 
 typedef struct scan_result {
 	double score;
@@ -82,6 +93,8 @@ typedef struct scan_result {
 	double elapsed_ms;    /* wall time of scan_score() */
 	const char *failed;   /* sources whose score() returned EV_ERROR, "a,b"; NULL if none */
 	const char *degraded; /* sources that returned EV_DEGRADED, "a,b"; NULL if none */
+	scan_timing_t timings[SCAN_MAX_SOURCES]; /* the sources run, in order */
+	size_t n_timings;
 } scan_result_t;
 
 typedef struct scan_opts {

@@ -29,9 +29,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "msglog.h"
 #include "xalloc.h"
-
-#define GLUE_LOG_TOP_RULES 5
 
 /*
  * Incoming fields that claim to be our verdict. Removing them needs only
@@ -333,22 +332,31 @@ static void glue_strip_foreign(SMFICTX *ctx, struct glue_conn *gc, const verdict
 		        msg_queue_id(gc->m), gc->own_not_renamed);
 }
 
+/* The per-message line, in the format the generation's settings ask for (msglog.h). */
 static void glue_log(struct glue_conn *gc, const scan_result_t *r)
 {
-	char top[512] = "";
-	size_t n = hits_count(r->hits), used = 0;
-	for (size_t i = 0; i < n && i < GLUE_LOG_TOP_RULES; i++) {
-		const hit_t *h = hits_at(r->hits, i);
-		int w = snprintf(top + used, sizeof(top) - used, "%s%s(%.1f)", i ? "," : "",
-		                 h->name, h->score);
-		if (w < 0 || (size_t)w >= sizeof(top) - used)
-			break;
-		used += (size_t)w;
-	}
-	const char *ip = msg_client_ip(gc->m);
-	log_msg(LOG_L_INFO, "queue_id=%s ip=%s score=%.2f action=%s rules=%s%s ms=%.1f",
-	        msg_queue_id(gc->m), ip ? ip : "-", r->score, verdict_action_name(r->action),
-	        used ? top : "-", n > GLUE_LOG_TOP_RULES ? ",..." : "", r->elapsed_ms);
+	const scan_settings_t *set = scan_gen_settings(scan_conn_gen(gc->sc));
+	msglog_timing_t t[SCAN_MAX_SOURCES];
+	for (size_t i = 0; i < r->n_timings; i++)
+		t[i] = (msglog_timing_t){r->timings[i].source, r->timings[i].ms};
+	msglog_fields_t f = {
+	    .queue_id = msg_queue_id(gc->m),
+	    .ip = msg_client_ip(gc->m),
+	    .helo = msg_helo(gc->m),
+	    .client_name = msg_client_name(gc->m),
+	    .action = verdict_action_name(r->action),
+	    .score = r->score,
+	    .hits = r->hits,
+	    .timings = t,
+	    .n_timings = r->n_timings,
+	    .degraded = r->degraded,
+	    .failed = r->failed,
+	    .size_bytes = msg_body_size(gc->m),
+	    .ms = r->elapsed_ms,
+	};
+	char line[MSGLOG_LINE_BYTES];
+	msglog_format(line, sizeof(line), (msglog_format_t)set->log_format, set->log_top_rules, &f);
+	log_msg(LOG_L_INFO, "%s", line);
 }
 
 #define GLUE_REASON_MAX_BYTES 200

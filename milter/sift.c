@@ -20,6 +20,7 @@
 #include "rep.h"
 #include "rules.h"
 #include "scan.h"
+#include "stats.h"
 
 #define SIFT_MAX_CLI_RULE_PATHS 64
 #define SIFT_MAX_WALK_DEPTH     16
@@ -45,6 +46,8 @@ static void usage(FILE *fp)
 	            "                     maintain the Bayes store\n"
 	            "  block add|del|list|export ...\n"
 	            "                     manage the shared block and allow lists\n"
+	            "  stats [--url URL] [--watch SECONDS [--count N]] [--raw]\n"
+	            "                     the running daemon's figures (from metrics_listen)\n"
 	            "  version            print the version\n");
 }
 
@@ -270,6 +273,7 @@ static const struct {
 } commands[] = {
     {"check", cmd_check},       {"lint", cmd_lint},       {"learn", bayes_cmd_learn},
     {"bayes", bayes_cmd_bayes}, {"block", rep_cmd_block}, {"version", cmd_version},
+    {"stats", stats_cmd_stats},
 };
 
 int main(int argc, char **argv)

@@ -155,7 +155,7 @@ check "no sanitizer or fatal report in the log" \
 
 # The queue id macro of "macro-injection" carried ESC: logged escaped.
 check "a control character in the queue id macro is logged escaped" \
-	grep -q 'queue_id=Q\\x1b\[31mID ' "$LOG"
+	grep -q 'queue_id="Q\\x1b\[31mID" ' "$LOG"
 check "no raw control character in the log" \
 	sh -c "! LC_ALL=C grep -q '[[:cntrl:]]' '$LOG'"
 check "log_level = info: no debug lines" sh -c "! grep -q '\[debug\]' '$LOG'"
@@ -190,6 +190,63 @@ fi
 kill "$DPID" 2>/dev/null
 wait "$DPID" 2>/dev/null
 it_untrack "$DPID"
+# --- log_format = json, and a hostile HELO in both formats: one parseable line
+{ cat "$D/sift.conf"; echo "log_format = json"; } >"$D/json.conf"
+JPORT=$(free_port)
+JLOG=$D/json.log
+HOSTILE=$(printf 'evil"\\ \033[31m queue_id=forged\001\377\303\251')
+"$MILTER" -f -c "$D/json.conf" -d "$D/state" -p "inet:$JPORT@127.0.0.1" 2>>"$JLOG" &
+JPID=$!
+it_track "$JPID"
+if wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$JPORT" 2>/dev/null; then
+	"$MC" -s "inet:$JPORT@127.0.0.1" -t 10000 -i 192.0.2.12 -N mail.example.org \
+		-H "$HOSTILE" -f sender@example.org -Q json -q "$DATA/ham.eml" 2>"$D/json.err"
+	wait_for 5 grep -q '"queue_id":"json00000000"' "$JLOG"
+	check "json: the message line is one JSON object with the fields, HELO intact" \
+		python3 -c '
+import json, sys
+lines = [l.split("]: ", 1)[1] for l in open(sys.argv[1], encoding="ascii") if "]: {" in l]
+assert len(lines) == 1, lines
+o = json.loads(lines[0])
+assert o["queue_id"] == "json00000000" and o["ip"] == "192.0.2.12", o
+assert o["helo"] == sys.argv[2].encode("utf-8", "surrogateescape")[:-3].decode() + "\ufffd\u00e9", o
+assert o["client"] == "mail.example.org" and o["action"] == "accept", o
+assert isinstance(o["score"], float) and isinstance(o["rules"], list), o
+assert "rules" in o["t"] and o["degraded"] == [] and o["failed"] == [], o
+assert o["size"] > 0 and o["ms"] >= 0, o
+' "$JLOG" "$HOSTILE"
+	check "json: no raw control character in the log" \
+		sh -c "! LC_ALL=C grep -q '[[:cntrl:]]' '$JLOG'"
+else
+	fail "json: sift-milter did not listen on port $JPORT within 10 s"
+fi
+kill "$JPID" 2>/dev/null
+wait "$JPID" 2>/dev/null
+it_untrack "$JPID"
+# The kvh line with its quoted values taken out: what a kv parser sees as keys.
+kv_forged_only_quoted() {
+	_l=$(grep 'queue_id=kvh00000000 ' "$KLOG" | sed 's/"\([^"\\]\|\\.\)*"//g')
+	case $_l in *" helo= client="*) ;; *) return 1 ;; esac
+	case $_l in *forged*) return 1 ;; esac
+}
+KPORT=$(free_port)
+KLOG=$D/kvhelo.log
+"$MILTER" -f -c "$D/sift.conf" -d "$D/state" -p "inet:$KPORT@127.0.0.1" 2>>"$KLOG" &
+KPID=$!
+it_track "$KPID"
+if wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$KPORT" 2>/dev/null; then
+	"$MC" -s "inet:$KPORT@127.0.0.1" -t 10000 -i 192.0.2.13 -H "$HOSTILE" \
+		-f sender@example.org -Q kvh -q "$DATA/ham.eml" 2>"$D/kvh.err"
+	wait_for 5 grep -q 'queue_id=kvh00000000 ' "$KLOG"
+	check "kv: a hostile HELO is one quoted, escaped value" \
+		grep -q -F ' helo="evil\"\\ \x1b[31m queue_id=forged\x01\xff\xc3\xa9" client=' "$KLOG"
+	check "kv: the forged key is only inside the quoted value" kv_forged_only_quoted
+else
+	fail "kv: sift-milter did not listen on port $KPORT within 10 s"
+fi
+kill "$KPID" 2>/dev/null
+wait "$KPID" 2>/dev/null
+it_untrack "$KPID"
 if [ "$IT_FAILS" -ne 0 ]; then
 	echo "--- daemon log" >&2
 	tail -30 "$LOG" >&2
