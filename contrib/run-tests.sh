@@ -8,6 +8,8 @@
 #      runs the same suite
 #   4. runs each fuzz target for a bounded time (SIFT_FUZZ_SECONDS, default 60)
 #   5. `make distcheck` (unit tests only; the integration tests ran above)
+#   6. tests/deb/test-package.sh: builds, installs, runs and purges the
+#      Debian package (as root; skipped otherwise)
 # and ends with one line "N passed, N failed" summing every suite.
 # Usage: contrib/run-tests.sh [--quick]   (--quick: step 2 only)
 set -u
@@ -134,6 +136,27 @@ if [ $quick = 0 ]; then
 		failed=$((failed + 1))
 		echo "---- make distcheck failed:"
 		tail -n 40 "$top/build-test/distcheck.out"
+	fi
+
+	# Builds the Debian package, installs, runs and purges it (root only;
+	# it skips otherwise). Each of its TAP lines counts.
+	step "Debian package: build, install, run, purge"
+	top_srcdir=$top top_builddir=$top/build-test bash tests/deb/test-package.sh >"$top/build-test/deb.out" 2>&1
+	rc=$?
+	p=$(grep -acE '^ok [0-9]' "$top/build-test/deb.out")
+	f=$(grep -acE '^not ok [0-9]' "$top/build-test/deb.out")
+	if [ $rc -eq 77 ]; then
+		skipped=$((skipped + 1))
+		grep -a '^SKIP' "$top/build-test/deb.out" | sed "s/^/  /"
+	else
+		passed=$((passed + p))
+		failed=$((failed + f))
+		[ $rc -ne 0 ] && [ "$f" -eq 0 ] && failed=$((failed + 1))
+		tail -n 1 "$top/build-test/deb.out" | sed "s/^/  /"
+		if [ $rc -ne 0 ]; then
+			echo "---- Debian package test failed, last lines:"
+			tail -n 40 "$top/build-test/deb.out"
+		fi
 	fi
 fi
 
