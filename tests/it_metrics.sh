@@ -5,7 +5,8 @@
 # the counters move with the messages sent, anything but GET /metrics is
 # 404, `promtool check metrics` accepts the text, a reload keeps or moves
 # the endpoint, a bad metrics_listen is reported at file:line, and a real
-# Prometheus scrapes it and answers a query for sift_messages_total.
+# Prometheus scrapes it and answers a query for sift_messages_total, and
+# runs every query of the Grafana dashboard (contrib/grafana/sift.json).
 . "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
 
 SIFT=$top_builddir/sift
@@ -168,6 +169,29 @@ print(r[0]["value"][1] if r else "")' 2>/dev/null
 	wait_for "$(($(scaled_ms 30000) / 1000))" sh -c "[ \"\$(curl -sf '$Q' | grep -o '\"value\":\[[^]]*\]')\" != '' ]"
 	check "Prometheus scraped the endpoint: its API answers sift_messages_total{action=reject} = 2" \
 		[ "$(prom_value)" = 2 ]
+	# Every query of the Grafana dashboard parses and runs on this Prometheus.
+	python3 - "$top_srcdir/contrib/grafana/sift.json" "http://127.0.0.1:$PPORT" >"$D/dash.out" 2>&1 <<'PY'
+import json, sys, urllib.parse, urllib.request
+d = json.load(open(sys.argv[1]))
+bad = n = 0
+for p in d["panels"]:
+    for t in p.get("targets", []):
+        e = t["expr"].replace("$__rate_interval", "1m").replace("$instance", ".*")
+        n += 1
+        u = sys.argv[2] + "/api/v1/query?query=" + urllib.parse.quote(e)
+        try:
+            r = json.load(urllib.request.urlopen(u, timeout=10))
+            ok = r.get("status") == "success"
+        except Exception as x:
+            ok = False
+        if not ok:
+            bad += 1
+            print("bad query in", p["title"], ":", e)
+print(n, "queries,", bad, "bad")
+sys.exit(1 if bad or n == 0 else 0)
+PY
+	check "every query of contrib/grafana/sift.json runs on Prometheus" [ $? = 0 ]
+	sed "s/^/# /" "$D/dash.out"
 	T="http://127.0.0.1:$PPORT/api/v1/targets"
 	check "and the target is healthy" sh -c "curl -sf '$T' | grep -q '\"health\":\"up\"'"
 	kill "$PROM_PID"
