@@ -3,7 +3,8 @@
 #   install-deps.sh          to build and run sift-milter
 #   install-deps.sh --test   also what the test suite starts (Redis, unbound,
 #                            Postfix, swaks, stunnel4 and openssl for the TLS
-#                            test, clang for the fuzzers), and
+#                            test, clang for the fuzzers, prometheus for
+#                            promtool and the scrape in it_metrics), and
 #                            fetches Sendmail's .debs for tests/it_sendmail.sh
 set -eu
 export DEBIAN_FRONTEND=noninteractive
