@@ -4,7 +4,8 @@
 # a small store, a DNS list served by a local unbound, Redis reputation):
 # the counters move with the messages sent, anything but GET /metrics is
 # 404, `promtool check metrics` accepts the text, a reload keeps or moves
-# the endpoint, a bad metrics_listen is reported at file:line, and a real
+# the endpoint, a bad metrics_listen is reported at file:line, idle
+# connections cannot hold the endpoint or the mail, and a real
 # Prometheus scrapes it and answers a query for sift_messages_total, and
 # runs every query of the Grafana dashboard (contrib/grafana/sift.json).
 . "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
@@ -122,12 +123,44 @@ code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 check "GET / is 404" [ "$(code "http://127.0.0.1:$MPORT/")" = 404 ]
 check "POST /metrics is 404" [ "$(code -X POST -d x "$URL")" = 404 ]
 
+# ------------------------------------------------------------ slow scrapers
+# Twelve connections that never send a request take the endpoint's eight
+# slots; mail goes on, and the endpoint answers again once its 5 s timeout
+# has dropped them.
+python3 - "$MPORT" >"$D/idle.out" 2>&1 <<'PY' &
+import socket, sys, time
+held = []
+for _ in range(12):
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        s.connect(("127.0.0.1", int(sys.argv[1])))
+        held.append(s)
+    except OSError:
+        pass
+print(len(held), "held")
+time.sleep(8)
+PY
+IDLE_PID=$!
+it_track "$IDLE_PID"
+sleep 1
+check "the endpoint takes no more connections while eight are held" \
+	sh -c "! curl -sf -m 1 -o /dev/null '$URL'"
+"$MC" -s "unix:$D/milter.sock" -t 10000 -q "$D/spam.eml" 2>"$D/mc3.err"
+check "mail is judged while idle connections hold the endpoint" \
+	grep -q "reject=1" "$D/mc3.err"
+rejects_are() { [ "$(curl -s -m 2 "$URL" | awk '$1 == "sift_messages_total{action=\"reject\"}" { print $2 }')" = "$1" ]; }
+wait_for "$(($(scaled_ms 10000) / 1000))" rejects_are 3
+check "the endpoint answers again after its timeout, and counted that message" [ $? = 0 ]
+kill "$IDLE_PID" 2>/dev/null
+it_untrack "$IDLE_PID"
+
 # ------------------------------------------------------------ reloads
 kill -HUP "$IT_MILTER_PID"
 wait_for 10 sh -c "[ \"\$(curl -sf '$URL' | awk '\$1 == \"sift_reloads_total\" { print \$2 }')\" = 1 ]"
 check "a reload is counted and keeps the endpoint" [ $? = 0 ]
 check "generation 2 in use" [ "$(value sift_config_generation)" = 2 ]
-check "counters survive a reload" [ "$(value 'sift_messages_total{action="reject"}')" = 2 ]
+check "counters survive a reload" [ "$(value 'sift_messages_total{action="reject"}')" = 3 ]
 MPORT2=$(free_port)
 conf "metrics_listen = 127.0.0.1:$MPORT2" >"$D/sift.conf"
 kill -HUP "$IT_MILTER_PID"
@@ -167,8 +200,8 @@ r = json.load(sys.stdin)["data"]["result"]
 print(r[0]["value"][1] if r else "")' 2>/dev/null
 	}
 	wait_for "$(($(scaled_ms 30000) / 1000))" sh -c "[ \"\$(curl -sf '$Q' | grep -o '\"value\":\[[^]]*\]')\" != '' ]"
-	check "Prometheus scraped the endpoint: its API answers sift_messages_total{action=reject} = 2" \
-		[ "$(prom_value)" = 2 ]
+	check "Prometheus scraped the endpoint: its API answers sift_messages_total{action=reject} = 3" \
+		[ "$(prom_value)" = 3 ]
 	# Every query of the Grafana dashboard parses and runs on this Prometheus.
 	python3 - "$top_srcdir/contrib/grafana/sift.json" "http://127.0.0.1:$PPORT" >"$D/dash.out" 2>&1 <<'PY'
 import json, sys, urllib.parse, urllib.request
