@@ -25,8 +25,8 @@
 #include "conf.h"
 #include "diag.h"
 #include "glue.h"
-#include "metrics.h"
 #include "log.h"
+#include "metrics.h"
 #include "scan.h"
 
 struct options {
@@ -97,7 +97,7 @@ static void metrics_follow(const scan_settings_t *s)
 	if (metrics_start(s->metrics_listen, scan_metrics_collect, err, sizeof(err)) < 0)
 		log_msg(LOG_L_ERR, "%s", err);
 	else
-		log_msg(LOG_L_NOTICE, "metrics on http://%s/metrics", s->metrics_listen);
+		log_msg(LOG_L_NOTICE, "metrics: GET /metrics on %s", s->metrics_listen);
 }
 
 /* Called from libmilter's signal thread on SIGHUP. */
