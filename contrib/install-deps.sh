@@ -3,17 +3,19 @@
 #   install-deps.sh          to build and run sift-milter
 #   install-deps.sh --test   also what the test suite starts (Redis, unbound,
 #                            Postfix, swaks, stunnel4 and openssl for the TLS
-#                            test, clang for the fuzzers, debhelper, lintian
-#                            and systemd-analyze for the package test), and
+#                            test, clang for the fuzzers, prometheus for
+#                            promtool and the scrape in it_metrics, debhelper,
+#                            lintian and systemd-analyze for the package test), and
 #                            fetches Sendmail's .debs for tests/it_sendmail.sh
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 build="build-essential autoconf automake pkg-config libmilter-dev libpcre2-dev liblmdb-dev
- libhiredis-dev libc-ares-dev libpsl-dev libsodium-dev libvectorscan-dev libcriterion-dev"
+ libhiredis-dev libc-ares-dev libpsl-dev libsodium-dev libvectorscan-dev libcriterion-dev
+ libmicrohttpd-dev"
 test="clang libclang-rt-14-dev redis-server redis-tools unbound postfix swaks zstd python3 procps
  iproute2 lmdb-utils spamassassin bogofilter m4 perl stunnel4 openssl
  libwrap0 liblockfile1 libdb5.3 libldap-2.5-0 libnsl2 libsasl2-2 libssl3 libsasl2-modules
- libsasl2-modules-db
+ libsasl2-modules-db prometheus
  debhelper dpkg-dev fakeroot lintian systemd"
 want=$build
 [ "${1:-}" = "--test" ] && want="$build $test"

@@ -40,6 +40,11 @@
  *	for a fault on Sift's side (the Bayes store could not be read). The
  *	pipeline names the failed sources in its result and applies on_error
  *	(see scan.h). A source with an error also adds a note saying why.
+ *
+ *	metrics() (may be NULL) writes the module's own figures for the
+ *	Prometheus endpoint (metrics.h: families and samples) from a scraping
+ *	thread, while messages run; it reads only atomics or what it locks
+ *	itself, and the module's internals stay private.
  * THREADS
  *	The shared state is used by every worker thread at once and must be
  *	immutable or internally synchronised. Per-connection state belongs to
@@ -57,6 +62,7 @@
 #include "conf.h"
 #include "diag.h"
 #include "hits.h"
+#include "metrics.h"
 #include "mime.h"
 #include "msg.h"
 
@@ -95,6 +101,7 @@ typedef struct evidence_ops {
 	void (*verdict)(void *shared, void *conn, msg_t *m, const mime_t *mi, const hits_t *h,
 	                double score, int action);
 	void (*conn_end)(void *shared, void *conn);
+	void (*metrics)(void *shared, metrics_out_t *out); /* may be NULL */
 } evidence_ops_t;
 
 /* Monotonic milliseconds, the scale of deadline_ms. */

@@ -68,9 +68,10 @@ typedef struct scan_settings {
 	mime_limits_t mime;
 	long deadline_ms; /* per-message budget for network evidence */
 	long milter_timeout_ms;
-	long stop_timeout_ms;   /* SIGTERM: how long messages in flight may take to finish */
-	int log_format;         /* of the per-message line: msglog_format_t (0 kv, 1 json) */
-	unsigned log_top_rules; /* hits named in the per-message line */
+	long stop_timeout_ms;       /* SIGTERM: how long messages in flight may take to finish */
+	int log_format;             /* of the per-message line: msglog_format_t (0 kv, 1 json) */
+	unsigned log_top_rules;     /* hits named in the per-message line */
+	const char *metrics_listen; /* "" off; PORT, HOST:PORT, [IPV6]:PORT (metrics.h) */
 } scan_settings_t;
 
 typedef struct scan_gen scan_gen_t;
@@ -172,6 +173,8 @@ const mime_t *scan_mime(scan_conn_t *c, msg_t *m);
 scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o);
 /* Messages scan_score() found a failed source in, since the process started. */
 uint64_t scan_failed_total(void);
+/* The metrics collector (metrics.h): every module's metrics hook on the live generation. */
+void scan_metrics_collect(metrics_out_t *o);
 /*
  * Lets each source see the final verdict (autolearn, reputation), unless
  * a source failed: a partial judgement teaches nothing.

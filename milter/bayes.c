@@ -347,6 +347,42 @@ static void bayes_verdict(void *shared, void *conn, msg_t *m, const mime_t *mi, 
 		        msg_queue_id(m), lost);
 }
 
+static void bayes_put(metrics_out_t *o, const char *name, const char *type, const char *help,
+                      double v)
+{
+	metrics_out_family(o, name, type, help);
+	metrics_out_value(o, name, NULL, NULL, v);
+}
+
+/* The store's figures; a read transaction, no lock the message path takes. */
+static void bayes_metrics(void *shared, metrics_out_t *o)
+{
+	bayes_shared_t *b = shared;
+	bayes_stats_t st;
+	if (b->store == NULL || bayes_store_stats(b->store, &st) != BAYES_OK)
+		return;
+	metrics_out_family(o, "sift_bayes_learned_messages", "gauge",
+	                   "Messages learned into the store, by class.");
+	metrics_out_value(o, "sift_bayes_learned_messages", "class", "spam",
+	                  (double)st.totals.spam);
+	metrics_out_value(o, "sift_bayes_learned_messages", "class", "ham", (double)st.totals.ham);
+	bayes_put(o, "sift_bayes_tokens", "gauge", "Tokens in the store.", (double)st.tokens);
+	bayes_put(o, "sift_bayes_store_used_bytes", "gauge", "Bytes of the map in use.",
+	          (double)st.used_bytes);
+	bayes_put(o, "sift_bayes_store_map_bytes", "gauge", "Size of the map (bayes_map_size).",
+	          (double)st.map_bytes);
+	bayes_put(o, "sift_bayes_store_file_bytes", "gauge", "Size of the data file on disk.",
+	          (double)st.file_bytes);
+	bayes_put(o, "sift_bayes_store_full", "gauge", "1 when learning stopped on a full map.",
+	          st.full ? 1 : 0);
+	bayes_put(o, "sift_bayes_autolearn_queue_depth", "gauge",
+	          "Messages waiting for the autolearn writer.", (double)st.queued);
+	bayes_put(o, "sift_bayes_autolearn_dropped_total", "counter",
+	          "Messages not learned because the autolearn queue was full.", (double)st.dropped);
+	bayes_put(o, "sift_bayes_autolearn_batches_total", "counter",
+	          "Batches the autolearn writer applied.", (double)st.applied_batches);
+}
+
 const evidence_ops_t bayes_evidence = {
     .name = "bayes",
     .load = bayes_load,
@@ -357,4 +393,5 @@ const evidence_ops_t bayes_evidence = {
     .score = bayes_score,
     .verdict = bayes_verdict,
     .conn_end = bayes_conn_end,
+    .metrics = bayes_metrics,
 };

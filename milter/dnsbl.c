@@ -18,6 +18,7 @@
 #include <libpsl.h>
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,8 @@ struct dlist {
 	char *file_path;
 	struct probe probe;
 	log_ratelimit_t error_rl;
+	/* per-list statistics for the metrics, atomic */
+	uint64_t n_lookups, n_cached, n_listed, n_errors, n_late, n_failed;
 };
 
 /* An address or network, IPv4 stored as IPv4-mapped IPv6. */
@@ -807,6 +810,55 @@ void dnsbl_get_stats(const dnsbl_t *d, dnsbl_stats_t *st)
 			st->lists_disabled++;
 }
 
+static void list_family(metrics_out_t *o, const dnsbl_t *d, const char *name, const char *help,
+                        size_t field)
+{
+	metrics_out_family(o, name, "counter", help);
+	for (size_t i = 0; i < d->nlists; i++) {
+		const uint64_t *f = (const uint64_t *)((const char *)&d->lists[i] + field);
+		metrics_out_value(o, name, "list", d->lists[i].name,
+		                  (double)__atomic_load_n(f, __ATOMIC_RELAXED));
+	}
+}
+
+/* Per list (counters of this generation), then the resolver's (process-wide). */
+static void ev_metrics(void *shared, metrics_out_t *o)
+{
+	const dnsbl_t *d = shared;
+	list_family(o, d, "sift_dnsbl_lookups_total", "Lookups asked of each list.",
+	            offsetof(struct dlist, n_lookups));
+	list_family(o, d, "sift_dnsbl_cache_hits_total", "Lookups answered from the DNS cache.",
+	            offsetof(struct dlist, n_cached));
+	list_family(o, d, "sift_dnsbl_listings_total", "Lookups that found a listing.",
+	            offsetof(struct dlist, n_listed));
+	list_family(o, d, "sift_dnsbl_error_codes_total",
+	            "Answers with an error code (query refused, over quota), never a listing.",
+	            offsetof(struct dlist, n_errors));
+	list_family(o, d, "sift_dnsbl_failures_total", "Lookups that failed (SERVFAIL, timeout).",
+	            offsetof(struct dlist, n_failed));
+	list_family(o, d, "sift_dnsbl_late_total", "Lookups not answered by the message deadline.",
+	            offsetof(struct dlist, n_late));
+	metrics_out_family(o, "sift_dnsbl_list_up", "gauge",
+	                   "1 when the list is in use, 0 when its probe switched it off.");
+	for (size_t i = 0; i < d->nlists; i++)
+		metrics_out_value(o, "sift_dnsbl_list_up", "list", d->lists[i].name,
+		                  dnsbl_list_enabled(d, i) ? 1 : 0);
+	dnsbl_stats_t st;
+	dnsbl_get_stats(d, &st);
+	metrics_out_family(o, "sift_dnsbl_dns_queries_total", "counter",
+	                   "Queries sent to the nameservers.");
+	metrics_out_value(o, "sift_dnsbl_dns_queries_total", NULL, NULL, (double)st.dns_queries);
+	metrics_out_family(o, "sift_dnsbl_probes_total", "counter", "Test-entry probes sent.");
+	metrics_out_value(o, "sift_dnsbl_probes_total", NULL, NULL, (double)st.probes);
+	metrics_out_family(o, "sift_dnsbl_probe_failures_total", "counter",
+	                   "Probes whose answers were wrong.");
+	metrics_out_value(o, "sift_dnsbl_probe_failures_total", NULL, NULL,
+	                  (double)st.probe_failures);
+	metrics_out_family(o, "sift_dnsbl_cache_entries", "gauge",
+	                   "Answers held in the DNS cache.");
+	metrics_out_value(o, "sift_dnsbl_cache_entries", NULL, NULL, (double)st.cache_entries);
+}
+
 size_t dnsbl_list_count(const dnsbl_t *d)
 {
 	return d ? d->nlists : 0;
@@ -1038,6 +1090,7 @@ static void add_lookup(dnsbl_t *d, struct lookup_set *s, size_t li, const char *
 		return;
 	}
 	counter_add(&d->n_lookups, 1);
+	counter_add(&l->n_lookups, 1);
 	if (l->file) {
 		counter_add(&d->n_file, 1);
 		uint32_t code;
@@ -1302,6 +1355,7 @@ static size_t judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_sc
 			a = k->local;
 		} else if (!dnsbl_query_result(s->batch, k->q, &a, &source)) {
 			counter_add(&d->n_late, 1);
+			counter_add(&l->n_late, 1);
 			unanswered++;
 			if (ctx->explain)
 				hits_note(h, "dnsbl", "%s: %s %s (%s): no answer by the deadline",
@@ -1309,7 +1363,10 @@ static size_t judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_sc
 			continue;
 		}
 		const char *src = source_text(ar, l, source);
+		if (source == DQ_SRC_CACHE)
+			counter_add(&l->n_cached, 1);
 		if (a.status == DQ_FAILED) {
+			counter_add(&l->n_failed, 1);
 			unanswered++;
 			if (ctx->explain)
 				hits_note(h, "dnsbl", "%s: %s %s (%s): lookup failed via %s",
@@ -1352,13 +1409,16 @@ static size_t judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_sc
 					listed_score = cr->score;
 			}
 		}
-		if (listed)
+		if (listed) {
 			counter_add(&d->n_listed, 1);
+			counter_add(&l->n_listed, 1);
+		}
 		/* The operator's TXT text explains a rejection to the sender. */
 		if (listed && a.has_txt)
 			hits_offer_reason(h, listed_score, a.txt);
 		if (any_error) {
 			counter_add(&d->n_errors, 1);
+			counter_add(&l->n_errors, 1);
 			unsigned lost = 0;
 			if (log_ratelimit(&l->error_rl, ERROR_LOG_BURST, ERROR_LOG_WINDOW_S, &lost))
 				log_msg(
@@ -1480,4 +1540,5 @@ const evidence_ops_t dnsbl_evidence = {
     .score = ev_score,
     .verdict = ev_verdict,
     .conn_end = ev_conn_end,
+    .metrics = ev_metrics,
 };

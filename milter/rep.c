@@ -531,6 +531,8 @@ struct rep_rt {
 	/* Statistics, atomics. */
 	uint64_t reads_ok, reads_failed, written, applied, write_bytes, write_calls;
 	int redis_up;     /* the writer's view, for explanations */
+	int writer_link;  /* rep_link_state_t of the writer's link, for the metrics */
+	long synced_at_s; /* unix time of the last block-list sync that worked; 0 never */
 	long read_rtt_ms; /* round trip of the link the readers use now; -1 unknown or down */
 	char node_id[17]; /* random per run: the writer's batch ids */
 };
@@ -831,6 +833,7 @@ static void *writer_main(void *arg)
 		else
 			note_link(l, "writer", &up, false);
 		__atomic_store_n(&rt->redis_up, up, __ATOMIC_RELAXED);
+		__atomic_store_n(&rt->writer_link, (int)rep_link_state(l), __ATOMIC_RELAXED);
 		if (stop)
 			break;
 		time_t t = time(NULL);
@@ -881,6 +884,8 @@ static void *syncer_main(void *arg)
 		if (n > 0)
 			__atomic_add_fetch(&rt->applied, (uint64_t)n, __ATOMIC_RELAXED);
 		time_t t = time(NULL);
+		if (n >= 0)
+			__atomic_store_n(&rt->synced_at_s, (long)t, __ATOMIC_RELAXED);
 		if (t - last_purge >= PURGE_EVERY_S) {
 			rep_mirror_purge(rt->mir->m, t);
 			last_purge = t;
@@ -1747,6 +1752,53 @@ static void rep_conn_end(void *sv, void *cv)
 	free(c);
 }
 
+static void rep_gauge(metrics_out_t *o, const char *name, const char *type, const char *help,
+                      double v)
+{
+	metrics_out_family(o, name, type, help);
+	metrics_out_value(o, name, NULL, NULL, v);
+}
+
+/* The runtime's figures (shared by generations with the same Redis settings). */
+static void rep_metrics(void *sv, metrics_out_t *o)
+{
+	struct rep_shared *sh = sv;
+	struct rep_rt *rt = sh->rt;
+	if (rt == NULL || rt->offline)
+		return;
+	int link = __atomic_load_n(&rt->writer_link, __ATOMIC_RELAXED);
+	rep_gauge(o, "sift_redis_up", "gauge", "1 when the writer's link to Redis is up.",
+	          __atomic_load_n(&rt->redis_up, __ATOMIC_RELAXED) ? 1 : 0);
+	rep_gauge(o, "sift_redis_breaker_open", "gauge",
+	          "1 while the circuit breaker holds the writer's link open (no attempts).",
+	          link == REP_LINK_OPEN ? 1 : 0);
+	metrics_out_family(o, "sift_redis_reads_total", "counter",
+	                   "Reputation reads, by result (failed: Redis down, slow or broken).");
+	metrics_out_value(o, "sift_redis_reads_total", "result", "ok",
+	                  (double)__atomic_load_n(&rt->reads_ok, __ATOMIC_RELAXED));
+	metrics_out_value(o, "sift_redis_reads_total", "result", "failed",
+	                  (double)__atomic_load_n(&rt->reads_failed, __ATOMIC_RELAXED));
+	rep_gauge(o, "sift_redis_writes_total", "counter", "Reputation updates written to Redis.",
+	          (double)__atomic_load_n(&rt->written, __ATOMIC_RELAXED));
+	if (rt->wq != NULL) {
+		rep_gauge(o, "sift_redis_write_queue_depth", "gauge",
+		          "Entities waiting in the write queue.", (double)rep_wqueue_len(rt->wq));
+		rep_gauge(o, "sift_redis_writes_dropped_total", "counter",
+		          "Updates dropped because the write queue was full.",
+		          (double)rep_wqueue_dropped(rt->wq));
+	}
+	if (__atomic_load_n(&rt->syncer_started, __ATOMIC_RELAXED)) {
+		rep_gauge(o, "sift_rep_mirror_applied_total", "counter",
+		          "Block-list changes applied to the local mirror.",
+		          (double)__atomic_load_n(&rt->applied, __ATOMIC_RELAXED));
+		long at = __atomic_load_n(&rt->synced_at_s, __ATOMIC_RELAXED);
+		if (at > 0)
+			rep_gauge(o, "sift_rep_mirror_lag_seconds", "gauge",
+			          "Seconds since the mirror last synced with Redis.",
+			          (double)(time(NULL) - at));
+	}
+}
+
 const evidence_ops_t rep_evidence = {
     .name = "rep",
     .load = rep_load,
@@ -1757,4 +1809,5 @@ const evidence_ops_t rep_evidence = {
     .score = rep_score_hook,
     .verdict = rep_verdict,
     .conn_end = rep_conn_end,
+    .metrics = rep_metrics,
 };

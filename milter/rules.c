@@ -1999,6 +1999,8 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 		const struct rule *ru = &r->v[i];
 		if (val[i] == 0 || !ru->report)
 			continue;
+		/* indexed by rule id: one relaxed add, no lookup, on the message path */
+		atomic_fetch_add_explicit(&r->v[i].hits, 1, memory_order_relaxed);
 		const char *det = detail ? detail[i] : NULL;
 		if (det != NULL && (ru->tflags & TF_MULTIPLE) && val[i] > 1)
 			hits_addf(h, "rules", ru->name, ru->score, ru->desc,
@@ -2048,9 +2050,30 @@ static ev_status_t ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi
 	return EV_OK;
 }
 
+/* Counters of this generation's rules (a reload starts them at 0: a counter reset). */
+static void ev_metrics(void *shared, metrics_out_t *o)
+{
+	const rules_t *r = shared;
+	metrics_out_family(o, "sift_rule_hits_total", "counter",
+	                   "Messages each reported rule hit, since the rules were loaded.");
+	for (size_t i = 0; i < r->n; i++)
+		if (r->v[i].report)
+			metrics_out_value(
+			    o, "sift_rule_hits_total", "rule", r->v[i].name,
+			    (double)atomic_load_explicit(&r->v[i].hits, memory_order_relaxed));
+	metrics_out_family(
+	    o, "sift_rule_errors_total", "counter",
+	    "Rule evaluations stopped at a regex limit, since the rules were loaded.");
+	metrics_out_value(o, "sift_rule_errors_total", NULL, NULL,
+	                  (double)atomic_load(r->errors_total));
+	metrics_out_family(o, "sift_rules_loaded", "gauge", "Rules in the live generation.");
+	metrics_out_value(o, "sift_rules_loaded", NULL, NULL, (double)r->n);
+}
+
 const evidence_ops_t rules_evidence = {
     .name = "rules",
     .load = ev_load,
     .release = ev_release,
     .score = ev_score,
+    .metrics = ev_metrics,
 };

@@ -113,6 +113,7 @@ struct rule {
 	_Atomic uint64_t errors;
 	_Atomic uint64_t cpu_ns;
 	_Atomic uint64_t evals;
+	_Atomic uint64_t hits; /* messages it hit (reported rules), for the metrics */
 };
 
 /* A distinct header query shared by the header rules that use it. */

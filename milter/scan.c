@@ -27,6 +27,7 @@
 #include "bayes.h"
 #include "dnsbl.h"
 #include "log.h"
+#include "metrics.h"
 #include "rep.h"
 #include "rules.h"
 #include "xalloc.h"
@@ -301,6 +302,11 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 	char err[512];
 	if (scan_socket_check(s->socket, err, sizeof(err)) < 0)
 		scan_key_error(c, "socket", d, "%s", err);
+	conf_str(c, "metrics_listen", "", &s->metrics_listen, d);
+	struct sockaddr_storage msa;
+	if (s->metrics_listen[0] != '\0' &&
+	    metrics_listen_parse(s->metrics_listen, &msa, err, sizeof(err)) < 0)
+		scan_key_error(c, "metrics_listen", d, "%s", err);
 	char *mode_end;
 	unsigned long m = strtoul(mode, &mode_end, 8);
 	if (mode[0] < '0' || mode[0] > '7' || *mode_end != '\0' || m > 0777)
@@ -458,6 +464,7 @@ scan_conn_t *scan_conn_begin(scan_gen_t *g, const ev_conn_info_t *ci)
 	c->gen = scan_gen_ref(g);
 	c->ci.client_ip = ci && ci->client_ip ? arena_strdup(a, ci->client_ip) : NULL;
 	c->ci.client_name = ci && ci->client_name ? arena_strdup(a, ci->client_name) : NULL;
+	metrics_conn_open();
 	for (size_t i = 0; i < SCAN_N_MODULES; i++)
 		if (g->mod[i] != NULL && scan_modules[i]->conn_begin != NULL)
 			c->mod[i] = scan_modules[i]->conn_begin(g->mod[i], &c->ci);
@@ -476,6 +483,7 @@ void scan_conn_end(scan_conn_t *c)
 	for (size_t i = 0; i < SCAN_N_MODULES; i++)
 		if (c->gen->mod[i] != NULL && scan_modules[i]->conn_end != NULL)
 			scan_modules[i]->conn_end(c->gen->mod[i], c->mod[i]);
+	metrics_conn_close();
 	scan_gen_unref(c->gen);
 	arena_free(c->arena);
 }
@@ -523,6 +531,17 @@ const mime_t *scan_mime(scan_conn_t *c, msg_t *m)
 }
 
 static atomic_uint_fast64_t scan_failed_count;
+
+void scan_metrics_collect(metrics_out_t *o)
+{
+	scan_gen_t *g = scan_gen_acquire();
+	if (g == NULL)
+		return;
+	for (size_t i = 0; i < SCAN_N_MODULES; i++)
+		if (g->mod[i] != NULL && scan_modules[i]->metrics != NULL)
+			scan_modules[i]->metrics(g->mod[i], o);
+	scan_gen_unref(g);
+}
 
 uint64_t scan_failed_total(void)
 {
@@ -574,9 +593,12 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 	size_t tlen = 0;
 	tbuf[0] = '\0';
 	for (size_t i = 0; i < SCAN_N_MODULES; i++) {
-		if (c->gen->mod[i] == NULL || scan_modules[i]->score == NULL)
+		if (c->gen->mod[i] == NULL || scan_modules[i]->score == NULL) {
+			metrics_source_skip(i, scan_modules[i]->name);
 			continue;
+		}
 		ctx.score_so_far = hits_total(r->hits);
+		/* Always measured: the metrics' per-source histograms want every message. */
 		struct timespec s0, s1;
 		clock_gettime(CLOCK_MONOTONIC, &s0);
 		ev_status_t st =
@@ -585,6 +607,10 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 		scan_timing_t *tm = &r->timings[r->n_timings++];
 		tm->source = scan_modules[i]->name;
 		tm->ms = scan_ms_between(&s0, &s1);
+		metrics_source(i, scan_modules[i]->name, (int)st,
+		               ctx.deadline_ms > 0 &&
+		                   (long)s1.tv_sec * 1000 + s1.tv_nsec / 1000000 > ctx.deadline_ms,
+		               tm->ms / 1000.0);
 		if (timings)
 			scan_timing_add(tbuf, sizeof(tbuf), &tlen, tm->source, tm->ms, st);
 		if (st == EV_ERROR)
@@ -603,6 +629,7 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	r->elapsed_ms = scan_ms_between(&t0, &t1);
+	metrics_message((int)r->action, r->elapsed_ms / 1000.0);
 	if (timings)
 		log_msg(LOG_L_DEBUG, "%s: timings%s total=%.2fms", msg_queue_id(m), tbuf,
 		        r->elapsed_ms);

@@ -26,6 +26,7 @@
 #include "diag.h"
 #include "glue.h"
 #include "log.h"
+#include "metrics.h"
 #include "scan.h"
 
 struct options {
@@ -77,6 +78,28 @@ static void log_diag(const diag_t *d)
 		        diag_text(d, i));
 }
 
+static uint64_t generation;
+
+/*
+ * Starts, moves or stops the metrics endpoint to match s. A failure is
+ * logged and leaves the endpoint off (or where it was): metrics never
+ * stop mail.
+ */
+static void metrics_follow(const scan_settings_t *s)
+{
+	const char *run = metrics_running();
+	if (run != NULL && strcmp(run, s->metrics_listen) == 0)
+		return;
+	metrics_stop();
+	if (s->metrics_listen[0] == '\0')
+		return;
+	char err[512];
+	if (metrics_start(s->metrics_listen, scan_metrics_collect, err, sizeof(err)) < 0)
+		log_msg(LOG_L_ERR, "%s", err);
+	else
+		log_msg(LOG_L_NOTICE, "metrics: GET /metrics on %s", s->metrics_listen);
+}
+
 /* Called from libmilter's signal thread on SIGHUP. */
 static void reload(void)
 {
@@ -88,6 +111,7 @@ static void reload(void)
 		g = NULL;
 	}
 	log_diag(d);
+	metrics_reload(g != NULL);
 	if (g == NULL) {
 		log_msg(LOG_L_ERR,
 		        "reload refused: %zu error(s); the previous configuration stays live",
@@ -99,6 +123,8 @@ static void reload(void)
 			log_msg(LOG_L_WARNING, "socket changed to %s: takes effect at restart",
 			        s->socket);
 		scan_gen_publish(g);
+		metrics_generation(++generation);
+		metrics_follow(s);
 		scan_gen_unref(g);
 		log_msg(LOG_L_NOTICE, "configuration reloaded");
 	}
@@ -370,6 +396,8 @@ int main(int argc, char **argv)
 	}
 	diag_free(d);
 	scan_gen_publish(g);
+	metrics_generation(++generation);
+	metrics_follow(s);
 	log_msg(LOG_L_NOTICE, "sift-milter %s listening on %s", PACKAGE_VERSION, glue_listening());
 	report_ready();
 	int rc = glue_run(reload);
@@ -383,6 +411,7 @@ int main(int argc, char **argv)
 	 * say) is saved. A connection still in flight after stop_timeout keeps
 	 * its generation, and the process exits without waiting for it.
 	 */
+	metrics_stop();
 	scan_gen_publish(NULL);
 	scan_gen_unref(cur);
 	scan_gen_unref(g);
