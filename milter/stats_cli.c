@@ -520,7 +520,7 @@ int stats_cmd_stats(cli_ctx_t *ctx, int argc, char **argv)
 			    stderr,
 			    "sift stats: metrics_listen is not set: enable metrics_listen in %s "
 			    "(or give --url)\n",
-			    cpath ? cpath : "the configuration (sift -c FILE)");
+			    cpath && cpath[0] ? cpath : "the configuration (sift -c FILE)");
 			return 1;
 		}
 		if (stats_parse_listen(listen, &t) < 0) {

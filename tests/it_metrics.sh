@@ -117,6 +117,12 @@ check "threads and descriptors are reported" \
 wait_for 5 sh -c "curl -sf '$URL' | grep -qx 'sift_redis_up 1'"
 check "Redis: the writer's link is up" [ $? = 0 ]
 
+# The terminal view of the same figures, from the running daemon.
+"$SIFT" -c "$D/sift.conf" stats >"$D/stats.out" 2>&1
+check "sift stats reads the running daemon" [ $? = 0 ]
+check "and shows its messages by action" grep -q "reject *2" "$D/stats.out"
+check "and the rule that hit" grep -q "SIFT_IT_SPAM_SUBJ" "$D/stats.out"
+
 check "promtool check metrics accepts the text" sh -c "'$PROMTOOL' check metrics <'$D/m1.txt' >'$D/promtool.out' 2>&1"
 [ -s "$D/promtool.out" ] && cat "$D/promtool.out" >&2
 code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
