@@ -32,7 +32,8 @@ mime)
 	;;
 rules)
 	srcs="milter/rules*.c milter/mime.c milter/mime_html.c milter/msg.c milter/hits.c
-	      milter/arena.c milter/xalloc.c milter/diag.c milter/conf.c milter/log.c"
+	      milter/arena.c milter/xalloc.c milter/diag.c milter/conf.c milter/log.c milter/metrics.c
+	      milter/verdict.c"
 	libs="$(pkg-config --libs libpcre2-8 libpsl 2>/dev/null) $(pkg-config --libs libhs 2>/dev/null)"
 	;;
 milter)
