@@ -1690,9 +1690,15 @@ static void push(struct rep_shared *s, rep_ent_t kind, const char *value, int64_
 	it.t = t;
 	it.spam = spam;
 	it.ham = !spam;
-	rep_wqueue_push(s->rt->wq, &it);
-	/* The next message from the same sender sees this verdict without a round trip. */
+	/*
+	 * The next message from the same sender sees this verdict without a
+	 * round trip. Queued and folded under one hold of cmu: a refresh
+	 * (cache_store, also under cmu) takes the queued counts as the
+	 * cache's local part, so a refresh landing between the two steps
+	 * would count this verdict twice.
+	 */
 	pthread_mutex_lock(&s->rt->cmu);
+	rep_wqueue_push(s->rt->wq, &it);
 	struct cache_slot *cs = cache_slot_of(s->rt, it.key);
 	if (cs && cs->fetched_ms && strcmp(cs->key, it.key) == 0)
 		rep_counts_add(&cs->local, t, it.spam, it.ham, (double)s->cfg.half_life_s);
