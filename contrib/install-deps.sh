@@ -7,13 +7,15 @@
 #                            promtool and the scrape in it_metrics, debhelper,
 #                            lintian and systemd-analyze for the package test), and
 #                            fetches Sendmail's .debs for tests/it_sendmail.sh
+# (gpg-agent: spamassassin's postinst imports sa-update's key with gpg,
+# which fails without it when recommends are not installed.)
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 build="build-essential autoconf automake pkg-config libmilter-dev libpcre2-dev liblmdb-dev
  libhiredis-dev libc-ares-dev libpsl-dev libsodium-dev libvectorscan-dev libcriterion-dev
  libmicrohttpd-dev"
 test="clang libclang-rt-14-dev redis-server redis-tools unbound postfix swaks zstd python3 procps
- iproute2 lmdb-utils spamassassin bogofilter m4 perl stunnel4 openssl
+ iproute2 lmdb-utils spamassassin gpg-agent bogofilter m4 perl stunnel4 openssl
  libwrap0 liblockfile1 libdb5.3 libldap-2.5-0 libnsl2 libsasl2-2 libssl3 libsasl2-modules
  libsasl2-modules-db prometheus
  debhelper dpkg-dev fakeroot lintian systemd"
