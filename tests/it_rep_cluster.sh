@@ -74,6 +74,9 @@ rep_min_observations = 3
 rep_max_score = 4
 block_sync_wait = 200ms
 rep_cache_time = 0
+# One reader: with one link per thread, the MOVED checks below know which
+# links have met the moved slot (two readers take requests in any order).
+rep_reader_threads = 1
 block_signing_key = $D/pub.key
 $TRUST
 EOF
