@@ -88,7 +88,11 @@
  *	bayes_fisher_scale (3), the band scores bayes_score_00 (-1.9),
  *	_05 (-0.5), _20 (-0.001), _40 (-0.001), _50 (0), _60 (1.5), _80 (2.0),
  *	_95 (3.0), _99 (4.0), _999 (5.0) for the hits BAYES_00 (P < 1%) ...
- *	BAYES_999 (P >= 99.9%), bayes_autolearn (no),
+ *	BAYES_999 (P >= 99.9%); bayes_logodds_scale and bayes_logodds_clip
+ *	(the continuous contribution BAYES_LOGODDS = scale * logit(P) clipped
+ *	to +-clip; with a scale above 0 the band scores default to 0, so the
+ *	bands still hit for rules that name them but carry no points),
+ *	bayes_autolearn (no),
  *	bayes_autolearn_spam_score (12) and bayes_autolearn_ham_score (0.1),
  *	compared with the message's score without Bayes's own points, and
  *	bayes_autolearn_queue (1000 messages; more are dropped and counted),
@@ -334,11 +338,20 @@ typedef struct bayes_settings {
 	long min_spam, min_ham;
 	bayes_params_t params;
 	double band_score[10]; /* per band, see bayes.c's band table */
+	/* The continuous contribution (BAYES_LOGODDS): scale * clip(logit P); 0 = bands only. */
+	double logodds_scale, logodds_clip;
 	bool touch;            /* the daemon dates the tokens it sees (bayes_touch) */
 	bool autolearn;
 	double autolearn_spam_score, autolearn_ham_score;
 	long autolearn_queue;
 } bayes_settings_t;
+
+/*
+ * Bayes's points in the continuous mode: logit(p) = ln(p / (1 - p)),
+ * clipped to -clip..clip, times scale. `sift rules fit` fits on the same
+ * value, so the daemon adds exactly what was fitted. Pure; any thread.
+ */
+double bayes_logodds_points(double p, double scale, double clip);
 
 /*
  * Reads every bayes_* key. The message bounds (max_message_size, the

@@ -20,6 +20,8 @@
 #define BAYES_DEFAULT_MIN_LEARNED     200
 #define BAYES_DEFAULT_AUTOLEARN_QUEUE 1000
 #define BAYES_EXPLAIN_TOKENS          12
+#define BAYES_DEFAULT_LOGODDS_SCALE   0.5
+#define BAYES_DEFAULT_LOGODDS_CLIP    12.0
 
 /*
  * Probability bands, SpamAssassin's names and (mostly) its scores so that
@@ -78,9 +80,19 @@ int bayes_settings_read(conf_t *c, const char *state_dir, bayes_settings_t *s, d
 	            &s->params.fisher_exponent, d);
 	conf_double(c, "bayes_fisher_scale", s->params.fisher_scale, 0.01, 100.0,
 	            &s->params.fisher_scale, d);
+	/*
+	 * Fitted on the corpus's train folds by `sift rules fit` (see
+	 * rules/99_fitted.cf): a probability cut into bands loses the ranking
+	 * within each band, so by default Bayes adds its clipped log-odds and
+	 * the bands carry no points (they still hit, for rules naming them).
+	 */
+	conf_double(c, "bayes_logodds_scale", BAYES_DEFAULT_LOGODDS_SCALE, 0.0, 100.0,
+	            &s->logodds_scale, d);
+	conf_double(c, "bayes_logodds_clip", BAYES_DEFAULT_LOGODDS_CLIP, 0.1, 100.0,
+	            &s->logodds_clip, d);
 	for (size_t i = 0; i < N_BANDS; i++)
-		conf_double(c, bands[i].key, bands[i].score, -HITS_MAX_SCORE, HITS_MAX_SCORE,
-		            &s->band_score[i], d);
+		conf_double(c, bands[i].key, s->logodds_scale > 0 ? 0.0 : bands[i].score,
+		            -HITS_MAX_SCORE, HITS_MAX_SCORE, &s->band_score[i], d);
 	conf_bool(c, "bayes_touch", true, &s->touch, d);
 	conf_bool(c, "bayes_autolearn", false, &s->autolearn, d);
 	/* SpamAssassin's thresholds; the score excludes Bayes's own points. */
@@ -170,6 +182,13 @@ static void *bayes_conn_begin(void *shared, const ev_conn_info_t *ci)
 static void bayes_conn_end(void *shared, void *conn)
 {
 	free(conn);
+}
+
+double bayes_logodds_points(double p, double scale, double clip)
+{
+	/* p is exactly 0 or 1 only when the combined evidence saturates a double. */
+	double l = p <= 0.0 ? -clip : p >= 1.0 ? clip : log(p) - log1p(-p);
+	return scale * (l < -clip ? -clip : l > clip ? clip : l);
 }
 
 static size_t band_of(double p)
@@ -296,6 +315,12 @@ static ev_status_t bayes_score(void *shared, void *conn, msg_t *m, const mime_t 
 	hits_addf(h, "bayes", bands[band].name, b->set.band_score[band], bands[band].desc,
 	          "P(spam)=%.4f from %zu of %zu tokens", p, res.used, tok.n);
 	hits_set_metric(h, "bayes_prob", p);
+	if (b->set.logodds_scale > 0)
+		hits_addf(h, "bayes", "BAYES_LOGODDS",
+		          bayes_logodds_points(p, b->set.logodds_scale, b->set.logodds_clip),
+		          "Bayes log-odds, scaled and clipped",
+		          "%.3f x logit(P) clipped to +-%g (logit %+.2f)", b->set.logodds_scale,
+		          b->set.logodds_clip, bayes_logodds_points(p, 1.0, 1e9));
 	if (ctx->explain) {
 		hits_note(h, "bayes",
 		          "P(spam)=%.6f (Fisher S=%.4f H=%.4f, log-odds %+.3f) from %zu of %zu "

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "rep.h"
 #include "rules.h"
+#include "rules_qa.h"
 #include "scan.h"
 #include "stats.h"
 
@@ -38,6 +39,9 @@ static void usage(FILE *fp)
 	            "  check [--tsv] [--timing] [-r PATH]... [--ip IP] [--helo NAME] [--from ADDR] "
 	            "FILE|DIR...\n"
 	            "                     score messages offline and explain every point\n"
+	            "  rules qa|fit [-r PATH]... (--manifest FILE --root DIR [--folds 0-6] | "
+	            "--spam DIR --ham DIR)\n"
+	            "                     rule QA on labelled mail; fit the scores to it\n"
 	            "  lint [FILE|DIR...] validate the configuration and rules (default: the "
 	            "configured ones)\n"
 	            "  learn --spam|--ham [--forget] FILE|DIR|MBOX...\n"
@@ -271,9 +275,9 @@ static const struct {
 	const char *name;
 	cli_cmd_fn fn;
 } commands[] = {
-    {"check", cmd_check},       {"lint", cmd_lint},       {"learn", bayes_cmd_learn},
-    {"bayes", bayes_cmd_bayes}, {"block", rep_cmd_block}, {"version", cmd_version},
-    {"stats", stats_cmd_stats},
+    {"check", cmd_check},       {"lint", cmd_lint},         {"learn", bayes_cmd_learn},
+    {"bayes", bayes_cmd_bayes}, {"block", rep_cmd_block},   {"version", cmd_version},
+    {"stats", stats_cmd_stats}, {"rules", rules_cmd_rules},
 };
 
 int main(int argc, char **argv)
