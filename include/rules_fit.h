@@ -14,7 +14,9 @@
  *	(the manifest's folds, else k folds by position) on held-out log-loss;
  *	the final weights are fitted on all the messages.
  *
- *	Locks: a rule with tflags nice gets a weight <= 0; a "score NAME
+ *	Locks: a rule with tflags nice gets a weight <= 0, any other rule a
+ *	weight >= 0 (the sign its author meant, as SpamAssassin's score
+ *	ranges keep it); a "score NAME
  *	VALUE" line in the --lock file pins that rule's points (not fitted;
  *	its points enter the fit as they are). Hits of sources whose points
  *	the rules files cannot set (dnsbl, rep, sift) are fitted too and

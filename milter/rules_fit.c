@@ -30,7 +30,7 @@
 #define FIT_LINE_BYTES   4096
 
 static const double lambdas[] = {0.03, 0.1, 0.3, 1, 3, 10, 30};
-static const double clips[] = {4, 8, 12, 16};
+static const double clips[] = {4, 8, 16, 32};
 #define N_LAMBDAS (sizeof(lambdas) / sizeof(lambdas[0]))
 #define N_CLIPS   (sizeof(clips) / sizeof(clips[0]))
 
@@ -498,8 +498,15 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 		long ri = r && strcmp(f->source, "rules") == 0
 		              ? rules_find((const rules_t *)r, f->name)
 		              : -1;
+		/*
+		 * A rule keeps the sign its author meant, as SpamAssassin's score
+		 * ranges do: a spam sign that the fit made negative (it overlaps a
+		 * stronger source) would let a sender lower his score by adding it.
+		 */
 		if (ri >= 0 && (r->v[ri].tflags & TF_NICE))
 			hi[c] = 0;
+		else if (ri >= 0)
+			lo[c] = 0;
 	}
 	lo[bcol] = 0; /* Bayes's log-odds never count against spam */
 	double *x = xalloc_calloc(n * nf + 1, sizeof(double));
