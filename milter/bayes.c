@@ -90,6 +90,8 @@ int bayes_settings_read(conf_t *c, const char *state_dir, bayes_settings_t *s, d
 	            &s->logodds_scale, d);
 	conf_double(c, "bayes_logodds_clip", BAYES_DEFAULT_LOGODDS_CLIP, 0.1, 100.0,
 	            &s->logodds_clip, d);
+	/* The fitted intercept, when the add_header logit lies below it (see rules_fit.h). */
+	conf_double(c, "bayes_logodds_offset", 0.0, -100.0, 100.0, &s->logodds_offset, d);
 	for (size_t i = 0; i < N_BANDS; i++)
 		conf_double(c, bands[i].key, s->logodds_scale > 0 ? 0.0 : bands[i].score,
 		            -HITS_MAX_SCORE, HITS_MAX_SCORE, &s->band_score[i], d);
@@ -317,7 +319,8 @@ static ev_status_t bayes_score(void *shared, void *conn, msg_t *m, const mime_t 
 	hits_set_metric(h, "bayes_prob", p);
 	if (b->set.logodds_scale > 0)
 		hits_addf(h, "bayes", "BAYES_LOGODDS",
-		          bayes_logodds_points(p, b->set.logodds_scale, b->set.logodds_clip),
+		          bayes_logodds_points(p, b->set.logodds_scale, b->set.logodds_clip) +
+		              b->set.logodds_offset,
 		          "Bayes log-odds, scaled and clipped",
 		          "%.3f x logit(P) clipped to +-%g (logit %+.2f)", b->set.logodds_scale,
 		          b->set.logodds_clip, bayes_logodds_points(p, 1.0, 1e9));

@@ -531,6 +531,7 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 	double *best_oof = xalloc_calloc(n + 1, sizeof(double));
 	unsigned char *use = xalloc_calloc(n + 1, 1);
 	double scale = 1.0; /* points per logit; refined below when locks need it */
+	double offset = 0;  /* points added with Bayes's contribution */
 	double best_loss = INFINITY, best_lambda = lambdas[0], best_clip = clips[0], b = 0;
 	size_t nclips = o.clip > 0 ? 1 : N_CLIPS;
 	for (int pass = 0; pass < (nlocks ? FIT_SCALE_PASSES : 1); pass++) {
@@ -582,15 +583,19 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 				next = best_oof[q];
 		if (isfinite(next))
 			za = (za + next) / 2;
-		if (!(za - b > 0)) {
-			fprintf(stderr,
-			        "sift rules fit: the add_header logit %.3f is not above the "
-			        "intercept %.3f: cannot scale to add_header_score\n",
-			        za, b);
-			rc = 1;
-			break;
+		/*
+		 * Points are s * (z - b): no intercept. When the add_header logit
+		 * lies less than one logit above the intercept, that would take
+		 * a huge or negative scale; then 1 logit = add_header points and
+		 * the difference rides on Bayes's contribution as an offset.
+		 */
+		if (za - b >= 1) {
+			scale = add_header / (za - b);
+			offset = 0;
+		} else {
+			scale = add_header;
+			offset = add_header - scale * (za - b);
 		}
-		scale = add_header / (za - b);
 	}
 
 	if (rc == 0) {
@@ -621,9 +626,10 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 			    "# (Bayes alone: AUC %.5f, recall %.4f and %.4f).\n"
 			    "# Configuration to go with these scores:\n"
 			    "#   bayes_logodds_scale = %.4f\n"
-			    "#   bayes_logodds_clip = %g\n",
+			    "#   bayes_logodds_clip = %g\n"
+			    "#   bayes_logodds_offset = %.4f\n",
 			    nspam, n - nspam, nfolds, best_lambda, best_clip, scale, auc, r01, r1,
-			    bauc, br01, br1, bscale, best_clip);
+			    bauc, br01, br1, bscale, best_clip, offset);
 			for (size_t c = 0; c + 1 < nf; c++) {
 				const rules_qa_feat_t *f = &s->feat[colfeat[c]];
 				double pts = scale * w[c];
@@ -651,8 +657,9 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 			       "at 1%% "
 			       "FPR\n",
 			       bauc, br01, br1);
-			printf("bayes_logodds_scale = %.4f\nbayes_logodds_clip = %g\n", bscale,
-			       best_clip);
+			printf("bayes_logodds_scale = %.4f\nbayes_logodds_clip = %g\n"
+			       "bayes_logodds_offset = %.4f\n",
+			       bscale, best_clip, offset);
 			static const double fprs[] = {0, 0.001, 0.01};
 			for (size_t k = 0; k < sizeof(fprs) / sizeof(fprs[0]); k++) {
 				double t = threshold_for(best_oof, y, n, fprs[k]);
@@ -662,7 +669,7 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 				printf("threshold for %g%% held-out FPR: score above %.2f (spam "
 				       "recall "
 				       "%.4f)\n",
-				       fprs[k] * 100, scale * (t - b),
+				       fprs[k] * 100, scale * (t - b) + offset,
 				       nspam ? (double)above / nspam : 0);
 			}
 			printf("add_header_score %.2f sits at held-out FPR %g%%\n", add_header,
