@@ -30,7 +30,7 @@
 #define FIT_NAME_BYTES   256
 #define FIT_LINE_BYTES   4096
 
-static const double lambdas[] = {0.03, 0.1, 0.3, 1, 3, 10, 30, 100};
+static const double lambdas[] = {0.1, 0.3, 1, 3, 10, 30, 100, 1000, 1e5};
 static const double clips[] = {4, 8, 16, 32};
 #define N_LAMBDAS (sizeof(lambdas) / sizeof(lambdas[0]))
 #define N_CLIPS   (sizeof(clips) / sizeof(clips[0]))
@@ -86,7 +86,7 @@ static double sigmoid(double z)
  */
 static void fit_cols(const struct cols *c, const int *y, const double *off,
                      const unsigned char *use, size_t n, double lambda, const double *lo,
-                     const double *hi, double *w, double *b)
+                     const double *hi, double *w, double *b, size_t free_col)
 {
 	size_t nf = c->nf;
 	double *z = xalloc_calloc(n + 1, sizeof(double));
@@ -114,8 +114,15 @@ static void fit_cols(const struct cols *c, const int *y, const double *off,
 		*b += d;
 		maxd = fabs(d);
 		for (size_t j = 0; j < nf; j++) {
-			g = lambda * w[j];
-			h = lambda + 1e-9;
+			/*
+			 * free_col (Bayes's log-odds) is not penalised: one weight
+			 * on thousands of messages needs no shrinking, and the
+			 * largest penalties then leave Bayes alone, so the choice
+			 * by cross-validation includes "the rules add nothing".
+			 */
+			double lam = j == free_col ? 0 : lambda;
+			g = lam * w[j];
+			h = lam + 1e-9;
 			for (size_t k = c->start[j]; k < c->start[j + 1]; k++) {
 				size_t i = c->row[k];
 				double p = sigmoid(z[i] + *b), v = c->val[k];
@@ -151,7 +158,7 @@ void rules_fit_logistic(const double *x, const int *y, const double *off, size_t
 {
 	struct cols c;
 	cols_build(&c, x, NULL, n, nf);
-	fit_cols(&c, y, off, NULL, n, lambda, lo, hi, w, b);
+	fit_cols(&c, y, off, NULL, n, lambda, lo, hi, w, b, (size_t)-1);
 	cols_free(&c);
 }
 
@@ -582,7 +589,8 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 						use[q] = fold[q] != folds[f];
 					struct cols c;
 					cols_build(&c, x, use, n, nf);
-					fit_cols(&c, y, off, use, n, lambdas[li], lo, hi, w, &b);
+					fit_cols(&c, y, off, use, n, lambdas[li], lo, hi, w, &b,
+					         bcol);
 					cols_free(&c);
 					for (size_t q = 0; q < n; q++) {
 						if (use[q])
@@ -614,7 +622,12 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 		/* The final fit on everything, and the scale from the held-out logits. */
 		for (size_t q = 0; q < n; q++)
 			x[q * nf + bcol] = bayes_feature(bayes_p[q], best_clip);
-		rules_fit_logistic(x, y, off, n, nf, best_lambda, lo, hi, w, &b);
+		{
+			struct cols c;
+			cols_build(&c, x, NULL, n, nf);
+			fit_cols(&c, y, off, NULL, n, best_lambda, lo, hi, w, &b, bcol);
+			cols_free(&c);
+		}
 		double za = threshold_for(best_oof, y, n, o.fpr);
 		/* Just above the chosen ham: halfway to the next spam logit above it. */
 		double next = INFINITY;
