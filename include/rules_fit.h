@@ -10,9 +10,14 @@
  *	sources' hits, Bayes's P(spam)) is fitted with an L2-regularised
  *	logistic regression: one weight per rule that hit (binary), one for
  *	Bayes's log-odds clipped to +-C and divided by C, an unpenalised
- *	intercept. The penalty and C are chosen by k-fold cross-validation
- *	(the manifest's folds, else k folds by position) on held-out log-loss;
- *	the final weights are fitted on all the messages.
+ *	intercept, in two stages: the rules first, with Bayes's weight held at
+ *	0 (so their points stand on their own when Bayes is untrained or
+ *	fooled, and autolearn's score without Bayes means something), then
+ *	Bayes's weight (not penalised) and the intercept with the rules'
+ *	points fixed. The penalty and C are chosen by k-fold cross-validation
+ *	(the manifest's folds, else k folds by position) on the held-out
+ *	partial ROC AUC up to 1% false positives; the final weights are
+ *	fitted on all the messages.
  *
  *	Locks: a rule with tflags nice gets a weight <= 0, any other rule a
  *	weight >= 0 (the sign its author meant, as SpamAssassin's score

@@ -153,6 +153,49 @@ static void fit_cols(const struct cols *c, const int *y, const double *off,
 	free(z);
 }
 
+/*
+ * The rules first, then Bayes on top. Stage one fits the rules' weights
+ * with Bayes's weight held at 0, so they stand on their own, as
+ * SpamAssassin's score set without Bayes does: a fresh install with an
+ * untrained store, mail of another era that fools the store, and
+ * autolearn (which compares the score without Bayes's points) all need
+ * rules whose points mean something alone. A joint fit on a corpus Bayes
+ * knows well drives them to nearly 0. Stage two fits Bayes's weight and
+ * the intercept with the rules' points as fixed offsets, so the sum is
+ * calibrated.
+ */
+static void fit_two_stage(const struct cols *c, const int *y, const double *off,
+                          const unsigned char *use, size_t n, double lambda, const double *lo,
+                          const double *hi, double *w, double *b, size_t bcol)
+{
+	size_t nf = c->nf;
+	double *lo2 = xalloc_calloc(nf + 1, sizeof(double));
+	double *hi2 = xalloc_calloc(nf + 1, sizeof(double));
+	double *w2 = xalloc_calloc(nf + 1, sizeof(double));
+	double *off2 = xalloc_calloc(n + 1, sizeof(double));
+	memcpy(lo2, lo, nf * sizeof(double));
+	memcpy(hi2, hi, nf * sizeof(double));
+	lo2[bcol] = hi2[bcol] = 0;
+	fit_cols(c, y, off, use, n, lambda, lo2, hi2, w, b, bcol);
+	for (size_t i = 0; i < n; i++)
+		off2[i] = off ? off[i] : 0;
+	for (size_t j = 0; j < nf; j++) {
+		if (j == bcol)
+			continue;
+		for (size_t k = c->start[j]; k < c->start[j + 1]; k++)
+			off2[c->row[k]] += w[j] * c->val[k];
+		lo2[j] = hi2[j] = 0;
+	}
+	lo2[bcol] = lo[bcol];
+	hi2[bcol] = hi[bcol];
+	fit_cols(c, y, off2, use, n, lambda, lo2, hi2, w2, b, bcol);
+	w[bcol] = w2[bcol];
+	free(lo2);
+	free(hi2);
+	free(w2);
+	free(off2);
+}
+
 void rules_fit_logistic(const double *x, const int *y, const double *off, size_t n, size_t nf,
                         double lambda, const double *lo, const double *hi, double *w, double *b)
 {
@@ -589,8 +632,8 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 						use[q] = fold[q] != folds[f];
 					struct cols c;
 					cols_build(&c, x, use, n, nf);
-					fit_cols(&c, y, off, use, n, lambdas[li], lo, hi, w, &b,
-					         bcol);
+					fit_two_stage(&c, y, off, use, n, lambdas[li], lo, hi, w,
+					              &b, bcol);
 					cols_free(&c);
 					for (size_t q = 0; q < n; q++) {
 						if (use[q])
@@ -625,7 +668,7 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 		{
 			struct cols c;
 			cols_build(&c, x, NULL, n, nf);
-			fit_cols(&c, y, off, NULL, n, best_lambda, lo, hi, w, &b, bcol);
+			fit_two_stage(&c, y, off, NULL, n, best_lambda, lo, hi, w, &b, bcol);
 			cols_free(&c);
 		}
 		double za = threshold_for(best_oof, y, n, o.fpr);

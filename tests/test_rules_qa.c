@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bayes.h"
 #include "rules_fit.h"
 #include "rules_qa.h"
 #include "scan.h"
@@ -186,4 +187,15 @@ Test(rules_fit, logistic_penalty_shrinks_and_bounds_hold)
 	double lo[2] = {-INFINITY, -INFINITY}, hi[2] = {0, INFINITY};
 	rules_fit_logistic(x, y, NULL, N, 2, 0.1, lo, hi, w, &b);
 	cr_assert_eq(w[0], 0.0);
+}
+
+Test(rules_fit, bayes_points_are_scaled_clipped_log_odds)
+{
+	/* What the fit fits on is what the daemon adds: logit(P), clipped, scaled. */
+	cr_assert_float_eq(bayes_logodds_points(0.5, 2.0, 8.0), 0.0, 1e-12);
+	cr_assert_float_eq(bayes_logodds_points(0.9, 1.0, 8.0), log(9.0), 1e-12);
+	cr_assert_float_eq(bayes_logodds_points(0.1, 2.0, 8.0), -2.0 * log(9.0), 1e-12);
+	cr_assert_float_eq(bayes_logodds_points(1.0 - 1e-9, 1.5, 8.0), 12.0, 1e-12);
+	cr_assert_float_eq(bayes_logodds_points(1.0, 1.5, 8.0), 12.0, 1e-12);
+	cr_assert_float_eq(bayes_logodds_points(0.0, 1.5, 8.0), -12.0, 1e-12);
 }
