@@ -15,9 +15,8 @@
  *	fooled, and autolearn's score without Bayes means something), then
  *	Bayes's weight (not penalised) and the intercept with the rules'
  *	points fixed. The penalty and C are chosen by k-fold cross-validation
- *	(the manifest's folds, else k folds by position) on the held-out
- *	partial ROC AUC up to 1% false positives; the final weights are
- *	fitted on all the messages.
+ *	(the manifest's folds, else k folds by position) on held-out
+ *	log-loss; the final weights are fitted on all the messages.
  *
  *	Locks: a rule with tflags nice gets a weight <= 0, any other rule a
  *	weight >= 0 (the sign its author meant, as SpamAssassin's score

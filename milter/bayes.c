@@ -20,8 +20,8 @@
 #define BAYES_DEFAULT_MIN_LEARNED     200
 #define BAYES_DEFAULT_AUTOLEARN_QUEUE 1000
 #define BAYES_EXPLAIN_TOKENS          12
-#define BAYES_DEFAULT_LOGODDS_SCALE   1.1047
-#define BAYES_DEFAULT_LOGODDS_CLIP    8.0
+#define BAYES_DEFAULT_LOGODDS_SCALE   1.1023
+#define BAYES_DEFAULT_LOGODDS_CLIP    32.0
 
 /*
  * Probability bands, SpamAssassin's names and (mostly) its scores so that
