@@ -44,4 +44,26 @@ check "naming its line" grep -q 'bad.tsv:2: expected' "$D/bad.err"
 "$SIFT" -c "$D/sift.conf" rules qa --manifest "$QA/manifest.tsv" --root "$QA" --folds 9-1 >/dev/null 2>"$D/folds.err"
 check "a bad fold list fails" grep -q "bad fold list '9-1'" "$D/folds.err"
 
+# The shipped rules for today's mail hit the lures they were written for.
+printf 'state_dir = %s/state\nrules = %s/rules\n' "$D" "$top_srcdir" >"$D/shipped.conf"
+"$SIFT" -c "$D/shipped.conf" check --tsv "$QA/modern" >"$D/modern.tsv" 2>"$D/modern.err"
+check "the modern fixtures score" [ "$(wc -l <"$D/modern.tsv")" = 4 ]
+hits() { # FILE RULE...
+	f=$1
+	shift
+	for r in "$@"; do
+		grep "/$f	" "$D/modern.tsv" | cut -f4 | tr ',' '\n' | grep -qx "$r" || return 1
+	done
+}
+check "phishing: password form, account threat, brand host, address in the link, redirector" \
+	hits phish.eml SIFT_HTML_FORM_PASSWORD SIFT_PHISH_ACCOUNT SIFT_URI_BRAND_SUBDOMAIN \
+	SIFT_URI_PHP_EMAIL SIFT_URI_GOOGLE_REDIR SIFT_URI_SHORT_MODERN SIFT_FROM_NAME_SUPPORT
+check "extortion: wording, deadline with a wallet, a bech32 address, From = To" \
+	hits extort.eml SIFT_SEXTORTION SIFT_PAY_DEADLINE_BTC SIFT_WALLET_ADDR SIFT_FROM_SAME_AS_TO
+check "invoice lure with a disk-image attachment" \
+	hits invoice.eml SIFT_SUBJ_INVOICE SIFT_BODY_PAYMENT_LURE SIFT_MIME_RISKY_ARCHIVE
+check "Cyrillic look-alike in the Subject, digits for letters" \
+	hits homoglyph.eml SIFT_SUBJ_MIXED_SCRIPT SIFT_OBFU_WORDS
+check "the plain ham fixtures hit none of them" sh -c "! \"$SIFT\" -c '$D/shipped.conf' check --tsv '$QA/ham' | cut -f4 | grep -q 'SIFT_PHISH\|SIFT_SEXTORTION\|SIFT_URI_BRAND\|SIFT_SUBJ_MIXED'"
+
 it_done
