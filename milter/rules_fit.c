@@ -534,15 +534,35 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 	for (size_t q = 0; q < n; q++)
 		if (s->msg[mi[q]].fold < 0)
 			manifest_folds = false;
+	/* One manifest fold cannot be cross-validated: then k folds by position. */
+	for (size_t q = 1; manifest_folds && q < n; q++)
+		if (s->msg[mi[q]].fold != s->msg[mi[0]].fold)
+			break;
+		else if (q + 1 == n)
+			manifest_folds = false;
 	int folds[FIT_MAX_FOLDS], nfolds = 0;
+	size_t nspam_all = 0;
 	for (size_t q = 0; q < n; q++) {
 		y[q] = s->msg[mi[q]].spam;
+		nspam_all += (size_t)y[q];
 		fold[q] = manifest_folds ? s->msg[mi[q]].fold : (int)(q % (size_t)o.k);
 		bool known = false;
 		for (int f = 0; f < nfolds; f++)
 			known |= folds[f] == fold[q];
 		if (!known && nfolds < FIT_MAX_FOLDS)
 			folds[nfolds++] = fold[q];
+	}
+	if (nspam_all < 2 || n - nspam_all < 2 || nfolds < 2) {
+		fprintf(stderr,
+		        "sift rules fit: needs at least 2 spam, 2 ham and 2 folds (have %zu, "
+		        "%zu, %d)\n",
+		        nspam_all, n - nspam_all, nfolds);
+		free(mi);
+		free(y);
+		free(fold);
+		free(locks);
+		rules_qa_cli_done(&in);
+		return 1;
 	}
 
 	/*

@@ -33,6 +33,11 @@ cp "$D/fit.cf" "$D/99_fitted.cf"
 "$SIFT" lint "$D/10_qa.cf" "$D/99_fitted.cf" >"$D/lint.out" 2>&1
 check "the scores file loads after the rules" [ $? = 0 ]
 
+"$SIFT" -c "$D/sift.conf" rules fit --manifest "$QA/manifest.tsv" --root "$QA" --folds 0 -o "$D/one.cf" >/dev/null 2>"$D/one.err"
+check "one spam and one ham cannot be fitted" grep -q 'needs at least 2 spam, 2 ham and 2 folds' "$D/one.err"
+"$SIFT" -c "$D/sift.conf" rules fit --manifest "$QA/manifest.tsv" --root "$QA" --folds 0-1 --k 2 -o "$D/two.cf" >/dev/null 2>&1
+check "manifest folds 0-1 fit" grep -q '^score QA_CLAIM_CASH' "$D/two.cf"
+
 printf 'score QA_CLAIM_CASH 4.5\n' >"$D/lock"
 "$SIFT" -c "$D/sift.conf" rules fit --spam "$QA/spam" --ham "$QA/ham" --k 3 --lock "$D/lock" -o "$D/fit2.cf" >/dev/null 2>&1
 check "a locked rule is not refitted" sh -c "! grep -q 'QA_CLAIM_CASH' '$D/fit2.cf'"
