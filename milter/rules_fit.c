@@ -485,9 +485,10 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 	int rc = rules_qa_cli_input(&in, argc, argv, ctx, extra, fit_extra, &o);
 	if (rc == 0 && o.lock != NULL && read_locks(o.lock, &locks, &nlocks) < 0)
 		rc = 1;
-	double add_header = 5.0;
+	double add_header = 5.0, reject = 15.0;
 	if (rc == 0) {
 		/* Read before the generation takes the configuration. */
+		conf_double_or_off(ctx->conf, "reject_score", 15.0, INFINITY, &reject, ctx->diag);
 		conf_double_or_off(ctx->conf, "add_header_score", 5.0, INFINITY, &add_header,
 		                   ctx->diag);
 		if (!isfinite(add_header) || add_header <= 0) {
@@ -791,6 +792,21 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 			}
 			printf("add_header_score %.2f sits at held-out FPR %g%%\n", add_header,
 			       o.fpr * 100);
+			/* What the configured actions do to the held-out messages, in points. */
+			const double acts[2] = {add_header, reject};
+			const char *act_name[2] = {"add_header", "reject"};
+			for (int a = 0; a < 2; a++) {
+				if (!isfinite(acts[a]))
+					continue;
+				size_t sp = 0, hm = 0;
+				for (size_t q = 0; q < n; q++)
+					if (scale * (best_oof[q] - b) + offset >= acts[a])
+						y[q] ? sp++ : hm++;
+				printf(
+				    "held out at %s_score %.2f: spam recall %.4f, %zu of %zu ham\n",
+				    act_name[a], acts[a], nspam ? (double)sp / nspam : 0, hm,
+				    n - nspam);
+			}
 		}
 	}
 	free(mi);
