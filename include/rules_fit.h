@@ -4,7 +4,7 @@
  *	(`sift rules fit`)
  * SYNOPSIS
  *	sift rules fit [-r PATH]... [-o FILE] [--lock FILE] [--bayes-oof FILE]
- *	    [--fpr RATE] [--k N] INPUT
+ *	    [--fpr RATE] [--k N] [--bayes-clip C] [--held-out FILE] INPUT
  * DESCRIPTION
  *	The evidence of every message (rules_qa.h: the rules that hit, other
  *	sources' hits, Bayes's P(spam)) is fitted with an L2-regularised

@@ -317,7 +317,7 @@ static double threshold_for(const double *s, const int *y, size_t n, double rate
 /* ------------------------------------------------------------ the command */
 
 struct fit_opts {
-	const char *out, *lock, *oof;
+	const char *out, *lock, *oof, *heldout;
 	double fpr;
 	long k;
 	double clip; /* 0: chosen by CV */
@@ -341,6 +341,7 @@ static int fit_extra(int ch, const char *arg, void *ud)
 		if (*end || o->k < 2 || o->k > FIT_MAX_FOLDS)
 			break;
 		return 0;
+	case 'W': o->heldout = arg; return 0;
 	case 'C':
 		o->clip = strtod(arg, &end);
 		if (*end || !(o->clip >= 0.1 && o->clip <= 100))
@@ -477,6 +478,7 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 	                                      {"fpr", required_argument, NULL, 'P'},
 	                                      {"k", required_argument, NULL, 'K'},
 	                                      {"bayes-clip", required_argument, NULL, 'C'},
+	                                      {"held-out", required_argument, NULL, 'W'},
 	                                      {NULL, 0, NULL, 0}};
 	struct fit_opts o = {.k = FIT_DEFAULT_K};
 	rules_qa_cli_t in;
@@ -789,6 +791,22 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 				       "%.4f)\n",
 				       fprs[k] * 100, scale * (t - b) + offset,
 				       nspam ? (double)above / nspam : 0);
+			}
+			if (o.heldout != NULL) {
+				/* Each message's held-out points, to see what the fit gets wrong.
+				 */
+				FILE *hf = fopen(o.heldout, "w");
+				if (hf == NULL) {
+					fprintf(stderr, "sift rules fit: %s: %s\n", o.heldout,
+					        strerror(errno));
+					rc = 1;
+				} else {
+					for (size_t q = 0; q < n; q++)
+						fprintf(hf, "%s\t%s\t%.3f\n", s->msg[mi[q]].path,
+						        y[q] ? "spam" : "ham",
+						        scale * (best_oof[q] - b) + offset);
+					fclose(hf);
+				}
 			}
 			printf("add_header_score %.2f sits at held-out FPR %g%%\n", add_header,
 			       o.fpr * 100);

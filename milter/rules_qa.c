@@ -548,8 +548,8 @@ static void rules_usage(FILE *fp)
 	fprintf(fp,
 	        "usage: sift rules qa [-r PATH]... [--tsv] [-j N] INPUT\n"
 	        "       sift rules fit [-r PATH]... [-j N] [-o FILE] [--lock FILE]\n"
-	        "                      [--bayes-oof FILE] [--fpr RATE] [--k N] [--bayes-clip C] "
-	        "INPUT\n"
+	        "                      [--bayes-oof FILE] [--fpr RATE] [--k N] [--bayes-clip C]\n"
+	        "                      [--held-out FILE] INPUT\n"
 	        "  INPUT: --manifest MANIFEST.tsv --root DIR [--folds 0-6] [--groups G,...]\n"
 	        "         or --spam DIR --ham DIR (repeatable)\n");
 }
