@@ -13,7 +13,7 @@
  *	intercept, in two stages: the rules first, with Bayes's weight held at
  *	0 (so their points stand on their own when Bayes is untrained or
  *	fooled, and autolearn's score without Bayes means something), then
- *	Bayes's weight (not penalised) and the intercept with the rules'
+ *	Bayes's weight (lightly penalised) and the intercept with the rules'
  *	points fixed. The penalty and C are chosen by k-fold cross-validation
  *	(the manifest's folds, else k folds by position) on held-out
  *	log-loss; the final weights are fitted on all the messages.
@@ -37,7 +37,9 @@
  *	becomes points as s * (z - b), with s chosen so that the add_header
  *	threshold (add_header_score) falls where the held-out logits give the
  *	false-positive rate --fpr (default 0: just above the highest held-out
- *	ham). The scores file holds "score NAME points" lines, to load after
+ *	ham; where that would take a huge scale, the median held-out ham is
+ *	put at 0 points and bayes_logodds_offset carries the rest). The
+ *	scores file holds "score NAME points" lines, to load after
  *	the rules (a rules path whose name sorts last, e.g. 99_fitted.cf), and
  *	the bayes_logodds_scale and bayes_logodds_clip values in a comment,
  *	for the configuration. The held-out figures (ROC AUC, recall at 0.1%

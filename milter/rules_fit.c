@@ -32,8 +32,11 @@
 
 static const double lambdas[] = {0.1, 0.3, 1, 3, 10, 30, 100, 1000, 1e5};
 static const double clips[] = {4, 8, 16, 32};
-#define N_LAMBDAS (sizeof(lambdas) / sizeof(lambdas[0]))
-#define N_CLIPS   (sizeof(clips) / sizeof(clips[0]))
+/* Bayes's own, light penalty: it keeps the weight finite when Bayes separates the classes. */
+static const double bayes_lambdas[] = {0.01, 0.1, 1};
+#define N_LAMBDAS  (sizeof(lambdas) / sizeof(lambdas[0]))
+#define N_CLIPS    (sizeof(clips) / sizeof(clips[0]))
+#define N_BLAMBDAS (sizeof(bayes_lambdas) / sizeof(bayes_lambdas[0]))
 
 /* Columns of non-zero entries: the features are mostly sparse binary hits. */
 struct cols {
@@ -86,7 +89,7 @@ static double sigmoid(double z)
  */
 static void fit_cols(const struct cols *c, const int *y, const double *off,
                      const unsigned char *use, size_t n, double lambda, const double *lo,
-                     const double *hi, double *w, double *b, size_t free_col)
+                     const double *hi, double *w, double *b, size_t free_col, double free_lambda)
 {
 	size_t nf = c->nf;
 	double *z = xalloc_calloc(n + 1, sizeof(double));
@@ -115,12 +118,13 @@ static void fit_cols(const struct cols *c, const int *y, const double *off,
 		maxd = fabs(d);
 		for (size_t j = 0; j < nf; j++) {
 			/*
-			 * free_col (Bayes's log-odds) is not penalised: one weight
-			 * on thousands of messages needs no shrinking, and the
-			 * largest penalties then leave Bayes alone, so the choice
-			 * by cross-validation includes "the rules add nothing".
+			 * free_col (Bayes's log-odds) has its own, light penalty:
+			 * one weight on thousands of messages needs little
+			 * shrinking, and the largest rule penalties then leave
+			 * Bayes alone, so the choice by cross-validation includes
+			 * "the rules add nothing".
 			 */
-			double lam = j == free_col ? 0 : lambda;
+			double lam = j == free_col ? free_lambda : lambda;
 			g = lam * w[j];
 			h = lam + 1e-9;
 			for (size_t k = c->start[j]; k < c->start[j + 1]; k++) {
@@ -166,7 +170,7 @@ static void fit_cols(const struct cols *c, const int *y, const double *off,
  */
 static void fit_two_stage(const struct cols *c, const int *y, const double *off,
                           const unsigned char *use, size_t n, double lambda, const double *lo,
-                          const double *hi, double *w, double *b, size_t bcol)
+                          const double *hi, double *w, double *b, size_t bcol, double blambda)
 {
 	size_t nf = c->nf;
 	double *lo2 = xalloc_calloc(nf + 1, sizeof(double));
@@ -176,7 +180,7 @@ static void fit_two_stage(const struct cols *c, const int *y, const double *off,
 	memcpy(lo2, lo, nf * sizeof(double));
 	memcpy(hi2, hi, nf * sizeof(double));
 	lo2[bcol] = hi2[bcol] = 0;
-	fit_cols(c, y, off, use, n, lambda, lo2, hi2, w, b, bcol);
+	fit_cols(c, y, off, use, n, lambda, lo2, hi2, w, b, bcol, blambda);
 	for (size_t i = 0; i < n; i++)
 		off2[i] = off ? off[i] : 0;
 	for (size_t j = 0; j < nf; j++) {
@@ -188,7 +192,7 @@ static void fit_two_stage(const struct cols *c, const int *y, const double *off,
 	}
 	lo2[bcol] = lo[bcol];
 	hi2[bcol] = hi[bcol];
-	fit_cols(c, y, off2, use, n, lambda, lo2, hi2, w2, b, bcol);
+	fit_cols(c, y, off2, use, n, lambda, lo2, hi2, w2, b, bcol, blambda);
 	w[bcol] = w2[bcol];
 	free(lo2);
 	free(hi2);
@@ -201,7 +205,7 @@ void rules_fit_logistic(const double *x, const int *y, const double *off, size_t
 {
 	struct cols c;
 	cols_build(&c, x, NULL, n, nf);
-	fit_cols(&c, y, off, NULL, n, lambda, lo, hi, w, b, (size_t)-1);
+	fit_cols(&c, y, off, NULL, n, lambda, lo, hi, w, b, (size_t)-1, 0);
 	cols_free(&c);
 }
 
@@ -639,6 +643,7 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 	double scale = 1.0; /* points per logit; refined below when locks need it */
 	double offset = 0;  /* points added with Bayes's contribution */
 	double best_loss = INFINITY, best_lambda = lambdas[0], best_clip = clips[0], b = 0;
+	double best_blambda = bayes_lambdas[0];
 	size_t nclips = o.clip > 0 ? 1 : N_CLIPS;
 	for (int pass = 0; pass < (nlocks ? FIT_SCALE_PASSES : 1); pass++) {
 		best_loss = INFINITY;
@@ -648,7 +653,8 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 			double clip = o.clip > 0 ? o.clip : clips[ci];
 			for (size_t q = 0; q < n; q++)
 				x[q * nf + bcol] = bayes_feature(bayes_p[q], clip);
-			for (size_t li = 0; li < N_LAMBDAS; li++) {
+			for (size_t gi = 0; gi < N_LAMBDAS * N_BLAMBDAS; gi++) {
+				size_t li = gi / N_BLAMBDAS, bi = gi % N_BLAMBDAS;
 				double loss = 0;
 				for (int f = 0; f < nfolds; f++) {
 					for (size_t q = 0; q < n; q++)
@@ -656,7 +662,7 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 					struct cols c;
 					cols_build(&c, x, use, n, nf);
 					fit_two_stage(&c, y, off, use, n, lambdas[li], lo, hi, w,
-					              &b, bcol);
+					              &b, bcol, bayes_lambdas[bi]);
 					cols_free(&c);
 					for (size_t q = 0; q < n; q++) {
 						if (use[q])
@@ -678,6 +684,7 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 				if (loss < best_loss) {
 					best_loss = loss;
 					best_lambda = lambdas[li];
+					best_blambda = bayes_lambdas[bi];
 					best_clip = clip;
 					memcpy(best_oof, oof, n * sizeof(double));
 				}
@@ -689,7 +696,8 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 		{
 			struct cols c;
 			cols_build(&c, x, NULL, n, nf);
-			fit_two_stage(&c, y, off, NULL, n, best_lambda, lo, hi, w, &b, bcol);
+			fit_two_stage(&c, y, off, NULL, n, best_lambda, lo, hi, w, &b, bcol,
+			              best_blambda);
 			cols_free(&c);
 		}
 		double za = threshold_for(best_oof, y, n, o.fpr);
@@ -703,14 +711,16 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 		/*
 		 * Points are s * (z - b): no intercept. When the add_header logit
 		 * lies less than one logit above the intercept, that would take
-		 * a huge or negative scale; then 1 logit = add_header points and
-		 * the difference rides on Bayes's contribution as an offset.
+		 * a huge or negative scale; then the median held-out ham scores
+		 * 0 points instead, and the difference rides on Bayes's
+		 * contribution as an offset.
 		 */
 		if (za - b >= 1) {
 			scale = add_header / (za - b);
 			offset = 0;
 		} else {
-			scale = add_header;
+			double zm = threshold_for(best_oof, y, n, 0.5);
+			scale = add_header / (za - zm > 1 ? za - zm : 1);
 			offset = add_header - scale * (za - b);
 		}
 	}
@@ -738,16 +748,17 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 			    out,
 			    "# Scores fitted by `sift rules fit` on %zu spam and %zu ham, %d-fold "
 			    "cross-validated:\n"
-			    "# L2 penalty %g, Bayes log-odds clipped at %g; %.4f points per "
-			    "logit.\n"
+			    "# L2 penalty %g (Bayes's %g), Bayes log-odds clipped at %g; %.4f "
+			    "points "
+			    "per logit.\n"
 			    "# Held out: ROC AUC %.5f, recall %.4f at 0.1%% and %.4f at 1%% FPR\n"
 			    "# (Bayes alone: AUC %.5f, recall %.4f and %.4f).\n"
 			    "# Configuration to go with these scores:\n"
 			    "#   bayes_logodds_scale = %.4f\n"
 			    "#   bayes_logodds_clip = %g\n"
 			    "#   bayes_logodds_offset = %.4f\n",
-			    nspam, n - nspam, nfolds, best_lambda, best_clip, scale, auc, r01, r1,
-			    bauc, br01, br1, bscale, best_clip, offset);
+			    nspam, n - nspam, nfolds, best_lambda, best_blambda, best_clip, scale,
+			    auc, r01, r1, bauc, br01, br1, bscale, best_clip, offset);
 			for (size_t c = 0; c + 1 < nf; c++) {
 				const rules_qa_feat_t *f = &s->feat[colfeat[c]];
 				double pts = scale * w[c];
@@ -765,8 +776,9 @@ int rules_fit_cmd(cli_ctx_t *ctx, int argc, char **argv)
 				fclose(out);
 			printf("fit: %zu messages (%zu spam, %zu ham), %zu features, %d folds\n", n,
 			       nspam, n - nspam, nf, nfolds);
-			printf("chosen by cross-validation: L2 penalty %g, bayes_logodds_clip %g\n",
-			       best_lambda, best_clip);
+			printf("chosen by cross-validation: L2 penalty %g (Bayes's %g), "
+			       "bayes_logodds_clip %g\n",
+			       best_lambda, best_blambda, best_clip);
 			printf("held out: fitted score AUC %.5f, recall %.4f at 0.1%% FPR, %.4f at "
 			       "1%% "
 			       "FPR\n",
