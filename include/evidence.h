@@ -66,9 +66,14 @@
 #include "mime.h"
 #include "msg.h"
 
+/*
+ * Shared services: built once per generation by scan.c, lent to every
+ * module (take a reference to keep one past load()).
+ */
 typedef struct ev_env {
 	const char *state_dir; /* where the module's files live unless configured */
 	bool offline;          /* `sift check`: no background threads needed */
+	struct dns *dns;       /* the DNS service (dns.h); NULL outside scan.c */
 } ev_env_t;
 
 typedef struct ev_conn_info {

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "bayes.h"
+#include "dns.h"
 #include "dnsbl.h"
 #include "log.h"
 #include "metrics.h"
@@ -54,6 +55,7 @@ struct scan_gen {
 	bool owns_conf;
 	scan_settings_t settings;
 	verdict_policy_t policy;
+	dns_t *dns; /* the shared DNS service, carried over reloads when unchanged */
 	void *mod[SCAN_N_MODULES];
 };
 
@@ -350,8 +352,10 @@ scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env_in, d
 	 * run of `sift lint` (or one refused reload) reports every mistake,
 	 * unknown keys included, not just the first.
 	 */
+	g->dns = dns_load(c, prev ? prev->dns : NULL, d);
 	ev_env_t env = *env_in;
 	env.state_dir = g->settings.state_dir;
+	env.dns = g->dns;
 	for (size_t i = 0; i < SCAN_N_MODULES; i++)
 		g->mod[i] = scan_modules[i]->load(c, prev ? prev->mod[i] : NULL, &env, d);
 	conf_check_unknown(c, d);
@@ -367,6 +371,7 @@ int scan_gen_start(scan_gen_t *g, const ev_env_t *env_in, diag_t *d)
 	size_t before = diag_errors(d);
 	ev_env_t env = *env_in;
 	env.state_dir = g->settings.state_dir;
+	env.dns = g->dns;
 	for (size_t i = 0; i < SCAN_N_MODULES; i++)
 		if (g->mod[i] != NULL && scan_modules[i]->start != NULL &&
 		    scan_modules[i]->start(g->mod[i], &env, d) != 0)
@@ -423,6 +428,7 @@ void scan_gen_unref(scan_gen_t *g)
 	for (size_t i = 0; i < SCAN_N_MODULES; i++)
 		if (g->mod[i] != NULL)
 			scan_modules[i]->release(g->mod[i]);
+	dns_unref(g->dns);
 	if (g->owns_conf)
 		conf_free(g->conf);
 	free(g);
