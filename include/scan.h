@@ -96,12 +96,21 @@ typedef struct scan_result {
 	const char *degraded; /* sources that returned EV_DEGRADED, "a,b"; NULL if none */
 	scan_timing_t timings[SCAN_MAX_SOURCES]; /* the sources run, in order */
 	size_t n_timings;
+	verdict_fields_t fields; /* header fields the sources add or remove (verdict.h) */
 } scan_result_t;
 
 typedef struct scan_opts {
 	bool explain;
 	bool timing;
 } scan_opts_t;
+
+/*
+ * The order the sources' score() runs in (order[0..n), indexes into
+ * mods): list order, except that a source comes after every source its
+ * `after` names (evidence.h). Unknown names are ignored; a cycle is
+ * broken in list order. n is at most SCAN_MAX_SOURCES. For the tests.
+ */
+void scan_order_sources(const evidence_ops_t *const *mods, size_t n, size_t *order);
 
 /*
  * Builds a generation: reads every module's keys from c, loads rules and

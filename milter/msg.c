@@ -34,6 +34,13 @@ struct msg {
 	uint64_t body_seen;
 	bool truncated;
 	bool pending_cr; /* a chunk ended in "\r": decide when the next byte comes */
+	/* The raw copy (msg_keep_raw()): fields, then body, CRLF throughout. */
+	bool keep_raw;
+	bool raw_last_cr; /* the last raw body byte was "\r" */
+	bool raw_truncated;
+	abuf_t raw_hdr, raw_body;
+	const char *raw; /* both joined, built once */
+	size_t raw_len;
 };
 
 msg_t *msg_new(uint64_t max_body_bytes)
@@ -175,9 +182,77 @@ static void msg_push_header(msg_t *m, const char *name, size_t name_len, const c
 	m->header_block = NULL;
 }
 
+void msg_keep_raw(msg_t *m)
+{
+	if (m->keep_raw)
+		return;
+	m->keep_raw = true;
+	abuf_init(&m->raw_hdr, m->arena, 4096);
+	abuf_init(&m->raw_body, m->arena, MSG_INITIAL_BODY_BYTES);
+}
+
+/* Appends p to b with every bare LF made CRLF; *last_cr carries across calls. */
+static void msg_raw_put(abuf_t *b, const char *p, size_t n, bool *last_cr)
+{
+	size_t start = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\n' && !(i > 0 ? p[i - 1] == '\r' : *last_cr)) {
+			abuf_append(b, p + start, i - start);
+			abuf_append(b, "\r", 1);
+			start = i;
+		}
+	}
+	abuf_append(b, p + start, n - start);
+	if (n > 0)
+		*last_cr = p[n - 1] == '\r';
+}
+
+static void msg_raw_field(msg_t *m, const char *name, size_t name_len, const char *value,
+                          size_t value_len)
+{
+	if (!m->keep_raw)
+		return;
+	/* The line end after the value is framing; the fold inside it is not. */
+	while (value_len > 0 && (value[value_len - 1] == '\n' || value[value_len - 1] == '\r'))
+		value_len--;
+	bool cr = false;
+	abuf_append(&m->raw_hdr, name, name_len);
+	abuf_putc(&m->raw_hdr, ':');
+	msg_raw_put(&m->raw_hdr, value, value_len, &cr);
+	abuf_append(&m->raw_hdr, "\r\n", 2);
+	m->raw = NULL;
+}
+
+void msg_raw_header(msg_t *m, const char *name, const char *value)
+{
+	msg_raw_field(m, name, strlen(name), value, strlen(value));
+}
+
+const char *msg_raw(msg_t *m, size_t *len, bool *truncated)
+{
+	if (!m->keep_raw)
+		return NULL;
+	if (m->raw == NULL) {
+		abuf_t b;
+		abuf_init(&b, m->arena, m->raw_hdr.len + m->raw_body.len + 3);
+		abuf_append(&b, m->raw_hdr.data, m->raw_hdr.len);
+		abuf_append(&b, "\r\n", 2);
+		abuf_append(&b, m->raw_body.data, m->raw_body.len);
+		m->raw = b.data;
+		m->raw_len = b.len;
+	}
+	if (len)
+		*len = m->raw_len;
+	if (truncated)
+		*truncated = m->raw_truncated;
+	return m->raw;
+}
+
 void msg_add_header(msg_t *m, const char *name, const char *value)
 {
-	msg_push_header(m, name, strlen(name), value, strlen(value));
+	size_t nl = strlen(name), vl = strlen(value);
+	msg_raw_field(m, name, nl, value, vl);
+	msg_push_header(m, name, nl, value, vl);
 }
 
 size_t msg_header_count(const msg_t *m)
@@ -236,6 +311,15 @@ void msg_append_body(msg_t *m, const void *vp, size_t n)
 {
 	const char *p = vp;
 	m->body_seen += n;
+	if (m->keep_raw && !m->raw_truncated && n > 0) {
+		size_t room = m->raw_body.len < m->max_body_bytes
+		                  ? (size_t)(m->max_body_bytes - m->raw_body.len)
+		                  : 0;
+		if (n > room)
+			m->raw_truncated = true;
+		msg_raw_put(&m->raw_body, p, n < room ? n : room, &m->raw_last_cr);
+		m->raw = NULL;
+	}
 	if (m->truncated || n == 0)
 		return;
 	if (m->pending_cr) {
@@ -296,6 +380,7 @@ static void msg_emit_field(msg_t *m, struct msg_scratch *sc, const char *name, s
                            const char *value, size_t value_len, msg_field_fn field, void *ud)
 {
 	if (field == NULL) {
+		msg_raw_field(m, name, name_len, value, value_len);
 		msg_push_header(m, name, name_len, value, value_len);
 		return;
 	}
