@@ -95,7 +95,9 @@ typedef struct dns_query dns_query_t;
 /*
  * Reads the dns_ (and old dnsbl_) resolver keys and returns a resolver:
  * prev's, with a new reference, when its settings are the same (so the
- * cache and the thread live on), else a new one. NULL with errors in d.
+ * cache and the thread live on), else a new one. Bad values are errors
+ * in d (the caller drops the generation) and are left out of the
+ * resolver returned; NULL only when c-ares refuses the settings.
  */
 dns_t *dns_load(conf_t *c, dns_t *prev, diag_t *d);
 /* NULL with a reason in err when c-ares refuses the settings. */

@@ -48,7 +48,8 @@
  *	msg_state_bytes asks for per-message state: zeroed memory from the
  *	message arena, handed to score() as ctx->state, gone with the message.
  *	score() adds header fields to the delivered message through
- *	ctx->fields (verdict.h); libmilter stays in the glue. EV_F_RAW asks
+ *	ctx->fields (verdict.h); libmilter stays in the glue; and may raise
+ *	the message's action whatever its score through ctx->action_floor. EV_F_RAW asks
  *	for the raw message (msg_raw(): header and body byte-exact with CRLF
  *	line ends, up to the size limit) for signature checks. Shared
  *	services (DNS) come in env, see ev_env_t.
@@ -102,6 +103,11 @@ typedef struct ev_score_ctx {
 	/* v2 */
 	void *state;              /* msg_state_bytes of per-message state, or NULL */
 	verdict_fields_t *fields; /* header fields to add or remove at delivery */
+	/*
+	 * The least action the message gets whatever its score; a source may
+	 * raise it (a DMARC p=reject failure), never lower it.
+	 */
+	verdict_action_t *action_floor;
 } ev_score_ctx_t;
 
 typedef enum {

@@ -77,7 +77,7 @@ typedef struct scan_settings {
 typedef struct scan_gen scan_gen_t;
 typedef struct scan_conn scan_conn_t;
 
-/* Evidence sources a generation can run: rules, bayes, rep, dnsbl. */
+/* Evidence sources a generation can run: rules, bayes, rep, auth, dnsbl. */
 #define SCAN_MAX_SOURCES 8
 
 /* One source's share of scan_score(): the per-message log line reports it. */

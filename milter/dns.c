@@ -83,7 +83,6 @@ static void key_long(conf_t *c, const char *key, long def, long min, long max, l
 
 dns_t *dns_load(conf_t *c, dns_t *prev, diag_t *d)
 {
-	size_t errors0 = diag_errors(d);
 	long timeout_ms, tries, cache_entries, max_ttl_ms, neg_ttl_ms;
 	uint64_t cache_bytes, old_bytes;
 	key_ms(c, "dns_timeout", 1500, 50, 30000, &timeout_ms, d);
@@ -108,8 +107,11 @@ dns_t *dns_load(conf_t *c, dns_t *prev, diag_t *d)
 		if (!parse_nameserver(v, csv, sizeof(csv)))
 			diag_error(d, file, line, "%s: \"%s\" is not ip[:port]", key, v);
 	}
-	if (diag_errors(d) > errors0)
-		return NULL;
+	/*
+	 * On errors the generation fails anyway; a resolver on what was valid
+	 * still lets every module read its keys (one run of `sift lint`
+	 * reports every mistake) without reporting this one twice.
+	 */
 	dns_conf_t rc = {
 	    .servers_csv = csv[0] ? csv : NULL,
 	    .timeout_ms = timeout_ms,

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "bayes.h"
 #include "dns.h"
 #include "dnsbl.h"
@@ -41,10 +42,7 @@
  * that wait on the network run last against the deadline.
  */
 static const evidence_ops_t *const scan_modules[] = {
-    &rules_evidence,
-    &bayes_evidence,
-    &rep_evidence,
-    &dnsbl_evidence,
+    &rules_evidence, &bayes_evidence, &rep_evidence, &auth_evidence, &dnsbl_evidence,
 };
 #define SCAN_N_MODULES (sizeof(scan_modules) / sizeof(scan_modules[0]))
 _Static_assert(SCAN_N_MODULES <= SCAN_MAX_SOURCES, "scan_result_t.timings too small");
@@ -640,7 +638,9 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 	r->mime = scan_mime(c, m);
 	r->hits = hits_new(a);
 	verdict_fields_init(&r->fields, a);
+	verdict_action_t floor = VERDICT_ACCEPT;
 	ev_score_ctx_t ctx = {
+	    .action_floor = &floor,
 	    .deadline_ms = start + c->gen->settings.deadline_ms,
 	    .explain = o && o->explain,
 	    .timing = o && o->timing,
@@ -685,6 +685,8 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 	hits_sort(r->hits);
 	r->score = hits_total(r->hits);
 	r->action = verdict_decide(&c->gen->policy, r->score);
+	if (r->action < floor)
+		r->action = floor;
 	if (r->failed != NULL) {
 		atomic_fetch_add(&scan_failed_count, 1);
 		/* Judged on part of the evidence: the administrator's policy says what then. */
