@@ -63,6 +63,21 @@
 
 extern const evidence_ops_t auth_evidence;
 
+/*
+ * SpamAssassin's eval tests of its SPF, DKIM and DMARC plugins, answered
+ * from this module's results of the message, which score() leaves in h's
+ * metrics (auth_spf, auth_spf_helo, auth_dkim, auth_dmarc, auth_dmarc_p).
+ * For a rules module that runs after "auth" (evidence.h `after`): true
+ * with *answer set when func is one of check_for_spf_{pass,fail,softfail,
+ * neutral,none,permerror,temperror}, the same with check_for_spf_helo_,
+ * check_dkim_signed, check_dkim_valid, check_dkim_valid_author_sig,
+ * check_dmarc_{pass,reject,quarantine,none,missing}; false when func is
+ * none of them or auth did not judge the message. A rule that takes its
+ * answer here and has its own score scores the same fact as auth's hit of
+ * the same name: give one of the two a zero score (auth_score NAME 0).
+ */
+bool auth_eval(const hits_t *h, const char *func, bool *answer);
+
 /* The results of one method, as RFC 8601 names them. */
 typedef enum {
 	AUTH_NONE = 0,

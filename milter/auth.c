@@ -637,11 +637,63 @@ static ev_status_t auth_score(void *shared, void *conn, msg_t *m, const mime_t *
 				                                r->from));
 		}
 	}
+	hits_set_metric(h, "auth_spf", r->spf_identity || r->trusted ? (double)r->spf : -1.0);
+	hits_set_metric(h, "auth_spf_helo", r->helo != AUTH_N_RESULTS ? (double)r->helo : -1.0);
+	hits_set_metric(h, "auth_dkim", (r->nsig > 0) | valid << 1 | valid_au << 2);
+	hits_set_metric(h, "auth_dmarc", r->has_from ? (double)r->dmarc : -1.0);
+	hits_set_metric(h, "auth_dmarc_p", r->policy);
 	if (r->dkim_skipped && ctx->explain)
 		hits_note(h, "auth", "DKIM not verified: the message is over max_message_size");
 	if (!r->trusted)
 		add_ar(a, m, r, ctx);
 	return !r->trusted && auth_dns_failures() > 0 ? EV_DEGRADED : EV_OK;
+}
+
+bool auth_eval(const hits_t *h, const char *func, bool *answer)
+{
+	static const struct {
+		const char *func, *metric;
+		int value; /* the result, or the dkim bit, or the dmarc policy */
+	} evals[] = {
+	    {"check_for_spf_pass", "auth_spf", AUTH_PASS},
+	    {"check_for_spf_fail", "auth_spf", AUTH_FAIL},
+	    {"check_for_spf_softfail", "auth_spf", AUTH_SOFTFAIL},
+	    {"check_for_spf_neutral", "auth_spf", AUTH_NEUTRAL},
+	    {"check_for_spf_none", "auth_spf", AUTH_NONE},
+	    {"check_for_spf_permerror", "auth_spf", AUTH_PERMERROR},
+	    {"check_for_spf_temperror", "auth_spf", AUTH_TEMPERROR},
+	    {"check_for_spf_helo_pass", "auth_spf_helo", AUTH_PASS},
+	    {"check_for_spf_helo_fail", "auth_spf_helo", AUTH_FAIL},
+	    {"check_for_spf_helo_softfail", "auth_spf_helo", AUTH_SOFTFAIL},
+	    {"check_for_spf_helo_neutral", "auth_spf_helo", AUTH_NEUTRAL},
+	    {"check_for_spf_helo_none", "auth_spf_helo", AUTH_NONE},
+	    {"check_for_spf_helo_permerror", "auth_spf_helo", AUTH_PERMERROR},
+	    {"check_for_spf_helo_temperror", "auth_spf_helo", AUTH_TEMPERROR},
+	    {"check_dkim_signed", "auth_dkim", 1},
+	    {"check_dkim_valid", "auth_dkim", 2},
+	    {"check_dkim_valid_author_sig", "auth_dkim", 4},
+	    {"check_dmarc_pass", "auth_dmarc", AUTH_PASS},
+	    {"check_dmarc_missing", "auth_dmarc", AUTH_NONE},
+	    {"check_dmarc_reject", "auth_dmarc_p", 'r'},
+	    {"check_dmarc_quarantine", "auth_dmarc_p", 'q'},
+	    {"check_dmarc_none", "auth_dmarc_p", 'n'},
+	};
+	for (size_t i = 0; i < sizeof(evals) / sizeof(evals[0]); i++) {
+		if (strcmp(evals[i].func, func) != 0)
+			continue;
+		double v, dmarc;
+		if (!hits_metric(h, evals[i].metric, &v) || !hits_metric(h, "auth_dmarc", &dmarc))
+			return false; /* auth did not judge this message */
+		if (strcmp(evals[i].metric, "auth_dkim") == 0)
+			*answer = ((int)v & evals[i].value) != 0;
+		else if (strcmp(evals[i].metric, "auth_dmarc_p") == 0)
+			/* SpamAssassin's: the message failed DMARC under that policy */
+			*answer = (int)dmarc == AUTH_FAIL && (int)v == evals[i].value;
+		else
+			*answer = (int)v == evals[i].value;
+		return true;
+	}
+	return false;
 }
 
 const evidence_ops_t auth_evidence = {

@@ -232,3 +232,29 @@ Test(conf, bad_values_are_errors_at_their_line)
 		diag_free(d);
 	}
 }
+
+/* ------------------------------------------------------------ SpamAssassin's eval tests */
+
+Test(eval, spamassassin_evals_answer_from_the_results_left_in_the_hits)
+{
+	arena_t *ar = arena_new(4096);
+	hits_t *h = hits_new(ar);
+	bool yes = false;
+	cr_assert_not(auth_eval(h, "check_for_spf_pass", &yes), "auth did not run: no answer");
+	hits_set_metric(h, "auth_spf", AUTH_SOFTFAIL);
+	hits_set_metric(h, "auth_spf_helo", -1);
+	hits_set_metric(h, "auth_dkim", 1 | 2);
+	hits_set_metric(h, "auth_dmarc", AUTH_FAIL);
+	hits_set_metric(h, "auth_dmarc_p", 'q');
+	cr_assert(auth_eval(h, "check_for_spf_softfail", &yes) && yes);
+	cr_assert(auth_eval(h, "check_for_spf_pass", &yes) && !yes);
+	cr_assert(auth_eval(h, "check_for_spf_helo_none", &yes) && !yes, "HELO was not checked");
+	cr_assert(auth_eval(h, "check_dkim_signed", &yes) && yes);
+	cr_assert(auth_eval(h, "check_dkim_valid", &yes) && yes);
+	cr_assert(auth_eval(h, "check_dkim_valid_author_sig", &yes) && !yes);
+	cr_assert(auth_eval(h, "check_dmarc_quarantine", &yes) && yes);
+	cr_assert(auth_eval(h, "check_dmarc_reject", &yes) && !yes);
+	cr_assert(auth_eval(h, "check_dmarc_pass", &yes) && !yes);
+	cr_assert_not(auth_eval(h, "check_for_something_else", &yes));
+	arena_free(ar);
+}
