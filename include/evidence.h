@@ -52,7 +52,8 @@
  *	the message's action whatever its score through ctx->action_floor. EV_F_RAW asks
  *	for the raw message (msg_raw(): header and body byte-exact with CRLF
  *	line ends, up to the size limit) for signature checks. Shared
- *	services (DNS) come in env, see ev_env_t.
+ *	services (DNS) come in env, see ev_env_t; per-message facts computed
+ *	once come with the message (msg_received(): the Received: chain).
  *
  *	metrics() (may be NULL) writes the module's own figures for the
  *	Prometheus endpoint (metrics.h: families and samples) from a scraping

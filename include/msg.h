@@ -78,6 +78,22 @@ bool msg_truncated(const msg_t *m);
 /* Bytes of body seen, kept or not. */
 uint64_t msg_body_size(const msg_t *m);
 
+/*
+ * The Received: chain, parsed once per message (on the first call, after
+ * the header is complete) and kept in the message arena, newest hop
+ * (topmost field) first, at most MSG_MAX_HOPS of them. For each field:
+ * the name after "from" and the address in brackets of the from clause
+ * (in canonical text form, an IPv4-mapped IPv6 one as IPv4; "[IPv6:...]"
+ * understood) and the name after "by"; NULL for what the field lacks.
+ */
+#define MSG_MAX_HOPS 64
+typedef struct msg_hop {
+	const char *helo;
+	const char *ip;
+	const char *by;
+} msg_hop_t;
+size_t msg_received(msg_t *m, const msg_hop_t **hops);
+
 /* Starts the raw copy; call before the first header field. */
 void msg_keep_raw(msg_t *m);
 /*

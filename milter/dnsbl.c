@@ -1068,36 +1068,6 @@ static const char *addr_domain(const char *s, char *out, size_t n)
 	return o ? out : NULL;
 }
 
-/* The address in brackets of a Received: field's "from" clause, or NULL. */
-static const char *received_ip(const char *field, char *out, size_t n)
-{
-	const char *p = field;
-	while (*p == ' ' || *p == '\t' || *p == '\n')
-		p++;
-	if (strncasecmp(p, "from", 4) != 0)
-		return NULL;
-	const char *by = strstr(p, " by ");
-	const char *by2 = strstr(p, "\tby ");
-	const char *by3 = strstr(p, "\nby ");
-	const char *end = by;
-	if (by2 && (!end || by2 < end))
-		end = by2;
-	if (by3 && (!end || by3 < end))
-		end = by3;
-	for (const char *lb = strchr(p, '['); lb && (!end || lb < end); lb = strchr(lb + 1, '[')) {
-		const char *rb = strchr(lb, ']');
-		if (rb == NULL || (size_t)(rb - lb + 1) >= n)
-			return NULL;
-		memcpy(out, lb, (size_t)(rb - lb + 1));
-		out[rb - lb + 1] = '\0';
-		uint8_t a[16];
-		bool v4;
-		if (parse_ip(out, a, &v4))
-			return ip_text(a, v4, out, n) ? out : NULL;
-	}
-	return NULL;
-}
-
 /*
  * The first hop not among the trusted relays, walking Received: fields
  * from the top. start is the client (a trusted relay) or NULL when the
@@ -1112,15 +1082,15 @@ static bool untrusted_hop(const dnsbl_t *d, msg_t *m, const char *start, char *o
 	bool v4;
 	if (start)
 		snprintf(cur, sizeof(cur), "%s", start);
+	const msg_hop_t *hops;
+	size_t nhops = msg_received(m, &hops); /* the chain, parsed once per message */
 	for (size_t i = 0; i < RECEIVED_MAX_HOPS; i++) {
 		if (cur[0] && parse_ip(cur, a, &v4) && !in_cidrs(d->trusted, d->ntrusted, a))
 			break;
-		const char *f = msg_header_get(m, "Received", i);
-		char ip[INET6_ADDRSTRLEN + 8];
-		if (f == NULL || received_ip(f, ip, sizeof(ip)) == NULL)
+		if (i >= nhops || hops[i].ip == NULL)
 			return false;
-		if (strcmp(ip, cur) != 0)
-			snprintf(cur, sizeof(cur), "%s", ip);
+		if (strcmp(hops[i].ip, cur) != 0)
+			snprintf(cur, sizeof(cur), "%s", hops[i].ip);
 	}
 	if (!cur[0] || !parse_ip(cur, a, &v4) || in_cidrs(d->trusted, d->ntrusted, a))
 		return false;

@@ -7,6 +7,7 @@
 #include "msg.h"
 
 #include <stdlib.h>
+#include <arpa/inet.h>
 #include <string.h>
 #include <strings.h>
 
@@ -41,6 +42,9 @@ struct msg {
 	abuf_t raw_hdr, raw_body;
 	const char *raw; /* both joined, built once */
 	size_t raw_len;
+	msg_hop_t *hops; /* the Received: chain, parsed on first use */
+	size_t n_hops;
+	bool hops_done;
 };
 
 msg_t *msg_new(uint64_t max_body_bytes)
@@ -452,4 +456,88 @@ void msg_parse_raw_fields(msg_t *m, const char *data, size_t len, msg_field_fn f
 	free(sc.buf);
 	if (i < len)
 		msg_append_body(m, data + i, len - i);
+}
+
+/* ------------------------------------------------------------ the Received: chain */
+
+/* The word after keyword at the start of p (blanks skipped), in the arena; NULL if none. */
+static const char *msg_word_after(msg_t *m, const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n'))
+		p++;
+	size_t n = 0;
+	while (p + n < end && p[n] != ' ' && p[n] != '\t' && p[n] != '\n' && p[n] != '(' &&
+	       p[n] != ';')
+		n++;
+	return n ? arena_strndup(m->arena, p, n) : NULL;
+}
+
+/* "[1.2.3.4]", "[IPv6:2001:db8::1]" -> canonical text in the arena, or NULL. */
+static const char *msg_bracket_ip(msg_t *m, const char *lb, const char *rb)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	size_t n = (size_t)(rb - lb - 1);
+	if (n == 0 || n >= sizeof(buf))
+		return NULL;
+	memcpy(buf, lb + 1, n);
+	buf[n] = '\0';
+	const char *p = strncasecmp(buf, "IPv6:", 5) == 0 ? buf + 5 : buf;
+	unsigned char a[16];
+	char out[INET6_ADDRSTRLEN];
+	if (inet_pton(AF_INET, p, a) == 1)
+		return inet_ntop(AF_INET, a, out, sizeof(out)) ? arena_strdup(m->arena, out) : NULL;
+	if (inet_pton(AF_INET6, p, a) != 1)
+		return NULL;
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	const char *t = memcmp(a, mapped, 12) == 0 ? inet_ntop(AF_INET, a + 12, out, sizeof(out))
+	                                           : inet_ntop(AF_INET6, a, out, sizeof(out));
+	return t ? arena_strdup(m->arena, out) : NULL;
+}
+
+static void msg_parse_hop(msg_t *m, const char *f, msg_hop_t *h)
+{
+	memset(h, 0, sizeof(*h));
+	const char *p = f;
+	while (*p == ' ' || *p == '\t' || *p == '\n')
+		p++;
+	const char *end = p + strlen(p);
+	/* The from clause ends at the first " by " (any blank before it). */
+	const char *by = strncasecmp(p, "by ", 3) == 0 ? p : NULL; /* a field without from */
+	for (const char *q = p; *q && by == NULL; q++)
+		if ((*q == ' ' || *q == '\t' || *q == '\n') && strncasecmp(q + 1, "by ", 3) == 0) {
+			by = q + 1;
+			break;
+		}
+	if (by)
+		h->by = msg_word_after(m, by + 3, end);
+	if (strncasecmp(p, "from", 4) != 0)
+		return;
+	const char *from_end = by ? by : end;
+	h->helo = msg_word_after(m, p + 4, from_end);
+	for (const char *lb = memchr(p, '[', (size_t)(from_end - p)); lb && lb < from_end;
+	     lb = memchr(lb + 1, '[', (size_t)(from_end - lb - 1))) {
+		const char *rb = memchr(lb, ']', (size_t)(end - lb));
+		if (rb == NULL)
+			return;
+		if ((h->ip = msg_bracket_ip(m, lb, rb)) != NULL)
+			return;
+		if (rb >= from_end)
+			return;
+	}
+}
+
+size_t msg_received(msg_t *m, const msg_hop_t **hops)
+{
+	if (!m->hops_done) {
+		m->hops_done = true;
+		size_t n = 0;
+		while (n < MSG_MAX_HOPS && msg_header_get(m, "Received", n) != NULL)
+			n++;
+		m->hops = n ? arena_alloc(m->arena, n * sizeof(*m->hops)) : NULL;
+		for (size_t i = 0; i < n; i++)
+			msg_parse_hop(m, msg_header_get(m, "Received", i), &m->hops[i]);
+		m->n_hops = n;
+	}
+	*hops = m->hops;
+	return m->n_hops;
 }

@@ -156,3 +156,48 @@ Test(msg, raw_copy_is_cut_at_the_size_limit_and_says_so)
 	cr_assert_eq(memcmp(raw, "A: b\r\n\r\n0123456789", len), 0);
 	msg_free(m);
 }
+
+/* ------------------------------------------------------------ the Received: chain */
+
+Test(msg, the_received_chain_is_parsed_once_newest_first)
+{
+	msg_t *m = msg_new(1 << 20);
+	msg_add_header(m, "Received",
+	               " from mail.example.org (mail.example.org [192.0.2.7])\n"
+	               "\tby mx.example.net (Postfix) with ESMTP id 1; Mon, 1 Jan");
+	msg_add_header(m, "Received",
+	               " from [IPv6:::ffff:198.51.100.3] (helo=x)\tby mail.example.org;");
+	msg_add_header(m, "Received", " by localhost (Postfix, from userid 0) id 2");
+	msg_add_header(m, "Received", " from h.example [not-an-ip] [2001:DB8::1] by y");
+	const msg_hop_t *h;
+	size_t n = msg_received(m, &h);
+	cr_assert_eq(n, 4);
+	cr_assert_str_eq(h[0].helo, "mail.example.org");
+	cr_assert_str_eq(h[0].ip, "192.0.2.7");
+	cr_assert_str_eq(h[0].by, "mx.example.net");
+	cr_assert_str_eq(h[1].ip, "198.51.100.3", "an IPv4-mapped address is IPv4");
+	cr_assert_str_eq(h[1].by, "mail.example.org");
+	cr_assert_null(h[2].helo, "no from clause");
+	cr_assert_null(h[2].ip);
+	cr_assert_str_eq(h[2].by, "localhost");
+	cr_assert_str_eq(h[3].ip, "2001:db8::1", "the first bracket that holds an address");
+	const msg_hop_t *again;
+	cr_assert_eq(msg_received(m, &again), 4);
+	cr_assert_eq(again, h, "parsed once, kept with the message");
+	msg_free(m);
+}
+
+Test(msg, malformed_received_fields_do_not_crash)
+{
+	msg_t *m = msg_new(1 << 20);
+	msg_add_header(m, "Received", "");
+	msg_add_header(m, "Received", "from");
+	msg_add_header(m, "Received", "from [");
+	msg_add_header(m, "Received", "from []] by");
+	msg_add_header(m, "Received", "from x [1.2.3.4 by y");
+	const msg_hop_t *h;
+	cr_assert_eq(msg_received(m, &h), 5);
+	cr_assert_null(h[2].ip);
+	cr_assert_null(h[3].ip);
+	msg_free(m);
+}
