@@ -13,11 +13,12 @@ set -eu
 export DEBIAN_FRONTEND=noninteractive
 build="build-essential autoconf automake pkg-config libmilter-dev libpcre2-dev liblmdb-dev
  libhiredis-dev libc-ares-dev libpsl-dev libsodium-dev libvectorscan-dev libcriterion-dev
- libmicrohttpd-dev"
+ libmicrohttpd-dev libspf2-dev libopendkim-dev libopendmarc-dev publicsuffix"
 test="clang libclang-rt-14-dev redis-server redis-tools unbound postfix swaks zstd python3 procps
  iproute2 lmdb-utils curl spamassassin gpg-agent bogofilter m4 perl stunnel4 openssl
  libwrap0 liblockfile1 libdb5.3 libldap-2.5-0 libnsl2 libsasl2-2 libssl3 libsasl2-modules
  libsasl2-modules-db prometheus
+ opendkim-tools
  debhelper dpkg-dev fakeroot lintian systemd"
 want=$build
 [ "${1:-}" = "--test" ] && want="$build $test"

@@ -11,7 +11,7 @@
  *	  domain  the envelope sender, HELO and From domains (RHSBL);
  *	  uri     the host names of URLs in the body (URIBL / DBL style).
  *	Domains are reduced to their registered domain with the Public Suffix
- *	List (libpsl, the system's list when it is newer than the built-in one).
+ *	List (dns_registered_domain(), the program's one policy).
  *
  *	  dnsbl_list = NAME KIND ZONE ATTR...
  *	ATTR is one of
@@ -31,17 +31,16 @@
  *	A hit is named RULE, or NAME when no RULE is given; when several codes
  *	of one message map to the same name the highest score counts once.
  *
- *	Other keys: dnsbl_nameserver (repeatable ip[:port] or [ip6]:port; the
- *	system's resolv.conf when absent), dnsbl_timeout (per DNS try, 1500ms),
- *	dnsbl_tries (2), dnsbl_allow (repeatable ip or cidr: no lookups at all),
+ *	DNS is the generation's shared service (dns.h, env->dns): its keys
+ *	dns_nameserver, dns_timeout, dns_tries, dns_cache_max_entries,
+ *	dns_cache_max_bytes, dns_cache_max_ttl and dns_negative_ttl are still
+ *	read under their old dnsbl_ names.
+ *	Other keys: dnsbl_allow (repeatable ip or cidr: no lookups at all),
  *	dnsbl_allow_authenticated (yes: SASL-authenticated senders are not
  *	looked up), dnsbl_skip_private (yes: loopback, RFC 1918, ULA and
  *	link-local clients are not looked up), dnsbl_trusted_relay (repeatable
  *	ip or cidr: when the client is one of them, the first untrusted
- *	Received: hop is checked instead), dnsbl_cache_max_entries (100000),
- *	dnsbl_cache_max_bytes (32M), dnsbl_cache_max_ttl (1h),
- *	dnsbl_negative_ttl (when an answer carries no SOA, 5m),
- *	dnsbl_probe_interval (10m), dnsbl_max_uri_domains (20),
+ *	Received: hop is checked instead), dnsbl_probe_interval (10m), dnsbl_max_uri_domains (20),
  *	dnsbl_local_check_interval (how often a list file is stat()ed, 5s),
  *	dnsbl_stats_interval (a statistics line at info level, 1h; 0 = never;
  *	one is also logged when a configuration generation ends).
@@ -65,11 +64,8 @@
  *	The shared state (dnsbl_t) is used by every worker thread: the lists
  *	are immutable after load; the cache, the statistics, the probe state
  *	and the local file indexes are internally synchronised. DNS queries
- *	are sent and answered by one resolver thread per nameserver
- *	configuration (started by dnsbl_start() or the first query, carried
- *	over reloads), which owns the c-ares channel. That thread, named
- *	"sift-dnsbl", blocks the daemon's signals (SIGHUP, SIGTERM, SIGINT,
- *	SIGUSR1). Per-connection state belongs to the
+ *	are sent and answered by the shared DNS service's thread ("sift-dns",
+ *	see dns.h; started by dnsbl_start() or the first query). Per-connection state belongs to the
  *	connection's thread; answers arriving after a connection has gone are
  *	dropped safely (the lookup records are freed by whichever of the two
  *	sides finishes last).
@@ -94,8 +90,8 @@ typedef struct dnsbl dnsbl_t;
 /*
  * Loads the dnsbl_* keys. Returns NULL when no list is configured (the
  * module then costs nothing) or on errors (recorded in d). prev (may be
- * NULL) lends its resolver thread and cache when the nameserver settings
- * are unchanged.
+ * NULL) lends its resolver when env->dns is NULL (the module alone, as in
+ * its tests) and the nameserver settings are unchanged.
  */
 dnsbl_t *dnsbl_load(conf_t *c, dnsbl_t *prev, const ev_env_t *env, diag_t *d);
 
@@ -139,13 +135,6 @@ bool dnsbl_list_enabled(const dnsbl_t *d, size_t i);
  * Returns 4 or 6, or 0 when ip is not an address or the name does not fit.
  */
 int dnsbl_ip_qname(const char *ip, const char *zone, char *out, size_t out_bytes);
-
-/*
- * The registered domain of host ("mail.example.co.uk" -> "example.co.uk")
- * by the Public Suffix List, lower-cased into out. NULL when host is an IP
- * literal, not ASCII, a bare public suffix or too long. Thread-safe.
- */
-const char *dnsbl_registered_domain(const char *host, char *out, size_t out_bytes);
 
 /*
  * rbldnsd data files, as operators distribute them by rsync:

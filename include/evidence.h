@@ -41,6 +41,20 @@
  *	pipeline names the failed sources in its result and applies on_error
  *	(see scan.h). A source with an error also adds a note saying why.
  *
+ *	Version 2 (all optional; a module that leaves them zero works as
+ *	before): `after` names the sources whose score() must run before this
+ *	one's (DMARC needs SPF and DKIM; the rules' eval tests read the
+ *	authentication results), and scan.c runs score() in that order.
+ *	msg_state_bytes asks for per-message state: zeroed memory from the
+ *	message arena, handed to score() as ctx->state, gone with the message.
+ *	score() adds header fields to the delivered message through
+ *	ctx->fields (verdict.h); libmilter stays in the glue; and may raise
+ *	the message's action whatever its score through ctx->action_floor. EV_F_RAW asks
+ *	for the raw message (msg_raw(): header and body byte-exact with CRLF
+ *	line ends, up to the size limit) for signature checks. Shared
+ *	services (DNS) come in env, see ev_env_t; per-message facts computed
+ *	once come with the message (msg_received(): the Received: chain).
+ *
  *	metrics() (may be NULL) writes the module's own figures for the
  *	Prometheus endpoint (metrics.h: families and samples) from a scraping
  *	thread, while messages run; it reads only atomics or what it locks
@@ -65,10 +79,16 @@
 #include "metrics.h"
 #include "mime.h"
 #include "msg.h"
+#include "verdict.h"
 
+/*
+ * Shared services: built once per generation by scan.c, lent to every
+ * module (take a reference to keep one past load()).
+ */
 typedef struct ev_env {
 	const char *state_dir; /* where the module's files live unless configured */
 	bool offline;          /* `sift check`: no background threads needed */
+	struct dns *dns;       /* the DNS service (dns.h); NULL outside scan.c */
 } ev_env_t;
 
 typedef struct ev_conn_info {
@@ -81,6 +101,14 @@ typedef struct ev_score_ctx {
 	bool explain;        /* gather notes for `sift check` */
 	bool timing;         /* measure per-rule CPU time (`sift check --timing`) */
 	double score_so_far; /* the sum of the hits before this module */
+	/* v2 */
+	void *state;              /* msg_state_bytes of per-message state, or NULL */
+	verdict_fields_t *fields; /* header fields to add or remove at delivery */
+	/*
+	 * The least action the message gets whatever its score; a source may
+	 * raise it (a DMARC p=reject failure), never lower it.
+	 */
+	verdict_action_t *action_floor;
 } ev_score_ctx_t;
 
 typedef enum {
@@ -102,7 +130,13 @@ typedef struct evidence_ops {
 	                double score, int action);
 	void (*conn_end)(void *shared, void *conn);
 	void (*metrics)(void *shared, metrics_out_t *out); /* may be NULL */
+	/* v2 */
+	const char *const *after; /* NULL-terminated source names that score first, or NULL */
+	size_t msg_state_bytes;   /* per-message state for score() (ctx->state) */
+	unsigned flags;           /* EV_F_* */
 } evidence_ops_t;
+
+enum { EV_F_RAW = 1 /* keep the raw message for this source (msg_raw()) */ };
 
 /* Monotonic milliseconds, the scale of deadline_ms. */
 long ev_now_ms(void);

@@ -15,6 +15,12 @@
  *	milter protocol delivers CRLF). Body bytes beyond max_body_bytes are
  *	counted but not kept; msg_truncated() then says so and the message is
  *	still scored on what was kept.
+ *
+ *	After msg_keep_raw(), the message also keeps a raw copy for signature
+ *	checks (DKIM): each field as "Name:" + value as delivered (the value
+ *	with its leading space and folds; bare LF made CRLF), CRLF, the blank
+ *	line, and the body as delivered with bare LF made CRLF, the body cut
+ *	at max_body_bytes like the normalised one.
  * THREADS
  *	A msg_t belongs to the thread handling its connection.
  */
@@ -71,6 +77,32 @@ const char *msg_body(const msg_t *m, size_t *len);
 bool msg_truncated(const msg_t *m);
 /* Bytes of body seen, kept or not. */
 uint64_t msg_body_size(const msg_t *m);
+
+/*
+ * The Received: chain, parsed once per message (on the first call, after
+ * the header is complete) and kept in the message arena, newest hop
+ * (topmost field) first, at most MSG_MAX_HOPS of them. For each field:
+ * the name after "from" and the address in brackets of the from clause
+ * (in canonical text form, an IPv4-mapped IPv6 one as IPv4; "[IPv6:...]"
+ * understood) and the name after "by"; NULL for what the field lacks.
+ */
+#define MSG_MAX_HOPS 64
+typedef struct msg_hop {
+	const char *helo;
+	const char *ip;
+	const char *by;
+} msg_hop_t;
+size_t msg_received(msg_t *m, const msg_hop_t **hops);
+
+/* Starts the raw copy; call before the first header field. */
+void msg_keep_raw(msg_t *m);
+/*
+ * Adds a field to the raw copy only: one the pipeline does not keep as
+ * evidence (msg_add_header() adds to both). value as for msg_add_header().
+ */
+void msg_raw_header(msg_t *m, const char *name, const char *value);
+/* The raw copy (NULL unless kept); *truncated when its body was cut. */
+const char *msg_raw(msg_t *m, size_t *len, bool *truncated);
 
 /*
  * Splits a raw message (header block, blank line, body) into fields and

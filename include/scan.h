@@ -77,7 +77,7 @@ typedef struct scan_settings {
 typedef struct scan_gen scan_gen_t;
 typedef struct scan_conn scan_conn_t;
 
-/* Evidence sources a generation can run: rules, bayes, rep, dnsbl. */
+/* Evidence sources a generation can run: rules, bayes, rep, auth, dnsbl. */
 #define SCAN_MAX_SOURCES 8
 
 /* One source's share of scan_score(): the per-message log line reports it. */
@@ -96,12 +96,21 @@ typedef struct scan_result {
 	const char *degraded; /* sources that returned EV_DEGRADED, "a,b"; NULL if none */
 	scan_timing_t timings[SCAN_MAX_SOURCES]; /* the sources run, in order */
 	size_t n_timings;
+	verdict_fields_t fields; /* header fields the sources add or remove (verdict.h) */
 } scan_result_t;
 
 typedef struct scan_opts {
 	bool explain;
 	bool timing;
 } scan_opts_t;
+
+/*
+ * The order the sources' score() runs in (order[0..n), indexes into
+ * mods): list order, except that a source comes after every source its
+ * `after` names (evidence.h). Unknown names are ignored; a cycle is
+ * broken in list order. n is at most SCAN_MAX_SOURCES. For the tests.
+ */
+void scan_order_sources(const evidence_ops_t *const *mods, size_t n, size_t *order);
 
 /*
  * Builds a generation: reads every module's keys from c, loads rules and

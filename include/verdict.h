@@ -73,4 +73,29 @@ bool verdict_error_header(const char *failed, arena_t *a, verdict_header_t *out)
 /* Our verdict fields under p's prefix, and X-Sift-Error. */
 bool verdict_is_own_header(const verdict_policy_t *p, const char *name);
 
+/*
+ * Header fields a source of evidence asks to add to, or remove from, the
+ * delivered message (Authentication-Results; incoming copies that claim
+ * our authserv-id). The glue applies them with libmilter when the message
+ * is delivered (removals first, the highest copy first); `sift check`
+ * prints them. Strings live in the message arena.
+ */
+typedef struct verdict_field {
+	const char *name;
+	const char *value; /* NULL: remove copy `index` */
+	unsigned index;    /* removal: 1-based, among the incoming fields of that name */
+	bool prepend;      /* add above every other field (trace fields, RFC 8601 5) */
+} verdict_field_t;
+
+typedef struct verdict_fields {
+	arena_t *a;
+	verdict_field_t *v;
+	size_t n, cap;
+} verdict_fields_t;
+
+void verdict_fields_init(verdict_fields_t *f, arena_t *a);
+/* Copies name and value into the arena. */
+void verdict_field_add(verdict_fields_t *f, const char *name, const char *value, bool prepend);
+void verdict_field_remove(verdict_fields_t *f, const char *name, unsigned index);
+
 #endif

@@ -2,11 +2,12 @@
  * dnsbl.c - DNS blocklists as a source of evidence (see dnsbl.h): the
  * list configuration, which names are asked of which list and when, the
  * meaning of the answers (scores, errors, probes) and the evidence hooks.
- * DNS itself is in dnsbl_resolver.c, the cache in dnsbl_cache.c and the
- * local rbldnsd files in dnsbl_file.c.
+ * DNS itself is the shared service (dns.h), the local rbldnsd files are
+ * in dnsbl_file.c.
  */
 #include "config.h"
 
+#include "dns.h"
 #include "dnsbl.h"
 #include "dnsbl_int.h"
 #include "hits.h"
@@ -15,7 +16,6 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <libpsl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -52,8 +52,8 @@ struct code_range {
 
 struct probe {
 	pthread_mutex_t lock;
-	dnsbl_batch_t *batch; /* probes in flight */
-	dnsbl_query_t *q_listed, *q_unlisted;
+	dns_batch_t *batch; /* probes in flight */
+	dns_query_t *q_listed, *q_unlisted;
 	long next_ms;
 	bool enabled; /* atomic reads */
 };
@@ -87,7 +87,7 @@ struct cidr {
 struct dnsbl {
 	struct dlist *lists;
 	size_t nlists;
-	dnsbl_resolver_t *res; /* NULL when every list is a local file */
+	dns_t *res; /* NULL when every list is a local file */
 	struct cidr *allow, *trusted;
 	size_t nallow, ntrusted;
 	bool allow_auth;
@@ -113,13 +113,13 @@ struct lookup {
 	char subject[DNSBL_QNAME_MAX_BYTES]; /* the address or domain asked about */
 	char qname[DNSBL_QNAME_MAX_BYTES];
 	char what[WHAT_MAX_BYTES]; /* "client", "helo", "mail from", ... */
-	dnsbl_query_t *q;          /* DNS, or NULL when answered locally */
+	dns_query_t *q;            /* DNS, or NULL when answered locally */
 	dnsbl_answer_t local;      /* the file's answer */
 	bool skipped;              /* list switched off by its probe */
 };
 
 struct lookup_set {
-	dnsbl_batch_t *batch;
+	dns_batch_t *batch;
 	struct lookup *v;
 	size_t n, cap;
 };
@@ -206,71 +206,6 @@ static bool ip_text(const uint8_t a[16], bool v4, char *out, size_t n)
 	if (v4)
 		return inet_ntop(AF_INET, a + 12, out, (socklen_t)n) != NULL;
 	return inet_ntop(AF_INET6, a, out, (socklen_t)n) != NULL;
-}
-
-/*
- * The Public Suffix List is loaded once per process and never changes
- * afterwards (a documented process-wide cache; libpsl lookups only read
- * it, so any thread may use it).
- */
-static pthread_once_t psl_once = PTHREAD_ONCE_INIT;
-static const psl_ctx_t *psl_ctx;
-
-static void psl_load_once(void)
-{
-	/* The system's list (Debian's publicsuffix) when newer than the built-in one. */
-	psl_ctx = psl_latest(NULL);
-	if (psl_ctx == NULL)
-		psl_ctx = psl_builtin();
-}
-
-static bool valid_hostname(const char *s)
-{
-	size_t n = strlen(s), label = 0;
-	if (n == 0 || n > 253)
-		return false;
-	for (const char *p = s; *p; p++) {
-		unsigned char c = (unsigned char)*p;
-		if (c == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-		} else if (isalnum(c) || c == '-' || c == '_') {
-			if (++label > 63)
-				return false;
-		} else {
-			return false;
-		}
-	}
-	return label > 0;
-}
-
-const char *dnsbl_registered_domain(const char *host, char *out, size_t out_bytes)
-{
-	if (host == NULL)
-		return NULL;
-	size_t n = strlen(host);
-	while (n > 0 && host[n - 1] == '.')
-		n--;
-	if (n == 0 || n >= out_bytes || n > 253)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)host[i];
-		if (c >= 0x80)
-			return NULL; /* IDNs would need punycode first; not asked about */
-		out[i] = (char)tolower(c);
-	}
-	out[n] = '\0';
-	uint8_t a[16];
-	bool v4;
-	if (parse_ip(out, a, &v4) || !valid_hostname(out))
-		return NULL;
-	pthread_once(&psl_once, psl_load_once);
-	const char *reg = psl_ctx ? psl_registrable_domain(psl_ctx, out) : NULL;
-	if (reg == NULL)
-		return NULL;
-	memmove(out, reg, strlen(reg) + 1);
-	return out;
 }
 
 /* ------------------------------------------------------------ networks */
@@ -411,7 +346,7 @@ static void list_free(struct dlist *l)
 	free(l->file_path);
 	dnsbl_file_free(l->file);
 	if (l->probe.batch)
-		dnsbl_batch_release(l->probe.batch);
+		dns_batch_release(l->probe.batch);
 	pthread_mutex_destroy(&l->probe.lock);
 }
 
@@ -421,7 +356,7 @@ static bool valid_test_entry(const struct dlist *l, const char *v)
 	bool v4;
 	if (l->kind == KIND_IP)
 		return parse_ip(v, a, &v4);
-	return valid_hostname(v);
+	return dns_valid_hostname(v);
 }
 
 /* Parses one "dnsbl_list" value into l; errors go to d at file:line. */
@@ -460,7 +395,7 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 		tok[2][--zl] = '\0';
 	for (char *p = tok[2]; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
-	if (!valid_hostname(tok[2]) || zl > 180) {
+	if (!dns_valid_hostname(tok[2]) || zl > 180) {
 		diag_error(d, file, line, "dnsbl_list %s: bad zone \"%s\"", l->name, tok[2]);
 		goto out;
 	}
@@ -586,47 +521,6 @@ out:
 	return rc;
 }
 
-/* "ip", "ip:port", "[ip6]:port" or a bare IPv6 address, appended to csv. */
-static bool parse_nameserver(const char *v, char *csv, size_t n)
-{
-	char host[INET6_ADDRSTRLEN], port[8] = "53";
-	const char *colon = strrchr(v, ':');
-	if (v[0] == '[') {
-		const char *rb = strchr(v, ']');
-		if (rb == NULL || (size_t)(rb - v - 1) >= sizeof(host))
-			return false;
-		memcpy(host, v + 1, (size_t)(rb - v - 1));
-		host[rb - v - 1] = '\0';
-		if (rb[1] == ':')
-			snprintf(port, sizeof(port), "%s", rb + 2);
-		else if (rb[1] != '\0')
-			return false;
-	} else if (colon && strchr(v, ':') == colon) {
-		if ((size_t)(colon - v) >= sizeof(host))
-			return false;
-		memcpy(host, v, (size_t)(colon - v));
-		host[colon - v] = '\0';
-		snprintf(port, sizeof(port), "%s", colon + 1);
-	} else {
-		if (strlen(v) >= sizeof(host))
-			return false;
-		strcpy(host, v);
-	}
-	char *e;
-	long p = strtol(port, &e, 10);
-	if (*e || p <= 0 || p > 65535)
-		return false;
-	struct in6_addr a6;
-	struct in_addr a4;
-	bool v6 = inet_pton(AF_INET6, host, &a6) == 1;
-	if (!v6 && inet_pton(AF_INET, host, &a4) != 1)
-		return false;
-	size_t len = strlen(csv);
-	int w = snprintf(csv + len, n - len, "%s%s%s%s:%ld", len ? "," : "", v6 ? "[" : "", host,
-	                 v6 ? "]" : "", p);
-	return w > 0 && (size_t)w < n - len;
-}
-
 static void read_cidrs(conf_t *c, const char *key, struct cidr **out, size_t *n, diag_t *d)
 {
 	size_t cnt = conf_count(c, key);
@@ -675,7 +569,7 @@ void dnsbl_release(dnsbl_t *d)
 	free(d->lists);
 	free(d->allow);
 	free(d->trusted);
-	dnsbl_resolver_unref(d->res);
+	dns_unref(d->res);
 	free(d);
 }
 
@@ -684,16 +578,8 @@ dnsbl_t *dnsbl_load(conf_t *c, dnsbl_t *prev, const ev_env_t *env, diag_t *d)
 	(void)env;
 	size_t errors0 = diag_errors(d);
 	dnsbl_t *b = xalloc_calloc(1, sizeof(*b));
-	long timeout_ms, tries, max_uri, cache_entries, probe_ms, check_ms, max_ttl_ms, neg_ttl_ms;
-	uint64_t cache_bytes;
-	conf_ms(c, "dnsbl_timeout", 1500, 50, 30000, &timeout_ms, d);
-	conf_long(c, "dnsbl_tries", 2, 1, 10, &tries, d);
+	long max_uri, probe_ms, check_ms;
 	conf_long(c, "dnsbl_max_uri_domains", 20, 0, 1000, &max_uri, d);
-	conf_long(c, "dnsbl_cache_max_entries", 100000, 16, 100000000, &cache_entries, d);
-	conf_size(c, "dnsbl_cache_max_bytes", 32u << 20, 64u << 10, (uint64_t)1 << 40, &cache_bytes,
-	          d);
-	conf_ms(c, "dnsbl_cache_max_ttl", 3600000L, 0, 7 * 86400000L, &max_ttl_ms, d);
-	conf_ms(c, "dnsbl_negative_ttl", 300000L, 0, 86400000L, &neg_ttl_ms, d);
 	conf_ms(c, "dnsbl_probe_interval", 600000L, 1000, 7 * 86400000L, &probe_ms, d);
 	conf_ms(c, "dnsbl_local_check_interval", 5000, 0, 86400000L, &check_ms, d);
 	conf_bool(c, "dnsbl_allow_authenticated", true, &b->allow_auth, d);
@@ -705,15 +591,11 @@ dnsbl_t *dnsbl_load(conf_t *c, dnsbl_t *prev, const ev_env_t *env, diag_t *d)
 	read_cidrs(c, "dnsbl_allow", &b->allow, &b->nallow, d);
 	read_cidrs(c, "dnsbl_trusted_relay", &b->trusted, &b->ntrusted, d);
 
-	char csv[1024] = "";
-	size_t nns = conf_count(c, "dnsbl_nameserver");
-	for (size_t i = 0; i < nns; i++) {
-		const char *file;
-		unsigned line;
-		const char *v = conf_value_at(c, "dnsbl_nameserver", i, &file, &line);
-		if (!parse_nameserver(v, csv, sizeof(csv)))
-			diag_error(d, file, line, "dnsbl_nameserver: \"%s\" is not ip[:port]", v);
-	}
+	/*
+	 * The generation's shared DNS service (scan.c); loaded here from the
+	 * same keys only when dnsbl runs alone (its unit tests).
+	 */
+	dns_t *res = env && env->dns ? dns_ref(env->dns) : dns_load(c, prev ? prev->res : NULL, d);
 
 	size_t n = conf_count(c, "dnsbl_list");
 	b->lists = xalloc_calloc(n ? n : 1, sizeof(*b->lists));
@@ -740,31 +622,14 @@ dnsbl_t *dnsbl_load(conf_t *c, dnsbl_t *prev, const ev_env_t *env, diag_t *d)
 		b->nlists++;
 	}
 	if (diag_errors(d) > errors0 || b->nlists == 0) {
+		dns_unref(res);
 		dnsbl_release(b);
 		return NULL;
 	}
-	if (need_dns) {
-		dnsbl_resolver_conf_t rc = {
-		    .servers_csv = csv[0] ? csv : NULL,
-		    .timeout_ms = timeout_ms,
-		    .tries = (int)tries,
-		    .cache_max_entries = (size_t)cache_entries,
-		    .cache_max_bytes = (size_t)cache_bytes,
-		    .max_ttl_ms = max_ttl_ms,
-		    .negative_ttl_ms = neg_ttl_ms,
-		};
-		if (prev && prev->res && dnsbl_resolver_same(prev->res, &rc)) {
-			b->res = dnsbl_resolver_ref(prev->res);
-		} else {
-			char err[256];
-			b->res = dnsbl_resolver_new(&rc, err, sizeof(err));
-			if (b->res == NULL) {
-				diag_error(d, conf_path(c), 0, "dnsbl: %s", err);
-				dnsbl_release(b);
-				return NULL;
-			}
-		}
-	}
+	if (need_dns)
+		b->res = res;
+	else
+		dns_unref(res);
 	return b;
 }
 
@@ -772,7 +637,7 @@ int dnsbl_start(dnsbl_t *b, const ev_env_t *env, diag_t *d)
 {
 	if (b == NULL || b->res == NULL || env->offline)
 		return 0;
-	int rc = dnsbl_resolver_start(b->res);
+	int rc = dns_start(b->res);
 	if (rc != 0) {
 		diag_error(d, NULL, 0, "dnsbl: cannot start the resolver thread: %s", strerror(rc));
 		return -1;
@@ -795,8 +660,8 @@ void dnsbl_get_stats(const dnsbl_t *d, dnsbl_stats_t *st)
 	st->probes = __atomic_load_n(&d->n_probes, __ATOMIC_RELAXED);
 	st->probe_failures = __atomic_load_n(&d->n_probe_failures, __ATOMIC_RELAXED);
 	if (d->res) {
-		dnsbl_resolver_stats_t rs;
-		dnsbl_resolver_stats(d->res, &rs);
+		dns_stats_t rs;
+		dns_get_stats(d->res, &rs);
 		st->dns_queries = rs.queries;
 		st->cache_hits = rs.cache_hits;
 		st->dns_shared = rs.shared;
@@ -974,6 +839,43 @@ static bool probe_qname(const struct dlist *l, const char *entry, char *out, siz
 }
 
 /*
+ * A finished lookup's answers as the lists read them: the A codes and
+ * the listing's text (control characters shown as '?', cut to fit).
+ */
+static bool query_result(dns_batch_t *b, const dns_query_t *q, dnsbl_answer_t *out, int *source)
+{
+	dns_answer_t *a = xalloc_malloc(2 * sizeof(*a)), *t = a + 1;
+	int src = DNS_SRC_NET;
+	bool done = dns_result(b, q, a, t, &src);
+	if (done) {
+		memset(out, 0, sizeof(*out));
+		out->status = a->status == DNS_NOERROR                               ? DQ_LISTED
+		              : a->status == DNS_NXDOMAIN || a->status == DNS_NODATA ? DQ_NOT_LISTED
+		                                                                     : DQ_FAILED;
+		for (unsigned i = 0; i < a->nrr && out->ncodes < DNSBL_MAX_CODES; i++) {
+			const unsigned char *rr = (const unsigned char *)dns_answer_rr(a, i, NULL);
+			out->codes[out->ncodes++] = (uint32_t)rr[0] << 24 | (uint32_t)rr[1] << 16 |
+			                            (uint32_t)rr[2] << 8 | rr[3];
+		}
+		size_t len;
+		const char *txt = t->status == DNS_NOERROR ? dns_answer_rr(t, 0, &len) : NULL;
+		if (txt != NULL) {
+			size_t n = 0;
+			for (size_t i = 0; i < len && n + 1 < sizeof(out->txt); i++) {
+				unsigned char ch = (unsigned char)txt[i];
+				out->txt[n++] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+			}
+			out->txt[n] = '\0';
+			out->has_txt = true;
+		}
+		if (source)
+			*source = src == DNS_SRC_CACHE ? DQ_SRC_CACHE : DQ_SRC_DNS;
+	}
+	free(a);
+	return done;
+}
+
+/*
  * Probing is driven by the lookups themselves (no timer thread): the
  * first lookup after the interval sends the test queries, a later one
  * reads their answers. Only one thread at a time does either (trylock),
@@ -987,16 +889,16 @@ static void probe_tick(dnsbl_t *d, struct dlist *l)
 	if (pthread_mutex_trylock(&p->lock) != 0)
 		return;
 	long now = dnsbl_now_ms();
-	if (p->batch != NULL && dnsbl_batch_wait(p->batch, 0)) {
+	if (p->batch != NULL && dns_batch_wait(p->batch, 0)) {
 		dnsbl_answer_t a;
 		char why[300] = "";
 		int right = 1, r;
-		if (p->q_listed && dnsbl_query_result(p->batch, p->q_listed, &a, NULL)) {
+		if (p->q_listed && query_result(p->batch, p->q_listed, &a, NULL)) {
 			r = probe_check(l, &a, true, l->test_listed, why, sizeof(why));
 			right = r < right ? r : right;
 		}
 		if (p->q_unlisted && right != 0 &&
-		    dnsbl_query_result(p->batch, p->q_unlisted, &a, NULL)) {
+		    query_result(p->batch, p->q_unlisted, &a, NULL)) {
 			r = probe_check(l, &a, false, l->test_unlisted, why, sizeof(why));
 			right = r < right ? r : right;
 		}
@@ -1016,7 +918,7 @@ static void probe_tick(dnsbl_t *d, struct dlist *l)
 			        l->name, l->zone);
 			__atomic_store_n(&p->enabled, true, __ATOMIC_RELAXED);
 		}
-		dnsbl_batch_release(p->batch);
+		dns_batch_release(p->batch);
 		p->batch = NULL;
 		p->q_listed = p->q_unlisted = NULL;
 		enabled = __atomic_load_n(&p->enabled, __ATOMIC_RELAXED);
@@ -1026,13 +928,13 @@ static void probe_tick(dnsbl_t *d, struct dlist *l)
 		p->next_ms = now + every;
 	} else if (p->batch == NULL && now >= p->next_ms) {
 		char qn[DNSBL_QNAME_MAX_BYTES];
-		p->batch = dnsbl_batch_new();
+		p->batch = dns_batch_new();
 		if (l->test_listed && probe_qname(l, l->test_listed, qn, sizeof(qn))) {
-			p->q_listed = dnsbl_resolver_submit(d->res, p->batch, qn, false, false);
+			p->q_listed = dns_submit(d->res, p->batch, qn, DNS_T_A, 0, DNS_F_NOCACHE);
 			counter_add(&d->n_probes, 1);
 		}
 		if (l->test_unlisted && probe_qname(l, l->test_unlisted, qn, sizeof(qn))) {
-			p->q_unlisted = dnsbl_resolver_submit(d->res, p->batch, qn, false, false);
+			p->q_unlisted = dns_submit(d->res, p->batch, qn, DNS_T_A, 0, DNS_F_NOCACHE);
 			counter_add(&d->n_probes, 1);
 		}
 		p->next_ms = now + d->probe_interval_ms;
@@ -1044,7 +946,7 @@ static void probe_tick(dnsbl_t *d, struct dlist *l)
 
 static void set_reset(struct lookup_set *s)
 {
-	dnsbl_batch_release(s->batch);
+	dns_batch_release(s->batch);
 	free(s->v);
 	memset(s, 0, sizeof(*s));
 }
@@ -1105,8 +1007,8 @@ static void add_lookup(dnsbl_t *d, struct lookup_set *s, size_t li, const char *
 		return;
 	}
 	if (s->batch == NULL)
-		s->batch = dnsbl_batch_new();
-	k->q = dnsbl_resolver_submit(d->res, s->batch, qname, l->txt, true);
+		s->batch = dns_batch_new();
+	k->q = dns_submit(d->res, s->batch, qname, DNS_T_A, l->txt ? DNS_T_TXT : 0, 0);
 }
 
 /* Starts the lookups of an address in every ip list. */
@@ -1131,7 +1033,7 @@ static void lookup_domain(dnsbl_t *d, struct lookup_set *s, int kind, unsigned c
                           const char *host, const char *what)
 {
 	char reg[DNSBL_QNAME_MAX_BYTES];
-	if (dnsbl_registered_domain(host, reg, sizeof(reg)) == NULL)
+	if (dns_registered_domain(host, reg, sizeof(reg)) == NULL)
 		return;
 	for (size_t i = 0; i < d->nlists; i++) {
 		struct dlist *l = &d->lists[i];
@@ -1166,36 +1068,6 @@ static const char *addr_domain(const char *s, char *out, size_t n)
 	return o ? out : NULL;
 }
 
-/* The address in brackets of a Received: field's "from" clause, or NULL. */
-static const char *received_ip(const char *field, char *out, size_t n)
-{
-	const char *p = field;
-	while (*p == ' ' || *p == '\t' || *p == '\n')
-		p++;
-	if (strncasecmp(p, "from", 4) != 0)
-		return NULL;
-	const char *by = strstr(p, " by ");
-	const char *by2 = strstr(p, "\tby ");
-	const char *by3 = strstr(p, "\nby ");
-	const char *end = by;
-	if (by2 && (!end || by2 < end))
-		end = by2;
-	if (by3 && (!end || by3 < end))
-		end = by3;
-	for (const char *lb = strchr(p, '['); lb && (!end || lb < end); lb = strchr(lb + 1, '[')) {
-		const char *rb = strchr(lb, ']');
-		if (rb == NULL || (size_t)(rb - lb + 1) >= n)
-			return NULL;
-		memcpy(out, lb, (size_t)(rb - lb + 1));
-		out[rb - lb + 1] = '\0';
-		uint8_t a[16];
-		bool v4;
-		if (parse_ip(out, a, &v4))
-			return ip_text(a, v4, out, n) ? out : NULL;
-	}
-	return NULL;
-}
-
 /*
  * The first hop not among the trusted relays, walking Received: fields
  * from the top. start is the client (a trusted relay) or NULL when the
@@ -1210,15 +1082,15 @@ static bool untrusted_hop(const dnsbl_t *d, msg_t *m, const char *start, char *o
 	bool v4;
 	if (start)
 		snprintf(cur, sizeof(cur), "%s", start);
+	const msg_hop_t *hops;
+	size_t nhops = msg_received(m, &hops); /* the chain, parsed once per message */
 	for (size_t i = 0; i < RECEIVED_MAX_HOPS; i++) {
 		if (cur[0] && parse_ip(cur, a, &v4) && !in_cidrs(d->trusted, d->ntrusted, a))
 			break;
-		const char *f = msg_header_get(m, "Received", i);
-		char ip[INET6_ADDRSTRLEN + 8];
-		if (f == NULL || received_ip(f, ip, sizeof(ip)) == NULL)
+		if (i >= nhops || hops[i].ip == NULL)
 			return false;
-		if (strcmp(ip, cur) != 0)
-			snprintf(cur, sizeof(cur), "%s", ip);
+		if (strcmp(hops[i].ip, cur) != 0)
+			snprintf(cur, sizeof(cur), "%s", hops[i].ip);
 	}
 	if (!cur[0] || !parse_ip(cur, a, &v4) || in_cidrs(d->trusted, d->ntrusted, a))
 		return false;
@@ -1353,7 +1225,7 @@ static size_t judge_set(dnsbl_t *d, struct lookup_set *s, hits_t *h, const ev_sc
 		}
 		if (k->q == NULL) {
 			a = k->local;
-		} else if (!dnsbl_query_result(s->batch, k->q, &a, &source)) {
+		} else if (!query_result(s->batch, k->q, &a, &source)) {
 			counter_add(&d->n_late, 1);
 			counter_add(&l->n_late, 1);
 			unanswered++;
@@ -1484,7 +1356,7 @@ static ev_status_t ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi
 		for (size_t i = 0; i < mime_domain_count(mi) && (long)asked < d->max_uri_domains;
 		     i++) {
 			char reg[DNSBL_QNAME_MAX_BYTES];
-			if (dnsbl_registered_domain(mime_domain(mi, i), reg, sizeof(reg)) == NULL ||
+			if (dns_registered_domain(mime_domain(mi, i), reg, sizeof(reg)) == NULL ||
 			    strcmp(reg, seen_last) == 0)
 				continue;
 			size_t before = c->msg_set.n;
@@ -1496,9 +1368,9 @@ static ev_status_t ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi
 	}
 	/* One deadline for everything: each wait ends at the same instant. */
 	if (c->conn_set.batch)
-		dnsbl_batch_wait(c->conn_set.batch, ctx->deadline_ms);
+		dns_batch_wait(c->conn_set.batch, ctx->deadline_ms);
 	if (c->msg_set.batch)
-		dnsbl_batch_wait(c->msg_set.batch, ctx->deadline_ms);
+		dns_batch_wait(c->msg_set.batch, ctx->deadline_ms);
 
 	size_t cap = d->max_hit_names;
 	struct agg *agg = arena_zalloc(hits_arena(h), cap * sizeof(*agg));

@@ -54,6 +54,7 @@ struct glue_conn {
 	msg_t *m;
 	char *helo;
 	bool nr_hdr, nr_body; /* the MTA takes no reply for these stages */
+	bool leadspc;         /* header values come (and go) with their leading space */
 	struct glue_own_name *own_names;
 	size_t n_own_names, cap_own_names;
 	struct glue_own_value *own_values;
@@ -135,8 +136,15 @@ static sfsistat glue_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	 * Header and body chunks need no answer: asking the MTA not to wait
 	 * for one saves a round trip per header and per chunk.
 	 */
-	unsigned long want = SMFIP_NOUNKNOWN | SMFIP_NR_HDR | SMFIP_NR_BODY;
+	/*
+	 * SMFIP_HDR_LEADSPC: without it the MTA drops the space after the
+	 * colon, and DKIM's "simple" header canonicalisation needs the field
+	 * byte-exact (the raw copy, msg.h). With it, the fields we add must
+	 * bring their own space (glue_addheader()).
+	 */
+	unsigned long want = SMFIP_NOUNKNOWN | SMFIP_NR_HDR | SMFIP_NR_BODY | SMFIP_HDR_LEADSPC;
 	*pf1 = want & f1;
+	gc->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
 	gc->nr_hdr = (*pf1 & SMFIP_NR_HDR) != 0;
 	gc->nr_body = (*pf1 & SMFIP_NR_BODY) != 0;
 	*pf2 = 0;
@@ -277,6 +285,13 @@ static sfsistat glue_header(SMFICTX *ctx, char *name, char *value)
 		return ok;
 	if (value == NULL)
 		value = "";
+	/*
+	 * The pipeline takes values as they stand after the colon; an MTA
+	 * that did not negotiate SMFIP_HDR_LEADSPC took the one space away
+	 * (Postfix and Sendmail both drop a single one).
+	 */
+	if (!gc->leadspc)
+		value = arena_sprintf(msg_arena(gc->m), " %s", value);
 	if (scan_header(gc->sc, gc->m, name, value))
 		return ok;
 	const verdict_policy_t *p = scan_gen_policy(scan_conn_gen(gc->sc));
@@ -302,6 +317,43 @@ static sfsistat glue_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 }
 
 /*
+ * Adds a field (at the top when index is 0, at the end when it is -1)
+ * with the one leading space the MTA expects from us: none when it adds
+ * its own (no SMFIP_HDR_LEADSPC), else exactly one.
+ */
+static int glue_addheader(SMFICTX *ctx, struct glue_conn *gc, const char *name, const char *value,
+                          int index)
+{
+	bool has = value[0] == ' ' || value[0] == '\t';
+	const char *v = value;
+	if (gc->leadspc && !has)
+		v = arena_sprintf(msg_arena(gc->m), " %s", value);
+	else if (!gc->leadspc && has)
+		v = value + 1;
+	if (index >= 0)
+		return smfi_insheader(ctx, index, (char *)name, (char *)v);
+	return smfi_addheader(ctx, (char *)name, (char *)v);
+}
+
+/* What the sources asked: removals (highest copy of a name first), then additions. */
+static void glue_apply_fields(SMFICTX *ctx, struct glue_conn *gc, const verdict_fields_t *f)
+{
+	for (size_t i = f->n; i > 0; i--) {
+		const verdict_field_t *v = &f->v[i - 1];
+		if (v->value == NULL &&
+		    smfi_chgheader(ctx, (char *)v->name, (int)v->index, NULL) != MI_SUCCESS)
+			log_msg(LOG_L_WARNING, "%s: cannot remove %s #%u", msg_queue_id(gc->m),
+			        v->name, v->index);
+	}
+	for (size_t i = 0; i < f->n; i++) {
+		const verdict_field_t *v = &f->v[i];
+		if (v->value != NULL &&
+		    glue_addheader(ctx, gc, v->name, v->value, v->prepend ? 0 : -1) != MI_SUCCESS)
+			log_msg(LOG_L_WARNING, "%s: cannot add %s", msg_queue_id(gc->m), v->name);
+	}
+}
+
+/*
  * Removes every foreign copy of our fields, last copy first so the indexes
  * of the others hold, then (rename policy) adds them back under
  * X-Foreign-.
@@ -324,7 +376,7 @@ static void glue_strip_foreign(SMFICTX *ctx, struct glue_conn *gc, const verdict
 		char renamed[256];
 		snprintf(renamed, sizeof(renamed), "X-Foreign-%s",
 		         gc->own_names[v->name_index].name);
-		smfi_addheader(ctx, renamed, (char *)v->value);
+		glue_addheader(ctx, gc, renamed, v->value, -1);
 	}
 	if (gc->own_not_renamed > 0)
 		log_msg(LOG_L_WARNING,
@@ -434,12 +486,12 @@ static sfsistat glue_eom(SMFICTX *ctx)
 	default:
 		if (p->foreign != VERDICT_FOREIGN_KEEP)
 			glue_strip_foreign(ctx, gc, p);
+		glue_apply_fields(ctx, gc, &r->fields);
 		verdict_header_t hv[5];
 		size_t n = verdict_headers(p, msg_arena(gc->m), r->score, r->action, r->hits, hv);
 		n += verdict_error_header(r->failed, msg_arena(gc->m), &hv[n]);
 		for (size_t i = 0; i < n; i++)
-			if (smfi_addheader(ctx, (char *)hv[i].name, (char *)hv[i].value) !=
-			    MI_SUCCESS)
+			if (glue_addheader(ctx, gc, hv[i].name, hv[i].value, -1) != MI_SUCCESS)
 				log_msg(LOG_L_WARNING, "%s: cannot add %s", msg_queue_id(gc->m),
 				        hv[i].name);
 		break;

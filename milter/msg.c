@@ -7,6 +7,7 @@
 #include "msg.h"
 
 #include <stdlib.h>
+#include <arpa/inet.h>
 #include <string.h>
 #include <strings.h>
 
@@ -34,6 +35,16 @@ struct msg {
 	uint64_t body_seen;
 	bool truncated;
 	bool pending_cr; /* a chunk ended in "\r": decide when the next byte comes */
+	/* The raw copy (msg_keep_raw()): fields, then body, CRLF throughout. */
+	bool keep_raw;
+	bool raw_last_cr; /* the last raw body byte was "\r" */
+	bool raw_truncated;
+	abuf_t raw_hdr, raw_body;
+	const char *raw; /* both joined, built once */
+	size_t raw_len;
+	msg_hop_t *hops; /* the Received: chain, parsed on first use */
+	size_t n_hops;
+	bool hops_done;
 };
 
 msg_t *msg_new(uint64_t max_body_bytes)
@@ -175,9 +186,77 @@ static void msg_push_header(msg_t *m, const char *name, size_t name_len, const c
 	m->header_block = NULL;
 }
 
+void msg_keep_raw(msg_t *m)
+{
+	if (m->keep_raw)
+		return;
+	m->keep_raw = true;
+	abuf_init(&m->raw_hdr, m->arena, 4096);
+	abuf_init(&m->raw_body, m->arena, MSG_INITIAL_BODY_BYTES);
+}
+
+/* Appends p to b with every bare LF made CRLF; *last_cr carries across calls. */
+static void msg_raw_put(abuf_t *b, const char *p, size_t n, bool *last_cr)
+{
+	size_t start = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\n' && !(i > 0 ? p[i - 1] == '\r' : *last_cr)) {
+			abuf_append(b, p + start, i - start);
+			abuf_append(b, "\r", 1);
+			start = i;
+		}
+	}
+	abuf_append(b, p + start, n - start);
+	if (n > 0)
+		*last_cr = p[n - 1] == '\r';
+}
+
+static void msg_raw_field(msg_t *m, const char *name, size_t name_len, const char *value,
+                          size_t value_len)
+{
+	if (!m->keep_raw)
+		return;
+	/* The line end after the value is framing; the fold inside it is not. */
+	while (value_len > 0 && (value[value_len - 1] == '\n' || value[value_len - 1] == '\r'))
+		value_len--;
+	bool cr = false;
+	abuf_append(&m->raw_hdr, name, name_len);
+	abuf_putc(&m->raw_hdr, ':');
+	msg_raw_put(&m->raw_hdr, value, value_len, &cr);
+	abuf_append(&m->raw_hdr, "\r\n", 2);
+	m->raw = NULL;
+}
+
+void msg_raw_header(msg_t *m, const char *name, const char *value)
+{
+	msg_raw_field(m, name, strlen(name), value, strlen(value));
+}
+
+const char *msg_raw(msg_t *m, size_t *len, bool *truncated)
+{
+	if (!m->keep_raw)
+		return NULL;
+	if (m->raw == NULL) {
+		abuf_t b;
+		abuf_init(&b, m->arena, m->raw_hdr.len + m->raw_body.len + 3);
+		abuf_append(&b, m->raw_hdr.data, m->raw_hdr.len);
+		abuf_append(&b, "\r\n", 2);
+		abuf_append(&b, m->raw_body.data, m->raw_body.len);
+		m->raw = b.data;
+		m->raw_len = b.len;
+	}
+	if (len)
+		*len = m->raw_len;
+	if (truncated)
+		*truncated = m->raw_truncated;
+	return m->raw;
+}
+
 void msg_add_header(msg_t *m, const char *name, const char *value)
 {
-	msg_push_header(m, name, strlen(name), value, strlen(value));
+	size_t nl = strlen(name), vl = strlen(value);
+	msg_raw_field(m, name, nl, value, vl);
+	msg_push_header(m, name, nl, value, vl);
 }
 
 size_t msg_header_count(const msg_t *m)
@@ -236,6 +315,15 @@ void msg_append_body(msg_t *m, const void *vp, size_t n)
 {
 	const char *p = vp;
 	m->body_seen += n;
+	if (m->keep_raw && !m->raw_truncated && n > 0) {
+		size_t room = m->raw_body.len < m->max_body_bytes
+		                  ? (size_t)(m->max_body_bytes - m->raw_body.len)
+		                  : 0;
+		if (n > room)
+			m->raw_truncated = true;
+		msg_raw_put(&m->raw_body, p, n < room ? n : room, &m->raw_last_cr);
+		m->raw = NULL;
+	}
 	if (m->truncated || n == 0)
 		return;
 	if (m->pending_cr) {
@@ -296,6 +384,7 @@ static void msg_emit_field(msg_t *m, struct msg_scratch *sc, const char *name, s
                            const char *value, size_t value_len, msg_field_fn field, void *ud)
 {
 	if (field == NULL) {
+		msg_raw_field(m, name, name_len, value, value_len);
 		msg_push_header(m, name, name_len, value, value_len);
 		return;
 	}
@@ -367,4 +456,88 @@ void msg_parse_raw_fields(msg_t *m, const char *data, size_t len, msg_field_fn f
 	free(sc.buf);
 	if (i < len)
 		msg_append_body(m, data + i, len - i);
+}
+
+/* ------------------------------------------------------------ the Received: chain */
+
+/* The word after keyword at the start of p (blanks skipped), in the arena; NULL if none. */
+static const char *msg_word_after(msg_t *m, const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n'))
+		p++;
+	size_t n = 0;
+	while (p + n < end && p[n] != ' ' && p[n] != '\t' && p[n] != '\n' && p[n] != '(' &&
+	       p[n] != ';')
+		n++;
+	return n ? arena_strndup(m->arena, p, n) : NULL;
+}
+
+/* "[1.2.3.4]", "[IPv6:2001:db8::1]" -> canonical text in the arena, or NULL. */
+static const char *msg_bracket_ip(msg_t *m, const char *lb, const char *rb)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	size_t n = (size_t)(rb - lb - 1);
+	if (n == 0 || n >= sizeof(buf))
+		return NULL;
+	memcpy(buf, lb + 1, n);
+	buf[n] = '\0';
+	const char *p = strncasecmp(buf, "IPv6:", 5) == 0 ? buf + 5 : buf;
+	unsigned char a[16];
+	char out[INET6_ADDRSTRLEN];
+	if (inet_pton(AF_INET, p, a) == 1)
+		return inet_ntop(AF_INET, a, out, sizeof(out)) ? arena_strdup(m->arena, out) : NULL;
+	if (inet_pton(AF_INET6, p, a) != 1)
+		return NULL;
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	const char *t = memcmp(a, mapped, 12) == 0 ? inet_ntop(AF_INET, a + 12, out, sizeof(out))
+	                                           : inet_ntop(AF_INET6, a, out, sizeof(out));
+	return t ? arena_strdup(m->arena, out) : NULL;
+}
+
+static void msg_parse_hop(msg_t *m, const char *f, msg_hop_t *h)
+{
+	memset(h, 0, sizeof(*h));
+	const char *p = f;
+	while (*p == ' ' || *p == '\t' || *p == '\n')
+		p++;
+	const char *end = p + strlen(p);
+	/* The from clause ends at the first " by " (any blank before it). */
+	const char *by = strncasecmp(p, "by ", 3) == 0 ? p : NULL; /* a field without from */
+	for (const char *q = p; *q && by == NULL; q++)
+		if ((*q == ' ' || *q == '\t' || *q == '\n') && strncasecmp(q + 1, "by ", 3) == 0) {
+			by = q + 1;
+			break;
+		}
+	if (by)
+		h->by = msg_word_after(m, by + 3, end);
+	if (strncasecmp(p, "from", 4) != 0)
+		return;
+	const char *from_end = by ? by : end;
+	h->helo = msg_word_after(m, p + 4, from_end);
+	for (const char *lb = memchr(p, '[', (size_t)(from_end - p)); lb && lb < from_end;
+	     lb = memchr(lb + 1, '[', (size_t)(from_end - lb - 1))) {
+		const char *rb = memchr(lb, ']', (size_t)(end - lb));
+		if (rb == NULL)
+			return;
+		if ((h->ip = msg_bracket_ip(m, lb, rb)) != NULL)
+			return;
+		if (rb >= from_end)
+			return;
+	}
+}
+
+size_t msg_received(msg_t *m, const msg_hop_t **hops)
+{
+	if (!m->hops_done) {
+		m->hops_done = true;
+		size_t n = 0;
+		while (n < MSG_MAX_HOPS && msg_header_get(m, "Received", n) != NULL)
+			n++;
+		m->hops = n ? arena_alloc(m->arena, n * sizeof(*m->hops)) : NULL;
+		for (size_t i = 0; i < n; i++)
+			msg_parse_hop(m, msg_header_get(m, "Received", i), &m->hops[i]);
+		m->n_hops = n;
+	}
+	*hops = m->hops;
+	return m->n_hops;
 }

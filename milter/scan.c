@@ -24,7 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "bayes.h"
+#include "dns.h"
 #include "dnsbl.h"
 #include "log.h"
 #include "metrics.h"
@@ -40,13 +42,56 @@
  * that wait on the network run last against the deadline.
  */
 static const evidence_ops_t *const scan_modules[] = {
-    &rules_evidence,
-    &bayes_evidence,
-    &rep_evidence,
-    &dnsbl_evidence,
+    &rules_evidence, &bayes_evidence, &rep_evidence, &auth_evidence, &dnsbl_evidence,
 };
 #define SCAN_N_MODULES (sizeof(scan_modules) / sizeof(scan_modules[0]))
 _Static_assert(SCAN_N_MODULES <= SCAN_MAX_SOURCES, "scan_result_t.timings too small");
+
+/*
+ * The order score() runs in: scan_modules[] order, except that a source
+ * runs after the sources its `after` list names (evidence.h). Computed
+ * once; a name that is no source, or a cycle, leaves the list order.
+ */
+static size_t scan_order[SCAN_N_MODULES];
+static pthread_once_t scan_order_once = PTHREAD_ONCE_INIT;
+
+static size_t scan_index_of(const evidence_ops_t *const *mods, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(mods[i]->name, name) == 0)
+			return i;
+	return n;
+}
+
+void scan_order_sources(const evidence_ops_t *const *mods, size_t n, size_t *order)
+{
+	bool placed[SCAN_MAX_SOURCES] = {false};
+	for (size_t done = 0; done < n && n <= SCAN_MAX_SOURCES; done++) {
+		size_t pick = n;
+		for (size_t i = 0; i < n && pick == n; i++) {
+			if (placed[i])
+				continue;
+			bool ready = true;
+			for (const char *const *a = mods[i]->after; a && *a; a++) {
+				size_t k = scan_index_of(mods, n, *a);
+				if (k < n && !placed[k])
+					ready = false;
+			}
+			if (ready)
+				pick = i;
+		}
+		for (size_t i = 0; pick == n && i < n; i++) /* a cycle: the rest in list order */
+			if (!placed[i])
+				pick = i;
+		placed[pick] = true;
+		order[done] = pick;
+	}
+}
+
+static void scan_order_compute(void)
+{
+	scan_order_sources(scan_modules, SCAN_N_MODULES, scan_order);
+}
 
 struct scan_gen {
 	atomic_int refs;
@@ -54,6 +99,7 @@ struct scan_gen {
 	bool owns_conf;
 	scan_settings_t settings;
 	verdict_policy_t policy;
+	dns_t *dns; /* the shared DNS service, carried over reloads when unchanged */
 	void *mod[SCAN_N_MODULES];
 };
 
@@ -350,8 +396,10 @@ scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env_in, d
 	 * run of `sift lint` (or one refused reload) reports every mistake,
 	 * unknown keys included, not just the first.
 	 */
+	g->dns = dns_load(c, prev ? prev->dns : NULL, d);
 	ev_env_t env = *env_in;
 	env.state_dir = g->settings.state_dir;
+	env.dns = g->dns;
 	for (size_t i = 0; i < SCAN_N_MODULES; i++)
 		g->mod[i] = scan_modules[i]->load(c, prev ? prev->mod[i] : NULL, &env, d);
 	conf_check_unknown(c, d);
@@ -367,6 +415,7 @@ int scan_gen_start(scan_gen_t *g, const ev_env_t *env_in, diag_t *d)
 	size_t before = diag_errors(d);
 	ev_env_t env = *env_in;
 	env.state_dir = g->settings.state_dir;
+	env.dns = g->dns;
 	for (size_t i = 0; i < SCAN_N_MODULES; i++)
 		if (g->mod[i] != NULL && scan_modules[i]->start != NULL &&
 		    scan_modules[i]->start(g->mod[i], &env, d) != 0)
@@ -423,6 +472,7 @@ void scan_gen_unref(scan_gen_t *g)
 	for (size_t i = 0; i < SCAN_N_MODULES; i++)
 		if (g->mod[i] != NULL)
 			scan_modules[i]->release(g->mod[i]);
+	dns_unref(g->dns);
 	if (g->owns_conf)
 		conf_free(g->conf);
 	free(g);
@@ -492,6 +542,9 @@ msg_t *scan_msg_new(scan_conn_t *c)
 {
 	msg_t *m = msg_new(c->gen->settings.max_message_bytes);
 	msg_set_client(m, c->ci.client_ip, c->ci.client_name);
+	for (size_t i = 0; i < SCAN_N_MODULES; i++)
+		if (c->gen->mod[i] != NULL && (scan_modules[i]->flags & EV_F_RAW))
+			msg_keep_raw(m);
 	return m;
 }
 
@@ -509,8 +562,10 @@ bool scan_header(scan_conn_t *c, msg_t *m, const char *name, const char *value)
 	 * never evidence: a sender could otherwise pre-set what rules (or
 	 * Bayes) see of our verdict.
 	 */
-	if (verdict_is_own_header(&c->gen->policy, name))
+	if (verdict_is_own_header(&c->gen->policy, name)) {
+		msg_raw_header(m, name, value); /* still part of what a signature covers */
 		return false;
+	}
 	msg_add_header(m, name, value);
 	return true;
 }
@@ -582,22 +637,31 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 	scan_result_t *r = arena_zalloc(a, sizeof(*r));
 	r->mime = scan_mime(c, m);
 	r->hits = hits_new(a);
+	verdict_fields_init(&r->fields, a);
+	verdict_action_t floor = VERDICT_ACCEPT;
 	ev_score_ctx_t ctx = {
+	    .action_floor = &floor,
 	    .deadline_ms = start + c->gen->settings.deadline_ms,
 	    .explain = o && o->explain,
 	    .timing = o && o->timing,
+	    .fields = &r->fields,
 	};
 	/* Two clock reads per source: cheap beside any source, and logged per message. */
 	bool timings = log_enabled(LOG_L_DEBUG);
 	char tbuf[256];
 	size_t tlen = 0;
 	tbuf[0] = '\0';
-	for (size_t i = 0; i < SCAN_N_MODULES; i++) {
+	pthread_once(&scan_order_once, scan_order_compute);
+	for (size_t oi = 0; oi < SCAN_N_MODULES; oi++) {
+		size_t i = scan_order[oi];
 		if (c->gen->mod[i] == NULL || scan_modules[i]->score == NULL) {
 			metrics_source_skip(i, scan_modules[i]->name);
 			continue;
 		}
 		ctx.score_so_far = hits_total(r->hits);
+		ctx.state = scan_modules[i]->msg_state_bytes
+		                ? arena_zalloc(a, scan_modules[i]->msg_state_bytes)
+		                : NULL;
 		/* Always measured: the metrics' per-source histograms want every message. */
 		struct timespec s0, s1;
 		clock_gettime(CLOCK_MONOTONIC, &s0);
@@ -621,6 +685,8 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 	hits_sort(r->hits);
 	r->score = hits_total(r->hits);
 	r->action = verdict_decide(&c->gen->policy, r->score);
+	if (r->action < floor)
+		r->action = floor;
 	if (r->failed != NULL) {
 		atomic_fetch_add(&scan_failed_count, 1);
 		/* Judged on part of the evidence: the administrator's policy says what then. */

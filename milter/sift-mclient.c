@@ -236,7 +236,13 @@ static void put_mods(abuf_t *b, const mclient_result_t *r, bool headers_only)
 		}
 		put_field(b, m->name);
 		if (m->type == 'h' || m->type == 'i' || m->type == 'm') {
-			abuf_puts(b, ": ");
+			/*
+			 * As the MTA writes the field: a filter that negotiated
+			 * SMFIP_HDR_LEADSPC sends the space after the colon itself.
+			 */
+			abuf_putc(b, ':');
+			if (m->value == NULL || (m->value[0] != ' ' && m->value[0] != '\t'))
+				abuf_putc(b, ' ');
 			put_field(b, m->value);
 		} else if (m->value && *m->value) {
 			abuf_putc(b, ' ');
@@ -297,7 +303,7 @@ static bool has_flag(const mclient_result_t *r)
 		size_t n = strlen(m->name);
 		if ((m->type == 'h' || m->type == 'i') && n >= 5 &&
 		    strcasecmp(m->name + n - 5, "-Flag") == 0 &&
-		    strncasecmp(m->value, "YES", 3) == 0)
+		    strncasecmp(m->value + strspn(m->value, " \t"), "YES", 3) == 0)
 			return true;
 	}
 	return false;

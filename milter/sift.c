@@ -107,6 +107,14 @@ static void print_explained(const char *file, const scan_result_t *r)
 		const char *t = hits_note_at(r->hits, i, &src);
 		printf("  note   %-6s %s\n", src, t);
 	}
+	/* The fields the daemon would add to (+) or remove from (-) the message. */
+	for (size_t i = 0; i < r->fields.n; i++) {
+		const verdict_field_t *f = &r->fields.v[i];
+		if (f->value)
+			printf("  field  + %s: %s\n", f->name, f->value);
+		else
+			printf("  field  - %s #%u\n", f->name, f->index);
+	}
 }
 
 static void print_tsv(const char *file, const scan_result_t *r)

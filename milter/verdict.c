@@ -171,3 +171,26 @@ bool verdict_is_own_header(const verdict_policy_t *p, const char *name)
 			return true;
 	return false;
 }
+
+void verdict_fields_init(verdict_fields_t *f, arena_t *a)
+{
+	*f = (verdict_fields_t){.a = a};
+}
+
+static void verdict_field_push(verdict_fields_t *f, verdict_field_t v)
+{
+	if (f->n == f->cap)
+		f->v = arena_grow(f->a, f->v, f->n, &f->cap, sizeof(*f->v), 4);
+	f->v[f->n++] = v;
+}
+
+void verdict_field_add(verdict_fields_t *f, const char *name, const char *value, bool prepend)
+{
+	verdict_field_push(
+	    f, (verdict_field_t){arena_strdup(f->a, name), arena_strdup(f->a, value), 0, prepend});
+}
+
+void verdict_field_remove(verdict_fields_t *f, const char *name, unsigned index)
+{
+	verdict_field_push(f, (verdict_field_t){arena_strdup(f->a, name), NULL, index, false});
+}

@@ -140,7 +140,7 @@ BG=$(cat "$PIDF" 2>/dev/null)
 [ -n "$BG" ] && it_track "$BG"
 check "b: the pid file names a running daemon" alive "${BG:-0}"
 [ -n "$BG" ] && alive "$BG" || { cat "$D/b.err" >&2; it_done; }
-for t in sift-rep-read sift-rep-write sift-rep-sync sift-dnsbl sift-bayes-wr; do
+for t in sift-rep-read sift-rep-write sift-rep-sync sift-dns sift-bayes-wr; do
 	check "b: the daemon runs its $t thread" has_thread "$BG" "$t"
 done
 S="inet:$MP@127.0.0.1"
@@ -158,7 +158,7 @@ sleep 0.5
 check "b: the daemon survives two SIGHUPs" alive "$BG"
 "$MC" -s "$S" -t 10000 -i "$LISTED" --tsv "$SPAM" >"$D/b2.tsv" 2>&1
 check "b: and still answers, with the DNS list" has "$(cat "$D/b2.tsv")" LC_BL
-for t in sift-rep-read sift-rep-write sift-rep-sync sift-dnsbl; do
+for t in sift-rep-read sift-rep-write sift-rep-sync sift-dns; do
 	check "b: after the reloads the $t thread is still there" has_thread "$BG" "$t"
 done
 

@@ -51,12 +51,30 @@ port_open() {
 # not connect to a root-owned unix socket)
 cp "$top_srcdir/tests/data/rules/10_it.cf" "$D/rules/"
 REPLY="550 5.7.1 Sift postfix test says no"
+# Sender authentication, when unbound is there to serve a DMARC policy
+# (every other name is answered "no such name" locally: nothing leaves).
+UNBOUND=${UNBOUND:-$(command -v unbound || echo /usr/sbin/unbound)}
+UBCTL=${UNBOUND_CONTROL:-$(command -v unbound-control || echo /usr/sbin/unbound-control)}
+AUTH_CONF=""
+if [ -x "$UNBOUND" ] && [ -x "$UBCTL" ]; then
+	DNS_PORT=$(free_port)
+	it_unbound_conf "$D" "$DNS_PORT" 1 >"$D/unbound.conf" <<EOF
+	local-zone: "." static
+	local-data: 'dmarc.test. 300 IN TXT "v=spf1 -all"'
+	local-data: '_dmarc.dmarc.test. 300 IN TXT "v=DMARC1; p=reject"'
+EOF
+	it_unbound_start "$D/unbound.conf" "$D/unbound.log" &&
+		AUTH_CONF="auth_enable = yes
+auth_serv_id = mx.sift.test
+dns_nameserver = 127.0.0.1:$DNS_PORT"
+fi
 cat >"$D/sift.conf" <<EOF
 log = stderr
 rules = $D/rules
 add_header_score = 5
 reject_score = 15
 reject_reply = "$REPLY"
+$AUTH_CONF
 EOF
 "$MILTER" -f -c "$D/sift.conf" -d "$D/state" -p "inet:$MILTER_PORT@127.0.0.1" 2>"$D/milter.log" &
 MILTER_PID=$!
@@ -184,6 +202,9 @@ if wait_arrival "minutes-20250603@example.org"; then
 	check "ham: X-Spam-Status: No in the delivered message" grep -q "^X-Spam-Status: No, score=" "$F"
 	check "ham: X-Spam-Score in the delivered message" grep -q "^X-Spam-Score: " "$F"
 	check "ham: no X-Spam-Flag" sh -c "! grep -q '^X-Spam-Flag' '$F'"
+	# Above Postfix's own Received: field, as RFC 8601 wants it.
+	[ -z "$AUTH_CONF" ] || check "ham: our Authentication-Results above Postfix's Received:" \
+		sh -c "sed -n '/by mx.sift.test (Postfix)/q; /^Authentication-Results: mx.sift.test;/p' '$F' | grep -q ."
 else
 	fail "ham: not relayed to the sink within 20 s"
 fi
@@ -207,6 +228,15 @@ if wait_arrival "fwd-1@example.org"; then
 	check "foreign: exactly one X-Spam-Status (ours)" [ "$(grep -c '^X-Spam-Status:' "$F")" = 1 ]
 else
 	fail "foreign: not relayed to the sink within 20 s"
+fi
+
+# --- DMARC: a From domain with p=reject and an unaligned sender (no DKIM)
+if [ -n "$AUTH_CONF" ]; then
+	send dmarc "$top_srcdir/tests/data/auth/dmarc-reject.eml"
+	check "dmarc: a p=reject failure is rejected during SMTP, the policy named" \
+		grep -q -F "<** $REPLY: DMARC policy of dmarc.test: reject" "$D/dmarc.swaks"
+else
+	pass "dmarc: skipped, unbound (Debian package unbound) is not installed"
 fi
 
 check "milter log names the rejected message" grep -q "action=reject rules=SIFT_IT_SPAM_SUBJ" "$D/milter.log"

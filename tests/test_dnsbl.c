@@ -1,6 +1,6 @@
 /*
- * test_dnsbl.c - the DNS blocklists: query names, the Public Suffix List,
- * configuration errors, rbldnsd files and the cache; then, against a real
+ * test_dnsbl.c - the DNS blocklists: query names,
+ * configuration errors and rbldnsd files; then, against a real
  * unbound started on a loopback port for each test, listings of IPv4 and
  * IPv6 clients, sender and URI domains, return codes, TXT texts, error
  * codes, probes, the cache and a zone that never answers.
@@ -65,22 +65,6 @@ Test(names, not_an_address_or_too_long_is_refused)
 	char q[256], small[8];
 	cr_assert_eq(dnsbl_ip_qname("mail.example.com", "bl.test", q, sizeof(q)), 0);
 	cr_assert_eq(dnsbl_ip_qname("192.0.2.1", "bl.test", small, sizeof(small)), 0);
-}
-
-Test(names, registered_domain_comes_from_the_public_suffix_list)
-{
-	char b[256];
-	cr_assert_str_eq(dnsbl_registered_domain("mail.Example.CO.UK.", b, sizeof(b)),
-	                 "example.co.uk");
-	cr_assert_str_eq(dnsbl_registered_domain("a.b.c.example.com", b, sizeof(b)), "example.com");
-	/* a multi-label public suffix that no hand-written table of TLDs knows */
-	cr_assert_str_eq(dnsbl_registered_domain("x.city.kawasaki.jp", b, sizeof(b)),
-	                 "city.kawasaki.jp");
-	cr_assert_null(dnsbl_registered_domain("co.uk", b, sizeof(b)));
-	cr_assert_null(dnsbl_registered_domain("192.0.2.1", b, sizeof(b)));
-	cr_assert_null(dnsbl_registered_domain("[192.0.2.1]", b, sizeof(b)));
-	cr_assert_null(dnsbl_registered_domain("bad host.example", b, sizeof(b)));
-	cr_assert_null(dnsbl_registered_domain("b\xc3\xa4r.example", b, sizeof(b)));
 }
 
 /* ------------------------------------------------------------ configuration */
@@ -295,59 +279,6 @@ Test(file, a_changed_file_is_reloaded_and_a_broken_one_keeps_the_old_data)
 	diag_free(d);
 	unlink(path);
 	rmdir(dir);
-}
-
-/* ------------------------------------------------------------ cache */
-
-Test(cache, answers_until_the_ttl_and_not_after)
-{
-	dnsbl_cache_t *c = dnsbl_cache_new(1000, 1 << 20);
-	dnsbl_answer_t a = {.status = DQ_LISTED, .ncodes = 1, .codes = {0x7f000002u}}, out;
-	long now = dnsbl_now_ms();
-	dnsbl_cache_put(c, "2.2.0.192.bl.test", DQ_TYPE_A, &a, 1000, now);
-	cr_assert(dnsbl_cache_get(c, "2.2.0.192.bl.test", DQ_TYPE_A, now + 999, &out));
-	cr_assert_eq(out.status, DQ_LISTED);
-	cr_assert_eq(out.codes[0], 0x7f000002u);
-	cr_assert_not(dnsbl_cache_get(c, "2.2.0.192.bl.test", DQ_TYPE_TXT, now, &out));
-	cr_assert_not(dnsbl_cache_get(c, "2.2.0.192.bl.test", DQ_TYPE_A, now + 1000, &out));
-	dnsbl_answer_t neg = {.status = DQ_NOT_LISTED};
-	dnsbl_cache_put(c, "1.2.0.192.bl.test", DQ_TYPE_A, &neg, 500, now);
-	cr_assert(dnsbl_cache_get(c, "1.2.0.192.bl.test", DQ_TYPE_A, now + 10, &out));
-	cr_assert_eq(out.status, DQ_NOT_LISTED);
-	dnsbl_answer_t fail = {.status = DQ_FAILED};
-	dnsbl_cache_put(c, "3.2.0.192.bl.test", DQ_TYPE_A, &fail, 500, now);
-	cr_assert_not(dnsbl_cache_get(c, "3.2.0.192.bl.test", DQ_TYPE_A, now, &out),
-	              "failures are not cached");
-	dnsbl_cache_free(c);
-}
-
-Test(cache, stays_within_its_entry_and_byte_bounds)
-{
-	dnsbl_cache_t *c = dnsbl_cache_new(160, 1 << 20);
-	dnsbl_answer_t a = {.status = DQ_NOT_LISTED}, out;
-	long now = dnsbl_now_ms();
-	char name[64];
-	for (int i = 0; i < 5000; i++) {
-		snprintf(name, sizeof(name), "%d.example.bl.test", i);
-		dnsbl_cache_put(c, name, DQ_TYPE_A, &a, 60000, now);
-	}
-	uint64_t n, bytes;
-	dnsbl_cache_usage(c, &n, &bytes);
-	cr_assert_leq(n, 160 + 16, "entries %lu", (unsigned long)n);
-	cr_assert(dnsbl_cache_get(c, "4999.example.bl.test", DQ_TYPE_A, now, &out),
-	          "the newest survives");
-	cr_assert_not(dnsbl_cache_get(c, "0.example.bl.test", DQ_TYPE_A, now, &out),
-	              "the oldest went");
-	dnsbl_cache_free(c);
-
-	c = dnsbl_cache_new(100000, 64 << 10);
-	for (int i = 0; i < 5000; i++) {
-		snprintf(name, sizeof(name), "%d.example.bl.test", i);
-		dnsbl_cache_put(c, name, DQ_TYPE_A, &a, 60000, now);
-	}
-	dnsbl_cache_usage(c, &n, &bytes);
-	cr_assert_leq(bytes, (64 << 10) + 16 * 256, "bytes %lu", (unsigned long)bytes);
-	dnsbl_cache_free(c);
 }
 
 /* ------------------------------------------------------------ a real DNS server */
@@ -1071,7 +1002,7 @@ void *__wrap_calloc(size_t n, size_t size)
 /* A NULL copy of the server list would mean "the system's resolvers". */
 Test(oom, a_resolver_that_cannot_copy_its_server_list_aborts, .signal = SIGABRT)
 {
-	dnsbl_resolver_conf_t rc = {
+	dns_conf_t rc = {
 	    .servers_csv = "127.0.0.1:5353,127.0.0.2:5353",
 	    .timeout_ms = 500,
 	    .tries = 1,
@@ -1082,10 +1013,10 @@ Test(oom, a_resolver_that_cannot_copy_its_server_list_aborts, .signal = SIGABRT)
 	};
 	char err[256];
 	oom_string = rc.servers_csv;
-	dnsbl_resolver_t *r = dnsbl_resolver_new(&rc, err, sizeof(err));
+	dns_t *r = dns_new(&rc, err, sizeof(err));
 	oom_string = NULL;
 	if (r != NULL)
-		dnsbl_resolver_unref(r);
+		dns_unref(r);
 }
 
 Test(oom, an_allow_list_that_cannot_be_allocated_aborts, .signal = SIGABRT)

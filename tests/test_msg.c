@@ -90,3 +90,114 @@ Test(msg, header_block_lists_every_field)
 	cr_assert_null(msg_header_get(m, "a", 2));
 	msg_free(m);
 }
+
+/* ------------------------------------------------------------ the raw copy (DKIM) */
+
+Test(msg, no_raw_copy_unless_asked)
+{
+	msg_t *m = msg_new(1 << 20);
+	msg_add_header(m, "Subject", " hi");
+	cr_assert_null(msg_raw(m, NULL, NULL));
+	msg_free(m);
+}
+
+Test(msg, raw_copy_rebuilds_milter_fields_and_chunks_byte_exact)
+{
+	msg_t *m = msg_new(1 << 20);
+	msg_keep_raw(m);
+	/* As libmilter hands them with SMFIP_HDR_LEADSPC: the value after the colon, folds as LF.
+	 */
+	msg_add_header(m, "Subject", " a\n\tfolded  value ");
+	msg_add_header(m, "X-Tab", "\tx");
+	msg_raw_header(m, "X-Spam-Status", " No"); /* not evidence, still signed */
+	msg_add_header(m, "Empty", "");
+	msg_append_body(m, "line one\r", 9);
+	msg_append_body(m, "\nline two\r\n", 11);
+	msg_append_body(m, "bare lf\n", 8);
+	size_t len;
+	bool cut = true;
+	const char *raw = msg_raw(m, &len, &cut);
+	const char want[] = "Subject: a\r\n\tfolded  value \r\nX-Tab:\tx\r\nX-Spam-Status: No\r\n"
+	                    "Empty:\r\n\r\nline one\r\nline two\r\nbare lf\r\n";
+	cr_assert_eq(len, sizeof(want) - 1, "%zu: %.*s", len, (int)len, raw);
+	cr_assert_eq(memcmp(raw, want, len), 0, "%.*s", (int)len, raw);
+	cr_assert_not(cut);
+	/* the evidence view is unchanged: one leading blank dropped, LF line ends */
+	cr_assert_str_eq(msg_header_get(m, "Subject", 0), "a\n\tfolded  value ");
+	cr_assert_null(msg_header_get(m, "X-Spam-Status", 0));
+	msg_free(m);
+}
+
+Test(msg, raw_copy_of_a_file_has_crlf_line_ends)
+{
+	msg_t *m = msg_new(1 << 20);
+	msg_keep_raw(m);
+	const char file[] = "From: a@example.com\nSubject: x\n y\n\nbody\n\n";
+	msg_parse_raw(m, file, sizeof(file) - 1);
+	size_t len;
+	const char *raw = msg_raw(m, &len, NULL);
+	const char want[] = "From: a@example.com\r\nSubject: x\r\n y\r\n\r\nbody\r\n\r\n";
+	cr_assert_eq(len, sizeof(want) - 1, "%.*s", (int)len, raw);
+	cr_assert_eq(memcmp(raw, want, len), 0, "%.*s", (int)len, raw);
+	msg_free(m);
+}
+
+Test(msg, raw_copy_is_cut_at_the_size_limit_and_says_so)
+{
+	msg_t *m = msg_new(10);
+	msg_keep_raw(m);
+	msg_add_header(m, "A", " b");
+	msg_append_body(m, "0123456789abcdef", 16);
+	size_t len;
+	bool cut = false;
+	const char *raw = msg_raw(m, &len, &cut);
+	cr_assert(cut);
+	cr_assert_eq(len, strlen("A: b\r\n\r\n0123456789"));
+	cr_assert_eq(memcmp(raw, "A: b\r\n\r\n0123456789", len), 0);
+	msg_free(m);
+}
+
+/* ------------------------------------------------------------ the Received: chain */
+
+Test(msg, the_received_chain_is_parsed_once_newest_first)
+{
+	msg_t *m = msg_new(1 << 20);
+	msg_add_header(m, "Received",
+	               " from mail.example.org (mail.example.org [192.0.2.7])\n"
+	               "\tby mx.example.net (Postfix) with ESMTP id 1; Mon, 1 Jan");
+	msg_add_header(m, "Received",
+	               " from [IPv6:::ffff:198.51.100.3] (helo=x)\tby mail.example.org;");
+	msg_add_header(m, "Received", " by localhost (Postfix, from userid 0) id 2");
+	msg_add_header(m, "Received", " from h.example [not-an-ip] [2001:DB8::1] by y");
+	const msg_hop_t *h;
+	size_t n = msg_received(m, &h);
+	cr_assert_eq(n, 4);
+	cr_assert_str_eq(h[0].helo, "mail.example.org");
+	cr_assert_str_eq(h[0].ip, "192.0.2.7");
+	cr_assert_str_eq(h[0].by, "mx.example.net");
+	cr_assert_str_eq(h[1].ip, "198.51.100.3", "an IPv4-mapped address is IPv4");
+	cr_assert_str_eq(h[1].by, "mail.example.org");
+	cr_assert_null(h[2].helo, "no from clause");
+	cr_assert_null(h[2].ip);
+	cr_assert_str_eq(h[2].by, "localhost");
+	cr_assert_str_eq(h[3].ip, "2001:db8::1", "the first bracket that holds an address");
+	const msg_hop_t *again;
+	cr_assert_eq(msg_received(m, &again), 4);
+	cr_assert_eq(again, h, "parsed once, kept with the message");
+	msg_free(m);
+}
+
+Test(msg, malformed_received_fields_do_not_crash)
+{
+	msg_t *m = msg_new(1 << 20);
+	msg_add_header(m, "Received", "");
+	msg_add_header(m, "Received", "from");
+	msg_add_header(m, "Received", "from [");
+	msg_add_header(m, "Received", "from []] by");
+	msg_add_header(m, "Received", "from x [1.2.3.4 by y");
+	const msg_hop_t *h;
+	cr_assert_eq(msg_received(m, &h), 5);
+	cr_assert_null(h[2].ip);
+	cr_assert_null(h[3].ip);
+	msg_free(m);
+}

@@ -549,3 +549,41 @@ Test(scan, a_verdict_with_a_failed_source_teaches_nothing, .init = setup, .fini 
 	scan_gen_unref(g);
 	diag_free(d);
 }
+
+/* ------------------------------------------------------------ evidence v2: the order of the
+ * sources */
+
+static const char *const after_b[] = {"b", NULL};
+static const char *const after_c_and_ghost[] = {"c", "no-such-source", NULL};
+static const char *const after_a[] = {"a", NULL};
+
+Test(order, a_source_runs_after_the_sources_it_names)
+{
+	/* a needs b; b needs c (and a name that is no source); c and d need nothing */
+	const evidence_ops_t a = {.name = "a", .after = after_b};
+	const evidence_ops_t b = {.name = "b", .after = after_c_and_ghost};
+	const evidence_ops_t c = {.name = "c"};
+	const evidence_ops_t d = {.name = "d"};
+	const evidence_ops_t *const mods[] = {&a, &b, &c, &d};
+	size_t order[4];
+	scan_order_sources(mods, 4, order);
+	cr_assert_eq(order[0], 2, "c first");
+	cr_assert_eq(order[1], 1, "then b");
+	cr_assert_eq(order[2], 0, "then a");
+	cr_assert_eq(order[3], 3, "d keeps its place at the end");
+}
+
+Test(order, without_dependencies_the_list_order_stands_and_a_cycle_is_broken)
+{
+	const evidence_ops_t a = {.name = "a"}, b = {.name = "b"};
+	const evidence_ops_t *const mods[] = {&a, &b};
+	size_t order[2];
+	scan_order_sources(mods, 2, order);
+	cr_assert_eq(order[0], 0);
+	cr_assert_eq(order[1], 1);
+	const evidence_ops_t x = {.name = "a", .after = after_b},
+	                     y = {.name = "b", .after = after_a};
+	const evidence_ops_t *const cyc[] = {&x, &y};
+	scan_order_sources(cyc, 2, order);
+	cr_assert(order[0] != order[1], "each source runs once");
+}

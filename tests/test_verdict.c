@@ -89,3 +89,24 @@ Test(verdict, own_headers_are_recognised_case_insensitively)
 	cr_assert_not(verdict_is_own_header(&p, "X-Spam-Whatever-Else"));
 	cr_assert_not(verdict_is_own_header(&p, "Subject"));
 }
+
+Test(verdict, fields_to_add_and_remove_are_kept_in_order)
+{
+	arena_t *a = arena_new(1024);
+	verdict_fields_t f;
+	verdict_fields_init(&f, a);
+	char name[32] = "Authentication-Results";
+	verdict_field_remove(&f, name, 2);
+	verdict_field_add(&f, name, "mx.example; spf=pass", true);
+	name[0] = 'X'; /* the list holds copies */
+	cr_assert_eq(f.n, 2);
+	cr_assert_str_eq(f.v[0].name, "Authentication-Results");
+	cr_assert_null(f.v[0].value);
+	cr_assert_eq(f.v[0].index, 2);
+	cr_assert_str_eq(f.v[1].value, "mx.example; spf=pass");
+	cr_assert(f.v[1].prepend);
+	for (int i = 0; i < 20; i++)
+		verdict_field_add(&f, "X-More", "v", false);
+	cr_assert_eq(f.n, 22);
+	arena_free(a);
+}

@@ -129,6 +129,14 @@ int smfi_addheader(SMFICTX *ctx, char *name, char *value)
 	return ctx->actions & SMFIF_ADDHDRS ? MI_SUCCESS : MI_FAILURE;
 }
 
+int smfi_insheader(SMFICTX *ctx, int index, char *name, char *value)
+{
+	if (!ctx->in_eom || value == NULL || index < 0)
+		__builtin_trap();
+	fuzz_check_header(name, value);
+	return ctx->actions & SMFIF_ADDHDRS ? MI_SUCCESS : MI_FAILURE;
+}
+
 int smfi_chgheader(SMFICTX *ctx, char *name, int index, char *value)
 {
 	if (!ctx->in_eom || index < 1)

@@ -42,9 +42,9 @@ milter)
 	srcs="milter/glue.c milter/scan.c milter/verdict.c milter/rules*.c milter/mime.c
 	      milter/mime_html.c milter/msg.c milter/hits.c milter/arena.c milter/xalloc.c
 	      milter/diag.c milter/conf.c milter/log.c milter/bayes*.c milter/dnsbl*.c milter/rep*.c
-	      milter/metrics.c milter/msglog.c"
-	libs="$(pkg-config --libs libpcre2-8 libpsl lmdb hiredis libcares libsodium 2>/dev/null)
-	      $(pkg-config --libs libhs 2>/dev/null)"
+	      milter/metrics.c milter/msglog.c milter/dns.c milter/dns_*.c milter/auth*.c"
+	libs="$(pkg-config --libs libpcre2-8 libpsl lmdb hiredis libcares libsodium opendkim 2>/dev/null)
+	      $(pkg-config --libs libhs 2>/dev/null) -lspf2 -lopendmarc"
 	# the escaped quotes make C string literals; the path has no spaces
 	# shellcheck disable=SC2089
 	defs="-DSIFT_STATEDIR=\"/nonexistent\" -DSIFT_RULESDIR=\"$top/rules\"

@@ -1,8 +1,8 @@
 /*
- * dnsbl_resolver.c - asynchronous DNS for the lists: one thread owns a
- * c-ares channel and answers lookups that worker threads submit, so the
- * client-address lookups started at CONNECT are sent, retried and
- * answered while libmilter's thread is busy with the SMTP dialogue.
+ * dns_resolver.c - the shared asynchronous DNS service (dns.h): one thread
+ * owns a c-ares channel and answers lookups that worker threads submit, so
+ * lookups started at CONNECT or MAIL FROM are sent, retried and answered
+ * while libmilter's thread is busy with the SMTP dialogue.
  *
  * Why a thread rather than a channel per connection driven at score()
  * time: with a per-connection channel nobody would read the answers or
@@ -13,7 +13,7 @@
  */
 #include "config.h"
 
-#include "dnsbl_int.h"
+#include "dns.h"
 #include "evidence.h"
 #include "xalloc.h"
 
@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,43 +31,43 @@
 #define RESOLVER_MAX_SLEEP_MS 1000
 #define FLIGHT_BUCKETS        1024
 
-struct dnsbl_query {
-	struct dnsbl_query *batch_next; /* all records of the batch, for freeing */
-	struct dnsbl_query *queue_next; /* the resolver's submit queue */
+struct dns_query {
+	struct dns_query *batch_next; /* all records of the batch, for freeing */
+	struct dns_query *queue_next; /* the resolver's submit queue */
 	/* Resolver thread only: identical lookups share one query in flight. */
-	struct dnsbl_query *flight_next; /* chain in the in-flight table */
-	struct dnsbl_query *followers;   /* lookups waiting on this one's answer */
-	struct dnsbl_query *follow_next;
+	struct dns_query *flight_next; /* chain in the in-flight table */
+	struct dns_query *followers;   /* lookups waiting on this one's answer */
+	struct dns_query *follow_next;
 	bool flying; /* in the in-flight table */
-	dnsbl_batch_t *batch;
-	dnsbl_resolver_t *res;
-	char qname[DNSBL_QNAME_MAX_BYTES];
-	bool want_txt;
+	dns_batch_t *batch;
+	dns_t *res;
+	char qname[DNS_QNAME_MAX_BYTES];
+	int qtype, then_qtype;
 	bool use_cache;
-	int phase; /* DQ_TYPE_A, then DQ_TYPE_TXT when listed and wanted */
+	int phase; /* qtype, then then_qtype when the first is NOERROR */
 	/* Written by the resolver thread before done is set under the batch lock. */
 	bool done;
 	int source;
-	dnsbl_answer_t ans;
+	dns_answer_t ans, then_ans;
 };
 
-struct dnsbl_batch {
+struct dns_batch {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned pending;
 	bool released;
-	dnsbl_query_t *queries;
+	dns_query_t *queries;
 };
 
-struct dnsbl_resolver {
+struct dns {
 	unsigned refs; /* atomic */
 	char *servers_csv;
-	dnsbl_resolver_conf_t conf;
+	dns_conf_t conf;
 	ares_channel ch;
-	dnsbl_cache_t *cache;
+	dns_cache_t *cache;
 
 	pthread_mutex_t qlock; /* guards the fields below */
-	dnsbl_query_t *qhead, *qtail;
+	dns_query_t *qhead, *qtail;
 	bool stop;
 	bool started;
 	pthread_t thread;
@@ -77,7 +78,7 @@ struct dnsbl_resolver {
 	 * spam run brings the same URI domain in many concurrent messages,
 	 * and those should wait for one answer rather than each ask.
 	 */
-	dnsbl_query_t *flights[FLIGHT_BUCKETS];
+	dns_query_t *flights[FLIGHT_BUCKETS];
 
 	uint64_t n_queries, n_cache_hits, n_failures, n_shared; /* atomic */
 };
@@ -96,6 +97,16 @@ static void counter_add(uint64_t *c, uint64_t n)
 }
 
 /* ------------------------------------------------------------ parsing */
+
+static uint32_t get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static unsigned get16(const unsigned char *p)
+{
+	return (unsigned)p[0] << 8 | p[1];
+}
 
 static int skip_name(const unsigned char *p, size_t n, size_t off, size_t *out)
 {
@@ -121,20 +132,37 @@ static int skip_name(const unsigned char *p, size_t n, size_t off, size_t *out)
 	return -1;
 }
 
-static uint32_t get32(const unsigned char *p)
+/* Reserves room for one record of len bytes (+1 for a NUL); false when full. */
+static bool rr_add(dns_answer_t *out, size_t len, unsigned pref)
 {
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+	if (out->nrr >= DNS_MAX_RR || out->used + len + 1 > sizeof(out->data))
+		return false;
+	out->rr[out->nrr].off = (uint16_t)out->used;
+	out->rr[out->nrr].len = (uint16_t)len;
+	out->rr[out->nrr].pref = (uint16_t)pref;
+	out->data[out->used + len] = '\0';
+	out->nrr++;
+	out->used += len + 1;
+	return true;
 }
 
-static unsigned get16(const unsigned char *p)
+/* A (compressed) domain name at off, in text form, as one record. */
+static void rr_add_name(dns_answer_t *out, const unsigned char *p, size_t n, size_t off,
+                        unsigned pref)
 {
-	return (unsigned)p[0] << 8 | p[1];
+	char *name = NULL;
+	long enclen;
+	if (off >= n || ares_expand_name(p + off, p, (int)n, &name, &enclen) != ARES_SUCCESS)
+		return;
+	size_t l = strlen(name);
+	if (rr_add(out, l, pref))
+		memcpy(out->data + out->rr[out->nrr - 1].off, name, l);
+	ares_free_string(name);
 }
 
-int dnsbl_parse_response(const unsigned char *p, size_t n, int qtype, dnsbl_answer_t *out,
-                         long *ttl_s)
+int dns_parse_response(const unsigned char *p, size_t n, int qtype, dns_answer_t *out, long *ttl_s)
 {
-	memset(out, 0, sizeof(*out));
+	memset(out, 0, offsetof(dns_answer_t, data));
 	*ttl_s = -1;
 	if (p == NULL || n < 12)
 		return -1;
@@ -147,11 +175,10 @@ int dnsbl_parse_response(const unsigned char *p, size_t n, int qtype, dnsbl_answ
 		off += 4;
 	}
 	if (rcode != 0 && rcode != 3) {
-		out->status = DQ_FAILED; /* SERVFAIL, REFUSED, ...: not an answer */
+		out->status = DNS_SERVFAIL; /* SERVFAIL, REFUSED, ...: not an answer */
 		return 0;
 	}
 	long min_ttl = -1;
-	size_t txt_len = 0;
 	for (unsigned i = 0; i < an + ns; i++) {
 		if (skip_name(p, n, off, &off) < 0 || off + 10 > n)
 			return -1;
@@ -167,22 +194,28 @@ int dnsbl_parse_response(const unsigned char *p, size_t n, int qtype, dnsbl_answ
 		if (i < an && (int)type == qtype) {
 			if (min_ttl < 0 || ttl < min_ttl)
 				min_ttl = ttl;
-			if (type == DQ_TYPE_A && rdlen == 4 && out->ncodes < DNSBL_MAX_CODES) {
-				out->codes[out->ncodes++] = get32(p + rd);
-			} else if (type == DQ_TYPE_TXT && !out->has_txt) {
-				/* One record's character-strings, joined (as SpamAssassin does). */
-				for (size_t s = rd; s < rd + rdlen;) {
-					unsigned l = p[s++];
-					for (unsigned k = 0; k < l && s < rd + rdlen; k++, s++) {
-						unsigned char ch = p[s];
-						if (txt_len + 1 < sizeof(out->txt))
-							out->txt[txt_len++] =
-							    (ch < 0x20 || ch == 0x7f) ? '?'
-							                              : (char)ch;
-					}
+			if (type == DNS_T_A && rdlen == 4) {
+				if (rr_add(out, 4, 0))
+					memcpy(out->data + out->rr[out->nrr - 1].off, p + rd, 4);
+			} else if (type == DNS_T_AAAA && rdlen == 16) {
+				if (rr_add(out, 16, 0))
+					memcpy(out->data + out->rr[out->nrr - 1].off, p + rd, 16);
+			} else if (type == DNS_T_TXT) {
+				/* Every character-string of the record, joined (RFC 7208 3.3). */
+				size_t len = 0, nstr = 0;
+				for (size_t s = rd; s < rd + rdlen; s += 1 + p[s], nstr++)
+					len += p[s];
+				if (len + nstr != rdlen || !rr_add(out, len, 0))
+					continue; /* a string runs past the record: malformed */
+				char *dst = out->data + out->rr[out->nrr - 1].off;
+				for (size_t s = rd; s < rd + rdlen; s += 1 + p[s]) {
+					memcpy(dst, p + s + 1, p[s]);
+					dst += p[s];
 				}
-				out->txt[txt_len] = '\0';
-				out->has_txt = true;
+			} else if (type == DNS_T_MX && rdlen > 2) {
+				rr_add_name(out, p, rd + rdlen, rd + 2, get16(p + rd));
+			} else if (type == DNS_T_PTR) {
+				rr_add_name(out, p, rd + rdlen, rd, 0);
 			}
 		} else if (i >= an && type == 6 /* SOA */ && qtype != 6) {
 			/* RFC 2308: a negative answer lives min(SOA TTL, SOA MINIMUM). */
@@ -192,24 +225,40 @@ int dnsbl_parse_response(const unsigned char *p, size_t n, int qtype, dnsbl_answ
 				continue;
 			long minimum = (long)(get32(p + s + 16) & 0x7fffffff);
 			long neg = ttl < minimum ? ttl : minimum;
-			if (an == 0 || out->ncodes == 0)
+			if (out->nrr == 0)
 				*ttl_s = neg;
 		}
 	}
-	if (qtype == DQ_TYPE_A)
-		out->status = out->ncodes > 0 ? DQ_LISTED : DQ_NOT_LISTED;
-	else
-		out->status = out->has_txt ? DQ_LISTED : DQ_NOT_LISTED;
-	if (out->status == DQ_LISTED)
+	if (out->nrr > 0) {
+		out->status = DNS_NOERROR;
 		*ttl_s = min_ttl;
+	} else {
+		out->status = rcode == 3 ? DNS_NXDOMAIN : DNS_NODATA;
+	}
 	return 0;
+}
+
+const char *dns_answer_rr(const dns_answer_t *a, unsigned i, size_t *len)
+{
+	if (i >= a->nrr)
+		return NULL;
+	if (len)
+		*len = a->rr[i].len;
+	return a->data + a->rr[i].off;
+}
+
+const char *dns_status_name(int status)
+{
+	static const char *const names[] = {"PENDING", "NOERROR",  "NXDOMAIN",
+	                                    "NODATA",  "SERVFAIL", "TIMEOUT"};
+	return status >= 0 && status <= DNS_TIMEOUT ? names[status] : "?";
 }
 
 /* ------------------------------------------------------------ batches */
 
-dnsbl_batch_t *dnsbl_batch_new(void)
+dns_batch_t *dns_batch_new(void)
 {
-	dnsbl_batch_t *b = xalloc_calloc(1, sizeof(*b));
+	dns_batch_t *b = xalloc_calloc(1, sizeof(*b));
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -220,9 +269,9 @@ dnsbl_batch_t *dnsbl_batch_new(void)
 	return b;
 }
 
-static void batch_free(dnsbl_batch_t *b)
+static void batch_free(dns_batch_t *b)
 {
-	for (dnsbl_query_t *q = b->queries, *next; q != NULL; q = next) {
+	for (dns_query_t *q = b->queries, *next; q != NULL; q = next) {
 		next = q->batch_next;
 		free(q);
 	}
@@ -231,7 +280,7 @@ static void batch_free(dnsbl_batch_t *b)
 	free(b);
 }
 
-void dnsbl_batch_release(dnsbl_batch_t *b)
+void dns_batch_release(dns_batch_t *b)
 {
 	if (b == NULL)
 		return;
@@ -243,7 +292,7 @@ void dnsbl_batch_release(dnsbl_batch_t *b)
 		batch_free(b);
 }
 
-bool dnsbl_batch_wait(dnsbl_batch_t *b, long deadline_ms)
+bool dns_batch_wait(dns_batch_t *b, long deadline_ms)
 {
 	struct timespec ts = {.tv_sec = deadline_ms / 1000,
 	                      .tv_nsec = (deadline_ms % 1000) * 1000000L};
@@ -257,12 +306,15 @@ bool dnsbl_batch_wait(dnsbl_batch_t *b, long deadline_ms)
 	return all;
 }
 
-bool dnsbl_query_result(dnsbl_batch_t *b, const dnsbl_query_t *q, dnsbl_answer_t *out, int *source)
+bool dns_result(dns_batch_t *b, const dns_query_t *q, dns_answer_t *out, dns_answer_t *then_out,
+                int *source)
 {
 	pthread_mutex_lock(&b->lock);
 	bool done = q->done;
 	if (done) {
 		*out = q->ans;
+		if (then_out)
+			*then_out = q->then_ans;
 		if (source)
 			*source = q->source;
 	}
@@ -271,9 +323,9 @@ bool dnsbl_query_result(dnsbl_batch_t *b, const dnsbl_query_t *q, dnsbl_answer_t
 }
 
 /* Resolver thread (or submitter, for failures): the record is final. */
-static void query_complete(dnsbl_query_t *q)
+static void query_complete(dns_query_t *q)
 {
-	dnsbl_batch_t *b = q->batch;
+	dns_batch_t *b = q->batch;
 	pthread_mutex_lock(&b->lock);
 	q->done = true;
 	b->pending--;
@@ -287,33 +339,32 @@ static void query_complete(dnsbl_query_t *q)
 
 /* ------------------------------------------------------------ resolver thread */
 
-static void send_query(dnsbl_query_t *q);
+static void send_query(dns_query_t *q);
 
-/*
- * Fills q from the cache; true when nothing is left to ask. With the A
- * record cached but not the wanted TXT, q moves on to the TXT phase.
- */
-static bool from_cache(dnsbl_resolver_t *r, dnsbl_query_t *q)
+/* The first answer asks for the follow-up question (a listing's TXT). */
+static bool wants_then(const dns_query_t *q)
 {
-	long now = dnsbl_now_ms();
-	if (q->phase == DQ_TYPE_A) {
-		if (!dnsbl_cache_get(r->cache, q->qname, DQ_TYPE_A, now, &q->ans))
-			return false;
-		q->ans.has_txt = false;
-		q->ans.txt[0] = '\0';
-		if (q->ans.status != DQ_LISTED || !q->want_txt)
-			return true;
-		q->phase = DQ_TYPE_TXT; /* the text may be missing */
-	}
-	dnsbl_answer_t t;
-	if (!dnsbl_cache_get(r->cache, q->qname, DQ_TYPE_TXT, now, &t))
-		return false;
-	q->ans.has_txt = t.has_txt;
-	memcpy(q->ans.txt, t.txt, sizeof(t.txt));
-	return true;
+	return q->then_qtype != 0 && q->ans.status == DNS_NOERROR;
 }
 
-static dnsbl_query_t **flight_slot(dnsbl_resolver_t *r, const char *qname)
+/*
+ * Fills q from the cache; true when nothing is left to ask. With the
+ * first answer cached but not the follow-up, q moves on to that phase.
+ */
+static bool from_cache(dns_t *r, dns_query_t *q)
+{
+	long now = dns_now_ms();
+	if (q->phase == q->qtype) {
+		if (!dns_cache_get(r->cache, q->qname, q->qtype, now, &q->ans))
+			return false;
+		if (!wants_then(q))
+			return true;
+		q->phase = q->then_qtype;
+	}
+	return dns_cache_get(r->cache, q->qname, q->then_qtype, now, &q->then_ans);
+}
+
+static dns_query_t **flight_slot(dns_t *r, const char *qname)
 {
 	uint32_t h = 2166136261u;
 	for (const char *p = qname; *p; p++)
@@ -321,18 +372,19 @@ static dnsbl_query_t **flight_slot(dnsbl_resolver_t *r, const char *qname)
 	return &r->flights[h % FLIGHT_BUCKETS];
 }
 
-/* A cacheable lookup of the same name (and TXT wish) already in flight, or NULL. */
-static dnsbl_query_t *flight_find(dnsbl_resolver_t *r, const dnsbl_query_t *q)
+/* A cacheable lookup of the same question(s) already in flight, or NULL. */
+static dns_query_t *flight_find(dns_t *r, const dns_query_t *q)
 {
-	for (dnsbl_query_t *f = *flight_slot(r, q->qname); f != NULL; f = f->flight_next)
-		if (f->want_txt == q->want_txt && strcmp(f->qname, q->qname) == 0)
+	for (dns_query_t *f = *flight_slot(r, q->qname); f != NULL; f = f->flight_next)
+		if (f->qtype == q->qtype && f->then_qtype == q->then_qtype &&
+		    strcmp(f->qname, q->qname) == 0)
 			return f;
 	return NULL;
 }
 
-static void flight_add(dnsbl_resolver_t *r, dnsbl_query_t *q)
+static void flight_add(dns_t *r, dns_query_t *q)
 {
-	dnsbl_query_t **slot = flight_slot(r, q->qname);
+	dns_query_t **slot = flight_slot(r, q->qname);
 	q->flight_next = *slot;
 	*slot = q;
 	q->flying = true;
@@ -342,26 +394,27 @@ static void flight_add(dnsbl_resolver_t *r, dnsbl_query_t *q)
  * The lookup is final: followers get a copy of its answer first, because
  * completing the leader may free it (its batch may be gone already).
  */
-static void finish(dnsbl_resolver_t *r, dnsbl_query_t *q)
+static void finish(dns_t *r, dns_query_t *q)
 {
 	if (q->flying) {
-		dnsbl_query_t **pp = flight_slot(r, q->qname);
+		dns_query_t **pp = flight_slot(r, q->qname);
 		while (*pp != q)
 			pp = &(*pp)->flight_next;
 		*pp = q->flight_next;
 		q->flying = false;
 	}
-	for (dnsbl_query_t *f = q->followers, *next; f != NULL; f = next) {
+	for (dns_query_t *f = q->followers, *next; f != NULL; f = next) {
 		next = f->follow_next;
 		f->ans = q->ans;
-		f->source = DQ_SRC_DNS;
+		f->then_ans = q->then_ans;
+		f->source = DNS_SRC_NET;
 		query_complete(f);
 	}
 	q->followers = NULL;
 	query_complete(q);
 }
 
-static long ttl_ms_for(const dnsbl_resolver_t *r, long ttl_s)
+static long ttl_ms_for(const dns_t *r, long ttl_s)
 {
 	long ms = ttl_s < 0 ? r->conf.negative_ttl_ms : ttl_s * 1000;
 	return ms > r->conf.max_ttl_ms ? r->conf.max_ttl_ms : ms;
@@ -369,49 +422,36 @@ static long ttl_ms_for(const dnsbl_resolver_t *r, long ttl_s)
 
 static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
-	dnsbl_query_t *q = arg;
-	dnsbl_resolver_t *r = q->res;
-	dnsbl_answer_t a;
+	dns_query_t *q = arg;
+	dns_t *r = q->res;
+	dns_answer_t *a = q->phase == q->qtype ? &q->ans : &q->then_ans;
 	long ttl_s = -1;
 	(void)timeouts;
 
 	bool parsed =
 	    (status == ARES_SUCCESS || status == ARES_ENOTFOUND || status == ARES_ENODATA) &&
-	    dnsbl_parse_response(abuf, alen > 0 ? (size_t)alen : 0, q->phase, &a, &ttl_s) == 0;
+	    dns_parse_response(abuf, alen > 0 ? (size_t)alen : 0, q->phase, a, &ttl_s) == 0;
 	if (!parsed) {
-		memset(&a, 0, sizeof(a));
-		a.status = DQ_FAILED;
+		memset(a, 0, offsetof(dns_answer_t, data));
+		a->status = status == ARES_ETIMEOUT ? DNS_TIMEOUT : DNS_SERVFAIL;
 	}
-	if (a.status == DQ_FAILED)
+	if (a->status == DNS_SERVFAIL || a->status == DNS_TIMEOUT)
 		counter_add(&r->n_failures, 1);
 	else if (q->use_cache)
-		dnsbl_cache_put(r->cache, q->qname, q->phase, &a, ttl_ms_for(r, ttl_s),
-		                dnsbl_now_ms());
+		dns_cache_put(r->cache, q->qname, q->phase, a, ttl_ms_for(r, ttl_s), dns_now_ms());
 
-	if (q->phase == DQ_TYPE_A) {
-		q->ans = a;
-		q->ans.has_txt = false;
-		q->ans.txt[0] = '\0';
-		if (a.status == DQ_LISTED && q->want_txt && status != ARES_EDESTRUCTION) {
-			dnsbl_answer_t t;
-			if (q->use_cache &&
-			    dnsbl_cache_get(r->cache, q->qname, DQ_TYPE_TXT, dnsbl_now_ms(), &t)) {
-				q->ans.has_txt = t.has_txt;
-				memcpy(q->ans.txt, t.txt, sizeof(t.txt));
-			} else {
-				q->phase = DQ_TYPE_TXT;
-				send_query(q);
-				return;
-			}
+	if (q->phase == q->qtype && wants_then(q) && status != ARES_EDESTRUCTION) {
+		q->phase = q->then_qtype;
+		if (!q->use_cache ||
+		    !dns_cache_get(r->cache, q->qname, q->then_qtype, dns_now_ms(), &q->then_ans)) {
+			send_query(q);
+			return;
 		}
-	} else if (a.status == DQ_LISTED) {
-		q->ans.has_txt = a.has_txt;
-		memcpy(q->ans.txt, a.txt, sizeof(a.txt));
 	}
 	finish(r, q);
 }
 
-static void send_query(dnsbl_query_t *q)
+static void send_query(dns_query_t *q)
 {
 	counter_add(&q->res->n_queries, 1);
 	ares_query(q->res->ch, q->qname, 1 /* IN */, q->phase, on_answer, q);
@@ -419,21 +459,21 @@ static void send_query(dnsbl_query_t *q)
 
 static void *resolver_main(void *arg)
 {
-	dnsbl_resolver_t *r = arg;
+	dns_t *r = arg;
 	for (;;) {
 		pthread_mutex_lock(&r->qlock);
-		dnsbl_query_t *list = r->qhead;
+		dns_query_t *list = r->qhead;
 		r->qhead = r->qtail = NULL;
 		bool stop = r->stop;
 		pthread_mutex_unlock(&r->qlock);
 		char drain[64];
 		while (read(r->wake[0], drain, sizeof(drain)) > 0)
 			;
-		for (dnsbl_query_t *q = list, *next; q != NULL; q = next) {
+		for (dns_query_t *q = list, *next; q != NULL; q = next) {
 			next = q->queue_next;
-			dnsbl_query_t *lead;
+			dns_query_t *lead;
 			if (stop) {
-				q->ans.status = DQ_FAILED;
+				q->ans.status = DNS_SERVFAIL;
 				query_complete(q);
 			} else if (q->use_cache && from_cache(r, q)) {
 				/*
@@ -441,7 +481,7 @@ static void *resolver_main(void *arg)
 				 * now (answers are cached by this thread before their
 				 * lookups finish, so no answer falls in between).
 				 */
-				q->source = DQ_SRC_CACHE;
+				q->source = DNS_SRC_CACHE;
 				counter_add(&r->n_cache_hits, 1);
 				query_complete(q);
 			} else if (q->use_cache && (lead = flight_find(r, q)) != NULL) {
@@ -500,14 +540,14 @@ static void *resolver_main(void *arg)
 
 /* ------------------------------------------------------------ public */
 
-dnsbl_resolver_t *dnsbl_resolver_new(const dnsbl_resolver_conf_t *rc, char *err, size_t err_bytes)
+dns_t *dns_new(const dns_conf_t *rc, char *err, size_t err_bytes)
 {
 	pthread_once(&ares_once, ares_init_once);
 	if (ares_init_status != ARES_SUCCESS) {
 		snprintf(err, err_bytes, "c-ares: %s", ares_strerror(ares_init_status));
 		return NULL;
 	}
-	dnsbl_resolver_t *r = xalloc_calloc(1, sizeof(*r));
+	dns_t *r = xalloc_calloc(1, sizeof(*r));
 	r->refs = 1;
 	r->conf = *rc;
 	/* NULL means the system's resolvers, so a failed copy must not become one. */
@@ -540,13 +580,13 @@ dnsbl_resolver_t *dnsbl_resolver_new(const dnsbl_resolver_conf_t *rc, char *err,
 		return NULL;
 	}
 	pthread_mutex_init(&r->qlock, NULL);
-	r->cache = dnsbl_cache_new(rc->cache_max_entries, rc->cache_max_bytes);
+	r->cache = dns_cache_new(rc->cache_max_entries, rc->cache_max_bytes);
 	return r;
 }
 
-bool dnsbl_resolver_same(const dnsbl_resolver_t *r, const dnsbl_resolver_conf_t *rc)
+bool dns_same(const dns_t *r, const dns_conf_t *rc)
 {
-	const dnsbl_resolver_conf_t *a = &r->conf;
+	const dns_conf_t *a = &r->conf;
 	bool same_servers =
 	    (a->servers_csv == NULL && rc->servers_csv == NULL) ||
 	    (a->servers_csv && rc->servers_csv && strcmp(a->servers_csv, rc->servers_csv) == 0);
@@ -556,13 +596,13 @@ bool dnsbl_resolver_same(const dnsbl_resolver_t *r, const dnsbl_resolver_conf_t 
 	       a->negative_ttl_ms == rc->negative_ttl_ms;
 }
 
-dnsbl_resolver_t *dnsbl_resolver_ref(dnsbl_resolver_t *r)
+dns_t *dns_ref(dns_t *r)
 {
 	__atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
 	return r;
 }
 
-void dnsbl_resolver_unref(dnsbl_resolver_t *r)
+void dns_unref(dns_t *r)
 {
 	if (r == NULL || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
@@ -578,33 +618,33 @@ void dnsbl_resolver_unref(dnsbl_resolver_t *r)
 	}
 	close(r->wake[0]);
 	close(r->wake[1]);
-	dnsbl_cache_free(r->cache);
+	dns_cache_free(r->cache);
 	pthread_mutex_destroy(&r->qlock);
 	free(r->servers_csv);
 	free(r);
 }
 
-void dnsbl_resolver_stats(dnsbl_resolver_t *r, dnsbl_resolver_stats_t *st)
+void dns_get_stats(dns_t *r, dns_stats_t *st)
 {
 	st->queries = __atomic_load_n(&r->n_queries, __ATOMIC_RELAXED);
 	st->cache_hits = __atomic_load_n(&r->n_cache_hits, __ATOMIC_RELAXED);
 	st->failures = __atomic_load_n(&r->n_failures, __ATOMIC_RELAXED);
 	st->shared = __atomic_load_n(&r->n_shared, __ATOMIC_RELAXED);
-	dnsbl_cache_usage(r->cache, &st->cache_entries, &st->cache_bytes);
+	dns_cache_usage(r->cache, &st->cache_entries, &st->cache_bytes);
 }
 
 /* Starts the thread once; the caller holds r->qlock. */
-static int resolver_start_locked(dnsbl_resolver_t *r)
+static int resolver_start_locked(dns_t *r)
 {
 	if (r->started)
 		return 0;
-	int rc = ev_thread_start(&r->thread, "sift-dnsbl", resolver_main, r);
+	int rc = ev_thread_start(&r->thread, "sift-dns", resolver_main, r);
 	if (rc == 0)
 		r->started = true;
 	return rc;
 }
 
-int dnsbl_resolver_start(dnsbl_resolver_t *r)
+int dns_start(dns_t *r)
 {
 	pthread_mutex_lock(&r->qlock);
 	int rc = resolver_start_locked(r);
@@ -612,24 +652,25 @@ int dnsbl_resolver_start(dnsbl_resolver_t *r)
 	return rc;
 }
 
-dnsbl_query_t *dnsbl_resolver_submit(dnsbl_resolver_t *r, dnsbl_batch_t *b, const char *qname,
-                                     bool want_txt, bool use_cache)
+dns_query_t *dns_submit(dns_t *r, dns_batch_t *b, const char *qname, int qtype, int then_qtype,
+                        unsigned flags)
 {
-	dnsbl_query_t *q = xalloc_calloc(1, sizeof(*q));
+	dns_query_t *q = xalloc_calloc(1, sizeof(*q));
 	q->batch = b;
 	q->res = r;
 	snprintf(q->qname, sizeof(q->qname), "%s", qname);
-	q->want_txt = want_txt;
-	q->use_cache = use_cache;
-	q->phase = DQ_TYPE_A;
+	q->qtype = qtype;
+	q->then_qtype = then_qtype;
+	q->use_cache = !(flags & DNS_F_NOCACHE);
+	q->phase = qtype;
 
-	bool cached = use_cache && from_cache(r, q);
+	bool cached = q->use_cache && from_cache(r, q);
 	pthread_mutex_lock(&b->lock);
 	q->batch_next = b->queries;
 	b->queries = q;
 	if (cached) {
 		q->done = true;
-		q->source = DQ_SRC_CACHE;
+		q->source = DNS_SRC_CACHE;
 	} else {
 		b->pending++;
 	}
@@ -652,9 +693,22 @@ dnsbl_query_t *dnsbl_resolver_submit(dnsbl_resolver_t *r, dnsbl_batch_t *b, cons
 	if (ok) {
 		(void)!write(r->wake[1], "x", 1);
 	} else {
-		q->ans.status = DQ_FAILED;
+		q->ans.status = DNS_SERVFAIL;
 		counter_add(&r->n_failures, 1);
 		query_complete(q);
 	}
 	return q;
+}
+
+int dns_lookup(dns_t *r, const char *qname, int qtype, long deadline_ms, dns_answer_t *out)
+{
+	dns_batch_t *b = dns_batch_new();
+	dns_query_t *q = dns_submit(r, b, qname, qtype, 0, 0);
+	dns_batch_wait(b, deadline_ms);
+	if (!dns_result(b, q, out, NULL, NULL)) {
+		memset(out, 0, offsetof(dns_answer_t, data));
+		out->status = DNS_TIMEOUT;
+	}
+	dns_batch_release(b);
+	return out->status;
 }

@@ -1,5 +1,5 @@
 /*
- * dnsbl_cache.c - the in-process cache of DNS list answers, shared by all
+ * dns_cache.c - the in-process cache of DNS answers (dns.h), shared by all
  * threads. Entries expire with the answer's TTL (positive and negative);
  * the cache is bounded in entries and bytes and evicts the oldest insert
  * first, which for TTL-bound data is nearly as good as LRU and needs no
@@ -7,7 +7,7 @@
  */
 #include "config.h"
 
-#include "dnsbl_int.h"
+#include "dns.h"
 #include "xalloc.h"
 
 #include <pthread.h>
@@ -28,11 +28,12 @@ struct centry {
 	long expires_ms;
 	size_t bytes;
 	uint32_t hash;
-	uint8_t qtype;
+	uint16_t qtype;
 	uint8_t status;
-	uint8_t ncodes;
-	uint32_t codes[DNSBL_MAX_CODES];
-	char *txt; /* points into key's allocation, or NULL */
+	uint8_t nrr;
+	uint16_t used;
+	void *rr;   /* nrr records' offsets, in this allocation after key */
+	char *data; /* used bytes, after rr */
 	char key[];
 };
 
@@ -45,11 +46,11 @@ struct shard {
 	size_t max_entries, max_bytes;
 };
 
-struct dnsbl_cache {
+struct dns_cache {
 	struct shard shards[CACHE_SHARDS];
 };
 
-long dnsbl_now_ms(void)
+long dns_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -67,9 +68,9 @@ static uint32_t key_hash(const char *s, int qtype)
 	return h;
 }
 
-dnsbl_cache_t *dnsbl_cache_new(size_t max_entries, size_t max_bytes)
+dns_cache_t *dns_cache_new(size_t max_entries, size_t max_bytes)
 {
-	dnsbl_cache_t *c = xalloc_calloc(1, sizeof(*c));
+	dns_cache_t *c = xalloc_calloc(1, sizeof(*c));
 	size_t per_entries = max_entries / CACHE_SHARDS + 1;
 	size_t per_bytes = max_bytes / CACHE_SHARDS + 1;
 	size_t nb = CACHE_MIN_BUCKETS;
@@ -86,7 +87,7 @@ dnsbl_cache_t *dnsbl_cache_new(size_t max_entries, size_t max_bytes)
 	return c;
 }
 
-void dnsbl_cache_free(dnsbl_cache_t *c)
+void dns_cache_free(dns_cache_t *c)
 {
 	if (c == NULL)
 		return;
@@ -130,8 +131,7 @@ static struct centry *shard_find(struct shard *s, const char *qname, int qtype, 
 	return NULL;
 }
 
-bool dnsbl_cache_get(dnsbl_cache_t *c, const char *qname, int qtype, long now_ms,
-                     dnsbl_answer_t *out)
+bool dns_cache_get(dns_cache_t *c, const char *qname, int qtype, long now_ms, dns_answer_t *out)
 {
 	uint32_t h = key_hash(qname, qtype);
 	struct shard *s = &c->shards[h % CACHE_SHARDS];
@@ -145,43 +145,39 @@ bool dnsbl_cache_get(dnsbl_cache_t *c, const char *qname, int qtype, long now_ms
 	if (e != NULL) {
 		found = true;
 		out->status = e->status;
-		out->ncodes = e->ncodes;
-		memcpy(out->codes, e->codes, sizeof(out->codes));
-		out->has_txt = e->txt != NULL;
-		if (e->txt) {
-			strncpy(out->txt, e->txt, sizeof(out->txt) - 1);
-			out->txt[sizeof(out->txt) - 1] = '\0';
-		} else {
-			out->txt[0] = '\0';
-		}
+		out->nrr = e->nrr;
+		memcpy(out->rr, e->rr, e->nrr * sizeof(out->rr[0]));
+		out->used = e->used;
+		memcpy(out->data, e->data, e->used);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return found;
 }
 
-void dnsbl_cache_put(dnsbl_cache_t *c, const char *qname, int qtype, const dnsbl_answer_t *a,
-                     long ttl_ms, long now_ms)
+void dns_cache_put(dns_cache_t *c, const char *qname, int qtype, const dns_answer_t *a, long ttl_ms,
+                   long now_ms)
 {
-	if (ttl_ms <= 0 || a->status == DQ_PENDING || a->status == DQ_FAILED)
+	if (ttl_ms <= 0 || a->status == DNS_PENDING || a->status == DNS_SERVFAIL ||
+	    a->status == DNS_TIMEOUT)
 		return; /* failures are not answers: the next message asks again */
 	uint32_t h = key_hash(qname, qtype);
 	struct shard *s = &c->shards[h % CACHE_SHARDS];
 	size_t klen = strlen(qname) + 1;
-	size_t tlen = a->has_txt ? strlen(a->txt) + 1 : 0;
-	size_t bytes = sizeof(struct centry) + klen + tlen;
+	size_t rlen = a->nrr * sizeof(a->rr[0]);
+	size_t bytes = sizeof(struct centry) + klen + rlen + a->used;
 	struct centry *e = xalloc_malloc(bytes);
 	memset(e, 0, sizeof(*e));
 	memcpy(e->key, qname, klen);
-	if (tlen) {
-		e->txt = e->key + klen;
-		memcpy(e->txt, a->txt, tlen);
-	}
+	e->rr = e->key + klen;
+	memcpy(e->rr, a->rr, rlen);
+	e->data = (char *)e->rr + rlen;
+	memcpy(e->data, a->data, a->used);
+	e->used = (uint16_t)a->used;
 	e->bytes = bytes;
 	e->hash = h;
-	e->qtype = (uint8_t)qtype;
+	e->qtype = (uint16_t)qtype;
 	e->status = (uint8_t)a->status;
-	e->ncodes = (uint8_t)(a->ncodes > DNSBL_MAX_CODES ? DNSBL_MAX_CODES : a->ncodes);
-	memcpy(e->codes, a->codes, sizeof(e->codes));
+	e->nrr = (uint8_t)a->nrr;
 	e->expires_ms = now_ms + ttl_ms;
 
 	pthread_mutex_lock(&s->lock);
@@ -205,7 +201,7 @@ void dnsbl_cache_put(dnsbl_cache_t *c, const char *qname, int qtype, const dnsbl
 	pthread_mutex_unlock(&s->lock);
 }
 
-void dnsbl_cache_usage(dnsbl_cache_t *c, uint64_t *entries, uint64_t *bytes)
+void dns_cache_usage(dns_cache_t *c, uint64_t *entries, uint64_t *bytes)
 {
 	uint64_t n = 0, b = 0;
 	for (int i = 0; i < CACHE_SHARDS; i++) {

@@ -1,0 +1,195 @@
+/*
+ * auth_ar.c - the text the authentication checks read: Authentication-
+ * Results values (RFC 8601: the authserv-id, and a method's result and
+ * properties) and the From field's domain. Pure functions, no I/O.
+ */
+#include "config.h"
+
+#include "auth.h"
+#include "dns.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const result_names[AUTH_N_RESULTS] = {
+    "none", "pass", "fail", "softfail", "neutral", "temperror", "permerror"};
+
+const char *auth_result_name(auth_result_t r)
+{
+	return r < AUTH_N_RESULTS ? result_names[r] : "?";
+}
+
+auth_result_t auth_result_parse(const char *s, size_t n)
+{
+	for (int r = 0; r < AUTH_N_RESULTS; r++)
+		if (strlen(result_names[r]) == n && strncasecmp(s, result_names[r], n) == 0)
+			return (auth_result_t)r;
+	/* RFC 7601's "hardfail" and the older names of the errors. */
+	if (n == 8 && strncasecmp(s, "hardfail", n) == 0)
+		return AUTH_FAIL;
+	if (n == 9 && strncasecmp(s, "temperror", n) == 0)
+		return AUTH_TEMPERROR;
+	if (n == 6 && strncasecmp(s, "policy", n) == 0)
+		return AUTH_FAIL;
+	return AUTH_N_RESULTS;
+}
+
+/*
+ * A copy of value without comments (nested parentheses, quoted pairs) and
+ * with quoted strings unquoted, so the rest is tokens, '=', '/', ';'.
+ * Unbalanced input ends the copy where it breaks.
+ */
+static size_t strip_cfws(const char *v, char *out, size_t cap)
+{
+	size_t n = 0;
+	int depth = 0;
+	bool quoted = false;
+	for (; *v && n + 1 < cap; v++) {
+		char c = *v;
+		if (c == '\\' && v[1] && (depth > 0 || quoted)) {
+			v++;
+			if (quoted)
+				out[n++] = *v;
+			continue;
+		}
+		if (quoted) {
+			if (c == '"')
+				quoted = false;
+			else
+				out[n++] = c;
+			continue;
+		}
+		if (c == '(') {
+			depth++;
+			continue;
+		}
+		if (c == ')' && depth > 0) {
+			depth--;
+			if (depth == 0)
+				out[n++] = ' ';
+			continue;
+		}
+		if (depth > 0)
+			continue;
+		if (c == '"') {
+			quoted = true;
+			continue;
+		}
+		out[n++] = (c == '\t' || c == '\r' || c == '\n') ? ' ' : c;
+	}
+	out[n] = '\0';
+	return n;
+}
+
+#define AR_MAX_BYTES 8192
+
+const char *auth_ar_servid(const char *value, char *out, size_t out_bytes)
+{
+	char buf[AR_MAX_BYTES];
+	strip_cfws(value, buf, sizeof(buf));
+	const char *p = buf + strspn(buf, " ");
+	size_t n = strcspn(p, " ;");
+	if (n == 0 || n >= out_bytes)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)tolower((unsigned char)p[i]);
+	out[n] = '\0';
+	return out;
+}
+
+auth_result_t auth_ar_result(const char *value, const char *method, size_t nth, const char *prop,
+                             char *out, size_t out_bytes)
+{
+	char buf[AR_MAX_BYTES];
+	strip_cfws(value, buf, sizeof(buf));
+	if (out && out_bytes)
+		out[0] = '\0';
+	char *save = NULL;
+	char *seg = strtok_r(buf, ";", &save); /* the authserv-id and version */
+	size_t mlen = strlen(method);
+	while (seg != NULL && (seg = strtok_r(NULL, ";", &save)) != NULL) {
+		char *p = seg + strspn(seg, " ");
+		/* method [ "/" version ] "=" result */
+		size_t tl = strcspn(p, " =/");
+		if (tl != mlen || strncasecmp(p, method, mlen) != 0)
+			continue;
+		p += tl;
+		if (*p == '/')
+			p += 1 + strcspn(p + 1, " =");
+		p += strspn(p, " ");
+		if (*p != '=')
+			continue;
+		if (nth-- > 0)
+			continue;
+		p++;
+		p += strspn(p, " ");
+		size_t rl = strcspn(p, " ");
+		auth_result_t r = auth_result_parse(p, rl);
+		if (r == AUTH_N_RESULTS)
+			return AUTH_N_RESULTS;
+		if (prop && out && out_bytes) {
+			/* ptype "." property [CFWS] "=" pvalue, anywhere after the result */
+			size_t pl = strlen(prop);
+			for (const char *q = p + rl; *q; q++) {
+				if (strncasecmp(q, prop, pl) != 0 || (q > p && q[-1] != ' '))
+					continue;
+				const char *e = q + pl;
+				e += strspn(e, " ");
+				if (*e != '=')
+					continue;
+				e++;
+				e += strspn(e, " ");
+				size_t vl = strcspn(e, " ");
+				if (vl >= out_bytes)
+					vl = out_bytes - 1;
+				for (size_t i = 0; i < vl; i++)
+					out[i] = (char)tolower((unsigned char)e[i]);
+				out[vl] = '\0';
+				break;
+			}
+		}
+		return r;
+	}
+	return AUTH_N_RESULTS;
+}
+
+const char *auth_from_domain(const char *value, char *out, size_t out_bytes)
+{
+	char buf[AR_MAX_BYTES];
+	strip_cfws(value, buf, sizeof(buf));
+	/* More than one mailbox (a list, or a group) is not one author domain. */
+	const char *lt = strchr(buf, '<');
+	const char *addr = buf, *end;
+	if (lt != NULL) {
+		if (strchr(lt + 1, '<') != NULL)
+			return NULL;
+		addr = lt + 1;
+		end = strchr(addr, '>');
+		if (end == NULL)
+			return NULL;
+	} else {
+		addr += strspn(addr, " ");
+		end = addr + strcspn(addr, " ");
+	}
+	if (memchr(buf, ',', strlen(buf)) != NULL && lt == NULL)
+		return NULL;
+	const char *at = NULL;
+	for (const char *p = addr; p < end; p++)
+		if (*p == '@')
+			at = p;
+	if (at == NULL)
+		return NULL;
+	size_t n = (size_t)(end - at - 1);
+	while (n > 0 && at[n] == ' ')
+		n--;
+	if (n == 0 || n >= out_bytes)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)tolower((unsigned char)at[1 + i]);
+	out[n] = '\0';
+	while (n > 0 && out[n - 1] == '.')
+		out[--n] = '\0';
+	return dns_valid_hostname(out) ? out : NULL;
+}

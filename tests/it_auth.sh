@@ -1,0 +1,173 @@
+#!/bin/sh
+# it_auth.sh - sender authentication end to end against a real unbound on
+# a loopback port serving SPF, DKIM key and DMARC records for test
+# domains: `sift check` with SPF pass, fail, softfail, neutral, none,
+# permerror and temperror (a nameserver that never answers), DKIM of a
+# message signed here with a fresh key (valid, and a body changed in
+# transit), DMARC pass and reject, the Authentication-Results field and
+# the removal of a forged one, trust in an upstream authserv-id; then
+# sift-milter rejecting a DMARC failure under p=reject.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
+
+SIFT=$top_builddir/sift
+MILTER=$top_builddir/sift-milter
+MC=$top_builddir/sift-mclient
+DATA=$top_srcdir/tests/data/auth
+UNBOUND=${UNBOUND:-$(command -v unbound || echo /usr/sbin/unbound)}
+UBCTL=${UNBOUND_CONTROL:-$(command -v unbound-control || echo /usr/sbin/unbound-control)}
+SIGNER=${OPENDKIM_TESTMSG:-$(command -v opendkim-testmsg || echo /usr/sbin/opendkim-testmsg)}
+it_need "$SIFT" "$MILTER" "$MC"
+[ -x "$UNBOUND" ] && [ -x "$UBCTL" ] || skip_all "unbound (Debian package unbound) is not installed"
+[ -x "$SIGNER" ] || skip_all "opendkim-testmsg (Debian package opendkim-tools) is not installed"
+command -v openssl >/dev/null || skip_all "openssl is not installed"
+command -v python3 >/dev/null || skip_all "python3 is not installed"
+
+D=$IT_TMP
+PORT=$(free_port)
+mkdir "$D/state" "$D/rules"
+cp "$top_srcdir/tests/data/rules/10_it.cf" "$D/rules/"
+
+# ------------------------------------------------------------ a key, made now
+openssl genrsa -out "$D/sel.key" 1024 2>/dev/null
+PUB=$(openssl rsa -in "$D/sel.key" -pubout -outform DER 2>/dev/null | base64 | tr -d '\n')
+[ -n "$PUB" ] || { fail "openssl made no key"; it_done; }
+
+# ------------------------------------------------------------ the DNS server
+# Every name outside test. is answered "no such name" locally: nothing leaves.
+it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf" <<EOF
+	local-zone: "." static
+	local-zone: "test." static
+	local-data: "test. 300 IN SOA ns.test. admin.test. 1 3600 600 86400 60"
+	local-data: 'pass.test. 300 IN TXT "v=spf1 ip4:192.0.2.10 -all"'
+	local-data: 'mail.pass.test. 300 IN TXT "v=spf1 ip4:192.0.2.10 -all"'
+	local-data: '_dmarc.pass.test. 300 IN TXT "v=DMARC1; p=reject"'
+	local-data: 'sel._domainkey.pass.test. 300 IN TXT "v=DKIM1; k=rsa; p=$PUB"'
+	local-data: 'soft.test. 300 IN TXT "v=spf1 ~all"'
+	local-data: 'neutral.test. 300 IN TXT "v=spf1 " "?all"'
+	local-data: 'none.test. 300 IN TXT "just some text"'
+	local-data: 'perm.test. 300 IN TXT "v=spf1 -all"'
+	local-data: 'perm.test. 300 IN TXT "v=spf1 +all"'
+	local-data: 'other.test. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"'
+EOF
+if ! it_unbound_start "$D/unbound.conf" "$D/unbound.log"; then
+	fail "unbound did not start on 127.0.0.1:$PORT within 10 s"
+	cat "$D/unbound.log" >&2
+	it_done
+fi
+has() { case "$1" in *"$2"*) return 0 ;; esac; echo "  '$2' not in output" >&2; return 1; }
+hasnt() { case "$1" in *"$2"*) echo "  '$2' unexpectedly in output" >&2; return 1 ;; esac; return 0; }
+
+cat >"$D/sift.conf" <<EOF
+state_dir = $D/state
+rules = $D/rules
+dns_nameserver = 127.0.0.1:$PORT
+dns_timeout = 300ms
+dns_tries = 1
+deadline = 2s
+auth_enable = yes
+auth_serv_id = mx.sift.test
+EOF
+# check FROM IP MESSAGE [HELO]: the explained verdict of sift check
+run() {
+	"$SIFT" -c "${CONF:-$D/sift.conf}" check --ip "$2" --helo "${4:-mail.pass.test}" \
+		--from "$1" "$3" 2>&1
+}
+
+# ------------------------------------------------------------ SPF
+OUT=$(run alice@pass.test 192.0.2.10 "$DATA/plain.eml")
+check "spf pass: SPF_PASS" has "$OUT" "SPF_PASS"
+check "spf pass: the HELO passes too" has "$OUT" "SPF_HELO_PASS"
+check "spf pass: Authentication-Results added with our authserv-id" \
+	has "$OUT" "field  + Authentication-Results: mx.sift.test;"
+check "spf pass: A-R says spf=pass smtp.mailfrom" has "$OUT" "spf=pass smtp.mailfrom=alice@pass.test"
+check "spf pass + aligned: DMARC_PASS" has "$OUT" "DMARC_PASS"
+check "no signature: dkim=none" has "$OUT" "dkim=none"
+OUT=$(run alice@pass.test 198.51.100.7 "$DATA/plain.eml")
+check "spf fail: SPF_FAIL" has "$OUT" "SPF_FAIL"
+check "spf fail + p=reject: DMARC_REJECT" has "$OUT" "DMARC_REJECT"
+check "spf fail + p=reject: the message is rejected" has "$OUT" "action reject"
+OUT=$(run x@soft.test 198.51.100.7 "$DATA/plain.eml")
+check "spf softfail: SPF_SOFTFAIL" has "$OUT" "SPF_SOFTFAIL"
+OUT=$(run x@neutral.test 198.51.100.7 "$DATA/plain.eml")
+check "spf neutral (two strings joined): SPF_NEUTRAL" has "$OUT" "SPF_NEUTRAL"
+OUT=$(run x@none.test 198.51.100.7 "$DATA/plain.eml")
+check "spf none: SPF_NONE" has "$OUT" "SPF_NONE"
+OUT=$(run x@nxdomain.test 198.51.100.7 "$DATA/plain.eml")
+check "spf of a domain that does not exist: SPF_NONE" has "$OUT" "SPF_NONE"
+OUT=$(run x@perm.test 198.51.100.7 "$DATA/plain.eml")
+check "spf with two records: T_SPF_PERMERROR" has "$OUT" "T_SPF_PERMERROR"
+
+# ------------------------------------------------------------ temperror: a nameserver that never answers
+python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+time.sleep(60)
+' >"$D/silent.port" &
+SILENT=$!
+it_track "$SILENT"
+wait_for 5 test -s "$D/silent.port"
+sed "s/^dns_nameserver = .*/dns_nameserver = 127.0.0.1:$(cat "$D/silent.port")/" \
+	"$D/sift.conf" >"$D/silent.conf"
+T0=$(date +%s%N)
+OUT=$(CONF=$D/silent.conf run alice@pass.test 192.0.2.10 "$DATA/plain.eml")
+T1=$(date +%s%N)
+check "silent DNS: T_SPF_TEMPERROR" has "$OUT" "T_SPF_TEMPERROR"
+check "silent DNS: judged on less evidence (degraded)" has "$OUT" "degraded auth"
+check "silent DNS: A-R says spf=temperror" has "$OUT" "spf=temperror"
+ELAPSED=$(((T1 - T0) / 1000000))
+LIMIT=$((2000 + $(scaled_ms 1500)))
+check "silent DNS: bounded by the 2 s deadline ($ELAPSED ms < $LIMIT)" [ "$ELAPSED" -lt "$LIMIT" ]
+kill "$SILENT" 2>/dev/null
+wait "$SILENT" 2>/dev/null
+it_untrack "$SILENT"
+
+# ------------------------------------------------------------ DKIM, signed now
+"$SIGNER" -d pass.test -s sel -k "$D/sel.key" <"$DATA/plain.eml" >"$D/signed.eml" 2>"$D/sign.err"
+check "the test message is signed" grep -q "^DKIM-Signature:" "$D/signed.eml"
+OUT=$(run other@other.test 192.0.2.10 "$D/signed.eml")
+check "dkim valid: DKIM_VALID" has "$OUT" "DKIM_VALID "
+check "dkim valid from the author's domain: DKIM_VALID_AU" has "$OUT" "DKIM_VALID_AU"
+check "dkim valid: A-R says dkim=pass header.d=pass.test" has "$OUT" "dkim=pass header.d=pass.test header.s=sel"
+check "dkim aligned, spf not: DMARC_PASS" has "$OUT" "DMARC_PASS"
+sed 's/the figures are attached/the figures are NOT attached/' "$D/signed.eml" >"$D/changed.eml"
+OUT=$(run other@other.test 192.0.2.10 "$D/changed.eml")
+check "body changed in transit: DKIM_INVALID" has "$OUT" "DKIM_INVALID"
+check "body changed in transit: dkim=fail" has "$OUT" "dkim=fail"
+check "body changed in transit: no DKIM_VALID" hasnt "$OUT" "DKIM_VALID "
+check "body changed, spf unaligned, p=reject: DMARC_REJECT" has "$OUT" "DMARC_REJECT"
+
+# ------------------------------------------------------------ forged and trusted Authentication-Results
+{
+	echo "Authentication-Results: mx.sift.test; spf=pass smtp.mailfrom=alice@pass.test;"
+	echo "	dkim=pass header.d=pass.test; dmarc=pass header.from=pass.test"
+	echo "Authentication-Results: upstream.test; spf=pass smtp.mailfrom=alice@pass.test;"
+	echo "	dkim=pass header.d=pass.test; dmarc=pass header.from=pass.test"
+	cat "$DATA/plain.eml"
+} >"$D/forged.eml"
+OUT=$(run alice@pass.test 198.51.100.7 "$D/forged.eml")
+check "a field claiming our authserv-id is removed" has "$OUT" "field  - Authentication-Results #1"
+check "and not believed: SPF_FAIL" has "$OUT" "SPF_FAIL"
+{ cat "$D/sift.conf"; echo "auth_trust_authserv_id = upstream.test"; } >"$D/trust.conf"
+OUT=$(CONF=$D/trust.conf run alice@pass.test 198.51.100.7 "$D/forged.eml")
+check "trusted upstream: its spf=pass is taken" has "$OUT" "SPF_PASS"
+check "trusted upstream: its dkim=pass is taken" has "$OUT" "DKIM_VALID_AU"
+check "trusted upstream: DMARC_PASS" has "$OUT" "DMARC_PASS"
+check "trusted upstream: ours still removed" has "$OUT" "field  - Authentication-Results #1"
+
+# ------------------------------------------------------------ the daemon: DMARC reject over the milter protocol
+SOCK=$D/milter.sock
+it_milter_start 10 "$D/sift.conf" "$D/state" "$SOCK" "$D/milter.err"
+"$MC" -s "unix:$SOCK" -t 10000 -i 198.51.100.7 -H mail.pass.test -f alice@pass.test --tsv \
+	"$DATA/plain.eml" >"$D/mc1.tsv" 2>"$D/mc1.err"
+check "milter: a DMARC failure under p=reject is rejected" [ "$(tail -n 1 "$D/mc1.tsv" | cut -f2)" = reject ]
+check "milter: with the policy in the reply" grep -q "DMARC policy of pass.test" "$D/mc1.tsv"
+"$MC" -s "unix:$SOCK" -t 10000 -i 192.0.2.10 -H mail.pass.test -f alice@pass.test --tsv \
+	"$D/signed.eml" >"$D/mc2.tsv" 2>"$D/mc2.err"
+check "milter: an authenticated message is accepted" [ "$(tail -n 1 "$D/mc2.tsv" | cut -f2)" = accept ]
+check "milter: with Authentication-Results inserted on top" \
+	grep -q "ins\[0\] Authentication-Results: mx.sift.test;" "$D/mc2.tsv"
+check "milter: dkim=pass over the milter protocol (fields rebuilt byte-exact)" \
+	grep -q "dkim=pass header.d=pass.test" "$D/mc2.tsv"
+it_done
