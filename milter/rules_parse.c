@@ -35,6 +35,10 @@
 static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::ReplaceTags",
     "Mail::SpamAssassin::Plugin::MIMEHeader",
+    /* partly: the eval tests listed in rules_eval*.c run, the others are skipped */
+    "Mail::SpamAssassin::Plugin::HeaderEval",
+    "Mail::SpamAssassin::Plugin::RelayEval",
+    "Mail::SpamAssassin::Plugin::MIMEEval",
     NULL,
 };
 
@@ -436,6 +440,7 @@ static struct rule *define_rule(struct ctx *c, const char *name, int type)
 	ru->type = type;
 	ru->defined = true;
 	ru->skipped = false;
+	ru->evaldef = NULL;
 	ru->negate = false;
 	ru->hdr_exists = false;
 	ru->hdr_mods = 0;
@@ -445,17 +450,111 @@ static struct rule *define_rule(struct ctx *c, const char *name, int type)
 	return ru;
 }
 
-static void skip_eval(struct ctx *c, const char *name, int type, const char *spec)
+/*
+ * "eval:func('a', 2, undef)": the function and its arguments as Perl
+ * would see them (quotes removed). Returns the count of arguments, or -1
+ * when the list does not parse.
+ */
+static int eval_args(const char *p, char ***out)
+{
+	*out = NULL;
+	p = skip_ws(p);
+	if (*p == '\0')
+		return 0;
+	if (*p != '(')
+		return -1;
+	p = skip_ws(p + 1);
+	int n = 0;
+	char **v = NULL;
+	while (*p && *p != ')') {
+		const char *s = p, *e;
+		if (*p == '\'' || *p == '"') {
+			char q = *p++;
+			s = p;
+			while (*p && *p != q)
+				p++;
+			if (*p != q)
+				goto bad;
+			e = p++;
+		} else {
+			while (*p && *p != ',' && *p != ')')
+				p++;
+			e = p;
+			while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+		}
+		v = xalloc_realloc(v, (size_t)(n + 1) * sizeof(char *));
+		v[n++] = xalloc_strndup(s, (size_t)(e - s));
+		p = skip_ws(p);
+		if (*p == ',')
+			p = skip_ws(p + 1);
+		else if (*p != ')')
+			goto bad;
+	}
+	if (*p != ')' || *skip_ws(p + 1))
+		goto bad;
+	*out = v;
+	return n;
+bad:
+	for (int i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+	return -1;
+}
+
+static int def_eval(struct ctx *c, const char *name, int type, const char *spec)
 {
 	struct rule *ru = define_rule(c, name, type);
-	ru->skipped = true;
 	const char *fn = spec + 5;
 	size_t n = strcspn(fn, "( \t");
 	char func[128];
 	snprintf(func, sizeof(func), "%.*s", (int)(n < 120 ? n : 120), fn);
-	char key[160];
-	snprintf(key, sizeof(key), "eval %s", func);
-	warn_once(c->ps, c->d, c->file, c->line, key, "skipped eval test %s", func);
+	const struct rules_evaldef *def = rules_eval_lookup(func);
+	char **args = NULL;
+	int na = def ? eval_args(fn + n, &args) : 0;
+	if (def != NULL &&
+	    (na < 0 || (unsigned)na < def->min_args || (unsigned)na > def->max_args)) {
+		diag_error(c->d, c->file, c->line, "%s rule %s: bad arguments for eval:%s",
+		           type_word(type), name, func);
+		ru->skipped = true;
+		for (int i = 0; i < na; i++)
+			free(args[i]);
+		free(args);
+		return -1;
+	}
+	if (def == NULL) {
+		ru->skipped = true;
+		const char *why = rules_eval_skip_reason(func);
+		char key[160];
+		snprintf(key, sizeof(key), "eval %s", func);
+		warn_once(c->ps, c->d, c->file, c->line, key, "skipped eval test %s (%s)", func,
+		          why ? why : "not implemented");
+		return 0;
+	}
+	for (size_t i = 0; i < ru->neargs; i++)
+		free(ru->eargs[i]);
+	free(ru->eargs);
+	ru->evaldef = def;
+	ru->eargs = args;
+	ru->neargs = (size_t)na;
+	const char *err = def->check ? def->check(ru) : NULL;
+	if (err != NULL && err[0] == '~') {
+		/* a form of the test this engine does not compute: skipped, not an error */
+		ru->skipped = true;
+		ru->evaldef = NULL;
+		char key[200];
+		snprintf(key, sizeof(key), "eval %s(%s)", func, ru->neargs ? ru->eargs[0] : "");
+		warn_once(c->ps, c->d, c->file, c->line, key, "skipped eval test %s(%s) (%s)", func,
+		          ru->neargs ? ru->eargs[0] : "", err + 1);
+		return 0;
+	}
+	if (err != NULL) {
+		diag_error(c->d, c->file, c->line, "%s rule %s: eval:%s: %s", type_word(type), name,
+		           func, err);
+		ru->skipped = true;
+		return -1;
+	}
+	return 0;
 }
 
 static int parse_header_spec(struct ctx *c, struct rule *ru, const char *spec)
@@ -498,10 +597,8 @@ static int parse_header_spec(struct ctx *c, struct rule *ru, const char *spec)
 
 static int def_header(struct ctx *c, const char *name, int type, const char *rest)
 {
-	if (strncmp(rest, "eval:", 5) == 0) {
-		skip_eval(c, name, type, rest);
-		return 0;
-	}
+	if (strncmp(rest, "eval:", 5) == 0)
+		return def_eval(c, name, type, rest);
 	struct rule *ru = define_rule(c, name, type);
 	const char *tw = type_word(type);
 	if (strncmp(rest, "exists:", 7) == 0) {
@@ -572,10 +669,8 @@ static int def_header(struct ctx *c, const char *name, int type, const char *res
 
 static int def_regex(struct ctx *c, const char *name, int type, const char *rest)
 {
-	if (strncmp(rest, "eval:", 5) == 0) {
-		skip_eval(c, name, type, rest);
-		return 0;
-	}
+	if (strncmp(rest, "eval:", 5) == 0)
+		return def_eval(c, name, type, rest);
 	struct rule *ru = define_rule(c, name, type);
 	char err[160];
 	const char *end;
@@ -639,8 +734,8 @@ static int set_score(struct ctx *c, const char *name, const char *rest)
 	ru->has_score = true;
 	ru->score_file = c->file;
 	ru->score_line = c->line;
-	/* Sift always runs Bayes and network tests: SpamAssassin's score set 3. */
-	ru->score = n == 4 ? v[3] : v[0];
+	/* SpamAssassin's score set for what is configured (rules_opts_t.score_set). */
+	ru->score = n == 4 ? v[c->r->opts.score_set & 3] : v[0];
 	return 0;
 }
 
@@ -658,6 +753,10 @@ static int set_tflags(struct ctx *c, const char *name, const char *rest)
 			ru->tflags |= TF_MULTIPLE;
 		} else if (strcmp(tok, "nice") == 0) {
 			ru->tflags |= TF_NICE;
+		} else if (strcmp(tok, "net") == 0) {
+			ru->tflags |= TF_NET;
+		} else if (strcmp(tok, "learn") == 0) {
+			ru->tflags |= TF_LEARN;
 		} else if (strncmp(tok, "maxhits=", 8) == 0) {
 			char *end;
 			long v = strtol(tok + 8, &end, 10);
@@ -668,7 +767,7 @@ static int set_tflags(struct ctx *c, const char *name, const char *rest)
 			}
 			ru->maxhits = (unsigned)v;
 		}
-		/* net, learn, publish, range=... do not change matching. */
+		/* userconf, noautolearn, publish, range=... do not change matching. */
 	}
 	return 0;
 }
