@@ -87,12 +87,7 @@ static long outlook_message_id(struct rules_evalenv *e, const struct rule *ru)
 			if (q[i] == '\0' || strchr(hex, q[i]) == NULL)
 				return 0;
 	}
-	if (p[12 + 18] != '$')
-		return 0;
-	for (int i = 1; i <= 8; i++)
-		if (p[30 + i] == '\0' || strchr(hex, p[30 + i]) == NULL)
-			return 0;
-	if (p[39] != '@')
+	if (p[30] != '@')
 		return 0;
 	char tok[9];
 	memcpy(tok, p + 4, 8);

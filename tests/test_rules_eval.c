@@ -1,0 +1,321 @@
+/*
+ * Tests of SpamAssassin's eval: tests as Sift runs them (rules_eval*.c),
+ * one family at a time, each with messages that hit and that miss, and of
+ * the SpamAssassin semantics around them: score sets, tflags net/learn,
+ * skipped evals that warn with their reason.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "diag.h"
+#include "hits.h"
+#include "mime.h"
+#include "msg.h"
+#include "rules.h"
+
+static rules_t *load_o(const char *text, const rules_opts_t *o)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("t.cf", text, o, d);
+	if (r == NULL)
+		diag_print(d, stderr, 1);
+	diag_free(d);
+	cr_assert_not_null(r, "rules failed to load");
+	return r;
+}
+
+static rules_t *load(const char *text)
+{
+	return load_o(text, NULL);
+}
+
+static bool hits(rules_t *r, const char *raw, const char *name)
+{
+	msg_t *m = msg_new(1 << 20);
+	msg_parse_raw(m, raw, strlen(raw));
+	mime_t *mi = mime_parse(m, NULL);
+	hits_t *h = hits_new(msg_arena(m));
+	rules_eval(r, m, mi, h, 0);
+	bool v = hits_has(h, name);
+	msg_free(m);
+	return v;
+}
+
+static bool diag_has(const diag_t *d, const char *text)
+{
+	for (size_t i = 0; i < diag_count(d); i++)
+		if (strstr(diag_text(d, i), text) != NULL)
+			return true;
+	return false;
+}
+
+/* ---------------------------------------------------------------- HeaderEval */
+
+Test(rules_eval, outlook_message_id_must_track_the_date)
+{
+	rules_t *r = load("header MSGID_OUTLOOK_INVALID eval:check_outlook_message_id()\n");
+	/*
+	 * Outlook's token for Date = 1034000000 (2002-10-07 14:13:20 UTC):
+	 * int(1034000000 * 0.0023283064365387 + 27111902.8329849) = 29519389
+	 * = 0x01c2703d... written as its 8 hex digits after 4 others.
+	 */
+	long tok = (long)(1034000000.0 * 0.0023283064365387 + 27111902.8329849);
+	char good[1024], bad[1024];
+	snprintf(good, sizeof(good),
+	         "From: a@example.com\nDate: Mon, 7 Oct 2002 14:13:20 +0000\n"
+	         "Message-ID: <0000%08lx$0123abcd$4567cdef@example.com>\nSubject: x\n\nhi\n",
+	         tok);
+	snprintf(bad, sizeof(bad),
+	         "From: a@example.com\nDate: Mon, 7 Oct 2002 14:13:20 +0000\n"
+	         "Message-ID: <0000%08lx$0123abcd$4567cdef@example.com>\nSubject: x\n\nhi\n",
+	         tok + 5000);
+	cr_assert_not(hits(r, good, "MSGID_OUTLOOK_INVALID"));
+	cr_assert(hits(r, bad, "MSGID_OUTLOOK_INVALID"));
+	cr_assert_not(hits(r, "From: a@example.com\nMessage-ID: <1@example.com>\n\nx\n",
+	                   "MSGID_OUTLOOK_INVALID"),
+	              "not an Outlook form");
+	rules_free(r);
+}
+
+#define RCVD "Received: from a.example.net (a.example.net [192.0.2.1]) by mx.example.org; "
+
+Test(rules_eval, shifted_date_compares_date_with_the_nearest_received)
+{
+	rules_t *r = load("header DATE_IN_FUTURE_03_06 eval:check_for_shifted_date('3', '6')\n"
+	                  "header DATE_IN_PAST_12_24 eval:check_for_shifted_date('-24', '-12')\n"
+	                  "header DATE_FAR_PAST eval:check_for_shifted_date('undef', '-96')\n");
+	const char *future = RCVD "Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                          "Date: Mon, 2 Jan 2023 14:30:00 +0000\nSubject: x\n\nx\n";
+	const char *past = RCVD "Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                        "Date: Sun, 1 Jan 2023 5:00:00 -0500\nSubject: x\n\nx\n";
+	const char *sane = RCVD "Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                        "Date: Mon, 2 Jan 2023 11:00:00 +0100\nSubject: x\n\nx\n";
+	const char *old = RCVD "Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                       "Date: Tue, 1 Mar 2022 10:00:00 +0000\nSubject: x\n\nx\n";
+	cr_assert(hits(r, future, "DATE_IN_FUTURE_03_06"));
+	cr_assert_not(hits(r, future, "DATE_IN_PAST_12_24"));
+	cr_assert(hits(r, past, "DATE_IN_PAST_12_24"), "-0500 counted: 19 hours back");
+	cr_assert_not(hits(r, sane, "DATE_IN_FUTURE_03_06"));
+	cr_assert_not(hits(r, sane, "DATE_IN_PAST_12_24"));
+	cr_assert(hits(r, old, "DATE_FAR_PAST"), "undef leaves a side open");
+	cr_assert_not(
+	    hits(r, "Date: Mon, 2 Jan 2023 14:30:00 +0000\n\nx\n", "DATE_IN_FUTURE_03_06"),
+	    "no Received: nothing to compare");
+	rules_free(r);
+}
+
+Test(rules_eval, subject_all_caps_needs_two_words_and_ten_letters)
+{
+	rules_t *r = load("header SUBJ_ALL_CAPS eval:subject_is_all_caps()\n");
+	cr_assert(hits(r, "Subject: Re: FREE MONEY NOW\n\nx\n", "SUBJ_ALL_CAPS"));
+	cr_assert_not(hits(r, "Subject: FREE Money NOW\n\nx\n", "SUBJ_ALL_CAPS"));
+	cr_assert_not(hits(r, "Subject: FREEMONEYNOW\n\nx\n", "SUBJ_ALL_CAPS"), "one word");
+	cr_assert_not(hits(r, "Subject: HI YOU\n\nx\n", "SUBJ_ALL_CAPS"), "short");
+	cr_assert_not(hits(r, "Subject: =?koi8-r?Q?FREE_MONEY_NOW?=\n\nx\n", "SUBJ_ALL_CAPS"),
+	              "charsets that read as capitals");
+	rules_free(r);
+}
+
+Test(rules_eval, similar_and_sorted_recipients)
+{
+	rules_t *r = load("header SUSPICIOUS_RECIPS eval:similar_recipients('0.65','undef')\n"
+	                  "header SORTED_RECIPS eval:sorted_recipients()\n");
+	const char *similar = "To: jo1@aa.example, jo2@ab.example, jo3@ac.example,\n"
+	                      " jo4@ad.example, jo5@ae.example, jo6@af.example,\n"
+	                      " jo7@ag.example\nSubject: x\n\nx\n";
+	const char *varied = "To: alice@example.com, bob@example.org, carol@test.example,\n"
+	                     " dave@mail.example, erin@other.example\nSubject: x\n\nx\n";
+	cr_assert(hits(r, similar, "SUSPICIOUS_RECIPS"));
+	cr_assert(hits(r, similar, "SORTED_RECIPS"));
+	cr_assert_not(hits(r, varied, "SUSPICIOUS_RECIPS"));
+	cr_assert_not(hits(r, varied, "SORTED_RECIPS"), "five are too few to call sorted");
+	rules_free(r);
+}
+
+Test(rules_eval, forged_yahoo_received)
+{
+	rules_t *r =
+	    load("header FORGED_YAHOO_RCVD eval:check_for_forged_yahoo_received_headers()\n");
+	const char *forged = "Received: from spammer.example (spammer.example [192.0.2.9])\n"
+	                     " by mx.example.org with SMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                     "From: Bob <bob@yahoo.com>\nSubject: x\n\nx\n";
+	const char *real = "Received: from web1.mail.example (web1.mail.example [192.0.2.9])\n"
+	                   " by web12.mail.dcn.yahoo.com via HTTP; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                   "From: Bob <bob@yahoo.com>\nSubject: x\n\nx\n";
+	const char *other = "Received: from spammer.example (spammer.example [192.0.2.9])\n"
+	                    " by mx.example.org with SMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                    "From: Bob <bob@notyahoo.com>\nSubject: x\n\nx\n";
+	cr_assert(hits(r, forged, "FORGED_YAHOO_RCVD"));
+	cr_assert_not(hits(r, real, "FORGED_YAHOO_RCVD"));
+	cr_assert_not(hits(r, other, "FORGED_YAHOO_RCVD"));
+	rules_free(r);
+}
+
+Test(rules_eval, header_counts_missing_to_and_illegal_chars)
+{
+	rules_t *r = load("header MISSING_TO eval:check_for_missing_to_header()\n"
+	                  "header TWO_SUBJ eval:check_header_count_range('Subject','2','3')\n"
+	                  "header SUBJ_ILLEGAL eval:check_illegal_chars('Subject','0.03','2')\n"
+	                  "header TMPL eval:check_unresolved_template()\n");
+	cr_assert(hits(r, "Subject: x\n\nx\n", "MISSING_TO"));
+	cr_assert_not(hits(r, "To: a@example.com\nSubject: x\n\nx\n", "MISSING_TO"));
+	cr_assert(hits(r, "Subject: a\nSubject: b\n\nx\n", "TWO_SUBJ"));
+	cr_assert_not(hits(r, "Subject: a\nSubject: a\n\nx\n", "TWO_SUBJ"), "distinct values");
+	cr_assert(hits(r, "Subject: caf\xe9 cr\xe8me\n\nx\n", "SUBJ_ILLEGAL"));
+	cr_assert_not(hits(r, "Subject: caf\xc3\xa9 cr\xc3\xa8me\n\nx\n", "SUBJ_ILLEGAL"),
+	              "valid UTF-8 is not illegal");
+	cr_assert(hits(r, "X-Campaign: %CAMPAIGN_ID\nSubject: x\n\nx\n", "TMPL"));
+	cr_assert_not(hits(r, "Subject: 100%OFF\n\nx\n", "TMPL"));
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- RelayEval */
+
+Test(rules_eval, relay_helo_tests)
+{
+	rules_t *r = load("header NO_RDNS_DOTCOM_HELO eval:check_for_no_rdns_dotcom_helo()\n"
+	                  "header RCVD_HELO_IP_MISMATCH eval:helo_ip_mismatch()\n"
+	                  "header NO_RELAYS eval:check_no_relays()\n");
+	const char *dotcom = "Received: from mx1.hotmail.com (unknown [198.51.100.7])\n"
+	                     " by mx.example.org with SMTP; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                     "Subject: x\n\nx\n";
+	const char *named = "Received: from mx1.hotmail.com (host.example.net [198.51.100.7])\n"
+	                    " by mx.example.org with SMTP; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                    "Subject: x\n\nx\n";
+	const char *ipmis = "Received: from 203.0.113.5 (host.example.net [198.51.100.7])\n"
+	                    " by mx.example.org with SMTP; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                    "Subject: x\n\nx\n";
+	const char *same24 = "Received: from 198.51.100.9 (host.example.net [198.51.100.7])\n"
+	                     " by mx.example.org with SMTP; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                     "Subject: x\n\nx\n";
+	cr_assert(hits(r, dotcom, "NO_RDNS_DOTCOM_HELO"));
+	cr_assert_not(hits(r, named, "NO_RDNS_DOTCOM_HELO"));
+	cr_assert(hits(r, ipmis, "RCVD_HELO_IP_MISMATCH"));
+	cr_assert_not(hits(r, same24, "RCVD_HELO_IP_MISMATCH"), "same /24 is fine");
+	cr_assert(hits(r, "Subject: x\n\nx\n", "NO_RELAYS"));
+	cr_assert_not(hits(r, dotcom, "NO_RELAYS"));
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- MIMEEval */
+
+Test(rules_eval, mime_parts_encodings_and_html_only)
+{
+	rules_t *r = load("rawbody __MIME_BASE64 eval:check_for_mime('mime_base64_count')\n"
+	                  "rawbody __MIME_QP eval:check_for_mime('mime_qp_count')\n"
+	                  "body __MIME_ATT eval:check_for_mime('mime_attachment')\n"
+	                  "body MIME_HTML_ONLY eval:check_for_mime_html_only()\n"
+	                  "body __MIME_HTML eval:check_for_mime_html()\n"
+	                  "meta B64 __MIME_BASE64\nmeta QP __MIME_QP\nmeta ATT __MIME_ATT\n"
+	                  "meta HTML __MIME_HTML\n");
+	const char *html = "Content-Type: text/html\nSubject: x\n\n<p>hi</p>\n";
+	const char *alt = "Content-Type: multipart/alternative; boundary=b\nSubject: x\n\n"
+	                  "--b\nContent-Type: text/plain\nContent-Transfer-Encoding: "
+	                  "quoted-printable\n\nhi=20\n"
+	                  "--b\nContent-Type: text/html\n\n<p>hi</p>\n--b--\n";
+	const char *att = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                  "--b\nContent-Type: text/plain\n\nsee file\n"
+	                  "--b\nContent-Type: application/octet-stream\n"
+	                  "Content-Disposition: attachment; filename=a.bin\n"
+	                  "Content-Transfer-Encoding: base64\n\naGVsbG8=\n--b--\n";
+	cr_assert(hits(r, html, "MIME_HTML_ONLY"));
+	cr_assert(hits(r, html, "HTML"));
+	cr_assert_not(hits(r, alt, "MIME_HTML_ONLY"), "a text part beside it");
+	cr_assert(hits(r, alt, "HTML"));
+	cr_assert(hits(r, alt, "QP"));
+	cr_assert_not(hits(r, alt, "B64"));
+	cr_assert(hits(r, att, "B64"));
+	cr_assert(hits(r, att, "ATT"));
+	cr_assert_not(hits(r, alt, "ATT"));
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- loading */
+
+Test(rules_eval, unimplemented_evals_warn_with_their_reason_and_bad_arguments_fail)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("t.cf",
+	                             "header R eval:check_razor2()\n"
+	                             "header S eval:check_for_spf_pass()\n"
+	                             "rawbody M eval:check_for_mime('mime_qp_long_line')\n"
+	                             "header OK eval:subject_is_all_caps()\n",
+	                             NULL, d);
+	cr_assert_not_null(r);
+	cr_assert(diag_has(d, "t.cf:1: warning: skipped eval test check_razor2 (Razor"));
+	cr_assert(diag_has(d, "t.cf:2: warning: skipped eval test check_for_spf_pass (SPF"));
+	cr_assert(
+	    diag_has(d, "t.cf:3: warning: skipped eval test check_for_mime(mime_qp_long_line)"));
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "OK")));
+	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "R")));
+	rules_free(r);
+	diag_free(d);
+
+	d = diag_new();
+	r = rules_load_text("t.cf", "header D eval:check_for_shifted_date('x', '6')\n", NULL, d);
+	cr_assert_null(r);
+	cr_assert(
+	    diag_has(d, "t.cf:1: header rule D: eval:check_for_shifted_date: expected numbers"));
+	diag_free(d);
+	d = diag_new();
+	r = rules_load_text("t.cf", "header D eval:check_for_shifted_date('3')\n", NULL, d);
+	cr_assert_null(r, "too few arguments");
+	cr_assert(diag_has(d, "bad arguments for eval:check_for_shifted_date"));
+	diag_free(d);
+}
+
+/* ---------------------------------------------------------------- score sets and tflags */
+
+static const char set_rules[] = "header A Subject =~ /x/\n"
+                                "score A 1 2 3 4\n"
+                                "header N Subject =~ /x/\ntflags N net\nscore N 1\n"
+                                "header L Subject =~ /x/\ntflags L learn\nscore L 1\n";
+
+static double score_in(int set, const char *name, bool *hit)
+{
+	rules_opts_t o;
+	rules_opts_default(&o);
+	o.score_set = set;
+	rules_t *r = load_o(set_rules, &o);
+	*hit = hits(r, "Subject: x\n\nx\n", name);
+	double s = rules_score(r, (size_t)rules_find(r, name));
+	rules_free(r);
+	return s;
+}
+
+Test(rules_eval, the_score_set_picks_the_column_and_turns_off_net_and_learn_rules)
+{
+	bool hit;
+	for (int set = 0; set < 4; set++) {
+		cr_assert_float_eq(score_in(set, "A", &hit), set + 1.0, 1e-9);
+		cr_assert(hit);
+		score_in(set, "N", &hit);
+		cr_assert_eq(hit, (set & 1) != 0, "net rule in set %d", set);
+		score_in(set, "L", &hit);
+		cr_assert_eq(hit, (set & 2) != 0, "learn rule in set %d", set);
+	}
+}
+
+static int set_from_conf(const char *text)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("sift.conf", text, d);
+	cr_assert_not_null(c);
+	rules_opts_t o;
+	cr_assert_eq(rules_opts_read(c, &o, d), 0);
+	conf_free(c);
+	diag_free(d);
+	return o.score_set;
+}
+
+Test(rules_eval, the_score_set_follows_what_is_configured)
+{
+	cr_assert_eq(set_from_conf(""), 2, "Bayes on by default, no DNS lists");
+	cr_assert_eq(set_from_conf("bayes_enable = no\n"), 0);
+	cr_assert_eq(set_from_conf("dnsbl_list = zen.spamhaus.org\n"), 3);
+	cr_assert_eq(set_from_conf("bayes_enable = no\ndnsbl_list = zen.spamhaus.org\n"), 1);
+	cr_assert_eq(set_from_conf("rules_score_set = 0\n"), 0, "an explicit set wins");
+}
