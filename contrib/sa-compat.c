@@ -3,10 +3,11 @@
  * directory (SpamAssassin's, typically) the way the daemon would, prints
  * lint-style counts, and optionally scores messages to compare hit lists.
  *
- *	sa-compat [-a] [-r RUNNABLE_OUT] RULES [FILE...]
+ *	sa-compat [-a] [-s SET] [-r RUNNABLE_OUT] RULES [FILE...]
  *
- * -a reads every ifplugin block (rules_all_plugins). With FILEs, prints
- * "FILE<TAB>RULE,RULE,..." per message (reported rules only).
+ * -a reads every ifplugin block (rules_all_plugins); -s picks
+ * SpamAssassin's score set (0-3, default 3). With FILEs, prints
+ * "FILE<TAB>RULE,RULE,...<TAB>SCORE" per message (reported rules only).
  */
 #include "config.h"
 
@@ -29,17 +30,18 @@ int main(int argc, char **argv)
 	rules_opts_default(&o);
 	const char *runnable = NULL;
 	int ch;
-	while ((ch = getopt(argc, argv, "ar:")) != -1) {
+	while ((ch = getopt(argc, argv, "ar:s:")) != -1) {
 		switch (ch) {
 		case 'a': o.all_plugins = true; break;
+		case 's': o.score_set = atoi(optarg) & 3; break;
 		case 'r': runnable = optarg; break;
 		default:
-			fprintf(stderr, "usage: sa-compat [-a] [-r FILE] RULES [MSG...]\n");
+			fprintf(stderr, "usage: sa-compat [-a] [-s SET] [-r FILE] RULES [MSG...]\n");
 			return 2;
 		}
 	}
 	if (optind >= argc) {
-		fprintf(stderr, "usage: sa-compat [-a] [-r FILE] RULES [MSG...]\n");
+		fprintf(stderr, "usage: sa-compat [-a] [-s SET] [-r FILE] RULES [MSG...]\n");
 		return 2;
 	}
 	const char *paths[1] = {argv[optind++]};
@@ -81,9 +83,12 @@ int main(int argc, char **argv)
 		rules_eval(r, m, mime_parse(m, &lim), h, 0);
 		hits_sort(h);
 		printf("%s\t", argv[optind]);
-		for (size_t i = 0; i < hits_count(h); i++)
+		double total = 0;
+		for (size_t i = 0; i < hits_count(h); i++) {
 			printf("%s%s", i ? "," : "", hits_at(h, i)->name);
-		printf("\n");
+			total += hits_at(h, i)->score;
+		}
+		printf("\t%.3f\n", total);
 		msg_free(m);
 		free(raw);
 	}

@@ -15,6 +15,7 @@ static const struct rules_evaldef *const families[] = {
     rules_eval_header_defs,
     rules_eval_relay_defs,
     rules_eval_mime_defs,
+    rules_eval_html_defs,
 };
 
 const struct rules_evaldef *rules_eval_lookup(const char *name)
@@ -51,7 +52,7 @@ static const struct {
     {"check_senders_reputation", "AWL/TxRep: no per-sender history"},
     {"check_access_database", "access database: not run"},
     {"check_shortcircuit", "shortcircuit: not run"},
-    {"html_", "HTML facts: not implemented yet"},
+    {"html_", "HTML rendering facts (colours, fonts, text): not implemented yet"},
     {"pdf_", "PDFInfo: not implemented yet"},
     {"image_", "ImageInfo: not implemented yet"},
     {"pixel_coverage", "ImageInfo: not implemented yet"},

@@ -229,6 +229,7 @@ struct rules_evaldef {
 extern const struct rules_evaldef rules_eval_header_defs[];
 extern const struct rules_evaldef rules_eval_relay_defs[];
 extern const struct rules_evaldef rules_eval_mime_defs[];
+extern const struct rules_evaldef rules_eval_html_defs[];
 
 /* A fixed pattern of an eval function, compiled on first use (thread-safe). */
 struct rules_eval_re {

@@ -39,6 +39,7 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::HeaderEval",
     "Mail::SpamAssassin::Plugin::RelayEval",
     "Mail::SpamAssassin::Plugin::MIMEEval",
+    "Mail::SpamAssassin::Plugin::HTMLEval",
     NULL,
 };
 

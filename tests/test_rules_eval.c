@@ -319,3 +319,31 @@ Test(rules_eval, the_score_set_follows_what_is_configured)
 	cr_assert_eq(set_from_conf("bayes_enable = no\ndnsbl_list = zen.spamhaus.org\n"), 1);
 	cr_assert_eq(set_from_conf("rules_score_set = 0\n"), 0, "an explicit set wins");
 }
+
+/* ---------------------------------------------------------------- HTMLEval */
+
+Test(rules_eval, html_tags_balance_length_and_image_only)
+{
+	rules_t *r = load("body __TAG_EXISTS_HTML eval:html_tag_exists('html')\n"
+	                  "body __TAG_EXISTS_CENTER eval:html_tag_exists('center')\n"
+	                  "body HTML_TAG_BALANCE_BODY eval:html_tag_balance('body', '!= 0')\n"
+	                  "body HTML_IMAGE_ONLY_04 eval:html_image_only('0000','0400')\n"
+	                  "body HTML_SHORT eval:html_eval('length', '< 384')\n"
+	                  "body HTML_LEN_LONG eval:html_range('length', '384', 'inf')\n"
+	                  "meta HTML_TAG __TAG_EXISTS_HTML\nmeta CENTER __TAG_EXISTS_CENTER\n");
+	const char *img = "Content-Type: text/html\nSubject: x\n\n"
+	                  "<html><body><img src=\"http://example.com/a.png\"></body></html>\n";
+	const char *unbalanced = "Content-Type: text/html\nSubject: x\n\n"
+	                         "<html><body><p>hello <!-- <center> --> there</p></html>\n";
+	const char *plain = "Content-Type: text/plain\nSubject: x\n\n<html><center>\n";
+	cr_assert(hits(r, img, "HTML_TAG"));
+	cr_assert(hits(r, img, "HTML_IMAGE_ONLY_04"));
+	cr_assert_not(hits(r, img, "HTML_TAG_BALANCE_BODY"));
+	cr_assert(hits(r, img, "HTML_SHORT"));
+	cr_assert_not(hits(r, img, "HTML_LEN_LONG"));
+	cr_assert(hits(r, unbalanced, "HTML_TAG_BALANCE_BODY"));
+	cr_assert_not(hits(r, unbalanced, "HTML_IMAGE_ONLY_04"), "no image");
+	cr_assert_not(hits(r, unbalanced, "CENTER"), "a tag in a comment does not count");
+	cr_assert_not(hits(r, plain, "HTML_TAG"), "markup in text/plain is text");
+	rules_free(r);
+}
