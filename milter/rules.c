@@ -679,9 +679,12 @@ static int rules_finish(rules_t *r, diag_t *d)
 				ru->score = (ru->tflags & TF_NICE) ? -1.0 : 1.0;
 		}
 		ru->disabled = ru->has_score && ru->score == 0 && !name_is_sub(ru->name);
-		/* SpamAssassin runs network tests only in sets 1 and 3, Bayes tests in 2 and 3. */
-		if (((ru->tflags & TF_NET) && !(r->opts.score_set & 1)) ||
-		    ((ru->tflags & TF_LEARN) && !(r->opts.score_set & 2)))
+		/*
+		 * SpamAssassin runs eval tests flagged net only in score sets 1
+		 * and 3, learn only in 2 and 3; regex and meta rules run anyway.
+		 */
+		if (ru->evaldef != NULL && (((ru->tflags & TF_NET) && !(r->opts.score_set & 1)) ||
+		                            ((ru->tflags & TF_LEARN) && !(r->opts.score_set & 2))))
 			ru->disabled = true;
 		ru->report = !name_is_sub(ru->name) && ru->score != 0;
 		if (ru->skipped) {
@@ -791,6 +794,7 @@ static int rules_finish(rules_t *r, diag_t *d)
 	for (int t = 0; t < RULES_T_META; t++)
 		qsort_r(r->order[t], r->norder[t], sizeof(size_t), cmp_priority, r);
 	qsort_r(r->evals, r->nevals, sizeof(size_t), cmp_priority, r);
+	rules_freemail_finish(r);
 	if (diag_errors(d) > before)
 		return -1;
 	if (r->opts.prefilter)
@@ -960,6 +964,7 @@ void rules_free(rules_t *r)
 		free(r->order[t]);
 	free(r->late);
 	free(r->evals);
+	rules_freemail_free(r->freemail);
 	for (size_t i = 0; i < r->ntags; i++)
 		free(r->tags[i]);
 	free(r->tags);

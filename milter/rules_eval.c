@@ -12,10 +12,8 @@
 #include "rules_int.h"
 
 static const struct rules_evaldef *const families[] = {
-    rules_eval_header_defs,
-    rules_eval_relay_defs,
-    rules_eval_mime_defs,
-    rules_eval_html_defs,
+    rules_eval_header_defs, rules_eval_relay_defs,    rules_eval_mime_defs,
+    rules_eval_html_defs,   rules_eval_freemail_defs,
 };
 
 const struct rules_evaldef *rules_eval_lookup(const char *name)
@@ -222,6 +220,42 @@ static int re_run(struct rules_eval_re *re, const char *s, size_t n, PCRE2_SIZE 
 	}
 	pcre2_match_data_free(md);
 	return rc;
+}
+
+bool rules_eval_re_find(struct rules_eval_re *re, const char *s, size_t n, size_t from,
+                        size_t *start, size_t *len)
+{
+	pcre2_code *code = re_code(re);
+	if (code == NULL)
+		return false;
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
+	int rc = pcre2_match(code, (PCRE2_SPTR)s, n, from, 0, md, NULL);
+	if (rc > 0) {
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+		int g = rc > 1 && ov[2] != PCRE2_UNSET ? 1 : 0;
+		*start = ov[2 * g];
+		*len = ov[2 * g + 1] - ov[2 * g];
+		if (g == 1 && ov[1] > ov[3])
+			*len = ov[3] - ov[2];
+	}
+	pcre2_match_data_free(md);
+	return rc > 0;
+}
+
+void rules_eval_re_blank(struct rules_eval_re *re, char *s, size_t n)
+{
+	pcre2_code *code = re_code(re);
+	if (code == NULL)
+		return;
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
+	for (size_t off = 0; off < n;) {
+		if (pcre2_match(code, (PCRE2_SPTR)s, n, off, 0, md, NULL) <= 0)
+			break;
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+		memset(s + ov[0], ' ', ov[1] - ov[0]);
+		off = ov[1] > off ? ov[1] : off + 1;
+	}
+	pcre2_match_data_free(md);
 }
 
 bool rules_eval_re(struct rules_eval_re *re, const char *s, size_t n)

@@ -154,7 +154,8 @@ struct rules {
 	size_t nlate;
 	size_t *evals; /* eval: tests, run after the regex rules, before the metas */
 	size_t nevals;
-	char **tags; /* capture tags that some rule uses */
+	struct rules_freemail *freemail; /* freemail_domains and friends, NULL if none */
+	char **tags;                     /* capture tags that some rule uses */
 	size_t ntags;
 
 	char **files; /* interned file names */
@@ -230,6 +231,13 @@ extern const struct rules_evaldef rules_eval_header_defs[];
 extern const struct rules_evaldef rules_eval_relay_defs[];
 extern const struct rules_evaldef rules_eval_mime_defs[];
 extern const struct rules_evaldef rules_eval_html_defs[];
+extern const struct rules_evaldef rules_eval_freemail_defs[];
+
+/* rules_eval_freemail.c: the freemail_* directives (NULL, an error, or '~' and a skip reason) */
+struct rules_freemail;
+const char *rules_freemail_directive(rules_t *r, const char *dir, const char *rest);
+void rules_freemail_finish(rules_t *r);
+void rules_freemail_free(struct rules_freemail *f);
 
 /* A fixed pattern of an eval function, compiled on first use (thread-safe). */
 struct rules_eval_re {
@@ -238,6 +246,11 @@ struct rules_eval_re {
 	_Atomic(pcre2_code *) code;
 };
 bool rules_eval_re(struct rules_eval_re *re, const char *s, size_t n);
+/* The first match at or after from: group 1 when the pattern has one, else the whole. */
+bool rules_eval_re_find(struct rules_eval_re *re, const char *s, size_t n, size_t from,
+                        size_t *start, size_t *len);
+/* Overwrites every match in s with spaces. */
+void rules_eval_re_blank(struct rules_eval_re *re, char *s, size_t n);
 /* The text of group 1 of the first match (arena string), or NULL. */
 const char *rules_eval_re_group(struct rules_eval_re *re, const char *s, size_t n, arena_t *a);
 bool rules_eval_parse_date(const char *s, int64_t *out);

@@ -40,6 +40,7 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::RelayEval",
     "Mail::SpamAssassin::Plugin::MIMEEval",
     "Mail::SpamAssassin::Plugin::HTMLEval",
+    "Mail::SpamAssassin::Plugin::FreeMail",
     NULL,
 };
 
@@ -962,6 +963,15 @@ static int directive(struct ctx *c, char *line)
 		warn_once(ps, c->d, c->file, c->line, key, "skipped plugin directive loadplugin %s",
 		          plugin);
 		return 0;
+	}
+	if (strncmp(dir, "freemail_", 9) == 0) {
+		const char *err = rules_freemail_directive(c->r, dir, rest);
+		if (err != NULL && err[0] != '~') {
+			diag_error(c->d, c->file, c->line, "%s: %s", dir, err);
+			return -1;
+		}
+		if (err == NULL)
+			return 0;
 	}
 	snprintf(key, sizeof(key), "dir %.80s", dir);
 	warn_once(ps, c->d, c->file, c->line, key, "skipped directive %s", dir);

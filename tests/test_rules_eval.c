@@ -269,10 +269,14 @@ Test(rules_eval, unimplemented_evals_warn_with_their_reason_and_bad_arguments_fa
 
 /* ---------------------------------------------------------------- score sets and tflags */
 
+/* As in SpamAssassin, net and learn switch off eval tests only, not regex rules. */
 static const char set_rules[] = "header A Subject =~ /x/\n"
                                 "score A 1 2 3 4\n"
-                                "header N Subject =~ /x/\ntflags N net\nscore N 1\n"
-                                "header L Subject =~ /x/\ntflags L learn\nscore L 1\n";
+                                "header N eval:check_for_missing_to_header()\n"
+                                "tflags N net\nscore N 1\n"
+                                "header L eval:check_for_missing_to_header()\n"
+                                "tflags L learn\nscore L 1\n"
+                                "header R Subject =~ /x/\ntflags R net\nscore R 1\n";
 
 static double score_in(int set, const char *name, bool *hit)
 {
@@ -286,7 +290,7 @@ static double score_in(int set, const char *name, bool *hit)
 	return s;
 }
 
-Test(rules_eval, the_score_set_picks_the_column_and_turns_off_net_and_learn_rules)
+Test(rules_eval, the_score_set_picks_the_column_and_turns_off_net_and_learn_evals)
 {
 	bool hit;
 	for (int set = 0; set < 4; set++) {
@@ -296,6 +300,8 @@ Test(rules_eval, the_score_set_picks_the_column_and_turns_off_net_and_learn_rule
 		cr_assert_eq(hit, (set & 1) != 0, "net rule in set %d", set);
 		score_in(set, "L", &hit);
 		cr_assert_eq(hit, (set & 2) != 0, "learn rule in set %d", set);
+		score_in(set, "R", &hit);
+		cr_assert(hit, "a regex rule flagged net runs in set %d", set);
 	}
 }
 
@@ -345,5 +351,51 @@ Test(rules_eval, html_tags_balance_length_and_image_only)
 	cr_assert_not(hits(r, unbalanced, "HTML_IMAGE_ONLY_04"), "no image");
 	cr_assert_not(hits(r, unbalanced, "CENTER"), "a tag in a comment does not count");
 	cr_assert_not(hits(r, plain, "HTML_TAG"), "markup in text/plain is text");
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- FreeMail */
+
+static const char freemail_rules[] =
+    "ifplugin Mail::SpamAssassin::Plugin::FreeMail\n"
+    "freemail_domains gmail.com yahoo.* *.free.example\n"
+    "freemail_welcomelist friend@gmail.com\n"
+    "header FREEMAIL_FROM eval:check_freemail_from()\n"
+    "header FREEMAIL_REPLYTO_END_DIGIT eval:check_freemail_header('Reply-To', '\\d@')\n"
+    "header __freemail_hdr_replyto eval:check_freemail_header('Reply-To')\n"
+    "header __freemail_replyto eval:check_freemail_replyto('replyto')\n"
+    "meta FREEMAIL_REPLYTO __freemail_replyto\n"
+    "meta FREEMAIL_FORGED_REPLYTO __freemail_hdr_replyto && !FREEMAIL_FROM\n"
+    "endif\n";
+
+Test(rules_eval, freemail_domains_wildcards_and_welcomelist)
+{
+	rules_t *r = load(freemail_rules);
+	cr_assert(hits(r, "From: A <a@gmail.com>\n\nx\n", "FREEMAIL_FROM"));
+	cr_assert(hits(r, "From: a@Yahoo.CO\n\nx\n", "FREEMAIL_FROM"), "yahoo.* and case");
+	cr_assert(hits(r, "From: a@mx.free.example\n\nx\n", "FREEMAIL_FROM"));
+	cr_assert_not(hits(r, "From: a@a.b.free.example\n\nx\n", "FREEMAIL_FROM"),
+	              "* does not cross a dot");
+	cr_assert_not(hits(r, "From: a@example.com\n\nx\n", "FREEMAIL_FROM"));
+	cr_assert_not(hits(r, "From: friend@gmail.com\n\nx\n", "FREEMAIL_FROM"), "welcomelisted");
+	cr_assert_not(hits(r, "From: support@gmail.com\n\nx\n", "FREEMAIL_FROM"),
+	              "role addresses are not counted");
+	rules_free(r);
+}
+
+Test(rules_eval, freemail_reply_to_tests)
+{
+	rules_t *r = load(freemail_rules);
+	const char *forged = "From: boss@example.com\nReply-To: boss1977@gmail.com\n\nx\n";
+	const char *two = "From: a@gmail.com\nReply-To: b@yahoo.com\n\nx\n";
+	const char *same = "From: a@gmail.com\nReply-To: a@gmail.com\n\nx\n";
+	const char *body = "From: a@example.com\nReply-To: a@gmail.com\n\n"
+	                   "Please write to b@yahoo.com today.\n";
+	cr_assert(hits(r, forged, "FREEMAIL_FORGED_REPLYTO"));
+	cr_assert(hits(r, forged, "FREEMAIL_REPLYTO_END_DIGIT"));
+	cr_assert_not(hits(r, two, "FREEMAIL_REPLYTO_END_DIGIT"));
+	cr_assert(hits(r, two, "FREEMAIL_REPLYTO"), "From and Reply-To different freemails");
+	cr_assert_not(hits(r, same, "FREEMAIL_REPLYTO"));
+	cr_assert(hits(r, body, "FREEMAIL_REPLYTO"), "Reply-To and the body disagree");
 	rules_free(r);
 }
