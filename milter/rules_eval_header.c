@@ -332,7 +332,8 @@ static long missing_to(struct rules_evalenv *e, const struct rule *ru)
 {
 	(void)ru;
 	const char *to = rules_eval_header(e, "To");
-	if (to == NULL || strcmp(to, "\n") == 0)
+	/* SpamAssassin's get() keeps the newline: an empty To: is not a missing one */
+	if (to == NULL)
 		to = rules_eval_header(e, "Apparently-To");
 	return to == NULL;
 }

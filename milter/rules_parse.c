@@ -78,7 +78,68 @@ struct pstate {
 	char **replace_rules;
 	size_t nreplace, capreplace;
 	char *start, *end;
+	/* skipped eval tests, grouped by reason for one warning per group */
+	struct skipgroup {
+		const char *why; /* static text */
+		const char *file;
+		unsigned line;
+		char **names;
+		size_t n;
+	} * skips;
+	size_t nskips;
 };
+
+/* Records a skipped eval test; rules_parse_end() warns once per reason. */
+static void note_skip(struct pstate *ps, const char *file, unsigned line, const char *name,
+                      const char *why)
+{
+	struct skipgroup *g = NULL;
+	for (size_t i = 0; i < ps->nskips && g == NULL; i++)
+		if (strcmp(ps->skips[i].why, why) == 0)
+			g = &ps->skips[i];
+	if (g == NULL) {
+		ps->skips = xalloc_realloc(ps->skips, (ps->nskips + 1) * sizeof(*ps->skips));
+		g = &ps->skips[ps->nskips++];
+		*g = (struct skipgroup){.why = why, .file = file, .line = line};
+	}
+	for (size_t i = 0; i < g->n; i++)
+		if (strcmp(g->names[i], name) == 0)
+			return;
+	g->names = xalloc_realloc(g->names, (g->n + 1) * sizeof(char *));
+	g->names[g->n++] = xalloc_strdup(name);
+}
+
+static void warn_skips(struct pstate *ps, diag_t *d)
+{
+	for (size_t i = 0; i < ps->nskips; i++) {
+		struct skipgroup *g = &ps->skips[i];
+		if (g->n == 1) {
+			diag_warn(d, g->file, g->line, "skipped eval test %s (%s)", g->names[0],
+			          g->why);
+		} else {
+			char list[400] = "";
+			size_t k = 0, used = 0;
+			for (; k < g->n; k++) {
+				size_t nl = strlen(g->names[k]);
+				if (used + nl + 2 >= sizeof(list) - 16)
+					break;
+				used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+				                         k ? ", " : "", g->names[k]);
+			}
+			if (k < g->n)
+				snprintf(list + used, sizeof(list) - used, " and %zu more",
+				         g->n - k);
+			diag_warn(d, g->file, g->line, "skipped %zu eval tests (%s): %s", g->n,
+			          g->why, list);
+		}
+		for (size_t k = 0; k < g->n; k++)
+			free(g->names[k]);
+		free(g->names);
+	}
+	free(ps->skips);
+	ps->skips = NULL;
+	ps->nskips = 0;
+}
 
 /* Warns once per key: unsupported constructs would otherwise flood lint. */
 static void warn_once(struct pstate *ps, diag_t *d, const char *file, unsigned line,
@@ -527,10 +588,7 @@ static int def_eval(struct ctx *c, const char *name, int type, const char *spec)
 	if (def == NULL) {
 		ru->skipped = true;
 		const char *why = rules_eval_skip_reason(func);
-		char key[160];
-		snprintf(key, sizeof(key), "eval %s", func);
-		warn_once(c->ps, c->d, c->file, c->line, key, "skipped eval test %s (%s)", func,
-		          why ? why : "not implemented");
+		note_skip(c->ps, c->file, c->line, func, why ? why : "not implemented");
 		return 0;
 	}
 	for (size_t i = 0; i < ru->neargs; i++)
@@ -544,10 +602,9 @@ static int def_eval(struct ctx *c, const char *name, int type, const char *spec)
 		/* a form of the test this engine does not compute: skipped, not an error */
 		ru->skipped = true;
 		ru->evaldef = NULL;
-		char key[200];
-		snprintf(key, sizeof(key), "eval %s(%s)", func, ru->neargs ? ru->eargs[0] : "");
-		warn_once(c->ps, c->d, c->file, c->line, key, "skipped eval test %s(%s) (%s)", func,
-		          ru->neargs ? ru->eargs[0] : "", err + 1);
+		char full[200];
+		snprintf(full, sizeof(full), "%s(%s)", func, ru->neargs ? ru->eargs[0] : "");
+		note_skip(c->ps, c->file, c->line, full, err + 1);
 		return 0;
 	}
 	if (err != NULL) {
@@ -1320,6 +1377,7 @@ int rules_parse_end(rules_t *r, void *state, diag_t *d)
 			rc = -1;
 		}
 	}
+	warn_skips(ps, d);
 	for (size_t i = 0; i < ps->nwarned; i++)
 		free(ps->warned[i]);
 	free(ps->warned);

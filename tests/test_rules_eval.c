@@ -162,6 +162,7 @@ Test(rules_eval, header_counts_missing_to_and_illegal_chars)
 	                  "header TMPL eval:check_unresolved_template()\n");
 	cr_assert(hits(r, "Subject: x\n\nx\n", "MISSING_TO"));
 	cr_assert_not(hits(r, "To: a@example.com\nSubject: x\n\nx\n", "MISSING_TO"));
+	cr_assert_not(hits(r, "To: \nSubject: x\n\nx\n", "MISSING_TO"), "empty is not missing");
 	cr_assert(hits(r, "Subject: a\nSubject: b\n\nx\n", "TWO_SUBJ"));
 	cr_assert_not(hits(r, "Subject: a\nSubject: a\n\nx\n", "TWO_SUBJ"), "distinct values");
 	cr_assert(hits(r, "Subject: caf\xe9 cr\xe8me\n\nx\n", "SUBJ_ILLEGAL"));
@@ -250,6 +251,7 @@ Test(rules_eval, unimplemented_evals_warn_with_their_reason_and_bad_arguments_fa
 	cr_assert(
 	    diag_has(d, "t.cf:3: warning: skipped eval test check_for_mime(mime_qp_long_line)"));
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "OK")));
+	cr_assert_eq(diag_warnings(d), 3, "one warning per reason");
 	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "R")));
 	rules_free(r);
 	diag_free(d);
@@ -264,6 +266,23 @@ Test(rules_eval, unimplemented_evals_warn_with_their_reason_and_bad_arguments_fa
 	r = rules_load_text("t.cf", "header D eval:check_for_shifted_date('3')\n", NULL, d);
 	cr_assert_null(r, "too few arguments");
 	cr_assert(diag_has(d, "bad arguments for eval:check_for_shifted_date"));
+	diag_free(d);
+}
+
+Test(rules_eval, skipped_evals_are_listed_once_per_reason)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("t.cf",
+	                             "header A eval:check_rbl('x', 'zen.example.')\n"
+	                             "header B eval:check_rbl_sub('x', '127.0.0.2')\n"
+	                             "header C eval:check_rbl('y', 'other.example.')\n"
+	                             "uri D eval:check_uridnsbl('D')\n",
+	                             NULL, d);
+	cr_assert_not_null(r);
+	cr_assert_eq(diag_warnings(d), 1);
+	cr_assert(diag_has(d, "t.cf:1: warning: skipped 3 eval tests (DNS list"));
+	cr_assert(diag_has(d, "check_rbl, check_rbl_sub, check_uridnsbl"));
+	rules_free(r);
 	diag_free(d);
 }
 
