@@ -443,6 +443,152 @@ static long forged_yahoo(struct rules_evalenv *e, const struct rule *ru)
 	return 1;
 }
 
+/* ---------------------------------------------------------------- Hotmail */
+
+/* Every Received field, white space runs made one space. */
+static const char *received_flat(struct rules_evalenv *e)
+{
+	const char *rcvd = hget(e, "Received");
+	abuf_t b;
+	abuf_init(&b, e->a, strlen(rcvd) + 1);
+	for (const char *p = rcvd; *p; p++) {
+		if (isspace((unsigned char)*p)) {
+			while (isspace((unsigned char)p[1]))
+				p++;
+			abuf_append(&b, " ", 1);
+		} else {
+			abuf_append(&b, p, 1);
+		}
+	}
+	abuf_append(&b, "", 1);
+	return b.data;
+}
+
+static bool msn_groups(struct rules_evalenv *e, const char *rcvd)
+{
+	static struct rules_eval_re to_re = {.pattern = "<(\\S+)\\@groups\\.msn\\.com>",
+	                                     .options = PCRE2_CASELESS};
+	static struct rules_eval_re pickup = {
+	    .pattern = "from mail pickup service by ((?:p\\d\\d\\.)groups\\.msn\\.com)\\b"};
+	const char *to = hget(e, "To");
+	const char *list = rules_eval_re_group(&to_re, to, strlen(to), e->a);
+	if (list == NULL)
+		return false;
+	const char *server = rules_eval_re_group(&pickup, rcvd, strlen(rcvd), e->a);
+	if (server == NULL)
+		return false;
+	const char *mid = hget(e, "Message-Id");
+	while (isspace((unsigned char)*mid))
+		mid++;
+	char *want;
+	if (strcmp(list, "notifications") == 0) {
+		want = arena_sprintf(e->a, "@%s>", server);
+	} else {
+		want = arena_sprintf(e->a, "<%s-", list);
+		if (strncmp(mid, want, strlen(want)) != 0)
+			return false;
+		want = "@groups.msn.com>";
+	}
+	return rules_eval_strcasestr(mid, want) != NULL;
+}
+
+/*
+ * 1: a Received field names hotmail.com but is not Hotmail's own; 2: From
+ * is at hotmail.com and no Received field of Hotmail's is there; 0 else.
+ */
+static int hotmail(struct rules_evalenv *e)
+{
+	char *rcvd = (char *)received_flat(e);
+	size_t rl = strlen(rcvd);
+	static struct rules_eval_re pickup = {
+	    .pattern = "from mail pickup service by hotmail\\.com with Microsoft SMTPSVC;"};
+	if (rules_eval_re(&pickup, rcvd, rl) || msn_groups(e, rcvd) || gated(e))
+		return 0;
+	const char *xip = rules_eval_header(e, "X-Originating-Ip");
+	const char *xorg = rules_eval_header(e, "X-OriginatorOrg");
+	static struct rules_eval_re ipre = {.pattern =
+	                                        "\\d+\\.\\d+\\.\\d+\\.\\d+|[0-9a-f:]*:[0-9a-f:]+",
+	                                    .options = PCRE2_CASELESS};
+	static struct rules_eval_re orgre = {.pattern = "hotmail\\.com|msonline\\-outlook"};
+	bool ip = xip && rules_eval_re(&ipre, xip, strlen(xip));
+	bool org = xorg && rules_eval_re(&orgre, xorg, strlen(xorg));
+	static struct rules_eval_re real_ip[] = {
+	    {.pattern = "from (?:\\S*\\.)?hotmail.com \\(\\S+\\.hotmail(?:\\.msn)?\\.com[ \\)]"},
+	    {.pattern = "from \\S*\\.hotmail.com \\(\\[[0-9a-fA-F.:]+\\][ \\):]"},
+	    {.pattern = "from \\S+ by \\S+\\.hotmail(?:\\.msn)?\\.com with HTTP\\;"},
+	    {.pattern = "from \\[66\\.218.\\S+\\] by \\S+\\.yahoo\\.com"},
+	};
+	static struct rules_eval_re real_org[] = {
+	    {.pattern = "from \\S*\\.outbound\\.protection\\.outlook\\.com "
+	                "\\(\\S+\\.outbound\\.protection\\.outlook\\.com[ \\)]"},
+	    {.pattern =
+	         "from \\S*\\.(?:eur|nam)prd\\d+\\.prod\\.outlook\\.com \\([0-9a-fA-F.:]+\\)"},
+	};
+	for (size_t i = 0; ip && i < sizeof(real_ip) / sizeof(real_ip[0]); i++)
+		if (rules_eval_re(&real_ip[i], rcvd, rl))
+			return 0;
+	for (size_t i = 0; org && i < sizeof(real_org) / sizeof(real_org[0]); i++)
+		if (rules_eval_re(&real_org[i], rcvd, rl))
+			return 0;
+	static struct rules_eval_re helo = {.pattern = "(?:from |HELO |helo=)\\S*hotmail\\.com\\b"};
+	if (rules_eval_re(&helo, rcvd, rl))
+		return 1;
+	const char *from = from_addr(e);
+	size_t fl = strlen(from);
+	if (!ends_with_ci(from, "hotmail.com") ||
+	    (fl > 11 && (isalnum((unsigned char)from[fl - 12]) || from[fl - 12] == '_')))
+		return 0;
+	return 2;
+}
+
+static long forged_hotmail(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return hotmail(e) == 1;
+}
+
+static long no_hotmail_received(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return hotmail(e) == 2;
+}
+
+/* ---------------------------------------------------------------- From vs EnvelopeFrom */
+
+/* The last two labels of the domain of an address ("" when there is none). */
+static const char *two_labels(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	if (at == NULL || at[1] == '\0')
+		return "";
+	const char *d = at + 1, *last = strrchr(d, '.');
+	if (last == NULL)
+		return d;
+	for (const char *p = last - 1; p > d; p--)
+		if (*p == '.')
+			return p + 1 < last ? p + 1 : d;
+	return d;
+}
+
+static long equal_from_domains(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	const char *fd = two_labels(from_addr(e));
+	if (*fd == '\0')
+		return 0;
+	const char *env = msg_mail_from(e->m);
+	if (env == NULL) {
+		/* a file: the MTA's record of the envelope, as the EnvelopeFrom pseudo-field */
+		const char *rp = rules_eval_header(e, "Return-Path");
+		const char **list;
+		env = rp && rules_eval_addrs(e->a, rp, &list) ? list[0] : "";
+	}
+	const char *ed = two_labels(env);
+	if (*ed == '\0')
+		return 0;
+	return strcasecmp(fd, ed) != 0;
+}
+
 /* ---------------------------------------------------------------- counts */
 
 static const char *check_count_args(const struct rule *ru)
@@ -565,5 +711,8 @@ const struct rules_evaldef rules_eval_header_defs[] = {
     {"check_header_count_range", header_count_range, 3, 3, check_count_args},
     {"check_illegal_chars", illegal_chars, 3, 3, check_illegal_args},
     {"check_unresolved_template", unresolved_template, 0, 0, NULL},
+    {"check_for_forged_hotmail_received_headers", forged_hotmail, 0, 0, NULL},
+    {"check_for_no_hotmail_received_headers", no_hotmail_received, 0, 0, NULL},
+    {"check_equal_from_domains", equal_from_domains, 0, 0, NULL},
     {NULL, NULL, 0, 0, NULL},
 };

@@ -260,7 +260,20 @@ static long html_range(struct rules_evalenv *e, const struct rule *ru)
 	return 0;
 }
 
+static const char *check_test(const struct rule *ru)
+{
+	return strcmp(ru->eargs[0], "html") == 0 ? NULL : "~not implemented";
+}
+
+/* html_test('html'): SpamAssassin's HTML_MESSAGE, any text/html part parsed */
+static long html_test(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return facts(e)->n > 0;
+}
+
 const struct rules_evaldef rules_eval_html_defs[] = {
+    {"html_test", html_test, 1, 1, check_test},
     {"html_tag_exists", tag_exists, 1, 1, check_tag},
     {"html_tag_balance", tag_balance, 2, 2, check_tag},
     {"html_image_only", image_only, 2, 2, NULL},

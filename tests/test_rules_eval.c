@@ -355,6 +355,7 @@ Test(rules_eval, html_tags_balance_length_and_image_only)
 	                  "body HTML_IMAGE_ONLY_04 eval:html_image_only('0000','0400')\n"
 	                  "body HTML_SHORT eval:html_eval('length', '< 384')\n"
 	                  "body HTML_LEN_LONG eval:html_range('length', '384', 'inf')\n"
+	                  "body HTML_MESSAGE eval:html_test('html')\n"
 	                  "meta HTML_TAG __TAG_EXISTS_HTML\nmeta CENTER __TAG_EXISTS_CENTER\n");
 	const char *img = "Content-Type: text/html\nSubject: x\n\n"
 	                  "<html><body><img src=\"http://example.com/a.png\"></body></html>\n";
@@ -370,6 +371,8 @@ Test(rules_eval, html_tags_balance_length_and_image_only)
 	cr_assert_not(hits(r, unbalanced, "HTML_IMAGE_ONLY_04"), "no image");
 	cr_assert_not(hits(r, unbalanced, "CENTER"), "a tag in a comment does not count");
 	cr_assert_not(hits(r, plain, "HTML_TAG"), "markup in text/plain is text");
+	cr_assert(hits(r, img, "HTML_MESSAGE"));
+	cr_assert_not(hits(r, plain, "HTML_MESSAGE"));
 	rules_free(r);
 }
 
@@ -416,5 +419,36 @@ Test(rules_eval, freemail_reply_to_tests)
 	cr_assert(hits(r, two, "FREEMAIL_REPLYTO"), "From and Reply-To different freemails");
 	cr_assert_not(hits(r, same, "FREEMAIL_REPLYTO"));
 	cr_assert(hits(r, body, "FREEMAIL_REPLYTO"), "Reply-To and the body disagree");
+	rules_free(r);
+}
+
+Test(rules_eval, hotmail_received_and_from_domains)
+{
+	rules_t *r =
+	    load("header FORGED_HOTMAIL_RCVD2 eval:check_for_no_hotmail_received_headers()\n"
+	         "header __FORGED_HOTMAIL_RCVD "
+	         "eval:check_for_forged_hotmail_received_headers()\n"
+	         "meta FORGED_HOTMAIL __FORGED_HOTMAIL_RCVD\n"
+	         "header HEADER_FROM_DIFFERENT_DOMAINS eval:check_equal_from_domains()\n");
+	const char *nohm = "Received: from x.example (x.example [192.0.2.1]) by mx.example.org; "
+	                   "Mon, 2 Jan 2023 10:00:00 +0000\nFrom: a@hotmail.com\n\nx\n";
+	const char *real = "Received: from hotmail.com (f1.law8.hotmail.com [192.0.2.1]) by "
+	                   "mx.example.org; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                   "X-Originating-IP: [198.51.100.1]\nFrom: a@hotmail.com\n\nx\n";
+	const char *helo =
+	    "Received: from mx.hotmail.com (x.example [192.0.2.1]) by "
+	    "mx.example.org; Mon, 2 Jan 2023 10:00:00 +0000\nFrom: a@example.com\n\nx\n";
+	cr_assert(hits(r, nohm, "FORGED_HOTMAIL_RCVD2"));
+	cr_assert_not(hits(r, real, "FORGED_HOTMAIL_RCVD2"));
+	cr_assert_not(hits(r, real, "FORGED_HOTMAIL"));
+	cr_assert(hits(r, helo, "FORGED_HOTMAIL"));
+	cr_assert_not(hits(r, helo, "FORGED_HOTMAIL_RCVD2"));
+	cr_assert(hits(r, "Return-Path: <b@mail.other.example>\nFrom: a@news.example.com\n\nx\n",
+	               "HEADER_FROM_DIFFERENT_DOMAINS"));
+	cr_assert_not(hits(r, "Return-Path: <b@bounce.example.com>\nFrom: a@example.com\n\nx\n",
+	                   "HEADER_FROM_DIFFERENT_DOMAINS"),
+	              "same last two labels");
+	cr_assert_not(hits(r, "From: a@example.com\n\nx\n", "HEADER_FROM_DIFFERENT_DOMAINS"),
+	              "no envelope sender known");
 	rules_free(r);
 }
