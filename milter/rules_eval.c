@@ -118,6 +118,64 @@ const char *rules_eval_header_raw(struct rules_evalenv *e, const char *name)
 	return header_get(e, name, true);
 }
 
+/* ---------------------------------------------------------------- envelope sender */
+
+/* Whether some Received field comes before a field called name. */
+static bool after_received(msg_t *m, const char *name)
+{
+	bool rcvd = false;
+	for (size_t i = 0; i < msg_header_count(m); i++) {
+		const char *n = msg_header_name(m, i);
+		if (strcasecmp(n, "Received") == 0)
+			rcvd = true;
+		else if (rcvd && strcasecmp(n, name) == 0)
+			return true;
+	}
+	return false;
+}
+
+static const char *first_addr(struct rules_evalenv *e, const char *name)
+{
+	const char *v = msg_header_get(e->m, name, 0);
+	if (v == NULL)
+		return NULL;
+	const char **list;
+	return rules_eval_addrs(e->a, mime_decode_header(e->a, v), &list) ? list[0] : "";
+}
+
+/*
+ * SpamAssassin's EnvelopeFrom: the SMTP sender when Sift has it (the
+ * milter); in a file, a field the delivering MTA added above every
+ * Received field (X-Envelope-From, Envelope-Sender, Return-Path), none when
+ * fetchmail relayed a message with X-Sender. (SpamAssassin looks first at
+ * the envelope-from its Received parser finds; Sift's relays do not
+ * record it.) NULL when unknown.
+ */
+const char *rules_eval_envelope_from(struct rules_evalenv *e)
+{
+	const char *f = msg_mail_from(e->m);
+	if (f != NULL)
+		return f;
+	const char *xs = first_addr(e, "X-Sender");
+	if (xs != NULL && strchr(xs, '@') != NULL) {
+		const char *v;
+		for (size_t i = 0; (v = msg_header_get(e->m, "Received", i)) != NULL; i++)
+			if (strstr(v, "(fetchmail") != NULL)
+				return NULL;
+	}
+	static const char *const names[] = {"X-Envelope-From", "Envelope-Sender", "Return-Path"};
+	for (size_t k = 0; k < 3; k++) {
+		const char *a = first_addr(e, names[k]);
+		if (a == NULL)
+			continue;
+		if (!after_received(e->m, names[k]))
+			return a;
+		if (k == 0)
+			return NULL;
+	}
+	return NULL;
+}
+
 /* ---------------------------------------------------------------- relays */
 
 static char *relay_field(arena_t *a, const char *s, size_t n, const char *key)

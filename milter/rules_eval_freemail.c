@@ -188,9 +188,7 @@ static size_t addrs_of(struct rules_evalenv *e, const char *name, const char ***
 		*colon = '\0';
 	const char *v;
 	if (strcasecmp(field, "EnvelopeFrom") == 0) {
-		v = msg_mail_from(e->m);
-		if (v == NULL)
-			v = rules_eval_header(e, "Return-Path");
+		v = rules_eval_envelope_from(e);
 	} else {
 		v = rules_eval_header(e, field);
 	}

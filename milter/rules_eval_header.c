@@ -576,14 +576,8 @@ static long equal_from_domains(struct rules_evalenv *e, const struct rule *ru)
 	const char *fd = two_labels(from_addr(e));
 	if (*fd == '\0')
 		return 0;
-	const char *env = msg_mail_from(e->m);
-	if (env == NULL) {
-		/* a file: the MTA's record of the envelope, as the EnvelopeFrom pseudo-field */
-		const char *rp = rules_eval_header(e, "Return-Path");
-		const char **list;
-		env = rp && rules_eval_addrs(e->a, rp, &list) ? list[0] : "";
-	}
-	const char *ed = two_labels(env);
+	const char *env = rules_eval_envelope_from(e);
+	const char *ed = two_labels(env ? env : "");
 	if (*ed == '\0')
 		return 0;
 	return strcasecmp(fd, ed) != 0;

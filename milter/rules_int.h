@@ -266,6 +266,8 @@ void rules_eval_relays(struct rules_evalenv *e);
 /* The decoded, unfolded values of field name joined by "\n" (NULL if absent). */
 const char *rules_eval_header(struct rules_evalenv *e, const char *name);
 const char *rules_eval_header_raw(struct rules_evalenv *e, const char *name);
+/* SpamAssassin's EnvelopeFrom (arena or message string), NULL when unknown. */
+const char *rules_eval_envelope_from(struct rules_evalenv *e);
 /* ASCII case-insensitive substring search. */
 const char *rules_eval_strcasestr(const char *h, const char *n);
 
