@@ -145,17 +145,23 @@ static const char *first_addr(struct rules_evalenv *e, const char *name)
 
 /*
  * SpamAssassin's EnvelopeFrom: the SMTP sender when Sift has it (the
- * milter); in a file, a field the delivering MTA added above every
- * Received field (X-Envelope-From, Envelope-Sender, Return-Path), none when
- * fetchmail relayed a message with X-Sender. (SpamAssassin looks first at
- * the envelope-from its Received parser finds; Sift's relays do not
- * record it.) NULL when unknown.
+ * milter); in a file, the envelope-from of the last relay's Received
+ * field, else a field the delivering MTA added above every Received field
+ * (X-Envelope-From, Envelope-Sender, Return-Path), none when fetchmail
+ * relayed a message with X-Sender. NULL when unknown.
  */
 const char *rules_eval_envelope_from(struct rules_evalenv *e)
 {
 	const char *f = msg_mail_from(e->m);
 	if (f != NULL)
 		return f;
+	/* the envelope-from the newest untrusted (else the oldest trusted) relay recorded */
+	rules_eval_relays(e);
+	const struct rules_relay *hop = e->nuntrusted ? &e->untrusted[0]
+	                                : e->ntrusted ? &e->trusted[e->ntrusted - 1]
+	                                              : NULL;
+	if (hop != NULL && strchr(hop->envfrom, '@') != NULL && hop->envfrom[0] != '@')
+		return hop->envfrom;
 	const char *xs = first_addr(e, "X-Sender");
 	if (xs != NULL && strchr(xs, '@') != NULL) {
 		const char *v;

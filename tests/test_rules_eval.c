@@ -452,3 +452,17 @@ Test(rules_eval, hotmail_received_and_from_domains)
 	              "no envelope sender known");
 	rules_free(r);
 }
+
+Test(rules_eval, the_envelope_sender_comes_from_the_received_chain)
+{
+	rules_t *r =
+	    load("header ENVFROM X-Spam-Relays-Untrusted =~ /envfrom=list\\@bounce\\.example /\n"
+	         "header HEADER_FROM_DIFFERENT_DOMAINS eval:check_equal_from_domains()\n");
+	const char *m = "Received: from mx.bounce.example (mx.bounce.example [192.0.2.7])\n"
+	                " (envelope-from <list@bounce.example>)\n"
+	                " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                "From: a@example.com\n\nx\n";
+	cr_assert(hits(r, m, "ENVFROM"));
+	cr_assert(hits(r, m, "HEADER_FROM_DIFFERENT_DOMAINS"));
+	rules_free(r);
+}
