@@ -466,3 +466,29 @@ Test(rules_eval, the_envelope_sender_comes_from_the_received_chain)
 	cr_assert(hits(r, m, "HEADER_FROM_DIFFERENT_DOMAINS"));
 	rules_free(r);
 }
+
+Test(rules_eval, html_font_sizes_faces_and_image_ratio)
+{
+	rules_t *r = load("body HTML_FONT_SIZE_LARGE eval:html_range('max_size', '5', '6')\n"
+	                  "body HTML_FONT_SIZE_HUGE eval:html_range('max_size', '6', 'inf')\n"
+	                  "body HTML_FONT_FACE_BAD eval:html_test('font_face_bad')\n"
+	                  "body HTML_IMAGE_RATIO_02 eval:html_image_ratio('0.000','0.002')\n"
+	                  "body HTML_EMBEDS eval:html_test('embeds')\n");
+	const char *big = "Content-Type: text/html\n\n<font size=\"+3\">BUY</font>\n";
+	const char *huge =
+	    "Content-Type: text/html\n\n<font size=7 face=\"Arial, Helvetica\">x</font>\n";
+	const char *face = "Content-Type: text/html\n\n<font face=\"=?x#1\">hello</font>\n";
+	const char *img = "Content-Type: text/html\n\n<img src=a.png width=600 height=400>hi\n";
+	const char *text = "Content-Type: text/html\n\n<p>a normal letter</p><img src=a.png "
+	                   "width=10 height=10><embed src=x.swf>\n";
+	cr_assert(hits(r, big, "HTML_FONT_SIZE_LARGE"), "basefont 3 + 3");
+	cr_assert_not(hits(r, big, "HTML_FONT_SIZE_HUGE"));
+	cr_assert(hits(r, huge, "HTML_FONT_SIZE_HUGE"));
+	cr_assert_not(hits(r, huge, "HTML_FONT_FACE_BAD"));
+	cr_assert(hits(r, face, "HTML_FONT_FACE_BAD"));
+	cr_assert(hits(r, img, "HTML_IMAGE_RATIO_02"), "2 characters over 240000 pixels");
+	cr_assert_not(hits(r, text, "HTML_IMAGE_RATIO_02"));
+	cr_assert(hits(r, text, "HTML_EMBEDS"));
+	cr_assert_not(hits(r, img, "HTML_EMBEDS"));
+	rules_free(r);
+}
