@@ -492,3 +492,25 @@ Test(rules_eval, html_font_sizes_faces_and_image_ratio)
 	cr_assert_not(hits(r, img, "HTML_EMBEDS"));
 	rules_free(r);
 }
+
+Test(rules_eval, html_low_contrast_and_invalid_colours)
+{
+	rules_t *r = load("body HTML_FONT_LOW_CONTRAST eval:html_test('font_low_contrast')\n"
+	                  "body T_FONT_INVALID eval:html_test('font_invalid_color')\n");
+	const char *white = "Content-Type: text/html\n\n<p>hi</p><font color=\"#fffffe\">hidden "
+	                    "words</font>\n";
+	const char *css = "Content-Type: text/html\n\n<div style=\"background-color: navy\">"
+	                  "<span style=\"color: rgb(0, 0, 130)\">hidden</span></div>\n";
+	const char *fine = "Content-Type: text/html\n\n<div style=\"background: #ffffff\">"
+	                   "<font color=red>red</font> <font color=\"#ffffff\"> </font></div>\n";
+	const char *closed = "Content-Type: text/html\n\n<font color=white></font>visible\n";
+	const char *invalid = "Content-Type: text/html\n\n<font color=\"ff0000\">x</font>\n";
+	cr_assert(hits(r, white, "HTML_FONT_LOW_CONTRAST"));
+	cr_assert(hits(r, css, "HTML_FONT_LOW_CONTRAST"));
+	cr_assert_not(hits(r, fine, "HTML_FONT_LOW_CONTRAST"), "white space in white is no text");
+	cr_assert_not(hits(r, closed, "HTML_FONT_LOW_CONTRAST"), "the colour ends with its tag");
+	cr_assert(hits(r, invalid, "T_FONT_INVALID"), "a hex colour needs its #");
+	cr_assert_not(hits(r, invalid, "HTML_FONT_LOW_CONTRAST"));
+	cr_assert_not(hits(r, fine, "T_FONT_INVALID"));
+	rules_free(r);
+}
