@@ -9,8 +9,42 @@
 
 struct mimefacts {
 	unsigned html, text, base64, qp, attachment;
-	bool base64_text, bad_iso_charset;
+	bool base64_text, bad_iso_charset, ascii_text_illegal;
+	long qp_excess; /* needlessly encoded characters in the QP lines */
 };
+
+/*
+ * SpamAssassin counts, over the raw lines of quoted-printable parts, the
+ * characters encoded that need not be (=20 inside a line, =41 ...), less
+ * the trailing white space QP must encode. Sift keeps no raw text per
+ * part, so this counts over the raw body when some part is QP: lines of
+ * other parts rarely hold "=XX" with those hex values.
+ */
+static long qp_excess(const char *b, size_t n)
+{
+	static struct rules_eval_re enc = {.pattern =
+	                                       "=(?:09|3[0-9ABCEF]|[2456][0-9A-F]|7[0-9A-E])"};
+	static struct rules_eval_re trail = {.pattern = "((?:=09|=20)+)\\s*$"};
+	long count = 0;
+	for (size_t off = 0; off < n;) {
+		const char *nl = memchr(b + off, '\n', n - off);
+		size_t len = nl ? (size_t)(nl - (b + off)) : n - off;
+		const char *line = b + off;
+		if (memchr(line, '=', len) != NULL) {
+			long c = 0;
+			size_t s, l;
+			for (size_t from = 0;
+			     from < len && rules_eval_re_find(&enc, line, len, from, &s, &l);
+			     from = s + l)
+				c++;
+			if (c && rules_eval_re_find(&trail, line, len, 0, &s, &l))
+				c -= (long)(l / 3);
+			count += c;
+		}
+		off += len + 1;
+	}
+	return count;
+}
 
 /* The Content-Disposition of a part's own header block, lower-cased ("" if none). */
 static const char *disposition(arena_t *a, const char *headers)
@@ -64,6 +98,24 @@ static struct mimefacts facts(struct rules_evalenv *e)
 			f.base64_text = true;
 		if (rules_eval_re(&iso, cs, strlen(cs)) && !rules_eval_re(&iso_ok, cs, strlen(cs)))
 			f.bad_iso_charset = true;
+		/*
+		 * text/plain declared (or defaulted) us-ascii holding 8-bit bytes or NUL;
+		 * an encoded part's raw lines are ASCII, so only unencoded ones count.
+		 */
+		if (strcmp(ct, "text/plain") == 0 && (*cs == '\0' || strcmp(cs, "us-ascii") == 0) &&
+		    !b64 && strstr(cte, "quoted-printable") == NULL && p->decoded != NULL &&
+		    p->decoded_len > 0) {
+			for (size_t k = 0; k < p->decoded_len; k++)
+				if ((unsigned char)p->decoded[k] >= 0x80 || p->decoded[k] == '\0') {
+					f.ascii_text_illegal = true;
+					break;
+				}
+		}
+	}
+	if (f.qp > 0) {
+		size_t n;
+		const char *b = msg_body(e->m, &n);
+		f.qp_excess = b ? qp_excess(b, n) : 0;
 	}
 	return f;
 }
@@ -88,7 +140,7 @@ static long for_mime(struct rules_evalenv *e, const struct rule *ru)
 	if (strcmp(t, "mime_base64_count") == 0)
 		return f.base64 > 0;
 	if (strcmp(t, "mime_qp_count") == 0)
-		return f.qp > 0;
+		return f.qp_excess > 0; /* SpamAssassin's count, overwritten by the excess */
 	if (strcmp(t, "mime_attachment") == 0)
 		return f.attachment > 0;
 	if (strcmp(t, "mime_base64_encoded_text") == 0)
@@ -117,7 +169,14 @@ static long mime_html_only(struct rules_evalenv *e, const struct rule *ru)
 	return f.html > 0 && f.text == 0;
 }
 
+static long ascii_text_illegal(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return facts(e).ascii_text_illegal;
+}
+
 const struct rules_evaldef rules_eval_mime_defs[] = {
+    {"check_for_ascii_text_illegal", ascii_text_illegal, 0, 0, NULL},
     {"check_for_mime", for_mime, 1, 1, check_mime_arg},
     {"check_for_mime_html", mime_html, 0, 0, NULL},
     {"check_for_mime_html_only", mime_html_only, 0, 0, NULL},

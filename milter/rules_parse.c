@@ -50,6 +50,7 @@ static const char *const provided_features[] = {
     "Mail::SpamAssassin::Conf::feature_yesno_takes_args",
     "Mail::SpamAssassin::Conf::feature_registryboundaries",
     "Mail::SpamAssassin::Conf::feature_capture_rules",
+    "Mail::SpamAssassin::Plugin::MIMEEval::has_check_for_ascii_text_illegal",
     NULL,
 };
 

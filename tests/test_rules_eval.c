@@ -215,7 +215,7 @@ Test(rules_eval, mime_parts_encodings_and_html_only)
 	const char *html = "Content-Type: text/html\nSubject: x\n\n<p>hi</p>\n";
 	const char *alt = "Content-Type: multipart/alternative; boundary=b\nSubject: x\n\n"
 	                  "--b\nContent-Type: text/plain\nContent-Transfer-Encoding: "
-	                  "quoted-printable\n\nhi=20\n"
+	                  "quoted-printable\n\nh=69 there\n"
 	                  "--b\nContent-Type: text/html\n\n<p>hi</p>\n--b--\n";
 	const char *att = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
 	                  "--b\nContent-Type: text/plain\n\nsee file\n"
@@ -512,5 +512,23 @@ Test(rules_eval, html_low_contrast_and_invalid_colours)
 	cr_assert(hits(r, invalid, "T_FONT_INVALID"), "a hex colour needs its #");
 	cr_assert_not(hits(r, invalid, "HTML_FONT_LOW_CONTRAST"));
 	cr_assert_not(hits(r, fine, "T_FONT_INVALID"));
+	rules_free(r);
+}
+
+Test(rules_eval, mime_fake_ascii_and_needless_quoted_printable)
+{
+	rules_t *r =
+	    load("body PP_MIME_FAKE_ASCII_TEXT eval:check_for_ascii_text_illegal()\n"
+	         "rawbody __MIME_QP eval:check_for_mime('mime_qp_count')\nmeta QP __MIME_QP\n");
+	const char *fake = "Content-Type: text/plain; charset=us-ascii\n\ncaf\xe9 cr\xe8me\n";
+	const char *latin = "Content-Type: text/plain; charset=iso-8859-1\n\ncaf\xe9 cr\xe8me\n";
+	const char *needless = "Content-Type: text/plain\nContent-Transfer-Encoding: "
+	                       "quoted-printable\n\n=48=65llo=20world\n";
+	const char *needed = "Content-Type: text/plain; charset=iso-8859-1\n"
+	                     "Content-Transfer-Encoding: quoted-printable\n\ncaf=E9 au lait=20\n";
+	cr_assert(hits(r, fake, "PP_MIME_FAKE_ASCII_TEXT"));
+	cr_assert_not(hits(r, latin, "PP_MIME_FAKE_ASCII_TEXT"));
+	cr_assert(hits(r, needless, "QP"));
+	cr_assert_not(hits(r, needed, "QP"), "=E9 is needed, a trailing =20 too");
 	rules_free(r);
 }
