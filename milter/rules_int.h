@@ -232,6 +232,7 @@ extern const struct rules_evaldef rules_eval_relay_defs[];
 extern const struct rules_evaldef rules_eval_mime_defs[];
 extern const struct rules_evaldef rules_eval_html_defs[];
 extern const struct rules_evaldef rules_eval_freemail_defs[];
+extern const struct rules_evaldef rules_eval_body_defs[];
 
 /* rules_eval_freemail.c: the freemail_* directives (NULL, an error, or '~' and a skip reason) */
 struct rules_freemail;

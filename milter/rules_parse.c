@@ -41,6 +41,7 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::MIMEEval",
     "Mail::SpamAssassin::Plugin::HTMLEval",
     "Mail::SpamAssassin::Plugin::FreeMail",
+    "Mail::SpamAssassin::Plugin::BodyEval",
     NULL,
 };
 
@@ -51,6 +52,7 @@ static const char *const provided_features[] = {
     "Mail::SpamAssassin::Conf::feature_registryboundaries",
     "Mail::SpamAssassin::Conf::feature_capture_rules",
     "Mail::SpamAssassin::Plugin::MIMEEval::has_check_for_ascii_text_illegal",
+    "Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length",
     NULL,
 };
 

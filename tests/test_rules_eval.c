@@ -532,3 +532,38 @@ Test(rules_eval, mime_fake_ascii_and_needless_quoted_printable)
 	cr_assert_not(hits(r, needed, "QP"), "=E9 is needed, a trailing =20 too");
 	rules_free(r);
 }
+
+/* ---------------------------------------------------------------- BodyEval */
+
+Test(rules_eval, body_length_blank_lines_vertical_words_and_alternative_difference)
+{
+	rules_t *r =
+	    load("body SHORT eval:check_body_length('20')\n"
+	         "body BLANK_LINES_80_90 eval:check_blank_line_ratio('50','90','4')\n"
+	         "body __TVD_SPACE_RATIO eval:tvd_vertical_words('0','10')\n"
+	         "body VERTICAL eval:tvd_vertical_words('50','100')\n"
+	         "meta TVD __TVD_SPACE_RATIO\n"
+	         "body MPART_ALT_DIFF eval:multipart_alternative_difference('99', '100')\n");
+	const char *shortmsg = "Subject: hi\n\nhello\n";
+	const char *blank = "Subject: a b c\n\nx\n\n\n\ny\n\n\n\n";
+	const char *vertical = "Subject: x\n\nB U Y N O W\n";
+	const char *url = "Subject:\n\nhttp://example.com/averyveryverylongpathwithoutspaces\n";
+	const char *same =
+	    "Content-Type: multipart/alternative; boundary=b\nSubject: x\n\n"
+	    "--b\nContent-Type: text/plain\n\nhello dear friend\n"
+	    "--b\nContent-Type: text/html\n\n<p>hello <b>dear</b> friend</p>\n--b--\n";
+	const char *differ = "Content-Type: multipart/alternative; boundary=b\nSubject: x\n\n"
+	                     "--b\nContent-Type: text/plain\n\nplease view in html\n"
+	                     "--b\nContent-Type: text/html\n\n<p>cheap pills online</p>\n--b--\n";
+	cr_assert(hits(r, shortmsg, "SHORT"));
+	cr_assert_not(hits(r, same, "SHORT"));
+	cr_assert(hits(r, blank, "BLANK_LINES_80_90"));
+	cr_assert_not(hits(r, shortmsg, "BLANK_LINES_80_90"), "too few lines");
+	cr_assert(hits(r, vertical, "VERTICAL"));
+	cr_assert_not(hits(r, same, "VERTICAL"));
+	cr_assert(hits(r, url, "TVD"));
+	cr_assert_not(hits(r, same, "TVD"));
+	cr_assert(hits(r, differ, "MPART_ALT_DIFF"));
+	cr_assert_not(hits(r, same, "MPART_ALT_DIFF"));
+	rules_free(r);
+}
