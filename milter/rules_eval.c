@@ -263,8 +263,11 @@ static pcre2_code *re_code(struct rules_eval_re *re)
 		/* a built-in pattern that fails to compile is a bug: it never matches */
 		code = pcre2_compile((PCRE2_SPTR)re->pattern, PCRE2_ZERO_TERMINATED, re->options,
 		                     &err, &off, NULL);
-		if (code != NULL)
+		if (code != NULL) {
+			/* JIT when available; pcre2_match() uses it by itself */
+			pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
 			atomic_store_explicit(&re->code, code, memory_order_release);
+		}
 	}
 	pthread_mutex_unlock(&re_lock);
 	return code;

@@ -297,10 +297,21 @@ static struct madiff ma_difference(struct rules_evalenv *e)
 	return r;
 }
 
+static struct madiff madiff_cached(struct rules_evalenv *e)
+{
+	struct madiff *c = e->cache[RULES_EVAL_CACHE_MADIFF];
+	if (c == NULL) {
+		c = arena_alloc(e->a, sizeof(*c));
+		*c = ma_difference(e);
+		e->cache[RULES_EVAL_CACHE_MADIFF] = c;
+	}
+	return *c;
+}
+
 /* multipart_alternative_difference(min, max): percent of the HTML's words not in the text. */
 static long ma_diff(struct rules_evalenv *e, const struct rule *ru)
 {
-	struct madiff d = ma_difference(e);
+	struct madiff d = madiff_cached(e);
 	double min = strtod(ru->eargs[0], NULL);
 	return (min == 0 || d.diff > min) &&
 	       (strcmp(ru->eargs[1], "undef") == 0 || d.diff <= strtod(ru->eargs[1], NULL));
@@ -309,7 +320,7 @@ static long ma_diff(struct rules_evalenv *e, const struct rule *ru)
 /* multipart_alternative_difference_count(ratio, minhtml) */
 static long ma_diff_count(struct rules_evalenv *e, const struct rule *ru)
 {
-	struct madiff d = ma_difference(e);
+	struct madiff d = madiff_cached(e);
 	if ((double)d.html <= strtod(ru->eargs[1], NULL))
 		return 0;
 	return (double)d.text / (double)d.html > strtod(ru->eargs[0], NULL);

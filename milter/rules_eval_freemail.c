@@ -289,7 +289,28 @@ static long freemail_from(struct rules_evalenv *e, const struct rule *ru)
  * inside URLs, in <angle brackets> and before "wrote:"-like words.
  * Returns false when there are more than the limits allow.
  */
+struct fmbody {
+	bool ok;
+	const char **v;
+	size_t n;
+};
+
+static bool body_freemails_uncached(struct rules_evalenv *e, const char ***out, size_t *nout);
+
 static bool body_freemails(struct rules_evalenv *e, const char ***out, size_t *nout)
+{
+	struct fmbody *c = e->cache[RULES_EVAL_CACHE_FMBODY];
+	if (c == NULL) {
+		c = arena_zalloc(e->a, sizeof(*c));
+		c->ok = body_freemails_uncached(e, &c->v, &c->n);
+		e->cache[RULES_EVAL_CACHE_FMBODY] = c;
+	}
+	*out = c->v;
+	*nout = c->n;
+	return c->ok;
+}
+
+static bool body_freemails_uncached(struct rules_evalenv *e, const char ***out, size_t *nout)
 {
 	const struct rules_freemail *f = e->r->freemail;
 	const char **emails = arena_alloc(e->a, 64 * sizeof(char *));
@@ -311,7 +332,7 @@ static bool body_freemails(struct rules_evalenv *e, const char ***out, size_t *n
 	}
 	size_t blen = 0;
 	const char *body = e->mi ? mime_body(e->mi, &blen) : NULL;
-	if (body != NULL) {
+	if (body != NULL && memchr(body, '@', blen) != NULL) {
 		static struct rules_eval_re url = {.pattern =
 		                                       "<?https?://\\S{0,255}(?:\\@|%40)\\S{0,255}",
 		                                   .options = PCRE2_CASELESS};

@@ -197,7 +197,13 @@ static double date_diff(struct rules_evalenv *e)
 
 static long shifted_date(struct rules_evalenv *e, const struct rule *ru)
 {
-	double d = date_diff(e);
+	double *c = e->cache[RULES_EVAL_CACHE_DATEDIFF];
+	if (c == NULL) {
+		c = arena_alloc(e->a, sizeof(*c));
+		*c = date_diff(e);
+		e->cache[RULES_EVAL_CACHE_DATEDIFF] = c;
+	}
+	double d = *c;
 	return in_range(d, ru->eargs[0], ru->eargs[1], 3600);
 }
 
@@ -316,16 +322,27 @@ static struct recips recipients(struct rules_evalenv *e)
 	return r;
 }
 
+static struct recips recipients_cached(struct rules_evalenv *e)
+{
+	struct recips *c = e->cache[RULES_EVAL_CACHE_RECIPS];
+	if (c == NULL) {
+		c = arena_alloc(e->a, sizeof(*c));
+		*c = recipients(e);
+		e->cache[RULES_EVAL_CACHE_RECIPS] = c;
+	}
+	return *c;
+}
+
 static long similar_recipients(struct rules_evalenv *e, const struct rule *ru)
 {
-	struct recips r = recipients(e);
+	struct recips r = recipients_cached(e);
 	return in_range(r.similar, ru->eargs[0], ru->eargs[1], 1);
 }
 
 static long sorted_recipients(struct rules_evalenv *e, const struct rule *ru)
 {
 	(void)ru;
-	return recipients(e).sorted;
+	return recipients_cached(e).sorted;
 }
 
 static long missing_to(struct rules_evalenv *e, const struct rule *ru)
@@ -541,16 +558,27 @@ static int hotmail(struct rules_evalenv *e)
 	return 2;
 }
 
+static int hotmail_cached(struct rules_evalenv *e)
+{
+	int *c = e->cache[RULES_EVAL_CACHE_HOTMAIL];
+	if (c == NULL) {
+		c = arena_alloc(e->a, sizeof(*c));
+		*c = hotmail(e);
+		e->cache[RULES_EVAL_CACHE_HOTMAIL] = c;
+	}
+	return *c;
+}
+
 static long forged_hotmail(struct rules_evalenv *e, const struct rule *ru)
 {
 	(void)ru;
-	return hotmail(e) == 1;
+	return hotmail_cached(e) == 1;
 }
 
 static long no_hotmail_received(struct rules_evalenv *e, const struct rule *ru)
 {
 	(void)ru;
-	return hotmail(e) == 2;
+	return hotmail_cached(e) == 2;
 }
 
 /* ---------------------------------------------------------------- From vs EnvelopeFrom */

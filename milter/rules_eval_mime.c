@@ -65,7 +65,20 @@ static const char *disposition(arena_t *a, const char *headers)
 	return "";
 }
 
+static struct mimefacts compute(struct rules_evalenv *e);
+
 static struct mimefacts facts(struct rules_evalenv *e)
+{
+	struct mimefacts *c = e->cache[RULES_EVAL_CACHE_MIME];
+	if (c == NULL) {
+		c = arena_alloc(e->a, sizeof(*c));
+		*c = compute(e);
+		e->cache[RULES_EVAL_CACHE_MIME] = c;
+	}
+	return *c;
+}
+
+static struct mimefacts compute(struct rules_evalenv *e)
 {
 	struct mimefacts f = {0};
 	size_t np = e->mi ? mime_part_count(e->mi) : 0;

@@ -204,6 +204,16 @@ struct rules_relay {
 	const char *ip, *rdns, *helo, *by, *ident, *envfrom, *id, *auth;
 };
 
+enum {
+	RULES_EVAL_CACHE_DATEDIFF,
+	RULES_EVAL_CACHE_HOTMAIL,
+	RULES_EVAL_CACHE_RECIPS,
+	RULES_EVAL_CACHE_MIME,
+	RULES_EVAL_CACHE_MADIFF,
+	RULES_EVAL_CACHE_FMBODY,
+	RULES_EVAL_CACHE_N
+};
+
 struct rules_evalenv {
 	const rules_t *r;
 	msg_t *m;
@@ -216,6 +226,8 @@ struct rules_evalenv {
 	struct rules_relay *trusted;
 	size_t ntrusted;
 	void *html; /* rules_eval_html.c's per-message facts */
+	/* facts several rules of a family share, computed once per message */
+	void *cache[RULES_EVAL_CACHE_N];
 };
 
 typedef long (*rules_eval_fn)(struct rules_evalenv *e, const struct rule *ru);
