@@ -100,8 +100,11 @@ static int cmp_str(const void *a, const void *b)
 void rules_freemail_finish(rules_t *r)
 {
 	if (r->freemail) {
-		qsort(r->freemail->exact, r->freemail->nexact, sizeof(char *), cmp_str);
-		qsort(r->freemail->welcome, r->freemail->nwelcome, sizeof(char *), cmp_str);
+		/* qsort() must not see the NULL of an empty list */
+		if (r->freemail->nexact)
+			qsort(r->freemail->exact, r->freemail->nexact, sizeof(char *), cmp_str);
+		if (r->freemail->nwelcome)
+			qsort(r->freemail->welcome, r->freemail->nwelcome, sizeof(char *), cmp_str);
 	}
 }
 

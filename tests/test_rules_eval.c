@@ -567,3 +567,12 @@ Test(rules_eval, body_length_blank_lines_vertical_words_and_alternative_differen
 	cr_assert_not(hits(r, same, "MPART_ALT_DIFF"));
 	rules_free(r);
 }
+
+Test(rules_eval, freemail_domains_without_a_welcomelist)
+{
+	/* an empty list must not reach qsort() (undefined behaviour the sanitizers catch) */
+	rules_t *r = load("freemail_domains gmail.com\n"
+	                  "header FREEMAIL_FROM eval:check_freemail_from()\n");
+	cr_assert(hits(r, "From: a@gmail.com\n\nx\n", "FREEMAIL_FROM"));
+	rules_free(r);
+}
