@@ -155,6 +155,7 @@ struct rules {
 	size_t *evals; /* eval: tests, run after the regex rules, before the metas */
 	size_t nevals;
 	struct rules_freemail *freemail; /* freemail_domains and friends, NULL if none */
+	struct rules_wlbl *wlbl;         /* welcomelist_from and friends, NULL if none */
 	char **tags;                     /* capture tags that some rule uses */
 	size_t ntags;
 
@@ -245,6 +246,12 @@ extern const struct rules_evaldef rules_eval_mime_defs[];
 extern const struct rules_evaldef rules_eval_html_defs[];
 extern const struct rules_evaldef rules_eval_freemail_defs[];
 extern const struct rules_evaldef rules_eval_body_defs[];
+extern const struct rules_evaldef rules_eval_wlbl_defs[];
+
+/* rules_eval_wlbl.c: welcomelist_from and friends; 1 when dir is one of them */
+struct rules_wlbl;
+int rules_wlbl_directive(rules_t *r, const char *dir, const char *rest);
+void rules_wlbl_free(struct rules_wlbl *w);
 
 /* rules_eval_freemail.c: the freemail_* directives (NULL, an error, or '~' and a skip reason) */
 struct rules_freemail;

@@ -42,6 +42,7 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::HTMLEval",
     "Mail::SpamAssassin::Plugin::FreeMail",
     "Mail::SpamAssassin::Plugin::BodyEval",
+    "Mail::SpamAssassin::Plugin::WLBLEval",
     NULL,
 };
 
@@ -53,6 +54,7 @@ static const char *const provided_features[] = {
     "Mail::SpamAssassin::Conf::feature_capture_rules",
     "Mail::SpamAssassin::Plugin::MIMEEval::has_check_for_ascii_text_illegal",
     "Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length",
+    "Mail::SpamAssassin::Conf::feature_welcomelist_blocklist",
     NULL,
 };
 
@@ -1024,6 +1026,8 @@ static int directive(struct ctx *c, char *line)
 		          plugin);
 		return 0;
 	}
+	if (rules_wlbl_directive(c->r, dir, rest))
+		return 0;
 	if (strncmp(dir, "freemail_", 9) == 0) {
 		const char *err = rules_freemail_directive(c->r, dir, rest);
 		if (err != NULL && err[0] != '~') {

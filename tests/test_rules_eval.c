@@ -576,3 +576,34 @@ Test(rules_eval, freemail_domains_without_a_welcomelist)
 	cr_assert(hits(r, "From: a@gmail.com\n\nx\n", "FREEMAIL_FROM"));
 	rules_free(r);
 }
+
+/* ---------------------------------------------------------------- WLBLEval */
+
+Test(rules_eval, welcome_and_block_lists_by_address)
+{
+	rules_t *r = load("ifplugin Mail::SpamAssassin::Plugin::WLBLEval\n"
+	                  "if can(Mail::SpamAssassin::Conf::feature_welcomelist_blocklist)\n"
+	                  "header USER_IN_WELCOMELIST eval:check_from_in_welcomelist()\n"
+	                  "header USER_IN_BLOCKLIST eval:check_from_in_blocklist()\n"
+	                  "header USER_IN_BLOCKLIST_TO eval:check_to_in_blocklist()\n"
+	                  "header USER_IN_ALL_SPAM_TO eval:check_to_in_all_spam()\n"
+	                  "endif\nendif\n"
+	                  "welcomelist_from *@partner.example boss@example.com\n"
+	                  "whitelist_from old@example.com\n"
+	                  "unwelcomelist_from old@example.com\n"
+	                  "blocklist_from spam?@*.example.net\n"
+	                  "blocklist_to honeypot@example.org\n"
+	                  "all_spam_to abuse@example.org\n");
+	cr_assert(hits(r, "From: A <a@partner.example>\n\nx\n", "USER_IN_WELCOMELIST"));
+	cr_assert(hits(r, "From: BOSS@Example.COM\n\nx\n", "USER_IN_WELCOMELIST"), "case");
+	cr_assert_not(hits(r, "From: a@partner.example.net\n\nx\n", "USER_IN_WELCOMELIST"),
+	              "anchored at the end");
+	cr_assert_not(hits(r, "From: old@example.com\n\nx\n", "USER_IN_WELCOMELIST"), "removed");
+	cr_assert(hits(r, "From: spam1@mx.example.net\n\nx\n", "USER_IN_BLOCKLIST"));
+	cr_assert_not(hits(r, "From: spam12@mx.example.net\n\nx\n", "USER_IN_BLOCKLIST"));
+	cr_assert(
+	    hits(r, "To: a@example.org\nCc: honeypot@example.org\n\nx\n", "USER_IN_BLOCKLIST_TO"));
+	cr_assert(hits(r, "X-Original-To: abuse@example.org\n\nx\n", "USER_IN_ALL_SPAM_TO"));
+	cr_assert_not(hits(r, "To: a@example.org\n\nx\n", "USER_IN_ALL_SPAM_TO"));
+	rules_free(r);
+}
