@@ -18,13 +18,16 @@
  *
  *	Eval tests ("header NAME eval:check_foo(...)") run when this engine
  *	implements the function (rules_eval*.c: HeaderEval, RelayEval,
- *	MIMEEval, HTMLEval and FreeMail tests; contrib/sa-evals.md lists
- *	them), with their arguments checked at load (a malformed list is an
+ *	MIMEEval, HTMLEval, BodyEval, WLBLEval and FreeMail tests;
+ *	contrib/sa-evals.md lists them), with their arguments checked at load (a malformed list is an
  *	error). What is not supported only warns: skipped eval tests once per
  *	reason, naming the functions ("skipped 3 eval tests (DNS list ...):
  *	check_rbl, ..."), other constructs once each ("skipped directive
  *	askdns"). The freemail_domains, freemail_welcomelist and
- *	freemail_max_body_* directives configure the FreeMail tests. A skipped rule exists but never hits, so metas naming it
+ *	freemail_max_body_* directives configure the FreeMail tests;
+ *	welcomelist_from, blocklist_from, welcomelist_to, blocklist_to,
+ *	more_spam_to, all_spam_to (and whitelist/blacklist names, un... forms)
+ *	the WLBLEval ones. A skipped rule exists but never hits, so metas naming it
  *	still evaluate (with it as 0). A malformed line - a regex PCRE2
  *	rejects, a bad score, a meta that does not parse, an unbalanced
  *	if/endif - is an error and fails the whole load, so a reload keeps the
@@ -33,13 +36,15 @@
  *
  *	ifplugin is true for the plugins whose rules this engine runs
  *	natively: Mail::SpamAssassin::Plugin::ReplaceTags, MIMEHeader,
- *	FreeMail, and HeaderEval, RelayEval, MIMEEval and HTMLEval (their
- *	eval tests in part; plugin(...) likewise). "if"
+ *	FreeMail, WLBLEval, and HeaderEval, RelayEval, MIMEEval, HTMLEval and
+ *	BodyEval (their eval tests in part; plugin(...) likewise). "if"
  *	expressions see version = 4.000001 and perl_version = 5.036000; can()
  *	is true for Mail::SpamAssassin::Conf::feature_bug6558_free,
  *	perl_min_version_5010000, feature_yesno_takes_args,
- *	feature_registryboundaries and feature_capture_rules, false for
- *	everything else (eval helpers). With rules_all_plugins, every ifplugin block is read
+ *	feature_registryboundaries, feature_capture_rules and
+ *	feature_welcomelist_blocklist, and for the eval helpers
+ *	MIMEEval::has_check_for_ascii_text_illegal and
+ *	BodyEval::has_check_body_length; false for everything else. With rules_all_plugins, every ifplugin block is read
  *	(and "!plugin(...)" is false): the regex and meta rules SpamAssassin
  *	keeps in its eval plugins' blocks then load and the eval tests warn.
  *	That is for lint and comparisons: a meta such as "__A && !__EVAL"
