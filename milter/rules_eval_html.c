@@ -27,6 +27,13 @@ struct html_part {
 	bool font_low_contrast, font_invalid_color;
 	struct html_style *style; /* the stack while scanning */
 	size_t nstyle;
+	/* texts html_text_match() looks at: each anchor's text ("<img>\n" for
+	 * an image in it), each comment as written, each title */
+	struct html_texts {
+		char **v;
+		size_t n, cap;
+	} anchor, comment, title;
+	long in_a, in_title;
 	size_t ntags;
 	char *tag[HTML_TAGS_MAX]; /* distinct tag names seen, lower-case */
 	long inside[HTML_TAGS_MAX];
@@ -563,6 +570,50 @@ static void text_run(struct html_part *p, const char *s, const char *e)
 		p->font_invalid_color = true;
 }
 
+#define HTML_TEXTS_MAX 256 /* anchors, comments or titles kept per part */
+
+static void texts_new(arena_t *a, struct html_texts *t, const char *s, size_t n)
+{
+	if (t->n == HTML_TEXTS_MAX)
+		return;
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 8;
+		char **v = arena_alloc(a, cap * sizeof(char *));
+		if (t->n)
+			memcpy(v, t->v, t->n * sizeof(char *));
+		t->v = v;
+		t->cap = cap;
+	}
+	t->v[t->n++] = arena_strndup(a, s, n);
+}
+
+/* Appends to the last text (anchors and titles grow while their tag is open). */
+static void texts_add(arena_t *a, struct html_texts *t, const char *s, size_t n)
+{
+	if (t->n == 0 || n == 0)
+		return;
+	char *old = t->v[t->n - 1];
+	size_t ol = strlen(old);
+	if (ol + n > 64 * 1024)
+		return;
+	char *v = arena_alloc(a, ol + n + 1);
+	memcpy(v, old, ol);
+	memcpy(v + ol, s, n);
+	v[ol + n] = '\0';
+	t->v[t->n - 1] = v;
+}
+
+/* A run of text between tags, for the anchor and the title it sits in. */
+static void add_text(arena_t *a, struct html_part *p, const char *s, const char *e)
+{
+	if (e <= s)
+		return;
+	if (p->in_a > 0)
+		texts_add(a, &p->anchor, s, (size_t)(e - s));
+	if (p->in_title > 0)
+		texts_add(a, &p->title, s, (size_t)(e - s));
+}
+
 static void scan(arena_t *a, const char *s, size_t n, struct html_part *p)
 {
 	p->length = n;
@@ -591,14 +642,22 @@ static void scan(arena_t *a, const char *s, size_t n, struct html_part *p)
 		}
 		if (q + 3 < end && q[1] == '!' && q[2] == '-' && q[3] == '-') {
 			text_run(p, text, q);
+			add_text(a, p, text, q);
+			const char *c0 = q;
 			q = skip_past(q + 4, end, "-->") - 1;
+			texts_new(a, &p->comment, c0, (size_t)(q + 1 - c0));
 			text = q + 1;
 			continue;
 		}
 		if (q + 1 < end && (q[1] == '!' || q[1] == '?')) {
 			text_run(p, text, q);
+			add_text(a, p, text, q);
+			const char *c0 = q;
 			const char *gt = memchr(q, '>', (size_t)(end - q));
 			q = gt ? gt : end - 1;
+			/* "<!x>" is a comment to HTML::Parser, "<!doctype ...>" a declaration */
+			if (q[0] == '>' && c0[1] == '!' && strncasecmp(c0, "<!doctype", 9) != 0)
+				texts_new(a, &p->comment, c0, (size_t)(q + 1 - c0));
 			text = q + 1;
 			continue;
 		}
@@ -632,8 +691,26 @@ static void scan(arena_t *a, const char *s, size_t n, struct html_part *p)
 			}
 		}
 		text_run(p, text, q);
+		add_text(a, p, text, q);
 		if (!close)
 			tag_facts(p, name, te, r);
+		if (strcmp(name, "a") == 0) {
+			if (!close) {
+				texts_new(a, &p->anchor, "", 0);
+				p->in_a++;
+			} else if (p->in_a > 0) {
+				p->in_a--;
+			}
+		} else if (strcmp(name, "title") == 0) {
+			if (!close) {
+				texts_new(a, &p->title, "", 0);
+				p->in_title++;
+			} else if (p->in_title > 0) {
+				p->in_title--;
+			}
+		} else if (strcmp(name, "img") == 0 && !close && p->in_a > 0) {
+			texts_add(a, &p->anchor, "<img>\n", 6);
+		}
 		style_tag(a, p, name, close, te, r);
 		long *in = slot(a, p, name, nl);
 		if (in != NULL) {
@@ -659,6 +736,7 @@ static void scan(arena_t *a, const char *s, size_t n, struct html_part *p)
 		text = q + 1;
 	}
 	text_run(p, text, end);
+	add_text(a, p, text, end);
 }
 
 static struct html_facts *facts(struct rules_evalenv *e)
@@ -858,7 +936,65 @@ static long html_range(struct rules_evalenv *e, const struct rule *ru)
 	return 0;
 }
 
+static const char *check_text_match(const struct rule *ru)
+{
+	const char *t = ru->eargs[0];
+	if (strcmp(t, "anchor") != 0 && strcmp(t, "comment") != 0 && strcmp(t, "title") != 0)
+		return "~not implemented";
+	int err;
+	PCRE2_SIZE off;
+	pcre2_code *c =
+	    pcre2_compile((PCRE2_SPTR)ru->eargs[1], PCRE2_ZERO_TERMINATED, 0, &err, &off, NULL);
+	if (c == NULL)
+		return "bad regex";
+	pcre2_code_free(c);
+	return NULL;
+}
+
+/* html_text_match(anchor|comment|title, regex): some such text matches. */
+static long text_match(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct html_facts *f = facts(e);
+	const char *t = ru->eargs[0];
+	pcre2_code *c = NULL;
+	pcre2_match_data *md = NULL;
+	pcre2_match_context *mc = NULL;
+	long hit = 0;
+	for (size_t i = 0; i < f->n && hit == 0; i++) {
+		const struct html_texts *x = t[0] == 'a'   ? &f->v[i].anchor
+		                             : t[0] == 'c' ? &f->v[i].comment
+		                                           : &f->v[i].title;
+		for (size_t k = 0; k < x->n && hit == 0; k++) {
+			if (c == NULL) {
+				/* compiled per message: a handful of rules use this */
+				int err;
+				PCRE2_SIZE off;
+				c = pcre2_compile((PCRE2_SPTR)ru->eargs[1], PCRE2_ZERO_TERMINATED,
+				                  0, &err, &off, NULL);
+				if (c == NULL)
+					return -1;
+				md = pcre2_match_data_create_from_pattern(c, NULL);
+				/* a rule file's regex: under the engine's limits, as regex rules
+				 * are */
+				mc = pcre2_match_context_create(NULL);
+				pcre2_set_match_limit(mc, e->r->opts.match_limit);
+				pcre2_set_depth_limit(mc, e->r->opts.depth_limit);
+			}
+			int rc = pcre2_match(c, (PCRE2_SPTR)x->v[k], strlen(x->v[k]), 0, 0, md, mc);
+			if (rc > 0)
+				hit = 1;
+			else if (rc != PCRE2_ERROR_NOMATCH)
+				hit = -1; /* a limit: undecided, no hit */
+		}
+	}
+	pcre2_match_context_free(mc);
+	pcre2_match_data_free(md);
+	pcre2_code_free(c);
+	return hit;
+}
+
 const struct rules_evaldef rules_eval_html_defs[] = {
+    {"html_text_match", text_match, 2, 2, check_text_match},
     {"html_test", html_test, 1, 1, check_test},
     {"html_image_ratio", image_ratio, 2, 2, NULL},
     {"html_tag_exists", tag_exists, 1, 1, check_tag},

@@ -607,3 +607,26 @@ Test(rules_eval, welcome_and_block_lists_by_address)
 	cr_assert_not(hits(r, "To: a@example.org\n\nx\n", "USER_IN_ALL_SPAM_TO"));
 	rules_free(r);
 }
+
+Test(rules_eval, html_text_match_sees_anchors_comments_and_titles)
+{
+	rules_t *r = load("body __HTML_LINK_IMAGE eval:html_text_match('anchor', '<img>')\n"
+	                  "meta LINK_IMAGE __HTML_LINK_IMAGE\n"
+	                  "body HTML_COMMENT_SAVED_URL eval:html_text_match('comment', "
+	                  "'<!-- saved from url=\\(\\d{4}\\)')\n"
+	                  "body T_LONG_TITLE eval:html_text_match('title', '.{20}')\n");
+	const char *img = "Content-Type: text/html\n\n<a href=\"http://x.example/\"><img "
+	                  "src=a.png></a>\n";
+	const char *noimg = "Content-Type: text/html\n\n<a href=\"http://x.example/\">go</a><img "
+	                    "src=a.png>\n";
+	const char *saved =
+	    "Content-Type: text/html\n\n<!-- saved from url=(0022)http://x.example/ "
+	    "-->\n<title>a title that goes on and on</title>hi\n";
+	cr_assert(hits(r, img, "LINK_IMAGE"));
+	cr_assert_not(hits(r, noimg, "LINK_IMAGE"), "the image is outside the link");
+	cr_assert(hits(r, saved, "HTML_COMMENT_SAVED_URL"));
+	cr_assert_not(hits(r, img, "HTML_COMMENT_SAVED_URL"));
+	cr_assert(hits(r, saved, "T_LONG_TITLE"));
+	cr_assert_not(hits(r, img, "T_LONG_TITLE"));
+	rules_free(r);
+}
