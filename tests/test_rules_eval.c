@@ -630,3 +630,27 @@ Test(rules_eval, html_text_match_sees_anchors_comments_and_titles)
 	cr_assert_not(hits(r, img, "T_LONG_TITLE"));
 	rules_free(r);
 }
+
+Test(rules_eval, uri_host_lists_match_parent_domains_with_exceptions)
+{
+	rules_t *r = load("body URI_HOST_IN_BLOCKLIST eval:check_uri_host_in_blocklist()\n"
+	                  "body URI_HOST_IN_WELCOMELIST eval:check_uri_host_in_whitelist()\n"
+	                  "blocklist_uri_host bad.example !ok.bad.example 192.0.2.7\n"
+	                  "welcomelist_uri_host Good.Example\n");
+	cr_assert(
+	    hits(r, "Subject: x\n\nsee http://www.bad.example/x now\n", "URI_HOST_IN_BLOCKLIST"));
+	cr_assert_not(
+	    hits(r, "Subject: x\n\nsee http://www.ok.bad.example/x now\n", "URI_HOST_IN_BLOCKLIST"),
+	    "the exception is more specific");
+	cr_assert(
+	    hits(r, "Subject: x\n\nsee http://192.0.2.7:8080/x now\n", "URI_HOST_IN_BLOCKLIST"));
+	cr_assert_not(
+	    hits(r, "Subject: x\n\nsee http://notbad.example/x now\n", "URI_HOST_IN_BLOCKLIST"),
+	    "labels, not suffixes");
+	cr_assert_not(
+	    hits(r, "Subject: x\n\nwrite to mailto:a@bad.example\n", "URI_HOST_IN_BLOCKLIST"),
+	    "mailto: is left out");
+	cr_assert(hits(r, "Subject: x\n\nsee https://user@good.example/ now\n",
+	               "URI_HOST_IN_WELCOMELIST"));
+	rules_free(r);
+}
