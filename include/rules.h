@@ -26,8 +26,8 @@
  *	askdns"). The freemail_domains, freemail_welcomelist and
  *	freemail_max_body_* directives configure the FreeMail tests;
  *	welcomelist_from, blocklist_from, welcomelist_to, blocklist_to,
- *	more_spam_to, all_spam_to (and whitelist/blacklist names, un... forms)
- *	the WLBLEval ones. A skipped rule exists but never hits, so metas naming it
+ *	more_spam_to, all_spam_to (and whitelist/blacklist names, un... forms),
+ *	blocklist_uri_host and welcomelist_uri_host the WLBLEval ones. A skipped rule exists but never hits, so metas naming it
  *	still evaluate (with it as 0). A malformed line - a regex PCRE2
  *	rejects, a bad score, a meta that does not parse, an unbalanced
  *	if/endif - is an error and fails the whole load, so a reload keeps the
