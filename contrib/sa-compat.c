@@ -3,10 +3,12 @@
  * directory (SpamAssassin's, typically) the way the daemon would, prints
  * lint-style counts, and optionally scores messages to compare hit lists.
  *
- *	sa-compat [-a] [-r RUNNABLE_OUT] RULES [FILE...]
+ *	sa-compat [-a] [-s SET] [-r RUNNABLE_OUT] RULES [FILE...]
  *
- * -a reads every ifplugin block (rules_all_plugins). With FILEs, prints
- * "FILE<TAB>RULE,RULE,..." per message (reported rules only).
+ * -a reads every ifplugin block (rules_all_plugins); -s picks
+ * SpamAssassin's score set (0-3, default 3); -T FILE writes each rule's
+ * CPU time over the messages ("name<TAB>type<TAB>ns<TAB>evals"). With FILEs, prints
+ * "FILE<TAB>RULE,RULE,...<TAB>SCORE" per message (reported rules only).
  */
 #include "config.h"
 
@@ -27,19 +29,21 @@ int main(int argc, char **argv)
 {
 	rules_opts_t o;
 	rules_opts_default(&o);
-	const char *runnable = NULL;
+	const char *runnable = NULL, *timing = NULL;
 	int ch;
-	while ((ch = getopt(argc, argv, "ar:")) != -1) {
+	while ((ch = getopt(argc, argv, "ar:s:T:")) != -1) {
 		switch (ch) {
 		case 'a': o.all_plugins = true; break;
+		case 's': o.score_set = atoi(optarg) & 3; break;
+		case 'T': timing = optarg; break;
 		case 'r': runnable = optarg; break;
 		default:
-			fprintf(stderr, "usage: sa-compat [-a] [-r FILE] RULES [MSG...]\n");
+			fprintf(stderr, "usage: sa-compat [-a] [-s SET] [-r FILE] [-T FILE] RULES [MSG...]\n");
 			return 2;
 		}
 	}
 	if (optind >= argc) {
-		fprintf(stderr, "usage: sa-compat [-a] [-r FILE] RULES [MSG...]\n");
+		fprintf(stderr, "usage: sa-compat [-a] [-s SET] [-r FILE] [-T FILE] RULES [MSG...]\n");
 		return 2;
 	}
 	const char *paths[1] = {argv[optind++]};
@@ -78,14 +82,32 @@ int main(int argc, char **argv)
 		msg_t *m = msg_new(10u << 20);
 		msg_parse_raw(m, raw, n);
 		hits_t *h = hits_new(msg_arena(m));
-		rules_eval(r, m, mime_parse(m, &lim), h, 0);
+		rules_eval(r, m, mime_parse(m, &lim), h, timing ? RULES_EVAL_TIMING : 0);
 		hits_sort(h);
 		printf("%s\t", argv[optind]);
-		for (size_t i = 0; i < hits_count(h); i++)
+		double total = 0;
+		for (size_t i = 0; i < hits_count(h); i++) {
 			printf("%s%s", i ? "," : "", hits_at(h, i)->name);
-		printf("\n");
+			total += hits_at(h, i)->score;
+		}
+		printf("\t%.3f\n", total);
 		msg_free(m);
 		free(raw);
+	}
+	if (timing != NULL) {
+		FILE *fp = fopen(timing, "w");
+		if (fp == NULL) {
+			perror(timing);
+			return 1;
+		}
+		size_t n = rules_count(r);
+		rules_time_t *t = calloc(n ? n : 1, sizeof(*t));
+		size_t k = t ? rules_slowest(r, t, n) : 0;
+		for (size_t i = 0; i < k; i++)
+			fprintf(fp, "%s\t%s\t%llu\t%llu\n", t[i].name, rules_type_name(t[i].type),
+			        (unsigned long long)t[i].cpu_ns, (unsigned long long)t[i].evals);
+		free(t);
+		fclose(fp);
 	}
 	rules_free(r);
 	diag_free(d);

@@ -2,7 +2,7 @@
 # sa-compat.sh - how much of SpamAssassin's rule set Sift's rules engine
 # loads and runs, and (with -n) how close its hits come to SpamAssassin's.
 #
-#   contrib/sa-compat.sh [-b BUILDDIR] [-n N] [-c CORPUS] [-m MANIFEST] [SA_RULES_DIR]
+#   contrib/sa-compat.sh [-b BUILDDIR] [-n N|all] [-c CORPUS] [-m MANIFEST] [-k DIR] [SA_RULES_DIR]
 #
 # Builds contrib/sa-compat.c against BUILDDIR/libsift.a (default: $top_builddir,
 # else the current directory), then loads SA_RULES_DIR (default: the newest
@@ -14,8 +14,14 @@
 # With -n N, N spam and N ham messages of the corpus test folds (CORPUS is
 # where the archive was extracted, default /tmp/corpus; MANIFEST default
 # /work/shared/corpus/MANIFEST.tsv; see /work/shared/corpus/README.md) are scored
-# by `spamassassin -L` (local tests only) and by Sift with the same rules, and
-# the rule names each reports are compared, restricted to the rules Sift runs.
+# by `spamassassin -L` (local tests only, no Bayes: score set 0) and by Sift
+# with the same rules and score set, and the rule names each reports are
+# compared, restricted to the rules Sift runs: Jaccard of the (rule, message)
+# hits, and the rules that differ most. -n all takes every test-fold message.
+# The scores of both then give the accuracy table (contrib/eval/roc.py: ROC
+# AUC, recall at 0.1% and 1% ham FPR, and recall and FPR at 5 points).
+# -k DIR keeps SpamAssassin's results in DIR and reuses them when the same
+# messages are asked for again (SpamAssassin takes about 15 minutes for all).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,13 +30,15 @@ builddir=${top_builddir:-$(pwd)}
 n=0
 corpus=/tmp/corpus
 manifest=/work/shared/corpus/MANIFEST.tsv
-while getopts b:n:c:m: opt; do
+keep=
+while getopts b:n:c:m:k: opt; do
 	case $opt in
 	b) builddir=$OPTARG ;;
 	n) n=$OPTARG ;;
 	c) corpus=$OPTARG ;;
 	m) manifest=$OPTARG ;;
-	*) echo "usage: $0 [-b BUILDDIR] [-n N] [-c CORPUS] [-m MANIFEST] [SA_RULES_DIR]" >&2
+	k) keep=$OPTARG ;;
+	*) echo "usage: $0 [-b BUILDDIR] [-n N|all] [-c CORPUS] [-m MANIFEST] [-k DIR] [SA_RULES_DIR]" >&2
 	   exit 2 ;;
 	esac
 done
@@ -59,16 +67,18 @@ lint() {
 	echo "== $label"
 	"$work/sa-compat" "$@" 2>"$work/lint.txt" || true
 	grep -E '^[0-9]+ error' "$work/lint.txt" || true
-	printf '  skipped eval tests (distinct): %s\n' "$(grep -c 'skipped eval test' "$work/lint.txt" || true)"
+	printf '  skipped eval tests (functions): %s\n' "$(awk '/skipped [0-9]+ eval tests/ { sub(/.*skipped /, ""); n += $1 }
+		/skipped eval test / { n++ } END { print n + 0 }' "$work/lint.txt")"
 	printf '  skipped directives (distinct): %s\n' "$(grep -c 'skipped \(plugin \)\?directive' "$work/lint.txt" || true)"
 	printf '  metas naming undefined rules:  %s\n' "$(grep -c 'undefined rule' "$work/lint.txt" || true)"
 	grep -v 'warning:' "$work/lint.txt" | grep -v '^[0-9]* error' | sed 's/^/  ERROR /' || true
 }
 
 echo "SpamAssassin rules: $sadir"
-lint "as scored: ifplugin true for ReplaceTags and MIMEHeader only" -r "$work/runnable" "$sadir"
+lint "as scored: ifplugin true for the plugins Sift provides" -r "$work/runnable" "$sadir"
 lint "every ifplugin block read (rules_all_plugins = yes)" -a "$sadir"
 
+[ "$n" = all ] && n=1000000
 [ "$n" -gt 0 ] || exit 0
 command -v spamassassin >/dev/null 2>&1 || { echo "spamassassin not installed: no comparison" >&2; exit 1; }
 [ -d "$corpus/spamassassin/spam" ] || {
@@ -86,10 +96,16 @@ pick() {
 	fi | awk -v n="$n" '{ f[NR] = $0 } END { k = NR / n; if (k < 1) k = 1;
 		for (i = 1; i <= NR && c < n; i += k) { print f[int(i)]; c++ } }'
 }
-{ pick spam; pick ham; } | while read -r f; do
+{ pick spam | sed 's/^/spam /'; pick ham | sed 's/^/ham /'; } | while read -r l f; do
+	echo "$l" >>"$work/labels"
 	case $f in /*) echo "$f" ;; *) echo "$corpus/$f" ;; esac
 done >"$work/files"
 
+echo "== comparing on $(wc -l <"$work/files") messages (spamassassin -L, same rules)"
+if [ -n "$keep" ] && [ -f "$keep/sa.txt" ] && cmp -s "$keep/files" "$work/files"; then
+	echo "== reusing SpamAssassin's results in $keep"
+	cp "$keep/sa.txt" "$keep/sa-score.txt" "$work/"
+else
 # One mbox, one SpamAssassin process: its start-up dominates otherwise.
 # SpamAssassin sorts an mbox by date: a numbered field keeps track of each message.
 i=0
@@ -100,20 +116,32 @@ while read -r f; do
 	sed 's/^\(>*From \)/>\1/' "$f"
 	echo
 done <"$work/files" >"$work/mbox"
-echo "== comparing on $(wc -l <"$work/files") messages (spamassassin -L, same rules)"
-spamassassin -L --mbox --configpath="$sadir" \
-	<"$work/mbox" 2>/dev/null |
+# No Bayes (score set 0, like Sift's -s 0 below), and a home of its own so
+# that no database or user_prefs of the caller's is read or written.
+mkdir -p "$work/home"
+HOME=$work/home spamassassin -L --mbox --configpath="$sadir" \
+	--cf='use_bayes 0' --cf='bayes_auto_learn 0' <"$work/mbox" 2>/dev/null |
 	awk 'function flush() { if (msg) { sub(/.*tests=/, "", s); sub(/[ \t]+autolearn=.*/, "", s);
-				gsub(/[ \t]/, "", s); if (s == "none") s = ""; print id "\t" s }
+				gsub(/[ \t]/, "", s); sc = s0; sub(/.*score=/, "", sc); sub(/[ \t].*/, "", sc)
+				if (s == "none") s = ""; print id "\t" s "\t" sc }
 				s = ""; on = 0; id = 0 }
 	     /^From sa-compat@localhost / { flush(); msg = 1; hdr = 1; got = 0; next }
 	     !id && /^X-Sift-Compat-Id: / { id = $2 } # report_safe wraps spam: not in the header
 	     hdr && /^$/ { hdr = 0; on = 0; next }
 	     hdr && on && /^[ \t]/ { s = s $0; next }
 	     hdr { on = 0 }
-	     hdr && !got && /^X-Spam-Status:/ { s = $0; on = 1; got = 1 }
-	     END { flush() }' | sort -n | cut -f2 >"$work/sa.txt"
-xargs "$work/sa-compat" "$sadir" <"$work/files" 2>/dev/null | cut -f2 >"$work/sift.txt"
+	     hdr && !got && /^X-Spam-Status:/ { s = $0; s0 = $0; on = 1; got = 1 }
+	     END { flush() }' | sort -n | cut -f2,3 >"$work/sa-both.txt"
+	cut -f1 "$work/sa-both.txt" >"$work/sa.txt"
+	cut -f2 "$work/sa-both.txt" >"$work/sa-score.txt"
+	if [ -n "$keep" ]; then
+		mkdir -p "$keep"
+		cp "$work/files" "$work/sa.txt" "$work/sa-score.txt" "$keep/"
+	fi
+fi
+xargs "$work/sa-compat" -s 0 "$sadir" <"$work/files" 2>/dev/null >"$work/sift-both.txt"
+cut -f2 "$work/sift-both.txt" >"$work/sift.txt"
+cut -f3 "$work/sift-both.txt" >"$work/sift-score.txt"
 
 if [ "$(wc -l <"$work/sa.txt")" -ne "$(wc -l <"$work/files")" ]; then
 	echo "spamassassin reported $(wc -l <"$work/sa.txt") of $(wc -l <"$work/files") messages" >&2
@@ -135,12 +163,23 @@ paste "$work/sa.txt" "$work/sift.txt" | awk -F'\t' -v run="$work/runnable" '
 	END {
 		printf "  messages %d; rule hits on rules Sift runs: both %d, SpamAssassin only %d, Sift only %d\n",
 			msgs, both, only_sa, only_us
+		if (both + only_sa + only_us > 0)
+			printf "  Jaccard of (rule, message) hits: %.4f\n", both / (both + only_sa + only_us)
 		printf "  (SpamAssassin hits of rules Sift does not run - eval, DNS, plugins: %d)\n", other
 		if (both + only_sa > 0) printf "  Sift finds %.1f%% of SpamAssassin'"'"'s hits", 100 * both / (both + only_sa)
 		if (both + only_us > 0) printf "; %.1f%% of Sift'"'"'s hits agree\n", 100 * both / (both + only_us)
 		print "  hit by SpamAssassin only (rule, messages):"
-		for (r in osa) printf "    %-28s %4d\n", r, osa[r] | "sort -k2 -rn | head -n 12"
-		close("sort -k2 -rn | head -n 12")
+		for (r in osa) printf "    %-28s %4d\n", r, osa[r] | "sort -k2 -rn | head -n 25"
+		close("sort -k2 -rn | head -n 25")
 		print "  hit by Sift only (rule, messages):"
-		for (r in ous) printf "    %-28s %4d\n", r, ous[r] | "sort -k2 -rn | head -n 12"
+		for (r in ous) printf "    %-28s %4d\n", r, ous[r] | "sort -k2 -rn | head -n 25"
 	}'
+
+# Accuracy of both scores on these messages (SpamAssassin: required_score 5).
+for who in sa sift; do
+	paste -d' ' "$work/labels" "$work/$who-score.txt" >"$work/$who-roc.txt"
+	printf '== %s: ' "$([ $who = sa ] && echo SpamAssassin || echo 'Sift, same rules')"
+	python3 "$top/contrib/eval/roc.py" "$work/$who-roc.txt" "$who" | tr '\n' ' '
+	awk '{ if ($1 == "spam") { s++; if ($2 >= 5) ts++ } else { h++; if ($2 >= 5) fh++ } }
+	     END { printf "at 5 points: recall %.3f, FPR %.2f%%\n", ts / s, 100 * fh / h }' "$work/$who-roc.txt"
+done

@@ -10,15 +10,24 @@
  * DESCRIPTION
  *	Rule files use SpamAssassin's syntax, so its rule sets load as they
  *	are: header, body, rawbody, uri, full, mimeheader and meta rules,
- *	score, describe, tflags (multiple, maxhits=N, nice; others ignored),
+ *	score, describe, tflags (multiple, maxhits=N, nice, net, learn; others ignored),
  *	priority, if/ifplugin/else/endif, include, require_version, lang and
  *	the ReplaceTags directives (replace_tag/pre/post/inter/start/end,
  *	replace_rules). A path given to rules_load() is a file or a directory
  *	whose *.cf files are read in sorted (strcmp) order.
  *
- *	What is not supported only warns, once per construct ("skipped eval
- *	test check_foo", "skipped directive askdns"): eval: tests and plugin
- *	directives. A skipped rule exists but never hits, so metas naming it
+ *	Eval tests ("header NAME eval:check_foo(...)") run when this engine
+ *	implements the function (rules_eval*.c: HeaderEval, RelayEval,
+ *	MIMEEval, HTMLEval, BodyEval, WLBLEval and FreeMail tests;
+ *	contrib/sa-evals.md lists them), with their arguments checked at load (a malformed list is an
+ *	error). What is not supported only warns: skipped eval tests once per
+ *	reason, naming the functions ("skipped 3 eval tests (DNS list ...):
+ *	check_rbl, ..."), other constructs once each ("skipped directive
+ *	askdns"). The freemail_domains, freemail_welcomelist and
+ *	freemail_max_body_* directives configure the FreeMail tests;
+ *	welcomelist_from, blocklist_from, welcomelist_to, blocklist_to,
+ *	more_spam_to, all_spam_to (and whitelist/blacklist names, un... forms),
+ *	blocklist_uri_host and welcomelist_uri_host the WLBLEval ones. A skipped rule exists but never hits, so metas naming it
  *	still evaluate (with it as 0). A malformed line - a regex PCRE2
  *	rejects, a bad score, a meta that does not parse, an unbalanced
  *	if/endif - is an error and fails the whole load, so a reload keeps the
@@ -26,21 +35,27 @@
  *	still compiled) so that every malformed line is reported at once.
  *
  *	ifplugin is true for the plugins whose rules this engine runs
- *	natively: Mail::SpamAssassin::Plugin::ReplaceTags and
- *	Mail::SpamAssassin::Plugin::MIMEHeader (plugin(...) likewise). "if"
+ *	natively: Mail::SpamAssassin::Plugin::ReplaceTags, MIMEHeader,
+ *	FreeMail, WLBLEval, and HeaderEval, RelayEval, MIMEEval, HTMLEval and
+ *	BodyEval (their eval tests in part; plugin(...) likewise). "if"
  *	expressions see version = 4.000001 and perl_version = 5.036000; can()
  *	is true for Mail::SpamAssassin::Conf::feature_bug6558_free,
  *	perl_min_version_5010000, feature_yesno_takes_args,
- *	feature_registryboundaries and feature_capture_rules, false for
- *	everything else (eval helpers). With rules_all_plugins, every ifplugin block is read
+ *	feature_registryboundaries, feature_capture_rules and
+ *	feature_welcomelist_blocklist, and for the eval helpers
+ *	MIMEEval::has_check_for_ascii_text_illegal and
+ *	BodyEval::has_check_body_length; false for everything else. With rules_all_plugins, every ifplugin block is read
  *	(and "!plugin(...)" is false): the regex and meta rules SpamAssassin
  *	keeps in its eval plugins' blocks then load and the eval tests warn.
  *	That is for lint and comparisons: a meta such as "__A && !__EVAL"
  *	would hit whenever __A does, so scoring should keep the default.
  *
  *	Scores: "score NAME a b c d" gives SpamAssassin's four score sets;
- *	Sift always has Bayes and network tests, so it uses the fourth
- *	column (set 3), or the only one when one is given. A rule without a
+ *	rules_opts_t.score_set picks the column (rules_score_set, by default
+ *	chosen from bayes_enable and dnsbl_list; 3 for rules_opts_default()),
+ *	the only one when one is given. As in SpamAssassin, an eval test with
+ *	tflags net runs only in sets 1 and 3, one with tflags learn only in
+ *	sets 2 and 3. A rule without a
  *	score line scores 1.0 (-1.0 with tflags nice, 0.01 for T_ rules); an
  *	explicit score of 0 disables the rule, as in SpamAssassin (metas then
  *	see it as not hit). Rules named __* are never reported or scored.
@@ -128,6 +143,7 @@
  *	regex_prefilter = yes|no    (default yes)
  *	regex_prefilter_engine = auto|memmem  (default auto: Vectorscan if built)
  *	rules_all_plugins = yes|no  (default no: see all_plugins below)
+ *	rules_score_set = auto|0|1|2|3 (default auto)
  * THREADS
  *	A rules_t is built by one thread, then shared read-only by all;
  *	rules_eval() may run in any number of threads at once. The only
@@ -169,6 +185,8 @@ typedef struct rules_opts {
 	/* ifplugin/plugin() true for every plugin (regex rules of plugin blocks load, their
 	 * eval tests are skipped): for lint and measurements, not for scoring. */
 	bool all_plugins;
+	/* SpamAssassin's score set: 0 no Bayes, no network; 1 network; 2 Bayes; 3 both. */
+	int score_set;
 } rules_opts_t;
 
 /* The defaults (SIFT_RULESDIR as the one path). */

@@ -679,6 +679,13 @@ static int rules_finish(rules_t *r, diag_t *d)
 				ru->score = (ru->tflags & TF_NICE) ? -1.0 : 1.0;
 		}
 		ru->disabled = ru->has_score && ru->score == 0 && !name_is_sub(ru->name);
+		/*
+		 * SpamAssassin runs eval tests flagged net only in score sets 1
+		 * and 3, learn only in 2 and 3; regex and meta rules run anyway.
+		 */
+		if (ru->evaldef != NULL && (((ru->tflags & TF_NET) && !(r->opts.score_set & 1)) ||
+		                            ((ru->tflags & TF_LEARN) && !(r->opts.score_set & 2))))
+			ru->disabled = true;
 		ru->report = !name_is_sub(ru->name) && ru->score != 0;
 		if (ru->skipped) {
 			r->stats.skipped[ru->type]++;
@@ -687,6 +694,10 @@ static int rules_finish(rules_t *r, diag_t *d)
 		if (ru->type == RULES_T_META) {
 			if (rules_meta_compile(r, &r->v[i], d) == 0)
 				r->stats.loaded[RULES_T_META]++;
+			continue;
+		}
+		if (ru->evaldef != NULL) {
+			r->stats.loaded[ru->type]++;
 			continue;
 		}
 		if (ru->type == RULES_T_HEADER || ru->type == RULES_T_MIMEHEADER)
@@ -762,6 +773,7 @@ static int rules_finish(rules_t *r, diag_t *d)
 	for (int t = 0; t < RULES_T_N; t++)
 		r->order[t] = xalloc_calloc(r->n ? r->n : 1, sizeof(size_t));
 	r->late = xalloc_calloc(r->n ? r->n : 1, sizeof(size_t));
+	r->evals = xalloc_calloc(r->n ? r->n : 1, sizeof(size_t));
 	for (size_t i = 0; i < r->n; i++) {
 		struct rule *ru = &r->v[i];
 		if (!ru->defined || ru->skipped || ru->disabled || ru->type < 0)
@@ -770,6 +782,8 @@ static int rules_finish(rules_t *r, diag_t *d)
 			if (meta_visit(r, i, mark, r->order[RULES_T_META], &r->norder[RULES_T_META],
 			               d) < 0)
 				break;
+		} else if (ru->evaldef != NULL) {
+			r->evals[r->nevals++] = i;
 		} else if (ru->capture_dep) {
 			r->late[r->nlate++] = i;
 		} else {
@@ -779,6 +793,8 @@ static int rules_finish(rules_t *r, diag_t *d)
 	free(mark);
 	for (int t = 0; t < RULES_T_META; t++)
 		qsort_r(r->order[t], r->norder[t], sizeof(size_t), cmp_priority, r);
+	qsort_r(r->evals, r->nevals, sizeof(size_t), cmp_priority, r);
+	rules_freemail_finish(r);
 	if (diag_errors(d) > before)
 		return -1;
 	if (r->opts.prefilter)
@@ -797,6 +813,7 @@ void rules_opts_default(rules_opts_t *o)
 	o->depth_limit = RULES_DEFAULT_DEPTH_LIMIT;
 	o->jit_stack_bytes = RULES_DEFAULT_JIT_STACK_BYTES;
 	o->prefilter = true;
+	o->score_set = 3;
 }
 
 int rules_opts_read(conf_t *c, rules_opts_t *o, diag_t *d)
@@ -837,6 +854,23 @@ int rules_opts_read(conf_t *c, rules_opts_t *o, diag_t *d)
 	if (conf_enum(c, "regex_prefilter_engine", engines, 0, &engine, d) < 0)
 		rc = -1;
 	o->prefilter_memmem = engine == 1;
+	/*
+	 * auto: SpamAssassin's score set for what this configuration runs -
+	 * Bayes unless bayes_enable = no, network tests when a dnsbl_list is
+	 * given (the bayes and dnsbl modules own those keys; this only reads them).
+	 */
+	static const char *const sets[] = {"auto", "0", "1", "2", "3", NULL};
+	int set;
+	if (conf_enum(c, "rules_score_set", sets, 0, &set, d) < 0)
+		rc = -1;
+	if (set == 0) {
+		bool bayes = true;
+		if (conf_bool(c, "bayes_enable", true, &bayes, d) < 0)
+			rc = -1;
+		o->score_set = (bayes ? 2 : 0) + (conf_count(c, "dnsbl_list") > 0 ? 1 : 0);
+	} else {
+		o->score_set = set - 1;
+	}
 	return rc;
 }
 
@@ -913,6 +947,9 @@ void rules_free(rules_t *r)
 		free(ru->if_unset);
 		free(ru->meta_src);
 		free(ru->prog);
+		for (size_t k = 0; k < ru->neargs; k++)
+			free(ru->eargs[k]);
+		free(ru->eargs);
 		for (size_t k = 0; k < ru->nlits; k++)
 			free(ru->lits[k]);
 		free(ru->lits);
@@ -926,6 +963,9 @@ void rules_free(rules_t *r)
 	for (int t = 0; t < RULES_T_N; t++)
 		free(r->order[t]);
 	free(r->late);
+	free(r->evals);
+	rules_freemail_free(r->freemail);
+	rules_wlbl_free(r->wlbl);
 	for (size_t i = 0; i < r->ntags; i++)
 		free(r->tags[i]);
 	free(r->tags);
@@ -1984,6 +2024,22 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 			val[ri] = (ru->tflags & TF_MULTIPLE) ? (double)count : 1;
 			if (detail && e.mp)
 				detail[ri] = printable(a, e.mp, e.mn);
+		}
+	}
+	if (r->nevals) {
+		struct rules_evalenv ee;
+		rules_eval_env_init(&ee, r, m, mi);
+		for (size_t k = 0; k < r->nevals; k++) {
+			size_t ri = r->evals[k];
+			struct rule *ru = &r->v[ri];
+			uint64_t t0 = timing ? thread_ns() : 0;
+			long count = ru->evaldef->fn(&ee, ru);
+			if (timing) {
+				atomic_fetch_add(&ru->cpu_ns, thread_ns() - t0);
+				atomic_fetch_add(&ru->evals, 1);
+			}
+			if (count > 0)
+				val[ri] = (ru->tflags & TF_MULTIPLE) ? (double)count : 1;
 		}
 	}
 	for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++) {

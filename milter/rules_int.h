@@ -34,7 +34,14 @@ enum {
 	HM_DOMAIN = 1u << 6,
 };
 
-enum { TF_MULTIPLE = 1u << 0, TF_NICE = 1u << 1 };
+enum {
+	TF_MULTIPLE = 1u << 0,
+	TF_NICE = 1u << 1,
+	TF_NET = 1u << 2,   /* a network test: off in score sets 0 and 2 */
+	TF_LEARN = 1u << 3, /* a Bayes test: off in score sets 0 and 1 */
+};
+
+struct rules_evaldef;
 
 /* Meta program: a tiny RPN machine. */
 enum meta_opcode {
@@ -96,6 +103,11 @@ struct rule {
 	char *if_unset; /* NULL: absent field matches as "" */
 	size_t hkey;    /* index into rules_t.hkeys */
 
+	/* eval: tests this engine implements (rules_eval*.c); NULL for the rest */
+	const struct rules_evaldef *evaldef;
+	char **eargs; /* the arguments, unquoted */
+	size_t neargs;
+
 	/* meta */
 	char *meta_src;
 	struct meta_op *prog;
@@ -140,7 +152,11 @@ struct rules {
 	size_t norder[RULES_T_N];
 	size_t *late; /* capture dependents, run after every other regex rule */
 	size_t nlate;
-	char **tags; /* capture tags that some rule uses */
+	size_t *evals; /* eval: tests, run after the regex rules, before the metas */
+	size_t nevals;
+	struct rules_freemail *freemail; /* freemail_domains and friends, NULL if none */
+	struct rules_wlbl *wlbl;         /* welcomelist_from and friends, NULL if none */
+	char **tags;                     /* capture tags that some rule uses */
 	size_t ntags;
 
 	char **files; /* interned file names */
@@ -174,6 +190,106 @@ int rules_meta_compile(rules_t *r, struct rule *ru, diag_t *d);
 
 /* rules_relays.c: the X-Spam-Relays-Trusted and -Untrusted values (arena strings) */
 void rules_relays(arena_t *a, msg_t *m, const char **trusted, const char **untrusted);
+
+/*
+ * Eval tests (rules_eval.c and its families rules_eval_*.c). One table,
+ * rules_evaldefs, names every eval function implemented; a family file
+ * exports its own table, joined in rules_eval.c. A function sees the
+ * message through a rules_evalenv made once per message and returns the
+ * hit count (0: no hit) or -1 when it could not decide (counted as an
+ * error, no hit). check(), when set, validates the arguments at load and
+ * returns an error text, or NULL; a text starting with '~' skips the rule
+ * with that warning instead (a form of the test not implemented).
+ */
+struct rules_relay {
+	const char *ip, *rdns, *helo, *by, *ident, *envfrom, *id, *auth;
+};
+
+enum {
+	RULES_EVAL_CACHE_DATEDIFF,
+	RULES_EVAL_CACHE_HOTMAIL,
+	RULES_EVAL_CACHE_RECIPS,
+	RULES_EVAL_CACHE_MIME,
+	RULES_EVAL_CACHE_MADIFF,
+	RULES_EVAL_CACHE_FMBODY,
+	RULES_EVAL_CACHE_N
+};
+
+struct rules_evalenv {
+	const rules_t *r;
+	msg_t *m;
+	const mime_t *mi;
+	arena_t *a;
+	bool relays_done;
+	const char *trusted_str, *untrusted_str; /* X-Spam-Relays-Trusted, -Untrusted */
+	struct rules_relay *untrusted;           /* newest first */
+	size_t nuntrusted;
+	struct rules_relay *trusted;
+	size_t ntrusted;
+	void *html; /* rules_eval_html.c's per-message facts */
+	/* facts several rules of a family share, computed once per message */
+	void *cache[RULES_EVAL_CACHE_N];
+};
+
+typedef long (*rules_eval_fn)(struct rules_evalenv *e, const struct rule *ru);
+
+struct rules_evaldef {
+	const char *name;
+	rules_eval_fn fn;
+	unsigned min_args, max_args;
+	const char *(*check)(const struct rule *ru);
+};
+
+extern const struct rules_evaldef rules_eval_header_defs[];
+extern const struct rules_evaldef rules_eval_relay_defs[];
+extern const struct rules_evaldef rules_eval_mime_defs[];
+extern const struct rules_evaldef rules_eval_html_defs[];
+extern const struct rules_evaldef rules_eval_freemail_defs[];
+extern const struct rules_evaldef rules_eval_body_defs[];
+extern const struct rules_evaldef rules_eval_wlbl_defs[];
+
+/* rules_eval_wlbl.c: welcomelist_from and friends; 1 when dir is one of them */
+struct rules_wlbl;
+int rules_wlbl_directive(rules_t *r, const char *dir, const char *rest);
+void rules_wlbl_free(struct rules_wlbl *w);
+
+/* rules_eval_freemail.c: the freemail_* directives (NULL, an error, or '~' and a skip reason) */
+struct rules_freemail;
+const char *rules_freemail_directive(rules_t *r, const char *dir, const char *rest);
+void rules_freemail_finish(rules_t *r);
+void rules_freemail_free(struct rules_freemail *f);
+
+/* A fixed pattern of an eval function, compiled on first use (thread-safe). */
+struct rules_eval_re {
+	const char *pattern;
+	uint32_t options;
+	_Atomic(pcre2_code *) code;
+};
+bool rules_eval_re(struct rules_eval_re *re, const char *s, size_t n);
+/* The first match at or after from: group 1 when the pattern has one, else the whole. */
+bool rules_eval_re_find(struct rules_eval_re *re, const char *s, size_t n, size_t from,
+                        size_t *start, size_t *len);
+/* Overwrites every match in s with spaces. */
+void rules_eval_re_blank(struct rules_eval_re *re, char *s, size_t n);
+/* The text of group 1 of the first match (arena string), or NULL. */
+const char *rules_eval_re_group(struct rules_eval_re *re, const char *s, size_t n, arena_t *a);
+bool rules_eval_parse_date(const char *s, int64_t *out);
+size_t rules_eval_addrs(arena_t *a, const char *v, const char ***out);
+bool rules_eval_is_ipv4(const char *s);
+bool rules_eval_ip_private(const char *ip);
+
+const struct rules_evaldef *rules_eval_lookup(const char *name);
+/* Why an eval function is not run (for lint), or NULL if it is unknown. */
+const char *rules_eval_skip_reason(const char *name);
+void rules_eval_env_init(struct rules_evalenv *e, const rules_t *r, msg_t *m, const mime_t *mi);
+void rules_eval_relays(struct rules_evalenv *e);
+/* The decoded, unfolded values of field name joined by "\n" (NULL if absent). */
+const char *rules_eval_header(struct rules_evalenv *e, const char *name);
+const char *rules_eval_header_raw(struct rules_evalenv *e, const char *name);
+/* SpamAssassin's EnvelopeFrom (arena or message string), NULL when unknown. */
+const char *rules_eval_envelope_from(struct rules_evalenv *e);
+/* ASCII case-insensitive substring search. */
+const char *rules_eval_strcasestr(const char *h, const char *n);
 
 /* rules_lit.c */
 void rules_lit_extract(struct rule *ru);

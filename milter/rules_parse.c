@@ -35,6 +35,14 @@
 static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::ReplaceTags",
     "Mail::SpamAssassin::Plugin::MIMEHeader",
+    /* partly: the eval tests listed in rules_eval*.c run, the others are skipped */
+    "Mail::SpamAssassin::Plugin::HeaderEval",
+    "Mail::SpamAssassin::Plugin::RelayEval",
+    "Mail::SpamAssassin::Plugin::MIMEEval",
+    "Mail::SpamAssassin::Plugin::HTMLEval",
+    "Mail::SpamAssassin::Plugin::FreeMail",
+    "Mail::SpamAssassin::Plugin::BodyEval",
+    "Mail::SpamAssassin::Plugin::WLBLEval",
     NULL,
 };
 
@@ -44,6 +52,9 @@ static const char *const provided_features[] = {
     "Mail::SpamAssassin::Conf::feature_yesno_takes_args",
     "Mail::SpamAssassin::Conf::feature_registryboundaries",
     "Mail::SpamAssassin::Conf::feature_capture_rules",
+    "Mail::SpamAssassin::Plugin::MIMEEval::has_check_for_ascii_text_illegal",
+    "Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length",
+    "Mail::SpamAssassin::Conf::feature_welcomelist_blocklist",
     NULL,
 };
 
@@ -72,7 +83,68 @@ struct pstate {
 	char **replace_rules;
 	size_t nreplace, capreplace;
 	char *start, *end;
+	/* skipped eval tests, grouped by reason for one warning per group */
+	struct skipgroup {
+		const char *why; /* static text */
+		const char *file;
+		unsigned line;
+		char **names;
+		size_t n;
+	} * skips;
+	size_t nskips;
 };
+
+/* Records a skipped eval test; rules_parse_end() warns once per reason. */
+static void note_skip(struct pstate *ps, const char *file, unsigned line, const char *name,
+                      const char *why)
+{
+	struct skipgroup *g = NULL;
+	for (size_t i = 0; i < ps->nskips && g == NULL; i++)
+		if (strcmp(ps->skips[i].why, why) == 0)
+			g = &ps->skips[i];
+	if (g == NULL) {
+		ps->skips = xalloc_realloc(ps->skips, (ps->nskips + 1) * sizeof(*ps->skips));
+		g = &ps->skips[ps->nskips++];
+		*g = (struct skipgroup){.why = why, .file = file, .line = line};
+	}
+	for (size_t i = 0; i < g->n; i++)
+		if (strcmp(g->names[i], name) == 0)
+			return;
+	g->names = xalloc_realloc(g->names, (g->n + 1) * sizeof(char *));
+	g->names[g->n++] = xalloc_strdup(name);
+}
+
+static void warn_skips(struct pstate *ps, diag_t *d)
+{
+	for (size_t i = 0; i < ps->nskips; i++) {
+		struct skipgroup *g = &ps->skips[i];
+		if (g->n == 1) {
+			diag_warn(d, g->file, g->line, "skipped eval test %s (%s)", g->names[0],
+			          g->why);
+		} else {
+			char list[400] = "";
+			size_t k = 0, used = 0;
+			for (; k < g->n; k++) {
+				size_t nl = strlen(g->names[k]);
+				if (used + nl + 2 >= sizeof(list) - 16)
+					break;
+				used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+				                         k ? ", " : "", g->names[k]);
+			}
+			if (k < g->n)
+				snprintf(list + used, sizeof(list) - used, " and %zu more",
+				         g->n - k);
+			diag_warn(d, g->file, g->line, "skipped %zu eval tests (%s): %s", g->n,
+			          g->why, list);
+		}
+		for (size_t k = 0; k < g->n; k++)
+			free(g->names[k]);
+		free(g->names);
+	}
+	free(ps->skips);
+	ps->skips = NULL;
+	ps->nskips = 0;
+}
 
 /* Warns once per key: unsupported constructs would otherwise flood lint. */
 static void warn_once(struct pstate *ps, diag_t *d, const char *file, unsigned line,
@@ -436,6 +508,7 @@ static struct rule *define_rule(struct ctx *c, const char *name, int type)
 	ru->type = type;
 	ru->defined = true;
 	ru->skipped = false;
+	ru->evaldef = NULL;
 	ru->negate = false;
 	ru->hdr_exists = false;
 	ru->hdr_mods = 0;
@@ -445,17 +518,107 @@ static struct rule *define_rule(struct ctx *c, const char *name, int type)
 	return ru;
 }
 
-static void skip_eval(struct ctx *c, const char *name, int type, const char *spec)
+/*
+ * "eval:func('a', 2, undef)": the function and its arguments as Perl
+ * would see them (quotes removed). Returns the count of arguments, or -1
+ * when the list does not parse.
+ */
+static int eval_args(const char *p, char ***out)
+{
+	*out = NULL;
+	p = skip_ws(p);
+	if (*p == '\0')
+		return 0;
+	if (*p != '(')
+		return -1;
+	p = skip_ws(p + 1);
+	int n = 0;
+	char **v = NULL;
+	while (*p && *p != ')') {
+		const char *s = p, *e;
+		if (*p == '\'' || *p == '"') {
+			char q = *p++;
+			s = p;
+			while (*p && *p != q)
+				p++;
+			if (*p != q)
+				goto bad;
+			e = p++;
+		} else {
+			while (*p && *p != ',' && *p != ')')
+				p++;
+			e = p;
+			while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+		}
+		v = xalloc_realloc(v, (size_t)(n + 1) * sizeof(char *));
+		v[n++] = xalloc_strndup(s, (size_t)(e - s));
+		p = skip_ws(p);
+		if (*p == ',')
+			p = skip_ws(p + 1);
+		else if (*p != ')')
+			goto bad;
+	}
+	if (*p != ')' || *skip_ws(p + 1))
+		goto bad;
+	*out = v;
+	return n;
+bad:
+	for (int i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+	return -1;
+}
+
+static int def_eval(struct ctx *c, const char *name, int type, const char *spec)
 {
 	struct rule *ru = define_rule(c, name, type);
-	ru->skipped = true;
 	const char *fn = spec + 5;
 	size_t n = strcspn(fn, "( \t");
 	char func[128];
 	snprintf(func, sizeof(func), "%.*s", (int)(n < 120 ? n : 120), fn);
-	char key[160];
-	snprintf(key, sizeof(key), "eval %s", func);
-	warn_once(c->ps, c->d, c->file, c->line, key, "skipped eval test %s", func);
+	const struct rules_evaldef *def = rules_eval_lookup(func);
+	char **args = NULL;
+	int na = def ? eval_args(fn + n, &args) : 0;
+	if (def != NULL &&
+	    (na < 0 || (unsigned)na < def->min_args || (unsigned)na > def->max_args)) {
+		diag_error(c->d, c->file, c->line, "%s rule %s: bad arguments for eval:%s",
+		           type_word(type), name, func);
+		ru->skipped = true;
+		for (int i = 0; i < na; i++)
+			free(args[i]);
+		free(args);
+		return -1;
+	}
+	if (def == NULL) {
+		ru->skipped = true;
+		const char *why = rules_eval_skip_reason(func);
+		note_skip(c->ps, c->file, c->line, func, why ? why : "not implemented");
+		return 0;
+	}
+	for (size_t i = 0; i < ru->neargs; i++)
+		free(ru->eargs[i]);
+	free(ru->eargs);
+	ru->evaldef = def;
+	ru->eargs = args;
+	ru->neargs = (size_t)na;
+	const char *err = def->check ? def->check(ru) : NULL;
+	if (err != NULL && err[0] == '~') {
+		/* a form of the test this engine does not compute: skipped, not an error */
+		ru->skipped = true;
+		ru->evaldef = NULL;
+		char full[200];
+		snprintf(full, sizeof(full), "%s(%s)", func, ru->neargs ? ru->eargs[0] : "");
+		note_skip(c->ps, c->file, c->line, full, err + 1);
+		return 0;
+	}
+	if (err != NULL) {
+		diag_error(c->d, c->file, c->line, "%s rule %s: eval:%s: %s", type_word(type), name,
+		           func, err);
+		ru->skipped = true;
+		return -1;
+	}
+	return 0;
 }
 
 static int parse_header_spec(struct ctx *c, struct rule *ru, const char *spec)
@@ -498,10 +661,8 @@ static int parse_header_spec(struct ctx *c, struct rule *ru, const char *spec)
 
 static int def_header(struct ctx *c, const char *name, int type, const char *rest)
 {
-	if (strncmp(rest, "eval:", 5) == 0) {
-		skip_eval(c, name, type, rest);
-		return 0;
-	}
+	if (strncmp(rest, "eval:", 5) == 0)
+		return def_eval(c, name, type, rest);
 	struct rule *ru = define_rule(c, name, type);
 	const char *tw = type_word(type);
 	if (strncmp(rest, "exists:", 7) == 0) {
@@ -572,10 +733,8 @@ static int def_header(struct ctx *c, const char *name, int type, const char *res
 
 static int def_regex(struct ctx *c, const char *name, int type, const char *rest)
 {
-	if (strncmp(rest, "eval:", 5) == 0) {
-		skip_eval(c, name, type, rest);
-		return 0;
-	}
+	if (strncmp(rest, "eval:", 5) == 0)
+		return def_eval(c, name, type, rest);
 	struct rule *ru = define_rule(c, name, type);
 	char err[160];
 	const char *end;
@@ -639,8 +798,8 @@ static int set_score(struct ctx *c, const char *name, const char *rest)
 	ru->has_score = true;
 	ru->score_file = c->file;
 	ru->score_line = c->line;
-	/* Sift always runs Bayes and network tests: SpamAssassin's score set 3. */
-	ru->score = n == 4 ? v[3] : v[0];
+	/* SpamAssassin's score set for what is configured (rules_opts_t.score_set). */
+	ru->score = n == 4 ? v[c->r->opts.score_set & 3] : v[0];
 	return 0;
 }
 
@@ -658,6 +817,10 @@ static int set_tflags(struct ctx *c, const char *name, const char *rest)
 			ru->tflags |= TF_MULTIPLE;
 		} else if (strcmp(tok, "nice") == 0) {
 			ru->tflags |= TF_NICE;
+		} else if (strcmp(tok, "net") == 0) {
+			ru->tflags |= TF_NET;
+		} else if (strcmp(tok, "learn") == 0) {
+			ru->tflags |= TF_LEARN;
 		} else if (strncmp(tok, "maxhits=", 8) == 0) {
 			char *end;
 			long v = strtol(tok + 8, &end, 10);
@@ -668,7 +831,7 @@ static int set_tflags(struct ctx *c, const char *name, const char *rest)
 			}
 			ru->maxhits = (unsigned)v;
 		}
-		/* net, learn, publish, range=... do not change matching. */
+		/* userconf, noautolearn, publish, range=... do not change matching. */
 	}
 	return 0;
 }
@@ -862,6 +1025,17 @@ static int directive(struct ctx *c, char *line)
 		warn_once(ps, c->d, c->file, c->line, key, "skipped plugin directive loadplugin %s",
 		          plugin);
 		return 0;
+	}
+	if (rules_wlbl_directive(c->r, dir, rest))
+		return 0;
+	if (strncmp(dir, "freemail_", 9) == 0) {
+		const char *err = rules_freemail_directive(c->r, dir, rest);
+		if (err != NULL && err[0] != '~') {
+			diag_error(c->d, c->file, c->line, "%s: %s", dir, err);
+			return -1;
+		}
+		if (err == NULL)
+			return 0;
 	}
 	snprintf(key, sizeof(key), "dir %.80s", dir);
 	warn_once(ps, c->d, c->file, c->line, key, "skipped directive %s", dir);
@@ -1210,6 +1384,7 @@ int rules_parse_end(rules_t *r, void *state, diag_t *d)
 			rc = -1;
 		}
 	}
+	warn_skips(ps, d);
 	for (size_t i = 0; i < ps->nwarned; i++)
 		free(ps->warned[i]);
 	free(ps->warned);

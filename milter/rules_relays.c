@@ -28,7 +28,7 @@
 
 struct relay {
 	char ip[64], rdns[RELAY_TOKEN_BYTES], helo[RELAY_TOKEN_BYTES], by[RELAY_TOKEN_BYTES];
-	char id[RELAY_TOKEN_BYTES], auth[32];
+	char id[RELAY_TOKEN_BYTES], auth[32], envfrom[RELAY_TOKEN_BYTES];
 };
 
 /* Copies the token at p (up to a blank, ';', '(' or ')') into out. */
@@ -111,6 +111,17 @@ static bool parse_received(const char *raw, struct relay *r)
 	const char *id = find_ci(p, " id ");
 	if (id)
 		token(id + 4, r->id, sizeof(r->id));
+	/* sendmail's and exim's "(envelope-from <a@b>)": SpamAssassin's envfrom= */
+	const char *ef = find_ci(p, "envelope-from ");
+	if (ef) {
+		char t[RELAY_TOKEN_BYTES];
+		token(ef + 14, t, sizeof(t));
+		size_t tl = strlen(t);
+		size_t s0 = t[0] == '<', e0 = tl > s0 && t[tl - 1] == '>';
+		if (tl > s0 + e0 && memchr(t, '@', tl) != NULL)
+			snprintf(r->envfrom, sizeof(r->envfrom), "%.*s", (int)(tl - s0 - e0),
+			         t + s0);
+	}
 	if (find_ci(p, " with ESMTPA") || find_ci(p, " with ESMTPSA") ||
 	    find_ci(p, " with LMTPA") || find_ci(part, "(authenticated"))
 		snprintf(r->auth, sizeof(r->auth), "%s",
@@ -164,8 +175,8 @@ static void relay_str(abuf_t *b, const struct relay *r, bool internal)
 	if (b->len)
 		abuf_putc(b, ' ');
 	abuf_printf(b,
-	            "[ ip=%s rdns=%s helo=%s by=%s ident= envfrom= intl=%d id=%s auth=%s msa=0 ]",
-	            r->ip, r->rdns, r->helo, r->by, internal ? 1 : 0, r->id, r->auth);
+	            "[ ip=%s rdns=%s helo=%s by=%s ident= envfrom=%s intl=%d id=%s auth=%s msa=0 ]",
+	            r->ip, r->rdns, r->helo, r->by, r->envfrom, internal ? 1 : 0, r->id, r->auth);
 }
 
 void rules_relays(arena_t *a, msg_t *m, const char **trusted, const char **untrusted)

@@ -403,7 +403,7 @@ Test(rules, if_and_ifplugin_follow_the_provided_plugins_and_version)
 	    load("ifplugin Mail::SpamAssassin::Plugin::ReplaceTags\n"
 	         "body RT /x/\n"
 	         "endif\n"
-	         "ifplugin Mail::SpamAssassin::Plugin::FreeMail\n"
+	         "ifplugin Mail::SpamAssassin::Plugin::Razor2\n"
 	         "body FM /x/\n"
 	         "else\n"
 	         "body NOT_FM /x/\n"
@@ -437,17 +437,17 @@ Test(rules, all_plugins_option_reads_plugin_blocks_and_warns_about_evals)
 	rules_opts_default(&o);
 	o.all_plugins = true;
 	diag_t *d = diag_new();
-	rules_t *r = load_opts("ifplugin Mail::SpamAssassin::Plugin::FreeMail\n"
-	                       "header __FM_FROM eval:check_freemail_from()\n"
+	rules_t *r = load_opts("ifplugin Mail::SpamAssassin::Plugin::Razor2\n"
+	                       "header __FM_FROM eval:check_razor2()\n"
 	                       "header __FM_RE Reply-To =~ /gmail/\n"
 	                       "endif\n"
-	                       "if !plugin(Mail::SpamAssassin::Plugin::FreeMail)\n"
+	                       "if !plugin(Mail::SpamAssassin::Plugin::Razor2)\n"
 	                       "header NOT_LOADED Subject =~ /x/\nendif\n",
 	                       &o, d);
 	cr_assert_not_null(r);
 	cr_assert_geq(rules_find(r, "__FM_RE"), 0);
 	cr_assert_lt(rules_find(r, "NOT_LOADED"), 0);
-	cr_assert(diag_has(d, "t.cf:2: warning: skipped eval test check_freemail_from"));
+	cr_assert(diag_has(d, "t.cf:2: warning: skipped eval test check_razor2"));
 	rules_free(r);
 	diag_free(d);
 }

@@ -1,0 +1,740 @@
+/*
+ * rules_eval_header.c - SpamAssassin's HeaderEval tests in C: Message-ID
+ * forms, Date against Received, recipient lists, Subject shapes, counts of
+ * fields and illegal bytes. Behaviour follows SpamAssassin 4.0's plugin
+ * (Mail::SpamAssassin::Plugin::HeaderEval), written anew for Sift.
+ */
+#include <ctype.h>
+#include <math.h>
+
+#include "rules_int.h"
+
+static const char *hget(struct rules_evalenv *e, const char *name)
+{
+	const char *v = rules_eval_header(e, name);
+	return v ? v : "";
+}
+
+/* SpamAssassin's MESSAGEID: the four fields that may carry the real one. */
+static const char *message_ids(struct rules_evalenv *e)
+{
+	static const char *const names[] = {"X-Message-Id", "Resent-Message-Id",
+	                                    "X-Original-Message-ID", "Message-Id"};
+	abuf_t b;
+	abuf_init(&b, e->a, 128);
+	for (size_t i = 0; i < 4; i++) {
+		const char *v;
+		for (size_t k = 0; (v = msg_header_get(e->m, names[i], k)) != NULL; k++) {
+			while (isspace((unsigned char)*v))
+				v++;
+			if (*v == '\0')
+				continue;
+			abuf_puts(&b, v);
+			abuf_append(&b, "\n", 1);
+		}
+	}
+	abuf_append(&b, "", 1);
+	return b.data;
+}
+
+static bool parse_number(const char *s, double *v)
+{
+	char *end;
+	*v = strtod(s, &end);
+	return end != s && *end == '\0' && isfinite(*v);
+}
+
+/* Arguments that are numbers or 'undef'. */
+static const char *check_range_args(const struct rule *ru)
+{
+	for (size_t i = 0; i < ru->neargs; i++) {
+		double v;
+		if (strcmp(ru->eargs[i], "undef") != 0 && !parse_number(ru->eargs[i], &v))
+			return "expected numbers or undef";
+	}
+	return NULL;
+}
+
+static bool in_range(double v, const char *min, const char *max, double unit)
+{
+	return (strcmp(min, "undef") == 0 || v >= strtod(min, NULL) * unit) &&
+	       (strcmp(max, "undef") == 0 || v < strtod(max, NULL) * unit);
+}
+
+/* ---------------------------------------------------------------- Outlook Message-ID */
+
+/*
+ * Outlook Express built its Message-ID from the sending time: the second
+ * hex group tracks Date (or, failing that, the first Received date). A
+ * token too far from both is a forgery.
+ */
+static long outlook_message_id(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	const char *id = message_ids(e);
+	static const char hex[] = "0123456789abcdef";
+	if (id[0] != '<')
+		return 0;
+	const char *p = id + 1;
+	for (int i = 0; i < 12; i++)
+		if (p[i] == '\0' || strchr(hex, p[i]) == NULL)
+			return 0;
+	for (int g = 0; g < 2; g++) {
+		const char *q = p + 12 + g * 9;
+		if (q[0] != '$')
+			return 0;
+		for (int i = 1; i <= 8; i++)
+			if (q[i] == '\0' || strchr(hex, q[i]) == NULL)
+				return 0;
+	}
+	if (p[30] != '@')
+		return 0;
+	char tok[9];
+	memcpy(tok, p + 4, 8);
+	tok[8] = '\0';
+	double timetoken = (double)strtoul(tok, NULL, 16);
+	const double x = 0.0023283064365387, y = 27111902.8329849, fudge = 250;
+	int64_t t = 0;
+	if (!rules_eval_parse_date(hget(e, "Date"), &t))
+		t = 0;
+	double expected = floor((double)t * x + y);
+	if (fabs(timetoken - expected) < fudge)
+		return 0;
+	/* the date of the newest Received field */
+	static struct rules_eval_re rcvd_date = {
+	    .pattern = "(\\s.?\\d+ \\S\\S\\S \\d+ \\d+:\\d+:\\d+ \\S+).*?$"};
+	const char *rc = hget(e, "Received");
+	const char *d = rules_eval_re_group(&rcvd_date, rc, strlen(rc), e->a);
+	if (d == NULL || !rules_eval_parse_date(d, &t))
+		t = 0;
+	expected = floor((double)t * x + y);
+	return fabs(timetoken - expected) >= fudge;
+}
+
+/* ---------------------------------------------------------------- Date vs Received */
+
+struct datediff {
+	bool done;
+	double diff; /* seconds, Date minus the nearest Received date */
+};
+
+static bool received_date(arena_t *a, const char *line, int64_t *t)
+{
+	static struct rules_eval_re re = {.pattern =
+	                                      "(\\s.?\\d+ \\S\\S\\S \\d+ \\d+:\\d+:\\d+ \\S+)"};
+	const char *d = rules_eval_re_group(&re, line, strlen(line), a);
+	return d != NULL && rules_eval_parse_date(d, t);
+}
+
+static double date_diff(struct rules_evalenv *e)
+{
+	int64_t date = 0;
+	bool have = false;
+	static const char *const fields[] = {"Resent-Date", "Date"};
+	for (size_t f = 0; f < 2 && !have; f++) {
+		const char *v;
+		for (size_t k = 0; !have && (v = msg_header_get(e->m, fields[f], k)) != NULL; k++)
+			if (*v)
+				have = rules_eval_parse_date(mime_decode_header(e->a, v), &date);
+	}
+	if (!have)
+		return 0;
+	/* Received lines, newest first; fetchmail's local hops set aside */
+	size_t n = 0;
+	const char *v;
+	while (msg_header_get(e->m, "Received", n) != NULL)
+		n++;
+	if (n == 0)
+		return 0;
+	const char **lines = arena_alloc(e->a, n * sizeof(char *));
+	size_t nl = 0;
+	for (size_t k = 0; (v = msg_header_get(e->m, "Received", k)) != NULL; k++) {
+		abuf_t b;
+		abuf_init(&b, e->a, 128);
+		for (const char *p = v; *p; p++)
+			if (!(*p == '\n' && (p[1] == ' ' || p[1] == '\t')) && *p != '\r')
+				abuf_append(&b, p, 1);
+		abuf_append(&b, "", 1);
+		const char *s = b.data;
+		bool blank = true;
+		for (const char *p = s; *p; p++)
+			if (!isspace((unsigned char)*p))
+				blank = false;
+		if (!blank)
+			lines[nl++] = s;
+	}
+	size_t first = 0;
+	static struct rules_eval_re local1 = {
+	    .pattern = "\\bfrom (?:localhost\\s|(?:\\S+ ){1,2}\\S*\\b127\\.0\\.0\\.1\\b)"};
+	static struct rules_eval_re local2 = {.pattern = "qmail \\d+ invoked by uid \\d+"};
+	static struct rules_eval_re fetchmail = {
+	    .pattern = "\\bby localhost with \\w+ \\(fetchmail-[\\d.]+"};
+	if (nl > 0 && (rules_eval_re(&local1, lines[0], strlen(lines[0])) ||
+	               rules_eval_re(&local2, lines[0], strlen(lines[0])))) {
+		if (nl > 1 && rules_eval_re(&fetchmail, lines[1], strlen(lines[1])))
+			first = 2;
+		/* else the local line goes back in front: nothing set aside */
+	} else if (nl > 0 && rules_eval_re(&fetchmail, lines[0], strlen(lines[0]))) {
+		first = 1;
+	}
+	double *diffs = arena_alloc(e->a, (nl ? nl : 1) * sizeof(double));
+	size_t nd = 0;
+	for (size_t i = first; i < nl; i++) {
+		int64_t t;
+		if (received_date(e->a, lines[i], &t))
+			diffs[nd++] = (double)(date - t);
+	}
+	if (nd == 0)
+		return 0;
+	if (nd > 1 && diffs[nd - 1] == 0)
+		nd--;
+	double best = diffs[0];
+	for (size_t i = 1; i < nd; i++)
+		if (fabs(diffs[i]) < fabs(best))
+			best = diffs[i];
+	return best;
+}
+
+static long shifted_date(struct rules_evalenv *e, const struct rule *ru)
+{
+	double *c = e->cache[RULES_EVAL_CACHE_DATEDIFF];
+	if (c == NULL) {
+		c = arena_alloc(e->a, sizeof(*c));
+		*c = date_diff(e);
+		e->cache[RULES_EVAL_CACHE_DATEDIFF] = c;
+	}
+	double d = *c;
+	return in_range(d, ru->eargs[0], ru->eargs[1], 3600);
+}
+
+/* ---------------------------------------------------------------- Subject */
+
+static long subject_all_caps(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	const char *s = rules_eval_header(e, "Subject");
+	if (s == NULL)
+		return 0;
+	while (isspace((unsigned char)*s))
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		n--;
+	/* (?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+ */
+	static const char *const pre[] = {"re", "fwd", "fw", "aw", "antwort",
+	                                  "wg", "sv",  "vb", "vs", "vl"};
+	for (bool again = true; again;) {
+		again = false;
+		for (size_t i = 0; i < sizeof(pre) / sizeof(pre[0]); i++) {
+			size_t pl = strlen(pre[i]);
+			if (n > pl && strncasecmp(s, pre[i], pl) == 0 && s[pl] == ':') {
+				s += pl + 1;
+				n -= pl + 1;
+				while (n > 0 && isspace((unsigned char)*s)) {
+					s++;
+					n--;
+				}
+				again = true;
+				break;
+			}
+		}
+	}
+	bool space = false;
+	for (size_t i = 0; i < n; i++)
+		if (isspace((unsigned char)s[i]))
+			space = true;
+	if (!space || n < 10)
+		return 0;
+	const char *raw = rules_eval_header_raw(e, "Subject");
+	static struct rules_eval_re fp_charset = {
+	    .pattern = "=\\?[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|"
+	               "georgianps|pt154|tis)[-_a-z0-9]*\\?",
+	    .options = PCRE2_CASELESS};
+	if (raw && rules_eval_re(&fp_charset, raw, strlen(raw)))
+		return 0;
+	size_t letters = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 128 && isalpha(c)) {
+			letters++;
+			if (islower(c))
+				return 0;
+		}
+	}
+	return letters > 0;
+}
+
+/* ---------------------------------------------------------------- recipients */
+
+struct recips {
+	bool sorted;
+	double similar;
+};
+
+static struct recips recipients(struct rules_evalenv *e)
+{
+	struct recips r = {false, 0};
+	const char **addr = arena_alloc(e->a, 256 * sizeof(char *));
+	size_t n = 0;
+	const char *prev = "";
+	static const char *const sets[2][2] = {{"To", "Cc"}, {"Bcc", NULL}};
+	size_t ninputs = 0;
+	for (int s = 0; s < 2; s++) {
+		for (int f = 0; f < 2 && sets[s][f]; f++) {
+			const char *v;
+			for (size_t k = 0; (v = msg_header_get(e->m, sets[s][f], k)) != NULL; k++) {
+				const char **list;
+				size_t nl =
+				    rules_eval_addrs(e->a, mime_decode_header(e->a, v), &list);
+				for (size_t i = 0; i < nl; i++) {
+					ninputs++;
+					if (strcasecmp(list[i], prev) != 0 && n < 256)
+						addr[n++] = prev = list[i];
+				}
+			}
+		}
+		if (ninputs >= 5)
+			break;
+	}
+	if (n >= 7) {
+		r.sorted = true;
+		for (size_t i = 1; i < n; i++)
+			if (strcmp(addr[i - 1], addr[i]) > 0)
+				r.sorted = false;
+	}
+	if (n >= 5) {
+		size_t hits = 0, comb = 0;
+		for (size_t i = 0; i < n; i++) {
+			const char *ai = strchr(addr[i], '@');
+			for (size_t j = i + 1; j < n; j++) {
+				const char *aj = strchr(addr[j], '@');
+				if (strncmp(addr[i], addr[j], 2) == 0 &&
+				    (strlen(addr[i]) >= 2) == (strlen(addr[j]) >= 2))
+					hits++;
+				const char *hi = ai ? ai + 1 : "", *hj = aj ? aj + 1 : "";
+				if (strncmp(hi, hj, 2) == 0 && strcmp(hi, hj) != 0)
+					hits++;
+				comb++;
+			}
+		}
+		r.similar = (double)hits / (double)comb;
+	}
+	return r;
+}
+
+static struct recips recipients_cached(struct rules_evalenv *e)
+{
+	struct recips *c = e->cache[RULES_EVAL_CACHE_RECIPS];
+	if (c == NULL) {
+		c = arena_alloc(e->a, sizeof(*c));
+		*c = recipients(e);
+		e->cache[RULES_EVAL_CACHE_RECIPS] = c;
+	}
+	return *c;
+}
+
+static long similar_recipients(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct recips r = recipients_cached(e);
+	return in_range(r.similar, ru->eargs[0], ru->eargs[1], 1);
+}
+
+static long sorted_recipients(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return recipients_cached(e).sorted;
+}
+
+static long missing_to(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	const char *to = rules_eval_header(e, "To");
+	/* SpamAssassin's get() keeps the newline: an empty To: is not a missing one */
+	if (to == NULL)
+		to = rules_eval_header(e, "Apparently-To");
+	return to == NULL;
+}
+
+/* ---------------------------------------------------------------- gated lists, Yahoo */
+
+static bool gated(struct rules_evalenv *e)
+{
+	const char *ml = rules_eval_header(e, "Mailing-List");
+	static struct rules_eval_re ezmlm = {.pattern = "^contact \\S+\\@\\S+\\; run by ezmlm$",
+	                                     .options = PCRE2_MULTILINE};
+	static struct rules_eval_re dl = {.pattern = "^mailing list \\S+\\@\\S+",
+	                                  .options = PCRE2_MULTILINE};
+	static struct rules_eval_re qmail = {
+	    .pattern = "qmail \\d+ invoked (?:from network|by .{3,20})\\); \\d+ ... \\d+"};
+	const char *rcvd = rules_eval_header(e, "Received");
+	if (ml && rules_eval_re(&ezmlm, ml, strlen(ml))) {
+		const char *dlto = hget(e, "Delivered-To");
+		const char *r = rcvd ? rcvd : "";
+		if (rules_eval_re(&dl, dlto, strlen(dlto)) && rules_eval_re(&qmail, r, strlen(r)))
+			return true;
+	}
+	if (rcvd == NULL)
+		return true;
+	static struct rules_eval_re msn = {.pattern =
+	                                       "from groups\\.msn\\.com \\(\\S+\\.msn\\.com "};
+	return rules_eval_re(&msn, rcvd, strlen(rcvd));
+}
+
+static long gated_through(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return gated(e);
+}
+
+static const char *from_addr(struct rules_evalenv *e)
+{
+	const char *v = rules_eval_header(e, "From");
+	if (v == NULL)
+		return "";
+	const char **list;
+	return rules_eval_addrs(e->a, v, &list) ? list[0] : "";
+}
+
+static bool ends_with_ci(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+	return n >= k && strcasecmp(s + n - k, suffix) == 0;
+}
+
+static long forged_yahoo(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	const char *from = from_addr(e);
+	/* \byahoo\.com$ */
+	if (!ends_with_ci(from, "yahoo.com"))
+		return 0;
+	size_t fl = strlen(from);
+	if (fl > 9 && (isalnum((unsigned char)from[fl - 10]) || from[fl - 10] == '_'))
+		return 0; /* \byahoo\.com$ */
+	const char *rcvd = hget(e, "Received");
+	if (*hget(e, "Resent-From") && *hget(e, "Resent-To")) {
+		const char *x = hget(e, "X-Received");
+		if (*x)
+			rcvd = x;
+	}
+	/* \s+ becomes one space */
+	abuf_t b;
+	abuf_init(&b, e->a, strlen(rcvd) + 1);
+	for (const char *p = rcvd; *p; p++) {
+		if (isspace((unsigned char)*p)) {
+			while (isspace((unsigned char)p[1]))
+				p++;
+			abuf_append(&b, " ", 1);
+		} else {
+			abuf_append(&b, p, 1);
+		}
+	}
+	abuf_append(&b, "", 1);
+	const char *r = b.data;
+	size_t rl = strlen(r);
+	if (gated(e))
+		return 0;
+	rules_eval_relays(e);
+	static struct rules_eval_re tr = {.pattern = " rdns=\\S+\\.yahoo\\.com "};
+	static struct rules_eval_re ur = {.pattern = "^[^\\]]+ rdns=\\S+\\.yahoo\\.com "};
+	if (rules_eval_re(&tr, e->trusted_str, strlen(e->trusted_str)) ||
+	    rules_eval_re(&ur, e->untrusted_str, strlen(e->untrusted_str)))
+		return 0;
+	static struct rules_eval_re ok[] = {
+	    {.pattern = "by web\\S+\\.mail\\S*\\.yahoo\\.com via HTTP"},
+	    {.pattern = "by sonic\\S+\\.consmr\\.mail\\S*\\.yahoo\\.com with HTTP"},
+	    {.pattern = "by smtp\\S+\\.yahoo\\.com with SMTP"},
+	    {.pattern = "from \\[[0-9a-fA-F.:]+\\] by \\S+\\.(?:groups|scd|dcn)\\.yahoo\\.com with "
+	                "NNFMP"},
+	    {.pattern =
+	         "by \\w+\\.\\w+\\.yahoo\\.com \\(\\d+\\.\\d+\\.\\d+/\\d+\\.\\d+\\.\\d+\\)(?: "
+	         "with ESMTP)? id \\w+"},
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (rules_eval_re(&ok[i], r, rl))
+			return 0;
+	static struct rules_eval_re bulk = {.pattern =
+	                                        "\\bmailer\\d+\\.bulk\\.scd\\.yahoo\\.com\\b"};
+	if (rules_eval_re(&bulk, r, rl) && ends_with_ci(from, "@reply.yahoo.com"))
+		return 0;
+	return 1;
+}
+
+/* ---------------------------------------------------------------- Hotmail */
+
+/* Every Received field, white space runs made one space. */
+static const char *received_flat(struct rules_evalenv *e)
+{
+	const char *rcvd = hget(e, "Received");
+	abuf_t b;
+	abuf_init(&b, e->a, strlen(rcvd) + 1);
+	for (const char *p = rcvd; *p; p++) {
+		if (isspace((unsigned char)*p)) {
+			while (isspace((unsigned char)p[1]))
+				p++;
+			abuf_append(&b, " ", 1);
+		} else {
+			abuf_append(&b, p, 1);
+		}
+	}
+	abuf_append(&b, "", 1);
+	return b.data;
+}
+
+static bool msn_groups(struct rules_evalenv *e, const char *rcvd)
+{
+	static struct rules_eval_re to_re = {.pattern = "<(\\S+)\\@groups\\.msn\\.com>",
+	                                     .options = PCRE2_CASELESS};
+	static struct rules_eval_re pickup = {
+	    .pattern = "from mail pickup service by ((?:p\\d\\d\\.)groups\\.msn\\.com)\\b"};
+	const char *to = hget(e, "To");
+	const char *list = rules_eval_re_group(&to_re, to, strlen(to), e->a);
+	if (list == NULL)
+		return false;
+	const char *server = rules_eval_re_group(&pickup, rcvd, strlen(rcvd), e->a);
+	if (server == NULL)
+		return false;
+	const char *mid = hget(e, "Message-Id");
+	while (isspace((unsigned char)*mid))
+		mid++;
+	char *want;
+	if (strcmp(list, "notifications") == 0) {
+		want = arena_sprintf(e->a, "@%s>", server);
+	} else {
+		want = arena_sprintf(e->a, "<%s-", list);
+		if (strncmp(mid, want, strlen(want)) != 0)
+			return false;
+		want = "@groups.msn.com>";
+	}
+	return rules_eval_strcasestr(mid, want) != NULL;
+}
+
+/*
+ * 1: a Received field names hotmail.com but is not Hotmail's own; 2: From
+ * is at hotmail.com and no Received field of Hotmail's is there; 0 else.
+ */
+static int hotmail(struct rules_evalenv *e)
+{
+	char *rcvd = (char *)received_flat(e);
+	size_t rl = strlen(rcvd);
+	static struct rules_eval_re pickup = {
+	    .pattern = "from mail pickup service by hotmail\\.com with Microsoft SMTPSVC;"};
+	if (rules_eval_re(&pickup, rcvd, rl) || msn_groups(e, rcvd) || gated(e))
+		return 0;
+	const char *xip = rules_eval_header(e, "X-Originating-Ip");
+	const char *xorg = rules_eval_header(e, "X-OriginatorOrg");
+	static struct rules_eval_re ipre = {.pattern =
+	                                        "\\d+\\.\\d+\\.\\d+\\.\\d+|[0-9a-f:]*:[0-9a-f:]+",
+	                                    .options = PCRE2_CASELESS};
+	static struct rules_eval_re orgre = {.pattern = "hotmail\\.com|msonline\\-outlook"};
+	bool ip = xip && rules_eval_re(&ipre, xip, strlen(xip));
+	bool org = xorg && rules_eval_re(&orgre, xorg, strlen(xorg));
+	static struct rules_eval_re real_ip[] = {
+	    {.pattern = "from (?:\\S*\\.)?hotmail.com \\(\\S+\\.hotmail(?:\\.msn)?\\.com[ \\)]"},
+	    {.pattern = "from \\S*\\.hotmail.com \\(\\[[0-9a-fA-F.:]+\\][ \\):]"},
+	    {.pattern = "from \\S+ by \\S+\\.hotmail(?:\\.msn)?\\.com with HTTP\\;"},
+	    {.pattern = "from \\[66\\.218.\\S+\\] by \\S+\\.yahoo\\.com"},
+	};
+	static struct rules_eval_re real_org[] = {
+	    {.pattern = "from \\S*\\.outbound\\.protection\\.outlook\\.com "
+	                "\\(\\S+\\.outbound\\.protection\\.outlook\\.com[ \\)]"},
+	    {.pattern =
+	         "from \\S*\\.(?:eur|nam)prd\\d+\\.prod\\.outlook\\.com \\([0-9a-fA-F.:]+\\)"},
+	};
+	for (size_t i = 0; ip && i < sizeof(real_ip) / sizeof(real_ip[0]); i++)
+		if (rules_eval_re(&real_ip[i], rcvd, rl))
+			return 0;
+	for (size_t i = 0; org && i < sizeof(real_org) / sizeof(real_org[0]); i++)
+		if (rules_eval_re(&real_org[i], rcvd, rl))
+			return 0;
+	static struct rules_eval_re helo = {.pattern = "(?:from |HELO |helo=)\\S*hotmail\\.com\\b"};
+	if (rules_eval_re(&helo, rcvd, rl))
+		return 1;
+	const char *from = from_addr(e);
+	size_t fl = strlen(from);
+	if (!ends_with_ci(from, "hotmail.com") ||
+	    (fl > 11 && (isalnum((unsigned char)from[fl - 12]) || from[fl - 12] == '_')))
+		return 0;
+	return 2;
+}
+
+static int hotmail_cached(struct rules_evalenv *e)
+{
+	int *c = e->cache[RULES_EVAL_CACHE_HOTMAIL];
+	if (c == NULL) {
+		c = arena_alloc(e->a, sizeof(*c));
+		*c = hotmail(e);
+		e->cache[RULES_EVAL_CACHE_HOTMAIL] = c;
+	}
+	return *c;
+}
+
+static long forged_hotmail(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return hotmail_cached(e) == 1;
+}
+
+static long no_hotmail_received(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return hotmail_cached(e) == 2;
+}
+
+/* ---------------------------------------------------------------- From vs EnvelopeFrom */
+
+/* The last two labels of the domain of an address ("" when there is none). */
+static const char *two_labels(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	if (at == NULL || at[1] == '\0')
+		return "";
+	const char *d = at + 1, *last = strrchr(d, '.');
+	if (last == NULL)
+		return d;
+	for (const char *p = last - 1; p > d; p--)
+		if (*p == '.')
+			return p + 1 < last ? p + 1 : d;
+	return d;
+}
+
+static long equal_from_domains(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	const char *fd = two_labels(from_addr(e));
+	if (*fd == '\0')
+		return 0;
+	const char *env = rules_eval_envelope_from(e);
+	const char *ed = two_labels(env ? env : "");
+	if (*ed == '\0')
+		return 0;
+	return strcasecmp(fd, ed) != 0;
+}
+
+/* ---------------------------------------------------------------- counts */
+
+static const char *check_count_args(const struct rule *ru)
+{
+	double v;
+	if (!parse_number(ru->eargs[1], &v) || !parse_number(ru->eargs[2], &v))
+		return "expected a field name and two numbers";
+	return NULL;
+}
+
+static long header_count_range(struct rules_evalenv *e, const struct rule *ru)
+{
+	/* distinct values of the field */
+	size_t n = 0;
+	const char *v;
+	for (size_t k = 0; (v = msg_header_get(e->m, ru->eargs[0], k)) != NULL; k++) {
+		bool dup = false;
+		const char *w;
+		for (size_t j = 0; j < k && !dup && (w = msg_header_get(e->m, ru->eargs[0], j));
+		     j++)
+			dup = strcmp(v, w) == 0;
+		if (!dup)
+			n++;
+	}
+	return (double)n >= strtod(ru->eargs[1], NULL) && (double)n <= strtod(ru->eargs[2], NULL);
+}
+
+static bool valid_utf8(const unsigned char *s)
+{
+	while (*s) {
+		int n = *s < 0x80             ? 0
+		        : (*s & 0xE0) == 0xC0 ? 1
+		        : (*s & 0xF0) == 0xE0 ? 2
+		        : (*s & 0xF8) == 0xF0 ? 3
+		                              : -1;
+		if (n < 0 || (n == 1 && *s < 0xC2))
+			return false;
+		s++;
+		for (int i = 0; i < n; i++, s++)
+			if ((*s & 0xC0) != 0x80)
+				return false;
+	}
+	return true;
+}
+
+static long illegal_chars(struct rules_evalenv *e, const struct rule *ru)
+{
+	char name[128];
+	snprintf(name, sizeof(name), "%s", ru->eargs[0]);
+	char *colon = strstr(name, ":raw");
+	if (colon)
+		*colon = '\0';
+	const char *s = rules_eval_header_raw(e, name);
+	if (s == NULL)
+		return 0;
+	bool nonblank = false, nonascii = false, controls = false;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (!isspace(*p))
+			nonblank = true;
+		if (*p >= 0x80)
+			nonascii = true;
+		if (*p <= 0x08 || *p == 0x0b || *p == 0x0c || (*p >= 0x0e && *p <= 0x1f))
+			controls = true;
+	}
+	if (!nonblank)
+		return 0;
+	if (nonascii && valid_utf8((const unsigned char *)s) && !controls)
+		return 0;
+	size_t illegal = 0, exempt = 0, len = strlen(s);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p <= 0x08 || *p == 0x0b || *p == 0x0c || (*p >= 0x0e && *p <= 0x1f) ||
+		    *p >= 0x7f)
+			illegal++;
+		if (*p == 0xa2 || *p == 0xa3 || *p == 0xae)
+			exempt++;
+	}
+	if (illegal > 0 && strcasecmp(name, "subject") == 0 && exempt == 1)
+		illegal--;
+	return (double)illegal / (double)len >= strtod(ru->eargs[1], NULL) &&
+	       (double)illegal >= strtod(ru->eargs[2], NULL);
+}
+
+static const char *check_illegal_args(const struct rule *ru)
+{
+	double v;
+	if (!parse_number(ru->eargs[1], &v) || !parse_number(ru->eargs[2], &v))
+		return "expected a field name, a ratio and a count";
+	return NULL;
+}
+
+static long unresolved_template(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	static struct rules_eval_re tmpl = {.pattern = "%[A-Z][A-Z_-]"};
+	static struct rules_eval_re skip = {
+	    .pattern = "^(?:X-VMS-To|X-UIDL|X-Face|To|Cc|From|Subject|References|In-Reply-To|"
+	               "(?:X-|Resent-|X-Original-)?Message-Id):",
+	    .options = PCRE2_CASELESS};
+	for (size_t i = 0; i < msg_header_count(e->m); i++) {
+		const char *line =
+		    arena_sprintf(e->a, "%s: %s", msg_header_name(e->m, i),
+		                  mime_decode_header(e->a, msg_header_value(e->m, i)));
+		/* SpamAssassin splits ALL at newlines: the first line of each field */
+		size_t n = strcspn(line, "\n");
+		if (rules_eval_re(&tmpl, line, n) && !rules_eval_re(&skip, line, n))
+			return 1;
+	}
+	return 0;
+}
+
+const struct rules_evaldef rules_eval_header_defs[] = {
+    {"check_outlook_message_id", outlook_message_id, 0, 0, NULL},
+    {"check_for_shifted_date", shifted_date, 2, 2, check_range_args},
+    {"subject_is_all_caps", subject_all_caps, 0, 0, NULL},
+    {"similar_recipients", similar_recipients, 2, 2, check_range_args},
+    {"sorted_recipients", sorted_recipients, 0, 0, NULL},
+    {"check_for_missing_to_header", missing_to, 0, 0, NULL},
+    {"gated_through_received_hdr_remover", gated_through, 0, 0, NULL},
+    {"check_for_forged_yahoo_received_headers", forged_yahoo, 0, 0, NULL},
+    {"check_header_count_range", header_count_range, 3, 3, check_count_args},
+    {"check_illegal_chars", illegal_chars, 3, 3, check_illegal_args},
+    {"check_unresolved_template", unresolved_template, 0, 0, NULL},
+    {"check_for_forged_hotmail_received_headers", forged_hotmail, 0, 0, NULL},
+    {"check_for_no_hotmail_received_headers", no_hotmail_received, 0, 0, NULL},
+    {"check_equal_from_domains", equal_from_domains, 0, 0, NULL},
+    {NULL, NULL, 0, 0, NULL},
+};

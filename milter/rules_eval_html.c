@@ -1,0 +1,1006 @@
+/*
+ * rules_eval_html.c - SpamAssassin's HTMLEval tests that rest on the tag
+ * structure of each text/html part: which tags occur, how opening and
+ * closing tags balance, the part's length and whether it holds images.
+ * A small tag scanner does what HTML::Parser does for SpamAssassin here.
+ */
+#include <ctype.h>
+#include <math.h>
+
+#include "rules_int.h"
+
+#define HTML_TAGS_MAX  256
+#define HTML_STYLE_MAX 128 /* nesting of text styles followed; deeper ones share the top */
+
+/* A text style: the colours are "#rrggbb", "invalid" or "transparent". */
+struct html_style {
+	char tag[12];
+	char fg[12], bg[12];
+};
+
+struct html_part {
+	size_t length;        /* bytes of HTML source, as SpamAssassin counts it */
+	size_t non_space_len; /* characters of text outside tags, not white space */
+	double image_area;    /* of <img> with width and height (800x600 for %) */
+	long basefont, max_size;
+	bool font_face_bad, form_action_mailto, embeds;
+	bool font_low_contrast, font_invalid_color;
+	struct html_style *style; /* the stack while scanning */
+	size_t nstyle;
+	/* texts html_text_match() looks at: each anchor's text ("<img>\n" for
+	 * an image in it), each comment as written, each title */
+	struct html_texts {
+		char **v;
+		size_t n, cap;
+	} anchor, comment, title;
+	long in_a, in_title;
+	size_t ntags;
+	char *tag[HTML_TAGS_MAX]; /* distinct tag names seen, lower-case */
+	long inside[HTML_TAGS_MAX];
+};
+
+struct html_facts {
+	size_t n;
+	struct html_part *v;
+};
+
+static long *slot(arena_t *a, struct html_part *p, const char *name, size_t n)
+{
+	for (size_t i = 0; i < p->ntags; i++)
+		if (strlen(p->tag[i]) == n && strncmp(p->tag[i], name, n) == 0)
+			return &p->inside[i];
+	if (p->ntags == HTML_TAGS_MAX)
+		return NULL;
+	p->tag[p->ntags] = arena_strndup(a, name, n);
+	p->inside[p->ntags] = 0;
+	return &p->inside[p->ntags++];
+}
+
+/* Skips past the first case-insensitive occurrence of needle, or to the end. */
+static const char *skip_past(const char *p, const char *end, const char *needle)
+{
+	size_t nl = strlen(needle);
+	for (; p + nl <= end; p++)
+		if (strncasecmp(p, needle, nl) == 0)
+			return p + nl;
+	return end;
+}
+
+/*
+ * The value of attribute name between p and end (a tag's attributes),
+ * unquoted, in buf; false when the tag does not have it.
+ */
+static bool attr(const char *p, const char *end, const char *name, char *buf, size_t cap)
+{
+	size_t nl = strlen(name);
+	while (p < end) {
+		while (p < end && (isspace((unsigned char)*p) || *p == '/'))
+			p++;
+		const char *k = p;
+		while (p < end && !isspace((unsigned char)*p) && *p != '=' && *p != '>')
+			p++;
+		size_t kl = (size_t)(p - k);
+		while (p < end && isspace((unsigned char)*p))
+			p++;
+		const char *v = p, *ve = p;
+		if (p < end && *p == '=') {
+			p++;
+			while (p < end && isspace((unsigned char)*p))
+				p++;
+			if (p < end && (*p == '"' || *p == '\'')) {
+				char q = *p++;
+				v = p;
+				while (p < end && *p != q)
+					p++;
+				ve = p;
+				if (p < end)
+					p++;
+			} else {
+				v = p;
+				while (p < end && !isspace((unsigned char)*p) && *p != '>')
+					p++;
+				ve = p;
+			}
+		}
+		if (kl == 0 && p == k) {
+			p++;
+			continue;
+		}
+		if (kl == nl && strncasecmp(k, name, nl) == 0) {
+			size_t vl = (size_t)(ve - v) < cap - 1 ? (size_t)(ve - v) : cap - 1;
+			memcpy(buf, v, vl);
+			buf[vl] = '\0';
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool face_ok(const char *f)
+{
+	static struct rules_eval_re ok = {
+	    .pattern =
+	        "^\\s*[\"'.]?[a-z ][a-z -]*[a-z]\\d?[\"']?(?:,\\s*[\"']?[a-z][a-z -]*[a-z]\\d?["
+	        "\"']?)*;?$",
+	    .options = PCRE2_CASELESS};
+	return rules_eval_re(&ok, f, strlen(f));
+}
+
+/* A dimension as SpamAssassin reads it: digits, "%" of an 800x600 screen; 200 if unusable. */
+static double dimension(const char *v, double percent_of)
+{
+	char *end;
+	if (!isdigit((unsigned char)*v))
+		return 200;
+	double x = strtod(v, &end);
+	if (*end == '%' && end[1] == '\0')
+		x *= percent_of;
+	else if (*end != '\0')
+		return 200;
+	return x > 0 ? x : 200;
+}
+
+/* What SpamAssassin's HTML parser notes of one opening tag (name lower-case). */
+static void tag_facts(struct html_part *p, const char *name, const char *a, const char *end)
+{
+	char v[256];
+	if (strcmp(name, "basefont") == 0 && attr(a, end, "size", v, sizeof(v))) {
+		const char *q = v;
+		while (isspace((unsigned char)*q))
+			q++;
+		if (isdigit((unsigned char)*q))
+			p->basefont = strtol(q, NULL, 10);
+		return;
+	}
+	if (strcmp(name, "font") == 0) {
+		if (attr(a, end, "size", v, sizeof(v))) {
+			const char *q = v;
+			while (isspace((unsigned char)*q))
+				q++;
+			long size = -1;
+			if ((*q == '+' || *q == '-') && isdigit((unsigned char)q[1]))
+				size = p->basefont + strtol(q, NULL, 10);
+			else if (isdigit((unsigned char)*q))
+				size = strtol(q, NULL, 10);
+			if (size > p->max_size)
+				p->max_size = size;
+		}
+		if (attr(a, end, "face", v, sizeof(v)) && !face_ok(v))
+			p->font_face_bad = true;
+	}
+	char w[64], h[64];
+	if (strcmp(name, "img") == 0 && attr(a, end, "width", w, sizeof(w)) &&
+	    attr(a, end, "height", h, sizeof(h)))
+		p->image_area += dimension(w, 8) * dimension(h, 6);
+	if (strcmp(name, "form") == 0 && attr(a, end, "action", v, sizeof(v)) &&
+	    rules_eval_strcasestr(v, "mailto:") != NULL)
+		p->form_action_mailto = true;
+	if (strcmp(name, "object") == 0 || strcmp(name, "embed") == 0)
+		p->embeds = true;
+}
+
+/* CSS and HTML colour names (the standard list), sorted for bsearch. */
+static const struct color {
+	const char *name;
+	unsigned rgb;
+} colors[] = {
+    {"aliceblue", 0xf0f8ff},
+    {"antiquewhite", 0xfaebd7},
+    {"aqua", 0x00ffff},
+    {"aquamarine", 0x7fffd4},
+    {"azure", 0xf0ffff},
+    {"beige", 0xf5f5dc},
+    {"bisque", 0xffe4c4},
+    {"black", 0x000000},
+    {"blanchedalmond", 0xffebcd},
+    {"blue", 0x0000ff},
+    {"blueviolet", 0x8a2be2},
+    {"brown", 0xa52a2a},
+    {"burlywood", 0xdeb887},
+    {"cadetblue", 0x5f9ea0},
+    {"chartreuse", 0x7fff00},
+    {"chocolate", 0xd2691e},
+    {"coral", 0xff7f50},
+    {"cornflowerblue", 0x6495ed},
+    {"cornsilk", 0xfff8dc},
+    {"crimson", 0xdc143c},
+    {"cyan", 0x00ffff},
+    {"darkblue", 0x00008b},
+    {"darkcyan", 0x008b8b},
+    {"darkgoldenrod", 0xb8860b},
+    {"darkgray", 0xa9a9a9},
+    {"darkgreen", 0x006400},
+    {"darkgrey", 0xa9a9a9},
+    {"darkkhaki", 0xbdb76b},
+    {"darkmagenta", 0x8b008b},
+    {"darkolivegreen", 0x556b2f},
+    {"darkorange", 0xff8c00},
+    {"darkorchid", 0x9932cc},
+    {"darkred", 0x8b0000},
+    {"darksalmon", 0xe9967a},
+    {"darkseagreen", 0x8fbc8f},
+    {"darkslateblue", 0x483d8b},
+    {"darkslategray", 0x2f4f4f},
+    {"darkslategrey", 0x2f4f4f},
+    {"darkturquoise", 0x00ced1},
+    {"darkviolet", 0x9400d3},
+    {"deeppink", 0xff1493},
+    {"deepskyblue", 0x00bfff},
+    {"dimgray", 0x696969},
+    {"dimgrey", 0x696969},
+    {"dodgerblue", 0x1e90ff},
+    {"firebrick", 0xb22222},
+    {"floralwhite", 0xfffaf0},
+    {"forestgreen", 0x228b22},
+    {"fuchsia", 0xff00ff},
+    {"gainsboro", 0xdcdcdc},
+    {"ghostwhite", 0xf8f8ff},
+    {"gold", 0xffd700},
+    {"goldenrod", 0xdaa520},
+    {"gray", 0x808080},
+    {"green", 0x008000},
+    {"greenyellow", 0xadff2f},
+    {"grey", 0x808080},
+    {"honeydew", 0xf0fff0},
+    {"hotpink", 0xff69b4},
+    {"indianred", 0xcd5c5c},
+    {"indigo", 0x4b0082},
+    {"ivory", 0xfffff0},
+    {"khaki", 0xf0e68c},
+    {"lavender", 0xe6e6fa},
+    {"lavenderblush", 0xfff0f5},
+    {"lawngreen", 0x7cfc00},
+    {"lemonchiffon", 0xfffacd},
+    {"lightblue", 0xadd8e6},
+    {"lightcoral", 0xf08080},
+    {"lightcyan", 0xe0ffff},
+    {"lightgoldenrodyellow", 0xfafad2},
+    {"lightgray", 0xd3d3d3},
+    {"lightgreen", 0x90ee90},
+    {"lightgrey", 0xd3d3d3},
+    {"lightpink", 0xffb6c1},
+    {"lightsalmon", 0xffa07a},
+    {"lightseagreen", 0x20b2aa},
+    {"lightskyblue", 0x87cefa},
+    {"lightslategray", 0x778899},
+    {"lightslategrey", 0x778899},
+    {"lightsteelblue", 0xb0c4de},
+    {"lightyellow", 0xffffe0},
+    {"lime", 0x00ff00},
+    {"limegreen", 0x32cd32},
+    {"linen", 0xfaf0e6},
+    {"magenta", 0xff00ff},
+    {"maroon", 0x800000},
+    {"mediumaquamarine", 0x66cdaa},
+    {"mediumblue", 0x0000cd},
+    {"mediumorchid", 0xba55d3},
+    {"mediumpurple", 0x9370db},
+    {"mediumseagreen", 0x3cb371},
+    {"mediumslateblue", 0x7b68ee},
+    {"mediumspringgreen", 0x00fa9a},
+    {"mediumturquoise", 0x48d1cc},
+    {"mediumvioletred", 0xc71585},
+    {"midnightblue", 0x191970},
+    {"mintcream", 0xf5fffa},
+    {"mistyrose", 0xffe4e1},
+    {"moccasin", 0xffe4b5},
+    {"navajowhite", 0xffdead},
+    {"navy", 0x000080},
+    {"oldlace", 0xfdf5e6},
+    {"olive", 0x808000},
+    {"olivedrab", 0x6b8e23},
+    {"orange", 0xffa500},
+    {"orangered", 0xff4500},
+    {"orchid", 0xda70d6},
+    {"palegoldenrod", 0xeee8aa},
+    {"palegreen", 0x98fb98},
+    {"paleturquoise", 0xafeeee},
+    {"palevioletred", 0xdb7093},
+    {"papayawhip", 0xffefd5},
+    {"peachpuff", 0xffdab9},
+    {"peru", 0xcd853f},
+    {"pink", 0xffc0cb},
+    {"plum", 0xdda0dd},
+    {"powderblue", 0xb0e0e6},
+    {"purple", 0x800080},
+    {"red", 0xff0000},
+    {"rosybrown", 0xbc8f8f},
+    {"royalblue", 0x4169e1},
+    {"saddlebrown", 0x8b4513},
+    {"salmon", 0xfa8072},
+    {"sandybrown", 0xf4a460},
+    {"seagreen", 0x2e8b57},
+    {"seashell", 0xfff5ee},
+    {"sienna", 0xa0522d},
+    {"silver", 0xc0c0c0},
+    {"skyblue", 0x87ceeb},
+    {"slateblue", 0x6a5acd},
+    {"slategray", 0x708090},
+    {"slategrey", 0x708090},
+    {"snow", 0xfffafa},
+    {"springgreen", 0x00ff7f},
+    {"steelblue", 0x4682b4},
+    {"tan", 0xd2b48c},
+    {"teal", 0x008080},
+    {"thistle", 0xd8bfd8},
+    {"tomato", 0xff6347},
+    {"turquoise", 0x40e0d0},
+    {"violet", 0xee82ee},
+    {"wheat", 0xf5deb3},
+    {"white", 0xffffff},
+    {"whitesmoke", 0xf5f5f5},
+    {"yellow", 0xffff00},
+    {"yellowgreen", 0x9acd32},
+};
+
+static int cmp_color(const void *k, const void *c)
+{
+	return strcmp(k, ((const struct color *)c)->name);
+}
+
+/*
+ * A colour value as SpamAssassin's HTML parser reads it: a name, "#hex"
+ * (cut to 6 or 3 digits, padded, 3 doubled), rgb(r, g, b) or rgb(p%, ...);
+ * anything else is "invalid" (a bare "ff0000" too).
+ */
+static void color_rgb(const char *v, char out[12])
+{
+	char c[64];
+	size_t n = 0;
+	while (isspace((unsigned char)*v))
+		v++;
+	for (; *v && n < sizeof(c) - 1; v++)
+		c[n++] = (char)tolower((unsigned char)*v);
+	while (n > 0 && isspace((unsigned char)c[n - 1]))
+		n--;
+	c[n] = '\0';
+	const struct color *k =
+	    bsearch(c, colors, sizeof(colors) / sizeof(colors[0]), sizeof(colors[0]), cmp_color);
+	if (k != NULL) {
+		snprintf(out, 12, "#%06x", k->rgb);
+		return;
+	}
+	bool hexlike = true;
+	for (size_t i = 0; i < n; i++)
+		if (!isxdigit((unsigned char)c[i]) && c[i] != '#')
+			hexlike = false;
+	unsigned r, g, b;
+	char hex[64];
+	if (!hexlike) {
+		const char *rgb = strstr(c, "rgb(");
+		if (rgb == NULL) {
+			snprintf(out, 12, "invalid");
+			return;
+		}
+		if (sscanf(rgb, "rgb(%u%%, %u%%, %u%%)", &r, &g, &b) == 3) {
+			snprintf(c, sizeof(c), "#%02x%02x%02x", r * 255 / 100, g * 255 / 100,
+			         b * 255 / 100);
+		} else if (sscanf(rgb, "rgb(%u, %u, %u)", &r, &g, &b) == 3) {
+			snprintf(c, sizeof(c), "#%02x%02x%02x", r, g, b);
+		} else {
+			snprintf(out, 12, "invalid");
+			return;
+		}
+	}
+	if (c[0] != '#') {
+		snprintf(out, 12, "invalid");
+		return;
+	}
+	size_t h = 0;
+	for (const char *q = c; *q && h < sizeof(hex) - 1; q++)
+		if (isxdigit((unsigned char)*q))
+			hex[h++] = *q;
+	if (h > 6)
+		h = 6;
+	if (h > 3 && h < 6)
+		h = 3;
+	while (h % 3)
+		hex[h++] = '0';
+	hex[h] = '\0';
+	if (h == 3)
+		snprintf(out, 12, "#%c%c%c%c%c%c", hex[0], hex[0], hex[1], hex[1], hex[2], hex[2]);
+	else
+		snprintf(out, 12, "#%.6s", hex);
+}
+
+static const char *const style_tags[] = {"body", "font", "table", "tr",       "th",
+                                         "td",   "big",  "small", "basefont", "marquee",
+                                         "span", "p",    "div",   "a",        NULL};
+
+static bool is_style_tag(const char *name)
+{
+	for (size_t i = 0; style_tags[i]; i++)
+		if (strcmp(style_tags[i], name) == 0)
+			return true;
+	return false;
+}
+
+static bool in_stack(const struct html_part *p, const char *tag)
+{
+	for (size_t i = 0; i < p->nstyle; i++)
+		if (strcmp(p->style[i].tag, tag) == 0)
+			return true;
+	return false;
+}
+
+/* "color: x; background-color: y; background: z" of a style attribute. */
+static void css_colors(const char *css, struct html_style *st, const struct html_style *parent)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", css);
+	for (char *save = NULL, *d = strtok_r(buf, ";", &save); d; d = strtok_r(NULL, ";", &save)) {
+		while (isspace((unsigned char)*d))
+			d++;
+		char *colon = strchr(d, ':');
+		if (colon == NULL)
+			continue;
+		*colon = '\0';
+		char *v = colon + 1;
+		for (char *q = d; *q; q++)
+			*q = (char)tolower((unsigned char)*q);
+		size_t dl = strlen(d);
+		while (dl > 0 && isspace((unsigned char)d[dl - 1]))
+			d[--dl] = '\0';
+		while (isspace((unsigned char)*v))
+			v++;
+		char *imp = strstr(v, "!important");
+		if (imp)
+			*imp = '\0';
+		size_t vl = strlen(v);
+		while (vl > 0 && (isspace((unsigned char)v[vl - 1]) || v[vl - 1] == '!'))
+			v[--vl] = '\0';
+		char *dest = strcmp(d, "color") == 0              ? st->fg
+		             : strcmp(d, "background-color") == 0 ? st->bg
+		                                                  : NULL;
+		if (dest != NULL) {
+			if (strcasecmp(v, "inherit") == 0)
+				continue;
+			if (strcasecmp(v, "transparent") == 0)
+				snprintf(dest, 12, "transparent");
+			else
+				color_rgb(v, dest);
+		} else if (strcmp(d, "background") == 0) {
+			/* the first word of the last layer that is a colour */
+			char *layer = strrchr(v, ',');
+			layer = layer ? layer + 1 : v;
+			for (char *s2 = NULL, *w = strtok_r(layer, " \t", &s2); w;
+			     w = strtok_r(NULL, " \t", &s2)) {
+				char c[12];
+				color_rgb(w, c);
+				if (strcmp(c, "invalid") != 0) {
+					memcpy(st->bg, c, 12);
+					break;
+				}
+			}
+		}
+	}
+	if (strcmp(st->bg, "transparent") == 0)
+		memcpy(st->bg, parent->bg, 12);
+	if (strcmp(st->fg, "transparent") == 0)
+		memcpy(st->fg, st->bg, 12);
+}
+
+/* SpamAssassin's text_style(): the colours each opening or closing tag sets. */
+static void style_tag(arena_t *a, struct html_part *p, const char *name, bool close, const char *at,
+                      const char *end)
+{
+	char tag[12];
+	snprintf(tag, sizeof(tag), "%.11s", strcmp(name, "th") == 0 ? "td" : name);
+	if (!is_style_tag(tag))
+		return;
+	if (p->style == NULL) {
+		p->style = arena_zalloc(a, HTML_STYLE_MAX * sizeof(*p->style));
+		p->style[0] = (struct html_style){"", "#000000", "#ffffff"};
+		p->nstyle = 1;
+	}
+	if (close) {
+		if (strcmp(tag, "body") == 0 || !in_stack(p, tag))
+			return;
+		while (p->nstyle > 1) {
+			bool last = strcmp(p->style[--p->nstyle].tag, tag) == 0;
+			if (last)
+				break;
+		}
+		return;
+	}
+	if (strcmp(tag, "basefont") == 0)
+		return;
+	if ((strcmp(tag, "td") == 0 || strcmp(tag, "tr") == 0) && in_stack(p, tag))
+		while (p->nstyle > 1) {
+			const char *top = p->style[p->nstyle - 1].tag;
+			if (strcmp(top, "font") == 0 || strcmp(top, "td") == 0 ||
+			    (tag[1] == 'r' && strcmp(top, "tr") == 0))
+				p->nstyle--;
+			else
+				break;
+		}
+	struct html_style st = p->style[p->nstyle - 1];
+	memcpy(st.tag, tag, sizeof(st.tag));
+	char v[256];
+	bool font = strcmp(tag, "font") == 0, body = strcmp(tag, "body") == 0;
+	if ((font && attr(at, end, "color", v, sizeof(v))) ||
+	    (body && attr(at, end, "text", v, sizeof(v))))
+		color_rgb(v, st.fg);
+	if (!font && !body && strcmp(tag, "marquee") != 0 && strcmp(tag, "big") != 0 &&
+	    strcmp(tag, "small") != 0 && attr(at, end, "style", v, sizeof(v)))
+		css_colors(v, &st, &p->style[p->nstyle - 1]);
+	if (p->nstyle < HTML_STYLE_MAX)
+		p->style[p->nstyle++] = st;
+	else
+		p->style[HTML_STYLE_MAX - 1] = st;
+}
+
+/* SpamAssassin's html_font_invisible(), for a run of text that is not all white space. */
+static void text_run(struct html_part *p, const char *s, const char *e)
+{
+	bool visible = false;
+	for (const char *q = s; q < e && !visible; q++) {
+		if (strchr(" \t\n\r\f\v", *q))
+			continue;
+		if ((unsigned char)q[0] == 0xc2 && q + 1 < e && (unsigned char)q[1] == 0xa0) {
+			q++;
+			continue;
+		}
+		if (*q == '&' && (strncmp(q, "&nbsp;", 6) == 0 || strncmp(q, "&#160;", 6) == 0)) {
+			q += 5;
+			continue;
+		}
+		visible = true;
+	}
+	if (!visible)
+		return;
+	const struct html_style *st = p->style && p->nstyle ? &p->style[p->nstyle - 1] : NULL;
+	const char *fg = st ? st->fg : "#000000", *bg = st ? st->bg : "#ffffff";
+	size_t fl = strlen(fg), bl = strlen(bg);
+	if (strcmp(fg + (fl > 6 ? fl - 6 : 0), bg + (bl > 6 ? bl - 6 : 0)) == 0) {
+		p->font_low_contrast = true;
+		return;
+	}
+	unsigned r1, g1, b1, r2, g2, b2;
+	if (fl == 7 && bl == 7 && sscanf(fg, "#%2x%2x%2x", &r1, &g1, &b1) == 3 &&
+	    sscanf(bg, "#%2x%2x%2x", &r2, &g2, &b2) == 3) {
+		double r = 0.2126 * ((double)r1 - r2), g = 0.7152 * ((double)g1 - g2),
+		       b = 0.0722 * ((double)b1 - b2);
+		if (sqrt(r * r + g * g + b * b) < 12) {
+			p->font_low_contrast = true;
+			return;
+		}
+	}
+	if (strcmp(fg, "invalid") == 0 || strcmp(bg, "invalid") == 0)
+		p->font_invalid_color = true;
+}
+
+#define HTML_TEXTS_MAX 256 /* anchors, comments or titles kept per part */
+
+static void texts_new(arena_t *a, struct html_texts *t, const char *s, size_t n)
+{
+	if (t->n == HTML_TEXTS_MAX)
+		return;
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 8;
+		char **v = arena_alloc(a, cap * sizeof(char *));
+		if (t->n)
+			memcpy(v, t->v, t->n * sizeof(char *));
+		t->v = v;
+		t->cap = cap;
+	}
+	t->v[t->n++] = arena_strndup(a, s, n);
+}
+
+/* Appends to the last text (anchors and titles grow while their tag is open). */
+static void texts_add(arena_t *a, struct html_texts *t, const char *s, size_t n)
+{
+	if (t->n == 0 || n == 0)
+		return;
+	char *old = t->v[t->n - 1];
+	size_t ol = strlen(old);
+	if (ol + n > 64 * 1024)
+		return;
+	char *v = arena_alloc(a, ol + n + 1);
+	memcpy(v, old, ol);
+	memcpy(v + ol, s, n);
+	v[ol + n] = '\0';
+	t->v[t->n - 1] = v;
+}
+
+/* A run of text between tags, for the anchor and the title it sits in. */
+static void add_text(arena_t *a, struct html_part *p, const char *s, const char *e)
+{
+	if (e <= s)
+		return;
+	if (p->in_a > 0)
+		texts_add(a, &p->anchor, s, (size_t)(e - s));
+	if (p->in_title > 0)
+		texts_add(a, &p->title, s, (size_t)(e - s));
+}
+
+static void scan(arena_t *a, const char *s, size_t n, struct html_part *p)
+{
+	p->length = n;
+	p->basefont = 3;
+	p->max_size = 3;
+	const char *end = s + n;
+	const char *text = s; /* start of the current run of text */
+	for (const char *q = s; q < end; q++) {
+		if (*q != '<') {
+			/* text: characters (UTF-8 lead bytes), an entity counting as one */
+			if (*q == '&') {
+				const char *sc = q + 1;
+				while (sc < end && sc - q < 10 &&
+				       (isalnum((unsigned char)*sc) || *sc == '#'))
+					sc++;
+				if (sc < end && *sc == ';' && sc > q + 1) {
+					if (strncmp(q, "&nbsp;", 6) != 0)
+						p->non_space_len++;
+					q = sc;
+					continue;
+				}
+			}
+			if (!isspace((unsigned char)*q) && ((unsigned char)*q & 0xC0) != 0x80)
+				p->non_space_len++;
+			continue;
+		}
+		if (q + 3 < end && q[1] == '!' && q[2] == '-' && q[3] == '-') {
+			text_run(p, text, q);
+			add_text(a, p, text, q);
+			const char *c0 = q;
+			q = skip_past(q + 4, end, "-->") - 1;
+			texts_new(a, &p->comment, c0, (size_t)(q + 1 - c0));
+			text = q + 1;
+			continue;
+		}
+		if (q + 1 < end && (q[1] == '!' || q[1] == '?')) {
+			text_run(p, text, q);
+			add_text(a, p, text, q);
+			const char *c0 = q;
+			const char *gt = memchr(q, '>', (size_t)(end - q));
+			q = gt ? gt : end - 1;
+			/* "<!x>" is a comment to HTML::Parser, "<!doctype ...>" a declaration */
+			if (q[0] == '>' && c0[1] == '!' && strncasecmp(c0, "<!doctype", 9) != 0)
+				texts_new(a, &p->comment, c0, (size_t)(q + 1 - c0));
+			text = q + 1;
+			continue;
+		}
+		bool close = q + 1 < end && q[1] == '/';
+		const char *t = q + 1 + close;
+		if (t >= end || !isalpha((unsigned char)*t))
+			continue; /* a lone '<' is text */
+		const char *te = t;
+		while (te < end && (isalnum((unsigned char)*te) || *te == ':' || *te == '-' ||
+		                    *te == '_' || *te == '.'))
+			te++;
+		char name[32];
+		size_t nl = (size_t)(te - t);
+		if (nl >= sizeof(name))
+			nl = sizeof(name) - 1;
+		for (size_t i = 0; i < nl; i++)
+			name[i] = (char)tolower((unsigned char)t[i]);
+		name[nl] = '\0';
+		/* to the end of the tag, stepping over quoted attribute values */
+		const char *r = te;
+		char quote = 0;
+		for (; r < end; r++) {
+			if (quote) {
+				if (*r == quote)
+					quote = 0;
+			} else if (*r == '"' || *r == '\'') {
+				if (r > te && (r[-1] == '=' || isspace((unsigned char)r[-1])))
+					quote = *r;
+			} else if (*r == '>') {
+				break;
+			}
+		}
+		text_run(p, text, q);
+		add_text(a, p, text, q);
+		if (!close)
+			tag_facts(p, name, te, r);
+		if (strcmp(name, "a") == 0) {
+			if (!close) {
+				texts_new(a, &p->anchor, "", 0);
+				p->in_a++;
+			} else if (p->in_a > 0) {
+				p->in_a--;
+			}
+		} else if (strcmp(name, "title") == 0) {
+			if (!close) {
+				texts_new(a, &p->title, "", 0);
+				p->in_title++;
+			} else if (p->in_title > 0) {
+				p->in_title--;
+			}
+		} else if (strcmp(name, "img") == 0 && !close && p->in_a > 0) {
+			texts_add(a, &p->anchor, "<img>\n", 6);
+		}
+		style_tag(a, p, name, close, te, r);
+		long *in = slot(a, p, name, nl);
+		if (in != NULL) {
+			*in += close ? -1 : 1;
+			if (*in < 0)
+				*in = 0;
+		}
+		q = r < end ? r : end - 1;
+		/* script and style hold text, not tags */
+		if (!close && (strcmp(name, "script") == 0 || strcmp(name, "style") == 0)) {
+			char endtag[40];
+			snprintf(endtag, sizeof(endtag), "</%s", name);
+			const char *c = skip_past(q, end, endtag);
+			if (c < end) {
+				const char *gt = memchr(c, '>', (size_t)(end - c));
+				if (in != NULL && *in > 0)
+					(*in)--;
+				q = gt ? gt : end - 1;
+			} else {
+				q = end - 1;
+			}
+		}
+		text = q + 1;
+	}
+	text_run(p, text, end);
+	add_text(a, p, text, end);
+}
+
+static struct html_facts *facts(struct rules_evalenv *e)
+{
+	if (e->html != NULL)
+		return e->html;
+	struct html_facts *f = arena_zalloc(e->a, sizeof(*f));
+	size_t np = e->mi ? mime_part_count(e->mi) : 0;
+	f->v = arena_zalloc(e->a, (np ? np : 1) * sizeof(*f->v));
+	for (size_t i = 0; i < np; i++) {
+		const mime_part_t *p = mime_part(e->mi, i);
+		if (!p->is_html || p->decoded == NULL)
+			continue;
+		scan(e->a, p->decoded, p->decoded_len, &f->v[f->n++]);
+	}
+	e->html = f;
+	return f;
+}
+
+static long inside(const struct html_part *p, const char *tag, bool *present)
+{
+	for (size_t i = 0; i < p->ntags; i++)
+		if (strcmp(p->tag[i], tag) == 0) {
+			*present = true;
+			return p->inside[i];
+		}
+	*present = false;
+	return 0;
+}
+
+static long tag_exists(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct html_facts *f = facts(e);
+	for (size_t i = 0; i < f->n; i++) {
+		bool present;
+		inside(&f->v[i], ru->eargs[0], &present);
+		if (present)
+			return 1;
+	}
+	return 0;
+}
+
+/* "< 512", "!= 0", ">= 2": SpamAssassin's comparison expressions. */
+static bool compare(double v, const char *expr)
+{
+	while (isspace((unsigned char)*expr))
+		expr++;
+	char op[3] = {0};
+	size_t k = 0;
+	while (k < 2 && strchr("<>=!", expr[k])) {
+		op[k] = expr[k];
+		k++;
+	}
+	double x = strtod(expr + k, NULL);
+	if (strcmp(op, "<") == 0)
+		return v < x;
+	if (strcmp(op, "<=") == 0)
+		return v <= x;
+	if (strcmp(op, ">") == 0)
+		return v > x;
+	if (strcmp(op, ">=") == 0)
+		return v >= x;
+	if (strcmp(op, "==") == 0)
+		return v == x;
+	return v != x; /* "!=" (check_expr allows no other) */
+}
+
+static const char *check_expr(const char *expr)
+{
+	const char *p = expr;
+	while (isspace((unsigned char)*p))
+		p++;
+	static const char *const ops[] = {"<=", ">=", "==", "!=", "<", ">", NULL};
+	for (size_t i = 0; ops[i]; i++)
+		if (strncmp(p, ops[i], strlen(ops[i])) == 0) {
+			char *end;
+			strtod(p + strlen(ops[i]), &end);
+			while (isspace((unsigned char)*end))
+				end++;
+			return end != p + strlen(ops[i]) && *end == '\0' ? NULL : "bad comparison";
+		}
+	return "bad comparison";
+}
+
+static const char *check_tag(const struct rule *ru)
+{
+	for (const char *p = ru->eargs[0]; *p; p++)
+		if (!isalnum((unsigned char)*p))
+			return "bad tag name";
+	return ru->neargs > 1 ? check_expr(ru->eargs[1]) : NULL;
+}
+
+static long tag_balance(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct html_facts *f = facts(e);
+	for (size_t i = 0; i < f->n; i++) {
+		bool present;
+		long v = inside(&f->v[i], ru->eargs[0], &present);
+		if (present && compare((double)v, ru->eargs[1]))
+			return 1;
+	}
+	return 0;
+}
+
+static long image_only(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct html_facts *f = facts(e);
+	double min = strtod(ru->eargs[0], NULL), max = strtod(ru->eargs[1], NULL);
+	for (size_t i = 0; i < f->n; i++) {
+		bool img;
+		inside(&f->v[i], "img", &img);
+		if (img && (double)f->v[i].length > min && (double)f->v[i].length <= max)
+			return 1;
+	}
+	return 0;
+}
+
+static const char *check_length(const struct rule *ru)
+{
+	if (strcmp(ru->eargs[0], "length") != 0 && strcmp(ru->eargs[0], "max_size") != 0)
+		return "~not implemented";
+	if (ru->neargs == 2)
+		return check_expr(ru->eargs[1]);
+	return NULL;
+}
+
+static const char *check_test(const struct rule *ru)
+{
+	static const char *const ok[] = {"html",   "font_face_bad",     "form_action_mailto",
+	                                 "embeds", "font_low_contrast", "font_invalid_color",
+	                                 NULL};
+	for (size_t i = 0; ok[i]; i++)
+		if (strcmp(ru->eargs[0], ok[i]) == 0)
+			return NULL;
+	return "~not implemented";
+}
+
+/* html_test('html') is SpamAssassin's HTML_MESSAGE: any text/html part parsed. */
+static long html_test(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct html_facts *f = facts(e);
+	const char *t = ru->eargs[0];
+	for (size_t i = 0; i < f->n; i++) {
+		const struct html_part *p = &f->v[i];
+		if (strcmp(t, "html") == 0 ||
+		    (strcmp(t, "font_face_bad") == 0 && p->font_face_bad) ||
+		    (strcmp(t, "form_action_mailto") == 0 && p->form_action_mailto) ||
+		    (strcmp(t, "embeds") == 0 && p->embeds) ||
+		    (strcmp(t, "font_low_contrast") == 0 && p->font_low_contrast) ||
+		    (strcmp(t, "font_invalid_color") == 0 && p->font_invalid_color))
+			return 1;
+	}
+	return 0;
+}
+
+static long image_ratio(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct html_facts *f = facts(e);
+	double min = strtod(ru->eargs[0], NULL), max = strtod(ru->eargs[1], NULL);
+	for (size_t i = 0; i < f->n; i++) {
+		if (f->v[i].image_area <= 0)
+			continue;
+		double r = (double)f->v[i].non_space_len / f->v[i].image_area;
+		if (r > min && r <= max)
+			return 1;
+	}
+	return 0;
+}
+
+static double value_of(const struct html_part *p, const char *test)
+{
+	return strcmp(test, "max_size") == 0 ? (double)p->max_size : (double)p->length;
+}
+
+/* html_eval('length', '< 512') */
+static long html_eval(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct html_facts *f = facts(e);
+	for (size_t i = 0; i < f->n; i++)
+		if (compare(value_of(&f->v[i], ru->eargs[0]), ru->eargs[1]))
+			return 1;
+	return 0;
+}
+
+/* html_range(test, min, max): min < value <= max; max "inf" leaves it open */
+static long html_range(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct html_facts *f = facts(e);
+	double min = strtod(ru->eargs[1], NULL);
+	bool open = strcmp(ru->eargs[2], "inf") == 0;
+	double max = open ? 0 : strtod(ru->eargs[2], NULL);
+	for (size_t i = 0; i < f->n; i++) {
+		double v = value_of(&f->v[i], ru->eargs[0]);
+		if (v > min && (open || v <= max))
+			return 1;
+	}
+	return 0;
+}
+
+static const char *check_text_match(const struct rule *ru)
+{
+	const char *t = ru->eargs[0];
+	if (strcmp(t, "anchor") != 0 && strcmp(t, "comment") != 0 && strcmp(t, "title") != 0)
+		return "~not implemented";
+	int err;
+	PCRE2_SIZE off;
+	pcre2_code *c =
+	    pcre2_compile((PCRE2_SPTR)ru->eargs[1], PCRE2_ZERO_TERMINATED, 0, &err, &off, NULL);
+	if (c == NULL)
+		return "bad regex";
+	pcre2_code_free(c);
+	return NULL;
+}
+
+/* html_text_match(anchor|comment|title, regex): some such text matches. */
+static long text_match(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct html_facts *f = facts(e);
+	const char *t = ru->eargs[0];
+	pcre2_code *c = NULL;
+	pcre2_match_data *md = NULL;
+	pcre2_match_context *mc = NULL;
+	long hit = 0;
+	for (size_t i = 0; i < f->n && hit == 0; i++) {
+		const struct html_texts *x = t[0] == 'a'   ? &f->v[i].anchor
+		                             : t[0] == 'c' ? &f->v[i].comment
+		                                           : &f->v[i].title;
+		for (size_t k = 0; k < x->n && hit == 0; k++) {
+			if (c == NULL) {
+				/* compiled per message: a handful of rules use this */
+				int err;
+				PCRE2_SIZE off;
+				c = pcre2_compile((PCRE2_SPTR)ru->eargs[1], PCRE2_ZERO_TERMINATED,
+				                  0, &err, &off, NULL);
+				if (c == NULL)
+					return -1;
+				md = pcre2_match_data_create_from_pattern(c, NULL);
+				/* a rule file's regex: under the engine's limits, as regex rules
+				 * are */
+				mc = pcre2_match_context_create(NULL);
+				pcre2_set_match_limit(mc, e->r->opts.match_limit);
+				pcre2_set_depth_limit(mc, e->r->opts.depth_limit);
+			}
+			int rc = pcre2_match(c, (PCRE2_SPTR)x->v[k], strlen(x->v[k]), 0, 0, md, mc);
+			if (rc > 0)
+				hit = 1;
+			else if (rc != PCRE2_ERROR_NOMATCH)
+				hit = -1; /* a limit: undecided, no hit */
+		}
+	}
+	pcre2_match_context_free(mc);
+	pcre2_match_data_free(md);
+	pcre2_code_free(c);
+	return hit;
+}
+
+const struct rules_evaldef rules_eval_html_defs[] = {
+    {"html_text_match", text_match, 2, 2, check_text_match},
+    {"html_test", html_test, 1, 1, check_test},
+    {"html_image_ratio", image_ratio, 2, 2, NULL},
+    {"html_tag_exists", tag_exists, 1, 1, check_tag},
+    {"html_tag_balance", tag_balance, 2, 2, check_tag},
+    {"html_image_only", image_only, 2, 2, NULL},
+    {"html_eval", html_eval, 2, 2, check_length},
+    {"html_range", html_range, 3, 3, check_length},
+    {NULL, NULL, 0, 0, NULL},
+};

@@ -1,0 +1,197 @@
+/*
+ * rules_eval_mime.c - SpamAssassin's MIMEEval tests in C over Sift's parsed
+ * MIME tree: counts of HTML and text parts, transfer encodings and
+ * attachments. Follows Mail::SpamAssassin::Plugin::MIMEEval.
+ */
+#include <ctype.h>
+
+#include "rules_int.h"
+
+struct mimefacts {
+	unsigned html, text, base64, qp, attachment;
+	bool base64_text, bad_iso_charset, ascii_text_illegal;
+	long qp_excess; /* needlessly encoded characters in the QP lines */
+};
+
+/*
+ * SpamAssassin counts, over the raw lines of quoted-printable parts, the
+ * characters encoded that need not be (=20 inside a line, =41 ...), less
+ * the trailing white space QP must encode. Sift keeps no raw text per
+ * part, so this counts over the raw body when some part is QP: lines of
+ * other parts rarely hold "=XX" with those hex values.
+ */
+static long qp_excess(const char *b, size_t n)
+{
+	static struct rules_eval_re enc = {.pattern =
+	                                       "=(?:09|3[0-9ABCEF]|[2456][0-9A-F]|7[0-9A-E])"};
+	static struct rules_eval_re trail = {.pattern = "((?:=09|=20)+)\\s*$"};
+	long count = 0;
+	for (size_t off = 0; off < n;) {
+		const char *nl = memchr(b + off, '\n', n - off);
+		size_t len = nl ? (size_t)(nl - (b + off)) : n - off;
+		const char *line = b + off;
+		if (memchr(line, '=', len) != NULL) {
+			long c = 0;
+			size_t s, l;
+			for (size_t from = 0;
+			     from < len && rules_eval_re_find(&enc, line, len, from, &s, &l);
+			     from = s + l)
+				c++;
+			if (c && rules_eval_re_find(&trail, line, len, 0, &s, &l))
+				c -= (long)(l / 3);
+			count += c;
+		}
+		off += len + 1;
+	}
+	return count;
+}
+
+/* The Content-Disposition of a part's own header block, lower-cased ("" if none). */
+static const char *disposition(arena_t *a, const char *headers)
+{
+	for (const char *p = headers; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		if (n > 20 && strncasecmp(p, "Content-Disposition:", 20) == 0) {
+			char *v = arena_strndup(a, p + 20, n - 20);
+			for (char *q = v; *q; q++)
+				*q = (char)tolower((unsigned char)*q);
+			while (*v == ' ' || *v == '\t')
+				v++;
+			return v;
+		}
+		p = nl ? nl + 1 : p + n;
+	}
+	return "";
+}
+
+static struct mimefacts compute(struct rules_evalenv *e);
+
+static struct mimefacts facts(struct rules_evalenv *e)
+{
+	struct mimefacts *c = e->cache[RULES_EVAL_CACHE_MIME];
+	if (c == NULL) {
+		c = arena_alloc(e->a, sizeof(*c));
+		*c = compute(e);
+		e->cache[RULES_EVAL_CACHE_MIME] = c;
+	}
+	return *c;
+}
+
+static struct mimefacts compute(struct rules_evalenv *e)
+{
+	struct mimefacts f = {0};
+	size_t np = e->mi ? mime_part_count(e->mi) : 0;
+	static struct rules_eval_re ascii = {
+	    .pattern = "(?:us-ascii|ansi_x3\\.4-1968|iso-ir-6|ansi_x3\\.4-1986|iso_646\\.irv:1991|"
+	               "ascii|iso646-us|us|ibm367|cp367|csascii)"};
+	static struct rules_eval_re iso = {.pattern = "iso-\\S+-\\S+\\b",
+	                                   .options = PCRE2_CASELESS};
+	static struct rules_eval_re iso_ok = {.pattern = "iso-(?:8859-\\d{1,2}|2022-(?:jp|kr))\\b"};
+	for (size_t i = 0; i < np; i++) {
+		const mime_part_t *p = mime_part(e->mi, i);
+		const char *ct = p->content_type ? p->content_type : "text/plain";
+		const char *cte = p->encoding ? p->encoding : "";
+		const char *cs = p->charset ? p->charset : "";
+		const char *cd = disposition(e->a, p->headers);
+		if (strcmp(ct, "text/html") == 0)
+			f.html++;
+		else if (strncmp(ct, "text", 4) == 0)
+			f.text++;
+		bool b64 = strstr(cte, "base64") != NULL;
+		if (b64)
+			f.base64++;
+		else if (strstr(cte, "quoted-printable"))
+			f.qp++;
+		if (strstr(cd, "attachment"))
+			f.attachment++;
+		if (strncmp(ct, "text", 4) == 0 && b64 &&
+		    (*cs == '\0' || rules_eval_re(&ascii, cs, strlen(cs))) &&
+		    strncmp(cd, "attachment", 10) != 0 && strncmp(cd, "inline", 6) != 0)
+			f.base64_text = true;
+		if (rules_eval_re(&iso, cs, strlen(cs)) && !rules_eval_re(&iso_ok, cs, strlen(cs)))
+			f.bad_iso_charset = true;
+		/*
+		 * text/plain declared (or defaulted) us-ascii holding 8-bit bytes or NUL;
+		 * an encoded part's raw lines are ASCII, so only unencoded ones count.
+		 */
+		if (strcmp(ct, "text/plain") == 0 && (*cs == '\0' || strcmp(cs, "us-ascii") == 0) &&
+		    !b64 && strstr(cte, "quoted-printable") == NULL && p->decoded != NULL &&
+		    p->decoded_len > 0) {
+			for (size_t k = 0; k < p->decoded_len; k++)
+				if ((unsigned char)p->decoded[k] >= 0x80 || p->decoded[k] == '\0') {
+					f.ascii_text_illegal = true;
+					break;
+				}
+		}
+	}
+	if (f.qp > 0) {
+		size_t n;
+		const char *b = msg_body(e->m, &n);
+		f.qp_excess = b ? qp_excess(b, n) : 0;
+	}
+	return f;
+}
+
+static const char *const mime_tests[] = {"mime_base64_count",    "mime_qp_count",
+                                         "mime_attachment",      "mime_base64_encoded_text",
+                                         "mime_bad_iso_charset", NULL};
+
+static const char *check_mime_arg(const struct rule *ru)
+{
+	/* SpamAssassin's check_for_mime takes the test as its only argument */
+	for (size_t i = 0; mime_tests[i]; i++)
+		if (strcmp(ru->eargs[0], mime_tests[i]) == 0)
+			return NULL;
+	return "~not implemented";
+}
+
+static long for_mime(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct mimefacts f = facts(e);
+	const char *t = ru->eargs[0];
+	if (strcmp(t, "mime_base64_count") == 0)
+		return f.base64 > 0;
+	if (strcmp(t, "mime_qp_count") == 0)
+		return f.qp_excess > 0; /* SpamAssassin's count, overwritten by the excess */
+	if (strcmp(t, "mime_attachment") == 0)
+		return f.attachment > 0;
+	if (strcmp(t, "mime_base64_encoded_text") == 0)
+		return f.base64_text;
+	return f.bad_iso_charset;
+}
+
+static bool top_is_html(struct rules_evalenv *e)
+{
+	const char *ct = rules_eval_header(e, "Content-Type");
+	return ct && strncasecmp(ct, "text/html", 9) == 0;
+}
+
+static long mime_html(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return top_is_html(e) || facts(e).html > 0;
+}
+
+static long mime_html_only(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	if (top_is_html(e))
+		return 1;
+	struct mimefacts f = facts(e);
+	return f.html > 0 && f.text == 0;
+}
+
+static long ascii_text_illegal(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return facts(e).ascii_text_illegal;
+}
+
+const struct rules_evaldef rules_eval_mime_defs[] = {
+    {"check_for_ascii_text_illegal", ascii_text_illegal, 0, 0, NULL},
+    {"check_for_mime", for_mime, 1, 1, check_mime_arg},
+    {"check_for_mime_html", mime_html, 0, 0, NULL},
+    {"check_for_mime_html_only", mime_html_only, 0, 0, NULL},
+    {NULL, NULL, 0, 0, NULL},
+};

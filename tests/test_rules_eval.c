@@ -1,0 +1,656 @@
+/*
+ * Tests of SpamAssassin's eval: tests as Sift runs them (rules_eval*.c),
+ * one family at a time, each with messages that hit and that miss, and of
+ * the SpamAssassin semantics around them: score sets, tflags net/learn,
+ * skipped evals that warn with their reason.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "diag.h"
+#include "hits.h"
+#include "mime.h"
+#include "msg.h"
+#include "rules.h"
+
+static rules_t *load_o(const char *text, const rules_opts_t *o)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("t.cf", text, o, d);
+	if (r == NULL)
+		diag_print(d, stderr, 1);
+	diag_free(d);
+	cr_assert_not_null(r, "rules failed to load");
+	return r;
+}
+
+static rules_t *load(const char *text)
+{
+	return load_o(text, NULL);
+}
+
+static bool hits(rules_t *r, const char *raw, const char *name)
+{
+	msg_t *m = msg_new(1 << 20);
+	msg_parse_raw(m, raw, strlen(raw));
+	mime_t *mi = mime_parse(m, NULL);
+	hits_t *h = hits_new(msg_arena(m));
+	rules_eval(r, m, mi, h, 0);
+	bool v = hits_has(h, name);
+	msg_free(m);
+	return v;
+}
+
+static bool diag_has(const diag_t *d, const char *text)
+{
+	for (size_t i = 0; i < diag_count(d); i++)
+		if (strstr(diag_text(d, i), text) != NULL)
+			return true;
+	return false;
+}
+
+/* ---------------------------------------------------------------- HeaderEval */
+
+Test(rules_eval, outlook_message_id_must_track_the_date)
+{
+	rules_t *r = load("header MSGID_OUTLOOK_INVALID eval:check_outlook_message_id()\n");
+	/*
+	 * Outlook's token for Date = 1034000000 (2002-10-07 14:13:20 UTC):
+	 * int(1034000000 * 0.0023283064365387 + 27111902.8329849) = 29519389
+	 * = 0x01c2703d... written as its 8 hex digits after 4 others.
+	 */
+	long tok = (long)(1034000000.0 * 0.0023283064365387 + 27111902.8329849);
+	char good[1024], bad[1024];
+	snprintf(good, sizeof(good),
+	         "From: a@example.com\nDate: Mon, 7 Oct 2002 14:13:20 +0000\n"
+	         "Message-ID: <0000%08lx$0123abcd$4567cdef@example.com>\nSubject: x\n\nhi\n",
+	         tok);
+	snprintf(bad, sizeof(bad),
+	         "From: a@example.com\nDate: Mon, 7 Oct 2002 14:13:20 +0000\n"
+	         "Message-ID: <0000%08lx$0123abcd$4567cdef@example.com>\nSubject: x\n\nhi\n",
+	         tok + 5000);
+	cr_assert_not(hits(r, good, "MSGID_OUTLOOK_INVALID"));
+	cr_assert(hits(r, bad, "MSGID_OUTLOOK_INVALID"));
+	cr_assert_not(hits(r, "From: a@example.com\nMessage-ID: <1@example.com>\n\nx\n",
+	                   "MSGID_OUTLOOK_INVALID"),
+	              "not an Outlook form");
+	rules_free(r);
+}
+
+#define RCVD "Received: from a.example.net (a.example.net [192.0.2.1]) by mx.example.org; "
+
+Test(rules_eval, shifted_date_compares_date_with_the_nearest_received)
+{
+	rules_t *r = load("header DATE_IN_FUTURE_03_06 eval:check_for_shifted_date('3', '6')\n"
+	                  "header DATE_IN_PAST_12_24 eval:check_for_shifted_date('-24', '-12')\n"
+	                  "header DATE_FAR_PAST eval:check_for_shifted_date('undef', '-96')\n");
+	const char *future = RCVD "Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                          "Date: Mon, 2 Jan 2023 14:30:00 +0000\nSubject: x\n\nx\n";
+	const char *past = RCVD "Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                        "Date: Sun, 1 Jan 2023 5:00:00 -0500\nSubject: x\n\nx\n";
+	const char *sane = RCVD "Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                        "Date: Mon, 2 Jan 2023 11:00:00 +0100\nSubject: x\n\nx\n";
+	const char *old = RCVD "Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                       "Date: Tue, 1 Mar 2022 10:00:00 +0000\nSubject: x\n\nx\n";
+	cr_assert(hits(r, future, "DATE_IN_FUTURE_03_06"));
+	cr_assert_not(hits(r, future, "DATE_IN_PAST_12_24"));
+	cr_assert(hits(r, past, "DATE_IN_PAST_12_24"), "-0500 counted: 19 hours back");
+	cr_assert_not(hits(r, sane, "DATE_IN_FUTURE_03_06"));
+	cr_assert_not(hits(r, sane, "DATE_IN_PAST_12_24"));
+	cr_assert(hits(r, old, "DATE_FAR_PAST"), "undef leaves a side open");
+	cr_assert_not(
+	    hits(r, "Date: Mon, 2 Jan 2023 14:30:00 +0000\n\nx\n", "DATE_IN_FUTURE_03_06"),
+	    "no Received: nothing to compare");
+	rules_free(r);
+}
+
+Test(rules_eval, subject_all_caps_needs_two_words_and_ten_letters)
+{
+	rules_t *r = load("header SUBJ_ALL_CAPS eval:subject_is_all_caps()\n");
+	cr_assert(hits(r, "Subject: Re: FREE MONEY NOW\n\nx\n", "SUBJ_ALL_CAPS"));
+	cr_assert_not(hits(r, "Subject: FREE Money NOW\n\nx\n", "SUBJ_ALL_CAPS"));
+	cr_assert_not(hits(r, "Subject: FREEMONEYNOW\n\nx\n", "SUBJ_ALL_CAPS"), "one word");
+	cr_assert_not(hits(r, "Subject: HI YOU\n\nx\n", "SUBJ_ALL_CAPS"), "short");
+	cr_assert_not(hits(r, "Subject: =?koi8-r?Q?FREE_MONEY_NOW?=\n\nx\n", "SUBJ_ALL_CAPS"),
+	              "charsets that read as capitals");
+	rules_free(r);
+}
+
+Test(rules_eval, similar_and_sorted_recipients)
+{
+	rules_t *r = load("header SUSPICIOUS_RECIPS eval:similar_recipients('0.65','undef')\n"
+	                  "header SORTED_RECIPS eval:sorted_recipients()\n");
+	const char *similar = "To: jo1@aa.example, jo2@ab.example, jo3@ac.example,\n"
+	                      " jo4@ad.example, jo5@ae.example, jo6@af.example,\n"
+	                      " jo7@ag.example\nSubject: x\n\nx\n";
+	const char *varied = "To: alice@example.com, bob@example.org, carol@test.example,\n"
+	                     " dave@mail.example, erin@other.example\nSubject: x\n\nx\n";
+	cr_assert(hits(r, similar, "SUSPICIOUS_RECIPS"));
+	cr_assert(hits(r, similar, "SORTED_RECIPS"));
+	cr_assert_not(hits(r, varied, "SUSPICIOUS_RECIPS"));
+	cr_assert_not(hits(r, varied, "SORTED_RECIPS"), "five are too few to call sorted");
+	rules_free(r);
+}
+
+Test(rules_eval, forged_yahoo_received)
+{
+	rules_t *r =
+	    load("header FORGED_YAHOO_RCVD eval:check_for_forged_yahoo_received_headers()\n");
+	const char *forged = "Received: from spammer.example (spammer.example [192.0.2.9])\n"
+	                     " by mx.example.org with SMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                     "From: Bob <bob@yahoo.com>\nSubject: x\n\nx\n";
+	const char *real = "Received: from web1.mail.example (web1.mail.example [192.0.2.9])\n"
+	                   " by web12.mail.dcn.yahoo.com via HTTP; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                   "From: Bob <bob@yahoo.com>\nSubject: x\n\nx\n";
+	const char *other = "Received: from spammer.example (spammer.example [192.0.2.9])\n"
+	                    " by mx.example.org with SMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                    "From: Bob <bob@notyahoo.com>\nSubject: x\n\nx\n";
+	cr_assert(hits(r, forged, "FORGED_YAHOO_RCVD"));
+	cr_assert_not(hits(r, real, "FORGED_YAHOO_RCVD"));
+	cr_assert_not(hits(r, other, "FORGED_YAHOO_RCVD"));
+	rules_free(r);
+}
+
+Test(rules_eval, header_counts_missing_to_and_illegal_chars)
+{
+	rules_t *r = load("header MISSING_TO eval:check_for_missing_to_header()\n"
+	                  "header TWO_SUBJ eval:check_header_count_range('Subject','2','3')\n"
+	                  "header SUBJ_ILLEGAL eval:check_illegal_chars('Subject','0.03','2')\n"
+	                  "header TMPL eval:check_unresolved_template()\n");
+	cr_assert(hits(r, "Subject: x\n\nx\n", "MISSING_TO"));
+	cr_assert_not(hits(r, "To: a@example.com\nSubject: x\n\nx\n", "MISSING_TO"));
+	cr_assert_not(hits(r, "To: \nSubject: x\n\nx\n", "MISSING_TO"), "empty is not missing");
+	cr_assert(hits(r, "Subject: a\nSubject: b\n\nx\n", "TWO_SUBJ"));
+	cr_assert_not(hits(r, "Subject: a\nSubject: a\n\nx\n", "TWO_SUBJ"), "distinct values");
+	cr_assert(hits(r, "Subject: caf\xe9 cr\xe8me\n\nx\n", "SUBJ_ILLEGAL"));
+	cr_assert_not(hits(r, "Subject: caf\xc3\xa9 cr\xc3\xa8me\n\nx\n", "SUBJ_ILLEGAL"),
+	              "valid UTF-8 is not illegal");
+	cr_assert(hits(r, "X-Campaign: %CAMPAIGN_ID\nSubject: x\n\nx\n", "TMPL"));
+	cr_assert_not(hits(r, "Subject: 100%OFF\n\nx\n", "TMPL"));
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- RelayEval */
+
+Test(rules_eval, relay_helo_tests)
+{
+	rules_t *r = load("header NO_RDNS_DOTCOM_HELO eval:check_for_no_rdns_dotcom_helo()\n"
+	                  "header RCVD_HELO_IP_MISMATCH eval:helo_ip_mismatch()\n"
+	                  "header NO_RELAYS eval:check_no_relays()\n");
+	const char *dotcom = "Received: from mx1.hotmail.com (unknown [198.51.100.7])\n"
+	                     " by mx.example.org with SMTP; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                     "Subject: x\n\nx\n";
+	const char *named = "Received: from mx1.hotmail.com (host.example.net [198.51.100.7])\n"
+	                    " by mx.example.org with SMTP; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                    "Subject: x\n\nx\n";
+	const char *ipmis = "Received: from 203.0.113.5 (host.example.net [198.51.100.7])\n"
+	                    " by mx.example.org with SMTP; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                    "Subject: x\n\nx\n";
+	const char *same24 = "Received: from 198.51.100.9 (host.example.net [198.51.100.7])\n"
+	                     " by mx.example.org with SMTP; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                     "Subject: x\n\nx\n";
+	cr_assert(hits(r, dotcom, "NO_RDNS_DOTCOM_HELO"));
+	cr_assert_not(hits(r, named, "NO_RDNS_DOTCOM_HELO"));
+	cr_assert(hits(r, ipmis, "RCVD_HELO_IP_MISMATCH"));
+	cr_assert_not(hits(r, same24, "RCVD_HELO_IP_MISMATCH"), "same /24 is fine");
+	cr_assert(hits(r, "Subject: x\n\nx\n", "NO_RELAYS"));
+	cr_assert_not(hits(r, dotcom, "NO_RELAYS"));
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- MIMEEval */
+
+Test(rules_eval, mime_parts_encodings_and_html_only)
+{
+	rules_t *r = load("rawbody __MIME_BASE64 eval:check_for_mime('mime_base64_count')\n"
+	                  "rawbody __MIME_QP eval:check_for_mime('mime_qp_count')\n"
+	                  "body __MIME_ATT eval:check_for_mime('mime_attachment')\n"
+	                  "body MIME_HTML_ONLY eval:check_for_mime_html_only()\n"
+	                  "body __MIME_HTML eval:check_for_mime_html()\n"
+	                  "meta B64 __MIME_BASE64\nmeta QP __MIME_QP\nmeta ATT __MIME_ATT\n"
+	                  "meta HTML __MIME_HTML\n");
+	const char *html = "Content-Type: text/html\nSubject: x\n\n<p>hi</p>\n";
+	const char *alt = "Content-Type: multipart/alternative; boundary=b\nSubject: x\n\n"
+	                  "--b\nContent-Type: text/plain\nContent-Transfer-Encoding: "
+	                  "quoted-printable\n\nh=69 there\n"
+	                  "--b\nContent-Type: text/html\n\n<p>hi</p>\n--b--\n";
+	const char *att = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                  "--b\nContent-Type: text/plain\n\nsee file\n"
+	                  "--b\nContent-Type: application/octet-stream\n"
+	                  "Content-Disposition: attachment; filename=a.bin\n"
+	                  "Content-Transfer-Encoding: base64\n\naGVsbG8=\n--b--\n";
+	cr_assert(hits(r, html, "MIME_HTML_ONLY"));
+	cr_assert(hits(r, html, "HTML"));
+	cr_assert_not(hits(r, alt, "MIME_HTML_ONLY"), "a text part beside it");
+	cr_assert(hits(r, alt, "HTML"));
+	cr_assert(hits(r, alt, "QP"));
+	cr_assert_not(hits(r, alt, "B64"));
+	cr_assert(hits(r, att, "B64"));
+	cr_assert(hits(r, att, "ATT"));
+	cr_assert_not(hits(r, alt, "ATT"));
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- loading */
+
+Test(rules_eval, unimplemented_evals_warn_with_their_reason_and_bad_arguments_fail)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("t.cf",
+	                             "header R eval:check_razor2()\n"
+	                             "header S eval:check_for_spf_pass()\n"
+	                             "rawbody M eval:check_for_mime('mime_qp_long_line')\n"
+	                             "header OK eval:subject_is_all_caps()\n",
+	                             NULL, d);
+	cr_assert_not_null(r);
+	cr_assert(diag_has(d, "t.cf:1: warning: skipped eval test check_razor2 (Razor"));
+	cr_assert(diag_has(d, "t.cf:2: warning: skipped eval test check_for_spf_pass (SPF"));
+	cr_assert(
+	    diag_has(d, "t.cf:3: warning: skipped eval test check_for_mime(mime_qp_long_line)"));
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "OK")));
+	cr_assert_eq(diag_warnings(d), 3, "one warning per reason");
+	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "R")));
+	rules_free(r);
+	diag_free(d);
+
+	d = diag_new();
+	r = rules_load_text("t.cf", "header D eval:check_for_shifted_date('x', '6')\n", NULL, d);
+	cr_assert_null(r);
+	cr_assert(
+	    diag_has(d, "t.cf:1: header rule D: eval:check_for_shifted_date: expected numbers"));
+	diag_free(d);
+	d = diag_new();
+	r = rules_load_text("t.cf", "header D eval:check_for_shifted_date('3')\n", NULL, d);
+	cr_assert_null(r, "too few arguments");
+	cr_assert(diag_has(d, "bad arguments for eval:check_for_shifted_date"));
+	diag_free(d);
+}
+
+Test(rules_eval, skipped_evals_are_listed_once_per_reason)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("t.cf",
+	                             "header A eval:check_rbl('x', 'zen.example.')\n"
+	                             "header B eval:check_rbl_sub('x', '127.0.0.2')\n"
+	                             "header C eval:check_rbl('y', 'other.example.')\n"
+	                             "uri D eval:check_uridnsbl('D')\n",
+	                             NULL, d);
+	cr_assert_not_null(r);
+	cr_assert_eq(diag_warnings(d), 1);
+	cr_assert(diag_has(d, "t.cf:1: warning: skipped 3 eval tests (DNS list"));
+	cr_assert(diag_has(d, "check_rbl, check_rbl_sub, check_uridnsbl"));
+	rules_free(r);
+	diag_free(d);
+}
+
+/* ---------------------------------------------------------------- score sets and tflags */
+
+/* As in SpamAssassin, net and learn switch off eval tests only, not regex rules. */
+static const char set_rules[] = "header A Subject =~ /x/\n"
+                                "score A 1 2 3 4\n"
+                                "header N eval:check_for_missing_to_header()\n"
+                                "tflags N net\nscore N 1\n"
+                                "header L eval:check_for_missing_to_header()\n"
+                                "tflags L learn\nscore L 1\n"
+                                "header R Subject =~ /x/\ntflags R net\nscore R 1\n";
+
+static double score_in(int set, const char *name, bool *hit)
+{
+	rules_opts_t o;
+	rules_opts_default(&o);
+	o.score_set = set;
+	rules_t *r = load_o(set_rules, &o);
+	*hit = hits(r, "Subject: x\n\nx\n", name);
+	double s = rules_score(r, (size_t)rules_find(r, name));
+	rules_free(r);
+	return s;
+}
+
+Test(rules_eval, the_score_set_picks_the_column_and_turns_off_net_and_learn_evals)
+{
+	bool hit;
+	for (int set = 0; set < 4; set++) {
+		cr_assert_float_eq(score_in(set, "A", &hit), set + 1.0, 1e-9);
+		cr_assert(hit);
+		score_in(set, "N", &hit);
+		cr_assert_eq(hit, (set & 1) != 0, "net rule in set %d", set);
+		score_in(set, "L", &hit);
+		cr_assert_eq(hit, (set & 2) != 0, "learn rule in set %d", set);
+		score_in(set, "R", &hit);
+		cr_assert(hit, "a regex rule flagged net runs in set %d", set);
+	}
+}
+
+static int set_from_conf(const char *text)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("sift.conf", text, d);
+	cr_assert_not_null(c);
+	rules_opts_t o;
+	cr_assert_eq(rules_opts_read(c, &o, d), 0);
+	conf_free(c);
+	diag_free(d);
+	return o.score_set;
+}
+
+Test(rules_eval, the_score_set_follows_what_is_configured)
+{
+	cr_assert_eq(set_from_conf(""), 2, "Bayes on by default, no DNS lists");
+	cr_assert_eq(set_from_conf("bayes_enable = no\n"), 0);
+	cr_assert_eq(set_from_conf("dnsbl_list = zen.spamhaus.org\n"), 3);
+	cr_assert_eq(set_from_conf("bayes_enable = no\ndnsbl_list = zen.spamhaus.org\n"), 1);
+	cr_assert_eq(set_from_conf("rules_score_set = 0\n"), 0, "an explicit set wins");
+}
+
+/* ---------------------------------------------------------------- HTMLEval */
+
+Test(rules_eval, html_tags_balance_length_and_image_only)
+{
+	rules_t *r = load("body __TAG_EXISTS_HTML eval:html_tag_exists('html')\n"
+	                  "body __TAG_EXISTS_CENTER eval:html_tag_exists('center')\n"
+	                  "body HTML_TAG_BALANCE_BODY eval:html_tag_balance('body', '!= 0')\n"
+	                  "body HTML_IMAGE_ONLY_04 eval:html_image_only('0000','0400')\n"
+	                  "body HTML_SHORT eval:html_eval('length', '< 384')\n"
+	                  "body HTML_LEN_LONG eval:html_range('length', '384', 'inf')\n"
+	                  "body HTML_MESSAGE eval:html_test('html')\n"
+	                  "meta HTML_TAG __TAG_EXISTS_HTML\nmeta CENTER __TAG_EXISTS_CENTER\n");
+	const char *img = "Content-Type: text/html\nSubject: x\n\n"
+	                  "<html><body><img src=\"http://example.com/a.png\"></body></html>\n";
+	const char *unbalanced = "Content-Type: text/html\nSubject: x\n\n"
+	                         "<html><body><p>hello <!-- <center> --> there</p></html>\n";
+	const char *plain = "Content-Type: text/plain\nSubject: x\n\n<html><center>\n";
+	cr_assert(hits(r, img, "HTML_TAG"));
+	cr_assert(hits(r, img, "HTML_IMAGE_ONLY_04"));
+	cr_assert_not(hits(r, img, "HTML_TAG_BALANCE_BODY"));
+	cr_assert(hits(r, img, "HTML_SHORT"));
+	cr_assert_not(hits(r, img, "HTML_LEN_LONG"));
+	cr_assert(hits(r, unbalanced, "HTML_TAG_BALANCE_BODY"));
+	cr_assert_not(hits(r, unbalanced, "HTML_IMAGE_ONLY_04"), "no image");
+	cr_assert_not(hits(r, unbalanced, "CENTER"), "a tag in a comment does not count");
+	cr_assert_not(hits(r, plain, "HTML_TAG"), "markup in text/plain is text");
+	cr_assert(hits(r, img, "HTML_MESSAGE"));
+	cr_assert_not(hits(r, plain, "HTML_MESSAGE"));
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- FreeMail */
+
+static const char freemail_rules[] =
+    "ifplugin Mail::SpamAssassin::Plugin::FreeMail\n"
+    "freemail_domains gmail.com yahoo.* *.free.example\n"
+    "freemail_welcomelist friend@gmail.com\n"
+    "header FREEMAIL_FROM eval:check_freemail_from()\n"
+    "header FREEMAIL_REPLYTO_END_DIGIT eval:check_freemail_header('Reply-To', '\\d@')\n"
+    "header __freemail_hdr_replyto eval:check_freemail_header('Reply-To')\n"
+    "header __freemail_replyto eval:check_freemail_replyto('replyto')\n"
+    "meta FREEMAIL_REPLYTO __freemail_replyto\n"
+    "meta FREEMAIL_FORGED_REPLYTO __freemail_hdr_replyto && !FREEMAIL_FROM\n"
+    "endif\n";
+
+Test(rules_eval, freemail_domains_wildcards_and_welcomelist)
+{
+	rules_t *r = load(freemail_rules);
+	cr_assert(hits(r, "From: A <a@gmail.com>\n\nx\n", "FREEMAIL_FROM"));
+	cr_assert(hits(r, "From: a@Yahoo.CO\n\nx\n", "FREEMAIL_FROM"), "yahoo.* and case");
+	cr_assert(hits(r, "From: a@mx.free.example\n\nx\n", "FREEMAIL_FROM"));
+	cr_assert_not(hits(r, "From: a@a.b.free.example\n\nx\n", "FREEMAIL_FROM"),
+	              "* does not cross a dot");
+	cr_assert_not(hits(r, "From: a@example.com\n\nx\n", "FREEMAIL_FROM"));
+	cr_assert_not(hits(r, "From: friend@gmail.com\n\nx\n", "FREEMAIL_FROM"), "welcomelisted");
+	cr_assert_not(hits(r, "From: support@gmail.com\n\nx\n", "FREEMAIL_FROM"),
+	              "role addresses are not counted");
+	rules_free(r);
+}
+
+Test(rules_eval, freemail_reply_to_tests)
+{
+	rules_t *r = load(freemail_rules);
+	const char *forged = "From: boss@example.com\nReply-To: boss1977@gmail.com\n\nx\n";
+	const char *two = "From: a@gmail.com\nReply-To: b@yahoo.com\n\nx\n";
+	const char *same = "From: a@gmail.com\nReply-To: a@gmail.com\n\nx\n";
+	const char *body = "From: a@example.com\nReply-To: a@gmail.com\n\n"
+	                   "Please write to b@yahoo.com today.\n";
+	cr_assert(hits(r, forged, "FREEMAIL_FORGED_REPLYTO"));
+	cr_assert(hits(r, forged, "FREEMAIL_REPLYTO_END_DIGIT"));
+	cr_assert_not(hits(r, two, "FREEMAIL_REPLYTO_END_DIGIT"));
+	cr_assert(hits(r, two, "FREEMAIL_REPLYTO"), "From and Reply-To different freemails");
+	cr_assert_not(hits(r, same, "FREEMAIL_REPLYTO"));
+	cr_assert(hits(r, body, "FREEMAIL_REPLYTO"), "Reply-To and the body disagree");
+	rules_free(r);
+}
+
+Test(rules_eval, hotmail_received_and_from_domains)
+{
+	rules_t *r =
+	    load("header FORGED_HOTMAIL_RCVD2 eval:check_for_no_hotmail_received_headers()\n"
+	         "header __FORGED_HOTMAIL_RCVD "
+	         "eval:check_for_forged_hotmail_received_headers()\n"
+	         "meta FORGED_HOTMAIL __FORGED_HOTMAIL_RCVD\n"
+	         "header HEADER_FROM_DIFFERENT_DOMAINS eval:check_equal_from_domains()\n");
+	const char *nohm = "Received: from x.example (x.example [192.0.2.1]) by mx.example.org; "
+	                   "Mon, 2 Jan 2023 10:00:00 +0000\nFrom: a@hotmail.com\n\nx\n";
+	const char *real = "Received: from hotmail.com (f1.law8.hotmail.com [192.0.2.1]) by "
+	                   "mx.example.org; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                   "X-Originating-IP: [198.51.100.1]\nFrom: a@hotmail.com\n\nx\n";
+	const char *helo =
+	    "Received: from mx.hotmail.com (x.example [192.0.2.1]) by "
+	    "mx.example.org; Mon, 2 Jan 2023 10:00:00 +0000\nFrom: a@example.com\n\nx\n";
+	cr_assert(hits(r, nohm, "FORGED_HOTMAIL_RCVD2"));
+	cr_assert_not(hits(r, real, "FORGED_HOTMAIL_RCVD2"));
+	cr_assert_not(hits(r, real, "FORGED_HOTMAIL"));
+	cr_assert(hits(r, helo, "FORGED_HOTMAIL"));
+	cr_assert_not(hits(r, helo, "FORGED_HOTMAIL_RCVD2"));
+	cr_assert(hits(r, "Return-Path: <b@mail.other.example>\nFrom: a@news.example.com\n\nx\n",
+	               "HEADER_FROM_DIFFERENT_DOMAINS"));
+	cr_assert_not(hits(r, "Return-Path: <b@bounce.example.com>\nFrom: a@example.com\n\nx\n",
+	                   "HEADER_FROM_DIFFERENT_DOMAINS"),
+	              "same last two labels");
+	cr_assert_not(hits(r, "From: a@example.com\n\nx\n", "HEADER_FROM_DIFFERENT_DOMAINS"),
+	              "no envelope sender known");
+	rules_free(r);
+}
+
+Test(rules_eval, the_envelope_sender_comes_from_the_received_chain)
+{
+	rules_t *r =
+	    load("header ENVFROM X-Spam-Relays-Untrusted =~ /envfrom=list\\@bounce\\.example /\n"
+	         "header HEADER_FROM_DIFFERENT_DOMAINS eval:check_equal_from_domains()\n");
+	const char *m = "Received: from mx.bounce.example (mx.bounce.example [192.0.2.7])\n"
+	                " (envelope-from <list@bounce.example>)\n"
+	                " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                "From: a@example.com\n\nx\n";
+	cr_assert(hits(r, m, "ENVFROM"));
+	cr_assert(hits(r, m, "HEADER_FROM_DIFFERENT_DOMAINS"));
+	rules_free(r);
+}
+
+Test(rules_eval, html_font_sizes_faces_and_image_ratio)
+{
+	rules_t *r = load("body HTML_FONT_SIZE_LARGE eval:html_range('max_size', '5', '6')\n"
+	                  "body HTML_FONT_SIZE_HUGE eval:html_range('max_size', '6', 'inf')\n"
+	                  "body HTML_FONT_FACE_BAD eval:html_test('font_face_bad')\n"
+	                  "body HTML_IMAGE_RATIO_02 eval:html_image_ratio('0.000','0.002')\n"
+	                  "body HTML_EMBEDS eval:html_test('embeds')\n");
+	const char *big = "Content-Type: text/html\n\n<font size=\"+3\">BUY</font>\n";
+	const char *huge =
+	    "Content-Type: text/html\n\n<font size=7 face=\"Arial, Helvetica\">x</font>\n";
+	const char *face = "Content-Type: text/html\n\n<font face=\"=?x#1\">hello</font>\n";
+	const char *img = "Content-Type: text/html\n\n<img src=a.png width=600 height=400>hi\n";
+	const char *text = "Content-Type: text/html\n\n<p>a normal letter</p><img src=a.png "
+	                   "width=10 height=10><embed src=x.swf>\n";
+	cr_assert(hits(r, big, "HTML_FONT_SIZE_LARGE"), "basefont 3 + 3");
+	cr_assert_not(hits(r, big, "HTML_FONT_SIZE_HUGE"));
+	cr_assert(hits(r, huge, "HTML_FONT_SIZE_HUGE"));
+	cr_assert_not(hits(r, huge, "HTML_FONT_FACE_BAD"));
+	cr_assert(hits(r, face, "HTML_FONT_FACE_BAD"));
+	cr_assert(hits(r, img, "HTML_IMAGE_RATIO_02"), "2 characters over 240000 pixels");
+	cr_assert_not(hits(r, text, "HTML_IMAGE_RATIO_02"));
+	cr_assert(hits(r, text, "HTML_EMBEDS"));
+	cr_assert_not(hits(r, img, "HTML_EMBEDS"));
+	rules_free(r);
+}
+
+Test(rules_eval, html_low_contrast_and_invalid_colours)
+{
+	rules_t *r = load("body HTML_FONT_LOW_CONTRAST eval:html_test('font_low_contrast')\n"
+	                  "body T_FONT_INVALID eval:html_test('font_invalid_color')\n");
+	const char *white = "Content-Type: text/html\n\n<p>hi</p><font color=\"#fffffe\">hidden "
+	                    "words</font>\n";
+	const char *css = "Content-Type: text/html\n\n<div style=\"background-color: navy\">"
+	                  "<span style=\"color: rgb(0, 0, 130)\">hidden</span></div>\n";
+	const char *fine = "Content-Type: text/html\n\n<div style=\"background: #ffffff\">"
+	                   "<font color=red>red</font> <font color=\"#ffffff\"> </font></div>\n";
+	const char *closed = "Content-Type: text/html\n\n<font color=white></font>visible\n";
+	const char *invalid = "Content-Type: text/html\n\n<font color=\"ff0000\">x</font>\n";
+	cr_assert(hits(r, white, "HTML_FONT_LOW_CONTRAST"));
+	cr_assert(hits(r, css, "HTML_FONT_LOW_CONTRAST"));
+	cr_assert_not(hits(r, fine, "HTML_FONT_LOW_CONTRAST"), "white space in white is no text");
+	cr_assert_not(hits(r, closed, "HTML_FONT_LOW_CONTRAST"), "the colour ends with its tag");
+	cr_assert(hits(r, invalid, "T_FONT_INVALID"), "a hex colour needs its #");
+	cr_assert_not(hits(r, invalid, "HTML_FONT_LOW_CONTRAST"));
+	cr_assert_not(hits(r, fine, "T_FONT_INVALID"));
+	rules_free(r);
+}
+
+Test(rules_eval, mime_fake_ascii_and_needless_quoted_printable)
+{
+	rules_t *r =
+	    load("body PP_MIME_FAKE_ASCII_TEXT eval:check_for_ascii_text_illegal()\n"
+	         "rawbody __MIME_QP eval:check_for_mime('mime_qp_count')\nmeta QP __MIME_QP\n");
+	const char *fake = "Content-Type: text/plain; charset=us-ascii\n\ncaf\xe9 cr\xe8me\n";
+	const char *latin = "Content-Type: text/plain; charset=iso-8859-1\n\ncaf\xe9 cr\xe8me\n";
+	const char *needless = "Content-Type: text/plain\nContent-Transfer-Encoding: "
+	                       "quoted-printable\n\n=48=65llo=20world\n";
+	const char *needed = "Content-Type: text/plain; charset=iso-8859-1\n"
+	                     "Content-Transfer-Encoding: quoted-printable\n\ncaf=E9 au lait=20\n";
+	cr_assert(hits(r, fake, "PP_MIME_FAKE_ASCII_TEXT"));
+	cr_assert_not(hits(r, latin, "PP_MIME_FAKE_ASCII_TEXT"));
+	cr_assert(hits(r, needless, "QP"));
+	cr_assert_not(hits(r, needed, "QP"), "=E9 is needed, a trailing =20 too");
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- BodyEval */
+
+Test(rules_eval, body_length_blank_lines_vertical_words_and_alternative_difference)
+{
+	rules_t *r =
+	    load("body SHORT eval:check_body_length('20')\n"
+	         "body BLANK_LINES_80_90 eval:check_blank_line_ratio('50','90','4')\n"
+	         "body __TVD_SPACE_RATIO eval:tvd_vertical_words('0','10')\n"
+	         "body VERTICAL eval:tvd_vertical_words('50','100')\n"
+	         "meta TVD __TVD_SPACE_RATIO\n"
+	         "body MPART_ALT_DIFF eval:multipart_alternative_difference('99', '100')\n");
+	const char *shortmsg = "Subject: hi\n\nhello\n";
+	const char *blank = "Subject: a b c\n\nx\n\n\n\ny\n\n\n\n";
+	const char *vertical = "Subject: x\n\nB U Y N O W\n";
+	const char *url = "Subject:\n\nhttp://example.com/averyveryverylongpathwithoutspaces\n";
+	const char *same =
+	    "Content-Type: multipart/alternative; boundary=b\nSubject: x\n\n"
+	    "--b\nContent-Type: text/plain\n\nhello dear friend\n"
+	    "--b\nContent-Type: text/html\n\n<p>hello <b>dear</b> friend</p>\n--b--\n";
+	const char *differ = "Content-Type: multipart/alternative; boundary=b\nSubject: x\n\n"
+	                     "--b\nContent-Type: text/plain\n\nplease view in html\n"
+	                     "--b\nContent-Type: text/html\n\n<p>cheap pills online</p>\n--b--\n";
+	cr_assert(hits(r, shortmsg, "SHORT"));
+	cr_assert_not(hits(r, same, "SHORT"));
+	cr_assert(hits(r, blank, "BLANK_LINES_80_90"));
+	cr_assert_not(hits(r, shortmsg, "BLANK_LINES_80_90"), "too few lines");
+	cr_assert(hits(r, vertical, "VERTICAL"));
+	cr_assert_not(hits(r, same, "VERTICAL"));
+	cr_assert(hits(r, url, "TVD"));
+	cr_assert_not(hits(r, same, "TVD"));
+	cr_assert(hits(r, differ, "MPART_ALT_DIFF"));
+	cr_assert_not(hits(r, same, "MPART_ALT_DIFF"));
+	rules_free(r);
+}
+
+Test(rules_eval, freemail_domains_without_a_welcomelist)
+{
+	/* an empty list must not reach qsort() (undefined behaviour the sanitizers catch) */
+	rules_t *r = load("freemail_domains gmail.com\n"
+	                  "header FREEMAIL_FROM eval:check_freemail_from()\n");
+	cr_assert(hits(r, "From: a@gmail.com\n\nx\n", "FREEMAIL_FROM"));
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- WLBLEval */
+
+Test(rules_eval, welcome_and_block_lists_by_address)
+{
+	rules_t *r = load("ifplugin Mail::SpamAssassin::Plugin::WLBLEval\n"
+	                  "if can(Mail::SpamAssassin::Conf::feature_welcomelist_blocklist)\n"
+	                  "header USER_IN_WELCOMELIST eval:check_from_in_welcomelist()\n"
+	                  "header USER_IN_BLOCKLIST eval:check_from_in_blocklist()\n"
+	                  "header USER_IN_BLOCKLIST_TO eval:check_to_in_blocklist()\n"
+	                  "header USER_IN_ALL_SPAM_TO eval:check_to_in_all_spam()\n"
+	                  "endif\nendif\n"
+	                  "welcomelist_from *@partner.example boss@example.com\n"
+	                  "whitelist_from old@example.com\n"
+	                  "unwelcomelist_from old@example.com\n"
+	                  "blocklist_from spam?@*.example.net\n"
+	                  "blocklist_to honeypot@example.org\n"
+	                  "all_spam_to abuse@example.org\n");
+	cr_assert(hits(r, "From: A <a@partner.example>\n\nx\n", "USER_IN_WELCOMELIST"));
+	cr_assert(hits(r, "From: BOSS@Example.COM\n\nx\n", "USER_IN_WELCOMELIST"), "case");
+	cr_assert_not(hits(r, "From: a@partner.example.net\n\nx\n", "USER_IN_WELCOMELIST"),
+	              "anchored at the end");
+	cr_assert_not(hits(r, "From: old@example.com\n\nx\n", "USER_IN_WELCOMELIST"), "removed");
+	cr_assert(hits(r, "From: spam1@mx.example.net\n\nx\n", "USER_IN_BLOCKLIST"));
+	cr_assert_not(hits(r, "From: spam12@mx.example.net\n\nx\n", "USER_IN_BLOCKLIST"));
+	cr_assert(
+	    hits(r, "To: a@example.org\nCc: honeypot@example.org\n\nx\n", "USER_IN_BLOCKLIST_TO"));
+	cr_assert(hits(r, "X-Original-To: abuse@example.org\n\nx\n", "USER_IN_ALL_SPAM_TO"));
+	cr_assert_not(hits(r, "To: a@example.org\n\nx\n", "USER_IN_ALL_SPAM_TO"));
+	rules_free(r);
+}
+
+Test(rules_eval, html_text_match_sees_anchors_comments_and_titles)
+{
+	rules_t *r = load("body __HTML_LINK_IMAGE eval:html_text_match('anchor', '<img>')\n"
+	                  "meta LINK_IMAGE __HTML_LINK_IMAGE\n"
+	                  "body HTML_COMMENT_SAVED_URL eval:html_text_match('comment', "
+	                  "'<!-- saved from url=\\(\\d{4}\\)')\n"
+	                  "body T_LONG_TITLE eval:html_text_match('title', '.{20}')\n");
+	const char *img = "Content-Type: text/html\n\n<a href=\"http://x.example/\"><img "
+	                  "src=a.png></a>\n";
+	const char *noimg = "Content-Type: text/html\n\n<a href=\"http://x.example/\">go</a><img "
+	                    "src=a.png>\n";
+	const char *saved =
+	    "Content-Type: text/html\n\n<!-- saved from url=(0022)http://x.example/ "
+	    "-->\n<title>a title that goes on and on</title>hi\n";
+	cr_assert(hits(r, img, "LINK_IMAGE"));
+	cr_assert_not(hits(r, noimg, "LINK_IMAGE"), "the image is outside the link");
+	cr_assert(hits(r, saved, "HTML_COMMENT_SAVED_URL"));
+	cr_assert_not(hits(r, img, "HTML_COMMENT_SAVED_URL"));
+	cr_assert(hits(r, saved, "T_LONG_TITLE"));
+	cr_assert_not(hits(r, img, "T_LONG_TITLE"));
+	rules_free(r);
+}
+
+Test(rules_eval, uri_host_lists_match_parent_domains_with_exceptions)
+{
+	rules_t *r = load("body URI_HOST_IN_BLOCKLIST eval:check_uri_host_in_blocklist()\n"
+	                  "body URI_HOST_IN_WELCOMELIST eval:check_uri_host_in_whitelist()\n"
+	                  "blocklist_uri_host bad.example !ok.bad.example 192.0.2.7\n"
+	                  "welcomelist_uri_host Good.Example\n");
+	cr_assert(
+	    hits(r, "Subject: x\n\nsee http://www.bad.example/x now\n", "URI_HOST_IN_BLOCKLIST"));
+	cr_assert_not(
+	    hits(r, "Subject: x\n\nsee http://www.ok.bad.example/x now\n", "URI_HOST_IN_BLOCKLIST"),
+	    "the exception is more specific");
+	cr_assert(
+	    hits(r, "Subject: x\n\nsee http://192.0.2.7:8080/x now\n", "URI_HOST_IN_BLOCKLIST"));
+	cr_assert_not(
+	    hits(r, "Subject: x\n\nsee http://notbad.example/x now\n", "URI_HOST_IN_BLOCKLIST"),
+	    "labels, not suffixes");
+	cr_assert_not(
+	    hits(r, "Subject: x\n\nwrite to mailto:a@bad.example\n", "URI_HOST_IN_BLOCKLIST"),
+	    "mailto: is left out");
+	cr_assert(hits(r, "Subject: x\n\nsee https://user@good.example/ now\n",
+	               "URI_HOST_IN_WELCOMELIST"));
+	rules_free(r);
+}
