@@ -73,8 +73,8 @@ extern const evidence_ops_t auth_evidence;
  * check_dkim_signed, check_dkim_valid, check_dkim_valid_author_sig,
  * check_dmarc_{pass,reject,quarantine,none,missing}; false when func is
  * none of them or auth did not judge the message. A rule that takes its
- * answer here and has its own score scores the same fact as auth's hit of
- * the same name: give one of the two a zero score (auth_score NAME 0).
+ * answer here is the same fact as auth's hit of the same name: the rules
+ * module (rules_eval_auth.c) then keeps auth's hit and adds no second one.
  */
 bool auth_eval(const hits_t *h, const char *func, bool *answer);
 

@@ -185,6 +185,7 @@ typedef struct rules_opts {
 	/* ifplugin/plugin() true for every plugin (regex rules of plugin blocks load, their
 	 * eval tests are skipped): for lint and measurements, not for scoring. */
 	bool all_plugins;
+	bool auth_plugins; /* auth_enable: the SPF, DKIM and Dmarc plugin blocks are read */
 	/* SpamAssassin's score set: 0 no Bayes, no network; 1 network; 2 Bayes; 3 both. */
 	int score_set;
 } rules_opts_t;

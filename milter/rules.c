@@ -847,6 +847,9 @@ int rules_opts_read(conf_t *c, rules_opts_t *o, diag_t *d)
 		rc = -1;
 	if (conf_bool(c, "regex_prefilter", true, &o->prefilter, d) < 0)
 		rc = -1;
+	/* the auth module answers the eval tests of these plugins' blocks */
+	if (conf_bool(c, "auth_enable", false, &o->auth_plugins, d) < 0)
+		rc = -1;
 	if (conf_bool(c, "rules_all_plugins", false, &o->all_plugins, d) < 0)
 		rc = -1;
 	static const char *const engines[] = {"auto", "memmem", NULL};
@@ -867,7 +870,11 @@ int rules_opts_read(conf_t *c, rules_opts_t *o, diag_t *d)
 		bool bayes = true;
 		if (conf_bool(c, "bayes_enable", true, &bayes, d) < 0)
 			rc = -1;
-		o->score_set = (bayes ? 2 : 0) + (conf_count(c, "dnsbl_list") > 0 ? 1 : 0);
+		/* the network set when DNS lists or sender authentication ask DNS */
+		bool auth = false;
+		if (conf_bool(c, "auth_enable", false, &auth, d) < 0)
+			rc = -1;
+		o->score_set = (bayes ? 2 : 0) + (conf_count(c, "dnsbl_list") > 0 || auth ? 1 : 0);
 	} else {
 		o->score_set = set - 1;
 	}
@@ -2029,6 +2036,7 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 	if (r->nevals) {
 		struct rules_evalenv ee;
 		rules_eval_env_init(&ee, r, m, mi);
+		ee.h = h;
 		for (size_t k = 0; k < r->nevals; k++) {
 			size_t ri = r->evals[k];
 			struct rule *ru = &r->v[ri];
@@ -2054,6 +2062,8 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 	for (size_t i = 0; i < r->n; i++) {
 		const struct rule *ru = &r->v[i];
 		if (val[i] == 0 || !ru->report)
+			continue;
+		if (rules_eval_is_auth(ru->evaldef) && hits_has(h, ru->name))
 			continue;
 		/* indexed by rule id: one relaxed add, no lookup, on the message path */
 		atomic_fetch_add_explicit(&r->v[i].hits, 1, memory_order_relaxed);
@@ -2126,8 +2136,12 @@ static void ev_metrics(void *shared, metrics_out_t *o)
 	metrics_out_value(o, "sift_rules_loaded", NULL, NULL, (double)r->n);
 }
 
+/* SpamAssassin's SPF, DKIM and DMARC eval tests read auth's results. */
+static const char *const rules_after[] = {"auth", NULL};
+
 const evidence_ops_t rules_evidence = {
     .name = "rules",
+    .after = rules_after,
     .load = ev_load,
     .release = ev_release,
     .score = ev_score,

@@ -12,9 +12,8 @@
 #include "rules_int.h"
 
 static const struct rules_evaldef *const families[] = {
-    rules_eval_header_defs, rules_eval_relay_defs,    rules_eval_mime_defs,
-    rules_eval_html_defs,   rules_eval_freemail_defs, rules_eval_body_defs,
-    rules_eval_wlbl_defs,
+    rules_eval_header_defs,   rules_eval_relay_defs, rules_eval_mime_defs, rules_eval_html_defs,
+    rules_eval_freemail_defs, rules_eval_body_defs,  rules_eval_wlbl_defs, rules_eval_auth_defs,
 };
 
 const struct rules_evaldef *rules_eval_lookup(const char *name)
@@ -34,13 +33,15 @@ static const struct {
     {"check_razor2", "Razor: an external service, not run"},
     {"check_pyzor", "Pyzor: an external service, not run"},
     {"check_dcc", "DCC: an external service, not run"},
-    {"check_for_spf_", "SPF: waits for the authentication evidence"},
-    {"check_for_def_spf_", "SPF: waits for the authentication evidence"},
-    {"check_for_dkim_", "DKIM: waits for the authentication evidence"},
-    {"check_for_def_dkim_", "DKIM: waits for the authentication evidence"},
-    {"check_dkim_", "DKIM: waits for the authentication evidence"},
-    {"check_dmarc_", "DMARC: waits for the authentication evidence"},
-    {"check_arc_", "ARC: waits for the authentication evidence"},
+    {"check_for_spf_", "SPF welcomelists: not implemented (the SPF results come from auth)"},
+    {"check_for_def_spf_", "SPF welcomelists: not implemented (the SPF results come from auth)"},
+    {"check_for_dkim_", "DKIM welcomelists: not implemented (the DKIM results come from auth)"},
+    {"check_for_def_dkim_", "DKIM welcomelists: not implemented (the DKIM results come from auth)"},
+    {"check_dkim_", "DKIM ADSP and signing-domain tests: not implemented (auth answers signed, "
+                    "valid, valid_author_sig)"},
+    {"check_dmarc_",
+     "DMARC: not implemented (auth answers pass, missing, reject, quarantine, none)"},
+    {"check_arc_", "ARC: no ARC library in Debian 12, not validated"},
     {"check_rbl", "DNS list: not run through Sift's DNSBL engine yet"},
     {"check_uridnsbl", "DNS list: not run through Sift's DNSBL engine yet"},
     {"check_uri_host_listed", "DNS list: not run through Sift's DNSBL engine yet"},

@@ -226,6 +226,7 @@ struct rules_evalenv {
 	size_t nuntrusted;
 	struct rules_relay *trusted;
 	size_t ntrusted;
+	const hits_t *h; /* the hits so far: the auth module's results (rules_eval_auth.c) */
 	void *html; /* rules_eval_html.c's per-message facts */
 	/* facts several rules of a family share, computed once per message */
 	void *cache[RULES_EVAL_CACHE_N];
@@ -247,6 +248,13 @@ extern const struct rules_evaldef rules_eval_html_defs[];
 extern const struct rules_evaldef rules_eval_freemail_defs[];
 extern const struct rules_evaldef rules_eval_body_defs[];
 extern const struct rules_evaldef rules_eval_wlbl_defs[];
+extern const struct rules_evaldef rules_eval_auth_defs[];
+/*
+ * Whether d is answered from the auth module's results: such a rule and
+ * auth's hit of the same name (SPF_PASS, DKIM_VALID, ...) are one fact,
+ * scored once (auth's hit stands; the rule still counts in metas).
+ */
+bool rules_eval_is_auth(const struct rules_evaldef *d);
 
 /* rules_eval_wlbl.c: welcomelist_from and friends; 1 when dir is one of them */
 struct rules_wlbl;

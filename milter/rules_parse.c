@@ -46,6 +46,14 @@ static const char *const provided_plugins[] = {
     NULL,
 };
 
+/* Read when the auth module runs (auth_enable): it answers their SPF, DKIM and DMARC tests. */
+static const char *const auth_plugins[] = {
+    "Mail::SpamAssassin::Plugin::SPF",
+    "Mail::SpamAssassin::Plugin::DKIM",
+    "Mail::SpamAssassin::Plugin::Dmarc",
+    NULL,
+};
+
 static const char *const provided_features[] = {
     "Mail::SpamAssassin::Conf::feature_bug6558_free",
     "Mail::SpamAssassin::Conf::perl_min_version_5010000",
@@ -258,6 +266,7 @@ struct ifx {
 	const char *file;
 	unsigned line;
 	bool all_plugins;
+	bool auth_plugins;
 };
 
 static double ifx_or(struct ifx *x);
@@ -333,6 +342,8 @@ static double ifx_primary(struct ifx *x)
 		an--;
 	x->p = close + 1;
 	if (is_plugin && x->all_plugins)
+		return 1;
+	if (is_plugin && x->auth_plugins && in_list(auth_plugins, arg, an))
 		return 1;
 	return in_list(is_can ? provided_features : provided_plugins, arg, an) ? 1 : 0;
 }
@@ -854,15 +865,17 @@ static int directive(struct ctx *c, char *line)
 		bool v = false;
 		if (parent) {
 			if (dir[2] == 'p') {
-				v = c->r->opts.all_plugins ||
-				    in_list(provided_plugins, rest, strcspn(rest, " \t"));
+				size_t pn = strcspn(rest, " \t");
+				v = c->r->opts.all_plugins || in_list(provided_plugins, rest, pn) ||
+				    (c->r->opts.auth_plugins && in_list(auth_plugins, rest, pn));
 			} else {
 				struct ifx x = {.p = rest,
 				                .ps = ps,
 				                .d = c->d,
 				                .file = c->file,
 				                .line = c->line,
-				                .all_plugins = c->r->opts.all_plugins};
+				                .all_plugins = c->r->opts.all_plugins,
+				                .auth_plugins = c->r->opts.auth_plugins};
 				v = ifx_or(&x) != 0;
 				x.p = skip_ws(x.p);
 				if (x.error || *x.p) {

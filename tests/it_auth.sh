@@ -156,6 +156,49 @@ check "trusted upstream: its dkim=pass is taken" has "$OUT" "DKIM_VALID_AU"
 check "trusted upstream: DMARC_PASS" has "$OUT" "DMARC_PASS"
 check "trusted upstream: ours still removed" has "$OUT" "field  - Authentication-Results #1"
 
+# ------------------------------------------------------------ SpamAssassin's eval tests answer from auth
+# Rules written as SpamAssassin ships them, inside its plugins' ifplugin
+# blocks, which are read because auth runs. SPF_FAIL is also auth's own
+# hit: one fact, scored once, and still seen by metas.
+mkdir "$D/sarules"
+cp "$top_srcdir/tests/data/rules/10_it.cf" "$D/sarules/"
+cat >"$D/sarules/25_sa_auth.cf" <<'EOF'
+ifplugin Mail::SpamAssassin::Plugin::SPF
+header SA_IT_SPF_FAIL eval:check_for_spf_fail()
+score  SA_IT_SPF_FAIL 2.5
+header SA_IT_SPF_PASS eval:check_for_spf_pass()
+score  SA_IT_SPF_PASS -0.5
+header SPF_FAIL       eval:check_for_spf_fail()
+score  SPF_FAIL       0.9
+endif
+ifplugin Mail::SpamAssassin::Plugin::DKIM
+header SA_IT_DKIM_VALID eval:check_dkim_valid()
+score  SA_IT_DKIM_VALID -0.1
+endif
+ifplugin Mail::SpamAssassin::Plugin::Dmarc
+header SA_IT_DMARC_REJECT eval:check_dmarc_reject()
+score  SA_IT_DMARC_REJECT 1.0
+endif
+meta  SA_IT_META_SPF SPF_FAIL && SA_IT_SPF_FAIL
+score SA_IT_META_SPF 0.5
+EOF
+sed "s|^rules = .*|rules = $D/sarules|" "$D/sift.conf" >"$D/sa.conf"
+OUT=$(CONF=$D/sa.conf run alice@pass.test 198.51.100.7 "$DATA/plain.eml")
+check "sa evals: check_for_spf_fail() hits on an SPF failure" has "$OUT" "SA_IT_SPF_FAIL"
+check "sa evals: check_for_spf_pass() does not" hasnt "$OUT" "SA_IT_SPF_PASS"
+check "sa evals: check_dmarc_reject() hits under p=reject" has "$OUT" "SA_IT_DMARC_REJECT"
+check "sa evals: a meta over them hits" has "$OUT" "SA_IT_META_SPF"
+check "sa evals: SPF_FAIL is scored once (auth's hit and the rule are one fact)" \
+	[ "$(printf '%s\n' "$OUT" | grep -c '[^_]SPF_FAIL ')" = 1 ]
+OUT=$(CONF=$D/sa.conf run alice@pass.test 192.0.2.10 "$DATA/plain.eml")
+check "sa evals: check_for_spf_pass() hits on an SPF pass" has "$OUT" "SA_IT_SPF_PASS"
+check "sa evals: and check_for_spf_fail() does not" hasnt "$OUT" "SA_IT_SPF_FAIL"
+OUT=$(CONF=$D/sa.conf run other@other.test 192.0.2.10 "$D/signed.eml")
+check "sa evals: check_dkim_valid() hits on a valid signature" has "$OUT" "SA_IT_DKIM_VALID"
+sed -e "s|^auth_enable = .*|auth_enable = no|" "$D/sa.conf" >"$D/sa-noauth.conf"
+OUT=$(CONF=$D/sa-noauth.conf run alice@pass.test 198.51.100.7 "$DATA/plain.eml")
+check "sa evals: without auth the plugins' blocks are not read" hasnt "$OUT" "SA_IT_SPF_FAIL"
+
 # ------------------------------------------------------------ the daemon: DMARC reject over the milter protocol
 SOCK=$D/milter.sock
 it_milter_start 10 "$D/sift.conf" "$D/state" "$SOCK" "$D/milter.err"

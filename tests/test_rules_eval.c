@@ -241,13 +241,15 @@ Test(rules_eval, unimplemented_evals_warn_with_their_reason_and_bad_arguments_fa
 	diag_t *d = diag_new();
 	rules_t *r = rules_load_text("t.cf",
 	                             "header R eval:check_razor2()\n"
-	                             "header S eval:check_for_spf_pass()\n"
+	                             "header S eval:check_for_spf_welcomelist_from()\n"
 	                             "rawbody M eval:check_for_mime('mime_qp_long_line')\n"
 	                             "header OK eval:subject_is_all_caps()\n",
 	                             NULL, d);
 	cr_assert_not_null(r);
 	cr_assert(diag_has(d, "t.cf:1: warning: skipped eval test check_razor2 (Razor"));
-	cr_assert(diag_has(d, "t.cf:2: warning: skipped eval test check_for_spf_pass (SPF"));
+	cr_assert(diag_has(
+	    d,
+	    "t.cf:2: warning: skipped eval test check_for_spf_welcomelist_from (SPF welcomelists"));
 	cr_assert(
 	    diag_has(d, "t.cf:3: warning: skipped eval test check_for_mime(mime_qp_long_line)"));
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "OK")));
