@@ -169,6 +169,13 @@ const char *bayes_strerror(int err);
 
 enum {
 	BAYES_OPEN_CREATE = 1u << 0, /* create the directory and databases if missing */
+	/*
+	 * Commits do not wait for the disk (MDB_NOSYNC); the last reference
+	 * syncs. For one-off bulk learning that learns message by message: a
+	 * system crash (not a process crash) may lose or damage the store.
+	 * Only the first open of a path in a process decides.
+	 */
+	BAYES_OPEN_NOSYNC = 1u << 1,
 };
 
 typedef struct bayes_store bayes_store_t;
@@ -327,6 +334,18 @@ double bayes_classify(const bayes_params_t *p, const bayes_counts_t *counts, siz
 
 /* ------------------------------------------------------------ settings */
 
+/*
+ * When a learner (sift learn, autolearn) learns a message whose class it
+ * knows: always; only when the store misclassifies it or scores it within
+ * the margin (train on error); or on error over repeated passes until a
+ * pass learns nothing (sift learn only; autolearn sees each message once).
+ */
+typedef enum {
+	BAYES_TRAIN_ALWAYS,
+	BAYES_TRAIN_ON_ERROR,
+	BAYES_TRAIN_UNTIL_NO_ERROR,
+} bayes_train_mode_t;
+
 typedef struct bayes_settings {
 	bool enable;
 	char db_path[1024];
@@ -338,6 +357,8 @@ typedef struct bayes_settings {
 	bool autolearn;
 	double autolearn_spam_score, autolearn_ham_score;
 	long autolearn_queue;
+	bayes_train_mode_t train_mode; /* bayes_train_mode, for sift learn and autolearn */
+	double train_margin;           /* bayes_train_margin: |log-odds| below it is an error */
 } bayes_settings_t;
 
 /*
@@ -346,6 +367,36 @@ typedef struct bayes_settings {
  * Returns -1 with errors in d.
  */
 int bayes_settings_read(conf_t *c, const char *state_dir, bayes_settings_t *s, diag_t *d);
+
+/* Parses "train-always", "train-on-error", "train-until-no-error". */
+int bayes_train_mode_parse(const char *s, bayes_train_mode_t *out);
+
+/* ------------------------------------------------------------ scoring */
+
+typedef struct bayes_score {
+	bool voted;      /* false: too few messages learned, or another tokenizer */
+	double prob;     /* P(spam), 0.5 when not voting */
+	double log_odds; /* > 0 leans to spam; 0 when not voting; unbounded (P saturates) */
+	bayes_totals_t totals;
+	bayes_result_t res;
+	bayes_counts_t *counts; /* per token, in the arena */
+} bayes_score_t;
+
+/*
+ * Scores tokens against the store as the daemon does (lookup, the
+ * bayes_min_spam/ham gate, the classifier). Returns BAYES_OK (sc->voted
+ * says whether the classifier voted) or the lookup's error. Memory from a.
+ */
+int bayes_score_tokens(bayes_store_t *s, const bayes_settings_t *set, const bayes_tokens_t *tok,
+                       arena_t *a, double *fw_out, bayes_score_t *sc);
+/*
+ * Whether a learner in mode m learns a message of class is_spam that the
+ * store scored as (voted, log_odds): always in BAYES_TRAIN_ALWAYS; in the
+ * error modes when the store did not vote, leaned the wrong way, or
+ * |log_odds| < margin.
+ */
+bool bayes_train_wanted(bayes_train_mode_t m, bool voted, double log_odds, bool is_spam,
+                        double margin);
 
 /* ------------------------------------------------------------ pipeline and CLI */
 

@@ -20,6 +20,7 @@
 #define BAYES_DEFAULT_MIN_LEARNED     200
 #define BAYES_DEFAULT_AUTOLEARN_QUEUE 1000
 #define BAYES_EXPLAIN_TOKENS          12
+#define BAYES_DEFAULT_TRAIN_MARGIN    1.0
 
 /*
  * Probability bands, SpamAssassin's names and (mostly) its scores so that
@@ -90,10 +91,59 @@ int bayes_settings_read(conf_t *c, const char *state_dir, bayes_settings_t *s, d
 	            d);
 	conf_long(c, "bayes_autolearn_queue", BAYES_DEFAULT_AUTOLEARN_QUEUE, 1, 1000000L,
 	          &s->autolearn_queue, d);
+	static const char *const modes[] = {"train-always", "train-on-error",
+	                                    "train-until-no-error", NULL};
+	int mode;
+	conf_enum(c, "bayes_train_mode", modes, BAYES_TRAIN_ALWAYS, &mode, d);
+	s->train_mode = (bayes_train_mode_t)mode;
+	conf_double(c, "bayes_train_margin", BAYES_DEFAULT_TRAIN_MARGIN, 0.0, 1000.0,
+	            &s->train_margin, d);
 	if (s->autolearn && s->autolearn_ham_score >= s->autolearn_spam_score)
 		diag_error(d, conf_path(c), 0,
 		           "bayes_autolearn_ham_score must be below bayes_autolearn_spam_score");
 	return diag_errors(d) > errs ? -1 : 0;
+}
+
+int bayes_train_mode_parse(const char *s, bayes_train_mode_t *out)
+{
+	if (strcmp(s, "train-always") == 0)
+		*out = BAYES_TRAIN_ALWAYS;
+	else if (strcmp(s, "train-on-error") == 0)
+		*out = BAYES_TRAIN_ON_ERROR;
+	else if (strcmp(s, "train-until-no-error") == 0)
+		*out = BAYES_TRAIN_UNTIL_NO_ERROR;
+	else
+		return -1;
+	return 0;
+}
+
+bool bayes_train_wanted(bayes_train_mode_t m, bool voted, double log_odds, bool is_spam,
+                        double margin)
+{
+	if (m == BAYES_TRAIN_ALWAYS || !voted)
+		return true;
+	/* Signed toward the true class: negative is a misclassification. */
+	double z = is_spam ? log_odds : -log_odds;
+	return z <= 0 || z < margin;
+}
+
+int bayes_score_tokens(bayes_store_t *s, const bayes_settings_t *set, const bayes_tokens_t *tok,
+                       arena_t *a, double *fw_out, bayes_score_t *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+	sc->prob = 0.5;
+	sc->counts = arena_alloc(a, (tok->n + 1) * sizeof(*sc->counts));
+	int rc = bayes_store_lookup(s, tok->keys, tok->n, sc->counts, &sc->totals);
+	if (rc != BAYES_OK)
+		return rc;
+	if (sc->totals.tokenizer != BAYES_TOKENIZER_VERSION ||
+	    (long)sc->totals.spam < set->min_spam || (long)sc->totals.ham < set->min_ham)
+		return BAYES_OK;
+	sc->prob =
+	    bayes_classify(&set->params, sc->counts, tok->n, &sc->totals, a, fw_out, &sc->res);
+	sc->log_odds = sc->res.log_odds;
+	sc->voted = true;
+	return BAYES_OK;
 }
 
 /* ------------------------------------------------------------ evidence hooks */
@@ -267,13 +317,15 @@ static ev_status_t bayes_score(void *shared, void *conn, msg_t *m, const mime_t 
 		bc->m = m;
 		bc->tok = tok;
 	}
-	bayes_counts_t *cnt = arena_alloc(a, (tok.n + 1) * sizeof(*cnt));
-	bayes_totals_t tot;
-	int rc = bayes_store_lookup(b->store, tok.keys, tok.n, cnt, &tot);
+	double *fw = ctx->explain ? arena_alloc(a, (tok.n + 1) * sizeof(*fw)) : NULL;
+	bayes_score_t sc;
+	int rc = bayes_score_tokens(b->store, &b->set, &tok, a, fw, &sc);
 	if (rc != BAYES_OK) {
 		hits_note(h, "bayes", "store lookup failed: %s", bayes_strerror(rc));
 		return EV_ERROR;
 	}
+	bayes_counts_t *cnt = sc.counts;
+	bayes_totals_t tot = sc.totals;
 	if (tot.tokenizer != BAYES_TOKENIZER_VERSION) {
 		if (ctx->explain)
 			hits_note(h, "bayes", "%s", bayes_strerror(BAYES_EVERSION));
@@ -281,7 +333,7 @@ static ev_status_t bayes_score(void *shared, void *conn, msg_t *m, const mime_t 
 	}
 	if (b->set.touch && !b->offline)
 		touch_seen(b, &tok, cnt, a);
-	if ((long)tot.spam < b->set.min_spam || (long)tot.ham < b->set.min_ham) {
+	if (!sc.voted) {
 		if (ctx->explain)
 			hits_note(h, "bayes",
 			          "not voting: learned %llu spam and %llu ham, needs %ld and %ld",
@@ -289,9 +341,8 @@ static ev_status_t bayes_score(void *shared, void *conn, msg_t *m, const mime_t 
 			          b->set.min_spam, b->set.min_ham);
 		return EV_OK;
 	}
-	double *fw = ctx->explain ? arena_alloc(a, (tok.n + 1) * sizeof(*fw)) : NULL;
-	bayes_result_t res;
-	double p = bayes_classify(&b->set.params, cnt, tok.n, &tot, a, fw, &res);
+	double p = sc.prob;
+	bayes_result_t res = sc.res;
 	size_t band = band_of(p);
 	hits_addf(h, "bayes", bands[band].name, b->set.band_score[band], bands[band].desc,
 	          "P(spam)=%.4f from %zu of %zu tokens", p, res.used, tok.n);

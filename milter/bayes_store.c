@@ -374,7 +374,8 @@ static bayes_store_t *store_open(const char *path, uint64_t map_bytes, unsigned 
 	 * worker threads can come and go without pinning reader slots.
 	 */
 	if (rc == 0)
-		rc = mdb_env_open(s->env, path, MDB_NOTLS, 0640);
+		rc = mdb_env_open(s->env, path,
+		                  MDB_NOTLS | (flags & BAYES_OPEN_NOSYNC ? MDB_NOSYNC : 0), 0640);
 	if (rc == 0) {
 		clear_stale_readers(s);
 		rc = open_dbis(s, create);
@@ -446,6 +447,7 @@ void bayes_store_unref(bayes_store_t *s)
 	}
 	pthread_mutex_unlock(&registry_lock);
 	writer_stop(s);
+	mdb_env_sync(s->env, 1); /* a no-op unless opened with BAYES_OPEN_NOSYNC */
 	mdb_env_close(s->env);
 	pthread_mutex_destroy(&s->qlock);
 	pthread_rwlock_destroy(&s->resize_lock);
