@@ -183,6 +183,7 @@ typedef struct bayes_store bayes_store_t;
 typedef struct bayes_counts {
 	uint32_t spam, ham; /* messages of each class that contained the token */
 	uint32_t day;       /* last day learned or seen in scored mail (days since the epoch) */
+	float weight;       /* the token's logistic-regression weight (0 in older stores) */
 } bayes_counts_t;
 
 typedef struct bayes_totals {
@@ -221,6 +222,9 @@ typedef struct bayes_learn_item {
 	uint8_t digest[BAYES_DIGEST_BYTES];
 	const uint64_t *keys; /* distinct */
 	size_t n;
+	/* Added to each key's weight when the message is learned (new or moved);
+	 * 0 leaves the weights alone. See bayes_lr_delta(). */
+	float lr_delta;
 } bayes_learn_item_t;
 
 typedef struct bayes_apply_result {
@@ -357,6 +361,9 @@ typedef struct bayes_settings {
 	bool autolearn;
 	double autolearn_spam_score, autolearn_ham_score;
 	long autolearn_queue;
+	bool lr;                       /* bayes_lr: the logistic regression beside Bayes */
+	double lr_rate;                /* bayes_lr_rate: its learning rate */
+	double lr_weight;              /* bayes_lr_weight: its share of the combined log-odds */
 	bayes_train_mode_t train_mode; /* bayes_train_mode, for sift learn and autolearn */
 	double train_margin;           /* bayes_train_margin: |log-odds| below it is an error */
 } bayes_settings_t;
@@ -377,6 +384,8 @@ typedef struct bayes_score {
 	bool voted;      /* false: too few messages learned, or another tokenizer */
 	double prob;     /* P(spam), 0.5 when not voting */
 	double log_odds; /* > 0 leans to spam; 0 when not voting; unbounded (P saturates) */
+	double bayes_log_odds; /* Bayes's part: bayes_result_t's log_odds */
+	double lr_log_odds;    /* the logistic regression's: the sum of the weights */
 	bayes_totals_t totals;
 	bayes_result_t res;
 	bayes_counts_t *counts; /* per token, in the arena */
@@ -389,6 +398,12 @@ typedef struct bayes_score {
  */
 int bayes_score_tokens(bayes_store_t *s, const bayes_settings_t *set, const bayes_tokens_t *tok,
                        arena_t *a, double *fw_out, bayes_score_t *sc);
+/*
+ * The weight step of a message of class is_spam that scored sc: the
+ * logistic regression's gradient step rate * (y - sigmoid(lr_log_odds)),
+ * or 0 when bayes_lr is off.
+ */
+float bayes_lr_delta(const bayes_settings_t *set, const bayes_score_t *sc, bool is_spam);
 /*
  * Whether a learner in mode m learns a message of class is_spam that the
  * store scored as (voted, log_odds): always in BAYES_TRAIN_ALWAYS; in the

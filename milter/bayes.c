@@ -21,6 +21,9 @@
 #define BAYES_DEFAULT_AUTOLEARN_QUEUE 1000
 #define BAYES_EXPLAIN_TOKENS          12
 #define BAYES_DEFAULT_TRAIN_MARGIN    1.0
+#define BAYES_DEFAULT_LR              true
+#define BAYES_DEFAULT_LR_RATE         0.1
+#define BAYES_DEFAULT_LR_WEIGHT       1.0
 
 /*
  * Probability bands, SpamAssassin's names and (mostly) its scores so that
@@ -96,6 +99,9 @@ int bayes_settings_read(conf_t *c, const char *state_dir, bayes_settings_t *s, d
 	int mode;
 	conf_enum(c, "bayes_train_mode", modes, BAYES_TRAIN_ALWAYS, &mode, d);
 	s->train_mode = (bayes_train_mode_t)mode;
+	conf_bool(c, "bayes_lr", BAYES_DEFAULT_LR, &s->lr, d);
+	conf_double(c, "bayes_lr_rate", BAYES_DEFAULT_LR_RATE, 1e-6, 10.0, &s->lr_rate, d);
+	conf_double(c, "bayes_lr_weight", BAYES_DEFAULT_LR_WEIGHT, 0.0, 100.0, &s->lr_weight, d);
 	conf_double(c, "bayes_train_margin", BAYES_DEFAULT_TRAIN_MARGIN, 0.0, 1000.0,
 	            &s->train_margin, d);
 	if (s->autolearn && s->autolearn_ham_score >= s->autolearn_spam_score)
@@ -141,9 +147,29 @@ int bayes_score_tokens(bayes_store_t *s, const bayes_settings_t *set, const baye
 		return BAYES_OK;
 	sc->prob =
 	    bayes_classify(&set->params, sc->counts, tok->n, &sc->totals, a, fw_out, &sc->res);
-	sc->log_odds = sc->res.log_odds;
+	sc->bayes_log_odds = sc->log_odds = sc->res.log_odds;
 	sc->voted = true;
+	if (!set->lr)
+		return BAYES_OK;
+	double w = 0;
+	for (size_t i = 0; i < tok->n; i++)
+		w += sc->counts[i].weight;
+	sc->lr_log_odds = w;
+	/* Both in natural log-odds, then back to Bayes's scale so that
+	 * P = 1 / (1 + e^(-k * log_odds)) holds for the sum as for Bayes alone. */
+	double k = set->params.fisher_scale;
+	double l = k * sc->bayes_log_odds + set->lr_weight * w;
+	sc->log_odds = l / k;
+	sc->prob = 1.0 / (1.0 + exp(-l));
 	return BAYES_OK;
+}
+
+float bayes_lr_delta(const bayes_settings_t *set, const bayes_score_t *sc, bool is_spam)
+{
+	if (!set->lr)
+		return 0;
+	double p = 1.0 / (1.0 + exp(-sc->lr_log_odds));
+	return (float)(set->lr_rate * ((is_spam ? 1.0 : 0.0) - p));
 }
 
 /* ------------------------------------------------------------ evidence hooks */

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -24,7 +25,8 @@
 #define STORE_MAX_READERS      1024 /* one slot per concurrent read transaction */
 #define STORE_WRITER_BATCH     256  /* queued messages learned per transaction */
 #define STORE_WRITER_LINGER_MS 200  /* wait for a batch to fill before writing */
-#define TOKEN_VALUE_BYTES      12
+#define TOKEN_VALUE_BYTES      12   /* spam, ham, day */
+#define TOKEN_WEIGHT_BYTES     16   /* and the logistic-regression weight, when not 0 */
 #define DIGEST_VALUE_BYTES     5
 
 typedef struct job {
@@ -138,20 +140,37 @@ static uint64_t key_from_be(const uint8_t *p)
 static void decode_counts(const MDB_val *v, bayes_counts_t *c)
 {
 	if (v->mv_size < TOKEN_VALUE_BYTES) {
-		*c = (bayes_counts_t){0, 0, 0};
+		*c = (bayes_counts_t){0, 0, 0, 0};
 		return;
 	}
 	const uint8_t *p = v->mv_data;
 	c->spam = get32(p);
 	c->ham = get32(p + 4);
 	c->day = get32(p + 8);
+	c->weight = 0;
+	if (v->mv_size >= TOKEN_WEIGHT_BYTES) {
+		uint32_t bits = get32(p + 12);
+		memcpy(&c->weight, &bits, sizeof(bits));
+	}
 }
 
-static void encode_counts(uint8_t out[TOKEN_VALUE_BYTES], const bayes_counts_t *c)
+/*
+ * Stores written before the weights existed hold 12-byte values; they read
+ * as weight 0, and a token without a weight keeps the short value, so
+ * both kinds of value live in one store and older readers, which read the
+ * first 12 bytes, still understand every value. Returns the value's size.
+ */
+static size_t encode_counts(uint8_t out[TOKEN_WEIGHT_BYTES], const bayes_counts_t *c)
 {
 	put32(out, c->spam);
 	put32(out + 4, c->ham);
 	put32(out + 8, c->day);
+	if (c->weight == 0)
+		return TOKEN_VALUE_BYTES;
+	uint32_t bits;
+	memcpy(&bits, &c->weight, sizeof(bits));
+	put32(out + 12, bits);
+	return TOKEN_WEIGHT_BYTES;
 }
 
 static MDB_val mval(const void *p, size_t n)
@@ -481,7 +500,7 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
 		if (r == 0)
 			decode_counts(&v, &out[i]);
 		else if (r == MDB_NOTFOUND)
-			out[i] = (bayes_counts_t){0, 0, 0};
+			out[i] = (bayes_counts_t){0, 0, 0, 0};
 		else
 			rc = r;
 	}
@@ -504,7 +523,8 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
 typedef struct delta {
 	uint64_t key;
 	int32_t dspam, dham;
-	bool touch; /* seen in scored mail: move its day, if it exists */
+	float dweight; /* logistic-regression step */
+	bool touch;    /* seen in scored mail: move its day, if it exists */
 } delta_t;
 
 typedef struct delta_list {
@@ -523,7 +543,8 @@ static int delta_init(delta_list_t *d, size_t expect)
 	return d->v ? 0 : -1;
 }
 
-static int add_item(delta_list_t *d, const bayes_learn_item_t *it, int sign, bool spam)
+static int add_item(delta_list_t *d, const bayes_learn_item_t *it, int sign, bool spam,
+                    float dweight)
 {
 	if (d->n + it->n > d->cap) {
 		size_t cap = d->cap;
@@ -536,8 +557,8 @@ static int add_item(delta_list_t *d, const bayes_learn_item_t *it, int sign, boo
 		d->cap = cap;
 	}
 	for (size_t j = 0; j < it->n; j++)
-		d->v[d->n++] =
-		    (delta_t){it->keys[j], spam ? sign : 0, spam ? 0 : sign, it->op == BAYES_TOUCH};
+		d->v[d->n++] = (delta_t){it->keys[j], spam ? sign : 0, spam ? 0 : sign, dweight,
+		                         it->op == BAYES_TOUCH};
 	return 0;
 }
 
@@ -602,6 +623,7 @@ static int apply_deltas(bayes_store_t *s, MDB_txn *txn, delta_list_t *d, uint32_
 		if (n > 0 && d->v[n - 1].key == d->v[i].key) {
 			d->v[n - 1].dspam += d->v[i].dspam;
 			d->v[n - 1].dham += d->v[i].dham;
+			d->v[n - 1].dweight += d->v[i].dweight;
 			d->v[n - 1].touch |= d->v[i].touch;
 		} else {
 			d->v[n++] = d->v[i];
@@ -611,13 +633,13 @@ static int apply_deltas(bayes_store_t *s, MDB_txn *txn, delta_list_t *d, uint32_
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(txn, s->tokens, &cur);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
-		uint8_t kb[8], vb[TOKEN_VALUE_BYTES];
-		bool counts = d->v[i].dspam != 0 || d->v[i].dham != 0;
+		uint8_t kb[8], vb[TOKEN_WEIGHT_BYTES];
+		bool counts = d->v[i].dspam != 0 || d->v[i].dham != 0 || d->v[i].dweight != 0;
 		if (!counts && !d->v[i].touch)
 			continue; /* learned and forgotten in one batch */
 		key_be(kb, d->v[i].key);
 		MDB_val k = mval(kb, 8), v;
-		bayes_counts_t c = {0, 0, 0};
+		bayes_counts_t c = {0, 0, 0, 0};
 		int r = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
 		if (r == 0)
 			decode_counts(&v, &c);
@@ -631,14 +653,14 @@ static int apply_deltas(bayes_store_t *s, MDB_txn *txn, delta_list_t *d, uint32_
 			if (r != 0 || c.day >= today)
 				continue;
 			c.day = today;
-			encode_counts(vb, &c);
-			v = mval(vb, sizeof(vb));
+			v = mval(vb, encode_counts(vb, &c));
 			k = mval(kb, 8);
 			rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
 			continue;
 		}
 		c.spam = sat_add(c.spam, d->v[i].dspam);
 		c.ham = sat_add(c.ham, d->v[i].dham);
+		c.weight += d->v[i].dweight;
 		if (d->v[i].dspam > 0 || d->v[i].dham > 0)
 			c.day = today;
 		if (c.spam == 0 && c.ham == 0) {
@@ -646,8 +668,7 @@ static int apply_deltas(bayes_store_t *s, MDB_txn *txn, delta_list_t *d, uint32_
 				rc = mdb_cursor_del(cur, 0);
 			continue;
 		}
-		encode_counts(vb, &c);
-		v = mval(vb, sizeof(vb));
+		v = mval(vb, encode_counts(vb, &c));
 		k = mval(kb, 8);
 		rc = mdb_cursor_put(cur, &k, &v, r == 0 ? MDB_CURRENT : 0);
 	}
@@ -701,7 +722,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		const bayes_learn_item_t *it = &items[i];
 		if (it->op == BAYES_TOUCH) {
-			if (add_item(&d, it, 0, false) != 0) {
+			if (add_item(&d, it, 0, false, 0) != 0) {
 				rc = ENOMEM;
 				break;
 			}
@@ -722,7 +743,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 				r.unknown++;
 				continue;
 			}
-			if (add_item(&d, it, -1, had == 1) != 0) {
+			if (add_item(&d, it, -1, had == 1, 0) != 0) {
 				rc = ENOMEM;
 				break;
 			}
@@ -739,7 +760,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 			r.already++;
 			continue;
 		}
-		if (had >= 0 && add_item(&d, it, -1, had == 1) != 0) {
+		if (had >= 0 && add_item(&d, it, -1, had == 1, 0) != 0) {
 			rc = ENOMEM;
 			break;
 		}
@@ -752,7 +773,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 		} else {
 			r.learned++;
 		}
-		if (add_item(&d, it, +1, spam) != 0) {
+		if (add_item(&d, it, +1, spam, it->lr_delta) != 0) {
 			rc = ENOMEM;
 			break;
 		}
@@ -1045,8 +1066,11 @@ int bayes_store_dump(bayes_store_t *s, FILE *fp)
 			if (k.mv_size != 8)
 				continue;
 			decode_counts(&v, &c);
-			fprintf(fp, "token %016" PRIx64 " %" PRIu32 " %" PRIu32 " %" PRIu32 "\n",
+			fprintf(fp, "token %016" PRIx64 " %" PRIu32 " %" PRIu32 " %" PRIu32,
 			        key_from_be(k.mv_data), c.spam, c.ham, c.day);
+			if (c.weight != 0)
+				fprintf(fp, " %.9g", (double)c.weight);
+			fputc('\n', fp);
 		}
 		mdb_cursor_close(cur);
 		rc = mdb_cursor_open(txn, s->digests, &cur);
@@ -1147,15 +1171,17 @@ int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, d
 			}
 		} else if (strcmp(kind, "token") == 0) {
 			uint8_t kb[8];
-			if (sscanf(line, "token %63s %" SCNu64 " %" SCNu64 " %" SCNu32, a, &x, &y,
-			           &z) != 4 ||
-			    strlen(a) != 16 || unhex(a, kb, 8) != 0 || x > UINT32_MAX ||
-			    y > UINT32_MAX) {
-				diag_error(d, name, lineno, "expected: token HEX16 SPAM HAM DAY");
+			double w = 0;
+			int got = sscanf(line, "token %63s %" SCNu64 " %" SCNu64 " %" SCNu32 " %lf",
+			                 a, &x, &y, &z, &w);
+			if (got < 4 || !isfinite(w) || strlen(a) != 16 || unhex(a, kb, 8) != 0 ||
+			    x > UINT32_MAX || y > UINT32_MAX) {
+				diag_error(d, name, lineno,
+				           "expected: token HEX16 SPAM HAM DAY [WEIGHT]");
 				err = BAYES_EFORMAT;
 				break;
 			}
-			bayes_counts_t c = {(uint32_t)x, (uint32_t)y, z}, old;
+			bayes_counts_t c = {(uint32_t)x, (uint32_t)y, z, (float)w}, old;
 			MDB_val k = mval(kb, 8), v;
 			if (merge && mdb_get(txn, s->tokens, &k, &v) == 0) {
 				decode_counts(&v, &old);
@@ -1165,10 +1191,10 @@ int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, d
 				    c.ham, (int32_t)(old.ham > INT32_MAX ? INT32_MAX : old.ham));
 				if (old.day > c.day)
 					c.day = old.day;
+				c.weight += old.weight;
 			}
-			uint8_t vb[TOKEN_VALUE_BYTES];
-			encode_counts(vb, &c);
-			v = mval(vb, sizeof(vb));
+			uint8_t vb[TOKEN_WEIGHT_BYTES];
+			v = mval(vb, encode_counts(vb, &c));
 			rc = mdb_put(txn, s->tokens, &k, &v, 0);
 		} else if (strcmp(kind, "digest") == 0) {
 			uint8_t kb[BAYES_DIGEST_BYTES], vb[DIGEST_VALUE_BYTES];

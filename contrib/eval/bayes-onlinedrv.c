@@ -157,10 +157,11 @@ int main(int argc, char **argv)
 			                     on_error ? BAYES_TRAIN_ON_ERROR : BAYES_TRAIN_ALWAYS,
 			                     sc.voted, sc.log_odds, items[i].label, margin);
 			if (learn) {
-				bayes_learn_item_t it = {.op = items[i].label ? BAYES_LEARN_SPAM
-				                                              : BAYES_LEARN_HAM,
-				                         .keys = tok.keys,
-				                         .n = tok.n};
+				bayes_learn_item_t it = {
+				    .op = items[i].label ? BAYES_LEARN_SPAM : BAYES_LEARN_HAM,
+				    .keys = tok.keys,
+				    .n = tok.n,
+				    .lr_delta = bayes_lr_delta(&set, &sc, items[i].label)};
 				memcpy(it.digest, tok.digest, sizeof(it.digest));
 				bayes_apply_result_t r;
 				if (bayes_store_apply(s, &it, 1, &r) != BAYES_OK) {
