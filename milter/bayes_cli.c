@@ -22,6 +22,8 @@
 #define LEARN_BATCH_MESSAGES     2000       /* messages per write transaction */
 #define LEARN_BATCH_KEYS         (8u << 20) /* or this many keys, whichever first */
 #define LEARN_MAX_DEPTH          16         /* directory recursion */
+#define LEARN_MAX_PASSES         10         /* train-until-no-error */
+#define LEARN_PEND_KEYS          (1u << 20) /* batch keys with the regression's table */
 #define EXPIRE_DEFAULT_DAYS      90
 #define EXPIRE_DEFAULT_MAX_COUNT 1
 
@@ -40,7 +42,34 @@ typedef struct learner {
 	bayes_apply_result_t total;
 	size_t messages, errors;
 	int failed; /* a store error: stop */
+	/*
+	 * Scoring each message before learning it (a train-on-error mode, or
+	 * the logistic regression, whose step depends on the current weights)
+	 * makes learning sequential: each message is applied before the next
+	 * is scored. The store is then opened without syncing every commit.
+	 */
+	bool sequential;
+	bayes_train_mode_t mode;
+	size_t skipped;     /* scored right outside the margin: not learned */
+	size_t pass_errors; /* messages learned in this pass (train-until-no-error) */
+	/*
+	 * train-always with the regression learns in batches all the same: the
+	 * weight steps of the batch not yet applied sit in this table (key ->
+	 * step, open addressing), and each message's regression score adds
+	 * them, so every step sees the steps before it as one by one would.
+	 */
+	uint64_t *pend_keys; /* 0 = empty slot */
+	float *pend_w;
+	size_t pend_cap; /* a power of two */
 } learner_t;
+
+static size_t pend_slot(const learner_t *l, uint64_t key)
+{
+	size_t mask = l->pend_cap - 1, i = (size_t)(key * 0x9e3779b97f4a7c15ULL >> 20) & mask;
+	while (l->pend_keys[i] != 0 && l->pend_keys[i] != key)
+		i = (i + 1) & mask;
+	return i;
+}
 
 static int learner_flush(learner_t *l)
 {
@@ -63,6 +92,8 @@ static int learner_flush(learner_t *l)
 	l->total.unknown += r.unknown;
 	l->n = 0;
 	l->pool_n = 0;
+	if (l->pend_keys != NULL)
+		memset(l->pend_keys, 0, l->pend_cap * sizeof(*l->pend_keys));
 	return 0;
 }
 
@@ -73,6 +104,46 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 	const mime_t *mi = scan_mime(l->conn, m);
 	bayes_tokens_t tok;
 	bayes_tokenize(m, mi, false, &tok);
+	float lr_delta = 0;
+	if (l->sequential && l->op != BAYES_FORGET) {
+		bool spam = l->op == BAYES_LEARN_SPAM;
+		bayes_score_t sc;
+		int rc = bayes_score_tokens(l->store, &l->set, &tok, msg_arena(m), NULL, &sc);
+		if (rc != BAYES_OK) {
+			fprintf(stderr, "sift learn: %s: %s\n", bayes_store_path(l->store),
+			        bayes_strerror(rc));
+			l->failed = rc;
+			msg_free(m);
+			return;
+		}
+		l->messages++;
+		if (!bayes_train_wanted(l->mode, sc.voted, sc.log_odds, spam,
+		                        l->set.train_margin)) {
+			l->skipped++;
+			msg_free(m);
+			return;
+		}
+		l->pass_errors++;
+		l->messages--; /* counted again below */
+		if (l->pend_keys != NULL)
+			for (size_t i = 0; i < tok.n; i++) {
+				size_t j = pend_slot(l, tok.keys[i] | 1);
+				if (l->pend_keys[j] != 0)
+					sc.lr_log_odds += l->pend_w[j];
+			}
+		lr_delta = bayes_lr_delta(&l->set, &sc, spam);
+		if (l->pend_keys != NULL && lr_delta != 0)
+			for (size_t i = 0; i < tok.n; i++) {
+				/* (key | 1: 0 marks an empty slot; a shared slot only
+				 * blurs two keys' steps within one batch) */
+				size_t j = pend_slot(l, tok.keys[i] | 1);
+				if (l->pend_keys[j] == 0) {
+					l->pend_keys[j] = tok.keys[i] | 1;
+					l->pend_w[j] = 0;
+				}
+				l->pend_w[j] += lr_delta;
+			}
+	}
 
 	if (l->n == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 256;
@@ -87,13 +158,15 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 	memcpy(l->pool + l->pool_n, tok.keys, tok.n * sizeof(*tok.keys));
 	bayes_learn_item_t *it = &l->items[l->n];
 	it->op = l->op;
+	it->lr_delta = lr_delta;
 	it->n = tok.n;
 	memcpy(it->digest, tok.digest, sizeof(it->digest));
 	l->offs[l->n++] = l->pool_n;
 	l->pool_n += tok.n;
 	l->messages++;
 	msg_free(m);
-	if (l->n >= LEARN_BATCH_MESSAGES || l->pool_n >= LEARN_BATCH_KEYS)
+	if ((l->sequential && l->pend_keys == NULL) || l->n >= LEARN_BATCH_MESSAGES ||
+	    l->pool_n >= (l->pend_keys ? LEARN_PEND_KEYS : LEARN_BATCH_KEYS))
 		learner_flush(l);
 }
 
@@ -173,9 +246,11 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	static const struct option opts[] = {{"spam", no_argument, NULL, 's'},
 	                                     {"ham", no_argument, NULL, 'h'},
 	                                     {"forget", no_argument, NULL, 'f'},
+	                                     {"mode", required_argument, NULL, 'm'},
 	                                     {NULL, 0, NULL, 0}};
 	int spam = -1, c;
 	bool forget = false;
+	const char *mode = NULL;
 	learner_t l = {0};
 
 	optind = 0; /* argv[0] is the command; 0 also resets glibc's getopt state */
@@ -184,11 +259,13 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 		case 's': spam = 1; break;
 		case 'h': spam = 0; break;
 		case 'f': forget = true; break;
+		case 'm': mode = optarg; break;
 		default: spam = -2; break;
 		}
 	}
 	if ((spam < 0 && !forget) || spam == -2 || optind >= argc) {
-		fprintf(stderr, "usage: sift learn --spam|--ham|--forget FILE|DIR|MBOX...\n");
+		fprintf(stderr, "usage: sift learn --spam|--ham|--forget [--mode train-always|"
+		                "train-on-error|train-until-no-error] FILE|DIR|MBOX...\n");
 		return 2;
 	}
 	/*
@@ -207,10 +284,25 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 		scan_gen_unref(l.gen);
 		return 1;
 	}
+	l.mode = l.set.train_mode;
+	if (mode != NULL && bayes_train_mode_parse(mode, &l.mode) != 0) {
+		fprintf(stderr,
+		        "sift learn: --mode: expected train-always, train-on-error or "
+		        "train-until-no-error, not \"%s\"\n",
+		        mode);
+		scan_gen_unref(l.gen);
+		return 2;
+	}
+	l.sequential = !forget && (l.mode != BAYES_TRAIN_ALWAYS || l.set.lr);
+	if (l.sequential && l.mode == BAYES_TRAIN_ALWAYS) {
+		l.pend_cap = 4 * (size_t)LEARN_PEND_KEYS; /* at most a quarter full */
+		l.pend_keys = xalloc_calloc(l.pend_cap, sizeof(*l.pend_keys));
+		l.pend_w = xalloc_malloc(l.pend_cap * sizeof(*l.pend_w));
+	}
 	l.conn = scan_conn_begin(l.gen, NULL);
 	int err;
-	l.store =
-	    bayes_store_open(l.set.db_path, l.set.map_bytes, forget ? 0 : BAYES_OPEN_CREATE, &err);
+	unsigned flags = (forget ? 0 : BAYES_OPEN_CREATE) | (l.sequential ? BAYES_OPEN_NOSYNC : 0);
+	l.store = bayes_store_open(l.set.db_path, l.set.map_bytes, flags, &err);
 	if (l.store == NULL) {
 		fprintf(stderr, "sift learn: %s: %s\n", l.set.db_path, bayes_strerror(err));
 		scan_conn_end(l.conn);
@@ -228,9 +320,15 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 256 << 20);
 	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	double t0 = now_s();
-	for (int i = optind; i < argc && !l.failed; i++)
-		scan_walk(argv[i], LEARN_MAX_DEPTH, learn_visit, learn_fail, &l);
-	learner_flush(&l);
+	/* train-until-no-error: passes until one learns nothing (or the cap). */
+	int passes = 0, max_passes = l.mode == BAYES_TRAIN_UNTIL_NO_ERROR ? LEARN_MAX_PASSES : 1;
+	do {
+		l.pass_errors = 0;
+		passes++;
+		for (int i = optind; i < argc && !l.failed; i++)
+			scan_walk(argv[i], LEARN_MAX_DEPTH, learn_visit, learn_fail, &l);
+		learner_flush(&l);
+	} while (!l.failed && passes < max_passes && l.pass_errors > 0);
 	double dt = now_s() - t0;
 	bayes_store_unref(l.store);
 	scan_conn_end(l.conn);
@@ -238,12 +336,19 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	free(l.items);
 	free(l.offs);
 	free(l.pool);
+	free(l.pend_keys);
+	free(l.pend_w);
 
 	const char *what = forget ? "forgot" : spam ? "learned as spam" : "learned as ham";
 	printf("%zu message(s) read, %s: %zu new, %zu moved from the other class, "
 	       "%zu already known, %zu removed, %zu never learned; %.2f s, %.0f msgs/s\n",
 	       l.messages, what, l.total.learned, l.total.relearned, l.total.already,
 	       l.total.forgotten, l.total.unknown, dt, dt > 0 ? l.messages / dt : 0.0);
+	if (l.mode != BAYES_TRAIN_ALWAYS)
+		printf("%s: %zu message(s) scored right beyond the margin, not learned; %d "
+		       "pass(es)\n",
+		       l.mode == BAYES_TRAIN_ON_ERROR ? "train-on-error" : "train-until-no-error",
+		       l.skipped, passes);
 	return l.failed || l.errors ? 1 : 0;
 }
 

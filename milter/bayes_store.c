@@ -757,6 +757,12 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 		}
 		bool spam = it->op == BAYES_LEARN_SPAM;
 		if (had == (int)spam) {
+			/* Counts once per message, but the regression may step again
+			 * (a learner's later pass over a message it still gets wrong). */
+			if (it->lr_delta != 0 && add_item(&d, it, 0, spam, it->lr_delta) != 0) {
+				rc = ENOMEM;
+				break;
+			}
 			r.already++;
 			continue;
 		}

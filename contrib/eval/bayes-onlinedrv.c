@@ -144,7 +144,8 @@ int main(int argc, char **argv)
 			bayes_tokens_t tok;
 			bayes_tokenize(m, mi, false, &tok);
 			bayes_score_t sc = {0};
-			bool scoring = !items[i].warm || until;
+			/* The logistic regression's step needs the score, warm-up or not. */
+			bool scoring = !items[i].warm || until || set.lr;
 			if (scoring && bayes_score_tokens(s, &set, &tok, msg_arena(m), NULL, &sc) !=
 			                   BAYES_OK) {
 				fprintf(stderr, "bayes-onlinedrv: lookup failed\n");

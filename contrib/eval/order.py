@@ -2,7 +2,7 @@
 """Orders corpus messages by date for the on-line evaluation.
 
 usage: order.py CORPUS_DIR MANIFEST [GROUPS]
-  prints "label<TAB>path<TAB>epoch<TAB>group" for every manifest row (or only
+  prints "label<TAB>path<TAB>epoch<TAB>group<TAB>fold" for every manifest row (or only
   those whose group is in the comma-separated GROUPS), oldest first. A
   message's date is its Date header; when that is missing, unparsable or
   implausible (before 1995 or after 2010: forged and broken dates are
@@ -59,7 +59,8 @@ def main():
     with open(manifest) as f:
         next(f)
         for i, line in enumerate(f):
-            path, label, group = line.rstrip("\n").split("\t")[:3]
+            f = line.rstrip("\n").split("\t")
+            path, label, group, fold = f[0], f[1], f[2], f[5]
             if groups and group not in groups:
                 continue
             full = corpus + "/" + path
@@ -68,10 +69,10 @@ def main():
             if t is None:
                 t = prev
             prev = t
-            rows.append((t, i, label, full, group))
+            rows.append((t, i, label, full, group, fold))
     rows.sort()
-    for t, _, label, full, group in rows:
-        print("%s\t%s\t%d\t%s" % (label, full, t, group))
+    for t, _, label, full, group, fold in rows:
+        print("%s\t%s\t%d\t%s\t%s" % (label, full, t, group, fold))
     sys.stderr.write("order.py: %d messages; dated by %s\n" % (
         len(rows), ", ".join("%s %d" % kv for kv in sorted(how.items()))))
 
