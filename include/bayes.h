@@ -279,6 +279,22 @@ int bayes_store_stats(bayes_store_t *s, bayes_stats_t *st);
  */
 int bayes_store_expire(bayes_store_t *s, uint32_t today, uint32_t max_age_days, uint32_t max_count,
                        uint64_t *removed);
+/*
+ * Removes tokens until at most keep remain: hapaxes (seen in one message)
+ * oldest first, then the oldest of the rest. *removed gets their number.
+ */
+int bayes_store_prune(bayes_store_t *s, uint64_t keep, uint64_t *removed);
+/*
+ * Bounds the store (bayes_expire_max_tokens; 0, the default, for none):
+ * a write that leaves more than max_tokens tokens prunes to 90% of it.
+ * Set once after opening, before learning starts (not synchronised).
+ */
+void bayes_store_set_bound(bayes_store_t *s, uint64_t max_tokens);
+/*
+ * Dates learning as day instead of the clock's (0: the clock again), for
+ * replaying a dated stream (contrib/eval). Same rules as set_bound.
+ */
+void bayes_store_set_day(bayes_store_t *s, uint32_t day);
 int bayes_store_dump(bayes_store_t *s, FILE *fp);
 /* Errors go to d as "name:line: ..." lines. */
 int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, diag_t *d);
@@ -361,6 +377,7 @@ typedef struct bayes_settings {
 	bool autolearn;
 	double autolearn_spam_score, autolearn_ham_score;
 	long autolearn_queue;
+	uint64_t expire_max_tokens;    /* bayes_expire_max_tokens: the store's bound, 0 none */
 	bool lr;                       /* bayes_lr: the logistic regression beside Bayes */
 	double lr_rate;                /* bayes_lr_rate: its learning rate */
 	double lr_weight;              /* bayes_lr_weight: its share of the combined log-odds */

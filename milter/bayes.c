@@ -99,6 +99,8 @@ int bayes_settings_read(conf_t *c, const char *state_dir, bayes_settings_t *s, d
 	int mode;
 	conf_enum(c, "bayes_train_mode", modes, BAYES_TRAIN_ALWAYS, &mode, d);
 	s->train_mode = (bayes_train_mode_t)mode;
+	conf_long(c, "bayes_expire_max_tokens", 0, 0, 2000000000L, &l, d);
+	s->expire_max_tokens = (uint64_t)l;
 	conf_bool(c, "bayes_lr", BAYES_DEFAULT_LR, &s->lr, d);
 	conf_double(c, "bayes_lr_rate", BAYES_DEFAULT_LR_RATE, 1e-6, 10.0, &s->lr_rate, d);
 	conf_double(c, "bayes_lr_weight", BAYES_DEFAULT_LR_WEIGHT, 0.0, 100.0, &s->lr_weight, d);
@@ -221,6 +223,8 @@ static int bayes_start(void *shared, const ev_env_t *env, diag_t *d)
 			diag_warn(d, b->conf_path, 0, "bayes: %s: %s; Bayes will not vote",
 			          b->set.db_path, bayes_strerror(b->open_err));
 	}
+	if (b->store != NULL && !env->offline)
+		bayes_store_set_bound(b->store, (uint64_t)b->set.expire_max_tokens);
 	if (b->store != NULL && !env->offline && bayes_store_start(b->store) != BAYES_OK) {
 		diag_error(d, b->conf_path, 0, "bayes: cannot start the store's writer thread");
 		return -1;

@@ -309,6 +309,7 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 		scan_gen_unref(l.gen);
 		return 1;
 	}
+	bayes_store_set_bound(l.store, l.set.expire_max_tokens);
 	l.op = forget ? BAYES_FORGET : spam ? BAYES_LEARN_SPAM : BAYES_LEARN_HAM;
 	/*
 	 * Bulk learning allocates and frees the same large buffers (message
@@ -395,7 +396,7 @@ static void bayes_usage(void)
 	fprintf(stderr, "usage: sift bayes stats\n"
 	                "       sift bayes dump [FILE]\n"
 	                "       sift bayes load [--merge] [FILE]\n"
-	                "       sift bayes expire [--days N] [--max-count N]\n"
+	                "       sift bayes expire [--days N] [--max-count N] [--max-tokens N]\n"
 	                "       sift bayes compact\n");
 }
 
@@ -404,9 +405,10 @@ int bayes_cmd_bayes(cli_ctx_t *ctx, int argc, char **argv)
 	static const struct option opts[] = {{"merge", no_argument, NULL, 'm'},
 	                                     {"days", required_argument, NULL, 'd'},
 	                                     {"max-count", required_argument, NULL, 'n'},
+	                                     {"max-tokens", required_argument, NULL, 't'},
 	                                     {NULL, 0, NULL, 0}};
 	bool merge = false;
-	uint32_t days = EXPIRE_DEFAULT_DAYS, max_count = EXPIRE_DEFAULT_MAX_COUNT;
+	uint32_t days = EXPIRE_DEFAULT_DAYS, max_count = EXPIRE_DEFAULT_MAX_COUNT, max_tokens = 0;
 	int c;
 
 	optind = 0; /* argv[0] is the command; 0 also resets glibc's getopt state */
@@ -421,6 +423,12 @@ int bayes_cmd_bayes(cli_ctx_t *ctx, int argc, char **argv)
 			break;
 		case 'n':
 			if (parse_u32(optarg, &max_count) != 0) {
+				bayes_usage();
+				return 2;
+			}
+			break;
+		case 't':
+			if (parse_u32(optarg, &max_tokens) != 0) {
 				bayes_usage();
 				return 2;
 			}
@@ -485,6 +493,14 @@ int bayes_cmd_bayes(cli_ctx_t *ctx, int argc, char **argv)
 			printf("expired %" PRIu64 " token(s) not learned or seen for %" PRIu32
 			       " days with at most %" PRIu32 " message(s)\n",
 			       removed, days, max_count);
+		if (rc == BAYES_OK && max_tokens > 0) {
+			rc = bayes_store_prune(s, max_tokens, &removed);
+			if (rc == BAYES_OK)
+				printf("pruned %" PRIu64
+				       " token(s), the least used, to keep at most "
+				       "%" PRIu32 "\n",
+				       removed, max_tokens);
+		}
 	} else {
 		uint64_t before = 0, after = 0;
 		rc = bayes_store_compact(s, &before, &after);

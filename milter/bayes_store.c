@@ -53,6 +53,11 @@ struct bayes_store {
 	bool writer_running, writer_stop;
 	pthread_t writer;
 	uint64_t submitted, applied, dropped, batches;
+
+	/* Set before use, read by the applying thread only (see bayes.h). */
+	uint64_t max_tokens; /* 0: no bound */
+	uint32_t day;        /* 0: the clock's day */
+	uint64_t pruned;     /* tokens removed by the bound (atomic access) */
 };
 
 /*
@@ -689,11 +694,134 @@ static void set_full(bayes_store_t *s, bool full)
 		log_msg(LOG_L_NOTICE, "bayes: store %s has room again: learning resumed", s->path);
 }
 
+static int u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/*
+ * Removes the least useful tokens until at most keep remain: first those
+ * learned from one message (hapaxes, half or more of any store, and the
+ * weakest evidence), oldest first; then, if that is not enough, the oldest
+ * of the rest. Oldest means the smallest day, the last day a token was
+ * learned or seen in scored mail. Tokens of the cutoff day go in key order
+ * until the target is reached. One write transaction.
+ */
+int bayes_store_prune(bayes_store_t *s, uint64_t keep, uint64_t *removed)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	MDB_stat st;
+	uint64_t gone = 0;
+	int rc = txn_begin(s, 0, &txn);
+	if (rc != 0)
+		return map_err(rc);
+	rc = mdb_stat(txn, s->tokens, &st);
+	if (rc == 0 && st.ms_entries > keep) {
+		uint64_t excess = st.ms_entries - keep;
+		/* The days of the hapaxes and of the others, to find the cutoffs. */
+		uint32_t *d1 = malloc(st.ms_entries * sizeof(*d1)),
+		         *dn = malloc(st.ms_entries * sizeof(*dn));
+		size_t n1 = 0, nn = 0;
+		rc = d1 && dn ? mdb_cursor_open(txn, s->tokens, &cur) : ENOMEM;
+		if (rc == 0) {
+			for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
+			     r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+				bayes_counts_t c;
+				decode_counts(&v, &c);
+				if ((uint64_t)c.spam + c.ham <= 1)
+					d1[n1++] = c.day;
+				else
+					dn[nn++] = c.day;
+			}
+			qsort(d1, n1, sizeof(*d1), u32_cmp);
+			qsort(dn, nn, sizeof(*dn), u32_cmp);
+			/* Remove the take1 oldest hapaxes and the taken_n oldest others:
+			 * every one older than the cutoff day, and of the cutoff day as
+			 * many as still needed. */
+			uint64_t take1 = excess < n1 ? excess : n1, rest = excess - take1;
+			uint64_t taken = rest < nn ? rest : nn;
+			uint32_t cut1 = take1 ? d1[take1 - 1] : 0, cutn = taken ? dn[taken - 1] : 0;
+			uint64_t at1 = 0, atn = 0; /* of the cutoff day */
+			for (uint64_t i = 0; i < take1; i++)
+				at1 += d1[i] == cut1;
+			for (uint64_t i = 0; i < taken; i++)
+				atn += dn[i] == cutn;
+			int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+			while (r == 0) {
+				bayes_counts_t c;
+				decode_counts(&v, &c);
+				bool hapax = (uint64_t)c.spam + c.ham <= 1, del = false;
+				uint64_t take = hapax ? take1 : taken, *at = hapax ? &at1 : &atn;
+				uint32_t cut = hapax ? cut1 : cutn;
+				if (take > 0 && c.day < cut)
+					del = true;
+				else if (take > 0 && c.day == cut && *at > 0) {
+					del = true;
+					(*at)--;
+				}
+				if (del) {
+					rc = mdb_cursor_del(cur, 0);
+					if (rc != 0)
+						break;
+					gone++;
+				}
+				/* After a delete LMDB's MDB_NEXT lands on the next key. */
+				r = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+			}
+			if (rc == 0 && r != MDB_NOTFOUND)
+				rc = r;
+			mdb_cursor_close(cur);
+		}
+		free(d1);
+		free(dn);
+	}
+	if (rc == 0)
+		rc = txn_commit(s, txn);
+	else
+		txn_abort(s, txn);
+	if (rc == 0) {
+		__atomic_add_fetch(&s->pruned, gone, __ATOMIC_RELAXED);
+		if (removed != NULL)
+			*removed = gone;
+	}
+	return map_err(rc);
+}
+
+/*
+ * With a bound, a store is pruned to 90% of it when a batch takes it past
+ * it, so the cost (a scan of the tokens) is paid once per tenth of the
+ * bound learned, not on every batch.
+ */
+static void prune_if_over(bayes_store_t *s)
+{
+	MDB_txn *txn;
+	MDB_stat st;
+	if (txn_begin(s, MDB_RDONLY, &txn) != 0)
+		return;
+	int rc = mdb_stat(txn, s->tokens, &st);
+	txn_abort(s, txn);
+	if (rc == 0 && st.ms_entries > s->max_tokens)
+		bayes_store_prune(s, s->max_tokens - s->max_tokens / 10, NULL);
+}
+
+void bayes_store_set_bound(bayes_store_t *s, uint64_t max_tokens)
+{
+	s->max_tokens = max_tokens;
+}
+
+void bayes_store_set_day(bayes_store_t *s, uint32_t day)
+{
+	s->day = day;
+}
+
 int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t n,
                       bayes_apply_result_t *res)
 {
 	bayes_apply_result_t r = {0};
-	uint32_t today = bayes_today();
+	uint32_t today = s->day ? s->day : bayes_today();
 	MDB_txn *txn;
 	delta_list_t d;
 	size_t expect = 0;
@@ -806,6 +934,8 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 		set_full(s, rc != 0);
 	if (rc == 0 && res != NULL)
 		*res = r;
+	if (rc == 0 && s->max_tokens > 0)
+		prune_if_over(s);
 	return map_err(rc);
 }
 

@@ -4,7 +4,8 @@
  * with its true label (see online-eval.sh).
  *
  *   bayes-onlinedrv DBDIR [KEY=VALUE...] < stream
- *	stream lines: "spam|ham<TAB>path[<TAB>...]"; a label prefixed "warm-"
+ *	stream lines: "spam|ham<TAB>path[<TAB>epoch]" (the epoch dates what
+ *	the message teaches, for expiry); a label prefixed "warm-"
  *	(warm-spam, warm-ham) is learned without being scored (the warm-up
  *	set). KEY=VALUE override configuration keys (bayes_robs=0.1, ...);
  *	besides those: mode=always|error|until (learn every message; only
@@ -48,7 +49,8 @@ static double now_us(void)
 }
 
 typedef struct item {
-	int label; /* 1 spam, 0 ham */
+	int label;    /* 1 spam, 0 ham */
+	uint32_t day; /* from the stream's third column (epoch seconds), else 0 */
 	bool warm;
 	char *path;
 } item_t;
@@ -74,6 +76,7 @@ int main(int argc, char **argv)
 	double margin = -1;
 	long every = 1000;
 	bool learn_scored = true;
+	uint64_t expire = 0;
 	for (int i = 2; i < argc; i++) {
 		char *eq = strchr(argv[i], '=');
 		if (eq == NULL) {
@@ -85,6 +88,8 @@ int main(int argc, char **argv)
 			mode = eq + 1;
 		else if (strcmp(argv[i], "margin") == 0)
 			margin = atof(eq + 1);
+		else if (strcmp(argv[i], "expire") == 0)
+			expire = strtoull(eq + 1, NULL, 10);
 		else if (strcmp(argv[i], "learn") == 0)
 			learn_scored = atoi(eq + 1) != 0;
 		else if (strcmp(argv[i], "every") == 0)
@@ -106,6 +111,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bayes-onlinedrv: %s: %s\n", set.db_path, bayes_strerror(err));
 		return 1;
 	}
+	if (expire > 0)
+		bayes_store_set_bound(s, expire);
 	item_t *items = NULL;
 	size_t n = 0, cap = 0;
 	char line[8192];
@@ -116,14 +123,19 @@ int main(int argc, char **argv)
 			continue;
 		*tab = '\0';
 		char *path = tab + 1;
-		path[strcspn(path, "\t")] = '\0';
+		char *more = strchr(path, '\t');
+		uint32_t day = 0;
+		if (more != NULL) {
+			*more++ = '\0';
+			day = (uint32_t)(strtoull(more, NULL, 10) / 86400);
+		}
 		if (n == cap) {
 			cap = cap ? 2 * cap : 1024;
 			items = realloc(items, cap * sizeof(*items));
 		}
 		bool warm = strncmp(line, "warm-", 5) == 0;
 		const char *lab = warm ? line + 5 : line;
-		items[n++] = (item_t){strcmp(lab, "spam") == 0, warm, strdup(path)};
+		items[n++] = (item_t){strcmp(lab, "spam") == 0, day, warm, strdup(path)};
 	}
 	bool until = strcmp(mode, "until") == 0;
 	bool on_error = until || strcmp(mode, "error") == 0;
@@ -136,6 +148,9 @@ int main(int argc, char **argv)
 				perror(items[i].path);
 				continue;
 			}
+			/* Tokens dated by the message, so that expiry ages them by the
+			 * stream's time, not the replay's. */
+			bayes_store_set_day(s, items[i].day);
 			double t0 = now_us();
 			msg_t *m = msg_new(10u << 20);
 			msg_parse_raw(m, raw, len);
