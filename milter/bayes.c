@@ -8,6 +8,7 @@
 #include "bayes.h"
 #include "hits.h"
 #include "log.h"
+#include "verdict.h"
 #include "xalloc.h"
 
 #include <math.h>
@@ -190,6 +191,7 @@ typedef struct bayes_shared {
 typedef struct bayes_conn {
 	const msg_t *m;
 	bayes_tokens_t tok;
+	bayes_score_t sc; /* its score, for the train mode and the regression's step */
 } bayes_conn_t;
 
 static void *bayes_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
@@ -354,6 +356,8 @@ static ev_status_t bayes_score(void *shared, void *conn, msg_t *m, const mime_t 
 		hits_note(h, "bayes", "store lookup failed: %s", bayes_strerror(rc));
 		return EV_ERROR;
 	}
+	if (bc != NULL)
+		bc->sc = sc;
 	bayes_counts_t *cnt = sc.counts;
 	bayes_totals_t tot = sc.totals;
 	if (tot.tokenizer != BAYES_TOKENIZER_VERSION) {
@@ -396,24 +400,43 @@ static void bayes_verdict(void *shared, void *conn, msg_t *m, const mime_t *mi, 
 
 	if (!b->set.autolearn || b->offline || b->store == NULL)
 		return;
-	/* Judge by the other evidence only: Bayes must not teach itself. */
-	double other = score;
+	/*
+	 * Judge by the other evidence only: Bayes must not teach itself. So the
+	 * score is the sum of the other sources' hits, and a message is learned
+	 * only when the verdict agrees with that judgement: a message the
+	 * other evidence calls ham but Bayes alone pushed over a spam
+	 * threshold (or the reverse) is a disagreement, not a lesson.
+	 */
+	double other = 0;
 	for (size_t i = 0; i < hits_count(h); i++)
-		if (strcmp(hits_at(h, i)->source, "bayes") == 0)
-			other -= hits_at(h, i)->score;
+		if (strcmp(hits_at(h, i)->source, "bayes") != 0 && isfinite(hits_at(h, i)->score))
+			other += hits_at(h, i)->score;
 	bayes_op_t op;
-	if (other >= b->set.autolearn_spam_score)
+	if (other >= b->set.autolearn_spam_score && action != VERDICT_ACCEPT)
 		op = BAYES_LEARN_SPAM;
-	else if (other <= b->set.autolearn_ham_score)
+	else if (other <= b->set.autolearn_ham_score && action == VERDICT_ACCEPT)
 		op = BAYES_LEARN_HAM;
 	else
 		return;
+	(void)score;
 	bayes_tokens_t tok;
-	if (bc != NULL && bc->m == m)
+	bayes_score_t sc = {0};
+	if (bc != NULL && bc->m == m) {
 		tok = bc->tok;
-	else
+		sc = bc->sc;
+	} else {
 		bayes_tokenize(m, mi, false, &tok);
-	bayes_learn_item_t it = {.op = op, .keys = tok.keys, .n = tok.n};
+		if (bayes_score_tokens(b->store, &b->set, &tok, msg_arena(m), NULL, &sc) !=
+		    BAYES_OK)
+			return;
+	}
+	bool spam = op == BAYES_LEARN_SPAM;
+	/* train-until-no-error is sift learn's: autolearn sees a message once. */
+	if (!bayes_train_wanted(b->set.train_mode, sc.voted, sc.log_odds, spam,
+	                        b->set.train_margin))
+		return;
+	bayes_learn_item_t it = {
+	    .op = op, .keys = tok.keys, .n = tok.n, .lr_delta = bayes_lr_delta(&b->set, &sc, spam)};
 	memcpy(it.digest, tok.digest, sizeof(it.digest));
 	if (bayes_store_submit(b->store, &it, (size_t)b->set.autolearn_queue) == BAYES_OK)
 		return;
