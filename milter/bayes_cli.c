@@ -53,10 +53,11 @@ typedef struct learner {
 	size_t skipped;     /* scored right outside the margin: not learned */
 	size_t pass_errors; /* messages learned in this pass (train-until-no-error) */
 	/*
-	 * train-always with the regression learns in batches all the same: the
-	 * weight steps of the batch not yet applied sit in this table (key ->
-	 * step, open addressing), and each message's regression score adds
-	 * them, so every step sees the steps before it as one by one would.
+	 * train-always with the regression learns in batches all the same: this
+	 * table (open addressing, cleared at each flush) holds the current
+	 * weight of every key the batch has met, the store's plus the batch's
+	 * steps not yet applied, so every step sees the steps before it as one
+	 * by one would.
 	 */
 	uint64_t *pend_keys; /* 0 = empty slot */
 	float *pend_w;
@@ -105,7 +106,52 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 	bayes_tokens_t tok;
 	bayes_tokenize(m, mi, false, &tok);
 	float lr_delta = 0;
-	if (l->sequential && l->op != BAYES_FORGET) {
+	if (l->pend_keys != NULL && l->op != BAYES_FORGET) {
+		/*
+		 * train-always with the regression: only its score is needed. The
+		 * table holds each key's weight as of now (the store's plus this
+		 * batch's steps), so the store is asked only for keys the batch
+		 * has not met yet: most of a message's tokens are common ones.
+		 */
+		arena_t *a = msg_arena(m);
+		size_t *slot = arena_alloc(a, (tok.n + 1) * sizeof(*slot));
+		uint64_t *miss = arena_alloc(a, (tok.n + 1) * sizeof(*miss));
+		size_t *mslot = arena_alloc(a, (tok.n + 1) * sizeof(*mslot)), nm = 0;
+		bayes_score_t sc;
+		memset(&sc, 0, sizeof(sc));
+		for (size_t i = 0; i < tok.n; i++) {
+			/* (key | 1: 0 marks an empty slot; keys differing in the last
+			 * bit share a weight within one batch, a negligible blur) */
+			size_t j = slot[i] = pend_slot(l, tok.keys[i] | 1);
+			if (l->pend_keys[j] == 0) {
+				l->pend_keys[j] = tok.keys[i] | 1;
+				l->pend_w[j] = 0;
+				miss[nm] = tok.keys[i];
+				mslot[nm++] = j;
+			} else {
+				sc.lr_log_odds += l->pend_w[j];
+			}
+		}
+		if (nm > 0) {
+			bayes_counts_t *c = arena_alloc(a, nm * sizeof(*c));
+			int rc = bayes_store_lookup(l->store, miss, nm, c, NULL);
+			if (rc != BAYES_OK) {
+				fprintf(stderr, "sift learn: %s: %s\n", bayes_store_path(l->store),
+				        bayes_strerror(rc));
+				l->failed = rc;
+				msg_free(m);
+				return;
+			}
+			for (size_t k = 0; k < nm; k++) {
+				l->pend_w[mslot[k]] = c[k].weight;
+				sc.lr_log_odds += c[k].weight;
+			}
+		}
+		lr_delta = bayes_lr_delta(&l->set, &sc, l->op == BAYES_LEARN_SPAM);
+		for (size_t i = 0; i < tok.n; i++)
+			l->pend_w[slot[i]] += lr_delta;
+		l->pass_errors++;
+	} else if (l->sequential && l->op != BAYES_FORGET) {
 		bool spam = l->op == BAYES_LEARN_SPAM;
 		bayes_score_t sc;
 		int rc = bayes_score_tokens(l->store, &l->set, &tok, msg_arena(m), NULL, &sc);
@@ -125,24 +171,7 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 		}
 		l->pass_errors++;
 		l->messages--; /* counted again below */
-		if (l->pend_keys != NULL)
-			for (size_t i = 0; i < tok.n; i++) {
-				size_t j = pend_slot(l, tok.keys[i] | 1);
-				if (l->pend_keys[j] != 0)
-					sc.lr_log_odds += l->pend_w[j];
-			}
 		lr_delta = bayes_lr_delta(&l->set, &sc, spam);
-		if (l->pend_keys != NULL && lr_delta != 0)
-			for (size_t i = 0; i < tok.n; i++) {
-				/* (key | 1: 0 marks an empty slot; a shared slot only
-				 * blurs two keys' steps within one batch) */
-				size_t j = pend_slot(l, tok.keys[i] | 1);
-				if (l->pend_keys[j] == 0) {
-					l->pend_keys[j] = tok.keys[i] | 1;
-					l->pend_w[j] = 0;
-				}
-				l->pend_w[j] += lr_delta;
-			}
 	}
 
 	if (l->n == l->cap) {

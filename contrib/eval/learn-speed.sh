@@ -7,7 +7,8 @@
 # of messages learned so far.
 #
 # usage: contrib/eval/learn-speed.sh CORPUS_ROOT COPIES [sift|bogofilter|both]
-# environment: BUILDDIR (default .), WORK (default a new temp dir, removed).
+# environment: BUILDDIR (default .), WORK (default a new temp dir, removed),
+#   SIFT_CONF lines appended to Sift's configuration (e.g. "bayes_lr = no").
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,6 +25,7 @@ mkdir -p "$WORK"
 sh "$here/split.sh" "$root" "$root/MANIFEST.tsv" "$WORK" > /dev/null
 printf 'state_dir = %s/sift\nbayes_map_size = 8G\nrules = %s/rules\n' "$WORK" "$srcdir" \
 	> "$WORK/sift.conf"
+printf '%s\n' "${SIFT_CONF:-}" >> "$WORK/sift.conf"
 mkdir -p "$WORK/bogo"
 now() { date +%s.%N; }
 total=0
