@@ -1192,3 +1192,47 @@ Test(learning, autolearn_never_learns_what_bayes_alone_decided, .init = make_tmp
 	conf_free(c);
 	diag_free(d);
 }
+
+static bayes_totals_t learned_totals(void)
+{
+	char path[512];
+	int err;
+	snprintf(path, sizeof(path), "%s/bayes", tmpdir);
+	bayes_store_t *s = bayes_store_open(path, 16 << 20, 0, &err);
+	cr_assert_not_null(s);
+	bayes_stats_t st;
+	bayes_store_stats(s, &st);
+	bayes_store_unref(s);
+	return st.totals;
+}
+
+Test(learning, learn_on_error_skips_what_the_store_gets_right, .init = make_tmpdir,
+     .fini = remove_tmpdir)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("test.conf",
+	                       "bayes_min_spam = 5\nbayes_min_ham = 5\nbayes_map_size = 16M\n", d);
+	cli_ctx_t ctx = {.conf = c, .state_dir = tmpdir, .diag = d};
+	cr_assert_eq(run_learn(&ctx, "--spam", DATA "/spam"), 0);
+	cr_assert_eq(run_learn(&ctx, "--ham", DATA "/ham"), 0);
+	bayes_totals_t before = learned_totals();
+	/* A ham the store already calls ham, confidently: not learned. */
+	char *argv[] = {"learn", "--ham", "--mode", "train-on-error", DATA "/check/ham-9.eml",
+	                NULL};
+	optind = 0;
+	cr_assert_eq(bayes_cmd_learn(&ctx, 5, argv), 0);
+	bayes_totals_t t = learned_totals();
+	cr_assert_eq(t.ham, before.ham);
+	/* The same message said to be spam is an error: learned. */
+	argv[1] = "--spam";
+	optind = 0;
+	cr_assert_eq(bayes_cmd_learn(&ctx, 5, argv), 0);
+	t = learned_totals();
+	cr_assert_eq(t.spam, before.spam + 1);
+	/* A bad mode is refused. */
+	argv[3] = "train-sometimes";
+	optind = 0;
+	cr_assert_eq(bayes_cmd_learn(&ctx, 5, argv), 2);
+	conf_free(c);
+	diag_free(d);
+}
