@@ -45,24 +45,25 @@ if [ ! -d "$root/spamassassin" ]; then
 fi
 manifest=$root/MANIFEST.tsv
 
-# The stream: "label<TAB>path", warm-up lines labelled warm-spam|warm-ham.
+# The stream: "label<TAB>path<TAB>epoch", warm-up lines labelled
+# warm-spam|warm-ham; the epoch dates what Sift learns (for expire=N).
 r1=spam-1,easy-ham-1,hard-ham-1
 r2=spam-2,easy-ham-2
 case $run in
-all) python3 "$here/order.py" "$corpus" "$manifest" | cut -f1,2 > "$WORK/stream" ;;
+all) python3 "$here/order.py" "$corpus" "$manifest" | cut -f1-3 > "$WORK/stream" ;;
 2002-03 | 03-2002)
 	if [ "$run" = 2002-03 ]; then warm=$r1 test=$r2; else warm=$r2 test=$r1; fi
 	python3 "$here/order.py" "$corpus" "$manifest" "$warm" |
-		awk -F'\t' '{ print "warm-" $1 "\t" $2 }' > "$WORK/stream"
-	python3 "$here/order.py" "$corpus" "$manifest" "$test" | cut -f1,2 >> "$WORK/stream"
+		awk -F'\t' '{ print "warm-" $1 "\t" $2 "\t" $3 }' > "$WORK/stream"
+	python3 "$here/order.py" "$corpus" "$manifest" "$test" | cut -f1-3 >> "$WORK/stream"
 	;;
 split)
 	# The training folds learned in date order (the logistic regression
 	# learns in order; a class at a time would skew it), the test folds
 	# scored in date order.
 	python3 "$here/order.py" "$corpus" "$manifest" > "$WORK/ordered"
-	awk -F'\t' '$5 <= 6 { print "warm-" $1 "\t" $2 }' "$WORK/ordered" > "$WORK/stream"
-	awk -F'\t' '$5 >= 7 { print $1 "\t" $2 }' "$WORK/ordered" >> "$WORK/stream"
+	awk -F'\t' '$5 <= 6 { print "warm-" $1 "\t" $2 "\t" $3 }' "$WORK/ordered" > "$WORK/stream"
+	awk -F'\t' '$5 >= 7 { print $1 "\t" $2 "\t" $3 }' "$WORK/ordered" >> "$WORK/stream"
 	;;
 *) echo "online-eval.sh: unknown run $run" >&2; exit 2 ;;
 esac
