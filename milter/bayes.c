@@ -398,6 +398,9 @@ static ev_status_t bayes_score(void *shared, void *conn, msg_t *m, const mime_t 
 		          "tokens; learned %llu spam, %llu ham",
 		          p, res.spamminess, res.hamminess, res.log_odds, res.used, tok.n,
 		          (unsigned long long)tot.spam, (unsigned long long)tot.ham);
+		if (b->set.lr)
+			hits_note(h, "bayes", "regression log-odds %+.3f (natural), combined %+.3f",
+			          sc.lr_log_odds, sc.log_odds);
 		explain_tokens(h, &tok, cnt, fw, &b->set.params);
 	}
 	return EV_OK;
