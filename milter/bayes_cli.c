@@ -27,6 +27,11 @@
 #define EXPIRE_DEFAULT_DAYS      90
 #define EXPIRE_DEFAULT_MAX_COUNT 1
 
+typedef struct pend {
+	uint64_t key;
+	float w;
+} pend_t;
+
 typedef struct learner {
 	bayes_store_t *store;
 	bayes_settings_t set;
@@ -59,15 +64,15 @@ typedef struct learner {
 	 * steps not yet applied, so every step sees the steps before it as one
 	 * by one would.
 	 */
-	uint64_t *pend_keys; /* 0 = empty slot */
-	float *pend_w;
-	size_t pend_cap; /* a power of two */
+	pend_t *pend;              /* key 0: an empty slot */
+	size_t pend_cap;           /* a power of two */
+	size_t *pend_used, pend_n; /* the slots in use, to clear only those */
 } learner_t;
 
 static size_t pend_slot(const learner_t *l, uint64_t key)
 {
 	size_t mask = l->pend_cap - 1, i = (size_t)(key * 0x9e3779b97f4a7c15ULL >> 20) & mask;
-	while (l->pend_keys[i] != 0 && l->pend_keys[i] != key)
+	while (l->pend[i].key != 0 && l->pend[i].key != key)
 		i = (i + 1) & mask;
 	return i;
 }
@@ -93,8 +98,9 @@ static int learner_flush(learner_t *l)
 	l->total.unknown += r.unknown;
 	l->n = 0;
 	l->pool_n = 0;
-	if (l->pend_keys != NULL)
-		memset(l->pend_keys, 0, l->pend_cap * sizeof(*l->pend_keys));
+	for (size_t i = 0; i < l->pend_n; i++)
+		l->pend[l->pend_used[i]].key = 0;
+	l->pend_n = 0;
 	return 0;
 }
 
@@ -106,7 +112,11 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 	bayes_tokens_t tok;
 	bayes_tokenize(m, mi, false, &tok);
 	float lr_delta = 0;
-	if (l->pend_keys != NULL && l->op != BAYES_FORGET) {
+	/* The table must hold the batch's keys and this message's: else flush
+	 * first; a message of more keys than a batch takes no regression step. */
+	if (l->pend != NULL && l->pend_n + tok.n > 2 * (size_t)LEARN_PEND_KEYS)
+		learner_flush(l);
+	if (l->pend != NULL && l->op != BAYES_FORGET && tok.n <= LEARN_PEND_KEYS) {
 		/*
 		 * train-always with the regression: only its score is needed. The
 		 * table holds each key's weight as of now (the store's plus this
@@ -123,13 +133,14 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 			/* (key | 1: 0 marks an empty slot; keys differing in the last
 			 * bit share a weight within one batch, a negligible blur) */
 			size_t j = slot[i] = pend_slot(l, tok.keys[i] | 1);
-			if (l->pend_keys[j] == 0) {
-				l->pend_keys[j] = tok.keys[i] | 1;
-				l->pend_w[j] = 0;
+			if (l->pend[j].key == 0) {
+				l->pend[j].key = tok.keys[i] | 1;
+				l->pend[j].w = 0;
+				l->pend_used[l->pend_n++] = j;
 				miss[nm] = tok.keys[i];
 				mslot[nm++] = j;
 			} else {
-				sc.lr_log_odds += l->pend_w[j];
+				sc.lr_log_odds += l->pend[j].w;
 			}
 		}
 		if (nm > 0) {
@@ -143,13 +154,13 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 				return;
 			}
 			for (size_t k = 0; k < nm; k++) {
-				l->pend_w[mslot[k]] = c[k].weight;
+				l->pend[mslot[k]].w = c[k].weight;
 				sc.lr_log_odds += c[k].weight;
 			}
 		}
 		lr_delta = bayes_lr_delta(&l->set, &sc, l->op == BAYES_LEARN_SPAM);
 		for (size_t i = 0; i < tok.n; i++)
-			l->pend_w[slot[i]] += lr_delta;
+			l->pend[slot[i]].w += lr_delta;
 		l->pass_errors++;
 	} else if (l->sequential && l->op != BAYES_FORGET) {
 		bool spam = l->op == BAYES_LEARN_SPAM;
@@ -194,8 +205,8 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 	l->pool_n += tok.n;
 	l->messages++;
 	msg_free(m);
-	if ((l->sequential && l->pend_keys == NULL) || l->n >= LEARN_BATCH_MESSAGES ||
-	    l->pool_n >= (l->pend_keys ? LEARN_PEND_KEYS : LEARN_BATCH_KEYS))
+	if ((l->sequential && l->pend == NULL) || l->n >= LEARN_BATCH_MESSAGES ||
+	    l->pool_n >= (l->pend ? LEARN_PEND_KEYS : LEARN_BATCH_KEYS))
 		learner_flush(l);
 }
 
@@ -325,8 +336,11 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	l.sequential = !forget && (l.mode != BAYES_TRAIN_ALWAYS || l.set.lr);
 	if (l.sequential && l.mode == BAYES_TRAIN_ALWAYS) {
 		l.pend_cap = 4 * (size_t)LEARN_PEND_KEYS; /* at most a quarter full */
-		l.pend_keys = xalloc_calloc(l.pend_cap, sizeof(*l.pend_keys));
-		l.pend_w = xalloc_malloc(l.pend_cap * sizeof(*l.pend_w));
+		l.pend = xalloc_calloc(l.pend_cap, sizeof(*l.pend));
+		/* A batch flushes once its pool holds LEARN_PEND_KEYS keys, and
+		 * every key it met is in the pool: so at most that many plus
+		 * one message's keys are in use. */
+		l.pend_used = xalloc_malloc(2 * (size_t)LEARN_PEND_KEYS * sizeof(*l.pend_used));
 	}
 	l.conn = scan_conn_begin(l.gen, NULL);
 	int err;
@@ -366,8 +380,8 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	free(l.items);
 	free(l.offs);
 	free(l.pool);
-	free(l.pend_keys);
-	free(l.pend_w);
+	free(l.pend);
+	free(l.pend_used);
 
 	const char *what = forget ? "forgot" : spam ? "learned as spam" : "learned as ham";
 	printf("%zu message(s) read, %s: %zu new, %zu moved from the other class, "
