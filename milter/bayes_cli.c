@@ -56,7 +56,7 @@ typedef struct learner {
 	bool sequential;
 	bayes_train_mode_t mode;
 	size_t skipped;     /* scored right outside the margin: not learned */
-	size_t pass_errors; /* messages learned in this pass (train-until-no-error) */
+	size_t pass_errors; /* scored wrong in this pass (train-until-no-error) */
 	/*
 	 * train-always with the regression learns in batches all the same: this
 	 * table (open addressing, cleared at each flush) holds the current
@@ -180,7 +180,10 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 			msg_free(m);
 			return;
 		}
-		l->pass_errors++;
+		/* A store below its minimum does not vote: another pass can
+		 * change that only if this one learned something new. */
+		if (sc.voted)
+			l->pass_errors++;
 		l->messages--; /* counted again below */
 		lr_delta = bayes_lr_delta(&l->set, &sc, spam);
 	}
@@ -366,13 +369,16 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	double t0 = now_s();
 	/* train-until-no-error: passes until one learns nothing (or the cap). */
 	int passes = 0, max_passes = l.mode == BAYES_TRAIN_UNTIL_NO_ERROR ? LEARN_MAX_PASSES : 1;
+	size_t learned_before;
 	do {
 		l.pass_errors = 0;
+		learned_before = l.total.learned + l.total.relearned;
 		passes++;
 		for (int i = optind; i < argc && !l.failed; i++)
 			scan_walk(argv[i], LEARN_MAX_DEPTH, learn_visit, learn_fail, &l);
 		learner_flush(&l);
-	} while (!l.failed && passes < max_passes && l.pass_errors > 0);
+	} while (!l.failed && passes < max_passes &&
+	         (l.pass_errors > 0 || l.total.learned + l.total.relearned > learned_before));
 	double dt = now_s() - t0;
 	bayes_store_unref(l.store);
 	scan_conn_end(l.conn);

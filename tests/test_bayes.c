@@ -1236,3 +1236,32 @@ Test(learning, learn_on_error_skips_what_the_store_gets_right, .init = make_tmpd
 	conf_free(c);
 	diag_free(d);
 }
+
+Test(learning, learn_until_no_error_learns_every_early_error, .init = make_tmpdir,
+     .fini = remove_tmpdir)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("test.conf", "bayes_map_size = 16M\n", d);
+	cli_ctx_t ctx = {.conf = c, .state_dir = tmpdir, .diag = d};
+	/* Below bayes_min_spam the store does not vote: each message is
+	 * learned, and a second pass that learns nothing new ends it. */
+	char *argv[] = {"learn", "--spam", "--mode", "train-until-no-error", DATA "/spam", NULL};
+	FILE *out = tmpfile();
+	fflush(stdout);
+	int saved = dup(1);
+	dup2(fileno(out), 1);
+	optind = 0;
+	int rc = bayes_cmd_learn(&ctx, 5, argv);
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	cr_assert_eq(rc, 0);
+	cr_assert_eq(learned_totals().spam, 8);
+	char text[4096] = "";
+	rewind(out);
+	text[fread(text, 1, sizeof(text) - 1, out)] = '\0';
+	fclose(out);
+	cr_assert_not_null(strstr(text, "; 2 pass(es)"), "%s", text);
+	conf_free(c);
+	diag_free(d);
+}
