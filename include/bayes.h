@@ -409,9 +409,9 @@ int bayes_train_mode_parse(const char *s, bayes_train_mode_t *out);
 /* ------------------------------------------------------------ scoring */
 
 typedef struct bayes_score {
-	bool voted;      /* false: too few messages learned, or another tokenizer */
-	double prob;     /* P(spam), 0.5 when not voting */
-	double log_odds; /* > 0 leans to spam; 0 when not voting; unbounded (P saturates) */
+	bool voted;            /* false: too few messages learned, or another tokenizer */
+	double prob;           /* P(spam), 0.5 when not voting */
+	double log_odds;       /* > 0 leans to spam; 0 when not voting; unbounded (P saturates) */
 	double bayes_log_odds; /* Bayes's part: bayes_result_t's log_odds */
 	double lr_log_odds;    /* the logistic regression's: the sum of the weights */
 	bayes_totals_t totals;
