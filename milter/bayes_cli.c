@@ -22,8 +22,15 @@
 #define LEARN_BATCH_MESSAGES     2000       /* messages per write transaction */
 #define LEARN_BATCH_KEYS         (8u << 20) /* or this many keys, whichever first */
 #define LEARN_MAX_DEPTH          16         /* directory recursion */
+#define LEARN_MAX_PASSES         10         /* train-until-no-error */
+#define LEARN_PEND_KEYS          (1u << 20) /* batch keys with the regression's table */
 #define EXPIRE_DEFAULT_DAYS      90
 #define EXPIRE_DEFAULT_MAX_COUNT 1
+
+typedef struct pend {
+	uint64_t key;
+	float w;
+} pend_t;
 
 typedef struct learner {
 	bayes_store_t *store;
@@ -40,7 +47,35 @@ typedef struct learner {
 	bayes_apply_result_t total;
 	size_t messages, errors;
 	int failed; /* a store error: stop */
+	/*
+	 * Scoring each message before learning it (a train-on-error mode, or
+	 * the logistic regression, whose step depends on the current weights)
+	 * makes learning sequential: each message is applied before the next
+	 * is scored. The store is then opened without syncing every commit.
+	 */
+	bool sequential;
+	bayes_train_mode_t mode;
+	size_t skipped;     /* scored right outside the margin: not learned */
+	size_t pass_errors; /* scored wrong in this pass (train-until-no-error) */
+	/*
+	 * train-always with the regression learns in batches all the same: this
+	 * table (open addressing, cleared at each flush) holds the current
+	 * weight of every key the batch has met, the store's plus the batch's
+	 * steps not yet applied, so every step sees the steps before it as one
+	 * by one would.
+	 */
+	pend_t *pend;              /* key 0: an empty slot */
+	size_t pend_cap;           /* a power of two */
+	size_t *pend_used, pend_n; /* the slots in use, to clear only those */
 } learner_t;
+
+static size_t pend_slot(const learner_t *l, uint64_t key)
+{
+	size_t mask = l->pend_cap - 1, i = (size_t)(key * 0x9e3779b97f4a7c15ULL >> 20) & mask;
+	while (l->pend[i].key != 0 && l->pend[i].key != key)
+		i = (i + 1) & mask;
+	return i;
+}
 
 static int learner_flush(learner_t *l)
 {
@@ -63,6 +98,9 @@ static int learner_flush(learner_t *l)
 	l->total.unknown += r.unknown;
 	l->n = 0;
 	l->pool_n = 0;
+	for (size_t i = 0; i < l->pend_n; i++)
+		l->pend[l->pend_used[i]].key = 0;
+	l->pend_n = 0;
 	return 0;
 }
 
@@ -73,6 +111,82 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 	const mime_t *mi = scan_mime(l->conn, m);
 	bayes_tokens_t tok;
 	bayes_tokenize(m, mi, false, &tok);
+	float lr_delta = 0;
+	/* The table must hold the batch's keys and this message's: else flush
+	 * first; a message of more keys than a batch takes no regression step. */
+	if (l->pend != NULL && l->pend_n + tok.n > 2 * (size_t)LEARN_PEND_KEYS)
+		learner_flush(l);
+	if (l->pend != NULL && l->op != BAYES_FORGET && tok.n <= LEARN_PEND_KEYS) {
+		/*
+		 * train-always with the regression: only its score is needed. The
+		 * table holds each key's weight as of now (the store's plus this
+		 * batch's steps), so the store is asked only for keys the batch
+		 * has not met yet: most of a message's tokens are common ones.
+		 */
+		arena_t *a = msg_arena(m);
+		size_t *slot = arena_alloc(a, (tok.n + 1) * sizeof(*slot));
+		uint64_t *miss = arena_alloc(a, (tok.n + 1) * sizeof(*miss));
+		size_t *mslot = arena_alloc(a, (tok.n + 1) * sizeof(*mslot)), nm = 0;
+		bayes_score_t sc;
+		memset(&sc, 0, sizeof(sc));
+		for (size_t i = 0; i < tok.n; i++) {
+			/* (key | 1: 0 marks an empty slot; keys differing in the last
+			 * bit share a weight within one batch, a negligible blur) */
+			size_t j = slot[i] = pend_slot(l, tok.keys[i] | 1);
+			if (l->pend[j].key == 0) {
+				l->pend[j].key = tok.keys[i] | 1;
+				l->pend[j].w = 0;
+				l->pend_used[l->pend_n++] = j;
+				miss[nm] = tok.keys[i];
+				mslot[nm++] = j;
+			} else {
+				sc.lr_log_odds += l->pend[j].w;
+			}
+		}
+		if (nm > 0) {
+			bayes_counts_t *c = arena_alloc(a, nm * sizeof(*c));
+			int rc = bayes_store_lookup(l->store, miss, nm, c, NULL);
+			if (rc != BAYES_OK) {
+				fprintf(stderr, "sift learn: %s: %s\n", bayes_store_path(l->store),
+				        bayes_strerror(rc));
+				l->failed = rc;
+				msg_free(m);
+				return;
+			}
+			for (size_t k = 0; k < nm; k++) {
+				l->pend[mslot[k]].w = c[k].weight;
+				sc.lr_log_odds += c[k].weight;
+			}
+		}
+		lr_delta = bayes_lr_delta(&l->set, &sc, l->op == BAYES_LEARN_SPAM);
+		for (size_t i = 0; i < tok.n; i++)
+			l->pend[slot[i]].w += lr_delta;
+		l->pass_errors++;
+	} else if (l->sequential && l->op != BAYES_FORGET) {
+		bool spam = l->op == BAYES_LEARN_SPAM;
+		bayes_score_t sc;
+		int rc = bayes_score_tokens(l->store, &l->set, &tok, msg_arena(m), NULL, &sc);
+		if (rc != BAYES_OK) {
+			fprintf(stderr, "sift learn: %s: %s\n", bayes_store_path(l->store),
+			        bayes_strerror(rc));
+			l->failed = rc;
+			msg_free(m);
+			return;
+		}
+		l->messages++;
+		if (!bayes_train_wanted(l->mode, sc.voted, sc.log_odds, spam,
+		                        l->set.train_margin)) {
+			l->skipped++;
+			msg_free(m);
+			return;
+		}
+		/* A store below its minimum does not vote: another pass can
+		 * change that only if this one learned something new. */
+		if (sc.voted)
+			l->pass_errors++;
+		l->messages--; /* counted again below */
+		lr_delta = bayes_lr_delta(&l->set, &sc, spam);
+	}
 
 	if (l->n == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 256;
@@ -87,13 +201,15 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 	memcpy(l->pool + l->pool_n, tok.keys, tok.n * sizeof(*tok.keys));
 	bayes_learn_item_t *it = &l->items[l->n];
 	it->op = l->op;
+	it->lr_delta = lr_delta;
 	it->n = tok.n;
 	memcpy(it->digest, tok.digest, sizeof(it->digest));
 	l->offs[l->n++] = l->pool_n;
 	l->pool_n += tok.n;
 	l->messages++;
 	msg_free(m);
-	if (l->n >= LEARN_BATCH_MESSAGES || l->pool_n >= LEARN_BATCH_KEYS)
+	if ((l->sequential && l->pend == NULL) || l->n >= LEARN_BATCH_MESSAGES ||
+	    l->pool_n >= (l->pend ? LEARN_PEND_KEYS : LEARN_BATCH_KEYS))
 		learner_flush(l);
 }
 
@@ -173,9 +289,11 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	static const struct option opts[] = {{"spam", no_argument, NULL, 's'},
 	                                     {"ham", no_argument, NULL, 'h'},
 	                                     {"forget", no_argument, NULL, 'f'},
+	                                     {"mode", required_argument, NULL, 'm'},
 	                                     {NULL, 0, NULL, 0}};
 	int spam = -1, c;
 	bool forget = false;
+	const char *mode = NULL;
 	learner_t l = {0};
 
 	optind = 0; /* argv[0] is the command; 0 also resets glibc's getopt state */
@@ -184,11 +302,13 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 		case 's': spam = 1; break;
 		case 'h': spam = 0; break;
 		case 'f': forget = true; break;
+		case 'm': mode = optarg; break;
 		default: spam = -2; break;
 		}
 	}
 	if ((spam < 0 && !forget) || spam == -2 || optind >= argc) {
-		fprintf(stderr, "usage: sift learn --spam|--ham|--forget FILE|DIR|MBOX...\n");
+		fprintf(stderr, "usage: sift learn --spam|--ham|--forget [--mode train-always|"
+		                "train-on-error|train-until-no-error] FILE|DIR|MBOX...\n");
 		return 2;
 	}
 	/*
@@ -207,16 +327,35 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 		scan_gen_unref(l.gen);
 		return 1;
 	}
+	l.mode = l.set.train_mode;
+	if (mode != NULL && bayes_train_mode_parse(mode, &l.mode) != 0) {
+		fprintf(stderr,
+		        "sift learn: --mode: expected train-always, train-on-error or "
+		        "train-until-no-error, not \"%s\"\n",
+		        mode);
+		scan_gen_unref(l.gen);
+		return 2;
+	}
+	l.sequential = !forget && (l.mode != BAYES_TRAIN_ALWAYS || l.set.lr);
+	if (l.sequential && l.mode == BAYES_TRAIN_ALWAYS) {
+		l.pend_cap = 4 * (size_t)LEARN_PEND_KEYS; /* at most a quarter full */
+		l.pend = xalloc_calloc(l.pend_cap, sizeof(*l.pend));
+		/* A batch flushes once its pool holds LEARN_PEND_KEYS keys, and
+		 * every key it met is in the pool: so at most that many plus
+		 * one message's keys are in use. */
+		l.pend_used = xalloc_malloc(2 * (size_t)LEARN_PEND_KEYS * sizeof(*l.pend_used));
+	}
 	l.conn = scan_conn_begin(l.gen, NULL);
 	int err;
-	l.store =
-	    bayes_store_open(l.set.db_path, l.set.map_bytes, forget ? 0 : BAYES_OPEN_CREATE, &err);
+	unsigned flags = (forget ? 0 : BAYES_OPEN_CREATE) | (l.sequential ? BAYES_OPEN_NOSYNC : 0);
+	l.store = bayes_store_open(l.set.db_path, l.set.map_bytes, flags, &err);
 	if (l.store == NULL) {
 		fprintf(stderr, "sift learn: %s: %s\n", l.set.db_path, bayes_strerror(err));
 		scan_conn_end(l.conn);
 		scan_gen_unref(l.gen);
 		return 1;
 	}
+	bayes_store_set_bound(l.store, l.set.expire_max_tokens);
 	l.op = forget ? BAYES_FORGET : spam ? BAYES_LEARN_SPAM : BAYES_LEARN_HAM;
 	/*
 	 * Bulk learning allocates and frees the same large buffers (message
@@ -228,9 +367,18 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 256 << 20);
 	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	double t0 = now_s();
-	for (int i = optind; i < argc && !l.failed; i++)
-		scan_walk(argv[i], LEARN_MAX_DEPTH, learn_visit, learn_fail, &l);
-	learner_flush(&l);
+	/* train-until-no-error: passes until one learns nothing (or the cap). */
+	int passes = 0, max_passes = l.mode == BAYES_TRAIN_UNTIL_NO_ERROR ? LEARN_MAX_PASSES : 1;
+	size_t learned_before;
+	do {
+		l.pass_errors = 0;
+		learned_before = l.total.learned + l.total.relearned;
+		passes++;
+		for (int i = optind; i < argc && !l.failed; i++)
+			scan_walk(argv[i], LEARN_MAX_DEPTH, learn_visit, learn_fail, &l);
+		learner_flush(&l);
+	} while (!l.failed && passes < max_passes &&
+	         (l.pass_errors > 0 || l.total.learned + l.total.relearned > learned_before));
 	double dt = now_s() - t0;
 	bayes_store_unref(l.store);
 	scan_conn_end(l.conn);
@@ -238,12 +386,19 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	free(l.items);
 	free(l.offs);
 	free(l.pool);
+	free(l.pend);
+	free(l.pend_used);
 
 	const char *what = forget ? "forgot" : spam ? "learned as spam" : "learned as ham";
 	printf("%zu message(s) read, %s: %zu new, %zu moved from the other class, "
 	       "%zu already known, %zu removed, %zu never learned; %.2f s, %.0f msgs/s\n",
 	       l.messages, what, l.total.learned, l.total.relearned, l.total.already,
 	       l.total.forgotten, l.total.unknown, dt, dt > 0 ? l.messages / dt : 0.0);
+	if (l.mode != BAYES_TRAIN_ALWAYS)
+		printf("%s: %zu message(s) scored right beyond the margin, not learned; %d "
+		       "pass(es)\n",
+		       l.mode == BAYES_TRAIN_ON_ERROR ? "train-on-error" : "train-until-no-error",
+		       l.skipped, passes);
 	return l.failed || l.errors ? 1 : 0;
 }
 
@@ -290,7 +445,7 @@ static void bayes_usage(void)
 	fprintf(stderr, "usage: sift bayes stats\n"
 	                "       sift bayes dump [FILE]\n"
 	                "       sift bayes load [--merge] [FILE]\n"
-	                "       sift bayes expire [--days N] [--max-count N]\n"
+	                "       sift bayes expire [--days N] [--max-count N] [--max-tokens N]\n"
 	                "       sift bayes compact\n");
 }
 
@@ -299,9 +454,10 @@ int bayes_cmd_bayes(cli_ctx_t *ctx, int argc, char **argv)
 	static const struct option opts[] = {{"merge", no_argument, NULL, 'm'},
 	                                     {"days", required_argument, NULL, 'd'},
 	                                     {"max-count", required_argument, NULL, 'n'},
+	                                     {"max-tokens", required_argument, NULL, 't'},
 	                                     {NULL, 0, NULL, 0}};
 	bool merge = false;
-	uint32_t days = EXPIRE_DEFAULT_DAYS, max_count = EXPIRE_DEFAULT_MAX_COUNT;
+	uint32_t days = EXPIRE_DEFAULT_DAYS, max_count = EXPIRE_DEFAULT_MAX_COUNT, max_tokens = 0;
 	int c;
 
 	optind = 0; /* argv[0] is the command; 0 also resets glibc's getopt state */
@@ -316,6 +472,12 @@ int bayes_cmd_bayes(cli_ctx_t *ctx, int argc, char **argv)
 			break;
 		case 'n':
 			if (parse_u32(optarg, &max_count) != 0) {
+				bayes_usage();
+				return 2;
+			}
+			break;
+		case 't':
+			if (parse_u32(optarg, &max_tokens) != 0) {
 				bayes_usage();
 				return 2;
 			}
@@ -380,6 +542,14 @@ int bayes_cmd_bayes(cli_ctx_t *ctx, int argc, char **argv)
 			printf("expired %" PRIu64 " token(s) not learned or seen for %" PRIu32
 			       " days with at most %" PRIu32 " message(s)\n",
 			       removed, days, max_count);
+		if (rc == BAYES_OK && max_tokens > 0) {
+			rc = bayes_store_prune(s, max_tokens, &removed);
+			if (rc == BAYES_OK)
+				printf("pruned %" PRIu64
+				       " token(s), the least used, to keep at most "
+				       "%" PRIu32 "\n",
+				       removed, max_tokens);
+		}
 	} else {
 		uint64_t before = 0, after = 0;
 		rc = bayes_store_compact(s, &before, &after);

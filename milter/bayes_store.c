@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -24,7 +25,8 @@
 #define STORE_MAX_READERS      1024 /* one slot per concurrent read transaction */
 #define STORE_WRITER_BATCH     256  /* queued messages learned per transaction */
 #define STORE_WRITER_LINGER_MS 200  /* wait for a batch to fill before writing */
-#define TOKEN_VALUE_BYTES      12
+#define TOKEN_VALUE_BYTES      12   /* spam, ham, day */
+#define TOKEN_WEIGHT_BYTES     16   /* and the logistic-regression weight, when not 0 */
 #define DIGEST_VALUE_BYTES     5
 
 typedef struct job {
@@ -51,6 +53,11 @@ struct bayes_store {
 	bool writer_running, writer_stop;
 	pthread_t writer;
 	uint64_t submitted, applied, dropped, batches;
+
+	/* Set before use, read by the applying thread only (see bayes.h). */
+	uint64_t max_tokens; /* 0: no bound */
+	uint32_t day;        /* 0: the clock's day */
+	uint64_t pruned;     /* tokens removed by the bound (atomic access) */
 };
 
 /*
@@ -138,20 +145,37 @@ static uint64_t key_from_be(const uint8_t *p)
 static void decode_counts(const MDB_val *v, bayes_counts_t *c)
 {
 	if (v->mv_size < TOKEN_VALUE_BYTES) {
-		*c = (bayes_counts_t){0, 0, 0};
+		*c = (bayes_counts_t){0, 0, 0, 0};
 		return;
 	}
 	const uint8_t *p = v->mv_data;
 	c->spam = get32(p);
 	c->ham = get32(p + 4);
 	c->day = get32(p + 8);
+	c->weight = 0;
+	if (v->mv_size >= TOKEN_WEIGHT_BYTES) {
+		uint32_t bits = get32(p + 12);
+		memcpy(&c->weight, &bits, sizeof(bits));
+	}
 }
 
-static void encode_counts(uint8_t out[TOKEN_VALUE_BYTES], const bayes_counts_t *c)
+/*
+ * Stores written before the weights existed hold 12-byte values; they read
+ * as weight 0, and a token without a weight keeps the short value, so
+ * both kinds of value live in one store and older readers, which read the
+ * first 12 bytes, still understand every value. Returns the value's size.
+ */
+static size_t encode_counts(uint8_t out[TOKEN_WEIGHT_BYTES], const bayes_counts_t *c)
 {
 	put32(out, c->spam);
 	put32(out + 4, c->ham);
 	put32(out + 8, c->day);
+	if (c->weight == 0)
+		return TOKEN_VALUE_BYTES;
+	uint32_t bits;
+	memcpy(&bits, &c->weight, sizeof(bits));
+	put32(out + 12, bits);
+	return TOKEN_WEIGHT_BYTES;
 }
 
 static MDB_val mval(const void *p, size_t n)
@@ -374,7 +398,8 @@ static bayes_store_t *store_open(const char *path, uint64_t map_bytes, unsigned 
 	 * worker threads can come and go without pinning reader slots.
 	 */
 	if (rc == 0)
-		rc = mdb_env_open(s->env, path, MDB_NOTLS, 0640);
+		rc = mdb_env_open(s->env, path,
+		                  MDB_NOTLS | (flags & BAYES_OPEN_NOSYNC ? MDB_NOSYNC : 0), 0640);
 	if (rc == 0) {
 		clear_stale_readers(s);
 		rc = open_dbis(s, create);
@@ -446,6 +471,7 @@ void bayes_store_unref(bayes_store_t *s)
 	}
 	pthread_mutex_unlock(&registry_lock);
 	writer_stop(s);
+	mdb_env_sync(s->env, 1); /* a no-op unless opened with BAYES_OPEN_NOSYNC */
 	mdb_env_close(s->env);
 	pthread_mutex_destroy(&s->qlock);
 	pthread_rwlock_destroy(&s->resize_lock);
@@ -479,7 +505,7 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
 		if (r == 0)
 			decode_counts(&v, &out[i]);
 		else if (r == MDB_NOTFOUND)
-			out[i] = (bayes_counts_t){0, 0, 0};
+			out[i] = (bayes_counts_t){0, 0, 0, 0};
 		else
 			rc = r;
 	}
@@ -502,7 +528,8 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
 typedef struct delta {
 	uint64_t key;
 	int32_t dspam, dham;
-	bool touch; /* seen in scored mail: move its day, if it exists */
+	float dweight; /* logistic-regression step */
+	bool touch;    /* seen in scored mail: move its day, if it exists */
 } delta_t;
 
 typedef struct delta_list {
@@ -521,7 +548,8 @@ static int delta_init(delta_list_t *d, size_t expect)
 	return d->v ? 0 : -1;
 }
 
-static int add_item(delta_list_t *d, const bayes_learn_item_t *it, int sign, bool spam)
+static int add_item(delta_list_t *d, const bayes_learn_item_t *it, int sign, bool spam,
+                    float dweight)
 {
 	if (d->n + it->n > d->cap) {
 		size_t cap = d->cap;
@@ -534,8 +562,8 @@ static int add_item(delta_list_t *d, const bayes_learn_item_t *it, int sign, boo
 		d->cap = cap;
 	}
 	for (size_t j = 0; j < it->n; j++)
-		d->v[d->n++] =
-		    (delta_t){it->keys[j], spam ? sign : 0, spam ? 0 : sign, it->op == BAYES_TOUCH};
+		d->v[d->n++] = (delta_t){it->keys[j], spam ? sign : 0, spam ? 0 : sign, dweight,
+		                         it->op == BAYES_TOUCH};
 	return 0;
 }
 
@@ -600,6 +628,7 @@ static int apply_deltas(bayes_store_t *s, MDB_txn *txn, delta_list_t *d, uint32_
 		if (n > 0 && d->v[n - 1].key == d->v[i].key) {
 			d->v[n - 1].dspam += d->v[i].dspam;
 			d->v[n - 1].dham += d->v[i].dham;
+			d->v[n - 1].dweight += d->v[i].dweight;
 			d->v[n - 1].touch |= d->v[i].touch;
 		} else {
 			d->v[n++] = d->v[i];
@@ -609,13 +638,13 @@ static int apply_deltas(bayes_store_t *s, MDB_txn *txn, delta_list_t *d, uint32_
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(txn, s->tokens, &cur);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
-		uint8_t kb[8], vb[TOKEN_VALUE_BYTES];
-		bool counts = d->v[i].dspam != 0 || d->v[i].dham != 0;
+		uint8_t kb[8], vb[TOKEN_WEIGHT_BYTES];
+		bool counts = d->v[i].dspam != 0 || d->v[i].dham != 0 || d->v[i].dweight != 0;
 		if (!counts && !d->v[i].touch)
 			continue; /* learned and forgotten in one batch */
 		key_be(kb, d->v[i].key);
 		MDB_val k = mval(kb, 8), v;
-		bayes_counts_t c = {0, 0, 0};
+		bayes_counts_t c = {0, 0, 0, 0};
 		int r = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
 		if (r == 0)
 			decode_counts(&v, &c);
@@ -629,14 +658,14 @@ static int apply_deltas(bayes_store_t *s, MDB_txn *txn, delta_list_t *d, uint32_
 			if (r != 0 || c.day >= today)
 				continue;
 			c.day = today;
-			encode_counts(vb, &c);
-			v = mval(vb, sizeof(vb));
+			v = mval(vb, encode_counts(vb, &c));
 			k = mval(kb, 8);
 			rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
 			continue;
 		}
 		c.spam = sat_add(c.spam, d->v[i].dspam);
 		c.ham = sat_add(c.ham, d->v[i].dham);
+		c.weight += d->v[i].dweight;
 		if (d->v[i].dspam > 0 || d->v[i].dham > 0)
 			c.day = today;
 		if (c.spam == 0 && c.ham == 0) {
@@ -644,8 +673,7 @@ static int apply_deltas(bayes_store_t *s, MDB_txn *txn, delta_list_t *d, uint32_
 				rc = mdb_cursor_del(cur, 0);
 			continue;
 		}
-		encode_counts(vb, &c);
-		v = mval(vb, sizeof(vb));
+		v = mval(vb, encode_counts(vb, &c));
 		k = mval(kb, 8);
 		rc = mdb_cursor_put(cur, &k, &v, r == 0 ? MDB_CURRENT : 0);
 	}
@@ -666,11 +694,134 @@ static void set_full(bayes_store_t *s, bool full)
 		log_msg(LOG_L_NOTICE, "bayes: store %s has room again: learning resumed", s->path);
 }
 
+static int u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/*
+ * Removes the least useful tokens until at most keep remain: first those
+ * learned from one message (hapaxes, half or more of any store, and the
+ * weakest evidence), oldest first; then, if that is not enough, the oldest
+ * of the rest. Oldest means the smallest day, the last day a token was
+ * learned or seen in scored mail. Tokens of the cutoff day go in key order
+ * until the target is reached. One write transaction.
+ */
+int bayes_store_prune(bayes_store_t *s, uint64_t keep, uint64_t *removed)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	MDB_stat st;
+	uint64_t gone = 0;
+	int rc = txn_begin(s, 0, &txn);
+	if (rc != 0)
+		return map_err(rc);
+	rc = mdb_stat(txn, s->tokens, &st);
+	if (rc == 0 && st.ms_entries > keep) {
+		uint64_t excess = st.ms_entries - keep;
+		/* The days of the hapaxes and of the others, to find the cutoffs. */
+		uint32_t *d1 = malloc(st.ms_entries * sizeof(*d1)),
+		         *dn = malloc(st.ms_entries * sizeof(*dn));
+		size_t n1 = 0, nn = 0;
+		rc = d1 && dn ? mdb_cursor_open(txn, s->tokens, &cur) : ENOMEM;
+		if (rc == 0) {
+			for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
+			     r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+				bayes_counts_t c;
+				decode_counts(&v, &c);
+				if ((uint64_t)c.spam + c.ham <= 1)
+					d1[n1++] = c.day;
+				else
+					dn[nn++] = c.day;
+			}
+			qsort(d1, n1, sizeof(*d1), u32_cmp);
+			qsort(dn, nn, sizeof(*dn), u32_cmp);
+			/* Remove the take1 oldest hapaxes and the taken_n oldest others:
+			 * every one older than the cutoff day, and of the cutoff day as
+			 * many as still needed. */
+			uint64_t take1 = excess < n1 ? excess : n1, rest = excess - take1;
+			uint64_t taken = rest < nn ? rest : nn;
+			uint32_t cut1 = take1 ? d1[take1 - 1] : 0, cutn = taken ? dn[taken - 1] : 0;
+			uint64_t at1 = 0, atn = 0; /* of the cutoff day */
+			for (uint64_t i = 0; i < take1; i++)
+				at1 += d1[i] == cut1;
+			for (uint64_t i = 0; i < taken; i++)
+				atn += dn[i] == cutn;
+			int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+			while (r == 0) {
+				bayes_counts_t c;
+				decode_counts(&v, &c);
+				bool hapax = (uint64_t)c.spam + c.ham <= 1, del = false;
+				uint64_t take = hapax ? take1 : taken, *at = hapax ? &at1 : &atn;
+				uint32_t cut = hapax ? cut1 : cutn;
+				if (take > 0 && c.day < cut)
+					del = true;
+				else if (take > 0 && c.day == cut && *at > 0) {
+					del = true;
+					(*at)--;
+				}
+				if (del) {
+					rc = mdb_cursor_del(cur, 0);
+					if (rc != 0)
+						break;
+					gone++;
+				}
+				/* After a delete LMDB's MDB_NEXT lands on the next key. */
+				r = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+			}
+			if (rc == 0 && r != MDB_NOTFOUND)
+				rc = r;
+			mdb_cursor_close(cur);
+		}
+		free(d1);
+		free(dn);
+	}
+	if (rc == 0)
+		rc = txn_commit(s, txn);
+	else
+		txn_abort(s, txn);
+	if (rc == 0) {
+		__atomic_add_fetch(&s->pruned, gone, __ATOMIC_RELAXED);
+		if (removed != NULL)
+			*removed = gone;
+	}
+	return map_err(rc);
+}
+
+/*
+ * With a bound, a store is pruned to 90% of it when a batch takes it past
+ * it, so the cost (a scan of the tokens) is paid once per tenth of the
+ * bound learned, not on every batch.
+ */
+static void prune_if_over(bayes_store_t *s)
+{
+	MDB_txn *txn;
+	MDB_stat st;
+	if (txn_begin(s, MDB_RDONLY, &txn) != 0)
+		return;
+	int rc = mdb_stat(txn, s->tokens, &st);
+	txn_abort(s, txn);
+	if (rc == 0 && st.ms_entries > s->max_tokens)
+		bayes_store_prune(s, s->max_tokens - s->max_tokens / 10, NULL);
+}
+
+void bayes_store_set_bound(bayes_store_t *s, uint64_t max_tokens)
+{
+	s->max_tokens = max_tokens;
+}
+
+void bayes_store_set_day(bayes_store_t *s, uint32_t day)
+{
+	s->day = day;
+}
+
 int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t n,
                       bayes_apply_result_t *res)
 {
 	bayes_apply_result_t r = {0};
-	uint32_t today = bayes_today();
+	uint32_t today = s->day ? s->day : bayes_today();
 	MDB_txn *txn;
 	delta_list_t d;
 	size_t expect = 0;
@@ -699,7 +850,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		const bayes_learn_item_t *it = &items[i];
 		if (it->op == BAYES_TOUCH) {
-			if (add_item(&d, it, 0, false) != 0) {
+			if (add_item(&d, it, 0, false, 0) != 0) {
 				rc = ENOMEM;
 				break;
 			}
@@ -720,7 +871,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 				r.unknown++;
 				continue;
 			}
-			if (add_item(&d, it, -1, had == 1) != 0) {
+			if (add_item(&d, it, -1, had == 1, 0) != 0) {
 				rc = ENOMEM;
 				break;
 			}
@@ -734,10 +885,16 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 		}
 		bool spam = it->op == BAYES_LEARN_SPAM;
 		if (had == (int)spam) {
+			/* Counts once per message, but the regression may step again
+			 * (a learner's later pass over a message it still gets wrong). */
+			if (it->lr_delta != 0 && add_item(&d, it, 0, spam, it->lr_delta) != 0) {
+				rc = ENOMEM;
+				break;
+			}
 			r.already++;
 			continue;
 		}
-		if (had >= 0 && add_item(&d, it, -1, had == 1) != 0) {
+		if (had >= 0 && add_item(&d, it, -1, had == 1, 0) != 0) {
 			rc = ENOMEM;
 			break;
 		}
@@ -750,7 +907,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 		} else {
 			r.learned++;
 		}
-		if (add_item(&d, it, +1, spam) != 0) {
+		if (add_item(&d, it, +1, spam, it->lr_delta) != 0) {
 			rc = ENOMEM;
 			break;
 		}
@@ -777,6 +934,8 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 		set_full(s, rc != 0);
 	if (rc == 0 && res != NULL)
 		*res = r;
+	if (rc == 0 && s->max_tokens > 0)
+		prune_if_over(s);
 	return map_err(rc);
 }
 
@@ -1043,8 +1202,11 @@ int bayes_store_dump(bayes_store_t *s, FILE *fp)
 			if (k.mv_size != 8)
 				continue;
 			decode_counts(&v, &c);
-			fprintf(fp, "token %016" PRIx64 " %" PRIu32 " %" PRIu32 " %" PRIu32 "\n",
+			fprintf(fp, "token %016" PRIx64 " %" PRIu32 " %" PRIu32 " %" PRIu32,
 			        key_from_be(k.mv_data), c.spam, c.ham, c.day);
+			if (c.weight != 0)
+				fprintf(fp, " %.9g", (double)c.weight);
+			fputc('\n', fp);
 		}
 		mdb_cursor_close(cur);
 		rc = mdb_cursor_open(txn, s->digests, &cur);
@@ -1145,15 +1307,17 @@ int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, d
 			}
 		} else if (strcmp(kind, "token") == 0) {
 			uint8_t kb[8];
-			if (sscanf(line, "token %63s %" SCNu64 " %" SCNu64 " %" SCNu32, a, &x, &y,
-			           &z) != 4 ||
-			    strlen(a) != 16 || unhex(a, kb, 8) != 0 || x > UINT32_MAX ||
-			    y > UINT32_MAX) {
-				diag_error(d, name, lineno, "expected: token HEX16 SPAM HAM DAY");
+			double w = 0;
+			int got = sscanf(line, "token %63s %" SCNu64 " %" SCNu64 " %" SCNu32 " %lf",
+			                 a, &x, &y, &z, &w);
+			if (got < 4 || !isfinite(w) || strlen(a) != 16 || unhex(a, kb, 8) != 0 ||
+			    x > UINT32_MAX || y > UINT32_MAX) {
+				diag_error(d, name, lineno,
+				           "expected: token HEX16 SPAM HAM DAY [WEIGHT]");
 				err = BAYES_EFORMAT;
 				break;
 			}
-			bayes_counts_t c = {(uint32_t)x, (uint32_t)y, z}, old;
+			bayes_counts_t c = {(uint32_t)x, (uint32_t)y, z, (float)w}, old;
 			MDB_val k = mval(kb, 8), v;
 			if (merge && mdb_get(txn, s->tokens, &k, &v) == 0) {
 				decode_counts(&v, &old);
@@ -1163,10 +1327,10 @@ int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, d
 				    c.ham, (int32_t)(old.ham > INT32_MAX ? INT32_MAX : old.ham));
 				if (old.day > c.day)
 					c.day = old.day;
+				c.weight += old.weight;
 			}
-			uint8_t vb[TOKEN_VALUE_BYTES];
-			encode_counts(vb, &c);
-			v = mval(vb, sizeof(vb));
+			uint8_t vb[TOKEN_WEIGHT_BYTES];
+			v = mval(vb, encode_counts(vb, &c));
 			rc = mdb_put(txn, s->tokens, &k, &v, 0);
 		} else if (strcmp(kind, "digest") == 0) {
 			uint8_t kb[BAYES_DIGEST_BYTES], vb[DIGEST_VALUE_BYTES];

@@ -18,6 +18,7 @@
 
 #include "bayes.h"
 #include "hits.h"
+#include "verdict.h"
 
 #define DATA TEST_DATADIR "/bayes"
 
@@ -350,7 +351,7 @@ Test(classifier, min_dev_and_max_tokens_select_the_strongest)
 	p.max_tokens = 1;
 	bayes_totals_t tot = {10, 10, BAYES_TOKENIZER_VERSION};
 	/* f = 0.7 (used), f = 0.5 (neutral: dropped), 9 spam 0 ham: f = 0.95 (strongest) */
-	bayes_counts_t c[] = {{3, 1, 0}, {1, 1, 0}, {9, 0, 0}};
+	bayes_counts_t c[] = {{3, 1, 0, 0}, {1, 1, 0, 0}, {9, 0, 0, 0}};
 	double fw[3];
 	bayes_result_t r;
 	double got = bayes_classify(&p, c, 3, &tot, NULL, fw, &r);
@@ -1017,6 +1018,250 @@ Test(end_to_end, missing_store_means_no_vote, .init = make_tmpdir, .fini = remov
 	snprintf(path, sizeof(path), "%s/bayes/data.mdb", tmpdir);
 	cr_assert_eq(stat(path, &st), 0);
 	bayes_evidence.release(shared);
+	conf_free(c);
+	diag_free(d);
+}
+
+/* ------------------------------------------------------------ learning modes, regression, bound */
+
+#define BAYES_STR_(x) #x
+#define BAYES_STR(x)  BAYES_STR_(x)
+
+Test(learning, train_modes_decide_by_class_and_margin)
+{
+	/* train-always learns whatever the score. */
+	cr_assert(bayes_train_wanted(BAYES_TRAIN_ALWAYS, true, 9.0, true, 1.0));
+	/* On error: a confident right answer is not learned... */
+	cr_assert_not(bayes_train_wanted(BAYES_TRAIN_ON_ERROR, true, 2.0, true, 1.0));
+	cr_assert_not(bayes_train_wanted(BAYES_TRAIN_ON_ERROR, true, -2.0, false, 1.0));
+	/* ...a wrong one, one inside the margin, or no vote at all is. */
+	cr_assert(bayes_train_wanted(BAYES_TRAIN_ON_ERROR, true, -0.1, true, 1.0));
+	cr_assert(bayes_train_wanted(BAYES_TRAIN_ON_ERROR, true, 0.5, true, 1.0));
+	cr_assert(bayes_train_wanted(BAYES_TRAIN_UNTIL_NO_ERROR, true, 0.5, false, 1.0));
+	cr_assert(bayes_train_wanted(BAYES_TRAIN_ON_ERROR, false, 0.0, true, 1.0));
+	bayes_train_mode_t m;
+	cr_assert_eq(bayes_train_mode_parse("train-until-no-error", &m), 0);
+	cr_assert_eq(m, BAYES_TRAIN_UNTIL_NO_ERROR);
+	cr_assert_neq(bayes_train_mode_parse("train-sometimes", &m), 0);
+}
+
+Test(learning, regression_step_follows_the_error)
+{
+	bayes_settings_t set = {.lr = true, .lr_rate = 0.5};
+	bayes_score_t sc = {.lr_log_odds = 0.0};
+	/* p = 0.5: half the rate toward the true class. */
+	cr_assert_float_eq(bayes_lr_delta(&set, &sc, true), 0.25, 1e-6);
+	cr_assert_float_eq(bayes_lr_delta(&set, &sc, false), -0.25, 1e-6);
+	/* Already confident and right: almost no step. */
+	sc.lr_log_odds = 12.0;
+	cr_assert_lt(fabs(bayes_lr_delta(&set, &sc, true)), 1e-4);
+	set.lr = false;
+	cr_assert_eq(bayes_lr_delta(&set, &sc, false), 0);
+}
+
+Test(learning, weights_are_stored_and_older_values_read_as_zero, .init = make_tmpdir,
+     .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
+	/* A store written before the weights: 12-byte values, from a dump. */
+	const char *dump = "sift-bayes-dump 1 tokenizer " BAYES_STR(
+	    BAYES_TOKENIZER_VERSION) "\n"
+	                             "totals 1 0\ntoken 0000000000000009 1 0 20000\n";
+	diag_t *d = diag_new();
+	FILE *fp = fmemopen((void *)dump, strlen(dump), "r");
+	cr_assert_eq(bayes_store_load(s, fp, "old", false, d), BAYES_OK);
+	fclose(fp);
+	uint64_t keys[] = {9, 11};
+	bayes_counts_t c[2];
+	bayes_totals_t t;
+	cr_assert_eq(bayes_store_lookup(s, keys, 2, c, &t), BAYES_OK);
+	cr_assert_eq(c[0].spam, 1);
+	cr_assert_eq(c[0].weight, 0);
+	/* A learned message's step lands on each of its tokens... */
+	bayes_learn_item_t it = item(BAYES_LEARN_SPAM, 1, keys, 2);
+	it.lr_delta = 0.25f;
+	cr_assert_eq(bayes_store_apply(s, &it, 1, NULL), BAYES_OK);
+	bayes_store_lookup(s, keys, 2, c, &t);
+	cr_assert_float_eq(c[0].weight, 0.25, 1e-6);
+	cr_assert_float_eq(c[1].weight, 0.25, 1e-6);
+	cr_assert_eq(c[0].spam, 2);
+	/* ...and again when it is learned again (counts unchanged). */
+	it.lr_delta = -0.5f;
+	cr_assert_eq(bayes_store_apply(s, &it, 1, NULL), BAYES_OK);
+	bayes_store_lookup(s, keys, 2, c, &t);
+	cr_assert_float_eq(c[1].weight, -0.25, 1e-6);
+	cr_assert_eq(c[1].spam, 1);
+	/* The weight survives a dump and a load. */
+	char *text = NULL;
+	size_t n;
+	fp = open_memstream(&text, &n);
+	cr_assert_eq(bayes_store_dump(s, fp), BAYES_OK);
+	fclose(fp);
+	cr_assert_not_null(strstr(text, " -0.25\n"), "%s", text);
+	fp = fmemopen(text, n, "r");
+	cr_assert_eq(bayes_store_load(s, fp, "new", false, d), BAYES_OK);
+	fclose(fp);
+	free(text);
+	bayes_store_lookup(s, keys, 2, c, &t);
+	cr_assert_float_eq(c[1].weight, -0.25, 1e-6);
+	bayes_store_unref(s);
+	diag_free(d);
+}
+
+Test(learning, bound_prunes_old_hapaxes_first, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
+	/* Day 100: keys 1-10 in two messages (count 2), 11-20 once; day 200:
+	 * keys 21-30 once. */
+	uint64_t a[10], b[10], c2[10];
+	for (int i = 0; i < 10; i++) {
+		a[i] = 1 + i;
+		b[i] = 11 + i;
+		c2[i] = 21 + i;
+	}
+	bayes_store_set_day(s, 100);
+	bayes_learn_item_t it[3] = {item(BAYES_LEARN_SPAM, 1, a, 10),
+	                            item(BAYES_LEARN_HAM, 2, a, 10),
+	                            item(BAYES_LEARN_HAM, 3, b, 10)};
+	cr_assert_eq(bayes_store_apply(s, it, 3, NULL), BAYES_OK);
+	bayes_store_set_day(s, 200);
+	it[0] = item(BAYES_LEARN_SPAM, 4, c2, 10);
+	cr_assert_eq(bayes_store_apply(s, it, 1, NULL), BAYES_OK);
+	uint64_t removed = 0;
+	cr_assert_eq(bayes_store_prune(s, 15, &removed), BAYES_OK);
+	cr_assert_eq(removed, 15);
+	bayes_counts_t c[30];
+	bayes_totals_t t;
+	uint64_t all[30];
+	for (int i = 0; i < 30; i++)
+		all[i] = 1 + i;
+	bayes_store_lookup(s, all, 30, c, &t);
+	int left_a = 0, left_b = 0, left_c = 0;
+	for (int i = 0; i < 10; i++) {
+		left_a += c[i].spam + c[i].ham > 0;
+		left_b += c[10 + i].spam + c[10 + i].ham > 0;
+		left_c += c[20 + i].spam + c[20 + i].ham > 0;
+	}
+	/* The old hapaxes went, then half of the newer ones; the tokens
+	 * seen twice stayed though they are as old. */
+	cr_assert_eq(left_a, 10);
+	cr_assert_eq(left_b, 0);
+	cr_assert_eq(left_c, 5);
+	/* A bound applies by itself after a write that crosses it. */
+	bayes_store_set_bound(s, 10);
+	uint64_t more[] = {40, 41};
+	it[0] = item(BAYES_LEARN_SPAM, 5, more, 2);
+	cr_assert_eq(bayes_store_apply(s, it, 1, NULL), BAYES_OK);
+	bayes_stats_t st;
+	bayes_store_stats(s, &st);
+	cr_assert_leq(st.tokens, 10);
+	bayes_store_unref(s);
+}
+
+Test(learning, autolearn_never_learns_what_bayes_alone_decided, .init = make_tmpdir,
+     .fini = remove_tmpdir)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("test.conf", "bayes_autolearn = yes\nbayes_map_size = 16M\n", d);
+	ev_env_t env = {.state_dir = tmpdir, .offline = false};
+	void *shared = ev_started(&bayes_evidence, bayes_evidence.load(c, NULL, &env, d), &env, d);
+	cr_assert_not_null(shared);
+	const mime_t *mi;
+	msg_t *m = load_msg(DATA "/check/ham-9.eml", &mi);
+	/* Nothing but Bayes's own points, which made the message spam. */
+	hits_t *h = hits_new(msg_arena(m));
+	hits_add(h, "bayes", "BAYES_999", 5.0, "Bayes spam probability is 99.9 to 100%", "");
+	bayes_evidence.verdict(shared, NULL, m, mi, h, 5.0, VERDICT_ADD_HEADER);
+	char path[512];
+	int err;
+	snprintf(path, sizeof(path), "%s/bayes", tmpdir);
+	bayes_store_t *s = bayes_store_open(path, 16 << 20, 0, &err);
+	cr_assert_not_null(s);
+	bayes_store_flush(s);
+	bayes_stats_t st;
+	bayes_store_stats(s, &st);
+	cr_assert_eq(st.totals.ham + st.totals.spam, 0, "learned a verdict Bayes made alone");
+	/* The same evidence with an accept is the other evidence's ham. */
+	bayes_evidence.verdict(shared, NULL, m, mi, h, -1.9, VERDICT_ACCEPT);
+	bayes_store_flush(s);
+	bayes_store_stats(s, &st);
+	cr_assert_eq(st.totals.ham, 1);
+	bayes_store_unref(s);
+	msg_free(m);
+	bayes_evidence.release(shared);
+	conf_free(c);
+	diag_free(d);
+}
+
+static bayes_totals_t learned_totals(void)
+{
+	char path[512];
+	int err;
+	snprintf(path, sizeof(path), "%s/bayes", tmpdir);
+	bayes_store_t *s = bayes_store_open(path, 16 << 20, 0, &err);
+	cr_assert_not_null(s);
+	bayes_stats_t st;
+	bayes_store_stats(s, &st);
+	bayes_store_unref(s);
+	return st.totals;
+}
+
+Test(learning, learn_on_error_skips_what_the_store_gets_right, .init = make_tmpdir,
+     .fini = remove_tmpdir)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("test.conf",
+	                       "bayes_min_spam = 5\nbayes_min_ham = 5\nbayes_map_size = 16M\n", d);
+	cli_ctx_t ctx = {.conf = c, .state_dir = tmpdir, .diag = d};
+	cr_assert_eq(run_learn(&ctx, "--spam", DATA "/spam"), 0);
+	cr_assert_eq(run_learn(&ctx, "--ham", DATA "/ham"), 0);
+	bayes_totals_t before = learned_totals();
+	/* A ham the store already calls ham, confidently: not learned. */
+	char *argv[] = {"learn", "--ham", "--mode", "train-on-error", DATA "/check/ham-9.eml",
+	                NULL};
+	optind = 0;
+	cr_assert_eq(bayes_cmd_learn(&ctx, 5, argv), 0);
+	bayes_totals_t t = learned_totals();
+	cr_assert_eq(t.ham, before.ham);
+	/* The same message said to be spam is an error: learned. */
+	argv[1] = "--spam";
+	optind = 0;
+	cr_assert_eq(bayes_cmd_learn(&ctx, 5, argv), 0);
+	t = learned_totals();
+	cr_assert_eq(t.spam, before.spam + 1);
+	/* A bad mode is refused. */
+	argv[3] = "train-sometimes";
+	optind = 0;
+	cr_assert_eq(bayes_cmd_learn(&ctx, 5, argv), 2);
+	conf_free(c);
+	diag_free(d);
+}
+
+Test(learning, learn_until_no_error_learns_every_early_error, .init = make_tmpdir,
+     .fini = remove_tmpdir)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("test.conf", "bayes_map_size = 16M\n", d);
+	cli_ctx_t ctx = {.conf = c, .state_dir = tmpdir, .diag = d};
+	/* Below bayes_min_spam the store does not vote: each message is
+	 * learned, and a second pass that learns nothing new ends it. */
+	char *argv[] = {"learn", "--spam", "--mode", "train-until-no-error", DATA "/spam", NULL};
+	FILE *out = tmpfile();
+	fflush(stdout);
+	int saved = dup(1);
+	dup2(fileno(out), 1);
+	optind = 0;
+	int rc = bayes_cmd_learn(&ctx, 5, argv);
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	cr_assert_eq(rc, 0);
+	cr_assert_eq(learned_totals().spam, 8);
+	char text[4096] = "";
+	rewind(out);
+	text[fread(text, 1, sizeof(text) - 1, out)] = '\0';
+	fclose(out);
+	cr_assert_not_null(strstr(text, "; 2 pass(es)"), "%s", text);
 	conf_free(c);
 	diag_free(d);
 }
