@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "diag.h"
+#include "dns.h"
 #include "log.h"
 #include "rules.h"
 #include "xalloc.h"
@@ -156,7 +157,8 @@ struct rules {
 	size_t nevals;
 	struct rules_freemail *freemail; /* freemail_domains and friends, NULL if none */
 	struct rules_wlbl *wlbl;         /* welcomelist_from and friends, NULL if none */
-	char **tags;                     /* capture tags that some rule uses */
+	dns_t *dns;  /* the shared DNS service for check_rbl (a reference), NULL: no lookups */
+	char **tags; /* capture tags that some rule uses */
 	size_t ntags;
 
 	char **files; /* interned file names */
@@ -212,6 +214,7 @@ enum {
 	RULES_EVAL_CACHE_MIME,
 	RULES_EVAL_CACHE_MADIFF,
 	RULES_EVAL_CACHE_FMBODY,
+	RULES_EVAL_CACHE_DNS, /* rules_eval_dns.c: the message's lookups */
 	RULES_EVAL_CACHE_N
 };
 
@@ -227,7 +230,7 @@ struct rules_evalenv {
 	struct rules_relay *trusted;
 	size_t ntrusted;
 	const hits_t *h; /* the hits so far: the auth module's results (rules_eval_auth.c) */
-	void *html; /* rules_eval_html.c's per-message facts */
+	void *html;      /* rules_eval_html.c's per-message facts */
 	/* facts several rules of a family share, computed once per message */
 	void *cache[RULES_EVAL_CACHE_N];
 };
@@ -249,6 +252,15 @@ extern const struct rules_evaldef rules_eval_freemail_defs[];
 extern const struct rules_evaldef rules_eval_body_defs[];
 extern const struct rules_evaldef rules_eval_wlbl_defs[];
 extern const struct rules_evaldef rules_eval_auth_defs[];
+extern const struct rules_evaldef rules_eval_dns_defs[];
+/*
+ * rules_eval_dns.c: starts the lookups of every check_rbl rule that runs,
+ * in one batch on dns (nothing when dns is NULL), before the other rules;
+ * the tests wait for it once, until deadline_ms. _end() releases it and
+ * returns the lookups not answered by the deadline.
+ */
+void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms);
+unsigned rules_eval_dns_end(struct rules_evalenv *e);
 /*
  * Whether d is answered from the auth module's results: such a rule and
  * auth's hit of the same name (SPF_PASS, DKIM_VALID, ...) are one fact,

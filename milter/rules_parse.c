@@ -43,6 +43,8 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::FreeMail",
     "Mail::SpamAssassin::Plugin::BodyEval",
     "Mail::SpamAssassin::Plugin::WLBLEval",
+    /* check_rbl, check_rbl_txt and check_rbl_sub ask Sift's DNS service (rules_eval_dns.c) */
+    "Mail::SpamAssassin::Plugin::DNSEval",
     NULL,
 };
 

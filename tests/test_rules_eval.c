@@ -275,16 +275,52 @@ Test(rules_eval, skipped_evals_are_listed_once_per_reason)
 {
 	diag_t *d = diag_new();
 	rules_t *r = rules_load_text("t.cf",
-	                             "header A eval:check_rbl('x', 'zen.example.')\n"
-	                             "header B eval:check_rbl_sub('x', '127.0.0.2')\n"
-	                             "header C eval:check_rbl('y', 'other.example.')\n"
+	                             "header A eval:check_rbl_from_host('x', 'zen.example.')\n"
+	                             "header B eval:check_rbl_envfrom('x', 'zen.example.')\n"
+	                             "header C eval:check_rbl_from_host('y', 'other.example.')\n"
 	                             "uri D eval:check_uridnsbl('D')\n",
 	                             NULL, d);
 	cr_assert_not_null(r);
 	cr_assert_eq(diag_warnings(d), 1);
 	cr_assert(diag_has(d, "t.cf:1: warning: skipped 3 eval tests (DNS list"));
-	cr_assert(diag_has(d, "check_rbl, check_rbl_sub, check_uridnsbl"));
+	cr_assert(diag_has(d, "check_rbl_from_host, check_rbl_envfrom, check_uridnsbl"));
 	rules_free(r);
+	diag_free(d);
+}
+
+/* check_rbl, check_rbl_txt and check_rbl_sub load and run; their subtests are checked at load. */
+Test(rules_eval, dnseval_rules_load_and_check_their_subtests)
+{
+	diag_t *d = diag_new();
+	rules_t *r =
+	    rules_load_text("t.cf",
+	                    "header A eval:check_rbl('zen', 'zen.example.')\n"
+	                    "header B eval:check_rbl_sub('zen', '127.0.0.2')\n"
+	                    "header C eval:check_rbl('zen-lastexternal', 'zen.example', "
+	                    "'^127\\.0\\.0\\.1[01]$')\n"
+	                    "header E eval:check_rbl_txt('sc', 'bl.example.', '(?i:spam)')\n"
+	                    "header F eval:check_rbl_sub('zen', '12')\n"
+	                    "header G eval:check_rbl_sub('zen', 'sb:1.2.3.4')\n",
+	                    NULL, d);
+	cr_assert_not_null(r);
+	for (const char *const *n = (const char *const[]){"A", "B", "C", "E", "F", NULL}; *n; n++)
+		cr_assert(rules_runs(r, (size_t)rules_find(r, *n)), "%s runs", *n);
+	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "G")), "sb: subtests are skipped");
+	cr_assert(diag_has(d, "sb: form"));
+	rules_free(r);
+	diag_free(d);
+
+	d = diag_new();
+	r = rules_load_text("t.cf", "header A eval:check_rbl_sub('zen', '^127\\.(')\n", NULL, d);
+	cr_assert_null(r, "a subtest that is no regular expression is an error");
+	cr_assert(diag_has(d, "t.cf:1:"));
+	cr_assert(diag_has(d, "invalid subtest regular expression"));
+	diag_free(d);
+
+	d = diag_new();
+	r = rules_load_text("t.cf", "header A eval:check_rbl('zen')\n", NULL, d);
+	cr_assert_null(r, "check_rbl without a zone");
+	cr_assert(diag_has(d, "bad arguments for eval:check_rbl"));
 	diag_free(d);
 }
 

@@ -1,0 +1,95 @@
+#!/bin/sh
+# it_sadns.sh - SpamAssassin's DNSEval rules (check_rbl, check_rbl_sub,
+# check_rbl_txt) through Sift's DNS service against a real unbound on a
+# loopback port: a listed relay hits, an unlisted one does not, exact,
+# bitmask and regex subtests, TXT text, a refusal code that is never a
+# listing, and a zone that never answers costing no more than the deadline.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
+
+SIFT=$top_builddir/sift
+MSG=$top_srcdir/tests/data/dnsbl/clean.eml
+UNBOUND=${UNBOUND:-$(command -v unbound || echo /usr/sbin/unbound)}
+UBCTL=${UNBOUND_CONTROL:-$(command -v unbound-control || echo /usr/sbin/unbound-control)}
+it_need "$SIFT"
+[ -x "$UNBOUND" ] && [ -x "$UBCTL" ] || skip_all "unbound (Debian package unbound) is not installed"
+
+D=$IT_TMP
+PORT=$(free_port)
+mkdir "$D/rules"
+cp "$top_srcdir/tests/data/sadns/50_dnseval.cf" "$D/rules/"
+
+it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf" <<EOF2
+	local-zone: "bl.test." static
+	local-data: "bl.test. 300 IN SOA ns.bl.test. admin.bl.test. 1 3600 600 86400 60"
+	local-data: "2.2.0.192.bl.test. 300 IN A 127.0.0.2"
+	local-data: '2.2.0.192.bl.test. 300 IN TXT "Listed by bl.test"'
+	local-data: "3.2.0.192.bl.test. 300 IN A 127.0.0.3"
+	local-data: "10.2.0.192.bl.test. 300 IN A 127.0.0.10"
+	local-data: "9.2.0.192.bl.test. 300 IN A 127.255.255.254"
+	local-zone: "dead.test." deny
+EOF2
+if ! it_unbound_start "$D/unbound.conf" "$D/unbound.log"; then
+	fail "unbound did not start on 127.0.0.1:$PORT within 10 s"
+	cat "$D/unbound.log" >&2
+	it_done
+fi
+has() { case "$1" in *"$2"*) return 0 ;; esac; echo "  '$2' not in output" >&2; return 1; }
+hasnt() { case "$1" in *"$2"*) echo "  '$2' unexpectedly in output" >&2; return 1 ;; esac; return 0; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# score set 1: network tests on, no Bayes
+cat >"$D/sift.conf" <<EOF2
+log = stderr
+rules = $D/rules
+rules_score_set = 1
+bayes_enable = no
+dns_nameserver = 127.0.0.1:$PORT
+deadline = 700ms
+EOF2
+run() { "$SIFT" -c "$D/sift.conf" check --ip "$1" "$MSG" 2>>"$D/check.err"; }
+
+OUT=$(run 192.0.2.2)
+echo "$OUT" >"$D/check.out"
+check "listed relay: check_rbl hits" has "$OUT" "rules  T_RCVD_IN_BL"
+check "listed relay: check_rbl_txt regex on the TXT text hits" has "$OUT" "T_RCVD_IN_TXT"
+check "listed relay: check_rbl_sub 127.0.0.3 misses 127.0.0.2" hasnt "$OUT" "T_RCVD_IN_CSS"
+check "listed relay: bitmask 8 misses 127.0.0.2" hasnt "$OUT" "T_RCVD_IN_MASK"
+
+OUT=$(run 192.0.2.3)
+check "127.0.0.3: the set's check_rbl_sub hits" has "$OUT" "T_RCVD_IN_CSS"
+check "127.0.0.3: check_rbl with no subtest hits too" has "$OUT" "T_RCVD_IN_BL"
+
+OUT=$(run 192.0.2.10)
+check "127.0.0.10: bitmask 8 hits" has "$OUT" "T_RCVD_IN_MASK"
+check "127.0.0.10: regex subtest hits" has "$OUT" "T_RCVD_IN_RE"
+check "127.0.0.10: exact subtest 127.0.0.3 misses" hasnt "$OUT" "T_RCVD_IN_CSS"
+
+OUT=$(run 192.0.2.1)
+check "unlisted relay: no list rule hits" hasnt "$OUT" "T_RCVD_IN_"
+
+OUT=$(run 192.0.2.9)
+check "refusal code: not a listing" hasnt "$OUT" "T_RCVD_IN_BL"
+check "refusal code: not even for a subtest asking for it" hasnt "$OUT" "T_RCVD_IN_REFUSED"
+check "refusal code: logged as an error" grep -q "an ERROR code, not a listing" "$D/check.err"
+
+# the same rules with DNS off (score set 0): no lookups, no hits
+sed 's/^rules_score_set = 1/rules_score_set = 0/' "$D/sift.conf" >"$D/nonet.conf"
+OUT=$("$SIFT" -c "$D/nonet.conf" check --ip 192.0.2.2 "$MSG" 2>>"$D/check.err")
+check "score set 0: network tests off" hasnt "$OUT" "T_RCVD_IN_"
+
+# a zone that never answers: no hit, within the deadline, and said so
+T0=$(now_ms)
+OUT=$(run 192.0.2.2)
+T1=$(now_ms)
+check "dead zone: not scored" hasnt "$OUT" "T_RCVD_IN_DEAD"
+check "dead zone: the other lists still count" has "$OUT" "T_RCVD_IN_BL"
+check "dead zone: noted" has "$OUT" "had no answer by the deadline"
+STARTUP_MS=$(scaled_ms 1000)
+check "dead zone: run within deadline (700 ms) + $STARTUP_MS ms ($((T1 - T0)) ms)" \
+	[ $((T1 - T0)) -lt $((700 + STARTUP_MS)) ]
+
+if [ "$IT_FAILS" -ne 0 ]; then
+	echo "--- sift check output" >&2
+	cat "$D/check.out" "$D/check.err" >&2
+fi
+it_done
