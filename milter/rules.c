@@ -945,6 +945,7 @@ void rules_free(rules_t *r)
 		return;
 	if (r->dns != NULL)
 		dns_unref(r->dns);
+	rules_uridnsbl_free(r->uridnsbl);
 	for (size_t i = 0; i < r->n; i++) {
 		struct rule *ru = &r->v[i];
 		free(ru->name);

@@ -1,6 +1,8 @@
 /*
- * rules_eval_dns.c - SpamAssassin's DNSEval list tests (check_rbl,
- * check_rbl_txt, check_rbl_sub) on Sift's shared DNS service: every
+ * rules_eval_dns.c - SpamAssassin's DNS list tests on Sift's shared DNS
+ * service: DNSEval's check_rbl, check_rbl_txt and check_rbl_sub over the
+ * untrusted relays, URIDNSBL's urirhssub and urirhsbl (check_uridnsbl)
+ * over the registered domains of the body's URI hosts. Every
  * lookup of a message starts in one batch before the regex rules run, the
  * answers are read when the first of these tests is evaluated, and the
  * message's deadline bounds the wait (no answer: no hit, the verdict is
@@ -20,10 +22,33 @@
 /* Hops read from the untrusted list (rules_relays.c reads at most 32). */
 #define RELAYS_FOR_RBL 32
 
-/* One check_rbl / check_rbl_txt rule's lookups in this message. */
+#define URIDNSBL_MAX_DOMAINS 20 /* uridnsbl_max_domains' default */
+
+/* SpamAssassin's canonical URIDNSBL subtests. */
+enum { USUB_NONE, USUB_MASK, USUB_RANGE, USUB_VALMASK, USUB_TEXT };
+
+/* One urirhssub / urirhsbl line. */
+struct uentry {
+	char *name, *zone;
+	int qtype;
+	int sub;
+	uint32_t n1, n2;
+	char *text; /* the subtest as written (a TXT answer must equal it) */
+};
+
+struct rules_uridnsbl {
+	struct uentry *v;
+	size_t n;
+	char **skip; /* uridnsbl_skip_domain, lower-case */
+	size_t nskip;
+	long max_domains;
+};
+
+/* One rule's lookups in this message: check_rbl, check_rbl_txt or check_uridnsbl. */
 struct rbl_lookup {
 	const struct rule *ru;
 	int qtype;
+	const struct uentry *u; /* check_uridnsbl: its zone and subtest */
 	dns_query_t **q;
 	size_t nq;
 };
@@ -38,6 +63,96 @@ struct rules_dns_msg {
 };
 
 static bool is_rbl(const struct rules_evaldef *d);
+static bool is_uri(const struct rules_evaldef *d);
+
+static const struct uentry *uentry_find(const rules_t *r, const char *name)
+{
+	if (r->uridnsbl == NULL)
+		return NULL;
+	for (size_t i = r->uridnsbl->n; i-- > 0;)
+		if (strcmp(r->uridnsbl->v[i].name, name) == 0)
+			return &r->uridnsbl->v[i];
+	return NULL;
+}
+
+static bool skipped_domain(const rules_t *r, const char *d)
+{
+	for (size_t i = 0; r->uridnsbl && i < r->uridnsbl->nskip; i++)
+		if (strcmp(r->uridnsbl->skip[i], d) == 0)
+			return true;
+	return false;
+}
+
+/* A URI host of the message, and the registered domain asked about (NULL for IP literals). */
+struct uhost {
+	const char *host, *domain;
+};
+
+/*
+ * The hosts of the message's URIs that URIDNSBL asks about: public IPv4
+ * literals, and host names with a registered domain not in the skip list;
+ * at most uridnsbl_max_domains of them, in the order found.
+ */
+static size_t uri_hosts(struct rules_evalenv *e, struct uhost **out)
+{
+	const rules_t *r = e->r;
+	long max = r->uridnsbl ? r->uridnsbl->max_domains : URIDNSBL_MAX_DOMAINS;
+	size_t nd = e->mi ? mime_domain_count(e->mi) : 0, n = 0;
+	*out = arena_zalloc(e->a, (nd ? nd : 1) * sizeof(**out));
+	for (size_t i = 0; i < nd && (long)n < max; i++) {
+		const char *h = mime_domain(e->mi, i);
+		if (rules_eval_is_ipv4(h)) {
+			if (!rules_eval_ip_private(h))
+				(*out)[n++] = (struct uhost){h, NULL};
+			continue;
+		}
+		char reg[DNS_QNAME_MAX_BYTES];
+		if (!dns_valid_hostname(h) || dns_registered_domain(h, reg, sizeof(reg)) == NULL ||
+		    skipped_domain(r, reg) || skipped_domain(r, h))
+			continue;
+		(*out)[n++] = (struct uhost){h, arena_strdup(e->a, reg)};
+	}
+	return n;
+}
+
+static void submit_once(dns_t *dns, struct rules_dns_msg *s, struct rbl_lookup *l,
+                        const char *qname, const char **asked)
+{
+	for (size_t i = 0; i < l->nq; i++)
+		if (strcmp(asked[i], qname) == 0)
+			return;
+	asked[l->nq] = qname;
+	l->q[l->nq++] = dns_submit(dns, s->b, qname, l->qtype, 0, 0);
+}
+
+/* Starts a check_uridnsbl rule's lookups: each host's domain (or reversed IP) in the zone. */
+static void uri_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
+                       struct rbl_lookup *l, const struct uhost *hosts, size_t nh)
+{
+	const struct rule *ru = l->ru;
+	l->u = uentry_find(e->r, ru->eargs[0]);
+	if (l->u == NULL)
+		return;
+	l->qtype = l->u->qtype;
+	l->q = arena_zalloc(e->a, (nh ? nh : 1) * sizeof(*l->q));
+	const char **asked = arena_zalloc(e->a, (nh ? nh : 1) * sizeof(*asked));
+	for (size_t i = 0; i < nh; i++) {
+		char qname[DNS_QNAME_MAX_BYTES];
+		if (hosts[i].domain == NULL) {
+			if ((ru->tflags & TF_DOMAINS_ONLY) ||
+			    dnsbl_ip_qname(hosts[i].host, l->u->zone, qname, sizeof(qname)) == 0)
+				continue;
+		} else {
+			if (ru->tflags & TF_IPS_ONLY)
+				continue;
+			const char *q = (ru->tflags & TF_NOTRIM) ? hosts[i].host : hosts[i].domain;
+			if ((size_t)snprintf(qname, sizeof(qname), "%s.%s", q, l->u->zone) >=
+			    sizeof(qname))
+				continue;
+		}
+		submit_once(dns, s, l, arena_strdup(e->a, qname), asked);
+	}
+}
 
 static bool ip_listed_before(const char **ips, size_t n, const char *ip)
 {
@@ -88,7 +203,7 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 		return;
 	size_t nrbl = 0;
 	for (size_t k = 0; k < r->nevals; k++)
-		if (is_rbl(r->v[r->evals[k]].evaldef))
+		if (is_rbl(r->v[r->evals[k]].evaldef) || is_uri(r->v[r->evals[k]].evaldef))
 			nrbl++;
 	if (nrbl == 0)
 		return;
@@ -96,8 +211,21 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 	s->v = arena_zalloc(e->a, nrbl * sizeof(*s->v));
 	s->deadline_ms = deadline_ms;
 	s->b = dns_batch_new();
+	struct uhost *hosts = NULL;
+	size_t nh = 0;
+	bool hosts_done = false;
 	for (size_t k = 0; k < r->nevals; k++) {
 		const struct rule *ru = &r->v[r->evals[k]];
+		if (is_uri(ru->evaldef)) {
+			if (!hosts_done) {
+				nh = uri_hosts(e, &hosts);
+				hosts_done = true;
+			}
+			struct rbl_lookup *l = &s->v[s->n++];
+			l->ru = ru;
+			uri_submit(e, dns, s, l, hosts, nh);
+			continue;
+		}
 		if (!is_rbl(ru->evaldef))
 			continue;
 		struct rbl_lookup *l = &s->v[s->n++];
@@ -176,6 +304,24 @@ static bool subtest_match(const char *sub, const char *data, bool is_a)
 	}
 }
 
+/* URIDNSBL's subtest: a mask, a range or value/mask of codes, or a TXT text. */
+static bool uri_subtest_match(const struct uentry *u, const char *data, bool is_a)
+{
+	if (u->sub == USUB_NONE)
+		return true;
+	if (!is_a || u->sub == USUB_TEXT)
+		return strcmp(u->text, data) == 0;
+	struct in_addr a;
+	if (inet_pton(AF_INET, data, &a) != 1)
+		return false;
+	uint32_t code = ntohl(a.s_addr);
+	switch (u->sub) {
+	case USUB_MASK: return (code & u->n1) != 0 && (code >> 24) == 127;
+	case USUB_RANGE: return code >= u->n1 && code <= u->n2;
+	default: return (code & u->n2) == (u->n1 & u->n2);
+	}
+}
+
 static pthread_mutex_t refusal_lock = PTHREAD_MUTEX_INITIALIZER;
 static log_ratelimit_t refusal_log;
 
@@ -234,6 +380,10 @@ static bool lookup_hits(struct rules_dns_msg *s, const struct rbl_lookup *l, con
 			} else {
 				snprintf(text, sizeof(text), "%.*s", (int)len, d);
 			}
+			if (l->u != NULL) {
+				hit = uri_subtest_match(l->u, text, l->qtype == DNS_T_A);
+				continue;
+			}
 			hit = sub == NULL || subtest_match(sub, text, l->qtype == DNS_T_A);
 		}
 	}
@@ -248,6 +398,17 @@ static long rbl(struct rules_evalenv *e, const struct rule *ru)
 	for (size_t i = 0; i < s->n; i++)
 		if (s->v[i].ru == ru)
 			return lookup_hits(s, &s->v[i], ru->neargs > 2 ? ru->eargs[2] : NULL, ru);
+	return 0;
+}
+
+static long uridnsbl(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct rules_dns_msg *s = e->cache[RULES_EVAL_CACHE_DNS];
+	if (s == NULL)
+		return 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].ru == ru)
+			return s->v[i].u != NULL && lookup_hits(s, &s->v[i], NULL, ru);
 	return 0;
 }
 
@@ -296,10 +457,210 @@ const struct rules_evaldef rules_eval_dns_defs[] = {
     {"check_rbl", rbl, 2, 3, check_rbl_args},
     {"check_rbl_txt", rbl, 2, 3, check_rbl_args},
     {"check_rbl_sub", rbl_sub, 2, 2, check_rbl_sub_args},
+    {"check_uridnsbl", uridnsbl, 1, 1, NULL},
     {NULL, NULL, 0, 0, NULL},
 };
 
 static bool is_rbl(const struct rules_evaldef *d)
 {
 	return d != NULL && d->fn == rbl;
+}
+
+static bool is_uri(const struct rules_evaldef *d)
+{
+	return d != NULL && d->fn == uridnsbl;
+}
+
+/* ---------------------------------------------------------------- URIDNSBL directives */
+
+/* One number of a subtest: decimal, 0x hex or a dotted quad. */
+static bool subtest_number(const char *s, uint32_t *out, bool *quad)
+{
+	char *end;
+	struct in_addr a;
+	*quad = false;
+	if (strncmp(s, "0x", 2) == 0 && s[2] && strlen(s) <= 10) {
+		*out = (uint32_t)strtoul(s + 2, &end, 16);
+		return *end == '\0';
+	}
+	if (isdigit((unsigned char)s[0]) && strspn(s, "0123456789") == strlen(s) &&
+	    strlen(s) <= 10) {
+		unsigned long v = strtoul(s, &end, 10);
+		*out = (uint32_t)v;
+		return v <= 0xffffffffUL;
+	}
+	if (inet_pton(AF_INET, s, &a) == 1) {
+		*out = ntohl(a.s_addr);
+		*quad = true;
+		return true;
+	}
+	return false;
+}
+
+/* SpamAssassin's parse_and_canonicalize_subtest: M, N1-N2 or N/M. */
+static const char *parse_usub(struct uentry *u, const char *sub)
+{
+	u->text = xalloc_strdup(sub);
+	u->sub = USUB_NONE;
+	if (sub[0] == '\0')
+		return NULL;
+	char a[64], b[64] = "";
+	size_t k = strcspn(sub, "/-");
+	if (k >= sizeof(a) || strlen(sub + k) >= sizeof(b) + 1)
+		return "bad subtest";
+	memcpy(a, sub, k);
+	a[k] = '\0';
+	char delim = sub[k];
+	if (delim)
+		snprintf(b, sizeof(b), "%s", sub + k + 1);
+	bool qa, qb;
+	if (!subtest_number(a, &u->n1, &qa) || (delim && !subtest_number(b, &u->n2, &qb))) {
+		if (u->qtype == DNS_T_TXT) {
+			u->sub = USUB_TEXT;
+			return NULL;
+		}
+		return "bad subtest (a mask, N1-N2, N/MASK or an IPv4 address)";
+	}
+	if (delim == '-')
+		u->sub = USUB_RANGE;
+	else if (delim == '/')
+		u->sub = USUB_VALMASK;
+	else if (qa) {
+		u->sub = USUB_RANGE;
+		u->n2 = u->n1;
+	} else
+		u->sub = USUB_MASK;
+	return NULL;
+}
+
+static struct rules_uridnsbl *uridnsbl_get(rules_t *r)
+{
+	if (r->uridnsbl == NULL) {
+		r->uridnsbl = xalloc_calloc(1, sizeof(*r->uridnsbl));
+		r->uridnsbl->max_domains = URIDNSBL_MAX_DOMAINS;
+	}
+	return r->uridnsbl;
+}
+
+static size_t words(const char *rest, char w[][256], size_t max)
+{
+	size_t n = 0;
+	const char *p = rest;
+	while (*p && n < max) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			break;
+		size_t l = strcspn(p, " \t");
+		snprintf(w[n++], 256, "%.*s", (int)(l < 255 ? l : 255), p);
+		p += l;
+	}
+	return n;
+}
+
+bool rules_uridnsbl_directive(rules_t *r, const char *dir, const char *rest, const char **err)
+{
+	*err = NULL;
+	bool sub = strcmp(dir, "urirhssub") == 0;
+	if (sub || strcmp(dir, "urirhsbl") == 0) {
+		char w[5][256];
+		size_t n = words(rest, w, 5);
+		if (n != (sub ? 4u : 3u)) {
+			*err = sub ? "expected NAME ZONE TYPE SUBTEST" : "expected NAME ZONE TYPE";
+			return true;
+		}
+		int qtype = strcasecmp(w[2], "A") == 0     ? DNS_T_A
+		            : strcasecmp(w[2], "TXT") == 0 ? DNS_T_TXT
+		                                           : 0;
+		if (qtype == 0) {
+			*err = "the lookup type must be A or TXT";
+			return true;
+		}
+		size_t zl = strlen(w[1]);
+		while (zl > 0 && w[1][zl - 1] == '.')
+			w[1][--zl] = '\0';
+		if (zl == 0 || zl > 200) {
+			*err = "the zone must be a name of 1-200 bytes";
+			return true;
+		}
+		struct rules_uridnsbl *u = uridnsbl_get(r);
+		struct uentry e = {.qtype = qtype};
+		const char *perr = parse_usub(&e, sub ? w[3] : "");
+		if (perr != NULL) {
+			free(e.text);
+			*err = perr;
+			return true;
+		}
+		for (char *p = w[1]; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		e.name = xalloc_strdup(w[0]);
+		e.zone = xalloc_strdup(w[1]);
+		u->v = xalloc_realloc(u->v, (u->n + 1) * sizeof(*u->v));
+		u->v[u->n++] = e;
+		return true;
+	}
+	if (strcmp(dir, "uridnsbl_skip_domain") == 0) {
+		struct rules_uridnsbl *u = uridnsbl_get(r);
+		char w[64][256];
+		size_t n = words(rest, w, 64);
+		u->skip = xalloc_realloc(u->skip, (u->nskip + n + 1) * sizeof(*u->skip));
+		for (size_t i = 0; i < n; i++) {
+			for (char *p = w[i]; *p; p++)
+				*p = (char)tolower((unsigned char)*p);
+			u->skip[u->nskip++] = xalloc_strdup(w[i]);
+		}
+		return true;
+	}
+	if (strcmp(dir, "clear_uridnsbl_skip_domain") == 0) {
+		struct rules_uridnsbl *u = uridnsbl_get(r);
+		char w[64][256];
+		size_t n = words(rest, w, 64);
+		for (size_t i = 0; i < u->nskip;) {
+			bool drop = n == 0;
+			for (size_t k = 0; k < n && !drop; k++)
+				drop = strcasecmp(u->skip[i], w[k]) == 0;
+			if (drop) {
+				free(u->skip[i]);
+				u->skip[i] = u->skip[--u->nskip];
+			} else {
+				i++;
+			}
+		}
+		return true;
+	}
+	if (strcmp(dir, "uridnsbl_max_domains") == 0) {
+		char *end;
+		long v = strtol(rest, &end, 10);
+		while (*end == ' ' || *end == '\t')
+			end++;
+		if (*end || v < 0 || v > 1000) {
+			*err = "expected a number of domains, 0-1000";
+			return true;
+		}
+		uridnsbl_get(r)->max_domains = v;
+		return true;
+	}
+	if (strcmp(dir, "uridnsbl") == 0 || strcmp(dir, "uridnssub") == 0 ||
+	    strcmp(dir, "urinsrhsbl") == 0 || strcmp(dir, "urinsrhssub") == 0 ||
+	    strcmp(dir, "urifullnsrhsbl") == 0 || strcmp(dir, "urifullnsrhssub") == 0) {
+		*err = "~lists of the URI hosts' name servers and addresses are not run";
+		return true;
+	}
+	return false;
+}
+
+void rules_uridnsbl_free(struct rules_uridnsbl *u)
+{
+	if (u == NULL)
+		return;
+	for (size_t i = 0; i < u->n; i++) {
+		free(u->v[i].name);
+		free(u->v[i].zone);
+		free(u->v[i].text);
+	}
+	free(u->v);
+	for (size_t i = 0; i < u->nskip; i++)
+		free(u->skip[i]);
+	free(u->skip);
+	free(u);
 }

@@ -40,6 +40,10 @@ enum {
 	TF_NICE = 1u << 1,
 	TF_NET = 1u << 2,   /* a network test: off in score sets 0 and 2 */
 	TF_LEARN = 1u << 3, /* a Bayes test: off in score sets 0 and 1 */
+	/* URIDNSBL: ask only about host names, only about IP literals, the host unreduced */
+	TF_DOMAINS_ONLY = 1u << 4,
+	TF_IPS_ONLY = 1u << 5,
+	TF_NOTRIM = 1u << 6,
 };
 
 struct rules_evaldef;
@@ -157,8 +161,9 @@ struct rules {
 	size_t nevals;
 	struct rules_freemail *freemail; /* freemail_domains and friends, NULL if none */
 	struct rules_wlbl *wlbl;         /* welcomelist_from and friends, NULL if none */
-	dns_t *dns;  /* the shared DNS service for check_rbl (a reference), NULL: no lookups */
-	char **tags; /* capture tags that some rule uses */
+	dns_t *dns; /* the shared DNS service for check_rbl (a reference), NULL: no lookups */
+	struct rules_uridnsbl *uridnsbl; /* urirhssub and friends, NULL if none */
+	char **tags;                     /* capture tags that some rule uses */
 	size_t ntags;
 
 	char **files; /* interned file names */
@@ -261,6 +266,14 @@ extern const struct rules_evaldef rules_eval_dns_defs[];
  */
 void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms);
 unsigned rules_eval_dns_end(struct rules_evalenv *e);
+/*
+ * The URIDNSBL directives (urirhssub, urirhsbl, uridnsbl_skip_domain...):
+ * false when dir is none of them; else true with *err NULL, an error, or
+ * '~' and the reason the directive is skipped.
+ */
+struct rules_uridnsbl;
+bool rules_uridnsbl_directive(rules_t *r, const char *dir, const char *rest, const char **err);
+void rules_uridnsbl_free(struct rules_uridnsbl *u);
 /*
  * Whether d is answered from the auth module's results: such a rule and
  * auth's hit of the same name (SPF_PASS, DKIM_VALID, ...) are one fact,

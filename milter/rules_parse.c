@@ -45,6 +45,8 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::WLBLEval",
     /* check_rbl, check_rbl_txt and check_rbl_sub ask Sift's DNS service (rules_eval_dns.c) */
     "Mail::SpamAssassin::Plugin::DNSEval",
+    /* urirhssub and urirhsbl with check_uridnsbl; the NS/A forms are skipped */
+    "Mail::SpamAssassin::Plugin::URIDNSBL",
     NULL,
 };
 
@@ -834,6 +836,12 @@ static int set_tflags(struct ctx *c, const char *name, const char *rest)
 			ru->tflags |= TF_NET;
 		} else if (strcmp(tok, "learn") == 0) {
 			ru->tflags |= TF_LEARN;
+		} else if (strcmp(tok, "domains_only") == 0) {
+			ru->tflags |= TF_DOMAINS_ONLY;
+		} else if (strcmp(tok, "ips_only") == 0) {
+			ru->tflags |= TF_IPS_ONLY;
+		} else if (strcmp(tok, "notrim") == 0) {
+			ru->tflags |= TF_NOTRIM;
 		} else if (strncmp(tok, "maxhits=", 8) == 0) {
 			char *end;
 			long v = strtol(tok + 8, &end, 10);
@@ -1043,6 +1051,21 @@ static int directive(struct ctx *c, char *line)
 	}
 	if (rules_wlbl_directive(c->r, dir, rest))
 		return 0;
+	if (strncmp(dir, "uri", 3) == 0 || strncmp(dir, "clear_uri", 9) == 0) {
+		const char *err = NULL;
+		if (rules_uridnsbl_directive(c->r, dir, rest, &err)) {
+			if (err == NULL)
+				return 0;
+			if (err[0] != '~') {
+				diag_error(c->d, c->file, c->line, "%s: %s", dir, err);
+				return -1;
+			}
+			snprintf(key, sizeof(key), "dir %.80s", dir);
+			warn_once(ps, c->d, c->file, c->line, key, "skipped directive %s (%s)", dir,
+			          err + 1);
+			return 0;
+		}
+	}
 	if (strncmp(dir, "freemail_", 9) == 0) {
 		const char *err = rules_freemail_directive(c->r, dir, rest);
 		if (err != NULL && err[0] != '~') {

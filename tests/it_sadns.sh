@@ -26,6 +26,14 @@ it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf" <<EOF2
 	local-data: "3.2.0.192.bl.test. 300 IN A 127.0.0.3"
 	local-data: "10.2.0.192.bl.test. 300 IN A 127.0.0.10"
 	local-data: "9.2.0.192.bl.test. 300 IN A 127.255.255.254"
+	local-zone: "uribl.test." static
+	local-data: "uribl.test. 300 IN SOA ns.uribl.test. admin.uribl.test. 1 3600 600 86400 60"
+	local-data: "spam-uri.example.uribl.test. 300 IN A 127.0.0.2"
+	local-data: "skipme.example.uribl.test. 300 IN A 127.0.0.2"
+	local-data: "7.100.51.198.uribl.test. 300 IN A 127.0.0.2"
+	local-zone: "dbl.test." static
+	local-data: "dbl.test. 300 IN SOA ns.dbl.test. admin.dbl.test. 1 3600 600 86400 60"
+	local-data: "spam-uri.example.dbl.test. 300 IN A 127.0.1.2"
 	local-zone: "dead.test." deny
 EOF2
 if ! it_unbound_start "$D/unbound.conf" "$D/unbound.log"; then
@@ -71,6 +79,21 @@ OUT=$(run 192.0.2.9)
 check "refusal code: not a listing" hasnt "$OUT" "T_RCVD_IN_BL"
 check "refusal code: not even for a subtest asking for it" hasnt "$OUT" "T_RCVD_IN_REFUSED"
 check "refusal code: logged as an error" grep -q "an ERROR code, not a listing" "$D/check.err"
+
+# URIDNSBL: the registered domains of the body's URI hosts
+URIS=$top_srcdir/tests/data/sadns
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 "$URIS/uri.eml" 2>>"$D/check.err")
+echo "$OUT" >>"$D/check.out"
+check "urirhssub: the registered domain listed with bit 2 hits" has "$OUT" "T_URIBL_BLACK"
+check "urirhssub: bit 4 not set, no hit" hasnt "$OUT" "T_URIBL_GREY"
+check "urirhssub: an exact code hits" has "$OUT" "T_DBL_SPAM"
+check "urirhsbl ips_only: an IP literal host, reversed, hits" has "$OUT" "T_URI_IP"
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 "$URIS/skip.eml" 2>>"$D/check.err")
+check "uridnsbl_skip_domain: a listed but skipped domain is not asked" hasnt "$OUT" "T_URIBL_BLACK"
+check "uridnsbl_skip_domain: no URI rule hits on unlisted domains" hasnt "$OUT" "T_DBL_SPAM"
+LINT=$("$SIFT" -c "$D/sift.conf" lint 2>&1)
+check "lint: the name-server form is skipped with its reason" \
+	has "$LINT" "skipped directive uridnsbl (lists of the URI hosts' name servers"
 
 # the same rules with DNS off (score set 0): no lookups, no hits
 sed 's/^rules_score_set = 1/rules_score_set = 0/' "$D/sift.conf" >"$D/nonet.conf"

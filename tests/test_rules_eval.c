@@ -278,12 +278,12 @@ Test(rules_eval, skipped_evals_are_listed_once_per_reason)
 	                             "header A eval:check_rbl_from_host('x', 'zen.example.')\n"
 	                             "header B eval:check_rbl_envfrom('x', 'zen.example.')\n"
 	                             "header C eval:check_rbl_from_host('y', 'other.example.')\n"
-	                             "uri D eval:check_uridnsbl('D')\n",
+	                             "uri D eval:check_uri_host_listed('D')\n",
 	                             NULL, d);
 	cr_assert_not_null(r);
 	cr_assert_eq(diag_warnings(d), 1);
 	cr_assert(diag_has(d, "t.cf:1: warning: skipped 3 eval tests (DNS list"));
-	cr_assert(diag_has(d, "check_rbl_from_host, check_rbl_envfrom, check_uridnsbl"));
+	cr_assert(diag_has(d, "check_rbl_from_host, check_rbl_envfrom, check_uri_host_listed"));
 	rules_free(r);
 	diag_free(d);
 }
@@ -322,6 +322,50 @@ Test(rules_eval, dnseval_rules_load_and_check_their_subtests)
 	cr_assert_null(r, "check_rbl without a zone");
 	cr_assert(diag_has(d, "bad arguments for eval:check_rbl"));
 	diag_free(d);
+}
+
+/* urirhssub / urirhsbl lines: checked at load, named in file:line errors; check_uridnsbl runs. */
+Test(rules_eval, uridnsbl_directives_load_and_are_checked)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("t.cf",
+	                             "urirhssub U1 multi.uribl.example. A 2\n"
+	                             "body U1 eval:check_uridnsbl('U1')\n"
+	                             "urirhssub U2 dbl.example. A 127.0.1.2\n"
+	                             "body U2 eval:check_uridnsbl('U2')\n"
+	                             "urirhssub U3 dbl.example. A 127.0.1.20-127.0.1.39\n"
+	                             "urirhssub U4 dbl.example. A 0x10/0x10\n"
+	                             "urirhsbl U5 any.example. TXT\n"
+	                             "uridnsbl_skip_domain example.com example.net\n"
+	                             "clear_uridnsbl_skip_domain example.net\n"
+	                             "uridnsbl_max_domains 5\n"
+	                             "uridnsbl U6 ns.example. A\n",
+	                             NULL, d);
+	cr_assert_not_null(r);
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "U1")));
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "U2")));
+	cr_assert_eq(diag_errors(d), 0);
+	cr_assert(diag_has(d, "t.cf:11: warning: skipped directive uridnsbl (lists of the URI"));
+	rules_free(r);
+	diag_free(d);
+
+	static const struct {
+		const char *line, *error;
+	} bad[] = {
+	    {"urirhssub U z.example. MX 2\n",
+	     "t.cf:1: urirhssub: the lookup type must be A or TXT"},
+	    {"urirhssub U z.example. A\n", "t.cf:1: urirhssub: expected NAME ZONE TYPE SUBTEST"},
+	    {"urirhssub U z.example. A two\n", "t.cf:1: urirhssub: bad subtest"},
+	    {"urirhsbl U z.example.\n", "t.cf:1: urirhsbl: expected NAME ZONE TYPE"},
+	    {"uridnsbl_max_domains many\n", "t.cf:1: uridnsbl_max_domains: expected a number"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		d = diag_new();
+		r = rules_load_text("t.cf", bad[i].line, NULL, d);
+		cr_assert_null(r, "%s", bad[i].line);
+		cr_assert(diag_has(d, bad[i].error), "%s", bad[i].error);
+		diag_free(d);
+	}
 }
 
 /* ---------------------------------------------------------------- score sets and tflags */
