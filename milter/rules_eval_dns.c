@@ -2,7 +2,9 @@
  * rules_eval_dns.c - SpamAssassin's DNS list tests on Sift's shared DNS
  * service: DNSEval's check_rbl, check_rbl_txt and check_rbl_sub over the
  * untrusted relays, URIDNSBL's urirhssub and urirhsbl (check_uridnsbl)
- * over the registered domains of the body's URI hosts. Every
+ * over the registered domains of the body's URI hosts, and AskDNS's askdns
+rules (a query template of the sender's, author's or last external
+relay's names). Every
  * lookup of a message starts in one batch before the regex rules run, the
  * answers are read when the first of these tests is evaluated, and the
  * message's deadline bounds the wait (no answer: no hit, the verdict is
@@ -49,6 +51,7 @@ struct rbl_lookup {
 	const struct rule *ru;
 	int qtype;
 	const struct uentry *u; /* check_uridnsbl: its zone and subtest */
+	bool ask;               /* askdns: eargs are template, type, subtest */
 	dns_query_t **q;
 	size_t nq;
 };
@@ -64,6 +67,7 @@ struct rules_dns_msg {
 
 static bool is_rbl(const struct rules_evaldef *d);
 static bool is_uri(const struct rules_evaldef *d);
+static bool is_ask(const struct rules_evaldef *d);
 
 static const struct uentry *uentry_find(const rules_t *r, const char *name)
 {
@@ -196,6 +200,131 @@ static size_t rbl_ips(struct rules_evalenv *e, const char *set, const char **out
 	return k;
 }
 
+/* ---------------------------------------------------------------- askdns */
+
+static const char *const ask_tags[] = {"_SENDERDOMAIN_",
+                                       "_AUTHORDOMAIN_",
+                                       "_LASTEXTERNALHELO_",
+                                       "_LASTEXTERNALIP_",
+                                       "_LASTEXTERNALRDNS_",
+                                       "_LASTEXTERNALREVIP_",
+                                       NULL};
+
+/* The tag of an askdns template (one at most), its index in ask_tags, -1 for none, -2 bad. */
+static int ask_tag(const char *tmpl)
+{
+	int found = -1;
+	for (const char *p = strchr(tmpl, '_'); p; p = strchr(p + 1, '_')) {
+		for (int i = 0; ask_tags[i]; i++)
+			if (strncmp(p, ask_tags[i], strlen(ask_tags[i])) == 0) {
+				if (found >= 0 && found != i)
+					return -2;
+				found = i;
+				p += strlen(ask_tags[i]) - 1;
+				goto next;
+			}
+		if (isupper((unsigned char)p[1]))
+			return -2; /* a tag this engine does not fill */
+	next:;
+	}
+	return found;
+}
+
+static void add_value(struct rules_evalenv *e, const char **v, size_t *n, size_t max, const char *s)
+{
+	if (s == NULL || s[0] == '\0' || *n >= max)
+		return;
+	char *c = arena_strdup(e->a, s);
+	for (char *p = c; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp(v[i], c) == 0)
+			return;
+	v[(*n)++] = c;
+}
+
+static size_t ask_values(struct rules_evalenv *e, int tag, const char **v, size_t max)
+{
+	size_t n = 0;
+	rules_eval_relays(e);
+	const struct rules_relay *last = e->nuntrusted ? &e->untrusted[0] : NULL;
+	switch (tag) {
+	case 0: {
+		const char *f = rules_eval_envelope_from(e);
+		const char *at = f ? strrchr(f, '@') : NULL;
+		add_value(e, v, &n, max, at ? at + 1 : NULL);
+		break;
+	}
+	case 1: {
+		const char *from = rules_eval_header(e, "From");
+		const char **addrs;
+		size_t na = from ? rules_eval_addrs(e->a, from, &addrs) : 0;
+		for (size_t i = 0; i < na; i++) {
+			const char *at = strrchr(addrs[i], '@');
+			add_value(e, v, &n, max, at ? at + 1 : NULL);
+		}
+		break;
+	}
+	case 2: add_value(e, v, &n, max, last ? last->helo : NULL); break;
+	case 3: add_value(e, v, &n, max, last ? last->ip : NULL); break;
+	case 4: add_value(e, v, &n, max, last ? last->rdns : NULL); break;
+	case 5:
+		if (last != NULL && rules_eval_is_ipv4(last->ip)) {
+			unsigned a, b, c, d;
+			if (sscanf(last->ip, "%u.%u.%u.%u", &a, &b, &c, &d) == 4) {
+				char rev[32];
+				snprintf(rev, sizeof(rev), "%u.%u.%u.%u", d, c, b, a);
+				add_value(e, v, &n, max, rev);
+			}
+		}
+		break;
+	}
+	return n;
+}
+
+static int ask_qtype(const char *t)
+{
+	return strcasecmp(t, "A") == 0      ? DNS_T_A
+	       : strcasecmp(t, "TXT") == 0  ? DNS_T_TXT
+	       : strcasecmp(t, "AAAA") == 0 ? DNS_T_AAAA
+	       : strcasecmp(t, "MX") == 0   ? DNS_T_MX
+	       : strcasecmp(t, "PTR") == 0  ? DNS_T_PTR
+	                                    : 0;
+}
+
+#define ASK_MAX_VALUES 8
+
+static void ask_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
+                       struct rbl_lookup *l)
+{
+	const struct rule *ru = l->ru;
+	l->ask = true;
+	l->qtype = ask_qtype(ru->eargs[1]);
+	int tag = ask_tag(ru->eargs[0]);
+	const char *vals[ASK_MAX_VALUES];
+	size_t nv = tag >= 0 ? ask_values(e, tag, vals, ASK_MAX_VALUES) : 1;
+	if (tag < 0)
+		vals[0] = "";
+	l->q = arena_zalloc(e->a, ASK_MAX_VALUES * sizeof(*l->q));
+	const char **asked = arena_zalloc(e->a, ASK_MAX_VALUES * sizeof(*asked));
+	for (size_t i = 0; i < nv; i++) {
+		char qname[DNS_QNAME_MAX_BYTES];
+		const char *t = ru->eargs[0];
+		const char *at = tag >= 0 ? strstr(t, ask_tags[tag]) : NULL;
+		size_t pre = at ? (size_t)(at - t) : strlen(t);
+		size_t tl = at ? strlen(ask_tags[tag]) : 0;
+		if ((size_t)snprintf(qname, sizeof(qname), "%.*s%s%s", (int)pre, t, vals[i],
+		                     at ? at + tl : "") >= sizeof(qname))
+			continue;
+		size_t ql = strlen(qname);
+		while (ql > 0 && qname[ql - 1] == '.')
+			qname[--ql] = '\0';
+		if (!dns_valid_hostname(qname))
+			continue; /* a HELO such as "[192.0.2.1]" is no name to ask about */
+		submit_once(dns, s, l, arena_strdup(e->a, qname), asked);
+	}
+}
+
 void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 {
 	const rules_t *r = e->r;
@@ -203,7 +332,8 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 		return;
 	size_t nrbl = 0;
 	for (size_t k = 0; k < r->nevals; k++)
-		if (is_rbl(r->v[r->evals[k]].evaldef) || is_uri(r->v[r->evals[k]].evaldef))
+		if (is_rbl(r->v[r->evals[k]].evaldef) || is_uri(r->v[r->evals[k]].evaldef) ||
+		    is_ask(r->v[r->evals[k]].evaldef))
 			nrbl++;
 	if (nrbl == 0)
 		return;
@@ -224,6 +354,12 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 			struct rbl_lookup *l = &s->v[s->n++];
 			l->ru = ru;
 			uri_submit(e, dns, s, l, hosts, nh);
+			continue;
+		}
+		if (is_ask(ru->evaldef)) {
+			struct rbl_lookup *l = &s->v[s->n++];
+			l->ru = ru;
+			ask_submit(e, dns, s, l);
 			continue;
 		}
 		if (!is_rbl(ru->evaldef))
@@ -322,6 +458,72 @@ static bool uri_subtest_match(const struct uentry *u, const char *data, bool is_
 	}
 }
 
+static bool usub_parse(const char *sub, int *kind, uint32_t *n1, uint32_t *n2);
+
+/* A /regex/flags or m{regex}flags subtest: the pattern and its options; false when not one. */
+static bool ask_regex(const char *sub, char *pat, size_t cap, uint32_t *opts)
+{
+	const char *body;
+	char close;
+	if (sub[0] == '/') {
+		body = sub + 1;
+		close = '/';
+	} else if (sub[0] == 'm' && sub[1] && !isalnum((unsigned char)sub[1]) && sub[1] != '_') {
+		body = sub + 2;
+		close = sub[1] == '{' ? '}' : sub[1] == '(' ? ')' : sub[1] == '[' ? ']' : sub[1];
+	} else {
+		return false;
+	}
+	const char *end = strrchr(body, close);
+	if (end == NULL || (size_t)(end - body) >= cap)
+		return false;
+	*opts = 0;
+	for (const char *f = end + 1; *f; f++) {
+		if (*f == 'i')
+			*opts |= PCRE2_CASELESS;
+		else if (*f == 's')
+			*opts |= PCRE2_DOTALL;
+		else if (*f == 'm')
+			*opts |= PCRE2_MULTILINE;
+		else if (*f == 'x')
+			*opts |= PCRE2_EXTENDED;
+		else
+			return false;
+	}
+	memcpy(pat, body, (size_t)(end - body));
+	pat[end - body] = '\0';
+	return true;
+}
+
+/* AskDNS's subtest: none, a regex, a quoted or plain string, or URIDNSBL's numeric forms. */
+static bool ask_match(const char *sub, const char *data, bool is_a)
+{
+	if (sub[0] == '\0')
+		return true;
+	char pat[512];
+	uint32_t opts;
+	if (ask_regex(sub, pat, sizeof(pat), &opts)) {
+		int err;
+		PCRE2_SIZE off;
+		pcre2_code *re =
+		    pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
+		if (re == NULL)
+			return false;
+		pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+		bool hit = pcre2_match(re, (PCRE2_SPTR)data, strlen(data), 0, 0, md, NULL) >= 0;
+		pcre2_match_data_free(md);
+		pcre2_code_free(re);
+		return hit;
+	}
+	size_t sl = strlen(sub);
+	if (sl >= 2 && (sub[0] == '"' || sub[0] == '\'') && sub[sl - 1] == sub[0])
+		return strlen(data) == sl - 2 && strncmp(data, sub + 1, sl - 2) == 0;
+	struct uentry u = {.text = (char *)sub};
+	if (is_a && usub_parse(sub, &u.sub, &u.n1, &u.n2))
+		return uri_subtest_match(&u, data, true);
+	return strcmp(sub, data) == 0;
+}
+
 static pthread_mutex_t refusal_lock = PTHREAD_MUTEX_INITIALIZER;
 static log_ratelimit_t refusal_log;
 
@@ -333,9 +535,9 @@ static void log_refusal(const struct rule *ru, const char *code)
 	pthread_mutex_unlock(&refusal_lock);
 	if (ok)
 		log_msg(LOG_L_ERR,
-		        "rule %s: zone %s answered %s, an ERROR code, not a listing (query "
+		        "rule %s: its list answered %s, an ERROR code, not a listing (query "
 		        "refused, open/public resolver or over quota)%s",
-		        ru->name, ru->eargs[1], code, lost ? " (more suppressed)" : "");
+		        ru->name, code, lost ? " (more suppressed)" : "");
 }
 
 /*
@@ -373,15 +575,26 @@ static bool lookup_hits(struct rules_dns_msg *s, const struct rbl_lookup *l, con
 				                (uint32_t)(unsigned char)d[2] << 8 |
 				                (unsigned char)d[3];
 				inet_ntop(AF_INET, d, text, sizeof(text));
-				if (dnsbl_code_is_refusal(code)) {
+				/* askdns asks about any name: only 127.255.255.0/24 is a refusal
+				 * there */
+				if (l->ask ? (code & 0xffffff00u) == 0x7fffff00u
+				           : dnsbl_code_is_refusal(code)) {
 					log_refusal(ru, text);
 					continue;
 				}
+			} else if (l->qtype == DNS_T_AAAA) {
+				if (len != 16)
+					continue;
+				inet_ntop(AF_INET6, d, text, sizeof(text));
 			} else {
 				snprintf(text, sizeof(text), "%.*s", (int)len, d);
 			}
 			if (l->u != NULL) {
 				hit = uri_subtest_match(l->u, text, l->qtype == DNS_T_A);
+				continue;
+			}
+			if (l->ask) {
+				hit = ask_match(ru->eargs[2], text, l->qtype == DNS_T_A);
 				continue;
 			}
 			hit = sub == NULL || subtest_match(sub, text, l->qtype == DNS_T_A);
@@ -410,6 +623,45 @@ static long uridnsbl(struct rules_evalenv *e, const struct rule *ru)
 		if (s->v[i].ru == ru)
 			return s->v[i].u != NULL && lookup_hits(s, &s->v[i], NULL, ru);
 	return 0;
+}
+
+static long askdns(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct rules_dns_msg *s = e->cache[RULES_EVAL_CACHE_DNS];
+	if (s == NULL)
+		return 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].ru == ru)
+			return lookup_hits(s, &s->v[i], NULL, ru);
+	return 0;
+}
+
+static const char *check_askdns(const struct rule *ru)
+{
+	if (ask_qtype(ru->eargs[1]) == 0)
+		return "~askdns: only A, AAAA, TXT, MX and PTR questions are asked";
+	int tag = ask_tag(ru->eargs[0]);
+	if (tag == -2)
+		return "~askdns: a template tag this engine does not fill (it fills "
+		       "_SENDERDOMAIN_, "
+		       "_AUTHORDOMAIN_ and _LASTEXTERNAL{HELO,IP,REVIP,RDNS}_, one per template)";
+	const char *sub = ru->eargs[2];
+	char pat[512];
+	uint32_t opts;
+	if (sub[0] == '[')
+		return "~askdns: DNS response-code subtests are not run";
+	if ((sub[0] == '/' || sub[0] == 'm') && ask_regex(sub, pat, sizeof(pat), &opts)) {
+		int err;
+		PCRE2_SIZE off;
+		pcre2_code *re =
+		    pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
+		if (re == NULL)
+			return "askdns: invalid subtest regular expression";
+		pcre2_code_free(re);
+	} else if (sub[0] == '/') {
+		return "askdns: invalid subtest regular expression";
+	}
+	return NULL;
 }
 
 /* The answers of the set's check_rbl lookups, tested against this rule's subtest. */
@@ -458,12 +710,19 @@ const struct rules_evaldef rules_eval_dns_defs[] = {
     {"check_rbl_txt", rbl, 2, 3, check_rbl_args},
     {"check_rbl_sub", rbl_sub, 2, 2, check_rbl_sub_args},
     {"check_uridnsbl", uridnsbl, 1, 1, NULL},
+    /* askdns lines, made into rules by the parser: template, type, subtest */
+    {"askdns", askdns, 3, 3, check_askdns},
     {NULL, NULL, 0, 0, NULL},
 };
 
 static bool is_rbl(const struct rules_evaldef *d)
 {
 	return d != NULL && d->fn == rbl;
+}
+
+static bool is_ask(const struct rules_evaldef *d)
+{
+	return d != NULL && d->fn == askdns;
 }
 
 static bool is_uri(const struct rules_evaldef *d)
@@ -498,38 +757,46 @@ static bool subtest_number(const char *s, uint32_t *out, bool *quad)
 }
 
 /* SpamAssassin's parse_and_canonicalize_subtest: M, N1-N2 or N/M. */
-static const char *parse_usub(struct uentry *u, const char *sub)
+/* SpamAssassin's parse_and_canonicalize_subtest: M, N1-N2 or N/M; false when it is none. */
+static bool usub_parse(const char *sub, int *kind, uint32_t *n1, uint32_t *n2)
 {
-	u->text = xalloc_strdup(sub);
-	u->sub = USUB_NONE;
-	if (sub[0] == '\0')
-		return NULL;
 	char a[64], b[64] = "";
 	size_t k = strcspn(sub, "/-");
-	if (k >= sizeof(a) || strlen(sub + k) >= sizeof(b) + 1)
-		return "bad subtest";
+	if (k >= sizeof(a) || strlen(sub + k) > sizeof(b))
+		return false;
 	memcpy(a, sub, k);
 	a[k] = '\0';
 	char delim = sub[k];
 	if (delim)
 		snprintf(b, sizeof(b), "%s", sub + k + 1);
 	bool qa, qb;
-	if (!subtest_number(a, &u->n1, &qa) || (delim && !subtest_number(b, &u->n2, &qb))) {
+	if (!subtest_number(a, n1, &qa) || (delim && !subtest_number(b, n2, &qb)))
+		return false;
+	if (delim == '-')
+		*kind = USUB_RANGE;
+	else if (delim == '/')
+		*kind = USUB_VALMASK;
+	else if (qa) {
+		*kind = USUB_RANGE;
+		*n2 = *n1;
+	} else
+		*kind = USUB_MASK;
+	return true;
+}
+
+static const char *parse_usub(struct uentry *u, const char *sub)
+{
+	u->text = xalloc_strdup(sub);
+	u->sub = USUB_NONE;
+	if (sub[0] == '\0')
+		return NULL;
+	if (!usub_parse(sub, &u->sub, &u->n1, &u->n2)) {
 		if (u->qtype == DNS_T_TXT) {
 			u->sub = USUB_TEXT;
 			return NULL;
 		}
 		return "bad subtest (a mask, N1-N2, N/MASK or an IPv4 address)";
 	}
-	if (delim == '-')
-		u->sub = USUB_RANGE;
-	else if (delim == '/')
-		u->sub = USUB_VALMASK;
-	else if (qa) {
-		u->sub = USUB_RANGE;
-		u->n2 = u->n1;
-	} else
-		u->sub = USUB_MASK;
 	return NULL;
 }
 

@@ -18,7 +18,10 @@ PORT=$(free_port)
 mkdir "$D/rules"
 cp "$top_srcdir/tests/data/sadns/50_dnseval.cf" "$D/rules/"
 
+# Names outside the test zones (askdns asks about the sender's domain and the
+# HELO) get NXDOMAIN from the root's local zone: the server never recurses.
 it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf" <<EOF2
+	local-zone: "." static
 	local-zone: "bl.test." static
 	local-data: "bl.test. 300 IN SOA ns.bl.test. admin.bl.test. 1 3600 600 86400 60"
 	local-data: "2.2.0.192.bl.test. 300 IN A 127.0.0.2"
@@ -34,6 +37,12 @@ it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf" <<EOF2
 	local-zone: "dbl.test." static
 	local-data: "dbl.test. 300 IN SOA ns.dbl.test. admin.dbl.test. 1 3600 600 86400 60"
 	local-data: "spam-uri.example.dbl.test. 300 IN A 127.0.1.2"
+	local-zone: "fresh.test." static
+	local-data: "example.net.fresh.test. 300 IN A 127.2.0.2"
+	local-zone: "spf-all.test." static
+	local-data: 'spf-all.test. 300 IN TXT "v=spf1 +all"'
+	local-zone: "helo.test." static
+	local-data: "mx.helo.test. 300 IN A 198.51.100.1"
 	local-zone: "dead.test." deny
 EOF2
 if ! it_unbound_start "$D/unbound.conf" "$D/unbound.log"; then
@@ -94,6 +103,20 @@ check "uridnsbl_skip_domain: no URI rule hits on unlisted domains" hasnt "$OUT" 
 LINT=$("$SIFT" -c "$D/sift.conf" lint 2>&1)
 check "lint: the name-server form is skipped with its reason" \
 	has "$LINT" "skipped directive uridnsbl (lists of the URI hosts' name servers"
+
+# AskDNS: templates filled with the author's, sender's and HELO names
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 --helo mx.helo.test --from x@spf-all.test \
+	"$MSG" 2>>"$D/check.err")
+echo "$OUT" >>"$D/check.out"
+check "askdns: _AUTHORDOMAIN_ regex subtest hits" has "$OUT" "T_ASK_NEWDOM"
+check "askdns: an address subtest that differs misses" hasnt "$OUT" "T_ASK_OLDDOM"
+check "askdns: _SENDERDOMAIN_ TXT hits" has "$OUT" "T_ASK_SPFALL"
+check "askdns: _LASTEXTERNALHELO_ A outside 127/8 is an answer, not a refusal" has "$OUT" "T_ASK_HELO"
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 --helo unknown.test --from x@example.org \
+	"$MSG" 2>>"$D/check.err")
+check "askdns: no TXT record, no hit" hasnt "$OUT" "T_ASK_SPFALL"
+check "askdns: a HELO without an address, no hit" hasnt "$OUT" "T_ASK_HELO"
+check "lint: an askdns tag Sift does not fill is skipped" has "$LINT" "_DKIMDOMAIN_"
 
 # the same rules with DNS off (score set 0): no lookups, no hits
 sed 's/^rules_score_set = 1/rules_score_set = 0/' "$D/sift.conf" >"$D/nonet.conf"

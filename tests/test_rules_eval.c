@@ -368,6 +368,42 @@ Test(rules_eval, uridnsbl_directives_load_and_are_checked)
 	}
 }
 
+/* askdns lines become rules; tags Sift does not fill and rcode subtests are skipped. */
+Test(rules_eval, askdns_lines_are_rules)
+{
+	diag_t *d = diag_new();
+	rules_t *r =
+	    rules_load_text("t.cf",
+	                    "askdns A1 _AUTHORDOMAIN_.fresh.example. A /^127\\.2\\.0\\.2$/\n"
+	                    "askdns A2 _SENDERDOMAIN_ TXT /^v=spf1 \\+all$/i\n"
+	                    "askdns A3 _LASTEXTERNALHELO_\n"
+	                    "askdns A4 _AUTHORDOMAIN_.x.example. A 127.0.0.1-127.0.0.9\n"
+	                    "askdns A5 _DKIMDOMAIN_.dkimwl.example. A /^127\\./\n"
+	                    "askdns A6 _SENDERDOMAIN_ A [NXDOMAIN]\n",
+	                    NULL, d);
+	cr_assert_not_null(r);
+	for (const char *const *n = (const char *const[]){"A1", "A2", "A3", "A4", NULL}; *n; n++)
+		cr_assert(rules_runs(r, (size_t)rules_find(r, *n)), "%s runs", *n);
+	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "A5")), "an unfilled tag is skipped");
+	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "A6")), "rcode subtests are skipped");
+	cr_assert(diag_has(d, "a template tag this engine does not fill"));
+	cr_assert(diag_has(d, "response-code subtests"));
+	rules_free(r);
+	diag_free(d);
+
+	d = diag_new();
+	r = rules_load_text("t.cf", "askdns B _SENDERDOMAIN_ A /^(/\n", NULL, d);
+	cr_assert_null(r);
+	cr_assert(diag_has(d, "t.cf:1:"));
+	cr_assert(diag_has(d, "invalid subtest regular expression"));
+	diag_free(d);
+	d = diag_new();
+	r = rules_load_text("t.cf", "askdns B\n", NULL, d);
+	cr_assert_null(r);
+	cr_assert(diag_has(d, "t.cf:1: askdns: expected NAME TEMPLATE"));
+	diag_free(d);
+}
+
 /* ---------------------------------------------------------------- score sets and tflags */
 
 /* As in SpamAssassin, net and learn switch off eval tests only, not regex rules. */
