@@ -7,10 +7,11 @@
 . "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
 
 SIFT=$top_builddir/sift
+MC=$top_builddir/sift-mclient
 MSG=$top_srcdir/tests/data/dnsbl/clean.eml
 UNBOUND=${UNBOUND:-$(command -v unbound || echo /usr/sbin/unbound)}
 UBCTL=${UNBOUND_CONTROL:-$(command -v unbound-control || echo /usr/sbin/unbound-control)}
-it_need "$SIFT"
+it_need "$SIFT" "$top_builddir/sift-milter" "$MC"
 [ -x "$UNBOUND" ] && [ -x "$UBCTL" ] || skip_all "unbound (Debian package unbound) is not installed"
 
 D=$IT_TMP
@@ -134,8 +135,28 @@ STARTUP_MS=$(scaled_ms 1000)
 check "dead zone: run within deadline (700 ms) + $STARTUP_MS ms ($((T1 - T0)) ms)" \
 	[ $((T1 - T0)) -lt $((700 + STARTUP_MS)) ]
 
+# the daemon: the same rules, answers and deadline over the milter protocol
+mkdir "$D/state"
+it_milter_start 10 "$D/sift.conf" "$D/state" "$D/sift.sock" "$D/milter.log"
+MILTER_PID=$IT_MILTER_PID
+"$MC" -s "unix:$D/sift.sock" -t 10000 -i 192.0.2.3 -Q listed --tsv "$MSG" >"$D/listed.tsv" 2>"$D/mc.err"
+RULES=$(tsv_field "$D/listed.tsv" clean.eml 4)
+check "milter: a listed client hits check_rbl and its set's check_rbl_sub" \
+	sh -c "case '$RULES' in *T_RCVD_IN_BL*T_RCVD_IN_CSS*|*T_RCVD_IN_CSS*T_RCVD_IN_BL*) exit 0;; esac; exit 1"
+check "milter: the silent zone did not hit" hasnt "$RULES" "T_RCVD_IN_DEAD"
+check "milter: the silent zone degraded the verdict" \
+	grep -q "queue_id=listed00000000 .*degraded=rules" "$D/milter.log"
+"$MC" -s "unix:$D/sift.sock" -t 10000 -i 192.0.2.1 -Q clean --tsv "$MSG" >"$D/clean.tsv" 2>>"$D/mc.err"
+check "milter: an unlisted client hits no list rule" hasnt "$(tsv_field "$D/clean.tsv" clean.eml 4)" "T_RCVD_IN_"
+kill -TERM "$MILTER_PID"
+wait_for 10 sh -c "! kill -0 $MILTER_PID 2>/dev/null" || fail "sift-milter did not stop"
+it_untrack "$MILTER_PID"
+
 if [ "$IT_FAILS" -ne 0 ]; then
 	echo "--- sift check output" >&2
 	cat "$D/check.out" "$D/check.err" >&2
+	echo "--- daemon" >&2
+	cat "$D/listed.tsv" "$D/mc.err" >&2
+	tail -20 "$D/milter.log" >&2
 fi
 it_done
