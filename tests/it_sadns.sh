@@ -97,6 +97,8 @@ echo "$OUT" >>"$D/check.out"
 check "urirhssub: the registered domain listed with bit 2 hits" has "$OUT" "T_URIBL_BLACK"
 check "urirhssub: bit 4 not set, no hit" hasnt "$OUT" "T_URIBL_GREY"
 check "urirhssub: an exact code hits" has "$OUT" "T_DBL_SPAM"
+check "urirhssub: a range of codes hits" has "$OUT" "T_URIBL_RANGE"
+check "urirhssub: a value/mask that differs misses" hasnt "$OUT" "T_URIBL_VALMASK"
 check "urirhsbl ips_only: an IP literal host, reversed, hits" has "$OUT" "T_URI_IP"
 OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 "$URIS/skip.eml" 2>>"$D/check.err")
 check "uridnsbl_skip_domain: a listed but skipped domain is not asked" hasnt "$OUT" "T_URIBL_BLACK"
