@@ -2054,6 +2054,7 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 			size_t ri = r->evals[k];
 			struct rule *ru = &r->v[ri];
 			uint64_t t0 = timing ? thread_ns() : 0;
+			ee.detail = NULL;
 			long count = ru->evaldef->fn(&ee, ru);
 			if (timing) {
 				atomic_fetch_add(&ru->cpu_ns, thread_ns() - t0);
@@ -2061,6 +2062,8 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 			}
 			if (count > 0)
 				val[ri] = (ru->tflags & TF_MULTIPLE) ? (double)count : 1;
+			if (count > 0 && detail && ee.detail)
+				detail[ri] = ee.detail;
 		}
 	}
 	*late = rules_eval_dns_end(&ee);

@@ -53,6 +53,7 @@ struct rbl_lookup {
 	const struct uentry *u; /* check_uridnsbl: its zone and subtest */
 	bool ask;               /* askdns: eargs are template, type, subtest */
 	dns_query_t **q;
+	const char **names; /* q[i]'s name, for the explanation */
 	size_t nq;
 };
 
@@ -126,6 +127,7 @@ static void submit_once(dns_t *dns, struct rules_dns_msg *s, struct rbl_lookup *
 		if (strcmp(asked[i], qname) == 0)
 			return;
 	asked[l->nq] = qname;
+	l->names = asked;
 	l->q[l->nq++] = dns_submit(dns, s->b, qname, l->qtype, 0, 0);
 }
 
@@ -375,10 +377,12 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 		const char *ips[RBL_MAX_IPS];
 		size_t nip = rbl_ips(e, ru->eargs[0], ips);
 		l->q = arena_zalloc(e->a, (nip ? nip : 1) * sizeof(*l->q));
+		l->names = arena_zalloc(e->a, (nip ? nip : 1) * sizeof(*l->names));
 		for (size_t i = 0; i < nip; i++) {
 			char qname[DNS_QNAME_MAX_BYTES];
 			if (dnsbl_ip_qname(ips[i], zone, qname, sizeof(qname)) == 0)
 				continue;
+			l->names[l->nq] = arena_strdup(e->a, qname);
 			l->q[l->nq++] = dns_submit(dns, s->b, qname, l->qtype, 0, 0);
 		}
 	}
@@ -544,8 +548,8 @@ static void log_refusal(const struct rule *ru, const char *code)
  * Whether one of l's answers passes sub (NULL: any listing). Waits for
  * the batch once per message, until the deadline.
  */
-static bool lookup_hits(struct rules_dns_msg *s, const struct rbl_lookup *l, const char *sub,
-                        const struct rule *ru)
+static bool lookup_hits(struct rules_evalenv *e, struct rules_dns_msg *s,
+                        const struct rbl_lookup *l, const char *sub, const struct rule *ru)
 {
 	if (!s->waited) {
 		dns_batch_wait(s->b, s->deadline_ms);
@@ -563,10 +567,10 @@ static bool lookup_hits(struct rules_dns_msg *s, const struct rbl_lookup *l, con
 		dns_answer_t a;
 		if (!dns_result(s->b, l->q[k], &a, NULL, NULL) || a.status != DNS_NOERROR)
 			continue;
+		char text[DNS_DATA_MAX_BYTES] = "";
 		for (unsigned i = 0; i < a.nrr && !hit; i++) {
 			size_t len;
 			const char *d = dns_answer_rr(&a, i, &len);
-			char text[DNS_DATA_MAX_BYTES];
 			if (l->qtype == DNS_T_A) {
 				if (len != 4)
 					continue;
@@ -599,6 +603,8 @@ static bool lookup_hits(struct rules_dns_msg *s, const struct rbl_lookup *l, con
 			}
 			hit = sub == NULL || subtest_match(sub, text, l->qtype == DNS_T_A);
 		}
+		if (hit && l->names != NULL)
+			e->detail = arena_sprintf(e->a, "%s -> %.200s", l->names[k], text);
 	}
 	return hit;
 }
@@ -610,7 +616,8 @@ static long rbl(struct rules_evalenv *e, const struct rule *ru)
 		return 0;
 	for (size_t i = 0; i < s->n; i++)
 		if (s->v[i].ru == ru)
-			return lookup_hits(s, &s->v[i], ru->neargs > 2 ? ru->eargs[2] : NULL, ru);
+			return lookup_hits(e, s, &s->v[i], ru->neargs > 2 ? ru->eargs[2] : NULL,
+			                   ru);
 	return 0;
 }
 
@@ -621,7 +628,7 @@ static long uridnsbl(struct rules_evalenv *e, const struct rule *ru)
 		return 0;
 	for (size_t i = 0; i < s->n; i++)
 		if (s->v[i].ru == ru)
-			return s->v[i].u != NULL && lookup_hits(s, &s->v[i], NULL, ru);
+			return s->v[i].u != NULL && lookup_hits(e, s, &s->v[i], NULL, ru);
 	return 0;
 }
 
@@ -632,7 +639,7 @@ static long askdns(struct rules_evalenv *e, const struct rule *ru)
 		return 0;
 	for (size_t i = 0; i < s->n; i++)
 		if (s->v[i].ru == ru)
-			return lookup_hits(s, &s->v[i], NULL, ru);
+			return lookup_hits(e, s, &s->v[i], NULL, ru);
 	return 0;
 }
 
@@ -672,7 +679,7 @@ static long rbl_sub(struct rules_evalenv *e, const struct rule *ru)
 		return 0;
 	for (size_t i = 0; i < s->n; i++)
 		if (s->v[i].qtype == DNS_T_A && strcmp(s->v[i].ru->eargs[0], ru->eargs[0]) == 0 &&
-		    lookup_hits(s, &s->v[i], ru->eargs[1], ru))
+		    lookup_hits(e, s, &s->v[i], ru->eargs[1], ru))
 			return 1;
 	return 0;
 }

@@ -234,8 +234,9 @@ struct rules_evalenv {
 	size_t nuntrusted;
 	struct rules_relay *trusted;
 	size_t ntrusted;
-	const hits_t *h; /* the hits so far: the auth module's results (rules_eval_auth.c) */
-	void *html;      /* rules_eval_html.c's per-message facts */
+	const hits_t *h;    /* the hits so far: the auth module's results (rules_eval_auth.c) */
+	void *html;         /* rules_eval_html.c's per-message facts */
+	const char *detail; /* set by a test that hit: what it found, for explanations */
 	/* facts several rules of a family share, computed once per message */
 	void *cache[RULES_EVAL_CACHE_N];
 };
