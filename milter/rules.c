@@ -797,6 +797,7 @@ static int rules_finish(rules_t *r, diag_t *d)
 		qsort_r(r->order[t], r->norder[t], sizeof(size_t), cmp_priority, r);
 	qsort_r(r->evals, r->nevals, sizeof(size_t), cmp_priority, r);
 	rules_freemail_finish(r);
+	rules_eval_dns_finish(r);
 	if (diag_errors(d) > before)
 		return -1;
 	if (r->opts.prefilter)
@@ -946,6 +947,7 @@ void rules_free(rules_t *r)
 	if (r->dns != NULL)
 		dns_unref(r->dns);
 	rules_uridnsbl_free(r->uridnsbl);
+	rules_eval_dns_free(r);
 	for (size_t i = 0; i < r->n; i++) {
 		struct rule *ru = &r->v[i];
 		free(ru->name);

@@ -14,6 +14,7 @@ relay's names). Every
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "dnsbl.h"
@@ -57,8 +58,38 @@ struct rbl_lookup {
 	size_t nq;
 };
 
+/*
+ * The zones of the check_rbl rules, probed as the dnsbl module probes its
+ * lists: the conventional test entry 127.0.0.2 (RFC 5782) is asked every
+ * RBL_PROBE_MS; a zone whose probe gets no answer, a failure or a refusal
+ * code is switched off (its rules ask nothing and never hit) and probed
+ * again every RBL_PROBE_OFF_MS, so a dead or refusing list costs one
+ * message its deadline rather than every message. NXDOMAIN is an answer:
+ * not every list carries the entry.
+ */
+#define RBL_PROBE_MS     (10L * 60 * 1000)
+#define RBL_PROBE_OFF_MS (60L * 1000)
+
+struct rules_dns_zone {
+	char *name;
+	_Atomic long next_ms; /* the next probe, on the dns_now_ms() scale */
+	_Atomic bool off;
+};
+
+struct rules_dns_zones {
+	struct rules_dns_zone *v;
+	size_t n;
+};
+
+struct zprobe {
+	struct rules_dns_zone *z;
+	dns_query_t *q;
+};
+
 struct rules_dns_msg {
 	dns_batch_t *b;
+	struct zprobe *probes;
+	size_t nprobes;
 	long deadline_ms;
 	bool waited;
 	unsigned late; /* lookups without an answer by the deadline */
@@ -202,6 +233,126 @@ static size_t rbl_ips(struct rules_evalenv *e, const char *set, const char **out
 	return k;
 }
 
+static void zone_name(const char *in, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s", in);
+	size_t zl = strlen(out);
+	while (zl > 0 && out[zl - 1] == '.')
+		out[--zl] = '\0';
+	for (char *p = out; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+}
+
+static struct rules_dns_zone *zone_find(const rules_t *r, const char *name)
+{
+	for (size_t i = 0; r->dns_zones && i < r->dns_zones->n; i++)
+		if (strcmp(r->dns_zones->v[i].name, name) == 0)
+			return &r->dns_zones->v[i];
+	return NULL;
+}
+
+void rules_eval_dns_finish(rules_t *r)
+{
+	for (size_t k = 0; k < r->nevals; k++) {
+		const struct rule *ru = &r->v[r->evals[k]];
+		if (!is_rbl(ru->evaldef))
+			continue;
+		char zone[DNS_QNAME_MAX_BYTES];
+		zone_name(ru->eargs[1], zone, sizeof(zone));
+		if (zone_find(r, zone) != NULL)
+			continue;
+		if (r->dns_zones == NULL)
+			r->dns_zones = xalloc_calloc(1, sizeof(*r->dns_zones));
+		struct rules_dns_zones *zs = r->dns_zones;
+		zs->v = xalloc_realloc(zs->v, (zs->n + 1) * sizeof(*zs->v));
+		memset(&zs->v[zs->n], 0, sizeof(zs->v[zs->n]));
+		zs->v[zs->n++].name = xalloc_strdup(zone);
+	}
+}
+
+void rules_eval_dns_free(rules_t *r)
+{
+	if (r->dns_zones == NULL)
+		return;
+	for (size_t i = 0; i < r->dns_zones->n; i++)
+		free(r->dns_zones->v[i].name);
+	free(r->dns_zones->v);
+	free(r->dns_zones);
+	r->dns_zones = NULL;
+}
+
+/* Starts the probes that are due; one message claims each. */
+static void probes_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s)
+{
+	const struct rules_dns_zones *zs = e->r->dns_zones;
+	if (zs == NULL)
+		return;
+	long now = dns_now_ms();
+	for (size_t i = 0; i < zs->n; i++) {
+		struct rules_dns_zone *z = &zs->v[i];
+		long nx = atomic_load(&z->next_ms);
+		if (now < nx ||
+		    !atomic_compare_exchange_strong(&z->next_ms, &nx, now + RBL_PROBE_MS))
+			continue;
+		char qname[DNS_QNAME_MAX_BYTES];
+		if (dnsbl_ip_qname("127.0.0.2", z->name, qname, sizeof(qname)) == 0)
+			continue;
+		if (s->probes == NULL)
+			s->probes = arena_zalloc(e->a, zs->n * sizeof(*s->probes));
+		s->probes[s->nprobes++] =
+		    (struct zprobe){z, dns_submit(dns, s->b, qname, DNS_T_A, 0, DNS_F_NOCACHE)};
+	}
+}
+
+/* Reads the probes' answers: a zone is on when it answered, off otherwise. */
+static void probes_read(struct rules_dns_msg *s)
+{
+	for (size_t i = 0; i < s->nprobes; i++) {
+		struct rules_dns_zone *z = s->probes[i].z;
+		dns_answer_t a;
+		bool done = dns_result(s->b, s->probes[i].q, &a, NULL, NULL);
+		if (!done && !s->waited) {
+			atomic_store(&z->next_ms, 0); /* not waited for: ask again */
+			continue;
+		}
+		const char *why = NULL;
+		char code[INET_ADDRSTRLEN] = "";
+		if (!done || a.status == DNS_TIMEOUT)
+			why = "no answer by the deadline";
+		else if (a.status == DNS_SERVFAIL)
+			why = "a failure (SERVFAIL or REFUSED)";
+		else if (a.status == DNS_NOERROR) {
+			for (unsigned k = 0; k < a.nrr && why == NULL; k++) {
+				size_t len;
+				const unsigned char *d =
+				    (const unsigned char *)dns_answer_rr(&a, k, &len);
+				if (len != 4)
+					continue;
+				uint32_t c = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 |
+				             (uint32_t)d[2] << 8 | d[3];
+				if (dnsbl_code_is_refusal(c)) {
+					inet_ntop(AF_INET, d, code, sizeof(code));
+					why = "an error code";
+				}
+			}
+		}
+		bool was_off = atomic_exchange(&z->off, why != NULL);
+		if (why != NULL) {
+			atomic_store(&z->next_ms, dns_now_ms() + RBL_PROBE_OFF_MS);
+			if (!was_off)
+				log_msg(
+				    LOG_L_WARNING,
+				    "SpamAssassin DNS list zone %s switched off: its test entry "
+				    "127.0.0.2 got %s%s%s; probed again every minute",
+				    z->name, why, code[0] ? " " : "", code);
+		} else if (was_off) {
+			log_msg(LOG_L_NOTICE,
+			        "SpamAssassin DNS list zone %s answers again: switched on",
+			        z->name);
+		}
+	}
+}
+
 /* ---------------------------------------------------------------- askdns */
 
 static const char *const ask_tags[] = {"_SENDERDOMAIN_",
@@ -343,6 +494,7 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 	s->v = arena_zalloc(e->a, nrbl * sizeof(*s->v));
 	s->deadline_ms = deadline_ms;
 	s->b = dns_batch_new();
+	probes_submit(e, dns, s);
 	struct uhost *hosts = NULL;
 	size_t nh = 0;
 	bool hosts_done = false;
@@ -370,12 +522,10 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 		l->ru = ru;
 		l->qtype = strcmp(ru->evaldef->name, "check_rbl_txt") == 0 ? DNS_T_TXT : DNS_T_A;
 		char zone[DNS_QNAME_MAX_BYTES];
-		snprintf(zone, sizeof(zone), "%s", ru->eargs[1]);
-		size_t zl = strlen(zone);
-		while (zl > 0 && zone[zl - 1] == '.')
-			zone[--zl] = '\0';
+		zone_name(ru->eargs[1], zone, sizeof(zone));
+		const struct rules_dns_zone *z = zone_find(r, zone);
 		const char *ips[RBL_MAX_IPS];
-		size_t nip = rbl_ips(e, ru->eargs[0], ips);
+		size_t nip = z != NULL && atomic_load(&z->off) ? 0 : rbl_ips(e, ru->eargs[0], ips);
 		l->q = arena_zalloc(e->a, (nip ? nip : 1) * sizeof(*l->q));
 		l->names = arena_zalloc(e->a, (nip ? nip : 1) * sizeof(*l->names));
 		for (size_t i = 0; i < nip; i++) {
@@ -394,6 +544,7 @@ unsigned rules_eval_dns_end(struct rules_evalenv *e)
 	struct rules_dns_msg *s = e->cache[RULES_EVAL_CACHE_DNS];
 	if (s == NULL)
 		return 0;
+	probes_read(s);
 	dns_batch_release(s->b);
 	e->cache[RULES_EVAL_CACHE_DNS] = NULL;
 	return s->late;

@@ -162,8 +162,9 @@ struct rules {
 	struct rules_freemail *freemail; /* freemail_domains and friends, NULL if none */
 	struct rules_wlbl *wlbl;         /* welcomelist_from and friends, NULL if none */
 	dns_t *dns; /* the shared DNS service for check_rbl (a reference), NULL: no lookups */
-	struct rules_uridnsbl *uridnsbl; /* urirhssub and friends, NULL if none */
-	char **tags;                     /* capture tags that some rule uses */
+	struct rules_uridnsbl *uridnsbl;   /* urirhssub and friends, NULL if none */
+	struct rules_dns_zones *dns_zones; /* check_rbl zones and their probe state */
+	char **tags;                       /* capture tags that some rule uses */
 	size_t ntags;
 
 	char **files; /* interned file names */
@@ -267,6 +268,9 @@ extern const struct rules_evaldef rules_eval_dns_defs[];
  */
 void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms);
 unsigned rules_eval_dns_end(struct rules_evalenv *e);
+/* After load: the check_rbl zones to probe (rules_eval_dns_free() frees them). */
+void rules_eval_dns_finish(rules_t *r);
+void rules_eval_dns_free(rules_t *r);
 /*
  * The URIDNSBL directives (urirhssub, urirhsbl, uridnsbl_skip_domain...):
  * false when dir is none of them; else true with *err NULL, an error, or

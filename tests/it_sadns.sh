@@ -123,6 +123,13 @@ check "askdns: no TXT record, no hit" hasnt "$OUT" "T_ASK_SPFALL"
 check "askdns: a HELO without an address, no hit" hasnt "$OUT" "T_ASK_HELO"
 check "lint: an askdns tag Sift does not fill is skipped" has "$LINT" "_DKIMDOMAIN_"
 
+# the zone probe: the second of two messages in one process no longer waits
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.2 "$MSG" "$URIS/skip.eml" 2>>"$D/check.err")
+MS2=$(echo "$OUT" | sed -n 's/^.*skip\.eml: .*(\([0-9]*\)\.[0-9]* ms)$/\1/p')
+check "probe: the second message took ${MS2:-?} ms, under the 700 ms deadline" \
+	[ -n "$MS2" ] && [ "$MS2" -lt 650 ]
+check "probe: the zones that answer stay on" has "$OUT" "T_RCVD_IN_BL"
+
 # the same rules with DNS off (score set 0): no lookups, no hits
 sed 's/^rules_score_set = 1/rules_score_set = 0/' "$D/sift.conf" >"$D/nonet.conf"
 OUT=$("$SIFT" -c "$D/nonet.conf" check --ip 192.0.2.2 "$MSG" 2>>"$D/check.err")
@@ -152,6 +159,10 @@ check "milter: the silent zone degraded the verdict" \
 	grep -q "queue_id=listed00000000 .*degraded=rules" "$D/milter.log"
 "$MC" -s "unix:$D/sift.sock" -t 10000 -i 192.0.2.1 -Q clean --tsv "$MSG" >"$D/clean.tsv" 2>>"$D/mc.err"
 check "milter: an unlisted client hits no list rule" hasnt "$(tsv_field "$D/clean.tsv" clean.eml 4)" "T_RCVD_IN_"
+check "milter: the silent zone's probe failed and switched it off" \
+	grep -q "zone dead.test switched off: its test entry 127.0.0.2 got no answer" "$D/milter.log"
+check "milter: the next message no longer waits for it" \
+	grep -q "queue_id=clean00000000 .*degraded=- " "$D/milter.log"
 kill -TERM "$MILTER_PID"
 wait_for 10 sh -c "! kill -0 $MILTER_PID 2>/dev/null" || fail "sift-milter did not stop"
 it_untrack "$MILTER_PID"
