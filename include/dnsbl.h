@@ -137,6 +137,13 @@ bool dnsbl_list_enabled(const dnsbl_t *d, size_t i);
 int dnsbl_ip_qname(const char *ip, const char *zone, char *out, size_t out_bytes);
 
 /*
+ * Whether an A answer's code (host byte order) is an error rather than a
+ * listing: outside 127.0.0.0/8 (a resolver's ad page, NXDOMAIN hijack) or
+ * in 127.255.255.0/24 (query refused, open resolver, over quota).
+ */
+bool dnsbl_code_is_refusal(uint32_t code);
+
+/*
  * rbldnsd data files, as operators distribute them by rsync:
  *   ip4set: "1.2.3.4", "1.2.3.0/24", "1.2.3" (= /24), "1.2.3.4-1.2.3.9",
  *           "1.2.3.4-9", "!1.2.3.5" (exclusion), each optionally followed by

@@ -743,13 +743,18 @@ bool dnsbl_list_enabled(const dnsbl_t *d, size_t i)
 
 /* ------------------------------------------------------------ answers */
 
-static bool code_is_error(const struct dlist *l, uint32_t code)
+bool dnsbl_code_is_refusal(uint32_t code)
 {
 	/*
 	 * Outside 127/8 is a resolver's ad page or NXDOMAIN hijack, and
 	 * 127.255.255.0/24 is how Spamhaus (and others since) say "refused".
 	 */
-	if ((code >> 24) != 127 || (code & 0xffffff00u) == 0x7fffff00u)
+	return (code >> 24) != 127 || (code & 0xffffff00u) == 0x7fffff00u;
+}
+
+static bool code_is_error(const struct dlist *l, uint32_t code)
+{
+	if (dnsbl_code_is_refusal(code))
 		return true;
 	for (size_t i = 0; i < l->nerrors; i++)
 		if (code >= l->errors[i].lo && code <= l->errors[i].hi)

@@ -32,6 +32,8 @@
 #define RULES_DETAIL_BYTES            60
 #define RULES_ERROR_LOG_BURST         10
 #define RULES_ERROR_LOG_WINDOW_S      60
+/* rules_eval() without a deadline: how long the DNS tests wait for answers */
+#define RULES_DNS_WAIT_MS 5000
 
 /* ---------------------------------------------------------------- Latin-1 tables */
 
@@ -795,6 +797,7 @@ static int rules_finish(rules_t *r, diag_t *d)
 		qsort_r(r->order[t], r->norder[t], sizeof(size_t), cmp_priority, r);
 	qsort_r(r->evals, r->nevals, sizeof(size_t), cmp_priority, r);
 	rules_freemail_finish(r);
+	rules_eval_dns_finish(r);
 	if (diag_errors(d) > before)
 		return -1;
 	if (r->opts.prefilter)
@@ -941,6 +944,10 @@ void rules_free(rules_t *r)
 {
 	if (r == NULL)
 		return;
+	if (r->dns != NULL)
+		dns_unref(r->dns);
+	rules_uridnsbl_free(r->uridnsbl);
+	rules_eval_dns_free(r);
 	for (size_t i = 0; i < r->n; i++) {
 		struct rule *ru = &r->v[i];
 		free(ru->name);
@@ -1878,8 +1885,19 @@ static const char *printable(arena_t *a, const char *p, size_t n)
 	return s;
 }
 
-int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned flags)
+/*
+ * deadline_ms bounds the wait for the DNS tests' answers; *late gets the
+ * lookups that had none by then.
+ */
+static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned flags,
+                    long deadline_ms, unsigned *late)
 {
+	/* DNS lookups first, so they are answered while the regex rules run */
+	struct rules_evalenv ee;
+	rules_eval_env_init(&ee, r, m, mi);
+	ee.h = h;
+	if (r->dns != NULL)
+		rules_eval_dns_begin(&ee, r->dns, deadline_ms);
 	struct evalctx e = {.r = r, .t = tls_get(r), .a = msg_arena(m), .flags = flags};
 	arena_t *a = e.a;
 	double *val = arena_zalloc(a, (r->n ? r->n : 1) * sizeof(double));
@@ -2034,13 +2052,11 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 		}
 	}
 	if (r->nevals) {
-		struct rules_evalenv ee;
-		rules_eval_env_init(&ee, r, m, mi);
-		ee.h = h;
 		for (size_t k = 0; k < r->nevals; k++) {
 			size_t ri = r->evals[k];
 			struct rule *ru = &r->v[ri];
 			uint64_t t0 = timing ? thread_ns() : 0;
+			ee.detail = NULL;
 			long count = ru->evaldef->fn(&ee, ru);
 			if (timing) {
 				atomic_fetch_add(&ru->cpu_ns, thread_ns() - t0);
@@ -2048,8 +2064,11 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 			}
 			if (count > 0)
 				val[ri] = (ru->tflags & TF_MULTIPLE) ? (double)count : 1;
+			if (count > 0 && detail && ee.detail)
+				detail[ri] = ee.detail;
 		}
 	}
+	*late = rules_eval_dns_end(&ee);
 	for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++) {
 		size_t ri = r->order[RULES_T_META][oi];
 		uint64_t t0 = timing ? thread_ns() : 0;
@@ -2079,6 +2098,12 @@ int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned
 	return e.errors;
 }
 
+int rules_eval(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned flags)
+{
+	unsigned late;
+	return eval_all(r, m, mi, h, flags, dns_now_ms() + RULES_DNS_WAIT_MS, &late);
+}
+
 /* ---------------------------------------------------------------- evidence source */
 
 static void *ev_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
@@ -2086,7 +2111,11 @@ static void *ev_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
 	rules_opts_t o;
 	if (rules_opts_read(c, &o, d) < 0)
 		return NULL;
-	return rules_load(o.paths, o.npaths, &o, d);
+	rules_t *r = rules_load(o.paths, o.npaths, &o, d);
+	/* SpamAssassin's DNS list tests ask only in the network score sets */
+	if (r != NULL && env != NULL && env->dns != NULL && (r->opts.score_set & 1))
+		r->dns = dns_ref(env->dns);
+	return r;
 }
 
 static void ev_release(void *shared)
@@ -2107,13 +2136,21 @@ static ev_status_t ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi
 		flags |= RULES_EVAL_TIMING;
 	if (ctx->explain)
 		flags |= RULES_EVAL_EXPLAIN;
-	int errors = rules_eval(shared, m, mi, h, flags);
+	unsigned late = 0;
+	int errors = eval_all(shared, m, mi, h, flags, ctx->deadline_ms, &late);
+	if (late > 0) {
+		hits_note(h, "rules",
+		          "%u DNS list lookup(s) of SpamAssassin's rules had no answer by "
+		          "the deadline",
+		          late);
+		hits_set_metric(h, "rules_dns_late", late);
+	}
 	if (errors > 0) {
 		hits_note(h, "rules", "%d rule(s) stopped at the regex match limit", errors);
 		hits_set_metric(h, "rules_errors", errors);
 		return EV_DEGRADED;
 	}
-	return EV_OK;
+	return late > 0 ? EV_DEGRADED : EV_OK;
 }
 
 /* Counters of this generation's rules (a reload starts them at 0: a counter reset). */

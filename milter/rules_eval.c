@@ -12,8 +12,9 @@
 #include "rules_int.h"
 
 static const struct rules_evaldef *const families[] = {
-    rules_eval_header_defs,   rules_eval_relay_defs, rules_eval_mime_defs, rules_eval_html_defs,
-    rules_eval_freemail_defs, rules_eval_body_defs,  rules_eval_wlbl_defs, rules_eval_auth_defs,
+    rules_eval_header_defs, rules_eval_relay_defs,    rules_eval_mime_defs,
+    rules_eval_html_defs,   rules_eval_freemail_defs, rules_eval_body_defs,
+    rules_eval_wlbl_defs,   rules_eval_auth_defs,     rules_eval_dns_defs,
 };
 
 const struct rules_evaldef *rules_eval_lookup(const char *name)
@@ -42,9 +43,9 @@ static const struct {
     {"check_dmarc_",
      "DMARC: not implemented (auth answers pass, missing, reject, quarantine, none)"},
     {"check_arc_", "ARC: no ARC library in Debian 12, not validated"},
-    {"check_rbl", "DNS list: not run through Sift's DNSBL engine yet"},
-    {"check_uridnsbl", "DNS list: not run through Sift's DNSBL engine yet"},
-    {"check_uri_host_listed", "DNS list: not run through Sift's DNSBL engine yet"},
+    {"check_rbl", "DNS list: this form is not run through Sift's DNS service yet"},
+    {"check_uridnsbl", "DNS list: this form is not run through Sift's DNS service yet"},
+    {"check_uri_host_listed", "DNS list: this form is not run through Sift's DNS service yet"},
     {"check_dns_sender", "DNS: not run"},
     {"check_hashbl", "HashBL: DNS lookups, not run"},
     {"check_bayes", "Bayes: Sift's own classifier scores instead"},

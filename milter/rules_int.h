@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "diag.h"
+#include "dns.h"
 #include "log.h"
 #include "rules.h"
 #include "xalloc.h"
@@ -39,6 +40,10 @@ enum {
 	TF_NICE = 1u << 1,
 	TF_NET = 1u << 2,   /* a network test: off in score sets 0 and 2 */
 	TF_LEARN = 1u << 3, /* a Bayes test: off in score sets 0 and 1 */
+	/* URIDNSBL: ask only about host names, only about IP literals, the host unreduced */
+	TF_DOMAINS_ONLY = 1u << 4,
+	TF_IPS_ONLY = 1u << 5,
+	TF_NOTRIM = 1u << 6,
 };
 
 struct rules_evaldef;
@@ -156,7 +161,10 @@ struct rules {
 	size_t nevals;
 	struct rules_freemail *freemail; /* freemail_domains and friends, NULL if none */
 	struct rules_wlbl *wlbl;         /* welcomelist_from and friends, NULL if none */
-	char **tags;                     /* capture tags that some rule uses */
+	dns_t *dns; /* the shared DNS service for check_rbl (a reference), NULL: no lookups */
+	struct rules_uridnsbl *uridnsbl;   /* urirhssub and friends, NULL if none */
+	struct rules_dns_zones *dns_zones; /* check_rbl zones and their probe state */
+	char **tags;                       /* capture tags that some rule uses */
 	size_t ntags;
 
 	char **files; /* interned file names */
@@ -212,6 +220,7 @@ enum {
 	RULES_EVAL_CACHE_MIME,
 	RULES_EVAL_CACHE_MADIFF,
 	RULES_EVAL_CACHE_FMBODY,
+	RULES_EVAL_CACHE_DNS, /* rules_eval_dns.c: the message's lookups */
 	RULES_EVAL_CACHE_N
 };
 
@@ -226,8 +235,9 @@ struct rules_evalenv {
 	size_t nuntrusted;
 	struct rules_relay *trusted;
 	size_t ntrusted;
-	const hits_t *h; /* the hits so far: the auth module's results (rules_eval_auth.c) */
-	void *html; /* rules_eval_html.c's per-message facts */
+	const hits_t *h;    /* the hits so far: the auth module's results (rules_eval_auth.c) */
+	void *html;         /* rules_eval_html.c's per-message facts */
+	const char *detail; /* set by a test that hit: what it found, for explanations */
 	/* facts several rules of a family share, computed once per message */
 	void *cache[RULES_EVAL_CACHE_N];
 };
@@ -249,6 +259,26 @@ extern const struct rules_evaldef rules_eval_freemail_defs[];
 extern const struct rules_evaldef rules_eval_body_defs[];
 extern const struct rules_evaldef rules_eval_wlbl_defs[];
 extern const struct rules_evaldef rules_eval_auth_defs[];
+extern const struct rules_evaldef rules_eval_dns_defs[];
+/*
+ * rules_eval_dns.c: starts the lookups of every check_rbl rule that runs,
+ * in one batch on dns (nothing when dns is NULL), before the other rules;
+ * the tests wait for it once, until deadline_ms. _end() releases it and
+ * returns the lookups not answered by the deadline.
+ */
+void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms);
+unsigned rules_eval_dns_end(struct rules_evalenv *e);
+/* After load: the check_rbl zones to probe (rules_eval_dns_free() frees them). */
+void rules_eval_dns_finish(rules_t *r);
+void rules_eval_dns_free(rules_t *r);
+/*
+ * The URIDNSBL directives (urirhssub, urirhsbl, uridnsbl_skip_domain...):
+ * false when dir is none of them; else true with *err NULL, an error, or
+ * '~' and the reason the directive is skipped.
+ */
+struct rules_uridnsbl;
+bool rules_uridnsbl_directive(rules_t *r, const char *dir, const char *rest, const char **err);
+void rules_uridnsbl_free(struct rules_uridnsbl *u);
 /*
  * Whether d is answered from the auth module's results: such a rule and
  * auth's hit of the same name (SPF_PASS, DKIM_VALID, ...) are one fact,

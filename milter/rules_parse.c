@@ -43,6 +43,12 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::FreeMail",
     "Mail::SpamAssassin::Plugin::BodyEval",
     "Mail::SpamAssassin::Plugin::WLBLEval",
+    /* check_rbl, check_rbl_txt and check_rbl_sub ask Sift's DNS service (rules_eval_dns.c) */
+    "Mail::SpamAssassin::Plugin::DNSEval",
+    /* urirhssub and urirhsbl with check_uridnsbl; the NS/A forms are skipped */
+    "Mail::SpamAssassin::Plugin::URIDNSBL",
+    /* askdns with the sender's, author's and last external relay's names */
+    "Mail::SpamAssassin::Plugin::AskDNS",
     NULL,
 };
 
@@ -632,6 +638,34 @@ static int def_eval(struct ctx *c, const char *name, int type, const char *spec)
 	return 0;
 }
 
+/*
+ * "askdns NAME TEMPLATE [TYPE [SUBTEST]]" (AskDNS): a rule of its own,
+ * run as the eval test askdns(TEMPLATE, TYPE, SUBTEST) of rules_eval_dns.c.
+ */
+static int def_askdns(struct ctx *c, const char *rest)
+{
+	char name[256], tmpl[512], type[32] = "A";
+	const char *p = next_token(rest, name, sizeof(name));
+	p = next_token(p, tmpl, sizeof(tmpl));
+	if (*skip_ws(p))
+		p = next_token(p, type, sizeof(type));
+	const char *sub = skip_ws(p);
+	size_t sl = strlen(sub);
+	while (sl > 0 && (sub[sl - 1] == ' ' || sub[sl - 1] == '\t'))
+		sl--;
+	char q = memchr(sub, '\'', sl) ? '"' : '\'';
+	if (name[0] == '\0' || tmpl[0] == '\0' || memchr(sub, q, sl) ||
+	    memchr(tmpl, q, strlen(tmpl))) {
+		diag_error(c->d, c->file, c->line,
+		           "askdns: expected NAME TEMPLATE [TYPE [SUBTEST]]");
+		return -1;
+	}
+	char spec[1400];
+	snprintf(spec, sizeof(spec), "eval:askdns(%c%s%c, %c%s%c, %c%.*s%c)", q, tmpl, q, q, type,
+	         q, q, (int)sl, sub, q);
+	return def_eval(c, name, RULES_T_HEADER, spec);
+}
+
 static int parse_header_spec(struct ctx *c, struct rule *ru, const char *spec)
 {
 	/* Name[:mod[:mod]] */
@@ -832,6 +866,12 @@ static int set_tflags(struct ctx *c, const char *name, const char *rest)
 			ru->tflags |= TF_NET;
 		} else if (strcmp(tok, "learn") == 0) {
 			ru->tflags |= TF_LEARN;
+		} else if (strcmp(tok, "domains_only") == 0) {
+			ru->tflags |= TF_DOMAINS_ONLY;
+		} else if (strcmp(tok, "ips_only") == 0) {
+			ru->tflags |= TF_IPS_ONLY;
+		} else if (strcmp(tok, "notrim") == 0) {
+			ru->tflags |= TF_NOTRIM;
 		} else if (strncmp(tok, "maxhits=", 8) == 0) {
 			char *end;
 			long v = strtol(tok + 8, &end, 10);
@@ -1041,6 +1081,23 @@ static int directive(struct ctx *c, char *line)
 	}
 	if (rules_wlbl_directive(c->r, dir, rest))
 		return 0;
+	if (strcmp(dir, "askdns") == 0)
+		return def_askdns(c, rest);
+	if (strncmp(dir, "uri", 3) == 0 || strncmp(dir, "clear_uri", 9) == 0) {
+		const char *err = NULL;
+		if (rules_uridnsbl_directive(c->r, dir, rest, &err)) {
+			if (err == NULL)
+				return 0;
+			if (err[0] != '~') {
+				diag_error(c->d, c->file, c->line, "%s: %s", dir, err);
+				return -1;
+			}
+			snprintf(key, sizeof(key), "dir %.80s", dir);
+			warn_once(ps, c->d, c->file, c->line, key, "skipped directive %s (%s)", dir,
+			          err + 1);
+			return 0;
+		}
+	}
 	if (strncmp(dir, "freemail_", 9) == 0) {
 		const char *err = rules_freemail_directive(c->r, dir, rest);
 		if (err != NULL && err[0] != '~') {

@@ -765,8 +765,8 @@ Test(rules, unsupported_constructs_warn_once_each_and_load)
 	                             "loadplugin Mail::SpamAssassin::Plugin::Foo\n"
 	                             "header E1 eval:check_foo()\n"
 	                             "body E2 eval:check_foo('x')\n"
-	                             "askdns A _AUTHORDOMAIN_ TXT /x/\n"
-	                             "askdns B _AUTHORDOMAIN_ TXT /y/\n"
+	                             "redirector_pattern /x/\n"
+	                             "redirector_pattern /y/\n"
 	                             "lang de describe E1 Foo\n"
 	                             "require_version 4.000001\n",
 	                             NULL, d);
@@ -774,7 +774,7 @@ Test(rules, unsupported_constructs_warn_once_each_and_load)
 	cr_assert_eq(diag_errors(d), 0);
 	cr_assert(diag_has(d, "sa.cf:1: warning: skipped plugin directive loadplugin"));
 	cr_assert(diag_has(d, "sa.cf:2: warning: skipped eval test check_foo"));
-	cr_assert(diag_has(d, "sa.cf:4: warning: skipped directive askdns"));
+	cr_assert(diag_has(d, "sa.cf:4: warning: skipped directive redirector_pattern"));
 	cr_assert_eq(diag_warnings(d), 3, "one warning per construct");
 	rules_stats_t st;
 	rules_stats(r, &st);

@@ -275,16 +275,132 @@ Test(rules_eval, skipped_evals_are_listed_once_per_reason)
 {
 	diag_t *d = diag_new();
 	rules_t *r = rules_load_text("t.cf",
-	                             "header A eval:check_rbl('x', 'zen.example.')\n"
-	                             "header B eval:check_rbl_sub('x', '127.0.0.2')\n"
-	                             "header C eval:check_rbl('y', 'other.example.')\n"
-	                             "uri D eval:check_uridnsbl('D')\n",
+	                             "header A eval:check_rbl_from_host('x', 'zen.example.')\n"
+	                             "header B eval:check_rbl_envfrom('x', 'zen.example.')\n"
+	                             "header C eval:check_rbl_from_host('y', 'other.example.')\n"
+	                             "uri D eval:check_uri_host_listed('D')\n",
 	                             NULL, d);
 	cr_assert_not_null(r);
 	cr_assert_eq(diag_warnings(d), 1);
 	cr_assert(diag_has(d, "t.cf:1: warning: skipped 3 eval tests (DNS list"));
-	cr_assert(diag_has(d, "check_rbl, check_rbl_sub, check_uridnsbl"));
+	cr_assert(diag_has(d, "check_rbl_from_host, check_rbl_envfrom, check_uri_host_listed"));
 	rules_free(r);
+	diag_free(d);
+}
+
+/* check_rbl, check_rbl_txt and check_rbl_sub load and run; their subtests are checked at load. */
+Test(rules_eval, dnseval_rules_load_and_check_their_subtests)
+{
+	diag_t *d = diag_new();
+	rules_t *r =
+	    rules_load_text("t.cf",
+	                    "header A eval:check_rbl('zen', 'zen.example.')\n"
+	                    "header B eval:check_rbl_sub('zen', '127.0.0.2')\n"
+	                    "header C eval:check_rbl('zen-lastexternal', 'zen.example', "
+	                    "'^127\\.0\\.0\\.1[01]$')\n"
+	                    "header E eval:check_rbl_txt('sc', 'bl.example.', '(?i:spam)')\n"
+	                    "header F eval:check_rbl_sub('zen', '12')\n"
+	                    "header G eval:check_rbl_sub('zen', 'sb:1.2.3.4')\n",
+	                    NULL, d);
+	cr_assert_not_null(r);
+	for (const char *const *n = (const char *const[]){"A", "B", "C", "E", "F", NULL}; *n; n++)
+		cr_assert(rules_runs(r, (size_t)rules_find(r, *n)), "%s runs", *n);
+	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "G")), "sb: subtests are skipped");
+	cr_assert(diag_has(d, "sb: form"));
+	rules_free(r);
+	diag_free(d);
+
+	d = diag_new();
+	r = rules_load_text("t.cf", "header A eval:check_rbl_sub('zen', '^127\\.(')\n", NULL, d);
+	cr_assert_null(r, "a subtest that is no regular expression is an error");
+	cr_assert(diag_has(d, "t.cf:1:"));
+	cr_assert(diag_has(d, "invalid subtest regular expression"));
+	diag_free(d);
+
+	d = diag_new();
+	r = rules_load_text("t.cf", "header A eval:check_rbl('zen')\n", NULL, d);
+	cr_assert_null(r, "check_rbl without a zone");
+	cr_assert(diag_has(d, "bad arguments for eval:check_rbl"));
+	diag_free(d);
+}
+
+/* urirhssub / urirhsbl lines: checked at load, named in file:line errors; check_uridnsbl runs. */
+Test(rules_eval, uridnsbl_directives_load_and_are_checked)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("t.cf",
+	                             "urirhssub U1 multi.uribl.example. A 2\n"
+	                             "body U1 eval:check_uridnsbl('U1')\n"
+	                             "urirhssub U2 dbl.example. A 127.0.1.2\n"
+	                             "body U2 eval:check_uridnsbl('U2')\n"
+	                             "urirhssub U3 dbl.example. A 127.0.1.20-127.0.1.39\n"
+	                             "urirhssub U4 dbl.example. A 0x10/0x10\n"
+	                             "urirhsbl U5 any.example. TXT\n"
+	                             "uridnsbl_skip_domain example.com example.net\n"
+	                             "clear_uridnsbl_skip_domain example.net\n"
+	                             "uridnsbl_max_domains 5\n"
+	                             "uridnsbl U6 ns.example. A\n",
+	                             NULL, d);
+	cr_assert_not_null(r);
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "U1")));
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "U2")));
+	cr_assert_eq(diag_errors(d), 0);
+	cr_assert(diag_has(d, "t.cf:11: warning: skipped directive uridnsbl (lists of the URI"));
+	rules_free(r);
+	diag_free(d);
+
+	static const struct {
+		const char *line, *error;
+	} bad[] = {
+	    {"urirhssub U z.example. MX 2\n",
+	     "t.cf:1: urirhssub: the lookup type must be A or TXT"},
+	    {"urirhssub U z.example. A\n", "t.cf:1: urirhssub: expected NAME ZONE TYPE SUBTEST"},
+	    {"urirhssub U z.example. A two\n", "t.cf:1: urirhssub: bad subtest"},
+	    {"urirhsbl U z.example.\n", "t.cf:1: urirhsbl: expected NAME ZONE TYPE"},
+	    {"uridnsbl_max_domains many\n", "t.cf:1: uridnsbl_max_domains: expected a number"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		d = diag_new();
+		r = rules_load_text("t.cf", bad[i].line, NULL, d);
+		cr_assert_null(r, "%s", bad[i].line);
+		cr_assert(diag_has(d, bad[i].error), "%s", bad[i].error);
+		diag_free(d);
+	}
+}
+
+/* askdns lines become rules; tags Sift does not fill and rcode subtests are skipped. */
+Test(rules_eval, askdns_lines_are_rules)
+{
+	diag_t *d = diag_new();
+	rules_t *r =
+	    rules_load_text("t.cf",
+	                    "askdns A1 _AUTHORDOMAIN_.fresh.example. A /^127\\.2\\.0\\.2$/\n"
+	                    "askdns A2 _SENDERDOMAIN_ TXT /^v=spf1 \\+all$/i\n"
+	                    "askdns A3 _LASTEXTERNALHELO_\n"
+	                    "askdns A4 _AUTHORDOMAIN_.x.example. A 127.0.0.1-127.0.0.9\n"
+	                    "askdns A5 _DKIMDOMAIN_.dkimwl.example. A /^127\\./\n"
+	                    "askdns A6 _SENDERDOMAIN_ A [NXDOMAIN]\n",
+	                    NULL, d);
+	cr_assert_not_null(r);
+	for (const char *const *n = (const char *const[]){"A1", "A2", "A3", "A4", NULL}; *n; n++)
+		cr_assert(rules_runs(r, (size_t)rules_find(r, *n)), "%s runs", *n);
+	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "A5")), "an unfilled tag is skipped");
+	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "A6")), "rcode subtests are skipped");
+	cr_assert(diag_has(d, "a template tag this engine does not fill"));
+	cr_assert(diag_has(d, "response-code subtests"));
+	rules_free(r);
+	diag_free(d);
+
+	d = diag_new();
+	r = rules_load_text("t.cf", "askdns B _SENDERDOMAIN_ A /^(/\n", NULL, d);
+	cr_assert_null(r);
+	cr_assert(diag_has(d, "t.cf:1:"));
+	cr_assert(diag_has(d, "invalid subtest regular expression"));
+	diag_free(d);
+	d = diag_new();
+	r = rules_load_text("t.cf", "askdns B\n", NULL, d);
+	cr_assert_null(r);
+	cr_assert(diag_has(d, "t.cf:1: askdns: expected NAME TEMPLATE"));
 	diag_free(d);
 }
 

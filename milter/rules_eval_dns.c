@@ -1,0 +1,1091 @@
+/*
+ * rules_eval_dns.c - SpamAssassin's DNS list tests on Sift's shared DNS
+ * service: DNSEval's check_rbl, check_rbl_txt and check_rbl_sub over the
+ * untrusted relays, URIDNSBL's urirhssub and urirhsbl (check_uridnsbl)
+ * over the registered domains of the body's URI hosts, and AskDNS's askdns
+rules (a query template of the sender's, author's or last external
+relay's names). Every
+ * lookup of a message starts in one batch before the regex rules run, the
+ * answers are read when the first of these tests is evaluated, and the
+ * message's deadline bounds the wait (no answer: no hit, the verdict is
+ * degraded). Error answers (127.255.255.0/24, outside 127/8) are never
+ * listings, as in the dnsbl module (dnsbl_code_is_refusal()).
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "dnsbl.h"
+#include "rules_int.h"
+
+/* SpamAssassin's num_check_received: untrusted hops asked about per rule. */
+#define RBL_MAX_IPS 9
+/* Hops read from the untrusted list (rules_relays.c reads at most 32). */
+#define RELAYS_FOR_RBL 32
+
+#define URIDNSBL_MAX_DOMAINS 20 /* uridnsbl_max_domains' default */
+
+/* SpamAssassin's canonical URIDNSBL subtests. */
+enum { USUB_NONE, USUB_MASK, USUB_RANGE, USUB_VALMASK, USUB_TEXT };
+
+/* One urirhssub / urirhsbl line. */
+struct uentry {
+	char *name, *zone;
+	int qtype;
+	int sub;
+	uint32_t n1, n2;
+	char *text; /* the subtest as written (a TXT answer must equal it) */
+};
+
+struct rules_uridnsbl {
+	struct uentry *v;
+	size_t n;
+	char **skip; /* uridnsbl_skip_domain, lower-case */
+	size_t nskip;
+	long max_domains;
+};
+
+/* One rule's lookups in this message: check_rbl, check_rbl_txt or check_uridnsbl. */
+struct rbl_lookup {
+	const struct rule *ru;
+	int qtype;
+	const struct uentry *u; /* check_uridnsbl: its zone and subtest */
+	bool ask;               /* askdns: eargs are template, type, subtest */
+	dns_query_t **q;
+	const char **names; /* q[i]'s name, for the explanation */
+	size_t nq;
+};
+
+/*
+ * The zones of the check_rbl rules, probed as the dnsbl module probes its
+ * lists: the conventional test entry 127.0.0.2 (RFC 5782) is asked every
+ * RBL_PROBE_MS; a zone whose probe gets no answer, a failure or a refusal
+ * code is switched off (its rules ask nothing and never hit) and probed
+ * again every RBL_PROBE_OFF_MS, so a dead or refusing list costs one
+ * message its deadline rather than every message. NXDOMAIN is an answer:
+ * not every list carries the entry.
+ */
+#define RBL_PROBE_MS     (10L * 60 * 1000)
+#define RBL_PROBE_OFF_MS (60L * 1000)
+
+struct rules_dns_zone {
+	char *name;
+	_Atomic long next_ms; /* the next probe, on the dns_now_ms() scale */
+	_Atomic bool off;
+};
+
+struct rules_dns_zones {
+	struct rules_dns_zone *v;
+	size_t n;
+};
+
+struct zprobe {
+	struct rules_dns_zone *z;
+	dns_query_t *q;
+};
+
+struct rules_dns_msg {
+	dns_batch_t *b;
+	struct zprobe *probes;
+	size_t nprobes;
+	long deadline_ms;
+	bool waited;
+	unsigned late; /* lookups without an answer by the deadline */
+	struct rbl_lookup *v;
+	size_t n;
+};
+
+static bool is_rbl(const struct rules_evaldef *d);
+static bool is_uri(const struct rules_evaldef *d);
+static bool is_ask(const struct rules_evaldef *d);
+
+static const struct uentry *uentry_find(const rules_t *r, const char *name)
+{
+	if (r->uridnsbl == NULL)
+		return NULL;
+	for (size_t i = r->uridnsbl->n; i-- > 0;)
+		if (strcmp(r->uridnsbl->v[i].name, name) == 0)
+			return &r->uridnsbl->v[i];
+	return NULL;
+}
+
+static bool skipped_domain(const rules_t *r, const char *d)
+{
+	for (size_t i = 0; r->uridnsbl && i < r->uridnsbl->nskip; i++)
+		if (strcmp(r->uridnsbl->skip[i], d) == 0)
+			return true;
+	return false;
+}
+
+/* A URI host of the message, and the registered domain asked about (NULL for IP literals). */
+struct uhost {
+	const char *host, *domain;
+};
+
+/*
+ * The hosts of the message's URIs that URIDNSBL asks about: public IPv4
+ * literals, and host names with a registered domain not in the skip list;
+ * at most uridnsbl_max_domains of them, in the order found.
+ */
+static size_t uri_hosts(struct rules_evalenv *e, struct uhost **out)
+{
+	const rules_t *r = e->r;
+	long max = r->uridnsbl ? r->uridnsbl->max_domains : URIDNSBL_MAX_DOMAINS;
+	size_t nd = e->mi ? mime_domain_count(e->mi) : 0, n = 0;
+	*out = arena_zalloc(e->a, (nd ? nd : 1) * sizeof(**out));
+	for (size_t i = 0; i < nd && (long)n < max; i++) {
+		const char *h = mime_domain(e->mi, i);
+		if (rules_eval_is_ipv4(h)) {
+			if (!rules_eval_ip_private(h))
+				(*out)[n++] = (struct uhost){h, NULL};
+			continue;
+		}
+		char reg[DNS_QNAME_MAX_BYTES];
+		if (!dns_valid_hostname(h) || dns_registered_domain(h, reg, sizeof(reg)) == NULL ||
+		    skipped_domain(r, reg) || skipped_domain(r, h))
+			continue;
+		(*out)[n++] = (struct uhost){h, arena_strdup(e->a, reg)};
+	}
+	return n;
+}
+
+static void submit_once(dns_t *dns, struct rules_dns_msg *s, struct rbl_lookup *l,
+                        const char *qname, const char **asked)
+{
+	for (size_t i = 0; i < l->nq; i++)
+		if (strcmp(asked[i], qname) == 0)
+			return;
+	asked[l->nq] = qname;
+	l->names = asked;
+	l->q[l->nq++] = dns_submit(dns, s->b, qname, l->qtype, 0, 0);
+}
+
+/* Starts a check_uridnsbl rule's lookups: each host's domain (or reversed IP) in the zone. */
+static void uri_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
+                       struct rbl_lookup *l, const struct uhost *hosts, size_t nh)
+{
+	const struct rule *ru = l->ru;
+	l->u = uentry_find(e->r, ru->eargs[0]);
+	if (l->u == NULL)
+		return;
+	l->qtype = l->u->qtype;
+	l->q = arena_zalloc(e->a, (nh ? nh : 1) * sizeof(*l->q));
+	const char **asked = arena_zalloc(e->a, (nh ? nh : 1) * sizeof(*asked));
+	for (size_t i = 0; i < nh; i++) {
+		char qname[DNS_QNAME_MAX_BYTES];
+		if (hosts[i].domain == NULL) {
+			if ((ru->tflags & TF_DOMAINS_ONLY) ||
+			    dnsbl_ip_qname(hosts[i].host, l->u->zone, qname, sizeof(qname)) == 0)
+				continue;
+		} else {
+			if (ru->tflags & TF_IPS_ONLY)
+				continue;
+			const char *q = (ru->tflags & TF_NOTRIM) ? hosts[i].host : hosts[i].domain;
+			if ((size_t)snprintf(qname, sizeof(qname), "%s.%s", q, l->u->zone) >=
+			    sizeof(qname))
+				continue;
+		}
+		submit_once(dns, s, l, arena_strdup(e->a, qname), asked);
+	}
+}
+
+static bool ip_listed_before(const char **ips, size_t n, const char *ip)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(ips[i], ip) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The untrusted hops a set asks about, by its name's suffix as in
+ * SpamAssassin: -lastexternal and -firsttrusted the newest untrusted
+ * (the one that handed the message to the trusted side), -notfirsthop
+ * all but the oldest, -untrusted all but the newest, otherwise all.
+ * Private addresses and repeats are left out.
+ */
+static size_t rbl_ips(struct rules_evalenv *e, const char *set, const char **out)
+{
+	rules_eval_relays(e);
+	const char *all[RELAYS_FOR_RBL];
+	size_t n = 0;
+	for (size_t i = 0; i < e->nuntrusted && n < RELAYS_FOR_RBL; i++) {
+		const char *ip = e->untrusted[i].ip;
+		if (ip[0] == '\0' || rules_eval_ip_private(ip) || ip_listed_before(all, n, ip))
+			continue;
+		all[n++] = ip;
+	}
+	size_t sl = strlen(set);
+#define ENDS(s) (sl >= sizeof(s) - 1 && strcmp(set + sl - (sizeof(s) - 1), s) == 0)
+	size_t from = 0, to = n;
+	if (ENDS("-lastexternal") || ENDS("-firsttrusted"))
+		to = n > 0 ? 1 : 0;
+	else if (ENDS("-notfirsthop"))
+		to = n > 1 ? n - 1 : n;
+	else if (ENDS("-untrusted"))
+		from = n > 0 ? 1 : 0;
+#undef ENDS
+	size_t k = 0;
+	for (size_t i = from; i < to && k < RBL_MAX_IPS; i++)
+		out[k++] = all[i];
+	return k;
+}
+
+static void zone_name(const char *in, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s", in);
+	size_t zl = strlen(out);
+	while (zl > 0 && out[zl - 1] == '.')
+		out[--zl] = '\0';
+	for (char *p = out; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+}
+
+static struct rules_dns_zone *zone_find(const rules_t *r, const char *name)
+{
+	for (size_t i = 0; r->dns_zones && i < r->dns_zones->n; i++)
+		if (strcmp(r->dns_zones->v[i].name, name) == 0)
+			return &r->dns_zones->v[i];
+	return NULL;
+}
+
+void rules_eval_dns_finish(rules_t *r)
+{
+	for (size_t k = 0; k < r->nevals; k++) {
+		const struct rule *ru = &r->v[r->evals[k]];
+		if (!is_rbl(ru->evaldef))
+			continue;
+		char zone[DNS_QNAME_MAX_BYTES];
+		zone_name(ru->eargs[1], zone, sizeof(zone));
+		if (zone_find(r, zone) != NULL)
+			continue;
+		if (r->dns_zones == NULL)
+			r->dns_zones = xalloc_calloc(1, sizeof(*r->dns_zones));
+		struct rules_dns_zones *zs = r->dns_zones;
+		zs->v = xalloc_realloc(zs->v, (zs->n + 1) * sizeof(*zs->v));
+		memset(&zs->v[zs->n], 0, sizeof(zs->v[zs->n]));
+		zs->v[zs->n++].name = xalloc_strdup(zone);
+	}
+}
+
+void rules_eval_dns_free(rules_t *r)
+{
+	if (r->dns_zones == NULL)
+		return;
+	for (size_t i = 0; i < r->dns_zones->n; i++)
+		free(r->dns_zones->v[i].name);
+	free(r->dns_zones->v);
+	free(r->dns_zones);
+	r->dns_zones = NULL;
+}
+
+/* Starts the probes that are due; one message claims each. */
+static void probes_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s)
+{
+	const struct rules_dns_zones *zs = e->r->dns_zones;
+	if (zs == NULL)
+		return;
+	long now = dns_now_ms();
+	for (size_t i = 0; i < zs->n; i++) {
+		struct rules_dns_zone *z = &zs->v[i];
+		long nx = atomic_load(&z->next_ms);
+		if (now < nx ||
+		    !atomic_compare_exchange_strong(&z->next_ms, &nx, now + RBL_PROBE_MS))
+			continue;
+		char qname[DNS_QNAME_MAX_BYTES];
+		if (dnsbl_ip_qname("127.0.0.2", z->name, qname, sizeof(qname)) == 0)
+			continue;
+		if (s->probes == NULL)
+			s->probes = arena_zalloc(e->a, zs->n * sizeof(*s->probes));
+		s->probes[s->nprobes++] =
+		    (struct zprobe){z, dns_submit(dns, s->b, qname, DNS_T_A, 0, DNS_F_NOCACHE)};
+	}
+}
+
+/* Reads the probes' answers: a zone is on when it answered, off otherwise. */
+static void probes_read(struct rules_dns_msg *s)
+{
+	for (size_t i = 0; i < s->nprobes; i++) {
+		struct rules_dns_zone *z = s->probes[i].z;
+		dns_answer_t a;
+		bool done = dns_result(s->b, s->probes[i].q, &a, NULL, NULL);
+		if (!done && !s->waited) {
+			atomic_store(&z->next_ms, 0); /* not waited for: ask again */
+			continue;
+		}
+		const char *why = NULL;
+		char code[INET_ADDRSTRLEN] = "";
+		if (!done || a.status == DNS_TIMEOUT)
+			why = "no answer by the deadline";
+		else if (a.status == DNS_SERVFAIL)
+			why = "a failure (SERVFAIL or REFUSED)";
+		else if (a.status == DNS_NOERROR) {
+			for (unsigned k = 0; k < a.nrr && why == NULL; k++) {
+				size_t len;
+				const unsigned char *d =
+				    (const unsigned char *)dns_answer_rr(&a, k, &len);
+				if (len != 4)
+					continue;
+				uint32_t c = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 |
+				             (uint32_t)d[2] << 8 | d[3];
+				if (dnsbl_code_is_refusal(c)) {
+					inet_ntop(AF_INET, d, code, sizeof(code));
+					why = "an error code";
+				}
+			}
+		}
+		bool was_off = atomic_exchange(&z->off, why != NULL);
+		if (why != NULL) {
+			atomic_store(&z->next_ms, dns_now_ms() + RBL_PROBE_OFF_MS);
+			if (!was_off)
+				log_msg(
+				    LOG_L_WARNING,
+				    "SpamAssassin DNS list zone %s switched off: its test entry "
+				    "127.0.0.2 got %s%s%s; probed again every minute",
+				    z->name, why, code[0] ? " " : "", code);
+		} else if (was_off) {
+			log_msg(LOG_L_NOTICE,
+			        "SpamAssassin DNS list zone %s answers again: switched on",
+			        z->name);
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- askdns */
+
+static const char *const ask_tags[] = {"_SENDERDOMAIN_",
+                                       "_AUTHORDOMAIN_",
+                                       "_LASTEXTERNALHELO_",
+                                       "_LASTEXTERNALIP_",
+                                       "_LASTEXTERNALRDNS_",
+                                       "_LASTEXTERNALREVIP_",
+                                       NULL};
+
+/* The tag of an askdns template (one at most), its index in ask_tags, -1 for none, -2 bad. */
+static int ask_tag(const char *tmpl)
+{
+	int found = -1;
+	for (const char *p = strchr(tmpl, '_'); p; p = strchr(p + 1, '_')) {
+		for (int i = 0; ask_tags[i]; i++)
+			if (strncmp(p, ask_tags[i], strlen(ask_tags[i])) == 0) {
+				if (found >= 0 && found != i)
+					return -2;
+				found = i;
+				p += strlen(ask_tags[i]) - 1;
+				goto next;
+			}
+		if (isupper((unsigned char)p[1]))
+			return -2; /* a tag this engine does not fill */
+	next:;
+	}
+	return found;
+}
+
+static void add_value(struct rules_evalenv *e, const char **v, size_t *n, size_t max, const char *s)
+{
+	if (s == NULL || s[0] == '\0' || *n >= max)
+		return;
+	char *c = arena_strdup(e->a, s);
+	for (char *p = c; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp(v[i], c) == 0)
+			return;
+	v[(*n)++] = c;
+}
+
+static size_t ask_values(struct rules_evalenv *e, int tag, const char **v, size_t max)
+{
+	size_t n = 0;
+	rules_eval_relays(e);
+	const struct rules_relay *last = e->nuntrusted ? &e->untrusted[0] : NULL;
+	switch (tag) {
+	case 0: {
+		const char *f = rules_eval_envelope_from(e);
+		const char *at = f ? strrchr(f, '@') : NULL;
+		add_value(e, v, &n, max, at ? at + 1 : NULL);
+		break;
+	}
+	case 1: {
+		const char *from = rules_eval_header(e, "From");
+		const char **addrs;
+		size_t na = from ? rules_eval_addrs(e->a, from, &addrs) : 0;
+		for (size_t i = 0; i < na; i++) {
+			const char *at = strrchr(addrs[i], '@');
+			add_value(e, v, &n, max, at ? at + 1 : NULL);
+		}
+		break;
+	}
+	case 2: add_value(e, v, &n, max, last ? last->helo : NULL); break;
+	case 3: add_value(e, v, &n, max, last ? last->ip : NULL); break;
+	case 4: add_value(e, v, &n, max, last ? last->rdns : NULL); break;
+	case 5:
+		if (last != NULL && rules_eval_is_ipv4(last->ip)) {
+			unsigned a, b, c, d;
+			if (sscanf(last->ip, "%u.%u.%u.%u", &a, &b, &c, &d) == 4) {
+				char rev[32];
+				snprintf(rev, sizeof(rev), "%u.%u.%u.%u", d, c, b, a);
+				add_value(e, v, &n, max, rev);
+			}
+		}
+		break;
+	}
+	return n;
+}
+
+static int ask_qtype(const char *t)
+{
+	return strcasecmp(t, "A") == 0      ? DNS_T_A
+	       : strcasecmp(t, "TXT") == 0  ? DNS_T_TXT
+	       : strcasecmp(t, "AAAA") == 0 ? DNS_T_AAAA
+	       : strcasecmp(t, "MX") == 0   ? DNS_T_MX
+	       : strcasecmp(t, "PTR") == 0  ? DNS_T_PTR
+	                                    : 0;
+}
+
+#define ASK_MAX_VALUES 8
+
+static void ask_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
+                       struct rbl_lookup *l)
+{
+	const struct rule *ru = l->ru;
+	l->ask = true;
+	l->qtype = ask_qtype(ru->eargs[1]);
+	int tag = ask_tag(ru->eargs[0]);
+	const char *vals[ASK_MAX_VALUES];
+	size_t nv = tag >= 0 ? ask_values(e, tag, vals, ASK_MAX_VALUES) : 1;
+	if (tag < 0)
+		vals[0] = "";
+	l->q = arena_zalloc(e->a, ASK_MAX_VALUES * sizeof(*l->q));
+	const char **asked = arena_zalloc(e->a, ASK_MAX_VALUES * sizeof(*asked));
+	for (size_t i = 0; i < nv; i++) {
+		char qname[DNS_QNAME_MAX_BYTES];
+		const char *t = ru->eargs[0];
+		const char *at = tag >= 0 ? strstr(t, ask_tags[tag]) : NULL;
+		size_t pre = at ? (size_t)(at - t) : strlen(t);
+		size_t tl = at ? strlen(ask_tags[tag]) : 0;
+		if ((size_t)snprintf(qname, sizeof(qname), "%.*s%s%s", (int)pre, t, vals[i],
+		                     at ? at + tl : "") >= sizeof(qname))
+			continue;
+		size_t ql = strlen(qname);
+		while (ql > 0 && qname[ql - 1] == '.')
+			qname[--ql] = '\0';
+		if (!dns_valid_hostname(qname))
+			continue; /* a HELO such as "[192.0.2.1]" is no name to ask about */
+		submit_once(dns, s, l, arena_strdup(e->a, qname), asked);
+	}
+}
+
+void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
+{
+	const rules_t *r = e->r;
+	if (dns == NULL)
+		return;
+	size_t nrbl = 0;
+	for (size_t k = 0; k < r->nevals; k++)
+		if (is_rbl(r->v[r->evals[k]].evaldef) || is_uri(r->v[r->evals[k]].evaldef) ||
+		    is_ask(r->v[r->evals[k]].evaldef))
+			nrbl++;
+	if (nrbl == 0)
+		return;
+	struct rules_dns_msg *s = arena_zalloc(e->a, sizeof(*s));
+	s->v = arena_zalloc(e->a, nrbl * sizeof(*s->v));
+	s->deadline_ms = deadline_ms;
+	s->b = dns_batch_new();
+	probes_submit(e, dns, s);
+	struct uhost *hosts = NULL;
+	size_t nh = 0;
+	bool hosts_done = false;
+	for (size_t k = 0; k < r->nevals; k++) {
+		const struct rule *ru = &r->v[r->evals[k]];
+		if (is_uri(ru->evaldef)) {
+			if (!hosts_done) {
+				nh = uri_hosts(e, &hosts);
+				hosts_done = true;
+			}
+			struct rbl_lookup *l = &s->v[s->n++];
+			l->ru = ru;
+			uri_submit(e, dns, s, l, hosts, nh);
+			continue;
+		}
+		if (is_ask(ru->evaldef)) {
+			struct rbl_lookup *l = &s->v[s->n++];
+			l->ru = ru;
+			ask_submit(e, dns, s, l);
+			continue;
+		}
+		if (!is_rbl(ru->evaldef))
+			continue;
+		struct rbl_lookup *l = &s->v[s->n++];
+		l->ru = ru;
+		l->qtype = strcmp(ru->evaldef->name, "check_rbl_txt") == 0 ? DNS_T_TXT : DNS_T_A;
+		char zone[DNS_QNAME_MAX_BYTES];
+		zone_name(ru->eargs[1], zone, sizeof(zone));
+		const struct rules_dns_zone *z = zone_find(r, zone);
+		const char *ips[RBL_MAX_IPS];
+		size_t nip = z != NULL && atomic_load(&z->off) ? 0 : rbl_ips(e, ru->eargs[0], ips);
+		l->q = arena_zalloc(e->a, (nip ? nip : 1) * sizeof(*l->q));
+		l->names = arena_zalloc(e->a, (nip ? nip : 1) * sizeof(*l->names));
+		for (size_t i = 0; i < nip; i++) {
+			char qname[DNS_QNAME_MAX_BYTES];
+			if (dnsbl_ip_qname(ips[i], zone, qname, sizeof(qname)) == 0)
+				continue;
+			l->names[l->nq] = arena_strdup(e->a, qname);
+			l->q[l->nq++] = dns_submit(dns, s->b, qname, l->qtype, 0, 0);
+		}
+	}
+	e->cache[RULES_EVAL_CACHE_DNS] = s;
+}
+
+unsigned rules_eval_dns_end(struct rules_evalenv *e)
+{
+	struct rules_dns_msg *s = e->cache[RULES_EVAL_CACHE_DNS];
+	if (s == NULL)
+		return 0;
+	probes_read(s);
+	dns_batch_release(s->b);
+	e->cache[RULES_EVAL_CACHE_DNS] = NULL;
+	return s->late;
+}
+
+/* SpamAssassin's check_subtest: a decimal bitmask, an exact address, else a regex. */
+enum { SUB_MASK, SUB_EXACT, SUB_RE };
+
+static int subtest_kind(const char *s)
+{
+	size_t i = 0, dots = 0;
+	if (!isdigit((unsigned char)s[0]))
+		return SUB_RE;
+	for (; s[i]; i++) {
+		if (s[i] == '.')
+			dots++;
+		else if (!isdigit((unsigned char)s[i]))
+			return SUB_RE;
+	}
+	if (dots == 0)
+		return SUB_MASK;
+	return dots == 3 ? SUB_EXACT : SUB_RE;
+}
+
+static bool subtest_match(const char *sub, const char *data, bool is_a)
+{
+	switch (subtest_kind(sub)) {
+	case SUB_MASK: {
+		struct in_addr a;
+		if (!is_a || inet_pton(AF_INET, data, &a) != 1)
+			return false;
+		return (ntohl(a.s_addr) & (uint32_t)strtoul(sub, NULL, 10)) != 0;
+	}
+	case SUB_EXACT: return strcmp(sub, data) == 0;
+	default: {
+		int err;
+		PCRE2_SIZE off;
+		pcre2_code *re =
+		    pcre2_compile((PCRE2_SPTR)sub, PCRE2_ZERO_TERMINATED, 0, &err, &off, NULL);
+		if (re == NULL)
+			return false;
+		pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+		bool hit = pcre2_match(re, (PCRE2_SPTR)data, strlen(data), 0, 0, md, NULL) >= 0;
+		pcre2_match_data_free(md);
+		pcre2_code_free(re);
+		return hit;
+	}
+	}
+}
+
+/* URIDNSBL's subtest: a mask, a range or value/mask of codes, or a TXT text. */
+static bool uri_subtest_match(const struct uentry *u, const char *data, bool is_a)
+{
+	if (u->sub == USUB_NONE)
+		return true;
+	if (!is_a || u->sub == USUB_TEXT)
+		return strcmp(u->text, data) == 0;
+	struct in_addr a;
+	if (inet_pton(AF_INET, data, &a) != 1)
+		return false;
+	uint32_t code = ntohl(a.s_addr);
+	switch (u->sub) {
+	case USUB_MASK: return (code & u->n1) != 0 && (code >> 24) == 127;
+	case USUB_RANGE: return code >= u->n1 && code <= u->n2;
+	default: return (code & u->n2) == (u->n1 & u->n2);
+	}
+}
+
+static bool usub_parse(const char *sub, int *kind, uint32_t *n1, uint32_t *n2);
+
+/* A /regex/flags or m{regex}flags subtest: the pattern and its options; false when not one. */
+static bool ask_regex(const char *sub, char *pat, size_t cap, uint32_t *opts)
+{
+	const char *body;
+	char close;
+	if (sub[0] == '/') {
+		body = sub + 1;
+		close = '/';
+	} else if (sub[0] == 'm' && sub[1] && !isalnum((unsigned char)sub[1]) && sub[1] != '_') {
+		body = sub + 2;
+		close = sub[1] == '{' ? '}' : sub[1] == '(' ? ')' : sub[1] == '[' ? ']' : sub[1];
+	} else {
+		return false;
+	}
+	const char *end = strrchr(body, close);
+	if (end == NULL || (size_t)(end - body) >= cap)
+		return false;
+	*opts = 0;
+	for (const char *f = end + 1; *f; f++) {
+		if (*f == 'i')
+			*opts |= PCRE2_CASELESS;
+		else if (*f == 's')
+			*opts |= PCRE2_DOTALL;
+		else if (*f == 'm')
+			*opts |= PCRE2_MULTILINE;
+		else if (*f == 'x')
+			*opts |= PCRE2_EXTENDED;
+		else
+			return false;
+	}
+	memcpy(pat, body, (size_t)(end - body));
+	pat[end - body] = '\0';
+	return true;
+}
+
+/* AskDNS's subtest: none, a regex, a quoted or plain string, or URIDNSBL's numeric forms. */
+static bool ask_match(const char *sub, const char *data, bool is_a)
+{
+	if (sub[0] == '\0')
+		return true;
+	char pat[512];
+	uint32_t opts;
+	if (ask_regex(sub, pat, sizeof(pat), &opts)) {
+		int err;
+		PCRE2_SIZE off;
+		pcre2_code *re =
+		    pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
+		if (re == NULL)
+			return false;
+		pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+		bool hit = pcre2_match(re, (PCRE2_SPTR)data, strlen(data), 0, 0, md, NULL) >= 0;
+		pcre2_match_data_free(md);
+		pcre2_code_free(re);
+		return hit;
+	}
+	size_t sl = strlen(sub);
+	if (sl >= 2 && (sub[0] == '"' || sub[0] == '\'') && sub[sl - 1] == sub[0])
+		return strlen(data) == sl - 2 && strncmp(data, sub + 1, sl - 2) == 0;
+	struct uentry u = {.text = (char *)sub};
+	if (is_a && usub_parse(sub, &u.sub, &u.n1, &u.n2))
+		return uri_subtest_match(&u, data, true);
+	return strcmp(sub, data) == 0;
+}
+
+static pthread_mutex_t refusal_lock = PTHREAD_MUTEX_INITIALIZER;
+static log_ratelimit_t refusal_log;
+
+static void log_refusal(const struct rule *ru, const char *code)
+{
+	unsigned lost = 0;
+	pthread_mutex_lock(&refusal_lock);
+	bool ok = log_ratelimit(&refusal_log, 5, 60, &lost);
+	pthread_mutex_unlock(&refusal_lock);
+	if (ok)
+		log_msg(LOG_L_ERR,
+		        "rule %s: its list answered %s, an ERROR code, not a listing (query "
+		        "refused, open/public resolver or over quota)%s",
+		        ru->name, code, lost ? " (more suppressed)" : "");
+}
+
+/*
+ * Whether one of l's answers passes sub (NULL: any listing). Waits for
+ * the batch once per message, until the deadline.
+ */
+static bool lookup_hits(struct rules_evalenv *e, struct rules_dns_msg *s,
+                        const struct rbl_lookup *l, const char *sub, const struct rule *ru)
+{
+	if (!s->waited) {
+		dns_batch_wait(s->b, s->deadline_ms);
+		s->waited = true;
+		for (size_t i = 0; i < s->n; i++)
+			for (size_t k = 0; k < s->v[i].nq; k++) {
+				dns_answer_t a;
+				if (!dns_result(s->b, s->v[i].q[k], &a, NULL, NULL) ||
+				    a.status == DNS_TIMEOUT)
+					s->late++;
+			}
+	}
+	bool hit = false;
+	for (size_t k = 0; k < l->nq && !hit; k++) {
+		dns_answer_t a;
+		if (!dns_result(s->b, l->q[k], &a, NULL, NULL) || a.status != DNS_NOERROR)
+			continue;
+		char text[DNS_DATA_MAX_BYTES] = "";
+		for (unsigned i = 0; i < a.nrr && !hit; i++) {
+			size_t len;
+			const char *d = dns_answer_rr(&a, i, &len);
+			if (l->qtype == DNS_T_A) {
+				if (len != 4)
+					continue;
+				uint32_t code = (uint32_t)(unsigned char)d[0] << 24 |
+				                (uint32_t)(unsigned char)d[1] << 16 |
+				                (uint32_t)(unsigned char)d[2] << 8 |
+				                (unsigned char)d[3];
+				inet_ntop(AF_INET, d, text, sizeof(text));
+				/* askdns asks about any name: only 127.255.255.0/24 is a refusal
+				 * there */
+				if (l->ask ? (code & 0xffffff00u) == 0x7fffff00u
+				           : dnsbl_code_is_refusal(code)) {
+					log_refusal(ru, text);
+					continue;
+				}
+			} else if (l->qtype == DNS_T_AAAA) {
+				if (len != 16)
+					continue;
+				inet_ntop(AF_INET6, d, text, sizeof(text));
+			} else {
+				snprintf(text, sizeof(text), "%.*s", (int)len, d);
+			}
+			if (l->u != NULL) {
+				hit = uri_subtest_match(l->u, text, l->qtype == DNS_T_A);
+				continue;
+			}
+			if (l->ask) {
+				hit = ask_match(ru->eargs[2], text, l->qtype == DNS_T_A);
+				continue;
+			}
+			hit = sub == NULL || subtest_match(sub, text, l->qtype == DNS_T_A);
+		}
+		if (hit && l->names != NULL)
+			e->detail = arena_sprintf(e->a, "%s -> %.200s", l->names[k], text);
+	}
+	return hit;
+}
+
+static long rbl(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct rules_dns_msg *s = e->cache[RULES_EVAL_CACHE_DNS];
+	if (s == NULL)
+		return 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].ru == ru)
+			return lookup_hits(e, s, &s->v[i], ru->neargs > 2 ? ru->eargs[2] : NULL,
+			                   ru);
+	return 0;
+}
+
+static long uridnsbl(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct rules_dns_msg *s = e->cache[RULES_EVAL_CACHE_DNS];
+	if (s == NULL)
+		return 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].ru == ru)
+			return s->v[i].u != NULL && lookup_hits(e, s, &s->v[i], NULL, ru);
+	return 0;
+}
+
+static long askdns(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct rules_dns_msg *s = e->cache[RULES_EVAL_CACHE_DNS];
+	if (s == NULL)
+		return 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].ru == ru)
+			return lookup_hits(e, s, &s->v[i], NULL, ru);
+	return 0;
+}
+
+static const char *check_askdns(const struct rule *ru)
+{
+	if (ask_qtype(ru->eargs[1]) == 0)
+		return "~askdns: only A, AAAA, TXT, MX and PTR questions are asked";
+	int tag = ask_tag(ru->eargs[0]);
+	if (tag == -2)
+		return "~askdns: a template tag this engine does not fill (it fills "
+		       "_SENDERDOMAIN_, "
+		       "_AUTHORDOMAIN_ and _LASTEXTERNAL{HELO,IP,REVIP,RDNS}_, one per template)";
+	const char *sub = ru->eargs[2];
+	char pat[512];
+	uint32_t opts;
+	if (sub[0] == '[')
+		return "~askdns: DNS response-code subtests are not run";
+	if ((sub[0] == '/' || sub[0] == 'm') && ask_regex(sub, pat, sizeof(pat), &opts)) {
+		int err;
+		PCRE2_SIZE off;
+		pcre2_code *re =
+		    pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
+		if (re == NULL)
+			return "askdns: invalid subtest regular expression";
+		pcre2_code_free(re);
+	} else if (sub[0] == '/') {
+		return "askdns: invalid subtest regular expression";
+	}
+	return NULL;
+}
+
+/* The answers of the set's check_rbl lookups, tested against this rule's subtest. */
+static long rbl_sub(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct rules_dns_msg *s = e->cache[RULES_EVAL_CACHE_DNS];
+	if (s == NULL)
+		return 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].qtype == DNS_T_A && strcmp(s->v[i].ru->eargs[0], ru->eargs[0]) == 0 &&
+		    lookup_hits(e, s, &s->v[i], ru->eargs[1], ru))
+			return 1;
+	return 0;
+}
+
+static const char *check_sub(const char *sub)
+{
+	if (strncmp(sub, "sb:", 3) == 0)
+		return "~check_rbl subtests in sb: form are not run";
+	if (subtest_kind(sub) == SUB_RE) {
+		int err;
+		PCRE2_SIZE off;
+		pcre2_code *re =
+		    pcre2_compile((PCRE2_SPTR)sub, PCRE2_ZERO_TERMINATED, 0, &err, &off, NULL);
+		if (re == NULL)
+			return "invalid subtest regular expression";
+		pcre2_code_free(re);
+	}
+	return NULL;
+}
+
+static const char *check_rbl_args(const struct rule *ru)
+{
+	if (ru->eargs[1][0] == '\0' || strlen(ru->eargs[1]) >= 200)
+		return "check_rbl: the zone must be a name of 1-199 bytes";
+	return ru->neargs > 2 ? check_sub(ru->eargs[2]) : NULL;
+}
+
+static const char *check_rbl_sub_args(const struct rule *ru)
+{
+	return check_sub(ru->eargs[1]);
+}
+
+const struct rules_evaldef rules_eval_dns_defs[] = {
+    {"check_rbl", rbl, 2, 3, check_rbl_args},
+    {"check_rbl_txt", rbl, 2, 3, check_rbl_args},
+    {"check_rbl_sub", rbl_sub, 2, 2, check_rbl_sub_args},
+    {"check_uridnsbl", uridnsbl, 1, 1, NULL},
+    /* askdns lines, made into rules by the parser: template, type, subtest */
+    {"askdns", askdns, 3, 3, check_askdns},
+    {NULL, NULL, 0, 0, NULL},
+};
+
+static bool is_rbl(const struct rules_evaldef *d)
+{
+	return d != NULL && d->fn == rbl;
+}
+
+static bool is_ask(const struct rules_evaldef *d)
+{
+	return d != NULL && d->fn == askdns;
+}
+
+static bool is_uri(const struct rules_evaldef *d)
+{
+	return d != NULL && d->fn == uridnsbl;
+}
+
+/* ---------------------------------------------------------------- URIDNSBL directives */
+
+/* One number of a subtest: decimal, 0x hex or a dotted quad. */
+static bool subtest_number(const char *s, uint32_t *out, bool *quad)
+{
+	char *end;
+	struct in_addr a;
+	*quad = false;
+	if (strncmp(s, "0x", 2) == 0 && s[2] && strlen(s) <= 10) {
+		*out = (uint32_t)strtoul(s + 2, &end, 16);
+		return *end == '\0';
+	}
+	if (isdigit((unsigned char)s[0]) && strspn(s, "0123456789") == strlen(s) &&
+	    strlen(s) <= 10) {
+		unsigned long v = strtoul(s, &end, 10);
+		*out = (uint32_t)v;
+		return v <= 0xffffffffUL;
+	}
+	if (inet_pton(AF_INET, s, &a) == 1) {
+		*out = ntohl(a.s_addr);
+		*quad = true;
+		return true;
+	}
+	return false;
+}
+
+/* SpamAssassin's parse_and_canonicalize_subtest: M, N1-N2 or N/M. */
+/* SpamAssassin's parse_and_canonicalize_subtest: M, N1-N2 or N/M; false when it is none. */
+static bool usub_parse(const char *sub, int *kind, uint32_t *n1, uint32_t *n2)
+{
+	char a[64], b[64] = "";
+	size_t k = strcspn(sub, "/-");
+	if (k >= sizeof(a) || strlen(sub + k) > sizeof(b))
+		return false;
+	memcpy(a, sub, k);
+	a[k] = '\0';
+	char delim = sub[k];
+	if (delim)
+		snprintf(b, sizeof(b), "%s", sub + k + 1);
+	bool qa, qb;
+	if (!subtest_number(a, n1, &qa) || (delim && !subtest_number(b, n2, &qb)))
+		return false;
+	if (delim == '-')
+		*kind = USUB_RANGE;
+	else if (delim == '/')
+		*kind = USUB_VALMASK;
+	else if (qa) {
+		*kind = USUB_RANGE;
+		*n2 = *n1;
+	} else
+		*kind = USUB_MASK;
+	return true;
+}
+
+static const char *parse_usub(struct uentry *u, const char *sub)
+{
+	u->text = xalloc_strdup(sub);
+	u->sub = USUB_NONE;
+	if (sub[0] == '\0')
+		return NULL;
+	if (!usub_parse(sub, &u->sub, &u->n1, &u->n2)) {
+		if (u->qtype == DNS_T_TXT) {
+			u->sub = USUB_TEXT;
+			return NULL;
+		}
+		return "bad subtest (a mask, N1-N2, N/MASK or an IPv4 address)";
+	}
+	return NULL;
+}
+
+static struct rules_uridnsbl *uridnsbl_get(rules_t *r)
+{
+	if (r->uridnsbl == NULL) {
+		r->uridnsbl = xalloc_calloc(1, sizeof(*r->uridnsbl));
+		r->uridnsbl->max_domains = URIDNSBL_MAX_DOMAINS;
+	}
+	return r->uridnsbl;
+}
+
+static size_t words(const char *rest, char w[][256], size_t max)
+{
+	size_t n = 0;
+	const char *p = rest;
+	while (*p && n < max) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			break;
+		size_t l = strcspn(p, " \t");
+		snprintf(w[n++], 256, "%.*s", (int)(l < 255 ? l : 255), p);
+		p += l;
+	}
+	return n;
+}
+
+bool rules_uridnsbl_directive(rules_t *r, const char *dir, const char *rest, const char **err)
+{
+	*err = NULL;
+	bool sub = strcmp(dir, "urirhssub") == 0;
+	if (sub || strcmp(dir, "urirhsbl") == 0) {
+		char w[5][256];
+		size_t n = words(rest, w, 5);
+		if (n != (sub ? 4u : 3u)) {
+			*err = sub ? "expected NAME ZONE TYPE SUBTEST" : "expected NAME ZONE TYPE";
+			return true;
+		}
+		int qtype = strcasecmp(w[2], "A") == 0     ? DNS_T_A
+		            : strcasecmp(w[2], "TXT") == 0 ? DNS_T_TXT
+		                                           : 0;
+		if (qtype == 0) {
+			*err = "the lookup type must be A or TXT";
+			return true;
+		}
+		size_t zl = strlen(w[1]);
+		while (zl > 0 && w[1][zl - 1] == '.')
+			w[1][--zl] = '\0';
+		if (zl == 0 || zl > 200) {
+			*err = "the zone must be a name of 1-200 bytes";
+			return true;
+		}
+		struct rules_uridnsbl *u = uridnsbl_get(r);
+		struct uentry e = {.qtype = qtype};
+		const char *perr = parse_usub(&e, sub ? w[3] : "");
+		if (perr != NULL) {
+			free(e.text);
+			*err = perr;
+			return true;
+		}
+		for (char *p = w[1]; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		e.name = xalloc_strdup(w[0]);
+		e.zone = xalloc_strdup(w[1]);
+		u->v = xalloc_realloc(u->v, (u->n + 1) * sizeof(*u->v));
+		u->v[u->n++] = e;
+		return true;
+	}
+	if (strcmp(dir, "uridnsbl_skip_domain") == 0) {
+		struct rules_uridnsbl *u = uridnsbl_get(r);
+		char w[64][256];
+		size_t n = words(rest, w, 64);
+		u->skip = xalloc_realloc(u->skip, (u->nskip + n + 1) * sizeof(*u->skip));
+		for (size_t i = 0; i < n; i++) {
+			for (char *p = w[i]; *p; p++)
+				*p = (char)tolower((unsigned char)*p);
+			u->skip[u->nskip++] = xalloc_strdup(w[i]);
+		}
+		return true;
+	}
+	if (strcmp(dir, "clear_uridnsbl_skip_domain") == 0) {
+		struct rules_uridnsbl *u = uridnsbl_get(r);
+		char w[64][256];
+		size_t n = words(rest, w, 64);
+		for (size_t i = 0; i < u->nskip;) {
+			bool drop = n == 0;
+			for (size_t k = 0; k < n && !drop; k++)
+				drop = strcasecmp(u->skip[i], w[k]) == 0;
+			if (drop) {
+				free(u->skip[i]);
+				u->skip[i] = u->skip[--u->nskip];
+			} else {
+				i++;
+			}
+		}
+		return true;
+	}
+	if (strcmp(dir, "uridnsbl_max_domains") == 0) {
+		char *end;
+		long v = strtol(rest, &end, 10);
+		while (*end == ' ' || *end == '\t')
+			end++;
+		if (*end || v < 0 || v > 1000) {
+			*err = "expected a number of domains, 0-1000";
+			return true;
+		}
+		uridnsbl_get(r)->max_domains = v;
+		return true;
+	}
+	if (strcmp(dir, "uridnsbl") == 0 || strcmp(dir, "uridnssub") == 0 ||
+	    strcmp(dir, "urinsrhsbl") == 0 || strcmp(dir, "urinsrhssub") == 0 ||
+	    strcmp(dir, "urifullnsrhsbl") == 0 || strcmp(dir, "urifullnsrhssub") == 0) {
+		*err = "~lists of the URI hosts' name servers and addresses are not run";
+		return true;
+	}
+	return false;
+}
+
+void rules_uridnsbl_free(struct rules_uridnsbl *u)
+{
+	if (u == NULL)
+		return;
+	for (size_t i = 0; i < u->n; i++) {
+		free(u->v[i].name);
+		free(u->v[i].zone);
+		free(u->v[i].text);
+	}
+	free(u->v);
+	for (size_t i = 0; i < u->nskip; i++)
+		free(u->skip[i]);
+	free(u->skip);
+	free(u);
+}

@@ -1,0 +1,177 @@
+#!/bin/sh
+# it_sadns.sh - SpamAssassin's DNSEval rules (check_rbl, check_rbl_sub,
+# check_rbl_txt) through Sift's DNS service against a real unbound on a
+# loopback port: a listed relay hits, an unlisted one does not, exact,
+# bitmask and regex subtests, TXT text, a refusal code that is never a
+# listing, and a zone that never answers costing no more than the deadline.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
+
+SIFT=$top_builddir/sift
+MC=$top_builddir/sift-mclient
+MSG=$top_srcdir/tests/data/dnsbl/clean.eml
+UNBOUND=${UNBOUND:-$(command -v unbound || echo /usr/sbin/unbound)}
+UBCTL=${UNBOUND_CONTROL:-$(command -v unbound-control || echo /usr/sbin/unbound-control)}
+it_need "$SIFT" "$top_builddir/sift-milter" "$MC"
+[ -x "$UNBOUND" ] && [ -x "$UBCTL" ] || skip_all "unbound (Debian package unbound) is not installed"
+
+D=$IT_TMP
+PORT=$(free_port)
+mkdir "$D/rules"
+cp "$top_srcdir/tests/data/sadns/50_dnseval.cf" "$D/rules/"
+
+# Names outside the test zones (askdns asks about the sender's domain and the
+# HELO) get NXDOMAIN from the root's local zone: the server never recurses.
+it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf" <<EOF2
+	local-zone: "." static
+	local-zone: "bl.test." static
+	local-data: "bl.test. 300 IN SOA ns.bl.test. admin.bl.test. 1 3600 600 86400 60"
+	local-data: "2.2.0.192.bl.test. 300 IN A 127.0.0.2"
+	local-data: '2.2.0.192.bl.test. 300 IN TXT "Listed by bl.test"'
+	local-data: "3.2.0.192.bl.test. 300 IN A 127.0.0.3"
+	local-data: "10.2.0.192.bl.test. 300 IN A 127.0.0.10"
+	local-data: "9.2.0.192.bl.test. 300 IN A 127.255.255.254"
+	local-zone: "uribl.test." static
+	local-data: "uribl.test. 300 IN SOA ns.uribl.test. admin.uribl.test. 1 3600 600 86400 60"
+	local-data: "spam-uri.example.uribl.test. 300 IN A 127.0.0.2"
+	local-data: "skipme.example.uribl.test. 300 IN A 127.0.0.2"
+	local-data: "7.100.51.198.uribl.test. 300 IN A 127.0.0.2"
+	local-zone: "dbl.test." static
+	local-data: "dbl.test. 300 IN SOA ns.dbl.test. admin.dbl.test. 1 3600 600 86400 60"
+	local-data: "spam-uri.example.dbl.test. 300 IN A 127.0.1.2"
+	local-zone: "fresh.test." static
+	local-data: "example.net.fresh.test. 300 IN A 127.2.0.2"
+	local-zone: "spf-all.test." static
+	local-data: 'spf-all.test. 300 IN TXT "v=spf1 +all"'
+	local-zone: "helo.test." static
+	local-data: "mx.helo.test. 300 IN A 198.51.100.1"
+	local-zone: "dead.test." deny
+EOF2
+if ! it_unbound_start "$D/unbound.conf" "$D/unbound.log"; then
+	fail "unbound did not start on 127.0.0.1:$PORT within 10 s"
+	cat "$D/unbound.log" >&2
+	it_done
+fi
+has() { case "$1" in *"$2"*) return 0 ;; esac; echo "  '$2' not in output" >&2; return 1; }
+hasnt() { case "$1" in *"$2"*) echo "  '$2' unexpectedly in output" >&2; return 1 ;; esac; return 0; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# score set 1: network tests on, no Bayes
+cat >"$D/sift.conf" <<EOF2
+log = stderr
+rules = $D/rules
+rules_score_set = 1
+bayes_enable = no
+dns_nameserver = 127.0.0.1:$PORT
+deadline = 700ms
+EOF2
+run() { "$SIFT" -c "$D/sift.conf" check --ip "$1" "$MSG" 2>>"$D/check.err"; }
+
+OUT=$(run 192.0.2.2)
+echo "$OUT" >"$D/check.out"
+check "listed relay: check_rbl hits" has "$OUT" "rules  T_RCVD_IN_BL"
+check "listed relay: explained by the query and its answer" has "$OUT" "2.2.0.192.bl.test -> 127.0.0.2"
+check "listed relay: check_rbl_txt regex on the TXT text hits" has "$OUT" "T_RCVD_IN_TXT"
+check "listed relay: check_rbl_sub 127.0.0.3 misses 127.0.0.2" hasnt "$OUT" "T_RCVD_IN_CSS"
+check "listed relay: bitmask 8 misses 127.0.0.2" hasnt "$OUT" "T_RCVD_IN_MASK"
+
+OUT=$(run 192.0.2.3)
+check "127.0.0.3: the set's check_rbl_sub hits" has "$OUT" "T_RCVD_IN_CSS"
+check "127.0.0.3: check_rbl with no subtest hits too" has "$OUT" "T_RCVD_IN_BL"
+
+OUT=$(run 192.0.2.10)
+check "127.0.0.10: bitmask 8 hits" has "$OUT" "T_RCVD_IN_MASK"
+check "127.0.0.10: regex subtest hits" has "$OUT" "T_RCVD_IN_RE"
+check "127.0.0.10: exact subtest 127.0.0.3 misses" hasnt "$OUT" "T_RCVD_IN_CSS"
+
+OUT=$(run 192.0.2.1)
+check "unlisted relay: no list rule hits" hasnt "$OUT" "T_RCVD_IN_"
+
+OUT=$(run 192.0.2.9)
+check "refusal code: not a listing" hasnt "$OUT" "T_RCVD_IN_BL"
+check "refusal code: not even for a subtest asking for it" hasnt "$OUT" "T_RCVD_IN_REFUSED"
+check "refusal code: logged as an error" grep -q "an ERROR code, not a listing" "$D/check.err"
+
+# URIDNSBL: the registered domains of the body's URI hosts
+URIS=$top_srcdir/tests/data/sadns
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 "$URIS/uri.eml" 2>>"$D/check.err")
+echo "$OUT" >>"$D/check.out"
+check "urirhssub: the registered domain listed with bit 2 hits" has "$OUT" "T_URIBL_BLACK"
+check "urirhssub: bit 4 not set, no hit" hasnt "$OUT" "T_URIBL_GREY"
+check "urirhssub: an exact code hits" has "$OUT" "T_DBL_SPAM"
+check "urirhssub: explained by the domain asked about" has "$OUT" "spam-uri.example.dbl.test -> 127.0.1.2"
+check "urirhssub: a range of codes hits" has "$OUT" "T_URIBL_RANGE"
+check "urirhssub: a value/mask that differs misses" hasnt "$OUT" "T_URIBL_VALMASK"
+check "urirhsbl ips_only: an IP literal host, reversed, hits" has "$OUT" "T_URI_IP"
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 "$URIS/skip.eml" 2>>"$D/check.err")
+check "uridnsbl_skip_domain: a listed but skipped domain is not asked" hasnt "$OUT" "T_URIBL_BLACK"
+check "uridnsbl_skip_domain: no URI rule hits on unlisted domains" hasnt "$OUT" "T_DBL_SPAM"
+LINT=$("$SIFT" -c "$D/sift.conf" lint 2>&1)
+check "lint: the name-server form is skipped with its reason" \
+	has "$LINT" "skipped directive uridnsbl (lists of the URI hosts' name servers"
+
+# AskDNS: templates filled with the author's, sender's and HELO names
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 --helo mx.helo.test --from x@spf-all.test \
+	"$MSG" 2>>"$D/check.err")
+echo "$OUT" >>"$D/check.out"
+check "askdns: _AUTHORDOMAIN_ regex subtest hits" has "$OUT" "T_ASK_NEWDOM"
+check "askdns: an address subtest that differs misses" hasnt "$OUT" "T_ASK_OLDDOM"
+check "askdns: _SENDERDOMAIN_ TXT hits" has "$OUT" "T_ASK_SPFALL"
+check "askdns: _LASTEXTERNALHELO_ A outside 127/8 is an answer, not a refusal" has "$OUT" "T_ASK_HELO"
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 --helo unknown.test --from x@example.org \
+	"$MSG" 2>>"$D/check.err")
+check "askdns: no TXT record, no hit" hasnt "$OUT" "T_ASK_SPFALL"
+check "askdns: a HELO without an address, no hit" hasnt "$OUT" "T_ASK_HELO"
+check "lint: an askdns tag Sift does not fill is skipped" has "$LINT" "_DKIMDOMAIN_"
+
+# the zone probe: the second of two messages in one process no longer waits
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.2 "$MSG" "$URIS/skip.eml" 2>>"$D/check.err")
+MS2=$(echo "$OUT" | sed -n 's/^.*skip\.eml: .*(\([0-9]*\)\.[0-9]* ms)$/\1/p')
+check "probe: the second message took ${MS2:-?} ms, under the 700 ms deadline" \
+	[ "${MS2:-9999}" -lt 650 ]
+check "probe: the zones that answer stay on" has "$OUT" "T_RCVD_IN_BL"
+
+# the same rules with DNS off (score set 0): no lookups, no hits
+sed 's/^rules_score_set = 1/rules_score_set = 0/' "$D/sift.conf" >"$D/nonet.conf"
+OUT=$("$SIFT" -c "$D/nonet.conf" check --ip 192.0.2.2 "$MSG" 2>>"$D/check.err")
+check "score set 0: network tests off" hasnt "$OUT" "T_RCVD_IN_"
+
+# a zone that never answers: no hit, within the deadline, and said so
+T0=$(now_ms)
+OUT=$(run 192.0.2.2)
+T1=$(now_ms)
+check "dead zone: not scored" hasnt "$OUT" "T_RCVD_IN_DEAD"
+check "dead zone: the other lists still count" has "$OUT" "T_RCVD_IN_BL"
+check "dead zone: noted" has "$OUT" "had no answer by the deadline"
+STARTUP_MS=$(scaled_ms 1000)
+check "dead zone: run within deadline (700 ms) + $STARTUP_MS ms ($((T1 - T0)) ms)" \
+	[ $((T1 - T0)) -lt $((700 + STARTUP_MS)) ]
+
+# the daemon: the same rules, answers and deadline over the milter protocol
+mkdir "$D/state"
+it_milter_start 10 "$D/sift.conf" "$D/state" "$D/sift.sock" "$D/milter.log"
+MILTER_PID=$IT_MILTER_PID
+"$MC" -s "unix:$D/sift.sock" -t 10000 -i 192.0.2.3 -Q listed --tsv "$MSG" >"$D/listed.tsv" 2>"$D/mc.err"
+RULES=$(tsv_field "$D/listed.tsv" clean.eml 4)
+check "milter: a listed client hits check_rbl and its set's check_rbl_sub" \
+	sh -c "case '$RULES' in *T_RCVD_IN_BL*T_RCVD_IN_CSS*|*T_RCVD_IN_CSS*T_RCVD_IN_BL*) exit 0;; esac; exit 1"
+check "milter: the silent zone did not hit" hasnt "$RULES" "T_RCVD_IN_DEAD"
+check "milter: the silent zone degraded the verdict" \
+	grep -q "queue_id=listed00000000 .*degraded=rules" "$D/milter.log"
+"$MC" -s "unix:$D/sift.sock" -t 10000 -i 192.0.2.1 -Q clean --tsv "$MSG" >"$D/clean.tsv" 2>>"$D/mc.err"
+check "milter: an unlisted client hits no list rule" hasnt "$(tsv_field "$D/clean.tsv" clean.eml 4)" "T_RCVD_IN_"
+check "milter: the silent zone's probe failed and switched it off" \
+	grep -q "zone dead.test switched off: its test entry 127.0.0.2 got no answer" "$D/milter.log"
+check "milter: the next message no longer waits for it" \
+	grep -q "queue_id=clean00000000 .*degraded=- " "$D/milter.log"
+kill -TERM "$MILTER_PID"
+wait_for 10 sh -c "! kill -0 $MILTER_PID 2>/dev/null" || fail "sift-milter did not stop"
+it_untrack "$MILTER_PID"
+
+if [ "$IT_FAILS" -ne 0 ]; then
+	echo "--- sift check output" >&2
+	cat "$D/check.out" "$D/check.err" >&2
+	echo "--- daemon" >&2
+	cat "$D/listed.tsv" "$D/mc.err" >&2
+	tail -20 "$D/milter.log" >&2
+fi
+it_done
