@@ -119,10 +119,32 @@ static void pend_reserve(learner_t *l, size_t more)
 	free(old);
 }
 
-static int u64_cmp(const void *a, const void *b)
+/* LSD radix sort, 11 bits a pass: qsort's callbacks showed in profiles. */
+static void sort_u64(uint64_t *k, size_t n)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return (x > y) - (x < y);
+	enum { BITS = 11, BUCKETS = 1 << BITS };
+	uint64_t *tmp = xalloc_malloc(n * sizeof(*tmp)), *src = k, *dst = tmp;
+	size_t *count = xalloc_malloc(BUCKETS * sizeof(*count));
+	for (unsigned shift = 0; shift < 64; shift += BITS) {
+		memset(count, 0, BUCKETS * sizeof(*count));
+		for (size_t i = 0; i < n; i++)
+			count[(src[i] >> shift) & (BUCKETS - 1)]++;
+		size_t sum = 0;
+		for (size_t b = 0; b < BUCKETS; b++) {
+			size_t c = count[b];
+			count[b] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < n; i++)
+			dst[count[(src[i] >> shift) & (BUCKETS - 1)]++] = src[i];
+		uint64_t *t = src;
+		src = dst;
+		dst = t;
+	}
+	if (src != k)
+		memcpy(k, src, n * sizeof(*k));
+	free(tmp);
+	free(count);
 }
 
 /*
@@ -138,7 +160,7 @@ static int pend_steps(learner_t *l)
 		uint64_t *sorted = xalloc_malloc(l->miss_n * sizeof(*sorted));
 		bayes_counts_t *c = xalloc_malloc(l->miss_n * sizeof(*c));
 		memcpy(sorted, l->miss, l->miss_n * sizeof(*sorted));
-		qsort(sorted, l->miss_n, sizeof(*sorted), u64_cmp);
+		sort_u64(sorted, l->miss_n);
 		int rc = bayes_store_lookup(l->store, sorted, l->miss_n, c, NULL);
 		if (rc == BAYES_OK)
 			for (size_t k = 0; k < l->miss_n; k++)
@@ -148,17 +170,22 @@ static int pend_steps(learner_t *l)
 		if (rc != BAYES_OK)
 			return rc;
 	}
+	size_t *slot = NULL, slot_cap = 0;
 	for (size_t i = 0; i < l->n; i++) {
 		const pend_item_t *p = &l->pitems[i];
 		if (!p->step)
 			continue;
 		const uint64_t *keys = l->pool + l->offs[i];
 		size_t n = l->items[i].n;
+		if (n > slot_cap) {
+			slot_cap = n > 2 * slot_cap ? n : 2 * slot_cap;
+			slot = xalloc_realloc(slot, slot_cap * sizeof(*slot));
+		}
 		bayes_score_t sc;
 		memset(&sc, 0, sizeof(sc));
 		/* Keys met before this message first, then those it met first. */
 		for (size_t j = 0; j < n; j++) {
-			const pend_t *e = &l->pend[pend_slot(l, keys[j] | 1)];
+			const pend_t *e = &l->pend[slot[j] = pend_slot(l, keys[j] | 1)];
 			if (e->first != i)
 				sc.lr_log_odds += e->w;
 		}
@@ -166,9 +193,10 @@ static int pend_steps(learner_t *l)
 			sc.lr_log_odds += l->pend[pend_slot(l, l->miss[p->miss_off + k] | 1)].w;
 		float d = bayes_lr_delta(&l->set, &sc, l->items[i].op == BAYES_LEARN_SPAM);
 		for (size_t j = 0; j < n; j++)
-			l->pend[pend_slot(l, keys[j] | 1)].w += d;
+			l->pend[slot[j]].w += d;
 		l->items[i].lr_delta = d;
 	}
+	free(slot);
 	return BAYES_OK;
 }
 
