@@ -30,7 +30,14 @@
 typedef struct pend {
 	uint64_t key;
 	float w;
+	uint32_t first; /* the batch's item that met the key first */
 } pend_t;
+
+/* A batch item's regression step, taken at the flush. */
+typedef struct pend_item {
+	size_t miss_off, miss_n; /* the keys it met first, in l->miss */
+	bool step;               /* takes a regression step */
+} pend_item_t;
 
 typedef struct learner {
 	bayes_store_t *store;
@@ -65,8 +72,12 @@ typedef struct learner {
 	 * by one would.
 	 */
 	pend_t *pend;              /* key 0: an empty slot */
-	size_t pend_cap;           /* a power of two */
+	size_t pend_cap;           /* a power of two, at least twice pend_n */
 	size_t *pend_used, pend_n; /* the slots in use, to clear only those */
+	size_t pend_used_cap;
+	pend_item_t *pitems; /* beside items */
+	uint64_t *miss;      /* the keys to read from the store, in order met */
+	size_t miss_n, miss_cap;
 } learner_t;
 
 static size_t pend_slot(const learner_t *l, uint64_t key)
@@ -77,10 +88,131 @@ static size_t pend_slot(const learner_t *l, uint64_t key)
 	return i;
 }
 
+/*
+ * Makes room for `more` new keys. The table grows with the batch's distinct
+ * keys rather than being sized for the largest batch up front: a table of
+ * tens of megabytes cost a page fault per first touch and a cache miss per
+ * probe, the largest costs in `sift learn` profiles with the regression.
+ */
+static void pend_reserve(learner_t *l, size_t more)
+{
+	size_t need = l->pend_n + more;
+	if (need > l->pend_used_cap) {
+		while (need > l->pend_used_cap)
+			l->pend_used_cap *= 2;
+		l->pend_used =
+		    xalloc_realloc(l->pend_used, l->pend_used_cap * sizeof(*l->pend_used));
+	}
+	if (2 * need <= l->pend_cap)
+		return;
+	pend_t *old = l->pend;
+	size_t *used = l->pend_used;
+	while (2 * need > l->pend_cap)
+		l->pend_cap *= 2;
+	l->pend = xalloc_calloc(l->pend_cap, sizeof(*l->pend));
+	for (size_t i = 0; i < l->pend_n; i++) {
+		pend_t e = old[used[i]];
+		size_t j = pend_slot(l, e.key);
+		l->pend[j] = e;
+		used[i] = j;
+	}
+	free(old);
+}
+
+/* LSD radix sort, 11 bits a pass: qsort's callbacks showed in profiles. */
+static void sort_u64(uint64_t *k, size_t n)
+{
+	enum { BITS = 11, BUCKETS = 1 << BITS };
+	uint64_t *tmp = xalloc_malloc(n * sizeof(*tmp)), *src = k, *dst = tmp;
+	size_t *count = xalloc_malloc(BUCKETS * sizeof(*count));
+	for (unsigned shift = 0; shift < 64; shift += BITS) {
+		memset(count, 0, BUCKETS * sizeof(*count));
+		for (size_t i = 0; i < n; i++)
+			count[(src[i] >> shift) & (BUCKETS - 1)]++;
+		size_t sum = 0;
+		for (size_t b = 0; b < BUCKETS; b++) {
+			size_t c = count[b];
+			count[b] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < n; i++)
+			dst[count[(src[i] >> shift) & (BUCKETS - 1)]++] = src[i];
+		uint64_t *t = src;
+		src = dst;
+		dst = t;
+	}
+	if (src != k)
+		memcpy(k, src, n * sizeof(*k));
+	free(tmp);
+	free(count);
+}
+
+/*
+ * The regression's steps of a batch, message by message as one by one
+ * would take them: the keys first met in the batch are read from the store
+ * once, together and in key order (the B-tree's pages then come in order,
+ * not one random descent per key), then each message's score is summed in
+ * the order learning it alone would sum it, and its step added to its keys.
+ */
+static int pend_steps(learner_t *l)
+{
+	if (l->miss_n > 0) {
+		uint64_t *sorted = xalloc_malloc(l->miss_n * sizeof(*sorted));
+		bayes_counts_t *c = xalloc_malloc(l->miss_n * sizeof(*c));
+		memcpy(sorted, l->miss, l->miss_n * sizeof(*sorted));
+		sort_u64(sorted, l->miss_n);
+		int rc = bayes_store_lookup(l->store, sorted, l->miss_n, c, NULL);
+		if (rc == BAYES_OK)
+			for (size_t k = 0; k < l->miss_n; k++)
+				l->pend[pend_slot(l, sorted[k] | 1)].w = c[k].weight;
+		free(sorted);
+		free(c);
+		if (rc != BAYES_OK)
+			return rc;
+	}
+	size_t *slot = NULL, slot_cap = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		const pend_item_t *p = &l->pitems[i];
+		if (!p->step)
+			continue;
+		const uint64_t *keys = l->pool + l->offs[i];
+		size_t n = l->items[i].n;
+		if (n > slot_cap) {
+			slot_cap = n > 2 * slot_cap ? n : 2 * slot_cap;
+			slot = xalloc_realloc(slot, slot_cap * sizeof(*slot));
+		}
+		bayes_score_t sc;
+		memset(&sc, 0, sizeof(sc));
+		/* Keys met before this message first, then those it met first. */
+		for (size_t j = 0; j < n; j++) {
+			const pend_t *e = &l->pend[slot[j] = pend_slot(l, keys[j] | 1)];
+			if (e->first != i)
+				sc.lr_log_odds += e->w;
+		}
+		for (size_t k = 0; k < p->miss_n; k++)
+			sc.lr_log_odds += l->pend[pend_slot(l, l->miss[p->miss_off + k] | 1)].w;
+		float d = bayes_lr_delta(&l->set, &sc, l->items[i].op == BAYES_LEARN_SPAM);
+		for (size_t j = 0; j < n; j++)
+			l->pend[slot[j]].w += d;
+		l->items[i].lr_delta = d;
+	}
+	free(slot);
+	return BAYES_OK;
+}
+
 static int learner_flush(learner_t *l)
 {
 	if (l->n == 0 || l->failed)
 		return l->failed;
+	if (l->pend != NULL) {
+		int rc = pend_steps(l);
+		if (rc != BAYES_OK) {
+			fprintf(stderr, "sift learn: %s: %s\n", bayes_store_path(l->store),
+			        bayes_strerror(rc));
+			l->failed = rc;
+			return rc;
+		}
+	}
 	for (size_t i = 0; i < l->n; i++)
 		l->items[i].keys = l->pool + l->offs[i];
 	bayes_apply_result_t r;
@@ -101,6 +233,7 @@ static int learner_flush(learner_t *l)
 	for (size_t i = 0; i < l->pend_n; i++)
 		l->pend[l->pend_used[i]].key = 0;
 	l->pend_n = 0;
+	l->miss_n = 0;
 	return 0;
 }
 
@@ -116,51 +249,40 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 	 * first; a message of more keys than a batch takes no regression step. */
 	if (l->pend != NULL && l->pend_n + tok.n > 2 * (size_t)LEARN_PEND_KEYS)
 		learner_flush(l);
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 256;
+		l->items = xalloc_realloc(l->items, l->cap * sizeof(*l->items));
+		l->offs = xalloc_realloc(l->offs, l->cap * sizeof(*l->offs));
+		if (l->pend != NULL)
+			l->pitems = xalloc_realloc(l->pitems, l->cap * sizeof(*l->pitems));
+	}
+	if (l->pend != NULL)
+		l->pitems[l->n] = (pend_item_t){l->miss_n, 0, false};
 	if (l->pend != NULL && l->op != BAYES_FORGET && tok.n <= LEARN_PEND_KEYS) {
 		/*
-		 * train-always with the regression: only its score is needed. The
-		 * table holds each key's weight as of now (the store's plus this
-		 * batch's steps), so the store is asked only for keys the batch
-		 * has not met yet: most of a message's tokens are common ones.
+		 * train-always with the regression: its step needs the message's
+		 * score under the weights as of now, the store's plus the batch's
+		 * steps so far. The steps are taken at the flush (pend_steps());
+		 * here the table only notes the keys the batch has not met yet.
 		 */
-		arena_t *a = msg_arena(m);
-		size_t *slot = arena_alloc(a, (tok.n + 1) * sizeof(*slot));
-		uint64_t *miss = arena_alloc(a, (tok.n + 1) * sizeof(*miss));
-		size_t *mslot = arena_alloc(a, (tok.n + 1) * sizeof(*mslot)), nm = 0;
-		bayes_score_t sc;
-		memset(&sc, 0, sizeof(sc));
+		pend_reserve(l, tok.n);
+		if (l->miss_n + tok.n > l->miss_cap) {
+			while (l->miss_n + tok.n > l->miss_cap)
+				l->miss_cap = l->miss_cap ? l->miss_cap * 2 : 1u << 15;
+			l->miss = xalloc_realloc(l->miss, l->miss_cap * sizeof(*l->miss));
+		}
 		for (size_t i = 0; i < tok.n; i++) {
 			/* (key | 1: 0 marks an empty slot; keys differing in the last
 			 * bit share a weight within one batch, a negligible blur) */
-			size_t j = slot[i] = pend_slot(l, tok.keys[i] | 1);
+			size_t j = pend_slot(l, tok.keys[i] | 1);
 			if (l->pend[j].key == 0) {
-				l->pend[j].key = tok.keys[i] | 1;
-				l->pend[j].w = 0;
+				l->pend[j] = (pend_t){tok.keys[i] | 1, 0, (uint32_t)l->n};
 				l->pend_used[l->pend_n++] = j;
-				miss[nm] = tok.keys[i];
-				mslot[nm++] = j;
-			} else {
-				sc.lr_log_odds += l->pend[j].w;
+				l->miss[l->miss_n++] = tok.keys[i];
 			}
 		}
-		if (nm > 0) {
-			bayes_counts_t *c = arena_alloc(a, nm * sizeof(*c));
-			int rc = bayes_store_lookup(l->store, miss, nm, c, NULL);
-			if (rc != BAYES_OK) {
-				fprintf(stderr, "sift learn: %s: %s\n", bayes_store_path(l->store),
-				        bayes_strerror(rc));
-				l->failed = rc;
-				msg_free(m);
-				return;
-			}
-			for (size_t k = 0; k < nm; k++) {
-				l->pend[mslot[k]].w = c[k].weight;
-				sc.lr_log_odds += c[k].weight;
-			}
-		}
-		lr_delta = bayes_lr_delta(&l->set, &sc, l->op == BAYES_LEARN_SPAM);
-		for (size_t i = 0; i < tok.n; i++)
-			l->pend[slot[i]].w += lr_delta;
+		l->pitems[l->n].miss_n = l->miss_n - l->pitems[l->n].miss_off;
+		l->pitems[l->n].step = true;
 		l->pass_errors++;
 	} else if (l->sequential && l->op != BAYES_FORGET) {
 		bool spam = l->op == BAYES_LEARN_SPAM;
@@ -188,11 +310,6 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 		lr_delta = bayes_lr_delta(&l->set, &sc, spam);
 	}
 
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 256;
-		l->items = xalloc_realloc(l->items, l->cap * sizeof(*l->items));
-		l->offs = xalloc_realloc(l->offs, l->cap * sizeof(*l->offs));
-	}
 	if (l->pool_n + tok.n > l->pool_cap) {
 		while (l->pool_n + tok.n > l->pool_cap)
 			l->pool_cap = l->pool_cap ? l->pool_cap * 2 : 1u << 16;
@@ -338,12 +455,11 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	}
 	l.sequential = !forget && (l.mode != BAYES_TRAIN_ALWAYS || l.set.lr);
 	if (l.sequential && l.mode == BAYES_TRAIN_ALWAYS) {
-		l.pend_cap = 4 * (size_t)LEARN_PEND_KEYS; /* at most a quarter full */
+		/* Grown by pend_reserve() as a batch meets new keys. */
+		l.pend_cap = (size_t)1 << 16;
 		l.pend = xalloc_calloc(l.pend_cap, sizeof(*l.pend));
-		/* A batch flushes once its pool holds LEARN_PEND_KEYS keys, and
-		 * every key it met is in the pool: so at most that many plus
-		 * one message's keys are in use. */
-		l.pend_used = xalloc_malloc(2 * (size_t)LEARN_PEND_KEYS * sizeof(*l.pend_used));
+		l.pend_used_cap = (size_t)1 << 15;
+		l.pend_used = xalloc_malloc(l.pend_used_cap * sizeof(*l.pend_used));
 	}
 	l.conn = scan_conn_begin(l.gen, NULL);
 	int err;
@@ -388,6 +504,8 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	free(l.pool);
 	free(l.pend);
 	free(l.pend_used);
+	free(l.pitems);
+	free(l.miss);
 
 	const char *what = forget ? "forgot" : spam ? "learned as spam" : "learned as ham";
 	printf("%zu message(s) read, %s: %zu new, %zu moved from the other class, "

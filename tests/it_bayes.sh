@@ -88,6 +88,29 @@ out=$($S bayes compact 2>&1)
 check "compact reports the sizes" has "$out" "compacted"
 check "stats after compact still read" [ "$(stat_of spam)/$(stat_of ham)" = 8/8 ]
 
+# ------------------------------------------------------------ batched regression steps
+# `sift learn` takes a batch's regression steps together at its flush; each
+# must still see the steps before it: the weights equal those of learning
+# the messages one by one, one batch each (to float rounding).
+for mode in batch single; do
+	SB="$SIFT -c $D/sift.conf -d $D/lr-$mode"
+	if [ $mode = batch ]; then
+		$SB learn --spam "$DATA"/spam/*.eml >/dev/null 2>&1
+		$SB learn --ham "$DATA"/ham/*.eml >/dev/null 2>&1
+	else
+		for f in "$DATA"/spam/*.eml; do $SB learn --spam "$f" >/dev/null 2>&1; done
+		for f in "$DATA"/ham/*.eml; do $SB learn --ham "$f" >/dev/null 2>&1; done
+	fi
+	$SB bayes dump | awk '$1 == "token" { print $2, $3, $4, $6 }' | sort >"$D/lr-$mode.w"
+done
+check "batched learning stepped the regression" \
+	awk '$4 != 0 { n++ } END { exit !(n > 100) }' "$D/lr-batch.w"
+check "batched regression weights equal one-by-one learning's" \
+	awk 'NR == FNR { w[$1] = $4; c[$1] = $2 "/" $3; next }
+	     { d = w[$1] - $4; if (d < 0) d = -d; a = $4 < 0 ? -$4 : $4
+	       if (!($1 in w) || c[$1] != $2 "/" $3 || d > 1e-5 * (a > 1 ? a : 1)) bad++ }
+	     END { exit !(bad == 0 && FNR == NR - FNR && FNR > 0) }' "$D/lr-batch.w" "$D/lr-single.w"
+
 # ------------------------------------------------------------ a full map
 printf 'bayes_map_size = 64K\nrules = %s/rules\n' "$top_srcdir" >"$D/tiny.conf"
 # 400 messages of 40 words never seen elsewhere: far more than 64 KiB of tokens.
