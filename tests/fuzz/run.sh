@@ -31,10 +31,17 @@ mime)
 	libs=""
 	;;
 rules)
-	srcs="milter/rules*.c milter/mime.c milter/mime_html.c milter/msg.c milter/hits.c
-	      milter/arena.c milter/xalloc.c milter/diag.c milter/conf.c milter/log.c milter/metrics.c
-	      milter/verdict.c"
-	libs="$(pkg-config --libs libpcre2-8 libpsl 2>/dev/null) $(pkg-config --libs libhs 2>/dev/null)"
+	# the rules and what their eval tests call: the DNS service (DNS lists),
+	# auth's results, and the pipeline `sift rules qa` drives
+	srcs="milter/scan.c milter/verdict.c milter/rules*.c milter/mime.c milter/mime_html.c
+	      milter/msg.c milter/hits.c milter/arena.c milter/xalloc.c milter/diag.c milter/conf.c
+	      milter/log.c milter/bayes*.c milter/dnsbl*.c milter/rep*.c milter/metrics.c
+	      milter/msglog.c milter/dns.c milter/dns_*.c milter/auth*.c"
+	libs="$(pkg-config --libs libpcre2-8 libpsl lmdb hiredis libcares libsodium opendkim 2>/dev/null)
+	      $(pkg-config --libs libhs 2>/dev/null) -lspf2 -lopendmarc"
+	# shellcheck disable=SC2089
+	defs="-DSIFT_STATEDIR=\"/nonexistent\" -DSIFT_RULESDIR=\"$top/rules\"
+	      -DSIFT_SYSCONFDIR=\"/nonexistent\""
 	;;
 milter)
 	# the protocol glue and the whole pipeline behind it; libmilter itself
