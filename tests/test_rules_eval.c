@@ -877,10 +877,10 @@ Test(rules_eval, image_info_survives_malformed_images)
 }
 
 /* PDFs built here: an image drawn with "cm", another given by /Width and /Height. */
-static char *b64(char *out, size_t n, const char *in)
+static char *b64n(char *out, size_t n, const char *in, size_t l)
 {
 	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t l = strlen(in), o = 0;
+	size_t o = 0;
 	for (size_t i = 0; i < l && o + 5 < n; i += 3) {
 		unsigned v = (unsigned char)in[i] << 16;
 		if (i + 1 < l)
@@ -896,6 +896,11 @@ static char *b64(char *out, size_t n, const char *in)
 	}
 	out[o] = '\0';
 	return out;
+}
+
+static char *b64(char *out, size_t n, const char *in)
+{
+	return b64n(out, n, in, strlen(in));
 }
 
 static const char pdf_rules[] = "body PDF1 eval:pdf_count(1,1)\n"
@@ -972,5 +977,38 @@ Test(rules_eval, pdf_info_ignores_what_is_not_a_pdf)
 	cr_assert_not(hits(r, m, "PDF_EXACT"));
 	cr_assert(hits(r, m, "PDF1"));
 	cr_assert_not(hits(r, "Subject: s\n\nno pdf\n", "PDF_EMPTY"));
+	rules_free(r);
+}
+
+Test(rules_eval, image_info_reads_every_cut_of_an_image_within_bounds)
+{
+	rules_t *r = load(image_rules);
+	/* the three test images, decoded; every prefix is parsed (run under ASan in CI) */
+	static const struct {
+		const char *ct, *bytes;
+		size_t len;
+	} img[] = {
+	    {"image/gif", "GIF89a\x20\x03\x58\x02\xf7\x00\x00", 13},
+	    {"image/png",
+	     "\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x01\x08\x00\x00\x00\x7f\x08\x02\x00\x00"
+	     "\x00\x00\x00\x00\x00",
+	     33},
+	    {"image/jpeg",
+	     "\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xc0\x00\x11"
+	     "\x08"
+	     "\x03\x00\x04\x00\x03",
+	     29},
+	};
+	char data[128], m[1024];
+	for (size_t i = 0; i < 3; i++)
+		for (size_t len = 0; len <= img[i].len; len++) {
+			b64n(data, sizeof(data), img[i].bytes, len);
+			one_part(m, sizeof(m), "hello", img[i].ct, "image001.gif", "base64", data);
+			/* a size is read only once the header holds it whole */
+			bool whole = len >= (i == 0 ? 10 : i == 1 ? 24 : 29);
+			cr_assert_eq(hits(r, m, "COVER") || hits(r, m, "PNG_SIZE") ||
+			                 hits(r, m, "JPEG_RANGE"),
+			             whole, "image %zu cut at %zu", i, len);
+		}
 	rules_free(r);
 }
