@@ -12,9 +12,9 @@
 #include "rules_int.h"
 
 static const struct rules_evaldef *const families[] = {
-    rules_eval_header_defs, rules_eval_relay_defs,    rules_eval_mime_defs,
-    rules_eval_html_defs,   rules_eval_freemail_defs, rules_eval_body_defs,
-    rules_eval_wlbl_defs,   rules_eval_auth_defs,     rules_eval_dns_defs,
+    rules_eval_header_defs,   rules_eval_relay_defs, rules_eval_mime_defs, rules_eval_html_defs,
+    rules_eval_freemail_defs, rules_eval_body_defs,  rules_eval_wlbl_defs, rules_eval_auth_defs,
+    rules_eval_dns_defs,      rules_eval_image_defs,
 };
 
 const struct rules_evaldef *rules_eval_lookup(const char *name)
@@ -54,9 +54,9 @@ static const struct {
     {"check_access_database", "access database: not run"},
     {"check_shortcircuit", "shortcircuit: not run"},
     {"html_", "HTML rendering facts (colours, fonts, text): not implemented yet"},
-    {"pdf_", "PDFInfo: not implemented yet"},
-    {"image_", "ImageInfo: not implemented yet"},
-    {"pixel_coverage", "ImageInfo: not implemented yet"},
+    {"pdf_match_", "PDFInfo: MD5 and document-details tests not implemented"},
+    {"pdf_name_regex", "PDFInfo: the regex form of pdf_named not implemented"},
+    {"image_name_regex", "ImageInfo: the regex form of image_named not implemented"},
 };
 
 const char *rules_eval_skip_reason(const char *name)

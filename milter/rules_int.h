@@ -220,7 +220,9 @@ enum {
 	RULES_EVAL_CACHE_MIME,
 	RULES_EVAL_CACHE_MADIFF,
 	RULES_EVAL_CACHE_FMBODY,
-	RULES_EVAL_CACHE_DNS, /* rules_eval_dns.c: the message's lookups */
+	RULES_EVAL_CACHE_DNS,   /* rules_eval_dns.c: the message's lookups */
+	RULES_EVAL_CACHE_IMAGE, /* rules_eval_image.c: images and PDFs */
+	RULES_EVAL_CACHE_PDF,
 	RULES_EVAL_CACHE_N
 };
 
@@ -260,6 +262,7 @@ extern const struct rules_evaldef rules_eval_body_defs[];
 extern const struct rules_evaldef rules_eval_wlbl_defs[];
 extern const struct rules_evaldef rules_eval_auth_defs[];
 extern const struct rules_evaldef rules_eval_dns_defs[];
+extern const struct rules_evaldef rules_eval_image_defs[];
 /*
  * rules_eval_dns.c: starts the lookups of every check_rbl rule that runs,
  * in one batch on dns (nothing when dns is NULL), before the other rules;

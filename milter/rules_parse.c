@@ -49,6 +49,9 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::URIDNSBL",
     /* askdns with the sender's, author's and last external relay's names */
     "Mail::SpamAssassin::Plugin::AskDNS",
+    /* ImageInfo all but image_name_regex; PDFInfo without the MD5, details and regex tests */
+    "Mail::SpamAssassin::Plugin::ImageInfo",
+    "Mail::SpamAssassin::Plugin::PDFInfo",
     NULL,
 };
 

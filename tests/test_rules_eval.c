@@ -772,3 +772,243 @@ Test(rules_eval, uri_host_lists_match_parent_domains_with_exceptions)
 	               "URI_HOST_IN_WELCOMELIST"));
 	rules_free(r);
 }
+
+/* ImageInfo and PDFInfo: images and PDFs built here, base64 as mail carries them. */
+static const char gif_800x600[] = "R0lGODlhIANYAvcAAA==";                         /* w 800, h 600 */
+static const char png_264x127[] = "iVBORw0KGgoAAAANSUhEUgAAAQgAAAB/CAIAAAAAAAAA"; /* w 264, h 127 */
+static const char jpeg_1024x768[] = "/9j/4AAQSkZJRgABAQAAAQABAAD/wAARCAMABAADAAAAAAAAAAAA";
+
+/* A message with a text part and one attachment of type ct, named name, holding data. */
+static char *one_part(char *buf, size_t n, const char *text, const char *ct, const char *name,
+                      const char *cte, const char *data)
+{
+	snprintf(buf, n,
+	         "Subject: s\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n"
+	         "--B\nContent-Type: text/plain\n\n%s\n"
+	         "--B\nContent-Type: %s; name=\"%s\"\nContent-Transfer-Encoding: %s\n"
+	         "Content-Disposition: attachment; filename=\"%s\"\n\n%s\n--B--\n",
+	         text, ct, name, cte, name, data);
+	return buf;
+}
+
+static const char image_rules[] =
+    "body GIF1 eval:image_count('gif','1','1')\n"
+    "body ALL2 eval:image_count('all',2)\n"
+    "body PNG_SIZE eval:image_size_exact('png','127','264')\n"
+    "body GIF_SIZE eval:image_size_exact('all',600,800)\n"
+    "body GIF_SIZE_SWAPPED eval:image_size_exact('all',800,600)\n"
+    "body JPEG_RANGE eval:image_size_range('jpeg', 700, 1000, 800, 1100)\n"
+    "body JPEG_MIN eval:image_size_range('jpeg', 769, 1000)\n"
+    "body COVER eval:pixel_coverage('all',400000,500000)\n"
+    "body COVER_GIF eval:pixel_coverage('gif',62500,300000)\n"
+    "body NAMED eval:image_named('image001.gif')\n"
+    "body RATIO eval:image_to_text_ratio('all', '0.000', '0.008')\n";
+
+Test(rules_eval, image_info_reads_gif_png_and_jpeg_headers)
+{
+	rules_t *r = load(image_rules);
+	char m[4096];
+	one_part(m, sizeof(m), "hello", "image/gif", "image001.gif", "base64", gif_800x600);
+	cr_assert(hits(r, m, "GIF1"));
+	cr_assert_not(hits(r, m, "ALL2"));
+	cr_assert(hits(r, m, "GIF_SIZE"), "height then width");
+	cr_assert_not(hits(r, m, "GIF_SIZE_SWAPPED"));
+	cr_assert(hits(r, m, "COVER"), "800 x 600 = 480000 pixels");
+	cr_assert_not(hits(r, m, "COVER_GIF"));
+	cr_assert(hits(r, m, "NAMED"));
+	cr_assert(hits(r, m, "RATIO"), "a short text beside a large image");
+	one_part(m, sizeof(m), "hello", "image/gif", "other.gif", "base64", gif_800x600);
+	cr_assert_not(hits(r, m, "NAMED"));
+	one_part(m, sizeof(m), "hello", "image/png", "a.png", "base64", png_264x127);
+	cr_assert(hits(r, m, "PNG_SIZE"));
+	cr_assert_not(hits(r, m, "GIF1"));
+	cr_assert(hits(r, m, "RATIO"), "8 characters for 33528 pixels");
+	char text[301];
+	memset(text, 'w', 300);
+	text[300] = '\0';
+	one_part(m, sizeof(m), text, "image/png", "a.png", "base64", png_264x127);
+	cr_assert_not(hits(r, m, "RATIO"), "over 0.008 characters a pixel");
+	one_part(m, sizeof(m), "hello", "image/jpeg", "a.jpg", "base64", jpeg_1024x768);
+	cr_assert(hits(r, m, "JPEG_RANGE"));
+	cr_assert_not(hits(r, m, "JPEG_MIN"), "768 is under the minimum height");
+	/* SpamAssassin reads only base64 images */
+	one_part(m, sizeof(m), "hello", "image/gif", "image001.gif", "7bit", "GIF89a");
+	cr_assert_not(hits(r, m, "GIF1"));
+	cr_assert_not(hits(r, "Subject: s\n\nno images\n", "GIF1"));
+	snprintf(m, sizeof(m),
+	         "Subject: s\nContent-Type: multipart/mixed; boundary=\"B\"\n\n"
+	         "--B\nContent-Type: image/gif\nContent-Transfer-Encoding: base64\n\n%s\n"
+	         "--B\nContent-Type: image/png\nContent-Transfer-Encoding: base64\n\n%s\n--B--\n",
+	         gif_800x600, png_264x127);
+	cr_assert(hits(r, m, "ALL2"));
+	cr_assert(hits(r, m, "GIF1"));
+	cr_assert(hits(r, m, "PNG_SIZE"));
+	cr_assert_not(hits(r, m, "COVER"), "480000 + 33528 pixels is over the maximum");
+	rules_free(r);
+}
+
+Test(rules_eval, image_info_survives_malformed_images)
+{
+	rules_t *r = load(image_rules);
+	/* each: counted as an image of its type, but no size read and nothing over-read */
+	static const struct {
+		const char *ct, *data;
+	} bad[] = {
+	    {"image/gif", "R0lGODlhIA=="},             /* GIF header cut after one byte of width */
+	    {"image/png", "iVBORw0KGgoAAAANSUhEUgAA"}, /* IHDR cut inside the width */
+	    {"image/jpeg", "/9j/4OpgSkY="},            /* APP0 claiming 60000 bytes */
+	    {"image/jpeg", "/9j/wAARCAM="},            /* SOF0 cut inside the height */
+	    {"image/jpeg", "/9g="},                    /* SOI cut */
+	    {"image/png", ""},                         /* empty */
+	    {"image/gif", "!!!!"},                     /* not base64 */
+	};
+	char m[4096];
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		one_part(m, sizeof(m), "hello", bad[i].ct, "image001.gif", "base64", bad[i].data);
+		cr_assert_not(hits(r, m, "COVER"), "case %zu", i);
+		cr_assert_not(hits(r, m, "JPEG_RANGE"), "case %zu", i);
+		cr_assert_not(hits(r, m, "NAMED"), "case %zu: a name counts once the size is read",
+		              i);
+		cr_assert_not(hits(r, m, "RATIO"), "case %zu", i);
+	}
+	one_part(m, sizeof(m), "hello", "image/gif", "a.gif", "base64", "R0lGODlhIA==");
+	cr_assert(hits(r, m, "GIF1"), "a GIF without a size is still a GIF");
+	rules_free(r);
+}
+
+/* PDFs built here: an image drawn with "cm", another given by /Width and /Height. */
+static char *b64n(char *out, size_t n, const char *in, size_t l)
+{
+	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t o = 0;
+	for (size_t i = 0; i < l && o + 5 < n; i += 3) {
+		unsigned v = (unsigned char)in[i] << 16;
+		if (i + 1 < l)
+			v |= (unsigned char)in[i + 1] << 8;
+		if (i + 2 < l)
+			v |= (unsigned char)in[i + 2];
+		out[o++] = t[v >> 18 & 63];
+		out[o++] = t[v >> 12 & 63];
+		out[o++] = i + 1 < l ? t[v >> 6 & 63] : '=';
+		out[o++] = i + 2 < l ? t[v & 63] : '=';
+		if (o % 76 == 0)
+			out[o++] = '\n';
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static char *b64(char *out, size_t n, const char *in)
+{
+	return b64n(out, n, in, strlen(in));
+}
+
+static const char pdf_rules[] = "body PDF1 eval:pdf_count(1,1)\n"
+                                "body PDF2 eval:pdf_count(2)\n"
+                                "body PDF_IMG2 eval:pdf_image_count(2,2)\n"
+                                "body PDF_COVER eval:pdf_pixel_coverage(1,100000)\n"
+                                "body PDF_EXACT eval:pdf_image_size_exact(150,400)\n"
+                                "body PDF_TOTAL eval:pdf_image_size_exact(250,600)\n"
+                                "body PDF_RANGE eval:pdf_image_size_range(140, 300, 240, 800)\n"
+                                "body PDF_NAMED eval:pdf_named('mytest.pdf')\n"
+                                "body PDF_ENC eval:pdf_is_encrypted()\n"
+                                "body PDF_EMPTY eval:pdf_is_empty_body()\n"
+                                "body PDF_RATIO eval:pdf_image_to_text_ratio(0.000, 0.008)\n";
+
+static const char pdf_doc[] = "%PDF-1.4\n"
+                              "1 0 obj\n<</Type/XObject/Subtype/Image/Width 400/Height 150>>\n"
+                              "q\n2 0 obj /Image\n200 0 0 100 0 0 cm\nQ\n%%EOF\n";
+
+Test(rules_eval, pdf_info_counts_names_and_sizes)
+{
+	rules_t *r = load(pdf_rules);
+	char data[2048], m[4096];
+	b64(data, sizeof(data), pdf_doc);
+	one_part(m, sizeof(m), "", "application/pdf", "mytest.pdf", "base64", data);
+	cr_assert(hits(r, m, "PDF1"));
+	cr_assert_not(hits(r, m, "PDF2"));
+	cr_assert(hits(r, m, "PDF_IMG2"), "one image per form");
+	cr_assert(hits(r, m, "PDF_COVER"), "400*150 + 200*100 = 80000");
+	cr_assert(hits(r, m, "PDF_EXACT"));
+	cr_assert(hits(r, m, "PDF_TOTAL"), "the summed heights and widths count too");
+	cr_assert(hits(r, m, "PDF_RANGE"), "150 x 400; the sum, 250 x 600, is over the maximum");
+	cr_assert(hits(r, m, "PDF_NAMED"));
+	cr_assert_not(hits(r, m, "PDF_ENC"));
+	cr_assert(hits(r, m, "PDF_EMPTY"), "no text beside the PDF");
+	one_part(m, sizeof(m), "read the attached file please", "application/pdf", "mytest.pdf",
+	         "base64", data);
+	cr_assert_not(hits(r, m, "PDF_EMPTY"));
+	cr_assert(hits(r, m, "PDF_RATIO"), "29 characters for 80000 pixels");
+	/* octet-stream counts only under a .pdf (or .fdf) name */
+	one_part(m, sizeof(m), "x", "application/octet-stream", "MyTest.PDF", "base64", data);
+	cr_assert(hits(r, m, "PDF1"));
+	cr_assert_not(hits(r, m, "PDF_NAMED"), "names compare exactly");
+	one_part(m, sizeof(m), "x", "application/octet-stream", "mytest.bin", "base64", data);
+	cr_assert_not(hits(r, m, "PDF1"));
+	b64(data, sizeof(data), "%PDF-1.6\n/Encrypt 5 0 R\n%%EOF\n");
+	one_part(m, sizeof(m), "x", "application/pdf", "e.pdf", "base64", data);
+	cr_assert(hits(r, m, "PDF_ENC"));
+	cr_assert_not(hits(r, m, "PDF_IMG2"));
+	cr_assert_not(hits(r, m, "PDF_COVER"), "no image, no coverage");
+	cr_assert_not(hits(r, m, "PDF_RANGE"));
+	rules_free(r);
+}
+
+Test(rules_eval, pdf_info_ignores_what_is_not_a_pdf)
+{
+	rules_t *r = load(pdf_rules);
+	char data[4096], m[8192];
+	/* no magic: counted as a PDF part (SpamAssassin does), nothing read from it */
+	b64(data, sizeof(data), "not a pdf\n/Encrypt\n/Image\n200 0 0 100 0 0 cm\n");
+	one_part(m, sizeof(m), "x", "application/pdf", "mytest.pdf", "base64", data);
+	cr_assert(hits(r, m, "PDF1"));
+	cr_assert_not(hits(r, m, "PDF_ENC"));
+	cr_assert_not(hits(r, m, "PDF_NAMED"));
+	cr_assert_not(hits(r, m, "PDF_COVER"));
+	/* /Width and /Height on lines of their own give no size, as in SpamAssassin */
+	b64(data, sizeof(data), "%PDF-1.4\n/Image\n/Width 400\n/Height 150\n/Width /Height 3\n");
+	one_part(m, sizeof(m), "x", "application/pdf", "a.pdf", "base64", data);
+	cr_assert_not(hits(r, m, "PDF_EXACT"));
+	/* huge numbers, a cut line, binary bytes: no crash, no hit */
+	b64(data, sizeof(data),
+	    "%PDF-1.4\n/Image/Width 99999999999999999999999/Height 9\n"
+	    "1 2 3 4 5 6 c\n\x01\x02/Image /Width 1\n/Width");
+	one_part(m, sizeof(m), "x", "application/pdf", "a.pdf", "base64", data);
+	cr_assert_not(hits(r, m, "PDF_EXACT"));
+	cr_assert(hits(r, m, "PDF1"));
+	cr_assert_not(hits(r, "Subject: s\n\nno pdf\n", "PDF_EMPTY"));
+	rules_free(r);
+}
+
+Test(rules_eval, image_info_reads_every_cut_of_an_image_within_bounds)
+{
+	rules_t *r = load(image_rules);
+	/* the three test images, decoded; every prefix is parsed (run under ASan in CI) */
+	static const struct {
+		const char *ct, *bytes;
+		size_t len;
+	} img[] = {
+	    {"image/gif", "GIF89a\x20\x03\x58\x02\xf7\x00\x00", 13},
+	    {"image/png",
+	     "\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x01\x08\x00\x00\x00\x7f\x08\x02\x00\x00"
+	     "\x00\x00\x00\x00\x00",
+	     33},
+	    {"image/jpeg",
+	     "\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xc0\x00\x11"
+	     "\x08"
+	     "\x03\x00\x04\x00\x03",
+	     29},
+	};
+	char data[128], m[1024];
+	for (size_t i = 0; i < 3; i++)
+		for (size_t len = 0; len <= img[i].len; len++) {
+			b64n(data, sizeof(data), img[i].bytes, len);
+			one_part(m, sizeof(m), "hello", img[i].ct, "image001.gif", "base64", data);
+			/* a size is read only once the header holds it whole */
+			bool whole = len >= (i == 0 ? 10 : i == 1 ? 24 : 29);
+			cr_assert_eq(hits(r, m, "COVER") || hits(r, m, "PNG_SIZE") ||
+			                 hits(r, m, "JPEG_RANGE"),
+			             whole, "image %zu cut at %zu", i, len);
+		}
+	rules_free(r);
+}

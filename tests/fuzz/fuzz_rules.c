@@ -28,6 +28,11 @@ static const char fuzz_msg[] =
     "MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=\"b\"\n\n"
     "--b\nContent-Type: text/plain\n\nclick here http://192.0.2.1/x and www.example.com\n\n"
     "second paragraph \xc9T\xc9\n--b\nContent-Type: text/html\n\n<p>hello <b>world</b></p>\n"
+    /* an image and a PDF for the ImageInfo and PDFInfo tests */
+    "--b\nContent-Type: image/gif; name=\"image001.gif\"\nContent-Transfer-Encoding: base64\n\n"
+    "R0lGODlhIANYAvcAAA==\n--b\nContent-Type: application/pdf; name=\"a.pdf\"\n"
+    "Content-Transfer-Encoding: base64\n\n"
+    "JVBERi0xLjQKL0VuY3J5cHQKL0ltYWdlL1dpZHRoIDQvSGVpZ2h0IDMKMiAwIDAgNSAwIDAgY20K\n"
     "--b--\n";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,0 +1,557 @@
+/*
+ * rules_eval_image.c - SpamAssassin's ImageInfo and PDFInfo tests over the
+ * message's base64 GIF, PNG and JPEG parts and its PDF parts: counts,
+ * dimensions read from the image headers, pixel coverage, names, and the
+ * few PDF facts SpamAssassin reads line by line. Follows
+ * Mail::SpamAssassin::Plugin::ImageInfo and ::PDFInfo.
+ */
+#include <ctype.h>
+
+#include "rules_int.h"
+
+/* Distinct dimensions kept per message; more are not recorded (bounded memory). */
+#define MAX_DIMS 256
+
+enum { IMG_GIF, IMG_PNG, IMG_JPEG, IMG_ALL, IMG_N };
+static const char *const type_names[IMG_N] = {"gif", "png", "jpeg", "all"};
+
+struct dim {
+	double h, w;
+};
+
+struct dimset {
+	struct dim d[MAX_DIMS];
+	size_t n;
+};
+
+struct imagefacts {
+	double count[IMG_N], pc[IMG_N];
+	struct dimset dims[IMG_N];
+	const char **names; /* the named images whose size was read */
+	size_t nnames;
+};
+
+struct pdffacts {
+	double count, images, pc;
+	bool encrypted, has_dims;
+	struct dimset dims;
+	const char **names;
+	size_t nnames;
+};
+
+static void dims_add(struct dimset *s, double h, double w)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->d[i].h == h && s->d[i].w == w)
+			return;
+	if (s->n < MAX_DIMS)
+		s->d[s->n++] = (struct dim){h, w};
+}
+
+static unsigned be16(const unsigned char *p)
+{
+	return (unsigned)p[0] << 8 | p[1];
+}
+
+static unsigned long be32(const unsigned char *p)
+{
+	return (unsigned long)p[0] << 24 | (unsigned long)p[1] << 16 | (unsigned long)p[2] << 8 |
+	       p[3];
+}
+
+/* GIF87a/89a: the logical screen's width and height, little-endian, after the magic. */
+static bool gif_size(const unsigned char *d, size_t n, double *h, double *w)
+{
+	if (n < 10 || (memcmp(d, "GIF87a", 6) != 0 && memcmp(d, "GIF89a", 6) != 0))
+		return false;
+	*w = (unsigned)d[6] | (unsigned)d[7] << 8;
+	*h = (unsigned)d[8] | (unsigned)d[9] << 8;
+	return true;
+}
+
+/*
+ * PNG: the IHDR chunk's width and height. SpamAssassin steps over chunk
+ * headers only (8 bytes), not their data, until IHDR with length 13 or
+ * IEND; IHDR comes first in a valid file, so the step only matters for
+ * broken ones, where this does the same.
+ */
+static bool png_size(const unsigned char *d, size_t n, double *h, double *w)
+{
+	if (n < 8 || memcmp(d, "\x89PNG\r\n\x1a\n", 8) != 0)
+		return false;
+	for (size_t pos = 8; pos + 8 <= n; pos += 8) {
+		if (memcmp(d + pos + 4, "IEND", 4) == 0)
+			return false;
+		if (memcmp(d + pos + 4, "IHDR", 4) == 0 && be32(d + pos) == 13) {
+			if (pos + 16 > n)
+				return false;
+			*w = (double)be32(d + pos + 8);
+			*h = (double)be32(d + pos + 12);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* JPEG: the first start-of-frame segment's height and width, walking segments from SOI. */
+static bool jpeg_size(const unsigned char *d, size_t n, double *h, double *w)
+{
+	if (n < 2 || d[0] != 0xFF || d[1] != 0xD8)
+		return false;
+	for (size_t pos = 2; pos + 4 <= n;) {
+		unsigned mark = d[pos + 1], len = be16(d + pos + 2);
+		if (d[pos] != 0xFF || mark == 0xDA || mark == 0xD9 || len < 2)
+			return false;
+		pos += 4;
+		size_t blen = len - 2 <= n - pos ? len - 2 : n - pos;
+		if ((mark >= 0xC0 && mark <= 0xC3) || (mark >= 0xC5 && mark <= 0xC7) ||
+		    (mark >= 0xC9 && mark <= 0xCB) || (mark >= 0xCD && mark <= 0xCF)) {
+			if (blen < 5)
+				return false;
+			*h = be16(d + pos + 1);
+			*w = be16(d + pos + 3);
+			return true;
+		}
+		pos += blen;
+	}
+	return false;
+}
+
+static void add_name(arena_t *a, const char ***names, size_t *n, size_t cap, const char *name)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*names)[i], name) == 0)
+			return;
+	if (*names == NULL)
+		*names = arena_alloc(a, cap * sizeof(**names));
+	if (*n < cap)
+		(*names)[(*n)++] = name;
+}
+
+static const struct imagefacts *image_facts(struct rules_evalenv *e)
+{
+	struct imagefacts *f = e->cache[RULES_EVAL_CACHE_IMAGE];
+	if (f != NULL)
+		return f;
+	f = arena_alloc(e->a, sizeof(*f));
+	memset(f, 0, sizeof(*f));
+	e->cache[RULES_EVAL_CACHE_IMAGE] = f;
+	size_t np = e->mi ? mime_part_count(e->mi) : 0;
+	for (size_t i = 0; i < np; i++) {
+		const mime_part_t *p = mime_part(e->mi, i);
+		const char *ct = p->content_type;
+		int t;
+		if (ct == NULL || strncmp(ct, "image/", 6) != 0)
+			continue;
+		if (strcmp(ct + 6, "gif") == 0)
+			t = IMG_GIF;
+		else if (strcmp(ct + 6, "png") == 0)
+			t = IMG_PNG;
+		else if (strcmp(ct + 6, "jpeg") == 0 || strcmp(ct + 6, "jpg") == 0)
+			t = IMG_JPEG;
+		else
+			continue;
+		/* only base64 parts, as SpamAssassin reads them */
+		if (p->encoding == NULL || strcmp(p->encoding, "base64") != 0)
+			continue;
+		f->count[t]++;
+		const unsigned char *d = (const unsigned char *)p->decoded;
+		size_t n = d ? p->decoded_len : 0;
+		double h = 0, w = 0;
+		bool ok = t == IMG_GIF   ? gif_size(d, n, &h, &w)
+		          : t == IMG_PNG ? png_size(d, n, &h, &w)
+		                         : jpeg_size(d, n, &h, &w);
+		if (!ok || h == 0 || w == 0)
+			continue;
+		f->pc[t] += h * w;
+		dims_add(&f->dims[t], h, w);
+		dims_add(&f->dims[IMG_ALL], h, w);
+		if (p->filename && *p->filename)
+			add_name(e->a, &f->names, &f->nnames, np, p->filename);
+	}
+	for (int t = 0; t < IMG_ALL; t++) {
+		f->count[IMG_ALL] += f->count[t];
+		f->pc[IMG_ALL] += f->pc[t];
+	}
+	return f;
+}
+
+/* SpamAssassin's result_check: min <= value <= max, max itself excluded for ratios. */
+static bool in_range(const struct rule *ru, size_t imin, double v, bool nomaxequal)
+{
+	double min = strtod(ru->eargs[imin], NULL);
+	if (v < min)
+		return false;
+	if (ru->neargs > imin + 1) {
+		double max = strtod(ru->eargs[imin + 1], NULL);
+		if (v > max || (nomaxequal && v == max))
+			return false;
+	}
+	return true;
+}
+
+static int img_type(const struct rule *ru)
+{
+	for (int t = 0; t < IMG_N; t++)
+		if (strcmp(ru->eargs[0], type_names[t]) == 0)
+			return t;
+	return -1;
+}
+
+static const char *check_type(const struct rule *ru)
+{
+	/* SpamAssassin never hits on another type; say so at load instead */
+	return img_type(ru) < 0 ? "~unknown image type (gif, png, jpeg or all)" : NULL;
+}
+
+static bool size_range(const struct dimset *s, const struct rule *ru, size_t i)
+{
+	double minh = strtod(ru->eargs[i], NULL), minw = strtod(ru->eargs[i + 1], NULL);
+	bool hasmaxh = ru->neargs > i + 2, hasmaxw = ru->neargs > i + 3;
+	double maxh = hasmaxh ? strtod(ru->eargs[i + 2], NULL) : 0;
+	double maxw = hasmaxw ? strtod(ru->eargs[i + 3], NULL) : 0;
+	for (size_t k = 0; k < s->n; k++) {
+		const struct dim *d = &s->d[k];
+		if (d->h < minh || d->w < minw || (hasmaxh && d->h > maxh) ||
+		    (hasmaxw && d->w > maxw))
+			continue;
+		return true;
+	}
+	return false;
+}
+
+static bool size_exact(const struct dimset *s, const char *h, const char *w)
+{
+	double hh = strtod(h, NULL), ww = strtod(w, NULL);
+	for (size_t k = 0; k < s->n; k++)
+		if (s->d[k].h == hh && s->d[k].w == ww)
+			return true;
+	return false;
+}
+
+/* The body's length as body tests see it: the Subject line, then the text. */
+static size_t text_len(struct rules_evalenv *e)
+{
+	size_t n = 0;
+	if (e->mi)
+		(void)mime_body(e->mi, &n);
+	return n;
+}
+
+static long image_count(struct rules_evalenv *e, const struct rule *ru)
+{
+	return in_range(ru, 1, image_facts(e)->count[img_type(ru)], false);
+}
+
+static long pixel_coverage(struct rules_evalenv *e, const struct rule *ru)
+{
+	return in_range(ru, 1, image_facts(e)->pc[img_type(ru)], false);
+}
+
+static long image_to_text_ratio(struct rules_evalenv *e, const struct rule *ru)
+{
+	double pc = image_facts(e)->pc[img_type(ru)];
+	size_t n = text_len(e);
+	return n > 0 && pc > 0 && in_range(ru, 1, (double)n / pc, true);
+}
+
+/* image_size_exact(type, height, width) */
+static long image_size_exact(struct rules_evalenv *e, const struct rule *ru)
+{
+	return size_exact(&image_facts(e)->dims[img_type(ru)], ru->eargs[1], ru->eargs[2]);
+}
+
+/* image_size_range(type, minheight, minwidth[, maxheight[, maxwidth]]) */
+static long image_size_range(struct rules_evalenv *e, const struct rule *ru)
+{
+	return size_range(&image_facts(e)->dims[img_type(ru)], ru, 1);
+}
+
+static long image_named(struct rules_evalenv *e, const struct rule *ru)
+{
+	const struct imagefacts *f = image_facts(e);
+	for (size_t i = 0; i < f->nnames; i++)
+		if (strcmp(f->names[i], ru->eargs[0]) == 0)
+			return 1;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- PDF */
+
+/* A run of digits as a number, saturated (PDF numbers are text; Perl reads them as doubles). */
+static size_t digits(const char *s, size_t n, double *v)
+{
+	size_t i = 0;
+	*v = 0;
+	while (i < n && isdigit((unsigned char)s[i]))
+		*v = *v * 10 + (s[i++] - '0');
+	return i;
+}
+
+/* Where the k bytes of key first occur in s[0..n), or NULL. */
+static const char *mem_find(const char *s, size_t n, const char *key, size_t k)
+{
+	for (size_t i = 0; i + k <= n; i++)
+		if (s[i] == key[0] && memcmp(s + i, key, k) == 0)
+			return s + i;
+	return NULL;
+}
+
+static size_t spaces(const char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n && isspace((unsigned char)s[i]))
+		i++;
+	return i;
+}
+
+/* "W n n H n n cm" spanning the whole line: an image drawn at W x H. */
+static bool cm_line(const char *s, size_t n, double *w, double *h)
+{
+	size_t i = 0;
+	double v[6];
+	for (int k = 0; k < 6; k++) {
+		size_t dl = digits(s + i, n - i, &v[k]);
+		if (dl == 0)
+			return false;
+		i += dl;
+		size_t sl = spaces(s + i, n - i);
+		if (sl == 0)
+			return false;
+		i += sl;
+	}
+	if (n - i != 2 || memcmp(s + i, "cm", 2) != 0)
+		return false;
+	*w = v[0];
+	*h = v[3];
+	return true;
+}
+
+/* "/Width W/Height H" anywhere in the line (one white-space character after each key). */
+static bool width_height(const char *s, size_t n, double *w, double *h)
+{
+	for (const char *p = s; (p = mem_find(p, n - (size_t)(p - s), "/Width", 6)) != NULL; p++) {
+		size_t i = (size_t)(p - s) + 6;
+		if (i >= n || !isspace((unsigned char)s[i]))
+			continue;
+		i++;
+		size_t dl = digits(s + i, n - i, w);
+		if (dl == 0)
+			continue;
+		i += dl;
+		if (n - i < 8 || memcmp(s + i, "/Height", 7) != 0 ||
+		    !isspace((unsigned char)s[i + 7]))
+			continue;
+		i += 8;
+		if (digits(s + i, n - i, h) > 0)
+			return true;
+	}
+	return false;
+}
+
+/* The line starts with key, one white-space character and a digit. */
+static bool key_number(const char *s, size_t n, const char *key)
+{
+	size_t k = strlen(key);
+	return n >= k + 2 && memcmp(s, key, k) == 0 && isspace((unsigned char)s[k]) &&
+	       isdigit((unsigned char)s[k + 1]);
+}
+
+/*
+ * One PDF part, line by line as SpamAssassin reads it: the image sizes it
+ * finds on one line (a "cm" operator, or /Width and /Height together) after
+ * an /Image, the /Encrypt flag, and the name.
+ */
+static void pdf_part(struct rules_evalenv *e, struct pdffacts *f, const mime_part_t *p, size_t np)
+{
+	const char *d = p->decoded;
+	size_t n = d ? p->decoded_len : 0;
+	if (n >= 3 && memcmp(d, "\xef\xbb\xbf", 3) == 0) {
+		d += 3;
+		n -= 3;
+	}
+	/* the magic "%PDF-d.d" starting within the first 1025 bytes */
+	bool magic = false;
+	for (size_t i = 0; i <= 1024 && i + 8 <= n && !magic; i++)
+		magic = memcmp(d + i, "%PDF-", 5) == 0 && isdigit((unsigned char)d[i + 5]) &&
+		        d[i + 6] == '.' && isdigit((unsigned char)d[i + 7]);
+	if (!magic)
+		return;
+	if (p->filename && *p->filename)
+		add_name(e->a, &f->names, &f->nnames, np, p->filename);
+	bool got_image = false;
+	double th = 0, tw = 0, area = 0;
+	for (size_t off = 0; off < n;) {
+		const char *nl = memchr(d + off, '\n', n - off);
+		size_t len = nl ? (size_t)(nl - (d + off)) : n - off;
+		const char *s = d + off;
+		off += len + 1;
+		if (len == 0)
+			continue;
+		if (mem_find(s, len, "/Image", 6) != NULL)
+			got_image = true;
+		if (len >= 8 && memcmp(s, "/Encrypt", 8) == 0)
+			f->encrypted = true;
+		if (!got_image)
+			continue;
+		double w = 0, h = 0;
+		/* a line starting with /Width or /Height alone gives one of the two: no size */
+		if (cm_line(s, len, &w, &h)) {
+		} else if (key_number(s, len, "/Width") || key_number(s, len, "/Height")) {
+			w = h = 0;
+		} else if (!width_height(s, len, &w, &h)) {
+			w = h = 0;
+		}
+		if (w > 0 && h > 0) {
+			th += h;
+			tw += w;
+			area += w * h;
+			dims_add(&f->dims, h, w);
+			f->has_dims = true;
+			f->images++;
+			got_image = false;
+		}
+	}
+	if (th > 0 && tw > 0) {
+		dims_add(&f->dims, th, tw);
+		f->has_dims = true;
+	}
+	if (area > 0)
+		f->pc = area; /* SpamAssassin keeps the last PDF's total */
+}
+
+static bool ends_pdf_name(const char *name)
+{
+	size_t l = name ? strlen(name) : 0;
+	return l >= 4 && name[l - 4] == '.' &&
+	       (tolower((unsigned char)name[l - 3]) == 'p' ||
+	        tolower((unsigned char)name[l - 3]) == 'f') &&
+	       tolower((unsigned char)name[l - 2]) == 'd' &&
+	       tolower((unsigned char)name[l - 1]) == 'f';
+}
+
+static const struct pdffacts *pdf_facts(struct rules_evalenv *e)
+{
+	struct pdffacts *f = e->cache[RULES_EVAL_CACHE_PDF];
+	if (f != NULL)
+		return f;
+	f = arena_alloc(e->a, sizeof(*f));
+	memset(f, 0, sizeof(*f));
+	e->cache[RULES_EVAL_CACHE_PDF] = f;
+	size_t np = e->mi ? mime_part_count(e->mi) : 0;
+	for (size_t i = 0; i < np; i++) {
+		const mime_part_t *p = mime_part(e->mi, i);
+		const char *ct = p->content_type ? p->content_type : "";
+		const char *sub = strncmp(ct, "image/", 6) == 0          ? ct + 6
+		                  : strncmp(ct, "application/", 12) == 0 ? ct + 12
+		                                                         : NULL;
+		if (sub == NULL || (strcmp(sub, "pdf") != 0 && strcmp(sub, "octet-stream") != 0))
+			continue;
+		if (strcmp(sub, "pdf") != 0 && !ends_pdf_name(p->filename))
+			continue;
+		pdf_part(e, f, p, np);
+		f->count++;
+	}
+	return f;
+}
+
+static long pdf_count(struct rules_evalenv *e, const struct rule *ru)
+{
+	return in_range(ru, 0, pdf_facts(e)->count, false);
+}
+
+static long pdf_image_count(struct rules_evalenv *e, const struct rule *ru)
+{
+	return in_range(ru, 0, pdf_facts(e)->images, false);
+}
+
+static long pdf_pixel_coverage(struct rules_evalenv *e, const struct rule *ru)
+{
+	const struct pdffacts *f = pdf_facts(e);
+	return f->pc > 0 && in_range(ru, 0, f->pc, false); /* undefined without images */
+}
+
+static long pdf_image_to_text_ratio(struct rules_evalenv *e, const struct rule *ru)
+{
+	double pc = pdf_facts(e)->pc;
+	size_t n = text_len(e);
+	return n > 0 && pc > 0 && in_range(ru, 0, (double)n / pc, true);
+}
+
+static long pdf_image_size_exact(struct rules_evalenv *e, const struct rule *ru)
+{
+	return size_exact(&pdf_facts(e)->dims, ru->eargs[0], ru->eargs[1]);
+}
+
+static long pdf_image_size_range(struct rules_evalenv *e, const struct rule *ru)
+{
+	return size_range(&pdf_facts(e)->dims, ru, 0);
+}
+
+static long pdf_named(struct rules_evalenv *e, const struct rule *ru)
+{
+	const struct pdffacts *f = pdf_facts(e);
+	for (size_t i = 0; i < f->nnames; i++)
+		if (strcmp(f->names[i], ru->eargs[0]) == 0)
+			return 1;
+	return 0;
+}
+
+static long pdf_is_encrypted(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return pdf_facts(e)->encrypted;
+}
+
+/*
+ * pdf_is_empty_body([bytes]): a PDF, and at most that many bytes (0 by
+ * default) in the body's non-blank lines after the Subject line.
+ */
+static long pdf_is_empty_body(struct rules_evalenv *e, const struct rule *ru)
+{
+	if (pdf_facts(e)->count == 0)
+		return 0;
+	double min = ru->neargs > 0 ? strtod(ru->eargs[0], NULL) : 0;
+	size_t n = 0;
+	const char *s = e->mi ? mime_body(e->mi, &n) : NULL;
+	double bytes = 0;
+	bool first = true;
+	for (size_t off = 0; s && off < n;) {
+		const char *nl = memchr(s + off, '\n', n - off);
+		size_t len = nl ? (size_t)(nl - (s + off)) + 1 : n - off;
+		const char *line = s + off;
+		off += len;
+		if (first) {
+			first = false;
+			continue;
+		}
+		bool blank = true;
+		for (size_t k = 0; k < len && blank; k++)
+			blank = isspace((unsigned char)line[k]);
+		if (blank)
+			continue;
+		bytes += (double)len;
+		if (bytes > min)
+			return 0;
+	}
+	return 1;
+}
+
+const struct rules_evaldef rules_eval_image_defs[] = {
+    {"image_count", image_count, 2, 3, check_type},
+    {"pixel_coverage", pixel_coverage, 2, 3, check_type},
+    {"image_to_text_ratio", image_to_text_ratio, 3, 3, check_type},
+    {"image_size_exact", image_size_exact, 3, 3, check_type},
+    {"image_size_range", image_size_range, 3, 5, check_type},
+    {"image_named", image_named, 1, 1, NULL},
+    {"pdf_count", pdf_count, 1, 2, NULL},
+    {"pdf_image_count", pdf_image_count, 1, 2, NULL},
+    {"pdf_pixel_coverage", pdf_pixel_coverage, 1, 2, NULL},
+    {"pdf_image_to_text_ratio", pdf_image_to_text_ratio, 2, 2, NULL},
+    {"pdf_image_size_exact", pdf_image_size_exact, 2, 2, NULL},
+    {"pdf_image_size_range", pdf_image_size_range, 2, 4, NULL},
+    {"pdf_named", pdf_named, 1, 1, NULL},
+    {"pdf_is_encrypted", pdf_is_encrypted, 0, 0, NULL},
+    {"pdf_is_empty_body", pdf_is_empty_body, 0, 1, NULL},
+    {NULL, NULL, 0, 0, NULL},
+};
