@@ -35,7 +35,6 @@ PUB=$(openssl rsa -in "$D/sel.key" -pubout -outform DER 2>/dev/null | base64 | t
 # ------------------------------------------------------------ the DNS server
 # Every name outside test. is answered "no such name" locally: nothing leaves.
 it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf" <<EOF
-	local-zone: "." static
 	local-zone: "test." static
 	local-data: "test. 300 IN SOA ns.test. admin.test. 1 3600 600 86400 60"
 	local-data: 'pass.test. 300 IN TXT "v=spf1 ip4:192.0.2.10 -all"'

@@ -130,7 +130,7 @@ it_milter_start() {
 
 # it_unbound_conf DIR PORT [VERBOSITY] <ZONES: an unbound.conf on stdout for a
 # server on 127.0.0.1:PORT that never daemonizes, drops privileges or
-# recurses beyond what the caller allows, logs to DIR/unbound.log at
+# recurses (names outside the caller's zones are NXDOMAIN), logs to DIR/unbound.log at
 # VERBOSITY (default 1) and is controlled over the unix socket
 # DIR/unbound.ctl. The caller's own server lines (local-zone, local-data,
 # one a line, tab-indented) come on stdin and go in the server: clause.
@@ -152,6 +152,9 @@ server:
 	access-control: 127.0.0.0/8 allow
 	num-threads: 1
 	so-reuseport: no
+	# Every name outside the caller's zones gets NXDOMAIN from here: the
+	# server never recurses, so no test can send a query off loopback.
+	local-zone: "." static
 EOF
 	cat
 	cat <<EOF

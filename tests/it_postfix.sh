@@ -59,7 +59,6 @@ AUTH_CONF=""
 if [ -x "$UNBOUND" ] && [ -x "$UBCTL" ]; then
 	DNS_PORT=$(free_port)
 	it_unbound_conf "$D" "$DNS_PORT" 1 >"$D/unbound.conf" <<EOF
-	local-zone: "." static
 	local-data: 'dmarc.test. 300 IN TXT "v=spf1 -all"'
 	local-data: '_dmarc.dmarc.test. 300 IN TXT "v=DMARC1; p=reject"'
 EOF

@@ -20,9 +20,8 @@ mkdir "$D/rules"
 cp "$top_srcdir/tests/data/sadns/50_dnseval.cf" "$D/rules/"
 
 # Names outside the test zones (askdns asks about the sender's domain and the
-# HELO) get NXDOMAIN from the root's local zone: the server never recurses.
+# HELO) get NXDOMAIN: it_unbound_conf's server never recurses.
 it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf" <<EOF2
-	local-zone: "." static
 	local-zone: "bl.test." static
 	local-data: "bl.test. 300 IN SOA ns.bl.test. admin.bl.test. 1 3600 600 86400 60"
 	local-data: "2.2.0.192.bl.test. 300 IN A 127.0.0.2"
