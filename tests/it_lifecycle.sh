@@ -1,7 +1,8 @@
 #!/bin/sh
 # it_lifecycle.sh - signals and lifecycles of sift-milter with every source
 # that starts threads configured at once (a real redis-server, a real
-# unbound serving a DNS list on loopback, a Bayes store with autolearn):
+# unbound serving a DNS list on loopback, a Bayes store with autolearn,
+# sender authentication asking that unbound):
 #   a. in the foreground (-f): two SIGHUPs under load; nothing lost;
 #   b. as a daemon (no -f): the module threads exist after the fork, the
 #      DNS list, Redis and Bayes all work, two SIGHUPs, still answering;
@@ -89,6 +90,8 @@ bayes_min_ham = 5
 bayes_autolearn = yes
 bayes_autolearn_spam_score = 3
 bayes_map_size = 16M
+auth_enable = yes
+auth_serv_id = mx.lifecycle.test
 $2
 EOF
 	"$SIFT" -c "$D/$1.conf" learn --spam "$top_srcdir/tests/data/bayes/spam" >/dev/null 2>&1 &&
@@ -149,6 +152,7 @@ B1=$(cat "$D/b1.tsv")
 check "b: the DNS list hit is scored" has "$B1" LC_BL
 check "b: Bayes scores" has "$B1" BAYES_
 check "b: the rules score" has "$B1" SIFT_IT_SPAM_SUBJ
+check "b: auth writes its Authentication-Results" has "$B1" "Authentication-Results: mx.lifecycle.test;"
 check "b: the reputation is written to Redis" wait_for 5 sh -c \
 	"[ \"\$(redis-cli -h 127.0.0.1 -p $RP HGET 'bg:r:{ip:$LISTED}' s 2>/dev/null)\" != '' ]"
 kill -HUP "$BG"
@@ -158,6 +162,8 @@ sleep 0.5
 check "b: the daemon survives two SIGHUPs" alive "$BG"
 "$MC" -s "$S" -t 10000 -i "$LISTED" --tsv "$SPAM" >"$D/b2.tsv" 2>&1
 check "b: and still answers, with the DNS list" has "$(cat "$D/b2.tsv")" LC_BL
+check "b: and with auth's Authentication-Results" has "$(cat "$D/b2.tsv")" \
+	"Authentication-Results: mx.lifecycle.test;"
 for t in sift-rep-read sift-rep-write sift-rep-sync sift-dns; do
 	check "b: after the reloads the $t thread is still there" has_thread "$BG" "$t"
 done
