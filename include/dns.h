@@ -161,6 +161,13 @@ int dns_parse_response(const unsigned char *p, size_t n, int qtype, dns_answer_t
  * literal, not ASCII, not a host name, a bare public suffix or too long.
  * The one registered-domain policy of the program (DNS lists, DMARC).
  */
+/*
+ * Parses an address as mail writes it: "1.2.3.4", "[1.2.3.4]", "IPv6:::1",
+ * "[IPv6:2001:db8::1]". out gets the 16-byte form (IPv4 as ::ffff:a.b.c.d);
+ * *is_v4 says which family it was. false when s is no address. Pure.
+ */
+bool dns_ip_parse(const char *s, uint8_t out[16], bool *is_v4);
+
 const char *dns_registered_domain(const char *host, char *out, size_t out_bytes);
 
 /* A host name in ASCII: labels of letters, digits, '-' and '_', 1-63 bytes, 253 in all. */

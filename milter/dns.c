@@ -169,8 +169,7 @@ bool dns_valid_hostname(const char *s)
 	return label > 0;
 }
 
-/* "1.2.3.4", "[1.2.3.4]", "IPv6:::1", "[IPv6:2001:db8::1]" */
-static bool is_ip_literal(const char *s)
+bool dns_ip_parse(const char *s, uint8_t out[16], bool *is_v4)
 {
 	char buf[INET6_ADDRSTRLEN + 8];
 	size_t n = strlen(s);
@@ -185,8 +184,20 @@ static bool is_ip_literal(const char *s)
 	char *p = buf;
 	if (strncasecmp(p, "IPv6:", 5) == 0)
 		p += 5;
-	unsigned char a[16];
-	return inet_pton(AF_INET, p, a) == 1 || inet_pton(AF_INET6, p, a) == 1;
+	struct in_addr a4;
+	if (inet_pton(AF_INET, p, &a4) == 1) {
+		memset(out, 0, 10);
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, &a4, 4);
+		*is_v4 = true;
+		return true;
+	}
+	if (inet_pton(AF_INET6, p, out) == 1) {
+		static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		*is_v4 = memcmp(out, mapped, 12) == 0;
+		return true;
+	}
+	return false;
 }
 
 const char *dns_registered_domain(const char *host, char *out, size_t out_bytes)
@@ -205,7 +216,9 @@ const char *dns_registered_domain(const char *host, char *out, size_t out_bytes)
 		out[i] = (char)tolower(c);
 	}
 	out[n] = '\0';
-	if (is_ip_literal(out) || !dns_valid_hostname(out))
+	uint8_t ip[16];
+	bool v4;
+	if (dns_ip_parse(out, ip, &v4) || !dns_valid_hostname(out))
 		return NULL;
 	pthread_once(&psl_once, psl_load_once);
 	const char *reg = psl_ctx ? psl_registrable_domain(psl_ctx, out) : NULL;

@@ -142,43 +142,11 @@ static void counter_add(uint64_t *c, uint64_t n)
 
 /* ------------------------------------------------------------ names */
 
-/* Accepts "1.2.3.4", "[1.2.3.4]", "IPv6:::1", "[IPv6:2001:db8::1]". */
-static bool parse_ip(const char *s, uint8_t out[16], bool *is_v4)
-{
-	char buf[INET6_ADDRSTRLEN + 8];
-	size_t n = strlen(s);
-	if (n >= sizeof(buf))
-		return false;
-	if (s[0] == '[' && n > 2 && s[n - 1] == ']') {
-		s++;
-		n -= 2;
-	}
-	memcpy(buf, s, n);
-	buf[n] = '\0';
-	char *p = buf;
-	if (strncasecmp(p, "IPv6:", 5) == 0)
-		p += 5;
-	struct in_addr a4;
-	if (inet_pton(AF_INET, p, &a4) == 1) {
-		memset(out, 0, 10);
-		out[10] = out[11] = 0xff;
-		memcpy(out + 12, &a4, 4);
-		*is_v4 = true;
-		return true;
-	}
-	if (inet_pton(AF_INET6, p, out) == 1) {
-		static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-		*is_v4 = memcmp(out, mapped, 12) == 0;
-		return true;
-	}
-	return false;
-}
-
 int dnsbl_ip_qname(const char *ip, const char *zone, char *out, size_t out_bytes)
 {
 	uint8_t a[16];
 	bool v4;
-	if (!parse_ip(ip, a, &v4))
+	if (!dns_ip_parse(ip, a, &v4))
 		return 0;
 	int n;
 	if (v4) {
@@ -226,7 +194,7 @@ static bool parse_cidr(const char *s, struct cidr *c)
 			return false;
 	}
 	bool v4;
-	if (!parse_ip(buf, c->a, &v4))
+	if (!dns_ip_parse(buf, c->a, &v4))
 		return false;
 	long max = v4 ? 32 : 128;
 	if (plen > max)
@@ -355,7 +323,7 @@ static bool valid_test_entry(const struct dlist *l, const char *v)
 	uint8_t a[16];
 	bool v4;
 	if (l->kind == KIND_IP)
-		return parse_ip(v, a, &v4);
+		return dns_ip_parse(v, a, &v4);
 	return dns_valid_hostname(v);
 }
 
@@ -1021,7 +989,7 @@ static void lookup_ip(dnsbl_t *d, struct lookup_set *s, const char *ip, const ch
 {
 	uint8_t a[16];
 	bool v4;
-	if (!parse_ip(ip, a, &v4))
+	if (!dns_ip_parse(ip, a, &v4))
 		return;
 	char text[INET6_ADDRSTRLEN];
 	if (!ip_text(a, v4, text, sizeof(text)))
@@ -1090,14 +1058,14 @@ static bool untrusted_hop(const dnsbl_t *d, msg_t *m, const char *start, char *o
 	const msg_hop_t *hops;
 	size_t nhops = msg_received(m, &hops); /* the chain, parsed once per message */
 	for (size_t i = 0; i < RECEIVED_MAX_HOPS; i++) {
-		if (cur[0] && parse_ip(cur, a, &v4) && !in_cidrs(d->trusted, d->ntrusted, a))
+		if (cur[0] && dns_ip_parse(cur, a, &v4) && !in_cidrs(d->trusted, d->ntrusted, a))
 			break;
 		if (i >= nhops || hops[i].ip == NULL)
 			return false;
 		if (strcmp(hops[i].ip, cur) != 0)
 			snprintf(cur, sizeof(cur), "%s", hops[i].ip);
 	}
-	if (!cur[0] || !parse_ip(cur, a, &v4) || in_cidrs(d->trusted, d->ntrusted, a))
+	if (!cur[0] || !dns_ip_parse(cur, a, &v4) || in_cidrs(d->trusted, d->ntrusted, a))
 		return false;
 	if (in_cidrs(d->allow, d->nallow, a) || (d->skip_private && is_private(a, v4)))
 		return false;
@@ -1127,7 +1095,7 @@ static void conn_set_client(struct dnsbl_conn *c, const char *ip)
 	dnsbl_t *d = c->d;
 	uint8_t a[16];
 	bool v4;
-	if (ip == NULL || !parse_ip(ip, a, &v4) || !ip_text(a, v4, c->ip, sizeof(c->ip)))
+	if (ip == NULL || !dns_ip_parse(ip, a, &v4) || !ip_text(a, v4, c->ip, sizeof(c->ip)))
 		return;
 	c->have_ip = true;
 	c->allowed = in_cidrs(d->allow, d->nallow, a) || (d->skip_private && is_private(a, v4));
