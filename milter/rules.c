@@ -498,8 +498,63 @@ static int compile_piece(rules_t *r, struct rule *ru, const char *pat, size_t le
 	return -1;
 }
 
+/*
+ * SpamAssassin's ReplaceTags rules start "(?:^|\s)" so that a word is
+ * matched only at its start. As written, PCRE2 must try the pattern at
+ * every position of the text (no first character is known); the
+ * equivalent lookbehind "(?<!\S)" lets it skip to the positions where a
+ * first character of the rest can occur, which halved their cost on the
+ * corpus. Same hits: both accept a start of text or a preceding blank
+ * (\S is exactly the complement of \s; "^" alone, multi-line or not,
+ * only accepts positions a blank precedes or the start). Only the match
+ * text loses the blank, and a rule counting every match (tflags
+ * multiple) keeps its form: a lookbehind may reuse the blank the
+ * previous match ended with, where the group would need another.
+ */
+static char *lead_as_lookbehind(const struct rule *ru)
+{
+	static const struct {
+		const char *lead, *look;
+	} forms[] = {
+	    {"(?:^|\\s)", "(?<!\\S)"},
+	    {"(?:\\s|^)", "(?<!\\S)"},
+	    {"(?:^|\\W)", "(?<!\\w)"},
+	    {"(?:\\W|^)", "(?<!\\w)"},
+	};
+	if (ru->tflags & TF_MULTIPLE)
+		return NULL;
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		size_t n = strlen(forms[i].lead);
+		if (strncmp(ru->pattern, forms[i].lead, n) == 0) {
+			/* a quantifier would apply to the group: "(?:^|\s)?" is another rule */
+			char c = ru->pattern[n];
+			if (c == '?' || c == '*' || c == '+' || c == '{')
+				return NULL;
+			size_t rest = strlen(ru->pattern + n), ln = strlen(forms[i].look);
+			char *out = xalloc_malloc(ln + rest + 1);
+			memcpy(out, forms[i].look, ln);
+			memcpy(out + ln, ru->pattern + n, rest + 1);
+			return out;
+		}
+	}
+	return NULL;
+}
+
 int rules_compile_rule(rules_t *r, struct rule *ru, diag_t *d)
 {
+	char *look = lead_as_lookbehind(ru);
+	if (look != NULL) {
+		size_t ncodes = ru->ncodes;
+		diag_t *quiet = diag_new();
+		int rc = compile_piece(r, ru, look, strlen(look), 0, quiet);
+		diag_free(quiet);
+		free(look);
+		if (rc == 0)
+			return 0;
+		/* the original pattern reports its own error, if any */
+		while (ru->ncodes > ncodes)
+			pcre2_code_free(ru->codes[--ru->ncodes]);
+	}
 	return compile_piece(r, ru, ru->pattern, strlen(ru->pattern), 0, d);
 }
 

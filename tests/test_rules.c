@@ -267,6 +267,35 @@ Test(rules, multiple_counts_matches_up_to_maxhits_for_metas)
 	rules_free(r);
 }
 
+/*
+ * A leading "(?:^|\s)" or "(?:^|\W)" is compiled as a lookbehind for
+ * speed (rules.c): the hits must be those of the group as written, at
+ * the start of a paragraph, after a blank, never inside a word, and a
+ * rule counting its matches keeps the group's count.
+ */
+Test(rules, leading_start_or_blank_group_hits_as_written)
+{
+	rules_t *r = load("body WORD /(?:^|\\s)(?:win|prize)\\b/i\n"
+	                  "body NONWORD /(?:^|\\W)cash\\b/\n"
+	                  "body OPT /(?:^|\\s)?zed/\n"
+	                  "body __PAIR /(?:^|\\s)ab\\s/\n"
+	                  "tflags __PAIR multiple\n"
+	                  "meta PAIRS_2 __PAIR == 2\n");
+	cr_assert(hits(r, PLAIN("x", "Win now\n"), "WORD"), "at the start of a paragraph");
+	cr_assert(hits(r, PLAIN("x", "first line\n\nprize inside\n"), "WORD"),
+	          "at the start of a later paragraph");
+	cr_assert(hits(r, PLAIN("x", "you win\n"), "WORD"), "after a blank");
+	cr_assert_not(hits(r, PLAIN("x", "darwin now\n"), "WORD"), "not inside a word");
+	cr_assert_not(hits(r, PLAIN("x", "x-win now\n"), "WORD"), "a hyphen is not a blank");
+	cr_assert(hits(r, PLAIN("x", "x-cash now\n"), "NONWORD"), "\\W accepts a hyphen");
+	cr_assert_not(hits(r, PLAIN("x", "xcash now\n"), "NONWORD"));
+	cr_assert(hits(r, PLAIN("x", "abczed\n"), "OPT"), "a quantified group stays optional");
+	/* "ab ab ab": the group needs a blank of its own before each match */
+	cr_assert(hits(r, PLAIN("x", "q ab ab ab\n"), "PAIRS_2"),
+	          "multiple counts as the group does: two matches, not three");
+	rules_free(r);
+}
+
 Test(rules, meta_boolean_and_arithmetic)
 {
 	rules_t *r = load("body __A /alpha/\nbody __B /beta/\nbody __C /gamma/\n"
