@@ -1242,8 +1242,8 @@ struct evalctx {
 	/* capture rules: recorded tag values, and a per-message pattern to run */
 	const char **capval;
 	pcre2_code *ocode;
-	/* X-Spam-Relays-*, parsed on first use */
-	const char *relays_trusted, *relays_untrusted;
+	/* the eval tests' per-message facts: X-Spam-Relays-* are parsed once for both */
+	struct rules_evalenv *ee;
 };
 
 static void rule_error(struct evalctx *e, struct rule *ru, int rc)
@@ -1765,11 +1765,10 @@ static void header_value(struct evalctx *e, msg_t *m, const mime_t *mi, const st
 	           (strcasecmp(nm + 14, "Untrusted") == 0 || strcasecmp(nm + 14, "External") == 0 ||
 	            strcasecmp(nm + 14, "Trusted") == 0 || strcasecmp(nm + 14, "Internal") == 0)) {
 		/* pseudo-fields: a real field of the name is ignored, as with X-Sift-Mime */
-		if (e->relays_trusted == NULL)
-			rules_relays(a, m, &e->relays_trusted, &e->relays_untrusted);
+		rules_eval_relays(e->ee);
 		bool untrusted =
 		    strcasecmp(nm + 14, "Untrusted") == 0 || strcasecmp(nm + 14, "External") == 0;
-		abuf_puts(&b, untrusted ? e->relays_untrusted : e->relays_trusted);
+		abuf_puts(&b, untrusted ? e->ee->untrusted_str : e->ee->trusted_str);
 		present = true;
 	} else if (strcasecmp(nm, "X-Sift-Mime") == 0) {
 		abuf_puts(&b, mime_words(a, mi));
@@ -1953,7 +1952,7 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 	ee.h = h;
 	if (r->dns != NULL)
 		rules_eval_dns_begin(&ee, r->dns, deadline_ms);
-	struct evalctx e = {.r = r, .t = tls_get(r), .a = msg_arena(m), .flags = flags};
+	struct evalctx e = {.r = r, .t = tls_get(r), .a = msg_arena(m), .flags = flags, .ee = &ee};
 	arena_t *a = e.a;
 	double *val = arena_zalloc(a, (r->n ? r->n : 1) * sizeof(double));
 	struct hval *hv = arena_zalloc(a, (r->nhkeys ? r->nhkeys : 1) * sizeof(*hv));
