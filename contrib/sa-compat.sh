@@ -55,11 +55,9 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/sa-compat.XXXXXX")
 [ -n "${SA_COMPAT_KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
 
-# shellcheck disable=SC2046 # pkg-config output is a list of flags
+# shellcheck disable=SC2046 # print-libs prints a list of flags
 ${CC:-cc} -O2 -I"$top/include" -I"$builddir" "$top/contrib/sa-compat.c" "$builddir/libsift.a" \
-	$(pkg-config --libs libpcre2-8 libpsl lmdb hiredis libcares libsodium) \
-	$(pkg-config --libs libhs 2>/dev/null || true) \
-	-lpthread -lm -o "$work/sa-compat"
+	$(make -s -C "$builddir" print-libs | tail -n 1) -o "$work/sa-compat"
 
 lint() {
 	label=$1

@@ -31,10 +31,9 @@ mkdir -p "$WORK"
 corpus=$root
 
 drv=$WORK/bayes-evaldrv
-libs=$(pkg-config --libs libpcre2-8 lmdb hiredis libcares libpsl 2>/dev/null)
-hs=$(pkg-config --libs libhs 2>/dev/null || true)
+libs=$(make -s -C "$BUILDDIR" print-libs | tail -n 1) # what libsift.a links with
 ${CC:-cc} -O2 -I"$srcdir/include" -I"$BUILDDIR" -o "$drv" "$here/bayes-evaldrv.c" \
-	"$BUILDDIR/libsift.a" $libs $hs -lm -pthread
+	"$BUILDDIR/libsift.a" $libs
 
 : >"$WORK/pool-sift"
 : >"$WORK/pool-bogo"

@@ -69,10 +69,9 @@ if [ "$TOOL" = sift ]; then
 		xargs -0 "$SIFT" -c "$WORK/sift.conf" check --tsv | cut -f1,5 || true; }
 else
 	drv=$WORK/bayes-evaldrv
-	libs=$(pkg-config --libs libpcre2-8 lmdb hiredis libcares libpsl libsodium 2>/dev/null)
-	hs=$(pkg-config --libs libhs 2>/dev/null || true)
+	libs=$(make -s -C "$BUILDDIR" print-libs | tail -n 1) # what libsift.a links with
 	${CC:-cc} -O2 -I"$srcdir/include" -I"$BUILDDIR" -o "$drv" "$here/bayes-evaldrv.c" \
-		"$BUILDDIR/libsift.a" $libs $hs -lm -pthread
+		"$BUILDDIR/libsift.a" $libs
 	learn() { "$drv" "$WORK/sift/bayes" learn "$@" > /dev/null; }
 	score() { "$drv" "$WORK/sift/bayes" check < "$WORK/test.lst"; }
 fi

@@ -75,10 +75,9 @@ learn_test=1
 [ "$run" = split ] && learn_test=0
 
 drv=$WORK/bayes-onlinedrv
-libs=$(pkg-config --libs libpcre2-8 lmdb hiredis libcares libpsl libsodium 2>/dev/null)
-hs=$(pkg-config --libs libhs 2>/dev/null || true)
+libs=$(make -s -C "$BUILDDIR" print-libs | tail -n 1) # what libsift.a links with
 ${CC:-cc} -O2 -I"$srcdir/include" -I"$BUILDDIR" -o "$drv" "$here/bayes-onlinedrv.c" \
-	"$BUILDDIR/libsift.a" $libs $hs -lm -pthread
+	"$BUILDDIR/libsift.a" $libs
 # Bayes votes from the first message (as bogofilter does): the daemon's
 # bayes_min_spam/ham gate is for a site's young store, not for this protocol.
 "$drv" "$WORK/sift" bayes_min_spam=0 bayes_min_ham=0 learn="$learn_test" "$@" \
