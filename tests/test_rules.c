@@ -190,6 +190,29 @@ Test(rules, uri_rules_match_each_uri)
 	rules_free(r);
 }
 
+/* As in SpamAssassin, an address written in the text is a mailto: URI for uri rules. */
+Test(rules, uri_rules_see_addresses_in_the_text_as_mailto_links)
+{
+	rules_t *r = load("uri UNSUB_LINK /\\bunsubscri(?:be|ption)\\b/i\n"
+	                  "uri MAILTO_ONLY m{^mailto:unsubscribe-list@lists\\.example\\.org$}\n"
+	                  "uri __MAILTOS m{^mailto:}\n"
+	                  "tflags __MAILTOS multiple\n"
+	                  "meta TWO_MAILTOS __MAILTOS == 2\n"
+	                  "meta ANY_MAILTO __MAILTOS >= 1\n"
+	                  "uri NO_DOTLESS m{^mailto:root@localhost}\n");
+	const char *msg = PLAIN("x", "To leave, write to unsubscribe-list@lists.example.org.\n\n"
+	                             "Again: UNSUBSCRIBE-LIST@lists.example.org, or "
+	                             "admin@lists.example.org; not root@localhost\n");
+	cr_assert(hits(r, msg, "UNSUB_LINK"), "the address is a URI");
+	cr_assert(hits(r, msg, "MAILTO_ONLY"), "the sentence's full stop is not part of it");
+	cr_assert(hits(r, msg, "TWO_MAILTOS"), "each address once, whatever its case");
+	cr_assert_not(hits(r, msg, "NO_DOTLESS"), "a host without a dot is no address");
+	cr_assert(hits(r, PLAIN("x", "a@b.example\n"), "ANY_MAILTO"));
+	cr_assert_not(
+	    hits(r, PLAIN("x", "no address @ here.example, x@-y.example\n"), "ANY_MAILTO"));
+	rules_free(r);
+}
+
 Test(rules, full_rules_see_header_block_and_raw_body)
 {
 	rules_t *r = load("full FULL /^Subject: hello\\n.*\\n\\nraw=3Dbody/ms\n");
