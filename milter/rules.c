@@ -1737,6 +1737,31 @@ static void header_value(struct evalctx *e, msg_t *m, const mime_t *mi, const st
 			abuf_putc(&b, '\n');
 			present = true;
 		}
+	} else if (strcmp(nm, "ALL-TRUSTED") == 0 || strcmp(nm, "ALL-INTERNAL") == 0 ||
+	           strcmp(nm, "ALL-UNTRUSTED") == 0 || strcmp(nm, "ALL-EXTERNAL") == 0) {
+		/*
+		 * SpamAssassin's split of ALL at the trust boundary (internal is
+		 * trusted: Sift infers one boundary). Both sides hold the Received
+		 * field of the boundary, which the last trusted relay wrote.
+		 */
+		rules_eval_relays(e->ee);
+		size_t cut = e->ee->rcvd_trusted;
+		bool outer = strcmp(nm, "ALL-UNTRUSTED") == 0 || strcmp(nm, "ALL-EXTERNAL") == 0;
+		long rcvd = -1;
+		for (size_t i = 0; i < msg_header_count(m); i++) {
+			bool is_rcvd = strcasecmp(msg_header_name(m, i), "Received") == 0;
+			rcvd += is_rcvd;
+			if (outer ? rcvd < (long)cut
+			          : rcvd > (long)cut || (rcvd == (long)cut && !is_rcvd))
+				continue;
+			abuf_puts(&b, msg_header_name(m, i));
+			abuf_puts(&b, ": ");
+			value_into(&b, a, msg_header_value(m, i), raw);
+			abuf_putc(&b, '\n');
+			present = true;
+			if (!outer && is_rcvd && rcvd == (long)cut)
+				break;
+		}
 	} else if (strcasecmp(nm, "ToCc") == 0) {
 		field_values(&b, a, m, "To", k->mods, &present);
 		field_values(&b, a, m, "Cc", k->mods, &present);

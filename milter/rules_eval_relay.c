@@ -29,7 +29,8 @@ static long no_rdns_dotcom_helo(struct rules_evalenv *e, const struct rule *ru)
 			continue;
 		if (r->helo[0] == '\0')
 			continue;
-		hit = rules_eval_re(&dotcom, r->helo, strlen(r->helo)) && r->rdns[0] == '\0';
+		/* an empty rdns counts only where the MTA's form shows it looked */
+		hit = rules_eval_re(&dotcom, r->helo, strlen(r->helo)) && e->untrusted_no_rdns[i];
 	}
 	return hit;
 }

@@ -196,8 +196,16 @@ int rules_parse_text(rules_t *r, void *parse_state, const char *name, const char
 int rules_parse_end(rules_t *r, void *parse_state, diag_t *d);
 int rules_meta_compile(rules_t *r, struct rule *ru, diag_t *d);
 
-/* rules_relays.c: the X-Spam-Relays-Trusted and -Untrusted values (arena strings) */
-void rules_relays(arena_t *a, msg_t *m, const char **trusted, const char **untrusted);
+/*
+ * rules_relays.c: the X-Spam-Relays-Trusted and -Untrusted values (arena
+ * strings), and in *rcvd_trusted how many Received fields from the top
+ * the trusted relays account for (SpamAssassin's last_trusted_relay_index
+ * + 1: the index of the Received field that starts ALL-UNTRUSTED), and
+ * in *no_rdns, per untrusted relay in order, whether its MTA looked up
+ * reverse DNS and found none (SpamAssassin's no_reverse_dns).
+ */
+void rules_relays(arena_t *a, msg_t *m, const char **trusted, const char **untrusted,
+                  size_t *rcvd_trusted, const bool **no_rdns);
 
 /*
  * Eval tests (rules_eval.c and its families rules_eval_*.c). One table,
@@ -233,7 +241,9 @@ struct rules_evalenv {
 	arena_t *a;
 	bool relays_done;
 	const char *trusted_str, *untrusted_str; /* X-Spam-Relays-Trusted, -Untrusted */
-	struct rules_relay *untrusted;           /* newest first */
+	size_t rcvd_trusted;           /* Received fields from the top added by trusted relays */
+	const bool *untrusted_no_rdns; /* per untrusted relay: looked up, none found */
+	struct rules_relay *untrusted; /* newest first */
 	size_t nuntrusted;
 	struct rules_relay *trusted;
 	size_t ntrusted;

@@ -29,6 +29,8 @@
 struct relay {
 	char ip[64], rdns[RELAY_TOKEN_BYTES], helo[RELAY_TOKEN_BYTES], by[RELAY_TOKEN_BYTES];
 	char id[RELAY_TOKEN_BYTES], auth[32], envfrom[RELAY_TOKEN_BYTES];
+	/* the MTA's form shows it asked for reverse DNS: an empty rdns means there is none */
+	bool looked_up;
 };
 
 /* Copies the token at p (up to a blank, ';', '(' or ')') into out. */
@@ -84,6 +86,30 @@ static bool ip_private(const char *ip)
 		return false;
 	return a == 10 || a == 127 || (a == 172 && b >= 16 && b <= 31) || (a == 192 && b == 168) ||
 	       (a == 169 && b == 254);
+}
+
+/*
+ * Whether the MTA that wrote the field looks up reverse DNS, so that an
+ * empty rdns means the client has none (SpamAssassin's
+ * mta_looked_up_dns, which NO_RDNS_DOTCOM_HELO needs): sendmail's and
+ * Postfix's "(RDNS [IP])" and "([IP])" forms say so; Exchange's SMTPSVC,
+ * Lotus Domino, exim's "helo=" form and web mailers ("with HTTP") never
+ * record one; qmail records what tcpserver passed, so only a name other
+ * than "unknown" shows a lookup. line is the unfolded field after any
+ * leading blanks, part its "from ..." clause up to " by ".
+ */
+static bool mta_looked_up(const char *line, const char *part, const char *from)
+{
+	if (find_ci(line, " SMTPSVC") || find_ci(line, "(Lotus Domino") ||
+	    find_ci(part, "softdnserr") || find_ci(part, "helo=") || find_ci(line, " with HTTP"))
+		return false;
+	if (find_ci(part, "(HELO ") || find_ci(part, "(EHLO ") || find_ci(line, "(qmail"))
+		return strcasecmp(from, "unknown") != 0;
+	if (find_ci(line, "(Postfix)"))
+		return true;
+	/* "from HELO (RDNS [IP])", "from HELO ([IP])", "(RDNS[IP])" */
+	const char *open = strchr(part, '(');
+	return open != NULL && strchr(open, '[') != NULL && strchr(open, ')') != NULL;
 }
 
 static bool parse_received(const char *raw, struct relay *r)
@@ -164,9 +190,13 @@ static bool parse_received(const char *raw, struct relay *r)
 	char *at = strchr(r->rdns, '@'); /* sendmail's "ident@host" */
 	if (at != NULL)
 		memmove(r->rdns, at + 1, strlen(at + 1) + 1);
-	if (strcasecmp(r->rdns, "unknown") == 0 || strcmp(r->rdns, r->ip) == 0 ||
-	    ip_literal(r->rdns, (char[64]){0}, 64) != 0)
+	/* as SpamAssassin: "unknown" and "[...]" are no name; a trailing dot goes */
+	size_t rl = strlen(r->rdns);
+	while (rl > 0 && r->rdns[rl - 1] == '.')
+		r->rdns[--rl] = '\0';
+	if (strcasecmp(r->rdns, "unknown") == 0 || r->rdns[0] == '[')
 		r->rdns[0] = '\0';
+	r->looked_up = mta_looked_up(p, part, from);
 	return true;
 }
 
@@ -179,8 +209,13 @@ static void relay_str(abuf_t *b, const struct relay *r, bool internal)
 	            r->ip, r->rdns, r->helo, r->by, r->envfrom, internal ? 1 : 0, r->id, r->auth);
 }
 
-void rules_relays(arena_t *a, msg_t *m, const char **trusted, const char **untrusted)
+void rules_relays(arena_t *a, msg_t *m, const char **trusted, const char **untrusted,
+                  size_t *rcvd_trusted, const bool **no_rdns)
 {
+	*rcvd_trusted = 0;
+	bool *nr = arena_zalloc(a, (RELAYS_MAX + 1) * sizeof(*nr));
+	size_t nu = 0;
+	*no_rdns = nr;
 	abuf_t t, u;
 	abuf_init(&t, a, 128);
 	abuf_init(&u, a, 256);
@@ -208,6 +243,10 @@ void rules_relays(arena_t *a, msg_t *m, const char **trusted, const char **untru
 		}
 		in_trusted = ip_private(r.ip) || r.auth[0];
 		relay_str(in_trusted ? &t : &u, &r, in_trusted);
+		if (!in_trusted) /* the MTA that tells the milter its client looked it up */
+			nr[nu++] = r.rdns[0] == '\0';
+		if (in_trusted)
+			*rcvd_trusted = k; /* the MTA's own field, if it wrote one */
 	}
 	for (const char *v; k < RELAYS_MAX && (v = msg_header_get(m, "Received", k)) != NULL; k++) {
 		if (find_ci(v, "(fetchmail") != NULL || find_ci(v, "with POP3") != NULL ||
@@ -219,14 +258,23 @@ void rules_relays(arena_t *a, msg_t *m, const char **trusted, const char **untru
 			if (in_trusted) {
 				t.len = 0;
 				t.data[0] = '\0';
+				*rcvd_trusted = k + 1;
 			}
 			continue;
 		}
-		if (!parse_received(v, &r))
+		if (!parse_received(v, &r)) {
+			/* SpamAssassin counts an unreadable field on the side it sits */
+			if (in_trusted)
+				*rcvd_trusted = k + 1;
 			continue;
+		}
 		if (in_trusted && !ip_private(r.ip) && !r.auth[0])
 			in_trusted = false;
 		relay_str(in_trusted ? &t : &u, &r, in_trusted);
+		if (!in_trusted)
+			nr[nu++] = r.looked_up && r.rdns[0] == '\0';
+		if (in_trusted)
+			*rcvd_trusted = k + 1;
 	}
 	*trusted = t.data;
 	*untrusted = u.data;

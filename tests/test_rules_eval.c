@@ -201,6 +201,64 @@ Test(rules_eval, relay_helo_tests)
 	rules_free(r);
 }
 
+/* What SpamAssassin's Received parser records: the MTA's rDNS lookup, rdns kept as written. */
+Test(rules_eval, relays_record_rdns_as_the_mta_wrote_it)
+{
+	rules_t *r = load("header NO_RDNS_DOTCOM_HELO eval:check_for_no_rdns_dotcom_helo()\n"
+	                  "header RDNS_NONE X-Spam-Relays-External =~ /^[^\\]]+ rdns= /\n");
+	/* Exchange's SMTPSVC never looks up rDNS: an empty rdns says nothing */
+	const char *smtpsvc =
+	    "Received: from mx09.hotmail.com ([198.51.100.7]) by relay.example.net"
+	    " with Microsoft SMTPSVC(5.0.2195.2966); Mon, 2 Jan 2023 10:00:00 +0000\n"
+	    "Subject: x\n\nx\n";
+	/* sendmail's "([IP])" form: it looked and found none */
+	const char *sendmail =
+	    "Received: from mx09.hotmail.com ([198.51.100.7]) by relay.example.net"
+	    " (8.11.6/8.11.6) with SMTP id g8C2EnC13248; Mon, 2 Jan 2023\n"
+	    "Subject: x\n\nx\n";
+	/* an address where the name goes is what the MTA wrote, not "no name" */
+	const char *ipname = "Received: from x.example.com (198.51.100.7 [198.51.100.7]) by"
+	                     " relay.example.net with SMTP (Microsoft Exchange Internet Mail"
+	                     " Service Version 5.5.2653.13) id RMT9XDW1; Mon, 2 Jan 2023\n"
+	                     "Subject: x\n\nx\n";
+	cr_assert_not(hits(r, smtpsvc, "NO_RDNS_DOTCOM_HELO"));
+	cr_assert(hits(r, smtpsvc, "RDNS_NONE"), "the string still shows no rdns");
+	cr_assert(hits(r, sendmail, "NO_RDNS_DOTCOM_HELO"));
+	cr_assert_not(hits(r, ipname, "RDNS_NONE"));
+	rules_free(r);
+}
+
+/* ALL-EXTERNAL and ALL-TRUSTED split the header block at the trust boundary. */
+Test(rules_eval, all_external_and_all_trusted_split_the_header_at_the_boundary)
+{
+	rules_t *r =
+	    load("header RELAYED_EXT ALL-EXTERNAL =~ /(?:^|\\n)Received:\\s.+\\nReceived:\\s/s\n"
+	         "header EXT_HAS_TOP ALL-EXTERNAL =~ /by top\\.example\\.org/\n"
+	         "header EXT_HAS_SUBJ ALL-EXTERNAL =~ /^Subject: x$/m\n"
+	         "header TRUSTED_HAS_BOUNDARY ALL-TRUSTED =~ /from edge\\.example\\.net/\n"
+	         "header TRUSTED_HAS_OUTER ALL-TRUSTED =~ /from outer\\.example\\.com/\n");
+	/* top: a private hop (trusted); then the boundary field; then one more outside */
+	const char *two = "Received: from inner (inner [10.0.0.2]) by top.example.org (Postfix)"
+	                  " with ESMTP id A1; Mon, 2 Jan 2023 10:00:02 +0000\n"
+	                  "Received: from edge.example.net (edge.example.net [198.51.100.7]) by"
+	                  " inner (Postfix) with ESMTP id A2; Mon, 2 Jan 2023 10:00:01 +0000\n"
+	                  "Received: from outer.example.com (outer.example.com [203.0.113.9]) by"
+	                  " edge.example.net (Postfix) with ESMTP id A3; Mon, 2 Jan 2023\n"
+	                  "Subject: x\n\nx\n";
+	const char *one = "Received: from inner (inner [10.0.0.2]) by top.example.org (Postfix)"
+	                  " with ESMTP id A1; Mon, 2 Jan 2023 10:00:02 +0000\n"
+	                  "Received: from edge.example.net (edge.example.net [198.51.100.7]) by"
+	                  " inner (Postfix) with ESMTP id A2; Mon, 2 Jan 2023 10:00:01 +0000\n"
+	                  "Subject: x\n\nx\n";
+	cr_assert(hits(r, two, "RELAYED_EXT"), "two fields from the boundary down");
+	cr_assert_not(hits(r, one, "RELAYED_EXT"), "the boundary field alone");
+	cr_assert_not(hits(r, two, "EXT_HAS_TOP"), "the trusted hop's field is not external");
+	cr_assert(hits(r, two, "EXT_HAS_SUBJ"), "fields below the boundary are external");
+	cr_assert(hits(r, two, "TRUSTED_HAS_BOUNDARY"), "the boundary field is on both sides");
+	cr_assert_not(hits(r, two, "TRUSTED_HAS_OUTER"));
+	rules_free(r);
+}
+
 /* ---------------------------------------------------------------- MIMEEval */
 
 Test(rules_eval, mime_parts_encodings_and_html_only)
