@@ -198,6 +198,18 @@ static void put_break(struct render *r, unsigned lines)
 		abuf_putc(o, '\n');
 }
 
+/* One more line break, however many the text ends with. */
+static void put_newline(struct render *r)
+{
+	abuf_t *o = r->out;
+	r->space = false;
+	while (o->len > r->start && o->data[o->len - 1] == ' ')
+		o->len--;
+	o->data[o->len] = '\0';
+	if (o->len > r->start) /* no blank lines before the first text */
+		abuf_putc(o, '\n');
+}
+
 /* ------------------------------------------------------------ tags */
 
 static inline bool is(const char *a, const char *b)
@@ -206,47 +218,39 @@ static inline bool is(const char *a, const char *b)
 }
 
 /*
- * Line breaks a tag stands for: 2 = paragraph, 1 = line, 0 = inline,
- * -1 = cell gap. A switch on the first letter: this runs for every tag.
+ * The white space a tag stands for, opening or closing, as SpamAssassin's
+ * HTML renderer writes it, since its body rules run on the paragraphs
+ * that result: 3 = one more line break (<br> and <div> add up, so
+ * "</div><div>" starts a paragraph), 2 = a paragraph, -1 = a space
+ * (cells, list items, headings), 0 = nothing (not even <table> or <tr>).
+ * A switch on the first letter: this runs for every tag.
  */
 static int tag_break(const char *t)
 {
 	switch (t[0]) {
-	case 'a': return is(t, "address") || is(t, "article") || is(t, "aside");
 	case 'b':
-		if (is(t, "blockquote"))
-			return 2;
-		return is(t, "br") || is(t, "body");
-	case 'c': return is(t, "center") || is(t, "caption");
+		if (is(t, "br"))
+			return 3;
+		return is(t, "blockquote") ? 2 : 0;
 	case 'd':
-		if (is(t, "dl"))
-			return 2;
-		return is(t, "div") || is(t, "dt") || is(t, "dd");
-	case 'f':
-		return is(t, "form") || is(t, "footer") || is(t, "fieldset") || is(t, "frame") ||
-		       is(t, "figure");
+		if (is(t, "div"))
+			return 3;
+		return (is(t, "dt") || is(t, "dd")) ? -1 : 0;
+	case 'e': return is(t, "embed") ? -1 : 0;
 	case 'h':
-		if ((t[1] >= '1' && t[1] <= '6' && t[2] == '\0') || is(t, "hr"))
-			return 2;
-		return is(t, "header") || is(t, "html");
-	case 'i': return is(t, "iframe");
-	case 'l': return is(t, "li") || is(t, "legend");
-	case 'm': return is(t, "main");
-	case 'n': return is(t, "nav");
-	case 'o':
-		if (is(t, "ol"))
-			return 2;
-		return is(t, "option");
-	case 'p': return (is(t, "p") || is(t, "pre")) ? 2 : 0;
-	case 's': return is(t, "section") || is(t, "select");
+		if (t[1] >= '1' && t[1] <= '6' && t[2] == '\0')
+			return -1;
+		return is(t, "hr") ? 2 : 0;
+	case 'l':
+		if (is(t, "li"))
+			return -1;
+		return is(t, "listing") ? 2 : 0;
+	case 'p': return (is(t, "p") || is(t, "pre") || is(t, "plaintext")) ? 2 : 0;
 	case 't':
 		if (is(t, "td") || is(t, "th"))
 			return -1;
-		if (is(t, "table"))
-			return 2;
-		return is(t, "tr") || is(t, "tbody") || is(t, "thead") || is(t, "tfoot") ||
-		       is(t, "textarea");
-	case 'u': return is(t, "ul") ? 2 : 0;
+		return is(t, "title") ? 2 : 0;
+	case 'x': return is(t, "xmp") ? 2 : 0;
 	default: return 0;
 	}
 }
@@ -439,7 +443,9 @@ static size_t tag(struct render *r, const char *s, size_t n, size_t i)
 		}
 	}
 	int br = tag_break(name);
-	if (br > 0)
+	if (br == 3)
+		put_newline(r);
+	else if (br > 0)
 		put_break(r, (unsigned)br);
 	else if (br < 0)
 		r->space = true;

@@ -1281,7 +1281,8 @@ static void record_captures(struct evalctx *e, pcre2_code *code, const char *s, 
 			PCRE2_SIZE vn;
 			if (pcre2_substring_get_byname(md, (PCRE2_SPTR)e->r->tags[k], &v, &vn) ==
 			    0) {
-				if (memchr(v, '\0', vn) == NULL)
+				/* an empty capture is no value (SpamAssassin drops it too) */
+				if (vn > 0 && memchr(v, '\0', vn) == NULL)
 					e->capval[k] = arena_strndup(e->a, (const char *)v, vn);
 				pcre2_substring_free(v);
 			}

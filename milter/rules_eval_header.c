@@ -611,6 +611,14 @@ static long equal_from_domains(struct rules_evalenv *e, const struct rule *ru)
 	return strcasecmp(fd, ed) != 0;
 }
 
+/* The envelope sender is the From: address (two blanks match, as in SpamAssassin). */
+static long matching_env_and_hdr_from(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	const char *env = rules_eval_envelope_from(e);
+	return strcasecmp(env ? env : "", from_addr(e)) == 0;
+}
+
 /* ---------------------------------------------------------------- counts */
 
 static const char *check_count_args(const struct rule *ru)
@@ -736,5 +744,6 @@ const struct rules_evaldef rules_eval_header_defs[] = {
     {"check_for_forged_hotmail_received_headers", forged_hotmail, 0, 0, NULL},
     {"check_for_no_hotmail_received_headers", no_hotmail_received, 0, 0, NULL},
     {"check_equal_from_domains", equal_from_domains, 0, 0, NULL},
+    {"check_for_matching_env_and_hdr_from", matching_env_and_hdr_from, 0, 0, NULL},
     {NULL, NULL, 0, 0, NULL},
 };

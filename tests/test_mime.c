@@ -544,6 +544,34 @@ Test(mime, html_inline_tags_join_and_blocks_break_lines)
 	msg_free(m);
 }
 
+/*
+ * Breaks as SpamAssassin's renderer writes them, since its body rules run
+ * on the paragraphs that result: <br> and <div> add a line each (so two
+ * make a paragraph), <p> makes one, cells are spaces, tables nothing.
+ */
+static const char *render(arena_t *a, const char *html)
+{
+	abuf_t out;
+	abuf_init(&out, a, 16);
+	mime_html_render(NULL, html, strlen(html), &out);
+	return out.data;
+}
+
+Test(mime, html_breaks_make_the_paragraphs_spamassassin_sees)
+{
+	arena_t *a = arena_new(4096);
+	cr_assert_not_null(strstr(render(a, "a<br>b"), "a\nb"));
+	cr_assert_null(strstr(render(a, "a<br>b"), "\n\n"));
+	cr_assert_not_null(strstr(render(a, "a<br><br>b"), "a\n\nb"));
+	cr_assert_not_null(strstr(render(a, "<div>a</div><div>b</div>"), "a\n\nb"),
+	                   "a closing and an opening div");
+	cr_assert_not_null(strstr(render(a, "a<p>b"), "a\n\nb"));
+	const char *t =
+	    render(a, "<table><tr><td>x</td><td>y</td></tr><tr><td>z</td></tr></table>");
+	cr_assert_str_eq(t, "x y z\n", "rows and tables break nothing, cells are spaces");
+	arena_free(a);
+}
+
 Test(mime, html_unclosed_head_does_not_hide_the_message)
 {
 	const char raw[] = "Content-Type: text/html\n\n<html><head><body>Visible text</body>\n";

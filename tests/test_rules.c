@@ -1171,6 +1171,21 @@ Test(rules, capture_rules_use_a_value_captured_by_another_rule)
 	rules_free(r);
 }
 
+/* An empty capture sets nothing: its dependants do not run (as in SpamAssassin). */
+Test(rules, an_empty_capture_is_no_value)
+{
+	rules_t *r = load("if can(Mail::SpamAssassin::Conf::feature_capture_rules)\n"
+	                  "header __TO_ADDR To:addr =~ /(?<TO_ADDR>.*)/\n"
+	                  "uri    URI_HASH_TO m{^https?://.{4,64}\\#%{TO_ADDR}}i\n"
+	                  "endif\n");
+	const char *noto = "From: a@b.example\nSubject: s\n\nsee http://x.example/page#top\n";
+	const char *to = "From: a@b.example\nTo: bob@example.org\nSubject: s\n\n"
+	                 "see http://x.example/page#bob@example.org\n";
+	cr_assert_not(hits(r, noto, "URI_HASH_TO"), "no To: address, no value, no hit");
+	cr_assert(hits(r, to, "URI_HASH_TO"));
+	rules_free(r);
+}
+
 Test(rules, relays_pseudo_fields_follow_the_received_chain)
 {
 	rules_t *r = load("header RDNS_NONE X-Spam-Relays-Untrusted =~ /^[^\\]]+ rdns= /\n"

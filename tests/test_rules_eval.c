@@ -228,6 +228,18 @@ Test(rules_eval, relays_record_rdns_as_the_mta_wrote_it)
 	rules_free(r);
 }
 
+Test(rules_eval, envelope_sender_matching_the_from_address)
+{
+	rules_t *r = load("header ENV_HDR eval:check_for_matching_env_and_hdr_from()\n");
+	cr_assert(
+	    hits(r, "Return-Path: <Jo@Example.com>\nFrom: Jo <jo@example.com>\n\nx\n", "ENV_HDR"),
+	    "the same address, whatever its case");
+	cr_assert_not(
+	    hits(r, "Return-Path: <bounce@list.example>\nFrom: jo@example.com\n\nx\n", "ENV_HDR"));
+	cr_assert(hits(r, "Subject: none of either\n\nx\n", "ENV_HDR"), "two blanks match");
+	rules_free(r);
+}
+
 /* ALL-EXTERNAL and ALL-TRUSTED split the header block at the trust boundary. */
 Test(rules_eval, all_external_and_all_trusted_split_the_header_at_the_boundary)
 {
