@@ -1244,6 +1244,7 @@ struct evalctx {
 	pcre2_code *ocode;
 	/* the eval tests' per-message facts: X-Spam-Relays-* are parsed once for both */
 	struct rules_evalenv *ee;
+	bool body_has_subject; /* the body view's first paragraph is the Subject */
 };
 
 static void rule_error(struct evalctx *e, struct rule *ru, int rc)
@@ -1345,6 +1346,9 @@ static long match_spans(struct evalctx *e, struct rule *ru, const struct span *v
 			i = nodes[head - 1].span;
 			head = nodes[head - 1].next;
 		}
+		if (i == 0 && (ru->tflags & TF_NOSUBJECT) && ru->type == RULES_T_BODY &&
+		    e->body_has_subject)
+			continue;
 		unsigned limit = 0;
 		if (ru->maxhits)
 			limit = ru->maxhits - (unsigned)total;
@@ -1949,6 +1953,8 @@ static void build_view(struct evalctx *e, struct views *vw, int type, msg_t *m, 
 		const char *s = mime_body(mi, &n);
 		if (s == NULL)
 			return;
+		/* mime.c starts the body with "Subject\n\n" when there is a Subject field */
+		e->body_has_subject = msg_header_get(m, "Subject", 0) != NULL;
 		vw->nspans[type] = body_paragraphs(a, s, n, &vw->spans[type], &vw->whole[type]);
 		break;
 	}

@@ -188,10 +188,121 @@ static long ascii_text_illegal(struct rules_evalenv *e, const struct rule *ru)
 	return facts(e).ascii_text_illegal;
 }
 
+/*
+ * Charsets whose text is mostly capitals or whose bytes read as capitals
+ * (Cyrillic, Japanese, Chinese, Georgian, Thai): SpamAssassin does not
+ * count capitals in them.
+ */
+static bool charset_caps_fp(const char *cs)
+{
+	static struct rules_eval_re fp = {
+	    .pattern = "^[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|"
+	               "georgianps|pt154|tis)[-_a-z0-9]*$",
+	    .options = PCRE2_CASELESS};
+	return cs != NULL && rules_eval_re(&fp, cs, strlen(cs));
+}
+
+/* Two runs of 60-76 base64 characters, each followed by a space: a forwarded attachment. */
+static bool base64_start(const char *p, const char *end)
+{
+	for (int k = 0; k < 2; k++) {
+		size_t run = 0;
+		while (p < end &&
+		       (isalnum((unsigned char)*p) || *p == '+' || *p == '/' || *p == '=')) {
+			run++;
+			p++;
+		}
+		if (run < 60 || run > 76 || p >= end || *p != ' ')
+			return false;
+		p++;
+	}
+	return true;
+}
+
+/*
+ * The percent of capitals among the letters and digits of the body's
+ * paragraphs that hold an inner space (white space collapsed, as body
+ * rules see them), or 0 below 200 characters or in a charset above.
+ */
+static double uppercase_percent(struct rules_evalenv *e)
+{
+	for (size_t i = 0; e->mi != NULL && i < mime_part_count(e->mi); i++) {
+		const mime_part_t *p = mime_part(e->mi, i);
+		if ((i == 0 || p->is_html) && charset_caps_fp(p->charset))
+			return 0;
+	}
+	size_t n = 0;
+	const char *s = e->mi ? mime_body(e->mi, &n) : NULL;
+	size_t len = 0, lower = 0, upper = 0;
+	char *line = arena_alloc(e->a, n + 1);
+	for (size_t i = 0; s != NULL && i < n;) {
+		/* one paragraph, white space made single spaces, up to a blank line */
+		size_t ln = 0, lo = 0, up = 0;
+		bool inner = false, space = false;
+		for (; i < n; i++) {
+			unsigned char c = (unsigned char)s[i];
+			if (isspace(c)) {
+				if (c == '\n') {
+					size_t j = i + 1;
+					while (j < n && s[j] != '\n' &&
+					       isspace((unsigned char)s[j]))
+						j++;
+					if (j < n && s[j] == '\n') {
+						i = j + 1;
+						break;
+					}
+				}
+				space = ln > 0;
+				continue;
+			}
+			if (space) {
+				line[ln++] = ' ';
+				inner = true;
+				space = false;
+			}
+			line[ln++] = (char)c;
+			lo += islower(c) || isdigit(c);
+			up += isupper(c) != 0;
+		}
+		if (!inner || base64_start(line, line + ln))
+			continue;
+		len += ln + 1; /* and the line's end */
+		lower += lo;
+		upper += up;
+	}
+	if (len < 200 || upper + lower == 0)
+		return 0;
+	return 100.0 * (double)upper / (double)(upper + lower);
+}
+
+/* check_for_uppercase(min, max): min < percent of capitals <= max. */
+static long uppercase(struct rules_evalenv *e, const struct rule *ru)
+{
+	double *pct = e->cache[RULES_EVAL_CACHE_UPPER];
+	if (pct == NULL) {
+		pct = arena_alloc(e->a, sizeof(*pct));
+		*pct = uppercase_percent(e);
+		e->cache[RULES_EVAL_CACHE_UPPER] = pct;
+	}
+	return *pct > strtod(ru->eargs[0], NULL) && *pct <= strtod(ru->eargs[1], NULL);
+}
+
+static const char *check_two_numbers(const struct rule *ru)
+{
+	for (size_t i = 0; i < ru->neargs; i++) {
+		char *end;
+		strtod(ru->eargs[i], &end);
+		if (end == ru->eargs[i] || *end != '\0')
+			return "expected two numbers";
+	}
+	return NULL;
+}
+
 const struct rules_evaldef rules_eval_mime_defs[] = {
     {"check_for_ascii_text_illegal", ascii_text_illegal, 0, 0, NULL},
     {"check_for_mime", for_mime, 1, 1, check_mime_arg},
     {"check_for_mime_html", mime_html, 0, 0, NULL},
     {"check_for_mime_html_only", mime_html_only, 0, 0, NULL},
+    {"check_for_uppercase", uppercase, 2, 2, check_two_numbers},
     {NULL, NULL, 0, 0, NULL},
 };

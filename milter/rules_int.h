@@ -44,6 +44,7 @@ enum {
 	TF_DOMAINS_ONLY = 1u << 4,
 	TF_IPS_ONLY = 1u << 5,
 	TF_NOTRIM = 1u << 6,
+	TF_NOSUBJECT = 1u << 7, /* body: not the Subject line the body view starts with */
 };
 
 struct rules_evaldef;
@@ -231,6 +232,7 @@ enum {
 	RULES_EVAL_CACHE_DNS,   /* rules_eval_dns.c: the message's lookups */
 	RULES_EVAL_CACHE_IMAGE, /* rules_eval_image.c: images and PDFs */
 	RULES_EVAL_CACHE_PDF,
+	RULES_EVAL_CACHE_UPPER, /* rules_eval_mime.c: check_for_uppercase's percent */
 	RULES_EVAL_CACHE_N
 };
 

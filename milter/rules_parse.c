@@ -875,6 +875,8 @@ static int set_tflags(struct ctx *c, const char *name, const char *rest)
 			ru->tflags |= TF_IPS_ONLY;
 		} else if (strcmp(tok, "notrim") == 0) {
 			ru->tflags |= TF_NOTRIM;
+		} else if (strcmp(tok, "nosubject") == 0) {
+			ru->tflags |= TF_NOSUBJECT;
 		} else if (strncmp(tok, "maxhits=", 8) == 0) {
 			char *end;
 			long v = strtol(tok + 8, &end, 10);

@@ -319,6 +319,24 @@ Test(rules, leading_start_or_blank_group_hits_as_written)
 	rules_free(r);
 }
 
+/* tflags nosubject: the body without the Subject line SpamAssassin puts first. */
+Test(rules, nosubject_body_rules_do_not_see_the_subject)
+{
+	rules_t *r = load("body WITH_SUBJ /\\S/\n"
+	                  "body __NONEMPTY /\\S/\ntflags __NONEMPTY nosubject\n"
+	                  "meta EMPTY !__NONEMPTY\n"
+	                  "body FREE_NOSUBJ /free/i\ntflags FREE_NOSUBJ nosubject multiple\n");
+	const char *empty = PLAIN("Free offer", "\n");
+	cr_assert(hits(r, empty, "WITH_SUBJ"), "the Subject is body text by default");
+	cr_assert(hits(r, empty, "EMPTY"), "but not for a nosubject rule");
+	cr_assert_not(hits(r, empty, "FREE_NOSUBJ"));
+	cr_assert(hits(r, PLAIN("Free offer", "free as in beer\n"), "FREE_NOSUBJ"));
+	cr_assert_not(hits(r, PLAIN("x", "text\n"), "EMPTY"));
+	/* without a Subject field the first paragraph is body text */
+	cr_assert_not(hits(r, "From: a@b.example\n\nfree\n", "EMPTY"));
+	rules_free(r);
+}
+
 Test(rules, meta_boolean_and_arithmetic)
 {
 	rules_t *r = load("body __A /alpha/\nbody __B /beta/\nbody __C /gamma/\n"

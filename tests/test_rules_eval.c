@@ -273,6 +273,29 @@ Test(rules_eval, all_external_and_all_trusted_split_the_header_at_the_boundary)
 
 /* ---------------------------------------------------------------- MIMEEval */
 
+Test(rules_eval, uppercase_share_of_the_body)
+{
+	rules_t *r = load("body UPPER_75 eval:check_for_uppercase('75', '100')\n"
+	                  "body UPPER_25 eval:check_for_uppercase('25', '50')\n");
+	char caps[600], text[600];
+	strcpy(caps, "Subject: s\n\n");
+	strcpy(text, "Subject: s\n\n");
+	for (int i = 0; i < 20; i++) {
+		strcat(caps, "FREE CASH NOW ");
+		strcat(text, i % 3 ? "some words here " : "THREE CAPS NOW ");
+	}
+	strcat(caps, "\n");
+	strcat(text, "\n");
+	cr_assert(hits(r, caps, "UPPER_75"));
+	cr_assert_not(hits(r, caps, "UPPER_25"));
+	cr_assert(hits(r, text, "UPPER_25"), "a third in capitals");
+	cr_assert_not(hits(r, "Subject: s\n\nFREE CASH NOW\n", "UPPER_75"), "too short to say");
+	char koi[700] = "Subject: s\nContent-Type: text/plain; charset=koi8-r\n\n";
+	strcat(koi, caps + strlen("Subject: s\n\n"));
+	cr_assert_not(hits(r, koi, "UPPER_75"), "a charset that reads as capitals");
+	rules_free(r);
+}
+
 Test(rules_eval, mime_parts_encodings_and_html_only)
 {
 	rules_t *r = load("rawbody __MIME_BASE64 eval:check_for_mime('mime_base64_count')\n"
