@@ -29,6 +29,13 @@ struct render {
 	size_t start; /* out->len when rendering began: never break before it */
 	bool space;   /* white space seen since the last text */
 	/*
+	 * No text since the last break or cell. SpamAssassin's renderer drops
+	 * the leading blank of the first text after one, but keeps the blank
+	 * of any later one, even at the start of a line: its paragraphs can
+	 * start with a space, which anchored body rules see.
+	 */
+	bool fresh;
+	/*
 	 * Where "</head" is, once looked for (0: not yet; n: nowhere), so a
 	 * message of many unclosed <head> tags is not rescanned for each.
 	 */
@@ -174,10 +181,13 @@ static void put_text(struct render *r, const char *p, size_t n)
 {
 	abuf_t *o = r->out;
 	if (r->space) {
-		if (o->len > r->start && o->data[o->len - 1] != '\n' && o->data[o->len - 1] != ' ')
+		/* even first: SpamAssassin keeps the blank of the document's first text */
+		if (o->len == r->start ||
+		    (o->data[o->len - 1] != ' ' && (!r->fresh || o->data[o->len - 1] != '\n')))
 			abuf_putc(o, ' ');
 		r->space = false;
 	}
+	r->fresh = false;
 	abuf_append(o, p, n);
 }
 
@@ -186,6 +196,7 @@ static void put_break(struct render *r, unsigned lines)
 {
 	abuf_t *o = r->out;
 	r->space = false;
+	r->fresh = true;
 	while (o->len > r->start && o->data[o->len - 1] == ' ')
 		o->len--;
 	o->data[o->len] = '\0';
@@ -203,11 +214,38 @@ static void put_newline(struct render *r)
 {
 	abuf_t *o = r->out;
 	r->space = false;
+	r->fresh = true;
 	while (o->len > r->start && o->data[o->len - 1] == ' ')
 		o->len--;
 	o->data[o->len] = '\0';
 	if (o->len > r->start) /* no blank lines before the first text */
 		abuf_putc(o, '\n');
+}
+
+/* A cell or list item: one blank, even at the start of a line. */
+static void put_cell_space(struct render *r)
+{
+	abuf_t *o = r->out;
+	r->space = false;
+	r->fresh = true;
+	while (o->len > r->start && o->data[o->len - 1] == ' ')
+		o->len--;
+	if (o->len > r->start)
+		abuf_putc(o, ' ');
+	o->data[o->len] = '\0';
+}
+
+/*
+ * A tag or comment ends a text node. White space alone right after a
+ * break makes nothing (its blank is dropped); anywhere else it is a blank.
+ */
+static void end_text_node(struct render *r)
+{
+	if (r->space) {
+		if (r->fresh)
+			r->space = false;
+		r->fresh = false;
+	}
 }
 
 /* ------------------------------------------------------------ tags */
@@ -448,7 +486,7 @@ static size_t tag(struct render *r, const char *s, size_t n, size_t i)
 	else if (br > 0)
 		put_break(r, (unsigned)br);
 	else if (br < 0)
-		r->space = true;
+		put_cell_space(r);
 	return j;
 }
 
@@ -456,12 +494,13 @@ static size_t tag(struct render *r, const char *s, size_t n, size_t i)
 
 void mime_html_render(mime_t *mi, const char *s, size_t n, abuf_t *out)
 {
-	struct render r = {.mi = mi, .out = out, .start = out->len, .space = false};
+	struct render r = {.mi = mi, .out = out, .start = out->len, .space = false, .fresh = false};
 
 	abuf_reserve(out, n + 16);
 	for (size_t i = 0; i < n;) {
 		int c = (unsigned char)s[i];
 		if (c == '<') {
+			end_text_node(&r);
 			i = tag(&r, s, n, i);
 		} else if (c == '&') {
 			uint32_t cp;

@@ -569,6 +569,10 @@ Test(mime, html_breaks_make_the_paragraphs_spamassassin_sees)
 	const char *t =
 	    render(a, "<table><tr><td>x</td><td>y</td></tr><tr><td>z</td></tr></table>");
 	cr_assert_str_eq(t, "x y z\n", "rows and tables break nothing, cells are spaces");
+	/* white space alone between tags after a break still makes the next text start blank */
+	cr_assert_str_eq(render(a, "<p>x</p>\n</body>\n</html>\n\ntracker"), "x\n\n tracker\n");
+	cr_assert_str_eq(render(a, "<p>x</p>\ny"), "x\n\ny\n", "the first text's blank is dropped");
+	cr_assert_str_eq(render(a, "  first"), " first\n", "the document's first blank is kept");
 	arena_free(a);
 }
 
