@@ -1876,62 +1876,6 @@ static double meta_run(const struct rule *ru, const double *val)
 	return sp == 1 ? st[0] : 0;
 }
 
-/*
- * SpamAssassin's URI list also holds the addresses written in the text,
- * as "mailto:" links (its Thunderbird-like URI pattern takes a bare
- * address for one), so uri rules such as __UNSUB_LINK see
- * "unsubscribe-x@list.example" in a plain-text footer. Only the uri
- * rules' view gets them: Bayes and the DNS lists keep the MIME module's
- * list of real links. Returns the addresses not already listed as
- * mailto: links, each once, in *out (an arena array).
- */
-#define RULES_TEXT_MAILTOS_MAX 200
-
-static bool mail_local_char(unsigned char c)
-{
-	return isalnum(c) || (c != 0 && strchr("!#$%&'*+/=?^_`{|}~-.", c) != NULL);
-}
-
-static size_t text_mailtos(arena_t *a, const mime_t *mi, const char *t, size_t n,
-                           const char ***outp)
-{
-	size_t count = 0;
-	const char **out = NULL;
-	*outp = NULL;
-	for (const char *at = memchr(t, '@', n); at != NULL && count < RULES_TEXT_MAILTOS_MAX;
-	     at = memchr(at + 1, '@', (size_t)(t + n - at - 1))) {
-		const char *l = at;
-		while (l > t && mail_local_char((unsigned char)l[-1]))
-			l--;
-		while (l < at && *l == '.')
-			l++;
-		const char *r = at + 1, *end = t + n;
-		size_t dots = 0;
-		while (r < end && (isalnum((unsigned char)*r) || *r == '-' || *r == '.')) {
-			dots += *r == '.';
-			r++;
-		}
-		while (r > at + 1 && (r[-1] == '.' || r[-1] == '-')) {
-			dots -= r[-1] == '.';
-			r--;
-		}
-		if (l == at || dots == 0 || at[1] == '.' || at[1] == '-')
-			continue;
-		char *u = arena_sprintf(a, "mailto:%.*s", (int)(r - l), l);
-		bool seen = false;
-		for (size_t i = 0; i < mime_uri_count(mi) && !seen; i++)
-			seen = strcasecmp(mime_uri(mi, i), u) == 0;
-		for (size_t i = 0; i < count && !seen; i++)
-			seen = strcasecmp(out[i], u) == 0;
-		if (seen)
-			continue;
-		if (out == NULL)
-			*outp = out = arena_alloc(a, RULES_TEXT_MAILTOS_MAX * sizeof(*out));
-		out[count++] = u;
-	}
-	return count;
-}
-
 struct views {
 	bool built[RULES_T_N];
 	struct span *spans[RULES_T_N];
@@ -1972,19 +1916,16 @@ static void build_view(struct evalctx *e, struct views *vw, int type, msg_t *m, 
 	case RULES_T_URI: {
 		if (mi == NULL)
 			return;
-		size_t nlinks = mime_uri_count(mi);
-		size_t bn = 0;
-		const char *body = mime_body(mi, &bn);
-		const char **mails;
-		size_t nmail = text_mailtos(a, mi, body ? body : "", body ? bn : 0, &mails);
-		size_t n = nlinks + nmail;
+		/* the links, the addresses in the text and their variants (rules_uri.c) */
+		const char **uris;
+		size_t n = rules_uri_list(a, mi, &uris);
 		struct span *v = arena_alloc(a, (n ? n : 1) * sizeof(*v));
 		size_t *off = arena_alloc(a, (n ? n : 1) * sizeof(*off));
 		abuf_t all;
 		abuf_init(&all, a, 256);
 		/* one text, each URI a span of it, so the prefilter can place its literals */
 		for (size_t i = 0; i < n; i++) {
-			const char *u = i < nlinks ? mime_uri(mi, i) : mails[i - nlinks];
+			const char *u = uris[i];
 			off[i] = all.len;
 			v[i].n = strlen(u);
 			abuf_append(&all, u, v[i].n);

@@ -198,6 +198,13 @@ int rules_parse_end(rules_t *r, void *parse_state, diag_t *d);
 int rules_meta_compile(rules_t *r, struct rule *ru, diag_t *d);
 
 /*
+ * rules_uri.c: the URI list uri rules run over (SpamAssassin's): the MIME
+ * module's links, the addresses written in the text as mailto: links,
+ * and their canonical variants; each once, bounded, in arena a.
+ */
+size_t rules_uri_list(arena_t *a, const mime_t *mi, const char ***out);
+
+/*
  * rules_relays.c: the X-Spam-Relays-Trusted and -Untrusted values (arena
  * strings), and in *rcvd_trusted how many Received fields from the top
  * the trusted relays account for (SpamAssassin's last_trusted_relay_index

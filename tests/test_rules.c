@@ -213,6 +213,32 @@ Test(rules, uri_rules_see_addresses_in_the_text_as_mailto_links)
 	rules_free(r);
 }
 
+/* The variants SpamAssassin's canonicalisation adds to each link (rules_uri.c). */
+Test(rules, uri_rules_see_the_canonical_variants_of_each_link)
+{
+	rules_t *r = load("uri TO_IP m{^https?://\\d+\\.\\d+\\.\\d+\\.\\d+\\b}\n"
+	                  "uri EVIL m{^http://evil\\.example/}\n"
+	                  "uri LOWER m{^http://shop\\.example/}\n"
+	                  "uri NOPORT m{^http://p\\.example/x}\n"
+	                  "uri __ANY /^./\ntflags __ANY multiple\nmeta ONE_LINK __ANY == 1\n");
+	/* escapes decoded, the user name cut: the host is an address */
+	cr_assert(hits(
+	    r, PLAIN("x", "<a href=\"http://%31%32@%34%2E%34%37%2E%39%36%2E%31%34%31/m\">x</a>\n"),
+	    "TO_IP"));
+	/* a host written as one number */
+	cr_assert(hits(r, PLAIN("x", "see http://2130706433/x\n"), "TO_IP"));
+	cr_assert(hits(r, PLAIN("x", "see http://0x7f.0.0.1/x\n"), "TO_IP"));
+	/* the target of a redirect */
+	cr_assert(
+	    hits(r, PLAIN("x", "see http://r.example/go?u=http://evil.example/p&x=1\n"), "EVIL"));
+	cr_assert(hits(r, PLAIN("x", "see http://SHOP.Example/a\n"), "LOWER"));
+	cr_assert(hits(r, PLAIN("x", "see http://p.example:80/x\n"), "NOPORT"));
+	/* a plain link has no other form */
+	cr_assert(hits(r, PLAIN("x", "see http://plain.example/a\n"), "ONE_LINK"));
+	cr_assert_not(hits(r, PLAIN("x", "see http://plain.example/a\n"), "TO_IP"));
+	rules_free(r);
+}
+
 Test(rules, full_rules_see_header_block_and_raw_body)
 {
 	rules_t *r = load("full FULL /^Subject: hello\\n.*\\n\\nraw=3Dbody/ms\n");
