@@ -7,6 +7,7 @@
  * recipient addresses, and its URIs' hosts, up in them.
  */
 #include <ctype.h>
+#include <stdio.h>
 
 #include "rules_int.h"
 
@@ -342,7 +343,46 @@ static long uri_host_in_welcomelist(struct rules_evalenv *e, const struct rule *
 	return host_listed(e, HOST_WELCOME);
 }
 
+/* The registered domain of a host, lower case; the host itself when it has none. */
+static const char *reg_domain(const char *host, char *buf, size_t cap)
+{
+	const char *d = dns_registered_domain(host, buf, cap);
+	if (d != NULL)
+		return d;
+	snprintf(buf, cap, "%s", host);
+	for (char *p = buf; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return buf;
+}
+
+/*
+ * check_mailfrom_matches_rcvd: the envelope sender's registered domain is
+ * that of the first untrusted relay's rDNS (of any trusted relay's when
+ * every relay is trusted): mail that comes from its sender's own servers.
+ */
+static long mailfrom_matches_rcvd(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	const char *sender = rules_eval_envelope_from(e);
+	const char *at = sender ? strrchr(sender, '@') : NULL;
+	if (at == NULL || strchr(at + 1, '.') == NULL)
+		return 0;
+	char sd[256], rd[256];
+	reg_domain(at + 1, sd, sizeof(sd));
+	rules_eval_relays(e);
+	const struct rules_relay *v = e->nuntrusted ? e->untrusted : e->trusted;
+	size_t n = e->nuntrusted ? 1 : e->ntrusted;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].rdns == NULL || v[i].rdns[0] == '\0')
+			continue;
+		if (strcmp(sd, reg_domain(v[i].rdns, rd, sizeof(rd))) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 const struct rules_evaldef rules_eval_wlbl_defs[] = {
+    {"check_mailfrom_matches_rcvd", mailfrom_matches_rcvd, 0, 0, NULL},
     {"check_uri_host_in_blocklist", uri_host_in_blocklist, 0, 0, NULL},
     {"check_uri_host_in_blacklist", uri_host_in_blocklist, 0, 0, NULL},
     {"check_uri_host_in_welcomelist", uri_host_in_welcomelist, 0, 0, NULL},

@@ -228,6 +228,23 @@ Test(rules_eval, relays_record_rdns_as_the_mta_wrote_it)
 	rules_free(r);
 }
 
+Test(rules_eval, envelope_sender_matching_the_first_untrusted_relay)
+{
+	rules_t *r = load("header RP_RCVD eval:check_mailfrom_matches_rcvd()\n");
+	const char *own = "Return-Path: <news@shop.example.co.uk>\n"
+	                  "Received: from mta7.shop.example.co.uk (mta7.shop.example.co.uk"
+	                  " [198.51.100.7]) by mx.example.org (Postfix) with ESMTP id A1\n"
+	                  "From: news@shop.example.co.uk\n\nx\n";
+	const char *other = "Return-Path: <news@shop.example.co.uk>\n"
+	                    "Received: from relay.other.example (relay.other.example"
+	                    " [198.51.100.8]) by mx.example.org (Postfix) with ESMTP id A2\n"
+	                    "From: news@shop.example.co.uk\n\nx\n";
+	cr_assert(hits(r, own, "RP_RCVD"), "the same registered domain");
+	cr_assert_not(hits(r, other, "RP_RCVD"));
+	cr_assert_not(hits(r, "From: a@b.example\n\nx\n", "RP_RCVD"), "no relay, no match");
+	rules_free(r);
+}
+
 Test(rules_eval, envelope_sender_matching_the_from_address)
 {
 	rules_t *r = load("header ENV_HDR eval:check_for_matching_env_and_hdr_from()\n");
