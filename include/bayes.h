@@ -186,7 +186,7 @@ enum {
 	BAYES_OPEN_CREATE = 1u << 0, /* create the directory and databases if missing */
 	/*
 	 * Commits do not wait for the disk (MDB_NOSYNC); the last reference
-	 * syncs. For one-off bulk learning that learns message by message: a
+	 * syncs. For one-off bulk learning (`sift learn`, in every mode): a
 	 * system crash (not a process crash) may lose or damage the store.
 	 * Only the first open of a path in a process decides.
 	 */

@@ -15,22 +15,26 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <malloc.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
-#define LEARN_BATCH_MESSAGES     2000       /* messages per write transaction */
-#define LEARN_BATCH_KEYS         (8u << 20) /* or this many keys, whichever first */
-#define LEARN_MAX_DEPTH          16         /* directory recursion */
-#define LEARN_MAX_PASSES         10         /* train-until-no-error */
-#define LEARN_PEND_KEYS          (1u << 20) /* batch keys with the regression's table */
+#define LEARN_BATCH_MESSAGES     8000         /* messages per write transaction */
+#define LEARN_BATCH_KEYS         (4u << 20)   /* or this many keys, whichever first */
+#define LEARN_PEND_MESSAGES      2000         /* messages per batch with the regression */
+#define LEARN_MAX_DEPTH          16           /* directory recursion */
+#define LEARN_MAX_PASSES         10           /* train-until-no-error */
+#define LEARN_PEND_KEYS          (1u << 20)   /* batch keys with the regression's table */
+#define LEARN_HEAP_BYTES         (240u << 20) /* below M_MMAP_THRESHOLD: from the heap */
+#define LEARN_HUGE_PAGE_BYTES    (2u << 20)
 #define EXPIRE_DEFAULT_DAYS      90
 #define EXPIRE_DEFAULT_MAX_COUNT 1
 
 typedef struct pend {
 	uint64_t key;
-	float w;
-	uint32_t first; /* the batch's item that met the key first */
+	uint32_t idx; /* the key's number in the batch: in l->miss, l->pw, l->pfirst */
 } pend_t;
 
 /* A batch item's regression step, taken at the flush. */
@@ -78,6 +82,16 @@ typedef struct learner {
 	pend_item_t *pitems; /* beside items */
 	uint64_t *miss;      /* the keys to read from the store, in order met */
 	size_t miss_n, miss_cap;
+	/*
+	 * By a key's number (pend_t.idx), beside l->miss: its current weight
+	 * and the batch's item that met it first; and by pool position, the
+	 * number of each key there. The steps then read and write arrays of
+	 * a megabyte, in the cache, not the table (pend_steps()).
+	 */
+	float *pw;
+	uint32_t *pfirst;
+	uint32_t *pidx;
+	size_t pidx_cap;
 } learner_t;
 
 static size_t pend_slot(const learner_t *l, uint64_t key)
@@ -164,39 +178,32 @@ static int pend_steps(learner_t *l)
 		int rc = bayes_store_lookup(l->store, sorted, l->miss_n, c, NULL);
 		if (rc == BAYES_OK)
 			for (size_t k = 0; k < l->miss_n; k++)
-				l->pend[pend_slot(l, sorted[k] | 1)].w = c[k].weight;
+				l->pw[l->pend[pend_slot(l, sorted[k] | 1)].idx] = c[k].weight;
 		free(sorted);
 		free(c);
 		if (rc != BAYES_OK)
 			return rc;
 	}
-	size_t *slot = NULL, slot_cap = 0;
 	for (size_t i = 0; i < l->n; i++) {
 		const pend_item_t *p = &l->pitems[i];
 		if (!p->step)
 			continue;
-		const uint64_t *keys = l->pool + l->offs[i];
+		const uint32_t *ix = l->pidx + l->offs[i];
 		size_t n = l->items[i].n;
-		if (n > slot_cap) {
-			slot_cap = n > 2 * slot_cap ? n : 2 * slot_cap;
-			slot = xalloc_realloc(slot, slot_cap * sizeof(*slot));
-		}
 		bayes_score_t sc;
 		memset(&sc, 0, sizeof(sc));
-		/* Keys met before this message first, then those it met first. */
-		for (size_t j = 0; j < n; j++) {
-			const pend_t *e = &l->pend[slot[j] = pend_slot(l, keys[j] | 1)];
-			if (e->first != i)
-				sc.lr_log_odds += e->w;
-		}
+		/* Keys met before this message first, then those it met first
+		 * (numbered miss_off on, in the order it met them). */
+		for (size_t j = 0; j < n; j++)
+			if (l->pfirst[ix[j]] != i)
+				sc.lr_log_odds += l->pw[ix[j]];
 		for (size_t k = 0; k < p->miss_n; k++)
-			sc.lr_log_odds += l->pend[pend_slot(l, l->miss[p->miss_off + k] | 1)].w;
+			sc.lr_log_odds += l->pw[p->miss_off + k];
 		float d = bayes_lr_delta(&l->set, &sc, l->items[i].op == BAYES_LEARN_SPAM);
 		for (size_t j = 0; j < n; j++)
-			l->pend[slot[j]].w += d;
+			l->pw[ix[j]] += d;
 		l->items[i].lr_delta = d;
 	}
-	free(slot);
 	return BAYES_OK;
 }
 
@@ -270,16 +277,26 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 			while (l->miss_n + tok.n > l->miss_cap)
 				l->miss_cap = l->miss_cap ? l->miss_cap * 2 : 1u << 15;
 			l->miss = xalloc_realloc(l->miss, l->miss_cap * sizeof(*l->miss));
+			l->pw = xalloc_realloc(l->pw, l->miss_cap * sizeof(*l->pw));
+			l->pfirst = xalloc_realloc(l->pfirst, l->miss_cap * sizeof(*l->pfirst));
+		}
+		if (l->pool_n + tok.n > l->pidx_cap) {
+			while (l->pool_n + tok.n > l->pidx_cap)
+				l->pidx_cap = l->pidx_cap ? l->pidx_cap * 2 : 1u << 16;
+			l->pidx = xalloc_realloc(l->pidx, l->pidx_cap * sizeof(*l->pidx));
 		}
 		for (size_t i = 0; i < tok.n; i++) {
 			/* (key | 1: 0 marks an empty slot; keys differing in the last
 			 * bit share a weight within one batch, a negligible blur) */
 			size_t j = pend_slot(l, tok.keys[i] | 1);
 			if (l->pend[j].key == 0) {
-				l->pend[j] = (pend_t){tok.keys[i] | 1, 0, (uint32_t)l->n};
+				l->pend[j] = (pend_t){tok.keys[i] | 1, (uint32_t)l->miss_n};
 				l->pend_used[l->pend_n++] = j;
+				l->pw[l->miss_n] = 0;
+				l->pfirst[l->miss_n] = (uint32_t)l->n;
 				l->miss[l->miss_n++] = tok.keys[i];
 			}
+			l->pidx[l->pool_n + i] = l->pend[j].idx;
 		}
 		l->pitems[l->n].miss_n = l->miss_n - l->pitems[l->n].miss_off;
 		l->pitems[l->n].step = true;
@@ -325,7 +342,15 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 	l->pool_n += tok.n;
 	l->messages++;
 	msg_free(m);
-	if ((l->sequential && l->pend == NULL) || l->n >= LEARN_BATCH_MESSAGES ||
+	/*
+	 * Each commit rewrites most of the tree's leaf pages (a batch of
+	 * thousands of messages touches a good part of the tokens), so fewer,
+	 * larger batches write less. With the regression the batch bounds stay
+	 * where they were: a token's weight adds each batch's summed steps, and
+	 * other bounds would round the float sums differently.
+	 */
+	if ((l->sequential && l->pend == NULL) ||
+	    l->n >= (l->pend ? LEARN_PEND_MESSAGES : LEARN_BATCH_MESSAGES) ||
 	    l->pool_n >= (l->pend ? LEARN_PEND_KEYS : LEARN_BATCH_KEYS))
 		learner_flush(l);
 }
@@ -382,6 +407,32 @@ static void learn_fail(const char *path, int err, void *ud)
 		return;
 	fprintf(stderr, "sift learn: %s: %s\n", path, strerror(err));
 	l->errors++;
+}
+
+/*
+ * Bulk learning's memory is fresh: the batch's keys, the store's sums, and
+ * LMDB's copies of every page a commit rewrites (most of the tree) are
+ * touched once each, so a run takes a page fault per 4 KiB, tens of
+ * thousands of them, a quarter to a third of its time in profiles (on a
+ * virtual machine, where each fault is dear). So the heap is grown once, by
+ * LEARN_HEAP_BYTES, with transparent huge pages advised for it, and given
+ * back to malloc, which keeps it (M_TRIM_THRESHOLD): later allocations
+ * carve from it and fault once per 2 MiB. Only touched pages take memory;
+ * where huge pages are off (or the advice fails) it is the heap as before.
+ */
+static void learn_reserve_heap(void)
+{
+#ifdef MADV_HUGEPAGE
+	const uintptr_t huge = LEARN_HUGE_PAGE_BYTES;
+	char *p = malloc(LEARN_HEAP_BYTES);
+	if (p == NULL)
+		return;
+	uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+	uintptr_t hi = ((uintptr_t)p + LEARN_HEAP_BYTES) & ~(huge - 1);
+	if (hi > lo)
+		(void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+	free(p);
+#endif
 }
 
 static double now_s(void)
@@ -463,7 +514,12 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	}
 	l.conn = scan_conn_begin(l.gen, NULL);
 	int err;
-	unsigned flags = (forget ? 0 : BAYES_OPEN_CREATE) | (l.sequential ? BAYES_OPEN_NOSYNC : 0);
+	/*
+	 * No sync per commit, in every mode: a commit's sync waited for the
+	 * disk longer than the batch took to compute (a tenth of a bulk run);
+	 * the store is synced once when learning ends (bayes_store_unref()).
+	 */
+	unsigned flags = (forget ? 0 : BAYES_OPEN_CREATE) | BAYES_OPEN_NOSYNC;
 	l.store = bayes_store_open(l.set.db_path, l.set.map_bytes, flags, &err);
 	if (l.store == NULL) {
 		fprintf(stderr, "sift learn: %s: %s\n", l.set.db_path, bayes_strerror(err));
@@ -482,6 +538,7 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	 */
 	mallopt(M_MMAP_THRESHOLD, 256 << 20);
 	mallopt(M_TRIM_THRESHOLD, 512 << 20);
+	learn_reserve_heap();
 	double t0 = now_s();
 	/* train-until-no-error: passes until one learns nothing (or the cap). */
 	int passes = 0, max_passes = l.mode == BAYES_TRAIN_UNTIL_NO_ERROR ? LEARN_MAX_PASSES : 1;
@@ -506,6 +563,9 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	free(l.pend_used);
 	free(l.pitems);
 	free(l.miss);
+	free(l.pw);
+	free(l.pfirst);
+	free(l.pidx);
 
 	const char *what = forget ? "forgot" : spam ? "learned as spam" : "learned as ham";
 	printf("%zu message(s) read, %s: %zu new, %zu moved from the other class, "

@@ -58,6 +58,11 @@ struct bayes_store {
 	uint64_t max_tokens; /* 0: no bound */
 	uint32_t day;        /* 0: the clock's day */
 	uint64_t pruned;     /* tokens removed by the bound (atomic access) */
+
+	/* apply_changes()'s scratch, kept between batches; used by the holder
+	 * of the write transaction only. */
+	struct pair *pairs;
+	size_t pairs_cap;
 };
 
 /*
@@ -477,6 +482,7 @@ void bayes_store_unref(bayes_store_t *s)
 	pthread_rwlock_destroy(&s->resize_lock);
 	pthread_cond_destroy(&s->qcond);
 	pthread_cond_destroy(&s->qdone);
+	free(s->pairs);
 	free(s->path);
 	free(s);
 }
@@ -488,6 +494,56 @@ const char *bayes_store_path(const bayes_store_t *s)
 
 /* ------------------------------------------------------------ lookup */
 
+/*
+ * A cursor walk over keys that mostly come in ascending order: the keys of a
+ * message, and `sift learn`'s batched reads and writes, which meet a good
+ * part of the store's keys (a third and more) in key order. A key a few
+ * entries past the cursor is reached by stepping (MDB_NEXT stays in the leaf
+ * page, no search); a farther one, or one behind, by MDB_SET_RANGE, which
+ * also leaves the cursor on the next key when the one sought is absent.
+ * The walk is the same set of answers as mdb_get() per key, in a third of
+ * the time on `sift learn` batches.
+ */
+#define SEEK_STEPS 4
+
+typedef struct seek {
+	bool at;      /* the cursor stands on an entry, key */
+	uint64_t key; /* its key */
+} seek_t;
+
+/* Returns 0 with *v the value, MDB_NOTFOUND, or an LMDB error. */
+static int seek_key(MDB_cursor *cur, seek_t *sk, uint64_t key, MDB_val *v)
+{
+	MDB_val k;
+	if (sk->at && key == sk->key)
+		return mdb_cursor_get(cur, &k, v, MDB_GET_CURRENT);
+	if (sk->at && key > sk->key) {
+		for (int i = 0; i < SEEK_STEPS; i++) {
+			int r = mdb_cursor_get(cur, &k, v, MDB_NEXT);
+			if (r != 0 || k.mv_size != 8) {
+				sk->at = false;
+				if (r != 0)
+					return r; /* MDB_NOTFOUND: past the last key */
+				break;
+			}
+			sk->key = key_from_be(k.mv_data);
+			if (sk->key >= key)
+				return sk->key == key ? 0 : MDB_NOTFOUND;
+		}
+	}
+	uint8_t kb[8];
+	key_be(kb, key);
+	k = mval(kb, 8);
+	int r = mdb_cursor_get(cur, &k, v, MDB_SET_RANGE);
+	sk->at = r == 0 && k.mv_size == 8;
+	if (r != 0)
+		return r;
+	if (!sk->at)
+		return MDB_NOTFOUND;
+	sk->key = key_from_be(k.mv_data);
+	return sk->key == key ? 0 : MDB_NOTFOUND;
+}
+
 int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_counts_t *out,
                        bayes_totals_t *totals)
 {
@@ -496,12 +552,14 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
 	if (rc != 0)
 		return map_err(rc);
 	bayes_totals_t t;
+	MDB_cursor *cur = NULL;
 	rc = read_totals(txn, s->meta, &t);
+	if (rc == 0 && n > 0)
+		rc = mdb_cursor_open(txn, s->tokens, &cur);
+	seek_t sk = {false, 0};
 	for (size_t i = 0; rc == 0 && i < n; i++) {
-		uint8_t kb[8];
-		key_be(kb, keys[i]);
-		MDB_val k = mval(kb, 8), v;
-		int r = mdb_get(txn, s->tokens, &k, &v);
+		MDB_val v;
+		int r = seek_key(cur, &sk, keys[i], &v);
 		if (r == 0)
 			decode_counts(&v, &out[i]);
 		else if (r == MDB_NOTFOUND)
@@ -509,6 +567,8 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
 		else
 			rc = r;
 	}
+	if (cur != NULL)
+		mdb_cursor_close(cur);
 	txn_abort(s, txn);
 	if (rc == 0 && totals != NULL)
 		*totals = t;
@@ -518,98 +578,93 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
 /* ------------------------------------------------------------ learning */
 
 /*
- * The per-batch count changes: one entry per (message, token), sorted and
- * summed per token. Sorting a flat array (radix, for large batches) beat an
- * open-addressing table by a wide margin in `sift learn` profiles: the table
- * for a 2000-message batch is tens of megabytes of random accesses, the
- * sort is a few sequential passes, and its output is already in the key
- * order the B-tree wants.
+ * A batch's count changes. Each message learned, moved, forgotten or touched
+ * brings one change (spam and ham count steps, a weight step, a touch) for
+ * every one of its keys; the changes are summed per key and applied in key
+ * order through one cursor. The (key, change) pairs are scattered into
+ * buckets by the keys' top bits (a counting pass and a scatter pass over the
+ * batch's keys, which each message holds sorted, so its writes sweep the
+ * buckets in order), then each bucket, a few kilobytes, is sorted on its
+ * own by a stable merge sort while it sits in the cache and applied. This
+ * replaced an LSD radix sort of one 24-byte entry per pair: six passes over
+ * tens of megabytes and a second buffer as large, a third of `sift learn`
+ * in profiles of 8000-message batches (an open-addressing table had been
+ * slower still: random accesses over tens of megabytes). Both the scatter
+ * and the sort keep the batch's order among a key's pairs, so each key's
+ * changes are summed in the order the messages came, as before: the float
+ * sums of the weights come out the same.
  */
-typedef struct delta {
-	uint64_t key;
+typedef struct change {
+	const uint64_t *keys; /* the message's keys, sorted */
+	size_t n;
 	int32_t dspam, dham;
 	float dweight; /* logistic-regression step */
 	bool touch;    /* seen in scored mail: move its day, if it exists */
-} delta_t;
+} change_t;
 
-typedef struct delta_list {
-	delta_t *v;
+typedef struct changes {
+	change_t *v;
 	size_t n, cap;
-} delta_list_t;
+	size_t pairs; /* the sum of the changes' n */
+} changes_t;
 
-#define DELTA_RADIX_BITS 11
-#define DELTA_RADIX_MIN  4096 /* below this many entries qsort is cheaper */
+typedef struct pair {
+	uint64_t key;
+	uint32_t change; /* index in changes_t.v */
+} pair_t;
 
-static int delta_init(delta_list_t *d, size_t expect)
+#define PAIRS_PER_BUCKET 256 /* average; about 4 KiB, in the L1 or L2 cache */
+#define PAIRS_MAX_BITS   16  /* bucket bits at most */
+#define PAIRS_RUN        8   /* runs the merge sort starts from, by insertion */
+
+static int change_add(changes_t *c, const bayes_learn_item_t *it, int sign, bool spam,
+                      float dweight)
 {
-	d->cap = expect > 16 ? expect : 16;
-	d->n = 0;
-	d->v = malloc(d->cap * sizeof(*d->v));
-	return d->v ? 0 : -1;
-}
-
-static int add_item(delta_list_t *d, const bayes_learn_item_t *it, int sign, bool spam,
-                    float dweight)
-{
-	if (d->n + it->n > d->cap) {
-		size_t cap = d->cap;
-		while (d->n + it->n > cap)
-			cap *= 2;
-		delta_t *v = realloc(d->v, cap * sizeof(*v));
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 64;
+		change_t *v = realloc(c->v, cap * sizeof(*v));
 		if (v == NULL)
 			return -1;
-		d->v = v;
-		d->cap = cap;
+		c->v = v;
+		c->cap = cap;
 	}
-	for (size_t j = 0; j < it->n; j++)
-		d->v[d->n++] = (delta_t){it->keys[j], spam ? sign : 0, spam ? 0 : sign, dweight,
-		                         it->op == BAYES_TOUCH};
+	c->v[c->n++] = (change_t){it->keys,        it->n,   spam ? sign : 0,
+	                          spam ? 0 : sign, dweight, it->op == BAYES_TOUCH};
+	c->pairs += it->n;
 	return 0;
 }
 
-static int delta_cmp(const void *a, const void *b)
+/* Stable: a pair moves before an earlier one only when its key is smaller. */
+static void pairs_sort(pair_t *a, pair_t *tmp, size_t n)
 {
-	const delta_t *x = a, *y = b;
-	return x->key < y->key ? -1 : x->key > y->key;
-}
-
-static int delta_sort(delta_list_t *d)
-{
-	if (d->n < DELTA_RADIX_MIN) {
-		qsort(d->v, d->n, sizeof(*d->v), delta_cmp);
-		return 0;
-	}
-	delta_t *tmp = malloc(d->n * sizeof(*tmp)), *src = d->v, *dst = tmp;
-	size_t *count = malloc(((size_t)1 << DELTA_RADIX_BITS) * sizeof(*count));
-	if (tmp == NULL || count == NULL) {
-		free(tmp);
-		free(count);
-		return -1;
-	}
-	const uint64_t mask = ((uint64_t)1 << DELTA_RADIX_BITS) - 1;
-	for (unsigned shift = 0; shift < 64; shift += DELTA_RADIX_BITS) {
-		memset(count, 0, ((size_t)1 << DELTA_RADIX_BITS) * sizeof(*count));
-		for (size_t i = 0; i < d->n; i++)
-			count[(src[i].key >> shift) & mask]++;
-		if (count[(src[0].key >> shift) & mask] == d->n)
-			continue; /* every key has this digit: nothing moves */
-		size_t sum = 0;
-		for (size_t b = 0; b <= mask; b++) {
-			size_t c = count[b];
-			count[b] = sum;
-			sum += c;
+	for (size_t lo = 0; lo < n; lo += PAIRS_RUN) {
+		size_t hi = lo + PAIRS_RUN < n ? lo + PAIRS_RUN : n;
+		for (size_t i = lo + 1; i < hi; i++) {
+			pair_t x = a[i];
+			size_t j = i;
+			for (; j > lo && a[j - 1].key > x.key; j--)
+				a[j] = a[j - 1];
+			a[j] = x;
 		}
-		for (size_t i = 0; i < d->n; i++)
-			dst[count[(src[i].key >> shift) & mask]++] = src[i];
-		delta_t *t = src;
+	}
+	pair_t *src = a, *dst = tmp;
+	for (size_t w = PAIRS_RUN; w < n; w *= 2) {
+		for (size_t lo = 0; lo < n; lo += 2 * w) {
+			size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+			size_t i = lo, j = mid, k = lo;
+			while (i < mid && j < hi)
+				dst[k++] = src[j].key < src[i].key ? src[j++] : src[i++];
+			while (i < mid)
+				dst[k++] = src[i++];
+			while (j < hi)
+				dst[k++] = src[j++];
+		}
+		pair_t *t = src;
 		src = dst;
 		dst = t;
 	}
-	if (src != d->v)
-		memcpy(d->v, src, d->n * sizeof(*src));
-	free(tmp);
-	free(count);
-	return 0;
+	if (src != a)
+		memcpy(a, src, n * sizeof(*a));
 }
 
 static uint32_t sat_add(uint32_t v, int32_t d)
@@ -618,66 +673,124 @@ static uint32_t sat_add(uint32_t v, int32_t d)
 	return r < 0 ? 0 : r > UINT32_MAX ? UINT32_MAX : (uint32_t)r;
 }
 
-/* Applies the summed changes in key order through one cursor. */
-static int apply_deltas(bayes_store_t *s, MDB_txn *txn, delta_list_t *d, uint32_t today)
+/* Applies one key's summed change at the cursor. */
+static int apply_key(MDB_cursor *cur, seek_t *sk, uint64_t key, const change_t *d, uint32_t today)
 {
-	if (delta_sort(d) != 0)
-		return ENOMEM;
-	size_t n = 0;
-	for (size_t i = 0; i < d->n; i++) {
-		if (n > 0 && d->v[n - 1].key == d->v[i].key) {
-			d->v[n - 1].dspam += d->v[i].dspam;
-			d->v[n - 1].dham += d->v[i].dham;
-			d->v[n - 1].dweight += d->v[i].dweight;
-			d->v[n - 1].touch |= d->v[i].touch;
-		} else {
-			d->v[n++] = d->v[i];
-		}
-	}
-
-	MDB_cursor *cur;
-	int rc = mdb_cursor_open(txn, s->tokens, &cur);
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		uint8_t kb[8], vb[TOKEN_WEIGHT_BYTES];
-		bool counts = d->v[i].dspam != 0 || d->v[i].dham != 0 || d->v[i].dweight != 0;
-		if (!counts && !d->v[i].touch)
-			continue; /* learned and forgotten in one batch */
-		key_be(kb, d->v[i].key);
-		MDB_val k = mval(kb, 8), v;
-		bayes_counts_t c = {0, 0, 0, 0};
-		int r = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
-		if (r == 0)
-			decode_counts(&v, &c);
-		else if (r != MDB_NOTFOUND) {
-			rc = r;
-			break;
-		}
-		if (!counts) {
-			/* Only seen: a token the store does not hold is not created,
-			 * one already dated today is not rewritten. */
-			if (r != 0 || c.day >= today)
-				continue;
-			c.day = today;
-			v = mval(vb, encode_counts(vb, &c));
-			k = mval(kb, 8);
-			rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
-			continue;
-		}
-		c.spam = sat_add(c.spam, d->v[i].dspam);
-		c.ham = sat_add(c.ham, d->v[i].dham);
-		c.weight += d->v[i].dweight;
-		if (d->v[i].dspam > 0 || d->v[i].dham > 0)
-			c.day = today;
-		if (c.spam == 0 && c.ham == 0) {
-			if (r == 0)
-				rc = mdb_cursor_del(cur, 0);
-			continue;
-		}
+	uint8_t kb[8], vb[TOKEN_WEIGHT_BYTES];
+	bool counts = d->dspam != 0 || d->dham != 0 || d->dweight != 0;
+	if (!counts && !d->touch)
+		return 0; /* learned and forgotten in one batch */
+	key_be(kb, key);
+	MDB_val k, v;
+	bayes_counts_t c = {0, 0, 0, 0};
+	int r = seek_key(cur, sk, key, &v);
+	if (r == 0)
+		decode_counts(&v, &c);
+	else if (r != MDB_NOTFOUND)
+		return r;
+	if (!counts) {
+		/* Only seen: a token the store does not hold is not created,
+		 * one already dated today is not rewritten. */
+		if (r != 0 || c.day >= today)
+			return 0;
+		c.day = today;
 		v = mval(vb, encode_counts(vb, &c));
 		k = mval(kb, 8);
-		rc = mdb_cursor_put(cur, &k, &v, r == 0 ? MDB_CURRENT : 0);
+		return mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
 	}
-	mdb_cursor_close(cur);
+	c.spam = sat_add(c.spam, d->dspam);
+	c.ham = sat_add(c.ham, d->dham);
+	c.weight += d->dweight;
+	if (d->dspam > 0 || d->dham > 0)
+		c.day = today;
+	if (c.spam == 0 && c.ham == 0) {
+		if (r != 0)
+			return 0;
+		sk->at = false; /* the cursor moved to the next entry */
+		return mdb_cursor_del(cur, 0);
+	}
+	v = mval(vb, encode_counts(vb, &c));
+	k = mval(kb, 8);
+	/* A new key's insertion leaves the cursor on it. */
+	sk->at = true;
+	sk->key = key;
+	return mdb_cursor_put(cur, &k, &v, r == 0 ? MDB_CURRENT : 0);
+}
+
+/* Sums the changes per key and applies them in key order through one cursor. */
+static int apply_changes(bayes_store_t *s, MDB_txn *txn, const changes_t *ch, uint32_t today)
+{
+	size_t total = ch->pairs;
+	if (total == 0)
+		return 0;
+	unsigned bits = 0;
+	while (bits < PAIRS_MAX_BITS && (total >> bits) > PAIRS_PER_BUCKET)
+		bits++;
+	size_t nb = (size_t)1 << bits;
+	unsigned shift = 64 - bits; /* bucket = key >> shift (bits > 0) */
+	size_t *start = calloc(nb + 1, sizeof(*start));
+	if (start == NULL)
+		return ENOMEM;
+	if (total > s->pairs_cap) {
+		/* Kept for the next batch: fresh memory costs a page fault per
+		 * page on first touch. Only the write transaction's holder uses it. */
+		free(s->pairs);
+		s->pairs = malloc(total * sizeof(*s->pairs));
+		s->pairs_cap = s->pairs ? total : 0;
+		if (s->pairs == NULL) {
+			free(start);
+			return ENOMEM;
+		}
+	}
+	pair_t *p = s->pairs;
+	for (size_t c = 0; c < ch->n; c++)
+		for (size_t j = 0; j < ch->v[c].n; j++)
+			start[(bits ? ch->v[c].keys[j] >> shift : 0) + 1]++;
+	size_t largest = 0;
+	for (size_t b = 0; b < nb; b++) {
+		if (start[b + 1] > largest)
+			largest = start[b + 1];
+		start[b + 1] += start[b];
+	}
+	size_t *fill = malloc(nb * sizeof(*fill));
+	pair_t *tmp = malloc(largest * sizeof(*tmp));
+	if (fill == NULL || tmp == NULL) {
+		free(start);
+		free(fill);
+		free(tmp);
+		return ENOMEM;
+	}
+	memcpy(fill, start, nb * sizeof(*fill));
+	for (size_t c = 0; c < ch->n; c++) {
+		const uint64_t *keys = ch->v[c].keys;
+		for (size_t j = 0; j < ch->v[c].n; j++)
+			p[fill[bits ? keys[j] >> shift : 0]++] = (pair_t){keys[j], (uint32_t)c};
+	}
+	free(fill);
+
+	MDB_cursor *cur = NULL;
+	seek_t sk = {false, 0};
+	int rc = mdb_cursor_open(txn, s->tokens, &cur);
+	for (size_t b = 0; rc == 0 && b < nb; b++) {
+		size_t lo = start[b], hi = start[b + 1];
+		pairs_sort(p + lo, tmp, hi - lo);
+		for (size_t i = lo; rc == 0 && i < hi;) {
+			uint64_t key = p[i].key;
+			change_t sum = ch->v[p[i].change];
+			for (i++; i < hi && p[i].key == key; i++) {
+				const change_t *d = &ch->v[p[i].change];
+				sum.dspam += d->dspam;
+				sum.dham += d->dham;
+				sum.dweight += d->dweight;
+				sum.touch |= d->touch;
+			}
+			rc = apply_key(cur, &sk, key, &sum, today);
+		}
+	}
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	free(start);
+	free(tmp);
 	return rc;
 }
 
@@ -823,19 +936,12 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 	bayes_apply_result_t r = {0};
 	uint32_t today = s->day ? s->day : bayes_today();
 	MDB_txn *txn;
-	delta_list_t d;
-	size_t expect = 0;
+	changes_t d = {0};
 
-	for (size_t i = 0; i < n; i++)
-		expect += items[i].n;
-	if (delta_init(&d, expect) != 0)
-		return BAYES_EIO;
 	clear_stale_readers(s);
 	int rc = txn_begin(s, 0, &txn);
-	if (rc != 0) {
-		free(d.v);
+	if (rc != 0)
 		return map_err(rc);
-	}
 	bayes_totals_t t;
 	rc = read_totals(txn, s->meta, &t);
 	if (rc == 0 && t.tokenizer != BAYES_TOKENIZER_VERSION) {
@@ -843,14 +949,13 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 			t.tokenizer = BAYES_TOKENIZER_VERSION; /* empty: adopt ours */
 		} else {
 			txn_abort(s, txn);
-			free(d.v);
 			return BAYES_EVERSION;
 		}
 	}
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		const bayes_learn_item_t *it = &items[i];
 		if (it->op == BAYES_TOUCH) {
-			if (add_item(&d, it, 0, false, 0) != 0) {
+			if (change_add(&d, it, 0, false, 0) != 0) {
 				rc = ENOMEM;
 				break;
 			}
@@ -871,7 +976,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 				r.unknown++;
 				continue;
 			}
-			if (add_item(&d, it, -1, had == 1, 0) != 0) {
+			if (change_add(&d, it, -1, had == 1, 0) != 0) {
 				rc = ENOMEM;
 				break;
 			}
@@ -887,14 +992,14 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 		if (had == (int)spam) {
 			/* Counts once per message, but the regression may step again
 			 * (a learner's later pass over a message it still gets wrong). */
-			if (it->lr_delta != 0 && add_item(&d, it, 0, spam, it->lr_delta) != 0) {
+			if (it->lr_delta != 0 && change_add(&d, it, 0, spam, it->lr_delta) != 0) {
 				rc = ENOMEM;
 				break;
 			}
 			r.already++;
 			continue;
 		}
-		if (had >= 0 && add_item(&d, it, -1, had == 1, 0) != 0) {
+		if (had >= 0 && change_add(&d, it, -1, had == 1, 0) != 0) {
 			rc = ENOMEM;
 			break;
 		}
@@ -907,7 +1012,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 		} else {
 			r.learned++;
 		}
-		if (add_item(&d, it, +1, spam, it->lr_delta) != 0) {
+		if (change_add(&d, it, +1, spam, it->lr_delta) != 0) {
 			rc = ENOMEM;
 			break;
 		}
@@ -922,7 +1027,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 		rc = mdb_put(txn, s->digests, &k, &v, 0);
 	}
 	if (rc == 0)
-		rc = apply_deltas(s, txn, &d, today);
+		rc = apply_changes(s, txn, &d, today);
 	if (rc == 0)
 		rc = write_totals(txn, s->meta, &t);
 	free(d.v);

@@ -1158,6 +1158,173 @@ Test(learning, bound_prunes_old_hapaxes_first, .init = make_tmpdir, .fini = remo
 	bayes_store_unref(s);
 }
 
+/*
+ * A batch's changes are summed per key before they reach the store: a batch
+ * large enough to spread over many buckets, whose keys span the whole 64-bit
+ * range with a few in every message, learning, moving, relearning, touching
+ * and forgetting, must leave the counts one-by-one application leaves, and
+ * the weights of the changes summed in the batch's order.
+ */
+#define SUM_MESSAGES 3000
+#define SUM_KEYS     40
+#define SUM_POOL     4000
+
+static uint64_t sum_key(unsigned i)
+{
+	/* Spread over all 64 bits (the top bit too, as sparse bigrams have). */
+	uint64_t x = (uint64_t)i * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL;
+	x ^= x >> 29;
+	return x * 0xbf58476d1ce4e5b9ULL;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+static size_t pool_index(const uint64_t *sorted, uint64_t k)
+{
+	const uint64_t *p = bsearch(&k, sorted, SUM_POOL, sizeof(*sorted), u64_cmp);
+	cr_assert_not_null(p);
+	return (size_t)(p - sorted);
+}
+
+Test(store, batch_sums_per_key_equal_message_by_message, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	uint64_t *pool = malloc(SUM_POOL * sizeof(*pool));
+	uint64_t *keys = malloc((size_t)SUM_MESSAGES * SUM_KEYS * sizeof(*keys));
+	bayes_learn_item_t *it = malloc(SUM_MESSAGES * sizeof(*it));
+	for (unsigned i = 0; i < SUM_POOL; i++)
+		pool[i] = sum_key(i);
+	qsort(pool, SUM_POOL, sizeof(*pool), u64_cmp);
+	srand(12345);
+	int n_touch = 0, n_forget = 0, n_move = 0;
+	for (int m = 0; m < SUM_MESSAGES; m++) {
+		uint64_t *k = keys + (size_t)m * SUM_KEYS;
+		/* Three keys every message has (long runs of one key), the rest
+		 * drawn from the pool, distinct and sorted as the tokenizer's. */
+		size_t n = 0;
+		for (int j = 0; j < 3; j++)
+			k[n++] = pool[j * 1000];
+		while (n < SUM_KEYS) {
+			uint64_t x = pool[(unsigned)rand() % SUM_POOL];
+			bool dup = false;
+			for (size_t j = 0; j < n; j++)
+				dup |= k[j] == x;
+			if (!dup)
+				k[n++] = x;
+		}
+		qsort(k, n, sizeof(*k), u64_cmp);
+		int r = rand() % 20, id = m;
+		bayes_op_t op = rand() % 2 ? BAYES_LEARN_SPAM : BAYES_LEARN_HAM;
+		if (m > 10 && r <= 1) {
+			/* An earlier message again, with its keys: moved, already
+			 * known, or forgotten. */
+			int e = rand() % m;
+			memcpy(&id, it[e].digest, sizeof(id));
+			memcpy(k, it[e].keys, it[e].n * sizeof(*k));
+			n = it[e].n;
+			if (r == 0)
+				n_move++;
+			else {
+				op = BAYES_FORGET;
+				n_forget++;
+			}
+		} else if (r == 2) {
+			op = BAYES_TOUCH;
+			n_touch++;
+		}
+		it[m] = item(op, id, k, n);
+		if (op == BAYES_LEARN_SPAM || op == BAYES_LEARN_HAM)
+			it[m].lr_delta = (float)((rand() % 2001) - 1000) / 7919.0f;
+	}
+	cr_assert_gt(n_touch, 50);
+	cr_assert_gt(n_forget, 50);
+	cr_assert_gt(n_move, 50);
+
+	/* What the batch must come to: counts per message, in order; each
+	 * key's weight the sum of its steps in the batch's order. */
+	int32_t *spam = calloc(SUM_POOL, sizeof(*spam)), *ham = calloc(SUM_POOL, sizeof(*ham));
+	float *w = calloc(SUM_POOL, sizeof(*w));
+	int *had = malloc(SUM_MESSAGES * sizeof(*had)); /* 1 spam, 0 ham, -1 none */
+	for (int m = 0; m < SUM_MESSAGES; m++)
+		had[m] = -1;
+	for (int m = 0; m < SUM_MESSAGES; m++) {
+		int id;
+		memcpy(&id, it[m].digest, sizeof(id));
+		if (it[m].op == BAYES_TOUCH || (it[m].op == BAYES_FORGET && had[id] < 0))
+			continue;
+		int sign_old = had[id] >= 0 ? -1 : 0, was = had[id];
+		bool spam_now = it[m].op == BAYES_LEARN_SPAM;
+		bool again = it[m].op != BAYES_FORGET && was == (int)spam_now;
+		had[id] = it[m].op == BAYES_FORGET ? -1 : again ? was : (int)spam_now;
+		for (size_t j = 0; j < it[m].n; j++) {
+			size_t x = pool_index(pool, it[m].keys[j]);
+			if (it[m].op != BAYES_FORGET)
+				w[x] += it[m].lr_delta;
+			if (again)
+				continue;
+			if (was == 1)
+				spam[x] += sign_old;
+			else if (was == 0)
+				ham[x] += sign_old;
+			if (it[m].op != BAYES_FORGET)
+				*(spam_now ? &spam[x] : &ham[x]) += 1;
+		}
+	}
+
+	bayes_store_t *a = open_store("batch", 64 << 20, BAYES_OPEN_CREATE);
+	bayes_store_t *b = open_store("single", 64 << 20, BAYES_OPEN_CREATE | BAYES_OPEN_NOSYNC);
+	bayes_apply_result_t ra, rb, r1;
+	cr_assert_eq(bayes_store_apply(a, it, SUM_MESSAGES, &ra), BAYES_OK);
+	memset(&rb, 0, sizeof(rb));
+	for (int m = 0; m < SUM_MESSAGES; m++) {
+		cr_assert_eq(bayes_store_apply(b, &it[m], 1, &r1), BAYES_OK);
+		rb.learned += r1.learned;
+		rb.relearned += r1.relearned;
+		rb.already += r1.already;
+		rb.forgotten += r1.forgotten;
+		rb.unknown += r1.unknown;
+		rb.touched += r1.touched;
+	}
+	cr_assert_eq(memcmp(&ra, &rb, sizeof(ra)), 0);
+	cr_assert_gt(ra.relearned, 10);
+	cr_assert_gt(ra.forgotten, 10);
+
+	bayes_counts_t *ca = malloc(SUM_POOL * sizeof(*ca)), *cb = malloc(SUM_POOL * sizeof(*cb));
+	bayes_totals_t ta, tb;
+	cr_assert_eq(bayes_store_lookup(a, pool, SUM_POOL, ca, &ta), BAYES_OK);
+	cr_assert_eq(bayes_store_lookup(b, pool, SUM_POOL, cb, &tb), BAYES_OK);
+	cr_assert_eq(ta.spam, tb.spam);
+	cr_assert_eq(ta.ham, tb.ham);
+	size_t present = 0;
+	for (size_t x = 0; x < SUM_POOL; x++) {
+		cr_assert_eq(ca[x].spam, (uint32_t)spam[x], "key %zu", x);
+		cr_assert_eq(ca[x].ham, (uint32_t)ham[x], "key %zu", x);
+		cr_assert_eq(ca[x].spam, cb[x].spam, "key %zu", x);
+		cr_assert_eq(ca[x].ham, cb[x].ham, "key %zu", x);
+		cr_assert_eq(ca[x].day, cb[x].day, "key %zu", x);
+		if (spam[x] + ham[x] > 0) {
+			present++;
+			cr_assert_eq(ca[x].weight, w[x], "key %zu: %.9g, not %.9g", x,
+			             (double)ca[x].weight, (double)w[x]);
+		}
+	}
+	cr_assert_gt(present, SUM_POOL / 2);
+	bayes_store_unref(a);
+	bayes_store_unref(b);
+	free(pool);
+	free(keys);
+	free(it);
+	free(spam);
+	free(ham);
+	free(w);
+	free(had);
+	free(ca);
+	free(cb);
+}
+
 Test(learning, autolearn_never_learns_what_bayes_alone_decided, .init = make_tmpdir,
      .fini = remove_tmpdir)
 {
