@@ -15,6 +15,7 @@
 #   TRAIN_FOLDS  default "0 1 2 3 4 5 6";  TEST_FOLDS  default "7 8 9"
 #   WORK         work directory (default: a new one under /tmp, removed after)
 #   BOGOFILTER   0 to skip bogofilter (default 1)
+#   SIFT_CONF    extra configuration lines for Sift (e.g. "bayes_lr = yes")
 # output: one line of figures per classifier (ROC AUC, spam recall at 0.1%
 # and 1% ham false positives, partial AUC to 1%), the learning speed of
 # each, and a paired bootstrap of the differences (how often Sift leads).
@@ -60,8 +61,8 @@ fi
 # ---------------------------------------------------------------- sift
 mkdir -p "$WORK/sift"
 # The shipped rules come from the source tree (sift check needs some).
-printf 'state_dir = %s\nbayes_map_size = 1G\nrules = %s/rules\n' "$WORK/sift" "$srcdir" \
-	> "$WORK/sift.conf"
+printf 'state_dir = %s\nbayes_map_size = 1G\nrules = %s/rules\n%s\n' "$WORK/sift" "$srcdir" \
+	"${SIFT_CONF:-}" > "$WORK/sift.conf"
 if [ "$TOOL" = sift ]; then
 	learn() { "$SIFT" -c "$WORK/sift.conf" learn "$@" > /dev/null; }
 	# bayes_prob is the fifth tsv column.
