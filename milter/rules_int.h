@@ -206,6 +206,15 @@ int rules_meta_compile(rules_t *r, struct rule *ru, diag_t *d);
  */
 void rules_relays(arena_t *a, msg_t *m, const char **trusted, const char **untrusted,
                   size_t *rcvd_trusted, const bool **no_rdns);
+/*
+ * One Received field value read as the relay parser reads it, for the
+ * tests and contrib/sa-received.sh: 1 with the relay written to out as
+ * "ip=... rdns=... helo=... by=... ident=... envfrom=... id=... auth=...
+ * no_rdns=N", 0 for a field the parser ignores on purpose (a mail
+ * fetcher's marker, "invoked by uid"...), -1 for one it cannot read.
+ * Thread-safe.
+ */
+int rules_relays_parse_one(const char *field, char *out, size_t outlen);
 
 /*
  * Eval tests (rules_eval.c and its families rules_eval_*.c). One table,

@@ -279,3 +279,17 @@ void rules_relays(arena_t *a, msg_t *m, const char **trusted, const char **untru
 	*trusted = t.data;
 	*untrusted = u.data;
 }
+
+int rules_relays_parse_one(const char *field, char *out, size_t outlen)
+{
+	struct relay r;
+	if (find_ci(field, "(fetchmail") != NULL || find_ci(field, "with POP3") != NULL ||
+	    find_ci(field, "with IMAP") != NULL)
+		return 0;
+	if (!parse_received(field, &r))
+		return -1;
+	snprintf(out, outlen,
+	         "ip=%s rdns=%s helo=%s by=%s ident= envfrom=%s id=%s auth=%s no_rdns=%d", r.ip,
+	         r.rdns, r.helo, r.by, r.envfrom, r.id, r.auth, r.looked_up && r.rdns[0] == '\0');
+	return 1;
+}
