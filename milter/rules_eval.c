@@ -237,7 +237,8 @@ void rules_eval_relays(struct rules_evalenv *e)
 		return;
 	e->relays_done = true;
 	const char *t = NULL, *u = NULL;
-	rules_relays(e->a, e->m, &t, &u, &e->rcvd_trusted, &e->untrusted_no_rdns);
+	rules_relays(e->a, e->m, &t, &u, &e->rcvd_trusted, &e->untrusted_no_rdns,
+	             &e->relays_unparseable);
 	e->trusted_str = t ? t : "";
 	e->untrusted_str = u ? u : "";
 	e->trusted = parse_relays(e->a, t, &e->ntrusted);

@@ -202,10 +202,12 @@ int rules_meta_compile(rules_t *r, struct rule *ru, diag_t *d);
  * the trusted relays account for (SpamAssassin's last_trusted_relay_index
  * + 1: the index of the Received field that starts ALL-UNTRUSTED), and
  * in *no_rdns, per untrusted relay in order, whether its MTA looked up
- * reverse DNS and found none (SpamAssassin's no_reverse_dns).
+ * reverse DNS and found none (SpamAssassin's no_reverse_dns), and in
+ * *unparseable how many Received fields no MTA form reads (SpamAssassin's
+ * num_relays_unparseable; they are not in the lists).
  */
 void rules_relays(arena_t *a, msg_t *m, const char **trusted, const char **untrusted,
-                  size_t *rcvd_trusted, const bool **no_rdns);
+                  size_t *rcvd_trusted, const bool **no_rdns, size_t *unparseable);
 /*
  * One Received field value read as the relay parser reads it, for the
  * tests and contrib/sa-received.sh: 1 with the relay written to out as
@@ -251,6 +253,7 @@ struct rules_evalenv {
 	bool relays_done;
 	const char *trusted_str, *untrusted_str; /* X-Spam-Relays-Trusted, -Untrusted */
 	size_t rcvd_trusted;           /* Received fields from the top added by trusted relays */
+	size_t relays_unparseable;     /* Received fields no MTA form reads */
 	const bool *untrusted_no_rdns; /* per untrusted relay: looked up, none found */
 	struct rules_relay *untrusted; /* newest first */
 	size_t nuntrusted;
