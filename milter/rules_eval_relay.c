@@ -55,18 +55,27 @@ static long helo_ip_mismatch(struct rules_evalenv *e, const struct rule *ru)
 	return 0;
 }
 
+/* An unreadable Received field could hide an untrusted hop: it spoils both. */
 static long all_trusted(struct rules_evalenv *e, const struct rule *ru)
 {
 	(void)ru;
 	rules_eval_relays(e);
-	return e->ntrusted > 0 && e->nuntrusted == 0;
+	return e->ntrusted > 0 && e->nuntrusted == 0 && e->relays_unparseable == 0;
 }
 
 static long no_relays(struct rules_evalenv *e, const struct rule *ru)
 {
 	(void)ru;
 	rules_eval_relays(e);
-	return e->ntrusted == 0 && e->nuntrusted == 0;
+	return e->ntrusted == 0 && e->nuntrusted == 0 && e->relays_unparseable == 0;
+}
+
+/* How many Received fields no MTA form reads (__UNPARSEABLE_RELAY_COUNT). */
+static long relays_unparseable(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	rules_eval_relays(e);
+	return (long)e->relays_unparseable;
 }
 
 const struct rules_evaldef rules_eval_relay_defs[] = {
@@ -74,5 +83,6 @@ const struct rules_evaldef rules_eval_relay_defs[] = {
     {"helo_ip_mismatch", helo_ip_mismatch, 0, 0, NULL},
     {"check_all_trusted", all_trusted, 0, 0, NULL},
     {"check_no_relays", no_relays, 0, 0, NULL},
+    {"check_relays_unparseable", relays_unparseable, 0, 0, NULL},
     {NULL, NULL, 0, 0, NULL},
 };
