@@ -42,6 +42,8 @@ struct relay {
 	char envfrom[RELAY_TOKEN_BYTES];
 	/* the MTA's form shows it asked for reverse DNS: an empty rdns means there is none */
 	bool looked_up;
+	/* a qmail-scanner line: its envfrom belongs to the relay in the next (older) field */
+	bool qms;
 };
 
 /* An address as SpamAssassin's IP_ADDRESS matches it: dotted quad, or IPv6 with "::" or all 8
@@ -107,6 +109,7 @@ enum {
 	F_NO_ID = 1 << 8,        /* the "id" is the server's version */
 	F_NO_BY = 1 << 9,        /* a synthetic field without a receiving host */
 	F_XMAIL = 1 << 10,       /* id and envelope sender in <...> */
+	F_QMS = 1 << 11,         /* qmail-scanner: hands its envelope sender to the next field */
 };
 
 struct form {
@@ -405,7 +408,8 @@ static const struct form forms[] = {
     /* behind a Raptor firewall */
     {SEC_FROM, GRP_ANY, ACT_IGNORE, "^no\\.name\\.available by \\S+ via smtpd \\(for ", .flags = 0},
     /* qmail-scanner's log line (the handover is in the field before it) */
-    {SEC_FROM, GRP_ANY, ACT_IGNORE, "^\\S+ by \\S+ \\(.{0,100}\\) with qmail-scanner", .flags = 0},
+    {SEC_FROM, GRP_ANY, ACT_IGNORE, "^\\S+ by \\S+ \\(.{0,100}\\) with qmail-scanner",
+     .flags = F_QMS},
     /* "from X by Y with local" */
     {SEC_FROM, GRP_ANY, ACT_IGNORE, "^\\S+ by \\S+ with local", .flags = 0},
     /* Cyrus over a Unix socket */
@@ -651,6 +655,17 @@ static void bang(char *s)
 			*s = '!';
 }
 
+/* "<a@b>" -> "a@b" */
+static void clean_envfrom(char *e)
+{
+	size_t lead = strspn(e, " <");
+	memmove(e, e + lead, strlen(e + lead) + 1);
+	size_t el = strlen(e);
+	while (el > 0 && (e[el - 1] == '>' || e[el - 1] == ' '))
+		e[--el] = '\0';
+	bang(e);
+}
+
 static void clean_ip(char *ip)
 {
 	if (strncasecmp(ip, "IPv6:", 5) == 0)
@@ -761,6 +776,10 @@ static int parse_received(const char *raw, struct relay *r, bool *fetcher)
 			continue;
 		if (forms[i].act == ACT_IGNORE || forms[i].act == ACT_FETCHER) {
 			*fetcher = forms[i].act == ACT_FETCHER;
+			if ((forms[i].flags & F_QMS) && envfrom) {
+				clean_envfrom(r->envfrom);
+				r->qms = true;
+			}
 			rc = 0;
 			goto out;
 		}
@@ -854,15 +873,8 @@ static int parse_received(const char *raw, struct relay *r, bool *fetcher)
 	bang(r->helo);
 	bang(r->by);
 	bang(r->ident);
-	if (envfrom) {
-		char *e = r->envfrom;
-		size_t lead = strspn(e, " <");
-		memmove(e, e + lead, strlen(e + lead) + 1);
-		size_t el = strlen(e);
-		while (el > 0 && (e[el - 1] == '>' || e[el - 1] == ' '))
-			e[--el] = '\0';
-		bang(e);
-	}
+	if (envfrom)
+		clean_envfrom(r->envfrom);
 	rc = 1;
 out:
 	pcre2_match_data_free(md);
@@ -932,9 +944,17 @@ void rules_relays(arena_t *a, msg_t *m, const char **trusted, const char **untru
 		if (in_trusted)
 			*rcvd_trusted = k; /* the MTA's own field, if it wrote one */
 	}
+	char qms[RELAY_TOKEN_BYTES] = "";
 	for (const char *v; k < RELAYS_MAX && (v = msg_header_get(m, "Received", k)) != NULL; k++) {
 		bool fetcher;
+		char from_qms[RELAY_TOKEN_BYTES];
+		snprintf(from_qms, sizeof(from_qms), "%s", qms);
+		qms[0] = '\0';
 		int rc = parse_received(v, &r, &fetcher);
+		if (rc == 0 && r.qms)
+			snprintf(qms, sizeof(qms), "%s", r.envfrom);
+		if (rc > 0 && from_qms[0])
+			snprintf(r.envfrom, sizeof(r.envfrom), "%s", from_qms);
 		if (rc < 0)
 			(*unparseable)++; /* kept out of the list, as SpamAssassin does, but counted
 			                   */

@@ -460,6 +460,23 @@ Test(rules_eval, received_huge_fields_are_read_in_bounded_time)
 	free(f);
 }
 
+/* qmail-scanner logs the envelope sender of the handover in the field below its own. */
+Test(rules_eval, qmail_scanner_hands_its_envelope_sender_to_the_next_relay)
+{
+	rules_t *r = load("header QMS X-Spam-Relays-Untrusted =~ /^\\[ ip=192\\.0\\.2\\.7 rdns=list"
+	                  "\\.example\\.net helo=list\\.example\\.net by=mx\\.example\\.org ident= "
+	                  "envfrom=list-bounce\\@example\\.net intl=0 /\n");
+	const char *m =
+	    "Received: from 192.0.2.7 by mx.example.org (envelope-from <list-bounce@example.net>,"
+	    " uid 502) with qmail-scanner-1.24 (clamdscan: 0.80/594. Clear:RC:0(192.0.2.7):."
+	    " Processed in 0.288806 secs); 06 Feb 2005 21:11:38 -0000\n"
+	    "Received: from list.example.net (HELO list.example.net) (192.0.2.7) by mx.example.org"
+	    " with SMTP; 06 Feb 2005 21:11:37 -0000\n"
+	    "Subject: x\n\nx\n";
+	cr_assert(hits(r, m, "QMS"));
+	rules_free(r);
+}
+
 /* A Received field no form reads stays out of the relays but is counted, and spoils ALL_TRUSTED. */
 Test(rules_eval, unparseable_relays_are_counted)
 {
