@@ -609,22 +609,26 @@ size_t rules_eval_addrs(arena_t *a, const char *v, const char ***out)
 	return n;
 }
 
-/* IPv4 dotted quad. */
+/*
+ * IPv4 dotted quad as SpamAssassin's IS_IPV4_ADDRESS: four octets of at
+ * most 255 without leading zeros ("46.34.15.06" is a name, not an address).
+ */
 bool rules_eval_is_ipv4(const char *s)
 {
-	int parts = 0, digits = 0;
-	for (; *s; s++) {
-		if (isdigit((unsigned char)*s)) {
-			if (++digits > 3)
-				return false;
-		} else if (*s == '.' && digits) {
-			parts++;
-			digits = 0;
-		} else {
+	for (int part = 0; part < 4; part++) {
+		if (part > 0 && *s++ != '.')
 			return false;
-		}
+		if (!isdigit((unsigned char)s[0]))
+			return false;
+		unsigned v = 0;
+		size_t n = 0;
+		while (isdigit((unsigned char)s[n]) && n < 4)
+			v = v * 10 + (unsigned)(s[n++] - '0');
+		if (n > 3 || v > 255 || (n > 1 && s[0] == '0'))
+			return false;
+		s += n;
 	}
-	return parts == 3 && digits > 0;
+	return *s == '\0';
 }
 
 /* SpamAssassin's IP_PRIVATE for IPv4: RFC 1918, loopback, link-local, CGNAT, 0/8. */

@@ -27,8 +27,7 @@ static long no_rdns_dotcom_helo(struct rules_evalenv *e, const struct rule *ru)
 		const struct rules_relay *r = &e->untrusted[i];
 		if (rules_eval_ip_private(r->ip))
 			continue;
-		if (r->helo[0] == '\0')
-			continue;
+		/* an empty HELO resets the answer too, as in SpamAssassin */
 		/* an empty rdns counts only where the MTA's form shows it looked */
 		hit = rules_eval_re(&dotcom, r->helo, strlen(r->helo)) && e->untrusted_no_rdns[i];
 	}

@@ -199,6 +199,20 @@ Test(rules_eval, relay_helo_tests)
 	cr_assert_not(hits(r, same24, "RCVD_HELO_IP_MISMATCH"), "same /24 is fine");
 	cr_assert(hits(r, "Subject: x\n\nx\n", "NO_RELAYS"));
 	cr_assert_not(hits(r, dotcom, "NO_RELAYS"));
+	/* the oldest public relay decides, even without a HELO */
+	char two[1024];
+	snprintf(two, sizeof(two),
+	         "Received: from mx1.hotmail.com (unknown [198.51.100.7])\n"
+	         " by mx.example.org with SMTP; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	         "Received: from [203.0.113.8] by mx1.hotmail.com with NNFMP;"
+	         " Mon, 2 Jan 2023 09:59:00 +0000\n%s",
+	         "Subject: x\n\nx\n");
+	cr_assert_not(hits(r, two, "NO_RDNS_DOTCOM_HELO"));
+	/* "06" is no octet: the HELO is a name */
+	const char *zero = "Received: from 46.34.15.06 (host.example.net [198.51.100.7])\n"
+	                   " by mx.example.org with SMTP; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                   "Subject: x\n\nx\n";
+	cr_assert_not(hits(r, zero, "RCVD_HELO_IP_MISMATCH"));
 	rules_free(r);
 }
 
