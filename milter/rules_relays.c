@@ -46,8 +46,10 @@ struct relay {
 	bool qms;
 };
 
-/* An address as SpamAssassin's IP_ADDRESS matches it: dotted quad, or IPv6 with "::" or all 8
- * groups. */
+/*
+ * An address as SpamAssassin's IP_ADDRESS matches it: a dotted quad, or
+ * IPv6 with "::" or all 8 groups; LH is its LOCALHOST.
+ */
 #define OCTET "(?:1\\d\\d|2[0-4]\\d|25[0-5]|[1-9]\\d|\\d)"
 #define QUAD  OCTET "\\." OCTET "\\." OCTET "\\." OCTET "\\b"
 #define IPV4  "\\b(?<!:)" QUAD
@@ -138,8 +140,7 @@ static const struct form forms[] = {
     /* Exchange's pickup directory: a local submission */
     {SEC_FROM, GRP_SMTPSVC, ACT_IGNORE, "^mail pickup service by (\\S+) with Microsoft SMTPSVC$",
      .flags = 0},
-    /* Exchange 2007+ ("with Microsoft SMTP Server ... id 15.1..."): the id is a version, not a
-       queue id */
+    /* Exchange 2007 and later: the "id" is the server's version */
     {SEC_FROM, GRP_MSSMTP, ACT_RELAY,
      "^(\\S+) \\(\\[?(" IP ")(?:%[A-Z0-9._~-]*)?\\]?\\) by (\\S+) ", .helo = 1, .ip = 2, .by = 3,
      .flags = F_NO_ID},
