@@ -237,7 +237,8 @@ void rules_eval_relays(struct rules_evalenv *e)
 		return;
 	e->relays_done = true;
 	const char *t = NULL, *u = NULL;
-	rules_relays(e->a, e->m, &t, &u, &e->rcvd_trusted, &e->untrusted_no_rdns);
+	rules_relays(e->a, e->m, &t, &u, &e->rcvd_trusted, &e->untrusted_no_rdns,
+	             &e->relays_unparseable);
 	e->trusted_str = t ? t : "";
 	e->untrusted_str = u ? u : "";
 	e->trusted = parse_relays(e->a, t, &e->ntrusted);
@@ -608,22 +609,26 @@ size_t rules_eval_addrs(arena_t *a, const char *v, const char ***out)
 	return n;
 }
 
-/* IPv4 dotted quad. */
+/*
+ * IPv4 dotted quad as SpamAssassin's IS_IPV4_ADDRESS: four octets of at
+ * most 255 without leading zeros ("46.34.15.06" is a name, not an address).
+ */
 bool rules_eval_is_ipv4(const char *s)
 {
-	int parts = 0, digits = 0;
-	for (; *s; s++) {
-		if (isdigit((unsigned char)*s)) {
-			if (++digits > 3)
-				return false;
-		} else if (*s == '.' && digits) {
-			parts++;
-			digits = 0;
-		} else {
+	for (int part = 0; part < 4; part++) {
+		if (part > 0 && *s++ != '.')
 			return false;
-		}
+		if (!isdigit((unsigned char)s[0]))
+			return false;
+		unsigned v = 0;
+		size_t n = 0;
+		while (isdigit((unsigned char)s[n]) && n < 4)
+			v = v * 10 + (unsigned)(s[n++] - '0');
+		if (n > 3 || v > 255 || (n > 1 && s[0] == '0'))
+			return false;
+		s += n;
 	}
-	return parts == 3 && digits > 0;
+	return *s == '\0';
 }
 
 /* SpamAssassin's IP_PRIVATE for IPv4: RFC 1918, loopback, link-local, CGNAT, 0/8. */

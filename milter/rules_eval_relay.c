@@ -27,8 +27,7 @@ static long no_rdns_dotcom_helo(struct rules_evalenv *e, const struct rule *ru)
 		const struct rules_relay *r = &e->untrusted[i];
 		if (rules_eval_ip_private(r->ip))
 			continue;
-		if (r->helo[0] == '\0')
-			continue;
+		/* an empty HELO resets the answer too, as in SpamAssassin */
 		/* an empty rdns counts only where the MTA's form shows it looked */
 		hit = rules_eval_re(&dotcom, r->helo, strlen(r->helo)) && e->untrusted_no_rdns[i];
 	}
@@ -55,18 +54,27 @@ static long helo_ip_mismatch(struct rules_evalenv *e, const struct rule *ru)
 	return 0;
 }
 
+/* An unreadable Received field could hide an untrusted hop: it spoils both. */
 static long all_trusted(struct rules_evalenv *e, const struct rule *ru)
 {
 	(void)ru;
 	rules_eval_relays(e);
-	return e->ntrusted > 0 && e->nuntrusted == 0;
+	return e->ntrusted > 0 && e->nuntrusted == 0 && e->relays_unparseable == 0;
 }
 
 static long no_relays(struct rules_evalenv *e, const struct rule *ru)
 {
 	(void)ru;
 	rules_eval_relays(e);
-	return e->ntrusted == 0 && e->nuntrusted == 0;
+	return e->ntrusted == 0 && e->nuntrusted == 0 && e->relays_unparseable == 0;
+}
+
+/* How many Received fields no MTA form reads (__UNPARSEABLE_RELAY_COUNT). */
+static long relays_unparseable(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	rules_eval_relays(e);
+	return (long)e->relays_unparseable;
 }
 
 const struct rules_evaldef rules_eval_relay_defs[] = {
@@ -74,5 +82,6 @@ const struct rules_evaldef rules_eval_relay_defs[] = {
     {"helo_ip_mismatch", helo_ip_mismatch, 0, 0, NULL},
     {"check_all_trusted", all_trusted, 0, 0, NULL},
     {"check_no_relays", no_relays, 0, 0, NULL},
+    {"check_relays_unparseable", relays_unparseable, 0, 0, NULL},
     {NULL, NULL, 0, 0, NULL},
 };

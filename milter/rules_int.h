@@ -210,10 +210,21 @@ size_t rules_uri_list(arena_t *a, const mime_t *mi, const char ***out);
  * the trusted relays account for (SpamAssassin's last_trusted_relay_index
  * + 1: the index of the Received field that starts ALL-UNTRUSTED), and
  * in *no_rdns, per untrusted relay in order, whether its MTA looked up
- * reverse DNS and found none (SpamAssassin's no_reverse_dns).
+ * reverse DNS and found none (SpamAssassin's no_reverse_dns), and in
+ * *unparseable how many Received fields no MTA form reads (SpamAssassin's
+ * num_relays_unparseable; they are not in the lists).
  */
 void rules_relays(arena_t *a, msg_t *m, const char **trusted, const char **untrusted,
-                  size_t *rcvd_trusted, const bool **no_rdns);
+                  size_t *rcvd_trusted, const bool **no_rdns, size_t *unparseable);
+/*
+ * One Received field value read as the relay parser reads it, for the
+ * tests and contrib/sa-received.sh: 1 with the relay written to out as
+ * "ip=... rdns=... helo=... by=... ident=... envfrom=... id=... auth=...
+ * no_rdns=N", 0 for a field the parser ignores on purpose (a mail
+ * fetcher's marker, "invoked by uid"...), -1 for one it cannot read.
+ * Thread-safe.
+ */
+int rules_relays_parse_one(const char *field, char *out, size_t outlen);
 
 /*
  * Eval tests (rules_eval.c and its families rules_eval_*.c). One table,
@@ -251,6 +262,7 @@ struct rules_evalenv {
 	bool relays_done;
 	const char *trusted_str, *untrusted_str; /* X-Spam-Relays-Trusted, -Untrusted */
 	size_t rcvd_trusted;           /* Received fields from the top added by trusted relays */
+	size_t relays_unparseable;     /* Received fields no MTA form reads */
 	const bool *untrusted_no_rdns; /* per untrusted relay: looked up, none found */
 	struct rules_relay *untrusted; /* newest first */
 	size_t nuntrusted;

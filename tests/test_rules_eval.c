@@ -15,6 +15,7 @@
 #include "mime.h"
 #include "msg.h"
 #include "rules.h"
+#include "rules_int.h"
 
 static rules_t *load_o(const char *text, const rules_opts_t *o)
 {
@@ -198,6 +199,20 @@ Test(rules_eval, relay_helo_tests)
 	cr_assert_not(hits(r, same24, "RCVD_HELO_IP_MISMATCH"), "same /24 is fine");
 	cr_assert(hits(r, "Subject: x\n\nx\n", "NO_RELAYS"));
 	cr_assert_not(hits(r, dotcom, "NO_RELAYS"));
+	/* the oldest public relay decides, even without a HELO */
+	char two[1024];
+	snprintf(two, sizeof(two),
+	         "Received: from mx1.hotmail.com (unknown [198.51.100.7])\n"
+	         " by mx.example.org with SMTP; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	         "Received: from [203.0.113.8] by mx1.hotmail.com with NNFMP;"
+	         " Mon, 2 Jan 2023 09:59:00 +0000\n%s",
+	         "Subject: x\n\nx\n");
+	cr_assert_not(hits(r, two, "NO_RDNS_DOTCOM_HELO"));
+	/* "06" is no octet: the HELO is a name */
+	const char *zero = "Received: from 46.34.15.06 (host.example.net [198.51.100.7])\n"
+	                   " by mx.example.org with SMTP; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                   "Subject: x\n\nx\n";
+	cr_assert_not(hits(r, zero, "RCVD_HELO_IP_MISMATCH"));
 	rules_free(r);
 }
 
@@ -285,6 +300,236 @@ Test(rules_eval, all_external_and_all_trusted_split_the_header_at_the_boundary)
 	cr_assert(hits(r, two, "EXT_HAS_SUBJ"), "fields below the boundary are external");
 	cr_assert(hits(r, two, "TRUSTED_HAS_BOUNDARY"), "the boundary field is on both sides");
 	cr_assert_not(hits(r, two, "TRUSTED_HAS_OUTER"));
+	rules_free(r);
+}
+
+/*
+ * One Received field of each main MTA form and the relay SpamAssassin's
+ * parser makes of it (NULL: none; 0 ignored on purpose, -1 unreadable),
+ * which the rules written against it expect.
+ */
+static const struct {
+	const char *field;
+	int rc;
+	const char *relay;
+} received_forms[] = {
+    /* sendmail: HELO, then rDNS and address */
+    {"from mail1.example.com (host66.example.com [65.217.159.66] (may be forged)) by "
+     "dogma.example.org (8.11.6/8.11.6) with ESMTP id h2F0c2x31856 for <jm@example.org>; Sat, 15 "
+     "Mar 2003 00:38:03 GMT",
+     1,
+     "ip=65.217.159.66 rdns=host66.example.com helo=mail1.example.com by=dogma.example.org ident= "
+     "envfrom= id=h2F0c2x31856 auth= no_rdns=0"},
+    /* sendmail: an IDENT lookup before the rDNS */
+    {"from ran-out.mx.example.com (IDENT:qmailr@one.example.com [64.81.84.115]) by "
+     "dogma.example.org (8.11.6/8.11.6) with SMTP id h381Vvf19860 for <jm@example.org>; Tue, 8 Apr "
+     "2003 02:31:57 +0100",
+     1,
+     "ip=64.81.84.115 rdns=one.example.com helo=ran-out.mx.example.com by=dogma.example.org "
+     "ident=qmailr envfrom= id=h381Vvf19860 auth= no_rdns=0"},
+    /* sendmail: looked up, found no rDNS */
+    {"from mail.sxptt.example.cn ([218.0.185.24]) by dogma.example.org (8.11.6/8.11.6) with ESMTP "
+     "id h2FH0Zx11330 for <webmaster@example.org>; Sat, 15 Mar 2003 17:00:41 GMT",
+     1,
+     "ip=218.0.185.24 rdns= helo=mail.sxptt.example.cn by=dogma.example.org ident= envfrom= "
+     "id=h2FH0Zx11330 auth= no_rdns=1"},
+    /* sendmail's command-line submission */
+    {"(from mail@localhost) by int-mx1.example.org (8.11.6/8.11.6) id g7MBY7g11259 for "
+     "list@example.org; Thu, 22 Aug 2002 07:34:07 -0400",
+     0, NULL},
+    /* Postfix: "unknown" is no rDNS, and Postfix always looks */
+    {"from localhost (unknown [198.51.100.4]) by cabbage.example.org (Postfix) with ESMTP id "
+     "A96E18BD97 for <jm@localhost>; Thu, 13 Mar 2003 15:23:15 -0500 (EST)",
+     1,
+     "ip=198.51.100.4 rdns= helo=localhost by=cabbage.example.org ident= envfrom= id=A96E18BD97 "
+     "auth= no_rdns=1"},
+    /* Postfix with SASL: authenticated */
+    {"from laptop (dsl-1.example.net [203.0.113.5]) (Authenticated sender: jo) by smtp.example.org "
+     "(Postfix) with ESMTPSA id 4F57189D for <x@example.org>; Thu, 22 Aug 2002 16:25:45 +0100 "
+     "(IST)",
+     1,
+     "ip=203.0.113.5 rdns=dsl-1.example.net helo=laptop by=smtp.example.org ident= envfrom= "
+     "id=4F57189D auth=ESMTPSA no_rdns=0"},
+    /* Postfix's local pickup */
+    {"by jlooney.example.ie (Postfix, from userid 500) id 4F57189D; Thu, 22 Aug 2002 16:25:45 "
+     "+0100 (IST)",
+     0, NULL},
+    /* qmail without HELO: the HELO was the rDNS */
+    {"from rly-xw01.mx.aol.com ([153.196.56.114]) by x.concentric.net with SMTP; 22 Aug 2002 "
+     "11:46:29 -0000",
+     1,
+     "ip=153.196.56.114 rdns=rly-xw01.mx.aol.com helo=rly-xw01.mx.aol.com by=x.concentric.net "
+     "ident= envfrom= id= auth= no_rdns=0"},
+    /* qmail: "unknown" rDNS from tcpserver */
+    {"from unknown (HELO feux01a-isp) (213.199.4.210) by totor.example.net with SMTP; 1 Nov 2003 "
+     "07:05:19 -0000",
+     1,
+     "ip=213.199.4.210 rdns= helo=feux01a-isp by=totor.example.net ident= envfrom= id= auth= "
+     "no_rdns=0"},
+    /* qmail's QMQP: "unknown" is not a lookup */
+    {"from unknown (66.218.66.217) by m3.grp.scd.yahoo.com with QMQP; 22 Aug 2002 11:46:29 -0000",
+     1,
+     "ip=66.218.66.217 rdns= helo=unknown by=m3.grp.scd.yahoo.com ident= envfrom= id= auth= "
+     "no_rdns=0"},
+    /* qmail's network marker */
+    {"(qmail 11764 invoked from network); 22 Aug 2002 11:46:29 -0000", 0, NULL},
+    /* exim without helo=: the HELO equalled the rDNS */
+    {"from mail-gr-oh.networksonline.com ([65.163.204.6]) by usw-sf-list1.sourceforge.net with "
+     "esmtp (Exim 3.31-VA-mm2 #1 (Debian)) id 17hskN-0008Ox-00 for <x@lists.sourceforge.net>; Thu, "
+     "22 Aug 2002 07:15:39 -0700",
+     1,
+     "ip=65.163.204.6 rdns=mail-gr-oh.networksonline.com helo=mail-gr-oh.networksonline.com "
+     "by=usw-sf-list1.sourceforge.net ident= envfrom= id=17hskN-0008Ox-00 auth= no_rdns=0"},
+    /* exim with helo= */
+    {"from dsl092-072-213.bos1.dsl.example.net ([66.92.72.213] helo=blazing.example.org) by "
+     "sc8-sf-list1.sourceforge.net with esmtp (Cipher TLSv1:DES-CBC3-SHA:168) (Exim 3.31-VA-mm2 #1 "
+     "(Debian)) id 18lyuU-0007TI-00 for <x@lists.sourceforge.net>; Thu, 20 Feb 2003 14:11:18 -0800",
+     1,
+     "ip=66.92.72.213 rdns=dsl092-072-213.bos1.dsl.example.net helo=blazing.example.org "
+     "by=sc8-sf-list1.sourceforge.net ident= envfrom= id=18lyuU-0007TI-00 auth= no_rdns=0"},
+    /* exim without rDNS, with ident */
+    {"from [218.19.142.229] (helo=hotmail.com ident=yiuhyotp) by yzordderrex with smtp (Exim 3.35 "
+     "#1 (Debian)) id 194BE5-0005Zh-00; Sat, 12 Apr 2003 03:58:53 +0100",
+     1,
+     "ip=218.19.142.229 rdns= helo=hotmail.com by=yzordderrex ident=yiuhyotp envfrom= "
+     "id=194BE5-0005Zh-00 auth= no_rdns=0"},
+    /* exim's local delivery */
+    {"from andrew by trinity.example.net with local (Exim 4.12) id 18xeL6-000Dn1-00; Tue, 25 Mar "
+     "2003 02:39:00 +0000",
+     0, NULL},
+    /* Exchange's SMTPSVC never looks up rDNS */
+    {"from inet-vrs-05.redmond.corp.example.com ([157.54.6.157]) by "
+     "INET-IMC-05.redmond.corp.example.com with Microsoft SMTPSVC(5.0.2195.6624); Thu, 6 Mar 2003 "
+     "12:02:35 -0800",
+     1,
+     "ip=157.54.6.157 rdns= helo=inet-vrs-05.redmond.corp.example.com "
+     "by=INET-IMC-05.redmond.corp.example.com ident= envfrom= id= auth= no_rdns=0"},
+    /* Exchange's pickup directory */
+    {"from mail pickup service by hotmail.com with Microsoft SMTPSVC; Thu, 22 Aug 2002 18:20:23 "
+     "-0700",
+     0, NULL},
+    /* Exchange with an id that is not its version string */
+    {"from EXC-DAG-02.global.example (198.51.100.152) by EXC-DAG-03.global.example "
+     "(198.51.100.153) with Microsoft SMTP Server (version=TLS1_2, "
+     "cipher=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) id 15.1.1261.35; Mon, 29 Oct 2018 11:17:19 "
+     "+0100",
+     1,
+     "ip=198.51.100.152 rdns=EXC-DAG-02.global.example helo=EXC-DAG-02.global.example "
+     "by=EXC-DAG-03.global.example ident= envfrom= id=15.1.1261.35 auth= no_rdns=0"},
+    /* CommuniGate Pro's account */
+    {"from [203.0.113.104] (account nazgul HELO [192.168.1.104]) by somewhere.example.com "
+     "(CommuniGate Pro SMTP 3.5.7) with ESMTP-TLS id 2088434; Fri, 07 Mar 2003 13:05:06 -0500",
+     1,
+     "ip=203.0.113.104 rdns= helo=!192.168.1.104! by=somewhere.example.com ident= envfrom= "
+     "id=2088434 auth=Communigate no_rdns=0"},
+    /* CommuniGate Pro's verified rDNS */
+    {"from host.example.com ([192.0.2.1] verified) by mail.example.net (CommuniGate Pro SMTP "
+     "5.1.13) with ESMTP id 9786656 for user@example.net; Thu, 27 Mar 2008 15:08:17 +0600",
+     1,
+     "ip=192.0.2.1 rdns=host.example.com helo=host.example.com by=mail.example.net ident= envfrom= "
+     "id=9786656 auth= no_rdns=0"},
+    /* Lotus Domino */
+    {"from mailhub.example.com ([198.51.100.20]) by notes.example.com (Lotus Domino Release 5.0.8) "
+     "with ESMTP id 2002082207153912:1234 ; Thu, 22 Aug 2002 07:15:39 -0400",
+     1,
+     "ip=198.51.100.20 rdns= helo=mailhub.example.com by=notes.example.com ident= envfrom= "
+     "id=2002082207153912:1234 auth= no_rdns=0"},
+    /* fetchmail's marker */
+    {"from cabbage.example.org [127.0.0.1] by localhost with IMAP (fetchmail-5.9.0) for "
+     "jm@localhost (single-drop); Thu, 13 Mar 2003 20:39:56 -0800 (PST)",
+     0, NULL},
+    /* Yahoo's NNFMP: no HELO */
+    {"from [66.218.67.196] by n20.grp.scd.yahoo.com with NNFMP; 22 Aug 2002 11:46:30 -0000", 1,
+     "ip=66.218.67.196 rdns= helo= by=n20.grp.scd.yahoo.com ident= envfrom= id= auth= no_rdns=0"},
+    /* courier: an IPv4-mapped IPv6 address */
+    {"from dhiggins ([::ffff:205.233.198.35]) (IDENT: nnzrjkx) by netc.example.net with esmtp; "
+     "Wed, 07 Aug 2002 10:55:31 -0400",
+     1,
+     "ip=205.233.198.35 rdns= helo=dhiggins by=netc.example.net ident= envfrom= id= auth= "
+     "no_rdns=1"},
+    /* no address at all */
+    {"from mail.example.com (HELO x) by mx.example.org; Mon, 2 Jan 2023 10:00:00 +0000", -1, NULL},
+    /* no address in brackets */
+    {"from relay.example.com (relay.example.com) by mx.example.org with ESMTP; Mon, 2 Jan 2023 "
+     "10:00:00 +0000",
+     -1, NULL},
+    /* envelope sender */
+    {"from jo.example.net (jo.example.net [192.0.2.8]) by mx.example.org (8.12.8/8.12.8) with "
+     "ESMTP id h1ABC for <x@example.org> (envelope-from jo@example.net); Mon, 2 Jan 2023 10:00:00 "
+     "+0000",
+     1,
+     "ip=192.0.2.8 rdns=jo.example.net helo=jo.example.net by=mx.example.org ident= "
+     "envfrom=jo@example.net id=h1ABC auth= no_rdns=0"},
+};
+
+Test(rules_eval, received_forms_read_as_spamassassin_reads_them)
+{
+	for (size_t i = 0; i < sizeof(received_forms) / sizeof(received_forms[0]); i++) {
+		char out[1024] = "";
+		int rc = rules_relays_parse_one(received_forms[i].field, out, sizeof(out));
+		cr_expect_eq(rc, received_forms[i].rc, "%s: %d, not %d", received_forms[i].field,
+		             rc, received_forms[i].rc);
+		if (received_forms[i].relay != NULL)
+			cr_expect_str_eq(out, received_forms[i].relay, "%s",
+			                 received_forms[i].field);
+	}
+}
+
+/* Hostile fields: huge, with unbalanced brackets and runs the patterns could backtrack on. */
+Test(rules_eval, received_huge_fields_are_read_in_bounded_time)
+{
+	size_t n = 1 << 20;
+	char *f = malloc(n + 1);
+	cr_assert_not_null(f);
+	memcpy(f, "from ", 5);
+	for (size_t i = 5; i < n; i++)
+		f[i] = "([a1.:@ ]) by "[i % 14];
+	f[n] = '\0';
+	char out[1024];
+	int rc = rules_relays_parse_one(f, out, sizeof(out));
+	cr_assert(rc >= -1 && rc <= 1);
+	free(f);
+}
+
+/* qmail-scanner logs the envelope sender of the handover in the field below its own. */
+Test(rules_eval, qmail_scanner_hands_its_envelope_sender_to_the_next_relay)
+{
+	rules_t *r = load("header QMS X-Spam-Relays-Untrusted =~ /^\\[ ip=192\\.0\\.2\\.7 rdns=list"
+	                  "\\.example\\.net helo=list\\.example\\.net by=mx\\.example\\.org ident= "
+	                  "envfrom=list-bounce\\@example\\.net intl=0 /\n");
+	const char *m =
+	    "Received: from 192.0.2.7 by mx.example.org (envelope-from <list-bounce@example.net>,"
+	    " uid 502) with qmail-scanner-1.24 (clamdscan: 0.80/594. Clear:RC:0(192.0.2.7):."
+	    " Processed in 0.288806 secs); 06 Feb 2005 21:11:38 -0000\n"
+	    "Received: from list.example.net (HELO list.example.net) (192.0.2.7) by mx.example.org"
+	    " with SMTP; 06 Feb 2005 21:11:37 -0000\n"
+	    "Subject: x\n\nx\n";
+	cr_assert(hits(r, m, "QMS"));
+	rules_free(r);
+}
+
+/* A Received field no form reads stays out of the relays but is counted, and spoils ALL_TRUSTED. */
+Test(rules_eval, unparseable_relays_are_counted)
+{
+	rules_t *r = load("header __UNPARSEABLE_RELAY_COUNT eval:check_relays_unparseable()\n"
+	                  "meta UNPARSEABLE_RELAY (__UNPARSEABLE_RELAY_COUNT >= 1)\n"
+	                  "header ALL_TRUSTED eval:check_all_trusted()\n"
+	                  "header NO_RELAYS eval:check_no_relays()\n");
+	const char *inner = "Received: from inner (inner [10.0.0.2]) by top.example.org (Postfix)"
+	                    " with ESMTP id A1; Mon, 2 Jan 2023 10:00:02 +0000\n";
+	const char *odd = "Received: from relay.example.com (relay.example.com) by inner with"
+	                  " ESMTP; Mon, 2 Jan 2023 10:00:01 +0000\n";
+	const char *local =
+	    "Received: (qmail 11764 invoked from network); 2 Jan 2023 10:00:00 -0000\n";
+	char buf[1024];
+	snprintf(buf, sizeof(buf), "%s%sSubject: x\n\nx\n", inner, odd);
+	cr_assert(hits(r, buf, "UNPARSEABLE_RELAY"));
+	cr_assert_not(hits(r, buf, "ALL_TRUSTED"), "an unreadable hop may be untrusted");
+	snprintf(buf, sizeof(buf), "%s%sSubject: x\n\nx\n", inner, local);
+	cr_assert_not(hits(r, buf, "UNPARSEABLE_RELAY"), "ignored on purpose is not unreadable");
+	cr_assert(hits(r, buf, "ALL_TRUSTED"));
+	snprintf(buf, sizeof(buf), "%sSubject: x\n\nx\n", odd);
+	cr_assert_not(hits(r, buf, "NO_RELAYS"));
 	rules_free(r);
 }
 
