@@ -387,6 +387,13 @@ static bool is_hms(const char *t, size_t n, int *h, int *m, int *s)
 		return false;
 	memcpy(buf, t, n);
 	buf[n] = '\0';
+	/* as SpamAssassin reads a time: h or hh, then two-digit minutes and seconds */
+	size_t hl = buf[1] == ':' ? 1 : 2;
+	if (!(n == hl + 3 || n == hl + 6) || buf[hl] != ':' || (n == hl + 6 && buf[hl + 3] != ':'))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (buf[i] != ':' && !isdigit((unsigned char)buf[i]))
+			return false;
 	if (sscanf(buf, "%2d:%2d:%2d%n", &a, &b, &c, &used) == 3 && (size_t)used == n) {
 	} else if (sscanf(buf, "%2d:%2d%n", &a, &b, &used) == 2 && (size_t)used == n) {
 		c = 0;

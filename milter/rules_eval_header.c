@@ -151,9 +151,16 @@ static double date_diff(struct rules_evalenv *e)
 	for (size_t k = 0; (v = msg_header_get(e->m, "Received", k)) != NULL; k++) {
 		abuf_t b;
 		abuf_init(&b, e->a, 128);
-		for (const char *p = v; *p; p++)
-			if (!(*p == '\n' && (p[1] == ' ' || p[1] == '\t')) && *p != '\r')
+		/* unfolded as SpamAssassin unfolds: a line break and its indent are one blank */
+		for (const char *p = v; *p; p++) {
+			if (*p == '\n' && (p[1] == ' ' || p[1] == '\t')) {
+				while (p[1] == ' ' || p[1] == '\t')
+					p++;
+				abuf_append(&b, " ", 1);
+			} else if (*p != '\r') {
 				abuf_append(&b, p, 1);
+			}
+		}
 		abuf_append(&b, "", 1);
 		const char *s = b.data;
 		bool blank = true;

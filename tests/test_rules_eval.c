@@ -105,6 +105,21 @@ Test(rules_eval, shifted_date_compares_date_with_the_nearest_received)
 	cr_assert_not(
 	    hits(r, "Date: Mon, 2 Jan 2023 14:30:00 +0000\n\nx\n", "DATE_IN_FUTURE_03_06"),
 	    "no Received: nothing to compare");
+	/* a time with one-digit seconds is no time to SpamAssassin: midnight, 10 hours back */
+	rules_t *r2 = load("header DATE_IN_PAST_06_12 eval:check_for_shifted_date('-12', '-6')\n"
+	                   "header DATE_IN_FUTURE_06_12 eval:check_for_shifted_date('6', '12')\n");
+	const char *badtime = RCVD "Mon, 2 Jan 2023 10:28:47 +0000\n"
+	                           "Date: Mon, 2 Jan 2023 10:28:3 +0000\nSubject: x\n\nx\n";
+	cr_assert(hits(r2, badtime, "DATE_IN_PAST_06_12"));
+	/* a folded Received field's date still counts (its zone on the next line) */
+	const char *folded =
+	    "Received: from a.example by b.example; Mon, 2 Jan 2023 14:28:47\n"
+	    "        +0000\n"
+	    "Received: from c.example by a.example; Mon, 2 Jan 2023 01:00:00 +0000\n"
+	    "Date: Mon, 2 Jan 2023 12:00:00 +0000\nSubject: x\n\nx\n";
+	cr_assert_not(hits(r2, folded, "DATE_IN_FUTURE_06_12"),
+	              "the folded field is the nearer: 2.5 hours, not the other's 11");
+	rules_free(r2);
 	rules_free(r);
 }
 
