@@ -112,14 +112,23 @@ static struct mimefacts compute(struct rules_evalenv *e)
 		if (rules_eval_re(&iso, cs, strlen(cs)) && !rules_eval_re(&iso_ok, cs, strlen(cs)))
 			f.bad_iso_charset = true;
 		/*
-		 * text/plain declared (or defaulted) us-ascii holding 8-bit bytes or NUL;
-		 * an encoded part's raw lines are ASCII, so only unencoded ones count.
+		 * text/plain declared (or defaulted) us-ascii whose raw lines hold
+		 * 8-bit bytes, NUL or a carriage return (the message's line ends are
+		 * already plain newlines). A message of one part is its raw body;
+		 * in a multipart message an encoded part's raw lines are ASCII, so
+		 * only unencoded parts count, by their decoded text.
 		 */
-		if (strcmp(ct, "text/plain") == 0 && (*cs == '\0' || strcmp(cs, "us-ascii") == 0) &&
-		    !b64 && strstr(cte, "quoted-printable") == NULL && p->decoded != NULL &&
-		    p->decoded_len > 0) {
-			for (size_t k = 0; k < p->decoded_len; k++)
-				if ((unsigned char)p->decoded[k] >= 0x80 || p->decoded[k] == '\0') {
+		if (strcmp(ct, "text/plain") == 0 && (*cs == '\0' || strcmp(cs, "us-ascii") == 0)) {
+			size_t n = 0;
+			const char *t = NULL;
+			if (np == 1)
+				t = msg_body(e->m, &n);
+			else if (!b64 && strstr(cte, "quoted-printable") == NULL) {
+				t = p->decoded;
+				n = t ? p->decoded_len : 0;
+			}
+			for (size_t k = 0; t != NULL && k < n; k++)
+				if ((unsigned char)t[k] >= 0x80 || t[k] == '\0' || t[k] == '\r') {
 					f.ascii_text_illegal = true;
 					break;
 				}

@@ -1016,6 +1016,13 @@ Test(rules_eval, mime_fake_ascii_and_needless_quoted_printable)
 	                     "Content-Transfer-Encoding: quoted-printable\n\ncaf=E9 au lait=20\n";
 	cr_assert(hits(r, fake, "PP_MIME_FAKE_ASCII_TEXT"));
 	cr_assert_not(hits(r, latin, "PP_MIME_FAKE_ASCII_TEXT"));
+	/* raw lines count: a carriage return of its own, 8-bit bytes in a QP part */
+	cr_assert(hits(r, "Subject: s\n\nHELLO\r\r\r\nthere\n", "PP_MIME_FAKE_ASCII_TEXT"));
+	cr_assert_not(hits(r, "Subject: s\n\nHELLO\r\nthere\r\n", "PP_MIME_FAKE_ASCII_TEXT"),
+	              "line ends are no illegal carriage returns");
+	cr_assert(hits(r, "Content-Transfer-Encoding: quoted-printable\n\ncaf\xe9 =3D cr\xe8me\n",
+	               "PP_MIME_FAKE_ASCII_TEXT"));
+	cr_assert_not(hits(r, needless, "PP_MIME_FAKE_ASCII_TEXT"), "escapes are ASCII");
 	cr_assert(hits(r, needless, "QP"));
 	cr_assert_not(hits(r, needed, "QP"), "=E9 is needed, a trailing =20 too");
 	rules_free(r);
