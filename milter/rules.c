@@ -426,8 +426,55 @@ static char *rewrite_repeat(const char *p, size_t n, bool extended, int serial)
 	return out;
 }
 
-static void push_code(struct rule *ru, pcre2_code *code, bool jit)
+/*
+ * Splits a pattern into two whose matches together are the original's, at
+ * its top-level alternation or at the alternation of an unquantified
+ * group; false when it has none (or uses back-references). The pieces
+ * are malloc'd.
+ */
+bool rules_split_pattern(const char *pat, size_t len, bool extended, char **left_out,
+                         size_t *ln_out, char **right_out, size_t *rn_out)
 {
+	struct split sp;
+	if (!find_split(pat, len, extended, &sp))
+		return false;
+	/* left: [lead] prefix ... body-up-to-cut ... suffix; right likewise */
+	size_t cap = len * 2 + 16;
+	char *left = xalloc_calloc(1, cap), *right = xalloc_calloc(1, cap);
+	size_t ln, rn;
+	if (!sp.in_group) {
+		memcpy(left, pat, sp.cut);
+		ln = sp.cut;
+		memcpy(right, pat, sp.lead_len);
+		memcpy(right + sp.lead_len, pat + sp.cut + 1, len - sp.cut - 1);
+		rn = sp.lead_len + len - sp.cut - 1;
+	} else {
+		ln = 0;
+		memcpy(left, pat, sp.cut);
+		ln = sp.cut;
+		memcpy(left + ln, pat + sp.g_close, len - sp.g_close);
+		ln += len - sp.g_close;
+		memcpy(right, pat, sp.g_body);
+		rn = sp.g_body;
+		memcpy(right + rn, pat + sp.cut + 1, len - sp.cut - 1);
+		rn += len - sp.cut - 1;
+	}
+	*left_out = left;
+	*ln_out = ln;
+	*right_out = right;
+	*rn_out = rn;
+	return true;
+}
+
+static void push_code(struct rule *ru, pcre2_code *code, bool jit, const char *pat, size_t len,
+                      int depth)
+{
+	if (depth > 0) { /* a split piece: rules_hs.c compiles the pieces */
+		ru->pieces = xalloc_realloc(ru->pieces, (ru->npieces + 1) * sizeof(*ru->pieces));
+		ru->piecelen = xalloc_realloc(ru->piecelen, (ru->npieces + 1) * sizeof(size_t));
+		ru->pieces[ru->npieces] = xalloc_strndup(pat, len);
+		ru->piecelen[ru->npieces++] = len;
+	}
 	ru->codes = xalloc_realloc(ru->codes, (ru->ncodes + 1) * sizeof(*ru->codes));
 	ru->jit = xalloc_realloc(ru->jit, (ru->ncodes + 1) * sizeof(*ru->jit));
 	ru->codes[ru->ncodes] = code;
@@ -445,35 +492,16 @@ static int compile_piece(rules_t *r, struct rule *ru, const char *pat, size_t le
 		bool jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
 		if (jit)
 			r->stats.jit_compiled++;
-		push_code(ru, code, jit);
+		push_code(ru, code, jit, pat, len, depth);
 		return 0;
 	}
-	struct split sp;
+	char *left, *right;
+	size_t ln, rn;
 	if (err == PCRE2_ERROR_PATTERN_TOO_LARGE && depth < RULES_MAX_SPLIT_DEPTH &&
-	    find_split(pat, len, (ru->re_options & PCRE2_EXTENDED) != 0, &sp)) {
+	    rules_split_pattern(pat, len, (ru->re_options & PCRE2_EXTENDED) != 0, &left, &ln,
+	                        &right, &rn)) {
 		if (depth == 0)
 			r->stats.split_patterns++;
-		/* left: [lead] prefix ... body-up-to-cut ... suffix; right likewise */
-		size_t cap = len * 2 + 16;
-		char *left = xalloc_calloc(1, cap), *right = xalloc_calloc(1, cap);
-		size_t ln, rn;
-		if (!sp.in_group) {
-			memcpy(left, pat, sp.cut);
-			ln = sp.cut;
-			memcpy(right, pat, sp.lead_len);
-			memcpy(right + sp.lead_len, pat + sp.cut + 1, len - sp.cut - 1);
-			rn = sp.lead_len + len - sp.cut - 1;
-		} else {
-			ln = 0;
-			memcpy(left, pat, sp.cut);
-			ln = sp.cut;
-			memcpy(left + ln, pat + sp.g_close, len - sp.g_close);
-			ln += len - sp.g_close;
-			memcpy(right, pat, sp.g_body);
-			rn = sp.g_body;
-			memcpy(right + rn, pat + sp.cut + 1, len - sp.cut - 1);
-			rn += len - sp.cut - 1;
-		}
 		int rc = compile_piece(r, ru, left, ln, depth + 1, d);
 		if (rc == 0)
 			rc = compile_piece(r, ru, right, rn, depth + 1, d);
@@ -802,6 +830,7 @@ static int rules_finish(rules_t *r, diag_t *d)
 		return -1;
 	if (r->opts.prefilter)
 		r->pf = rules_prefilter_build(r);
+	r->hs = rules_hs_prepare(r);
 	return 0;
 }
 
@@ -816,6 +845,7 @@ void rules_opts_default(rules_opts_t *o)
 	o->depth_limit = RULES_DEFAULT_DEPTH_LIMIT;
 	o->jit_stack_bytes = RULES_DEFAULT_JIT_STACK_BYTES;
 	o->prefilter = true;
+	o->prefilter_db = true;
 	o->score_set = 3;
 }
 
@@ -860,6 +890,8 @@ int rules_opts_read(conf_t *c, rules_opts_t *o, diag_t *d)
 	if (conf_enum(c, "regex_prefilter_engine", engines, 0, &engine, d) < 0)
 		rc = -1;
 	o->prefilter_memmem = engine == 1;
+	if (conf_bool(c, "regex_prefilter_db", true, &o->prefilter_db, d) < 0)
+		rc = -1;
 	/*
 	 * auto: SpamAssassin's score set for what this configuration runs -
 	 * Bayes unless bayes_enable = no, network tests when a dnsbl_list is
@@ -957,6 +989,10 @@ void rules_free(rules_t *r)
 			pcre2_code_free(ru->codes[k]);
 		free(ru->codes);
 		free(ru->jit);
+		for (size_t k = 0; k < ru->npieces; k++)
+			free(ru->pieces[k]);
+		free(ru->pieces);
+		free(ru->piecelen);
 		free(ru->hdr_name);
 		free(ru->if_unset);
 		free(ru->meta_src);
@@ -988,6 +1024,7 @@ void rules_free(rules_t *r)
 	free(r->files);
 	pcre2_compile_context_free(r->cctx);
 	rules_prefilter_free(r->pf);
+	rules_hs_release(r->hs);
 	free(r->error_log);
 	free(r->errors_total);
 	free(r);
@@ -1032,6 +1069,15 @@ void rules_stats(const rules_t *r, rules_stats_t *s)
 	*s = r->stats;
 }
 
+static void print_db(const rules_t *r, FILE *fp)
+{
+	size_t cov, bytes;
+	rules_db_state_t st = rules_prefilter_db_state(r, &cov, &bytes);
+	if (st != RULES_DB_OFF)
+		fprintf(fp, "prefilter database: %zu rules without literals, %s (%zu bytes)\n", cov,
+		        rules_db_state_name(st), bytes);
+}
+
 void rules_print_stats(const rules_t *r, FILE *fp)
 {
 	size_t tl = 0, ts = 0;
@@ -1045,6 +1091,13 @@ void rules_print_stats(const rules_t *r, FILE *fp)
 	fprintf(fp, "split patterns %zu, JIT-compiled %zu, prefiltered rules %zu (%s)\n",
 	        r->stats.split_patterns, r->stats.jit_compiled, r->stats.prefiltered,
 	        r->stats.vectorscan ? "vectorscan" : "memmem");
+	print_db(r, fp);
+}
+
+const char *rules_db_state_name(rules_db_state_t s)
+{
+	static const char *const names[] = {"off", "pending", "built", "loaded", "failed"};
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }
 
 uint64_t rules_errors(const rules_t *r, size_t i)
@@ -1094,6 +1147,7 @@ void rules_print_timing(const rules_t *r, FILE *fp, size_t top_n)
 	for (size_t i = 0; i < r->n; i++)
 		total += atomic_load(&r->v[i].cpu_ns);
 	fprintf(fp, "rules CPU time: %.3f ms in total\n", total / 1e6);
+	print_db(r, fp);
 	for (size_t i = 0; i < k; i++)
 		fprintf(fp, "%10.3f ms %8" PRIu64 " evals %7.2f us/eval  %-10s %s\n",
 		        t[i].cpu_ns / 1e6, t[i].evals,
@@ -2118,6 +2172,18 @@ static void *ev_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
 	return r;
 }
 
+/*
+ * After fork and privilege drop: the prefilter database is read from the
+ * state directory or built in the background; `sift check` and rules qa
+ * (offline, short-lived) only read it - their hits are the same either way.
+ */
+static int ev_start(void *shared, const ev_env_t *env, diag_t *d)
+{
+	(void)d;
+	return rules_prefilter_db_start(shared, env->state_dir,
+	                                env->offline ? RULES_DB_CACHED : RULES_DB_BACKGROUND);
+}
+
 static void ev_release(void *shared)
 {
 	rules_free(shared);
@@ -2171,6 +2237,12 @@ static void ev_metrics(void *shared, metrics_out_t *o)
 	                  (double)atomic_load(r->errors_total));
 	metrics_out_family(o, "sift_rules_loaded", "gauge", "Rules in the live generation.");
 	metrics_out_value(o, "sift_rules_loaded", NULL, NULL, (double)r->n);
+	size_t cov;
+	rules_db_state_t st = rules_prefilter_db_state(r, &cov, NULL);
+	metrics_out_family(o, "sift_rules_prefilter_db_rules", "gauge",
+	                   "Rules without literals the prefilter database serves (0: not yet).");
+	metrics_out_value(o, "sift_rules_prefilter_db_rules", NULL, NULL,
+	                  st == RULES_DB_BUILT || st == RULES_DB_LOADED ? (double)cov : 0);
 }
 
 /* SpamAssassin's SPF, DKIM and DMARC eval tests read auth's results. */
@@ -2180,6 +2252,7 @@ const evidence_ops_t rules_evidence = {
     .name = "rules",
     .after = rules_after,
     .load = ev_load,
+    .start = ev_start,
     .release = ev_release,
     .score = ev_score,
     .metrics = ev_metrics,
