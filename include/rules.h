@@ -150,6 +150,7 @@
  *	regex_prefilter = yes|no    (default yes)
  *	regex_prefilter_engine = auto|memmem  (default auto: Vectorscan if built)
  *	regex_prefilter_db = yes|no (default yes; Vectorscan only)
+ *	regex_prefilter_db_dir = DIR (default: the state directory)
  *	rules_all_plugins = yes|no  (default no: see all_plugins below)
  *	rules_score_set = auto|0|1|2|3 (default auto)
  * THREADS
@@ -191,6 +192,7 @@ typedef struct rules_opts {
 	bool prefilter;
 	bool prefilter_memmem; /* memmem() even when Vectorscan is built in */
 	bool prefilter_db;     /* the Vectorscan database of rules without literals */
+	const char *db_dir;    /* where it is cached; NULL or "": the state directory */
 	/* ifplugin/plugin() true for every plugin (regex rules of plugin blocks load, their
 	 * eval tests are skipped): for lint and measurements, not for scoring. */
 	bool all_plugins;
@@ -253,7 +255,8 @@ void rules_print_stats(const rules_t *r, FILE *fp);
  * build in the process's one builder thread, RULES_DB_NOW builds in the
  * caller (tests). Until a database is published the rules run as with
  * the literal prefilter alone, with the same hits: the database only
- * spares PCRE2 runs that could not match. Call it once per rule set,
+ * spares PCRE2 runs that could not match. regex_prefilter_db_dir (an
+ * absolute path), when set, is used instead of state_dir. Call it once per rule set,
  * from the thread that loaded it, after any fork; returns 0.
  */
 typedef enum { RULES_DB_CACHED, RULES_DB_BACKGROUND, RULES_DB_NOW } rules_db_mode_t;

@@ -892,6 +892,18 @@ int rules_opts_read(conf_t *c, rules_opts_t *o, diag_t *d)
 	o->prefilter_memmem = engine == 1;
 	if (conf_bool(c, "regex_prefilter_db", true, &o->prefilter_db, d) < 0)
 		rc = -1;
+	/* the daemon changes to "/" when it detaches: a relative path would move */
+	if (conf_str(c, "regex_prefilter_db_dir", "", &o->db_dir, d) < 0)
+		rc = -1;
+	if (o->db_dir != NULL && o->db_dir[0] != '\0' && o->db_dir[0] != '/') {
+		const char *file;
+		unsigned line;
+		conf_value_at(c, "regex_prefilter_db_dir", 0, &file, &line);
+		diag_error(d, file, line,
+		           "regex_prefilter_db_dir: expected an absolute path, got '%s'",
+		           o->db_dir);
+		rc = -1;
+	}
 	/*
 	 * auto: SpamAssassin's score set for what this configuration runs -
 	 * Bayes unless bayes_enable = no, network tests when a dnsbl_list is

@@ -1056,7 +1056,9 @@ int rules_prefilter_db_start(rules_t *r, const char *state_dir, rules_db_mode_t 
 	if (h->started)
 		return 0;
 	h->started = true;
-	/* the cache directory is the state directory, when there is one */
+	/* the cache directory: regex_prefilter_db_dir, else the state directory */
+	if (r->opts.db_dir != NULL && r->opts.db_dir[0] != '\0')
+		state_dir = r->opts.db_dir;
 	if (state_dir != NULL && state_dir[0] != '\0')
 		h->dir = xalloc_strdup(state_dir);
 	switch (mode) {
