@@ -426,46 +426,6 @@ static char *rewrite_repeat(const char *p, size_t n, bool extended, int serial)
 	return out;
 }
 
-/*
- * Splits a pattern into two whose matches together are the original's, at
- * its top-level alternation or at the alternation of an unquantified
- * group; false when it has none (or uses back-references). The pieces
- * are malloc'd.
- */
-bool rules_split_pattern(const char *pat, size_t len, bool extended, char **left_out,
-                         size_t *ln_out, char **right_out, size_t *rn_out)
-{
-	struct split sp;
-	if (!find_split(pat, len, extended, &sp))
-		return false;
-	/* left: [lead] prefix ... body-up-to-cut ... suffix; right likewise */
-	size_t cap = len * 2 + 16;
-	char *left = xalloc_calloc(1, cap), *right = xalloc_calloc(1, cap);
-	size_t ln, rn;
-	if (!sp.in_group) {
-		memcpy(left, pat, sp.cut);
-		ln = sp.cut;
-		memcpy(right, pat, sp.lead_len);
-		memcpy(right + sp.lead_len, pat + sp.cut + 1, len - sp.cut - 1);
-		rn = sp.lead_len + len - sp.cut - 1;
-	} else {
-		ln = 0;
-		memcpy(left, pat, sp.cut);
-		ln = sp.cut;
-		memcpy(left + ln, pat + sp.g_close, len - sp.g_close);
-		ln += len - sp.g_close;
-		memcpy(right, pat, sp.g_body);
-		rn = sp.g_body;
-		memcpy(right + rn, pat + sp.cut + 1, len - sp.cut - 1);
-		rn += len - sp.cut - 1;
-	}
-	*left_out = left;
-	*ln_out = ln;
-	*right_out = right;
-	*rn_out = rn;
-	return true;
-}
-
 static void push_code(struct rule *ru, pcre2_code *code, bool jit, const char *pat, size_t len,
                       int depth)
 {
@@ -495,13 +455,32 @@ static int compile_piece(rules_t *r, struct rule *ru, const char *pat, size_t le
 		push_code(ru, code, jit, pat, len, depth);
 		return 0;
 	}
-	char *left, *right;
-	size_t ln, rn;
+	struct split sp;
 	if (err == PCRE2_ERROR_PATTERN_TOO_LARGE && depth < RULES_MAX_SPLIT_DEPTH &&
-	    rules_split_pattern(pat, len, (ru->re_options & PCRE2_EXTENDED) != 0, &left, &ln,
-	                        &right, &rn)) {
+	    find_split(pat, len, (ru->re_options & PCRE2_EXTENDED) != 0, &sp)) {
 		if (depth == 0)
 			r->stats.split_patterns++;
+		/* left: [lead] prefix ... body-up-to-cut ... suffix; right likewise */
+		size_t cap = len * 2 + 16;
+		char *left = xalloc_calloc(1, cap), *right = xalloc_calloc(1, cap);
+		size_t ln, rn;
+		if (!sp.in_group) {
+			memcpy(left, pat, sp.cut);
+			ln = sp.cut;
+			memcpy(right, pat, sp.lead_len);
+			memcpy(right + sp.lead_len, pat + sp.cut + 1, len - sp.cut - 1);
+			rn = sp.lead_len + len - sp.cut - 1;
+		} else {
+			ln = 0;
+			memcpy(left, pat, sp.cut);
+			ln = sp.cut;
+			memcpy(left + ln, pat + sp.g_close, len - sp.g_close);
+			ln += len - sp.g_close;
+			memcpy(right, pat, sp.g_body);
+			rn = sp.g_body;
+			memcpy(right + rn, pat + sp.cut + 1, len - sp.cut - 1);
+			rn += len - sp.cut - 1;
+		}
 		int rc = compile_piece(r, ru, left, ln, depth + 1, d);
 		if (rc == 0)
 			rc = compile_piece(r, ru, right, rn, depth + 1, d);

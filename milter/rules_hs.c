@@ -367,33 +367,25 @@ struct exlist {
 };
 
 /*
- * Vectorscan refuses patterns longer than this; SpamAssassin's largest
- * ReplaceTags rules (hundreds of KB) are cut, like rules.c cuts them for
- * PCRE2, at an alternation into pieces whose matches together are theirs.
+ * Vectorscan refuses patterns longer than this. SpamAssassin's largest
+ * ReplaceTags rules (the pieces rules.c cuts them into for PCRE2 are
+ * tens of KB still) could be cut further, but a database with them took
+ * over ten minutes of CPU to build instead of one: they stay out.
  */
 #define HS_PATTERN_MAX_BYTES 16000
-#define HS_SPLIT_MAX_DEPTH   24
 
-static bool add_piece(struct exlist *ex, const char *p, size_t len, bool ci, int depth)
+static bool add_piece(struct exlist *ex, const char *p, size_t len, bool ci)
 {
 	char *t = hs_translate(p, len, ci);
 	if (t == NULL)
 		return false;
-	if (strlen(t) <= HS_PATTERN_MAX_BYTES) {
-		ex->s = xalloc_realloc(ex->s, (ex->n + 1) * sizeof(*ex->s));
-		ex->s[ex->n++] = t;
-		return true;
-	}
-	free(t);
-	char *left, *right;
-	size_t ln, rn;
-	if (depth >= HS_SPLIT_MAX_DEPTH ||
-	    !rules_split_pattern(p, len, false, &left, &ln, &right, &rn))
+	if (strlen(t) > HS_PATTERN_MAX_BYTES) {
+		free(t);
 		return false;
-	bool ok = add_piece(ex, left, ln, ci, depth + 1) && add_piece(ex, right, rn, ci, depth + 1);
-	free(left);
-	free(right);
-	return ok;
+	}
+	ex->s = xalloc_realloc(ex->s, (ex->n + 1) * sizeof(*ex->s));
+	ex->s[ex->n++] = t;
+	return true;
 }
 
 /* Adds rule ri with its translated pieces (taken over). */
@@ -452,7 +444,7 @@ struct rules_hs *rules_hs_prepare(rules_t *r)
 			for (size_t k = 0; k < np && ok; k++) {
 				size_t len;
 				const char *p = piece(ru, k, &len);
-				ok = add_piece(&ex, p, len, ci, 0);
+				ok = add_piece(&ex, p, len, ci);
 			}
 			if (!ok) {
 				for (size_t k = 0; k < ex.n; k++)

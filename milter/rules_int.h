@@ -193,8 +193,6 @@ long rules_lookup(const rules_t *r, const char *name);
 const char *rules_intern_file(rules_t *r, const char *file);
 const uint8_t *rules_latin1_tables(void);
 int rules_compile_rule(rules_t *r, struct rule *ru, diag_t *d);
-bool rules_split_pattern(const char *pat, size_t len, bool extended, char **left, size_t *ln,
-                         char **right, size_t *rn);
 
 /* rules_parse.c */
 int rules_parse_file(rules_t *r, void *parse_state, const char *path, diag_t *d);
