@@ -938,7 +938,7 @@ static void publish(struct rules_hs *h, struct hs_dbs *d, int state)
 }
 
 /* Publishes d if the cache had it; logs why a cache file was not used. */
-static bool cache_outcome(struct rules_hs *h, struct hs_dbs *d, const char *why)
+static bool cache_outcome(struct rules_hs *h, struct hs_dbs *d, const char *why, bool may_build)
 {
 	if (d != NULL) {
 		log_msg(LOG_L_INFO,
@@ -948,8 +948,9 @@ static bool cache_outcome(struct rules_hs *h, struct hs_dbs *d, const char *why)
 		return true;
 	}
 	if (why != NULL)
-		log_msg(LOG_L_WARNING, "rules prefilter database: %s/%s%s%s: %s; rebuilding",
-		        h->dir, HS_CACHE_PREFIX, h->hex, HS_CACHE_SUFFIX, why);
+		log_msg(LOG_L_WARNING, "rules prefilter database: %s/%s%s%s: %s; %s", h->dir,
+		        HS_CACHE_PREFIX, h->hex, HS_CACHE_SUFFIX, why,
+		        may_build ? "rebuilding" : "not used");
 	return false;
 }
 
@@ -958,7 +959,7 @@ static void build_or_load(struct rules_hs *h, bool may_build)
 {
 	const char *why = NULL;
 	struct hs_dbs *d = h->dir ? cache_read(h, &why) : NULL;
-	if (cache_outcome(h, d, why))
+	if (cache_outcome(h, d, why, may_build))
 		return;
 	if (!may_build)
 		return; /* stays pending: the rules run as with the literal prefilter alone */
@@ -1060,7 +1061,7 @@ int rules_prefilter_db_start(rules_t *r, const char *state_dir, rules_db_mode_t 
 		/* a cached database is read now (milliseconds), before any message */
 		const char *why = NULL;
 		struct hs_dbs *d = h->dir ? cache_read(h, &why) : NULL;
-		if (!cache_outcome(h, d, why))
+		if (!cache_outcome(h, d, why, true))
 			bm_submit(h);
 		break;
 	}
