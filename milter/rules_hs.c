@@ -8,8 +8,8 @@
  * directory under a hash of its patterns and read from there next time.
  *
  * Safety: Vectorscan's prefilter mode reports a superset of the matches
- * of a pattern (it may widen constructs it cannot model: back-references,
- * lookarounds, large repeats), so a rule the database does not report on
+ * of a pattern (it widens what it cannot model: lookarounds are dropped,
+ * back-references become a copy of their group or .*), so a rule the database does not report on
  * a piece of a view cannot match that piece and is not run there; PCRE2
  * still decides every hit. Each piece (paragraph, chunk, URI) is scanned
  * on its own, as PCRE2 sees it, so anchors and \b mean the same thing to
@@ -17,8 +17,8 @@
  * tables) and Vectorscan only ASCII, so each byte >= 0x80 a pattern names
  * is given its Latin-1 case partner (hs_translate()). What the engines
  * could read differently is left out: options other than i, m and s,
- * verbs "(*...)", octal and code-point escapes, \Q...\E, back-references.
- * tests/test_rules.c checks that PCRE2's character classes are
+ * verbs "(*...)", octal and code-point escapes, \Q...\E.
+ * tests/test_rules_hs.c checks that PCRE2's character classes are
  * Vectorscan's, byte for byte, and that hits are the same with the stage.
  */
 #include "config.h"
@@ -128,8 +128,9 @@ struct xl {
 		char *s;
 		size_t n, cap;
 	} out;
-	bool fold;  /* add Latin-1 case partners */
-	bool added; /* some were added */
+	bool fold;     /* add Latin-1 case partners */
+	bool added;    /* some were added */
+	bool in_class; /* reading a character class */
 	bool bad;
 };
 
@@ -192,6 +193,13 @@ static int xl_value(struct xl *x, size_t *end)
 		*end = k;
 		return v;
 	}
+	/*
+	 * \1 to \9 outside a class are back-references, which prefilter mode
+	 * widens (to a copy of the group or to .*); \10 may be octal.
+	 */
+	if (!x->in_class && e >= '1' && e <= '9' &&
+	    (i + 2 >= x->n || !isdigit((unsigned char)p[i + 2])))
+		return -1;
 	if (e == 'o' || e == 'N' || e == 'p' || e == 'P' || e == 'Q' || e == 'E' || e == 'c' ||
 	    (e >= '0' && e <= '9')) {
 		x->bad = true;
@@ -207,6 +215,7 @@ static void xl_class(struct xl *x)
 {
 	bool member[256] = {false};
 	size_t i = x->i + 1;
+	x->in_class = true;
 	xl_put(x, "[", 1);
 	bool neg = i < x->n && x->p[i] == '^';
 	if (neg) {
@@ -283,6 +292,7 @@ static void xl_class(struct xl *x)
 		}
 	xl_put(x, "]", 1);
 	x->i = i + 1;
+	x->in_class = false;
 }
 
 /*
@@ -293,7 +303,6 @@ static void xl_class(struct xl *x)
 static char *hs_translate(const char *p, size_t n, bool caseless)
 {
 	struct xl x = {.p = p, .n = n, .fold = caseless};
-	bool neg_look = false;
 	xl_put(&x, "", 0);
 	while (x.i < n && !x.bad) {
 		char c = p[x.i];
@@ -305,9 +314,6 @@ static char *hs_translate(const char *p, size_t n, bool caseless)
 			x.bad = true; /* verbs: (*UTF), (*CRLF), (*SKIP) ... */
 			break;
 		}
-		if (c == '(' && x.i + 2 < n && p[x.i + 1] == '?' &&
-		    (p[x.i + 2] == '!' || (p[x.i + 2] == '<' && x.i + 3 < n && p[x.i + 3] == '!')))
-			neg_look = true;
 		size_t end;
 		int v = xl_value(&x, &end);
 		if (x.bad)
@@ -328,8 +334,12 @@ static char *hs_translate(const char *p, size_t n, bool caseless)
 		}
 		x.i = end;
 	}
-	/* partners added under a negative lookaround would make it match less */
-	if (x.bad || (x.added && neg_look) || memchr(x.out.s, '\0', x.out.n) != NULL) {
+	/*
+	 * Partners added inside a negative lookaround would make it refuse
+	 * more, but prefilter mode drops every lookaround (Vectorscan's
+	 * src/parser/prefilter.cpp replaces assertions with an empty sequence).
+	 */
+	if (x.bad || memchr(x.out.s, '\0', x.out.n) != NULL) {
 		free(x.out.s);
 		return NULL;
 	}

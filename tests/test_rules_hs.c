@@ -31,7 +31,8 @@ static const mime_limits_t limits = {.max_depth = 20, .max_parts = 500, .max_tex
  * Rules with no literal of 3 bytes every match must contain, so the
  * literal prefilter runs them everywhere and the database takes them:
  * anchors, \b, classes, Latin-1 letters under /i (PCRE2 folds them here,
- * Vectorscan does not), negated classes, counted repeats, "multiple".
+ * Vectorscan does not), negated classes, counted repeats, lookarounds,
+ * a back-reference, "multiple".
  */
 static const char hs_rules[] = "body H_ANCHOR /^\\w+ \\d\\d?$/\n"
                                "body H_START /^[A-Z]{2}\\b/\n"
@@ -50,6 +51,8 @@ static const char hs_rules[] = "body H_ANCHOR /^\\w+ \\d\\d?$/\n"
                                "uri H_URI_END /\\.(?:ru|cn)$/\n"
                                "full H_FULL /^X-\\w+: \\d+$/m\n"
                                "full H_FULL_LOOK /(?<=\\s)a\\d(?!\\d)/\n"
+                               "full H_NEGLOOK /(?<!\\xe9)\\xe3x/i\n"
+                               "rawbody H_BACKREF /(\\w)\\1/\n"
                                "body H_LIT /free money/i\n";
 
 static const char *const hs_msgs[] = {
@@ -126,7 +129,7 @@ Test(rules_hs, the_database_never_changes_the_hits)
 	size_t covered;
 	rules_prefilter_db_start(r, NULL, RULES_DB_NOW);
 	cr_assert_eq(rules_prefilter_db_state(r, &covered, NULL), RULES_DB_BUILT);
-	cr_assert_eq(covered, 15, "the rules without literals are covered (%zu)", covered);
+	cr_assert_eq(covered, 17, "the rules without literals are covered (%zu)", covered);
 	size_t nhits = 0;
 	assert_same_hits(r, hs_msgs, NMSGS, &nhits);
 	cr_assert_geq(nhits, 4, "the messages hit something");
@@ -134,6 +137,7 @@ Test(rules_hs, the_database_never_changes_the_hits)
 	cr_assert_not_null(strstr(a, "H_LATIN,"), "%s", a);
 	cr_assert_not_null(strstr(a, "H_LATIN_RAW,"), "%s", a);
 	cr_assert_not_null(strstr(a, "H_MULTI3,"), "%s", a);
+	cr_assert_not_null(strstr(a, "H_NEGLOOK,"), "%s", a);
 	free(a);
 	rules_free(r);
 }
