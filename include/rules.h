@@ -133,10 +133,11 @@
  *	so the prefilter can only let through more rules than needed, never
  *	fewer: PCRE2 stays the engine of record.
  *	Rules without a literal would run everywhere; with Vectorscan
- *	(regex_prefilter_db, default yes) they go into a second database of
- *	whole patterns in Vectorscan's prefilter mode (a superset of PCRE2's
- *	matches), scanned per piece, so each runs only on the pieces where
- *	it may match. That database takes seconds to minutes to build
+ *	(regex_prefilter_db, default yes) the body and rawbody ones go into a
+ *	second database of whole patterns in Vectorscan's prefilter mode (a
+ *	superset of PCRE2's matches), scanned per piece, so each runs only on
+ *	the pieces where it may match (patterns over 16,000 bytes, which
+ *	Vectorscan refuses, and the few it cannot compile run everywhere). That database takes seconds to minutes to build
  *	(SpamAssassin's set: about a minute), so it is built in a background
  *	thread after a load or reload while the literal prefilter serves,
  *	cached as state_dir/rules-hs-HASH.db (HASH of its patterns and the
