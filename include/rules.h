@@ -128,13 +128,21 @@
  *	(Vectorscan when built with it, else memmem() per literal on a
  *	lower-cased copy); a rule none of whose literals occur is not run,
  *	and one whose literals occur runs only on the pieces (paragraphs,
- *	URIs, chunks) that hold one. Rules without a literal run everywhere.
- *	The literal database builds in milliseconds at every load, so
- *	nothing is cached on disk (Vectorscan's prefilter mode over whole
- *	SpamAssassin patterns took minutes and rejected the largest ones).
- *	Literals are compared case-insensitively, so the prefilter can only
- *	let through more rules than needed, never fewer: PCRE2 stays the
- *	engine of record.
+ *	URIs, chunks) that hold one. The literal database builds in
+ *	milliseconds at every load. Literals are compared case-insensitively,
+ *	so the prefilter can only let through more rules than needed, never
+ *	fewer: PCRE2 stays the engine of record.
+ *	Rules without a literal would run everywhere; with Vectorscan
+ *	(regex_prefilter_db, default yes) the body and rawbody ones go into a
+ *	second database of whole patterns in Vectorscan's prefilter mode (a
+ *	superset of PCRE2's matches), scanned per piece, so each runs only on
+ *	the pieces where it may match (patterns over 16,000 bytes, which
+ *	Vectorscan refuses, and the few it cannot compile run everywhere). That database takes seconds to minutes to build
+ *	(SpamAssassin's set: about a minute), so it is built in a background
+ *	thread after a load or reload while the literal prefilter serves,
+ *	cached as state_dir/rules-hs-HASH.db (HASH of its patterns and the
+ *	Vectorscan version; the three newest kept) and read from there at
+ *	the next start; see rules_prefilter_db_start().
  * CONFIGURATION
  *	rules = PATH                (repeatable; default SIFT_RULESDIR)
  *	regex_match_limit = N       (default 1000000)
@@ -142,6 +150,8 @@
  *	regex_jit_stack = SIZE      (default 1M)
  *	regex_prefilter = yes|no    (default yes)
  *	regex_prefilter_engine = auto|memmem  (default auto: Vectorscan if built)
+ *	regex_prefilter_db = yes|no (default yes; Vectorscan only)
+ *	regex_prefilter_db_dir = DIR (default: the state directory)
  *	rules_all_plugins = yes|no  (default no: see all_plugins below)
  *	rules_score_set = auto|0|1|2|3 (default auto)
  * THREADS
@@ -182,6 +192,8 @@ typedef struct rules_opts {
 	uint64_t jit_stack_bytes;
 	bool prefilter;
 	bool prefilter_memmem; /* memmem() even when Vectorscan is built in */
+	bool prefilter_db;     /* the Vectorscan database of rules without literals */
+	const char *db_dir;    /* where it is cached; NULL or "": the state directory */
 	/* ifplugin/plugin() true for every plugin (regex rules of plugin blocks load, their
 	 * eval tests are skipped): for lint and measurements, not for scoring. */
 	bool all_plugins;
@@ -235,6 +247,33 @@ bool rules_runs(const rules_t *r, size_t i);
 const char *rules_type_name(int type);
 /* Prints the per-type counts, one line each (for `sift lint`). */
 void rules_print_stats(const rules_t *r, FILE *fp);
+
+/*
+ * The prefilter database (regex_prefilter_db): rules_load() only picks
+ * its rules; this loads it from DIR/rules-hs-HASH.db (state_dir may be
+ * NULL: no cache) or builds it: RULES_DB_CACHED only reads the cache
+ * (`sift check`: short-lived), RULES_DB_BACKGROUND reads it or queues a
+ * build in the process's one builder thread, RULES_DB_NOW builds in the
+ * caller (tests). Until a database is published the rules run as with
+ * the literal prefilter alone, with the same hits: the database only
+ * spares PCRE2 runs that could not match. regex_prefilter_db_dir (an
+ * absolute path), when set, is used instead of state_dir. Call it once per rule set,
+ * from the thread that loaded it, after any fork; returns 0.
+ */
+typedef enum { RULES_DB_CACHED, RULES_DB_BACKGROUND, RULES_DB_NOW } rules_db_mode_t;
+typedef enum {
+	RULES_DB_OFF,     /* nothing to cover, no Vectorscan, or turned off */
+	RULES_DB_PENDING, /* not started, not cached, or being built */
+	RULES_DB_BUILT,
+	RULES_DB_LOADED, /* from the cache file */
+	RULES_DB_FAILED
+} rules_db_state_t;
+int rules_prefilter_db_start(rules_t *r, const char *state_dir, rules_db_mode_t mode);
+/* The state, the rules it covers (in the database or not yet) and its size. Any thread. */
+rules_db_state_t rules_prefilter_db_state(const rules_t *r, size_t *covered, size_t *bytes);
+/* Waits up to timeout_ms for a database to be published (tests, benchmarks). */
+bool rules_prefilter_db_wait(const rules_t *r, long timeout_ms);
+const char *rules_db_state_name(rules_db_state_t s);
 
 /* Flags for rules_eval(). */
 enum {

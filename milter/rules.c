@@ -426,8 +426,15 @@ static char *rewrite_repeat(const char *p, size_t n, bool extended, int serial)
 	return out;
 }
 
-static void push_code(struct rule *ru, pcre2_code *code, bool jit)
+static void push_code(struct rule *ru, pcre2_code *code, bool jit, const char *pat, size_t len,
+                      int depth)
 {
+	if (depth > 0) { /* a split piece: rules_hs.c compiles the pieces */
+		ru->pieces = xalloc_realloc(ru->pieces, (ru->npieces + 1) * sizeof(*ru->pieces));
+		ru->piecelen = xalloc_realloc(ru->piecelen, (ru->npieces + 1) * sizeof(size_t));
+		ru->pieces[ru->npieces] = xalloc_strndup(pat, len);
+		ru->piecelen[ru->npieces++] = len;
+	}
 	ru->codes = xalloc_realloc(ru->codes, (ru->ncodes + 1) * sizeof(*ru->codes));
 	ru->jit = xalloc_realloc(ru->jit, (ru->ncodes + 1) * sizeof(*ru->jit));
 	ru->codes[ru->ncodes] = code;
@@ -445,7 +452,7 @@ static int compile_piece(rules_t *r, struct rule *ru, const char *pat, size_t le
 		bool jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
 		if (jit)
 			r->stats.jit_compiled++;
-		push_code(ru, code, jit);
+		push_code(ru, code, jit, pat, len, depth);
 		return 0;
 	}
 	struct split sp;
@@ -857,6 +864,7 @@ static int rules_finish(rules_t *r, diag_t *d)
 		return -1;
 	if (r->opts.prefilter)
 		r->pf = rules_prefilter_build(r);
+	r->hs = rules_hs_prepare(r);
 	return 0;
 }
 
@@ -871,6 +879,7 @@ void rules_opts_default(rules_opts_t *o)
 	o->depth_limit = RULES_DEFAULT_DEPTH_LIMIT;
 	o->jit_stack_bytes = RULES_DEFAULT_JIT_STACK_BYTES;
 	o->prefilter = true;
+	o->prefilter_db = true;
 	o->score_set = 3;
 }
 
@@ -915,6 +924,20 @@ int rules_opts_read(conf_t *c, rules_opts_t *o, diag_t *d)
 	if (conf_enum(c, "regex_prefilter_engine", engines, 0, &engine, d) < 0)
 		rc = -1;
 	o->prefilter_memmem = engine == 1;
+	if (conf_bool(c, "regex_prefilter_db", true, &o->prefilter_db, d) < 0)
+		rc = -1;
+	/* the daemon changes to "/" when it detaches: a relative path would move */
+	if (conf_str(c, "regex_prefilter_db_dir", "", &o->db_dir, d) < 0)
+		rc = -1;
+	if (o->db_dir != NULL && o->db_dir[0] != '\0' && o->db_dir[0] != '/') {
+		const char *file;
+		unsigned line;
+		conf_value_at(c, "regex_prefilter_db_dir", 0, &file, &line);
+		diag_error(d, file, line,
+		           "regex_prefilter_db_dir: expected an absolute path, got '%s'",
+		           o->db_dir);
+		rc = -1;
+	}
 	/*
 	 * auto: SpamAssassin's score set for what this configuration runs -
 	 * Bayes unless bayes_enable = no, network tests when a dnsbl_list is
@@ -1012,6 +1035,10 @@ void rules_free(rules_t *r)
 			pcre2_code_free(ru->codes[k]);
 		free(ru->codes);
 		free(ru->jit);
+		for (size_t k = 0; k < ru->npieces; k++)
+			free(ru->pieces[k]);
+		free(ru->pieces);
+		free(ru->piecelen);
 		free(ru->hdr_name);
 		free(ru->if_unset);
 		free(ru->meta_src);
@@ -1043,6 +1070,7 @@ void rules_free(rules_t *r)
 	free(r->files);
 	pcre2_compile_context_free(r->cctx);
 	rules_prefilter_free(r->pf);
+	rules_hs_release(r->hs);
 	free(r->error_log);
 	free(r->errors_total);
 	free(r);
@@ -1087,6 +1115,15 @@ void rules_stats(const rules_t *r, rules_stats_t *s)
 	*s = r->stats;
 }
 
+static void print_db(const rules_t *r, FILE *fp)
+{
+	size_t cov, bytes;
+	rules_db_state_t st = rules_prefilter_db_state(r, &cov, &bytes);
+	if (st != RULES_DB_OFF)
+		fprintf(fp, "prefilter database: %zu rules without literals, %s (%zu bytes)\n", cov,
+		        rules_db_state_name(st), bytes);
+}
+
 void rules_print_stats(const rules_t *r, FILE *fp)
 {
 	size_t tl = 0, ts = 0;
@@ -1100,6 +1137,13 @@ void rules_print_stats(const rules_t *r, FILE *fp)
 	fprintf(fp, "split patterns %zu, JIT-compiled %zu, prefiltered rules %zu (%s)\n",
 	        r->stats.split_patterns, r->stats.jit_compiled, r->stats.prefiltered,
 	        r->stats.vectorscan ? "vectorscan" : "memmem");
+	print_db(r, fp);
+}
+
+const char *rules_db_state_name(rules_db_state_t s)
+{
+	static const char *const names[] = {"off", "pending", "built", "loaded", "failed"};
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }
 
 uint64_t rules_errors(const rules_t *r, size_t i)
@@ -1149,6 +1193,7 @@ void rules_print_timing(const rules_t *r, FILE *fp, size_t top_n)
 	for (size_t i = 0; i < r->n; i++)
 		total += atomic_load(&r->v[i].cpu_ns);
 	fprintf(fp, "rules CPU time: %.3f ms in total\n", total / 1e6);
+	print_db(r, fp);
 	for (size_t i = 0; i < k; i++)
 		fprintf(fp, "%10.3f ms %8" PRIu64 " evals %7.2f us/eval  %-10s %s\n",
 		        t[i].cpu_ns / 1e6, t[i].evals,
@@ -2206,6 +2251,18 @@ static void *ev_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
 	return r;
 }
 
+/*
+ * After fork and privilege drop: the prefilter database is read from the
+ * state directory or built in the background; `sift check` and rules qa
+ * (offline, short-lived) only read it - their hits are the same either way.
+ */
+static int ev_start(void *shared, const ev_env_t *env, diag_t *d)
+{
+	(void)d;
+	return rules_prefilter_db_start(shared, env->state_dir,
+	                                env->offline ? RULES_DB_CACHED : RULES_DB_BACKGROUND);
+}
+
 static void ev_release(void *shared)
 {
 	rules_free(shared);
@@ -2259,6 +2316,12 @@ static void ev_metrics(void *shared, metrics_out_t *o)
 	                  (double)atomic_load(r->errors_total));
 	metrics_out_family(o, "sift_rules_loaded", "gauge", "Rules in the live generation.");
 	metrics_out_value(o, "sift_rules_loaded", NULL, NULL, (double)r->n);
+	size_t cov;
+	rules_db_state_t st = rules_prefilter_db_state(r, &cov, NULL);
+	metrics_out_family(o, "sift_rules_prefilter_db_rules", "gauge",
+	                   "Rules without literals the prefilter database serves (0: not yet).");
+	metrics_out_value(o, "sift_rules_prefilter_db_rules", NULL, NULL,
+	                  st == RULES_DB_BUILT || st == RULES_DB_LOADED ? (double)cov : 0);
 }
 
 /* SpamAssassin's SPF, DKIM and DMARC eval tests read auth's results. */
@@ -2268,6 +2331,7 @@ const evidence_ops_t rules_evidence = {
     .name = "rules",
     .after = rules_after,
     .load = ev_load,
+    .start = ev_start,
     .release = ev_release,
     .score = ev_score,
     .metrics = ev_metrics,

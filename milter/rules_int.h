@@ -101,6 +101,10 @@ struct rule {
 	pcre2_code **codes;  /* more than one when split */
 	size_t ncodes;
 	bool *jit; /* per code: JIT-compiled */
+	/* when split: each code's pattern text (rules_hs.c compiles the pieces) */
+	char **pieces;
+	size_t *piecelen;
+	size_t npieces;
 
 	/* header / mimeheader */
 	char *hdr_name;
@@ -177,6 +181,7 @@ struct rules {
 	pcre2_compile_context *cctx;
 
 	struct rules_prefilter *pf;
+	struct rules_hs *hs; /* the prefilter database of rules without literals, or NULL */
 	rules_stats_t stats;
 	/* Written by matching threads: pointers, so a const rules_t still updates them. */
 	log_ratelimit_t *error_log;
@@ -394,5 +399,21 @@ enum { PF_SKIP = 0, PF_LISTED = 1, PF_ALL = 2 };
 
 void rules_prefilter_scan(const rules_t *r, int type, const char *text, size_t len,
                           struct pf_result *res);
+/* Lists span k for rule ri (spans must come in ascending order per rule). */
+void rules_pf_list(struct pf_result *res, size_t ri, uint32_t k);
+
+/*
+ * rules_hs.c: the second stage, a Vectorscan prefilter-mode database of
+ * the rules the literal stage must run everywhere (see rules_hs.c).
+ * prepare() picks the rules and hashes them, at load, without compiling
+ * (NULL: none, or the stage is off); rules_prefilter_db_start() (rules.h)
+ * loads or builds the database. release() may run while a build does:
+ * the builder holds its own reference. rules_hs_scan() runs after the
+ * literal scan of a view: it turns the covered rules it has a database
+ * for from "run everywhere" into "run on the spans it reports".
+ */
+struct rules_hs *rules_hs_prepare(rules_t *r);
+void rules_hs_release(struct rules_hs *h);
+void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_result *res);
 
 #endif

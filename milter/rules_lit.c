@@ -4,11 +4,11 @@
  * so instead of running ~1,500 regexes on every view we search each view
  * once for all those strings and run only the rules whose strings occur.
  *
- * Why literals and not Vectorscan's prefilter mode over whole patterns:
- * building a prefilter database of SpamAssassin's rules takes minutes
- * (it has to be cached on disk and rebuilt on each rule change), while a
- * literal database builds in well under a second at every load, and the
- * remaining cost is dominated by the rules that do match anyway.
+ * Why literals first and Vectorscan's prefilter mode over whole patterns
+ * only for the rest (rules_hs.c): a prefilter database of SpamAssassin's
+ * rules takes about a minute to build (so it is built in the background
+ * and cached on disk), while a literal database builds in well under a
+ * second at every load and serves from the first message.
  *
  * Safety: a literal is taken only from parts of the pattern every match
  * must pass through (not under ?, *, {0,}, lookarounds or one branch of an
@@ -554,12 +554,19 @@ static void found(const struct pf_type *pt, struct pf_result *res, size_t lit, s
 	long k = span_of(res, from, to);
 	if (k < 0)
 		return;
-	if (res->want[ri] == PF_LISTED && res->nodes[res->tail[ri] - 1].span >= (uint32_t)k)
+	rules_pf_list(res, ri, (uint32_t)k);
+}
+
+void rules_pf_list(struct pf_result *res, size_t ri, uint32_t k)
+{
+	if (res->want[ri] == PF_ALL)
+		return;
+	if (res->want[ri] == PF_LISTED && res->nodes[res->tail[ri] - 1].span >= k)
 		return; /* occurrences come in text order: already listed */
 	if (res->nnodes == res->cap)
 		res->nodes = arena_grow(res->a, res->nodes, res->nnodes, &res->cap,
 		                        sizeof(*res->nodes), 256);
-	res->nodes[res->nnodes] = (struct pf_node){.span = (uint32_t)k, .next = 0};
+	res->nodes[res->nnodes] = (struct pf_node){.span = k, .next = 0};
 	uint32_t id = (uint32_t)++res->nnodes;
 	if (res->want[ri] == PF_LISTED)
 		res->nodes[res->tail[ri] - 1].next = id;
@@ -662,8 +669,18 @@ void rules_prefilter_free(struct rules_prefilter *pf)
 	free(pf);
 }
 
+static void lit_scan(const rules_t *r, int type, const char *text, size_t len,
+                     struct pf_result *res);
+
 void rules_prefilter_scan(const rules_t *r, int type, const char *text, size_t len,
                           struct pf_result *res)
+{
+	lit_scan(r, type, text, len, res);
+	rules_hs_scan(r, type, text, res); /* the rules without literals, once it is built */
+}
+
+static void lit_scan(const rules_t *r, int type, const char *text, size_t len,
+                     struct pf_result *res)
 {
 	const struct pf_type *pt = &r->pf->t[type];
 	for (size_t i = 0; i < pt->nalways; i++)

@@ -1,0 +1,1239 @@
+/*
+ * rules_hs.c - the second prefilter stage: a Vectorscan database, in
+ * prefilter mode, of the body and rawbody rules for which the
+ * literal prefilter (rules_lit.c) found no literal and which therefore
+ * would run on every message. Such a database takes from seconds to
+ * minutes to build, so it is built in a background thread after a load
+ * (the rules run as before until it is published), cached in the state
+ * directory under a hash of its patterns and read from there next time.
+ *
+ * Safety: Vectorscan's prefilter mode reports a superset of the matches
+ * of a pattern (it widens what it cannot model: lookarounds are dropped,
+ * back-references become a copy of their group or .*), so a rule the database does not report on
+ * a piece of a view cannot match that piece and is not run there; PCRE2
+ * still decides every hit. Each piece (paragraph, chunk, URI) is scanned
+ * on its own, as PCRE2 sees it, so anchors and \b mean the same thing to
+ * both engines. Under /i PCRE2 folds Latin-1 letters here (rules.c's
+ * tables) and Vectorscan only ASCII, so each byte >= 0x80 a pattern names
+ * is given its Latin-1 case partner (hs_translate()). What the engines
+ * could read differently is left out: options other than i, m and s,
+ * verbs "(*...)", octal and code-point escapes, \Q...\E.
+ * tests/test_rules_hs.c checks that PCRE2's character classes are
+ * Vectorscan's, byte for byte, and that hits are the same with the stage.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#ifdef HAVE_VECTORSCAN
+#include <hs/hs.h>
+#endif
+
+#include "evidence.h"
+#include "rules_int.h"
+
+#define HS_CACHE_PREFIX    "rules-hs-"
+#define HS_CACHE_SUFFIX    ".db"
+#define HS_CACHE_KEEP      3 /* cache files kept, the current one included */
+#define HS_CACHE_MAX_BYTES ((uint64_t)1 << 30)
+#define HS_FILE_MAGIC      "SIFTHSDB"
+#define HS_FILE_FORMAT     1u
+#define HS_KEY_BYTES       32
+
+#ifdef HAVE_VECTORSCAN
+
+/* One view's database: what it covers (local id -> rule) and what it is. */
+struct hs_view {
+	size_t *rule; /* local id -> rule index */
+	char **name;  /* local id -> rule name, for the log */
+	size_t nrule;
+	char **expr; /* the patterns (split pieces included), owned */
+	unsigned *flags;
+	unsigned *ids; /* local id of each pattern */
+	size_t nexpr;
+};
+
+/* A published set of databases: immutable once published. */
+struct hs_dbs {
+	uint64_t serial; /* tells thread-local scratch which set it was sized for */
+	hs_database_t *db[RULES_T_N];
+	uint8_t *in_db[RULES_T_N]; /* per local id: the rule is in db (else it runs anyway) */
+	size_t bytes;
+};
+
+struct rules_hs {
+	_Atomic int refs;
+	_Atomic bool cancelled; /* its rules_t is gone: a queued build is dropped */
+	bool started;           /* rules_prefilter_db_start() ran (the loading thread's) */
+	struct hs_view v[RULES_T_N];
+	size_t covered; /* candidate rules in all views */
+	uint8_t key[HS_KEY_BYTES];
+	char hex[2 * HS_KEY_BYTES + 1];
+	char *dir; /* the state directory, or NULL: no cache */
+	_Atomic(struct hs_dbs *) dbs;
+	_Atomic int state; /* RULES_DB_* */
+	_Atomic uint64_t build_ms;
+};
+
+static uint64_t next_serial(void)
+{
+	static _Atomic uint64_t s;
+	return atomic_fetch_add(&s, 1) + 1;
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* ---------------------------------------------------------------- choosing rules */
+
+/* PCRE2's case partner of a byte under rules.c's Latin-1 tables, or -1. */
+static int latin1_partner(unsigned c)
+{
+	if (c == 0xD7 || c == 0xF7)
+		return -1;
+	if (c >= 0xC0 && c <= 0xDE)
+		return (int)c + 0x20;
+	if (c >= 0xE0 && c <= 0xFE)
+		return (int)c - 0x20;
+	return -1;
+}
+
+static int hexdig(char h)
+{
+	return h >= '0' && h <= '9'   ? h - '0'
+	       : h >= 'a' && h <= 'f' ? h - 'a' + 10
+	       : h >= 'A' && h <= 'F' ? h - 'A' + 10
+	                              : -1;
+}
+
+struct xl {
+	const char *p;
+	size_t n, i;
+	struct wtext {
+		char *s;
+		size_t n, cap;
+	} out;
+	bool fold;     /* add Latin-1 case partners */
+	bool added;    /* some were added */
+	bool in_class; /* reading a character class */
+	bool bad;
+};
+
+static void xl_put(struct xl *x, const char *s, size_t n)
+{
+	if (x->out.n + n + 1 > x->out.cap) {
+		x->out.cap = (x->out.n + n + 1) * 2;
+		x->out.s = xalloc_realloc(x->out.s, x->out.cap);
+	}
+	memcpy(x->out.s + x->out.n, s, n);
+	x->out.n += n;
+	x->out.s[x->out.n] = '\0';
+}
+
+static void xl_byte(struct xl *x, unsigned c)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char b[4] = {'\\', 'x', hex[(c >> 4) & 15], hex[c & 15]};
+	xl_put(x, b, 4);
+}
+
+/*
+ * Reads one byte-valued escape or byte at x->i (a class member or an
+ * atom): returns its value, or -1 for anything else (a class escape like
+ * \d, which the caller copies as written). Rejects what Vectorscan might
+ * read otherwise: octal and code-point escapes, properties, \Q...\E.
+ */
+static int xl_value(struct xl *x, size_t *end)
+{
+	const char *p = x->p;
+	size_t i = x->i;
+	if (p[i] != '\\') {
+		*end = i + 1;
+		return (unsigned char)p[i];
+	}
+	if (i + 1 >= x->n) {
+		x->bad = true;
+		return -1;
+	}
+	char e = p[i + 1];
+	*end = i + 2;
+	switch (e) {
+	case 't': return '\t';
+	case 'n': return '\n';
+	case 'r': return '\r';
+	case 'f': return '\f';
+	case 'e': return 0x1b;
+	case 'a': return 0x07;
+	default: break;
+	}
+	if (e == 'x') {
+		if (i + 2 < x->n && p[i + 2] == '{') {
+			x->bad = true;
+			return -1;
+		}
+		int v = 0;
+		size_t k = i + 2;
+		while (k < x->n && k < i + 4 && hexdig(p[k]) >= 0)
+			v = v * 16 + hexdig(p[k++]);
+		*end = k;
+		return v;
+	}
+	/*
+	 * \1 to \9 outside a class are back-references, which prefilter mode
+	 * widens (to a copy of the group or to .*); \10 may be octal.
+	 */
+	if (!x->in_class && e >= '1' && e <= '9' &&
+	    (i + 2 >= x->n || !isdigit((unsigned char)p[i + 2])))
+		return -1;
+	if (e == 'o' || e == 'N' || e == 'p' || e == 'P' || e == 'Q' || e == 'E' || e == 'c' ||
+	    (e >= '0' && e <= '9')) {
+		x->bad = true;
+		return -1;
+	}
+	if (!((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9')))
+		return (unsigned char)e; /* an escaped punctuation byte */
+	return -1;                       /* \d, \w, \b, \n ...: copied as written */
+}
+
+/* A character class at x->i ('['): copied, high bytes as \xHH, partners added. */
+static void xl_class(struct xl *x)
+{
+	bool member[256] = {false};
+	size_t i = x->i + 1;
+	x->in_class = true;
+	xl_put(x, "[", 1);
+	bool neg = i < x->n && x->p[i] == '^';
+	if (neg) {
+		xl_put(x, "^", 1);
+		i++;
+	}
+	bool first = true;
+	while (i < x->n && !x->bad) {
+		char c = x->p[i];
+		if (c == ']' && !first) {
+			break;
+		}
+		first = false;
+		if (c == '[' && i + 1 < x->n && x->p[i + 1] == ':') {
+			const char *e = memmem(x->p + i + 2, x->n - i - 2, ":]", 2);
+			if (e == NULL) {
+				x->bad = true;
+				return;
+			}
+			size_t len = (size_t)(e + 2 - (x->p + i));
+			xl_put(x, x->p + i, len);
+			i += len;
+			continue;
+		}
+		x->i = i;
+		size_t end;
+		int lo = xl_value(x, &end);
+		if (x->bad)
+			return;
+		if (lo < 0) {
+			xl_put(x, x->p + i, end - i);
+			i = end;
+			continue;
+		}
+		int hi = lo;
+		if (end + 1 < x->n && x->p[end] == '-' && x->p[end + 1] != ']') {
+			x->i = end + 1;
+			size_t end2;
+			hi = xl_value(x, &end2);
+			if (x->bad || hi < 0 || hi < lo) {
+				x->bad = true; /* "[a-\d]" and reversed ranges: not modelled */
+				return;
+			}
+			end = end2;
+		}
+		if (lo >= 0x80 || hi >= 0x80 || !(isalnum(lo) || lo == ' ')) {
+			xl_byte(x, (unsigned)lo);
+			if (hi != lo) {
+				xl_put(x, "-", 1);
+				xl_byte(x, (unsigned)hi);
+			}
+		} else {
+			xl_put(x, x->p + i, end - i);
+		}
+		for (int b = lo; b <= hi; b++)
+			member[b] = true;
+		i = end;
+	}
+	if (i >= x->n) {
+		x->bad = true;
+		return;
+	}
+	/*
+	 * PCRE2 matches a byte's Latin-1 case partner too; a negated class then
+	 * matches less than Vectorscan's reading of it, which is safe as it is.
+	 */
+	if (x->fold && !neg)
+		for (int b = 0x80; b < 256; b++) {
+			int q = latin1_partner((unsigned)b);
+			if (member[b] && q >= 0 && !member[q]) {
+				xl_byte(x, (unsigned)q);
+				x->added = true;
+			}
+		}
+	xl_put(x, "]", 1);
+	x->i = i + 1;
+	x->in_class = false;
+}
+
+/*
+ * The pattern as Vectorscan should read it, or NULL to leave the rule out
+ * (see the top): bytes >= 0x80 written as \xHH and, when the pattern may
+ * be caseless, each such byte matched with its Latin-1 case partner too.
+ */
+static char *hs_translate(const char *p, size_t n, bool caseless)
+{
+	struct xl x = {.p = p, .n = n, .fold = caseless};
+	xl_put(&x, "", 0);
+	while (x.i < n && !x.bad) {
+		char c = p[x.i];
+		if (c == '[') {
+			xl_class(&x);
+			continue;
+		}
+		if (c == '(' && x.i + 1 < n && p[x.i + 1] == '*') {
+			x.bad = true; /* verbs: (*UTF), (*CRLF), (*SKIP) ... */
+			break;
+		}
+		size_t end;
+		int v = xl_value(&x, &end);
+		if (x.bad)
+			break;
+		if (v >= 0x80) {
+			int q = x.fold ? latin1_partner((unsigned)v) : -1;
+			if (q >= 0) {
+				xl_put(&x, "[", 1);
+				xl_byte(&x, (unsigned)v);
+				xl_byte(&x, (unsigned)q);
+				xl_put(&x, "]", 1);
+				x.added = true;
+			} else {
+				xl_byte(&x, (unsigned)v);
+			}
+		} else {
+			xl_put(&x, p + x.i, end - x.i);
+		}
+		x.i = end;
+	}
+	/*
+	 * Partners added inside a negative lookaround would make it refuse
+	 * more, but prefilter mode drops every lookaround (Vectorscan's
+	 * src/parser/prefilter.cpp replaces assertions with an empty sequence).
+	 */
+	if (x.bad || memchr(x.out.s, '\0', x.out.n) != NULL) {
+		free(x.out.s);
+		return NULL;
+	}
+	return x.out.s;
+}
+
+/* Whether an inline option group may turn on /i: "(?i)", "(?mi:", "(?^i)"... */
+static bool inline_caseless(const char *p, size_t n)
+{
+	for (size_t i = 0; i + 2 < n; i++) {
+		if (p[i] == '\\') {
+			i++;
+			continue;
+		}
+		if (p[i] != '(' || p[i + 1] != '?')
+			continue;
+		for (size_t k = i + 2;
+		     k < n && (isalpha((unsigned char)p[k]) || p[k] == '-' || p[k] == '^'); k++)
+			if (p[k] == 'i')
+				return true;
+	}
+	return false;
+}
+
+static const char *piece(const struct rule *ru, size_t k, size_t *len)
+{
+	const char *p = ru->npieces ? ru->pieces[k] : ru->pattern;
+	*len = ru->npieces ? ru->piecelen[k] : strlen(ru->pattern);
+	return p;
+}
+
+struct exlist {
+	char **s;
+	size_t n;
+};
+
+/*
+ * Vectorscan refuses patterns longer than this. SpamAssassin's largest
+ * ReplaceTags rules (the pieces rules.c cuts them into for PCRE2 are
+ * tens of KB still) could be cut further, but a database with them took
+ * over ten minutes of CPU to build instead of one: they stay out.
+ */
+#define HS_PATTERN_MAX_BYTES 16000
+
+static bool add_piece(struct exlist *ex, const char *p, size_t len, bool ci)
+{
+	char *t = hs_translate(p, len, ci);
+	if (t == NULL)
+		return false;
+	if (strlen(t) > HS_PATTERN_MAX_BYTES) {
+		free(t);
+		return false;
+	}
+	ex->s = xalloc_realloc(ex->s, (ex->n + 1) * sizeof(*ex->s));
+	ex->s[ex->n++] = t;
+	return true;
+}
+
+/* Adds rule ri with its translated pieces (taken over). */
+static void view_add(struct hs_view *v, size_t ri, const char *name, char **ex, size_t np,
+                     unsigned flags)
+{
+	v->rule[v->nrule] = ri;
+	v->name[v->nrule] = xalloc_strdup(name);
+	v->expr = xalloc_realloc(v->expr, (v->nexpr + np) * sizeof(*v->expr));
+	v->flags = xalloc_realloc(v->flags, (v->nexpr + np) * sizeof(*v->flags));
+	v->ids = xalloc_realloc(v->ids, (v->nexpr + np) * sizeof(*v->ids));
+	for (size_t k = 0; k < np; k++) {
+		v->expr[v->nexpr] = ex[k];
+		v->flags[v->nexpr] = flags;
+		v->ids[v->nexpr] = (unsigned)v->nrule;
+		v->nexpr++;
+	}
+	v->nrule++;
+}
+
+static void hash_u64(crypto_generichash_state *st, uint64_t v)
+{
+	crypto_generichash_update(st, (const uint8_t *)&v, sizeof(v));
+}
+
+struct rules_hs *rules_hs_prepare(rules_t *r)
+{
+	if (!r->opts.prefilter || r->opts.prefilter_memmem || !r->opts.prefilter_db ||
+	    r->pf == NULL)
+		return NULL;
+	/*
+	 * PCRE2's "$" and "." follow its newline convention; Vectorscan's are
+	 * LF's. Debian builds PCRE2 with LF; any other build goes without.
+	 */
+	uint32_t nl = 0;
+	if (pcre2_config(PCRE2_CONFIG_NEWLINE, &nl) < 0 || nl != PCRE2_NEWLINE_LF)
+		return NULL;
+	const uint32_t allowed = PCRE2_CASELESS | PCRE2_MULTILINE | PCRE2_DOTALL;
+	struct rules_hs *h = xalloc_calloc(1, sizeof(*h));
+	atomic_init(&h->refs, 1);
+	/*
+	 * Body and rawbody only. Measured with SpamAssassin's rules over the
+	 * test folds (rules_eval CPU, each view's database alone against none):
+	 * body -0.55 ms a message, rawbody even, uri and full +0.05 each - their
+	 * rules without literals are cheap in PCRE2, and a scan of every URI,
+	 * or of the whole message, costs more than the runs it spares.
+	 */
+	for (int type = RULES_T_BODY; type <= RULES_T_RAWBODY; type++) {
+		struct hs_view *v = &h->v[type];
+		v->rule = xalloc_calloc(r->norder[type] + 1, sizeof(size_t));
+		v->name = xalloc_calloc(r->norder[type] + 1, sizeof(char *));
+		for (size_t oi = 0; oi < r->norder[type]; oi++) {
+			size_t ri = r->order[type][oi];
+			const struct rule *ru = &r->v[ri];
+			if (ru->nlits > 0 || ru->capture_dep || ru->pattern == NULL ||
+			    ru->ncodes == 0 || (ru->re_options & ~allowed) != 0)
+				continue;
+			size_t np = ru->npieces ? ru->npieces : 1;
+			bool ci = (ru->re_options & PCRE2_CASELESS) ||
+			          inline_caseless(ru->pattern, strlen(ru->pattern));
+			struct exlist ex = {0};
+			bool ok = true;
+			for (size_t k = 0; k < np && ok; k++) {
+				size_t len;
+				const char *p = piece(ru, k, &len);
+				ok = add_piece(&ex, p, len, ci);
+			}
+			if (!ok) {
+				for (size_t k = 0; k < ex.n; k++)
+					free(ex.s[k]);
+				free(ex.s);
+				continue;
+			}
+			unsigned flags =
+			    HS_FLAG_PREFILTER | HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY;
+			if (ru->re_options & PCRE2_CASELESS)
+				flags |= HS_FLAG_CASELESS;
+			if (ru->re_options & PCRE2_MULTILINE)
+				flags |= HS_FLAG_MULTILINE;
+			if (ru->re_options & PCRE2_DOTALL)
+				flags |= HS_FLAG_DOTALL;
+			view_add(v, ri, ru->name, ex.s, ex.n, flags);
+			free(ex.s);
+		}
+		h->covered += v->nrule;
+	}
+	if (h->covered == 0) {
+		rules_hs_release(h);
+		return NULL;
+	}
+	/* The cache key: every pattern with its flags and ids, and the engine's version. */
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, NULL, 0, HS_KEY_BYTES);
+	crypto_generichash_update(&st, (const uint8_t *)HS_FILE_MAGIC, strlen(HS_FILE_MAGIC));
+	hash_u64(&st, HS_FILE_FORMAT);
+	crypto_generichash_update(&st, (const uint8_t *)hs_version(), strlen(hs_version()) + 1);
+	for (int type = 0; type < RULES_T_N; type++) {
+		const struct hs_view *v = &h->v[type];
+		hash_u64(&st, (uint64_t)type);
+		hash_u64(&st, v->nrule);
+		hash_u64(&st, v->nexpr);
+		for (size_t i = 0; i < v->nexpr; i++) {
+			size_t len = strlen(v->expr[i]);
+			hash_u64(&st, v->ids[i]);
+			hash_u64(&st, v->flags[i]);
+			hash_u64(&st, len);
+			crypto_generichash_update(&st, (const uint8_t *)v->expr[i], len);
+		}
+	}
+	crypto_generichash_final(&st, h->key, HS_KEY_BYTES);
+	sodium_bin2hex(h->hex, sizeof(h->hex), h->key, HS_KEY_BYTES);
+	atomic_init(&h->state, RULES_DB_PENDING);
+	return h;
+}
+
+/* ---------------------------------------------------------------- databases */
+
+static void dbs_free(struct hs_dbs *d)
+{
+	if (d == NULL)
+		return;
+	for (int t = 0; t < RULES_T_N; t++) {
+		hs_free_database(d->db[t]);
+		free(d->in_db[t]);
+	}
+	free(d);
+}
+
+static void hs_unref(struct rules_hs *h)
+{
+	if (h == NULL || atomic_fetch_sub(&h->refs, 1) != 1)
+		return;
+	for (int t = 0; t < RULES_T_N; t++) {
+		struct hs_view *v = &h->v[t];
+		for (size_t i = 0; i < v->nexpr; i++)
+			free(v->expr[i]);
+		free(v->expr);
+		free(v->flags);
+		free(v->ids);
+		free(v->rule);
+		for (size_t i = 0; i < v->nrule; i++)
+			free(v->name[i]);
+		free(v->name);
+	}
+	dbs_free(atomic_load(&h->dbs));
+	free(h->dir);
+	free(h);
+}
+
+/*
+ * Compiles one view. A pattern Vectorscan rejects (too large, an anchor
+ * it does not support) takes its rule out of the database - every piece
+ * of it - and the rest is compiled again; such a rule runs everywhere.
+ */
+static hs_database_t *compile_view(const struct hs_view *v, uint8_t *in_db, const char *what)
+{
+	const char **ex = xalloc_calloc(v->nexpr + 1, sizeof(*ex));
+	unsigned *fl = xalloc_calloc(v->nexpr + 1, sizeof(*fl));
+	unsigned *id = xalloc_calloc(v->nexpr + 1, sizeof(*id));
+	memset(in_db, 1, v->nrule);
+	hs_database_t *db = NULL;
+	size_t dropped = 0;
+	/*
+	 * Most rejections (a pattern too long, an anchor Vectorscan does not
+	 * support) show in a parse of each pattern alone, in milliseconds; a
+	 * rejection by the whole compilation costs a whole compilation.
+	 */
+	for (size_t i = 0; i < v->nexpr; i++) {
+		hs_expr_info_t *info = NULL;
+		hs_compile_error_t *err = NULL;
+		if (!in_db[v->ids[i]])
+			continue;
+		if (hs_expression_info(v->expr[i], v->flags[i], &info, &err) != HS_SUCCESS) {
+			log_msg(LOG_L_DEBUG, "rules prefilter database (%s): rule %s left out: %s",
+			        what, v->name[v->ids[i]], err && err->message ? err->message : "?");
+			in_db[v->ids[i]] = 0;
+			dropped++;
+		}
+		hs_free_compile_error(err);
+		free(info); /* hs's default allocator is malloc() */
+	}
+	for (;;) {
+		size_t n = 0;
+		for (size_t i = 0; i < v->nexpr; i++) {
+			if (!in_db[v->ids[i]])
+				continue;
+			ex[n] = v->expr[i];
+			fl[n] = v->flags[i];
+			id[n] = v->ids[i];
+			n++;
+		}
+		if (n == 0)
+			break;
+		hs_compile_error_t *err = NULL;
+		if (hs_compile_multi(ex, fl, id, (unsigned)n, HS_MODE_BLOCK, NULL, &db, &err) ==
+		    HS_SUCCESS)
+			break;
+		db = NULL;
+		int bad = err ? err->expression : -1;
+		if (bad < 0 || (size_t)bad >= n) {
+			log_msg(LOG_L_WARNING, "rules prefilter database (%s): vectorscan: %s",
+			        what, err && err->message ? err->message : "compile failed");
+			hs_free_compile_error(err);
+			memset(in_db, 0, v->nrule);
+			break;
+		}
+		log_msg(LOG_L_DEBUG, "rules prefilter database (%s): rule %s left out: %s", what,
+		        v->name[id[bad]], err->message);
+		hs_free_compile_error(err);
+		in_db[id[bad]] = 0;
+		dropped++;
+	}
+	if (dropped)
+		log_msg(LOG_L_INFO,
+		        "rules prefilter database (%s): %zu rule(s) Vectorscan cannot compile run "
+		        "on every message",
+		        what, dropped);
+	free(ex);
+	free(fl);
+	free(id);
+	return db;
+}
+
+static struct hs_dbs *build_all(struct rules_hs *h)
+{
+	struct hs_dbs *d = xalloc_calloc(1, sizeof(*d));
+	for (int t = 0; t < RULES_T_N; t++) {
+		if (h->v[t].nrule == 0)
+			continue;
+		if (atomic_load(&h->cancelled)) {
+			dbs_free(d);
+			return NULL;
+		}
+		d->in_db[t] = xalloc_calloc(h->v[t].nrule, 1);
+		d->db[t] = compile_view(&h->v[t], d->in_db[t], rules_type_name(t));
+		size_t sz = 0;
+		if (d->db[t] != NULL && hs_database_size(d->db[t], &sz) == HS_SUCCESS)
+			d->bytes += sz;
+	}
+	return d;
+}
+
+/* ---------------------------------------------------------------- the cache file */
+
+static char *cache_path(const struct rules_hs *h, const char *suffix)
+{
+	size_t n = strlen(h->dir) + strlen(HS_CACHE_PREFIX) + strlen(h->hex) + strlen(suffix) + 2;
+	char *p = xalloc_malloc(n);
+	snprintf(p, n, "%s/%s%s%s", h->dir, HS_CACHE_PREFIX, h->hex, suffix);
+	return p;
+}
+
+struct wbuf {
+	uint8_t *p;
+	size_t n, cap;
+};
+
+static void wb_put(struct wbuf *b, const void *p, size_t n)
+{
+	if (b->n + n > b->cap) {
+		b->cap = (b->n + n) * 2;
+		b->p = xalloc_realloc(b->p, b->cap);
+	}
+	memcpy(b->p + b->n, p, n);
+	b->n += n;
+}
+
+static void wb_u32(struct wbuf *b, uint32_t v)
+{
+	wb_put(b, &v, sizeof(v));
+}
+
+static void wb_u64(struct wbuf *b, uint64_t v)
+{
+	wb_put(b, &v, sizeof(v));
+}
+
+/*
+ * The file: magic, format, the key, then per view its type, the number
+ * of rules and which are in the database, and the serialized database;
+ * last a hash of all that, so a torn or altered file is never read.
+ * Written to a temporary name, then renamed: readers see all or nothing.
+ */
+static int cache_write(const struct rules_hs *h, const struct hs_dbs *d)
+{
+	struct wbuf b = {0};
+	wb_put(&b, HS_FILE_MAGIC, 8);
+	wb_u32(&b, HS_FILE_FORMAT);
+	wb_put(&b, h->key, HS_KEY_BYTES);
+	uint32_t nv = 0;
+	for (int t = 0; t < RULES_T_N; t++)
+		nv += d->db[t] != NULL;
+	wb_u32(&b, nv);
+	for (int t = 0; t < RULES_T_N; t++) {
+		if (d->db[t] == NULL)
+			continue;
+		char *bytes = NULL;
+		size_t len = 0;
+		if (hs_serialize_database(d->db[t], &bytes, &len) != HS_SUCCESS) {
+			free(b.p);
+			log_msg(LOG_L_WARNING, "rules prefilter database: cannot serialize");
+			return -1;
+		}
+		wb_u32(&b, (uint32_t)t);
+		wb_u64(&b, h->v[t].nrule);
+		wb_put(&b, d->in_db[t], h->v[t].nrule);
+		wb_u64(&b, len);
+		wb_put(&b, bytes, len);
+		free(bytes); /* hs's default allocator is malloc() */
+	}
+	uint8_t sum[HS_KEY_BYTES];
+	crypto_generichash(sum, sizeof(sum), b.p, b.n, NULL, 0);
+	wb_put(&b, sum, sizeof(sum));
+
+	char tmp_suffix[64];
+	snprintf(tmp_suffix, sizeof(tmp_suffix), HS_CACHE_SUFFIX ".tmp%ld", (long)getpid());
+	char *tmp = cache_path(h, tmp_suffix);
+	char *path = cache_path(h, HS_CACHE_SUFFIX);
+	int rc = -1;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd >= 0) {
+		size_t off = 0;
+		while (off < b.n) {
+			ssize_t w = write(fd, b.p + off, b.n - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				break;
+			off += (size_t)w;
+		}
+		if (off == b.n && fsync(fd) == 0 && close(fd) == 0) {
+			fd = -1;
+			rc = rename(tmp, path);
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	if (rc < 0) {
+		log_msg(LOG_L_WARNING, "rules prefilter database: cannot write %s: %s", path,
+		        strerror(errno));
+		unlink(tmp);
+	}
+	free(tmp);
+	free(path);
+	free(b.p);
+	return rc;
+}
+
+struct rbuf {
+	const uint8_t *p;
+	size_t n, off;
+	bool bad;
+};
+
+static const void *rb_get(struct rbuf *b, size_t n)
+{
+	if (b->bad || n > b->n - b->off) {
+		b->bad = true;
+		return NULL;
+	}
+	const void *p = b->p + b->off;
+	b->off += n;
+	return p;
+}
+
+static uint64_t rb_u(struct rbuf *b, size_t n)
+{
+	const void *p = rb_get(b, n);
+	uint64_t v = 0;
+	if (p == NULL)
+		return 0;
+	if (n == 4) {
+		uint32_t v32;
+		memcpy(&v32, p, 4);
+		v = v32;
+	} else {
+		memcpy(&v, p, 8);
+	}
+	return v;
+}
+
+static uint8_t *slurp(const char *path, size_t *len, bool *absent)
+{
+	*absent = false;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		*absent = errno == ENOENT;
+		return NULL;
+	}
+	struct stat sb;
+	uint8_t *p = NULL;
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
+	    (uint64_t)sb.st_size <= HS_CACHE_MAX_BYTES) {
+		size_t n = (size_t)sb.st_size, off = 0;
+		p = xalloc_malloc(n);
+		while (off < n) {
+			ssize_t r = read(fd, p + off, n - off);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				break;
+			off += (size_t)r;
+		}
+		if (off != n) {
+			free(p);
+			p = NULL;
+		}
+		*len = n;
+		/* a cache in use is recent: the sweep of old files keeps it */
+		futimens(fd, NULL);
+	}
+	close(fd);
+	return p;
+}
+
+/*
+ * Reads the cache file of h's key. NULL when there is none (*why NULL)
+ * or when it cannot be used (*why says why: the caller logs it and builds).
+ */
+static struct hs_dbs *cache_read(const struct rules_hs *h, const char **why)
+{
+	*why = NULL;
+	char *path = cache_path(h, HS_CACHE_SUFFIX);
+	size_t len = 0;
+	bool absent;
+	uint8_t *p = slurp(path, &len, &absent);
+	free(path);
+	if (p == NULL) {
+		if (!absent)
+			*why = "unreadable or empty";
+		return NULL;
+	}
+	struct hs_dbs *d = xalloc_calloc(1, sizeof(*d));
+	struct rbuf b = {.p = p, .n = len};
+	uint8_t sum[HS_KEY_BYTES];
+	if (len < 8 + 4 + HS_KEY_BYTES + 4 + HS_KEY_BYTES) {
+		*why = "truncated";
+		goto bad;
+	}
+	crypto_generichash(sum, sizeof(sum), p, len - HS_KEY_BYTES, NULL, 0);
+	if (sodium_memcmp(sum, p + len - HS_KEY_BYTES, HS_KEY_BYTES) != 0) {
+		*why = "checksum mismatch (corrupt)";
+		goto bad;
+	}
+	b.n = len - HS_KEY_BYTES;
+	const void *magic = rb_get(&b, 8);
+	if (magic == NULL || memcmp(magic, HS_FILE_MAGIC, 8) != 0 ||
+	    rb_u(&b, 4) != HS_FILE_FORMAT) {
+		*why = "not a cache file of this version";
+		goto bad;
+	}
+	const void *key = rb_get(&b, HS_KEY_BYTES);
+	if (key == NULL || memcmp(key, h->key, HS_KEY_BYTES) != 0) {
+		*why = "built for other patterns";
+		goto bad;
+	}
+	uint64_t nv = rb_u(&b, 4);
+	for (uint64_t i = 0; i < nv && !b.bad; i++) {
+		uint64_t t = rb_u(&b, 4);
+		uint64_t nr = rb_u(&b, 8);
+		if (b.bad || t >= RULES_T_N || d->db[t] != NULL || nr != h->v[t].nrule || nr == 0) {
+			*why = "views do not match the rules";
+			goto bad;
+		}
+		const uint8_t *in = rb_get(&b, nr);
+		uint64_t dl = rb_u(&b, 8);
+		const char *bytes = rb_get(&b, dl);
+		if (in == NULL || bytes == NULL) {
+			*why = "truncated";
+			goto bad;
+		}
+		d->in_db[t] = xalloc_malloc(nr);
+		memcpy(d->in_db[t], in, nr);
+		hs_error_t e = hs_deserialize_database(bytes, dl, &d->db[t]);
+		if (e != HS_SUCCESS) {
+			char *info = NULL;
+			if (hs_serialized_database_info(bytes, dl, &info) == HS_SUCCESS && info)
+				log_msg(LOG_L_NOTICE,
+				        "rules prefilter database: cached file is %s, "
+				        "this is Vectorscan %s",
+				        info, hs_version());
+			free(info);
+			d->db[t] = NULL;
+			*why = e == HS_DB_VERSION_ERROR    ? "made by another Vectorscan version"
+			       : e == HS_DB_PLATFORM_ERROR ? "made for another CPU"
+			                                   : "rejected by Vectorscan";
+			goto bad;
+		}
+		size_t sz = 0;
+		if (hs_database_size(d->db[t], &sz) == HS_SUCCESS)
+			d->bytes += sz;
+	}
+	if (b.bad || b.off != b.n) {
+		*why = "malformed";
+		goto bad;
+	}
+	free(p);
+	return d;
+bad:
+	free(p);
+	dbs_free(d);
+	return NULL;
+}
+
+struct cfile {
+	char *name;
+	time_t mtime;
+};
+
+static int cmp_newest(const void *a, const void *b)
+{
+	const struct cfile *x = a, *y = b;
+	return x->mtime < y->mtime ? 1 : x->mtime > y->mtime ? -1 : strcmp(x->name, y->name);
+}
+
+/* Removes the cache files of other keys beyond the HS_CACHE_KEEP - 1 newest. */
+static void cache_sweep(const struct rules_hs *h)
+{
+	DIR *dir = opendir(h->dir);
+	if (dir == NULL)
+		return;
+	struct cfile *v = NULL;
+	size_t n = 0;
+	struct dirent *de;
+	while ((de = readdir(dir)) != NULL) {
+		if (strncmp(de->d_name, HS_CACHE_PREFIX, strlen(HS_CACHE_PREFIX)) != 0 ||
+		    strncmp(de->d_name + strlen(HS_CACHE_PREFIX), h->hex, strlen(h->hex)) == 0)
+			continue;
+		struct stat sb;
+		if (fstatat(dirfd(dir), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(sb.st_mode))
+			continue;
+		v = xalloc_realloc(v, (n + 1) * sizeof(*v));
+		v[n].name = xalloc_strdup(de->d_name);
+		v[n].mtime = sb.st_mtime;
+		n++;
+	}
+	if (n > 0)
+		qsort(v, n, sizeof(*v), cmp_newest);
+	for (size_t i = 0; i < n; i++) {
+		if (i >= HS_CACHE_KEEP - 1 && unlinkat(dirfd(dir), v[i].name, 0) == 0)
+			log_msg(LOG_L_INFO, "rules prefilter database: removed old %s", v[i].name);
+		free(v[i].name);
+	}
+	free(v);
+	closedir(dir);
+}
+
+/* ---------------------------------------------------------------- building and publishing */
+
+static void publish(struct rules_hs *h, struct hs_dbs *d, int state)
+{
+	d->serial = next_serial();
+	struct hs_dbs *old = atomic_exchange(&h->dbs, d);
+	dbs_free(old); /* never set twice: old is NULL */
+	atomic_store(&h->state, state);
+}
+
+/* Publishes d if the cache had it; logs why a cache file was not used. */
+static bool cache_outcome(struct rules_hs *h, struct hs_dbs *d, const char *why, bool may_build)
+{
+	if (d != NULL) {
+		log_msg(LOG_L_INFO,
+		        "rules prefilter database: loaded %s/%s%s%s (%zu rules, %zu bytes)", h->dir,
+		        HS_CACHE_PREFIX, h->hex, HS_CACHE_SUFFIX, h->covered, d->bytes);
+		publish(h, d, RULES_DB_LOADED);
+		return true;
+	}
+	if (why != NULL)
+		log_msg(LOG_L_WARNING, "rules prefilter database: %s/%s%s%s: %s; %s", h->dir,
+		        HS_CACHE_PREFIX, h->hex, HS_CACHE_SUFFIX, why,
+		        may_build ? "rebuilding" : "not used");
+	return false;
+}
+
+/* Cache first, then a build (written back to the cache when there is a directory). */
+static void build_or_load(struct rules_hs *h, bool may_build)
+{
+	const char *why = NULL;
+	struct hs_dbs *d = h->dir ? cache_read(h, &why) : NULL;
+	if (cache_outcome(h, d, why, may_build))
+		return;
+	if (!may_build)
+		return; /* stays pending: the rules run as with the literal prefilter alone */
+	double t0 = now_s();
+	d = build_all(h);
+	if (d == NULL) {
+		atomic_store(&h->state, RULES_DB_FAILED);
+		return;
+	}
+	atomic_store(&h->build_ms, (uint64_t)((now_s() - t0) * 1000));
+	log_msg(LOG_L_INFO, "rules prefilter database: built for %zu rules in %.1f s (%zu bytes)",
+	        h->covered, now_s() - t0, d->bytes);
+	if (h->dir != NULL && cache_write(h, d) == 0)
+		cache_sweep(h);
+	publish(h, d, RULES_DB_BUILT);
+}
+
+/*
+ * One builder per process: a reload storm queues at most one build (the
+ * newest generation's; an older queued one is dropped), and a build whose
+ * rules were freed meanwhile is abandoned between views.
+ */
+static pthread_mutex_t bm_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rules_hs *bm_pending;
+static bool bm_running;
+
+static void *builder_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pthread_mutex_lock(&bm_lock);
+		struct rules_hs *h = bm_pending;
+		bm_pending = NULL;
+		if (h == NULL)
+			bm_running = false;
+		pthread_mutex_unlock(&bm_lock);
+		if (h == NULL)
+			return NULL;
+		if (!atomic_load(&h->cancelled))
+			build_or_load(h, true);
+		hs_unref(h);
+	}
+}
+
+static void bm_submit(struct rules_hs *h)
+{
+	atomic_fetch_add(&h->refs, 1);
+	pthread_mutex_lock(&bm_lock);
+	struct rules_hs *old = bm_pending;
+	bm_pending = h;
+	bool start = !bm_running;
+	if (start)
+		bm_running = true;
+	pthread_mutex_unlock(&bm_lock);
+	if (old != NULL)
+		hs_unref(old);
+	if (start) {
+		pthread_t t;
+		if (ev_thread_start(&t, "sift-rules-db", builder_main, NULL) == 0) {
+			pthread_detach(t);
+		} else {
+			log_msg(LOG_L_WARNING, "rules prefilter database: cannot start a thread");
+			pthread_mutex_lock(&bm_lock);
+			old = bm_pending;
+			bm_pending = NULL;
+			bm_running = false;
+			pthread_mutex_unlock(&bm_lock);
+			if (old != NULL)
+				hs_unref(old);
+		}
+	}
+}
+
+void rules_hs_release(struct rules_hs *h)
+{
+	if (h == NULL)
+		return;
+	atomic_store(&h->cancelled, true);
+	hs_unref(h);
+}
+
+int rules_prefilter_db_start(rules_t *r, const char *state_dir, rules_db_mode_t mode)
+{
+	struct rules_hs *h = r->hs;
+	if (h == NULL)
+		return 0;
+	if (h->started)
+		return 0;
+	h->started = true;
+	/* the cache directory: regex_prefilter_db_dir, else the state directory */
+	if (r->opts.db_dir != NULL && r->opts.db_dir[0] != '\0')
+		state_dir = r->opts.db_dir;
+	if (state_dir != NULL && state_dir[0] != '\0')
+		h->dir = xalloc_strdup(state_dir);
+	switch (mode) {
+	case RULES_DB_CACHED: build_or_load(h, false); break;
+	case RULES_DB_NOW: build_or_load(h, true); break;
+	case RULES_DB_BACKGROUND: {
+		/* a cached database is read now (milliseconds), before any message */
+		const char *why = NULL;
+		struct hs_dbs *d = h->dir ? cache_read(h, &why) : NULL;
+		if (!cache_outcome(h, d, why, true))
+			bm_submit(h);
+		break;
+	}
+	}
+	return 0;
+}
+
+rules_db_state_t rules_prefilter_db_state(const rules_t *r, size_t *covered, size_t *bytes)
+{
+	const struct rules_hs *h = r->hs;
+	if (covered)
+		*covered = h ? h->covered : 0;
+	if (bytes) {
+		const struct hs_dbs *d = h ? atomic_load(&h->dbs) : NULL;
+		*bytes = d ? d->bytes : 0;
+	}
+	return h ? (rules_db_state_t)atomic_load(&h->state) : RULES_DB_OFF;
+}
+
+bool rules_prefilter_db_wait(const rules_t *r, long timeout_ms)
+{
+	const struct rules_hs *h = r->hs;
+	for (long waited = 0; h != NULL; waited += 10) {
+		int s = atomic_load(&h->state);
+		if (s == RULES_DB_BUILT || s == RULES_DB_LOADED)
+			return true;
+		if (s == RULES_DB_FAILED || waited >= timeout_ms)
+			return false;
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+/* ---------------------------------------------------------------- scanning */
+
+/*
+ * Scratch space per thread, sized for the last published set of
+ * databases it was used with (serial), freed at thread exit.
+ */
+static pthread_key_t st_key;
+static pthread_once_t st_once = PTHREAD_ONCE_INIT;
+static __thread hs_scratch_t *st_scratch;
+static __thread uint64_t st_serial;
+
+static void st_destroy(void *p)
+{
+	hs_free_scratch(p);
+	st_scratch = NULL;
+}
+
+static void st_key_make(void)
+{
+	pthread_key_create(&st_key, st_destroy);
+}
+
+struct scan_ctx {
+	const struct hs_view *v;
+	const uint8_t *in_db;
+	struct pf_result *res;
+	uint32_t span;
+};
+
+static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
+                    unsigned int flags, void *ctx)
+{
+	(void)from;
+	(void)to;
+	(void)flags;
+	struct scan_ctx *c = ctx;
+	if (id < c->v->nrule && c->in_db[id])
+		rules_pf_list(c->res, c->v->rule[id], c->span);
+	return 0;
+}
+
+void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_result *res)
+{
+	const struct rules_hs *h = r->hs;
+	if (h == NULL || type < 0 || type >= RULES_T_N || h->v[type].nrule == 0)
+		return;
+	const struct hs_dbs *d = atomic_load_explicit(&h->dbs, memory_order_acquire);
+	if (d == NULL || d->db[type] == NULL)
+		return; /* not built yet: these rules stay marked to run everywhere */
+	pthread_once(&st_once, st_key_make);
+	if (st_serial != d->serial) {
+		for (int t = 0; t < RULES_T_N; t++)
+			if (d->db[t] != NULL &&
+			    hs_alloc_scratch(d->db[t], &st_scratch) != HS_SUCCESS)
+				return;
+		pthread_setspecific(st_key, st_scratch);
+		st_serial = d->serial;
+	}
+	const struct hs_view *v = &h->v[type];
+	const uint8_t *in = d->in_db[type];
+	for (size_t i = 0; i < v->nrule; i++)
+		if (in[i])
+			res->want[v->rule[i]] = PF_SKIP;
+	struct scan_ctx c = {.v = v, .in_db = in, .res = res};
+	/* each piece on its own: anchors and \b then see what PCRE2 sees */
+	for (size_t k = 0; k < res->nspans; k++) {
+		c.span = (uint32_t)k;
+		if (hs_scan(d->db[type], text + res->span_off[k], (unsigned)res->span_len[k], 0,
+		            st_scratch, on_match, &c) != HS_SUCCESS) {
+			for (size_t i = 0; i < v->nrule; i++)
+				if (in[i])
+					res->want[v->rule[i]] = PF_ALL;
+			return;
+		}
+	}
+}
+
+#else /* !HAVE_VECTORSCAN */
+
+struct rules_hs *rules_hs_prepare(rules_t *r)
+{
+	(void)r;
+	return NULL;
+}
+
+void rules_hs_release(struct rules_hs *h)
+{
+	(void)h;
+}
+
+void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_result *res)
+{
+	(void)r;
+	(void)type;
+	(void)text;
+	(void)res;
+}
+
+int rules_prefilter_db_start(rules_t *r, const char *state_dir, rules_db_mode_t mode)
+{
+	(void)r;
+	(void)state_dir;
+	(void)mode;
+	return 0;
+}
+
+rules_db_state_t rules_prefilter_db_state(const rules_t *r, size_t *covered, size_t *bytes)
+{
+	(void)r;
+	if (covered)
+		*covered = 0;
+	if (bytes)
+		*bytes = 0;
+	return RULES_DB_OFF;
+}
+
+bool rules_prefilter_db_wait(const rules_t *r, long timeout_ms)
+{
+	(void)r;
+	(void)timeout_ms;
+	return false;
+}
+
+#endif

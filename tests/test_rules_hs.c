@@ -1,0 +1,376 @@
+/*
+ * test_rules_hs.c - the prefilter database (rules_hs.c): the rules without
+ * literals, prefiltered by Vectorscan, hit exactly as without it; the
+ * database is cached in the state directory, read back, and a damaged
+ * cache file is refused and rebuilt.
+ */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "diag.h"
+#include "hits.h"
+#include "mime.h"
+#include "msg.h"
+#include "rules.h"
+
+static const mime_limits_t limits = {.max_depth = 20, .max_parts = 500, .max_text_bytes = 4u << 20};
+
+#define PLAIN(subject, body)                                                                       \
+	"From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: " subject                  \
+	"\nDate: Mon, 2 Jan 2023 10:00:00 +0000\nMessage-ID: <1@example.com>\n\n" body
+
+/*
+ * Rules with no literal of 3 bytes every match must contain, so the
+ * literal prefilter runs them everywhere and the database takes them:
+ * anchors, \b, classes, Latin-1 letters under /i (PCRE2 folds them here,
+ * Vectorscan does not: the view is UTF-8, so "\xe3" finds the lead byte
+ * C3 of "\xc3\x89", an E with acute accent), negated classes, counted repeats, lookarounds,
+ * a back-reference, "multiple".
+ */
+static const char hs_rules[] = "body H_ANCHOR /^\\w+ \\d\\d?$/\n"
+                               "body H_START /^[A-Z]{2}\\b/\n"
+                               "body H_WORDB /\\b\\d{3}\\b/\n"
+                               "rawbody H_LATIN /\\xe3\\x89t|[\\xe0-\\xe2]\\xa3x/i\n"
+                               "rawbody H_LATIN_RAW /ca\xe3\x89s?\\b/i\n"
+                               "body H_NEG /q[^\\xe9a-z]q/i\n"
+                               "body H_ALT /(?:ab|cd|ef)\\d/\n"
+                               "body H_DOT /a.b.c/s\n"
+                               "body __H_MULTI /\\d[a-f]/\n"
+                               "tflags __H_MULTI multiple\n"
+                               "meta H_MULTI3 __H_MULTI >= 3\n"
+                               "rawbody H_RAW_START /^<\\w+>/m\n"
+                               "rawbody H_RAW_END /\\d\\d$/\n"
+                               "uri H_URI /^\\w+\\W+\\d+\\./\n"
+                               "uri H_URI_END /\\.(?:ru|cn)$/\n"
+                               "full H_FULL /^X-\\w+: \\d+$/m\n"
+                               "full H_FULL_LOOK /(?<=\\s)a\\d(?!\\d)/\n"
+                               "rawbody H_NEGLOOK /(?<!\\xe9)\\xe3\\xa3x/i\n"
+                               "rawbody H_BACKREF /(\\w)\\1/\n"
+                               "body H_LIT /free money/i\n";
+
+static const char *const hs_msgs[] = {
+    PLAIN("ab 12", "hello 7\n\nXY there 123 and 1234\n"),
+    PLAIN("x", "\xc9T\xc9 and \xe3x ca\xc9S, q\xc9q qzq q!q\n\nab1 a\nb\nc 1a 2b 3c\n"),
+    PLAIN("x", "nothing here at all\n"),
+    "From: a@b.example\nSubject: s\nX-Count: 42\nMIME-Version: 1.0\n"
+    "Content-Type: text/html\n\n<b>bold</b> a1 <a href=\"http://127.0.0.1/x\">x</a>\n"
+    "<a href=\"http://example.ru\">y</a> 99\n",
+    PLAIN("free money", "CAF\xc9 FREE MONEY\n"),
+};
+
+#define NMSGS (sizeof(hs_msgs) / sizeof(hs_msgs[0]))
+
+/* Hit names as one comma-separated string. */
+static char *hit_list(rules_t *r, const char *raw, unsigned flags)
+{
+	msg_t *m = msg_new(1 << 20);
+	msg_parse_raw(m, raw, strlen(raw));
+	mime_t *mi = mime_parse(m, &limits);
+	hits_t *h = hits_new(msg_arena(m));
+	rules_eval(r, m, mi, h, flags);
+	hits_sort(h);
+	size_t cap = 64;
+	for (size_t i = 0; i < hits_count(h); i++)
+		cap += strlen(hits_at(h, i)->name) + 1;
+	char *s = calloc(1, cap);
+	for (size_t i = 0; i < hits_count(h); i++) {
+		strcat(s, hits_at(h, i)->name);
+		strcat(s, ",");
+	}
+	msg_free(m);
+	return s;
+}
+
+static rules_t *load(const char *text)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("hs.cf", text, NULL, d);
+	if (r == NULL)
+		diag_print(d, stderr, 1);
+	diag_free(d);
+	cr_assert_not_null(r);
+	return r;
+}
+
+static bool have_db(const rules_t *r)
+{
+	size_t covered;
+	return rules_prefilter_db_state(r, &covered, NULL) != RULES_DB_OFF && covered > 0;
+}
+
+/* The hits of every message, with the prefilter (and the database if built) and without. */
+static void assert_same_hits(rules_t *r, const char *const *msgs, size_t n, size_t *nhits)
+{
+	for (size_t i = 0; i < n; i++) {
+		char *a = hit_list(r, msgs[i], 0);
+		char *b = hit_list(r, msgs[i], RULES_EVAL_NO_PREFILTER);
+		cr_assert_str_eq(a, b, "message %zu", i);
+		if (nhits)
+			*nhits += a[0] != '\0';
+		free(a);
+		free(b);
+	}
+}
+
+Test(rules_hs, the_database_never_changes_the_hits)
+{
+	rules_t *r = load(hs_rules);
+	if (!have_db(r)) {
+		rules_free(r);
+		cr_skip_test("built without Vectorscan");
+	}
+	size_t covered;
+	rules_prefilter_db_start(r, NULL, RULES_DB_NOW);
+	cr_assert_eq(rules_prefilter_db_state(r, &covered, NULL), RULES_DB_BUILT);
+	cr_assert_eq(covered, 13, "the rules without literals are covered (%zu)", covered);
+	size_t nhits = 0;
+	assert_same_hits(r, hs_msgs, NMSGS, &nhits);
+	cr_assert_geq(nhits, 4, "the messages hit something");
+	char *a = hit_list(r, hs_msgs[1], 0);
+	cr_assert_not_null(strstr(a, "H_LATIN,"), "%s", a);
+	cr_assert_not_null(strstr(a, "H_LATIN_RAW,"), "%s", a);
+	cr_assert_not_null(strstr(a, "H_MULTI3,"), "%s", a);
+	cr_assert_not_null(strstr(a, "H_NEGLOOK,"), "%s", a);
+	free(a);
+	rules_free(r);
+}
+
+/*
+ * Every byte in every class PCRE2 knows, between letters, under /i and
+ * not: Vectorscan's reading must take in at least what PCRE2's does
+ * (prefilter mode may only let too many rules through). The rawbody view
+ * is UTF-8, so bytes >= 0x80 arrive as C2/C3 and a continuation byte,
+ * which the patterns allow for: "\xe3" under /i must then find C3.
+ */
+Test(rules_hs, classes_and_case_folding_match_pcre2_for_every_byte)
+{
+	static const char *const atoms[] = {
+	    "\\s",         "\\S",         "\\w",           "\\W",           "\\d",
+	    "\\D",         ".",           "[[:alpha:]]",   "[[:space:]]",   "[[:punct:]]",
+	    "[[:print:]]", "[[:alnum:]]", "[[:upper:]]",   "[[:lower:]]",   "[^a]",
+	    "\\xc9",       "\\xe9",       "[\\xc0-\\xcf]", "[\\xe0-\\xef]", "\\x80|\\xff",
+	    "[\\xd7\\xf7]"};
+	size_t na = sizeof(atoms) / sizeof(atoms[0]);
+	char text[8192] = "";
+	for (size_t i = 0; i < na; i++)
+		for (int ci = 0; ci < 2; ci++) {
+			char line[128];
+			snprintf(line, sizeof(line), "rawbody C%zu_%d /K(?:%s)[\\x80-\\xbf]?K/%s\n", i, ci,
+			         atoms[i], ci ? "i" : "");
+			strcat(text, line);
+		}
+	rules_t *r = load(text);
+	if (!have_db(r)) {
+		rules_free(r);
+		cr_skip_test("built without Vectorscan");
+	}
+	rules_prefilter_db_start(r, NULL, RULES_DB_NOW);
+	cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_BUILT);
+	static char msgs[256][128];
+	const char *mp[256];
+	size_t n = 0;
+	for (int b = 1; b < 256; b++) {
+		if (b == '\n' || b == '\r')
+			continue;
+		snprintf(msgs[n], sizeof(msgs[n]), "Subject: x\n\nK%cK k%ck\n", b, b);
+		mp[n] = msgs[n];
+		n++;
+	}
+	size_t nhits = 0;
+	assert_same_hits(r, mp, n, &nhits);
+	cr_assert_gt(nhits, 200);
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- the cache */
+
+static char *tmpdir(void)
+{
+	char *d = strdup("/tmp/sift-test-hs-XXXXXX");
+	cr_assert_not_null(mkdtemp(d));
+	return d;
+}
+
+/* The one cache file in dir (malloc'd path), or NULL; *count says how many. */
+static char *cache_file(const char *dir, size_t *count)
+{
+	DIR *d = opendir(dir);
+	cr_assert_not_null(d);
+	char *found = NULL;
+	size_t n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, "rules-hs-", 9) != 0)
+			continue;
+		n++;
+		free(found);
+		found = malloc(strlen(dir) + strlen(de->d_name) + 2);
+		sprintf(found, "%s/%s", dir, de->d_name);
+	}
+	closedir(d);
+	*count = n;
+	return found;
+}
+
+static void rm_rf(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		char p[512];
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		unlink(p);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+Test(rules_hs, the_database_is_cached_and_read_back_on_the_next_load)
+{
+	char *dir = tmpdir();
+	rules_t *r = load(hs_rules);
+	if (!have_db(r)) {
+		rules_free(r);
+		rm_rf(dir);
+		free(dir);
+		cr_skip_test("built without Vectorscan");
+	}
+	/* a short-lived `sift check` only reads: nothing cached yet, nothing built */
+	rules_prefilter_db_start(r, dir, RULES_DB_CACHED);
+	cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_PENDING);
+	rules_free(r);
+
+	r = load(hs_rules);
+	rules_prefilter_db_start(r, dir, RULES_DB_NOW);
+	cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_BUILT);
+	rules_free(r);
+	size_t count;
+	char *path = cache_file(dir, &count);
+	cr_assert_eq(count, 1, "one cache file, no temporary left: %zu", count);
+	cr_assert_not_null(strstr(path, ".db"));
+
+	r = load(hs_rules);
+	rules_prefilter_db_start(r, dir, RULES_DB_CACHED);
+	size_t bytes;
+	cr_assert_eq(rules_prefilter_db_state(r, NULL, &bytes), RULES_DB_LOADED);
+	cr_assert_gt(bytes, 0);
+	assert_same_hits(r, hs_msgs, NMSGS, NULL);
+	char buf[4096] = "";
+	FILE *f = fmemopen(buf, sizeof(buf) - 1, "w");
+	rules_print_stats(r, f);
+	fclose(f);
+	cr_assert_not_null(strstr(buf, "prefilter database: "), "%s", buf);
+	cr_assert_not_null(strstr(buf, "loaded"), "%s", buf);
+	rules_free(r);
+
+	/* other rules: another key, another file; the current one is kept */
+	r = load("body OTHER /\\d[a-z]\\d/\n");
+	rules_prefilter_db_start(r, dir, RULES_DB_NOW);
+	rules_free(r);
+	free(cache_file(dir, &count));
+	cr_assert_eq(count, 2);
+	free(path);
+	rm_rf(dir);
+	free(dir);
+}
+
+static void damage(const char *path, int how)
+{
+	struct stat sb;
+	cr_assert_eq(stat(path, &sb), 0);
+	if (how == 0) { /* a flipped byte in the middle */
+		int fd = open(path, O_RDWR);
+		cr_assert_geq(fd, 0);
+		unsigned char c;
+		cr_assert_eq(pread(fd, &c, 1, sb.st_size / 2), 1);
+		c ^= 0x5a;
+		cr_assert_eq(pwrite(fd, &c, 1, sb.st_size / 2), 1);
+		close(fd);
+	} else if (how == 1) { /* torn: half written */
+		cr_assert_eq(truncate(path, sb.st_size / 2), 0);
+	} else { /* something else under that name */
+		FILE *f = fopen(path, "w");
+		fputs("not a database\n", f);
+		fclose(f);
+	}
+}
+
+Test(rules_hs, a_damaged_cache_file_is_refused_and_rebuilt)
+{
+	char *dir = tmpdir();
+	rules_t *r = load(hs_rules);
+	if (!have_db(r)) {
+		rules_free(r);
+		rm_rf(dir);
+		free(dir);
+		cr_skip_test("built without Vectorscan");
+	}
+	rules_prefilter_db_start(r, dir, RULES_DB_NOW);
+	rules_free(r);
+	size_t count;
+	char *path = cache_file(dir, &count);
+	cr_assert_eq(count, 1);
+	for (int how = 0; how < 3; how++) {
+		damage(path, how);
+		r = load(hs_rules);
+		rules_prefilter_db_start(r, dir, RULES_DB_CACHED);
+		cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_PENDING,
+		             "damage %d was not noticed", how);
+		assert_same_hits(r, hs_msgs, NMSGS, NULL);
+		rules_free(r);
+		/* the builder writes it afresh, and that one is read */
+		r = load(hs_rules);
+		rules_prefilter_db_start(r, dir, RULES_DB_NOW);
+		cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_BUILT);
+		rules_free(r);
+		r = load(hs_rules);
+		rules_prefilter_db_start(r, dir, RULES_DB_CACHED);
+		cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_LOADED);
+		rules_free(r);
+	}
+	free(path);
+	rm_rf(dir);
+	free(dir);
+}
+
+Test(rules_hs, background_builds_publish_and_survive_a_reload_storm)
+{
+	char *dir = tmpdir();
+	/* rule sets freed while queued or building: the builder holds its own reference */
+	for (int i = 0; i < 5; i++) {
+		rules_t *r = load(hs_rules);
+		if (!have_db(r)) {
+			rules_free(r);
+			rm_rf(dir);
+			free(dir);
+			cr_skip_test("built without Vectorscan");
+		}
+		rules_prefilter_db_start(r, dir, RULES_DB_BACKGROUND);
+		rules_free(r);
+	}
+	rules_t *r = load(hs_rules);
+	rules_prefilter_db_start(r, dir, RULES_DB_BACKGROUND);
+	/* the hits are the same whether the database is there yet or not */
+	assert_same_hits(r, hs_msgs, NMSGS, NULL);
+	cr_assert(rules_prefilter_db_wait(r, 60000), "the background build published");
+	assert_same_hits(r, hs_msgs, NMSGS, NULL);
+	rules_free(r);
+	r = load(hs_rules);
+	rules_prefilter_db_start(r, dir, RULES_DB_CACHED);
+	cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_LOADED);
+	rules_free(r);
+	rm_rf(dir);
+	free(dir);
+}
