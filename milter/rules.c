@@ -551,7 +551,7 @@ int rules_compile_rule(rules_t *r, struct rule *ru, diag_t *d)
 {
 	char *look = lead_as_lookbehind(ru);
 	if (look != NULL) {
-		size_t ncodes = ru->ncodes;
+		size_t ncodes = ru->ncodes, npieces = ru->npieces;
 		diag_t *quiet = diag_new();
 		int rc = compile_piece(r, ru, look, strlen(look), 0, quiet);
 		diag_free(quiet);
@@ -561,6 +561,8 @@ int rules_compile_rule(rules_t *r, struct rule *ru, diag_t *d)
 		/* the original pattern reports its own error, if any */
 		while (ru->ncodes > ncodes)
 			pcre2_code_free(ru->codes[--ru->ncodes]);
+		while (ru->npieces > npieces)
+			free(ru->pieces[--ru->npieces]);
 	}
 	return compile_piece(r, ru, ru->pattern, strlen(ru->pattern), 0, d);
 }
