@@ -191,8 +191,11 @@ static void put_text(struct render *r, const char *p, size_t n)
 	abuf_append(o, p, n);
 }
 
-/* Ends the current line; lines = 2 leaves a blank line (a paragraph). */
-static void put_break(struct render *r, unsigned lines)
+/*
+ * A break or cell ends the text before it: its trailing blanks go, and the
+ * next text is the first after a break. Returns whether any text is out.
+ */
+static bool end_run(struct render *r)
 {
 	abuf_t *o = r->out;
 	r->space = false;
@@ -200,7 +203,14 @@ static void put_break(struct render *r, unsigned lines)
 	while (o->len > r->start && o->data[o->len - 1] == ' ')
 		o->len--;
 	o->data[o->len] = '\0';
-	if (o->len == r->start)
+	return o->len > r->start;
+}
+
+/* Ends the current line; lines = 2 leaves a blank line (a paragraph). */
+static void put_break(struct render *r, unsigned lines)
+{
+	abuf_t *o = r->out;
+	if (!end_run(r))
 		return; /* no blank lines before the first text */
 	unsigned have = 0;
 	while (have < lines && o->len - have > r->start && o->data[o->len - 1 - have] == '\n')
@@ -212,27 +222,15 @@ static void put_break(struct render *r, unsigned lines)
 /* One more line break, however many the text ends with. */
 static void put_newline(struct render *r)
 {
-	abuf_t *o = r->out;
-	r->space = false;
-	r->fresh = true;
-	while (o->len > r->start && o->data[o->len - 1] == ' ')
-		o->len--;
-	o->data[o->len] = '\0';
-	if (o->len > r->start) /* no blank lines before the first text */
-		abuf_putc(o, '\n');
+	if (end_run(r)) /* no blank lines before the first text */
+		abuf_putc(r->out, '\n');
 }
 
 /* A cell or list item: one blank, even at the start of a line. */
 static void put_cell_space(struct render *r)
 {
-	abuf_t *o = r->out;
-	r->space = false;
-	r->fresh = true;
-	while (o->len > r->start && o->data[o->len - 1] == ' ')
-		o->len--;
-	if (o->len > r->start)
-		abuf_putc(o, ' ');
-	o->data[o->len] = '\0';
+	if (end_run(r))
+		abuf_putc(r->out, ' ');
 }
 
 /*
