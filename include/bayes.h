@@ -105,7 +105,7 @@
  *	compared with the message's score without Bayes's own points, and
  *	bayes_autolearn_queue (1000 messages; more are dropped and counted),
  *	bayes_train_mode (train-always, train-on-error, train-until-no-error)
- *	and bayes_train_margin (1), bayes_lr (yes), bayes_lr_rate (0.1),
+ *	and bayes_train_margin (1), bayes_lr (no), bayes_lr_rate (0.1),
  *	bayes_lr_weight (1), bayes_expire_max_tokens (0: no bound),
  *	bayes_touch (yes: the daemon gives the tokens of each message it scores
  *	today's day through the same writer queue, so that expiry judges

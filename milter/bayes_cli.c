@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define LEARN_BATCH_MESSAGES     8000         /* messages per write transaction */
@@ -410,6 +411,146 @@ static void learn_fail(const char *path, int err, void *ud)
 }
 
 /*
+ * One class's messages when a run names both (`--spam A --ham B`): its
+ * files, read one at a time, and the message next to learn in the current
+ * one (an mbox is split at its "From " lines as learn_mbox() splits it).
+ */
+typedef struct learn_class {
+	bayes_op_t op;
+	char **files;
+	size_t n, cap, next;
+	char *data; /* the current file, or NULL */
+	size_t len, pos;
+	bool mbox;
+	uint64_t total_bytes, done_bytes;
+} learn_class_t;
+
+typedef struct learn_collect {
+	learner_t *l;
+	learn_class_t *cls;
+} learn_collect_t;
+
+static int learn_collect_file(const char *path, void *ud)
+{
+	learn_collect_t *c = ud;
+	learn_class_t *k = c->cls;
+	struct stat st;
+	if (stat(path, &st) != 0) {
+		learn_fail(path, errno, c->l);
+		return 0;
+	}
+	if (k->n == k->cap) {
+		k->cap = k->cap ? k->cap * 2 : 64;
+		k->files = xalloc_realloc(k->files, k->cap * sizeof(*k->files));
+	}
+	k->files[k->n++] = xalloc_strdup(path);
+	k->total_bytes += (uint64_t)st.st_size;
+	return 0;
+}
+
+static void learn_collect_fail(const char *path, int err, void *ud)
+{
+	learn_fail(path, err, ((learn_collect_t *)ud)->l);
+}
+
+/* The class's next message, or false when it has none left. */
+static bool learn_class_next(learner_t *l, learn_class_t *k, const char **msg, size_t *len)
+{
+	for (;;) {
+		if (k->data != NULL && k->pos < k->len) {
+			const char *p = k->data + k->pos, *end = k->data + k->len;
+			if (!k->mbox) {
+				*msg = p;
+				*len = k->len;
+				k->pos = k->len;
+				k->done_bytes += k->len;
+				return true;
+			}
+			const char *body = memchr(p, '\n', (size_t)(end - p));
+			body = body ? body + 1 : end;
+			const char *next = body;
+			for (;;) {
+				const char *nl = memchr(next, '\n', (size_t)(end - next));
+				if (nl == NULL) {
+					next = end;
+					break;
+				}
+				next = nl + 1;
+				if ((size_t)(end - next) >= 5 && memcmp(next, "From ", 5) == 0)
+					break;
+			}
+			*msg = body;
+			*len = (size_t)(next - body);
+			k->done_bytes += (uint64_t)(next - p);
+			k->pos = (size_t)(next - k->data);
+			return true;
+		}
+		if (k->data != NULL) {
+			free(k->data);
+			k->data = NULL;
+		}
+		if (k->next >= k->n)
+			return false;
+		const char *path = k->files[k->next++];
+		k->data = scan_read_file(path, &k->len);
+		if (k->data == NULL) {
+			fprintf(stderr, "sift learn: %s: %s\n", path, strerror(errno));
+			l->errors++;
+			continue;
+		}
+		k->pos = 0;
+		k->mbox = k->len >= 5 && memcmp(k->data, "From ", 5) == 0;
+	}
+}
+
+/*
+ * A run that names both classes learns them interleaved, each spread evenly
+ * over the run by the share of its bytes read so far. The logistic
+ * regression learns on-line, and a run of all spam then all ham left it
+ * leaning to the class learned last: on training folds 0-4 scored on 5-6,
+ * recall at 0.1% FPR went from 0.951 (one class after the other) to 0.974
+ * (twenty alternating chunks of each) and 0.987 (a hundred). Counts do not
+ * depend on the order, so Bayes alone learns the same store either way.
+ */
+static void learn_interleaved(learner_t *l, learn_class_t *cls, size_t ncls)
+{
+	for (size_t i = 0; i < ncls; i++) {
+		cls[i].next = 0;
+		cls[i].done_bytes = 0;
+	}
+	bool live[3] = {true, true, true};
+	while (!l->failed) {
+		size_t pick = ncls;
+		double best = 2;
+		for (size_t i = 0; i < ncls; i++) {
+			if (!live[i])
+				continue;
+			double share = cls[i].total_bytes
+			                   ? (double)cls[i].done_bytes / (double)cls[i].total_bytes
+			                   : 0;
+			if (share < best) {
+				best = share;
+				pick = i;
+			}
+		}
+		if (pick == ncls)
+			break;
+		const char *msg;
+		size_t len;
+		if (!learn_class_next(l, &cls[pick], &msg, &len)) {
+			live[pick] = false;
+			continue;
+		}
+		l->op = cls[pick].op;
+		learn_message(l, msg, len);
+	}
+	for (size_t i = 0; i < ncls; i++) {
+		free(cls[i].data);
+		cls[i].data = NULL;
+	}
+}
+
+/*
  * Bulk learning's memory is fresh: the batch's keys, the store's sums, and
  * LMDB's copies of every page a commit rewrites (most of the tree) are
  * touched once each, so a run takes a page fault per 4 KiB, tens of
@@ -452,6 +593,9 @@ static int read_settings(cli_ctx_t *ctx, bayes_settings_t *set)
 	return 0;
 }
 
+static int learn_run(cli_ctx_t *ctx, const char **paths, const bayes_op_t *ops, size_t npaths,
+                     const char *mode);
+
 int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {{"spam", no_argument, NULL, 's'},
@@ -459,26 +603,63 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	                                     {"forget", no_argument, NULL, 'f'},
 	                                     {"mode", required_argument, NULL, 'm'},
 	                                     {NULL, 0, NULL, 0}};
-	int spam = -1, c;
-	bool forget = false;
+	int c;
+	bool bad = false;
 	const char *mode = NULL;
-	learner_t l = {0};
+	/*
+	 * Each operand is learned as the class named last before it, so one run
+	 * can take both (`--spam A --ham B`); the operands are kept in order.
+	 */
+	int cur = -1; /* a bayes_op_t, or -1 before the first class */
+	unsigned used = 0;
+	const char **paths = xalloc_calloc((size_t)argc, sizeof(*paths));
+	bayes_op_t *ops = xalloc_calloc((size_t)argc, sizeof(*ops));
+	size_t npaths = 0;
 
 	optind = 0; /* argv[0] is the command; 0 also resets glibc's getopt state */
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "-", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': spam = 1; break;
-		case 'h': spam = 0; break;
-		case 'f': forget = true; break;
+		case 's': cur = BAYES_LEARN_SPAM; break;
+		case 'h': cur = BAYES_LEARN_HAM; break;
+		case 'f': cur = BAYES_FORGET; break;
 		case 'm': mode = optarg; break;
-		default: spam = -2; break;
+		case 1:
+			if (cur < 0) {
+				bad = true;
+				break;
+			}
+			paths[npaths] = optarg;
+			ops[npaths++] = (bayes_op_t)cur;
+			used |= 1u << cur;
+			break;
+		default: bad = true; break;
 		}
 	}
-	if ((spam < 0 && !forget) || spam == -2 || optind >= argc) {
-		fprintf(stderr, "usage: sift learn --spam|--ham|--forget [--mode train-always|"
-		                "train-on-error|train-until-no-error] FILE|DIR|MBOX...\n");
+	bool forget = (used & (1u << BAYES_FORGET)) != 0;
+	if (bad || npaths == 0 || (forget && used != 1u << BAYES_FORGET)) {
+		fprintf(stderr, "usage: sift learn [--mode train-always|train-on-error|"
+		                "train-until-no-error] --spam|--ham FILE|DIR|MBOX... "
+		                "[--spam|--ham FILE|DIR|MBOX...]...\n"
+		                "       sift learn --forget FILE|DIR|MBOX...\n");
+		free(paths);
+		free(ops);
 		return 2;
 	}
+	int rc = learn_run(ctx, paths, ops, npaths, mode);
+	free(paths);
+	free(ops);
+	return rc;
+}
+
+static int learn_run(cli_ctx_t *ctx, const char **paths, const bayes_op_t *ops, size_t npaths,
+                     const char *mode)
+{
+	learner_t l = {0};
+	bool forget = ops[0] == BAYES_FORGET;
+	size_t nspam = 0, nham = 0;
+	for (size_t i = 0; i < npaths; i++)
+		ops[i] == BAYES_LEARN_SPAM ? nspam++ : nham++;
+	bool mixed = !forget && nspam > 0 && nham > 0;
 	/*
 	 * The pipeline as `sift check` and the daemon build it: the message
 	 * bounds are read by their one reader with one set of bounds, and
@@ -528,7 +709,7 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 		return 1;
 	}
 	bayes_store_set_bound(l.store, l.set.expire_max_tokens);
-	l.op = forget ? BAYES_FORGET : spam ? BAYES_LEARN_SPAM : BAYES_LEARN_HAM;
+	l.op = ops[0];
 	/*
 	 * Bulk learning allocates and frees the same large buffers (message
 	 * arenas, key pools, batch sums) over and over; left to its defaults
@@ -539,6 +720,13 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 256 << 20);
 	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	learn_reserve_heap();
+	learn_class_t cls[2] = {{.op = BAYES_LEARN_SPAM}, {.op = BAYES_LEARN_HAM}};
+	if (mixed)
+		for (size_t i = 0; i < npaths; i++) {
+			learn_collect_t col = {&l, &cls[ops[i] == BAYES_LEARN_SPAM ? 0 : 1]};
+			scan_walk(paths[i], LEARN_MAX_DEPTH, learn_collect_file, learn_collect_fail,
+			          &col);
+		}
 	double t0 = now_s();
 	/* train-until-no-error: passes until one learns nothing (or the cap). */
 	int passes = 0, max_passes = l.mode == BAYES_TRAIN_UNTIL_NO_ERROR ? LEARN_MAX_PASSES : 1;
@@ -547,8 +735,11 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 		l.pass_errors = 0;
 		learned_before = l.total.learned + l.total.relearned;
 		passes++;
-		for (int i = optind; i < argc && !l.failed; i++)
-			scan_walk(argv[i], LEARN_MAX_DEPTH, learn_visit, learn_fail, &l);
+		if (mixed)
+			learn_interleaved(&l, cls, 2);
+		else
+			for (size_t i = 0; i < npaths && !l.failed; i++)
+				scan_walk(paths[i], LEARN_MAX_DEPTH, learn_visit, learn_fail, &l);
 		learner_flush(&l);
 	} while (!l.failed && passes < max_passes &&
 	         (l.pass_errors > 0 || l.total.learned + l.total.relearned > learned_before));
@@ -567,7 +758,15 @@ int bayes_cmd_learn(cli_ctx_t *ctx, int argc, char **argv)
 	free(l.pfirst);
 	free(l.pidx);
 
-	const char *what = forget ? "forgot" : spam ? "learned as spam" : "learned as ham";
+	for (size_t i = 0; i < 2; i++) {
+		for (size_t j = 0; j < cls[i].n; j++)
+			free(cls[i].files[j]);
+		free(cls[i].files);
+	}
+	const char *what = forget                       ? "forgot"
+	                   : mixed                      ? "learned as spam and as ham"
+	                   : ops[0] == BAYES_LEARN_SPAM ? "learned as spam"
+	                                                : "learned as ham";
 	printf("%zu message(s) read, %s: %zu new, %zu moved from the other class, "
 	       "%zu already known, %zu removed, %zu never learned; %.2f s, %.0f msgs/s\n",
 	       l.messages, what, l.total.learned, l.total.relearned, l.total.already,

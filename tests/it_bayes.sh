@@ -111,6 +111,53 @@ check "batched regression weights equal one-by-one learning's" \
 	       if (!($1 in w) || c[$1] != $2 "/" $3 || d > 1e-5 * (a > 1 ? a : 1)) bad++ }
 	     END { exit !(bad == 0 && FNR == NR - FNR && FNR > 0) }' "$D/lr-batch.w" "$D/lr-single.w"
 
+# ------------------------------------------------------------ both classes in one run
+# `sift learn --spam A --ham B` interleaves the classes by the share of
+# their bytes read, so the on-line regression does not end leaning to the
+# class learned last. With messages of one size the order is spam, ham,
+# spam, ham...: the weights must equal learning them one by one in that
+# order, and differ from all the spam then all the ham.
+mkdir -p "$D/mix/spam" "$D/mix/ham"
+for c in spam ham; do
+	for i in 1 2 3 4 5 6; do
+		# (class words of four letters: every file is 600 bytes)
+		awk -v c=$c -v i=$i 'BEGIN { srand(i * (c == "spam" ? 3 : 5)); if (c == "ham") c = "eggs"
+			printf "From: %s%d@example.com\nSubject: %s number %d\n\n", c, i, c, i
+			for (w = 0; w < 60; w++) printf "%s%03d ", (w % 3 ? "common" : c), int(rand() * 100)
+			printf "\n" }' | head -c 600 >"$D/mix/$c/m$i.eml"
+	done
+done
+printf 'rules = %s/rules\nbayes_lr = yes\nbayes_map_size = 16M\n' "$top_srcdir" >"$D/mix.conf"
+for mode in mixed pairs sorted; do
+	SM="$SIFT -c $D/mix.conf -d $D/mix-$mode"
+	case $mode in
+	mixed) out=$($SM learn --spam "$D/mix/spam" --ham "$D/mix/ham" 2>&1) ;;
+	pairs) for i in 1 2 3 4 5 6; do
+		$SM learn --spam "$D/mix/spam/m$i.eml" >/dev/null 2>&1
+		$SM learn --ham "$D/mix/ham/m$i.eml" >/dev/null 2>&1
+	done ;;
+	sorted) $SM learn --spam "$D/mix/spam" >/dev/null 2>&1
+		$SM learn --ham "$D/mix/ham" >/dev/null 2>&1 ;;
+	esac
+	$SM bayes dump | awk '$1 == "token" { print $2, $3, $4, $6 }' | sort >"$D/mix-$mode.w"
+done
+check "learn --spam DIR --ham DIR: one run learns both" \
+	has "$out" "12 message(s) read, learned as spam and as ham: 12 new"
+same_w() {
+	awk 'NR == FNR { w[$1] = $4; c[$1] = $2 "/" $3; next }
+	     { d = w[$1] - $4; if (d < 0) d = -d; a = $4 < 0 ? -$4 : $4
+	       if (!($1 in w) || c[$1] != $2 "/" $3 || d > 1e-5 * (a > 1 ? a : 1)) bad++ }
+	     END { exit !(bad == 0 && FNR == NR - FNR && FNR > 0) }' "$1" "$2"
+}
+check "one run of both classes steps as spam, ham, spam, ham..." \
+	same_w "$D/mix-mixed.w" "$D/mix-pairs.w"
+check "which is not the order of all spam, then all ham" \
+	sh -c '! cmp -s "$1" "$2"' - "$D/mix-mixed.w" "$D/mix-sorted.w"
+out=$($SIFT -c "$D/mix.conf" -d "$D/mix-bad" learn "$D/mix/spam" 2>&1)
+check "a path before any class is a usage error" [ $? -eq 2 ]
+out=$($SIFT -c "$D/mix.conf" -d "$D/mix-bad" learn --forget "$D/mix/spam" --ham "$D/mix/ham" 2>&1)
+check "forgetting does not mix with learning" has "$out" "usage:"
+
 # ------------------------------------------------------------ a full map
 printf 'bayes_map_size = 64K\nrules = %s/rules\n' "$top_srcdir" >"$D/tiny.conf"
 # 400 messages of 40 words never seen elsewhere: far more than 64 KiB of tokens.

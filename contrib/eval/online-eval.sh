@@ -14,9 +14,12 @@
 #              (spam-2, easy-ham-2) scored and learned in date order;
 #     03-2002  the reverse;
 #     split    the fixed split as a batch: folds 0-6 learned, folds 7-9
-#              scored without learning (both in date order).
+#              scored without learning (both in date order); TRAIN_FOLDS
+#              and TEST_FOLDS choose other folds, for cross-validation
+#              on the training folds.
 #   KEY=VALUE are passed to the Sift driver (bayes_* keys, mode=, margin=).
 # environment: BUILDDIR (default .), WORK (default a new temp dir, removed),
+#   TRAIN_FOLDS, TEST_FOLDS (the split run's folds),
 #   BOGOFILTER=0 to skip bogofilter.
 # output: one figures line per filter (contrib/eval/online.py), and the
 #   store sizes along the stream.
@@ -29,6 +32,8 @@ run=${2:?run: all, 2002-03, 03-2002 or split}
 shift 2
 BUILDDIR=$(cd "${BUILDDIR:-.}" && pwd)
 BOGOFILTER=${BOGOFILTER:-1}
+TRAIN_FOLDS=${TRAIN_FOLDS:-0 1 2 3 4 5 6}
+TEST_FOLDS=${TEST_FOLDS:-7 8 9}
 if [ -z "${WORK:-}" ]; then
 	WORK=$(mktemp -d /tmp/online-eval.XXXXXX)
 	trap 'rm -rf "$WORK"' EXIT
@@ -62,8 +67,10 @@ split)
 	# learns in order; a class at a time would skew it), the test folds
 	# scored in date order.
 	python3 "$here/order.py" "$corpus" "$manifest" > "$WORK/ordered"
-	awk -F'\t' '$5 <= 6 { print "warm-" $1 "\t" $2 "\t" $3 }' "$WORK/ordered" > "$WORK/stream"
-	awk -F'\t' '$5 >= 7 { print $1 "\t" $2 "\t" $3 }' "$WORK/ordered" >> "$WORK/stream"
+	awk -F'\t' -v f=" $TRAIN_FOLDS " 'index(f, " " $5 " ") { print "warm-" $1 "\t" $2 "\t" $3 }' \
+		"$WORK/ordered" > "$WORK/stream"
+	awk -F'\t' -v f=" $TEST_FOLDS " 'index(f, " " $5 " ") { print $1 "\t" $2 "\t" $3 }' \
+		"$WORK/ordered" >> "$WORK/stream"
 	;;
 *) echo "online-eval.sh: unknown run $run" >&2; exit 2 ;;
 esac

@@ -34,8 +34,8 @@ sh "$here/split.sh" "$root" "$manifest" "$WORK" > /dev/null
 	printf 'state_dir = %s\nrules = %s\nbayes_map_size = 1G\n' "$WORK/state" "$RULES"
 	[ -n "${EXTRA_CONF:-}" ] && printf '%s\n' "$EXTRA_CONF"
 } > "$WORK/sift.conf"
-"$SIFT" -c "$WORK/sift.conf" learn --spam "$WORK/train-spam.mbox" > /dev/null
-"$SIFT" -c "$WORK/sift.conf" learn --ham "$WORK/train-ham.mbox" > /dev/null
+"$SIFT" -c "$WORK/sift.conf" learn --spam "$WORK/train-spam.mbox" \
+	--ham "$WORK/train-ham.mbox" > /dev/null
 tr '\n' '\0' < "$WORK/test.lst" | xargs -0 "$SIFT" -c "$WORK/sift.conf" check --tsv \
 	> "$WORK/check.tsv"
 [ "$(wc -l < "$WORK/check.tsv")" -eq "$(wc -l < "$WORK/test.lst")" ] || {
