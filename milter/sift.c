@@ -34,25 +34,27 @@ struct global_opts {
 
 static void usage(FILE *fp)
 {
-	fprintf(fp, "usage: sift [-c FILE] [-d DIR] COMMAND [ARGS...]\n"
-	            "commands:\n"
-	            "  check [--tsv] [--timing] [-r PATH]... [--ip IP] [--helo NAME] [--from ADDR] "
-	            "FILE|DIR...\n"
-	            "                     score messages offline and explain every point\n"
-	            "  rules qa|fit [-r PATH]... (--manifest FILE --root DIR [--folds 0-6] | "
-	            "--spam DIR --ham DIR)\n"
-	            "                     rule QA on labelled mail; fit the scores to it\n"
-	            "  lint [FILE|DIR...] validate the configuration and rules (default: the "
-	            "configured ones)\n"
-	            "  learn --spam|--ham [--forget] FILE|DIR|MBOX...\n"
-	            "                     train the Bayes store (or forget messages)\n"
-	            "  bayes stats|dump|load|expire|compact\n"
-	            "                     maintain the Bayes store\n"
-	            "  block add|del|list|export ...\n"
-	            "                     manage the shared block and allow lists\n"
-	            "  stats [--url URL] [--watch SECONDS [--count N]] [--raw]\n"
-	            "                     the running daemon's figures (from metrics_listen)\n"
-	            "  version            print the version\n");
+	fprintf(fp,
+	        "usage: sift [-c FILE] [-d DIR] COMMAND [ARGS...]\n"
+	        "commands:\n"
+	        "  check [--tsv] [--timing] [-r PATH]... [--ip IP] [--helo NAME] [--from ADDR] "
+	        "FILE|DIR...\n"
+	        "                     score messages offline and explain every point\n"
+	        "  rules qa|fit [-r PATH]... (--manifest FILE --root DIR [--folds 0-6] | "
+	        "--spam DIR --ham DIR)\n"
+	        "                     rule QA on labelled mail; fit the scores to it\n"
+	        "  lint [FILE|DIR...] validate the configuration and rules (default: the "
+	        "configured ones)\n"
+	        "  learn [--mode MODE] --spam|--ham|--forget FILE|DIR|MBOX... [--ham|--spam ...]\n"
+	        "                     train the Bayes store (both classes in one run are\n"
+	        "                     interleaved), or forget messages\n"
+	        "  bayes stats|dump|load|expire|compact\n"
+	        "                     maintain the Bayes store\n"
+	        "  block add|del|list|export ...\n"
+	        "                     manage the shared block and allow lists\n"
+	        "  stats [--url URL] [--watch SECONDS [--count N]] [--raw]\n"
+	        "                     the running daemon's figures (from metrics_listen)\n"
+	        "  version            print the version\n");
 }
 
 /* Loads the configuration named by -c (or the defaults) with -d applied. */
