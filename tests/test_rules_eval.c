@@ -612,7 +612,7 @@ Test(rules_eval, unimplemented_evals_warn_with_their_reason_and_bad_arguments_fa
 	rules_t *r = rules_load_text("t.cf",
 	                             "header R eval:check_razor2()\n"
 	                             "header S eval:check_for_spf_welcomelist_from()\n"
-	                             "rawbody M eval:check_for_mime('mime_qp_long_line')\n"
+	                             "body M eval:check_msg_parse_flags('truncated_header')\n"
 	                             "header OK eval:subject_is_all_caps()\n",
 	                             NULL, d);
 	cr_assert_not_null(r);
@@ -620,8 +620,8 @@ Test(rules_eval, unimplemented_evals_warn_with_their_reason_and_bad_arguments_fa
 	cr_assert(diag_has(
 	    d,
 	    "t.cf:2: warning: skipped eval test check_for_spf_welcomelist_from (SPF welcomelists"));
-	cr_assert(
-	    diag_has(d, "t.cf:3: warning: skipped eval test check_for_mime(mime_qp_long_line)"));
+	cr_assert(diag_has(
+	    d, "t.cf:3: warning: skipped eval test check_msg_parse_flags(truncated_header)"));
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "OK")));
 	cr_assert_eq(diag_warnings(d), 3, "one warning per reason");
 	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "R")));
@@ -1025,6 +1025,192 @@ Test(rules_eval, mime_fake_ascii_and_needless_quoted_printable)
 	cr_assert_not(hits(r, needless, "PP_MIME_FAKE_ASCII_TEXT"), "escapes are ASCII");
 	cr_assert(hits(r, needless, "QP"));
 	cr_assert_not(hits(r, needed, "QP"), "=E9 is needed, a trailing =20 too");
+	rules_free(r);
+}
+
+/* tmpl with its first "@" replaced by a and its second by b, in buf. */
+static const char *fill(char *buf, size_t cap, const char *tmpl, const char *a, const char *b)
+{
+	size_t n = 0;
+	const char *args[2] = {a, b};
+	int k = 0;
+	for (const char *t = tmpl; *t && n + 1 < cap; t++) {
+		if (*t == '@' && k < 2) {
+			for (const char *v = args[k++]; *v && n + 1 < cap; v++)
+				buf[n++] = *v;
+		} else {
+			buf[n++] = *t;
+		}
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+Test(rules_eval, mime_qp_escapes_count_in_quoted_printable_parts_only)
+{
+	rules_t *r =
+	    load("rawbody __MIME_QP eval:check_for_mime('mime_qp_count')\nmeta QP __MIME_QP\n");
+	/* "=41" in the 7bit part is text, not an escape; the QP part needs its =E9 */
+	const char *mixed = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                    "--b\nContent-Transfer-Encoding: quoted-printable\n\ncaf=E9\n"
+	                    "--b\nContent-Transfer-Encoding: 7bit\n\nkey=41 value=20x\n--b--\n";
+	cr_assert_not(hits(r, mixed, "QP"));
+	const char *needless = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                       "--b\nContent-Transfer-Encoding: 7bit\n\nplain\n"
+	                       "--b\nContent-Transfer-Encoding: quoted-printable\n\n=48i\n--b--\n";
+	cr_assert(hits(r, needless, "QP"));
+	rules_free(r);
+}
+
+Test(rules_eval, mime_qp_long_line_counts_raw_lines_over_78_characters)
+{
+	rules_t *r = load("rawbody MIME_QP_LONG_LINE eval:check_for_mime('mime_qp_long_line')\n");
+	char line78[79], line79[80], msg[512];
+	memset(line78, 'a', 78);
+	line78[78] = '\0';
+	memset(line79, 'a', 79);
+	line79[79] = '\0';
+	const char *fmt = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                  "--b\nContent-Transfer-Encoding: @\n\n@\nend\n--b--\n";
+	fill(msg, sizeof(msg), fmt, "quoted-printable", line79);
+	cr_assert(hits(r, msg, "MIME_QP_LONG_LINE"));
+	fill(msg, sizeof(msg), fmt, "quoted-printable", line78);
+	cr_assert_not(hits(r, msg, "MIME_QP_LONG_LINE"), "78 characters and the break are allowed");
+	fill(msg, sizeof(msg), fmt, "7bit", line79);
+	cr_assert_not(hits(r, msg, "MIME_QP_LONG_LINE"), "not quoted-printable");
+	char spam[128];
+	snprintf(spam, sizeof(spam), "SPAM: %s", line78);
+	fill(msg, sizeof(msg), fmt, "quoted-printable", spam);
+	cr_assert_not(hits(r, msg, "MIME_QP_LONG_LINE"), "SpamAssassin's own report lines");
+	rules_free(r);
+}
+
+Test(rules_eval, mime_parse_flags_epilogue_missing_headers_and_separator)
+{
+	rules_t *r =
+	    load("body T_TVD_MIME_EPI eval:check_msg_parse_flags('mime_epilogue_exists')\n"
+	         "body T_TVD_MIME_NO_HEADERS eval:check_msg_parse_flags('missing_mime_headers')\n"
+	         "body MISSING_MIME_HB_SEP "
+	         "eval:check_msg_parse_flags('missing_mime_head_body_separator')\n");
+	const char *clean = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\npreamble\n"
+	                    "--b\nContent-Type: text/plain\n\none\n"
+	                    "--b\nContent-Type: text/plain\n\ntwo\n--b--\n\n.\n \n";
+	cr_assert_not(hits(r, clean, "T_TVD_MIME_EPI"), "blanks and dots are no epilogue");
+	cr_assert_not(hits(r, clean, "T_TVD_MIME_NO_HEADERS"));
+	cr_assert_not(hits(r, clean, "MISSING_MIME_HB_SEP"));
+	const char *epi = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                  "--b\nContent-Type: text/plain\n\none\n--b--\nvisit example.com\n";
+	cr_assert(hits(r, epi, "T_TVD_MIME_EPI"));
+	/* an inner multipart's epilogue ends at its parent's next delimiter */
+	const char *inner = "Content-Type: multipart/mixed; boundary=o\nSubject: x\n\n"
+	                    "--o\nContent-Type: multipart/alternative; boundary=i\n\n"
+	                    "--i\nContent-Type: text/plain\n\none\n--i--\ntrailer\n"
+	                    "--o--\n";
+	cr_assert(hits(r, inner, "T_TVD_MIME_EPI"));
+	const char *noclose = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                      "--b\nContent-Type: text/plain\n\none\nmore text\n";
+	cr_assert_not(hits(r, noclose, "T_TVD_MIME_EPI"), "no close delimiter, no epilogue");
+	const char *nohdr = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                    "--b\nContent-Type: text/plain\n\none\n--b\n\ntwo\n--b--\n";
+	cr_assert(hits(r, nohdr, "T_TVD_MIME_NO_HEADERS"));
+	cr_assert_not(hits(r, nohdr, "MISSING_MIME_HB_SEP"), "an empty header block is separated");
+	const char *nosep = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                    "--b\nContent-Type: text/plain\nhello there\n--b--\n";
+	cr_assert(hits(r, nosep, "MISSING_MIME_HB_SEP"));
+	cr_assert_not(hits(r, nosep, "T_TVD_MIME_NO_HEADERS"));
+	const char *first = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                    "--b\nhello\n--b--\n";
+	cr_assert(hits(r, first, "T_TVD_MIME_NO_HEADERS"), "the first delimiter too");
+	cr_assert(hits(r, first, "MISSING_MIME_HB_SEP"));
+	cr_assert_not(hits(r, "Subject: x\n\nplain text\n--b--\nmore\n", "T_TVD_MIME_EPI"),
+	              "not multipart");
+	rules_free(r);
+}
+
+Test(rules_eval, mime_base64_line_length)
+{
+	rules_t *r = load("body BASE64_LENGTH_78_79 eval:check_base64_length('78','79')\n"
+	                  "body BASE64_LENGTH_79_INF eval:check_base64_length('79')\n");
+	char l76[77], l77[78], l78[79], l79[80], msg[512];
+	memset(l76, 'Q', 76);
+	l76[76] = '\0';
+	memset(l77, 'Q', 77);
+	l77[77] = '\0';
+	memset(l78, 'Q', 78);
+	l78[78] = '\0';
+	memset(l79, 'Q', 79);
+	l79[79] = '\0';
+	const char *fmt = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                  "--b\nContent-Type: @\nContent-Transfer-Encoding: base64\n\n@\nQQ==\n"
+	                  "--b--\n";
+	fill(msg, sizeof(msg), fmt, "application/octet-stream", l76);
+	cr_assert_not(hits(r, msg, "BASE64_LENGTH_78_79"), "76 characters and the break");
+	cr_assert_not(hits(r, msg, "BASE64_LENGTH_79_INF"));
+	fill(msg, sizeof(msg), fmt, "application/octet-stream", l77);
+	cr_assert(hits(r, msg, "BASE64_LENGTH_78_79"));
+	cr_assert_not(hits(r, msg, "BASE64_LENGTH_79_INF"));
+	fill(msg, sizeof(msg), fmt, "application/octet-stream", l78);
+	cr_assert(hits(r, msg, "BASE64_LENGTH_78_79"), "both ranges hold 79");
+	cr_assert(hits(r, msg, "BASE64_LENGTH_79_INF"));
+	fill(msg, sizeof(msg), fmt, "application/octet-stream", l79);
+	cr_assert_not(hits(r, msg, "BASE64_LENGTH_78_79"));
+	cr_assert(hits(r, msg, "BASE64_LENGTH_79_INF"));
+	fill(msg, sizeof(msg), fmt, "application/ics", l78);
+	cr_assert_not(hits(r, msg, "BASE64_LENGTH_79_INF"), "calendar invitations are exempt");
+	rules_free(r);
+}
+
+Test(rules_eval, mime_abundant_unicode_escapes_in_plain_text)
+{
+	rules_t *r = load("body PP_TOO_MUCH_UNICODE05 eval:check_abundant_unicode_ratio(0.05)\n");
+	cr_assert(hits(r, "Subject: x\n\n&#x0412;&#x0438;&#x0430;&#x0433;&#x0440;&#x0430; now\n",
+	               "PP_TOO_MUCH_UNICODE05"));
+	cr_assert_not(hits(r, "Subject: x\n\nplain text with one &#x0412; in a long line\n",
+	                   "PP_TOO_MUCH_UNICODE05"));
+	cr_assert_not(hits(r, "Subject: x\n\n&#x04a0;&#x04b0;&#x04c0; lower-case hex\n",
+	                   "PP_TOO_MUCH_UNICODE05"),
+	              "SpamAssassin matches capital hex digits only");
+	cr_assert_not(hits(r, "Content-Type: text/html\nSubject: x\n\n&#x0412;&#x0438;&#x0430;\n",
+	                   "PP_TOO_MUCH_UNICODE05"),
+	              "HTML may use them");
+	rules_free(r);
+}
+
+Test(rules_eval, mime_alternative_non_text_and_multipart_ratio)
+{
+	rules_t *r = load("body MULTIPART_ALT_NON_TEXT eval:check_ma_non_text()\n"
+	                  "body MIME_HTML_MOSTLY eval:check_mime_multipart_ratio('0.00','0.01')\n"
+	                  "body CHARSET_FARAWAY eval:check_for_faraway_charset()\n");
+	const char *img = "Content-Type: multipart/alternative; boundary=b\nSubject: x\n\n"
+	                  "--b\nContent-Type: text/plain\n\nhi\n"
+	                  "--b\nContent-Type: image/gif\n\nGIF89a\n--b--\n";
+	const char *rtf = "Content-Type: multipart/alternative; boundary=b\nSubject: x\n\n"
+	                  "--b\nContent-Type: text/plain\n\nhi\n"
+	                  "--b\nContent-Type: application/rtf\n\n{\\rtf1}\n--b--\n";
+	const char *nested = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                     "--b\nContent-Type: multipart/alternative; boundary=c\n\n"
+	                     "--c\nContent-Type: text/plain\n\nhi\n--c--\n"
+	                     "--b\nContent-Type: image/gif\n\nGIF89a\n--b--\n";
+	cr_assert(hits(r, img, "MULTIPART_ALT_NON_TEXT"));
+	cr_assert_not(hits(r, rtf, "MULTIPART_ALT_NON_TEXT"));
+	cr_assert_not(hits(r, nested, "MULTIPART_ALT_NON_TEXT"), "the image is not an alternative");
+	char big[600], msg[1024];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	const char *fmt = "Content-Type: multipart/alternative; boundary=b\nSubject: x\n\n"
+	                  "--b\nContent-Type: text/plain\n\n@\n"
+	                  "--b\nContent-Type: text/html\n\n<p>@</p>\n--b--\n";
+	fill(msg, sizeof(msg), fmt, "", big);
+	cr_assert(hits(r, msg, "MIME_HTML_MOSTLY"), "an empty text alternative");
+	fill(msg, sizeof(msg), fmt, "the same text", "the same text");
+	cr_assert_not(hits(r, msg, "MIME_HTML_MOSTLY"));
+	cr_assert_not(hits(r, img, "MIME_HTML_MOSTLY"), "no HTML part");
+	cr_assert_not(
+	    hits(r,
+	         "Content-Type: text/plain; charset=koi8-r\nSubject: x\n\n\xf0\xf2\xe9\xf7"
+	         "\xe5\xf4\n",
+	         "CHARSET_FARAWAY"),
+	    "ok_locales is all");
 	rules_free(r);
 }
 
