@@ -835,6 +835,79 @@ Test(rules_eval, the_score_set_follows_what_is_configured)
 
 /* ---------------------------------------------------------------- HTMLEval */
 
+Test(rules_eval, html_iframe_src_title_subject_ratio_and_charset_faraway)
+{
+	rules_t *r = load("body HTML_IFRAME_SRC eval:check_iframe_src()\n"
+	                  "body __HTML_TITLE_SUBJ_DIFF eval:html_title_subject_ratio('3.5')\n"
+	                  "body __HTML_CHARSET_FARAWAY eval:html_charset_faraway()\n"
+	                  "meta TITLE __HTML_TITLE_SUBJ_DIFF\nmeta FAR __HTML_CHARSET_FARAWAY\n");
+	const char *h = "Content-Type: text/html\nSubject: Hi\n\n";
+	char msg[512];
+	snprintf(msg, sizeof(msg), "%s<iframe src=\"http://example.com/x\"></iframe>\n", h);
+	cr_assert(hits(r, msg, "HTML_IFRAME_SRC"));
+	snprintf(msg, sizeof(msg), "%s<iframe src=\" \"></iframe><img src=\"a.gif\">\n", h);
+	cr_assert_not(hits(r, msg, "HTML_IFRAME_SRC"), "an empty source loads nothing");
+	/* "Hi\n" is 3 characters: a title of 11 is 3.67 times as long */
+	snprintf(msg, sizeof(msg), "%s<title>Cheap meds!</title><p>x</p>\n", h);
+	cr_assert(hits(r, msg, "TITLE"));
+	snprintf(msg, sizeof(msg), "%s<title>Cheap med</title><p>x</p>\n", h);
+	cr_assert_not(hits(r, msg, "TITLE"), "3 times as long");
+	cr_assert_not(hits(r, "Content-Type: text/html\n\n<title>Cheap meds!</title>\n", "TITLE"),
+	              "no Subject");
+	snprintf(msg, sizeof(msg),
+	         "Content-Type: text/html; charset=koi8-r\nSubject: Hi\n\n<p>\xf0\xf2\xe9</p>\n");
+	cr_assert_not(hits(r, msg, "FAR"), "ok_locales is all");
+	rules_free(r);
+}
+
+Test(rules_eval, html_range_obfuscation_extra_closing_and_unknown_tags)
+{
+	rules_t *r =
+	    load("body HTML_OBFUSCATE_90_100 eval:html_range('obfuscation_ratio','.9','1.0')\n"
+	         "body HTML_OBFUSCATE_05_10 eval:html_range('obfuscation_ratio','.05','.1')\n"
+	         "body HTML_OBFUSCATE_20_30 eval:html_range('obfuscation_ratio','.2','.3')\n"
+	         "body HTML_EXTRA_CLOSE eval:html_range('closed_extra_ratio', '0.09', 'inf')\n"
+	         "body HTML_BADTAG_90_100 eval:html_range('bad_tag_ratio','0.90','1.00')\n"
+	         "body HTML_NONELEMENT_40_50 eval:html_range('non_element_ratio','0.40','0.50')\n");
+	const char *h = "Content-Type: text/html\nSubject: s\n\n";
+	char msg[1024];
+	/* two words split by the two tags: 2 / 2 */
+	snprintf(msg, sizeof(msg), "%sV<b>i</b>agra\n", h);
+	cr_assert(hits(r, msg, "HTML_OBFUSCATE_90_100"));
+	cr_assert_not(hits(r, msg, "HTML_EXTRA_CLOSE"));
+	snprintf(msg, sizeof(msg), "%sV<br>i<br>agra\n", h);
+	cr_assert_not(hits(r, msg, "HTML_OBFUSCATE_90_100"), "a line break separates words");
+	snprintf(msg, sizeof(msg), "%sV <b>i</b> agra, &amp;<i>x</i>\n", h);
+	cr_assert_not(hits(r, msg, "HTML_OBFUSCATE_90_100"), "spaces and punctuation separate");
+	cr_assert_not(hits(r, msg, "HTML_OBFUSCATE_05_10"));
+	snprintf(msg, sizeof(msg),
+	         "Content-Type: text/html; charset=windows-1252\nSubject: s\n\n"
+	         "\x93<u>Join</u>\x94 and \xe9<u>t\xe9</u>\n");
+	/* only the accented word is split (1 / 4): the quotes are punctuation */
+	cr_assert(hits(r, msg, "HTML_OBFUSCATE_20_30"),
+	          "curly double quotes are plain ones to SpamAssassin, a letter is a letter");
+	/* one split word among 14 tags: 1 / 14 */
+	snprintf(msg, sizeof(msg),
+	         "%s<html><body><p>one</p><p>two</p><p>th<b>ree</b></p><p>x</p></body></html>\n",
+	         h);
+	cr_assert(hits(r, msg, "HTML_OBFUSCATE_05_10"));
+	cr_assert_not(hits(r, msg, "HTML_OBFUSCATE_90_100"));
+	/* two closing tags with nothing open among three tags */
+	snprintf(msg, sizeof(msg), "%s</b></i>text<p>\n", h);
+	cr_assert(hits(r, msg, "HTML_EXTRA_CLOSE"));
+	/* ten tags no HTML 4 element, one <p>: 10 / 11; two names of which one unknown */
+	snprintf(msg, sizeof(msg),
+	         "%s<p><foo>a<foo>b<foo>c<foo>d<foo>e<foo>f<foo>g<foo>h<foo>i<foo>j\n", h);
+	cr_assert(hits(r, msg, "HTML_BADTAG_90_100"));
+	cr_assert(hits(r, msg, "HTML_NONELEMENT_40_50"));
+	snprintf(msg, sizeof(msg), "%s<foo>a<foo>b<foo>c\n", h);
+	cr_assert_not(hits(r, msg, "HTML_BADTAG_90_100"),
+	              "no element at all leaves the ratio undefined");
+	snprintf(msg, sizeof(msg), "%s<o:p>a</o:p><p>b</p>\n", h);
+	cr_assert_not(hits(r, msg, "HTML_NONELEMENT_40_50"), "Office's namespace tags count");
+	rules_free(r);
+}
+
 Test(rules_eval, html_tags_balance_length_and_image_only)
 {
 	rules_t *r = load("body __TAG_EXISTS_HTML eval:html_tag_exists('html')\n"
