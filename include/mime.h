@@ -104,7 +104,10 @@ enum {
 	MIME_F_EPILOGUE = 1u << 9,
 	MIME_F_PART_NO_HEADERS = 1u << 10,
 	MIME_F_PART_NO_SEPARATOR = 1u << 11,
+	/* a URL longer than MIME_LONG_URI_BYTES, where SpamAssassin cuts them */
+	MIME_F_LONG_URI = 1u << 12,
 };
+#define MIME_LONG_URI_BYTES 8192
 
 typedef struct mime_part {
 	unsigned depth;           /* 0 for the message itself */

@@ -1221,6 +1221,8 @@ void mime_add_uri(mime_t *mi, const char *p, size_t n)
 	}
 	while (n > 0 && is_sp((unsigned char)p[n - 1]))
 		n--;
+	if (n > MIME_LONG_URI_BYTES)
+		mi->flags |= MIME_F_LONG_URI; /* the list keeps its first MIME_MAX_URI_BYTES */
 	for (size_t i = 0; i < n && k < sizeof(buf) && p[i] != '\0'; i++)
 		if (p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
 			buf[k++] = p[i];

@@ -2,12 +2,14 @@
  * rules_eval_html.c - SpamAssassin's HTMLEval tests that rest on the tag
  * structure of each text/html part: which tags occur, how opening and
  * closing tags balance, the part's length and whether it holds images,
- * the share of unknown and extra closing tags, words split by tags.
+ * the share of unknown and extra closing tags, words split by tags; and
+ * URIEval's and HTTPSMismatch's tests of each anchor's href and text.
  * A small tag scanner does what HTML::Parser does for SpamAssassin here.
  */
 #include <ctype.h>
 #include <math.h>
 
+#include "dns.h"
 #include "rules_int.h"
 
 #define HTML_TAGS_MAX  256
@@ -34,6 +36,7 @@ struct html_part {
 		char **v;
 		size_t n, cap;
 	} anchor, comment, title;
+	struct html_texts href; /* each anchor's href, trimmed ("" without one) */
 	long in_a, in_title;
 	/* html_range's ratios: tag events, those of HTML 4 elements, distinct
 	 * names and elements, closing tags with nothing open, words split by a
@@ -749,6 +752,32 @@ static void add_text(arena_t *a, struct html_part *p, const char *s, const char 
 		texts_add(a, &p->title, s, (size_t)(e - s));
 }
 
+/*
+ * An anchor's href as SpamAssassin keys its anchor texts: white space
+ * (and no-break spaces) trimmed, byte order marks dropped.
+ */
+static void anchor_href(arena_t *a, struct html_part *p, const char *at, const char *end)
+{
+	char v[MIME_MAX_URI_BYTES];
+	if (!attr(at, end, "href", v, sizeof(v)))
+		v[0] = '\0';
+	char *b = v, *e = v + strlen(v);
+	while (b < e && (isspace((unsigned char)*b) || memcmp(b, "\xc2\xa0", 2) == 0))
+		b += isspace((unsigned char)*b) ? 1 : 2;
+	while (e > b &&
+	       (isspace((unsigned char)e[-1]) || (e - b >= 2 && memcmp(e - 2, "\xc2\xa0", 2) == 0)))
+		e -= isspace((unsigned char)e[-1]) ? 1 : 2;
+	size_t k = 0;
+	for (char *q = b; q < e; q++) {
+		if (e - q >= 3 && memcmp(q, "\xef\xbb\xbf", 3) == 0) {
+			q += 2;
+			continue;
+		}
+		b[k++] = *q;
+	}
+	texts_new(a, &p->href, b, k);
+}
+
 static void scan(arena_t *a, const char *s, size_t n, struct html_part *p)
 {
 	p->length = n;
@@ -838,6 +867,7 @@ static void scan(arena_t *a, const char *s, size_t n, struct html_part *p)
 			tag_facts(p, name, te, r);
 		if (strcmp(name, "a") == 0) {
 			if (!close) {
+				anchor_href(a, p, te, r);
 				texts_new(a, &p->anchor, "", 0);
 				p->in_a++;
 			} else if (p->in_a > 0) {
@@ -1224,16 +1254,129 @@ static long charset_faraway(struct rules_evalenv *e, const struct rule *ru)
 	return 0;
 }
 
-static const char *check_number(const struct rule *ru)
+static const char *check_numbers(const struct rule *ru)
 {
-	char *end;
-	strtod(ru->eargs[0], &end);
-	return end != ru->eargs[0] && *end == '\0' ? NULL : "expected a number";
+	for (size_t i = 0; i < ru->neargs; i++) {
+		char *end;
+		strtod(ru->eargs[i], &end);
+		if (end == ru->eargs[i] || *end != '\0')
+			return "expected numbers";
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- URIEval, HTTPSMismatch */
+
+/*
+ * check_https_ip_mismatch: an anchor to an IPv4 address whose text shows
+ * an https: link that is not to such an address.
+ */
+static long https_ip_mismatch(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	static struct rules_eval_re ip_href = {
+	    .pattern = "^https?:/*(?:[^@/]+@)?\\d+\\.\\d+\\.\\d+\\.\\d+",
+	    .options = PCRE2_CASELESS};
+	static struct rules_eval_re https = {.pattern = "https:", .options = PCRE2_CASELESS};
+	struct html_facts *f = facts(e);
+	for (size_t i = 0; i < f->n; i++) {
+		const struct html_part *p = &f->v[i];
+		for (size_t k = 0; k < p->anchor.n && k < p->href.n; k++) {
+			const char *h = p->href.v[k], *t = p->anchor.v[k];
+			if (!rules_eval_re(&ip_href, h, strlen(h)))
+				continue;
+			/* the https form of the address itself is no mismatch */
+			if (strncasecmp(t, "https:", 6) == 0 &&
+			    rules_eval_re(&ip_href, t, strlen(t)))
+				continue;
+			if (rules_eval_re(&https, t, strlen(t)))
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* check_uri_truncated: a URL longer than SpamAssassin keeps. */
+static long uri_truncated(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return e->mi != NULL && (mime_flags(e->mi) & MIME_F_LONG_URI) != 0;
+}
+
+/*
+ * The registered domain of the host after "https?://" at the start of s
+ * (anchored) or anywhere in it, into out; an IP address as written when
+ * keep_ip. NULL when there is none, or the host is no valid domain.
+ */
+static const char *link_domain(const char *s, bool anchored, bool keep_ip, char *out, size_t cap)
+{
+	static struct rules_eval_re at_start = {.pattern = "^https?://([^/:?#]+)",
+	                                        .options = PCRE2_CASELESS};
+	static struct rules_eval_re in_text = {.pattern = "https://([^\\s/:?#]+)",
+	                                       .options = PCRE2_CASELESS};
+	size_t st, len;
+	if (!rules_eval_re_find(anchored ? &at_start : &in_text, s, strlen(s), 0, &st, &len))
+		return NULL;
+	char host[256];
+	if (len >= sizeof(host))
+		return NULL;
+	memcpy(host, s + st, len);
+	host[len] = '\0';
+	uint8_t ip[16];
+	bool v4;
+	if (dns_ip_parse(host, ip, &v4)) {
+		if (!keep_ip || len >= cap)
+			return NULL;
+		memcpy(out, host, len + 1);
+		return out;
+	}
+	return dns_registered_domain(host, out, cap);
+}
+
+/*
+ * check_https_http_mismatch(min, max): in one HTML part, an anchor whose
+ * text shows an https: link to another registered domain than its href's,
+ * among min to max - 1 distinct hrefs to domains (SpamAssassin's count).
+ */
+static long https_http_mismatch(struct rules_evalenv *e, const struct rule *ru)
+{
+	double min = ru->neargs > 0 ? strtod(ru->eargs[0], NULL) : 0;
+	bool bounded = ru->neargs > 1;
+	double max = bounded ? strtod(ru->eargs[1], NULL) : 0;
+	if (min == 0)
+		min = 1;
+	struct html_facts *f = facts(e);
+	for (size_t i = 0; i < f->n; i++) {
+		const struct html_part *p = &f->v[i];
+		size_t na = p->anchor.n < p->href.n ? p->anchor.n : p->href.n;
+		size_t anchors = 0;
+		bool hit = false;
+		for (size_t k = 0; k < na; k++) {
+			const char *h = p->href.v[k];
+			bool first = true; /* SpamAssassin counts each distinct href once */
+			for (size_t j = 0; j < k && first; j++)
+				first = strcmp(p->href.v[j], h) != 0;
+			char dom[256], https[256];
+			if (link_domain(h, true, false, dom, sizeof(dom)) == NULL)
+				continue;
+			anchors += first;
+			const char *t = p->anchor.v[k];
+			if (!hit && link_domain(t, false, true, https, sizeof(https)) != NULL &&
+			    strcasecmp(dom, https) != 0)
+				hit = true;
+		}
+		if (hit && (double)anchors >= min && (!bounded || (double)anchors < max))
+			return 1;
+	}
+	return 0;
 }
 
 const struct rules_evaldef rules_eval_html_defs[] = {
+    {"check_https_ip_mismatch", https_ip_mismatch, 0, 0, NULL},
+    {"check_uri_truncated", uri_truncated, 0, 0, NULL},
+    {"check_https_http_mismatch", https_http_mismatch, 0, 2, check_numbers},
     {"check_iframe_src", iframe_src, 0, 0, NULL},
-    {"html_title_subject_ratio", title_subject_ratio, 1, 1, check_number},
+    {"html_title_subject_ratio", title_subject_ratio, 1, 1, check_numbers},
     {"html_charset_faraway", charset_faraway, 0, 0, NULL},
     {"html_text_match", text_match, 2, 2, check_text_match},
     {"html_test", html_test, 1, 1, check_test},

@@ -548,6 +548,60 @@ Test(rules_eval, unparseable_relays_are_counted)
 	rules_free(r);
 }
 
+Test(rules_eval, uri_https_ip_and_https_http_mismatch)
+{
+	rules_t *r = load("body HTTPS_IP_MISMATCH eval:check_https_ip_mismatch()\n"
+	                  "body HTTPS_HTTP_MISMATCH eval:check_https_http_mismatch('1','10')\n");
+	const char *h = "Content-Type: text/html\nSubject: s\n\n";
+	char msg[2048];
+	snprintf(msg, sizeof(msg),
+	         "%s<a href=\" http://192.0.2.7/login\">https://bank.example.com/</a>\n", h);
+	cr_assert(hits(r, msg, "HTTPS_IP_MISMATCH"));
+	cr_assert_not(hits(r, msg, "HTTPS_HTTP_MISMATCH"), "an address is the other rule's");
+	snprintf(msg, sizeof(msg), "%s<a href=\"http://192.0.2.7/\">https://192.0.2.7/</a>\n", h);
+	cr_assert_not(hits(r, msg, "HTTPS_IP_MISMATCH"), "the address shown is the address");
+	snprintf(msg, sizeof(msg),
+	         "%s<a href=\"http://bank.example.com/\">https://bank.example.com/</a>\n", h);
+	cr_assert_not(hits(r, msg, "HTTPS_IP_MISMATCH"));
+	cr_assert_not(hits(r, msg, "HTTPS_HTTP_MISMATCH"), "the same domain");
+	snprintf(msg, sizeof(msg),
+	         "%s<a href=\"http://www.evil.example.net/x\">Log in at "
+	         "https://www.bank.example.com</a>\n",
+	         h);
+	cr_assert(hits(r, msg, "HTTPS_HTTP_MISMATCH"));
+	snprintf(msg, sizeof(msg),
+	         "%s<a href=\"http://login.bank.example.com/\">https://www.bank.example.com</a>\n",
+	         h);
+	cr_assert_not(hits(r, msg, "HTTPS_HTTP_MISMATCH"), "registered domains are compared");
+	/* ten distinct hrefs to domains: outside '1','10' */
+	char *q = msg + snprintf(msg, sizeof(msg), "%s", h);
+	for (int i = 0; i < 10; i++)
+		q += snprintf(q, sizeof(msg) - (size_t)(q - msg),
+		              "<a href=\"http://n%d.example.org/\">https://bank.example.com</a>\n",
+		              i);
+	cr_assert_not(hits(r, msg, "HTTPS_HTTP_MISMATCH"), "too many links");
+	rules_free(r);
+}
+
+Test(rules_eval, uri_truncated_beyond_8192_bytes)
+{
+	rules_t *r = load("body URI_TRUNCATED eval:check_uri_truncated()\n");
+	size_t n = 9000;
+	char *msg = malloc(n + 256), *q = msg;
+	q += sprintf(q, "Content-Type: text/html\nSubject: s\n\n<a href=\"http://example.com/");
+	memset(q, 'a', n);
+	strcpy(q + n, "\">x</a>\n");
+	cr_assert(hits(r, msg, "URI_TRUNCATED"));
+	q = msg + sprintf(msg, "Subject: s\n\nsee http://example.com/");
+	memset(q, 'b', n);
+	strcpy(q + n, " now\n");
+	cr_assert(hits(r, msg, "URI_TRUNCATED"), "in text too");
+	q[8000] = ' ';
+	cr_assert_not(hits(r, msg, "URI_TRUNCATED"));
+	free(msg);
+	rules_free(r);
+}
+
 /* ---------------------------------------------------------------- MIMEEval */
 
 Test(rules_eval, uppercase_share_of_the_body)
