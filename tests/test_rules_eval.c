@@ -1343,6 +1343,26 @@ Test(rules_eval, mime_alternative_non_text_and_multipart_ratio)
 
 /* ---------------------------------------------------------------- BodyEval */
 
+Test(rules_eval, body_stock_info_counts_distinct_field_names)
+{
+	rules_t *r = load("body TVD_STOCK1 eval:check_stock_info('2')\n");
+	cr_assert(hits(r,
+	               "Subject: s\n\nHot pick!\nCompany: Acme Mining Corp\n  S-y-m-b-o-l :  ACMQ\n"
+	               "Target Price: $2.10\n",
+	               "TVD_STOCK1"));
+	cr_assert_not(
+	    hits(r, "Subject: s\n\nSymbol: ACMQ\nSymbol: BCMQ\nsee you: tomorrow\n", "TVD_STOCK1"),
+	    "one field name twice");
+	cr_assert_not(hits(r, "Subject: s\n\nCompany:\nSymbol ACMQ\nTarget: \n", "TVD_STOCK1"),
+	              "one name with a value (the next line's first character)");
+	cr_assert_not(hits(r,
+	                   "Content-Type: text/html\nSubject: s\n\n<p>Company: Acme</p>\n"
+	                   "<p>Symbol: ACMQ</p>\n",
+	                   "TVD_STOCK1"),
+	              "no text/plain part");
+	rules_free(r);
+}
+
 Test(rules_eval, body_length_blank_lines_vertical_words_and_alternative_difference)
 {
 	rules_t *r =
