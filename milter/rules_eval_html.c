@@ -239,12 +239,11 @@ static void text_event(struct html_part *p, const char *s, const char *e)
 		if (sc != NULL && sc > s + 1)
 			first = entity_char(s, sc);
 	}
-	if (e[-1] == ';')
-		for (const char *a = e - 2; a >= s && e - a <= 10; a--)
-			if (*a == '&') {
-				last = entity_char(a, e - 1);
-				break;
-			}
+	for (size_t back = 2; e[-1] == ';' && back <= 10 && back <= (size_t)(e - s); back++)
+		if (e[-(ptrdiff_t)back] == '&') {
+			last = entity_char(e - back, e - 1);
+			break;
+		}
 	/* SpamAssassin makes curly double quotes (U+201C, U+201D) plain ones first */
 	if (e - s >= 3 && memcmp(s, "\xe2\x80", 2) == 0 && (s[2] == '\x9c' || s[2] == '\x9d'))
 		first = '"';
