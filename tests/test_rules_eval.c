@@ -663,19 +663,20 @@ Test(rules_eval, mime_parts_encodings_and_html_only)
 Test(rules_eval, unimplemented_evals_warn_with_their_reason_and_bad_arguments_fail)
 {
 	diag_t *d = diag_new();
-	rules_t *r = rules_load_text("t.cf",
-	                             "header R eval:check_razor2()\n"
-	                             "header S eval:check_for_spf_welcomelist_from()\n"
-	                             "body M eval:check_msg_parse_flags('truncated_header')\n"
-	                             "header OK eval:subject_is_all_caps()\n",
-	                             NULL, d);
+	rules_t *r =
+	    rules_load_text("t.cf",
+	                    "header R eval:check_razor2()\n"
+	                    "header S eval:check_for_spf_welcomelist_from()\n"
+	                    "body M eval:check_msg_parse_flags('missing_head_body_separator')\n"
+	                    "header OK eval:subject_is_all_caps()\n",
+	                    NULL, d);
 	cr_assert_not_null(r);
 	cr_assert(diag_has(d, "t.cf:1: warning: skipped eval test check_razor2 (Razor"));
 	cr_assert(diag_has(
 	    d,
 	    "t.cf:2: warning: skipped eval test check_for_spf_welcomelist_from (SPF welcomelists"));
-	cr_assert(diag_has(
-	    d, "t.cf:3: warning: skipped eval test check_msg_parse_flags(truncated_header)"));
+	cr_assert(diag_has(d, "t.cf:3: warning: skipped eval test "
+	                      "check_msg_parse_flags(missing_head_body_separator)"));
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "OK")));
 	cr_assert_eq(diag_warnings(d), 3, "one warning per reason");
 	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "R")));
@@ -1251,6 +1252,35 @@ Test(rules_eval, mime_parse_flags_epilogue_missing_headers_and_separator)
 	cr_assert(hits(r, first, "MISSING_MIME_HB_SEP"));
 	cr_assert_not(hits(r, "Subject: x\n\nplain text\n--b--\nmore\n", "T_TVD_MIME_EPI"),
 	              "not multipart");
+	rules_free(r);
+}
+
+Test(rules_eval, mime_parse_flag_truncated_header)
+{
+	rules_t *r = load("header HEAD_LONG eval:check_msg_parse_flags('truncated_header')\n");
+	size_t n = 70000;
+	char *msg = malloc(n + 256), *q = msg;
+	q += sprintf(q, "Subject: s\nX-Long: ");
+	memset(q, 'a', 8193);
+	strcpy(q + 8193, "\n\nbody\n");
+	cr_assert(hits(r, msg, "HEAD_LONG"), "a value beyond 8192 bytes");
+	strcpy(q + 8000, "\n\nbody\n");
+	cr_assert_not(hits(r, msg, "HEAD_LONG"));
+	q = msg + sprintf(msg, "Subject: s\nX-");
+	memset(q, 'n', 300);
+	strcpy(q + 300, ": v\n\nbody\n");
+	cr_assert(hits(r, msg, "HEAD_LONG"), "a name beyond 256 bytes");
+	/* ten fields of 7,000 bytes: each fine, 70,000 in all */
+	q = msg + sprintf(msg, "Subject: s\n");
+	for (int i = 0; i < 10; i++) {
+		q += sprintf(q, "X-%d: ", i);
+		memset(q, 'v', 6990);
+		q += 6990;
+		*q++ = '\n';
+	}
+	strcpy(q, "\nbody\n");
+	cr_assert(hits(r, msg, "HEAD_LONG"), "a header section beyond 65536 bytes");
+	free(msg);
 	rules_free(r);
 }
 
