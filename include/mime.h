@@ -96,7 +96,18 @@ enum {
 	MIME_F_BAD_CHARSET = 1u << 6,  /* unknown charset or invalid bytes in it */
 	MIME_F_TEXT_LIMIT = 1u << 7,   /* decoded text beyond max_text_bytes dropped */
 	MIME_F_BAD_HEADER = 1u << 8,   /* malformed MIME header (Content-Type etc.) */
+	/*
+	 * SpamAssassin's parse flags (Message.pm): text other than blanks and
+	 * dots after a close delimiter; a delimiter not followed by a header
+	 * line; a part's headers not ended by an empty line.
+	 */
+	MIME_F_EPILOGUE = 1u << 9,
+	MIME_F_PART_NO_HEADERS = 1u << 10,
+	MIME_F_PART_NO_SEPARATOR = 1u << 11,
+	/* a URL longer than MIME_LONG_URI_BYTES, where SpamAssassin cuts them */
+	MIME_F_LONG_URI = 1u << 12,
 };
+#define MIME_LONG_URI_BYTES 8192
 
 typedef struct mime_part {
 	unsigned depth;           /* 0 for the message itself */
@@ -112,6 +123,13 @@ typedef struct mime_part {
 	size_t decoded_len;
 	/* This part's own header block ("Name: value\n" lines), for mimeheader rules. */
 	const char *headers;
+	/*
+	 * The body as written (still transfer-encoded), a slice of the message
+	 * (or of a decoded embedded message), not NUL-terminated; the line
+	 * break before a delimiter is not in it. Empty for multiparts.
+	 */
+	const char *raw;
+	size_t raw_len;
 } mime_part_t;
 
 typedef struct mime mime_t;

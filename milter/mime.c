@@ -1221,6 +1221,8 @@ void mime_add_uri(mime_t *mi, const char *p, size_t n)
 	}
 	while (n > 0 && is_sp((unsigned char)p[n - 1]))
 		n--;
+	if (n > MIME_LONG_URI_BYTES)
+		mi->flags |= MIME_F_LONG_URI; /* the list keeps its first MIME_MAX_URI_BYTES */
 	for (size_t i = 0; i < n && k < sizeof(buf) && p[i] != '\0'; i++)
 		if (p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
 			buf[k++] = p[i];
@@ -1361,6 +1363,7 @@ static size_t new_part(mime_t *mi, unsigned depth, const char *headers)
 	p->depth = depth;
 	p->headers = headers ? headers : "";
 	p->decoded = "";
+	p->raw = "";
 	return mi->nparts++;
 }
 
@@ -1385,6 +1388,7 @@ static const char *hdr_value(mime_t *mi, const char *s, size_t n)
 struct ent_hdr {
 	const char *ct, *cte, *cd; /* header values, NULL when absent */
 	const char *block;         /* "Name: value\n" lines */
+	bool no_separator;         /* the block ended at a body line, not an empty one */
 };
 
 /*
@@ -1415,8 +1419,10 @@ static size_t part_headers(mime_t *mi, const char *s, size_t n, struct ent_hdr *
 			break;
 		}
 		if (s[i] == ' ' || s[i] == '\t') {
-			if (end_hdr == 0)
+			if (end_hdr == 0) {
+				h->no_separator = true;
 				break; /* a continuation with no field: body */
+			}
 			end_hdr = next;
 			i = next;
 			continue;
@@ -1427,8 +1433,10 @@ static size_t part_headers(mime_t *mi, const char *s, size_t n, struct ent_hdr *
 		size_t name_end = j;
 		while (j < le && (s[j] == ' ' || s[j] == '\t'))
 			j++;
-		if (name_end == i || j >= le || s[j] != ':')
+		if (name_end == i || j >= le || s[j] != ':') {
+			h->no_separator = true;
 			break; /* not a header line: the body starts here */
+		}
 		if (cur)
 			*cur = hdr_value(mi, s + cur_start, end_hdr - cur_start);
 		cur = NULL;
@@ -1703,11 +1711,33 @@ static void walk(mime_t *mi, const struct ent_hdr *h, const char *s, size_t n, u
                  bool digest);
 
 /* A part of a multipart, or an embedded message: headers, then walk it. */
-static void walk_raw(mime_t *mi, const char *s, size_t n, unsigned depth, bool digest)
+static bool walk_raw(mime_t *mi, const char *s, size_t n, unsigned depth, bool digest)
 {
 	struct ent_hdr h;
 	size_t off = part_headers(mi, s, n, &h);
 	walk(mi, &h, s + off, n - off, depth, digest);
+	return h.no_separator;
+}
+
+/*
+ * SpamAssassin expects a header field on the line after a delimiter
+ * (a name of printable characters and a colon, no blank before it).
+ */
+static bool header_line_follows(const char *s, size_t n, size_t at)
+{
+	size_t i = at;
+	while (i < n && s[i] > ' ' && s[i] < 127 && s[i] != ':')
+		i++;
+	return i > at && i < n && s[i] == ':';
+}
+
+/* Text other than white space and dots ("." lines are common in ham). */
+static bool epilogue_text(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!is_sp((unsigned char)s[i]) && s[i] != '.')
+			return true;
+	return false;
 }
 
 static void walk_multipart(mime_t *mi, size_t idx, const char *b, const char *s, size_t n,
@@ -1724,6 +1754,8 @@ static void walk_multipart(mime_t *mi, size_t idx, const char *b, const char *s,
 		return;
 	}
 	start = after; /* the preamble before the first delimiter is ignored */
+	if (!close && start < n && !header_line_follows(s, n, start))
+		mi->flags |= MIME_F_PART_NO_HEADERS;
 	while (!close) {
 		if (mi->nparts >= mi->lim.max_parts) {
 			mi->flags |= MIME_F_PART_LIMIT;
@@ -1740,10 +1772,16 @@ static void walk_multipart(mime_t *mi, size_t idx, const char *b, const char *s,
 			next = n;
 			close = true;
 		}
-		walk_raw(mi, s + start, part_end - start, depth + 1, digest);
+		bool ended = close && next < n; /* by a delimiter, not the end */
+		if (walk_raw(mi, s + start, part_end - start, depth + 1, digest))
+			mi->flags |= MIME_F_PART_NO_SEPARATOR;
+		if (!close && next < n && !header_line_follows(s, n, next))
+			mi->flags |= MIME_F_PART_NO_HEADERS;
+		if (ended && epilogue_text(s + next, n - next))
+			mi->flags |= MIME_F_EPILOGUE;
 		start = next;
 	}
-	/* The epilogue after the close delimiter is ignored. */
+	/* The epilogue after the close delimiter is otherwise ignored. */
 }
 
 static void walk(mime_t *mi, const struct ent_hdr *h, const char *s, size_t n, unsigned depth,
@@ -1758,6 +1796,10 @@ static void walk(mime_t *mi, const struct ent_hdr *h, const char *s, size_t n, u
 	size_t idx = new_part(mi, depth, h->block);
 	const char *boundary = describe(mi, idx, h, digest, &kind);
 	mime_part_t *p = &mi->parts[idx];
+	if (kind == ENT_LEAF) {
+		p->raw = s;
+		p->raw_len = n;
+	}
 
 	if (kind != ENT_LEAF && depth + 1 > mi->lim.max_depth) {
 		mi->flags |= MIME_F_DEPTH_LIMIT;

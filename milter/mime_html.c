@@ -342,6 +342,10 @@ static void attr_uri(struct render *r, const char *v, size_t n)
 
 	if (r->mi == NULL || n == 0)
 		return;
+	if (n > MIME_LONG_URI_BYTES) {
+		mime_add_uri(r->mi, v, n); /* flags it, keeps the start undecoded */
+		return;
+	}
 	if (n > sizeof(buf))
 		n = sizeof(buf);
 	if (memchr(v, '&', n) == NULL) {

@@ -1,7 +1,8 @@
 /*
  * rules_eval_body.c - SpamAssassin's BodyEval tests in C: the body's raw
  * length, the share of blank lines, and how far the HTML and the text of
- * a multipart/alternative say different things. Follows
+ * a multipart/alternative say different things, stock-tip field names.
+ * Follows
  * Mail::SpamAssassin::Plugin::BodyEval.
  */
 #include <ctype.h>
@@ -326,7 +327,67 @@ static long ma_diff_count(struct rules_evalenv *e, const struct rule *ru)
 	return (double)d.text / (double)d.html > strtod(ru->eargs[0], NULL);
 }
 
+#define STOCK_KEYS_MAX 32 /* more distinct field names than the pattern can tell apart */
+
+/*
+ * SpamAssassin's count of distinct stock-tip field names ("Symbol: XYZ",
+ * "Target Price: 2.10") in the message's first text/plain part: each
+ * "name: value" line start, its name lower-cased with all but a-z dropped.
+ */
+static long stock_count(struct rules_evalenv *e)
+{
+	/* the whole "name: x" in group 1, so the search goes on after it as Perl's //g */
+	static struct rules_eval_re field = {.pattern = "^\\s*([^:\\s][^:\\n]{2,29}\\s*:\\s*\\S)",
+	                                     .options = PCRE2_MULTILINE};
+	static struct rules_eval_re stock = {
+	    .pattern =
+	        "(^trad(?:e|ing)date|company(?:name)?|"
+	        "s\\w?(?:t\\w?o\\w?c\\w?k|y\\w?m(?:\\w?b\\w?o\\w?l)?)|t(?:arget|icker)|"
+	        "(?:opening|current)p(?:rice)?|p(?:rojected|osition)|expectations|weeks?high|"
+	        "marketperformance|(?:year|week|month|day|price)(?:target|estimates?)|sector|"
+	        "r(?:ecommendation|ating))$"};
+	const mime_part_t *p = NULL;
+	for (size_t i = 0; e->mi != NULL && i < mime_part_count(e->mi) && p == NULL; i++)
+		if (mime_part(e->mi, i)->content_type != NULL &&
+		    strcmp(mime_part(e->mi, i)->content_type, "text/plain") == 0)
+			p = mime_part(e->mi, i);
+	if (p == NULL || p->decoded == NULL)
+		return 0;
+	const char *keys[STOCK_KEYS_MAX];
+	size_t nkeys = 0, st, len;
+	for (size_t from = 0;
+	     nkeys < STOCK_KEYS_MAX &&
+	     rules_eval_re_find(&field, p->decoded, p->decoded_len, from, &st, &len);
+	     from = st + len) {
+		char name[32];
+		size_t k = 0;
+		for (size_t i = st; i < st + len && p->decoded[i] != ':'; i++) {
+			int c = tolower((unsigned char)p->decoded[i]);
+			if (c >= 'a' && c <= 'z' && k < sizeof(name) - 1)
+				name[k++] = (char)c;
+		}
+		name[k] = '\0';
+		size_t ks, kl;
+		if (!rules_eval_re_find(&stock, name, k, 0, &ks, &kl))
+			continue;
+		bool seen = false;
+		for (size_t j = 0; j < nkeys && !seen; j++)
+			seen = strlen(keys[j]) == kl && strncmp(keys[j], name + ks, kl) == 0;
+		if (!seen)
+			keys[nkeys++] = arena_strndup(e->a, name + ks, kl);
+	}
+	return (long)nkeys;
+}
+
+/* check_stock_info(min): min (0: any message) distinct stock-tip fields. */
+static long stock_info(struct rules_evalenv *e, const struct rule *ru)
+{
+	double min = strtod(ru->eargs[0], NULL);
+	return min == 0 || (double)stock_count(e) >= min;
+}
+
 const struct rules_evaldef rules_eval_body_defs[] = {
+    {"check_stock_info", stock_info, 1, 1, check_numbers},
     {"check_body_length", body_length, 1, 1, check_numbers},
     {"check_blank_line_ratio", blank_line_ratio, 2, 3, check_numbers},
     {"tvd_vertical_words", vertical_words, 2, 2, check_numbers},

@@ -1,12 +1,15 @@
 /*
  * rules_eval_html.c - SpamAssassin's HTMLEval tests that rest on the tag
  * structure of each text/html part: which tags occur, how opening and
- * closing tags balance, the part's length and whether it holds images.
+ * closing tags balance, the part's length and whether it holds images,
+ * the share of unknown and extra closing tags, words split by tags; and
+ * URIEval's and HTTPSMismatch's tests of each anchor's href and text.
  * A small tag scanner does what HTML::Parser does for SpamAssassin here.
  */
 #include <ctype.h>
 #include <math.h>
 
+#include "dns.h"
 #include "rules_int.h"
 
 #define HTML_TAGS_MAX  256
@@ -33,7 +36,13 @@ struct html_part {
 		char **v;
 		size_t n, cap;
 	} anchor, comment, title;
+	struct html_texts href; /* each anchor's href, trimmed ("" without one) */
 	long in_a, in_title;
+	/* html_range's ratios: tag events, those of HTML 4 elements, distinct
+	 * names and elements, closing tags with nothing open, words split by a
+	 * tag (the text before ended in a word character, this one starts so) */
+	size_t tags, elements, tags_seen, elements_seen, closed_extra, obfuscation;
+	bool text_seen, text_word_end, iframe_src;
 	size_t ntags;
 	char *tag[HTML_TAGS_MAX]; /* distinct tag names seen, lower-case */
 	long inside[HTML_TAGS_MAX];
@@ -140,6 +149,127 @@ static double dimension(const char *v, double percent_of)
 	return x > 0 ? x : 200;
 }
 
+/* HTML 4.01's and XHTML 1.0's elements and three common extensions (SpamAssassin's list), sorted.
+ */
+static const char *const html4_elements[] = {
+    "a",        "abbr",     "acronym",  "address",    "applet",   "area",     "b",        "base",
+    "basefont", "bdo",      "big",      "blockquote", "body",     "br",       "button",   "caption",
+    "center",   "cite",     "code",     "col",        "colgroup", "dd",       "del",      "dfn",
+    "dir",      "div",      "dl",       "dt",         "em",       "fieldset", "font",     "form",
+    "frame",    "frameset", "h1",       "h2",         "h3",       "h4",       "h5",       "h6",
+    "head",     "hr",       "html",     "i",          "iframe",   "img",      "input",    "ins",
+    "isindex",  "kbd",      "label",    "legend",     "li",       "link",     "map",      "menu",
+    "meta",     "nobr",     "noframes", "noscript",   "object",   "ol",       "optgroup", "option",
+    "p",        "param",    "pre",      "q",          "s",        "samp",     "script",   "select",
+    "small",    "span",     "strike",   "strong",     "style",    "sub",      "sup",      "table",
+    "tbody",    "td",       "textarea", "tfoot",      "th",       "thead",    "title",    "tr",
+    "tt",       "u",        "ul",       "var",        "x-sigsep", "x-tab",
+};
+
+static int cmp_name(const void *k, const void *e)
+{
+	return strcmp(k, *(const char *const *)e);
+}
+
+/* An element, or an Office namespace tag ("o:p", "st1:place") SpamAssassin counts as one. */
+static bool is_element(const char *name)
+{
+	if ((name[0] == 'o' && name[1] == ':') ||
+	    (strncmp(name, "st", 2) == 0 && isdigit((unsigned char)name[2]) && name[3] == ':'))
+		return name[name[0] == 'o' ? 2 : 4] != '\0';
+	return bsearch(name, html4_elements, sizeof(html4_elements) / sizeof(html4_elements[0]),
+	               sizeof(html4_elements[0]), cmp_name) != NULL;
+}
+
+/* Elements whose opening and closing tags put white space into the text. */
+static bool is_whitespace_tag(const char *name)
+{
+	static const char *const ws[] = {
+	    "br", "div",        "li",  "th",    "td",      "dt",        "dd",  "p",
+	    "hr", "blockquote", "pre", "embed", "listing", "plaintext", "xmp", "title",
+	    "h1", "h2",         "h3",  "h4",    "h5",      "h6",        NULL};
+	for (size_t i = 0; ws[i]; i++)
+		if (strcmp(ws[i], name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Whether a character counts as part of a word for SpamAssassin's
+ * obfuscation count: neither white space nor ASCII punctuation.
+ */
+static bool word_char(uint32_t c)
+{
+	if (c >= 0x80)
+		return true;
+	return !(isspace((int)c) || (c >= 0x21 && c <= 0x2f) || (c >= 0x3a && c <= 0x40) ||
+	         (c >= 0x5b && c <= 0x60) || (c >= 0x7b && c <= 0x7e));
+}
+
+/* The character an entity at s..e (from '&' to ';') stands for, as far as word_char goes. */
+static uint32_t entity_char(const char *s, const char *e)
+{
+	if (s[1] == '#') {
+		bool hex = s[2] == 'x' || s[2] == 'X';
+		return (uint32_t)strtoul(s + 2 + hex, NULL, hex ? 16 : 10);
+	}
+	static const struct {
+		const char *name;
+		char c;
+	} ascii[] = {{"&amp;", '&'},  {"&lt;", '<'},    {"&gt;", '>'},
+	             {"&quot;", '"'}, {"&apos;", '\''}, {"&nbsp;", ' '}};
+	for (size_t i = 0; i < sizeof(ascii) / sizeof(ascii[0]); i++)
+		if ((size_t)(e - s + 1) == strlen(ascii[i].name) &&
+		    strncasecmp(s, ascii[i].name, strlen(ascii[i].name)) == 0)
+			return (uint32_t)ascii[i].c;
+	return 0xe9; /* the other named entities are letters and signs beyond ASCII */
+}
+
+/*
+ * A text event of HTML::Parser between s and e, for the obfuscation count
+ * (its first and last characters, entities decoded).
+ */
+static void text_event(struct html_part *p, const char *s, const char *e)
+{
+	if (e <= s)
+		return;
+	uint32_t first = (unsigned char)*s, last = (unsigned char)e[-1];
+	if (*s == '&') {
+		const char *sc = memchr(s, ';', (size_t)(e - s) < 10 ? (size_t)(e - s) : 10);
+		if (sc != NULL && sc > s + 1)
+			first = entity_char(s, sc);
+	}
+	for (size_t back = 2; e[-1] == ';' && back <= 10 && back <= (size_t)(e - s); back++)
+		if (e[-(ptrdiff_t)back] == '&') {
+			last = entity_char(e - back, e - 1);
+			break;
+		}
+	/* SpamAssassin makes curly double quotes (U+201C, U+201D) plain ones first */
+	if (e - s >= 3 && memcmp(s, "\xe2\x80", 2) == 0 && (s[2] == '\x9c' || s[2] == '\x9d'))
+		first = '"';
+	if (e - s >= 3 && memcmp(e - 3, "\xe2\x80", 2) == 0 && (e[-1] == '\x9c' || e[-1] == '\x9d'))
+		last = '"';
+	if (p->text_seen && p->text_word_end && word_char(first))
+		p->obfuscation++;
+	p->text_seen = true;
+	p->text_word_end = word_char(last);
+}
+
+/* A tag event, for html_range's ratios. */
+static void tag_event(struct html_part *p, const char *name, bool first_seen)
+{
+	bool el = is_element(name);
+	p->tags++;
+	p->elements += el;
+	p->tags_seen += first_seen;
+	p->elements_seen += el && first_seen;
+	if (is_whitespace_tag(name)) {
+		/* the white space it adds ends the text before */
+		p->text_seen = true;
+		p->text_word_end = false;
+	}
+}
+
 /* What SpamAssassin's HTML parser notes of one opening tag (name lower-case). */
 static void tag_facts(struct html_part *p, const char *name, const char *a, const char *end)
 {
@@ -177,6 +307,13 @@ static void tag_facts(struct html_part *p, const char *name, const char *a, cons
 		p->form_action_mailto = true;
 	if (strcmp(name, "object") == 0 || strcmp(name, "embed") == 0)
 		p->embeds = true;
+	if (strcmp(name, "iframe") == 0 && attr(a, end, "src", v, sizeof(v))) {
+		const char *q = v;
+		while (isspace((unsigned char)*q))
+			q++;
+		if (*q != '\0') /* <iframe src=""> points nowhere */
+			p->iframe_src = true;
+	}
 }
 
 /* CSS and HTML colour names (the standard list), sorted for bsearch. */
@@ -614,6 +751,32 @@ static void add_text(arena_t *a, struct html_part *p, const char *s, const char 
 		texts_add(a, &p->title, s, (size_t)(e - s));
 }
 
+/*
+ * An anchor's href as SpamAssassin keys its anchor texts: white space
+ * (and no-break spaces) trimmed, byte order marks dropped.
+ */
+static void anchor_href(arena_t *a, struct html_part *p, const char *at, const char *end)
+{
+	char v[MIME_MAX_URI_BYTES];
+	if (!attr(at, end, "href", v, sizeof(v)))
+		v[0] = '\0';
+	char *b = v, *e = v + strlen(v);
+	while (b < e && (isspace((unsigned char)*b) || memcmp(b, "\xc2\xa0", 2) == 0))
+		b += isspace((unsigned char)*b) ? 1 : 2;
+	while (e > b &&
+	       (isspace((unsigned char)e[-1]) || (e - b >= 2 && memcmp(e - 2, "\xc2\xa0", 2) == 0)))
+		e -= isspace((unsigned char)e[-1]) ? 1 : 2;
+	size_t k = 0;
+	for (char *q = b; q < e; q++) {
+		if (e - q >= 3 && memcmp(q, "\xef\xbb\xbf", 3) == 0) {
+			q += 2;
+			continue;
+		}
+		b[k++] = *q;
+	}
+	texts_new(a, &p->href, b, k);
+}
+
 static void scan(arena_t *a, const char *s, size_t n, struct html_part *p)
 {
 	p->length = n;
@@ -641,6 +804,7 @@ static void scan(arena_t *a, const char *s, size_t n, struct html_part *p)
 			continue;
 		}
 		if (q + 3 < end && q[1] == '!' && q[2] == '-' && q[3] == '-') {
+			text_event(p, text, q);
 			text_run(p, text, q);
 			add_text(a, p, text, q);
 			const char *c0 = q;
@@ -650,6 +814,7 @@ static void scan(arena_t *a, const char *s, size_t n, struct html_part *p)
 			continue;
 		}
 		if (q + 1 < end && (q[1] == '!' || q[1] == '?')) {
+			text_event(p, text, q);
 			text_run(p, text, q);
 			add_text(a, p, text, q);
 			const char *c0 = q;
@@ -658,6 +823,10 @@ static void scan(arena_t *a, const char *s, size_t n, struct html_part *p)
 			/* "<!x>" is a comment to HTML::Parser, "<!doctype ...>" a declaration */
 			if (q[0] == '>' && c0[1] == '!' && strncasecmp(c0, "<!doctype", 9) != 0)
 				texts_new(a, &p->comment, c0, (size_t)(q + 1 - c0));
+			if (strncasecmp(c0, "<!doctype", 9) == 0) {
+				p->tags++; /* SpamAssassin counts the declaration as an element */
+				p->elements++;
+			}
 			text = q + 1;
 			continue;
 		}
@@ -690,12 +859,14 @@ static void scan(arena_t *a, const char *s, size_t n, struct html_part *p)
 				break;
 			}
 		}
+		text_event(p, text, q);
 		text_run(p, text, q);
 		add_text(a, p, text, q);
 		if (!close)
 			tag_facts(p, name, te, r);
 		if (strcmp(name, "a") == 0) {
 			if (!close) {
+				anchor_href(a, p, te, r);
 				texts_new(a, &p->anchor, "", 0);
 				p->in_a++;
 			} else if (p->in_a > 0) {
@@ -712,11 +883,15 @@ static void scan(arena_t *a, const char *s, size_t n, struct html_part *p)
 			texts_add(a, &p->anchor, "<img>\n", 6);
 		}
 		style_tag(a, p, name, close, te, r);
+		size_t known = p->ntags;
 		long *in = slot(a, p, name, nl);
+		tag_event(p, name, p->ntags > known);
 		if (in != NULL) {
 			*in += close ? -1 : 1;
-			if (*in < 0)
+			if (*in < 0) {
 				*in = 0;
+				p->closed_extra++;
+			}
 		}
 		q = r < end ? r : end - 1;
 		/* script and style hold text, not tags */
@@ -728,6 +903,7 @@ static void scan(arena_t *a, const char *s, size_t n, struct html_part *p)
 				const char *gt = memchr(c, '>', (size_t)(end - c));
 				if (in != NULL && *in > 0)
 					(*in)--;
+				tag_event(p, name, false);
 				q = gt ? gt : end - 1;
 			} else {
 				q = end - 1;
@@ -735,6 +911,7 @@ static void scan(arena_t *a, const char *s, size_t n, struct html_part *p)
 		}
 		text = q + 1;
 	}
+	text_event(p, text, end);
 	text_run(p, text, end);
 	add_text(a, p, text, end);
 }
@@ -856,7 +1033,17 @@ static long image_only(struct rules_evalenv *e, const struct rule *ru)
 
 static const char *check_length(const struct rule *ru)
 {
-	if (strcmp(ru->eargs[0], "length") != 0 && strcmp(ru->eargs[0], "max_size") != 0)
+	static const char *const ok[] = {"length",
+	                                 "max_size",
+	                                 "closed_extra_ratio",
+	                                 "bad_tag_ratio",
+	                                 "non_element_ratio",
+	                                 "obfuscation_ratio",
+	                                 NULL};
+	size_t i = 0;
+	while (ok[i] && strcmp(ru->eargs[0], ok[i]) != 0)
+		i++;
+	if (ok[i] == NULL)
 		return "~not implemented";
 	if (ru->neargs == 2)
 		return check_expr(ru->eargs[1]);
@@ -906,17 +1093,39 @@ static long image_ratio(struct rules_evalenv *e, const struct rule *ru)
 	return 0;
 }
 
-static double value_of(const struct html_part *p, const char *test)
+/*
+ * The value html_eval and html_range test, false when SpamAssassin leaves
+ * it undefined (a ratio of a part without tags, or without what it counts).
+ */
+static bool value_of(const struct html_part *p, const char *test, double *v)
 {
-	return strcmp(test, "max_size") == 0 ? (double)p->max_size : (double)p->length;
+	double tags = (double)p->tags;
+	if (strcmp(test, "max_size") == 0)
+		*v = (double)p->max_size;
+	else if (strcmp(test, "length") == 0)
+		*v = (double)p->length;
+	else if (p->tags == 0)
+		return false;
+	else if (strcmp(test, "closed_extra_ratio") == 0)
+		*v = (double)p->closed_extra / tags;
+	else if (strcmp(test, "bad_tag_ratio") == 0 && p->elements > 0)
+		*v = (tags - (double)p->elements) / tags;
+	else if (strcmp(test, "non_element_ratio") == 0 && p->elements_seen > 0)
+		*v = (double)(p->tags_seen - p->elements_seen) / (double)p->tags_seen;
+	else if (strcmp(test, "obfuscation_ratio") == 0 && p->obfuscation > 0)
+		*v = (double)p->obfuscation / tags;
+	else
+		return false;
+	return true;
 }
 
 /* html_eval('length', '< 512') */
 static long html_eval(struct rules_evalenv *e, const struct rule *ru)
 {
 	struct html_facts *f = facts(e);
+	double v;
 	for (size_t i = 0; i < f->n; i++)
-		if (compare(value_of(&f->v[i], ru->eargs[0]), ru->eargs[1]))
+		if (value_of(&f->v[i], ru->eargs[0], &v) && compare(v, ru->eargs[1]))
 			return 1;
 	return 0;
 }
@@ -928,11 +1137,10 @@ static long html_range(struct rules_evalenv *e, const struct rule *ru)
 	double min = strtod(ru->eargs[1], NULL);
 	bool open = strcmp(ru->eargs[2], "inf") == 0;
 	double max = open ? 0 : strtod(ru->eargs[2], NULL);
-	for (size_t i = 0; i < f->n; i++) {
-		double v = value_of(&f->v[i], ru->eargs[0]);
-		if (v > min && (open || v <= max))
+	double v;
+	for (size_t i = 0; i < f->n; i++)
+		if (value_of(&f->v[i], ru->eargs[0], &v) && v > min && (open || v <= max))
 			return 1;
-	}
 	return 0;
 }
 
@@ -993,7 +1201,182 @@ static long text_match(struct rules_evalenv *e, const struct rule *ru)
 	return hit;
 }
 
+/* check_iframe_src: an <iframe> that loads something. */
+static long iframe_src(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	struct html_facts *f = facts(e);
+	for (size_t i = 0; i < f->n; i++)
+		if (f->v[i].iframe_src)
+			return 1;
+	return 0;
+}
+
+/* Characters of UTF-8 text (continuation bytes not counted). */
+static size_t utf8_chars(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xC0) != 0x80;
+	return n;
+}
+
+/* html_title_subject_ratio(r): some title more than r times as long as the Subject. */
+static long title_subject_ratio(struct rules_evalenv *e, const struct rule *ru)
+{
+	const char *subj = rules_eval_header(e, "Subject");
+	if (subj == NULL || *subj == '\0')
+		return 0;
+	double sl = (double)utf8_chars(subj), ratio = strtod(ru->eargs[0], NULL);
+	struct html_facts *f = facts(e);
+	for (size_t i = 0; i < f->n; i++) {
+		double max = 0;
+		const struct html_texts *t = &f->v[i].title;
+		for (size_t k = 0; k < t->n; k++)
+			if (t->v[k][0] != '\0' && strcmp(t->v[k], "0") != 0 &&
+			    (double)utf8_chars(t->v[k]) / sl > max)
+				max = (double)utf8_chars(t->v[k]) / sl;
+		if (max > ratio)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * html_charset_faraway: a charset outside ok_locales, which Sift leaves at
+ * SpamAssassin's default "all": never.
+ */
+static long charset_faraway(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)e;
+	(void)ru;
+	return 0;
+}
+
+static const char *check_numbers(const struct rule *ru)
+{
+	for (size_t i = 0; i < ru->neargs; i++) {
+		char *end;
+		strtod(ru->eargs[i], &end);
+		if (end == ru->eargs[i] || *end != '\0')
+			return "expected numbers";
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- URIEval, HTTPSMismatch */
+
+/*
+ * check_https_ip_mismatch: an anchor to an IPv4 address whose text shows
+ * an https: link that is not to such an address.
+ */
+static long https_ip_mismatch(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	static struct rules_eval_re ip_href = {
+	    .pattern = "^https?:/*(?:[^@/]+@)?\\d+\\.\\d+\\.\\d+\\.\\d+",
+	    .options = PCRE2_CASELESS};
+	static struct rules_eval_re https = {.pattern = "https:", .options = PCRE2_CASELESS};
+	struct html_facts *f = facts(e);
+	for (size_t i = 0; i < f->n; i++) {
+		const struct html_part *p = &f->v[i];
+		for (size_t k = 0; k < p->anchor.n && k < p->href.n; k++) {
+			const char *h = p->href.v[k], *t = p->anchor.v[k];
+			if (!rules_eval_re(&ip_href, h, strlen(h)))
+				continue;
+			/* the https form of the address itself is no mismatch */
+			if (strncasecmp(t, "https:", 6) == 0 &&
+			    rules_eval_re(&ip_href, t, strlen(t)))
+				continue;
+			if (rules_eval_re(&https, t, strlen(t)))
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* check_uri_truncated: a URL longer than SpamAssassin keeps. */
+static long uri_truncated(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return e->mi != NULL && (mime_flags(e->mi) & MIME_F_LONG_URI) != 0;
+}
+
+/*
+ * The registered domain of the host after "https?://" at the start of s
+ * (anchored) or anywhere in it, into out; an IP address as written when
+ * keep_ip. NULL when there is none, or the host is no valid domain.
+ */
+static const char *link_domain(const char *s, bool anchored, bool keep_ip, char *out, size_t cap)
+{
+	static struct rules_eval_re at_start = {.pattern = "^https?://([^/:?#]+)",
+	                                        .options = PCRE2_CASELESS};
+	static struct rules_eval_re in_text = {.pattern = "https://([^\\s/:?#]+)",
+	                                       .options = PCRE2_CASELESS};
+	size_t st, len;
+	if (!rules_eval_re_find(anchored ? &at_start : &in_text, s, strlen(s), 0, &st, &len))
+		return NULL;
+	char host[256];
+	if (len >= sizeof(host))
+		return NULL;
+	memcpy(host, s + st, len);
+	host[len] = '\0';
+	uint8_t ip[16];
+	bool v4;
+	if (dns_ip_parse(host, ip, &v4)) {
+		if (!keep_ip || len >= cap)
+			return NULL;
+		memcpy(out, host, len + 1);
+		return out;
+	}
+	return dns_registered_domain(host, out, cap);
+}
+
+/*
+ * check_https_http_mismatch(min, max): in one HTML part, an anchor whose
+ * text shows an https: link to another registered domain than its href's,
+ * among min to max - 1 distinct hrefs to domains (SpamAssassin's count).
+ */
+static long https_http_mismatch(struct rules_evalenv *e, const struct rule *ru)
+{
+	double min = ru->neargs > 0 ? strtod(ru->eargs[0], NULL) : 0;
+	bool bounded = ru->neargs > 1;
+	double max = bounded ? strtod(ru->eargs[1], NULL) : 0;
+	if (min == 0)
+		min = 1;
+	struct html_facts *f = facts(e);
+	for (size_t i = 0; i < f->n; i++) {
+		const struct html_part *p = &f->v[i];
+		size_t na = p->anchor.n < p->href.n ? p->anchor.n : p->href.n;
+		size_t anchors = 0;
+		bool hit = false;
+		for (size_t k = 0; k < na; k++) {
+			const char *h = p->href.v[k];
+			bool first = true; /* SpamAssassin counts each distinct href once */
+			for (size_t j = 0; j < k && first; j++)
+				first = strcmp(p->href.v[j], h) != 0;
+			char dom[256], https[256];
+			if (link_domain(h, true, false, dom, sizeof(dom)) == NULL)
+				continue;
+			anchors += first;
+			const char *t = p->anchor.v[k];
+			if (!hit && link_domain(t, false, true, https, sizeof(https)) != NULL &&
+			    strcasecmp(dom, https) != 0)
+				hit = true;
+		}
+		if (hit && (double)anchors >= min && (!bounded || (double)anchors < max))
+			return 1;
+	}
+	return 0;
+}
+
 const struct rules_evaldef rules_eval_html_defs[] = {
+    {"check_https_ip_mismatch", https_ip_mismatch, 0, 0, NULL},
+    {"check_uri_truncated", uri_truncated, 0, 0, NULL},
+    {"check_https_http_mismatch", https_http_mismatch, 0, 2, check_numbers},
+    {"check_iframe_src", iframe_src, 0, 0, NULL},
+    {"html_title_subject_ratio", title_subject_ratio, 1, 1, check_numbers},
+    {"html_charset_faraway", charset_faraway, 0, 0, NULL},
     {"html_text_match", text_match, 2, 2, check_text_match},
     {"html_test", html_test, 1, 1, check_test},
     {"html_image_ratio", image_ratio, 2, 2, NULL},

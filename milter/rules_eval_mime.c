@@ -9,41 +9,53 @@
 
 struct mimefacts {
 	unsigned html, text, base64, qp, attachment;
-	bool base64_text, bad_iso_charset, ascii_text_illegal;
-	long qp_excess; /* needlessly encoded characters in the QP lines */
+	bool base64_text, bad_iso_charset, ascii_text_illegal, qp_long_line, ma_non_text;
+	long qp_excess;         /* needlessly encoded characters in the QP lines */
+	size_t base64_line;     /* the longest raw line of a base64 part, its break included */
+	double unicode_ratio;   /* "&#xHHHH;" escapes per character of unencoded text/plain */
+	double multipart_ratio; /* text/plain bytes per text/html byte of an alternative */
 };
 
 /*
- * SpamAssassin counts, over the raw lines of quoted-printable parts, the
- * characters encoded that need not be (=20 inside a line, =41 ...), less
- * the trailing white space QP must encode. Sift keeps no raw text per
- * part, so this counts over the raw body when some part is QP: lines of
- * other parts rarely hold "=XX" with those hex values.
+ * SpamAssassin's count of characters a quoted-printable line encodes that
+ * need not be (=20 inside a line, =41 ...), less the trailing white space
+ * QP must encode.
  */
-static long qp_excess(const char *b, size_t n)
+static long qp_excess_line(const char *line, size_t len)
 {
 	static struct rules_eval_re enc = {.pattern =
 	                                       "=(?:09|3[0-9ABCEF]|[2456][0-9A-F]|7[0-9A-E])"};
 	static struct rules_eval_re trail = {.pattern = "((?:=09|=20)+)\\s*$"};
-	long count = 0;
-	for (size_t off = 0; off < n;) {
-		const char *nl = memchr(b + off, '\n', n - off);
-		size_t len = nl ? (size_t)(nl - (b + off)) : n - off;
-		const char *line = b + off;
-		if (memchr(line, '=', len) != NULL) {
-			long c = 0;
-			size_t s, l;
-			for (size_t from = 0;
-			     from < len && rules_eval_re_find(&enc, line, len, from, &s, &l);
-			     from = s + l)
-				c++;
-			if (c && rules_eval_re_find(&trail, line, len, 0, &s, &l))
-				c -= (long)(l / 3);
-			count += c;
+	if (memchr(line, '=', len) == NULL)
+		return 0;
+	long c = 0;
+	size_t s, l;
+	for (size_t from = 0; from < len && rules_eval_re_find(&enc, line, len, from, &s, &l);
+	     from = s + l)
+		c++;
+	if (c && rules_eval_re_find(&trail, line, len, 0, &s, &l))
+		c -= (long)(l / 3);
+	return c;
+}
+
+/* The "&#xHHHH;" escapes (capital hex digits) in a line. */
+static size_t unicode_escapes(const char *line, size_t len)
+{
+	size_t subs = 0;
+	for (size_t i = 0; i + 8 <= len; i++) {
+		if (line[i] != '&' || line[i + 1] != '#' || line[i + 2] != 'x' ||
+		    line[i + 7] != ';')
+			continue;
+		size_t k = 3;
+		while (k < 7 && (isdigit((unsigned char)line[i + k]) ||
+		                 (line[i + k] >= 'A' && line[i + k] <= 'F')))
+			k++;
+		if (k == 7) {
+			subs++;
+			i += 7;
 		}
-		off += len + 1;
 	}
-	return count;
+	return subs;
 }
 
 /* The Content-Disposition of a part's own header block, lower-cased ("" if none). */
@@ -67,6 +79,67 @@ static const char *disposition(arena_t *a, const char *headers)
 
 static struct mimefacts compute(struct rules_evalenv *e);
 
+/* A part with no children: the next part, if any, is not deeper. */
+static bool is_leaf(const mime_t *mi, size_t i)
+{
+	return i + 1 >= mime_part_count(mi) ||
+	       mime_part(mi, i + 1)->depth <= mime_part(mi, i)->depth;
+}
+
+/*
+ * check_ma_non_text: a direct child of multipart/alternative i that is a
+ * leaf but not text (nor RTF, which ham sends).
+ */
+static bool ma_non_text(const mime_t *mi, size_t i)
+{
+	unsigned d = mime_part(mi, i)->depth;
+	for (size_t j = i + 1; j < mime_part_count(mi) && mime_part(mi, j)->depth > d; j++) {
+		const mime_part_t *c = mime_part(mi, j);
+		const char *ct = c->content_type ? c->content_type : "text/plain";
+		if (c->depth != d + 1 || !is_leaf(mi, j))
+			continue;
+		if (strcmp(ct, "multipart/related") != 0 && strcmp(ct, "application/rtf") != 0 &&
+		    strncmp(ct, "text/", 5) != 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * What _check_attachments and _check_base64_length read from a leaf's
+ * raw lines: QP line lengths and needless escapes, base64 line lengths,
+ * and unicode escapes in unencoded text/plain.
+ */
+static void leaf_lines(struct mimefacts *f, const mime_part_t *p, const char *ct, const char *cte,
+                       size_t *normal, size_t *unicode)
+{
+	bool qp = strcmp(cte, "quoted-printable") == 0;
+	bool b64 = strcmp(cte, "base64") == 0 && strcmp(ct, "application/ics") != 0;
+	bool plain = strcmp(ct, "text/plain") == 0 &&
+	             (*cte == '\0' || strcmp(cte, "7bit") == 0 || strcmp(cte, "8bit") == 0);
+	if (!qp && !b64 && !plain)
+		return;
+	const char *end = p->raw + p->raw_len;
+	for (const char *line = p->raw, *nl; line < end; line = nl ? nl + 1 : end) {
+		/* a line as SpamAssassin's raw() has it: with its break, the last may lack one */
+		nl = memchr(line, '\n', (size_t)(end - line));
+		size_t len = nl ? (size_t)(nl - line) + 1 : (size_t)(end - line);
+		if (qp && !(len >= 6 && memcmp(line, "SPAM: ", 6) == 0)) {
+			/* RFC 5322's 78 characters and the line break (Apple Mail exceeds 76) */
+			if (len > 79)
+				f->qp_long_line = true;
+			f->qp_excess += qp_excess_line(line, len);
+		}
+		if (b64 && len > f->base64_line)
+			f->base64_line = len;
+		if (plain) {
+			size_t subs = unicode_escapes(line, len);
+			*normal += len - 8 * subs;
+			*unicode += subs;
+		}
+	}
+}
+
 static struct mimefacts facts(struct rules_evalenv *e)
 {
 	struct mimefacts *c = e->cache[RULES_EVAL_CACHE_MIME];
@@ -80,8 +153,11 @@ static struct mimefacts facts(struct rules_evalenv *e)
 
 static struct mimefacts compute(struct rules_evalenv *e)
 {
-	struct mimefacts f = {0};
+	struct mimefacts f = {.multipart_ratio = 1.0};
 	size_t np = e->mi ? mime_part_count(e->mi) : 0;
+	bool alternative = false;
+	long text_bytes = -1, html_bytes = -1;
+	size_t normal_chars = 0, unicode_chars = 0;
 	static struct rules_eval_re ascii = {
 	    .pattern = "(?:us-ascii|ansi_x3\\.4-1968|iso-ir-6|ansi_x3\\.4-1986|iso_646\\.irv:1991|"
 	               "ascii|iso646-us|us|ibm367|cp367|csascii)"};
@@ -94,6 +170,21 @@ static struct mimefacts compute(struct rules_evalenv *e)
 		const char *cte = p->encoding ? p->encoding : "";
 		const char *cs = p->charset ? p->charset : "";
 		const char *cd = disposition(e->a, p->headers);
+		if (strcmp(ct, "multipart/alternative") == 0) {
+			alternative = true;
+			if (ma_non_text(e->mi, i))
+				f.ma_non_text = true;
+		}
+		if (is_leaf(e->mi, i))
+			leaf_lines(&f, p, ct, cte, &normal_chars, &unicode_chars);
+		if (is_leaf(e->mi, i) && strstr(cd, "attachment") == NULL) {
+			/* SpamAssassin's bytes of the last text/plain and text/html parts */
+			long bytes = alternative ? (long)p->raw_len : 0;
+			if (strcmp(ct, "text/html") == 0)
+				html_bytes = bytes;
+			else if (strcmp(ct, "text/plain") == 0)
+				text_bytes = bytes;
+		}
 		if (strcmp(ct, "text/html") == 0)
 			f.html++;
 		else if (strncmp(ct, "text", 4) == 0)
@@ -134,17 +225,17 @@ static struct mimefacts compute(struct rules_evalenv *e)
 				}
 		}
 	}
-	if (f.qp > 0) {
-		size_t n;
-		const char *b = msg_body(e->m, &n);
-		f.qp_excess = b ? qp_excess(b, n) : 0;
-	}
+	if (normal_chars > 0)
+		f.unicode_ratio = (double)unicode_chars / (double)normal_chars;
+	if (alternative && text_bytes >= 0 && html_bytes > 0)
+		f.multipart_ratio = (double)text_bytes / (double)html_bytes;
 	return f;
 }
 
-static const char *const mime_tests[] = {"mime_base64_count",    "mime_qp_count",
-                                         "mime_attachment",      "mime_base64_encoded_text",
-                                         "mime_bad_iso_charset", NULL};
+static const char *const mime_tests[] = {
+    "mime_base64_count",        "mime_qp_count",           "mime_attachment",
+    "mime_base64_encoded_text", "mime_bad_iso_charset",    "mime_qp_long_line",
+    "mime_faraway_charset",     "mimepart_limit_exceeded", NULL};
 
 static const char *check_mime_arg(const struct rule *ru)
 {
@@ -167,7 +258,117 @@ static long for_mime(struct rules_evalenv *e, const struct rule *ru)
 		return f.attachment > 0;
 	if (strcmp(t, "mime_base64_encoded_text") == 0)
 		return f.base64_text;
+	if (strcmp(t, "mime_qp_long_line") == 0)
+		return f.qp_long_line;
+	/*
+	 * A charset is faraway only outside ok_locales, which Sift leaves at
+	 * SpamAssassin's default "all". SpamAssassin looks the part limit up
+	 * among the test results while the parser records it on the message,
+	 * so mimepart_limit_exceeded never hits there either.
+	 */
+	if (strcmp(t, "mime_faraway_charset") == 0 || strcmp(t, "mimepart_limit_exceeded") == 0)
+		return 0;
 	return f.bad_iso_charset;
+}
+
+/* check_msg_parse_flags(flag): the parser's record of a malformed structure. */
+static const struct {
+	const char *name;
+	unsigned flag;
+} parse_flags[] = {
+    {"mime_epilogue_exists", MIME_F_EPILOGUE},
+    {"missing_mime_headers", MIME_F_PART_NO_HEADERS},
+    {"missing_mime_head_body_separator", MIME_F_PART_NO_SEPARATOR},
+    /* SpamAssassin stops at 1000 parts of one multipart, Sift at max_parts in all */
+    {"mimepart_limit_exceeded", MIME_F_PART_LIMIT},
+};
+
+#define SA_HEADER_KEY_BYTES   256   /* SpamAssassin cuts a field name here, */
+#define SA_HEADER_VALUE_BYTES 8192  /* a field's value here */
+#define SA_HEADER_BYTES       65536 /* and the whole header section here */
+
+/*
+ * truncated_header: a field SpamAssassin would cut, or a header section
+ * beyond its limit (each field counted as name, ": " and value).
+ */
+static bool truncated_header(msg_t *m)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < msg_header_count(m); i++) {
+		size_t nl = strlen(msg_header_name(m, i)), vl = strlen(msg_header_value(m, i));
+		if (nl > SA_HEADER_KEY_BYTES || vl > SA_HEADER_VALUE_BYTES)
+			return true;
+		total += nl + vl + 2;
+	}
+	return total > SA_HEADER_BYTES;
+}
+
+static const char *check_parse_flag(const struct rule *ru)
+{
+	if (strcmp(ru->eargs[0], "truncated_header") == 0)
+		return NULL;
+	for (size_t i = 0; i < sizeof(parse_flags) / sizeof(parse_flags[0]); i++)
+		if (strcmp(ru->eargs[0], parse_flags[i].name) == 0)
+			return NULL;
+	/*
+	 * missing_head_body_separator: a file whose header section does not end
+	 * in an empty line. The milter gets header and body apart from the MTA.
+	 */
+	return "~not implemented";
+}
+
+static long msg_parse_flags(struct rules_evalenv *e, const struct rule *ru)
+{
+	if (strcmp(ru->eargs[0], "truncated_header") == 0)
+		return truncated_header(e->m);
+	unsigned flags = e->mi ? mime_flags(e->mi) : 0;
+	for (size_t i = 0; i < sizeof(parse_flags) / sizeof(parse_flags[0]); i++)
+		if (strcmp(ru->eargs[0], parse_flags[i].name) == 0)
+			return (flags & parse_flags[i].flag) != 0;
+	return 0;
+}
+
+/* check_base64_length(min[, max]): the longest base64 line, its break counted. */
+static long base64_length(struct rules_evalenv *e, const struct rule *ru)
+{
+	double len = (double)facts(e).base64_line;
+	if (ru->neargs > 1 && len > strtod(ru->eargs[1], NULL))
+		return 0;
+	return len >= strtod(ru->eargs[0], NULL);
+}
+
+/* check_abundant_unicode_ratio(ratio): "&#xHHHH;" per character of plain text. */
+static long abundant_unicode(struct rules_evalenv *e, const struct rule *ru)
+{
+	return facts(e).unicode_ratio >= strtod(ru->eargs[0], NULL);
+}
+
+static const char *check_ratio(const struct rule *ru)
+{
+	/* SpamAssassin's own check: the test never hits otherwise */
+	static struct rules_eval_re ok = {.pattern = "^\\d{0,3}\\.\\d{1,3}$"};
+	return rules_eval_re(&ok, ru->eargs[0], strlen(ru->eargs[0])) ? NULL : "expected a ratio";
+}
+
+static long ma_non_text_eval(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return facts(e).ma_non_text;
+}
+
+/* check_mime_multipart_ratio(min, max): min <= text/html bytes < max. */
+static long multipart_ratio(struct rules_evalenv *e, const struct rule *ru)
+{
+	double r = facts(e).multipart_ratio;
+	return r >= strtod(ru->eargs[0], NULL) && r < strtod(ru->eargs[1], NULL);
+}
+
+/* check_for_faraway_charset: never with ok_locales "all" (see for_mime). */
+static long faraway_charset(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)e;
+	(void)ru;
+	return 0;
 }
 
 static bool top_is_html(struct rules_evalenv *e)
@@ -313,5 +514,11 @@ const struct rules_evaldef rules_eval_mime_defs[] = {
     {"check_for_mime_html", mime_html, 0, 0, NULL},
     {"check_for_mime_html_only", mime_html_only, 0, 0, NULL},
     {"check_for_uppercase", uppercase, 2, 2, check_two_numbers},
+    {"check_msg_parse_flags", msg_parse_flags, 1, 1, check_parse_flag},
+    {"check_base64_length", base64_length, 1, 2, check_two_numbers},
+    {"check_abundant_unicode_ratio", abundant_unicode, 1, 1, check_ratio},
+    {"check_ma_non_text", ma_non_text_eval, 0, 0, NULL},
+    {"check_mime_multipart_ratio", multipart_ratio, 2, 2, check_two_numbers},
+    {"check_for_faraway_charset", faraway_charset, 0, 0, NULL},
     {NULL, NULL, 0, 0, NULL},
 };

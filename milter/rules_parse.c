@@ -40,6 +40,9 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::RelayEval",
     "Mail::SpamAssassin::Plugin::MIMEEval",
     "Mail::SpamAssassin::Plugin::HTMLEval",
+    /* check_https_ip_mismatch, check_uri_truncated; check_https_http_mismatch */
+    "Mail::SpamAssassin::Plugin::URIEval",
+    "Mail::SpamAssassin::Plugin::HTTPSMismatch",
     "Mail::SpamAssassin::Plugin::FreeMail",
     "Mail::SpamAssassin::Plugin::BodyEval",
     "Mail::SpamAssassin::Plugin::WLBLEval",

@@ -548,6 +548,60 @@ Test(rules_eval, unparseable_relays_are_counted)
 	rules_free(r);
 }
 
+Test(rules_eval, uri_https_ip_and_https_http_mismatch)
+{
+	rules_t *r = load("body HTTPS_IP_MISMATCH eval:check_https_ip_mismatch()\n"
+	                  "body HTTPS_HTTP_MISMATCH eval:check_https_http_mismatch('1','10')\n");
+	const char *h = "Content-Type: text/html\nSubject: s\n\n";
+	char msg[2048];
+	snprintf(msg, sizeof(msg),
+	         "%s<a href=\" http://192.0.2.7/login\">https://bank.example.com/</a>\n", h);
+	cr_assert(hits(r, msg, "HTTPS_IP_MISMATCH"));
+	cr_assert_not(hits(r, msg, "HTTPS_HTTP_MISMATCH"), "an address is the other rule's");
+	snprintf(msg, sizeof(msg), "%s<a href=\"http://192.0.2.7/\">https://192.0.2.7/</a>\n", h);
+	cr_assert_not(hits(r, msg, "HTTPS_IP_MISMATCH"), "the address shown is the address");
+	snprintf(msg, sizeof(msg),
+	         "%s<a href=\"http://bank.example.com/\">https://bank.example.com/</a>\n", h);
+	cr_assert_not(hits(r, msg, "HTTPS_IP_MISMATCH"));
+	cr_assert_not(hits(r, msg, "HTTPS_HTTP_MISMATCH"), "the same domain");
+	snprintf(msg, sizeof(msg),
+	         "%s<a href=\"http://www.evil.example.net/x\">Log in at "
+	         "https://www.bank.example.com</a>\n",
+	         h);
+	cr_assert(hits(r, msg, "HTTPS_HTTP_MISMATCH"));
+	snprintf(msg, sizeof(msg),
+	         "%s<a href=\"http://login.bank.example.com/\">https://www.bank.example.com</a>\n",
+	         h);
+	cr_assert_not(hits(r, msg, "HTTPS_HTTP_MISMATCH"), "registered domains are compared");
+	/* ten distinct hrefs to domains: outside '1','10' */
+	char *q = msg + snprintf(msg, sizeof(msg), "%s", h);
+	for (int i = 0; i < 10; i++)
+		q += snprintf(q, sizeof(msg) - (size_t)(q - msg),
+		              "<a href=\"http://n%d.example.org/\">https://bank.example.com</a>\n",
+		              i);
+	cr_assert_not(hits(r, msg, "HTTPS_HTTP_MISMATCH"), "too many links");
+	rules_free(r);
+}
+
+Test(rules_eval, uri_truncated_beyond_8192_bytes)
+{
+	rules_t *r = load("body URI_TRUNCATED eval:check_uri_truncated()\n");
+	size_t n = 9000;
+	char *msg = malloc(n + 256), *q = msg;
+	q += sprintf(q, "Content-Type: text/html\nSubject: s\n\n<a href=\"http://example.com/");
+	memset(q, 'a', n);
+	strcpy(q + n, "\">x</a>\n");
+	cr_assert(hits(r, msg, "URI_TRUNCATED"));
+	q = msg + sprintf(msg, "Subject: s\n\nsee http://example.com/");
+	memset(q, 'b', n);
+	strcpy(q + n, " now\n");
+	cr_assert(hits(r, msg, "URI_TRUNCATED"), "in text too");
+	q[8000] = ' ';
+	cr_assert_not(hits(r, msg, "URI_TRUNCATED"));
+	free(msg);
+	rules_free(r);
+}
+
 /* ---------------------------------------------------------------- MIMEEval */
 
 Test(rules_eval, uppercase_share_of_the_body)
@@ -609,19 +663,20 @@ Test(rules_eval, mime_parts_encodings_and_html_only)
 Test(rules_eval, unimplemented_evals_warn_with_their_reason_and_bad_arguments_fail)
 {
 	diag_t *d = diag_new();
-	rules_t *r = rules_load_text("t.cf",
-	                             "header R eval:check_razor2()\n"
-	                             "header S eval:check_for_spf_welcomelist_from()\n"
-	                             "rawbody M eval:check_for_mime('mime_qp_long_line')\n"
-	                             "header OK eval:subject_is_all_caps()\n",
-	                             NULL, d);
+	rules_t *r =
+	    rules_load_text("t.cf",
+	                    "header R eval:check_razor2()\n"
+	                    "header S eval:check_for_spf_welcomelist_from()\n"
+	                    "body M eval:check_msg_parse_flags('missing_head_body_separator')\n"
+	                    "header OK eval:subject_is_all_caps()\n",
+	                    NULL, d);
 	cr_assert_not_null(r);
 	cr_assert(diag_has(d, "t.cf:1: warning: skipped eval test check_razor2 (Razor"));
 	cr_assert(diag_has(
 	    d,
 	    "t.cf:2: warning: skipped eval test check_for_spf_welcomelist_from (SPF welcomelists"));
-	cr_assert(
-	    diag_has(d, "t.cf:3: warning: skipped eval test check_for_mime(mime_qp_long_line)"));
+	cr_assert(diag_has(d, "t.cf:3: warning: skipped eval test "
+	                      "check_msg_parse_flags(missing_head_body_separator)"));
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "OK")));
 	cr_assert_eq(diag_warnings(d), 3, "one warning per reason");
 	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "R")));
@@ -835,6 +890,79 @@ Test(rules_eval, the_score_set_follows_what_is_configured)
 
 /* ---------------------------------------------------------------- HTMLEval */
 
+Test(rules_eval, html_iframe_src_title_subject_ratio_and_charset_faraway)
+{
+	rules_t *r = load("body HTML_IFRAME_SRC eval:check_iframe_src()\n"
+	                  "body __HTML_TITLE_SUBJ_DIFF eval:html_title_subject_ratio('3.5')\n"
+	                  "body __HTML_CHARSET_FARAWAY eval:html_charset_faraway()\n"
+	                  "meta TITLE __HTML_TITLE_SUBJ_DIFF\nmeta FAR __HTML_CHARSET_FARAWAY\n");
+	const char *h = "Content-Type: text/html\nSubject: Hi\n\n";
+	char msg[512];
+	snprintf(msg, sizeof(msg), "%s<iframe src=\"http://example.com/x\"></iframe>\n", h);
+	cr_assert(hits(r, msg, "HTML_IFRAME_SRC"));
+	snprintf(msg, sizeof(msg), "%s<iframe src=\" \"></iframe><img src=\"a.gif\">\n", h);
+	cr_assert_not(hits(r, msg, "HTML_IFRAME_SRC"), "an empty source loads nothing");
+	/* "Hi\n" is 3 characters: a title of 11 is 3.67 times as long */
+	snprintf(msg, sizeof(msg), "%s<title>Cheap meds!</title><p>x</p>\n", h);
+	cr_assert(hits(r, msg, "TITLE"));
+	snprintf(msg, sizeof(msg), "%s<title>Cheap med</title><p>x</p>\n", h);
+	cr_assert_not(hits(r, msg, "TITLE"), "3 times as long");
+	cr_assert_not(hits(r, "Content-Type: text/html\n\n<title>Cheap meds!</title>\n", "TITLE"),
+	              "no Subject");
+	snprintf(msg, sizeof(msg),
+	         "Content-Type: text/html; charset=koi8-r\nSubject: Hi\n\n<p>\xf0\xf2\xe9</p>\n");
+	cr_assert_not(hits(r, msg, "FAR"), "ok_locales is all");
+	rules_free(r);
+}
+
+Test(rules_eval, html_range_obfuscation_extra_closing_and_unknown_tags)
+{
+	rules_t *r =
+	    load("body HTML_OBFUSCATE_90_100 eval:html_range('obfuscation_ratio','.9','1.0')\n"
+	         "body HTML_OBFUSCATE_05_10 eval:html_range('obfuscation_ratio','.05','.1')\n"
+	         "body HTML_OBFUSCATE_20_30 eval:html_range('obfuscation_ratio','.2','.3')\n"
+	         "body HTML_EXTRA_CLOSE eval:html_range('closed_extra_ratio', '0.09', 'inf')\n"
+	         "body HTML_BADTAG_90_100 eval:html_range('bad_tag_ratio','0.90','1.00')\n"
+	         "body HTML_NONELEMENT_40_50 eval:html_range('non_element_ratio','0.40','0.50')\n");
+	const char *h = "Content-Type: text/html\nSubject: s\n\n";
+	char msg[1024];
+	/* two words split by the two tags: 2 / 2 */
+	snprintf(msg, sizeof(msg), "%sV<b>i</b>agra\n", h);
+	cr_assert(hits(r, msg, "HTML_OBFUSCATE_90_100"));
+	cr_assert_not(hits(r, msg, "HTML_EXTRA_CLOSE"));
+	snprintf(msg, sizeof(msg), "%sV<br>i<br>agra\n", h);
+	cr_assert_not(hits(r, msg, "HTML_OBFUSCATE_90_100"), "a line break separates words");
+	snprintf(msg, sizeof(msg), "%sV <b>i</b> agra, &amp;<i>x</i>\n", h);
+	cr_assert_not(hits(r, msg, "HTML_OBFUSCATE_90_100"), "spaces and punctuation separate");
+	cr_assert_not(hits(r, msg, "HTML_OBFUSCATE_05_10"));
+	snprintf(msg, sizeof(msg),
+	         "Content-Type: text/html; charset=windows-1252\nSubject: s\n\n"
+	         "\x93<u>Join</u>\x94 and \xe9<u>t\xe9</u>\n");
+	/* only the accented word is split (1 / 4): the quotes are punctuation */
+	cr_assert(hits(r, msg, "HTML_OBFUSCATE_20_30"),
+	          "curly double quotes are plain ones to SpamAssassin, a letter is a letter");
+	/* one split word among 14 tags: 1 / 14 */
+	snprintf(msg, sizeof(msg),
+	         "%s<html><body><p>one</p><p>two</p><p>th<b>ree</b></p><p>x</p></body></html>\n",
+	         h);
+	cr_assert(hits(r, msg, "HTML_OBFUSCATE_05_10"));
+	cr_assert_not(hits(r, msg, "HTML_OBFUSCATE_90_100"));
+	/* two closing tags with nothing open among three tags */
+	snprintf(msg, sizeof(msg), "%s</b></i>text<p>\n", h);
+	cr_assert(hits(r, msg, "HTML_EXTRA_CLOSE"));
+	/* ten tags no HTML 4 element, one <p>: 10 / 11; two names of which one unknown */
+	snprintf(msg, sizeof(msg),
+	         "%s<p><foo>a<foo>b<foo>c<foo>d<foo>e<foo>f<foo>g<foo>h<foo>i<foo>j\n", h);
+	cr_assert(hits(r, msg, "HTML_BADTAG_90_100"));
+	cr_assert(hits(r, msg, "HTML_NONELEMENT_40_50"));
+	snprintf(msg, sizeof(msg), "%s<foo>a<foo>b<foo>c\n", h);
+	cr_assert_not(hits(r, msg, "HTML_BADTAG_90_100"),
+	              "no element at all leaves the ratio undefined");
+	snprintf(msg, sizeof(msg), "%s<o:p>a</o:p><p>b</p>\n", h);
+	cr_assert_not(hits(r, msg, "HTML_NONELEMENT_40_50"), "Office's namespace tags count");
+	rules_free(r);
+}
+
 Test(rules_eval, html_tags_balance_length_and_image_only)
 {
 	rules_t *r = load("body __TAG_EXISTS_HTML eval:html_tag_exists('html')\n"
@@ -1028,7 +1156,242 @@ Test(rules_eval, mime_fake_ascii_and_needless_quoted_printable)
 	rules_free(r);
 }
 
+/* tmpl with its first "@" replaced by a and its second by b, in buf. */
+static const char *fill(char *buf, size_t cap, const char *tmpl, const char *a, const char *b)
+{
+	size_t n = 0;
+	const char *args[2] = {a, b};
+	int k = 0;
+	for (const char *t = tmpl; *t && n + 1 < cap; t++) {
+		if (*t == '@' && k < 2) {
+			for (const char *v = args[k++]; *v && n + 1 < cap; v++)
+				buf[n++] = *v;
+		} else {
+			buf[n++] = *t;
+		}
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+Test(rules_eval, mime_qp_escapes_count_in_quoted_printable_parts_only)
+{
+	rules_t *r =
+	    load("rawbody __MIME_QP eval:check_for_mime('mime_qp_count')\nmeta QP __MIME_QP\n");
+	/* "=41" in the 7bit part is text, not an escape; the QP part needs its =E9 */
+	const char *mixed = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                    "--b\nContent-Transfer-Encoding: quoted-printable\n\ncaf=E9\n"
+	                    "--b\nContent-Transfer-Encoding: 7bit\n\nkey=41 value=20x\n--b--\n";
+	cr_assert_not(hits(r, mixed, "QP"));
+	const char *needless = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                       "--b\nContent-Transfer-Encoding: 7bit\n\nplain\n"
+	                       "--b\nContent-Transfer-Encoding: quoted-printable\n\n=48i\n--b--\n";
+	cr_assert(hits(r, needless, "QP"));
+	rules_free(r);
+}
+
+Test(rules_eval, mime_qp_long_line_counts_raw_lines_over_78_characters)
+{
+	rules_t *r = load("rawbody MIME_QP_LONG_LINE eval:check_for_mime('mime_qp_long_line')\n");
+	char line78[79], line79[80], msg[512];
+	memset(line78, 'a', 78);
+	line78[78] = '\0';
+	memset(line79, 'a', 79);
+	line79[79] = '\0';
+	const char *fmt = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                  "--b\nContent-Transfer-Encoding: @\n\n@\nend\n--b--\n";
+	fill(msg, sizeof(msg), fmt, "quoted-printable", line79);
+	cr_assert(hits(r, msg, "MIME_QP_LONG_LINE"));
+	fill(msg, sizeof(msg), fmt, "quoted-printable", line78);
+	cr_assert_not(hits(r, msg, "MIME_QP_LONG_LINE"), "78 characters and the break are allowed");
+	fill(msg, sizeof(msg), fmt, "7bit", line79);
+	cr_assert_not(hits(r, msg, "MIME_QP_LONG_LINE"), "not quoted-printable");
+	char spam[128];
+	snprintf(spam, sizeof(spam), "SPAM: %s", line78);
+	fill(msg, sizeof(msg), fmt, "quoted-printable", spam);
+	cr_assert_not(hits(r, msg, "MIME_QP_LONG_LINE"), "SpamAssassin's own report lines");
+	rules_free(r);
+}
+
+Test(rules_eval, mime_parse_flags_epilogue_missing_headers_and_separator)
+{
+	rules_t *r =
+	    load("body T_TVD_MIME_EPI eval:check_msg_parse_flags('mime_epilogue_exists')\n"
+	         "body T_TVD_MIME_NO_HEADERS eval:check_msg_parse_flags('missing_mime_headers')\n"
+	         "body MISSING_MIME_HB_SEP "
+	         "eval:check_msg_parse_flags('missing_mime_head_body_separator')\n");
+	const char *clean = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\npreamble\n"
+	                    "--b\nContent-Type: text/plain\n\none\n"
+	                    "--b\nContent-Type: text/plain\n\ntwo\n--b--\n\n.\n \n";
+	cr_assert_not(hits(r, clean, "T_TVD_MIME_EPI"), "blanks and dots are no epilogue");
+	cr_assert_not(hits(r, clean, "T_TVD_MIME_NO_HEADERS"));
+	cr_assert_not(hits(r, clean, "MISSING_MIME_HB_SEP"));
+	const char *epi = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                  "--b\nContent-Type: text/plain\n\none\n--b--\nvisit example.com\n";
+	cr_assert(hits(r, epi, "T_TVD_MIME_EPI"));
+	/* an inner multipart's epilogue ends at its parent's next delimiter */
+	const char *inner = "Content-Type: multipart/mixed; boundary=o\nSubject: x\n\n"
+	                    "--o\nContent-Type: multipart/alternative; boundary=i\n\n"
+	                    "--i\nContent-Type: text/plain\n\none\n--i--\ntrailer\n"
+	                    "--o--\n";
+	cr_assert(hits(r, inner, "T_TVD_MIME_EPI"));
+	const char *noclose = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                      "--b\nContent-Type: text/plain\n\none\nmore text\n";
+	cr_assert_not(hits(r, noclose, "T_TVD_MIME_EPI"), "no close delimiter, no epilogue");
+	const char *nohdr = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                    "--b\nContent-Type: text/plain\n\none\n--b\n\ntwo\n--b--\n";
+	cr_assert(hits(r, nohdr, "T_TVD_MIME_NO_HEADERS"));
+	cr_assert_not(hits(r, nohdr, "MISSING_MIME_HB_SEP"), "an empty header block is separated");
+	const char *nosep = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                    "--b\nContent-Type: text/plain\nhello there\n--b--\n";
+	cr_assert(hits(r, nosep, "MISSING_MIME_HB_SEP"));
+	cr_assert_not(hits(r, nosep, "T_TVD_MIME_NO_HEADERS"));
+	const char *first = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                    "--b\nhello\n--b--\n";
+	cr_assert(hits(r, first, "T_TVD_MIME_NO_HEADERS"), "the first delimiter too");
+	cr_assert(hits(r, first, "MISSING_MIME_HB_SEP"));
+	cr_assert_not(hits(r, "Subject: x\n\nplain text\n--b--\nmore\n", "T_TVD_MIME_EPI"),
+	              "not multipart");
+	rules_free(r);
+}
+
+Test(rules_eval, mime_parse_flag_truncated_header)
+{
+	rules_t *r = load("header HEAD_LONG eval:check_msg_parse_flags('truncated_header')\n");
+	size_t n = 70000;
+	char *msg = malloc(n + 256), *q = msg;
+	q += sprintf(q, "Subject: s\nX-Long: ");
+	memset(q, 'a', 8193);
+	strcpy(q + 8193, "\n\nbody\n");
+	cr_assert(hits(r, msg, "HEAD_LONG"), "a value beyond 8192 bytes");
+	strcpy(q + 8000, "\n\nbody\n");
+	cr_assert_not(hits(r, msg, "HEAD_LONG"));
+	q = msg + sprintf(msg, "Subject: s\nX-");
+	memset(q, 'n', 300);
+	strcpy(q + 300, ": v\n\nbody\n");
+	cr_assert(hits(r, msg, "HEAD_LONG"), "a name beyond 256 bytes");
+	/* ten fields of 7,000 bytes: each fine, 70,000 in all */
+	q = msg + sprintf(msg, "Subject: s\n");
+	for (int i = 0; i < 10; i++) {
+		q += sprintf(q, "X-%d: ", i);
+		memset(q, 'v', 6990);
+		q += 6990;
+		*q++ = '\n';
+	}
+	strcpy(q, "\nbody\n");
+	cr_assert(hits(r, msg, "HEAD_LONG"), "a header section beyond 65536 bytes");
+	free(msg);
+	rules_free(r);
+}
+
+Test(rules_eval, mime_base64_line_length)
+{
+	rules_t *r = load("body BASE64_LENGTH_78_79 eval:check_base64_length('78','79')\n"
+	                  "body BASE64_LENGTH_79_INF eval:check_base64_length('79')\n");
+	char l76[77], l77[78], l78[79], l79[80], msg[512];
+	memset(l76, 'Q', 76);
+	l76[76] = '\0';
+	memset(l77, 'Q', 77);
+	l77[77] = '\0';
+	memset(l78, 'Q', 78);
+	l78[78] = '\0';
+	memset(l79, 'Q', 79);
+	l79[79] = '\0';
+	const char *fmt = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                  "--b\nContent-Type: @\nContent-Transfer-Encoding: base64\n\n@\nQQ==\n"
+	                  "--b--\n";
+	fill(msg, sizeof(msg), fmt, "application/octet-stream", l76);
+	cr_assert_not(hits(r, msg, "BASE64_LENGTH_78_79"), "76 characters and the break");
+	cr_assert_not(hits(r, msg, "BASE64_LENGTH_79_INF"));
+	fill(msg, sizeof(msg), fmt, "application/octet-stream", l77);
+	cr_assert(hits(r, msg, "BASE64_LENGTH_78_79"));
+	cr_assert_not(hits(r, msg, "BASE64_LENGTH_79_INF"));
+	fill(msg, sizeof(msg), fmt, "application/octet-stream", l78);
+	cr_assert(hits(r, msg, "BASE64_LENGTH_78_79"), "both ranges hold 79");
+	cr_assert(hits(r, msg, "BASE64_LENGTH_79_INF"));
+	fill(msg, sizeof(msg), fmt, "application/octet-stream", l79);
+	cr_assert_not(hits(r, msg, "BASE64_LENGTH_78_79"));
+	cr_assert(hits(r, msg, "BASE64_LENGTH_79_INF"));
+	fill(msg, sizeof(msg), fmt, "application/ics", l78);
+	cr_assert_not(hits(r, msg, "BASE64_LENGTH_79_INF"), "calendar invitations are exempt");
+	rules_free(r);
+}
+
+Test(rules_eval, mime_abundant_unicode_escapes_in_plain_text)
+{
+	rules_t *r = load("body PP_TOO_MUCH_UNICODE05 eval:check_abundant_unicode_ratio(0.05)\n");
+	cr_assert(hits(r, "Subject: x\n\n&#x0412;&#x0438;&#x0430;&#x0433;&#x0440;&#x0430; now\n",
+	               "PP_TOO_MUCH_UNICODE05"));
+	cr_assert_not(hits(r, "Subject: x\n\nplain text with one &#x0412; in a long line\n",
+	                   "PP_TOO_MUCH_UNICODE05"));
+	cr_assert_not(hits(r, "Subject: x\n\n&#x04a0;&#x04b0;&#x04c0; lower-case hex\n",
+	                   "PP_TOO_MUCH_UNICODE05"),
+	              "SpamAssassin matches capital hex digits only");
+	cr_assert_not(hits(r, "Content-Type: text/html\nSubject: x\n\n&#x0412;&#x0438;&#x0430;\n",
+	                   "PP_TOO_MUCH_UNICODE05"),
+	              "HTML may use them");
+	rules_free(r);
+}
+
+Test(rules_eval, mime_alternative_non_text_and_multipart_ratio)
+{
+	rules_t *r = load("body MULTIPART_ALT_NON_TEXT eval:check_ma_non_text()\n"
+	                  "body MIME_HTML_MOSTLY eval:check_mime_multipart_ratio('0.00','0.01')\n"
+	                  "body CHARSET_FARAWAY eval:check_for_faraway_charset()\n");
+	const char *img = "Content-Type: multipart/alternative; boundary=b\nSubject: x\n\n"
+	                  "--b\nContent-Type: text/plain\n\nhi\n"
+	                  "--b\nContent-Type: image/gif\n\nGIF89a\n--b--\n";
+	const char *rtf = "Content-Type: multipart/alternative; boundary=b\nSubject: x\n\n"
+	                  "--b\nContent-Type: text/plain\n\nhi\n"
+	                  "--b\nContent-Type: application/rtf\n\n{\\rtf1}\n--b--\n";
+	const char *nested = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                     "--b\nContent-Type: multipart/alternative; boundary=c\n\n"
+	                     "--c\nContent-Type: text/plain\n\nhi\n--c--\n"
+	                     "--b\nContent-Type: image/gif\n\nGIF89a\n--b--\n";
+	cr_assert(hits(r, img, "MULTIPART_ALT_NON_TEXT"));
+	cr_assert_not(hits(r, rtf, "MULTIPART_ALT_NON_TEXT"));
+	cr_assert_not(hits(r, nested, "MULTIPART_ALT_NON_TEXT"), "the image is not an alternative");
+	char big[600], msg[1024];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	const char *fmt = "Content-Type: multipart/alternative; boundary=b\nSubject: x\n\n"
+	                  "--b\nContent-Type: text/plain\n\n@\n"
+	                  "--b\nContent-Type: text/html\n\n<p>@</p>\n--b--\n";
+	fill(msg, sizeof(msg), fmt, "", big);
+	cr_assert(hits(r, msg, "MIME_HTML_MOSTLY"), "an empty text alternative");
+	fill(msg, sizeof(msg), fmt, "the same text", "the same text");
+	cr_assert_not(hits(r, msg, "MIME_HTML_MOSTLY"));
+	cr_assert_not(hits(r, img, "MIME_HTML_MOSTLY"), "no HTML part");
+	cr_assert_not(
+	    hits(r,
+	         "Content-Type: text/plain; charset=koi8-r\nSubject: x\n\n\xf0\xf2\xe9\xf7"
+	         "\xe5\xf4\n",
+	         "CHARSET_FARAWAY"),
+	    "ok_locales is all");
+	rules_free(r);
+}
+
 /* ---------------------------------------------------------------- BodyEval */
+
+Test(rules_eval, body_stock_info_counts_distinct_field_names)
+{
+	rules_t *r = load("body TVD_STOCK1 eval:check_stock_info('2')\n");
+	cr_assert(hits(r,
+	               "Subject: s\n\nHot pick!\nCompany: Acme Mining Corp\n  S-y-m-b-o-l :  ACMQ\n"
+	               "Target Price: $2.10\n",
+	               "TVD_STOCK1"));
+	cr_assert_not(
+	    hits(r, "Subject: s\n\nSymbol: ACMQ\nSymbol: BCMQ\nsee you: tomorrow\n", "TVD_STOCK1"),
+	    "one field name twice");
+	cr_assert_not(hits(r, "Subject: s\n\nCompany:\nSymbol ACMQ\nTarget: \n", "TVD_STOCK1"),
+	              "one name with a value (the next line's first character)");
+	cr_assert_not(hits(r,
+	                   "Content-Type: text/html\nSubject: s\n\n<p>Company: Acme</p>\n"
+	                   "<p>Symbol: ACMQ</p>\n",
+	                   "TVD_STOCK1"),
+	              "no text/plain part");
+	rules_free(r);
+}
 
 Test(rules_eval, body_length_blank_lines_vertical_words_and_alternative_difference)
 {
