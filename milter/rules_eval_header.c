@@ -736,6 +736,255 @@ static long unresolved_template(struct rules_evalenv *e, const struct rule *ru)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- To in Subject, ratware */
+
+/* The first address of a field as SpamAssassin's get('Name:addr') gives it, "" if none. */
+static const char *field_addr(struct rules_evalenv *e, const char *name)
+{
+	const char *v = rules_eval_header_raw(e, name);
+	const char **list;
+	return v != NULL && rules_eval_addrs(e->a, v, &list) ? list[0] : "";
+}
+
+/* s with every byte a regex could read as syntax escaped, as Perl's \Q...\E. */
+static const char *re_quote(arena_t *a, const char *s)
+{
+	abuf_t b;
+	abuf_init(&b, a, 2 * strlen(s) + 1);
+	for (; *s; s++) {
+		if (!isalnum((unsigned char)*s) && (unsigned char)*s < 0x80)
+			abuf_append(&b, "\\", 1);
+		abuf_append(&b, s, 1);
+	}
+	abuf_append(&b, "", 1);
+	return b.data;
+}
+
+/*
+ * A pattern built from the message (an address in it): compiled for this
+ * one match. A pattern that does not compile never matches.
+ */
+static bool re_dynamic(const char *pattern, uint32_t options, const char *s)
+{
+	int err;
+	PCRE2_SIZE off;
+	pcre2_code *c =
+	    pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, options, &err, &off, NULL);
+	if (c == NULL)
+		return false;
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(c, NULL);
+	int rc = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
+	pcre2_match_data_free(md);
+	pcre2_code_free(c);
+	return rc > 0;
+}
+
+/*
+ * check_for_to_in_subject: the recipient's address ('address'), or its
+ * local part in the shapes mass mailers give it ('user': "Re: bob",
+ * "bob, ...", "..., bob!"), in Subject.
+ */
+static long to_in_subject(struct rules_evalenv *e, const struct rule *ru)
+{
+	const char *to = field_addr(e, "To");
+	if (*to == '\0')
+		return 0;
+	const char *subject = hget(e, "Subject");
+	if (strcmp(ru->eargs[0], "address") == 0)
+		return re_dynamic(arena_sprintf(e->a, "\\b%s\\b", re_quote(e->a, to)),
+		                  PCRE2_CASELESS, subject);
+	if (strcmp(ru->eargs[0], "user") != 0)
+		return 0;
+	const char *at = strchr(to, '@');
+	const char *q = re_quote(e->a, at ? arena_strndup(e->a, to, (size_t)(at - to)) : to);
+	return re_dynamic(arena_sprintf(e->a,
+	                                "^(?:(?:re|fw):\\s*(?:\\w+\\s+)?%s$"
+	                                "|(?-i:%s)\\s*[,:;!?-](?:$|\\s)|%s$|,\\s*%s[,:;!?-]$)",
+	                                q, q, q, q),
+	                  PCRE2_CASELESS, subject);
+}
+
+static const char *check_to_in_subject_args(const struct rule *ru)
+{
+	if (strcmp(ru->eargs[0], "address") != 0 && strcmp(ru->eargs[0], "user") != 0)
+		return "expected 'address' or 'user'";
+	return NULL;
+}
+
+/*
+ * A ratware's Message-ID: 28 capitals, a dot, and the address the From
+ * field then quotes with a display name ("Name" <that address>).
+ */
+static long ratware_name_id(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	static struct rules_eval_re mid = {.pattern = "<[A-Z]{28}\\.([^>]+?)>"};
+	const char *ids = message_ids(e);
+	const char *g = rules_eval_re_group(&mid, ids, strlen(ids), e->a);
+	if (g == NULL)
+		return 0;
+	return re_dynamic(arena_sprintf(e->a, "\"[^\"]+\"\\s*<%s>", re_quote(e->a, g)), 0,
+	                  hget(e, "From"));
+}
+
+/*
+ * A ratware's envelope sender built from the recipient: "domain.user@"
+ * for user@domain (the registered domain; any byte between the two).
+ */
+static long ratware_envelope_from(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	const char *to = field_addr(e, "To");
+	const char *env = rules_eval_envelope_from(e);
+	const char **list;
+	const char *from = env != NULL && rules_eval_addrs(e->a, env, &list) ? list[0] : "";
+	if (*from == '\0' || *to == '\0')
+		return 0;
+	static struct rules_eval_re srs = {.pattern = "^SRS\\d[=+-]", .options = PCRE2_CASELESS};
+	if (rules_eval_re(&srs, from, strlen(from)))
+		return 0;
+	const char *at = strchr(to, '@');
+	if (at == NULL || at == to || at[1] == '\0')
+		return 0;
+	char dom[256];
+	if (dns_registered_domain(at + 1, dom, sizeof(dom)) == NULL)
+		return 0; /* no public suffix: SpamAssassin's is_domain_valid() fails */
+	const char *user = arena_strndup(e->a, to, (size_t)(at - to));
+	return re_dynamic(
+	    arena_sprintf(e->a, "\\b%s.%s@", re_quote(e->a, dom), re_quote(e->a, user)),
+	    PCRE2_CASELESS, from);
+}
+
+/* ---------------------------------------------------------------- forged webmail relays */
+
+/* SpamAssassin's IP_ADDRESS (as in rules_relays.c): a dotted quad, or IPv6. */
+#define OCTET "(?:1\\d\\d|2[0-4]\\d|25[0-5]|[1-9]\\d|\\d)"
+#define QUAD  OCTET "\\." OCTET "\\." OCTET "\\." OCTET "\\b"
+#define IP_ADDRESS                                                                                 \
+	"(?:\\b(?<!:)" QUAD "|(?i:(?:IPv6:|(?<![a-f0-9:]))(?=[a-f0-9:.]*::|(?:[a-f0-9]{1,4}:){7})" \
+	"(?:[a-f0-9]{0,4}:){2,7}(?:" QUAD "|[a-f0-9]{1,4})?(?![a-f0-9:])))"
+
+/* addr =~ /\bdomain$/i */
+static bool addr_in_domain(const char *addr, const char *domain)
+{
+	size_t n = strlen(addr), k = strlen(domain);
+	if (n < k || strcasecmp(addr + n - k, domain) != 0)
+		return false;
+	/* \b before the domain's first letter: no word byte in front */
+	return n == k || !(isalnum((unsigned char)addr[n - k - 1]) || addr[n - k - 1] == '_');
+}
+
+/* Every run of white space as one space: SpamAssassin's s/\s+/ /gs. */
+static const char *squeeze_space(arena_t *a, const char *s)
+{
+	char *out = arena_strdup(a, s), *w = out;
+	for (const char *p = s; *p;) {
+		if (isspace((unsigned char)*p)) {
+			*w++ = ' ';
+			while (isspace((unsigned char)*p))
+				p++;
+		} else
+			*w++ = *p++;
+	}
+	*w = '\0';
+	return out;
+}
+
+/*
+ * Gmail's own mail carries Google's internal X-Received hop, or its
+ * submission server's Received field, or both of its long tracking fields.
+ */
+static long forged_gmail(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	if (!addr_in_domain(field_addr(e, "From"), "gmail.com"))
+		return 0;
+	static struct rules_eval_re x10 = {.pattern = "by 10\\.\\S+ with SMTP id \\S+"};
+	static struct rules_eval_re x2002 = {
+	    .pattern = "by 2002\\:a\\d\\d\\:\\w+\\:\\S+ with SMTP id \\S+"};
+	static struct rules_eval_re gm = {.pattern =
+	                                      "by smtp\\.googlemail\\.com with ESMTPSA id \\S+"};
+	const char *xr = hget(e, "X-Received"), *rc = hget(e, "Received");
+	if (rules_eval_re(&x10, xr, strlen(xr)) || rules_eval_re(&x2002, xr, strlen(xr)) ||
+	    rules_eval_re(&gm, rc, strlen(rc)))
+		return 0;
+	return !(strlen(hget(e, "X-Gm-Message-State")) >= 60 &&
+	         strlen(hget(e, "X-Google-Smtp-Source")) >= 60);
+}
+
+/* Juno's mail: its relays in Received and its mailer's name, by the two generations of it. */
+static long forged_juno(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	if (!addr_in_domain(field_addr(e, "From"), "juno.com") || gated(e))
+		return 0;
+	const char *xorig = hget(e, "X-Originating-IP"), *xmailer = hget(e, "X-Mailer");
+	const char *rc = hget(e, "Received");
+	static struct rules_eval_re old_rcvd = {
+	    .pattern = "from.*\\b(?:juno|untd)\\.com.*[\\[\\(]" IP_ADDRESS "[\\]\\)].*by"};
+	static struct rules_eval_re cookie = {.pattern = " cookie\\.(?:juno|untd)\\.com "};
+	static struct rules_eval_re mailcom = {.pattern =
+	                                           "from.*\\bmail\\.com.*\\[" IP_ADDRESS "\\].*by"};
+	static struct rules_eval_re webmail = {
+	    .pattern = "from (webmail\\S+\\.untd\\.com) \\(\\1 \\[" IP_ADDRESS "\\]\\) by"};
+	static struct rules_eval_re xm_mailcom = {.pattern = "\\bmail\\.com"};
+	static struct rules_eval_re xm_webmail = {.pattern = "^Webmail Version \\d"};
+	static struct rules_eval_re ip = {.pattern = IP_ADDRESS};
+	if (*xorig != '\0') {
+		if (!rules_eval_re(&old_rcvd, rc, strlen(rc)) &&
+		    !rules_eval_re(&cookie, rc, strlen(rc)))
+			return 1;
+		if (strstr(xmailer, "Juno ") == NULL)
+			return 1;
+	} else {
+		if (rules_eval_re(&mailcom, rc, strlen(rc))) {
+			if (!rules_eval_re(&xm_mailcom, xmailer, strlen(xmailer)))
+				return 1;
+		} else if (rules_eval_re(&webmail, rc, strlen(rc))) {
+			if (!rules_eval_re(&xm_webmail, xmailer, strlen(xmailer)))
+				return 1;
+		} else
+			return 1;
+		/* as in SpamAssassin: X-Originating-IP is empty here, so this always hits */
+		if (!rules_eval_re(&ip, xorig, strlen(xorig)))
+			return 1;
+	}
+	return 0;
+}
+
+/* Eudora's web mail: received by whowhere.com, with the sender's IP in X-Sender-Ip. */
+static long forged_eudoramail(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	if (!addr_in_domain(field_addr(e, "From"), "eudoramail.com"))
+		return 0;
+	const char *rc = squeeze_space(e->a, hget(e, "Received"));
+	const char *xip = rules_eval_header(e, "X-Sender-Ip");
+	static struct rules_eval_re ip = {.pattern = IP_ADDRESS};
+	bool has_ip = xip != NULL && rules_eval_re(&ip, xip, strlen(xip));
+	if (gated(e))
+		return 0;
+	static struct rules_eval_re whowhere = {.pattern = "by \\S*whowhere.com\\;"};
+	return !(rules_eval_re(&whowhere, rc, strlen(rc)) && has_ip);
+}
+
+/*
+ * AOL's relay names (rly-xx01.) in Received, without the marks of AOL's own
+ * relays: spammers forge the name, and some make up hosts to go with it.
+ */
+static long fake_aol_relay(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	const char *rc = squeeze_space(e->a, hget(e, "Received"));
+	static struct rules_eval_re rly = {.pattern = " rly-[a-z][a-z]\\d\\d\\.",
+	                                   .options = PCRE2_CASELESS};
+	static struct rules_eval_re aol = {.pattern = "/AOL-\\d+\\.\\d+\\.\\d+\\)"};
+	static struct rules_eval_re esmtp = {.pattern = "ESMTP id (?:RELAY|MAILRELAY|MAILIN)"};
+	size_t n = strlen(rc);
+	return rules_eval_re(&rly, rc, n) && !rules_eval_re(&aol, rc, n) &&
+	       !rules_eval_re(&esmtp, rc, n);
+}
+
 const struct rules_evaldef rules_eval_header_defs[] = {
     {"check_outlook_message_id", outlook_message_id, 0, 0, NULL},
     {"check_for_shifted_date", shifted_date, 2, 2, check_range_args},
@@ -752,5 +1001,12 @@ const struct rules_evaldef rules_eval_header_defs[] = {
     {"check_for_no_hotmail_received_headers", no_hotmail_received, 0, 0, NULL},
     {"check_equal_from_domains", equal_from_domains, 0, 0, NULL},
     {"check_for_matching_env_and_hdr_from", matching_env_and_hdr_from, 0, 0, NULL},
+    {"check_for_to_in_subject", to_in_subject, 1, 1, check_to_in_subject_args},
+    {"check_ratware_name_id", ratware_name_id, 0, 0, NULL},
+    {"check_ratware_envelope_from", ratware_envelope_from, 0, 0, NULL},
+    {"check_for_forged_gmail_received_headers", forged_gmail, 0, 0, NULL},
+    {"check_for_forged_juno_received_headers", forged_juno, 0, 0, NULL},
+    {"check_for_forged_eudoramail_received_headers", forged_eudoramail, 0, 0, NULL},
+    {"check_for_fake_aol_relay_in_rcvd", fake_aol_relay, 0, 0, NULL},
     {NULL, NULL, 0, 0, NULL},
 };

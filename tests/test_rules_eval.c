@@ -231,6 +231,156 @@ Test(rules_eval, relay_helo_tests)
 	rules_free(r);
 }
 
+Test(rules_eval, to_in_subject_by_address_and_by_user)
+{
+	rules_t *r = load("header LOCALPART_IN_SUBJECT eval:check_for_to_in_subject('user')\n"
+	                  "header TO_IN_SUBJ eval:check_for_to_in_subject('address')\n");
+	const char *to = "To: Bob <bob@example.com>\n";
+	char m[512];
+	snprintf(m, sizeof(m), "%sSubject: bob, your order is ready\n\nx\n", to);
+	cr_assert(hits(r, m, "LOCALPART_IN_SUBJECT"), "'bob,' opens the subject");
+	cr_assert_not(hits(r, m, "TO_IN_SUBJ"));
+	snprintf(m, sizeof(m), "%sSubject: Re: hello Bob\n\nx\n", to);
+	cr_assert(hits(r, m, "LOCALPART_IN_SUBJECT"), "Re: with one word, any case");
+	snprintf(m, sizeof(m), "%sSubject: Bob, hello\n\nx\n", to);
+	cr_assert_not(hits(r, m, "LOCALPART_IN_SUBJECT"), "'user,' is case-sensitive");
+	snprintf(m, sizeof(m), "%sSubject: BOB\n\nx\n", to);
+	cr_assert(hits(r, m, "LOCALPART_IN_SUBJECT"), "the user alone");
+	snprintf(m, sizeof(m), "%sSubject: news for you, bob!\n\nx\n", to);
+	cr_assert_not(hits(r, m, "LOCALPART_IN_SUBJECT"), "every shape starts the subject");
+	snprintf(m, sizeof(m), "%sSubject: bobsleigh results\n\nx\n", to);
+	cr_assert_not(hits(r, m, "LOCALPART_IN_SUBJECT"));
+	snprintf(m, sizeof(m), "%sSubject: mail for BOB@example.com today\n\nx\n", to);
+	cr_assert(hits(r, m, "TO_IN_SUBJ"));
+	cr_assert_not(hits(r, "Subject: bob, hi\n\nx\n", "LOCALPART_IN_SUBJECT"), "no To");
+	/* the local part is quoted: a dot in it is no wildcard */
+	cr_assert_not(
+	    hits(r, "To: b.b@example.com\nSubject: bxb, hi\n\nx\n", "LOCALPART_IN_SUBJECT"));
+	cr_assert(hits(r, "To: b.b@example.com\nSubject: b.b, hi\n\nx\n", "LOCALPART_IN_SUBJECT"));
+	rules_free(r);
+}
+
+Test(rules_eval, to_in_subject_rejects_an_unknown_mode)
+{
+	diag_t *d = diag_new();
+	rules_t *r =
+	    rules_load_text("t.cf", "header T eval:check_for_to_in_subject('domain')\n", NULL, d);
+	cr_assert(diag_has(d, "expected 'address' or 'user'"));
+	rules_free(r);
+	diag_free(d);
+}
+
+Test(rules_eval, ratware_message_id_and_envelope_sender)
+{
+	rules_t *r = load("header RATWARE_NAME_ID eval:check_ratware_name_id()\n"
+	                  "header RATWARE_EFROM eval:check_ratware_envelope_from()\n");
+	const char *nameid = "Message-ID: <ABCDEFGHIJKLMNOPQRSTUVWXYZAB.sales@shop.example>\n"
+	                     "From: \"Sales\" <sales@shop.example>\nSubject: x\n\nx\n";
+	const char *plain = "Message-ID: <ABCDEFGHIJKLMNOPQRSTUVWXYZAB.sales@shop.example>\n"
+	                    "From: sales@shop.example\nSubject: x\n\nx\n";
+	const char *short_id = "Message-ID: <ABCDEFGHIJKLMNOPQRSTUVWXYZ.sales@shop.example>\n"
+	                       "From: \"Sales\" <sales@shop.example>\nSubject: x\n\nx\n";
+	cr_assert(hits(r, nameid, "RATWARE_NAME_ID"));
+	cr_assert_not(hits(r, plain, "RATWARE_NAME_ID"), "no quoted display name");
+	cr_assert_not(hits(r, short_id, "RATWARE_NAME_ID"), "26 capitals, not 28");
+	const char *efrom = "Return-Path: <example.co.uk.bob@bulk.example>\n"
+	                    "To: bob@mail.example.co.uk\nSubject: x\n\nx\n";
+	const char *other = "Return-Path: <list@bulk.example>\n"
+	                    "To: bob@mail.example.co.uk\nSubject: x\n\nx\n";
+	const char *srs = "Return-Path: <SRS0=ab=cd=example.co.uk.bob@fwd.example>\n"
+	                  "To: bob@mail.example.co.uk\nSubject: x\n\nx\n";
+	cr_assert(hits(r, efrom, "RATWARE_EFROM"), "registered domain, any byte, then user");
+	cr_assert_not(hits(r, other, "RATWARE_EFROM"));
+	cr_assert_not(hits(r, srs, "RATWARE_EFROM"), "SRS rewrites are forwarders");
+	rules_free(r);
+}
+
+Test(rules_eval, forged_webmail_received_headers)
+{
+	rules_t *r =
+	    load("header FORGED_GMAIL_RCVD eval:check_for_forged_gmail_received_headers()\n"
+	         "header JUNO eval:check_for_forged_juno_received_headers()\n"
+	         "header EUDORA eval:check_for_forged_eudoramail_received_headers()\n"
+	         "header AOL eval:check_for_fake_aol_relay_in_rcvd()\n");
+	const char *rc = "Received: from spammer.example (spammer.example [192.0.2.9])\n"
+	                 " by mx.example.org with SMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n";
+	char m[1024];
+	snprintf(m, sizeof(m), "%sFrom: a@gmail.com\nSubject: x\n\nx\n", rc);
+	cr_assert(hits(r, m, "FORGED_GMAIL_RCVD"));
+	snprintf(m, sizeof(m),
+	         "X-Received: by 10.1.2.3 with SMTP id abc;\n Mon, 2 Jan 2023 10:00:00 +0000\n"
+	         "%sFrom: a@gmail.com\nSubject: x\n\nx\n",
+	         rc);
+	cr_assert_not(hits(r, m, "FORGED_GMAIL_RCVD"), "Google's internal hop");
+	snprintf(m, sizeof(m), "%sFrom: a@notgmail.com\nSubject: x\n\nx\n", rc);
+	cr_assert_not(hits(r, m, "FORGED_GMAIL_RCVD"), "\\bgmail.com$");
+	snprintf(m, sizeof(m), "%sFrom: a@juno.com\nSubject: x\n\nx\n", rc);
+	cr_assert(hits(r, m, "JUNO"));
+	snprintf(m, sizeof(m),
+	         "Received: from cookie.juno.com (cookie.juno.com [64.136.0.1])\n"
+	         " by mx.example.org with SMTP id 1\n"
+	         "X-Originating-IP: [192.0.2.1]\nX-Mailer: Juno 5.0\n"
+	         "From: a@juno.com\nSubject: x\n\nx\n");
+	cr_assert_not(hits(r, m, "JUNO"), "old-style Juno: its relay and its mailer");
+	snprintf(m, sizeof(m), "%sFrom: a@eudoramail.com\nSubject: x\n\nx\n", rc);
+	cr_assert(hits(r, m, "EUDORA"));
+	snprintf(m, sizeof(m),
+	         "Received: from Unknown/Local ([?.?.?.?]) by shared1-mail.whowhere.com;\n"
+	         " Thu Nov 29 13:44:25 2001\nX-Sender-Ip: 192.175.21.146\n"
+	         "From: a@eudoramail.com\nSubject: x\n\nx\n");
+	cr_assert_not(hits(r, m, "EUDORA"));
+	const char *aol = "Received: from unknown (HELO mta05bw.bigpond.com) (80.71.176.130) by\n"
+	                  " rly-xw01.mx.aol.com with QMQP; Sat, 15 Jun 2002 23:37:16 -0000\n"
+	                  "Subject: x\n\nx\n";
+	const char *real_aol =
+	    "Received: from logs-tr.proxy.aol.com (logs-tr.proxy.aol.com [152.163.201.132])\n"
+	    " by rly-ip01.mx.aol.com (8.8.8/8.8.8/AOL-5.0.0)\n"
+	    " with ESMTP id NAA08955; Thu, 4 Apr 2002 13:11:20 -0500 (EST)\nSubject: x\n\nx\n";
+	cr_assert(hits(r, aol, "AOL"));
+	cr_assert_not(hits(r, real_aol, "AOL"), "AOL's own relay software");
+	cr_assert_not(hits(r, rc, "AOL"));
+	rules_free(r);
+}
+
+Test(rules_eval, forged_received_trail_needs_two_mismatches)
+{
+	rules_t *r = load("header FORGED_RCVD_TRAIL eval:check_for_forged_received_trail()\n");
+	/* each relay's "by" names another domain than the next hop's rDNS */
+	const char *forged =
+	    "Received: from mail.one.example (mail.one.example [198.51.100.1])\n"
+	    " by mx.example.org with SMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	    "Received: from relay.two.example (relay.two.example [198.51.100.2])\n"
+	    " by mail.three.example with SMTP id 2; Mon, 2 Jan 2023 09:59:00 +0000\n"
+	    "Received: from host.four.example (host.four.example [198.51.100.3])\n"
+	    " by relay.five.example with SMTP id 3; Mon, 2 Jan 2023 09:58:00 +0000\n"
+	    "Subject: x\n\nx\n";
+	const char *trail = "Received: from mail.one.example (mail.one.example [198.51.100.1])\n"
+	                    " by mx.example.org with SMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                    "Received: from relay.two.example (relay.two.example [198.51.100.2])\n"
+	                    " by out.one.example with SMTP id 2; Mon, 2 Jan 2023 09:59:00 +0000\n"
+	                    "Received: from host.four.example (host.four.example [198.51.100.3])\n"
+	                    " by smtp.two.example with SMTP id 3; Mon, 2 Jan 2023 09:58:00 +0000\n"
+	                    "Subject: x\n\nx\n";
+	const char *one = "Received: from mail.one.example (mail.one.example [198.51.100.1])\n"
+	                  " by mx.example.org with SMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                  "Received: from relay.two.example (relay.two.example [198.51.100.2])\n"
+	                  " by mail.three.example with SMTP id 2; Mon, 2 Jan 2023 09:59:00 +0000\n"
+	                  "Subject: x\n\nx\n";
+	/* a two-letter TLD keeps three labels: a.example.co.uk is example.co.uk */
+	const char *uk = "Received: from a.example.co.uk (a.example.co.uk [198.51.100.1])\n"
+	                 " by mx.example.org with SMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                 "Received: from b.other.co.uk (b.other.co.uk [198.51.100.2])\n"
+	                 " by c.example.co.uk with SMTP id 2; Mon, 2 Jan 2023 09:59:00 +0000\n"
+	                 "Received: from host.four.example (host.four.example [198.51.100.3])\n"
+	                 " by d.other.co.uk with SMTP id 3; Mon, 2 Jan 2023 09:58:00 +0000\n"
+	                 "Subject: x\n\nx\n";
+	cr_assert(hits(r, forged, "FORGED_RCVD_TRAIL"));
+	cr_assert_not(hits(r, trail, "FORGED_RCVD_TRAIL"), "each hop names the same domain");
+	cr_assert_not(hits(r, one, "FORGED_RCVD_TRAIL"), "one mismatch is not enough");
+	cr_assert_not(hits(r, uk, "FORGED_RCVD_TRAIL"));
+	rules_free(r);
+}
+
 /* What SpamAssassin's Received parser records: the MTA's rDNS lookup, rdns kept as written. */
 Test(rules_eval, relays_record_rdns_as_the_mta_wrote_it)
 {
