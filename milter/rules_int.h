@@ -325,9 +325,12 @@ void rules_uridnsbl_free(struct rules_uridnsbl *u);
  */
 bool rules_eval_is_auth(const struct rules_evaldef *d);
 
-/* rules_eval_wlbl.c: welcomelist_from and friends; 1 when dir is one of them */
+/*
+ * rules_eval_wlbl.c: welcomelist_from and friends; 1 when dir is one of
+ * them, with *err set when its line is wrong (else NULL).
+ */
 struct rules_wlbl;
-int rules_wlbl_directive(rules_t *r, const char *dir, const char *rest);
+int rules_wlbl_directive(rules_t *r, const char *dir, const char *rest, const char **err);
 void rules_wlbl_free(struct rules_wlbl *w);
 
 /* rules_eval_freemail.c: the freemail_* directives (NULL, an error, or '~' and a skip reason) */

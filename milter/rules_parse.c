@@ -43,6 +43,7 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::FreeMail",
     "Mail::SpamAssassin::Plugin::BodyEval",
     "Mail::SpamAssassin::Plugin::WLBLEval",
+    "Mail::SpamAssassin::Plugin::WelcomeListSubject",
     /* check_rbl, check_rbl_txt and check_rbl_sub ask Sift's DNS service (rules_eval_dns.c) */
     "Mail::SpamAssassin::Plugin::DNSEval",
     /* urirhssub and urirhsbl with check_uridnsbl; the NS/A forms are skipped */
@@ -1084,8 +1085,13 @@ static int directive(struct ctx *c, char *line)
 		          plugin);
 		return 0;
 	}
-	if (rules_wlbl_directive(c->r, dir, rest))
-		return 0;
+	const char *wlbl_err;
+	if (rules_wlbl_directive(c->r, dir, rest, &wlbl_err)) {
+		if (wlbl_err == NULL)
+			return 0;
+		diag_error(c->d, c->file, c->line, "%s: %s", dir, wlbl_err);
+		return -1;
+	}
 	if (strcmp(dir, "askdns") == 0)
 		return def_askdns(c, rest);
 	if (strncmp(dir, "uri", 3) == 0 || strncmp(dir, "clear_uri", 9) == 0) {

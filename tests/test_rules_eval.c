@@ -1253,6 +1253,116 @@ Test(rules_eval, welcome_and_block_lists_by_address)
 	rules_free(r);
 }
 
+Test(rules_eval, named_address_lists_for_from_and_reply_to)
+{
+	rules_t *r = load("header FROM_SUSPNTLD eval:check_from_in_list('SUSP_NTLD')\n"
+	                  "header REPLYTO_SUSPNTLD eval:check_replyto_in_list('SUSP_NTLD')\n"
+	                  "header FROM_GOV eval:check_from_in_list('GOV')\n"
+	                  "header FROM_NONE eval:check_from_in_list('NONE')\n"
+	                  "enlist_addrlist (SUSP_NTLD) *@*.pw *@*.top\n"
+	                  "enlist_addrlist (SUSP_NTLD) *@*.click\n"
+	                  "enlist_addrlist (GOV) *@*.gov\n");
+	cr_assert(hits(r, "From: a@shop.top\n\nx\n", "FROM_SUSPNTLD"));
+	cr_assert(hits(r, "From: A <a@X.CLICK>\n\nx\n", "FROM_SUSPNTLD"),
+	          "a later line adds to the list; any case");
+	cr_assert_not(hits(r, "From: a@shop.topics.example\n\nx\n", "FROM_SUSPNTLD"));
+	cr_assert_not(hits(r, "From: a@shop.top\n\nx\n", "FROM_GOV"), "another list");
+	cr_assert(hits(r, "Return-Path: <b@irs.gov>\nFrom: a@example.com\n\nx\n", "FROM_GOV"),
+	          "the envelope sender is a sender address too");
+	cr_assert_not(hits(r, "From: a@x.gov\n\nx\n", "FROM_NONE"), "no such list");
+	cr_assert(hits(r, "From: a@example.com\nReply-To: b@x.pw\n\nx\n", "REPLYTO_SUSPNTLD"));
+	cr_assert_not(hits(r, "From: a@x.pw\nReply-To: b@example.com\n\nx\n", "REPLYTO_SUSPNTLD"));
+	rules_free(r);
+}
+
+Test(rules_eval, enlist_addrlist_needs_a_list_name)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("t.cf", "enlist_addrlist SUSP *@*.pw\n", NULL, d);
+	cr_assert_null(r);
+	cr_assert(diag_has(d, "t.cf:1: enlist_addrlist: expected (LISTNAME) and addresses"));
+	diag_free(d);
+}
+
+Test(rules_eval, default_welcomelist_needs_the_listed_relay)
+{
+	rules_t *r =
+	    load("header USER_IN_DEF_WELCOMELIST eval:check_from_in_default_welcomelist()\n"
+	         "header OLD_NAME eval:check_from_in_default_whitelist()\n"
+	         "def_welcomelist_from_rcvd *@news.example.com example.com\n"
+	         "def_whitelist_from_rcvd alerts@bank.example [198.51.100.0/24]\n"
+	         "def_welcomelist_from_rcvd info@shop.example [203.0.113]\n");
+	const char *via_own =
+	    "Received: from mta1.mail.example.com (mta1.mail.example.com [192.0.2.1])\n"
+	    " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	    "From: News <letter@news.example.com>\n\nx\n";
+	const char *via_other =
+	    "Received: from host.example.net (host.example.net [192.0.2.1])\n"
+	    " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	    "From: News <letter@news.example.com>\n\nx\n";
+	const char *suffix_only =
+	    "Received: from mta1.badexample.com (mta1.badexample.com [192.0.2.1])\n"
+	    " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	    "From: News <letter@news.example.com>\n\nx\n";
+	cr_assert(hits(r, via_own, "USER_IN_DEF_WELCOMELIST"));
+	cr_assert(hits(r, via_own, "OLD_NAME"));
+	cr_assert_not(hits(r, via_other, "USER_IN_DEF_WELCOMELIST"), "a forged sender");
+	cr_assert_not(hits(r, suffix_only, "USER_IN_DEF_WELCOMELIST"), "labels, not suffixes");
+	cr_assert_not(hits(r, "From: letter@news.example.com\n\nx\n", "USER_IN_DEF_WELCOMELIST"),
+	              "no relay, no match");
+	const char *bank_in = "Received: from out.bank.example (out.bank.example [198.51.100.77])\n"
+	                      " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                      "From: alerts@bank.example\n\nx\n";
+	const char *bank_out =
+	    "Received: from out.bank.example (out.bank.example [198.51.101.77])\n"
+	    " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	    "From: alerts@bank.example\n\nx\n";
+	cr_assert(hits(r, bank_in, "USER_IN_DEF_WELCOMELIST"), "inside the /24");
+	cr_assert_not(hits(r, bank_out, "USER_IN_DEF_WELCOMELIST"));
+	const char *shop = "Received: from x.example.net (x.example.net [203.0.113.9])\n"
+	                   " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                   "From: info@shop.example\n\nx\n";
+	const char *shop_no = "Received: from x.example.net (x.example.net [203.0.11.9])\n"
+	                      " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                      "From: info@shop.example\n\nx\n";
+	cr_assert(hits(r, shop, "USER_IN_DEF_WELCOMELIST"), "a classful subnet");
+	cr_assert_not(hits(r, shop_no, "USER_IN_DEF_WELCOMELIST"), "203.0.11 is not 203.0.113");
+	rules_free(r);
+}
+
+Test(rules_eval, def_welcomelist_from_rcvd_wants_two_words)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("t.cf", "def_welcomelist_from_rcvd a@b.example\n", NULL, d);
+	cr_assert_null(r);
+	cr_assert(diag_has(d, "t.cf:1: def_welcomelist_from_rcvd: expected an address"));
+	diag_free(d);
+}
+
+Test(rules_eval, subject_welcome_and_block_lists)
+{
+	rules_t *r = load("ifplugin Mail::SpamAssassin::Plugin::WelcomeListSubject\n"
+	                  "header SUBJECT_IN_WELCOMELIST eval:check_subject_in_welcomelist()\n"
+	                  "header SUBJECT_IN_BLOCKLIST eval:check_subject_in_blocklist()\n"
+	                  "endif\n"
+	                  "header OLD_BL eval:check_subject_in_blacklist()\n"
+	                  "welcomelist_subject [Project X] *\n"
+	                  "blocklist_subject Cheap ?ills\n"
+	                  "blacklist_subject act now\n");
+	cr_assert(
+	    hits(r, "Subject: Re: [project x] meeting notes\n\nx\n", "SUBJECT_IN_WELCOMELIST"),
+	    "anywhere in the subject, any case");
+	cr_assert_not(hits(r, "Subject: project x\n\nx\n", "SUBJECT_IN_WELCOMELIST"),
+	              "brackets are literal");
+	cr_assert(hits(r, "Subject: buy CHEAP PILLS today\n\nx\n", "SUBJECT_IN_BLOCKLIST"));
+	cr_assert(hits(r, "Subject: please ACT NOW\n\nx\n", "OLD_BL"), "one list, two names");
+	cr_assert(hits(r, "Subject: please ACT NOW\n\nx\n", "SUBJECT_IN_BLOCKLIST"));
+	cr_assert_not(hits(r, "Subject: cheap  pills\n\nx\n", "SUBJECT_IN_BLOCKLIST"),
+	              "? is one character");
+	cr_assert_not(hits(r, "From: a@b.example\n\nx\n", "SUBJECT_IN_BLOCKLIST"), "no Subject");
+	rules_free(r);
+}
+
 Test(rules_eval, html_text_match_sees_anchors_comments_and_titles)
 {
 	rules_t *r = load("body __HTML_LINK_IMAGE eval:html_text_match('anchor', '<img>')\n"
