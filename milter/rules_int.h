@@ -166,6 +166,7 @@ struct rules {
 	size_t nevals;
 	struct rules_freemail *freemail; /* freemail_domains and friends, NULL if none */
 	struct rules_wlbl *wlbl;         /* welcomelist_from and friends, NULL if none */
+	struct rules_fromname *fromname; /* the fns_* directives, NULL if none */
 	dns_t *dns; /* the shared DNS service for check_rbl (a reference), NULL: no lookups */
 	struct rules_uridnsbl *uridnsbl;   /* urirhssub and friends, NULL if none */
 	struct rules_dns_zones *dns_zones; /* check_rbl zones and their probe state */
@@ -255,7 +256,8 @@ enum {
 	RULES_EVAL_CACHE_DNS,   /* rules_eval_dns.c: the message's lookups */
 	RULES_EVAL_CACHE_IMAGE, /* rules_eval_image.c: images and PDFs */
 	RULES_EVAL_CACHE_PDF,
-	RULES_EVAL_CACHE_UPPER, /* rules_eval_mime.c: check_for_uppercase's percent */
+	RULES_EVAL_CACHE_UPPER,    /* rules_eval_mime.c: check_for_uppercase's percent */
+	RULES_EVAL_CACHE_FROMNAME, /* rules_eval_fromname.c: the From name's facts */
 	RULES_EVAL_CACHE_N
 };
 
@@ -299,6 +301,7 @@ extern const struct rules_evaldef rules_eval_wlbl_defs[];
 extern const struct rules_evaldef rules_eval_auth_defs[];
 extern const struct rules_evaldef rules_eval_dns_defs[];
 extern const struct rules_evaldef rules_eval_image_defs[];
+extern const struct rules_evaldef rules_eval_fromname_defs[];
 /*
  * rules_eval_dns.c: starts the lookups of every check_rbl rule that runs,
  * in one batch on dns (nothing when dns is NULL), before the other rules;
@@ -338,6 +341,10 @@ struct rules_freemail;
 const char *rules_freemail_directive(rules_t *r, const char *dir, const char *rest);
 void rules_freemail_finish(rules_t *r);
 void rules_freemail_free(struct rules_freemail *f);
+/* rules_eval_fromname.c: the fns_* directives (NULL, an error, or '~' and a skip reason) */
+struct rules_fromname;
+const char *rules_fromname_directive(rules_t *r, const char *dir, const char *rest);
+void rules_fromname_free(struct rules_fromname *f);
 
 /* A fixed pattern of an eval function, compiled on first use (thread-safe). */
 struct rules_eval_re {

@@ -1118,6 +1118,19 @@ static int directive(struct ctx *c, char *line)
 		if (err == NULL)
 			return 0;
 	}
+	if (strncmp(dir, "fns_", 4) == 0) {
+		const char *err = rules_fromname_directive(c->r, dir, rest);
+		if (err == NULL)
+			return 0;
+		if (err[0] != '~') {
+			diag_error(c->d, c->file, c->line, "%s: %s", dir, err);
+			return -1;
+		}
+		snprintf(key, sizeof(key), "dir %.80s", dir);
+		warn_once(ps, c->d, c->file, c->line, key, "skipped directive %s (%s)", dir,
+		          err + 1);
+		return 0;
+	}
 	snprintf(key, sizeof(key), "dir %.80s", dir);
 	warn_once(ps, c->d, c->file, c->line, key, "skipped directive %s", dir);
 	return 0;
