@@ -985,6 +985,115 @@ static long fake_aol_relay(struct rules_evalenv *e, const struct rule *ru)
 	       !rules_eval_re(&esmtp, rc, n);
 }
 
+/* ---------------------------------------------------------------- far-away charsets */
+
+/* SpamAssassin's Locales.pm: the charsets each locale reads, beyond the universal ones. */
+static const struct {
+	const char *locale;
+	const char *charsets; /* upper case, alphanumerics only, one space apart */
+} charsets_for_locale[] = {
+    {"ja", "EUCJP JISX020119760 JISX020819830 JISX020819900 JISX020819970 JISX021219900 "
+           "JISX021320001 JISX021320002 SHIFT_JIS SHIFTJIS ISO2022JP SJIS JIS7 JISX0201 "
+           "JISX0208 JISX0212"},
+    {"ko", "EUCKR KSC56011987"},
+    {"ru", "KOI8R KOI8U KOI8T ISOIR111 CP1251 GEORGIANPS CP1251 PT154 CP866"},
+    {"ka", "KOI8R KOI8U KOI8T ISOIR111 CP1251 GEORGIANPS CP1251 PT154 CP866"},
+    {"tg", "KOI8R KOI8U KOI8T ISOIR111 CP1251 GEORGIANPS CP1251 PT154 CP866"},
+    {"be", "KOI8R KOI8U KOI8T ISOIR111 CP1251 GEORGIANPS CP1251 PT154 CP866"},
+    {"uk", "KOI8R KOI8U KOI8T ISOIR111 CP1251 GEORGIANPS CP1251 PT154 CP866"},
+    {"bg", "KOI8R KOI8U KOI8T ISOIR111 CP1251 GEORGIANPS CP1251 PT154 CP866"},
+    {"th", "TIS620"},
+    {"zh", "GB1988 GB2312 GB231219800 GB18030 GBK BIG5HKSCS BIG5 EUCTW ISO2022CN"},
+};
+
+static bool has_word(const char *list, const char *w)
+{
+	size_t n = strlen(w);
+	for (const char *p = list; (p = strstr(p, w)) != NULL; p++)
+		if ((p == list || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+			return true;
+	return false;
+}
+
+/*
+ * As SpamAssassin's is_charset_ok_for_locales(), with ok_locales' words
+ * (SpamAssassin adds the process's LANG and friends to them; a daemon's
+ * environment should not change its verdicts, so Sift does not).
+ */
+bool rules_eval_charset_ok(const rules_t *r, const char *charset)
+{
+	const char *locales = r->ok_locales ? r->ok_locales : "all";
+	for (const char *p = locales; *p;) {
+		p += strspn(p, " \t");
+		size_t n = strcspn(p, " \t");
+		if (n == 3 && strncmp(p, "all", 3) == 0)
+			return true;
+		p += n;
+	}
+	char cs[128];
+	size_t k = 0;
+	for (const char *p = charset; *p && k + 1 < sizeof(cs); p++)
+		if (isalnum((unsigned char)*p))
+			cs[k++] = (char)toupper((unsigned char)*p);
+	cs[k] = '\0';
+	const char *c = strncmp(cs, "3D", 2) == 0 ? cs + 2 : cs; /* quoted-printable's "=3D" */
+	static const char *const always_prefix[] = {"ISO8859",       "ISO10646",     "UTF",
+	                                            "UCS",           "CP125",        "WINDOWS",
+	                                            "UNICODE11UTF7", "UNICODE11UTF8"};
+	static const char *const always[] = {"USASCII", "ASCII", "IBM852", "XUNKNOWN", "ISO"};
+	for (size_t i = 0; i < sizeof(always) / sizeof(always[0]); i++)
+		if (strcmp(c, always[i]) == 0)
+			return true;
+	for (size_t i = 0; i < sizeof(always_prefix) / sizeof(always_prefix[0]); i++)
+		if (strncmp(c, always_prefix[i], strlen(always_prefix[i])) == 0)
+			return true;
+	for (const char *p = locales; *p;) {
+		p += strspn(p, " \t");
+		size_t n = strcspn(p, " \t");
+		if (n == 0)
+			break;
+		/* "zh_TW" and "zh.big5" are zh: the first two letters when they are lower case */
+		char loc[3] = "en";
+		if (n >= 2 && islower((unsigned char)p[0]) && islower((unsigned char)p[1]))
+			memcpy(loc, p, 2);
+		else if (!(n == 1 && p[0] == 'C'))
+			snprintf(loc, sizeof(loc), "%.*s", (int)(n < 2 ? n : 2), p);
+		p += n;
+		for (size_t i = 0; i < sizeof(charsets_for_locale) / sizeof(charsets_for_locale[0]);
+		     i++)
+			if (strcmp(loc, charsets_for_locale[i].locale) == 0 &&
+			    has_word(charsets_for_locale[i].charsets, c))
+				return true;
+	}
+	return false;
+}
+
+/* An RFC 2047 word in From or Subject whose charset no ok_locales locale reads. */
+static long faraway_charset_in_headers(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	if (e->r->ok_locales == NULL)
+		return 0;
+	/* each whole word, as Perl's //g steps, then its charset */
+	static struct rules_eval_re word = {.pattern = "=\\?.+?\\?.\\?.*?\\?="};
+	static struct rules_eval_re charset = {.pattern = "^=\\?(.+?)\\?.\\?.*?\\?="};
+	static const char *const names[] = {"From", "Subject"};
+	for (size_t f = 0; f < 2; f++) {
+		const char *v;
+		for (size_t i = 0; (v = msg_header_get(e->m, names[f], i)) != NULL; i++) {
+			size_t n = strlen(v), from = 0, start, len;
+			while (from <= n && rules_eval_re_find(&word, v, n, from, &start, &len)) {
+				const char *cs =
+				    rules_eval_re_group(&charset, v + start, len, e->a);
+				if (cs != NULL && !rules_eval_charset_ok(e->r, cs))
+					return 1;
+				from = start + (len ? len : 1);
+			}
+		}
+	}
+	return 0;
+}
+
 const struct rules_evaldef rules_eval_header_defs[] = {
     {"check_outlook_message_id", outlook_message_id, 0, 0, NULL},
     {"check_for_shifted_date", shifted_date, 2, 2, check_range_args},
@@ -1008,5 +1117,6 @@ const struct rules_evaldef rules_eval_header_defs[] = {
     {"check_for_forged_juno_received_headers", forged_juno, 0, 0, NULL},
     {"check_for_forged_eudoramail_received_headers", forged_eudoramail, 0, 0, NULL},
     {"check_for_fake_aol_relay_in_rcvd", fake_aol_relay, 0, 0, NULL},
+    {"check_for_faraway_charset_in_headers", faraway_charset_in_headers, 0, 0, NULL},
     {NULL, NULL, 0, 0, NULL},
 };

@@ -167,7 +167,8 @@ struct rules {
 	struct rules_freemail *freemail; /* freemail_domains and friends, NULL if none */
 	struct rules_wlbl *wlbl;         /* welcomelist_from and friends, NULL if none */
 	struct rules_fromname *fromname; /* the fns_* directives, NULL if none */
-	dns_t *dns; /* the shared DNS service for check_rbl (a reference), NULL: no lookups */
+	char *ok_locales; /* the last ok_locales line; NULL: SpamAssassin's default, "all" */
+	dns_t *dns;       /* the shared DNS service for check_rbl (a reference), NULL: no lookups */
 	struct rules_uridnsbl *uridnsbl;   /* urirhssub and friends, NULL if none */
 	struct rules_dns_zones *dns_zones; /* check_rbl zones and their probe state */
 	char **tags;                       /* capture tags that some rule uses */
@@ -373,6 +374,12 @@ void rules_eval_relays(struct rules_evalenv *e);
 /* The decoded, unfolded values of field name joined by "\n" (NULL if absent). */
 const char *rules_eval_header(struct rules_evalenv *e, const char *name);
 const char *rules_eval_header_raw(struct rules_evalenv *e, const char *name);
+/*
+ * rules_eval_header.c: whether a MIME charset name is one of ok_locales'
+ * (SpamAssassin's Locales.pm: ASCII, ISO-8859, Unicode and Windows code
+ * pages always are; with "all", every charset is).
+ */
+bool rules_eval_charset_ok(const rules_t *r, const char *charset);
 /* SpamAssassin's EnvelopeFrom (arena or message string), NULL when unknown. */
 const char *rules_eval_envelope_from(struct rules_evalenv *e);
 /* ASCII case-insensitive substring search. */

@@ -1085,6 +1085,11 @@ static int directive(struct ctx *c, char *line)
 		          plugin);
 		return 0;
 	}
+	if (strcmp(dir, "ok_locales") == 0) {
+		free(c->r->ok_locales); /* the last line wins, as in SpamAssassin */
+		c->r->ok_locales = xalloc_strdup(rest);
+		return 0;
+	}
 	const char *wlbl_err;
 	if (rules_wlbl_directive(c->r, dir, rest, &wlbl_err)) {
 		if (wlbl_err == NULL)

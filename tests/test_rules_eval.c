@@ -342,6 +342,36 @@ Test(rules_eval, forged_webmail_received_headers)
 	rules_free(r);
 }
 
+Test(rules_eval, faraway_charset_in_headers_follows_ok_locales)
+{
+	const char *rule =
+	    "header CHARSET_FARAWAY_HEADER eval:check_for_faraway_charset_in_headers()\n";
+	const char *koi = "From: a@b.example\nSubject: =?koi8-r?B?8NLJ18XU?=\n\nx\n";
+	const char *jis =
+	    "From: =?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?= <a@b.example>\nSubject: x\n\nx\n";
+	const char *utf = "From: a@b.example\nSubject: =?utf-8?Q?caf=C3=A9?= and =?windows-1251?B?"
+	                  "8NLJ?=\n\nx\n";
+	rules_t *r = load(rule);
+	cr_assert_not(hits(r, koi, "CHARSET_FARAWAY_HEADER"), "no ok_locales: all");
+	rules_free(r);
+	char text[512];
+	snprintf(text, sizeof(text), "%sok_locales all\n", rule);
+	r = load(text);
+	cr_assert_not(hits(r, koi, "CHARSET_FARAWAY_HEADER"));
+	rules_free(r);
+	snprintf(text, sizeof(text), "%sok_locales all\nok_locales en\n", rule);
+	r = load(text);
+	cr_assert(hits(r, koi, "CHARSET_FARAWAY_HEADER"), "the last line wins");
+	cr_assert(hits(r, jis, "CHARSET_FARAWAY_HEADER"), "in From too");
+	cr_assert_not(hits(r, utf, "CHARSET_FARAWAY_HEADER"), "Unicode and code pages always pass");
+	rules_free(r);
+	snprintf(text, sizeof(text), "%sok_locales en ja_JP\n", rule);
+	r = load(text);
+	cr_assert(hits(r, koi, "CHARSET_FARAWAY_HEADER"));
+	cr_assert_not(hits(r, jis, "CHARSET_FARAWAY_HEADER"), "ja_JP reads ISO-2022-JP");
+	rules_free(r);
+}
+
 Test(rules_eval, forged_received_trail_needs_two_mismatches)
 {
 	rules_t *r = load("header FORGED_RCVD_TRAIL eval:check_for_forged_received_trail()\n");
