@@ -305,8 +305,9 @@ static const char *addr_domain(struct rules_evalenv *e, const char *addr)
 {
 	const char *at = strrchr(addr, '@');
 	char buf[256];
-	if (at == NULL || dns_registered_domain(at + 1, buf, sizeof(buf)) == NULL)
-		return NULL;
+	if (at == NULL || dns_registered_domain(at + 1, buf, sizeof(buf)) == NULL ||
+	    !rules_eval_domain_valid(buf))
+		return NULL; /* SpamAssassin's uri_to_domain() wants a known TLD */
 	return arena_strdup(e->a, buf);
 }
 

@@ -847,8 +847,9 @@ static long ratware_envelope_from(struct rules_evalenv *e, const struct rule *ru
 	if (at == NULL || at == to || at[1] == '\0')
 		return 0;
 	char dom[256];
-	if (dns_registered_domain(at + 1, dom, sizeof(dom)) == NULL)
-		return 0; /* no public suffix: SpamAssassin's is_domain_valid() fails */
+	if (dns_registered_domain(at + 1, dom, sizeof(dom)) == NULL ||
+	    !rules_eval_domain_valid(dom))
+		return 0; /* as SpamAssassin's is_domain_valid() */
 	const char *user = arena_strndup(e->a, to, (size_t)(at - to));
 	return re_dynamic(
 	    arena_sprintf(e->a, "\\b%s.%s@", re_quote(e->a, dom), re_quote(e->a, user)),

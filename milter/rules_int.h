@@ -380,6 +380,8 @@ const char *rules_eval_header_raw(struct rules_evalenv *e, const char *name);
  * pages always are; with "all", every charset is).
  */
 bool rules_eval_charset_ok(const rules_t *r, const char *charset);
+/* A domain under a top-level domain SpamAssassin would know (is_domain_valid). */
+bool rules_eval_domain_valid(const char *domain);
 /* SpamAssassin's EnvelopeFrom (arena or message string), NULL when unknown. */
 const char *rules_eval_envelope_from(struct rules_evalenv *e);
 /* ASCII case-insensitive substring search. */
