@@ -210,13 +210,14 @@ static const char *from_name(struct rules_evalenv *e)
 			/* a bare address: the words are the address, a comment the name */
 			name = comment.data;
 		} else {
-			/* the phrase that repeats the address is none */
+			/*
+			 * A phrase that repeats the address is none, but only when
+			 * written as it ("a@b"<a@b>): SpamAssassin's phrase keeps the
+			 * white space before the "<", and so does not equal the address.
+			 */
 			size_t an = (size_t)(addr_end - addr_start);
 			const char *t = name + strspn(name, " \t\r\n");
-			size_t tn = strlen(t);
-			while (tn > 0 && isspace((unsigned char)t[tn - 1]))
-				tn--;
-			if (tn == an && strncmp(t, addr_start, an) == 0)
+			if (strlen(t) == an && strncmp(t, addr_start, an) == 0)
 				name = "";
 			if (strspn(name, " \t\r\n") == strlen(name))
 				name = comment.data;

@@ -1429,6 +1429,16 @@ Test(rules_eval, fromname_spoof_compares_the_name_address_with_the_sender)
 	    "any time you like\" <news@mailer-news.com>\nSubject: x\n\nx\n";
 	cr_assert(hits(r, chatty, "CONTAINS"));
 	cr_assert_not(hits(r, chatty, "SPOOF0"));
+	/* the name repeats the sender's address: no spoof, but Reply-To is the same */
+	const char *own = "From: \"info@shop-news.com\" <info@shop-news.com>\n"
+	                  "Reply-To: info@shop-news.com\nSubject: x\n\nx\n";
+	cr_assert(hits(r, own, "EQ_REPLY"));
+	cr_assert_not(hits(r, own, "SPOOF0"));
+	cr_assert_not(hits(r,
+	                   "From: \"info@shop-news.com\"<info@shop-news.com>\n"
+	                   "Reply-To: info@shop-news.com\nSubject: x\n\nx\n",
+	                   "EQ_REPLY"),
+	              "written with no space, the phrase is the address: no name");
 	const char *to = "From: \"bob@example.org\" <x@evil-mail.net>\nTo: bob@example.org\n"
 	                 "Reply-To: bob@example.org\nSubject: x\n\nx\n";
 	cr_assert(hits(r, to, "EQ_TO"));
