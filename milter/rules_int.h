@@ -167,12 +167,13 @@ struct rules {
 	struct rules_freemail *freemail; /* freemail_domains and friends, NULL if none */
 	struct rules_wlbl *wlbl;         /* welcomelist_from and friends, NULL if none */
 	struct rules_fromname *fromname; /* the fns_* directives, NULL if none */
-	char *ok_locales; /* the last ok_locales line; NULL: SpamAssassin's default, "all" */
-	dns_t *dns;       /* the shared DNS service for check_rbl (a reference), NULL: no lookups */
+	dns_t *dns; /* the shared DNS service for check_rbl (a reference), NULL: no lookups */
 	struct rules_uridnsbl *uridnsbl;   /* urirhssub and friends, NULL if none */
 	struct rules_dns_zones *dns_zones; /* check_rbl zones and their probe state */
 	char **tags;                       /* capture tags that some rule uses */
 	size_t ntags;
+	/* the last ok_locales line; NULL: SpamAssassin's default, "all" */
+	char *ok_locales;
 
 	char **files; /* interned file names */
 	size_t nfiles;
@@ -257,8 +258,9 @@ enum {
 	RULES_EVAL_CACHE_DNS,   /* rules_eval_dns.c: the message's lookups */
 	RULES_EVAL_CACHE_IMAGE, /* rules_eval_image.c: images and PDFs */
 	RULES_EVAL_CACHE_PDF,
-	RULES_EVAL_CACHE_UPPER,    /* rules_eval_mime.c: check_for_uppercase's percent */
-	RULES_EVAL_CACHE_FROMNAME, /* rules_eval_fromname.c: the From name's facts */
+	RULES_EVAL_CACHE_UPPER, /* rules_eval_mime.c: check_for_uppercase's percent */
+	/* rules_eval_fromname.c: the From name's facts */
+	RULES_EVAL_CACHE_FROMNAME,
 	RULES_EVAL_CACHE_N
 };
 
