@@ -1,7 +1,8 @@
 /*
  * rules_eval_header.c - SpamAssassin's HeaderEval tests in C: Message-ID
  * forms, Date against Received, recipient lists, Subject shapes, counts of
- * fields and illegal bytes. Behaviour follows SpamAssassin 4.0's plugin
+ * fields and illegal bytes, ratware marks, forged webmail relays and
+ * far-away charsets. Behaviour follows SpamAssassin 4.0's plugin
  * (Mail::SpamAssassin::Plugin::HeaderEval), written anew for Sift.
  */
 #include <ctype.h>
