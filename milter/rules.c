@@ -1064,6 +1064,8 @@ void rules_free(rules_t *r)
 	free(r->evals);
 	rules_freemail_free(r->freemail);
 	rules_wlbl_free(r->wlbl);
+	rules_fromname_free(r->fromname);
+	free(r->ok_locales);
 	for (size_t i = 0; i < r->ntags; i++)
 		free(r->tags[i]);
 	free(r->tags);

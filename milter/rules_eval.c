@@ -6,15 +6,16 @@
  * RFC 822 dates and cached regexes.
  */
 #include <ctype.h>
+#include <libpsl.h>
 #include <pthread.h>
 #include <time.h>
 
 #include "rules_int.h"
 
 static const struct rules_evaldef *const families[] = {
-    rules_eval_header_defs,   rules_eval_relay_defs, rules_eval_mime_defs, rules_eval_html_defs,
-    rules_eval_freemail_defs, rules_eval_body_defs,  rules_eval_wlbl_defs, rules_eval_auth_defs,
-    rules_eval_dns_defs,      rules_eval_image_defs,
+    rules_eval_header_defs,   rules_eval_relay_defs, rules_eval_mime_defs,     rules_eval_html_defs,
+    rules_eval_freemail_defs, rules_eval_body_defs,  rules_eval_wlbl_defs,     rules_eval_auth_defs,
+    rules_eval_dns_defs,      rules_eval_image_defs, rules_eval_fromname_defs,
 };
 
 const struct rules_evaldef *rules_eval_lookup(const char *name)
@@ -83,6 +84,22 @@ const char *rules_eval_strcasestr(const char *h, const char *n)
 		if (strncasecmp(h, n, nl) == 0)
 			return h;
 	return NULL;
+}
+
+/*
+ * SpamAssassin's is_domain_valid(): the last label is a top-level domain
+ * it knows. Sift asks the Public Suffix List without its "*" rule, so
+ * "example", "invalid" and "local" are none. Thread-safe (libpsl's
+ * built-in list is read-only).
+ */
+bool rules_eval_domain_valid(const char *domain)
+{
+	const char *dot = strrchr(domain, '.');
+	if (dot == NULL || dot[1] == '\0')
+		return false;
+	const psl_ctx_t *psl = psl_builtin();
+	return psl == NULL ||
+	       psl_is_public_suffix2(psl, dot + 1, PSL_TYPE_ANY | PSL_TYPE_NO_STAR_RULE) != 0;
 }
 
 /* ---------------------------------------------------------------- header values */

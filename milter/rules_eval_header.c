@@ -1,7 +1,8 @@
 /*
  * rules_eval_header.c - SpamAssassin's HeaderEval tests in C: Message-ID
  * forms, Date against Received, recipient lists, Subject shapes, counts of
- * fields and illegal bytes. Behaviour follows SpamAssassin 4.0's plugin
+ * fields and illegal bytes, ratware marks, forged webmail relays and
+ * far-away charsets. Behaviour follows SpamAssassin 4.0's plugin
  * (Mail::SpamAssassin::Plugin::HeaderEval), written anew for Sift.
  */
 #include <ctype.h>
@@ -736,6 +737,365 @@ static long unresolved_template(struct rules_evalenv *e, const struct rule *ru)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- To in Subject, ratware */
+
+/* The first address of a field as SpamAssassin's get('Name:addr') gives it, "" if none. */
+static const char *field_addr(struct rules_evalenv *e, const char *name)
+{
+	const char *v = rules_eval_header_raw(e, name);
+	const char **list;
+	return v != NULL && rules_eval_addrs(e->a, v, &list) ? list[0] : "";
+}
+
+/* s with every byte a regex could read as syntax escaped, as Perl's \Q...\E. */
+static const char *re_quote(arena_t *a, const char *s)
+{
+	abuf_t b;
+	abuf_init(&b, a, 2 * strlen(s) + 1);
+	for (; *s; s++) {
+		if (!isalnum((unsigned char)*s) && (unsigned char)*s < 0x80)
+			abuf_append(&b, "\\", 1);
+		abuf_append(&b, s, 1);
+	}
+	abuf_append(&b, "", 1);
+	return b.data;
+}
+
+/*
+ * A pattern built from the message (an address in it): compiled for this
+ * one match. A pattern that does not compile never matches.
+ */
+static bool re_dynamic(const char *pattern, uint32_t options, const char *s)
+{
+	int err;
+	PCRE2_SIZE off;
+	pcre2_code *c =
+	    pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, options, &err, &off, NULL);
+	if (c == NULL)
+		return false;
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(c, NULL);
+	int rc = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
+	pcre2_match_data_free(md);
+	pcre2_code_free(c);
+	return rc > 0;
+}
+
+/*
+ * check_for_to_in_subject: the recipient's address ('address'), or its
+ * local part in the shapes mass mailers give it ('user': "Re: bob",
+ * "bob, ...", "..., bob!"), in Subject.
+ */
+static long to_in_subject(struct rules_evalenv *e, const struct rule *ru)
+{
+	const char *to = field_addr(e, "To");
+	if (*to == '\0')
+		return 0;
+	const char *subject = hget(e, "Subject");
+	if (strcmp(ru->eargs[0], "address") == 0)
+		return re_dynamic(arena_sprintf(e->a, "\\b%s\\b", re_quote(e->a, to)),
+		                  PCRE2_CASELESS, subject);
+	if (strcmp(ru->eargs[0], "user") != 0)
+		return 0;
+	const char *at = strchr(to, '@');
+	const char *q = re_quote(e->a, at ? arena_strndup(e->a, to, (size_t)(at - to)) : to);
+	return re_dynamic(arena_sprintf(e->a,
+	                                "^(?:(?:re|fw):\\s*(?:\\w+\\s+)?%s$"
+	                                "|(?-i:%s)\\s*[,:;!?-](?:$|\\s)|%s$|,\\s*%s[,:;!?-]$)",
+	                                q, q, q, q),
+	                  PCRE2_CASELESS, subject);
+}
+
+static const char *check_to_in_subject_args(const struct rule *ru)
+{
+	if (strcmp(ru->eargs[0], "address") != 0 && strcmp(ru->eargs[0], "user") != 0)
+		return "expected 'address' or 'user'";
+	return NULL;
+}
+
+/*
+ * A ratware's Message-ID: 28 capitals, a dot, and the address the From
+ * field then quotes with a display name ("Name" <that address>).
+ */
+static long ratware_name_id(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	static struct rules_eval_re mid = {.pattern = "<[A-Z]{28}\\.([^>]+?)>"};
+	const char *ids = message_ids(e);
+	const char *g = rules_eval_re_group(&mid, ids, strlen(ids), e->a);
+	if (g == NULL)
+		return 0;
+	return re_dynamic(arena_sprintf(e->a, "\"[^\"]+\"\\s*<%s>", re_quote(e->a, g)), 0,
+	                  hget(e, "From"));
+}
+
+/*
+ * A ratware's envelope sender built from the recipient: "domain.user@"
+ * for user@domain (the registered domain; any byte between the two).
+ */
+static long ratware_envelope_from(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	const char *to = field_addr(e, "To");
+	const char *env = rules_eval_envelope_from(e);
+	const char **list;
+	const char *from = env != NULL && rules_eval_addrs(e->a, env, &list) ? list[0] : "";
+	if (*from == '\0' || *to == '\0')
+		return 0;
+	static struct rules_eval_re srs = {.pattern = "^SRS\\d[=+-]", .options = PCRE2_CASELESS};
+	if (rules_eval_re(&srs, from, strlen(from)))
+		return 0;
+	const char *at = strchr(to, '@');
+	if (at == NULL || at == to || at[1] == '\0')
+		return 0;
+	char dom[256];
+	if (dns_registered_domain(at + 1, dom, sizeof(dom)) == NULL ||
+	    !rules_eval_domain_valid(dom))
+		return 0; /* as SpamAssassin's is_domain_valid() */
+	const char *user = arena_strndup(e->a, to, (size_t)(at - to));
+	return re_dynamic(
+	    arena_sprintf(e->a, "\\b%s.%s@", re_quote(e->a, dom), re_quote(e->a, user)),
+	    PCRE2_CASELESS, from);
+}
+
+/* ---------------------------------------------------------------- forged webmail relays */
+
+/* SpamAssassin's IP_ADDRESS (as in rules_relays.c): a dotted quad, or IPv6. */
+#define OCTET "(?:1\\d\\d|2[0-4]\\d|25[0-5]|[1-9]\\d|\\d)"
+#define QUAD  OCTET "\\." OCTET "\\." OCTET "\\." OCTET "\\b"
+#define IP_ADDRESS                                                                                 \
+	"(?:\\b(?<!:)" QUAD "|(?i:(?:IPv6:|(?<![a-f0-9:]))(?=[a-f0-9:.]*::|(?:[a-f0-9]{1,4}:){7})" \
+	"(?:[a-f0-9]{0,4}:){2,7}(?:" QUAD "|[a-f0-9]{1,4})?(?![a-f0-9:])))"
+
+/* addr =~ /\bdomain$/i */
+static bool addr_in_domain(const char *addr, const char *domain)
+{
+	size_t n = strlen(addr), k = strlen(domain);
+	if (n < k || strcasecmp(addr + n - k, domain) != 0)
+		return false;
+	/* \b before the domain's first letter: no word byte in front */
+	return n == k || !(isalnum((unsigned char)addr[n - k - 1]) || addr[n - k - 1] == '_');
+}
+
+/* Every run of white space as one space: SpamAssassin's s/\s+/ /gs. */
+static const char *squeeze_space(arena_t *a, const char *s)
+{
+	char *out = arena_strdup(a, s), *w = out;
+	for (const char *p = s; *p;) {
+		if (isspace((unsigned char)*p)) {
+			*w++ = ' ';
+			while (isspace((unsigned char)*p))
+				p++;
+		} else
+			*w++ = *p++;
+	}
+	*w = '\0';
+	return out;
+}
+
+/*
+ * Gmail's own mail carries Google's internal X-Received hop, or its
+ * submission server's Received field, or both of its long tracking fields.
+ */
+static long forged_gmail(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	if (!addr_in_domain(field_addr(e, "From"), "gmail.com"))
+		return 0;
+	static struct rules_eval_re x10 = {.pattern = "by 10\\.\\S+ with SMTP id \\S+"};
+	static struct rules_eval_re x2002 = {
+	    .pattern = "by 2002\\:a\\d\\d\\:\\w+\\:\\S+ with SMTP id \\S+"};
+	static struct rules_eval_re gm = {.pattern =
+	                                      "by smtp\\.googlemail\\.com with ESMTPSA id \\S+"};
+	const char *xr = hget(e, "X-Received"), *rc = hget(e, "Received");
+	if (rules_eval_re(&x10, xr, strlen(xr)) || rules_eval_re(&x2002, xr, strlen(xr)) ||
+	    rules_eval_re(&gm, rc, strlen(rc)))
+		return 0;
+	return !(strlen(hget(e, "X-Gm-Message-State")) >= 60 &&
+	         strlen(hget(e, "X-Google-Smtp-Source")) >= 60);
+}
+
+/* Juno's mail: its relays in Received and its mailer's name, by the two generations of it. */
+static long forged_juno(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	if (!addr_in_domain(field_addr(e, "From"), "juno.com") || gated(e))
+		return 0;
+	const char *xorig = hget(e, "X-Originating-IP"), *xmailer = hget(e, "X-Mailer");
+	const char *rc = hget(e, "Received");
+	static struct rules_eval_re old_rcvd = {
+	    .pattern = "from.*\\b(?:juno|untd)\\.com.*[\\[\\(]" IP_ADDRESS "[\\]\\)].*by"};
+	static struct rules_eval_re cookie = {.pattern = " cookie\\.(?:juno|untd)\\.com "};
+	static struct rules_eval_re mailcom = {.pattern =
+	                                           "from.*\\bmail\\.com.*\\[" IP_ADDRESS "\\].*by"};
+	static struct rules_eval_re webmail = {
+	    .pattern = "from (webmail\\S+\\.untd\\.com) \\(\\1 \\[" IP_ADDRESS "\\]\\) by"};
+	static struct rules_eval_re xm_mailcom = {.pattern = "\\bmail\\.com"};
+	static struct rules_eval_re xm_webmail = {.pattern = "^Webmail Version \\d"};
+	static struct rules_eval_re ip = {.pattern = IP_ADDRESS};
+	if (*xorig != '\0') {
+		if (!rules_eval_re(&old_rcvd, rc, strlen(rc)) &&
+		    !rules_eval_re(&cookie, rc, strlen(rc)))
+			return 1;
+		if (strstr(xmailer, "Juno ") == NULL)
+			return 1;
+	} else {
+		if (rules_eval_re(&mailcom, rc, strlen(rc))) {
+			if (!rules_eval_re(&xm_mailcom, xmailer, strlen(xmailer)))
+				return 1;
+		} else if (rules_eval_re(&webmail, rc, strlen(rc))) {
+			if (!rules_eval_re(&xm_webmail, xmailer, strlen(xmailer)))
+				return 1;
+		} else
+			return 1;
+		/* as in SpamAssassin: X-Originating-IP is empty here, so this always hits */
+		if (!rules_eval_re(&ip, xorig, strlen(xorig)))
+			return 1;
+	}
+	return 0;
+}
+
+/* Eudora's web mail: received by whowhere.com, with the sender's IP in X-Sender-Ip. */
+static long forged_eudoramail(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	if (!addr_in_domain(field_addr(e, "From"), "eudoramail.com"))
+		return 0;
+	const char *rc = squeeze_space(e->a, hget(e, "Received"));
+	const char *xip = rules_eval_header(e, "X-Sender-Ip");
+	static struct rules_eval_re ip = {.pattern = IP_ADDRESS};
+	bool has_ip = xip != NULL && rules_eval_re(&ip, xip, strlen(xip));
+	if (gated(e))
+		return 0;
+	static struct rules_eval_re whowhere = {.pattern = "by \\S*whowhere.com\\;"};
+	return !(rules_eval_re(&whowhere, rc, strlen(rc)) && has_ip);
+}
+
+/*
+ * AOL's relay names (rly-xx01.) in Received, without the marks of AOL's own
+ * relays: spammers forge the name, and some make up hosts to go with it.
+ */
+static long fake_aol_relay(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	const char *rc = squeeze_space(e->a, hget(e, "Received"));
+	static struct rules_eval_re rly = {.pattern = " rly-[a-z][a-z]\\d\\d\\.",
+	                                   .options = PCRE2_CASELESS};
+	static struct rules_eval_re aol = {.pattern = "/AOL-\\d+\\.\\d+\\.\\d+\\)"};
+	static struct rules_eval_re esmtp = {.pattern = "ESMTP id (?:RELAY|MAILRELAY|MAILIN)"};
+	size_t n = strlen(rc);
+	return rules_eval_re(&rly, rc, n) && !rules_eval_re(&aol, rc, n) &&
+	       !rules_eval_re(&esmtp, rc, n);
+}
+
+/* ---------------------------------------------------------------- far-away charsets */
+
+/* SpamAssassin's Locales.pm: the charsets each locale reads, beyond the universal ones. */
+static const struct {
+	const char *locale;
+	const char *charsets; /* upper case, alphanumerics only, one space apart */
+} charsets_for_locale[] = {
+    {"ja", "EUCJP JISX020119760 JISX020819830 JISX020819900 JISX020819970 JISX021219900 "
+           "JISX021320001 JISX021320002 SHIFT_JIS SHIFTJIS ISO2022JP SJIS JIS7 JISX0201 "
+           "JISX0208 JISX0212"},
+    {"ko", "EUCKR KSC56011987"},
+    {"ru", "KOI8R KOI8U KOI8T ISOIR111 CP1251 GEORGIANPS CP1251 PT154 CP866"},
+    {"ka", "KOI8R KOI8U KOI8T ISOIR111 CP1251 GEORGIANPS CP1251 PT154 CP866"},
+    {"tg", "KOI8R KOI8U KOI8T ISOIR111 CP1251 GEORGIANPS CP1251 PT154 CP866"},
+    {"be", "KOI8R KOI8U KOI8T ISOIR111 CP1251 GEORGIANPS CP1251 PT154 CP866"},
+    {"uk", "KOI8R KOI8U KOI8T ISOIR111 CP1251 GEORGIANPS CP1251 PT154 CP866"},
+    {"bg", "KOI8R KOI8U KOI8T ISOIR111 CP1251 GEORGIANPS CP1251 PT154 CP866"},
+    {"th", "TIS620"},
+    {"zh", "GB1988 GB2312 GB231219800 GB18030 GBK BIG5HKSCS BIG5 EUCTW ISO2022CN"},
+};
+
+static bool has_word(const char *list, const char *w)
+{
+	size_t n = strlen(w);
+	for (const char *p = list; (p = strstr(p, w)) != NULL; p++)
+		if ((p == list || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+			return true;
+	return false;
+}
+
+/*
+ * As SpamAssassin's is_charset_ok_for_locales(), with ok_locales' words
+ * (SpamAssassin adds the process's LANG and friends to them; a daemon's
+ * environment should not change its verdicts, so Sift does not).
+ */
+bool rules_eval_charset_ok(const rules_t *r, const char *charset)
+{
+	const char *locales = r->ok_locales ? r->ok_locales : "all";
+	for (const char *p = locales; *p;) {
+		p += strspn(p, " \t");
+		size_t n = strcspn(p, " \t");
+		if (n == 3 && strncmp(p, "all", 3) == 0)
+			return true;
+		p += n;
+	}
+	char cs[128];
+	size_t k = 0;
+	for (const char *p = charset; *p && k + 1 < sizeof(cs); p++)
+		if (isalnum((unsigned char)*p))
+			cs[k++] = (char)toupper((unsigned char)*p);
+	cs[k] = '\0';
+	const char *c = strncmp(cs, "3D", 2) == 0 ? cs + 2 : cs; /* quoted-printable's "=3D" */
+	static const char *const always_prefix[] = {"ISO8859",       "ISO10646",     "UTF",
+	                                            "UCS",           "CP125",        "WINDOWS",
+	                                            "UNICODE11UTF7", "UNICODE11UTF8"};
+	static const char *const always[] = {"USASCII", "ASCII", "IBM852", "XUNKNOWN", "ISO"};
+	for (size_t i = 0; i < sizeof(always) / sizeof(always[0]); i++)
+		if (strcmp(c, always[i]) == 0)
+			return true;
+	for (size_t i = 0; i < sizeof(always_prefix) / sizeof(always_prefix[0]); i++)
+		if (strncmp(c, always_prefix[i], strlen(always_prefix[i])) == 0)
+			return true;
+	for (const char *p = locales; *p;) {
+		p += strspn(p, " \t");
+		size_t n = strcspn(p, " \t");
+		if (n == 0)
+			break;
+		/* "zh_TW" and "zh.big5" are zh: the first two letters when they are lower case */
+		char loc[3] = "en";
+		if (n >= 2 && islower((unsigned char)p[0]) && islower((unsigned char)p[1]))
+			memcpy(loc, p, 2);
+		else if (!(n == 1 && p[0] == 'C'))
+			snprintf(loc, sizeof(loc), "%.*s", (int)(n < 2 ? n : 2), p);
+		p += n;
+		for (size_t i = 0; i < sizeof(charsets_for_locale) / sizeof(charsets_for_locale[0]);
+		     i++)
+			if (strcmp(loc, charsets_for_locale[i].locale) == 0 &&
+			    has_word(charsets_for_locale[i].charsets, c))
+				return true;
+	}
+	return false;
+}
+
+/* An RFC 2047 word in From or Subject whose charset no ok_locales locale reads. */
+static long faraway_charset_in_headers(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	if (e->r->ok_locales == NULL)
+		return 0;
+	/* each whole word, as Perl's //g steps, then its charset */
+	static struct rules_eval_re word = {.pattern = "=\\?.+?\\?.\\?.*?\\?="};
+	static struct rules_eval_re charset = {.pattern = "^=\\?(.+?)\\?.\\?.*?\\?="};
+	static const char *const names[] = {"From", "Subject"};
+	for (size_t f = 0; f < 2; f++) {
+		const char *v;
+		for (size_t i = 0; (v = msg_header_get(e->m, names[f], i)) != NULL; i++) {
+			size_t n = strlen(v), from = 0, start, len;
+			while (from <= n && rules_eval_re_find(&word, v, n, from, &start, &len)) {
+				const char *cs =
+				    rules_eval_re_group(&charset, v + start, len, e->a);
+				if (cs != NULL && !rules_eval_charset_ok(e->r, cs))
+					return 1;
+				from = start + (len ? len : 1);
+			}
+		}
+	}
+	return 0;
+}
+
 const struct rules_evaldef rules_eval_header_defs[] = {
     {"check_outlook_message_id", outlook_message_id, 0, 0, NULL},
     {"check_for_shifted_date", shifted_date, 2, 2, check_range_args},
@@ -752,5 +1112,13 @@ const struct rules_evaldef rules_eval_header_defs[] = {
     {"check_for_no_hotmail_received_headers", no_hotmail_received, 0, 0, NULL},
     {"check_equal_from_domains", equal_from_domains, 0, 0, NULL},
     {"check_for_matching_env_and_hdr_from", matching_env_and_hdr_from, 0, 0, NULL},
+    {"check_for_to_in_subject", to_in_subject, 1, 1, check_to_in_subject_args},
+    {"check_ratware_name_id", ratware_name_id, 0, 0, NULL},
+    {"check_ratware_envelope_from", ratware_envelope_from, 0, 0, NULL},
+    {"check_for_forged_gmail_received_headers", forged_gmail, 0, 0, NULL},
+    {"check_for_forged_juno_received_headers", forged_juno, 0, 0, NULL},
+    {"check_for_forged_eudoramail_received_headers", forged_eudoramail, 0, 0, NULL},
+    {"check_for_fake_aol_relay_in_rcvd", fake_aol_relay, 0, 0, NULL},
+    {"check_for_faraway_charset_in_headers", faraway_charset_in_headers, 0, 0, NULL},
     {NULL, NULL, 0, 0, NULL},
 };

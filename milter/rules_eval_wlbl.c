@@ -3,9 +3,13 @@
  * (WLBLEval): the welcomelist_from, blocklist_from, welcomelist_to,
  * blocklist_to, more_spam_to and all_spam_to directives (with their old
  * whitelist/blacklist names and the un... forms), blocklist_uri_host and
- * welcomelist_uri_host, and the tests that look the message's sender and
- * recipient addresses, and its URIs' hosts, up in them.
+ * welcomelist_uri_host, the named lists of enlist_addrlist, the default
+ * list def_welcomelist_from_rcvd (an address with its relay's domain or
+ * IP), WelcomeListSubject's welcomelist_subject and blocklist_subject, and
+ * the tests that look the message's sender and recipient addresses,
+ * Subject and URIs' hosts up in them.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 
@@ -20,9 +24,29 @@ struct host_entry {
 	bool listed; /* false for a "!host" exception */
 };
 
+/* A list of lower-case address patterns: * any run, ? one byte. */
+struct addrlist {
+	char *name; /* enlist_addrlist's list name, as written */
+	char **v;
+	size_t n, cap;
+};
+
+/* def_welcomelist_from_rcvd: an address pattern and the relay it must come through */
+struct rcvd_entry {
+	char *addr;   /* lower-case pattern */
+	char *domain; /* lower-case rDNS domain, or "[IP]" with an optional "/len" */
+};
+
+enum { SUBJ_WELCOME, SUBJ_BLOCK, SUBJ_N };
+
 struct rules_wlbl {
 	char **v[WLBL_N]; /* lower-case patterns: * any run, ? one byte */
 	size_t n[WLBL_N], cap[WLBL_N];
+	struct addrlist *lists; /* enlist_addrlist */
+	size_t nlists;
+	struct rcvd_entry *def; /* def_welcomelist_from_rcvd */
+	size_t ndef, capdef;
+	struct addrlist subj[SUBJ_N]; /* welcomelist_subject, blocklist_subject (whole lines) */
 	/* blocklist_uri_host, welcomelist_uri_host */
 	struct host_entry *h[HOST_N];
 	size_t nh[HOST_N], caph[HOST_N];
@@ -93,9 +117,107 @@ static const struct {
     {"more_spam_to", MORE_SPAM_TO, false}, {"all_spam_to", ALL_SPAM_TO, false},
 };
 
-/* 1: handled; 0: not a directive of this family. */
-int rules_wlbl_directive(rules_t *r, const char *dir, const char *rest)
+static struct rules_wlbl *wlbl_of(rules_t *r)
 {
+	if (r->wlbl == NULL)
+		r->wlbl = xalloc_calloc(1, sizeof(*r->wlbl));
+	return r->wlbl;
+}
+
+static void addrlist_add(struct addrlist *l, const char *s, size_t n)
+{
+	char *pat = xalloc_strndup(s, n);
+	for (char *q = pat; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		l->v = xalloc_realloc(l->v, l->cap * sizeof(char *));
+	}
+	l->v[l->n++] = pat;
+}
+
+/* enlist_addrlist (NAME) addr...: a named list for check_from_in_list and friends. */
+static const char *enlist_addrlist(struct rules_wlbl *w, const char *rest)
+{
+	if (*rest != '(')
+		return "expected (LISTNAME) and addresses";
+	const char *close = strchr(rest, ')');
+	if (close == NULL || (close[1] != ' ' && close[1] != '\t'))
+		return "expected (LISTNAME) and addresses";
+	size_t nl = (size_t)(close - rest - 1);
+	struct addrlist *l = NULL;
+	for (size_t i = 0; i < w->nlists && l == NULL; i++)
+		if (strlen(w->lists[i].name) == nl && strncmp(w->lists[i].name, rest + 1, nl) == 0)
+			l = &w->lists[i];
+	if (l == NULL) {
+		w->lists = xalloc_realloc(w->lists, (w->nlists + 1) * sizeof(*w->lists));
+		l = &w->lists[w->nlists++];
+		*l = (struct addrlist){.name = xalloc_strndup(rest + 1, nl)};
+	}
+	for (const char *p = close + 1; *p;) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		size_t n = strcspn(p, " \t");
+		if (n == 0)
+			break;
+		addrlist_add(l, p, n);
+		p += n;
+	}
+	return NULL;
+}
+
+/* def_welcomelist_from_rcvd addr domain: exactly two words, as SpamAssassin wants them. */
+static const char *def_from_rcvd(struct rules_wlbl *w, const char *rest)
+{
+	const char *a = rest + strspn(rest, " \t");
+	size_t an = strcspn(a, " \t");
+	const char *d = a + an + strspn(a + an, " \t");
+	size_t dn = strcspn(d, " \t");
+	if (an == 0 || dn == 0 || d[dn + strspn(d + dn, " \t")] != '\0')
+		return "expected an address and the domain or [IP] of its relay";
+	if (w->ndef == w->capdef) {
+		w->capdef = w->capdef ? w->capdef * 2 : 64;
+		w->def = xalloc_realloc(w->def, w->capdef * sizeof(*w->def));
+	}
+	struct rcvd_entry *en = &w->def[w->ndef++];
+	en->addr = xalloc_strndup(a, an);
+	en->domain = xalloc_strndup(d, dn);
+	for (char *q = en->addr; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	for (char *q = en->domain; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	return NULL;
+}
+
+/* 1: handled (*err set when the line is wrong); 0: not a directive of this family. */
+int rules_wlbl_directive(rules_t *r, const char *dir, const char *rest, const char **err)
+{
+	*err = NULL;
+	if (strcmp(dir, "enlist_addrlist") == 0) {
+		*err = enlist_addrlist(wlbl_of(r), rest);
+		return 1;
+	}
+	if (strcmp(dir, "def_welcomelist_from_rcvd") == 0 ||
+	    strcmp(dir, "def_whitelist_from_rcvd") == 0) {
+		*err = def_from_rcvd(wlbl_of(r), rest);
+		return 1;
+	}
+	int subj = strcmp(dir, "welcomelist_subject") == 0 || strcmp(dir, "whitelist_subject") == 0
+	               ? SUBJ_WELCOME
+	           : strcmp(dir, "blocklist_subject") == 0 || strcmp(dir, "blacklist_subject") == 0
+	               ? SUBJ_BLOCK
+	               : -1;
+	if (subj >= 0) {
+		/* the whole rest of the line is one string, spaces and all */
+		size_t n = strlen(rest);
+		while (n > 0 && isspace((unsigned char)rest[n - 1]))
+			n--;
+		if (n == 0)
+			*err = "expected a string";
+		else
+			addrlist_add(&wlbl_of(r)->subj[subj], rest, n);
+		return 1;
+	}
 	if (host_directive(r, dir, rest))
 		return 1;
 	for (size_t i = 0; i < sizeof(directives) / sizeof(directives[0]); i++) {
@@ -150,6 +272,23 @@ void rules_wlbl_free(struct rules_wlbl *w)
 			free(w->h[l][k].host);
 		free(w->h[l]);
 	}
+	for (size_t i = 0; i < w->nlists; i++) {
+		for (size_t k = 0; k < w->lists[i].n; k++)
+			free(w->lists[i].v[k]);
+		free(w->lists[i].v);
+		free(w->lists[i].name);
+	}
+	free(w->lists);
+	for (size_t i = 0; i < w->ndef; i++) {
+		free(w->def[i].addr);
+		free(w->def[i].domain);
+	}
+	free(w->def);
+	for (int l = 0; l < SUBJ_N; l++) {
+		for (size_t k = 0; k < w->subj[l].n; k++)
+			free(w->subj[l].v[k]);
+		free(w->subj[l].v);
+	}
 	free(w);
 }
 
@@ -198,23 +337,66 @@ static bool any_listed(struct rules_evalenv *e, int l, const char *const *fields
 	return false;
 }
 
-/* SpamAssassin's all_from_addrs: Resent-From when present, else the sender fields. */
+/*
+ * SpamAssassin's all_from_addrs: Resent-From's first address when present,
+ * else the addresses of the sender fields and the envelope sender.
+ */
+static void push_addr(arena_t *a, const char ***all, size_t *n, size_t *cap, const char *addr)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 8;
+		const char **nl = arena_alloc(a, nc * sizeof(char *));
+		if (*n > 0)
+			memcpy(nl, *all, *n * sizeof(char *));
+		*all = nl;
+		*cap = nc;
+	}
+	(*all)[(*n)++] = addr;
+}
+
+static size_t all_from_addrs(struct rules_evalenv *e, const char ***out)
+{
+	const char *rf = msg_header_get(e->m, "Resent-From", 0);
+	if (rf != NULL)
+		return rules_eval_addrs(e->a, mime_decode_header(e->a, rf), out) > 0;
+	static const char *const fields[] = {"From", "Envelope-Sender", "Resent-Sender",
+	                                     "X-Envelope-From"};
+	const char **all = NULL;
+	size_t n = 0, cap = 0;
+	for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
+		const char *v;
+		for (size_t occ = 0; (v = msg_header_get(e->m, fields[f], occ)) != NULL; occ++) {
+			const char **list;
+			size_t k = rules_eval_addrs(e->a, mime_decode_header(e->a, v), &list);
+			for (size_t i = 0; i < k; i++)
+				push_addr(e->a, &all, &n, &cap, list[i]);
+		}
+	}
+	const char *env = rules_eval_envelope_from(e);
+	if (env != NULL && *env != '\0')
+		push_addr(e->a, &all, &n, &cap, env);
+	*out = all;
+	return n;
+}
+
+static bool glob_any(char *const *v, size_t nv, const char *addr)
+{
+	for (size_t k = 0; k < nv; k++)
+		if (glob_all(v[k], addr))
+			return true;
+	return false;
+}
+
 static bool from_listed(struct rules_evalenv *e, int l)
 {
 	if (e->r->wlbl == NULL || e->r->wlbl->n[l] == 0)
 		return false;
-	const char *rf = msg_header_get(e->m, "Resent-From", 0);
-	if (rf != NULL) {
-		const char **list;
-		return rules_eval_addrs(e->a, mime_decode_header(e->a, rf), &list) > 0 &&
-		       listed(e->r->wlbl, l, list[0]);
-	}
-	static const char *const fields[] = {"From", "Envelope-Sender", "Resent-Sender",
-	                                     "X-Envelope-From"};
-	if (any_listed(e, l, fields, sizeof(fields) / sizeof(fields[0])))
-		return true;
-	const char *env = rules_eval_envelope_from(e);
-	return env != NULL && listed(e->r->wlbl, l, env);
+	const char **list;
+	size_t n = all_from_addrs(e, &list);
+	for (size_t i = 0; i < n; i++)
+		if (glob_any(e->r->wlbl->v[l], e->r->wlbl->n[l], list[i]))
+			return true;
+	return false;
 }
 
 /* SpamAssassin's all_to_addrs, plus the SMTP recipients when Sift has them. */
@@ -381,6 +563,195 @@ static long mailfrom_matches_rcvd(struct rules_evalenv *e, const struct rule *ru
 	return 0;
 }
 
+/* ---------------------------------------------------------------- named lists */
+
+static const struct addrlist *named_list(const struct rules_wlbl *w, const char *name)
+{
+	for (size_t i = 0; w != NULL && i < w->nlists; i++)
+		if (strcmp(w->lists[i].name, name) == 0)
+			return &w->lists[i];
+	return NULL;
+}
+
+/* check_from_in_list(NAME): a sender address in enlist_addrlist's list NAME. */
+static long from_in_list(struct rules_evalenv *e, const struct rule *ru)
+{
+	const struct addrlist *l = named_list(e->r->wlbl, ru->eargs[0]);
+	if (l == NULL || l->n == 0)
+		return 0; /* an unknown list never matches, as in SpamAssassin */
+	const char **list;
+	size_t n = all_from_addrs(e, &list);
+	for (size_t i = 0; i < n; i++)
+		if (glob_any(l->v, l->n, list[i]))
+			return 1;
+	return 0;
+}
+
+/* check_replyto_in_list(NAME): Reply-To's first address in list NAME. */
+static long replyto_in_list(struct rules_evalenv *e, const struct rule *ru)
+{
+	const struct addrlist *l = named_list(e->r->wlbl, ru->eargs[0]);
+	const char *v = rules_eval_header_raw(e, "Reply-To");
+	const char **list;
+	if (l == NULL || v == NULL || rules_eval_addrs(e->a, v, &list) == 0)
+		return 0;
+	return glob_any(l->v, l->n, list[0]);
+}
+
+/* ---------------------------------------------------------------- def_welcomelist_from_rcvd */
+
+/* addr inside net, "a.b.c.d/len" or an IPv6 address with an optional "/len". */
+static bool in_cidr(const char *net, const char *addr)
+{
+	char host[64];
+	const char *slash = strchr(net, '/');
+	size_t hl = slash ? (size_t)(slash - net) : strlen(net);
+	if (hl >= sizeof(host))
+		return false;
+	memcpy(host, net, hl);
+	host[hl] = '\0';
+	unsigned char n[16], a[16];
+	int fam = strchr(host, ':') ? AF_INET6 : AF_INET;
+	size_t bytes = fam == AF_INET6 ? 16 : 4;
+	if (inet_pton(fam, host, n) != 1 || inet_pton(fam, addr, a) != 1)
+		return false;
+	long len = slash ? strtol(slash + 1, NULL, 10) : (long)bytes * 8;
+	if (len < 0 || len > (long)bytes * 8)
+		return false;
+	for (size_t i = 0; i < bytes && len > 0; i++, len -= 8) {
+		unsigned char mask = len >= 8 ? 0xff : (unsigned char)(0xff << (8 - len));
+		if ((n[i] & mask) != (a[i] & mask))
+			return false;
+	}
+	return true;
+}
+
+/* /^\d+\.\d+\.\d+\.\d+$/ */
+static bool four_numbers(const char *s)
+{
+	for (int part = 0; part < 4; part++) {
+		if (part > 0 && *s++ != '.')
+			return false;
+		if (!isdigit((unsigned char)*s))
+			return false;
+		while (isdigit((unsigned char)*s))
+			s++;
+	}
+	return *s == '\0';
+}
+
+/*
+ * SpamAssassin's relay test of welcomelist_from_rcvd: "[IP]" the relay's
+ * address, "[10.1]" a classful subnet, "[net/len]" or an IPv6 "[net]" a
+ * range; else a domain the relay's rDNS ends in.
+ */
+static bool relay_matches(const struct rules_relay *r, const char *domain)
+{
+	const char *close = domain[0] == '[' ? strchr(domain, ']') : NULL;
+	if (close != NULL &&
+	    (close[1] == '\0' ||
+	     (close[1] == '/' && close[2] != '\0' &&
+	      strspn(close + 2, "0123456789") == strlen(close + 2) && strlen(close + 2) <= 3))) {
+		const char *ip = r->ip ? r->ip : "";
+		if (*ip == '\0')
+			return false;
+		char wl[80];
+		snprintf(wl, sizeof(wl), "%.*s%s", (int)(close - domain - 1), domain + 1,
+		         close + 1);
+		if (four_numbers(wl))
+			return strcmp(wl, ip) == 0;
+		if (wl[0] != '\0' && strspn(wl, "0123456789.") == strlen(wl)) {
+			size_t n = strlen(wl);
+			while (n > 0 && wl[n - 1] == '.')
+				n--;
+			return strncmp(ip, wl, n) == 0 && ip[n] == '.';
+		}
+		return in_cidr(wl, ip);
+	}
+	const char *rdns = r->rdns ? r->rdns : "";
+	size_t rl = strlen(rdns), dl = strlen(domain);
+	return rl >= dl && strcasecmp(rdns + rl - dl, domain) == 0 &&
+	       (rl == dl || rdns[rl - dl - 1] == '.');
+}
+
+/*
+ * check_from_in_default_welcomelist: a sender address listed with
+ * def_welcomelist_from_rcvd, the mail coming through the relay named with
+ * it: the first untrusted relay, or any trusted one when none is untrusted.
+ */
+static long from_in_default_welcomelist(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	const struct rules_wlbl *w = e->r->wlbl;
+	if (w == NULL || w->ndef == 0)
+		return 0;
+	rules_eval_relays(e);
+	const struct rules_relay *relays = e->nuntrusted ? e->untrusted : e->trusted;
+	size_t nrelays = e->nuntrusted ? 1 : e->ntrusted;
+	if (nrelays == 0)
+		return 0;
+	const char **list;
+	size_t n = all_from_addrs(e, &list);
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < w->ndef; k++) {
+			if (!glob_all(w->def[k].addr, list[i]))
+				continue;
+			for (size_t j = 0; j < nrelays; j++)
+				if (relay_matches(&relays[j], w->def[k].domain))
+					return 1;
+		}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- WelcomeListSubject */
+
+/* A glob anywhere in s (SpamAssassin does not anchor these); * and ? stop at a newline. */
+static bool glob_prefix(const char *pat, const char *s)
+{
+	if (*pat == '\0')
+		return true;
+	if (*pat == '*') {
+		while (pat[1] == '*')
+			pat++;
+		for (const char *t = s;; t++) {
+			if (glob_prefix(pat + 1, t))
+				return true;
+			if (*t == '\0' || *t == '\n')
+				return false;
+		}
+	}
+	if (*s == '\0' || (*pat == '?' && *s == '\n'))
+		return false;
+	if (*pat == '?' || *pat == tolower((unsigned char)*s))
+		return glob_prefix(pat + 1, s + 1);
+	return false;
+}
+
+static bool subject_listed(struct rules_evalenv *e, int l)
+{
+	const struct rules_wlbl *w = e->r->wlbl;
+	const char *subject = rules_eval_header(e, "Subject");
+	if (w == NULL || w->subj[l].n == 0 || subject == NULL)
+		return false;
+	for (size_t k = 0; k < w->subj[l].n; k++)
+		for (const char *p = subject; *p; p++)
+			if (glob_prefix(w->subj[l].v[k], p))
+				return true;
+	return false;
+}
+
+static long subject_in_welcomelist(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return subject_listed(e, SUBJ_WELCOME);
+}
+
+static long subject_in_blocklist(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return subject_listed(e, SUBJ_BLOCK);
+}
+
 const struct rules_evaldef rules_eval_wlbl_defs[] = {
     {"check_mailfrom_matches_rcvd", mailfrom_matches_rcvd, 0, 0, NULL},
     {"check_uri_host_in_blocklist", uri_host_in_blocklist, 0, 0, NULL},
@@ -397,5 +768,13 @@ const struct rules_evaldef rules_eval_wlbl_defs[] = {
     {"check_to_in_blacklist", to_in_blocklist, 0, 0, NULL},
     {"check_to_in_more_spam", to_in_more_spam, 0, 0, NULL},
     {"check_to_in_all_spam", to_in_all_spam, 0, 0, NULL},
+    {"check_from_in_list", from_in_list, 1, 1, NULL},
+    {"check_replyto_in_list", replyto_in_list, 1, 1, NULL},
+    {"check_from_in_default_welcomelist", from_in_default_welcomelist, 0, 0, NULL},
+    {"check_from_in_default_whitelist", from_in_default_welcomelist, 0, 0, NULL},
+    {"check_subject_in_welcomelist", subject_in_welcomelist, 0, 0, NULL},
+    {"check_subject_in_whitelist", subject_in_welcomelist, 0, 0, NULL},
+    {"check_subject_in_blocklist", subject_in_blocklist, 0, 0, NULL},
+    {"check_subject_in_blacklist", subject_in_blocklist, 0, 0, NULL},
     {NULL, NULL, 0, 0, NULL},
 };

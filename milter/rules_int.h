@@ -166,11 +166,14 @@ struct rules {
 	size_t nevals;
 	struct rules_freemail *freemail; /* freemail_domains and friends, NULL if none */
 	struct rules_wlbl *wlbl;         /* welcomelist_from and friends, NULL if none */
+	struct rules_fromname *fromname; /* the fns_* directives, NULL if none */
 	dns_t *dns; /* the shared DNS service for check_rbl (a reference), NULL: no lookups */
 	struct rules_uridnsbl *uridnsbl;   /* urirhssub and friends, NULL if none */
 	struct rules_dns_zones *dns_zones; /* check_rbl zones and their probe state */
 	char **tags;                       /* capture tags that some rule uses */
 	size_t ntags;
+	/* the last ok_locales line; NULL: SpamAssassin's default, "all" */
+	char *ok_locales;
 
 	char **files; /* interned file names */
 	size_t nfiles;
@@ -256,6 +259,8 @@ enum {
 	RULES_EVAL_CACHE_IMAGE, /* rules_eval_image.c: images and PDFs */
 	RULES_EVAL_CACHE_PDF,
 	RULES_EVAL_CACHE_UPPER, /* rules_eval_mime.c: check_for_uppercase's percent */
+	/* rules_eval_fromname.c: the From name's facts */
+	RULES_EVAL_CACHE_FROMNAME,
 	RULES_EVAL_CACHE_N
 };
 
@@ -299,6 +304,7 @@ extern const struct rules_evaldef rules_eval_wlbl_defs[];
 extern const struct rules_evaldef rules_eval_auth_defs[];
 extern const struct rules_evaldef rules_eval_dns_defs[];
 extern const struct rules_evaldef rules_eval_image_defs[];
+extern const struct rules_evaldef rules_eval_fromname_defs[];
 /*
  * rules_eval_dns.c: starts the lookups of every check_rbl rule that runs,
  * in one batch on dns (nothing when dns is NULL), before the other rules;
@@ -325,9 +331,12 @@ void rules_uridnsbl_free(struct rules_uridnsbl *u);
  */
 bool rules_eval_is_auth(const struct rules_evaldef *d);
 
-/* rules_eval_wlbl.c: welcomelist_from and friends; 1 when dir is one of them */
+/*
+ * rules_eval_wlbl.c: welcomelist_from and friends; 1 when dir is one of
+ * them, with *err set when its line is wrong (else NULL).
+ */
 struct rules_wlbl;
-int rules_wlbl_directive(rules_t *r, const char *dir, const char *rest);
+int rules_wlbl_directive(rules_t *r, const char *dir, const char *rest, const char **err);
 void rules_wlbl_free(struct rules_wlbl *w);
 
 /* rules_eval_freemail.c: the freemail_* directives (NULL, an error, or '~' and a skip reason) */
@@ -335,6 +344,10 @@ struct rules_freemail;
 const char *rules_freemail_directive(rules_t *r, const char *dir, const char *rest);
 void rules_freemail_finish(rules_t *r);
 void rules_freemail_free(struct rules_freemail *f);
+/* rules_eval_fromname.c: the fns_* directives (NULL, an error, or '~' and a skip reason) */
+struct rules_fromname;
+const char *rules_fromname_directive(rules_t *r, const char *dir, const char *rest);
+void rules_fromname_free(struct rules_fromname *f);
 
 /* A fixed pattern of an eval function, compiled on first use (thread-safe). */
 struct rules_eval_re {
@@ -363,6 +376,14 @@ void rules_eval_relays(struct rules_evalenv *e);
 /* The decoded, unfolded values of field name joined by "\n" (NULL if absent). */
 const char *rules_eval_header(struct rules_evalenv *e, const char *name);
 const char *rules_eval_header_raw(struct rules_evalenv *e, const char *name);
+/*
+ * rules_eval_header.c: whether a MIME charset name is one of ok_locales'
+ * (SpamAssassin's Locales.pm: ASCII, ISO-8859, Unicode and Windows code
+ * pages always are; with "all", every charset is).
+ */
+bool rules_eval_charset_ok(const rules_t *r, const char *charset);
+/* A domain under a top-level domain SpamAssassin would know (is_domain_valid). */
+bool rules_eval_domain_valid(const char *domain);
 /* SpamAssassin's EnvelopeFrom (arena or message string), NULL when unknown. */
 const char *rules_eval_envelope_from(struct rules_evalenv *e);
 /* ASCII case-insensitive substring search. */

@@ -46,6 +46,7 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::FreeMail",
     "Mail::SpamAssassin::Plugin::BodyEval",
     "Mail::SpamAssassin::Plugin::WLBLEval",
+    "Mail::SpamAssassin::Plugin::WelcomeListSubject",
     /* check_rbl, check_rbl_txt and check_rbl_sub ask Sift's DNS service (rules_eval_dns.c) */
     "Mail::SpamAssassin::Plugin::DNSEval",
     /* urirhssub and urirhsbl with check_uridnsbl; the NS/A forms are skipped */
@@ -1087,8 +1088,18 @@ static int directive(struct ctx *c, char *line)
 		          plugin);
 		return 0;
 	}
-	if (rules_wlbl_directive(c->r, dir, rest))
+	if (strcmp(dir, "ok_locales") == 0) {
+		free(c->r->ok_locales); /* the last line wins, as in SpamAssassin */
+		c->r->ok_locales = xalloc_strdup(rest);
 		return 0;
+	}
+	const char *wlbl_err;
+	if (rules_wlbl_directive(c->r, dir, rest, &wlbl_err)) {
+		if (wlbl_err == NULL)
+			return 0;
+		diag_error(c->d, c->file, c->line, "%s: %s", dir, wlbl_err);
+		return -1;
+	}
 	if (strcmp(dir, "askdns") == 0)
 		return def_askdns(c, rest);
 	if (strncmp(dir, "uri", 3) == 0 || strncmp(dir, "clear_uri", 9) == 0) {
@@ -1114,6 +1125,19 @@ static int directive(struct ctx *c, char *line)
 		}
 		if (err == NULL)
 			return 0;
+	}
+	if (strncmp(dir, "fns_", 4) == 0) {
+		const char *err = rules_fromname_directive(c->r, dir, rest);
+		if (err == NULL)
+			return 0;
+		if (err[0] != '~') {
+			diag_error(c->d, c->file, c->line, "%s: %s", dir, err);
+			return -1;
+		}
+		snprintf(key, sizeof(key), "dir %.80s", dir);
+		warn_once(ps, c->d, c->file, c->line, key, "skipped directive %s (%s)", dir,
+		          err + 1);
+		return 0;
 	}
 	snprintf(key, sizeof(key), "dir %.80s", dir);
 	warn_once(ps, c->d, c->file, c->line, key, "skipped directive %s", dir);

@@ -231,6 +231,186 @@ Test(rules_eval, relay_helo_tests)
 	rules_free(r);
 }
 
+Test(rules_eval, to_in_subject_by_address_and_by_user)
+{
+	rules_t *r = load("header LOCALPART_IN_SUBJECT eval:check_for_to_in_subject('user')\n"
+	                  "header TO_IN_SUBJ eval:check_for_to_in_subject('address')\n");
+	const char *to = "To: Bob <bob@example.com>\n";
+	char m[512];
+	snprintf(m, sizeof(m), "%sSubject: bob, your order is ready\n\nx\n", to);
+	cr_assert(hits(r, m, "LOCALPART_IN_SUBJECT"), "'bob,' opens the subject");
+	cr_assert_not(hits(r, m, "TO_IN_SUBJ"));
+	snprintf(m, sizeof(m), "%sSubject: Re: hello Bob\n\nx\n", to);
+	cr_assert(hits(r, m, "LOCALPART_IN_SUBJECT"), "Re: with one word, any case");
+	snprintf(m, sizeof(m), "%sSubject: Bob, hello\n\nx\n", to);
+	cr_assert_not(hits(r, m, "LOCALPART_IN_SUBJECT"), "'user,' is case-sensitive");
+	snprintf(m, sizeof(m), "%sSubject: BOB\n\nx\n", to);
+	cr_assert(hits(r, m, "LOCALPART_IN_SUBJECT"), "the user alone");
+	snprintf(m, sizeof(m), "%sSubject: news for you, bob!\n\nx\n", to);
+	cr_assert_not(hits(r, m, "LOCALPART_IN_SUBJECT"), "every shape starts the subject");
+	snprintf(m, sizeof(m), "%sSubject: bobsleigh results\n\nx\n", to);
+	cr_assert_not(hits(r, m, "LOCALPART_IN_SUBJECT"));
+	snprintf(m, sizeof(m), "%sSubject: mail for BOB@example.com today\n\nx\n", to);
+	cr_assert(hits(r, m, "TO_IN_SUBJ"));
+	cr_assert_not(hits(r, "Subject: bob, hi\n\nx\n", "LOCALPART_IN_SUBJECT"), "no To");
+	/* the local part is quoted: a dot in it is no wildcard */
+	cr_assert_not(
+	    hits(r, "To: b.b@example.com\nSubject: bxb, hi\n\nx\n", "LOCALPART_IN_SUBJECT"));
+	cr_assert(hits(r, "To: b.b@example.com\nSubject: b.b, hi\n\nx\n", "LOCALPART_IN_SUBJECT"));
+	rules_free(r);
+}
+
+Test(rules_eval, to_in_subject_rejects_an_unknown_mode)
+{
+	diag_t *d = diag_new();
+	rules_t *r =
+	    rules_load_text("t.cf", "header T eval:check_for_to_in_subject('domain')\n", NULL, d);
+	cr_assert(diag_has(d, "expected 'address' or 'user'"));
+	rules_free(r);
+	diag_free(d);
+}
+
+Test(rules_eval, ratware_message_id_and_envelope_sender)
+{
+	rules_t *r = load("header RATWARE_NAME_ID eval:check_ratware_name_id()\n"
+	                  "header RATWARE_EFROM eval:check_ratware_envelope_from()\n");
+	const char *nameid = "Message-ID: <ABCDEFGHIJKLMNOPQRSTUVWXYZAB.sales@shop.example>\n"
+	                     "From: \"Sales\" <sales@shop.example>\nSubject: x\n\nx\n";
+	const char *plain = "Message-ID: <ABCDEFGHIJKLMNOPQRSTUVWXYZAB.sales@shop.example>\n"
+	                    "From: sales@shop.example\nSubject: x\n\nx\n";
+	const char *short_id = "Message-ID: <ABCDEFGHIJKLMNOPQRSTUVWXYZ.sales@shop.example>\n"
+	                       "From: \"Sales\" <sales@shop.example>\nSubject: x\n\nx\n";
+	cr_assert(hits(r, nameid, "RATWARE_NAME_ID"));
+	cr_assert_not(hits(r, plain, "RATWARE_NAME_ID"), "no quoted display name");
+	cr_assert_not(hits(r, short_id, "RATWARE_NAME_ID"), "26 capitals, not 28");
+	const char *efrom = "Return-Path: <example.co.uk.bob@bulk.example>\n"
+	                    "To: bob@mail.example.co.uk\nSubject: x\n\nx\n";
+	const char *other = "Return-Path: <list@bulk.example>\n"
+	                    "To: bob@mail.example.co.uk\nSubject: x\n\nx\n";
+	const char *srs = "Return-Path: <SRS0=ab=cd=example.co.uk.bob@fwd.example>\n"
+	                  "To: bob@mail.example.co.uk\nSubject: x\n\nx\n";
+	cr_assert(hits(r, efrom, "RATWARE_EFROM"), "registered domain, any byte, then user");
+	cr_assert_not(hits(r, other, "RATWARE_EFROM"));
+	cr_assert_not(hits(r, srs, "RATWARE_EFROM"), "SRS rewrites are forwarders");
+	rules_free(r);
+}
+
+Test(rules_eval, forged_webmail_received_headers)
+{
+	rules_t *r =
+	    load("header FORGED_GMAIL_RCVD eval:check_for_forged_gmail_received_headers()\n"
+	         "header JUNO eval:check_for_forged_juno_received_headers()\n"
+	         "header EUDORA eval:check_for_forged_eudoramail_received_headers()\n"
+	         "header AOL eval:check_for_fake_aol_relay_in_rcvd()\n");
+	const char *rc = "Received: from spammer.example (spammer.example [192.0.2.9])\n"
+	                 " by mx.example.org with SMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n";
+	char m[1024];
+	snprintf(m, sizeof(m), "%sFrom: a@gmail.com\nSubject: x\n\nx\n", rc);
+	cr_assert(hits(r, m, "FORGED_GMAIL_RCVD"));
+	snprintf(m, sizeof(m),
+	         "X-Received: by 10.1.2.3 with SMTP id abc;\n Mon, 2 Jan 2023 10:00:00 +0000\n"
+	         "%sFrom: a@gmail.com\nSubject: x\n\nx\n",
+	         rc);
+	cr_assert_not(hits(r, m, "FORGED_GMAIL_RCVD"), "Google's internal hop");
+	snprintf(m, sizeof(m), "%sFrom: a@notgmail.com\nSubject: x\n\nx\n", rc);
+	cr_assert_not(hits(r, m, "FORGED_GMAIL_RCVD"), "\\bgmail.com$");
+	snprintf(m, sizeof(m), "%sFrom: a@juno.com\nSubject: x\n\nx\n", rc);
+	cr_assert(hits(r, m, "JUNO"));
+	snprintf(m, sizeof(m),
+	         "Received: from cookie.juno.com (cookie.juno.com [64.136.0.1])\n"
+	         " by mx.example.org with SMTP id 1\n"
+	         "X-Originating-IP: [192.0.2.1]\nX-Mailer: Juno 5.0\n"
+	         "From: a@juno.com\nSubject: x\n\nx\n");
+	cr_assert_not(hits(r, m, "JUNO"), "old-style Juno: its relay and its mailer");
+	snprintf(m, sizeof(m), "%sFrom: a@eudoramail.com\nSubject: x\n\nx\n", rc);
+	cr_assert(hits(r, m, "EUDORA"));
+	snprintf(m, sizeof(m),
+	         "Received: from Unknown/Local ([?.?.?.?]) by shared1-mail.whowhere.com;\n"
+	         " Thu Nov 29 13:44:25 2001\nX-Sender-Ip: 192.175.21.146\n"
+	         "From: a@eudoramail.com\nSubject: x\n\nx\n");
+	cr_assert_not(hits(r, m, "EUDORA"));
+	const char *aol = "Received: from unknown (HELO mta05bw.bigpond.com) (80.71.176.130) by\n"
+	                  " rly-xw01.mx.aol.com with QMQP; Sat, 15 Jun 2002 23:37:16 -0000\n"
+	                  "Subject: x\n\nx\n";
+	const char *real_aol =
+	    "Received: from logs-tr.proxy.aol.com (logs-tr.proxy.aol.com [152.163.201.132])\n"
+	    " by rly-ip01.mx.aol.com (8.8.8/8.8.8/AOL-5.0.0)\n"
+	    " with ESMTP id NAA08955; Thu, 4 Apr 2002 13:11:20 -0500 (EST)\nSubject: x\n\nx\n";
+	cr_assert(hits(r, aol, "AOL"));
+	cr_assert_not(hits(r, real_aol, "AOL"), "AOL's own relay software");
+	cr_assert_not(hits(r, rc, "AOL"));
+	rules_free(r);
+}
+
+Test(rules_eval, faraway_charset_in_headers_follows_ok_locales)
+{
+	const char *rule =
+	    "header CHARSET_FARAWAY_HEADER eval:check_for_faraway_charset_in_headers()\n";
+	const char *koi = "From: a@b.example\nSubject: =?koi8-r?B?8NLJ18XU?=\n\nx\n";
+	const char *jis =
+	    "From: =?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?= <a@b.example>\nSubject: x\n\nx\n";
+	const char *utf = "From: a@b.example\nSubject: =?utf-8?Q?caf=C3=A9?= and =?windows-1251?B?"
+	                  "8NLJ?=\n\nx\n";
+	rules_t *r = load(rule);
+	cr_assert_not(hits(r, koi, "CHARSET_FARAWAY_HEADER"), "no ok_locales: all");
+	rules_free(r);
+	char text[512];
+	snprintf(text, sizeof(text), "%sok_locales all\n", rule);
+	r = load(text);
+	cr_assert_not(hits(r, koi, "CHARSET_FARAWAY_HEADER"));
+	rules_free(r);
+	snprintf(text, sizeof(text), "%sok_locales all\nok_locales en\n", rule);
+	r = load(text);
+	cr_assert(hits(r, koi, "CHARSET_FARAWAY_HEADER"), "the last line wins");
+	cr_assert(hits(r, jis, "CHARSET_FARAWAY_HEADER"), "in From too");
+	cr_assert_not(hits(r, utf, "CHARSET_FARAWAY_HEADER"), "Unicode and code pages always pass");
+	rules_free(r);
+	snprintf(text, sizeof(text), "%sok_locales en ja_JP\n", rule);
+	r = load(text);
+	cr_assert(hits(r, koi, "CHARSET_FARAWAY_HEADER"));
+	cr_assert_not(hits(r, jis, "CHARSET_FARAWAY_HEADER"), "ja_JP reads ISO-2022-JP");
+	rules_free(r);
+}
+
+Test(rules_eval, forged_received_trail_needs_two_mismatches)
+{
+	rules_t *r = load("header FORGED_RCVD_TRAIL eval:check_for_forged_received_trail()\n");
+	/* each relay's "by" names another domain than the next hop's rDNS */
+	const char *forged =
+	    "Received: from mail.one.example (mail.one.example [198.51.100.1])\n"
+	    " by mx.example.org with SMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	    "Received: from relay.two.example (relay.two.example [198.51.100.2])\n"
+	    " by mail.three.example with SMTP id 2; Mon, 2 Jan 2023 09:59:00 +0000\n"
+	    "Received: from host.four.example (host.four.example [198.51.100.3])\n"
+	    " by relay.five.example with SMTP id 3; Mon, 2 Jan 2023 09:58:00 +0000\n"
+	    "Subject: x\n\nx\n";
+	const char *trail = "Received: from mail.one.example (mail.one.example [198.51.100.1])\n"
+	                    " by mx.example.org with SMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                    "Received: from relay.two.example (relay.two.example [198.51.100.2])\n"
+	                    " by out.one.example with SMTP id 2; Mon, 2 Jan 2023 09:59:00 +0000\n"
+	                    "Received: from host.four.example (host.four.example [198.51.100.3])\n"
+	                    " by smtp.two.example with SMTP id 3; Mon, 2 Jan 2023 09:58:00 +0000\n"
+	                    "Subject: x\n\nx\n";
+	const char *one = "Received: from mail.one.example (mail.one.example [198.51.100.1])\n"
+	                  " by mx.example.org with SMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                  "Received: from relay.two.example (relay.two.example [198.51.100.2])\n"
+	                  " by mail.three.example with SMTP id 2; Mon, 2 Jan 2023 09:59:00 +0000\n"
+	                  "Subject: x\n\nx\n";
+	/* a two-letter TLD keeps three labels: a.example.co.uk is example.co.uk */
+	const char *uk = "Received: from a.example.co.uk (a.example.co.uk [198.51.100.1])\n"
+	                 " by mx.example.org with SMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                 "Received: from b.other.co.uk (b.other.co.uk [198.51.100.2])\n"
+	                 " by c.example.co.uk with SMTP id 2; Mon, 2 Jan 2023 09:59:00 +0000\n"
+	                 "Received: from host.four.example (host.four.example [198.51.100.3])\n"
+	                 " by d.other.co.uk with SMTP id 3; Mon, 2 Jan 2023 09:58:00 +0000\n"
+	                 "Subject: x\n\nx\n";
+	cr_assert(hits(r, forged, "FORGED_RCVD_TRAIL"));
+	cr_assert_not(hits(r, trail, "FORGED_RCVD_TRAIL"), "each hop names the same domain");
+	cr_assert_not(hits(r, one, "FORGED_RCVD_TRAIL"), "one mismatch is not enough");
+	cr_assert_not(hits(r, uk, "FORGED_RCVD_TRAIL"));
+	rules_free(r);
+}
+
 /* What SpamAssassin's Received parser records: the MTA's rDNS lookup, rdns kept as written. */
 Test(rules_eval, relays_record_rdns_as_the_mta_wrote_it)
 {
@@ -1464,6 +1644,209 @@ Test(rules_eval, welcome_and_block_lists_by_address)
 	cr_assert(hits(r, "X-Original-To: abuse@example.org\n\nx\n", "USER_IN_ALL_SPAM_TO"));
 	cr_assert_not(hits(r, "To: a@example.org\n\nx\n", "USER_IN_ALL_SPAM_TO"));
 	rules_free(r);
+}
+
+Test(rules_eval, named_address_lists_for_from_and_reply_to)
+{
+	rules_t *r = load("header FROM_SUSPNTLD eval:check_from_in_list('SUSP_NTLD')\n"
+	                  "header REPLYTO_SUSPNTLD eval:check_replyto_in_list('SUSP_NTLD')\n"
+	                  "header FROM_GOV eval:check_from_in_list('GOV')\n"
+	                  "header FROM_NONE eval:check_from_in_list('NONE')\n"
+	                  "enlist_addrlist (SUSP_NTLD) *@*.pw *@*.top\n"
+	                  "enlist_addrlist (SUSP_NTLD) *@*.click\n"
+	                  "enlist_addrlist (GOV) *@*.gov\n");
+	cr_assert(hits(r, "From: a@shop.top\n\nx\n", "FROM_SUSPNTLD"));
+	cr_assert(hits(r, "From: A <a@X.CLICK>\n\nx\n", "FROM_SUSPNTLD"),
+	          "a later line adds to the list; any case");
+	cr_assert_not(hits(r, "From: a@shop.topics.example\n\nx\n", "FROM_SUSPNTLD"));
+	cr_assert_not(hits(r, "From: a@shop.top\n\nx\n", "FROM_GOV"), "another list");
+	cr_assert(hits(r, "Return-Path: <b@irs.gov>\nFrom: a@example.com\n\nx\n", "FROM_GOV"),
+	          "the envelope sender is a sender address too");
+	cr_assert_not(hits(r, "From: a@x.gov\n\nx\n", "FROM_NONE"), "no such list");
+	cr_assert(hits(r, "From: a@example.com\nReply-To: b@x.pw\n\nx\n", "REPLYTO_SUSPNTLD"));
+	cr_assert_not(hits(r, "From: a@x.pw\nReply-To: b@example.com\n\nx\n", "REPLYTO_SUSPNTLD"));
+	rules_free(r);
+}
+
+Test(rules_eval, enlist_addrlist_needs_a_list_name)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("t.cf", "enlist_addrlist SUSP *@*.pw\n", NULL, d);
+	cr_assert_null(r);
+	cr_assert(diag_has(d, "t.cf:1: enlist_addrlist: expected (LISTNAME) and addresses"));
+	diag_free(d);
+}
+
+Test(rules_eval, default_welcomelist_needs_the_listed_relay)
+{
+	rules_t *r =
+	    load("header USER_IN_DEF_WELCOMELIST eval:check_from_in_default_welcomelist()\n"
+	         "header OLD_NAME eval:check_from_in_default_whitelist()\n"
+	         "def_welcomelist_from_rcvd *@news.example.com example.com\n"
+	         "def_whitelist_from_rcvd alerts@bank.example [198.51.100.0/24]\n"
+	         "def_welcomelist_from_rcvd info@shop.example [203.0.113]\n");
+	const char *via_own =
+	    "Received: from mta1.mail.example.com (mta1.mail.example.com [192.0.2.1])\n"
+	    " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	    "From: News <letter@news.example.com>\n\nx\n";
+	const char *via_other =
+	    "Received: from host.example.net (host.example.net [192.0.2.1])\n"
+	    " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	    "From: News <letter@news.example.com>\n\nx\n";
+	const char *suffix_only =
+	    "Received: from mta1.badexample.com (mta1.badexample.com [192.0.2.1])\n"
+	    " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	    "From: News <letter@news.example.com>\n\nx\n";
+	cr_assert(hits(r, via_own, "USER_IN_DEF_WELCOMELIST"));
+	cr_assert(hits(r, via_own, "OLD_NAME"));
+	cr_assert_not(hits(r, via_other, "USER_IN_DEF_WELCOMELIST"), "a forged sender");
+	cr_assert_not(hits(r, suffix_only, "USER_IN_DEF_WELCOMELIST"), "labels, not suffixes");
+	cr_assert_not(hits(r, "From: letter@news.example.com\n\nx\n", "USER_IN_DEF_WELCOMELIST"),
+	              "no relay, no match");
+	const char *bank_in = "Received: from out.bank.example (out.bank.example [198.51.100.77])\n"
+	                      " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                      "From: alerts@bank.example\n\nx\n";
+	const char *bank_out =
+	    "Received: from out.bank.example (out.bank.example [198.51.101.77])\n"
+	    " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	    "From: alerts@bank.example\n\nx\n";
+	cr_assert(hits(r, bank_in, "USER_IN_DEF_WELCOMELIST"), "inside the /24");
+	cr_assert_not(hits(r, bank_out, "USER_IN_DEF_WELCOMELIST"));
+	const char *shop = "Received: from x.example.net (x.example.net [203.0.113.9])\n"
+	                   " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                   "From: info@shop.example\n\nx\n";
+	const char *shop_no = "Received: from x.example.net (x.example.net [203.0.11.9])\n"
+	                      " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                      "From: info@shop.example\n\nx\n";
+	cr_assert(hits(r, shop, "USER_IN_DEF_WELCOMELIST"), "a classful subnet");
+	cr_assert_not(hits(r, shop_no, "USER_IN_DEF_WELCOMELIST"), "203.0.11 is not 203.0.113");
+	rules_free(r);
+}
+
+Test(rules_eval, def_welcomelist_from_rcvd_wants_two_words)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("t.cf", "def_welcomelist_from_rcvd a@b.example\n", NULL, d);
+	cr_assert_null(r);
+	cr_assert(diag_has(d, "t.cf:1: def_welcomelist_from_rcvd: expected an address"));
+	diag_free(d);
+}
+
+Test(rules_eval, subject_welcome_and_block_lists)
+{
+	rules_t *r = load("ifplugin Mail::SpamAssassin::Plugin::WelcomeListSubject\n"
+	                  "header SUBJECT_IN_WELCOMELIST eval:check_subject_in_welcomelist()\n"
+	                  "header SUBJECT_IN_BLOCKLIST eval:check_subject_in_blocklist()\n"
+	                  "endif\n"
+	                  "header OLD_BL eval:check_subject_in_blacklist()\n"
+	                  "welcomelist_subject [Project X] *\n"
+	                  "blocklist_subject Cheap ?ills\n"
+	                  "blacklist_subject act now\n");
+	cr_assert(
+	    hits(r, "Subject: Re: [project x] meeting notes\n\nx\n", "SUBJECT_IN_WELCOMELIST"),
+	    "anywhere in the subject, any case");
+	cr_assert_not(hits(r, "Subject: project x\n\nx\n", "SUBJECT_IN_WELCOMELIST"),
+	              "brackets are literal");
+	cr_assert(hits(r, "Subject: buy CHEAP PILLS today\n\nx\n", "SUBJECT_IN_BLOCKLIST"));
+	cr_assert(hits(r, "Subject: please ACT NOW\n\nx\n", "OLD_BL"), "one list, two names");
+	cr_assert(hits(r, "Subject: please ACT NOW\n\nx\n", "SUBJECT_IN_BLOCKLIST"));
+	cr_assert_not(hits(r, "Subject: cheap  pills\n\nx\n", "SUBJECT_IN_BLOCKLIST"),
+	              "? is one character");
+	cr_assert_not(hits(r, "From: a@b.example\n\nx\n", "SUBJECT_IN_BLOCKLIST"), "no Subject");
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- FromNameSpoof */
+
+Test(rules_eval, fromname_spoof_compares_the_name_address_with_the_sender)
+{
+	rules_t *r = load("header SPOOF eval:check_fromname_spoof()\n"
+	                  "header SPOOF0 eval:check_fromname_spoof('0')\n"
+	                  "header SPOOF2 eval:check_fromname_spoof('2')\n"
+	                  "header EQ_TO eval:check_fromname_equals_to()\n"
+	                  "header EQ_REPLY eval:check_fromname_equals_replyto()\n"
+	                  "header CONTAINS eval:check_fromname_contains_email()\n");
+	const char *spoof = "From: \"service@paypal.com\" <alerts@evil-mail.net>\n"
+	                    "To: bob@example.org\nSubject: x\n\nx\n";
+	cr_assert(hits(r, spoof, "SPOOF"), "another owner (paypal vs evil)");
+	cr_assert(hits(r, spoof, "SPOOF2"), "another registered domain");
+	cr_assert(hits(r, spoof, "CONTAINS"));
+	cr_assert_not(
+	    hits(r, "From: \"service@paypal.com\" <alerts@evil.example>\n\nx\n", "CONTAINS"),
+	    "a From address under an unknown TLD stops the test, as in SpamAssassin");
+	/* the same owner under another suffix: an address differs, owners do not */
+	const char *owner = "From: \"service@paypal.com\" <service@paypal.co.uk>\n"
+	                    "To: bob@example.org\nSubject: x\n\nx\n";
+	cr_assert(hits(r, owner, "SPOOF0"));
+	cr_assert_not(hits(r, owner, "SPOOF"), "paypal is paypal's owner in both");
+	cr_assert(hits(r, owner, "SPOOF2"));
+	const char *same =
+	    "From: \"Alerts@Evil-Mail.net\" <alerts@evil-mail.net>\nSubject: x\n\nx\n";
+	cr_assert_not(hits(r, same, "SPOOF0"), "the name is the sender's own address");
+	const char *plain = "From: PayPal Service <alerts@evil-mail.net>\nSubject: x\n\nx\n";
+	cr_assert_not(hits(r, plain, "SPOOF0"));
+	cr_assert_not(hits(r, plain, "CONTAINS"));
+	/* the address is a small part of a long name: not a spoof (fns_extrachars 50) */
+	const char *chatty =
+	    "From: \"Weekly news and offers from our whole team, write to help@shop-news.com "
+	    "any time you like\" <news@mailer-news.com>\nSubject: x\n\nx\n";
+	cr_assert(hits(r, chatty, "CONTAINS"));
+	cr_assert_not(hits(r, chatty, "SPOOF0"));
+	/* the name repeats the sender's address: no spoof, but Reply-To is the same */
+	const char *own = "From: \"info@shop-news.com\" <info@shop-news.com>\n"
+	                  "Reply-To: info@shop-news.com\nSubject: x\n\nx\n";
+	cr_assert(hits(r, own, "EQ_REPLY"));
+	cr_assert_not(hits(r, own, "SPOOF0"));
+	cr_assert_not(hits(r,
+	                   "From: \"info@shop-news.com\"<info@shop-news.com>\n"
+	                   "Reply-To: info@shop-news.com\nSubject: x\n\nx\n",
+	                   "EQ_REPLY"),
+	              "written with no space, the phrase is the address: no name");
+	const char *to = "From: \"bob@example.org\" <x@evil-mail.net>\nTo: bob@example.org\n"
+	                 "Reply-To: bob@example.org\nSubject: x\n\nx\n";
+	cr_assert(hits(r, to, "EQ_TO"));
+	cr_assert(hits(r, to, "EQ_REPLY"));
+	cr_assert_not(hits(r, spoof, "EQ_TO"));
+	cr_assert_not(hits(r, spoof, "EQ_REPLY"));
+	/* a bare address names its owner in a comment */
+	cr_assert(hits(r, "From: alerts@evil-mail.net (service@paypal.com)\n\nx\n", "SPOOF"));
+	/* broken fields: no hit, no crash */
+	static const char *const broken[] = {
+	    "From: \"service@paypal.com <alerts@evil-mail.net>\n\nx\n",
+	    "From: service@paypal.com <alerts@evil-mail.net\n\nx\n",
+	    "From: (service@paypal.com (a\\) alerts@evil-mail.net\n\nx\n",
+	    "From: <>\n\nx\n",
+	    "From: \"\" <@>, \"a@b\" <>\n\nx\n",
+	};
+	for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); i++)
+		(void)hits(r, broken[i], "SPOOF");
+	rules_free(r);
+}
+
+Test(rules_eval, fromname_directives_change_the_owner_and_the_level)
+{
+	rules_t *r = load("header SPOOF eval:check_fromname_spoof()\n"
+	                  "fns_add_addrlist (bank) *@bank-one.com *@bankone-mail.net\n"
+	                  "fns_ignore_headers List-Id\n"
+	                  "fns_check 2\n");
+	const char *alias =
+	    "From: \"info@bank-one.com\" <info@bankone-mail.net>\nSubject: x\n\nx\n";
+	cr_assert(hits(r, alias, "SPOOF"), "level 2 asks only that the domains differ");
+	rules_free(r);
+	r = load("header SPOOF eval:check_fromname_spoof()\n"
+	         "fns_add_addrlist (bank) *@bank-one.com *@bankone-mail.net\n"
+	         "fns_ignore_headers List-Id\n");
+	cr_assert_not(hits(r, alias, "SPOOF"), "the owner list makes them one");
+	const char *other = "From: \"info@bank-one.com\" <info@evil-mail.net>\nSubject: x\n\nx\n";
+	cr_assert(hits(r, other, "SPOOF"));
+	const char *list = "List-Id: <news.bank-one.com>\n"
+	                   "From: \"info@bank-one.com\" <info@evil-mail.net>\nSubject: x\n\nx\n";
+	cr_assert_not(hits(r, list, "SPOOF"), "fns_ignore_headers");
+	rules_free(r);
+	diag_t *d = diag_new();
+	cr_assert_null(rules_load_text("t.cf", "fns_check 3\n", NULL, d));
+	cr_assert(diag_has(d, "t.cf:1: fns_check: expected 0, 1 or 2"));
+	diag_free(d);
 }
 
 Test(rules_eval, html_text_match_sees_anchors_comments_and_titles)
