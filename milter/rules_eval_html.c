@@ -1243,8 +1243,9 @@ static long title_subject_ratio(struct rules_evalenv *e, const struct rule *ru)
 }
 
 /*
- * html_charset_faraway: a charset outside ok_locales, which Sift leaves at
- * SpamAssassin's default "all": never.
+ * html_charset_faraway: SpamAssassin compares the charsets of the HTML's
+ * <meta> tags with ok_locales; they are not collected here yet, so it never
+ * hits (as with ok_locales "all", SpamAssassin's default).
  */
 static long charset_faraway(struct rules_evalenv *e, const struct rule *ru)
 {

@@ -10,6 +10,7 @@
 struct mimefacts {
 	unsigned html, text, base64, qp, attachment;
 	bool base64_text, bad_iso_charset, ascii_text_illegal, qp_long_line, ma_non_text;
+	bool faraway_charset;   /* a part's charset outside ok_locales */
 	long qp_excess;         /* needlessly encoded characters in the QP lines */
 	size_t base64_line;     /* the longest raw line of a base64 part, its break included */
 	double unicode_ratio;   /* "&#xHHHH;" escapes per character of unencoded text/plain */
@@ -202,6 +203,8 @@ static struct mimefacts compute(struct rules_evalenv *e)
 			f.base64_text = true;
 		if (rules_eval_re(&iso, cs, strlen(cs)) && !rules_eval_re(&iso_ok, cs, strlen(cs)))
 			f.bad_iso_charset = true;
+		if (strpbrk(cs, "abcdefghijklmnopqrstuvwxyz") && !rules_eval_charset_ok(e->r, cs))
+			f.faraway_charset = true;
 		/*
 		 * text/plain declared (or defaulted) us-ascii whose raw lines hold
 		 * 8-bit bytes, NUL or a carriage return (the message's line ends are
@@ -260,13 +263,13 @@ static long for_mime(struct rules_evalenv *e, const struct rule *ru)
 		return f.base64_text;
 	if (strcmp(t, "mime_qp_long_line") == 0)
 		return f.qp_long_line;
+	if (strcmp(t, "mime_faraway_charset") == 0)
+		return f.faraway_charset;
 	/*
-	 * A charset is faraway only outside ok_locales, which Sift leaves at
-	 * SpamAssassin's default "all". SpamAssassin looks the part limit up
-	 * among the test results while the parser records it on the message,
-	 * so mimepart_limit_exceeded never hits there either.
+	 * SpamAssassin looks the part limit up among the test results while
+	 * the parser records it on the message, so it never hits there either.
 	 */
-	if (strcmp(t, "mime_faraway_charset") == 0 || strcmp(t, "mimepart_limit_exceeded") == 0)
+	if (strcmp(t, "mimepart_limit_exceeded") == 0)
 		return 0;
 	return f.bad_iso_charset;
 }
@@ -363,12 +366,31 @@ static long multipart_ratio(struct rules_evalenv *e, const struct rule *ru)
 	return r >= strtod(ru->eargs[0], NULL) && r < strtod(ru->eargs[1], NULL);
 }
 
-/* check_for_faraway_charset: never with ok_locales "all" (see for_mime). */
+/*
+ * check_for_faraway_charset: the top Content-Type's charset is outside
+ * ok_locales and the body is mostly non-ASCII (koi8-r and the like also
+ * hold ASCII). SpamAssassin counts the undecoded bytes; Sift's body is
+ * UTF-8, so characters are counted (the same for one-byte charsets).
+ */
 static long faraway_charset(struct rules_evalenv *e, const struct rule *ru)
 {
-	(void)e;
 	(void)ru;
-	return 0;
+	static struct rules_eval_re cs_re = {.pattern = "charset=(?|\"([^\"]+)\"|'([^']+)'|(\\S+))",
+	                                     .options = PCRE2_CASELESS};
+	const char *ct = rules_eval_header(e, "Content-Type");
+	const char *cs = ct ? rules_eval_re_group(&cs_re, ct, strlen(ct), e->a) : NULL;
+	if (cs == NULL || rules_eval_charset_ok(e->r, cs))
+		return 0;
+	size_t n = 0, his = 0, los = 0;
+	const char *b = e->mi ? mime_body(e->mi, &n) : NULL;
+	for (size_t i = 0; b != NULL && i < n; i++) {
+		unsigned char c = (unsigned char)b[i];
+		if (c < 0x80)
+			los++;
+		else if ((c & 0xc0) != 0x80) /* a lead byte: one character */
+			his++;
+	}
+	return los <= his && his > 3;
 }
 
 static bool top_is_html(struct rules_evalenv *e)

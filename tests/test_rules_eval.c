@@ -1551,6 +1551,34 @@ Test(rules_eval, mime_alternative_non_text_and_multipart_ratio)
 	rules_free(r);
 }
 
+Test(rules_eval, faraway_charset_in_body_and_parts_follows_ok_locales)
+{
+	rules_t *r = load("body CHARSET_FARAWAY eval:check_for_faraway_charset()\n"
+	                  "body MIME_CHARSET_FARAWAY eval:check_for_mime('mime_faraway_charset')\n"
+	                  "ok_locales en\n");
+	const char *koi = "Content-Type: text/plain; charset=\"koi8-r\"\nSubject: x\n\n"
+	                  "\xf0\xf2\xe9\xf7\xe5\xf4 \xf0\xf2\xe9\n";
+	const char *koi_ascii =
+	    "Content-Type: text/plain; charset=koi8-r\nSubject: x\n\nplain ascii words only\n";
+	const char *utf = "Content-Type: text/plain; charset=utf-8\nSubject: x\n\n"
+	                  "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82\n";
+	const char *part = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
+	                   "--b\nContent-Type: text/plain; charset=us-ascii\n\nhi\n"
+	                   "--b\nContent-Type: text/plain; charset=big5\n\nhi\n--b--\n";
+	cr_assert(hits(r, koi, "CHARSET_FARAWAY"), "koi8-r is not en's, and the text is Cyrillic");
+	cr_assert_not(hits(r, koi_ascii, "CHARSET_FARAWAY"), "a koi8-r label on ASCII text");
+	cr_assert_not(hits(r, utf, "CHARSET_FARAWAY"), "Unicode is near for every locale");
+	cr_assert(hits(r, koi, "MIME_CHARSET_FARAWAY"));
+	cr_assert(hits(r, part, "MIME_CHARSET_FARAWAY"), "any part's charset");
+	cr_assert_not(hits(r, part, "CHARSET_FARAWAY"), "the top Content-Type has none");
+	cr_assert_not(hits(r, utf, "MIME_CHARSET_FARAWAY"));
+	rules_free(r);
+	r = load("body MIME_CHARSET_FARAWAY eval:check_for_mime('mime_faraway_charset')\n"
+	         "ok_locales en zh\n");
+	cr_assert_not(hits(r, part, "MIME_CHARSET_FARAWAY"), "zh reads big5");
+	rules_free(r);
+}
+
 /* ---------------------------------------------------------------- BodyEval */
 
 Test(rules_eval, body_stock_info_counts_distinct_field_names)
