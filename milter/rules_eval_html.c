@@ -43,6 +43,9 @@ struct html_part {
 	 * tag (the text before ended in a word character, this one starts so) */
 	size_t tags, elements, tags_seen, elements_seen, closed_extra, obfuscation;
 	bool text_seen, text_word_end, iframe_src;
+	/* the charsets of <meta http-equiv=Content-Type> tags, blank-separated
+	 * (html_charset_faraway; the rest is dropped when it is full) */
+	char charsets[256];
 	size_t ntags;
 	char *tag[HTML_TAGS_MAX]; /* distinct tag names seen, lower-case */
 	long inside[HTML_TAGS_MAX];
@@ -270,6 +273,36 @@ static void tag_event(struct html_part *p, const char *name, bool first_seen)
 	}
 }
 
+/*
+ * The charset of a <meta> Content-Type: after a "charset" that starts a
+ * word, blanks, '=' and an optional quote, up to a quote (as SpamAssassin's
+ * /\bcharset\s*=\s*["']?([^"']+)/i takes it).
+ */
+static void meta_charset(struct html_part *p, const char *content)
+{
+	for (const char *c = content; (c = rules_eval_strcasestr(c, "charset")) != NULL; c++) {
+		if (c > content && (isalnum((unsigned char)c[-1]) || c[-1] == '_'))
+			continue;
+		const char *q = c + 7;
+		while (isspace((unsigned char)*q))
+			q++;
+		if (*q++ != '=')
+			continue;
+		while (isspace((unsigned char)*q))
+			q++;
+		if (*q == '"' || *q == '\'')
+			q++;
+		size_t n = strcspn(q, "\"'");
+		if (n == 0)
+			continue;
+		size_t used = strlen(p->charsets);
+		if (used + 1 + n < sizeof(p->charsets))
+			snprintf(p->charsets + used, sizeof(p->charsets) - used, "%s%.*s",
+			         used ? " " : "", (int)n, q);
+		return;
+	}
+}
+
 /* What SpamAssassin's HTML parser notes of one opening tag (name lower-case). */
 static void tag_facts(struct html_part *p, const char *name, const char *a, const char *end)
 {
@@ -307,6 +340,10 @@ static void tag_facts(struct html_part *p, const char *name, const char *a, cons
 		p->form_action_mailto = true;
 	if (strcmp(name, "object") == 0 || strcmp(name, "embed") == 0)
 		p->embeds = true;
+	if (strcmp(name, "meta") == 0 && attr(a, end, "http-equiv", w, sizeof(w)) &&
+	    rules_eval_strcasestr(w, "content-type") != NULL &&
+	    attr(a, end, "content", v, sizeof(v)))
+		meta_charset(p, v);
 	if (strcmp(name, "iframe") == 0 && attr(a, end, "src", v, sizeof(v))) {
 		const char *q = v;
 		while (isspace((unsigned char)*q))
@@ -1243,14 +1280,33 @@ static long title_subject_ratio(struct rules_evalenv *e, const struct rule *ru)
 }
 
 /*
- * html_charset_faraway: SpamAssassin compares the charsets of the HTML's
- * <meta> tags with ok_locales; they are not collected here yet, so it never
- * hits (as with ok_locales "all", SpamAssassin's default).
+ * html_charset_faraway: in some HTML part, the <meta> charsets outside
+ * ok_locales are at least as many as those inside (never with "all").
  */
 static long charset_faraway(struct rules_evalenv *e, const struct rule *ru)
 {
-	(void)e;
 	(void)ru;
+	if (e->r->ok_locales == NULL)
+		return 0;
+	const struct html_facts *f = facts(e);
+	for (size_t i = 0; i < f->n; i++) {
+		size_t ok = 0, bad = 0;
+		char cs[sizeof(f->v[i].charsets)];
+		for (const char *s = f->v[i].charsets; *s;) {
+			s += strspn(s, " \t");
+			size_t n = strcspn(s, " \t");
+			if (n == 0)
+				break;
+			snprintf(cs, sizeof(cs), "%.*s", (int)n, s);
+			s += n;
+			if (rules_eval_charset_ok(e->r, cs))
+				ok++;
+			else
+				bad++;
+		}
+		if (bad > 0 && bad >= ok)
+			return 1;
+	}
 	return 0;
 }
 

@@ -1095,6 +1095,38 @@ Test(rules_eval, html_iframe_src_title_subject_ratio_and_charset_faraway)
 	rules_free(r);
 }
 
+Test(rules_eval, html_charset_faraway_reads_meta_charsets)
+{
+	rules_t *r = load("body __HTML_CHARSET_FARAWAY eval:html_charset_faraway()\n"
+	                  "meta FAR __HTML_CHARSET_FARAWAY\nok_locales en\n");
+	const char *h = "Content-Type: text/html\nSubject: Hi\n\n";
+	char msg[512];
+	snprintf(msg, sizeof(msg),
+	         "%s<meta http-equiv=\"Content-Type\" content=\"text/html; charset=koi8-r\">x\n",
+	         h);
+	cr_assert(hits(r, msg, "FAR"), "koi8-r is not en's");
+	snprintf(msg, sizeof(msg),
+	         "%s<META HTTP-EQUIV=content-type CONTENT=\"text/html; Charset = 'big5'\">x\n", h);
+	cr_assert(hits(r, msg, "FAR"), "names and the charset key in any case, blanks, quotes");
+	snprintf(
+	    msg, sizeof(msg),
+	    "%s<meta http-equiv=\"Content-Type\" content=\"text/html; charset=iso-8859-1\">x\n", h);
+	cr_assert_not(hits(r, msg, "FAR"), "ISO 8859 is near for every locale");
+	snprintf(msg, sizeof(msg),
+	         "%s<meta http-equiv=\"Content-Type\" content=\"text/html; charset=koi8-r\">"
+	         "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\">"
+	         "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=us-ascii\">x\n",
+	         h);
+	cr_assert_not(hits(r, msg, "FAR"), "one far of three");
+	snprintf(msg, sizeof(msg), "%s<meta name=\"x\" content=\"charset=koi8-r\">x\n", h);
+	cr_assert_not(hits(r, msg, "FAR"), "not a Content-Type meta");
+	snprintf(msg, sizeof(msg),
+	         "%s<meta http-equiv=\"Content-Type\" content=\"text/html; xcharset=koi8-r\">x\n",
+	         h);
+	cr_assert_not(hits(r, msg, "FAR"), "charset must start a word");
+	rules_free(r);
+}
+
 Test(rules_eval, html_range_obfuscation_extra_closing_and_unknown_tags)
 {
 	rules_t *r =
