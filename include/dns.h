@@ -155,20 +155,28 @@ const char *dns_status_name(int status);
 int dns_parse_response(const unsigned char *p, size_t n, int qtype, dns_answer_t *out, long *ttl_s);
 
 /*
- * The registered domain of host ("mail.example.co.uk" -> "example.co.uk")
- * by the Public Suffix List (libpsl; the system's list when it is newer
- * than the built-in one), lower-cased into out. NULL when host is an IP
- * literal, not ASCII, not a host name, a bare public suffix or too long.
- * The one registered-domain policy of the program (DNS lists, DMARC).
- */
-/*
  * Parses an address as mail writes it: "1.2.3.4", "[1.2.3.4]", "IPv6:::1",
  * "[IPv6:2001:db8::1]". out gets the 16-byte form (IPv4 as ::ffff:a.b.c.d);
  * *is_v4 says which family it was. false when s is no address. Pure.
  */
 bool dns_ip_parse(const char *s, uint8_t out[16], bool *is_v4);
 
+/*
+ * The registered domain of host ("mail.example.co.uk" -> "example.co.uk")
+ * by the Public Suffix List (libpsl; the system's list when it is newer
+ * than the built-in one), lower-cased into out. NULL when host is an IP
+ * literal, not ASCII, not a host name, a bare public suffix or too long.
+ * The one registered-domain policy of the program (DNS lists, DMARC,
+ * SpamAssassin's evals).
+ */
 const char *dns_registered_domain(const char *host, char *out, size_t out_bytes);
+
+/*
+ * Whether the last label of domain is a top-level domain the same Public
+ * Suffix List knows, without its "*" rule (so "example", "invalid" and
+ * "local" are none). Thread-safe.
+ */
+bool dns_tld_known(const char *domain);
 
 /* A host name in ASCII: labels of letters, digits, '-' and '_', 1-63 bytes, 253 in all. */
 bool dns_valid_hostname(const char *s);

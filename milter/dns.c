@@ -227,3 +227,13 @@ const char *dns_registered_domain(const char *host, char *out, size_t out_bytes)
 	memmove(out, reg, strlen(reg) + 1);
 	return out;
 }
+
+bool dns_tld_known(const char *domain)
+{
+	const char *dot = strrchr(domain, '.');
+	if (dot == NULL || dot[1] == '\0')
+		return false;
+	pthread_once(&psl_once, psl_load_once);
+	return psl_ctx == NULL ||
+	       psl_is_public_suffix2(psl_ctx, dot + 1, PSL_TYPE_ANY | PSL_TYPE_NO_STAR_RULE) != 0;
+}

@@ -6,7 +6,6 @@
  * RFC 822 dates and cached regexes.
  */
 #include <ctype.h>
-#include <libpsl.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -88,18 +87,11 @@ const char *rules_eval_strcasestr(const char *h, const char *n)
 
 /*
  * SpamAssassin's is_domain_valid(): the last label is a top-level domain
- * it knows. Sift asks the Public Suffix List without its "*" rule, so
- * "example", "invalid" and "local" are none. Thread-safe (libpsl's
- * built-in list is read-only).
+ * it knows, asked of the program's one Public Suffix List (dns.h).
  */
 bool rules_eval_domain_valid(const char *domain)
 {
-	const char *dot = strrchr(domain, '.');
-	if (dot == NULL || dot[1] == '\0')
-		return false;
-	const psl_ctx_t *psl = psl_builtin();
-	return psl == NULL ||
-	       psl_is_public_suffix2(psl, dot + 1, PSL_TYPE_ANY | PSL_TYPE_NO_STAR_RULE) != 0;
+	return dns_tld_known(domain);
 }
 
 /* ---------------------------------------------------------------- header values */

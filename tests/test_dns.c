@@ -345,6 +345,19 @@ Test(conf, old_dnsbl_keys_still_work_and_the_new_names_win)
 	diag_free(d);
 }
 
+Test(names, known_top_level_domains_come_from_the_same_list)
+{
+	cr_assert(dns_tld_known("mail.example.com"));
+	cr_assert(dns_tld_known("example.co.uk"));
+	cr_assert(dns_tld_known("x.museum"));
+	/* the list's "*" rule would make every last label a suffix */
+	cr_assert_not(dns_tld_known("host.example"));
+	cr_assert_not(dns_tld_known("a.invalid"));
+	cr_assert_not(dns_tld_known("printer.local"));
+	cr_assert_not(dns_tld_known("localhost"), "no dot");
+	cr_assert_not(dns_tld_known("example."), "an empty last label");
+}
+
 Test(names, registered_domain_comes_from_the_public_suffix_list)
 {
 	char b[256];
