@@ -356,26 +356,32 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 		learner_flush(l);
 }
 
-/* An mbox: messages start at lines beginning "From " (the line is dropped). */
+/*
+ * The mbox message at p (p < end): messages start at lines beginning
+ * "From ", and that line is dropped. *body gets its start; returns where
+ * the next one starts (or end).
+ */
+static const char *mbox_message(const char *p, const char *end, const char **body)
+{
+	const char *b = memchr(p, '\n', (size_t)(end - p));
+	b = b ? b + 1 : end;
+	*body = b;
+	for (const char *next = b;;) {
+		const char *nl = memchr(next, '\n', (size_t)(end - next));
+		if (nl == NULL)
+			return end;
+		next = nl + 1;
+		if ((size_t)(end - next) >= 5 && memcmp(next, "From ", 5) == 0)
+			return next;
+	}
+}
+
 static void learn_mbox(learner_t *l, const char *data, size_t len)
 {
-	const char *p = data, *end = data + len;
-	while (p < end) {
-		const char *body = memchr(p, '\n', (size_t)(end - p));
-		body = body ? body + 1 : end;
-		const char *next = body;
-		for (;;) {
-			const char *nl = memchr(next, '\n', (size_t)(end - next));
-			if (nl == NULL) {
-				next = end;
-				break;
-			}
-			next = nl + 1;
-			if ((size_t)(end - next) >= 5 && memcmp(next, "From ", 5) == 0)
-				break;
-		}
+	const char *end = data + len, *body;
+	for (const char *p = data, *next; p < end; p = next) {
+		next = mbox_message(p, end, &body);
 		learn_message(l, body, (size_t)(next - body));
-		p = next;
 	}
 }
 
@@ -466,19 +472,7 @@ static bool learn_class_next(learner_t *l, learn_class_t *k, const char **msg, s
 				k->done_bytes += k->len;
 				return true;
 			}
-			const char *body = memchr(p, '\n', (size_t)(end - p));
-			body = body ? body + 1 : end;
-			const char *next = body;
-			for (;;) {
-				const char *nl = memchr(next, '\n', (size_t)(end - next));
-				if (nl == NULL) {
-					next = end;
-					break;
-				}
-				next = nl + 1;
-				if ((size_t)(end - next) >= 5 && memcmp(next, "From ", 5) == 0)
-					break;
-			}
+			const char *body, *next = mbox_message(p, end, &body);
 			*msg = body;
 			*len = (size_t)(next - body);
 			k->done_bytes += (uint64_t)(next - p);
