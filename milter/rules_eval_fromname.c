@@ -258,27 +258,6 @@ struct fns_facts {
 	bool equals_to, equals_replyto;
 };
 
-static bool glob_all(const char *pat, const char *s)
-{
-	if (*pat == '\0')
-		return *s == '\0';
-	if (*pat == '*') {
-		while (pat[1] == '*')
-			pat++;
-		for (const char *t = s;; t++) {
-			if (glob_all(pat + 1, t))
-				return true;
-			if (*t == '\0')
-				return false;
-		}
-	}
-	if (*s == '\0')
-		return false;
-	if (*pat == '?' || *pat == tolower((unsigned char)*s))
-		return glob_all(pat + 1, s + 1);
-	return false;
-}
-
 /*
  * SpamAssassin's _find_address_owner: the fns_add_addrlist owner of the
  * address (or of user@registered-domain), else the registered domain's
@@ -293,8 +272,8 @@ static const char *owner_of(struct rules_evalenv *e, const char *addr, const cha
 	                      : NULL;
 	for (size_t i = 0; f != NULL && i < f->nlists; i++)
 		for (size_t k = 0; k < f->lists[i].n; k++)
-			if (glob_all(f->lists[i].v[k], addr) ||
-			    (alt != NULL && glob_all(f->lists[i].v[k], alt)))
+			if (rules_eval_glob(f->lists[i].v[k], addr) ||
+			    (alt != NULL && rules_eval_glob(f->lists[i].v[k], alt)))
 				return f->lists[i].owner;
 	const char *dot = strchr(domain, '.');
 	return dot != NULL && dot != domain ? arena_strndup(e->a, domain, (size_t)(dot - domain))

@@ -292,8 +292,7 @@ void rules_wlbl_free(struct rules_wlbl *w)
 	free(w);
 }
 
-/* SpamAssassin turns * into .* and ? into . and anchors both ends. */
-static bool glob_all(const char *pat, const char *s)
+bool rules_eval_glob(const char *pat, const char *s)
 {
 	if (*pat == '\0')
 		return *s == '\0';
@@ -301,7 +300,7 @@ static bool glob_all(const char *pat, const char *s)
 		while (pat[1] == '*')
 			pat++;
 		for (const char *t = s;; t++) {
-			if (glob_all(pat + 1, t))
+			if (rules_eval_glob(pat + 1, t))
 				return true;
 			if (*t == '\0')
 				return false;
@@ -310,14 +309,14 @@ static bool glob_all(const char *pat, const char *s)
 	if (*s == '\0')
 		return false;
 	if (*pat == '?' || *pat == tolower((unsigned char)*s))
-		return glob_all(pat + 1, s + 1);
+		return rules_eval_glob(pat + 1, s + 1);
 	return false;
 }
 
 static bool listed(const struct rules_wlbl *w, int l, const char *addr)
 {
 	for (size_t k = 0; w && k < w->n[l]; k++)
-		if (glob_all(w->v[l][k], addr))
+		if (rules_eval_glob(w->v[l][k], addr))
 			return true;
 	return false;
 }
@@ -382,7 +381,7 @@ static size_t all_from_addrs(struct rules_evalenv *e, const char ***out)
 static bool glob_any(char *const *v, size_t nv, const char *addr)
 {
 	for (size_t k = 0; k < nv; k++)
-		if (glob_all(v[k], addr))
+		if (rules_eval_glob(v[k], addr))
 			return true;
 	return false;
 }
@@ -694,7 +693,7 @@ static long from_in_default_welcomelist(struct rules_evalenv *e, const struct ru
 	size_t n = all_from_addrs(e, &list);
 	for (size_t i = 0; i < n; i++)
 		for (size_t k = 0; k < w->ndef; k++) {
-			if (!glob_all(w->def[k].addr, list[i]))
+			if (!rules_eval_glob(w->def[k].addr, list[i]))
 				continue;
 			for (size_t j = 0; j < nrelays; j++)
 				if (relay_matches(&relays[j], w->def[k].domain))

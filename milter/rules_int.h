@@ -382,6 +382,12 @@ const char *rules_eval_header_raw(struct rules_evalenv *e, const char *name);
  * pages always are; with "all", every charset is).
  */
 bool rules_eval_charset_ok(const rules_t *r, const char *charset);
+/*
+ * rules_eval_wlbl.c: an address list's glob as SpamAssassin reads it
+ * (* is .*, ? is ., anchored at both ends; the lists keep it lower case)
+ * matched against s without regard to case. Pure.
+ */
+bool rules_eval_glob(const char *pat, const char *s);
 /* A domain under a top-level domain SpamAssassin would know (is_domain_valid). */
 bool rules_eval_domain_valid(const char *domain);
 /* SpamAssassin's EnvelopeFrom (arena or message string), NULL when unknown. */
