@@ -898,6 +898,24 @@ static int set_tflags(struct ctx *c, const char *name, const char *rest)
 
 static int do_include(struct ctx *c, const char *rest);
 
+/*
+ * What an eval family's directive reader answered: NULL (taken), "~why"
+ * (skipped: warned once per directive) or an error for file:line.
+ */
+static int family_directive_done(struct pstate *ps, struct ctx *c, const char *dir, const char *err)
+{
+	if (err == NULL)
+		return 0;
+	if (err[0] != '~') {
+		diag_error(c->d, c->file, c->line, "%s: %s", dir, err);
+		return -1;
+	}
+	char key[96];
+	snprintf(key, sizeof(key), "dir %.80s", dir);
+	warn_once(ps, c->d, c->file, c->line, key, "skipped directive %s (%s)", dir, err + 1);
+	return 0;
+}
+
 static int directive(struct ctx *c, char *line)
 {
 	struct pstate *ps = c->ps;
@@ -1104,18 +1122,8 @@ static int directive(struct ctx *c, char *line)
 		return def_askdns(c, rest);
 	if (strncmp(dir, "uri", 3) == 0 || strncmp(dir, "clear_uri", 9) == 0) {
 		const char *err = NULL;
-		if (rules_uridnsbl_directive(c->r, dir, rest, &err)) {
-			if (err == NULL)
-				return 0;
-			if (err[0] != '~') {
-				diag_error(c->d, c->file, c->line, "%s: %s", dir, err);
-				return -1;
-			}
-			snprintf(key, sizeof(key), "dir %.80s", dir);
-			warn_once(ps, c->d, c->file, c->line, key, "skipped directive %s (%s)", dir,
-			          err + 1);
-			return 0;
-		}
+		if (rules_uridnsbl_directive(c->r, dir, rest, &err))
+			return family_directive_done(ps, c, dir, err);
 	}
 	if (strncmp(dir, "freemail_", 9) == 0) {
 		const char *err = rules_freemail_directive(c->r, dir, rest);
@@ -1126,19 +1134,8 @@ static int directive(struct ctx *c, char *line)
 		if (err == NULL)
 			return 0;
 	}
-	if (strncmp(dir, "fns_", 4) == 0) {
-		const char *err = rules_fromname_directive(c->r, dir, rest);
-		if (err == NULL)
-			return 0;
-		if (err[0] != '~') {
-			diag_error(c->d, c->file, c->line, "%s: %s", dir, err);
-			return -1;
-		}
-		snprintf(key, sizeof(key), "dir %.80s", dir);
-		warn_once(ps, c->d, c->file, c->line, key, "skipped directive %s (%s)", dir,
-		          err + 1);
-		return 0;
-	}
+	if (strncmp(dir, "fns_", 4) == 0)
+		return family_directive_done(ps, c, dir, rules_fromname_directive(c->r, dir, rest));
 	snprintf(key, sizeof(key), "dir %.80s", dir);
 	warn_once(ps, c->d, c->file, c->line, key, "skipped directive %s", dir);
 	return 0;
