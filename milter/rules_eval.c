@@ -351,6 +351,21 @@ const char *rules_eval_re_group(struct rules_eval_re *re, const char *s, size_t 
 	return arena_strndup(a, s + g[0], g[1] - g[0]);
 }
 
+bool rules_eval_re_once(const char *pattern, uint32_t options, const char *s)
+{
+	int err;
+	PCRE2_SIZE off;
+	pcre2_code *c =
+	    pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, options, &err, &off, NULL);
+	if (c == NULL)
+		return false;
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(c, NULL);
+	int rc = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
+	pcre2_match_data_free(md);
+	pcre2_code_free(c);
+	return rc > 0;
+}
+
 /* ---------------------------------------------------------------- dates */
 
 static const char *const months[] = {"jan", "feb", "mar", "apr", "may", "jun",

@@ -231,28 +231,14 @@ static const char *check_header(const struct rule *ru)
 	return check_regex_arg(ru, 1);
 }
 
-/* Matches an argument regex (compiled per call: these rules are few). */
-static bool arg_match(const char *re, const char *s)
-{
-	int err;
-	PCRE2_SIZE off;
-	pcre2_code *c = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, 0, &err, &off, NULL);
-	if (c == NULL)
-		return false;
-	pcre2_match_data *md = pcre2_match_data_create_from_pattern(c, NULL);
-	int rc = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
-	pcre2_match_data_free(md);
-	pcre2_code_free(c);
-	return rc > 0;
-}
-
 static long freemail_header(struct rules_evalenv *e, const struct rule *ru)
 {
 	const struct rules_freemail *f = e->r->freemail;
 	const char **list;
 	size_t n = addrs_of(e, ru->eargs[0], &list);
 	for (size_t i = 0; i < n; i++)
-		if (is_freemail(f, list[i]) && (ru->neargs < 2 || arg_match(ru->eargs[1], list[i])))
+		if (is_freemail(f, list[i]) &&
+		    (ru->neargs < 2 || rules_eval_re_once(ru->eargs[1], 0, list[i])))
 			return 1;
 	return 0;
 }
@@ -267,7 +253,7 @@ static long freemail_from(struct rules_evalenv *e, const struct rule *ru)
 		size_t n = addrs_of(e, "Resent-From", &list);
 		for (size_t i = 0; i < n && i < 1; i++)
 			if (is_freemail(f, list[i]) &&
-			    (ru->neargs < 1 || arg_match(ru->eargs[0], list[i])))
+			    (ru->neargs < 1 || rules_eval_re_once(ru->eargs[0], 0, list[i])))
 				return 1;
 		return 0;
 	}
@@ -275,7 +261,7 @@ static long freemail_from(struct rules_evalenv *e, const struct rule *ru)
 		size_t n = addrs_of(e, fields[k], &list);
 		for (size_t i = 0; i < n; i++)
 			if (is_freemail(f, list[i]) &&
-			    (ru->neargs < 1 || arg_match(ru->eargs[0], list[i])))
+			    (ru->neargs < 1 || rules_eval_re_once(ru->eargs[0], 0, list[i])))
 				return 1;
 	}
 	return 0;

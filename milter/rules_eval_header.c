@@ -762,25 +762,6 @@ static const char *re_quote(arena_t *a, const char *s)
 }
 
 /*
- * A pattern built from the message (an address in it): compiled for this
- * one match. A pattern that does not compile never matches.
- */
-static bool re_dynamic(const char *pattern, uint32_t options, const char *s)
-{
-	int err;
-	PCRE2_SIZE off;
-	pcre2_code *c =
-	    pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, options, &err, &off, NULL);
-	if (c == NULL)
-		return false;
-	pcre2_match_data *md = pcre2_match_data_create_from_pattern(c, NULL);
-	int rc = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
-	pcre2_match_data_free(md);
-	pcre2_code_free(c);
-	return rc > 0;
-}
-
-/*
  * check_for_to_in_subject: the recipient's address ('address'), or its
  * local part in the shapes mass mailers give it ('user': "Re: bob",
  * "bob, ...", "..., bob!"), in Subject.
@@ -792,17 +773,18 @@ static long to_in_subject(struct rules_evalenv *e, const struct rule *ru)
 		return 0;
 	const char *subject = hget(e, "Subject");
 	if (strcmp(ru->eargs[0], "address") == 0)
-		return re_dynamic(arena_sprintf(e->a, "\\b%s\\b", re_quote(e->a, to)),
-		                  PCRE2_CASELESS, subject);
+		return rules_eval_re_once(arena_sprintf(e->a, "\\b%s\\b", re_quote(e->a, to)),
+		                          PCRE2_CASELESS, subject);
 	if (strcmp(ru->eargs[0], "user") != 0)
 		return 0;
 	const char *at = strchr(to, '@');
 	const char *q = re_quote(e->a, at ? arena_strndup(e->a, to, (size_t)(at - to)) : to);
-	return re_dynamic(arena_sprintf(e->a,
-	                                "^(?:(?:re|fw):\\s*(?:\\w+\\s+)?%s$"
-	                                "|(?-i:%s)\\s*[,:;!?-](?:$|\\s)|%s$|,\\s*%s[,:;!?-]$)",
-	                                q, q, q, q),
-	                  PCRE2_CASELESS, subject);
+	return rules_eval_re_once(
+	    arena_sprintf(e->a,
+	                  "^(?:(?:re|fw):\\s*(?:\\w+\\s+)?%s$"
+	                  "|(?-i:%s)\\s*[,:;!?-](?:$|\\s)|%s$|,\\s*%s[,:;!?-]$)",
+	                  q, q, q, q),
+	    PCRE2_CASELESS, subject);
 }
 
 static const char *check_to_in_subject_args(const struct rule *ru)
@@ -824,8 +806,8 @@ static long ratware_name_id(struct rules_evalenv *e, const struct rule *ru)
 	const char *g = rules_eval_re_group(&mid, ids, strlen(ids), e->a);
 	if (g == NULL)
 		return 0;
-	return re_dynamic(arena_sprintf(e->a, "\"[^\"]+\"\\s*<%s>", re_quote(e->a, g)), 0,
-	                  hget(e, "From"));
+	return rules_eval_re_once(arena_sprintf(e->a, "\"[^\"]+\"\\s*<%s>", re_quote(e->a, g)), 0,
+	                          hget(e, "From"));
 }
 
 /*
@@ -852,7 +834,7 @@ static long ratware_envelope_from(struct rules_evalenv *e, const struct rule *ru
 	    !rules_eval_domain_valid(dom))
 		return 0; /* as SpamAssassin's is_domain_valid() */
 	const char *user = arena_strndup(e->a, to, (size_t)(at - to));
-	return re_dynamic(
+	return rules_eval_re_once(
 	    arena_sprintf(e->a, "\\b%s.%s@", re_quote(e->a, dom), re_quote(e->a, user)),
 	    PCRE2_CASELESS, from);
 }

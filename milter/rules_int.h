@@ -363,6 +363,12 @@ bool rules_eval_re_find(struct rules_eval_re *re, const char *s, size_t n, size_
 void rules_eval_re_blank(struct rules_eval_re *re, char *s, size_t n);
 /* The text of group 1 of the first match (arena string), or NULL. */
 const char *rules_eval_re_group(struct rules_eval_re *re, const char *s, size_t n, arena_t *a);
+/*
+ * A pattern compiled for one match: built from the message (an address
+ * quoted into it) or an eval's argument in the few rules that take one.
+ * A pattern that does not compile never matches.
+ */
+bool rules_eval_re_once(const char *pattern, uint32_t options, const char *s);
 bool rules_eval_parse_date(const char *s, int64_t *out);
 size_t rules_eval_addrs(arena_t *a, const char *v, const char ***out);
 bool rules_eval_is_ipv4(const char *s);
