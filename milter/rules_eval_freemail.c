@@ -310,7 +310,7 @@ static bool body_freemails_uncached(struct rules_evalenv *e, const char ***out, 
 	for (size_t i = 0; i < nu && n < 20; i++) {
 		const char *u = mime_uri(e->mi, i);
 		const char *m = rules_eval_re_group(&mailto, u, strlen(u), e->a);
-		if (m == NULL)
+		if (m == NULL || !dns_tld_known(m))
 			continue;
 		m = lower(e->a, m);
 		bool seen = false;
@@ -338,12 +338,15 @@ static bool body_freemails_uncached(struct rules_evalenv *e, const char ***out, 
 			if (!rules_eval_re_find(&addr, t, blen, off, &s, &l))
 				break;
 			char *m = lower(e->a, arena_strndup(e->a, t + s, l));
+			off = s + (l ? l : 1);
+			/* SpamAssassin's pattern ends in its list of valid TLDs */
+			if (!dns_tld_known(m))
+				continue;
 			bool seen = false;
 			for (size_t k = 0; k < n && !seen; k++)
 				seen = strcmp(emails[k], m) == 0;
 			if (!seen)
 				emails[n++] = m;
-			off = s + (l ? l : 1);
 		}
 	}
 	const char **fm = arena_alloc(e->a, (n ? n : 1) * sizeof(char *));

@@ -1247,6 +1247,11 @@ Test(rules_eval, freemail_reply_to_tests)
 	cr_assert(hits(r, two, "FREEMAIL_REPLYTO"), "From and Reply-To different freemails");
 	cr_assert_not(hits(r, same, "FREEMAIL_REPLYTO"));
 	cr_assert(hits(r, body, "FREEMAIL_REPLYTO"), "Reply-To and the body disagree");
+	cr_assert_not(hits(r,
+	                   "From: a@example.com\nReply-To: a@gmail.com\n\n"
+	                   "Please write to b@mx.free.example today.\n",
+	                   "FREEMAIL_REPLYTO"),
+	              "a body address counts only under a known top-level domain");
 	rules_free(r);
 }
 
