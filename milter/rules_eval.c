@@ -35,12 +35,8 @@ static const struct {
     {"check_razor2", "Razor: an external service, not run"},
     {"check_pyzor", "Pyzor: an external service, not run"},
     {"check_dcc", "DCC: an external service, not run"},
-    {"check_for_spf_", "SPF welcomelists: not implemented (the SPF results come from auth)"},
-    {"check_for_def_spf_", "SPF welcomelists: not implemented (the SPF results come from auth)"},
-    {"check_for_dkim_", "DKIM welcomelists: not implemented (the DKIM results come from auth)"},
-    {"check_for_def_dkim_", "DKIM welcomelists: not implemented (the DKIM results come from auth)"},
-    {"check_dkim_", "DKIM ADSP and signing-domain tests: not implemented (auth answers signed, "
-                    "valid, valid_author_sig)"},
+    {"check_dkim_", "DKIM ADSP (RFC 5617, historic since RFC 7656): its DNS records are not "
+                    "asked"},
     {"check_dmarc_",
      "DMARC: not implemented (auth answers pass, missing, reject, quarantine, none)"},
     {"check_arc_", "ARC: no ARC library in Debian 12, not validated"},

@@ -18,6 +18,20 @@ static long auth_test(struct rules_evalenv *e, const struct rule *ru)
 	return answer ? 1 : 0;
 }
 
+/*
+ * check_dkim_testing (a key with the testing flag t=y) and
+ * check_dkim_signsome (ADSP's "some"): never hit. SpamAssassin 4.0.1's
+ * DKIM plugin resets the testing flag and never sets it, and returns 0
+ * for signsome on purpose (it is true of every domain), so their rules
+ * never fire there either.
+ */
+static long dkim_never(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)e;
+	(void)ru;
+	return 0;
+}
+
 bool rules_eval_is_auth(const struct rules_evaldef *d)
 {
 	return d != NULL && d->fn == auth_test;
@@ -41,6 +55,9 @@ const struct rules_evaldef rules_eval_auth_defs[] = {
     {"check_dkim_signed", auth_test, 0, 0, NULL},
     {"check_dkim_valid", auth_test, 0, 0, NULL},
     {"check_dkim_valid_author_sig", auth_test, 0, 0, NULL},
+    {"check_dkim_dependable", auth_test, 0, 0, NULL},
+    {"check_dkim_testing", dkim_never, 0, 0, NULL},
+    {"check_dkim_signsome", dkim_never, 0, 0, NULL},
     {"check_dmarc_pass", auth_test, 0, 0, NULL},
     {"check_dmarc_missing", auth_test, 0, 0, NULL},
     {"check_dmarc_reject", auth_test, 0, 0, NULL},

@@ -3,19 +3,43 @@
  * (WLBLEval): the welcomelist_from, blocklist_from, welcomelist_to,
  * blocklist_to, more_spam_to and all_spam_to directives (with their old
  * whitelist/blacklist names and the un... forms), blocklist_uri_host and
- * welcomelist_uri_host, the named lists of enlist_addrlist, the default
- * list def_welcomelist_from_rcvd (an address with its relay's domain or
- * IP), WelcomeListSubject's welcomelist_subject and blocklist_subject, and
- * the tests that look the message's sender and recipient addresses,
- * Subject and URIs' hosts up in them.
+ * welcomelist_uri_host, the named lists of enlist_addrlist,
+ * (def_)welcomelist_from_rcvd (an address with its relay's domain or IP),
+ * the SPF and DKIM plugins' welcomelist_from_spf, welcomelist_from_dkim and
+ * welcomelist_auth (answered with the auth module's results),
+ * WelcomeListSubject's welcomelist_subject and blocklist_subject, and the
+ * tests that look the message's sender and recipient addresses, Subject
+ * and URIs' hosts up in them.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 
+#include "auth.h"
 #include "rules_int.h"
 
-enum { WL_FROM, BL_FROM, WL_TO, BL_TO, MORE_SPAM_TO, ALL_SPAM_TO, WLBL_N };
+enum {
+	WL_FROM,
+	BL_FROM,
+	WL_TO,
+	BL_TO,
+	MORE_SPAM_TO,
+	ALL_SPAM_TO,
+	/* the SPF plugin's, and welcomelist_auth's: SPF or an author domain signature */
+	WL_FROM_SPF,
+	DEF_WL_FROM_SPF,
+	WL_AUTH,
+	DEF_WL_AUTH,
+	WLBL_N
+};
+
+enum { DKIM_WL, DKIM_DEF, DKIM_N };
+
+/* welcomelist_from_dkim: an author pattern and the signing domain it needs */
+struct dkim_entry {
+	char *addr; /* lower-case pattern */
+	char *sdid; /* lower-case; "" for the author's own domain */
+};
 
 enum { HOST_BLOCK, HOST_WELCOME, HOST_N };
 
@@ -46,6 +70,10 @@ struct rules_wlbl {
 	size_t nlists;
 	struct rcvd_entry *def; /* def_welcomelist_from_rcvd */
 	size_t ndef, capdef;
+	struct rcvd_entry *rcvd; /* welcomelist_from_rcvd */
+	size_t nrcvd, caprcvd;
+	struct dkim_entry *dkim[DKIM_N]; /* welcomelist_from_dkim, def_welcomelist_from_dkim */
+	size_t ndkim[DKIM_N], capdkim[DKIM_N];
 	struct addrlist subj[SUBJ_N]; /* welcomelist_subject, blocklist_subject (whole lines) */
 	/* blocklist_uri_host, welcomelist_uri_host */
 	struct host_entry *h[HOST_N];
@@ -108,13 +136,28 @@ static const struct {
 	int list;
 	bool remove;
 } directives[] = {
-    {"welcomelist_from", WL_FROM, false},  {"whitelist_from", WL_FROM, false},
-    {"unwelcomelist_from", WL_FROM, true}, {"unwhitelist_from", WL_FROM, true},
-    {"blocklist_from", BL_FROM, false},    {"blacklist_from", BL_FROM, false},
-    {"unblocklist_from", BL_FROM, true},   {"unblacklist_from", BL_FROM, true},
-    {"welcomelist_to", WL_TO, false},      {"whitelist_to", WL_TO, false},
-    {"blocklist_to", BL_TO, false},        {"blacklist_to", BL_TO, false},
-    {"more_spam_to", MORE_SPAM_TO, false}, {"all_spam_to", ALL_SPAM_TO, false},
+    {"welcomelist_from", WL_FROM, false},
+    {"whitelist_from", WL_FROM, false},
+    {"unwelcomelist_from", WL_FROM, true},
+    {"unwhitelist_from", WL_FROM, true},
+    {"blocklist_from", BL_FROM, false},
+    {"blacklist_from", BL_FROM, false},
+    {"unblocklist_from", BL_FROM, true},
+    {"unblacklist_from", BL_FROM, true},
+    {"welcomelist_to", WL_TO, false},
+    {"whitelist_to", WL_TO, false},
+    {"blocklist_to", BL_TO, false},
+    {"blacklist_to", BL_TO, false},
+    {"more_spam_to", MORE_SPAM_TO, false},
+    {"all_spam_to", ALL_SPAM_TO, false},
+    {"welcomelist_from_spf", WL_FROM_SPF, false},
+    {"whitelist_from_spf", WL_FROM_SPF, false},
+    {"def_welcomelist_from_spf", DEF_WL_FROM_SPF, false},
+    {"def_whitelist_from_spf", DEF_WL_FROM_SPF, false},
+    {"welcomelist_auth", WL_AUTH, false},
+    {"whitelist_auth", WL_AUTH, false},
+    {"def_welcomelist_auth", DEF_WL_AUTH, false},
+    {"def_whitelist_auth", DEF_WL_AUTH, false},
 };
 
 static struct rules_wlbl *wlbl_of(rules_t *r)
@@ -166,8 +209,8 @@ static const char *enlist_addrlist(struct rules_wlbl *w, const char *rest)
 	return NULL;
 }
 
-/* def_welcomelist_from_rcvd addr domain: exactly two words, as SpamAssassin wants them. */
-static const char *def_from_rcvd(struct rules_wlbl *w, const char *rest)
+/* (def_)welcomelist_from_rcvd addr domain: exactly two words, as SpamAssassin wants them. */
+static const char *from_rcvd(struct rcvd_entry **list, size_t *n, size_t *cap, const char *rest)
 {
 	const char *a = rest + strspn(rest, " \t");
 	size_t an = strcspn(a, " \t");
@@ -175,17 +218,59 @@ static const char *def_from_rcvd(struct rules_wlbl *w, const char *rest)
 	size_t dn = strcspn(d, " \t");
 	if (an == 0 || dn == 0 || d[dn + strspn(d + dn, " \t")] != '\0')
 		return "expected an address and the domain or [IP] of its relay";
-	if (w->ndef == w->capdef) {
-		w->capdef = w->capdef ? w->capdef * 2 : 64;
-		w->def = xalloc_realloc(w->def, w->capdef * sizeof(*w->def));
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 64;
+		*list = xalloc_realloc(*list, *cap * sizeof(**list));
 	}
-	struct rcvd_entry *en = &w->def[w->ndef++];
+	struct rcvd_entry *en = &(*list)[(*n)++];
 	en->addr = xalloc_strndup(a, an);
 	en->domain = xalloc_strndup(d, dn);
 	for (char *q = en->addr; *q; q++)
 		*q = (char)tolower((unsigned char)*q);
 	for (char *q = en->domain; *q; q++)
 		*q = (char)tolower((unsigned char)*q);
+	return NULL;
+}
+
+static char *lower_dup(const char *s, size_t n)
+{
+	char *d = xalloc_strndup(s, n);
+	for (char *q = d; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	return d;
+}
+
+/*
+ * welcomelist_from_dkim addr [sdid] and its def_ and un- forms: one entry a
+ * line; un... removes the entry written the same way from both lists.
+ */
+static const char *from_dkim(struct rules_wlbl *w, int l, bool remove, const char *rest)
+{
+	const char *a = rest + strspn(rest, " \t");
+	size_t an = strcspn(a, " \t");
+	const char *d = a + an + strspn(a + an, " \t");
+	size_t dn = strcspn(d, " \t");
+	if (an == 0 || d[dn + strspn(d + dn, " \t")] != '\0')
+		return "expected an author address and an optional signing domain";
+	char *addr = lower_dup(a, an), *sdid = lower_dup(d, dn);
+	if (remove) {
+		for (int k = 0; k < DKIM_N; k++)
+			for (size_t i = 0; i < w->ndkim[k]; i++)
+				if (strcmp(w->dkim[k][i].addr, addr) == 0 &&
+				    strcmp(w->dkim[k][i].sdid, sdid) == 0) {
+					free(w->dkim[k][i].addr);
+					free(w->dkim[k][i].sdid);
+					w->dkim[k][i--] = w->dkim[k][--w->ndkim[k]];
+				}
+		free(addr);
+		free(sdid);
+		return NULL;
+	}
+	if (w->ndkim[l] == w->capdkim[l]) {
+		w->capdkim[l] = w->capdkim[l] ? w->capdkim[l] * 2 : 64;
+		w->dkim[l] = xalloc_realloc(w->dkim[l], w->capdkim[l] * sizeof(*w->dkim[l]));
+	}
+	w->dkim[l][w->ndkim[l]++] = (struct dkim_entry){addr, sdid};
 	return NULL;
 }
 
@@ -199,9 +284,32 @@ int rules_wlbl_directive(rules_t *r, const char *dir, const char *rest, const ch
 	}
 	if (strcmp(dir, "def_welcomelist_from_rcvd") == 0 ||
 	    strcmp(dir, "def_whitelist_from_rcvd") == 0) {
-		*err = def_from_rcvd(wlbl_of(r), rest);
+		struct rules_wlbl *w = wlbl_of(r);
+		*err = from_rcvd(&w->def, &w->ndef, &w->capdef, rest);
 		return 1;
 	}
+	if (strcmp(dir, "welcomelist_from_rcvd") == 0 || strcmp(dir, "whitelist_from_rcvd") == 0) {
+		struct rules_wlbl *w = wlbl_of(r);
+		*err = from_rcvd(&w->rcvd, &w->nrcvd, &w->caprcvd, rest);
+		return 1;
+	}
+	static const struct {
+		const char *name;
+		int list;
+		bool remove;
+	} dkim_dirs[] = {
+	    {"welcomelist_from_dkim", DKIM_WL, false},
+	    {"whitelist_from_dkim", DKIM_WL, false},
+	    {"def_welcomelist_from_dkim", DKIM_DEF, false},
+	    {"def_whitelist_from_dkim", DKIM_DEF, false},
+	    {"unwelcomelist_from_dkim", DKIM_WL, true},
+	    {"unwhitelist_from_dkim", DKIM_WL, true},
+	};
+	for (size_t i = 0; i < sizeof(dkim_dirs) / sizeof(dkim_dirs[0]); i++)
+		if (strcmp(dir, dkim_dirs[i].name) == 0) {
+			*err = from_dkim(wlbl_of(r), dkim_dirs[i].list, dkim_dirs[i].remove, rest);
+			return 1;
+		}
 	int subj = strcmp(dir, "welcomelist_subject") == 0 || strcmp(dir, "whitelist_subject") == 0
 	               ? SUBJ_WELCOME
 	           : strcmp(dir, "blocklist_subject") == 0 || strcmp(dir, "blacklist_subject") == 0
@@ -284,6 +392,18 @@ void rules_wlbl_free(struct rules_wlbl *w)
 		free(w->def[i].domain);
 	}
 	free(w->def);
+	for (size_t i = 0; i < w->nrcvd; i++) {
+		free(w->rcvd[i].addr);
+		free(w->rcvd[i].domain);
+	}
+	free(w->rcvd);
+	for (int l = 0; l < DKIM_N; l++) {
+		for (size_t i = 0; i < w->ndkim[l]; i++) {
+			free(w->dkim[l][i].addr);
+			free(w->dkim[l][i].sdid);
+		}
+		free(w->dkim[l]);
+	}
 	for (int l = 0; l < SUBJ_N; l++) {
 		for (size_t k = 0; k < w->subj[l].n; k++)
 			free(w->subj[l].v[k]);
@@ -442,7 +562,6 @@ static bool to_listed(struct rules_evalenv *e, int l)
 		return to_listed(e, list);                                                         \
 	}
 
-FROM_TEST(from_in_welcomelist, WL_FROM)
 FROM_TEST(from_in_blocklist, BL_FROM)
 TO_TEST(to_in_welcomelist, WL_TO)
 TO_TEST(to_in_blocklist, BL_TO)
@@ -675,16 +794,14 @@ static bool relay_matches(const struct rules_relay *r, const char *domain)
 }
 
 /*
- * check_from_in_default_welcomelist: a sender address listed with
- * def_welcomelist_from_rcvd, the mail coming through the relay named with
- * it: the first untrusted relay, or any trusted one when none is untrusted.
+ * A sender address listed with (def_)welcomelist_from_rcvd, the mail
+ * coming through the relay named with it: the first untrusted relay, or
+ * any trusted one when none is untrusted.
  */
-static long from_in_default_welcomelist(struct rules_evalenv *e, const struct rule *ru)
+static bool rcvd_listed(struct rules_evalenv *e, const struct rcvd_entry *v, size_t nv)
 {
-	(void)ru;
-	const struct rules_wlbl *w = e->r->wlbl;
-	if (w == NULL || w->ndef == 0)
-		return 0;
+	if (nv == 0)
+		return false;
 	rules_eval_relays(e);
 	const struct rules_relay *relays = e->nuntrusted ? e->untrusted : e->trusted;
 	size_t nrelays = e->nuntrusted ? 1 : e->ntrusted;
@@ -693,14 +810,138 @@ static long from_in_default_welcomelist(struct rules_evalenv *e, const struct ru
 	const char **list;
 	size_t n = all_from_addrs(e, &list);
 	for (size_t i = 0; i < n; i++)
-		for (size_t k = 0; k < w->ndef; k++) {
-			if (!glob_all(w->def[k].addr, list[i]))
+		for (size_t k = 0; k < nv; k++) {
+			if (!glob_all(v[k].addr, list[i]))
 				continue;
 			for (size_t j = 0; j < nrelays; j++)
-				if (relay_matches(&relays[j], w->def[k].domain))
-					return 1;
+				if (relay_matches(&relays[j], v[k].domain))
+					return true;
 		}
-	return 0;
+	return false;
+}
+
+/* check_from_in_default_welcomelist: def_welcomelist_from_rcvd */
+static long from_in_default_welcomelist(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	const struct rules_wlbl *w = e->r->wlbl;
+	return w != NULL && rcvd_listed(e, w->def, w->ndef);
+}
+
+/* check_from_in_welcomelist: welcomelist_from, or welcomelist_from_rcvd with its relay */
+static long from_in_welcomelist(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	const struct rules_wlbl *w = e->r->wlbl;
+	return w != NULL && (from_listed(e, WL_FROM) || rcvd_listed(e, w->rcvd, w->nrcvd));
+}
+
+/* ---------------------------------------------------------------- SPF and DKIM welcomelists */
+
+/*
+ * SPF's check_for_(def_)spf_welcomelist_from: the envelope sender is in
+ * list l or in its welcomelist_auth list al, and auth found SPF pass.
+ */
+static bool spf_welcomelisted(struct rules_evalenv *e, int l, int al)
+{
+	const struct rules_wlbl *w = e->r->wlbl;
+	bool pass = false;
+	if (w == NULL || (w->n[l] == 0 && w->n[al] == 0) || e->h == NULL ||
+	    !auth_eval(e->h, "check_for_spf_pass", &pass) || !pass)
+		return false;
+	const char *env = rules_eval_envelope_from(e);
+	if (env == NULL || *env == '\0')
+		return false;
+	char *lc = arena_strdup(e->a, env);
+	for (char *q = lc; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	return glob_any(w->v[l], w->n[l], lc) || glob_any(w->v[al], w->n[al], lc);
+}
+
+static long spf_welcomelist(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return spf_welcomelisted(e, WL_FROM_SPF, WL_AUTH);
+}
+
+static long def_spf_welcomelist(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return spf_welcomelisted(e, DEF_WL_FROM_SPF, DEF_WL_AUTH);
+}
+
+/*
+ * Whether a signing domain acceptable by a welcomelist_from_dkim entry
+ * verified: "" the author's own domain, "*.dom" or ".dom" a domain below
+ * dom, anything else that domain (a full address's local part ignored).
+ */
+static bool sdid_valid(const hits_t *h, const char *sdid, const char *author_domain)
+{
+	if (*sdid == '\0')
+		return *author_domain != '\0' && auth_dkim_valid_sdid(h, author_domain, false);
+	const char *at = strrchr(sdid, '@');
+	if (at != NULL)
+		sdid = at + 1;
+	if (sdid[0] == '*' && sdid[1] == '.')
+		return auth_dkim_valid_sdid(h, sdid + 2, true);
+	if (sdid[0] == '.')
+		return auth_dkim_valid_sdid(h, sdid + 1, true);
+	return *sdid != '\0' && auth_dkim_valid_sdid(h, sdid, false);
+}
+
+/*
+ * DKIM's check_for_(def_)dkim_welcomelist_from: the author (From's first
+ * address) matches an entry of list l whose signing domain verified, or
+ * one of welcomelist_auth's list al with a valid author domain signature.
+ * The signing domain is the signature's d=; SpamAssassin takes the i=
+ * identity's domain when a signature has one (most have none, or d=).
+ */
+static bool dkim_welcomelisted(struct rules_evalenv *e, int l, int al)
+{
+	const struct rules_wlbl *w = e->r->wlbl;
+	if (w == NULL || (w->ndkim[l] == 0 && w->n[al] == 0) || e->h == NULL)
+		return false;
+	const char *from = rules_eval_header_raw(e, "From");
+	const char **list;
+	if (from == NULL || rules_eval_addrs(e->a, mime_decode_header(e->a, from), &list) == 0)
+		return false;
+	char *author = arena_strdup(e->a, list[0]);
+	for (char *q = author; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	const char *at = strrchr(author, '@');
+	const char *adom = at ? at + 1 : "";
+	for (size_t i = 0; i < w->ndkim[l]; i++)
+		if (glob_all(w->dkim[l][i].addr, author) &&
+		    sdid_valid(e->h, w->dkim[l][i].sdid, adom))
+			return true;
+	return glob_any(w->v[al], w->n[al], author) && sdid_valid(e->h, "", adom);
+}
+
+static long dkim_welcomelist(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return dkim_welcomelisted(e, DKIM_WL, WL_AUTH);
+}
+
+static long def_dkim_welcomelist(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	return dkim_welcomelisted(e, DKIM_DEF, DEF_WL_AUTH);
+}
+
+/*
+ * DKIM's check_dkim_valid_envelopefrom: a valid signature by the envelope
+ * sender's domain.
+ */
+static long dkim_valid_envelopefrom(struct rules_evalenv *e, const struct rule *ru)
+{
+	(void)ru;
+	const char *env = rules_eval_envelope_from(e);
+	const char *at = env ? strchr(env, '@') : NULL;
+	if (at == NULL || at[1] == '\0' || e->h == NULL)
+		return 0;
+	size_t n = strcspn(at + 1, " \t\r\n");
+	return auth_dkim_valid_sdid(e->h, arena_strndup(e->a, at + 1, n), false);
 }
 
 /* ---------------------------------------------------------------- WelcomeListSubject */
@@ -776,5 +1017,14 @@ const struct rules_evaldef rules_eval_wlbl_defs[] = {
     {"check_subject_in_whitelist", subject_in_welcomelist, 0, 0, NULL},
     {"check_subject_in_blocklist", subject_in_blocklist, 0, 0, NULL},
     {"check_subject_in_blacklist", subject_in_blocklist, 0, 0, NULL},
+    {"check_for_spf_welcomelist_from", spf_welcomelist, 0, 0, NULL},
+    {"check_for_spf_whitelist_from", spf_welcomelist, 0, 0, NULL},
+    {"check_for_def_spf_welcomelist_from", def_spf_welcomelist, 0, 0, NULL},
+    {"check_for_def_spf_whitelist_from", def_spf_welcomelist, 0, 0, NULL},
+    {"check_for_dkim_welcomelist_from", dkim_welcomelist, 0, 0, NULL},
+    {"check_for_dkim_whitelist_from", dkim_welcomelist, 0, 0, NULL},
+    {"check_for_def_dkim_welcomelist_from", def_dkim_welcomelist, 0, 0, NULL},
+    {"check_for_def_dkim_whitelist_from", def_dkim_welcomelist, 0, 0, NULL},
+    {"check_dkim_valid_envelopefrom", dkim_valid_envelopefrom, 0, 0, NULL},
     {NULL, NULL, 0, 0, NULL},
 };

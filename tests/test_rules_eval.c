@@ -11,6 +11,7 @@
 
 #include "conf.h"
 #include "diag.h"
+#include "auth.h"
 #include "hits.h"
 #include "mime.h"
 #include "msg.h"
@@ -846,15 +847,13 @@ Test(rules_eval, unimplemented_evals_warn_with_their_reason_and_bad_arguments_fa
 	rules_t *r =
 	    rules_load_text("t.cf",
 	                    "header R eval:check_razor2()\n"
-	                    "header S eval:check_for_spf_welcomelist_from()\n"
+	                    "header S eval:check_dkim_signall()\n"
 	                    "body M eval:check_msg_parse_flags('missing_head_body_separator')\n"
 	                    "header OK eval:subject_is_all_caps()\n",
 	                    NULL, d);
 	cr_assert_not_null(r);
 	cr_assert(diag_has(d, "t.cf:1: warning: skipped eval test check_razor2 (Razor"));
-	cr_assert(diag_has(
-	    d,
-	    "t.cf:2: warning: skipped eval test check_for_spf_welcomelist_from (SPF welcomelists"));
+	cr_assert(diag_has(d, "t.cf:2: warning: skipped eval test check_dkim_signall (DKIM ADSP"));
 	cr_assert(diag_has(d, "t.cf:3: warning: skipped eval test "
 	                      "check_msg_parse_flags(missing_head_body_separator)"));
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "OK")));
@@ -1749,6 +1748,138 @@ Test(rules_eval, default_welcomelist_needs_the_listed_relay)
 	cr_assert(hits(r, shop, "USER_IN_DEF_WELCOMELIST"), "a classful subnet");
 	cr_assert_not(hits(r, shop_no, "USER_IN_DEF_WELCOMELIST"), "203.0.11 is not 203.0.113");
 	rules_free(r);
+}
+
+Test(rules_eval, welcomelist_from_rcvd_needs_the_listed_relay)
+{
+	rules_t *r = load("header USER_IN_WELCOMELIST eval:check_from_in_welcomelist()\n"
+	                  "welcomelist_from_rcvd *@news.example.com example.com\n"
+	                  "whitelist_from_rcvd boss@corp.example [192.0.2.0/24]\n"
+	                  "welcomelist_from plain@example.org\n");
+	const char *via_own =
+	    "Received: from mta1.mail.example.com (mta1.mail.example.com [198.51.100.1])\n"
+	    " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	    "From: News <letter@news.example.com>\n\nx\n";
+	const char *via_other =
+	    "Received: from host.example.net (host.example.net [198.51.100.1])\n"
+	    " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	    "From: News <letter@news.example.com>\n\nx\n";
+	const char *boss = "Received: from x.example.net (x.example.net [192.0.2.77])\n"
+	                   " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                   "From: boss@corp.example\n\nx\n";
+	cr_assert(hits(r, via_own, "USER_IN_WELCOMELIST"));
+	cr_assert_not(hits(r, via_other, "USER_IN_WELCOMELIST"), "a forged sender");
+	cr_assert(hits(r, boss, "USER_IN_WELCOMELIST"), "the relay's address in the range");
+	cr_assert(hits(r, "From: plain@example.org\n\nx\n", "USER_IN_WELCOMELIST"),
+	          "welcomelist_from still counts");
+	rules_free(r);
+	diag_t *d = diag_new();
+	cr_assert_null(rules_load_text("t.cf", "welcomelist_from_rcvd a@b.example\n", NULL, d));
+	cr_assert(diag_has(d, "t.cf:1: welcomelist_from_rcvd: expected an address"));
+	diag_free(d);
+}
+
+/*
+ * The auth module's results as it leaves them for the rules (auth.c's
+ * score()): the SPF result of the envelope sender, and DKIM_VALID naming
+ * the signing domains that verified.
+ */
+static bool hits_auth(rules_t *r, const char *raw, const char *name, int spf,
+                      const char *dkim_valid)
+{
+	msg_t *m = msg_new(1 << 20);
+	msg_parse_raw(m, raw, strlen(raw));
+	mime_t *mi = mime_parse(m, NULL);
+	hits_t *h = hits_new(msg_arena(m));
+	hits_set_metric(h, "auth_spf", spf);
+	hits_set_metric(h, "auth_spf_helo", -1);
+	hits_set_metric(h, "auth_dkim", dkim_valid ? 3 : 0);
+	hits_set_metric(h, "auth_dmarc", -1);
+	hits_set_metric(h, "auth_dmarc_p", 0);
+	if (dkim_valid)
+		hits_add(h, "auth", "DKIM_VALID", -0.1, NULL, dkim_valid);
+	rules_eval(r, m, mi, h, 0);
+	bool v = hits_has(h, name);
+	msg_free(m);
+	return v;
+}
+
+Test(rules_eval, spf_welcomelist_needs_the_sender_listed_and_spf_pass)
+{
+	rules_t *r = load("header USER_IN_SPF_WL eval:check_for_spf_welcomelist_from()\n"
+	                  "header OLD eval:check_for_spf_whitelist_from()\n"
+	                  "header USER_IN_DEF_SPF_WL eval:check_for_def_spf_welcomelist_from()\n"
+	                  "welcomelist_from_spf *@lists.example.com\n"
+	                  "def_welcomelist_from_spf bounce@*.shop.example\n"
+	                  "welcomelist_auth boss@corp.example\n");
+	const char *lists = "Return-Path: <owner@Lists.Example.com>\nFrom: x@y.example\n\nx\n";
+	const char *shop = "Return-Path: <bounce@mail.shop.example>\nFrom: x@y.example\n\nx\n";
+	const char *boss = "Return-Path: <boss@corp.example>\nFrom: x@y.example\n\nx\n";
+	const char *other = "Return-Path: <a@other.example>\nFrom: x@y.example\n\nx\n";
+	cr_assert(hits_auth(r, lists, "USER_IN_SPF_WL", AUTH_PASS, NULL));
+	cr_assert(hits_auth(r, lists, "OLD", AUTH_PASS, NULL));
+	cr_assert_not(hits_auth(r, lists, "USER_IN_DEF_SPF_WL", AUTH_PASS, NULL));
+	cr_assert_not(hits_auth(r, lists, "USER_IN_SPF_WL", AUTH_SOFTFAIL, NULL), "no SPF pass");
+	cr_assert(hits_auth(r, shop, "USER_IN_DEF_SPF_WL", AUTH_PASS, NULL));
+	cr_assert_not(hits_auth(r, shop, "USER_IN_SPF_WL", AUTH_PASS, NULL));
+	cr_assert(hits_auth(r, boss, "USER_IN_SPF_WL", AUTH_PASS, NULL), "welcomelist_auth");
+	cr_assert_not(hits_auth(r, other, "USER_IN_SPF_WL", AUTH_PASS, NULL));
+	cr_assert_not(hits(r, lists, "USER_IN_SPF_WL"), "auth did not judge the message");
+	rules_free(r);
+}
+
+Test(rules_eval, dkim_welcomelist_needs_a_valid_signature_of_the_listed_domain)
+{
+	rules_t *r = load("header USER_IN_DKIM_WL eval:check_for_dkim_welcomelist_from()\n"
+	                  "header OLD eval:check_for_dkim_whitelist_from()\n"
+	                  "header USER_IN_DEF_DKIM_WL eval:check_for_def_dkim_welcomelist_from()\n"
+	                  "header DKIM_VALID_EF eval:check_dkim_valid_envelopefrom()\n"
+	                  "welcomelist_from_dkim *@corp.example\n"
+	                  "welcomelist_from_dkim jane@example.net example.org\n"
+	                  "whitelist_from_dkim *@*.remailer.example *.remailer.example\n"
+	                  "def_welcomelist_from_dkim *@*.ebay.example ebay.example\n"
+	                  "def_welcomelist_from_dkim *@gone.example\n"
+	                  "unwelcomelist_from_dkim *@gone.example\n"
+	                  "welcomelist_auth boss@auth.example\n");
+	const char *corp = "From: Joe <joe@corp.example>\n\nx\n";
+	cr_assert(hits_auth(r, corp, "USER_IN_DKIM_WL", AUTH_NONE, "d=corp.example: dkim=pass"),
+	          "an author domain signature");
+	cr_assert(hits_auth(r, corp, "OLD", AUTH_NONE, "d=x.example,corp.example: dkim=pass"),
+	          "any of the valid signatures");
+	cr_assert_not(
+	    hits_auth(r, corp, "USER_IN_DKIM_WL", AUTH_NONE, "d=other.example: dkim=pass"),
+	    "a third party's signature is not the author's");
+	cr_assert_not(hits_auth(r, corp, "USER_IN_DKIM_WL", AUTH_PASS, NULL), "no valid signature");
+	const char *jane = "From: jane@example.net\n\nx\n";
+	cr_assert(hits_auth(r, jane, "USER_IN_DKIM_WL", AUTH_NONE, "d=example.org: dkim=pass"));
+	cr_assert_not(hits_auth(r, jane, "USER_IN_DKIM_WL", AUTH_NONE, "d=example.net: dkim=pass"),
+	              "the listed signing domain, not the author's");
+	const char *rem = "From: a@b.remailer.example\n\nx\n";
+	cr_assert(
+	    hits_auth(r, rem, "USER_IN_DKIM_WL", AUTH_NONE, "d=m7.remailer.example: dkim=pass"));
+	cr_assert_not(
+	    hits_auth(r, rem, "USER_IN_DKIM_WL", AUTH_NONE, "d=remailer.example: dkim=pass"),
+	    "*.domain: below it, not the domain itself");
+	const char *ebay = "From: news@reply.ebay.example\n\nx\n";
+	cr_assert(
+	    hits_auth(r, ebay, "USER_IN_DEF_DKIM_WL", AUTH_NONE, "d=ebay.example: dkim=pass"));
+	cr_assert_not(
+	    hits_auth(r, ebay, "USER_IN_DKIM_WL", AUTH_NONE, "d=ebay.example: dkim=pass"));
+	cr_assert_not(hits_auth(r, "From: a@gone.example\n\nx\n", "USER_IN_DEF_DKIM_WL", AUTH_NONE,
+	                        "d=gone.example: dkim=pass"),
+	              "removed by unwelcomelist_from_dkim");
+	cr_assert(hits_auth(r, "From: boss@auth.example\n\nx\n", "USER_IN_DKIM_WL", AUTH_NONE,
+	                    "d=auth.example: dkim=pass"),
+	          "welcomelist_auth: an author domain signature");
+	const char *ef = "Return-Path: <b@Bounce.Example>\nFrom: x@corp.example\n\nx\n";
+	cr_assert(hits_auth(r, ef, "DKIM_VALID_EF", AUTH_NONE, "d=bounce.example: dkim=pass"));
+	cr_assert_not(hits_auth(r, ef, "DKIM_VALID_EF", AUTH_NONE, "d=corp.example: dkim=pass"));
+	rules_free(r);
+	diag_t *d = diag_new();
+	cr_assert_null(
+	    rules_load_text("t.cf", "welcomelist_from_dkim a@b.example c.example d\n", NULL, d));
+	cr_assert(diag_has(d, "t.cf:1: welcomelist_from_dkim: expected an author address"));
+	diag_free(d);
 }
 
 Test(rules_eval, def_welcomelist_from_rcvd_wants_two_words)
