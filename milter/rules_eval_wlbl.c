@@ -41,11 +41,16 @@ struct dkim_entry {
 	char *sdid; /* lower-case; "" for the author's own domain */
 };
 
-enum { HOST_BLOCK, HOST_WELCOME, HOST_N };
-
 struct host_entry {
 	char *host;  /* lower-case domain or address */
 	bool listed; /* false for a "!host" exception */
+};
+
+/* enlist_uri_host's named lists; blocklist_uri_host is the list BLOCK */
+struct hostlist {
+	char *name;
+	struct host_entry *h;
+	size_t n, cap;
 };
 
 /* A list of lower-case address patterns: * any run, ? one byte. */
@@ -75,60 +80,100 @@ struct rules_wlbl {
 	struct dkim_entry *dkim[DKIM_N]; /* welcomelist_from_dkim, def_welcomelist_from_dkim */
 	size_t ndkim[DKIM_N], capdkim[DKIM_N];
 	struct addrlist subj[SUBJ_N]; /* welcomelist_subject, blocklist_subject (whole lines) */
-	/* blocklist_uri_host, welcomelist_uri_host */
-	struct host_entry *h[HOST_N];
-	size_t nh[HOST_N], caph[HOST_N];
+	struct hostlist *hl; /* enlist_uri_host, blocklist_uri_host, welcomelist_uri_host */
+	size_t nhl;
 };
 
-static const struct {
-	const char *name;
-	int list;
-} host_directives[] = {
-    {"blocklist_uri_host", HOST_BLOCK},
-    {"blacklist_uri_host", HOST_BLOCK},
-    {"welcomelist_uri_host", HOST_WELCOME},
-    {"whitelist_uri_host", HOST_WELCOME},
-};
-
-static int host_directive(rules_t *r, const char *dir, const char *rest)
+static struct rules_wlbl *wlbl_of(rules_t *r)
 {
-	for (size_t i = 0; i < sizeof(host_directives) / sizeof(host_directives[0]); i++) {
-		if (strcmp(dir, host_directives[i].name) != 0)
-			continue;
-		if (r->wlbl == NULL)
-			r->wlbl = xalloc_calloc(1, sizeof(*r->wlbl));
-		struct rules_wlbl *w = r->wlbl;
-		int l = host_directives[i].list;
-		for (const char *p = rest; *p;) {
-			while (*p == ' ' || *p == '\t')
-				p++;
-			size_t n = strcspn(p, " \t");
-			if (n == 0)
-				break;
-			bool listed = *p != '!';
-			char *host = xalloc_strndup(p + !listed, n - !listed);
-			for (char *q = host; *q; q++)
-				*q = (char)tolower((unsigned char)*q);
-			p += n;
-			bool found = false;
-			for (size_t k = 0; k < w->nh[l] && !found; k++)
-				if (strcmp(w->h[l][k].host, host) == 0) {
-					w->h[l][k].listed = listed; /* a later line wins */
-					found = true;
+	if (r->wlbl == NULL)
+		r->wlbl = xalloc_calloc(1, sizeof(*r->wlbl));
+	return r->wlbl;
+}
+
+static struct hostlist *hostlist_of(struct rules_wlbl *w, const char *name, size_t n)
+{
+	for (size_t i = 0; i < w->nhl; i++)
+		if (strlen(w->hl[i].name) == n && strncmp(w->hl[i].name, name, n) == 0)
+			return &w->hl[i];
+	w->hl = xalloc_realloc(w->hl, (w->nhl + 1) * sizeof(*w->hl));
+	w->hl[w->nhl] = (struct hostlist){.name = xalloc_strndup(name, n)};
+	return &w->hl[w->nhl++];
+}
+
+/* Adds (or, with remove, takes out) the hosts of rest, "!host" an exception. */
+static void hostlist_edit(struct hostlist *l, const char *rest, bool remove)
+{
+	for (const char *p = rest; *p;) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		size_t n = strcspn(p, " \t");
+		if (n == 0)
+			break;
+		bool listed = *p != '!';
+		char *host = xalloc_strndup(p + !listed, n - !listed);
+		for (char *q = host; *q; q++)
+			*q = (char)tolower((unsigned char)*q);
+		p += n;
+		bool found = false;
+		for (size_t k = 0; k < l->n && !found; k++)
+			if (strcmp(l->h[k].host, host) == 0) {
+				found = true;
+				if (remove) {
+					free(l->h[k].host);
+					l->h[k] = l->h[--l->n];
+				} else {
+					l->h[k].listed = listed; /* a later line wins */
 				}
-			if (found) {
-				free(host);
-				continue;
 			}
-			if (w->nh[l] == w->caph[l]) {
-				w->caph[l] = w->caph[l] ? w->caph[l] * 2 : 16;
-				w->h[l] = xalloc_realloc(w->h[l], w->caph[l] * sizeof(*w->h[l]));
-			}
-			w->h[l][w->nh[l]++] = (struct host_entry){host, listed};
+		if (found || remove) {
+			free(host);
+			continue;
 		}
-		return 1;
+		if (l->n == l->cap) {
+			l->cap = l->cap ? l->cap * 2 : 16;
+			l->h = xalloc_realloc(l->h, l->cap * sizeof(*l->h));
+		}
+		l->h[l->n++] = (struct host_entry){host, listed};
 	}
-	return 0;
+}
+
+/*
+ * blocklist_uri_host and welcomelist_uri_host (the lists BLOCK and
+ * WELCOME), enlist_uri_host (NAME) host..., delist_uri_host [(NAME)]
+ * host... (without a name: from every list so far). NULL, or an error.
+ */
+static const char *host_directive(rules_t *r, const char *dir, const char *rest, bool *handled)
+{
+	*handled = true;
+	if (strcmp(dir, "blocklist_uri_host") == 0 || strcmp(dir, "blacklist_uri_host") == 0) {
+		hostlist_edit(hostlist_of(wlbl_of(r), "BLOCK", 5), rest, false);
+		return NULL;
+	}
+	if (strcmp(dir, "welcomelist_uri_host") == 0 || strcmp(dir, "whitelist_uri_host") == 0) {
+		hostlist_edit(hostlist_of(wlbl_of(r), "WELCOME", 7), rest, false);
+		return NULL;
+	}
+	bool enlist = strcmp(dir, "enlist_uri_host") == 0;
+	if (!enlist && strcmp(dir, "delist_uri_host") != 0) {
+		*handled = false;
+		return NULL;
+	}
+	const char *close = rest[0] == '(' ? strchr(rest, ')') : NULL;
+	if (close != NULL && (close == rest + 1 || (close[1] != ' ' && close[1] != '\t')))
+		close = NULL;
+	if (close == NULL && enlist)
+		return "expected (LISTNAME) and host names";
+	const char *hosts = close ? close + 1 : rest;
+	if (hosts[strspn(hosts, " \t")] == '\0')
+		return "expected host names";
+	struct rules_wlbl *w = wlbl_of(r);
+	if (close != NULL)
+		hostlist_edit(hostlist_of(w, rest + 1, (size_t)(close - rest - 1)), hosts, !enlist);
+	else
+		for (size_t i = 0; i < w->nhl; i++)
+			hostlist_edit(&w->hl[i], hosts, true);
+	return NULL;
 }
 
 static const struct {
@@ -159,13 +204,6 @@ static const struct {
     {"def_welcomelist_auth", DEF_WL_AUTH, false},
     {"def_whitelist_auth", DEF_WL_AUTH, false},
 };
-
-static struct rules_wlbl *wlbl_of(rules_t *r)
-{
-	if (r->wlbl == NULL)
-		r->wlbl = xalloc_calloc(1, sizeof(*r->wlbl));
-	return r->wlbl;
-}
 
 static void addrlist_add(struct addrlist *l, const char *s, size_t n)
 {
@@ -326,7 +364,9 @@ int rules_wlbl_directive(rules_t *r, const char *dir, const char *rest, const ch
 			addrlist_add(&wlbl_of(r)->subj[subj], rest, n);
 		return 1;
 	}
-	if (host_directive(r, dir, rest))
+	bool handled;
+	*err = host_directive(r, dir, rest, &handled);
+	if (handled)
 		return 1;
 	for (size_t i = 0; i < sizeof(directives) / sizeof(directives[0]); i++) {
 		if (strcmp(dir, directives[i].name) != 0)
@@ -375,11 +415,13 @@ void rules_wlbl_free(struct rules_wlbl *w)
 			free(w->v[l][k]);
 		free(w->v[l]);
 	}
-	for (int l = 0; l < HOST_N; l++) {
-		for (size_t k = 0; k < w->nh[l]; k++)
-			free(w->h[l][k].host);
-		free(w->h[l]);
+	for (size_t i = 0; i < w->nhl; i++) {
+		for (size_t k = 0; k < w->hl[i].n; k++)
+			free(w->hl[i].h[k].host);
+		free(w->hl[i].h);
+		free(w->hl[i].name);
 	}
+	free(w->hl);
 	for (size_t i = 0; i < w->nlists; i++) {
 		for (size_t k = 0; k < w->lists[i].n; k++)
 			free(w->lists[i].v[k]);
@@ -599,25 +641,36 @@ static void uri_host(const char *u, char *buf, size_t cap)
 }
 
 /*
- * SpamAssassin's uri host lists: a URI's host, then each parent domain, the
- * most specific entry deciding ("!host" is an exception to a listed parent).
+ * SpamAssassin's check_uri_host_listed(NAME): a URI's host, then each
+ * parent domain, the most specific entry deciding ("!host" is an exception
+ * to a listed parent); an address literal only as itself, without its
+ * brackets. mailto: links are not looked at.
  */
-static bool host_listed(struct rules_evalenv *e, int l)
+static bool host_listed(struct rules_evalenv *e, const char *name)
 {
 	const struct rules_wlbl *w = e->r->wlbl;
-	if (w == NULL || w->nh[l] == 0 || e->mi == NULL)
+	const struct hostlist *l = NULL;
+	for (size_t i = 0; w != NULL && i < w->nhl && l == NULL; i++)
+		if (strcmp(w->hl[i].name, name) == 0)
+			l = &w->hl[i];
+	if (l == NULL || l->n == 0 || e->mi == NULL)
 		return false;
 	for (size_t i = 0; i < mime_uri_count(e->mi); i++) {
 		char host[256];
 		uri_host(mime_uri(e->mi, i), host, sizeof(host));
 		if (host[0] == '\0')
 			continue;
-		bool literal = host[0] == '[' || rules_eval_is_ipv4(host);
-		for (const char *q = host; q != NULL;) {
-			const char *key = host[0] == '[' ? host : q;
-			for (size_t k = 0; k < w->nh[l]; k++)
-				if (strcmp(w->h[l][k].host, key) == 0) {
-					if (w->h[l][k].listed)
+		const char *key0 = host;
+		bool literal = rules_eval_is_ipv4(host);
+		if (host[0] == '[') {
+			host[strcspn(host, "]")] = '\0';
+			key0 = host + 1;
+			literal = true;
+		}
+		for (const char *q = key0; q != NULL;) {
+			for (size_t k = 0; k < l->n; k++)
+				if (strcmp(l->h[k].host, q) == 0) {
+					if (l->h[k].listed)
 						return true;
 					goto next_uri; /* an exception: this host is not listed */
 				}
@@ -635,13 +688,18 @@ static bool host_listed(struct rules_evalenv *e, int l)
 static long uri_host_in_blocklist(struct rules_evalenv *e, const struct rule *ru)
 {
 	(void)ru;
-	return host_listed(e, HOST_BLOCK);
+	return host_listed(e, "BLOCK");
 }
 
 static long uri_host_in_welcomelist(struct rules_evalenv *e, const struct rule *ru)
 {
 	(void)ru;
-	return host_listed(e, HOST_WELCOME);
+	return host_listed(e, "WELCOME");
+}
+
+static long uri_host_listed(struct rules_evalenv *e, const struct rule *ru)
+{
+	return host_listed(e, ru->eargs[0]);
 }
 
 /* The registered domain of a host, lower case; the host itself when it has none. */
@@ -999,6 +1057,7 @@ const struct rules_evaldef rules_eval_wlbl_defs[] = {
     {"check_uri_host_in_blacklist", uri_host_in_blocklist, 0, 0, NULL},
     {"check_uri_host_in_welcomelist", uri_host_in_welcomelist, 0, 0, NULL},
     {"check_uri_host_in_whitelist", uri_host_in_welcomelist, 0, 0, NULL},
+    {"check_uri_host_listed", uri_host_listed, 1, 1, NULL},
     {"check_from_in_welcomelist", from_in_welcomelist, 0, 0, NULL},
     {"check_from_in_whitelist", from_in_welcomelist, 0, 0, NULL},
     {"check_from_in_blocklist", from_in_blocklist, 0, 0, NULL},

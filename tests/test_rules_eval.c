@@ -882,12 +882,12 @@ Test(rules_eval, skipped_evals_are_listed_once_per_reason)
 	                             "header A eval:check_rbl_from_host('x', 'zen.example.')\n"
 	                             "header B eval:check_rbl_envfrom('x', 'zen.example.')\n"
 	                             "header C eval:check_rbl_from_host('y', 'other.example.')\n"
-	                             "uri D eval:check_uri_host_listed('D')\n",
+	                             "header D eval:check_rbl_ns_from('z', 'ns.example.')\n",
 	                             NULL, d);
 	cr_assert_not_null(r);
 	cr_assert_eq(diag_warnings(d), 1);
 	cr_assert(diag_has(d, "t.cf:1: warning: skipped 3 eval tests (DNS list"));
-	cr_assert(diag_has(d, "check_rbl_from_host, check_rbl_envfrom, check_uri_host_listed"));
+	cr_assert(diag_has(d, "check_rbl_from_host, check_rbl_envfrom, check_rbl_ns_from"));
 	rules_free(r);
 	diag_free(d);
 }
@@ -2053,6 +2053,36 @@ Test(rules_eval, uri_host_lists_match_parent_domains_with_exceptions)
 	cr_assert(hits(r, "Subject: x\n\nsee https://user@good.example/ now\n",
 	               "URI_HOST_IN_WELCOMELIST"));
 	rules_free(r);
+}
+
+Test(rules_eval, uri_host_listed_reads_the_named_lists)
+{
+	rules_t *r = load("header PDS_OTHER_BAD_TLD eval:check_uri_host_listed('SUSP_NTLD')\n"
+	                  "header IN_BLOCK eval:check_uri_host_listed('BLOCK')\n"
+	                  "header IN_OTHER eval:check_uri_host_listed('OTHER')\n"
+	                  "enlist_uri_host (SUSP_NTLD) top xyz !good.xyz\n"
+	                  "enlist_uri_host (OTHER) gone.example kept.example 2001:db8::1\n"
+	                  "delist_uri_host (OTHER) gone.example\n"
+	                  "blocklist_uri_host bad.example\n");
+	cr_assert(hits(r, "Subject: x\n\nsee http://shop.example.TOP/x now\n", "PDS_OTHER_BAD_TLD"),
+	          "a top-level domain listed");
+	cr_assert_not(hits(r, "Subject: x\n\nsee http://www.good.xyz/ now\n", "PDS_OTHER_BAD_TLD"),
+	              "an exception below it");
+	cr_assert_not(
+	    hits(r, "Subject: x\n\nsee http://shop.example.com/ now\n", "PDS_OTHER_BAD_TLD"));
+	cr_assert(hits(r, "Subject: x\n\nsee http://www.bad.example/ now\n", "IN_BLOCK"),
+	          "blocklist_uri_host is the list BLOCK");
+	cr_assert_not(hits(r, "Subject: x\n\nsee http://www.bad.example/ now\n", "IN_OTHER"));
+	cr_assert_not(hits(r, "Subject: x\n\nsee http://a.gone.example/ now\n", "IN_OTHER"),
+	              "delisted");
+	cr_assert(hits(r, "Subject: x\n\nsee http://a.kept.example/ now\n", "IN_OTHER"));
+	cr_assert(hits(r, "Subject: x\n\n<http://[2001:db8::1]/x>\n", "IN_OTHER"),
+	          "an address literal without its brackets");
+	rules_free(r);
+	diag_t *d = diag_new();
+	cr_assert_null(rules_load_text("t.cf", "enlist_uri_host LIST a.example\n", NULL, d));
+	cr_assert(diag_has(d, "t.cf:1: enlist_uri_host: expected (LISTNAME) and host names"));
+	diag_free(d);
 }
 
 /* ImageInfo and PDFInfo: images and PDFs built here, base64 as mail carries them. */
