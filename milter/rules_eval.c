@@ -13,9 +13,11 @@
 #include "rules_int.h"
 
 static const struct rules_evaldef *const families[] = {
-    rules_eval_header_defs,   rules_eval_relay_defs, rules_eval_mime_defs,     rules_eval_html_defs,
-    rules_eval_freemail_defs, rules_eval_body_defs,  rules_eval_wlbl_defs,     rules_eval_auth_defs,
-    rules_eval_dns_defs,      rules_eval_image_defs, rules_eval_fromname_defs,
+    rules_eval_header_defs,  rules_eval_relay_defs,    rules_eval_mime_defs,
+    rules_eval_html_defs,    rules_eval_freemail_defs, rules_eval_body_defs,
+    rules_eval_wlbl_defs,    rules_eval_auth_defs,     rules_eval_dns_defs,
+    rules_eval_image_defs,   rules_eval_fromname_defs, rules_eval_antivirus_defs,
+    rules_eval_vbounce_defs,
 };
 
 const struct rules_evaldef *rules_eval_lookup(const char *name)

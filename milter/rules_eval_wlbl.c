@@ -30,6 +30,7 @@ enum {
 	DEF_WL_FROM_SPF,
 	WL_AUTH,
 	DEF_WL_AUTH,
+	BOUNCE_RELAYS, /* VBounce's welcomelist_bounce_relays: host name patterns */
 	WLBL_N
 };
 
@@ -203,6 +204,8 @@ static const struct {
     {"whitelist_auth", WL_AUTH, false},
     {"def_welcomelist_auth", DEF_WL_AUTH, false},
     {"def_whitelist_auth", DEF_WL_AUTH, false},
+    {"welcomelist_bounce_relays", BOUNCE_RELAYS, false},
+    {"whitelist_bounce_relays", BOUNCE_RELAYS, false},
 };
 
 static void addrlist_add(struct addrlist *l, const char *s, size_t n)
@@ -482,6 +485,22 @@ static bool listed(const struct rules_wlbl *w, int l, const char *addr)
 		if (glob_all(w->v[l][k], addr))
 			return true;
 	return false;
+}
+
+bool rules_wlbl_have_bounce_relays(const rules_t *r)
+{
+	return r->wlbl != NULL && r->wlbl->n[BOUNCE_RELAYS] > 0;
+}
+
+bool rules_wlbl_bounce_relay(const rules_t *r, const char *host, size_t n)
+{
+	if (!rules_wlbl_have_bounce_relays(r) || n > 1024)
+		return false;
+	char buf[1025];
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (char)tolower((unsigned char)host[i]);
+	buf[n] = '\0';
+	return listed(r->wlbl, BOUNCE_RELAYS, buf);
 }
 
 static bool any_listed(struct rules_evalenv *e, int l, const char *const *fields, size_t nf)

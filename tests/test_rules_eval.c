@@ -2085,6 +2085,104 @@ Test(rules_eval, uri_host_listed_reads_the_named_lists)
 	diag_free(d);
 }
 
+/* ---------------------------------------------------------------- AntiVirus */
+
+#define MP_HEAD                                                                                    \
+	"From: a@example.com\nSubject: x\nMIME-Version: 1.0\n"                                     \
+	"Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: "                     \
+	"text/plain\n\nhi\n--b\n"
+
+Test(rules_eval, microsoft_executable_by_name_base64_header_or_uuencode)
+{
+	rules_t *r = load("body MICROSOFT_EXECUTABLE eval:check_microsoft_executable()\n");
+	const char *named =
+	    MP_HEAD "Content-Type: application/octet-stream; name=\"Invoice.PDF.exe\"\n"
+	            "Content-Transfer-Encoding: base64\n\nAAAA\n--b--\n";
+	const char *mz = MP_HEAD "Content-Type: application/octet-stream; name=\"invoice.zip\"\n"
+	                         "Content-Transfer-Encoding: base64\n\n"
+	                         "TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAA\n--b--\n";
+	const char *zip = MP_HEAD "Content-Type: application/zip; name=\"invoice.zip\"\n"
+	                          "Content-Transfer-Encoding: base64\n\n"
+	                          "UEsDBBQAAAAIAAAAIQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n--b--\n";
+	const char *uue = MP_HEAD "Content-Type: text/plain\n\nbegin 644 a.exe\n"
+	                          "M35J0``,````$````__\\``+@`````````0```````````````````````````\n"
+	                          "end\n--b--\n";
+	const char *disposition =
+	    MP_HEAD "Content-Type: application/octet-stream\n"
+	            "Content-Disposition: attachment; filename=\"run.exe\"\n\nAAAA\n--b--\n";
+	cr_assert(hits(r, named, "MICROSOFT_EXECUTABLE"), "an .exe name, any case");
+	cr_assert(hits(r, mz, "MICROSOFT_EXECUTABLE"), "base64 of an MZ/PE header");
+	cr_assert_not(hits(r, zip, "MICROSOFT_EXECUTABLE"));
+	cr_assert(hits(r, uue, "MICROSOFT_EXECUTABLE"), "uuencoded in a text part");
+	cr_assert_not(hits(r, disposition, "MICROSOFT_EXECUTABLE"),
+	              "SpamAssassin reads the name from Content-Type only");
+	rules_free(r);
+}
+
+Test(rules_eval, suspect_name_extension_against_content_type)
+{
+	rules_t *r = load("body MIME_SUSPECT_NAME eval:check_suspect_name()\n");
+	const char *gif_as_exe =
+	    MP_HEAD "Content-Type: application/x-msdownload; name=\"photo.gif\"\n"
+	            "\nAAAA\n--b--\n";
+	const char *gif = MP_HEAD "Content-Type: image/gif; name=\"photo.gif\"\n\nAAAA\n--b--\n";
+	const char *exe_as_image =
+	    MP_HEAD "Content-Type: image/jpeg; name=\"photo.jpg.exe\"\n\nAAAA\n--b--\n";
+	const char *octet =
+	    MP_HEAD "Content-Type: application/octet-stream; name=\"photo.gif\"\n\nAAAA\n--b--\n";
+	const char *doc =
+	    MP_HEAD "Content-Type: application/msword; name=\"a.doc\"\n\nAAAA\n--b--\n";
+	const char *xls =
+	    MP_HEAD "Content-Type: application/vnd.ms-excel; name=\"a.xls\"\n\nAAAA\n--b--\n";
+	const char *html = MP_HEAD "Content-Type: application/pdf; name=\"a.htm\"\n\nAAAA\n--b--\n";
+	cr_assert(hits(r, gif_as_exe, "MIME_SUSPECT_NAME"));
+	cr_assert_not(hits(r, gif, "MIME_SUSPECT_NAME"));
+	cr_assert(hits(r, exe_as_image, "MIME_SUSPECT_NAME"), "the last extension counts");
+	cr_assert_not(hits(r, octet, "MIME_SUSPECT_NAME"), "octet-stream fits any name");
+	cr_assert_not(hits(r, doc, "MIME_SUSPECT_NAME"));
+	cr_assert_not(hits(r, xls, "MIME_SUSPECT_NAME"), "vnd. is dropped: application/ms-excel");
+	cr_assert(hits(r, html, "MIME_SUSPECT_NAME"));
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- VBounce */
+
+/* SpamAssassin 4.0.1 loads VBounce by default (v320.pre): its block is read. */
+Test(rules_eval, bounce_relays_found_in_a_quoted_received_field)
+{
+#define VB_RULES                                                                                   \
+	"ifplugin Mail::SpamAssassin::Plugin::VBounce\n"                                           \
+	"body __MY_SERVERS_FOUND eval:check_welcomelist_bounce_relays()\n"                         \
+	"body OLD eval:check_whitelist_bounce_relays()\n"                                          \
+	"body __HAVE_BOUNCE_RELAYS eval:have_any_bounce_relays()\n"                                \
+	"endif\n"                                                                                  \
+	"meta MY_SERVERS __MY_SERVERS_FOUND\n"                                                     \
+	"meta HAVE_RELAYS __HAVE_BOUNCE_RELAYS\n"
+	rules_t *r = load(VB_RULES "welcomelist_bounce_relays out*.example.com\n");
+	rules_t *none = load(VB_RULES);
+	const char *in_text = "From: MAILER-DAEMON@mx.example.net\nSubject: failure\n\n"
+	                      "> Received: by OUT2.example.com (Postfix, from userid 1007)\n";
+	const char *attached =
+	    "From: MAILER-DAEMON@mx.example.net\nSubject: failure\nMIME-Version: 1.0\n"
+	    "Content-Type: multipart/report; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\n"
+	    "not delivered\n--b\nContent-Type: message/rfc822\n\n"
+	    "Received: from client (client [192.0.2.1])\n"
+	    "\tby out1.example.com\n (Postfix) with ESMTP id 1\n"
+	    "From: me@example.com\n\nhello\n--b--\n";
+	const char *foreign = "From: MAILER-DAEMON@mx.example.net\nSubject: failure\n\n"
+	                      "Received: by mail.example.org (Postfix)\n";
+	cr_assert(hits(r, in_text, "MY_SERVERS"));
+	cr_assert(hits(r, in_text, "OLD"));
+	cr_assert(hits(r, attached, "MY_SERVERS"),
+	          "a folded Received field of the bounced message");
+	cr_assert_not(hits(r, foreign, "MY_SERVERS"));
+	cr_assert(hits(r, foreign, "HAVE_RELAYS"));
+	cr_assert_not(hits(none, in_text, "MY_SERVERS"), "no relays listed");
+	cr_assert_not(hits(none, in_text, "HAVE_RELAYS"));
+	rules_free(r);
+	rules_free(none);
+}
+
 /* ImageInfo and PDFInfo: images and PDFs built here, base64 as mail carries them. */
 static const char gif_800x600[] = "R0lGODlhIANYAvcAAA==";                         /* w 800, h 600 */
 static const char png_264x127[] = "iVBORw0KGgoAAAANSUhEUgAAAQgAAAB/CAIAAAAAAAAA"; /* w 264, h 127 */
