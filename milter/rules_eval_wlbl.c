@@ -83,6 +83,10 @@ struct rules_wlbl {
 	struct addrlist subj[SUBJ_N]; /* welcomelist_subject, blocklist_subject (whole lines) */
 	struct hostlist *hl; /* enlist_uri_host, blocklist_uri_host, welcomelist_uri_host */
 	size_t nhl;
+	/* DKIM's adsp_override: a domain or "*.domain" and its practice, N/U/A/D/1/2/3 */
+	struct host_entry *adsp;
+	char *adsp_practice;
+	size_t nadsp, capadsp;
 };
 
 static struct rules_wlbl *wlbl_of(rules_t *r)
@@ -315,10 +319,88 @@ static const char *from_dkim(struct rules_wlbl *w, int l, bool remove, const cha
 	return NULL;
 }
 
+/* adsp_override [@]domain [practice]: later lines win; the practice is discardable by default */
+static const char *adsp_override(struct rules_wlbl *w, const char *rest)
+{
+	static const struct {
+		const char *name;
+		char c;
+	} practices[] = {{"nxdomain", 'N'},    {"unknown", 'U'},    {"all", 'A'},
+	                 {"discardable", 'D'}, {"custom_low", '1'}, {"custom_med", '2'},
+	                 {"custom_high", '3'}};
+	const char *a = rest + strspn(rest, " \t");
+	if (*a == '@')
+		a++;
+	size_t an = strcspn(a, " \t");
+	const char *pr = a + an + strspn(a + an, " \t");
+	size_t pn = strcspn(pr, " \t");
+	if (an == 0 ||
+	    strspn(a, "*abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") < an ||
+	    pr[pn + strspn(pr + pn, " \t")] != '\0')
+		return "expected a domain and an optional signing practice";
+	char c = 'D';
+	if (pn > 0) {
+		c = 0;
+		for (size_t i = 0; i < sizeof(practices) / sizeof(practices[0]); i++)
+			if (strlen(practices[i].name) == pn &&
+			    strncasecmp(pr, practices[i].name, pn) == 0)
+				c = practices[i].c;
+		if (c == 0)
+			return "the practice is one of nxdomain, unknown, all, discardable, "
+			       "custom_low, "
+			       "custom_med, custom_high";
+	}
+	char *d = lower_dup(a, an);
+	for (size_t i = 0; i < w->nadsp; i++)
+		if (strcmp(w->adsp[i].host, d) == 0) {
+			w->adsp_practice[i] = c;
+			free(d);
+			return NULL;
+		}
+	if (w->nadsp == w->capadsp) {
+		w->capadsp = w->capadsp ? w->capadsp * 2 : 64;
+		w->adsp = xalloc_realloc(w->adsp, w->capadsp * sizeof(*w->adsp));
+		w->adsp_practice = xalloc_realloc(w->adsp_practice, w->capadsp);
+	}
+	w->adsp[w->nadsp] = (struct host_entry){d, true};
+	w->adsp_practice[w->nadsp++] = c;
+	return NULL;
+}
+
+/*
+ * DKIM's adsp_override lookup: domain a.b.c itself, then *.b.c, *.c and
+ * *; the practice letter, or 0 when none is listed.
+ */
+char rules_wlbl_adsp_override(const rules_t *r, const char *domain)
+{
+	const struct rules_wlbl *w = r->wlbl;
+	if (w == NULL || w->nadsp == 0)
+		return 0;
+	char key[300];
+	for (const char *q = domain; q != NULL;) {
+		if (q == domain)
+			snprintf(key, sizeof(key), "%s", domain);
+		else
+			snprintf(key, sizeof(key), "*%s%s", *q ? "." : "", q);
+		for (size_t i = 0; i < w->nadsp; i++)
+			if (strcasecmp(w->adsp[i].host, key) == 0)
+				return w->adsp_practice[i];
+		if (*q == '\0')
+			break;
+		const char *dot = strchr(q, '.');
+		q = dot ? dot + 1 : q + strlen(q);
+	}
+	return 0;
+}
+
 /* 1: handled (*err set when the line is wrong); 0: not a directive of this family. */
 int rules_wlbl_directive(rules_t *r, const char *dir, const char *rest, const char **err)
 {
 	*err = NULL;
+	if (strcmp(dir, "adsp_override") == 0) {
+		*err = adsp_override(wlbl_of(r), rest);
+		return 1;
+	}
 	if (strcmp(dir, "enlist_addrlist") == 0) {
 		*err = enlist_addrlist(wlbl_of(r), rest);
 		return 1;
@@ -425,6 +507,10 @@ void rules_wlbl_free(struct rules_wlbl *w)
 		free(w->hl[i].name);
 	}
 	free(w->hl);
+	for (size_t i = 0; i < w->nadsp; i++)
+		free(w->adsp[i].host);
+	free(w->adsp);
+	free(w->adsp_practice);
 	for (size_t i = 0; i < w->nlists; i++) {
 		for (size_t k = 0; k < w->lists[i].n; k++)
 			free(w->lists[i].v[k]);
@@ -660,10 +746,107 @@ static void uri_host(const char *u, char *buf, size_t cap)
 }
 
 /*
- * SpamAssassin's check_uri_host_listed(NAME): a URI's host, then each
- * parent domain, the most specific entry deciding ("!host" is an exception
- * to a listed parent); an address literal only as itself, without its
- * brackets. mailto: links are not looked at.
+ * A host against a uri host list: the host, then each parent domain, the
+ * most specific entry deciding ("!host" is an exception to a listed
+ * parent); an address literal only as itself, without its brackets.
+ * 1 listed, 0 not (or an exception).
+ */
+static bool host_in_list(const struct hostlist *l, char *host)
+{
+	const char *key0 = host;
+	bool literal = rules_eval_is_ipv4(host);
+	if (host[0] == '[') {
+		host[strcspn(host, "]")] = '\0';
+		key0 = host + 1;
+		literal = true;
+	}
+	for (const char *q = key0; q != NULL;) {
+		for (size_t k = 0; k < l->n; k++)
+			if (strcmp(l->h[k].host, q) == 0)
+				return l->h[k].listed;
+		if (literal)
+			break;
+		q = strchr(q, '.');
+		if (q != NULL)
+			q++;
+	}
+	return false;
+}
+
+/*
+ * SpamAssassin's is_fqdn_valid for a lower-case ASCII host: two labels or
+ * more, each 1 to 63 of [a-z0-9_-], no '-' at either end, no '_' in the
+ * last two.
+ */
+static bool fqdn_valid(const char *host)
+{
+	size_t n = strlen(host);
+	while (n > 0 && host[n - 1] == '.')
+		n--;
+	if (n == 0 || n > 253)
+		return false;
+	size_t labels = 1;
+	for (size_t i = 0; i < n; i++)
+		labels += host[i] == '.';
+	if (labels < 2)
+		return false;
+	for (size_t i = 0, k = labels; i < n; k--) {
+		size_t len = strcspn(host + i, ".");
+		if (i + len > n)
+			len = n - i;
+		const char *lab = host + i;
+		if (len < 1 || len > 63 || lab[0] == '-' || lab[len - 1] == '-' ||
+		    strspn(lab, "abcdefghijklmnopqrstuvwxyz0123456789_-") < len ||
+		    (k <= 2 && memchr(lab, '_', len) != NULL))
+			return false;
+		i += len + 1;
+	}
+	return true;
+}
+
+/*
+ * The host names written in the text without a scheme ("Benefits.Click",
+ * "shop.example.top/x"), which SpamAssassin's URI list has and the MIME
+ * module's links do not: its schemeless pattern (PerMsgStatus.pm's
+ * _tbirdurire), the links with a scheme, www. and mail addresses skipped
+ * whole, and a host counted only under a known top-level domain.
+ */
+static bool schemeless_listed(struct rules_evalenv *e, const struct hostlist *l)
+{
+#define END     "><\"`}\\]{[|\\s\\x1b\\xa0"
+#define ENDMAIL END ",('\\x80-\\xff"
+	static struct rules_eval_re re = {
+	    .pattern =
+	        "(?:\\b|(?<=[><\"'`,{[(|\\s\\x1b\\xa0]))"
+	        "(?:(?:(?:https?|ftp)://|(?:www\\d{0,2}|ftp)\\.)[^" END "]{1,2048}(?=[" END "]|\\z)"
+	        "|(?:mailto:[^" ENDMAIL "]{1,2048}|[^" ENDMAIL "@]{1,251}@[^" ENDMAIL
+	        "]{1,251})(?=[" ENDMAIL "]|\\z))(*SKIP)(*FAIL)"
+	        "|(?:^|(?<=[!\"#$&'()*+,/:;<=>?@[\\\\\\]^`{|}~\\s\\x1b\\xa0]))"
+	        "([a-z\\d][a-z\\d._-]{0,251}\\.[a-z\\d-]{2,63})\\.?(?::\\d{1,5})?"
+	        "(?:/[^" END "]{1,2048})?(?=[" END "]|\\z)",
+	    .options = PCRE2_CASELESS};
+#undef END
+#undef ENDMAIL
+	size_t n = 0;
+	const char *text = e->mi ? mime_body(e->mi, &n) : NULL;
+	size_t from = 0, start, len;
+	while (text != NULL && from < n && rules_eval_re_find(&re, text, n, from, &start, &len)) {
+		from = start + len > from ? start + len : from + 1;
+		if (len >= 256)
+			continue;
+		char host[256];
+		for (size_t i = 0; i < len; i++)
+			host[i] = (char)tolower((unsigned char)text[start + i]);
+		host[len] = '\0';
+		if (fqdn_valid(host) && rules_eval_domain_valid(host) && host_in_list(l, host))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * SpamAssassin's check_uri_host_listed(NAME): the hosts of the message's
+ * URIs (not mailto:) in list NAME.
  */
 static bool host_listed(struct rules_evalenv *e, const char *name)
 {
@@ -677,31 +860,10 @@ static bool host_listed(struct rules_evalenv *e, const char *name)
 	for (size_t i = 0; i < mime_uri_count(e->mi); i++) {
 		char host[256];
 		uri_host(mime_uri(e->mi, i), host, sizeof(host));
-		if (host[0] == '\0')
-			continue;
-		const char *key0 = host;
-		bool literal = rules_eval_is_ipv4(host);
-		if (host[0] == '[') {
-			host[strcspn(host, "]")] = '\0';
-			key0 = host + 1;
-			literal = true;
-		}
-		for (const char *q = key0; q != NULL;) {
-			for (size_t k = 0; k < l->n; k++)
-				if (strcmp(l->h[k].host, q) == 0) {
-					if (l->h[k].listed)
-						return true;
-					goto next_uri; /* an exception: this host is not listed */
-				}
-			if (literal)
-				break;
-			q = strchr(q, '.');
-			if (q != NULL)
-				q++;
-		}
-	next_uri:;
+		if (host[0] != '\0' && host_in_list(l, host))
+			return true;
 	}
-	return false;
+	return schemeless_listed(e, l);
 }
 
 static long uri_host_in_blocklist(struct rules_evalenv *e, const struct rule *ru)

@@ -344,6 +344,8 @@ void rules_wlbl_free(struct rules_wlbl *w);
  */
 bool rules_wlbl_have_bounce_relays(const rules_t *r);
 bool rules_wlbl_bounce_relay(const rules_t *r, const char *host, size_t n);
+/* DKIM's adsp_override for domain (itself, then *.parent ... *): N/U/A/D/1/2/3, 0 if none */
+char rules_wlbl_adsp_override(const rules_t *r, const char *domain);
 
 /* rules_eval_freemail.c: the freemail_* directives (NULL, an error, or '~' and a skip reason) */
 struct rules_freemail;

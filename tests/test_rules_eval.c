@@ -847,13 +847,13 @@ Test(rules_eval, unimplemented_evals_warn_with_their_reason_and_bad_arguments_fa
 	rules_t *r =
 	    rules_load_text("t.cf",
 	                    "header R eval:check_razor2()\n"
-	                    "header S eval:check_dkim_signall()\n"
+	                    "header S eval:check_arc_valid()\n"
 	                    "body M eval:check_msg_parse_flags('missing_head_body_separator')\n"
 	                    "header OK eval:subject_is_all_caps()\n",
 	                    NULL, d);
 	cr_assert_not_null(r);
 	cr_assert(diag_has(d, "t.cf:1: warning: skipped eval test check_razor2 (Razor"));
-	cr_assert(diag_has(d, "t.cf:2: warning: skipped eval test check_dkim_signall (DKIM ADSP"));
+	cr_assert(diag_has(d, "t.cf:2: warning: skipped eval test check_arc_valid (ARC"));
 	cr_assert(diag_has(d, "t.cf:3: warning: skipped eval test "
 	                      "check_msg_parse_flags(missing_head_body_separator)"));
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "OK")));
@@ -1871,6 +1871,16 @@ Test(rules_eval, dkim_welcomelist_needs_a_valid_signature_of_the_listed_domain)
 	cr_assert(hits_auth(r, "From: boss@auth.example\n\nx\n", "USER_IN_DKIM_WL", AUTH_NONE,
 	                    "d=auth.example: dkim=pass"),
 	          "welcomelist_auth: an author domain signature");
+	rules_t *rv =
+	    load("full __RESIGNER1 eval:check_dkim_valid('linkedin.example')\n"
+	         "full __RESIGNER2 eval:check_dkim_valid('x.example', '.groups.example')\n"
+	         "meta RESIGNER1 __RESIGNER1\nmeta RESIGNER2 __RESIGNER2\n");
+	cr_assert(hits_auth(rv, corp, "RESIGNER1", AUTH_NONE, "d=linkedin.example: dkim=pass"));
+	cr_assert_not(hits_auth(rv, corp, "RESIGNER1", AUTH_NONE, "d=corp.example: dkim=pass"));
+	cr_assert(hits_auth(rv, corp, "RESIGNER2", AUTH_NONE, "d=groups.example: dkim=pass"));
+	cr_assert(hits_auth(rv, corp, "RESIGNER2", AUTH_NONE, "d=a.groups.example: dkim=pass"));
+	cr_assert_not(hits_auth(rv, corp, "RESIGNER2", AUTH_NONE, "d=a.x.example: dkim=pass"));
+	rules_free(rv);
 	const char *ef = "Return-Path: <b@Bounce.Example>\nFrom: x@corp.example\n\nx\n";
 	cr_assert(hits_auth(r, ef, "DKIM_VALID_EF", AUTH_NONE, "d=bounce.example: dkim=pass"));
 	cr_assert_not(hits_auth(r, ef, "DKIM_VALID_EF", AUTH_NONE, "d=corp.example: dkim=pass"));
@@ -1879,6 +1889,46 @@ Test(rules_eval, dkim_welcomelist_needs_a_valid_signature_of_the_listed_domain)
 	cr_assert_null(
 	    rules_load_text("t.cf", "welcomelist_from_dkim a@b.example c.example d\n", NULL, d));
 	cr_assert(diag_has(d, "t.cf:1: welcomelist_from_dkim: expected an author address"));
+	diag_free(d);
+}
+
+Test(rules_eval, dkim_adsp_from_adsp_override_without_an_author_signature)
+{
+	rules_t *r = load("header DKIM_ADSP_DISCARD eval:check_dkim_adsp('D')\n"
+	                  "header DKIM_ADSP_ALL eval:check_dkim_adsp('A')\n"
+	                  "header ANY_EBAY eval:check_dkim_adsp('*', '.ebay.example')\n"
+	                  "header SIGNALL eval:check_dkim_signall()\n"
+	                  "header SIGNSOME eval:check_dkim_signsome()\n"
+	                  "adsp_override ebay.example\n"
+	                  "adsp_override *.bank.example all\n"
+	                  "adsp_override fine.bank.example unknown\n");
+	const char *ebay = "From: eBay <a@eBay.example>\n\nx\n";
+	cr_assert(hits_auth(r, ebay, "DKIM_ADSP_DISCARD", AUTH_NONE, NULL),
+	          "discardable by default");
+	cr_assert(hits_auth(r, ebay, "ANY_EBAY", AUTH_NONE, NULL));
+	cr_assert_not(hits_auth(r, ebay, "DKIM_ADSP_ALL", AUTH_NONE, NULL));
+	cr_assert_not(
+	    hits_auth(r, ebay, "DKIM_ADSP_DISCARD", AUTH_NONE, "d=ebay.example: dkim=pass"),
+	    "an author domain signature meets any practice");
+	cr_assert(hits_auth(r, ebay, "DKIM_ADSP_DISCARD", AUTH_NONE, "d=other.example: dkim=pass"),
+	          "a third party's signature does not");
+	const char *bank = "From: a@x.bank.example\n\nx\n";
+	cr_assert(hits_auth(r, bank, "DKIM_ADSP_ALL", AUTH_NONE, NULL), "*.bank.example");
+	cr_assert(hits_auth(r, bank, "SIGNALL", AUTH_NONE, NULL));
+	cr_assert_not(hits_auth(r, bank, "ANY_EBAY", AUTH_NONE, NULL),
+	              "not an ebay.example domain");
+	cr_assert_not(hits_auth(r, bank, "SIGNSOME", AUTH_NONE, NULL), "never, as in SpamAssassin");
+	cr_assert_not(
+	    hits_auth(r, "From: a@fine.bank.example\n\nx\n", "DKIM_ADSP_ALL", AUTH_NONE, NULL),
+	    "the domain's own line wins over *.bank.example");
+	cr_assert_not(
+	    hits_auth(r, "From: a@other.example\n\nx\n", "DKIM_ADSP_DISCARD", AUTH_NONE, NULL),
+	    "no override and no ADSP lookup: no practice");
+	cr_assert_not(hits(r, ebay, "DKIM_ADSP_DISCARD"), "auth did not judge the message");
+	rules_free(r);
+	diag_t *d = diag_new();
+	cr_assert_null(rules_load_text("t.cf", "adsp_override a.example sometimes\n", NULL, d));
+	cr_assert(diag_has(d, "t.cf:1: adsp_override: the practice is one of"));
 	diag_free(d);
 }
 
@@ -2078,6 +2128,18 @@ Test(rules_eval, uri_host_listed_reads_the_named_lists)
 	cr_assert(hits(r, "Subject: x\n\nsee http://a.kept.example/ now\n", "IN_OTHER"));
 	cr_assert(hits(r, "Subject: x\n\n<http://[2001:db8::1]/x>\n", "IN_OTHER"),
 	          "an address literal without its brackets");
+	cr_assert(hits(r, "Subject: x\n\nExtended Benefits.Top Here\n", "PDS_OTHER_BAD_TLD"),
+	          "a host name written without a scheme");
+	cr_assert(hits(r, "Subject: x\n\nsee shop.example.top/offer now\n", "PDS_OTHER_BAD_TLD"));
+	cr_assert_not(
+	    hits(r, "Subject: x\n\nwrite to sales@shop.example.top now\n", "PDS_OTHER_BAD_TLD"),
+	    "a mail address is no link");
+	cr_assert_not(
+	    hits(r, "Subject: x\n\nsee http://a.example/page.top now\n", "PDS_OTHER_BAD_TLD"),
+	    "a link's path is not a host");
+	cr_assert_not(hits(r, "Subject: x\n\nthe file.notatld is here\n", "PDS_OTHER_BAD_TLD"));
+	cr_assert_not(hits(r, "Subject: x\n\nmore info...TOP offers\n", "PDS_OTHER_BAD_TLD"),
+	              "an empty label: no host name");
 	rules_free(r);
 	diag_t *d = diag_new();
 	cr_assert_null(rules_load_text("t.cf", "enlist_uri_host LIST a.example\n", NULL, d));
