@@ -37,8 +37,6 @@ static const struct {
     {"check_razor2", "Razor: an external service, not run"},
     {"check_pyzor", "Pyzor: an external service, not run"},
     {"check_dcc", "DCC: an external service, not run"},
-    {"check_dkim_", "DKIM ADSP (RFC 5617, historic since RFC 7656): its DNS records are not "
-                    "asked"},
     {"check_dmarc_",
      "DMARC: not implemented (auth answers pass, missing, reject, quarantine, none)"},
     {"check_arc_", "ARC: no ARC library in Debian 12, not validated"},
