@@ -67,8 +67,10 @@ static bool re(struct rules_eval_re *r, const char *s)
 /* The raw body's first line, or each line of it, against pattern r. */
 static bool raw_lines(struct rules_eval_re *r, const mime_part_t *p, bool first_only)
 {
+	if (p->raw == NULL)
+		return false;
 	const char *s = p->raw, *end = p->raw + p->raw_len;
-	while (s != NULL && s < end) {
+	while (s < end) {
 		const char *nl = memchr(s, '\n', (size_t)(end - s));
 		size_t n = nl ? (size_t)(nl - s) : (size_t)(end - s);
 		if (n > 0 && s[n - 1] == '\r')

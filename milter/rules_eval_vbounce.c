@@ -45,7 +45,7 @@ static long welcomelist_bounce_relays(struct rules_evalenv *e, const struct rule
 		return 0;
 	size_t blen = 0;
 	const char *body = e->mi ? mime_body(e->mi, &blen) : NULL;
-	for (const char *s = body, *end = body + blen; s != NULL && s < end;) {
+	for (const char *s = body, *end = body ? body + blen : NULL; s != NULL && s < end;) {
 		const char *nl = memchr(s, '\n', (size_t)(end - s));
 		size_t n = nl ? (size_t)(nl - s) : (size_t)(end - s);
 		if (rules_eval_re(&rcvd, s, n) && words_listed(e, &word, s, n))
@@ -54,7 +54,9 @@ static long welcomelist_bounce_relays(struct rules_evalenv *e, const struct rule
 	}
 	size_t plen = 0;
 	const char *pristine = msg_body(e->m, &plen);
-	if (pristine == NULL || rules_eval_strcasestr(pristine, "received:") == NULL)
+	static struct rules_eval_re any = {.pattern = "Received:", .options = PCRE2_CASELESS};
+	/* the triage SpamAssassin makes; the body may hold NUL bytes */
+	if (pristine == NULL || !rules_eval_re(&any, pristine, plen))
 		return 0;
 	/*
 	 * The current field: a line, and the lines that continue it appended
