@@ -2058,6 +2058,19 @@ Test(rules_eval, fromname_directives_change_the_owner_and_the_level)
 	diag_free(d);
 }
 
+Test(rules_eval, fns_ignore_dkim_skips_mail_its_domains_signed)
+{
+	rules_t *r = load("header SPOOF eval:check_fromname_spoof()\n"
+	                  "fns_ignore_dkim GoogleGroups.com\n");
+	const char *spoof = "From: \"service@paypal.com\" <alerts@evil-mail.net>\n"
+	                    "To: bob@example.org\nSubject: x\n\nx\n";
+	cr_assert(hits_auth(r, spoof, "SPOOF", AUTH_NONE, NULL));
+	cr_assert_not(hits_auth(r, spoof, "SPOOF", AUTH_NONE, "d=googlegroups.com: dkim=pass"),
+	              "a valid signature of a listed domain");
+	cr_assert(hits_auth(r, spoof, "SPOOF", AUTH_NONE, "d=evil-mail.net: dkim=pass"));
+	rules_free(r);
+}
+
 Test(rules_eval, html_text_match_sees_anchors_comments_and_titles)
 {
 	rules_t *r = load("body __HTML_LINK_IMAGE eval:html_text_match('anchor', '<img>')\n"
