@@ -811,8 +811,24 @@ static bool fqdn_valid(const char *host)
  * _tbirdurire), the links with a scheme, www. and mail addresses skipped
  * whole, and a host counted only under a known top-level domain.
  */
-static bool schemeless_listed(struct rules_evalenv *e, const struct hostlist *l)
+struct schemeless {
+	const char **hosts; /* lower-case, valid host names under a known TLD */
+	size_t n;
+};
+
+/* The end delimiters of SpamAssassin's URI pattern, where a match stops. */
+static bool uri_end_delim(unsigned char c)
 {
+	return strchr("><\"`}]{[|", c) != NULL || isspace(c) || c == 0x1b || c == 0xa0;
+}
+
+static const struct schemeless *schemeless_hosts(struct rules_evalenv *e)
+{
+	struct schemeless *c = e->cache[RULES_EVAL_CACHE_SCHEMELESS];
+	if (c != NULL)
+		return c;
+	c = arena_zalloc(e->a, sizeof(*c));
+	e->cache[RULES_EVAL_CACHE_SCHEMELESS] = c;
 #define END     "><\"`}\\]{[|\\s\\x1b\\xa0"
 #define ENDMAIL END ",('\\x80-\\xff"
 	static struct rules_eval_re re = {
@@ -827,18 +843,40 @@ static bool schemeless_listed(struct rules_evalenv *e, const struct hostlist *l)
 	    .options = PCRE2_CASELESS};
 #undef END
 #undef ENDMAIL
-	size_t n = 0;
+	size_t n = 0, cap = 0;
 	const char *text = e->mi ? mime_body(e->mi, &n) : NULL;
 	size_t from = 0, start, len;
 	while (text != NULL && from < n && rules_eval_re_find(&re, text, n, from, &start, &len)) {
-		from = start + len > from ? start + len : from + 1;
+		/* the match goes on over its port and path to the next end delimiter */
+		from = start + len;
+		while (from < n && !uri_end_delim((unsigned char)text[from]))
+			from++;
 		if (len >= 256)
 			continue;
+		char *host = arena_strndup(e->a, text + start, len);
+		for (char *q = host; *q; q++)
+			*q = (char)tolower((unsigned char)*q);
+		if (!fqdn_valid(host) || !rules_eval_domain_valid(host))
+			continue;
+		if (c->n == cap) {
+			cap = cap ? cap * 2 : 16;
+			const char **nv = arena_alloc(e->a, cap * sizeof(*nv));
+			if (c->n > 0)
+				memcpy(nv, c->hosts, c->n * sizeof(*nv));
+			c->hosts = nv;
+		}
+		c->hosts[c->n++] = host;
+	}
+	return c;
+}
+
+static bool schemeless_listed(struct rules_evalenv *e, const struct hostlist *l)
+{
+	const struct schemeless *c = schemeless_hosts(e);
+	for (size_t i = 0; i < c->n; i++) {
 		char host[256];
-		for (size_t i = 0; i < len; i++)
-			host[i] = (char)tolower((unsigned char)text[start + i]);
-		host[len] = '\0';
-		if (fqdn_valid(host) && rules_eval_domain_valid(host) && host_in_list(l, host))
+		snprintf(host, sizeof(host), "%s", c->hosts[i]);
+		if (host_in_list(l, host))
 			return true;
 	}
 	return false;

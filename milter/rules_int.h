@@ -261,6 +261,8 @@ enum {
 	RULES_EVAL_CACHE_UPPER, /* rules_eval_mime.c: check_for_uppercase's percent */
 	/* rules_eval_fromname.c: the From name's facts */
 	RULES_EVAL_CACHE_FROMNAME,
+	/* rules_eval_wlbl.c: host names written without a scheme */
+	RULES_EVAL_CACHE_SCHEMELESS,
 	RULES_EVAL_CACHE_N
 };
 

@@ -2151,6 +2151,9 @@ Test(rules_eval, uri_host_listed_reads_the_named_lists)
 	    hits(r, "Subject: x\n\nsee http://a.example/page.top now\n", "PDS_OTHER_BAD_TLD"),
 	    "a link's path is not a host");
 	cr_assert_not(hits(r, "Subject: x\n\nthe file.notatld is here\n", "PDS_OTHER_BAD_TLD"));
+	cr_assert_not(
+	    hits(r, "Subject: x\n\nsee shop.example.com/offer.top now\n", "PDS_OTHER_BAD_TLD"),
+	    "a schemeless link's path is not a host either");
 	cr_assert_not(hits(r, "Subject: x\n\nmore info...TOP offers\n", "PDS_OTHER_BAD_TLD"),
 	              "an empty label: no host name");
 	rules_free(r);
