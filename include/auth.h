@@ -78,6 +78,15 @@ extern const evidence_ops_t auth_evidence;
  */
 bool auth_eval(const hits_t *h, const char *func, bool *answer);
 
+/*
+ * Whether a DKIM signature whose signing domain (d=) is sdid verified;
+ * with subdomains, one of a domain below sdid instead (not sdid itself).
+ * ASCII case-insensitive; false when auth did not judge the message.
+ * check_dkim_dependable is also answered by auth_eval(): DKIM was
+ * verified (not skipped for the message's size).
+ */
+bool auth_dkim_valid_sdid(const hits_t *h, const char *sdid, bool subdomains);
+
 /* The results of one method, as RFC 8601 names them. */
 typedef enum {
 	AUTH_NONE = 0,

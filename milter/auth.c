@@ -596,9 +596,21 @@ static ev_status_t auth_score(void *shared, void *conn, msg_t *m, const mime_t *
 	}
 	if (r->nsig > 0) {
 		hit(a, h, "DKIM_SIGNED", NULL);
-		hit(a, h, valid ? "DKIM_VALID" : "DKIM_INVALID",
-		    arena_sprintf(hits_arena(h), "d=%s: dkim=%s", r->sig[0].domain,
-		                  auth_result_name(r->sig[0].r)));
+		/*
+		 * DKIM_VALID's detail names every signing domain that verified:
+		 * auth_dkim_valid_sdid() reads it back for the welcomelists.
+		 */
+		const char *det = arena_sprintf(hits_arena(h), "d=%s: dkim=%s", r->sig[0].domain,
+		                                auth_result_name(r->sig[0].r));
+		if (valid) {
+			det = "d=";
+			for (size_t i = 0; i < r->nsig; i++)
+				if (r->sig[i].r == AUTH_PASS)
+					det = arena_sprintf(hits_arena(h), "%s%s%s", det,
+					                    det[2] ? "," : "", r->sig[i].domain);
+			det = arena_sprintf(hits_arena(h), "%s: dkim=pass", det);
+		}
+		hit(a, h, valid ? "DKIM_VALID" : "DKIM_INVALID", det);
 	}
 	if (valid_au)
 		hit(a, h, "DKIM_VALID_AU", r->from);
@@ -639,7 +651,8 @@ static ev_status_t auth_score(void *shared, void *conn, msg_t *m, const mime_t *
 	}
 	hits_set_metric(h, "auth_spf", r->spf_identity || r->trusted ? (double)r->spf : -1.0);
 	hits_set_metric(h, "auth_spf_helo", r->helo != AUTH_N_RESULTS ? (double)r->helo : -1.0);
-	hits_set_metric(h, "auth_dkim", (r->nsig > 0) | valid << 1 | valid_au << 2);
+	hits_set_metric(h, "auth_dkim",
+	                (r->nsig > 0) | valid << 1 | valid_au << 2 | r->dkim_skipped << 3);
 	hits_set_metric(h, "auth_dmarc", r->has_from ? (double)r->dmarc : -1.0);
 	hits_set_metric(h, "auth_dmarc_p", r->policy);
 	if (r->dkim_skipped && ctx->explain)
@@ -672,6 +685,7 @@ bool auth_eval(const hits_t *h, const char *func, bool *answer)
 	    {"check_dkim_signed", "auth_dkim", 1},
 	    {"check_dkim_valid", "auth_dkim", 2},
 	    {"check_dkim_valid_author_sig", "auth_dkim", 4},
+	    {"check_dkim_dependable", "auth_dkim", 8},
 	    {"check_dmarc_pass", "auth_dmarc", AUTH_PASS},
 	    {"check_dmarc_missing", "auth_dmarc", AUTH_NONE},
 	    {"check_dmarc_reject", "auth_dmarc_p", 'r'},
@@ -683,8 +697,10 @@ bool auth_eval(const hits_t *h, const char *func, bool *answer)
 			continue;
 		double v, dmarc;
 		if (!hits_metric(h, evals[i].metric, &v) || !hits_metric(h, "auth_dmarc", &dmarc))
-			return false; /* auth did not judge this message */
-		if (strcmp(evals[i].metric, "auth_dkim") == 0)
+			return false;    /* auth did not judge this message */
+		if (evals[i].value == 8) /* verified, not skipped for its size */
+			*answer = ((int)v & 8) == 0;
+		else if (strcmp(evals[i].metric, "auth_dkim") == 0)
 			*answer = ((int)v & evals[i].value) != 0;
 		else if (strcmp(evals[i].metric, "auth_dmarc_p") == 0)
 			/* SpamAssassin's: the message failed DMARC under that policy */
@@ -692,6 +708,27 @@ bool auth_eval(const hits_t *h, const char *func, bool *answer)
 		else
 			*answer = (int)v == evals[i].value;
 		return true;
+	}
+	return false;
+}
+
+bool auth_dkim_valid_sdid(const hits_t *h, const char *sdid, bool subdomains)
+{
+	size_t sl = strlen(sdid);
+	for (size_t i = 0; i < hits_count(h); i++) {
+		const hit_t *x = hits_at(h, i);
+		if (strcmp(x->source, "auth") != 0 || strcmp(x->name, "DKIM_VALID") != 0 ||
+		    x->detail == NULL || strncmp(x->detail, "d=", 2) != 0)
+			continue;
+		/* "d=a.example,b.example: dkim=pass" */
+		for (const char *p = x->detail + 2; *p && *p != ':';) {
+			size_t n = strcspn(p, ",:");
+			if (subdomains ? n > sl && p[n - sl - 1] == '.' &&
+			                     strncasecmp(p + n - sl, sdid, sl) == 0
+			               : n == sl && strncasecmp(p, sdid, sl) == 0)
+				return true;
+			p += n + (p[n] == ',');
+		}
 	}
 	return false;
 }

@@ -12,9 +12,11 @@
 #include "rules_int.h"
 
 static const struct rules_evaldef *const families[] = {
-    rules_eval_header_defs,   rules_eval_relay_defs, rules_eval_mime_defs,     rules_eval_html_defs,
-    rules_eval_freemail_defs, rules_eval_body_defs,  rules_eval_wlbl_defs,     rules_eval_auth_defs,
-    rules_eval_dns_defs,      rules_eval_image_defs, rules_eval_fromname_defs,
+    rules_eval_header_defs,  rules_eval_relay_defs,    rules_eval_mime_defs,
+    rules_eval_html_defs,    rules_eval_freemail_defs, rules_eval_body_defs,
+    rules_eval_wlbl_defs,    rules_eval_auth_defs,     rules_eval_dns_defs,
+    rules_eval_image_defs,   rules_eval_fromname_defs, rules_eval_antivirus_defs,
+    rules_eval_vbounce_defs,
 };
 
 const struct rules_evaldef *rules_eval_lookup(const char *name)
@@ -34,18 +36,11 @@ static const struct {
     {"check_razor2", "Razor: an external service, not run"},
     {"check_pyzor", "Pyzor: an external service, not run"},
     {"check_dcc", "DCC: an external service, not run"},
-    {"check_for_spf_", "SPF welcomelists: not implemented (the SPF results come from auth)"},
-    {"check_for_def_spf_", "SPF welcomelists: not implemented (the SPF results come from auth)"},
-    {"check_for_dkim_", "DKIM welcomelists: not implemented (the DKIM results come from auth)"},
-    {"check_for_def_dkim_", "DKIM welcomelists: not implemented (the DKIM results come from auth)"},
-    {"check_dkim_", "DKIM ADSP and signing-domain tests: not implemented (auth answers signed, "
-                    "valid, valid_author_sig)"},
     {"check_dmarc_",
      "DMARC: not implemented (auth answers pass, missing, reject, quarantine, none)"},
     {"check_arc_", "ARC: no ARC library in Debian 12, not validated"},
     {"check_rbl", "DNS list: this form is not run through Sift's DNS service yet"},
     {"check_uridnsbl", "DNS list: this form is not run through Sift's DNS service yet"},
-    {"check_uri_host_listed", "DNS list: this form is not run through Sift's DNS service yet"},
     {"check_dns_sender", "DNS: not run"},
     {"check_hashbl", "HashBL: DNS lookups, not run"},
     {"check_bayes", "Bayes: Sift's own classifier scores instead"},

@@ -7,6 +7,7 @@
  */
 #include <ctype.h>
 
+#include "auth.h"
 #include "rules_int.h"
 
 /* fns_add_addrlist (OWNER) addr...: addresses that belong to one owner */
@@ -21,6 +22,8 @@ struct rules_fromname {
 	int check;       /* fns_check: 0 address, 1 and owner, 2 and domain */
 	char **ignore_headers;
 	size_t nignore;
+	char **ignore_dkim; /* fns_ignore_dkim: signing domains, lower-case */
+	size_t nignore_dkim;
 	struct fns_list *lists;
 	size_t nlists;
 };
@@ -124,9 +127,24 @@ const char *rules_fromname_directive(rules_t *r, const char *dir, const char *re
 		}
 		return NULL;
 	}
-	if (strcmp(dir, "fns_ignore_dkim") == 0)
-		return "~the DKIM signing domains are not available to eval tests (SpamAssassin "
-		       "ignores it too when it runs local tests only)";
+	if (strcmp(dir, "fns_ignore_dkim") == 0) {
+		if (*rest == '\0')
+			return "expected signing domains";
+		for (const char *p = rest; *p;) {
+			p += strspn(p, " \t");
+			size_t n = strcspn(p, " \t");
+			if (n == 0)
+				break;
+			f->ignore_dkim =
+			    xalloc_realloc(f->ignore_dkim, (f->nignore_dkim + 1) * sizeof(char *));
+			char *d = xalloc_strndup(p, n);
+			for (char *q = d; *q; q++)
+				*q = (char)tolower((unsigned char)*q);
+			f->ignore_dkim[f->nignore_dkim++] = d;
+			p += n;
+		}
+		return NULL;
+	}
 	return "~not a FromNameSpoof directive Sift knows";
 }
 
@@ -137,6 +155,9 @@ void rules_fromname_free(struct rules_fromname *f)
 	for (size_t i = 0; i < f->nignore; i++)
 		free(f->ignore_headers[i]);
 	free(f->ignore_headers);
+	for (size_t i = 0; i < f->nignore_dkim; i++)
+		free(f->ignore_dkim[i]);
+	free(f->ignore_dkim);
 	for (size_t i = 0; i < f->nlists; i++) {
 		for (size_t k = 0; k < f->lists[i].n; k++)
 			free(f->lists[i].v[k]);
@@ -380,6 +401,10 @@ static void compute(struct rules_evalenv *e, struct fns_facts *fa)
 	for (size_t i = 0; f != NULL && i < f->nignore; i++)
 		if (msg_header_get(e->m, f->ignore_headers[i], 0) != NULL)
 			return; /* a mailing list's mail, say */
+	/* a valid signature of fns_ignore_dkim's domains (auth's results: none without auth) */
+	for (size_t i = 0; f != NULL && e->h != NULL && i < f->nignore_dkim; i++)
+		if (auth_dkim_valid_sdid(e->h, f->ignore_dkim[i], false))
+			return;
 	const char *from = lower_arena(e->a, first_addr(e, "From", 0));
 	const char *from_domain = addr_domain(e, from);
 	if (from_domain == NULL)

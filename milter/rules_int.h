@@ -261,6 +261,8 @@ enum {
 	RULES_EVAL_CACHE_UPPER, /* rules_eval_mime.c: check_for_uppercase's percent */
 	/* rules_eval_fromname.c: the From name's facts */
 	RULES_EVAL_CACHE_FROMNAME,
+	/* rules_eval_wlbl.c: host names written without a scheme */
+	RULES_EVAL_CACHE_SCHEMELESS,
 	RULES_EVAL_CACHE_N
 };
 
@@ -305,6 +307,8 @@ extern const struct rules_evaldef rules_eval_auth_defs[];
 extern const struct rules_evaldef rules_eval_dns_defs[];
 extern const struct rules_evaldef rules_eval_image_defs[];
 extern const struct rules_evaldef rules_eval_fromname_defs[];
+extern const struct rules_evaldef rules_eval_antivirus_defs[];
+extern const struct rules_evaldef rules_eval_vbounce_defs[];
 /*
  * rules_eval_dns.c: starts the lookups of every check_rbl rule that runs,
  * in one batch on dns (nothing when dns is NULL), before the other rules;
@@ -338,6 +342,12 @@ bool rules_eval_is_auth(const struct rules_evaldef *d);
 struct rules_wlbl;
 int rules_wlbl_directive(rules_t *r, const char *dir, const char *rest, const char **err);
 void rules_wlbl_free(struct rules_wlbl *w);
+/* VBounce's welcomelist_bounce_relays: any listed; host (n bytes) matches one (ASCII case folded)
+ */
+bool rules_wlbl_have_bounce_relays(const rules_t *r);
+bool rules_wlbl_bounce_relay(const rules_t *r, const char *host, size_t n);
+/* DKIM's adsp_override for domain (itself, then *.parent ... *): N/U/A/D/1/2/3, 0 if none */
+char rules_wlbl_adsp_override(const rules_t *r, const char *domain);
 
 /* rules_eval_freemail.c: the freemail_* directives (NULL, an error, or '~' and a skip reason) */
 struct rules_freemail;

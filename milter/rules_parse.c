@@ -47,6 +47,8 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::BodyEval",
     "Mail::SpamAssassin::Plugin::WLBLEval",
     "Mail::SpamAssassin::Plugin::WelcomeListSubject",
+    /* welcomelist_bounce_relays and its evals (rules_eval_vbounce.c); v320.pre loads it */
+    "Mail::SpamAssassin::Plugin::VBounce",
     /* check_rbl, check_rbl_txt and check_rbl_sub ask Sift's DNS service (rules_eval_dns.c) */
     "Mail::SpamAssassin::Plugin::DNSEval",
     /* urirhssub and urirhsbl with check_uridnsbl; the NS/A forms are skipped */

@@ -169,10 +169,19 @@ header SA_IT_SPF_PASS eval:check_for_spf_pass()
 score  SA_IT_SPF_PASS -0.5
 header SPF_FAIL       eval:check_for_spf_fail()
 score  SPF_FAIL       0.9
+header SA_IT_SPF_WL   eval:check_for_spf_welcomelist_from()
+score  SA_IT_SPF_WL   -0.1
+welcomelist_from_spf alice@pass.test
 endif
 ifplugin Mail::SpamAssassin::Plugin::DKIM
 header SA_IT_DKIM_VALID eval:check_dkim_valid()
 score  SA_IT_DKIM_VALID -0.1
+header SA_IT_DKIM_WL  eval:check_for_def_dkim_welcomelist_from()
+score  SA_IT_DKIM_WL  -0.1
+def_welcomelist_from_dkim *@pass.test
+header SA_IT_THIRD_WL eval:check_for_dkim_welcomelist_from()
+score  SA_IT_THIRD_WL -0.1
+welcomelist_from_dkim *@pass.test other.test
 endif
 ifplugin Mail::SpamAssassin::Plugin::Dmarc
 header SA_IT_DMARC_REJECT eval:check_dmarc_reject()
@@ -185,15 +194,22 @@ sed "s|^rules = .*|rules = $D/sarules|" "$D/sift.conf" >"$D/sa.conf"
 OUT=$(CONF=$D/sa.conf run alice@pass.test 198.51.100.7 "$DATA/plain.eml")
 check "sa evals: check_for_spf_fail() hits on an SPF failure" has "$OUT" "SA_IT_SPF_FAIL"
 check "sa evals: check_for_spf_pass() does not" hasnt "$OUT" "SA_IT_SPF_PASS"
+check "sa evals: welcomelist_from_spf without SPF pass" hasnt "$OUT" "SA_IT_SPF_WL"
 check "sa evals: check_dmarc_reject() hits under p=reject" has "$OUT" "SA_IT_DMARC_REJECT"
 check "sa evals: a meta over them hits" has "$OUT" "SA_IT_META_SPF"
 check "sa evals: SPF_FAIL is scored once (auth's hit and the rule are one fact)" \
 	[ "$(printf '%s\n' "$OUT" | grep -c '[^_]SPF_FAIL ')" = 1 ]
 OUT=$(CONF=$D/sa.conf run alice@pass.test 192.0.2.10 "$DATA/plain.eml")
 check "sa evals: check_for_spf_pass() hits on an SPF pass" has "$OUT" "SA_IT_SPF_PASS"
+check "sa evals: welcomelist_from_spf: the sender listed, SPF pass" has "$OUT" "SA_IT_SPF_WL"
+check "sa evals: no DKIM signature, no DKIM welcomelist" hasnt "$OUT" "SA_IT_DKIM_WL"
 check "sa evals: and check_for_spf_fail() does not" hasnt "$OUT" "SA_IT_SPF_FAIL"
 OUT=$(CONF=$D/sa.conf run other@other.test 192.0.2.10 "$D/signed.eml")
 check "sa evals: check_dkim_valid() hits on a valid signature" has "$OUT" "SA_IT_DKIM_VALID"
+check "sa evals: def_welcomelist_from_dkim: the author's domain signed" has "$OUT" "SA_IT_DKIM_WL"
+check "sa evals: welcomelist_from_dkim wants other.test's signature" hasnt "$OUT" "SA_IT_THIRD_WL"
+OUT=$(CONF=$D/sa.conf run other@other.test 192.0.2.10 "$D/changed.eml")
+check "sa evals: a broken signature welcomelists nobody" hasnt "$OUT" "SA_IT_DKIM_WL"
 sed -e "s|^auth_enable = .*|auth_enable = no|" "$D/sa.conf" >"$D/sa-noauth.conf"
 OUT=$(CONF=$D/sa-noauth.conf run alice@pass.test 198.51.100.7 "$DATA/plain.eml")
 check "sa evals: without auth the plugins' blocks are not read" hasnt "$OUT" "SA_IT_SPF_FAIL"

@@ -256,5 +256,25 @@ Test(eval, spamassassin_evals_answer_from_the_results_left_in_the_hits)
 	cr_assert(auth_eval(h, "check_dmarc_reject", &yes) && !yes);
 	cr_assert(auth_eval(h, "check_dmarc_pass", &yes) && !yes);
 	cr_assert_not(auth_eval(h, "check_for_something_else", &yes));
+	cr_assert(auth_eval(h, "check_dkim_dependable", &yes) && yes);
+	hits_set_metric(h, "auth_dkim", 8);
+	cr_assert(auth_eval(h, "check_dkim_dependable", &yes) && !yes,
+	          "DKIM not verified (over max_message_size): not dependable");
+	arena_free(ar);
+}
+
+Test(eval, valid_signing_domains_are_read_from_dkim_valid)
+{
+	arena_t *ar = arena_new(4096);
+	hits_t *h = hits_new(ar);
+	cr_assert_not(auth_dkim_valid_sdid(h, "a.example", false), "auth did not run");
+	hits_add(h, "auth", "DKIM_VALID", -0.1, NULL, "d=a.example,m1.b.example: dkim=pass");
+	cr_assert(auth_dkim_valid_sdid(h, "a.example", false));
+	cr_assert(auth_dkim_valid_sdid(h, "A.Example", false), "case-insensitive");
+	cr_assert(auth_dkim_valid_sdid(h, "m1.b.example", false));
+	cr_assert_not(auth_dkim_valid_sdid(h, "b.example", false));
+	cr_assert(auth_dkim_valid_sdid(h, "b.example", true), "a domain below b.example");
+	cr_assert_not(auth_dkim_valid_sdid(h, "a.example", true), "below, not the domain itself");
+	cr_assert_not(auth_dkim_valid_sdid(h, "example", false));
 	arena_free(ar);
 }

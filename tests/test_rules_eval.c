@@ -11,6 +11,7 @@
 
 #include "conf.h"
 #include "diag.h"
+#include "auth.h"
 #include "hits.h"
 #include "mime.h"
 #include "msg.h"
@@ -846,15 +847,13 @@ Test(rules_eval, unimplemented_evals_warn_with_their_reason_and_bad_arguments_fa
 	rules_t *r =
 	    rules_load_text("t.cf",
 	                    "header R eval:check_razor2()\n"
-	                    "header S eval:check_for_spf_welcomelist_from()\n"
+	                    "header S eval:check_arc_valid()\n"
 	                    "body M eval:check_msg_parse_flags('missing_head_body_separator')\n"
 	                    "header OK eval:subject_is_all_caps()\n",
 	                    NULL, d);
 	cr_assert_not_null(r);
 	cr_assert(diag_has(d, "t.cf:1: warning: skipped eval test check_razor2 (Razor"));
-	cr_assert(diag_has(
-	    d,
-	    "t.cf:2: warning: skipped eval test check_for_spf_welcomelist_from (SPF welcomelists"));
+	cr_assert(diag_has(d, "t.cf:2: warning: skipped eval test check_arc_valid (ARC"));
 	cr_assert(diag_has(d, "t.cf:3: warning: skipped eval test "
 	                      "check_msg_parse_flags(missing_head_body_separator)"));
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "OK")));
@@ -883,12 +882,12 @@ Test(rules_eval, skipped_evals_are_listed_once_per_reason)
 	                             "header A eval:check_rbl_from_host('x', 'zen.example.')\n"
 	                             "header B eval:check_rbl_envfrom('x', 'zen.example.')\n"
 	                             "header C eval:check_rbl_from_host('y', 'other.example.')\n"
-	                             "uri D eval:check_uri_host_listed('D')\n",
+	                             "header D eval:check_rbl_ns_from('z', 'ns.example.')\n",
 	                             NULL, d);
 	cr_assert_not_null(r);
 	cr_assert_eq(diag_warnings(d), 1);
 	cr_assert(diag_has(d, "t.cf:1: warning: skipped 3 eval tests (DNS list"));
-	cr_assert(diag_has(d, "check_rbl_from_host, check_rbl_envfrom, check_uri_host_listed"));
+	cr_assert(diag_has(d, "check_rbl_from_host, check_rbl_envfrom, check_rbl_ns_from"));
 	rules_free(r);
 	diag_free(d);
 }
@@ -1788,6 +1787,188 @@ Test(rules_eval, default_welcomelist_needs_the_listed_relay)
 	rules_free(r);
 }
 
+Test(rules_eval, welcomelist_from_rcvd_needs_the_listed_relay)
+{
+	rules_t *r = load("header USER_IN_WELCOMELIST eval:check_from_in_welcomelist()\n"
+	                  "welcomelist_from_rcvd *@news.example.com example.com\n"
+	                  "whitelist_from_rcvd boss@corp.example [192.0.2.0/24]\n"
+	                  "welcomelist_from plain@example.org\n");
+	const char *via_own =
+	    "Received: from mta1.mail.example.com (mta1.mail.example.com [198.51.100.1])\n"
+	    " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	    "From: News <letter@news.example.com>\n\nx\n";
+	const char *via_other =
+	    "Received: from host.example.net (host.example.net [198.51.100.1])\n"
+	    " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	    "From: News <letter@news.example.com>\n\nx\n";
+	const char *boss = "Received: from x.example.net (x.example.net [192.0.2.77])\n"
+	                   " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+	                   "From: boss@corp.example\n\nx\n";
+	cr_assert(hits(r, via_own, "USER_IN_WELCOMELIST"));
+	cr_assert_not(hits(r, via_other, "USER_IN_WELCOMELIST"), "a forged sender");
+	cr_assert(hits(r, boss, "USER_IN_WELCOMELIST"), "the relay's address in the range");
+	cr_assert(hits(r, "From: plain@example.org\n\nx\n", "USER_IN_WELCOMELIST"),
+	          "welcomelist_from still counts");
+	rules_free(r);
+	diag_t *d = diag_new();
+	cr_assert_null(rules_load_text("t.cf", "welcomelist_from_rcvd a@b.example\n", NULL, d));
+	cr_assert(diag_has(d, "t.cf:1: welcomelist_from_rcvd: expected an address"));
+	diag_free(d);
+}
+
+/*
+ * The auth module's results as it leaves them for the rules (auth.c's
+ * score()): the SPF result of the envelope sender, and DKIM_VALID naming
+ * the signing domains that verified.
+ */
+static bool hits_auth(rules_t *r, const char *raw, const char *name, int spf,
+                      const char *dkim_valid)
+{
+	msg_t *m = msg_new(1 << 20);
+	msg_parse_raw(m, raw, strlen(raw));
+	mime_t *mi = mime_parse(m, NULL);
+	hits_t *h = hits_new(msg_arena(m));
+	hits_set_metric(h, "auth_spf", spf);
+	hits_set_metric(h, "auth_spf_helo", -1);
+	hits_set_metric(h, "auth_dkim", dkim_valid ? 3 : 0);
+	hits_set_metric(h, "auth_dmarc", -1);
+	hits_set_metric(h, "auth_dmarc_p", 0);
+	if (dkim_valid)
+		hits_add(h, "auth", "DKIM_VALID", -0.1, NULL, dkim_valid);
+	rules_eval(r, m, mi, h, 0);
+	bool v = hits_has(h, name);
+	msg_free(m);
+	return v;
+}
+
+Test(rules_eval, spf_welcomelist_needs_the_sender_listed_and_spf_pass)
+{
+	rules_t *r = load("header USER_IN_SPF_WL eval:check_for_spf_welcomelist_from()\n"
+	                  "header OLD eval:check_for_spf_whitelist_from()\n"
+	                  "header USER_IN_DEF_SPF_WL eval:check_for_def_spf_welcomelist_from()\n"
+	                  "welcomelist_from_spf *@lists.example.com\n"
+	                  "def_welcomelist_from_spf bounce@*.shop.example\n"
+	                  "welcomelist_auth boss@corp.example\n");
+	const char *lists = "Return-Path: <owner@Lists.Example.com>\nFrom: x@y.example\n\nx\n";
+	const char *shop = "Return-Path: <bounce@mail.shop.example>\nFrom: x@y.example\n\nx\n";
+	const char *boss = "Return-Path: <boss@corp.example>\nFrom: x@y.example\n\nx\n";
+	const char *other = "Return-Path: <a@other.example>\nFrom: x@y.example\n\nx\n";
+	cr_assert(hits_auth(r, lists, "USER_IN_SPF_WL", AUTH_PASS, NULL));
+	cr_assert(hits_auth(r, lists, "OLD", AUTH_PASS, NULL));
+	cr_assert_not(hits_auth(r, lists, "USER_IN_DEF_SPF_WL", AUTH_PASS, NULL));
+	cr_assert_not(hits_auth(r, lists, "USER_IN_SPF_WL", AUTH_SOFTFAIL, NULL), "no SPF pass");
+	cr_assert(hits_auth(r, shop, "USER_IN_DEF_SPF_WL", AUTH_PASS, NULL));
+	cr_assert_not(hits_auth(r, shop, "USER_IN_SPF_WL", AUTH_PASS, NULL));
+	cr_assert(hits_auth(r, boss, "USER_IN_SPF_WL", AUTH_PASS, NULL), "welcomelist_auth");
+	cr_assert_not(hits_auth(r, other, "USER_IN_SPF_WL", AUTH_PASS, NULL));
+	cr_assert_not(hits(r, lists, "USER_IN_SPF_WL"), "auth did not judge the message");
+	rules_free(r);
+}
+
+Test(rules_eval, dkim_welcomelist_needs_a_valid_signature_of_the_listed_domain)
+{
+	rules_t *r = load("header USER_IN_DKIM_WL eval:check_for_dkim_welcomelist_from()\n"
+	                  "header OLD eval:check_for_dkim_whitelist_from()\n"
+	                  "header USER_IN_DEF_DKIM_WL eval:check_for_def_dkim_welcomelist_from()\n"
+	                  "header DKIM_VALID_EF eval:check_dkim_valid_envelopefrom()\n"
+	                  "welcomelist_from_dkim *@corp.example\n"
+	                  "welcomelist_from_dkim jane@example.net example.org\n"
+	                  "whitelist_from_dkim *@*.remailer.example *.remailer.example\n"
+	                  "def_welcomelist_from_dkim *@*.ebay.example ebay.example\n"
+	                  "def_welcomelist_from_dkim *@gone.example\n"
+	                  "unwelcomelist_from_dkim *@gone.example\n"
+	                  "welcomelist_auth boss@auth.example\n");
+	const char *corp = "From: Joe <joe@corp.example>\n\nx\n";
+	cr_assert(hits_auth(r, corp, "USER_IN_DKIM_WL", AUTH_NONE, "d=corp.example: dkim=pass"),
+	          "an author domain signature");
+	cr_assert(hits_auth(r, corp, "OLD", AUTH_NONE, "d=x.example,corp.example: dkim=pass"),
+	          "any of the valid signatures");
+	cr_assert_not(
+	    hits_auth(r, corp, "USER_IN_DKIM_WL", AUTH_NONE, "d=other.example: dkim=pass"),
+	    "a third party's signature is not the author's");
+	cr_assert_not(hits_auth(r, corp, "USER_IN_DKIM_WL", AUTH_PASS, NULL), "no valid signature");
+	const char *jane = "From: jane@example.net\n\nx\n";
+	cr_assert(hits_auth(r, jane, "USER_IN_DKIM_WL", AUTH_NONE, "d=example.org: dkim=pass"));
+	cr_assert_not(hits_auth(r, jane, "USER_IN_DKIM_WL", AUTH_NONE, "d=example.net: dkim=pass"),
+	              "the listed signing domain, not the author's");
+	const char *rem = "From: a@b.remailer.example\n\nx\n";
+	cr_assert(
+	    hits_auth(r, rem, "USER_IN_DKIM_WL", AUTH_NONE, "d=m7.remailer.example: dkim=pass"));
+	cr_assert_not(
+	    hits_auth(r, rem, "USER_IN_DKIM_WL", AUTH_NONE, "d=remailer.example: dkim=pass"),
+	    "*.domain: below it, not the domain itself");
+	const char *ebay = "From: news@reply.ebay.example\n\nx\n";
+	cr_assert(
+	    hits_auth(r, ebay, "USER_IN_DEF_DKIM_WL", AUTH_NONE, "d=ebay.example: dkim=pass"));
+	cr_assert_not(
+	    hits_auth(r, ebay, "USER_IN_DKIM_WL", AUTH_NONE, "d=ebay.example: dkim=pass"));
+	cr_assert_not(hits_auth(r, "From: a@gone.example\n\nx\n", "USER_IN_DEF_DKIM_WL", AUTH_NONE,
+	                        "d=gone.example: dkim=pass"),
+	              "removed by unwelcomelist_from_dkim");
+	cr_assert(hits_auth(r, "From: boss@auth.example\n\nx\n", "USER_IN_DKIM_WL", AUTH_NONE,
+	                    "d=auth.example: dkim=pass"),
+	          "welcomelist_auth: an author domain signature");
+	rules_t *rv =
+	    load("full __RESIGNER1 eval:check_dkim_valid('linkedin.example')\n"
+	         "full __RESIGNER2 eval:check_dkim_valid('x.example', '.groups.example')\n"
+	         "meta RESIGNER1 __RESIGNER1\nmeta RESIGNER2 __RESIGNER2\n");
+	cr_assert(hits_auth(rv, corp, "RESIGNER1", AUTH_NONE, "d=linkedin.example: dkim=pass"));
+	cr_assert_not(hits_auth(rv, corp, "RESIGNER1", AUTH_NONE, "d=corp.example: dkim=pass"));
+	cr_assert(hits_auth(rv, corp, "RESIGNER2", AUTH_NONE, "d=groups.example: dkim=pass"));
+	cr_assert(hits_auth(rv, corp, "RESIGNER2", AUTH_NONE, "d=a.groups.example: dkim=pass"));
+	cr_assert_not(hits_auth(rv, corp, "RESIGNER2", AUTH_NONE, "d=a.x.example: dkim=pass"));
+	rules_free(rv);
+	const char *ef = "Return-Path: <b@Bounce.Example>\nFrom: x@corp.example\n\nx\n";
+	cr_assert(hits_auth(r, ef, "DKIM_VALID_EF", AUTH_NONE, "d=bounce.example: dkim=pass"));
+	cr_assert_not(hits_auth(r, ef, "DKIM_VALID_EF", AUTH_NONE, "d=corp.example: dkim=pass"));
+	rules_free(r);
+	diag_t *d = diag_new();
+	cr_assert_null(
+	    rules_load_text("t.cf", "welcomelist_from_dkim a@b.example c.example d\n", NULL, d));
+	cr_assert(diag_has(d, "t.cf:1: welcomelist_from_dkim: expected an author address"));
+	diag_free(d);
+}
+
+Test(rules_eval, dkim_adsp_from_adsp_override_without_an_author_signature)
+{
+	rules_t *r = load("header DKIM_ADSP_DISCARD eval:check_dkim_adsp('D')\n"
+	                  "header DKIM_ADSP_ALL eval:check_dkim_adsp('A')\n"
+	                  "header ANY_EBAY eval:check_dkim_adsp('*', '.ebay.example')\n"
+	                  "header SIGNALL eval:check_dkim_signall()\n"
+	                  "header SIGNSOME eval:check_dkim_signsome()\n"
+	                  "adsp_override ebay.example\n"
+	                  "adsp_override *.bank.example all\n"
+	                  "adsp_override fine.bank.example unknown\n");
+	const char *ebay = "From: eBay <a@eBay.example>\n\nx\n";
+	cr_assert(hits_auth(r, ebay, "DKIM_ADSP_DISCARD", AUTH_NONE, NULL),
+	          "discardable by default");
+	cr_assert(hits_auth(r, ebay, "ANY_EBAY", AUTH_NONE, NULL));
+	cr_assert_not(hits_auth(r, ebay, "DKIM_ADSP_ALL", AUTH_NONE, NULL));
+	cr_assert_not(
+	    hits_auth(r, ebay, "DKIM_ADSP_DISCARD", AUTH_NONE, "d=ebay.example: dkim=pass"),
+	    "an author domain signature meets any practice");
+	cr_assert(hits_auth(r, ebay, "DKIM_ADSP_DISCARD", AUTH_NONE, "d=other.example: dkim=pass"),
+	          "a third party's signature does not");
+	const char *bank = "From: a@x.bank.example\n\nx\n";
+	cr_assert(hits_auth(r, bank, "DKIM_ADSP_ALL", AUTH_NONE, NULL), "*.bank.example");
+	cr_assert(hits_auth(r, bank, "SIGNALL", AUTH_NONE, NULL));
+	cr_assert_not(hits_auth(r, bank, "ANY_EBAY", AUTH_NONE, NULL),
+	              "not an ebay.example domain");
+	cr_assert_not(hits_auth(r, bank, "SIGNSOME", AUTH_NONE, NULL), "never, as in SpamAssassin");
+	cr_assert_not(
+	    hits_auth(r, "From: a@fine.bank.example\n\nx\n", "DKIM_ADSP_ALL", AUTH_NONE, NULL),
+	    "the domain's own line wins over *.bank.example");
+	cr_assert_not(
+	    hits_auth(r, "From: a@other.example\n\nx\n", "DKIM_ADSP_DISCARD", AUTH_NONE, NULL),
+	    "no override and no ADSP lookup: no practice");
+	cr_assert_not(hits(r, ebay, "DKIM_ADSP_DISCARD"), "auth did not judge the message");
+	rules_free(r);
+	diag_t *d = diag_new();
+	cr_assert_null(rules_load_text("t.cf", "adsp_override a.example sometimes\n", NULL, d));
+	cr_assert(diag_has(d, "t.cf:1: adsp_override: the practice is one of"));
+	diag_free(d);
+}
+
 Test(rules_eval, def_welcomelist_from_rcvd_wants_two_words)
 {
 	diag_t *d = diag_new();
@@ -1914,6 +2095,19 @@ Test(rules_eval, fromname_directives_change_the_owner_and_the_level)
 	diag_free(d);
 }
 
+Test(rules_eval, fns_ignore_dkim_skips_mail_its_domains_signed)
+{
+	rules_t *r = load("header SPOOF eval:check_fromname_spoof()\n"
+	                  "fns_ignore_dkim GoogleGroups.com\n");
+	const char *spoof = "From: \"service@paypal.com\" <alerts@evil-mail.net>\n"
+	                    "To: bob@example.org\nSubject: x\n\nx\n";
+	cr_assert(hits_auth(r, spoof, "SPOOF", AUTH_NONE, NULL));
+	cr_assert_not(hits_auth(r, spoof, "SPOOF", AUTH_NONE, "d=googlegroups.com: dkim=pass"),
+	              "a valid signature of a listed domain");
+	cr_assert(hits_auth(r, spoof, "SPOOF", AUTH_NONE, "d=evil-mail.net: dkim=pass"));
+	rules_free(r);
+}
+
 Test(rules_eval, html_text_match_sees_anchors_comments_and_titles)
 {
 	rules_t *r = load("body __HTML_LINK_IMAGE eval:html_text_match('anchor', '<img>')\n"
@@ -1959,6 +2153,149 @@ Test(rules_eval, uri_host_lists_match_parent_domains_with_exceptions)
 	cr_assert(hits(r, "Subject: x\n\nsee https://user@good.example/ now\n",
 	               "URI_HOST_IN_WELCOMELIST"));
 	rules_free(r);
+}
+
+Test(rules_eval, uri_host_listed_reads_the_named_lists)
+{
+	rules_t *r = load("header PDS_OTHER_BAD_TLD eval:check_uri_host_listed('SUSP_NTLD')\n"
+	                  "header IN_BLOCK eval:check_uri_host_listed('BLOCK')\n"
+	                  "header IN_OTHER eval:check_uri_host_listed('OTHER')\n"
+	                  "enlist_uri_host (SUSP_NTLD) top xyz !good.xyz\n"
+	                  "enlist_uri_host (OTHER) gone.example kept.example 2001:db8::1\n"
+	                  "delist_uri_host (OTHER) gone.example\n"
+	                  "blocklist_uri_host bad.example\n");
+	cr_assert(hits(r, "Subject: x\n\nsee http://shop.example.TOP/x now\n", "PDS_OTHER_BAD_TLD"),
+	          "a top-level domain listed");
+	cr_assert_not(hits(r, "Subject: x\n\nsee http://www.good.xyz/ now\n", "PDS_OTHER_BAD_TLD"),
+	              "an exception below it");
+	cr_assert_not(
+	    hits(r, "Subject: x\n\nsee http://shop.example.com/ now\n", "PDS_OTHER_BAD_TLD"));
+	cr_assert(hits(r, "Subject: x\n\nsee http://www.bad.example/ now\n", "IN_BLOCK"),
+	          "blocklist_uri_host is the list BLOCK");
+	cr_assert_not(hits(r, "Subject: x\n\nsee http://www.bad.example/ now\n", "IN_OTHER"));
+	cr_assert_not(hits(r, "Subject: x\n\nsee http://a.gone.example/ now\n", "IN_OTHER"),
+	              "delisted");
+	cr_assert(hits(r, "Subject: x\n\nsee http://a.kept.example/ now\n", "IN_OTHER"));
+	cr_assert(hits(r, "Subject: x\n\n<http://[2001:db8::1]/x>\n", "IN_OTHER"),
+	          "an address literal without its brackets");
+	cr_assert(hits(r, "Subject: x\n\nExtended Benefits.Top Here\n", "PDS_OTHER_BAD_TLD"),
+	          "a host name written without a scheme");
+	cr_assert(hits(r, "Subject: x\n\nsee shop.example.top/offer now\n", "PDS_OTHER_BAD_TLD"));
+	cr_assert_not(
+	    hits(r, "Subject: x\n\nwrite to sales@shop.example.top now\n", "PDS_OTHER_BAD_TLD"),
+	    "a mail address is no link");
+	cr_assert_not(
+	    hits(r, "Subject: x\n\nsee http://a.example/page.top now\n", "PDS_OTHER_BAD_TLD"),
+	    "a link's path is not a host");
+	cr_assert_not(hits(r, "Subject: x\n\nthe file.notatld is here\n", "PDS_OTHER_BAD_TLD"));
+	cr_assert_not(
+	    hits(r, "Subject: x\n\nsee shop.example.com/offer.top now\n", "PDS_OTHER_BAD_TLD"),
+	    "a schemeless link's path is not a host either");
+	cr_assert_not(hits(r, "Subject: x\n\nmore info...TOP offers\n", "PDS_OTHER_BAD_TLD"),
+	              "an empty label: no host name");
+	rules_free(r);
+	diag_t *d = diag_new();
+	cr_assert_null(rules_load_text("t.cf", "enlist_uri_host LIST a.example\n", NULL, d));
+	cr_assert(diag_has(d, "t.cf:1: enlist_uri_host: expected (LISTNAME) and host names"));
+	diag_free(d);
+}
+
+/* ---------------------------------------------------------------- AntiVirus */
+
+#define MP_HEAD                                                                                    \
+	"From: a@example.com\nSubject: x\nMIME-Version: 1.0\n"                                     \
+	"Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: "                     \
+	"text/plain\n\nhi\n--b\n"
+
+Test(rules_eval, microsoft_executable_by_name_base64_header_or_uuencode)
+{
+	rules_t *r = load("body MICROSOFT_EXECUTABLE eval:check_microsoft_executable()\n");
+	const char *named =
+	    MP_HEAD "Content-Type: application/octet-stream; name=\"Invoice.PDF.exe\"\n"
+	            "Content-Transfer-Encoding: base64\n\nAAAA\n--b--\n";
+	const char *mz = MP_HEAD "Content-Type: application/octet-stream; name=\"invoice.zip\"\n"
+	                         "Content-Transfer-Encoding: base64\n\n"
+	                         "TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAA\n--b--\n";
+	const char *zip = MP_HEAD "Content-Type: application/zip; name=\"invoice.zip\"\n"
+	                          "Content-Transfer-Encoding: base64\n\n"
+	                          "UEsDBBQAAAAIAAAAIQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n--b--\n";
+	const char *uue = MP_HEAD "Content-Type: text/plain\n\nbegin 644 a.exe\n"
+	                          "M35J0``,````$````__\\``+@`````````0```````````````````````````\n"
+	                          "end\n--b--\n";
+	const char *disposition =
+	    MP_HEAD "Content-Type: application/octet-stream\n"
+	            "Content-Disposition: attachment; filename=\"run.exe\"\n\nAAAA\n--b--\n";
+	cr_assert(hits(r, named, "MICROSOFT_EXECUTABLE"), "an .exe name, any case");
+	cr_assert(hits(r, mz, "MICROSOFT_EXECUTABLE"), "base64 of an MZ/PE header");
+	cr_assert_not(hits(r, zip, "MICROSOFT_EXECUTABLE"));
+	cr_assert(hits(r, uue, "MICROSOFT_EXECUTABLE"), "uuencoded in a text part");
+	cr_assert_not(hits(r, disposition, "MICROSOFT_EXECUTABLE"),
+	              "SpamAssassin reads the name from Content-Type only");
+	rules_free(r);
+}
+
+Test(rules_eval, suspect_name_extension_against_content_type)
+{
+	rules_t *r = load("body MIME_SUSPECT_NAME eval:check_suspect_name()\n");
+	const char *gif_as_exe =
+	    MP_HEAD "Content-Type: application/x-msdownload; name=\"photo.gif\"\n"
+	            "\nAAAA\n--b--\n";
+	const char *gif = MP_HEAD "Content-Type: image/gif; name=\"photo.gif\"\n\nAAAA\n--b--\n";
+	const char *exe_as_image =
+	    MP_HEAD "Content-Type: image/jpeg; name=\"photo.jpg.exe\"\n\nAAAA\n--b--\n";
+	const char *octet =
+	    MP_HEAD "Content-Type: application/octet-stream; name=\"photo.gif\"\n\nAAAA\n--b--\n";
+	const char *doc =
+	    MP_HEAD "Content-Type: application/msword; name=\"a.doc\"\n\nAAAA\n--b--\n";
+	const char *xls =
+	    MP_HEAD "Content-Type: application/vnd.ms-excel; name=\"a.xls\"\n\nAAAA\n--b--\n";
+	const char *html = MP_HEAD "Content-Type: application/pdf; name=\"a.htm\"\n\nAAAA\n--b--\n";
+	cr_assert(hits(r, gif_as_exe, "MIME_SUSPECT_NAME"));
+	cr_assert_not(hits(r, gif, "MIME_SUSPECT_NAME"));
+	cr_assert(hits(r, exe_as_image, "MIME_SUSPECT_NAME"), "the last extension counts");
+	cr_assert_not(hits(r, octet, "MIME_SUSPECT_NAME"), "octet-stream fits any name");
+	cr_assert_not(hits(r, doc, "MIME_SUSPECT_NAME"));
+	cr_assert_not(hits(r, xls, "MIME_SUSPECT_NAME"), "vnd. is dropped: application/ms-excel");
+	cr_assert(hits(r, html, "MIME_SUSPECT_NAME"));
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- VBounce */
+
+/* SpamAssassin 4.0.1 loads VBounce by default (v320.pre): its block is read. */
+Test(rules_eval, bounce_relays_found_in_a_quoted_received_field)
+{
+#define VB_RULES                                                                                   \
+	"ifplugin Mail::SpamAssassin::Plugin::VBounce\n"                                           \
+	"body __MY_SERVERS_FOUND eval:check_welcomelist_bounce_relays()\n"                         \
+	"body OLD eval:check_whitelist_bounce_relays()\n"                                          \
+	"body __HAVE_BOUNCE_RELAYS eval:have_any_bounce_relays()\n"                                \
+	"endif\n"                                                                                  \
+	"meta MY_SERVERS __MY_SERVERS_FOUND\n"                                                     \
+	"meta HAVE_RELAYS __HAVE_BOUNCE_RELAYS\n"
+	rules_t *r = load(VB_RULES "welcomelist_bounce_relays out*.example.com\n");
+	rules_t *none = load(VB_RULES);
+	const char *in_text = "From: MAILER-DAEMON@mx.example.net\nSubject: failure\n\n"
+	                      "> Received: by OUT2.example.com (Postfix, from userid 1007)\n";
+	const char *attached =
+	    "From: MAILER-DAEMON@mx.example.net\nSubject: failure\nMIME-Version: 1.0\n"
+	    "Content-Type: multipart/report; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\n"
+	    "not delivered\n--b\nContent-Type: message/rfc822\n\n"
+	    "Received: from client (client [192.0.2.1])\n"
+	    "\tby out1.example.com\n (Postfix) with ESMTP id 1\n"
+	    "From: me@example.com\n\nhello\n--b--\n";
+	const char *foreign = "From: MAILER-DAEMON@mx.example.net\nSubject: failure\n\n"
+	                      "Received: by mail.example.org (Postfix)\n";
+	cr_assert(hits(r, in_text, "MY_SERVERS"));
+	cr_assert(hits(r, in_text, "OLD"));
+	cr_assert(hits(r, attached, "MY_SERVERS"),
+	          "a folded Received field of the bounced message");
+	cr_assert_not(hits(r, foreign, "MY_SERVERS"));
+	cr_assert(hits(r, foreign, "HAVE_RELAYS"));
+	cr_assert_not(hits(none, in_text, "MY_SERVERS"), "no relays listed");
+	cr_assert_not(hits(none, in_text, "HAVE_RELAYS"));
+	rules_free(r);
+	rules_free(none);
 }
 
 /* ImageInfo and PDFInfo: images and PDFs built here, base64 as mail carries them. */
