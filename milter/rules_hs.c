@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -1029,6 +1030,8 @@ static void *builder_main(void *arg)
 		if (!atomic_load(&h->cancelled))
 			build_or_load(h, true);
 		hs_unref(h);
+		/* what the compiler freed goes back to the system (see sift-milter.c) */
+		malloc_trim(0);
 	}
 }
 

@@ -12,6 +12,7 @@
 #include <ftw.h>
 #include <getopt.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -68,7 +69,15 @@ static scan_gen_t *load_generation(scan_gen_t *prev, diag_t *d)
 		conf_override(c, "socket", opts.socket);
 	if (opts.foreground)
 		conf_override(c, "foreground", "yes");
-	return scan_gen_load(c, prev, &daemon_env, d);
+	scan_gen_t *g = scan_gen_load(c, prev, &daemon_env, d);
+	/*
+	 * Compiling the rules (PCRE2's JIT, Vectorscan's literal matcher) takes
+	 * tens of MiB for a moment; malloc keeps what they freed as heap unless
+	 * told to give it back, and a daemon that loaded SpamAssassin's rules
+	 * then held 20-50 MiB it never used again.
+	 */
+	malloc_trim(0);
+	return g;
 }
 
 static void log_diag(const diag_t *d)
