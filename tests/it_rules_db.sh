@@ -66,7 +66,9 @@ start
 mc cold
 check "cold: verdicts before or while the database builds" verdicts_ok cold
 check "the database is built in the background" wait_for "$T" built_n 1
+# "built" is logged once the file is in place, so no wait is needed here
 check "and cached in the state directory" [ "$(nfiles)" = 1 ]
+check "the log says it is cached" grep -q 'prefilter database: built .*, cached' "$LOG"
 check "no temporary file is left" [ -z "$(ls "$D/state" | grep '\.tmp')" ]
 mc warm
 check "warm: the same verdicts with the database" verdicts_ok warm
