@@ -237,6 +237,7 @@ typedef struct rules_stats {
 	size_t split_patterns;     /* patterns split to fit PCRE2's size limit */
 	size_t jit_compiled;       /* patterns JIT-compiled */
 	size_t prefiltered;        /* rules with prefilter literals */
+	size_t unused;             /* compiled, but no scored rule depends on them: not run */
 	bool vectorscan;           /* prefilter uses Vectorscan */
 } rules_stats_t;
 

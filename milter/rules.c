@@ -723,6 +723,47 @@ static int cmp_priority(const void *a, const void *b, void *ctx)
 	return x < y ? -1 : x > y;
 }
 
+/*
+ * A __ sub-rule counts only through the metas that use it: one that no
+ * scored rule reaches (its metas scored 0, or sandbox rules that never
+ * made it) would cost its match on every message for nothing, and
+ * SpamAssassin's files have hundreds. Eval tests always run (check_rbl
+ * starts the lookups its check_rbl_sub rules read), and so do rules that
+ * capture a tag for others.
+ */
+static void mark_unused(rules_t *r)
+{
+	size_t *stack = xalloc_calloc(r->n ? r->n : 1, sizeof(size_t));
+	uint8_t *seen = xalloc_calloc(r->n ? r->n : 1, 1);
+	size_t sp = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		struct rule *ru = &r->v[i];
+		ru->unused = ru->defined && !ru->skipped && !ru->disabled && ru->type >= 0;
+		if (ru->unused && (ru->report || ru->evaldef != NULL || ru->captures)) {
+			seen[i] = 1;
+			stack[sp++] = i;
+		}
+	}
+	/* through every meta a needed meta depends on, as meta_visit() orders them */
+	while (sp > 0) {
+		struct rule *ru = &r->v[stack[--sp]];
+		ru->unused = false;
+		if (ru->type != RULES_T_META)
+			continue;
+		for (size_t k = 0; k < ru->nprog; k++) {
+			size_t j = ru->prog[k].rule;
+			if (ru->prog[k].op == MOP_RULE && !seen[j]) {
+				seen[j] = 1; /* each rule is pushed once */
+				stack[sp++] = j;
+			}
+		}
+	}
+	free(seen);
+	free(stack);
+	for (size_t i = 0; i < r->n; i++)
+		r->stats.unused += r->v[i].unused;
+}
+
 static int rules_finish(rules_t *r, diag_t *d)
 {
 	size_t before = diag_errors(d);
@@ -834,6 +875,8 @@ static int rules_finish(rules_t *r, diag_t *d)
 	if (diag_errors(d) > before)
 		return -1;
 
+	mark_unused(r);
+
 	/* Evaluation order per type: priority, then file order; metas topologically. */
 	uint8_t *mark = xalloc_calloc(r->n ? r->n : 1, 1);
 	for (int t = 0; t < RULES_T_N; t++)
@@ -842,7 +885,7 @@ static int rules_finish(rules_t *r, diag_t *d)
 	r->evals = xalloc_calloc(r->n ? r->n : 1, sizeof(size_t));
 	for (size_t i = 0; i < r->n; i++) {
 		struct rule *ru = &r->v[i];
-		if (!ru->defined || ru->skipped || ru->disabled || ru->type < 0)
+		if (!ru->defined || ru->skipped || ru->disabled || ru->unused || ru->type < 0)
 			continue;
 		if (ru->type == RULES_T_META) {
 			if (meta_visit(r, i, mark, r->order[RULES_T_META], &r->norder[RULES_T_META],
@@ -1111,7 +1154,8 @@ int rules_type(const rules_t *r, size_t i)
 
 bool rules_runs(const rules_t *r, size_t i)
 {
-	return i < r->n && r->v[i].defined && !r->v[i].skipped && !r->v[i].disabled;
+	return i < r->n && r->v[i].defined && !r->v[i].skipped && !r->v[i].disabled &&
+	       !r->v[i].unused;
 }
 
 void rules_stats(const rules_t *r, rules_stats_t *s)
@@ -1141,6 +1185,9 @@ void rules_print_stats(const rules_t *r, FILE *fp)
 	fprintf(fp, "split patterns %zu, JIT-compiled %zu, prefiltered rules %zu (%s)\n",
 	        r->stats.split_patterns, r->stats.jit_compiled, r->stats.prefiltered,
 	        r->stats.vectorscan ? "vectorscan" : "memmem");
+	if (r->stats.unused > 0)
+		fprintf(fp, "unused sub-rules %zu (no scored rule depends on them: not run)\n",
+		        r->stats.unused);
 	print_db(r, fp);
 }
 

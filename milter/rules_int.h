@@ -89,6 +89,7 @@ struct rule {
 	const char *score_file; /* the score line that set score (interned), for lint */
 	unsigned score_line;
 	bool report; /* not __, score != 0: added to the hits */
+	bool unused; /* no scored rule depends on it: compiled (for lint), never run */
 	double score;
 	unsigned tflags;
 	unsigned maxhits; /* 0: unlimited */

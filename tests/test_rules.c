@@ -385,6 +385,45 @@ Test(rules, meta_boolean_and_arithmetic)
 	rules_free(r);
 }
 
+/*
+ * A __ rule no scored rule reaches is compiled (lint still sees its
+ * errors) but never run; those a scored meta reaches, through other
+ * metas too, run as before.
+ */
+Test(rules, unused_sub_rules_do_not_run)
+{
+	rules_t *r = load("body __USED /alpha/\nbody __DEEP /beta/\n"
+	                  "meta __MID __DEEP\nmeta BOTH __USED && __MID\n"
+	                  "body __ORPHAN /alpha/\n"
+	                  "body __BEHIND_ZERO /alpha/\nmeta OFF __BEHIND_ZERO\nscore OFF 0\n"
+	                  "meta __ORPHAN_META __USED\n"
+	                  "header __CAPTURE Subject =~ /(?<WORD>\\w+)/\n"
+	                  "body ECHO /%{WORD} again/\n");
+	rules_stats_t st;
+	rules_stats(r, &st);
+	cr_assert_eq(st.unused, 3, "__ORPHAN, __BEHIND_ZERO, __ORPHAN_META: got %zu", st.unused);
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "__USED")));
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "__DEEP")));
+	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "__ORPHAN")));
+	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "__ORPHAN_META")));
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "__CAPTURE")), "it captures for ECHO");
+
+	msg_t *m;
+	hits_t *h = eval_flags(r, PLAIN("x", "alpha beta\n"), &m, RULES_EVAL_TIMING, NULL);
+	cr_assert(hits_has(h, "BOTH"));
+	msg_free(m);
+	rules_time_t t[16];
+	size_t n = rules_slowest(r, t, 16);
+	bool used = false;
+	for (size_t i = 0; i < n; i++) {
+		cr_assert(strcmp(t[i].name, "__ORPHAN") != 0 && strcmp(t[i].name, "__BEHIND_ZERO") != 0,
+		          "%s ran", t[i].name);
+		used |= strcmp(t[i].name, "__DEEP") == 0 && t[i].evals == 1;
+	}
+	cr_assert(used, "__DEEP ran once");
+	rules_free(r);
+}
+
 Test(rules, scores_defaults_and_disabling)
 {
 	rules_t *r = load("body FOUR /x/\nscore FOUR 1.0 2.0 3.0 4.5\n"
