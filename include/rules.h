@@ -238,6 +238,7 @@ typedef struct rules_stats {
 	size_t jit_compiled;       /* patterns JIT-compiled */
 	size_t prefiltered;        /* rules with prefilter literals */
 	size_t unused;             /* compiled, but no scored rule depends on them: not run */
+	size_t ascii_forms;        /* rules with a smaller form for pure-ASCII text */
 	bool vectorscan;           /* prefilter uses Vectorscan */
 } rules_stats_t;
 

@@ -107,6 +107,12 @@ struct rule {
 	size_t *piecelen;
 	size_t npieces;
 
+	/* the pattern as it stands on text with no byte above 0x7f (rules_ascii.c),
+	 * when that is much smaller: run instead of codes on such text */
+	pcre2_code **acodes;
+	bool *ajit;
+	size_t nacodes;
+
 	/* header / mimeheader */
 	char *hdr_name;
 	unsigned hdr_mods;
@@ -414,6 +420,14 @@ const char *rules_eval_strcasestr(const char *h, const char *n);
 
 /* rules_lit.c */
 void rules_lit_extract(struct rule *ru);
+
+/*
+ * rules_ascii.c: pat (len bytes, compiled with options and the character
+ * tables) reduced to what can match text with no byte above 0x7f; NULL
+ * when nothing can be dropped or a construct is not understood. Group
+ * numbers may differ: for match/no-match and the whole match only.
+ */
+char *rules_ascii_reduce(const char *pat, size_t len, uint32_t options, const uint8_t *tables);
 struct rules_prefilter *rules_prefilter_build(rules_t *r);
 void rules_prefilter_free(struct rules_prefilter *pf);
 /*

@@ -2,6 +2,8 @@
  * fuzz_rules.c - libFuzzer target for the rules engine: any byte string is
  * loaded as a rule file; when it loads, its rules are run on a small fixed
  * message (with a low match limit, so catastrophic patterns end quickly).
+ * The input is also read as one regex: its ASCII form (rules_ascii.c) must
+ * compile whenever it does, and match ASCII text exactly as it does.
  * Build and run with tests/fuzz/run.sh rules SECONDS.
  */
 #include "config.h"
@@ -16,6 +18,7 @@
 #include "mime.h"
 #include "msg.h"
 #include "rules.h"
+#include "rules_int.h" /* rules_ascii_reduce() */
 
 /* Large inputs only make slow regex compiles, not new paths. */
 #define FUZZ_MAX_INPUT_BYTES 8192
@@ -35,6 +38,81 @@ static const char fuzz_msg[] =
     "JVBERi0xLjQKL0VuY3J5cHQKL0ltYWdlL1dpZHRoIDQvSGVpZ2h0IDMKMiAwIDAgNSAwIDAgY20K\n"
     "--b--\n";
 
+static pcre2_code *fuzz_compile(const char *pat, size_t n, uint32_t opts)
+{
+	int err;
+	PCRE2_SIZE off;
+	pcre2_compile_context *cc = pcre2_compile_context_create(NULL);
+	pcre2_set_character_tables(cc, rules_latin1_tables());
+	pcre2_code *c = pcre2_compile((PCRE2_SPTR)pat, n, opts, &err, &off, cc);
+	pcre2_compile_context_free(cc);
+	return c;
+}
+
+/* Up to 16 matches as (start, end) pairs; -1 after a limit error. */
+static int fuzz_matches(pcre2_code *code, const char *s, size_t len, pcre2_match_context *mc,
+                        size_t *ov_out)
+{
+	pcre2_match_data *md = pcre2_match_data_create(16, NULL);
+	size_t start = 0;
+	int k = 0;
+	for (; k < 16 && start <= len; k++) {
+		int rc = pcre2_match(code, (PCRE2_SPTR)s, len, start, 0, md, mc);
+		if (rc == PCRE2_ERROR_NOMATCH)
+			break;
+		if (rc < 0) {
+			k = -1;
+			break;
+		}
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+		ov_out[2 * k] = ov[0];
+		ov_out[2 * k + 1] = ov[1];
+		start = ov[1] > ov[0] ? ov[1] : ov[1] + 1;
+	}
+	pcre2_match_data_free(md);
+	return k;
+}
+
+static void fuzz_ascii_form(const char *pat, size_t n)
+{
+	static const char *const fixed[] = {"click here http://192.0.2.1/x and www.example.com",
+	                                    "FREE money!!! v1@gra c4f3 (caf&#233;)", ""};
+	static const uint32_t optsets[] = {0, PCRE2_CASELESS | PCRE2_MULTILINE | PCRE2_DOTALL};
+	if (n > 1024)
+		return;
+	/* the input itself with the high bits cleared: text the pattern may well match */
+	char own[1024];
+	for (size_t i = 0; i < n; i++)
+		own[i] = (char)(pat[i] & 0x7f);
+	pcre2_match_context *mc = pcre2_match_context_create(NULL);
+	pcre2_set_match_limit(mc, 10000);
+	pcre2_set_depth_limit(mc, 1000);
+	for (size_t o = 0; o < sizeof(optsets) / sizeof(*optsets); o++) {
+		char *a = rules_ascii_reduce(pat, n, optsets[o], rules_latin1_tables());
+		if (a == NULL)
+			continue;
+		pcre2_code *full = fuzz_compile(pat, n, optsets[o]);
+		pcre2_code *small = full ? fuzz_compile(a, strlen(a), optsets[o]) : NULL;
+		if (full != NULL && small == NULL)
+			__builtin_trap(); /* a pattern that compiles has an ASCII form that does */
+		for (size_t s = 0; full != NULL && s <= sizeof(fixed) / sizeof(*fixed); s++) {
+			const char *t = s < 3 ? fixed[s] : own;
+			size_t tl = s < 3 ? strlen(fixed[s]) : n;
+			size_t o1[32], o2[32];
+			int k1 = fuzz_matches(full, t, tl, mc, o1);
+			int k2 = fuzz_matches(small, t, tl, mc, o2);
+			if (k1 < 0 || k2 < 0)
+				continue; /* a limit: either may give up first */
+			if (k1 != k2 || memcmp(o1, o2, 2 * (size_t)k1 * sizeof(size_t)) != 0)
+				__builtin_trap();
+		}
+		pcre2_code_free(full);
+		pcre2_code_free(small);
+		free(a);
+	}
+	pcre2_match_context_free(mc);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size > FUZZ_MAX_INPUT_BYTES)
@@ -44,6 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(text, data, size);
 	text[size] = '\0';
+	fuzz_ascii_form(text, size);
 	rules_opts_t o;
 	rules_opts_default(&o);
 	o.match_limit = 10000;

@@ -109,7 +109,7 @@ done
 echo "building fuzz_$target" >&2
 # shellcheck disable=SC2086,SC2090 # word splitting of the source, library and define lists is wanted
 if ! clang -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
-	-fno-sanitize-recover=undefined -I"$top/include" -I"$confdir" -DFUZZ_SRCDIR="\"$top\"" ${defs:-} \
+	-fno-sanitize-recover=undefined -I"$top/include" -I"$top/milter" -I"$confdir" -DFUZZ_SRCDIR="\"$top\"" ${defs:-} \
 	"$src" $abs_srcs $libs -lm -pthread -o "$work/fuzz_$target"; then
 	echo "FAIL: fuzz_$target does not build" >&2
 	keep_work=1
