@@ -577,6 +577,14 @@ static void ascii_form(rules_t *r, struct rule *ru)
 		ru->acodes = t.codes;
 		ru->ajit = t.jit;
 		ru->nacodes = t.ncodes;
+		ru->apattern = a;
+		a = NULL;
+		ru->apieces = t.pieces;
+		ru->apiecelen = t.piecelen;
+		ru->napieces = t.npieces;
+		t.pieces = NULL;
+		t.piecelen = NULL;
+		t.npieces = 0;
 	} else {
 		for (size_t k = 0; k < t.ncodes; k++)
 			pcre2_code_free(t.codes[k]);
@@ -1132,6 +1140,11 @@ void rules_free(rules_t *r)
 			pcre2_code_free(ru->acodes[k]);
 		free(ru->acodes);
 		free(ru->ajit);
+		free(ru->apattern);
+		for (size_t k = 0; k < ru->napieces; k++)
+			free(ru->apieces[k]);
+		free(ru->apieces);
+		free(ru->apiecelen);
 		for (size_t k = 0; k < ru->npieces; k++)
 			free(ru->pieces[k]);
 		free(ru->pieces);
@@ -1443,7 +1456,7 @@ static void record_captures(struct evalctx *e, pcre2_code *code, const char *s, 
 	pcre2_match_data_free(md);
 }
 
-static bool text_is_ascii(const char *s, size_t len)
+bool rules_text_is_ascii(const char *s, size_t len)
 {
 	size_t i = 0;
 	uint64_t acc = 0;
@@ -1466,7 +1479,7 @@ static long match_text(struct evalctx *e, struct rule *ru, const char *s, size_t
 	size_t ncodes = e->ocode ? 1 : ru->ncodes;
 	pcre2_code **codes = ru->codes;
 	bool *jits = ru->jit;
-	if (!e->ocode && ru->nacodes > 0 && text_is_ascii(s, len)) {
+	if (!e->ocode && ru->nacodes > 0 && rules_text_is_ascii(s, len)) {
 		ncodes = ru->nacodes;
 		codes = ru->acodes;
 		jits = ru->ajit;

@@ -112,6 +112,10 @@ struct rule {
 	pcre2_code **acodes;
 	bool *ajit;
 	size_t nacodes;
+	char *apattern; /* its text: what the prefilter database holds for the rule */
+	char **apieces; /* when split: each code's text */
+	size_t *apiecelen;
+	size_t napieces;
 
 	/* header / mimeheader */
 	char *hdr_name;
@@ -428,6 +432,8 @@ void rules_lit_extract(struct rule *ru);
  * numbers may differ: for match/no-match and the whole match only.
  */
 char *rules_ascii_reduce(const char *pat, size_t len, uint32_t options, const uint8_t *tables);
+/* No byte above 0x7f in s: a rule with an ASCII form runs that form. */
+bool rules_text_is_ascii(const char *s, size_t len);
 struct rules_prefilter *rules_prefilter_build(rules_t *r);
 void rules_prefilter_free(struct rules_prefilter *pf);
 /*

@@ -143,6 +143,56 @@ Test(rules_hs, the_database_never_changes_the_hits)
 	rules_free(r);
 }
 
+/* Look-alike letters as SpamAssassin's ReplaceTags rules spell them: mostly UTF-8. */
+#define LOOK_MORE                                                                                  \
+	"|[\\xce][\\x8a\\x99\\xaa\\xaf\\xb9]|[\\xd0][\\x86\\x87\\x98\\xb8]|[\\xd3][\\x80\\x8f]"    \
+	"|[\\xe1](?:[\\xb8][\\xac-\\xaf]|[\\xbb][\\x88-\\x8b])|[\\xf0][\\x9d](?:[\\x90]["          \
+	"\\x88\\xa2])"
+#define LOOK_A "(?:[aA\\@]|[\\xc3][\\x80-\\x85\\xa0-\\xa5]" LOOK_MORE ")"
+#define LOOK_I "(?:[iIl|!1]|[\\xc3][\\x8c-\\x8f\\xac-\\xaf]|\\xc4\\xb1" LOOK_MORE ")"
+#define LOOK_O "(?:[oO0]|[\\xc3][\\x92-\\x96\\xb2-\\xb6]" LOOK_MORE ")"
+
+/*
+ * A long rule with an ASCII form is in the database by that form: on a
+ * paragraph with a byte above 0x7f it runs whatever the scan says, since
+ * only the full pattern can tell there.
+ */
+Test(rules_hs, a_rule_with_an_ascii_form_is_in_the_database_by_it)
+{
+	rules_t *r = load("body LOOK /(?:^|\\s)(?:p" LOOK_I "ll|t" LOOK_A "blet|d" LOOK_O
+	                  "se|c" LOOK_A "psule|l" LOOK_O LOOK_A "n|f" LOOK_I "x|b" LOOK_O
+	                  "nus|w" LOOK_I "n|c" LOOK_O LOOK_I "n)\\d\\b/i\n");
+	if (!have_db(r)) {
+		rules_free(r);
+		cr_skip_test("built without Vectorscan");
+	}
+	rules_stats_t st;
+	rules_stats(r, &st);
+	cr_assert_eq(st.ascii_forms, 1);
+	size_t covered;
+	rules_prefilter_db_start(r, NULL, RULES_DB_NOW);
+	cr_assert_eq(rules_prefilter_db_state(r, &covered, NULL), RULES_DB_BUILT);
+	cr_assert_eq(covered, 1);
+	static const char *const msgs[] = {
+	    PLAIN("x", "buy p1ll5 now\n"),        /* ASCII: the database finds it */
+	    PLAIN("x", "buy pills now\n"),        /* ASCII, no hit */
+	    PLAIN("x", "buy p\xc4\xb1ll5 now\n"), /* a look-alike only the full form knows */
+	    PLAIN("x",
+	          "caf\xc3\xa9\n\nw\xc3\xaen7 and d\xce\x8ase2\n"), /* in the second paragraph */
+	    PLAIN("x", "caf\xc3\xa9 l0@n3\n"), /* ASCII look-alikes, a high byte beside */
+	};
+	static const bool want[] = {true, false, true, true, true};
+	for (size_t i = 0; i < sizeof(msgs) / sizeof(*msgs); i++) {
+		char *a = hit_list(r, msgs[i], 0);
+		char *b = hit_list(r, msgs[i], RULES_EVAL_NO_PREFILTER);
+		cr_assert_eq(strstr(a, "LOOK,") != NULL, want[i], "message %zu: %s / %s", i, a, b);
+		free(b);
+		free(a);
+	}
+	assert_same_hits(r, msgs, sizeof(msgs) / sizeof(*msgs), NULL);
+	rules_free(r);
+}
+
 /*
  * Every byte in every class PCRE2 knows, between letters, under /i and
  * not: Vectorscan's reading must take in at least what PCRE2's does
@@ -163,8 +213,8 @@ Test(rules_hs, classes_and_case_folding_match_pcre2_for_every_byte)
 	for (size_t i = 0; i < na; i++)
 		for (int ci = 0; ci < 2; ci++) {
 			char line[128];
-			snprintf(line, sizeof(line), "rawbody C%zu_%d /K(?:%s)[\\x80-\\xbf]?K/%s\n", i, ci,
-			         atoms[i], ci ? "i" : "");
+			snprintf(line, sizeof(line), "rawbody C%zu_%d /K(?:%s)[\\x80-\\xbf]?K/%s\n",
+			         i, ci, atoms[i], ci ? "i" : "");
 			strcat(text, line);
 		}
 	rules_t *r = load(text);
