@@ -167,6 +167,10 @@ struct rules {
 
 	struct hkey *hkeys;
 	size_t nhkeys;
+	/* the header literal prefilter: which hkeys some prefiltered header rule
+	 * reads, and each header rule's hkey (per rule index) */
+	uint8_t *hkey_lit;
+	uint32_t *rule_hkey;
 
 	/* evaluation order */
 	size_t *order[RULES_T_N];
@@ -200,6 +204,9 @@ struct rules {
 	/* Written by matching threads: pointers, so a const rules_t still updates them. */
 	log_ratelimit_t *error_log;
 	_Atomic uint64_t *errors_total;
+	/* RULES_EVAL_TIMING: per view, CPU ns building it and scanning it for the
+	 * prefilter ([type * 2] and [type * 2 + 1]) */
+	_Atomic uint64_t *view_ns;
 };
 
 /* rules.c */
@@ -457,6 +464,9 @@ struct pf_result {
 	const size_t *span_off; /* start of each span in the text, ascending */
 	const size_t *span_len;
 	size_t nspans;
+	/* header rules: a rule's literals count only in its own span (its field's
+	 * value; per rule index), NULL for the other views */
+	const uint32_t *rule_span;
 };
 
 enum { PF_SKIP = 0, PF_LISTED = 1, PF_ALL = 2 };

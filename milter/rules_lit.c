@@ -462,8 +462,7 @@ static struct litset parse_alt(struct lex *lx, int depth)
 
 void rules_lit_extract(struct rule *ru)
 {
-	if (ru->pattern == NULL || ru->type == RULES_T_HEADER || ru->type == RULES_T_MIMEHEADER ||
-	    ru->type == RULES_T_META)
+	if (ru->pattern == NULL || ru->type == RULES_T_MIMEHEADER || ru->type == RULES_T_META)
 		return;
 	size_t n = strlen(ru->pattern);
 	struct lex lx = {
@@ -552,7 +551,7 @@ static void found(const struct pf_type *pt, struct pf_result *res, size_t lit, s
 	if (res->want[ri] == PF_ALL)
 		return;
 	long k = span_of(res, from, to);
-	if (k < 0)
+	if (k < 0 || (res->rule_span != NULL && res->rule_span[ri] != (uint32_t)k))
 		return;
 	rules_pf_list(res, ri, (uint32_t)k);
 }
@@ -597,7 +596,7 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 	struct rules_prefilter *pf = xalloc_calloc(1, sizeof(*pf));
 	bool hs_ok = true;
 	for (int type = 0; type < RULES_T_META; type++) {
-		if (type == RULES_T_HEADER || type == RULES_T_MIMEHEADER)
+		if (type == RULES_T_MIMEHEADER)
 			continue;
 		struct pf_type *pt = &pf->t[type];
 		size_t nl = 0;
@@ -610,9 +609,21 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 		for (size_t oi = 0; oi < r->norder[type]; oi++) {
 			size_t ri = r->order[type][oi];
 			struct rule *ru = &r->v[ri];
-			if (ru->nlits == 0) {
+			/*
+			 * A header rule that hits when its pattern does not match (!~),
+			 * or that matches a stand-in for an absent field, runs anyway.
+			 */
+			if (ru->nlits == 0 || ru->negate || ru->if_unset != NULL) {
 				pt->always[pt->nalways++] = ri;
 				continue;
+			}
+			if (type == RULES_T_HEADER) {
+				if (r->hkey_lit == NULL) {
+					r->hkey_lit = xalloc_calloc(r->nhkeys + 1, 1);
+					r->rule_hkey = xalloc_calloc(r->n + 1, sizeof(uint32_t));
+				}
+				r->hkey_lit[ru->hkey] = 1;
+				r->rule_hkey[ri] = (uint32_t)ru->hkey;
 			}
 			for (size_t k = 0; k < ru->nlits; k++) {
 				pt->lit_rule[pt->nlit] = ri;

@@ -416,7 +416,8 @@ Test(rules, unused_sub_rules_do_not_run)
 	size_t n = rules_slowest(r, t, 16);
 	bool used = false;
 	for (size_t i = 0; i < n; i++) {
-		cr_assert(strcmp(t[i].name, "__ORPHAN") != 0 && strcmp(t[i].name, "__BEHIND_ZERO") != 0,
+		cr_assert(strcmp(t[i].name, "__ORPHAN") != 0 &&
+		              strcmp(t[i].name, "__BEHIND_ZERO") != 0,
 		          "%s ran", t[i].name);
 		used |= strcmp(t[i].name, "__DEEP") == 0 && t[i].evals == 1;
 	}
@@ -1038,6 +1039,69 @@ Test(rules, prefilter_never_changes_the_hits)
 Test(rules, memmem_prefilter_never_changes_the_hits)
 {
 	prefilter_equivalence(true);
+}
+
+/*
+ * Header rules are prefiltered by their literals too, each in its own
+ * field's value only: a literal in another field does not make it run,
+ * and a rule that hits when its pattern does not match (!~), or matches a
+ * stand-in for an absent field, always runs.
+ */
+static void header_prefilter_case(bool memmem_engine)
+{
+	rules_opts_t o;
+	rules_opts_default(&o);
+	o.prefilter_memmem = memmem_engine;
+	diag_t *d = diag_new();
+	rules_t *r = load_opts("header H_SUBJ Subject =~ /cheap meds/i\n"
+	                       "header H_FROM From =~ /\\bpharma\\b/i\n"
+	                       "header H_NOT Subject !~ /invoice/i\n"
+	                       "header H_UNSET X-Mailer =~ /^none$/ [if-unset: none]\n"
+	                       "header H_ALL ALL =~ /^X-Spam-Kit: v\\d/m\n"
+	                       "header __H_TO To =~ /victim/\ntflags __H_TO multiple\n"
+	                       "meta H_TO_TWO __H_TO > 0\n",
+	                       &o, d);
+	cr_assert_not_null(r);
+	diag_free(d);
+	static const char *const msgs[] = {
+	    "From: Pharma <a@example.com>\nTo: victim@example.org\nSubject: cheap meds\n\nhi\n",
+	    /* the literals, but each in another field */
+	    "From: cheap meds <a@example.com>\nTo: x@example.org\nSubject: pharma victim\n\nhi\n",
+	    "From: a@example.com\nSubject: your invoice\nX-Mailer: none\nX-Spam-Kit: v2\n\nhi\n",
+	    "From: a@example.com\n\nno subject at all\n",
+	};
+	static const char *const want[] = {"H_FROM,H_NOT,H_SUBJ,H_TO_TWO,H_UNSET,",
+	                                   "H_NOT,H_UNSET,", "H_ALL,H_UNSET,", "H_NOT,H_UNSET,"};
+	for (size_t i = 0; i < sizeof(msgs) / sizeof(*msgs); i++) {
+		char *a = hit_list(r, msgs[i], 0);
+		char *b = hit_list(r, msgs[i], RULES_EVAL_NO_PREFILTER);
+		cr_assert_str_eq(a, b, "message %zu", i);
+		cr_assert_str_eq(a, want[i], "message %zu", i);
+		free(a);
+		free(b);
+	}
+	/* message 1: H_SUBJ's and H_FROM's literals are there, in the wrong fields */
+	msg_t *m;
+	hits_t *h = eval_flags(r, msgs[1], &m, RULES_EVAL_TIMING, NULL);
+	(void)h;
+	msg_free(m);
+	rules_time_t t[16];
+	size_t n = rules_slowest(r, t, 16);
+	for (size_t i = 0; i < n; i++)
+		cr_assert(strcmp(t[i].name, "H_SUBJ") != 0 && strcmp(t[i].name, "H_FROM") != 0 &&
+		              strcmp(t[i].name, "__H_TO") != 0,
+		          "%s ran", t[i].name);
+	rules_free(r);
+}
+
+Test(rules, header_rules_are_prefiltered_per_field)
+{
+	header_prefilter_case(false);
+}
+
+Test(rules, memmem_header_prefilter_per_field)
+{
+	header_prefilter_case(true);
 }
 
 Test(rules, prefilter_runs_a_rule_only_on_paragraphs_with_its_literal)
