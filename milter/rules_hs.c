@@ -74,7 +74,8 @@ struct hs_view {
 
 /* A published set of databases: immutable once published. */
 struct hs_dbs {
-	uint64_t serial; /* tells thread-local scratch which set it was sized for */
+	uint64_t serial;
+	struct rules_scratch_pool pool; /* scratch space for these databases */
 	hs_database_t *db[RULES_T_N];
 	uint8_t *in_db[RULES_T_N]; /* per local id: the rule is in db (else it runs anyway) */
 	size_t bytes;
@@ -533,11 +534,19 @@ static void dbs_free(struct hs_dbs *d)
 {
 	if (d == NULL)
 		return;
+	rules_scratch_pool_fini(&d->pool);
 	for (int t = 0; t < RULES_T_N; t++) {
 		hs_free_database(d->db[t]);
 		free(d->in_db[t]);
 	}
 	free(d);
+}
+
+static struct hs_dbs *dbs_new(void)
+{
+	struct hs_dbs *d = xalloc_calloc(1, sizeof(*d));
+	rules_scratch_pool_init(&d->pool);
+	return d;
 }
 
 static void hs_unref(struct rules_hs *h)
@@ -638,7 +647,7 @@ static hs_database_t *compile_view(const struct hs_view *v, uint8_t *in_db, cons
 
 static struct hs_dbs *build_all(struct rules_hs *h)
 {
-	struct hs_dbs *d = xalloc_calloc(1, sizeof(*d));
+	struct hs_dbs *d = dbs_new();
 	for (int t = 0; t < RULES_T_N; t++) {
 		if (h->v[t].nrule == 0)
 			continue;
@@ -845,7 +854,7 @@ static struct hs_dbs *cache_read(const struct rules_hs *h, const char **why)
 			*why = "unreadable or empty";
 		return NULL;
 	}
-	struct hs_dbs *d = xalloc_calloc(1, sizeof(*d));
+	struct hs_dbs *d = dbs_new();
 	struct rbuf b = {.p = p, .n = len};
 	uint8_t sum[HS_KEY_BYTES];
 	if (len < 8 + 4 + HS_KEY_BYTES + 4 + HS_KEY_BYTES) {
@@ -1148,26 +1157,6 @@ bool rules_prefilter_db_wait(const rules_t *r, long timeout_ms)
 
 /* ---------------------------------------------------------------- scanning */
 
-/*
- * Scratch space per thread, sized for the last published set of
- * databases it was used with (serial), freed at thread exit.
- */
-static pthread_key_t st_key;
-static pthread_once_t st_once = PTHREAD_ONCE_INIT;
-static __thread hs_scratch_t *st_scratch;
-static __thread uint64_t st_serial;
-
-static void st_destroy(void *p)
-{
-	hs_free_scratch(p);
-	st_scratch = NULL;
-}
-
-static void st_key_make(void)
-{
-	pthread_key_create(&st_key, st_destroy);
-}
-
 struct scan_ctx {
 	const struct hs_view *v;
 	const uint8_t *in_db;
@@ -1192,18 +1181,13 @@ void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_resul
 	const struct rules_hs *h = r->hs;
 	if (h == NULL || type < 0 || type >= RULES_T_N || h->v[type].nrule == 0)
 		return;
-	const struct hs_dbs *d = atomic_load_explicit(&h->dbs, memory_order_acquire);
+	/* the set is immutable once published, but for its scratch pool */
+	struct hs_dbs *d = atomic_load_explicit(&h->dbs, memory_order_acquire);
 	if (d == NULL || d->db[type] == NULL)
 		return; /* not built yet: these rules stay marked to run everywhere */
-	pthread_once(&st_once, st_key_make);
-	if (st_serial != d->serial) {
-		for (int t = 0; t < RULES_T_N; t++)
-			if (d->db[t] != NULL &&
-			    hs_alloc_scratch(d->db[t], &st_scratch) != HS_SUCCESS)
-				return;
-		pthread_setspecific(st_key, st_scratch);
-		st_serial = d->serial;
-	}
+	hs_scratch_t *sc = rules_scratch_get(&d->pool, d->db, RULES_T_N);
+	if (sc == NULL)
+		return;
 	const struct hs_view *v = &h->v[type];
 	const uint8_t *in = d->in_db[type];
 	for (size_t i = 0; i < v->nrule; i++)
@@ -1218,14 +1202,15 @@ void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_resul
 			for (size_t i = 0; i < v->nascii; i++)
 				if (in[v->ascii[i]])
 					rules_pf_list(res, v->rule[v->ascii[i]], c.span);
-		if (hs_scan(d->db[type], text + res->span_off[k], (unsigned)res->span_len[k], 0,
-		            st_scratch, on_match, &c) != HS_SUCCESS) {
+		if (hs_scan(d->db[type], text + res->span_off[k], (unsigned)res->span_len[k], 0, sc,
+		            on_match, &c) != HS_SUCCESS) {
 			for (size_t i = 0; i < v->nrule; i++)
 				if (in[i])
 					res->want[v->rule[i]] = PF_ALL;
-			return;
+			break;
 		}
 	}
+	rules_scratch_put(&d->pool, sc);
 }
 
 #else /* !HAVE_VECTORSCAN */

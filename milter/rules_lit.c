@@ -494,28 +494,55 @@ struct pf_type {
 
 struct rules_prefilter {
 	struct pf_type t[RULES_T_N];
+#ifdef HAVE_VECTORSCAN
+	hs_database_t *dbs[RULES_T_N]; /* the literal databases, for the scratch pool */
+	struct rules_scratch_pool pool;
+#endif
 };
 
 #ifdef HAVE_VECTORSCAN
-/*
- * Vectorscan scratch space is per thread; one scratch is grown to fit every
- * database of the rule sets this thread has used (hs_alloc_scratch() does
- * nothing when it already fits), and freed at thread exit.
- */
-static pthread_key_t hs_key;
-static pthread_once_t hs_once = PTHREAD_ONCE_INIT;
-static __thread hs_scratch_t *hs_scratch;
-static __thread uint64_t hs_scratch_gen; /* rule set generation it was sized for */
-
-static void hs_scratch_destroy(void *p)
+void rules_scratch_pool_init(struct rules_scratch_pool *p)
 {
-	hs_free_scratch(p);
-	hs_scratch = NULL;
+	memset(p, 0, sizeof(*p));
+	pthread_mutex_init(&p->lock, NULL);
 }
 
-static void hs_key_make(void)
+void rules_scratch_pool_fini(struct rules_scratch_pool *p)
 {
-	pthread_key_create(&hs_key, hs_scratch_destroy);
+	for (size_t i = 0; i < p->n; i++)
+		hs_free_scratch(p->free[i]);
+	free(p->free);
+	pthread_mutex_destroy(&p->lock);
+}
+
+hs_scratch_t *rules_scratch_get(struct rules_scratch_pool *p, hs_database_t *const *dbs, size_t n)
+{
+	hs_scratch_t *s = NULL;
+	pthread_mutex_lock(&p->lock);
+	if (p->n > 0)
+		s = p->free[--p->n];
+	pthread_mutex_unlock(&p->lock);
+	if (s != NULL)
+		return s;
+	for (size_t i = 0; i < n; i++)
+		if (dbs[i] != NULL && hs_alloc_scratch(dbs[i], &s) != HS_SUCCESS) {
+			hs_free_scratch(s);
+			return NULL;
+		}
+	return s;
+}
+
+void rules_scratch_put(struct rules_scratch_pool *p, hs_scratch_t *s)
+{
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&p->lock);
+	if (p->n == p->cap) {
+		p->cap = p->cap ? 2 * p->cap : 8;
+		p->free = xalloc_realloc(p->free, p->cap * sizeof(*p->free));
+	}
+	p->free[p->n++] = s;
+	pthread_mutex_unlock(&p->lock);
 }
 
 static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
@@ -594,6 +621,9 @@ static int on_match(unsigned int id, unsigned long long from, unsigned long long
 struct rules_prefilter *rules_prefilter_build(rules_t *r)
 {
 	struct rules_prefilter *pf = xalloc_calloc(1, sizeof(*pf));
+#ifdef HAVE_VECTORSCAN
+	rules_scratch_pool_init(&pf->pool);
+#endif
 	bool hs_ok = true;
 	for (int type = 0; type < RULES_T_META; type++) {
 		if (type == RULES_T_MIMEHEADER)
@@ -657,6 +687,8 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 #endif
 	}
 #ifdef HAVE_VECTORSCAN
+	for (int t = 0; t < RULES_T_N; t++)
+		pf->dbs[t] = pf->t[t].db;
 	r->stats.vectorscan = hs_ok && !r->opts.prefilter_memmem;
 #else
 	(void)hs_ok;
@@ -668,6 +700,9 @@ void rules_prefilter_free(struct rules_prefilter *pf)
 {
 	if (pf == NULL)
 		return;
+#ifdef HAVE_VECTORSCAN
+	rules_scratch_pool_fini(&pf->pool);
+#endif
 	for (int t = 0; t < RULES_T_N; t++) {
 		free(pf->t[t].lit_rule);
 		free(pf->t[t].lit);
@@ -700,18 +735,13 @@ static void lit_scan(const rules_t *r, int type, const char *text, size_t len,
 		return;
 #ifdef HAVE_VECTORSCAN
 	if (pt->db != NULL) {
-		pthread_once(&hs_once, hs_key_make);
-		if (hs_scratch_gen != r->generation) {
-			for (int t = 0; t < RULES_T_N; t++)
-				if (r->pf->t[t].db != NULL &&
-				    hs_alloc_scratch(r->pf->t[t].db, &hs_scratch) != HS_SUCCESS)
-					goto fallback;
-			pthread_setspecific(hs_key, hs_scratch);
-			hs_scratch_gen = r->generation;
-		}
+		hs_scratch_t *sc = rules_scratch_get(&r->pf->pool, r->pf->dbs, RULES_T_N);
+		if (sc == NULL)
+			goto fallback;
 		struct hs_ctx ctx = {.pt = pt, .res = res};
-		if (hs_scan(pt->db, text, (unsigned)len, 0, hs_scratch, on_match, &ctx) ==
-		    HS_SUCCESS)
+		hs_error_t rc = hs_scan(pt->db, text, (unsigned)len, 0, sc, on_match, &ctx);
+		rules_scratch_put(&r->pf->pool, sc);
+		if (rc == HS_SUCCESS)
 			return;
 		/* a failed scan may have listed only some spans: run these rules everywhere */
 		for (size_t i = 0; i < pt->nlit; i++)
