@@ -1120,8 +1120,14 @@ int rules_prefilter_db_start(rules_t *r, const char *state_dir, rules_db_mode_t 
 		/* a cached database is read now (milliseconds), before any message */
 		const char *why = NULL;
 		struct hs_dbs *d = h->dir ? cache_read(h, &why) : NULL;
-		if (!cache_outcome(h, d, why, true))
+		if (!cache_outcome(h, d, why, true)) {
+			/* said, so that whoever measures the daemon waits for "built" */
+			log_msg(LOG_L_INFO,
+			        "rules prefilter database: building for %zu rules in the background "
+			        "(until then they run without it)",
+			        h->covered);
 			bm_submit(h);
+		}
 		break;
 	}
 	}
