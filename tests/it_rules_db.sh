@@ -65,6 +65,7 @@ T=$((30 * SIFT_TEST_TIME_FACTOR))
 start
 mc cold
 check "cold: verdicts before or while the database builds" verdicts_ok cold
+check "the daemon says it builds one" grep -q "prefilter database: building" "$LOG"
 check "the database is built in the background" wait_for "$T" built_n 1
 # "built" is logged once the file is in place, so no wait is needed here
 check "and cached in the state directory" [ "$(nfiles)" = 1 ]
@@ -83,6 +84,7 @@ stop
 start
 check "restart: the cached database is loaded" wait_for 10 grep -q "prefilter database: loaded" "$LOG"
 check "restart: nothing is rebuilt" [ "$(log_count 'prefilter database: built')" = 1 ]
+check "restart: nor said to be" [ "$(log_count 'prefilter database: building')" = 1 ]
 mc restarted
 check "restart: the same verdicts" verdicts_ok restarted
 
