@@ -78,6 +78,7 @@ check "warm: the same verdicts with the database" verdicts_ok warm
 "$SIFT" -c "$D/sift.conf" -d "$D/state" check --timing "$D/phone.eml" >"$D/check.out" 2>&1
 check "sift check: the rule hits" grep -q SIFT_DB_PHONE "$D/check.out"
 check "sift check: the cached database is loaded" grep -q "prefilter database: .*loaded" "$D/check.out"
+check "sift check: the time per view" grep -Eq "^body +[0-9.]+ +[0-9.]+ +[0-9.]+ +[1-9]" "$D/check.out"
 
 # --- restart: read from the cache, no build
 stop
