@@ -346,6 +346,26 @@ const char *rules_eval_re_group(struct rules_eval_re *re, const char *s, size_t 
 	return arena_strndup(a, s + g[0], g[1] - g[0]);
 }
 
+bool rules_eval_word(const char **p, const char **w, size_t *n)
+{
+	const char *s = *p + strspn(*p, " \t");
+	size_t l = strcspn(s, " \t");
+	*p = s + l;
+	if (l == 0)
+		return false;
+	*w = s;
+	*n = l;
+	return true;
+}
+
+char *rules_eval_lower_dup(const char *s, size_t n)
+{
+	char *d = xalloc_strndup(s, n);
+	for (char *q = d; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	return d;
+}
+
 bool rules_eval_re_once(const char *pattern, uint32_t options, const char *s)
 {
 	int err;

@@ -969,17 +969,10 @@ static struct rules_uridnsbl *uridnsbl_get(rules_t *r)
 
 static size_t words(const char *rest, char w[][256], size_t max)
 {
-	size_t n = 0;
-	const char *p = rest;
-	while (*p && n < max) {
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (!*p)
-			break;
-		size_t l = strcspn(p, " \t");
-		snprintf(w[n++], 256, "%.*s", (int)(l < 255 ? l : 255), p);
-		p += l;
-	}
+	size_t n = 0, l;
+	const char *p = rest, *s;
+	while (n < max && rules_eval_word(&p, &s, &l))
+		snprintf(w[n++], 256, "%.*s", (int)(l < 255 ? l : 255), s);
 	return n;
 }
 

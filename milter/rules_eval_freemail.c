@@ -50,19 +50,15 @@ const char *rules_freemail_directive(rules_t *r, const char *dir, const char *re
 	    strcmp(dir, "freemail_welcomelist") == 0) {
 		struct rules_freemail *f = get(r);
 		bool dom = dir[9] == 'd';
-		for (const char *p = rest; *p;) {
-			while (*p == ' ' || *p == '\t')
-				p++;
-			size_t n = strcspn(p, " \t");
-			if (n == 0)
-				break;
+		const char *w;
+		size_t n;
+		for (const char *p = rest; rules_eval_word(&p, &w, &n);) {
 			if (!dom)
-				push(&f->welcome, &f->nwelcome, &f->capwelcome, p, n);
-			else if (memchr(p, '*', n) || memchr(p, '?', n))
-				push(&f->wild, &f->nwild, &f->capwild, p, n);
+				push(&f->welcome, &f->nwelcome, &f->capwelcome, w, n);
+			else if (memchr(w, '*', n) || memchr(w, '?', n))
+				push(&f->wild, &f->nwild, &f->capwild, w, n);
 			else
-				push(&f->exact, &f->nexact, &f->capexact, p, n);
-			p += n;
+				push(&f->exact, &f->nexact, &f->capexact, w, n);
 		}
 		return NULL;
 	}

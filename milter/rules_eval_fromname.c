@@ -38,14 +38,6 @@ static struct rules_fromname *get(rules_t *r)
 	return r->fromname;
 }
 
-static char *lower_dup(const char *s, size_t n)
-{
-	char *d = xalloc_strndup(s, n);
-	for (char *p = d; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-	return d;
-}
-
 /* "(OWNER) addr...": the owner's list, created on first use; NULL on a malformed line */
 static struct fns_list *list_of(struct rules_fromname *f, const char *rest, const char **addrs)
 {
@@ -55,7 +47,7 @@ static struct fns_list *list_of(struct rules_fromname *f, const char *rest, cons
 	*addrs = close + 1 + strspn(close + 1, " \t");
 	if (**addrs == '\0')
 		return NULL;
-	char *owner = lower_dup(rest + 1, (size_t)(close - rest - 1));
+	char *owner = rules_eval_lower_dup(rest + 1, (size_t)(close - rest - 1));
 	for (size_t i = 0; i < f->nlists; i++)
 		if (strcmp(f->lists[i].owner, owner) == 0) {
 			free(owner);
@@ -75,11 +67,10 @@ const char *rules_fromname_directive(rules_t *r, const char *dir, const char *re
 		if (l == NULL)
 			return "expected (OWNER) and addresses";
 		bool add = dir[4] == 'a';
-		while (*p) {
-			size_t n = strcspn(p, " \t");
-			char *pat = lower_dup(p, n);
-			p += n;
-			p += strspn(p, " \t");
+		const char *w;
+		size_t n;
+		while (rules_eval_word(&p, &w, &n)) {
+			char *pat = rules_eval_lower_dup(w, n);
 			if (add) {
 				if (l->n == l->cap) {
 					l->cap = l->cap ? l->cap * 2 : 8;
@@ -115,33 +106,24 @@ const char *rules_fromname_directive(rules_t *r, const char *dir, const char *re
 	if (strcmp(dir, "fns_ignore_headers") == 0) {
 		if (*rest == '\0')
 			return "expected header names";
-		for (const char *p = rest; *p;) {
-			p += strspn(p, " \t");
-			size_t n = strcspn(p, " \t");
-			if (n == 0)
-				break;
+		const char *w;
+		size_t n;
+		for (const char *p = rest; rules_eval_word(&p, &w, &n);) {
 			f->ignore_headers =
 			    xalloc_realloc(f->ignore_headers, (f->nignore + 1) * sizeof(char *));
-			f->ignore_headers[f->nignore++] = xalloc_strndup(p, n);
-			p += n;
+			f->ignore_headers[f->nignore++] = xalloc_strndup(w, n);
 		}
 		return NULL;
 	}
 	if (strcmp(dir, "fns_ignore_dkim") == 0) {
 		if (*rest == '\0')
 			return "expected signing domains";
-		for (const char *p = rest; *p;) {
-			p += strspn(p, " \t");
-			size_t n = strcspn(p, " \t");
-			if (n == 0)
-				break;
+		const char *w;
+		size_t n;
+		for (const char *p = rest; rules_eval_word(&p, &w, &n);) {
 			f->ignore_dkim =
 			    xalloc_realloc(f->ignore_dkim, (f->nignore_dkim + 1) * sizeof(char *));
-			char *d = xalloc_strndup(p, n);
-			for (char *q = d; *q; q++)
-				*q = (char)tolower((unsigned char)*q);
-			f->ignore_dkim[f->nignore_dkim++] = d;
-			p += n;
+			f->ignore_dkim[f->nignore_dkim++] = rules_eval_lower_dup(w, n);
 		}
 		return NULL;
 	}

@@ -1007,13 +1007,11 @@ static bool has_word(const char *list, const char *w)
 bool rules_eval_charset_ok(const rules_t *r, const char *charset)
 {
 	const char *locales = r->ok_locales ? r->ok_locales : "all";
-	for (const char *p = locales; *p;) {
-		p += strspn(p, " \t");
-		size_t n = strcspn(p, " \t");
-		if (n == 3 && strncmp(p, "all", 3) == 0)
+	const char *w;
+	size_t n;
+	for (const char *p = locales; rules_eval_word(&p, &w, &n);)
+		if (n == 3 && strncmp(w, "all", 3) == 0)
 			return true;
-		p += n;
-	}
 	char cs[128];
 	size_t k = 0;
 	for (const char *p = charset; *p && k + 1 < sizeof(cs); p++)
@@ -1031,18 +1029,13 @@ bool rules_eval_charset_ok(const rules_t *r, const char *charset)
 	for (size_t i = 0; i < sizeof(always_prefix) / sizeof(always_prefix[0]); i++)
 		if (strncmp(c, always_prefix[i], strlen(always_prefix[i])) == 0)
 			return true;
-	for (const char *p = locales; *p;) {
-		p += strspn(p, " \t");
-		size_t n = strcspn(p, " \t");
-		if (n == 0)
-			break;
+	for (const char *p = locales; rules_eval_word(&p, &w, &n);) {
 		/* "zh_TW" and "zh.big5" are zh: the first two letters when they are lower case */
 		char loc[3] = "en";
-		if (n >= 2 && islower((unsigned char)p[0]) && islower((unsigned char)p[1]))
-			memcpy(loc, p, 2);
-		else if (!(n == 1 && p[0] == 'C'))
-			snprintf(loc, sizeof(loc), "%.*s", (int)(n < 2 ? n : 2), p);
-		p += n;
+		if (n >= 2 && islower((unsigned char)w[0]) && islower((unsigned char)w[1]))
+			memcpy(loc, w, 2);
+		else if (!(n == 1 && w[0] == 'C'))
+			snprintf(loc, sizeof(loc), "%.*s", (int)(n < 2 ? n : 2), w);
 		for (size_t i = 0; i < sizeof(charsets_for_locale) / sizeof(charsets_for_locale[0]);
 		     i++)
 			if (strcmp(loc, charsets_for_locale[i].locale) == 0 &&

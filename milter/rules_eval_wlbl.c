@@ -109,17 +109,11 @@ static struct hostlist *hostlist_of(struct rules_wlbl *w, const char *name, size
 /* Adds (or, with remove, takes out) the hosts of rest, "!host" an exception. */
 static void hostlist_edit(struct hostlist *l, const char *rest, bool remove)
 {
-	for (const char *p = rest; *p;) {
-		while (*p == ' ' || *p == '\t')
-			p++;
-		size_t n = strcspn(p, " \t");
-		if (n == 0)
-			break;
-		bool listed = *p != '!';
-		char *host = xalloc_strndup(p + !listed, n - !listed);
-		for (char *q = host; *q; q++)
-			*q = (char)tolower((unsigned char)*q);
-		p += n;
+	const char *w;
+	size_t n;
+	for (const char *p = rest; rules_eval_word(&p, &w, &n);) {
+		bool listed = *w != '!';
+		char *host = rules_eval_lower_dup(w + !listed, n - !listed);
 		bool found = false;
 		for (size_t k = 0; k < l->n && !found; k++)
 			if (strcmp(l->h[k].host, host) == 0) {
@@ -214,9 +208,7 @@ static const struct {
 
 static void addrlist_add(struct addrlist *l, const char *s, size_t n)
 {
-	char *pat = xalloc_strndup(s, n);
-	for (char *q = pat; *q; q++)
-		*q = (char)tolower((unsigned char)*q);
+	char *pat = rules_eval_lower_dup(s, n);
 	if (l->n == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 16;
 		l->v = xalloc_realloc(l->v, l->cap * sizeof(char *));
@@ -242,15 +234,10 @@ static const char *enlist_addrlist(struct rules_wlbl *w, const char *rest)
 		l = &w->lists[w->nlists++];
 		*l = (struct addrlist){.name = xalloc_strndup(rest + 1, nl)};
 	}
-	for (const char *p = close + 1; *p;) {
-		while (*p == ' ' || *p == '\t')
-			p++;
-		size_t n = strcspn(p, " \t");
-		if (n == 0)
-			break;
-		addrlist_add(l, p, n);
-		p += n;
-	}
+	const char *wd;
+	size_t n;
+	for (const char *p = close + 1; rules_eval_word(&p, &wd, &n);)
+		addrlist_add(l, wd, n);
 	return NULL;
 }
 
@@ -268,21 +255,9 @@ static const char *from_rcvd(struct rcvd_entry **list, size_t *n, size_t *cap, c
 		*list = xalloc_realloc(*list, *cap * sizeof(**list));
 	}
 	struct rcvd_entry *en = &(*list)[(*n)++];
-	en->addr = xalloc_strndup(a, an);
-	en->domain = xalloc_strndup(d, dn);
-	for (char *q = en->addr; *q; q++)
-		*q = (char)tolower((unsigned char)*q);
-	for (char *q = en->domain; *q; q++)
-		*q = (char)tolower((unsigned char)*q);
+	en->addr = rules_eval_lower_dup(a, an);
+	en->domain = rules_eval_lower_dup(d, dn);
 	return NULL;
-}
-
-static char *lower_dup(const char *s, size_t n)
-{
-	char *d = xalloc_strndup(s, n);
-	for (char *q = d; *q; q++)
-		*q = (char)tolower((unsigned char)*q);
-	return d;
 }
 
 /*
@@ -297,7 +272,7 @@ static const char *from_dkim(struct rules_wlbl *w, int l, bool remove, const cha
 	size_t dn = strcspn(d, " \t");
 	if (an == 0 || d[dn + strspn(d + dn, " \t")] != '\0')
 		return "expected an author address and an optional signing domain";
-	char *addr = lower_dup(a, an), *sdid = lower_dup(d, dn);
+	char *addr = rules_eval_lower_dup(a, an), *sdid = rules_eval_lower_dup(d, dn);
 	if (remove) {
 		for (int k = 0; k < DKIM_N; k++)
 			for (size_t i = 0; i < w->ndkim[k]; i++)
@@ -350,7 +325,7 @@ static const char *adsp_override(struct rules_wlbl *w, const char *rest)
 			       "custom_low, "
 			       "custom_med, custom_high";
 	}
-	char *d = lower_dup(a, an);
+	char *d = rules_eval_lower_dup(a, an);
 	for (size_t i = 0; i < w->nadsp; i++)
 		if (strcmp(w->adsp[i].host, d) == 0) {
 			w->adsp_practice[i] = c;
@@ -460,16 +435,10 @@ int rules_wlbl_directive(rules_t *r, const char *dir, const char *rest, const ch
 			r->wlbl = xalloc_calloc(1, sizeof(*r->wlbl));
 		struct rules_wlbl *w = r->wlbl;
 		int l = directives[i].list;
-		for (const char *p = rest; *p;) {
-			while (*p == ' ' || *p == '\t')
-				p++;
-			size_t n = strcspn(p, " \t");
-			if (n == 0)
-				break;
-			char *pat = xalloc_strndup(p, n);
-			for (char *q = pat; *q; q++)
-				*q = (char)tolower((unsigned char)*q);
-			p += n;
+		const char *wd;
+		size_t n;
+		for (const char *p = rest; rules_eval_word(&p, &wd, &n);) {
+			char *pat = rules_eval_lower_dup(wd, n);
 			if (directives[i].remove) {
 				for (size_t k = 0; k < w->n[l]; k++)
 					if (strcmp(w->v[l][k], pat) == 0) {

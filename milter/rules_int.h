@@ -452,6 +452,13 @@ bool rules_eval_domain_valid(const char *domain);
 const char *rules_eval_envelope_from(struct rules_evalenv *e);
 /* ASCII case-insensitive substring search. */
 const char *rules_eval_strcasestr(const char *h, const char *n);
+/*
+ * The directive parsers' words: the next blank-separated word at *p, its
+ * start in *w and length in *n, *p moved past it; false when none is left.
+ */
+bool rules_eval_word(const char **p, const char **w, size_t *n);
+/* A lower-case copy of s[0..n), malloc'd (the directive lists keep them). */
+char *rules_eval_lower_dup(const char *s, size_t n);
 
 /* rules_lit.c */
 void rules_lit_extract(struct rule *ru);
