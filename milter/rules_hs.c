@@ -72,9 +72,8 @@ struct hs_view {
 	size_t nascii;
 };
 
-/* A published set of databases: immutable once published. */
+/* A published set of databases: immutable once published, but for its (locked) scratch pool. */
 struct hs_dbs {
-	uint64_t serial;
 	struct rules_scratch_pool pool; /* scratch space for these databases */
 	hs_database_t *db[RULES_T_N];
 	uint8_t *in_db[RULES_T_N]; /* per local id: the rule is in db (else it runs anyway) */
@@ -94,12 +93,6 @@ struct rules_hs {
 	_Atomic int state; /* RULES_DB_* */
 	_Atomic uint64_t build_ms;
 };
-
-static uint64_t next_serial(void)
-{
-	static _Atomic uint64_t s;
-	return atomic_fetch_add(&s, 1) + 1;
-}
 
 static double now_s(void)
 {
@@ -974,7 +967,6 @@ static void cache_sweep(const struct rules_hs *h)
 
 static void publish(struct rules_hs *h, struct hs_dbs *d, int state)
 {
-	d->serial = next_serial();
 	struct hs_dbs *old = atomic_exchange(&h->dbs, d);
 	dbs_free(old); /* never set twice: old is NULL */
 	atomic_store(&h->state, state);
@@ -1122,10 +1114,11 @@ int rules_prefilter_db_start(rules_t *r, const char *state_dir, rules_db_mode_t 
 		struct hs_dbs *d = h->dir ? cache_read(h, &why) : NULL;
 		if (!cache_outcome(h, d, why, true)) {
 			/* said, so that whoever measures the daemon waits for "built" */
-			log_msg(LOG_L_INFO,
-			        "rules prefilter database: building for %zu rules in the background "
-			        "(until then they run without it)",
-			        h->covered);
+			log_msg(
+			    LOG_L_INFO,
+			    "rules prefilter database: building for %zu rules in the background "
+			    "(until then they run without it)",
+			    h->covered);
 			bm_submit(h);
 		}
 		break;
@@ -1187,7 +1180,6 @@ void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_resul
 	const struct rules_hs *h = r->hs;
 	if (h == NULL || type < 0 || type >= RULES_T_N || h->v[type].nrule == 0)
 		return;
-	/* the set is immutable once published, but for its scratch pool */
 	struct hs_dbs *d = atomic_load_explicit(&h->dbs, memory_order_acquire);
 	if (d == NULL || d->db[type] == NULL)
 		return; /* not built yet: these rules stay marked to run everywhere */
