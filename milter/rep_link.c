@@ -12,7 +12,9 @@
 #include "xalloc.h"
 
 #include <hiredis/hiredis.h>
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -695,7 +697,7 @@ static bool do_connect(rep_link_t *l)
 	return conn_setup(l, l->ctx, l->addr, true);
 }
 
-struct redisContext *rep_link_get(rep_link_t *l)
+static redisContext *link_get(rep_link_t *l)
 {
 	long now;
 
@@ -724,6 +726,55 @@ struct redisContext *rep_link_get(rep_link_t *l)
 	l->fresh = true;
 	__atomic_store_n(&l->state, REP_LINK_UP, __ATOMIC_RELAXED);
 	return l->ctx;
+}
+
+/*
+ * hiredis sends with write(2), so a server that closed or reset the
+ * connection (a restart, a protocol error, a killed client) raises SIGPIPE
+ * in the writing thread. The daemon ignores it, but the sift tool and any
+ * other program linking this module would die of it, silently. So every
+ * exchange holds SIGPIPE blocked for its duration and drops one it raised:
+ * the write then fails with EPIPE, and the link reconnects as after any
+ * other error. One raised before the call (someone else's) is left pending.
+ */
+struct pipe_guard {
+	sigset_t old;
+	bool was_pending;
+};
+
+static void pipe_hold(struct pipe_guard *g)
+{
+	sigset_t pipe, pending;
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe, &g->old);
+	sigemptyset(&pending);
+	sigpending(&pending);
+	g->was_pending = sigismember(&pending, SIGPIPE) == 1;
+}
+
+static void pipe_release(struct pipe_guard *g)
+{
+	sigset_t pipe, pending;
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	sigemptyset(&pending);
+	sigpending(&pending);
+	if (!g->was_pending && sigismember(&pending, SIGPIPE) == 1) {
+		const struct timespec now = {0, 0};
+		while (sigtimedwait(&pipe, NULL, &now) == -1 && errno == EINTR)
+			;
+	}
+	pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+struct redisContext *rep_link_get(rep_link_t *l)
+{
+	struct pipe_guard g;
+	pipe_hold(&g);
+	redisContext *c = link_get(l);
+	pipe_release(&g);
+	return c;
 }
 
 void rep_link_fail(rep_link_t *l, const char *why)
@@ -1032,9 +1083,10 @@ static int cluster_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds,
 	return (int)n;
 }
 
-int rep_link_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds, struct redisReply **replies)
+static int link_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds,
+                         struct redisReply **replies)
 {
-	redisContext *c = rep_link_get(l);
+	redisContext *c = link_get(l);
 	size_t i;
 
 	for (i = 0; i < n; i++)
@@ -1077,6 +1129,15 @@ int rep_link_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds, struct red
 	}
 	l->consecutive_failures = 0;
 	return (int)n;
+}
+
+int rep_link_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds, struct redisReply **replies)
+{
+	struct pipe_guard g;
+	pipe_hold(&g);
+	int got = link_pipeline(l, n, cmds, replies);
+	pipe_release(&g);
+	return got;
 }
 
 void rep_link_free_replies(size_t n, struct redisReply **replies)

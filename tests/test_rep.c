@@ -6,6 +6,7 @@
  * sharing one Redis.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
@@ -87,7 +88,11 @@ struct server {
 	char addr[64];
 };
 
-static void server_start(struct server *s, const char *const *extra)
+static bool server_wait(struct server *s);
+static void server_stop(struct server *s);
+
+/* Starts redis-server on s->port; true once that process serves there. */
+static bool server_launch(struct server *s, const char *const *extra)
 {
 	char port[16];
 	const char *argv[40];
@@ -122,17 +127,72 @@ static void server_start(struct server *s, const char *const *extra)
 		execvp("redis-server", (char *const *)argv);
 		_exit(127);
 	}
-	/* Bounded wait until it accepts connections (it may still be LOADING). */
+	return server_wait(s);
+}
+
+/* Starts (or restarts) the server on its port. */
+static void server_start(struct server *s, const char *const *extra)
+{
+	cr_assert(server_launch(s, extra), "redis-server on port %d did not start", s->port);
+}
+
+/* Whether pid holds the socket listening on 127.0.0.1:port (from /proc). */
+static bool listens_on(pid_t pid, int port)
+{
+	FILE *f = fopen("/proc/net/tcp", "r");
+	char line[512];
+	unsigned long inode = 0;
+	while (f && inode == 0 && fgets(line, sizeof(line), f)) {
+		unsigned a, p, st;
+		unsigned long ino;
+		if (sscanf(line, " %*d: %x:%x %*x:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &a, &p,
+		           &st, &ino) == 4 &&
+		    a == 0x0100007f && (int)p == port && st == 0x0a)
+			inode = ino;
+	}
+	if (f)
+		fclose(f);
+	if (inode == 0)
+		return false;
+	char want[64], dir[64], path[320], got[64];
+	snprintf(want, sizeof(want), "socket:[%lu]", inode);
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(dir);
+	bool found = false;
+	for (struct dirent *e; d && !found && (e = readdir(d));) {
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		ssize_t n = readlink(path, got, sizeof(got) - 1);
+		found = n > 0 && (got[n] = '\0', strcmp(got, want) == 0);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/*
+ * Bounded wait until our server accepts connections (it may still be
+ * LOADING). Tests run in parallel, so the port may have been taken since it
+ * was picked: the listener there must be our process, or a test would talk
+ * to another test's server and lose it when that test stops it.
+ */
+static bool server_wait(struct server *s)
+{
 	for (long until = mono_ms() + 5000; mono_ms() < until; sleep_ms(20)) {
+		if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
+			s->pid = 0; /* exited: could not listen */
+			return false;
+		}
+		if (!listens_on(s->pid, s->port))
+			continue;
 		struct timeval tv = {0, 200000};
 		redisContext *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
 		bool ok = c && !c->err;
 		if (c)
 			redisFree(c);
 		if (ok)
-			return;
+			return true;
 	}
-	cr_assert_fail("redis-server on port %d did not start", s->port);
+	return false;
 }
 
 static void server_new(struct server *s, const char *const *extra)
@@ -141,8 +201,14 @@ static void server_new(struct server *s, const char *const *extra)
 	char *d = tmpdir();
 	snprintf(s->dir, sizeof(s->dir), "%s", d);
 	free(d);
-	s->port = free_port();
-	server_start(s, extra);
+	/* A port taken between picking and binding: pick another (bounded). */
+	for (int tries = 0; tries < 5; tries++) {
+		s->port = free_port();
+		if (server_launch(s, extra))
+			return;
+		server_stop(s);
+	}
+	cr_assert_fail("redis-server did not start on any of 5 ports");
 }
 
 static void server_stop(struct server *s)
@@ -1286,6 +1352,67 @@ Test(rep_link, starts_after_us_and_reconnects_after_restart, .timeout = 30)
 	redisReply *v = side(&s, "GET k");
 	cr_assert_str_eq(v->str, "v1");
 	freeReplyObject(v);
+	rep_link_free(l);
+	server_free(&s);
+}
+
+/*
+ * A server that closed an idle connection (Redis's `timeout`) leaves the
+ * socket half closed; a command too large for one write() then raises
+ * SIGPIPE on its second. That must fail the command, not kill the process:
+ * this one has SIGPIPE at its default action, as the sift tool has.
+ */
+/* Clients connected to s other than the one asking. */
+static long idle_clients(struct server *s)
+{
+	redisReply *r = side(s, "INFO clients");
+	const char *p = r->str ? strstr(r->str, "connected_clients:") : NULL;
+	long n = p ? atol(p + strlen("connected_clients:")) - 1 : -1;
+	freeReplyObject(r);
+	return n;
+}
+
+Test(rep_link, a_connection_closed_by_the_server_does_not_kill_the_writer, .timeout = 30)
+{
+	NEED_REDIS();
+	signal(SIGPIPE, SIG_DFL);
+	struct server s;
+	const char *extra[] = {"--timeout", "1", NULL};
+	server_new(&s, extra);
+	rep_link_conf_t lc = link_conf(s.addr);
+	rep_link_t *l = rep_link_new(&lc);
+	cr_assert_not_null(rep_link_get(l), "%s", rep_link_error(l));
+	/* Idle past the server's timeout: it closes its end (bounded wait). */
+	for (int i = 0; i < 50 && idle_clients(&s) > 0; i++)
+		sleep_ms(100);
+	cr_assert_eq(idle_clients(&s), 0, "the server closed the idle link");
+
+	size_t big = 32u << 20;
+	char *v = malloc(big);
+	cr_assert_not_null(v);
+	memset(v, 'x', big);
+	rep_cmd_t c;
+	redisReply *r;
+	rep_cmd_init(&c, "SET");
+	rep_cmd_arg(&c, "k");
+	rep_cmd_argn(&c, v, big);
+	cr_assert_eq(rep_link_pipeline(l, 1, &c, &r), 0, "the command failed");
+	cr_assert_neq(rep_link_error(l)[0], '\0');
+	free(v);
+
+	sigset_t pending, mask;
+	sigpending(&pending);
+	cr_assert_eq(sigismember(&pending, SIGPIPE), 0, "no SIGPIPE left pending");
+	pthread_sigmask(SIG_BLOCK, NULL, &mask);
+	cr_assert_eq(sigismember(&mask, SIGPIPE), 0, "the thread's mask is as it was");
+
+	/* And the link serves again once reconnected. */
+	rep_cmd_init(&c, "SET");
+	rep_cmd_arg(&c, "k");
+	rep_cmd_arg(&c, "v");
+	cr_assert(link_wait_up(l, 3000), "reconnected: %s", rep_link_error(l));
+	cr_assert_eq(rep_link_pipeline(l, 1, &c, &r), 1, "%s", rep_link_error(l));
+	rep_link_free_replies(1, &r);
 	rep_link_free(l);
 	server_free(&s);
 }
