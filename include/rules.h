@@ -19,16 +19,14 @@
  *	Eval tests ("header NAME eval:check_foo(...)") run when this engine
  *	implements the function (rules_eval*.c: HeaderEval, RelayEval,
  *	MIMEEval, HTMLEval, BodyEval, WLBLEval and FreeMail tests;
- *	contrib/sa-evals.md lists them), with their arguments checked at load (a malformed list is an
- *	error). What is not supported only warns: skipped eval tests once per
- *	reason, naming the functions ("skipped 3 eval tests (DNS list ...):
- *	check_rbl, ..."), other constructs once each ("skipped directive
- *	askdns"). The freemail_domains, freemail_welcomelist and
- *	freemail_max_body_* directives configure the FreeMail tests;
- *	welcomelist_from, blocklist_from, welcomelist_to, blocklist_to,
- *	more_spam_to, all_spam_to (and whitelist/blacklist names, un... forms),
- *	blocklist_uri_host and welcomelist_uri_host the WLBLEval ones. A skipped rule exists but never hits, so metas naming it
- *	still evaluate (with it as 0). A malformed line - a regex PCRE2
+ *	contrib/sa-evals.md lists them), with their arguments checked at load (a malformed list is
+ *an error). What is not supported only warns: skipped eval tests once per reason, naming the
+ *functions ("skipped 3 eval tests (DNS list ...): check_rbl, ..."), other constructs once each
+ *("skipped directive askdns"). The freemail_domains, freemail_welcomelist and freemail_max_body_*
+ *directives configure the FreeMail tests; welcomelist_from, blocklist_from, welcomelist_to,
+ *blocklist_to, more_spam_to, all_spam_to (and whitelist/blacklist names, un... forms),
+ *	blocklist_uri_host and welcomelist_uri_host the WLBLEval ones. A skipped rule exists but
+ *never hits, so metas naming it still evaluate (with it as 0). A malformed line - a regex PCRE2
  *	rejects, a bad score, a meta that does not parse, an unbalanced
  *	if/endif - is an error and fails the whole load, so a reload keeps the
  *	running set. Loading goes on after an error (regexes and metas are
@@ -44,11 +42,10 @@
  *	feature_registryboundaries, feature_capture_rules and
  *	feature_welcomelist_blocklist, and for the eval helpers
  *	MIMEEval::has_check_for_ascii_text_illegal and
- *	BodyEval::has_check_body_length; false for everything else. With rules_all_plugins, every ifplugin block is read
- *	(and "!plugin(...)" is false): the regex and meta rules SpamAssassin
- *	keeps in its eval plugins' blocks then load and the eval tests warn.
- *	That is for lint and comparisons: a meta such as "__A && !__EVAL"
- *	would hit whenever __A does, so scoring should keep the default.
+ *	BodyEval::has_check_body_length; false for everything else. With rules_all_plugins, every
+ *ifplugin block is read (and "!plugin(...)" is false): the regex and meta rules SpamAssassin keeps
+ *in its eval plugins' blocks then load and the eval tests warn. That is for lint and comparisons: a
+ *meta such as "__A && !__EVAL" would hit whenever __A does, so scoring should keep the default.
  *
  *	Scores: "score NAME a b c d" gives SpamAssassin's four score sets;
  *	rules_opts_t.score_set picks the column (rules_score_set, by default
@@ -137,8 +134,8 @@
  *	second database of whole patterns in Vectorscan's prefilter mode (a
  *	superset of PCRE2's matches), scanned per piece, so each runs only on
  *	the pieces where it may match (patterns over 16,000 bytes, which
- *	Vectorscan refuses, and the few it cannot compile run everywhere). That database takes seconds to minutes to build
- *	(SpamAssassin's set: about a minute), so it is built in a background
+ *	Vectorscan refuses, and the few it cannot compile run everywhere). That database takes
+ *seconds to minutes to build (SpamAssassin's set: about a minute), so it is built in a background
  *	thread after a load or reload while the literal prefilter serves,
  *	cached as state_dir/rules-hs-HASH.db (HASH of its patterns and the
  *	Vectorscan version; the three newest kept) and read from there at
@@ -281,12 +278,15 @@ const char *rules_db_state_name(rules_db_state_t s);
 enum {
 	RULES_EVAL_TIMING = 1u << 0,       /* accumulate per-rule CPU time */
 	RULES_EVAL_NO_PREFILTER = 1u << 1, /* run every rule (tests, measurements) */
-	RULES_EVAL_EXPLAIN = 1u << 2       /* put the matched text in each hit's detail */
+	RULES_EVAL_EXPLAIN = 1u << 2,      /* put the matched text in each hit's detail */
+	RULES_EVAL_EAGER = 1u << 3         /* run every sub-rule, even those no meta needs */
 };
 
 /*
- * Evaluates every rule on the message and adds a hit (source "rules")
- * for each non-__ rule with a non-zero score that hits. mi may be NULL
+ * Evaluates the rules on the message and adds a hit (source "rules")
+ * for each non-__ rule with a non-zero score that hits. A __ rule of the
+ * body, rawbody, uri or full view runs only when a meta's value depends on
+ * it (unless RULES_EVAL_EAGER): the hits are the same. mi may be NULL
  * (then body, rawbody, uri and mimeheader rules see empty views).
  * Returns the number of rules that failed with a match-limit error.
  */

@@ -819,6 +819,40 @@ static void mark_unused(rules_t *r)
 		r->stats.unused += r->v[i].unused;
 }
 
+/*
+ * Which sub-rules wait for a meta to need them (see struct rule). Only the
+ * body-like views: their rules are the costly ones (SpamAssassin's
+ * ReplaceTags rules are tens of KB each), while header rules are cheap and
+ * are what most metas are settled by. A rule that captures a tag runs
+ * anyway, for the rules that use the tag.
+ */
+static void mark_deferred(rules_t *r)
+{
+	static const int types[] = {RULES_T_BODY, RULES_T_RAWBODY, RULES_T_URI, RULES_T_FULL};
+	for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
+		int t = types[k];
+		for (size_t oi = 0; oi < r->norder[t]; oi++) {
+			struct rule *ru = &r->v[r->order[t][oi]];
+			if (!name_is_sub(ru->name) || ru->report || ru->captures)
+				continue;
+			ru->deferred = true;
+			/* the pattern's size stands for its cost: a run walks the text
+			 * once per start position through that much program */
+			const char *p = ru->apattern ? ru->apattern : ru->pattern;
+			ru->lazy_cost = 64.0 + (p ? (double)strlen(p) : 0);
+		}
+	}
+	/* topological order: each meta's operands are costed before it */
+	for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++) {
+		struct rule *ru = &r->v[r->order[RULES_T_META][oi]];
+		double c = 0;
+		for (size_t k = 0; k < ru->nprog; k++)
+			if (ru->prog[k].op == MOP_RULE)
+				c += r->v[ru->prog[k].rule].lazy_cost;
+		ru->lazy_cost = c < 1e15 ? c : 1e15;
+	}
+}
+
 static int rules_finish(rules_t *r, diag_t *d)
 {
 	size_t before = diag_errors(d);
@@ -959,6 +993,7 @@ static int rules_finish(rules_t *r, diag_t *d)
 	for (int t = 0; t < RULES_T_META; t++)
 		qsort_r(r->order[t], r->norder[t], sizeof(size_t), cmp_priority, r);
 	qsort_r(r->evals, r->nevals, sizeof(size_t), cmp_priority, r);
+	mark_deferred(r);
 	rules_freemail_finish(r);
 	rules_eval_dns_finish(r);
 	if (diag_errors(d) > before)
@@ -2236,6 +2271,197 @@ static void header_prefilter(struct evalctx *e, msg_t *m, const mime_t *mi, stru
 		atomic_fetch_add(&r->view_ns[2 * RULES_T_HEADER + 1], thread_ns() - t0);
 }
 
+/* ---------------------------------------------------------------- lazy sub-rules */
+
+/*
+ * A deferred sub-rule (see mark_deferred) that the prefilter did not rule
+ * out is pending until a meta needs its value. Each scored meta is settled
+ * by three-valued evaluation over what is known: "A && B" with B known
+ * false is false whatever A is. When the value is still open, the open
+ * operand cheapest to settle (by lazy_cost) is settled (a pending rule run,
+ * a sub-meta settled the same way) and the meta is tried again. So a ham
+ * from a mailing list never runs SpamAssassin's __FILL_THIS_FORM_* rules,
+ * whose metas all require !__VIA_ML or the like. The values are those of
+ * running everything: only the order of work changes.
+ */
+enum { LZ_KNOWN = 0, LZ_PENDING, LZ_META };
+
+struct lazy {
+	struct evalctx *e;
+	const struct views *vw;
+	double *val;
+	uint8_t *state;               /* per rule: LZ_* */
+	const struct pf_node **nodes; /* per pending rule: its listed spans, NULL: all */
+	uint32_t *head;
+	uint32_t *peeked; /* per sub-meta: the epoch it was last found open */
+	double *left;     /* per sub-meta found open: the cost left to settle it */
+	uint32_t epoch;   /* bumped when a pending rule runs */
+	bool timing;
+	uint64_t forced_ns; /* time of pending rules run, not a meta's own */
+};
+
+static bool meta_try(struct lazy *z, const struct rule *ru, double *out, size_t *pick,
+                     double *left);
+
+/* Rule j's value if settled; if not, the cost left to settle it in *left. */
+static double lazy_peek(struct lazy *z, size_t j, bool *known, double *left)
+{
+	*known = false;
+	if (z->state[j] == LZ_KNOWN) {
+		*known = true;
+		return z->val[j];
+	}
+	if (z->state[j] == LZ_PENDING) {
+		*left = z->e->r->v[j].lazy_cost;
+		return 0;
+	}
+	if (z->peeked[j] != z->epoch) {
+		double v;
+		size_t pick;
+		if (meta_try(z, &z->e->r->v[j], &v, &pick, &z->left[j])) {
+			z->val[j] = v != 0;
+			z->state[j] = LZ_KNOWN;
+			*known = true;
+			return z->val[j];
+		}
+		z->peeked[j] = z->epoch;
+	}
+	*left = z->left[j];
+	return 0;
+}
+
+/*
+ * The meta's value over what is settled (true, in *out), or false and in
+ * *pick the open operand cheapest to settle among those the value turns
+ * on, in *left what settling all of them would cost: the cost of pending
+ * rules still to run, not of those the prefilter ruled out, so a meta over
+ * sixty rules of which one is pending counts as one. Mirrors meta_run(),
+ * which gives the value when everything is known.
+ */
+static bool meta_try(struct lazy *z, const struct rule *ru, double *out, size_t *pick, double *left)
+{
+	double st[64], cs[64]; /* per open entry: the cost left to settle it */
+	bool kn[64];
+	size_t pk[64]; /* per open entry: the operand to settle first for it */
+	int sp = 0;
+	*out = 0;
+	*pick = SIZE_MAX;
+	*left = 0;
+	for (size_t i = 0; i < ru->nprog; i++) {
+		const struct meta_op *op = &ru->prog[i];
+		if (op->op == MOP_NUM || op->op == MOP_RULE) {
+			if (sp == 64)
+				return true;
+			kn[sp] = true;
+			cs[sp] = 0;
+			pk[sp] = SIZE_MAX;
+			if (op->op == MOP_NUM) {
+				st[sp] = op->num;
+			} else {
+				st[sp] = lazy_peek(z, op->rule, &kn[sp], &cs[sp]);
+				pk[sp] = op->rule;
+			}
+			sp++;
+			continue;
+		}
+		if (op->op == MOP_NOT || op->op == MOP_NEG) {
+			if (sp < 1)
+				return true;
+			if (kn[sp - 1])
+				st[sp - 1] = op->op == MOP_NOT ? (st[sp - 1] == 0) : -st[sp - 1];
+			continue;
+		}
+		if (sp < 2)
+			return true;
+		sp--;
+		double b = st[sp], a = st[sp - 1], v = 0;
+		double cb = cs[sp], ca = cs[sp - 1], c = 0;
+		bool kb = kn[sp], ka = kn[sp - 1], k = true;
+		size_t pb = pk[sp], pa = pk[sp - 1], p = SIZE_MAX;
+		if (op->op == MOP_AND && ((ka && a == 0) || (kb && b == 0))) {
+			v = 0;
+		} else if (op->op == MOP_OR && ((ka && a != 0) || (kb && b != 0))) {
+			v = 1;
+		} else if (ka && kb) {
+			switch (op->op) {
+			case MOP_AND: v = 1; break;
+			case MOP_OR: v = 0; break;
+			case MOP_ADD: v = a + b; break;
+			case MOP_SUB: v = a - b; break;
+			case MOP_MUL: v = a * b; break;
+			case MOP_DIV: v = b != 0 ? a / b : 0; break;
+			case MOP_GT: v = a > b; break;
+			case MOP_GE: v = a >= b; break;
+			case MOP_LT: v = a < b; break;
+			case MOP_LE: v = a <= b; break;
+			case MOP_EQ: v = a == b; break;
+			default: v = a != b; break;
+			}
+		} else {
+			k = false;
+			if (ka) {
+				p = pb;
+				c = cb;
+			} else if (kb) {
+				p = pa;
+				c = ca;
+			} else {
+				p = cb < ca ? pb : pa;
+				c = ca + cb;
+			}
+		}
+		st[sp - 1] = v;
+		kn[sp - 1] = k;
+		pk[sp - 1] = p;
+		cs[sp - 1] = c;
+	}
+	if (sp != 1 || kn[0]) {
+		*out = sp == 1 ? st[0] : 0;
+		return true;
+	}
+	*pick = pk[0];
+	*left = cs[0];
+	return false;
+}
+
+static void lazy_run(struct lazy *z, size_t j)
+{
+	struct evalctx *e = z->e;
+	struct rule *ru = &e->r->v[j];
+	uint64_t t0 = z->timing ? thread_ns() : 0;
+	e->mp = NULL;
+	e->mn = 0;
+	long count = match_spans(e, ru, z->vw->spans[ru->type], z->vw->nspans[ru->type],
+	                         z->nodes[j], z->head[j]);
+	if (z->timing) {
+		uint64_t dt = thread_ns() - t0;
+		atomic_fetch_add(&ru->cpu_ns, dt);
+		atomic_fetch_add(&ru->evals, 1);
+		z->forced_ns += dt;
+	}
+	z->val[j] = count > 0 ? ((ru->tflags & TF_MULTIPLE) ? (double)count : 1) : 0;
+	z->state[j] = LZ_KNOWN;
+	z->epoch++;
+}
+
+/* Settles rule j: runs it if pending, settles a meta's open operands until it is known. */
+static double lazy_settle(struct lazy *z, size_t j)
+{
+	if (z->state[j] == LZ_PENDING)
+		lazy_run(z, j);
+	while (z->state[j] != LZ_KNOWN) {
+		double v, left;
+		size_t pick;
+		if (meta_try(z, &z->e->r->v[j], &v, &pick, &left) || pick == SIZE_MAX) {
+			z->val[j] = v != 0;
+			z->state[j] = LZ_KNOWN;
+		} else {
+			lazy_settle(z, pick);
+		}
+	}
+	return z->val[j];
+}
+
 static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned flags,
                     long deadline_ms, unsigned *late)
 {
@@ -2261,6 +2487,16 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 	if (r->ntags)
 		e.capval = arena_zalloc(a, r->ntags * sizeof(char *));
 	bool timing = (flags & RULES_EVAL_TIMING) != 0;
+	struct lazy z = {.e = &e, .vw = &vw, .val = val, .epoch = 1, .timing = timing};
+	bool lazy = !(flags & (RULES_EVAL_EAGER | RULES_EVAL_NO_PREFILTER));
+	if (lazy) {
+		size_t n = r->n ? r->n : 1;
+		z.state = arena_zalloc(a, n);
+		z.nodes = arena_alloc(a, n * sizeof(*z.nodes));
+		z.head = arena_alloc(a, n * sizeof(*z.head));
+		z.peeked = arena_zalloc(a, n * sizeof(*z.peeked));
+		z.left = arena_alloc(a, n * sizeof(*z.left));
+	}
 	const char **detail = (flags & RULES_EVAL_EXPLAIN)
 	                          ? arena_zalloc(a, (r->n ? r->n : 1) * sizeof(char *))
 	                          : NULL;
@@ -2300,11 +2536,27 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 			header_prefilter(&e, m, mi, hv, &pf);
 		bool pf_active = pf_on && type != RULES_T_MIMEHEADER &&
 		                 (type != RULES_T_HEADER || r->hkey_lit != NULL);
+		const struct pf_node *kept = NULL; /* this view's span lists, for pending rules */
 		for (size_t oi = 0; oi < r->norder[type]; oi++) {
 			size_t ri = r->order[type][oi];
 			struct rule *ru = &r->v[ri];
 			if (pf_active && pf.want[ri] == PF_SKIP)
 				continue;
+			if (lazy && ru->deferred) {
+				z.state[ri] = LZ_PENDING;
+				z.nodes[ri] = NULL;
+				z.head[ri] = 0;
+				if (pf_active && pf.want[ri] == PF_LISTED) {
+					/* the next view's scan reuses pf.nodes */
+					if (kept == NULL)
+						kept = arena_memdup(a, pf.nodes,
+						                    (pf.nnodes ? pf.nnodes : 1) *
+						                        sizeof(*pf.nodes));
+					z.nodes[ri] = kept;
+					z.head[ri] = pf.head[ri];
+				}
+				continue;
+			}
 			uint64_t t0 = timing ? thread_ns() : 0;
 			long count = 0;
 			e.mp = NULL;
@@ -2428,12 +2680,18 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 		}
 	}
 	*late = rules_eval_dns_end(&ee);
+	if (lazy)
+		for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++)
+			z.state[r->order[RULES_T_META][oi]] = LZ_META;
 	for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++) {
 		size_t ri = r->order[RULES_T_META][oi];
-		uint64_t t0 = timing ? thread_ns() : 0;
-		val[ri] = meta_run(&r->v[ri], val) != 0;
+		if (lazy && !r->v[ri].report)
+			continue; /* settled when a scored meta needs it */
+		uint64_t t0 = timing ? thread_ns() : 0, forced0 = z.forced_ns;
+		val[ri] = lazy ? lazy_settle(&z, ri) : meta_run(&r->v[ri], val) != 0;
 		if (timing) {
-			atomic_fetch_add(&r->v[ri].cpu_ns, thread_ns() - t0);
+			atomic_fetch_add(&r->v[ri].cpu_ns,
+			                 thread_ns() - t0 - (z.forced_ns - forced0));
 			atomic_fetch_add(&r->v[ri].evals, 1);
 		}
 	}

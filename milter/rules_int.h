@@ -134,6 +134,15 @@ struct rule {
 	struct meta_op *prog;
 	size_t nprog;
 
+	/*
+	 * Lazy sub-rules (rules.c): a __ regex rule of a body-like view is only
+	 * read by metas, so it runs when a meta's value turns on it. lazy_cost
+	 * estimates what settling it costs (a meta's: its operands'), so a meta
+	 * settles its cheaper operands first.
+	 */
+	bool deferred;
+	double lazy_cost;
+
 	/* SpamAssassin 4 capture rules */
 	bool capture_dep; /* uses %{TAG}: compiled per message with the captured value */
 	bool captures;    /* names a group (?<TAG>...) that some %{TAG} uses */

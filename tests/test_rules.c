@@ -425,6 +425,105 @@ Test(rules, unused_sub_rules_do_not_run)
 	rules_free(r);
 }
 
+/* How many times rule name has run (RULES_EVAL_TIMING counts them). */
+static uint64_t runs_of(const rules_t *r, const char *name)
+{
+	rules_time_t t[64];
+	size_t n = rules_slowest(r, t, 64);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(t[i].name, name) == 0)
+			return t[i].evals;
+	return 0;
+}
+
+static char *hit_names(rules_t *r, const char *raw, unsigned flags)
+{
+	msg_t *m;
+	hits_t *h = eval_flags(r, raw, &m, flags, NULL);
+	char buf[512] = "";
+	for (size_t i = 0; i < hits_count(h); i++) {
+		strncat(buf, hits_at(h, i)->name, sizeof(buf) - strlen(buf) - 2);
+		strcat(buf, " ");
+	}
+	msg_free(m);
+	return strdup(buf);
+}
+
+/*
+ * A body sub-rule runs only when a scored meta's value turns on it, once
+ * however many metas read it, and the hits are those of running everything.
+ */
+Test(rules, body_sub_rules_run_when_a_meta_needs_them)
+{
+	const char *text = "header __LIST exists:List-Id\n"
+	                   "body __COSTLY /alpha\\s+(?:one|two|three|four|five)\\s+\\w+/\n"
+	                   "body __CHEAP /beta/\n"
+	                   "meta SPAMMY __COSTLY && !__LIST\n"
+	                   "meta __SUB __COSTLY || __NONE\n"
+	                   "body __NONE /gamma/\n"
+	                   "meta VIA_SUB __SUB && !__LIST\n"
+	                   "meta EITHER __COSTLY || __CHEAP\n"
+	                   "meta COUNTED (__COSTLY + __CHEAP) > 1\n";
+	const char *list = "From: a@example.com\nList-Id: <l.example.com>\nSubject: x\n\n"
+	                   "alpha one more beta\n";
+	const char *direct = PLAIN("x", "alpha one more beta\n");
+	const char *without = "From: a@example.com\nList-Id: <l.example.com>\nSubject: x\n\n"
+	                      "alpha beta\n";
+	const char *msgs[] = {list, direct, without};
+	for (size_t i = 0; i < 3; i++) {
+		rules_t *lazy = load(text), *eager = load(text);
+		char *a = hit_names(lazy, msgs[i], RULES_EVAL_TIMING);
+		char *b = hit_names(eager, msgs[i], RULES_EVAL_TIMING | RULES_EVAL_EAGER);
+		cr_assert_str_eq(a, b, "message %zu: lazy [%s], eager [%s]", i, a, b);
+		cr_assert_eq(runs_of(eager, "__COSTLY"), 1);
+		cr_assert_leq(runs_of(lazy, "__COSTLY"), 1, "once, however many metas read it");
+		free(a);
+		free(b);
+		if (i == 0) {
+			/* SPAMMY and VIA_SUB are false by !__LIST; EITHER true by
+			 * __CHEAP, the cheaper; COUNTED needs both. */
+			cr_assert_eq(runs_of(lazy, "__COSTLY"), 1, "COUNTED needs it");
+		}
+		rules_free(lazy);
+		rules_free(eager);
+	}
+
+	/* Without COUNTED nothing needs __COSTLY on the list message. */
+	rules_t *r = load("header __LIST exists:List-Id\n"
+	                  "body __COSTLY /alpha\\s+(?:one|two|three|four|five)\\s+\\w+/\n"
+	                  "body __CHEAP /beta/\n"
+	                  "meta SPAMMY __COSTLY && !__LIST\n"
+	                  "meta EITHER __COSTLY || __CHEAP\n");
+	char *a = hit_names(r, list, RULES_EVAL_TIMING);
+	cr_assert_str_eq(a, "EITHER ");
+	free(a);
+	cr_assert_eq(runs_of(r, "__COSTLY"), 0, "settled without it");
+	cr_assert_eq(runs_of(r, "__CHEAP"), 1);
+	a = hit_names(r, direct, RULES_EVAL_TIMING);
+	cr_assert(strstr(a, "SPAMMY") && strstr(a, "EITHER"), "%s", a);
+	free(a);
+	cr_assert_eq(runs_of(r, "__COSTLY"), 1, "needed when there is no list");
+	rules_free(r);
+}
+
+/*
+ * A pending body rule keeps the paragraphs the prefilter listed for it,
+ * though the later views' scans reuse the prefilter's lists.
+ */
+Test(rules, a_sub_rule_settled_late_runs_on_its_own_paragraphs)
+{
+	rules_t *r = load("body __NEEDLE /needle\\d/\n"
+	                  "rawbody __RAW /zzz/\n"
+	                  "full __FULL /zzz/\n"
+	                  "meta HAS_NEEDLE __NEEDLE\n"
+	                  "meta HAS_RAW __RAW && __FULL\n");
+	const char *msg = PLAIN("x", "aaa zzz\n\nbbb\n\nccc needle1\n");
+	char *a = hit_names(r, msg, 0);
+	cr_assert(strstr(a, "HAS_NEEDLE") && strstr(a, "HAS_RAW"), "%s", a);
+	free(a);
+	rules_free(r);
+}
+
 Test(rules, scores_defaults_and_disabling)
 {
 	rules_t *r = load("body FOUR /x/\nscore FOUR 1.0 2.0 3.0 4.5\n"
