@@ -820,20 +820,20 @@ static void mark_unused(rules_t *r)
 }
 
 /*
- * Which sub-rules wait for a meta to need them (see struct rule). Only the
- * body-like views: their rules are the costly ones (SpamAssassin's
- * ReplaceTags rules are tens of KB each), while header rules are cheap and
- * are what most metas are settled by. A rule that captures a tag runs
- * anyway, for the rules that use the tag.
+ * Which sub-rules wait for a meta to need them (see struct rule): the
+ * regex sub-rules of the header and body-like views. Not mimeheader rules
+ * (they run per part, rarely) nor exists: tests, which cost nothing; a
+ * rule that captures a tag runs anyway, for the rules that use the tag.
  */
 static void mark_deferred(rules_t *r)
 {
-	static const int types[] = {RULES_T_BODY, RULES_T_RAWBODY, RULES_T_URI, RULES_T_FULL};
+	static const int types[] = {RULES_T_HEADER, RULES_T_BODY, RULES_T_RAWBODY, RULES_T_URI,
+	                            RULES_T_FULL};
 	for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
 		int t = types[k];
 		for (size_t oi = 0; oi < r->norder[t]; oi++) {
 			struct rule *ru = &r->v[r->order[t][oi]];
-			if (!name_is_sub(ru->name) || ru->report || ru->captures)
+			if (!name_is_sub(ru->name) || ru->report || ru->captures || ru->hdr_exists)
 				continue;
 			ru->deferred = true;
 			/* the pattern's size stands for its cost: a run walks the text
@@ -2271,6 +2271,23 @@ static void header_prefilter(struct evalctx *e, msg_t *m, const mime_t *mi, stru
 		atomic_fetch_add(&r->view_ns[2 * RULES_T_HEADER + 1], thread_ns() - t0);
 }
 
+/* A header rule's count on the message: its field's value, or the if-unset stand-in. */
+static long header_rule_count(struct evalctx *e, msg_t *m, const mime_t *mi, struct hval *hv,
+                              struct rule *ru)
+{
+	struct hval *v = &hv[ru->hkey];
+	if (!v->done)
+		header_value(e, m, mi, &e->r->hkeys[ru->hkey], v);
+	if (ru->hdr_exists)
+		return v->present;
+	const char *s = v->present ? v->s : ru->if_unset ? ru->if_unset : "";
+	size_t n = v->present ? v->n : strlen(s);
+	long count = match_text(e, ru, s, n, ru->maxhits);
+	if (count >= 0 && ru->negate)
+		count = count == 0;
+	return count;
+}
+
 /* ---------------------------------------------------------------- lazy sub-rules */
 
 /*
@@ -2288,6 +2305,9 @@ enum { LZ_KNOWN = 0, LZ_PENDING, LZ_META };
 
 struct lazy {
 	struct evalctx *e;
+	msg_t *m;
+	const mime_t *mi;
+	struct hval *hv;
 	const struct views *vw;
 	double *val;
 	uint8_t *state;               /* per rule: LZ_* */
@@ -2357,6 +2377,8 @@ static bool meta_try(struct lazy *z, const struct rule *ru, double *out, size_t 
 			pk[sp] = SIZE_MAX;
 			if (op->op == MOP_NUM) {
 				st[sp] = op->num;
+			} else if (z->state[op->rule] == LZ_KNOWN) {
+				st[sp] = z->val[op->rule]; /* most operands: no call */
 			} else {
 				st[sp] = lazy_peek(z, op->rule, &kn[sp], &cs[sp]);
 				pk[sp] = op->rule;
@@ -2431,8 +2453,10 @@ static void lazy_run(struct lazy *z, size_t j)
 	uint64_t t0 = z->timing ? thread_ns() : 0;
 	e->mp = NULL;
 	e->mn = 0;
-	long count = match_spans(e, ru, z->vw->spans[ru->type], z->vw->nspans[ru->type],
-	                         z->nodes[j], z->head[j]);
+	long count = ru->type == RULES_T_HEADER
+	                 ? header_rule_count(e, z->m, z->mi, z->hv, ru)
+	                 : match_spans(e, ru, z->vw->spans[ru->type], z->vw->nspans[ru->type],
+	                               z->nodes[j], z->head[j]);
 	if (z->timing) {
 		uint64_t dt = thread_ns() - t0;
 		atomic_fetch_add(&ru->cpu_ns, dt);
@@ -2487,7 +2511,14 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 	if (r->ntags)
 		e.capval = arena_zalloc(a, r->ntags * sizeof(char *));
 	bool timing = (flags & RULES_EVAL_TIMING) != 0;
-	struct lazy z = {.e = &e, .vw = &vw, .val = val, .epoch = 1, .timing = timing};
+	struct lazy z = {.e = &e,
+	                 .m = m,
+	                 .mi = mi,
+	                 .hv = hv,
+	                 .vw = &vw,
+	                 .val = val,
+	                 .epoch = 1,
+	                 .timing = timing};
 	bool lazy = !(flags & (RULES_EVAL_EAGER | RULES_EVAL_NO_PREFILTER));
 	if (lazy) {
 		size_t n = r->n ? r->n : 1;
@@ -2546,7 +2577,8 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 				z.state[ri] = LZ_PENDING;
 				z.nodes[ri] = NULL;
 				z.head[ri] = 0;
-				if (pf_active && pf.want[ri] == PF_LISTED) {
+				if (pf_active && pf.want[ri] == PF_LISTED &&
+				    type != RULES_T_HEADER) {
 					/* the next view's scan reuses pf.nodes */
 					if (kept == NULL)
 						kept = arena_memdup(a, pf.nodes,
@@ -2562,20 +2594,7 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 			e.mp = NULL;
 			e.mn = 0;
 			if (type == RULES_T_HEADER) {
-				struct hval *v = &hv[ru->hkey];
-				if (!v->done)
-					header_value(&e, m, mi, &r->hkeys[ru->hkey], v);
-				if (ru->hdr_exists) {
-					count = v->present;
-				} else {
-					const char *s = v->present     ? v->s
-					                : ru->if_unset ? ru->if_unset
-					                               : "";
-					size_t n = v->present ? v->n : strlen(s);
-					count = match_text(&e, ru, s, n, ru->maxhits);
-					if (count >= 0 && ru->negate)
-						count = count == 0;
-				}
+				count = header_rule_count(&e, m, mi, hv, ru);
 			} else if (type == RULES_T_MIMEHEADER) {
 				size_t np = mi ? mime_part_count(mi) : 0;
 				for (size_t pi = 0; pi < np && count >= 0; pi++) {
@@ -2680,15 +2699,25 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 		}
 	}
 	*late = rules_eval_dns_end(&ee);
-	if (lazy)
-		for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++)
-			z.state[r->order[RULES_T_META][oi]] = LZ_META;
+	/*
+	 * Metas that read no deferred rule, even through other metas (cost
+	 * 0), are computed as they come; in topological order their operands
+	 * are known. The others wait to be settled.
+	 */
+	bool *open = lazy ? arena_alloc(a, r->norder[RULES_T_META] + 1) : NULL;
+	for (size_t oi = 0; lazy && oi < r->norder[RULES_T_META]; oi++) {
+		size_t ri = r->order[RULES_T_META][oi];
+		open[oi] = r->v[ri].lazy_cost > 0;
+		if (open[oi])
+			z.state[ri] = LZ_META;
+	}
 	for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++) {
 		size_t ri = r->order[RULES_T_META][oi];
-		if (lazy && !r->v[ri].report)
+		bool settle = lazy && open[oi];
+		if (settle && !r->v[ri].report)
 			continue; /* settled when a scored meta needs it */
 		uint64_t t0 = timing ? thread_ns() : 0, forced0 = z.forced_ns;
-		val[ri] = lazy ? lazy_settle(&z, ri) : meta_run(&r->v[ri], val) != 0;
+		val[ri] = settle ? lazy_settle(&z, ri) : meta_run(&r->v[ri], val) != 0;
 		if (timing) {
 			atomic_fetch_add(&r->v[ri].cpu_ns,
 			                 thread_ns() - t0 - (z.forced_ns - forced0));

@@ -450,12 +450,17 @@ static char *hit_names(rules_t *r, const char *raw, unsigned flags)
 }
 
 /*
- * A body sub-rule runs only when a scored meta's value turns on it, once
+ * A sub-rule runs only when a scored meta's value turns on it, once
  * however many metas read it, and the hits are those of running everything.
  */
-Test(rules, body_sub_rules_run_when_a_meta_needs_them)
+Test(rules, sub_rules_run_when_a_meta_needs_them)
 {
 	const char *text = "header __LIST exists:List-Id\n"
+	                   "header __HCOSTLY Subject =~ /offer\\s+\\w+/\n"
+	                   "meta HSPAMMY __HCOSTLY && !__LIST\n"
+	                   "header __NEG X-Foo !~ /bar/\n"
+	                   "header __UNSET X-Missing =~ /^none$/ [if-unset: none]\n"
+	                   "meta ODD __NEG && __UNSET && __CHEAP\n"
 	                   "body __COSTLY /alpha\\s+(?:one|two|three|four|five)\\s+\\w+/\n"
 	                   "body __CHEAP /beta/\n"
 	                   "meta SPAMMY __COSTLY && !__LIST\n"
@@ -464,9 +469,9 @@ Test(rules, body_sub_rules_run_when_a_meta_needs_them)
 	                   "meta VIA_SUB __SUB && !__LIST\n"
 	                   "meta EITHER __COSTLY || __CHEAP\n"
 	                   "meta COUNTED (__COSTLY + __CHEAP) > 1\n";
-	const char *list = "From: a@example.com\nList-Id: <l.example.com>\nSubject: x\n\n"
+	const char *list = "From: a@example.com\nList-Id: <l.example.com>\nSubject: offer now\n\n"
 	                   "alpha one more beta\n";
-	const char *direct = PLAIN("x", "alpha one more beta\n");
+	const char *direct = PLAIN("offer now", "alpha one more beta\n");
 	const char *without = "From: a@example.com\nList-Id: <l.example.com>\nSubject: x\n\n"
 	                      "alpha beta\n";
 	const char *msgs[] = {list, direct, without};
@@ -477,13 +482,19 @@ Test(rules, body_sub_rules_run_when_a_meta_needs_them)
 		cr_assert_str_eq(a, b, "message %zu: lazy [%s], eager [%s]", i, a, b);
 		cr_assert_eq(runs_of(eager, "__COSTLY"), 1);
 		cr_assert_leq(runs_of(lazy, "__COSTLY"), 1, "once, however many metas read it");
-		free(a);
-		free(b);
 		if (i == 0) {
 			/* SPAMMY and VIA_SUB are false by !__LIST; EITHER true by
 			 * __CHEAP, the cheaper; COUNTED needs both. */
 			cr_assert_eq(runs_of(lazy, "__COSTLY"), 1, "COUNTED needs it");
+			cr_assert_eq(runs_of(lazy, "__HCOSTLY"), 0, "!__LIST settles HSPAMMY");
+			cr_assert_eq(runs_of(eager, "__HCOSTLY"), 1);
 		}
+		if (i == 1) {
+			cr_assert(strstr(a, "HSPAMMY") && strstr(a, "ODD"), "%s", a);
+			cr_assert_eq(runs_of(lazy, "__HCOSTLY"), 1);
+		}
+		free(a);
+		free(b);
 		rules_free(lazy);
 		rules_free(eager);
 	}
