@@ -1189,6 +1189,7 @@ void rules_free(rules_t *r)
 		free(ru->if_unset);
 		free(ru->meta_src);
 		free(ru->prog);
+		free(ru->jump);
 		for (size_t k = 0; k < ru->neargs; k++)
 			free(ru->eargs[k]);
 		free(ru->eargs);
@@ -2088,42 +2089,60 @@ static uint64_t thread_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * Past an && whose left operand is false, or an || whose left operand is
+ * true: the result is that of evaluating the right one too, without doing
+ * it. Repeats up a chain (a && b && c). Returns the op to go on after.
+ */
+static size_t meta_skip(const struct rule *ru, size_t i, double *top)
+{
+	while (ru->jump[i] != 0) {
+		size_t j = ru->jump[i];
+		bool and = ru->prog[j].op == MOP_AND;
+		if (and? *top != 0 : *top == 0)
+			break;
+		*top = and? 0 : 1;
+		i = j;
+	}
+	return i;
+}
+
 static double meta_run(const struct rule *ru, const double *val)
 {
-	double st[64];
+	double st[RULES_META_STACK];
 	int sp = 0;
 	for (size_t i = 0; i < ru->nprog; i++) {
 		const struct meta_op *op = &ru->prog[i];
 		if (op->op == MOP_NUM || op->op == MOP_RULE) {
-			if (sp == 64)
+			if (sp == RULES_META_STACK)
 				return 0;
 			st[sp++] = op->op == MOP_NUM ? op->num : val[op->rule];
-			continue;
-		}
-		if (op->op == MOP_NOT || op->op == MOP_NEG) {
+		} else if (op->op == MOP_NOT || op->op == MOP_NEG) {
 			if (sp < 1)
 				return 0;
 			st[sp - 1] = op->op == MOP_NOT ? (st[sp - 1] == 0) : -st[sp - 1];
-			continue;
+		} else {
+			if (sp < 2)
+				return 0;
+			double b = st[--sp], a = st[sp - 1], v;
+			switch (op->op) {
+			case MOP_AND: v = a != 0 && b != 0; break;
+			case MOP_OR: v = a != 0 || b != 0; break;
+			case MOP_ADD: v = a + b; break;
+			case MOP_SUB: v = a - b; break;
+			case MOP_MUL: v = a * b; break;
+			case MOP_DIV: v = b != 0 ? a / b : 0; break;
+			case MOP_GT: v = a > b; break;
+			case MOP_GE: v = a >= b; break;
+			case MOP_LT: v = a < b; break;
+			case MOP_LE: v = a <= b; break;
+			case MOP_EQ: v = a == b; break;
+			default: v = a != b; break;
+			}
+			st[sp - 1] = v;
 		}
-		if (sp < 2)
-			return 0;
-		double b = st[--sp], a = st[sp - 1], v;
-		switch (op->op) {
-		case MOP_AND: v = a != 0 && b != 0; break;
-		case MOP_OR: v = a != 0 || b != 0; break;
-		case MOP_ADD: v = a + b; break;
-		case MOP_SUB: v = a - b; break;
-		case MOP_MUL: v = a * b; break;
-		case MOP_DIV: v = b != 0 ? a / b : 0; break;
-		case MOP_GT: v = a > b; break;
-		case MOP_GE: v = a >= b; break;
-		case MOP_LT: v = a < b; break;
-		case MOP_LE: v = a <= b; break;
-		case MOP_EQ: v = a == b; break;
-		default: v = a != b; break;
-		}
-		st[sp - 1] = v;
+		if (ru->jump != NULL && ru->jump[i] != 0)
+			i = meta_skip(ru, i, &st[sp - 1]);
 	}
 	return sp == 1 ? st[0] : 0;
 }
@@ -2360,9 +2379,9 @@ static double lazy_peek(struct lazy *z, size_t j, bool *known, double *left)
  */
 static bool meta_try(struct lazy *z, const struct rule *ru, double *out, size_t *pick, double *left)
 {
-	double st[64], cs[64]; /* per open entry: the cost left to settle it */
-	bool kn[64];
-	size_t pk[64]; /* per open entry: the operand to settle first for it */
+	double st[RULES_META_STACK], cs[RULES_META_STACK]; /* cs: per open entry, the cost left */
+	bool kn[RULES_META_STACK];
+	size_t pk[RULES_META_STACK]; /* per open entry: the operand to settle first for it */
 	int sp = 0;
 	*out = 0;
 	*pick = SIZE_MAX;
@@ -2370,7 +2389,7 @@ static bool meta_try(struct lazy *z, const struct rule *ru, double *out, size_t 
 	for (size_t i = 0; i < ru->nprog; i++) {
 		const struct meta_op *op = &ru->prog[i];
 		if (op->op == MOP_NUM || op->op == MOP_RULE) {
-			if (sp == 64)
+			if (sp == RULES_META_STACK)
 				return true;
 			kn[sp] = true;
 			cs[sp] = 0;
@@ -2384,58 +2403,59 @@ static bool meta_try(struct lazy *z, const struct rule *ru, double *out, size_t 
 				pk[sp] = op->rule;
 			}
 			sp++;
-			continue;
-		}
-		if (op->op == MOP_NOT || op->op == MOP_NEG) {
+		} else if (op->op == MOP_NOT || op->op == MOP_NEG) {
 			if (sp < 1)
 				return true;
 			if (kn[sp - 1])
 				st[sp - 1] = op->op == MOP_NOT ? (st[sp - 1] == 0) : -st[sp - 1];
-			continue;
-		}
-		if (sp < 2)
-			return true;
-		sp--;
-		double b = st[sp], a = st[sp - 1], v = 0;
-		double cb = cs[sp], ca = cs[sp - 1], c = 0;
-		bool kb = kn[sp], ka = kn[sp - 1], k = true;
-		size_t pb = pk[sp], pa = pk[sp - 1], p = SIZE_MAX;
-		if (op->op == MOP_AND && ((ka && a == 0) || (kb && b == 0))) {
-			v = 0;
-		} else if (op->op == MOP_OR && ((ka && a != 0) || (kb && b != 0))) {
-			v = 1;
-		} else if (ka && kb) {
-			switch (op->op) {
-			case MOP_AND: v = 1; break;
-			case MOP_OR: v = 0; break;
-			case MOP_ADD: v = a + b; break;
-			case MOP_SUB: v = a - b; break;
-			case MOP_MUL: v = a * b; break;
-			case MOP_DIV: v = b != 0 ? a / b : 0; break;
-			case MOP_GT: v = a > b; break;
-			case MOP_GE: v = a >= b; break;
-			case MOP_LT: v = a < b; break;
-			case MOP_LE: v = a <= b; break;
-			case MOP_EQ: v = a == b; break;
-			default: v = a != b; break;
-			}
 		} else {
-			k = false;
-			if (ka) {
-				p = pb;
-				c = cb;
-			} else if (kb) {
-				p = pa;
-				c = ca;
+			if (sp < 2)
+				return true;
+			sp--;
+			double b = st[sp], a = st[sp - 1], v = 0;
+			double cb = cs[sp], ca = cs[sp - 1], c = 0;
+			bool kb = kn[sp], ka = kn[sp - 1], k = true;
+			size_t pb = pk[sp], pa = pk[sp - 1], p = SIZE_MAX;
+			if (op->op == MOP_AND && ((ka && a == 0) || (kb && b == 0))) {
+				v = 0;
+			} else if (op->op == MOP_OR && ((ka && a != 0) || (kb && b != 0))) {
+				v = 1;
+			} else if (ka && kb) {
+				switch (op->op) {
+				case MOP_AND: v = 1; break;
+				case MOP_OR: v = 0; break;
+				case MOP_ADD: v = a + b; break;
+				case MOP_SUB: v = a - b; break;
+				case MOP_MUL: v = a * b; break;
+				case MOP_DIV: v = b != 0 ? a / b : 0; break;
+				case MOP_GT: v = a > b; break;
+				case MOP_GE: v = a >= b; break;
+				case MOP_LT: v = a < b; break;
+				case MOP_LE: v = a <= b; break;
+				case MOP_EQ: v = a == b; break;
+				default: v = a != b; break;
+				}
 			} else {
-				p = cb < ca ? pb : pa;
-				c = ca + cb;
+				k = false;
+				if (ka) {
+					p = pb;
+					c = cb;
+				} else if (kb) {
+					p = pa;
+					c = ca;
+				} else {
+					p = cb < ca ? pb : pa;
+					c = ca + cb;
+				}
 			}
+			st[sp - 1] = v;
+			kn[sp - 1] = k;
+			pk[sp - 1] = p;
+			cs[sp - 1] = c;
 		}
-		st[sp - 1] = v;
-		kn[sp - 1] = k;
-		pk[sp - 1] = p;
-		cs[sp - 1] = c;
+		/* a known false left of && (true left of ||): the right is not looked at */
+		if (ru->jump != NULL && ru->jump[i] != 0 && kn[sp - 1])
+			i = meta_skip(ru, i, &st[sp - 1]);
 	}
 	if (sp != 1 || kn[0]) {
 		*out = sp == 1 ? st[0] : 0;

@@ -69,6 +69,9 @@ enum meta_opcode {
 	MOP_NE,
 };
 
+/* The evaluation stack of a meta: rules_meta_compile() rejects deeper expressions. */
+enum { RULES_META_STACK = 64 };
+
 struct meta_op {
 	enum meta_opcode op;
 	double num;  /* MOP_NUM */
@@ -133,6 +136,9 @@ struct rule {
 	char *meta_src;
 	struct meta_op *prog;
 	size_t nprog;
+	/* per op: the && or || whose left operand ends there (0: none; op 0 is
+	 * never one), so an evaluator that finds it decisive skips the right */
+	uint32_t *jump;
 
 	/*
 	 * Lazy sub-rules (rules.c): a __ regex rule of a body-like view is only

@@ -535,6 +535,61 @@ Test(rules, a_sub_rule_settled_late_runs_on_its_own_paragraphs)
 	rules_free(r);
 }
 
+/*
+ * && and || skip their right operand once the left decides (both when
+ * everything runs and when sub-rules wait): every combination of four
+ * operands gives what C gives.
+ */
+Test(rules, meta_short_circuits_give_the_full_value)
+{
+	const char *text = "body __A /aaa/\nbody __B /bbb/\nbody __C /ccc/\nbody __D /ddd/\n"
+	                   "meta C1 (__A && __B) || __C\n"
+	                   "meta C2 !(__A || __B) && __C\n"
+	                   "meta C3 (__A || __B) + __C > 1\n"
+	                   "meta C4 __A && (__B || __C) && !__D\n"
+	                   "meta C5 __A || __B && !__C || __D\n"
+	                   "meta C6 (__A && !__B) + (__C || __D) * 2 >= 2\n";
+	rules_t *r = load(text);
+	for (unsigned mask = 0; mask < 16; mask++) {
+		bool A = mask & 1, B = mask & 2, C = mask & 4, D = mask & 8;
+		char body[64];
+		snprintf(body, sizeof(body), "x %s %s %s %s\n", A ? "aaa" : "-", B ? "bbb" : "-",
+		         C ? "ccc" : "-", D ? "ddd" : "-");
+		char raw[512];
+		snprintf(raw, sizeof(raw), "%s%s", PLAIN("x", ""), body);
+		bool want[6] = {(A && B) || C,
+		                !(A || B) && C,
+		                (int)(A || B) + (int)C > 1,
+		                A && (B || C) && !D,
+		                A || (B && !C) || D,
+		                (int)(A && !B) + (int)(C || D) * 2 >= 2};
+		for (int f = 0; f < 2; f++) {
+			msg_t *m;
+			hits_t *h = eval_flags(r, raw, &m, f ? RULES_EVAL_EAGER : 0, NULL);
+			for (int k = 0; k < 6; k++) {
+				char name[4] = {'C', (char)('1' + k), '\0'};
+				cr_assert_eq(hits_has(h, name), want[k], "%s on mask %u (%s)", name,
+				             mask, f ? "eager" : "lazy");
+			}
+			msg_free(m);
+		}
+	}
+	rules_free(r);
+
+	/* Deeper than the evaluators' stack: an error at load, not a meta that never hits. */
+	char deep[4096] = "body __A /a/\nmeta DEEP ";
+	for (int i = 0; i < 70; i++)
+		strcat(deep, "(__A + ");
+	strcat(deep, "__A");
+	for (int i = 0; i < 70; i++)
+		strcat(deep, ")");
+	strcat(deep, " > 0\n");
+	diag_t *d = diag_new();
+	cr_assert_null(load_opts(deep, NULL, d));
+	cr_assert(diag_has(d, "nested too deeply"));
+	diag_free(d);
+}
+
 Test(rules, scores_defaults_and_disabling)
 {
 	rules_t *r = load("body FOUR /x/\nscore FOUR 1.0 2.0 3.0 4.5\n"
