@@ -284,9 +284,10 @@ enum {
 
 /*
  * Evaluates the rules on the message and adds a hit (source "rules")
- * for each non-__ rule with a non-zero score that hits. A __ rule of the
- * body, rawbody, uri or full view runs only when a meta's value depends on
- * it (unless RULES_EVAL_EAGER): the hits are the same. mi may be NULL
+ * for each non-__ rule with a non-zero score that hits. A __ regex rule
+ * of the header, body, rawbody, uri or full view runs only when a meta's
+ * value depends on it (unless RULES_EVAL_EAGER or RULES_EVAL_NO_PREFILTER):
+ * the hits are the same. mi may be NULL
  * (then body, rawbody, uri and mimeheader rules see empty views).
  * Returns the number of rules that failed with a match-limit error.
  */

@@ -141,8 +141,9 @@ struct rule {
 	uint32_t *jump;
 
 	/*
-	 * Lazy sub-rules (rules.c): a __ regex rule of a body-like view is only
-	 * read by metas, so it runs when a meta's value turns on it. lazy_cost
+	 * Lazy sub-rules (rules.c): a __ regex rule of the header or a body-like
+	 * view is only read by metas, so it runs when a meta's value turns on
+	 * it. lazy_cost
 	 * estimates what settling it costs (a meta's: its operands'), so a meta
 	 * settles its cheaper operands first.
 	 */
