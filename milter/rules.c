@@ -1189,7 +1189,6 @@ void rules_free(rules_t *r)
 		free(ru->if_unset);
 		free(ru->meta_src);
 		free(ru->prog);
-		free(ru->jump);
 		for (size_t k = 0; k < ru->neargs; k++)
 			free(ru->eargs[k]);
 		free(ru->eargs);
@@ -2096,8 +2095,8 @@ static uint64_t thread_ns(void)
  */
 static size_t meta_skip(const struct rule *ru, size_t i, double *top)
 {
-	while (ru->jump[i] != 0) {
-		size_t j = ru->jump[i];
+	while (ru->prog[i].jump != 0) {
+		size_t j = ru->prog[i].jump;
 		bool and = ru->prog[j].op == MOP_AND;
 		if (and? *top != 0 : *top == 0)
 			break;
@@ -2141,7 +2140,7 @@ static double meta_run(const struct rule *ru, const double *val)
 			}
 			st[sp - 1] = v;
 		}
-		if (ru->jump != NULL && ru->jump[i] != 0)
+		if (ru->prog[i].jump != 0)
 			i = meta_skip(ru, i, &st[sp - 1]);
 	}
 	return sp == 1 ? st[0] : 0;
@@ -2454,7 +2453,7 @@ static bool meta_try(struct lazy *z, const struct rule *ru, double *out, size_t 
 			cs[sp - 1] = c;
 		}
 		/* a known false left of && (true left of ||): the right is not looked at */
-		if (ru->jump != NULL && ru->jump[i] != 0 && kn[sp - 1])
+		if (ru->prog[i].jump != 0 && kn[sp - 1])
 			i = meta_skip(ru, i, &st[sp - 1]);
 	}
 	if (sp != 1 || kn[0]) {

@@ -74,9 +74,14 @@ enum { RULES_META_STACK = 64 };
 
 struct meta_op {
 	enum meta_opcode op;
+	/* the && or || whose left operand ends at this op (0: none; op 0 is
+	 * never one), so an evaluator that finds it decisive skips the right
+	 * one; in the padding after op, so it costs no memory */
+	uint32_t jump;
 	double num;  /* MOP_NUM */
 	size_t rule; /* MOP_RULE */
 };
+_Static_assert(sizeof(struct meta_op) <= 24, "jump must fit in the padding after op");
 
 struct rule {
 	char *name;
@@ -136,9 +141,6 @@ struct rule {
 	char *meta_src;
 	struct meta_op *prog;
 	size_t nprog;
-	/* per op: the && or || whose left operand ends there (0: none; op 0 is
-	 * never one), so an evaluator that finds it decisive skips the right */
-	uint32_t *jump;
 
 	/*
 	 * Lazy sub-rules (rules.c): a __ regex rule of the header or a body-like

@@ -1639,16 +1639,16 @@ int rules_meta_compile(rules_t *r, struct rule *ru_in, diag_t *d)
 	ru->nprog = m.n;
 	/*
 	 * In postfix form each op ends the subexpression rooted at it, so each
-	 * has one parent: jump[k] is that parent when it is an && or || and
-	 * the subexpression is its left operand (the right one starts just
+	 * has one parent: an op's jump is that parent when it is an && or ||
+	 * and the subexpression is its left operand (the right one starts just
 	 * after). The stack the evaluators use is bounded; deeper nesting is an
 	 * error here rather than a meta that silently never hits.
 	 */
-	ru->jump = xalloc_calloc(m.n ? m.n : 1, sizeof(*ru->jump));
 	uint32_t start[RULES_META_STACK];
 	size_t sp = 0;
 	for (size_t k = 0; k < m.n; k++) {
 		enum meta_opcode op = m.prog[k].op;
+		m.prog[k].jump = 0;
 		if (op == MOP_NUM || op == MOP_RULE) {
 			if (sp == RULES_META_STACK) {
 				diag_error(d, ru->file, ru->line,
@@ -1656,9 +1656,7 @@ int rules_meta_compile(rules_t *r, struct rule *ru_in, diag_t *d)
 				           "pending)",
 				           ru->name, (int)RULES_META_STACK);
 				free(ru->prog);
-				free(ru->jump);
 				ru->prog = NULL;
-				ru->jump = NULL;
 				ru->nprog = 0;
 				return -1;
 			}
@@ -1666,7 +1664,7 @@ int rules_meta_compile(rules_t *r, struct rule *ru_in, diag_t *d)
 		} else if (op != MOP_NOT && op != MOP_NEG && sp >= 2) {
 			uint32_t right = start[--sp];
 			if ((op == MOP_AND || op == MOP_OR) && right > 0)
-				ru->jump[right - 1] = (uint32_t)k;
+				m.prog[right - 1].jump = (uint32_t)k;
 		}
 	}
 	return 0;
