@@ -2088,6 +2088,25 @@ static uint64_t thread_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* A binary operator of a meta on known operands (comparisons and logic give 0 or 1). */
+static inline double meta_binop(enum meta_opcode op, double a, double b)
+{
+	switch (op) {
+	case MOP_AND: return a != 0 && b != 0;
+	case MOP_OR: return a != 0 || b != 0;
+	case MOP_ADD: return a + b;
+	case MOP_SUB: return a - b;
+	case MOP_MUL: return a * b;
+	case MOP_DIV: return b != 0 ? a / b : 0;
+	case MOP_GT: return a > b;
+	case MOP_GE: return a >= b;
+	case MOP_LT: return a < b;
+	case MOP_LE: return a <= b;
+	case MOP_EQ: return a == b;
+	default: return a != b;
+	}
+}
+
 /*
  * Past an && whose left operand is false, or an || whose left operand is
  * true: the result is that of evaluating the right one too, without doing
@@ -2123,22 +2142,8 @@ static double meta_run(const struct rule *ru, const double *val)
 		} else {
 			if (sp < 2)
 				return 0;
-			double b = st[--sp], a = st[sp - 1], v;
-			switch (op->op) {
-			case MOP_AND: v = a != 0 && b != 0; break;
-			case MOP_OR: v = a != 0 || b != 0; break;
-			case MOP_ADD: v = a + b; break;
-			case MOP_SUB: v = a - b; break;
-			case MOP_MUL: v = a * b; break;
-			case MOP_DIV: v = b != 0 ? a / b : 0; break;
-			case MOP_GT: v = a > b; break;
-			case MOP_GE: v = a >= b; break;
-			case MOP_LT: v = a < b; break;
-			case MOP_LE: v = a <= b; break;
-			case MOP_EQ: v = a == b; break;
-			default: v = a != b; break;
-			}
-			st[sp - 1] = v;
+			double b = st[--sp];
+			st[sp - 1] = meta_binop(op->op, st[sp - 1], b);
 		}
 		if (ru->prog[i].jump != 0)
 			i = meta_skip(ru, i, &st[sp - 1]);
@@ -2420,20 +2425,7 @@ static bool meta_try(struct lazy *z, const struct rule *ru, double *out, size_t 
 			} else if (op->op == MOP_OR && ((ka && a != 0) || (kb && b != 0))) {
 				v = 1;
 			} else if (ka && kb) {
-				switch (op->op) {
-				case MOP_AND: v = 1; break;
-				case MOP_OR: v = 0; break;
-				case MOP_ADD: v = a + b; break;
-				case MOP_SUB: v = a - b; break;
-				case MOP_MUL: v = a * b; break;
-				case MOP_DIV: v = b != 0 ? a / b : 0; break;
-				case MOP_GT: v = a > b; break;
-				case MOP_GE: v = a >= b; break;
-				case MOP_LT: v = a < b; break;
-				case MOP_LE: v = a <= b; break;
-				case MOP_EQ: v = a == b; break;
-				default: v = a != b; break;
-				}
+				v = meta_binop(op->op, a, b);
 			} else {
 				k = false;
 				if (ka) {
