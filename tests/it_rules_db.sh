@@ -79,6 +79,7 @@ check "warm: the same verdicts with the database" verdicts_ok warm
 check "sift check: the rule hits" grep -q SIFT_DB_PHONE "$D/check.out"
 check "sift check: the cached database is loaded" grep -q "prefilter database: .*loaded" "$D/check.out"
 check "sift check: the time per view" grep -Eq "^body +[0-9.]+ +[0-9.]+ +[0-9.]+ +[1-9]" "$D/check.out"
+check "sift check: the clock's own cost, taken out" grep -Eq "^clock: [0-9]+\.[0-9]+ us per timed run" "$D/check.out"
 
 # --- restart: read from the cache, no build
 stop
