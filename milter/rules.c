@@ -842,15 +842,36 @@ static void mark_deferred(rules_t *r)
 			ru->lazy_cost = 64.0 + (p ? (double)strlen(p) : 0);
 		}
 	}
-	/* topological order: each meta's operands are costed before it */
+	/*
+	 * Topological order: each meta's operands are costed before it. Metas
+	 * are settled recursively, a few stack frames per level of metas over
+	 * metas: a rule set deeper than RULES_LAZY_MAX_DEPTH (SpamAssassin's
+	 * are under ten) is run eagerly, without recursion, rather than risk a
+	 * worker thread's stack.
+	 */
+	uint32_t *depth = xalloc_calloc(r->n ? r->n : 1, sizeof(*depth));
+	uint32_t deepest = 0;
 	for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++) {
-		struct rule *ru = &r->v[r->order[RULES_T_META][oi]];
+		size_t ri = r->order[RULES_T_META][oi];
+		struct rule *ru = &r->v[ri];
 		double c = 0;
 		for (size_t k = 0; k < ru->nprog; k++)
-			if (ru->prog[k].op == MOP_RULE)
-				c += r->v[ru->prog[k].rule].lazy_cost;
+			if (ru->prog[k].op == MOP_RULE) {
+				size_t j = ru->prog[k].rule;
+				c += r->v[j].lazy_cost;
+				if (depth[j] + 1 > depth[ri])
+					depth[ri] = depth[j] + 1;
+			}
 		ru->lazy_cost = c < 1e15 ? c : 1e15;
+		if (depth[ri] > deepest)
+			deepest = depth[ri];
 	}
+	free(depth);
+	if (deepest > RULES_LAZY_MAX_DEPTH)
+		for (size_t i = 0; i < r->n; i++) {
+			r->v[i].deferred = false;
+			r->v[i].lazy_cost = 0;
+		}
 }
 
 static int rules_finish(rules_t *r, diag_t *d)

@@ -71,6 +71,8 @@ enum meta_opcode {
 
 /* The evaluation stack of a meta: rules_meta_compile() rejects deeper expressions. */
 enum { RULES_META_STACK = 64 };
+/* Metas over metas deeper than this are evaluated eagerly (see mark_deferred). */
+enum { RULES_LAZY_MAX_DEPTH = 64 };
 
 struct meta_op {
 	enum meta_opcode op;

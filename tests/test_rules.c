@@ -590,6 +590,35 @@ Test(rules, meta_short_circuits_give_the_full_value)
 	diag_free(d);
 }
 
+/*
+ * A chain of metas deeper than lazy evaluation recurses (RULES_LAZY_MAX_DEPTH)
+ * is evaluated eagerly: it loads, hits as written, and every sub-rule runs.
+ */
+Test(rules, a_very_deep_chain_of_metas_is_evaluated_eagerly)
+{
+	size_t cap = 64 * 1024;
+	char *text = malloc(cap);
+	cr_assert_not_null(text);
+	strcpy(text, "body __L0 /needle/\nbody __SPARE /spare/\n");
+	for (int i = 1; i <= 200; i++) {
+		char line[96];
+		snprintf(line, sizeof(line), "meta __L%d __L%d && !__SPARE\n", i, i - 1);
+		strcat(text, line);
+	}
+	strcat(text, "meta TOP __L200\n");
+	rules_t *r = load(text);
+	free(text);
+	cr_assert(hits(r, PLAIN("x", "a needle here\n"), "TOP"));
+	cr_assert_not(hits(r, PLAIN("x", "a needle and a spare\n"), "TOP"));
+	cr_assert_not(hits(r, PLAIN("x", "nothing\n"), "TOP"));
+	msg_t *m;
+	hits_t *h = eval_flags(r, PLAIN("x", "needle spare\n"), &m, RULES_EVAL_TIMING, NULL);
+	cr_assert_not(hits_has(h, "TOP"));
+	msg_free(m);
+	cr_assert_eq(runs_of(r, "__L0"), 1, "run although !__SPARE alone decides: eager");
+	rules_free(r);
+}
+
 Test(rules, scores_defaults_and_disabling)
 {
 	rules_t *r = load("body FOUR /x/\nscore FOUR 1.0 2.0 3.0 4.5\n"
