@@ -2304,10 +2304,6 @@ static const char *printable(arena_t *a, const char *p, size_t n)
 }
 
 /*
- * deadline_ms bounds the wait for the DNS tests' answers; *late gets the
- * lookups that had none by then.
- */
-/*
  * The header rules' literal prefilter: the values of the fields that
  * prefiltered rules read, one span each, scanned at once; a rule runs
  * only if one of its literals is in its own field's value. SpamAssassin
@@ -2349,21 +2345,34 @@ static void header_prefilter(struct evalctx *e, msg_t *m, const mime_t *mi, stru
 		atomic_fetch_add(&r->view_ns[2 * RULES_T_HEADER + 1], thread_ns() - t0);
 }
 
-/* A header rule's count on the message: its field's value, or the if-unset stand-in. */
+/*
+ * A header or mimeheader rule's count on one field value (s, n when
+ * present): exists: tests count presence; an absent field matches as its
+ * if-unset stand-in, else as ""; !~ turns a match count into 0 or 1.
+ */
+static long field_rule_count(struct evalctx *e, struct rule *ru, bool present, const char *s,
+                             size_t n)
+{
+	if (ru->hdr_exists)
+		return present;
+	if (!present) {
+		s = ru->if_unset ? ru->if_unset : "";
+		n = strlen(s);
+	}
+	long count = match_text(e, ru, s, n, ru->maxhits);
+	if (count >= 0 && ru->negate)
+		count = count == 0;
+	return count;
+}
+
+/* A header rule's count on the message's value of its field. */
 static long header_rule_count(struct evalctx *e, msg_t *m, const mime_t *mi, struct hval *hv,
                               struct rule *ru)
 {
 	struct hval *v = &hv[ru->hkey];
 	if (!v->done)
 		header_value(e, m, mi, &e->r->hkeys[ru->hkey], v);
-	if (ru->hdr_exists)
-		return v->present;
-	const char *s = v->present ? v->s : ru->if_unset ? ru->if_unset : "";
-	size_t n = v->present ? v->n : strlen(s);
-	long count = match_text(e, ru, s, n, ru->maxhits);
-	if (count >= 0 && ru->negate)
-		count = count == 0;
-	return count;
+	return field_rule_count(e, ru, v->present, v->s, v->n);
 }
 
 /* ---------------------------------------------------------------- lazy sub-rules */
@@ -2552,6 +2561,10 @@ static double lazy_settle(struct lazy *z, size_t j)
 	return z->val[j];
 }
 
+/*
+ * deadline_ms bounds the wait for the DNS tests' answers; *late gets the
+ * lookups that had none by then.
+ */
 static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned flags,
                     long deadline_ms, unsigned *late)
 {
@@ -2672,17 +2685,8 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 					bool present = false;
 					part_field(&b, a, p->headers, r->hkeys[ru->hkey].name,
 					           (ru->hdr_mods & HM_RAW) != 0, &present);
-					long c;
-					if (ru->hdr_exists)
-						c = present;
-					else {
-						const char *s = present        ? b.data
-						                : ru->if_unset ? ru->if_unset
-						                               : "";
-						c = match_text(&e, ru, s, strlen(s), ru->maxhits);
-						if (c >= 0 && ru->negate)
-							c = c == 0;
-					}
+					long c = field_rule_count(&e, ru, present, b.data,
+					                          present ? strlen(b.data) : 0);
 					if (c < 0) {
 						count = -1;
 						break;
@@ -2727,13 +2731,7 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 		long count = 0;
 		int type = ru->type;
 		if (type == RULES_T_HEADER) {
-			struct hval *v = &hv[ru->hkey];
-			if (!v->done)
-				header_value(&e, m, mi, &r->hkeys[ru->hkey], v);
-			const char *s = v->present ? v->s : ru->if_unset ? ru->if_unset : "";
-			count = match_text(&e, ru, s, v->present ? v->n : strlen(s), ru->maxhits);
-			if (count >= 0 && ru->negate)
-				count = count == 0;
+			count = header_rule_count(&e, m, mi, hv, ru);
 		} else if (type != RULES_T_MIMEHEADER && type != RULES_T_META) {
 			if (!vw.built[type])
 				build_view(&e, &vw, type, m, mi);
@@ -2767,19 +2765,14 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 	*late = rules_eval_dns_end(&ee);
 	/*
 	 * Metas that read no deferred rule, even through other metas (cost
-	 * 0), are computed as they come; in topological order their operands
-	 * are known. The others wait to be settled.
+	 * 0), are computed as they come. The others wait to be settled, marked
+	 * so as they come: in topological order a meta's operands come first.
 	 */
-	bool *open = lazy ? arena_alloc(a, r->norder[RULES_T_META] + 1) : NULL;
-	for (size_t oi = 0; lazy && oi < r->norder[RULES_T_META]; oi++) {
-		size_t ri = r->order[RULES_T_META][oi];
-		open[oi] = r->v[ri].lazy_cost > 0;
-		if (open[oi])
-			z.state[ri] = LZ_META;
-	}
 	for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++) {
 		size_t ri = r->order[RULES_T_META][oi];
-		bool settle = lazy && open[oi];
+		bool settle = lazy && r->v[ri].lazy_cost > 0;
+		if (settle)
+			z.state[ri] = LZ_META;
 		if (settle && !r->v[ri].report)
 			continue; /* settled when a scored meta needs it */
 		uint64_t t0 = timing ? thread_ns() : 0, forced0 = z.forced_ns;
