@@ -46,14 +46,6 @@ static void emit(struct red *r, const char *s, size_t n)
 	r->on += n;
 }
 
-static int hexv(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)tolower((unsigned char)c);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /*
  * An escape at r->i (just after the backslash is r->i + 1). Sets *val to
  * the byte it stands for (-1: not one byte - a class escape, an
@@ -75,7 +67,7 @@ static void escape(struct red *r, long *val, bool in_class)
 			long v = 0;
 			size_t j = i + 1;
 			for (; j < r->n && r->p[j] != '}'; j++) {
-				int h = hexv(r->p[j]);
+				int h = rules_hexval(r->p[j]);
 				if (h < 0 || v > 0xffff) {
 					r->bail = true;
 					return;
@@ -91,8 +83,8 @@ static void escape(struct red *r, long *val, bool in_class)
 		} else {
 			long v = 0;
 			int k = 0;
-			for (; k < 2 && i < r->n && hexv(r->p[i]) >= 0; k++)
-				v = v * 16 + hexv(r->p[i++]);
+			for (; k < 2 && i < r->n && rules_hexval(r->p[i]) >= 0; k++)
+				v = v * 16 + rules_hexval(r->p[i++]);
 			*val = v; /* "\x" alone is NUL */
 		}
 		break;

@@ -115,14 +115,6 @@ static int latin1_partner(unsigned c)
 	return -1;
 }
 
-static int hexdig(char h)
-{
-	return h >= '0' && h <= '9'   ? h - '0'
-	       : h >= 'a' && h <= 'f' ? h - 'a' + 10
-	       : h >= 'A' && h <= 'F' ? h - 'A' + 10
-	                              : -1;
-}
-
 struct xl {
 	const char *p;
 	size_t n, i;
@@ -190,8 +182,8 @@ static int xl_value(struct xl *x, size_t *end)
 		}
 		int v = 0;
 		size_t k = i + 2;
-		while (k < x->n && k < i + 4 && hexdig(p[k]) >= 0)
-			v = v * 16 + hexdig(p[k++]);
+		while (k < x->n && k < i + 4 && rules_hexval(p[k]) >= 0)
+			v = v * 16 + rules_hexval(p[k++]);
 		*end = k;
 		return v;
 	}
@@ -366,6 +358,17 @@ static bool inline_caseless(const char *p, size_t n)
 	return false;
 }
 
+/* Piece k of the rule's pattern, or of its ASCII form; the whole when it is not cut. */
+static const char *piece(const struct rule *ru, bool ascii, size_t k, size_t *len)
+{
+	if (ascii) {
+		*len = ru->napieces ? ru->apiecelen[k] : strlen(ru->apattern);
+		return ru->napieces ? ru->apieces[k] : ru->apattern;
+	}
+	*len = ru->npieces ? ru->piecelen[k] : strlen(ru->pattern);
+	return ru->npieces ? ru->pieces[k] : ru->pattern;
+}
+
 struct exlist {
 	char **s;
 	size_t n;
@@ -462,10 +465,8 @@ struct rules_hs *rules_hs_prepare(rules_t *r)
 			struct exlist ex = {0};
 			bool ok = true;
 			for (size_t k = 0; k < (np ? np : 1) && ok; k++) {
-				size_t len = np ? (ascii ? ru->apiecelen[k] : ru->piecelen[k])
-				                : strlen(whole);
-				const char *p =
-				    np ? (ascii ? ru->apieces[k] : ru->pieces[k]) : whole;
+				size_t len;
+				const char *p = piece(ru, ascii, k, &len);
 				ok = add_piece(&ex, p, len, ci);
 			}
 			if (!ok) {

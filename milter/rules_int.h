@@ -492,6 +492,18 @@ void rules_lit_extract(struct rule *ru);
 char *rules_ascii_reduce(const char *pat, size_t len, uint32_t options, const uint8_t *tables);
 /* No byte above 0x7f in s: a rule with an ASCII form runs that form. */
 bool rules_text_is_ascii(const char *s, size_t len);
+
+/* The value of a hex digit in a pattern's escape (\x41, \x{263a}), or -1. */
+static inline int rules_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
 struct rules_prefilter *rules_prefilter_build(rules_t *r);
 void rules_prefilter_free(struct rules_prefilter *pf);
 /*

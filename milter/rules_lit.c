@@ -182,16 +182,6 @@ static void flush(struct litset *best, char *run, size_t *rn)
 	*rn = 0;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)tolower((unsigned char)c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Reads one escape after '\\'; *lit set when it is a literal byte. */
 static int escape(struct lex *lx, int *lit)
 {
@@ -215,8 +205,8 @@ static int escape(struct lex *lx, int *lit)
 		int v = 0;
 		if (lx->p < lx->end && *lx->p == '{') {
 			const char *s = lx->p + 1;
-			while (s < lx->end && hexval(*s) >= 0) {
-				v = v * 16 + hexval(*s++);
+			while (s < lx->end && rules_hexval(*s) >= 0) {
+				v = v * 16 + rules_hexval(*s++);
 				if (v > 0xFF) {
 					lx->fail = true;
 					return A_END;
@@ -228,8 +218,8 @@ static int escape(struct lex *lx, int *lit)
 			}
 			lx->p = s + 1;
 		} else {
-			for (int k = 0; k < 2 && lx->p < lx->end && hexval(*lx->p) >= 0; k++)
-				v = v * 16 + hexval(*lx->p++);
+			for (int k = 0; k < 2 && lx->p < lx->end && rules_hexval(*lx->p) >= 0; k++)
+				v = v * 16 + rules_hexval(*lx->p++);
 		}
 		*lit = v;
 		return A_LIT;
