@@ -19,33 +19,39 @@
  *	Eval tests ("header NAME eval:check_foo(...)") run when this engine
  *	implements the function (rules_eval*.c: HeaderEval, RelayEval,
  *	MIMEEval, HTMLEval, BodyEval, WLBLEval and FreeMail tests;
- *	contrib/sa-evals.md lists them), with their arguments checked at load (a malformed list is
- *an error). What is not supported only warns: skipped eval tests once per reason, naming the
- *functions ("skipped 3 eval tests (DNS list ...): check_rbl, ..."), other constructs once each
- *("skipped directive askdns"). The freemail_domains, freemail_welcomelist and freemail_max_body_*
- *directives configure the FreeMail tests; welcomelist_from, blocklist_from, welcomelist_to,
- *blocklist_to, more_spam_to, all_spam_to (and whitelist/blacklist names, un... forms),
- *	blocklist_uri_host and welcomelist_uri_host the WLBLEval ones. A skipped rule exists but
- *never hits, so metas naming it still evaluate (with it as 0). A malformed line - a regex PCRE2
- *	rejects, a bad score, a meta that does not parse, an unbalanced
- *	if/endif - is an error and fails the whole load, so a reload keeps the
- *	running set. Loading goes on after an error (regexes and metas are
- *	still compiled) so that every malformed line is reported at once.
+ *	contrib/sa-evals.md lists them), with their arguments checked at
+ *	load (a malformed list is an error). What is not supported only
+ *	warns: skipped eval tests once per reason, naming the functions
+ *	("skipped 3 eval tests (DNS list ...): check_rbl, ..."), other
+ *	constructs once each ("skipped directive askdns"). The
+ *	freemail_domains, freemail_welcomelist and freemail_max_body_*
+ *	directives configure the FreeMail tests; welcomelist_from,
+ *	blocklist_from, welcomelist_to, blocklist_to, more_spam_to,
+ *	all_spam_to (and whitelist/blacklist names, un... forms),
+ *	blocklist_uri_host and welcomelist_uri_host the WLBLEval ones. A
+ *	skipped rule exists but never hits, so metas naming it still
+ *	evaluate (with it as 0). A malformed line - a regex PCRE2 rejects, a
+ *	bad score, a meta that does not parse, an unbalanced if/endif - is
+ *	an error and fails the whole load, so a reload keeps the running
+ *	set. Loading goes on after an error (regexes and metas are still
+ *	compiled) so that every malformed line is reported at once.
  *
  *	ifplugin is true for the plugins whose rules this engine runs
  *	natively: Mail::SpamAssassin::Plugin::ReplaceTags, MIMEHeader,
- *	FreeMail, WLBLEval, and HeaderEval, RelayEval, MIMEEval, HTMLEval and
- *	BodyEval (their eval tests in part; plugin(...) likewise). "if"
- *	expressions see version = 4.000001 and perl_version = 5.036000; can()
- *	is true for Mail::SpamAssassin::Conf::feature_bug6558_free,
+ *	FreeMail, WLBLEval, and HeaderEval, RelayEval, MIMEEval, HTMLEval
+ *	and BodyEval (their eval tests in part; plugin(...) likewise). "if"
+ *	expressions see version = 4.000001 and perl_version = 5.036000;
+ *	can() is true for Mail::SpamAssassin::Conf::feature_bug6558_free,
  *	perl_min_version_5010000, feature_yesno_takes_args,
  *	feature_registryboundaries, feature_capture_rules and
  *	feature_welcomelist_blocklist, and for the eval helpers
  *	MIMEEval::has_check_for_ascii_text_illegal and
- *	BodyEval::has_check_body_length; false for everything else. With rules_all_plugins, every
- *ifplugin block is read (and "!plugin(...)" is false): the regex and meta rules SpamAssassin keeps
- *in its eval plugins' blocks then load and the eval tests warn. That is for lint and comparisons: a
- *meta such as "__A && !__EVAL" would hit whenever __A does, so scoring should keep the default.
+ *	BodyEval::has_check_body_length; false for everything else. With
+ *	rules_all_plugins, every ifplugin block is read (and "!plugin(...)"
+ *	is false): the regex and meta rules SpamAssassin keeps in its eval
+ *	plugins' blocks then load and the eval tests warn. That is for lint
+ *	and comparisons: a meta such as "__A && !__EVAL" would hit whenever
+ *	__A does, so scoring should keep the default.
  *
  *	Scores: "score NAME a b c d" gives SpamAssassin's four score sets;
  *	rules_opts_t.score_set picks the column (rules_score_set, by default
@@ -130,12 +136,13 @@
  *	so the prefilter can only let through more rules than needed, never
  *	fewer: PCRE2 stays the engine of record.
  *	Rules without a literal would run everywhere; with Vectorscan
- *	(regex_prefilter_db, default yes) the body and rawbody ones go into a
- *	second database of whole patterns in Vectorscan's prefilter mode (a
- *	superset of PCRE2's matches), scanned per piece, so each runs only on
- *	the pieces where it may match (patterns over 16,000 bytes, which
- *	Vectorscan refuses, and the few it cannot compile run everywhere). That database takes
- *seconds to minutes to build (SpamAssassin's set: about a minute), so it is built in a background
+ *	(regex_prefilter_db, default yes) the body and rawbody ones go into
+ *	a second database of whole patterns in Vectorscan's prefilter mode
+ *	(a superset of PCRE2's matches), scanned per piece, so each runs
+ *	only on the pieces where it may match (patterns over 16,000 bytes,
+ *	which Vectorscan refuses, and the few it cannot compile run
+ *	everywhere). That database takes seconds to minutes to build
+ *	(SpamAssassin's set: about a minute), so it is built in a background
  *	thread after a load or reload while the literal prefilter serves,
  *	cached as state_dir/rules-hs-HASH.db (HASH of its patterns and the
  *	Vectorscan version; the three newest kept) and read from there at

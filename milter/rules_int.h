@@ -147,9 +147,8 @@ struct rule {
 	/*
 	 * Lazy sub-rules (rules.c): a __ regex rule of the header or a body-like
 	 * view is only read by metas, so it runs when a meta's value turns on
-	 * it. lazy_cost
-	 * estimates what settling it costs (a meta's: its operands'), so a meta
-	 * settles its cheaper operands first.
+	 * it. lazy_cost estimates what settling it costs (a meta's: its
+	 * operands'), so a meta settles its cheaper operands first.
 	 */
 	bool deferred;
 	double lazy_cost;
@@ -480,9 +479,6 @@ bool rules_eval_word(const char **p, const char **w, size_t *n);
 /* A lower-case copy of s[0..n), malloc'd (the directive lists keep them). */
 char *rules_eval_lower_dup(const char *s, size_t n);
 
-/* rules_lit.c */
-void rules_lit_extract(struct rule *ru);
-
 /*
  * rules_ascii.c: pat (len bytes, compiled with options and the character
  * tables) reduced to what can match text with no byte above 0x7f; NULL
@@ -493,7 +489,10 @@ char *rules_ascii_reduce(const char *pat, size_t len, uint32_t options, const ui
 /* No byte above 0x7f in s: a rule with an ASCII form runs that form. */
 bool rules_text_is_ascii(const char *s, size_t len);
 
-/* The value of a hex digit in a pattern's escape (\x41, \x{263a}), or -1. */
+/*
+ * For the pattern readers (rules_ascii.c, rules_lit.c, rules_hs.c): the
+ * value of a hex digit in an escape (\x41, \x{263a}), or -1.
+ */
 static inline int rules_hexval(char c)
 {
 	if (c >= '0' && c <= '9')
@@ -504,6 +503,9 @@ static inline int rules_hexval(char c)
 		return c - 'A' + 10;
 	return -1;
 }
+
+/* rules_lit.c */
+void rules_lit_extract(struct rule *ru);
 struct rules_prefilter *rules_prefilter_build(rules_t *r);
 void rules_prefilter_free(struct rules_prefilter *pf);
 /*
