@@ -241,6 +241,23 @@ static redisReply *side(struct server *s, const char *fmt, ...)
 	return r;
 }
 
+/*
+ * The number after "key" in the reply to INFO section, or dflt when the
+ * field is absent (a command never called). The reply's type is checked:
+ * anything but text means the side connection reached something other
+ * than the test's own server, and reading it as text would crash.
+ */
+static long long info_field(struct server *s, const char *section, const char *key, long long dflt)
+{
+	redisReply *r = side(s, "INFO %s", section);
+	cr_assert(r->type == REDIS_REPLY_STRING && r->str,
+	          "INFO %s on port %d: reply of type %d", section, s->port, r->type);
+	const char *p = strstr(r->str, key);
+	long long n = p ? atoll(p + strlen(key)) : dflt;
+	freeReplyObject(r);
+	return n;
+}
+
 static double key_spam(struct server *s, const char *key)
 {
 	redisReply *r = side(s, "HGET %s s", key);
@@ -1365,11 +1382,8 @@ Test(rep_link, starts_after_us_and_reconnects_after_restart, .timeout = 30)
 /* Clients connected to s other than the one asking. */
 static long idle_clients(struct server *s)
 {
-	redisReply *r = side(s, "INFO clients");
-	const char *p = r->str ? strstr(r->str, "connected_clients:") : NULL;
-	long n = p ? atol(p + strlen("connected_clients:")) - 1 : -1;
-	freeReplyObject(r);
-	return n;
+	long n = (long)info_field(s, "clients", "connected_clients:", 0);
+	return n - 1;
 }
 
 Test(rep_link, a_connection_closed_by_the_server_does_not_kill_the_writer, .timeout = 30)
@@ -1893,11 +1907,7 @@ Test(rep_io, buffered_writes_are_replayed_when_redis_returns, .timeout = 30)
 
 static long long evalsha_calls(struct server *s)
 {
-	redisReply *r = side(s, "INFO commandstats");
-	const char *p = strstr(r->str, "cmdstat_evalsha:calls=");
-	long long n = p ? atoll(p + strlen("cmdstat_evalsha:calls=")) : 0;
-	freeReplyObject(r);
-	return n;
+	return info_field(s, "commandstats", "cmdstat_evalsha:calls=", 0);
 }
 
 Test(rep_io, one_call_writes_several_entities_exactly, .timeout = 30)
@@ -2003,11 +2013,7 @@ Test(rep_io, a_batch_whose_reply_was_lost_counts_once, .timeout = 30)
  */
 static long long net_in(struct server *s)
 {
-	redisReply *r = side(s, "INFO stats");
-	const char *p = strstr(r->str, "total_net_input_bytes:");
-	long long n = p ? atoll(p + strlen("total_net_input_bytes:")) : 0;
-	freeReplyObject(r);
-	return n;
+	return info_field(s, "stats", "total_net_input_bytes:", 0);
 }
 
 Test(rep_io, bytes_written_per_message, .timeout = 30)
@@ -2272,13 +2278,9 @@ Test(rep_stream, only_entries_signed_by_trusted_keys_are_applied, .timeout = 30)
 
 static long long cmd_calls(struct server *s, const char *cmd)
 {
-	redisReply *r = side(s, "INFO commandstats");
 	char pat[64];
 	snprintf(pat, sizeof(pat), "cmdstat_%s:calls=", cmd);
-	const char *p = strstr(r->str, pat);
-	long long n = p ? atoll(p + strlen(pat)) : 0;
-	freeReplyObject(r);
-	return n;
+	return info_field(s, "commandstats", pat, 0);
 }
 
 /* Steps until the load is done; returns the steps that failed. */
@@ -2715,11 +2717,7 @@ Test(rep_nodes, without_redis_the_local_mirror_still_answers)
 
 static long long hmget_calls(struct server *s)
 {
-	redisReply *r = side(s, "INFO commandstats");
-	const char *p = strstr(r->str, "cmdstat_hmget:calls=");
-	long long n = p ? atoll(p + strlen("cmdstat_hmget:calls=")) : 0;
-	freeReplyObject(r);
-	return n;
+	return info_field(s, "commandstats", "cmdstat_hmget:calls=", 0);
 }
 
 /*
