@@ -107,6 +107,9 @@
  *	bayes_train_mode (train-always, train-on-error, train-until-no-error)
  *	and bayes_train_margin (1), bayes_lr (no), bayes_lr_rate (0.1),
  *	bayes_lr_weight (1), bayes_expire_max_tokens (0: no bound),
+ *	bayes_cache_entries (65536: recent token reads kept in memory, 32
+ *	bytes each, shared by all threads; 0: none; see
+ *	bayes_store_set_cache()),
  *	bayes_touch (yes: the daemon gives the tokens of each message it scores
  *	today's day through the same writer queue, so that expiry judges
  *	staleness by current mail, not by when a token was last learned;
@@ -204,6 +207,7 @@ typedef struct bayes_counts {
 typedef struct bayes_totals {
 	uint64_t spam, ham; /* messages learned */
 	uint32_t tokenizer; /* the tokenizer version the store was learned with */
+	uint64_t gen;       /* moves with every commit that changes counts or weights */
 } bayes_totals_t;
 
 /*
@@ -224,6 +228,20 @@ const char *bayes_store_path(const bayes_store_t *s);
  */
 int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_counts_t *out,
                        bayes_totals_t *totals);
+
+/*
+ * Gives the store's lookups a table of up to entries recent answers
+ * (rounded down to a power of two, 32 bytes each; 0: none), shared by all
+ * threads. It answers exactly what LMDB would in the lookup's snapshot
+ * (see bayes_store.c), except that with fresh_days an answer dated
+ * before today is read again (so the daemon's touches see the true day).
+ * May be called again, from any thread, with lookups running (reload): a
+ * table of another size replaces the old one, which is freed with the
+ * store. bayes_store_cache_stats() gives the keys answered by the table
+ * and all keys read through it since the store was opened.
+ */
+void bayes_store_set_cache(bayes_store_t *s, size_t entries, bool fresh_days);
+void bayes_store_cache_stats(bayes_store_t *s, uint64_t *hits, uint64_t *reads);
 
 /*
  * BAYES_TOUCH records that the keys were seen in scored mail today: tokens
@@ -398,6 +416,7 @@ typedef struct bayes_settings {
 	 */
 	double logodds_scale, logodds_clip, logodds_offset;
 	uint64_t expire_max_tokens;    /* bayes_expire_max_tokens: the store's bound, 0 none */
+	long cache_entries;            /* bayes_cache_entries: the read cache's size, 0 none */
 	bool lr;                       /* bayes_lr: the logistic regression beside Bayes */
 	double lr_rate;                /* bayes_lr_rate: its learning rate */
 	double lr_weight;              /* bayes_lr_weight: its share of the combined log-odds */

@@ -112,6 +112,9 @@ check "the DNS list was asked and found one listing" \
 	[ "$(v 'sift_dnsbl_listings_total{list="bl"}')" = 1 ]
 check "the DNS list is up" [ "$(v 'sift_dnsbl_list_up{list="bl"}')" = 1 ]
 check "Bayes: 8 spam learned" [ "$(v 'sift_bayes_learned_messages{class="spam"}')" = 8 ]
+# The same message twice: the second one's token reads come from the cache.
+check "Bayes: token reads counted, and the repeated message's answered by the cache" \
+	sh -c "[ '$(v sift_bayes_token_reads_total)' -gt 0 ] && [ '$(v sift_bayes_token_cache_hits_total)' -gt 0 ]"
 check "threads and descriptors are reported" \
 	sh -c "[ '$(v sift_threads)' -gt 1 ] && [ '$(v sift_open_fds)' -gt 3 ]"
 wait_for 5 sh -c "curl -sf '$URL' | grep -qx 'sift_redis_up 1'"

@@ -349,7 +349,7 @@ Test(classifier, min_dev_and_max_tokens_select_the_strongest)
 	p.robx = 0.5;
 	p.min_dev = 0.1;
 	p.max_tokens = 1;
-	bayes_totals_t tot = {10, 10, BAYES_TOKENIZER_VERSION};
+	bayes_totals_t tot = {10, 10, BAYES_TOKENIZER_VERSION, 0};
 	/* f = 0.7 (used), f = 0.5 (neutral: dropped), 9 spam 0 ham: f = 0.95 (strongest) */
 	bayes_counts_t c[] = {{3, 1, 0, 0}, {1, 1, 0, 0}, {9, 0, 0, 0}};
 	double fw[3];
@@ -531,6 +531,118 @@ Test(store, expire_removes_only_stale_rare_tokens, .init = make_tmpdir, .fini = 
 	bayes_store_unref(s);
 }
 
+/* ------------------------------------------------------------ read cache */
+
+static void load_text(bayes_store_t *s, const char *text, bool merge)
+{
+	FILE *fp = fmemopen((void *)text, strlen(text), "r");
+	diag_t *d = diag_new();
+	cr_assert_eq(bayes_store_load(s, fp, "dump", merge, d), BAYES_OK);
+	fclose(fp);
+	diag_free(d);
+}
+
+static bayes_counts_t read_key(bayes_store_t *s, uint64_t k)
+{
+	bayes_counts_t c;
+	cr_assert_eq(bayes_store_lookup(s, &k, 1, &c, NULL), BAYES_OK);
+	return c;
+}
+
+/*
+ * The cache must answer what the store holds after every kind of write,
+ * including those that leave the learned totals as they were (a load, an
+ * expiry, a prune, a regression step on a message already learned): each
+ * step below read a stale count before its write moved the generation.
+ */
+Test(cache, answers_follow_every_change_of_the_store, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
+	bayes_store_set_cache(s, 1024, false);
+	load_text(s, "sift-bayes-dump 1 tokenizer 1\ntotals 3 2\n"
+	             "token 0000000000000001 1 0 100\ntoken 0000000000000002 3 2 100\n",
+	          false);
+	cr_assert_eq(read_key(s, 1).spam, 1);
+	uint64_t hits, reads;
+	bayes_store_cache_stats(s, &hits, &reads);
+	cr_assert_eq(read_key(s, 1).spam, 1);
+	uint64_t hits2, reads2;
+	bayes_store_cache_stats(s, &hits2, &reads2);
+	cr_assert_eq(reads2, reads + 1);
+	cr_assert_eq(hits2, hits + 1, "the second read came from the cache");
+
+	/* A load with the same totals. */
+	load_text(s, "sift-bayes-dump 1 tokenizer 1\ntotals 3 2\n"
+	             "token 0000000000000001 2 0 100\ntoken 0000000000000002 3 2 100\n",
+	          false);
+	cr_assert_eq(read_key(s, 1).spam, 2, "load");
+
+	/* An expiry: totals unchanged, key 1 gone. */
+	uint64_t removed = 0;
+	read_key(s, 1);
+	cr_assert_eq(bayes_store_expire(s, 1000, 30, 5, &removed), BAYES_OK);
+	cr_assert_eq(removed, 2);
+	cr_assert_eq(read_key(s, 1).spam, 0, "expire");
+
+	/* Learning, a regression step on a message already learned (totals
+	 * unchanged), forgetting. */
+	uint64_t k[] = {1, 5};
+	bayes_learn_item_t it = item(BAYES_LEARN_SPAM, 1, k, 2);
+	cr_assert_eq(bayes_store_apply(s, &it, 1, NULL), BAYES_OK);
+	cr_assert_eq(read_key(s, 5).spam, 1, "learn");
+	it.lr_delta = 0.5f;
+	cr_assert_eq(bayes_store_apply(s, &it, 1, NULL), BAYES_OK);
+	cr_assert_float_eq(read_key(s, 5).weight, 0.5f, 1e-6, "regression step");
+	it.op = BAYES_FORGET;
+	cr_assert_eq(bayes_store_apply(s, &it, 1, NULL), BAYES_OK);
+	cr_assert_eq(read_key(s, 5).spam, 0, "forget");
+
+	/* A prune: totals unchanged. */
+	bayes_learn_item_t two[] = {item(BAYES_LEARN_HAM, 2, k, 1), item(BAYES_LEARN_HAM, 3, k + 1, 1)};
+	cr_assert_eq(bayes_store_apply(s, two, 2, NULL), BAYES_OK);
+	cr_assert_eq(read_key(s, 1).ham + read_key(s, 5).ham, 2);
+	cr_assert_eq(bayes_store_prune(s, 0, &removed), BAYES_OK);
+	cr_assert_eq(removed, 2);
+	cr_assert_eq(read_key(s, 1).ham + read_key(s, 5).ham, 0, "prune");
+	bayes_store_unref(s);
+}
+
+/*
+ * A touch moves a token's day without a new generation. With fresh days
+ * (the daemon dates what it sees) a cached answer of an earlier day is
+ * read again, so the daemon does not queue the same touch for every
+ * message; without (sift check, bayes_touch = no) the day does not matter
+ * and the cached answer stands.
+ */
+Test(cache, fresh_days_reread_what_a_touch_moved, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
+	load_text(s, "sift-bayes-dump 1 tokenizer 1\ntotals 3 2\n"
+	             "token 0000000000000002 3 2 100\ntoken 0000000000000003 1 1 100\n",
+	          false);
+	uint64_t k2 = 2, k3 = 3;
+	bayes_learn_item_t it = item(BAYES_TOUCH, 0, &k2, 1);
+
+	bayes_store_set_cache(s, 1024, true);
+	cr_assert_eq(read_key(s, 2).day, 100);
+	cr_assert_eq(bayes_store_apply(s, &it, 1, NULL), BAYES_OK);
+	cr_assert_eq(read_key(s, 2).day, bayes_today());
+
+	/* Another size replaces the table; without fresh days the day read
+	 * first is kept through a touch. */
+	bayes_store_set_cache(s, 4096, false);
+	cr_assert_eq(read_key(s, 3).day, 100);
+	it.keys = &k3;
+	cr_assert_eq(bayes_store_apply(s, &it, 1, NULL), BAYES_OK);
+	bayes_counts_t c = read_key(s, 3);
+	cr_assert_eq(c.day, 100);
+	cr_assert_eq(c.spam, 1);
+	/* 0 turns it off: LMDB's answer. */
+	bayes_store_set_cache(s, 0, false);
+	cr_assert_eq(read_key(s, 3).day, bayes_today());
+	bayes_store_unref(s);
+}
+
 /* Every learned spam message contains key 7, so in any consistent
  * snapshot count(7).spam equals the spam total. */
 #define COMMON_KEY 7
@@ -633,10 +745,10 @@ Test(store, touch_dates_known_tokens_only, .init = make_tmpdir, .fini = remove_t
 	bayes_store_unref(s);
 }
 
-Test(store, readers_see_consistent_snapshots_while_writer_learns, .init = make_tmpdir,
-     .fini = remove_tmpdir)
+static void consistent_snapshots(size_t cache_entries)
 {
 	bayes_store_t *s = open_store("db", 64 << 20, BAYES_OPEN_CREATE);
+	bayes_store_set_cache(s, cache_entries, false);
 	volatile bool stop = false;
 	pthread_t th[READERS];
 	struct reader_arg arg[READERS];
@@ -660,7 +772,26 @@ Test(store, readers_see_consistent_snapshots_while_writer_learns, .init = make_t
 	bayes_store_lookup(s, &k, 1, &c, &t);
 	cr_assert_eq(t.spam, 2000);
 	cr_assert_eq(c.spam, 2000);
+	if (cache_entries > 0) {
+		uint64_t hits, reads;
+		bayes_store_cache_stats(s, &hits, &reads);
+		cr_assert_gt(hits, 0, "the readers never used the cache (%llu reads)",
+		             (unsigned long long)reads);
+	}
 	bayes_store_unref(s);
+}
+
+Test(store, readers_see_consistent_snapshots_while_writer_learns, .init = make_tmpdir,
+     .fini = remove_tmpdir)
+{
+	consistent_snapshots(0);
+}
+
+/* The same through the read cache, which four threads fill and read at once. */
+Test(cache, readers_see_consistent_snapshots_while_writer_learns, .init = make_tmpdir,
+     .fini = remove_tmpdir)
+{
+	consistent_snapshots(1024);
 }
 
 Test(store, full_map_stops_learning_not_scoring, .init = make_tmpdir, .fini = remove_tmpdir)
