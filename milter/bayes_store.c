@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -632,6 +633,29 @@ static void cache_put(bayes_cache_t *c, uint32_t tag, uint64_t key, const bayes_
 	atomic_store_explicit(&sl->seq, (uint64_t)tag << 32 | next, memory_order_release);
 }
 
+/*
+ * The table is mapped on its own, not taken from malloc: it lives as long
+ * as the store, so it should not sit among (and pin) the heap the rules'
+ * compilation frees, and its pages (zero, as an empty table must be)
+ * become resident only as its slots are used.
+ */
+static bayes_cache_t *cache_map(size_t n)
+{
+	size_t bytes = sizeof(bayes_cache_t) + n * sizeof(cache_slot_t);
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	bayes_cache_t *c = p;
+	c->entries = n;
+	return c;
+}
+
+static void cache_unmap(bayes_cache_t *c)
+{
+	if (c != NULL)
+		munmap(c, sizeof(bayes_cache_t) + c->entries * sizeof(cache_slot_t));
+}
+
 void bayes_store_set_cache(bayes_store_t *s, size_t entries, bool fresh_days)
 {
 	size_t n = 0;
@@ -644,11 +668,9 @@ void bayes_store_set_cache(bayes_store_t *s, size_t entries, bool fresh_days)
 	pthread_mutex_lock(&s->cache_lock);
 	bayes_cache_t *old = atomic_load(&s->cache);
 	if ((old ? old->entries : 0) != n) {
-		bayes_cache_t *c = NULL;
-		if (n > 0 && (c = calloc(1, sizeof(*c) + n * sizeof(cache_slot_t))) != NULL) {
-			c->entries = n;
+		bayes_cache_t *c = n > 0 ? cache_map(n) : NULL;
+		if (c != NULL)
 			c->shift = 64 - bits;
-		}
 		/* Lookups may be reading the old table: it lives until the store closes. */
 		atomic_store(&s->cache, c);
 		if (old != NULL) {
@@ -667,10 +689,10 @@ void bayes_store_cache_stats(bayes_store_t *s, uint64_t *hits, uint64_t *reads)
 
 static void cache_free_all(bayes_store_t *s)
 {
-	free(atomic_load(&s->cache));
+	cache_unmap(atomic_load(&s->cache));
 	for (bayes_cache_t *c = s->cache_retired, *next; c != NULL; c = next) {
 		next = c->next;
-		free(c);
+		cache_unmap(c);
 	}
 }
 
