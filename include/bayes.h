@@ -237,8 +237,12 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
  * before today is read again (so the daemon's touches see the true day).
  * May be called again, from any thread, with lookups running (reload): a
  * table of another size replaces the old one, which is freed with the
- * store. bayes_store_cache_stats() gives the keys answered by the table
- * and all keys read through it since the store was opened.
+ * store. A batch applied through this store (bayes_store_apply(), the
+ * writer thread) leaves the answers of the keys it did not change in
+ * the table; any other change of the store (another process, expiry,
+ * pruning, a load) makes all of them stale. bayes_store_cache_stats()
+ * gives the keys answered by the table and all keys read through it
+ * since the store was opened.
  */
 void bayes_store_set_cache(bayes_store_t *s, size_t entries, bool fresh_days);
 void bayes_store_cache_stats(bayes_store_t *s, uint64_t *hits, uint64_t *reads);

@@ -230,7 +230,7 @@ static int read_totals(MDB_txn *txn, MDB_dbi meta, bayes_totals_t *t)
  * removed) moves the store's generation, which the read cache tags its
  * answers with; a touch (only a day moves) does not.
  */
-static int bump_gen(MDB_txn *txn, MDB_dbi meta)
+static int bump_gen(MDB_txn *txn, MDB_dbi meta, uint64_t *gen)
 {
 	MDB_val k = mval("gen", 3), v;
 	uint64_t g = 0;
@@ -242,6 +242,8 @@ static int bump_gen(MDB_txn *txn, MDB_dbi meta)
 	uint8_t b[8];
 	put64(b, g + 1);
 	v = mval(b, sizeof(b));
+	if (gen != NULL)
+		*gen = g + 1;
 	return mdb_put(txn, meta, &k, &v, 0);
 }
 
@@ -554,6 +556,10 @@ const char *bayes_store_path(const bayes_store_t *s)
  * chance of 2^-32 for each. The day is the one exception: touches move it
  * without a new generation, so when the daemon dates tokens (fresh days)
  * an answer dated before today is read again from LMDB.
+ *
+ * A commit made by this process (the daemon's autolearn writer) knows
+ * the keys it changed: the others' answers are carried over to the new
+ * state (cache_retag()), so autolearn costs the cache only what it learns.
  *
  * Threads: each slot is a sequence lock. A hit writes nothing shared, so
  * hits do not move cache lines between cores; a reader that finds a slot
@@ -1112,7 +1118,7 @@ int bayes_store_prune(bayes_store_t *s, uint64_t keep, uint64_t *removed)
 		free(dn);
 	}
 	if (rc == 0 && gone > 0)
-		rc = bump_gen(txn, s->meta);
+		rc = bump_gen(txn, s->meta, NULL);
 	if (rc == 0)
 		rc = txn_commit(s, txn);
 	else
@@ -1152,6 +1158,42 @@ void bayes_store_set_day(bayes_store_t *s, uint32_t day)
 	s->day = day;
 }
 
+/* Whether key is among the n pairs, sorted by key. */
+static bool pairs_have(const pair_t *p, size_t n, uint64_t key)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (p[mid].key < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && p[lo].key == key;
+}
+
+/*
+ * After this process's commit took the store from the state tagged from
+ * to the one tagged to, an answer of from for a key the commit did not
+ * change (changed: its n pairs, sorted) is an answer of to as well. A
+ * slot changed meanwhile fails the compare-and-swap and stays as it is:
+ * tagged from, it is only stale.
+ */
+static void cache_retag(bayes_cache_t *c, uint32_t from, uint32_t to, const pair_t *changed,
+                        size_t n)
+{
+	for (size_t i = 0; i < c->entries; i++) {
+		cache_slot_t *sl = &c->slot[i];
+		uint64_t s0 = atomic_load_explicit(&sl->seq, memory_order_acquire);
+		if ((s0 & 1) || (uint32_t)(s0 >> 32) != from ||
+		    pairs_have(changed, n, atomic_load_explicit(&sl->key, memory_order_relaxed)))
+			continue;
+		uint64_t s1 = (uint64_t)to << 32 | (uint32_t)((uint32_t)s0 + 2);
+		atomic_compare_exchange_strong_explicit(&sl->seq, &s0, s1, memory_order_acq_rel,
+		                                        memory_order_relaxed);
+	}
+}
+
 int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t n,
                       bayes_apply_result_t *res)
 {
@@ -1174,6 +1216,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 			return BAYES_EVERSION;
 		}
 	}
+	const bayes_totals_t before = t;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		const bayes_learn_item_t *it = &items[i];
 		if (it->op == BAYES_TOUCH) {
@@ -1252,13 +1295,21 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 		rc = apply_changes(s, txn, &d, today);
 	if (rc == 0)
 		rc = write_totals(txn, s->meta, &t);
+	uint64_t gen = 0;
 	if (rc == 0 && d.n > r.touched)
-		rc = bump_gen(txn, s->meta);
+		rc = bump_gen(txn, s->meta, &gen);
+	size_t npairs = d.pairs; /* s->pairs holds them, sorted, when apply_changes() ran */
 	free(d.v);
 	if (rc == 0)
 		rc = txn_commit(s, txn);
 	else
 		txn_abort(s, txn);
+	bayes_cache_t *c = atomic_load_explicit(&s->cache, memory_order_acquire);
+	if (rc == 0 && gen != 0 && c != NULL) {
+		bayes_totals_t after = t;
+		after.gen = gen;
+		cache_retag(c, cache_tag(&before), cache_tag(&after), npairs ? s->pairs : NULL, npairs);
+	}
 	if (rc == MDB_MAP_FULL || rc == 0)
 		set_full(s, rc != 0);
 	if (rc == 0 && res != NULL)
@@ -1491,7 +1542,7 @@ int bayes_store_expire(bayes_store_t *s, uint32_t today, uint32_t max_age_days, 
 		mdb_cursor_close(cur);
 	}
 	if (rc == 0 && gone > 0)
-		rc = bump_gen(txn, s->meta);
+		rc = bump_gen(txn, s->meta, NULL);
 	if (rc == 0)
 		rc = txn_commit(s, txn);
 	else
@@ -1690,7 +1741,7 @@ int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, d
 	if (rc == 0 && err == BAYES_OK)
 		rc = write_totals(txn, s->meta, &t);
 	if (rc == 0 && err == BAYES_OK)
-		rc = bump_gen(txn, s->meta);
+		rc = bump_gen(txn, s->meta, NULL);
 	if (rc == 0 && err == BAYES_OK) {
 		rc = txn_commit(s, txn);
 	} else {

@@ -608,6 +608,37 @@ Test(cache, answers_follow_every_change_of_the_store, .init = make_tmpdir, .fini
 }
 
 /*
+ * A commit made through this store (the daemon's autolearn writer) keeps
+ * the answers of the keys it did not change: the next message's reads of
+ * them still come from the cache, and the changed key is read again.
+ */
+Test(cache, a_commit_keeps_the_answers_of_keys_it_did_not_change, .init = make_tmpdir,
+     .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
+	bayes_store_set_cache(s, 1024, false);
+	uint64_t ka[] = {1, 2}, kb[] = {3, 5}, q[] = {1, 2, 3, 4};
+	bayes_learn_item_t it = item(BAYES_LEARN_SPAM, 1, ka, 2);
+	cr_assert_eq(bayes_store_apply(s, &it, 1, NULL), BAYES_OK);
+	bayes_counts_t c[4];
+	bayes_totals_t t;
+	cr_assert_eq(bayes_store_lookup(s, q, 4, c, &t), BAYES_OK);
+	it = item(BAYES_LEARN_HAM, 2, kb, 2);
+	cr_assert_eq(bayes_store_apply(s, &it, 1, NULL), BAYES_OK);
+	uint64_t h0, r0, h1, r1;
+	bayes_store_cache_stats(s, &h0, &r0);
+	cr_assert_eq(bayes_store_lookup(s, q, 4, c, &t), BAYES_OK);
+	bayes_store_cache_stats(s, &h1, &r1);
+	cr_assert_eq(t.ham, 1);
+	cr_assert_eq(c[0].spam + c[1].spam, 2);
+	cr_assert_eq(c[2].ham, 1, "the key the commit changed is read again");
+	cr_assert_eq(c[3].spam + c[3].ham, 0);
+	cr_assert_eq(h1 - h0, 3, "keys 1, 2 and 4 came from the cache: %llu",
+	             (unsigned long long)(h1 - h0));
+	bayes_store_unref(s);
+}
+
+/*
  * A touch moves a token's day without a new generation. With fresh days
  * (the daemon dates what it sees) a cached answer of an earlier day is
  * read again, so the daemon does not queue the same touch for every
