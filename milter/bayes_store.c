@@ -566,7 +566,7 @@ const char *bayes_store_path(const bayes_store_t *s)
  * being written reads LMDB, and a writer that finds it busy skips it.
  */
 typedef struct cache_slot {
-	_Atomic uint64_t seq;  /* low 32 bits: odd while written; high 32: the tag */
+	_Atomic uint64_t seq; /* low 32 bits: odd while written; high 32: the tag */
 	_Atomic uint64_t key;
 	_Atomic uint64_t sh;   /* spam | ham << 32 */
 	_Atomic uint64_t dayw; /* day | the weight's bits << 32 */
@@ -625,9 +625,8 @@ static void cache_put(bayes_cache_t *c, uint32_t tag, uint64_t key, const bayes_
 {
 	cache_slot_t *sl = cache_slot(c, key);
 	uint64_t s0 = atomic_load_explicit(&sl->seq, memory_order_relaxed);
-	if ((s0 & 1) || !atomic_compare_exchange_strong_explicit(&sl->seq, &s0, s0 | 1,
-	                                                          memory_order_relaxed,
-	                                                          memory_order_relaxed))
+	if ((s0 & 1) || !atomic_compare_exchange_strong_explicit(
+	                    &sl->seq, &s0, s0 | 1, memory_order_relaxed, memory_order_relaxed))
 		return; /* another writer has it */
 	atomic_thread_fence(memory_order_release);
 	uint32_t bits;
@@ -768,9 +767,10 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
 		rc = mdb_cursor_open(txn, s->tokens, &cur);
 	bayes_cache_t *c = atomic_load_explicit(&s->cache, memory_order_acquire);
 	uint32_t tag = c != NULL ? cache_tag(&t) : 0;
-	uint32_t today = c != NULL && atomic_load_explicit(&s->cache_fresh_days, memory_order_relaxed)
-	                     ? bayes_today()
-	                     : 0;
+	uint32_t today =
+	    c != NULL && atomic_load_explicit(&s->cache_fresh_days, memory_order_relaxed)
+	        ? bayes_today()
+	        : 0;
 	size_t hits = 0;
 	seek_t sk = {false, 0};
 	for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -1158,18 +1158,16 @@ void bayes_store_set_day(bayes_store_t *s, uint32_t day)
 	s->day = day;
 }
 
+static int pair_key_cmp(const void *k, const void *p)
+{
+	uint64_t a = *(const uint64_t *)k, b = ((const pair_t *)p)->key;
+	return a < b ? -1 : a > b;
+}
+
 /* Whether key is among the n pairs, sorted by key. */
 static bool pairs_have(const pair_t *p, size_t n, uint64_t key)
 {
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (p[mid].key < key)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < n && p[lo].key == key;
+	return n > 0 && bsearch(&key, p, n, sizeof(*p), pair_key_cmp) != NULL;
 }
 
 /*
@@ -1308,7 +1306,7 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 	if (rc == 0 && gen != 0 && c != NULL) {
 		bayes_totals_t after = t;
 		after.gen = gen;
-		cache_retag(c, cache_tag(&before), cache_tag(&after), npairs ? s->pairs : NULL, npairs);
+		cache_retag(c, cache_tag(&before), cache_tag(&after), s->pairs, npairs);
 	}
 	if (rc == MDB_MAP_FULL || rc == 0)
 		set_full(s, rc != 0);

@@ -507,6 +507,16 @@ Test(store, dump_load_round_trip_and_errors, .init = make_tmpdir, .fini = remove
 	bayes_store_unref(c);
 }
 
+/* Loads a dump given as text (it must load). */
+static void load_text(bayes_store_t *s, const char *text, bool merge)
+{
+	FILE *fp = fmemopen((void *)text, strlen(text), "r");
+	diag_t *d = diag_new();
+	cr_assert_eq(bayes_store_load(s, fp, "dump", merge, d), BAYES_OK);
+	fclose(fp);
+	diag_free(d);
+}
+
 Test(store, expire_removes_only_stale_rare_tokens, .init = make_tmpdir, .fini = remove_tmpdir)
 {
 	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
@@ -514,10 +524,7 @@ Test(store, expire_removes_only_stale_rare_tokens, .init = make_tmpdir, .fini = 
 	                   "token 0000000000000001 1 0 100\n"   /* stale, rare: goes */
 	                   "token 0000000000000002 3 0 100\n"   /* stale, common: stays */
 	                   "token 0000000000000003 1 0 1000\n"; /* recent: stays */
-	FILE *fp = fmemopen((void *)dump, strlen(dump), "r");
-	diag_t *d = diag_new();
-	cr_assert_eq(bayes_store_load(s, fp, "x", false, d), BAYES_OK);
-	fclose(fp);
+	load_text(s, dump, false);
 	uint64_t removed = 0;
 	cr_assert_eq(bayes_store_expire(s, 1010, 30, 1, &removed), BAYES_OK);
 	cr_assert_eq(removed, 1);
@@ -527,20 +534,10 @@ Test(store, expire_removes_only_stale_rare_tokens, .init = make_tmpdir, .fini = 
 	cr_assert_eq(c[0].spam, 0);
 	cr_assert_eq(c[1].spam, 3);
 	cr_assert_eq(c[2].spam, 1);
-	diag_free(d);
 	bayes_store_unref(s);
 }
 
 /* ------------------------------------------------------------ read cache */
-
-static void load_text(bayes_store_t *s, const char *text, bool merge)
-{
-	FILE *fp = fmemopen((void *)text, strlen(text), "r");
-	diag_t *d = diag_new();
-	cr_assert_eq(bayes_store_load(s, fp, "dump", merge, d), BAYES_OK);
-	fclose(fp);
-	diag_free(d);
-}
 
 static bayes_counts_t read_key(bayes_store_t *s, uint64_t k)
 {
@@ -559,8 +556,9 @@ Test(cache, answers_follow_every_change_of_the_store, .init = make_tmpdir, .fini
 {
 	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
 	bayes_store_set_cache(s, 1024, false);
-	load_text(s, "sift-bayes-dump 1 tokenizer 1\ntotals 3 2\n"
-	             "token 0000000000000001 1 0 100\ntoken 0000000000000002 3 2 100\n",
+	load_text(s,
+	          "sift-bayes-dump 1 tokenizer 1\ntotals 3 2\n"
+	          "token 0000000000000001 1 0 100\ntoken 0000000000000002 3 2 100\n",
 	          false);
 	cr_assert_eq(read_key(s, 1).spam, 1);
 	uint64_t hits, reads;
@@ -572,8 +570,9 @@ Test(cache, answers_follow_every_change_of_the_store, .init = make_tmpdir, .fini
 	cr_assert_eq(hits2, hits + 1, "the second read came from the cache");
 
 	/* A load with the same totals. */
-	load_text(s, "sift-bayes-dump 1 tokenizer 1\ntotals 3 2\n"
-	             "token 0000000000000001 2 0 100\ntoken 0000000000000002 3 2 100\n",
+	load_text(s,
+	          "sift-bayes-dump 1 tokenizer 1\ntotals 3 2\n"
+	          "token 0000000000000001 2 0 100\ntoken 0000000000000002 3 2 100\n",
 	          false);
 	cr_assert_eq(read_key(s, 1).spam, 2, "load");
 
@@ -598,7 +597,8 @@ Test(cache, answers_follow_every_change_of_the_store, .init = make_tmpdir, .fini
 	cr_assert_eq(read_key(s, 5).spam, 0, "forget");
 
 	/* A prune: totals unchanged. */
-	bayes_learn_item_t two[] = {item(BAYES_LEARN_HAM, 2, k, 1), item(BAYES_LEARN_HAM, 3, k + 1, 1)};
+	bayes_learn_item_t two[] = {item(BAYES_LEARN_HAM, 2, k, 1),
+	                            item(BAYES_LEARN_HAM, 3, k + 1, 1)};
 	cr_assert_eq(bayes_store_apply(s, two, 2, NULL), BAYES_OK);
 	cr_assert_eq(read_key(s, 1).ham + read_key(s, 5).ham, 2);
 	cr_assert_eq(bayes_store_prune(s, 0, &removed), BAYES_OK);
@@ -648,8 +648,9 @@ Test(cache, a_commit_keeps_the_answers_of_keys_it_did_not_change, .init = make_t
 Test(cache, fresh_days_reread_what_a_touch_moved, .init = make_tmpdir, .fini = remove_tmpdir)
 {
 	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
-	load_text(s, "sift-bayes-dump 1 tokenizer 1\ntotals 3 2\n"
-	             "token 0000000000000002 3 2 100\ntoken 0000000000000003 1 1 100\n",
+	load_text(s,
+	          "sift-bayes-dump 1 tokenizer 1\ntotals 3 2\n"
+	          "token 0000000000000002 3 2 100\ntoken 0000000000000003 1 1 100\n",
 	          false);
 	uint64_t k2 = 2, k3 = 3;
 	bayes_learn_item_t it = item(BAYES_TOUCH, 0, &k2, 1);
@@ -739,10 +740,7 @@ Test(store, touch_dates_known_tokens_only, .init = make_tmpdir, .fini = remove_t
 	const char *dump = "sift-bayes-dump 1 tokenizer 1\ntotals 3 2\n"
 	                   "token 0000000000000001 1 0 100\n"
 	                   "token 0000000000000002 3 2 100\n";
-	FILE *fp = fmemopen((void *)dump, strlen(dump), "r");
-	diag_t *d = diag_new();
-	cr_assert_eq(bayes_store_load(s, fp, "x", false, d), BAYES_OK);
-	fclose(fp);
+	load_text(s, dump, false);
 	/* Key 2 seen twice in one batch, key 9 never learned. */
 	uint64_t seen1[] = {2, 9}, seen2[] = {2};
 	bayes_learn_item_t it[] = {item(BAYES_TOUCH, 0, seen1, 2), item(BAYES_TOUCH, 0, seen2, 1)};
@@ -772,7 +770,6 @@ Test(store, touch_dates_known_tokens_only, .init = make_tmpdir, .fini = remove_t
 	bayes_store_lookup(s, q, 2, c, NULL);
 	cr_assert_eq(c[0].spam, 0);
 	cr_assert_eq(c[1].spam, 3);
-	diag_free(d);
 	bayes_store_unref(s);
 }
 

@@ -242,18 +242,18 @@ static redisReply *side(struct server *s, const char *fmt, ...)
 }
 
 /*
- * The number after "key" in the reply to INFO section, or dflt when the
+ * The number after "key" in the reply to INFO section, or 0 when the
  * field is absent (a command never called). The reply's type is checked:
  * anything but text means the side connection reached something other
  * than the test's own server, and reading it as text would crash.
  */
-static long long info_field(struct server *s, const char *section, const char *key, long long dflt)
+static long long info_field(struct server *s, const char *section, const char *key)
 {
 	redisReply *r = side(s, "INFO %s", section);
-	cr_assert(r->type == REDIS_REPLY_STRING && r->str,
-	          "INFO %s on port %d: reply of type %d", section, s->port, r->type);
+	cr_assert(r->type == REDIS_REPLY_STRING && r->str, "INFO %s on port %d: reply of type %d",
+	          section, s->port, r->type);
 	const char *p = strstr(r->str, key);
-	long long n = p ? atoll(p + strlen(key)) : dflt;
+	long long n = p ? atoll(p + strlen(key)) : 0;
 	freeReplyObject(r);
 	return n;
 }
@@ -1382,7 +1382,7 @@ Test(rep_link, starts_after_us_and_reconnects_after_restart, .timeout = 30)
 /* Clients connected to s other than the one asking. */
 static long idle_clients(struct server *s)
 {
-	long n = (long)info_field(s, "clients", "connected_clients:", 0);
+	long n = (long)info_field(s, "clients", "connected_clients:");
 	return n - 1;
 }
 
@@ -1907,7 +1907,7 @@ Test(rep_io, buffered_writes_are_replayed_when_redis_returns, .timeout = 30)
 
 static long long evalsha_calls(struct server *s)
 {
-	return info_field(s, "commandstats", "cmdstat_evalsha:calls=", 0);
+	return info_field(s, "commandstats", "cmdstat_evalsha:calls=");
 }
 
 Test(rep_io, one_call_writes_several_entities_exactly, .timeout = 30)
@@ -2013,7 +2013,7 @@ Test(rep_io, a_batch_whose_reply_was_lost_counts_once, .timeout = 30)
  */
 static long long net_in(struct server *s)
 {
-	return info_field(s, "stats", "total_net_input_bytes:", 0);
+	return info_field(s, "stats", "total_net_input_bytes:");
 }
 
 Test(rep_io, bytes_written_per_message, .timeout = 30)
@@ -2280,7 +2280,7 @@ static long long cmd_calls(struct server *s, const char *cmd)
 {
 	char pat[64];
 	snprintf(pat, sizeof(pat), "cmdstat_%s:calls=", cmd);
-	return info_field(s, "commandstats", pat, 0);
+	return info_field(s, "commandstats", pat);
 }
 
 /* Steps until the load is done; returns the steps that failed. */
@@ -2717,7 +2717,7 @@ Test(rep_nodes, without_redis_the_local_mirror_still_answers)
 
 static long long hmget_calls(struct server *s)
 {
-	return info_field(s, "commandstats", "cmdstat_hmget:calls=", 0);
+	return info_field(s, "commandstats", "cmdstat_hmget:calls=");
 }
 
 /*
