@@ -116,12 +116,41 @@ static long vertical_words(struct rules_evalenv *e, const struct rule *ru)
 
 /* ---------------------------------------------------------------- multipart/alternative */
 
+/*
+ * The distinct words of a part and how often each occurs. A spam's HTML
+ * part can hold thousands of distinct words, so they are found through a
+ * hash set (slot: index + 1, 0 empty), not by comparing with every word
+ * before them.
+ */
 struct words {
 	char **w;
+	size_t *len;
 	long *count;
 	size_t n, cap;
+	uint32_t *slot; /* nslots, a power of two, at most half full */
+	size_t nslots;
 	bool img;
 };
+
+/* The slot of the word p[0..n), or the empty slot where it would go. */
+static uint32_t *word_slot(const struct words *ws, const char *p, size_t n)
+{
+	size_t mask = ws->nslots - 1;
+	for (size_t i = rules_hash_bytes(p, n) & mask;; i = (i + 1) & mask) {
+		uint32_t k = ws->slot[i];
+		if (k == 0 || (ws->len[k - 1] == n && memcmp(ws->w[k - 1], p, n) == 0))
+			return &ws->slot[i];
+	}
+}
+
+/* Index of the word p[0..n) in ws, or SIZE_MAX. */
+static size_t word_find(const struct words *ws, const char *p, size_t n)
+{
+	if (ws->nslots == 0)
+		return SIZE_MAX;
+	uint32_t k = *word_slot(ws, p, n);
+	return k ? k - 1 : SIZE_MAX;
+}
 
 static void add_word(arena_t *a, struct words *ws, const char *p, size_t n)
 {
@@ -130,25 +159,36 @@ static void add_word(arena_t *a, struct words *ws, const char *p, size_t n)
 		word = isalnum((unsigned char)p[i]) || p[i] == '_' || (unsigned char)p[i] >= 0x80;
 	if (!word)
 		return;
-	for (size_t i = 0; i < ws->n; i++)
-		if (strlen(ws->w[i]) == n && memcmp(ws->w[i], p, n) == 0) {
-			ws->count[i]++;
-			return;
-		}
+	size_t found = word_find(ws, p, n);
+	if (found != SIZE_MAX) {
+		ws->count[found]++;
+		return;
+	}
 	if (ws->n == ws->cap) {
 		size_t cap = ws->cap ? ws->cap * 2 : 64;
 		char **w = arena_alloc(a, cap * sizeof(char *));
+		size_t *len = arena_alloc(a, cap * sizeof(size_t));
 		long *c = arena_alloc(a, cap * sizeof(long));
 		if (ws->n) {
 			memcpy(w, ws->w, ws->n * sizeof(char *));
+			memcpy(len, ws->len, ws->n * sizeof(size_t));
 			memcpy(c, ws->count, ws->n * sizeof(long));
 		}
 		ws->w = w;
+		ws->len = len;
 		ws->count = c;
 		ws->cap = cap;
+		/* the set: twice the words' room, filled again from the words */
+		ws->nslots = 2 * cap;
+		ws->slot = arena_alloc(a, ws->nslots * sizeof(uint32_t));
+		memset(ws->slot, 0, ws->nslots * sizeof(uint32_t));
+		for (size_t i = 0; i < ws->n; i++)
+			*word_slot(ws, ws->w[i], ws->len[i]) = (uint32_t)(i + 1);
 	}
 	ws->w[ws->n] = arena_strndup(a, p, n);
+	ws->len[ws->n] = n;
 	ws->count[ws->n++] = 1;
+	*word_slot(ws, p, n) = (uint32_t)ws->n;
 }
 
 static void split_words(arena_t *a, struct words *ws, const char *s, size_t n)
@@ -284,13 +324,11 @@ static struct madiff ma_difference(struct rules_evalenv *e)
 		r.html = html.n;
 		r.text = text.n;
 		size_t left = html.n;
-		for (size_t h = 0; h < html.n; h++)
-			for (size_t t = 0; t < text.n; t++)
-				if (strcmp(html.w[h], text.w[t]) == 0) {
-					if (html.count[h] - text.count[t] < 1)
-						left--;
-					break;
-				}
+		for (size_t h = 0; h < html.n; h++) {
+			size_t t = word_find(&text, html.w[h], html.len[h]);
+			if (t != SIZE_MAX && html.count[h] - text.count[t] < 1)
+				left--;
+		}
 		double diff = (double)left / (double)html.n * 100;
 		if (diff > r.diff)
 			r.diff = diff;

@@ -489,6 +489,15 @@ char *rules_ascii_reduce(const char *pat, size_t len, uint32_t options, const ui
 /* No byte above 0x7f in s: a rule with an ASCII form runs that form. */
 bool rules_text_is_ascii(const char *s, size_t len);
 
+/* FNV-1a over n bytes, for the rules' small hash sets of words and URIs. */
+static inline size_t rules_hash_bytes(const char *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+	return (size_t)h;
+}
+
 /*
  * For the pattern readers (rules_ascii.c, rules_lit.c, rules_hs.c): the
  * value of a hex digit in an escape (\x41, \x{263a}), or -1.

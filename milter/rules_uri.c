@@ -38,18 +38,10 @@ struct urilist {
 	size_t nslots;
 };
 
-static size_t hash_of(const char *u, size_t n)
-{
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)u[i]) * 1099511628211ULL;
-	return (size_t)h;
-}
-
 /* The set slot holding n bytes of u, or the empty slot where they would go. */
 static const char **find_slot(const struct urilist *l, const char *u, size_t n)
 {
-	for (size_t i = hash_of(u, n) & (l->nslots - 1);; i = (i + 1) & (l->nslots - 1))
+	for (size_t i = rules_hash_bytes(u, n) & (l->nslots - 1);; i = (i + 1) & (l->nslots - 1))
 		if (l->set[i] == NULL || (strncmp(l->set[i], u, n) == 0 && l->set[i][n] == '\0'))
 			return &l->set[i];
 }

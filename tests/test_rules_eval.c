@@ -1670,6 +1670,41 @@ Test(rules_eval, body_length_blank_lines_vertical_words_and_alternative_differen
 	rules_free(r);
 }
 
+/*
+ * Thousands of distinct words, as in a long newsletter: the word sets grow
+ * their hash tables many times over, and the percentage must come out as
+ * it does word by word. A word the HTML says more often than the text
+ * counts as not in the text (SpamAssassin's rule).
+ */
+Test(rules_eval, alternative_difference_over_thousands_of_words)
+{
+	rules_t *r =
+	    load("body DIFF_30 eval:multipart_alternative_difference('30', '30.1')\n"
+	         "body DIFF_ABOVE eval:multipart_alternative_difference('30.04', '100')\n"
+	         "body COUNT eval:multipart_alternative_difference_count('0.69', '2999')\n");
+	size_t cap = 64 * 1024, n = 0;
+	char *m = malloc(cap);
+	cr_assert_not_null(m);
+	n += (size_t)snprintf(m + n, cap - n,
+	                      "Content-Type: multipart/alternative; boundary=b\nSubject: x\n\n"
+	                      "--b\nContent-Type: text/plain\n\n");
+	for (int i = 0; i < 2100; i++)
+		n += (size_t)snprintf(m + n, cap - n, "w%d%c", i, i % 10 == 9 ? '\n' : ' ');
+	n += (size_t)snprintf(m + n, cap - n, "\n--b\nContent-Type: text/html\n\n<p>w0 ");
+	for (int i = 0; i < 3000; i++)
+		n += (size_t)snprintf(m + n, cap - n, "<b>w%d</b>%s", i,
+		                      i % 10 == 9 ? "<br>\n" : " ");
+	n += (size_t)snprintf(m + n, cap - n, "</p>\n--b--\n");
+	cr_assert_lt(n, cap - 1);
+	/* 900 words only in the HTML, and w0 twice there: 901 of 3,000, 30.03% */
+	cr_assert(hits(r, m, "DIFF_30"));
+	cr_assert_not(hits(r, m, "DIFF_ABOVE"));
+	/* 2,100 text words over 3,000 HTML words is 0.7 */
+	cr_assert(hits(r, m, "COUNT"));
+	free(m);
+	rules_free(r);
+}
+
 Test(rules_eval, freemail_domains_without_a_welcomelist)
 {
 	/* an empty list must not reach qsort() (undefined behaviour the sanitizers catch) */
