@@ -1682,7 +1682,7 @@ Test(rules_eval, alternative_difference_over_thousands_of_words)
 	    load("body DIFF_30 eval:multipart_alternative_difference('30', '30.1')\n"
 	         "body DIFF_ABOVE eval:multipart_alternative_difference('30.04', '100')\n"
 	         "body COUNT eval:multipart_alternative_difference_count('0.69', '2999')\n");
-	size_t cap = 64 * 1024, n = 0;
+	size_t cap = 128 * 1024, n = 0; /* the message is about 51 KB */
 	char *m = malloc(cap);
 	cr_assert_not_null(m);
 	n += (size_t)snprintf(m + n, cap - n,
