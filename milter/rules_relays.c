@@ -542,6 +542,42 @@ static const struct {
 
 static pthread_once_t re_once = PTHREAD_ONCE_INIT;
 static pcre2_code *form_code[FORMS_N], *pre_code[PRE_N], *auth_code[AUTHS_N], *grp_code[GRP_N];
+
+/*
+ * For the forms, the authentication patterns and the MTA guards, tried
+ * one after another on every field: the strings one of which every match
+ * holds (rules_lit.c's reading of the pattern, lower case), so a pattern
+ * whose strings are not in the field is not run. A field went through
+ * about 40 patterns, a tenth of a millisecond a message.
+ */
+struct lits {
+	char **s;
+	size_t *n;
+	size_t count; /* 0: none known, the pattern always runs */
+};
+static struct lits form_lits[FORMS_N], auth_lits[AUTHS_N], grp_lits[GRP_N];
+
+static struct lits lits_of(const char *re)
+{
+	struct rule t = {.type = RULES_T_HEADER, .pattern = (char *)re};
+	rules_lit_extract(&t);
+	return (struct lits){t.lits, t.litlen, t.nlits};
+}
+
+/*
+ * Whether low (a field in lower case) may hold a match: one of l's
+ * strings is in it. strstr(), not memmem(): glibc's is the vectorised
+ * one, and neither a field nor these strings hold a NUL.
+ */
+static bool lits_in(const struct lits *l, const char *low)
+{
+	if (l->count == 0)
+		return true;
+	for (size_t i = 0; i < l->count; i++)
+		if (strstr(low, l->s[i]) != NULL)
+			return true;
+	return false;
+}
 static pcre2_match_context *match_ctx;
 
 static pcre2_code *compile(const char *re)
@@ -559,13 +595,13 @@ static pcre2_code *compile(const char *re)
 static void compile_all(void)
 {
 	for (size_t i = 0; i < FORMS_N; i++)
-		form_code[i] = compile(forms[i].re);
+		form_code[i] = compile(forms[i].re), form_lits[i] = lits_of(forms[i].re);
 	for (size_t i = 0; i < PRE_N; i++)
 		pre_code[i] = compile(pre_re[i]);
 	for (size_t i = 0; i < AUTHS_N; i++)
-		auth_code[i] = compile(auths[i].re);
+		auth_code[i] = compile(auths[i].re), auth_lits[i] = lits_of(auths[i].re);
 	for (size_t i = 1; i < GRP_N; i++)
-		grp_code[i] = compile(grp_guard[i]);
+		grp_code[i] = compile(grp_guard[i]), grp_lits[i] = lits_of(grp_guard[i]);
 	match_ctx = pcre2_match_context_create(NULL);
 	if (match_ctx != NULL) {
 		pcre2_set_match_limit(match_ctx, MATCH_LIMIT);
@@ -616,10 +652,11 @@ static void exim_sub(const char *sub, struct relay *r)
 	}
 }
 
-static void find_auth(const char *s, pcre2_match_data *md, struct relay *r)
+/* low: s in lower case */
+static void find_auth(const char *s, const char *low, pcre2_match_data *md, struct relay *r)
 {
 	for (size_t i = 0; i < AUTHS_N; i++) {
-		if (!match(auth_code[i], s, md))
+		if (!lits_in(&auth_lits[i], low) || !match(auth_code[i], s, md))
 			continue;
 		char a[RELAY_TOKEN_BYTES], b[RELAY_TOKEN_BYTES], c[RELAY_TOKEN_BYTES];
 		switch (auths[i].kind) {
@@ -748,7 +785,11 @@ static int parse_received(const char *raw, struct relay *r, bool *fetcher)
 	if (!pre(PRE_HELO_EQ, line, md, r->helo, sizeof(r->helo)))
 		pre(PRE_HELO, line, md, r->helo, sizeof(r->helo));
 	pre(PRE_BY, line, md, r->by, sizeof(r->by));
-	find_auth(line, md, r);
+	char low[FIELD_BYTES];
+	size_t nl = strlen(line);
+	for (size_t i = 0; i <= nl; i++)
+		low[i] = (char)tolower((unsigned char)line[i]);
+	find_auth(line, low, md, r);
 
 	const char *s;
 	int sec;
@@ -760,20 +801,21 @@ static int parse_received(const char *raw, struct relay *r, bool *fetcher)
 		s = line + 5, sec = SEC_UFROM;
 	else
 		s = line, sec = -1;
+	const char *ls = low + (s - line); /* s in lower case */
 	bool envfrom = false;
 	if (sec == SEC_FROM)
 		envfrom = pre(PRE_ENVFROM, s, md, r->envfrom, sizeof(r->envfrom));
 	int grp = GRP_ANY;
 	if (sec == SEC_FROM)
 		for (int g = 1; g < GRP_N && grp == GRP_ANY; g++)
-			if (match(grp_code[g], s, md))
+			if (lits_in(&grp_lits[g], ls) && match(grp_code[g], s, md))
 				grp = g;
 
 	const struct form *f = NULL;
 	for (size_t i = 0; i < FORMS_N && f == NULL; i++) {
 		if (forms[i].sec != sec || (forms[i].grp != GRP_ANY && forms[i].grp != grp))
 			continue;
-		if (!match(form_code[i], s, md))
+		if (!lits_in(&form_lits[i], ls) || !match(form_code[i], s, md))
 			continue;
 		if (forms[i].act == ACT_IGNORE || forms[i].act == ACT_FETCHER) {
 			*fetcher = forms[i].act == ACT_FETCHER;
