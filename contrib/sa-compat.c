@@ -71,7 +71,12 @@ int main(int argc, char **argv)
 				        rules_type_name(rules_type(r, i)));
 		fclose(fp);
 	}
-	mime_limits_t lim = {.max_depth = 20, .max_parts = 500, .max_text_bytes = 4u << 20};
+	/* the daemon's defaults, which are SpamAssassin's */
+	mime_limits_t lim = {.max_depth = MIME_DEFAULT_MAX_DEPTH,
+	                     .max_parts = MIME_DEFAULT_MAX_PARTS,
+	                     .max_text_bytes = MIME_DEFAULT_MAX_TEXT_BYTES,
+	                     .body_part_scan_bytes = MIME_DEFAULT_BODY_PART_SCAN,
+	                     .rawbody_part_scan_bytes = MIME_DEFAULT_RAWBODY_PART_SCAN};
 	for (; optind < argc; optind++) {
 		size_t n;
 		char *raw = scan_read_file(argv[optind], &n);

@@ -20,6 +20,14 @@
  *	           text, UTF-8, line breaks kept;
  *	  rawbody  every text part transfer-decoded and in UTF-8 but with HTML
  *	           left as is;
+ *	  (in both, as in SpamAssassin, each text part brings at most its scan
+ *	  size, limits->body_part_scan_bytes or rawbody_part_scan_bytes: the
+ *	  cut goes to the first line break at or past that size when one comes
+ *	  within MIME_SCAN_CUT_SLACK bytes, else (rawbody) the first '>', else
+ *	  the first blank, else the size itself, backed off to a character
+ *	  boundary; it sets MIME_F_SCAN_CUT. The URIs, the parts' decoded text
+ *	  and the limit on the text kept per message see the whole part. A
+ *	  huge text part thus costs the rules what its first 50 KB do.)
  *	  uris     every URL found, as written after entity decoding; schemes
  *	           http, https, ftp, mailto and bare "www." hosts.
  *
@@ -79,11 +87,19 @@
 #define MIME_DEFAULT_MAX_DEPTH      20
 #define MIME_DEFAULT_MAX_PARTS      500
 #define MIME_DEFAULT_MAX_TEXT_BYTES (4u << 20)
+/* SpamAssassin's body_part_scan_size and rawbody_part_scan_size defaults. */
+#define MIME_DEFAULT_BODY_PART_SCAN    50000
+#define MIME_DEFAULT_RAWBODY_PART_SCAN 500000
+/* How far past a scan limit a cut may look for a line break or a blank. */
+#define MIME_SCAN_CUT_SLACK 1024
 
 typedef struct mime_limits {
 	unsigned max_depth;      /* nesting of multiparts, e.g. 20 */
 	unsigned max_parts;      /* leaf and container parts, e.g. 500 */
 	uint64_t max_text_bytes; /* decoded text kept per message, e.g. 4M */
+	/* each text part's share of the body and rawbody views, 0: all of it */
+	uint64_t body_part_scan_bytes;
+	uint64_t rawbody_part_scan_bytes;
 } mime_limits_t;
 
 enum {
@@ -106,6 +122,8 @@ enum {
 	MIME_F_PART_NO_SEPARATOR = 1u << 11,
 	/* a URL longer than MIME_LONG_URI_BYTES, where SpamAssassin cuts them */
 	MIME_F_LONG_URI = 1u << 12,
+	/* a text part was cut to its scan size in the body or rawbody view */
+	MIME_F_SCAN_CUT = 1u << 13,
 };
 #define MIME_LONG_URI_BYTES 8192
 

@@ -1497,6 +1497,32 @@ static size_t text_clean(char *s, size_t n)
 }
 
 /* A text leaf: decode, convert to UTF-8 within the text budget, add to the views. */
+/*
+ * SpamAssassin's cut of a text part to its scan size (Message.pm): how
+ * many of s's n bytes the view keeps. The first line break at or past
+ * the limit, else (raw) the first '>', else the first blank, ends the
+ * kept text when it comes within MIME_SCAN_CUT_SLACK bytes; else the cut
+ * is at the limit, moved back to a character boundary so the view stays
+ * UTF-8.
+ */
+static size_t scan_cut(const char *s, size_t n, uint64_t limit, bool raw)
+{
+	if (limit == 0 || n <= limit)
+		return n;
+	size_t from = (size_t)limit;
+	size_t span = n - from < MIME_SCAN_CUT_SLACK + 1 ? n - from : MIME_SCAN_CUT_SLACK + 1;
+	const char *ends = raw ? "\n> " : "\n ";
+	for (const char *c = ends; *c; c++) {
+		const char *hit = memchr(s + from, *c, span);
+		if (hit != NULL)
+			return (size_t)(hit - s) + 1;
+	}
+	size_t cut = from;
+	while (cut > 0 && ((unsigned char)s[cut] & 0xc0) == 0x80)
+		cut--;
+	return cut;
+}
+
 static void text_leaf(mime_t *mi, size_t idx, const char *s, size_t n)
 {
 	mime_part_t *p = &mi->parts[idx];
@@ -1541,14 +1567,24 @@ static void text_leaf(mime_t *mi, size_t idx, const char *s, size_t n)
 	mi->text_bytes += tn;
 	p->decoded = t;
 	p->decoded_len = tn;
+	uint64_t limit = mi->lim.body_part_scan_bytes;
 	if (p->is_html) {
 		if (mi->body.len > 0 && mi->body.data[mi->body.len - 1] != '\n')
 			abuf_putc(&mi->body, '\n');
 		size_t start = mi->body.len;
 		mime_html_render(mi, t, tn, &mi->body);
 		mime_scan_uris(mi, mi->body.data + start, mi->body.len - start);
+		size_t keep = scan_cut(mi->body.data + start, mi->body.len - start, limit, false);
+		if (keep < mi->body.len - start) {
+			mi->body.len = start + keep;
+			mi->body.data[mi->body.len] = '\0';
+			mi->flags |= MIME_F_SCAN_CUT;
+		}
 	} else {
-		view_add(&mi->body, t, tn);
+		size_t keep = scan_cut(t, tn, limit, false);
+		if (keep < tn)
+			mi->flags |= MIME_F_SCAN_CUT;
+		view_add(&mi->body, t, keep);
 		mime_scan_uris(mi, t, tn);
 	}
 }
@@ -1835,23 +1871,31 @@ static void rawbody_build(mime_t *mi)
 {
 	const mime_part_t *only = NULL;
 	size_t count = 0;
+	bool cut = false;
+	uint64_t limit = mi->lim.rawbody_part_scan_bytes;
 
 	for (size_t i = 0; i < mi->nparts; i++) {
-		if (mi->parts[i].is_text && mi->parts[i].decoded_len > 0) {
-			only = &mi->parts[i];
+		const mime_part_t *p = &mi->parts[i];
+		if (p->is_text && p->decoded_len > 0) {
+			only = p;
 			count++;
+			cut |= scan_cut(p->decoded, p->decoded_len, limit, true) < p->decoded_len;
 		}
 	}
-	if (count <= 1) {
+	if (cut)
+		mi->flags |= MIME_F_SCAN_CUT;
+	if (count <= 1 && !cut) {
 		mi->rawbody = only ? only->decoded : "";
 		mi->rawbody_len = only ? only->decoded_len : 0;
 		return;
 	}
 	abuf_t v;
 	abuf_init(&v, mi->arena, (size_t)mi->text_bytes + count + 1);
-	for (size_t i = 0; i < mi->nparts; i++)
-		if (mi->parts[i].is_text)
-			view_add(&v, mi->parts[i].decoded, mi->parts[i].decoded_len);
+	for (size_t i = 0; i < mi->nparts; i++) {
+		const mime_part_t *p = &mi->parts[i];
+		if (p->is_text)
+			view_add(&v, p->decoded, scan_cut(p->decoded, p->decoded_len, limit, true));
+	}
 	mi->rawbody = v.data;
 	mi->rawbody_len = v.len;
 }
@@ -1870,6 +1914,8 @@ mime_t *mime_parse(msg_t *m, const mime_limits_t *limits)
 		mi->lim.max_depth = MIME_DEFAULT_MAX_DEPTH;
 		mi->lim.max_parts = MIME_DEFAULT_MAX_PARTS;
 		mi->lim.max_text_bytes = MIME_DEFAULT_MAX_TEXT_BYTES;
+		mi->lim.body_part_scan_bytes = MIME_DEFAULT_BODY_PART_SCAN;
+		mi->lim.rawbody_part_scan_bytes = MIME_DEFAULT_RAWBODY_PART_SCAN;
 	}
 	if (mi->lim.max_depth > MIME_DEPTH_CAP)
 		mi->lim.max_depth = MIME_DEPTH_CAP;

@@ -337,6 +337,11 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 	s->mime.max_parts = (unsigned)n;
 	conf_size(c, "mime_max_text", 4 << 20, 1024, (uint64_t)1 << 31, &u, d);
 	s->mime.max_text_bytes = u;
+	/* SpamAssassin's names and defaults: rule writers know them */
+	conf_size(c, "body_part_scan_size", MIME_DEFAULT_BODY_PART_SCAN, 0, (uint64_t)1 << 31,
+	          &s->mime.body_part_scan_bytes, d);
+	conf_size(c, "rawbody_part_scan_size", MIME_DEFAULT_RAWBODY_PART_SCAN, 0, (uint64_t)1 << 31,
+	          &s->mime.rawbody_part_scan_bytes, d);
 	conf_ms(c, "deadline", 2000, 10, 600000, &s->deadline_ms, d);
 	conf_ms(c, "milter_timeout", 300000, 1000, 3600000, &s->milter_timeout_ms, d);
 	conf_ms(c, "stop_timeout", 30000, 0, 3600000, &s->stop_timeout_ms, d);

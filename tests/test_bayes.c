@@ -22,7 +22,7 @@
 
 #define DATA TEST_DATADIR "/bayes"
 
-static const mime_limits_t limits = {20, 500, 4u << 20};
+static const mime_limits_t limits = {.max_depth = 20, .max_parts = 500, .max_text_bytes = 4u << 20};
 
 static char tmpdir[256];
 

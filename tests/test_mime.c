@@ -292,6 +292,162 @@ Test(mime, text_limit_bounds_decoded_text_and_flags)
 	msg_free(m);
 }
 
+/* ------------------------------------------------------------ scan sizes */
+
+/* head, then times copies of unit (*len bytes); freed by the caller. */
+static char *repeat(const char *head, const char *unit, size_t times, size_t *len)
+{
+	size_t hl = strlen(head), ul = strlen(unit);
+	char *s = malloc(hl + ul * times + 1);
+	memcpy(s, head, hl);
+	for (size_t i = 0; i < times; i++)
+		memcpy(s + hl + i * ul, unit, ul);
+	*len = hl + ul * times;
+	s[*len] = '\0';
+	return s;
+}
+
+static mime_t *parse_scan(msg_t *m, uint64_t body_scan, uint64_t raw_scan)
+{
+	mime_limits_t l = {.max_depth = 20,
+	                   .max_parts = 500,
+	                   .max_text_bytes = 4 << 20,
+	                   .body_part_scan_bytes = body_scan,
+	                   .rawbody_part_scan_bytes = raw_scan};
+	return mime_parse(m, &l);
+}
+
+/* A message of one text/plain part (UTF-8) with body text; freed by the caller. */
+static msg_t *plain(const char *text)
+{
+	char *raw = NULL;
+	int n = asprintf(&raw,
+	                 "Subject: s\nContent-Type: text/plain; charset=utf-8\n"
+	                 "Content-Transfer-Encoding: 8bit\n\n%s",
+	                 text);
+	cr_assert_gt(n, 0);
+	msg_t *m = msg_from(raw, (size_t)n);
+	free(raw);
+	return m;
+}
+
+/*
+ * SpamAssassin's body_part_scan_size: a part's text is cut after the
+ * first line break at or past the size, else after the first blank, each
+ * looked for in the next 1,024 bytes, else at the size itself.
+ */
+Test(mime, body_scan_size_cuts_a_part_after_a_line_break_or_a_blank)
+{
+	msg_t *m = plain("alpha beta\ngamma delta\nepsilon\n");
+	mime_t *mi = parse_scan(m, 12, 0);
+	cr_assert_str_eq(body(mi), "s\n\nalpha beta\ngamma delta\n", "the line break past byte 12");
+	cr_assert(mime_flags(mi) & MIME_F_SCAN_CUT);
+	msg_free(m);
+
+	/* the next line break is beyond the slack: the first blank past the size */
+	size_t len;
+	char *words = repeat("", "word ", 400, &len); /* no line break at all */
+	m = plain(words);
+	mi = parse_scan(m, 12, 0);
+	cr_assert_str_eq(body(mi), "s\n\nword word word ");
+	msg_free(m);
+	free(words);
+
+	/* short enough: untouched, unflagged */
+	m = plain("alpha beta\n");
+	mi = parse_scan(m, 12, 0);
+	cr_assert_str_eq(body(mi), "s\n\nalpha beta\n");
+	cr_assert_eq(mime_flags(mi) & MIME_F_SCAN_CUT, 0);
+	msg_free(m);
+
+	/* 0: no cut */
+	m = plain("alpha beta\ngamma delta\nepsilon\n");
+	mi = parse_scan(m, 0, 0);
+	cr_assert_str_eq(body(mi), "s\n\nalpha beta\ngamma delta\nepsilon\n");
+	cr_assert_eq(mime_flags(mi) & MIME_F_SCAN_CUT, 0);
+	msg_free(m);
+}
+
+Test(mime, body_scan_size_without_a_boundary_cuts_at_a_character)
+{
+	/* 1,500 two-byte letters and no blank: byte 11 is inside one; 5 letters stay */
+	size_t len;
+	char *text = repeat("", "\xc3\xa9", 1500, &len);
+	msg_t *m = plain(text);
+	mime_t *mi = parse_scan(m, 11, 0);
+	cr_assert_str_eq(body(mi), "s\n\n\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
+	cr_assert(test_utf8_strict((const unsigned char *)body(mi), strlen(body(mi))));
+	msg_free(m);
+	free(text);
+}
+
+Test(mime, scan_sizes_apply_to_each_part_and_leave_the_uris_whole)
+{
+	size_t len;
+	char *late = repeat("", "word ", 400, &len);
+	char *raw = NULL;
+	int n = asprintf(&raw,
+	                 "Subject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
+	                 "--b\nContent-Type: text/plain\n\nalpha beta\ngamma delta\nepsilon\n"
+	                 "--b\nContent-Type: text/plain\n\nalpha beta\ngamma delta\nepsilon\n"
+	                 "--b\nContent-Type: text/plain\n\n%shttp://late.example/offer\n--b--\n",
+	                 late);
+	msg_t *m = msg_from(raw, (size_t)n);
+	mime_t *mi = parse_scan(m, 12, 12);
+	cr_assert_str_eq(body(mi), "s\n\nalpha beta\ngamma delta\nalpha beta\ngamma delta\n"
+	                           "word word word ");
+	size_t rl;
+	const char *rb = mime_rawbody(mi, &rl);
+	cr_assert_eq(rl,
+	             strlen("alpha beta\ngamma delta\nalpha beta\ngamma delta\nword word word "));
+	cr_assert(strncmp(rb, "alpha beta\ngamma delta\nalpha beta\ngamma delta\nword word word ",
+	                  rl) == 0);
+	cr_assert(has_uri(mi, "http://late.example/offer"), "links past the cut are still read");
+	cr_assert_eq(mime_part(mi, 3)->decoded_len, len + strlen("http://late.example/offer"),
+	             "the part itself is whole");
+	msg_free(m);
+	free(raw);
+	free(late);
+}
+
+/* rawbody keeps HTML as written: without a line break, a cut after a tag's '>' comes first. */
+Test(mime, rawbody_scan_size_prefers_the_end_of_a_tag)
+{
+	size_t len;
+	char *html = repeat("<html><body>", "<p>x y</p>", 200, &len);
+	char *raw = NULL;
+	int n = asprintf(&raw, "Subject: s\nContent-Type: text/html\n\n%s</body></html>\n", html);
+	msg_t *m = msg_from(raw, (size_t)n);
+	mime_t *mi = parse_scan(m, 0, 11);
+	size_t rl;
+	const char *rb = mime_rawbody(mi, &rl);
+	cr_assert_eq(rl, 12);
+	cr_assert(strncmp(rb, "<html><body>", 12) == 0);
+	cr_assert(mime_flags(mi) & MIME_F_SCAN_CUT);
+	/* the rendered text is the body view's: it has blanks, and only its own limit */
+	cr_assert_gt(strlen(body(mi)), 1000);
+	msg_free(m);
+	free(raw);
+	free(html);
+}
+
+Test(mime, default_limits_cut_body_text_at_spamassassins_50000_bytes)
+{
+	size_t len;
+	char *text = repeat("", "0123456789 abcdefghi\n", 5000, &len); /* 105,000 bytes */
+	msg_t *m = plain(text);
+	mime_t *mi = mime_parse(m, NULL);
+	size_t bl;
+	mime_body(mi, &bl);
+	/* "s\n\n" and the 21-byte lines up to the break at byte 50,000 (21 x 2,380 + 20) */
+	cr_assert_eq(bl, 3 + 50001);
+	size_t rl;
+	mime_rawbody(mi, &rl);
+	cr_assert_eq(rl, len, "rawbody's default is 500,000 bytes");
+	msg_free(m);
+	free(text);
+}
+
 Test(mime, truncated_message_is_flagged)
 {
 	const char raw[] = "Subject: t\n\n0123456789012345678901234567890123456789\n";
@@ -660,18 +816,6 @@ Test(mime, uri_and_domain_lists_are_bounded)
  * timeout is what these tests assert.
  */
 #define HOSTILE_REPEATS 300000
-
-static char *repeat(const char *head, const char *unit, size_t times, size_t *len)
-{
-	size_t hl = strlen(head), ul = strlen(unit);
-	char *s = malloc(hl + ul * times + 1);
-	memcpy(s, head, hl);
-	for (size_t i = 0; i < times; i++)
-		memcpy(s + hl + i * ul, unit, ul);
-	*len = hl + ul * times;
-	s[*len] = '\0';
-	return s;
-}
 
 static void parse_hostile(const char *head, const char *unit, size_t times)
 {

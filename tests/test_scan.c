@@ -101,6 +101,35 @@ Test(scan, ham_is_accepted, .init = setup, .fini = teardown)
 	diag_free(d);
 }
 
+/*
+ * body_part_scan_size reaches the body rules: cut after the first line,
+ * the text asking to claim cash is not scanned; by default it is.
+ */
+Test(scan, body_part_scan_size_bounds_what_body_rules_see, .init = setup, .fini = teardown)
+{
+	diag_t *d = diag_new();
+	scan_gen_t *g = gen_from("body_part_scan_size = 20\n", d);
+	cr_assert_not_null(g, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	msg_t *m;
+	scan_result_t *r = score_file(g, "late_cash.eml", &m);
+	cr_assert_not(hits_has(r->hits, "SCAN_BODY_CASH"));
+	msg_free(m);
+	scan_gen_unref(g);
+
+	g = gen_from("", d);
+	cr_assert_not_null(g);
+	r = score_file(g, "late_cash.eml", &m);
+	cr_assert(hits_has(r->hits, "SCAN_BODY_CASH"));
+	msg_free(m);
+	scan_gen_unref(g);
+
+	cr_assert_null(gen_from("rawbody_part_scan_size = lots\n", d));
+	cr_assert_gt(diag_count(d), 0);
+	cr_assert(strstr(diag_text(d, diag_count(d) - 1), "test.conf:3:") != NULL, "%s",
+	          diag_text(d, diag_count(d) - 1));
+	diag_free(d);
+}
+
 Test(scan, unknown_key_fails_the_generation_with_its_line, .init = setup, .fini = teardown)
 {
 	diag_t *d = diag_new();

@@ -78,7 +78,8 @@ int main(int argc, char **argv)
 	}
 
 	mime_limits_t lim = {MIME_DEFAULT_MAX_DEPTH, MIME_DEFAULT_MAX_PARTS,
-	                     MIME_DEFAULT_MAX_TEXT_BYTES};
+	                     MIME_DEFAULT_MAX_TEXT_BYTES, MIME_DEFAULT_BODY_PART_SCAN,
+	                     MIME_DEFAULT_RAWBODY_PART_SCAN};
 	double best_all = 1e30, best_split = 1e30;
 	size_t parts = 0, uris = 0, body_bytes = 0;
 	for (int r = 0; r < rounds; r++) {

@@ -17,7 +17,10 @@
 #include "bayes.h"
 #include "hits.h"
 
-static const mime_limits_t limits = {20, 500, 4u << 20};
+/* the daemon's defaults */
+static const mime_limits_t limits = {MIME_DEFAULT_MAX_DEPTH, MIME_DEFAULT_MAX_PARTS,
+                                     MIME_DEFAULT_MAX_TEXT_BYTES, MIME_DEFAULT_BODY_PART_SCAN,
+                                     MIME_DEFAULT_RAWBODY_PART_SCAN};
 
 static char *slurp(const char *path, size_t *len)
 {

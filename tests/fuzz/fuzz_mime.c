@@ -19,6 +19,9 @@
 #define FUZZ_MAX_PARTS        64
 #define FUZZ_MAX_TEXT_BYTES   (64 * 1024)
 #define FUZZ_MAX_HEADER_BYTES 4096
+/* and scan sizes small enough that text parts are cut for the views */
+#define FUZZ_BODY_PART_SCAN    512
+#define FUZZ_RAWBODY_PART_SCAN 2048
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -36,7 +39,8 @@ static size_t touch(const char *s)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	mime_limits_t lim = {FUZZ_MAX_DEPTH, FUZZ_MAX_PARTS, FUZZ_MAX_TEXT_BYTES};
+	mime_limits_t lim = {FUZZ_MAX_DEPTH, FUZZ_MAX_PARTS, FUZZ_MAX_TEXT_BYTES,
+	                     FUZZ_BODY_PART_SCAN, FUZZ_RAWBODY_PART_SCAN};
 	msg_t *m = msg_new(1 << 20);
 	msg_parse_raw(m, (const char *)data, size);
 	mime_t *mi = mime_parse(m, &lim);

@@ -139,7 +139,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			__builtin_trap(); /* a set with errors must not load */
 		msg_t *m = msg_new(1 << 16);
 		msg_parse_raw(m, fuzz_msg, sizeof(fuzz_msg) - 1);
-		mime_limits_t lim = {.max_depth = 8, .max_parts = 32, .max_text_bytes = 65536};
+		mime_limits_t lim = {.max_depth = 8,
+		                     .max_parts = 32,
+		                     .max_text_bytes = 65536,
+		                     .body_part_scan_bytes = 4096,
+		                     .rawbody_part_scan_bytes = 16384};
 		mime_t *mi = mime_parse(m, &lim);
 		hits_t *h1 = hits_new(msg_arena(m));
 		hits_t *h2 = hits_new(msg_arena(m));
