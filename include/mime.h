@@ -25,9 +25,10 @@
  *	  cut goes to the first line break at or past that size when one comes
  *	  within MIME_SCAN_CUT_SLACK bytes, else (rawbody) the first '>', else
  *	  the first blank, else the size itself, backed off to a character
- *	  boundary; it sets MIME_F_SCAN_CUT. The URIs, the parts' decoded text
- *	  and the limit on the text kept per message see the whole part. A
- *	  huge text part thus costs the rules what its first 50 KB do.)
+ *	  boundary; it sets MIME_F_SCAN_CUT. The URIs, the parts' decoded text,
+ *	  mime_body_whole() and the limit on the text kept per message see the
+ *	  whole part. A huge text part thus costs the rules what its first
+ *	  50 KB do.)
  *	  uris     every URL found, as written after entity decoding; schemes
  *	           http, https, ftp, mailto and bare "www." hosts.
  *
@@ -157,6 +158,11 @@ mime_t *mime_parse(msg_t *m, const mime_limits_t *limits);
 /* The decoded Subject (UTF-8, unfolded), "" when there is none. */
 const char *mime_subject(const mime_t *mi);
 const char *mime_body(const mime_t *mi, size_t *len);
+/*
+ * The body with no part cut to its scan size, for Bayes: its tokenizer
+ * bounds its own work, and was tuned on whole messages.
+ */
+const char *mime_body_whole(const mime_t *mi, size_t *len);
 const char *mime_rawbody(const mime_t *mi, size_t *len);
 size_t mime_part_count(const mime_t *mi);
 const mime_part_t *mime_part(const mime_t *mi, size_t i);

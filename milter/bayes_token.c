@@ -640,7 +640,7 @@ void bayes_tokenize(msg_t *m, const mime_t *mi, bool keep_text, bayes_tokens_t *
 	tk_headers(&t, m);
 
 	size_t blen = 0;
-	const char *body = mi ? mime_body(mi, &blen) : msg_body(m, &blen);
+	const char *body = mi ? mime_body_whole(mi, &blen) : msg_body(m, &blen);
 	tk_window_reset(&t);
 	tk_text(&t, prefix_seed(""), "", body, blen, BAYES_MAX_BODY_WORDS, tk_word);
 	if (mi != NULL)

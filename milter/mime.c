@@ -52,7 +52,15 @@ struct mime {
 	unsigned flags;
 	mime_part_t *parts;
 	size_t nparts, parts_cap;
-	abuf_t body;
+	abuf_t body; /* every text part whole (mime_body_whole()) */
+	/* the pieces of body past a part's scan size: [from, to) left out of the body view */
+	struct scan_gap {
+		size_t from, to;
+		bool whole_ends_nl; /* else the next part put a line break at to */
+	} * gaps;
+	size_t ngaps, gaps_cap;
+	const char *scan_body; /* the body view: body without its gaps, built at the end */
+	size_t scan_body_len;
 	const char *rawbody; /* built at the end of mime_parse() */
 	size_t rawbody_len;
 	const char *subject;
@@ -1567,25 +1575,26 @@ static void text_leaf(mime_t *mi, size_t idx, const char *s, size_t n)
 	mi->text_bytes += tn;
 	p->decoded = t;
 	p->decoded_len = tn;
-	uint64_t limit = mi->lim.body_part_scan_bytes;
+	size_t start;
 	if (p->is_html) {
 		if (mi->body.len > 0 && mi->body.data[mi->body.len - 1] != '\n')
 			abuf_putc(&mi->body, '\n');
-		size_t start = mi->body.len;
+		start = mi->body.len;
 		mime_html_render(mi, t, tn, &mi->body);
 		mime_scan_uris(mi, mi->body.data + start, mi->body.len - start);
-		size_t keep = scan_cut(mi->body.data + start, mi->body.len - start, limit, false);
-		if (keep < mi->body.len - start) {
-			mi->body.len = start + keep;
-			mi->body.data[mi->body.len] = '\0';
-			mi->flags |= MIME_F_SCAN_CUT;
-		}
 	} else {
-		size_t keep = scan_cut(t, tn, limit, false);
-		if (keep < tn)
-			mi->flags |= MIME_F_SCAN_CUT;
-		view_add(&mi->body, t, keep);
+		view_add(&mi->body, t, tn);
+		start = mi->body.len - tn;
 		mime_scan_uris(mi, t, tn);
+	}
+	size_t keep = scan_cut(mi->body.data + start, mi->body.len - start,
+	                       mi->lim.body_part_scan_bytes, false);
+	if (keep < mi->body.len - start) {
+		mi->gaps =
+		    arena_grow(mi->arena, mi->gaps, mi->ngaps, &mi->gaps_cap, sizeof(*mi->gaps), 4);
+		mi->gaps[mi->ngaps++] = (struct scan_gap){start + keep, mi->body.len,
+		                                          mi->body.data[mi->body.len - 1] == '\n'};
+		mi->flags |= MIME_F_SCAN_CUT;
 	}
 }
 
@@ -1867,6 +1876,40 @@ static void walk(mime_t *mi, const struct ent_hdr *h, const char *s, size_t n, u
  * rawbody is the text parts joined. With one text part (most mail) it is
  * that part's decoded text itself, so the common case makes no copy.
  */
+/*
+ * The body view: the whole body less the text past each part's scan
+ * size. Parts stay on lines of their own, as view_add() keeps them: the
+ * line break the next part put after a whole part that did not end with
+ * one goes unless the cut text ends with one already, and one is put
+ * after a cut part that lost the line break it ended with.
+ */
+static void scan_body_build(mime_t *mi)
+{
+	if (mi->ngaps == 0) {
+		mi->scan_body = mi->body.data;
+		mi->scan_body_len = mi->body.len;
+		return;
+	}
+	abuf_t v;
+	abuf_init(&v, mi->arena, mi->body.len + mi->ngaps + 1);
+	size_t at = 0;
+	for (size_t i = 0; i < mi->ngaps; i++) {
+		const struct scan_gap *g = &mi->gaps[i];
+		abuf_append(&v, mi->body.data + at, g->from - at);
+		at = g->to;
+		if (at == mi->body.len)
+			break;
+		bool ends_nl = v.len > 0 && v.data[v.len - 1] == '\n';
+		if (!g->whole_ends_nl && ends_nl)
+			at++; /* the next part's line break: the cut text has one */
+		else if (g->whole_ends_nl && !ends_nl)
+			abuf_putc(&v, '\n');
+	}
+	abuf_append(&v, mi->body.data + at, mi->body.len - at);
+	mi->scan_body = v.data;
+	mi->scan_body_len = v.len;
+}
+
 static void rawbody_build(mime_t *mi)
 {
 	const mime_part_t *only = NULL;
@@ -1937,6 +1980,7 @@ mime_t *mime_parse(msg_t *m, const mime_limits_t *limits)
 	h.cd = msg_header_get(m, "Content-Disposition", 0);
 	h.block = msg_header_block(m, &hlen);
 	walk(mi, &h, body ? body : "", body ? blen : 0, 0, false);
+	scan_body_build(mi);
 	rawbody_build(mi);
 	return mi;
 }
@@ -1944,6 +1988,13 @@ mime_t *mime_parse(msg_t *m, const mime_limits_t *limits)
 /* ------------------------------------------------------------ accessors */
 
 const char *mime_body(const mime_t *mi, size_t *len)
+{
+	if (len)
+		*len = mi->scan_body_len;
+	return mi->scan_body;
+}
+
+const char *mime_body_whole(const mime_t *mi, size_t *len)
 {
 	if (len)
 		*len = mi->body.len;

@@ -403,6 +403,11 @@ Test(mime, scan_sizes_apply_to_each_part_and_leave_the_uris_whole)
 	cr_assert(strncmp(rb, "alpha beta\ngamma delta\nalpha beta\ngamma delta\nword word word ",
 	                  rl) == 0);
 	cr_assert(has_uri(mi, "http://late.example/offer"), "links past the cut are still read");
+	size_t wl;
+	const char *whole = mime_body_whole(mi, &wl);
+	cr_assert_str_eq(whole + wl - strlen("word http://late.example/offer"),
+	                 "word http://late.example/offer", "Bayes reads every part whole");
+	cr_assert_eq(strstr(whole, "epsilon\nalpha beta\ngamma delta\nepsilon\nword ") != NULL, true);
 	cr_assert_eq(mime_part(mi, 3)->decoded_len, len + strlen("http://late.example/offer"),
 	             "the part itself is whole");
 	msg_free(m);
