@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <criterion/criterion.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,18 +318,26 @@ static mime_t *parse_scan(msg_t *m, uint64_t body_scan, uint64_t raw_scan)
 	return mime_parse(m, &l);
 }
 
-/* A message of one text/plain part (UTF-8) with body text; freed by the caller. */
-static msg_t *plain(const char *text)
+/* The message printf(fmt, ...) writes; freed by the caller. */
+__attribute__((format(printf, 1, 2))) static msg_t *msg_fmt(const char *fmt, ...)
 {
 	char *raw = NULL;
-	int n = asprintf(&raw,
-	                 "Subject: s\nContent-Type: text/plain; charset=utf-8\n"
-	                 "Content-Transfer-Encoding: 8bit\n\n%s",
-	                 text);
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vasprintf(&raw, fmt, ap);
+	va_end(ap);
 	cr_assert_gt(n, 0);
 	msg_t *m = msg_from(raw, (size_t)n);
 	free(raw);
 	return m;
+}
+
+/* A message of one text/plain part (UTF-8) with body text. */
+static msg_t *plain(const char *text)
+{
+	return msg_fmt("Subject: s\nContent-Type: text/plain; charset=utf-8\n"
+	               "Content-Transfer-Encoding: 8bit\n\n%s",
+	               text);
 }
 
 /*
@@ -385,14 +394,11 @@ Test(mime, scan_sizes_apply_to_each_part_and_leave_the_uris_whole)
 {
 	size_t len;
 	char *late = repeat("", "word ", 400, &len);
-	char *raw = NULL;
-	int n = asprintf(&raw,
-	                 "Subject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
-	                 "--b\nContent-Type: text/plain\n\nalpha beta\ngamma delta\nepsilon\n"
-	                 "--b\nContent-Type: text/plain\n\nalpha beta\ngamma delta\nepsilon\n"
-	                 "--b\nContent-Type: text/plain\n\n%shttp://late.example/offer\n--b--\n",
-	                 late);
-	msg_t *m = msg_from(raw, (size_t)n);
+	msg_t *m = msg_fmt("Subject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
+	                   "--b\nContent-Type: text/plain\n\nalpha beta\ngamma delta\nepsilon\n"
+	                   "--b\nContent-Type: text/plain\n\nalpha beta\ngamma delta\nepsilon\n"
+	                   "--b\nContent-Type: text/plain\n\n%shttp://late.example/offer\n--b--\n",
+	                   late);
 	mime_t *mi = parse_scan(m, 12, 12);
 	cr_assert_str_eq(body(mi), "s\n\nalpha beta\ngamma delta\nalpha beta\ngamma delta\n"
 	                           "word word word ");
@@ -407,11 +413,11 @@ Test(mime, scan_sizes_apply_to_each_part_and_leave_the_uris_whole)
 	const char *whole = mime_body_whole(mi, &wl);
 	cr_assert_str_eq(whole + wl - strlen("word http://late.example/offer"),
 	                 "word http://late.example/offer", "Bayes reads every part whole");
-	cr_assert_eq(strstr(whole, "epsilon\nalpha beta\ngamma delta\nepsilon\nword ") != NULL, true);
+	cr_assert_eq(strstr(whole, "epsilon\nalpha beta\ngamma delta\nepsilon\nword ") != NULL,
+	             true);
 	cr_assert_eq(mime_part(mi, 3)->decoded_len, len + strlen("http://late.example/offer"),
 	             "the part itself is whole");
 	msg_free(m);
-	free(raw);
 	free(late);
 }
 
@@ -420,9 +426,7 @@ Test(mime, rawbody_scan_size_prefers_the_end_of_a_tag)
 {
 	size_t len;
 	char *html = repeat("<html><body>", "<p>x y</p>", 200, &len);
-	char *raw = NULL;
-	int n = asprintf(&raw, "Subject: s\nContent-Type: text/html\n\n%s</body></html>\n", html);
-	msg_t *m = msg_from(raw, (size_t)n);
+	msg_t *m = msg_fmt("Subject: s\nContent-Type: text/html\n\n%s</body></html>\n", html);
 	mime_t *mi = parse_scan(m, 0, 11);
 	size_t rl;
 	const char *rb = mime_rawbody(mi, &rl);
@@ -432,7 +436,6 @@ Test(mime, rawbody_scan_size_prefers_the_end_of_a_tag)
 	/* the rendered text is the body view's: it has blanks, and only its own limit */
 	cr_assert_gt(strlen(body(mi)), 1000);
 	msg_free(m);
-	free(raw);
 	free(html);
 }
 
