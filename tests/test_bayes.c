@@ -18,6 +18,7 @@
 
 #include "bayes.h"
 #include "hits.h"
+#include "hits_check.h"
 #include "verdict.h"
 
 #define DATA TEST_DATADIR "/bayes"
@@ -982,14 +983,6 @@ static double score_file(void *shared, const char *path, hits_t **hout, msg_t **
 	return p;
 }
 
-static bool has_note(const hits_t *h, const char *needle)
-{
-	for (size_t i = 0; i < hits_note_count(h); i++)
-		if (strstr(hits_note_at(h, i, NULL), needle) != NULL)
-			return true;
-	return false;
-}
-
 Test(end_to_end, learn_then_score_small_set, .init = make_tmpdir, .fini = remove_tmpdir)
 {
 	diag_t *d = diag_new();
@@ -1011,13 +1004,13 @@ Test(end_to_end, learn_then_score_small_set, .init = make_tmpdir, .fini = remove
 	double ps = score_file(shared, DATA "/check/spam-8.eml", &h, &m);
 	cr_assert_gt(ps, 0.9, "spam scored %f", ps);
 	cr_assert(hits_has(h, "BAYES_99") || hits_has(h, "BAYES_999") || hits_has(h, "BAYES_95"));
-	cr_assert(has_note(h, "P(spam)="));
-	cr_assert(has_note(h, "spammy"), "no token explanation");
+	cr_assert(hits_note_says(h, "P(spam)="));
+	cr_assert(hits_note_says(h, "spammy"), "no token explanation");
 	msg_free(m);
 	double ph = score_file(shared, DATA "/check/ham-9.eml", &h, &m);
 	cr_assert_lt(ph, 0.1, "ham scored %f", ph);
 	cr_assert(hits_has(h, "BAYES_00") || hits_has(h, "BAYES_05"));
-	cr_assert(has_note(h, "hammy"));
+	cr_assert(hits_note_says(h, "hammy"));
 	msg_free(m);
 
 	/* Forgetting the ham takes Bayes below its minimum: it stops voting. */
@@ -1026,7 +1019,7 @@ Test(end_to_end, learn_then_score_small_set, .init = make_tmpdir, .fini = remove
 	cr_assert_eq(bayes_cmd_learn(&ctx, 3, argv), 0);
 	ph = score_file(shared, DATA "/check/ham-9.eml", &h, &m);
 	cr_assert_eq(ph, -1, "voted with no ham learned");
-	cr_assert(has_note(h, "not voting"));
+	cr_assert(hits_note_says(h, "not voting"));
 	msg_free(m);
 
 	/* A reload carries the open store over. */

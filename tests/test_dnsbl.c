@@ -30,6 +30,7 @@
 #include "dnsbl_int.h"
 #include "evidence.h"
 #include "hits.h"
+#include "hits_check.h"
 #include "mime.h"
 #include "msg.h"
 
@@ -517,14 +518,6 @@ static const hit_t *find_hit(hits_t *h, const char *name)
 	return NULL;
 }
 
-static bool note_has(hits_t *h, const char *needle)
-{
-	for (size_t i = 0; i < hits_note_count(h); i++)
-		if (strstr(hits_note_at(h, i, NULL), needle))
-			return true;
-	return false;
-}
-
 Test(dns, listed_ipv4_client_scores_its_code_with_the_txt_text)
 {
 	dnsbl_t *b = load_dns(base_lists);
@@ -578,7 +571,7 @@ Test(dns, unlisted_client_scores_nothing_and_says_so)
 	dnsbl_t *b = load_dns(base_lists);
 	struct run r = run_msg(b, "192.0.2.77", NULL, NULL, NULL, NULL, 2000);
 	cr_assert_eq(hits_count(r.h), 0);
-	cr_assert(note_has(r.h, "192.0.2.77 not listed"));
+	cr_assert(hits_note_says(r.h, "192.0.2.77 not listed"));
 	msg_free(r.m);
 	dnsbl_release(b);
 }
@@ -588,7 +581,7 @@ Test(dns, error_codes_are_counted_and_never_listings)
 	dnsbl_t *b = load_dns(base_lists);
 	struct run r = run_msg(b, "192.0.2.9", NULL, NULL, NULL, NULL, 2000);
 	cr_assert_eq(hits_count(r.h), 0, "127.255.255.254 must not score");
-	cr_assert(note_has(r.h, "error answer 127.255.255.254"));
+	cr_assert(hits_note_says(r.h, "error answer 127.255.255.254"));
 	cr_assert_eq(r.status, EV_DEGRADED, "a list that refuses us degrades the verdict");
 	dnsbl_stats_t st;
 	dnsbl_get_stats(b, &st);
@@ -677,7 +670,7 @@ Test(dns, a_zone_that_never_answers_costs_at_most_the_deadline)
 	cr_assert_geq(r.ms, 350, "returned before the deadline (%ld ms)", r.ms);
 	cr_assert_not_null(find_hit(r.h, "BL_SBL"), "the list that answered still counts");
 	cr_assert_null(find_hit(r.h, "dead"));
-	cr_assert(note_has(r.h, "no answer by the deadline"));
+	cr_assert(hits_note_says(r.h, "no answer by the deadline"));
 	/* Less evidence, not an internal error: on_error must not apply. */
 	cr_assert_eq(r.status, EV_DEGRADED);
 	dnsbl_stats_t st;
@@ -755,7 +748,7 @@ Test(dns, a_list_that_answers_listed_for_everything_is_switched_off)
 	cr_assert_not(dnsbl_list_enabled(b, 0), "quota.test should be off");
 	cr_assert(dnsbl_list_enabled(b, 1), "bl.test answers its tests right");
 	cr_assert_null(find_hit(r2.h, "quota"));
-	cr_assert(note_has(r2.h, "switched off"));
+	cr_assert(hits_note_says(r2.h, "switched off"));
 	dnsbl_stats_t st;
 	dnsbl_get_stats(b, &st);
 	cr_assert_eq(st.lists_disabled, 1);
@@ -783,7 +776,7 @@ Test(dns, a_list_whose_test_entry_gets_no_answer_is_switched_off)
 	struct run r3 = run_msg(b, "192.0.2.2", NULL, NULL, NULL, NULL, 2000);
 	cr_assert_lt(r3.ms, SLACK_MS, "a switched-off list costs no wait (%ld ms)", r3.ms);
 	cr_assert_not_null(find_hit(r3.h, "BL_SBL"));
-	cr_assert(note_has(r3.h, "switched off"));
+	cr_assert(hits_note_says(r3.h, "switched off"));
 	msg_free(r1.m);
 	msg_free(r2.m);
 	msg_free(r3.m);
@@ -861,7 +854,7 @@ Test(dns, allowlisted_private_and_authenticated_clients_are_not_looked_up)
 	dnsbl_get_stats(b, &st);
 	/* the client of r3 is asked at CONNECT, before AUTH is known, but does not count */
 	cr_assert_leq(st.lookups, 1);
-	cr_assert(note_has(r3.h, "authenticated"));
+	cr_assert(hits_note_says(r3.h, "authenticated"));
 	msg_free(r1.m);
 	msg_free(r2.m);
 	msg_free(r3.m);
