@@ -2855,6 +2855,11 @@ static ev_status_t ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi
 		flags |= RULES_EVAL_EXPLAIN;
 	unsigned late = 0;
 	int errors = eval_all(shared, m, mi, h, flags, ctx->deadline_ms, &late);
+	/* so that whoever wonders why a rule missed text far down a part knows */
+	if (mi != NULL && (mime_flags(mi) & MIME_F_SCAN_CUT))
+		hits_note(h, "rules",
+		          "a text part was cut to body_part_scan_size or rawbody_part_scan_size "
+		          "for the body rules");
 	if (late > 0) {
 		hits_note(h, "rules",
 		          "%u DNS list lookup(s) of SpamAssassin's rules had no answer by "

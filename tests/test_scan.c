@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bayes.h"
+#include "hits_check.h"
 #include "scan.h"
 
 static char state_dir[] = "/tmp/sift-test-scan-XXXXXX";
@@ -113,6 +114,7 @@ Test(scan, body_part_scan_size_bounds_what_body_rules_see, .init = setup, .fini 
 	msg_t *m;
 	scan_result_t *r = score_file(g, "late_cash.eml", &m);
 	cr_assert_not(hits_has(r->hits, "SCAN_BODY_CASH"));
+	cr_assert(hits_note_says(r->hits, "body_part_scan_size"), "the cut is said");
 	msg_free(m);
 	scan_gen_unref(g);
 
@@ -120,6 +122,7 @@ Test(scan, body_part_scan_size_bounds_what_body_rules_see, .init = setup, .fini 
 	cr_assert_not_null(g);
 	r = score_file(g, "late_cash.eml", &m);
 	cr_assert(hits_has(r->hits, "SCAN_BODY_CASH"));
+	cr_assert_not(hits_note_says(r->hits, "body_part_scan_size"));
 	msg_free(m);
 	scan_gen_unref(g);
 
