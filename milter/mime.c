@@ -1504,7 +1504,6 @@ static size_t text_clean(char *s, size_t n)
 	return k;
 }
 
-/* A text leaf: decode, convert to UTF-8 within the text budget, add to the views. */
 /*
  * SpamAssassin's cut of a text part to its scan size (Message.pm): how
  * many of s's n bytes the view keeps. The first line break at or past
@@ -1531,6 +1530,7 @@ static size_t scan_cut(const char *s, size_t n, uint64_t limit, bool raw)
 	return cut;
 }
 
+/* A text leaf: decode, convert to UTF-8 within the text budget, add to the views. */
 static void text_leaf(mime_t *mi, size_t idx, const char *s, size_t n)
 {
 	mime_part_t *p = &mi->parts[idx];
@@ -1873,10 +1873,6 @@ static void walk(mime_t *mi, const struct ent_hdr *h, const char *s, size_t n, u
 }
 
 /*
- * rawbody is the text parts joined. With one text part (most mail) it is
- * that part's decoded text itself, so the common case makes no copy.
- */
-/*
  * The body view: the whole body less the text past each part's scan
  * size. Parts stay on lines of their own, as view_add() keeps them: the
  * line break the next part put after a whole part that did not end with
@@ -1910,6 +1906,11 @@ static void scan_body_build(mime_t *mi)
 	mi->scan_body_len = v.len;
 }
 
+/*
+ * rawbody is the text parts joined, each cut to its scan size. With one
+ * text part (most mail) and no cut it is that part's decoded text itself,
+ * so the common case makes no copy.
+ */
 static void rawbody_build(mime_t *mi)
 {
 	const mime_part_t *only = NULL;
