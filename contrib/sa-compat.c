@@ -71,12 +71,6 @@ int main(int argc, char **argv)
 				        rules_type_name(rules_type(r, i)));
 		fclose(fp);
 	}
-	/* the daemon's defaults, which are SpamAssassin's */
-	mime_limits_t lim = {.max_depth = MIME_DEFAULT_MAX_DEPTH,
-	                     .max_parts = MIME_DEFAULT_MAX_PARTS,
-	                     .max_text_bytes = MIME_DEFAULT_MAX_TEXT_BYTES,
-	                     .body_part_scan_bytes = MIME_DEFAULT_BODY_PART_SCAN,
-	                     .rawbody_part_scan_bytes = MIME_DEFAULT_RAWBODY_PART_SCAN};
 	for (; optind < argc; optind++) {
 		size_t n;
 		char *raw = scan_read_file(argv[optind], &n);
@@ -87,7 +81,8 @@ int main(int argc, char **argv)
 		msg_t *m = msg_new(10u << 20);
 		msg_parse_raw(m, raw, n);
 		hits_t *h = hits_new(msg_arena(m));
-		rules_eval(r, m, mime_parse(m, &lim), h, timing ? RULES_EVAL_TIMING : 0);
+		/* mime.h's limits, the daemon's defaults (scan sizes: SpamAssassin's) */
+		rules_eval(r, m, mime_parse(m, NULL), h, timing ? RULES_EVAL_TIMING : 0);
 		hits_sort(h);
 		printf("%s\t", argv[optind]);
 		double total = 0;

@@ -331,11 +331,11 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 		               s->log_facility);
 	conf_size(c, "max_message_size", 10 << 20, 1024, (uint64_t)1 << 31, &s->max_message_bytes,
 	          d);
-	conf_long(c, "mime_max_depth", 20, 1, 1000, &n, d);
+	conf_long(c, "mime_max_depth", MIME_DEFAULT_MAX_DEPTH, 1, 1000, &n, d);
 	s->mime.max_depth = (unsigned)n;
-	conf_long(c, "mime_max_parts", 500, 1, 100000, &n, d);
+	conf_long(c, "mime_max_parts", MIME_DEFAULT_MAX_PARTS, 1, 100000, &n, d);
 	s->mime.max_parts = (unsigned)n;
-	conf_size(c, "mime_max_text", 4 << 20, 1024, (uint64_t)1 << 31, &u, d);
+	conf_size(c, "mime_max_text", MIME_DEFAULT_MAX_TEXT_BYTES, 1024, (uint64_t)1 << 31, &u, d);
 	s->mime.max_text_bytes = u;
 	/* SpamAssassin's names and defaults: rule writers know them */
 	conf_size(c, "body_part_scan_size", MIME_DEFAULT_BODY_PART_SCAN, 0, (uint64_t)1 << 31,

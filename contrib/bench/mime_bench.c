@@ -77,9 +77,6 @@ int main(int argc, char **argv)
 		total += in[i].len;
 	}
 
-	mime_limits_t lim = {MIME_DEFAULT_MAX_DEPTH, MIME_DEFAULT_MAX_PARTS,
-	                     MIME_DEFAULT_MAX_TEXT_BYTES, MIME_DEFAULT_BODY_PART_SCAN,
-	                     MIME_DEFAULT_RAWBODY_PART_SCAN};
 	double best_all = 1e30, best_split = 1e30;
 	size_t parts = 0, uris = 0, body_bytes = 0;
 	for (int r = 0; r < rounds; r++) {
@@ -90,7 +87,7 @@ int main(int argc, char **argv)
 			msg_t *m = msg_new(10u << 20);
 			msg_parse_raw(m, in[i].data, in[i].len);
 			split += now_s() - s0;
-			mime_t *mi = mime_parse(m, &lim);
+			mime_t *mi = mime_parse(m, NULL); /* the daemon's default limits */
 			size_t bl;
 			mime_body(mi, &bl);
 			body_bytes += bl;

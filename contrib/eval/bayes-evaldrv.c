@@ -17,11 +17,6 @@
 #include "bayes.h"
 #include "hits.h"
 
-/* the daemon's defaults */
-static const mime_limits_t limits = {MIME_DEFAULT_MAX_DEPTH, MIME_DEFAULT_MAX_PARTS,
-                                     MIME_DEFAULT_MAX_TEXT_BYTES, MIME_DEFAULT_BODY_PART_SCAN,
-                                     MIME_DEFAULT_RAWBODY_PART_SCAN};
-
 static char *slurp(const char *path, size_t *len)
 {
 	FILE *fp = fopen(path, "rb");
@@ -76,7 +71,7 @@ int main(int argc, char **argv)
 		msg_t *m = msg_new(10u << 20);
 		msg_parse_raw(m, raw, len);
 		free(raw);
-		const mime_t *mi = mime_parse(m, &limits);
+		const mime_t *mi = mime_parse(m, NULL); /* the daemon's default limits */
 		hits_t *h = hits_new(msg_arena(m));
 		ev_score_ctx_t sc = {.explain = getenv("EXPLAIN") != NULL};
 		bayes_evidence.score(shared, NULL, m, mi, h, &sc);

@@ -25,11 +25,6 @@
 
 #include "bayes.h"
 
-/* the daemon's defaults */
-static const mime_limits_t limits = {MIME_DEFAULT_MAX_DEPTH, MIME_DEFAULT_MAX_PARTS,
-                                     MIME_DEFAULT_MAX_TEXT_BYTES, MIME_DEFAULT_BODY_PART_SCAN,
-                                     MIME_DEFAULT_RAWBODY_PART_SCAN};
-
 static char *slurp(const char *path, size_t *len)
 {
 	FILE *fp = fopen(path, "rb");
@@ -158,7 +153,7 @@ int main(int argc, char **argv)
 			msg_t *m = msg_new(10u << 20);
 			msg_parse_raw(m, raw, len);
 			free(raw);
-			const mime_t *mi = mime_parse(m, &limits);
+			const mime_t *mi = mime_parse(m, NULL); /* the daemon's default limits */
 			bayes_tokens_t tok;
 			bayes_tokenize(m, mi, false, &tok);
 			bayes_score_t sc = {0};
