@@ -542,6 +542,7 @@ static const struct {
 
 static pthread_once_t re_once = PTHREAD_ONCE_INIT;
 static pcre2_code *form_code[FORMS_N], *pre_code[PRE_N], *auth_code[AUTHS_N], *grp_code[GRP_N];
+static pcre2_match_context *match_ctx;
 
 /*
  * For the forms, the authentication patterns and the MTA guards, tried
@@ -552,7 +553,6 @@ static pcre2_code *form_code[FORMS_N], *pre_code[PRE_N], *auth_code[AUTHS_N], *g
  */
 struct lits {
 	char **s;
-	size_t *n;
 	size_t count; /* 0: none known, the pattern always runs */
 };
 static struct lits form_lits[FORMS_N], auth_lits[AUTHS_N], grp_lits[GRP_N];
@@ -561,7 +561,8 @@ static struct lits lits_of(const char *re)
 {
 	struct rule t = {.type = RULES_T_HEADER, .pattern = (char *)re};
 	rules_lit_extract(&t);
-	return (struct lits){t.lits, t.litlen, t.nlits};
+	free(t.litlen); /* strstr() needs no lengths */
+	return (struct lits){t.lits, t.nlits};
 }
 
 /*
@@ -578,7 +579,6 @@ static bool lits_in(const struct lits *l, const char *low)
 			return true;
 	return false;
 }
-static pcre2_match_context *match_ctx;
 
 static pcre2_code *compile(const char *re)
 {
