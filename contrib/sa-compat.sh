@@ -12,8 +12,9 @@
 # each the rules loaded and skipped per type and the warnings and errors.
 #
 # With -n N, N spam and N ham messages of the corpus test folds (CORPUS is
-# where the archive was extracted, default /tmp/corpus; MANIFEST default
-# /work/shared/corpus/MANIFEST.tsv; see /work/shared/corpus/README.md) are scored
+# where the archive was extracted, default /tmp/corpus; MANIFEST, the
+# corpus's fold list, default CORPUS/MANIFEST.tsv; without one, every
+# message of CORPUS/spamassassin/{spam,ham} is a candidate) are scored
 # by `spamassassin -L` (local tests only, no Bayes: score set 0) and by Sift
 # with the same rules and score set, and the rule names each reports are
 # compared, restricted to the rules Sift runs: Jaccard of the (rule, message)
@@ -29,7 +30,7 @@ top=$(cd "$here/.." && pwd)
 builddir=${top_builddir:-$(pwd)}
 n=0
 corpus=/tmp/corpus
-manifest=/work/shared/corpus/MANIFEST.tsv
+manifest=
 keep=
 while getopts b:n:c:m:k: opt; do
 	case $opt in
@@ -43,6 +44,7 @@ while getopts b:n:c:m:k: opt; do
 	esac
 done
 shift $((OPTIND - 1))
+[ -n "$manifest" ] || manifest=$corpus/MANIFEST.tsv
 if [ $# -ge 1 ]; then
 	sadir=$1
 else
@@ -90,6 +92,7 @@ pick() {
 	if [ -f "$manifest" ]; then
 		awk -F'\t' -v l="$label" '$2 == l && $6 >= 7 { print $1 }' "$manifest"
 	else
+		echo "$0: no manifest at $manifest: sampling all of $label, not the test folds" >&2
 		(cd "$corpus" && ls spamassassin/"$label"/*.eml)
 	fi | awk -v n="$n" '{ f[NR] = $0 } END { k = NR / n; if (k < 1) k = 1;
 		for (i = 1; i <= NR && c < n; i += k) { print f[int(i)]; c++ } }'

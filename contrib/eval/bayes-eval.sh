@@ -5,7 +5,7 @@
 # usage: contrib/eval/bayes-eval.sh CORPUS_ROOT [MANIFEST]
 #   CORPUS_ROOT holds the extracted spamassassin/ tree and MANIFEST.tsv, or
 #   spamassassin-public.tar.zst and MANIFEST.tsv (extracted into the work
-#   directory), e.g. /work/shared/corpus.
+#   directory), e.g. the shared corpus directory beside the checkout.
 # environment:
 #   BUILDDIR     the build directory (default: .), for sift and libsift.a
 #   SIFT         the sift binary (default: $BUILDDIR/sift)

@@ -6,7 +6,7 @@
 #
 # usage: contrib/eval/online-eval.sh CORPUS_ROOT RUN [KEY=VALUE...]
 #   CORPUS_ROOT holds the extracted spamassassin/ tree (or the tarball) and
-#   MANIFEST.tsv, e.g. /work/shared/corpus.
+#   MANIFEST.tsv, e.g. the shared corpus directory beside the checkout.
 #   RUN is one of
 #     all      every message in date order (no warm-up);
 #     2002-03  the first release's groups (spam-1, easy-ham-1, hard-ham-1)

@@ -6,7 +6,8 @@
 #
 # usage: contrib/eval/pipeline-eval.sh CORPUS_ROOT [MANIFEST]
 #   CORPUS_ROOT: the extracted spamassassin/ tree and MANIFEST.tsv, or the
-#   tarball and MANIFEST.tsv (e.g. /work/shared/corpus).
+#   tarball and MANIFEST.tsv (e.g. the shared corpus directory beside the
+#   checkout).
 # environment: BUILDDIR (default .), SIFT, RULES (default: the source tree's
 #   rules/), EXTRA_CONF (lines appended to the configuration), WORK.
 # output: spam recall and ham false-positive rate at the add_header and
