@@ -718,6 +718,14 @@ static void cache_free_all(bayes_store_t *s)
 typedef struct seek {
 	bool at;      /* the cursor stands on an entry, key */
 	uint64_t key; /* its key */
+	/*
+	 * The store's entries per unit of key space, 0: not known. Keys are
+	 * hashes, spread evenly, so a key farther than SEEK_STEPS entries by
+	 * this estimate is sought at once: a message's keys lie thousands of
+	 * entries apart (0.7% of its reads were met by stepping, at four
+	 * wasted steps for each of the others).
+	 */
+	double density;
 } seek_t;
 
 /* Returns 0 with *v the value, MDB_NOTFOUND, or an LMDB error. */
@@ -726,7 +734,8 @@ static int seek_key(MDB_cursor *cur, seek_t *sk, uint64_t key, MDB_val *v)
 	MDB_val k;
 	if (sk->at && key == sk->key)
 		return mdb_cursor_get(cur, &k, v, MDB_GET_CURRENT);
-	if (sk->at && key > sk->key) {
+	if (sk->at && key > sk->key &&
+	    (sk->density == 0 || (double)(key - sk->key) * sk->density <= SEEK_STEPS)) {
 		for (int i = 0; i < SEEK_STEPS; i++) {
 			int r = mdb_cursor_get(cur, &k, v, MDB_NEXT);
 			if (r != 0 || k.mv_size != 8) {
@@ -772,7 +781,10 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
 	        ? bayes_today()
 	        : 0;
 	size_t hits = 0;
-	seek_t sk = {false, 0};
+	seek_t sk = {false, 0, 0};
+	MDB_stat st;
+	if (cur != NULL && mdb_stat(txn, s->tokens, &st) == 0)
+		sk.density = (double)st.ms_entries / 18446744073709551616.0; /* 2^64 */
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		if (c != NULL && cache_get(c, tag, keys[i], today, &out[i])) {
 			hits++;
@@ -995,7 +1007,7 @@ static int apply_changes(bayes_store_t *s, MDB_txn *txn, const changes_t *ch, ui
 	free(fill);
 
 	MDB_cursor *cur = NULL;
-	seek_t sk = {false, 0};
+	seek_t sk = {false, 0, 0};
 	int rc = mdb_cursor_open(txn, s->tokens, &cur);
 	for (size_t b = 0; rc == 0 && b < nb; b++) {
 		size_t lo = start[b], hi = start[b + 1];

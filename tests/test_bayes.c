@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -452,6 +453,61 @@ Test(store, learn_relearn_forget, .init = make_tmpdir, .fini = remove_tmpdir)
 	cr_assert_eq(st.tokens, 0);
 	cr_assert_eq(st.digests, 0);
 	cr_assert_eq(st.totals.spam + st.totals.ham, 0);
+	bayes_store_unref(s);
+}
+
+/*
+ * A lookup steps its cursor to keys estimated a few entries ahead and
+ * seeks the others (bayes_store.c, seek_key): over a store of 20,000 keys
+ * spread over the key space, with runs of adjacent keys, every answer of
+ * one lookup of many keys (near, far, absent, past the last, out of
+ * order) must be the answer of that key looked up alone.
+ */
+Test(store, lookup_of_many_keys_answers_as_each_key_alone, .init = make_tmpdir,
+     .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 64 << 20, BAYES_OPEN_CREATE);
+	enum { SPREAD = 20000 };
+	const uint64_t step = UINT64_MAX / SPREAD;
+	uint64_t *k = malloc((SPREAD + 3 * (SPREAD / 1000)) * sizeof(*k));
+	size_t nk = 0;
+	for (size_t i = 0; i < SPREAD; i++) {
+		k[nk++] = (uint64_t)i * step;
+		if (i % 1000 == 0)
+			for (uint64_t d = 1; d <= 3; d++)
+				k[nk++] = (uint64_t)i * step + d; /* neighbours in the store */
+	}
+	bayes_learn_item_t it = item(BAYES_LEARN_SPAM, 1, k, nk);
+	bayes_apply_result_t r;
+	cr_assert_eq(bayes_store_apply(s, &it, 1, &r), BAYES_OK);
+
+	uint64_t q[600];
+	size_t nq = 0;
+	for (size_t i = 0; i < SPREAD && nq < 400; i += 97)
+		q[nq++] = (uint64_t)i * step; /* far apart: sought */
+	for (uint64_t d = 0; d <= 5; d++)
+		q[nq++] = 5000 * step + d;       /* adjacent, then two absent: stepped */
+	q[nq++] = 7000 * step + 7;               /* absent between two far keys */
+	q[nq++] = (uint64_t)(SPREAD - 1) * step; /* the last key */
+	q[nq++] = UINT64_MAX;                    /* past it */
+	q[nq++] = 3 * step;                      /* behind the cursor */
+	q[nq++] = 3 * step;                      /* the key the cursor stands on */
+	q[nq++] = 3 * step + 1;                  /* just past it, absent */
+	bayes_counts_t *c = calloc(nq, sizeof(*c));
+	cr_assert_eq(bayes_store_lookup(s, q, nq, c, NULL), BAYES_OK);
+	size_t present = 0;
+	for (size_t i = 0; i < nq; i++) {
+		bayes_counts_t one;
+		cr_assert_eq(bayes_store_lookup(s, &q[i], 1, &one, NULL), BAYES_OK);
+		cr_assert(c[i].spam == one.spam && c[i].ham == one.ham && c[i].day == one.day,
+		          "key %zu (%" PRIu64 "): %u/%u in the lookup of many, %u/%u alone", i,
+		          q[i], c[i].spam, c[i].ham, one.spam, one.ham);
+		present += one.spam == 1;
+	}
+	/* 207 far keys, 4 adjacent, the last, the one behind and again */
+	cr_assert_eq(present, 207 + 4 + 1 + 2, "present: %zu", present);
+	free(c);
+	free(k);
 	bayes_store_unref(s);
 }
 
