@@ -772,13 +772,22 @@ static long to_in_subject(struct rules_evalenv *e, const struct rule *ru)
 	if (*to == '\0')
 		return 0;
 	const char *subject = hget(e, "Subject");
+	/*
+	 * Every pattern below holds the address (or user) as written, matched
+	 * without case at the most, and is compiled for this message alone:
+	 * a subject without it is answered without compiling one.
+	 */
 	if (strcmp(ru->eargs[0], "address") == 0)
-		return rules_eval_re_once(arena_sprintf(e->a, "\\b%s\\b", re_quote(e->a, to)),
+		return rules_eval_strcasestr(subject, to) != NULL &&
+		       rules_eval_re_once(arena_sprintf(e->a, "\\b%s\\b", re_quote(e->a, to)),
 		                          PCRE2_CASELESS, subject);
 	if (strcmp(ru->eargs[0], "user") != 0)
 		return 0;
 	const char *at = strchr(to, '@');
-	const char *q = re_quote(e->a, at ? arena_strndup(e->a, to, (size_t)(at - to)) : to);
+	const char *user = at ? arena_strndup(e->a, to, (size_t)(at - to)) : to;
+	if (*user != '\0' && rules_eval_strcasestr(subject, user) == NULL)
+		return 0;
+	const char *q = re_quote(e->a, user);
 	return rules_eval_re_once(
 	    arena_sprintf(e->a,
 	                  "^(?:(?:re|fw):\\s*(?:\\w+\\s+)?%s$"
@@ -834,6 +843,8 @@ static long ratware_envelope_from(struct rules_evalenv *e, const struct rule *ru
 	    !rules_eval_domain_valid(dom))
 		return 0; /* as SpamAssassin's is_domain_valid() */
 	const char *user = arena_strndup(e->a, to, (size_t)(at - to));
+	if (rules_eval_strcasestr(from, user) == NULL)
+		return 0; /* the pattern, built for this message, holds the user */
 	return rules_eval_re_once(
 	    arena_sprintf(e->a, "\\b%s.%s@", re_quote(e->a, dom), re_quote(e->a, user)),
 	    PCRE2_CASELESS, from);

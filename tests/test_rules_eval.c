@@ -251,6 +251,9 @@ Test(rules_eval, to_in_subject_by_address_and_by_user)
 	cr_assert_not(hits(r, m, "LOCALPART_IN_SUBJECT"), "every shape starts the subject");
 	snprintf(m, sizeof(m), "%sSubject: bobsleigh results\n\nx\n", to);
 	cr_assert_not(hits(r, m, "LOCALPART_IN_SUBJECT"));
+	snprintf(m, sizeof(m), "%sSubject: your order is ready\n\nx\n", to);
+	cr_assert_not(hits(r, m, "LOCALPART_IN_SUBJECT"), "no user in the subject");
+	cr_assert_not(hits(r, m, "TO_IN_SUBJ"));
 	snprintf(m, sizeof(m), "%sSubject: mail for BOB@example.com today\n\nx\n", to);
 	cr_assert(hits(r, m, "TO_IN_SUBJ"));
 	cr_assert_not(hits(r, "Subject: bob, hi\n\nx\n", "LOCALPART_IN_SUBJECT"), "no To");
