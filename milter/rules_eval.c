@@ -95,24 +95,43 @@ bool rules_eval_domain_valid(const char *domain)
  * SpamAssassin's get(): every occurrence, unfolded, each ending in "\n";
  * decoded (RFC 2047) unless raw. NULL when the field is absent.
  */
-static const char *header_get(struct rules_evalenv *e, const char *name, bool raw)
+static const char *header_build(struct rules_evalenv *e, const char *name, bool raw)
 {
 	const char *v = msg_header_get(e->m, name, 0);
 	if (v == NULL)
 		return NULL;
 	abuf_t b;
 	abuf_init(&b, e->a, 128);
-	for (size_t i = 0; (v = msg_header_get(e->m, name, i)) != NULL; i++) {
-		const char *s = raw ? v : mime_decode_header(e->a, v);
-		for (const char *p = s; *p; p++) {
-			if (*p == '\n' && (p[1] == ' ' || p[1] == '\t'))
-				continue; /* a fold: the white space after it stays */
-			if (*p != '\r')
-				abuf_append(&b, p, 1);
+	for (size_t i = 0; v != NULL; v = msg_header_get(e->m, name, ++i)) {
+		const char *p = raw ? v : mime_decode_header(e->a, v);
+		while (*p) {
+			size_t k = strcspn(p, "\r\n");
+			abuf_append(&b, p, k);
+			p += k;
+			if (*p == '\r') {
+				p++;
+			} else if (*p == '\n') {
+				/* a fold: the white space after it stays */
+				if (p[1] != ' ' && p[1] != '\t')
+					abuf_append(&b, "\n", 1);
+				p++;
+			}
 		}
 		abuf_append(&b, "\n", 1);
 	}
 	return b.data;
+}
+
+static const char *header_get(struct rules_evalenv *e, const char *name, bool raw)
+{
+	for (size_t i = 0; i < e->nfields; i++)
+		if (e->fields[i].raw == raw && strcasecmp(e->fields[i].name, name) == 0)
+			return e->fields[i].value;
+	const char *v = header_build(e, name, raw);
+	if (e->nfields < RULES_EVAL_FIELDS)
+		e->fields[e->nfields++] =
+		    (struct rules_eval_field){arena_strdup(e->a, name), raw, v};
+	return v;
 }
 
 const char *rules_eval_header(struct rules_evalenv *e, const char *name)

@@ -327,6 +327,8 @@ enum {
 	RULES_EVAL_CACHE_N
 };
 
+enum { RULES_EVAL_FIELDS = 32 };
+
 struct rules_evalenv {
 	const rules_t *r;
 	msg_t *m;
@@ -346,6 +348,14 @@ struct rules_evalenv {
 	const char *detail; /* set by a test that hit: what it found, for explanations */
 	/* facts several rules of a family share, computed once per message */
 	void *cache[RULES_EVAL_CACHE_N];
+	/* the fields read through rules_eval_header(_raw), each built once:
+	 * a message's evals ask for some forty, a dozen of them distinct */
+	struct rules_eval_field {
+		const char *name; /* a copy in the arena */
+		bool raw;
+		const char *value; /* NULL: absent */
+	} fields[RULES_EVAL_FIELDS];
+	size_t nfields;
 };
 
 typedef long (*rules_eval_fn)(struct rules_evalenv *e, const struct rule *ru);

@@ -54,6 +54,36 @@ static bool diag_has(const diag_t *d, const char *text)
 	return false;
 }
 
+/*
+ * The fields the evals read (SpamAssassin's get()) are built once per
+ * message and kept by name and by raw or decoded: asked again in another
+ * case, or by a name in a buffer since reused, the answer is the same.
+ */
+Test(rules_eval, header_values_are_built_once_and_kept_apart)
+{
+	rules_t *r = load("header T_NONE exists:X-Nothing\n");
+	const char *raw = "Subject: =?UTF-8?Q?caf=C3=A9?= au\r\n lait\r\n"
+	                  "Received: from a\n\tby b\nReceived: from c\n\nbody\n";
+	msg_t *m = msg_new(1 << 20);
+	msg_parse_raw(m, raw, strlen(raw));
+	mime_t *mi = mime_parse(m, NULL);
+	struct rules_evalenv e;
+	rules_eval_env_init(&e, r, m, mi);
+	const char *dec = rules_eval_header(&e, "Subject");
+	cr_assert_str_eq(dec, "caf\xc3\xa9 au lait\n");
+	cr_assert_str_eq(rules_eval_header_raw(&e, "subject"), "=?UTF-8?Q?caf=C3=A9?= au lait\n");
+	cr_assert_eq(rules_eval_header(&e, "SUBJECT"), dec, "built once");
+	char name[16];
+	snprintf(name, sizeof(name), "Received");
+	cr_assert_str_eq(rules_eval_header(&e, name), "from a\tby b\nfrom c\n");
+	snprintf(name, sizeof(name), "X-Absent");
+	cr_assert_null(rules_eval_header(&e, name));
+	cr_assert_str_eq(rules_eval_header(&e, "received"), "from a\tby b\nfrom c\n");
+	cr_assert_null(rules_eval_header(&e, "x-absent"));
+	msg_free(m);
+	rules_free(r);
+}
+
 /* ---------------------------------------------------------------- HeaderEval */
 
 Test(rules_eval, outlook_message_id_must_track_the_date)
