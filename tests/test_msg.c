@@ -91,6 +91,31 @@ Test(msg, header_block_lists_every_field)
 	msg_free(m);
 }
 
+/* Fields are found by name in any case, in order, among many other fields. */
+Test(msg, header_get_finds_each_occurrence_in_any_case)
+{
+	msg_t *m = msg_new(100);
+	char name[32];
+	for (int i = 0; i < 40; i++) {
+		snprintf(name, sizeof(name), "X-Field-%d", i);
+		msg_add_header(m, name, "filler");
+		if (i % 10 == 3)
+			msg_add_header(m, i < 20 ? "Received" : "RECEIVED",
+			               i < 20 ? "low" : "high");
+	}
+	msg_add_header(m, "received", "last");
+	cr_assert_str_eq(msg_header_get(m, "ReCeIvEd", 0), "low");
+	cr_assert_str_eq(msg_header_get(m, "ReCeIvEd", 1), "low");
+	cr_assert_str_eq(msg_header_get(m, "received", 2), "high");
+	cr_assert_str_eq(msg_header_get(m, "RECEIVED", 3), "high");
+	cr_assert_str_eq(msg_header_get(m, "Received", 4), "last");
+	cr_assert_null(msg_header_get(m, "Received", 5));
+	cr_assert_str_eq(msg_header_get(m, "x-field-39", 0), "filler");
+	cr_assert_null(msg_header_get(m, "X-Field-40", 0));
+	cr_assert_null(msg_header_get(m, "Receive", 0));
+	msg_free(m);
+}
+
 /* ------------------------------------------------------------ the raw copy (DKIM) */
 
 Test(msg, no_raw_copy_unless_asked)
