@@ -726,9 +726,14 @@ static long unresolved_template(struct rules_evalenv *e, const struct rule *ru)
 	               "(?:X-|Resent-|X-Original-)?Message-Id):",
 	    .options = PCRE2_CASELESS};
 	for (size_t i = 0; i < msg_header_count(e->m); i++) {
+		const char *name = msg_header_name(e->m, i), *raw = msg_header_value(e->m, i);
+		/* decoding makes a '%' only out of an encoded word: most fields
+		 * cannot match and are not decoded */
+		if (strchr(name, '%') == NULL && strchr(raw, '%') == NULL &&
+		    strstr(raw, "=?") == NULL)
+			continue;
 		const char *line =
-		    arena_sprintf(e->a, "%s: %s", msg_header_name(e->m, i),
-		                  mime_decode_header(e->a, msg_header_value(e->m, i)));
+		    arena_sprintf(e->a, "%s: %s", name, mime_decode_header(e->a, raw));
 		/* SpamAssassin splits ALL at newlines: the first line of each field */
 		size_t n = strcspn(line, "\n");
 		if (rules_eval_re(&tmpl, line, n) && !rules_eval_re(&skip, line, n))

@@ -217,6 +217,8 @@ Test(rules_eval, header_counts_missing_to_and_illegal_chars)
 	              "valid UTF-8 is not illegal");
 	cr_assert(hits(r, "X-Campaign: %CAMPAIGN_ID\nSubject: x\n\nx\n", "TMPL"));
 	cr_assert_not(hits(r, "Subject: 100%OFF\n\nx\n", "TMPL"));
+	cr_assert(hits(r, "X-Campaign: =?utf-8?q?=25CAMPAIGN=5FID?=\nSubject: x\n\nx\n", "TMPL"),
+	          "a template in an encoded word, read decoded");
 	rules_free(r);
 }
 
