@@ -153,13 +153,17 @@ static double date_diff(struct rules_evalenv *e)
 		abuf_t b;
 		abuf_init(&b, e->a, 128);
 		/* unfolded as SpamAssassin unfolds: a line break and its indent are one blank */
-		for (const char *p = v; *p; p++) {
-			if (*p == '\n' && (p[1] == ' ' || p[1] == '\t')) {
-				while (p[1] == ' ' || p[1] == '\t')
-					p++;
-				abuf_append(&b, " ", 1);
-			} else if (*p != '\r') {
-				abuf_append(&b, p, 1);
+		for (const char *p = v; *p;) {
+			size_t run = strcspn(p, "\r\n");
+			abuf_append(&b, p, run);
+			p += run;
+			if (*p == '\r') {
+				p++;
+			} else if (*p == '\n') {
+				bool fold = p[1] == ' ' || p[1] == '\t';
+				for (p++; fold && (*p == ' ' || *p == '\t'); p++)
+					;
+				abuf_append(&b, fold ? " " : "\n", 1);
 			}
 		}
 		abuf_append(&b, "", 1);
@@ -403,6 +407,22 @@ static const char *from_addr(struct rules_evalenv *e)
 	return rules_eval_addrs(e->a, v, &list) ? list[0] : "";
 }
 
+/* Every run of white space as one space: SpamAssassin's s/\s+/ /gs. */
+static char *squeeze_space(arena_t *a, const char *s)
+{
+	char *out = arena_strdup(a, s), *w = out;
+	for (const char *p = s; *p;) {
+		if (isspace((unsigned char)*p)) {
+			*w++ = ' ';
+			while (isspace((unsigned char)*p))
+				p++;
+		} else
+			*w++ = *p++;
+	}
+	*w = '\0';
+	return out;
+}
+
 static bool ends_with_ci(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), k = strlen(suffix);
@@ -425,20 +445,7 @@ static long forged_yahoo(struct rules_evalenv *e, const struct rule *ru)
 		if (*x)
 			rcvd = x;
 	}
-	/* \s+ becomes one space */
-	abuf_t b;
-	abuf_init(&b, e->a, strlen(rcvd) + 1);
-	for (const char *p = rcvd; *p; p++) {
-		if (isspace((unsigned char)*p)) {
-			while (isspace((unsigned char)p[1]))
-				p++;
-			abuf_append(&b, " ", 1);
-		} else {
-			abuf_append(&b, p, 1);
-		}
-	}
-	abuf_append(&b, "", 1);
-	const char *r = b.data;
+	const char *r = squeeze_space(e->a, rcvd);
 	size_t rl = strlen(r);
 	if (gated(e))
 		return 0;
@@ -473,20 +480,12 @@ static long forged_yahoo(struct rules_evalenv *e, const struct rule *ru)
 /* Every Received field, white space runs made one space. */
 static const char *received_flat(struct rules_evalenv *e)
 {
-	const char *rcvd = hget(e, "Received");
-	abuf_t b;
-	abuf_init(&b, e->a, strlen(rcvd) + 1);
-	for (const char *p = rcvd; *p; p++) {
-		if (isspace((unsigned char)*p)) {
-			while (isspace((unsigned char)p[1]))
-				p++;
-			abuf_append(&b, " ", 1);
-		} else {
-			abuf_append(&b, p, 1);
-		}
+	char *f = e->cache[RULES_EVAL_CACHE_RCVD_FLAT];
+	if (f == NULL) {
+		f = squeeze_space(e->a, hget(e, "Received"));
+		e->cache[RULES_EVAL_CACHE_RCVD_FLAT] = f;
 	}
-	abuf_append(&b, "", 1);
-	return b.data;
+	return f;
 }
 
 static bool msn_groups(struct rules_evalenv *e, const char *rcvd)
@@ -523,7 +522,7 @@ static bool msn_groups(struct rules_evalenv *e, const char *rcvd)
  */
 static int hotmail(struct rules_evalenv *e)
 {
-	char *rcvd = (char *)received_flat(e);
+	const char *rcvd = received_flat(e);
 	size_t rl = strlen(rcvd);
 	static struct rules_eval_re pickup = {
 	    .pattern = "from mail pickup service by hotmail\\.com with Microsoft SMTPSVC;"};
@@ -874,22 +873,6 @@ static bool addr_in_domain(const char *addr, const char *domain)
 	return n == k || !(isalnum((unsigned char)addr[n - k - 1]) || addr[n - k - 1] == '_');
 }
 
-/* Every run of white space as one space: SpamAssassin's s/\s+/ /gs. */
-static const char *squeeze_space(arena_t *a, const char *s)
-{
-	char *out = arena_strdup(a, s), *w = out;
-	for (const char *p = s; *p;) {
-		if (isspace((unsigned char)*p)) {
-			*w++ = ' ';
-			while (isspace((unsigned char)*p))
-				p++;
-		} else
-			*w++ = *p++;
-	}
-	*w = '\0';
-	return out;
-}
-
 /*
  * Gmail's own mail carries Google's internal X-Received hop, or its
  * submission server's Received field, or both of its long tracking fields.
@@ -958,7 +941,7 @@ static long forged_eudoramail(struct rules_evalenv *e, const struct rule *ru)
 	(void)ru;
 	if (!addr_in_domain(field_addr(e, "From"), "eudoramail.com"))
 		return 0;
-	const char *rc = squeeze_space(e->a, hget(e, "Received"));
+	const char *rc = received_flat(e);
 	const char *xip = rules_eval_header(e, "X-Sender-Ip");
 	static struct rules_eval_re ip = {.pattern = IP_ADDRESS};
 	bool has_ip = xip != NULL && rules_eval_re(&ip, xip, strlen(xip));
@@ -975,7 +958,7 @@ static long forged_eudoramail(struct rules_evalenv *e, const struct rule *ru)
 static long fake_aol_relay(struct rules_evalenv *e, const struct rule *ru)
 {
 	(void)ru;
-	const char *rc = squeeze_space(e->a, hget(e, "Received"));
+	const char *rc = received_flat(e);
 	static struct rules_eval_re rly = {.pattern = " rly-[a-z][a-z]\\d\\d\\.",
 	                                   .options = PCRE2_CASELESS};
 	static struct rules_eval_re aol = {.pattern = "/AOL-\\d+\\.\\d+\\.\\d+\\)"};
