@@ -103,23 +103,32 @@ static const char *header_build(struct rules_evalenv *e, const char *name, bool 
 	abuf_t b;
 	abuf_init(&b, e->a, 128);
 	for (size_t i = 0; v != NULL; v = msg_header_get(e->m, name, ++i)) {
-		const char *p = raw ? v : mime_decode_header(e->a, v);
-		while (*p) {
-			size_t k = strcspn(p, "\r\n");
-			abuf_append(&b, p, k);
-			p += k;
-			if (*p == '\r') {
-				p++;
-			} else if (*p == '\n') {
-				/* a fold: the white space after it stays */
-				if (p[1] != ' ' && p[1] != '\t')
-					abuf_append(&b, "\n", 1);
-				p++;
-			}
-		}
+		rules_eval_unfold(&b, raw ? v : mime_decode_header(e->a, v), false);
 		abuf_append(&b, "\n", 1);
 	}
 	return b.data;
+}
+
+void rules_eval_unfold(abuf_t *b, const char *s, bool indent_as_space)
+{
+	while (*s) {
+		size_t run = strcspn(s, "\r\n");
+		abuf_append(b, s, run);
+		s += run;
+		if (*s == '\r') {
+			s++;
+		} else if (*s == '\n') {
+			bool fold = s[1] == ' ' || s[1] == '\t';
+			s++;
+			if (!fold)
+				abuf_append(b, "\n", 1);
+			else if (indent_as_space) {
+				while (*s == ' ' || *s == '\t')
+					s++;
+				abuf_append(b, " ", 1);
+			}
+		}
+	}
 }
 
 static const char *header_get(struct rules_evalenv *e, const char *name, bool raw)

@@ -153,20 +153,7 @@ static double date_diff(struct rules_evalenv *e)
 		abuf_t b;
 		abuf_init(&b, e->a, 128);
 		/* unfolded as SpamAssassin unfolds: a line break and its indent are one blank */
-		for (const char *p = v; *p;) {
-			size_t run = strcspn(p, "\r\n");
-			abuf_append(&b, p, run);
-			p += run;
-			if (*p == '\r') {
-				p++;
-			} else if (*p == '\n') {
-				bool fold = p[1] == ' ' || p[1] == '\t';
-				for (p++; fold && (*p == ' ' || *p == '\t'); p++)
-					;
-				abuf_append(&b, fold ? " " : "\n", 1);
-			}
-		}
-		abuf_append(&b, "", 1);
+		rules_eval_unfold(&b, v, true);
 		const char *s = b.data;
 		bool blank = true;
 		for (const char *p = s; *p; p++)

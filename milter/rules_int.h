@@ -465,6 +465,12 @@ void rules_eval_relays(struct rules_evalenv *e);
 const char *rules_eval_header(struct rules_evalenv *e, const char *name);
 const char *rules_eval_header_raw(struct rules_evalenv *e, const char *name);
 /*
+ * Appends s unfolded to b: CRs dropped and a line break followed by blank
+ * space removed, the blank kept (SpamAssassin's get()), or with
+ * indent_as_space the break and its indent made one space.
+ */
+void rules_eval_unfold(abuf_t *b, const char *s, bool indent_as_space);
+/*
  * rules_eval_header.c: whether a MIME charset name is one of ok_locales'
  * (SpamAssassin's Locales.pm: ASCII, ISO-8859, Unicode and Windows code
  * pages always are; with "all", every charset is).
