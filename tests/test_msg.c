@@ -1,5 +1,6 @@
 /* Tests of the message container: envelope, header fields, body limits. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "msg.h"
