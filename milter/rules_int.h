@@ -350,7 +350,8 @@ struct rules_evalenv {
 	/* facts several rules of a family share, computed once per message */
 	void *cache[RULES_EVAL_CACHE_N];
 	/* the fields read through rules_eval_header(_raw), each built once:
-	 * a message's evals ask for some forty, a dozen of them distinct */
+	 * on the test folds a message's evals ask some forty times for about
+	 * eighteen distinct (name, raw) pairs; none came near the bound */
 	struct rules_eval_field {
 		const char *name; /* a copy in the arena */
 		bool raw;
