@@ -2380,8 +2380,9 @@ static long header_rule_count(struct evalctx *e, msg_t *m, const mime_t *mi, str
 /*
  * A deferred sub-rule (see mark_deferred) that the prefilter did not rule
  * out is pending until a meta needs its value. Each scored meta is settled
- * by three-valued evaluation over what is known: "A && B" with B known
- * false is false whatever A is. When the value is still open, the open
+ * by evaluation over what is known and the bounds of what is not: "A && B"
+ * with B known false is false whatever A is, and so is "A + B + C > 1"
+ * with A and B known misses. When the value is still open, the open
  * operand cheapest to settle (by lazy_cost) is settled (a pending rule run,
  * a sub-meta settled the same way) and the meta is tried again. So a ham
  * from a mailing list never runs SpamAssassin's __FILL_THIS_FORM_* rules,
@@ -2438,6 +2439,90 @@ static double lazy_peek(struct lazy *z, size_t j, bool *known, double *left)
 }
 
 /*
+ * What is known of an open value: bounds it lies within. A pending rule
+ * gives 0 or 1, or any count >= 0 under tflags multiple; an open meta 0
+ * or 1. Sums and comparisons then decide what counting alone cannot:
+ * "(__A + __B + __C) > 1" is true once two are known hits, and false
+ * once two are known misses, whatever the third gives. Bounds are only
+ * compared (never taken as the value), and rounding is monotonic, so a
+ * value decided by them is the one meta_run() computes.
+ */
+struct lz_ent {
+	double lo, hi; /* bounds of an open value; a known one's value is both */
+	double cost;   /* open: the cost left to settle it */
+	size_t pick;   /* open: the operand to settle first for it */
+	bool known;
+};
+
+/* An entry's truth: 1, 0, or -1 while its bounds straddle zero. */
+static inline int lz_truth(const struct lz_ent *x)
+{
+	if (x->known)
+		return x->lo != 0;
+	if (x->lo > 0 || x->hi < 0)
+		return 1;
+	if (x->lo == 0 && x->hi == 0)
+		return 0;
+	return -1;
+}
+
+/* Makes x known as v (its pick and cost are then never read). */
+static inline void lz_set(struct lz_ent *x, double v)
+{
+	x->lo = x->hi = v;
+	x->known = true;
+}
+
+/* The bounds of an open binary operation's value (a, b as the meta reads them). */
+static void lz_bounds(enum meta_opcode op, const struct lz_ent *a, const struct lz_ent *b,
+                      double *lo, double *hi)
+{
+	double l = -INFINITY, h = INFINITY;
+	switch (op) {
+	case MOP_ADD:
+		l = a->lo + b->lo;
+		h = a->hi + b->hi;
+		break;
+	case MOP_SUB:
+		l = a->lo - b->hi;
+		h = a->hi - b->lo;
+		break;
+	case MOP_AND:
+	case MOP_OR:
+	case MOP_GT:
+	case MOP_GE:
+	case MOP_LT:
+	case MOP_LE:
+	case MOP_EQ:
+	case MOP_NE:
+		l = 0;
+		h = 1;
+		break;
+	default: break; /* MUL, DIV: unbounded */
+	}
+	if (isnan(l) || isnan(h)) {
+		l = -INFINITY;
+		h = INFINITY;
+	}
+	*lo = l;
+	*hi = h;
+}
+
+/* A comparison that the bounds decide: 1 or 0, else -1. */
+static int lz_compare(enum meta_opcode op, const struct lz_ent *a, const struct lz_ent *b)
+{
+	switch (op) {
+	case MOP_GT: return a->lo > b->hi ? 1 : a->hi <= b->lo ? 0 : -1;
+	case MOP_GE: return a->lo >= b->hi ? 1 : a->hi < b->lo ? 0 : -1;
+	case MOP_LT: return a->hi < b->lo ? 1 : a->lo >= b->hi ? 0 : -1;
+	case MOP_LE: return a->hi <= b->lo ? 1 : a->lo > b->hi ? 0 : -1;
+	case MOP_EQ: return (a->hi < b->lo || b->hi < a->lo) ? 0 : -1;
+	case MOP_NE: return (a->hi < b->lo || b->hi < a->lo) ? 1 : -1;
+	default: return -1;
+	}
+}
+
+/*
  * The meta's value over what is settled (true, in *out), or false and in
  * *pick the open operand cheapest to settle among those the value turns
  * on, in *left what settling all of them would cost: the cost of pending
@@ -2447,9 +2532,7 @@ static double lazy_peek(struct lazy *z, size_t j, bool *known, double *left)
  */
 static bool meta_try(struct lazy *z, const struct rule *ru, double *out, size_t *pick, double *left)
 {
-	double st[RULES_META_STACK], cs[RULES_META_STACK]; /* cs: per open entry, the cost left */
-	bool kn[RULES_META_STACK];
-	size_t pk[RULES_META_STACK]; /* per open entry: the operand to settle first for it */
+	struct lz_ent st[RULES_META_STACK];
 	int sp = 0;
 	*out = 0;
 	*pick = SIZE_MAX;
@@ -2459,65 +2542,109 @@ static bool meta_try(struct lazy *z, const struct rule *ru, double *out, size_t 
 		if (op->op == MOP_NUM || op->op == MOP_RULE) {
 			if (sp == RULES_META_STACK)
 				return true;
-			kn[sp] = true;
-			cs[sp] = 0;
-			pk[sp] = SIZE_MAX;
+			struct lz_ent *x = &st[sp++];
 			if (op->op == MOP_NUM) {
-				st[sp] = op->num;
+				lz_set(x, op->num);
 			} else if (z->state[op->rule] == LZ_KNOWN) {
-				st[sp] = z->val[op->rule]; /* most operands: no call */
+				lz_set(x, z->val[op->rule]); /* most operands: no call */
 			} else {
-				st[sp] = lazy_peek(z, op->rule, &kn[sp], &cs[sp]);
-				pk[sp] = op->rule;
+				bool known;
+				double cost = 0;
+				double v = lazy_peek(z, op->rule, &known, &cost);
+				if (known) {
+					lz_set(x, v);
+				} else {
+					const struct rule *o = &z->e->r->v[op->rule];
+					bool many =
+					    o->type != RULES_T_META && (o->tflags & TF_MULTIPLE);
+					*x = (struct lz_ent){.lo = 0,
+					                     .hi = many ? INFINITY : 1,
+					                     .cost = cost,
+					                     .pick = op->rule};
+				}
 			}
-			sp++;
 		} else if (op->op == MOP_NOT || op->op == MOP_NEG) {
 			if (sp < 1)
 				return true;
-			if (kn[sp - 1])
-				st[sp - 1] = op->op == MOP_NOT ? (st[sp - 1] == 0) : -st[sp - 1];
+			struct lz_ent *x = &st[sp - 1];
+			if (x->known) {
+				lz_set(x, op->op == MOP_NOT ? (x->lo == 0) : -x->lo);
+			} else if (op->op == MOP_NEG) {
+				double lo = x->lo;
+				x->lo = -x->hi;
+				x->hi = -lo;
+			} else {
+				int t = lz_truth(x);
+				if (t >= 0)
+					lz_set(x, !t);
+				else
+					x->lo = 0, x->hi = 1;
+			}
 		} else {
 			if (sp < 2)
 				return true;
 			sp--;
-			double b = st[sp], a = st[sp - 1], v = 0;
-			double cb = cs[sp], ca = cs[sp - 1], c = 0;
-			bool kb = kn[sp], ka = kn[sp - 1], k = true;
-			size_t pb = pk[sp], pa = pk[sp - 1], p = SIZE_MAX;
-			if (op->op == MOP_AND && ((ka && a == 0) || (kb && b == 0))) {
-				v = 0;
-			} else if (op->op == MOP_OR && ((ka && a != 0) || (kb && b != 0))) {
-				v = 1;
-			} else if (ka && kb) {
-				v = meta_binop(op->op, a, b);
+			struct lz_ent *a = &st[sp - 1], *b = &st[sp];
+			if (a->known && b->known) {
+				lz_set(a, meta_binop(op->op, a->lo, b->lo));
 			} else {
-				k = false;
-				if (ka) {
-					p = pb;
-					c = cb;
-				} else if (kb) {
-					p = pa;
-					c = ca;
+				int d = -1;
+				int ta = lz_truth(a), tb = lz_truth(b);
+				/* an operand whose truth is decided no longer needs settling */
+				bool na = !a->known, nb = !b->known;
+				if (op->op == MOP_AND) {
+					d = (ta == 0 || tb == 0)   ? 0
+					    : (ta == 1 && tb == 1) ? 1
+					                           : -1;
+					na = ta < 0;
+					nb = tb < 0;
+				} else if (op->op == MOP_OR) {
+					d = (ta == 1 || tb == 1)   ? 1
+					    : (ta == 0 && tb == 0) ? 0
+					                           : -1;
+					na = ta < 0;
+					nb = tb < 0;
 				} else {
-					p = cb < ca ? pb : pa;
-					c = ca + cb;
+					d = lz_compare(op->op, a, b);
+				}
+				if (d >= 0) {
+					lz_set(a, d);
+				} else {
+					size_t pk =
+					    !na || (nb && b->cost < a->cost) ? b->pick : a->pick;
+					double cost = (na ? a->cost : 0) + (nb ? b->cost : 0);
+					lz_bounds(op->op, a, b, &a->lo, &a->hi);
+					a->pick = pk;
+					a->cost = cost;
+					a->known = false;
 				}
 			}
-			st[sp - 1] = v;
-			kn[sp - 1] = k;
-			pk[sp - 1] = p;
-			cs[sp - 1] = c;
 		}
-		/* a known false left of && (true left of ||): the right is not looked at */
-		if (ru->prog[i].jump != 0 && kn[sp - 1])
-			i = meta_skip(ru, i, &st[sp - 1]);
+		/* a false left of && (true left of ||): the right is not looked at */
+		if (ru->prog[i].jump != 0) {
+			struct lz_ent *x = &st[sp - 1];
+			int t = lz_truth(x);
+			if (!x->known && t >= 0 &&
+			    (ru->prog[ru->prog[i].jump].op == MOP_AND ? t == 0 : t == 1))
+				lz_set(x, t);
+			if (x->known) {
+				double v = x->lo;
+				i = meta_skip(ru, i, &v);
+				lz_set(x, v);
+			}
+		}
 	}
-	if (sp != 1 || kn[0]) {
-		*out = sp == 1 ? st[0] : 0;
+	if (sp != 1) {
+		*out = 0;
 		return true;
 	}
-	*pick = pk[0];
-	*left = cs[0];
+	int t = lz_truth(&st[0]);
+	if (st[0].known || t >= 0) {
+		*out = st[0].known ? st[0].lo : t;
+		return true;
+	}
+	*pick = st[0].pick;
+	*left = st[0].cost;
 	return false;
 }
 

@@ -591,6 +591,87 @@ Test(rules, meta_short_circuits_give_the_full_value)
 }
 
 /*
+ * Sums and comparisons are settled from what their open operands can
+ * still give (0 or 1, any count under tflags multiple): a threshold met,
+ * or out of reach, leaves the rest unrun; every value is what running
+ * everything gives.
+ */
+Test(rules, meta_bounds_settle_sums_without_the_rest)
+{
+	/* the literals are always there, so no operand is known before it runs */
+	const char *text = "body __A /aaa\\s1/\nbody __B /bbb\\s1/\nbody __C /ccc\\s1/\n"
+	                   "body __M /mmm\\s1/\ntflags __M multiple\n"
+	                   "meta TWO (__A + __B + __C) > 1\n"
+	                   "meta NONE (__A + __B + __C) < 1\n"
+	                   "meta DIFF (__A - __B - __C) >= 1\n"
+	                   "meta MANY (__A + __M) >= 3\n"
+	                   "meta NOTSUM !((__A + __B) == 2) && __C\n"
+	                   "meta NEGS -__A + __B * 2 > 1\n";
+	for (unsigned mask = 0; mask < 32; mask++) {
+		bool A = mask & 1, B = mask & 2, C = mask & 4;
+		int M = (int)(mask >> 3); /* 0..3 matches */
+		char body[128];
+		snprintf(body, sizeof(body), "x aaa %d bbb %d ccc %d mmm %d mmm %d mmm %d\n", A, B,
+		         C, M > 0, M > 1, M > 2);
+		char raw[512];
+		snprintf(raw, sizeof(raw), "%s%s", PLAIN("x", ""), body);
+		bool want[6] = {A + B + C > 1, A + B + C < 1,      A - B - C >= 1,
+		                A + M >= 3,    !(A + B == 2) && C, -A + B * 2 > 1};
+		for (int f = 0; f < 2; f++) {
+			rules_t *r = load(text);
+			msg_t *m;
+			hits_t *h = eval_flags(
+			    r, raw, &m, RULES_EVAL_TIMING | (f ? RULES_EVAL_EAGER : 0), NULL);
+			for (int k = 0; k < 6; k++) {
+				static const char *names[] = {"TWO",  "NONE",   "DIFF",
+				                              "MANY", "NOTSUM", "NEGS"};
+				cr_assert_eq(hits_has(h, names[k]), want[k], "%s on mask %u (%s)",
+				             names[k], mask, f ? "eager" : "lazy");
+			}
+			msg_free(m);
+			rules_free(r);
+		}
+	}
+
+	/* What each bound spares: one rule set a message, so the run counts are its own. */
+	struct {
+		const char *meta, *body, *unrun, *run;
+	} c[] = {
+	    /* equal costs: __A, then __B, then __C (the cheaper side of a sum first) */
+	    /* two hits meet the threshold; __C is not needed */
+	    {"meta T (__A + (__B + __C)) > 1\n", "aaa 1 bbb 1 ccc 0", "__C", "__B"},
+	    /* two misses put it out of reach: __C could add one at most */
+	    {"meta T (__A + (__B + __C)) > 1\n", "aaa 0 bbb 0 ccc 1", "__C", "__B"},
+	    /* one hit and "< 1" is false */
+	    {"meta T (__A + (__B + __C)) < 1\n", "aaa 1 bbb 0 ccc 0", "__B", "__A"},
+	    /* no hit of __A: __B can only lower it */
+	    {"meta T (__A - __B) > 0\n", "aaa 0 bbb 1", "__B", "__A"},
+	    /* a count has no upper bound: after __A's miss __M must still run */
+	    {"meta T (__A + __M) > 1\n", "aaa 0 mmm 0", NULL, "__M"},
+	};
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char t[512];
+		snprintf(t, sizeof(t),
+		         "body __A /aaa\\s1/\nbody __B /bbb\\s1/\nbody __C /ccc\\s1/\n"
+		         "body __M /mmm\\s1/\ntflags __M multiple\n%s",
+		         c[i].meta);
+		rules_t *r = load(t), *e = load(t);
+		char raw[256];
+		snprintf(raw, sizeof(raw), "%sx %s\n", PLAIN("x", ""), c[i].body);
+		char *a = hit_names(r, raw, RULES_EVAL_TIMING);
+		char *b = hit_names(e, raw, RULES_EVAL_TIMING | RULES_EVAL_EAGER);
+		cr_assert_str_eq(a, b, "case %zu: lazy [%s], eager [%s]", i, a, b);
+		if (c[i].unrun)
+			cr_assert_eq(runs_of(r, c[i].unrun), 0, "case %zu: %s ran", i, c[i].unrun);
+		cr_assert_eq(runs_of(r, c[i].run), 1, "case %zu: %s did not run", i, c[i].run);
+		free(a);
+		free(b);
+		rules_free(r);
+		rules_free(e);
+	}
+}
+
+/*
  * A chain of metas deeper than lazy evaluation recurses (RULES_LAZY_MAX_DEPTH)
  * is evaluated eagerly: it loads, hits as written, and every sub-rule runs.
  */
