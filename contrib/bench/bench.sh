@@ -12,6 +12,9 @@
 #                       directory if ./sift-milter exists)
 #        BENCH_CONF     extra configuration lines appended to the daemon's
 #                       config (a file), e.g. to point bayes_db at a trained store
+#        BENCH_OWN_RULES yes (default): the daemon loads the source tree's
+#                       rules as well as any rules lines in BENCH_CONF;
+#                       no: only BENCH_CONF's (e.g. SpamAssassin's alone)
 #        BENCH_WARMUP   messages sent before measuring (default 200)
 #        BENCH_PER_CONN messages per milter connection (default 1, as Postfix)
 #        BENCH_DB_WAIT  seconds to wait for a prefilter database the daemon
@@ -87,7 +90,7 @@ sock=$t/s
 # rules come from the source tree (nothing is installed), logs go to a file.
 {
 	echo "log = stderr"
-	echo "rules = $srcdir/rules"
+	[ "${BENCH_OWN_RULES:-yes}" = no ] || echo "rules = $srcdir/rules"
 	[ -n "${BENCH_CONF:-}" ] && cat "$BENCH_CONF"
 } >"$t/sift.conf"
 
