@@ -790,6 +790,26 @@ static bool uri_end_delim(unsigned char c)
 	return strchr("><\"`}]{[|", c) != NULL || isspace(c) || c == 0x1b || c == 0xa0;
 }
 
+/* [a-z\d-] of the pattern below (caseless, bytes) */
+static bool label_byte(unsigned char c)
+{
+	return isascii(c) && (isalnum(c) || c == '-');
+}
+
+/*
+ * Whether text[i] is a dot a schemeless host name can hold: after one of
+ * [a-z\d._-] and before two of [a-z\d-] (the pattern's "\.[a-z\d-]{2,63}").
+ * Every host the pattern finds has one; most words have none.
+ */
+static bool host_dot_at(const char *t, size_t n, size_t i)
+{
+	if (t[i] != '.' || i == 0 || i + 2 >= n)
+		return false;
+	unsigned char b = (unsigned char)t[i - 1];
+	return (label_byte(b) || b == '.' || b == '_') && label_byte((unsigned char)t[i + 1]) &&
+	       label_byte((unsigned char)t[i + 2]);
+}
+
 static const struct schemeless *schemeless_hosts(struct rules_evalenv *e)
 {
 	struct schemeless *c = e->cache[RULES_EVAL_CACHE_SCHEMELESS];
@@ -813,8 +833,33 @@ static const struct schemeless *schemeless_hosts(struct rules_evalenv *e)
 #undef ENDMAIL
 	size_t n = 0, cap = 0;
 	const char *text = e->mi ? mime_body(e->mi, &n) : NULL;
+	/*
+	 * The pattern runs only over the runs of text between end delimiters
+	 * that hold a host's dot (host_dot_at): tried at every word of a long
+	 * body it was the costliest of the eval tests on large messages. What
+	 * it matches or skips never spans an end delimiter, so a run's start is
+	 * a point where a scan of the whole text starts afresh too, and
+	 * matching within the run (the text cut at its end, where the pattern's
+	 * closing lookahead holds either way) finds what that scan finds there.
+	 */
 	size_t from = 0, start, len;
-	while (text != NULL && from < n && rules_eval_re_find(&re, text, n, from, &start, &len)) {
+	while (text != NULL && from < n) {
+		const char *p = text + from;
+		while ((p = memchr(p, '.', (size_t)(text + n - p))) != NULL &&
+		       !host_dot_at(text, n, (size_t)(p - text)))
+			p++;
+		if (p == NULL)
+			break;
+		size_t dot = (size_t)(p - text);
+		size_t run = dot, end = dot;
+		while (run > from && !uri_end_delim((unsigned char)text[run - 1]))
+			run--;
+		while (end < n && !uri_end_delim((unsigned char)text[end]))
+			end++;
+		if (!rules_eval_re_find(&re, text, end, run, &start, &len)) {
+			from = end;
+			continue;
+		}
 		/* the match goes on over its port and path to the next end delimiter */
 		from = start + len;
 		while (from < n && !uri_end_delim((unsigned char)text[from]))

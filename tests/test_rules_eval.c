@@ -2270,6 +2270,41 @@ Test(rules_eval, uri_host_listed_reads_the_named_lists)
 	diag_free(d);
 }
 
+/*
+ * The schemeless host scan runs only over the stretches between end
+ * delimiters that hold a host's dot; each case puts a host where that cut
+ * could go wrong, and gives what a scan of the whole text gives.
+ */
+Test(rules_eval, schemeless_hosts_are_found_wherever_they_stand)
+{
+	rules_t *r = load("header BAD_TLD eval:check_uri_host_listed('SUSP_NTLD')\n"
+	                  "enlist_uri_host (SUSP_NTLD) top\n");
+	static const struct {
+		const char *body;
+		bool hit;
+	} c[] = {
+	    {"shop.example.top", true}, /* the body's last bytes, no line break */
+	    {"end. of it. and so... on shop.example.top here\n", true},
+	    {"the file.notatld then shop.example.top\n", true},
+	    {"<shop.example.top>\n", true},
+	    {"a@b.com,shop.example.top\n", true},             /* the address skipped, then a host */
+	    {"(see)shop.example.top\n", true},                /* after ")": a host's lookbehind */
+	    {"http://a.example/x,shop.example.top\n", false}, /* one link to the blank */
+	    {"www.a.example/shop.example.top\n", false},
+	    {"mailto:x@shop.example.top\n", false},
+	    {"x@shop.example.top\n", false},
+	    {"http://a.example/ shop.example.top\n", true},
+	    {"shop.example.TOP.\n", true},
+	    {"shop.example.to\n", false},
+	};
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "Subject: x\n\n%s", c[i].body);
+		cr_assert_eq(hits(r, msg, "BAD_TLD"), c[i].hit, "case %zu: %s", i, c[i].body);
+	}
+	rules_free(r);
+}
+
 /* ---------------------------------------------------------------- AntiVirus */
 
 #define MP_HEAD                                                                                    \
