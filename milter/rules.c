@@ -2587,6 +2587,31 @@ static bool meta_try(struct lazy *z, const struct rule *ru, double *out, size_t 
 			struct lz_ent *a = &st[sp - 1], *b = &st[sp];
 			if (a->known && b->known) {
 				lz_set(a, meta_binop(op->op, a->lo, b->lo));
+			} else if ((op->op == MOP_ADD || op->op == MOP_SUB) && (a->known || b->known)) {
+				/*
+				 * A long sum with one open operand stays open to its end: this
+				 * is the general case below for that shape, without its tests
+				 * (the open side's pick and cost are the sum's).
+				 */
+				double lo, hi;
+				if (b->known) {
+					double v = op->op == MOP_ADD ? b->lo : -b->lo;
+					lo = a->lo + v;
+					hi = a->hi + v;
+				} else {
+					double v = a->lo;
+					lo = op->op == MOP_ADD ? v + b->lo : v - b->hi;
+					hi = op->op == MOP_ADD ? v + b->hi : v - b->lo;
+					a->pick = b->pick;
+					a->cost = b->cost;
+				}
+				if (isnan(lo) || isnan(hi)) {
+					lo = -INFINITY;
+					hi = INFINITY;
+				}
+				a->lo = lo;
+				a->hi = hi;
+				a->known = false;
 			} else {
 				int d = -1;
 				int ta = lz_truth(a), tb = lz_truth(b);
