@@ -50,7 +50,7 @@ struct host_entry {
 /* enlist_uri_host's named lists; blocklist_uri_host is the list BLOCK */
 struct hostlist {
 	char *name;
-	struct host_entry *h;
+	struct host_entry *h; /* sorted by host, each host once */
 	size_t n, cap;
 };
 
@@ -106,6 +106,31 @@ static struct hostlist *hostlist_of(struct rules_wlbl *w, const char *name, size
 	return &w->hl[w->nhl++];
 }
 
+/*
+ * Where host stands in l's entries, kept sorted by host so that a lookup
+ * (once per URI host and parent domain, per list, per message) is a binary
+ * search: PDS_CASHSHORTENER's list alone has 136 entries. *found says
+ * whether it is there.
+ */
+static size_t hostlist_find(const struct hostlist *l, const char *host, bool *found)
+{
+	size_t lo = 0, hi = l->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(l->h[mid].host, host);
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
 /* Adds (or, with remove, takes out) the hosts of rest, "!host" an exception. */
 static void hostlist_edit(struct hostlist *l, const char *rest, bool remove)
 {
@@ -114,17 +139,15 @@ static void hostlist_edit(struct hostlist *l, const char *rest, bool remove)
 	for (const char *p = rest; rules_eval_word(&p, &w, &n);) {
 		bool listed = *w != '!';
 		char *host = rules_eval_lower_dup(w + !listed, n - !listed);
-		bool found = false;
-		for (size_t k = 0; k < l->n && !found; k++)
-			if (strcmp(l->h[k].host, host) == 0) {
-				found = true;
-				if (remove) {
-					free(l->h[k].host);
-					l->h[k] = l->h[--l->n];
-				} else {
-					l->h[k].listed = listed; /* a later line wins */
-				}
-			}
+		bool found;
+		size_t k = hostlist_find(l, host, &found);
+		if (found && remove) {
+			free(l->h[k].host);
+			memmove(&l->h[k], &l->h[k + 1], (l->n - k - 1) * sizeof(*l->h));
+			l->n--;
+		} else if (found) {
+			l->h[k].listed = listed; /* a later line wins */
+		}
 		if (found || remove) {
 			free(host);
 			continue;
@@ -133,7 +156,9 @@ static void hostlist_edit(struct hostlist *l, const char *rest, bool remove)
 			l->cap = l->cap ? l->cap * 2 : 16;
 			l->h = xalloc_realloc(l->h, l->cap * sizeof(*l->h));
 		}
-		l->h[l->n++] = (struct host_entry){host, listed};
+		memmove(&l->h[k + 1], &l->h[k], (l->n - k) * sizeof(*l->h));
+		l->h[k] = (struct host_entry){host, listed};
+		l->n++;
 	}
 }
 
@@ -729,9 +754,10 @@ static bool host_in_list(const struct hostlist *l, char *host)
 		literal = true;
 	}
 	for (const char *q = key0; q != NULL;) {
-		for (size_t k = 0; k < l->n; k++)
-			if (strcmp(l->h[k].host, q) == 0)
-				return l->h[k].listed;
+		bool found;
+		size_t k = hostlist_find(l, q, &found);
+		if (found)
+			return l->h[k].listed;
 		if (literal)
 			break;
 		q = strchr(q, '.');

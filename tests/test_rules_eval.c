@@ -2271,6 +2271,39 @@ Test(rules_eval, uri_host_listed_reads_the_named_lists)
 }
 
 /*
+ * A list kept in order by host: entries added out of order, some delisted,
+ * some turned into exceptions by a later line, are each found as the last
+ * line left them, and a parent domain still decides for its subdomains.
+ */
+Test(rules_eval, uri_host_lists_of_many_entries_answer_for_each)
+{
+	enum { N = 61 };
+	char *cf = NULL;
+	size_t cflen = 0;
+	FILE *f = open_memstream(&cf, &cflen);
+	fprintf(f, "body IN_LIST eval:check_uri_host_listed('MANY')\n");
+	/* 17 is prime to N: every host once, far from sorted */
+	for (int i = 0; i < N; i++)
+		fprintf(f, "enlist_uri_host (MANY) h%d.example\n", (i * 17) % N);
+	for (int i = 0; i < N; i += 3)
+		fprintf(f, "delist_uri_host (MANY) h%d.example\n", i);
+	for (int i = 1; i < N; i += 5)
+		fprintf(f, "enlist_uri_host (MANY) !h%d.example\n", i);
+	fclose(f);
+	rules_t *r = load(cf);
+	free(cf);
+	for (int i = 0; i < N; i++) {
+		bool want = i % 3 != 0 && i % 5 != 1;
+		char msg[128];
+		snprintf(msg, sizeof(msg), "Subject: x\n\nsee http://www.h%d.example/x now\n", i);
+		cr_assert_eq(hits(r, msg, "IN_LIST"), want, "h%d.example", i);
+	}
+	cr_assert_not(hits(r, "Subject: x\n\nsee http://h1000.example/x now\n", "IN_LIST"));
+	cr_assert_not(hits(r, "Subject: x\n\nsee http://example/x now\n", "IN_LIST"));
+	rules_free(r);
+}
+
+/*
  * The schemeless host scan runs only over the stretches between end
  * delimiters that hold a host's dot; each case puts a host where that cut
  * could go wrong, and gives what a scan of the whole text gives.
