@@ -89,6 +89,12 @@ typedef struct ev_env {
 	const char *state_dir; /* where the module's files live unless configured */
 	bool offline;          /* `sift check`: no background threads needed */
 	struct dns *dns;       /* the DNS service (dns.h); NULL outside scan.c */
+	/*
+	 * The directory a relative state_dir is taken from; NULL: the current
+	 * one. The daemon passes the one it started in, since it moves to "/"
+	 * when it detaches and a reload must find the same files.
+	 */
+	const char *base_dir;
 } ev_env_t;
 
 typedef struct ev_conn_info {

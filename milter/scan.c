@@ -298,7 +298,7 @@ __attribute__((format(printf, 4, 5))) static void scan_key_error(conf_t *c, cons
 	diag_error(d, file, line, "%s", buf);
 }
 
-static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
+static int scan_settings_read(conf_t *c, scan_settings_t *s, const char *base_dir, diag_t *d)
 {
 	static const char *const sinks[] = {"syslog", "stderr", NULL};
 	size_t before = diag_errors(d);
@@ -367,9 +367,11 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 	if (s->state_dir[0] != '/') {
 		/* Relative state dirs would move with the daemon's chdir("/"). */
 		char cwd[4096];
-		if (getcwd(cwd, sizeof(cwd)) != NULL) {
-			char *abs = xalloc_malloc(strlen(cwd) + strlen(s->state_dir) + 2);
-			sprintf(abs, "%s/%s", cwd, s->state_dir);
+		if (base_dir == NULL)
+			base_dir = getcwd(cwd, sizeof(cwd));
+		if (base_dir != NULL) {
+			char *abs = xalloc_malloc(strlen(base_dir) + strlen(s->state_dir) + 2);
+			sprintf(abs, "%s/%s", base_dir, s->state_dir);
 			conf_override(c, "state_dir_abs", abs);
 			conf_str(c, "state_dir_abs", NULL, &s->state_dir, d);
 			free(abs);
@@ -394,7 +396,7 @@ scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env_in, d
 	g->conf = c;
 	g->owns_conf = true;
 	size_t before = diag_errors(d);
-	scan_settings_read(c, &g->settings, d);
+	scan_settings_read(c, &g->settings, env_in->base_dir, d);
 	verdict_policy_read(c, &g->policy, d);
 	/*
 	 * Every module reads its keys even after an error elsewhere, so one
@@ -434,7 +436,7 @@ scan_gen_t *scan_gen_load_pipeline(conf_t *c, diag_t *d)
 	atomic_init(&g->refs, 1);
 	g->conf = c;
 	size_t before = diag_errors(d);
-	scan_settings_read(c, &g->settings, d);
+	scan_settings_read(c, &g->settings, NULL, d);
 	verdict_policy_read(c, &g->policy, d);
 	if (diag_errors(d) > before) {
 		scan_gen_unref(g);

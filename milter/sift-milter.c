@@ -29,6 +29,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "scan.h"
+#include "xalloc.h"
 
 struct options {
 	const char *conf_path;
@@ -38,7 +39,8 @@ struct options {
 };
 
 static struct options opts;
-static const ev_env_t daemon_env = {.state_dir = NULL, .offline = false};
+/* Set once in main() before any thread starts, then only read. */
+static ev_env_t daemon_env = {.state_dir = NULL, .offline = false};
 
 /*
  * Where start-up problems are told: the terminal, or when daemonizing the
@@ -341,6 +343,20 @@ int main(int argc, char **argv)
 	if (optind != argc) {
 		usage(stderr);
 		return 2;
+	}
+	/*
+	 * The daemon moves to "/" when it detaches, and a reload reads the
+	 * configuration again: a relative -c, -d or state_dir is taken from the
+	 * directory it was started in, at every load.
+	 */
+	char cwd[4096];
+	if (getcwd(cwd, sizeof(cwd)) != NULL) {
+		daemon_env.base_dir = xalloc_strdup(cwd);
+		if (opts.conf_path != NULL && opts.conf_path[0] != '/') {
+			char *abs = xalloc_malloc(strlen(cwd) + strlen(opts.conf_path) + 2);
+			sprintf(abs, "%s/%s", cwd, opts.conf_path);
+			opts.conf_path = abs;
+		}
 	}
 	log_setup("sift-milter", "stderr", "mail", LOG_L_INFO);
 	diag_t *d = diag_new();

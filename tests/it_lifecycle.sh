@@ -131,10 +131,15 @@ check "a: after the reloads a message is still scored with the DNS list" \
 stop_pid "$FG"
 
 # ------------------------------------------------------------ b. the daemon (no -f)
+# Started as an admin in /etc/sift would: -c and state_dir relative to the
+# directory it starts in, which the daemon leaves for "/" when it detaches.
 conf bg ""
 MP=$(free_port)
+BMP=$(free_port)
+sed -i "s|^state_dir = .*|state_dir = bg|" "$D/bg.conf"
+echo "metrics_listen = $BMP" >>"$D/bg.conf"
 PIDF=$D/bg/sift-milter.pid
-"$MILTER" -c "$D/bg.conf" -p "inet:$MP@127.0.0.1" >"$D/b.out" 2>"$D/b.err"
+(cd "$D" && "$MILTER" -c bg.conf -p "inet:$MP@127.0.0.1" >"$D/b.out" 2>"$D/b.err")
 RC=$?
 check "b: the parent exits 0 once the daemon is ready" [ "$RC" -eq 0 ]
 check "b: by then the pid file is written" [ -s "$PIDF" ]
@@ -160,6 +165,8 @@ sleep 0.5
 kill -HUP "$BG"
 sleep 0.5
 check "b: the daemon survives two SIGHUPs" alive "$BG"
+check "b: both reloads were applied (the relative -c and state_dir still found)" wait_for 5 sh -c \
+	"curl -s http://127.0.0.1:$BMP/metrics | grep -qx 'sift_reloads_total 2'"
 "$MC" -s "$S" -t 10000 -i "$LISTED" --tsv "$SPAM" >"$D/b2.tsv" 2>&1
 check "b: and still answers, with the DNS list" has "$(cat "$D/b2.tsv")" LC_BL
 check "b: and with auth's Authentication-Results" has "$(cat "$D/b2.tsv")" \
