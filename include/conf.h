@@ -22,7 +22,9 @@
  *	ms, s, m and h suffixes and are returned in milliseconds; booleans are
  *	yes/no, true/false, on/off, 1/0.
  * THREADS
- *	A conf_t is built and read by one thread, then only read.
+ *	A conf_t is built and read by one thread, then only read. The file
+ *	name getters join a relative value in place, so they too are called
+ *	only by the loading thread.
  */
 #ifndef SIFT_CONF_H
 #define SIFT_CONF_H
@@ -45,6 +47,24 @@ void conf_free(conf_t *c);
 void conf_override(conf_t *c, const char *key, const char *value);
 /* The file the configuration came from ("" for defaults). */
 const char *conf_path(const conf_t *c);
+
+/*
+ * File names in values. The daemon leaves its start directory for "/"
+ * when it detaches and reads the configuration again at every reload, so
+ * a relative file name must not depend on the working directory at the
+ * time of the read: conf_set_base_dir() names the directory relative
+ * names are taken from (sift-milter: the one it started in), and the
+ * getters below return each relative value joined to it. Without a base
+ * directory, or for an absolute value, the value is returned as it is
+ * (the command-line tool reads from its working directory). The joined
+ * strings belong to c.
+ */
+void conf_set_base_dir(conf_t *c, const char *dir);
+int conf_filename(conf_t *c, const char *key, const char *def, const char **out, diag_t *d);
+const char *conf_filename_at(conf_t *c, const char *key, size_t idx, const char **file,
+                             unsigned *line);
+/* A name found inside a value (a list's file=...), joined the same way; malloc'd. */
+char *conf_resolve(const conf_t *c, const char *name);
 
 /*
  * Typed getters: when key is absent *out = def and 0 is returned. When it

@@ -90,7 +90,8 @@ typedef struct ev_env {
 	bool offline;          /* `sift check`: no background threads needed */
 	struct dns *dns;       /* the DNS service (dns.h); NULL outside scan.c */
 	/*
-	 * The directory a relative state_dir is taken from; NULL: the current
+	 * The directory relative file names in the configuration (state_dir,
+	 * rules, bayes_db, list files...) are taken from; NULL: the current
 	 * one. The daemon passes the one it started in, since it moves to "/"
 	 * when it detaches and a reload must find the same files.
 	 */

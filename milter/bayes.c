@@ -88,7 +88,7 @@ int bayes_settings_read(conf_t *c, const char *state_dir, bayes_settings_t *s, d
 	conf_bool(c, "bayes_enable", true, &s->enable, d);
 	if (state_dir == NULL)
 		conf_str(c, "state_dir", SIFT_STATEDIR, &state_dir, d);
-	conf_str(c, "bayes_db", NULL, &db, d);
+	conf_filename(c, "bayes_db", NULL, &db, d);
 	if (db != NULL)
 		snprintf(s->db_path, sizeof(s->db_path), "%s", db);
 	else

@@ -31,6 +31,7 @@ struct conf {
 	struct conf_item *v;
 	size_t n, cap;
 	char *path;
+	char *base_dir; /* relative file names are joined to it (conf_filename()) */
 };
 
 conf_t *conf_new(void)
@@ -51,6 +52,7 @@ void conf_free(conf_t *c)
 	}
 	free(c->v);
 	free(c->path);
+	free(c->base_dir);
 	free(c);
 }
 
@@ -246,6 +248,42 @@ int conf_str(conf_t *c, const char *key, const char *def, const char **out, diag
 {
 	int dup;
 	struct conf_item *it = conf_single(c, key, d, &dup);
+	*out = it ? it->value : def;
+	return dup ? -1 : 0;
+}
+
+void conf_set_base_dir(conf_t *c, const char *dir)
+{
+	free(c->base_dir);
+	c->base_dir = dir != NULL && dir[0] != '\0' ? xalloc_strdup(dir) : NULL;
+}
+
+char *conf_resolve(const conf_t *c, const char *name)
+{
+	if (name[0] == '/' || name[0] == '\0' || c->base_dir == NULL)
+		return xalloc_strdup(name);
+	size_t n = strlen(c->base_dir) + strlen(name) + 2;
+	char *abs = xalloc_malloc(n);
+	snprintf(abs, n, "%s/%s", c->base_dir, name);
+	return abs;
+}
+
+/* Joins a relative value to the base directory in place: later reads see the same. */
+static void conf_item_resolve(const conf_t *c, struct conf_item *it)
+{
+	if (it->value[0] == '/' || c->base_dir == NULL)
+		return;
+	char *abs = conf_resolve(c, it->value);
+	free(it->value);
+	it->value = abs;
+}
+
+int conf_filename(conf_t *c, const char *key, const char *def, const char **out, diag_t *d)
+{
+	int dup;
+	struct conf_item *it = conf_single(c, key, d, &dup);
+	if (it != NULL)
+		conf_item_resolve(c, it);
 	*out = it ? it->value : def;
 	return dup ? -1 : 0;
 }
@@ -516,6 +554,21 @@ const char *conf_value_at(conf_t *c, const char *key, size_t idx, const char **f
 		}
 	}
 	return NULL;
+}
+
+const char *conf_filename_at(conf_t *c, const char *key, size_t idx, const char **file,
+                             unsigned *line)
+{
+	const char *v = conf_value_at(c, key, idx, file, line);
+	if (v == NULL)
+		return NULL;
+	/* conf_value_at() returned item idx's value: find that item again */
+	for (size_t i = 0; i < c->n; i++)
+		if (c->v[i].value == v) {
+			conf_item_resolve(c, &c->v[i]);
+			return c->v[i].value;
+		}
+	return v;
 }
 
 size_t conf_check_unknown(const conf_t *c, diag_t *d)

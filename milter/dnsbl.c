@@ -327,9 +327,12 @@ static bool valid_test_entry(const struct dlist *l, const char *v)
 	return dns_valid_hostname(v);
 }
 
-/* Parses one "dnsbl_list" value into l; errors go to d at file:line. */
-static int parse_list(const char *value, const char *file, unsigned line, long check_ms,
-                      struct dlist *l, diag_t *d)
+/*
+ * Parses one "dnsbl_list" value into l; errors go to d at file:line. A
+ * relative file= is taken from c's base directory (conf_resolve()).
+ */
+static int parse_list(const conf_t *c, const char *value, const char *file, unsigned line,
+                      long check_ms, struct dlist *l, diag_t *d)
 {
 	char *copy = xalloc_strdup(value);
 	char *save = NULL;
@@ -445,7 +448,7 @@ static int parse_list(const char *value, const char *file, unsigned line, long c
 		} else if (strcmp(t, "file") == 0) {
 			ok = *v != '\0' && l->file_path == NULL;
 			if (ok)
-				l->file_path = xalloc_strdup(v);
+				l->file_path = conf_resolve(c, v);
 		} else {
 			diag_error(d, file, line, "dnsbl_list %s: unknown attribute \"%s\"",
 			           l->name, t);
@@ -575,7 +578,7 @@ dnsbl_t *dnsbl_load(conf_t *c, dnsbl_t *prev, const ev_env_t *env, diag_t *d)
 		struct dlist *l = &b->lists[b->nlists];
 		pthread_mutex_init(&l->probe.lock, NULL);
 		l->probe.enabled = true;
-		if (parse_list(v, file, line, check_ms, l, d) < 0) {
+		if (parse_list(c, v, file, line, check_ms, l, d) < 0) {
 			list_free(l);
 			memset(l, 0, sizeof(*l));
 			continue;

@@ -91,7 +91,7 @@ int rep_bl_config_read(conf_t *c, rep_bl_conf_t *bc, diag_t *d)
 		return -1;
 	}
 	memset(bc, 0, sizeof(*bc));
-	bad |= conf_str(c, "block_signing_key", NULL, &bc->signing_key, d);
+	bad |= conf_filename(c, "block_signing_key", NULL, &bc->signing_key, d);
 	bad |= conf_long(c, "block_min_prefix4", 16, 0, 32, &bc->min_prefix4, d);
 	bad |= conf_long(c, "block_min_prefix6", 32, 0, 128, &bc->min_prefix6, d);
 	bad |= conf_long(c, "block_sync_batch", 200, 1, 100000, &bc->batch, d);

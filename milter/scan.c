@@ -395,6 +395,8 @@ scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env_in, d
 	atomic_init(&g->refs, 1);
 	g->conf = c;
 	g->owns_conf = true;
+	if (env_in->base_dir != NULL)
+		conf_set_base_dir(c, env_in->base_dir);
 	size_t before = diag_errors(d);
 	scan_settings_read(c, &g->settings, env_in->base_dir, d);
 	verdict_policy_read(c, &g->policy, d);

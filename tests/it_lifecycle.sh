@@ -131,12 +131,20 @@ check "a: after the reloads a message is still scored with the DNS list" \
 stop_pid "$FG"
 
 # ------------------------------------------------------------ b. the daemon (no -f)
-# Started as an admin in /etc/sift would: -c and state_dir relative to the
-# directory it starts in, which the daemon leaves for "/" when it detaches.
+# Started as an admin in /etc/sift would: -c, state_dir and every file the
+# configuration names (rules, the Bayes store, a local list) relative to
+# the directory it starts in, which the daemon leaves for "/" when it
+# detaches; each reload must still find them.
 conf bg ""
 MP=$(free_port)
 BMP=$(free_port)
-sed -i "s|^state_dir = .*|state_dir = bg|" "$D/bg.conf"
+cp -R "$top_srcdir/tests/data/rules" "$D/bg-rules"
+printf ':127.0.0.2:locally listed\n%s\n' "$LISTED" >"$D/bg-local.ip4set"
+sed -i -e "s|^state_dir = .*|state_dir = bg|" -e "s|^rules = .*|rules = bg-rules|" "$D/bg.conf"
+cat >>"$D/bg.conf" <<EOF
+bayes_db = bg/bayes
+dnsbl_list = loc ip local.invalid 127.0.0.2=1:LC_LOCAL file=bg-local.ip4set
+EOF
 echo "metrics_listen = $BMP" >>"$D/bg.conf"
 PIDF=$D/bg/sift-milter.pid
 (cd "$D" && "$MILTER" -c bg.conf -p "inet:$MP@127.0.0.1" >"$D/b.out" 2>"$D/b.err")
@@ -157,6 +165,7 @@ B1=$(cat "$D/b1.tsv")
 check "b: the DNS list hit is scored" has "$B1" LC_BL
 check "b: Bayes scores" has "$B1" BAYES_
 check "b: the rules score" has "$B1" SIFT_IT_SPAM_SUBJ
+check "b: the local list file is read" has "$B1" LC_LOCAL
 check "b: auth writes its Authentication-Results" has "$B1" "Authentication-Results: mx.lifecycle.test;"
 check "b: the reputation is written to Redis" wait_for 5 sh -c \
 	"[ \"\$(redis-cli -h 127.0.0.1 -p $RP HGET 'bg:r:{ip:$LISTED}' s 2>/dev/null)\" != '' ]"
@@ -165,10 +174,13 @@ sleep 0.5
 kill -HUP "$BG"
 sleep 0.5
 check "b: the daemon survives two SIGHUPs" alive "$BG"
-check "b: both reloads were applied (the relative -c and state_dir still found)" wait_for 5 sh -c \
+check "b: both reloads were applied (the relative -c, state_dir, rules, bayes_db and list file still found)" wait_for 5 sh -c \
 	"curl -s http://127.0.0.1:$BMP/metrics | grep -qx 'sift_reloads_total 2'"
 "$MC" -s "$S" -t 10000 -i "$LISTED" --tsv "$SPAM" >"$D/b2.tsv" 2>&1
 check "b: and still answers, with the DNS list" has "$(cat "$D/b2.tsv")" LC_BL
+check "b: with the local list file" has "$(cat "$D/b2.tsv")" LC_LOCAL
+check "b: with the rules" has "$(cat "$D/b2.tsv")" SIFT_IT_SPAM_SUBJ
+check "b: and with Bayes" has "$(cat "$D/b2.tsv")" BAYES_
 check "b: and with auth's Authentication-Results" has "$(cat "$D/b2.tsv")" \
 	"Authentication-Results: mx.lifecycle.test;"
 for t in sift-rep-read sift-rep-write sift-rep-sync sift-dns; do

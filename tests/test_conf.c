@@ -1,6 +1,7 @@
 /* Tests of the strict configuration parser and its typed getters. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conf.h"
@@ -126,6 +127,58 @@ Test(conf, enum_lists_the_choices)
 	int v;
 	cr_assert_eq(conf_enum(c, "on_error", ch, 0, &v, d), -1);
 	cr_assert(diag_has(d, "expected one of accept, tempfail"));
+	conf_free(c);
+	diag_free(d);
+}
+
+/*
+ * The daemon reads its configuration again at every reload after it has
+ * moved to "/": relative file names are joined to the directory it
+ * started in, absolute ones and other values are left alone.
+ */
+Test(conf, relative_file_names_are_taken_from_the_base_dir)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("t.conf",
+	                       "rules = rules\nrules = /usr/share/sift/rules\n"
+	                       "bayes_db = var/bayes\nblock_mirror = /var/lib/m\n"
+	                       "header_prefix = X-Rel\n",
+	                       d);
+	cr_assert_not_null(c);
+	const char *v;
+	/* no base directory (the command-line tool): values as written */
+	conf_filename(c, "bayes_db", NULL, &v, d);
+	cr_assert_str_eq(v, "var/bayes");
+	char *r = conf_resolve(c, "lists/bl.txt");
+	cr_assert_str_eq(r, "lists/bl.txt");
+	free(r);
+
+	conf_set_base_dir(c, "/etc/sift");
+	cr_assert_str_eq(conf_filename_at(c, "rules", 0, NULL, NULL), "/etc/sift/rules");
+	cr_assert_str_eq(conf_filename_at(c, "rules", 1, NULL, NULL), "/usr/share/sift/rules");
+	cr_assert_null(conf_filename_at(c, "rules", 2, NULL, NULL));
+	conf_filename(c, "bayes_db", NULL, &v, d);
+	cr_assert_str_eq(v, "/etc/sift/var/bayes");
+	/* a second read (a module reading it again) is not joined twice */
+	conf_filename(c, "bayes_db", NULL, &v, d);
+	cr_assert_str_eq(v, "/etc/sift/var/bayes");
+	conf_filename(c, "block_mirror", NULL, &v, d);
+	cr_assert_str_eq(v, "/var/lib/m");
+	conf_filename(c, "block_signing_key", "keys/k", &v, d);
+	cr_assert_str_eq(v, "keys/k", "a default is used as given");
+	conf_str(c, "header_prefix", NULL, &v, d);
+	cr_assert_str_eq(v, "X-Rel", "conf_str() does not treat values as file names");
+	r = conf_resolve(c, "lists/bl.txt");
+	cr_assert_str_eq(r, "/etc/sift/lists/bl.txt");
+	free(r);
+	r = conf_resolve(c, "/abs/bl.txt");
+	cr_assert_str_eq(r, "/abs/bl.txt");
+	free(r);
+	/* a command-line override is joined the same way */
+	conf_override(c, "bayes_db", "other/bayes");
+	conf_filename(c, "bayes_db", NULL, &v, d);
+	cr_assert_str_eq(v, "/etc/sift/other/bayes");
+	cr_assert_eq(diag_errors(d), 0);
 	conf_free(c);
 	diag_free(d);
 }
