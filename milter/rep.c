@@ -336,7 +336,7 @@ int rep_config_read(conf_t *c, const char *state_dir, rep_config_t *rc, diag_t *
 	bad |= conf_ms(c, "rep_cache_time", 10000, 0, 3600000, &rc->cache_ms, d);
 	bad |= conf_long(c, "rep_reader_threads", 2, 1, REP_MAX_READERS, &rc->reader_threads, d);
 	bad |= conf_long(c, "rep_cache_entries", 4096, 1, 1 << 24, &rc->cache_entries, d);
-	bad |= conf_filename(c, "block_mirror", NULL, &mirror, d);
+	bad |= conf_str(c, "block_mirror", NULL, &mirror, d);
 	bad |= conf_long(c, "block_stream_max", 100000, 100, 100000000, &rc->stream_max, d);
 	bad |= conf_ms(c, "block_sync_wait", 500, 10, 60000, &rc->sync_wait_ms, d);
 	bad |= rep_bl_config_read(c, &rc->bl, d);

@@ -141,7 +141,7 @@ Test(conf, relative_file_names_are_taken_from_the_base_dir)
 	diag_t *d = diag_new();
 	conf_t *c = conf_parse("t.conf",
 	                       "rules = rules\nrules = /usr/share/sift/rules\n"
-	                       "bayes_db = var/bayes\nblock_mirror = /var/lib/m\n"
+	                       "bayes_db = var/bayes\nredis_password_file = /etc/sift/redis.pw\n"
 	                       "header_prefix = X-Rel\n",
 	                       d);
 	cr_assert_not_null(c);
@@ -162,8 +162,8 @@ Test(conf, relative_file_names_are_taken_from_the_base_dir)
 	/* a second read (a module reading it again) is not joined twice */
 	conf_filename(c, "bayes_db", NULL, &v, d);
 	cr_assert_str_eq(v, "/etc/sift/var/bayes");
-	conf_filename(c, "block_mirror", NULL, &v, d);
-	cr_assert_str_eq(v, "/var/lib/m");
+	conf_filename(c, "redis_password_file", NULL, &v, d);
+	cr_assert_str_eq(v, "/etc/sift/redis.pw");
 	conf_filename(c, "block_signing_key", "keys/k", &v, d);
 	cr_assert_str_eq(v, "keys/k", "a default is used as given");
 	conf_str(c, "header_prefix", NULL, &v, d);

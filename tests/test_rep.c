@@ -2958,3 +2958,32 @@ Test(rep_nodes, own_verdicts_count_at_once_and_stale_counts_are_served_while_ref
 	node_free(&a);
 	server_free(&s);
 }
+
+/*
+ * The daemon reads its configuration again after moving to "/": a
+ * relative password file is taken from the directory it started in
+ * (conf_set_base_dir()), while a relative block_mirror stays under
+ * state_dir, as documented.
+ */
+Test(rep_config, relative_names_follow_the_base_dir_or_state_dir)
+{
+	char *dir = tmpdir(), pwf[300];
+	snprintf(pwf, sizeof(pwf), "%s/redis.pw", dir);
+	write_secret(pwf, "Kq7-secret\n", 0600);
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("r.conf",
+	                       "redis_server = 127.0.0.1:1\nredis_password_file = redis.pw\n"
+	                       "block_mirror = mirror\n",
+	                       d);
+	cr_assert_not_null(c);
+	conf_set_base_dir(c, dir);
+	rep_config_t rc;
+	cr_assert_eq(rep_config_read(c, "/var/lib/sift-test", &rc, d), 0, "%s",
+	             diag_count(d) ? diag_text(d, 0) : "");
+	cr_assert_str_eq(rc.password, "Kq7-secret");
+	cr_assert_str_eq(rc.mirror_dir, "/var/lib/sift-test/mirror");
+	conf_free(c);
+	diag_free(d);
+	rmtree(dir);
+	free(dir);
+}
