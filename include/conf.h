@@ -57,14 +57,17 @@ const char *conf_path(const conf_t *c);
  * getters below return each relative value joined to it. Without a base
  * directory, or for an absolute value, the value is returned as it is
  * (the command-line tool reads from its working directory). The joined
- * strings belong to c.
+ * strings belong to c. A relative name joined to "/" (a daemon started
+ * by systemd or an init script) is almost always a mistake: it is joined
+ * all the same, with a warning in d at the value's file:line.
  */
 void conf_set_base_dir(conf_t *c, const char *dir);
 int conf_filename(conf_t *c, const char *key, const char *def, const char **out, diag_t *d);
 const char *conf_filename_at(conf_t *c, const char *key, size_t idx, const char **file,
-                             unsigned *line);
-/* A name found inside a value (a list's file=...), joined the same way; malloc'd. */
-char *conf_resolve(const conf_t *c, const char *name);
+                             unsigned *line, diag_t *d);
+/* A name found in key's value at file:line (a list's file=...), joined the same way; malloc'd. */
+char *conf_resolve(const conf_t *c, const char *key, const char *name, const char *file,
+                   unsigned line, diag_t *d);
 
 /*
  * Typed getters: when key is absent *out = def and 0 is returned. When it

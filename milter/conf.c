@@ -258,22 +258,28 @@ void conf_set_base_dir(conf_t *c, const char *dir)
 	c->base_dir = dir != NULL && dir[0] != '\0' ? xalloc_strdup(dir) : NULL;
 }
 
-char *conf_resolve(const conf_t *c, const char *name)
+char *conf_resolve(const conf_t *c, const char *key, const char *name, const char *file,
+                   unsigned line, diag_t *d)
 {
 	if (name[0] == '/' || name[0] == '\0' || c->base_dir == NULL)
 		return xalloc_strdup(name);
-	size_t n = strlen(c->base_dir) + strlen(name) + 2;
+	if (strcmp(c->base_dir, "/") == 0 && d != NULL)
+		diag_warn(d, file, line,
+		          "%s: the relative path '%s' is taken from /, the directory sift-milter "
+		          "started in; write it absolute",
+		          key, name);
+	size_t bl = strlen(c->base_dir), n = bl + strlen(name) + 2;
 	char *abs = xalloc_malloc(n);
-	snprintf(abs, n, "%s/%s", c->base_dir, name);
+	snprintf(abs, n, "%s%s%s", c->base_dir, c->base_dir[bl - 1] == '/' ? "" : "/", name);
 	return abs;
 }
 
 /* Joins a relative value to the base directory in place: later reads see the same. */
-static void conf_item_resolve(const conf_t *c, struct conf_item *it)
+static void conf_item_resolve(const conf_t *c, struct conf_item *it, diag_t *d)
 {
 	if (it->value[0] == '/' || c->base_dir == NULL)
 		return;
-	char *abs = conf_resolve(c, it->value);
+	char *abs = conf_resolve(c, it->key, it->value, it->file, it->line, d);
 	free(it->value);
 	it->value = abs;
 }
@@ -283,7 +289,7 @@ int conf_filename(conf_t *c, const char *key, const char *def, const char **out,
 	int dup;
 	struct conf_item *it = conf_single(c, key, d, &dup);
 	if (it != NULL)
-		conf_item_resolve(c, it);
+		conf_item_resolve(c, it, d);
 	*out = it ? it->value : def;
 	return dup ? -1 : 0;
 }
@@ -557,7 +563,7 @@ const char *conf_value_at(conf_t *c, const char *key, size_t idx, const char **f
 }
 
 const char *conf_filename_at(conf_t *c, const char *key, size_t idx, const char **file,
-                             unsigned *line)
+                             unsigned *line, diag_t *d)
 {
 	const char *v = conf_value_at(c, key, idx, file, line);
 	if (v == NULL)
@@ -565,7 +571,7 @@ const char *conf_filename_at(conf_t *c, const char *key, size_t idx, const char 
 	/* conf_value_at() returned item idx's value: find that item again */
 	for (size_t i = 0; i < c->n; i++)
 		if (c->v[i].value == v) {
-			conf_item_resolve(c, &c->v[i]);
+			conf_item_resolve(c, &c->v[i], d);
 			return c->v[i].value;
 		}
 	return v;

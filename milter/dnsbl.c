@@ -448,7 +448,7 @@ static int parse_list(const conf_t *c, const char *value, const char *file, unsi
 		} else if (strcmp(t, "file") == 0) {
 			ok = *v != '\0' && l->file_path == NULL;
 			if (ok)
-				l->file_path = conf_resolve(c, v);
+				l->file_path = conf_resolve(c, "dnsbl_list", v, file, line, d);
 		} else {
 			diag_error(d, file, line, "dnsbl_list %s: unknown attribute \"%s\"",
 			           l->name, t);

@@ -1055,7 +1055,7 @@ int rules_opts_read(conf_t *c, rules_opts_t *o, diag_t *d)
 	}
 	if (n > 0) {
 		for (size_t i = 0; i < n; i++)
-			o->paths[i] = conf_filename_at(c, "rules", i, NULL, NULL);
+			o->paths[i] = conf_filename_at(c, "rules", i, NULL, NULL, d);
 		o->npaths = n;
 	}
 	long v;

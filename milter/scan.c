@@ -298,7 +298,7 @@ __attribute__((format(printf, 4, 5))) static void scan_key_error(conf_t *c, cons
 	diag_error(d, file, line, "%s", buf);
 }
 
-static int scan_settings_read(conf_t *c, scan_settings_t *s, const char *base_dir, diag_t *d)
+static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 {
 	static const char *const sinks[] = {"syslog", "stderr", NULL};
 	size_t before = diag_errors(d);
@@ -307,7 +307,8 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, const char *base_di
 	uint64_t u;
 	int v;
 
-	conf_str(c, "state_dir", SIFT_STATEDIR, &s->state_dir, d);
+	/* the daemon's base directory (conf_set_base_dir()) joins a relative one */
+	conf_filename(c, "state_dir", SIFT_STATEDIR, &s->state_dir, d);
 	conf_str(c, "socket", "inet:11337@127.0.0.1", &s->socket, d);
 	conf_str(c, "socket_mode", "0660", &mode, d);
 	conf_str(c, "socket_group", "", &s->socket_group, d);
@@ -365,10 +366,9 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, const char *base_di
 		               "socket_mode: expected an octal mode like 0660, got '%s'", mode);
 	s->socket_mode = (unsigned)m & 0777;
 	if (s->state_dir[0] != '/') {
-		/* Relative state dirs would move with the daemon's chdir("/"). */
+		/* Without a base directory (sift): the working directory's, once. */
 		char cwd[4096];
-		if (base_dir == NULL)
-			base_dir = getcwd(cwd, sizeof(cwd));
+		const char *base_dir = getcwd(cwd, sizeof(cwd));
 		if (base_dir != NULL) {
 			char *abs = xalloc_malloc(strlen(base_dir) + strlen(s->state_dir) + 2);
 			sprintf(abs, "%s/%s", base_dir, s->state_dir);
@@ -398,7 +398,7 @@ scan_gen_t *scan_gen_load(conf_t *c, scan_gen_t *prev, const ev_env_t *env_in, d
 	if (env_in->base_dir != NULL)
 		conf_set_base_dir(c, env_in->base_dir);
 	size_t before = diag_errors(d);
-	scan_settings_read(c, &g->settings, env_in->base_dir, d);
+	scan_settings_read(c, &g->settings, d);
 	verdict_policy_read(c, &g->policy, d);
 	/*
 	 * Every module reads its keys even after an error elsewhere, so one
@@ -438,7 +438,7 @@ scan_gen_t *scan_gen_load_pipeline(conf_t *c, diag_t *d)
 	atomic_init(&g->refs, 1);
 	g->conf = c;
 	size_t before = diag_errors(d);
-	scan_settings_read(c, &g->settings, NULL, d);
+	scan_settings_read(c, &g->settings, d);
 	verdict_policy_read(c, &g->policy, d);
 	if (diag_errors(d) > before) {
 		scan_gen_unref(g);

@@ -61,4 +61,23 @@ check "the count says 4 errors" grep -q "^4 error(s)" "$D/bad.out"
 "$SIFT" -d "$D/s5" check --tsv -r "$RULES" "$MSG" | cut -f2-4 >"$D/without.tsv"
 check "a message scores the same with the shipped file as with none" \
 	cmp -s "$D/with.tsv" "$D/without.tsv"
+
+# Started by systemd or an init script the daemon runs in "/", where a
+# relative file name is all but surely a slip: it is warned about, with
+# its file:line, and the daemon still starts.
+RULES_ABS=$(cd "$RULES" && pwd)
+REL=${RULES_ABS#/}
+printf 'rules = %s\n' "$REL" >"$D/root.conf"
+MILTER=$(cd "$top_builddir" && pwd)/sift-milter
+MP=$(free_port)
+(cd / && exec "$MILTER" -f -c "$D/root.conf" -d "$D/s6" -p "inet:$MP@127.0.0.1") 2>"$D/root.err" &
+RP=$!
+it_track "$RP"
+check "started in /, sift-milter starts with a relative rules path" \
+	wait_for 20 grep -q "listening on" "$D/root.err"
+check "and warns about it at its file:line" \
+	grep -q "root.conf:1: warning: rules: the relative path '$REL' is taken from /" "$D/root.err"
+kill "$RP"
+wait "$RP"
+it_untrack "$RP"
 it_done

@@ -149,14 +149,14 @@ Test(conf, relative_file_names_are_taken_from_the_base_dir)
 	/* no base directory (the command-line tool): values as written */
 	conf_filename(c, "bayes_db", NULL, &v, d);
 	cr_assert_str_eq(v, "var/bayes");
-	char *r = conf_resolve(c, "lists/bl.txt");
+	char *r = conf_resolve(c, "dnsbl_list", "lists/bl.txt", "t.conf", 9, d);
 	cr_assert_str_eq(r, "lists/bl.txt");
 	free(r);
 
 	conf_set_base_dir(c, "/etc/sift");
-	cr_assert_str_eq(conf_filename_at(c, "rules", 0, NULL, NULL), "/etc/sift/rules");
-	cr_assert_str_eq(conf_filename_at(c, "rules", 1, NULL, NULL), "/usr/share/sift/rules");
-	cr_assert_null(conf_filename_at(c, "rules", 2, NULL, NULL));
+	cr_assert_str_eq(conf_filename_at(c, "rules", 0, NULL, NULL, d), "/etc/sift/rules");
+	cr_assert_str_eq(conf_filename_at(c, "rules", 1, NULL, NULL, d), "/usr/share/sift/rules");
+	cr_assert_null(conf_filename_at(c, "rules", 2, NULL, NULL, d));
 	conf_filename(c, "bayes_db", NULL, &v, d);
 	cr_assert_str_eq(v, "/etc/sift/var/bayes");
 	/* a second read (a module reading it again) is not joined twice */
@@ -168,16 +168,43 @@ Test(conf, relative_file_names_are_taken_from_the_base_dir)
 	cr_assert_str_eq(v, "keys/k", "a default is used as given");
 	conf_str(c, "header_prefix", NULL, &v, d);
 	cr_assert_str_eq(v, "X-Rel", "conf_str() does not treat values as file names");
-	r = conf_resolve(c, "lists/bl.txt");
+	r = conf_resolve(c, "dnsbl_list", "lists/bl.txt", "t.conf", 9, d);
 	cr_assert_str_eq(r, "/etc/sift/lists/bl.txt");
 	free(r);
-	r = conf_resolve(c, "/abs/bl.txt");
+	r = conf_resolve(c, "dnsbl_list", "/abs/bl.txt", "t.conf", 9, d);
 	cr_assert_str_eq(r, "/abs/bl.txt");
 	free(r);
 	/* a command-line override is joined the same way */
 	conf_override(c, "bayes_db", "other/bayes");
 	conf_filename(c, "bayes_db", NULL, &v, d);
 	cr_assert_str_eq(v, "/etc/sift/other/bayes");
+	cr_assert_eq(diag_errors(d), 0);
+	cr_assert_eq(diag_warnings(d), 0, "a base other than / is not warned about");
+	conf_free(c);
+	diag_free(d);
+}
+
+/* Under systemd the daemon starts in "/": a relative name there is all but surely a slip. */
+Test(conf, relative_file_names_taken_from_the_root_are_warned_about)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse(
+	    "t.conf", "rules = /usr/share/sift/rules\nrules = local\nbayes_db = bayes\n", d);
+	cr_assert_not_null(c);
+	conf_set_base_dir(c, "/");
+	cr_assert_str_eq(conf_filename_at(c, "rules", 0, NULL, NULL, d), "/usr/share/sift/rules");
+	cr_assert_eq(diag_warnings(d), 0, "an absolute name is not warned about");
+	cr_assert_str_eq(conf_filename_at(c, "rules", 1, NULL, NULL, d), "/local");
+	cr_assert_eq(diag_warnings(d), 1);
+	cr_assert(strstr(diag_text(d, 0), "t.conf:2:") != NULL, "%s", diag_text(d, 0));
+	cr_assert(strstr(diag_text(d, 0), "'local'") != NULL, "%s", diag_text(d, 0));
+	const char *v;
+	conf_filename(c, "bayes_db", NULL, &v, d);
+	cr_assert_eq(diag_warnings(d), 2);
+	cr_assert(strstr(diag_text(d, 1), "t.conf:3: ") != NULL, "%s", diag_text(d, 1));
+	/* read again (the value is joined now): not warned twice */
+	conf_filename(c, "bayes_db", NULL, &v, d);
+	cr_assert_eq(diag_warnings(d), 2);
 	cr_assert_eq(diag_errors(d), 0);
 	conf_free(c);
 	diag_free(d);
