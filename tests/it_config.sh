@@ -1,8 +1,9 @@
 #!/bin/sh
 # it_config.sh - the shipped configuration is valid and is the defaults:
 # `sift lint` accepts it, every documented (commented) key in it is a real
-# key with a valid value, a misspelt key fails with file:line, and a message
-# scores the same with the shipped file as with no file at all.
+# key with a valid value, a misspelt key fails with file:line, a message
+# scores the same with the shipped file as with no file at all, and a daemon
+# started in / warns about a relative file name.
 . "$(dirname "$0")/it_lib.sh"
 
 SIFT=$top_builddir/sift
