@@ -136,6 +136,13 @@ if [ $quick = 0 ]; then
 		failed=$((failed + 1))
 		echo "---- make distcheck failed:"
 		tail -n 40 "$top/build-test/distcheck.out"
+		# A failed distcheck leaves its unpacked tree: the failing tests' own logs.
+		find "$top/build-test" -path '*/_build/*' -name '*.trs' \
+			-exec grep -l -E '^:test-result: (FAIL|ERROR|XPASS)' {} + 2>/dev/null |
+			while read -r trs; do
+				echo "---- distcheck: ${trs##*/_build/}, last lines of its log:"
+				tail -n 30 "${trs%.trs}.log"
+			done
 	fi
 
 	# Builds the Debian package, installs, runs and purges it (root only;
