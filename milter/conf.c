@@ -539,7 +539,9 @@ size_t conf_count(conf_t *c, const char *key)
 	return n;
 }
 
-const char *conf_value_at(conf_t *c, const char *key, size_t idx, const char **file, unsigned *line)
+/* Value idx of a list key (the overrides when there are any), or NULL; marks them used. */
+static struct conf_item *conf_item_at(conf_t *c, const char *key, size_t idx, const char **file,
+                                      unsigned *line)
 {
 	bool any_override = false;
 	for (size_t i = 0; i < c->n; i++)
@@ -556,25 +558,26 @@ const char *conf_value_at(conf_t *c, const char *key, size_t idx, const char **f
 				*file = it->file;
 			if (line)
 				*line = it->line;
-			return it->value;
+			return it;
 		}
 	}
 	return NULL;
 }
 
+const char *conf_value_at(conf_t *c, const char *key, size_t idx, const char **file, unsigned *line)
+{
+	struct conf_item *it = conf_item_at(c, key, idx, file, line);
+	return it ? it->value : NULL;
+}
+
 const char *conf_filename_at(conf_t *c, const char *key, size_t idx, const char **file,
                              unsigned *line, diag_t *d)
 {
-	const char *v = conf_value_at(c, key, idx, file, line);
-	if (v == NULL)
+	struct conf_item *it = conf_item_at(c, key, idx, file, line);
+	if (it == NULL)
 		return NULL;
-	/* conf_value_at() returned item idx's value: find that item again */
-	for (size_t i = 0; i < c->n; i++)
-		if (c->v[i].value == v) {
-			conf_item_resolve(c, &c->v[i], d);
-			return c->v[i].value;
-		}
-	return v;
+	conf_item_resolve(c, it, d);
+	return it->value;
 }
 
 size_t conf_check_unknown(const conf_t *c, diag_t *d)
