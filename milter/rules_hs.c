@@ -736,6 +736,13 @@ static int cache_write(const struct rules_hs *h, const struct hs_dbs *d)
 	char *path = cache_path(h, HS_CACHE_SUFFIX);
 	int rc = -1;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	/*
+	 * A regex_prefilter_db_dir named but not made yet is made here, one
+	 * level as the daemon makes its state directory: left to a warning,
+	 * every start would pay the whole build again.
+	 */
+	if (fd < 0 && errno == ENOENT && mkdir(h->dir, 0750) == 0)
+		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 	if (fd >= 0) {
 		size_t off = 0;
 		while (off < b.n) {

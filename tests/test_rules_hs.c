@@ -336,6 +336,50 @@ Test(rules_hs, the_database_is_cached_and_read_back_on_the_next_load)
 	free(dir);
 }
 
+/*
+ * regex_prefilter_db_dir names a directory nobody made yet: the builder
+ * makes it (one level), so the next start reads the database instead of
+ * building it again. One whose parent is missing too is left alone.
+ */
+Test(rules_hs, a_missing_cache_directory_is_made)
+{
+	char *dir = tmpdir();
+	rules_t *r = load(hs_rules);
+	if (!have_db(r)) {
+		rules_free(r);
+		rm_rf(dir);
+		free(dir);
+		cr_skip_test("built without Vectorscan");
+	}
+	char sub[512], deep[512];
+	snprintf(sub, sizeof(sub), "%s/db", dir);
+	snprintf(deep, sizeof(deep), "%s/no/db", dir);
+	rules_prefilter_db_start(r, sub, RULES_DB_NOW);
+	cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_BUILT);
+	rules_free(r);
+	struct stat sb;
+	cr_assert_eq(stat(sub, &sb), 0, "%s was not made", sub);
+	cr_assert(S_ISDIR(sb.st_mode) && (sb.st_mode & 0007) == 0, "mode %o", (unsigned)sb.st_mode);
+	size_t count;
+	free(cache_file(sub, &count));
+	cr_assert_eq(count, 1);
+	r = load(hs_rules);
+	rules_prefilter_db_start(r, sub, RULES_DB_CACHED);
+	cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_LOADED);
+	rules_free(r);
+
+	/* built and used all the same, only not cached */
+	r = load(hs_rules);
+	rules_prefilter_db_start(r, deep, RULES_DB_NOW);
+	cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_BUILT);
+	assert_same_hits(r, hs_msgs, NMSGS, NULL);
+	rules_free(r);
+	cr_assert_neq(stat(deep, &sb), 0);
+	rm_rf(sub);
+	rm_rf(dir);
+	free(dir);
+}
+
 static void damage(const char *path, int how)
 {
 	struct stat sb;
