@@ -426,6 +426,136 @@ static char *rewrite_repeat(const char *p, size_t n, bool extended, int serial)
 	return out;
 }
 
+/*
+ * The index after the atom at p[i] (a group, a class, an escape or one
+ * character), or n when the pattern ends inside it.
+ */
+static size_t atom_end(const char *p, size_t n, size_t i)
+{
+	size_t past = skip_inert(p, n, i, false);
+	if (past != i)
+		return past;
+	if (p[i] != '(')
+		return i + 1;
+	int depth = 0;
+	for (size_t k = i; k < n; k++) {
+		past = skip_inert(p, n, k, false);
+		if (past != k) {
+			k = past - 1;
+			continue;
+		}
+		if (p[k] == '(')
+			depth++;
+		else if (p[k] == ')' && --depth == 0)
+			return k + 1;
+	}
+	return n;
+}
+
+/*
+ * The quantifier at p[i], if any: sets *end past it (a lazy or possessive
+ * mark included) and *lo to its least count (1 with none). Returns false
+ * on a '{' that is not a count, which PCRE2 versions read differently.
+ */
+static bool quantifier(const char *p, size_t n, size_t i, size_t *end, unsigned long *lo)
+{
+	*lo = 1;
+	*end = i;
+	if (i >= n)
+		return true;
+	if (p[i] == '?' || p[i] == '*')
+		*lo = 0, i++;
+	else if (p[i] == '+')
+		i++;
+	else if (p[i] == '{') {
+		char *e;
+		if (i + 1 >= n || !isdigit((unsigned char)p[i + 1]))
+			return false;
+		*lo = strtoul(p + i + 1, &e, 10);
+		if (*e == ',') {
+			e++;
+			while (isdigit((unsigned char)*e))
+				e++;
+		}
+		if ((size_t)(e - p) >= n || *e != '}')
+			return false;
+		i = (size_t)(e - p) + 1;
+	} else
+		return true;
+	if (i < n && (p[i] == '?' || p[i] == '+'))
+		i++;
+	*end = i;
+	return true;
+}
+
+size_t rules_repeat_gate(const char *p, size_t n, size_t *h_off, size_t *h_len, size_t max,
+                         unsigned *min)
+{
+	if (has_backrefs(p, n))
+		return 0;
+	/* inline options would change what a part means alone */
+	for (size_t i = 0; i + 2 < n; i++) {
+		size_t past = skip_inert(p, n, i, false);
+		if (past != i) {
+			i = past - 1;
+			continue;
+		}
+		if (p[i] == '(' && p[i + 1] == '?' &&
+		    (isalpha((unsigned char)p[i + 2]) || strchr("-^#", p[i + 2]) != NULL))
+			return 0;
+	}
+	/* the largest group at the top level that must repeat at least twice */
+	size_t g = 0, g_end = 0;
+	unsigned long g_lo = 0;
+	for (size_t i = 0; i < n;) {
+		if (p[i] == '|')
+			return 0; /* either side may match: no part is required */
+		size_t a = atom_end(p, n, i), q;
+		unsigned long lo;
+		if (a > n || !quantifier(p, n, a, &q, &lo))
+			return 0;
+		if (p[i] == '(' && lo >= 2 && a - i > g_end - g) {
+			g = i;
+			g_end = a;
+			g_lo = lo;
+		}
+		i = q > i ? q : i + 1;
+	}
+	if (g_end == 0 || g_end - g < 3 || p[g_end - 1] != ')')
+		return 0;
+	/* its body: after "(", "(?:" or "(?<name>"; lookarounds and the rest are not parts */
+	size_t b = g + 1, e = g_end - 1;
+	if (p[b] == '?') {
+		if (b + 1 < e && p[b + 1] == ':')
+			b += 2;
+		else if (b + 1 < e && p[b + 1] == '<' && b + 2 < e && p[b + 2] != '=' &&
+		         p[b + 2] != '!') {
+			const char *gt = memchr(p + b, '>', e - b);
+			if (gt == NULL)
+				return 0;
+			b = (size_t)(gt - p) + 1;
+		} else
+			return 0;
+	}
+	/* the items every pass must match */
+	size_t k = 0;
+	for (size_t i = b; i < e;) {
+		if (p[i] == '|')
+			return 0;
+		size_t a = atom_end(p, e, i), q;
+		unsigned long lo;
+		if (!quantifier(p, e, a, &q, &lo))
+			return 0;
+		if (lo >= 1 && k < max) {
+			h_off[k] = i;
+			h_len[k++] = a - i;
+		}
+		i = q > i ? q : i + 1;
+	}
+	*min = g_lo > 1000 ? 1000 : (unsigned)g_lo;
+	return k;
+}
+
 static void push_code(struct rule *ru, pcre2_code *code, bool jit, const char *pat, size_t len,
                       int depth)
 {

@@ -20,6 +20,12 @@
  * verbs "(*...)", octal and code-point escapes, \Q...\E.
  * tests/test_rules_hs.c checks that PCRE2's character classes are
  * Vectorscan's, byte for byte, and that hits are the same with the stage.
+ *
+ * Repeat gates: a rule "(?:...G...){n}" whose group G always matches a
+ * part H also gets H, in prefilter mode, reporting every end; on a piece
+ * where fewer than n ends of H lie at least H's shortest width apart the
+ * rule cannot match (its n passes match n disjoint H's) and is not run,
+ * even when Vectorscan cannot take the rule itself.
  */
 #include "config.h"
 
@@ -52,10 +58,28 @@
 #define HS_CACHE_KEEP      3 /* cache files kept, the current one included */
 #define HS_CACHE_MAX_BYTES ((uint64_t)1 << 30)
 #define HS_FILE_MAGIC      "SIFTHSDB"
-#define HS_FILE_FORMAT     1u
+#define HS_FILE_FORMAT     2u /* 2: the repeat gates' patterns follow the rules in in_db */
+#define HS_GATES_MAX       32
 #define HS_KEY_BYTES       32
 
 #ifdef HAVE_VECTORSCAN
+
+/*
+ * A repeat gate (rules_repeat_gate()): rule `rule` (a local id) can match
+ * a piece only where gate pattern `pat` ends at least `min` times, each
+ * end at least that pattern's shortest width past the last one counted.
+ * A pattern such as SpamAssassin's __FILL_THIS_FORM_LONG2,
+ * "(?:<YOUR><ALL><SUFFIX>(?:<BLANK>|<ANDOR>)){5}", is beyond Vectorscan
+ * (too large, or a subroutine call after PCRE2's rewrite) and otherwise
+ * ran on every paragraph, a millisecond a message; <ALL>, the one part
+ * every pass must match, compiles, and few paragraphs hold five of it.
+ */
+struct hs_gate {
+	size_t rule;
+	unsigned pat; /* its pattern's local id is nrule + pat */
+	unsigned min;
+	bool from_ascii; /* taken from the rule's ASCII form: holds on ASCII pieces only */
+};
 
 /* One view's database: what it covers (local id -> rule) and what it is. */
 struct hs_view {
@@ -70,13 +94,19 @@ struct hs_view {
 	 * of text with a byte above 0x7f they run whatever the scan says */
 	size_t *ascii;
 	size_t nascii;
+	struct hs_gate *gate;
+	size_t ngate;
+	unsigned *gate_width; /* per gate pattern: its shortest match, >= 1 */
+	size_t ngpat;         /* gate patterns: local ids nrule .. nrule + ngpat - 1 */
+	uint32_t *gate_of;    /* per rule (local id): its gate's index + 1, or 0 */
 };
 
 /* A published set of databases: immutable once published, but for its (locked) scratch pool. */
 struct hs_dbs {
 	struct rules_scratch_pool pool; /* scratch space for these databases */
 	hs_database_t *db[RULES_T_N];
-	uint8_t *in_db[RULES_T_N]; /* per local id: the rule is in db (else it runs anyway) */
+	/* per local id: the rule (or gate pattern) is in db; a rule that is not runs anyway */
+	uint8_t *in_db[RULES_T_N];
 	size_t bytes;
 };
 
@@ -419,6 +449,110 @@ static void hash_u64(crypto_generichash_state *st, uint64_t v)
 	crypto_generichash_update(st, (const uint8_t *)&v, sizeof(v));
 }
 
+/* Gates found while the view's rules are added; their patterns get ids once all are in. */
+struct gate_list {
+	struct hs_gate g[HS_GATES_MAX];
+	char *expr[HS_GATES_MAX];
+	unsigned flags[HS_GATES_MAX], width[HS_GATES_MAX];
+	size_t ng, np;
+};
+
+/*
+ * A gate's part must be a group whose shortest match is this long. A part
+ * that may match nothing proves nothing; a class or a short part ("[a-z]",
+ * "[\s.]", "\d{1,2}", all in SpamAssassin's counted groups) ends at
+ * nearly every byte, and its reports cost more than the runs they spare
+ * (the rawbody scan took six times as long with such gates).
+ */
+#define HS_GATE_MIN_WIDTH 3
+
+/*
+ * Gives the rule about to be added as local id v->nrule a repeat gate,
+ * when it has one: of the groups every pass must match, the one whose
+ * shortest match Vectorscan reads as the longest (the most telling).
+ */
+static void gate_add(const struct hs_view *v, struct gate_list *gl, const char *whole, bool ci,
+                     unsigned rule_flags, bool ascii)
+{
+	size_t off[16], len[16];
+	unsigned min;
+	size_t nc =
+	    gl->ng < HS_GATES_MAX ? rules_repeat_gate(whole, strlen(whole), off, len, 16, &min) : 0;
+	/* every end is wanted, not the first; widened as the rules' patterns are */
+	unsigned flags =
+	    (rule_flags & ~(HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY)) | HS_FLAG_PREFILTER;
+	char *best = NULL;
+	unsigned best_w = 0;
+	for (size_t k = 0; k < nc; k++) {
+		if (whole[off[k]] != '(')
+			continue;
+		char *t = hs_translate(whole + off[k], len[k], ci);
+		hs_expr_info_t *info = NULL;
+		hs_compile_error_t *err = NULL;
+		if (t != NULL && strlen(t) <= HS_PATTERN_MAX_BYTES &&
+		    hs_expression_info(t, flags, &info, &err) == HS_SUCCESS && info != NULL &&
+		    info->min_width >= HS_GATE_MIN_WIDTH && info->min_width > best_w) {
+			free(best);
+			best = t;
+			t = NULL;
+			best_w = info->min_width;
+		}
+		free(t);
+		hs_free_compile_error(err);
+		free(info); /* hs's default allocator is malloc() */
+	}
+	if (best == NULL)
+		return;
+	size_t p = 0;
+	while (p < gl->np && (gl->flags[p] != flags || strcmp(gl->expr[p], best) != 0))
+		p++;
+	if (p == gl->np) {
+		if (gl->np == HS_GATES_MAX) {
+			free(best);
+			return;
+		}
+		gl->expr[p] = best;
+		gl->flags[p] = flags;
+		gl->width[p] = best_w;
+		gl->np++;
+	} else
+		free(best);
+	gl->g[gl->ng++] =
+	    (struct hs_gate){.rule = v->nrule, .pat = (unsigned)p, .min = min, .from_ascii = ascii};
+}
+
+/* Appends the gate patterns after the rules' (ids nrule + k) and indexes the gates. */
+static void gates_close(struct hs_view *v, struct gate_list *gl)
+{
+	if (gl->ng == 0)
+		return;
+	v->gate = xalloc_calloc(gl->ng, sizeof(*v->gate));
+	memcpy(v->gate, gl->g, gl->ng * sizeof(*v->gate));
+	v->ngate = gl->ng;
+	v->gate_of = xalloc_calloc(v->nrule + 1, sizeof(*v->gate_of));
+	for (size_t k = 0; k < gl->ng; k++)
+		v->gate_of[gl->g[k].rule] = (uint32_t)k + 1;
+	v->gate_width = xalloc_calloc(gl->np, sizeof(*v->gate_width));
+	v->name = xalloc_realloc(v->name, (v->nrule + gl->np) * sizeof(*v->name));
+	v->expr = xalloc_realloc(v->expr, (v->nexpr + gl->np) * sizeof(*v->expr));
+	v->flags = xalloc_realloc(v->flags, (v->nexpr + gl->np) * sizeof(*v->flags));
+	v->ids = xalloc_realloc(v->ids, (v->nexpr + gl->np) * sizeof(*v->ids));
+	for (size_t p = 0; p < gl->np; p++) {
+		size_t first = 0;
+		while (gl->g[first].pat != p)
+			first++;
+		char name[160];
+		snprintf(name, sizeof(name), "%s's repeat gate", v->name[gl->g[first].rule]);
+		v->name[v->nrule + p] = xalloc_strdup(name);
+		v->gate_width[p] = gl->width[p];
+		v->expr[v->nexpr] = gl->expr[p];
+		v->flags[v->nexpr] = gl->flags[p];
+		v->ids[v->nexpr] = (unsigned)(v->nrule + p);
+		v->nexpr++;
+	}
+	v->ngpat = gl->np;
+}
+
 struct rules_hs *rules_hs_prepare(rules_t *r)
 {
 	if (!r->opts.prefilter || r->opts.prefilter_memmem || !r->opts.prefilter_db ||
@@ -445,6 +579,7 @@ struct rules_hs *rules_hs_prepare(rules_t *r)
 		struct hs_view *v = &h->v[type];
 		v->rule = xalloc_calloc(r->norder[type] + 1, sizeof(size_t));
 		v->name = xalloc_calloc(r->norder[type] + 1, sizeof(char *));
+		struct gate_list gates = {0};
 		for (size_t oi = 0; oi < r->norder[type]; oi++) {
 			size_t ri = r->order[type][oi];
 			const struct rule *ru = &r->v[ri];
@@ -488,9 +623,11 @@ struct rules_hs *rules_hs_prepare(rules_t *r)
 				    xalloc_realloc(v->ascii, (v->nascii + 1) * sizeof(size_t));
 				v->ascii[v->nascii++] = v->nrule;
 			}
+			gate_add(v, &gates, whole, ci, flags, ascii);
 			view_add(v, ri, ru->name, ex.s, ex.n, flags);
 			free(ex.s);
 		}
+		gates_close(v, &gates);
 		h->covered += v->nrule;
 	}
 	if (h->covered == 0) {
@@ -555,10 +692,13 @@ static void hs_unref(struct rules_hs *h)
 		free(v->flags);
 		free(v->ids);
 		free(v->rule);
-		for (size_t i = 0; i < v->nrule; i++)
+		for (size_t i = 0; i < v->nrule + v->ngpat; i++)
 			free(v->name[i]);
 		free(v->name);
 		free(v->ascii);
+		free(v->gate);
+		free(v->gate_of);
+		free(v->gate_width);
 	}
 	dbs_free(atomic_load(&h->dbs));
 	free(h->dir);
@@ -575,7 +715,7 @@ static hs_database_t *compile_view(const struct hs_view *v, uint8_t *in_db, cons
 	const char **ex = xalloc_calloc(v->nexpr + 1, sizeof(*ex));
 	unsigned *fl = xalloc_calloc(v->nexpr + 1, sizeof(*fl));
 	unsigned *id = xalloc_calloc(v->nexpr + 1, sizeof(*id));
-	memset(in_db, 1, v->nrule);
+	memset(in_db, 1, v->nrule + v->ngpat);
 	hs_database_t *db = NULL;
 	size_t dropped = 0;
 	/*
@@ -592,7 +732,7 @@ static hs_database_t *compile_view(const struct hs_view *v, uint8_t *in_db, cons
 			log_msg(LOG_L_DEBUG, "rules prefilter database (%s): rule %s left out: %s",
 			        what, v->name[v->ids[i]], err && err->message ? err->message : "?");
 			in_db[v->ids[i]] = 0;
-			dropped++;
+			dropped += v->ids[i] < v->nrule;
 		}
 		hs_free_compile_error(err);
 		free(info); /* hs's default allocator is malloc() */
@@ -619,14 +759,14 @@ static hs_database_t *compile_view(const struct hs_view *v, uint8_t *in_db, cons
 			log_msg(LOG_L_WARNING, "rules prefilter database (%s): vectorscan: %s",
 			        what, err && err->message ? err->message : "compile failed");
 			hs_free_compile_error(err);
-			memset(in_db, 0, v->nrule);
+			memset(in_db, 0, v->nrule + v->ngpat);
 			break;
 		}
 		log_msg(LOG_L_DEBUG, "rules prefilter database (%s): rule %s left out: %s", what,
 		        v->name[id[bad]], err->message);
 		hs_free_compile_error(err);
 		in_db[id[bad]] = 0;
-		dropped++;
+		dropped += id[bad] < v->nrule;
 	}
 	if (dropped)
 		log_msg(LOG_L_INFO,
@@ -649,7 +789,7 @@ static struct hs_dbs *build_all(struct rules_hs *h)
 			dbs_free(d);
 			return NULL;
 		}
-		d->in_db[t] = xalloc_calloc(h->v[t].nrule, 1);
+		d->in_db[t] = xalloc_calloc(h->v[t].nrule + h->v[t].ngpat, 1);
 		d->db[t] = compile_view(&h->v[t], d->in_db[t], rules_type_name(t));
 		size_t sz = 0;
 		if (d->db[t] != NULL && hs_database_size(d->db[t], &sz) == HS_SUCCESS)
@@ -720,8 +860,8 @@ static int cache_write(const struct rules_hs *h, const struct hs_dbs *d)
 			return -1;
 		}
 		wb_u32(&b, (uint32_t)t);
-		wb_u64(&b, h->v[t].nrule);
-		wb_put(&b, d->in_db[t], h->v[t].nrule);
+		wb_u64(&b, h->v[t].nrule + h->v[t].ngpat);
+		wb_put(&b, d->in_db[t], h->v[t].nrule + h->v[t].ngpat);
 		wb_u64(&b, len);
 		wb_put(&b, bytes, len);
 		free(bytes); /* hs's default allocator is malloc() */
@@ -883,7 +1023,8 @@ static struct hs_dbs *cache_read(const struct rules_hs *h, const char **why)
 	for (uint64_t i = 0; i < nv && !b.bad; i++) {
 		uint64_t t = rb_u(&b, 4);
 		uint64_t nr = rb_u(&b, 8);
-		if (b.bad || t >= RULES_T_N || d->db[t] != NULL || nr != h->v[t].nrule || nr == 0) {
+		if (b.bad || t >= RULES_T_N || d->db[t] != NULL ||
+		    nr != h->v[t].nrule + h->v[t].ngpat || h->v[t].nrule == 0) {
 			*why = "views do not match the rules";
 			goto bad;
 		}
@@ -1169,17 +1310,47 @@ struct scan_ctx {
 	const uint8_t *in_db;
 	struct pf_result *res;
 	uint32_t span;
+	/* the repeat gates on this piece: what the rule's own pattern said, and
+	 * per gate pattern the ends counted and the last one */
+	bool seen[HS_GATES_MAX];
+	unsigned count[HS_GATES_MAX];
+	unsigned long long last[HS_GATES_MAX];
 };
+
+/* Whether gate k decides for its rule: its pattern is in the database. */
+static bool gate_on(const struct hs_view *v, const uint8_t *in_db, size_t k)
+{
+	return in_db[v->nrule + v->gate[k].pat] != 0;
+}
 
 static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
                     unsigned int flags, void *ctx)
 {
 	(void)from;
-	(void)to;
 	(void)flags;
 	struct scan_ctx *c = ctx;
-	if (id < c->v->nrule && c->in_db[id])
-		rules_pf_list(c->res, c->v->rule[id], c->span);
+	const struct hs_view *v = c->v;
+	if (id >= v->nrule) {
+		/*
+		 * Greedy over ends in order: the most ends pairwise at least the
+		 * width apart. An end out of order is counted: more is safe.
+		 */
+		size_t p = id - v->nrule;
+		if (p < v->ngpat &&
+		    (c->count[p] == 0 || to < c->last[p] || to - c->last[p] >= v->gate_width[p])) {
+			c->count[p]++;
+			if (to > c->last[p])
+				c->last[p] = to;
+		}
+		return 0;
+	}
+	if (!c->in_db[id])
+		return 0;
+	uint32_t g = v->gate_of ? v->gate_of[id] : 0;
+	if (g != 0 && gate_on(v, c->in_db, g - 1))
+		c->seen[g - 1] = true;
+	else
+		rules_pf_list(c->res, v->rule[id], c->span);
 	return 0;
 }
 
@@ -1199,21 +1370,39 @@ void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_resul
 	for (size_t i = 0; i < v->nrule; i++)
 		if (in[i])
 			res->want[v->rule[i]] = PF_SKIP;
+	/* a rule Vectorscan cannot take runs only where its gate lets it */
+	for (size_t g = 0; g < v->ngate; g++)
+		if (gate_on(v, in, g))
+			res->want[v->rule[v->gate[g].rule]] = PF_SKIP;
 	struct scan_ctx c = {.v = v, .in_db = in, .res = res};
 	/* each piece on its own: anchors and \b then see what PCRE2 sees */
 	for (size_t k = 0; k < res->nspans; k++) {
 		c.span = (uint32_t)k;
-		if (v->nascii > 0 &&
-		    !rules_text_is_ascii(text + res->span_off[k], res->span_len[k]))
+		bool ascii_piece = (v->nascii == 0 && v->ngate == 0) ||
+		                   rules_text_is_ascii(text + res->span_off[k], res->span_len[k]);
+		if (!ascii_piece)
 			for (size_t i = 0; i < v->nascii; i++)
 				if (in[v->ascii[i]])
 					rules_pf_list(res, v->rule[v->ascii[i]], c.span);
+		memset(c.seen, 0, v->ngate * sizeof(c.seen[0]));
+		memset(c.count, 0, v->ngpat * sizeof(c.count[0]));
+		memset(c.last, 0, v->ngpat * sizeof(c.last[0]));
 		if (hs_scan(d->db[type], text + res->span_off[k], (unsigned)res->span_len[k], 0, sc,
 		            on_match, &c) != HS_SUCCESS) {
 			for (size_t i = 0; i < v->nrule; i++)
-				if (in[i])
+				if (in[i] || (v->gate_of && v->gate_of[i]))
 					res->want[v->rule[i]] = PF_ALL;
 			break;
+		}
+		for (size_t g = 0; g < v->ngate; g++) {
+			const struct hs_gate *gt = &v->gate[g];
+			if (!gate_on(v, in, g))
+				continue;
+			/* an ASCII form's gate says nothing of a piece with other bytes */
+			bool pass = (gt->from_ascii && !ascii_piece) ||
+			            ((c.seen[g] || !in[gt->rule]) && c.count[gt->pat] >= gt->min);
+			if (pass)
+				rules_pf_list(res, v->rule[gt->rule], c.span);
 		}
 	}
 	rules_scratch_put(&d->pool, sc);

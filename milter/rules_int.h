@@ -506,6 +506,18 @@ char *rules_eval_lower_dup(const char *s, size_t n);
 char *rules_ascii_reduce(const char *pat, size_t len, uint32_t options, const uint8_t *tables);
 /* No byte above 0x7f in s: a rule with an ASCII form runs that form. */
 bool rules_text_is_ascii(const char *s, size_t len);
+/*
+ * The repeat gate of a pattern (rules_hs.c): when the pattern must match
+ * a group at least *min (>= 2) times in a row ("(?:G){5}" at its top
+ * level, no '|' beside it), the items of G's body every pass must match
+ * (no optional quantifier; no '|' in that body): up to max of them, their
+ * places in p in h_off[] and h_len[], in order. Returns how many, 0 for
+ * none. A match holds *min disjoint matches of each such item, whose
+ * ends lie at least the item's shortest width apart. 0 also on
+ * back-references, inline options and what this reading does not follow.
+ */
+size_t rules_repeat_gate(const char *p, size_t n, size_t *h_off, size_t *h_len, size_t max,
+                         unsigned *min);
 
 /* FNV-1a over n bytes, for the rules' small hash sets of words and URIs. */
 static inline size_t rules_hash_bytes(const char *p, size_t n)

@@ -20,6 +20,7 @@
 #include "mime.h"
 #include "msg.h"
 #include "rules.h"
+#include "rules_int.h"
 
 static const mime_limits_t limits = {.max_depth = 20, .max_parts = 500, .max_text_bytes = 4u << 20};
 
@@ -237,6 +238,148 @@ Test(rules_hs, classes_and_case_folding_match_pcre2_for_every_byte)
 	size_t nhits = 0;
 	assert_same_hits(r, mp, n, &nhits);
 	cr_assert_gt(nhits, 200);
+	rules_free(r);
+}
+
+/* ---------------------------------------------------------------- repeat gates */
+
+/* The items rules_repeat_gate() finds in p, as "a b c", and its count; "" when there are none. */
+static char *gate_of(const char *p, unsigned *min)
+{
+	size_t off[8], len[8];
+	*min = 0;
+	size_t n = rules_repeat_gate(p, strlen(p), off, len, 8, min);
+	char *s = calloc(1, strlen(p) * 2 + 16);
+	for (size_t k = 0; k < n; k++) {
+		if (k)
+			strcat(s, " ");
+		strncat(s, p + off[k], len[k]);
+	}
+	if (n == 0)
+		*min = 0;
+	return s;
+}
+
+Test(rules_hs, the_repeat_gate_is_the_part_every_pass_must_match)
+{
+	static const struct {
+		const char *pattern, *part;
+		unsigned min;
+	} cases[] = {
+	    /* SpamAssassin's __FILL_THIS_FORM_LONG2, in small */
+	    {"(?:(?:your\\s)?(?:name|address|phone)(?:\\sin\\sfull)?(?:[-_.:\\s]{1,9}|\\sor\\s)){"
+	     "5}",
+	     "(?:name|address|phone) (?:[-_.:\\s]{1,9}|\\sor\\s)", 5},
+	    {"x(?:a(?:bc|de)+f?){3,}y", "a (?:bc|de)", 3},
+	    {"(?:ab(?:cd)?efg){2,4}?", "a b e f g", 2},
+	    {"(?<g>(?:one|two)\\W){3}", "(?:one|two) \\W", 3},
+	    {"(?:x(?:one|two)\\W){2}+", "x (?:one|two) \\W", 2},
+	    /* none */
+	    {"(?:(?:one|two)\\W){1,3}", "", 0},    /* once is not a repeat */
+	    {"(?:(?:one|two)\\W){3}|z", "", 0},    /* the other side needs none */
+	    {"(?:(?:one|two)|\\W){3}", "", 0},     /* a pass may take either side */
+	    {"(?:(?:one|two)?\\W?){3}", "", 0},    /* nothing is required */
+	    {"(?:(\\w)\\1(?:one|two)){3}", "", 0}, /* back-references */
+	    {"(?i)(?:(?:one|two)\\W){3}", "", 0},  /* inline options */
+	    {"(?:(?:one|two)\\W){,3}", "", 0},     /* a brace PCRE2 versions read apart */
+	    {"(?=(?:(?:one|two)\\W){3})", "", 0},  /* inside a lookahead */
+	    {"(?:(?:one|two)\\W)*", "", 0},        /* no count */
+	    {"((?:(?:one|two)\\W){3})", "", 0},    /* not at the top level */
+	    {"(?:(?:one|two)\\W){3", "", 0},       /* unclosed */
+	    {"[(](?:(?:one|two)\\W){3}", "(?:one|two) \\W", 3}, /* a parenthesis in a class */
+	    {"\\((?:(?:one|two)\\W){3}", "(?:one|two) \\W", 3}, /* an escaped one */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		unsigned min;
+		char *part = gate_of(cases[i].pattern, &min);
+		cr_assert_str_eq(part, cases[i].part, "%s", cases[i].pattern);
+		cr_assert_eq(min, cases[i].min, "%s: %u", cases[i].pattern, min);
+		free(part);
+	}
+}
+
+/*
+ * A rule whose counted group repeats a part runs only on the paragraphs
+ * where that part occurs as often (Vectorscan counts it), whether the
+ * rule's own pattern is in the database (G_IN) or Vectorscan refuses it
+ * (G_OUT: an end anchor inside), and hits exactly as without the stage.
+ */
+static const char gate_rules[] =
+    "body G_IN /(?:(?:ad+re?s+|na[mn]e|pho?ne?)\\W+){3}/i\n"
+    "body G_OUT /(?:(?:ad+re?s+|na[mn]e|pho?ne?)\\W+){3}(?:x$\\n|y)/i\n"
+    "body G_ADDR /(?:(?:your\\s)?(?:ad+re?s+|na[mn]e|pho?ne?)(?:[-_.:\\s]{1,9}|\\sor\\s)){3}/i\n";
+
+static const char *const gate_msgs[] = {
+    PLAIN("x", "Name, address, phone, y\n"),
+    PLAIN("x", "name address\n\nphone y\n\nname address\n"), /* two and one: no paragraph has 3 */
+    PLAIN("x", "name and address and phone y\n"),            /* 3, but apart */
+    PLAIN("x", "addss, addss, y\n"), /* 4 ends, but two of them 1 byte after another */
+    PLAIN("x", "caf\xc3\xa9 name, address, phone, y\n"), /* a byte above 0x7f */
+    PLAIN("x", "Your name: ____ address: ____ phone: ____\n"),
+    PLAIN("x", "name or address or phone number, please\n"),
+    PLAIN("x", "name address\n"),
+    PLAIN("x", "nothing to see\n"),
+};
+#define NGATE_MSGS (sizeof(gate_msgs) / sizeof(gate_msgs[0]))
+
+static uint64_t runs_of(const rules_t *r, const char *name)
+{
+	size_t cap = rules_count(r) + 64;
+	rules_time_t *t = calloc(cap, sizeof(*t));
+	cr_assert_not_null(t);
+	size_t n = rules_slowest(r, t, cap);
+	uint64_t runs = 0;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(t[i].name, name) == 0)
+			runs = t[i].evals;
+	free(t);
+	return runs;
+}
+
+/* Runs of rule `name` while scoring message i (with the prefilter). */
+static uint64_t runs_on(rules_t *r, const char *name, size_t i)
+{
+	uint64_t before = runs_of(r, name);
+	free(hit_list(r, gate_msgs[i], RULES_EVAL_TIMING));
+	return runs_of(r, name) - before;
+}
+
+Test(rules_hs, a_counted_group_runs_only_where_its_part_repeats)
+{
+	rules_t *r = load(gate_rules);
+	if (!have_db(r)) {
+		rules_free(r);
+		cr_skip_test("built without Vectorscan");
+	}
+	/* before the database: every paragraph, as the literal stage leaves them */
+	cr_assert_eq(runs_on(r, "G_OUT", 7), 1);
+	rules_prefilter_db_start(r, NULL, RULES_DB_NOW);
+	cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_BUILT);
+	size_t nhits = 0;
+	assert_same_hits(r, gate_msgs, NGATE_MSGS, &nhits);
+	char *a = hit_list(r, gate_msgs[0], 0);
+	cr_assert_str_eq(a, "G_IN,G_OUT,", "%s", a);
+	free(a);
+	a = hit_list(r, gate_msgs[4], 0);
+	cr_assert_str_eq(a, "G_IN,G_OUT,", "%s", a);
+	free(a);
+	a = hit_list(r, gate_msgs[5], 0);
+	cr_assert_str_eq(a, "G_ADDR,", "%s", a);
+	free(a);
+	a = hit_list(r, gate_msgs[6], 0);
+	cr_assert_str_eq(a, "G_ADDR,", "%s", a);
+	free(a);
+	/* where the part is not there three times, neither runs */
+	for (size_t i = 1; i <= 3; i += 2) {
+		cr_assert_eq(runs_on(r, "G_OUT", i), 0, "G_OUT ran on message %zu", i);
+		cr_assert_eq(runs_on(r, "G_IN", i), 0, "G_IN ran on message %zu", i);
+	}
+	cr_assert_eq(runs_on(r, "G_OUT", 7), 0);
+	cr_assert_eq(runs_on(r, "G_ADDR", 7), 0);
+	cr_assert_eq(runs_on(r, "G_OUT", 8), 0);
+	/* and where it is, they run (and decide) */
+	cr_assert_eq(runs_on(r, "G_OUT", 2), 1);
+	cr_assert_eq(runs_on(r, "G_OUT", 0), 1);
 	rules_free(r);
 }
 
