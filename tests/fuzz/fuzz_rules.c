@@ -34,7 +34,8 @@ static const char fuzz_msg[] =
     "Subject: =?utf-8?q?caf=C3=A9?= FREE money!!!\nMessage-ID: <1@example.com>\n"
     "MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=\"b\"\n\n"
     "--b\nContent-Type: text/plain\n\nclick here http://192.0.2.1/x and www.example.com\n\n"
-    "second paragraph \xc9T\xc9\n--b\nContent-Type: text/html\n\n<p>hello <b>world</b></p>\n"
+    "second paragraph \xc9T\xc9\n\nYour name: ___ address: ___ phone: ___\n"
+    "--b\nContent-Type: text/html\n\n<p>hello <b>world</b></p>\n"
     /* an image and a PDF for the ImageInfo and PDFInfo tests */
     "--b\nContent-Type: image/gif; name=\"image001.gif\"\nContent-Transfer-Encoding: base64\n\n"
     "R0lGODlhIANYAvcAAA==\n--b\nContent-Type: application/pdf; name=\"a.pdf\"\n"
