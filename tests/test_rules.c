@@ -21,6 +21,7 @@
 #include "mime.h"
 #include "msg.h"
 #include "rules.h"
+#include "rules_runs.h"
 #include "scan.h"
 
 static const mime_limits_t limits = {.max_depth = 20, .max_parts = 500, .max_text_bytes = 4u << 20};
@@ -386,25 +387,6 @@ Test(rules, meta_boolean_and_arithmetic)
 }
 
 /*
- * How often rule name ran. Over every rule, not the slowest few: which
- * rules come first by CPU time depends on the machine's load, and a rule
- * that ran but fell out of a top-64 list read as never run.
- */
-static uint64_t runs_of(const rules_t *r, const char *name)
-{
-	size_t cap = rules_count(r) + 64;
-	rules_time_t *t = calloc(cap, sizeof(*t));
-	cr_assert_not_null(t);
-	size_t n = rules_slowest(r, t, cap);
-	uint64_t runs = 0;
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(t[i].name, name) == 0)
-			runs = t[i].evals;
-	free(t);
-	return runs;
-}
-
-/*
  * A __ rule no scored rule reaches is compiled (lint still sees its
  * errors) but never run; those a scored meta reaches, through other
  * metas too, run as before.
@@ -431,9 +413,9 @@ Test(rules, unused_sub_rules_do_not_run)
 	hits_t *h = eval_flags(r, PLAIN("x", "alpha beta\n"), &m, RULES_EVAL_TIMING, NULL);
 	cr_assert(hits_has(h, "BOTH"));
 	msg_free(m);
-	cr_assert_eq(runs_of(r, "__ORPHAN"), 0, "__ORPHAN ran");
-	cr_assert_eq(runs_of(r, "__BEHIND_ZERO"), 0, "__BEHIND_ZERO ran");
-	cr_assert_eq(runs_of(r, "__DEEP"), 1, "__DEEP ran once");
+	cr_assert_eq(rules_runs_of(r, "__ORPHAN"), 0, "__ORPHAN ran");
+	cr_assert_eq(rules_runs_of(r, "__BEHIND_ZERO"), 0, "__BEHIND_ZERO ran");
+	cr_assert_eq(rules_runs_of(r, "__DEEP"), 1, "__DEEP ran once");
 	rules_free(r);
 }
 
@@ -481,18 +463,20 @@ Test(rules, sub_rules_run_when_a_meta_needs_them)
 		char *a = hit_names(lazy, msgs[i], RULES_EVAL_TIMING);
 		char *b = hit_names(eager, msgs[i], RULES_EVAL_TIMING | RULES_EVAL_EAGER);
 		cr_assert_str_eq(a, b, "message %zu: lazy [%s], eager [%s]", i, a, b);
-		cr_assert_eq(runs_of(eager, "__COSTLY"), 1);
-		cr_assert_leq(runs_of(lazy, "__COSTLY"), 1, "once, however many metas read it");
+		cr_assert_eq(rules_runs_of(eager, "__COSTLY"), 1);
+		cr_assert_leq(rules_runs_of(lazy, "__COSTLY"), 1,
+		              "once, however many metas read it");
 		if (i == 0) {
 			/* SPAMMY and VIA_SUB are false by !__LIST; EITHER true by
 			 * __CHEAP, the cheaper; COUNTED needs both. */
-			cr_assert_eq(runs_of(lazy, "__COSTLY"), 1, "COUNTED needs it");
-			cr_assert_eq(runs_of(lazy, "__HCOSTLY"), 0, "!__LIST settles HSPAMMY");
-			cr_assert_eq(runs_of(eager, "__HCOSTLY"), 1);
+			cr_assert_eq(rules_runs_of(lazy, "__COSTLY"), 1, "COUNTED needs it");
+			cr_assert_eq(rules_runs_of(lazy, "__HCOSTLY"), 0,
+			             "!__LIST settles HSPAMMY");
+			cr_assert_eq(rules_runs_of(eager, "__HCOSTLY"), 1);
 		}
 		if (i == 1) {
 			cr_assert(strstr(a, "HSPAMMY") && strstr(a, "ODD"), "%s", a);
-			cr_assert_eq(runs_of(lazy, "__HCOSTLY"), 1);
+			cr_assert_eq(rules_runs_of(lazy, "__HCOSTLY"), 1);
 		}
 		free(a);
 		free(b);
@@ -509,12 +493,12 @@ Test(rules, sub_rules_run_when_a_meta_needs_them)
 	char *a = hit_names(r, list, RULES_EVAL_TIMING);
 	cr_assert_str_eq(a, "EITHER ");
 	free(a);
-	cr_assert_eq(runs_of(r, "__COSTLY"), 0, "settled without it");
-	cr_assert_eq(runs_of(r, "__CHEAP"), 1);
+	cr_assert_eq(rules_runs_of(r, "__COSTLY"), 0, "settled without it");
+	cr_assert_eq(rules_runs_of(r, "__CHEAP"), 1);
 	a = hit_names(r, direct, RULES_EVAL_TIMING);
 	cr_assert(strstr(a, "SPAMMY") && strstr(a, "EITHER"), "%s", a);
 	free(a);
-	cr_assert_eq(runs_of(r, "__COSTLY"), 1, "needed when there is no list");
+	cr_assert_eq(rules_runs_of(r, "__COSTLY"), 1, "needed when there is no list");
 	rules_free(r);
 }
 
@@ -663,8 +647,10 @@ Test(rules, meta_bounds_settle_sums_without_the_rest)
 		char *b = hit_names(e, raw, RULES_EVAL_TIMING | RULES_EVAL_EAGER);
 		cr_assert_str_eq(a, b, "case %zu: lazy [%s], eager [%s]", i, a, b);
 		if (c[i].unrun)
-			cr_assert_eq(runs_of(r, c[i].unrun), 0, "case %zu: %s ran", i, c[i].unrun);
-		cr_assert_eq(runs_of(r, c[i].run), 1, "case %zu: %s did not run", i, c[i].run);
+			cr_assert_eq(rules_runs_of(r, c[i].unrun), 0, "case %zu: %s ran", i,
+			             c[i].unrun);
+		cr_assert_eq(rules_runs_of(r, c[i].run), 1, "case %zu: %s did not run", i,
+		             c[i].run);
 		free(a);
 		free(b);
 		rules_free(r);
@@ -697,7 +683,7 @@ Test(rules, a_very_deep_chain_of_metas_is_evaluated_eagerly)
 	hits_t *h = eval_flags(r, PLAIN("x", "needle spare\n"), &m, RULES_EVAL_TIMING, NULL);
 	cr_assert_not(hits_has(h, "TOP"));
 	msg_free(m);
-	cr_assert_eq(runs_of(r, "__L0"), 1, "run although !__SPARE alone decides: eager");
+	cr_assert_eq(rules_runs_of(r, "__L0"), 1, "run although !__SPARE alone decides: eager");
 	rules_free(r);
 }
 
@@ -1361,9 +1347,9 @@ static void header_prefilter_case(bool memmem_engine)
 	hits_t *h = eval_flags(r, msgs[1], &m, RULES_EVAL_TIMING, NULL);
 	(void)h;
 	msg_free(m);
-	cr_assert_eq(runs_of(r, "H_SUBJ"), 0, "H_SUBJ ran");
-	cr_assert_eq(runs_of(r, "H_FROM"), 0, "H_FROM ran");
-	cr_assert_eq(runs_of(r, "__H_TO"), 0, "__H_TO ran");
+	cr_assert_eq(rules_runs_of(r, "H_SUBJ"), 0, "H_SUBJ ran");
+	cr_assert_eq(rules_runs_of(r, "H_FROM"), 0, "H_FROM ran");
+	cr_assert_eq(rules_runs_of(r, "__H_TO"), 0, "__H_TO ran");
 	rules_free(r);
 }
 

@@ -20,6 +20,7 @@
 #include "mime.h"
 #include "msg.h"
 #include "rules.h"
+#include "rules_runs.h"
 #include "rules_int.h"
 
 static const mime_limits_t limits = {.max_depth = 20, .max_parts = 500, .max_text_bytes = 4u << 20};
@@ -107,6 +108,17 @@ static bool have_db(const rules_t *r)
 	return rules_prefilter_db_state(r, &covered, NULL) != RULES_DB_OFF && covered > 0;
 }
 
+/* The rules of text, for a test of the database: skipped where there can be none. */
+static rules_t *load_for_db(const char *text)
+{
+	rules_t *r = load(text);
+	if (!have_db(r)) {
+		rules_free(r);
+		cr_skip_test("built without Vectorscan");
+	}
+	return r;
+}
+
 /* The hits of every message, with the prefilter (and the database if built) and without. */
 static void assert_same_hits(rules_t *r, const char *const *msgs, size_t n, size_t *nhits)
 {
@@ -123,11 +135,7 @@ static void assert_same_hits(rules_t *r, const char *const *msgs, size_t n, size
 
 Test(rules_hs, the_database_never_changes_the_hits)
 {
-	rules_t *r = load(hs_rules);
-	if (!have_db(r)) {
-		rules_free(r);
-		cr_skip_test("built without Vectorscan");
-	}
+	rules_t *r = load_for_db(hs_rules);
 	size_t covered;
 	rules_prefilter_db_start(r, NULL, RULES_DB_NOW);
 	cr_assert_eq(rules_prefilter_db_state(r, &covered, NULL), RULES_DB_BUILT);
@@ -160,13 +168,9 @@ Test(rules_hs, the_database_never_changes_the_hits)
  */
 Test(rules_hs, a_rule_with_an_ascii_form_is_in_the_database_by_it)
 {
-	rules_t *r = load("body LOOK /(?:^|\\s)(?:p" LOOK_I "ll|t" LOOK_A "blet|d" LOOK_O
-	                  "se|c" LOOK_A "psule|l" LOOK_O LOOK_A "n|f" LOOK_I "x|b" LOOK_O
-	                  "nus|w" LOOK_I "n|c" LOOK_O LOOK_I "n)\\d\\b/i\n");
-	if (!have_db(r)) {
-		rules_free(r);
-		cr_skip_test("built without Vectorscan");
-	}
+	rules_t *r = load_for_db("body LOOK /(?:^|\\s)(?:p" LOOK_I "ll|t" LOOK_A "blet|d" LOOK_O
+	                         "se|c" LOOK_A "psule|l" LOOK_O LOOK_A "n|f" LOOK_I "x|b" LOOK_O
+	                         "nus|w" LOOK_I "n|c" LOOK_O LOOK_I "n)\\d\\b/i\n");
 	rules_stats_t st;
 	rules_stats(r, &st);
 	cr_assert_eq(st.ascii_forms, 1);
@@ -218,11 +222,7 @@ Test(rules_hs, classes_and_case_folding_match_pcre2_for_every_byte)
 			         i, ci, atoms[i], ci ? "i" : "");
 			strcat(text, line);
 		}
-	rules_t *r = load(text);
-	if (!have_db(r)) {
-		rules_free(r);
-		cr_skip_test("built without Vectorscan");
-	}
+	rules_t *r = load_for_db(text);
 	rules_prefilter_db_start(r, NULL, RULES_DB_NOW);
 	cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_BUILT);
 	static char msgs[256][128];
@@ -322,35 +322,17 @@ static const char *const gate_msgs[] = {
 };
 #define NGATE_MSGS (sizeof(gate_msgs) / sizeof(gate_msgs[0]))
 
-static uint64_t runs_of(const rules_t *r, const char *name)
-{
-	size_t cap = rules_count(r) + 64;
-	rules_time_t *t = calloc(cap, sizeof(*t));
-	cr_assert_not_null(t);
-	size_t n = rules_slowest(r, t, cap);
-	uint64_t runs = 0;
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(t[i].name, name) == 0)
-			runs = t[i].evals;
-	free(t);
-	return runs;
-}
-
 /* Runs of rule `name` while scoring message i (with the prefilter). */
 static uint64_t runs_on(rules_t *r, const char *name, size_t i)
 {
-	uint64_t before = runs_of(r, name);
+	uint64_t before = rules_runs_of(r, name);
 	free(hit_list(r, gate_msgs[i], RULES_EVAL_TIMING));
-	return runs_of(r, name) - before;
+	return rules_runs_of(r, name) - before;
 }
 
 Test(rules_hs, a_counted_group_runs_only_where_its_part_repeats)
 {
-	rules_t *r = load(gate_rules);
-	if (!have_db(r)) {
-		rules_free(r);
-		cr_skip_test("built without Vectorscan");
-	}
+	rules_t *r = load_for_db(gate_rules);
 	/* before the database: every paragraph, as the literal stage leaves them */
 	cr_assert_eq(runs_on(r, "G_OUT", 7), 1);
 	rules_prefilter_db_start(r, NULL, RULES_DB_NOW);
@@ -432,14 +414,8 @@ static void rm_rf(const char *dir)
 
 Test(rules_hs, the_database_is_cached_and_read_back_on_the_next_load)
 {
+	rules_t *r = load_for_db(hs_rules);
 	char *dir = tmpdir();
-	rules_t *r = load(hs_rules);
-	if (!have_db(r)) {
-		rules_free(r);
-		rm_rf(dir);
-		free(dir);
-		cr_skip_test("built without Vectorscan");
-	}
 	/* a short-lived `sift check` only reads: nothing cached yet, nothing built */
 	rules_prefilter_db_start(r, dir, RULES_DB_CACHED);
 	cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_PENDING);
@@ -479,6 +455,15 @@ Test(rules_hs, the_database_is_cached_and_read_back_on_the_next_load)
 	free(dir);
 }
 
+/* Loads hs_rules, starts their database from dir in mode and checks the state it reaches. */
+static void start_and_expect(const char *dir, rules_db_mode_t mode, rules_db_state_t want)
+{
+	rules_t *r = load(hs_rules);
+	rules_prefilter_db_start(r, dir, mode);
+	cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), want, "%s: mode %d", dir, (int)mode);
+	rules_free(r);
+}
+
 /*
  * regex_prefilter_db_dir names a directory nobody made yet: the builder
  * makes it (one level), so the next start reads the database instead of
@@ -486,14 +471,8 @@ Test(rules_hs, the_database_is_cached_and_read_back_on_the_next_load)
  */
 Test(rules_hs, a_missing_cache_directory_is_made)
 {
+	rules_t *r = load_for_db(hs_rules);
 	char *dir = tmpdir();
-	rules_t *r = load(hs_rules);
-	if (!have_db(r)) {
-		rules_free(r);
-		rm_rf(dir);
-		free(dir);
-		cr_skip_test("built without Vectorscan");
-	}
 	char sub[512], deep[512];
 	snprintf(sub, sizeof(sub), "%s/db", dir);
 	snprintf(deep, sizeof(deep), "%s/no/db", dir);
@@ -506,10 +485,7 @@ Test(rules_hs, a_missing_cache_directory_is_made)
 	size_t count;
 	free(cache_file(sub, &count));
 	cr_assert_eq(count, 1);
-	r = load(hs_rules);
-	rules_prefilter_db_start(r, sub, RULES_DB_CACHED);
-	cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_LOADED);
-	rules_free(r);
+	start_and_expect(sub, RULES_DB_CACHED, RULES_DB_LOADED);
 
 	/* built and used all the same, only not cached */
 	r = load(hs_rules);
@@ -546,14 +522,8 @@ static void damage(const char *path, int how)
 
 Test(rules_hs, a_damaged_cache_file_is_refused_and_rebuilt)
 {
+	rules_t *r = load_for_db(hs_rules);
 	char *dir = tmpdir();
-	rules_t *r = load(hs_rules);
-	if (!have_db(r)) {
-		rules_free(r);
-		rm_rf(dir);
-		free(dir);
-		cr_skip_test("built without Vectorscan");
-	}
 	rules_prefilter_db_start(r, dir, RULES_DB_NOW);
 	rules_free(r);
 	size_t count;
@@ -568,14 +538,8 @@ Test(rules_hs, a_damaged_cache_file_is_refused_and_rebuilt)
 		assert_same_hits(r, hs_msgs, NMSGS, NULL);
 		rules_free(r);
 		/* the builder writes it afresh, and that one is read */
-		r = load(hs_rules);
-		rules_prefilter_db_start(r, dir, RULES_DB_NOW);
-		cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_BUILT);
-		rules_free(r);
-		r = load(hs_rules);
-		rules_prefilter_db_start(r, dir, RULES_DB_CACHED);
-		cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_LOADED);
-		rules_free(r);
+		start_and_expect(dir, RULES_DB_NOW, RULES_DB_BUILT);
+		start_and_expect(dir, RULES_DB_CACHED, RULES_DB_LOADED);
 	}
 	free(path);
 	rm_rf(dir);
