@@ -61,6 +61,13 @@ count_suite() {
 			esac
 		fi
 		if [ "$res" != PASS ] && [ "$res" != SKIP ] && [ "$res" != XFAIL ]; then
+			# Criterion writes a failed assertion where it happens, often
+			# far above the end of a long log: name those first.
+			if grep -aqE '\[(FAIL|----)\]' "$log" 2>/dev/null; then
+				echo "---- $label: ${log#$dir/} ($res), failed tests and assertions:"
+				grep -aE '^\[FAIL\]|^\[----\] .*(Assertion|Test crashed|Timed out)' -A3 "$log" |
+					head -n 60
+			fi
 			echo "---- $label: ${log#$dir/} ($res), last lines:"
 			tail -n 30 "$log"
 		fi
