@@ -1378,7 +1378,8 @@ void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_resul
 	/* each piece on its own: anchors and \b then see what PCRE2 sees */
 	for (size_t k = 0; k < res->nspans; k++) {
 		c.span = (uint32_t)k;
-		bool ascii_piece = (v->nascii == 0 && v->ngate == 0) ||
+		/* a gate from an ASCII form is a rule in v->ascii: none there, nothing to check */
+		bool ascii_piece = v->nascii == 0 ||
 		                   rules_text_is_ascii(text + res->span_off[k], res->span_len[k]);
 		if (!ascii_piece)
 			for (size_t i = 0; i < v->nascii; i++)
