@@ -109,7 +109,8 @@
  *	bayes_lr_weight (1), bayes_expire_max_tokens (0: no bound),
  *	bayes_cache_entries (65536: recent token reads kept in memory, 32
  *	bytes each, shared by all threads; 0: none; see
- *	bayes_store_set_cache()),
+ *	bayes_store_set_cache()), bayes_filter_bits (12: the daemon's key
+ *	filter, bits per stored token; 0: none; see bayes_store_set_filter()),
  *	bayes_touch (yes: the daemon gives the tokens of each message it scores
  *	today's day through the same writer queue, so that expiry judges
  *	staleness by current mail, not by when a token was last learned;
@@ -246,6 +247,21 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
  */
 void bayes_store_set_cache(bayes_store_t *s, size_t entries, bool fresh_days);
 void bayes_store_cache_stats(bayes_store_t *s, uint64_t *hits, uint64_t *reads);
+
+/*
+ * The key filter: with bits_per_key above 0, lookups skip LMDB for keys
+ * that a Bloom filter of the store's keys (about bits_per_key bits per
+ * token, 12 by default: 1% of absent keys still read) says are absent.
+ * The answers are exactly LMDB's: the filter is used only by a lookup
+ * whose snapshot is the store state it was built from (or moved to by
+ * this store's own batches); until one is built for the current state,
+ * a thread of the store builds it (a read of every key; spaced by ten
+ * times the last build's time) and lookups read LMDB. Any thread, any
+ * time; 0 stops its use. bayes_store_filter_stats() gives the keys it
+ * answered and the builds finished since the store was opened.
+ */
+void bayes_store_set_filter(bayes_store_t *s, unsigned bits_per_key);
+void bayes_store_filter_stats(bayes_store_t *s, uint64_t *skipped, uint64_t *builds);
 
 /*
  * BAYES_TOUCH records that the keys were seen in scored mail today: tokens
@@ -421,6 +437,7 @@ typedef struct bayes_settings {
 	double logodds_scale, logodds_clip, logodds_offset;
 	uint64_t expire_max_tokens;    /* bayes_expire_max_tokens: the store's bound, 0 none */
 	long cache_entries;            /* bayes_cache_entries: the read cache's size, 0 none */
+	long filter_bits; /* bayes_filter_bits: the key filter's bits per token, 0 none */
 	bool lr;                       /* bayes_lr: the logistic regression beside Bayes */
 	double lr_rate;                /* bayes_lr_rate: its learning rate */
 	double lr_weight;              /* bayes_lr_weight: its share of the combined log-odds */

@@ -27,6 +27,7 @@
 /* 2 MiB: half of a message's token reads on the test folds, against 58%
  * for 8 MiB (bayes_store.c tells why the reads matter). */
 #define BAYES_DEFAULT_CACHE_ENTRIES 65536
+#define BAYES_DEFAULT_FILTER_BITS   12
 /*
  * Off by default: the regression learns by on-line steps, so it is only as
  * good as the order it learns in. Over mail in arrival order (autolearn, a
@@ -140,6 +141,7 @@ int bayes_settings_read(conf_t *c, const char *state_dir, bayes_settings_t *s, d
 	s->expire_max_tokens = (uint64_t)l;
 	conf_long(c, "bayes_cache_entries", BAYES_DEFAULT_CACHE_ENTRIES, 0, 1L << 26,
 	          &s->cache_entries, d);
+	conf_long(c, "bayes_filter_bits", BAYES_DEFAULT_FILTER_BITS, 0, 32, &s->filter_bits, d);
 	conf_bool(c, "bayes_lr", BAYES_DEFAULT_LR, &s->lr, d);
 	conf_double(c, "bayes_lr_rate", BAYES_DEFAULT_LR_RATE, 1e-6, 10.0, &s->lr_rate, d);
 	conf_double(c, "bayes_lr_weight", BAYES_DEFAULT_LR_WEIGHT, 0.0, 100.0, &s->lr_weight, d);
@@ -270,6 +272,9 @@ static int bayes_start(void *shared, const ev_env_t *env, diag_t *d)
 	if (b->store != NULL)
 		bayes_store_set_cache(b->store, (size_t)b->set.cache_entries,
 		                      b->set.touch && !env->offline);
+	/* sift check reads a few messages: a filter would cost it a read of every key */
+	if (b->store != NULL)
+		bayes_store_set_filter(b->store, env->offline ? 0 : (unsigned)b->set.filter_bits);
 	if (b->store != NULL && !env->offline && bayes_store_start(b->store) != BAYES_OK) {
 		diag_error(d, b->conf_path, 0, "bayes: cannot start the store's writer thread");
 		return -1;
@@ -552,6 +557,14 @@ static void bayes_metrics(void *shared, metrics_out_t *o)
 	          (double)reads);
 	bayes_put(o, "sift_bayes_token_cache_hits_total", "counter",
 	          "Token reads the read cache answered without LMDB.", (double)hits);
+	uint64_t skipped, builds;
+	bayes_store_filter_stats(b->store, &skipped, &builds);
+	bayes_put(o, "sift_bayes_token_filter_skips_total", "counter",
+	          "Token reads the key filter answered as absent without LMDB (bayes_filter_bits).",
+	          (double)skipped);
+	bayes_put(o, "sift_bayes_token_filter_builds_total", "counter",
+	          "Key filters built (at start, and after another process changed the store).",
+	          (double)builds);
 }
 
 const evidence_ops_t bayes_evidence = {

@@ -830,10 +830,11 @@ Test(store, touch_dates_known_tokens_only, .init = make_tmpdir, .fini = remove_t
 	bayes_store_unref(s);
 }
 
-static void consistent_snapshots(size_t cache_entries)
+static void consistent_snapshots(size_t cache_entries, unsigned filter_bits)
 {
 	bayes_store_t *s = open_store("db", 64 << 20, BAYES_OPEN_CREATE);
 	bayes_store_set_cache(s, cache_entries, false);
+	bayes_store_set_filter(s, filter_bits);
 	volatile bool stop = false;
 	pthread_t th[READERS];
 	struct reader_arg arg[READERS];
@@ -869,14 +870,209 @@ static void consistent_snapshots(size_t cache_entries)
 Test(store, readers_see_consistent_snapshots_while_writer_learns, .init = make_tmpdir,
      .fini = remove_tmpdir)
 {
-	consistent_snapshots(0);
+	consistent_snapshots(0, 0);
 }
 
 /* The same through the read cache, which four threads fill and read at once. */
 Test(cache, readers_see_consistent_snapshots_while_writer_learns, .init = make_tmpdir,
      .fini = remove_tmpdir)
 {
-	consistent_snapshots(1024);
+	consistent_snapshots(1024, 0);
+}
+
+/* And through the key filter, which the writer's batches move on while they read it. */
+Test(filter, readers_see_consistent_snapshots_while_writer_learns, .init = make_tmpdir,
+     .fini = remove_tmpdir)
+{
+	consistent_snapshots(0, 12);
+}
+
+/* ---------------------------------------------------------------- the key filter */
+
+static uint64_t filter_builds(bayes_store_t *s)
+{
+	uint64_t skipped, builds;
+	bayes_store_filter_stats(s, &skipped, &builds);
+	return builds;
+}
+
+static uint64_t filter_skipped(bayes_store_t *s)
+{
+	uint64_t skipped, builds;
+	bayes_store_filter_stats(s, &skipped, &builds);
+	return skipped;
+}
+
+/* Looks up until `builds` filters are done (a lookup of another state starts one), 10 s at most. */
+static void wait_filter(bayes_store_t *s, uint64_t builds)
+{
+	uint64_t k = COMMON_KEY;
+	bayes_counts_t c;
+	for (int i = 0; i < 1000 && filter_builds(s) < builds; i++) {
+		bayes_store_lookup(s, &k, 1, &c, NULL);
+		usleep(10000);
+	}
+	cr_assert_geq(filter_builds(s), builds, "no key filter was built");
+}
+
+#define PROBE_KEYS 3000
+
+/* Keys 0..PROBE_KEYS-1 spread over the key space, and what LMDB itself answers for them. */
+static void probe(bayes_store_t *s, uint64_t *keys, bayes_counts_t *c, size_t first)
+{
+	for (size_t i = 0; i < PROBE_KEYS; i++)
+		keys[i] = (first + i) * 0x9e3779b97f4a7c15ULL;
+	cr_assert_eq(bayes_store_lookup(s, keys, PROBE_KEYS, c, NULL), BAYES_OK);
+}
+
+Test(filter, answers_as_lmdb_and_skips_absent_keys, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 64 << 20, BAYES_OPEN_CREATE);
+	learn_batch(s, 0, 40, BAYES_OK); /* 1,961 keys */
+	static uint64_t keys[PROBE_KEYS + 50];
+	static bayes_counts_t want[PROBE_KEYS + 50], got[PROBE_KEYS + 50];
+	probe(s, keys, want, 1);
+	cr_assert_eq(filter_builds(s), 0, "built with the filter off");
+
+	bayes_store_set_filter(s, 12);
+	wait_filter(s, 1);
+	uint64_t skipped0 = filter_skipped(s);
+	probe(s, keys, got, 1);
+	cr_assert_arr_eq(got, want, sizeof(want[0]) * PROBE_KEYS);
+	uint64_t skipped = filter_skipped(s) - skipped0;
+	cr_assert_gt(skipped, PROBE_KEYS * 95 / 100, "only %llu of %d absent keys skipped LMDB",
+	             (unsigned long long)skipped, PROBE_KEYS);
+
+	/* Every learned key is found through it. */
+	uint64_t lk[50];
+	for (int m = 0; m < 40; m++) {
+		lk[0] = COMMON_KEY;
+		for (int j = 1; j < 50; j++)
+			lk[j] = (uint64_t)m * 1000003ULL + (uint64_t)j * 7919ULL + 100;
+		bayes_counts_t c[50];
+		cr_assert_eq(bayes_store_lookup(s, lk, 50, c, NULL), BAYES_OK);
+		cr_assert_eq(c[0].spam, 40);
+		for (int j = 1; j < 50; j++)
+			cr_assert_geq(c[j].spam, 1, "message %d's key %d read as absent", m, j);
+	}
+	bayes_store_unref(s);
+}
+
+/*
+ * This store's own batches (autolearn, touches) move the filter on with
+ * them: their keys are found at once, without a rebuild; pruning leaves
+ * removed keys in it, and LMDB answers for them.
+ */
+Test(filter, own_batches_move_it_on_without_a_rebuild, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 64 << 20, BAYES_OPEN_CREATE);
+	learn_batch(s, 0, 10, BAYES_OK);
+	bayes_store_set_filter(s, 12);
+	wait_filter(s, 1);
+
+	learn_batch(s, 100, 10, BAYES_OK);
+	uint64_t k[50];
+	k[0] = COMMON_KEY;
+	for (int j = 1; j < 50; j++)
+		k[j] = 105ULL * 1000003ULL + (uint64_t)j * 7919ULL + 100;
+	bayes_counts_t c[50];
+	uint64_t skipped0 = filter_skipped(s);
+	cr_assert_eq(bayes_store_lookup(s, k, 50, c, NULL), BAYES_OK);
+	cr_assert_eq(c[0].spam, 20);
+	for (int j = 1; j < 50; j++)
+		cr_assert_eq(c[j].spam, 1, "a key the batch added read as absent");
+	static uint64_t keys[PROBE_KEYS];
+	static bayes_counts_t got[PROBE_KEYS];
+	probe(s, keys, got, 1);
+	cr_assert_gt(filter_skipped(s) - skipped0, PROBE_KEYS * 95 / 100,
+	             "the filter was not used after the batch");
+	cr_assert_eq(filter_builds(s), 1, "the batch made the filter stale");
+
+	/* Keep 30 of the 981 tokens. */
+	uint64_t removed = 0;
+	cr_assert_eq(bayes_store_prune(s, 30, &removed), BAYES_OK);
+	cr_assert_gt(removed, 900);
+	static uint64_t learned[20 * 49];
+	static bayes_counts_t on[20 * 49], off[20 * 49];
+	for (int m = 0; m < 20; m++)
+		for (int j = 1; j < 50; j++)
+			learned[m * 49 + j - 1] = (uint64_t)(m < 10 ? m : 90 + m) * 1000003ULL +
+			                          (uint64_t)j * 7919ULL + 100;
+	skipped0 = filter_skipped(s);
+	cr_assert_eq(bayes_store_lookup(s, learned, 20 * 49, on, NULL), BAYES_OK);
+	cr_assert_eq(filter_builds(s), 1, "pruning made the filter stale");
+	cr_assert_eq(filter_skipped(s), skipped0, "a learned key was not in the filter");
+	bayes_store_set_filter(s, 0);
+	cr_assert_eq(bayes_store_lookup(s, learned, 20 * 49, off, NULL), BAYES_OK);
+	cr_assert_arr_eq(on, off, sizeof(on), "the filter changed an answer after pruning");
+	size_t present = 0;
+	for (size_t i = 0; i < 20 * 49; i++)
+		present += on[i].spam > 0;
+	cr_assert_lt(present, 30, "pruning removed nothing of the learned keys");
+	bayes_store_unref(s);
+}
+
+/*
+ * Another process's learning (sift learn beside the daemon) is not in
+ * the filter: lookups read LMDB and see it at once, and a new filter
+ * is built for the new state.
+ */
+Test(filter, another_process_learning_is_seen_at_once, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	/* Forked before the store is opened here: LMDB's handles do not cross a fork. */
+	int go[2], done[2];
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(done), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		char b;
+		if (read(go[0], &b, 1) != 1)
+			_exit(2);
+		char path[512];
+		int err;
+		snprintf(path, sizeof(path), "%s/db", tmpdir);
+		bayes_store_t *c = bayes_store_open(path, 64 << 20, 0, &err);
+		if (c == NULL)
+			_exit(3);
+		learn_batch(c, 500, 5, -1000);
+		bayes_store_unref(c);
+		_exit(write(done[1], "x", 1) == 1 ? 0 : 4);
+	}
+	bayes_store_t *s = open_store("db", 64 << 20, BAYES_OPEN_CREATE);
+	learn_batch(s, 0, 10, BAYES_OK);
+	bayes_store_set_filter(s, 12);
+	wait_filter(s, 1);
+	char b;
+	cr_assert_eq(write(go[1], "x", 1), 1);
+	cr_assert_eq(read(done[0], &b, 1), 1, "the other process did not learn");
+	int status;
+	waitpid(pid, &status, 0);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	uint64_t k[50];
+	k[0] = COMMON_KEY;
+	for (int j = 1; j < 50; j++)
+		k[j] = 502ULL * 1000003ULL + (uint64_t)j * 7919ULL + 100;
+	bayes_counts_t c[50];
+	uint64_t skipped0 = filter_skipped(s);
+	cr_assert_eq(bayes_store_lookup(s, k, 50, c, NULL), BAYES_OK);
+	cr_assert_eq(c[0].spam, 15);
+	for (int j = 1; j < 50; j++)
+		cr_assert_eq(c[j].spam, 1, "a key the other process learned read as absent");
+	cr_assert_eq(filter_skipped(s), skipped0, "a filter of the old state was used");
+
+	/* A filter of the new state follows, and finds them too. */
+	wait_filter(s, 2);
+	cr_assert_eq(bayes_store_lookup(s, k, 50, c, NULL), BAYES_OK);
+	for (int j = 1; j < 50; j++)
+		cr_assert_eq(c[j].spam, 1);
+	static uint64_t keys[PROBE_KEYS];
+	static bayes_counts_t got[PROBE_KEYS];
+	skipped0 = filter_skipped(s);
+	probe(s, keys, got, 1);
+	cr_assert_gt(filter_skipped(s) - skipped0, PROBE_KEYS * 95 / 100);
+	bayes_store_unref(s);
 }
 
 Test(store, full_map_stops_learning_not_scoring, .init = make_tmpdir, .fini = remove_tmpdir)
