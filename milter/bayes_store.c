@@ -1010,12 +1010,18 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
 		sk.density = (double)st.ms_entries / 18446744073709551616.0; /* 2^64 */
 	bool filtering = have_st && atomic_load_explicit(&s->filter_bits, memory_order_relaxed) > 0;
 	const bayes_filter_t *f = NULL;
+	bool stale = false;
 	if (filtering) {
 		pthread_rwlock_rdlock(&s->filter_lock);
 		f = s->filter;
-		if (f == NULL || atomic_load_explicit(&f->gen, memory_order_acquire) != t.gen ||
-		    atomic_load_explicit(&f->entries, memory_order_acquire) != st.ms_entries)
+		uint64_t fgen = f ? atomic_load_explicit(&f->gen, memory_order_acquire) : 0;
+		if (f == NULL || fgen != t.gen ||
+		    atomic_load_explicit(&f->entries, memory_order_acquire) != st.ms_entries) {
+			/* a snapshot older than the filter (generations only grow) is no reason to
+			 * build */
+			stale = f == NULL || fgen <= t.gen;
 			f = NULL;
+		}
 	}
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		if (c != NULL && cache_get(c, tag, keys[i], today, &out[i])) {
@@ -1047,7 +1053,7 @@ int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_c
 		if (skipped > 0)
 			atomic_fetch_add_explicit(&s->filter_skipped, skipped,
 			                          memory_order_relaxed);
-		if (f == NULL && rc == 0)
+		if (stale && rc == 0)
 			filter_kick(s);
 	}
 	if (cur != NULL)
