@@ -254,7 +254,8 @@ void bayes_store_cache_stats(bayes_store_t *s, uint64_t *hits, uint64_t *reads);
  * token, 12 by default: 1% of absent keys still read) says are absent.
  * The answers are exactly LMDB's: the filter is used only by a lookup
  * whose snapshot is the store state it was built from (or moved to by
- * this store's own batches); until one is built for the current state,
+ * this store's own batches, until the store holds a quarter more tokens
+ * than it was sized for); until one is built for the current state,
  * a thread of the store builds it (a read of every key; spaced by ten
  * times the last build's time) and lookups read LMDB. Any thread, any
  * time; 0 stops its use. bayes_store_filter_stats() gives the keys it

@@ -747,8 +747,11 @@ static void cache_free_all(bayes_store_t *s)
  * tenth of a core at most. A batch this process applies
  * (bayes_store_apply(): autolearn, touches) sets its keys' bits first and
  * then moves the filter to the state it committed, so autolearn does not
- * make it stale. Keys removed (pruning, forgetting) stay in it, which
- * costs a read, never a wrong answer.
+ * make it stale, until the store outgrows the tokens it was sized for
+ * (a quarter more than it held): then a build sizes one anew, so the
+ * share of absent keys it lets through stays about 1%. Keys removed
+ * (pruning, forgetting) stay in it, which costs a read, never a wrong
+ * answer.
  */
 #define FILTER_BLOCK_WORDS 8 /* 512 bits */
 #define FILTER_PROBES      6
@@ -760,6 +763,7 @@ static void cache_free_all(bayes_store_t *s)
 struct bayes_filter {
 	_Atomic uint64_t gen;     /* the store state it holds every key of */
 	_Atomic uint64_t entries; /* and that state's token count */
+	uint64_t room;            /* tokens it was sized for */
 	size_t nblocks;
 	_Atomic uint64_t w[]; /* nblocks * FILTER_BLOCK_WORDS */
 };
@@ -776,8 +780,10 @@ static bayes_filter_t *filter_new(uint64_t entries, unsigned bits)
 	double want = (double)(entries ? entries : 1) * FILTER_HEADROOM * bits;
 	size_t nblocks = (size_t)(want / (64.0 * FILTER_BLOCK_WORDS)) + 1;
 	bayes_filter_t *f = calloc(1, sizeof(*f) + nblocks * FILTER_BLOCK_WORDS * sizeof(uint64_t));
-	if (f != NULL)
+	if (f != NULL) {
 		f->nblocks = nblocks;
+		f->room = (uint64_t)((double)(entries ? entries : 1) * FILTER_HEADROOM);
+	}
 	return f;
 }
 
@@ -1471,7 +1477,9 @@ static void filter_advance(bayes_store_t *s, uint64_t gen0, uint64_t entries0, u
 {
 	pthread_rwlock_rdlock(&s->filter_lock);
 	bayes_filter_t *f = s->filter;
-	if (f != NULL && atomic_load_explicit(&f->gen, memory_order_acquire) == gen0 &&
+	/* past the tokens it was sized for, it stays behind: a build sizes one anew */
+	if (f != NULL && entries1 <= f->room &&
+	    atomic_load_explicit(&f->gen, memory_order_acquire) == gen0 &&
 	    atomic_load_explicit(&f->entries, memory_order_acquire) == entries0) {
 		for (size_t i = 0; i < n; i++)
 			filter_add(f, pairs[i].key);

@@ -966,19 +966,19 @@ Test(filter, answers_as_lmdb_and_skips_absent_keys, .init = make_tmpdir, .fini =
 Test(filter, own_batches_move_it_on_without_a_rebuild, .init = make_tmpdir, .fini = remove_tmpdir)
 {
 	bayes_store_t *s = open_store("db", 64 << 20, BAYES_OPEN_CREATE);
-	learn_batch(s, 0, 10, BAYES_OK);
+	learn_batch(s, 0, 20, BAYES_OK); /* 981 tokens: room for 1,226 */
 	bayes_store_set_filter(s, 12);
 	wait_filter(s, 1);
 
-	learn_batch(s, 100, 10, BAYES_OK);
+	learn_batch(s, 100, 4, BAYES_OK); /* 1,177 */
 	uint64_t k[50];
 	k[0] = COMMON_KEY;
 	for (int j = 1; j < 50; j++)
-		k[j] = 105ULL * 1000003ULL + (uint64_t)j * 7919ULL + 100;
+		k[j] = 102ULL * 1000003ULL + (uint64_t)j * 7919ULL + 100;
 	bayes_counts_t c[50];
 	uint64_t skipped0 = filter_skipped(s);
 	cr_assert_eq(bayes_store_lookup(s, k, 50, c, NULL), BAYES_OK);
-	cr_assert_eq(c[0].spam, 20);
+	cr_assert_eq(c[0].spam, 24);
 	for (int j = 1; j < 50; j++)
 		cr_assert_eq(c[j].spam, 1, "a key the batch added read as absent");
 	static uint64_t keys[PROBE_KEYS];
@@ -988,27 +988,53 @@ Test(filter, own_batches_move_it_on_without_a_rebuild, .init = make_tmpdir, .fin
 	             "the filter was not used after the batch");
 	cr_assert_eq(filter_builds(s), 1, "the batch made the filter stale");
 
-	/* Keep 30 of the 981 tokens. */
+	/* Keep 30 of the 1,177 tokens. */
 	uint64_t removed = 0;
 	cr_assert_eq(bayes_store_prune(s, 30, &removed), BAYES_OK);
-	cr_assert_gt(removed, 900);
-	static uint64_t learned[20 * 49];
-	static bayes_counts_t on[20 * 49], off[20 * 49];
-	for (int m = 0; m < 20; m++)
+	cr_assert_gt(removed, 1100);
+	static uint64_t learned[24 * 49];
+	static bayes_counts_t on[24 * 49], off[24 * 49];
+	for (int m = 0; m < 24; m++)
 		for (int j = 1; j < 50; j++)
-			learned[m * 49 + j - 1] = (uint64_t)(m < 10 ? m : 90 + m) * 1000003ULL +
+			learned[m * 49 + j - 1] = (uint64_t)(m < 20 ? m : 80 + m) * 1000003ULL +
 			                          (uint64_t)j * 7919ULL + 100;
 	skipped0 = filter_skipped(s);
-	cr_assert_eq(bayes_store_lookup(s, learned, 20 * 49, on, NULL), BAYES_OK);
+	cr_assert_eq(bayes_store_lookup(s, learned, 24 * 49, on, NULL), BAYES_OK);
 	cr_assert_eq(filter_builds(s), 1, "pruning made the filter stale");
 	cr_assert_eq(filter_skipped(s), skipped0, "a learned key was not in the filter");
 	bayes_store_set_filter(s, 0);
-	cr_assert_eq(bayes_store_lookup(s, learned, 20 * 49, off, NULL), BAYES_OK);
+	cr_assert_eq(bayes_store_lookup(s, learned, 24 * 49, off, NULL), BAYES_OK);
 	cr_assert_arr_eq(on, off, sizeof(on), "the filter changed an answer after pruning");
 	size_t present = 0;
-	for (size_t i = 0; i < 20 * 49; i++)
+	for (size_t i = 0; i < 24 * 49; i++)
 		present += on[i].spam > 0;
 	cr_assert_lt(present, 30, "pruning removed nothing of the learned keys");
+	bayes_store_unref(s);
+}
+
+/* Past the tokens it was sized for, this store's batches leave it behind and a larger one is built.
+ */
+Test(filter, a_store_that_outgrows_it_gets_a_larger_one, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 64 << 20, BAYES_OPEN_CREATE);
+	learn_batch(s, 0, 4, BAYES_OK); /* 197 tokens: room for 246 */
+	bayes_store_set_filter(s, 12);
+	wait_filter(s, 1);
+	learn_batch(s, 4, 1, BAYES_OK); /* 246 */
+	static uint64_t keys[PROBE_KEYS];
+	static bayes_counts_t got[PROBE_KEYS];
+	uint64_t skipped0 = filter_skipped(s);
+	probe(s, keys, got, 1);
+	cr_assert_gt(filter_skipped(s) - skipped0, PROBE_KEYS * 95 / 100,
+	             "moved on within its room");
+	learn_batch(s, 5, 1, BAYES_OK); /* 295: past it */
+	skipped0 = filter_skipped(s);
+	probe(s, keys, got, 1);
+	cr_assert_eq(filter_skipped(s), skipped0, "used past its room");
+	wait_filter(s, 2);
+	skipped0 = filter_skipped(s);
+	probe(s, keys, got, 1);
+	cr_assert_gt(filter_skipped(s) - skipped0, PROBE_KEYS * 95 / 100);
 	bayes_store_unref(s);
 }
 
