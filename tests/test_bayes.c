@@ -773,15 +773,21 @@ static void *reader_main(void *p)
 	return NULL;
 }
 
+/* Message id's 50 keys, as learn_batch() learns them: the common key and 49 of its own. */
+static void message_keys(int id, uint64_t k[50])
+{
+	k[0] = COMMON_KEY;
+	for (int j = 1; j < 50; j++)
+		k[j] = (uint64_t)id * 1000003ULL + (uint64_t)j * 7919ULL + 100;
+}
+
 static void learn_batch(bayes_store_t *s, int first, int n, int rc_want)
 {
 	uint64_t *keys = malloc((size_t)n * 50 * sizeof(*keys));
 	bayes_learn_item_t *it = malloc((size_t)n * sizeof(*it));
 	for (int i = 0; i < n; i++) {
 		uint64_t *k = keys + i * 50;
-		k[0] = COMMON_KEY;
-		for (int j = 1; j < 50; j++)
-			k[j] = (uint64_t)(first + i) * 1000003ULL + (uint64_t)j * 7919ULL + 100;
+		message_keys(first + i, k);
 		it[i] = item(BAYES_LEARN_SPAM, first + i, k, 50);
 	}
 	int rc = bayes_store_apply(s, it, (size_t)n, NULL);
@@ -925,6 +931,18 @@ static void probe(bayes_store_t *s, uint64_t *keys, bayes_counts_t *c, size_t fi
 	cr_assert_eq(bayes_store_lookup(s, keys, PROBE_KEYS, c, NULL), BAYES_OK);
 }
 
+/* Message id's own keys read as learned once, and the common key as learned `common` times. */
+static void expect_learned(bayes_store_t *s, int id, unsigned common, const char *what)
+{
+	uint64_t k[50];
+	bayes_counts_t c[50];
+	message_keys(id, k);
+	cr_assert_eq(bayes_store_lookup(s, k, 50, c, NULL), BAYES_OK);
+	cr_assert_eq(c[0].spam, common);
+	for (int j = 1; j < 50; j++)
+		cr_assert_eq(c[j].spam, 1, "message %d's key %d read as absent: %s", id, j, what);
+}
+
 Test(filter, answers_as_lmdb_and_skips_absent_keys, .init = make_tmpdir, .fini = remove_tmpdir)
 {
 	bayes_store_t *s = open_store("db", 64 << 20, BAYES_OPEN_CREATE);
@@ -943,18 +961,8 @@ Test(filter, answers_as_lmdb_and_skips_absent_keys, .init = make_tmpdir, .fini =
 	cr_assert_gt(skipped, PROBE_KEYS * 95 / 100, "only %llu of %d absent keys skipped LMDB",
 	             (unsigned long long)skipped, PROBE_KEYS);
 
-	/* Every learned key is found through it. */
-	uint64_t lk[50];
-	for (int m = 0; m < 40; m++) {
-		lk[0] = COMMON_KEY;
-		for (int j = 1; j < 50; j++)
-			lk[j] = (uint64_t)m * 1000003ULL + (uint64_t)j * 7919ULL + 100;
-		bayes_counts_t c[50];
-		cr_assert_eq(bayes_store_lookup(s, lk, 50, c, NULL), BAYES_OK);
-		cr_assert_eq(c[0].spam, 40);
-		for (int j = 1; j < 50; j++)
-			cr_assert_geq(c[j].spam, 1, "message %d's key %d read as absent", m, j);
-	}
+	for (int m = 0; m < 40; m++)
+		expect_learned(s, m, 40, "a learned key");
 	bayes_store_unref(s);
 }
 
@@ -971,16 +979,8 @@ Test(filter, own_batches_move_it_on_without_a_rebuild, .init = make_tmpdir, .fin
 	wait_filter(s, 1);
 
 	learn_batch(s, 100, 4, BAYES_OK); /* 1,177 */
-	uint64_t k[50];
-	k[0] = COMMON_KEY;
-	for (int j = 1; j < 50; j++)
-		k[j] = 102ULL * 1000003ULL + (uint64_t)j * 7919ULL + 100;
-	bayes_counts_t c[50];
 	uint64_t skipped0 = filter_skipped(s);
-	cr_assert_eq(bayes_store_lookup(s, k, 50, c, NULL), BAYES_OK);
-	cr_assert_eq(c[0].spam, 24);
-	for (int j = 1; j < 50; j++)
-		cr_assert_eq(c[j].spam, 1, "a key the batch added read as absent");
+	expect_learned(s, 102, 24, "a key the batch added");
 	static uint64_t keys[PROBE_KEYS];
 	static bayes_counts_t got[PROBE_KEYS];
 	probe(s, keys, got, 1);
@@ -1076,23 +1076,13 @@ Test(filter, another_process_learning_is_seen_at_once, .init = make_tmpdir, .fin
 	waitpid(pid, &status, 0);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
-	uint64_t k[50];
-	k[0] = COMMON_KEY;
-	for (int j = 1; j < 50; j++)
-		k[j] = 502ULL * 1000003ULL + (uint64_t)j * 7919ULL + 100;
-	bayes_counts_t c[50];
 	uint64_t skipped0 = filter_skipped(s);
-	cr_assert_eq(bayes_store_lookup(s, k, 50, c, NULL), BAYES_OK);
-	cr_assert_eq(c[0].spam, 15);
-	for (int j = 1; j < 50; j++)
-		cr_assert_eq(c[j].spam, 1, "a key the other process learned read as absent");
+	expect_learned(s, 502, 15, "a key the other process learned");
 	cr_assert_eq(filter_skipped(s), skipped0, "a filter of the old state was used");
 
 	/* A filter of the new state follows, and finds them too. */
 	wait_filter(s, 2);
-	cr_assert_eq(bayes_store_lookup(s, k, 50, c, NULL), BAYES_OK);
-	for (int j = 1; j < 50; j++)
-		cr_assert_eq(c[j].spam, 1);
+	expect_learned(s, 502, 15, "through the new filter");
 	static uint64_t keys[PROBE_KEYS];
 	static bayes_counts_t got[PROBE_KEYS];
 	skipped0 = filter_skipped(s);
