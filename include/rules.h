@@ -243,6 +243,7 @@ typedef struct rules_stats {
 	size_t prefiltered;        /* rules with prefilter literals */
 	size_t unused;             /* compiled, but no scored rule depends on them: not run */
 	size_t ascii_forms;        /* rules with a smaller form for pure-ASCII text */
+	size_t lead_dropped;       /* rules run without an optional start (rules.c) */
 	bool vectorscan;           /* prefilter uses Vectorscan */
 } rules_stats_t;
 

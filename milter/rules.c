@@ -678,6 +678,145 @@ static char *lead_as_lookbehind(const struct rule *ru)
 }
 
 /*
+ * The end of the item (group, class or atom) at p[i], or 0 when it is not
+ * one lead_nullable_dropped() understands: groups must be "(?:" or
+ * "(?FLAGS:" and hold no capturing group (group numbers would change), no
+ * \Q, (*VERB), comment, callout or POSIX class (not read here); atoms are
+ * a plain byte or a backslash with one byte after it.
+ */
+static size_t lead_item_end(const char *p, size_t n, size_t i)
+{
+	if (p[i] == '[') {
+		size_t k = i + 1;
+		if (k < n && p[k] == '^')
+			k++;
+		if (k < n && p[k] == ']')
+			k++; /* a ']' first is a member */
+		for (; k < n && p[k] != ']'; k++) {
+			if (p[k] == '\\')
+				k++;
+			else if (p[k] == '[' && k + 1 < n && p[k + 1] == ':')
+				return 0; /* POSIX classes: not worth reading */
+		}
+		return k < n ? k + 1 : 0;
+	}
+	if (p[i] == '\\') {
+		/* \x, \o, \N{..}, \p{..}, \Q, \g, \k, \c, digits: take more than one byte, or refer
+		 */
+		if (i + 1 >= n || strchr("xopPNQEgkc0123456789", p[i + 1]) != NULL)
+			return 0;
+		return i + 2;
+	}
+	if (p[i] != '(') {
+		return strchr("|)*+?{^$.", p[i]) == NULL ? i + 1 : 0;
+	}
+	/* "(?:" or "(?flags:" only: not (?>, (?|, (?=, (?<..., (?P, (?R, (?1, (*VERB) */
+	size_t k = i + 1;
+	if (k >= n || p[k] != '?')
+		return 0;
+	for (k++; k < n && (isalpha((unsigned char)p[k]) || p[k] == '-' || p[k] == '^'); k++)
+		if (p[k] == 'x')
+			return 0; /* extended: blanks and comments would need reading as such */
+	if (k >= n || p[k] != ':')
+		return 0;
+	int depth = 1;
+	bool in_class = false;
+	for (k++; k < n; k++) {
+		char c = p[k];
+		if (c == '\\') {
+			if (k + 1 < n && (p[k + 1] == 'Q' || p[k + 1] == 'E'))
+				return 0;
+			k++;
+		} else if (in_class) {
+			if (c == '[' && k + 1 < n && p[k + 1] == ':')
+				return 0;
+			in_class = c != ']';
+		} else if (c == '[') {
+			in_class = true;
+			if (k + 1 < n && p[k + 1] == '^')
+				k++;
+			if (k + 1 < n && p[k + 1] == ']')
+				k++;
+		} else if (c == '(') {
+			/* inside: non-capturing groups, lookarounds, option settings only */
+			if (k + 1 >= n || p[k + 1] != '?')
+				return 0;
+			char d = k + 2 < n ? p[k + 2] : '\0';
+			if (d == 'P' || d == '\'' || d == '|' || d == 'R' || d == '&' || d == '(' ||
+			    d == '#' || d == 'C' || d == '+' || d == '-' ||
+			    isdigit((unsigned char)d) ||
+			    (d == '<' && k + 3 < n && p[k + 3] != '=' && p[k + 3] != '!'))
+				return 0;
+			depth++;
+		} else if (c == ')' && --depth == 0) {
+			return k + 1;
+		}
+	}
+	return 0;
+}
+
+/* How many bytes of p[0..n) lead_nullable_dropped() may drop: 0 for none. */
+static size_t lead_nullable_len(const char *p, size_t n)
+{
+	size_t i = 0;
+	for (;;) {
+		size_t e = i < n ? lead_item_end(p, n, i) : 0;
+		if (e == 0 || e >= n)
+			break;
+		size_t q = e;
+		if (p[q] == '?' || p[q] == '*') {
+			q++;
+		} else if (p[q] == '{' && q + 2 < n && p[q + 1] == '0' && p[q + 2] == ',') {
+			q += 3;
+			while (q < n && isdigit((unsigned char)p[q]))
+				q++;
+			if (q >= n || p[q] != '}')
+				break;
+			q++;
+		} else if (p[q] == '{' && q + 2 < n && p[q + 1] == '0' && p[q + 2] == '}') {
+			q += 3;
+		} else {
+			break;
+		}
+		if (q < n && p[q] == '+')
+			break; /* possessive */
+		if (q < n && p[q] == '?')
+			q++; /* lazy */
+		i = q;
+	}
+	/* something must remain, and not the other side of an alternation */
+	if (i == 0 || i >= n || p[i] == '|' || p[i] == ')' || strchr("*+?{", p[i]) != NULL)
+		return 0;
+	return i;
+}
+
+/*
+ * A rule that asks only whether its pattern matches (not tflags multiple)
+ * can go without what its pattern starts with when that part may match
+ * nothing: some text holds a match of "(?:your\s)?(?:full\s)?name:"
+ * exactly when it holds one of "name:", since the search tries every start
+ * position and the optional part may always match nothing there. PCRE2
+ * does not see it: at every position it tries the part's alternatives
+ * first. SpamAssassin's __FILL_THIS_FORM_LOAN1 and _FRAUD_PHISH1 begin with
+ * such a part (<FF_YOUR>, 14 alternatives up to three times) and cost half
+ * as much without it. What is dropped: items quantified by ?, * or {0,N}
+ * (greedy or lazy; a possessive or atomic part may refuse a match the rest
+ * alone finds, and is kept), and never a capturing group (the numbers of
+ * the others would change). Only the match text differs.
+ * Tried and left: the same for the first pass of a counted group,
+ * "(?:G){5}" as "(?:G')(?:G){4}" (__FILL_THIS_FORM_LONG2 and _SHORT2):
+ * LONG2 took twice as long in that form.
+ */
+static char *lead_nullable_dropped(const struct rule *ru)
+{
+	if ((ru->tflags & TF_MULTIPLE) || (ru->re_options & PCRE2_EXTENDED) || ru->captures ||
+	    ru->capture_dep)
+		return NULL;
+	size_t i = lead_nullable_len(ru->pattern, strlen(ru->pattern));
+	return i > 0 ? xalloc_strdup(ru->pattern + i) : NULL;
+}
+
+/*
  * Patterns this long, or cut into pieces, get an ASCII form when it is at
  * most half their size: SpamAssassin's ReplaceTags rules shrink from tens
  * of KB to a few, and run several times faster on the (most common)
@@ -735,14 +874,20 @@ static void ascii_form(rules_t *r, struct rule *ru)
 int rules_compile_rule(rules_t *r, struct rule *ru, diag_t *d)
 {
 	char *look = lead_as_lookbehind(ru);
+	bool dropped = false;
+	if (look == NULL && (look = lead_nullable_dropped(ru)) != NULL)
+		dropped = true;
 	if (look != NULL) {
 		size_t ncodes = ru->ncodes, npieces = ru->npieces;
 		diag_t *quiet = diag_new();
 		int rc = compile_piece(r, ru, look, strlen(look), 0, quiet);
 		diag_free(quiet);
 		free(look);
-		if (rc == 0)
+		if (rc == 0) {
+			if (dropped)
+				r->stats.lead_dropped++;
 			return 0;
+		}
 		/* the original pattern reports its own error, if any */
 		while (ru->ncodes > ncodes)
 			pcre2_code_free(ru->codes[--ru->ncodes]);
@@ -1443,6 +1588,11 @@ void rules_print_stats(const rules_t *r, FILE *fp)
 	if (r->stats.ascii_forms > 0)
 		fprintf(fp, "rules with an ASCII form %zu (run on text with no byte above 0x7f)\n",
 		        r->stats.ascii_forms);
+	if (r->stats.lead_dropped > 0)
+		fprintf(fp,
+		        "rules run without their optional start %zu (they only ask whether it "
+		        "matches)\n",
+		        r->stats.lead_dropped);
 	if (r->stats.unused > 0)
 		fprintf(fp, "unused sub-rules %zu (no scored rule depends on them: not run)\n",
 		        r->stats.unused);

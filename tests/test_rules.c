@@ -346,6 +346,46 @@ Test(rules, leading_start_or_blank_group_hits_as_written)
 	rules_free(r);
 }
 
+/*
+ * A rule that only asks whether it matches runs without the optional items
+ * its pattern starts with (rules.c, lead_nullable_dropped): the hits must
+ * be those of the pattern as written, and what could change them is kept:
+ * a possessive start, a capturing group, a counted rule, inline options.
+ */
+Test(rules, an_optional_start_is_dropped_with_the_same_hits)
+{
+	rules_t *r = load("body FORM /(?:your\\s)?(?:full\\s|current\\s){0,3}name:\\s/i\n"
+	                  "body ALT /(?:foo)?bar|baz/\n"
+	                  "body LAZY /(?:we\\s)??need\\s+cash/\n"
+	                  "body SCOPED /(?i:your\\s)?NAME\\b/\n"
+	                  "body POSS /(?:b)?+bc/\n"
+	                  "body CAPT /(a)?b\\1/\n"
+	                  "body __TWICE /(?:x\\s)?yes/\ntflags __TWICE multiple\n"
+	                  "meta YES_2 __TWICE >= 2\n"
+	                  "body ALL_OPT /(?:q)?(?:z)*/\n");
+	rules_stats_t st;
+	rules_stats(r, &st);
+	cr_assert_eq(st.lead_dropped, 4, "FORM, ALT, LAZY and SCOPED: got %zu", st.lead_dropped);
+	cr_assert(hits(r, PLAIN("x", "Your full name: Bob\n"), "FORM"));
+	cr_assert(hits(r, PLAIN("x", "name: Bob\n"), "FORM"));
+	cr_assert_not(hits(r, PLAIN("x", "Your full nam: Bob\n"), "FORM"));
+	cr_assert(hits(r, PLAIN("x", "a baz\n"), "ALT"), "the other side of the alternation");
+	cr_assert(hits(r, PLAIN("x", "a bar\n"), "ALT"));
+	cr_assert_not(hits(r, PLAIN("x", "a ba\n"), "ALT"));
+	cr_assert(hits(r, PLAIN("x", "you need  cash\n"), "LAZY"));
+	cr_assert(hits(r, PLAIN("x", "Your NAME here\n"), "SCOPED"));
+	cr_assert_not(hits(r, PLAIN("x", "your name here\n"), "SCOPED"),
+	              "the group's (?i) does not reach the rest");
+	/* "bc": the possessive group takes the b and gives it back to no one */
+	cr_assert_not(hits(r, PLAIN("x", "bc\n"), "POSS"));
+	cr_assert(hits(r, PLAIN("x", "bbc\n"), "POSS"));
+	cr_assert(hits(r, PLAIN("x", "aba\n"), "CAPT"));
+	cr_assert_not(hits(r, PLAIN("x", "bx\n"), "CAPT"), "an unset group matches nothing");
+	cr_assert(hits(r, PLAIN("x", "x yes yes\n"), "YES_2"), "a counted rule counts every match");
+	cr_assert(hits(r, PLAIN("x", "anything\n"), "ALL_OPT"), "an empty match is a match");
+	rules_free(r);
+}
+
 /* tflags nosubject: the body without the Subject line SpamAssassin puts first. */
 Test(rules, nosubject_body_rules_do_not_see_the_subject)
 {
