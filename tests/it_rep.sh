@@ -109,6 +109,7 @@ num_ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
 num_lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 < b + 0) }'; }
 spam_count() { rcli "$1" HGET "sift:r:{ip:$2}" s; }
 spam_ge() { num_ge "$(spam_count "$1" "$2")" "$3"; }
+ham_ge() { num_ge "$(rcli "$1" HGET "sift:r:{ip:$2}" h)" "$3"; }
 
 # ------------------------------------------------------------ 1. two nodes, one Redis
 
@@ -142,6 +143,8 @@ check "B: the same ham scores higher from the spammer's IP" \
 hm=$(rcli "$RR" INFO commandstats | grep -c '^cmdstat_hmget:')
 check "B reads reputation from its replica" [ "$hm" -ge 1 ]
 
+# B's verdict on bham1 is written within rep_write_window, then replicated
+check "B's verdict on the ham reaches the replica" wait_for 5 ham_ge "$RR" "$SPAMMER" 0.99
 out=$("$SIFT" -c "$D/b.conf" check --ip "$SPAMMER" "$DATA/ham.eml" 2>&1)
 check "sift check explains the reputation" has "$out" "IP $SPAMMER: spam 5.0 ham 1.0"
 
