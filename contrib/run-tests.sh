@@ -68,6 +68,11 @@ count_suite() {
 				grep -aE '^\[FAIL\]|^\[----\] .*(Assertion|Test crashed|Timed out)' -A3 "$log" |
 					head -n 60
 			fi
+			# the integration scripts print "not ok N - what" where it fails
+			if grep -aq '^not ok ' "$log" 2>/dev/null; then
+				echo "---- $label: ${log#$dir/} ($res), failed checks:"
+				grep -a '^not ok ' -A4 "$log" | head -n 60
+			fi
 			echo "---- $label: ${log#$dir/} ($res), last lines:"
 			tail -n 30 "$log"
 		fi
