@@ -678,114 +678,62 @@ static char *lead_as_lookbehind(const struct rule *ru)
 }
 
 /*
- * The end of the item (group, class or atom) at p[i], or 0 when it is not
- * one lead_nullable_dropped() understands: groups must be "(?:" or
- * "(?FLAGS:" and hold no capturing group (group numbers would change), no
- * \Q, (*VERB), comment, callout or POSIX class (not read here); atoms are
- * a plain byte or a backslash with one byte after it.
+ * Whether the group p[i..end) may be dropped as a whole: "(?:" or
+ * "(?FLAGS:" without x (blanks and comments would need reading as such),
+ * holding non-capturing groups, lookarounds and option settings only: no
+ * capturing or named group (the numbers of the others would change), no
+ * comment or callout (atom_end() does not read them), no recursion,
+ * branch reset or reference by name or number.
  */
-static size_t lead_item_end(const char *p, size_t n, size_t i)
+static bool lead_group_droppable(const char *p, size_t i, size_t end)
 {
-	if (p[i] == '[') {
-		size_t k = i + 1;
-		if (k < n && p[k] == '^')
-			k++;
-		if (k < n && p[k] == ']')
-			k++; /* a ']' first is a member */
-		for (; k < n && p[k] != ']'; k++) {
-			if (p[k] == '\\')
-				k++;
-			else if (p[k] == '[' && k + 1 < n && p[k + 1] == ':')
-				return 0; /* POSIX classes: not worth reading */
-		}
-		return k < n ? k + 1 : 0;
-	}
-	if (p[i] == '\\') {
-		/* \x, \o, \N{..}, \p{..}, \Q, \g, \k, \c, digits: take more than one byte, or refer
-		 */
-		if (i + 1 >= n || strchr("xopPNQEgkc0123456789", p[i + 1]) != NULL)
-			return 0;
-		return i + 2;
-	}
-	if (p[i] != '(') {
-		return strchr("|)*+?{^$.", p[i]) == NULL ? i + 1 : 0;
-	}
-	/* "(?:" or "(?flags:" only: not (?>, (?|, (?=, (?<..., (?P, (?R, (?1, (*VERB) */
 	size_t k = i + 1;
-	if (k >= n || p[k] != '?')
-		return 0;
-	for (k++; k < n && (isalpha((unsigned char)p[k]) || p[k] == '-' || p[k] == '^'); k++)
+	if (k >= end || p[k] != '?')
+		return false;
+	for (k++; k < end && (isalpha((unsigned char)p[k]) || p[k] == '-' || p[k] == '^'); k++)
 		if (p[k] == 'x')
-			return 0; /* extended: blanks and comments would need reading as such */
-	if (k >= n || p[k] != ':')
-		return 0;
-	int depth = 1;
-	bool in_class = false;
-	for (k++; k < n; k++) {
-		char c = p[k];
-		if (c == '\\') {
-			if (k + 1 < n && (p[k + 1] == 'Q' || p[k + 1] == 'E'))
-				return 0;
-			k++;
-		} else if (in_class) {
-			if (c == '[' && k + 1 < n && p[k + 1] == ':')
-				return 0;
-			in_class = c != ']';
-		} else if (c == '[') {
-			in_class = true;
-			if (k + 1 < n && p[k + 1] == '^')
-				k++;
-			if (k + 1 < n && p[k + 1] == ']')
-				k++;
-		} else if (c == '(') {
-			/* inside: non-capturing groups, lookarounds, option settings only */
-			if (k + 1 >= n || p[k + 1] != '?')
-				return 0;
-			char d = k + 2 < n ? p[k + 2] : '\0';
-			if (d == 'P' || d == '\'' || d == '|' || d == 'R' || d == '&' || d == '(' ||
-			    d == '#' || d == 'C' || d == '+' || d == '-' ||
-			    isdigit((unsigned char)d) ||
-			    (d == '<' && k + 3 < n && p[k + 3] != '=' && p[k + 3] != '!'))
-				return 0;
-			depth++;
-		} else if (c == ')' && --depth == 0) {
-			return k + 1;
+			return false;
+	if (k >= end || p[k] != ':')
+		return false;
+	for (k++; k < end; k++) {
+		size_t past = skip_inert(p, end, k, false);
+		if (past != k) {
+			k = past - 1;
+			continue;
 		}
+		if (p[k] != '(')
+			continue;
+		char d = k + 2 < end && p[k + 1] == '?' ? p[k + 2] : '\0';
+		if (d == '\0' || strchr("P'|R&(#C+-", d) != NULL || isdigit((unsigned char)d) ||
+		    (d == '<' && k + 3 < end && p[k + 3] != '=' && p[k + 3] != '!'))
+			return false;
 	}
-	return 0;
+	return true;
 }
 
-/* How many bytes of p[0..n) lead_nullable_dropped() may drop: 0 for none. */
+/*
+ * How many bytes of p[0..n) lead_nullable_dropped() may drop: the atoms
+ * quantified by ?, * or {0,N} it starts with, greedy or lazy (possessive
+ * ones are kept), and only while something remains that is not the other
+ * side of an alternation; 0 for none.
+ */
 static size_t lead_nullable_len(const char *p, size_t n)
 {
 	size_t i = 0;
-	for (;;) {
-		size_t e = i < n ? lead_item_end(p, n, i) : 0;
-		if (e == 0 || e >= n)
+	while (i < n) {
+		char c = p[i];
+		/* escapes with arguments (\x{..}, \p{..}, \Q..\E, \g1, \cX ...) are left alone */
+		if (strchr("|)*+?{^$.", c) != NULL ||
+		    (c == '\\' && (i + 1 >= n || strchr("xopPNQEgkc0123456789", p[i + 1]) != NULL)))
 			break;
-		size_t q = e;
-		if (p[q] == '?' || p[q] == '*') {
-			q++;
-		} else if (p[q] == '{' && q + 2 < n && p[q + 1] == '0' && p[q + 2] == ',') {
-			q += 3;
-			while (q < n && isdigit((unsigned char)p[q]))
-				q++;
-			if (q >= n || p[q] != '}')
-				break;
-			q++;
-		} else if (p[q] == '{' && q + 2 < n && p[q + 1] == '0' && p[q + 2] == '}') {
-			q += 3;
-		} else {
+		size_t a = atom_end(p, n, i), q;
+		unsigned long lo;
+		if (a >= n || (c == '(' && !lead_group_droppable(p, i, a)) ||
+		    !quantifier(p, n, a, &q, &lo) || lo != 0 || p[q - 1] == '+')
 			break;
-		}
-		if (q < n && p[q] == '+')
-			break; /* possessive */
-		if (q < n && p[q] == '?')
-			q++; /* lazy */
 		i = q;
 	}
-	/* something must remain, and not the other side of an alternation */
-	if (i == 0 || i >= n || p[i] == '|' || p[i] == ')' || strchr("*+?{", p[i]) != NULL)
+	if (i == 0 || i >= n || strchr("|)*+?{", p[i]) != NULL)
 		return 0;
 	return i;
 }
