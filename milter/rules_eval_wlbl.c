@@ -537,25 +537,46 @@ void rules_wlbl_free(struct rules_wlbl *w)
 	free(w);
 }
 
+/*
+ * '*' any run, '?' one byte; pat lower-case, s compared lower-cased.
+ * Iterative, resuming only at the last '*' met: a later star can take up
+ * whatever an earlier one would have, so a mismatch never has to revisit
+ * an earlier star's length. At worst len(pat) x len(s) steps, where
+ * trying every length of every star (as a recursion does) grows as
+ * len(s) to the power of the stars: "*a*a*a*a*b" against a long crafted
+ * From address took minutes. Most patterns are "*@domain": the literal
+ * after the last '*' must end s, and is checked first.
+ */
 bool rules_eval_glob(const char *pat, const char *s)
 {
-	if (*pat == '\0')
-		return *s == '\0';
-	if (*pat == '*') {
-		while (pat[1] == '*')
-			pat++;
-		for (const char *t = s;; t++) {
-			if (rules_eval_glob(pat + 1, t))
-				return true;
-			if (*t == '\0')
+	const char *last = strrchr(pat, '*');
+	if (last != NULL) {
+		size_t tn = strlen(last + 1), sn = strlen(s);
+		if (tn > sn)
+			return false;
+		const char *end = s + sn - tn;
+		for (size_t i = 0; i < tn; i++)
+			if (last[1 + i] != '?' && last[1 + i] != tolower((unsigned char)end[i]))
 				return false;
+	}
+	const char *star = NULL, *resume = NULL;
+	while (*s != '\0') {
+		if (*pat == '*') {
+			star = pat++;
+			resume = s;
+		} else if (*pat != '\0' && (*pat == '?' || *pat == tolower((unsigned char)*s))) {
+			pat++;
+			s++;
+		} else if (star != NULL) {
+			pat = star + 1;
+			s = ++resume;
+		} else {
+			return false;
 		}
 	}
-	if (*s == '\0')
-		return false;
-	if (*pat == '?' || *pat == tolower((unsigned char)*s))
-		return rules_eval_glob(pat + 1, s + 1);
-	return false;
+	while (*pat == '*')
+		pat++;
+	return *pat == '\0';
 }
 
 static bool listed(const struct rules_wlbl *w, int l, const char *addr)

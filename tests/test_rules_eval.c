@@ -5,6 +5,7 @@
  * skipped evals that warn with their reason.
  */
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1777,6 +1778,85 @@ Test(rules_eval, welcome_and_block_lists_by_address)
 	    hits(r, "To: a@example.org\nCc: honeypot@example.org\n\nx\n", "USER_IN_BLOCKLIST_TO"));
 	cr_assert(hits(r, "X-Original-To: abuse@example.org\n\nx\n", "USER_IN_ALL_SPAM_TO"));
 	cr_assert_not(hits(r, "To: a@example.org\n\nx\n", "USER_IN_ALL_SPAM_TO"));
+	rules_free(r);
+}
+
+/* Globbing as a recursion over every length of every '*' does it: the reference. */
+static bool glob_ref(const char *p, const char *s)
+{
+	if (*p == '\0')
+		return *s == '\0';
+	if (*p == '*')
+		return glob_ref(p + 1, s) || (*s != '\0' && glob_ref(p, s + 1));
+	return *s != '\0' && (*p == '?' || *p == tolower((unsigned char)*s)) &&
+	       glob_ref(p + 1, s + 1);
+}
+
+/*
+ * The list patterns' globs: what the reference gives on every pattern and
+ * address over a small alphabet, and in linear-ish time where a crafted
+ * address met a pattern of many stars (it took minutes: the timeout).
+ */
+Test(rules_eval, list_globs_match_as_written_and_in_bounded_time, .timeout = 20)
+{
+	static const char *const fixed[][3] = {
+	    {"*@partner.example", "a@partner.example", "1"},
+	    {"*@partner.example", "a@partner.example.net", "0"},
+	    {"*@*.example.net", "Spam1@MX.Example.NET", "1"},
+	    {"spam?@*.example.net", "spam12@mx.example.net", "0"},
+	    {"*", "", "1"},
+	    {"?", "", "0"},
+	    {"a**b", "ab", "1"},
+	    {"*a*b*", "xxbxxa", "0"},
+	    {"*.icu", ".icu", "1"},
+	    {"*ab", "aab", "1"},
+	};
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		cr_assert_eq(rules_eval_glob(fixed[i][0], fixed[i][1]), fixed[i][2][0] == '1',
+		             "%s against %s", fixed[i][0], fixed[i][1]);
+	/* every pattern of up to 5 symbols over {a, b, ?, *} against every
+	 * string of up to 5 letters over {a, b, A} */
+	static const char ps[] = "ab?*", ss[] = "abA";
+	char p[8], t[8];
+	unsigned checked = 0;
+	for (int pl = 0; pl <= 5; pl++) {
+		unsigned pn = 1;
+		for (int k = 0; k < pl; k++)
+			pn *= 4;
+		for (unsigned pc = 0; pc < pn; pc++) {
+			for (int k = 0, c = (int)pc; k < pl; k++, c /= 4)
+				p[k] = ps[c % 4];
+			p[pl] = '\0';
+			for (int sl = 0; sl <= 5; sl++) {
+				unsigned sn = 1;
+				for (int k = 0; k < sl; k++)
+					sn *= 3;
+				for (unsigned sc = 0; sc < sn; sc++) {
+					for (int k = 0, c = (int)sc; k < sl; k++, c /= 3)
+						t[k] = ss[c % 3];
+					t[sl] = '\0';
+					cr_assert_eq(rules_eval_glob(p, t), glob_ref(p, t),
+					             "%s against %s", p, t);
+					checked++;
+				}
+			}
+		}
+	}
+	cr_assert_eq(checked, 1365u * 364u); /* (4^6 - 1) / 3 patterns, (3^6 - 1) / 2 strings */
+
+	/* many stars, a long address that almost matches */
+	char addr[4001];
+	memset(addr, 'a', sizeof(addr) - 1);
+	addr[sizeof(addr) - 1] = '\0';
+	cr_assert_not(rules_eval_glob("*a*a*a*a*a*a*a*a*b*", addr));
+	addr[sizeof(addr) - 2] = 'b';
+	cr_assert(rules_eval_glob("*a*a*a*a*a*a*a*a*b*", addr));
+	rules_t *r = load("header IN_LIST eval:check_from_in_list('L')\n"
+	                  "enlist_addrlist (L) *a*a*a*a*a*a*a*a*b*@example.com\n");
+	char raw[4200];
+	addr[sizeof(addr) - 2] = 'a';
+	snprintf(raw, sizeof(raw), "From: %s@example.com\n\nx\n", addr);
+	cr_assert_not(hits(r, raw, "IN_LIST"));
 	rules_free(r);
 }
 
