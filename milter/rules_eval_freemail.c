@@ -120,26 +120,6 @@ void rules_freemail_free(struct rules_freemail *f)
 	free(f);
 }
 
-/* * matches a run of bytes without a dot, ? one byte; the whole of s. */
-static bool glob(const char *pat, const char *s)
-{
-	if (*pat == '\0')
-		return *s == '\0';
-	if (*pat == '*') {
-		for (const char *t = s;; t++) {
-			if (glob(pat + 1, t))
-				return true;
-			if (*t == '\0' || *t == '.')
-				return false;
-		}
-	}
-	if (*s == '\0')
-		return false;
-	if (*pat == '?' || *pat == *s)
-		return glob(pat + 1, s + 1);
-	return false;
-}
-
 static bool in_sorted(char **v, size_t n, const char *s)
 {
 	return n && bsearch(&s, v, n, sizeof(char *), cmp_str) != NULL;
@@ -164,7 +144,7 @@ static bool is_freemail(const struct rules_freemail *f, const char *email)
 	if (in_sorted(f->exact, f->nexact, dom))
 		return true;
 	for (size_t i = 0; i < f->nwild; i++)
-		if (glob(f->wild[i], dom))
+		if (rules_eval_glob_within(f->wild[i], dom, '.', '\0', 0)) /* '*' within a label */
 			return true;
 	return false;
 }

@@ -579,6 +579,61 @@ bool rules_eval_glob(const char *pat, const char *s)
 	return *pat == '\0';
 }
 
+/*
+ * The pattern as an automaton: after each byte of s, which of its
+ * positions a match can stand at (a '*' position stays, every other
+ * advances one), so a mismatch never revisits a choice.
+ */
+bool rules_eval_glob_within(const char *pat, const char *s, char star_stop, char any_stop,
+                            unsigned flags)
+{
+	bool anywhere = (flags & RULES_GLOB_ANYWHERE) != 0;
+	if (anywhere && *s == '\0')
+		return false;
+	size_t m = strlen(pat);
+	uint8_t small[2][256];
+	uint8_t *buf = m < sizeof(small[0]) ? &small[0][0] : xalloc_calloc(2, m + 1);
+	uint8_t *at = buf, *next = buf + (m < sizeof(small[0]) ? sizeof(small[0]) : m + 1);
+	memset(at, 0, m + 1);
+	bool found = false, alive = true;
+	for (const char *c = s;; c++) {
+		/* a match may start here; a '*' may match nothing */
+		if (anywhere || c == s)
+			at[0] = 1;
+		for (size_t i = 0; i < m; i++)
+			if (at[i] && pat[i] == '*')
+				at[i + 1] = 1;
+		if (at[m] && (anywhere || *c == '\0')) {
+			found = true;
+			break;
+		}
+		if (*c == '\0' || !alive)
+			break;
+		unsigned char b = (unsigned char)*c;
+		unsigned char f = (flags & RULES_GLOB_FOLD) ? (unsigned char)tolower(b) : b;
+		memset(next, 0, m + 1);
+		alive = false;
+		for (size_t i = 0; i < m; i++) {
+			if (!at[i])
+				continue;
+			if (pat[i] == '*') {
+				if (b != (unsigned char)star_stop || star_stop == '\0')
+					next[i] = alive = 1;
+			} else if (pat[i] == '?' ? b != (unsigned char)any_stop || any_stop == '\0'
+			                         : (unsigned char)pat[i] == f) {
+				next[i + 1] = alive = 1;
+			}
+		}
+		uint8_t *t = at;
+		at = next;
+		next = t;
+		alive |= anywhere;
+	}
+	if (buf != &small[0][0])
+		free(buf);
+	return found;
+}
+
 static bool listed(const struct rules_wlbl *w, int l, const char *addr)
 {
 	for (size_t k = 0; w && k < w->n[l]; k++)
@@ -1283,38 +1338,18 @@ static long dkim_valid_envelopefrom(struct rules_evalenv *e, const struct rule *
 
 /* ---------------------------------------------------------------- WelcomeListSubject */
 
-/* A glob anywhere in s (SpamAssassin does not anchor these); * and ? stop at a newline. */
-static bool glob_prefix(const char *pat, const char *s)
-{
-	if (*pat == '\0')
-		return true;
-	if (*pat == '*') {
-		while (pat[1] == '*')
-			pat++;
-		for (const char *t = s;; t++) {
-			if (glob_prefix(pat + 1, t))
-				return true;
-			if (*t == '\0' || *t == '\n')
-				return false;
-		}
-	}
-	if (*s == '\0' || (*pat == '?' && *s == '\n'))
-		return false;
-	if (*pat == '?' || *pat == tolower((unsigned char)*s))
-		return glob_prefix(pat + 1, s + 1);
-	return false;
-}
-
 static bool subject_listed(struct rules_evalenv *e, int l)
 {
 	const struct rules_wlbl *w = e->r->wlbl;
 	const char *subject = rules_eval_header(e, "Subject");
 	if (w == NULL || w->subj[l].n == 0 || subject == NULL)
 		return false;
+	/* anywhere in the subject (SpamAssassin does not anchor these); * and
+	 * ? stay within a line */
 	for (size_t k = 0; k < w->subj[l].n; k++)
-		for (const char *p = subject; *p; p++)
-			if (glob_prefix(w->subj[l].v[k], p))
-				return true;
+		if (rules_eval_glob_within(w->subj[l].v[k], subject, '\n', '\n',
+		                           RULES_GLOB_FOLD | RULES_GLOB_ANYWHERE))
+			return true;
 	return false;
 }
 

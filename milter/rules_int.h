@@ -483,6 +483,17 @@ bool rules_eval_charset_ok(const rules_t *r, const char *charset);
  * matched against s without regard to case. Pure.
  */
 bool rules_eval_glob(const char *pat, const char *s);
+/*
+ * The same for the globs whose '*' or '?' may not match some byte
+ * (star_stop, any_stop; '\0': none): freemail_domains' '*' stays within a
+ * label, welcomelist_subject's stay within a line. RULES_GLOB_FOLD
+ * compares s lower-cased; RULES_GLOB_ANYWHERE matches pat against any
+ * run of s that starts before its end (s must not be empty). At worst
+ * len(pat) x len(s) steps, whatever the stars. Pure.
+ */
+enum { RULES_GLOB_FOLD = 1, RULES_GLOB_ANYWHERE = 2 };
+bool rules_eval_glob_within(const char *pat, const char *s, char star_stop, char any_stop,
+                            unsigned flags);
 /* A domain under a top-level domain SpamAssassin would know (is_domain_valid). */
 bool rules_eval_domain_valid(const char *domain);
 /* SpamAssassin's EnvelopeFrom (arena or message string), NULL when unknown. */

@@ -1792,12 +1792,43 @@ static bool glob_ref(const char *p, const char *s)
 	       glob_ref(p + 1, s + 1);
 }
 
+/* freemail_domains' glob: '*' within a label, '?' any byte, exact bytes. */
+static bool glob_label_ref(const char *p, const char *s)
+{
+	if (*p == '\0')
+		return *s == '\0';
+	if (*p == '*')
+		return glob_label_ref(p + 1, s) ||
+		       (*s != '\0' && *s != '.' && glob_label_ref(p, s + 1));
+	return *s != '\0' && (*p == '?' || *p == *s) && glob_label_ref(p + 1, s + 1);
+}
+
+/* welcomelist_subject's: a prefix of s, '*' and '?' within a line, any case. */
+static bool glob_line_prefix_ref(const char *p, const char *s)
+{
+	if (*p == '\0')
+		return true;
+	if (*p == '*')
+		return glob_line_prefix_ref(p + 1, s) ||
+		       (*s != '\0' && *s != '\n' && glob_line_prefix_ref(p, s + 1));
+	return *s != '\0' && (*p == '?' ? *s != '\n' : *p == tolower((unsigned char)*s)) &&
+	       glob_line_prefix_ref(p + 1, s + 1);
+}
+
+static bool glob_anywhere_ref(const char *p, const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (glob_line_prefix_ref(p, s))
+			return true;
+	return false;
+}
+
 /*
  * The list patterns' globs: what the reference gives on every pattern and
  * address over a small alphabet, and in linear-ish time where a crafted
  * address met a pattern of many stars (it took minutes: the timeout).
  */
-Test(rules_eval, list_globs_match_as_written_and_in_bounded_time, .timeout = 20)
+Test(rules_eval, list_globs_match_as_written_and_in_bounded_time, .timeout = 30)
 {
 	static const char *const fixed[][3] = {
 	    {"*@partner.example", "a@partner.example", "1"},
@@ -1838,6 +1869,25 @@ Test(rules_eval, list_globs_match_as_written_and_in_bounded_time, .timeout = 20)
 					cr_assert_eq(rules_eval_glob(p, t), glob_ref(p, t),
 					             "%s against %s", p, t);
 					checked++;
+					/* the same strings with '.' and '\n' for 'b' and 'A' */
+					char u[8];
+					for (int k = 0; k <= sl; k++)
+						u[k] = t[k] == 'b'   ? '.'
+						       : t[k] == 'A' ? '\n'
+						                     : t[k];
+					cr_assert_eq(rules_eval_glob_within(p, u, '.', '\0', 0),
+					             glob_label_ref(p, u),
+					             "%s in a label against %s", p, u);
+					cr_assert_eq(rules_eval_glob_within(
+					                 p, t, '\n', '\n',
+					                 RULES_GLOB_FOLD | RULES_GLOB_ANYWHERE),
+					             glob_anywhere_ref(p, t), "%s anywhere in %s",
+					             p, t);
+					cr_assert_eq(rules_eval_glob_within(
+					                 p, u, '\n', '\n',
+					                 RULES_GLOB_FOLD | RULES_GLOB_ANYWHERE),
+					             glob_anywhere_ref(p, u), "%s anywhere in %s",
+					             p, u);
 				}
 			}
 		}
@@ -1851,12 +1901,31 @@ Test(rules_eval, list_globs_match_as_written_and_in_bounded_time, .timeout = 20)
 	cr_assert_not(rules_eval_glob("*a*a*a*a*a*a*a*a*b*", addr));
 	addr[sizeof(addr) - 2] = 'b';
 	cr_assert(rules_eval_glob("*a*a*a*a*a*a*a*a*b*", addr));
-	rules_t *r = load("header IN_LIST eval:check_from_in_list('L')\n"
-	                  "enlist_addrlist (L) *a*a*a*a*a*a*a*a*b*@example.com\n");
-	char raw[4200];
+	/* a pattern longer than the automaton's stack buffer */
+	char longpat[601];
+	memset(longpat, '*', sizeof(longpat) - 1);
+	longpat[sizeof(longpat) - 1] = '\0';
+	longpat[300] = 'b';
+	cr_assert(rules_eval_glob_within(longpat, addr, '\n', '\n', RULES_GLOB_ANYWHERE));
+	cr_assert(rules_eval_glob_within(longpat, addr, '.', '\0', 0));
 	addr[sizeof(addr) - 2] = 'a';
+	cr_assert_not(rules_eval_glob_within(longpat, addr, '.', '\0', 0));
+	/* the same through the rules: an address list, freemail_domains, a subject list */
+	rules_t *r = load("header IN_LIST eval:check_from_in_list('L')\n"
+	                  "enlist_addrlist (L) *a*a*a*a*a*a*a*a*b*@example.com\n"
+	                  "header FREEMAIL eval:check_freemail_from()\n"
+	                  "freemail_domains *a*a*a*a*a*a*a*a*b.example\n"
+	                  "header SUBJ_BL eval:check_subject_in_blocklist()\n"
+	                  "blocklist_subject *a*a*a*a*a*a*a*a*b\n");
+	char raw[8400];
+	snprintf(raw, sizeof(raw), "From: x@%s.example\nSubject: %s\n\nx\n", addr, addr);
+	cr_assert_not(hits(r, raw, "FREEMAIL"));
+	cr_assert_not(hits(r, raw, "SUBJ_BL"));
 	snprintf(raw, sizeof(raw), "From: %s@example.com\n\nx\n", addr);
 	cr_assert_not(hits(r, raw, "IN_LIST"));
+	snprintf(raw, sizeof(raw), "From: x@aaaaaaaab.example\nSubject: aaaaaaaab\n\nx\n");
+	cr_assert(hits(r, raw, "FREEMAIL"));
+	cr_assert(hits(r, raw, "SUBJ_BL"));
 	rules_free(r);
 }
 
