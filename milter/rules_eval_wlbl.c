@@ -591,6 +591,26 @@ bool rules_eval_glob_within(const char *pat, const char *s, char star_stop, char
 	if (anywhere && *s == '\0')
 		return false;
 	size_t m = strlen(pat);
+	if (!anywhere) {
+		/* what comes before the first '*' must start s and what follows
+		 * the last must end it: most patterns of a list fail there */
+		const char *first = strchr(pat, '*'), *last = strrchr(pat, '*');
+		size_t hn = first ? (size_t)(first - pat) : m, tn = last ? strlen(last + 1) : 0;
+		size_t sn = strlen(s);
+		if (first == NULL ? sn != m : hn + tn > sn)
+			return false;
+		for (size_t i = 0; i < hn + tn; i++) {
+			char pc = i < hn ? pat[i] : last[1 + i - hn];
+			unsigned char b = (unsigned char)(i < hn ? s[i] : s[sn - tn + i - hn]);
+			if (pc == '?'
+			        ? any_stop != '\0' && b == (unsigned char)any_stop
+			        : (unsigned char)pc !=
+			              ((flags & RULES_GLOB_FOLD) ? (unsigned char)tolower(b) : b))
+				return false;
+		}
+		if (first == NULL)
+			return true;
+	}
 	uint8_t small[2][256];
 	uint8_t *buf = m < sizeof(small[0]) ? &small[0][0] : xalloc_calloc(2, m + 1);
 	uint8_t *at = buf, *next = buf + (m < sizeof(small[0]) ? sizeof(small[0]) : m + 1);
