@@ -1823,6 +1823,16 @@ static bool glob_anywhere_ref(const char *p, const char *s)
 	return false;
 }
 
+/* The idx-th word of len letters over abc into w; false past the last. */
+static bool nth_word(char *w, int len, unsigned idx, const char *abc)
+{
+	unsigned base = (unsigned)strlen(abc);
+	for (int k = 0; k < len; k++, idx /= base)
+		w[k] = abc[idx % base];
+	w[len] = '\0';
+	return idx == 0;
+}
+
 /*
  * The list patterns' globs: what the reference gives on every pattern and
  * address over a small alphabet, and in linear-ish time where a crafted
@@ -1847,25 +1857,12 @@ Test(rules_eval, list_globs_match_as_written_and_in_bounded_time, .timeout = 30)
 		             "%s against %s", fixed[i][0], fixed[i][1]);
 	/* every pattern of up to 5 symbols over {a, b, ?, *} against every
 	 * string of up to 5 letters over {a, b, A} */
-	static const char ps[] = "ab?*", ss[] = "abA";
 	char p[8], t[8];
 	unsigned checked = 0;
 	for (int pl = 0; pl <= 5; pl++) {
-		unsigned pn = 1;
-		for (int k = 0; k < pl; k++)
-			pn *= 4;
-		for (unsigned pc = 0; pc < pn; pc++) {
-			for (int k = 0, c = (int)pc; k < pl; k++, c /= 4)
-				p[k] = ps[c % 4];
-			p[pl] = '\0';
+		for (unsigned pc = 0; nth_word(p, pl, pc, "ab?*"); pc++) {
 			for (int sl = 0; sl <= 5; sl++) {
-				unsigned sn = 1;
-				for (int k = 0; k < sl; k++)
-					sn *= 3;
-				for (unsigned sc = 0; sc < sn; sc++) {
-					for (int k = 0, c = (int)sc; k < sl; k++, c /= 3)
-						t[k] = ss[c % 3];
-					t[sl] = '\0';
+				for (unsigned sc = 0; nth_word(t, sl, sc, "abA"); sc++) {
 					cr_assert_eq(rules_eval_glob(p, t), glob_ref(p, t),
 					             "%s against %s", p, t);
 					checked++;
