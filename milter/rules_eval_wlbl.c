@@ -538,51 +538,15 @@ void rules_wlbl_free(struct rules_wlbl *w)
 }
 
 /*
- * '*' any run, '?' one byte; pat lower-case, s compared lower-cased.
- * Iterative, resuming only at the last '*' met: a later star can take up
- * whatever an earlier one would have, so a mismatch never has to revisit
- * an earlier star's length. At worst len(pat) x len(s) steps, where
- * trying every length of every star (as a recursion does) grows as
- * len(s) to the power of the stars: "*a*a*a*a*b" against a long crafted
- * From address took minutes. Most patterns are "*@domain": the literal
- * after the last '*' must end s, and is checked first.
- */
-bool rules_eval_glob(const char *pat, const char *s)
-{
-	const char *last = strrchr(pat, '*');
-	if (last != NULL) {
-		size_t tn = strlen(last + 1), sn = strlen(s);
-		if (tn > sn)
-			return false;
-		const char *end = s + sn - tn;
-		for (size_t i = 0; i < tn; i++)
-			if (last[1 + i] != '?' && last[1 + i] != tolower((unsigned char)end[i]))
-				return false;
-	}
-	const char *star = NULL, *resume = NULL;
-	while (*s != '\0') {
-		if (*pat == '*') {
-			star = pat++;
-			resume = s;
-		} else if (*pat != '\0' && (*pat == '?' || *pat == tolower((unsigned char)*s))) {
-			pat++;
-			s++;
-		} else if (star != NULL) {
-			pat = star + 1;
-			s = ++resume;
-		} else {
-			return false;
-		}
-	}
-	while (*pat == '*')
-		pat++;
-	return *pat == '\0';
-}
-
-/*
  * The pattern as an automaton: after each byte of s, which of its
  * positions a match can stand at (a '*' position stays, every other
- * advances one), so a mismatch never revisits a choice.
+ * advances one), so a mismatch never revisits a choice: at worst
+ * len(pat) x len(s) steps, where trying every length of every star (as
+ * a recursion does) grows as len(s) to the power of the stars ("*a*a*a*b"
+ * against a long crafted From address or Subject took minutes). Most
+ * patterns of a list are "*@domain" or "domain.*": an anchored one is
+ * first checked for the literal before its first '*' and after its last
+ * at the ends of s, where most fail.
  */
 bool rules_eval_glob_within(const char *pat, const char *s, char star_stop, char any_stop,
                             unsigned flags)
@@ -612,8 +576,9 @@ bool rules_eval_glob_within(const char *pat, const char *s, char star_stop, char
 			return true;
 	}
 	uint8_t small[2][256];
-	uint8_t *buf = m < sizeof(small[0]) ? &small[0][0] : xalloc_calloc(2, m + 1);
-	uint8_t *at = buf, *next = buf + (m < sizeof(small[0]) ? sizeof(small[0]) : m + 1);
+	size_t stride = m < sizeof(small[0]) ? sizeof(small[0]) : m + 1;
+	uint8_t *buf = stride == sizeof(small[0]) ? &small[0][0] : xalloc_calloc(2, stride);
+	uint8_t *at = buf, *next = buf + stride;
 	memset(at, 0, m + 1);
 	bool found = false, alive = true;
 	for (const char *c = s;; c++) {
@@ -652,6 +617,11 @@ bool rules_eval_glob_within(const char *pat, const char *s, char star_stop, char
 	if (buf != &small[0][0])
 		free(buf);
 	return found;
+}
+
+bool rules_eval_glob(const char *pat, const char *s)
+{
+	return rules_eval_glob_within(pat, s, '\0', '\0', RULES_GLOB_FOLD);
 }
 
 static bool listed(const struct rules_wlbl *w, int l, const char *addr)

@@ -480,12 +480,13 @@ bool rules_eval_charset_ok(const rules_t *r, const char *charset);
 /*
  * rules_eval_wlbl.c: an address list's glob as SpamAssassin reads it
  * (* is .*, ? is ., anchored at both ends; the lists keep it lower case)
- * matched against s without regard to case. Pure.
+ * matched against s without regard to case: rules_eval_glob_within()
+ * with no stops and RULES_GLOB_FOLD. Pure.
  */
 bool rules_eval_glob(const char *pat, const char *s);
 /*
- * The same for the globs whose '*' or '?' may not match some byte
- * (star_stop, any_stop; '\0': none): freemail_domains' '*' stays within a
+ * Globs in general: '*' and '?' may not match star_stop and any_stop
+ * ('\0': they match any byte); freemail_domains' '*' stays within a
  * label, welcomelist_subject's stay within a line. RULES_GLOB_FOLD
  * compares s lower-cased; RULES_GLOB_ANYWHERE matches pat against any
  * run of s that starts before its end (s must not be empty). At worst
