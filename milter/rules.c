@@ -2210,6 +2210,8 @@ struct hval {
 	bool done, present;
 	const char *s;
 	size_t n;
+	/* a mimeheader key's value per MIME part (mime_part_count entries) */
+	struct hval *parts;
 };
 
 static void field_values(abuf_t *b, arena_t *a, msg_t *m, const char *name, unsigned mods,
@@ -2601,6 +2603,35 @@ static long header_rule_count(struct evalctx *e, msg_t *m, const mime_t *mi, str
 	if (!v->done)
 		header_value(e, m, mi, &e->r->hkeys[ru->hkey], v);
 	return field_rule_count(e, ru, v->present, v->s, v->n);
+}
+
+/*
+ * A mimeheader key's value in part pi (NULL when the part has no header
+ * block), built once a message: SpamAssassin's set has some fifty
+ * mimeheader rules on Content-Type alone, and a copy per rule would cost
+ * the field's size times the rules in the message's arena (a 2 MB
+ * Content-Type took 290 MB and 260 ms that way).
+ */
+static const struct hval *mime_field(struct evalctx *e, const mime_t *mi, struct hval *hv,
+                                     size_t hkey, size_t pi)
+{
+	struct hval *k = &hv[hkey];
+	const mime_part_t *p = mime_part(mi, pi);
+	if (p->headers == NULL)
+		return NULL;
+	if (k->parts == NULL)
+		k->parts = arena_zalloc(e->a, mime_part_count(mi) * sizeof(*k->parts));
+	struct hval *v = &k->parts[pi];
+	if (!v->done) {
+		const struct hkey *hk = &e->r->hkeys[hkey];
+		abuf_t b;
+		abuf_init(&b, e->a, 64);
+		part_field(&b, e->a, p->headers, hk->name, (hk->mods & HM_RAW) != 0, &v->present);
+		v->s = b.data;
+		v->n = v->present ? strlen(b.data) : 0;
+		v->done = true;
+	}
+	return v;
 }
 
 /* ---------------------------------------------------------------- lazy sub-rules */
@@ -3057,16 +3088,10 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 			} else if (type == RULES_T_MIMEHEADER) {
 				size_t np = mi ? mime_part_count(mi) : 0;
 				for (size_t pi = 0; pi < np && count >= 0; pi++) {
-					const mime_part_t *p = mime_part(mi, pi);
-					if (p->headers == NULL)
+					const struct hval *v = mime_field(&e, mi, hv, ru->hkey, pi);
+					if (v == NULL)
 						continue;
-					abuf_t b;
-					abuf_init(&b, a, 64);
-					bool present = false;
-					part_field(&b, a, p->headers, r->hkeys[ru->hkey].name,
-					           (ru->hdr_mods & HM_RAW) != 0, &present);
-					long c = field_rule_count(&e, ru, present, b.data,
-					                          present ? strlen(b.data) : 0);
+					long c = field_rule_count(&e, ru, v->present, v->s, v->n);
 					if (c < 0) {
 						count = -1;
 						break;
