@@ -68,6 +68,14 @@ const char *msg_header_name(const msg_t *m, size_t i);
 const char *msg_header_value(const msg_t *m, size_t i);
 /* The nth (0-based) field called name (case-insensitive), or NULL. */
 const char *msg_header_get(const msg_t *m, const char *name, size_t nth);
+/*
+ * The next field called name at index *pos or later, *pos then past it;
+ * NULL when there is none. Start with *pos = 0 to visit every occurrence
+ * in one pass over the header: a loop of msg_header_get(m, name, k) costs
+ * a pass per occurrence, the square of the header's length when a sender
+ * repeats one field thousands of times.
+ */
+const char *msg_header_next(const msg_t *m, const char *name, size_t *pos);
 /* "Name: value\n" for every field, in order (built once, cached). */
 const char *msg_header_block(msg_t *m, size_t *len);
 

@@ -549,7 +549,8 @@ static ev_status_t auth_score(void *shared, void *conn, msg_t *m, const mime_t *
 	const char *upstream = NULL;
 	/* Fields that claim our authserv-id came from outside: removed, never believed. */
 	const char *v;
-	for (size_t k = 0; (v = msg_header_get(m, "Authentication-Results", k)) != NULL; k++) {
+	size_t pos = 0;
+	for (size_t k = 0; (v = msg_header_next(m, "Authentication-Results", &pos)) != NULL; k++) {
 		if (auth_ar_servid(v, id, sizeof(id)) == NULL)
 			continue;
 		if (strcasecmp(id, a->servid) == 0)

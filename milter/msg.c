@@ -300,6 +300,18 @@ const char *msg_header_get(const msg_t *m, const char *name, size_t nth)
 	return NULL;
 }
 
+const char *msg_header_next(const msg_t *m, const char *name, size_t *pos)
+{
+	uint32_t key = name_key(name, strlen(name));
+	for (size_t i = *pos; i < m->n_hdr; i++)
+		if (m->hdr[i].key == key && strcasecmp(m->hdr[i].name, name) == 0) {
+			*pos = i + 1;
+			return m->hdr[i].value;
+		}
+	*pos = m->n_hdr;
+	return NULL;
+}
+
 const char *msg_header_block(msg_t *m, size_t *len)
 {
 	if (m->header_block == NULL) {
@@ -550,12 +562,13 @@ size_t msg_received(msg_t *m, const msg_hop_t **hops)
 {
 	if (!m->hops_done) {
 		m->hops_done = true;
-		size_t n = 0;
-		while (n < MSG_MAX_HOPS && msg_header_get(m, "Received", n) != NULL)
+		const char *v[MSG_MAX_HOPS];
+		size_t n = 0, pos = 0;
+		while (n < MSG_MAX_HOPS && (v[n] = msg_header_next(m, "Received", &pos)) != NULL)
 			n++;
 		m->hops = n ? arena_alloc(m->arena, n * sizeof(*m->hops)) : NULL;
 		for (size_t i = 0; i < n; i++)
-			msg_parse_hop(m, msg_header_get(m, "Received", i), &m->hops[i]);
+			msg_parse_hop(m, v[i], &m->hops[i]);
 		m->n_hops = n;
 	}
 	*hops = m->hops;

@@ -2218,19 +2218,24 @@ static void field_values(abuf_t *b, arena_t *a, msg_t *m, const char *name, unsi
                          bool *present)
 {
 	bool raw = (mods & (HM_RAW | HM_ADDR | HM_NAME)) != 0;
-	size_t count = 0;
-	for (size_t k = 0; msg_header_get(m, name, k) != NULL; k++)
+	const char *v, *last = NULL;
+	size_t pos = 0, count = 0;
+	while ((v = msg_header_next(m, name, &pos)) != NULL) {
 		count++;
-	for (size_t k = 0; k < count; k++) {
-		if ((mods & HM_FIRST) && k > 0)
-			break;
-		if ((mods & HM_LAST) && k + 1 < count)
+		if (mods & HM_LAST) {
+			last = v;
 			continue;
-		const char *v = msg_header_get(m, name, k);
-		if (*v == '\0' && false)
-			continue;
+		}
 		*present = true;
 		value_into(b, a, v, raw);
+		abuf_putc(b, '\n');
+		if (mods & HM_FIRST)
+			break;
+	}
+	/* :first:last is the one occurrence of a field that occurs once */
+	if (last != NULL && !((mods & HM_FIRST) && count > 1)) {
+		*present = true;
+		value_into(b, a, last, raw);
 		abuf_putc(b, '\n');
 	}
 }

@@ -97,12 +97,13 @@ bool rules_eval_domain_valid(const char *domain)
  */
 static const char *header_build(struct rules_evalenv *e, const char *name, bool raw)
 {
-	const char *v = msg_header_get(e->m, name, 0);
+	size_t pos = 0;
+	const char *v = msg_header_next(e->m, name, &pos);
 	if (v == NULL)
 		return NULL;
 	abuf_t b;
 	abuf_init(&b, e->a, 128);
-	for (size_t i = 0; v != NULL; v = msg_header_get(e->m, name, ++i)) {
+	for (; v != NULL; v = msg_header_next(e->m, name, &pos)) {
 		rules_eval_unfold(&b, raw ? v : mime_decode_header(e->a, v), false);
 		abuf_append(&b, "\n", 1);
 	}
@@ -200,7 +201,7 @@ const char *rules_eval_envelope_from(struct rules_evalenv *e)
 	const char *xs = first_addr(e, "X-Sender");
 	if (xs != NULL && strchr(xs, '@') != NULL) {
 		const char *v;
-		for (size_t i = 0; (v = msg_header_get(e->m, "Received", i)) != NULL; i++)
+		for (size_t pos = 0; (v = msg_header_next(e->m, "Received", &pos)) != NULL;)
 			if (strstr(v, "(fetchmail") != NULL)
 				return NULL;
 	}

@@ -367,7 +367,7 @@ static bool in_all_to(struct rules_evalenv *e, const char *addr)
 	                                     "X-Real-To",
 	                                     "Cc"};
 	for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++)
-		for (size_t occ = 0; (v = msg_header_get(e->m, fields[f], occ)) != NULL; occ++) {
+		for (size_t pos = 0; (v = msg_header_next(e->m, fields[f], &pos)) != NULL;) {
 			size_t n = rules_eval_addrs(e->a, v, &list);
 			for (size_t k = 0; k < n; k++)
 				if (strcmp(list[k], addr) == 0)

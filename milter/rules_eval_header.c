@@ -25,7 +25,7 @@ static const char *message_ids(struct rules_evalenv *e)
 	abuf_init(&b, e->a, 128);
 	for (size_t i = 0; i < 4; i++) {
 		const char *v;
-		for (size_t k = 0; (v = msg_header_get(e->m, names[i], k)) != NULL; k++) {
+		for (size_t pos = 0; (v = msg_header_next(e->m, names[i], &pos)) != NULL;) {
 			while (isspace((unsigned char)*v))
 				v++;
 			if (*v == '\0')
@@ -134,7 +134,7 @@ static double date_diff(struct rules_evalenv *e)
 	static const char *const fields[] = {"Resent-Date", "Date"};
 	for (size_t f = 0; f < 2 && !have; f++) {
 		const char *v;
-		for (size_t k = 0; !have && (v = msg_header_get(e->m, fields[f], k)) != NULL; k++)
+		for (size_t pos = 0; !have && (v = msg_header_next(e->m, fields[f], &pos)) != NULL;)
 			if (*v)
 				have = rules_eval_parse_date(mime_decode_header(e->a, v), &date);
 	}
@@ -143,13 +143,13 @@ static double date_diff(struct rules_evalenv *e)
 	/* Received lines, newest first; fetchmail's local hops set aside */
 	size_t n = 0;
 	const char *v;
-	while (msg_header_get(e->m, "Received", n) != NULL)
+	for (size_t pos = 0; msg_header_next(e->m, "Received", &pos) != NULL;)
 		n++;
 	if (n == 0)
 		return 0;
 	const char **lines = arena_alloc(e->a, n * sizeof(char *));
 	size_t nl = 0;
-	for (size_t k = 0; (v = msg_header_get(e->m, "Received", k)) != NULL; k++) {
+	for (size_t pos = 0; (v = msg_header_next(e->m, "Received", &pos)) != NULL;) {
 		abuf_t b;
 		abuf_init(&b, e->a, 128);
 		/* unfolded as SpamAssassin unfolds: a line break and its indent are one blank */
@@ -281,7 +281,8 @@ static struct recips recipients(struct rules_evalenv *e)
 	for (int s = 0; s < 2; s++) {
 		for (int f = 0; f < 2 && sets[s][f]; f++) {
 			const char *v;
-			for (size_t k = 0; (v = msg_header_get(e->m, sets[s][f], k)) != NULL; k++) {
+			for (size_t pos = 0;
+			     (v = msg_header_next(e->m, sets[s][f], &pos)) != NULL;) {
 				const char **list;
 				size_t nl =
 				    rules_eval_addrs(e->a, mime_decode_header(e->a, v), &list);
@@ -623,20 +624,25 @@ static const char *check_count_args(const struct rule *ru)
 	return NULL;
 }
 
+static int cmp_str(const void *x, const void *y)
+{
+	return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
 static long header_count_range(struct rules_evalenv *e, const struct rule *ru)
 {
-	/* distinct values of the field */
+	/* distinct values of the field: sorted, so thousands of copies cost n log n */
+	size_t count = 0;
+	for (size_t pos = 0; msg_header_next(e->m, ru->eargs[0], &pos) != NULL;)
+		count++;
+	const char **vals = arena_alloc(e->a, (count ? count : 1) * sizeof(char *));
+	count = 0;
+	for (size_t pos = 0; (vals[count] = msg_header_next(e->m, ru->eargs[0], &pos)) != NULL;)
+		count++;
+	qsort(vals, count, sizeof(*vals), cmp_str);
 	size_t n = 0;
-	const char *v;
-	for (size_t k = 0; (v = msg_header_get(e->m, ru->eargs[0], k)) != NULL; k++) {
-		bool dup = false;
-		const char *w;
-		for (size_t j = 0; j < k && !dup && (w = msg_header_get(e->m, ru->eargs[0], j));
-		     j++)
-			dup = strcmp(v, w) == 0;
-		if (!dup)
-			n++;
-	}
+	for (size_t k = 0; k < count; k++)
+		n += k == 0 || strcmp(vals[k - 1], vals[k]) != 0;
 	return (double)n >= strtod(ru->eargs[1], NULL) && (double)n <= strtod(ru->eargs[2], NULL);
 }
 
@@ -1043,7 +1049,7 @@ static long faraway_charset_in_headers(struct rules_evalenv *e, const struct rul
 	static const char *const names[] = {"From", "Subject"};
 	for (size_t f = 0; f < 2; f++) {
 		const char *v;
-		for (size_t i = 0; (v = msg_header_get(e->m, names[f], i)) != NULL; i++) {
+		for (size_t pos = 0; (v = msg_header_next(e->m, names[f], &pos)) != NULL;) {
 			size_t n = strlen(v), from = 0, start, len;
 			while (from <= n && rules_eval_re_find(&word, v, n, from, &start, &len)) {
 				const char *cs =

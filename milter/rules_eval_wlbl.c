@@ -652,7 +652,7 @@ static bool any_listed(struct rules_evalenv *e, int l, const char *const *fields
 {
 	for (size_t f = 0; f < nf; f++) {
 		const char *v;
-		for (size_t k = 0; (v = msg_header_get(e->m, fields[f], k)) != NULL; k++) {
+		for (size_t pos = 0; (v = msg_header_next(e->m, fields[f], &pos)) != NULL;) {
 			const char **list;
 			size_t n = rules_eval_addrs(e->a, mime_decode_header(e->a, v), &list);
 			for (size_t i = 0; i < n; i++)
@@ -691,7 +691,7 @@ static size_t all_from_addrs(struct rules_evalenv *e, const char ***out)
 	size_t n = 0, cap = 0;
 	for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
 		const char *v;
-		for (size_t occ = 0; (v = msg_header_get(e->m, fields[f], occ)) != NULL; occ++) {
+		for (size_t pos = 0; (v = msg_header_next(e->m, fields[f], &pos)) != NULL;) {
 			const char **list;
 			size_t k = rules_eval_addrs(e->a, mime_decode_header(e->a, v), &list);
 			for (size_t i = 0; i < k; i++)

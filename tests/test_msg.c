@@ -117,6 +117,44 @@ Test(msg, header_get_finds_each_occurrence_in_any_case)
 	msg_free(m);
 }
 
+/* msg_header_next walks the occurrences that msg_header_get numbers, in one pass. */
+Test(msg, header_next_visits_each_occurrence_in_order, .timeout = 30)
+{
+	msg_t *m = msg_new(100);
+	msg_add_header(m, "To", "a");
+	msg_add_header(m, "Subject", "s");
+	msg_add_header(m, "TO", "b");
+	msg_add_header(m, "to", "c");
+	size_t pos = 0;
+	for (size_t k = 0; k < 3; k++)
+		cr_assert_str_eq(msg_header_next(m, "To", &pos), msg_header_get(m, "To", k));
+	cr_assert_null(msg_header_next(m, "To", &pos));
+	cr_assert_null(msg_header_next(m, "To", &pos), "and stays at the end");
+	pos = 0;
+	cr_assert_null(msg_header_next(m, "Cc", &pos));
+	msg_free(m);
+
+	/*
+	 * 200,000 copies of one field, a 4 MB header any MTA passes: one pass
+	 * each way. Numbering them with msg_header_get() took 2 * 10^10 name
+	 * comparisons, minutes of a worker's time.
+	 */
+	m = msg_new(100);
+	char v[32];
+	for (int i = 0; i < 200000; i++) {
+		snprintf(v, sizeof(v), "u%d@example.com", i);
+		msg_add_header(m, "To", v);
+	}
+	pos = 0;
+	size_t n = 0;
+	for (const char *s; (s = msg_header_next(m, "To", &pos)) != NULL; n++) {
+		snprintf(v, sizeof(v), "u%zu@example.com", n);
+		cr_assert_str_eq(s, v);
+	}
+	cr_assert_eq(n, 200000);
+	msg_free(m);
+}
+
 /* ------------------------------------------------------------ the raw copy (DKIM) */
 
 Test(msg, no_raw_copy_unless_asked)

@@ -155,6 +155,45 @@ Test(rules_eval, shifted_date_compares_date_with_the_nearest_received)
 	rules_free(r);
 }
 
+/*
+ * Tens of thousands of copies of one field, as a sender may write them
+ * (Postfix limits only Received and Delivered-To): the evals and header
+ * rules that read every copy take one pass. Numbered one by one, and with
+ * check_header_count_range comparing each copy with every earlier one,
+ * this message took over a minute.
+ */
+Test(rules_eval, many_copies_of_a_field_are_read_in_one_pass, .timeout = 30)
+{
+	rules_t *r = load("header DATE_IN_PAST_03_06 eval:check_for_shifted_date('-6', '-3')\n"
+	                  "header TO_DISTINCT eval:check_header_count_range('To', 60000, 60000)\n"
+	                  "header TO_FEW eval:check_header_count_range('To', 1, 59999)\n"
+	                  "header TO_LAST To:last =~ /^u999\\@/\n"
+	                  "header TO_FIRST To:first =~ /^u0\\@/\n"
+	                  "header TO_ANY To =~ /^u31337\\@/m\n"
+	                  "header RCVD_ANY Received =~ /\\bh29999\\b/\n");
+	size_t cap = 8u << 20, n = 0;
+	char *raw = malloc(cap);
+	for (int i = 0; i < 30000; i++)
+		n += (size_t)snprintf(
+		    raw + n, cap - n,
+		    "Received: from h%d.example.net by mx.example.org; "
+		    "%s +0000\n",
+		    i, i == 0 ? "Mon, 2 Jan 2023 10:00:00" : "Sat, 1 Jan 2022 03:00:00");
+	/* 60,000 distinct addresses, then the first thousand again */
+	for (int i = 0; i < 61000; i++)
+		n += (size_t)snprintf(raw + n, cap - n, "To: u%d@example.com\n", i % 60000);
+	snprintf(raw + n, cap - n, "Date: Mon, 2 Jan 2023 05:30:00 +0000\nSubject: x\n\nx\n");
+	cr_assert(hits(r, raw, "DATE_IN_PAST_03_06"),
+	          "the nearest Received is the first, 4.5 h on");
+	cr_assert(hits(r, raw, "TO_DISTINCT"));
+	cr_assert_not(hits(r, raw, "TO_FEW"));
+	cr_assert(hits(r, raw, "TO_ANY") && hits(r, raw, "RCVD_ANY"));
+	cr_assert(hits(r, raw, "TO_FIRST"));
+	cr_assert(hits(r, raw, "TO_LAST"), "the last copy is u999");
+	free(raw);
+	rules_free(r);
+}
+
 Test(rules_eval, subject_all_caps_needs_two_words_and_ten_letters)
 {
 	rules_t *r = load("header SUBJ_ALL_CAPS eval:subject_is_all_caps()\n");
