@@ -125,6 +125,8 @@ enum {
 	MIME_F_LONG_URI = 1u << 12,
 	/* a text part was cut to its scan size in the body or rawbody view */
 	MIME_F_SCAN_CUT = 1u << 13,
+	/* header fields past max_header_fields were not kept (msg_fields_dropped) */
+	MIME_F_FIELD_LIMIT = 1u << 14,
 };
 #define MIME_LONG_URI_BYTES 8192
 

@@ -105,7 +105,7 @@
  *	so senders cannot forge it) holding space-separated words for the
  *	message's MIME facts: truncated, depth_limit, part_limit,
  *	bad_boundary, bad_base64, bad_qp, bad_charset, text_limit,
- *	bad_header (mime_flags()), and html_only, has_attachment,
+ *	bad_header, field_limit (mime_flags()), and html_only, has_attachment,
  *	exe_attachment, no_text.
  *
  *	Regexes are Perl's, compiled by PCRE2 (JIT when available) in byte

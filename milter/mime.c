@@ -1965,6 +1965,8 @@ mime_t *mime_parse(msg_t *m, const mime_limits_t *limits)
 		mi->lim.max_depth = MIME_DEPTH_CAP;
 	if (msg_truncated(m))
 		mi->flags |= MIME_F_TRUNCATED;
+	if (msg_fields_dropped(m) > 0)
+		mi->flags |= MIME_F_FIELD_LIMIT;
 	abuf_init(&mi->body, a, blen + 256);
 
 	const char *subj = msg_header_get(m, "Subject", 0);

@@ -31,6 +31,7 @@ struct msg {
 	size_t n_rcpt, cap_rcpt;
 	struct msg_hdr *hdr;
 	size_t n_hdr, cap_hdr;
+	size_t max_hdr, hdr_dropped;
 	const char *header_block;
 	size_t header_block_len;
 	abuf_t body;
@@ -188,6 +189,12 @@ static uint32_t name_key(const char *s, size_t n)
 static void msg_push_header(msg_t *m, const char *name, size_t name_len, const char *value,
                             size_t value_len)
 {
+	static const char ar[] = "Authentication-Results";
+	if (m->max_hdr && m->n_hdr >= m->max_hdr &&
+	    !(name_len == sizeof(ar) - 1 && strncasecmp(name, ar, name_len) == 0)) {
+		m->hdr_dropped++;
+		return;
+	}
 	if (m->n_hdr == m->cap_hdr)
 		m->hdr = arena_grow(m->arena, m->hdr, m->n_hdr, &m->cap_hdr, sizeof(*m->hdr), 32);
 	if (value_len > 0 && (value[0] == ' ' || value[0] == '\t')) {
@@ -276,6 +283,16 @@ void msg_add_header(msg_t *m, const char *name, const char *value)
 	size_t nl = strlen(name), vl = strlen(value);
 	msg_raw_field(m, name, nl, value, vl);
 	msg_push_header(m, name, nl, value, vl);
+}
+
+void msg_set_max_fields(msg_t *m, size_t n)
+{
+	m->max_hdr = n;
+}
+
+size_t msg_fields_dropped(const msg_t *m)
+{
+	return m->hdr_dropped;
 }
 
 size_t msg_header_count(const msg_t *m)

@@ -2131,6 +2131,8 @@ static const char *mime_words(arena_t *a, const mime_t *mi)
 			abuf_puts(&b, names[i]);
 			abuf_putc(&b, ' ');
 		}
+	if (f & MIME_F_FIELD_LIMIT)
+		abuf_puts(&b, "field_limit ");
 	bool html = false, plain = false, att = false, exe = false;
 	for (size_t i = 0; i < mime_part_count(mi); i++) {
 		const mime_part_t *p = mime_part(mi, i);

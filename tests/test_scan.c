@@ -133,6 +133,51 @@ Test(scan, body_part_scan_size_bounds_what_body_rules_see, .init = setup, .fini 
 	diag_free(d);
 }
 
+/*
+ * A sender may write tens of thousands of fields (an MTA limits only the
+ * hops): past max_header_fields they are passed on, counted and said, not
+ * scored, so SpamAssassin's rules that pair one field with every later one
+ * cost the square of the limit, not of what the sender wrote.
+ */
+Test(scan, header_fields_past_max_header_fields_are_said_and_not_scored, .init = setup,
+     .fini = teardown)
+{
+	diag_t *d = diag_new();
+	scan_gen_t *g = gen_from("max_header_fields = 12\n", d);
+	cr_assert_not_null(g, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	char raw[4096];
+	size_t n = 0;
+	for (int i = 0; i < 20; i++)
+		n += (size_t)snprintf(raw + n, sizeof(raw) - n, "X-Pad-%d: %d\n", i, i);
+	snprintf(raw + n, sizeof(raw) - n, "Subject: you are a winner\n\nclaim your cash\n");
+	ev_conn_info_t ci = {"192.0.2.1", NULL};
+	scan_conn_t *c = scan_conn_begin(g, &ci);
+	msg_t *m = scan_msg_new(c);
+	scan_msg_raw(c, m, raw, strlen(raw));
+	scan_opts_t o = {.explain = true};
+	scan_result_t *r = scan_score(c, m, &o);
+	cr_assert(hits_has(r->hits, "SCAN_BODY_CASH"), "the body is scored");
+	cr_assert_not(hits_has(r->hits, "SCAN_SUBJ_WIN"), "the 21st field is not");
+	cr_assert(hits_note_says(r->hits, "9 header field(s) past max_header_fields (12)"));
+	cr_assert(mime_flags(r->mime) & MIME_F_FIELD_LIMIT);
+	scan_conn_end(c);
+	msg_free(m);
+	scan_gen_unref(g);
+
+	g = gen_from("", d);
+	cr_assert_not_null(g);
+	msg_t *m2;
+	r = score_file(g, "spam.eml", &m2);
+	cr_assert_not(hits_note_says(r->hits, "max_header_fields"), "1000 by default");
+	msg_free(m2);
+	scan_gen_unref(g);
+
+	cr_assert_null(gen_from("max_header_fields = 5\n", d), "fewer than 10 is refused");
+	cr_assert(strstr(diag_text(d, diag_count(d) - 1), "test.conf:3:") != NULL, "%s",
+	          diag_text(d, diag_count(d) - 1));
+	diag_free(d);
+}
+
 Test(scan, unknown_key_fails_the_generation_with_its_line, .init = setup, .fini = teardown)
 {
 	diag_t *d = diag_new();
