@@ -635,7 +635,8 @@ static long header_count_range(struct rules_evalenv *e, const struct rule *ru)
 	size_t count = 0;
 	for (size_t pos = 0; msg_header_next(e->m, ru->eargs[0], &pos) != NULL;)
 		count++;
-	const char **vals = arena_alloc(e->a, (count ? count : 1) * sizeof(char *));
+	/* one more for the NULL that ends the loop below */
+	const char **vals = arena_alloc(e->a, (count + 1) * sizeof(char *));
 	count = 0;
 	for (size_t pos = 0; (vals[count] = msg_header_next(e->m, ru->eargs[0], &pos)) != NULL;)
 		count++;
