@@ -62,7 +62,9 @@
  * THREADS
  *	Reentrant; each call works on its own message. Charset converters
  *	(iconv descriptors) are cached per thread, so a thread converts
- *	without locks; the cache is released when the thread exits.
+ *	without locks; the cache is released when the thread exits. A thread
+ *	keeps MIME_ICONV_MAX charsets open; text in a further charset is
+ *	treated as in one iconv does not know (see mime.c, ic_get).
  */
 #ifndef SIFT_MIME_H
 #define SIFT_MIME_H
@@ -83,6 +85,8 @@
  * recurses once per level, and a thread's stack is the real bound.
  */
 #define MIME_DEPTH_CAP 200
+/* Charsets a thread keeps converters open for (mime.c, ic_get). */
+#define MIME_ICONV_MAX 192
 
 /* Defaults used when mime_parse() is given no limits. */
 #define MIME_DEFAULT_MAX_DEPTH      20

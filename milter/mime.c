@@ -28,8 +28,14 @@
 #define MIME_MAX_PARAMS 32
 /* Longest charset name we look at; longer ones are unknown by definition. */
 #define MIME_CHARSET_NAME_BYTES 48
-/* Converters each thread keeps open (distinct charsets seen recently). */
-#define MIME_ICONV_SLOTS 8
+/*
+ * Converters each thread keeps open: a table of this many slots (a power
+ * of two) holding at most MIME_ICONV_MAX of them, and the last few names
+ * iconv refused.
+ */
+#define MIME_ICONV_SLOTS   256
+#define MIME_ICONV_REFUSED 8
+_Static_assert(MIME_ICONV_MAX <= MIME_ICONV_SLOTS * 3 / 4, "the table keeps a quarter free");
 /*
  * The open-addressing sets that keep the URI and domain lists distinct
  * start small (most mail has a handful of links) and double while more
@@ -344,17 +350,28 @@ static enum cs_kind cs_classify(const char *cs, char *buf, size_t cap)
  * gconv modules and costs tens of microseconds, far more than converting
  * a typical part, while a reset descriptor is reusable. Per-thread rather
  * than shared, so conversion takes no lock; the cache is a pthread key
- * whose destructor closes the descriptors when the thread exits. Unknown
- * names are cached too (cd == (iconv_t)-1) so junk labels cost one lookup.
+ * whose destructor closes the descriptors when the thread exits.
+ *
+ * A descriptor, once open, stays open: closing the last one of a gconv
+ * module unloads the module (dlclose), and the next open loads it again,
+ * some 300 us a time. A small cache evicting in turn did exactly that for
+ * encoded words that cycle through more charsets than it held: 20,000 of
+ * them, in twenty charsets, took 6.4 s to decode. A thread keeps up to
+ * MIME_ICONV_MAX charsets (mail uses a few dozen at most); past that, a
+ * charset not yet met is treated as one iconv does not know, so its text
+ * is decoded as undeclared text, not reopened per word. Names iconv refused
+ * are remembered in a small ring and never take a slot.
  */
 struct ic_slot {
-	char name[MIME_CHARSET_NAME_BYTES];
+	char name[MIME_CHARSET_NAME_BYTES]; /* "" for a free slot */
 	iconv_t cd;
 };
 
 struct ic_cache {
-	struct ic_slot slot[MIME_ICONV_SLOTS];
-	unsigned used, next;
+	struct ic_slot slot[MIME_ICONV_SLOTS]; /* open addressing by name */
+	unsigned used;
+	char refused[MIME_ICONV_REFUSED][MIME_CHARSET_NAME_BYTES];
+	unsigned next_refused;
 };
 
 static pthread_key_t ic_key;
@@ -364,8 +381,8 @@ static bool ic_key_ok; /* written once under ic_once */
 static void ic_destroy(void *p)
 {
 	struct ic_cache *c = p;
-	for (unsigned i = 0; i < c->used; i++)
-		if (c->slot[i].cd != (iconv_t)-1)
+	for (unsigned i = 0; i < MIME_ICONV_SLOTS; i++)
+		if (c->slot[i].name[0] != '\0')
 			iconv_close(c->slot[i].cd);
 	free(c);
 }
@@ -375,10 +392,18 @@ static void ic_init(void)
 	ic_key_ok = pthread_key_create(&ic_key, ic_destroy) == 0;
 }
 
+static unsigned ic_hash(const char *name)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h & (MIME_ICONV_SLOTS - 1);
+}
+
 /*
  * A descriptor from name to UTF-8, reset to its initial state, or
- * (iconv_t)-1 if iconv does not know name. *owned says the caller must
- * close it (no cache available).
+ * (iconv_t)-1 if iconv does not know name (or the thread's table is full).
+ * *owned says the caller must close it (no cache available).
  */
 static iconv_t ic_get(const char *name, bool *owned)
 {
@@ -396,33 +421,34 @@ static iconv_t ic_get(const char *name, bool *owned)
 			}
 		}
 	}
-	if (c != NULL) {
-		for (unsigned i = 0; i < c->used; i++) {
-			if (!strcmp(c->slot[i].name, name)) {
-				iconv_t cd = c->slot[i].cd;
-				if (cd != (iconv_t)-1)
-					iconv(cd, NULL, NULL, NULL, NULL);
-				return cd;
-			}
-		}
-	}
-	iconv_t cd = iconv_open("UTF-8", name);
-	if (c == NULL || strlen(name) >= MIME_CHARSET_NAME_BYTES) {
+	if (c == NULL || name[0] == '\0' || strlen(name) >= MIME_CHARSET_NAME_BYTES) {
+		iconv_t cd = iconv_open("UTF-8", name);
 		*owned = cd != (iconv_t)-1;
 		return cd;
 	}
-	struct ic_slot *s;
-	if (c->used < MIME_ICONV_SLOTS) {
-		s = &c->slot[c->used++];
-	} else {
-		/* Round-robin eviction: mail rarely mixes more than a few charsets. */
-		s = &c->slot[c->next];
-		c->next = (c->next + 1) % MIME_ICONV_SLOTS;
-		if (s->cd != (iconv_t)-1)
-			iconv_close(s->cd);
+	unsigned h = ic_hash(name);
+	/* ends: the table is never more than three quarters full */
+	while (c->slot[h].name[0] != '\0') {
+		if (strcmp(c->slot[h].name, name) == 0) {
+			iconv(c->slot[h].cd, NULL, NULL, NULL, NULL);
+			return c->slot[h].cd;
+		}
+		h = (h + 1) & (MIME_ICONV_SLOTS - 1);
 	}
-	strcpy(s->name, name);
-	s->cd = cd;
+	for (unsigned i = 0; i < MIME_ICONV_REFUSED; i++)
+		if (strcmp(c->refused[i], name) == 0)
+			return (iconv_t)-1;
+	if (c->used >= MIME_ICONV_MAX)
+		return (iconv_t)-1;
+	iconv_t cd = iconv_open("UTF-8", name);
+	if (cd == (iconv_t)-1) {
+		strcpy(c->refused[c->next_refused], name);
+		c->next_refused = (c->next_refused + 1) % MIME_ICONV_REFUSED;
+		return cd;
+	}
+	strcpy(c->slot[h].name, name);
+	c->slot[h].cd = cd;
+	c->used++;
 	return cd;
 }
 
