@@ -129,7 +129,7 @@ enum {
 	MIME_F_LONG_URI = 1u << 12,
 	/* a text part was cut to its scan size in the body or rawbody view */
 	MIME_F_SCAN_CUT = 1u << 13,
-	/* header fields past max_header_fields were not kept (msg_fields_dropped) */
+	/* header fields past max_header_fields or max_header_size were not kept */
 	MIME_F_FIELD_LIMIT = 1u << 14,
 };
 #define MIME_LONG_URI_BYTES 8192

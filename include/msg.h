@@ -14,9 +14,10 @@
  *	Line ends are normalised to "\n" in header values and in the body (the
  *	milter protocol delivers CRLF). Body bytes beyond max_body_bytes are
  *	counted but not kept; msg_truncated() then says so and the message is
- *	still scored on what was kept. Header fields past msg_set_max_fields()
- *	are likewise counted, not kept, except Authentication-Results: every
- *	one of those is kept, so that forged ones can be found and removed.
+ *	still scored on what was kept. Header fields past the limits of
+ *	msg_set_header_limits() are likewise counted, not kept; the values of
+ *	the Authentication-Results fields among them are listed apart, so that
+ *	forged ones can still be found and removed.
  *
  *	After msg_keep_raw(), the message also keeps a raw copy for signature
  *	checks (DKIM): each field as "Name:" + value as delivered (the value
@@ -66,14 +67,23 @@ const char *msg_rcpt(const msg_t *m, size_t i);
  */
 void msg_add_header(msg_t *m, const char *name, const char *value);
 /*
- * Header fields kept for scoring, 0 for all (the default). SpamAssassin's
- * header rules that pair one field with a later one (To with From, To
- * with Subject) cost the square of the field count: 20,000 To fields,
- * a 380 KB message, took 18 s. The raw copy keeps every field.
+ * Header fields kept for scoring: at most max_fields of them, and of at
+ * most max_bytes in all (names and values); 0 for no limit, the default.
+ * A field that would pass either limit is dropped, and so is every later
+ * one. SpamAssassin's header rules that pair one field with a later one
+ * (To with From, To with Subject) cost the square of the field count:
+ * 20,000 To fields, a 380 KB message, took 18 s; and each view of the
+ * header the rules read is a copy: 8 MB of header took 500 MB to score.
+ * The raw copy keeps every field.
  */
-void msg_set_max_fields(msg_t *m, size_t n);
-/* Fields not kept for scoring because of that limit. */
+void msg_set_header_limits(msg_t *m, size_t max_fields, size_t max_bytes);
+/* Fields not kept for scoring because of those limits. */
 size_t msg_fields_dropped(const msg_t *m);
+/*
+ * The value of the ith (0-based) Authentication-Results field among those
+ * dropped, in arrival order, or NULL. They follow every kept one.
+ */
+const char *msg_dropped_auth_results(const msg_t *m, size_t i);
 size_t msg_header_count(const msg_t *m);
 const char *msg_header_name(const msg_t *m, size_t i);
 const char *msg_header_value(const msg_t *m, size_t i);

@@ -65,7 +65,9 @@ typedef struct scan_settings {
 	const char *log_sink, *log_facility;
 	int log_level;
 	uint64_t max_message_bytes;
-	size_t max_header_fields; /* kept for scoring: msg_set_max_fields() */
+	/* header kept for scoring: msg_set_header_limits() */
+	size_t max_header_fields;
+	uint64_t max_header_bytes;
 	mime_limits_t mime;
 	long deadline_ms; /* per-message budget for network evidence */
 	long milter_timeout_ms;

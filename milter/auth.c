@@ -549,8 +549,8 @@ static ev_status_t auth_score(void *shared, void *conn, msg_t *m, const mime_t *
 	const char *upstream = NULL;
 	/* Fields that claim our authserv-id came from outside: removed, never believed. */
 	const char *v;
-	size_t pos = 0;
-	for (size_t k = 0; (v = msg_header_next(m, "Authentication-Results", &pos)) != NULL; k++) {
+	size_t pos = 0, k = 0;
+	for (; (v = msg_header_next(m, "Authentication-Results", &pos)) != NULL; k++) {
 		if (auth_ar_servid(v, id, sizeof(id)) == NULL)
 			continue;
 		if (strcasecmp(id, a->servid) == 0)
@@ -559,6 +559,11 @@ static ev_status_t auth_score(void *shared, void *conn, msg_t *m, const mime_t *
 		else if (a->trust && upstream == NULL && strcasecmp(id, a->trust) == 0)
 			upstream = v;
 	}
+	/* past the header limits: not evidence, but a forged one still goes */
+	for (size_t i = 0; (v = msg_dropped_auth_results(m, i)) != NULL; i++, k++)
+		if (auth_ar_servid(v, id, sizeof(id)) != NULL && strcasecmp(id, a->servid) == 0)
+			verdict_field_remove(ctx->fields, "Authentication-Results",
+			                     (unsigned)k + 1);
 	if (upstream != NULL) {
 		from_upstream(upstream, r, m);
 		if (ctx->explain)

@@ -31,7 +31,10 @@ struct msg {
 	size_t n_rcpt, cap_rcpt;
 	struct msg_hdr *hdr;
 	size_t n_hdr, cap_hdr;
-	size_t max_hdr, hdr_dropped;
+	size_t max_hdr, max_hdr_bytes, hdr_bytes, hdr_dropped;
+	/* values of the Authentication-Results fields among the dropped */
+	const char **late_ar;
+	size_t n_late_ar, cap_late_ar;
 	const char *header_block;
 	size_t header_block_len;
 	abuf_t body;
@@ -189,14 +192,6 @@ static uint32_t name_key(const char *s, size_t n)
 static void msg_push_header(msg_t *m, const char *name, size_t name_len, const char *value,
                             size_t value_len)
 {
-	static const char ar[] = "Authentication-Results";
-	if (m->max_hdr && m->n_hdr >= m->max_hdr &&
-	    !(name_len == sizeof(ar) - 1 && strncasecmp(name, ar, name_len) == 0)) {
-		m->hdr_dropped++;
-		return;
-	}
-	if (m->n_hdr == m->cap_hdr)
-		m->hdr = arena_grow(m->arena, m->hdr, m->n_hdr, &m->cap_hdr, sizeof(*m->hdr), 32);
 	if (value_len > 0 && (value[0] == ' ' || value[0] == '\t')) {
 		value++;
 		value_len--;
@@ -204,6 +199,22 @@ static void msg_push_header(msg_t *m, const char *name, size_t name_len, const c
 	/* A trailing line end belongs to the framing, not to the value. */
 	while (value_len > 0 && (value[value_len - 1] == '\n' || value[value_len - 1] == '\r'))
 		value_len--;
+	/* past a limit, this field and every later one (the order is kept) */
+	if (m->hdr_dropped > 0 || (m->max_hdr && m->n_hdr >= m->max_hdr) ||
+	    (m->max_hdr_bytes && m->hdr_bytes + name_len + value_len > m->max_hdr_bytes)) {
+		static const char ar[] = "Authentication-Results";
+		m->hdr_dropped++;
+		if (name_len == sizeof(ar) - 1 && strncasecmp(name, ar, name_len) == 0) {
+			if (m->n_late_ar == m->cap_late_ar)
+				m->late_ar = arena_grow(m->arena, m->late_ar, m->n_late_ar,
+				                        &m->cap_late_ar, sizeof(*m->late_ar), 4);
+			m->late_ar[m->n_late_ar++] = msg_dup_lf(m, value, value_len);
+		}
+		return;
+	}
+	m->hdr_bytes += name_len + value_len;
+	if (m->n_hdr == m->cap_hdr)
+		m->hdr = arena_grow(m->arena, m->hdr, m->n_hdr, &m->cap_hdr, sizeof(*m->hdr), 32);
 	m->hdr[m->n_hdr].name = arena_strndup(m->arena, name, name_len);
 	m->hdr[m->n_hdr].value = msg_dup_lf(m, value, value_len);
 	/* of the name as kept: a NUL in it ends it for strcasecmp() too */
@@ -285,9 +296,15 @@ void msg_add_header(msg_t *m, const char *name, const char *value)
 	msg_push_header(m, name, nl, value, vl);
 }
 
-void msg_set_max_fields(msg_t *m, size_t n)
+void msg_set_header_limits(msg_t *m, size_t max_fields, size_t max_bytes)
 {
-	m->max_hdr = n;
+	m->max_hdr = max_fields;
+	m->max_hdr_bytes = max_bytes;
+}
+
+const char *msg_dropped_auth_results(const msg_t *m, size_t i)
+{
+	return i < m->n_late_ar ? m->late_ar[i] : NULL;
 }
 
 size_t msg_fields_dropped(const msg_t *m)

@@ -334,6 +334,8 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 	          d);
 	conf_long(c, "max_header_fields", 1000, 10, 10000000, &n, d);
 	s->max_header_fields = (size_t)n;
+	conf_size(c, "max_header_size", 256 << 10, 1024, (uint64_t)1 << 31, &s->max_header_bytes,
+	          d);
 	conf_long(c, "mime_max_depth", MIME_DEFAULT_MAX_DEPTH, 1, 1000, &n, d);
 	s->mime.max_depth = (unsigned)n;
 	conf_long(c, "mime_max_parts", MIME_DEFAULT_MAX_PARTS, 1, 100000, &n, d);
@@ -552,7 +554,8 @@ void scan_conn_end(scan_conn_t *c)
 msg_t *scan_msg_new(scan_conn_t *c)
 {
 	msg_t *m = msg_new(c->gen->settings.max_message_bytes);
-	msg_set_max_fields(m, c->gen->settings.max_header_fields);
+	msg_set_header_limits(m, c->gen->settings.max_header_fields,
+	                      (size_t)c->gen->settings.max_header_bytes);
 	msg_set_client(m, c->ci.client_ip, c->ci.client_name);
 	for (size_t i = 0; i < SCAN_N_MODULES; i++)
 		if (c->gen->mod[i] != NULL && (scan_modules[i]->flags & EV_F_RAW))
@@ -651,8 +654,10 @@ scan_result_t *scan_score(scan_conn_t *c, msg_t *m, const scan_opts_t *o)
 	r->hits = hits_new(a);
 	if (msg_fields_dropped(m) > 0)
 		hits_note(r->hits, "scan",
-		          "%zu header field(s) past max_header_fields (%zu) not scored",
-		          msg_fields_dropped(m), c->gen->settings.max_header_fields);
+		          "%zu header field(s) past max_header_fields (%zu) or max_header_size "
+		          "(%llu bytes) not scored",
+		          msg_fields_dropped(m), c->gen->settings.max_header_fields,
+		          (unsigned long long)c->gen->settings.max_header_bytes);
 	verdict_fields_init(&r->fields, a);
 	verdict_action_t floor = VERDICT_ACCEPT;
 	ev_score_ctx_t ctx = {

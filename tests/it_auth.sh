@@ -154,6 +154,24 @@ check "trusted upstream: its spf=pass is taken" has "$OUT" "SPF_PASS"
 check "trusted upstream: its dkim=pass is taken" has "$OUT" "DKIM_VALID_AU"
 check "trusted upstream: DMARC_PASS" has "$OUT" "DMARC_PASS"
 check "trusted upstream: ours still removed" has "$OUT" "field  - Authentication-Results #1"
+# Past max_header_fields (1000) the fields are not scored, but a forged
+# Authentication-Results among them is still found and removed.
+{
+	i=0
+	while [ $i -lt 1100 ]; do
+		echo "X-Pad-$i: $i"
+		i=$((i + 1))
+	done
+	echo "Authentication-Results: upstream.test; spf=pass smtp.mailfrom=alice@pass.test"
+	echo "Authentication-Results: mx.sift.test; spf=pass smtp.mailfrom=alice@pass.test"
+	cat "$DATA/plain.eml"
+} >"$D/padded.eml"
+OUT=$(run alice@pass.test 198.51.100.7 "$D/padded.eml")
+check "past max_header_fields: said" has "$OUT" "past max_header_fields (1000)"
+check "past max_header_fields: a forged field is still removed" \
+	has "$OUT" "field  - Authentication-Results #2"
+check "past max_header_fields: the other is left" hasnt "$OUT" "Authentication-Results #1"
+check "past max_header_fields: and not believed: SPF_FAIL" has "$OUT" "SPF_FAIL"
 
 # ------------------------------------------------------------ SpamAssassin's eval tests answer from auth
 # Rules written as SpamAssassin ships them, inside its plugins' ifplugin

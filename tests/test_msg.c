@@ -155,35 +155,52 @@ Test(msg, header_next_visits_each_occurrence_in_order, .timeout = 30)
 	msg_free(m);
 }
 
-Test(msg, fields_past_the_limit_are_counted_but_authentication_results_are_kept)
+Test(msg, fields_past_a_limit_are_counted_and_authentication_results_listed_apart)
 {
 	msg_t *m = msg_new(1 << 20);
 	msg_keep_raw(m);
-	msg_set_max_fields(m, 3);
+	msg_set_header_limits(m, 3, 0);
 	char v[32];
 	for (int i = 0; i < 6; i++) {
 		snprintf(v, sizeof(v), " v%d", i);
 		msg_add_header(m, "X-Pad", v);
-		if (i == 4)
-			msg_add_header(m, "authentication-results", " mx.example.org; spf=pass");
+		if (i == 1 || i == 4)
+			msg_add_header(m, "authentication-results",
+			               i == 1 ? " kept.example; spf=pass"
+			                      : " mx.example.org; spf=pass");
 	}
-	cr_assert_eq(msg_header_count(m), 4, "three kept, and the late Authentication-Results");
-	cr_assert_eq(msg_fields_dropped(m), 3);
-	cr_assert_str_eq(msg_header_get(m, "X-Pad", 2), "v2");
-	cr_assert_null(msg_header_get(m, "X-Pad", 3));
-	cr_assert_str_eq(msg_header_get(m, "Authentication-Results", 0), "mx.example.org; spf=pass",
-	                 "every one is seen, so that a forged one can be removed");
+	cr_assert_eq(msg_header_count(m), 3);
+	cr_assert_eq(msg_fields_dropped(m), 5);
+	cr_assert_str_eq(msg_header_get(m, "X-Pad", 1), "v1");
+	cr_assert_null(msg_header_get(m, "X-Pad", 2), "the fourth field is past the limit");
+	cr_assert_str_eq(msg_header_get(m, "Authentication-Results", 0), "kept.example; spf=pass");
+	cr_assert_null(msg_header_get(m, "Authentication-Results", 1), "not scored...");
+	cr_assert_str_eq(msg_dropped_auth_results(m, 0), "mx.example.org; spf=pass",
+	                 "...but listed, so that a forged one can be removed");
+	cr_assert_null(msg_dropped_auth_results(m, 1));
 	size_t len;
 	const char *raw = msg_raw(m, &len, NULL);
 	cr_assert(raw != NULL && strstr(raw, "X-Pad: v5\r\n") != NULL,
 	          "the raw copy (what a signature covers) keeps every field");
 	msg_free(m);
 
+	/* bytes: names and values; once one field is dropped, every later one is */
+	m = msg_new(1 << 20);
+	msg_set_header_limits(m, 0, 40);
+	msg_add_header(m, "Subject", " 0123456789");         /* 17 */
+	msg_add_header(m, "X-Big", " 0123456789abcdefghij"); /* 17 + 25 > 40 */
+	msg_add_header(m, "To", " a@b");                     /* would fit, but comes later */
+	cr_assert_eq(msg_header_count(m), 1);
+	cr_assert_eq(msg_fields_dropped(m), 2);
+	cr_assert_null(msg_header_get(m, "To", 0));
+	msg_free(m);
+
 	m = msg_new(1 << 20);
 	for (int i = 0; i < 50; i++)
-		msg_add_header(m, "X-Pad", "v");
+		msg_add_header(m, "X-Pad", " v");
 	cr_assert_eq(msg_header_count(m), 50, "no limit unless one is set");
 	cr_assert_eq(msg_fields_dropped(m), 0);
+	cr_assert_null(msg_dropped_auth_results(m, 0));
 	msg_free(m);
 }
 

@@ -139,13 +139,13 @@ Test(scan, body_part_scan_size_bounds_what_body_rules_see, .init = setup, .fini 
  * scored, so SpamAssassin's rules that pair one field with every later one
  * cost the square of the limit, not of what the sender wrote.
  */
-Test(scan, header_fields_past_max_header_fields_are_said_and_not_scored, .init = setup,
+Test(scan, header_past_max_header_fields_or_size_is_said_and_not_scored, .init = setup,
      .fini = teardown)
 {
 	diag_t *d = diag_new();
 	scan_gen_t *g = gen_from("max_header_fields = 12\n", d);
 	cr_assert_not_null(g, "%s", diag_count(d) ? diag_text(d, 0) : "");
-	char raw[4096];
+	char raw[8192];
 	size_t n = 0;
 	for (int i = 0; i < 20; i++)
 		n += (size_t)snprintf(raw + n, sizeof(raw) - n, "X-Pad-%d: %d\n", i, i);
@@ -172,9 +172,30 @@ Test(scan, header_fields_past_max_header_fields_are_said_and_not_scored, .init =
 	msg_free(m2);
 	scan_gen_unref(g);
 
+	/* bytes: a 2 KB field past a 1 KB limit, and the Subject after it */
+	g = gen_from("max_header_size = 1K\n", d);
+	cr_assert_not_null(g);
+	n = (size_t)snprintf(raw, sizeof(raw), "X-Big: ");
+	memset(raw + n, 'x', 2048);
+	n += 2048;
+	snprintf(raw + n, sizeof(raw) - n, "\nSubject: you are a winner\n\nclaim your cash\n");
+	c = scan_conn_begin(g, &ci);
+	m = scan_msg_new(c);
+	scan_msg_raw(c, m, raw, strlen(raw));
+	r = scan_score(c, m, &o);
+	cr_assert(hits_has(r->hits, "SCAN_BODY_CASH"));
+	cr_assert_not(hits_has(r->hits, "SCAN_SUBJ_WIN"));
+	cr_assert(hits_note_says(r->hits, "max_header_size (1024 bytes)"));
+	scan_conn_end(c);
+	msg_free(m);
+	scan_gen_unref(g);
+
 	cr_assert_null(gen_from("max_header_fields = 5\n", d), "fewer than 10 is refused");
 	cr_assert(strstr(diag_text(d, diag_count(d) - 1), "test.conf:3:") != NULL, "%s",
 	          diag_text(d, diag_count(d) - 1));
+	cr_assert_null(gen_from("max_header_size = 100\n", d), "less than 1K is refused");
+	cr_assert(strstr(diag_text(d, diag_count(d) - 1), "test.conf:3: max_header_size") != NULL,
+	          "%s", diag_text(d, diag_count(d) - 1));
 	diag_free(d);
 }
 
