@@ -208,6 +208,28 @@ else
 	fail "ham: not relayed to the sink within 20 s"
 fi
 
+# --- a header field over 64 KB (libmilter's default packet size), under
+# Postfix's header_size_limit (100 KB): accepted and scored, not deferred.
+# (Postfix delivers such a field cut near 60 KB with any libmilter filter,
+# a do-nothing one too; without a milter it arrives whole.)
+{
+	printf 'References:'
+	i=0
+	while [ $i -lt 2500 ]; do
+		printf ' <thread-%05d@lists.example.org>\n' $i
+		i=$((i + 1))
+	done
+	sed 's/minutes-20250603@example.org/longref-20250603@example.org/' "$DATA/ham.eml"
+} >"$D/longref.eml"
+send longref "$D/longref.eml"
+check "an 85 KB header field: accepted (250 queued)" grep -q "<-  250 2.0.0 Ok: queued" "$D/longref.swaks"
+if wait_arrival "longref-20250603@example.org"; then
+	F=$(arrived "longref-20250603@example.org")
+	check "an 85 KB header field: scored (X-Spam-Score)" grep -q "^X-Spam-Score: " "$F"
+else
+	fail "an 85 KB header field: not relayed to the sink within 20 s"
+fi
+
 # --- between the thresholds: delivered, flagged
 send medium "$DATA/medium.eml"
 if wait_arrival "offers-1@shop.example"; then
