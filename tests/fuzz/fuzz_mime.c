@@ -19,6 +19,9 @@
 #define FUZZ_MAX_PARTS        64
 #define FUZZ_MAX_TEXT_BYTES   (64 * 1024)
 #define FUZZ_MAX_HEADER_BYTES 4096
+/* header fields and bytes kept (max_header_fields, max_header_size) */
+#define FUZZ_MAX_FIELDS     24
+#define FUZZ_MAX_FIELD_KEPT 2048
 /* and scan sizes small enough that text parts are cut for the views */
 #define FUZZ_BODY_PART_SCAN    512
 #define FUZZ_RAWBODY_PART_SCAN 2048
@@ -42,8 +45,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mime_limits_t lim = {FUZZ_MAX_DEPTH, FUZZ_MAX_PARTS, FUZZ_MAX_TEXT_BYTES,
 	                     FUZZ_BODY_PART_SCAN, FUZZ_RAWBODY_PART_SCAN};
 	msg_t *m = msg_new(1 << 20);
+	msg_set_header_limits(m, FUZZ_MAX_FIELDS, FUZZ_MAX_FIELD_KEPT);
 	msg_parse_raw(m, (const char *)data, size);
 	mime_t *mi = mime_parse(m, &lim);
+
+	/* the header limits, and msg_header_next() agreeing with msg_header_get() */
+	if (msg_header_count(m) > FUZZ_MAX_FIELDS ||
+	    (msg_fields_dropped(m) > 0) != ((mime_flags(mi) & MIME_F_FIELD_LIMIT) != 0))
+		__builtin_trap();
+	for (size_t i = 0; msg_dropped_auth_results(m, i) != NULL; i++)
+		touch(msg_dropped_auth_results(m, i));
+	if (msg_header_count(m) > 0) {
+		const char *name = msg_header_name(m, msg_header_count(m) - 1), *v;
+		size_t pos = 0, k = 0;
+		for (; (v = msg_header_next(m, name, &pos)) != NULL; k++)
+			if (v != msg_header_get(m, name, k))
+				__builtin_trap();
+		if (k == 0 || msg_header_get(m, name, k) != NULL)
+			__builtin_trap();
+	}
 
 	size_t n;
 	const char *b = mime_body(mi, &n);
