@@ -325,25 +325,29 @@ const char *msg_header_value(const msg_t *m, size_t i)
 	return i < m->n_hdr ? m->hdr[i].value : NULL;
 }
 
+/* The index of the first field called name (key its name_key) at from or later, else n_hdr. */
+static size_t msg_header_find(const msg_t *m, uint32_t key, const char *name, size_t from)
+{
+	size_t i = from;
+	while (i < m->n_hdr && !(m->hdr[i].key == key && strcasecmp(m->hdr[i].name, name) == 0))
+		i++;
+	return i;
+}
+
 const char *msg_header_get(const msg_t *m, const char *name, size_t nth)
 {
 	uint32_t key = name_key(name, strlen(name));
-	for (size_t i = 0; i < m->n_hdr; i++)
-		if (m->hdr[i].key == key && strcasecmp(m->hdr[i].name, name) == 0 && nth-- == 0)
-			return m->hdr[i].value;
-	return NULL;
+	size_t i = msg_header_find(m, key, name, 0);
+	for (; i < m->n_hdr && nth > 0; nth--)
+		i = msg_header_find(m, key, name, i + 1);
+	return i < m->n_hdr ? m->hdr[i].value : NULL;
 }
 
 const char *msg_header_next(const msg_t *m, const char *name, size_t *pos)
 {
-	uint32_t key = name_key(name, strlen(name));
-	for (size_t i = *pos; i < m->n_hdr; i++)
-		if (m->hdr[i].key == key && strcasecmp(m->hdr[i].name, name) == 0) {
-			*pos = i + 1;
-			return m->hdr[i].value;
-		}
-	*pos = m->n_hdr;
-	return NULL;
+	size_t i = msg_header_find(m, name_key(name, strlen(name)), name, *pos);
+	*pos = i < m->n_hdr ? i + 1 : m->n_hdr;
+	return i < m->n_hdr ? m->hdr[i].value : NULL;
 }
 
 const char *msg_header_block(msg_t *m, size_t *len)
