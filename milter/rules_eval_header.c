@@ -632,15 +632,15 @@ static int cmp_str(const void *x, const void *y)
 static long header_count_range(struct rules_evalenv *e, const struct rule *ru)
 {
 	/* distinct values of the field: sorted, so thousands of copies cost n log n */
-	size_t count = 0;
-	for (size_t pos = 0; msg_header_next(e->m, ru->eargs[0], &pos) != NULL;)
-		count++;
-	/* one more for the NULL that ends the loop below */
-	const char **vals = arena_alloc(e->a, (count + 1) * sizeof(char *));
-	count = 0;
-	for (size_t pos = 0; (vals[count] = msg_header_next(e->m, ru->eargs[0], &pos)) != NULL;)
-		count++;
-	qsort(vals, count, sizeof(*vals), cmp_str);
+	const char **vals = NULL, *v;
+	size_t count = 0, cap = 0;
+	for (size_t pos = 0; (v = msg_header_next(e->m, ru->eargs[0], &pos)) != NULL;) {
+		if (count == cap)
+			vals = arena_grow(e->a, vals, count, &cap, sizeof(*vals), 16);
+		vals[count++] = v;
+	}
+	if (count > 1)
+		qsort(vals, count, sizeof(*vals), cmp_str);
 	size_t n = 0;
 	for (size_t k = 0; k < count; k++)
 		n += k == 0 || strcmp(vals[k - 1], vals[k]) != 0;
