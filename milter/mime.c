@@ -392,12 +392,15 @@ static void ic_init(void)
 	ic_key_ok = pthread_key_create(&ic_key, ic_destroy) == 0;
 }
 
-static unsigned ic_hash(const char *name)
+/* The hash of the converter table below and of the URI and domain sets. */
+static uint32_t hash_bytes(const char *p, size_t n)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-		h = (h ^ *p) * 16777619u;
-	return h & (MIME_ICONV_SLOTS - 1);
+	uint32_t h = 2166136261u; /* FNV-1a: short keys, no need for more */
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)p[i];
+		h *= 16777619u;
+	}
+	return h;
 }
 
 /*
@@ -426,7 +429,7 @@ static iconv_t ic_get(const char *name, bool *owned)
 		*owned = cd != (iconv_t)-1;
 		return cd;
 	}
-	unsigned h = ic_hash(name);
+	unsigned h = hash_bytes(name, strlen(name)) & (MIME_ICONV_SLOTS - 1);
 	/* ends: the table is never more than three quarters full */
 	while (c->slot[h].name[0] != '\0') {
 		if (strcmp(c->slot[h].name, name) == 0) {
@@ -1114,16 +1117,6 @@ static char *param_get(mime_t *mi, const struct params *ps, const char *name)
 }
 
 /* ------------------------------------------------------------ URI lists */
-
-static uint32_t hash_bytes(const char *p, size_t n)
-{
-	uint32_t h = 2166136261u; /* FNV-1a: short keys, no need for more */
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)p[i];
-		h *= 16777619u;
-	}
-	return h;
-}
 
 static void strset_grow(arena_t *a, struct strset *s)
 {
