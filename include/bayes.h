@@ -45,9 +45,10 @@
  *	twice, can be moved to the other class, and can be forgotten) and
  *	"meta" (totals and versions). Readers use LMDB read transactions and
  *	are never blocked by the writer; all writes go through
- *	bayes_store_apply(), one write transaction per batch. Stale reader
- *	slots of killed processes are cleared when the store is opened, before
- *	each write batch and by bayes_store_stats(). A writer killed between
+ *	bayes_store_apply(), one write transaction per batch (halves of it
+ *	when it does not fit the map). Stale reader slots of killed processes
+ *	are cleared when the store is opened, before each write batch and by
+ *	bayes_store_stats(). A writer killed between
  *	writing its meta page and announcing it leaves a batch that new read
  *	transactions do not see yet: lookups live with that (they never wait
  *	for a writer; the next write publishes it), while bayes_store_stats()
@@ -288,12 +289,20 @@ typedef struct bayes_apply_result {
 	size_t forgotten; /* removed */
 	size_t unknown;   /* forget of a message never learned */
 	size_t touched;   /* BAYES_TOUCH items */
+	size_t unfit;     /* items not applied: no room left in the map */
+	size_t unfit_learn; /* of those, items to learn or forget (not touches) */
 } bayes_apply_result_t;
 
 /*
- * Learns or forgets a batch in one write transaction (all or nothing).
+ * Learns or forgets a batch, in one write transaction when it fits the
+ * map; when it does not, in halves, down to single items, so that only
+ * the items that find no room are left out (res->unfit counts them).
  * Learning a digest already learned as the other class moves it. Returns
- * BAYES_EFULL when the map is full (nothing of the batch is kept).
+ * BAYES_OK when every item was applied, BAYES_EFULL when some were not
+ * (res says what was), or another error (res untouched; halves applied
+ * before it stay).
+ * The store counts as full (bayes_stats_t.full) when nothing of a batch
+ * to learn fitted.
  */
 int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t n,
                       bayes_apply_result_t *res);

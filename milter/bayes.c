@@ -547,7 +547,8 @@ static void bayes_metrics(void *shared, metrics_out_t *o)
 	bayes_put(o, "sift_bayes_autolearn_queue_depth", "gauge",
 	          "Messages waiting for the autolearn writer.", (double)st.queued);
 	bayes_put(o, "sift_bayes_autolearn_dropped_total", "counter",
-	          "Messages not learned because the autolearn queue was full.", (double)st.dropped);
+	          "Messages not learned: the autolearn queue was full, or no room in the store.",
+	          (double)st.dropped);
 	bayes_put(o, "sift_bayes_autolearn_batches_total", "counter",
 	          "Batches the autolearn writer applied.", (double)st.applied_batches);
 	uint64_t hits, reads;

@@ -27,6 +27,7 @@
 #define LEARN_PEND_MESSAGES      2000         /* messages per batch with the regression */
 #define LEARN_MAX_DEPTH          16           /* directory recursion */
 #define LEARN_MAX_PASSES         10           /* train-until-no-error */
+#define LEARN_UNFIT_STOP         32           /* messages without room, in a row: full */
 #define LEARN_PEND_KEYS          (1u << 20)   /* batch keys with the regression's table */
 #define LEARN_HEAP_BYTES         (240u << 20) /* below M_MMAP_THRESHOLD: from the heap */
 #define LEARN_HUGE_PAGE_BYTES    (2u << 20)
@@ -58,7 +59,9 @@ typedef struct learner {
 	size_t pool_n, pool_cap;
 	bayes_apply_result_t total;
 	size_t messages, errors;
-	int failed; /* a store error: stop */
+	size_t unfit;     /* not learned: no room in the map for them */
+	size_t unfit_run; /* of those, in a row up to the last flush */
+	int failed;       /* a store error (or a batch of which nothing fitted): stop */
 	/*
 	 * Scoring each message before learning it (a train-on-error mode, or
 	 * the logistic regression, whose step depends on the current weights)
@@ -225,11 +228,32 @@ static int learner_flush(learner_t *l)
 		l->items[i].keys = l->pool + l->offs[i];
 	bayes_apply_result_t r;
 	int rc = bayes_store_apply(l->store, l->items, l->n, &r);
-	if (rc != BAYES_OK) {
+	if (rc != BAYES_OK && rc != BAYES_EFULL) {
 		fprintf(stderr, "sift learn: %s: %s\n", bayes_store_path(l->store),
 		        bayes_strerror(rc));
 		l->failed = rc;
 		return rc;
+	}
+	/*
+	 * A message too big for the room left costs its own learning: go on
+	 * while later ones still fit (a sequential mode flushes one message at
+	 * a time); LEARN_UNFIT_STOP in a row and the store is full.
+	 */
+	if (rc == BAYES_EFULL) {
+		l->unfit += r.unfit;
+		l->unfit_run = r.unfit < l->n ? r.unfit : l->unfit_run + r.unfit;
+		if (l->unfit_run >= LEARN_UNFIT_STOP) {
+			fprintf(stderr, "sift learn: %s: %s\n", bayes_store_path(l->store),
+			        bayes_strerror(rc));
+			l->failed = rc;
+		} else {
+			fprintf(stderr,
+			        "sift learn: %s: %zu message(s) too big for the room left, not "
+			        "learned\n",
+			        bayes_store_path(l->store), r.unfit);
+		}
+	} else {
+		l->unfit_run = 0;
 	}
 	l->total.learned += r.learned;
 	l->total.relearned += r.relearned;
@@ -242,7 +266,7 @@ static int learner_flush(learner_t *l)
 		l->pend[l->pend_used[i]].key = 0;
 	l->pend_n = 0;
 	l->miss_n = 0;
-	return 0;
+	return l->failed;
 }
 
 static void learn_message(learner_t *l, const char *data, size_t len)
@@ -770,7 +794,11 @@ static int learn_run(cli_ctx_t *ctx, const char **paths, const bayes_op_t *ops, 
 		       "pass(es)\n",
 		       l.mode == BAYES_TRAIN_ON_ERROR ? "train-on-error" : "train-until-no-error",
 		       l.skipped, passes);
-	return l.failed || l.errors ? 1 : 0;
+	if (l.unfit > 0)
+		printf("%zu message(s) not learned: no room left in the store (raise "
+		       "bayes_map_size, or expire and compact)\n",
+		       l.unfit);
+	return l.failed || l.errors || l.unfit ? 1 : 0;
 }
 
 /* ------------------------------------------------------------ sift bayes */

@@ -1489,8 +1489,9 @@ static void filter_advance(bayes_store_t *s, uint64_t gen0, uint64_t entries0, u
 	pthread_rwlock_unlock(&s->filter_lock);
 }
 
-int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t n,
-                      bayes_apply_result_t *res)
+/* One write transaction for the whole batch: all of it or nothing. */
+static int apply_txn(bayes_store_t *s, const bayes_learn_item_t *items, size_t n,
+                     bayes_apply_result_t *res)
 {
 	bayes_apply_result_t r = {0};
 	uint32_t today = s->day ? s->day : bayes_today();
@@ -1613,13 +1614,74 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
 		after.gen = gen;
 		cache_retag(c, cache_tag(&before), cache_tag(&after), s->pairs, npairs);
 	}
-	if (rc == MDB_MAP_FULL || rc == 0)
-		set_full(s, rc != 0);
-	if (rc == 0 && res != NULL)
+	if (rc == 0)
 		*res = r;
 	if (rc == 0 && s->max_tokens > 0)
 		prune_if_over(s);
 	return map_err(rc);
+}
+
+static void result_add(bayes_apply_result_t *to, const bayes_apply_result_t *r)
+{
+	to->learned += r->learned;
+	to->relearned += r->relearned;
+	to->already += r->already;
+	to->forgotten += r->forgotten;
+	to->unknown += r->unknown;
+	to->touched += r->touched;
+	to->unfit += r->unfit;
+	to->unfit_learn += r->unfit_learn;
+}
+
+/*
+ * A batch that does not fit the map goes again in halves, so that a
+ * message too big for the room left (a hostile one brought 100,000 tokens,
+ * 10 MB of map) costs its own learning, not that of the 255 queued with
+ * it. k misfits of n cost O(k log n) more transactions, each aborted
+ * before its commit.
+ */
+static int apply_split(bayes_store_t *s, const bayes_learn_item_t *items, size_t n,
+                       bayes_apply_result_t *res)
+{
+	bayes_apply_result_t r = {0};
+	int rc = apply_txn(s, items, n, &r);
+	if (rc == BAYES_OK) {
+		result_add(res, &r);
+		return rc;
+	}
+	if (rc != BAYES_EFULL)
+		return rc;
+	if (n == 1) {
+		res->unfit++;
+		res->unfit_learn += items[0].op != BAYES_TOUCH;
+		return BAYES_OK;
+	}
+	rc = apply_split(s, items, n / 2, res);
+	if (rc == BAYES_OK)
+		rc = apply_split(s, items + n / 2, n - n / 2, res);
+	return rc;
+}
+
+int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t n,
+                      bayes_apply_result_t *res)
+{
+	bayes_apply_result_t r = {0};
+	int rc = apply_split(s, items, n, &r);
+	if (rc != BAYES_OK)
+		return rc;
+	if (r.unfit > 0) {
+		/* Full is when nothing fitted: not when one message of many did not. */
+		size_t learn = 0;
+		for (size_t i = 0; i < n; i++)
+			learn += items[i].op != BAYES_TOUCH;
+		set_full(s, r.unfit_learn == learn);
+		rc = BAYES_EFULL;
+	} else {
+		set_full(s, false);
+	}
+	if (res != NULL)
+		*res = r;
+	return rc;
 }
 
 /* ------------------------------------------------------------ autolearn writer */
@@ -1665,21 +1727,26 @@ static void *writer_main(void *arg)
 		s->qlen -= n;
 		pthread_mutex_unlock(&s->qlock);
 
-		bayes_apply_result_t r;
+		bayes_apply_result_t r = {0};
 		int rc = bayes_store_apply(s, items, n, &r);
 		size_t learn = 0;
 		for (size_t i = 0; i < n; i++)
 			learn += items[i].op != BAYES_TOUCH;
+		size_t lost = rc == BAYES_OK ? 0 : rc == BAYES_EFULL ? r.unfit_learn : learn;
 		if (rc != BAYES_OK && rc != BAYES_EFULL)
 			log_msg(LOG_L_ERR,
 			        "bayes: writing %zu queued item(s) (%zu to learn) failed: %s", n,
 			        learn, bayes_strerror(rc));
+		else if (lost > 0 && lost < learn)
+			log_msg(LOG_L_WARNING,
+			        "bayes: %zu queued message(s) too big for the room left in %s not "
+			        "learned; the other %zu were",
+			        lost, s->path, learn - lost);
 		for (size_t i = 0; i < n; i++)
 			free(jobs[i]);
 
 		pthread_mutex_lock(&s->qlock);
-		if (rc != BAYES_OK)
-			s->dropped += learn; /* lost learning; lost touches only age tokens */
+		s->dropped += lost; /* lost learning; lost touches only age tokens */
 		s->applied += n;
 		s->batches++;
 		pthread_cond_broadcast(&s->qdone);

@@ -171,6 +171,22 @@ check "and says the store is full" grep -q "full" "$D/tiny.out"
 $SIFT -c "$D/tiny.conf" -d "$D/tiny" check --tsv "$DATA/check/spam-8.eml" >"$D/tiny.tsv" 2>&1
 check "scoring still works on a full store" [ -s "$D/tiny.tsv" ]
 
+# One message too big for the room left costs its own learning, not its
+# batch's: 20,000 words never seen elsewhere (40,000 tokens, 3 MB of store)
+# amid the test messages, into a 1 MiB map.
+mkdir -p "$D/unfit"
+cp "$DATA"/spam/*.eml "$D/unfit/"
+awk 'BEGIN { srand(11); printf "From: big@example.com\nSubject: big\n\n"
+	for (w = 0; w < 20000; w++) printf "b%dz%d%s", w, int(rand() * 1e9), (w % 10 == 9) ? "\n" : " " }' \
+	>"$D/unfit/big.eml"
+printf 'bayes_map_size = 1M\nrules = %s/rules\n' "$top_srcdir" >"$D/unfit.conf"
+$SIFT -c "$D/unfit.conf" -d "$D/unfit-state" learn --spam "$D/unfit" >"$D/unfit.out" 2>&1
+check "a message without room: exit status 1" [ $? -eq 1 ]
+check "the others are learned" grep -q "8 new" "$D/unfit.out"
+check "and the one is named as not learned" grep -q "1 message(s) not learned: no room left" "$D/unfit.out"
+n=$($SIFT -c "$D/unfit.conf" -d "$D/unfit-state" bayes stats | awk '$1 == "spam" { print $2 }')
+check "stats: 8 spam ($n)" [ "$n" = 8 ]
+
 # ------------------------------------------------------------ autolearn in the daemon
 SOCK=$D/milter.sock
 LOG=$D/milter.log

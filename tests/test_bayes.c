@@ -1128,6 +1128,77 @@ Test(store, full_map_stops_learning_not_scoring, .init = make_tmpdir, .fini = re
 	bayes_store_unref(s);
 }
 
+/* n distinct keys no other test message has, from base on. */
+static uint64_t *huge_keys(uint64_t base, size_t n)
+{
+	uint64_t *k = malloc(n * sizeof(*k));
+	for (size_t j = 0; j < n; j++)
+		k[j] = base + j * 7919;
+	return k;
+}
+
+Test(store, a_message_without_room_costs_only_its_own_learning, .init = make_tmpdir,
+     .fini = remove_tmpdir)
+{
+	/*
+	 * Before, a batch was one transaction: one message too big for the
+	 * room left lost every message of its batch (the daemon's writer
+	 * takes 256 at a time, sift learn 8,000) and marked the store full.
+	 */
+	bayes_store_t *s = open_store("db", 1 << 20, BAYES_OPEN_CREATE);
+	uint64_t *big = huge_keys(1ULL << 40, 60000); /* about 3 MB of tokens */
+	uint64_t small[20][50];
+	bayes_learn_item_t it[21];
+	for (int i = 0; i < 20; i++) {
+		message_keys(i, small[i]);
+		it[i < 7 ? i : i + 1] = item(BAYES_LEARN_SPAM, i, small[i], 50);
+	}
+	it[7] = item(BAYES_LEARN_SPAM, 500, big, 60000);
+	bayes_apply_result_t r;
+	cr_assert_eq(bayes_store_apply(s, it, 21, &r), BAYES_EFULL);
+	cr_assert_eq(r.unfit, 1);
+	cr_assert_eq(r.unfit_learn, 1);
+	cr_assert_eq(r.learned, 20);
+	for (int i = 0; i < 20; i++)
+		expect_learned(s, i, 20, "learned beside a message without room");
+	bayes_stats_t st;
+	cr_assert_eq(bayes_store_stats(s, &st), BAYES_OK);
+	cr_assert_eq(st.totals.spam, 20);
+	cr_assert(!st.full, "one message without room is not a full store");
+	/* The big one left no trace. */
+	bayes_counts_t c;
+	cr_assert_eq(bayes_store_lookup(s, big + 100, 1, &c, NULL), BAYES_OK);
+	cr_assert_eq(c.spam, 0);
+
+	/* The daemon's writer: the others learned, the one counted as dropped. */
+	uint64_t more[20][50];
+	for (int i = 0; i < 20; i++) {
+		message_keys(100 + i, more[i]);
+		bayes_learn_item_t q = item(BAYES_LEARN_HAM, 100 + i, more[i], 50);
+		cr_assert_eq(bayes_store_submit(s, &q, 1000), BAYES_OK);
+		if (i == 10) {
+			bayes_learn_item_t b = item(BAYES_LEARN_HAM, 501, big, 60000);
+			cr_assert_eq(bayes_store_submit(s, &b, 1000), BAYES_OK);
+		}
+	}
+	bayes_store_flush(s);
+	cr_assert_eq(bayes_store_stats(s, &st), BAYES_OK);
+	cr_assert_eq(st.totals.ham, 20);
+	cr_assert_eq(st.dropped, 1);
+	cr_assert(!st.full);
+
+	/* When nothing fits, the store is full. */
+	bayes_learn_item_t b2[2] = {item(BAYES_LEARN_SPAM, 502, big, 60000),
+	                            item(BAYES_LEARN_SPAM, 503, big + 1, 59999)};
+	cr_assert_eq(bayes_store_apply(s, b2, 2, &r), BAYES_EFULL);
+	cr_assert_eq(r.unfit, 2);
+	cr_assert_eq(r.learned, 0);
+	cr_assert_eq(bayes_store_stats(s, &st), BAYES_OK);
+	cr_assert(st.full);
+	free(big);
+	bayes_store_unref(s);
+}
+
 Test(store, reopen_after_writer_killed_mid_learn, .init = make_tmpdir, .fini = remove_tmpdir)
 {
 	int pfd[2];
