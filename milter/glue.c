@@ -563,6 +563,10 @@ static int glue_listener(struct sockaddr_storage *ss, socklen_t *sl)
 }
 
 static int glue_listen_fd = -1; /* closed first of all at SIGTERM */
+/* The unix socket file we bound: a stop unlinks that one only, not a successor's. */
+static dev_t glue_sock_dev;
+static ino_t glue_sock_ino;
+static bool glue_sock_known;
 static char glue_listen_desc[sizeof(struct sockaddr_storage) + 16] = "?";
 
 const char *glue_listening(void)
@@ -629,6 +633,12 @@ int glue_open(const scan_settings_t *s, char *err, size_t err_len)
 		snprintf(glue_listen_desc, sizeof(glue_listen_desc), "unix:%s", su->sun_path);
 		if (glue_socket_perms(s, su->sun_path, err, err_len) < 0)
 			return -1;
+		struct stat st;
+		if (lstat(su->sun_path, &st) == 0) {
+			glue_sock_dev = st.st_dev;
+			glue_sock_ino = st.st_ino;
+			glue_sock_known = true;
+		}
 	} else if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
 		char ip[INET6_ADDRSTRLEN] = "?";
 		unsigned port;
@@ -725,7 +735,14 @@ static void glue_stop_listening(void)
 	close(p[0]); /* p[1] stays open: the pipe never reads end-of-file */
 	shutdown(old, SHUT_RDWR);
 	close(old);
-	if (is_unix)
+	/*
+	 * Only the file we bound: another instance started on the same path
+	 * has replaced it (libmilter removes an existing socket file), and
+	 * removing that one would leave the running daemon unreachable.
+	 */
+	struct stat st;
+	if (is_unix && glue_sock_known && lstat(su.sun_path, &st) == 0 &&
+	    st.st_dev == glue_sock_dev && st.st_ino == glue_sock_ino)
 		unlink(su.sun_path);
 }
 

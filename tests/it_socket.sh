@@ -8,7 +8,7 @@
 . "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
 
 MILTER=$top_builddir/sift-milter
-it_need "$MILTER" "$top_builddir/sift"
+it_need "$MILTER" "$top_builddir/sift" "$top_builddir/sift-mclient"
 
 D=$IT_TMP
 mkdir "$D/rules"
@@ -86,6 +86,30 @@ fi
 kill "$PID" 2>/dev/null
 wait "$PID" 2>/dev/null
 it_untrack "$PID"
+
+# --- a second instance on the same path takes it over (libmilter replaces
+# the file); the first one, stopping, must not remove the second's socket
+SOCK=$D/shared.sock
+"$MILTER" -f -c "$D/sift.conf" -d "$D/state-a" -p "unix:$SOCK" 2>"$D/a.log" &
+PA=$!
+it_track "$PA"
+wait_for 10 grep -q "listening on" "$D/a.log" ||
+	{ fail "first instance did not start"; cat "$D/a.log" >&2; }
+"$MILTER" -f -c "$D/sift.conf" -d "$D/state-b" -p "unix:$SOCK" 2>"$D/b.log" &
+PB=$!
+it_track "$PB"
+wait_for 10 grep -q "listening on" "$D/b.log" ||
+	{ fail "second instance did not start"; cat "$D/b.log" >&2; }
+kill "$PA" 2>/dev/null
+wait "$PA" 2>/dev/null
+it_untrack "$PA"
+check "after the first instance stopped, the second's socket is there" test -S "$SOCK"
+check "and the second instance takes mail through it" \
+	"$top_builddir/sift-mclient" -s "unix:$SOCK" -t 10000 -q "$top_srcdir/tests/data/milter/ham.eml"
+kill "$PB" 2>/dev/null
+wait "$PB" 2>/dev/null
+it_untrack "$PB"
+check "an instance stopping removes its own socket" test ! -e "$SOCK"
 
 GROUP=""
 if [ "$(id -u)" = 0 ]; then
