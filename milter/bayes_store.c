@@ -1633,14 +1633,24 @@ static void result_add(bayes_apply_result_t *to, const bayes_apply_result_t *r)
 	to->unfit_learn += r->unfit_learn;
 }
 
+static size_t count_learn(const bayes_learn_item_t *items, size_t n)
+{
+	size_t learn = 0;
+	for (size_t i = 0; i < n; i++)
+		learn += items[i].op != BAYES_TOUCH;
+	return learn;
+}
+
 /*
  * A batch that does not fit the map goes again in halves, so that a
  * message too big for the room left (a hostile one brought 100,000 tokens,
  * 10 MB of map) costs its own learning, not that of the 255 queued with
  * it. k misfits of n cost O(k log n) more transactions, each aborted
- * before its commit.
+ * before its commit. Not split: a batch of touches only (they just age
+ * tokens), nor any batch while the store is full (nothing fitted last
+ * time; a whole batch is tried again, and fits once room is made).
  */
-static int apply_split(bayes_store_t *s, const bayes_learn_item_t *items, size_t n,
+static int apply_split(bayes_store_t *s, const bayes_learn_item_t *items, size_t n, bool split,
                        bayes_apply_result_t *res)
 {
 	bayes_apply_result_t r = {0};
@@ -1651,14 +1661,14 @@ static int apply_split(bayes_store_t *s, const bayes_learn_item_t *items, size_t
 	}
 	if (rc != BAYES_EFULL)
 		return rc;
-	if (n == 1) {
-		res->unfit++;
-		res->unfit_learn += items[0].op != BAYES_TOUCH;
+	if (n == 1 || !split) {
+		res->unfit += n;
+		res->unfit_learn += count_learn(items, n);
 		return BAYES_OK;
 	}
-	rc = apply_split(s, items, n / 2, res);
+	rc = apply_split(s, items, n / 2, split, res);
 	if (rc == BAYES_OK)
-		rc = apply_split(s, items + n / 2, n - n / 2, res);
+		rc = apply_split(s, items + n / 2, n - n / 2, split, res);
 	return rc;
 }
 
@@ -1666,14 +1676,13 @@ int bayes_store_apply(bayes_store_t *s, const bayes_learn_item_t *items, size_t 
                       bayes_apply_result_t *res)
 {
 	bayes_apply_result_t r = {0};
-	int rc = apply_split(s, items, n, &r);
+	size_t learn = count_learn(items, n);
+	bool split = learn > 0 && !__atomic_load_n(&s->full, __ATOMIC_ACQUIRE);
+	int rc = apply_split(s, items, n, split, &r);
 	if (rc != BAYES_OK)
 		return rc;
 	if (r.unfit > 0) {
 		/* Full is when nothing fitted: not when one message of many did not. */
-		size_t learn = 0;
-		for (size_t i = 0; i < n; i++)
-			learn += items[i].op != BAYES_TOUCH;
 		set_full(s, r.unfit_learn == learn);
 		rc = BAYES_EFULL;
 	} else {
