@@ -879,6 +879,47 @@ Test(dns, behind_a_trusted_relay_the_first_untrusted_hop_is_checked)
 	dnsbl_release(b);
 }
 
+Test(dns, a_hit_names_a_few_listings_and_counts_the_rest)
+{
+	/*
+	 * Each listing under one hit name copied the detail of all before it:
+	 * 1,000 listed URI domains took 100 MB of the message's arena.
+	 */
+	char dir[] = "/tmp/test_dnsbl.XXXXXX", path[64], text[1024];
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/many.txt", dir);
+	FILE *fp = fopen(path, "w");
+	cr_assert_not_null(fp);
+	size_t cap = 64u << 10, len = 0;
+	char *raw = malloc(cap);
+	len += (size_t)snprintf(raw + len, cap - len, "From: a@example.org\n\n");
+	for (int i = 0; i < 300; i++) {
+		fprintf(fp, "listed-%d.example\n", i);
+		len += (size_t)snprintf(raw + len, cap - len, "http://listed-%d.example/\n", i);
+	}
+	fclose(fp);
+	snprintf(text, sizeof(text),
+	         "dnsbl_list = many uri many.invalid any=2:MANY_URI file=%s\n"
+	         "dnsbl_max_uri_domains = 1000\n"
+	         "dnsbl_nameserver = 127.0.0.1:%d\n",
+	         path, blackhole_port);
+	diag_t *d = diag_new();
+	dnsbl_t *b = load_text(text, d);
+	cr_assert_not_null(b, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	struct run r = run_msg(b, NULL, NULL, NULL, NULL, raw, 1000);
+	const hit_t *x = find_hit(r.h, "MANY_URI");
+	cr_assert_not_null(x);
+	cr_assert_float_eq(x->score, 2, 1e-9, "a listing counts once");
+	cr_assert(strstr(x->detail, "and 292 more"), "%s", x->detail);
+	cr_assert_lt(strlen(x->detail), 2048, "%zu bytes", strlen(x->detail));
+	msg_free(r.m);
+	dnsbl_release(b);
+	diag_free(d);
+	free(raw);
+	unlink(path);
+	rmdir(dir);
+}
+
 Test(dns, a_local_file_answers_without_any_dns)
 {
 	char text[1024];
