@@ -86,7 +86,12 @@ typedef struct dns_conf {
 	int tries;
 	size_t cache_max_entries, cache_max_bytes;
 	long max_ttl_ms, negative_ttl_ms;
+	size_t max_pending;    /* lookups submitted and not finished; past it they fail at once */
+	unsigned max_inflight; /* questions c-ares has out at once; the rest wait their turn */
 } dns_conf_t;
+/* dns_max_pending and dns_max_inflight; dns_new() reads 0 as these. */
+#define DNS_DEFAULT_MAX_PENDING  20000
+#define DNS_DEFAULT_MAX_INFLIGHT 128
 
 typedef struct dns dns_t;
 typedef struct dns_batch dns_batch_t;
@@ -111,6 +116,8 @@ void dns_unref(dns_t *r);
 
 typedef struct dns_stats {
 	uint64_t queries, cache_hits, failures, shared, cache_entries, cache_bytes;
+	uint64_t refused; /* lookups failed at once: dns_max_pending were waiting */
+	uint64_t pending; /* lookups submitted and not finished, now */
 } dns_stats_t;
 void dns_get_stats(dns_t *r, dns_stats_t *st);
 

@@ -113,6 +113,8 @@ typedef struct dnsbl_stats {
 	uint64_t error_answers;  /* "query refused"-style answers */
 	uint64_t late;           /* not answered by a message's deadline */
 	uint64_t dns_failures;   /* SERVFAIL, REFUSED, timeouts inside c-ares */
+	uint64_t dns_refused;    /* failed at once: dns_max_pending lookups were waiting */
+	uint64_t dns_pending;    /* lookups waiting for answers, now */
 	uint64_t probes;         /* test-entry probes sent */
 	uint64_t probe_failures; /* probes whose answers were wrong */
 	uint64_t cache_entries;

@@ -83,7 +83,7 @@ static void key_long(conf_t *c, const char *key, long def, long min, long max, l
 
 dns_t *dns_load(conf_t *c, dns_t *prev, diag_t *d)
 {
-	long timeout_ms, tries, cache_entries, max_ttl_ms, neg_ttl_ms;
+	long timeout_ms, tries, cache_entries, max_ttl_ms, neg_ttl_ms, max_pending, max_inflight;
 	uint64_t cache_bytes, old_bytes;
 	key_ms(c, "dns_timeout", 1500, 50, 30000, &timeout_ms, d);
 	key_long(c, "dns_tries", 2, 1, 10, &tries, d);
@@ -94,6 +94,8 @@ dns_t *dns_load(conf_t *c, dns_t *prev, diag_t *d)
 	          d);
 	key_ms(c, "dns_cache_max_ttl", 3600000L, 0, 7 * 86400000L, &max_ttl_ms, d);
 	key_ms(c, "dns_negative_ttl", 300000L, 0, 86400000L, &neg_ttl_ms, d);
+	conf_long(c, "dns_max_pending", DNS_DEFAULT_MAX_PENDING, 100, 10000000L, &max_pending, d);
+	conf_long(c, "dns_max_inflight", DNS_DEFAULT_MAX_INFLIGHT, 1, 65536, &max_inflight, d);
 
 	char csv[1024] = "";
 	const char *key =
@@ -120,6 +122,8 @@ dns_t *dns_load(conf_t *c, dns_t *prev, diag_t *d)
 	    .cache_max_bytes = (size_t)cache_bytes,
 	    .max_ttl_ms = max_ttl_ms,
 	    .negative_ttl_ms = neg_ttl_ms,
+	    .max_pending = (size_t)max_pending,
+	    .max_inflight = (unsigned)max_inflight,
 	};
 	if (prev && dns_same(prev, &rc))
 		return dns_ref(prev);

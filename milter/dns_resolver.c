@@ -15,6 +15,7 @@
 
 #include "dns.h"
 #include "evidence.h"
+#include "log.h"
 #include "xalloc.h"
 
 #include <ares.h>
@@ -33,12 +34,13 @@
 
 struct dns_query {
 	struct dns_query *batch_next; /* all records of the batch, for freeing */
-	struct dns_query *queue_next; /* the resolver's submit queue */
+	struct dns_query *queue_next; /* the resolver's submit queue, then its wait list */
 	/* Resolver thread only: identical lookups share one query in flight. */
 	struct dns_query *flight_next; /* chain in the in-flight table */
 	struct dns_query *followers;   /* lookups waiting on this one's answer */
 	struct dns_query *follow_next;
 	bool flying; /* in the in-flight table */
+	bool sent;   /* handed to c-ares (counted in in_ares) */
 	dns_batch_t *batch;
 	dns_t *res;
 	char qname[DNS_QNAME_MAX_BYTES];
@@ -48,7 +50,18 @@ struct dns_query {
 	/* Written by the resolver thread before done is set under the batch lock. */
 	bool done;
 	int source;
-	dns_answer_t ans, then_ans;
+	/*
+	 * The answers as they arrived, sized to what they hold (a dns_answer_t
+	 * is 4.3 KB, most answers a status or one address): a query record
+	 * lives until c-ares gives up on it, and a message may have thousands.
+	 * NULL: DNS_PENDING. See ans_set() and ans_get().
+	 */
+	struct stored_answer *ans, *then_ans;
+};
+
+struct stored_answer {
+	size_t bytes; /* of the dns_answer_t prefix in raw: up to data[used] */
+	unsigned char raw[];
 };
 
 struct dns_batch {
@@ -79,9 +92,76 @@ struct dns {
 	 * and those should wait for one answer rather than each ask.
 	 */
 	dns_query_t *flights[FLIGHT_BUCKETS];
+	/*
+	 * Resolver thread only: lookups waiting for c-ares, which is given at
+	 * most conf.max_inflight at once. A message of 1,000 URI domains sent
+	 * its questions in one burst, and the answers overflowed the socket's
+	 * receive buffer (about 300 datagrams by default): the rest waited
+	 * dns_timeout for a retry, and so did other messages' answers.
+	 */
+	dns_query_t *whead, *wtail;
+	unsigned in_ares;
 
-	uint64_t n_queries, n_cache_hits, n_failures, n_shared; /* atomic */
+	/*
+	 * Lookups submitted and not finished, waiting or out (each about 9
+	 * KB, kept until c-ares gives up: dns_timeout x dns_tries, long after
+	 * its message has gone). With a dead nameserver and URI-heavy mail
+	 * they grew to gigabytes; past conf.max_pending a lookup fails at once.
+	 */
+	size_t pending;    /* atomic */
+	long refused_said; /* atomic: when that was last logged, in seconds */
+
+	uint64_t n_queries, n_cache_hits, n_failures, n_shared, n_refused; /* atomic */
 };
+
+/* Replaces *slot with a copy of a, sized to its records' data. */
+static void ans_set(struct stored_answer **slot, const dns_answer_t *a)
+{
+	size_t used = a->used < sizeof(a->data) ? a->used : sizeof(a->data);
+	size_t bytes = offsetof(dns_answer_t, data) + used;
+	struct stored_answer *sa = xalloc_malloc(sizeof(*sa) + bytes);
+	sa->bytes = bytes;
+	memcpy(sa->raw, a, bytes);
+	free(*slot);
+	*slot = sa;
+}
+
+static void ans_set_status(struct stored_answer **slot, int status)
+{
+	dns_answer_t a;
+	memset(&a, 0, offsetof(dns_answer_t, data));
+	a.status = status;
+	ans_set(slot, &a);
+}
+
+/* The stored answer into a whole dns_answer_t (DNS_PENDING when none). */
+static void ans_get(const struct stored_answer *sa, dns_answer_t *out)
+{
+	if (sa == NULL) {
+		memset(out, 0, offsetof(dns_answer_t, data));
+		out->status = DNS_PENDING;
+		return;
+	}
+	memcpy(out, sa->raw, sa->bytes);
+}
+
+static int ans_status(const struct stored_answer *sa)
+{
+	int st;
+	if (sa == NULL)
+		return DNS_PENDING;
+	memcpy(&st, sa->raw + offsetof(dns_answer_t, status), sizeof(st));
+	return st;
+}
+
+static struct stored_answer *ans_dup(const struct stored_answer *sa)
+{
+	if (sa == NULL)
+		return NULL;
+	struct stored_answer *c = xalloc_malloc(sizeof(*c) + sa->bytes);
+	memcpy(c, sa, sizeof(*c) + sa->bytes);
+	return c;
+}
 
 static pthread_once_t ares_once = PTHREAD_ONCE_INIT;
 static int ares_init_status;
@@ -273,6 +353,8 @@ static void batch_free(dns_batch_t *b)
 {
 	for (dns_query_t *q = b->queries, *next; q != NULL; q = next) {
 		next = q->batch_next;
+		free(q->ans);
+		free(q->then_ans);
 		free(q);
 	}
 	pthread_cond_destroy(&b->cond);
@@ -312,9 +394,9 @@ bool dns_result(dns_batch_t *b, const dns_query_t *q, dns_answer_t *out, dns_ans
 	pthread_mutex_lock(&b->lock);
 	bool done = q->done;
 	if (done) {
-		*out = q->ans;
+		ans_get(q->ans, out);
 		if (then_out)
-			*then_out = q->then_ans;
+			ans_get(q->then_ans, then_out);
 		if (source)
 			*source = q->source;
 	}
@@ -326,6 +408,7 @@ bool dns_result(dns_batch_t *b, const dns_query_t *q, dns_answer_t *out, dns_ans
 static void query_complete(dns_query_t *q)
 {
 	dns_batch_t *b = q->batch;
+	__atomic_sub_fetch(&q->res->pending, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&b->lock);
 	q->done = true;
 	b->pending--;
@@ -344,7 +427,7 @@ static void send_query(dns_query_t *q);
 /* The first answer asks for the follow-up question (a listing's TXT). */
 static bool wants_then(const dns_query_t *q)
 {
-	return q->then_qtype != 0 && q->ans.status == DNS_NOERROR;
+	return q->then_qtype != 0 && ans_status(q->ans) == DNS_NOERROR;
 }
 
 /*
@@ -354,14 +437,19 @@ static bool wants_then(const dns_query_t *q)
 static bool from_cache(dns_t *r, dns_query_t *q)
 {
 	long now = dns_now_ms();
+	dns_answer_t a;
 	if (q->phase == q->qtype) {
-		if (!dns_cache_get(r->cache, q->qname, q->qtype, now, &q->ans))
+		if (!dns_cache_get(r->cache, q->qname, q->qtype, now, &a))
 			return false;
+		ans_set(&q->ans, &a);
 		if (!wants_then(q))
 			return true;
 		q->phase = q->then_qtype;
 	}
-	return dns_cache_get(r->cache, q->qname, q->then_qtype, now, &q->then_ans);
+	if (!dns_cache_get(r->cache, q->qname, q->then_qtype, now, &a))
+		return false;
+	ans_set(&q->then_ans, &a);
+	return true;
 }
 
 static dns_query_t **flight_slot(dns_t *r, const char *qname)
@@ -405,8 +493,10 @@ static void finish(dns_t *r, dns_query_t *q)
 	}
 	for (dns_query_t *f = q->followers, *next; f != NULL; f = next) {
 		next = f->follow_next;
-		f->ans = q->ans;
-		f->then_ans = q->then_ans;
+		free(f->ans);
+		free(f->then_ans);
+		f->ans = ans_dup(q->ans);
+		f->then_ans = ans_dup(q->then_ans);
 		f->source = DNS_SRC_NET;
 		query_complete(f);
 	}
@@ -424,7 +514,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 {
 	dns_query_t *q = arg;
 	dns_t *r = q->res;
-	dns_answer_t *a = q->phase == q->qtype ? &q->ans : &q->then_ans;
+	dns_answer_t ab, *a = &ab; /* parsed here, kept in q sized to fit */
 	long ttl_s = -1;
 	(void)timeouts;
 
@@ -439,15 +529,19 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 		counter_add(&r->n_failures, 1);
 	else if (q->use_cache)
 		dns_cache_put(r->cache, q->qname, q->phase, a, ttl_ms_for(r, ttl_s), dns_now_ms());
+	ans_set(q->phase == q->qtype ? &q->ans : &q->then_ans, a);
 
 	if (q->phase == q->qtype && wants_then(q) && status != ARES_EDESTRUCTION) {
 		q->phase = q->then_qtype;
 		if (!q->use_cache ||
-		    !dns_cache_get(r->cache, q->qname, q->then_qtype, dns_now_ms(), &q->then_ans)) {
-			send_query(q);
+		    !dns_cache_get(r->cache, q->qname, q->then_qtype, dns_now_ms(), a)) {
+			send_query(q); /* the same slot of max_inflight */
 			return;
 		}
+		ans_set(&q->then_ans, a);
 	}
+	q->sent = false;
+	r->in_ares--;
 	finish(r, q);
 }
 
@@ -455,6 +549,32 @@ static void send_query(dns_query_t *q)
 {
 	counter_add(&q->res->n_queries, 1);
 	ares_query(q->res->ch, q->qname, 1 /* IN */, q->phase, on_answer, q);
+}
+
+/* Hands waiting lookups to c-ares while it has fewer than max_inflight out. */
+static void pump(dns_t *r)
+{
+	while (r->whead != NULL && r->in_ares < r->conf.max_inflight) {
+		dns_query_t *q = r->whead;
+		r->whead = q->queue_next;
+		if (r->whead == NULL)
+			r->wtail = NULL;
+		q->sent = true;
+		r->in_ares++;
+		send_query(q); /* may answer at once (and call on_answer) */
+	}
+}
+
+/* At stop: lookups that never went out fail, with their followers. */
+static void fail_waiting(dns_t *r)
+{
+	while (r->whead != NULL) {
+		dns_query_t *q = r->whead;
+		r->whead = q->queue_next;
+		ans_set_status(&q->ans, DNS_SERVFAIL);
+		finish(r, q);
+	}
+	r->wtail = NULL;
 }
 
 static void *resolver_main(void *arg)
@@ -473,7 +593,7 @@ static void *resolver_main(void *arg)
 			next = q->queue_next;
 			dns_query_t *lead;
 			if (stop) {
-				q->ans.status = DNS_SERVFAIL;
+				ans_set_status(&q->ans, DNS_SERVFAIL);
 				query_complete(q);
 			} else if (q->use_cache && from_cache(r, q)) {
 				/*
@@ -491,11 +611,19 @@ static void *resolver_main(void *arg)
 			} else {
 				if (q->use_cache)
 					flight_add(r, q);
-				send_query(q);
+				q->queue_next = NULL;
+				if (r->wtail)
+					r->wtail->queue_next = q;
+				else
+					r->whead = q;
+				r->wtail = q;
 			}
 		}
-		if (stop)
+		if (stop) {
+			fail_waiting(r);
 			break;
+		}
+		pump(r);
 
 		ares_socket_t socks[ARES_GETSOCK_MAXNUM];
 		/* Bits tested by hand: c-ares's macros shift a signed 1 into the sign bit. */
@@ -550,6 +678,10 @@ dns_t *dns_new(const dns_conf_t *rc, char *err, size_t err_bytes)
 	dns_t *r = xalloc_calloc(1, sizeof(*r));
 	r->refs = 1;
 	r->conf = *rc;
+	if (r->conf.max_pending == 0)
+		r->conf.max_pending = DNS_DEFAULT_MAX_PENDING;
+	if (r->conf.max_inflight == 0)
+		r->conf.max_inflight = DNS_DEFAULT_MAX_INFLIGHT;
 	/* NULL means the system's resolvers, so a failed copy must not become one. */
 	r->servers_csv = rc->servers_csv ? xalloc_strdup(rc->servers_csv) : NULL;
 	r->conf.servers_csv = r->servers_csv;
@@ -593,7 +725,8 @@ bool dns_same(const dns_t *r, const dns_conf_t *rc)
 	return same_servers && a->timeout_ms == rc->timeout_ms && a->tries == rc->tries &&
 	       a->cache_max_entries == rc->cache_max_entries &&
 	       a->cache_max_bytes == rc->cache_max_bytes && a->max_ttl_ms == rc->max_ttl_ms &&
-	       a->negative_ttl_ms == rc->negative_ttl_ms;
+	       a->negative_ttl_ms == rc->negative_ttl_ms && a->max_pending == rc->max_pending &&
+	       a->max_inflight == rc->max_inflight;
 }
 
 dns_t *dns_ref(dns_t *r)
@@ -630,6 +763,8 @@ void dns_get_stats(dns_t *r, dns_stats_t *st)
 	st->cache_hits = __atomic_load_n(&r->n_cache_hits, __ATOMIC_RELAXED);
 	st->failures = __atomic_load_n(&r->n_failures, __ATOMIC_RELAXED);
 	st->shared = __atomic_load_n(&r->n_shared, __ATOMIC_RELAXED);
+	st->refused = __atomic_load_n(&r->n_refused, __ATOMIC_RELAXED);
+	st->pending = __atomic_load_n(&r->pending, __ATOMIC_RELAXED);
 	dns_cache_usage(r->cache, &st->cache_entries, &st->cache_bytes);
 }
 
@@ -679,6 +814,23 @@ dns_query_t *dns_submit(dns_t *r, dns_batch_t *b, const char *qname, int qtype, 
 		counter_add(&r->n_cache_hits, 1);
 		return q;
 	}
+	if (__atomic_add_fetch(&r->pending, 1, __ATOMIC_RELAXED) > r->conf.max_pending) {
+		ans_set_status(&q->ans, DNS_SERVFAIL); /* (query_complete() takes the count back) */
+		counter_add(&r->n_failures, 1);
+		counter_add(&r->n_refused, 1);
+		query_complete(q);
+		long now_s = dns_now_ms() / 1000,
+		     last = __atomic_load_n(&r->refused_said, __ATOMIC_RELAXED);
+		if (now_s - last >= 60 &&
+		    __atomic_compare_exchange_n(&r->refused_said, &last, now_s, false,
+		                                __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+			log_msg(
+			    LOG_L_WARNING,
+			    "dns: %zu lookups waiting for answers (dns_max_pending): new ones fail "
+			    "at once; is the nameserver answering?",
+			    r->conf.max_pending);
+		return q;
+	}
 
 	pthread_mutex_lock(&r->qlock);
 	bool ok = !r->stop && resolver_start_locked(r) == 0;
@@ -693,7 +845,7 @@ dns_query_t *dns_submit(dns_t *r, dns_batch_t *b, const char *qname, int qtype, 
 	if (ok) {
 		(void)!write(r->wake[1], "x", 1);
 	} else {
-		q->ans.status = DNS_SERVFAIL;
+		ans_set_status(&q->ans, DNS_SERVFAIL);
 		counter_add(&r->n_failures, 1);
 		query_complete(q);
 	}

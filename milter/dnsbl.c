@@ -637,6 +637,8 @@ void dnsbl_get_stats(const dnsbl_t *d, dnsbl_stats_t *st)
 		st->cache_hits = rs.cache_hits;
 		st->dns_shared = rs.shared;
 		st->dns_failures = rs.failures;
+		st->dns_refused = rs.refused;
+		st->dns_pending = rs.pending;
 		st->cache_entries = rs.cache_entries;
 		st->cache_bytes = rs.cache_bytes;
 	}
@@ -684,6 +686,12 @@ static void ev_metrics(void *shared, metrics_out_t *o)
 	metrics_out_family(o, "sift_dnsbl_dns_queries_total", "counter",
 	                   "Queries sent to the nameservers.");
 	metrics_out_value(o, "sift_dnsbl_dns_queries_total", NULL, NULL, (double)st.dns_queries);
+	metrics_out_family(o, "sift_dnsbl_dns_pending", "gauge",
+	                   "Lookups waiting for answers (at most dns_max_pending).");
+	metrics_out_value(o, "sift_dnsbl_dns_pending", NULL, NULL, (double)st.dns_pending);
+	metrics_out_family(o, "sift_dnsbl_dns_refused_total", "counter",
+	                   "Lookups failed at once because dns_max_pending were waiting.");
+	metrics_out_value(o, "sift_dnsbl_dns_refused_total", NULL, NULL, (double)st.dns_refused);
 	metrics_out_family(o, "sift_dnsbl_probes_total", "counter", "Test-entry probes sent.");
 	metrics_out_value(o, "sift_dnsbl_probes_total", NULL, NULL, (double)st.probes);
 	metrics_out_family(o, "sift_dnsbl_probe_failures_total", "counter",

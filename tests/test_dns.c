@@ -328,7 +328,9 @@ Test(conf, old_dnsbl_keys_still_work_and_the_new_names_win)
 	                   .cache_max_entries = 100000,
 	                   .cache_max_bytes = 32u << 20,
 	                   .max_ttl_ms = 3600000L,
-	                   .negative_ttl_ms = 300000L};
+	                   .negative_ttl_ms = 300000L,
+	                   .max_pending = DNS_DEFAULT_MAX_PENDING,
+	                   .max_inflight = DNS_DEFAULT_MAX_INFLIGHT};
 	cr_assert(dns_same(r, &want));
 	dns_t *again = dns_load(c, r, d);
 	cr_assert_eq(again, r, "unchanged settings keep the resolver and its cache");
