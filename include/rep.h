@@ -406,6 +406,12 @@ typedef struct rep_link_conf {
 	const char *cluster[REP_MAX_CLUSTER_SEEDS];
 	size_t n_cluster;
 	long extra_read_ms; /* added to the command timeout (blocking XREAD) */
+	/*
+	 * A pipeline's replies must all be in within command_timeout_ms +
+	 * extra_read_ms, and no reply may take more than reply_max_bytes off
+	 * the wire (0: 1 MB); else the link fails.
+	 */
+	size_t reply_max_bytes;
 	long backoff_min_ms, backoff_max_ms;
 	unsigned breaker_failures; /* consecutive failures that open the circuit */
 	long breaker_open_ms;

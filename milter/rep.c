@@ -395,6 +395,15 @@ void rep_config_link(const rep_config_t *rc, bool replica, rep_link_conf_t *out)
 		out->n_cluster = rc->n_cluster;
 	}
 	out->db = rc->db;
+	/*
+	 * The largest reply any link takes: the block list sync's, an HSCAN
+	 * chunk of the first load (COUNT is a hint; Redis returns a small hash
+	 * whole, up to its listpack bound, 128 by default) or a stream read of
+	 * block_sync_batch signed entries, each at most REP_SOP_MAX_BYTES and
+	 * its framing (1.2 MB at the default 200). More is a broken or hostile
+	 * server, and parsing it would cost about 30 times its size.
+	 */
+	out->reply_max_bytes = ((size_t)rc->bl.batch * 4 + 1024) * (REP_SOP_MAX_BYTES + 128);
 	out->connect_timeout_ms = rc->connect_timeout_ms;
 	out->command_timeout_ms = rc->command_timeout_ms;
 	out->backoff_min_ms = 100;

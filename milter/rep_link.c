@@ -13,6 +13,7 @@
 
 #include <hiredis/hiredis.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 enum {
 	LINK_ADDR_MAX_BYTES = REP_ADDR_MAX_BYTES,
@@ -31,6 +33,9 @@ enum {
 	LINK_MAX_REDIRECTS = 5, /* MOVED / ASK rounds for one pipeline */
 	LINK_NO_NODE = 0xffff,
 };
+
+/* The largest reply a link takes when its conf names none (see rep_config_link()). */
+#define LINK_REPLY_MAX_BYTES ((size_t)1 << 20)
 
 /* A Redis Cluster primary, by the address the cluster announces. */
 struct cnode {
@@ -45,6 +50,7 @@ struct rep_link {
 	char *sentinels[LINK_MAX_SENTINELS];
 	char *route_from[REP_MAX_ROUTES], *route_to[REP_MAX_ROUTES];
 	char *cluster[REP_MAX_CLUSTER_SEEDS];
+	size_t reply_max; /* conf.reply_max_bytes, or LINK_REPLY_MAX_BYTES */
 	/* The connection; in cluster mode one of nodes[]' (owned there). */
 	redisContext *ctx;
 	/* Redis Cluster: the primaries and which one serves each slot. */
@@ -119,6 +125,7 @@ rep_link_t *rep_link_new(const rep_link_conf_t *c)
 {
 	rep_link_t *l = xalloc_calloc(1, sizeof(*l));
 	l->conf = *c;
+	l->reply_max = c->reply_max_bytes ? c->reply_max_bytes : LINK_REPLY_MAX_BYTES;
 	l->server = dup_or_null(c->server);
 	l->master_name = dup_or_null(c->master_name);
 	l->password = dup_or_null(c->password && *c->password ? c->password : NULL);
@@ -913,6 +920,67 @@ static bool flush_ctx(redisContext *c)
 	return true;
 }
 
+static void set_ctx_err(redisContext *c, int err, const char *what)
+{
+	c->err = err;
+	snprintf(c->errstr, sizeof(c->errstr), "%s", what);
+}
+
+/*
+ * One reply, as redisGetReply() reads it, but bounded twice. In time: by
+ * deadline_ms for the whole reply, where SO_RCVTIMEO bounds each read
+ * only (a server sending a byte every half second held the reader and
+ * writer threads for minutes while the link still counted as up). In
+ * size: the link fails once a reply has taken more than the link's
+ * reply_max_bytes off the wire, where hiredis would buffer and parse any
+ * amount (a 300 MB string took 2.6 GB; a stream read of a million
+ * entries, 31 MB on the wire, 900 MB parsed).
+ */
+static int get_reply(rep_link_t *l, redisContext *c, long deadline_ms, void **out)
+{
+	size_t got = 0;
+	*out = NULL;
+	if (!flush_ctx(c) || redisGetReplyFromReader(c, out) != REDIS_OK)
+		return REDIS_ERR;
+	while (*out == NULL) {
+		long left = deadline_ms - now_ms();
+		struct pollfd p = {.fd = c->fd, .events = POLLIN};
+		int rc = left > 0 ? poll(&p, 1, (int)left) : 0;
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc <= 0) {
+			set_ctx_err(c, REDIS_ERR_IO, "reply not complete in time");
+			return REDIS_ERR;
+		}
+		char buf[16384];
+		ssize_t n = read(c->fd, buf, sizeof(buf));
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0) {
+			set_ctx_err(c, n == 0 ? REDIS_ERR_EOF : REDIS_ERR_IO,
+			            n == 0 ? "Server closed the connection" : strerror(errno));
+			return REDIS_ERR;
+		}
+		got += (size_t)n;
+		if (got > l->reply_max) {
+			char why[96];
+			snprintf(why, sizeof(why), "a reply larger than %zu bytes", l->reply_max);
+			set_ctx_err(c, REDIS_ERR_PROTOCOL, why);
+			return REDIS_ERR;
+		}
+		if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK ||
+		    redisGetReplyFromReader(c, out) != REDIS_OK)
+			return REDIS_ERR;
+	}
+	return REDIS_OK;
+}
+
+/* When every reply of a pipeline must be in: the command timeout, and a blocking read's wait. */
+static long reply_deadline(const rep_link_t *l)
+{
+	return now_ms() + l->conf.command_timeout_ms + l->conf.extra_read_ms;
+}
+
 /*
  * Sends each unit to the node serving its key's slot, all nodes at once
  * (one round trip, not one per node), then follows MOVED (the map is
@@ -991,7 +1059,7 @@ static int cluster_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds,
 		}
 		if (!any)
 			break;
-		long t0 = mono_us();
+		long t0 = mono_us(), until = reply_deadline(l);
 		bool sampled = false;
 		for (size_t k = 0; k < l->n_nodes && !failed; k++)
 			if (used[k] && !flush_ctx(l->nodes[k].ctx)) {
@@ -1005,7 +1073,7 @@ static int cluster_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds,
 			redisContext *c = l->nodes[u[i].node].ctx;
 			void *r = NULL;
 			if (u[i].asking) {
-				if (redisGetReply(c, &r) != REDIS_OK || r == NULL) {
+				if (get_reply(l, c, until, &r) != REDIS_OK || r == NULL) {
 					failed = true;
 				} else {
 					freeReplyObject(r);
@@ -1013,7 +1081,7 @@ static int cluster_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds,
 				}
 			}
 			for (size_t k = u[i].first; k < u[i].first + u[i].n && !failed; k++) {
-				if (redisGetReply(c, &r) != REDIS_OK || r == NULL) {
+				if (get_reply(l, c, until, &r) != REDIS_OK || r == NULL) {
 					failed = true;
 					break;
 				}
@@ -1101,10 +1169,10 @@ static int link_pipeline(rep_link_t *l, size_t n, const rep_cmd_t *cmds,
 			rep_link_fail(l, "out of memory");
 			return 0;
 		}
-	long t0 = mono_us();
+	long t0 = mono_us(), until = reply_deadline(l);
 	for (i = 0; i < n; i++) {
 		void *r = NULL;
-		if (redisGetReply(c, &r) != REDIS_OK || r == NULL) {
+		if (get_reply(l, c, until, &r) != REDIS_OK || r == NULL) {
 			char why[600];
 			snprintf(why, sizeof(why), "%s: %s", l->addr,
 			         c->errstr[0] ? c->errstr : "no reply");

@@ -13,6 +13,9 @@
 #include <lmdb.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1491,6 +1494,138 @@ Test(rep_link, slow_redis_costs_at_most_the_timeout, .timeout = 30)
 	cr_assert(dt >= 100 && dt < 600, "gave up after %ld ms", dt);
 	cr_assert_neq(rep_link_state(l), REP_LINK_UP);
 	rep_link_free(l);
+	server_free(&s);
+}
+
+Test(rep_link, a_reply_larger_than_any_the_link_expects_fails_the_link, .timeout = 30)
+{
+	/* hiredis buffered and parsed any reply: a 300 MB string took 2.6 GB. */
+	NEED_REDIS();
+	struct server s;
+	server_new(&s, NULL);
+	size_t big = 3u << 20;
+	char *v = malloc(big);
+	memset(v, '7', big);
+	freeReplyObject(side(&s, "HSET %s s %b", "sift:r:{ip:192.0.2.9}", v, big));
+	free(v);
+	rep_link_conf_t lc = link_conf(s.addr);
+	lc.reply_max_bytes = 1u << 20;
+	rep_link_t *l = rep_link_new(&lc);
+	cr_assert(link_wait_up(l, 2000));
+	const char *keys[1] = {"sift:r:{ip:192.0.2.9}"};
+	rep_counts_t c;
+	bool found;
+	cr_assert_eq(rep_read_counts(l, 1, keys, &c, &found), -1);
+	cr_assert_neq(rep_link_state(l), REP_LINK_UP);
+	cr_assert(strstr(rep_link_error(l), "a reply larger than 1048576 bytes"), "%s",
+	          rep_link_error(l));
+	rep_link_free(l);
+	server_free(&s);
+}
+
+/*
+ * A TCP proxy to Redis that, once told to, passes the replies on a byte
+ * every 50 ms: a server that answers, but too slowly to be of use.
+ */
+struct trickle {
+	int lfd, port, up_port;
+	volatile int slow, stop;
+	pthread_t th;
+};
+
+static void *trickle_main(void *arg)
+{
+	struct trickle *t = arg;
+	int cfd = accept(t->lfd, NULL, NULL);
+	if (cfd < 0)
+		return NULL;
+	int ufd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_port = htons((uint16_t)t->up_port),
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (connect(ufd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		close(cfd);
+		close(ufd);
+		return NULL;
+	}
+	struct pollfd p[2] = {{.fd = cfd, .events = POLLIN}, {.fd = ufd, .events = POLLIN}};
+	char buf[16384];
+	while (!t->stop && poll(p, 2, 100) >= 0) {
+		if (p[0].revents & (POLLIN | POLLHUP)) {
+			ssize_t n = read(cfd, buf, sizeof(buf));
+			if (n <= 0 || write(ufd, buf, (size_t)n) != n)
+				break;
+		}
+		if (p[1].revents & (POLLIN | POLLHUP)) {
+			ssize_t n = read(ufd, buf, sizeof(buf));
+			if (n <= 0)
+				break;
+			for (ssize_t i = 0; i < n && !t->stop; i += t->slow ? 1 : n) {
+				size_t k = t->slow ? 1 : (size_t)n;
+				if (write(cfd, buf + i, k) != (ssize_t)k)
+					break;
+				if (t->slow)
+					sleep_ms(50);
+			}
+		}
+	}
+	close(cfd);
+	close(ufd);
+	return NULL;
+}
+
+static void trickle_start(struct trickle *t, int up_port)
+{
+	memset(t, 0, sizeof(*t));
+	t->up_port = up_port;
+	t->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert_eq(bind(t->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	socklen_t al = sizeof(a);
+	getsockname(t->lfd, (struct sockaddr *)&a, &al);
+	t->port = ntohs(a.sin_port);
+	cr_assert_eq(listen(t->lfd, 4), 0);
+	cr_assert_eq(pthread_create(&t->th, NULL, trickle_main, t), 0);
+}
+
+static void trickle_stop(struct trickle *t)
+{
+	t->stop = 1;
+	shutdown(t->lfd, SHUT_RDWR);
+	close(t->lfd);
+	pthread_join(t->th, NULL);
+}
+
+Test(rep_link, a_reply_trickled_a_byte_at_a_time_costs_at_most_the_timeout, .timeout = 30)
+{
+	/*
+	 * The socket timeout bounds each read, not the reply: a byte every 50
+	 * ms within a 300 ms timeout held the link's thread for as long as
+	 * the reply lasted, and the link still counted as up.
+	 */
+	NEED_REDIS();
+	struct server s;
+	server_new(&s, NULL);
+	freeReplyObject(side(&s, "HSET %s s %s h %s t %s", "sift:r:{ip:192.0.2.8}",
+	                     "12.5000000000000000000000000000000000000000", "1", "1700000000"));
+	struct trickle t;
+	trickle_start(&t, s.port);
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", t.port);
+	rep_link_conf_t lc = link_conf(addr);
+	rep_link_t *l = rep_link_new(&lc);
+	cr_assert(link_wait_up(l, 2000), "%s", rep_link_error(l));
+	t.slow = 1;
+	const char *keys[1] = {"sift:r:{ip:192.0.2.8}"};
+	rep_counts_t c;
+	bool found;
+	long t0 = mono_ms();
+	cr_assert_eq(rep_read_counts(l, 1, keys, &c, &found), -1);
+	long dt = mono_ms() - t0;
+	cr_assert(dt < 800, "gave up after %ld ms", dt);
+	cr_assert_neq(rep_link_state(l), REP_LINK_UP);
+	rep_link_free(l);
+	trickle_stop(&t);
 	server_free(&s);
 }
 
