@@ -127,26 +127,41 @@ struct uhost {
 /*
  * The hosts of the message's URIs that URIDNSBL asks about: public IPv4
  * literals, and host names with a registered domain not in the skip list;
- * at most uridnsbl_max_domains of them, in the order found.
+ * in the order found, those of the first uridnsbl_max_domains registered
+ * domains (an IP literal counts as one). The limit counts domains, as
+ * SpamAssassin's does: when it counted hosts, twenty links to hosts of one
+ * clean domain ahead of a listed one kept the listed one from being asked.
  */
 static size_t uri_hosts(struct rules_evalenv *e, struct uhost **out)
 {
 	const rules_t *r = e->r;
 	long max = r->uridnsbl ? r->uridnsbl->max_domains : URIDNSBL_MAX_DOMAINS;
-	size_t nd = e->mi ? mime_domain_count(e->mi) : 0, n = 0;
+	size_t nd = e->mi ? mime_domain_count(e->mi) : 0, n = 0, ndom = 0;
 	*out = arena_zalloc(e->a, (nd ? nd : 1) * sizeof(**out));
-	for (size_t i = 0; i < nd && (long)n < max; i++) {
+	const char **doms = arena_zalloc(e->a, (nd ? nd : 1) * sizeof(*doms));
+	for (size_t i = 0; i < nd; i++) {
 		const char *h = mime_domain(e->mi, i);
 		if (rules_eval_is_ipv4(h)) {
-			if (!rules_eval_ip_private(h))
+			if (!rules_eval_ip_private(h) && (long)ndom < max) {
 				(*out)[n++] = (struct uhost){h, NULL};
+				ndom++;
+			}
 			continue;
 		}
 		char reg[DNS_QNAME_MAX_BYTES];
 		if (!dns_valid_hostname(h) || dns_registered_domain(h, reg, sizeof(reg)) == NULL ||
 		    skipped_domain(r, reg) || skipped_domain(r, h))
 			continue;
-		(*out)[n++] = (struct uhost){h, arena_strdup(e->a, reg)};
+		const char *d = NULL;
+		for (size_t k = 0; k < ndom && d == NULL; k++)
+			if (doms[k] != NULL && strcmp(doms[k], reg) == 0)
+				d = doms[k];
+		if (d == NULL) {
+			if ((long)ndom >= max)
+				continue;
+			d = doms[ndom++] = arena_strdup(e->a, reg);
+		}
+		(*out)[n++] = (struct uhost){h, d};
 	}
 	return n;
 }

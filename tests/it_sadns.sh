@@ -101,6 +101,9 @@ check "urirhssub: explained by the domain asked about" has "$OUT" "spam-uri.exam
 check "urirhssub: a range of codes hits" has "$OUT" "T_URIBL_RANGE"
 check "urirhssub: a value/mask that differs misses" hasnt "$OUT" "T_URIBL_VALMASK"
 check "urirhsbl ips_only: an IP literal host, reversed, hits" has "$OUT" "T_URI_IP"
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 "$URIS/many-hosts.eml" 2>>"$D/check.err")
+check "uridnsbl_max_domains counts domains: 25 hosts of one ahead do not hide a listed one" \
+	has "$OUT" "T_URIBL_BLACK"
 OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 "$URIS/skip.eml" 2>>"$D/check.err")
 check "uridnsbl_skip_domain: a listed but skipped domain is not asked" hasnt "$OUT" "T_URIBL_BLACK"
 check "uridnsbl_skip_domain: no URI rule hits on unlisted domains" hasnt "$OUT" "T_DBL_SPAM"
