@@ -50,6 +50,15 @@ struct dns_cache {
 	struct shard shards[CACHE_SHARDS];
 };
 
+/*
+ * The shard takes the hash's low bits, so a shard's chains must not: with
+ * the same bits every entry of a shard fell in 1/CACHE_SHARDS of its buckets.
+ */
+static size_t bucket_of(const struct shard *s, uint32_t h)
+{
+	return (h / CACHE_SHARDS) & (s->nbuckets - 1);
+}
+
 long dns_now_ms(void)
 {
 	struct timespec ts;
@@ -106,7 +115,7 @@ void dns_cache_free(dns_cache_t *c)
 /* Unlinks e from its chain and the age list; the shard lock is held. */
 static void shard_remove(struct shard *s, struct centry *e)
 {
-	struct centry **pp = &s->buckets[e->hash & (s->nbuckets - 1)];
+	struct centry **pp = &s->buckets[bucket_of(s, e->hash)];
 	while (*pp != e)
 		pp = &(*pp)->hnext;
 	*pp = e->hnext;
@@ -125,7 +134,7 @@ static void shard_remove(struct shard *s, struct centry *e)
 
 static struct centry *shard_find(struct shard *s, const char *qname, int qtype, uint32_t h)
 {
-	for (struct centry *e = s->buckets[h & (s->nbuckets - 1)]; e != NULL; e = e->hnext)
+	for (struct centry *e = s->buckets[bucket_of(s, h)]; e != NULL; e = e->hnext)
 		if (e->hash == h && e->qtype == qtype && strcmp(e->key, qname) == 0)
 			return e;
 	return NULL;
@@ -187,7 +196,7 @@ void dns_cache_put(dns_cache_t *c, const char *qname, int qtype, const dns_answe
 	while (s->oldest != NULL &&
 	       (s->entries + 1 > s->max_entries || s->bytes + bytes > s->max_bytes))
 		shard_remove(s, s->oldest);
-	size_t b = h & (s->nbuckets - 1);
+	size_t b = bucket_of(s, h);
 	e->hnext = s->buckets[b];
 	s->buckets[b] = e;
 	e->prev = s->newest;
