@@ -40,7 +40,6 @@ struct dns_query {
 	struct dns_query *followers;   /* lookups waiting on this one's answer */
 	struct dns_query *follow_next;
 	bool flying; /* in the in-flight table */
-	bool sent;   /* handed to c-ares (counted in in_ares) */
 	dns_batch_t *batch;
 	dns_t *res;
 	char qname[DNS_QNAME_MAX_BYTES];
@@ -103,10 +102,10 @@ struct dns {
 	unsigned in_ares;
 
 	/*
-	 * Lookups submitted and not finished, waiting or out (each about 9
-	 * KB, kept until c-ares gives up: dns_timeout x dns_tries, long after
-	 * its message has gone). With a dead nameserver and URI-heavy mail
-	 * they grew to gigabytes; past conf.max_pending a lookup fails at once.
+	 * Lookups submitted and not finished, waiting or out, each kept until
+	 * c-ares gives up on it (dns_timeout x dns_tries), long after its
+	 * message has gone: with a dead nameserver and URI-heavy mail they
+	 * grew without bound. Past conf.max_pending a lookup fails at once.
 	 */
 	size_t pending;    /* atomic */
 	long refused_said; /* atomic: when that was last logged, in seconds */
@@ -540,7 +539,6 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 		}
 		ans_set(&q->then_ans, a);
 	}
-	q->sent = false;
 	r->in_ares--;
 	finish(r, q);
 }
@@ -559,7 +557,6 @@ static void pump(dns_t *r)
 		r->whead = q->queue_next;
 		if (r->whead == NULL)
 			r->wtail = NULL;
-		q->sent = true;
 		r->in_ares++;
 		send_query(q); /* may answer at once (and call on_answer) */
 	}
