@@ -348,6 +348,100 @@ static redisContext *connect_addr(rep_link_t *l, const char *spec0, long timeout
 	return c;
 }
 
+static bool flush_ctx(redisContext *c)
+{
+	int done = 0;
+	while (!done)
+		if (redisBufferWrite(c, &done) != REDIS_OK)
+			return false;
+	return true;
+}
+
+static void set_ctx_err(redisContext *c, int err, const char *what)
+{
+	c->err = err;
+	snprintf(c->errstr, sizeof(c->errstr), "%s", what);
+}
+
+/*
+ * One reply, as redisGetReply() reads it, but bounded twice. In time: by
+ * deadline_ms for the whole reply, where SO_RCVTIMEO bounds each read
+ * only (a server sending a byte every half second held the reader and
+ * writer threads for minutes while the link still counted as up). In
+ * size: the link fails once a reply has taken more than the link's
+ * reply_max_bytes off the wire, where hiredis would buffer and parse any
+ * amount (a 300 MB string took 2.6 GB; a stream read of a million
+ * entries, 31 MB on the wire, 900 MB parsed).
+ */
+static int get_reply(rep_link_t *l, redisContext *c, long deadline_ms, void **out)
+{
+	size_t got = 0;
+	*out = NULL;
+	if (!flush_ctx(c) || redisGetReplyFromReader(c, out) != REDIS_OK)
+		return REDIS_ERR;
+	while (*out == NULL) {
+		long left = deadline_ms - now_ms();
+		struct pollfd p = {.fd = c->fd, .events = POLLIN};
+		int rc = left > 0 ? poll(&p, 1, (int)left) : 0;
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc <= 0) {
+			set_ctx_err(c, REDIS_ERR_IO, "reply not complete in time");
+			return REDIS_ERR;
+		}
+		char buf[16384];
+		ssize_t n = read(c->fd, buf, sizeof(buf));
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0) {
+			set_ctx_err(c, n == 0 ? REDIS_ERR_EOF : REDIS_ERR_IO,
+			            n == 0 ? "Server closed the connection" : strerror(errno));
+			return REDIS_ERR;
+		}
+		got += (size_t)n;
+		if (got > l->reply_max) {
+			char why[96];
+			snprintf(why, sizeof(why), "a reply larger than %zu bytes", l->reply_max);
+			set_ctx_err(c, REDIS_ERR_PROTOCOL, why);
+			return REDIS_ERR;
+		}
+		if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK ||
+		    redisGetReplyFromReader(c, out) != REDIS_OK)
+			return REDIS_ERR;
+	}
+	return REDIS_OK;
+}
+
+/* When every reply of a pipeline must be in: the command timeout, and a blocking read's wait. */
+static long reply_deadline(const rep_link_t *l)
+{
+	return now_ms() + l->conf.command_timeout_ms + l->conf.extra_read_ms;
+}
+
+/*
+ * One command and its reply within the connect timeout: the handshake's
+ * commands (AUTH, SELECT, ROLE, SCRIPT LOAD, Sentinel and cluster-slot
+ * discovery) under get_reply()'s bounds, as the pipelines' are. NULL with
+ * c->errstr set on failure.
+ */
+static redisReply *link_vcommand(rep_link_t *l, redisContext *c, const char *fmt, va_list ap)
+{
+	void *r = NULL;
+	if (redisvAppendCommand(c, fmt, ap) != REDIS_OK ||
+	    get_reply(l, c, now_ms() + l->conf.connect_timeout_ms, &r) != REDIS_OK)
+		return NULL;
+	return r;
+}
+
+static redisReply *link_command(rep_link_t *l, redisContext *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *r = link_vcommand(l, c, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
 /*
  * AUTH [user] password on a fresh connection. The error names the server
  * and the user, never the password (nor does Redis's reply).
@@ -355,8 +449,8 @@ static redisContext *connect_addr(rep_link_t *l, const char *spec0, long timeout
 static bool authenticate(rep_link_t *l, redisContext *c, const char *label, const char *user,
                          const char *pass)
 {
-	redisReply *r =
-	    user ? redisCommand(c, "AUTH %s %s", user, pass) : redisCommand(c, "AUTH %s", pass);
+	redisReply *r = user ? link_command(l, c, "AUTH %s %s", user, pass)
+	                     : link_command(l, c, "AUTH %s", pass);
 	if (r == NULL) {
 		set_err(l, "%s: %s", label, c->errstr);
 		return false;
@@ -390,7 +484,7 @@ static int sentinel_discover(rep_link_t *l, char *addr, size_t size)
 				continue;
 			}
 		}
-		redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s",
+		redisReply *r = link_command(l, c, "SENTINEL get-master-addr-by-name %s",
 		                             l->master_name ? l->master_name : "mymaster");
 		if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 		    r->element[0]->type == REDIS_REPLY_STRING &&
@@ -440,7 +534,7 @@ static bool setup_cmd(rep_link_t *l, redisContext *c, const char *label, redisRe
 {
 	va_list ap;
 	va_start(ap, fmt);
-	redisReply *r = redisvCommand(c, fmt, ap);
+	redisReply *r = link_vcommand(l, c, fmt, ap);
 	va_end(ap);
 	if (r == NULL) {
 		set_err(l, "%s: %s", label, c->errstr);
@@ -909,76 +1003,6 @@ static bool redirect_of(const redisReply *r, bool *ask, unsigned *slot, char *ad
 	*slot = s;
 	snprintf(addr, size, "%s", a);
 	return true;
-}
-
-static bool flush_ctx(redisContext *c)
-{
-	int done = 0;
-	while (!done)
-		if (redisBufferWrite(c, &done) != REDIS_OK)
-			return false;
-	return true;
-}
-
-static void set_ctx_err(redisContext *c, int err, const char *what)
-{
-	c->err = err;
-	snprintf(c->errstr, sizeof(c->errstr), "%s", what);
-}
-
-/*
- * One reply, as redisGetReply() reads it, but bounded twice. In time: by
- * deadline_ms for the whole reply, where SO_RCVTIMEO bounds each read
- * only (a server sending a byte every half second held the reader and
- * writer threads for minutes while the link still counted as up). In
- * size: the link fails once a reply has taken more than the link's
- * reply_max_bytes off the wire, where hiredis would buffer and parse any
- * amount (a 300 MB string took 2.6 GB; a stream read of a million
- * entries, 31 MB on the wire, 900 MB parsed).
- */
-static int get_reply(rep_link_t *l, redisContext *c, long deadline_ms, void **out)
-{
-	size_t got = 0;
-	*out = NULL;
-	if (!flush_ctx(c) || redisGetReplyFromReader(c, out) != REDIS_OK)
-		return REDIS_ERR;
-	while (*out == NULL) {
-		long left = deadline_ms - now_ms();
-		struct pollfd p = {.fd = c->fd, .events = POLLIN};
-		int rc = left > 0 ? poll(&p, 1, (int)left) : 0;
-		if (rc < 0 && errno == EINTR)
-			continue;
-		if (rc <= 0) {
-			set_ctx_err(c, REDIS_ERR_IO, "reply not complete in time");
-			return REDIS_ERR;
-		}
-		char buf[16384];
-		ssize_t n = read(c->fd, buf, sizeof(buf));
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0) {
-			set_ctx_err(c, n == 0 ? REDIS_ERR_EOF : REDIS_ERR_IO,
-			            n == 0 ? "Server closed the connection" : strerror(errno));
-			return REDIS_ERR;
-		}
-		got += (size_t)n;
-		if (got > l->reply_max) {
-			char why[96];
-			snprintf(why, sizeof(why), "a reply larger than %zu bytes", l->reply_max);
-			set_ctx_err(c, REDIS_ERR_PROTOCOL, why);
-			return REDIS_ERR;
-		}
-		if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK ||
-		    redisGetReplyFromReader(c, out) != REDIS_OK)
-			return REDIS_ERR;
-	}
-	return REDIS_OK;
-}
-
-/* When every reply of a pipeline must be in: the command timeout, and a blocking read's wait. */
-static long reply_deadline(const rep_link_t *l)
-{
-	return now_ms() + l->conf.command_timeout_ms + l->conf.extra_read_ms;
 }
 
 /*

@@ -1629,6 +1629,31 @@ Test(rep_link, a_reply_trickled_a_byte_at_a_time_costs_at_most_the_timeout, .tim
 	server_free(&s);
 }
 
+Test(rep_link, a_handshake_trickled_a_byte_at_a_time_costs_at_most_the_connect_timeout,
+     .timeout = 30)
+{
+	/* The handshake's commands were bounded per read too: SCRIPT LOAD took 2.5 s here. */
+	NEED_REDIS();
+	struct server s;
+	server_new(&s, NULL);
+	struct trickle t;
+	trickle_start(&t, s.port);
+	t.slow = 1;
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", t.port);
+	rep_link_conf_t lc = link_conf(addr);
+	lc.script = "return 1";
+	rep_link_t *l = rep_link_new(&lc);
+	long t0 = mono_ms();
+	cr_assert_null(rep_link_get(l));
+	long dt = mono_ms() - t0;
+	cr_assert(dt < 1000, "gave up after %ld ms", dt);
+	cr_assert(strstr(rep_link_error(l), "not complete in time"), "%s", rep_link_error(l));
+	rep_link_free(l);
+	trickle_stop(&t);
+	server_free(&s);
+}
+
 Test(rep_link, round_trip_is_measured_on_the_links_own_commands, .timeout = 30)
 {
 	NEED_REDIS();
