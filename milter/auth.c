@@ -262,11 +262,14 @@ static auth_result_t spf_check(SPF_server_t *srv, const char *ip, const char *he
 	if (e == SPF_E_SUCCESS && SPF_request_set_env_from(req, sender) == 0) {
 		unsigned failed = auth_dns_failures();
 		SPF_response_t *resp = NULL;
+		auth_spf_begin();
 		SPF_request_query_mailfrom(req, &resp);
 		if (resp != NULL) {
 			res = spf_map(SPF_response_result(resp));
 			SPF_response_free(resp);
 		}
+		if (auth_spf_over_limit())
+			res = AUTH_PERMERROR; /* RFC 7208 4.6.4 */
 		/*
 		 * libspf2 reports a record it could not fetch as "none" (with an
 		 * SPF_E_DNS_ERROR note); RFC 7208 2.6.6 calls that temperror.
@@ -276,6 +279,51 @@ static auth_result_t spf_check(SPF_server_t *srv, const char *ip, const char *he
 	}
 	SPF_request_free(req);
 	return res;
+}
+
+/*
+ * libopendkim hashes and verifies every DKIM-Signature of the header, the
+ * fields past max_header_size too, before any callback can drop one: each
+ * costs a key lookup, a public-key operation (milliseconds under a key
+ * with a huge exponent) and, with its own l= or c=, a pass over the body.
+ * Only the first AUTH_MAX_SIGS are reported, so only they are shown to it:
+ * a copy of the header (raw[0 .. *hlen], through its blank line) with the
+ * later ones renamed to a field of the same length; NULL when none is past.
+ */
+static char *dkim_header_capped(const char *raw, size_t len, size_t *hlen)
+{
+	static const char name[] = "DKIM-Signature", other[] = "X-DKIM-Skipped";
+	const size_t nl = sizeof(name) - 1;
+	size_t n = 0, past = 0, end = len;
+	for (size_t p = 0; p < len;) {
+		const char *eol = memchr(raw + p, '\n', len - p);
+		size_t next = eol ? (size_t)(eol - raw) + 1 : len;
+		if (next - p <= 2 && (raw[p] == '\r' || raw[p] == '\n')) {
+			end = next; /* the blank line */
+			break;
+		}
+		if (len - p > nl && strncasecmp(raw + p, name, nl) == 0 &&
+		    (raw[p + nl] == ':' || raw[p + nl] == ' ' || raw[p + nl] == '\t') &&
+		    ++n > AUTH_MAX_SIGS)
+			past++;
+		p = next;
+	}
+	if (past == 0)
+		return NULL;
+	char *h = xalloc_malloc(end);
+	memcpy(h, raw, end);
+	n = 0;
+	for (size_t p = 0; p < end;) {
+		const char *eol = memchr(h + p, '\n', end - p);
+		size_t next = eol ? (size_t)(eol - h) + 1 : end;
+		if (end - p > nl && strncasecmp(h + p, name, nl) == 0 &&
+		    (h[p + nl] == ':' || h[p + nl] == ' ' || h[p + nl] == '\t') &&
+		    ++n > AUTH_MAX_SIGS)
+			memcpy(h + p, other, nl);
+		p = next;
+	}
+	*hlen = end;
+	return h;
 }
 
 static void dkim_verify_all(auth_t *a, msg_t *m, struct auth_msg *r)
@@ -293,8 +341,17 @@ static void dkim_verify_all(auth_t *a, msg_t *m, struct auth_msg *r)
 	DKIM *dk = dkim_verify(a->dkim, (const unsigned char *)msg_queue_id(m), NULL, &st);
 	if (dk == NULL)
 		return;
-	/* One chunk: the library splits header and body itself. */
-	dkim_chunk(dk, (unsigned char *)raw, len);
+	/* The library splits header and body itself. */
+	size_t hlen = 0;
+	char *capped = dkim_header_capped(raw, len, &hlen);
+	if (capped != NULL) {
+		dkim_chunk(dk, (unsigned char *)capped, hlen);
+		free(capped);
+		if (len > hlen)
+			dkim_chunk(dk, (unsigned char *)raw + hlen, len - hlen);
+	} else {
+		dkim_chunk(dk, (unsigned char *)raw, len);
+	}
 	dkim_chunk(dk, NULL, 0);
 	dkim_eom(dk, NULL);
 	DKIM_SIGINFO **sigs = NULL;

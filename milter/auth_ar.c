@@ -7,9 +7,11 @@
 
 #include "auth.h"
 #include "dns.h"
+#include "xalloc.h"
 
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -83,27 +85,51 @@ static size_t strip_cfws(const char *v, char *out, size_t cap)
 	return n;
 }
 
-#define AR_MAX_BYTES 8192
+/*
+ * The stripped copy of a whole value, on the heap (free()): a fixed buffer
+ * would end the value early, and whitespace, empty comments or a long
+ * display name before the part that matters would hide it (a forged
+ * authserv-id kept, a From domain not judged by DMARC).
+ */
+static char *strip_dup(const char *v)
+{
+	size_t cap = strlen(v) + 1;
+	char *buf = xalloc_malloc(cap);
+	strip_cfws(v, buf, cap);
+	return buf;
+}
 
 const char *auth_ar_servid(const char *value, char *out, size_t out_bytes)
 {
-	char buf[AR_MAX_BYTES];
-	strip_cfws(value, buf, sizeof(buf));
+	char *buf = strip_dup(value);
 	const char *p = buf + strspn(buf, " ");
 	size_t n = strcspn(p, " ;");
-	if (n == 0 || n >= out_bytes)
+	if (n == 0 || n >= out_bytes) {
+		free(buf);
 		return NULL;
+	}
 	for (size_t i = 0; i < n; i++)
 		out[i] = (char)tolower((unsigned char)p[i]);
 	out[n] = '\0';
+	free(buf);
 	return out;
 }
+
+static auth_result_t ar_result(char *buf, const char *method, size_t nth, const char *prop,
+                               char *out, size_t out_bytes);
 
 auth_result_t auth_ar_result(const char *value, const char *method, size_t nth, const char *prop,
                              char *out, size_t out_bytes)
 {
-	char buf[AR_MAX_BYTES];
-	strip_cfws(value, buf, sizeof(buf));
+	char *buf = strip_dup(value);
+	auth_result_t r = ar_result(buf, method, nth, prop, out, out_bytes);
+	free(buf);
+	return r;
+}
+
+static auth_result_t ar_result(char *buf, const char *method, size_t nth, const char *prop,
+                               char *out, size_t out_bytes)
+{
 	if (out && out_bytes)
 		out[0] = '\0';
 	char *save = NULL;
@@ -155,10 +181,18 @@ auth_result_t auth_ar_result(const char *value, const char *method, size_t nth, 
 	return AUTH_N_RESULTS;
 }
 
+static const char *from_domain(const char *buf, char *out, size_t out_bytes);
+
 const char *auth_from_domain(const char *value, char *out, size_t out_bytes)
 {
-	char buf[AR_MAX_BYTES];
-	strip_cfws(value, buf, sizeof(buf));
+	char *buf = strip_dup(value);
+	const char *r = from_domain(buf, out, out_bytes);
+	free(buf);
+	return r;
+}
+
+static const char *from_domain(const char *buf, char *out, size_t out_bytes)
+{
 	/* More than one mailbox (a list, or a group) is not one author domain. */
 	const char *lt = strchr(buf, '<');
 	const char *addr = buf, *end;

@@ -40,14 +40,59 @@ static int lookup(dns_t *dns, const char *name, int type, dns_answer_t *a)
 
 /* ------------------------------------------------------------ libspf2 */
 
+/*
+ * RFC 7208 4.6.4 limits one check_host() to 10 DNS-querying terms and 2
+ * void lookups. libspf2 counts the terms of each record on its own and lets
+ * include and redirect nest 20 deep, so a tree of records of 10 includes
+ * each asks without end (until the message deadline). Counted here over
+ * the whole check instead: the first record, 10 more (include, redirect)
+ * and exp='s explanation, 10 terms of up to 11 questions each (mx and
+ * ptr), and 2 void answers to a, mx and exists; past them every question is answered "no
+ * such name" and the check ends as permerror (auth_spf_over_limit()).
+ */
+#define SPF_MAX_RECORDS 12
+#define SPF_MAX_LOOKUPS 111
+#define SPF_MAX_VOID    2
+
+static __thread unsigned tls_spf_records, tls_spf_lookups, tls_spf_voids;
+static __thread bool tls_spf_over;
+
+void auth_spf_begin(void)
+{
+	tls_spf_records = tls_spf_lookups = tls_spf_voids = 0;
+	tls_spf_over = false;
+}
+
+bool auth_spf_over_limit(void)
+{
+	return tls_spf_over;
+}
+
 static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_type type,
                                 int should_cache)
 {
 	(void)should_cache;
+	if (tls_spf_over || ++tls_spf_lookups > SPF_MAX_LOOKUPS ||
+	    (type == ns_t_txt && ++tls_spf_records > SPF_MAX_RECORDS)) {
+		tls_spf_over = true;
+		return SPF_dns_rr_new_init(srv, domain, type, 0, HOST_NOT_FOUND);
+	}
+	/*
+	 * RFC 7208 7.3: a macro expansion longer than 253 bytes loses labels
+	 * from the left (the resolver would refuse it: a lookup failure, so
+	 * temperror, in the hands of whoever picks the local part).
+	 */
+	const char *qname = domain;
+	while (strlen(qname) > 253 && strchr(qname, '.') != NULL)
+		qname = strchr(qname, '.') + 1;
 	dns_answer_t *a = malloc(sizeof(*a));
 	if (a == NULL)
 		return SPF_dns_rr_new_init(srv, domain, type, 0, TRY_AGAIN);
-	int st = lookup(srv->hook, domain, (int)type, a);
+	int st = lookup(srv->hook, qname, (int)type, a);
+	if ((st == DNS_NXDOMAIN || st == DNS_NODATA) &&
+	    (type == ns_t_a || type == ns_t_aaaa || type == ns_t_mx) &&
+	    ++tls_spf_voids > SPF_MAX_VOID)
+		tls_spf_over = true;
 	int herrno = st == DNS_NOERROR    ? NETDB_SUCCESS
 	             : st == DNS_NXDOMAIN ? HOST_NOT_FOUND
 	             : st == DNS_NODATA   ? NO_DATA

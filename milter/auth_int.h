@@ -26,6 +26,13 @@ void auth_dns_begin(long deadline_ms);
 /* Lookups of this thread that timed out or failed (SERVFAIL) since auth_dns_begin(). */
 unsigned auth_dns_failures(void);
 
+/*
+ * Starts counting the DNS questions of one SPF check; whether it went past
+ * RFC 7208's limits (10 DNS-querying terms, 2 void lookups): permerror.
+ */
+void auth_spf_begin(void);
+bool auth_spf_over_limit(void);
+
 /* A libspf2 resolver layer asking dns; freed with auth_spf_dns_free() after its server. */
 SPF_dns_server_t *auth_spf_dns_new(dns_t *dns);
 void auth_spf_dns_free(SPF_dns_server_t *s);
