@@ -371,7 +371,10 @@ static void dkim_verify_all(auth_t *a, msg_t *m, struct auth_msg *r)
 			if ((flags & DKIM_SIGFLAG_PASSED) &&
 			    dkim_sig_getbh(sigs[i]) == DKIM_SIGBH_MATCH) {
 				s->r = AUTH_PASS;
-			} else if (err == DKIM_SIGERROR_KEYFAIL || err == DKIM_SIGERROR_DNSSYNTAX) {
+			} else if (err == DKIM_SIGERROR_KEYFAIL) {
+				/* The key's lookup failed: another try may do. A key
+				 * record that is not one (DNSSYNTAX) is permanent
+				 * (RFC 6376 6.1.2), as the signer's zone says so. */
 				s->r = AUTH_TEMPERROR;
 			} else if (err == DKIM_SIGERROR_BADSIG ||
 			           dkim_sig_getbh(sigs[i]) == DKIM_SIGBH_MISMATCH) {

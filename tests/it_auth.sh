@@ -61,6 +61,7 @@ inc() { i=0; printf 'v=spf1'; while [ $i -lt 10 ]; do printf ' include:%s%s' "$i
 	local-data: 'other.test. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"'
 	local-data: 'voids.test. 300 IN TXT "v=spf1 a:v1.voids.test a:v2.voids.test a:v3.voids.test -all"'
 	local-data: 'macro.test. 300 IN TXT "v=spf1 exists:%{l}.%{d} -all"'
+	local-data: 'junk._domainkey.pass.test. 300 IN TXT "v=DKIM1; k=rsa; p=!!not-base64!!"'
 EOF
 if ! it_unbound_start "$D/unbound.conf" "$D/unbound.log"; then
 	fail "unbound did not start on 127.0.0.1:$PORT within 10 s"
@@ -158,6 +159,11 @@ check "body changed in transit: DKIM_INVALID" has "$OUT" "DKIM_INVALID"
 check "body changed in transit: dkim=fail" has "$OUT" "dkim=fail"
 check "body changed in transit: no DKIM_VALID" hasnt "$OUT" "DKIM_VALID "
 check "body changed, spf unaligned, p=reject: DMARC_REJECT" has "$OUT" "DMARC_REJECT"
+# A key record that is not one is a permanent error (RFC 6376 6.1.2).
+"$SIGNER" -d pass.test -s junk -k "$D/sel.key" <"$DATA/plain.eml" >"$D/junk.eml" 2>>"$D/sign.err"
+OUT=$(run other@other.test 192.0.2.10 "$D/junk.eml")
+check "a malformed key record: dkim=permerror" has "$OUT" "dkim=permerror"
+check "a malformed key record: not a temperror" hasnt "$OUT" "dkim=temperror"
 # 40 signatures, each naming its own selector: only the first 16 are
 # verified (each costs a key lookup, a public-key operation, a body pass).
 {
