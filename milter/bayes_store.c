@@ -1738,9 +1738,7 @@ static void *writer_main(void *arg)
 
 		bayes_apply_result_t r = {0};
 		int rc = bayes_store_apply(s, items, n, &r);
-		size_t learn = 0;
-		for (size_t i = 0; i < n; i++)
-			learn += items[i].op != BAYES_TOUCH;
+		size_t learn = count_learn(items, n);
 		size_t lost = rc == BAYES_OK ? 0 : rc == BAYES_EFULL ? r.unfit_learn : learn;
 		if (rc != BAYES_OK && rc != BAYES_EFULL)
 			log_msg(LOG_L_ERR,

@@ -50,7 +50,6 @@ struct rep_link {
 	char *sentinels[LINK_MAX_SENTINELS];
 	char *route_from[REP_MAX_ROUTES], *route_to[REP_MAX_ROUTES];
 	char *cluster[REP_MAX_CLUSTER_SEEDS];
-	size_t reply_max; /* conf.reply_max_bytes, or LINK_REPLY_MAX_BYTES */
 	/* The connection; in cluster mode one of nodes[]' (owned there). */
 	redisContext *ctx;
 	/* Redis Cluster: the primaries and which one serves each slot. */
@@ -125,7 +124,8 @@ rep_link_t *rep_link_new(const rep_link_conf_t *c)
 {
 	rep_link_t *l = xalloc_calloc(1, sizeof(*l));
 	l->conf = *c;
-	l->reply_max = c->reply_max_bytes ? c->reply_max_bytes : LINK_REPLY_MAX_BYTES;
+	if (l->conf.reply_max_bytes == 0)
+		l->conf.reply_max_bytes = LINK_REPLY_MAX_BYTES;
 	l->server = dup_or_null(c->server);
 	l->master_name = dup_or_null(c->master_name);
 	l->password = dup_or_null(c->password && *c->password ? c->password : NULL);
@@ -399,9 +399,10 @@ static int get_reply(rep_link_t *l, redisContext *c, long deadline_ms, void **ou
 			return REDIS_ERR;
 		}
 		got += (size_t)n;
-		if (got > l->reply_max) {
+		if (got > l->conf.reply_max_bytes) {
 			char why[96];
-			snprintf(why, sizeof(why), "a reply larger than %zu bytes", l->reply_max);
+			snprintf(why, sizeof(why), "a reply larger than %zu bytes",
+			         l->conf.reply_max_bytes);
 			set_ctx_err(c, REDIS_ERR_PROTOCOL, why);
 			return REDIS_ERR;
 		}
