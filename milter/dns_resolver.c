@@ -108,7 +108,7 @@ struct dns {
 	 * grew without bound. Past conf.max_pending a lookup fails at once.
 	 */
 	size_t pending;    /* atomic */
-	long refused_said; /* atomic: when that was last logged, in seconds */
+	log_ratelimit_t refused_rl; /* under qlock: saying so once a minute */
 
 	uint64_t n_queries, n_cache_hits, n_failures, n_shared, n_refused; /* atomic */
 };
@@ -160,6 +160,17 @@ static struct stored_answer *ans_dup(const struct stored_answer *sa)
 	struct stored_answer *c = xalloc_malloc(sizeof(*c) + sa->bytes);
 	memcpy(c, sa, sizeof(*c) + sa->bytes);
 	return c;
+}
+
+/* The submit queue and the wait list: FIFOs through queue_next. */
+static void queue_append(dns_query_t **head, dns_query_t **tail, dns_query_t *q)
+{
+	q->queue_next = NULL;
+	if (*tail)
+		(*tail)->queue_next = q;
+	else
+		*head = q;
+	*tail = q;
 }
 
 static pthread_once_t ares_once = PTHREAD_ONCE_INIT;
@@ -608,12 +619,7 @@ static void *resolver_main(void *arg)
 			} else {
 				if (q->use_cache)
 					flight_add(r, q);
-				q->queue_next = NULL;
-				if (r->wtail)
-					r->wtail->queue_next = q;
-				else
-					r->whead = q;
-				r->wtail = q;
+				queue_append(&r->whead, &r->wtail, q);
 			}
 		}
 		if (stop) {
@@ -816,27 +822,23 @@ dns_query_t *dns_submit(dns_t *r, dns_batch_t *b, const char *qname, int qtype, 
 		counter_add(&r->n_failures, 1);
 		counter_add(&r->n_refused, 1);
 		query_complete(q);
-		long now_s = dns_now_ms() / 1000,
-		     last = __atomic_load_n(&r->refused_said, __ATOMIC_RELAXED);
-		if (now_s - last >= 60 &&
-		    __atomic_compare_exchange_n(&r->refused_said, &last, now_s, false,
-		                                __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-			log_msg(
-			    LOG_L_WARNING,
-			    "dns: %zu lookups waiting for answers (dns_max_pending): new ones fail "
-			    "at once; is the nameserver answering?",
-			    r->conf.max_pending);
+		unsigned lost = 0;
+		pthread_mutex_lock(&r->qlock);
+		bool say = log_ratelimit(&r->refused_rl, 1, 60, &lost);
+		pthread_mutex_unlock(&r->qlock);
+		if (say)
+			log_msg(LOG_L_WARNING,
+			        "dns: %zu lookups waiting for answers (dns_max_pending): new ones "
+			        "fail at once (%u more since the last line); is the nameserver "
+			        "answering?",
+			        r->conf.max_pending, lost);
 		return q;
 	}
 
 	pthread_mutex_lock(&r->qlock);
 	bool ok = !r->stop && resolver_start_locked(r) == 0;
 	if (ok) {
-		if (r->qtail)
-			r->qtail->queue_next = q;
-		else
-			r->qhead = q;
-		r->qtail = q;
+		queue_append(&r->qhead, &r->qtail, q);
 	}
 	pthread_mutex_unlock(&r->qlock);
 	if (ok) {
