@@ -281,6 +281,18 @@ static auth_result_t spf_check(SPF_server_t *srv, const char *ip, const char *he
 	return res;
 }
 
+static const char dkim_sig_name[] = "DKIM-Signature";
+#define DKIM_SIG_NAME_BYTES (sizeof(dkim_sig_name) - 1)
+
+/* Whether the line at p (left bytes to the end) starts a DKIM-Signature field. */
+static bool dkim_sig_at(const char *p, size_t left)
+{
+	return left > DKIM_SIG_NAME_BYTES &&
+	       strncasecmp(p, dkim_sig_name, DKIM_SIG_NAME_BYTES) == 0 &&
+	       (p[DKIM_SIG_NAME_BYTES] == ':' || p[DKIM_SIG_NAME_BYTES] == ' ' ||
+	        p[DKIM_SIG_NAME_BYTES] == '\t');
+}
+
 /*
  * libopendkim hashes and verifies every DKIM-Signature of the header, the
  * fields past max_header_size too, before any callback can drop one: each
@@ -292,8 +304,7 @@ static auth_result_t spf_check(SPF_server_t *srv, const char *ip, const char *he
  */
 static char *dkim_header_capped(const char *raw, size_t len, size_t *hlen)
 {
-	static const char name[] = "DKIM-Signature", other[] = "X-DKIM-Skipped";
-	const size_t nl = sizeof(name) - 1;
+	static const char other[] = "X-DKIM-Skipped"; /* as long as dkim_sig_name */
 	size_t n = 0, past = 0, end = len;
 	for (size_t p = 0; p < len;) {
 		const char *eol = memchr(raw + p, '\n', len - p);
@@ -302,9 +313,7 @@ static char *dkim_header_capped(const char *raw, size_t len, size_t *hlen)
 			end = next; /* the blank line */
 			break;
 		}
-		if (len - p > nl && strncasecmp(raw + p, name, nl) == 0 &&
-		    (raw[p + nl] == ':' || raw[p + nl] == ' ' || raw[p + nl] == '\t') &&
-		    ++n > AUTH_MAX_SIGS)
+		if (dkim_sig_at(raw + p, len - p) && ++n > AUTH_MAX_SIGS)
 			past++;
 		p = next;
 	}
@@ -316,10 +325,8 @@ static char *dkim_header_capped(const char *raw, size_t len, size_t *hlen)
 	for (size_t p = 0; p < end;) {
 		const char *eol = memchr(h + p, '\n', end - p);
 		size_t next = eol ? (size_t)(eol - h) + 1 : end;
-		if (end - p > nl && strncasecmp(h + p, name, nl) == 0 &&
-		    (h[p + nl] == ':' || h[p + nl] == ' ' || h[p + nl] == '\t') &&
-		    ++n > AUTH_MAX_SIGS)
-			memcpy(h + p, other, nl);
+		if (dkim_sig_at(h + p, end - p) && ++n > AUTH_MAX_SIGS)
+			memcpy(h + p, other, DKIM_SIG_NAME_BYTES);
 		p = next;
 	}
 	*hlen = end;
