@@ -262,20 +262,29 @@ static auth_result_t spf_check(SPF_server_t *srv, const char *ip, const char *he
 	if (e == SPF_E_SUCCESS && SPF_request_set_env_from(req, sender) == 0) {
 		unsigned failed = auth_dns_failures();
 		SPF_response_t *resp = NULL;
-		auth_spf_begin();
+		auth_spf_begin(srv);
 		SPF_request_query_mailfrom(req, &resp);
+		auth_spf_end();
 		if (resp != NULL) {
-			res = spf_map(SPF_response_result(resp));
+			/*
+			 * libspf2 leaves the result unset (invalid) for a record it
+			 * could not fetch or failed to compile.
+			 */
+			SPF_result_t sr = SPF_response_result(resp);
+			res = sr == SPF_RESULT_INVALID ? AUTH_N_RESULTS : spf_map(sr);
 			SPF_response_free(resp);
 		}
 		if (auth_spf_over_limit())
 			res = AUTH_PERMERROR; /* RFC 7208 4.6.4 */
 		/*
-		 * libspf2 reports a record it could not fetch as "none" (with an
-		 * SPF_E_DNS_ERROR note); RFC 7208 2.6.6 calls that temperror.
+		 * A record libspf2 could not fetch is reported as "none" or left
+		 * unset: RFC 7208 2.6.6 calls that temperror. One it failed to
+		 * compile is a permerror (4.6).
 		 */
-		if (res == AUTH_NONE && auth_dns_failures() > failed)
+		if ((res == AUTH_NONE || res == AUTH_N_RESULTS) && auth_dns_failures() > failed)
 			res = AUTH_TEMPERROR;
+		else if (res == AUTH_N_RESULTS)
+			res = AUTH_PERMERROR;
 	}
 	SPF_request_free(req);
 	return res;

@@ -8,11 +8,13 @@
 #include "config.h"
 
 #include "auth_int.h"
+#include "xalloc.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <opendkim/dkim.h>
 
@@ -57,10 +59,197 @@ static int lookup(dns_t *dns, const char *name, int type, dns_answer_t *a)
 static __thread unsigned tls_spf_records, tls_spf_lookups, tls_spf_voids;
 static __thread bool tls_spf_over;
 
-void auth_spf_begin(void)
+/*
+ * libspf2 compiles a record's mechanisms into at most SPF_MAX_MECH_LEN
+ * (511) bytes and silently drops the ones past that: about 60 ip4 or 24
+ * ip6 terms are kept, and the record's "-all" is lost with the rest. Such
+ * a record is valid (RFC 7208 sets no such bound, and large senders
+ * publish them), but a server listed late in it got neutral, not pass,
+ * and a forger neutral, not fail. So a record whose compiled form has
+ * fewer mechanisms than its text has its runs of pass-prefixed ip4 and
+ * ip6 terms moved into part records, answered here (SPF_PART_SUFFIX,
+ * never asked of DNS) and each included where its run was: an include
+ * matches exactly when a term of its part matches, and then passes, as
+ * that term would have; every other term and the order stay. A record
+ * still too long once split is a permerror (auth_spf_over_limit()).
+ */
+#define SPF_PART_SUFFIX    "._spf-part.invalid"
+#define SPF_PART_MAX       32  /* part records one check makes */
+#define SPF_PART_BYTES     440 /* compiled bytes of the terms of one part */
+#define SPF_PART_MIN_TERMS 4   /* a shorter run stays: its include would cost more */
+
+static __thread SPF_server_t *tls_spf_server;
+static __thread int tls_spf_max_dns_mech;
+static __thread char *tls_spf_part[SPF_PART_MAX];
+static __thread unsigned tls_spf_nparts;
+
+void auth_spf_begin(SPF_server_t *srv)
 {
 	tls_spf_records = tls_spf_lookups = tls_spf_voids = 0;
 	tls_spf_over = false;
+	tls_spf_server = srv;
+	tls_spf_max_dns_mech = SPF_server_get_max_dns_mech(srv);
+}
+
+void auth_spf_end(void)
+{
+	for (unsigned i = 0; i < tls_spf_nparts; i++)
+		free(tls_spf_part[i]);
+	if (tls_spf_nparts > 0)
+		SPF_server_set_max_dns_mech(tls_spf_server, tls_spf_max_dns_mech);
+	tls_spf_nparts = 0;
+	tls_spf_server = NULL;
+}
+
+/* The mechanisms of record txt as libspf2's compiler reads them: terms not name=value, and
+ * redirect=. */
+static unsigned spf_mech_terms(const char *txt)
+{
+	unsigned n = 0;
+	for (const char *p = txt + 6; *p;) {
+		p += strspn(p, " ");
+		const char *name = p + strspn(p, "+-~?");
+		size_t nl = strspn(
+		    name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
+		if (nl > 0 &&
+		    (name[nl] != '=' || (nl == 8 && strncasecmp(name, "redirect", 8) == 0)))
+			n++;
+		p += strcspn(p, " ");
+	}
+	return n;
+}
+
+enum spf_compiled { SPF_BROKEN, SPF_CUT, SPF_WHOLE };
+
+/* How libspf2 compiles txt: not at all, with mechanisms dropped, or whole. */
+static enum spf_compiled spf_compile(const char *txt)
+{
+	SPF_response_t *resp = SPF_response_new(NULL);
+	if (resp == NULL)
+		return SPF_BROKEN;
+	SPF_record_t *rec = NULL;
+	SPF_errcode_t err = SPF_record_compile(tls_spf_server, resp, &rec, txt);
+	enum spf_compiled c = err != SPF_E_SUCCESS || rec == NULL    ? SPF_BROKEN
+	                      : rec->num_mech == spf_mech_terms(txt) ? SPF_WHOLE
+	                                                             : SPF_CUT;
+	if (rec != NULL)
+		SPF_record_free(rec);
+	SPF_response_free(resp);
+	return c;
+}
+
+/* Compiled bytes of term t (len bytes) when a part can take it, else 0. */
+static size_t spf_part_term(const char *t, size_t len)
+{
+	if (len > 0 && t[0] == '+')
+		t++, len--;
+	if (len < 5 || t[3] != ':' || strncasecmp(t, "ip", 2) != 0)
+		return 0;
+	return t[2] == '4' ? 8 : t[2] == '6' ? 20 : 0;
+}
+
+/* Closes the part open in *part as part record tls_spf_nparts, included from *out. */
+static bool spf_part_close(char **part, size_t *part_len, char **out, size_t *out_len,
+                           size_t *out_cap)
+{
+	char inc[64];
+	int n = snprintf(inc, sizeof(inc), " include:%u" SPF_PART_SUFFIX, tls_spf_nparts);
+	if (tls_spf_nparts >= SPF_PART_MAX || *out_len + (size_t)n + 1 > *out_cap)
+		return false;
+	memcpy(*out + *out_len, inc, (size_t)n + 1);
+	*out_len += (size_t)n;
+	tls_spf_part[tls_spf_nparts++] = *part;
+	*part = NULL;
+	*part_len = 0;
+	return true;
+}
+
+/*
+ * txt with its runs of SPF_PART_MIN_TERMS or more pass-prefixed ip4 and
+ * ip6 terms moved into part records; NULL when txt compiles whole as it
+ * is (or not at all: libspf2 reports that), or when it still does not
+ * once split (the check is then a permerror).
+ */
+static char *spf_split(const char *txt)
+{
+	if (tls_spf_server == NULL || spf_compile(txt) != SPF_CUT)
+		return NULL;
+	unsigned nparts0 = tls_spf_nparts;
+	/* an include per run of 4 or more terms is shorter than the run */
+	size_t cap = strlen(txt) + 64, out_len = 0, part_len = 0, part_bytes = 0;
+	char *out = xalloc_malloc(cap), *part = NULL;
+	bool ok = true;
+	const char *p = txt;
+	while (ok && *p) {
+		/* the run of movable terms starting at p */
+		const char *q = p;
+		unsigned run = 0;
+		while (*q) {
+			const char *t = q + strspn(q, " ");
+			size_t tl = strcspn(t, " ");
+			if (tl == 0 || spf_part_term(t, tl) == 0)
+				break;
+			run++;
+			q = t + tl;
+		}
+		if (run < SPF_PART_MIN_TERMS) {
+			/* one term (with its leading spaces) as it is */
+			const char *t = p + strspn(p, " ");
+			size_t n = (size_t)(t - p) + strcspn(t, " ");
+			memcpy(out + out_len, p, n);
+			out_len += n;
+			out[out_len] = '\0';
+			p += n;
+			continue;
+		}
+		for (; ok && p < q;) {
+			const char *t = p + strspn(p, " ");
+			size_t tl = strcspn(t, " "), bytes = spf_part_term(t, tl);
+			if (part != NULL && part_bytes + bytes > SPF_PART_BYTES)
+				ok = spf_part_close(&part, &part_len, &out, &out_len, &cap);
+			if (part == NULL) {
+				part = xalloc_malloc(strlen(txt) + 8);
+				part_len = (size_t)sprintf(part, "v=spf1");
+				part_bytes = 0;
+			}
+			if (*t == '+')
+				t++, tl--;
+			part[part_len++] = ' ';
+			memcpy(part + part_len, t, tl);
+			part_len += tl;
+			part[part_len] = '\0';
+			part_bytes += bytes;
+			p = t + tl;
+		}
+		if (ok)
+			ok = spf_part_close(&part, &part_len, &out, &out_len, &cap);
+	}
+	free(part);
+	for (unsigned i = nparts0; ok && i < tls_spf_nparts; i++)
+		ok = spf_compile(tls_spf_part[i]) == SPF_WHOLE;
+	if (ok && spf_compile(out) == SPF_WHOLE) {
+		/* libspf2 counts the includes among the record's DNS-querying terms */
+		SPF_server_set_max_dns_mech(tls_spf_server,
+		                            SPF_server_get_max_dns_mech(tls_spf_server) +
+		                                (int)(tls_spf_nparts - nparts0));
+		return out;
+	}
+	while (tls_spf_nparts > nparts0)
+		free(tls_spf_part[--tls_spf_nparts]);
+	free(out);
+	tls_spf_over = true; /* mechanisms libspf2 would drop: not the record's result */
+	return NULL;
+}
+
+/* The part record named domain, if it is one this check made. */
+static const char *spf_part_named(const char *domain)
+{
+	size_t n = strlen(domain), sl = sizeof(SPF_PART_SUFFIX) - 1;
+	if (n <= sl || strcasecmp(domain + n - sl, SPF_PART_SUFFIX) != 0)
+		return NULL;
+	char *end;
+	unsigned long i = strtoul(domain, &end, 10);
+	return end == domain + n - sl && i < tls_spf_nparts ? tls_spf_part[i] : "";
 }
 
 bool auth_spf_over_limit(void)
@@ -72,6 +261,22 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
                                 int should_cache)
 {
 	(void)should_cache;
+	const char *part = spf_part_named(domain);
+	if (part != NULL) {
+		/* a part record: answered here, not asked of DNS, not counted */
+		SPF_dns_rr_t *rr = SPF_dns_rr_new_init(
+		    srv, domain, type, 0,
+		    part[0] && type == ns_t_txt ? NETDB_SUCCESS : HOST_NOT_FOUND);
+		if (rr != NULL && part[0] && type == ns_t_txt) {
+			if (SPF_dns_rr_buf_realloc(rr, 0, strlen(part) + 1) == SPF_E_SUCCESS) {
+				memcpy(rr->rr[0]->txt, part, strlen(part) + 1);
+				rr->num_rr = 1;
+			} else {
+				rr->herrno = TRY_AGAIN;
+			}
+		}
+		return rr;
+	}
 	if (tls_spf_over || ++tls_spf_lookups > SPF_MAX_LOOKUPS ||
 	    (type == ns_t_txt && ++tls_spf_records > SPF_MAX_RECORDS)) {
 		tls_spf_over = true;
@@ -115,7 +320,16 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
 			memcpy(&rr->rr[n]->a, d, 4);
 		else if (type == ns_t_aaaa && len == 16)
 			memcpy(&rr->rr[n]->aaaa, d, 16);
-		else if (type == ns_t_txt || type == ns_t_mx || type == ns_t_ptr)
+		else if (type == ns_t_txt && strncasecmp(d, "v=spf1", 6) == 0 &&
+		         (d[6] == ' ' || d[6] == '\0')) {
+			char *split = spf_split(d);
+			if (split != NULL &&
+			    SPF_dns_rr_buf_realloc(rr, n, strlen(split) + 1) == SPF_E_SUCCESS)
+				memcpy(rr->rr[n]->txt, split, strlen(split) + 1);
+			else
+				memcpy(rr->rr[n]->txt, d, len + 1);
+			free(split);
+		} else if (type == ns_t_txt || type == ns_t_mx || type == ns_t_ptr)
 			memcpy(rr->rr[n]->txt, d, len + 1);
 		else
 			continue;

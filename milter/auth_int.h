@@ -27,11 +27,14 @@ void auth_dns_begin(long deadline_ms);
 unsigned auth_dns_failures(void);
 
 /*
- * Starts counting the DNS questions of one SPF check; whether it went past
- * RFC 7208's limits (10 DNS-querying terms, 2 void lookups): permerror.
+ * Starts counting the DNS questions of one SPF check by srv; whether it
+ * went past RFC 7208's limits (10 DNS-querying terms, 2 void lookups):
+ * permerror. auth_spf_end() frees what the check made (records split to
+ * fit libspf2, see auth_dns.c).
  */
-void auth_spf_begin(void);
+void auth_spf_begin(SPF_server_t *srv);
 bool auth_spf_over_limit(void);
+void auth_spf_end(void);
 
 /* A libspf2 resolver layer asking dns; freed with auth_spf_dns_free() after its server. */
 SPF_dns_server_t *auth_spf_dns_new(dns_t *dns);

@@ -45,6 +45,19 @@ inc() { i=0; printf 'v=spf1'; while [ $i -lt 10 ]; do printf ' include:%s%s' "$i
 		done
 	done
 } >"$D/fan.zone"
+# A long record (RFC 7208 sets no bound; libspf2 kept only its first 511
+# compiled bytes of mechanisms, about 60 ip4 terms, and lost the "-all"),
+# written as character-strings of at most 255 bytes.
+txt() { printf '%s' "$1" | fold -w 250 | sed 's/.*/"&"/' | tr '\n' ' '; }
+ip4s() { i=0; while [ $i -lt "$3" ]; do printf ' %sip4:%s.%s.0/24' "$1" "$2" $i; i=$((i + 1)); done; }
+ip6s() { i=0; while [ $i -lt "$1" ]; do printf ' ip6:2001:db8:%x::/48' $i; i=$((i + 1)); done; }
+{
+	printf "\tlocal-data: 'long.test. 300 IN TXT %s'\n" \
+		"$(txt "v=spf1$(ip4s '' 10.0 70) -ip4:192.0.2.99$(ip6s 40) ip4:192.0.2.10$(ip4s + 10.1 70) -all")"
+	# too long even with its ip4 and ip6 runs moved out: "-" terms stay
+	printf "\tlocal-data: 'toolong.test. 300 IN TXT %s'\n" \
+		"$(txt "v=spf1$(ip4s - 10.0 70) ip4:192.0.2.10 -all")"
+} >>"$D/fan.zone"
 # Every name outside test. is answered "no such name" locally: nothing leaves.
 { cat "$D/fan.zone"; cat; } <<EOF | it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf"
 	local-zone: "test." static
@@ -61,6 +74,7 @@ inc() { i=0; printf 'v=spf1'; while [ $i -lt 10 ]; do printf ' include:%s%s' "$i
 	local-data: 'other.test. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"'
 	local-data: 'voids.test. 300 IN TXT "v=spf1 a:v1.voids.test a:v2.voids.test a:v3.voids.test -all"'
 	local-data: 'macro.test. 300 IN TXT "v=spf1 exists:%{l}.%{d} -all"'
+	local-data: 'syntax.test. 300 IN TXT "v=spf1 ip4:192.0.2.10 frob:x.test -all"'
 	local-data: 'junk._domainkey.pass.test. 300 IN TXT "v=DKIM1; k=rsa; p=!!not-base64!!"'
 EOF
 if ! it_unbound_start "$D/unbound.conf" "$D/unbound.log"; then
@@ -114,6 +128,23 @@ OUT=$(run x@fan.test 198.51.100.7 "$DATA/plain.eml")
 check "spf past 10 lookups through includes: T_SPF_PERMERROR" has "$OUT" "T_SPF_PERMERROR"
 OUT=$(run x@voids.test 198.51.100.7 "$DATA/plain.eml")
 check "spf past 2 void lookups: T_SPF_PERMERROR" has "$OUT" "T_SPF_PERMERROR"
+OUT=$(run x@syntax.test 192.0.2.10 "$DATA/plain.eml")
+check "spf record with an unknown mechanism: T_SPF_PERMERROR, not none" has "$OUT" "T_SPF_PERMERROR"
+check "spf record with an unknown mechanism: A-R says spf=permerror" has "$OUT" "spf=permerror smtp.mailfrom"
+OUT=$(run x@long.test 192.0.2.10 "$DATA/plain.eml")
+check "spf long record, a server listed after 180 terms: SPF_PASS" has "$OUT" "SPF_PASS"
+OUT=$(run x@long.test 10.1.69.5 "$DATA/plain.eml")
+check "spf long record, a server in its last run of ip4 terms: SPF_PASS" has "$OUT" "SPF_PASS"
+OUT=$(run x@long.test 10.0.3.5 "$DATA/plain.eml")
+check "spf long record, a server in its first run: SPF_PASS" has "$OUT" "SPF_PASS"
+OUT=$(run x@long.test 198.51.100.7 "$DATA/plain.eml")
+check "spf long record, a server not listed: SPF_FAIL (its -all), not neutral" has "$OUT" "SPF_FAIL"
+OUT=$(run x@long.test 192.0.2.99 "$DATA/plain.eml")
+check "spf long record, a -ip4 term between runs: SPF_FAIL" has "$OUT" "SPF_FAIL"
+OUT=$(run x@long.test 2001:db8:27::5 "$DATA/plain.eml")
+check "spf long record, an ip6 server: SPF_PASS" has "$OUT" "SPF_PASS"
+OUT=$(run x@toolong.test 192.0.2.10 "$DATA/plain.eml")
+check "spf record too long to evaluate whole: T_SPF_PERMERROR, not neutral" has "$OUT" "T_SPF_PERMERROR"
 LONG=$(printf '%0300d' 0 | tr 0 x)
 OUT=$(run "$LONG.y@macro.test" 198.51.100.7 "$DATA/plain.eml")
 check "spf macro longer than 253 bytes: cut from the left, not a temperror" has "$OUT" "SPF_FAIL"
