@@ -104,7 +104,9 @@
  *	name them but carry no points), bayes_autolearn (no),
  *	bayes_autolearn_spam_score (12) and bayes_autolearn_ham_score (0.1),
  *	compared with the message's score without Bayes's own points, and
- *	bayes_autolearn_queue (1000 messages; more are dropped and counted),
+ *	bayes_autolearn_queue (1000 messages; more are dropped and counted)
+ *	and bayes_autolearn_queue_bytes (32M: the bytes they may take, since
+ *	a message can bring up to some 60,000 keys),
  *	bayes_train_mode (train-always, train-on-error, train-until-no-error)
  *	and bayes_train_margin (1), bayes_lr (no), bayes_lr_rate (0.1),
  *	bayes_lr_weight (1), bayes_expire_max_tokens (0: no bound),
@@ -316,10 +318,13 @@ int bayes_store_start(bayes_store_t *s);
 /*
  * Queues one item for the store's writer thread (started on first use)
  * without blocking; the keys are copied. Returns BAYES_EBUSY when queue_max
- * items are already waiting (a dropped message to learn is counted in the
- * stats' dropped; a dropped touch is not: it only lets tokens age).
+ * items are already waiting, or when the waiting items and this one would
+ * take more than queue_max_bytes (8 bytes a key and some 80 an item; an
+ * empty queue takes any one item). A dropped message to learn is counted
+ * in the stats' dropped; a dropped touch is not: it only lets tokens age.
  */
-int bayes_store_submit(bayes_store_t *s, const bayes_learn_item_t *item, size_t queue_max);
+int bayes_store_submit(bayes_store_t *s, const bayes_learn_item_t *item, size_t queue_max,
+                       size_t queue_max_bytes);
 /* Waits until everything submitted so far has been applied (tests, shutdown). */
 void bayes_store_flush(bayes_store_t *s);
 
@@ -440,6 +445,7 @@ typedef struct bayes_settings {
 	bool autolearn;
 	double autolearn_spam_score, autolearn_ham_score;
 	long autolearn_queue;
+	uint64_t autolearn_queue_bytes; /* bayes_autolearn_queue_bytes */
 	/*
 	 * The continuous contribution BAYES_LOGODDS: scale * logit(P) clipped
 	 * to +-clip, plus offset points; a scale of 0 leaves the bands alone.

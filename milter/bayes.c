@@ -20,6 +20,8 @@
 #define BAYES_MIN_MAP_BYTES           (64ULL << 10)
 #define BAYES_DEFAULT_MIN_LEARNED     200
 #define BAYES_DEFAULT_AUTOLEARN_QUEUE 1000
+/* ~2,000 keys a queued message; a hostile one brings up to ~60,000 (480 KB) */
+#define BAYES_DEFAULT_AUTOLEARN_QUEUE_BYTES (32ULL << 20)
 #define BAYES_EXPLAIN_TOKENS          12
 #define BAYES_DEFAULT_LOGODDS_SCALE   1.1716
 #define BAYES_DEFAULT_LOGODDS_CLIP    32.0
@@ -132,6 +134,8 @@ int bayes_settings_read(conf_t *c, const char *state_dir, bayes_settings_t *s, d
 	            d);
 	conf_long(c, "bayes_autolearn_queue", BAYES_DEFAULT_AUTOLEARN_QUEUE, 1, 1000000L,
 	          &s->autolearn_queue, d);
+	conf_size(c, "bayes_autolearn_queue_bytes", BAYES_DEFAULT_AUTOLEARN_QUEUE_BYTES, 1ULL << 20,
+	          1ULL << 36, &s->autolearn_queue_bytes, d);
 	static const char *const modes[] = {"train-always", "train-on-error",
 	                                    "train-until-no-error", NULL};
 	int mode;
@@ -376,7 +380,8 @@ static void touch_seen(bayes_shared_t *b, const bayes_tokens_t *tok, const bayes
 		return;
 	bayes_learn_item_t it = {.op = BAYES_TOUCH, .keys = stale, .n = n};
 	memset(it.digest, 0, sizeof(it.digest));
-	bayes_store_submit(b->store, &it, (size_t)b->set.autolearn_queue);
+	bayes_store_submit(b->store, &it, (size_t)b->set.autolearn_queue,
+	                   (size_t)b->set.autolearn_queue_bytes);
 }
 
 /*
@@ -503,7 +508,8 @@ static void bayes_verdict(void *shared, void *conn, msg_t *m, const mime_t *mi, 
 	bayes_learn_item_t it = {
 	    .op = op, .keys = tok.keys, .n = tok.n, .lr_delta = bayes_lr_delta(&b->set, &sc, spam)};
 	memcpy(it.digest, tok.digest, sizeof(it.digest));
-	if (bayes_store_submit(b->store, &it, (size_t)b->set.autolearn_queue) == BAYES_OK)
+	if (bayes_store_submit(b->store, &it, (size_t)b->set.autolearn_queue,
+	                       (size_t)b->set.autolearn_queue_bytes) == BAYES_OK)
 		return;
 	/* Dropped (and counted in the store's stats); say so at most once a minute. */
 	unsigned lost = 0;

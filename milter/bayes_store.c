@@ -40,6 +40,12 @@ typedef struct job {
 	uint64_t keys[]; /* the copied keys item.keys points at */
 } job_t;
 
+/* What a queued job takes: the autolearn queue is bounded by it. */
+static size_t job_bytes(const job_t *j)
+{
+	return sizeof(*j) + j->item.n * sizeof(uint64_t);
+}
+
 struct bayes_store {
 	char *path;
 	MDB_env *env;
@@ -54,7 +60,7 @@ struct bayes_store {
 	pthread_mutex_t qlock;
 	pthread_cond_t qcond, qdone;
 	job_t *qhead, *qtail;
-	size_t qlen;
+	size_t qlen, qbytes; /* jobs waiting, and their bytes (job_bytes()) */
 	bool writer_running, writer_stop;
 	pthread_t writer;
 	uint64_t submitted, applied, dropped, batches;
@@ -1728,6 +1734,7 @@ static void *writer_main(void *arg)
 		while (s->qhead != NULL && n < STORE_WRITER_BATCH) {
 			jobs[n] = s->qhead;
 			items[n] = s->qhead->item;
+			s->qbytes -= job_bytes(s->qhead);
 			s->qhead = s->qhead->next;
 			n++;
 		}
@@ -1781,7 +1788,8 @@ int bayes_store_start(bayes_store_t *s)
 	return rc;
 }
 
-int bayes_store_submit(bayes_store_t *s, const bayes_learn_item_t *item, size_t queue_max)
+int bayes_store_submit(bayes_store_t *s, const bayes_learn_item_t *item, size_t queue_max,
+                       size_t queue_max_bytes)
 {
 	job_t *j = malloc(sizeof(*j) + item->n * sizeof(uint64_t));
 	if (j == NULL)
@@ -1792,7 +1800,9 @@ int bayes_store_submit(bayes_store_t *s, const bayes_learn_item_t *item, size_t 
 	j->item.keys = j->keys;
 
 	pthread_mutex_lock(&s->qlock);
-	if (s->qlen >= queue_max || s->writer_stop) {
+	/* one job always fits an empty queue, whatever its size */
+	if (s->qlen >= queue_max || (s->qlen > 0 && s->qbytes + job_bytes(j) > queue_max_bytes) ||
+	    s->writer_stop) {
 		if (item->op != BAYES_TOUCH)
 			s->dropped++;
 		pthread_mutex_unlock(&s->qlock);
@@ -1806,14 +1816,22 @@ int bayes_store_submit(bayes_store_t *s, const bayes_learn_item_t *item, size_t 
 		free(j);
 		return BAYES_EIO;
 	}
+	/*
+	 * The writer is woken by the first job (it sleeps on an empty queue)
+	 * and by a full batch; the jobs between wait out its linger, so a
+	 * busy daemon writes batches rather than a commit per wake-up.
+	 */
+	bool wake = s->qhead == NULL || s->qlen + 1 >= STORE_WRITER_BATCH;
 	if (s->qtail)
 		s->qtail->next = j;
 	else
 		s->qhead = j;
 	s->qtail = j;
 	s->qlen++;
+	s->qbytes += job_bytes(j);
 	s->submitted++;
-	pthread_cond_signal(&s->qcond);
+	if (wake)
+		pthread_cond_signal(&s->qcond);
 	pthread_mutex_unlock(&s->qlock);
 	return BAYES_OK;
 }

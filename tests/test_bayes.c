@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <criterion/criterion.h>
+#include <lmdb.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -1219,10 +1220,10 @@ Test(store, a_message_without_room_costs_only_its_own_learning, .init = make_tmp
 	for (int i = 0; i < 20; i++) {
 		message_keys(100 + i, more[i]);
 		bayes_learn_item_t q = item(BAYES_LEARN_HAM, 100 + i, more[i], 50);
-		cr_assert_eq(bayes_store_submit(s, &q, 1000), BAYES_OK);
+		cr_assert_eq(bayes_store_submit(s, &q, 1000, SIZE_MAX), BAYES_OK);
 		if (i == 10) {
 			bayes_learn_item_t b = item(BAYES_LEARN_HAM, 501, big, 60000);
-			cr_assert_eq(bayes_store_submit(s, &b, 1000), BAYES_OK);
+			cr_assert_eq(bayes_store_submit(s, &b, 1000, SIZE_MAX), BAYES_OK);
 		}
 	}
 	bayes_store_flush(s);
@@ -1323,11 +1324,11 @@ Test(store, autolearn_writer_applies_queued_messages, .init = make_tmpdir, .fini
 	uint64_t keys[] = {COMMON_KEY, 5};
 	for (int i = 0; i < 50; i++) {
 		bayes_learn_item_t it = item(BAYES_LEARN_HAM, i, keys, 2);
-		cr_assert_eq(bayes_store_submit(s, &it, 1000), BAYES_OK);
+		cr_assert_eq(bayes_store_submit(s, &it, 1000, SIZE_MAX), BAYES_OK);
 	}
 	/* A full queue drops (and counts) instead of blocking. */
 	bayes_learn_item_t it = item(BAYES_LEARN_HAM, 999, keys, 2);
-	cr_assert_eq(bayes_store_submit(s, &it, 0), BAYES_EBUSY);
+	cr_assert_eq(bayes_store_submit(s, &it, 0, SIZE_MAX), BAYES_EBUSY);
 	bayes_store_flush(s);
 	bayes_counts_t c;
 	bayes_totals_t t;
@@ -1338,6 +1339,130 @@ Test(store, autolearn_writer_applies_queued_messages, .init = make_tmpdir, .fini
 	bayes_store_stats(s, &st);
 	cr_assert_eq(st.dropped, 1);
 	cr_assert_geq(st.applied_batches, 1);
+	bayes_store_unref(s);
+}
+
+/*
+ * The queue is bounded in bytes as well as in messages: a writer held up
+ * (here by another process's write transaction, as `sift learn` or a slow
+ * disk would) must not let messages of 60,000 keys each pile up to
+ * bayes_autolearn_queue of them (480 MB at the default 1,000).
+ */
+Test(store, autolearn_queue_is_bounded_in_bytes, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	/* Forked before the store is opened here: LMDB's handles do not cross a fork. */
+	int go[2], locked[2], release[2];
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(locked), 0);
+	cr_assert_eq(pipe(release), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* only the parent's ends left open: its exit, even by a failed assertion, ends this
+		 */
+		close(go[1]);
+		close(locked[0]);
+		close(release[1]);
+		char b;
+		if (read(go[0], &b, 1) != 1)
+			_exit(2);
+		char path[512];
+		snprintf(path, sizeof(path), "%s/db", tmpdir);
+		MDB_env *env;
+		MDB_txn *txn;
+		if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 4) != 0 ||
+		    mdb_env_open(env, path, MDB_NOTLS, 0640) != 0 ||
+		    mdb_txn_begin(env, NULL, 0, &txn) != 0)
+			_exit(3);
+		if (write(locked[1], "x", 1) != 1)
+			_exit(4);
+		(void)!read(release[0], &b, 1);
+		mdb_txn_abort(txn);
+		mdb_env_close(env);
+		_exit(0);
+	}
+	close(go[0]);
+	close(locked[1]);
+	close(release[0]);
+	bayes_store_t *s = open_store("db", 64 << 20, BAYES_OPEN_CREATE);
+	char b;
+	cr_assert_eq(write(go[1], "x", 1), 1);
+	cr_assert_eq(read(locked[0], &b, 1), 1, "the other process took no write lock");
+
+	/* The writer takes a first message and waits for the lock. */
+	uint64_t one = COMMON_KEY;
+	bayes_learn_item_t first = item(BAYES_LEARN_SPAM, 1, &one, 1);
+	cr_assert_eq(bayes_store_submit(s, &first, 1000, 1 << 20), BAYES_OK);
+	bayes_stats_t st;
+	for (int i = 0; i < 500; i++) {
+		cr_assert_eq(bayes_store_stats(s, &st), BAYES_OK);
+		if (st.queued == 0)
+			break;
+		usleep(10000);
+	}
+	cr_assert_eq(st.queued, 0, "the writer did not take the first message");
+
+	enum { BIG = 60000 };
+	uint64_t *big = malloc(3 * BIG * sizeof(*big));
+	for (size_t i = 0; i < 3 * BIG; i++)
+		big[i] = 0x5000000000ULL + i;
+	bayes_learn_item_t b1 = item(BAYES_LEARN_SPAM, 2, big, BIG);
+	bayes_learn_item_t b2 = item(BAYES_LEARN_SPAM, 3, big + BIG, BIG);
+	bayes_learn_item_t b3 = item(BAYES_LEARN_SPAM, 4, big + 2 * BIG, BIG);
+	uint64_t small[50];
+	message_keys(5, small);
+	bayes_learn_item_t sm = item(BAYES_LEARN_SPAM, 5, small, 50);
+	cr_assert_eq(bayes_store_submit(s, &b1, 1000, 1 << 20), BAYES_OK);
+	cr_assert_eq(bayes_store_submit(s, &b2, 1000, 1 << 20), BAYES_OK);
+	cr_assert_eq(bayes_store_submit(s, &b3, 1000, 1 << 20), BAYES_EBUSY,
+	             "a third 480 KB message fitted a 1 MiB queue");
+	cr_assert_eq(bayes_store_submit(s, &sm, 1000, 1 << 20), BAYES_OK,
+	             "a small message did not fit beside the two");
+	cr_assert_eq(bayes_store_stats(s, &st), BAYES_OK);
+	cr_assert_eq(st.queued, 3);
+	cr_assert_eq(st.dropped, 1);
+
+	cr_assert_eq(write(release[1], "x", 1), 1);
+	int status;
+	waitpid(pid, &status, 0);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	bayes_store_flush(s);
+	cr_assert_eq(bayes_store_stats(s, &st), BAYES_OK);
+	cr_assert_eq(st.totals.spam, 4, "learned %" PRIu64, st.totals.spam);
+	bayes_counts_t c;
+	cr_assert_eq(bayes_store_lookup(s, big + BIG + 7, 1, &c, NULL), BAYES_OK);
+	cr_assert_eq(c.spam, 1, "the second big message was not learned");
+	cr_assert_eq(bayes_store_lookup(s, big + 2 * BIG + 7, 1, &c, NULL), BAYES_OK);
+	cr_assert_eq(c.spam, 0, "the dropped message was learned");
+	free(big);
+	bayes_store_unref(s);
+}
+
+/*
+ * Messages queued while the writer lingers for a batch wait it out: a
+ * busy daemon commits (and syncs) a batch, not a transaction for each
+ * wake-up.
+ */
+Test(store, autolearn_writer_gathers_a_batch, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
+	uint64_t keys[20][50];
+	for (int i = 0; i < 20; i++) {
+		message_keys(i, keys[i]);
+		bayes_learn_item_t it = item(BAYES_LEARN_HAM, i, keys[i], 50);
+		cr_assert_eq(bayes_store_submit(s, &it, 1000, SIZE_MAX), BAYES_OK);
+		usleep(2000);
+	}
+	bayes_stats_t st;
+	for (int i = 0; i < 300; i++) {
+		cr_assert_eq(bayes_store_stats(s, &st), BAYES_OK);
+		if (st.totals.ham == 20)
+			break;
+		usleep(10000);
+	}
+	cr_assert_eq(st.totals.ham, 20, "not learned without a flush");
+	/* 20 messages in 40 ms, within one 200 ms linger (3 allows a slow host) */
+	cr_assert_leq(st.applied_batches, 3, "%" PRIu64 " batches", st.applied_batches);
 	bayes_store_unref(s);
 }
 
