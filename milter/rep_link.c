@@ -65,6 +65,11 @@ struct rep_link {
 	long next_attempt_ms; /* monotonic; no connection attempt before */
 	long open_until_ms;   /* the circuit is open until then */
 	bool fresh;           /* connected since rep_link_take_fresh() last asked */
+	/*
+	 * While a connection is being set up, when all of it (connect and
+	 * handshake) must be done: set by connect_addr(), 0 once set up.
+	 */
+	long setup_until_ms;
 	/* Read by other threads for explanations and statistics: atomics. */
 	int state;
 	long srtt_us; /* smoothed round trip, microseconds; -1 before any */
@@ -298,6 +303,8 @@ static redisContext *connect_addr(rep_link_t *l, const char *spec0, long timeout
 	int port = 6379;
 	redisContext *c;
 
+	l->setup_until_ms = now_ms() + timeout_ms;
+
 	if (spec != spec0)
 		snprintf(label, sizeof(label), "%.300s via %.300s", spec0, spec);
 	else
@@ -422,14 +429,18 @@ static long reply_deadline(const rep_link_t *l)
 /*
  * One command and its reply within the connect timeout: the handshake's
  * commands (AUTH, SELECT, ROLE, SCRIPT LOAD, Sentinel and cluster-slot
- * discovery) under get_reply()'s bounds, as the pipelines' are. NULL with
- * c->errstr set on failure.
+ * discovery) under get_reply()'s bounds, as the pipelines' are. While a
+ * connection is set up, its connect and all these share one timeout
+ * (setup_until_ms): five commands each answered just in time took five.
+ * NULL with c->errstr set on failure.
  */
 static redisReply *link_vcommand(rep_link_t *l, redisContext *c, const char *fmt, va_list ap)
 {
 	void *r = NULL;
-	if (redisvAppendCommand(c, fmt, ap) != REDIS_OK ||
-	    get_reply(l, c, now_ms() + l->conf.connect_timeout_ms, &r) != REDIS_OK)
+	long until = now_ms() + l->conf.connect_timeout_ms;
+	if (l->setup_until_ms > 0 && l->setup_until_ms < until)
+		until = l->setup_until_ms;
+	if (redisvAppendCommand(c, fmt, ap) != REDIS_OK || get_reply(l, c, until, &r) != REDIS_OK)
 		return NULL;
 	return r;
 }
@@ -664,6 +675,7 @@ static redisContext *node_ctx(rep_link_t *l, size_t i)
 		ctx_free(l, n->ctx);
 		n->ctx = NULL;
 	}
+	l->setup_until_ms = 0;
 	return n->ctx;
 }
 
@@ -817,7 +829,9 @@ static redisContext *link_get(rep_link_t *l)
 	if (now < l->next_attempt_ms)
 		return NULL;
 	__atomic_add_fetch(&l->st.attempts, 1, __ATOMIC_RELAXED);
-	if (!do_connect(l)) {
+	bool up = do_connect(l);
+	l->setup_until_ms = 0;
+	if (!up) {
 		char why[sizeof(l->err)];
 		memcpy(why, l->err, sizeof(why));
 		rep_link_fail(l, why);

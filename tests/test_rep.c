@@ -1530,6 +1530,7 @@ Test(rep_link, a_reply_larger_than_any_the_link_expects_fails_the_link, .timeout
 struct trickle {
 	int lfd, port, up_port;
 	volatile int slow, stop;
+	volatile int delay_ms; /* or: each reply held this long, then passed on whole */
 	pthread_t th;
 };
 
@@ -1560,6 +1561,8 @@ static void *trickle_main(void *arg)
 			ssize_t n = read(ufd, buf, sizeof(buf));
 			if (n <= 0)
 				break;
+			if (t->delay_ms)
+				sleep_ms(t->delay_ms);
 			for (ssize_t i = 0; i < n && !t->stop; i += t->slow ? 1 : n) {
 				size_t k = t->slow ? 1 : (size_t)n;
 				if (write(cfd, buf + i, k) != (ssize_t)k)
@@ -1649,6 +1652,37 @@ Test(rep_link, a_handshake_trickled_a_byte_at_a_time_costs_at_most_the_connect_t
 	long dt = mono_ms() - t0;
 	cr_assert(dt < 1000, "gave up after %ld ms", dt);
 	cr_assert(strstr(rep_link_error(l), "not complete in time"), "%s", rep_link_error(l));
+	rep_link_free(l);
+	trickle_stop(&t);
+	server_free(&s);
+}
+
+Test(rep_link, a_handshake_of_slow_replies_costs_at_most_one_connect_timeout, .timeout = 30)
+{
+	/*
+	 * Each handshake command had the whole connect timeout: a server
+	 * answering each in 200 ms, within a 300 ms timeout, held a handshake
+	 * of AUTH, SELECT, EXISTS, ROLE and SCRIPT LOAD for a second and then
+	 * counted as up.
+	 */
+	NEED_REDIS();
+	struct server s;
+	const char *pw[] = {"--requirepass", "sekrit", NULL};
+	server_new(&s, pw);
+	struct trickle t;
+	trickle_start(&t, s.port);
+	t.delay_ms = 200;
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", t.port);
+	rep_link_conf_t lc = link_conf(addr);
+	lc.script = "return 1";
+	lc.password = "sekrit";
+	lc.db = 1;
+	rep_link_t *l = rep_link_new(&lc);
+	long t0 = mono_ms();
+	cr_assert_null(rep_link_get(l), "a handshake of 1 s passed a 300 ms timeout");
+	long dt = mono_ms() - t0;
+	cr_assert(dt < 700, "gave up after %ld ms", dt);
 	rep_link_free(l);
 	trickle_stop(&t);
 	server_free(&s);
