@@ -482,7 +482,12 @@ static bayes_store_t *store_open(const char *path, uint64_t map_bytes, unsigned 
 	pthread_mutex_init(&s->fb_lock, NULL);
 	pthread_cond_init(&s->fb_cond, NULL);
 	pthread_mutex_init(&s->qlock, NULL);
-	pthread_cond_init(&s->qcond, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	/* The writer's linger is monotonic: a clock stepped back must not stretch it. */
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->qcond, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&s->qdone, NULL);
 	s->refs = 1;
 	return s;
@@ -1722,7 +1727,7 @@ static void *writer_main(void *arg)
 		if (s->qlen < STORE_WRITER_BATCH && !s->writer_stop) {
 			/* Let a batch gather, bounded so learning stays timely. */
 			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
+			clock_gettime(CLOCK_MONOTONIC, &ts);
 			ts.tv_nsec += STORE_WRITER_LINGER_MS * 1000000L;
 			if (ts.tv_nsec >= 1000000000L) {
 				ts.tv_sec++;
