@@ -86,8 +86,24 @@ struct zprobe {
 	dns_query_t *q;
 };
 
+/*
+ * A message's lookups by name and type. Rules on one zone ask the same
+ * names (SpamAssassin's URIBL_BLACK, _GREY and _RED each ask every URI
+ * domain of multi.uribl.com, and its RCVD_IN_* sets each relay of
+ * zen.spamhaus.org): they share one lookup, which counts once against
+ * dns_max_pending and takes one record while its nameserver is silent.
+ */
+#define ASKED_BUCKETS 512
+struct asked {
+	const char *name;
+	int qtype;
+	dns_query_t *q;
+	struct asked *next;
+};
+
 struct rules_dns_msg {
 	dns_batch_t *b;
+	struct asked **asked; /* ASKED_BUCKETS chains, made at the first lookup */
 	struct zprobe *probes;
 	size_t nprobes;
 	long deadline_ms;
@@ -166,15 +182,41 @@ static size_t uri_hosts(struct rules_evalenv *e, struct uhost **out)
 	return n;
 }
 
-static void submit_once(dns_t *dns, struct rules_dns_msg *s, struct rbl_lookup *l,
-                        const char *qname, const char **asked)
+/* The message's lookup of qname (copied into the arena if new), submitted at its first asking. */
+static dns_query_t *msg_lookup(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
+                               const char *qname, int qtype, const char **name)
+{
+	uint32_t h = 2166136261u ^ (uint32_t)qtype;
+	for (const char *c = qname; *c; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	if (s->asked == NULL)
+		s->asked = arena_zalloc(e->a, ASKED_BUCKETS * sizeof(*s->asked));
+	struct asked **slot = &s->asked[h % ASKED_BUCKETS];
+	for (struct asked *a = *slot; a != NULL; a = a->next)
+		if (a->qtype == qtype && strcmp(a->name, qname) == 0) {
+			*name = a->name;
+			return a->q;
+		}
+	struct asked *a = arena_zalloc(e->a, sizeof(*a));
+	a->name = arena_strdup(e->a, qname);
+	a->qtype = qtype;
+	a->q = dns_submit(dns, s->b, qname, qtype, 0, 0);
+	a->next = *slot;
+	*slot = a;
+	*name = a->name;
+	return a->q;
+}
+
+/* Adds qname to the rule's lookups unless the rule asks it already. */
+static void submit_once(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
+                        struct rbl_lookup *l, const char *qname, const char **asked)
 {
 	for (size_t i = 0; i < l->nq; i++)
 		if (strcmp(asked[i], qname) == 0)
 			return;
-	asked[l->nq] = qname;
 	l->names = asked;
-	l->q[l->nq++] = dns_submit(dns, s->b, qname, l->qtype, 0, 0);
+	l->q[l->nq] = msg_lookup(e, dns, s, qname, l->qtype, &asked[l->nq]);
+	l->nq++;
 }
 
 /* Starts a check_uridnsbl rule's lookups: each host's domain (or reversed IP) in the zone. */
@@ -202,7 +244,7 @@ static void uri_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg
 			    sizeof(qname))
 				continue;
 		}
-		submit_once(dns, s, l, arena_strdup(e->a, qname), asked);
+		submit_once(e, dns, s, l, qname, asked);
 	}
 }
 
@@ -489,7 +531,7 @@ static void ask_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg
 			qname[--ql] = '\0';
 		if (!dns_valid_hostname(qname))
 			continue; /* a HELO such as "[192.0.2.1]" is no name to ask about */
-		submit_once(dns, s, l, arena_strdup(e->a, qname), asked);
+		submit_once(e, dns, s, l, qname, asked);
 	}
 }
 
@@ -547,8 +589,8 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 			char qname[DNS_QNAME_MAX_BYTES];
 			if (dnsbl_ip_qname(ips[i], zone, qname, sizeof(qname)) == 0)
 				continue;
-			l->names[l->nq] = arena_strdup(e->a, qname);
-			l->q[l->nq++] = dns_submit(dns, s->b, qname, l->qtype, 0, 0);
+			l->q[l->nq] = msg_lookup(e, dns, s, qname, l->qtype, &l->names[l->nq]);
+			l->nq++;
 		}
 	}
 	e->cache[RULES_EVAL_CACHE_DNS] = s;
@@ -720,10 +762,10 @@ static bool lookup_hits(struct rules_evalenv *e, struct rules_dns_msg *s,
 	if (!s->waited) {
 		dns_batch_wait(s->b, s->deadline_ms);
 		s->waited = true;
-		for (size_t i = 0; i < s->n; i++)
-			for (size_t k = 0; k < s->v[i].nq; k++) {
+		for (size_t i = 0; s->asked != NULL && i < ASKED_BUCKETS; i++)
+			for (const struct asked *q = s->asked[i]; q != NULL; q = q->next) {
 				dns_answer_t a;
-				if (!dns_result(s->b, s->v[i].q[k], &a, NULL, NULL) ||
+				if (!dns_result(s->b, q->q, &a, NULL, NULL) ||
 				    a.status == DNS_TIMEOUT)
 					s->late++;
 			}

@@ -148,6 +148,32 @@ STARTUP_MS=$(scaled_ms 1000)
 check "dead zone: run within deadline (700 ms) + $STARTUP_MS ms ($((T1 - T0)) ms)" \
 	[ $((T1 - T0)) -lt $((700 + STARTUP_MS)) ]
 
+# rules on one zone share the message's lookups: five rules asking a silent
+# zone about 30 domains wait on 30 lookups, not 150 (past dns_max_pending,
+# 100 here, new lookups would fail at once, for every message)
+mkdir "$D/rules-shared"
+{
+	echo "uridnsbl_max_domains 30"
+	for r in A B C D E; do
+		printf 'urirhssub T_SHARED_%s dead.test. A 127.0.0.2\n' "$r"
+		printf "body T_SHARED_%s eval:check_uridnsbl('T_SHARED_%s')\ntflags T_SHARED_%s net\n" \
+			"$r" "$r" "$r"
+	done
+} >"$D/rules-shared/50_shared.cf"
+{
+	printf 'From: a@example.net\nTo: b@example.org\nSubject: links\n'
+	printf 'Message-ID: <shared@example.net>\nDate: Tue, 24 Nov 2026 10:00:00 +0000\n\n'
+	i=0
+	while [ $i -lt 30 ]; do echo "http://www.site$i.example/"; i=$((i + 1)); done
+} >"$D/thirty.eml"
+sed -e "s|^rules = .*|rules = $D/rules-shared|" -e 's/^deadline = .*/deadline = 300ms/' \
+	"$D/sift.conf" >"$D/shared.conf"
+echo "dns_max_pending = 100" >>"$D/shared.conf"
+OUT=$("$SIFT" -c "$D/shared.conf" check --ip 192.0.2.1 "$D/thirty.eml" 2>"$D/shared.err")
+check "shared lookups: the silent zone is noted" has "$OUT" "had no answer by the deadline"
+check "shared lookups: five rules' 150 askings stay within dns_max_pending (100)" \
+	sh -c "! grep -q 'dns_max_pending' '$D/shared.err'"
+
 # the daemon: the same rules, answers and deadline over the milter protocol
 mkdir "$D/state"
 it_milter_start 10 "$D/sift.conf" "$D/state" "$D/sift.sock" "$D/milter.log"
