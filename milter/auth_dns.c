@@ -66,12 +66,13 @@ static __thread bool tls_spf_over;
  * a record is valid (RFC 7208 sets no such bound, and large senders
  * publish them), but a server listed late in it got neutral, not pass,
  * and a forger neutral, not fail. So a record whose compiled form has
- * fewer mechanisms than its text has its runs of pass-prefixed ip4 and
- * ip6 terms moved into part records, answered here (SPF_PART_SUFFIX,
- * never asked of DNS) and each included where its run was: an include
- * matches exactly when a term of its part matches, and then passes, as
- * that term would have; every other term and the order stay. A record
- * still too long once split is a permerror (auth_spf_over_limit()).
+ * fewer mechanisms than its text has its runs of ip4 and ip6 terms of one
+ * qualifier moved into part records, answered here (SPF_PART_SUFFIX,
+ * never asked of DNS) and each included where its run was, with that
+ * qualifier: the part passes exactly when one of its terms matches, so
+ * "-include:part" fails exactly where its "-ip4:" terms would have; every
+ * other term and the order stay. A record still too long once split is a
+ * permerror (auth_spf_over_limit()).
  */
 #define SPF_PART_SUFFIX    "._spf-part.invalid"
 #define SPF_PART_MAX       32  /* part records one check makes */
@@ -138,22 +139,33 @@ static enum spf_compiled spf_compile(const char *txt)
 	return c;
 }
 
-/* Compiled bytes of term t (len bytes) when a part can take it, else 0. */
+/* A term's qualifier: '+' (written or not), '-', '~' or '?'. */
+static char spf_qualifier(const char *t)
+{
+	return t[0] != '\0' && strchr("-~?", t[0]) != NULL ? t[0] : '+';
+}
+
+/* Compiled bytes of term t (len bytes) when a part can take it (ip4, ip6), else 0. */
 static size_t spf_part_term(const char *t, size_t len)
 {
-	if (len > 0 && t[0] == '+')
+	if (len > 0 && strchr("+-~?", t[0]) != NULL)
 		t++, len--;
 	if (len < 5 || t[3] != ':' || strncasecmp(t, "ip", 2) != 0)
 		return 0;
 	return t[2] == '4' ? 8 : t[2] == '6' ? 20 : 0;
 }
 
-/* Closes the part open in *part as part record tls_spf_nparts, included from *out. */
-static bool spf_part_close(char **part, size_t *part_len, char **out, size_t *out_len,
+/*
+ * Closes the part open in *part as part record tls_spf_nparts, included
+ * from *out with its terms' qualifier q: "-include:" fails exactly when
+ * one of the part's terms, written "-ip4:", would have.
+ */
+static bool spf_part_close(char q, char **part, size_t *part_len, char **out, size_t *out_len,
                            size_t *out_cap)
 {
 	char inc[64];
-	int n = snprintf(inc, sizeof(inc), " include:%u" SPF_PART_SUFFIX, tls_spf_nparts);
+	int n = snprintf(inc, sizeof(inc), " %.*sinclude:%u" SPF_PART_SUFFIX, q != '+', &q,
+	                 tls_spf_nparts);
 	if (tls_spf_nparts >= SPF_PART_MAX || *out_len + (size_t)n + 1 > *out_cap)
 		return false;
 	memcpy(*out + *out_len, inc, (size_t)n + 1);
@@ -181,13 +193,14 @@ static char *spf_split(const char *txt)
 	bool ok = true;
 	const char *p = txt;
 	while (ok && *p) {
-		/* the run of movable terms starting at p */
+		/* the run of movable terms of one qualifier starting at p */
 		const char *q = p;
 		unsigned run = 0;
+		char qual = spf_qualifier(p + strspn(p, " "));
 		while (*q) {
 			const char *t = q + strspn(q, " ");
 			size_t tl = strcspn(t, " ");
-			if (tl == 0 || spf_part_term(t, tl) == 0)
+			if (tl == 0 || spf_part_term(t, tl) == 0 || spf_qualifier(t) != qual)
 				break;
 			run++;
 			q = t + tl;
@@ -206,13 +219,13 @@ static char *spf_split(const char *txt)
 			const char *t = p + strspn(p, " ");
 			size_t tl = strcspn(t, " "), bytes = spf_part_term(t, tl);
 			if (part != NULL && part_bytes + bytes > SPF_PART_BYTES)
-				ok = spf_part_close(&part, &part_len, &out, &out_len, &cap);
+				ok = spf_part_close(qual, &part, &part_len, &out, &out_len, &cap);
 			if (part == NULL) {
 				part = xalloc_malloc(strlen(txt) + 8);
 				part_len = (size_t)sprintf(part, "v=spf1");
 				part_bytes = 0;
 			}
-			if (*t == '+')
+			if (strchr("+-~?", *t) != NULL)
 				t++, tl--;
 			part[part_len++] = ' ';
 			memcpy(part + part_len, t, tl);
@@ -222,7 +235,7 @@ static char *spf_split(const char *txt)
 			p = t + tl;
 		}
 		if (ok)
-			ok = spf_part_close(&part, &part_len, &out, &out_len, &cap);
+			ok = spf_part_close(qual, &part, &part_len, &out, &out_len, &cap);
 	}
 	free(part);
 	for (unsigned i = nparts0; ok && i < tls_spf_nparts; i++)
