@@ -47,9 +47,17 @@
 #include "diag.h"
 
 #define DNS_QNAME_MAX_BYTES 256
-/* Records kept of one answer, and the bytes of their data; the rest is dropped. */
-#define DNS_MAX_RR         32
-#define DNS_DATA_MAX_BYTES 4096
+/*
+ * Records kept of one answer, and the bytes of their data; the rest is
+ * dropped. TXT answers get the most: a domain's TXT records hold its SPF
+ * record among site verification tokens, often dozens of them, in any
+ * order. Other answers (list codes, addresses, MX and PTR names) keep at
+ * most DNS_OTHER_MAX_RR records and DNS_OTHER_MAX_BYTES.
+ */
+#define DNS_MAX_RR          128
+#define DNS_DATA_MAX_BYTES  16384
+#define DNS_OTHER_MAX_RR    32
+#define DNS_OTHER_MAX_BYTES 4096
 
 enum dns_qtype { DNS_T_A = 1, DNS_T_PTR = 12, DNS_T_MX = 15, DNS_T_TXT = 16, DNS_T_AAAA = 28 };
 

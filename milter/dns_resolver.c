@@ -223,9 +223,10 @@ static int skip_name(const unsigned char *p, size_t n, size_t off, size_t *out)
 }
 
 /* Reserves room for one record of len bytes (+1 for a NUL); false when full. */
-static bool rr_add(dns_answer_t *out, size_t len, unsigned pref)
+static bool rr_add(dns_answer_t *out, size_t len, unsigned pref, bool txt)
 {
-	if (out->nrr >= DNS_MAX_RR || out->used + len + 1 > sizeof(out->data))
+	if (out->nrr >= (txt ? DNS_MAX_RR : DNS_OTHER_MAX_RR) ||
+	    out->used + len + 1 > (txt ? sizeof(out->data) : DNS_OTHER_MAX_BYTES))
 		return false;
 	out->rr[out->nrr].off = (uint16_t)out->used;
 	out->rr[out->nrr].len = (uint16_t)len;
@@ -245,7 +246,7 @@ static void rr_add_name(dns_answer_t *out, const unsigned char *p, size_t n, siz
 	if (off >= n || ares_expand_name(p + off, p, (int)n, &name, &enclen) != ARES_SUCCESS)
 		return;
 	size_t l = strlen(name);
-	if (rr_add(out, l, pref))
+	if (rr_add(out, l, pref, false))
 		memcpy(out->data + out->rr[out->nrr - 1].off, name, l);
 	ares_free_string(name);
 }
@@ -285,17 +286,17 @@ int dns_parse_response(const unsigned char *p, size_t n, int qtype, dns_answer_t
 			if (min_ttl < 0 || ttl < min_ttl)
 				min_ttl = ttl;
 			if (type == DNS_T_A && rdlen == 4) {
-				if (rr_add(out, 4, 0))
+				if (rr_add(out, 4, 0, false))
 					memcpy(out->data + out->rr[out->nrr - 1].off, p + rd, 4);
 			} else if (type == DNS_T_AAAA && rdlen == 16) {
-				if (rr_add(out, 16, 0))
+				if (rr_add(out, 16, 0, false))
 					memcpy(out->data + out->rr[out->nrr - 1].off, p + rd, 16);
 			} else if (type == DNS_T_TXT) {
 				/* Every character-string of the record, joined (RFC 7208 3.3). */
 				size_t len = 0, nstr = 0;
 				for (size_t s = rd; s < rd + rdlen; s += 1 + p[s], nstr++)
 					len += p[s];
-				if (len + nstr != rdlen || !rr_add(out, len, 0))
+				if (len + nstr != rdlen || !rr_add(out, len, 0, true))
 					continue; /* a string runs past the record: malformed */
 				char *dst = out->data + out->rr[out->nrr - 1].off;
 				for (size_t s = rd; s < rd + rdlen; s += 1 + p[s]) {

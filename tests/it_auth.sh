@@ -58,6 +58,14 @@ ip6s() { i=0; while [ $i -lt "$1" ]; do printf ' ip6:2001:db8:%x::/48' $i; i=$((
 	# too long even with its runs of one qualifier moved out: they are all one term long
 	printf "\tlocal-data: 'toolong.test. 300 IN TXT %s'\n" \
 		"$(txt "v=spf1$(mixed 60) ip4:192.0.2.10 -all")"
+	# an SPF record among 60 other TXT records (site verification tokens),
+	# which unbound rotates: only the first 32 were kept
+	i=0
+	while [ $i -lt 60 ]; do
+		printf "\tlocal-data: 'crowded.test. 300 IN TXT \"token-%03d\"'\n" $i
+		i=$((i + 1))
+	done
+	printf "\tlocal-data: 'crowded.test. 300 IN TXT \"v=spf1 ip4:192.0.2.10 -all\"'\n"
 } >>"$D/fan.zone"
 # Every name outside test. is answered "no such name" locally: nothing leaves.
 { cat "$D/fan.zone"; cat; } <<EOF | it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf"
@@ -146,6 +154,11 @@ OUT=$(run x@long.test 192.0.2.99 "$DATA/plain.eml")
 check "spf long record, a -ip4 term between runs: SPF_FAIL" has "$OUT" "SPF_FAIL"
 OUT=$(run x@long.test 2001:db8:1d::5 "$DATA/plain.eml")
 check "spf long record, an ip6 server: SPF_PASS" has "$OUT" "SPF_PASS"
+n=0
+for k in 1 2 3 4 5 6 7 8; do
+	case "$(run x@crowded.test 192.0.2.10 "$DATA/plain.eml")" in *SPF_PASS*) n=$((n + 1)) ;; esac
+done
+check "spf record among 60 other TXT records: SPF_PASS every time ($n of 8)" [ "$n" -eq 8 ]
 OUT=$(run x@toolong.test 192.0.2.10 "$DATA/plain.eml")
 check "spf record too long to evaluate whole: T_SPF_PERMERROR, not neutral" has "$OUT" "T_SPF_PERMERROR"
 LONG=$(printf '%0300d' 0 | tr 0 x)
