@@ -177,9 +177,9 @@ static bool spf_part_close(char q, char **part, size_t *part_len, char **out, si
 }
 
 /*
- * txt with its runs of SPF_PART_MIN_TERMS or more pass-prefixed ip4 and
- * ip6 terms moved into part records; NULL when txt compiles whole as it
- * is (or not at all: libspf2 reports that), or when it still does not
+ * txt with its runs of SPF_PART_MIN_TERMS or more ip4 and ip6 terms of
+ * one qualifier moved into part records; NULL when txt compiles whole as
+ * it is (or not at all: libspf2 reports that), or when it still does not
  * once split (the check is then a permerror).
  */
 static char *spf_split(const char *txt)
@@ -209,6 +209,10 @@ static char *spf_split(const char *txt)
 			/* one term (with its leading spaces) as it is */
 			const char *t = p + strspn(p, " ");
 			size_t n = (size_t)(t - p) + strcspn(t, " ");
+			if (out_len + n + 1 > cap) {
+				ok = false;
+				break;
+			}
 			memcpy(out + out_len, p, n);
 			out_len += n;
 			out[out_len] = '\0';
