@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -665,6 +666,49 @@ int glue_open(const scan_settings_t *s, char *err, size_t err_len)
 			        strerror(errno));
 	}
 	return 0;
+}
+
+/*
+ * libmilter's listener retries accept() at once when it fails for want of
+ * descriptors (EMFILE, ENFILE) or kernel memory (ENOBUFS, ENOMEM): the
+ * connection still queued keeps the listening socket readable, so the
+ * listener spins on poll() and accept() at 100% of a CPU, saying nothing,
+ * until a descriptor is freed. The linker binds libmilter's accept() to
+ * this definition (as it does sigwait(), below): on the listening socket
+ * such a failure is logged (once a minute) and followed by a pause, so the
+ * wait costs no CPU and is not silent. The SIGUSR1 of a stop
+ * (glue_stop_libmilter) cuts the pause short.
+ */
+#define GLUE_ACCEPT_PAUSE_MS 100
+static log_ratelimit_t glue_accept_rl;
+
+int accept(int fd, __SOCKADDR_ARG addr, socklen_t *restrict len)
+{
+	int c = accept4(fd, addr, len, 0);
+	if (c >= 0 || fd != glue_listen_fd)
+		return c;
+	int e = errno;
+	if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+		unsigned lost = 0;
+		if (log_ratelimit(&glue_accept_rl, 1, 60, &lost)) {
+			struct rlimit rl;
+			unsigned long long lim = 0;
+			if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+				lim = (unsigned long long)rl.rlim_cur;
+			char more[64] = "";
+			if (lost > 0)
+				snprintf(more, sizeof(more), " (%u more since the last line)",
+				         lost);
+			log_msg(LOG_L_ERR,
+			        "cannot accept a connection: %s (open files limit %llu); new "
+			        "connections wait until descriptors are freed%s",
+			        strerror(e), lim, more);
+		}
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = GLUE_ACCEPT_PAUSE_MS * 1000000L};
+		nanosleep(&ts, NULL); /* EINTR (a stop's SIGUSR1) ends it early */
+	}
+	errno = e;
+	return -1;
 }
 
 /* The thread that runs smfi_main(), and so libmilter's listener loop. */

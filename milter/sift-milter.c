@@ -133,6 +133,9 @@ static void reload(void)
 		if (strcmp(s->socket, scan_gen_settings(cur)->socket) != 0)
 			log_msg(LOG_L_WARNING, "socket changed to %s: takes effect at restart",
 			        s->socket);
+		if (strcmp(s->pid_file, scan_gen_settings(cur)->pid_file) != 0)
+			log_msg(LOG_L_WARNING, "pid_file changed to %s: takes effect at restart",
+			        s->pid_file);
 		scan_gen_publish(g);
 		metrics_generation(++generation);
 		metrics_follow(s);
@@ -274,12 +277,13 @@ static int drop_privileges(const scan_settings_t *s)
 	chown_uid = pw->pw_uid;
 	chown_gid = gid;
 	nftw(s->state_dir, chown_entry, SIFT_CHOWN_MAX_FDS, FTW_PHYS | FTW_MOUNT);
-	if (chown(s->pid_file, pw->pw_uid, gid) < 0 && errno != ENOENT)
+	/* lchown: what stands at these paths could have been swapped for a link */
+	if (lchown(s->pid_file, pw->pw_uid, gid) < 0 && errno != ENOENT)
 		fprintf(report, "sift-milter: chown %s: %s\n", s->pid_file, strerror(errno));
 	if (strncmp(s->socket, "unix:", 5) == 0 || strncmp(s->socket, "local:", 6) == 0) {
 		const char *path = strchr(s->socket, ':') + 1;
 		/* socket_group, when set, was given to the socket by glue_open() */
-		if (chown(path, pw->pw_uid, s->socket_group[0] ? (gid_t)-1 : gid) < 0)
+		if (lchown(path, pw->pw_uid, s->socket_group[0] ? (gid_t)-1 : gid) < 0)
 			fprintf(report, "sift-milter: chown %s: %s\n", path, strerror(errno));
 	}
 	if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
@@ -289,25 +293,54 @@ static int drop_privileges(const scan_settings_t *s)
 	return 0;
 }
 
+/*
+ * Written while still root, in the state directory, which belongs to the
+ * daemon's user: whoever runs as that user could leave a symbolic link at
+ * the temporary name, and root opening it for writing would truncate and
+ * write the file it names (/etc/shadow, say). So the temporary file is
+ * made anew, never through a link (O_EXCL | O_NOFOLLOW), then renamed over
+ * the pid file, which replaces a link rather than following it.
+ */
 static int write_pid_file(const char *path)
 {
 	char tmp[4200];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	FILE *fp = fopen(tmp, "w");
-	if (fp == NULL)
+	unlink(tmp); /* a leftover, or a link: removed, not followed */
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
 		return -1;
-	fprintf(fp, "%ld\n", (long)getpid());
-	if (fclose(fp) != 0 || rename(tmp, path) != 0) {
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	bool ok = write(fd, buf, (size_t)n) == n;
+	if (close(fd) != 0 || !ok || rename(tmp, path) != 0) {
 		unlink(tmp);
 		return -1;
 	}
 	return 0;
 }
 
+/*
+ * Removes the pid file only while it names this process: a second instance
+ * started with the same pid file (and socket, which libmilter hands over)
+ * has written its own pid there, and removing that one would leave the
+ * running daemon without a pid file for its init script or systemd.
+ */
+static void remove_pid_file(const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	if (fp == NULL)
+		return;
+	long pid = 0;
+	int n = fscanf(fp, "%ld", &pid);
+	fclose(fp);
+	if (n == 1 && pid == (long)getpid())
+		unlink(path);
+}
+
 /* A failure after the pid file was written: say so, tidy up, exit 1. */
 static int startup_failed(const scan_settings_t *s)
 {
-	unlink(s->pid_file);
+	remove_pid_file(s->pid_file);
 	fflush(report);
 	return 1;
 }
@@ -380,6 +413,14 @@ int main(int argc, char **argv)
 		        strerror(errno));
 		return 1;
 	}
+	/*
+	 * A daemon's standard error is /dev/null (daemonize()): log = stderr
+	 * there would log nothing at all, per-message lines included.
+	 */
+	if (!s->foreground && strcmp(s->log_sink, "stderr") == 0)
+		fprintf(stderr, "sift-milter: warning: log = stderr without -f: the daemon's "
+		                "standard error is /dev/null and nothing will be logged; run it "
+		                "with -f or set log = syslog\n");
 	char err[512];
 	if (glue_open(s, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sift-milter: %s\n", err);
@@ -426,10 +467,13 @@ int main(int argc, char **argv)
 	log_msg(LOG_L_NOTICE, "sift-milter %s listening on %s", PACKAGE_VERSION, glue_listening());
 	report_ready();
 	int rc = glue_run(reload);
-	/* The pid file's path may have changed with a reload; use the live one. */
+	/*
+	 * The pid file written at start-up, where the daemon's pid is: a reload
+	 * that names another path does not move it (see reload()).
+	 */
 	scan_gen_t *cur = scan_gen_acquire();
 	char pid_file[4096];
-	snprintf(pid_file, sizeof(pid_file), "%s", scan_gen_settings(cur ? cur : g)->pid_file);
+	snprintf(pid_file, sizeof(pid_file), "%s", s->pid_file);
 	/*
 	 * Release the modules before saying "stopped": their threads stop and
 	 * what they hold for the next start (unconfirmed reputation updates,
@@ -440,7 +484,7 @@ int main(int argc, char **argv)
 	scan_gen_publish(NULL);
 	scan_gen_unref(cur);
 	scan_gen_unref(g);
-	unlink(pid_file);
+	remove_pid_file(pid_file);
 	log_msg(LOG_L_NOTICE, "sift-milter stopped");
 	return rc == 0 ? 0 : 1;
 }
