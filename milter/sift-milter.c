@@ -273,6 +273,19 @@ static int drop_privileges(const scan_settings_t *s)
 		}
 		gid = gr->gr_gid;
 	}
+	/*
+	 * Everything under the state directory is handed to the user: in a
+	 * directory anyone can write to (/tmp, say) that would be other
+	 * people's files, and links anyone can plant.
+	 */
+	struct stat sd;
+	if (stat(s->state_dir, &sd) == 0 && (sd.st_mode & S_IWOTH) != 0) {
+		fprintf(report,
+		        "sift-milter: state_dir %s is writable by everyone: what is in it would be "
+		        "handed to user %s; give the daemon a directory of its own\n",
+		        s->state_dir, s->user);
+		return -1;
+	}
 	/* The state dir, its stores and the pid file stay writable after the switch. */
 	chown_uid = pw->pw_uid;
 	chown_gid = gid;

@@ -183,6 +183,20 @@ if [ "$(id -u)" = 0 ] && id postfix >/dev/null 2>&1 && command -v setpriv >/dev/
 	it_untrack "$PID"
 fi
 
+# --- user = nobody with a state_dir anyone can write to: refused, nothing handed over
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+	mkdir -m 1777 "$D/shared"
+	echo theirs >"$D/shared/someone-elses"
+	printf 'log = stderr\nrules = %s\nuser = nobody\n' "$D/rules" >"$D/shared.conf"
+	timeout 20 "$MILTER" -f -c "$D/shared.conf" -d "$D/shared" -p "unix:$D/shared.sock" \
+		>"$D/shared.out" 2>&1
+	check "user with a state_dir writable by everyone: refused (exit $?)" [ $? = 1 ]
+	check "and said why" grep -q "state_dir $D/shared is writable by everyone" "$D/shared.out" ||
+		cat "$D/shared.out" >&2
+	check "a file in it is not handed to nobody ($(stat -c %U "$D/shared/someone-elses"))" \
+		[ "$(stat -c %U "$D/shared/someone-elses")" = root ]
+fi
+
 printf 'log = stderr\nrules = %s\nsocket_mode = 0999\n' "$D/rules" >"$D/badmode.conf"
 timeout 10 "$MILTER" -f -c "$D/badmode.conf" -d "$D/state-bm" -p "unix:$D/bm.sock" \
 	>"$D/badmode.out" 2>&1
