@@ -39,6 +39,9 @@ int glue_open(const scan_settings_t *s, char *err, size_t err_len);
 
 /* What glue_open() bound, from the socket itself: "127.0.0.1:11337", "unix:/path". */
 const char *glue_listening(void);
+/* A start that fails after glue_open(): closes the socket and removes the unix socket file it made.
+ */
+void glue_unbind(void);
 
 /*
  * The callback table glue_open() registers, for a harness that plays

@@ -749,6 +749,20 @@ static void glue_sleep_ms(long ms)
 }
 
 /*
+ * Removes the unix socket file at path if it is still the one we bound:
+ * another instance started on the same path has replaced it (libmilter
+ * removes an existing socket file), and removing that one would leave the
+ * running daemon unreachable.
+ */
+static void glue_unlink_own(const char *path)
+{
+	struct stat st;
+	if (glue_sock_known && lstat(path, &st) == 0 && st.st_dev == glue_sock_dev &&
+	    st.st_ino == glue_sock_ino)
+		unlink(path);
+}
+
+/*
  * Stops new connections without telling libmilter: its stop flag would also
  * end its worker pool, and with it every session waiting for its next
  * command, message in flight or not. So the listening socket is swapped,
@@ -779,15 +793,21 @@ static void glue_stop_listening(void)
 	close(p[0]); /* p[1] stays open: the pipe never reads end-of-file */
 	shutdown(old, SHUT_RDWR);
 	close(old);
-	/*
-	 * Only the file we bound: another instance started on the same path
-	 * has replaced it (libmilter removes an existing socket file), and
-	 * removing that one would leave the running daemon unreachable.
-	 */
-	struct stat st;
-	if (is_unix && glue_sock_known && lstat(su.sun_path, &st) == 0 &&
-	    st.st_dev == glue_sock_dev && st.st_ino == glue_sock_ino)
-		unlink(su.sun_path);
+	if (is_unix)
+		glue_unlink_own(su.sun_path);
+}
+
+void glue_unbind(void)
+{
+	if (glue_listen_fd < 0)
+		return;
+	struct sockaddr_un su;
+	socklen_t sl = sizeof(su);
+	if (getsockname(glue_listen_fd, (struct sockaddr *)&su, &sl) == 0 &&
+	    su.sun_family == AF_UNIX && sl > sizeof(su.sun_family) && su.sun_path[0])
+		glue_unlink_own(su.sun_path);
+	close(glue_listen_fd);
+	glue_listen_fd = -1;
 }
 
 /* Messages between MAIL FROM and the end of their last callback. */

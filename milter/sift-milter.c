@@ -353,6 +353,7 @@ static void remove_pid_file(const char *path)
 /* A failure after the pid file was written: say so, tidy up, exit 1. */
 static int startup_failed(const scan_settings_t *s)
 {
+	glue_unbind();
 	remove_pid_file(s->pid_file);
 	fflush(report);
 	return 1;
@@ -441,12 +442,14 @@ int main(int argc, char **argv)
 	}
 	if (!s->foreground && daemonize() < 0) {
 		fprintf(report, "sift-milter: cannot become a daemon: %s\n", strerror(errno));
+		glue_unbind();
 		return 1;
 	}
 	/* An init script or systemd (PIDFile=) needs it to stop the daemon. */
 	if (write_pid_file(s->pid_file) < 0) {
 		fprintf(report, "sift-milter: cannot write pid file %s: %s\n", s->pid_file,
 		        strerror(errno));
+		glue_unbind();
 		return 1;
 	}
 	if (drop_privileges(s) < 0)

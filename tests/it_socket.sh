@@ -195,7 +195,16 @@ if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
 		cat "$D/shared.out" >&2
 	check "a file in it is not handed to nobody ($(stat -c %U "$D/shared/someone-elses"))" \
 		[ "$(stat -c %U "$D/shared/someone-elses")" = root ]
+	check "the failed start leaves no socket file behind" test ! -e "$D/shared.sock"
 fi
+
+# --- a pid file that cannot be written: exit 1, and no socket file left behind
+printf 'log = stderr\nrules = %s\npid_file = %s/no/such/dir/x.pid\n' "$D/rules" "$D" \
+	>"$D/nopid.conf"
+timeout 20 "$MILTER" -f -c "$D/nopid.conf" -d "$D/state-np" -p "unix:$D/nopid.sock" \
+	>"$D/nopid.out" 2>&1
+check "an unwritable pid file: refused (exit $?)" [ $? = 1 ]
+check "and the socket file it had made is removed" test ! -e "$D/nopid.sock"
 
 printf 'log = stderr\nrules = %s\nsocket_mode = 0999\n' "$D/rules" >"$D/badmode.conf"
 timeout 10 "$MILTER" -f -c "$D/badmode.conf" -d "$D/state-bm" -p "unix:$D/bm.sock" \
