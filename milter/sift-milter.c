@@ -7,9 +7,9 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <grp.h>
 #include <malloc.h>
@@ -243,16 +243,59 @@ static void report_ready(void)
  * Stores opened (and perhaps created) while still root - the Bayes store,
  * the block-list mirror - must stay writable by the user the daemon turns
  * into, so everything under the state directory is handed over to it.
+ * That directory belongs to the user already, who could swap one of its
+ * directories for a link to /etc between a walk by path names and a chown
+ * of "dir/shadow"; so the walk goes through descriptors, each directory
+ * opened without following links and each entry changed relative to its
+ * directory (a link is changed itself, never what it names). It stays on
+ * the state directory's file system and goes SIFT_CHOWN_MAX_DEPTH deep.
  */
-static uid_t chown_uid;
-static gid_t chown_gid;
-#define SIFT_CHOWN_MAX_FDS 16
+#define SIFT_CHOWN_MAX_DEPTH 16
 
-static int chown_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+static void chown_tree(int dirfd, const char *path, uid_t uid, gid_t gid, dev_t dev, int depth)
 {
-	if (type != FTW_SL && lchown(path, chown_uid, chown_gid) < 0)
-		fprintf(report, "sift-milter: chown %s: %s\n", path, strerror(errno));
-	return 0;
+	DIR *d = fdopendir(dirfd);
+	if (d == NULL) {
+		close(dirfd);
+		return;
+	}
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		struct stat st;
+		if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    S_ISLNK(st.st_mode) || st.st_dev != dev)
+			continue;
+		char sub[4096];
+		snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+		if (S_ISDIR(st.st_mode) && depth < SIFT_CHOWN_MAX_DEPTH) {
+			int fd = openat(dirfd, e->d_name,
+			                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (fd >= 0)
+				chown_tree(fd, sub, uid, gid, dev, depth + 1);
+		}
+		if (fchownat(dirfd, e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+			fprintf(report, "sift-milter: chown %s: %s\n", sub, strerror(errno));
+	}
+	closedir(d);
+}
+
+/* The state directory (a link to it is followed: its path is the administrator's) and all under it.
+ */
+static void chown_state_dir(const char *dir, uid_t uid, gid_t gid)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(report, "sift-milter: chown %s: %s\n", dir, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	if (fchown(fd, uid, gid) < 0)
+		fprintf(report, "sift-milter: chown %s: %s\n", dir, strerror(errno));
+	chown_tree(fd, dir, uid, gid, st.st_dev, 0);
 }
 
 static int drop_privileges(const scan_settings_t *s)
@@ -287,9 +330,7 @@ static int drop_privileges(const scan_settings_t *s)
 		return -1;
 	}
 	/* The state dir, its stores and the pid file stay writable after the switch. */
-	chown_uid = pw->pw_uid;
-	chown_gid = gid;
-	nftw(s->state_dir, chown_entry, SIFT_CHOWN_MAX_FDS, FTW_PHYS | FTW_MOUNT);
+	chown_state_dir(s->state_dir, pw->pw_uid, gid);
 	/* lchown: what stands at these paths could have been swapped for a link */
 	if (lchown(s->pid_file, pw->pw_uid, gid) < 0 && errno != ENOENT)
 		fprintf(report, "sift-milter: chown %s: %s\n", s->pid_file, strerror(errno));

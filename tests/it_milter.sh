@@ -215,13 +215,21 @@ if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
 	chmod 711 "$D"
 	"$top_builddir/sift" -c "$D/drop.conf" -d "$D/state-drop" block add 192.0.2.99 \
 		--reason test >/dev/null 2>&1
+	# nested directories are handed over; a link in the tree is not followed
+	mkdir -p "$D/state-drop/a/b"
+	echo x >"$D/state-drop/a/b/deep"
+	echo root-only >"$D/outside"
+	ln -s "$D/outside" "$D/state-drop/a/link"
 	"$MILTER" -f -c "$D/drop.conf" -d "$D/state-drop" -p "unix:$D/drop.sock" 2>>"$D/drop.log" &
 	DROP_PID=$!
 	it_track "$DROP_PID"
 	if wait_for 10 test -S "$D/drop.sock"; then
 		check "user: the daemon runs as nobody" [ "$(ps -o user= -p "$DROP_PID")" = nobody ]
 		check "user: root-created stores are owned by nobody" \
-			[ -z "$(find "$D/state-drop" ! -user nobody)" ]
+			[ -z "$(find "$D/state-drop" ! -type l ! -user nobody)" ]
+		check "user: a file two directories down too" [ "$(stat -c %U "$D/state-drop/a/b/deep")" = nobody ]
+		check "user: a link in the state dir is not followed ($(stat -c %U "$D/outside"))" \
+			[ "$(stat -c %U "$D/outside")" = root ]
 		"$MC" -s "unix:$D/drop.sock" -t 10000 -i 192.0.2.99 -q "$DATA/ham.eml" 2>"$D/drop.err"
 		check "user: a message is still scored after the switch" \
 			grep -q "queue_id=.* ip=192.0.2.99 .*action=" "$D/drop.log"
