@@ -198,6 +198,9 @@ bool dns_valid_hostname(const char *s);
 
 /* Milliseconds on the CLOCK_MONOTONIC scale (the scale of deadlines). */
 long dns_now_ms(void);
+/* A hash of a question (FNV-1a of the name, seeded by the type): the cache's, and any table of
+ * questions. */
+uint32_t dns_key_hash(const char *qname, int qtype);
 
 /* ---- the answer cache (exposed for the tests): sharded, FIFO eviction, bounded */
 typedef struct dns_cache dns_cache_t;

@@ -66,7 +66,7 @@ long dns_now_ms(void)
 	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint32_t key_hash(const char *s, int qtype)
+uint32_t dns_key_hash(const char *s, int qtype)
 {
 	/* FNV-1a: names are short, and any decent spread will do. */
 	uint32_t h = 2166136261u ^ (uint32_t)qtype;
@@ -142,7 +142,7 @@ static struct centry *shard_find(struct shard *s, const char *qname, int qtype, 
 
 bool dns_cache_get(dns_cache_t *c, const char *qname, int qtype, long now_ms, dns_answer_t *out)
 {
-	uint32_t h = key_hash(qname, qtype);
+	uint32_t h = dns_key_hash(qname, qtype);
 	struct shard *s = &c->shards[h % CACHE_SHARDS];
 	bool found = false;
 	pthread_mutex_lock(&s->lock);
@@ -169,7 +169,7 @@ void dns_cache_put(dns_cache_t *c, const char *qname, int qtype, const dns_answe
 	if (ttl_ms <= 0 || a->status == DNS_PENDING || a->status == DNS_SERVFAIL ||
 	    a->status == DNS_TIMEOUT)
 		return; /* failures are not answers: the next message asks again */
-	uint32_t h = key_hash(qname, qtype);
+	uint32_t h = dns_key_hash(qname, qtype);
 	struct shard *s = &c->shards[h % CACHE_SHARDS];
 	size_t klen = strlen(qname) + 1;
 	size_t rlen = a->nrr * sizeof(a->rr[0]);

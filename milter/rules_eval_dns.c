@@ -186,12 +186,9 @@ static size_t uri_hosts(struct rules_evalenv *e, struct uhost **out)
 static dns_query_t *msg_lookup(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
                                const char *qname, int qtype, const char **name)
 {
-	uint32_t h = 2166136261u ^ (uint32_t)qtype;
-	for (const char *c = qname; *c; c++)
-		h = (h ^ (unsigned char)*c) * 16777619u;
 	if (s->asked == NULL)
 		s->asked = arena_zalloc(e->a, ASKED_BUCKETS * sizeof(*s->asked));
-	struct asked **slot = &s->asked[h % ASKED_BUCKETS];
+	struct asked **slot = &s->asked[dns_key_hash(qname, qtype) % ASKED_BUCKETS];
 	for (struct asked *a = *slot; a != NULL; a = a->next)
 		if (a->qtype == qtype && strcmp(a->name, qname) == 0) {
 			*name = a->name;
@@ -207,16 +204,18 @@ static dns_query_t *msg_lookup(struct rules_evalenv *e, dns_t *dns, struct rules
 	return a->q;
 }
 
-/* Adds qname to the rule's lookups unless the rule asks it already. */
+/* Adds qname to the rule's lookups unless the rule asks it already (one lookup a name). */
 static void submit_once(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
                         struct rbl_lookup *l, const char *qname, const char **asked)
 {
+	const char *name;
+	dns_query_t *q = msg_lookup(e, dns, s, qname, l->qtype, &name);
 	for (size_t i = 0; i < l->nq; i++)
-		if (strcmp(asked[i], qname) == 0)
+		if (l->q[i] == q)
 			return;
 	l->names = asked;
-	l->q[l->nq] = msg_lookup(e, dns, s, qname, l->qtype, &asked[l->nq]);
-	l->nq++;
+	asked[l->nq] = name;
+	l->q[l->nq++] = q;
 }
 
 /* Starts a check_uridnsbl rule's lookups: each host's domain (or reversed IP) in the zone. */
