@@ -762,6 +762,14 @@ static void glue_unlink_own(const char *path)
 		unlink(path);
 }
 
+/* Whether the listening socket is a unix one with a path, filled into *su. */
+static bool glue_unix_path(struct sockaddr_un *su)
+{
+	socklen_t sl = sizeof(*su);
+	return getsockname(glue_listen_fd, (struct sockaddr *)su, &sl) == 0 &&
+	       su->sun_family == AF_UNIX && sl > sizeof(su->sun_family) && su->sun_path[0];
+}
+
 /*
  * Stops new connections without telling libmilter: its stop flag would also
  * end its worker pool, and with it every session waiting for its next
@@ -778,9 +786,7 @@ static void glue_stop_listening(void)
 	if (glue_listen_fd < 0 || pipe(p) < 0)
 		return;
 	struct sockaddr_un su;
-	socklen_t sl = sizeof(su);
-	bool is_unix = getsockname(glue_listen_fd, (struct sockaddr *)&su, &sl) == 0 &&
-	               su.sun_family == AF_UNIX && sl > sizeof(su.sun_family) && su.sun_path[0];
+	bool is_unix = glue_unix_path(&su);
 	int old = dup(glue_listen_fd);
 	if (old < 0 || dup2(p[0], glue_listen_fd) < 0) {
 		log_msg(LOG_L_WARNING, "cannot close the listening socket: %s", strerror(errno));
@@ -802,9 +808,7 @@ void glue_unbind(void)
 	if (glue_listen_fd < 0)
 		return;
 	struct sockaddr_un su;
-	socklen_t sl = sizeof(su);
-	if (getsockname(glue_listen_fd, (struct sockaddr *)&su, &sl) == 0 &&
-	    su.sun_family == AF_UNIX && sl > sizeof(su.sun_family) && su.sun_path[0])
+	if (glue_unix_path(&su))
 		glue_unlink_own(su.sun_path);
 	close(glue_listen_fd);
 	glue_listen_fd = -1;
