@@ -528,8 +528,7 @@ int main(int argc, char **argv)
 	 * The pid file written at start-up, where the daemon's pid is: a reload
 	 * that names another path does not move it (see reload()).
 	 */
-	scan_gen_t *cur = scan_gen_acquire();
-	char pid_file[4096];
+	char pid_file[4096]; /* s lives in g, released below */
 	snprintf(pid_file, sizeof(pid_file), "%s", s->pid_file);
 	/*
 	 * Release the modules before saying "stopped": their threads stop and
@@ -539,7 +538,6 @@ int main(int argc, char **argv)
 	 */
 	metrics_stop();
 	scan_gen_publish(NULL);
-	scan_gen_unref(cur);
 	scan_gen_unref(g);
 	remove_pid_file(pid_file);
 	log_msg(LOG_L_NOTICE, "sift-milter stopped");
