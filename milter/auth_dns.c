@@ -157,22 +157,20 @@ static size_t spf_part_term(const char *t, size_t len)
 
 /*
  * Closes the part open in *part as part record tls_spf_nparts, included
- * from *out with its terms' qualifier q: "-include:" fails exactly when
+ * from out with its terms' qualifier q: "-include:" fails exactly when
  * one of the part's terms, written "-ip4:", would have.
  */
-static bool spf_part_close(char q, char **part, size_t *part_len, char **out, size_t *out_len,
-                           size_t *out_cap)
+static bool spf_part_close(char q, char **part, char *out, size_t *out_len, size_t out_cap)
 {
 	char inc[64];
 	int n = snprintf(inc, sizeof(inc), " %.*sinclude:%u" SPF_PART_SUFFIX, q != '+', &q,
 	                 tls_spf_nparts);
-	if (tls_spf_nparts >= SPF_PART_MAX || *out_len + (size_t)n + 1 > *out_cap)
+	if (tls_spf_nparts >= SPF_PART_MAX || *out_len + (size_t)n + 1 > out_cap)
 		return false;
-	memcpy(*out + *out_len, inc, (size_t)n + 1);
+	memcpy(out + *out_len, inc, (size_t)n + 1);
 	*out_len += (size_t)n;
 	tls_spf_part[tls_spf_nparts++] = *part;
 	*part = NULL;
-	*part_len = 0;
 	return true;
 }
 
@@ -223,7 +221,7 @@ static char *spf_split(const char *txt)
 			const char *t = p + strspn(p, " ");
 			size_t tl = strcspn(t, " "), bytes = spf_part_term(t, tl);
 			if (part != NULL && part_bytes + bytes > SPF_PART_BYTES)
-				ok = spf_part_close(qual, &part, &part_len, &out, &out_len, &cap);
+				ok = spf_part_close(qual, &part, out, &out_len, cap);
 			if (part == NULL) {
 				part = xalloc_malloc(strlen(txt) + 8);
 				part_len = (size_t)sprintf(part, "v=spf1");
@@ -239,7 +237,7 @@ static char *spf_split(const char *txt)
 			p = t + tl;
 		}
 		if (ok)
-			ok = spf_part_close(qual, &part, &part_len, &out, &out_len, &cap);
+			ok = spf_part_close(qual, &part, out, &out_len, cap);
 	}
 	free(part);
 	for (unsigned i = nparts0; ok && i < tls_spf_nparts; i++)
