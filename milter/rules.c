@@ -3243,6 +3243,8 @@ static void *ev_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
 static int ev_start(void *shared, const ev_env_t *env, diag_t *d)
 {
 	(void)d;
+	if (!env->offline)
+		rules_relays_prepare();
 	return rules_prefilter_db_start(shared, env->state_dir,
 	                                env->offline ? RULES_DB_CACHED : RULES_DB_BACKGROUND);
 }

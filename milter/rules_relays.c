@@ -609,6 +609,11 @@ static void compile_all(void)
 	}
 }
 
+void rules_relays_prepare(void)
+{
+	pthread_once(&re_once, compile_all);
+}
+
 /* One match of code against s; the offsets in md. */
 static bool match(pcre2_code *code, const char *s, pcre2_match_data *md)
 {
