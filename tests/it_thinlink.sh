@@ -73,7 +73,7 @@ run() {
 run none none
 check "no Redis: every message scored ($TL_ERRORS errors)" [ "$TL_ERRORS" = 0 ]
 P99_NONE=$TL_P99
-tl_stop "$TL_NODE_PID"
+NONE_PID=$TL_NODE_PID # kept for goal 1's retries: a baseline measured beside them
 
 run lo "127.0.0.1:$RP"
 # what every later run must land: until nothing more arrives for 6 s (more
@@ -99,17 +99,23 @@ run thin "$THIN"
 check "RTT/loss/rate $THIN_LINK: every message scored ($TL_ERRORS errors)" [ "$TL_ERRORS" = 0 ]
 LAT_LIMIT=$(awk -v a="$P99_NONE" -v s="$LAT_SLACK_MS" 'BEGIN { print a + s }')
 DRIVES=1 # thin-link runs before the stall, for the writes and bytes counted below
-if ! le "$TL_P99" "$LAT_LIMIT"; then
+while ! le "$TL_P99" "$LAT_LIMIT" && [ "$DRIVES" -lt 3 ]; do
 	# A message that waited on the link would take a round trip, 600 ms, in
 	# every run. A p99 (the 2nd slowest of 200) a few ms over is the 2-core
 	# machine's noise: the link emulator and Redis share the cores with the
-	# node and the client. The same messages once more must meet the goal.
+	# node and the client, and in CI other suites may too. So the baseline
+	# is measured again beside each retry (a loaded machine slows both),
+	# and the thin link must meet the goal against it.
 	first=$TL_P99
+	tl_drive none "$MSGDIR" "$MSGS" || { fail "driving messages through none failed"; it_done; }
+	P99_NONE=$TL_P99
+	LAT_LIMIT=$(awk -v a="$P99_NONE" -v s="$LAT_SLACK_MS" 'BEGIN { print a + s }')
 	tl_drive thin "$MSGDIR" "$MSGS" || { fail "driving messages through thin failed"; it_done; }
-	DRIVES=2
-	echo "# thin, again after p99 $first ms: p50/p95/p99 $TL_P50 / $TL_P95 / $TL_P99 ms ($(elapsed))"
+	DRIVES=$((DRIVES + 1))
+	echo "# again after p99 $first ms: no Redis p99 $P99_NONE ms; thin p50/p95/p99 $TL_P50 / $TL_P95 / $TL_P99 ms ($(elapsed))"
 	check "... and again: every message scored ($TL_ERRORS errors)" [ "$TL_ERRORS" = 0 ]
-fi
+done
+tl_stop "$NONE_PID"
 check "goal 1: p99 latency $TL_P99 ms is within $LAT_SLACK_MS ms of no Redis ($P99_NONE ms)" \
 	le "$TL_P99" "$LAT_LIMIT"
 
