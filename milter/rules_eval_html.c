@@ -35,6 +35,8 @@ struct html_part {
 	struct html_texts {
 		char **v;
 		size_t n, cap;
+		size_t last_len, last_room; /* of v[n - 1], the one that grows */
+		bool dropped;               /* the text begun last is past HTML_TEXTS_MAX */
 	} anchor, comment, title;
 	struct html_texts href; /* each anchor's href, trimmed ("" without one) */
 	long in_a, in_title;
@@ -748,7 +750,9 @@ static void text_run(struct html_part *p, const char *s, const char *e)
 
 static void texts_new(arena_t *a, struct html_texts *t, const char *s, size_t n)
 {
-	if (t->n == HTML_TEXTS_MAX)
+	/* A text past the limit is not kept, nor are its runs (texts_add). */
+	t->dropped = t->n == HTML_TEXTS_MAX;
+	if (t->dropped)
 		return;
 	if (t->n == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 8;
@@ -758,23 +762,37 @@ static void texts_new(arena_t *a, struct html_texts *t, const char *s, size_t n)
 		t->v = v;
 		t->cap = cap;
 	}
-	t->v[t->n++] = arena_strndup(a, s, n);
+	t->v[t->n] = arena_strndup(a, s, n);
+	t->last_len = strlen(t->v[t->n]);
+	t->last_room = n + 1;
+	t->n++;
 }
 
-/* Appends to the last text (anchors and titles grow while their tag is open). */
+/*
+ * Appends to the last text (anchors and titles grow while their tag is
+ * open). The text grows into room that doubles: a copy of the whole text
+ * per run made one <a> with 64K one-byte runs (a 256 KB part) take 2 GB of
+ * arena. The text is read as a C string: a run is kept up to its first NUL.
+ */
 static void texts_add(arena_t *a, struct html_texts *t, const char *s, size_t n)
 {
-	if (t->n == 0 || n == 0)
+	if (t->n == 0 || t->dropped || n == 0)
 		return;
-	char *old = t->v[t->n - 1];
-	size_t ol = strlen(old);
+	size_t ol = t->last_len;
 	if (ol + n > 64 * 1024)
 		return;
-	char *v = arena_alloc(a, ol + n + 1);
-	memcpy(v, old, ol);
+	n = strnlen(s, n);
+	char *v = t->v[t->n - 1];
+	if (ol + n + 1 > t->last_room) {
+		size_t room = 2 * t->last_room > ol + n + 1 ? 2 * t->last_room : ol + n + 1;
+		char *nv = arena_alloc(a, room);
+		memcpy(nv, v, ol);
+		t->v[t->n - 1] = v = nv;
+		t->last_room = room;
+	}
 	memcpy(v + ol, s, n);
 	v[ol + n] = '\0';
-	t->v[t->n - 1] = v;
+	t->last_len = ol + n;
 }
 
 /* A run of text between tags, for the anchor and the title it sits in. */

@@ -2402,6 +2402,44 @@ Test(rules_eval, html_text_match_sees_anchors_comments_and_titles)
 	rules_free(r);
 }
 
+/*
+ * An anchor's or a title's text grows run by run while its tag is open.
+ * Each run used to copy the whole text so far: 64K one-byte runs (a
+ * 256 KB part, "y<b>" over and over inside one <a>) took 2 GB of arena,
+ * and one more copy per anchor past the 256 kept grew the 256th. Both
+ * must stay in proportion to the message.
+ */
+Test(rules_eval, html_anchor_and_title_texts_grow_in_linear_memory, .timeout = 30)
+{
+	rules_t *r = load("body T_ANCHOR eval:html_text_match('anchor', '^yy')\n"
+	                  "body T_TITLE eval:html_text_match('title', 'zzz')\n");
+	static const char head[] = "Content-Type: text/html\n\n";
+	size_t runs = 65536, cap = sizeof(head) + 300 * 8 + runs * 8 + 64;
+	char *raw = malloc(cap), *o = raw;
+	cr_assert_not_null(raw);
+	o += sprintf(o, "%s", head);
+	/* 300 anchors of one letter each: the texts past the 256th are not kept */
+	for (int i = 0; i < 300; i++)
+		o += sprintf(o, "<a>y</a>");
+	o += sprintf(o, "<title>");
+	for (size_t i = 0; i < runs; i++)
+		o += sprintf(o, "z<b>");
+	o += sprintf(o, "</title>\n");
+	msg_t *m = msg_new(1 << 20);
+	msg_parse_raw(m, raw, (size_t)(o - raw));
+	mime_t *mi = mime_parse(m, NULL);
+	hits_t *h = hits_new(msg_arena(m));
+	rules_eval(r, m, mi, h, 0);
+	size_t used = arena_used(msg_arena(m));
+	cr_assert_lt(used, (size_t)64 << 20, "%zu bytes of arena for a %zu-byte message", used,
+	             (size_t)(o - raw));
+	cr_assert(hits_has(h, "T_TITLE"));
+	cr_assert_not(hits_has(h, "T_ANCHOR"), "later anchors' texts joined the 256th");
+	msg_free(m);
+	free(raw);
+	rules_free(r);
+}
+
 Test(rules_eval, uri_host_lists_match_parent_domains_with_exceptions)
 {
 	rules_t *r = load("body URI_HOST_IN_BLOCKLIST eval:check_uri_host_in_blocklist()\n"
