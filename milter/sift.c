@@ -26,6 +26,7 @@
 #define SIFT_MAX_CLI_RULE_PATHS 64
 #define SIFT_MAX_WALK_DEPTH     16
 #define SIFT_TIMING_TOP_N       30
+#define SIFT_CHECK_MAX_RCPTS    1000 /* --rcpt given more often (Postfix's default limit) */
 
 struct global_opts {
 	const char *conf_path;
@@ -38,7 +39,8 @@ static void usage(FILE *fp)
 	        "usage: sift [-c FILE] [-d DIR] COMMAND [ARGS...]\n"
 	        "commands:\n"
 	        "  check [--tsv] [--timing] [-r PATH]... [--ip IP] [--helo NAME] [--from ADDR] "
-	        "FILE|DIR...\n"
+	        "[--client-name NAME]\n"
+	        "        [--rcpt ADDR]... FILE|DIR...\n"
 	        "                     score messages offline and explain every point\n"
 	        "  rules qa|fit [-r PATH]... (--manifest FILE --root DIR [--folds 0-6] | "
 	        "--spam DIR --ham DIR)\n"
@@ -80,6 +82,10 @@ static scan_gen_t *load_gen(conf_t *c, diag_t *d)
 struct check_opts {
 	bool tsv, timing;
 	const char *ip, *helo, *from;
+	const char *client_name; /* the client's reverse name, as the MTA gives it */
+	/* RCPT TO: the daemon's rules read them (welcomelist_to, more_spam_to) */
+	const char *rcpts[SIFT_CHECK_MAX_RCPTS];
+	size_t n_rcpts;
 	int failures;
 };
 
@@ -143,7 +149,7 @@ static void check_one(scan_gen_t *g, const char *path, struct check_opts *o)
 		o->failures++;
 		return;
 	}
-	ev_conn_info_t ci = {o->ip, NULL};
+	ev_conn_info_t ci = {o->ip, o->client_name};
 	scan_conn_t *c = scan_conn_begin(g, &ci);
 	msg_t *m = scan_msg_new(c);
 	msg_set_helo(m, o->helo);
@@ -157,6 +163,8 @@ static void check_one(scan_gen_t *g, const char *path, struct check_opts *o)
 		if (rp != NULL)
 			msg_set_mail_from(m, rp);
 	}
+	for (size_t i = 0; i < o->n_rcpts; i++)
+		msg_add_rcpt(m, o->rcpts[i]);
 	scan_envelope(c, m);
 	scan_opts_t so = {.explain = !o->tsv, .timing = o->timing};
 	scan_result_t *r = scan_score(c, m, &so);
@@ -196,6 +204,8 @@ static int cmd_check(cli_ctx_t *ctx, int argc, char **argv)
 	                                         {"ip", required_argument, NULL, 'i'},
 	                                         {"helo", required_argument, NULL, 'H'},
 	                                         {"from", required_argument, NULL, 'f'},
+	                                         {"rcpt", required_argument, NULL, 'R'},
+	                                         {"client-name", required_argument, NULL, 'N'},
 	                                         {NULL, 0, NULL, 0}};
 	struct check_opts o = {0};
 	int ch;
@@ -208,6 +218,15 @@ static int cmd_check(cli_ctx_t *ctx, int argc, char **argv)
 		case 'i': o.ip = optarg; break;
 		case 'H': o.helo = optarg; break;
 		case 'f': o.from = optarg; break;
+		case 'N': o.client_name = optarg; break;
+		case 'R':
+			if (o.n_rcpts == SIFT_CHECK_MAX_RCPTS) {
+				fprintf(stderr, "sift check: more than %d --rcpt\n",
+				        SIFT_CHECK_MAX_RCPTS);
+				return 2;
+			}
+			o.rcpts[o.n_rcpts++] = optarg;
+			break;
 		default: usage(stderr); return 2;
 		}
 	}

@@ -14,11 +14,21 @@ it_need "$SIFT" "$MILTER" "$MC"
 D=$IT_TMP
 SOCK=$D/sift.sock
 LOG=$D/milter.log
-# The envelope both paths see (sift-mclient sends RCPT rcpt@sift.test and
-# the client name "unknown" for a non-loopback address).
+# The envelope both paths see.
 IP=192.0.2.44
+NAME=relay.example.org
 HELO=mail.example.org
 FROM=sender@example.org
+RCPT=rcpt@sift.test
+# Rules on the SMTP recipient, which no fixture's header names, and on the
+# client's reverse name: sift check must be given them as the daemon is.
+cat >"$D/envelope.cf" <<EOF
+header SIFT_AGREE_RCPT eval:check_to_in_more_spam()
+score  SIFT_AGREE_RCPT 0.5
+more_spam_to $RCPT
+header SIFT_AGREE_RDNS X-Spam-Relays-Untrusted =~ /^\[ ip=\S+ rdns=$NAME /
+score  SIFT_AGREE_RDNS 0.25
+EOF
 cat >"$D/sift.conf" <<EOF
 # it_agree.sh test configuration
 log = stderr
@@ -26,6 +36,7 @@ log_level = info
 rules = $top_srcdir/rules
 rules = $top_srcdir/tests/data/rules/10_it.cf
 rules = $top_srcdir/tests/data/scan/test.cf
+rules = $D/envelope.cf
 add_header_score = 5
 reject_score = 15
 # Small, so that the larger fixtures are cut: both paths must cut alike.
@@ -51,16 +62,19 @@ out=$($S learn --ham "$top_srcdir/tests/data/bayes/ham" 2>&1)
 check "Bayes store: ham learned" has "$out" "8 new"
 
 # shellcheck disable=SC2046 # file names under tests/ hold no spaces
-$S check --tsv --ip "$IP" --helo "$HELO" --from "$FROM" $(cat "$D/files") \
+$S check --tsv --ip "$IP" --helo "$HELO" --from "$FROM" --client-name "$NAME" \
+	--rcpt "$RCPT" $(cat "$D/files") \
 	>"$D/check.tsv" 2>"$D/check.err"
 check "sift check scored every message" [ "$(wc -l <"$D/check.tsv")" = "$N" ]
 check "Bayes votes in sift check" grep -q 'BAYES_' "$D/check.tsv"
+check "the envelope recipient counts in sift check" grep -q 'SIFT_AGREE_RCPT' "$D/check.tsv"
+check "the client's name counts in sift check" grep -q 'SIFT_AGREE_RDNS' "$D/check.tsv"
 
 it_milter_start 10 "$D/sift.conf" "$D/state" "$SOCK" "$LOG"
 i=0
 while read -r f; do
 	i=$((i + 1))
-	"$MC" -s "unix:$SOCK" -t 10000 -i "$IP" -H "$HELO" -f "$FROM" \
+	"$MC" -s "unix:$SOCK" -t 10000 -i "$IP" -H "$HELO" -f "$FROM" -r "$RCPT" -N "$NAME" \
 		-Q "$(printf 'agree%03d' "$i")" --tsv "$f" >>"$D/mc.tsv" 2>>"$D/mc.err"
 done <"$D/files"
 check "sift-milter logged a verdict per message" \
