@@ -799,12 +799,21 @@ static size_t line_len(const char *p, const char *end)
 }
 
 /* Is p the first line of a header field ("Name:")? */
-static bool is_field_start(const char *p, size_t n)
+/*
+ * The length of the field name line p (n bytes) starts with, or 0 when it
+ * is not a field. Blanks may stand between the name and the colon (RFC
+ * 5322's obsolete syntax): Postfix and Sendmail take such a line as a
+ * field with the name alone, and so does the daemon's own parser.
+ */
+static size_t field_name_len(const char *p, size_t n)
 {
 	size_t i = 0;
 	while (i < n && is_field_name_char((unsigned char)p[i]))
 		i++;
-	return i > 0 && i < n && p[i] == ':';
+	size_t name = i;
+	while (i < n && (p[i] == ' ' || p[i] == '\t'))
+		i++;
+	return name > 0 && i < n && p[i] == ':' ? name : 0;
 }
 
 /*
@@ -858,15 +867,16 @@ static const char *split_headers(arena_t *a, const char *raw, size_t len, struct
 			p += ll;
 			continue;
 		}
-		if (!is_field_start(p, ll))
+		size_t name_len = field_name_len(p, ll);
+		if (name_len == 0)
 			return p; /* not a header line: the body starts here */
 		if (n == cap)
 			h = arena_grow(a, h, n, &cap, sizeof(*h), 16);
 		const char *colon = memchr(p, ':', ll);
 		h[n].name = p;
-		h[n].name_len = (size_t)(colon - p);
+		h[n].name_len = name_len;
 		h[n].value = colon + 1;
-		h[n].value_len = ll - h[n].name_len - 1;
+		h[n].value_len = ll - (size_t)(colon - p) - 1;
 		n++;
 		*out = h;
 		*nout = n;
