@@ -837,7 +837,13 @@ static redisContext *link_get(rep_link_t *l)
 		rep_link_fail(l, why);
 		return NULL;
 	}
-	l->consecutive_failures = 0;
+	/*
+	 * consecutive_failures is not reset here but by the first exchange that
+	 * works: a server (or a tunnel whose far end is down) that completes
+	 * the handshake and hangs up on every command would otherwise keep the
+	 * backoff at its minimum and the circuit closed for ever, a new
+	 * connection every 100 ms.
+	 */
 	l->err[0] = '\0';
 	l->fresh = true;
 	__atomic_store_n(&l->state, REP_LINK_UP, __ATOMIC_RELAXED);

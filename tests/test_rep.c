@@ -1474,6 +1474,71 @@ Test(rep_link, circuit_breaker_stops_trying_then_half_opens, .timeout = 30)
 	rep_link_free(l);
 }
 
+/*
+ * A server that answers the handshake (the probe) and hangs up on the
+ * first command after it: a tunnel whose far end is down, say.
+ */
+struct hangup {
+	int lfd, port;
+	volatile int stop;
+	pthread_t th;
+};
+
+static void *hangup_main(void *arg)
+{
+	struct hangup *h = arg;
+	while (!h->stop) {
+		struct pollfd p = {.fd = h->lfd, .events = POLLIN};
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		int cfd = accept(h->lfd, NULL, NULL);
+		if (cfd < 0)
+			continue;
+		char buf[4096];
+		ssize_t n = read(cfd, buf, sizeof(buf) - 1);
+		if (n > 0) {
+			buf[n] = '\0';
+			if (strstr(buf, "EXISTS") && write(cfd, ":0\r\n", 4) == 4)
+				n = read(cfd, buf, sizeof(buf)); /* the first real command */
+		}
+		close(cfd);
+	}
+	return NULL;
+}
+
+Test(rep_link, a_server_that_hangs_up_after_the_handshake_opens_the_circuit, .timeout = 30)
+{
+	struct hangup h = {0};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	h.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(h.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	getsockname(h.lfd, (struct sockaddr *)&a, &al);
+	h.port = ntohs(a.sin_port);
+	cr_assert_eq(listen(h.lfd, 16), 0);
+	cr_assert_eq(pthread_create(&h.th, NULL, hangup_main, &h), 0);
+
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", h.port);
+	rep_link_conf_t lc = link_conf(addr);
+	lc.breaker_failures = 3;
+	lc.breaker_open_ms = 10000;
+	rep_link_t *l = rep_link_new(&lc);
+	const char *keys[1] = {"sift:r:{ip:192.0.2.9}"};
+	rep_counts_t c;
+	bool found;
+	for (long until = mono_ms() + 1500; mono_ms() < until; sleep_ms(10))
+		cr_assert_eq(rep_read_counts(l, 1, keys, &c, &found), -1);
+	cr_assert_eq(rep_link_state(l), REP_LINK_OPEN,
+	             "failures after a handshake count: the circuit opens");
+	cr_assert_eq(rep_link_stats(l).attempts, 3, "three connections, not one every backoff_min");
+
+	rep_link_free(l);
+	h.stop = 1;
+	pthread_join(h.th, NULL);
+	close(h.lfd);
+}
+
 Test(rep_link, slow_redis_costs_at_most_the_timeout, .timeout = 30)
 {
 	NEED_REDIS();
