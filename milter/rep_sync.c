@@ -138,6 +138,29 @@ static int parse_entry(const redisReply *e, const rep_bl_conf_t *bc, rep_op_t *o
 	return 0;
 }
 
+/*
+ * A reply the sync cannot use: an error (WRONGTYPE, the key holding
+ * something else) or a type no Redis sends. It fails the link, so the sync
+ * waits out the backoff and says why. Taken for "nothing new" it had the
+ * sync thread send the same read again at once, in a tight loop over the
+ * link, and taken for an empty stream it rewound the mirror's position.
+ */
+static int refuse(rep_link_t *l, redisReply *r, const char *cmd)
+{
+	char why[400];
+	snprintf(why, sizeof(why), "%s: %s: %.200s", rep_link_addr(l), cmd,
+	         r->type == REDIS_REPLY_ERROR && r->str ? r->str : "unexpected reply");
+	freeReplyObject(r);
+	rep_link_fail(l, why);
+	return -1;
+}
+
+/* Whether a reply to XRANGE, XREVRANGE or XREAD is one the sync can read. */
+static bool usable(const redisReply *r)
+{
+	return r->type == REDIS_REPLY_ARRAY || r->type == REDIS_REPLY_NIL;
+}
+
 /* The id of a one-entry XRANGE/XREVRANGE reply into buf; false if the stream is empty. */
 static bool range_id(const redisReply *r, char *buf, size_t size)
 {
@@ -170,6 +193,8 @@ static int begin_load(rep_link_t *l, rep_mirror_t *m, const char *logk)
 	rep_cmd_arg(&c, "1");
 	if (rep_link_pipeline(l, 1, &c, &r) != 1)
 		return -1;
+	if (!usable(r))
+		return refuse(l, r, "XREVRANGE");
 	/* An empty stream: "0-1", not "0-0", which means "never loaded". */
 	if (!range_id(r, top, sizeof(top)))
 		snprintf(top, sizeof(top), "0-1");
@@ -195,10 +220,8 @@ static int load_chunk(rep_link_t *l, rep_mirror_t *m, const char *statek, const 
 	if (rep_link_pipeline(l, 1, &c, &r) != 1)
 		return -1;
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
-		freeReplyObject(r);
-		return -1;
-	}
+	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY)
+		return refuse(l, r, "HSCAN");
 	const redisReply *kv = r->element[1];
 	size_t n = kv->elements / 2, k = 0;
 	rep_entry_t *e = calloc(n ? n : 1, sizeof(*e));
@@ -258,6 +281,11 @@ static int check_position(rep_link_t *l, rep_mirror_t *m, const char *logk, cons
 		rep_link_free_replies(2, r);
 		return -1;
 	}
+	for (int i = 0; i < 2; i++)
+		if (!usable(r[i])) {
+			freeReplyObject(r[1 - i]);
+			return refuse(l, r[i], i ? "XREVRANGE" : "XRANGE");
+		}
 	have_first = range_id(r[0], first, sizeof(first));
 	have_top = range_id(r[1], top, sizeof(top));
 	rep_link_free_replies(2, r);
@@ -323,6 +351,8 @@ int rep_bl_sync(rep_link_t *l, rep_mirror_t *m, const char *prefix, const rep_bl
 	rep_cmd_arg(&c, last);
 	if (rep_link_pipeline(l, 1, &c, &r) != 1)
 		return -1;
+	if (!usable(r))
+		return refuse(l, r, "XREAD");
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
 	    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
 	    r->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {

@@ -2438,6 +2438,43 @@ Test(rep_stream, mirror_resumes_after_restart_and_link_cut, .timeout = 30)
 	server_free(&s);
 }
 
+Test(rep_stream, a_stream_key_of_another_type_fails_the_link_and_keeps_the_position, .timeout = 30)
+{
+	NEED_REDIS();
+	struct server s;
+	server_new(&s, NULL);
+	rep_link_conf_t lc = link_conf(s.addr);
+	rep_link_t *l = rep_link_new(&lc);
+	char *dir = tmpdir(), id[64], last[64];
+	diag_t *d = diag_new();
+	rep_op_t o = op_add("", "203.0.113.0/24", false, 0);
+
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)), 0);
+	rep_mirror_t *m = rep_mirror_open(dir, d);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 0), 1);
+
+	/* Another program's string where the stream was. */
+	freeReplyObject(side(&s, "DEL t:{bl}:log"));
+	freeReplyObject(side(&s, "SET t:{bl}:log x"));
+	long t0 = mono_ms();
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 200), -1,
+	             "WRONGTYPE is a failure, not \"nothing new\" to ask again at once");
+	cr_assert(strstr(rep_link_error(l), "WRONGTYPE") != NULL, "the link says why: '%s'",
+	          rep_link_error(l));
+	/* Reconnections check the position: the error is no empty stream either. */
+	for (int i = 0; mono_ms() - t0 < 500; i++, sleep_ms(20))
+		cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 200), -1, "step %d", i);
+	rep_mirror_last_id(m, last, sizeof(last));
+	cr_assert_str_eq(last, id, "the position is kept");
+
+	rep_mirror_close(m);
+	rep_link_free(l);
+	diag_free(d);
+	rmtree(dir);
+	free(dir);
+	server_free(&s);
+}
+
 static size_t mirror_count(rep_mirror_t *m)
 {
 	rep_entry_t *all;
