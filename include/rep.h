@@ -703,7 +703,11 @@ typedef struct rep_wconf {
  * *sent_bytes (if not NULL) gets the request bytes put on the wire.
  */
 int rep_write_batch(rep_link_t *l, rep_wqueue_t *q, const rep_wconf_t *wc, size_t *sent_bytes);
-/* Reads n counter hashes in one pipeline; found[i] false for absent keys. -1 on failure. */
+/*
+ * Reads n counter hashes in one pipeline; found[i] false for absent keys,
+ * and for a key of another type or with counts that are no finite number
+ * (one such key costs only its own entity). -1 on failure.
+ */
 int rep_read_counts(rep_link_t *l, size_t n, const char *const *keys, rep_counts_t *out,
                     bool *found);
 

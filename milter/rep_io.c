@@ -9,6 +9,7 @@
 
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,9 @@
  *   "<n>*spam:ham" for the next n keys. Most entities of a window get the
  *   same "1" or ":1", so the keys are sorted by increment and a run costs
  *   a few bytes whatever its length.
+ * A key that holds another type is skipped (pcall): redis.call would end
+ * the script there, after the batch key, and the batch counts as applied,
+ * so every entity after it in the batch lost its increments.
  */
 const char rep_incr_script[] =
     "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', 86400) then return 0 end\n"
@@ -43,7 +47,8 @@ const char rep_incr_script[] =
     "  local ds = tonumber(a) or 0\n"
     "  local dh = tonumber(b) or 0\n"
     "  for j = 1, tonumber(cnt) do\n"
-    "    local v = redis.call('HMGET', KEYS[k], 's', 'h', 't')\n"
+    "    local v = redis.pcall('HMGET', KEYS[k], 's', 'h', 't')\n"
+    "    if not v.err then\n"
     "    local s = tonumber(v[1]) or 0\n"
     "    local h = tonumber(v[2]) or 0\n"
     "    local t = tonumber(v[3]) or at\n"
@@ -60,6 +65,7 @@ const char rep_incr_script[] =
     "    redis.call('HSET', KEYS[k], 's', string.format('%.6f', s), 'h',"
     " string.format('%.6f', h), 't', string.format('%d', t))\n"
     "    redis.call('EXPIRE', KEYS[k], ARGV[3])\n"
+    "    end\n"
     "    k = k + 1\n"
     "  end\n"
     "end\n"
@@ -323,6 +329,13 @@ int rep_read_counts(rep_link_t *l, size_t n, const char *const *keys, rep_counts
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
+		/*
+		 * An error for one key (WRONGTYPE: someone else's key under our
+		 * prefix) says nothing of the others read with it: that entity is
+		 * unknown, the rest of the pipeline stands.
+		 */
+		if (r[i]->type == REDIS_REPLY_ERROR)
+			continue;
 		if (r[i]->type != REDIS_REPLY_ARRAY || r[i]->elements != 3) {
 			rc = -1;
 			continue;
@@ -330,10 +343,15 @@ int rep_read_counts(rep_link_t *l, size_t n, const char *const *keys, rep_counts
 		redisReply **e = r[i]->element;
 		if (e[0]->type != REDIS_REPLY_STRING && e[1]->type != REDIS_REPLY_STRING)
 			continue;
-		found[i] = true;
 		out[i].spam = e[0]->type == REDIS_REPLY_STRING ? strtod(e[0]->str, NULL) : 0;
 		out[i].ham = e[1]->type == REDIS_REPLY_STRING ? strtod(e[1]->str, NULL) : 0;
 		out[i].t = e[2]->type == REDIS_REPLY_STRING ? strtoll(e[2]->str, NULL, 10) : 0;
+		/* "nan" or "inf" counts would make a NaN score that escapes rep_max_score. */
+		if (!isfinite(out[i].spam) || !isfinite(out[i].ham)) {
+			memset(&out[i], 0, sizeof(out[i]));
+			continue;
+		}
+		found[i] = true;
 	}
 	rep_link_free_replies(n, r);
 	free(cmds);

@@ -1806,7 +1806,9 @@ Test(rep_link, loading_redis_is_waited_out_without_restart, .timeout = 60)
 	const char *keys[1] = {"key:1"};
 	rep_counts_t c;
 	bool found;
-	cr_assert_eq(rep_read_counts(l, 1, keys, &c, &found), -1, "key:1 is a string: WRONGTYPE");
+	cr_assert_eq(rep_read_counts(l, 1, keys, &c, &found), 0,
+	             "key:1 is a string (WRONGTYPE): unknown, no failure");
+	cr_assert(!found);
 	cr_assert_eq(rep_link_state(l), REP_LINK_UP, "an ordinary error keeps the link");
 	rep_link_free(l);
 	server_free(&s);
@@ -2176,6 +2178,49 @@ Test(rep_io, buffered_writes_are_replayed_when_redis_returns, .timeout = 30)
 static long long evalsha_calls(struct server *s)
 {
 	return info_field(s, "commandstats", "cmdstat_evalsha:calls=");
+}
+
+Test(rep_io, a_foreign_or_broken_key_costs_only_its_own_entity, .timeout = 30)
+{
+	NEED_REDIS();
+	struct server s;
+	server_new(&s, NULL);
+	rep_link_conf_t lc = link_conf(s.addr);
+	lc.want_primary = true;
+	lc.script = rep_incr_script;
+	rep_link_t *l = rep_link_new(&lc);
+	long long now = (long long)time(NULL);
+	freeReplyObject(side(&s, "HSET m:r:{ip:192.0.2.66} s 20 h 0 t %lld", now));
+	freeReplyObject(side(&s, "SET m:r:{fd:other.example} x"));
+	freeReplyObject(side(&s, "HSET m:r:{ud:nan.example} s nan h 0 t %lld", now));
+
+	/* Reads: the string and the NaN are unknown; the good key read with them stands. */
+	const char *keys[3] = {"m:r:{fd:other.example}", "m:r:{ip:192.0.2.66}",
+	                       "m:r:{ud:nan.example}"};
+	rep_counts_t c[3];
+	bool found[3];
+	cr_assert_eq(rep_read_counts(l, 3, keys, c, found), 0, "%s", rep_link_error(l));
+	cr_assert(!found[0]);
+	cr_assert(found[1]);
+	cr_assert_float_eq(c[1].spam, 20.0, 0.01);
+	cr_assert(!found[2], "a NaN count is no count");
+
+	/* Writes: the string is skipped, the entities after it in the batch are counted. */
+	rep_wqueue_t *q = rep_wqueue_new(100, 3600);
+	rep_wconf_t wc = wconf(3600, 86400);
+	wc.force = true;
+	rep_witem_t it = item("m:r:{fd:other.example}");
+	it.t = now;
+	rep_wqueue_push(q, &it);
+	it = item("m:r:{ip:198.51.100.1}");
+	it.t = now;
+	rep_wqueue_push(q, &it);
+	cr_assert_eq(rep_write_batch(l, q, &wc, NULL), 2, "%s", rep_link_error(l));
+	cr_assert_float_eq(key_spam(&s, "m:r:{ip:198.51.100.1}"), 1.0, 0.01,
+	                   "the entity after the foreign key got its increment");
+	rep_wqueue_free(q);
+	rep_link_free(l);
+	server_free(&s);
 }
 
 Test(rep_io, one_call_writes_several_entities_exactly, .timeout = 30)
