@@ -253,6 +253,36 @@ static int load_chunk(rep_link_t *l, rep_mirror_t *m, const char *statek, const 
 }
 
 /*
+ * Whether the stream still holds every entry ever added to it (XINFO
+ * STREAM, Redis 7: entries-added equals length): 1 yes, 0 no or unknown
+ * (an older Redis), -1 when the link failed.
+ */
+static int stream_whole(rep_link_t *l, const char *logk)
+{
+	rep_cmd_t c;
+	redisReply *r;
+	long long added = -1, len = -2;
+
+	rep_cmd_init(&c, "XINFO");
+	rep_cmd_arg(&c, "STREAM");
+	rep_cmd_arg(&c, logk);
+	c.key = 2;
+	if (rep_link_pipeline(l, 1, &c, &r) != 1)
+		return -1;
+	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+		const redisReply *k = r->element[i], *v = r->element[i + 1];
+		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_INTEGER)
+			continue;
+		if (strcmp(k->str, "entries-added") == 0)
+			added = v->integer;
+		else if (strcmp(k->str, "length") == 0)
+			len = v->integer;
+	}
+	freeReplyObject(r);
+	return added == len;
+}
+
+/*
  * On a fresh connection: compare the mirror's position with the stream.
  * Costs one round trip per (re)connection, not per sync round.
  */
@@ -298,8 +328,21 @@ static int check_position(rep_link_t *l, rep_mirror_t *m, const char *logk, cons
 		 */
 		return rep_mirror_set_last_id(m, have_top ? top : "0-1");
 	}
-	if (have_first && rep_id_cmp(last, first) < 0)
-		return begin_load(l, m, logk); /* trimmed past our position */
+	if (have_first && rep_id_cmp(last, first) < 0) {
+		/*
+		 * The stream starts after our position. Trimmed past it: load the
+		 * snapshot. But a stream that never lost an entry was not trimmed:
+		 * Redis lost its data and publishers have begun a new stream, whose
+		 * snapshot holds only what came since; loading it would drop every
+		 * other entry of the mirror. Keep the mirror and read the new stream
+		 * from its start (all its ids are past ours).
+		 */
+		int whole = stream_whole(l, logk);
+		if (whole < 0)
+			return -1;
+		if (whole == 0)
+			return begin_load(l, m, logk);
+	}
 	return 0;
 }
 

@@ -2529,6 +2529,91 @@ static size_t mirror_count(rep_mirror_t *m)
 	return n;
 }
 
+/* Syncs until a step brings nothing and no snapshot load is left (bounded). */
+static void sync_settled(rep_link_t *l, rep_mirror_t *m)
+{
+	rep_load_t ls;
+	for (long until = mono_ms() + 5000; mono_ms() < until; sleep_ms(20))
+		if (rep_bl_sync(l, m, "t:", trusting(), 0) == 0 &&
+		    rep_mirror_load_state(m, &ls) == 0)
+			return;
+	cr_assert_fail("the sync did not settle: %s", rep_link_error(l));
+}
+
+static void publish_or_fail(rep_link_t *l, const rep_op_t *o, long stream_max)
+{
+	char id[64];
+	for (long until = mono_ms() + 3000; mono_ms() < until; sleep_ms(20))
+		if (rep_bl_publish(l, "t:", o, signer(), stream_max, id, sizeof(id)) == 0)
+			return;
+	cr_assert_fail("publish: %s", rep_link_error(l));
+}
+
+Test(rep_stream, a_stream_begun_anew_after_redis_lost_its_data_keeps_the_mirror, .timeout = 30)
+{
+	NEED_REDIS();
+	/* Small stream nodes, so that "MAXLEN ~" trims after a few entries. */
+	const char *const extra[] = {"--stream-node-max-entries", "2", NULL};
+	struct server s;
+	server_new(&s, extra);
+	rep_link_conf_t lc = link_conf(s.addr);
+	rep_link_t *pub = rep_link_new(&lc), *node = rep_link_new(&lc);
+	char *dir = tmpdir();
+	diag_t *d = diag_new();
+	rep_mirror_t *m = rep_mirror_open(dir, d);
+	rep_entry_t e;
+	rep_addr_t a1, a2, a3;
+	rep_op_t o;
+
+	rep_addr_parse("192.0.2.1", &a1);
+	rep_addr_parse("198.51.100.9", &a2);
+	rep_addr_parse("203.0.113.5", &a3);
+	o = op_add("", "192.0.2.1", false, 0);
+	publish_or_fail(pub, &o, 2);
+	o = op_add("", "198.51.100.0/24", false, 0);
+	publish_or_fail(pub, &o, 2);
+	sync_settled(node, m);
+	cr_assert_eq(mirror_count(m), 2);
+
+	/* Trimmed past our position while away: the snapshot brings the deletion we missed. */
+	o = op_del("", "192.0.2.1");
+	publish_or_fail(pub, &o, 2);
+	for (int i = 0; i < 8; i++) {
+		char t[32];
+		snprintf(t, sizeof(t), "192.0.2.%d", 100 + i);
+		o = op_add("", t, false, 0);
+		publish_or_fail(pub, &o, 2);
+	}
+	rep_link_fail(node, "test: link cut");
+	sync_settled(node, m);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a1, time(NULL), &e), 0,
+	             "a deletion in the trimmed part of the stream is learnt from the snapshot");
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a2, time(NULL), &e), 1);
+
+	/*
+	 * Redis restarts without its data and a publisher adds an entry before
+	 * this node reconnects: the new stream also starts after our position,
+	 * but nothing was trimmed from it. The mirror is the better copy.
+	 */
+	server_stop(&s);
+	cr_assert_eq(rep_bl_sync(node, m, "t:", trusting(), 0), -1);
+	server_start(&s, extra);
+	o = op_add("", "203.0.113.5", false, 0);
+	publish_or_fail(pub, &o, 2);
+	sync_settled(node, m);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a2, time(NULL), &e), 1,
+	             "Redis lost its data: the mirror keeps its entries");
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a3, time(NULL), &e), 1, "and follows the new stream");
+
+	rep_mirror_close(m);
+	rep_link_free(pub);
+	rep_link_free(node);
+	diag_free(d);
+	rmtree(dir);
+	free(dir);
+	server_free(&s);
+}
+
 Test(rep_stream, only_entries_signed_by_trusted_keys_are_applied, .timeout = 30)
 {
 	NEED_REDIS();
