@@ -574,8 +574,19 @@ typedef struct rep_load {
 	char base[REP_ID_MAX_BYTES];
 	char cursor[32];
 	uint32_t gen;
+	char server[48]; /* run id of the Redis process the cursor belongs to; "" unknown */
 } rep_load_t;
 int rep_mirror_load_begin(rep_mirror_t *m, const char *base_id);
+/*
+ * A scan cursor means something only to the Redis process that returned
+ * it (each seeds its hash function at start): resumed on another (Redis
+ * restarted, a failover, the replica instead of the primary) the scan skips
+ * entries, which the end of the load would then drop. Records the run id of
+ * the server answering now ("" when it will not say) and, when the scan's
+ * cursor came from another one, starts the scan again (cursor 0, same
+ * generation: what is stored stays). 1 restarted, 0 not, -1 error.
+ */
+int rep_mirror_load_server(rep_mirror_t *m, const char *run_id);
 /* 1 and *out while a load is in progress, 0 if none, -1 on error. */
 int rep_mirror_load_state(rep_mirror_t *m, rep_load_t *out);
 /* Returns the number of entries stored (older ones than the mirror's are kept out), or -1. */

@@ -372,12 +372,14 @@ int rep_mirror_apply(rep_mirror_t *m, const rep_op_t *ops, size_t n)
 
 static bool load_get(rep_mirror_t *m, MDB_txn *txn, rep_load_t *out)
 {
-	char buf[128];
+	char buf[160];
 	memset(out, 0, sizeof(*out));
 	if (!meta_get(m, txn, "load", buf, sizeof(buf)))
 		return false;
 	unsigned long gen;
-	if (sscanf(buf, "%47[0-9-]|%31[0-9]|%lu", out->base, out->cursor, &gen) != 3)
+	/* The server's run id is a later addition: a record without one is "unknown". */
+	if (sscanf(buf, "%47[0-9-]|%31[0-9]|%lu|%47[0-9a-f]", out->base, out->cursor, &gen,
+	           out->server) < 3)
 		return false;
 	out->gen = (uint32_t)gen;
 	return true;
@@ -385,8 +387,8 @@ static bool load_get(rep_mirror_t *m, MDB_txn *txn, rep_load_t *out)
 
 static int load_put(rep_mirror_t *m, MDB_txn *txn, const rep_load_t *l)
 {
-	char buf[128];
-	snprintf(buf, sizeof(buf), "%s|%s|%" PRIu32, l->base, l->cursor, l->gen);
+	char buf[160];
+	snprintf(buf, sizeof(buf), "%s|%s|%" PRIu32 "|%s", l->base, l->cursor, l->gen, l->server);
 	return meta_put(m, txn, "load", buf);
 }
 
@@ -406,6 +408,30 @@ int rep_mirror_load_begin(rep_mirror_t *m, const char *base_id)
 		return -1;
 	}
 	return mdb_txn_commit(txn) == 0 ? 0 : -1;
+}
+
+int rep_mirror_load_server(rep_mirror_t *m, const char *run_id)
+{
+	MDB_txn *txn;
+	rep_load_t l;
+	int restarted = 0;
+
+	if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
+		return -1;
+	if (!load_get(m, txn, &l) || strcmp(l.server, run_id) == 0) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	if (strcmp(l.cursor, "0") != 0) {
+		snprintf(l.cursor, sizeof(l.cursor), "0");
+		restarted = 1;
+	}
+	snprintf(l.server, sizeof(l.server), "%s", run_id);
+	if (load_put(m, txn, &l) != 0) {
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	return mdb_txn_commit(txn) == 0 ? restarted : -1;
 }
 
 int rep_mirror_load_state(rep_mirror_t *m, rep_load_t *out)

@@ -202,23 +202,63 @@ static int begin_load(rep_link_t *l, rep_mirror_t *m, const char *logk)
 	return rep_mirror_load_begin(m, top);
 }
 
-/* One HSCAN chunk of the snapshot into the mirror, with the cursor reached. */
-static int load_chunk(rep_link_t *l, rep_mirror_t *m, const char *statek, const rep_bl_conf_t *bc,
-                      const rep_load_t *ls)
+/* The run id in a reply to INFO server, "" when there is none (INFO denied by an ACL). */
+static void run_id_of(const redisReply *r, char *buf, size_t size)
 {
-	rep_cmd_t c;
-	redisReply *r;
-	char count[16];
-	int rc = -1;
+	const char *p = r->type == REDIS_REPLY_STRING && r->str ? strstr(r->str, "run_id:") : NULL;
+	size_t n = p ? strspn(p + 7, "0123456789abcdef") : 0;
+	if (n >= size)
+		n = 0;
+	memcpy(buf, p ? p + 7 : "", n);
+	buf[n] = '\0';
+}
+
+/*
+ * One HSCAN chunk of the snapshot into the mirror, with the cursor reached.
+ * A cursor is good only on the Redis process that gave it (see
+ * rep_mirror_load_server). A connection stays with one process, so on a
+ * new one (fresh) INFO server goes in the same round trip as the chunk,
+ * and a chunk from another process than the cursor's is dropped and the
+ * scan starts again; the other chunks cost no more than before (INFO's
+ * reply is about a kilobyte, on links where that counts).
+ */
+static int load_chunk(rep_link_t *l, rep_mirror_t *m, const char *statek, const rep_bl_conf_t *bc,
+                      const rep_load_t *ls, bool fresh)
+{
+	rep_cmd_t cs[2];
+	redisReply *rs[2] = {NULL, NULL}, *r;
+	char count[16], id[sizeof(ls->server)];
+	int rc = -1, moved, nc = fresh ? 2 : 1;
+	rep_cmd_t *scan = &cs[nc - 1];
 
 	snprintf(count, sizeof(count), "%ld", bc->batch);
-	rep_cmd_init(&c, "HSCAN");
-	rep_cmd_arg(&c, statek);
-	rep_cmd_arg(&c, ls->cursor);
-	rep_cmd_arg(&c, "COUNT");
-	rep_cmd_arg(&c, count);
-	if (rep_link_pipeline(l, 1, &c, &r) != 1)
+	if (fresh) {
+		rep_cmd_init(&cs[0], "INFO");
+		rep_cmd_arg(&cs[0], "server");
+	}
+	rep_cmd_init(scan, "HSCAN");
+	rep_cmd_arg(scan, statek);
+	rep_cmd_arg(scan, ls->cursor);
+	rep_cmd_arg(scan, "COUNT");
+	rep_cmd_arg(scan, count);
+	if (rep_link_pipeline(l, (size_t)nc, cs, rs) != nc) {
+		rep_link_free_replies((size_t)nc, rs);
 		return -1;
+	}
+	r = rs[nc - 1];
+	if (fresh) {
+		run_id_of(rs[0], id, sizeof(id));
+		freeReplyObject(rs[0]);
+		if ((moved = rep_mirror_load_server(m, id)) != 0) {
+			if (moved > 0)
+				log_msg(LOG_L_NOTICE,
+				        "rep: block list load: another Redis process answers (%s): "
+				        "the snapshot scan starts again",
+				        rep_link_addr(l));
+			freeReplyObject(r);
+			return moved > 0 ? 0 : -1;
+		}
+	}
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY)
 		return refuse(l, r, "HSCAN");
@@ -378,7 +418,7 @@ int rep_bl_sync(rep_link_t *l, rep_mirror_t *m, const char *prefix, const rep_bl
 	}
 	/* Loading: one chunk per step, so a cut costs at most one chunk. */
 	if (st == 1)
-		return load_chunk(l, m, statek, bc, &ls);
+		return load_chunk(l, m, statek, bc, &ls, fresh);
 
 	snprintf(count, sizeof(count), "%ld", bc->batch);
 	snprintf(block, sizeof(block), "%ld", block_ms);
