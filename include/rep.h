@@ -637,7 +637,9 @@ int rep_bl_publish(rep_link_t *l, const char *prefix, const rep_op_t *op,
  * progress (a new mirror, one behind a trimmed stream, or new trust
  * settings), one HSCAN chunk of bc->batch entries; otherwise one XREAD
  * of up to bc->batch stream entries after the last applied id, waiting
- * up to block_ms for new ones (0: do not wait). Only entries signed by a
+ * up to block_ms for new ones (0: do not wait), or on a new connection
+ * the same read without waiting, through a script that blanks values too
+ * large to be signed entries (see rep_sync.c). Only entries signed by a
  * trusted key, and not too broad for it, are applied; the others are
  * logged (rate-limited) and skipped. Returns the number of entries read
  * and handled (applied or ignored), or -1 when Redis was not available.

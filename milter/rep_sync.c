@@ -10,6 +10,7 @@
 
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,37 @@ enum {
 	REJECT_LOG_WINDOW_S = 300, /* the window */
 	LOG_TARGET_MAX_BYTES = 80, /* what of a (possibly huge, hostile) entry a log line shows */
 };
+
+/*
+ * Reads whose replies are bounded. Anyone who can write to Redis can add a
+ * stream entry or a snapshot field of any size: the signature keeps it from
+ * being applied, not from being read, and a reply over the link's bound
+ * fails the link. The same XREAD or HSCAN chunk then failed again after
+ * every reconnection, and no later entry was ever applied. These scripts
+ * blank what is longer than any signed entry (ARGV[3]), so such an entry is
+ * read as a rejected one and passed over. The stream is read this way on
+ * each new connection (the one after a failure among them), the snapshot
+ * always; a blocking XREAD serves the rest.
+ */
+static const char stream_read_script[] =
+    "local r = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])\n"
+    "local max = tonumber(ARGV[3])\n"
+    "for i = 1, #r do\n"
+    "  local f, o = r[i][2], ''\n"
+    "  for j = 1, #f - 1, 2 do\n"
+    "    if f[j] == 'o' then o = f[j + 1] end\n"
+    "  end\n"
+    "  if #o > max then o = '' end\n"
+    "  r[i][2] = {'o', o}\n"
+    "end\n"
+    "return r\n";
+static const char snapshot_scan_script[] =
+    "local r = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])\n"
+    "local kv, max = r[2], tonumber(ARGV[3])\n"
+    "for j = 1, #kv - 1, 2 do\n"
+    "  if #kv[j] > max or #kv[j + 1] > max then kv[j], kv[j + 1] = '', '' end\n"
+    "end\n"
+    "return r\n";
 
 void rep_bl_keys(const char *prefix, char *log_key, char *state_key, size_t size)
 {
@@ -227,20 +259,23 @@ static int load_chunk(rep_link_t *l, rep_mirror_t *m, const char *statek, const 
 {
 	rep_cmd_t cs[2];
 	redisReply *rs[2] = {NULL, NULL}, *r;
-	char count[16], id[sizeof(ls->server)];
+	char count[16], max[16], id[sizeof(ls->server)];
 	int rc = -1, moved, nc = fresh ? 2 : 1;
 	rep_cmd_t *scan = &cs[nc - 1];
 
 	snprintf(count, sizeof(count), "%ld", bc->batch);
+	snprintf(max, sizeof(max), "%d", (int)REP_SOP_MAX_BYTES);
 	if (fresh) {
 		rep_cmd_init(&cs[0], "INFO");
 		rep_cmd_arg(&cs[0], "server");
 	}
-	rep_cmd_init(scan, "HSCAN");
+	rep_cmd_init(scan, "EVAL");
+	rep_cmd_arg(scan, snapshot_scan_script);
+	rep_cmd_arg(scan, "1");
 	rep_cmd_arg(scan, statek);
 	rep_cmd_arg(scan, ls->cursor);
-	rep_cmd_arg(scan, "COUNT");
 	rep_cmd_arg(scan, count);
+	rep_cmd_arg(scan, max);
 	if (rep_link_pipeline(l, (size_t)nc, cs, rs) != nc) {
 		rep_link_free_replies((size_t)nc, rs);
 		return -1;
@@ -290,6 +325,55 @@ static int load_chunk(rep_link_t *l, rep_mirror_t *m, const char *statek, const 
 	}
 	freeReplyObject(r);
 	return rc;
+}
+
+/* Applies stream entries ([id, [field, value, ...]] each); the number handled, or -1. */
+static int apply_entries(rep_mirror_t *m, const redisReply *es, const rep_bl_conf_t *bc)
+{
+	rep_op_t *ops = calloc(es->elements ? es->elements : 1, sizeof(*ops));
+	size_t k = 0;
+	if (ops == NULL)
+		return -1;
+	/* A rejected entry is still passed on (as a skip), or we would read it forever. */
+	for (size_t i = 0; i < es->elements; i++)
+		if (parse_entry(es->element[i], bc, &ops[k]) == 0)
+			k++;
+	int a = rep_mirror_apply(m, ops, k);
+	free(ops);
+	return a < 0 ? -1 : (int)k;
+}
+
+/* The entries after last, without waiting, through stream_read_script. */
+static int read_bounded(rep_link_t *l, rep_mirror_t *m, const char *logk, const rep_bl_conf_t *bc,
+                        const char *last)
+{
+	unsigned long long ms = 0, seq = 0;
+	char from[REP_ID_MAX_BYTES + 8], count[16], max[16];
+	rep_cmd_t c;
+	redisReply *r;
+	int handled = 0;
+
+	/* The first id after last ("(" exclusive ranges need Redis 6.2). */
+	sscanf(last, "%llu-%llu", &ms, &seq);
+	if (seq == ULLONG_MAX)
+		snprintf(from, sizeof(from), "%llu-0", ms + 1);
+	else
+		snprintf(from, sizeof(from), "%llu-%llu", ms, seq + 1);
+	snprintf(count, sizeof(count), "%ld", bc->batch);
+	snprintf(max, sizeof(max), "%d", (int)REP_SOP_MAX_BYTES);
+	rep_cmd_init(&c, "EVAL");
+	rep_cmd_arg(&c, stream_read_script);
+	rep_cmd_arg(&c, "1");
+	rep_cmd_arg(&c, logk);
+	rep_cmd_arg(&c, from);
+	rep_cmd_arg(&c, count);
+	rep_cmd_arg(&c, max);
+	if (rep_link_pipeline(l, 1, &c, &r) != 1)
+		return -1;
+	if (r->type == REDIS_REPLY_ARRAY)
+		handled = apply_entries(m, r, bc);
+	freeReplyObject(r);
+	return handled;
 }
 
 /*
@@ -419,6 +503,8 @@ int rep_bl_sync(rep_link_t *l, rep_mirror_t *m, const char *prefix, const rep_bl
 	/* Loading: one chunk per step, so a cut costs at most one chunk. */
 	if (st == 1)
 		return load_chunk(l, m, statek, bc, &ls, fresh);
+	if (fresh)
+		return read_bounded(l, m, logk, bc, last);
 
 	snprintf(count, sizeof(count), "%ld", bc->batch);
 	snprintf(block, sizeof(block), "%ld", block_ms);
@@ -438,26 +524,8 @@ int rep_bl_sync(rep_link_t *l, rep_mirror_t *m, const char *prefix, const rep_bl
 		return refuse(l, r, "XREAD");
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
 	    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
-	    r->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
-		const redisReply *es = r->element[0]->element[1];
-		rep_op_t *ops = calloc(es->elements ? es->elements : 1, sizeof(*ops));
-		size_t k = 0;
-		if (ops == NULL) {
-			freeReplyObject(r);
-			return -1;
-		}
-		/* A rejected entry is still passed on (as a skip), or we would read it forever. */
-		for (size_t i = 0; i < es->elements; i++)
-			if (parse_entry(es->element[i], bc, &ops[k]) == 0)
-				k++;
-		int a = rep_mirror_apply(m, ops, k);
-		free(ops);
-		if (a < 0) {
-			freeReplyObject(r);
-			return -1;
-		}
-		handled += (int)k;
-	}
+	    r->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
+		handled = apply_entries(m, r->element[0]->element[1], bc);
 	freeReplyObject(r);
 	return handled;
 }

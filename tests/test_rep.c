@@ -2520,6 +2520,68 @@ Test(rep_stream, a_stream_key_of_another_type_fails_the_link_and_keeps_the_posit
 	server_free(&s);
 }
 
+Test(rep_stream, an_oversize_entry_is_passed_over_not_read_for_ever, .timeout = 30)
+{
+	/* Anyone who can write to Redis can add one; a signed entry is never this large. */
+	NEED_REDIS();
+	struct server s;
+	server_new(&s, NULL);
+	rep_link_conf_t lc = link_conf(s.addr); /* a reply bound of 1 MB */
+	rep_link_t *l = rep_link_new(&lc);
+	char *dir = tmpdir(), *dir2 = tmpdir(), id[64];
+	diag_t *d = diag_new();
+	size_t big = 2u << 20;
+	char *v = malloc(big);
+	rep_entry_t e;
+	rep_addr_t a1, a2;
+	rep_load_t ls;
+	rep_op_t o;
+
+	memset(v, 'x', big);
+	rep_addr_parse("192.0.2.1", &a1);
+	rep_addr_parse("198.51.100.7", &a2);
+	o = op_add("", "192.0.2.1", false, 0);
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)), 0);
+	rep_mirror_t *m = rep_mirror_open(dir, d);
+	cr_assert_eq(rep_bl_sync(l, m, "t:", trusting(), 0), 1);
+
+	freeReplyObject(side(&s, "XADD t:{bl}:log * o %b", v, big));
+	o = op_add("", "198.51.100.7", false, 0);
+	cr_assert_eq(rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)) == 0 ||
+	                 (link_wait_up(l, 2000) &&
+	                  rep_bl_publish(l, "t:", &o, signer(), 1000, id, sizeof(id)) == 0),
+	             1);
+	for (long until = mono_ms() + 3000;
+	     mono_ms() < until && rep_mirror_lookup_ip(m, &a2, time(NULL), &e) != 1; sleep_ms(20))
+		rep_bl_sync(l, m, "t:", trusting(), 100);
+	cr_assert_eq(rep_mirror_lookup_ip(m, &a2, time(NULL), &e), 1,
+	             "the entry after the oversize one arrives");
+
+	/* The same in the snapshot: a new node's first load completes. */
+	freeReplyObject(side(&s, "HSET t:{bl}:state junk %b", v, big));
+	rep_link_t *l2 = rep_link_new(&lc);
+	rep_mirror_t *m2 = rep_mirror_open(dir2, d);
+	for (long until = mono_ms() + 3000; mono_ms() < until; sleep_ms(20))
+		if (rep_bl_sync(l2, m2, "t:", trusting(), 0) >= 0 &&
+		    rep_mirror_load_state(m2, &ls) == 0)
+			break;
+	cr_assert_eq(rep_mirror_load_state(m2, &ls), 0, "the load completed");
+	cr_assert_eq(rep_mirror_lookup_ip(m2, &a1, time(NULL), &e), 1);
+	cr_assert_eq(rep_mirror_lookup_ip(m2, &a2, time(NULL), &e), 1);
+
+	free(v);
+	rep_mirror_close(m);
+	rep_mirror_close(m2);
+	rep_link_free(l);
+	rep_link_free(l2);
+	diag_free(d);
+	rmtree(dir);
+	rmtree(dir2);
+	free(dir);
+	free(dir2);
+	server_free(&s);
+}
+
 static size_t mirror_count(rep_mirror_t *m)
 {
 	rep_entry_t *all;
