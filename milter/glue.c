@@ -8,6 +8,7 @@
 #include "glue.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <libmilter/mfapi.h>
@@ -71,6 +72,13 @@ static glue_reload_fn glue_reload;
  * stop waits for (glue_drain) before the process exits under them.
  */
 static atomic_int glue_in_flight;
+/*
+ * Connections holding a scanning connection, and so a reference to their
+ * generation: the modules stop (reputation updates saved, the Bayes queue
+ * written) only when the last reference goes, so a stop ends them first
+ * (glue_end_sessions).
+ */
+static atomic_int glue_open_conns;
 
 /*
  * libmilter calls the callbacks in the order the client sends commands,
@@ -118,8 +126,11 @@ static void glue_reset_msg(struct glue_conn *gc)
 static void glue_reset_conn(struct glue_conn *gc)
 {
 	glue_reset_msg(gc);
+	if (gc->sc == NULL)
+		return;
 	scan_conn_end(gc->sc);
 	gc->sc = NULL;
+	atomic_fetch_sub(&glue_open_conns, 1);
 }
 
 static sfsistat glue_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
@@ -190,6 +201,7 @@ static sfsistat glue_connect(SMFICTX *ctx, char *hostname, struct sockaddr *host
 	char ip[INET6_ADDRSTRLEN];
 	ev_conn_info_t ci = {glue_addr(hostaddr, ip, sizeof(ip)), hostname};
 	gc->sc = scan_conn_begin(g, &ci);
+	atomic_fetch_add(&glue_open_conns, 1);
 	scan_gen_unref(g);
 	if (log_enabled(LOG_L_DEBUG))
 		log_msg(LOG_L_DEBUG, "connect from %s [%s] daemon=%s mta=%s",
@@ -569,6 +581,8 @@ static dev_t glue_sock_dev;
 static ino_t glue_sock_ino;
 static bool glue_sock_known;
 static char glue_listen_desc[sizeof(struct sockaddr_storage) + 16] = "?";
+/* Its address, which every session libmilter accepted on it has as its own. */
+static struct sockaddr_storage glue_listen_ss;
 
 const char *glue_listening(void)
 {
@@ -629,6 +643,7 @@ int glue_open(const scan_settings_t *s, char *err, size_t err_len)
 		return -1;
 	}
 	glue_listen_fd = fd;
+	glue_listen_ss = ss;
 	if (ss.ss_family == AF_UNIX) {
 		const struct sockaddr_un *su = (const struct sockaddr_un *)&ss;
 		snprintf(glue_listen_desc, sizeof(glue_listen_desc), "unix:%s", su->sun_path);
@@ -842,6 +857,69 @@ static int glue_drain(long timeout_ms)
 	}
 }
 
+/* Whether fd is a session accepted on the listening socket: its own address is the listener's. */
+static bool glue_is_session(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int listening = 0;
+	socklen_t ll = sizeof(listening);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) < 0 || listening ||
+	    getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+	    ss.ss_family != glue_listen_ss.ss_family)
+		return false;
+	if (ss.ss_family == AF_UNIX) {
+		const struct sockaddr_un *a = (const struct sockaddr_un *)&ss;
+		const struct sockaddr_un *l = (const struct sockaddr_un *)&glue_listen_ss;
+		return sl > sizeof(a->sun_family) && a->sun_path[0] != '\0' &&
+		       strcmp(a->sun_path, l->sun_path) == 0;
+	}
+	if (ss.ss_family == AF_INET)
+		return ((const struct sockaddr_in *)&ss)->sin_port ==
+		       ((const struct sockaddr_in *)&glue_listen_ss)->sin_port;
+	if (ss.ss_family == AF_INET6)
+		return ((const struct sockaddr_in6 *)&ss)->sin6_port ==
+		       ((const struct sockaddr_in6 *)&glue_listen_ss)->sin6_port;
+	return false;
+}
+
+/*
+ * With no message left in flight, the connections still open are MTA
+ * sessions waiting between messages (Postfix holds one for each SMTP
+ * client). Each holds its generation, whose modules stop only when the
+ * last reference goes: left open, the process would exit with the
+ * reputation updates Redis never confirmed (which a stop keeps for the
+ * next start) and the queued Bayes autolearn batch lost, unsaid. libmilter
+ * neither lists its sessions nor ends them (smfi_stop() leaves them
+ * running), so their sockets are found among the open descriptors and shut
+ * down: each session thread reads end-of-file and runs the close callback,
+ * which releases its generation. Those sessions would end with the process
+ * anyway; the MTA applies its milter_default_action to their next message.
+ */
+#define GLUE_SESSION_END_MS 1000
+
+static void glue_end_sessions(void)
+{
+	if (atomic_load(&glue_open_conns) == 0)
+		return;
+	DIR *d = opendir("/proc/self/fd");
+	if (d == NULL)
+		return;
+	int self = dirfd(d);
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name);
+		if (fd > 2 && fd != self && glue_is_session(fd))
+			shutdown(fd, SHUT_RDWR);
+	}
+	closedir(d);
+	long waited = 0;
+	while (atomic_load(&glue_open_conns) > 0 && waited < GLUE_SESSION_END_MS) {
+		glue_sleep_ms(GLUE_DRAIN_POLL_MS);
+		waited += GLUE_DRAIN_POLL_MS;
+	}
+}
+
 static void *glue_stopper(void *arg)
 {
 	smfi_stop();
@@ -884,6 +962,8 @@ static void glue_stop(int sig)
 	if (left > 0)
 		log_msg(LOG_L_WARNING, "stop_timeout: %d message(s) still in flight are dropped",
 		        left);
+	else
+		glue_end_sessions();
 	glue_stop_libmilter();
 }
 

@@ -522,14 +522,22 @@ int main(int argc, char **argv)
 	metrics_generation(++generation);
 	metrics_follow(s);
 	log_msg(LOG_L_NOTICE, "sift-milter %s listening on %s", PACKAGE_VERSION, glue_listening());
-	report_ready();
-	int rc = glue_run(reload);
 	/*
 	 * The pid file written at start-up, where the daemon's pid is: a reload
 	 * that names another path does not move it (see reload()).
 	 */
-	char pid_file[4096]; /* s lives in g, released below */
+	char pid_file[4096];
 	snprintf(pid_file, sizeof(pid_file), "%s", s->pid_file);
+	/*
+	 * Published, the generation holds its own reference. Kept until the
+	 * stop, this one would keep the first generation alive past every
+	 * reload, its modules running beside the live ones: its Redis threads
+	 * on a server the configuration no longer names, with the updates
+	 * queued for it, its DNS service, its compiled rules' memory.
+	 */
+	scan_gen_unref(g); /* s lives in g: not used below */
+	report_ready();
+	int rc = glue_run(reload);
 	/*
 	 * Release the modules before saying "stopped": their threads stop and
 	 * what they hold for the next start (unconfirmed reputation updates,
@@ -538,7 +546,6 @@ int main(int argc, char **argv)
 	 */
 	metrics_stop();
 	scan_gen_publish(NULL);
-	scan_gen_unref(g);
 	remove_pid_file(pid_file);
 	log_msg(LOG_L_NOTICE, "sift-milter stopped");
 	return rc == 0 ? 0 : 1;

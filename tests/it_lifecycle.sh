@@ -3,13 +3,17 @@
 # that starts threads configured at once (a real redis-server, a real
 # unbound serving a DNS list on loopback, a Bayes store with autolearn,
 # sender authentication asking that unbound):
-#   a. in the foreground (-f): two SIGHUPs under load; nothing lost;
+#   a. in the foreground (-f): two SIGHUPs under load; nothing lost; a
+#      reload that replaces the Redis runtime leaves none of the first's
+#      threads running;
 #   b. as a daemon (no -f): the module threads exist after the fork, the
 #      DNS list, Redis and Bayes all work, two SIGHUPs, still answering;
 #   c. SIGTERM under load: the port refuses at once, messages in flight
 #      get their replies, the process exits in bounded time, pid file gone;
 #   d. a daemon that cannot start (after fork and privilege drop) makes
-#      its parent exit 1 with the reason.
+#      its parent exit 1 with the reason;
+#   e. SIGTERM with an MTA session open between two messages: the modules
+#      still stop in order (unconfirmed reputation updates kept).
 . "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
 
 MILTER=$top_builddir/sift-milter
@@ -128,6 +132,17 @@ fi
 "$MC" -s "unix:$SOCK" -t 10000 -i "$LISTED" --tsv "$SPAM" >"$D/a2.tsv" 2>&1
 check "a: after the reloads a message is still scored with the DNS list" \
 	has "$(cat "$D/a2.tsv")" LC_BL
+# Another redis_prefix makes a new Redis runtime; the old one, shared by
+# every generation so far, the first included, must stop with them.
+sed -i "s|^redis_prefix = .*|redis_prefix = fg2:|" "$D/fg.conf"
+kill -HUP "$FG"
+check "a: the reload with another redis_prefix is done" wait_for 5 sh -c \
+	"[ \$(grep -c 'configuration reloaded' '$D/fg.log') -eq 3 ]"
+# (the old runtime's threads are joined as its last generation goes: allow for it)
+writers() { cat /proc/"$FG"/task/*/comm 2>/dev/null | grep -cx sift-rep-write; }
+wait_for 5 sh -c "[ \$(cat /proc/$FG/task/*/comm 2>/dev/null | grep -cx sift-rep-write) -eq 1 ]"
+W=$(writers)
+check "a: then one Redis writer thread runs, not the first generation's too ($W)" [ "$W" -eq 1 ]
 stop_pid "$FG"
 
 # ------------------------------------------------------------ b. the daemon (no -f)
@@ -260,5 +275,43 @@ if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
 else
 	echo "# d: not root: the user = case is skipped"
 fi
+
+# ------------------------------------------------------------ e. an idle session at SIGTERM
+# Postfix holds a milter session open for each SMTP client, between its
+# messages too. Such a session must not keep the generation, and with it
+# the modules' orderly stop, from happening: the reputation updates Redis
+# has not confirmed (a long write window keeps them queued) are saved.
+conf e "rep_write_window = 60s"
+SOCK=$D/e.sock
+it_milter_start "$(($(scaled_ms 10000) / 1000))" "$D/e.conf" "$D/e" "$SOCK" "$D/e.log"
+E=$IT_MILTER_PID
+"$MC" -s "unix:$SOCK" -n 3 -t 10000 -i "$LISTED" --tsv "$SPAM" >"$D/e.tsv" 2>&1
+# A session that negotiates and sends CONNECT, then waits for the next command.
+python3 - "$SOCK" >"$D/e.idle" 2>&1 <<'PYEOF' &
+import socket, struct, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+def cmd(c, data=b""):
+    s.sendall(struct.pack(">I", len(data) + 1) + c + data)
+    n = struct.unpack(">I", s.recv(4, socket.MSG_WAITALL))[0]
+    return s.recv(n, socket.MSG_WAITALL)[:1]
+cmd(b"O", struct.pack(">III", 6, 0x1FF, 0))
+print("idle" if cmd(b"C", b"client.example\0" + b"4" + struct.pack(">H", 25) + b"192.0.2.9\0") == b"c" else "no")
+sys.stdout.flush()
+s.settimeout(30)
+try:
+    s.recv(1)
+except OSError:
+    pass
+PYEOF
+IDLE=$!
+it_track "$IDLE"
+check "e: the idle session is open" wait_for 5 grep -qx idle "$D/e.idle"
+kill -TERM "$E"
+check "e: the daemon exits within 5 s despite the idle session" wait_for "$(($(scaled_ms 5000) / 1000))" sh -c "! kill -0 $E 2>/dev/null"
+stop_pid "$E"
+stop_pid "$IDLE"
+check "e: the unconfirmed reputation updates are kept for the next start" \
+	grep -q "kept for the next start" "$D/e.log"
 
 it_done
