@@ -419,6 +419,12 @@ struct mirror_ref {
 	int refs;
 	char *path;
 	rep_mirror_t *m;
+	/*
+	 * Set when a runtime that stopped saved its unwritten updates here: on
+	 * a reload that replaced it, the live runtime's writer takes them
+	 * (rt_take_pending) rather than leave them for the next start.
+	 */
+	int pending_saved;
 };
 
 static void mirror_unref(struct mirror_ref *mr)
@@ -801,6 +807,22 @@ static void *reader_main(void *arg)
 	return NULL;
 }
 
+/* Queues the updates a stopped runtime left in the mirror (from: whose, for the log). */
+static void rt_take_pending(struct rep_rt *rt, const char *from)
+{
+	rep_witem_t *items = NULL;
+	size_t n;
+	if (rt->mir == NULL)
+		return;
+	__atomic_store_n(&rt->mir->pending_saved, 0, __ATOMIC_RELEASE);
+	if (rep_mirror_take_pending(rt->mir->m, &items, &n) == 0 && n > 0) {
+		for (size_t i = 0; i < n; i++)
+			rep_wqueue_push(rt->wq, &items[i]);
+		log_msg(LOG_L_NOTICE, "rep: %zu reputation updates from %s queued", n, from);
+	}
+	free(items);
+}
+
 static void *writer_main(void *arg)
 {
 	struct rep_rt *rt = arg;
@@ -845,6 +867,9 @@ static void *writer_main(void *arg)
 		__atomic_store_n(&rt->writer_link, (int)rep_link_state(l), __ATOMIC_RELAXED);
 		if (stop)
 			break;
+		/* a runtime a reload replaced left its unwritten updates in the mirror */
+		if (rt->mir && __atomic_load_n(&rt->mir->pending_saved, __ATOMIC_ACQUIRE))
+			rt_take_pending(rt, "a replaced configuration");
 		time_t t = time(NULL);
 		if (t - last_stats >= STATS_LOG_EVERY_S) {
 			uint64_t dropped = rep_wqueue_dropped(rt->wq);
@@ -962,12 +987,13 @@ static void rt_free(struct rep_rt *rt)
 		 */
 		rep_witem_t *items;
 		size_t n = rep_wqueue_dump(rt->wq, &items);
-		if (n > 0 && rep_mirror_save_pending(rt->mir->m, items, n) == 0)
+		if (n > 0 && rep_mirror_save_pending(rt->mir->m, items, n) == 0) {
 			log_msg(LOG_L_NOTICE,
 			        "rep: %zu unwritten reputation updates (%zu entities) kept for the "
-			        "next start",
+			        "next start, or for the running configuration after a reload",
 			        n, left);
-		else
+			__atomic_store_n(&rt->mir->pending_saved, 1, __ATOMIC_RELEASE);
+		} else
 			log_msg(LOG_L_WARNING,
 			        "rep: %zu reputation updates (entities) lost at shutdown", left);
 		free(items);
@@ -1099,18 +1125,8 @@ static struct rep_rt *rt_new(const rep_config_t *rc, struct mirror_ref *mir, boo
 		rt->olink = rep_link_new(&lc);
 		return rt;
 	}
-	if (mir) {
-		/* What the previous run could not write goes first. */
-		rep_witem_t *items;
-		size_t n;
-		if (rep_mirror_take_pending(mir->m, &items, &n) == 0 && n > 0) {
-			for (size_t i = 0; i < n; i++)
-				rep_wqueue_push(rt->wq, &items[i]);
-			log_msg(LOG_L_NOTICE,
-			        "rep: %zu reputation updates from the last run queued", n);
-		}
-		free(items);
-	}
+	/* What the previous run could not write goes first. */
+	rt_take_pending(rt, "the last run");
 	/*
 	 * Several readers, each with its own connections: a read queued while
 	 * another is on the wire goes out at once instead of waiting a round

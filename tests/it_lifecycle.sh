@@ -13,7 +13,9 @@
 #   d. a daemon that cannot start (after fork and privilege drop) makes
 #      its parent exit 1 with the reason;
 #   e. SIGTERM with an MTA session open between two messages: the modules
-#      still stop in order (unconfirmed reputation updates kept).
+#      still stop in order (unconfirmed reputation updates kept);
+#   f. updates queued while redis_server named no server reach Redis after
+#      the reload that corrects it, not only after a restart.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
 
 MILTER=$top_builddir/sift-milter
@@ -313,5 +315,23 @@ stop_pid "$E"
 stop_pid "$IDLE"
 check "e: the unconfirmed reputation updates are kept for the next start" \
 	grep -q "kept for the next start" "$D/e.log"
+
+# ------------------------------------------------------------ f. a reload that corrects redis_server
+conf f ""
+sed -i "s|^redis_server = .*|redis_server = 127.0.0.1:$(free_port)|" "$D/f.conf"
+SOCK=$D/f.sock
+it_milter_start "$(($(scaled_ms 10000) / 1000))" "$D/f.conf" "$D/f" "$SOCK" "$D/f.log"
+F=$IT_MILTER_PID
+"$MC" -s "unix:$SOCK" -n 3 -t 10000 -i "$LISTED" --tsv "$SPAM" >"$D/f.tsv" 2>&1
+check "f: no Redis answers: the updates wait ($(rcli --scan --pattern 'f:r:*' | wc -l) keys)" \
+	[ "$(rcli --scan --pattern 'f:r:*' | wc -l)" -eq 0 ]
+sed -i "s|^redis_server = .*|redis_server = 127.0.0.1:$RP|" "$D/f.conf"
+kill -HUP "$F"
+check "f: after the reload that names the server, the queued updates reach it" \
+	wait_for "$(($(scaled_ms 15000) / 1000))" sh -c \
+	"[ -n \"\$(redis-cli -h 127.0.0.1 -p $RP HGET 'f:r:{ip:$LISTED}' s 2>/dev/null)\" ]"
+check "f: taken from the replaced configuration" \
+	grep -q "from a replaced configuration queued" "$D/f.log"
+stop_pid "$F"
 
 it_done
