@@ -290,6 +290,15 @@ static rep_link_conf_t link_conf(const char *addr)
 	return lc;
 }
 
+/* The writer's link: on the primary, with the counter script loaded. */
+static rep_link_conf_t writer_conf(const char *addr)
+{
+	rep_link_conf_t lc = link_conf(addr);
+	lc.want_primary = true;
+	lc.script = rep_incr_script;
+	return lc;
+}
+
 /* Tries the link until it connects or until_ms passes. */
 static bool link_wait_up(rep_link_t *l, long ms)
 {
@@ -2117,9 +2126,7 @@ Test(rep_io, buffered_writes_are_replayed_when_redis_returns, .timeout = 30)
 	struct server s;
 	server_new(&s, NULL);
 	server_stop(&s);
-	rep_link_conf_t lc = link_conf(s.addr);
-	lc.want_primary = true;
-	lc.script = rep_incr_script;
+	rep_link_conf_t lc = writer_conf(s.addr);
 	rep_link_t *l = rep_link_new(&lc);
 	rep_wqueue_t *q = rep_wqueue_new(100, 86400);
 	rep_wconf_t wc = wconf(86400, 3600);
@@ -2185,9 +2192,7 @@ Test(rep_io, a_foreign_or_broken_key_costs_only_its_own_entity, .timeout = 30)
 	NEED_REDIS();
 	struct server s;
 	server_new(&s, NULL);
-	rep_link_conf_t lc = link_conf(s.addr);
-	lc.want_primary = true;
-	lc.script = rep_incr_script;
+	rep_link_conf_t lc = writer_conf(s.addr);
 	rep_link_t *l = rep_link_new(&lc);
 	long long now = (long long)time(NULL);
 	freeReplyObject(side(&s, "HSET m:r:{ip:192.0.2.66} s 20 h 0 t %lld", now));
@@ -2228,9 +2233,7 @@ Test(rep_io, one_call_writes_several_entities_exactly, .timeout = 30)
 	NEED_REDIS();
 	struct server s;
 	server_new(&s, NULL);
-	rep_link_conf_t lc = link_conf(s.addr);
-	lc.want_primary = true;
-	lc.script = rep_incr_script;
+	rep_link_conf_t lc = writer_conf(s.addr);
 	rep_link_t *l = rep_link_new(&lc);
 	rep_wqueue_t *q = rep_wqueue_new(100, 3600);
 	rep_wconf_t wc = wconf(3600, 86400);
@@ -2276,9 +2279,7 @@ Test(rep_io, a_batch_whose_reply_was_lost_counts_once, .timeout = 30)
 	NEED_REDIS();
 	struct server s;
 	server_new(&s, NULL);
-	rep_link_conf_t lc = link_conf(s.addr);
-	lc.want_primary = true;
-	lc.script = rep_incr_script;
+	rep_link_conf_t lc = writer_conf(s.addr);
 	lc.command_timeout_ms = 200;
 	rep_link_t *l = rep_link_new(&lc);
 	cr_assert(link_wait_up(l, 2000));
@@ -2334,9 +2335,7 @@ Test(rep_io, bytes_written_per_message, .timeout = 30)
 	NEED_REDIS();
 	struct server s;
 	server_new(&s, NULL);
-	rep_link_conf_t lc = link_conf(s.addr);
-	lc.want_primary = true;
-	lc.script = rep_incr_script;
+	rep_link_conf_t lc = writer_conf(s.addr);
 	rep_link_t *l = rep_link_new(&lc);
 	cr_assert(link_wait_up(l, 2000));
 	rep_wqueue_t *q = rep_wqueue_new(10000, 86400);
