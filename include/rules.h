@@ -204,6 +204,13 @@ typedef struct rules_opts {
 	bool auth_plugins; /* auth_enable: the SPF, DKIM and Dmarc plugin blocks are read */
 	/* SpamAssassin's score set: 0 no Bayes, no network; 1 network; 2 Bayes; 3 both. */
 	int score_set;
+	/*
+	 * Bytes of one field value (header and mimeheader rules) and of the
+	 * ALL pseudo-fields the rules see; 0: no limit (header_value_scan_size,
+	 * header_all_scan_size).
+	 */
+	uint64_t header_value_scan;
+	uint64_t header_all_scan;
 } rules_opts_t;
 
 /* The defaults (SIFT_RULESDIR as the one path). */

@@ -472,6 +472,71 @@ Test(rules, a_leading_class_run_hits_as_written_in_linear_time)
 	rules_free(r);
 }
 
+/*
+ * Header rules read a field's first header_value_scan_size bytes (8192 by
+ * default) and ALL's first header_all_scan_size (65536), as SpamAssassin
+ * cuts values and its ALL: what is past them is not matched, and a rule
+ * whose cost is the square of a value's length costs at most that of the
+ * cut value (TO_MALFORMED's form below took about 2 s on a 64 KB To).
+ */
+Test(rules, header_rules_read_a_field_and_all_up_to_their_scan_sizes)
+{
+	static const char rules[] = "header TAIL Subject =~ /TAIL/\n"
+	                            "header HEAD Subject =~ /^aaa/\n"
+	                            "header ALL_LAST ALL =~ /^X-Last: yes/m\n"
+	                            "header MALFORMED To =~ /\\S+\\@\\S+\\.\\S+/\n";
+	size_t n = 64 * 1024, k = 0;
+	char *raw = malloc(4 * n), *o = raw;
+	cr_assert_not_null(raw);
+	o += sprintf(o, "From: a@example.com\nTo: ");
+	for (k = 0; k + 2 <= n; k += 2)
+		o += sprintf(o, "a@");
+	o += sprintf(o, "\nSubject: ");
+	memset(o, 'a', 8192);
+	o += 8192;
+	o += sprintf(o, "TAIL\n");
+	for (int i = 0; i < 70; i++) {
+		o += sprintf(o, "X-Pad-%d: ", i);
+		memset(o, 'p', 1000);
+		o += 1000;
+		*o++ = '\n';
+	}
+	o += sprintf(o, "X-Last: yes\n\nbody\n");
+	*o = '\0';
+
+	rules_t *r = load(rules);
+	struct rusage ru0, ru1;
+	getrusage(RUSAGE_SELF, &ru0);
+	msg_t *m;
+	hits_t *h = eval_flags(r, raw, &m, 0, NULL);
+	getrusage(RUSAGE_SELF, &ru1);
+	cr_assert(hits_has(h, "HEAD"));
+	cr_assert_not(hits_has(h, "TAIL"), "past the first 8192 bytes of the value");
+	cr_assert_not(hits_has(h, "ALL_LAST"), "past the first 64 KB of ALL");
+	cr_assert_not(hits_has(h, "MALFORMED"), "no dot after an @");
+	double cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
+	             (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6;
+	/* cut, a few ms (more under the sanitizers); whole, about 2 s */
+	cr_assert_lt(cpu, 0.5, "%.2f s of CPU", cpu);
+	msg_free(m);
+	rules_free(r);
+
+	/* 0: no limit; everything is read */
+	rules_opts_t op;
+	rules_opts_default(&op);
+	op.header_value_scan = 0;
+	op.header_all_scan = 0;
+	diag_t *d = diag_new();
+	r = load_opts("header TAIL Subject =~ /TAIL/\nheader ALL_LAST ALL =~ /^X-Last: yes/m\n",
+	              &op, d);
+	diag_free(d);
+	cr_assert_not_null(r);
+	cr_assert(hits(r, raw, "TAIL"));
+	cr_assert(hits(r, raw, "ALL_LAST"));
+	rules_free(r);
+	free(raw);
+}
+
 /* tflags nosubject: the body without the Subject line SpamAssassin puts first. */
 Test(rules, nosubject_body_rules_do_not_see_the_subject)
 {
