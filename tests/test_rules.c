@@ -537,6 +537,86 @@ Test(rules, header_rules_read_a_field_and_all_up_to_their_scan_sizes)
 	free(raw);
 }
 
+/*
+ * The shipped SIFT_SUBJ_OBFU (rules/60_modern.cf) starts at most once per
+ * line: written as \b(?:word)\b.*\b(?:spam word)\b it tried the rest of
+ * the line from every obfuscated word, and a Subject of 64 KB of "a@"
+ * took 22 s. Its hits must be those of that form: both are run on every
+ * Subject of up to 8 characters from letters, digits, '@', '$', '.',
+ * blanks and a spam word's pieces, and on two-line Subjects (two fields).
+ */
+Test(rules, shipped_subj_obfu_hits_as_the_plain_form_in_linear_time)
+{
+	const char *paths[] = {TEST_DATADIR "/../../rules"};
+	diag_t *d = diag_new();
+	/* the whole Subject read: the rule's own cost, not header_value_scan_size's cut */
+	rules_opts_t op;
+	rules_opts_default(&op);
+	op.header_value_scan = 0;
+	rules_t *shipped = rules_load(paths, 1, &op, d);
+	diag_free(d);
+	cr_assert_not_null(shipped);
+	cr_assert_geq(rules_find(shipped, "SIFT_SUBJ_OBFU"), 0);
+	rules_t *plain = load("header SIFT_SUBJ_OBFU Subject =~ /\\b(?:[a-z]+[0-9@$][a-z]+[0-9@$]?"
+	                      "[a-z]*){1}\\b.*\\b(?:fr[3e]{2}|m[0o]n[3e]y|c[4a]sh|v[1i]agra|"
+	                      "[0o]ff[3e]r)\\b/i\nscore SIFT_SUBJ_OBFU 1\n");
+	static const char *const atoms[] = {"a",    "Bc",    "1",     "@",  "$",  " ",
+	                                    ".",    "_",     "\xe9",  "fr", "ee", "e3",
+	                                    "c4sh", "m0ney", "0ffer", "x"};
+	size_t na = sizeof(atoms) / sizeof(atoms[0]), tried = 0, hit = 0;
+	char subj[128], raw[512];
+	/* every sequence of up to 4 atoms, and each as two Subject fields split in the middle */
+	for (size_t len = 1; len <= 4; len++) {
+		size_t total = 1;
+		for (size_t k = 0; k < len; k++)
+			total *= na;
+		for (size_t c = 0; c < total; c++) {
+			size_t v = c, n = 0;
+			for (size_t k = 0; k < len; k++, v /= na)
+				n += (size_t)snprintf(subj + n, sizeof(subj) - n, "%s",
+				                      atoms[v % na]);
+			for (int two = 0; two < 2; two++) {
+				if (two)
+					snprintf(raw, sizeof(raw),
+					         "From: a@example.com\nSubject: %.*s\nSubject: "
+					         "%s\n\nhi\n",
+					         (int)(n / 2), subj, subj + n / 2);
+				else
+					snprintf(raw, sizeof(raw),
+					         "From: a@example.com\nSubject: %s\n\nhi\n", subj);
+				bool want = hits(plain, raw, "SIFT_SUBJ_OBFU");
+				cr_assert_eq(hits(shipped, raw, "SIFT_SUBJ_OBFU"), want, "%s: %d",
+				             raw, want);
+				tried++;
+				hit += want;
+			}
+		}
+	}
+	cr_assert_gt(hit, 100, "%zu of %zu hit", hit, tried);
+
+	size_t n = 65536;
+	char *big = malloc(n + 256);
+	cr_assert_not_null(big);
+	int k = snprintf(big, 256, "From: a@example.com\nTo: b@example.org\nSubject: ");
+	for (size_t i = 0; i < n; i += 2)
+		memcpy(big + k + i, "a@", 2);
+	strcpy(big + k + n, "\n\nhi\n");
+	struct rusage ru0, ru1;
+	getrusage(RUSAGE_SELF, &ru0);
+	bool h = hits(shipped, big, "SIFT_SUBJ_OBFU");
+	getrusage(RUSAGE_SELF, &ru1);
+	cr_assert_not(h);
+	/* quadratic, it takes about 20 s; linear, a few ms (under ASan too) */
+	double cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
+	             (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6 +
+	             (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+	             (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
+	cr_assert_lt(cpu, 2.0, "a Subject of %zu bytes of \"a@\" took %.2f s of CPU", n, cpu);
+	free(big);
+	rules_free(plain);
+	rules_free(shipped);
+}
+
 /* tflags nosubject: the body without the Subject line SpamAssassin puts first. */
 Test(rules, nosubject_body_rules_do_not_see_the_subject)
 {
