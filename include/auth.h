@@ -124,6 +124,18 @@ auth_result_t auth_ar_result(const char *value, const char *method, size_t nth, 
                              char *out, size_t out_bytes);
 
 /*
+ * Each resinfo of method in an Authentication-Results value, in order, to
+ * fn with its result and, with out, the value of its property prop as
+ * auth_ar_result() gives it (in out; "" when absent), until fn returns
+ * false or a result is not one auth_result_parse() knows. One pass over
+ * the value, where reading results by nth copies and splits it again for
+ * each. Returns how many results went to fn.
+ */
+typedef bool (*auth_ar_fn)(auth_result_t r, const char *prop_value, void *ud);
+size_t auth_ar_each(const char *value, const char *method, const char *prop, char *out,
+                    size_t out_bytes, auth_ar_fn fn, void *ud);
+
+/*
  * The domain of the one address in a From field value, lower-cased into
  * out; NULL when there is no address, more than one, or the domain is not
  * a host name (DMARC then does not apply).

@@ -115,27 +115,16 @@ const char *auth_ar_servid(const char *value, char *out, size_t out_bytes)
 	return out;
 }
 
-static auth_result_t ar_result(char *buf, const char *method, size_t nth, const char *prop,
-                               char *out, size_t out_bytes);
-
-auth_result_t auth_ar_result(const char *value, const char *method, size_t nth, const char *prop,
-                             char *out, size_t out_bytes)
+/*
+ * The next resinfo of method among the segments strtok_r() has left in
+ * *save: the start of its result (past "method[/version] ="), or NULL when
+ * none is left.
+ */
+static char *ar_next(char **save, const char *method)
 {
-	char *buf = strip_dup(value);
-	auth_result_t r = ar_result(buf, method, nth, prop, out, out_bytes);
-	free(buf);
-	return r;
-}
-
-static auth_result_t ar_result(char *buf, const char *method, size_t nth, const char *prop,
-                               char *out, size_t out_bytes)
-{
-	if (out && out_bytes)
-		out[0] = '\0';
-	char *save = NULL;
-	char *seg = strtok_r(buf, ";", &save); /* the authserv-id and version */
 	size_t mlen = strlen(method);
-	while (seg != NULL && (seg = strtok_r(NULL, ";", &save)) != NULL) {
+	char *seg;
+	while ((seg = strtok_r(NULL, ";", save)) != NULL) {
 		char *p = seg + strspn(seg, " ");
 		/* method [ "/" version ] "=" result */
 		size_t tl = strcspn(p, " =/");
@@ -147,38 +136,77 @@ static auth_result_t ar_result(char *buf, const char *method, size_t nth, const 
 		p += strspn(p, " ");
 		if (*p != '=')
 			continue;
-		if (nth-- > 0)
-			continue;
 		p++;
-		p += strspn(p, " ");
-		size_t rl = strcspn(p, " ");
-		auth_result_t r = auth_result_parse(p, rl);
-		if (r == AUTH_N_RESULTS)
-			return AUTH_N_RESULTS;
-		if (prop && out && out_bytes) {
-			/* ptype "." property [CFWS] "=" pvalue, anywhere after the result */
-			size_t pl = strlen(prop);
-			for (const char *q = p + rl; *q; q++) {
-				if (strncasecmp(q, prop, pl) != 0 || (q > p && q[-1] != ' '))
-					continue;
-				const char *e = q + pl;
-				e += strspn(e, " ");
-				if (*e != '=')
-					continue;
-				e++;
-				e += strspn(e, " ");
-				size_t vl = strcspn(e, " ");
-				if (vl >= out_bytes)
-					vl = out_bytes - 1;
-				for (size_t i = 0; i < vl; i++)
-					out[i] = (char)tolower((unsigned char)e[i]);
-				out[vl] = '\0';
+		return p + strspn(p, " ");
+	}
+	return NULL;
+}
+
+/* The result at p (from ar_next()) and, with out, its property prop lower-cased ("" if absent). */
+static auth_result_t ar_take(const char *p, const char *prop, char *out, size_t out_bytes)
+{
+	if (out && out_bytes)
+		out[0] = '\0';
+	size_t rl = strcspn(p, " ");
+	auth_result_t r = auth_result_parse(p, rl);
+	if (r == AUTH_N_RESULTS || !prop || !out || !out_bytes)
+		return r;
+	/* ptype "." property [CFWS] "=" pvalue, anywhere after the result */
+	size_t pl = strlen(prop);
+	for (const char *q = p + rl; *q; q++) {
+		if (strncasecmp(q, prop, pl) != 0 || (q > p && q[-1] != ' '))
+			continue;
+		const char *e = q + pl;
+		e += strspn(e, " ");
+		if (*e != '=')
+			continue;
+		e++;
+		e += strspn(e, " ");
+		size_t vl = strcspn(e, " ");
+		if (vl >= out_bytes)
+			vl = out_bytes - 1;
+		for (size_t i = 0; i < vl; i++)
+			out[i] = (char)tolower((unsigned char)e[i]);
+		out[vl] = '\0';
+		break;
+	}
+	return r;
+}
+
+auth_result_t auth_ar_result(const char *value, const char *method, size_t nth, const char *prop,
+                             char *out, size_t out_bytes)
+{
+	if (out && out_bytes)
+		out[0] = '\0';
+	char *buf = strip_dup(value), *save = NULL, *p;
+	auth_result_t r = AUTH_N_RESULTS;
+	/* the first segment is the authserv-id and version */
+	if (strtok_r(buf, ";", &save) != NULL)
+		while ((p = ar_next(&save, method)) != NULL)
+			if (nth-- == 0) {
+				r = ar_take(p, prop, out, out_bytes);
 				break;
 			}
+	free(buf);
+	return r;
+}
+
+size_t auth_ar_each(const char *value, const char *method, const char *prop, char *out,
+                    size_t out_bytes, auth_ar_fn fn, void *ud)
+{
+	char *buf = strip_dup(value), *save = NULL, *p;
+	size_t n = 0;
+	if (strtok_r(buf, ";", &save) != NULL)
+		while ((p = ar_next(&save, method)) != NULL) {
+			auth_result_t r = ar_take(p, prop, out, out_bytes);
+			if (r == AUTH_N_RESULTS)
+				break;
+			n++;
+			if (!fn(r, out, ud))
+				break;
 		}
-		return r;
-	}
-	return AUTH_N_RESULTS;
+	free(buf);
+	return n;
 }
 
 static const char *from_domain(const char *buf, char *out, size_t out_bytes);

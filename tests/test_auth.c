@@ -11,11 +11,16 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "auth_int.h"
 #include "conf.h"
 #include "diag.h"
+#include "hits.h"
+#include "msg.h"
+#include "verdict.h"
 
 Test(ar, the_authserv_id_is_the_first_token_lower_cased)
 {
@@ -231,6 +236,181 @@ Test(conf, bad_values_are_errors_at_their_line)
 		          diag_text(d, 0));
 		diag_free(d);
 	}
+}
+
+/* ------------------------------------------------------------ hostile fields */
+
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Scores m with a; the Authentication-Results value added ("" if none) into *ar. */
+static ev_status_t score_one(void *a, msg_t *m, hits_t *h, const char **ar)
+{
+	verdict_fields_t f;
+	verdict_fields_init(&f, msg_arena(m));
+	verdict_action_t floor = VERDICT_ACCEPT;
+	void *state = calloc(1, auth_evidence.msg_state_bytes);
+	cr_assert_not_null(state);
+	ev_score_ctx_t ctx = {.deadline_ms = ev_now_ms() + 2000,
+	                      .state = state,
+	                      .fields = &f,
+	                      .action_floor = &floor};
+	ev_status_t st = auth_evidence.score(a, NULL, m, NULL, h, &ctx);
+	*ar = "";
+	for (size_t i = 0; i < f.n; i++)
+		if (f.v[i].value != NULL && strcmp(f.v[i].name, "Authentication-Results") == 0)
+			*ar = f.v[i].value;
+	free(state);
+	return st;
+}
+
+/*
+ * The trusted upstream's dkim= results were read one call each, every call
+ * copying and splitting the whole value again; "dkim=none" ones take no
+ * signature slot, so 20,000 of them in 220 KB (under max_header_size) made
+ * 20,000 passes: 19 s of CPU for one message.
+ */
+Test(upstream, many_dkim_results_are_read_in_one_pass)
+{
+	diag_t *d = diag_new();
+	void *a = load("auth_enable = yes\nauth_serv_id = mx.example.org\n"
+	               "auth_trust_authserv_id = up.example.org\n",
+	               d);
+	cr_assert_not_null(a);
+	size_t n = 12000;
+	const char head[] = "up.example.org; spf=pass smtp.mailfrom=a@signer.example";
+	const char none[] = "; dkim=none";
+	const char tail[] = "; dkim=pass header.d=Signer.Example; dkim=fail header.d=b.example";
+	char *v = malloc(sizeof(head) + n * (sizeof(none) - 1) + sizeof(tail));
+	cr_assert_not_null(v);
+	char *p = v + snprintf(v, sizeof(head), "%s", head);
+	for (size_t i = 0; i < n; i++, p += sizeof(none) - 1)
+		memcpy(p, none, sizeof(none) - 1);
+	memcpy(p, tail, sizeof(tail));
+	msg_t *m = msg_new(1 << 20);
+	msg_add_header(m, "Authentication-Results", v);
+	msg_add_header(m, "From", "a@signer.example");
+	hits_t *h = hits_new(msg_arena(m));
+	const char *ar;
+	double t0 = cpu_seconds();
+	cr_assert_eq(score_one(a, m, h, &ar), EV_OK);
+	double cpu = cpu_seconds() - t0;
+	/* the results after the 12,000 none: one pass reads them as the calls did */
+	cr_assert(hits_has(h, "DKIM_VALID_AU"));
+	cr_assert(hits_has(h, "SPF_PASS"));
+	const char *valid = NULL;
+	for (size_t i = 0; i < hits_count(h); i++)
+		if (strcmp(hits_at(h, i)->name, "DKIM_VALID") == 0)
+			valid = hits_at(h, i)->detail;
+	cr_assert_str_eq(valid, "d=signer.example: dkim=pass");
+	/* quadratic, over 4 s; one pass, a millisecond (under ASan too) */
+	cr_assert_lt(cpu, 1.0, "%zu dkim=none results took %.2f s of CPU", n, cpu);
+	msg_free(m);
+	free(v);
+	auth_evidence.release(a);
+	diag_free(d);
+}
+
+/* A DKIM-Signature field of n tags "tN=;" (one tag letter: one of libopendkim's chains). */
+static char *sig_of_tags(size_t n, const char *domain)
+{
+	size_t cap = 256 + n * 12;
+	char *s = malloc(cap);
+	cr_assert_not_null(s);
+	size_t k =
+	    (size_t)snprintf(s, cap,
+	                     "v=1; a=rsa-sha256; c=relaxed/relaxed; d=%s; s=sel; "
+	                     "h=from:to:subject; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;",
+	                     domain);
+	for (size_t i = 0; i < n; i++)
+		k += (size_t)snprintf(s + k, cap - k, " t%zu=;", i);
+	snprintf(s + k, cap - k, " b=AAAA");
+	return s;
+}
+
+/*
+ * libopendkim keeps a signature's tags in chains by their first letter and
+ * looks each new one up in its chain: n tags of one letter cost n^2/2
+ * string compares. Sixteen signatures of 7,000 tags (1 MB, under
+ * max_message_size) took 1.9 s of CPU; RFC 6376 defines 14 tags, so a
+ * signature of more than AUTH_MAX_SIG_TAGS is not shown to it (nor
+ * counted among the 16 verified).
+ */
+Test(dkim, a_signature_of_thousands_of_tags_is_not_handed_to_libopendkim)
+{
+	diag_t *d = diag_new();
+	void *a = load("auth_enable = yes\nauth_serv_id = mx.example.org\n"
+	               "dns_nameserver = 127.0.0.1:9\ndns_timeout = 100ms\ndns_tries = 1\n",
+	               d);
+	cr_assert_not_null(a, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	msg_t *m = msg_new(1 << 24);
+	msg_keep_raw(m);
+	msg_add_header(m, "From", "a@example.com");
+	msg_add_header(m, "To", "b@example.org");
+	msg_add_header(m, "Subject", "hi");
+	char *ok = sig_of_tags(3, "small.example");
+	msg_add_header(m, "DKIM-Signature", ok);
+	for (int i = 0; i < 16; i++) {
+		char *big = sig_of_tags(7000, "big.example");
+		msg_add_header(m, "DKIM-Signature", big);
+		free(big);
+	}
+	msg_append_body(m, "hello\r\n", 7);
+	hits_t *h = hits_new(msg_arena(m));
+	const char *ar;
+	double t0 = cpu_seconds();
+	(void)score_one(a, m, h, &ar);
+	double cpu = cpu_seconds() - t0;
+	/* the small signature only: verified (its key lookup fails), the others not seen */
+	cr_assert(hits_has(h, "DKIM_SIGNED"));
+	cr_assert(strstr(ar, "header.d=small.example"), "%s", ar);
+	cr_assert_null(strstr(ar, "big.example"), "%s", ar);
+	cr_assert_lt(cpu, 1.0, "16 signatures of 7,000 tags took %.2f s of CPU", cpu);
+	free(ok);
+	msg_free(m);
+	auth_evidence.release(a);
+	diag_free(d);
+}
+
+/*
+ * libopendkim walks every header field for each name of a signature's h=:
+ * with a key published, sixteen signatures naming 900 fields over 128,000
+ * short fields (1 MB) took 16 s of CPU. Past max_header_fields the message
+ * is not verified, as past max_message_size, and the field says so.
+ */
+Test(dkim, a_header_past_its_field_limit_is_not_verified)
+{
+	diag_t *d = diag_new();
+	void *a = load("auth_enable = yes\nauth_serv_id = mx.example.org\n"
+	               "dns_nameserver = 127.0.0.1:9\ndns_timeout = 100ms\ndns_tries = 1\n",
+	               d);
+	cr_assert_not_null(a, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	msg_t *m = msg_new(1 << 24);
+	msg_keep_raw(m);
+	msg_set_header_limits(m, 1000, 256 << 10);
+	msg_add_header(m, "From", "a@example.com");
+	char *sig = sig_of_tags(0, "signer.example");
+	msg_add_header(m, "DKIM-Signature", sig);
+	free(sig);
+	for (int i = 0; i < 1000; i++)
+		msg_add_header(m, "X-A", "1");
+	cr_assert_gt(msg_fields_dropped(m), 0);
+	msg_append_body(m, "hello\r\n", 7);
+	hits_t *h = hits_new(msg_arena(m));
+	const char *ar;
+	(void)score_one(a, m, h, &ar);
+	cr_assert(strstr(ar, "dkim=none (not verified: header over the size limits)"), "%s", ar);
+	cr_assert_null(strstr(ar, "signer.example"), "%s", ar);
+	bool yes;
+	cr_assert(auth_eval(h, "check_dkim_dependable", &yes) && !yes);
+	msg_free(m);
+	auth_evidence.release(a);
+	diag_free(d);
 }
 
 /* ------------------------------------------------------------ SpamAssassin's eval tests */
