@@ -8,8 +8,9 @@
  *	flight), and an HTTP server (libmicrohttpd) that answers GET /metrics
  *	with them in the Prometheus text exposition format (version 0.0.4).
  *	Every other path gets 404; the server keeps at most
- *	METRICS_MAX_CONNECTIONS connections and drops an idle one after
- *	METRICS_TIMEOUT_S, so a slow scraper never holds a mail thread.
+ *	METRICS_MAX_CONNECTIONS connections and drops each one
+ *	METRICS_TIMEOUT_S after it came, idle or trickling, so a slow
+ *	scraper never holds a mail thread nor a slot for good.
  *
  *	Modules add their own figures through evidence_ops_t.metrics, which
  *	writes families with metrics_out_family() and samples with

@@ -6,10 +6,12 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "metrics.h"
@@ -188,4 +190,42 @@ Test(metrics, endpoint_serves_get_metrics_only)
 	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	cr_assert_neq(connect(s, (struct sockaddr *)&a, sizeof(a)), 0, "stopped: nobody listens");
 	close(s);
+}
+
+/*
+ * A client that sends its request one byte a second is never idle for
+ * METRICS_TIMEOUT_S, and held its slot for good (eight such, the whole
+ * endpoint): each connection gets METRICS_TIMEOUT_S in all.
+ */
+Test(metrics, a_trickling_client_is_cut_after_the_timeout, .timeout = 40)
+{
+	collect_label = "trickle";
+	int port = free_port();
+	char spec[32], err[256];
+	snprintf(spec, sizeof(spec), "127.0.0.1:%d", port);
+	cr_assert_eq(metrics_start(spec, collect_one, err, sizeof(err)), 0, "%s", err);
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_port = htons((uint16_t)port),
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert_eq(connect(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	const char *req = "GET /metrics HTTP/1.1\r\nX-Slow: ";
+	cr_assert_eq(send(s, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	bool closed = false;
+	for (int i = 0; i < 3 * METRICS_TIMEOUT_S && !closed; i++) {
+		struct pollfd pfd = {.fd = s, .events = POLLIN};
+		char c;
+		if (poll(&pfd, 1, 1000) > 0 && recv(s, &c, 1, 0) <= 0)
+			closed = true;
+		else if (send(s, "x", 1, MSG_NOSIGNAL) < 0)
+			closed = true;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	close(s);
+	metrics_stop();
+	cr_assert(closed, "a byte a second kept the connection %ld s",
+	          (long)(t1.tv_sec - t0.tv_sec));
+	cr_assert_leq(t1.tv_sec - t0.tv_sec, METRICS_TIMEOUT_S + 2);
 }
