@@ -10,11 +10,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define CONF_MAX_LINE_BYTES 8192
 
@@ -176,9 +179,27 @@ conf_t *conf_parse(const char *name, const char *text, diag_t *d)
 
 conf_t *conf_load(const char *path, diag_t *d)
 {
-	FILE *fp = fopen(path, "r");
+	/*
+	 * Non-blocking and checked before any read: a FIFO would block the
+	 * open (and a reload's signal thread) for good, /dev/zero would be
+	 * read until memory runs out, a directory gives only "read error".
+	 */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		diag_error(d, path, 0, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	struct stat st = {.st_mode = 0};
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		diag_error(d, path, 0, "not a regular file%s",
+		           S_ISDIR(st.st_mode) ? " (a directory)" : "");
+		close(fd);
+		return NULL;
+	}
+	FILE *fp = fdopen(fd, "r");
 	if (fp == NULL) {
 		diag_error(d, path, 0, "cannot open: %s", strerror(errno));
+		close(fd);
 		return NULL;
 	}
 	char *text = NULL;
@@ -237,6 +258,20 @@ static struct conf_item *conf_single(conf_t *c, const char *key, diag_t *d, int 
 		}
 	}
 	return ovr ? ovr : found;
+}
+
+/*
+ * strtod also reads C's hexadecimal forms ("0x10" as 16, "0x1p3" as 8):
+ * sift.conf(5) numbers are decimal, and a duration or score written so is
+ * a mistake to report, not a value to take.
+ */
+static double conf_strtod(const char *s, char **end)
+{
+	if (strpbrk(s, "xX") != NULL) {
+		*end = (char *)s;
+		return 0;
+	}
+	return strtod(s, end);
 }
 
 static void conf_bad(diag_t *d, const struct conf_item *it, const char *what)
@@ -360,7 +395,7 @@ int conf_double(conf_t *c, const char *key, double def, double min, double max, 
 		return dup ? -1 : 0;
 	char *end;
 	errno = 0;
-	double v = strtod(it->value, &end);
+	double v = conf_strtod(it->value, &end);
 	if (errno || end == it->value || *end != '\0' || !isfinite(v)) {
 		conf_bad(d, it, "expected a number");
 		return -1;
@@ -389,7 +424,7 @@ int conf_double_or_off(conf_t *c, const char *key, double def, double off_value,
 	}
 	char *end;
 	errno = 0;
-	double v = strtod(it->value, &end);
+	double v = conf_strtod(it->value, &end);
 	if (errno || end == it->value || *end != '\0' || !isfinite(v)) {
 		conf_bad(d, it, "expected a number or 'off'");
 		return -1;
@@ -457,7 +492,7 @@ int conf_parse_ms(const char *s, long *out)
 	errno = 0;
 	if (*s == '-')
 		return -1;
-	double v = strtod(s, &end);
+	double v = conf_strtod(s, &end);
 	if (errno || end == s || !isfinite(v))
 		return -1;
 	double mul;

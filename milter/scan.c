@@ -313,6 +313,14 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 	conf_str(c, "socket_mode", "0660", &mode, d);
 	conf_str(c, "socket_group", "", &s->socket_group, d);
 	conf_str(c, "pid_file", "sift-milter.pid", &pid, d);
+	/*
+	 * Empty, the state directory was the working directory (/ under
+	 * systemd) and the pid file the state directory itself.
+	 */
+	if (s->state_dir[0] == '\0')
+		scan_key_error(c, "state_dir", d, "state_dir: empty");
+	if (pid[0] == '\0')
+		scan_key_error(c, "pid_file", d, "pid_file: empty");
 	conf_str(c, "user", "", &s->user, d);
 	conf_str(c, "group", "", &s->group, d);
 	conf_bool(c, "foreground", false, &s->foreground, d);

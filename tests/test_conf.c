@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "conf.h"
 
@@ -83,6 +85,27 @@ Test(conf, typed_values_and_ranges)
 	cr_assert(isinf(off));
 	conf_double(c, "f", 0, 0, 10, &f, d);
 	cr_assert_float_eq(f, 2.5, 1e-9);
+	conf_free(c);
+	diag_free(d);
+}
+
+Test(conf, durations_and_scores_are_decimal)
+{
+	/* strtod's hexadecimal forms are not sift.conf(5) numbers: 0x10 is not 16 s */
+	long ms;
+	cr_assert_eq(conf_parse_ms("0x10", &ms), -1);
+	cr_assert_eq(conf_parse_ms("0x1p3s", &ms), -1);
+	cr_assert_eq(conf_parse_ms("1.5s", &ms), 0);
+	cr_assert_eq(ms, 1500);
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("t.conf", "deadline = 0X10\nreject_score = 0x10\nf = 0x1p1\n", d);
+	double v;
+	cr_assert_eq(conf_ms(c, "deadline", 2000, 10, 600000, &ms, d), -1);
+	cr_assert(diag_has(d, "t.conf:1: deadline: expected a duration"));
+	cr_assert_eq(conf_double_or_off(c, "reject_score", 15, INFINITY, &v, d), -1);
+	cr_assert(diag_has(d, "t.conf:2: reject_score: expected a number or 'off'"));
+	cr_assert_eq(conf_double(c, "f", 0, 0, 10, &v, d), -1);
+	cr_assert(diag_has(d, "t.conf:3: f: expected a number"));
 	conf_free(c);
 	diag_free(d);
 }
@@ -208,4 +231,23 @@ Test(conf, relative_file_names_taken_from_the_root_are_warned_about)
 	cr_assert_eq(diag_errors(d), 0);
 	conf_free(c);
 	diag_free(d);
+}
+
+/* What is not a regular file is refused at once: a FIFO blocked the open, /dev/zero ate memory. */
+Test(conf, load_refuses_what_is_not_a_regular_file, .timeout = 10)
+{
+	char dir[] = "/tmp/sift-conf-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	char fifo[64];
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	diag_t *d = diag_new();
+	cr_assert_null(conf_load(dir, d));
+	cr_assert(diag_has(d, "not a regular file (a directory)"), "%s", diag_text(d, 0));
+	cr_assert_null(conf_load(fifo, d));
+	cr_assert_null(conf_load("/dev/zero", d));
+	cr_assert_eq(diag_errors(d), 3);
+	diag_free(d);
+	unlink(fifo);
+	rmdir(dir);
 }

@@ -685,3 +685,20 @@ Test(order, without_dependencies_the_list_order_stands_and_a_cycle_is_broken)
 	scan_order_sources(cyc, 2, order);
 	cr_assert(order[0] != order[1], "each source runs once");
 }
+
+/* An empty state_dir was the working directory; an empty pid_file the state directory. */
+Test(scan, empty_state_dir_and_pid_file_are_refused_at_their_line)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("test.conf", "state_dir =\npid_file = \"\"\n", d);
+	cr_assert_not_null(c);
+	cr_assert_null(scan_gen_load_pipeline(c, d));
+	bool sd = false, pf = false;
+	for (size_t i = 0; i < diag_count(d); i++) {
+		sd |= strstr(diag_text(d, i), "test.conf:1: state_dir: empty") != NULL;
+		pf |= strstr(diag_text(d, i), "test.conf:2: pid_file: empty") != NULL;
+	}
+	cr_assert(sd && pf, "%s", diag_count(d) ? diag_text(d, 0) : "no error");
+	conf_free(c);
+	diag_free(d);
+}

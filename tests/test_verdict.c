@@ -60,6 +60,30 @@ Test(verdict, bad_replies_are_refused)
 	diag_free(d);
 }
 
+/*
+ * A CR in a reply passed the load, then smfi_setreply() refused it at each
+ * message; an empty header_prefix named the fields "-Score"... The errors
+ * name the file and line, as every other one does.
+ */
+Test(verdict, replies_with_control_characters_are_refused_at_their_line)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("v.conf",
+	                       "header_max_rules = 3\nreject_reply = 550 5.7.1 no\rX-Injected: 1\n"
+	                       "tempfail_reply = 451 4.7.1 later\x1b[2J\nheader_prefix =\n",
+	                       d);
+	verdict_policy_t p;
+	cr_assert_eq(verdict_policy_read(c, &p, d), -1);
+	cr_assert_eq(diag_errors(d), 3);
+	cr_assert(strstr(diag_text(d, 0), "v.conf:2: reject_reply must be a 5xx"), "%s",
+	          diag_text(d, 0));
+	cr_assert(strstr(diag_text(d, 1), "v.conf:3: tempfail_reply must be a 4xx"), "%s",
+	          diag_text(d, 1));
+	cr_assert(strstr(diag_text(d, 2), "v.conf:4: header_prefix: empty"), "%s", diag_text(d, 2));
+	conf_free(c);
+	diag_free(d);
+}
+
 Test(verdict, headers_name_the_rules_and_flag_spam)
 {
 	verdict_policy_t p = policy("");
