@@ -175,8 +175,13 @@ static void *auth_load(conf_t *c, void *prev, const ev_env_t *env, diag_t *d)
 		else
 			a->score[i] = sc;
 	}
-	if (servid[0] == '\0' || strpbrk(servid, " \t;()") != NULL)
-		diag_error(d, conf_path(c), 0, "auth_serv_id: \"%s\" is not a token", servid);
+	if (servid[0] == '\0' || strpbrk(servid, " \t;()") != NULL) {
+		const char *file = conf_path(c);
+		unsigned line = 0;
+		conf_value_at(c, "auth_serv_id", 0, &file, &line);
+		diag_error(d, file, line, "auth_serv_id: \"%s\" is not a token%s", servid,
+		           line ? "" : " (the host name, taken as default)");
+	}
 	if (diag_errors(d) > errors0 || !enable) {
 		auth_release(a);
 		return NULL;

@@ -121,12 +121,37 @@ static int conf_parse_line(conf_t *c, const char *name, unsigned lineno, char *l
 			return -1;
 		}
 	if (*value == '"') {
-		size_t n = strlen(value);
-		if (n < 2 || value[n - 1] != '"') {
-			diag_error(d, name, lineno, "unterminated quoted value for '%s'", key);
-			return -1;
+		/*
+		 * The closing quote is the last one before the end or before a
+		 * " #" comment, as for an unquoted value: a reply may hold quotes.
+		 */
+		char *end = value + strlen(value);
+		if (end[-1] != '"' || end == value + 1) {
+			char *q = NULL;
+			for (char *h = value + 1; (h = strchr(h, '#')) != NULL; h++) {
+				if (h[-1] != ' ' && h[-1] != '\t')
+					continue;
+				char *t = h;
+				while (t > value + 1 && (t[-1] == ' ' || t[-1] == '\t'))
+					t--;
+				if (t > value + 1 && t[-1] == '"') {
+					q = t;
+					break;
+				}
+			}
+			if (q == NULL) {
+				diag_error(d, name, lineno,
+				           strchr(value + 1, '"') != NULL
+				               ? "text after the closing quote of '%s' (a comment"
+				                 " starts with \" #\")"
+				               : "unterminated quoted value for '%s'",
+				           key);
+				return -1;
+			}
+			*q = '\0';
+			end = q;
 		}
-		value[n - 1] = '\0';
+		end[-1] = '\0';
 		value++;
 	} else {
 		/* An unquoted value ends at a " #" comment. */
@@ -150,6 +175,9 @@ conf_t *conf_parse(const char *name, const char *text, diag_t *d)
 	unsigned lineno = 0;
 	size_t before = diag_errors(d);
 	const char *p = text;
+	/* A byte order mark, as some Windows editors write, is not part of a key. */
+	if (strncmp(p, "\xef\xbb\xbf", 3) == 0)
+		p += 3;
 	while (*p) {
 		const char *nl = strchr(p, '\n');
 		size_t len = nl ? (size_t)(nl - p) : strlen(p);
@@ -225,8 +253,11 @@ conf_t *conf_load(const char *path, diag_t *d)
 		text = xalloc_calloc(1, 1);
 	text[len] = '\0';
 	if (strlen(text) != len) {
+		unsigned line = 1;
+		for (const char *t = text; *t; t++)
+			line += *t == '\n';
 		free(text);
-		diag_error(d, path, 0, "file contains NUL bytes");
+		diag_error(d, path, line, "NUL byte in line");
 		return NULL;
 	}
 	conf_t *c = conf_parse(path, text, d);
@@ -611,6 +642,8 @@ const char *conf_filename_at(conf_t *c, const char *key, size_t idx, const char 
 	struct conf_item *it = conf_item_at(c, key, idx, file, line);
 	if (it == NULL)
 		return NULL;
+	if (it->value[0] == '\0' && d != NULL)
+		diag_error(d, it->file, it->line, "%s: empty file name", key);
 	conf_item_resolve(c, it, d);
 	return it->value;
 }

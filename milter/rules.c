@@ -1329,8 +1329,11 @@ int rules_opts_read(conf_t *c, rules_opts_t *o, diag_t *d)
 		n = RULES_MAX_PATHS;
 	}
 	if (n > 0) {
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
 			o->paths[i] = conf_filename_at(c, "rules", i, NULL, NULL, d);
+			if (o->paths[i][0] == '\0')
+				rc = -1; /* said at its line; not also "cannot open" */
+		}
 		o->npaths = n;
 	}
 	long v;

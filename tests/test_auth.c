@@ -226,7 +226,8 @@ Test(conf, bad_values_are_errors_at_their_line)
 	    {"auth_enable = yes\nauth_score = SPF_PASS\n", "t.conf:2:"},
 	    {"auth_enable = yes\nauth_score = SPF_PASS 1e9\n", "t.conf:2:"},
 	    {"auth_enable = yes\nauth_dmarc_action = maybe\n", "t.conf:2:"},
-	    {"auth_enable = yes\nauth_serv_id = has space\n", "auth_serv_id"},
+	    {"auth_enable = yes\nauth_serv_id = has space\n", "t.conf:2: auth_serv_id"},
+	    {"auth_enable = yes\n\nauth_serv_id =\n", "t.conf:3: auth_serv_id"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		diag_t *d = diag_new();

@@ -251,3 +251,64 @@ Test(conf, load_refuses_what_is_not_a_regular_file, .timeout = 10)
 	unlink(fifo);
 	rmdir(dir);
 }
+
+Test(conf, a_quoted_value_may_carry_a_comment_and_quotes)
+{
+	/* Refused as "unterminated" before, though an unquoted value may carry one. */
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("q.conf",
+	                       "reject_reply = \"550 5.7.1 no\"  # our wording\n"
+	                       "tempfail_reply = \"451 4.7.1 \"later\" please\" # said twice\n",
+	                       d);
+	cr_assert_not_null(c, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	const char *v;
+	conf_str(c, "reject_reply", NULL, &v, d);
+	cr_assert_str_eq(v, "550 5.7.1 no");
+	conf_str(c, "tempfail_reply", NULL, &v, d);
+	cr_assert_str_eq(v, "451 4.7.1 \"later\" please");
+	conf_free(c);
+	cr_assert_null(conf_parse("q.conf", "\nreject_reply = \"550 no\" extra\n", d));
+	cr_assert(diag_has(d, "q.conf:2: text after the closing quote of 'reject_reply'"), "%s",
+	          diag_text(d, 0));
+	cr_assert_null(conf_parse("q.conf", "reject_reply = \"550 no\n", d));
+	cr_assert(diag_has(d, "q.conf:1: unterminated quoted value for 'reject_reply'"));
+	cr_assert_null(conf_parse("q.conf", "reject_reply = \"\n", d));
+	cr_assert_eq(diag_errors(d), 3);
+	diag_free(d);
+}
+
+Test(conf, a_byte_order_mark_is_skipped_and_a_nul_byte_has_its_line)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("bom.conf", "\xef\xbb\xbfsocket = unix:/s\n", d);
+	cr_assert_not_null(c, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	const char *v;
+	conf_str(c, "socket", NULL, &v, d);
+	cr_assert_str_eq(v, "unix:/s");
+	conf_free(c);
+	char path[] = "/tmp/sift-conf-nul-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	static const char text[] = "socket = unix:/s\n\nlog_level = in\0fo\n";
+	cr_assert_eq(write(fd, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
+	close(fd);
+	cr_assert_null(conf_load(path, d));
+	char want[64];
+	snprintf(want, sizeof(want), "%s:3: NUL byte in line", path);
+	cr_assert(diag_has(d, want), "%s", diag_text(d, 0));
+	unlink(path);
+	diag_free(d);
+}
+
+Test(conf, an_empty_file_name_is_an_error_at_its_line)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("e.conf", "rules = /a\nrules =\n", d);
+	cr_assert_not_null(c);
+	cr_assert_str_eq(conf_filename_at(c, "rules", 0, NULL, NULL, d), "/a");
+	cr_assert_eq(diag_errors(d), 0);
+	conf_filename_at(c, "rules", 1, NULL, NULL, d);
+	cr_assert(diag_has(d, "e.conf:2: rules: empty file name"), "%s", diag_text(d, 0));
+	conf_free(c);
+	diag_free(d);
+}
