@@ -96,6 +96,14 @@ int conf_double_or_off(conf_t *c, const char *key, double def, double off_value,
 size_t conf_count(conf_t *c, const char *key);
 const char *conf_value_at(conf_t *c, const char *key, size_t i, const char **file, unsigned *line);
 
+/*
+ * The file line of a single-valued key that a command-line override hides
+ * (the last such line), or NULL. Its value is never used, but it is still
+ * checked: `sift lint` reports it, and a daemon started with the flag
+ * would otherwise load a file that fails the first start without it.
+ */
+const char *conf_hidden(conf_t *c, const char *key, const char **file, unsigned *line);
+
 /* Errors for every key that no getter asked for. Returns their number. */
 size_t conf_check_unknown(const conf_t *c, diag_t *d);
 

@@ -648,6 +648,25 @@ const char *conf_filename_at(conf_t *c, const char *key, size_t idx, const char 
 	return it->value;
 }
 
+const char *conf_hidden(conf_t *c, const char *key, const char **file, unsigned *line)
+{
+	const struct conf_item *hidden = NULL;
+	bool any_override = false;
+	for (size_t i = 0; i < c->n; i++) {
+		if (strcmp(c->v[i].key, key) != 0)
+			continue;
+		if (c->v[i].override)
+			any_override = true;
+		else
+			hidden = &c->v[i];
+	}
+	if (!any_override || hidden == NULL)
+		return NULL;
+	*file = hidden->file;
+	*line = hidden->line;
+	return hidden->value;
+}
+
 size_t conf_check_unknown(const conf_t *c, diag_t *d)
 {
 	size_t n = 0;

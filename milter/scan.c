@@ -298,6 +298,28 @@ __attribute__((format(printf, 4, 5))) static void scan_key_error(conf_t *c, cons
 	diag_error(d, file, line, "%s", buf);
 }
 
+/*
+ * sift-milter's -f, -p and -d hide the file's foreground, socket and
+ * state_dir lines; a bad value there is still an error at its line, as
+ * `sift lint` reports it, rather than a surprise on the first start
+ * without the flag (a unit file edited, a hand start for debugging).
+ */
+static void scan_hidden_check(conf_t *c, diag_t *d)
+{
+	const char *file, *v;
+	unsigned line;
+	char err[512];
+	bool b;
+
+	if ((v = conf_hidden(c, "foreground", &file, &line)) != NULL && conf_parse_bool(v, &b) < 0)
+		diag_error(d, file, line, "foreground: expected yes or no, got '%s'", v);
+	if ((v = conf_hidden(c, "socket", &file, &line)) != NULL &&
+	    scan_socket_check(v, err, sizeof(err)) < 0)
+		diag_error(d, file, line, "%s", err);
+	if ((v = conf_hidden(c, "state_dir", &file, &line)) != NULL && v[0] == '\0')
+		diag_error(d, file, line, "state_dir: empty");
+}
+
 static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 {
 	static const char *const sinks[] = {"syslog", "stderr", NULL};
@@ -366,6 +388,7 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 	char err[512];
 	if (scan_socket_check(s->socket, err, sizeof(err)) < 0)
 		scan_key_error(c, "socket", d, "%s", err);
+	scan_hidden_check(c, d);
 	conf_str(c, "metrics_listen", "", &s->metrics_listen, d);
 	struct sockaddr_storage msa;
 	if (s->metrics_listen[0] != '\0' &&

@@ -3,7 +3,8 @@
 # `sift lint` accepts it, every documented (commented) key in it is a real
 # key with a valid value, a misspelt key fails with file:line, a message
 # scores the same with the shipped file as with no file at all, and a daemon
-# started in / warns about a relative file name.
+# started in / warns about a relative file name, and a bad line that a
+# command-line flag hides still fails the start at its line.
 . "$(dirname "$0")/it_lib.sh"
 
 SIFT=$top_builddir/sift
@@ -81,4 +82,18 @@ check "and warns about it at its file:line" \
 kill "$RP"
 wait "$RP"
 it_untrack "$RP"
+
+# -f, -p and -d hide the file's foreground, socket and state_dir lines, but
+# a bad value there is still refused at its line, as `sift lint` refuses it:
+# the daemon and the lint agree on which files are valid.
+printf 'rules = %s\nforeground = maybe\nsocket = carrier-pigeon:x\nstate_dir = ""\n' \
+	"$RULES_ABS" >"$D/hidden.conf"
+timeout 60 "$MILTER" -f -c "$D/hidden.conf" -d "$D/s8" -p "inet:$MP@127.0.0.1" \
+	>"$D/hidden.err" 2>&1
+check "a bad line hidden by a command-line flag fails the start" [ $? = 1 ]
+check "the hidden foreground names its line" \
+	grep -q "hidden.conf:2: foreground: expected yes or no, got 'maybe'" "$D/hidden.err"
+check "the hidden socket names its line" grep -q "hidden.conf:3: .*carrier-pigeon" "$D/hidden.err"
+check "the hidden state_dir names its line" grep -q "hidden.conf:4: state_dir: empty" "$D/hidden.err"
+check "the daemon never listened" sh -c "! grep -q 'listening on' '$D/hidden.err'"
 it_done

@@ -137,6 +137,11 @@ Test(conf, overrides_hide_file_values_and_lists_repeat)
 	const char *sd;
 	cr_assert_eq(conf_str(c, "state_dir", NULL, &sd, d), 0);
 	cr_assert_str_eq(sd, "/tmp/s");
+	/* the hidden file line is still there to be checked, with its place */
+	cr_assert_str_eq(conf_hidden(c, "state_dir", &file, &line), "/var/x");
+	cr_assert_str_eq(file, "t.conf");
+	cr_assert_eq(line, 3);
+	cr_assert_null(conf_hidden(c, "socket", &file, &line), "no line, nothing hidden");
 	cr_assert_eq(diag_errors(d), 0);
 	conf_free(c);
 	diag_free(d);
