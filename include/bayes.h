@@ -260,8 +260,9 @@ void bayes_store_cache_stats(bayes_store_t *s, uint64_t *hits, uint64_t *reads);
  * this store's own batches, until the store holds a quarter more tokens
  * than it was sized for); until one is built for the current state,
  * a thread of the store builds it (a read of every key; spaced by ten
- * times the last build's time) and lookups read LMDB. Any thread, any
- * time; 0 stops its use. bayes_store_filter_stats() gives the keys it
+ * times the last build's time) and lookups read LMDB; the first build
+ * starts when the filter is switched on, not at the first lookup. Any
+ * thread, any time; 0 stops its use. bayes_store_filter_stats() gives the keys it
  * answered and the builds finished since the store was opened.
  */
 void bayes_store_set_filter(bayes_store_t *s, unsigned bits_per_key);

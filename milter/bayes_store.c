@@ -932,6 +932,19 @@ static void filter_stop(bayes_store_t *s)
 void bayes_store_set_filter(bayes_store_t *s, unsigned bits_per_key)
 {
 	atomic_store(&s->filter_bits, bits_per_key);
+	/*
+	 * Built now, not at the first lookup: the build reads every key, which
+	 * brings the store's pages in too, so the first messages after a start
+	 * cost what later ones do. Left to the first lookups, the first three
+	 * test-fold messages took 4.5, 9 and 25 ms of Bayes, then 0.5.
+	 */
+	if (bits_per_key > 0) {
+		pthread_rwlock_rdlock(&s->filter_lock);
+		bool none = s->filter == NULL;
+		pthread_rwlock_unlock(&s->filter_lock);
+		if (none)
+			filter_kick(s);
+	}
 }
 
 void bayes_store_filter_stats(bayes_store_t *s, uint64_t *skipped, uint64_t *builds)
