@@ -97,6 +97,14 @@ size_t conf_count(conf_t *c, const char *key);
 const char *conf_value_at(conf_t *c, const char *key, size_t i, const char **file, unsigned *line);
 
 /*
+ * An error about key's value, found by a check beyond the getters' (a
+ * socket's syntax, a reply's code), at the file:line of the value they
+ * gave: "command line" for an override, the file alone for a default.
+ */
+void conf_key_error(conf_t *c, const char *key, diag_t *d, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/*
  * The file line of a single-valued key that a command-line override hides
  * (the last such line), or NULL. Its value is never used, but it is still
  * checked: `sift lint` reports it, and a daemon started with the flag

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -646,6 +647,19 @@ const char *conf_filename_at(conf_t *c, const char *key, size_t idx, const char 
 		diag_error(d, it->file, it->line, "%s: empty file name", key);
 	conf_item_resolve(c, it, d);
 	return it->value;
+}
+
+void conf_key_error(conf_t *c, const char *key, diag_t *d, const char *fmt, ...)
+{
+	char buf[1024];
+	const char *file = c->path;
+	unsigned line = 0;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	conf_item_at(c, key, 0, &file, &line);
+	diag_error(d, file, line, "%s", buf);
 }
 
 const char *conf_hidden(conf_t *c, const char *key, const char **file, unsigned *line)

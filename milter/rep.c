@@ -130,15 +130,13 @@ static int read_secret_file(conf_t *c, const char *key, char *buf, size_t size, 
 
 static int copy_key(conf_t *c, const char *key, char *buf, size_t size, diag_t *d)
 {
-	const char *v, *file = NULL;
-	unsigned line = 0;
+	const char *v;
 	if (conf_str(c, key, NULL, &v, d) < 0)
 		return -1;
 	if (v == NULL)
 		return 0;
 	if (strlen(v) >= size) {
-		conf_value_at(c, key, 0, &file, &line);
-		diag_error(d, file, line, "%s: longer than %zu bytes", key, size - 1);
+		conf_key_error(c, key, d, "%s: longer than %zu bytes", key, size - 1);
 		return -1;
 	}
 	snprintf(buf, size, "%s", v);

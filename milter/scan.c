@@ -14,7 +14,6 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,21 +282,6 @@ static int scan_socket_check(const char *spec, char *err, size_t err_len)
 	return -1;
 }
 
-/* An error about a value, at the line that set it (the file when it is a default). */
-__attribute__((format(printf, 4, 5))) static void scan_key_error(conf_t *c, const char *key,
-                                                                 diag_t *d, const char *fmt, ...)
-{
-	char buf[1024];
-	const char *file = conf_path(c);
-	unsigned line = 0;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	conf_value_at(c, key, 0, &file, &line);
-	diag_error(d, file, line, "%s", buf);
-}
-
 /*
  * sift-milter's -f, -p and -d hide the file's foreground, socket and
  * state_dir lines; a bad value there is still an error at its line, as
@@ -340,9 +324,9 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 	 * systemd) and the pid file the state directory itself.
 	 */
 	if (s->state_dir[0] == '\0')
-		scan_key_error(c, "state_dir", d, "state_dir: empty");
+		conf_key_error(c, "state_dir", d, "state_dir: empty");
 	if (pid[0] == '\0')
-		scan_key_error(c, "pid_file", d, "pid_file: empty");
+		conf_key_error(c, "pid_file", d, "pid_file: empty");
 	conf_str(c, "user", "", &s->user, d);
 	conf_str(c, "group", "", &s->group, d);
 	conf_bool(c, "foreground", false, &s->foreground, d);
@@ -352,13 +336,13 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 	conf_str(c, "log_level", "info", &level, d);
 	s->log_level = log_level_parse(level);
 	if (s->log_level < 0) {
-		scan_key_error(c, "log_level", d,
+		conf_key_error(c, "log_level", d,
 		               "log_level: expected err, warning, notice, info or debug, got '%s'",
 		               level);
 		s->log_level = LOG_L_INFO;
 	}
 	if (log_facility_parse(s->log_facility) < 0)
-		scan_key_error(c, "log_facility", d, "log_facility: unknown facility '%s'",
+		conf_key_error(c, "log_facility", d, "log_facility: unknown facility '%s'",
 		               s->log_facility);
 	conf_size(c, "max_message_size", 10 << 20, 1024, (uint64_t)1 << 31, &s->max_message_bytes,
 	          d);
@@ -387,17 +371,17 @@ static int scan_settings_read(conf_t *c, scan_settings_t *s, diag_t *d)
 
 	char err[512];
 	if (scan_socket_check(s->socket, err, sizeof(err)) < 0)
-		scan_key_error(c, "socket", d, "%s", err);
+		conf_key_error(c, "socket", d, "%s", err);
 	scan_hidden_check(c, d);
 	conf_str(c, "metrics_listen", "", &s->metrics_listen, d);
 	struct sockaddr_storage msa;
 	if (s->metrics_listen[0] != '\0' &&
 	    metrics_listen_parse(s->metrics_listen, &msa, err, sizeof(err)) < 0)
-		scan_key_error(c, "metrics_listen", d, "%s", err);
+		conf_key_error(c, "metrics_listen", d, "%s", err);
 	char *mode_end;
 	unsigned long m = strtoul(mode, &mode_end, 8);
 	if (mode[0] < '0' || mode[0] > '7' || *mode_end != '\0' || m > 0777)
-		scan_key_error(c, "socket_mode", d,
+		conf_key_error(c, "socket_mode", d,
 		               "socket_mode: expected an octal mode like 0660, got '%s'", mode);
 	s->socket_mode = (unsigned)m & 0777;
 	if (s->state_dir[0] != '/') {

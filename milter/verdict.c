@@ -7,7 +7,6 @@
 
 #include <ctype.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -42,21 +41,6 @@ static int verdict_check_reply(const char *reply, char cls)
 	return 0;
 }
 
-/* An error about key's value, at its file:line when the file gave it. */
-__attribute__((format(printf, 4, 5))) static void verdict_key_error(conf_t *c, const char *key,
-                                                                    diag_t *d, const char *fmt, ...)
-{
-	char buf[1024];
-	const char *file = conf_path(c);
-	unsigned line = 0;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	conf_value_at(c, key, 0, &file, &line);
-	diag_error(d, file, line, "%s", buf);
-}
-
 int verdict_policy_read(conf_t *c, verdict_policy_t *p, diag_t *d)
 {
 	static const char *const on_error[] = {"accept", "tempfail", NULL};
@@ -88,23 +72,22 @@ int verdict_policy_read(conf_t *c, verdict_policy_t *p, diag_t *d)
 	p->max_rules_in_header = (unsigned)n;
 
 	if (verdict_check_reply(p->reject_reply, '5') < 0)
-		verdict_key_error(c, "reject_reply", d,
-		                  "reject_reply must be a 5xx code, a space and text without '%%' "
-		                  "or control characters: '%s'",
-		                  p->reject_reply);
+		conf_key_error(c, "reject_reply", d,
+		               "reject_reply must be a 5xx code, a space and text without '%%' "
+		               "or control characters: '%s'",
+		               p->reject_reply);
 	if (verdict_check_reply(p->tempfail_reply, '4') < 0)
-		verdict_key_error(
-		    c, "tempfail_reply", d,
-		    "tempfail_reply must be a 4xx code, a space and text without '%%' "
-		    "or control characters: '%s'",
-		    p->tempfail_reply);
+		conf_key_error(c, "tempfail_reply", d,
+		               "tempfail_reply must be a 4xx code, a space and text without '%%' "
+		               "or control characters: '%s'",
+		               p->tempfail_reply);
 	/* An empty prefix named the fields "-Score", "-Status" and "-Action". */
 	if (p->header_prefix[0] == '\0')
-		verdict_key_error(c, "header_prefix", d, "header_prefix: empty");
+		conf_key_error(c, "header_prefix", d, "header_prefix: empty");
 	for (const char *s = p->header_prefix; *s; s++)
 		if (!(isalnum((unsigned char)*s) || *s == '-')) {
-			verdict_key_error(c, "header_prefix", d,
-			                  "header_prefix may hold letters, digits and '-'");
+			conf_key_error(c, "header_prefix", d,
+			               "header_prefix may hold letters, digits and '-'");
 			break;
 		}
 	return diag_errors(d) > before ? -1 : 0;
