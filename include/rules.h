@@ -197,7 +197,10 @@ typedef struct rules_opts {
 	bool prefilter;
 	bool prefilter_memmem; /* memmem() even when Vectorscan is built in */
 	bool prefilter_db;     /* the Vectorscan database of rules without literals */
-	const char *db_dir;    /* where it is cached; NULL or "": the state directory */
+	/* regex_prefilter_engine = vectorscan: Vectorscan even where it failed
+	 * its probes (rules_hs_engine_sound()); auto uses it only where it passed */
+	bool vectorscan_unchecked;
+	const char *db_dir; /* where it is cached; NULL or "": the state directory */
 	/* ifplugin/plugin() true for every plugin (regex rules of plugin blocks load, their
 	 * eval tests are skipped): for lint and measurements, not for scoring. */
 	bool all_plugins;

@@ -1360,11 +1360,12 @@ int rules_opts_read(conf_t *c, rules_opts_t *o, diag_t *d)
 		rc = -1;
 	if (conf_bool(c, "rules_all_plugins", false, &o->all_plugins, d) < 0)
 		rc = -1;
-	static const char *const engines[] = {"auto", "memmem", NULL};
+	static const char *const engines[] = {"auto", "memmem", "vectorscan", NULL};
 	int engine;
 	if (conf_enum(c, "regex_prefilter_engine", engines, 0, &engine, d) < 0)
 		rc = -1;
 	o->prefilter_memmem = engine == 1;
+	o->vectorscan_unchecked = engine == 2;
 	if (conf_bool(c, "regex_prefilter_db", true, &o->prefilter_db, d) < 0)
 		rc = -1;
 	/* the daemon changes to "/" when it detaches: a relative path would move */
@@ -2946,7 +2947,8 @@ static bool meta_try(struct lazy *z, const struct rule *ru, double *out, size_t 
 			struct lz_ent *a = &st[sp - 1], *b = &st[sp];
 			if (a->known && b->known) {
 				lz_set(a, meta_binop(op->op, a->lo, b->lo));
-			} else if ((op->op == MOP_ADD || op->op == MOP_SUB) && (a->known || b->known)) {
+			} else if ((op->op == MOP_ADD || op->op == MOP_SUB) &&
+			           (a->known || b->known)) {
 				/*
 				 * A long sum with one open operand stays open to its end: this
 				 * is the general case below for that shape, without its tests

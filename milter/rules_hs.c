@@ -553,6 +553,118 @@ static void gates_close(struct hs_view *v, struct gate_list *gl)
 	v->ngpat = gl->np;
 }
 
+/*
+ * Vectorscan 5.4.9 (Debian 12) on a CPU with AVX-512 misses matches of
+ * ordinary patterns past a scan's first 64 bytes: "x.*z" on text holding
+ * "xbz" at most places from there on, "[a-z]x" and "Y.*" at some (its later
+ * releases mend these accelerators). A database that misses keeps rules
+ * that match from running, and so does its literal matcher, which missed
+ * literals in a scan's last partial 64-byte vector. So before either is
+ * used, the engine scans probes whose matches are known, once per
+ * process; if it misses one, the prefilter runs as without Vectorscan
+ * (memmem for the literals, the rules without literals on every
+ * message): slower, never wrong. The verdict is a fact about the library
+ * and the CPU, set once (pthread_once) and only read after.
+ */
+static const char *const hs_probe_expr[] = {"x.*z", "[a-z]x", "Y.*", "x[^\\n]*z", "Qr"};
+static const char *const hs_probe_plant[] = {"xbz", "bx", "Y", "xbz", "Qr"};
+#define HS_PROBES 5
+static pthread_once_t hs_engine_once = PTHREAD_ONCE_INIT;
+static bool hs_engine_sound;
+
+static int probe_match(unsigned int id, unsigned long long from, unsigned long long to,
+                       unsigned int flags, void *ctx)
+{
+	(void)from;
+	(void)to;
+	(void)flags;
+	(void)id;
+	*(unsigned *)ctx = 1;
+	return 0;
+}
+
+static void hs_engine_check(void)
+{
+	static const size_t lens[] = {70, 100, 130, 200, 257};
+	static const char fills[] = {'.', ' '};
+	char what[160] = "";
+	char buf[257];
+	/* each probe in a database of its own: in one of all five, 5.4.9 took another path */
+	for (unsigned k = 0; k < HS_PROBES && what[0] == '\0'; k++) {
+		hs_database_t *db = NULL;
+		hs_scratch_t *sc = NULL;
+		hs_compile_error_t *err = NULL;
+		if (hs_compile(hs_probe_expr[k], HS_FLAG_PREFILTER | HS_FLAG_ALLOWEMPTY,
+		               HS_MODE_BLOCK, NULL, &db, &err) != HS_SUCCESS ||
+		    hs_alloc_scratch(db, &sc) != HS_SUCCESS) {
+			hs_free_compile_error(err);
+			snprintf(what, sizeof(what), "/%s/ does not compile", hs_probe_expr[k]);
+		}
+		size_t pl = strlen(hs_probe_plant[k]);
+		for (size_t f = 0; f < sizeof(fills) && what[0] == '\0'; f++)
+			for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]) && what[0] == '\0';
+			     l++)
+				for (size_t pos = 0; pos + pl <= lens[l] && what[0] == '\0';
+				     pos++) {
+					memset(buf, fills[f], lens[l]);
+					memcpy(buf + pos, hs_probe_plant[k], pl);
+					unsigned seen = 0;
+					if (hs_scan(db, buf, (unsigned)lens[l], 0, sc, probe_match,
+					            &seen) != HS_SUCCESS ||
+					    seen == 0)
+						snprintf(what, sizeof(what),
+						         "/%s/ missed \"%s\" at byte %zu of %zu",
+						         hs_probe_expr[k], hs_probe_plant[k], pos,
+						         lens[l]);
+				}
+		hs_free_scratch(sc);
+		hs_free_database(db);
+	}
+	/* and two literals as the literal stage compiles them (5.4.9 missed with two) */
+	static const char *const lit[] = {"_:v: x_", "qwv"};
+	const unsigned lfl[] = {HS_FLAG_CASELESS, HS_FLAG_CASELESS}, lid[] = {0, 1};
+	const size_t llen[] = {7, 3};
+	hs_database_t *ldb = NULL;
+	hs_scratch_t *lsc = NULL;
+	hs_compile_error_t *lerr = NULL;
+	if (what[0] == '\0' && (hs_compile_lit_multi(lit, lfl, lid, llen, 2, HS_MODE_BLOCK, NULL,
+	                                             &ldb, &lerr) != HS_SUCCESS ||
+	                        hs_alloc_scratch(ldb, &lsc) != HS_SUCCESS)) {
+		hs_free_compile_error(lerr);
+		snprintf(what, sizeof(what), "its literal probes do not compile");
+	}
+	for (size_t f = 0; f < 2 && what[0] == '\0'; f++)
+		for (size_t len = 60; len <= 200 && what[0] == '\0'; len += 5)
+			for (size_t k = 0; k < 2 && what[0] == '\0'; k++)
+				for (size_t pos = 0; pos + llen[k] <= len && what[0] == '\0';
+				     pos++) {
+					memset(buf, f ? '.' : 'a', len);
+					memcpy(buf + pos, lit[k], llen[k]);
+					unsigned seen = 0;
+					if (hs_scan(ldb, buf, (unsigned)len, 0, lsc, probe_match,
+					            &seen) != HS_SUCCESS ||
+					    seen == 0)
+						snprintf(what, sizeof(what),
+						         "literal \"%s\" missed at byte %zu of %zu",
+						         lit[k], pos, len);
+				}
+	hs_free_scratch(lsc);
+	hs_free_database(ldb);
+	hs_engine_sound = what[0] == '\0';
+	if (!hs_engine_sound)
+		log_msg(LOG_L_WARNING,
+		        "rules prefilter: Vectorscan %s misses matches on this CPU (%s): not used; "
+		        "literals are found with memmem and the rules without literals run on "
+		        "every message",
+		        hs_version(), what);
+}
+
+bool rules_hs_engine_sound(void)
+{
+	pthread_once(&hs_engine_once, hs_engine_check);
+	return hs_engine_sound;
+}
+
 struct rules_hs *rules_hs_prepare(rules_t *r)
 {
 	if (!r->opts.prefilter || r->opts.prefilter_memmem || !r->opts.prefilter_db ||
@@ -564,6 +676,8 @@ struct rules_hs *rules_hs_prepare(rules_t *r)
 	 */
 	uint32_t nl = 0;
 	if (pcre2_config(PCRE2_CONFIG_NEWLINE, &nl) < 0 || nl != PCRE2_NEWLINE_LF)
+		return NULL;
+	if (!r->opts.vectorscan_unchecked && !rules_hs_engine_sound())
 		return NULL;
 	const uint32_t allowed = PCRE2_CASELESS | PCRE2_MULTILINE | PCRE2_DOTALL;
 	struct rules_hs *h = xalloc_calloc(1, sizeof(*h));
@@ -610,8 +724,15 @@ struct rules_hs *rules_hs_prepare(rules_t *r)
 				free(ex.s);
 				continue;
 			}
-			unsigned flags =
-			    HS_FLAG_PREFILTER | HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY;
+			/*
+			 * Every match is reported, not the first alone: with
+			 * HS_FLAG_SINGLEMATCH, Vectorscan 5.4.9 (Debian 12, its AVX-512
+			 * path) misses matches past a piece's 64th byte for patterns it
+			 * scans as one byte, such as /Y/ or /x.*z/, and those rules never
+			 * ran there. rules_pf_list() takes a piece once, so repeats cost
+			 * a compare.
+			 */
+			unsigned flags = HS_FLAG_PREFILTER | HS_FLAG_ALLOWEMPTY;
 			if (ru->re_options & PCRE2_CASELESS)
 				flags |= HS_FLAG_CASELESS;
 			if (ru->re_options & PCRE2_MULTILINE)
@@ -1410,6 +1531,11 @@ void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_resul
 }
 
 #else /* !HAVE_VECTORSCAN */
+
+bool rules_hs_engine_sound(void)
+{
+	return false;
+}
 
 struct rules_hs *rules_hs_prepare(rules_t *r)
 {

@@ -610,6 +610,11 @@ void rules_pf_list(struct pf_result *res, size_t ri, uint32_t k);
  */
 struct rules_hs *rules_hs_prepare(rules_t *r);
 void rules_hs_release(struct rules_hs *h);
+/*
+ * Whether this process's Vectorscan finds every match of its probes (see
+ * rules_hs.c); checked once, any thread. Without it no database is built.
+ */
+bool rules_hs_engine_sound(void);
 void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_result *res);
 
 #endif

@@ -653,7 +653,9 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 			}
 		}
 #ifdef HAVE_VECTORSCAN
-		if (pt->nlit > 0 && !r->opts.prefilter_memmem) {
+		/* a Vectorscan that misses its probes' matches would skip matching rules */
+		if (pt->nlit > 0 && !r->opts.prefilter_memmem &&
+		    (r->opts.vectorscan_unchecked || rules_hs_engine_sound())) {
 			unsigned *flags = xalloc_calloc(pt->nlit, sizeof(unsigned));
 			unsigned *ids = xalloc_calloc(pt->nlit, sizeof(unsigned));
 			for (size_t i = 0; i < pt->nlit; i++) {
@@ -679,7 +681,8 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 #ifdef HAVE_VECTORSCAN
 	for (int t = 0; t < RULES_T_N; t++)
 		pf->dbs[t] = pf->t[t].db;
-	r->stats.vectorscan = hs_ok && !r->opts.prefilter_memmem;
+	r->stats.vectorscan = hs_ok && !r->opts.prefilter_memmem &&
+	                      (r->opts.vectorscan_unchecked || rules_hs_engine_sound());
 #else
 	(void)hs_ok;
 #endif
