@@ -583,12 +583,32 @@ static int probe_match(unsigned int id, unsigned long long from, unsigned long l
 	return 0;
 }
 
+/*
+ * Plants plant at every place of a text of len bytes of fill and scans it:
+ * the first place where db reports nothing, or -1 when it finds them all.
+ */
+static long probe_scan(const hs_database_t *db, hs_scratch_t *sc, const char *plant, size_t len,
+                       char fill)
+{
+	char buf[257];
+	size_t pl = strlen(plant);
+	for (size_t pos = 0; pos + pl <= len && len <= sizeof(buf); pos++) {
+		memset(buf, fill, len);
+		memcpy(buf + pos, plant, pl);
+		unsigned seen = 0;
+		if (hs_scan(db, buf, (unsigned)len, 0, sc, probe_match, &seen) != HS_SUCCESS ||
+		    seen == 0)
+			return (long)pos;
+	}
+	return -1;
+}
+
 static void hs_engine_check(void)
 {
 	static const size_t lens[] = {70, 100, 130, 200, 257};
 	static const char fills[] = {'.', ' '};
 	char what[160] = "";
-	char buf[257];
+	long miss;
 	/* each probe in a database of its own: in one of all five, 5.4.9 took another path */
 	for (unsigned k = 0; k < HS_PROBES && what[0] == '\0'; k++) {
 		hs_database_t *db = NULL;
@@ -600,23 +620,15 @@ static void hs_engine_check(void)
 			hs_free_compile_error(err);
 			snprintf(what, sizeof(what), "/%s/ does not compile", hs_probe_expr[k]);
 		}
-		size_t pl = strlen(hs_probe_plant[k]);
 		for (size_t f = 0; f < sizeof(fills) && what[0] == '\0'; f++)
 			for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]) && what[0] == '\0';
 			     l++)
-				for (size_t pos = 0; pos + pl <= lens[l] && what[0] == '\0';
-				     pos++) {
-					memset(buf, fills[f], lens[l]);
-					memcpy(buf + pos, hs_probe_plant[k], pl);
-					unsigned seen = 0;
-					if (hs_scan(db, buf, (unsigned)lens[l], 0, sc, probe_match,
-					            &seen) != HS_SUCCESS ||
-					    seen == 0)
-						snprintf(what, sizeof(what),
-						         "/%s/ missed \"%s\" at byte %zu of %zu",
-						         hs_probe_expr[k], hs_probe_plant[k], pos,
-						         lens[l]);
-				}
+				if ((miss = probe_scan(db, sc, hs_probe_plant[k], lens[l],
+				                       fills[f])) >= 0)
+					snprintf(what, sizeof(what),
+					         "/%s/ missed \"%s\" at byte %ld of %zu",
+					         hs_probe_expr[k], hs_probe_plant[k], miss,
+					         lens[l]);
 		hs_free_scratch(sc);
 		hs_free_database(db);
 	}
@@ -636,18 +648,10 @@ static void hs_engine_check(void)
 	for (size_t f = 0; f < 2 && what[0] == '\0'; f++)
 		for (size_t len = 60; len <= 200 && what[0] == '\0'; len += 5)
 			for (size_t k = 0; k < 2 && what[0] == '\0'; k++)
-				for (size_t pos = 0; pos + llen[k] <= len && what[0] == '\0';
-				     pos++) {
-					memset(buf, f ? '.' : 'a', len);
-					memcpy(buf + pos, lit[k], llen[k]);
-					unsigned seen = 0;
-					if (hs_scan(ldb, buf, (unsigned)len, 0, lsc, probe_match,
-					            &seen) != HS_SUCCESS ||
-					    seen == 0)
-						snprintf(what, sizeof(what),
-						         "literal \"%s\" missed at byte %zu of %zu",
-						         lit[k], pos, len);
-				}
+				if ((miss = probe_scan(ldb, lsc, lit[k], len, f ? '.' : 'a')) >= 0)
+					snprintf(what, sizeof(what),
+					         "literal \"%s\" missed at byte %ld of %zu", lit[k],
+					         miss, len);
 	hs_free_scratch(lsc);
 	hs_free_database(ldb);
 	hs_engine_sound = what[0] == '\0';
@@ -665,6 +669,11 @@ bool rules_hs_engine_sound(void)
 	return hs_engine_sound;
 }
 
+bool rules_hs_trusted(const rules_t *r)
+{
+	return r->opts.vectorscan_unchecked || rules_hs_engine_sound();
+}
+
 struct rules_hs *rules_hs_prepare(rules_t *r)
 {
 	if (!r->opts.prefilter || r->opts.prefilter_memmem || !r->opts.prefilter_db ||
@@ -677,7 +686,7 @@ struct rules_hs *rules_hs_prepare(rules_t *r)
 	uint32_t nl = 0;
 	if (pcre2_config(PCRE2_CONFIG_NEWLINE, &nl) < 0 || nl != PCRE2_NEWLINE_LF)
 		return NULL;
-	if (!r->opts.vectorscan_unchecked && !rules_hs_engine_sound())
+	if (!rules_hs_trusted(r))
 		return NULL;
 	const uint32_t allowed = PCRE2_CASELESS | PCRE2_MULTILINE | PCRE2_DOTALL;
 	struct rules_hs *h = xalloc_calloc(1, sizeof(*h));
@@ -1534,6 +1543,12 @@ void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_resul
 
 bool rules_hs_engine_sound(void)
 {
+	return false;
+}
+
+bool rules_hs_trusted(const rules_t *r)
+{
+	(void)r;
 	return false;
 }
 

@@ -615,6 +615,8 @@ void rules_hs_release(struct rules_hs *h);
  * rules_hs.c); checked once, any thread. Without it no database is built.
  */
 bool rules_hs_engine_sound(void);
+/* Whether r's prefilter may use Vectorscan: it is sound, or forced (regex_prefilter_engine). */
+bool rules_hs_trusted(const rules_t *r);
 void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_result *res);
 
 #endif

@@ -614,7 +614,8 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 #ifdef HAVE_VECTORSCAN
 	rules_scratch_pool_init(&pf->pool);
 #endif
-	bool hs_ok = true;
+	/* a Vectorscan that misses its probes' matches would skip matching rules */
+	bool use_hs = !r->opts.prefilter_memmem && rules_hs_trusted(r), hs_ok = true;
 	for (int type = 0; type < RULES_T_META; type++) {
 		if (type == RULES_T_MIMEHEADER)
 			continue;
@@ -653,9 +654,7 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 			}
 		}
 #ifdef HAVE_VECTORSCAN
-		/* a Vectorscan that misses its probes' matches would skip matching rules */
-		if (pt->nlit > 0 && !r->opts.prefilter_memmem &&
-		    (r->opts.vectorscan_unchecked || rules_hs_engine_sound())) {
+		if (pt->nlit > 0 && use_hs) {
 			unsigned *flags = xalloc_calloc(pt->nlit, sizeof(unsigned));
 			unsigned *ids = xalloc_calloc(pt->nlit, sizeof(unsigned));
 			for (size_t i = 0; i < pt->nlit; i++) {
@@ -681,10 +680,10 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 #ifdef HAVE_VECTORSCAN
 	for (int t = 0; t < RULES_T_N; t++)
 		pf->dbs[t] = pf->t[t].db;
-	r->stats.vectorscan = hs_ok && !r->opts.prefilter_memmem &&
-	                      (r->opts.vectorscan_unchecked || rules_hs_engine_sound());
+	r->stats.vectorscan = use_hs && hs_ok;
 #else
 	(void)hs_ok;
+	(void)use_hs;
 #endif
 	return pf;
 }
