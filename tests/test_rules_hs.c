@@ -96,30 +96,15 @@ static char *hit_list(rules_t *r, const char *raw, unsigned flags)
 }
 
 /*
- * The rules of text as a site loads them: the database only where
- * Vectorscan finds its probes' matches (rules_hs_engine_sound()).
+ * The rules of text. unchecked: Vectorscan even where it misses its probes
+ * (regex_prefilter_engine = vectorscan), else as a site loads them, the
+ * database only where it finds their matches (rules_hs_engine_sound()).
  */
-static rules_t *load_checked(const char *text)
-{
-	diag_t *d = diag_new();
-	rules_t *r = rules_load_text("hs.cf", text, NULL, d);
-	if (r == NULL)
-		diag_print(d, stderr, 1);
-	diag_free(d);
-	cr_assert_not_null(r);
-	return r;
-}
-
-/*
- * The rules of text with the database built even where Vectorscan misses
- * its probes (Debian 12's 5.4.9 on AVX-512): these tests are of the
- * database's machinery, on short texts, where it finds what it should.
- */
-static rules_t *load(const char *text)
+static rules_t *load_with(const char *text, bool unchecked)
 {
 	rules_opts_t o;
 	rules_opts_default(&o);
-	o.vectorscan_unchecked = true; /* regex_prefilter_engine = vectorscan */
+	o.vectorscan_unchecked = unchecked;
 	diag_t *d = diag_new();
 	rules_t *r = rules_load_text("hs.cf", text, &o, d);
 	if (r == NULL)
@@ -127,6 +112,41 @@ static rules_t *load(const char *text)
 	diag_free(d);
 	cr_assert_not_null(r);
 	return r;
+}
+
+static rules_t *load_checked(const char *text)
+{
+	return load_with(text, false);
+}
+
+/*
+ * The database built even where Vectorscan misses its probes (Debian 12's
+ * 5.4.9 on AVX-512): these tests are of the database's machinery, on short
+ * texts, where it finds what it should.
+ */
+static rules_t *load(const char *text)
+{
+	return load_with(text, true);
+}
+
+/*
+ * plant at byte pos of a body line of len bytes of 'a': the hits are want,
+ * with the prefilter and without.
+ */
+static void assert_planted(rules_t *r, const char *plant, size_t len, size_t pos, const char *want)
+{
+	char raw[512];
+	int n = snprintf(raw, sizeof(raw), "From: a@example.com\n\n");
+	cr_assert_lt((size_t)n + len + 2, sizeof(raw));
+	memset(raw + n, 'a', len);
+	memcpy(raw + n + pos, plant, strlen(plant));
+	strcpy(raw + n + len, "\n");
+	char *a = hit_list(r, raw, 0);
+	char *b = hit_list(r, raw, RULES_EVAL_NO_PREFILTER);
+	cr_assert_str_eq(b, want, "%s in %zu bytes at %zu without the prefilter", plant, len, pos);
+	cr_assert_str_eq(a, b, "%s in %zu bytes at %zu", plant, len, pos);
+	free(a);
+	free(b);
 }
 
 static bool have_db(const rules_t *r)
@@ -195,21 +215,9 @@ Test(rules_hs, a_match_anywhere_in_a_long_piece_is_reported)
 	             rules_hs_engine_sound() ? RULES_DB_BUILT : RULES_DB_OFF);
 	static const char *const names[] = {"ONE_BYTE,ONE_BYTE_RAW,", "DOT_STAR,", "ONE_BYTE_RUN,"};
 	static const char *const plants[] = {"Y", "xbz", "Q"};
-	char raw[512];
 	for (size_t k = 0; k < 3; k++)
-		for (size_t pos = 0; pos + strlen(plants[k]) <= 200; pos += 1) {
-			int n = snprintf(raw, sizeof(raw), "From: a@example.com\n\n");
-			memset(raw + n, 'a', 200);
-			memcpy(raw + n + pos, plants[k], strlen(plants[k]));
-			strcpy(raw + n + 200, "\n");
-			char *a = hit_list(r, raw, 0);
-			char *b = hit_list(r, raw, RULES_EVAL_NO_PREFILTER);
-			cr_assert_str_eq(b, names[k], "%s at %zu without the prefilter", plants[k],
-			                 pos);
-			cr_assert_str_eq(a, b, "%s at %zu", plants[k], pos);
-			free(a);
-			free(b);
-		}
+		for (size_t pos = 0; pos + strlen(plants[k]) <= 200; pos++)
+			assert_planted(r, plants[k], 200, pos, names[k]);
 	rules_free(r);
 }
 
@@ -266,10 +274,11 @@ Test(rules_hs, no_database_where_vectorscan_misses_its_probes)
 }
 
 /*
- * The literal stage scans whole 64-byte blocks: Vectorscan 5.4.9 on a CPU
- * with AVX-512 missed literals in a scan's last, partial vector, and the
- * rules that held them did not run. Each literal at every place of a body
- * line of 60 to 200 bytes: the hits are those without the prefilter.
+ * Vectorscan 5.4.9's literal matcher on a CPU with AVX-512 missed literals
+ * in a scan's last, partial 64-byte vector, and the rules that held them
+ * did not run; where it fails its probes the literal stage uses memmem.
+ * Each literal at every place of a body line of 60 to 200 bytes: the hits
+ * are those without the prefilter.
  */
 Test(rules_hs, a_literal_anywhere_in_a_view_is_found)
 {
@@ -278,26 +287,11 @@ Test(rules_hs, a_literal_anywhere_in_a_view_is_found)
 	    load_checked("body LIT_A /_:v: x_/\nbody LIT_C /qwv/i\nrawbody LIT_D /-_.:x/\n");
 	static const char *const plants[] = {"_:v: x_", "QwV", "-_.:x"};
 	static const char *const names[] = {"LIT_A,", "LIT_C,", "LIT_D,"};
-	char raw[512];
 	size_t tried = 0;
 	for (size_t k = 0; k < 3; k++)
 		for (size_t len = 60; len <= 200; len += 3)
-			for (size_t pos = 0; pos + strlen(plants[k]) <= len; pos++) {
-				int n = snprintf(raw, sizeof(raw), "From: a@example.com\n\n");
-				memset(raw + n, 'a', len);
-				memcpy(raw + n + pos, plants[k], strlen(plants[k]));
-				strcpy(raw + n + len, "\n");
-				char *a = hit_list(r, raw, 0);
-				char *b = hit_list(r, raw, RULES_EVAL_NO_PREFILTER);
-				cr_assert_str_eq(b, names[k],
-				                 "%s in %zu at %zu without the prefilter",
-				                 plants[k], len, pos);
-				cr_assert_str_eq(a, b, "%s in %zu bytes at %zu", plants[k], len,
-				                 pos);
-				free(a);
-				free(b);
-				tried++;
-			}
+			for (size_t pos = 0; pos + strlen(plants[k]) <= len; pos++, tried++)
+				assert_planted(r, plants[k], len, pos, names[k]);
 	cr_assert_gt(tried, 10000);
 	rules_free(r);
 }
