@@ -153,7 +153,9 @@
  *	regex_depth_limit = N       (default 100000)
  *	regex_jit_stack = SIZE      (default 1M)
  *	regex_prefilter = yes|no    (default yes)
- *	regex_prefilter_engine = auto|memmem  (default auto: Vectorscan if built)
+ *	regex_prefilter_engine = auto|memmem|vectorscan  (default auto: Vectorscan
+ *	                            if built, with a build of its scanner that
+ *	                            passes the start-up probes)
  *	regex_prefilter_db = yes|no (default yes; Vectorscan only)
  *	regex_prefilter_db_dir = DIR (default: the state directory)
  *	rules_all_plugins = yes|no  (default no: see all_plugins below)
@@ -197,8 +199,9 @@ typedef struct rules_opts {
 	bool prefilter;
 	bool prefilter_memmem; /* memmem() even when Vectorscan is built in */
 	bool prefilter_db;     /* the Vectorscan database of rules without literals */
-	/* regex_prefilter_engine = vectorscan: Vectorscan even where it failed
-	 * its probes (rules_hs_engine_sound()); auto uses it only where it passed */
+	/* regex_prefilter_engine = vectorscan: Vectorscan's dispatched scanner
+	 * even where it failed its probes; auto uses the first build of the
+	 * scanner that passed them, or none (rules_hs_engine()) */
 	bool vectorscan_unchecked;
 	const char *db_dir; /* where it is cached; NULL or "": the state directory */
 	/* ifplugin/plugin() true for every plugin (regex rules of plugin blocks load, their
@@ -255,6 +258,7 @@ typedef struct rules_stats {
 	size_t ascii_forms;        /* rules with a smaller form for pure-ASCII text */
 	size_t lead_dropped;       /* rules run without an optional start (rules.c) */
 	bool vectorscan;           /* prefilter uses Vectorscan */
+	const char *scanner;       /* which build of its scanner (static), when it does */
 } rules_stats_t;
 
 void rules_stats(const rules_t *r, rules_stats_t *s);

@@ -1592,9 +1592,10 @@ void rules_print_stats(const rules_t *r, FILE *fp)
 		ts += r->stats.skipped[t];
 	}
 	fprintf(fp, "%-10s %5zu loaded %5zu skipped\n", "total", tl, ts);
-	fprintf(fp, "split patterns %zu, JIT-compiled %zu, prefiltered rules %zu (%s)\n",
+	fprintf(fp, "split patterns %zu, JIT-compiled %zu, prefiltered rules %zu (%s%s%s)\n",
 	        r->stats.split_patterns, r->stats.jit_compiled, r->stats.prefiltered,
-	        r->stats.vectorscan ? "vectorscan" : "memmem");
+	        r->stats.vectorscan ? "vectorscan" : "memmem", r->stats.scanner ? ", " : "",
+	        r->stats.scanner ? r->stats.scanner : "");
 	if (r->stats.ascii_forms > 0)
 		fprintf(fp, "rules with an ASCII form %zu (run on text with no byte above 0x7f)\n",
 		        r->stats.ascii_forms);

@@ -31,6 +31,7 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -119,6 +120,7 @@ struct rules_hs {
 	uint8_t key[HS_KEY_BYTES];
 	char hex[2 * HS_KEY_BYTES + 1];
 	char *dir; /* the state directory, or NULL: no cache */
+	const struct rules_hs_engine *eng; /* the scanner, and the platform its database is for */
 	_Atomic(struct hs_dbs *) dbs;
 	_Atomic int state; /* RULES_DB_* */
 	_Atomic uint64_t build_ms;
@@ -561,16 +563,43 @@ static void gates_close(struct hs_view *v, struct gate_list *gl)
  * that match from running, and so does its literal matcher, which missed
  * literals in a scan's last partial 64-byte vector. So before either is
  * used, the engine scans probes whose matches are known, once per
- * process; if it misses one, the prefilter runs as without Vectorscan
- * (memmem for the literals, the rules without literals on every
- * message): slower, never wrong. The verdict is a fact about the library
- * and the CPU, set once (pthread_once) and only read after.
+ * process.
+ *
+ * The misses are in the AVX-512 build of the scanner only. Debian's
+ * library is a "fat runtime": hs_scan() dispatches, by CPU, to one of
+ * several builds of the scanner, each also exported under its own name
+ * (avx2_hs_scan, corei7_hs_scan). Where the dispatched scanner misses a
+ * probe, the next build down is looked up (dlsym: a library without such
+ * names just has none) and checked the same way, its databases compiled
+ * for its platform; the first that finds every match is used. If none
+ * does, the prefilter runs as without Vectorscan (memmem for the
+ * literals, the rules without literals on every message): slower, never
+ * wrong. The choice is a fact about the library and the CPU, made once
+ * (pthread_once) and only read after.
  */
 static const char *const hs_probe_expr[] = {"x.*z", "[a-z]x", "Y.*", "x[^\\n]*z", "Qr"};
 static const char *const hs_probe_plant[] = {"xbz", "bx", "Y", "xbz", "Qr"};
 #define HS_PROBES 5
+
+/* The candidates, best first; [0] is the dispatched scanner. */
+static const hs_platform_info_t hs_platform_avx2 = {.tune = HS_TUNE_FAMILY_HSW,
+                                                    .cpu_features = HS_CPU_FEATURES_AVX2};
+static const hs_platform_info_t hs_platform_sse42 = {.tune = HS_TUNE_FAMILY_GENERIC};
+static const struct {
+	const char *symbol; /* NULL: hs_scan */
+	const hs_platform_info_t *platform;
+	unsigned long long needs; /* HS_CPU_FEATURES_* the CPU must have */
+	const char *name;
+} hs_candidates[] = {
+    {NULL, NULL, 0, "the scanner for this CPU"},
+    {"avx2_hs_scan", &hs_platform_avx2, HS_CPU_FEATURES_AVX2, "the AVX2 scanner"},
+    {"corei7_hs_scan", &hs_platform_sse42, 0, "the SSE4.2 scanner"},
+};
+#define HS_CANDIDATES (sizeof(hs_candidates) / sizeof(hs_candidates[0]))
+
 static pthread_once_t hs_engine_once = PTHREAD_ONCE_INIT;
-static bool hs_engine_sound;
+static struct rules_hs_engine hs_engine_all[HS_CANDIDATES];
+static const struct rules_hs_engine *hs_engine_chosen; /* NULL: none passed */
 
 static int probe_match(unsigned int id, unsigned long long from, unsigned long long to,
                        unsigned int flags, void *ctx)
@@ -587,8 +616,8 @@ static int probe_match(unsigned int id, unsigned long long from, unsigned long l
  * Plants plant at every place of a text of len bytes of fill and scans it:
  * the first place where db reports nothing, or -1 when it finds them all.
  */
-static long probe_scan(const hs_database_t *db, hs_scratch_t *sc, const char *plant, size_t len,
-                       char fill)
+static long probe_scan(const struct rules_hs_engine *e, const hs_database_t *db,
+                       hs_scratch_t *sc, const char *plant, size_t len, char fill)
 {
 	char buf[257];
 	size_t pl = strlen(plant);
@@ -596,37 +625,37 @@ static long probe_scan(const hs_database_t *db, hs_scratch_t *sc, const char *pl
 		memset(buf, fill, len);
 		memcpy(buf + pos, plant, pl);
 		unsigned seen = 0;
-		if (hs_scan(db, buf, (unsigned)len, 0, sc, probe_match, &seen) != HS_SUCCESS ||
+		if (e->scan(db, buf, (unsigned)len, 0, sc, probe_match, &seen) != HS_SUCCESS ||
 		    seen == 0)
 			return (long)pos;
 	}
 	return -1;
 }
 
-static void hs_engine_check(void)
+/* Checks one scanner against the probes: what it missed in what, or what[0] == 0. */
+static void hs_engine_probe(const struct rules_hs_engine *e, char *what, size_t wsz)
 {
 	static const size_t lens[] = {70, 100, 130, 200, 257};
 	static const char fills[] = {'.', ' '};
-	char what[160] = "";
 	long miss;
+	what[0] = '\0';
 	/* each probe in a database of its own: in one of all five, 5.4.9 took another path */
 	for (unsigned k = 0; k < HS_PROBES && what[0] == '\0'; k++) {
 		hs_database_t *db = NULL;
 		hs_scratch_t *sc = NULL;
 		hs_compile_error_t *err = NULL;
 		if (hs_compile(hs_probe_expr[k], HS_FLAG_PREFILTER | HS_FLAG_ALLOWEMPTY,
-		               HS_MODE_BLOCK, NULL, &db, &err) != HS_SUCCESS ||
+		               HS_MODE_BLOCK, e->platform, &db, &err) != HS_SUCCESS ||
 		    hs_alloc_scratch(db, &sc) != HS_SUCCESS) {
 			hs_free_compile_error(err);
-			snprintf(what, sizeof(what), "/%s/ does not compile", hs_probe_expr[k]);
+			snprintf(what, wsz, "/%s/ does not compile", hs_probe_expr[k]);
 		}
 		for (size_t f = 0; f < sizeof(fills) && what[0] == '\0'; f++)
 			for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]) && what[0] == '\0';
 			     l++)
-				if ((miss = probe_scan(db, sc, hs_probe_plant[k], lens[l],
+				if ((miss = probe_scan(e, db, sc, hs_probe_plant[k], lens[l],
 				                       fills[f])) >= 0)
-					snprintf(what, sizeof(what),
-					         "/%s/ missed \"%s\" at byte %ld of %zu",
+					snprintf(what, wsz, "/%s/ missed \"%s\" at byte %ld of %zu",
 					         hs_probe_expr[k], hs_probe_plant[k], miss,
 					         lens[l]);
 		hs_free_scratch(sc);
@@ -639,39 +668,74 @@ static void hs_engine_check(void)
 	hs_database_t *ldb = NULL;
 	hs_scratch_t *lsc = NULL;
 	hs_compile_error_t *lerr = NULL;
-	if (what[0] == '\0' && (hs_compile_lit_multi(lit, lfl, lid, llen, 2, HS_MODE_BLOCK, NULL,
-	                                             &ldb, &lerr) != HS_SUCCESS ||
+	if (what[0] == '\0' && (hs_compile_lit_multi(lit, lfl, lid, llen, 2, HS_MODE_BLOCK,
+	                                             e->platform, &ldb, &lerr) != HS_SUCCESS ||
 	                        hs_alloc_scratch(ldb, &lsc) != HS_SUCCESS)) {
 		hs_free_compile_error(lerr);
-		snprintf(what, sizeof(what), "its literal probes do not compile");
+		snprintf(what, wsz, "its literal probes do not compile");
 	}
 	for (size_t f = 0; f < 2 && what[0] == '\0'; f++)
 		for (size_t len = 60; len <= 200 && what[0] == '\0'; len += 5)
 			for (size_t k = 0; k < 2 && what[0] == '\0'; k++)
-				if ((miss = probe_scan(ldb, lsc, lit[k], len, f ? '.' : 'a')) >= 0)
-					snprintf(what, sizeof(what),
-					         "literal \"%s\" missed at byte %ld of %zu", lit[k],
-					         miss, len);
+				if ((miss = probe_scan(e, ldb, lsc, lit[k], len, f ? '.' : 'a')) >= 0)
+					snprintf(what, wsz, "literal \"%s\" missed at byte %ld of %zu",
+					         lit[k], miss, len);
 	hs_free_scratch(lsc);
 	hs_free_database(ldb);
-	hs_engine_sound = what[0] == '\0';
-	if (!hs_engine_sound)
+}
+
+static void hs_engine_check(void)
+{
+	hs_platform_info_t host;
+	if (hs_populate_platform(&host) != HS_SUCCESS)
+		memset(&host, 0, sizeof(host));
+	char first[160] = "";
+	for (size_t i = 0; i < HS_CANDIDATES; i++) {
+		struct rules_hs_engine *e = &hs_engine_all[i];
+		e->name = hs_candidates[i].name;
+		e->platform = hs_candidates[i].platform;
+		if (hs_candidates[i].symbol == NULL)
+			e->scan = hs_scan;
+		else if ((host.cpu_features & hs_candidates[i].needs) ==
+		         hs_candidates[i].needs)
+			/* a function's address through dlsym's void *: POSIX's own idiom */
+			*(void **)&e->scan = dlsym(RTLD_DEFAULT, hs_candidates[i].symbol);
+		if (e->scan == NULL)
+			continue;
+		char what[160];
+		hs_engine_probe(e, what, sizeof(what));
+		if (what[0] == '\0') {
+			hs_engine_chosen = e;
+			break;
+		}
+		if (i == 0)
+			snprintf(first, sizeof(first), "%s", what);
+	}
+	if (hs_engine_chosen == &hs_engine_all[0])
+		return;
+	if (hs_engine_chosen != NULL)
+		log_msg(LOG_L_NOTICE,
+		        "rules prefilter: Vectorscan %s misses matches on this CPU (%s); %s finds "
+		        "them all and is used",
+		        hs_version(), first, hs_engine_chosen->name);
+	else
 		log_msg(LOG_L_WARNING,
 		        "rules prefilter: Vectorscan %s misses matches on this CPU (%s): not used; "
 		        "literals are found with memmem and the rules without literals run on "
 		        "every message",
-		        hs_version(), what);
+		        hs_version(), first);
 }
 
 bool rules_hs_engine_sound(void)
 {
 	pthread_once(&hs_engine_once, hs_engine_check);
-	return hs_engine_sound;
+	return hs_engine_chosen != NULL;
 }
 
-bool rules_hs_trusted(const rules_t *r)
+const struct rules_hs_engine *rules_hs_engine(const rules_t *r)
 {
-	return r->opts.vectorscan_unchecked || rules_hs_engine_sound();
+	pthread_once(&hs_engine_once, hs_engine_check);
+	return r->opts.vectorscan_unchecked ? &hs_engine_all[0] : hs_engine_chosen;
 }
 
 struct rules_hs *rules_hs_prepare(rules_t *r)
@@ -686,11 +750,13 @@ struct rules_hs *rules_hs_prepare(rules_t *r)
 	uint32_t nl = 0;
 	if (pcre2_config(PCRE2_CONFIG_NEWLINE, &nl) < 0 || nl != PCRE2_NEWLINE_LF)
 		return NULL;
-	if (!rules_hs_trusted(r))
+	const struct rules_hs_engine *eng = rules_hs_engine(r);
+	if (eng == NULL)
 		return NULL;
 	const uint32_t allowed = PCRE2_CASELESS | PCRE2_MULTILINE | PCRE2_DOTALL;
 	struct rules_hs *h = xalloc_calloc(1, sizeof(*h));
 	atomic_init(&h->refs, 1);
+	h->eng = eng;
 	/*
 	 * Body and rawbody only. Measured with SpamAssassin's rules over the
 	 * test folds (rules_eval CPU, each view's database alone against none):
@@ -764,12 +830,16 @@ struct rules_hs *rules_hs_prepare(rules_t *r)
 		rules_hs_release(h);
 		return NULL;
 	}
-	/* The cache key: every pattern with its flags and ids, and the engine's version. */
+	/*
+	 * The cache key: every pattern with its flags and ids, the engine's
+	 * version and the scanner's platform the database is compiled for.
+	 */
 	crypto_generichash_state st;
 	crypto_generichash_init(&st, NULL, 0, HS_KEY_BYTES);
 	crypto_generichash_update(&st, (const uint8_t *)HS_FILE_MAGIC, strlen(HS_FILE_MAGIC));
 	hash_u64(&st, HS_FILE_FORMAT);
 	crypto_generichash_update(&st, (const uint8_t *)hs_version(), strlen(hs_version()) + 1);
+	crypto_generichash_update(&st, (const uint8_t *)eng->name, strlen(eng->name) + 1);
 	for (int type = 0; type < RULES_T_N; type++) {
 		const struct hs_view *v = &h->v[type];
 		hash_u64(&st, (uint64_t)type);
@@ -840,7 +910,8 @@ static void hs_unref(struct rules_hs *h)
  * it does not support) takes its rule out of the database - every piece
  * of it - and the rest is compiled again; such a rule runs everywhere.
  */
-static hs_database_t *compile_view(const struct hs_view *v, uint8_t *in_db, const char *what)
+static hs_database_t *compile_view(const struct hs_view *v, const hs_platform_info_t *platform,
+                                   uint8_t *in_db, const char *what)
 {
 	const char **ex = xalloc_calloc(v->nexpr + 1, sizeof(*ex));
 	unsigned *fl = xalloc_calloc(v->nexpr + 1, sizeof(*fl));
@@ -880,7 +951,7 @@ static hs_database_t *compile_view(const struct hs_view *v, uint8_t *in_db, cons
 		if (n == 0)
 			break;
 		hs_compile_error_t *err = NULL;
-		if (hs_compile_multi(ex, fl, id, (unsigned)n, HS_MODE_BLOCK, NULL, &db, &err) ==
+		if (hs_compile_multi(ex, fl, id, (unsigned)n, HS_MODE_BLOCK, platform, &db, &err) ==
 		    HS_SUCCESS)
 			break;
 		db = NULL;
@@ -920,7 +991,7 @@ static struct hs_dbs *build_all(struct rules_hs *h)
 			return NULL;
 		}
 		d->in_db[t] = xalloc_calloc(h->v[t].nrule + h->v[t].ngpat, 1);
-		d->db[t] = compile_view(&h->v[t], d->in_db[t], rules_type_name(t));
+		d->db[t] = compile_view(&h->v[t], h->eng->platform, d->in_db[t], rules_type_name(t));
 		size_t sz = 0;
 		if (d->db[t] != NULL && hs_database_size(d->db[t], &sz) == HS_SUCCESS)
 			d->bytes += sz;
@@ -1518,8 +1589,8 @@ void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_resul
 		memset(c.seen, 0, v->ngate * sizeof(c.seen[0]));
 		memset(c.count, 0, v->ngpat * sizeof(c.count[0]));
 		memset(c.last, 0, v->ngpat * sizeof(c.last[0]));
-		if (hs_scan(d->db[type], text + res->span_off[k], (unsigned)res->span_len[k], 0, sc,
-		            on_match, &c) != HS_SUCCESS) {
+		if (h->eng->scan(d->db[type], text + res->span_off[k], (unsigned)res->span_len[k],
+		                 0, sc, on_match, &c) != HS_SUCCESS) {
 			for (size_t i = 0; i < v->nrule; i++)
 				if (in[i] || (v->gate_of && v->gate_of[i]))
 					res->want[v->rule[i]] = PF_ALL;
@@ -1543,12 +1614,6 @@ void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_resul
 
 bool rules_hs_engine_sound(void)
 {
-	return false;
-}
-
-bool rules_hs_trusted(const rules_t *r)
-{
-	(void)r;
 	return false;
 }
 

@@ -250,6 +250,25 @@ void rules_scratch_pool_init(struct rules_scratch_pool *p);
 void rules_scratch_pool_fini(struct rules_scratch_pool *p);
 hs_scratch_t *rules_scratch_get(struct rules_scratch_pool *p, hs_database_t *const *dbs, size_t n);
 void rules_scratch_put(struct rules_scratch_pool *p, hs_scratch_t *s);
+
+/*
+ * A Vectorscan scanner the prefilter may use (rules_hs.c): its scan
+ * function and the platform its databases are compiled for (NULL: this
+ * CPU's). Static, read-only once chosen.
+ */
+struct rules_hs_engine {
+	hs_error_t (*scan)(const hs_database_t *db, const char *data, unsigned int length,
+	                   unsigned int flags, hs_scratch_t *scratch, match_event_handler on_event,
+	                   void *ctx);
+	const hs_platform_info_t *platform;
+	const char *name;
+};
+/*
+ * The scanner r's prefilter uses: the first that finds every match of the
+ * probes (rules_hs.c), or the dispatched one when forced
+ * (regex_prefilter_engine = vectorscan); NULL: none, go without.
+ */
+const struct rules_hs_engine *rules_hs_engine(const rules_t *r);
 #endif
 
 /* rules.c */
@@ -611,12 +630,11 @@ void rules_pf_list(struct pf_result *res, size_t ri, uint32_t k);
 struct rules_hs *rules_hs_prepare(rules_t *r);
 void rules_hs_release(struct rules_hs *h);
 /*
- * Whether this process's Vectorscan finds every match of its probes (see
- * rules_hs.c); checked once, any thread. Without it no database is built.
+ * Whether one of this process's Vectorscan scanners finds every match of
+ * the probes (see rules_hs.c); checked once, any thread. Without one no
+ * database is built.
  */
 bool rules_hs_engine_sound(void);
-/* Whether r's prefilter may use Vectorscan: it is sound, or forced (regex_prefilter_engine). */
-bool rules_hs_trusted(const rules_t *r);
 void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_result *res);
 
 #endif

@@ -486,6 +486,7 @@ struct rules_prefilter {
 	struct pf_type t[RULES_T_N];
 #ifdef HAVE_VECTORSCAN
 	hs_database_t *dbs[RULES_T_N]; /* the literal databases, for the scratch pool */
+	const struct rules_hs_engine *eng; /* their scanner */
 	struct rules_scratch_pool pool;
 #endif
 };
@@ -615,7 +616,12 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 	rules_scratch_pool_init(&pf->pool);
 #endif
 	/* a Vectorscan that misses its probes' matches would skip matching rules */
-	bool use_hs = !r->opts.prefilter_memmem && rules_hs_trusted(r), hs_ok = true;
+	bool use_hs = false, hs_ok = true;
+#ifdef HAVE_VECTORSCAN
+	if (!r->opts.prefilter_memmem)
+		pf->eng = rules_hs_engine(r);
+	use_hs = pf->eng != NULL;
+#endif
 	for (int type = 0; type < RULES_T_META; type++) {
 		if (type == RULES_T_MIMEHEADER)
 			continue;
@@ -664,7 +670,7 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 			}
 			hs_compile_error_t *err = NULL;
 			if (hs_compile_lit_multi(pt->lit, flags, ids, pt->litlen,
-			                         (unsigned)pt->nlit, HS_MODE_BLOCK, NULL, &pt->db,
+			                         (unsigned)pt->nlit, HS_MODE_BLOCK, pf->eng->platform, &pt->db,
 			                         &err) != HS_SUCCESS) {
 				log_msg(LOG_L_WARNING, "rules prefilter: vectorscan: %s",
 				        err && err->message ? err->message : "compile failed");
@@ -681,6 +687,7 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 	for (int t = 0; t < RULES_T_N; t++)
 		pf->dbs[t] = pf->t[t].db;
 	r->stats.vectorscan = use_hs && hs_ok;
+	r->stats.scanner = r->stats.vectorscan ? pf->eng->name : NULL;
 #else
 	(void)hs_ok;
 	(void)use_hs;
@@ -731,7 +738,7 @@ static void lit_scan(const rules_t *r, int type, const char *text, size_t len,
 		if (sc == NULL)
 			goto fallback;
 		struct hs_ctx ctx = {.pt = pt, .res = res};
-		hs_error_t rc = hs_scan(pt->db, text, (unsigned)len, 0, sc, on_match, &ctx);
+		hs_error_t rc = r->pf->eng->scan(pt->db, text, (unsigned)len, 0, sc, on_match, &ctx);
 		rules_scratch_put(&r->pf->pool, sc);
 		if (rc == HS_SUCCESS)
 			return;
