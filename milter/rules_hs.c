@@ -585,15 +585,16 @@ static const char *const hs_probe_plant[] = {"xbz", "bx", "Y", "xbz", "Qr"};
 static const hs_platform_info_t hs_platform_avx2 = {.tune = HS_TUNE_FAMILY_HSW,
                                                     .cpu_features = HS_CPU_FEATURES_AVX2};
 static const hs_platform_info_t hs_platform_sse42 = {.tune = HS_TUNE_FAMILY_GENERIC};
+enum hs_needs { HS_NEEDS_NOTHING, HS_NEEDS_AVX2, HS_NEEDS_SSE42 };
 static const struct {
 	const char *symbol; /* NULL: hs_scan */
 	const hs_platform_info_t *platform;
-	unsigned long long needs; /* HS_CPU_FEATURES_* the CPU must have */
+	enum hs_needs needs; /* what the CPU must have to run it */
 	const char *name;
 } hs_candidates[] = {
-    {NULL, NULL, 0, "the scanner for this CPU"},
-    {"avx2_hs_scan", &hs_platform_avx2, HS_CPU_FEATURES_AVX2, "the AVX2 scanner"},
-    {"corei7_hs_scan", &hs_platform_sse42, 0, "the SSE4.2 scanner"},
+    {NULL, NULL, HS_NEEDS_NOTHING, "the scanner for this CPU"},
+    {"avx2_hs_scan", &hs_platform_avx2, HS_NEEDS_AVX2, "the AVX2 scanner"},
+    {"corei7_hs_scan", &hs_platform_sse42, HS_NEEDS_SSE42, "the SSE4.2 scanner"},
 };
 #define HS_CANDIDATES (sizeof(hs_candidates) / sizeof(hs_candidates[0]))
 
@@ -684,6 +685,24 @@ static void hs_engine_probe(const struct rules_hs_engine *e, char *what, size_t 
 	hs_free_database(ldb);
 }
 
+/* Whether this CPU can run a build of the scanner: one it cannot would die of SIGILL. */
+static bool hs_cpu_has(enum hs_needs n, const hs_platform_info_t *host)
+{
+	switch (n) {
+	case HS_NEEDS_NOTHING:
+		return true;
+	case HS_NEEDS_AVX2: /* Vectorscan's own test, with the OS's support for the registers */
+		return (host->cpu_features & HS_CPU_FEATURES_AVX2) != 0;
+	case HS_NEEDS_SSE42: /* its "corei7" build: SSE4.2 and POPCNT */
+#if defined(__x86_64__) || defined(__i386__)
+		return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("popcnt");
+#else
+		return false;
+#endif
+	}
+	return false;
+}
+
 static void hs_engine_check(void)
 {
 	hs_platform_info_t host;
@@ -696,8 +715,7 @@ static void hs_engine_check(void)
 		e->platform = hs_candidates[i].platform;
 		if (hs_candidates[i].symbol == NULL)
 			e->scan = hs_scan;
-		else if ((host.cpu_features & hs_candidates[i].needs) ==
-		         hs_candidates[i].needs)
+		else if (hs_cpu_has(hs_candidates[i].needs, &host))
 			/* a function's address through dlsym's void *: POSIX's own idiom */
 			*(void **)&e->scan = dlsym(RTLD_DEFAULT, hs_candidates[i].symbol);
 		if (e->scan == NULL)
