@@ -136,7 +136,7 @@
  *	so the prefilter can only let through more rules than needed, never
  *	fewer: PCRE2 stays the engine of record.
  *	Rules without a literal would run everywhere; with Vectorscan
- *	(regex_prefilter_db, default yes) the body and rawbody ones go into
+ *	(regex_prefilter_db, default yes) the body ones go into
  *	a second database of whole patterns in Vectorscan's prefilter mode
  *	(a superset of PCRE2's matches), scanned per piece, so each runs
  *	only on the pieces where it may match (patterns over 16,000 bytes,
@@ -199,6 +199,9 @@ typedef struct rules_opts {
 	bool prefilter;
 	bool prefilter_memmem; /* memmem() even when Vectorscan is built in */
 	bool prefilter_db;     /* the Vectorscan database of rules without literals */
+	/* its rawbody rules too (not from the configuration: tests of its
+	 * machinery on raw bytes; on mail it costs more than it spares) */
+	bool prefilter_db_rawbody;
 	/* regex_prefilter_engine = vectorscan: Vectorscan's dispatched scanner
 	 * even where it failed its probes; auto uses the first build of the
 	 * scanner that passed them, or none (rules_hs_engine()) */

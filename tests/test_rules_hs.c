@@ -106,6 +106,7 @@ static rules_t *load_with(const char *text, bool unchecked)
 	rules_opts_t o;
 	rules_opts_default(&o);
 	o.vectorscan_unchecked = unchecked;
+	o.prefilter_db_rawbody = true; /* the machinery on raw bytes too */
 	diag_t *d = diag_new();
 	rules_t *r = rules_load_text("hs.cf", text, &o, d);
 	if (r == NULL)
@@ -179,6 +180,31 @@ static void assert_same_hits(rules_t *r, const char *const *msgs, size_t n, size
 		free(a);
 		free(b);
 	}
+}
+
+/*
+ * As sites load rules, only the body view has a database: the rawbody
+ * view's pieces are many and short, and its scans cost more than the rule
+ * runs they spared (rules_hs.c).
+ */
+Test(rules_hs, only_body_rules_are_in_the_database_by_default)
+{
+	rules_opts_t o;
+	rules_opts_default(&o);
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("hs.cf", "body B /x.*z/\nrawbody R /x.*z/\n", &o, d);
+	diag_free(d);
+	cr_assert_not_null(r);
+	rules_prefilter_db_start(r, NULL, RULES_DB_NOW);
+	size_t covered = 0;
+	rules_db_state_t st = rules_prefilter_db_state(r, &covered, NULL);
+	if (st == RULES_DB_OFF) {
+		rules_free(r);
+		cr_skip_test("no prefilter database here (built without Vectorscan, or none sound)");
+	}
+	cr_assert_eq(st, RULES_DB_BUILT);
+	cr_assert_eq(covered, 1, "covered %zu: the rawbody rule is not in it", covered);
+	rules_free(r);
 }
 
 Test(rules_hs, the_database_never_changes_the_hits)
