@@ -703,6 +703,16 @@ static bool hs_cpu_has(enum hs_needs n, const hs_platform_info_t *host)
 	return false;
 }
 
+/* The library's version for a log line: 5.4.9 gives "5.4.9 ", with a blank. */
+static int hs_version_len(void)
+{
+	const char *v = hs_version();
+	size_t n = strlen(v);
+	while (n > 0 && v[n - 1] == ' ')
+		n--;
+	return (int)n;
+}
+
 static void hs_engine_check(void)
 {
 	hs_platform_info_t host;
@@ -733,15 +743,15 @@ static void hs_engine_check(void)
 		return;
 	if (hs_engine_chosen != NULL)
 		log_msg(LOG_L_NOTICE,
-		        "rules prefilter: Vectorscan %s misses matches on this CPU (%s); %s finds "
+		        "rules prefilter: Vectorscan %.*s misses matches on this CPU (%s); %s finds "
 		        "them all and is used",
-		        hs_version(), first, hs_engine_chosen->name);
+		        hs_version_len(), hs_version(), first, hs_engine_chosen->name);
 	else
 		log_msg(LOG_L_WARNING,
-		        "rules prefilter: Vectorscan %s misses matches on this CPU (%s): not used; "
+		        "rules prefilter: Vectorscan %.*s misses matches on this CPU (%s): not used; "
 		        "literals are found with memmem and the rules without literals run on "
 		        "every message",
-		        hs_version(), first);
+		        hs_version_len(), hs_version(), first);
 }
 
 bool rules_hs_engine_sound(void)
@@ -1266,8 +1276,8 @@ static struct hs_dbs *cache_read(const struct rules_hs *h, const char **why)
 			if (hs_serialized_database_info(bytes, dl, &info) == HS_SUCCESS && info)
 				log_msg(LOG_L_NOTICE,
 				        "rules prefilter database: cached file is %s, "
-				        "this is Vectorscan %s",
-				        info, hs_version());
+				        "this is Vectorscan %.*s",
+				        info, hs_version_len(), hs_version());
 			free(info);
 			d->db[t] = NULL;
 			*why = e == HS_DB_VERSION_ERROR    ? "made by another Vectorscan version"
