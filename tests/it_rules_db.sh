@@ -26,8 +26,9 @@ log = stderr
 log_level = info
 rules = $D/rules
 reject_score = 15
-# the database's machinery, also where Vectorscan fails its probes (auto
-# then goes without it); these short messages are not where it misses
+# the database's machinery, also where no build of Vectorscan's scanner
+# passes its probes (auto then goes without it); these short messages are
+# not where it misses
 regex_prefilter_engine = vectorscan
 EOF
 if ! "$SIFT" -c "$D/sift.conf" lint 2>&1 | grep -q "prefilter database:"; then
