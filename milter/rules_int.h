@@ -636,5 +636,7 @@ void rules_hs_release(struct rules_hs *h);
  */
 bool rules_hs_engine_sound(void);
 void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_result *res);
+/* Whether rule is in the published prefilter database (tests); any thread. */
+bool rules_hs_in_db(const rules_t *r, const char *rule);
 
 #endif

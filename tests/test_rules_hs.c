@@ -207,6 +207,36 @@ Test(rules_hs, only_body_rules_are_in_the_database_by_default)
 	rules_free(r);
 }
 
+/*
+ * A rule the database would report on any ordinary paragraph (here /\S/,
+ * and a lookbehind, which prefilter mode drops, before an "e") spares no run
+ * and costs scan time: it is left out and runs on every paragraph; a
+ * selective one stays in. The hits are those without the prefilter.
+ */
+Test(rules_hs, rules_that_match_any_paragraph_are_left_out)
+{
+	rules_t *r = load_for_db("body ANY_TEXT /\\S/\n"
+	                         "body WIDENED /(?<=zz)e/\n"
+	                         "body SELECTIVE /q[0-9]{3}q/\n");
+	rules_prefilter_db_start(r, NULL, RULES_DB_NOW);
+	cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_BUILT);
+	cr_assert_not(rules_hs_in_db(r, "ANY_TEXT"));
+	cr_assert_not(rules_hs_in_db(r, "WIDENED"));
+	cr_assert(rules_hs_in_db(r, "SELECTIVE"));
+	static const char *const msgs[] = {
+	    PLAIN("s", "nothing but words here\n\nq123q and zze more\n"),
+	    PLAIN("s", "q12q\n"),
+	};
+	size_t nhits = 0;
+	assert_same_hits(r, msgs, 2, &nhits);
+	char *a = hit_list(r, msgs[0], 0);
+	cr_assert_not_null(strstr(a, "ANY_TEXT,"), "%s", a);
+	cr_assert_not_null(strstr(a, "SELECTIVE,"), "%s", a);
+	cr_assert_not_null(strstr(a, "WIDENED,"), "%s", a);
+	free(a);
+	rules_free(r);
+}
+
 Test(rules_hs, the_database_never_changes_the_hits)
 {
 	rules_t *r = load_for_db(hs_rules);
