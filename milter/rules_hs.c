@@ -119,7 +119,7 @@ struct rules_hs {
 	size_t covered; /* candidate rules in all views */
 	uint8_t key[HS_KEY_BYTES];
 	char hex[2 * HS_KEY_BYTES + 1];
-	char *dir; /* the state directory, or NULL: no cache */
+	char *dir;                         /* the state directory, or NULL: no cache */
 	const struct rules_hs_engine *eng; /* the scanner, and the platform its database is for */
 	_Atomic(struct hs_dbs *) dbs;
 	_Atomic int state; /* RULES_DB_* */
@@ -602,14 +602,14 @@ static pthread_once_t hs_engine_once = PTHREAD_ONCE_INIT;
 static struct rules_hs_engine hs_engine_all[HS_CANDIDATES];
 static const struct rules_hs_engine *hs_engine_chosen; /* NULL: none passed */
 
-static int probe_match(unsigned int id, unsigned long long from, unsigned long long to,
-                       unsigned int flags, void *ctx)
+/* Marks ctx[id]: which patterns a scan reported (the probes and drop_unselective()). */
+static int mark_match(unsigned int id, unsigned long long from, unsigned long long to,
+                      unsigned int flags, void *ctx)
 {
 	(void)from;
 	(void)to;
 	(void)flags;
-	(void)id;
-	*(unsigned *)ctx = 1;
+	((uint8_t *)ctx)[id] = 1;
 	return 0;
 }
 
@@ -617,17 +617,17 @@ static int probe_match(unsigned int id, unsigned long long from, unsigned long l
  * Plants plant at every place of a text of len bytes of fill and scans it:
  * the first place where db reports nothing, or -1 when it finds them all.
  */
-static long probe_scan(const struct rules_hs_engine *e, const hs_database_t *db,
-                       hs_scratch_t *sc, const char *plant, size_t len, char fill)
+static long probe_scan(const struct rules_hs_engine *e, const hs_database_t *db, hs_scratch_t *sc,
+                       const char *plant, size_t len, char fill)
 {
 	char buf[257];
 	size_t pl = strlen(plant);
 	for (size_t pos = 0; pos + pl <= len && len <= sizeof(buf); pos++) {
 		memset(buf, fill, len);
 		memcpy(buf + pos, plant, pl);
-		unsigned seen = 0;
-		if (e->scan(db, buf, (unsigned)len, 0, sc, probe_match, &seen) != HS_SUCCESS ||
-		    seen == 0)
+		uint8_t seen[2] = {0, 0}; /* the probes' ids are 0 and 1 */
+		if (e->scan(db, buf, (unsigned)len, 0, sc, mark_match, seen) != HS_SUCCESS ||
+		    (seen[0] | seen[1]) == 0)
 			return (long)pos;
 	}
 	return -1;
@@ -678,9 +678,11 @@ static void hs_engine_probe(const struct rules_hs_engine *e, char *what, size_t 
 	for (size_t f = 0; f < 2 && what[0] == '\0'; f++)
 		for (size_t len = 60; len <= 200 && what[0] == '\0'; len += 5)
 			for (size_t k = 0; k < 2 && what[0] == '\0'; k++)
-				if ((miss = probe_scan(e, ldb, lsc, lit[k], len, f ? '.' : 'a')) >= 0)
-					snprintf(what, wsz, "literal \"%s\" missed at byte %ld of %zu",
-					         lit[k], miss, len);
+				if ((miss = probe_scan(e, ldb, lsc, lit[k], len, f ? '.' : 'a')) >=
+				    0)
+					snprintf(what, wsz,
+					         "literal \"%s\" missed at byte %ld of %zu", lit[k],
+					         miss, len);
 	hs_free_scratch(lsc);
 	hs_free_database(ldb);
 }
@@ -689,8 +691,7 @@ static void hs_engine_probe(const struct rules_hs_engine *e, char *what, size_t 
 static bool hs_cpu_has(enum hs_needs n, const hs_platform_info_t *host)
 {
 	switch (n) {
-	case HS_NEEDS_NOTHING:
-		return true;
+	case HS_NEEDS_NOTHING: return true;
 	case HS_NEEDS_AVX2: /* Vectorscan's own test, with the OS's support for the registers */
 		return (host->cpu_features & HS_CPU_FEATURES_AVX2) != 0;
 	case HS_NEEDS_SSE42: /* its "corei7" build: SSE4.2 and POPCNT */
@@ -742,16 +743,18 @@ static void hs_engine_check(void)
 	if (hs_engine_chosen == &hs_engine_all[0])
 		return;
 	if (hs_engine_chosen != NULL)
-		log_msg(LOG_L_NOTICE,
-		        "rules prefilter: Vectorscan %.*s misses matches on this CPU (%s); %s finds "
-		        "them all and is used",
-		        hs_version_len(), hs_version(), first, hs_engine_chosen->name);
+		log_msg(
+		    LOG_L_NOTICE,
+		    "rules prefilter: Vectorscan %.*s misses matches on this CPU (%s); %s finds "
+		    "them all and is used",
+		    hs_version_len(), hs_version(), first, hs_engine_chosen->name);
 	else
-		log_msg(LOG_L_WARNING,
-		        "rules prefilter: Vectorscan %.*s misses matches on this CPU (%s): not used; "
-		        "literals are found with memmem and the rules without literals run on "
-		        "every message",
-		        hs_version_len(), hs_version(), first);
+		log_msg(
+		    LOG_L_WARNING,
+		    "rules prefilter: Vectorscan %.*s misses matches on this CPU (%s): not used; "
+		    "literals are found with memmem and the rules without literals run on "
+		    "every message",
+		    hs_version_len(), hs_version(), first);
 }
 
 bool rules_hs_engine_sound(void)
@@ -1039,16 +1042,6 @@ static const char *const hs_ordinary[] = {
     "anything is missing or damaged.",
 };
 
-static int mark_match(unsigned int id, unsigned long long from, unsigned long long to,
-                      unsigned int flags, void *ctx)
-{
-	(void)from;
-	(void)to;
-	(void)flags;
-	((uint8_t *)ctx)[id] = 1;
-	return 0;
-}
-
 /*
  * Takes out of in_db the rules db reports on every ordinary paragraph
  * (they run everywhere instead, as they nearly did); their number. Gate
@@ -1066,8 +1059,8 @@ static size_t drop_unselective(const struct hs_view *v, const struct rules_hs_en
 	bool ok = true;
 	for (size_t k = 0; k < sizeof(hs_ordinary) / sizeof(hs_ordinary[0]) && ok; k++) {
 		memset(seen, 0, n);
-		ok = e->scan(db, hs_ordinary[k], (unsigned)strlen(hs_ordinary[k]), 0, sc, mark_match,
-		             seen) == HS_SUCCESS;
+		ok = e->scan(db, hs_ordinary[k], (unsigned)strlen(hs_ordinary[k]), 0, sc,
+		             mark_match, seen) == HS_SUCCESS;
 		for (size_t i = 0; i < n; i++)
 			every[i] &= seen[i];
 	}
@@ -1098,12 +1091,14 @@ static struct hs_dbs *build_all(struct rules_hs *h)
 		d->db[t] = compile_view(v, h->eng->platform, d->in_db[t], rules_type_name(t));
 		size_t dropped = d->db[t] ? drop_unselective(v, h->eng, d->db[t], d->in_db[t]) : 0;
 		if (dropped > 0) {
-			log_msg(LOG_L_INFO,
-			        "rules prefilter database (%s): %zu rule(s) that match any ordinary "
-			        "paragraph there run on every message instead",
-			        rules_type_name(t), dropped);
+			log_msg(
+			    LOG_L_INFO,
+			    "rules prefilter database (%s): %zu rule(s) that match any ordinary "
+			    "paragraph there run on every message instead",
+			    rules_type_name(t), dropped);
 			hs_free_database(d->db[t]);
-			d->db[t] = compile_view(v, h->eng->platform, d->in_db[t], rules_type_name(t));
+			d->db[t] =
+			    compile_view(v, h->eng->platform, d->in_db[t], rules_type_name(t));
 		}
 		size_t sz = 0;
 		if (d->db[t] != NULL && hs_database_size(d->db[t], &sz) == HS_SUCCESS)

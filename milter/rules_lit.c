@@ -485,7 +485,7 @@ struct pf_type {
 struct rules_prefilter {
 	struct pf_type t[RULES_T_N];
 #ifdef HAVE_VECTORSCAN
-	hs_database_t *dbs[RULES_T_N]; /* the literal databases, for the scratch pool */
+	hs_database_t *dbs[RULES_T_N];     /* the literal databases, for the scratch pool */
 	const struct rules_hs_engine *eng; /* their scanner */
 	struct rules_scratch_pool pool;
 #endif
@@ -670,8 +670,8 @@ struct rules_prefilter *rules_prefilter_build(rules_t *r)
 			}
 			hs_compile_error_t *err = NULL;
 			if (hs_compile_lit_multi(pt->lit, flags, ids, pt->litlen,
-			                         (unsigned)pt->nlit, HS_MODE_BLOCK, pf->eng->platform, &pt->db,
-			                         &err) != HS_SUCCESS) {
+			                         (unsigned)pt->nlit, HS_MODE_BLOCK,
+			                         pf->eng->platform, &pt->db, &err) != HS_SUCCESS) {
 				log_msg(LOG_L_WARNING, "rules prefilter: vectorscan: %s",
 				        err && err->message ? err->message : "compile failed");
 				hs_free_compile_error(err);
@@ -738,7 +738,8 @@ static void lit_scan(const rules_t *r, int type, const char *text, size_t len,
 		if (sc == NULL)
 			goto fallback;
 		struct hs_ctx ctx = {.pt = pt, .res = res};
-		hs_error_t rc = r->pf->eng->scan(pt->db, text, (unsigned)len, 0, sc, on_match, &ctx);
+		hs_error_t rc =
+		    r->pf->eng->scan(pt->db, text, (unsigned)len, 0, sc, on_match, &ctx);
 		rules_scratch_put(&r->pf->pool, sc);
 		if (rc == HS_SUCCESS)
 			return;

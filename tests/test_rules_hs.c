@@ -200,7 +200,8 @@ Test(rules_hs, only_body_rules_are_in_the_database_by_default)
 	rules_db_state_t st = rules_prefilter_db_state(r, &covered, NULL);
 	if (st == RULES_DB_OFF) {
 		rules_free(r);
-		cr_skip_test("no prefilter database here (built without Vectorscan, or none sound)");
+		cr_skip_test(
+		    "no prefilter database here (built without Vectorscan, or none sound)");
 	}
 	cr_assert_eq(st, RULES_DB_BUILT);
 	cr_assert_eq(covered, 1, "covered %zu: the rawbody rule is not in it", covered);
