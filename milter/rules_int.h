@@ -155,6 +155,7 @@ struct rule {
 
 	/* SpamAssassin 4 capture rules */
 	bool capture_dep; /* uses %{TAG}: compiled per message with the captured value */
+	bool tags_needed; /* every match holds each %{TAG}'s value (see tags_required) */
 	bool captures;    /* names a group (?<TAG>...) that some %{TAG} uses */
 
 	/* prefilter: the rule may match only if one of these occurs */
@@ -638,5 +639,11 @@ bool rules_hs_engine_sound(void);
 void rules_hs_scan(const rules_t *r, int type, const char *text, struct pf_result *res);
 /* Whether rule is in the published prefilter database (tests); any thread. */
 bool rules_hs_in_db(const rules_t *r, const char *rule);
+/*
+ * Whether every match of rule (one using %{TAG}) holds each captured
+ * value as it is, so that a message whose text lacks one is no hit without
+ * compiling the rule (tests); any thread.
+ */
+bool rules_tags_needed(const rules_t *r, const char *rule);
 
 #endif

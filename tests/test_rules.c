@@ -4,6 +4,8 @@
  * patterns, match-limit errors, diagnostics, and that the literal
  * prefilter never changes which rules hit.
  */
+#include "config.h"
+
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <math.h>
@@ -21,6 +23,7 @@
 #include "mime.h"
 #include "msg.h"
 #include "rules.h"
+#include "rules_int.h"
 #include "rules_runs.h"
 #include "scan.h"
 
@@ -1896,6 +1899,49 @@ Test(rules, capture_rules_use_a_value_captured_by_another_rule)
 	cr_assert_not(hits(r, msg, "NEVER_SET"));
 	cr_assert_not(hits(r, other, "URI_HAS_TO"), "the value is quoted: '.' is not a wildcard");
 	cr_assert_not(hits(r, other, "BODY_HAS_TO"));
+	rules_free(r);
+}
+
+/*
+ * A rule whose every match holds the captured value is not compiled for a
+ * message whose text lacks it. Where the value may be skipped (in a group,
+ * after |, under a quantifier, in a class), the rule still runs there.
+ */
+Test(rules, capture_rules_that_need_the_value_skip_texts_without_it)
+{
+	rules_t *r = load("if can(Mail::SpamAssassin::Conf::feature_capture_rules)\n"
+	                  "header __TO_ADDR To:addr =~ /(?<TO_ADDR>.+)/\n"
+	                  "uri    NEEDED  m{^https?://.{4,64}\\#%{TO_ADDR}}i\n"
+	                  "uri    ALT     m{^https?://x\\.example/(?:%{TO_ADDR}|top)}i\n"
+	                  "uri    TOP_OR  m{\\#%{TO_ADDR}|/top}\n"
+	                  "body   OPT     /dear (?:%{TO_ADDR} )?friend/i\n"
+	                  "body   QUANT   /^see %{TO_ADDR}?/\n"
+	                  "body   CLASS   /see [%{TO_ADDR}]/\n"
+	                  "body   XMODE   /see \\s %{TO_ADDR}/x\n"
+	                  "body   INLINE_X /(?x) see %{TO_ADDR}/\n"
+	                  "body   QUOTED  /\\Q%{TO_ADDR}\\E/\n"
+	                  "body   VERB    /(*UTF)dear %{TO_ADDR}/\n"
+	                  "body   NESTED  /(?i)dear\\s+(?:my )?%{TO_ADDR}[,.]/\n"
+	                  "endif\n");
+	cr_assert(rules_tags_needed(r, "NEEDED"));
+	cr_assert(rules_tags_needed(r, "NESTED"), "groups before it do not matter");
+	const char *maybe[] = {"ALT",   "TOP_OR",   "OPT",    "QUANT", "CLASS",
+	                       "XMODE", "INLINE_X", "QUOTED", "VERB"};
+	for (size_t i = 0; i < sizeof(maybe) / sizeof(maybe[0]); i++)
+		cr_assert_not(rules_tags_needed(r, maybe[i]), "%s", maybe[i]);
+	/* the address is nowhere in the text: only the rules that may skip it hit */
+	const char *absent = "From: a@b.example\nTo: bob@example.org\nSubject: s\n\n"
+	                     "Dear friend, see http://x.example/top and this.\n";
+	cr_assert(hits(r, absent, "ALT"));
+	cr_assert(hits(r, absent, "TOP_OR"));
+	cr_assert(hits(r, absent, "OPT"));
+	cr_assert_not(hits(r, absent, "NEEDED"));
+	/* present in another case: the rules without case still see it */
+	const char *upper = "From: a@b.example\nTo: bob@example.org\nSubject: s\n\n"
+	                    "Dear BOB@Example.ORG, see http://x.example/p#BOB@EXAMPLE.org\n";
+	cr_assert(hits(r, upper, "NEEDED"));
+	cr_assert(hits(r, upper, "NESTED"));
+	cr_assert(hits(r, upper, "ALT") == false, "ALT needs x.example/<address> or /top");
 	rules_free(r);
 }
 
