@@ -906,6 +906,60 @@ Test(rules, meta_short_circuits_give_the_full_value)
  * or out of reach, leaves the rest unrun; every value is what running
  * everything gives.
  */
+/*
+ * Sums of many rules (the shape of SpamAssassin's advance-fee and form
+ * metas) inside comparisons, under !, on either side of && and ||, beside
+ * numbers, over metas and over a tflags multiple count: every combination
+ * gives what C gives, with sub-rules run eagerly and lazily (where a sum's
+ * open operands are carried as bounds).
+ */
+Test(rules, meta_sums_of_many_rules_give_the_full_value)
+{
+	const char *text = "body __A /aaa/\nbody __B /bbb/\nbody __C /ccc/\nbody __D /ddd/\n"
+	                   "body __E /eee/\nbody __M /m/\ntflags __M multiple\n"
+	                   "meta __AB __A && __B\n"
+	                   "meta S1 (__A + __B + __C + __D + __E) > 2\n"
+	                   "meta S2 __A && (__B + __C + __D > 1)\n"
+	                   "meta S3 (__A + __B + __C) && __D\n"
+	                   "meta S4 !(__A + __B + __C) || __E\n"
+	                   "meta S5 (__A + __B + __C) * 2 + __D + __E + __A >= 4\n"
+	                   "meta S6 __E || (__A + __B + __C + __D == 0)\n"
+	                   "meta S7 __AB + __C + __D + 1 > 2\n"
+	                   "meta S8 (__M + __A + __B) > 3\n"
+	                   "meta S9 1 + __A + __B + __C - __D > 2\n";
+	rules_t *r = load(text);
+	for (unsigned mask = 0; mask < 64; mask++) {
+		int A = mask & 1 ? 1 : 0, B = mask & 2 ? 1 : 0, C = mask & 4 ? 1 : 0,
+		    D = mask & 8 ? 1 : 0, E = mask & 16 ? 1 : 0, M = mask & 32 ? 3 : 0;
+		char body[96];
+		snprintf(body, sizeof(body), "x %s %s %s %s %s %s\n", A ? "aaa" : "-",
+		         B ? "bbb" : "-", C ? "ccc" : "-", D ? "ddd" : "-", E ? "eee" : "-",
+		         M ? "mmm" : "-");
+		char raw[512];
+		snprintf(raw, sizeof(raw), "%s%s", PLAIN("x", ""), body);
+		bool want[9] = {A + B + C + D + E > 2,
+		                A && (B + C + D > 1),
+		                (A + B + C) && D,
+		                !(A + B + C) || E,
+		                (A + B + C) * 2 + D + E + A >= 4,
+		                E || (A + B + C + D == 0),
+		                (A && B) + C + D + 1 > 2,
+		                M + A + B > 3,
+		                1 + A + B + C - D > 2};
+		for (int f = 0; f < 2; f++) {
+			msg_t *m;
+			hits_t *h = eval_flags(r, raw, &m, f ? RULES_EVAL_EAGER : 0, NULL);
+			for (int k = 0; k < 9; k++) {
+				char name[4] = {'S', (char)('1' + k), '\0'};
+				cr_assert_eq(hits_has(h, name), want[k], "%s on mask %u (%s)", name,
+				             mask, f ? "eager" : "lazy");
+			}
+			msg_free(m);
+		}
+	}
+	rules_free(r);
+}
+
 Test(rules, meta_bounds_settle_sums_without_the_rest)
 {
 	/* the literals are always there, so no operand is known before it runs */
