@@ -845,6 +845,22 @@ Test(rules, a_sub_rule_settled_late_runs_on_its_own_paragraphs)
 	rules_free(r);
 }
 
+/* Metas P1..Pn hit on raw as want says, with sub-rules run eagerly and lazily. */
+static void assert_metas(rules_t *r, const char *raw, char prefix, const bool *want, int n,
+                         unsigned mask)
+{
+	for (int f = 0; f < 2; f++) {
+		msg_t *m;
+		hits_t *h = eval_flags(r, raw, &m, f ? RULES_EVAL_EAGER : 0, NULL);
+		for (int k = 0; k < n; k++) {
+			char name[4] = {prefix, (char)('1' + k), '\0'};
+			cr_assert_eq(hits_has(h, name), want[k], "%s on mask %u (%s)", name, mask,
+			             f ? "eager" : "lazy");
+		}
+		msg_free(m);
+	}
+}
+
 /*
  * && and || skip their right operand once the left decides (both when
  * everything runs and when sub-rules wait): every combination of four
@@ -873,16 +889,7 @@ Test(rules, meta_short_circuits_give_the_full_value)
 		                A && (B || C) && !D,
 		                A || (B && !C) || D,
 		                (int)(A && !B) + (int)(C || D) * 2 >= 2};
-		for (int f = 0; f < 2; f++) {
-			msg_t *m;
-			hits_t *h = eval_flags(r, raw, &m, f ? RULES_EVAL_EAGER : 0, NULL);
-			for (int k = 0; k < 6; k++) {
-				char name[4] = {'C', (char)('1' + k), '\0'};
-				cr_assert_eq(hits_has(h, name), want[k], "%s on mask %u (%s)", name,
-				             mask, f ? "eager" : "lazy");
-			}
-			msg_free(m);
-		}
+		assert_metas(r, raw, 'C', want, 6, mask);
 	}
 	rules_free(r);
 
@@ -946,16 +953,7 @@ Test(rules, meta_sums_of_many_rules_give_the_full_value)
 		                (A && B) + C + D + 1 > 2,
 		                M + A + B > 3,
 		                1 + A + B + C - D > 2};
-		for (int f = 0; f < 2; f++) {
-			msg_t *m;
-			hits_t *h = eval_flags(r, raw, &m, f ? RULES_EVAL_EAGER : 0, NULL);
-			for (int k = 0; k < 9; k++) {
-				char name[4] = {'S', (char)('1' + k), '\0'};
-				cr_assert_eq(hits_has(h, name), want[k], "%s on mask %u (%s)", name,
-				             mask, f ? "eager" : "lazy");
-			}
-			msg_free(m);
-		}
+		assert_metas(r, raw, 'S', want, 9, mask);
 	}
 	rules_free(r);
 }
