@@ -1010,7 +1010,7 @@ static char *substitute_tags(const char *pattern, char *const *tags, const char 
  * syntax (a value in a comment), \Q, and (*VERB) settings such as UTF.
  * Inline (?i) is fine: the values are looked for without case.
  */
-static bool tags_required(const char *p, uint32_t options)
+bool rules_tags_required(const char *p, uint32_t options)
 {
 	if (options & PCRE2_EXTENDED)
 		return false;
@@ -1067,7 +1067,7 @@ static bool tags_required(const char *p, uint32_t options)
 }
 
 /*
- * For a rule whose tags are needed (tags_required): whether some captured
+ * For a rule whose tags are needed (rules_tags_required): whether some captured
  * value is missing from text, compared as PCRE2 compares without case
  * (its tables' flipped case), so the rule cannot match it. Most messages
  * do not repeat the To: address in a URI; SpamAssassin's six such rules
@@ -1120,7 +1120,7 @@ static void find_captures(rules_t *r)
 			if (tag_ref(p, &tl) == 0)
 				continue;
 			if (!ru->capture_dep)
-				ru->tags_needed = tags_required(ru->pattern, ru->re_options);
+				ru->tags_needed = rules_tags_required(ru->pattern, ru->re_options);
 			ru->capture_dep = true;
 			bool known = false;
 			for (size_t k = 0; k < r->ntags; k++)

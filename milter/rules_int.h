@@ -155,7 +155,7 @@ struct rule {
 
 	/* SpamAssassin 4 capture rules */
 	bool capture_dep; /* uses %{TAG}: compiled per message with the captured value */
-	bool tags_needed; /* every match holds each %{TAG}'s value (see tags_required) */
+	bool tags_needed; /* every match holds each %{TAG}'s value (rules_tags_required) */
 	bool captures;    /* names a group (?<TAG>...) that some %{TAG} uses */
 
 	/* prefilter: the rule may match only if one of these occurs */
@@ -645,5 +645,7 @@ bool rules_hs_in_db(const rules_t *r, const char *rule);
  * compiling the rule (tests); any thread.
  */
 bool rules_tags_needed(const rules_t *r, const char *rule);
+/* The test behind tags_needed, on a pattern and its PCRE2 options (rules.c; the fuzz target). */
+bool rules_tags_required(const char *pattern, uint32_t options);
 
 #endif

@@ -4,7 +4,9 @@
  * message (with a low match limit, so catastrophic patterns end quickly).
  * The input is also read as one regex: its ASCII form (rules_ascii.c) must
  * compile whenever it does, and match ASCII text exactly as it does, and
- * its repeat gate (rules_repeat_gate()) must name items inside it. Every
+ * its repeat gate (rules_repeat_gate()) must name items inside it; read
+ * as a capture rule's pattern and a text, it checks rules_tags_required()
+ * (see fuzz_tags). Every
  * other input also builds the Vectorscan prefilter database (rules_hs.c,
  * with its repeat gates) before the rules run: a build costs milliseconds,
  * so half the inputs keep the rate up.
@@ -118,6 +120,66 @@ static void fuzz_ascii_form(const char *pat, size_t n)
 	pcre2_match_context_free(mc);
 }
 
+/*
+ * An input whose first line holds %{T} is a capture rule's pattern, the
+ * rest a text. Where rules_tags_required() says every match holds T's
+ * value, a text the pattern (the value quoted in, as rules.c does) matches
+ * must hold the value, compared without case as PCRE2 compares: the rule
+ * is skipped on texts without it.
+ */
+static void fuzz_tags(const char *in, size_t n)
+{
+	static const char value[] = "v@x.Example";
+	const char *nl = memchr(in, '\n', n);
+	size_t line = nl ? (size_t)(nl - in) : n;
+	size_t pl = strnlen(in, line); /* a rule's pattern is a C string, as rules.c compiles it */
+	if (pl > 512 || memmem(in, pl, "%{T}", 4) == NULL)
+		return;
+	char pat[512 * 8];
+	size_t k = 0;
+	for (size_t i = 0; i < pl;) {
+		if (i + 4 <= pl && memcmp(in + i, "%{T}", 4) == 0) {
+			for (const char *v = value; *v; v++) {
+				if (!((*v >= 'a' && *v <= 'z') || (*v >= 'A' && *v <= 'Z')))
+					pat[k++] = '\\';
+				pat[k++] = *v;
+			}
+			i += 4;
+		} else {
+			pat[k++] = in[i++];
+		}
+	}
+	char *p0 = strndup(in, pl);
+	const char *subj = nl ? nl + 1 : "";
+	size_t sl = nl ? n - line - 1 : 0;
+	const uint8_t *fcc = rules_latin1_tables() + 256;
+	bool has = false;
+	for (size_t i = 0; !has && sl >= sizeof(value) - 1 && i <= sl - (sizeof(value) - 1); i++) {
+		size_t j = 0;
+		while (j < sizeof(value) - 1 && ((uint8_t)subj[i + j] == (uint8_t)value[j] ||
+		                                 fcc[(uint8_t)subj[i + j]] == (uint8_t)value[j]))
+			j++;
+		has = j == sizeof(value) - 1;
+	}
+	static const uint32_t optsets[] = {0, PCRE2_CASELESS, PCRE2_MULTILINE | PCRE2_DOTALL};
+	pcre2_match_context *mc = pcre2_match_context_create(NULL);
+	pcre2_set_match_limit(mc, 10000);
+	pcre2_set_depth_limit(mc, 1000);
+	for (size_t o = 0; o < sizeof(optsets) / sizeof(*optsets) && !has; o++) {
+		if (!rules_tags_required(p0, optsets[o]))
+			continue;
+		pcre2_code *c = fuzz_compile(pat, k, optsets[o]);
+		if (c == NULL)
+			continue;
+		size_t ov[32];
+		if (fuzz_matches(c, subj, sl, mc, ov) > 0)
+			__builtin_trap(); /* a match without the value it was said to need */
+		pcre2_code_free(c);
+	}
+	pcre2_match_context_free(mc);
+	free(p0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size > FUZZ_MAX_INPUT_BYTES)
@@ -128,6 +190,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(text, data, size);
 	text[size] = '\0';
 	fuzz_ascii_form(text, size);
+	fuzz_tags(text, size);
 	size_t off[8], len[8];
 	unsigned min;
 	size_t ng = rules_repeat_gate(text, size, off, len, 8, &min);

@@ -1,0 +1,2 @@
+(?i)dear\s+(?:my )?%{T}[,.]|x
+dear my friend, x
