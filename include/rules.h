@@ -11,7 +11,7 @@
  *	Rule files use SpamAssassin's syntax, so its rule sets load as they
  *	are: header, body, rawbody, uri, full, mimeheader and meta rules,
  *	score, describe, tflags (multiple, maxhits=N, nice, net, learn; others ignored),
- *	priority, if/ifplugin/else/endif, include, require_version, lang and
+ *	priority, shortcircuit, if/ifplugin/else/endif, include, require_version, lang and
  *	the ReplaceTags directives (replace_tag/pre/post/inter/start/end,
  *	replace_rules). A path given to rules_load() is a file or a directory
  *	whose *.cf files are read in sorted (strcmp) order.
@@ -52,6 +52,18 @@
  *	plugins' blocks then load and the eval tests warn. That is for lint
  *	and comparisons: a meta such as "__A && !__EVAL" would hit whenever
  *	__A does, so scoring should keep the default.
+ *
+ *	Shortcircuit (SpamAssassin's plugin): "shortcircuit NAME on|off|spam|ham".
+ *	When such a scored rule hits, the rules of higher priority numbers
+ *	than its own do not count (SpamAssassin stops after the priority at
+ *	which it hit), after lowering each rule a meta reads to the meta's
+ *	priority as SpamAssassin does; a hit SHORTCIRCUIT (RULES_SHORTCIRCUIT)
+ *	names the rule and type. "on" keeps the rule's points (SHORTCIRCUIT
+ *	scores +-0.0001); "spam" and "ham" add shortcircuit_spam_score (100) or
+ *	shortcircuit_ham_score (-100) and set priority -200 if the rule had
+ *	none, ham also tflags nice. Every rule is still matched (the cut drops
+ *	hits, it saves no CPU); the other evidence sources still score;
+ *	shortcircuit_min_ham_score and _max_spam_score are skipped.
  *
  *	Scores: "score NAME a b c d" gives SpamAssassin's four score sets;
  *	rules_opts_t.score_set picks the column (rules_score_set, by default
@@ -186,6 +198,11 @@
 #include "msg.h"
 
 #define RULES_MAX_PATHS 64
+/*
+ * The hit a shortcircuit adds (see DESCRIPTION); autolearn skips a
+ * message that carries it, as SpamAssassin does.
+ */
+#define RULES_SHORTCIRCUIT "SHORTCIRCUIT"
 
 typedef struct rules rules_t;
 

@@ -8,6 +8,7 @@
 #include "bayes.h"
 #include "hits.h"
 #include "log.h"
+#include "rules.h"
 #include "verdict.h"
 #include "xalloc.h"
 
@@ -469,6 +470,9 @@ static void bayes_verdict(void *shared, void *conn, msg_t *m, const mime_t *mi, 
 	bayes_conn_t *bc = conn;
 
 	if (!b->set.autolearn || b->offline || b->store == NULL)
+		return;
+	/* a shortcircuit verdict rests on one rule, not the evidence (SpamAssassin's bug 5256) */
+	if (hits_has(h, RULES_SHORTCIRCUIT))
 		return;
 	/*
 	 * Judge by the other evidence only: Bayes must not teach itself. So the

@@ -1149,6 +1149,71 @@ static void find_captures(rules_t *r)
 	}
 }
 
+/* Lowers the sc_priority of everything meta i reads, through other metas, to at most p. */
+static void sc_lower(rules_t *r, size_t i, int p, uint32_t *seen, uint32_t stamp)
+{
+	const struct rule *ru = &r->v[i];
+	for (size_t k = 0; k < ru->nprog; k++) {
+		if (ru->prog[k].op != MOP_RULE)
+			continue;
+		size_t j = ru->prog[k].rule;
+		if (seen[j] == stamp)
+			continue;
+		seen[j] = stamp;
+		if (r->v[j].sc_priority > p)
+			r->v[j].sc_priority = p;
+		if (r->v[j].type == RULES_T_META)
+			sc_lower(r, j, p, seen, stamp);
+	}
+}
+
+static int cmp_sc_priority(const void *a, const void *b, void *ctx)
+{
+	const rules_t *r = ctx;
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	int px = r->v[x].sc_priority, py = r->v[y].sc_priority;
+	if (px != py)
+		return px < py ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The shortcircuit rules that can hit (scored, run), and the priority each
+ * rule counts at for the cut. SpamAssassin runs rules priority by
+ * priority and stops after the first priority where a shortcircuit rule
+ * hit; before that, fix_priorities() lowers every rule a meta reads to the
+ * meta's priority, lowest metas first, so a meta never waits for a
+ * priority that might be cut. The priority field itself is left alone: it
+ * orders matching, which the cut does not change.
+ */
+static void shortcircuit_prepare(rules_t *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		r->v[i].sc_priority = r->v[i].priority;
+		if (r->v[i].sc != RULES_SC_NONE && r->v[i].report && r->v[i].defined &&
+		    !r->v[i].skipped && !r->v[i].disabled)
+			r->nsc++;
+	}
+	if (r->nsc == 0)
+		return;
+	r->sc = xalloc_calloc(r->nsc, sizeof(size_t));
+	size_t nm = 0, *metas = xalloc_calloc(r->norder[RULES_T_META] + 1, sizeof(size_t));
+	for (size_t i = 0, k = 0; i < r->n; i++) {
+		const struct rule *ru = &r->v[i];
+		if (ru->sc != RULES_SC_NONE && ru->report && ru->defined && !ru->skipped &&
+		    !ru->disabled)
+			r->sc[k++] = i;
+	}
+	for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++)
+		metas[nm++] = r->order[RULES_T_META][oi];
+	qsort_r(metas, nm, sizeof(size_t), cmp_sc_priority, r);
+	uint32_t *seen = xalloc_calloc(r->n + 1, sizeof(uint32_t));
+	for (size_t k = 0; k < nm; k++)
+		sc_lower(r, metas[k], r->v[metas[k]].sc_priority, seen, (uint32_t)k + 1);
+	free(seen);
+	free(metas);
+}
+
 static int cmp_priority(const void *a, const void *b, void *ctx)
 {
 	const rules_t *r = ctx;
@@ -1395,6 +1460,7 @@ static int rules_finish(rules_t *r, diag_t *d)
 	for (int t = 0; t < RULES_T_META; t++)
 		qsort_r(r->order[t], r->norder[t], sizeof(size_t), cmp_priority, r);
 	qsort_r(r->evals, r->nevals, sizeof(size_t), cmp_priority, r);
+	shortcircuit_prepare(r);
 	mark_deferred(r);
 	rules_freemail_finish(r);
 	rules_eval_dns_finish(r);
@@ -1529,6 +1595,9 @@ static rules_t *rules_new(const rules_opts_t *o)
 	r->error_log = xalloc_calloc(1, sizeof(*r->error_log));
 	r->errors_total = xalloc_calloc(1, sizeof(*r->errors_total));
 	r->view_ns = xalloc_calloc(2 * RULES_T_N, sizeof(*r->view_ns));
+	/* SpamAssassin's shortcircuit_spam_score and shortcircuit_ham_score defaults */
+	r->sc_spam_score = 100;
+	r->sc_ham_score = -100;
 	return r;
 }
 
@@ -1624,6 +1693,7 @@ void rules_free(rules_t *r)
 	rules_wlbl_free(r->wlbl);
 	rules_fromname_free(r->fromname);
 	free(r->ok_locales);
+	free(r->sc);
 	for (size_t i = 0; i < r->ntags; i++)
 		free(r->tags[i]);
 	free(r->tags);
@@ -3403,9 +3473,24 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 			atomic_fetch_add(&r->v[ri].evals, 1);
 		}
 	}
+	/*
+	 * Shortcircuit: SpamAssassin stops after the first priority at which
+	 * a shortcircuit rule hit. Here every rule has run (one scan serves
+	 * them all), so the rules of later priorities are dropped instead:
+	 * the same hits and score, not the CPU saved.
+	 */
+	size_t sc_by = SIZE_MAX;
+	for (size_t k = 0; k < r->nsc; k++) {
+		size_t i = r->sc[k];
+		if (val[i] != 0 &&
+		    (sc_by == SIZE_MAX || r->v[i].sc_priority < r->v[sc_by].sc_priority))
+			sc_by = i;
+	}
 	for (size_t i = 0; i < r->n; i++) {
 		const struct rule *ru = &r->v[i];
 		if (val[i] == 0 || !ru->report)
+			continue;
+		if (sc_by != SIZE_MAX && ru->sc_priority > r->v[sc_by].sc_priority)
 			continue;
 		if (rules_eval_is_auth(ru->evaldef) && hits_has(h, ru->name))
 			continue;
@@ -3419,6 +3504,24 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 			hits_addf(h, "rules", ru->name, ru->score, ru->desc, "matched: %s", det);
 		else
 			hits_add(h, "rules", ru->name, ru->score, ru->desc, NULL);
+	}
+	if (sc_by != SIZE_MAX) {
+		/*
+		 * As SpamAssassin 4: "on" keeps the rule's own points and marks the
+		 * cut with a sign-only 0.0001; spam and ham add their scores here.
+		 */
+		const struct rule *ru = &r->v[sc_by];
+		const char *type = ru->sc == RULES_SC_SPAM  ? "spam"
+		                   : ru->sc == RULES_SC_HAM ? "ham"
+		                   : ru->score < 0          ? "ham"
+		                                            : "spam";
+		double pts = ru->sc == RULES_SC_SPAM  ? r->sc_spam_score
+		             : ru->sc == RULES_SC_HAM ? r->sc_ham_score
+		             : ru->score < 0          ? -0.0001
+		                                      : 0.0001;
+		hits_addf(h, "rules", RULES_SHORTCIRCUIT, pts,
+		          "Not all rules were run, due to a shortcircuited rule", "%s (%s)",
+		          ru->name, type);
 	}
 	return e.errors;
 }

@@ -85,6 +85,9 @@ struct meta_op {
 };
 _Static_assert(sizeof(struct meta_op) <= 24, "jump must fit in the padding after op");
 
+/* shortcircuit NAME on|spam|ham (off: none) */
+enum { RULES_SC_NONE, RULES_SC_ON, RULES_SC_SPAM, RULES_SC_HAM };
+
 struct rule {
 	char *name;
 	char *desc;
@@ -104,6 +107,14 @@ struct rule {
 	unsigned tflags;
 	unsigned maxhits; /* 0: unlimited */
 	int priority;
+	/*
+	 * SpamAssassin's Shortcircuit plugin: what a hit of this rule does
+	 * (RULES_SC_*), and the priority it counts at for the cut - its own,
+	 * lowered to that of any meta that reads it, as SpamAssassin's
+	 * fix_priorities() does, so a meta always has its operands.
+	 */
+	uint8_t sc;
+	int sc_priority;
 
 	/* Regex rules. */
 	char *pattern;       /* after ReplaceTags */
@@ -209,6 +220,10 @@ struct rules {
 	size_t ntags;
 	/* the last ok_locales line; NULL: SpamAssassin's default, "all" */
 	char *ok_locales;
+	/* rules with a shortcircuit type, in file order; the points of the spam and ham types */
+	size_t *sc;
+	size_t nsc;
+	double sc_spam_score, sc_ham_score;
 
 	char **files; /* interned file names */
 	size_t nfiles;

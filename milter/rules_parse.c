@@ -58,6 +58,8 @@ static const char *const provided_plugins[] = {
     /* ImageInfo all but image_name_regex; PDFInfo without the MD5, details and regex tests */
     "Mail::SpamAssassin::Plugin::ImageInfo",
     "Mail::SpamAssassin::Plugin::PDFInfo",
+    /* shortcircuit on/off/spam/ham (rules.c: the cut by priority) */
+    "Mail::SpamAssassin::Plugin::Shortcircuit",
     NULL,
 };
 
@@ -901,6 +903,64 @@ static int set_tflags(struct ctx *c, const char *name, const char *rest)
 static int do_include(struct ctx *c, const char *rest);
 
 /*
+ * SpamAssassin's Shortcircuit plugin. "shortcircuit NAME on|off|spam|ham":
+ * spam and ham also give the rule priority -200 when it has none (as
+ * SpamAssassin 4 does), ham the nice flag; "shortcircuit_spam_score N" and
+ * "shortcircuit_ham_score N" the points of those types. The total-score
+ * forms (shortcircuit_min_ham_score, _max_spam_score) depend on the order
+ * hits arrive in, which Sift's batched matching does not have: skipped.
+ */
+static int def_shortcircuit(struct pstate *ps, struct ctx *c, const char *dir, const char *rest)
+{
+	char name[256], type[16], extra[8];
+	if (strcmp(dir, "shortcircuit_spam_score") == 0 ||
+	    strcmp(dir, "shortcircuit_ham_score") == 0) {
+		char *end;
+		double v = strtod(rest, &end);
+		if (end == rest || *skip_ws(end) || !isfinite(v) || fabs(v) > HITS_MAX_SCORE) {
+			diag_error(c->d, c->file, c->line, "%s: bad score '%s'", dir, rest);
+			return -1;
+		}
+		*(dir[13] == 's' ? &c->r->sc_spam_score : &c->r->sc_ham_score) = v;
+		return 0;
+	}
+	if (strcmp(dir, "shortcircuit") != 0) {
+		char key[96];
+		snprintf(key, sizeof(key), "dir %.80s", dir);
+		warn_once(ps, c->d, c->file, c->line, key,
+		          "skipped directive %s (a cut on the running total)", dir);
+		return 0;
+	}
+	rest = next_token(rest, name, sizeof(name));
+	rest = next_token(rest, type, sizeof(type));
+	next_token(rest, extra, sizeof(extra));
+	if (!valid_rule_name(name)) {
+		diag_error(c->d, c->file, c->line, "shortcircuit: bad rule name '%s'", name);
+		return -1;
+	}
+	static const char *const types[] = {"off", "on", "spam", "ham"};
+	int t = -1;
+	for (int k = 0; k < 4; k++)
+		if (strcmp(type, types[k]) == 0)
+			t = k;
+	if (t < 0 || extra[0] != '\0') {
+		diag_error(c->d, c->file, c->line,
+		           "shortcircuit %s: want one of on, off, spam, ham, not '%s'", name, type);
+		return -1;
+	}
+	size_t idx = rules_intern_rule(c->r, name); /* may move c->r->v */
+	struct rule *ru = &c->r->v[idx];
+	ru->sc = (uint8_t)t; /* the RULES_SC_* order */
+	if (t == RULES_SC_SPAM || t == RULES_SC_HAM) {
+		if (ru->priority == 0)
+			ru->priority = -200;
+		if (t == RULES_SC_HAM)
+			ru->tflags |= TF_NICE;
+	}
+	return 0;
+}
+
+/*
  * What an eval family's directive reader answered: NULL (taken), "~why"
  * (skipped: warned once per directive) or an error for file:line.
  */
@@ -1108,6 +1168,8 @@ static int directive(struct ctx *c, char *line)
 		          plugin);
 		return 0;
 	}
+	if (strncmp(dir, "shortcircuit", 12) == 0)
+		return def_shortcircuit(ps, c, dir, rest);
 	if (strcmp(dir, "ok_locales") == 0) {
 		free(c->r->ok_locales); /* the last line wins, as in SpamAssassin */
 		c->r->ok_locales = xalloc_strdup(rest);

@@ -21,6 +21,7 @@
 #include "bayes.h"
 #include "hits.h"
 #include "hits_check.h"
+#include "rules.h"
 #include "verdict.h"
 
 #define DATA TEST_DATADIR "/bayes"
@@ -2040,6 +2041,43 @@ Test(learning, autolearn_never_learns_what_bayes_alone_decided, .init = make_tmp
 	bayes_store_flush(s);
 	bayes_store_stats(s, &st);
 	cr_assert_eq(st.totals.ham, 1);
+	bayes_store_unref(s);
+	msg_free(m);
+	bayes_evidence.release(shared);
+	conf_free(c);
+	diag_free(d);
+}
+
+Test(learning, autolearn_skips_a_shortcircuit_verdict, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	diag_t *d = diag_new();
+	conf_t *c = conf_parse("test.conf", "bayes_autolearn = yes\nbayes_map_size = 16M\n", d);
+	ev_env_t env = {.state_dir = tmpdir, .offline = false};
+	void *shared = ev_started(&bayes_evidence, bayes_evidence.load(c, NULL, &env, d), &env, d);
+	cr_assert_not_null(shared);
+	const mime_t *mi;
+	msg_t *m = load_msg(DATA "/check/ham-9.eml", &mi);
+	/* Points from the rules far past the spam threshold, but one rule cut the rest short. */
+	hits_t *h = hits_new(msg_arena(m));
+	hits_add(h, "rules", "LISTED_SENDER", 20.0, "", "");
+	hits_add(h, "rules", RULES_SHORTCIRCUIT, 100.0, "", "LISTED_SENDER (spam)");
+	bayes_evidence.verdict(shared, NULL, m, mi, h, 120.0, VERDICT_REJECT);
+	char path[512];
+	int err;
+	snprintf(path, sizeof(path), "%s/bayes", tmpdir);
+	bayes_store_t *s = bayes_store_open(path, 16 << 20, 0, &err);
+	cr_assert_not_null(s);
+	bayes_store_flush(s);
+	bayes_stats_t st;
+	bayes_store_stats(s, &st);
+	cr_assert_eq(st.totals.ham + st.totals.spam, 0, "learned a shortcircuit verdict");
+	/* The same points without the cut are learned as spam. */
+	hits_t *h2 = hits_new(msg_arena(m));
+	hits_add(h2, "rules", "LISTED_SENDER", 20.0, "", "");
+	bayes_evidence.verdict(shared, NULL, m, mi, h2, 20.0, VERDICT_REJECT);
+	bayes_store_flush(s);
+	bayes_store_stats(s, &st);
+	cr_assert_eq(st.totals.spam, 1);
 	bayes_store_unref(s);
 	msg_free(m);
 	bayes_evidence.release(shared);

@@ -1099,6 +1099,110 @@ Test(rules, describe_and_priority_are_kept)
 	rules_free(r);
 }
 
+static const struct hit *hit_named(const hits_t *h, const char *name)
+{
+	for (size_t i = 0; i < hits_count(h); i++)
+		if (strcmp(hits_at(h, i)->name, name) == 0)
+			return hits_at(h, i);
+	return NULL;
+}
+
+#define SC_RULES                                                                                   \
+	"ifplugin Mail::SpamAssassin::Plugin::Shortcircuit\n"                                      \
+	"header   FRIEND   From =~ /friend\\@example\\.org/\n"                                     \
+	"score    FRIEND   -5\n"                                                                   \
+	"priority FRIEND   -500\n"                                                                 \
+	"shortcircuit FRIEND on\n"                                                                 \
+	"endif\n"                                                                                  \
+	"body     BUY      /buy now/\n"                                                            \
+	"score    BUY      3\n"                                                                    \
+	"body     EARLY    /cheap/\n"                                                              \
+	"priority EARLY    -600\n"                                                                 \
+	"header   __OFFER  Subject =~ /offer/\n"                                                   \
+	"meta     LATEMETA __OFFER && BUY\n"                                                       \
+	"body     PULLED   /cheap/\n"                                                              \
+	"meta     LOWMETA  __OFFER && PULLED\n"                                                    \
+	"priority LOWMETA  -1000\n"
+
+#define SC_MSG(from)                                                                               \
+	"From: " from "\nTo: x@example.com\nSubject: an offer\nMessage-ID: <1@example.com>\n\n"    \
+	"buy now, cheap\n"
+
+/*
+ * SpamAssassin stops after the priority at which a shortcircuit rule hit:
+ * rules of higher priority numbers do not count, those at or below it do,
+ * and a meta's operands count at the meta's priority (fix_priorities).
+ */
+Test(rules, shortcircuit_drops_the_rules_of_later_priorities)
+{
+	rules_t *r = load(SC_RULES);
+	msg_t *m;
+	hits_t *h = eval_flags(r, SC_MSG("friend@example.org"), &m, RULES_EVAL_EXPLAIN, NULL);
+	cr_assert_not_null(hit_named(h, "FRIEND"));
+	cr_assert_not_null(hit_named(h, "EARLY"), "a lower priority still counts");
+	cr_assert_not_null(hit_named(h, "LOWMETA"));
+	cr_assert_not_null(hit_named(h, "PULLED"), "a low meta's operand counts at its priority");
+	cr_assert_null(hit_named(h, "BUY"), "priority 0 is cut");
+	cr_assert_null(hit_named(h, "LATEMETA"));
+	const struct hit *sc = hit_named(h, RULES_SHORTCIRCUIT);
+	cr_assert_not_null(sc);
+	cr_assert_float_eq(sc->score, -0.0001, 1e-9, "on: the sign of the rule's score");
+	cr_assert_str_eq(sc->detail, "FRIEND (ham)");
+	msg_free(m);
+	/* Without the shortcircuit rule's hit, everything counts. */
+	h = eval_flags(r, SC_MSG("other@example.org"), &m, 0, NULL);
+	cr_assert_not_null(hit_named(h, "BUY"));
+	cr_assert_not_null(hit_named(h, "LATEMETA"));
+	cr_assert_null(hit_named(h, RULES_SHORTCIRCUIT));
+	msg_free(m);
+	rules_free(r);
+	/* "off" takes it back; a rule scored 0 does not cut either. */
+	r = load(SC_RULES "shortcircuit FRIEND off\n");
+	cr_assert(hits(r, SC_MSG("friend@example.org"), "BUY"));
+	cr_assert_not(hits(r, SC_MSG("friend@example.org"), RULES_SHORTCIRCUIT));
+	rules_free(r);
+	r = load(SC_RULES "score FRIEND 0\n");
+	cr_assert(hits(r, SC_MSG("friend@example.org"), "BUY"));
+	rules_free(r);
+}
+
+Test(rules, shortcircuit_spam_and_ham_set_priority_score_and_nice)
+{
+	/* spam: priority -200 (it had none), SHORTCIRCUIT adds shortcircuit_spam_score */
+	rules_t *r = load("header LISTED From =~ /friend/\nscore LISTED 2\n"
+	                  "shortcircuit LISTED spam\nshortcircuit_spam_score 50\n"
+	                  "body BUY /buy now/\nbody CHEAP /cheap/\npriority CHEAP -300\n");
+	msg_t *m;
+	hits_t *h = eval_flags(r, SC_MSG("friend@example.org"), &m, RULES_EVAL_EXPLAIN, NULL);
+	cr_assert_null(hit_named(h, "BUY"));
+	cr_assert_not_null(hit_named(h, "CHEAP"));
+	cr_assert_float_eq(hit_named(h, "LISTED")->score, 2, 1e-9);
+	cr_assert_float_eq(hit_named(h, RULES_SHORTCIRCUIT)->score, 50, 1e-9);
+	cr_assert_str_eq(hit_named(h, RULES_SHORTCIRCUIT)->detail, "LISTED (spam)");
+	msg_free(m);
+	rules_free(r);
+	/* ham: a priority of its own is kept; unscored, it scores as nice (-1); -100 by default */
+	r = load("header KNOWN From =~ /friend/\npriority KNOWN -100\nshortcircuit KNOWN ham\n"
+	         "body CHEAP /cheap/\npriority CHEAP -150\nbody BUY /buy now/\n"
+	         "priority BUY -100\nbody LATER /cheap/\npriority LATER -99\n");
+	h = eval_flags(r, SC_MSG("friend@example.org"), &m, RULES_EVAL_EXPLAIN, NULL);
+	cr_assert_float_eq(hit_named(h, "KNOWN")->score, -1, 1e-9);
+	cr_assert_float_eq(hit_named(h, RULES_SHORTCIRCUIT)->score, -100, 1e-9);
+	cr_assert_not_null(hit_named(h, "CHEAP"));
+	cr_assert_not_null(hit_named(h, "BUY"), "the same priority still counts");
+	cr_assert_null(hit_named(h, "LATER"));
+	msg_free(m);
+	rules_free(r);
+	/* Of two shortcircuit rules that hit, the lower priority cuts. */
+	r = load("header A From =~ /friend/\nshortcircuit A spam\n"
+	         "header B From =~ /friend/\nscore B -3\npriority B -400\nshortcircuit B on\n");
+	h = eval_flags(r, SC_MSG("friend@example.org"), &m, RULES_EVAL_EXPLAIN, NULL);
+	cr_assert_null(hit_named(h, "A"));
+	cr_assert_str_eq(hit_named(h, RULES_SHORTCIRCUIT)->detail, "B (ham)");
+	msg_free(m);
+	rules_free(r);
+}
+
 Test(rules, later_definition_wins)
 {
 	rules_t *r = load("body DUP /first/\nbody DUP /second/\n");
@@ -1404,6 +1508,11 @@ Test(rules, malformed_lines_fail_the_load_with_file_and_line)
 	expect_error("if (version >= 3)\nbody X /x/\n", "bad.cf:2: 1 if block(s) not closed");
 	expect_error("body bad-name /x/\n", "bad.cf:1: body: bad rule name");
 	expect_error("uri U eval\n", "bad.cf:1: uri rule U: expected a regex");
+	expect_error("body S /x/\nshortcircuit S maybe\n",
+	             "bad.cf:2: shortcircuit S: want one of on, off, spam, ham, not 'maybe'");
+	expect_error("shortcircuit S on extra\n", "bad.cf:1: shortcircuit S: want one of");
+	expect_error("shortcircuit_spam_score lots\n",
+	             "bad.cf:1: shortcircuit_spam_score: bad score 'lots'");
 }
 
 Test(rules, every_malformed_line_is_reported_not_just_the_first)
