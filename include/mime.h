@@ -77,9 +77,11 @@
 #include "msg.h"
 
 /* Bounds of the URI and domain lists, and of one URI kept in them. */
-#define MIME_MAX_URIS      1000
-#define MIME_MAX_DOMAINS   1000
-#define MIME_MAX_URI_BYTES 2048
+#define MIME_MAX_URIS    1000
+#define MIME_MAX_DOMAINS 1000
+/* Hosts of links carried inside URIs (mime_lookup_domain()) beyond those. */
+#define MIME_MAX_TARGET_DOMAINS 200
+#define MIME_MAX_URI_BYTES      2048
 /*
  * Nesting is capped here whatever the configuration says: the walk
  * recurses once per level, and a thread's stack is the real bound.
@@ -177,6 +179,16 @@ const char *mime_uri(const mime_t *mi, size_t i);
 /* Distinct lower-case host names of the URIs (and of mailto: addresses). */
 size_t mime_domain_count(const mime_t *mi);
 const char *mime_domain(const mime_t *mi, size_t i);
+/*
+ * What the DNS lists and reputation look up: the same hosts, then those of
+ * the links the URIs carry after their host, as redirectors take them
+ * ("https://r.example/url?q=https%3A%2F%2Ft.example%2F" gives t.example;
+ * %-escapes undone, up to four a URI, each holding a dot, none already a
+ * URI's host; at most MIME_MAX_TARGET_DOMAINS). Bayes reads mime_domain()
+ * only, so its tokens stay those its store learned.
+ */
+size_t mime_lookup_domain_count(const mime_t *mi);
+const char *mime_lookup_domain(const mime_t *mi, size_t i);
 unsigned mime_flags(const mime_t *mi);
 
 /*

@@ -1351,10 +1351,11 @@ static ev_status_t ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi
 	if (mi && (d->kinds & (1u << KIND_URI))) {
 		size_t asked = 0;
 		char seen_last[DNSBL_QNAME_MAX_BYTES] = "";
-		for (size_t i = 0; i < mime_domain_count(mi) && (long)asked < d->max_uri_domains;
-		     i++) {
+		for (size_t i = 0;
+		     i < mime_lookup_domain_count(mi) && (long)asked < d->max_uri_domains; i++) {
 			char reg[DNSBL_QNAME_MAX_BYTES];
-			if (dns_registered_domain(mime_domain(mi, i), reg, sizeof(reg)) == NULL ||
+			const char *host = mime_lookup_domain(mi, i); /* link hosts, then targets */
+			if (dns_registered_domain(host, reg, sizeof(reg)) == NULL ||
 			    strcmp(reg, seen_last) == 0)
 				continue;
 			size_t before = c->msg_set.n;

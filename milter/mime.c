@@ -46,6 +46,12 @@ _Static_assert(MIME_ICONV_MAX <= MIME_ICONV_SLOTS * 3 / 4, "the table keeps a qu
 
 _Static_assert(MIME_SET_MAX_SLOTS >= 2 * MIME_MAX_URIS, "URI set must stay at most half full");
 _Static_assert(MIME_SET_MAX_SLOTS >= 2 * MIME_MAX_DOMAINS, "domain set must stay half empty");
+_Static_assert(MIME_SET_MAX_SLOTS >= 2 * MIME_MAX_TARGET_DOMAINS,
+               "target set must stay half empty");
+/* The links one URI may carry inside it that are followed (a redirect's redirect...). */
+#define MIME_TARGETS_PER_URI 4
+/* A host name as the domain lists keep it, with its NUL (DNS names are shorter). */
+#define MIME_HOST_KEY_BYTES 256
 
 struct strset {
 	const char **slot; /* cap entries, allocated on first insert */
@@ -75,7 +81,9 @@ struct mime {
 	size_t nuris;
 	const char **domains;
 	size_t ndomains;
-	struct strset uriset, domset;
+	const char **targets; /* hosts of links carried inside the URIs, not in domains */
+	size_t ntargets;
+	struct strset uriset, domset, targetset;
 };
 
 /* ------------------------------------------------------------ ASCII helpers */
@@ -1153,13 +1161,24 @@ static const char *strset_add(arena_t *a, struct strset *s, const char *p, size_
 	return s->slot[i];
 }
 
-static void add_domain(mime_t *mi, const char *h, size_t n)
+static bool strset_has(const struct strset *s, const char *p, size_t n)
 {
-	char host[256];
+	if (s->cap == 0)
+		return false;
+	for (size_t i = hash_bytes(p, n) & (s->cap - 1); s->slot[i] != NULL;
+	     i = (i + 1) & (s->cap - 1))
+		if (strncmp(s->slot[i], p, n) == 0 && s->slot[i][n] == '\0')
+			return true;
+	return false;
+}
+
+/* The host h[0..n) as the lists keep it, into host; its length (0: none). */
+static size_t host_key(const char *h, size_t n, char host[MIME_HOST_KEY_BYTES])
+{
 	size_t k = 0;
 
 	/* Lower-case, undo %XX (seen in obfuscated links), drop trailing dots. */
-	for (size_t i = 0; i < n && k + 1 < sizeof(host); i++) {
+	for (size_t i = 0; i < n && k + 1 < MIME_HOST_KEY_BYTES; i++) {
 		int c = (unsigned char)h[i];
 		int h1, h2;
 		if (c == '%' && i + 2 < n && (h1 = hexval((unsigned char)h[i + 1])) >= 0 &&
@@ -1177,6 +1196,13 @@ static void add_domain(mime_t *mi, const char *h, size_t n)
 	while (k > 0 && host[0] == '.') {
 		memmove(host, host + 1, --k);
 	}
+	return k;
+}
+
+static void add_domain(mime_t *mi, const char *h, size_t n)
+{
+	char host[MIME_HOST_KEY_BYTES];
+	size_t k = host_key(h, n, host);
 	if (k == 0 || mi->ndomains >= MIME_MAX_DOMAINS)
 		return;
 	const char *d = strset_add(mi->arena, &mi->domset, host, k);
@@ -1185,6 +1211,76 @@ static void add_domain(mime_t *mi, const char *h, size_t n)
 	if (mi->domains == NULL)
 		mi->domains = arena_alloc(mi->arena, MIME_MAX_DOMAINS * sizeof(*mi->domains));
 	mi->domains[mi->ndomains++] = d;
+}
+
+/* A redirect target's host, unless the domain list has it already. */
+static void add_target(mime_t *mi, const char *h, size_t n)
+{
+	char host[MIME_HOST_KEY_BYTES];
+	size_t k = host_key(h, n, host);
+	if (k == 0 || memchr(host, '.', k) == NULL || mi->ntargets >= MIME_MAX_TARGET_DOMAINS ||
+	    strset_has(&mi->domset, host, k))
+		return;
+	const char *d = strset_add(mi->arena, &mi->targetset, host, k);
+	if (d == NULL)
+		return;
+	if (mi->targets == NULL)
+		mi->targets =
+		    arena_alloc(mi->arena, MIME_MAX_TARGET_DOMAINS * sizeof(*mi->targets));
+	mi->targets[mi->ntargets++] = d;
+}
+
+/*
+ * The links a URI carries after its host, as redirectors take them
+ * ("https://r.example/url?q=https%3A%2F%2Ft.example%2Fx": t.example):
+ * SpamAssassin's canonicalisation follows "https?:/{0,2}[^&#]+" holding a
+ * dot, and so do the DNS lists here, or a listed site would hide behind a
+ * redirector every mail provider lets through. %-escapes are undone first
+ * (they are how a link is put into a query); each link found is searched
+ * again for the next, up to MIME_TARGETS_PER_URI.
+ */
+static void uri_targets(mime_t *mi, const char *rest, size_t n)
+{
+	char buf[MIME_MAX_URI_BYTES];
+	size_t k = 0;
+	for (size_t i = 0; i < n && k < sizeof(buf); i++) {
+		int c = (unsigned char)rest[i], h1, h2;
+		if (c == '%' && i + 2 < n && (h1 = hexval((unsigned char)rest[i + 1])) >= 0 &&
+		    (h2 = hexval((unsigned char)rest[i + 2])) >= 0) {
+			c = h1 << 4 | h2;
+			i += 2;
+		}
+		buf[k++] = (char)c;
+	}
+	size_t found = 0;
+	for (size_t i = 0; i + 5 < k && found < MIME_TARGETS_PER_URI; i++) {
+		size_t j = i;
+		if (!ci_prefix(buf + j, k - j, "http"))
+			continue;
+		j += 4;
+		if (lc((unsigned char)buf[j]) == 's')
+			j++;
+		if (j >= k || buf[j] != ':')
+			continue;
+		j++;
+		for (int sl = 0; sl < 2 && j < k && (buf[j] == '/' || buf[j] == '\\'); sl++)
+			j++;
+		size_t h = j, stop = j;
+		while (stop < k && buf[stop] != '/' && buf[stop] != '?' && buf[stop] != '#' &&
+		       buf[stop] != '&' && buf[stop] != '\\' && (unsigned char)buf[stop] > ' ')
+			stop++;
+		for (size_t t = h; t < stop; t++) /* user:password@host */
+			if (buf[t] == '@')
+				h = t + 1;
+		size_t end = h;
+		while (end < stop && buf[end] != ':')
+			end++;
+		if (end > h) {
+			add_target(mi, buf + h, end - h);
+			found++;
+		}
+		i = j - 1;
+	}
 }
 
 /* Finds the host in a checked URI and adds it to the domain list. */
@@ -1232,6 +1328,10 @@ static void uri_host(mime_t *mi, const char *u, size_t n)
 			stop = port;
 	}
 	add_domain(mi, h, (size_t)(stop - h));
+	while (stop < e && *stop != '/' && *stop != '?' && *stop != '#' && *stop != '\\')
+		stop++; /* past a port */
+	if (stop < e)
+		uri_targets(mi, stop, (size_t)(e - stop));
 }
 
 void mime_add_uri(mime_t *mi, const char *p, size_t n)
@@ -2063,6 +2163,19 @@ size_t mime_domain_count(const mime_t *mi)
 const char *mime_domain(const mime_t *mi, size_t i)
 {
 	return i < mi->ndomains ? mi->domains[i] : NULL;
+}
+
+size_t mime_lookup_domain_count(const mime_t *mi)
+{
+	return mi->ndomains + mi->ntargets;
+}
+
+const char *mime_lookup_domain(const mime_t *mi, size_t i)
+{
+	if (i < mi->ndomains)
+		return mi->domains[i];
+	i -= mi->ndomains;
+	return i < mi->ntargets ? mi->targets[i] : NULL;
 }
 
 unsigned mime_flags(const mime_t *mi)

@@ -1366,8 +1366,9 @@ static void msg_entities(struct rep_shared *s, msg_t *m, const mime_t *mi, struc
 	    reg_domain(s, e->from_dom, d, sizeof(d)))
 		add_ent(e, REP_ENT_FROM, d);
 	size_t urls = 0;
-	for (size_t i = 0; mi && i < mime_domain_count(mi) && urls < (size_t)s->cfg.url_max; i++)
-		if (reg_domain(s, mime_domain(mi, i), d, sizeof(d))) {
+	for (size_t i = 0; mi && i < mime_lookup_domain_count(mi) && urls < (size_t)s->cfg.url_max;
+	     i++)
+		if (reg_domain(s, mime_lookup_domain(mi, i), d, sizeof(d))) {
 			size_t before = e->n;
 			add_ent(e, REP_ENT_URL, d);
 			urls += e->n > before;
@@ -1409,8 +1410,8 @@ static void block_hits(struct rep_shared *s, struct rep_conn *c, msg_t *m, const
 		done = true;
 	}
 	/* URLs only block: allowing by URL would let anyone borrow a good name. */
-	for (size_t i = 0; mi && i < mime_domain_count(mi); i++) {
-		const char *dom = mime_domain(mi, i);
+	for (size_t i = 0; mi && i < mime_lookup_domain_count(mi); i++) {
+		const char *dom = mime_lookup_domain(mi, i);
 		if (rep_mirror_lookup_domain(mm, dom, now, &ent) == 1 && !ent.allow) {
 			hits_addf(h, "rep", "BLOCKLIST_URL", s->cfg.block_score,
 			          "URL domain on the shared blocklist", "%s under %s (%s)", dom,

@@ -661,6 +661,22 @@ Test(dns, uri_domains_are_asked_with_bitmask_codes)
 	dnsbl_release(b);
 }
 
+/* A listed site behind a redirector every provider lets through is still asked about. */
+Test(dns, a_link_carried_inside_a_redirect_is_asked_too)
+{
+	dnsbl_t *b = load_dns(base_lists);
+	struct run r = run_msg(b, "192.0.2.77", NULL, NULL, NULL,
+	                       "From: a@example.org\nSubject: offer\nContent-Type: text/html\n\n"
+	                       "<a href=\"https://www.google.com/url?q=https%3A%2F%2Fwww.spam-uri."
+	                       "example%2Fbuy&amp;sa=D\">your invoice</a>\n",
+	                       2000);
+	const hit_t *black = find_hit(r.h, "URIBL_BLACK");
+	cr_assert_not_null(black);
+	cr_assert(strstr(black->detail, "uri spam-uri.example"), "%s", black->detail);
+	msg_free(r.m);
+	dnsbl_release(b);
+}
+
 Test(dns, a_zone_that_never_answers_costs_at_most_the_deadline)
 {
 	dnsbl_t *b = load_dns("dnsbl_list = dead ip dead.test any=5\n"

@@ -971,6 +971,68 @@ Test(mime, percent_encoded_hosts_are_decoded_in_the_domain_list)
 	msg_free(m);
 }
 
+static char *lookup_domains(const mime_t *mi)
+{
+	static char out[4096];
+	size_t k = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < mime_lookup_domain_count(mi); i++)
+		k += (size_t)snprintf(out + k, sizeof(out) - k, "%s%s", i ? " " : "",
+		                      mime_lookup_domain(mi, i));
+	cr_assert_null(mime_lookup_domain(mi, mime_lookup_domain_count(mi)));
+	return out;
+}
+
+/*
+ * A link carried inside another (a redirector's) is looked up too: plain,
+ * %-escaped, nested, with user info and port; not when it holds no dot,
+ * not again when it is a link's own host, and never in mime_domain()
+ * (Bayes's tokens).
+ */
+Test(mime, links_carried_inside_links_are_lookup_domains)
+{
+	const char raw[] =
+	    "Subject: x\nContent-Type: text/html\n\n"
+	    "<a href=\"https://www.google.com/url?q=https%3A%2F%2FEvil.Example%2Fpay&sa=D\">a</a>"
+	    "<a href=\"http://r.example.net/go?u=http://u:p@Nested.example.org:8080/x?to="
+	    "https%253A//ignored\">b</a>"
+	    "<a "
+	    "href=\"http://t.example.com/c?next=https://t2.example.com/?z=http:/deep.example.info"
+	    "\">c</a>"
+	    "<a href=\"http://self.example.com/?r=http://self.example.com/\">d</a>"
+	    "<a href=\"http://plain.example.com/?r=http://localhost/&s=httpx://no.example\">e</a>"
+	    "<a href=\"mailto:a@m.example.com?body=http://mail-body.example\">f</a>\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert_eq(mime_domain_count(mi), 6);
+	for (size_t i = 0; i < mime_domain_count(mi); i++)
+		cr_assert(strstr(mime_domain(mi, i), "evil") == NULL &&
+		              strstr(mime_domain(mi, i), "nested") == NULL,
+		          "a target in mime_domain: %s", mime_domain(mi, i));
+	cr_assert_str_eq(lookup_domains(mi),
+	                 "www.google.com r.example.net t.example.com self.example.com "
+	                 "plain.example.com m.example.com "
+	                 "evil.example nested.example.org t2.example.com deep.example.info");
+	msg_free(m);
+}
+
+Test(mime, lookup_domains_are_bounded)
+{
+	size_t cap = 300 * 64 + 64;
+	char *raw = malloc(cap);
+	size_t n = (size_t)snprintf(raw, cap, "Subject: many\n\n");
+	for (int i = 0; i < 300; i++)
+		n += (size_t)snprintf(raw + n, cap - n,
+		                      "http://r.example/?u=http://t%d.example.com/ ", i);
+	msg_t *m = msg_from(raw, n);
+	mime_t *mi = parse(m);
+	cr_assert_eq(mime_domain_count(mi), 1);
+	cr_assert_eq(mime_lookup_domain_count(mi), 1 + MIME_MAX_TARGET_DOMAINS);
+	cr_assert_str_eq(mime_lookup_domain(mi, MIME_MAX_TARGET_DOMAINS), "t199.example.com");
+	free(raw);
+	msg_free(m);
+}
+
 Test(mime, the_utf8_oracle_rejects_what_it_should)
 {
 	/* The check the other tests rely on: valid forms in, invalid out. */

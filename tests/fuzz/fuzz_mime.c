@@ -100,6 +100,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		touch(mime_uri(mi, i));
 	for (size_t i = 0; i < mime_domain_count(mi); i++)
 		touch(mime_domain(mi, i));
+	/* The lookup list: the domains first, then distinct redirect targets holding a dot. */
+	size_t nl = mime_lookup_domain_count(mi);
+	if (nl < mime_domain_count(mi) || nl > MIME_MAX_DOMAINS + MIME_MAX_TARGET_DOMAINS ||
+	    mime_lookup_domain(mi, nl) != NULL)
+		__builtin_trap();
+	for (size_t i = 0; i < nl; i++) {
+		const char *t = mime_lookup_domain(mi, i);
+		if (touch(t) == 0 ||
+		    (i < mime_domain_count(mi) ? t != mime_domain(mi, i) : strchr(t, '.') == NULL))
+			__builtin_trap();
+		for (size_t j = mime_domain_count(mi); j < i && i >= mime_domain_count(mi); j++)
+			if (strcmp(t, mime_lookup_domain(mi, j)) == 0)
+				__builtin_trap();
+	}
 
 	/* The header decoder and the charset converter on raw input too. */
 	arena_t *a = msg_arena(m);
