@@ -40,7 +40,10 @@
  *	looked up), dnsbl_skip_private (yes: loopback, RFC 1918, ULA and
  *	link-local clients are not looked up), dnsbl_trusted_relay (repeatable
  *	ip or cidr: when the client is one of them, the first untrusted
- *	Received: hop is checked instead), dnsbl_probe_interval (10m), dnsbl_max_uri_domains (20),
+ *	Received: hop is checked instead), dnsbl_probe_interval (10m), dnsbl_max_uri_domains (20:
+ *	the links' hosts, then the hosts of links carried inside links, then with
+ *	dnsbl_uri_text_domains (yes) host names written in the text without a
+ *	scheme; mime_lookup_domain(), mime_text_domain()),
  *	dnsbl_local_check_interval (how often a list file is stat()ed, 5s),
  *	dnsbl_stats_interval (a statistics line at info level, 1h; 0 = never;
  *	one is also logged when a configuration generation ends).

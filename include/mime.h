@@ -81,7 +81,9 @@
 #define MIME_MAX_DOMAINS 1000
 /* Hosts of links carried inside URIs (mime_lookup_domain()) beyond those. */
 #define MIME_MAX_TARGET_DOMAINS 200
-#define MIME_MAX_URI_BYTES      2048
+/* Host names written in the text without a scheme (mime_text_domain()). */
+#define MIME_MAX_TEXT_DOMAINS 100
+#define MIME_MAX_URI_BYTES    2048
 /*
  * Nesting is capped here whatever the configuration says: the walk
  * recurses once per level, and a thread's stack is the real bound.
@@ -189,6 +191,16 @@ const char *mime_domain(const mime_t *mi, size_t i);
  */
 size_t mime_lookup_domain_count(const mime_t *mi);
 const char *mime_lookup_domain(const mime_t *mi, size_t i);
+/*
+ * Host names written in the text without a scheme or "www." ("visit
+ * shop.example today"), which SpamAssassin's URI DNS lists ask about too:
+ * two or more labels, the last 2-63 letters (or xn--), lower-cased, none in
+ * the lists above, not an address's; at most MIME_MAX_TEXT_DOMAINS. Not
+ * links, so only the DNS lists read them (the lookup decides with the
+ * Public Suffix List whether the name has a registered domain at all).
+ */
+size_t mime_text_domain_count(const mime_t *mi);
+const char *mime_text_domain(const mime_t *mi, size_t i);
 unsigned mime_flags(const mime_t *mi);
 
 /*

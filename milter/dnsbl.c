@@ -96,8 +96,9 @@ struct dnsbl {
 	long stats_interval_ms; /* 0: no periodic statistics line */
 	long next_stats_ms;     /* atomic */
 	long max_uri_domains;
-	unsigned kinds;       /* bit per list_kind present */
-	size_t max_hit_names; /* distinct hit names the lists can produce */
+	bool uri_text_domains; /* also host names written without a scheme */
+	unsigned kinds;        /* bit per list_kind present */
+	size_t max_hit_names;  /* distinct hit names the lists can produce */
 	/* statistics, atomic */
 	uint64_t n_lookups, n_file, n_listed, n_errors, n_late, n_probes, n_probe_failures;
 };
@@ -555,6 +556,7 @@ dnsbl_t *dnsbl_load(conf_t *c, dnsbl_t *prev, const ev_env_t *env, diag_t *d)
 	conf_ms(c, "dnsbl_local_check_interval", 5000, 0, 86400000L, &check_ms, d);
 	conf_bool(c, "dnsbl_allow_authenticated", true, &b->allow_auth, d);
 	conf_bool(c, "dnsbl_skip_private", true, &b->skip_private, d);
+	conf_bool(c, "dnsbl_uri_text_domains", true, &b->uri_text_domains, d);
 	conf_ms(c, "dnsbl_stats_interval", 3600000L, 0, 7 * 86400000L, &b->stats_interval_ms, d);
 	b->next_stats_ms = dnsbl_now_ms() + b->stats_interval_ms;
 	b->probe_interval_ms = probe_ms;
@@ -1351,10 +1353,15 @@ static ev_status_t ev_score(void *shared, void *conn, msg_t *m, const mime_t *mi
 	if (mi && (d->kinds & (1u << KIND_URI))) {
 		size_t asked = 0;
 		char seen_last[DNSBL_QNAME_MAX_BYTES] = "";
-		for (size_t i = 0;
-		     i < mime_lookup_domain_count(mi) && (long)asked < d->max_uri_domains; i++) {
+		/* the links' hosts, those of links inside them, then names written bare */
+		size_t nl = mime_lookup_domain_count(mi),
+		       nt = d->uri_text_domains ? mime_text_domain_count(mi) : 0;
+		for (size_t i = 0; i < nl + nt && (long)asked < d->max_uri_domains; i++) {
 			char reg[DNSBL_QNAME_MAX_BYTES];
-			const char *host = mime_lookup_domain(mi, i); /* link hosts, then targets */
+			const char *host =
+			    i < nl ? mime_lookup_domain(mi, i) : mime_text_domain(mi, i - nl);
+			if (i >= nl && !dns_tld_known(host))
+				continue; /* "Mr.Smith", "index.html": not a name at all */
 			if (dns_registered_domain(host, reg, sizeof(reg)) == NULL ||
 			    strcmp(reg, seen_last) == 0)
 				continue;

@@ -48,6 +48,8 @@ _Static_assert(MIME_SET_MAX_SLOTS >= 2 * MIME_MAX_URIS, "URI set must stay at mo
 _Static_assert(MIME_SET_MAX_SLOTS >= 2 * MIME_MAX_DOMAINS, "domain set must stay half empty");
 _Static_assert(MIME_SET_MAX_SLOTS >= 2 * MIME_MAX_TARGET_DOMAINS,
                "target set must stay half empty");
+_Static_assert(MIME_SET_MAX_SLOTS >= 2 * MIME_MAX_TEXT_DOMAINS,
+               "text domain set must stay half empty");
 /* The links one URI may carry inside it that are followed (a redirect's redirect...). */
 #define MIME_TARGETS_PER_URI 4
 /* A host name as the domain lists keep it, with its NUL (DNS names are shorter). */
@@ -83,7 +85,9 @@ struct mime {
 	size_t ndomains;
 	const char **targets; /* hosts of links carried inside the URIs, not in domains */
 	size_t ntargets;
-	struct strset uriset, domset, targetset;
+	const char **tdomains; /* host names written in the text without a scheme */
+	size_t ntdomains;
+	struct strset uriset, domset, targetset, tdomset;
 };
 
 /* ------------------------------------------------------------ ASCII helpers */
@@ -1283,6 +1287,48 @@ static void uri_targets(mime_t *mi, const char *rest, size_t n)
 	}
 }
 
+/*
+ * A host name written in the text without a scheme ("visit shop.example
+ * today"), as SpamAssassin's URI list takes one ending in a known TLD for
+ * its URI DNS lists: at least two labels of letters, digits and hyphens,
+ * the last 2-63 letters (or an xn-- name). Whether that is a public
+ * suffix is for the lookup to decide (the Public Suffix List): "Mr.Smith"
+ * is a candidate here and asked nothing there.
+ */
+static void add_text_domain(mime_t *mi, const char *h, size_t n)
+{
+	if (n > 253 || mi->ntdomains >= MIME_MAX_TEXT_DOMAINS)
+		return;
+	size_t label = 0, labels = 0, letters = 0;
+	for (size_t i = 0; i <= n; i++) {
+		if (i == n || h[i] == '.') {
+			if (label == 0 || label > 63 || h[i - label] == '-' || h[i - 1] == '-')
+				return;
+			labels++;
+			if (i == n && letters != label && !ci_prefix(h + i - label, label, "xn--"))
+				return;
+			if (i == n && label < 2)
+				return;
+			label = letters = 0;
+			continue;
+		}
+		label++;
+		letters += (lc((unsigned char)h[i]) >= 'a' && lc((unsigned char)h[i]) <= 'z');
+	}
+	char host[MIME_HOST_KEY_BYTES];
+	size_t k = host_key(h, n, host);
+	if (labels < 2 || k == 0 || strset_has(&mi->domset, host, k) ||
+	    strset_has(&mi->targetset, host, k))
+		return;
+	const char *d = strset_add(mi->arena, &mi->tdomset, host, k);
+	if (d == NULL)
+		return;
+	if (mi->tdomains == NULL)
+		mi->tdomains =
+		    arena_alloc(mi->arena, MIME_MAX_TEXT_DOMAINS * sizeof(*mi->tdomains));
+	mi->tdomains[mi->ntdomains++] = d;
+}
+
 /* Finds the host in a checked URI and adds it to the domain list. */
 static void uri_host(mime_t *mi, const char *u, size_t n)
 {
@@ -1440,9 +1486,31 @@ void mime_scan_uris(mime_t *mi, const char *t, size_t n)
 			else
 				continue;
 			start = s;
-		} else {
-			if (k < 3 || !ci_prefix(t + k - 3, 3, "www"))
+		} else if (k < 3 || !ci_prefix(t + k - 3, 3, "www")) {
+			/*
+			 * A bare host name: the run of name bytes around the dot,
+			 * unless an address ('@' before or after it) or part of a
+			 * path or query.
+			 */
+			size_t s = k, e = k + 1;
+			while (s > 0 && (is_alnum((unsigned char)t[s - 1]) || t[s - 1] == '-' ||
+			                 t[s - 1] == '.'))
+				s--;
+			while (e < n &&
+			       (is_alnum((unsigned char)t[e]) || t[e] == '-' || t[e] == '.'))
+				e++;
+			i = e;
+			bool inside = s > 0 && strchr("@/\\:_%=?&#~+", t[s - 1]) != NULL;
+			if (inside || (e < n && (t[e] == '@' || t[e] == '_')))
 				continue;
+			while (e > s && (t[e - 1] == '.' || t[e - 1] == '-'))
+				e--;
+			while (s < e && (t[s] == '.' || t[s] == '-'))
+				s++;
+			if (memchr(t + s, '.', e - s) != NULL)
+				add_text_domain(mi, t + s, e - s);
+			continue;
+		} else {
 			start = k - 3;
 			min = 4;
 		}
@@ -2163,6 +2231,16 @@ size_t mime_domain_count(const mime_t *mi)
 const char *mime_domain(const mime_t *mi, size_t i)
 {
 	return i < mi->ndomains ? mi->domains[i] : NULL;
+}
+
+size_t mime_text_domain_count(const mime_t *mi)
+{
+	return mi->ntdomains;
+}
+
+const char *mime_text_domain(const mime_t *mi, size_t i)
+{
+	return i < mi->ntdomains ? mi->tdomains[i] : NULL;
 }
 
 size_t mime_lookup_domain_count(const mime_t *mi)

@@ -152,11 +152,16 @@ static size_t uri_hosts(struct rules_evalenv *e, struct uhost **out)
 {
 	const rules_t *r = e->r;
 	long max = r->uridnsbl ? r->uridnsbl->max_domains : URIDNSBL_MAX_DOMAINS;
-	size_t nd = e->mi ? mime_lookup_domain_count(e->mi) : 0, n = 0, ndom = 0;
+	/* SpamAssassin's URI list: links, links inside links, host names written bare */
+	size_t nl = e->mi ? mime_lookup_domain_count(e->mi) : 0;
+	size_t nd = nl + (e->mi ? mime_text_domain_count(e->mi) : 0), n = 0, ndom = 0;
 	*out = arena_zalloc(e->a, (nd ? nd : 1) * sizeof(**out));
 	const char **doms = arena_zalloc(e->a, (nd ? nd : 1) * sizeof(*doms));
 	for (size_t i = 0; i < nd; i++) {
-		const char *h = mime_lookup_domain(e->mi, i);
+		const char *h =
+		    i < nl ? mime_lookup_domain(e->mi, i) : mime_text_domain(e->mi, i - nl);
+		if (i >= nl && !dns_tld_known(h))
+			continue; /* SpamAssassin takes a bare name only with a known TLD */
 		if (rules_eval_is_ipv4(h)) {
 			if (!rules_eval_ip_private(h) && (long)ndom < max) {
 				(*out)[n++] = (struct uhost){h, NULL};

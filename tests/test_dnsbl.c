@@ -350,6 +350,8 @@ static const char ub_zones[] =
     "\tlocal-data: \"uribl.test. 300 IN SOA ns.uribl.test. admin.uribl.test. 1 3600 600 86400 "
     "60\"\n"
     "\tlocal-data: \"spam-uri.example.uribl.test. 300 IN A 127.0.0.6\"\n"
+    /* a name with a public suffix, as a host name written bare must have */
+    "\tlocal-data: \"spam-text.com.uribl.test. 300 IN A 127.0.0.2\"\n"
     "\tlocal-data: \"grey-uri.example.uribl.test. 300 IN A 127.0.0.8\"\n"
     "\tlocal-zone: \"dead.test.\" deny\n"
     "\tlocal-zone: \"quota.test.\" redirect\n"
@@ -673,6 +675,34 @@ Test(dns, a_link_carried_inside_a_redirect_is_asked_too)
 	const hit_t *black = find_hit(r.h, "URIBL_BLACK");
 	cr_assert_not_null(black);
 	cr_assert(strstr(black->detail, "uri spam-uri.example"), "%s", black->detail);
+	msg_free(r.m);
+	dnsbl_release(b);
+}
+
+/*
+ * "Type spam-text.com into your browser": asked last, as SpamAssassin
+ * does, unless turned off; a name whose last label is no public suffix
+ * ("spam-uri.example", listed as a link's) is not asked.
+ */
+Test(dns, a_host_name_written_without_a_scheme_is_asked_unless_turned_off)
+{
+	static const char msg[] = "From: a@example.org\nSubject: offer\n\n"
+	                          "Type Spam-Text.COM into your browser, Mr.Smith, not "
+	                          "spam-uri.example.\n";
+	dnsbl_t *b = load_dns(base_lists);
+	struct run r = run_msg(b, "192.0.2.77", NULL, NULL, NULL, msg, 2000);
+	const hit_t *black = find_hit(r.h, "URIBL_BLACK");
+	cr_assert_not_null(black);
+	cr_assert(strstr(black->detail, "uri spam-text.com"), "%s", black->detail);
+	cr_assert_null(strstr(black->detail, "spam-uri.example"), "%s", black->detail);
+	cr_assert_null(find_hit(r.h, "URIBL_GREY"), "spam-uri.example was asked");
+	msg_free(r.m);
+	dnsbl_release(b);
+	char conf[1024];
+	snprintf(conf, sizeof(conf), "%sdnsbl_uri_text_domains = no\n", base_lists);
+	b = load_dns(conf);
+	r = run_msg(b, "192.0.2.77", NULL, NULL, NULL, msg, 2000);
+	cr_assert_null(find_hit(r.h, "URIBL_BLACK"));
 	msg_free(r.m);
 	dnsbl_release(b);
 }

@@ -1016,6 +1016,40 @@ Test(mime, links_carried_inside_links_are_lookup_domains)
 	msg_free(m);
 }
 
+static char *text_domains(const mime_t *mi)
+{
+	static char out[4096];
+	size_t k = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < mime_text_domain_count(mi); i++)
+		k += (size_t)snprintf(out + k, sizeof(out) - k, "%s%s", i ? " " : "",
+		                      mime_text_domain(mi, i));
+	cr_assert_null(mime_text_domain(mi, mime_text_domain_count(mi)));
+	return out;
+}
+
+/*
+ * Host names written without a scheme are candidates for the URI DNS lists
+ * (SpamAssassin's schemeless URIs); addresses, paths, numbers,
+ * abbreviations and the links' own hosts are not.
+ */
+Test(mime, host_names_written_bare_in_the_text_are_text_domains)
+{
+	const char raw[] = "Subject: x\n\n"
+	                   "Visit Shop.Example.COM today, or end.example.org. Write to "
+	                   "bob@mail.example.net or first.last@x.example; version 1.2.3, "
+	                   "e.g. this, x.y and ...dots... and a.-b.example and _dmarc.d.example\n"
+	                   "http://link.example.org/a.b/c.d?x=y.example and link.example.org "
+	                   "and www.w.example and see docs/file.example\n"
+	                   "Mr.Smith xn--80ak6aa92e.xn--p1ai shop.example.com\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert_str_eq(text_domains(mi),
+	                 "shop.example.com end.example.org mr.smith xn--80ak6aa92e.xn--p1ai");
+	cr_assert_eq(mime_domain_count(mi), 2, "text domains are not link hosts");
+	msg_free(m);
+}
+
 Test(mime, lookup_domains_are_bounded)
 {
 	size_t cap = 300 * 64 + 64;

@@ -100,6 +100,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		touch(mime_uri(mi, i));
 	for (size_t i = 0; i < mime_domain_count(mi); i++)
 		touch(mime_domain(mi, i));
+	/* Host names written bare: bounded, each with a dot and no upper case. */
+	if (mime_text_domain_count(mi) > MIME_MAX_TEXT_DOMAINS ||
+	    mime_text_domain(mi, mime_text_domain_count(mi)) != NULL)
+		__builtin_trap();
+	for (size_t i = 0; i < mime_text_domain_count(mi); i++) {
+		const char *t = mime_text_domain(mi, i);
+		if (touch(t) < 4 || strchr(t, '.') == NULL ||
+		    strpbrk(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZ@/"))
+			__builtin_trap();
+	}
 	/* The lookup list: the domains first, then distinct redirect targets holding a dot. */
 	size_t nl = mime_lookup_domain_count(mi);
 	if (nl < mime_domain_count(mi) || nl > MIME_MAX_DOMAINS + MIME_MAX_TARGET_DOMAINS ||
