@@ -60,6 +60,13 @@ struct strset {
 	size_t cap, n;
 };
 
+/* Distinct host names in order of finding, with a set beside them; max entries at most. */
+struct hostlist {
+	const char **v;
+	size_t n;
+	struct strset set;
+};
+
 struct mime {
 	arena_t *arena;
 	mime_limits_t lim;
@@ -81,13 +88,10 @@ struct mime {
 	uint64_t text_bytes; /* decoded text kept so far, against lim.max_text_bytes */
 	const char **uris;
 	size_t nuris;
-	const char **domains;
-	size_t ndomains;
-	const char **targets; /* hosts of links carried inside the URIs, not in domains */
-	size_t ntargets;
-	const char **tdomains; /* host names written in the text without a scheme */
-	size_t ntdomains;
-	struct strset uriset, domset, targetset, tdomset;
+	struct hostlist domains;  /* the URIs' hosts */
+	struct hostlist targets;  /* hosts of links carried inside the URIs, not in domains */
+	struct hostlist tdomains; /* host names written in the text without a scheme */
+	struct strset uriset;
 };
 
 /* ------------------------------------------------------------ ASCII helpers */
@@ -1203,18 +1207,23 @@ static size_t host_key(const char *h, size_t n, char host[MIME_HOST_KEY_BYTES])
 	return k;
 }
 
+static void hostlist_add(arena_t *a, struct hostlist *l, size_t max, const char *host, size_t k)
+{
+	if (k == 0 || l->n >= max)
+		return;
+	const char *d = strset_add(a, &l->set, host, k);
+	if (d == NULL)
+		return;
+	if (l->v == NULL)
+		l->v = arena_alloc(a, max * sizeof(*l->v));
+	l->v[l->n++] = d;
+}
+
 static void add_domain(mime_t *mi, const char *h, size_t n)
 {
 	char host[MIME_HOST_KEY_BYTES];
 	size_t k = host_key(h, n, host);
-	if (k == 0 || mi->ndomains >= MIME_MAX_DOMAINS)
-		return;
-	const char *d = strset_add(mi->arena, &mi->domset, host, k);
-	if (d == NULL)
-		return;
-	if (mi->domains == NULL)
-		mi->domains = arena_alloc(mi->arena, MIME_MAX_DOMAINS * sizeof(*mi->domains));
-	mi->domains[mi->ndomains++] = d;
+	hostlist_add(mi->arena, &mi->domains, MIME_MAX_DOMAINS, host, k);
 }
 
 /* A redirect target's host, unless the domain list has it already. */
@@ -1222,16 +1231,8 @@ static void add_target(mime_t *mi, const char *h, size_t n)
 {
 	char host[MIME_HOST_KEY_BYTES];
 	size_t k = host_key(h, n, host);
-	if (k == 0 || memchr(host, '.', k) == NULL || mi->ntargets >= MIME_MAX_TARGET_DOMAINS ||
-	    strset_has(&mi->domset, host, k))
-		return;
-	const char *d = strset_add(mi->arena, &mi->targetset, host, k);
-	if (d == NULL)
-		return;
-	if (mi->targets == NULL)
-		mi->targets =
-		    arena_alloc(mi->arena, MIME_MAX_TARGET_DOMAINS * sizeof(*mi->targets));
-	mi->targets[mi->ntargets++] = d;
+	if (memchr(host, '.', k) != NULL && !strset_has(&mi->domains.set, host, k))
+		hostlist_add(mi->arena, &mi->targets, MIME_MAX_TARGET_DOMAINS, host, k);
 }
 
 /*
@@ -1297,7 +1298,7 @@ static void uri_targets(mime_t *mi, const char *rest, size_t n)
  */
 static void add_text_domain(mime_t *mi, const char *h, size_t n)
 {
-	if (n > 253 || mi->ntdomains >= MIME_MAX_TEXT_DOMAINS)
+	if (n > 253)
 		return;
 	size_t label = 0, labels = 0, letters = 0;
 	for (size_t i = 0; i <= n; i++) {
@@ -1317,16 +1318,9 @@ static void add_text_domain(mime_t *mi, const char *h, size_t n)
 	}
 	char host[MIME_HOST_KEY_BYTES];
 	size_t k = host_key(h, n, host);
-	if (labels < 2 || k == 0 || strset_has(&mi->domset, host, k) ||
-	    strset_has(&mi->targetset, host, k))
-		return;
-	const char *d = strset_add(mi->arena, &mi->tdomset, host, k);
-	if (d == NULL)
-		return;
-	if (mi->tdomains == NULL)
-		mi->tdomains =
-		    arena_alloc(mi->arena, MIME_MAX_TEXT_DOMAINS * sizeof(*mi->tdomains));
-	mi->tdomains[mi->ntdomains++] = d;
+	if (labels >= 2 && !strset_has(&mi->domains.set, host, k) &&
+	    !strset_has(&mi->targets.set, host, k))
+		hostlist_add(mi->arena, &mi->tdomains, MIME_MAX_TEXT_DOMAINS, host, k);
 }
 
 /* Finds the host in a checked URI and adds it to the domain list. */
@@ -2225,35 +2219,35 @@ const char *mime_uri(const mime_t *mi, size_t i)
 
 size_t mime_domain_count(const mime_t *mi)
 {
-	return mi->ndomains;
+	return mi->domains.n;
 }
 
 const char *mime_domain(const mime_t *mi, size_t i)
 {
-	return i < mi->ndomains ? mi->domains[i] : NULL;
+	return i < mi->domains.n ? mi->domains.v[i] : NULL;
 }
 
 size_t mime_text_domain_count(const mime_t *mi)
 {
-	return mi->ntdomains;
+	return mi->tdomains.n;
 }
 
 const char *mime_text_domain(const mime_t *mi, size_t i)
 {
-	return i < mi->ntdomains ? mi->tdomains[i] : NULL;
+	return i < mi->tdomains.n ? mi->tdomains.v[i] : NULL;
 }
 
 size_t mime_lookup_domain_count(const mime_t *mi)
 {
-	return mi->ndomains + mi->ntargets;
+	return mi->domains.n + mi->targets.n;
 }
 
 const char *mime_lookup_domain(const mime_t *mi, size_t i)
 {
-	if (i < mi->ndomains)
-		return mi->domains[i];
-	i -= mi->ndomains;
-	return i < mi->ntargets ? mi->targets[i] : NULL;
+	if (i < mi->domains.n)
+		return mi->domains.v[i];
+	i -= mi->domains.n;
+	return i < mi->targets.n ? mi->targets.v[i] : NULL;
 }
 
 unsigned mime_flags(const mime_t *mi)

@@ -2013,76 +2013,84 @@ Test(store, batch_sums_per_key_equal_message_by_message, .init = make_tmpdir, .f
 	free(cb);
 }
 
-Test(learning, autolearn_never_learns_what_bayes_alone_decided, .init = make_tmpdir,
-     .fini = remove_tmpdir)
-{
-	diag_t *d = diag_new();
-	conf_t *c = conf_parse("test.conf", "bayes_autolearn = yes\nbayes_map_size = 16M\n", d);
-	ev_env_t env = {.state_dir = tmpdir, .offline = false};
-	void *shared = ev_started(&bayes_evidence, bayes_evidence.load(c, NULL, &env, d), &env, d);
-	cr_assert_not_null(shared);
+/* A daemon's Bayes source with autolearn, its store, and a ham to give verdicts on. */
+struct autolearn {
+	diag_t *d;
+	conf_t *c;
+	void *shared;
+	msg_t *m;
 	const mime_t *mi;
-	msg_t *m = load_msg(DATA "/check/ham-9.eml", &mi);
-	/* Nothing but Bayes's own points, which made the message spam. */
-	hits_t *h = hits_new(msg_arena(m));
-	hits_add(h, "bayes", "BAYES_999", 5.0, "Bayes spam probability is 99.9 to 100%", "");
-	bayes_evidence.verdict(shared, NULL, m, mi, h, 5.0, VERDICT_ADD_HEADER);
+	bayes_store_t *s;
+};
+
+static void autolearn_start(struct autolearn *a)
+{
+	a->d = diag_new();
+	a->c = conf_parse("test.conf", "bayes_autolearn = yes\nbayes_map_size = 16M\n", a->d);
+	ev_env_t env = {.state_dir = tmpdir, .offline = false};
+	a->shared =
+	    ev_started(&bayes_evidence, bayes_evidence.load(a->c, NULL, &env, a->d), &env, a->d);
+	cr_assert_not_null(a->shared);
+	a->m = load_msg(DATA "/check/ham-9.eml", &a->mi);
 	char path[512];
 	int err;
 	snprintf(path, sizeof(path), "%s/bayes", tmpdir);
-	bayes_store_t *s = bayes_store_open(path, 16 << 20, 0, &err);
-	cr_assert_not_null(s);
-	bayes_store_flush(s);
+	a->s = bayes_store_open(path, 16 << 20, 0, &err);
+	cr_assert_not_null(a->s);
+}
+
+/* What the store holds once the autolearn writer has applied what was queued. */
+static bayes_totals_t autolearned(struct autolearn *a)
+{
+	bayes_store_flush(a->s);
 	bayes_stats_t st;
-	bayes_store_stats(s, &st);
-	cr_assert_eq(st.totals.ham + st.totals.spam, 0, "learned a verdict Bayes made alone");
+	bayes_store_stats(a->s, &st);
+	return st.totals;
+}
+
+static void autolearn_end(struct autolearn *a)
+{
+	bayes_store_unref(a->s);
+	msg_free(a->m);
+	bayes_evidence.release(a->shared);
+	conf_free(a->c);
+	diag_free(a->d);
+}
+
+Test(learning, autolearn_never_learns_what_bayes_alone_decided, .init = make_tmpdir,
+     .fini = remove_tmpdir)
+{
+	struct autolearn a;
+	autolearn_start(&a);
+	/* Nothing but Bayes's own points, which made the message spam. */
+	hits_t *h = hits_new(msg_arena(a.m));
+	hits_add(h, "bayes", "BAYES_999", 5.0, "Bayes spam probability is 99.9 to 100%", "");
+	bayes_evidence.verdict(a.shared, NULL, a.m, a.mi, h, 5.0, VERDICT_ADD_HEADER);
+	bayes_totals_t t = autolearned(&a);
+	cr_assert_eq(t.ham + t.spam, 0, "learned a verdict Bayes made alone");
 	/* The same evidence with an accept is the other evidence's ham. */
-	bayes_evidence.verdict(shared, NULL, m, mi, h, -1.9, VERDICT_ACCEPT);
-	bayes_store_flush(s);
-	bayes_store_stats(s, &st);
-	cr_assert_eq(st.totals.ham, 1);
-	bayes_store_unref(s);
-	msg_free(m);
-	bayes_evidence.release(shared);
-	conf_free(c);
-	diag_free(d);
+	bayes_evidence.verdict(a.shared, NULL, a.m, a.mi, h, -1.9, VERDICT_ACCEPT);
+	cr_assert_eq(autolearned(&a).ham, 1);
+	autolearn_end(&a);
 }
 
 Test(learning, autolearn_skips_a_shortcircuit_verdict, .init = make_tmpdir, .fini = remove_tmpdir)
 {
-	diag_t *d = diag_new();
-	conf_t *c = conf_parse("test.conf", "bayes_autolearn = yes\nbayes_map_size = 16M\n", d);
-	ev_env_t env = {.state_dir = tmpdir, .offline = false};
-	void *shared = ev_started(&bayes_evidence, bayes_evidence.load(c, NULL, &env, d), &env, d);
-	cr_assert_not_null(shared);
-	const mime_t *mi;
-	msg_t *m = load_msg(DATA "/check/ham-9.eml", &mi);
+	struct autolearn a;
+	autolearn_start(&a);
 	/* Points from the rules far past the spam threshold, but one rule cut the rest short. */
-	hits_t *h = hits_new(msg_arena(m));
+	hits_t *h = hits_new(msg_arena(a.m));
 	hits_add(h, "rules", "LISTED_SENDER", 20.0, "", "");
 	hits_add(h, "rules", RULES_SHORTCIRCUIT, 100.0, "", "LISTED_SENDER (spam)");
-	bayes_evidence.verdict(shared, NULL, m, mi, h, 120.0, VERDICT_REJECT);
-	char path[512];
-	int err;
-	snprintf(path, sizeof(path), "%s/bayes", tmpdir);
-	bayes_store_t *s = bayes_store_open(path, 16 << 20, 0, &err);
-	cr_assert_not_null(s);
-	bayes_store_flush(s);
-	bayes_stats_t st;
-	bayes_store_stats(s, &st);
-	cr_assert_eq(st.totals.ham + st.totals.spam, 0, "learned a shortcircuit verdict");
+	bayes_evidence.verdict(a.shared, NULL, a.m, a.mi, h, 120.0, VERDICT_REJECT);
+	bayes_totals_t t = autolearned(&a);
+	cr_assert_eq(t.ham + t.spam, 0, "learned a shortcircuit verdict");
 	/* The same points without the cut are learned as spam. */
-	hits_t *h2 = hits_new(msg_arena(m));
+	hits_t *h2 = hits_new(msg_arena(a.m));
 	hits_add(h2, "rules", "LISTED_SENDER", 20.0, "", "");
-	bayes_evidence.verdict(shared, NULL, m, mi, h2, 20.0, VERDICT_REJECT);
-	bayes_store_flush(s);
-	bayes_store_stats(s, &st);
-	cr_assert_eq(st.totals.spam, 1);
-	bayes_store_unref(s);
-	msg_free(m);
-	bayes_evidence.release(shared);
-	conf_free(c);
-	diag_free(d);
+	bayes_evidence.verdict(a.shared, NULL, a.m, a.mi, h2, 20.0, VERDICT_REJECT);
+	cr_assert_eq(autolearned(&a).spam, 1);
+	autolearn_end(&a);
 }
 
 static bayes_totals_t learned_totals(void)
