@@ -99,7 +99,12 @@
  *	              paragraphs.
  *	  rawbody     the raw-body view in chunks of 2-4 KiB cut at a newline,
  *	              '>' or space (SpamAssassin's rawbody paragraphs).
- *	  uri         each URI in turn.
+ *	  uri         each URI in turn: the MIME module's links, addresses in
+ *	              the text as mailto: links, and each link's canonical
+ *	              variants (rules_uri.c), among them a redirect's target:
+ *	              group 1 of the first "redirector_pattern /re/flags" line
+ *	              that matches the link and holds a dot, else a link
+ *	              carried in its path or query, as SpamAssassin does.
  *	  full        the whole message: header block, blank line, raw body.
  *	  mimeheader  the named field of each MIME part's own header block.
  *	Capture rules (SpamAssassin 4): a rule whose pattern names a group

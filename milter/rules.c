@@ -1327,6 +1327,27 @@ static int rules_finish(rules_t *r, diag_t *d)
 	pcre2_set_character_tables(r->cctx, rules_latin1_tables());
 	r->tables = rules_latin1_tables();
 
+	for (size_t k = 0; k < r->nredir; k++) {
+		struct rules_redirector *rd = &r->redir[k];
+		int err;
+		PCRE2_SIZE off;
+		rd->code = pcre2_compile((PCRE2_SPTR)rd->pattern, PCRE2_ZERO_TERMINATED,
+		                         rd->options, &err, &off, r->cctx);
+		if (rd->code == NULL) {
+			PCRE2_UCHAR msg[160];
+			pcre2_get_error_message(err, msg, sizeof(msg));
+			diag_error(d, rd->file, rd->line,
+			           "redirector_pattern: regex error at offset %zu: %s", (size_t)off,
+			           (const char *)msg);
+			continue;
+		}
+		uint32_t groups = 0;
+		if (pcre2_pattern_info(rd->code, PCRE2_INFO_CAPTURECOUNT, &groups) == 0 &&
+		    groups < 1)
+			diag_error(d, rd->file, rd->line,
+			           "redirector_pattern: no group (...) to take the link from");
+		(void)pcre2_jit_compile(rd->code, PCRE2_JIT_COMPLETE);
+	}
 	find_captures(r);
 	size_t n0 = r->n; /* metas may intern undefined names: only walk defined ones */
 	for (size_t i = 0; i < n0; i++) {
@@ -1694,6 +1715,11 @@ void rules_free(rules_t *r)
 	rules_fromname_free(r->fromname);
 	free(r->ok_locales);
 	free(r->sc);
+	for (size_t k = 0; k < r->nredir; k++) {
+		free(r->redir[k].pattern);
+		pcre2_code_free(r->redir[k].code);
+	}
+	free(r->redir);
 	for (size_t i = 0; i < r->ntags; i++)
 		free(r->tags[i]);
 	free(r->tags);
@@ -2758,7 +2784,7 @@ static void build_view(struct evalctx *e, struct views *vw, int type, msg_t *m, 
 			return;
 		/* the links, the addresses in the text and their variants (rules_uri.c) */
 		const char **uris;
-		size_t n = rules_uri_list(a, mi, &uris);
+		size_t n = rules_uri_list(a, mi, e->r, e->t->mc, &uris);
 		struct span *v = arena_alloc(a, (n ? n : 1) * sizeof(*v));
 		size_t *off = arena_alloc(a, (n ? n : 1) * sizeof(*off));
 		abuf_t all;

@@ -220,6 +220,15 @@ struct rules {
 	size_t ntags;
 	/* the last ok_locales line; NULL: SpamAssassin's default, "all" */
 	char *ok_locales;
+	/* redirector_pattern lines, in file order (rules_uri.c) */
+	struct rules_redirector {
+		char *pattern;
+		uint32_t options;
+		const char *file; /* interned */
+		unsigned line;
+		pcre2_code *code; /* compiled by rules_finish() */
+	} * redir;
+	size_t nredir;
 	/* rules with a shortcircuit type, in file order; the points of the spam and ham types */
 	size_t *sc;
 	size_t nsc;
@@ -304,9 +313,12 @@ int rules_meta_compile(rules_t *r, struct rule *ru, diag_t *d);
 /*
  * rules_uri.c: the URI list uri rules run over (SpamAssassin's): the MIME
  * module's links, the addresses written in the text as mailto: links,
- * and their canonical variants; each once, bounded, in arena a.
+ * and their canonical variants, redirect targets by r's redirector_pattern
+ * lines (matched under mc's limits) or else SpamAssassin's generic form;
+ * each once, bounded, in arena a.
  */
-size_t rules_uri_list(arena_t *a, const mime_t *mi, const char ***out);
+size_t rules_uri_list(arena_t *a, const mime_t *mi, const rules_t *r, pcre2_match_context *mc,
+                      const char ***out);
 
 /*
  * rules_relays.c: the X-Spam-Relays-Trusted and -Untrusted values (arena

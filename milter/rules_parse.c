@@ -902,6 +902,28 @@ static int set_tflags(struct ctx *c, const char *name, const char *rest)
 
 static int do_include(struct ctx *c, const char *rest);
 
+/* "redirector_pattern /re/flags": group 1 is the link a redirector carries (rules_uri.c). */
+static int def_redirector(struct ctx *c, const char *rest)
+{
+	char err[160], *pat;
+	uint32_t opts;
+	const char *end;
+	if (parse_regex(rest, &pat, &opts, &end, err, sizeof(err)) < 0) {
+		diag_error(c->d, c->file, c->line, "redirector_pattern: %s", err);
+		return -1;
+	}
+	if (*end) {
+		diag_error(c->d, c->file, c->line, "redirector_pattern: trailing text '%s'", end);
+		free(pat);
+		return -1;
+	}
+	rules_t *r = c->r;
+	r->redir = xalloc_realloc(r->redir, (r->nredir + 1) * sizeof(*r->redir));
+	r->redir[r->nredir++] = (struct rules_redirector){
+	    .pattern = pat, .options = opts, .file = c->file, .line = c->line};
+	return 0;
+}
+
 /*
  * SpamAssassin's Shortcircuit plugin. "shortcircuit NAME on|off|spam|ham":
  * spam and ham also give the rule priority -200 when it has none (as
@@ -1170,6 +1192,8 @@ static int directive(struct ctx *c, char *line)
 	}
 	if (strncmp(dir, "shortcircuit", 12) == 0)
 		return def_shortcircuit(ps, c, dir, rest);
+	if (strcmp(dir, "redirector_pattern") == 0)
+		return def_redirector(c, rest);
 	if (strcmp(dir, "ok_locales") == 0) {
 		free(c->r->ok_locales); /* the last line wins, as in SpamAssassin */
 		c->r->ok_locales = xalloc_strdup(rest);

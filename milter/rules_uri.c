@@ -279,8 +279,38 @@ static void add_parts(struct urilist *l, const char *proto, const char *host, si
 	list_add_str(l, u);
 }
 
+/* The redirector_pattern lines and what to match them with. */
+struct redirectors {
+	const rules_t *r;
+	pcre2_match_data *md; /* NULL: no lines */
+	pcre2_match_context *mc;
+};
+
+/*
+ * SpamAssassin tries the redirector_pattern lines first, in order, on the
+ * link as proto, host and rest: the first whose group 1 holds a dot gives
+ * the target. True if one did (the generic form is then not tried).
+ */
+static bool redirector_target(const struct redirectors *rd, struct urilist *pending,
+                              const char *link)
+{
+	for (size_t k = 0; rd->md != NULL && k < rd->r->nredir; k++) {
+		const pcre2_code *code = rd->r->redir[k].code;
+		if (code == NULL ||
+		    pcre2_match(code, (PCRE2_SPTR)link, strlen(link), 0, 0, rd->md, rd->mc) < 2)
+			continue;
+		const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(rd->md);
+		if (ov[2] == PCRE2_UNSET || memchr(link + ov[2], '.', ov[3] - ov[2]) == NULL)
+			continue;
+		list_add(pending, link + ov[2], ov[3] - ov[2]);
+		return true;
+	}
+	return false;
+}
+
 /* The variants of one link; a redirect's target goes on to pending. */
-static void variants(struct urilist *l, const char *uri, struct urilist *pending)
+static void variants(struct urilist *l, const char *uri, struct urilist *pending,
+                     const struct redirectors *rd)
 {
 	arena_t *a = l->a;
 	size_t first = strcspn(uri, ":@"); /* an '@' before any ':' is an address too */
@@ -369,8 +399,13 @@ static void variants(struct urilist *l, const char *uri, struct urilist *pending
 		}
 	if (upper)
 		add_parts(l, proto, lhost, hn, rest);
-	/* a redirect: a link carried in the path or query */
-	for (const char *r = rest; (r = strcasestr(r, "http")) != NULL; r++) {
+	/* a redirect: a redirector_pattern's target, else a link carried in the path or query */
+	bool by_pattern = false;
+	if (rd->md != NULL) {
+		const char *link = arena_sprintf(a, "%s%.*s%s", proto, (int)hn, host, rest);
+		by_pattern = redirector_target(rd, pending, link);
+	}
+	for (const char *r = rest; !by_pattern && (r = strcasestr(r, "http")) != NULL; r++) {
 		size_t k = 4 + ((r[4] | 0x20) == 's');
 		if (r[k] != ':')
 			continue;
@@ -390,9 +425,13 @@ static void variants(struct urilist *l, const char *uri, struct urilist *pending
 		add_parts(l, proto, quad, strlen(quad), rest);
 }
 
-size_t rules_uri_list(arena_t *a, const mime_t *mi, const char ***out)
+size_t rules_uri_list(arena_t *a, const mime_t *mi, const rules_t *r, pcre2_match_context *mc,
+                      const char ***out)
 {
 	struct urilist l = {.a = a}, pending = {.a = a};
+	struct redirectors rd = {.r = r, .mc = mc};
+	if (r != NULL && r->nredir > 0 && (rd.md = pcre2_match_data_create(2, NULL)) == NULL)
+		abort();
 	size_t nlinks = mi ? mime_uri_count(mi) : 0;
 	for (size_t i = 0; i < nlinks; i++)
 		list_add_str(&l, mime_uri(mi, i));
@@ -402,7 +441,7 @@ size_t rules_uri_list(arena_t *a, const mime_t *mi, const char ***out)
 		text_mailtos(&l, body, bn);
 	size_t base = l.n;
 	for (size_t i = 0; i < base; i++)
-		variants(&l, l.v[i], &pending);
+		variants(&l, l.v[i], &pending, &rd);
 	/* redirect targets, and theirs, a few levels deep */
 	for (int depth = 0; depth < URI_REDIRECT_DEPTH && pending.n > 0; depth++) {
 		struct urilist next = {.a = a};
@@ -410,10 +449,11 @@ size_t rules_uri_list(arena_t *a, const mime_t *mi, const char ***out)
 			if (list_has(&l, pending.v[i], strlen(pending.v[i])))
 				continue;
 			list_add_str(&l, pending.v[i]);
-			variants(&l, pending.v[i], &next);
+			variants(&l, pending.v[i], &next, &rd);
 		}
 		pending = next;
 	}
+	pcre2_match_data_free(rd.md);
 	*out = l.v;
 	return l.n;
 }

@@ -243,6 +243,38 @@ Test(rules, uri_rules_see_the_canonical_variants_of_each_link)
 	rules_free(r);
 }
 
+/*
+ * SpamAssassin's redirector_pattern: group 1 of the first line that
+ * matches is the link's target, even without a scheme; then the generic
+ * "http..." search is not made for that link.
+ */
+Test(rules, redirector_patterns_give_the_targets_of_redirects)
+{
+	static const char rules[] =
+	    "uri EVIL m{^http://evil\\.example/}\n"
+	    "uri OTHER m{^http://other\\.example/}\n"
+	    "redirector_pattern m'^https?:/*(?:\\w+\\.)?google(?:\\.\\w{2,3}){1,2}/url\\?.*?"
+	    "(?<=[?&])q=(.*?)(?:$|[&\\#])'i\n"
+	    "redirector_pattern /^http:\\/\\/r\\.example\\/nodot\\/(.*)$/\n";
+	static const char google[] =
+	    PLAIN("x", "<a href=\"https://www.Google.com/url?q=evil.example/pay&sa=D\">x</a>\n");
+	static const char both[] = PLAIN(
+	    "x", "see http://www.google.com/url?q=evil.example/a&next=http://other.example/b\n");
+	rules_t *r = load(rules);
+	cr_assert(hits(r, google, "EVIL"));
+	cr_assert(hits(r, both, "EVIL"));
+	cr_assert_not(hits(r, both, "OTHER"), "the generic form was tried as well");
+	/* a target without a dot is no target: the generic form then runs */
+	cr_assert(hits(r, PLAIN("x", "see http://r.example/nodot/x?u=http://other.example/c\n"),
+	               "OTHER"));
+	rules_free(r);
+	/* Without the lines, the scheme-less target is not seen; the generic one is. */
+	r = load("uri EVIL m{^http://evil\\.example/}\nuri OTHER m{^http://other\\.example/}\n");
+	cr_assert_not(hits(r, google, "EVIL"));
+	cr_assert(hits(r, both, "OTHER"));
+	rules_free(r);
+}
+
 Test(rules, full_rules_see_header_block_and_raw_body)
 {
 	rules_t *r = load("full FULL /^Subject: hello\\n.*\\n\\nraw=3Dbody/ms\n");
@@ -1513,6 +1545,9 @@ Test(rules, malformed_lines_fail_the_load_with_file_and_line)
 	expect_error("shortcircuit S on extra\n", "bad.cf:1: shortcircuit S: want one of");
 	expect_error("shortcircuit_spam_score lots\n",
 	             "bad.cf:1: shortcircuit_spam_score: bad score 'lots'");
+	expect_error("redirector_pattern /x(/\n", "bad.cf:1: redirector_pattern: regex error");
+	expect_error("redirector_pattern /x/\n", "bad.cf:1: redirector_pattern: no group");
+	expect_error("redirector_pattern x\n", "bad.cf:1: redirector_pattern: expected a regex");
 }
 
 Test(rules, every_malformed_line_is_reported_not_just_the_first)
@@ -1649,8 +1684,8 @@ Test(rules, unsupported_constructs_warn_once_each_and_load)
 	                             "loadplugin Mail::SpamAssassin::Plugin::Foo\n"
 	                             "header E1 eval:check_foo()\n"
 	                             "body E2 eval:check_foo('x')\n"
-	                             "redirector_pattern /x/\n"
-	                             "redirector_pattern /y/\n"
+	                             "add_header all Foo x\n"
+	                             "add_header spam Bar y\n"
 	                             "lang de describe E1 Foo\n"
 	                             "require_version 4.000001\n",
 	                             NULL, d);
@@ -1658,7 +1693,7 @@ Test(rules, unsupported_constructs_warn_once_each_and_load)
 	cr_assert_eq(diag_errors(d), 0);
 	cr_assert(diag_has(d, "sa.cf:1: warning: skipped plugin directive loadplugin"));
 	cr_assert(diag_has(d, "sa.cf:2: warning: skipped eval test check_foo"));
-	cr_assert(diag_has(d, "sa.cf:4: warning: skipped directive redirector_pattern"));
+	cr_assert(diag_has(d, "sa.cf:4: warning: skipped directive add_header"));
 	cr_assert_eq(diag_warnings(d), 3, "one warning per construct");
 	rules_stats_t st;
 	rules_stats(r, &st);

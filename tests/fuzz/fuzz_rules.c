@@ -38,6 +38,8 @@ static const char fuzz_msg[] =
     "--b\nContent-Type: text/plain\n\nclick here http://192.0.2.1/x and www.example.com\n\n"
     "second paragraph \xc9T\xc9\n\nYour name: ___ address: ___ phone: ___\n"
     "--b\nContent-Type: text/html\n\n<p>hello <b>world</b></p>\n"
+    /* a redirector's link, for redirector_pattern lines */
+    "<a href=\"https://www.google.com/url?q=evil.example/pay&amp;u=http://x.example/\">a</a>\n"
     /* an image and a PDF for the ImageInfo and PDFInfo tests */
     "--b\nContent-Type: image/gif; name=\"image001.gif\"\nContent-Transfer-Encoding: base64\n\n"
     "R0lGODlhIANYAvcAAA==\n--b\nContent-Type: application/pdf; name=\"a.pdf\"\n"
