@@ -267,6 +267,12 @@ void bayes_store_cache_stats(bayes_store_t *s, uint64_t *hits, uint64_t *reads);
  */
 void bayes_store_set_filter(bayes_store_t *s, unsigned bits_per_key);
 void bayes_store_filter_stats(bayes_store_t *s, uint64_t *skipped, uint64_t *builds);
+/*
+ * Waits until no filter build runs. A build walks every key; a store file
+ * that is overwritten under that walk (the tests that wreck one) trips
+ * LMDB's own assertions, so they wait first. Any thread.
+ */
+void bayes_store_filter_wait(bayes_store_t *s);
 
 /*
  * BAYES_TOUCH records that the keys were seen in scored mail today: tokens

@@ -947,6 +947,14 @@ void bayes_store_set_filter(bayes_store_t *s, unsigned bits_per_key)
 	}
 }
 
+void bayes_store_filter_wait(bayes_store_t *s)
+{
+	pthread_mutex_lock(&s->fb_lock);
+	while (s->fb_running)
+		pthread_cond_wait(&s->fb_cond, &s->fb_lock);
+	pthread_mutex_unlock(&s->fb_lock);
+}
+
 void bayes_store_filter_stats(bayes_store_t *s, uint64_t *skipped, uint64_t *builds)
 {
 	*skipped = atomic_load_explicit(&s->filter_skipped, memory_order_relaxed);
