@@ -178,6 +178,38 @@ size_t mime_part_count(const mime_t *mi);
 const mime_part_t *mime_part(const mime_t *mi, size_t i);
 size_t mime_uri_count(const mime_t *mi);
 const char *mime_uri(const mime_t *mi, size_t i);
+/*
+ * Where URI i was found, as SpamAssassin's uri_detail "type" names it: bit
+ * MIME_URI_PARSED for text (plain or rendered HTML), and the tag for the
+ * HTML attributes SpamAssassin takes links from (a, area, link and base
+ * href; img, frame, iframe, embed, script and bgsound src; form action;
+ * body, table, tr and td background). A link in some other attribute
+ * Sift reads (a div's background) has no type bit. mime_uri_type_name()
+ * names bit b (1u << b), NULL past the last; mime_uri_type_of() is the bit
+ * of a lower-case tag and attribute, 0 for pairs not above.
+ */
+enum {
+	MIME_URI_PARSED = 1u << 0,
+	MIME_URI_A = 1u << 1,
+	MIME_URI_AREA = 1u << 2,
+	MIME_URI_LINK = 1u << 3,
+	MIME_URI_IMG = 1u << 4,
+	MIME_URI_FRAME = 1u << 5,
+	MIME_URI_IFRAME = 1u << 6,
+	MIME_URI_EMBED = 1u << 7,
+	MIME_URI_SCRIPT = 1u << 8,
+	MIME_URI_BGSOUND = 1u << 9,
+	MIME_URI_FORM = 1u << 10,
+	MIME_URI_BODY = 1u << 11,
+	MIME_URI_TABLE = 1u << 12,
+	MIME_URI_TR = 1u << 13,
+	MIME_URI_TD = 1u << 14,
+	MIME_URI_BASE = 1u << 15,
+	MIME_URI_NTYPES = 16
+};
+uint32_t mime_uri_types(const mime_t *mi, size_t i);
+const char *mime_uri_type_name(unsigned b);
+uint32_t mime_uri_type_of(const char *tag, const char *attr);
 /* Distinct lower-case host names of the URIs (and of mailto: addresses). */
 size_t mime_domain_count(const mime_t *mi);
 const char *mime_domain(const mime_t *mi, size_t i);
@@ -221,11 +253,12 @@ char *mime_to_utf8(arena_t *a, const char *charset, const char *p, size_t n, siz
  * and background attributes go to mi's lists (mi may be NULL).
  *
  * mime_scan_uris() finds URLs written in text and adds them; mime_add_uri()
- * adds one (after checking its scheme, trimming and lower-casing its host).
+ * adds one (after checking its scheme, trimming and lower-casing its host)
+ * found as types says (MIME_URI_* bits, added to those of an earlier find).
  */
 void mime_html_render(mime_t *mi, const char *html, size_t n, abuf_t *out);
 void mime_scan_uris(mime_t *mi, const char *text, size_t n);
-void mime_add_uri(mime_t *mi, const char *p, size_t n);
+void mime_add_uri(mime_t *mi, const char *p, size_t n, uint32_t types);
 /* Appends the UTF-8 form of code point cp (U+FFFD for invalid ones). */
 void mime_put_utf8(abuf_t *out, uint32_t cp);
 

@@ -105,6 +105,20 @@
  *	              group 1 of the first "redirector_pattern /re/flags" line
  *	              that matches the link and holds a dot, else a link
  *	              carried in its path or query, as SpamAssassin does.
+ *	  uri_detail  "uri_detail NAME KEY =~ /re/ [KEY !~ /re/ ...]" (URIDetail)
+ *	              hits when one link meets every criterion: some value of
+ *	              KEY matches (=~) or does not (!~). Keys: raw (the link
+ *	              as found; a "www." one with "http://" before it), type
+ *	              (where: a, area, link, img, frame, iframe, embed,
+ *	              script, bgsound, form, body, table, tr, td, base,
+ *	              parsed for the text, schemeless for a "www." name
+ *	              there), cleaned (the link and its canonical variants as
+ *	              above), text (the texts of the <a> tags linking to it),
+ *	              host and domain (of the cleaned links, only for names
+ *	              whose top-level domain is one). A link found only in
+ *	              the text counts when it has a domain, as in
+ *	              SpamAssassin; relative links and schemes other than
+ *	              http, https, ftp and mailto are not links here.
  *	  full        the whole message: header block, blank line, raw body.
  *	  mimeheader  the named field of each MIME part's own header block.
  *	Capture rules (SpamAssassin 4): a rule whose pattern names a group

@@ -87,11 +87,16 @@ struct mime {
 	const char *subject;
 	uint64_t text_bytes; /* decoded text kept so far, against lim.max_text_bytes */
 	const char **uris;
+	uint32_t *uri_types; /* per URI: MIME_URI_* bits of where it was found */
 	size_t nuris;
 	struct hostlist domains;  /* the URIs' hosts */
 	struct hostlist targets;  /* hosts of links carried inside the URIs, not in domains */
 	struct hostlist tdomains; /* host names written in the text without a scheme */
-	struct strset uriset;
+	/*
+	 * URI index + 1 by hash of the URI, MIME_SET_MAX_SLOTS slots (at most
+	 * half full): a URI found again adds where it was found to its types.
+	 */
+	uint16_t *uri_slot;
 };
 
 /* ------------------------------------------------------------ ASCII helpers */
@@ -1374,7 +1379,7 @@ static void uri_host(mime_t *mi, const char *u, size_t n)
 		uri_targets(mi, stop, (size_t)(e - stop));
 }
 
-void mime_add_uri(mime_t *mi, const char *p, size_t n)
+void mime_add_uri(mime_t *mi, const char *p, size_t n, uint32_t types)
 {
 	char buf[MIME_MAX_URI_BYTES];
 	size_t k = 0;
@@ -1410,12 +1415,23 @@ void mime_add_uri(mime_t *mi, const char *p, size_t n)
 		return;
 	if (k <= skip)
 		return;
-	const char *u = strset_add(mi->arena, &mi->uriset, buf, k);
-	if (u == NULL)
-		return;
-	if (mi->uris == NULL)
+	if (mi->uris == NULL) {
 		mi->uris = arena_alloc(mi->arena, MIME_MAX_URIS * sizeof(*mi->uris));
+		mi->uri_types = arena_alloc(mi->arena, MIME_MAX_URIS * sizeof(*mi->uri_types));
+		mi->uri_slot = arena_zalloc(mi->arena, MIME_SET_MAX_SLOTS * sizeof(*mi->uri_slot));
+	}
+	size_t i = hash_bytes(buf, k) & (MIME_SET_MAX_SLOTS - 1);
+	for (; mi->uri_slot[i] != 0; i = (i + 1) & (MIME_SET_MAX_SLOTS - 1)) {
+		size_t at = mi->uri_slot[i] - 1u;
+		if (strncmp(mi->uris[at], buf, k) == 0 && mi->uris[at][k] == '\0') {
+			mi->uri_types[at] |= types;
+			return;
+		}
+	}
+	const char *u = arena_strndup(mi->arena, buf, k);
+	mi->uri_types[mi->nuris] = types;
 	mi->uris[mi->nuris++] = u;
+	mi->uri_slot[i] = (uint16_t)mi->nuris;
 	uri_host(mi, u, k);
 }
 
@@ -1534,7 +1550,7 @@ void mime_scan_uris(mime_t *mi, const char *t, size_t n)
 			}
 		}
 		if (e > min)
-			mime_add_uri(mi, p, e);
+			mime_add_uri(mi, p, e, MIME_URI_PARSED);
 		if (start + e > i)
 			i = start + e;
 	}
@@ -2215,6 +2231,47 @@ size_t mime_uri_count(const mime_t *mi)
 const char *mime_uri(const mime_t *mi, size_t i)
 {
 	return i < mi->nuris ? mi->uris[i] : NULL;
+}
+
+uint32_t mime_uri_types(const mime_t *mi, size_t i)
+{
+	return i < mi->nuris ? mi->uri_types[i] : 0;
+}
+
+static const char *const uri_type_names[] = {
+    "parsed", "a",       "area", "link", "img",   "frame", "iframe", "embed",
+    "script", "bgsound", "form", "body", "table", "tr",    "td",     "base",
+};
+_Static_assert(sizeof(uri_type_names) / sizeof(uri_type_names[0]) == MIME_URI_NTYPES,
+               "a name per URI type");
+
+const char *mime_uri_type_name(unsigned bit)
+{
+	return bit < MIME_URI_NTYPES ? uri_type_names[bit] : NULL;
+}
+
+uint32_t mime_uri_type_of(const char *tag, const char *attr)
+{
+	/* SpamAssassin's HTML parser (html_uri): which attribute of which tag is a link */
+	static const struct {
+		const char *attr;
+		uint32_t types;
+	} by_attr[] = {
+	    {"href", MIME_URI_A | MIME_URI_AREA | MIME_URI_LINK | MIME_URI_BASE},
+	    {"src", MIME_URI_IMG | MIME_URI_FRAME | MIME_URI_IFRAME | MIME_URI_EMBED |
+	                MIME_URI_SCRIPT | MIME_URI_BGSOUND},
+	    {"action", MIME_URI_FORM},
+	    {"background", MIME_URI_BODY | MIME_URI_TABLE | MIME_URI_TR | MIME_URI_TD},
+	};
+	for (unsigned b = 1; b < MIME_URI_NTYPES; b++) {
+		if (strcmp(tag, uri_type_names[b]) != 0)
+			continue;
+		for (size_t k = 0; k < sizeof(by_attr) / sizeof(by_attr[0]); k++)
+			if (strcmp(attr, by_attr[k].attr) == 0)
+				return by_attr[k].types & (1u << b);
+		return 0;
+	}
+	return 0;
 }
 
 size_t mime_domain_count(const mime_t *mi)

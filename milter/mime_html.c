@@ -319,7 +319,8 @@ static size_t skip_past_gt(const char *s, size_t n, size_t i)
 	return gt ? (size_t)(gt - s) + 1 : n;
 }
 
-static bool is_url_attr(const char *a, size_t n)
+/* The URL attribute a[0..n) is (lower-case), or NULL when it is none. */
+static const char *url_attr(const char *a, size_t n)
 {
 	static const char *const names[] = {"href", "src", "action", "background"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -330,26 +331,26 @@ static bool is_url_attr(const char *a, size_t n)
 		while (j < k && h_lc((unsigned char)a[j]) == names[i][j])
 			j++;
 		if (j == k)
-			return true;
+			return names[i];
 	}
-	return false;
+	return NULL;
 }
 
-/* Entity-decodes an attribute value and offers it as a URL. */
-static void attr_uri(struct render *r, const char *v, size_t n)
+/* Entity-decodes an attribute value and offers it as a URL found as types says. */
+static void attr_uri(struct render *r, const char *v, size_t n, uint32_t types)
 {
 	char buf[MIME_MAX_URI_BYTES];
 
 	if (r->mi == NULL || n == 0)
 		return;
 	if (n > MIME_LONG_URI_BYTES) {
-		mime_add_uri(r->mi, v, n); /* flags it, keeps the start undecoded */
+		mime_add_uri(r->mi, v, n, types); /* flags it, keeps the start undecoded */
 		return;
 	}
 	if (n > sizeof(buf))
 		n = sizeof(buf);
 	if (memchr(v, '&', n) == NULL) {
-		mime_add_uri(r->mi, v, n);
+		mime_add_uri(r->mi, v, n, types);
 		return;
 	}
 	size_t k = 0;
@@ -380,7 +381,7 @@ static void attr_uri(struct render *r, const char *v, size_t n)
 			}
 		}
 	}
-	mime_add_uri(r->mi, buf, k);
+	mime_add_uri(r->mi, buf, k, types);
 }
 
 /* Handles the markup starting at s[i] == '<'; returns where text resumes. */
@@ -460,8 +461,9 @@ static size_t tag(struct render *r, const char *s, size_t n, size_t i)
 				j++;
 			ve = j;
 		}
-		if (!end && is_url_attr(s + a, al))
-			attr_uri(r, s + v, ve - v);
+		const char *ua = end ? NULL : url_attr(s + a, al);
+		if (ua != NULL)
+			attr_uri(r, s + v, ve - v, mime_uri_type_of(name, ua));
 	}
 
 	if (!end) {

@@ -1445,6 +1445,329 @@ static long https_http_mismatch(struct rules_evalenv *e, const struct rule *ru)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- uri_detail */
+
+/*
+ * URIDetail's rules: "uri_detail NAME key =~ /re/ ..." hits when one link
+ * meets every criterion, a criterion being met when some value of its key
+ * matches (=~) or does not match (!~): raw (the link as found), type (where:
+ * "a", "img", "parsed", ... see mime_uri_types(); "schemeless" too for a
+ * "www." name in the text), cleaned (the link and its
+ * canonical variants), text (the texts of the <a> tags linking to it), host
+ * and domain (of the cleaned links, the domain by the Public Suffix List).
+ * rules_parse.c gives the criteria as (key, op, pattern, options) groups.
+ */
+struct ud_link {
+	const struct rules_uri_detail *d;
+	const char **hosts, **domains, **texts;
+	size_t nhosts, ndomains, ntexts, captexts;
+};
+
+struct ud_facts {
+	struct ud_link *v;
+	size_t n;
+};
+
+/*
+ * SpamAssassin's uri_to_domain: the host of a cleaned link, and its domain;
+ * false if none, as for a name whose top-level domain is not one.
+ */
+static bool ud_host(arena_t *a, const char *u, const char **host, const char **domain)
+{
+	if (strncasecmp(u, "javascript:", 11) == 0)
+		return false;
+	const char *p = u;
+	while (isalpha((unsigned char)*p))
+		p++;
+	if (*p == ':' && p > u) {
+		p++;
+		for (int k = 0; k < 2 && *p == '/'; k++)
+			p++;
+	} else {
+		p = u;
+	}
+	/* user information: up to the last '@' before any '/' */
+	size_t n = strcspn(p, "#");
+	const char *lim = memchr(p, '/', n), *last_at = NULL;
+	if (lim == NULL)
+		lim = p + n;
+	for (const char *q = p; q < lim; q++)
+		if (*q == '@')
+			last_at = q;
+	if (last_at != NULL)
+		p = last_at + 1;
+	n = strcspn(p, "/?#");
+	size_t c = n;
+	while (c > 0 && isdigit((unsigned char)p[c - 1]))
+		c--;
+	if (c > 0 && p[c - 1] == ':')
+		n = c - 1;
+	if (n > 0 && p[n - 1] == '.')
+		n--;
+	if (n == 0 || n >= DNS_QNAME_MAX_BYTES || memchr(p, '%', n) != NULL)
+		return false;
+	char *h = arena_strndup(a, p, n);
+	for (char *q = h; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	uint8_t ip[16];
+	bool v4;
+	char reg[DNS_QNAME_MAX_BYTES];
+	if (dns_ip_parse(h, ip, &v4) && v4) {
+		*domain = h;
+	} else if (dns_tld_known(h) && dns_registered_domain(h, reg, sizeof(reg)) != NULL) {
+		*domain = arena_strdup(a, reg);
+	} else {
+		return false;
+	}
+	*host = h;
+	return true;
+}
+
+/* An href as the MIME module keeps its link: tabs and line breaks out, entities decoded. */
+static char *ud_href_key(arena_t *a, const char *href)
+{
+	abuf_t b;
+	abuf_init(&b, a, strlen(href) + 1);
+	static const struct {
+		const char *ent;
+		char c;
+	} named[] = {
+	    {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+	for (const char *p = href; *p;) {
+		if (*p == '\t' || *p == '\r' || *p == '\n') {
+			p++;
+			continue;
+		}
+		if (*p == '&') {
+			size_t k = 0;
+			while (k < sizeof(named) / sizeof(named[0]) &&
+			       strncasecmp(p, named[k].ent, strlen(named[k].ent)) != 0)
+				k++;
+			if (k < sizeof(named) / sizeof(named[0])) {
+				abuf_putc(&b, named[k].c);
+				p += strlen(named[k].ent);
+				continue;
+			}
+			if (p[1] == '#') {
+				bool hex = p[2] == 'x' || p[2] == 'X';
+				char *end;
+				long v = strtol(p + (hex ? 3 : 2), &end, hex ? 16 : 10);
+				if (end > p + (hex ? 3 : 2) && v > 0 && v < 0x80) {
+					abuf_putc(&b, (char)v);
+					p = *end == ';' ? end + 1 : end;
+					continue;
+				}
+			}
+		}
+		abuf_putc(&b, *p++);
+	}
+	return b.data;
+}
+
+static void ud_push(arena_t *a, const char ***v, size_t *n, size_t *cap, const char *s)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 4;
+		const char **nv = arena_alloc(a, nc * sizeof(*nv));
+		if (*n)
+			memcpy(nv, *v, *n * sizeof(*nv));
+		*v = nv;
+		*cap = nc;
+	}
+	(*v)[(*n)++] = s;
+}
+
+static struct ud_facts *ud_facts(struct rules_evalenv *e)
+{
+	struct ud_facts *f = e->cache[RULES_EVAL_CACHE_URIDETAIL];
+	if (f != NULL)
+		return f;
+	arena_t *a = e->a;
+	f = arena_zalloc(a, sizeof(*f));
+	e->cache[RULES_EVAL_CACHE_URIDETAIL] = f;
+	struct rules_uri_detail *d;
+	pcre2_match_context *mc = pcre2_match_context_create(NULL);
+	pcre2_set_match_limit(mc, e->r->opts.match_limit);
+	pcre2_set_depth_limit(mc, e->r->opts.depth_limit);
+	f->n = rules_uri_details(a, e->mi, e->r, mc, &d);
+	pcre2_match_context_free(mc);
+	f->v = arena_zalloc(a, (f->n ? f->n : 1) * sizeof(*f->v));
+	/* the links by raw form, for the anchors' hrefs: at most half full */
+	size_t nslots = 16;
+	while (nslots < 2 * f->n)
+		nslots *= 2;
+	size_t *slot = arena_zalloc(a, nslots * sizeof(*slot));
+	size_t kept = 0;
+	for (size_t i = 0; i < f->n; i++) {
+		struct ud_link *l = &f->v[kept];
+		memset(l, 0, sizeof(*l));
+		l->d = &d[i];
+		size_t hc = 0, dc = 0;
+		for (size_t k = 0; k < d[i].ncleaned; k++) {
+			const char *host, *dom;
+			if (!ud_host(a, d[i].cleaned[k], &host, &dom))
+				continue;
+			ud_push(a, &l->hosts, &l->nhosts, &hc, host);
+			ud_push(a, &l->domains, &l->ndomains, &dc, dom);
+		}
+		/* a link only written in the text counts when it names a domain */
+		if (d[i].types == MIME_URI_PARSED && l->ndomains == 0)
+			continue;
+		kept++;
+		size_t j = rules_hash_bytes(d[i].raw, strlen(d[i].raw)) & (nslots - 1);
+		while (slot[j] != 0)
+			j = (j + 1) & (nslots - 1);
+		slot[j] = kept;
+	}
+	f->n = kept;
+	struct html_facts *h = facts(e);
+	for (size_t pi = 0; pi < h->n; pi++) {
+		const struct html_part *p = &h->v[pi];
+		for (size_t k = 0; k < p->anchor.n && k < p->href.n; k++) {
+			const char *key = ud_href_key(a, p->href.v[k]);
+			const char *www = strncasecmp(key, "www.", 4) == 0
+			                      ? arena_sprintf(a, "http://%s", key)
+			                      : key;
+			for (size_t j = rules_hash_bytes(www, strlen(www)) & (nslots - 1);
+			     slot[j] != 0; j = (j + 1) & (nslots - 1)) {
+				struct ud_link *l = &f->v[slot[j] - 1];
+				if (strcmp(l->d->raw, www) != 0)
+					continue;
+				bool dup = false;
+				for (size_t t = 0; t < l->ntexts && !dup; t++)
+					dup = strcmp(l->texts[t], p->anchor.v[k]) == 0;
+				if (!dup)
+					ud_push(a, &l->texts, &l->ntexts, &l->captexts,
+					        p->anchor.v[k]);
+				break;
+			}
+		}
+	}
+	return f;
+}
+
+static const char *check_uri_detail(const struct rule *ru)
+{
+	if (ru->neargs % 4 != 0)
+		return "bad criteria";
+	for (size_t i = 0; i + 3 < ru->neargs; i += 4) {
+		int err;
+		PCRE2_SIZE off;
+		pcre2_code *c =
+		    pcre2_compile((PCRE2_SPTR)ru->eargs[i + 2], PCRE2_ZERO_TERMINATED,
+		                  (uint32_t)strtoul(ru->eargs[i + 3], NULL, 10), &err, &off, NULL);
+		if (c == NULL) {
+			static _Thread_local char msg[200];
+			PCRE2_UCHAR m[120];
+			pcre2_get_error_message(err, m, sizeof(m));
+			snprintf(msg, sizeof(msg), "%s: regex error at offset %zu: %s",
+			         ru->eargs[i], (size_t)off, (const char *)m);
+			return msg;
+		}
+		pcre2_code_free(c);
+	}
+	return NULL;
+}
+
+/* Some value of vals meets the criterion: matches (=~) or does not (!~); -1 at a limit. */
+static int ud_some(pcre2_code *c, bool neg, const char *const *vals, size_t n, pcre2_match_data *md,
+                   pcre2_match_context *mc)
+{
+	for (size_t i = 0; i < n; i++) {
+		int rc = pcre2_match(c, (PCRE2_SPTR)vals[i], strlen(vals[i]), 0, 0, md, mc);
+		if (rc < 0 && rc != PCRE2_ERROR_NOMATCH)
+			return -1;
+		if ((rc >= 0) != neg)
+			return 1;
+	}
+	return 0;
+}
+
+static long uri_detail(struct rules_evalenv *e, const struct rule *ru)
+{
+	size_t nc = ru->neargs / 4;
+	if (nc == 0 || e->mi == NULL)
+		return 0;
+	struct ud_facts *f = ud_facts(e);
+	if (f->n == 0)
+		return 0;
+	/* compiled per message with links: few rules use this */
+	pcre2_code *code[6] = {NULL};
+	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+	pcre2_match_context *mc = pcre2_match_context_create(NULL);
+	pcre2_set_match_limit(mc, e->r->opts.match_limit);
+	pcre2_set_depth_limit(mc, e->r->opts.depth_limit);
+	long hit = 0;
+	for (size_t k = 0; k < nc && k < 6; k++) {
+		int err;
+		PCRE2_SIZE off;
+		code[k] = pcre2_compile((PCRE2_SPTR)ru->eargs[4 * k + 2], PCRE2_ZERO_TERMINATED,
+		                        (uint32_t)strtoul(ru->eargs[4 * k + 3], NULL, 10), &err,
+		                        &off, e->r->cctx);
+		if (code[k] == NULL) {
+			hit = -1;
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < f->n && hit == 0; i++) {
+		const struct ud_link *l = &f->v[i];
+		const char *types[MIME_URI_NTYPES + 1];
+		size_t ntypes = 0;
+		for (unsigned b = 0; b < MIME_URI_NTYPES; b++)
+			if (l->d->types & (1u << b))
+				types[ntypes++] = mime_uri_type_name(b);
+		if (l->d->schemeless)
+			types[ntypes++] = "schemeless";
+		int all = 1;
+		for (size_t k = 0; k < nc && k < 6 && all == 1; k++) {
+			const char *key = ru->eargs[4 * k];
+			bool neg = ru->eargs[4 * k + 1][0] == '!';
+			const char *const *vals;
+			size_t n;
+			switch (key[0]) {
+			case 'r':
+				vals = &l->d->raw;
+				n = 1;
+				break;
+			case 't':
+				if (key[1] == 'y') {
+					vals = types;
+					n = ntypes;
+				} else {
+					vals = l->texts;
+					n = l->ntexts;
+				}
+				break;
+			case 'c':
+				vals = l->d->cleaned;
+				n = l->d->ncleaned;
+				break;
+			case 'd':
+				vals = l->domains;
+				n = l->ndomains;
+				break;
+			default:
+				vals = l->hosts;
+				n = l->nhosts;
+				break;
+			}
+			all = ud_some(code[k], neg, vals, n, md, mc);
+		}
+		if (all == 1) {
+			hit = 1;
+			e->detail = arena_sprintf(e->a, "%s", l->d->raw);
+		} else if (all < 0) {
+			hit = -1;
+		}
+	}
+out:
+	for (size_t k = 0; k < 6; k++)
+		pcre2_code_free(code[k]);
+	pcre2_match_context_free(mc);
+	pcre2_match_data_free(md);
+	return hit;
+}
+
 const struct rules_evaldef rules_eval_html_defs[] = {
     {"check_https_ip_mismatch", https_ip_mismatch, 0, 0, NULL},
     {"check_uri_truncated", uri_truncated, 0, 0, NULL},
@@ -1460,5 +1783,7 @@ const struct rules_evaldef rules_eval_html_defs[] = {
     {"html_image_only", image_only, 2, 2, NULL},
     {"html_eval", html_eval, 2, 2, check_length},
     {"html_range", html_range, 3, 3, check_length},
+    /* a uri_detail line's rule (rules_parse.c): four arguments a criterion */
+    {"check_uri_detail", uri_detail, 0, 24, check_uri_detail},
     {NULL, NULL, 0, 0, NULL},
 };

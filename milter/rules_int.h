@@ -319,6 +319,21 @@ int rules_meta_compile(rules_t *r, struct rule *ru, diag_t *d);
  */
 size_t rules_uri_list(arena_t *a, const mime_t *mi, const rules_t *r, pcre2_match_context *mc,
                       const char ***out);
+/*
+ * The same links one by one, as SpamAssassin's uri_detail rules see them:
+ * each link (a "www." one with "http://" before it) and address written in
+ * the text, where it was found (MIME_URI_* bits), and its cleaned list (the
+ * link itself, then its variants and redirect targets as above).
+ */
+struct rules_uri_detail {
+	const char *raw;
+	uint32_t types;
+	bool schemeless; /* found in the text as "www.", without its scheme */
+	const char **cleaned;
+	size_t ncleaned;
+};
+size_t rules_uri_details(arena_t *a, const mime_t *mi, const rules_t *r, pcre2_match_context *mc,
+                         struct rules_uri_detail **out);
 
 /*
  * rules_relays.c: the X-Spam-Relays-Trusted and -Untrusted values (arena
@@ -378,6 +393,8 @@ enum {
 	RULES_EVAL_CACHE_FROMNAME,
 	/* rules_eval_wlbl.c: host names written without a scheme */
 	RULES_EVAL_CACHE_SCHEMELESS,
+	/* rules_eval_html.c: the links as uri_detail rules see them */
+	RULES_EVAL_CACHE_URIDETAIL,
 	RULES_EVAL_CACHE_N
 };
 

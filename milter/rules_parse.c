@@ -60,6 +60,8 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::PDFInfo",
     /* shortcircuit on/off/spam/ham (rules.c: the cut by priority) */
     "Mail::SpamAssassin::Plugin::Shortcircuit",
+    /* uri_detail rules (rules_eval_html.c) */
+    "Mail::SpamAssassin::Plugin::URIDetail",
     NULL,
 };
 
@@ -80,6 +82,7 @@ static const char *const provided_features[] = {
     "Mail::SpamAssassin::Plugin::MIMEEval::has_check_for_ascii_text_illegal",
     "Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length",
     "Mail::SpamAssassin::Conf::feature_welcomelist_blocklist",
+    "Mail::SpamAssassin::Plugin::URIDetail::has_host_key",
     NULL,
 };
 
@@ -677,6 +680,107 @@ static int def_askdns(struct ctx *c, const char *rest)
 	return def_eval(c, name, RULES_T_HEADER, spec);
 }
 
+/*
+ * "uri_detail NAME KEY =~ /re/flags [KEY !~ /re/ ...]" (URIDetail): a rule
+ * of its own, run as the eval test check_uri_detail of rules_eval_html.c
+ * with four arguments a criterion: the key, the operator, the pattern and
+ * its PCRE2 options in decimal. A key given twice keeps its last criterion,
+ * as SpamAssassin's hash of them does.
+ */
+static int def_uri_detail(struct ctx *c, const char *rest)
+{
+	static const char *const keys[] = {"raw", "type", "cleaned", "text", "domain", "host"};
+	char name[256];
+	const char *p = next_token(rest, name, sizeof(name));
+	char *crit[6][3] = {{NULL}};
+	uint32_t copts[6] = {0};
+	int rc = -1, ncrit = 0;
+	if (name[0] == '\0') {
+		diag_error(c->d, c->file, c->line, "uri_detail: expected NAME KEY =~ /re/ ...");
+		return -1;
+	}
+	while (*(p = skip_ws(p)) != '\0') {
+		size_t kl = 0;
+		while (isalnum((unsigned char)p[kl]) || p[kl] == '_')
+			kl++;
+		size_t k = 0;
+		while (k < 6 && (strlen(keys[k]) != kl || strncmp(keys[k], p, kl) != 0))
+			k++;
+		if (k == 6) {
+			diag_error(c->d, c->file, c->line,
+			           "uri_detail %s: unknown key '%.*s' (raw, type, cleaned, text,"
+			           " domain or host)",
+			           name, (int)(kl ? kl : strcspn(p, " \t")), p);
+			goto out;
+		}
+		const char *op = skip_ws(p + kl);
+		if ((op[0] != '=' && op[0] != '!') || op[1] != '~') {
+			diag_error(c->d, c->file, c->line, "uri_detail %s: %s: expected =~ or !~",
+			           name, keys[k]);
+			goto out;
+		}
+		char err[160], *pat;
+		uint32_t opts;
+		const char *end;
+		if (parse_regex(skip_ws(op + 2), &pat, &opts, &end, err, sizeof(err)) < 0) {
+			diag_error(c->d, c->file, c->line, "uri_detail %s: %s: %s", name, keys[k],
+			           err);
+			goto out;
+		}
+		if (end > p && !isspace((unsigned char)end[-1]) && *end != '\0') {
+			diag_error(c->d, c->file, c->line,
+			           "uri_detail %s: %s: text after the regex: '%s'", name, keys[k],
+			           end);
+			free(pat);
+			goto out;
+		}
+		if (crit[k][0] == NULL)
+			ncrit++;
+		for (int j = 0; j < 3; j++)
+			free(crit[k][j]);
+		crit[k][0] = xalloc_strdup(keys[k]);
+		crit[k][1] = xalloc_strndup(op, 2);
+		crit[k][2] = pat;
+		copts[k] = opts;
+		p = end;
+	}
+	if (ncrit == 0) {
+		diag_error(c->d, c->file, c->line, "uri_detail %s: no KEY =~ /re/ criterion", name);
+		goto out;
+	}
+	struct rule *ru = define_rule(c, name, RULES_T_BODY);
+	for (size_t i = 0; i < ru->neargs; i++)
+		free(ru->eargs[i]);
+	free(ru->eargs);
+	ru->eargs = xalloc_malloc((size_t)ncrit * 4 * sizeof(char *));
+	ru->neargs = 0;
+	for (int k = 0; k < 6; k++) {
+		if (crit[k][0] == NULL)
+			continue;
+		for (int j = 0; j < 3; j++) {
+			ru->eargs[ru->neargs++] = crit[k][j];
+			crit[k][j] = NULL;
+		}
+		char o[16];
+		snprintf(o, sizeof(o), "%u", (unsigned)copts[k]);
+		ru->eargs[ru->neargs++] = xalloc_strdup(o);
+	}
+	ru->evaldef = rules_eval_lookup("check_uri_detail");
+	const char *err = ru->evaldef && ru->evaldef->check ? ru->evaldef->check(ru) : NULL;
+	if (err != NULL) {
+		diag_error(c->d, c->file, c->line, "uri_detail %s: %s", name, err);
+		ru->skipped = true;
+		ru->evaldef = NULL;
+		goto out;
+	}
+	rc = 0;
+out:
+	for (int k = 0; k < 6; k++)
+		for (int j = 0; j < 3; j++)
+			free(crit[k][j]);
+	return rc;
+}
+
 static int parse_header_spec(struct ctx *c, struct rule *ru, const char *spec)
 {
 	/* Name[:mod[:mod]] */
@@ -1208,6 +1312,8 @@ static int directive(struct ctx *c, char *line)
 	}
 	if (strcmp(dir, "askdns") == 0)
 		return def_askdns(c, rest);
+	if (strcmp(dir, "uri_detail") == 0)
+		return def_uri_detail(c, rest);
 	if (strncmp(dir, "uri", 3) == 0 || strncmp(dir, "clear_uri", 9) == 0) {
 		const char *err = NULL;
 		if (rules_uridnsbl_directive(c->r, dir, rest, &err))

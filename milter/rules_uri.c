@@ -425,13 +425,45 @@ static void variants(struct urilist *l, const char *uri, struct urilist *pending
 		add_parts(l, proto, quad, strlen(quad), rest);
 }
 
+/* Ready to try r's redirector_pattern lines, if any (rd_close() after). */
+static void rd_open(struct redirectors *rd, const rules_t *r, pcre2_match_context *mc)
+{
+	*rd = (struct redirectors){.r = r, .mc = mc};
+	if (r != NULL && r->nredir > 0 && (rd->md = pcre2_match_data_create(2, NULL)) == NULL)
+		abort();
+}
+
+static void rd_close(struct redirectors *rd)
+{
+	pcre2_match_data_free(rd->md);
+}
+
+/* Adds the variants of l's entries from first on, and redirect targets, a few levels deep. */
+static void canonicalize(struct urilist *l, size_t first, const struct redirectors *rd)
+{
+	arena_t *a = l->a;
+	struct urilist pending = {.a = a};
+	size_t base = l->n;
+	for (size_t i = first; i < base; i++)
+		variants(l, l->v[i], &pending, rd);
+	for (int depth = 0; depth < URI_REDIRECT_DEPTH && pending.n > 0; depth++) {
+		struct urilist next = {.a = a};
+		for (size_t i = 0; i < pending.n; i++) {
+			if (list_has(l, pending.v[i], strlen(pending.v[i])))
+				continue;
+			list_add_str(l, pending.v[i]);
+			variants(l, pending.v[i], &next, rd);
+		}
+		pending = next;
+	}
+}
+
 size_t rules_uri_list(arena_t *a, const mime_t *mi, const rules_t *r, pcre2_match_context *mc,
                       const char ***out)
 {
-	struct urilist l = {.a = a}, pending = {.a = a};
-	struct redirectors rd = {.r = r, .mc = mc};
-	if (r != NULL && r->nredir > 0 && (rd.md = pcre2_match_data_create(2, NULL)) == NULL)
-		abort();
+	struct urilist l = {.a = a};
+	struct redirectors rd;
+	rd_open(&rd, r, mc);
 	size_t nlinks = mi ? mime_uri_count(mi) : 0;
 	for (size_t i = 0; i < nlinks; i++)
 		list_add_str(&l, mime_uri(mi, i));
@@ -439,21 +471,47 @@ size_t rules_uri_list(arena_t *a, const mime_t *mi, const rules_t *r, pcre2_matc
 	const char *body = mi ? mime_body(mi, &bn) : NULL;
 	if (body != NULL)
 		text_mailtos(&l, body, bn);
-	size_t base = l.n;
-	for (size_t i = 0; i < base; i++)
-		variants(&l, l.v[i], &pending, &rd);
-	/* redirect targets, and theirs, a few levels deep */
-	for (int depth = 0; depth < URI_REDIRECT_DEPTH && pending.n > 0; depth++) {
-		struct urilist next = {.a = a};
-		for (size_t i = 0; i < pending.n; i++) {
-			if (list_has(&l, pending.v[i], strlen(pending.v[i])))
-				continue;
-			list_add_str(&l, pending.v[i]);
-			variants(&l, pending.v[i], &next, &rd);
-		}
-		pending = next;
-	}
-	pcre2_match_data_free(rd.md);
+	canonicalize(&l, 0, &rd);
+	rd_close(&rd);
 	*out = l.v;
 	return l.n;
+}
+
+size_t rules_uri_details(arena_t *a, const mime_t *mi, const rules_t *r, pcre2_match_context *mc,
+                         struct rules_uri_detail **out)
+{
+	size_t nlinks = mi ? mime_uri_count(mi) : 0;
+	struct urilist mailtos = {.a = a};
+	size_t bn = 0;
+	const char *body = mi ? mime_body(mi, &bn) : NULL;
+	if (body != NULL) {
+		/* the text's addresses that are not already links */
+		for (size_t i = 0; i < nlinks; i++)
+			list_add_str(&mailtos, mime_uri(mi, i));
+		size_t before = mailtos.n;
+		text_mailtos(&mailtos, body, bn);
+		mailtos.v += before;
+		mailtos.n -= before;
+	}
+	struct rules_uri_detail *v =
+	    arena_zalloc(a, (nlinks + mailtos.n + 1) * sizeof(struct rules_uri_detail));
+	struct redirectors rd;
+	rd_open(&rd, r, mc);
+	for (size_t i = 0; i < nlinks + mailtos.n; i++) {
+		struct rules_uri_detail *d = &v[i];
+		const char *u = i < nlinks ? mime_uri(mi, i) : mailtos.v[i - nlinks];
+		d->types = i < nlinks ? mime_uri_types(mi, i) : MIME_URI_PARSED;
+		/* a "www." host in the text is keyed with its scheme, as SpamAssassin keys it */
+		d->schemeless = strncasecmp(u, "www.", 4) == 0;
+		d->raw = d->schemeless ? arena_sprintf(a, "http://%s", u) : u;
+		d->schemeless = d->schemeless && (d->types & MIME_URI_PARSED);
+		struct urilist l = {.a = a};
+		list_add_str(&l, d->raw);
+		canonicalize(&l, 0, &rd);
+		d->cleaned = l.v;
+		d->ncleaned = l.n;
+	}
+	rd_close(&rd);
+	*out = v;
+	return nlinks + mailtos.n;
 }

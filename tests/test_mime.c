@@ -959,6 +959,53 @@ Test(mime, html_relative_and_script_links_are_not_uris)
 	msg_free(m);
 }
 
+/* The type names of URI u's bits, space-separated ("" when none; NULL when u is not listed). */
+static char *uri_types_of(const mime_t *mi, const char *u)
+{
+	for (size_t i = 0; i < mime_uri_count(mi); i++) {
+		if (strcmp(mime_uri(mi, i), u) != 0)
+			continue;
+		static char out[256];
+		size_t o = 0;
+		out[0] = '\0';
+		for (unsigned b = 0; b < MIME_URI_NTYPES; b++)
+			if (mime_uri_types(mi, i) & (1u << b))
+				o += (size_t)snprintf(out + o, sizeof(out) - o, "%s%s",
+				                      o ? " " : "", mime_uri_type_name(b));
+		return out;
+	}
+	return NULL;
+}
+
+Test(mime, each_uri_says_where_it_was_found_as_uri_detail_names_it)
+{
+	const char raw[] =
+	    "Content-Type: text/html\n\n"
+	    "<body background=\"http://bg.example.com/b.png\">"
+	    "<a href=\"http://a.example.com/&amp;x\">http://a.example.com/&amp;x</a>"
+	    "<img SRC=\"http://i.example.com/1.gif\"><iframe src=\"http://f.example.com/\">"
+	    "</iframe><form action=\"http://post.example.com/\"></form>"
+	    "<div background=\"http://div.example.com/\">see www.text.example.com</div>"
+	    "<a href=\"http://i.example.com/1.gif\">i</a></body>\n";
+	msg_t *m = msg_from(raw, sizeof(raw) - 1);
+	mime_t *mi = parse(m);
+	cr_assert_str_eq(uri_types_of(mi, "http://bg.example.com/b.png"), "body");
+	/* an anchor whose text shows its own link: found both ways, one entry */
+	cr_assert_str_eq(uri_types_of(mi, "http://a.example.com/&x"), "parsed a");
+	cr_assert_str_eq(uri_types_of(mi, "http://i.example.com/1.gif"), "a img");
+	cr_assert_str_eq(uri_types_of(mi, "http://f.example.com/"), "iframe");
+	cr_assert_str_eq(uri_types_of(mi, "http://post.example.com/"), "form");
+	/* an attribute SpamAssassin does not read links from: listed, no type */
+	cr_assert_str_eq(uri_types_of(mi, "http://div.example.com/"), "");
+	cr_assert_str_eq(uri_types_of(mi, "www.text.example.com"), "parsed");
+	cr_assert_eq(mime_uri_count(mi), 7);
+	cr_assert_null(mime_uri_type_name(MIME_URI_NTYPES));
+	cr_assert_eq(mime_uri_type_of("td", "background"), MIME_URI_TD);
+	cr_assert_eq(mime_uri_type_of("a", "src"), 0);
+	cr_assert_eq(mime_uri_type_of("span", "href"), 0);
+	msg_free(m);
+}
+
 Test(mime, percent_encoded_hosts_are_decoded_in_the_domain_list)
 {
 	const char raw[] = "Subject: x\n\nGo to http://%77%77%77.Ex%61mple.com./x now\n";

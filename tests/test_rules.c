@@ -275,6 +275,73 @@ Test(rules, redirector_patterns_give_the_targets_of_redirects)
 	rules_free(r);
 }
 
+static const struct hit *hit_named(const hits_t *h, const char *name);
+
+/*
+ * URIDetail's uri_detail rules: one link must meet every criterion. The
+ * expectations are SpamAssassin 4.0.1's on the same rules and message.
+ */
+Test(rules, uri_detail_rules_test_each_link_by_its_details)
+{
+	rules_t *r =
+	    load("uri_detail UD_A type =~ /^a$/ domain =~ /^evil-shop\\.com$/\n"
+	         "uri_detail UD_NOT_A type !~ /^a$/ domain =~ /evil-shop/\n"
+	         "uri_detail UD_FAKE_HTTPS text =~ /\\bhttps:/ cleaned !~ /\\bhttps:/\n"
+	         "uri_detail UD_RAW raw =~ /%2E/i host =~ /^www\\.bank-login\\.net$/\n"
+	         "uri_detail UD_PARSED type =~ /^parsed$/ raw =~ /shop/\n"
+	         "uri_detail UD_SCHEMELESS type =~ /^schemeless$/ raw =~ m{^http://www\\.other}\n"
+	         "uri_detail UD_MAILTO raw =~ /^mailto:/i domain =~ /^payme\\.org$/\n"
+	         "uri_detail UD_CLICK text =~ /click\\s+here/i host =~ /^tracker\\./\n"
+	         "uri_detail UD_CLICK_ONE_SPACE text =~ /click here/i\n"
+	         "uri_detail UD_FORM type =~ /^form$/ cleaned =~ m{^http://collect\\.ru/}\n"
+	         "uri_detail UD_REDIRECT raw =~ /google/ cleaned =~ m{^http://target-site\\.biz/}\n"
+	         /* each criterion holds for some link, never for one link: no hit */
+	         "uri_detail UD_SPLIT type =~ /^img$/ domain =~ /^bank-login\\.net$/\n"
+	         /* "example" is no top-level domain: no domain, and the text's link is dropped */
+	         "uri_detail UD_EXAMPLE domain =~ /example/\n"
+	         "uri_detail UD_EXAMPLE_TEXT raw =~ /x\\.example/\n"
+	         /* a later criterion on the same key replaces the earlier */
+	         "uri_detail UD_LAST raw =~ /nowhere/ raw =~ /payme/\n");
+	static const char msg[] =
+	    "From: a@b.com\nTo: c@d.com\nSubject: x\nMIME-Version: 1.0\n"
+	    "Content-Type: text/html\n\n"
+	    "<html><body><a "
+	    "href=\"http://www.evil-shop.com/x?a=1&amp;b=2\">https://www.paypal.com/</a>"
+	    " <img src=\"http://img.evil-shop.com/i.png\"> <a "
+	    "href=\"http://www.bank-login%2Enet/\">"
+	    "bank</a> visit http://shop.evil-shop.com/now or www.other-site.info\n"
+	    "<a href=\"http://tracker.mail.com/c?id=1\">Click  HERE</a> write to pay@payme.org or"
+	    " see http://x.example/ <form action=\"http://collect.ru/p\"><input></form>"
+	    " <a "
+	    "href=\"https://www.google.com/url?q=http://target-site.biz/x\">go</a></body></html>\n";
+	const char *hit[] = {"UD_A",      "UD_NOT_A",      "UD_FAKE_HTTPS", "UD_RAW",
+	                     "UD_PARSED", "UD_SCHEMELESS", "UD_MAILTO",     "UD_CLICK",
+	                     "UD_FORM",   "UD_REDIRECT",   "UD_LAST"};
+	const char *miss[] = {"UD_CLICK_ONE_SPACE", "UD_SPLIT", "UD_EXAMPLE", "UD_EXAMPLE_TEXT"};
+	msg_t *m;
+	hits_t *h = eval_flags(r, msg, &m, RULES_EVAL_EXPLAIN, NULL);
+	for (size_t i = 0; i < sizeof(hit) / sizeof(hit[0]); i++)
+		cr_assert(hits_has(h, hit[i]), "%s should hit", hit[i]);
+	for (size_t i = 0; i < sizeof(miss) / sizeof(miss[0]); i++)
+		cr_assert_not(hits_has(h, miss[i]), "%s should not hit", miss[i]);
+	cr_assert_str_eq(hit_named(h, "UD_A")->detail,
+	                 "matched: http://www.evil-shop.com/x?a=1&b=2");
+	msg_free(m);
+	/* a plain-text message: the text's links, "www." names keyed with their scheme */
+	h = eval_flags(r,
+	               PLAIN("x", "see www.evil-shop.com/deal and HTTP://Shop.Evil-Shop.COM:80/a\n"
+	                          "or mail pay@payme.org\n"),
+	               &m, 0, NULL);
+	cr_assert(hits_has(h, "UD_NOT_A"));
+	cr_assert(hits_has(h, "UD_PARSED"));
+	cr_assert(hits_has(h, "UD_MAILTO"));
+	cr_assert_not(hits_has(h, "UD_A"));
+	cr_assert_not(hits_has(h, "UD_SCHEMELESS"));
+	msg_free(m);
+	cr_assert_not(hits(r, PLAIN("x", "no links here\n"), "UD_NOT_A"));
+	rules_free(r);
+}
+
 Test(rules, full_rules_see_header_block_and_raw_body)
 {
 	rules_t *r = load("full FULL /^Subject: hello\\n.*\\n\\nraw=3Dbody/ms\n");
@@ -1548,6 +1615,15 @@ Test(rules, malformed_lines_fail_the_load_with_file_and_line)
 	expect_error("redirector_pattern /x(/\n", "bad.cf:1: redirector_pattern: regex error");
 	expect_error("redirector_pattern /x/\n", "bad.cf:1: redirector_pattern: no group");
 	expect_error("redirector_pattern x\n", "bad.cf:1: redirector_pattern: expected a regex");
+	expect_error("uri_detail U colour =~ /a/\n",
+	             "bad.cf:1: uri_detail U: unknown key 'colour'");
+	expect_error("uri_detail U raw == /a/\n", "bad.cf:1: uri_detail U: raw: expected =~ or !~");
+	expect_error("uri_detail U raw =~ /a(/\n", "bad.cf:1: uri_detail U: raw: regex error");
+	expect_error("uri_detail U raw =~ a\n", "bad.cf:1: uri_detail U: raw: expected a regex");
+	expect_error("uri_detail U\n", "bad.cf:1: uri_detail U: no KEY =~ /re/ criterion");
+	expect_error("uri_detail\n", "bad.cf:1: uri_detail: expected NAME KEY =~ /re/");
+	expect_error("uri_detail U raw =~ /a/, type =~ /b/\n",
+	             "bad.cf:1: uri_detail U: raw: text after the regex");
 }
 
 Test(rules, every_malformed_line_is_reported_not_just_the_first)
