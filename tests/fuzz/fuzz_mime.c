@@ -96,8 +96,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (mime_uri_count(mi) > MIME_MAX_URIS || mime_domain_count(mi) > MIME_MAX_DOMAINS)
 		__builtin_trap();
-	for (size_t i = 0; i < mime_uri_count(mi); i++)
+	for (size_t i = 0; i < mime_uri_count(mi); i++) {
 		touch(mime_uri(mi, i));
+		/* where it was found: known types only; each URI once (checked on short lists) */
+		if (mime_uri_types(mi, i) >> MIME_URI_NTYPES)
+			__builtin_trap();
+		for (size_t j = 0; mime_uri_count(mi) <= 64 && j < i; j++)
+			if (strcmp(mime_uri(mi, i), mime_uri(mi, j)) == 0)
+				__builtin_trap();
+	}
 	for (size_t i = 0; i < mime_domain_count(mi); i++)
 		touch(mime_domain(mi, i));
 	/* Host names written bare: bounded, each with a dot and no upper case. */
