@@ -2,7 +2,8 @@
  * rules_eval_image.c - SpamAssassin's ImageInfo and PDFInfo tests over the
  * message's base64 GIF, PNG and JPEG parts and its PDF parts: counts,
  * dimensions read from the image headers, pixel coverage, names, and the
- * few PDF facts SpamAssassin reads line by line. Follows
+ * few PDF facts SpamAssassin reads line by line (among them the document
+ * details: author, creator, producer, title and the two dates). Follows
  * Mail::SpamAssassin::Plugin::ImageInfo and ::PDFInfo.
  */
 #include <ctype.h>
@@ -31,12 +32,21 @@ struct imagefacts {
 	size_t nnames;
 };
 
+/* Distinct values kept per PDF detail per message (bounded memory). */
+#define PDF_DETAIL_MAX 32
+/* SpamAssassin's details, in the order its PDFInfo reads them */
+static const char *const pdf_detail_names[] = {"author",   "creator",  "created",
+                                               "modified", "producer", "title"};
+enum { PDF_DETAILS = sizeof(pdf_detail_names) / sizeof(pdf_detail_names[0]) };
+
 struct pdffacts {
 	double count, images, pc;
 	bool encrypted, has_dims;
 	struct dimset dims;
 	const char **names;
 	size_t nnames;
+	const char *detail[PDF_DETAILS][PDF_DETAIL_MAX];
+	size_t ndetail[PDF_DETAILS];
 };
 
 static void dims_add(struct dimset *s, double h, double w)
@@ -358,9 +368,126 @@ static bool key_number(const char *s, size_t n, const char *key)
 }
 
 /*
+ * A string of a PDF dictionary as SpamAssassin's _parse_string reads it:
+ * "<hex>" as the bytes of its digit pairs, "(text)" with its octal escapes
+ * (not after a backslash) decoded and \( \) \\ unescaped; a UTF-16 byte
+ * order mark dropped with every NUL after it; at most 256 bytes.
+ */
+static const char *pdf_string(arena_t *a, const char *s, size_t n)
+{
+	char *out = arena_alloc(a, n + 1);
+	size_t o = 0;
+	if (s[0] == '<') {
+		int hi = -1;
+		for (size_t i = 1; i + 1 < n; i++) {
+			int v = isdigit((unsigned char)s[i])    ? s[i] - '0'
+			        : isxdigit((unsigned char)s[i]) ? (s[i] | 0x20) - 'a' + 10
+			                                        : -1;
+			if (v < 0) {
+				hi = -1; /* a pair is two digits in a row */
+				continue;
+			}
+			if (hi < 0) {
+				hi = v;
+			} else {
+				out[o++] = (char)(hi * 16 + v);
+				hi = -1;
+			}
+		}
+	} else {
+		for (size_t i = 1; i + 1 < n; i++) {
+			if (s[i] == '\\' && i + 4 <= n - 1 && s[i + 1] >= '0' && s[i + 1] <= '3' &&
+			    s[i + 2] >= '0' && s[i + 2] <= '7' && s[i + 3] >= '0' &&
+			    s[i + 3] <= '7' && (i == 1 || s[i - 1] != '\\')) {
+				out[o++] = (char)((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 +
+				                  (s[i + 3] - '0'));
+				i += 3;
+			} else {
+				out[o++] = s[i];
+			}
+		}
+	}
+	size_t k = 0;
+	if (o >= 2 && (((unsigned char)out[0] == 0xfe && (unsigned char)out[1] == 0xff) ||
+	               ((unsigned char)out[0] == 0xff && (unsigned char)out[1] == 0xfe))) {
+		for (size_t i = 2; i < o; i++)
+			if (out[i] != '\0')
+				out[k++] = out[i];
+		o = k;
+	}
+	if (s[0] != '<') {
+		/* \( \) \\ after the octal escapes, as SpamAssassin does it */
+		k = 0;
+		for (size_t i = 0; i < o; i++) {
+			if (out[i] == '\\' && i + 1 < o &&
+			    (out[i + 1] == '(' || out[i + 1] == ')' || out[i + 1] == '\\'))
+				i++;
+			out[k++] = out[i];
+		}
+		o = k;
+	}
+	if (o > 256)
+		o = 256;
+	out[o] = '\0';
+	return out;
+}
+
+/*
+ * The detail after key on line s (SpamAssassin: "/Author\s{0,2}" and a
+ * "(...)" string up to the first ')' not after a backslash, or a "<...>"
+ * one; for the dates "(D:" and the digits after it), or NULL.
+ */
+static const char *pdf_detail(arena_t *a, const char *s, size_t n, const char *key, bool date)
+{
+	size_t k = strlen(key);
+	for (const char *at = mem_find(s, n, key, k); at != NULL;
+	     at = mem_find(at + 1, (size_t)(s + n - at - 1), key, k)) {
+		const char *p = at + k, *end = s + n;
+		for (int sp = 0; sp < 2 && p < end && isspace((unsigned char)*p); sp++)
+			p++;
+		if (date) {
+			if (end - p < 4 || memcmp(p, "(D:", 3) != 0 ||
+			    !isdigit((unsigned char)p[3]))
+				continue;
+			const char *d = p + 3;
+			while (d < end && isdigit((unsigned char)*d))
+				d++;
+			size_t len = (size_t)(d - p - 3);
+			return arena_strndup(a, p + 3, len > 256 ? 256 : len);
+		}
+		if (p < end && *p == '(') {
+			for (const char *q = p + 1; q < end; q++)
+				if (*q == ')' && q[-1] != '\\')
+					return pdf_string(a, p, (size_t)(q + 1 - p));
+		} else if (p < end && *p == '<') {
+			const char *q = memchr(p, '>', (size_t)(end - p));
+			if (q != NULL)
+				return pdf_string(a, p, (size_t)(q + 1 - p));
+		}
+	}
+	return NULL;
+}
+
+static void pdf_details(arena_t *a, struct pdffacts *f, const char *s, size_t n)
+{
+	static const char *const keys[PDF_DETAILS] = {"/Author",  "/Creator",  "/CreationDate",
+	                                              "/ModDate", "/Producer", "/Title"};
+	for (size_t k = 0; k < PDF_DETAILS; k++) {
+		const char *v = pdf_detail(a, s, n, keys[k], k == 2 || k == 3);
+		if (v == NULL)
+			continue;
+		bool seen = false;
+		for (size_t i = 0; i < f->ndetail[k] && !seen; i++)
+			seen = strcmp(f->detail[k][i], v) == 0;
+		if (!seen && f->ndetail[k] < PDF_DETAIL_MAX)
+			f->detail[k][f->ndetail[k]++] = v;
+	}
+}
+
+/*
  * One PDF part, line by line as SpamAssassin reads it: the image sizes it
  * finds on one line (a "cm" operator, or /Width and /Height together) after
- * an /Image, the /Encrypt flag, and the name.
+ * an /Image, the /Encrypt flag, the document details, and the name.
  */
 static void pdf_part(struct rules_evalenv *e, struct pdffacts *f, const mime_part_t *p, size_t np)
 {
@@ -392,6 +519,8 @@ static void pdf_part(struct rules_evalenv *e, struct pdffacts *f, const mime_par
 			got_image = true;
 		if (len >= 8 && memcmp(s, "/Encrypt", 8) == 0)
 			f->encrypted = true;
+		if (memchr(s, '/', len) != NULL)
+			pdf_details(e->a, f, s, len);
 		if (!got_image)
 			continue;
 		double w = 0, h = 0;
@@ -537,6 +666,115 @@ static long pdf_is_empty_body(struct rules_evalenv *e, const struct rule *ru)
 	return 1;
 }
 
+/*
+ * A regex argument compiled as rules are, or NULL: PDFInfo's are written
+ * "/re/flags", ImageInfo's image_name_regex takes the bare pattern.
+ */
+static pcre2_code *arg_regex(const rules_t *r, const char *arg, bool bare)
+{
+	char *pat, err[160];
+	uint32_t opts = 0;
+	const char *end = "";
+	if (bare)
+		pat = xalloc_strdup(arg);
+	else if (rules_parse_regex(arg, &pat, &opts, &end, err, sizeof(err)) < 0)
+		return NULL;
+	int ec;
+	PCRE2_SIZE off;
+	pcre2_code *c = *end ? NULL
+	                     : pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &ec,
+	                                     &off, r ? r->cctx : NULL);
+	free(pat);
+	return c;
+}
+
+/* Some of vals matches arg's regex: 1, 0, or -1 at a match limit. */
+static long match_any(struct rules_evalenv *e, const char *arg, bool bare, const char *const *vals,
+                      size_t n)
+{
+	if (n == 0)
+		return 0;
+	/* compiled per message with such a part: few rules use these */
+	pcre2_code *c = arg_regex(e->r, arg, bare);
+	if (c == NULL)
+		return -1;
+	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+	pcre2_match_context *mc = pcre2_match_context_create(NULL);
+	pcre2_set_match_limit(mc, e->r->opts.match_limit);
+	pcre2_set_depth_limit(mc, e->r->opts.depth_limit);
+	long hit = 0;
+	for (size_t i = 0; i < n && hit == 0; i++) {
+		int rc = pcre2_match(c, (PCRE2_SPTR)vals[i], strlen(vals[i]), 0, 0, md, mc);
+		if (rc >= 0) {
+			hit = 1;
+			e->detail = arena_strdup(e->a, vals[i]);
+		} else if (rc != PCRE2_ERROR_NOMATCH) {
+			hit = -1;
+		}
+	}
+	pcre2_match_context_free(mc);
+	pcre2_match_data_free(md);
+	pcre2_code_free(c);
+	return hit;
+}
+
+static size_t pdf_detail_index(const char *name)
+{
+	size_t k = 0;
+	while (k < PDF_DETAILS && strcmp(pdf_detail_names[k], name) != 0)
+		k++;
+	return k;
+}
+
+static const char *check_regex_arg(const char *arg, bool bare)
+{
+	pcre2_code *c = arg_regex(NULL, arg, bare);
+	if (c == NULL)
+		return bare ? "bad regex" : "bad regex (want /re/flags or m{re}flags)";
+	pcre2_code_free(c);
+	return NULL;
+}
+
+static const char *check_match_details(const struct rule *ru)
+{
+	if (pdf_detail_index(ru->eargs[0]) == PDF_DETAILS)
+		return "unknown detail (author, creator, created, modified, producer or title)";
+	return check_regex_arg(ru->eargs[1], false);
+}
+
+static const char *check_name_regex(const struct rule *ru)
+{
+	return check_regex_arg(ru->eargs[0], false);
+}
+
+static const char *check_image_name_regex(const struct rule *ru)
+{
+	return check_regex_arg(ru->eargs[0], true);
+}
+
+/* pdf_match_details(detail, /re/): some PDF's document detail matches. */
+static long pdf_match_details(struct rules_evalenv *e, const struct rule *ru)
+{
+	const struct pdffacts *f = pdf_facts(e);
+	size_t k = pdf_detail_index(ru->eargs[0]);
+	return k < PDF_DETAILS ? match_any(e, ru->eargs[1], false, f->detail[k], f->ndetail[k]) : 0;
+}
+
+/* pdf_name_regex(/re/): some PDF's file name matches. */
+static long pdf_name_regex(struct rules_evalenv *e, const struct rule *ru)
+{
+	const struct pdffacts *f = pdf_facts(e);
+	return match_any(e, ru->eargs[0], false, f->names, f->nnames);
+}
+
+/* image_name_regex(re): some named image's name matches (the bare pattern, as ImageInfo takes it).
+ */
+static long image_name_regex(struct rules_evalenv *e, const struct rule *ru)
+{
+	const struct imagefacts *f = image_facts(e);
+	return match_any(e, ru->eargs[0], true, f->names, f->nnames);
+}
+
 const struct rules_evaldef rules_eval_image_defs[] = {
     {"image_count", image_count, 2, 3, check_type},
     {"pixel_coverage", pixel_coverage, 2, 3, check_type},
@@ -544,6 +782,7 @@ const struct rules_evaldef rules_eval_image_defs[] = {
     {"image_size_exact", image_size_exact, 3, 3, check_type},
     {"image_size_range", image_size_range, 3, 5, check_type},
     {"image_named", image_named, 1, 1, NULL},
+    {"image_name_regex", image_name_regex, 1, 1, check_image_name_regex},
     {"pdf_count", pdf_count, 1, 2, NULL},
     {"pdf_image_count", pdf_image_count, 1, 2, NULL},
     {"pdf_pixel_coverage", pdf_pixel_coverage, 1, 2, NULL},
@@ -553,5 +792,7 @@ const struct rules_evaldef rules_eval_image_defs[] = {
     {"pdf_named", pdf_named, 1, 1, NULL},
     {"pdf_is_encrypted", pdf_is_encrypted, 0, 0, NULL},
     {"pdf_is_empty_body", pdf_is_empty_body, 0, 1, NULL},
+    {"pdf_match_details", pdf_match_details, 2, 2, check_match_details},
+    {"pdf_name_regex", pdf_name_regex, 1, 1, check_name_regex},
     {NULL, NULL, 0, 0, NULL},
 };

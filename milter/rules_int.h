@@ -309,6 +309,13 @@ void *rules_parse_begin(rules_t *r);
 int rules_parse_text(rules_t *r, void *parse_state, const char *name, const char *text, diag_t *d);
 int rules_parse_end(rules_t *r, void *parse_state, diag_t *d);
 int rules_meta_compile(rules_t *r, struct rule *ru, diag_t *d);
+/*
+ * Parses "/re/flags" or "m{re}flags" (any m-delimiter): on success sets
+ * *pat (malloc'd), *opts (PCRE2 options of the flags i, s, m, x) and *end
+ * (past the flags and any blanks) and returns 0; -1 with err otherwise.
+ */
+int rules_parse_regex(const char *s, char **pat, uint32_t *opts, const char **end, char *err,
+                      size_t errlen);
 
 /*
  * rules_uri.c: the URI list uri rules run over (SpamAssassin's): the MIME

@@ -55,7 +55,7 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::URIDNSBL",
     /* askdns with the sender's, author's and last external relay's names */
     "Mail::SpamAssassin::Plugin::AskDNS",
-    /* ImageInfo all but image_name_regex; PDFInfo without the MD5, details and regex tests */
+    /* ImageInfo; PDFInfo without the MD5 tests */
     "Mail::SpamAssassin::Plugin::ImageInfo",
     "Mail::SpamAssassin::Plugin::PDFInfo",
     /* shortcircuit on/off/spam/ham (rules.c: the cut by priority) */
@@ -449,12 +449,9 @@ static char closing_delim(char open)
 	}
 }
 
-/*
- * Parses "/re/flags" or "m{re}flags" (any m-delimiter). On success sets
- * *pat (malloc'd), *opts and *end (just past the flags) and returns 0.
- */
-static int parse_regex(const char *s, char **pat, uint32_t *opts, const char **end, char *err,
-                       size_t errlen)
+/* "/re/flags" or "m{re}flags" (rules_int.h). */
+int rules_parse_regex(const char *s, char **pat, uint32_t *opts, const char **end, char *err,
+                      size_t errlen)
 {
 	char open;
 	if (*s == '/') {
@@ -722,7 +719,7 @@ static int def_uri_detail(struct ctx *c, const char *rest)
 		char err[160], *pat;
 		uint32_t opts;
 		const char *end;
-		if (parse_regex(skip_ws(op + 2), &pat, &opts, &end, err, sizeof(err)) < 0) {
+		if (rules_parse_regex(skip_ws(op + 2), &pat, &opts, &end, err, sizeof(err)) < 0) {
 			diag_error(c->d, c->file, c->line, "uri_detail %s: %s: %s", name, keys[k],
 			           err);
 			goto out;
@@ -860,7 +857,7 @@ static int def_header(struct ctx *c, const char *name, int type, const char *res
 	p = skip_ws(p + 2);
 	char err[160];
 	const char *end;
-	if (parse_regex(p, &ru->pattern, &ru->re_options, &end, err, sizeof(err)) < 0) {
+	if (rules_parse_regex(p, &ru->pattern, &ru->re_options, &end, err, sizeof(err)) < 0) {
 		diag_error(c->d, c->file, c->line, "%s rule %s: %s", tw, name, err);
 		return -1;
 	}
@@ -898,7 +895,7 @@ static int def_regex(struct ctx *c, const char *name, int type, const char *rest
 	struct rule *ru = define_rule(c, name, type);
 	char err[160];
 	const char *end;
-	if (parse_regex(rest, &ru->pattern, &ru->re_options, &end, err, sizeof(err)) < 0) {
+	if (rules_parse_regex(rest, &ru->pattern, &ru->re_options, &end, err, sizeof(err)) < 0) {
 		diag_error(c->d, c->file, c->line, "%s rule %s: %s", type_word(type), name, err);
 		return -1;
 	}
@@ -1012,7 +1009,7 @@ static int def_redirector(struct ctx *c, const char *rest)
 	char err[160], *pat;
 	uint32_t opts;
 	const char *end;
-	if (parse_regex(rest, &pat, &opts, &end, err, sizeof(err)) < 0) {
+	if (rules_parse_regex(rest, &pat, &opts, &end, err, sizeof(err)) < 0) {
 		diag_error(c->d, c->file, c->line, "redirector_pattern: %s", err);
 		return -1;
 	}

@@ -2704,6 +2704,7 @@ static const char image_rules[] =
     "body COVER eval:pixel_coverage('all',400000,500000)\n"
     "body COVER_GIF eval:pixel_coverage('gif',62500,300000)\n"
     "body NAMED eval:image_named('image001.gif')\n"
+    "body NAMED_RE eval:image_name_regex('^image\\d+\\.gif$')\n"
     "body RATIO eval:image_to_text_ratio('all', '0.000', '0.008')\n";
 
 Test(rules_eval, image_info_reads_gif_png_and_jpeg_headers)
@@ -2718,9 +2719,11 @@ Test(rules_eval, image_info_reads_gif_png_and_jpeg_headers)
 	cr_assert(hits(r, m, "COVER"), "800 x 600 = 480000 pixels");
 	cr_assert_not(hits(r, m, "COVER_GIF"));
 	cr_assert(hits(r, m, "NAMED"));
+	cr_assert(hits(r, m, "NAMED_RE"));
 	cr_assert(hits(r, m, "RATIO"), "a short text beside a large image");
 	one_part(m, sizeof(m), "hello", "image/gif", "other.gif", "base64", gif_800x600);
 	cr_assert_not(hits(r, m, "NAMED"));
+	cr_assert_not(hits(r, m, "NAMED_RE"));
 	one_part(m, sizeof(m), "hello", "image/png", "a.png", "base64", png_264x127);
 	cr_assert(hits(r, m, "PNG_SIZE"));
 	cr_assert_not(hits(r, m, "GIF1"));
@@ -2854,6 +2857,63 @@ Test(rules_eval, pdf_info_counts_names_and_sizes)
 	cr_assert_not(hits(r, m, "PDF_COVER"), "no image, no coverage");
 	cr_assert_not(hits(r, m, "PDF_RANGE"));
 	rules_free(r);
+}
+
+/*
+ * PDFInfo's document details and name regex. SpamAssassin 4.0.1 (PDFInfo
+ * loaded) gives the same hits on this document.
+ */
+Test(rules_eval, pdf_details_and_names_match_regexes)
+{
+	rules_t *r = load("body GMD_PRODUCER_GPL eval:pdf_match_details('producer','/^(?:gnu|gpl) "
+	                  "ghostscript/i')\n"
+	                  "body D_CREATED eval:pdf_match_details('created','/^200707/')\n"
+	                  "body D_MOD eval:pdf_match_details('modified','/^20070703144220$/')\n"
+	                  "body D_TITLE eval:pdf_match_details('title','/^Microsoft Word "
+	                  "\\(draft\\) - Document1$/')\n"
+	                  "body D_CREATOR eval:pdf_match_details('creator','/^Writer$/')\n"
+	                  "body D_AUTHOR eval:pdf_match_details('author','/^HP_Admin$/')\n"
+	                  "body D_AUTHOR_NO eval:pdf_match_details('author','/^colet$/')\n"
+	                  "body D_TITLE2 eval:pdf_match_details('title','/^Second$/')\n"
+	                  "body N_RE eval:pdf_name_regex('/^(?:my|your)test\\.pdf$/')\n"
+	                  "body N_RE_NO eval:pdf_name_regex('/^IMG\\D+\\.\\.PDF$/i')\n");
+	/* a literal string, octal escapes of UTF-16, hex strings with blanks, a date with a zone */
+	static const char doc[] =
+	    "%PDF-1.4\n1 0 obj\n<</Producer(GPL Ghostscript "
+	    "8.15)\n/CreationDate(D:20070703144220)\n"
+	    "/ModDate (D:20070703144220-06'00')\n/Title(Microsoft Word \\(draft\\) - Document1)\n"
+	    "/Creator<FEFF005700720069007400650072>\n"
+	    "/Author(\\376\\377\\000H\\000P\\000_\\000A\\000d\\000m\\000i\\000n)>>endobj\n"
+	    "<</Title<53 65 636F6E64>>>\n%%EOF\n";
+	char data[2048], m[4096];
+	b64(data, sizeof(data), doc);
+	one_part(m, sizeof(m), "x", "application/pdf", "mytest.pdf", "base64", data);
+	const char *hit[] = {"GMD_PRODUCER_GPL", "D_CREATED", "D_MOD",    "D_TITLE",
+	                     "D_CREATOR",        "D_AUTHOR",  "D_TITLE2", "N_RE"};
+	for (size_t i = 0; i < sizeof(hit) / sizeof(hit[0]); i++)
+		cr_assert(hits(r, m, hit[i]), "%s should hit", hit[i]);
+	cr_assert_not(hits(r, m, "D_AUTHOR_NO"));
+	cr_assert_not(hits(r, m, "N_RE_NO"));
+	/* not a PDF (no magic): nothing is read from it */
+	b64(data, sizeof(data), doc + 9);
+	one_part(m, sizeof(m), "x", "application/pdf", "mytest.pdf", "base64", data);
+	cr_assert_not(hits(r, m, "GMD_PRODUCER_GPL"));
+	cr_assert_not(hits(r, m, "N_RE"));
+	rules_free(r);
+	diag_t *d = diag_new();
+	cr_assert_null(rules_load_text("bad.cf",
+	                               "body A eval:pdf_match_details('colour','/x/')\n"
+	                               "body B eval:pdf_match_details('title','x')\n"
+	                               "body C eval:pdf_name_regex('/x(/')\n",
+	                               NULL, d));
+	cr_assert_eq(diag_errors(d), 3);
+	cr_assert(strstr(diag_text(d, 0), "bad.cf:1: body rule A: eval:pdf_match_details: unknown"
+	                                  " detail") != NULL,
+	          "%s", diag_text(d, 0));
+	cr_assert(strstr(diag_text(d, 1), "bad.cf:2:") != NULL);
+	cr_assert(strstr(diag_text(d, 2),
+	                 "bad.cf:3: body rule C: eval:pdf_name_regex: bad regex") != NULL);
+	diag_free(d);
 }
 
 Test(rules_eval, pdf_info_ignores_what_is_not_a_pdf)

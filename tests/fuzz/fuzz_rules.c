@@ -40,11 +40,13 @@ static const char fuzz_msg[] =
     "--b\nContent-Type: text/html\n\n<p>hello <b>world</b></p>\n"
     /* a redirector's link, for redirector_pattern lines */
     "<a href=\"https://www.google.com/url?q=evil.example/pay&amp;u=http://x.example/\">a</a>\n"
-    /* an image and a PDF for the ImageInfo and PDFInfo tests */
+    /* an image and a PDF (with document details) for the ImageInfo and PDFInfo tests */
     "--b\nContent-Type: image/gif; name=\"image001.gif\"\nContent-Transfer-Encoding: base64\n\n"
     "R0lGODlhIANYAvcAAA==\n--b\nContent-Type: application/pdf; name=\"a.pdf\"\n"
     "Content-Transfer-Encoding: base64\n\n"
-    "JVBERi0xLjQKL0VuY3J5cHQKL0ltYWdlL1dpZHRoIDQvSGVpZ2h0IDMKMiAwIDAgNSAwIDAgY20K\n"
+    "JVBERi0xLjQKL0VuY3J5cHQKL0ltYWdlL1dpZHRoIDQvSGVpZ2h0IDMKMiAwIDAgNSAwIDAgY20K"
+    "PDwvUHJvZHVjZXIoR1BMIFwoeFwpIFwzNzZcMzc3KS9UaXRsZTxGRUZGMDA0MT4vQ3JlYXRpb25EYXRlKEQ6\n"
+    "MjAwNyk+Pgo=\n"
     "--b--\n";
 
 static pcre2_code *fuzz_compile(const char *pat, size_t n, uint32_t opts)
