@@ -11,7 +11,7 @@
  *	dns_result(b, q, &answer, NULL, NULL);
  *	dns_batch_release(b);
  * DESCRIPTION
- *	Asks A, AAAA, TXT, MX and PTR questions (any type the parser knows)
+ *	Asks A, AAAA, TXT, MX, NS and PTR questions (any type the parser knows)
  *	of the configured nameservers (the system's resolv.conf when none is
  *	given) and caches answers, positive and negative, for their TTL
  *	(bounded by dns_cache_max_ttl; a negative answer without SOA lives
@@ -59,7 +59,14 @@
 #define DNS_OTHER_MAX_RR    32
 #define DNS_OTHER_MAX_BYTES 4096
 
-enum dns_qtype { DNS_T_A = 1, DNS_T_PTR = 12, DNS_T_MX = 15, DNS_T_TXT = 16, DNS_T_AAAA = 28 };
+enum dns_qtype {
+	DNS_T_A = 1,
+	DNS_T_NS = 2,
+	DNS_T_PTR = 12,
+	DNS_T_MX = 15,
+	DNS_T_TXT = 16,
+	DNS_T_AAAA = 28
+};
 
 enum dns_status {
 	DNS_PENDING = 0,
@@ -76,7 +83,7 @@ enum dns_source { DNS_SRC_NET = 0, DNS_SRC_CACHE };
  * One answer. Record i is data[rr[i].off .. +rr[i].len]: A 4 bytes and
  * AAAA 16 bytes in network order; TXT the record's character-strings
  * joined without separator (RFC 7208 3.3, RFC 6376 3.6.2.2) and NUL
- * terminated; MX (with pref) and PTR the host name, NUL terminated.
+ * terminated; MX (with pref), NS and PTR the host name, NUL terminated.
  */
 typedef struct dns_answer {
 	int status;

@@ -44,9 +44,12 @@
  *	can() is true for Mail::SpamAssassin::Conf::feature_bug6558_free,
  *	perl_min_version_5010000, feature_yesno_takes_args,
  *	feature_registryboundaries, feature_capture_rules and
- *	feature_welcomelist_blocklist, and for the eval helpers
- *	MIMEEval::has_check_for_ascii_text_illegal and
- *	BodyEval::has_check_body_length; false for everything else. With
+ *	feature_welcomelist_blocklist and has_tflags_nosubject, for the eval
+ *	helpers MIMEEval::has_check_for_ascii_text_illegal and
+ *	has_check_abundant_unicode_ratio, BodyEval::has_check_body_length and
+ *	URIDetail::has_host_key, and for URIDNSBL::has_tflags_domains_only,
+ *	has_subtest_for_ranges and has_tflags_notrim (the stock files keep the
+ *	Spamhaus DBL rules behind the first); false for everything else. With
  *	rules_all_plugins, every ifplugin block is read (and "!plugin(...)"
  *	is false): the regex and meta rules SpamAssassin keeps in its eval
  *	plugins' blocks then load and the eval tests warn. That is for lint

@@ -305,7 +305,7 @@ int dns_parse_response(const unsigned char *p, size_t n, int qtype, dns_answer_t
 				}
 			} else if (type == DNS_T_MX && rdlen > 2) {
 				rr_add_name(out, p, rd + rdlen, rd + 2, get16(p + rd));
-			} else if (type == DNS_T_PTR) {
+			} else if (type == DNS_T_PTR || type == DNS_T_NS) {
 				rr_add_name(out, p, rd + rdlen, rd, 0);
 			}
 		} else if (i >= an && type == 6 /* SOA */ && qtype != 6) {

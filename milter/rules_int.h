@@ -45,6 +45,9 @@ enum {
 	TF_IPS_ONLY = 1u << 5,
 	TF_NOTRIM = 1u << 6,
 	TF_NOSUBJECT = 1u << 7, /* body: not the Subject line the body view starts with */
+	/* uridnsbl/uridnssub: ask about the hosts' addresses, their name servers' (the default) */
+	TF_A = 1u << 8,
+	TF_NS = 1u << 9,
 };
 
 struct rules_evaldef;

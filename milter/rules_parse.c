@@ -51,7 +51,11 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::VBounce",
     /* check_rbl, check_rbl_txt and check_rbl_sub ask Sift's DNS service (rules_eval_dns.c) */
     "Mail::SpamAssassin::Plugin::DNSEval",
-    /* urirhssub and urirhsbl with check_uridnsbl; the NS/A forms are skipped */
+    /*
+     * check_uridnsbl over urirhssub/urirhsbl (the hosts' domains), uridnssub/uridnsbl
+     * (the hosts' and their name servers' addresses), urinsrhssub/urinsrhsbl and
+     * urifullnsrhssub/urifullnsrhsbl (the name servers' names)
+     */
     "Mail::SpamAssassin::Plugin::URIDNSBL",
     /* askdns with the sender's, author's and last external relay's names */
     "Mail::SpamAssassin::Plugin::AskDNS",
@@ -83,6 +87,12 @@ static const char *const provided_features[] = {
     "Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length",
     "Mail::SpamAssassin::Conf::feature_welcomelist_blocklist",
     "Mail::SpamAssassin::Plugin::URIDetail::has_host_key",
+    /* tflags domains_only, ips_only and notrim, and N1-N2 subtests (rules_eval_dns.c) */
+    "Mail::SpamAssassin::Plugin::URIDNSBL::has_tflags_domains_only",
+    "Mail::SpamAssassin::Plugin::URIDNSBL::has_subtest_for_ranges",
+    "Mail::SpamAssassin::Plugin::URIDNSBL::has_tflags_notrim",
+    "Mail::SpamAssassin::Plugin::MIMEEval::has_check_abundant_unicode_ratio",
+    "Mail::SpamAssassin::Conf::has_tflags_nosubject",
     NULL,
 };
 
@@ -986,6 +996,10 @@ static int set_tflags(struct ctx *c, const char *name, const char *rest)
 			ru->tflags |= TF_NOTRIM;
 		} else if (strcmp(tok, "nosubject") == 0) {
 			ru->tflags |= TF_NOSUBJECT;
+		} else if (strcmp(tok, "a") == 0) {
+			ru->tflags |= TF_A;
+		} else if (strcmp(tok, "ns") == 0) {
+			ru->tflags |= TF_NS;
 		} else if (strncmp(tok, "maxhits=", 8) == 0) {
 			char *end;
 			long v = strtol(tok + 8, &end, 10);

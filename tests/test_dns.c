@@ -157,6 +157,25 @@ Test(parse, mx_names_are_expanded_with_their_preference)
 	cr_assert_eq(ans.rr[0].pref, 10);
 }
 
+Test(parse, ns_names_are_expanded)
+{
+	struct wire w;
+	begin(&w, "example.com", DNS_T_NS, 0);
+	rr(&w, DNS_T_NS, 300, "\x03ns1\xc0\x0c", 6); /* "ns1" + pointer to the question */
+	rr(&w, DNS_T_NS, 120,
+	   "\x03ns2\x05other\x03net\x00",
+	   15);
+	rr(&w, DNS_T_A, 300, "\xc0\0\x02\x35", 4); /* glue of another type: not a name server */
+	finish(&w);
+	long ttl;
+	cr_assert_eq(dns_parse_response(w.b, w.n, DNS_T_NS, &ans, &ttl), 0);
+	cr_assert_eq(ans.status, DNS_NOERROR);
+	cr_assert_eq(ans.nrr, 2);
+	cr_assert_str_eq(dns_answer_rr(&ans, 0, NULL), "ns1.example.com");
+	cr_assert_str_eq(dns_answer_rr(&ans, 1, NULL), "ns2.other.net");
+	cr_assert_eq(ttl, 120);
+}
+
 Test(parse, ptr_and_aaaa_records)
 {
 	struct wire w;

@@ -1409,6 +1409,36 @@ Test(rules, if_and_ifplugin_follow_the_provided_plugins_and_version)
 	rules_free(r);
 }
 
+/*
+ * can() is true for a capability SpamAssassin 4.0.1 declares when Sift
+ * runs it too: the stock 25_uribl.cf defines every Spamhaus DBL rule
+ * inside "if can(...URIDNSBL::has_tflags_domains_only)", and 72_active.cf
+ * PP_TOO_MUCH_UNICODE* inside has_check_abundant_unicode_ratio; a false
+ * answer dropped those rules without a word.
+ */
+Test(rules, can_answers_for_the_capabilities_sift_runs)
+{
+	static const char *const yes[] = {
+	    "Mail::SpamAssassin::Plugin::URIDNSBL::has_tflags_domains_only",
+	    "Mail::SpamAssassin::Plugin::URIDNSBL::has_subtest_for_ranges",
+	    "Mail::SpamAssassin::Plugin::URIDNSBL::has_tflags_notrim",
+	    "Mail::SpamAssassin::Plugin::MIMEEval::has_check_abundant_unicode_ratio",
+	    "Mail::SpamAssassin::Conf::has_tflags_nosubject",
+	};
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		char text[256];
+		snprintf(text, sizeof(text), "if can(%s)\nbody YES /x/\nendif\n", yes[i]);
+		rules_t *r = load(text);
+		cr_assert_geq(rules_find(r, "YES"), 0, "can(%s) is false", yes[i]);
+		rules_free(r);
+	}
+	/* dns_block_rule is not read, so its capability is not claimed */
+	rules_t *r = load("if can(Mail::SpamAssassin::Conf::feature_dns_block_rule)\n"
+	                  "body NO /x/\nendif\n");
+	cr_assert_lt(rules_find(r, "NO"), 0);
+	rules_free(r);
+}
+
 Test(rules, all_plugins_option_reads_plugin_blocks_and_warns_about_evals)
 {
 	rules_opts_t o;
