@@ -48,8 +48,9 @@
  *	helpers MIMEEval::has_check_for_ascii_text_illegal and
  *	has_check_abundant_unicode_ratio, BodyEval::has_check_body_length and
  *	URIDetail::has_host_key, and for URIDNSBL::has_tflags_domains_only,
- *	has_subtest_for_ranges and has_tflags_notrim (the stock files keep the
- *	Spamhaus DBL rules behind the first); false for everything else. With
+ *	has_subtest_for_ranges, has_tflags_notrim, has_uridnsbl_for_a and
+ *	has_uridnsbl_a_ns (the stock files keep the Spamhaus DBL rules behind
+ *	the first); false for everything else. With
  *	rules_all_plugins, every ifplugin block is read (and "!plugin(...)"
  *	is false): the regex and meta rules SpamAssassin keeps in its eval
  *	plugins' blocks then load and the eval tests warn. That is for lint

@@ -1,15 +1,18 @@
 /*
  * rules_eval_dns.c - SpamAssassin's DNS list tests on Sift's shared DNS
  * service: DNSEval's check_rbl, check_rbl_txt and check_rbl_sub over the
- * untrusted relays, URIDNSBL's urirhssub and urirhsbl (check_uridnsbl)
- * over the registered domains of the body's URI hosts, and AskDNS's askdns
-rules (a query template of the sender's, author's or last external
-relay's names). Every
- * lookup of a message starts in one batch before the regex rules run, the
- * answers are read when the first of these tests is evaluated, and the
- * message's deadline bounds the wait (no answer: no hit, the verdict is
- * degraded). Error answers (127.255.255.0/24, outside 127/8) are never
- * listings, as in the dnsbl module (dnsbl_code_is_refusal()).
+ * untrusted relays; URIDNSBL's check_uridnsbl over the body's URI hosts,
+ * by their registered domains (urirhssub, urirhsbl), their addresses and
+ * their domains' name servers' addresses (uridnssub, uridnsbl with tflags
+ * a and ns) and their name servers' names (urinsrhssub, urifullnsrhssub
+ * and the -bl forms); and AskDNS's askdns rules (a query template of the
+ * sender's, author's or last external relay's names). Every lookup of a
+ * message starts in one batch before the regex rules run; the URI hosts'
+ * name servers and addresses are asked then too, and each answer leads on
+ * (NS, then A, then the list) as it comes, all under the message's
+ * deadline (no answer: no hit, the verdict is degraded). Error answers
+ * (127.255.255.0/24, outside 127/8) are never listings, as in the dnsbl
+ * module (dnsbl_code_is_refusal()).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -27,12 +30,35 @@ relay's names). Every
 
 #define URIDNSBL_MAX_DOMAINS 20 /* uridnsbl_max_domains' default */
 
+/*
+ * Bounds of the name-server and address lists' lookups, which
+ * SpamAssassin leaves open: a domain's first URI_NS_NAMES name servers,
+ * an answer's first URI_ADDRS addresses, and at most URI_CHAIN NS and A
+ * lookups and URI_LIST_ASKS list lookups per rule in a message. With
+ * uridnsbl_max_domains at 20 that is about three hosts a domain.
+ */
+#define URI_NS_NAMES  8
+#define URI_ADDRS     8
+#define URI_CHAIN     64
+#define URI_LIST_ASKS 64
+/* The chain is read every slice while it waits, so one silent name server holds up no other. */
+#define URI_SLICE_MS 20
+
 /* SpamAssassin's canonical URIDNSBL subtests. */
 enum { USUB_NONE, USUB_MASK, USUB_RANGE, USUB_VALMASK, USUB_TEXT };
 
-/* One urirhssub / urirhsbl line. */
+/* What a URIDNSBL line asks the zone about. */
+enum {
+	UK_RHS,       /* urirhs*: the host's registered domain (or reversed IP literal) */
+	UK_ADDR,      /* uridns*: the addresses of the host (tflags a), of its NS (ns) */
+	UK_NSRHS,     /* urinsrhs*: the registered domains of the name servers */
+	UK_FULLNSRHS, /* urifullnsrhs*: the name servers' names */
+};
+
+/* One URIDNSBL line. */
 struct uentry {
 	char *name, *zone;
+	int kind; /* UK_* */
 	int qtype;
 	int sub;
 	uint32_t n1, n2;
@@ -55,7 +81,7 @@ struct rbl_lookup {
 	bool ask;               /* askdns: eargs are template, type, subtest */
 	dns_query_t **q;
 	const char **names; /* q[i]'s name, for the explanation */
-	size_t nq;
+	size_t nq, cap;
 };
 
 /*
@@ -101,8 +127,31 @@ struct asked {
 	struct asked *next;
 };
 
+/*
+ * A name-server or address lookup of the URI lists: its answer leads to
+ * more lookups (an NS answer to its names' addresses and to the NS-name
+ * lists, an address to the address lists), made when it is read.
+ */
+enum { UC_NS, UC_HOST_A, UC_NS_A };
+struct uchain {
+	dns_query_t *q;
+	const char *name;   /* the name asked about */
+	const char *domain; /* the URI's registered domain it serves */
+	int kind;           /* UC_* */
+	bool read, late;    /* late: read as a timeout */
+};
+
 struct rules_dns_msg {
+	dns_t *dns;
 	dns_batch_t *b;
+	/*
+	 * The URI lists' NS and A lookups, in a batch of their own: they are
+	 * waited for apart from the list lookups, so a silent list does not
+	 * stop the chain that leads to the others.
+	 */
+	dns_batch_t *cb;
+	struct uchain *chain; /* URI_CHAIN entries, made at the first */
+	size_t nchain;
 	struct asked **asked; /* ASKED_BUCKETS chains, made at the first lookup */
 	struct zprobe *probes;
 	size_t nprobes;
@@ -209,18 +258,24 @@ static dns_query_t *msg_lookup(struct rules_evalenv *e, dns_t *dns, struct rules
 	return a->q;
 }
 
-/* Adds qname to the rule's lookups unless the rule asks it already (one lookup a name). */
-static void submit_once(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
+/*
+ * Adds qname to the rule's lookups unless the rule asks it already (one
+ * lookup a name) or has its fill; true when added.
+ */
+static bool submit_once(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
                         struct rbl_lookup *l, const char *qname, const char **asked)
 {
+	if (l->nq >= l->cap)
+		return false;
 	const char *name;
 	dns_query_t *q = msg_lookup(e, dns, s, qname, l->qtype, &name);
 	for (size_t i = 0; i < l->nq; i++)
 		if (l->q[i] == q)
-			return;
+			return false;
 	l->names = asked;
 	asked[l->nq] = name;
 	l->q[l->nq++] = q;
+	return true;
 }
 
 /* Starts a check_uridnsbl rule's lookups: each host's domain (or reversed IP) in the zone. */
@@ -232,6 +287,14 @@ static void uri_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg
 	if (l->u == NULL)
 		return;
 	l->qtype = l->u->qtype;
+	if (l->u->kind != UK_RHS) {
+		/* filled as the name-server and address answers come (uchain_read) */
+		l->cap = URI_LIST_ASKS;
+		l->q = arena_zalloc(e->a, l->cap * sizeof(*l->q));
+		l->names = arena_zalloc(e->a, l->cap * sizeof(*l->names));
+		return;
+	}
+	l->cap = nh;
 	l->q = arena_zalloc(e->a, (nh ? nh : 1) * sizeof(*l->q));
 	const char **asked = arena_zalloc(e->a, (nh ? nh : 1) * sizeof(*asked));
 	for (size_t i = 0; i < nh; i++) {
@@ -249,6 +312,194 @@ static void uri_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg
 				continue;
 		}
 		submit_once(e, dns, s, l, qname, asked);
+	}
+}
+
+/* ---------------------------------------------------------------- URI name servers, addresses */
+
+/* Whether an address rule reads the hosts' addresses (tflags a) or their name servers' (ns). */
+static bool addr_rule_takes(const struct rule *ru, int ckind)
+{
+	bool a = (ru->tflags & TF_A) != 0;
+	return ckind == UC_HOST_A ? a : (ru->tflags & TF_NS) != 0 || !a;
+}
+
+/* Starts a name-server or address lookup of the URI lists, once a kind and name. */
+static bool uchain_add(struct rules_evalenv *e, struct rules_dns_msg *s, int kind, const char *name,
+                       const char *domain)
+{
+	if (s->chain == NULL) {
+		s->chain = arena_zalloc(e->a, URI_CHAIN * sizeof(*s->chain));
+		s->cb = dns_batch_new();
+	}
+	for (size_t i = 0; i < s->nchain; i++)
+		if (s->chain[i].kind == kind && strcmp(s->chain[i].name, name) == 0)
+			return false;
+	if (s->nchain >= URI_CHAIN)
+		return false;
+	struct uchain *c = &s->chain[s->nchain++];
+	c->name = arena_strdup(e->a, name);
+	c->q = dns_submit(s->dns, s->cb, c->name, kind == UC_NS ? DNS_T_NS : DNS_T_A, 0, 0);
+	c->domain = domain;
+	c->kind = kind;
+	return true;
+}
+
+/*
+ * The first lookups of the name-server and address lists: the name
+ * servers of each URI host's registered domain, the addresses of each
+ * host (IP literals are for the domain lists only, as in SpamAssassin).
+ */
+static void uchain_begin(struct rules_evalenv *e, struct rules_dns_msg *s,
+                         const struct uhost *hosts, size_t nh)
+{
+	bool ns = false, a = false;
+	for (size_t i = 0; i < s->n; i++) {
+		const struct rbl_lookup *l = &s->v[i];
+		if (l->u == NULL || l->u->kind == UK_RHS)
+			continue;
+		ns = ns || l->u->kind != UK_ADDR || addr_rule_takes(l->ru, UC_NS_A);
+		a = a || (l->u->kind == UK_ADDR && addr_rule_takes(l->ru, UC_HOST_A));
+	}
+	for (size_t i = 0; i < nh; i++) {
+		if (hosts[i].domain == NULL)
+			continue;
+		if (ns)
+			uchain_add(e, s, UC_NS, hosts[i].domain, hosts[i].domain);
+		if (a)
+			uchain_add(e, s, UC_HOST_A, hosts[i].host, hosts[i].domain);
+	}
+}
+
+/* Adds a list lookup to rule l, explained by why. */
+static void list_ask(struct rules_evalenv *e, struct rules_dns_msg *s, struct rbl_lookup *l,
+                     const char *qname, const char *why)
+{
+	size_t k = l->nq;
+	if (submit_once(e, s->dns, s, l, qname, l->names))
+		l->names[k] = arena_sprintf(e->a, "%s (%s)", l->names[k], why);
+}
+
+/* An address from a host's or name server's A answer, asked of the address lists that read it. */
+static void addr_read(struct rules_evalenv *e, struct rules_dns_msg *s, const struct uchain *c,
+                      const char *ip)
+{
+	if (rules_eval_ip_private(ip))
+		return; /* 10/8, 127/8, ...: a list would answer for itself, not the site */
+	const char *why = NULL;
+	for (size_t i = 0; i < s->n; i++) {
+		struct rbl_lookup *l = &s->v[i];
+		char qname[DNS_QNAME_MAX_BYTES];
+		if (l->u == NULL || l->u->kind != UK_ADDR || !addr_rule_takes(l->ru, c->kind) ||
+		    dnsbl_ip_qname(ip, l->u->zone, qname, sizeof(qname)) == 0)
+			continue;
+		if (why == NULL)
+			why = c->kind == UC_HOST_A
+			          ? arena_sprintf(e->a, "address of %s", c->name)
+			          : arena_sprintf(e->a, "address of %s, name server of %s", c->name,
+			                          c->domain);
+		list_ask(e, s, l, qname, why);
+	}
+}
+
+/* A name server from a domain's NS answer: its addresses, and the name-server name lists. */
+static void ns_read(struct rules_evalenv *e, struct rules_dns_msg *s, const struct uchain *c,
+                    const char *d, size_t len)
+{
+	char name[DNS_QNAME_MAX_BYTES];
+	while (len > 0 && d[len - 1] == '.')
+		len--;
+	if (len == 0 || len >= sizeof(name))
+		return;
+	for (size_t i = 0; i < len; i++)
+		name[i] = (char)tolower((unsigned char)d[i]);
+	name[len] = '\0';
+	bool ip = rules_eval_is_ipv4(name);
+	if (ip ? rules_eval_ip_private(name) : !dns_valid_hostname(name))
+		return;
+	const char *nm = arena_strdup(e->a, name);
+	if (!ip) {
+		uchain_add(e, s, UC_NS_A, nm, c->domain);
+	} else {
+		/* an address written as an NS name: the address lists take it as it is */
+		struct uchain as = {.name = nm, .domain = c->domain, .kind = UC_NS_A};
+		addr_read(e, s, &as, nm);
+	}
+	const char *why = NULL;
+	for (size_t i = 0; i < s->n; i++) {
+		struct rbl_lookup *l = &s->v[i];
+		if (l->u == NULL || (l->u->kind != UK_NSRHS && l->u->kind != UK_FULLNSRHS))
+			continue;
+		char qname[DNS_QNAME_MAX_BYTES], reg[DNS_QNAME_MAX_BYTES];
+		const char *q = nm;
+		if (ip) {
+			if (dnsbl_ip_qname(nm, l->u->zone, qname, sizeof(qname)) == 0)
+				continue;
+		} else {
+			if (l->u->kind == UK_NSRHS &&
+			    (q = dns_registered_domain(nm, reg, sizeof(reg))) == NULL)
+				continue;
+			if ((size_t)snprintf(qname, sizeof(qname), "%s.%s", q, l->u->zone) >=
+			    sizeof(qname))
+				continue;
+		}
+		if (why == NULL)
+			why = arena_sprintf(e->a, "name server %s of %s", nm, c->domain);
+		list_ask(e, s, l, qname, why);
+	}
+}
+
+/*
+ * Reads the name-server and address answers that came and starts what
+ * they lead to (answers from the cache are followed at once); true while
+ * one is still unanswered.
+ */
+static bool uchain_read(struct rules_evalenv *e, struct rules_dns_msg *s)
+{
+	bool open = false;
+	dns_answer_t *a = NULL;
+	for (size_t i = 0; i < s->nchain; i++) { /* grows as NS answers are read */
+		struct uchain *c = &s->chain[i];
+		if (c->read)
+			continue;
+		if (a == NULL)
+			a = arena_alloc(e->a, sizeof(*a));
+		if (!dns_result(s->cb, c->q, a, NULL, NULL)) {
+			open = true;
+			continue;
+		}
+		c->read = true;
+		c->late = a->status == DNS_TIMEOUT;
+		if (a->status != DNS_NOERROR)
+			continue;
+		unsigned max = c->kind == UC_NS ? URI_NS_NAMES : URI_ADDRS;
+		for (unsigned k = 0; k < a->nrr && k < max; k++) {
+			size_t len;
+			const char *d = dns_answer_rr(a, k, &len);
+			char ip[INET_ADDRSTRLEN];
+			if (c->kind == UC_NS)
+				ns_read(e, s, c, d, len);
+			else if (len == 4 && inet_ntop(AF_INET, d, ip, sizeof(ip)) != NULL)
+				addr_read(e, s, c, ip);
+		}
+	}
+	return open;
+}
+
+/*
+ * Follows the chain until every NS and A lookup is read or the deadline:
+ * in slices, so that the answers that came lead on while a name server is
+ * silent. Bounded: each turn either waits a slice or reads what came, and
+ * at most URI_CHAIN lookups are ever made.
+ */
+static void uchain_follow(struct rules_evalenv *e, struct rules_dns_msg *s)
+{
+	while (s->cb != NULL && uchain_read(e, s)) {
+		long now = dns_now_ms();
+		if (now >= s->deadline_ms)
+			break;
+		dns_batch_wait(s->cb, now + URI_SLICE_MS < s->deadline_ms ? now + URI_SLICE_MS
+		                                                          : s->deadline_ms);
 	}
 }
 
@@ -519,6 +770,7 @@ static void ask_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg
 	size_t nv = tag >= 0 ? ask_values(e, tag, vals, ASK_MAX_VALUES) : 1;
 	if (tag < 0)
 		vals[0] = "";
+	l->cap = ASK_MAX_VALUES;
 	l->q = arena_zalloc(e->a, ASK_MAX_VALUES * sizeof(*l->q));
 	const char **asked = arena_zalloc(e->a, ASK_MAX_VALUES * sizeof(*asked));
 	for (size_t i = 0; i < nv; i++) {
@@ -554,6 +806,7 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 	struct rules_dns_msg *s = arena_zalloc(e->a, sizeof(*s));
 	s->v = arena_zalloc(e->a, nrbl * sizeof(*s->v));
 	s->deadline_ms = deadline_ms;
+	s->dns = dns;
 	s->b = dns_batch_new();
 	probes_submit(e, dns, s);
 	struct uhost *hosts = NULL;
@@ -597,6 +850,8 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 			l->nq++;
 		}
 	}
+	if (hosts_done)
+		uchain_begin(e, s, hosts, nh);
 	e->cache[RULES_EVAL_CACHE_DNS] = s;
 }
 
@@ -607,6 +862,8 @@ unsigned rules_eval_dns_end(struct rules_evalenv *e)
 		return 0;
 	probes_read(s);
 	dns_batch_release(s->b);
+	if (s->cb != NULL)
+		dns_batch_release(s->cb);
 	e->cache[RULES_EVAL_CACHE_DNS] = NULL;
 	return s->late;
 }
@@ -764,8 +1021,12 @@ static bool lookup_hits(struct rules_evalenv *e, struct rules_dns_msg *s,
                         const struct rbl_lookup *l, const char *sub, const struct rule *ru)
 {
 	if (!s->waited) {
+		uchain_follow(e, s); /* name servers, their addresses: more list lookups */
 		dns_batch_wait(s->b, s->deadline_ms);
 		s->waited = true;
+		for (size_t i = 0; i < s->nchain; i++)
+			if (!s->chain[i].read || s->chain[i].late)
+				s->late++;
 		for (size_t i = 0; s->asked != NULL && i < ASKED_BUCKETS; i++)
 			for (const struct asked *q = s->asked[i]; q != NULL; q = q->next) {
 				dns_answer_t a;
@@ -1040,8 +1301,23 @@ static size_t words(const char *rest, char w[][256], size_t max)
 bool rules_uridnsbl_directive(rules_t *r, const char *dir, const char *rest, const char **err)
 {
 	*err = NULL;
-	bool sub = strcmp(dir, "urirhssub") == 0;
-	if (sub || strcmp(dir, "urirhsbl") == 0) {
+	static const struct {
+		const char *bl, *sub;
+		int kind;
+	} forms[] = {
+	    {"urirhsbl", "urirhssub", UK_RHS},
+	    {"uridnsbl", "uridnssub", UK_ADDR},
+	    {"urinsrhsbl", "urinsrhssub", UK_NSRHS},
+	    {"urifullnsrhsbl", "urifullnsrhssub", UK_FULLNSRHS},
+	};
+	int kind = -1;
+	bool sub = false;
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]) && kind < 0; i++)
+		if (strcmp(dir, forms[i].bl) == 0 || strcmp(dir, forms[i].sub) == 0) {
+			kind = forms[i].kind;
+			sub = strcmp(dir, forms[i].sub) == 0;
+		}
+	if (kind >= 0) {
 		char w[5][256];
 		size_t n = words(rest, w, 5);
 		if (n != (sub ? 4u : 3u)) {
@@ -1063,7 +1339,7 @@ bool rules_uridnsbl_directive(rules_t *r, const char *dir, const char *rest, con
 			return true;
 		}
 		struct rules_uridnsbl *u = uridnsbl_get(r);
-		struct uentry e = {.qtype = qtype};
+		struct uentry e = {.qtype = qtype, .kind = kind};
 		const char *perr = parse_usub(&e, sub ? w[3] : "");
 		if (perr != NULL) {
 			free(e.text);
@@ -1117,12 +1393,6 @@ bool rules_uridnsbl_directive(rules_t *r, const char *dir, const char *rest, con
 			return true;
 		}
 		uridnsbl_get(r)->max_domains = v;
-		return true;
-	}
-	if (strcmp(dir, "uridnsbl") == 0 || strcmp(dir, "uridnssub") == 0 ||
-	    strcmp(dir, "urinsrhsbl") == 0 || strcmp(dir, "urinsrhssub") == 0 ||
-	    strcmp(dir, "urifullnsrhsbl") == 0 || strcmp(dir, "urifullnsrhssub") == 0) {
-		*err = "~lists of the URI hosts' name servers and addresses are not run";
 		return true;
 	}
 	return false;

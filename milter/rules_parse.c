@@ -87,8 +87,13 @@ static const char *const provided_features[] = {
     "Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length",
     "Mail::SpamAssassin::Conf::feature_welcomelist_blocklist",
     "Mail::SpamAssassin::Plugin::URIDetail::has_host_key",
-    /* tflags domains_only, ips_only and notrim, and N1-N2 subtests (rules_eval_dns.c) */
+    /*
+     * tflags domains_only, ips_only, notrim, a and ns, N1-N2 subtests
+     * (rules_eval_dns.c)
+     */
     "Mail::SpamAssassin::Plugin::URIDNSBL::has_tflags_domains_only",
+    "Mail::SpamAssassin::Plugin::URIDNSBL::has_uridnsbl_for_a",
+    "Mail::SpamAssassin::Plugin::URIDNSBL::has_uridnsbl_a_ns",
     "Mail::SpamAssassin::Plugin::URIDNSBL::has_subtest_for_ranges",
     "Mail::SpamAssassin::Plugin::URIDNSBL::has_tflags_notrim",
     "Mail::SpamAssassin::Plugin::MIMEEval::has_check_abundant_unicode_ratio",

@@ -44,6 +44,32 @@ it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf" <<EOF2
 	local-zone: "helo.test." static
 	local-data: "mx.helo.test. 300 IN A 198.51.100.1"
 	local-zone: "dead.test." deny
+	local-zone: "nsdom.example." static
+	local-data: "nsdom.example. 300 IN NS ns1.nshost.example."
+	local-data: "nsdom.example. 300 IN NS ns2.nshost.example."
+	local-data: "www.nsdom.example. 300 IN A 192.0.2.60"
+	local-zone: "nshost.example." static
+	local-data: "ns1.nshost.example. 300 IN A 192.0.2.53"
+	local-data: "ns2.nshost.example. 300 IN A 192.0.2.61"
+	local-zone: "adom.example." static
+	local-data: "adom.example. 300 IN NS ns.cleanns.example."
+	local-data: "www.adom.example. 300 IN A 192.0.2.54"
+	local-zone: "cleanns.example." static
+	local-data: "ns.cleanns.example. 300 IN A 192.0.2.62"
+	local-zone: "privns.example." static
+	local-data: "privns.example. 300 IN NS ns.privns.example."
+	local-data: "ns.privns.example. 300 IN A 10.0.0.53"
+	local-zone: "slowns.example." static
+	local-data: "slowns.example. 300 IN NS ns.dead.test."
+	local-zone: "sbl.test." static
+	local-data: "sbl.test. 300 IN SOA ns.sbl.test. admin.sbl.test. 1 3600 600 86400 60"
+	local-data: "53.2.0.192.sbl.test. 300 IN A 127.0.0.2"
+	local-data: "54.2.0.192.sbl.test. 300 IN A 127.0.0.2"
+	local-data: "53.0.0.10.sbl.test. 300 IN A 127.0.0.2"
+	local-zone: "nsbl.test." static
+	local-data: "nsbl.test. 300 IN SOA ns.nsbl.test. admin.nsbl.test. 1 3600 600 86400 60"
+	local-data: "nshost.example.nsbl.test. 300 IN A 127.0.0.2"
+	local-data: "ns.cleanns.example.nsbl.test. 300 IN A 127.0.0.2"
 EOF2
 if ! it_unbound_start "$D/unbound.conf" "$D/unbound.log"; then
 	fail "unbound did not start on 127.0.0.1:$PORT within 10 s"
@@ -90,6 +116,8 @@ check "refusal code: not a listing" hasnt "$OUT" "T_RCVD_IN_BL"
 check "refusal code: not even for a subtest asking for it" hasnt "$OUT" "T_RCVD_IN_REFUSED"
 check "refusal code: logged as an error" grep -q "an ERROR code, not a listing" "$D/check.err"
 
+STARTUP_MS=$(scaled_ms 1000)
+
 # URIDNSBL: the registered domains of the body's URI hosts
 URIS=$top_srcdir/tests/data/sadns
 OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 "$URIS/uri.eml" 2>>"$D/check.err")
@@ -108,8 +136,48 @@ OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 "$URIS/skip.eml" 2>>"$D/che
 check "uridnsbl_skip_domain: a listed but skipped domain is not asked" hasnt "$OUT" "T_URIBL_BLACK"
 check "uridnsbl_skip_domain: no URI rule hits on unlisted domains" hasnt "$OUT" "T_DBL_SPAM"
 LINT=$("$SIFT" -c "$D/sift.conf" lint 2>&1)
-check "lint: the name-server form is skipped with its reason" \
-	has "$LINT" "skipped directive uridnsbl (lists of the URI hosts' name servers"
+check "lint: the name-server and address forms are read, not skipped" \
+	hasnt "$LINT" "skipped directive uri"
+
+# URIDNSBL's name-server and address lists: NS, then A, then the list
+links() { # FILE LINK...: a message whose body holds the links
+	f=$1
+	shift
+	{
+		printf 'From: a@example.net\nTo: b@example.org\nSubject: links\n'
+		printf 'Message-ID: <%s@example.net>\nDate: Tue, 24 Nov 2026 10:00:00 +0000\n\n' "$(basename "$f")"
+		for l in "$@"; do echo "see $l"; done
+	} >"$f"
+}
+links "$D/ns.eml" http://www.nsdom.example/offer
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 "$D/ns.eml" 2>>"$D/check.err")
+echo "$OUT" >>"$D/check.out"
+check "uridnssub: a domain whose name server's address is listed hits" has "$OUT" "T_URIBL_NS_SBL"
+check "uridnssub: explained by the address, its name server and the domain" \
+	has "$OUT" "53.2.0.192.sbl.test (address of ns1.nshost.example, name server of nsdom.example) -> 127.0.0.2"
+check "uridnssub tflags a: the host's own address, unlisted, does not hit" hasnt "$OUT" "T_URIBL_A_SBL"
+check "urinsrhssub: the name server's registered domain listed hits" has "$OUT" "T_URI_NSRHS"
+check "urifullnsrhsbl: the name server's full name, unlisted, does not hit" hasnt "$OUT" "T_URI_FULLNS"
+links "$D/a.eml" http://www.adom.example/offer
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 "$D/a.eml" 2>>"$D/check.err")
+echo "$OUT" >>"$D/check.out"
+check "uridnssub tflags a: a host whose address is listed hits" has "$OUT" "T_URIBL_A_SBL"
+check "uridnssub tflags a: explained by the host's address" \
+	has "$OUT" "54.2.0.192.sbl.test (address of www.adom.example) -> 127.0.0.2"
+check "uridnssub: the name server's address, unlisted, does not hit" hasnt "$OUT" "T_URIBL_NS_SBL"
+check "urifullnsrhsbl: the name server's full name listed hits" has "$OUT" "T_URI_FULLNS"
+check "urinsrhssub: its registered domain, unlisted, does not hit" hasnt "$OUT" "T_URI_NSRHS"
+links "$D/slow.eml" http://privns.example/ http://www.slowns.example/ http://www.nsdom.example/
+T0=$(now_ms)
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 "$D/slow.eml" 2>>"$D/check.err")
+T1=$(now_ms)
+echo "$OUT" >>"$D/check.out"
+check "uridnssub: a private name-server address is not asked (10.0.0.53 is listed)" \
+	hasnt "$OUT" "53.0.0.10.sbl.test"
+check "uridnssub: a silent name server's address is noted" has "$OUT" "had no answer by the deadline"
+check "uridnssub: the domains that answer still count" has "$OUT" "T_URIBL_NS_SBL"
+check "uridnssub: three rounds within the deadline (700 ms) + $STARTUP_MS ms ($((T1 - T0)) ms)" \
+	[ $((T1 - T0)) -lt $((700 + STARTUP_MS)) ]
 
 # AskDNS: templates filled with the author's, sender's and HELO names
 OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 --helo mx.helo.test --from x@spf-all.test \
@@ -144,7 +212,6 @@ T1=$(now_ms)
 check "dead zone: not scored" hasnt "$OUT" "T_RCVD_IN_DEAD"
 check "dead zone: the other lists still count" has "$OUT" "T_RCVD_IN_BL"
 check "dead zone: noted" has "$OUT" "had no answer by the deadline"
-STARTUP_MS=$(scaled_ms 1000)
 check "dead zone: run within deadline (700 ms) + $STARTUP_MS ms ($((T1 - T0)) ms)" \
 	[ $((T1 - T0)) -lt $((700 + STARTUP_MS)) ]
 
@@ -191,6 +258,9 @@ check "milter: the silent zone's probe failed and switched it off" \
 	grep -q "zone dead.test switched off: its test entry 127.0.0.2 got no answer" "$D/milter.log"
 check "milter: the next message no longer waits for it" \
 	grep -q "queue_id=clean00000000 .*degraded=- " "$D/milter.log"
+"$MC" -s "unix:$D/sift.sock" -t 10000 -i 192.0.2.1 -Q ns --tsv "$D/ns.eml" >"$D/ns.tsv" 2>>"$D/mc.err"
+check "milter: a domain whose name server's address is listed hits" \
+	has "$(tsv_field "$D/ns.tsv" ns.eml 4)" "T_URIBL_NS_SBL"
 kill -TERM "$MILTER_PID"
 wait_for 10 sh -c "! kill -0 $MILTER_PID 2>/dev/null" || fail "sift-milter did not stop"
 it_untrack "$MILTER_PID"

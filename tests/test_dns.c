@@ -162,9 +162,7 @@ Test(parse, ns_names_are_expanded)
 	struct wire w;
 	begin(&w, "example.com", DNS_T_NS, 0);
 	rr(&w, DNS_T_NS, 300, "\x03ns1\xc0\x0c", 6); /* "ns1" + pointer to the question */
-	rr(&w, DNS_T_NS, 120,
-	   "\x03ns2\x05other\x03net\x00",
-	   15);
+	rr(&w, DNS_T_NS, 120, "\x03ns2\x05other\x03net\x00", 15);
 	rr(&w, DNS_T_A, 300, "\xc0\0\x02\x35", 4); /* glue of another type: not a name server */
 	finish(&w);
 	long ttl;

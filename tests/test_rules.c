@@ -1422,6 +1422,8 @@ Test(rules, can_answers_for_the_capabilities_sift_runs)
 	    "Mail::SpamAssassin::Plugin::URIDNSBL::has_tflags_domains_only",
 	    "Mail::SpamAssassin::Plugin::URIDNSBL::has_subtest_for_ranges",
 	    "Mail::SpamAssassin::Plugin::URIDNSBL::has_tflags_notrim",
+	    "Mail::SpamAssassin::Plugin::URIDNSBL::has_uridnsbl_for_a",
+	    "Mail::SpamAssassin::Plugin::URIDNSBL::has_uridnsbl_a_ns",
 	    "Mail::SpamAssassin::Plugin::MIMEEval::has_check_abundant_unicode_ratio",
 	    "Mail::SpamAssassin::Conf::has_tflags_nosubject",
 	};

@@ -1003,7 +1003,7 @@ Test(rules_eval, dnseval_rules_load_and_check_their_subtests)
 	diag_free(d);
 }
 
-/* urirhssub / urirhsbl lines: checked at load, named in file:line errors; check_uridnsbl runs. */
+/* URIDNSBL's lines: checked at load, named in file:line errors; check_uridnsbl runs. */
 Test(rules_eval, uridnsbl_directives_load_and_are_checked)
 {
 	diag_t *d = diag_new();
@@ -1018,13 +1018,19 @@ Test(rules_eval, uridnsbl_directives_load_and_are_checked)
 	                             "uridnsbl_skip_domain example.com example.net\n"
 	                             "clear_uridnsbl_skip_domain example.net\n"
 	                             "uridnsbl_max_domains 5\n"
-	                             "uridnsbl U6 ns.example. A\n",
+	                             "uridnsbl U6 ns.example. A\n"
+	                             "uridnssub U7 zen.example. A 127.0.0.2\n"
+	                             "body U7 eval:check_uridnsbl('U7')\n"
+	                             "tflags U7 net a ns\n"
+	                             "urinsrhssub U8 nsbl.example. A 127.0.0.2\n"
+	                             "urifullnsrhsbl U9 nsbl.example. TXT\n",
 	                             NULL, d);
 	cr_assert_not_null(r);
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "U1")));
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "U2")));
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "U7")));
 	cr_assert_eq(diag_errors(d), 0);
-	cr_assert(diag_has(d, "t.cf:11: warning: skipped directive uridnsbl (lists of the URI"));
+	cr_assert_eq(diag_warnings(d), 0, "the name-server and address forms are read");
 	rules_free(r);
 	diag_free(d);
 
@@ -1037,6 +1043,11 @@ Test(rules_eval, uridnsbl_directives_load_and_are_checked)
 	    {"urirhssub U z.example. A two\n", "t.cf:1: urirhssub: bad subtest"},
 	    {"urirhsbl U z.example.\n", "t.cf:1: urirhsbl: expected NAME ZONE TYPE"},
 	    {"uridnsbl_max_domains many\n", "t.cf:1: uridnsbl_max_domains: expected a number"},
+	    {"uridnssub U z.example. A\n", "t.cf:1: uridnssub: expected NAME ZONE TYPE SUBTEST"},
+	    {"uridnssub U z.example. A 127.0.0.x\n", "t.cf:1: uridnssub: bad subtest"},
+	    {"urinsrhsbl U z.example. NS\n",
+	     "t.cf:1: urinsrhsbl: the lookup type must be A or TXT"},
+	    {"urifullnsrhssub U . A 2\n", "t.cf:1: urifullnsrhssub: the zone must be a name"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		d = diag_new();
