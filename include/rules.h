@@ -43,9 +43,10 @@
  *	expressions see version = 4.000001 and perl_version = 5.036000;
  *	can() is true for Mail::SpamAssassin::Conf::feature_bug6558_free,
  *	perl_min_version_5010000, feature_yesno_takes_args,
- *	feature_registryboundaries, feature_capture_rules and
- *	feature_welcomelist_blocklist and has_tflags_nosubject, for the eval
- *	helpers MIMEEval::has_check_for_ascii_text_illegal and
+ *	feature_registryboundaries, feature_capture_rules,
+ *	feature_welcomelist_blocklist, feature_dns_block_rule and
+ *	has_tflags_nosubject, for the eval helpers
+ *	MIMEEval::has_check_for_ascii_text_illegal and
  *	has_check_abundant_unicode_ratio, BodyEval::has_check_body_length and
  *	URIDetail::has_host_key, and for URIDNSBL::has_tflags_domains_only,
  *	has_subtest_for_ranges, has_tflags_notrim, has_uridnsbl_for_a and

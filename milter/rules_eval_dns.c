@@ -113,6 +113,77 @@ struct zprobe {
 };
 
 /*
+ * dns_block_rule RULE DOMAIN...: when RULE's list answers that it
+ * refuses us (RCVD_IN_ZEN_BLOCKED's 127.255.255.255: an open resolver, a
+ * quota), no name under DOMAIN is asked for dns_block_time, so a site on
+ * a costly link stops paying for questions that get no answer worth
+ * having. SpamAssassin keeps the state in a file per domain; here it
+ * lives in the rule set, shared by every worker thread, and starts over
+ * at a reload.
+ */
+#define DNS_BLOCK_TIME_S 300 /* SpamAssassin's dns_block_time default */
+#define DNS_BLOCK_MAX_S  (7L * 24 * 3600)
+
+struct dns_block {
+	char *rule, *domain;
+	size_t idx;            /* the rule's index; SIZE_MAX when no rule has the name */
+	_Atomic long until_ms; /* asked again from then on (dns_now_ms() scale); 0: never blocked */
+};
+
+struct rules_dns_blocks {
+	struct dns_block *v;
+	size_t n;
+	long time_ms;
+};
+
+/* Whether qname is under a domain a dns_block_rule blocks now. */
+static bool dns_blocked(const rules_t *r, const char *qname)
+{
+	const struct rules_dns_blocks *b = r->dns_blocks;
+	if (b == NULL)
+		return false;
+	long now = -1;
+	size_t ql = strlen(qname);
+	for (size_t i = 0; i < b->n; i++) {
+		long until = atomic_load(&b->v[i].until_ms);
+		if (until == 0)
+			continue;
+		if (now < 0)
+			now = dns_now_ms();
+		if (now >= until)
+			continue;
+		const char *d = b->v[i].domain;
+		size_t dl = strlen(d);
+		if (ql == dl ? strcasecmp(qname, d) == 0
+		             : ql > dl && qname[ql - dl - 1] == '.' &&
+		                   strcasecmp(qname + ql - dl, d) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Rule ru's list answered what its subtest takes: its dns_block_rule domains are blocked. */
+static void dns_block(const rules_t *r, const struct rule *ru, const char *answer)
+{
+	struct rules_dns_blocks *b = r->dns_blocks;
+	if (b == NULL)
+		return;
+	size_t idx = (size_t)(ru - r->v);
+	for (size_t i = 0; i < b->n; i++) {
+		if (b->v[i].idx != idx)
+			continue;
+		long now = dns_now_ms();
+		long prev = atomic_exchange(&b->v[i].until_ms, now + b->time_ms);
+		if (prev <= now && b->time_ms > 0)
+			log_msg(
+			    LOG_L_WARNING,
+			    "SpamAssassin DNS lists under %s not asked for %ld s: rule %s got %s "
+			    "(dns_block_rule)",
+			    b->v[i].domain, b->time_ms / 1000, ru->name, answer);
+	}
+}
+
+/*
  * A message's lookups by name and type. Rules on one zone ask the same
  * names (SpamAssassin's URIBL_BLACK, _GREY and _RED each ask every URI
  * domain of multi.uribl.com, and its RCVD_IN_* sets each relay of
@@ -265,7 +336,7 @@ static dns_query_t *msg_lookup(struct rules_evalenv *e, dns_t *dns, struct rules
 static bool submit_once(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
                         struct rbl_lookup *l, const char *qname, const char **asked)
 {
-	if (l->nq >= l->cap)
+	if (l->nq >= l->cap || dns_blocked(e->r, qname))
 		return false;
 	const char *name;
 	dns_query_t *q = msg_lookup(e, dns, s, qname, l->qtype, &name);
@@ -565,6 +636,10 @@ static struct rules_dns_zone *zone_find(const rules_t *r, const char *name)
 
 void rules_eval_dns_finish(rules_t *r)
 {
+	for (size_t i = 0; r->dns_blocks != NULL && i < r->dns_blocks->n; i++) {
+		int idx = rules_find(r, r->dns_blocks->v[i].rule);
+		r->dns_blocks->v[i].idx = idx < 0 ? SIZE_MAX : (size_t)idx;
+	}
 	for (size_t k = 0; k < r->nevals; k++) {
 		const struct rule *ru = &r->v[r->evals[k]];
 		if (!is_rbl(ru->evaldef))
@@ -584,6 +659,15 @@ void rules_eval_dns_finish(rules_t *r)
 
 void rules_eval_dns_free(rules_t *r)
 {
+	if (r->dns_blocks != NULL) {
+		for (size_t i = 0; i < r->dns_blocks->n; i++) {
+			free(r->dns_blocks->v[i].rule);
+			free(r->dns_blocks->v[i].domain);
+		}
+		free(r->dns_blocks->v);
+		free(r->dns_blocks);
+		r->dns_blocks = NULL;
+	}
 	if (r->dns_zones == NULL)
 		return;
 	for (size_t i = 0; i < r->dns_zones->n; i++)
@@ -607,7 +691,8 @@ static void probes_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_
 		    !atomic_compare_exchange_strong(&z->next_ms, &nx, now + RBL_PROBE_MS))
 			continue;
 		char qname[DNS_QNAME_MAX_BYTES];
-		if (dnsbl_ip_qname("127.0.0.2", z->name, qname, sizeof(qname)) == 0)
+		if (dnsbl_ip_qname("127.0.0.2", z->name, qname, sizeof(qname)) == 0 ||
+		    dns_blocked(e->r, qname))
 			continue;
 		if (s->probes == NULL)
 			s->probes = arena_zalloc(e->a, zs->n * sizeof(*s->probes));
@@ -844,7 +929,8 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 		l->names = arena_zalloc(e->a, (nip ? nip : 1) * sizeof(*l->names));
 		for (size_t i = 0; i < nip; i++) {
 			char qname[DNS_QNAME_MAX_BYTES];
-			if (dnsbl_ip_qname(ips[i], zone, qname, sizeof(qname)) == 0)
+			if (dnsbl_ip_qname(ips[i], zone, qname, sizeof(qname)) == 0 ||
+			    dns_blocked(r, qname))
 				continue;
 			l->q[l->nq] = msg_lookup(e, dns, s, qname, l->qtype, &l->names[l->nq]);
 			l->nq++;
@@ -997,6 +1083,17 @@ static bool ask_match(const char *sub, const char *data, bool is_a)
 	return strcmp(sub, data) == 0;
 }
 
+/* Whether one answer (an address as text, or a TXT text) passes rule ru's subtest on lookup l. */
+static bool answer_takes(const struct rbl_lookup *l, const char *sub, const struct rule *ru,
+                         const char *text, bool is_a)
+{
+	if (l->u != NULL)
+		return uri_subtest_match(l->u, text, is_a);
+	if (l->ask)
+		return ask_match(ru->eargs[2], text, is_a);
+	return sub == NULL || subtest_match(sub, text, is_a);
+}
+
 static pthread_mutex_t refusal_lock = PTHREAD_MUTEX_INITIALIZER;
 static log_ratelimit_t refusal_log;
 
@@ -1057,6 +1154,11 @@ static bool lookup_hits(struct rules_evalenv *e, struct rules_dns_msg *s,
 				if (l->ask ? (code & 0xffffff00u) == 0x7fffff00u
 				           : dnsbl_code_is_refusal(code)) {
 					log_refusal(ru, text);
+					/* never a hit, but RCVD_IN_ZEN_BLOCKED's still blocks its
+					 * lists */
+					if (e->r->dns_blocks != NULL &&
+					    answer_takes(l, sub, ru, text, true))
+						dns_block(e->r, ru, text);
 					continue;
 				}
 			} else if (l->qtype == DNS_T_AAAA) {
@@ -1066,18 +1168,12 @@ static bool lookup_hits(struct rules_evalenv *e, struct rules_dns_msg *s,
 			} else {
 				snprintf(text, sizeof(text), "%.*s", (int)len, d);
 			}
-			if (l->u != NULL) {
-				hit = uri_subtest_match(l->u, text, l->qtype == DNS_T_A);
-				continue;
-			}
-			if (l->ask) {
-				hit = ask_match(ru->eargs[2], text, l->qtype == DNS_T_A);
-				continue;
-			}
-			hit = sub == NULL || subtest_match(sub, text, l->qtype == DNS_T_A);
+			hit = answer_takes(l, sub, ru, text, l->qtype == DNS_T_A);
 		}
 		if (hit && l->names != NULL)
 			e->detail = arena_sprintf(e->a, "%s -> %.200s", l->names[k], text);
+		if (hit)
+			dns_block(e->r, ru, text);
 	}
 	return hit;
 }
@@ -1289,6 +1385,15 @@ static struct rules_uridnsbl *uridnsbl_get(rules_t *r)
 	return r->uridnsbl;
 }
 
+static struct rules_dns_blocks *blocks_get(rules_t *r)
+{
+	if (r->dns_blocks == NULL) {
+		r->dns_blocks = xalloc_calloc(1, sizeof(*r->dns_blocks));
+		r->dns_blocks->time_ms = DNS_BLOCK_TIME_S * 1000L;
+	}
+	return r->dns_blocks;
+}
+
 static size_t words(const char *rest, char w[][256], size_t max)
 {
 	size_t n = 0, l;
@@ -1393,6 +1498,47 @@ bool rules_uridnsbl_directive(rules_t *r, const char *dir, const char *rest, con
 			return true;
 		}
 		uridnsbl_get(r)->max_domains = v;
+		return true;
+	}
+	if (strcmp(dir, "dns_block_rule") == 0) {
+		char w[17][256];
+		size_t n = words(rest, w, 17);
+		if (n < 2) {
+			*err = "expected RULE DOMAIN...";
+			return true;
+		}
+		struct rules_dns_blocks *b = blocks_get(r);
+		for (size_t i = 1; i < n; i++) {
+			char *d = w[i];
+			while (*d == '.')
+				d++;
+			size_t dl = strlen(d);
+			while (dl > 0 && d[dl - 1] == '.')
+				d[--dl] = '\0';
+			for (char *p = d; *p; p++)
+				*p = (char)tolower((unsigned char)*p);
+			if (dl == 0 || strspn(d, "abcdefghijklmnopqrstuvwxyz0123456789_.-") != dl) {
+				*err = "bad domain (letters, digits, '_', '-' and dots)";
+				return true;
+			}
+			b->v = xalloc_realloc(b->v, (b->n + 1) * sizeof(*b->v));
+			memset(&b->v[b->n], 0, sizeof(b->v[b->n]));
+			b->v[b->n].rule = xalloc_strdup(w[0]);
+			b->v[b->n].domain = xalloc_strdup(d);
+			b->v[b->n++].idx = SIZE_MAX;
+		}
+		return true;
+	}
+	if (strcmp(dir, "dns_block_time") == 0) {
+		char *end;
+		long v = strtol(rest, &end, 10);
+		while (*end == ' ' || *end == '\t')
+			end++;
+		if (end == rest || *end || v < 0 || v > DNS_BLOCK_MAX_S) {
+			*err = "expected a number of seconds, 0-604800";
+			return true;
+		}
+		blocks_get(r)->time_ms = v * 1000;
 		return true;
 	}
 	return false;

@@ -219,6 +219,7 @@ struct rules {
 	dns_t *dns; /* the shared DNS service for check_rbl (a reference), NULL: no lookups */
 	struct rules_uridnsbl *uridnsbl;   /* urirhssub and friends, NULL if none */
 	struct rules_dns_zones *dns_zones; /* check_rbl zones and their probe state */
+	struct rules_dns_blocks *dns_blocks; /* dns_block_rule lines and what they block */
 	char **tags;                       /* capture tags that some rule uses */
 	size_t ntags;
 	/* the last ok_locales line; NULL: SpamAssassin's default, "all" */
@@ -474,9 +475,10 @@ unsigned rules_eval_dns_end(struct rules_evalenv *e);
 void rules_eval_dns_finish(rules_t *r);
 void rules_eval_dns_free(rules_t *r);
 /*
- * The URIDNSBL directives (urirhssub, urirhsbl, uridnsbl_skip_domain...):
- * false when dir is none of them; else true with *err NULL, an error, or
- * '~' and the reason the directive is skipped.
+ * The URIDNSBL directives (urirhssub, urirhsbl, uridnsbl_skip_domain...)
+ * and dns_block_rule / dns_block_time: false when dir is none of them;
+ * else true with *err NULL, an error, or '~' and the reason the directive
+ * is skipped.
  */
 struct rules_uridnsbl;
 bool rules_uridnsbl_directive(rules_t *r, const char *dir, const char *rest, const char **err);

@@ -98,6 +98,8 @@ static const char *const provided_features[] = {
     "Mail::SpamAssassin::Plugin::URIDNSBL::has_tflags_notrim",
     "Mail::SpamAssassin::Plugin::MIMEEval::has_check_abundant_unicode_ratio",
     "Mail::SpamAssassin::Conf::has_tflags_nosubject",
+    /* dns_block_rule: a refusing list is not asked for dns_block_time (rules_eval_dns.c) */
+    "Mail::SpamAssassin::Conf::feature_dns_block_rule",
     NULL,
 };
 
@@ -1330,7 +1332,8 @@ static int directive(struct ctx *c, char *line)
 		return def_askdns(c, rest);
 	if (strcmp(dir, "uri_detail") == 0)
 		return def_uri_detail(c, rest);
-	if (strncmp(dir, "uri", 3) == 0 || strncmp(dir, "clear_uri", 9) == 0) {
+	if (strncmp(dir, "uri", 3) == 0 || strncmp(dir, "clear_uri", 9) == 0 ||
+	    strncmp(dir, "dns_block_", 10) == 0) {
 		const char *err = NULL;
 		if (rules_uridnsbl_directive(c->r, dir, rest, &err))
 			return family_directive_done(ps, c, dir, err);

@@ -44,6 +44,11 @@ it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf" <<EOF2
 	local-zone: "helo.test." static
 	local-data: "mx.helo.test. 300 IN A 198.51.100.1"
 	local-zone: "dead.test." deny
+	local-zone: "blk.test." static
+	local-data: "blk.test. 300 IN SOA ns.blk.test. admin.blk.test. 1 3600 600 86400 60"
+	local-data: "6.2.0.192.blk.test. 300 IN A 127.255.255.255"
+	local-data: "7.2.0.192.blk.test. 300 IN A 127.0.0.2"
+	local-data: "8.2.0.192.blk.test. 300 IN A 127.0.0.2"
 	local-zone: "nsdom.example." static
 	local-data: "nsdom.example. 300 IN NS ns1.nshost.example."
 	local-data: "nsdom.example. 300 IN NS ns2.nshost.example."
@@ -261,6 +266,21 @@ check "milter: the next message no longer waits for it" \
 "$MC" -s "unix:$D/sift.sock" -t 10000 -i 192.0.2.1 -Q ns --tsv "$D/ns.eml" >"$D/ns.tsv" 2>>"$D/mc.err"
 check "milter: a domain whose name server's address is listed hits" \
 	has "$(tsv_field "$D/ns.tsv" ns.eml 4)" "T_URIBL_NS_SBL"
+# dns_block_rule: listed before the list refuses us, not asked after
+"$MC" -s "unix:$D/sift.sock" -t 10000 -i 192.0.2.7 -Q blk1 --tsv "$MSG" >"$D/blk1.tsv" 2>>"$D/mc.err"
+check "milter: a client the list names hits before any block" \
+	has "$(tsv_field "$D/blk1.tsv" clean.eml 4)" "T_BLK_LISTED"
+"$MC" -s "unix:$D/sift.sock" -t 10000 -i 192.0.2.6 -Q blk2 --tsv "$MSG" >"$D/blk2.tsv" 2>>"$D/mc.err"
+check "milter: the refusal is no hit, even for the rule that asks for it" \
+	hasnt "$(tsv_field "$D/blk2.tsv" clean.eml 4)" "T_BLK_"
+check "milter: dns_block_rule blocks the list, logged" \
+	grep -q "SpamAssassin DNS lists under blk.test not asked for 300 s: rule T_BLK_BLOCKED got 127.255.255.255" \
+	"$D/milter.log"
+"$MC" -s "unix:$D/sift.sock" -t 10000 -i 192.0.2.8 -Q blk3 --tsv "$MSG" >"$D/blk3.tsv" 2>>"$D/mc.err"
+check "milter: while blocked, the list is not asked: another listed client does not hit" \
+	hasnt "$(tsv_field "$D/blk3.tsv" clean.eml 4)" "T_BLK_LISTED"
+check "milter: and the message is not held for it" \
+	grep -q "queue_id=blk300000000 .*degraded=- " "$D/milter.log"
 kill -TERM "$MILTER_PID"
 wait_for 10 sh -c "! kill -0 $MILTER_PID 2>/dev/null" || fail "sift-milter did not stop"
 it_untrack "$MILTER_PID"

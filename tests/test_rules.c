@@ -1426,6 +1426,7 @@ Test(rules, can_answers_for_the_capabilities_sift_runs)
 	    "Mail::SpamAssassin::Plugin::URIDNSBL::has_uridnsbl_a_ns",
 	    "Mail::SpamAssassin::Plugin::MIMEEval::has_check_abundant_unicode_ratio",
 	    "Mail::SpamAssassin::Conf::has_tflags_nosubject",
+	    "Mail::SpamAssassin::Conf::feature_dns_block_rule",
 	};
 	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
 		char text[256];
@@ -1434,8 +1435,8 @@ Test(rules, can_answers_for_the_capabilities_sift_runs)
 		cr_assert_geq(rules_find(r, "YES"), 0, "can(%s) is false", yes[i]);
 		rules_free(r);
 	}
-	/* dns_block_rule is not read, so its capability is not claimed */
-	rules_t *r = load("if can(Mail::SpamAssassin::Conf::feature_dns_block_rule)\n"
+	/* originating_ip_headers is not read, so its capability is not claimed */
+	rules_t *r = load("if can(Mail::SpamAssassin::Conf::feature_originating_ip_headers)\n"
 	                  "body NO /x/\nendif\n");
 	cr_assert_lt(rules_find(r, "NO"), 0);
 	rules_free(r);

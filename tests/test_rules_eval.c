@@ -1023,7 +1023,9 @@ Test(rules_eval, uridnsbl_directives_load_and_are_checked)
 	                             "body U7 eval:check_uridnsbl('U7')\n"
 	                             "tflags U7 net a ns\n"
 	                             "urinsrhssub U8 nsbl.example. A 127.0.0.2\n"
-	                             "urifullnsrhsbl U9 nsbl.example. TXT\n",
+	                             "urifullnsrhsbl U9 nsbl.example. TXT\n"
+	                             "dns_block_rule U7 .Zen.Example. other.example\n"
+	                             "dns_block_time 60\n",
 	                             NULL, d);
 	cr_assert_not_null(r);
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "U1")));
@@ -1048,6 +1050,10 @@ Test(rules_eval, uridnsbl_directives_load_and_are_checked)
 	    {"urinsrhsbl U z.example. NS\n",
 	     "t.cf:1: urinsrhsbl: the lookup type must be A or TXT"},
 	    {"urifullnsrhssub U . A 2\n", "t.cf:1: urifullnsrhssub: the zone must be a name"},
+	    {"dns_block_rule U\n", "t.cf:1: dns_block_rule: expected RULE DOMAIN"},
+	    {"dns_block_rule U zen.example/x\n", "t.cf:1: dns_block_rule: bad domain"},
+	    {"dns_block_time soon\n", "t.cf:1: dns_block_time: expected a number of seconds"},
+	    {"dns_block_time -1\n", "t.cf:1: dns_block_time: expected a number of seconds"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		d = diag_new();
