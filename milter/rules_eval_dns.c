@@ -1385,6 +1385,16 @@ static struct rules_uridnsbl *uridnsbl_get(rules_t *r)
 	return r->uridnsbl;
 }
 
+/* A directive's one argument, a whole number 0-max (blanks after it allowed). */
+static bool whole_number(const char *rest, long max, long *v)
+{
+	char *end;
+	*v = strtol(rest, &end, 10);
+	while (*end == ' ' || *end == '\t')
+		end++;
+	return end != rest && *end == '\0' && *v >= 0 && *v <= max;
+}
+
 static struct rules_dns_blocks *blocks_get(rules_t *r)
 {
 	if (r->dns_blocks == NULL) {
@@ -1489,11 +1499,8 @@ bool rules_uridnsbl_directive(rules_t *r, const char *dir, const char *rest, con
 		return true;
 	}
 	if (strcmp(dir, "uridnsbl_max_domains") == 0) {
-		char *end;
-		long v = strtol(rest, &end, 10);
-		while (*end == ' ' || *end == '\t')
-			end++;
-		if (*end || v < 0 || v > 1000) {
+		long v;
+		if (!whole_number(rest, 1000, &v)) {
 			*err = "expected a number of domains, 0-1000";
 			return true;
 		}
@@ -1530,11 +1537,8 @@ bool rules_uridnsbl_directive(rules_t *r, const char *dir, const char *rest, con
 		return true;
 	}
 	if (strcmp(dir, "dns_block_time") == 0) {
-		char *end;
-		long v = strtol(rest, &end, 10);
-		while (*end == ' ' || *end == '\t')
-			end++;
-		if (end == rest || *end || v < 0 || v > DNS_BLOCK_MAX_S) {
+		long v;
+		if (!whole_number(rest, DNS_BLOCK_MAX_S, &v)) {
 			*err = "expected a number of seconds, 0-604800";
 			return true;
 		}
