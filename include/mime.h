@@ -210,6 +210,14 @@ enum {
 uint32_t mime_uri_types(const mime_t *mi, size_t i);
 const char *mime_uri_type_name(unsigned b);
 uint32_t mime_uri_type_of(const char *tag, const char *attr);
+/*
+ * The link the module keeps for the value of an HTML href (or src, ...)
+ * attribute, v[0..n): entities decoded as the renderer decodes them,
+ * blanks and line breaks dropped as mime_add_uri() drops them; in a's
+ * memory, NULL when it keeps none. So another module can find the link
+ * an anchor points to in mime_uri()'s list.
+ */
+const char *mime_href_uri(arena_t *a, const char *v, size_t n);
 /* Distinct lower-case host names of the URIs (and of mailto: addresses). */
 size_t mime_domain_count(const mime_t *mi);
 const char *mime_domain(const mime_t *mi, size_t i);
@@ -259,6 +267,12 @@ char *mime_to_utf8(arena_t *a, const char *charset, const char *p, size_t n, siz
 void mime_html_render(mime_t *mi, const char *html, size_t n, abuf_t *out);
 void mime_scan_uris(mime_t *mi, const char *text, size_t n);
 void mime_add_uri(mime_t *mi, const char *p, size_t n, uint32_t types);
+/*
+ * The form mime_add_uri() keeps of p[0..n) in buf (MIME_MAX_URI_BYTES):
+ * its length, 0 when it is no link; *too_long (may be NULL) when p ran
+ * past MIME_LONG_URI_BYTES.
+ */
+size_t mime_uri_form(const char *p, size_t n, char *buf, bool *too_long);
 /* Appends the UTF-8 form of code point cp (U+FFFD for invalid ones). */
 void mime_put_utf8(abuf_t *out, uint32_t cp);
 

@@ -1379,13 +1379,9 @@ static void uri_host(mime_t *mi, const char *u, size_t n)
 		uri_targets(mi, stop, (size_t)(e - stop));
 }
 
-void mime_add_uri(mime_t *mi, const char *p, size_t n, uint32_t types)
+size_t mime_uri_form(const char *p, size_t n, char *buf, bool *too_long)
 {
-	char buf[MIME_MAX_URI_BYTES];
 	size_t k = 0;
-
-	if (mi == NULL || mi->nuris >= MIME_MAX_URIS)
-		return;
 	/* Browsers ignore blanks around a link and tabs or newlines inside it. */
 	while (n > 0 && is_sp((unsigned char)*p)) {
 		p++;
@@ -1393,13 +1389,14 @@ void mime_add_uri(mime_t *mi, const char *p, size_t n, uint32_t types)
 	}
 	while (n > 0 && is_sp((unsigned char)p[n - 1]))
 		n--;
-	if (n > MIME_LONG_URI_BYTES)
-		mi->flags |= MIME_F_LONG_URI; /* the list keeps its first MIME_MAX_URI_BYTES */
-	for (size_t i = 0; i < n && k < sizeof(buf) && p[i] != '\0'; i++)
+	if (too_long != NULL)
+		*too_long =
+		    n > MIME_LONG_URI_BYTES; /* the list keeps its first MIME_MAX_URI_BYTES */
+	for (size_t i = 0; i < n && k < MIME_MAX_URI_BYTES && p[i] != '\0'; i++)
 		if (p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
 			buf[k++] = p[i];
 	if (k == 0)
-		return;
+		return 0;
 	size_t skip;
 	if (ci_prefix(buf, k, "http://"))
 		skip = 7;
@@ -1412,8 +1409,21 @@ void mime_add_uri(mime_t *mi, const char *p, size_t n, uint32_t types)
 	else if (ci_prefix(buf, k, "www."))
 		skip = 4;
 	else
+		return 0;
+	return k > skip ? k : 0;
+}
+
+void mime_add_uri(mime_t *mi, const char *p, size_t n, uint32_t types)
+{
+	char buf[MIME_MAX_URI_BYTES];
+
+	if (mi == NULL || mi->nuris >= MIME_MAX_URIS)
 		return;
-	if (k <= skip)
+	bool too_long;
+	size_t k = mime_uri_form(p, n, buf, &too_long);
+	if (too_long)
+		mi->flags |= MIME_F_LONG_URI;
+	if (k == 0)
 		return;
 	if (mi->uris == NULL) {
 		mi->uris = arena_alloc(mi->arena, MIME_MAX_URIS * sizeof(*mi->uris));

@@ -336,27 +336,24 @@ static const char *url_attr(const char *a, size_t n)
 	return NULL;
 }
 
-/* Entity-decodes an attribute value and offers it as a URL found as types says. */
-static void attr_uri(struct render *r, const char *v, size_t n, uint32_t types)
+/*
+ * An attribute value as the renderer offers it as a URL: entity-decoded
+ * into buf (MIME_MAX_URI_BYTES) and cut there, or v itself when it holds
+ * no entity or runs past MIME_LONG_URI_BYTES (mime_add_uri() then flags
+ * it and keeps its start undecoded); *n becomes the length offered.
+ */
+static const char *attr_url(const char *v, size_t *n, char *buf)
 {
-	char buf[MIME_MAX_URI_BYTES];
-
-	if (r->mi == NULL || n == 0)
-		return;
-	if (n > MIME_LONG_URI_BYTES) {
-		mime_add_uri(r->mi, v, n, types); /* flags it, keeps the start undecoded */
-		return;
-	}
-	if (n > sizeof(buf))
-		n = sizeof(buf);
-	if (memchr(v, '&', n) == NULL) {
-		mime_add_uri(r->mi, v, n, types);
-		return;
-	}
+	if (*n > MIME_LONG_URI_BYTES)
+		return v;
+	if (*n > MIME_MAX_URI_BYTES)
+		*n = MIME_MAX_URI_BYTES;
+	if (memchr(v, '&', *n) == NULL)
+		return v;
 	size_t k = 0;
-	for (size_t i = 0; i < n && k + 4 < sizeof(buf);) {
+	for (size_t i = 0; i < *n && k + 4 < MIME_MAX_URI_BYTES;) {
 		uint32_t cp;
-		size_t el = v[i] == '&' ? entity(v + i, n - i, &cp) : 0;
+		size_t el = v[i] == '&' ? entity(v + i, *n - i, &cp) : 0;
 		if (el == 0) {
 			buf[k++] = v[i++];
 			continue;
@@ -381,7 +378,27 @@ static void attr_uri(struct render *r, const char *v, size_t n, uint32_t types)
 			}
 		}
 	}
-	mime_add_uri(r->mi, buf, k, types);
+	*n = k;
+	return buf;
+}
+
+/* Offers an attribute value as a URL found as types says. */
+static void attr_uri(struct render *r, const char *v, size_t n, uint32_t types)
+{
+	char buf[MIME_MAX_URI_BYTES];
+
+	if (r->mi == NULL || n == 0)
+		return;
+	const char *u = attr_url(v, &n, buf);
+	mime_add_uri(r->mi, u, n, types);
+}
+
+const char *mime_href_uri(arena_t *a, const char *v, size_t n)
+{
+	char buf[MIME_MAX_URI_BYTES], form[MIME_MAX_URI_BYTES];
+	const char *u = attr_url(v, &n, buf);
+	size_t k = mime_uri_form(u, n, form, NULL);
+	return k > 0 ? arena_strndup(a, form, k) : NULL;
 }
 
 /* Handles the markup starting at s[i] == '<'; returns where text resumes. */

@@ -395,8 +395,11 @@ static bool addr_rule_takes(const struct rule *ru, int ckind)
 	return ckind == UC_HOST_A ? a : (ru->tflags & TF_NS) != 0 || !a;
 }
 
-/* Starts a name-server or address lookup of the URI lists, once a kind and name. */
-static bool uchain_add(struct rules_evalenv *e, struct rules_dns_msg *s, int kind, const char *name,
+/*
+ * Starts a name-server or address lookup of the URI lists, once a kind and
+ * name; name and domain are kept, so they live as long as the message.
+ */
+static void uchain_add(struct rules_evalenv *e, struct rules_dns_msg *s, int kind, const char *name,
                        const char *domain)
 {
 	if (s->chain == NULL) {
@@ -405,15 +408,14 @@ static bool uchain_add(struct rules_evalenv *e, struct rules_dns_msg *s, int kin
 	}
 	for (size_t i = 0; i < s->nchain; i++)
 		if (s->chain[i].kind == kind && strcmp(s->chain[i].name, name) == 0)
-			return false;
+			return;
 	if (s->nchain >= URI_CHAIN)
-		return false;
+		return;
 	struct uchain *c = &s->chain[s->nchain++];
-	c->name = arena_strdup(e->a, name);
+	c->name = name;
 	c->q = dns_submit(s->dns, s->cb, c->name, kind == UC_NS ? DNS_T_NS : DNS_T_A, 0, 0);
 	c->domain = domain;
 	c->kind = kind;
-	return true;
 }
 
 /*

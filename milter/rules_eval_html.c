@@ -1523,47 +1523,6 @@ static bool ud_host(arena_t *a, const char *u, const char **host, const char **d
 	return true;
 }
 
-/* An href as the MIME module keeps its link: tabs and line breaks out, entities decoded. */
-static char *ud_href_key(arena_t *a, const char *href)
-{
-	abuf_t b;
-	abuf_init(&b, a, strlen(href) + 1);
-	static const struct {
-		const char *ent;
-		char c;
-	} named[] = {
-	    {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
-	for (const char *p = href; *p;) {
-		if (*p == '\t' || *p == '\r' || *p == '\n') {
-			p++;
-			continue;
-		}
-		if (*p == '&') {
-			size_t k = 0;
-			while (k < sizeof(named) / sizeof(named[0]) &&
-			       strncasecmp(p, named[k].ent, strlen(named[k].ent)) != 0)
-				k++;
-			if (k < sizeof(named) / sizeof(named[0])) {
-				abuf_putc(&b, named[k].c);
-				p += strlen(named[k].ent);
-				continue;
-			}
-			if (p[1] == '#') {
-				bool hex = p[2] == 'x' || p[2] == 'X';
-				char *end;
-				long v = strtol(p + (hex ? 3 : 2), &end, hex ? 16 : 10);
-				if (end > p + (hex ? 3 : 2) && v > 0 && v < 0x80) {
-					abuf_putc(&b, (char)v);
-					p = *end == ';' ? end + 1 : end;
-					continue;
-				}
-			}
-		}
-		abuf_putc(&b, *p++);
-	}
-	return b.data;
-}
-
 static void ud_push(arena_t *a, const char ***v, size_t *n, size_t *cap, const char *s)
 {
 	if (*n == *cap) {
@@ -1624,7 +1583,9 @@ static struct ud_facts *ud_facts(struct rules_evalenv *e)
 	for (size_t pi = 0; pi < h->n; pi++) {
 		const struct html_part *p = &h->v[pi];
 		for (size_t k = 0; k < p->anchor.n && k < p->href.n; k++) {
-			const char *key = ud_href_key(a, p->href.v[k]);
+			const char *key = mime_href_uri(a, p->href.v[k], strlen(p->href.v[k]));
+			if (key == NULL)
+				continue; /* no link the MIME module keeps */
 			const char *www = strncasecmp(key, "www.", 4) == 0
 			                      ? arena_sprintf(a, "http://%s", key)
 			                      : key;

@@ -342,6 +342,25 @@ Test(rules, uri_detail_rules_test_each_link_by_its_details)
 	rules_free(r);
 }
 
+/*
+ * The text key finds an anchor's texts by the link the MIME module keeps
+ * for its href, so any entity the renderer decodes there (not only &amp;
+ * and ASCII ones) still leads to the link.
+ */
+Test(rules, uri_detail_text_follows_hrefs_decoded_as_the_links_are)
+{
+	rules_t *r = load("uri_detail UD_CAFE text =~ /^Menu$/ raw =~ m{/caf\xc3\xa9/}\n"
+	                  "uri_detail UD_TAB text =~ /^Tab$/ host =~ /^tab\.evil-shop\.com$/\n");
+	static const char msg[] =
+	    "From: a@b.com\nTo: c@d.com\nSubject: x\nMIME-Version: 1.0\n"
+	    "Content-Type: text/html\n\n"
+	    "<html><body><a href=\"http://www.evil-shop.com/caf&eacute;/\">Menu</a>"
+	    " <a href=\"http://tab.evil&#x2D;shop.com/&#9;x\">Tab</a></body></html>\n";
+	cr_assert(hits(r, msg, "UD_CAFE"));
+	cr_assert(hits(r, msg, "UD_TAB"));
+	rules_free(r);
+}
+
 Test(rules, full_rules_see_header_block_and_raw_body)
 {
 	rules_t *r = load("full FULL /^Subject: hello\\n.*\\n\\nraw=3Dbody/ms\n");
