@@ -930,7 +930,7 @@ static int meta_visit(rules_t *r, size_t i, uint8_t *mark, size_t *out, size_t *
 	for (size_t k = 0; k < ru->nprog; k++) {
 		if (ru->prog[k].op != MOP_RULE)
 			continue;
-		size_t j = ru->prog[k].rule;
+		size_t j = ru->prog[k].arg;
 		if (r->v[j].defined && r->v[j].type == RULES_T_META && !r->v[j].skipped &&
 		    meta_visit(r, j, mark, out, nout, d) < 0) {
 			mark[i] = 2;
@@ -1156,7 +1156,7 @@ static void sc_lower(rules_t *r, size_t i, int p, uint32_t *seen, uint32_t stamp
 	for (size_t k = 0; k < ru->nprog; k++) {
 		if (ru->prog[k].op != MOP_RULE)
 			continue;
-		size_t j = ru->prog[k].rule;
+		size_t j = ru->prog[k].arg;
 		if (seen[j] == stamp)
 			continue;
 		seen[j] = stamp;
@@ -1252,7 +1252,7 @@ static void mark_unused(rules_t *r)
 		if (ru->type != RULES_T_META)
 			continue;
 		for (size_t k = 0; k < ru->nprog; k++) {
-			size_t j = ru->prog[k].rule;
+			size_t j = ru->prog[k].arg;
 			if (ru->prog[k].op == MOP_RULE && !seen[j]) {
 				seen[j] = 1; /* each rule is pushed once */
 				stack[sp++] = j;
@@ -1303,7 +1303,7 @@ static void mark_deferred(rules_t *r)
 		double c = 0;
 		for (size_t k = 0; k < ru->nprog; k++)
 			if (ru->prog[k].op == MOP_RULE) {
-				size_t j = ru->prog[k].rule;
+				size_t j = ru->prog[k].arg;
 				c += r->v[j].lazy_cost;
 				if (depth[j] + 1 > depth[ri])
 					depth[ri] = depth[j] + 1;
@@ -1429,7 +1429,7 @@ static int rules_finish(rules_t *r, diag_t *d)
 		for (size_t k = 0; k < ru->nprog; k++) {
 			if (ru->prog[k].op != MOP_RULE)
 				continue;
-			struct rule *dep = &r->v[ru->prog[k].rule];
+			struct rule *dep = &r->v[ru->prog[k].arg];
 			if (!dep->defined && dep->type != -2) {
 				diag_warn(d, ru->file, ru->line,
 				          "meta rule %s: undefined rule %s (never hits)", ru->name,
@@ -1693,6 +1693,7 @@ void rules_free(rules_t *r)
 		free(ru->if_unset);
 		free(ru->meta_src);
 		free(ru->prog);
+		free(ru->nums);
 		for (size_t k = 0; k < ru->neargs; k++)
 			free(ru->eargs[k]);
 		free(ru->eargs);
@@ -2725,7 +2726,7 @@ static double meta_run(const struct rule *ru, const double *val)
 		if (op->op == MOP_NUM || op->op == MOP_RULE) {
 			if (sp == RULES_META_STACK)
 				return 0;
-			st[sp++] = op->op == MOP_NUM ? op->num : val[op->rule];
+			st[sp++] = op->op == MOP_NUM ? ru->nums[op->arg] : val[op->arg];
 		} else if (op->op == MOP_NOT || op->op == MOP_NEG) {
 			if (sp < 1)
 				return 0;
@@ -3109,23 +3110,23 @@ static bool meta_try(struct lazy *z, const struct rule *ru, double *out, size_t 
 				return true;
 			struct lz_ent *x = &st[sp++];
 			if (op->op == MOP_NUM) {
-				lz_set(x, op->num);
-			} else if (z->state[op->rule] == LZ_KNOWN) {
-				lz_set(x, z->val[op->rule]); /* most operands: no call */
+				lz_set(x, ru->nums[op->arg]);
+			} else if (z->state[op->arg] == LZ_KNOWN) {
+				lz_set(x, z->val[op->arg]); /* most operands: no call */
 			} else {
 				bool known;
 				double cost = 0;
-				double v = lazy_peek(z, op->rule, &known, &cost);
+				double v = lazy_peek(z, op->arg, &known, &cost);
 				if (known) {
 					lz_set(x, v);
 				} else {
-					const struct rule *o = &z->e->r->v[op->rule];
+					const struct rule *o = &z->e->r->v[op->arg];
 					bool many =
 					    o->type != RULES_T_META && (o->tflags & TF_MULTIPLE);
 					*x = (struct lz_ent){.lo = 0,
 					                     .hi = many ? INFINITY : 1,
 					                     .cost = cost,
-					                     .pick = op->rule};
+					                     .pick = op->arg};
 				}
 			}
 		} else if (op->op == MOP_NOT || op->op == MOP_NEG) {

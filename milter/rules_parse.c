@@ -1720,6 +1720,8 @@ struct mparse {
 	const char *p;
 	struct meta_op *prog;
 	size_t n, cap;
+	double *nums;
+	size_t nnums, numcap;
 	const char *err;
 	size_t self;
 	diag_t *d;
@@ -1727,11 +1729,25 @@ struct mparse {
 
 static void emit(struct mparse *m, enum meta_opcode op, double num, size_t rule)
 {
+	if (m->n + 1 >= RULES_META_OPS_MAX || rule > UINT32_MAX) {
+		if (!m->err)
+			m->err = "expression too long";
+		return;
+	}
 	if (m->n == m->cap) {
 		m->cap = m->cap ? m->cap * 2 : 16;
 		m->prog = xalloc_realloc(m->prog, m->cap * sizeof(*m->prog));
 	}
-	m->prog[m->n++] = (struct meta_op){.op = op, .num = num, .rule = rule};
+	uint32_t arg = (uint32_t)rule;
+	if (op == MOP_NUM) {
+		if (m->nnums == m->numcap) {
+			m->numcap = m->numcap ? m->numcap * 2 : 4;
+			m->nums = xalloc_realloc(m->nums, m->numcap * sizeof(*m->nums));
+		}
+		arg = (uint32_t)m->nnums;
+		m->nums[m->nnums++] = num;
+	}
+	m->prog[m->n++] = (struct meta_op){.op = op, .arg = arg};
 }
 
 static void mp_expr(struct mparse *m, int min_prec);
@@ -1844,10 +1860,12 @@ int rules_meta_compile(rules_t *r, struct rule *ru_in, diag_t *d)
 		diag_error(d, ru->file, ru->line, "meta rule %s: %s at '%.20s'", ru->name, m.err,
 		           m.p);
 		free(m.prog);
+		free(m.nums);
 		return -1;
 	}
 	ru->prog = m.prog;
 	ru->nprog = m.n;
+	ru->nums = m.nums;
 	/*
 	 * In postfix form each op ends the subexpression rooted at it, so each
 	 * has one parent: an op's jump is that parent when it is an && or ||
@@ -1867,7 +1885,9 @@ int rules_meta_compile(rules_t *r, struct rule *ru_in, diag_t *d)
 				           "pending)",
 				           ru->name, (int)RULES_META_STACK);
 				free(ru->prog);
+				free(ru->nums);
 				ru->prog = NULL;
+				ru->nums = NULL;
 				ru->nprog = 0;
 				return -1;
 			}
