@@ -223,10 +223,10 @@ struct rules {
 	struct rules_wlbl *wlbl;         /* welcomelist_from and friends, NULL if none */
 	struct rules_fromname *fromname; /* the fns_* directives, NULL if none */
 	dns_t *dns; /* the shared DNS service for check_rbl (a reference), NULL: no lookups */
-	struct rules_uridnsbl *uridnsbl;   /* urirhssub and friends, NULL if none */
-	struct rules_dns_zones *dns_zones; /* check_rbl zones and their probe state */
+	struct rules_uridnsbl *uridnsbl;     /* urirhssub and friends, NULL if none */
+	struct rules_dns_zones *dns_zones;   /* check_rbl zones and their probe state */
 	struct rules_dns_blocks *dns_blocks; /* dns_block_rule lines and what they block */
-	char **tags;                       /* capture tags that some rule uses */
+	char **tags;                         /* capture tags that some rule uses */
 	size_t ntags;
 	/* the last ok_locales line; NULL: SpamAssassin's default, "all" */
 	char *ok_locales;
