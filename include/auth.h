@@ -87,6 +87,14 @@ bool auth_eval(const hits_t *h, const char *func, bool *answer);
  */
 bool auth_dkim_valid_sdid(const hits_t *h, const char *sdid, bool subdomains);
 
+/*
+ * Calls fn with the signing domain (d=, n bytes, not NUL-terminated) of
+ * each DKIM signature that verified, in the message's order, until fn
+ * returns false: SpamAssassin's _DKIMDOMAIN_ for askdns templates.
+ */
+typedef bool (*auth_sdid_fn)(const char *sdid, size_t n, void *ud);
+void auth_dkim_valid_each(const hits_t *h, auth_sdid_fn fn, void *ud);
+
 /* The results of one method, as RFC 8601 names them. */
 typedef enum {
 	AUTH_NONE = 0,

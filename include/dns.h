@@ -167,6 +167,13 @@ int dns_lookup(dns_t *r, const char *qname, int qtype, long deadline_ms, dns_ans
 /* Record i's data and length (see dns_answer_t); NULL past the end. */
 const char *dns_answer_rr(const dns_answer_t *a, unsigned i, size_t *len);
 /* "NOERROR", "NXDOMAIN", ... */
+/*
+ * The RCODE of the response an answer came from, where it is known: 0
+ * (NOERROR) with records or none of the type, 3 (NXDOMAIN); -1 otherwise.
+ * c-ares (1.18) ends a SERVFAIL, NOTIMP or REFUSED response as it ends a
+ * refused connection, without the packet, so those are not told apart.
+ */
+int dns_answer_rcode(const dns_answer_t *a);
 const char *dns_status_name(int status);
 
 /*

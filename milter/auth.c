@@ -859,9 +859,8 @@ bool auth_eval(const hits_t *h, const char *func, bool *answer)
 	return false;
 }
 
-bool auth_dkim_valid_sdid(const hits_t *h, const char *sdid, bool subdomains)
+void auth_dkim_valid_each(const hits_t *h, auth_sdid_fn fn, void *ud)
 {
-	size_t sl = strlen(sdid);
 	for (size_t i = 0; i < hits_count(h); i++) {
 		const hit_t *x = hits_at(h, i);
 		if (strcmp(x->source, "auth") != 0 || strcmp(x->name, "DKIM_VALID") != 0 ||
@@ -870,14 +869,34 @@ bool auth_dkim_valid_sdid(const hits_t *h, const char *sdid, bool subdomains)
 		/* "d=a.example,b.example: dkim=pass" */
 		for (const char *p = x->detail + 2; *p && *p != ':';) {
 			size_t n = strcspn(p, ",:");
-			if (subdomains ? n > sl && p[n - sl - 1] == '.' &&
-			                     strncasecmp(p + n - sl, sdid, sl) == 0
-			               : n == sl && strncasecmp(p, sdid, sl) == 0)
-				return true;
+			if (n > 0 && !fn(p, n, ud))
+				return;
 			p += n + (p[n] == ',');
 		}
 	}
-	return false;
+}
+
+struct sdid_find {
+	const char *sdid;
+	size_t len;
+	bool subdomains, found;
+};
+
+static bool sdid_is(const char *p, size_t n, void *ud)
+{
+	struct sdid_find *f = ud;
+	size_t sl = f->len;
+	f->found = f->subdomains
+	               ? n > sl && p[n - sl - 1] == '.' && strncasecmp(p + n - sl, f->sdid, sl) == 0
+	               : n == sl && strncasecmp(p, f->sdid, sl) == 0;
+	return !f->found;
+}
+
+bool auth_dkim_valid_sdid(const hits_t *h, const char *sdid, bool subdomains)
+{
+	struct sdid_find f = {.sdid = sdid, .len = strlen(sdid), .subdomains = subdomains};
+	auth_dkim_valid_each(h, sdid_is, &f);
+	return f.found;
 }
 
 const evidence_ops_t auth_evidence = {

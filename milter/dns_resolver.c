@@ -107,7 +107,7 @@ struct dns {
 	 * message has gone: with a dead nameserver and URI-heavy mail they
 	 * grew without bound. Past conf.max_pending a lookup fails at once.
 	 */
-	size_t pending;    /* atomic */
+	size_t pending;             /* atomic */
 	log_ratelimit_t refused_rl; /* under qlock: saying so once a minute */
 
 	uint64_t n_queries, n_cache_hits, n_failures, n_shared, n_refused; /* atomic */
@@ -327,6 +327,13 @@ int dns_parse_response(const unsigned char *p, size_t n, int qtype, dns_answer_t
 		out->status = rcode == 3 ? DNS_NXDOMAIN : DNS_NODATA;
 	}
 	return 0;
+}
+
+int dns_answer_rcode(const dns_answer_t *a)
+{
+	return a->status == DNS_NOERROR || a->status == DNS_NODATA ? 0
+	       : a->status == DNS_NXDOMAIN                         ? 3
+	                                                           : -1;
 }
 
 const char *dns_answer_rr(const dns_answer_t *a, unsigned i, size_t *len)

@@ -20,6 +20,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
+#include "auth.h"
 #include "dnsbl.h"
 #include "rules_int.h"
 
@@ -754,32 +755,41 @@ static void probes_read(struct rules_dns_msg *s)
 
 /* ---------------------------------------------------------------- askdns */
 
-static const char *const ask_tags[] = {"_SENDERDOMAIN_",
-                                       "_AUTHORDOMAIN_",
-                                       "_LASTEXTERNALHELO_",
-                                       "_LASTEXTERNALIP_",
-                                       "_LASTEXTERNALRDNS_",
-                                       "_LASTEXTERNALREVIP_",
-                                       NULL};
+/*
+ * The tags Sift fills, as SpamAssassin's AskDNS names them. A template may
+ * hold several (each occurrence is replaced) and a tag several values
+ * (_DKIMDOMAIN_: one a valid signature); each combination is one
+ * question, as in SpamAssassin, at most ASK_MAX_VALUES a rule.
+ */
+static const char *const ask_tags[] = {
+    "_SENDERDOMAIN_",     "_AUTHORDOMAIN_",      "_LASTEXTERNALHELO_", "_LASTEXTERNALIP_",
+    "_LASTEXTERNALRDNS_", "_LASTEXTERNALREVIP_", "_DKIMDOMAIN_",       NULL};
+#define ASK_NTAGS 7
 
-/* The tag of an askdns template (one at most), its index in ask_tags, -1 for none, -2 bad. */
-static int ask_tag(const char *tmpl)
+/* The ask_tags index of the tag at p, or -1. */
+static int ask_tag_at(const char *p)
 {
-	int found = -1;
+	for (int i = 0; ask_tags[i]; i++)
+		if (strncmp(p, ask_tags[i], strlen(ask_tags[i])) == 0)
+			return i;
+	return -1;
+}
+
+/* The tags of an askdns template as bits of their ask_tags indexes; -1 for a tag Sift does not
+ * fill. */
+static int ask_tag_mask(const char *tmpl)
+{
+	int mask = 0;
 	for (const char *p = strchr(tmpl, '_'); p; p = strchr(p + 1, '_')) {
-		for (int i = 0; ask_tags[i]; i++)
-			if (strncmp(p, ask_tags[i], strlen(ask_tags[i])) == 0) {
-				if (found >= 0 && found != i)
-					return -2;
-				found = i;
-				p += strlen(ask_tags[i]) - 1;
-				goto next;
-			}
-		if (isupper((unsigned char)p[1]))
-			return -2; /* a tag this engine does not fill */
-	next:;
+		int i = ask_tag_at(p);
+		if (i >= 0) {
+			mask |= 1 << i;
+			p += strlen(ask_tags[i]) - 1;
+		} else if (isupper((unsigned char)p[1])) {
+			return -1; /* _HEADER(...)_ and the rest */
+		}
 	}
-	return found;
+	return mask;
 }
 
 static void add_value(struct rules_evalenv *e, const char **v, size_t *n, size_t max, const char *s)
@@ -793,6 +803,24 @@ static void add_value(struct rules_evalenv *e, const char **v, size_t *n, size_t
 		if (strcmp(v[i], c) == 0)
 			return;
 	v[(*n)++] = c;
+}
+
+struct ask_dkim {
+	struct rules_evalenv *e;
+	const char **v;
+	size_t *n, max;
+};
+
+static bool ask_dkim_value(const char *sdid, size_t len, void *ud)
+{
+	struct ask_dkim *k = ud;
+	char d[256];
+	if (len < sizeof(d)) {
+		memcpy(d, sdid, len);
+		d[len] = '\0';
+		add_value(k->e, k->v, k->n, k->max, d);
+	}
+	return *k->n < k->max;
 }
 
 static size_t ask_values(struct rules_evalenv *e, int tag, const char **v, size_t max)
@@ -830,6 +858,12 @@ static size_t ask_values(struct rules_evalenv *e, int tag, const char **v, size_
 			}
 		}
 		break;
+	case 6:
+		if (e->h != NULL) {
+			struct ask_dkim k = {.e = e, .v = v, .n = &n, .max = max};
+			auth_dkim_valid_each(e->h, ask_dkim_value, &k);
+		}
+		break;
 	}
 	return n;
 }
@@ -846,35 +880,63 @@ static int ask_qtype(const char *t)
 
 #define ASK_MAX_VALUES 8
 
+/* The template with every tag replaced by its value pick[tag]; false when it does not fit. */
+static bool ask_expand(const char *t, const char *const vals[][ASK_MAX_VALUES], const size_t *pick,
+                       char *out, size_t cap)
+{
+	size_t o = 0;
+	for (const char *p = t; *p;) {
+		int k = *p == '_' ? ask_tag_at(p) : -1;
+		const char *v = k >= 0 ? vals[k][pick[k]] : p;
+		size_t n = k >= 0 ? strlen(v) : 1;
+		if (o + n >= cap)
+			return false;
+		memcpy(out + o, v, n);
+		o += n;
+		p += k >= 0 ? strlen(ask_tags[k]) : 1;
+	}
+	out[o] = '\0';
+	return true;
+}
+
 static void ask_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
                        struct rbl_lookup *l)
 {
 	const struct rule *ru = l->ru;
 	l->ask = true;
 	l->qtype = ask_qtype(ru->eargs[1]);
-	int tag = ask_tag(ru->eargs[0]);
-	const char *vals[ASK_MAX_VALUES];
-	size_t nv = tag >= 0 ? ask_values(e, tag, vals, ASK_MAX_VALUES) : 1;
-	if (tag < 0)
-		vals[0] = "";
+	int mask = ask_tag_mask(ru->eargs[0]);
+	if (mask < 0)
+		return;
+	const char *vals[ASK_NTAGS][ASK_MAX_VALUES];
+	size_t nv[ASK_NTAGS] = {0}, pick[ASK_NTAGS] = {0};
+	for (int k = 0; k < ASK_NTAGS; k++)
+		if ((mask & (1 << k)) && (nv[k] = ask_values(e, k, vals[k], ASK_MAX_VALUES)) == 0)
+			return; /* a tag without a value: no question, as in SpamAssassin */
 	l->cap = ASK_MAX_VALUES;
 	l->q = arena_zalloc(e->a, ASK_MAX_VALUES * sizeof(*l->q));
 	const char **asked = arena_zalloc(e->a, ASK_MAX_VALUES * sizeof(*asked));
-	for (size_t i = 0; i < nv; i++) {
+	/* every combination of the tags' values, the first tag's varying fastest */
+	for (unsigned tries = 0; tries < 4 * ASK_MAX_VALUES && l->nq < l->cap; tries++) {
 		char qname[DNS_QNAME_MAX_BYTES];
-		const char *t = ru->eargs[0];
-		const char *at = tag >= 0 ? strstr(t, ask_tags[tag]) : NULL;
-		size_t pre = at ? (size_t)(at - t) : strlen(t);
-		size_t tl = at ? strlen(ask_tags[tag]) : 0;
-		if ((size_t)snprintf(qname, sizeof(qname), "%.*s%s%s", (int)pre, t, vals[i],
-		                     at ? at + tl : "") >= sizeof(qname))
-			continue;
-		size_t ql = strlen(qname);
-		while (ql > 0 && qname[ql - 1] == '.')
-			qname[--ql] = '\0';
-		if (!dns_valid_hostname(qname))
-			continue; /* a HELO such as "[192.0.2.1]" is no name to ask about */
-		submit_once(e, dns, s, l, qname, asked);
+		if (ask_expand(ru->eargs[0], vals, pick, qname, sizeof(qname))) {
+			size_t ql = strlen(qname);
+			while (ql > 0 && qname[ql - 1] == '.')
+				qname[--ql] = '\0';
+			/* a HELO such as "[192.0.2.1]" is no name to ask about */
+			if (dns_valid_hostname(qname))
+				submit_once(e, dns, s, l, qname, asked);
+		}
+		int k = 0;
+		for (; k < ASK_NTAGS; k++) {
+			if (!(mask & (1 << k)))
+				continue;
+			if (++pick[k] < nv[k])
+				break;
+			pick[k] = 0;
+		}
+		if (k == ASK_NTAGS)
+			break; /* all combinations asked */
 	}
 }
 
@@ -1056,6 +1118,54 @@ static bool ask_regex(const char *sub, char *pat, size_t cap, uint32_t *opts)
 	return true;
 }
 
+/*
+ * An rcode subtest, "[NXDOMAIN]" or "[FormErr,ServFail,4,5]": its codes as
+ * bits of *mask (names as IANA's registry and SpamAssassin spell them, any
+ * case, or numbers below 32); false when malformed. Only NOERROR and
+ * NXDOMAIN can be seen (dns_answer_rcode()): check_askdns() skips the rest.
+ */
+static bool ask_rcodes(const char *sub, uint32_t *mask)
+{
+	static const struct {
+		const char *name;
+		unsigned code;
+	} names[] = {{"NOERROR", 0},  {"FORMERR", 1}, {"SERVFAIL", 2}, {"NXDOMAIN", 3},
+	             {"NOTIMP", 4},   {"REFUSED", 5}, {"YXDOMAIN", 6}, {"YXRRSET", 7},
+	             {"NXRRSET", 8},  {"NOTAUTH", 9}, {"NOTZONE", 10}, {"BADVERS", 16},
+	             {"BADSIG", 16},  {"BADKEY", 17}, {"BADTIME", 18}, {"BADMODE", 19},
+	             {"BADNAME", 20}, {"BADALG", 21}, {"BADTRUNC", 22}};
+	size_t sl = strlen(sub);
+	*mask = 0;
+	if (sl < 3 || sub[0] != '[' || sub[sl - 1] != ']')
+		return false;
+	for (const char *p = sub + 1; p < sub + sl - 1;) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		size_t n = strcspn(p, ", \t]");
+		if (n == 0)
+			break;
+		char w[16];
+		if (n >= sizeof(w))
+			return false;
+		memcpy(w, p, n);
+		w[n] = '\0';
+		p += n;
+		char *end;
+		unsigned long v = strtoul(w, &end, 10);
+		if (isdigit((unsigned char)w[0]) && *end == '\0' && v < 32) {
+			*mask |= 1u << v;
+			continue;
+		}
+		size_t i = 0;
+		while (i < sizeof(names) / sizeof(names[0]) && strcasecmp(w, names[i].name) != 0)
+			i++;
+		if (i == sizeof(names) / sizeof(names[0]))
+			return false;
+		*mask |= 1u << names[i].code;
+	}
+	return *mask != 0;
+}
+
 /* AskDNS's subtest: none, a regex, a quoted or plain string, or URIDNSBL's numeric forms. */
 static bool ask_match(const char *sub, const char *data, bool is_a)
 {
@@ -1135,6 +1245,19 @@ static bool lookup_hits(struct rules_evalenv *e, struct rules_dns_msg *s,
 			}
 	}
 	bool hit = false;
+	uint32_t codes;
+	if (l->ask && ask_rcodes(ru->eargs[2], &codes)) {
+		/* the response's code alone, whatever records it holds (SpamAssassin) */
+		for (size_t k = 0; k < l->nq && !hit; k++) {
+			dns_answer_t a;
+			int rc =
+			    dns_result(s->b, l->q[k], &a, NULL, NULL) ? dns_answer_rcode(&a) : -1;
+			hit = rc >= 0 && (codes & (1u << rc)) != 0;
+			if (hit && l->names != NULL)
+				e->detail = arena_sprintf(e->a, "%s -> rcode %d", l->names[k], rc);
+		}
+		return hit;
+	}
 	for (size_t k = 0; k < l->nq && !hit; k++) {
 		dns_answer_t a;
 		if (!dns_result(s->b, l->q[k], &a, NULL, NULL) || a.status != DNS_NOERROR)
@@ -1218,16 +1341,20 @@ static const char *check_askdns(const struct rule *ru)
 {
 	if (ask_qtype(ru->eargs[1]) == 0)
 		return "~askdns: only A, AAAA, TXT, MX and PTR questions are asked";
-	int tag = ask_tag(ru->eargs[0]);
-	if (tag == -2)
+	if (ask_tag_mask(ru->eargs[0]) < 0)
 		return "~askdns: a template tag this engine does not fill (it fills "
-		       "_SENDERDOMAIN_, "
-		       "_AUTHORDOMAIN_ and _LASTEXTERNAL{HELO,IP,REVIP,RDNS}_, one per template)";
+		       "_SENDERDOMAIN_, _AUTHORDOMAIN_, _DKIMDOMAIN_ and "
+		       "_LASTEXTERNAL{HELO,IP,REVIP,RDNS}_)";
 	const char *sub = ru->eargs[2];
 	char pat[512];
-	uint32_t opts;
-	if (sub[0] == '[')
-		return "~askdns: DNS response-code subtests are not run";
+	uint32_t opts, codes;
+	if (sub[0] == '[' && !ask_rcodes(sub, &codes))
+		return "askdns: a response-code subtest is a list of codes in brackets, such as "
+		       "[NXDOMAIN] or [ServFail,5]";
+	if (sub[0] == '[' && (codes & ~((1u << 0) | (1u << 3))) != 0)
+		return "~askdns: only the response codes NOERROR and NXDOMAIN are seen (the "
+		       "resolver library reports SERVFAIL, NOTIMP and REFUSED as a failure "
+		       "without the response)";
 	if ((sub[0] == '/' || sub[0] == 'm') && ask_regex(sub, pat, sizeof(pat), &opts)) {
 		int err;
 		PCRE2_SIZE off;

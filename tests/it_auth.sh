@@ -26,6 +26,13 @@ D=$IT_TMP
 PORT=$(free_port)
 mkdir "$D/state" "$D/rules"
 cp "$top_srcdir/tests/data/rules/10_it.cf" "$D/rules/"
+# SpamAssassin's AskDNS with the signing domains of the valid signatures,
+# as a DKIM welcomelist (Spamhaus's DWL) is asked
+cat >"$D/rules/20_dwl.cf" <<'RULES'
+askdns   T_DWL  _DKIMDOMAIN_._vouch.dwl.test. TXT /\b(transaction|list|all)\b/
+tflags   T_DWL  net
+score    T_DWL  -0.1
+RULES
 
 # ------------------------------------------------------------ a key, made now
 openssl genrsa -out "$D/sel.key" 1024 2>/dev/null
@@ -75,6 +82,7 @@ ip6s() { i=0; while [ $i -lt "$1" ]; do printf ' ip6:2001:db8:%x::/48' $i; i=$((
 	local-data: 'mail.pass.test. 300 IN TXT "v=spf1 ip4:192.0.2.10 -all"'
 	local-data: '_dmarc.pass.test. 300 IN TXT "v=DMARC1; p=reject"'
 	local-data: 'sel._domainkey.pass.test. 300 IN TXT "v=DKIM1; k=rsa; p=$PUB"'
+	local-data: 'pass.test._vouch.dwl.test. 300 IN TXT "all"'
 	local-data: 'soft.test. 300 IN TXT "v=spf1 ~all"'
 	local-data: 'neutral.test. 300 IN TXT "v=spf1 " "?all"'
 	local-data: 'none.test. 300 IN TXT "just some text"'
@@ -200,11 +208,14 @@ check "dkim valid: DKIM_VALID" has "$OUT" "DKIM_VALID "
 check "dkim valid from the author's domain: DKIM_VALID_AU" has "$OUT" "DKIM_VALID_AU"
 check "dkim valid: A-R says dkim=pass header.d=pass.test" has "$OUT" "dkim=pass header.d=pass.test header.s=sel"
 check "dkim aligned, spf not: DMARC_PASS" has "$OUT" "DMARC_PASS"
+check "askdns: _DKIMDOMAIN_ asks about the valid signature's domain" has "$OUT" "T_DWL"
+check "askdns: _DKIMDOMAIN_ explained by the name asked" has "$OUT" "pass.test._vouch.dwl.test"
 sed 's/the figures are attached/the figures are NOT attached/' "$D/signed.eml" >"$D/changed.eml"
 OUT=$(run other@other.test 192.0.2.10 "$D/changed.eml")
 check "body changed in transit: DKIM_INVALID" has "$OUT" "DKIM_INVALID"
 check "body changed in transit: dkim=fail" has "$OUT" "dkim=fail"
 check "body changed in transit: no DKIM_VALID" hasnt "$OUT" "DKIM_VALID "
+check "askdns: no valid signature, _DKIMDOMAIN_ asks nothing" hasnt "$OUT" "T_DWL"
 check "body changed, spf unaligned, p=reject: DMARC_REJECT" has "$OUT" "DMARC_REJECT"
 # A key record that is not one is a permanent error (RFC 6376 6.1.2).
 "$SIGNER" -d pass.test -s junk -k "$D/sel.key" <"$DATA/plain.eml" >"$D/junk.eml" 2>>"$D/sign.err"

@@ -44,6 +44,11 @@ it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf" <<EOF2
 	local-zone: "helo.test." static
 	local-data: "mx.helo.test. 300 IN A 198.51.100.1"
 	local-zone: "dead.test." deny
+	local-zone: "refuse.test." refuse
+	local-zone: "pair.test." static
+	local-data: "spf-all.test.example.net.pair.test. 300 IN A 127.0.0.2"
+	local-data: "example.org.example.net.pair.test. 300 IN A 127.0.0.3"
+	local-data: "example.net.x.example.net.pair.test. 300 IN A 127.0.0.2"
 	local-zone: "blk.test." static
 	local-data: "blk.test. 300 IN SOA ns.blk.test. admin.blk.test. 1 3600 600 86400 60"
 	local-data: "6.2.0.192.blk.test. 300 IN A 127.255.255.255"
@@ -196,7 +201,16 @@ OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 --helo unknown.test --from 
 	"$MSG" 2>>"$D/check.err")
 check "askdns: no TXT record, no hit" hasnt "$OUT" "T_ASK_SPFALL"
 check "askdns: a HELO without an address, no hit" hasnt "$OUT" "T_ASK_HELO"
-check "lint: an askdns tag Sift does not fill is skipped" has "$LINT" "_DKIMDOMAIN_"
+check "askdns: two tags, a pair whose answer differs from the subtest misses" hasnt "$OUT" "T_ASK_PAIR"
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 --helo mx.helo.test --from x@spf-all.test \
+	"$MSG" 2>>"$D/check.err")
+check "askdns: [NXDOMAIN] hits a name that does not exist" has "$OUT" "T_ASK_RC_NX"
+check "askdns: [NXDOMAIN] misses a name that exists" hasnt "$OUT" "T_ASK_RC_AUTHNX"
+check "askdns: [NOERROR] hits a name without records of the type" has "$OUT" "T_ASK_RC_OK"
+check "askdns: a refusal is neither NXDOMAIN nor NOERROR" hasnt "$OUT" "T_ASK_RC_REFNX"
+check "askdns: the rcode is explained" has "$OUT" "spf-all.test.fresh.test -> rcode 3"
+check "askdns: two tags, one question of both values" has "$OUT" "T_ASK_PAIR"
+check "askdns: a tag twice, both places filled" has "$OUT" "T_ASK_TWICE"
 
 # the zone probe: the second of two messages in one process no longer waits
 OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.2 "$MSG" "$URIS/skip.eml" 2>>"$D/check.err")

@@ -459,3 +459,26 @@ Test(eval, valid_signing_domains_are_read_from_dkim_valid)
 	cr_assert_not(auth_dkim_valid_sdid(h, "example", false));
 	arena_free(ar);
 }
+
+static bool collect_sdid(const char *sdid, size_t n, void *ud)
+{
+	char *out = ud;
+	size_t len = strlen(out);
+	snprintf(out + len, 128 - len, "%s%.*s", len ? "|" : "", (int)n, sdid);
+	return strchr(out, '|') == NULL; /* stop after the second */
+}
+
+/* askdns's _DKIMDOMAIN_: each valid signature's domain, in order, until told to stop. */
+Test(eval, valid_signing_domains_are_listed_in_order)
+{
+	arena_t *ar = arena_new(4096);
+	hits_t *h = hits_new(ar);
+	char got[128] = "";
+	auth_dkim_valid_each(h, collect_sdid, got);
+	cr_assert_str_eq(got, "", "auth did not run: none");
+	hits_add(h, "auth", "DKIM_VALID", -0.1, NULL,
+	         "d=a.example,m1.b.example,c.example: dkim=pass");
+	auth_dkim_valid_each(h, collect_sdid, got);
+	cr_assert_str_eq(got, "a.example|m1.b.example", "in order, stopped after two");
+	arena_free(ar);
+}

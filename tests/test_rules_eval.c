@@ -1064,7 +1064,8 @@ Test(rules_eval, uridnsbl_directives_load_and_are_checked)
 	}
 }
 
-/* askdns lines become rules; tags Sift does not fill and rcode subtests are skipped. */
+/* askdns lines become rules, rcode subtests and _DKIMDOMAIN_ included; tags Sift does not fill are
+ * skipped. */
 Test(rules_eval, askdns_lines_are_rules)
 {
 	diag_t *d = diag_new();
@@ -1075,17 +1076,38 @@ Test(rules_eval, askdns_lines_are_rules)
 	                    "askdns A3 _LASTEXTERNALHELO_\n"
 	                    "askdns A4 _AUTHORDOMAIN_.x.example. A 127.0.0.1-127.0.0.9\n"
 	                    "askdns A5 _DKIMDOMAIN_.dkimwl.example. A /^127\\./\n"
-	                    "askdns A6 _SENDERDOMAIN_ A [NXDOMAIN]\n",
+	                    "askdns A6 _SENDERDOMAIN_ A [NXDOMAIN]\n"
+	                    "askdns A7 _SENDERDOMAIN_.rc.example. TXT [noerror, 3]\n"
+	                    "askdns A8 _SENDERDOMAIN_._AUTHORDOMAIN_.pair.example. A\n"
+	                    "askdns A9 _HEADER(Reply-To:addr)_.x.example. A\n"
+	                    "askdns A10 _SENDERDOMAIN_.rc.example. A [FormErr, servfail,4,5]\n",
 	                    NULL, d);
 	cr_assert_not_null(r);
-	for (const char *const *n = (const char *const[]){"A1", "A2", "A3", "A4", NULL}; *n; n++)
+	for (const char *const *n =
+	         (const char *const[]){"A1", "A2", "A3", "A4", "A5", "A6", "A7", "A8", NULL};
+	     *n; n++)
 		cr_assert(rules_runs(r, (size_t)rules_find(r, *n)), "%s runs", *n);
-	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "A5")), "an unfilled tag is skipped");
-	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "A6")), "rcode subtests are skipped");
+	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "A9")), "an unfilled tag is skipped");
+	cr_assert(diag_has(d, "t.cf:9:"));
 	cr_assert(diag_has(d, "a template tag this engine does not fill"));
-	cr_assert(diag_has(d, "response-code subtests"));
+	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "A10")), "codes not seen: skipped");
+	cr_assert(diag_has(d, "t.cf:10:"));
+	cr_assert(diag_has(d, "only the response codes NOERROR and NXDOMAIN are seen"));
 	rules_free(r);
 	diag_free(d);
+
+	static const char *const bad_rcodes[] = {
+	    "askdns B _SENDERDOMAIN_ A [NXDOMAINS]\n", "askdns B _SENDERDOMAIN_ A [32]\n",
+	    "askdns B _SENDERDOMAIN_ A []\n", "askdns B _SENDERDOMAIN_ A [NXDOMAIN\n"};
+	for (size_t i = 0; i < sizeof(bad_rcodes) / sizeof(bad_rcodes[0]); i++) {
+		d = diag_new();
+		r = rules_load_text("t.cf", bad_rcodes[i], NULL, d);
+		cr_assert_null(r, "%s", bad_rcodes[i]);
+		cr_assert(diag_has(d, "t.cf:1:"), "%s", bad_rcodes[i]);
+		cr_assert(diag_has(d, "a response-code subtest is a list of codes"), "%s",
+		          bad_rcodes[i]);
+		diag_free(d);
+	}
 
 	d = diag_new();
 	r = rules_load_text("t.cf", "askdns B _SENDERDOMAIN_ A /^(/\n", NULL, d);
