@@ -234,6 +234,44 @@ const char *rules_eval_envelope_from(struct rules_evalenv *e)
 	return NULL;
 }
 
+static void push_addr(arena_t *a, const char ***all, size_t *n, size_t *cap, const char *addr)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 8;
+		const char **nl = arena_alloc(a, nc * sizeof(char *));
+		if (*n > 0)
+			memcpy(nl, *all, *n * sizeof(char *));
+		*all = nl;
+		*cap = nc;
+	}
+	(*all)[(*n)++] = addr;
+}
+
+size_t rules_eval_all_from_addrs(struct rules_evalenv *e, const char ***out)
+{
+	const char *rf = msg_header_get(e->m, "Resent-From", 0);
+	if (rf != NULL)
+		return rules_eval_addrs(e->a, mime_decode_header(e->a, rf), out) > 0;
+	static const char *const fields[] = {"From", "Envelope-Sender", "Resent-Sender",
+	                                     "X-Envelope-From"};
+	const char **all = NULL;
+	size_t n = 0, cap = 0;
+	for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
+		const char *v;
+		for (size_t pos = 0; (v = msg_header_next(e->m, fields[f], &pos)) != NULL;) {
+			const char **list;
+			size_t k = rules_eval_addrs(e->a, mime_decode_header(e->a, v), &list);
+			for (size_t i = 0; i < k; i++)
+				push_addr(e->a, &all, &n, &cap, list[i]);
+		}
+	}
+	const char *env = rules_eval_envelope_from(e);
+	if (env != NULL && *env != '\0')
+		push_addr(e->a, &all, &n, &cap, env);
+	*out = all;
+	return n;
+}
+
 /* ---------------------------------------------------------------- relays */
 
 static char *relay_field(arena_t *a, const char *s, size_t n, const char *key)

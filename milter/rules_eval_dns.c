@@ -87,20 +87,42 @@ struct rbl_lookup {
 
 /*
  * The zones of the check_rbl rules, probed as the dnsbl module probes its
- * lists: the conventional test entry 127.0.0.2 (RFC 5782) is asked every
- * RBL_PROBE_MS; a zone whose probe gets no answer, a failure or a refusal
- * code is switched off (its rules ask nothing and never hit) and probed
- * again every RBL_PROBE_OFF_MS, so a dead or refusing list costs one
- * message its deadline rather than every message. NXDOMAIN is an answer:
- * not every list carries the entry.
+ * lists: the conventional test entry 127.0.0.2 (RFC 5782), or "test" for a
+ * zone only DNSEval's name forms ask, is asked every RBL_PROBE_MS; a zone whose probe gets no
+ * answer, a failure or a refusal code is switched off (its rules ask nothing and never hit) and
+ * probed again every RBL_PROBE_OFF_MS, so a dead or refusing list costs one message its deadline
+ * rather than every message. NXDOMAIN is an answer: not every list carries the entry.
  */
 #define RBL_PROBE_MS     (10L * 60 * 1000)
 #define RBL_PROBE_OFF_MS (60L * 1000)
+
+enum rbl_form { RBL_IP, RBL_FROM_HOST, RBL_FROM_DOMAIN, RBL_ENVFROM, RBL_HEADERS, RBL_RCVD };
+
+#define RBL_MAX_HOSTS 8
+#define RBL_DEFAULT_HEADERS                                                                        \
+	"EnvelopeFrom,Reply-To,Disposition-Notification-To,X-WebmailclientIP,X-Source-IP"
+
+static enum rbl_form rbl_form_of(const struct rules_evaldef *d)
+{
+	static const struct {
+		const char *name;
+		enum rbl_form form;
+	} forms[] = {{"check_rbl_from_host", RBL_FROM_HOST},
+	             {"check_rbl_from_domain", RBL_FROM_DOMAIN},
+	             {"check_rbl_envfrom", RBL_ENVFROM},
+	             {"check_rbl_headers", RBL_HEADERS},
+	             {"check_rbl_rcvd", RBL_RCVD}};
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++)
+		if (strcmp(d->name, forms[i].name) == 0)
+			return forms[i].form;
+	return RBL_IP;
+}
 
 struct rules_dns_zone {
 	char *name;
 	_Atomic long next_ms; /* the next probe, on the dns_now_ms() scale */
 	_Atomic bool off;
+	bool names; /* only DNSEval's name forms ask it: probed with "test" (RFC 5782 5) */
 };
 
 struct rules_dns_zones {
@@ -649,19 +671,26 @@ void rules_eval_dns_finish(rules_t *r)
 			continue;
 		char zone[DNS_QNAME_MAX_BYTES];
 		zone_name(ru->eargs[1], zone, sizeof(zone));
-		if (zone_find(r, zone) != NULL)
+		bool names = rbl_form_of(ru->evaldef) != RBL_IP;
+		struct rules_dns_zone *z = zone_find(r, zone);
+		if (z != NULL) {
+			z->names = z->names && names;
 			continue;
+		}
 		if (r->dns_zones == NULL)
 			r->dns_zones = xalloc_calloc(1, sizeof(*r->dns_zones));
 		struct rules_dns_zones *zs = r->dns_zones;
 		zs->v = xalloc_realloc(zs->v, (zs->n + 1) * sizeof(*zs->v));
 		memset(&zs->v[zs->n], 0, sizeof(zs->v[zs->n]));
+		zs->v[zs->n].names = names;
 		zs->v[zs->n++].name = xalloc_strdup(zone);
 	}
 }
 
 void rules_eval_dns_free(rules_t *r)
 {
+	free(r->rbl_headers);
+	r->rbl_headers = NULL;
 	if (r->dns_blocks != NULL) {
 		for (size_t i = 0; i < r->dns_blocks->n; i++) {
 			free(r->dns_blocks->v[i].rule);
@@ -694,7 +723,9 @@ static void probes_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_
 		    !atomic_compare_exchange_strong(&z->next_ms, &nx, now + RBL_PROBE_MS))
 			continue;
 		char qname[DNS_QNAME_MAX_BYTES];
-		if (dnsbl_ip_qname("127.0.0.2", z->name, qname, sizeof(qname)) == 0 ||
+		if ((z->names ? (size_t)snprintf(qname, sizeof(qname), "test.%s", z->name) >=
+		                    sizeof(qname)
+		              : dnsbl_ip_qname("127.0.0.2", z->name, qname, sizeof(qname)) == 0) ||
 		    dns_blocked(e->r, qname))
 			continue;
 		if (s->probes == NULL)
@@ -743,8 +774,9 @@ static void probes_read(struct rules_dns_msg *s)
 				log_msg(
 				    LOG_L_WARNING,
 				    "SpamAssassin DNS list zone %s switched off: its test entry "
-				    "127.0.0.2 got %s%s%s; probed again every minute",
-				    z->name, why, code[0] ? " " : "", code);
+				    "%s got %s%s%s; probed again every minute",
+				    z->name, z->names ? "test" : "127.0.0.2", why,
+				    code[0] ? " " : "", code);
 		} else if (was_off) {
 			log_msg(LOG_L_NOTICE,
 			        "SpamAssassin DNS list zone %s answers again: switched on",
@@ -940,6 +972,157 @@ static void ask_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg
 	}
 }
 
+/* ---------------------------------------------------------------- DNSEval's name forms */
+
+/*
+ * check_rbl's sisters that ask a list about names rather than the relay's
+ * address, as SpamAssassin's DNSEval does: the From addresses' hosts
+ * (check_rbl_from_host) or registered domains (check_rbl_from_domain),
+ * the envelope sender's host (check_rbl_envfrom), the fields rbl_headers
+ * names (check_rbl_headers: an address's host, else each line as a host
+ * or an address) and the first untrusted relay's address, by, HELO and
+ * rDNS names (check_rbl_rcvd). A name is asked as NAME.zone, an address
+ * reversed; tflags domains_only and ips_only keep one kind. Unlike
+ * SpamAssassin, a private or loopback address is never asked about.
+ */
+struct rbl_hosts {
+	struct rules_evalenv *e;
+	dns_t *dns;
+	struct rules_dns_msg *s;
+	struct rbl_lookup *l;
+	const char *zone;
+};
+
+/* Asks about one host or address (h, n bytes) in the rule's zone, once. */
+static void rbl_host(struct rbl_hosts *c, const char *h, size_t n)
+{
+	const struct rule *ru = c->l->ru;
+	/* dots at both ends stripped, runs of dots made one (SpamAssassin) */
+	while (n > 0 && (*h == '.' || isspace((unsigned char)*h)))
+		h++, n--;
+	while (n > 0 && (h[n - 1] == '.' || isspace((unsigned char)h[n - 1])))
+		n--;
+	char host[256];
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (h[i] == '.' && o > 0 && host[o - 1] == '.')
+			continue;
+		if (o + 1 >= sizeof(host))
+			return;
+		host[o++] = (char)tolower((unsigned char)h[i]);
+	}
+	host[o] = '\0';
+	if (o == 0)
+		return;
+	char qname[DNS_QNAME_MAX_BYTES];
+	unsigned char bin[16];
+	if (inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1) {
+		if ((ru->tflags & TF_DOMAINS_ONLY) || rules_eval_ip_private(host) ||
+		    dnsbl_ip_qname(host, c->zone, qname, sizeof(qname)) == 0)
+			return;
+	} else {
+		if ((ru->tflags & TF_IPS_ONLY) || !dns_valid_hostname(host) ||
+		    !rules_eval_domain_valid(host) ||
+		    (size_t)snprintf(qname, sizeof(qname), "%s.%s", host, c->zone) >= sizeof(qname))
+			return;
+	}
+	submit_once(c->e, c->dns, c->s, c->l, qname, c->l->names);
+}
+
+/* The host of an address (after its first '@', as SpamAssassin's pattern takes it). */
+static void rbl_addr_host(struct rbl_hosts *c, const char *addr, bool registered)
+{
+	const char *at = addr ? strchr(addr, '@') : NULL;
+	if (at == NULL)
+		return;
+	const char *h = at + 1;
+	size_t n = strcspn(h, "@ \t\r\n");
+	if (registered) {
+		char host[256], reg[256];
+		if (n == 0 || n >= sizeof(host))
+			return;
+		memcpy(host, h, n);
+		host[n] = '\0';
+		const char *d = dns_registered_domain(host, reg, sizeof(reg));
+		if (d != NULL)
+			rbl_host(c, d, strlen(d));
+		return;
+	}
+	rbl_host(c, h, n);
+}
+
+/* check_rbl_headers: each field of the list (the rule's, else rbl_headers). */
+static void rbl_header_hosts(struct rbl_hosts *c, const char *list)
+{
+	for (const char *p = list; *p;) {
+		size_t n = strcspn(p, ",");
+		char name[128];
+		while (n > 0 && isspace((unsigned char)*p))
+			p++, n--;
+		size_t k = n;
+		while (k > 0 && isspace((unsigned char)p[k - 1]))
+			k--;
+		if (k > 0 && k < sizeof(name)) {
+			memcpy(name, p, k);
+			name[k] = '\0';
+			const char *v = strcasecmp(name, "EnvelopeFrom") == 0
+			                    ? rules_eval_envelope_from(c->e)
+			                    : rules_eval_header(c->e, name);
+			const char **addrs;
+			size_t na = v != NULL ? rules_eval_addrs(c->e->a, v, &addrs) : 0;
+			if (na > 0 && strchr(addrs[0], '@') != NULL) {
+				rbl_addr_host(c, addrs[0], false);
+			} else {
+				for (const char *q = v; q != NULL && *q;) {
+					size_t ln = strcspn(q, "\n");
+					rbl_host(c, q, ln);
+					q += ln + (q[ln] == '\n');
+				}
+			}
+		}
+		p += n + (p[n] == ',');
+	}
+}
+
+static void rbl_hosts_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
+                             struct rbl_lookup *l, enum rbl_form form, const char *zone)
+{
+	const struct rule *ru = l->ru;
+	l->cap = RBL_MAX_HOSTS;
+	l->q = arena_zalloc(e->a, RBL_MAX_HOSTS * sizeof(*l->q));
+	l->names = arena_zalloc(e->a, RBL_MAX_HOSTS * sizeof(*l->names));
+	struct rbl_hosts c = {.e = e, .dns = dns, .s = s, .l = l, .zone = zone};
+	switch (form) {
+	case RBL_FROM_HOST:
+	case RBL_FROM_DOMAIN: {
+		const char **addrs;
+		size_t n = rules_eval_all_from_addrs(e, &addrs);
+		for (size_t i = 0; i < n; i++)
+			rbl_addr_host(&c, addrs[i], form == RBL_FROM_DOMAIN);
+		break;
+	}
+	case RBL_ENVFROM: rbl_addr_host(&c, rules_eval_envelope_from(e), false); break;
+	case RBL_HEADERS:
+		rbl_header_hosts(
+		    &c, ru->neargs > 3 && ru->eargs[3][0]
+		            ? ru->eargs[3]
+		            : (e->r->rbl_headers ? e->r->rbl_headers : RBL_DEFAULT_HEADERS));
+		break;
+	case RBL_RCVD:
+		rules_eval_relays(e);
+		if (e->nuntrusted > 0) {
+			/* the untrusted relay furthest from here, as SpamAssassin 4.0.1 takes it */
+			const struct rules_relay *f = &e->untrusted[e->nuntrusted - 1];
+			const char *v[] = {f->ip, f->by, f->helo, f->rdns};
+			for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+				if (v[i] != NULL)
+					rbl_host(&c, v[i], strlen(v[i]));
+		}
+		break;
+	case RBL_IP: break;
+	}
+}
+
 void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 {
 	const rules_t *r = e->r;
@@ -987,6 +1170,12 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 		char zone[DNS_QNAME_MAX_BYTES];
 		zone_name(ru->eargs[1], zone, sizeof(zone));
 		const struct rules_dns_zone *z = zone_find(r, zone);
+		enum rbl_form form = rbl_form_of(ru->evaldef);
+		if (form != RBL_IP) {
+			if (z == NULL || !atomic_load(&z->off))
+				rbl_hosts_submit(e, dns, s, l, form, zone);
+			continue;
+		}
 		const char *ips[RBL_MAX_IPS];
 		size_t nip = z != NULL && atomic_load(&z->off) ? 0 : rbl_ips(e, ru->eargs[0], ips);
 		l->q = arena_zalloc(e->a, (nip ? nip : 1) * sizeof(*l->q));
@@ -1414,6 +1603,11 @@ const struct rules_evaldef rules_eval_dns_defs[] = {
     {"check_rbl", rbl, 2, 3, check_rbl_args},
     {"check_rbl_txt", rbl, 2, 3, check_rbl_args},
     {"check_rbl_sub", rbl_sub, 2, 2, check_rbl_sub_args},
+    {"check_rbl_from_host", rbl, 2, 3, check_rbl_args},
+    {"check_rbl_from_domain", rbl, 2, 3, check_rbl_args},
+    {"check_rbl_envfrom", rbl, 2, 3, check_rbl_args},
+    {"check_rbl_headers", rbl, 2, 4, check_rbl_args},
+    {"check_rbl_rcvd", rbl, 2, 3, check_rbl_args},
     {"check_uridnsbl", uridnsbl, 1, 1, NULL},
     /* askdns lines, made into rules by the parser: template, type, subtest */
     {"askdns", askdns, 3, 3, check_askdns},
@@ -1663,6 +1857,19 @@ bool rules_uridnsbl_directive(rules_t *r, const char *dir, const char *rest, con
 			b->v[b->n].domain = xalloc_strdup(d);
 			b->v[b->n++].idx = SIZE_MAX;
 		}
+		return true;
+	}
+	if (strcmp(dir, "rbl_headers") == 0) {
+		/* DNSEval's fields for check_rbl_headers, comma-separated */
+		size_t n = strlen(rest);
+		while (n > 0 && isspace((unsigned char)rest[n - 1]))
+			n--;
+		if (n == 0 || memchr(rest, ' ', n) != NULL || memchr(rest, '\t', n) != NULL) {
+			*err = "expected FIELD[,FIELD...] (no blanks)";
+			return true;
+		}
+		free(r->rbl_headers);
+		r->rbl_headers = xalloc_strndup(rest, n);
 		return true;
 	}
 	if (strcmp(dir, "dns_block_time") == 0) {

@@ -663,48 +663,6 @@ static bool any_listed(struct rules_evalenv *e, int l, const char *const *fields
 	return false;
 }
 
-/*
- * SpamAssassin's all_from_addrs: Resent-From's first address when present,
- * else the addresses of the sender fields and the envelope sender.
- */
-static void push_addr(arena_t *a, const char ***all, size_t *n, size_t *cap, const char *addr)
-{
-	if (*n == *cap) {
-		size_t nc = *cap ? *cap * 2 : 8;
-		const char **nl = arena_alloc(a, nc * sizeof(char *));
-		if (*n > 0)
-			memcpy(nl, *all, *n * sizeof(char *));
-		*all = nl;
-		*cap = nc;
-	}
-	(*all)[(*n)++] = addr;
-}
-
-static size_t all_from_addrs(struct rules_evalenv *e, const char ***out)
-{
-	const char *rf = msg_header_get(e->m, "Resent-From", 0);
-	if (rf != NULL)
-		return rules_eval_addrs(e->a, mime_decode_header(e->a, rf), out) > 0;
-	static const char *const fields[] = {"From", "Envelope-Sender", "Resent-Sender",
-	                                     "X-Envelope-From"};
-	const char **all = NULL;
-	size_t n = 0, cap = 0;
-	for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
-		const char *v;
-		for (size_t pos = 0; (v = msg_header_next(e->m, fields[f], &pos)) != NULL;) {
-			const char **list;
-			size_t k = rules_eval_addrs(e->a, mime_decode_header(e->a, v), &list);
-			for (size_t i = 0; i < k; i++)
-				push_addr(e->a, &all, &n, &cap, list[i]);
-		}
-	}
-	const char *env = rules_eval_envelope_from(e);
-	if (env != NULL && *env != '\0')
-		push_addr(e->a, &all, &n, &cap, env);
-	*out = all;
-	return n;
-}
-
 static bool glob_any(char *const *v, size_t nv, const char *addr)
 {
 	for (size_t k = 0; k < nv; k++)
@@ -718,7 +676,7 @@ static bool from_listed(struct rules_evalenv *e, int l)
 	if (e->r->wlbl == NULL || e->r->wlbl->n[l] == 0)
 		return false;
 	const char **list;
-	size_t n = all_from_addrs(e, &list);
+	size_t n = rules_eval_all_from_addrs(e, &list);
 	for (size_t i = 0; i < n; i++)
 		if (glob_any(e->r->wlbl->v[l], e->r->wlbl->n[l], list[i]))
 			return true;
@@ -1081,7 +1039,7 @@ static long from_in_list(struct rules_evalenv *e, const struct rule *ru)
 	if (l == NULL || l->n == 0)
 		return 0; /* an unknown list never matches, as in SpamAssassin */
 	const char **list;
-	size_t n = all_from_addrs(e, &list);
+	size_t n = rules_eval_all_from_addrs(e, &list);
 	for (size_t i = 0; i < n; i++)
 		if (glob_any(l->v, l->n, list[i]))
 			return 1;
@@ -1190,7 +1148,7 @@ static bool rcvd_listed(struct rules_evalenv *e, const struct rcvd_entry *v, siz
 	if (nrelays == 0)
 		return 0;
 	const char **list;
-	size_t n = all_from_addrs(e, &list);
+	size_t n = rules_eval_all_from_addrs(e, &list);
 	for (size_t i = 0; i < n; i++)
 		for (size_t k = 0; k < nv; k++) {
 			if (!rules_eval_glob(v[k].addr, list[i]))

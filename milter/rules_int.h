@@ -226,7 +226,8 @@ struct rules {
 	struct rules_uridnsbl *uridnsbl;     /* urirhssub and friends, NULL if none */
 	struct rules_dns_zones *dns_zones;   /* check_rbl zones and their probe state */
 	struct rules_dns_blocks *dns_blocks; /* dns_block_rule lines and what they block */
-	char **tags;                         /* capture tags that some rule uses */
+	char *rbl_headers; /* DNSEval's rbl_headers for check_rbl_headers, NULL: its default */
+	char **tags;       /* capture tags that some rule uses */
 	size_t ntags;
 	/* the last ok_locales line; NULL: SpamAssassin's default, "all" */
 	char *ok_locales;
@@ -481,8 +482,9 @@ unsigned rules_eval_dns_end(struct rules_evalenv *e);
 void rules_eval_dns_finish(rules_t *r);
 void rules_eval_dns_free(rules_t *r);
 /*
- * The URIDNSBL directives (urirhssub, urirhsbl, uridnsbl_skip_domain...)
- * and dns_block_rule / dns_block_time: false when dir is none of them;
+ * The URIDNSBL directives (urirhssub, urirhsbl, uridnsbl_skip_domain...),
+ * dns_block_rule / dns_block_time and DNSEval's rbl_headers: false when
+ * dir is none of them;
  * else true with *err NULL, an error, or '~' and the reason the directive
  * is skipped.
  */
@@ -587,6 +589,12 @@ bool rules_eval_glob_within(const char *pat, const char *s, char star_stop, char
 bool rules_eval_domain_valid(const char *domain);
 /* SpamAssassin's EnvelopeFrom (arena or message string), NULL when unknown. */
 const char *rules_eval_envelope_from(struct rules_evalenv *e);
+/*
+ * SpamAssassin's all_from_addrs (arena strings): Resent-From's first
+ * address when present, else the addresses of From, Envelope-Sender,
+ * Resent-Sender and X-Envelope-From, and the envelope sender.
+ */
+size_t rules_eval_all_from_addrs(struct rules_evalenv *e, const char ***out);
 /* ASCII case-insensitive substring search. */
 const char *rules_eval_strcasestr(const char *h, const char *n);
 /*

@@ -92,6 +92,9 @@ static const char *const provided_features[] = {
      * (rules_eval_dns.c)
      */
     "Mail::SpamAssassin::Plugin::URIDNSBL::has_tflags_domains_only",
+    /* and the same for DNSEval's name forms (check_rbl_from_host...) */
+    "Mail::SpamAssassin::Plugin::DNSEval::has_tflags_domains_only",
+    "Mail::SpamAssassin::Plugin::DNSEval::has_tflags_ips_only",
     "Mail::SpamAssassin::Plugin::URIDNSBL::has_uridnsbl_for_a",
     "Mail::SpamAssassin::Plugin::URIDNSBL::has_uridnsbl_a_ns",
     "Mail::SpamAssassin::Plugin::URIDNSBL::has_subtest_for_ranges",
@@ -1333,7 +1336,7 @@ static int directive(struct ctx *c, char *line)
 	if (strcmp(dir, "uri_detail") == 0)
 		return def_uri_detail(c, rest);
 	if (strncmp(dir, "uri", 3) == 0 || strncmp(dir, "clear_uri", 9) == 0 ||
-	    strncmp(dir, "dns_block_", 10) == 0) {
+	    strncmp(dir, "dns_block_", 10) == 0 || strcmp(dir, "rbl_headers") == 0) {
 		const char *err = NULL;
 		if (rules_uridnsbl_directive(c->r, dir, rest, &err))
 			return family_directive_done(ps, c, dir, err);

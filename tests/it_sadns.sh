@@ -45,6 +45,16 @@ it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf" <<EOF2
 	local-data: "mx.helo.test. 300 IN A 198.51.100.1"
 	local-zone: "dead.test." deny
 	local-zone: "refuse.test." refuse
+	local-zone: "hbl.test." static
+	local-data: "test.hbl.test. 300 IN A 127.0.0.2"
+	local-data: "2.0.0.127.hbl.test. 300 IN A 127.255.255.254"
+	local-data: "mail.sender.example.org.hbl.test. 300 IN A 127.0.0.2"
+	local-data: "author.example.com.hbl.test. 300 IN A 127.0.0.3"
+	local-data: "example.com.hbl.test. 300 IN A 127.0.0.4"
+	local-data: "replyhost.example.net.hbl.test. 300 IN A 127.0.0.5"
+	local-data: "77.100.51.198.hbl.test. 300 IN A 127.0.0.6"
+	local-data: "9.100.51.198.hbl.test. 300 IN A 127.0.0.7"
+	local-data: "7.0.0.10.hbl.test. 300 IN A 127.0.0.8"
 	local-zone: "pair.test." static
 	local-data: "spf-all.test.example.net.pair.test. 300 IN A 127.0.0.2"
 	local-data: "example.org.example.net.pair.test. 300 IN A 127.0.0.3"
@@ -148,6 +158,39 @@ check "uridnsbl_skip_domain: no URI rule hits on unlisted domains" hasnt "$OUT" 
 LINT=$("$SIFT" -c "$D/sift.conf" lint 2>&1)
 check "lint: the name-server and address forms are read, not skipped" \
 	hasnt "$LINT" "skipped directive uri"
+
+# DNSEval's name forms: the sender's, the author's and the fields' hosts
+cat >"$D/hbl.eml" <<'MSG'
+Received: from helo.example.net (rdns.example.net [198.51.100.9])
+	by mx.example.org with ESMTP id 7A1; Tue, 24 Nov 2026 10:00:00 +0000
+From: Author <a@author.example.com>
+Reply-To: r@replyhost.example.net
+X-Source-IP: 198.51.100.77
+X-Source-IP: 10.0.0.7
+To: b@example.org
+Subject: names
+Message-ID: <hbl-1@author.example.com>
+Date: Tue, 24 Nov 2026 10:00:00 +0000
+
+hello
+MSG
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 --from s@mail.sender.example.org \
+	"$D/hbl.eml" 2>>"$D/check.err")
+echo "$OUT" >>"$D/check.out"
+check "check_rbl_envfrom: the envelope sender's host" has "$OUT" "T_HBL_ENVFROM"
+check "check_rbl_from_host: the From address's host" has "$OUT" "T_HBL_FROMHOST"
+check "check_rbl_from_domain: the From host's registered domain" has "$OUT" "T_HBL_FROMDOM"
+check "check_rbl_headers: Reply-To's host, by the default fields" has "$OUT" "T_HBL_HDRS"
+check "check_rbl_headers: an address in the named field, reversed" has "$OUT" "T_HBL_SRCIP"
+check "check_rbl_headers: a private address is not asked about" hasnt "$OUT" "T_HBL_PRIV"
+check "check_rbl_headers: tflags domains_only asks no address" hasnt "$OUT" "T_HBL_DOMONLY"
+check "check_rbl_rcvd: the first untrusted relay's address" has "$OUT" "T_HBL_RCVD"
+check "check_rbl_sub: reads the name forms' answers of its set" has "$OUT" "T_HBL_SUB"
+check "the name forms' zone is probed with its 'test' entry and stays on" \
+	hasnt "$(cat "$D/check.err")" "hbl.test switched off"
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 --from s@other.example.org "$MSG" 2>>"$D/check.err")
+check "check_rbl_envfrom: a sender not listed, no hit" hasnt "$OUT" "T_HBL_ENVFROM"
+check "check_rbl_from_host: an author not listed, no hit" hasnt "$OUT" "T_HBL_FROMHOST"
 
 # URIDNSBL's name-server and address lists: NS, then A, then the list
 links() { # FILE LINK...: a message whose body holds the links

@@ -954,15 +954,16 @@ Test(rules_eval, skipped_evals_are_listed_once_per_reason)
 {
 	diag_t *d = diag_new();
 	rules_t *r = rules_load_text("t.cf",
-	                             "header A eval:check_rbl_from_host('x', 'zen.example.')\n"
-	                             "header B eval:check_rbl_envfrom('x', 'zen.example.')\n"
-	                             "header C eval:check_rbl_from_host('y', 'other.example.')\n"
-	                             "header D eval:check_rbl_ns_from('z', 'ns.example.')\n",
+	                             "header A eval:check_rbl_ns_from('x', 'zen.example.')\n"
+	                             "header B eval:check_rbl_accreditor('x', 'zen.example.')\n"
+	                             "header C eval:check_rbl_ns_from('y', 'other.example.')\n"
+	                             "header D eval:check_rbl_from_host('z', 'hbl.example.')\n",
 	                             NULL, d);
 	cr_assert_not_null(r);
 	cr_assert_eq(diag_warnings(d), 1);
-	cr_assert(diag_has(d, "t.cf:1: warning: skipped 3 eval tests (DNS list"));
-	cr_assert(diag_has(d, "check_rbl_from_host, check_rbl_envfrom, check_rbl_ns_from"));
+	cr_assert(diag_has(d, "t.cf:1: warning: skipped 2 eval tests (DNS list"));
+	cr_assert(diag_has(d, "check_rbl_ns_from, check_rbl_accreditor"));
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "D")), "check_rbl_from_host runs");
 	rules_free(r);
 	diag_free(d);
 }
@@ -1001,6 +1002,48 @@ Test(rules_eval, dnseval_rules_load_and_check_their_subtests)
 	cr_assert_null(r, "check_rbl without a zone");
 	cr_assert(diag_has(d, "bad arguments for eval:check_rbl"));
 	diag_free(d);
+}
+
+/* DNSEval's name forms load, rbl_headers with them; their zones and subtests are checked. */
+Test(rules_eval, dnseval_name_forms_load)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text(
+	    "t.cf",
+	    "rbl_headers EnvelopeFrom,Reply-To\n"
+	    "header A eval:check_rbl_from_host('h', 'hbl.example.')\n"
+	    "header B eval:check_rbl_from_domain('h', 'hbl.example.', '127.0.0.2')\n"
+	    "header C eval:check_rbl_envfrom('h', 'hbl.example', '^127\\.0\\.0\\.[23]$')\n"
+	    "header D eval:check_rbl_headers('h', 'hbl.example.', '127.0.0.2', 'X-Source-IP')\n"
+	    "header E eval:check_rbl_rcvd('h', 'hbl.example.')\n"
+	    "if can(Mail::SpamAssassin::Plugin::DNSEval::has_tflags_ips_only)\n"
+	    "tflags E ips_only\n"
+	    "endif\n",
+	    NULL, d);
+	cr_assert_not_null(r);
+	cr_assert_eq(diag_warnings(d), 0);
+	for (const char *const *n = (const char *const[]){"A", "B", "C", "D", "E", NULL}; *n; n++)
+		cr_assert(rules_runs(r, (size_t)rules_find(r, *n)), "%s runs", *n);
+	rules_free(r);
+	diag_free(d);
+
+	static const struct {
+		const char *line, *error;
+	} bad[] = {
+	    {"header A eval:check_rbl_envfrom('h', '')\n", "the zone must be a name"},
+	    {"header A eval:check_rbl_headers('h', 'x.example', '^(')\n", "invalid subtest"},
+	    {"header A eval:check_rbl_rcvd('h')\n", "bad arguments for eval:check_rbl_rcvd"},
+	    {"rbl_headers Reply-To, X-Source-IP\n",
+	     "t.cf:1: rbl_headers: expected FIELD[,FIELD...]"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		d = diag_new();
+		r = rules_load_text("t.cf", bad[i].line, NULL, d);
+		cr_assert_null(r, "%s", bad[i].line);
+		cr_assert(diag_has(d, "t.cf:1:"), "%s", bad[i].line);
+		cr_assert(diag_has(d, bad[i].error), "%s", bad[i].error);
+		diag_free(d);
+	}
 }
 
 /* URIDNSBL's lines: checked at load, named in file:line errors; check_uridnsbl runs. */
