@@ -350,7 +350,7 @@ Test(rules, uri_detail_rules_test_each_link_by_its_details)
 Test(rules, uri_detail_text_follows_hrefs_decoded_as_the_links_are)
 {
 	rules_t *r = load("uri_detail UD_CAFE text =~ /^Menu$/ raw =~ m{/caf\xc3\xa9/}\n"
-	                  "uri_detail UD_TAB text =~ /^Tab$/ host =~ /^tab\.evil-shop\.com$/\n");
+	                  "uri_detail UD_TAB text =~ /^Tab$/ host =~ /^tab\\.evil-shop\\.com$/\n");
 	static const char msg[] =
 	    "From: a@b.com\nTo: c@d.com\nSubject: x\nMIME-Version: 1.0\n"
 	    "Content-Type: text/html\n\n"
