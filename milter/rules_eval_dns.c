@@ -5,8 +5,9 @@
  * by their registered domains (urirhssub, urirhsbl), their addresses and
  * their domains' name servers' addresses (uridnssub, uridnsbl with tflags
  * a and ns) and their name servers' names (urinsrhssub, urifullnsrhssub
- * and the -bl forms); and AskDNS's askdns rules (a query template of the
- * sender's, author's or last external relay's names). Every lookup of a
+ * and the -bl forms); AskDNS's askdns rules (a query template of the
+ * sender's, author's or last external relay's names); and DNSEval's
+ * check_dns_sender (the envelope sender's domain has neither A nor MX). Every lookup of a
  * message starts in one batch before the regex rules run; the URI hosts'
  * name servers and addresses are asked then too, and each answer leads on
  * (NS, then A, then the list) as it comes, all under the message's
@@ -259,6 +260,7 @@ struct rules_dns_msg {
 static bool is_rbl(const struct rules_evaldef *d);
 static bool is_uri(const struct rules_evaldef *d);
 static bool is_ask(const struct rules_evaldef *d);
+static bool is_sender(const struct rules_evaldef *d);
 
 static const struct uentry *uentry_find(const rules_t *r, const char *name)
 {
@@ -972,6 +974,49 @@ static void ask_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg
 	}
 }
 
+/* ---------------------------------------------------------------- check_dns_sender */
+
+/*
+ * NO_DNS_FOR_FROM: the envelope sender's host, taken as SpamAssassin takes
+ * it (runs of dots made one, the first "@" followed by a name with a dot),
+ * asked for A and MX. It hits when both questions end in NXDOMAIN, as the
+ * rule's description says and SpamAssassin 3.4 did (4.0.1's callback reads
+ * A and MX records out of NXDOMAIN responses, which have none, and never
+ * hits). SERVFAIL does not count here: c-ares reports a refused connection
+ * the same way, and a site whose resolver is down must not see every sender
+ * scored as unknown to DNS.
+ */
+static void sender_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
+                          struct rbl_lookup *l)
+{
+	const char *from = rules_eval_envelope_from(e);
+	char host[DNS_QNAME_MAX_BYTES];
+	size_t o = 0;
+	for (const char *at = from ? strchr(from, '@') : NULL; at != NULL && o == 0;
+	     at = strchr(at + 1, '@')) {
+		size_t n = strcspn(at + 1, "@ \t\r\n");
+		if (n >= sizeof(host))
+			continue;
+		for (size_t i = 0; i < n; i++)
+			if (at[1 + i] != '.' || o == 0 || host[o - 1] != '.')
+				host[o++] = (char)tolower((unsigned char)at[1 + i]);
+		host[o] = '\0';
+		/* a dot with a byte before and after it, else the next "@" */
+		const char *dot = o > 2 ? memchr(host + 1, '.', o - 2) : NULL;
+		if (dot == NULL)
+			o = 0;
+	}
+	while (o > 0 && host[o - 1] == '.')
+		host[--o] = '\0';
+	if (o == 0 || !dns_valid_hostname(host))
+		return;
+	l->cap = l->nq = 2;
+	l->q = arena_zalloc(e->a, 2 * sizeof(*l->q));
+	l->names = arena_zalloc(e->a, 2 * sizeof(*l->names));
+	l->q[0] = msg_lookup(e, dns, s, host, DNS_T_A, &l->names[0]);
+	l->q[1] = msg_lookup(e, dns, s, host, DNS_T_MX, &l->names[1]);
+}
+
 /* ---------------------------------------------------------------- DNSEval's name forms */
 
 /*
@@ -1131,7 +1176,7 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 	size_t nrbl = 0;
 	for (size_t k = 0; k < r->nevals; k++)
 		if (is_rbl(r->v[r->evals[k]].evaldef) || is_uri(r->v[r->evals[k]].evaldef) ||
-		    is_ask(r->v[r->evals[k]].evaldef))
+		    is_ask(r->v[r->evals[k]].evaldef) || is_sender(r->v[r->evals[k]].evaldef))
 			nrbl++;
 	if (nrbl == 0)
 		return;
@@ -1160,6 +1205,12 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 			struct rbl_lookup *l = &s->v[s->n++];
 			l->ru = ru;
 			ask_submit(e, dns, s, l);
+			continue;
+		}
+		if (is_sender(ru->evaldef)) {
+			struct rbl_lookup *l = &s->v[s->n++];
+			l->ru = ru;
+			sender_submit(e, dns, s, l);
 			continue;
 		}
 		if (!is_rbl(ru->evaldef))
@@ -1411,6 +1462,25 @@ static void log_refusal(const struct rule *ru, const char *code)
 		        ru->name, code, lost ? " (more suppressed)" : "");
 }
 
+/* Waits for the message's lookups once, until the deadline, and counts those without an answer. */
+static void msg_wait(struct rules_evalenv *e, struct rules_dns_msg *s)
+{
+	if (s->waited)
+		return;
+	uchain_follow(e, s); /* name servers, their addresses: more list lookups */
+	dns_batch_wait(s->b, s->deadline_ms);
+	s->waited = true;
+	for (size_t i = 0; i < s->nchain; i++)
+		if (!s->chain[i].read || s->chain[i].late)
+			s->late++;
+	for (size_t i = 0; s->asked != NULL && i < ASKED_BUCKETS; i++)
+		for (const struct asked *q = s->asked[i]; q != NULL; q = q->next) {
+			dns_answer_t a;
+			if (!dns_result(s->b, q->q, &a, NULL, NULL) || a.status == DNS_TIMEOUT)
+				s->late++;
+		}
+}
+
 /*
  * Whether one of l's answers passes sub (NULL: any listing). Waits for
  * the batch once per message, until the deadline.
@@ -1418,21 +1488,7 @@ static void log_refusal(const struct rule *ru, const char *code)
 static bool lookup_hits(struct rules_evalenv *e, struct rules_dns_msg *s,
                         const struct rbl_lookup *l, const char *sub, const struct rule *ru)
 {
-	if (!s->waited) {
-		uchain_follow(e, s); /* name servers, their addresses: more list lookups */
-		dns_batch_wait(s->b, s->deadline_ms);
-		s->waited = true;
-		for (size_t i = 0; i < s->nchain; i++)
-			if (!s->chain[i].read || s->chain[i].late)
-				s->late++;
-		for (size_t i = 0; s->asked != NULL && i < ASKED_BUCKETS; i++)
-			for (const struct asked *q = s->asked[i]; q != NULL; q = q->next) {
-				dns_answer_t a;
-				if (!dns_result(s->b, q->q, &a, NULL, NULL) ||
-				    a.status == DNS_TIMEOUT)
-					s->late++;
-			}
-	}
+	msg_wait(e, s);
 	bool hit = false;
 	uint32_t codes;
 	if (l->ask && ask_rcodes(ru->eargs[2], &codes)) {
@@ -1526,6 +1582,30 @@ static long askdns(struct rules_evalenv *e, const struct rule *ru)
 	return 0;
 }
 
+/* check_dns_sender: both the A and the MX question of the sender's host ended in NXDOMAIN. */
+static long dns_sender(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct rules_dns_msg *s = e->cache[RULES_EVAL_CACHE_DNS];
+	if (s == NULL)
+		return 0;
+	for (size_t i = 0; i < s->n; i++) {
+		const struct rbl_lookup *l = &s->v[i];
+		if (l->ru != ru)
+			continue;
+		if (l->nq != 2)
+			return 0;
+		msg_wait(e, s);
+		for (size_t k = 0; k < 2; k++) {
+			dns_answer_t a;
+			if (!dns_result(s->b, l->q[k], &a, NULL, NULL) || a.status != DNS_NXDOMAIN)
+				return 0;
+		}
+		e->detail = arena_sprintf(e->a, "%s: NXDOMAIN for A and MX", l->names[0]);
+		return 1;
+	}
+	return 0;
+}
+
 static const char *check_askdns(const struct rule *ru)
 {
 	if (ask_qtype(ru->eargs[1]) == 0)
@@ -1609,6 +1689,7 @@ const struct rules_evaldef rules_eval_dns_defs[] = {
     {"check_rbl_headers", rbl, 2, 4, check_rbl_args},
     {"check_rbl_rcvd", rbl, 2, 3, check_rbl_args},
     {"check_uridnsbl", uridnsbl, 1, 1, NULL},
+    {"check_dns_sender", dns_sender, 0, 0, NULL},
     /* askdns lines, made into rules by the parser: template, type, subtest */
     {"askdns", askdns, 3, 3, check_askdns},
     {NULL, NULL, 0, 0, NULL},
@@ -1622,6 +1703,11 @@ static bool is_rbl(const struct rules_evaldef *d)
 static bool is_ask(const struct rules_evaldef *d)
 {
 	return d != NULL && d->fn == askdns;
+}
+
+static bool is_sender(const struct rules_evaldef *d)
+{
+	return d != NULL && d->fn == dns_sender;
 }
 
 static bool is_uri(const struct rules_evaldef *d)

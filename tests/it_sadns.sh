@@ -3,7 +3,8 @@
 # check_rbl_txt) through Sift's DNS service against a real unbound on a
 # loopback port: a listed relay hits, an unlisted one does not, exact,
 # bitmask and regex subtests, TXT text, a refusal code that is never a
-# listing, and a zone that never answers costing no more than the deadline.
+# listing, and a zone that never answers costing no more than the deadline;
+# the name forms, URIDNSBL's chains, askdns and check_dns_sender likewise.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
 
 SIFT=$top_builddir/sift
@@ -55,6 +56,8 @@ it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf" <<EOF2
 	local-data: "77.100.51.198.hbl.test. 300 IN A 127.0.0.6"
 	local-data: "9.100.51.198.hbl.test. 300 IN A 127.0.0.7"
 	local-data: "7.0.0.10.hbl.test. 300 IN A 127.0.0.8"
+	local-zone: "mxonly.test." static
+	local-data: "mxonly.test. 300 IN MX 10 mx.helo.test."
 	local-zone: "pair.test." static
 	local-data: "spf-all.test.example.net.pair.test. 300 IN A 127.0.0.2"
 	local-data: "example.org.example.net.pair.test. 300 IN A 127.0.0.3"
@@ -192,6 +195,32 @@ OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 --from s@other.example.org 
 check "check_rbl_envfrom: a sender not listed, no hit" hasnt "$OUT" "T_HBL_ENVFROM"
 check "check_rbl_from_host: an author not listed, no hit" hasnt "$OUT" "T_HBL_FROMHOST"
 
+# check_dns_sender: the envelope sender's domain, asked for A and MX
+sender() { "$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 --from "$1" "$MSG" 2>>"$D/check.err"; }
+OUT=$(sender s@no.such.example)
+echo "$OUT" >>"$D/check.out"
+check "check_dns_sender: a domain without A or MX (NXDOMAIN) hits" has "$OUT" "T_NO_DNS_FOR_FROM"
+check "check_dns_sender: explained by the name asked" has "$OUT" "no.such.example: NXDOMAIN for A and MX"
+OUT=$(sender s@x..no.such.example)
+check "check_dns_sender: runs of dots are made one" has "$OUT" "x.no.such.example: NXDOMAIN"
+OUT=$(sender s@mx.helo.test)
+check "check_dns_sender: a host with an address, no hit" hasnt "$OUT" "T_NO_DNS_FOR_FROM"
+OUT=$(sender s@mxonly.test)
+check "check_dns_sender: a domain with an MX and no address, no hit" hasnt "$OUT" "T_NO_DNS_FOR_FROM"
+OUT=$(sender s@spf-all.test)
+check "check_dns_sender: a name that exists without A or MX (NODATA), no hit" \
+	hasnt "$OUT" "T_NO_DNS_FOR_FROM"
+OUT=$(sender s@x.refuse.test)
+check "check_dns_sender: a refusal is no NXDOMAIN, no hit" hasnt "$OUT" "T_NO_DNS_FOR_FROM"
+T0=$(now_ms)
+OUT=$(sender s@x.dead.test)
+T1=$(now_ms)
+check "check_dns_sender: a silent server, no hit" hasnt "$OUT" "T_NO_DNS_FOR_FROM"
+check "check_dns_sender: a silent server costs no more than the deadline (700 ms) + $STARTUP_MS ms ($((T1 - T0)) ms)" \
+	[ $((T1 - T0)) -lt $((700 + STARTUP_MS)) ]
+OUT=$(sender s@localhost)
+check "check_dns_sender: a name without a dot is not asked" hasnt "$OUT" "T_NO_DNS_FOR_FROM"
+
 # URIDNSBL's name-server and address lists: NS, then A, then the list
 links() { # FILE LINK...: a message whose body holds the links
 	f=$1
@@ -266,6 +295,8 @@ check "probe: the zones that answer stay on" has "$OUT" "T_RCVD_IN_BL"
 sed 's/^rules_score_set = 1/rules_score_set = 0/' "$D/sift.conf" >"$D/nonet.conf"
 OUT=$("$SIFT" -c "$D/nonet.conf" check --ip 192.0.2.2 "$MSG" 2>>"$D/check.err")
 check "score set 0: network tests off" hasnt "$OUT" "T_RCVD_IN_"
+OUT=$("$SIFT" -c "$D/nonet.conf" check --ip 192.0.2.1 --from s@no.such.example "$MSG" 2>>"$D/check.err")
+check "check_dns_sender: score set 0 asks nothing" hasnt "$OUT" "T_NO_DNS_FOR_FROM"
 
 # a zone that never answers: no hit, within the deadline, and said so
 T0=$(now_ms)
@@ -323,6 +354,14 @@ check "milter: the next message no longer waits for it" \
 "$MC" -s "unix:$D/sift.sock" -t 10000 -i 192.0.2.1 -Q ns --tsv "$D/ns.eml" >"$D/ns.tsv" 2>>"$D/mc.err"
 check "milter: a domain whose name server's address is listed hits" \
 	has "$(tsv_field "$D/ns.tsv" ns.eml 4)" "T_URIBL_NS_SBL"
+"$MC" -s "unix:$D/sift.sock" -t 10000 -i 192.0.2.1 -f s@no.such.example -Q nodns --tsv "$MSG" \
+	>"$D/nodns.tsv" 2>>"$D/mc.err"
+check "milter: MAIL FROM's domain without A or MX hits check_dns_sender" \
+	has "$(tsv_field "$D/nodns.tsv" clean.eml 4)" "T_NO_DNS_FOR_FROM"
+"$MC" -s "unix:$D/sift.sock" -t 10000 -i 192.0.2.1 -f s@mxonly.test -Q mxdns --tsv "$MSG" \
+	>"$D/mxdns.tsv" 2>>"$D/mc.err"
+check "milter: MAIL FROM's domain with an MX does not" \
+	hasnt "$(tsv_field "$D/mxdns.tsv" clean.eml 4)" "T_NO_DNS_FOR_FROM"
 # dns_block_rule: listed before the list refuses us, not asked after
 "$MC" -s "unix:$D/sift.sock" -t 10000 -i 192.0.2.7 -Q blk1 --tsv "$MSG" >"$D/blk1.tsv" 2>>"$D/mc.err"
 check "milter: a client the list names hits before any block" \
