@@ -97,7 +97,16 @@ struct rbl_lookup {
 #define RBL_PROBE_MS     (10L * 60 * 1000)
 #define RBL_PROBE_OFF_MS (60L * 1000)
 
-enum rbl_form { RBL_IP, RBL_FROM_HOST, RBL_FROM_DOMAIN, RBL_ENVFROM, RBL_HEADERS, RBL_RCVD };
+enum rbl_form {
+	RBL_IP,
+	RBL_ACCREDITOR, /* RBL_IP, when the message names the accreditor */
+	RBL_FROM_HOST,
+	RBL_FROM_DOMAIN,
+	RBL_ENVFROM,
+	RBL_HEADERS,
+	RBL_RCVD,
+	RBL_NS_FROM,
+};
 
 #define RBL_MAX_HOSTS 8
 #define RBL_DEFAULT_HEADERS                                                                        \
@@ -112,7 +121,9 @@ static enum rbl_form rbl_form_of(const struct rules_evaldef *d)
 	             {"check_rbl_from_domain", RBL_FROM_DOMAIN},
 	             {"check_rbl_envfrom", RBL_ENVFROM},
 	             {"check_rbl_headers", RBL_HEADERS},
-	             {"check_rbl_rcvd", RBL_RCVD}};
+	             {"check_rbl_rcvd", RBL_RCVD},
+	             {"check_rbl_ns_from", RBL_NS_FROM},
+	             {"check_rbl_accreditor", RBL_ACCREDITOR}};
 	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++)
 		if (strcmp(d->name, forms[i].name) == 0)
 			return forms[i].form;
@@ -250,6 +261,7 @@ struct rules_dns_msg {
 	struct asked **asked; /* ASKED_BUCKETS chains, made at the first lookup */
 	struct zprobe *probes;
 	size_t nprobes;
+	const char *ns_from; /* check_rbl_ns_from: the sender's domain whose NS it reads */
 	long deadline_ms;
 	bool waited;
 	unsigned late; /* lookups without an answer by the deadline */
@@ -261,6 +273,7 @@ static bool is_rbl(const struct rules_evaldef *d);
 static bool is_uri(const struct rules_evaldef *d);
 static bool is_ask(const struct rules_evaldef *d);
 static bool is_sender(const struct rules_evaldef *d);
+static void zone_name(const char *in, char *out, size_t cap);
 
 static const struct uentry *uentry_find(const rules_t *r, const char *name)
 {
@@ -545,6 +558,20 @@ static void ns_read(struct rules_evalenv *e, struct rules_dns_msg *s, const stru
 			why = arena_sprintf(e->a, "name server %s of %s", nm, c->domain);
 		list_ask(e, s, l, qname, why);
 	}
+	if (ip || s->ns_from == NULL || strcmp(c->domain, s->ns_from) != 0)
+		return;
+	/* check_rbl_ns_from: the sender's domain's name servers by name */
+	for (size_t i = 0; i < s->n; i++) {
+		struct rbl_lookup *l = &s->v[i];
+		char zone[DNS_QNAME_MAX_BYTES], qname[DNS_QNAME_MAX_BYTES];
+		if (l->u != NULL || l->ask || !is_rbl(l->ru->evaldef) ||
+		    rbl_form_of(l->ru->evaldef) != RBL_NS_FROM || (l->ru->tflags & TF_IPS_ONLY))
+			continue;
+		zone_name(l->ru->eargs[1], zone, sizeof(zone));
+		if ((size_t)snprintf(qname, sizeof(qname), "%s.%s", nm, zone) < sizeof(qname))
+			list_ask(e, s, l, qname,
+			         arena_sprintf(e->a, "name server %s of the sender's %s", nm, c->domain));
+	}
 }
 
 /*
@@ -673,7 +700,8 @@ void rules_eval_dns_finish(rules_t *r)
 			continue;
 		char zone[DNS_QNAME_MAX_BYTES];
 		zone_name(ru->eargs[1], zone, sizeof(zone));
-		bool names = rbl_form_of(ru->evaldef) != RBL_IP;
+		enum rbl_form form = rbl_form_of(ru->evaldef);
+		bool names = form != RBL_IP && form != RBL_ACCREDITOR;
 		struct rules_dns_zone *z = zone_find(r, zone);
 		if (z != NULL) {
 			z->names = z->names && names;
@@ -974,28 +1002,21 @@ static void ask_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg
 	}
 }
 
-/* ---------------------------------------------------------------- check_dns_sender */
+/* ---------------------------------------------------------------- the envelope sender's host */
 
 /*
- * NO_DNS_FOR_FROM: the envelope sender's host, taken as SpamAssassin takes
- * it (runs of dots made one, the first "@" followed by a name with a dot),
- * asked for A and MX. It hits when both questions end in NXDOMAIN, as the
- * rule's description says and SpamAssassin 3.4 did (4.0.1's callback reads
- * A and MX records out of NXDOMAIN responses, which have none, and never
- * hits). SERVFAIL does not count here: c-ares reports a refused connection
- * the same way, and a site whose resolver is down must not see every sender
- * scored as unknown to DNS.
+ * The envelope sender's host as SpamAssassin's check_dns_sender and
+ * check_rbl_ns_from take it: runs of dots made one, after the first "@"
+ * followed by a name with a dot (trailing dots dropped); false when none.
  */
-static void sender_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
-                          struct rbl_lookup *l)
+static bool sender_host(struct rules_evalenv *e, char *host, size_t cap)
 {
 	const char *from = rules_eval_envelope_from(e);
-	char host[DNS_QNAME_MAX_BYTES];
 	size_t o = 0;
 	for (const char *at = from ? strchr(from, '@') : NULL; at != NULL && o == 0;
 	     at = strchr(at + 1, '@')) {
 		size_t n = strcspn(at + 1, "@ \t\r\n");
-		if (n >= sizeof(host))
+		if (n >= cap)
 			continue;
 		for (size_t i = 0; i < n; i++)
 			if (at[1 + i] != '.' || o == 0 || host[o - 1] != '.')
@@ -1008,7 +1029,23 @@ static void sender_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_
 	}
 	while (o > 0 && host[o - 1] == '.')
 		host[--o] = '\0';
-	if (o == 0 || !dns_valid_hostname(host))
+	return o > 0 && dns_valid_hostname(host);
+}
+
+/*
+ * check_dns_sender (NO_DNS_FOR_FROM): the envelope sender's host asked
+ * for A and MX. It hits when both questions end in NXDOMAIN, as the
+ * rule's description says and SpamAssassin 3.4 did (4.0.1's callback reads
+ * A and MX records out of NXDOMAIN responses, which have none, and never
+ * hits). SERVFAIL does not count here: c-ares reports a refused connection
+ * the same way, and a site whose resolver is down must not see every sender
+ * scored as unknown to DNS.
+ */
+static void sender_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
+                          struct rbl_lookup *l)
+{
+	char host[DNS_QNAME_MAX_BYTES];
+	if (!sender_host(e, host, sizeof(host)))
 		return;
 	l->cap = l->nq = 2;
 	l->q = arena_zalloc(e->a, 2 * sizeof(*l->q));
@@ -1025,8 +1062,10 @@ static void sender_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_
  * (check_rbl_from_host) or registered domains (check_rbl_from_domain),
  * the envelope sender's host (check_rbl_envfrom), the fields rbl_headers
  * names (check_rbl_headers: an address's host, else each line as a host
- * or an address) and the first untrusted relay's address, by, HELO and
- * rDNS names (check_rbl_rcvd). A name is asked as NAME.zone, an address
+ * or an address), the first untrusted relay's address, by, HELO and
+ * rDNS names (check_rbl_rcvd) and the names of the sender's registered
+ * domain's name servers (check_rbl_ns_from, its NS lookup on the URI
+ * lists' chain). A name is asked as NAME.zone, an address
  * reversed; tflags domains_only and ips_only keep one kind. Unlike
  * SpamAssassin, a private or loopback address is never asked about.
  */
@@ -1164,8 +1203,57 @@ static void rbl_hosts_submit(struct rules_evalenv *e, dns_t *dns, struct rules_d
 					rbl_host(&c, v[i], strlen(v[i]));
 		}
 		break;
-	case RBL_IP: break;
+	case RBL_NS_FROM: {
+		/* the name servers of the sender's registered domain (the NS answer leads on, ns_read()) */
+		char host[DNS_QNAME_MAX_BYTES], reg[DNS_QNAME_MAX_BYTES];
+		const char *d = sender_host(e, host, sizeof(host))
+		                    ? dns_registered_domain(host, reg, sizeof(reg))
+		                    : NULL;
+		if (d == NULL || (s->ns_from != NULL && strcmp(s->ns_from, d) != 0))
+			break;
+		if (s->ns_from == NULL)
+			s->ns_from = arena_strdup(e->a, d);
+		uchain_add(e, s, UC_NS, s->ns_from, s->ns_from);
+		break;
 	}
+	case RBL_IP:
+	case RBL_ACCREDITOR: break;
+	}
+}
+
+/*
+ * check_rbl_accreditor's "accreditor assertion": a tag in the envelope
+ * sender's host ("list@a--TAG.example.com", TAG 3 or more letters or
+ * digits) or the first word of each comma-separated part of an
+ * Accreditor field; whether one is tag (ASCII case folded).
+ */
+static bool accredited(struct rules_evalenv *e, const char *tag)
+{
+	const char *f = rules_eval_envelope_from(e);
+	for (const char *p = f ? strstr(f, "a--") : NULL; p != NULL; p = strstr(p + 1, "a--")) {
+		if (p == f || (p[-1] != '@' && p[-1] != '.'))
+			continue;
+		const char *t = p + 3;
+		size_t n = 0;
+		while (isalnum((unsigned char)t[n]))
+			n++;
+		if (n >= 3 && t[n] == '.' && strlen(tag) == n && strncasecmp(t, tag, n) == 0)
+			return true;
+	}
+	const char *v = rules_eval_header(e, "Accreditor");
+	for (const char *p = v; p != NULL && *p;) {
+		size_t n = strcspn(p, ",");
+		const char *w = p, *end = p + n;
+		while (w < end && isspace((unsigned char)*w))
+			w++;
+		size_t wn = 0;
+		while (w + wn < end && !isspace((unsigned char)w[wn]))
+			wn++;
+		if (wn > 0 && strlen(tag) == wn && strncasecmp(w, tag, wn) == 0)
+			return true;
+		p = end + (*end == ',');
+	}
+	return false;
 }
 
 void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
@@ -1222,13 +1310,16 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 		zone_name(ru->eargs[1], zone, sizeof(zone));
 		const struct rules_dns_zone *z = zone_find(r, zone);
 		enum rbl_form form = rbl_form_of(ru->evaldef);
-		if (form != RBL_IP) {
+		if (form != RBL_IP && form != RBL_ACCREDITOR) {
 			if (z == NULL || !atomic_load(&z->off))
 				rbl_hosts_submit(e, dns, s, l, form, zone);
 			continue;
 		}
 		const char *ips[RBL_MAX_IPS];
-		size_t nip = z != NULL && atomic_load(&z->off) ? 0 : rbl_ips(e, ru->eargs[0], ips);
+		size_t nip = (z != NULL && atomic_load(&z->off)) ||
+		                     (form == RBL_ACCREDITOR && !accredited(e, ru->eargs[3]))
+		                 ? 0
+		                 : rbl_ips(e, ru->eargs[0], ips);
 		l->q = arena_zalloc(e->a, (nip ? nip : 1) * sizeof(*l->q));
 		l->names = arena_zalloc(e->a, (nip ? nip : 1) * sizeof(*l->names));
 		for (size_t i = 0; i < nip; i++) {
@@ -1555,8 +1646,8 @@ static long rbl(struct rules_evalenv *e, const struct rule *ru)
 		return 0;
 	for (size_t i = 0; i < s->n; i++)
 		if (s->v[i].ru == ru)
-			return lookup_hits(e, s, &s->v[i], ru->neargs > 2 ? ru->eargs[2] : NULL,
-			                   ru);
+			return lookup_hits(e, s, &s->v[i],
+			                   ru->neargs > 2 && ru->eargs[2][0] ? ru->eargs[2] : NULL, ru);
 	return 0;
 }
 
@@ -1688,6 +1779,9 @@ const struct rules_evaldef rules_eval_dns_defs[] = {
     {"check_rbl_envfrom", rbl, 2, 3, check_rbl_args},
     {"check_rbl_headers", rbl, 2, 4, check_rbl_args},
     {"check_rbl_rcvd", rbl, 2, 3, check_rbl_args},
+    {"check_rbl_ns_from", rbl, 2, 3, check_rbl_args},
+    /* set, zone, subtest ('' for any listing), accreditor */
+    {"check_rbl_accreditor", rbl, 4, 4, check_rbl_args},
     {"check_uridnsbl", uridnsbl, 1, 1, NULL},
     {"check_dns_sender", dns_sender, 0, 0, NULL},
     /* askdns lines, made into rules by the parser: template, type, subtest */

@@ -221,6 +221,32 @@ check "check_dns_sender: a silent server costs no more than the deadline (700 ms
 OUT=$(sender s@localhost)
 check "check_dns_sender: a name without a dot is not asked" hasnt "$OUT" "T_NO_DNS_FOR_FROM"
 
+# check_rbl_ns_from: the name servers of the sender's domain, by name
+OUT=$(sender s@mail.adom.example)
+echo "$OUT" >>"$D/check.out"
+check "check_rbl_ns_from: a listed name server of the sender's domain hits" has "$OUT" "T_NS_FROM"
+check "check_rbl_ns_from: explained by the name server and the domain" \
+	has "$OUT" "ns.cleanns.example.nsbl.test (name server ns.cleanns.example of the sender's adom.example) -> 127.0.0.2"
+check "check_rbl_ns_from: tflags ips_only asks no name" hasnt "$OUT" "T_NS_FROM_IPS"
+OUT=$(sender s@www.nsdom.example)
+check "check_rbl_ns_from: name servers not listed by name, no hit" hasnt "$OUT" "T_NS_FROM"
+OUT=$(sender s@no.such.example)
+check "check_rbl_ns_from: a domain without name servers, no hit" hasnt "$OUT" "T_NS_FROM"
+
+# check_rbl_accreditor: the relay list, asked only for mail naming the accreditor
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.2 --from list@a--vouch.example.net "$MSG" 2>>"$D/check.err")
+echo "$OUT" >>"$D/check.out"
+check "check_rbl_accreditor: the sender's a--TAG names it, a listed relay hits" has "$OUT" "T_ACCREDITED"
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.2 --from list@a--other.example.net "$MSG" 2>>"$D/check.err")
+check "check_rbl_accreditor: another accreditor, not asked" hasnt "$OUT" "T_ACCREDITED"
+{ printf 'Accreditor: Other x=1, Vouch y=2\n'; cat "$MSG"; } >"$D/acc.eml"
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.3 --from s@example.net "$D/acc.eml" 2>>"$D/check.err")
+check "check_rbl_accreditor: the Accreditor field names it, and its set's check_rbl_sub reads the answer" \
+	has "$OUT" "T_ACCREDITED_S"
+{ printf 'Accreditor: Other, x=1\n'; cat "$MSG"; } >"$D/acc2.eml"
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.2 --from s@example.net "$D/acc2.eml" 2>>"$D/check.err")
+check "check_rbl_accreditor: a field naming another, not asked" hasnt "$OUT" "T_ACCREDITED"
+
 # URIDNSBL's name-server and address lists: NS, then A, then the list
 links() { # FILE LINK...: a message whose body holds the links
 	f=$1

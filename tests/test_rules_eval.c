@@ -954,17 +954,41 @@ Test(rules_eval, skipped_evals_are_listed_once_per_reason)
 {
 	diag_t *d = diag_new();
 	rules_t *r = rules_load_text("t.cf",
-	                             "header A eval:check_rbl_ns_from('x', 'zen.example.')\n"
-	                             "header B eval:check_rbl_accreditor('x', 'zen.example.')\n"
-	                             "header C eval:check_rbl_ns_from('y', 'other.example.')\n"
+	                             "header A eval:check_hashbl_emails('x.example')\n"
+	                             "body B eval:check_hashbl_bodyre('x.example', 'sha1', '/a/')\n"
+	                             "header C eval:check_hashbl_emails('y.example')\n"
 	                             "header D eval:check_rbl_from_host('z', 'hbl.example.')\n",
 	                             NULL, d);
 	cr_assert_not_null(r);
 	cr_assert_eq(diag_warnings(d), 1);
-	cr_assert(diag_has(d, "t.cf:1: warning: skipped 2 eval tests (DNS list"));
-	cr_assert(diag_has(d, "check_rbl_ns_from, check_rbl_accreditor"));
+	cr_assert(diag_has(d, "t.cf:1: warning: skipped 2 eval tests (HashBL"));
+	cr_assert(diag_has(d, "check_hashbl_emails, check_hashbl_bodyre"));
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "D")), "check_rbl_from_host runs");
 	rules_free(r);
+	diag_free(d);
+}
+
+/* DNSEval's last forms load and run; check_rbl_accreditor takes its four arguments. */
+Test(rules_eval, dnseval_ns_from_and_accreditor_load)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text(
+	    "t.cf",
+	    "header A eval:check_rbl_ns_from('x', 'nsbl.example.', '127.0.0.2')\n"
+	    "header B eval:check_rbl_accreditor('y-lastexternal', 'bl.example.', '', 'vouch')\n"
+	    "header C eval:check_dns_sender()\n",
+	    NULL, d);
+	cr_assert_not_null(r);
+	cr_assert_eq(diag_warnings(d), 0);
+	for (const char *const *n = (const char *const[]){"A", "B", "C", NULL}; *n; n++)
+		cr_assert(rules_runs(r, (size_t)rules_find(r, *n)), "%s runs", *n);
+	rules_free(r);
+	diag_free(d);
+	d = diag_new();
+	r = rules_load_text("t.cf", "header B eval:check_rbl_accreditor('y', 'bl.example.')\n", NULL,
+	                    d);
+	cr_assert_null(r, "the accreditor is required");
+	cr_assert(diag_has(d, "t.cf:1:"));
 	diag_free(d);
 }
 
