@@ -570,7 +570,8 @@ static void ns_read(struct rules_evalenv *e, struct rules_dns_msg *s, const stru
 		zone_name(l->ru->eargs[1], zone, sizeof(zone));
 		if ((size_t)snprintf(qname, sizeof(qname), "%s.%s", nm, zone) < sizeof(qname))
 			list_ask(e, s, l, qname,
-			         arena_sprintf(e->a, "name server %s of the sender's %s", nm, c->domain));
+			         arena_sprintf(e->a, "name server %s of the sender's %s", nm,
+			                       c->domain));
 	}
 }
 
@@ -1204,7 +1205,8 @@ static void rbl_hosts_submit(struct rules_evalenv *e, dns_t *dns, struct rules_d
 		}
 		break;
 	case RBL_NS_FROM: {
-		/* the name servers of the sender's registered domain (the NS answer leads on, ns_read()) */
+		/* the name servers of the sender's registered domain (the NS answer leads on,
+		 * ns_read()) */
 		char host[DNS_QNAME_MAX_BYTES], reg[DNS_QNAME_MAX_BYTES];
 		const char *d = sender_host(e, host, sizeof(host))
 		                    ? dns_registered_domain(host, reg, sizeof(reg))
@@ -1647,7 +1649,8 @@ static long rbl(struct rules_evalenv *e, const struct rule *ru)
 	for (size_t i = 0; i < s->n; i++)
 		if (s->v[i].ru == ru)
 			return lookup_hits(e, s, &s->v[i],
-			                   ru->neargs > 2 && ru->eargs[2][0] ? ru->eargs[2] : NULL, ru);
+			                   ru->neargs > 2 && ru->eargs[2][0] ? ru->eargs[2] : NULL,
+			                   ru);
 	return 0;
 }
 

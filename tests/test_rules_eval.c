@@ -985,8 +985,8 @@ Test(rules_eval, dnseval_ns_from_and_accreditor_load)
 	rules_free(r);
 	diag_free(d);
 	d = diag_new();
-	r = rules_load_text("t.cf", "header B eval:check_rbl_accreditor('y', 'bl.example.')\n", NULL,
-	                    d);
+	r = rules_load_text("t.cf", "header B eval:check_rbl_accreditor('y', 'bl.example.')\n",
+	                    NULL, d);
 	cr_assert_null(r, "the accreditor is required");
 	cr_assert(diag_has(d, "t.cf:1:"));
 	diag_free(d);
