@@ -81,6 +81,7 @@ struct rbl_lookup {
 	int qtype;
 	const struct uentry *u; /* check_uridnsbl: its zone and subtest */
 	bool ask;               /* askdns: eargs are template, type, subtest */
+	int *qtypes;            /* askdns: q[i]'s type, of the rule's list; else all are qtype */
 	dns_query_t **q;
 	const char **names; /* q[i]'s name, for the explanation */
 	size_t nq, cap;
@@ -383,6 +384,8 @@ static bool submit_once(struct rules_evalenv *e, dns_t *dns, struct rules_dns_ms
 			return false;
 	l->names = asked;
 	asked[l->nq] = name;
+	if (l->qtypes != NULL)
+		l->qtypes[l->nq] = l->qtype;
 	l->q[l->nq++] = q;
 	return true;
 }
@@ -931,14 +934,40 @@ static size_t ask_values(struct rules_evalenv *e, int tag, const char **v, size_
 	return n;
 }
 
-static int ask_qtype(const char *t)
+#define ASK_MAX_TYPES 6
+
+/*
+ * The types of an askdns line's comma-separated list ("A", "A,AAAA"), at
+ * most ASK_MAX_TYPES, each once; 0 when one is not a type asked here
+ * (ANY among them). SpamAssassin asks one ANY question for a list and
+ * keeps the records of the listed types; Sift asks each type, as RFC 8482
+ * lets a server answer ANY with one record of its choice.
+ */
+static size_t ask_qtypes(const char *list, int *out)
 {
-	return strcasecmp(t, "A") == 0      ? DNS_T_A
-	       : strcasecmp(t, "TXT") == 0  ? DNS_T_TXT
-	       : strcasecmp(t, "AAAA") == 0 ? DNS_T_AAAA
-	       : strcasecmp(t, "MX") == 0   ? DNS_T_MX
-	       : strcasecmp(t, "PTR") == 0  ? DNS_T_PTR
-	                                    : 0;
+	static const struct {
+		const char *name;
+		int type;
+	} types[] = {{"A", DNS_T_A},   {"AAAA", DNS_T_AAAA}, {"TXT", DNS_T_TXT},
+	             {"MX", DNS_T_MX}, {"PTR", DNS_T_PTR},   {"NS", DNS_T_NS}};
+	size_t n = 0;
+	for (const char *p = list;;) {
+		size_t len = strcspn(p, ",");
+		size_t i = 0;
+		while (i < sizeof(types) / sizeof(types[0]) &&
+		       (strlen(types[i].name) != len || strncasecmp(p, types[i].name, len) != 0))
+			i++;
+		if (i == sizeof(types) / sizeof(types[0]))
+			return 0;
+		bool seen = false;
+		for (size_t k = 0; k < n; k++)
+			seen = seen || out[k] == types[i].type;
+		if (!seen)
+			out[n++] = types[i].type;
+		if (p[len] == '\0')
+			return n;
+		p += len + 1;
+	}
 }
 
 #define ASK_MAX_VALUES 8
@@ -967,28 +996,35 @@ static void ask_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg
 {
 	const struct rule *ru = l->ru;
 	l->ask = true;
-	l->qtype = ask_qtype(ru->eargs[1]);
+	int types[ASK_MAX_TYPES];
+	size_t ntypes = ask_qtypes(ru->eargs[1], types);
 	int mask = ask_tag_mask(ru->eargs[0]);
-	if (mask < 0)
+	if (mask < 0 || ntypes == 0)
 		return;
 	const char *vals[ASK_NTAGS][ASK_MAX_VALUES];
 	size_t nv[ASK_NTAGS] = {0}, pick[ASK_NTAGS] = {0};
 	for (int k = 0; k < ASK_NTAGS; k++)
 		if ((mask & (1 << k)) && (nv[k] = ask_values(e, k, vals[k], ASK_MAX_VALUES)) == 0)
 			return; /* a tag without a value: no question, as in SpamAssassin */
-	l->cap = ASK_MAX_VALUES;
-	l->q = arena_zalloc(e->a, ASK_MAX_VALUES * sizeof(*l->q));
-	const char **asked = arena_zalloc(e->a, ASK_MAX_VALUES * sizeof(*asked));
+	l->cap = ASK_MAX_VALUES * ntypes;
+	l->q = arena_zalloc(e->a, l->cap * sizeof(*l->q));
+	l->qtypes = arena_zalloc(e->a, l->cap * sizeof(*l->qtypes));
+	const char **asked = arena_zalloc(e->a, l->cap * sizeof(*asked));
 	/* every combination of the tags' values, the first tag's varying fastest */
-	for (unsigned tries = 0; tries < 4 * ASK_MAX_VALUES && l->nq < l->cap; tries++) {
+	size_t names = 0;
+	for (unsigned tries = 0; tries < 4 * ASK_MAX_VALUES && names < ASK_MAX_VALUES; tries++) {
 		char qname[DNS_QNAME_MAX_BYTES];
 		if (ask_expand(ru->eargs[0], vals, pick, qname, sizeof(qname))) {
 			size_t ql = strlen(qname);
 			while (ql > 0 && qname[ql - 1] == '.')
 				qname[--ql] = '\0';
 			/* a HELO such as "[192.0.2.1]" is no name to ask about */
-			if (dns_valid_hostname(qname))
-				submit_once(e, dns, s, l, qname, asked);
+			bool added = false;
+			for (size_t t = 0; t < ntypes && dns_valid_hostname(qname); t++) {
+				l->qtype = types[t];
+				added = submit_once(e, dns, s, l, qname, asked) || added;
+			}
+			names += added;
 		}
 		int k = 0;
 		for (; k < ASK_NTAGS; k++) {
@@ -1001,6 +1037,7 @@ static void ask_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg
 		if (k == ASK_NTAGS)
 			break; /* all combinations asked */
 	}
+	l->qtype = types[0];
 }
 
 /* ---------------------------------------------------------------- the envelope sender's host */
@@ -1601,10 +1638,11 @@ static bool lookup_hits(struct rules_evalenv *e, struct rules_dns_msg *s,
 		if (!dns_result(s->b, l->q[k], &a, NULL, NULL) || a.status != DNS_NOERROR)
 			continue;
 		char text[DNS_DATA_MAX_BYTES] = "";
+		int qt = l->qtypes != NULL ? l->qtypes[k] : l->qtype;
 		for (unsigned i = 0; i < a.nrr && !hit; i++) {
 			size_t len;
 			const char *d = dns_answer_rr(&a, i, &len);
-			if (l->qtype == DNS_T_A) {
+			if (qt == DNS_T_A) {
 				if (len != 4)
 					continue;
 				uint32_t code = (uint32_t)(unsigned char)d[0] << 24 |
@@ -1624,14 +1662,14 @@ static bool lookup_hits(struct rules_evalenv *e, struct rules_dns_msg *s,
 						dns_block(e->r, ru, text);
 					continue;
 				}
-			} else if (l->qtype == DNS_T_AAAA) {
+			} else if (qt == DNS_T_AAAA) {
 				if (len != 16)
 					continue;
 				inet_ntop(AF_INET6, d, text, sizeof(text));
 			} else {
 				snprintf(text, sizeof(text), "%.*s", (int)len, d);
 			}
-			hit = answer_takes(l, sub, ru, text, l->qtype == DNS_T_A);
+			hit = answer_takes(l, sub, ru, text, qt == DNS_T_A);
 		}
 		if (hit && l->names != NULL)
 			e->detail = arena_sprintf(e->a, "%s -> %.200s", l->names[k], text);
@@ -1702,8 +1740,9 @@ static long dns_sender(struct rules_evalenv *e, const struct rule *ru)
 
 static const char *check_askdns(const struct rule *ru)
 {
-	if (ask_qtype(ru->eargs[1]) == 0)
-		return "~askdns: only A, AAAA, TXT, MX and PTR questions are asked";
+	int types[ASK_MAX_TYPES];
+	if (ask_qtypes(ru->eargs[1], types) == 0)
+		return "~askdns: only A, AAAA, TXT, MX, PTR and NS questions are asked (not ANY)";
 	if (ask_tag_mask(ru->eargs[0]) < 0)
 		return "~askdns: a template tag this engine does not fill (it fills "
 		       "_SENDERDOMAIN_, _AUTHORDOMAIN_, _DKIMDOMAIN_ and "

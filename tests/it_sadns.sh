@@ -309,6 +309,12 @@ check "askdns: a refusal is neither NXDOMAIN nor NOERROR" hasnt "$OUT" "T_ASK_RC
 check "askdns: the rcode is explained" has "$OUT" "spf-all.test.fresh.test -> rcode 3"
 check "askdns: two tags, one question of both values" has "$OUT" "T_ASK_PAIR"
 check "askdns: a tag twice, both places filled" has "$OUT" "T_ASK_TWICE"
+check "askdns: a list of types, the TXT answer of MX,TXT hits" has "$OUT" "T_ASK_MULTI_TXT"
+check "askdns: a list of types, no MX name matching, no hit" hasnt "$OUT" "T_ASK_MULTI "
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 --from x@mxonly.test "$MSG" 2>>"$D/check.err")
+check "askdns: a list of types, the MX answer of A,MX hits" has "$OUT" "T_ASK_MULTI "
+check "askdns: a list of types, explained by the name" has "$OUT" "mxonly.test -> mx.helo.test"
+check "askdns: MX,TXT without a TXT record, no hit" hasnt "$OUT" "T_ASK_MULTI_TXT"
 
 # the zone probe: the second of two messages in one process no longer waits
 OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.2 "$MSG" "$URIS/skip.eml" 2>>"$D/check.err")

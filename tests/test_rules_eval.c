@@ -1147,13 +1147,20 @@ Test(rules_eval, askdns_lines_are_rules)
 	                    "askdns A7 _SENDERDOMAIN_.rc.example. TXT [noerror, 3]\n"
 	                    "askdns A8 _SENDERDOMAIN_._AUTHORDOMAIN_.pair.example. A\n"
 	                    "askdns A9 _HEADER(Reply-To:addr)_.x.example. A\n"
-	                    "askdns A10 _SENDERDOMAIN_.rc.example. A [FormErr, servfail,4,5]\n",
+	                    "askdns A10 _SENDERDOMAIN_.rc.example. A [FormErr, servfail,4,5]\n"
+	                    "askdns A11 _SENDERDOMAIN_ A,MX,aaaa\n"
+	                    "askdns A12 _SENDERDOMAIN_ ANY\n"
+	                    "askdns A13 _SENDERDOMAIN_ A,SOA\n",
 	                    NULL, d);
 	cr_assert_not_null(r);
 	for (const char *const *n =
-	         (const char *const[]){"A1", "A2", "A3", "A4", "A5", "A6", "A7", "A8", NULL};
+	         (const char *const[]){"A1", "A2", "A3", "A4", "A5", "A6", "A7", "A8", "A11", NULL};
 	     *n; n++)
 		cr_assert(rules_runs(r, (size_t)rules_find(r, *n)), "%s runs", *n);
+	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "A12")), "ANY is not asked");
+	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "A13")), "nor a type it does not read");
+	cr_assert(diag_has(d, "t.cf:12:"), "one warning for both, at the first");
+	cr_assert(diag_has(d, "only A, AAAA, TXT, MX, PTR and NS questions are asked (not ANY)"));
 	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "A9")), "an unfilled tag is skipped");
 	cr_assert(diag_has(d, "t.cf:9:"));
 	cr_assert(diag_has(d, "a template tag this engine does not fill"));
