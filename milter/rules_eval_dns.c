@@ -275,6 +275,8 @@ static bool is_uri(const struct rules_evaldef *d);
 static bool is_ask(const struct rules_evaldef *d);
 static bool is_sender(const struct rules_evaldef *d);
 static void zone_name(const char *in, char *out, size_t cap);
+static void res_build(rules_t *r);
+static void res_free(rules_t *r);
 
 static const struct uentry *uentry_find(const rules_t *r, const char *name)
 {
@@ -719,10 +721,12 @@ void rules_eval_dns_finish(rules_t *r)
 		zs->v[zs->n].names = names;
 		zs->v[zs->n++].name = xalloc_strdup(zone);
 	}
+	res_build(r);
 }
 
 void rules_eval_dns_free(rules_t *r)
 {
+	res_free(r);
 	free(r->rbl_headers);
 	r->rbl_headers = NULL;
 	if (r->dns_blocks != NULL) {
@@ -1407,7 +1411,82 @@ static int subtest_kind(const char *s)
 	return dots == 3 ? SUB_EXACT : SUB_RE;
 }
 
-static bool subtest_match(const char *sub, const char *data, bool is_a)
+/* ---------------------------------------------------------------- regex subtests */
+
+/*
+ * The regex subtests of the DNS rules (check_rbl's and check_rbl_sub's,
+ * askdns's), compiled once when the rules load rather than at each answer
+ * that reaches them: found by the address of the subtest's string, which
+ * lives as long as the rule set. Read-only once loaded, so every thread
+ * reads them; each match takes its own match data.
+ */
+struct rules_dns_res {
+	struct dns_re {
+		const char *sub;
+		pcre2_code *code;
+	} *v;
+	size_t n;
+};
+
+static int res_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)((const struct dns_re *)a)->sub;
+	uintptr_t y = (uintptr_t)((const struct dns_re *)b)->sub;
+	return x < y ? -1 : x > y;
+}
+
+static void res_add(rules_t *r, const char *sub, const char *pat, uint32_t opts)
+{
+	int err;
+	PCRE2_SIZE off;
+	/* a pattern that does not compile failed the rule's check at load */
+	pcre2_code *code =
+	    pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
+	if (code == NULL)
+		return;
+	if (r->dns_res == NULL)
+		r->dns_res = xalloc_calloc(1, sizeof(*r->dns_res));
+	struct rules_dns_res *t = r->dns_res;
+	t->v = xalloc_realloc(t->v, (t->n + 1) * sizeof(*t->v));
+	t->v[t->n++] = (struct dns_re){sub, code};
+}
+
+static const pcre2_code *res_find(const rules_t *r, const char *sub)
+{
+	if (r->dns_res == NULL)
+		return NULL;
+	struct dns_re key = {.sub = sub};
+	const struct dns_re *f = bsearch(&key, r->dns_res->v, r->dns_res->n,
+	                                 sizeof(r->dns_res->v[0]), res_cmp);
+	return f != NULL ? f->code : NULL;
+}
+
+static void res_free(rules_t *r)
+{
+	if (r->dns_res == NULL)
+		return;
+	for (size_t i = 0; i < r->dns_res->n; i++)
+		pcre2_code_free(r->dns_res->v[i].code);
+	free(r->dns_res->v);
+	free(r->dns_res);
+	r->dns_res = NULL;
+}
+
+/* Whether the subtest sub, a regex (pat with opts), matches data: compiled at load, else now. */
+static bool re_matches(const rules_t *r, const char *sub, const char *pat, uint32_t opts,
+                       const char *data)
+{
+	const pcre2_code *code = res_find(r, sub);
+	if (code == NULL)
+		return rules_eval_re_once(pat, opts, data);
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
+	bool hit = md != NULL && pcre2_match(code, (PCRE2_SPTR)data, strlen(data), 0, 0, md,
+	                                     NULL) >= 0;
+	pcre2_match_data_free(md);
+	return hit;
+}
+
+static bool subtest_match(const rules_t *r, const char *sub, const char *data, bool is_a)
 {
 	switch (subtest_kind(sub)) {
 	case SUB_MASK: {
@@ -1417,19 +1496,7 @@ static bool subtest_match(const char *sub, const char *data, bool is_a)
 		return (ntohl(a.s_addr) & (uint32_t)strtoul(sub, NULL, 10)) != 0;
 	}
 	case SUB_EXACT: return strcmp(sub, data) == 0;
-	default: {
-		int err;
-		PCRE2_SIZE off;
-		pcre2_code *re =
-		    pcre2_compile((PCRE2_SPTR)sub, PCRE2_ZERO_TERMINATED, 0, &err, &off, NULL);
-		if (re == NULL)
-			return false;
-		pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-		bool hit = pcre2_match(re, (PCRE2_SPTR)data, strlen(data), 0, 0, md, NULL) >= 0;
-		pcre2_match_data_free(md);
-		pcre2_code_free(re);
-		return hit;
-	}
+	default: return re_matches(r, sub, sub, 0, data);
 	}
 }
 
@@ -1537,25 +1604,14 @@ static bool ask_rcodes(const char *sub, uint32_t *mask)
 }
 
 /* AskDNS's subtest: none, a regex, a quoted or plain string, or URIDNSBL's numeric forms. */
-static bool ask_match(const char *sub, const char *data, bool is_a)
+static bool ask_match(const rules_t *r, const char *sub, const char *data, bool is_a)
 {
 	if (sub[0] == '\0')
 		return true;
 	char pat[512];
 	uint32_t opts;
-	if (ask_regex(sub, pat, sizeof(pat), &opts)) {
-		int err;
-		PCRE2_SIZE off;
-		pcre2_code *re =
-		    pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
-		if (re == NULL)
-			return false;
-		pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-		bool hit = pcre2_match(re, (PCRE2_SPTR)data, strlen(data), 0, 0, md, NULL) >= 0;
-		pcre2_match_data_free(md);
-		pcre2_code_free(re);
-		return hit;
-	}
+	if (ask_regex(sub, pat, sizeof(pat), &opts))
+		return re_matches(r, sub, pat, opts, data);
 	size_t sl = strlen(sub);
 	if (sl >= 2 && (sub[0] == '"' || sub[0] == '\'') && sub[sl - 1] == sub[0])
 		return strlen(data) == sl - 2 && strncmp(data, sub + 1, sl - 2) == 0;
@@ -1566,14 +1622,14 @@ static bool ask_match(const char *sub, const char *data, bool is_a)
 }
 
 /* Whether one answer (an address as text, or a TXT text) passes rule ru's subtest on lookup l. */
-static bool answer_takes(const struct rbl_lookup *l, const char *sub, const struct rule *ru,
-                         const char *text, bool is_a)
+static bool answer_takes(const rules_t *r, const struct rbl_lookup *l, const char *sub,
+                         const struct rule *ru, const char *text, bool is_a)
 {
 	if (l->u != NULL)
 		return uri_subtest_match(l->u, text, is_a);
 	if (l->ask)
-		return ask_match(ru->eargs[2], text, is_a);
-	return sub == NULL || subtest_match(sub, text, is_a);
+		return ask_match(r, ru->eargs[2], text, is_a);
+	return sub == NULL || subtest_match(r, sub, text, is_a);
 }
 
 static pthread_mutex_t refusal_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -1658,7 +1714,7 @@ static bool lookup_hits(struct rules_evalenv *e, struct rules_dns_msg *s,
 					/* never a hit, but RCVD_IN_ZEN_BLOCKED's still blocks its
 					 * lists */
 					if (e->r->dns_blocks != NULL &&
-					    answer_takes(l, sub, ru, text, true))
+					    answer_takes(e->r, l, sub, ru, text, true))
 						dns_block(e->r, ru, text);
 					continue;
 				}
@@ -1669,7 +1725,7 @@ static bool lookup_hits(struct rules_evalenv *e, struct rules_dns_msg *s,
 			} else {
 				snprintf(text, sizeof(text), "%.*s", (int)len, d);
 			}
-			hit = answer_takes(l, sub, ru, text, qt == DNS_T_A);
+			hit = answer_takes(e->r, l, sub, ru, text, qt == DNS_T_A);
 		}
 		if (hit && l->names != NULL)
 			e->detail = arena_sprintf(e->a, "%s -> %.200s", l->names[k], text);
@@ -1849,6 +1905,27 @@ static bool is_sender(const struct rules_evaldef *d)
 static bool is_uri(const struct rules_evaldef *d)
 {
 	return d != NULL && d->fn == uridnsbl;
+}
+
+/* Compiles the rules' regex subtests (res_find()); called once the rules are read. */
+static void res_build(rules_t *r)
+{
+	res_free(r);
+	for (size_t k = 0; k < r->nevals; k++) {
+		const struct rule *ru = &r->v[r->evals[k]];
+		char pat[512];
+		uint32_t opts;
+		if (is_rbl(ru->evaldef) && ru->neargs > 2 && ru->eargs[2][0] &&
+		    subtest_kind(ru->eargs[2]) == SUB_RE)
+			res_add(r, ru->eargs[2], ru->eargs[2], 0);
+		else if (ru->evaldef != NULL && ru->evaldef->fn == rbl_sub &&
+		         subtest_kind(ru->eargs[1]) == SUB_RE)
+			res_add(r, ru->eargs[1], ru->eargs[1], 0);
+		else if (is_ask(ru->evaldef) && ask_regex(ru->eargs[2], pat, sizeof(pat), &opts))
+			res_add(r, ru->eargs[2], pat, opts);
+	}
+	if (r->dns_res != NULL)
+		qsort(r->dns_res->v, r->dns_res->n, sizeof(r->dns_res->v[0]), res_cmp);
 }
 
 /* ---------------------------------------------------------------- URIDNSBL directives */

@@ -226,6 +226,7 @@ struct rules {
 	struct rules_uridnsbl *uridnsbl;     /* urirhssub and friends, NULL if none */
 	struct rules_dns_zones *dns_zones;   /* check_rbl zones and their probe state */
 	struct rules_dns_blocks *dns_blocks; /* dns_block_rule lines and what they block */
+	struct rules_dns_res *dns_res;       /* their regex subtests, compiled */
 	char *rbl_headers; /* DNSEval's rbl_headers for check_rbl_headers, NULL: its default */
 	char **tags;       /* capture tags that some rule uses */
 	size_t ntags;
