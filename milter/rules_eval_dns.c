@@ -1424,7 +1424,7 @@ struct rules_dns_res {
 	struct dns_re {
 		const char *sub;
 		pcre2_code *code;
-	} *v;
+	} * v;
 	size_t n;
 };
 
@@ -1456,8 +1456,8 @@ static const pcre2_code *res_find(const rules_t *r, const char *sub)
 	if (r->dns_res == NULL)
 		return NULL;
 	struct dns_re key = {.sub = sub};
-	const struct dns_re *f = bsearch(&key, r->dns_res->v, r->dns_res->n,
-	                                 sizeof(r->dns_res->v[0]), res_cmp);
+	const struct dns_re *f =
+	    bsearch(&key, r->dns_res->v, r->dns_res->n, sizeof(r->dns_res->v[0]), res_cmp);
 	return f != NULL ? f->code : NULL;
 }
 
@@ -1480,8 +1480,8 @@ static bool re_matches(const rules_t *r, const char *sub, const char *pat, uint3
 	if (code == NULL)
 		return rules_eval_re_once(pat, opts, data);
 	pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
-	bool hit = md != NULL && pcre2_match(code, (PCRE2_SPTR)data, strlen(data), 0, 0, md,
-	                                     NULL) >= 0;
+	bool hit =
+	    md != NULL && pcre2_match(code, (PCRE2_SPTR)data, strlen(data), 0, 0, md, NULL) >= 0;
 	pcre2_match_data_free(md);
 	return hit;
 }
