@@ -1420,11 +1420,13 @@ static int subtest_kind(const char *s)
  * lives as long as the rule set. Read-only once loaded, so every thread
  * reads them; each match takes its own match data.
  */
+struct dns_re {
+	const char *sub;
+	pcre2_code *code;
+};
+
 struct rules_dns_res {
-	struct dns_re {
-		const char *sub;
-		pcre2_code *code;
-	} * v;
+	struct dns_re *v;
 	size_t n;
 };
 
