@@ -58,7 +58,7 @@ static const struct {
     {"check_arc_", "ARC: no ARC library in Debian 12, not validated"},
     {"check_rbl", "DNS list: this form is not run through Sift's DNS service yet"},
     {"check_uridnsbl", "DNS list: this form is not run through Sift's DNS service yet"},
-    {"check_hashbl", "HashBL: DNS lookups, not run"},
+    {"check_hashbl", "HashBL: only check_hashbl_bodyre is run"},
     {"check_bayes", "Bayes: Sift's own classifier scores instead"},
     {"check_from_in_auto", "AWL/TxRep: no per-sender history"},
     {"check_senders_reputation", "AWL/TxRep: no per-sender history"},

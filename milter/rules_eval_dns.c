@@ -6,8 +6,10 @@
  * their domains' name servers' addresses (uridnssub, uridnsbl with tflags
  * a and ns) and their name servers' names (urinsrhssub, urifullnsrhssub
  * and the -bl forms); AskDNS's askdns rules (a query template of the
- * sender's, author's or last external relay's names); and DNSEval's
- * check_dns_sender (the envelope sender's domain has neither A nor MX). Every lookup of a
+ * sender's, author's or last external relay's names); DNSEval's
+ * check_dns_sender (the envelope sender's domain has neither A nor MX);
+ * and HashBL's check_hashbl_bodyre (strings a regex captures in the body,
+ * as they are or as a SHA-256 digest). Every lookup of a
  * message starts in one batch before the regex rules run; the URI hosts'
  * name servers and addresses are asked then too, and each answer leads on
  * (NS, then A, then the list) as it comes, all under the message's
@@ -18,6 +20,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 
@@ -274,9 +277,12 @@ static bool is_rbl(const struct rules_evaldef *d);
 static bool is_uri(const struct rules_evaldef *d);
 static bool is_ask(const struct rules_evaldef *d);
 static bool is_sender(const struct rules_evaldef *d);
+static bool is_hashbl(const struct rules_evaldef *d);
+static bool ask_regex(const char *sub, char *pat, size_t cap, uint32_t *opts);
 static void zone_name(const char *in, char *out, size_t cap);
 static void res_build(rules_t *r);
 static void res_free(rules_t *r);
+static const pcre2_code *res_find(const rules_t *r, const char *sub);
 
 static const struct uentry *uentry_find(const rules_t *r, const char *name)
 {
@@ -1096,6 +1102,166 @@ static void sender_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_
 	l->q[1] = msg_lookup(e, dns, s, host, DNS_T_MX, &l->names[1]);
 }
 
+/* ---------------------------------------------------------------- HashBL's check_hashbl_bodyre */
+
+/*
+ * check_hashbl_bodyre(LIST[/A|/TXT], OPTS, REGEX[, SUBTEST]): the strings
+ * REGEX's first group captures in the body (rawbody for a rawbody rule),
+ * lower-cased unless OPTS says "case", only their digits with "num", each
+ * once, asked as VALUE.LIST, VALUE the string itself or, with "sha256",
+ * its SHA-256 digest in lower-case base32 (RFC 4648, unpadded), as
+ * SpamAssassin's HashBL asks. OPTS "sha1" and "md5" (and an empty OPTS,
+ * which means sha1) need digests Sift's libraries do not have: such rules
+ * are skipped at load with a warning. "max=N" (default 10, at most
+ * HASHBL_MAX) bounds the questions; they are the first N strings in the
+ * body's order, where SpamAssassin shuffles when there are more ("shuffle"):
+ * sift check and the daemon must ask the same. An answer hits when it
+ * passes SUBTEST (a regex on the address or text; default: any listing,
+ * refusal codes never).
+ */
+#define HASHBL_MAX 32
+
+struct hashbl_opts {
+	bool sha256, other_digest, keep_case, num;
+	long max;
+};
+
+static void hashbl_opts(const char *s, struct hashbl_opts *o)
+{
+	*o = (struct hashbl_opts){.max = 10};
+	if (s[0] == '\0')
+		s = "sha1/max=10/shuffle"; /* HashBL's default */
+	for (const char *p = s; *p;) {
+		size_t n = strcspn(p, "/");
+		char w[32];
+		size_t k = 0;
+		for (size_t i = 0; i < n && k + 1 < sizeof(w); i++)
+			if (!isspace((unsigned char)p[i]))
+				w[k++] = (char)tolower((unsigned char)p[i]);
+		w[k] = '\0';
+		if (strcmp(w, "sha256") == 0)
+			o->sha256 = true;
+		else if (strcmp(w, "sha1") == 0 || strcmp(w, "md5") == 0)
+			o->other_digest = true;
+		else if (strcmp(w, "case") == 0)
+			o->keep_case = true;
+		else if (strcmp(w, "num") == 0)
+			o->num = true;
+		else if (strncmp(w, "max=", 4) == 0 && isdigit((unsigned char)w[4]))
+			o->max = strtol(w + 4, NULL, 10);
+		/* raw, shuffle and the other functions' options change nothing here */
+		p += n + (p[n] == '/');
+	}
+	if (o->max < 1 || o->max > HASHBL_MAX)
+		o->max = o->max < 1 ? 10 : HASHBL_MAX;
+}
+
+/* LIST without its "/A" or "/TXT" (and trailing dots), and the type asked. */
+static bool hashbl_list(const char *list, char *zone, size_t cap, int *qtype)
+{
+	size_t n = strlen(list);
+	*qtype = DNS_T_A;
+	const char *sl = strrchr(list, '/');
+	if (sl != NULL && (strcasecmp(sl, "/A") == 0 || strcasecmp(sl, "/TXT") == 0)) {
+		*qtype = strcasecmp(sl, "/TXT") == 0 ? DNS_T_TXT : DNS_T_A;
+		n = (size_t)(sl - list);
+	}
+	while (n > 0 && list[n - 1] == '.')
+		n--;
+	if (n == 0 || n >= cap)
+		return false;
+	memcpy(zone, list, n);
+	zone[n] = '\0';
+	return dns_valid_hostname(zone);
+}
+
+/* RFC 4648 base32, lower case, without padding: SpamAssassin's form of the SHA-256 digest. */
+static void base32_lower(const unsigned char *in, size_t n, char *out)
+{
+	static const char abc[] = "abcdefghijklmnopqrstuvwxyz234567";
+	uint32_t acc = 0;
+	int bits = 0;
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		acc = (acc << 8) | in[i];
+		bits += 8;
+		while (bits >= 5) {
+			out[o++] = abc[(acc >> (bits - 5)) & 31];
+			bits -= 5;
+		}
+	}
+	if (bits > 0)
+		out[o++] = abc[(acc << (5 - bits)) & 31];
+	out[o] = '\0';
+}
+
+/* The name HashBL asks for one captured string (v, n bytes); false when there is none. */
+static bool hashbl_qname(const struct hashbl_opts *o, const char *zone, const char *v, size_t n,
+                         char *qname, size_t cap)
+{
+	char val[256];
+	size_t k = 0;
+	for (size_t i = 0; i < n && k + 1 < sizeof(val); i++) {
+		char c = o->keep_case ? v[i] : (char)tolower((unsigned char)v[i]);
+		if (!o->num || isdigit((unsigned char)c))
+			val[k++] = c;
+	}
+	val[k] = '\0';
+	if (k == 0 || k + 1 >= sizeof(val))
+		return false;
+	if (o->sha256) {
+		unsigned char d[crypto_hash_sha256_BYTES];
+		crypto_hash_sha256(d, (const unsigned char *)val, k);
+		base32_lower(d, sizeof(d), val);
+	}
+	return (size_t)snprintf(qname, cap, "%s.%s", val, zone) < cap && dns_valid_hostname(qname);
+}
+
+static void hashbl_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_msg *s,
+                          struct rbl_lookup *l)
+{
+	const struct rule *ru = l->ru;
+	struct hashbl_opts o;
+	hashbl_opts(ru->eargs[1], &o);
+	char zone[DNS_QNAME_MAX_BYTES];
+	const pcre2_code *re = res_find(e->r, ru->eargs[2]);
+	if (e->mi == NULL || re == NULL ||
+	    !hashbl_list(ru->eargs[0], zone, sizeof(zone), &l->qtype))
+		return;
+	size_t n = 0;
+	const char *text =
+	    ru->type == RULES_T_RAWBODY ? mime_rawbody(e->mi, &n) : mime_body(e->mi, &n);
+	l->cap = (size_t)o.max;
+	l->q = arena_zalloc(e->a, l->cap * sizeof(*l->q));
+	l->names = arena_zalloc(e->a, l->cap * sizeof(*l->names));
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+	/* a rules file's regex: under the engine's limits, as regex rules are */
+	pcre2_match_context *mc = pcre2_match_context_create(NULL);
+	if (md == NULL || mc == NULL)
+		goto out;
+	pcre2_set_match_limit(mc, e->r->opts.match_limit);
+	pcre2_set_depth_limit(mc, e->r->opts.depth_limit);
+	/* bounded: each turn moves on by at least a byte, and at most 10 * max strings are read */
+	size_t off = 0;
+	for (unsigned seen = 0; text != NULL && off <= n && l->nq < l->cap && seen < 10 * l->cap;
+	     seen++) {
+		int rc = pcre2_match(re, (PCRE2_SPTR)text, n, off, 0, md, mc);
+		if (rc < 0)
+			break; /* no more matches, or a limit: what was found is asked */
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+		off = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
+		char qname[DNS_QNAME_MAX_BYTES];
+		if (rc >= 2 && ov[2] != PCRE2_UNSET &&
+		    hashbl_qname(&o, zone, text + ov[2], ov[3] - ov[2], qname, sizeof(qname)))
+			submit_once(e, dns, s, l, qname, l->names);
+	}
+out:
+	pcre2_match_context_free(mc);
+	pcre2_match_data_free(md);
+}
+
+static long hashbl(struct rules_evalenv *e, const struct rule *ru);
+
 /* ---------------------------------------------------------------- DNSEval's name forms */
 
 /*
@@ -1307,7 +1473,8 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 	size_t nrbl = 0;
 	for (size_t k = 0; k < r->nevals; k++)
 		if (is_rbl(r->v[r->evals[k]].evaldef) || is_uri(r->v[r->evals[k]].evaldef) ||
-		    is_ask(r->v[r->evals[k]].evaldef) || is_sender(r->v[r->evals[k]].evaldef))
+		    is_ask(r->v[r->evals[k]].evaldef) || is_sender(r->v[r->evals[k]].evaldef) ||
+		    is_hashbl(r->v[r->evals[k]].evaldef))
 			nrbl++;
 	if (nrbl == 0)
 		return;
@@ -1342,6 +1509,12 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 			struct rbl_lookup *l = &s->v[s->n++];
 			l->ru = ru;
 			sender_submit(e, dns, s, l);
+			continue;
+		}
+		if (is_hashbl(ru->evaldef)) {
+			struct rbl_lookup *l = &s->v[s->n++];
+			l->ru = ru;
+			hashbl_submit(e, dns, s, l);
 			continue;
 		}
 		if (!is_rbl(ru->evaldef))
@@ -1796,6 +1969,70 @@ static long dns_sender(struct rules_evalenv *e, const struct rule *ru)
 	return 0;
 }
 
+static long hashbl(struct rules_evalenv *e, const struct rule *ru)
+{
+	struct rules_dns_msg *s = e->cache[RULES_EVAL_CACHE_DNS];
+	if (s == NULL)
+		return 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].ru == ru)
+			return lookup_hits(e, s, &s->v[i],
+			                   ru->neargs > 3 && ru->eargs[3][0] ? ru->eargs[3] : NULL,
+			                   ru);
+	return 0;
+}
+
+/* A HashBL regex argument: /RE/flags or m{RE}flags, else the pattern as it is. */
+static bool hashbl_regex(const char *arg, char *pat, size_t cap, uint32_t *opts)
+{
+	if (ask_regex(arg, pat, cap, opts))
+		return true;
+	*opts = 0;
+	return (size_t)snprintf(pat, cap, "%s", arg) < cap;
+}
+
+static const char *check_hashbl(const struct rule *ru)
+{
+	char zone[DNS_QNAME_MAX_BYTES], pat[1024];
+	int qtype;
+	uint32_t opts;
+	if (!hashbl_list(ru->eargs[0], zone, sizeof(zone), &qtype))
+		return "check_hashbl_bodyre: the list must be a zone name, with /A or /TXT at most";
+	if (ru->type != RULES_T_BODY && ru->type != RULES_T_RAWBODY)
+		return "check_hashbl_bodyre: the rule must be a body or rawbody rule";
+	int err;
+	PCRE2_SIZE off;
+	pcre2_code *c =
+	    hashbl_regex(ru->eargs[2], pat, sizeof(pat), &opts)
+	        ? pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL)
+	        : NULL;
+	uint32_t groups = 0;
+	if (c != NULL)
+		pcre2_pattern_info(c, PCRE2_INFO_CAPTURECOUNT, &groups);
+	pcre2_code_free(c);
+	if (c == NULL)
+		return "check_hashbl_bodyre: invalid body regular expression";
+	if (groups == 0)
+		return "check_hashbl_bodyre: the body regular expression needs a group, (...), for "
+		       "the "
+		       "string to ask about";
+	if (ru->neargs > 3 && ru->eargs[3][0]) {
+		c = hashbl_regex(ru->eargs[3], pat, sizeof(pat), &opts)
+		        ? pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off,
+		                        NULL)
+		        : NULL;
+		pcre2_code_free(c);
+		if (c == NULL)
+			return "check_hashbl_bodyre: invalid subtest regular expression";
+	}
+	struct hashbl_opts o;
+	hashbl_opts(ru->eargs[1], &o);
+	if (o.other_digest && !o.sha256)
+		return "~check_hashbl_bodyre: its SHA-1 and MD5 forms (the default) are not asked: "
+		       "Sift's libraries have no such digest (raw and sha256 are asked)";
+	return NULL;
+}
+
 static const char *check_askdns(const struct rule *ru)
 {
 	int types[ASK_MAX_TYPES];
@@ -1884,6 +2121,8 @@ const struct rules_evaldef rules_eval_dns_defs[] = {
     {"check_rbl_accreditor", rbl, 4, 4, check_rbl_args},
     {"check_uridnsbl", uridnsbl, 1, 1, NULL},
     {"check_dns_sender", dns_sender, 0, 0, NULL},
+    /* list, options, body regex, subtest */
+    {"check_hashbl_bodyre", hashbl, 3, 4, check_hashbl},
     /* askdns lines, made into rules by the parser: template, type, subtest */
     {"askdns", askdns, 3, 3, check_askdns},
     {NULL, NULL, 0, 0, NULL},
@@ -1897,6 +2136,11 @@ static bool is_rbl(const struct rules_evaldef *d)
 static bool is_ask(const struct rules_evaldef *d)
 {
 	return d != NULL && d->fn == askdns;
+}
+
+static bool is_hashbl(const struct rules_evaldef *d)
+{
+	return d != NULL && d->fn == hashbl;
 }
 
 static bool is_sender(const struct rules_evaldef *d)
@@ -1925,6 +2169,16 @@ static void res_build(rules_t *r)
 			res_add(r, ru->eargs[1], ru->eargs[1], 0);
 		else if (is_ask(ru->evaldef) && ask_regex(ru->eargs[2], pat, sizeof(pat), &opts))
 			res_add(r, ru->eargs[2], pat, opts);
+		if (is_hashbl(ru->evaldef)) {
+			if (hashbl_regex(ru->eargs[2], pat, sizeof(pat), &opts))
+				res_add(r, ru->eargs[2], pat, opts);
+			/* the subtest is read as check_rbl's (a regex unless a number or an
+			 * address) */
+			if (ru->neargs > 3 && ru->eargs[3][0] &&
+			    subtest_kind(ru->eargs[3]) == SUB_RE &&
+			    hashbl_regex(ru->eargs[3], pat, sizeof(pat), &opts))
+				res_add(r, ru->eargs[3], pat, opts);
+		}
 	}
 	if (r->dns_res != NULL)
 		qsort(r->dns_res->v, r->dns_res->n, sizeof(r->dns_res->v[0]), res_cmp);

@@ -59,6 +59,8 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::URIDNSBL",
     /* askdns with the sender's, author's and last external relay's names */
     "Mail::SpamAssassin::Plugin::AskDNS",
+    /* check_hashbl_bodyre, raw and sha256 (rules_eval_dns.c); v342.pre loads it */
+    "Mail::SpamAssassin::Plugin::HashBL",
     /* ImageInfo; PDFInfo without the MD5 tests */
     "Mail::SpamAssassin::Plugin::ImageInfo",
     "Mail::SpamAssassin::Plugin::PDFInfo",
@@ -103,6 +105,9 @@ static const char *const provided_features[] = {
     "Mail::SpamAssassin::Conf::has_tflags_nosubject",
     /* dns_block_rule: a refusing list is not asked for dns_block_time (rules_eval_dns.c) */
     "Mail::SpamAssassin::Conf::feature_dns_block_rule",
+    "Mail::SpamAssassin::Plugin::HashBL::has_hashbl_bodyre",
+    "Mail::SpamAssassin::Plugin::HashBL::has_hashbl_bodyre_num",
+    "Mail::SpamAssassin::Plugin::HashBL::has_hashbl_sha256",
     NULL,
 };
 

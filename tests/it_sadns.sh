@@ -58,6 +58,12 @@ it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf" <<EOF2
 	local-data: "7.0.0.10.hbl.test. 300 IN A 127.0.0.8"
 	local-zone: "mxonly.test." static
 	local-data: "mxonly.test. 300 IN MX 10 mx.helo.test."
+	local-zone: "hash.test." static
+	local-data: "test.hash.test. 300 IN A 127.0.0.2"
+	local-data: "1bvbmseystwetqtfn5au4m4gfg7xjanvn2.hash.test. 300 IN A 127.0.0.2"
+	local-data: "ty7xknwljolxjbtqlu3fuldzfx2yev6c5sqko3nzbqldkrm4meca.hash.test. 300 IN A 127.0.0.3"
+	local-data: "1234.hash.test. 300 IN A 127.0.0.4"
+	local-data: "1beeg6oegdnuguuogdpmq5wljrmguyeqsr.hash.test. 300 IN A 127.255.255.254"
 	local-zone: "pair.test." static
 	local-data: "spf-all.test.example.net.pair.test. 300 IN A 127.0.0.2"
 	local-data: "example.org.example.net.pair.test. 300 IN A 127.0.0.3"
@@ -247,6 +253,31 @@ check "check_rbl_accreditor: the Accreditor field names it, and its set's check_
 OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.2 --from s@example.net "$D/acc2.eml" 2>>"$D/check.err")
 check "check_rbl_accreditor: a field naming another, not asked" hasnt "$OUT" "T_ACCREDITED"
 
+# HashBL's check_hashbl_bodyre: strings the body holds, as they are or hashed
+cat >"$D/btc.eml" <<'MSG'
+From: a@example.net
+To: b@example.org
+Subject: payment
+Message-ID: <btc-1@example.net>
+Date: Tue, 24 Nov 2026 10:00:00 +0000
+
+Send it to 1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2 today, ref id-12-34.
+MSG
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 "$D/btc.eml" 2>>"$D/check.err")
+echo "$OUT" >>"$D/check.out"
+check "check_hashbl_bodyre raw: a listed string of the body hits" has "$OUT" "T_HASHBL_RAW"
+check "check_hashbl_bodyre raw: explained by the name asked" \
+	has "$OUT" "1bvbmseystwetqtfn5au4m4gfg7xjanvn2.hash.test -> 127.0.0.2"
+check "check_hashbl_bodyre sha256: the digest SpamAssassin asks (base32) hits" has "$OUT" "T_HASHBL_SHA"
+check "check_hashbl_bodyre num: the digits of a rawbody capture hit" has "$OUT" "T_HASHBL_NUM"
+check "check_hashbl_bodyre: strings not listed, no hit" hasnt "$OUT" "T_HASHBL_MISS"
+check "check_hashbl_bodyre sha1: skipped, no hit" hasnt "$OUT" "T_HASHBL_SHA1"
+sed 's/1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2/1BeEG6oEgDnUguUoGDpmq5WLJRmgUYEqSR/' "$D/btc.eml" >"$D/btc2.eml"
+OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 "$D/btc2.eml" 2>>"$D/check.err")
+check "check_hashbl_bodyre: a refusal code is not a listing" hasnt "$OUT" "T_HASHBL_RAW"
+LINT=$("$SIFT" -c "$D/sift.conf" lint 2>&1)
+check "check_hashbl_bodyre sha1: lint says why it is skipped" has "$LINT" "SHA-1 and MD5 forms"
+
 # URIDNSBL's name-server and address lists: NS, then A, then the list
 links() { # FILE LINK...: a message whose body holds the links
 	f=$1
@@ -394,6 +425,10 @@ check "milter: MAIL FROM's domain without A or MX hits check_dns_sender" \
 	>"$D/mxdns.tsv" 2>>"$D/mc.err"
 check "milter: MAIL FROM's domain with an MX does not" \
 	hasnt "$(tsv_field "$D/mxdns.tsv" clean.eml 4)" "T_NO_DNS_FOR_FROM"
+"$MC" -s "unix:$D/sift.sock" -t 10000 -i 192.0.2.1 -Q btc --tsv "$D/btc.eml" >"$D/btc.tsv" 2>>"$D/mc.err"
+RULES=$(tsv_field "$D/btc.tsv" btc.eml 4)
+check "milter: check_hashbl_bodyre asks the body's strings as they are" has "$RULES" "T_HASHBL_RAW"
+check "milter: check_hashbl_bodyre asks their SHA-256 digests" has "$RULES" "T_HASHBL_SHA"
 # dns_block_rule: listed before the list refuses us, not asked after
 "$MC" -s "unix:$D/sift.sock" -t 10000 -i 192.0.2.7 -Q blk1 --tsv "$MSG" >"$D/blk1.tsv" 2>>"$D/mc.err"
 check "milter: a client the list names hits before any block" \

@@ -955,17 +955,61 @@ Test(rules_eval, skipped_evals_are_listed_once_per_reason)
 	diag_t *d = diag_new();
 	rules_t *r = rules_load_text("t.cf",
 	                             "header A eval:check_hashbl_emails('x.example')\n"
-	                             "body B eval:check_hashbl_bodyre('x.example', 'sha1', '/a/')\n"
+	                             "header B eval:check_hashbl_uris('x.example', 'sha1')\n"
 	                             "header C eval:check_hashbl_emails('y.example')\n"
 	                             "header D eval:check_rbl_from_host('z', 'hbl.example.')\n",
 	                             NULL, d);
 	cr_assert_not_null(r);
 	cr_assert_eq(diag_warnings(d), 1);
 	cr_assert(diag_has(d, "t.cf:1: warning: skipped 2 eval tests (HashBL"));
-	cr_assert(diag_has(d, "check_hashbl_emails, check_hashbl_bodyre"));
+	cr_assert(diag_has(d, "check_hashbl_emails, check_hashbl_uris"));
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "D")), "check_rbl_from_host runs");
 	rules_free(r);
 	diag_free(d);
+}
+
+/* check_hashbl_bodyre loads in its raw and sha256 forms; malformed lines fail at file:line. */
+Test(rules_eval, hashbl_bodyre_loads_and_checks_its_arguments)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text(
+	    "t.cf",
+	    "body A eval:check_hashbl_bodyre('bl.example', 'raw/max=10/shuffle', "
+	    "'\\b(\\d{6})\\b')\n"
+	    "rawbody B eval:check_hashbl_bodyre('bl.example/TXT', 'sha256', '/(x+)/i', '^127\\.')\n"
+	    "body C eval:check_hashbl_bodyre('bl.example', 'sha1', '(x+)')\n"
+	    "body D eval:check_hashbl_bodyre('bl.example', '', '(x+)')\n",
+	    NULL, d);
+	cr_assert_not_null(r);
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "A")), "raw runs");
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "B")), "sha256 runs");
+	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "C")), "sha1 is skipped");
+	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "D")), "the default, sha1, is skipped");
+	cr_assert(diag_has(d, "t.cf:3:"));
+	cr_assert(diag_has(d, "SHA-1 and MD5 forms"));
+	rules_free(r);
+	diag_free(d);
+
+	static const struct {
+		const char *line, *err;
+	} bad[] = {
+	    {"body B eval:check_hashbl_bodyre('', 'raw', '(x)')\n", "the list must be a zone name"},
+	    {"body B eval:check_hashbl_bodyre('bl.example', 'raw', 'x+')\n", "needs a group"},
+	    {"body B eval:check_hashbl_bodyre('bl.example', 'raw', '(x')\n",
+	     "invalid body regular expression"},
+	    {"header B eval:check_hashbl_bodyre('bl.example', 'raw', '(x)')\n",
+	     "must be a body or rawbody rule"},
+	    {"body B eval:check_hashbl_bodyre('bl.example', 'raw', '(x)', '^(')\n",
+	     "invalid subtest regular expression"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		d = diag_new();
+		r = rules_load_text("t.cf", bad[i].line, NULL, d);
+		cr_assert_null(r, "%s", bad[i].line);
+		cr_assert(diag_has(d, "t.cf:1:"), "%s", bad[i].line);
+		cr_assert(diag_has(d, bad[i].err), "%s: %s", bad[i].line, bad[i].err);
+		diag_free(d);
+	}
 }
 
 /* DNSEval's last forms load and run; check_rbl_accreditor takes its four arguments. */
