@@ -1910,76 +1910,65 @@ static bool lookup_hits(struct rules_evalenv *e, struct rules_dns_msg *s,
 	return hit;
 }
 
-static long rbl(struct rules_evalenv *e, const struct rule *ru)
+/* Rule ru's lookups in this message and the message's DNS state; NULL when it asked nothing. */
+static struct rbl_lookup *rule_lookup(struct rules_evalenv *e, const struct rule *ru,
+                                      struct rules_dns_msg **sp)
 {
 	struct rules_dns_msg *s = e->cache[RULES_EVAL_CACHE_DNS];
-	if (s == NULL)
-		return 0;
-	for (size_t i = 0; i < s->n; i++)
+	*sp = s;
+	for (size_t i = 0; s != NULL && i < s->n; i++)
 		if (s->v[i].ru == ru)
-			return lookup_hits(e, s, &s->v[i],
-			                   ru->neargs > 2 && ru->eargs[2][0] ? ru->eargs[2] : NULL,
-			                   ru);
-	return 0;
+			return &s->v[i];
+	return NULL;
+}
+
+/* Whether rule ru's lookups hit, its subtest being argument k (none when absent or empty). */
+static long rule_hits(struct rules_evalenv *e, const struct rule *ru, size_t k)
+{
+	struct rules_dns_msg *s;
+	struct rbl_lookup *l = rule_lookup(e, ru, &s);
+	const char *sub = ru->neargs > k && ru->eargs[k][0] ? ru->eargs[k] : NULL;
+	return l != NULL && lookup_hits(e, s, l, sub, ru);
+}
+
+static long rbl(struct rules_evalenv *e, const struct rule *ru)
+{
+	return rule_hits(e, ru, 2);
 }
 
 static long uridnsbl(struct rules_evalenv *e, const struct rule *ru)
 {
-	struct rules_dns_msg *s = e->cache[RULES_EVAL_CACHE_DNS];
-	if (s == NULL)
-		return 0;
-	for (size_t i = 0; i < s->n; i++)
-		if (s->v[i].ru == ru)
-			return s->v[i].u != NULL && lookup_hits(e, s, &s->v[i], NULL, ru);
-	return 0;
+	struct rules_dns_msg *s;
+	struct rbl_lookup *l = rule_lookup(e, ru, &s);
+	return l != NULL && l->u != NULL && lookup_hits(e, s, l, NULL, ru);
 }
 
+/* askdns's subtest is read by answer_takes() from the rule itself */
 static long askdns(struct rules_evalenv *e, const struct rule *ru)
 {
-	struct rules_dns_msg *s = e->cache[RULES_EVAL_CACHE_DNS];
-	if (s == NULL)
-		return 0;
-	for (size_t i = 0; i < s->n; i++)
-		if (s->v[i].ru == ru)
-			return lookup_hits(e, s, &s->v[i], NULL, ru);
-	return 0;
+	return rule_hits(e, ru, SIZE_MAX);
 }
 
 /* check_dns_sender: both the A and the MX question of the sender's host ended in NXDOMAIN. */
 static long dns_sender(struct rules_evalenv *e, const struct rule *ru)
 {
-	struct rules_dns_msg *s = e->cache[RULES_EVAL_CACHE_DNS];
-	if (s == NULL)
+	struct rules_dns_msg *s;
+	struct rbl_lookup *l = rule_lookup(e, ru, &s);
+	if (l == NULL || l->nq != 2)
 		return 0;
-	for (size_t i = 0; i < s->n; i++) {
-		const struct rbl_lookup *l = &s->v[i];
-		if (l->ru != ru)
-			continue;
-		if (l->nq != 2)
+	msg_wait(e, s);
+	for (size_t k = 0; k < 2; k++) {
+		dns_answer_t a;
+		if (!dns_result(s->b, l->q[k], &a, NULL, NULL) || a.status != DNS_NXDOMAIN)
 			return 0;
-		msg_wait(e, s);
-		for (size_t k = 0; k < 2; k++) {
-			dns_answer_t a;
-			if (!dns_result(s->b, l->q[k], &a, NULL, NULL) || a.status != DNS_NXDOMAIN)
-				return 0;
-		}
-		e->detail = arena_sprintf(e->a, "%s: NXDOMAIN for A and MX", l->names[0]);
-		return 1;
 	}
-	return 0;
+	e->detail = arena_sprintf(e->a, "%s: NXDOMAIN for A and MX", l->names[0]);
+	return 1;
 }
 
 static long hashbl(struct rules_evalenv *e, const struct rule *ru)
 {
-	struct rules_dns_msg *s = e->cache[RULES_EVAL_CACHE_DNS];
-	if (s == NULL)
-		return 0;
-	for (size_t i = 0; i < s->n; i++)
-		if (s->v[i].ru == ru)
-			return lookup_hits(e, s, &s->v[i],
-			                   ru->neargs > 3 && ru->eargs[3][0] ? ru->eargs[3] : NULL,
-			                   ru);
-	return 0;
+	return rule_hits(e, ru, 3);
 }
 
 /* A HashBL regex argument: /RE/flags or m{RE}flags, else the pattern as it is. */
