@@ -1619,6 +1619,8 @@ static void res_add(rules_t *r, const char *sub, const char *pat, uint32_t opts)
 	    pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
 	if (code == NULL)
 		return;
+	/* HashBL's body regex reads whole bodies: JIT when available (pcre2_match uses it) */
+	pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
 	if (r->dns_res == NULL)
 		r->dns_res = xalloc_calloc(1, sizeof(*r->dns_res));
 	struct rules_dns_res *t = r->dns_res;
