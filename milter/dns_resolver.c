@@ -13,7 +13,7 @@
  *
  * Why the response parser (dns_parse_response) is written here: c-ares
  * 1.18's ares_parse_*_reply functions take one type each, drop the TTL of
- * some (TXT, MX, NS) and the SOA of a negative answer, and allocate per
+ * some (TXT, MX, NS, PTR) and the SOA of a negative answer, and allocate per
  * record; the cache needs the smallest TTL, RFC 2308's negative TTL and
  * every type's records in one bounded pass into the answer's own buffer.
  * Names still go through ares_expand_name(). Fuzzed by tests/fuzz/fuzz_dns.c.
