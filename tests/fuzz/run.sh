@@ -12,7 +12,7 @@
 set -u
 
 usage() {
-	echo "usage: $0 TARGET SECONDS   (targets: conf mime dns rules milter)" >&2
+	echo "usage: $0 TARGET SECONDS   (targets: conf mime dns authres rules milter)" >&2
 	exit 2
 }
 [ $# -eq 2 ] || usage
@@ -34,6 +34,12 @@ conf)
 mime)
 	srcs="milter/mime.c milter/mime_html.c milter/msg.c milter/arena.c milter/xalloc.c"
 	libs=""
+	;;
+authres)
+	# the Authentication-Results and From readers (pure functions)
+	srcs="milter/auth_ar.c milter/dns.c milter/dns_cache.c milter/dns_resolver.c milter/conf.c
+	      milter/diag.c milter/log.c milter/xalloc.c milter/arena.c"
+	libs="$(pkg-config --libs libcares libpsl 2>/dev/null)"
 	;;
 dns)
 	# the response parser and what the resolver's file links with
