@@ -1,9 +1,10 @@
 /*
  * fuzz_authres.c - libFuzzer target for the auth module's header readers
  * (auth_ar.c, written by hand: none of the libraries Sift links exports a
- * reader of RFC 8601's grammar): any byte string is read as an Authentication-Results
- * value (its authserv-id, each method's results and properties, one at a
- * time and all in one pass) and as a From field value. Outputs must stay
+ * reader of RFC 8601's grammar): any byte string is read as an
+ * Authentication-Results value (its authserv-id, each method's results and
+ * properties, one at a time and all in one pass) and as a From field
+ * value. Outputs must stay
  * NUL-terminated inside their buffers, results must be known ones, and the
  * one-pass reader must agree with the nth reader.
  * Build and run with tests/fuzz/run.sh authres SECONDS.
