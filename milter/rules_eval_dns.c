@@ -76,6 +76,8 @@ struct rules_uridnsbl {
 	char **skip; /* uridnsbl_skip_domain, lower-case */
 	size_t nskip;
 	long max_domains;
+	char **hignore; /* HashBL's hashbl_ignore: values and digests not asked, lower-case */
+	size_t nhignore;
 };
 
 /* One rule's lookups in this message: check_rbl, check_rbl_txt or check_uridnsbl. */
@@ -1195,9 +1197,21 @@ static void base32_lower(const unsigned char *in, size_t n, char *out)
 	out[o] = '\0';
 }
 
-/* The name HashBL asks for one captured string (v, n bytes); false when there is none. */
-static bool hashbl_qname(const struct hashbl_opts *o, const char *zone, const char *v, size_t n,
-                         char *qname, size_t cap)
+/* Whether hashbl_ignore names s (ASCII case folded). */
+static bool hashbl_ignored(const struct rules_uridnsbl *u, const char *s)
+{
+	for (size_t i = 0; u != NULL && i < u->nhignore; i++)
+		if (strcasecmp(u->hignore[i], s) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The name HashBL asks for one captured string (v, n bytes); false when
+ * there is none, or hashbl_ignore names the string or its digest.
+ */
+static bool hashbl_qname(const struct rules_uridnsbl *u, const struct hashbl_opts *o,
+                         const char *zone, const char *v, size_t n, char *qname, size_t cap)
 {
 	char val[256];
 	size_t k = 0;
@@ -1207,12 +1221,14 @@ static bool hashbl_qname(const struct hashbl_opts *o, const char *zone, const ch
 			val[k++] = c;
 	}
 	val[k] = '\0';
-	if (k == 0 || k + 1 >= sizeof(val))
+	if (k == 0 || k + 1 >= sizeof(val) || hashbl_ignored(u, val))
 		return false;
 	if (o->sha256) {
 		unsigned char d[crypto_hash_sha256_BYTES];
 		crypto_hash_sha256(d, (const unsigned char *)val, k);
 		base32_lower(d, sizeof(d), val);
+		if (hashbl_ignored(u, val))
+			return false;
 	}
 	return (size_t)snprintf(qname, cap, "%s.%s", val, zone) < cap && dns_valid_hostname(qname);
 }
@@ -1252,7 +1268,8 @@ static void hashbl_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_
 		off = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
 		char qname[DNS_QNAME_MAX_BYTES];
 		if (rc >= 2 && ov[2] != PCRE2_UNSET &&
-		    hashbl_qname(&o, zone, text + ov[2], ov[3] - ov[2], qname, sizeof(qname)))
+		    hashbl_qname(e->r->uridnsbl, &o, zone, text + ov[2], ov[3] - ov[2], qname,
+		                 sizeof(qname)))
 			submit_once(e, dns, s, l, qname, l->names);
 	}
 out:
@@ -2338,6 +2355,19 @@ bool rules_uridnsbl_directive(rules_t *r, const char *dir, const char *rest, con
 		u->v[u->n++] = e;
 		return true;
 	}
+	if (strcmp(dir, "hashbl_ignore") == 0) {
+		struct rules_uridnsbl *u = uridnsbl_get(r);
+		char w[64][256];
+		size_t n = words(rest, w, 64);
+		if (n == 0) {
+			*err = "expected one or more values or digests";
+			return true;
+		}
+		u->hignore = xalloc_realloc(u->hignore, (u->nhignore + n) * sizeof(*u->hignore));
+		for (size_t i = 0; i < n; i++)
+			u->hignore[u->nhignore++] = xalloc_strdup(w[i]);
+		return true;
+	}
 	if (strcmp(dir, "uridnsbl_skip_domain") == 0) {
 		struct rules_uridnsbl *u = uridnsbl_get(r);
 		char w[64][256];
@@ -2443,5 +2473,8 @@ void rules_uridnsbl_free(struct rules_uridnsbl *u)
 	for (size_t i = 0; i < u->nskip; i++)
 		free(u->skip[i]);
 	free(u->skip);
+	for (size_t i = 0; i < u->nhignore; i++)
+		free(u->hignore[i]);
+	free(u->hignore);
 	free(u);
 }

@@ -1341,7 +1341,8 @@ static int directive(struct ctx *c, char *line)
 	if (strcmp(dir, "uri_detail") == 0)
 		return def_uri_detail(c, rest);
 	if (strncmp(dir, "uri", 3) == 0 || strncmp(dir, "clear_uri", 9) == 0 ||
-	    strncmp(dir, "dns_block_", 10) == 0 || strcmp(dir, "rbl_headers") == 0) {
+	    strncmp(dir, "dns_block_", 10) == 0 || strcmp(dir, "rbl_headers") == 0 ||
+	    strcmp(dir, "hashbl_ignore") == 0) {
 		const char *err = NULL;
 		if (rules_uridnsbl_directive(c->r, dir, rest, &err))
 			return family_directive_done(ps, c, dir, err);

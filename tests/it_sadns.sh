@@ -277,6 +277,22 @@ OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 "$D/btc2.eml" 2>>"$D/check.
 check "check_hashbl_bodyre: a refusal code is not a listing" hasnt "$OUT" "T_HASHBL_RAW"
 LINT=$("$SIFT" -c "$D/sift.conf" lint 2>&1)
 check "check_hashbl_bodyre sha1: lint says why it is skipped" has "$LINT" "SHA-1 and MD5 forms"
+# hashbl_ignore: a value (any case) is not asked, raw or hashed; a digest is not asked
+mkdir "$D/rules-hignore"
+cp "$D/rules/"* "$D/rules-hignore/"
+echo "hashbl_ignore other 1BVBMSEYSTWETQTFN5AU4M4GFG7XJANVN2" >"$D/rules-hignore/60_ignore.cf"
+sed "s|^rules = .*|rules = $D/rules-hignore|" "$D/sift.conf" >"$D/hignore.conf"
+OUT=$("$SIFT" -c "$D/hignore.conf" check --ip 192.0.2.1 "$D/btc.eml" 2>>"$D/check.err")
+check "hashbl_ignore: an ignored value is not asked as it is" hasnt "$OUT" "T_HASHBL_RAW"
+check "hashbl_ignore: nor as its digest" hasnt "$OUT" "T_HASHBL_SHA"
+check "hashbl_ignore: the other strings still are" has "$OUT" "T_HASHBL_NUM"
+echo "hashbl_ignore TY7XKNWLJOLXJBTQLU3FULDZFX2YEV6C5SQKO3NZBQLDKRM4MECA" \
+	>"$D/rules-hignore/60_ignore.cf"
+OUT=$("$SIFT" -c "$D/hignore.conf" check --ip 192.0.2.1 "$D/btc.eml" 2>>"$D/check.err")
+check "hashbl_ignore: an ignored digest is not asked" hasnt "$OUT" "T_HASHBL_SHA"
+check "hashbl_ignore: its value is still asked as it is" has "$OUT" "T_HASHBL_RAW"
+LINT=$("$SIFT" -c "$D/hignore.conf" lint 2>&1)
+check "hashbl_ignore: read, not skipped" hasnt "$LINT" "skipped directive hashbl_ignore"
 
 # URIDNSBL's name-server and address lists: NS, then A, then the list
 links() { # FILE LINK...: a message whose body holds the links

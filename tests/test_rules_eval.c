@@ -1001,6 +1001,7 @@ Test(rules_eval, hashbl_bodyre_loads_and_checks_its_arguments)
 	     "must be a body or rawbody rule"},
 	    {"body B eval:check_hashbl_bodyre('bl.example', 'raw', '(x)', '^(')\n",
 	     "invalid subtest regular expression"},
+	    {"hashbl_ignore\n", "expected one or more values or digests"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		d = diag_new();
