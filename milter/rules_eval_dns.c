@@ -36,6 +36,14 @@
 #define URIDNSBL_MAX_DOMAINS 20 /* uridnsbl_max_domains' default */
 
 /*
+ * The longest regex argument of a DNS rule (a subtest, HashBL's body
+ * regex): the load check, the compilation at load and the match all read
+ * it into buffers of this size, so a pattern the check takes is one that
+ * runs.
+ */
+#define DNS_RE_MAX_BYTES 1024
+
+/*
  * Bounds of the name-server and address lists' lookups, which
  * SpamAssassin leaves open: a domain's first URI_NS_NAMES name servers,
  * an answer's first URI_ADDRS addresses, and at most URI_CHAIN NS and A
@@ -1802,7 +1810,7 @@ static bool ask_match(const rules_t *r, const char *sub, const char *data, bool 
 {
 	if (sub[0] == '\0')
 		return true;
-	char pat[512];
+	char pat[DNS_RE_MAX_BYTES];
 	uint32_t opts;
 	if (ask_regex(sub, pat, sizeof(pat), &opts))
 		return re_matches(r, sub, pat, opts, data);
@@ -2001,7 +2009,7 @@ static bool hashbl_regex(const char *arg, char *pat, size_t cap, uint32_t *opts)
 
 static const char *check_hashbl(const struct rule *ru)
 {
-	char zone[DNS_QNAME_MAX_BYTES], pat[1024];
+	char zone[DNS_QNAME_MAX_BYTES], pat[DNS_RE_MAX_BYTES];
 	int qtype;
 	uint32_t opts;
 	if (!hashbl_list(ru->eargs[0], zone, sizeof(zone), &qtype))
@@ -2051,7 +2059,7 @@ static const char *check_askdns(const struct rule *ru)
 		       "_SENDERDOMAIN_, _AUTHORDOMAIN_, _DKIMDOMAIN_ and "
 		       "_LASTEXTERNAL{HELO,IP,REVIP,RDNS}_)";
 	const char *sub = ru->eargs[2];
-	char pat[512];
+	char pat[DNS_RE_MAX_BYTES];
 	uint32_t opts, codes;
 	if (sub[0] == '[' && !ask_rcodes(sub, &codes))
 		return "askdns: a response-code subtest is a list of codes in brackets, such as "
@@ -2167,7 +2175,7 @@ static void res_build(rules_t *r)
 	res_free(r);
 	for (size_t k = 0; k < r->nevals; k++) {
 		const struct rule *ru = &r->v[r->evals[k]];
-		char pat[512];
+		char pat[DNS_RE_MAX_BYTES];
 		uint32_t opts;
 		if (is_rbl(ru->evaldef) && ru->neargs > 2 && ru->eargs[2][0] &&
 		    subtest_kind(ru->eargs[2]) == SUB_RE)

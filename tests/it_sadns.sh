@@ -269,6 +269,7 @@ check "check_hashbl_bodyre raw: a listed string of the body hits" has "$OUT" "T_
 check "check_hashbl_bodyre raw: explained by the name asked" \
 	has "$OUT" "1bvbmseystwetqtfn5au4m4gfg7xjanvn2.hash.test -> 127.0.0.2"
 check "check_hashbl_bodyre sha256: the digest SpamAssassin asks (base32) hits" has "$OUT" "T_HASHBL_SHA"
+check "check_hashbl_bodyre: a body regex longer than 512 bytes is asked too" has "$OUT" "T_HASHBL_LONG"
 check "check_hashbl_bodyre num: the digits of a rawbody capture hit" has "$OUT" "T_HASHBL_NUM"
 check "check_hashbl_bodyre: strings not listed, no hit" hasnt "$OUT" "T_HASHBL_MISS"
 check "check_hashbl_bodyre sha1: skipped, no hit" hasnt "$OUT" "T_HASHBL_SHA1"
