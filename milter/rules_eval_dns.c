@@ -1635,6 +1635,19 @@ static int res_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Whether pat compiles with opts (the load checks); *groups, when not NULL, gets its groups. */
+static bool re_compiles(const char *pat, uint32_t opts, uint32_t *groups)
+{
+	int err;
+	PCRE2_SIZE off;
+	pcre2_code *c =
+	    pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
+	if (c != NULL && groups != NULL)
+		pcre2_pattern_info(c, PCRE2_INFO_CAPTURECOUNT, groups);
+	pcre2_code_free(c);
+	return c != NULL;
+}
+
 static void res_add(rules_t *r, const char *sub, const char *pat, uint32_t opts)
 {
 	int err;
@@ -2016,31 +2029,16 @@ static const char *check_hashbl(const struct rule *ru)
 		return "check_hashbl_bodyre: the list must be a zone name, with /A or /TXT at most";
 	if (ru->type != RULES_T_BODY && ru->type != RULES_T_RAWBODY)
 		return "check_hashbl_bodyre: the rule must be a body or rawbody rule";
-	int err;
-	PCRE2_SIZE off;
-	pcre2_code *c =
-	    hashbl_regex(ru->eargs[2], pat, sizeof(pat), &opts)
-	        ? pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL)
-	        : NULL;
 	uint32_t groups = 0;
-	if (c != NULL)
-		pcre2_pattern_info(c, PCRE2_INFO_CAPTURECOUNT, &groups);
-	pcre2_code_free(c);
-	if (c == NULL)
+	if (!hashbl_regex(ru->eargs[2], pat, sizeof(pat), &opts) ||
+	    !re_compiles(pat, opts, &groups))
 		return "check_hashbl_bodyre: invalid body regular expression";
 	if (groups == 0)
-		return "check_hashbl_bodyre: the body regular expression needs a group, (...), for "
-		       "the "
-		       "string to ask about";
-	if (ru->neargs > 3 && ru->eargs[3][0]) {
-		c = hashbl_regex(ru->eargs[3], pat, sizeof(pat), &opts)
-		        ? pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off,
-		                        NULL)
-		        : NULL;
-		pcre2_code_free(c);
-		if (c == NULL)
-			return "check_hashbl_bodyre: invalid subtest regular expression";
-	}
+		return "check_hashbl_bodyre: the body regular expression needs a group, (...), "
+		       "for the string to ask about";
+	if (ru->neargs > 3 && ru->eargs[3][0] &&
+	    (!hashbl_regex(ru->eargs[3], pat, sizeof(pat), &opts) || !re_compiles(pat, opts, NULL)))
+		return "check_hashbl_bodyre: invalid subtest regular expression";
 	struct hashbl_opts o;
 	hashbl_opts(ru->eargs[1], &o);
 	if (o.other_digest && !o.sha256)
@@ -2068,17 +2066,9 @@ static const char *check_askdns(const struct rule *ru)
 		return "~askdns: only the response codes NOERROR and NXDOMAIN are seen (the "
 		       "resolver library reports SERVFAIL, NOTIMP and REFUSED as a failure "
 		       "without the response)";
-	if ((sub[0] == '/' || sub[0] == 'm') && ask_regex(sub, pat, sizeof(pat), &opts)) {
-		int err;
-		PCRE2_SIZE off;
-		pcre2_code *re =
-		    pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
-		if (re == NULL)
-			return "askdns: invalid subtest regular expression";
-		pcre2_code_free(re);
-	} else if (sub[0] == '/') {
+	bool re = (sub[0] == '/' || sub[0] == 'm') && ask_regex(sub, pat, sizeof(pat), &opts);
+	if (re ? !re_compiles(pat, opts, NULL) : sub[0] == '/')
 		return "askdns: invalid subtest regular expression";
-	}
 	return NULL;
 }
 
@@ -2099,15 +2089,8 @@ static const char *check_sub(const char *sub)
 {
 	if (strncmp(sub, "sb:", 3) == 0)
 		return "~check_rbl subtests in sb: form are not run";
-	if (subtest_kind(sub) == SUB_RE) {
-		int err;
-		PCRE2_SIZE off;
-		pcre2_code *re =
-		    pcre2_compile((PCRE2_SPTR)sub, PCRE2_ZERO_TERMINATED, 0, &err, &off, NULL);
-		if (re == NULL)
-			return "invalid subtest regular expression";
-		pcre2_code_free(re);
-	}
+	if (subtest_kind(sub) == SUB_RE && !re_compiles(sub, 0, NULL))
+		return "invalid subtest regular expression";
 	return NULL;
 }
 
