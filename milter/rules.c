@@ -2005,6 +2005,11 @@ static struct rules_tls *tls_get(const rules_t *r)
 	return t;
 }
 
+pcre2_match_context *rules_match_context(const rules_t *r)
+{
+	return tls_get(r)->mc;
+}
+
 /* ---------------------------------------------------------------- matching */
 
 struct span {

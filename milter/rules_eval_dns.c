@@ -1260,11 +1260,9 @@ static void hashbl_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_
 	l->names = arena_zalloc(e->a, l->cap * sizeof(*l->names));
 	pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
 	/* a rules file's regex: under the engine's limits, as regex rules are */
-	pcre2_match_context *mc = pcre2_match_context_create(NULL);
-	if (md == NULL || mc == NULL)
-		goto out;
-	pcre2_set_match_limit(mc, e->r->opts.match_limit);
-	pcre2_set_depth_limit(mc, e->r->opts.depth_limit);
+	pcre2_match_context *mc = rules_match_context(e->r);
+	if (md == NULL)
+		return;
 	/* bounded: each turn moves on by at least a byte, and at most 10 * max strings are read */
 	size_t off = 0;
 	for (unsigned seen = 0; text != NULL && off <= n && l->nq < l->cap && seen < 10 * l->cap;
@@ -1280,8 +1278,6 @@ static void hashbl_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_
 		                 sizeof(qname)))
 			submit_once(e, dns, s, l, qname, l->names);
 	}
-out:
-	pcre2_match_context_free(mc);
 	pcre2_match_data_free(md);
 }
 
@@ -1687,13 +1683,15 @@ static void res_free(rules_t *r)
 	r->dns_res = NULL;
 }
 
-/* Whether the subtest sub, a regex (pat with opts), matches data: compiled at load, else now. */
-static bool re_matches(const rules_t *r, const char *sub, const char *pat, uint32_t opts,
-                       const char *data)
+/*
+ * Whether the regex subtest sub matches data, by its code compiled at load
+ * (every regex subtest a load check took is there: res_build()).
+ */
+static bool re_matches(const rules_t *r, const char *sub, const char *data)
 {
 	const pcre2_code *code = res_find(r, sub);
 	if (code == NULL)
-		return rules_eval_re_once(pat, opts, data);
+		return false;
 	pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
 	bool hit =
 	    md != NULL && pcre2_match(code, (PCRE2_SPTR)data, strlen(data), 0, 0, md, NULL) >= 0;
@@ -1711,7 +1709,7 @@ static bool subtest_match(const rules_t *r, const char *sub, const char *data, b
 		return (ntohl(a.s_addr) & (uint32_t)strtoul(sub, NULL, 10)) != 0;
 	}
 	case SUB_EXACT: return strcmp(sub, data) == 0;
-	default: return re_matches(r, sub, sub, 0, data);
+	default: return re_matches(r, sub, data);
 	}
 }
 
@@ -1826,7 +1824,7 @@ static bool ask_match(const rules_t *r, const char *sub, const char *data, bool 
 	char pat[DNS_RE_MAX_BYTES];
 	uint32_t opts;
 	if (ask_regex(sub, pat, sizeof(pat), &opts))
-		return re_matches(r, sub, pat, opts, data);
+		return re_matches(r, sub, data);
 	size_t sl = strlen(sub);
 	if (sl >= 2 && (sub[0] == '"' || sub[0] == '\'') && sub[sl - 1] == sub[0])
 		return strlen(data) == sl - 2 && strncmp(data, sub + 1, sl - 2) == 0;

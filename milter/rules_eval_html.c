@@ -1221,7 +1221,8 @@ static long text_match(struct rules_evalenv *e, const struct rule *ru)
 	const char *t = ru->eargs[0];
 	pcre2_code *c = NULL;
 	pcre2_match_data *md = NULL;
-	pcre2_match_context *mc = NULL;
+	/* a rule file's regex: under the engine's limits, as regex rules are */
+	pcre2_match_context *mc = rules_match_context(e->r);
 	long hit = 0;
 	for (size_t i = 0; i < f->n && hit == 0; i++) {
 		const struct html_texts *x = t[0] == 'a'   ? &f->v[i].anchor
@@ -1237,11 +1238,6 @@ static long text_match(struct rules_evalenv *e, const struct rule *ru)
 				if (c == NULL)
 					return -1;
 				md = pcre2_match_data_create_from_pattern(c, NULL);
-				/* a rule file's regex: under the engine's limits, as regex rules
-				 * are */
-				mc = pcre2_match_context_create(NULL);
-				pcre2_set_match_limit(mc, e->r->opts.match_limit);
-				pcre2_set_depth_limit(mc, e->r->opts.depth_limit);
 			}
 			int rc = pcre2_match(c, (PCRE2_SPTR)x->v[k], strlen(x->v[k]), 0, 0, md, mc);
 			if (rc > 0)
@@ -1250,7 +1246,6 @@ static long text_match(struct rules_evalenv *e, const struct rule *ru)
 				hit = -1; /* a limit: undecided, no hit */
 		}
 	}
-	pcre2_match_context_free(mc);
 	pcre2_match_data_free(md);
 	pcre2_code_free(c);
 	return hit;
@@ -1545,11 +1540,7 @@ static struct ud_facts *ud_facts(struct rules_evalenv *e)
 	f = arena_zalloc(a, sizeof(*f));
 	e->cache[RULES_EVAL_CACHE_URIDETAIL] = f;
 	struct rules_uri_detail *d;
-	pcre2_match_context *mc = pcre2_match_context_create(NULL);
-	pcre2_set_match_limit(mc, e->r->opts.match_limit);
-	pcre2_set_depth_limit(mc, e->r->opts.depth_limit);
-	f->n = rules_uri_details(a, e->mi, e->r, mc, &d);
-	pcre2_match_context_free(mc);
+	f->n = rules_uri_details(a, e->mi, e->r, rules_match_context(e->r), &d);
 	f->v = arena_zalloc(a, (f->n ? f->n : 1) * sizeof(*f->v));
 	/* the links by raw form, for the anchors' hrefs: at most half full */
 	size_t nslots = 16;
@@ -1655,9 +1646,7 @@ static long uri_detail(struct rules_evalenv *e, const struct rule *ru)
 	/* compiled per message with links: few rules use this */
 	pcre2_code *code[6] = {NULL};
 	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
-	pcre2_match_context *mc = pcre2_match_context_create(NULL);
-	pcre2_set_match_limit(mc, e->r->opts.match_limit);
-	pcre2_set_depth_limit(mc, e->r->opts.depth_limit);
+	pcre2_match_context *mc = rules_match_context(e->r);
 	long hit = 0;
 	for (size_t k = 0; k < nc && k < 6; k++) {
 		int err;
@@ -1724,7 +1713,6 @@ static long uri_detail(struct rules_evalenv *e, const struct rule *ru)
 out:
 	for (size_t k = 0; k < 6; k++)
 		pcre2_code_free(code[k]);
-	pcre2_match_context_free(mc);
 	pcre2_match_data_free(md);
 	return hit;
 }

@@ -699,9 +699,7 @@ static long match_any(struct rules_evalenv *e, const char *arg, bool bare, const
 	if (c == NULL)
 		return -1;
 	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
-	pcre2_match_context *mc = pcre2_match_context_create(NULL);
-	pcre2_set_match_limit(mc, e->r->opts.match_limit);
-	pcre2_set_depth_limit(mc, e->r->opts.depth_limit);
+	pcre2_match_context *mc = rules_match_context(e->r);
 	long hit = 0;
 	for (size_t i = 0; i < n && hit == 0; i++) {
 		int rc = pcre2_match(c, (PCRE2_SPTR)vals[i], strlen(vals[i]), 0, 0, md, mc);
@@ -712,7 +710,6 @@ static long match_any(struct rules_evalenv *e, const char *arg, bool bare, const
 			hit = -1;
 		}
 	}
-	pcre2_match_context_free(mc);
 	pcre2_match_data_free(md);
 	pcre2_code_free(c);
 	return hit;

@@ -543,6 +543,13 @@ const char *rules_eval_re_group(struct rules_eval_re *re, const char *s, size_t 
  * A pattern that does not compile never matches.
  */
 bool rules_eval_re_once(const char *pattern, uint32_t options, const char *s);
+/*
+ * The calling thread's match context for r's regexes: the match and depth
+ * limits and the JIT stack the regex rules run under (rules.c keeps one a
+ * thread), for the eval tests that match a rules file's pattern. Owned by
+ * the thread, never NULL; not to be freed.
+ */
+pcre2_match_context *rules_match_context(const rules_t *r);
 bool rules_eval_parse_date(const char *s, int64_t *out);
 size_t rules_eval_addrs(arena_t *a, const char *v, const char ***out);
 bool rules_eval_is_ipv4(const char *s);
