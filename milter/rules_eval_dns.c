@@ -288,6 +288,7 @@ static bool is_uri(const struct rules_evaldef *d);
 static bool is_ask(const struct rules_evaldef *d);
 static bool is_sender(const struct rules_evaldef *d);
 static bool is_hashbl(const struct rules_evaldef *d);
+static bool is_dns(const struct rules_evaldef *d);
 static bool ask_regex(const char *sub, char *pat, size_t cap, uint32_t *opts);
 static void zone_name(const char *in, char *out, size_t cap);
 static void res_build(rules_t *r);
@@ -1166,7 +1167,7 @@ static void hashbl_opts(const char *s, struct hashbl_opts *o)
 		o->max = o->max < 1 ? 10 : HASHBL_MAX;
 }
 
-/* LIST without its "/A" or "/TXT" (and trailing dots), and the type asked. */
+/* LIST without its "/A" or "/TXT" (as zone_name() writes it), and the type asked. */
 static bool hashbl_list(const char *list, char *zone, size_t cap, int *qtype)
 {
 	size_t n = strlen(list);
@@ -1176,13 +1177,13 @@ static bool hashbl_list(const char *list, char *zone, size_t cap, int *qtype)
 		*qtype = strcasecmp(sl, "/TXT") == 0 ? DNS_T_TXT : DNS_T_A;
 		n = (size_t)(sl - list);
 	}
-	while (n > 0 && list[n - 1] == '.')
-		n--;
-	if (n == 0 || n >= cap)
+	char z[DNS_QNAME_MAX_BYTES];
+	if (n >= sizeof(z))
 		return false;
-	memcpy(zone, list, n);
-	zone[n] = '\0';
-	return dns_valid_hostname(zone);
+	memcpy(z, list, n);
+	z[n] = '\0';
+	zone_name(z, zone, cap); /* as the other lists' zones: no final dot, lower case */
+	return zone[0] != '\0' && dns_valid_hostname(zone);
 }
 
 /* RFC 4648 base32, lower case, without padding: SpamAssassin's form of the SHA-256 digest. */
@@ -1280,8 +1281,6 @@ static void hashbl_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_
 	}
 	pcre2_match_data_free(md);
 }
-
-static long hashbl(struct rules_evalenv *e, const struct rule *ru);
 
 /* ---------------------------------------------------------------- DNSEval's name forms */
 
@@ -1493,10 +1492,7 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 		return;
 	size_t nrbl = 0;
 	for (size_t k = 0; k < r->nevals; k++)
-		if (is_rbl(r->v[r->evals[k]].evaldef) || is_uri(r->v[r->evals[k]].evaldef) ||
-		    is_ask(r->v[r->evals[k]].evaldef) || is_sender(r->v[r->evals[k]].evaldef) ||
-		    is_hashbl(r->v[r->evals[k]].evaldef))
-			nrbl++;
+		nrbl += is_dns(r->v[r->evals[k]].evaldef);
 	if (nrbl == 0)
 		return;
 	struct rules_dns_msg *s = arena_zalloc(e->a, sizeof(*s));
@@ -1510,38 +1506,29 @@ void rules_eval_dns_begin(struct rules_evalenv *e, dns_t *dns, long deadline_ms)
 	bool hosts_done = false;
 	for (size_t k = 0; k < r->nevals; k++) {
 		const struct rule *ru = &r->v[r->evals[k]];
-		if (is_uri(ru->evaldef)) {
+		const struct rules_evaldef *d = ru->evaldef;
+		if (!is_dns(d))
+			continue;
+		struct rbl_lookup *l = &s->v[s->n++];
+		l->ru = ru;
+		if (is_uri(d)) {
 			if (!hosts_done) {
 				nh = uri_hosts(e, &hosts);
 				hosts_done = true;
 			}
-			struct rbl_lookup *l = &s->v[s->n++];
-			l->ru = ru;
 			uri_submit(e, dns, s, l, hosts, nh);
 			continue;
 		}
-		if (is_ask(ru->evaldef)) {
-			struct rbl_lookup *l = &s->v[s->n++];
-			l->ru = ru;
-			ask_submit(e, dns, s, l);
+		void (*submit)(struct rules_evalenv *, dns_t *, struct rules_dns_msg *,
+		               struct rbl_lookup *) = is_ask(d)      ? ask_submit
+		                                      : is_sender(d) ? sender_submit
+		                                      : is_hashbl(d) ? hashbl_submit
+		                                                     : NULL;
+		if (submit != NULL) {
+			submit(e, dns, s, l);
 			continue;
 		}
-		if (is_sender(ru->evaldef)) {
-			struct rbl_lookup *l = &s->v[s->n++];
-			l->ru = ru;
-			sender_submit(e, dns, s, l);
-			continue;
-		}
-		if (is_hashbl(ru->evaldef)) {
-			struct rbl_lookup *l = &s->v[s->n++];
-			l->ru = ru;
-			hashbl_submit(e, dns, s, l);
-			continue;
-		}
-		if (!is_rbl(ru->evaldef))
-			continue;
-		struct rbl_lookup *l = &s->v[s->n++];
-		l->ru = ru;
+		/* check_rbl and its forms */
 		l->qtype = strcmp(ru->evaldef->name, "check_rbl_txt") == 0 ? DNS_T_TXT : DNS_T_A;
 		char zone[DNS_QNAME_MAX_BYTES];
 		zone_name(ru->eargs[1], zone, sizeof(zone));
@@ -2148,6 +2135,12 @@ static bool is_sender(const struct rules_evaldef *d)
 static bool is_uri(const struct rules_evaldef *d)
 {
 	return d != NULL && d->fn == uridnsbl;
+}
+
+/* Whether d is one of the tests whose lookups start with the message's batch. */
+static bool is_dns(const struct rules_evaldef *d)
+{
+	return is_rbl(d) || is_uri(d) || is_ask(d) || is_sender(d) || is_hashbl(d);
 }
 
 /* Compiles the rules' regex subtests (res_find()); called once the rules are read. */
