@@ -902,6 +902,32 @@ static bool name_is_sub(const char *name)
 	return name[0] == '_' && name[1] == '_';
 }
 
+/* RULES_HK_* for a header name, as header_value() reads it. */
+static uint8_t hkey_kind(const char *nm)
+{
+	if (strcmp(nm, "ALL") == 0)
+		return RULES_HK_ALL;
+	if (strcmp(nm, "ALL-TRUSTED") == 0 || strcmp(nm, "ALL-INTERNAL") == 0)
+		return RULES_HK_ALL_INNER;
+	if (strcmp(nm, "ALL-UNTRUSTED") == 0 || strcmp(nm, "ALL-EXTERNAL") == 0)
+		return RULES_HK_ALL_OUTER;
+	if (strcasecmp(nm, "ToCc") == 0)
+		return RULES_HK_TOCC;
+	if (strcmp(nm, "MESSAGEID") == 0)
+		return RULES_HK_MESSAGEID;
+	if (strcasecmp(nm, "EnvelopeFrom") == 0)
+		return RULES_HK_ENVFROM;
+	if (strncasecmp(nm, "X-Spam-Relays-", 14) == 0) {
+		if (strcasecmp(nm + 14, "Untrusted") == 0 || strcasecmp(nm + 14, "External") == 0)
+			return RULES_HK_RELAYS_OUTER;
+		if (strcasecmp(nm + 14, "Trusted") == 0 || strcasecmp(nm + 14, "Internal") == 0)
+			return RULES_HK_RELAYS_INNER;
+	}
+	if (strcasecmp(nm, "X-Sift-Mime") == 0)
+		return RULES_HK_SIFT_MIME;
+	return RULES_HK_FIELD;
+}
+
 static size_t hkey_intern(rules_t *r, const char *name, unsigned mods, bool mime)
 {
 	for (size_t i = 0; i < r->nhkeys; i++)
@@ -910,8 +936,8 @@ static size_t hkey_intern(rules_t *r, const char *name, unsigned mods, bool mime
 		    strcmp(r->hkeys[i].name, name) == 0)
 			return i;
 	r->hkeys = xalloc_realloc(r->hkeys, (r->nhkeys + 1) * sizeof(*r->hkeys));
-	r->hkeys[r->nhkeys] =
-	    (struct hkey){.name = xalloc_strdup(name), .mods = mods, .mime = mime};
+	r->hkeys[r->nhkeys] = (struct hkey){
+	    .name = xalloc_strdup(name), .mods = mods, .mime = mime, .kind = hkey_kind(name)};
 	return r->nhkeys++;
 }
 
@@ -1320,6 +1346,42 @@ static void mark_deferred(rules_t *r)
 		}
 }
 
+/* Builds r->mcode (see struct meta_code). */
+static void meta_pack(rules_t *r)
+{
+	size_t nops = 0, nnums = 0;
+	const size_t *order = r->order[RULES_T_META];
+	for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++) {
+		const struct rule *ru = &r->v[order[oi]];
+		nops += ru->nprog;
+		for (size_t k = 0; k < ru->nprog; k++)
+			nnums += ru->prog[k].op == MOP_NUM;
+	}
+	r->mcode = xalloc_calloc(r->n ? r->n : 1, sizeof(*r->mcode));
+	/* the numbers first: doubles stay aligned */
+	r->mblock = xalloc_malloc(nnums * sizeof(double) + nops * sizeof(struct meta_op) + 1);
+	double *nums = r->mblock;
+	struct meta_op *ops = (struct meta_op *)(nums + nnums);
+	for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++) {
+		size_t ri = order[oi];
+		const struct rule *ru = &r->v[ri];
+		struct meta_code *mc = &r->mcode[ri];
+		mc->prog = ops;
+		mc->nums = nums;
+		mc->nprog = (uint32_t)ru->nprog;
+		/* each MOP_NUM names its own number: renumbered into the block */
+		for (size_t k = 0; k < ru->nprog; k++) {
+			*ops = ru->prog[k];
+			if (ops->op == MOP_NUM) {
+				*nums = ru->nums[ru->prog[k].arg];
+				ops->arg = (uint32_t)(nums - mc->nums);
+				nums++;
+			}
+			ops++;
+		}
+	}
+}
+
 static int rules_finish(rules_t *r, diag_t *d)
 {
 	size_t before = diag_errors(d);
@@ -1483,6 +1545,17 @@ static int rules_finish(rules_t *r, diag_t *d)
 	qsort_r(r->evals, r->nevals, sizeof(size_t), cmp_priority, r);
 	shortcircuit_prepare(r);
 	mark_deferred(r);
+	r->hot = xalloc_calloc(r->n ? r->n : 1, 1);
+	for (size_t i = 0; i < r->n; i++) {
+		const struct rule *ru = &r->v[i];
+		r->hot[i] = (uint8_t)((ru->deferred ? RULES_HOT_DEFERRED : 0) |
+		                      (ru->lazy_cost > 0 ? RULES_HOT_LAZY : 0) |
+		                      (ru->type != RULES_T_META && (ru->tflags & TF_MULTIPLE)
+		                           ? RULES_HOT_MANY
+		                           : 0) |
+		                      (ru->report ? RULES_HOT_REPORT : 0));
+	}
+	meta_pack(r);
 	rules_freemail_finish(r);
 	rules_eval_dns_finish(r);
 	if (diag_errors(d) > before)
@@ -1711,6 +1784,9 @@ void rules_free(rules_t *r)
 		free(r->order[t]);
 	free(r->late);
 	free(r->evals);
+	free(r->hot);
+	free(r->mcode);
+	free(r->mblock);
 	rules_freemail_free(r->freemail);
 	rules_wlbl_free(r->wlbl);
 	rules_fromname_free(r->fromname);
@@ -2587,14 +2663,13 @@ static void header_value(struct evalctx *e, msg_t *m, const mime_t *mi, const st
 	bool raw = (k->mods & HM_RAW) != 0;
 	const char *nm = k->name;
 	uint64_t cap = e->r->opts.header_value_scan, all_cap = e->r->opts.header_all_scan;
-	if (strcmp(nm, "ALL") == 0) {
+	if (k->kind == RULES_HK_ALL) {
 		for (size_t i = 0; i < msg_header_count(m); i++) {
 			if (!all_field(&b, a, m, i, raw, cap, all_cap))
 				break;
 			present = true;
 		}
-	} else if (strcmp(nm, "ALL-TRUSTED") == 0 || strcmp(nm, "ALL-INTERNAL") == 0 ||
-	           strcmp(nm, "ALL-UNTRUSTED") == 0 || strcmp(nm, "ALL-EXTERNAL") == 0) {
+	} else if (k->kind == RULES_HK_ALL_INNER || k->kind == RULES_HK_ALL_OUTER) {
 		/*
 		 * SpamAssassin's split of ALL at the trust boundary (internal is
 		 * trusted: Sift infers one boundary). Both sides hold the Received
@@ -2602,7 +2677,7 @@ static void header_value(struct evalctx *e, msg_t *m, const mime_t *mi, const st
 		 */
 		rules_eval_relays(e->ee);
 		size_t cut = e->ee->rcvd_trusted;
-		bool outer = strcmp(nm, "ALL-UNTRUSTED") == 0 || strcmp(nm, "ALL-EXTERNAL") == 0;
+		bool outer = k->kind == RULES_HK_ALL_OUTER;
 		long rcvd = -1;
 		for (size_t i = 0; i < msg_header_count(m); i++) {
 			bool is_rcvd = strcasecmp(msg_header_name(m, i), "Received") == 0;
@@ -2616,15 +2691,15 @@ static void header_value(struct evalctx *e, msg_t *m, const mime_t *mi, const st
 			if (!outer && is_rcvd && rcvd == (long)cut)
 				break;
 		}
-	} else if (strcasecmp(nm, "ToCc") == 0) {
+	} else if (k->kind == RULES_HK_TOCC) {
 		field_values(&b, a, m, "To", k->mods, cap, &present);
 		field_values(&b, a, m, "Cc", k->mods, cap, &present);
-	} else if (strcmp(nm, "MESSAGEID") == 0) {
+	} else if (k->kind == RULES_HK_MESSAGEID) {
 		static const char *const ids[] = {"X-Message-Id", "Resent-Message-Id",
 		                                  "X-Original-Message-ID", "Message-Id"};
 		for (int i = 0; i < 4; i++)
 			field_values(&b, a, m, ids[i], k->mods, cap, &present);
-	} else if (strcasecmp(nm, "EnvelopeFrom") == 0) {
+	} else if (k->kind == RULES_HK_ENVFROM) {
 		const char *f = msg_mail_from(m);
 		if (f == NULL) {
 			/* `sift check` on a file: the MTA's record of the envelope */
@@ -2640,16 +2715,13 @@ static void header_value(struct evalctx *e, msg_t *m, const mime_t *mi, const st
 			abuf_puts(&b, f);
 			present = true;
 		}
-	} else if (strncasecmp(nm, "X-Spam-Relays-", 14) == 0 &&
-	           (strcasecmp(nm + 14, "Untrusted") == 0 || strcasecmp(nm + 14, "External") == 0 ||
-	            strcasecmp(nm + 14, "Trusted") == 0 || strcasecmp(nm + 14, "Internal") == 0)) {
+	} else if (k->kind == RULES_HK_RELAYS_INNER || k->kind == RULES_HK_RELAYS_OUTER) {
 		/* pseudo-fields: a real field of the name is ignored, as with X-Sift-Mime */
 		rules_eval_relays(e->ee);
-		bool untrusted =
-		    strcasecmp(nm + 14, "Untrusted") == 0 || strcasecmp(nm + 14, "External") == 0;
+		bool untrusted = k->kind == RULES_HK_RELAYS_OUTER;
 		abuf_puts(&b, untrusted ? e->ee->untrusted_str : e->ee->trusted_str);
 		present = true;
-	} else if (strcasecmp(nm, "X-Sift-Mime") == 0) {
+	} else if (k->kind == RULES_HK_SIFT_MIME) {
 		abuf_puts(&b, mime_words(a, mi));
 		abuf_putc(&b, '\n');
 		present = true;
@@ -2709,7 +2781,7 @@ static inline double meta_binop(enum meta_opcode op, double a, double b)
  * true: the result is that of evaluating the right one too, without doing
  * it. Repeats up a chain (a && b && c). Returns the op to go on after.
  */
-static size_t meta_skip(const struct rule *ru, size_t i, double *top)
+static size_t meta_skip(const struct meta_code *ru, size_t i, double *top)
 {
 	while (ru->prog[i].jump != 0) {
 		size_t j = ru->prog[i].jump;
@@ -2722,7 +2794,7 @@ static size_t meta_skip(const struct rule *ru, size_t i, double *top)
 	return i;
 }
 
-static double meta_run(const struct rule *ru, const double *val)
+static double meta_run(const struct meta_code *ru, const double *val)
 {
 	double st[RULES_META_STACK];
 	int sp = 0;
@@ -2979,7 +3051,7 @@ struct lazy {
 	uint64_t forced_ns; /* time of pending rules run, not a meta's own */
 };
 
-static bool meta_try(struct lazy *z, const struct rule *ru, double *out, size_t *pick,
+static bool meta_try(struct lazy *z, const struct meta_code *ru, double *out, size_t *pick,
                      double *left);
 
 /* Rule j's value if settled; if not, the cost left to settle it in *left. */
@@ -2997,7 +3069,7 @@ static double lazy_peek(struct lazy *z, size_t j, bool *known, double *left)
 	if (z->peeked[j] != z->epoch) {
 		double v;
 		size_t pick;
-		if (meta_try(z, &z->e->r->v[j], &v, &pick, &z->left[j])) {
+		if (meta_try(z, &z->e->r->mcode[j], &v, &pick, &z->left[j])) {
 			z->val[j] = v != 0;
 			z->state[j] = LZ_KNOWN;
 			*known = true;
@@ -3101,13 +3173,28 @@ static int lz_compare(enum meta_opcode op, const struct lz_ent *a, const struct 
  * sixty rules of which one is pending counts as one. Mirrors meta_run(),
  * which gives the value when everything is known.
  */
-static bool meta_try(struct lazy *z, const struct rule *ru, double *out, size_t *pick, double *left)
+static bool meta_try(struct lazy *z, const struct meta_code *ru, double *out, size_t *pick,
+                     double *left)
 {
 	struct lz_ent st[RULES_META_STACK];
 	int sp = 0;
 	*out = 0;
 	*pick = SIZE_MAX;
 	*left = 0;
+	/*
+	 * Most metas have every operand settled by the time they are tried
+	 * (the prefilter rules out most sub-rules before any meta runs): then
+	 * the plain evaluation gives the value, at a fraction of the cost of
+	 * carrying bounds.
+	 */
+	size_t k = 0;
+	while (k < ru->nprog &&
+	       (ru->prog[k].op != MOP_RULE || z->state[ru->prog[k].arg] == LZ_KNOWN))
+		k++;
+	if (k == ru->nprog) {
+		*out = meta_run(ru, z->val);
+		return true;
+	}
 	for (size_t i = 0; i < ru->nprog; i++) {
 		const struct meta_op *op = &ru->prog[i];
 		if (op->op == MOP_NUM || op->op == MOP_RULE) {
@@ -3125,9 +3212,7 @@ static bool meta_try(struct lazy *z, const struct rule *ru, double *out, size_t 
 				if (known) {
 					lz_set(x, v);
 				} else {
-					const struct rule *o = &z->e->r->v[op->arg];
-					bool many =
-					    o->type != RULES_T_META && (o->tflags & TF_MULTIPLE);
+					bool many = z->e->r->hot[op->arg] & RULES_HOT_MANY;
 					*x = (struct lz_ent){.lo = 0,
 					                     .hi = many ? INFINITY : 1,
 					                     .cost = cost,
@@ -3275,7 +3360,7 @@ static double lazy_settle(struct lazy *z, size_t j)
 	while (z->state[j] != LZ_KNOWN) {
 		double v, left;
 		size_t pick;
-		if (meta_try(z, &z->e->r->v[j], &v, &pick, &left) || pick == SIZE_MAX) {
+		if (meta_try(z, &z->e->r->mcode[j], &v, &pick, &left) || pick == SIZE_MAX) {
 			z->val[j] = v != 0;
 			z->state[j] = LZ_KNOWN;
 		} else {
@@ -3376,7 +3461,7 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 			struct rule *ru = &r->v[ri];
 			if (pf_active && pf.want[ri] == PF_SKIP)
 				continue;
-			if (lazy && ru->deferred) {
+			if (lazy && (r->hot[ri] & RULES_HOT_DEFERRED)) {
 				z.state[ri] = LZ_PENDING;
 				z.nodes[ri] = NULL;
 				z.head[ri] = 0;
@@ -3492,13 +3577,13 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 	 */
 	for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++) {
 		size_t ri = r->order[RULES_T_META][oi];
-		bool settle = lazy && r->v[ri].lazy_cost > 0;
+		bool settle = lazy && (r->hot[ri] & RULES_HOT_LAZY);
 		if (settle)
 			z.state[ri] = LZ_META;
-		if (settle && !r->v[ri].report)
+		if (settle && !(r->hot[ri] & RULES_HOT_REPORT))
 			continue; /* settled when a scored meta needs it */
 		uint64_t t0 = timing ? thread_ns() : 0, forced0 = z.forced_ns;
-		val[ri] = settle ? lazy_settle(&z, ri) : meta_run(&r->v[ri], val) != 0;
+		val[ri] = settle ? lazy_settle(&z, ri) : meta_run(&r->mcode[ri], val) != 0;
 		if (timing) {
 			atomic_fetch_add(&r->v[ri].cpu_ns,
 			                 thread_ns() - t0 - (z.forced_ns - forced0));

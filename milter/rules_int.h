@@ -93,6 +93,19 @@ struct meta_op {
 _Static_assert(sizeof(struct meta_op) == 8, "a meta op is two words");
 enum { RULES_META_OPS_MAX = 1 << 24 };
 
+/*
+ * A meta's program as the evaluator reads it (rules_t.mcode): the ops and
+ * numbers of every meta packed in one block in evaluation order, so a
+ * message's metas are read as one stream, not from a heap allocation and
+ * a rule record each (their cache misses were most of the lazy
+ * evaluator's time).
+ */
+struct meta_code {
+	const struct meta_op *prog;
+	const double *nums;
+	uint32_t nprog;
+};
+
 /* shortcircuit NAME on|spam|ham (off: none) */
 enum { RULES_SC_NONE, RULES_SC_ON, RULES_SC_SPAM, RULES_SC_HAM };
 
@@ -189,11 +202,34 @@ struct rule {
 	_Atomic uint64_t hits; /* messages it hit (reported rules), for the metrics */
 };
 
+/* rules_t.hot's bits, set by rules_finish() */
+enum {
+	RULES_HOT_DEFERRED = 1, /* rule.deferred */
+	RULES_HOT_LAZY = 2,     /* rule.lazy_cost > 0: a meta settled lazily */
+	RULES_HOT_MANY = 4,     /* not a meta, tflags multiple: counts, not 0/1 */
+	RULES_HOT_REPORT = 8,   /* rule.report */
+};
+
 /* A distinct header query shared by the header rules that use it. */
 struct hkey {
 	char *name; /* as written, without modifiers */
 	unsigned mods;
-	bool mime; /* for mimeheader rules */
+	bool mime;    /* for mimeheader rules */
+	uint8_t kind; /* RULES_HK_*, from the name once (rules.c's hkey_kind) */
+};
+
+/* What an hkey's name stands for: a field, or one of SpamAssassin's pseudo-fields. */
+enum {
+	RULES_HK_FIELD,
+	RULES_HK_ALL,
+	RULES_HK_ALL_INNER, /* ALL-TRUSTED, ALL-INTERNAL */
+	RULES_HK_ALL_OUTER, /* ALL-UNTRUSTED, ALL-EXTERNAL */
+	RULES_HK_TOCC,
+	RULES_HK_MESSAGEID,
+	RULES_HK_ENVFROM,
+	RULES_HK_RELAYS_INNER, /* X-Spam-Relays-Trusted, -Internal */
+	RULES_HK_RELAYS_OUTER, /* X-Spam-Relays-Untrusted, -External */
+	RULES_HK_SIFT_MIME,
 };
 
 struct rules_prefilter;
@@ -219,6 +255,14 @@ struct rules {
 	size_t nlate;
 	size_t *evals; /* eval: tests, run after the regex rules, before the metas */
 	size_t nevals;
+	/*
+	 * Per rule, what the evaluation loops test of every rule on every
+	 * message (RULES_HOT_*): a byte each, so those loops do not pull each
+	 * rule's record, hundreds of bytes, into the cache to read one flag.
+	 */
+	uint8_t *hot;
+	struct meta_code *mcode;         /* per rule, the metas' (zero for the others) */
+	void *mblock;                    /* what mcode points into */
 	struct rules_freemail *freemail; /* freemail_domains and friends, NULL if none */
 	struct rules_wlbl *wlbl;         /* welcomelist_from and friends, NULL if none */
 	struct rules_fromname *fromname; /* the fns_* directives, NULL if none */
