@@ -59,10 +59,9 @@
 #define HS_CACHE_KEEP      3 /* cache files kept, the current one included */
 #define HS_CACHE_MAX_BYTES ((uint64_t)1 << 30)
 #define HS_FILE_MAGIC      "SIFTHSDB"
-#define HS_FILE_FORMAT                                                                             \
-	4u /* 4: anchors widened; 3: unselective rules out (drop_unselective()); 2: gates */
-#define HS_GATES_MAX 32
-#define HS_KEY_BYTES 32
+#define HS_FILE_FORMAT     5u /* 5: widened patterns (add_piece()); 3: drop_unselective() */
+#define HS_GATES_MAX       32
+#define HS_KEY_BYTES       32
 
 #ifdef HAVE_VECTORSCAN
 
@@ -328,6 +327,41 @@ static void xl_class(struct xl *x)
  * (see the top): bytes >= 0x80 written as \xHH and, when the pattern may
  * be caseless, each such byte matched with its Latin-1 case partner too.
  */
+/*
+ * A subroutine call at p[i] ("(?&name)", "(?1)", "(?-1)", "(?R)",
+ * "(?P>name)") with the quantifier after it: the offset past both, else 0.
+ */
+static size_t subroutine_call(const char *p, size_t n, size_t i)
+{
+	if (i + 3 >= n || p[i] != '(' || p[i + 1] != '?')
+		return 0;
+	char c = p[i + 2];
+	bool call = c == '&' || c == 'R' || isdigit((unsigned char)c) ||
+	            ((c == '+' || c == '-') && isdigit((unsigned char)p[i + 3])) ||
+	            (c == 'P' && p[i + 3] == '>');
+	if (!call)
+		return 0;
+	size_t k = i + 2;
+	while (k < n && p[k] != ')')
+		k++;
+	if (k >= n)
+		return 0;
+	k++;
+	if (k < n && (p[k] == '*' || p[k] == '+' || p[k] == '?')) {
+		k++;
+	} else if (k < n && p[k] == '{') {
+		size_t q = k + 1;
+		while (q < n && (isdigit((unsigned char)p[q]) || p[q] == ','))
+			q++;
+		if (q < n && p[q] == '}' && q > k + 1)
+			k = q + 1;
+	}
+	if (k < n && (p[k] == '?' || p[k] == '+'))
+		k++; /* lazy or possessive */
+	return k;
+}
+
+/* widen: see add_piece */
 static char *hs_translate(const char *p, size_t n, bool caseless, bool widen)
 {
 	struct xl x = {.p = p, .n = n, .fold = caseless, .widen = widen};
@@ -341,6 +375,12 @@ static char *hs_translate(const char *p, size_t n, bool caseless, bool widen)
 		if (x.widen && (c == '$' || c == '^')) {
 			xl_put(&x, "(?:)", 4);
 			x.i++;
+			continue;
+		}
+		size_t call = x.widen ? subroutine_call(p, n, x.i) : 0;
+		if (call > 0) {
+			xl_put(&x, "(?s:.*)", 7);
+			x.i = call;
 			continue;
 		}
 		if (c == '(' && x.i + 1 < n && p[x.i + 1] == '*') {
@@ -427,18 +467,24 @@ static bool add_piece(struct exlist *ex, const char *p, size_t len, bool ci)
 	if (t == NULL)
 		return false;
 	/*
-	 * Vectorscan takes ^ and $ only where a match starts or ends: the
-	 * "(?:$|\W)" that opens SpamAssassin's T_FUZZY_OPTOUT kept the rule
-	 * out, and it ran on every paragraph (1.5% of the rules' time on the
-	 * test folds). An assertion written as nothing only widens what the
-	 * pattern matches, as prefilter mode does with lookarounds, so such a
-	 * pattern goes in with all its anchors widened.
+	 * Vectorscan takes ^ and $ only where a match starts or ends, and no
+	 * subroutine calls: the "(?:$|\\W)" that opens SpamAssassin's
+	 * T_FUZZY_OPTOUT kept the rule out, and it ran on every paragraph
+	 * (1.5% of the rules' time on the test folds); so did the calls of
+	 * __FILL_THIS_FORM_LONG1/2, whose counted groups rules.c rewrites
+	 * (rewrite_repeat()). Such a pattern goes in widened: its anchors
+	 * written as nothing, its calls (with their quantifiers) as "any
+	 * text". Either only lets the pattern match more, as prefilter mode
+	 * does with lookarounds, so the database still reports every piece
+	 * the rule can match.
 	 */
 	hs_expr_info_t *info = NULL;
 	hs_compile_error_t *err = NULL;
 	if (hs_expression_info(t, HS_FLAG_PREFILTER | HS_FLAG_ALLOWEMPTY, &info, &err) !=
 	        HS_SUCCESS &&
-	    err != NULL && err->message != NULL && strstr(err->message, "anchors") != NULL) {
+	    err != NULL && err->message != NULL &&
+	    (strstr(err->message, "anchors") != NULL ||
+	     strstr(err->message, "Subpattern reference") != NULL)) {
 		free(t);
 		t = hs_translate(p, len, ci, true);
 		if (t == NULL) {

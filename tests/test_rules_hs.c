@@ -240,31 +240,34 @@ Test(rules_hs, rules_that_match_any_paragraph_are_left_out)
 
 /*
  * Vectorscan refuses ^ and $ where a match cannot start or end
- * ("(?:$|\W)" opening SpamAssassin's T_FUZZY_OPTOUT): such a rule used
- * to stay out and run on every paragraph. It goes in with its anchors
- * written as nothing, which only widens what the database reports; PCRE2
+ * ("(?:$|\W)" opening SpamAssassin's T_FUZZY_OPTOUT) and subroutine
+ * calls: such a rule used to stay out and run on every paragraph. It goes
+ * in with its anchors written as nothing and its calls as any text, which
+ * only widens what the database reports; PCRE2
  * still decides, so an "xq12" the widened /x(?:^|-)q/ lets through does
  * not hit.
  */
-Test(rules_hs, a_rule_with_anchors_inside_is_in_the_database_widened)
+Test(rules_hs, a_rule_with_anchors_or_calls_inside_goes_in_widened)
 {
 	rules_t *r = load_for_db("body EMBED_END /(?:$|\\W)[o0]pt[-\\s]?[o0]ut(?:$|\\W)/i\n"
 	                         "body EMBED_START /x(?:^|-)q[0-9]{2}/\n"
-	                         "body OPT_GROUP /(?i:zq)(?:$|-)[0-9]{2}/\n");
+	                         "body OPT_GROUP /(?i:zq)(?:$|-)[0-9]{2}/\n"
+	                         "body CALLS /(?<w>k[0-9])v(?&w){2}/\n");
 	rules_prefilter_db_start(r, NULL, RULES_DB_NOW);
 	cr_assert_eq(rules_prefilter_db_state(r, NULL, NULL), RULES_DB_BUILT);
 	cr_assert(rules_hs_in_db(r, "EMBED_END"));
 	cr_assert(rules_hs_in_db(r, "EMBED_START"));
 	cr_assert(rules_hs_in_db(r, "OPT_GROUP"));
+	cr_assert(rules_hs_in_db(r, "CALLS"));
 	static const char *const msgs[] = {
-	    PLAIN("s", "please 0pt-0ut now\n\nx-q12 and ZQ-34\n"),
-	    PLAIN("s", "xq12 zq34 optional output\n"),
+	    PLAIN("s", "please 0pt-0ut now\n\nx-q12 and ZQ-34 k1vk2k3\n"),
+	    PLAIN("s", "xq12 zq34 optional output k1vk2\n"),
 	    PLAIN("s", "nothing here\n"),
 	};
 	size_t nhits = 0;
 	assert_same_hits(r, msgs, 3, &nhits);
 	char *a = hit_list(r, msgs[0], 0);
-	cr_assert_str_eq(a, "EMBED_END,EMBED_START,OPT_GROUP,");
+	cr_assert_str_eq(a, "CALLS,EMBED_END,EMBED_START,OPT_GROUP,");
 	free(a);
 	a = hit_list(r, msgs[1], 0);
 	cr_assert_str_eq(a, "");
