@@ -59,7 +59,7 @@
 #define HS_CACHE_KEEP      3 /* cache files kept, the current one included */
 #define HS_CACHE_MAX_BYTES ((uint64_t)1 << 30)
 #define HS_FILE_MAGIC      "SIFTHSDB"
-#define HS_FILE_FORMAT     5u /* 5: widened patterns (add_piece()); 3: drop_unselective() */
+#define HS_FILE_FORMAT     3u /* 3: unselective rules out (drop_unselective()); 2: gates */
 #define HS_GATES_MAX       32
 #define HS_KEY_BYTES       32
 
@@ -158,7 +158,6 @@ struct xl {
 	bool added;    /* some were added */
 	bool in_class; /* reading a character class */
 	bool bad;
-	bool widen; /* write ^ and $ as an empty group (see add_piece) */
 };
 
 static void xl_put(struct xl *x, const char *s, size_t n)
@@ -327,60 +326,14 @@ static void xl_class(struct xl *x)
  * (see the top): bytes >= 0x80 written as \xHH and, when the pattern may
  * be caseless, each such byte matched with its Latin-1 case partner too.
  */
-/*
- * A subroutine call at p[i] ("(?&name)", "(?1)", "(?-1)", "(?R)",
- * "(?P>name)") with the quantifier after it: the offset past both, else 0.
- */
-static size_t subroutine_call(const char *p, size_t n, size_t i)
+static char *hs_translate(const char *p, size_t n, bool caseless)
 {
-	if (i + 3 >= n || p[i] != '(' || p[i + 1] != '?')
-		return 0;
-	char c = p[i + 2];
-	bool call = c == '&' || c == 'R' || isdigit((unsigned char)c) ||
-	            ((c == '+' || c == '-') && isdigit((unsigned char)p[i + 3])) ||
-	            (c == 'P' && p[i + 3] == '>');
-	if (!call)
-		return 0;
-	size_t k = i + 2;
-	while (k < n && p[k] != ')')
-		k++;
-	if (k >= n)
-		return 0;
-	k++;
-	if (k < n && (p[k] == '*' || p[k] == '+' || p[k] == '?')) {
-		k++;
-	} else if (k < n && p[k] == '{') {
-		size_t q = k + 1;
-		while (q < n && (isdigit((unsigned char)p[q]) || p[q] == ','))
-			q++;
-		if (q < n && p[q] == '}' && q > k + 1)
-			k = q + 1;
-	}
-	if (k < n && (p[k] == '?' || p[k] == '+'))
-		k++; /* lazy or possessive */
-	return k;
-}
-
-/* widen: see add_piece */
-static char *hs_translate(const char *p, size_t n, bool caseless, bool widen)
-{
-	struct xl x = {.p = p, .n = n, .fold = caseless, .widen = widen};
+	struct xl x = {.p = p, .n = n, .fold = caseless};
 	xl_put(&x, "", 0);
 	while (x.i < n && !x.bad) {
 		char c = p[x.i];
 		if (c == '[') {
 			xl_class(&x);
-			continue;
-		}
-		if (x.widen && (c == '$' || c == '^')) {
-			xl_put(&x, "(?:)", 4);
-			x.i++;
-			continue;
-		}
-		size_t call = x.widen ? subroutine_call(p, n, x.i) : 0;
-		if (call > 0) {
-			xl_put(&x, "(?s:.*)", 7);
-			x.i = call;
 			continue;
 		}
 		if (c == '(' && x.i + 1 < n && p[x.i + 1] == '*') {
@@ -463,37 +416,9 @@ struct exlist {
 
 static bool add_piece(struct exlist *ex, const char *p, size_t len, bool ci)
 {
-	char *t = hs_translate(p, len, ci, false);
+	char *t = hs_translate(p, len, ci);
 	if (t == NULL)
 		return false;
-	/*
-	 * Vectorscan takes ^ and $ only where a match starts or ends, and no
-	 * subroutine calls: the "(?:$|\\W)" that opens SpamAssassin's
-	 * T_FUZZY_OPTOUT kept the rule out, and it ran on every paragraph
-	 * (1.5% of the rules' time on the test folds); so did the calls of
-	 * __FILL_THIS_FORM_LONG1/2, whose counted groups rules.c rewrites
-	 * (rewrite_repeat()). Such a pattern goes in widened: its anchors
-	 * written as nothing, its calls (with their quantifiers) as "any
-	 * text". Either only lets the pattern match more, as prefilter mode
-	 * does with lookarounds, so the database still reports every piece
-	 * the rule can match.
-	 */
-	hs_expr_info_t *info = NULL;
-	hs_compile_error_t *err = NULL;
-	if (hs_expression_info(t, HS_FLAG_PREFILTER | HS_FLAG_ALLOWEMPTY, &info, &err) !=
-	        HS_SUCCESS &&
-	    err != NULL && err->message != NULL &&
-	    (strstr(err->message, "anchors") != NULL ||
-	     strstr(err->message, "Subpattern reference") != NULL)) {
-		free(t);
-		t = hs_translate(p, len, ci, true);
-		if (t == NULL) {
-			hs_free_compile_error(err);
-			return false;
-		}
-	}
-	hs_free_compile_error(err);
-	free(info);
 	if (strlen(t) > HS_PATTERN_MAX_BYTES) {
 		free(t);
 		return false;
@@ -563,7 +488,7 @@ static void gate_add(const struct hs_view *v, struct gate_list *gl, const char *
 	for (size_t k = 0; k < nc; k++) {
 		if (whole[off[k]] != '(')
 			continue;
-		char *t = hs_translate(whole + off[k], len[k], ci, false);
+		char *t = hs_translate(whole + off[k], len[k], ci);
 		hs_expr_info_t *info = NULL;
 		hs_compile_error_t *err = NULL;
 		if (t != NULL && strlen(t) <= HS_PATTERN_MAX_BYTES &&
