@@ -1546,8 +1546,10 @@ static int rules_finish(rules_t *r, diag_t *d)
 	shortcircuit_prepare(r);
 	mark_deferred(r);
 	r->hot = xalloc_calloc(r->n ? r->n : 1, 1);
+	r->lazy_cost = xalloc_calloc(r->n ? r->n : 1, sizeof(double));
 	for (size_t i = 0; i < r->n; i++) {
 		const struct rule *ru = &r->v[i];
+		r->lazy_cost[i] = ru->lazy_cost;
 		r->hot[i] = (uint8_t)((ru->deferred ? RULES_HOT_DEFERRED : 0) |
 		                      (ru->lazy_cost > 0 ? RULES_HOT_LAZY : 0) |
 		                      (ru->type != RULES_T_META && (ru->tflags & TF_MULTIPLE)
@@ -1785,6 +1787,7 @@ void rules_free(rules_t *r)
 	free(r->late);
 	free(r->evals);
 	free(r->hot);
+	free(r->lazy_cost);
 	free(r->mcode);
 	free(r->mblock);
 	rules_freemail_free(r->freemail);
@@ -3063,7 +3066,7 @@ static double lazy_peek(struct lazy *z, size_t j, bool *known, double *left)
 		return z->val[j];
 	}
 	if (z->state[j] == LZ_PENDING) {
-		*left = z->e->r->v[j].lazy_cost;
+		*left = z->e->r->lazy_cost[j];
 		return 0;
 	}
 	if (z->peeked[j] != z->epoch) {

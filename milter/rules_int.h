@@ -263,6 +263,7 @@ struct rules {
 	uint8_t *hot;
 	struct meta_code *mcode;         /* per rule, the metas' (zero for the others) */
 	void *mblock;                    /* what mcode points into */
+	double *lazy_cost;               /* per rule, rule.lazy_cost, for the same reason as hot */
 	struct rules_freemail *freemail; /* freemail_domains and friends, NULL if none */
 	struct rules_wlbl *wlbl;         /* welcomelist_from and friends, NULL if none */
 	struct rules_fromname *fromname; /* the fns_* directives, NULL if none */
