@@ -12,7 +12,7 @@
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 build="build-essential autoconf automake pkg-config libmilter-dev libpcre2-dev liblmdb-dev
- libhiredis-dev libc-ares-dev libpsl-dev libsodium-dev libvectorscan-dev libcriterion-dev
+ libhiredis-dev libc-ares-dev libpsl-dev libsodium-dev libssl-dev libvectorscan-dev libcriterion-dev
  libmicrohttpd-dev libspf2-dev libopendkim-dev libopendmarc-dev publicsuffix"
 test="clang libclang-rt-14-dev redis-server redis-tools unbound postfix swaks zstd python3 procps
  iproute2 lmdb-utils curl spamassassin gpg-agent bogofilter m4 perl stunnel4 openssl

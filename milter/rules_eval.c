@@ -9,6 +9,8 @@
 #include <pthread.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "rules_int.h"
 
 /*
@@ -64,9 +66,6 @@ static const struct {
     {"check_senders_reputation", "AWL/TxRep: no per-sender history"},
     {"check_access_database", "access database: not run"},
     {"html_", "HTML rendering facts (colours, fonts, text): not implemented yet"},
-    {"pdf_match_", "PDFInfo: MD5 and document-details tests not implemented"},
-    {"pdf_name_regex", "PDFInfo: the regex form of pdf_named not implemented"},
-    {"image_name_regex", "ImageInfo: the regex form of image_named not implemented"},
 };
 
 const char *rules_eval_skip_reason(const char *name)
@@ -84,6 +83,24 @@ void rules_eval_env_init(struct rules_evalenv *e, const rules_t *r, msg_t *m, co
 	e->m = m;
 	e->mi = mi;
 	e->a = msg_arena(m);
+}
+
+bool rules_eval_digest_hex(const char *alg, const void *d, size_t n, bool upper, char *out)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	size_t len = 0;
+	out[0] = '\0';
+	/* EVP_Q_digest fetches the algorithm per call: these digests are rare
+	 * (a HashBL rule's few strings, a PDF's data), not per-rule work */
+	if (EVP_Q_digest(NULL, alg, NULL, d, n, md, &len) != 1 || len * 2 >= RULES_EVAL_DIGEST_HEX_MAX)
+		return false;
+	const char *xd = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = xd[md[i] >> 4];
+		out[2 * i + 1] = xd[md[i] & 15];
+	}
+	out[2 * len] = '\0';
+	return true;
 }
 
 const char *rules_eval_strcasestr(const char *h, const char *n)

@@ -1119,21 +1119,20 @@ static void sender_submit(struct rules_evalenv *e, dns_t *dns, struct rules_dns_
  * check_hashbl_bodyre(LIST[/A|/TXT], OPTS, REGEX[, SUBTEST]): the strings
  * REGEX's first group captures in the body (rawbody for a rawbody rule),
  * lower-cased unless OPTS says "case", only their digits with "num", each
- * once, asked as VALUE.LIST, VALUE the string itself or, with "sha256",
- * its SHA-256 digest in lower-case base32 (RFC 4648, unpadded), as
- * SpamAssassin's HashBL asks. OPTS "sha1" and "md5" (and an empty OPTS,
- * which means sha1) need digests Sift's libraries do not have: such rules
- * are skipped at load with a warning. "max=N" (default 10, at most
- * HASHBL_MAX) bounds the questions; they are the first N strings in the
- * body's order, where SpamAssassin shuffles when there are more ("shuffle"):
- * sift check and the daemon must ask the same. An answer hits when it
- * passes SUBTEST (a regex on the address or text; default: any listing,
- * refusal codes never).
+ * once, asked as VALUE.LIST, as SpamAssassin's HashBL asks: VALUE the
+ * SHA-256 digest in lower-case base32 (RFC 4648, unpadded) with "sha256",
+ * else the SHA-1 digest in lower-case hex with "sha1" (an empty OPTS means
+ * sha1), else the MD5 digest in hex with "md5", else the string itself.
+ * "max=N" (default 10, at most HASHBL_MAX) bounds the questions; they are
+ * the first N strings in the body's order, where SpamAssassin shuffles
+ * when there are more ("shuffle"): sift check and the daemon must ask the
+ * same. An answer hits when it passes SUBTEST (a regex on the address or
+ * text; default: any listing, refusal codes never).
  */
 #define HASHBL_MAX 32
 
 struct hashbl_opts {
-	bool sha256, other_digest, keep_case, num;
+	bool sha256, sha1, md5, keep_case, num;
 	long max;
 };
 
@@ -1152,8 +1151,10 @@ static void hashbl_opts(const char *s, struct hashbl_opts *o)
 		w[k] = '\0';
 		if (strcmp(w, "sha256") == 0)
 			o->sha256 = true;
-		else if (strcmp(w, "sha1") == 0 || strcmp(w, "md5") == 0)
-			o->other_digest = true;
+		else if (strcmp(w, "sha1") == 0)
+			o->sha1 = true;
+		else if (strcmp(w, "md5") == 0)
+			o->md5 = true;
 		else if (strcmp(w, "case") == 0)
 			o->keep_case = true;
 		else if (strcmp(w, "num") == 0)
@@ -1236,9 +1237,14 @@ static bool hashbl_qname(const struct rules_uridnsbl *u, const struct hashbl_opt
 		unsigned char d[crypto_hash_sha256_BYTES];
 		crypto_hash_sha256(d, (const unsigned char *)val, k);
 		base32_lower(d, sizeof(d), val);
-		if (hashbl_ignored(u, val))
+	} else if (o->sha1 || o->md5) {
+		char hex[RULES_EVAL_DIGEST_HEX_MAX];
+		if (!rules_eval_digest_hex(o->sha1 ? "SHA1" : "MD5", val, k, false, hex))
 			return false;
+		snprintf(val, sizeof(val), "%s", hex);
 	}
+	if ((o->sha256 || o->sha1 || o->md5) && hashbl_ignored(u, val))
+		return false;
 	return (size_t)snprintf(qname, cap, "%s.%s", val, zone) < cap && dns_valid_hostname(qname);
 }
 
@@ -2024,11 +2030,6 @@ static const char *check_hashbl(const struct rule *ru)
 	if (ru->neargs > 3 && ru->eargs[3][0] &&
 	    (!hashbl_regex(ru->eargs[3], pat, sizeof(pat), &opts) || !re_compiles(pat, opts, NULL)))
 		return "check_hashbl_bodyre: invalid subtest regular expression";
-	struct hashbl_opts o;
-	hashbl_opts(ru->eargs[1], &o);
-	if (o.other_digest && !o.sha256)
-		return "~check_hashbl_bodyre: its SHA-1 and MD5 forms (the default) are not asked: "
-		       "Sift's libraries have no such digest (raw and sha256 are asked)";
 	return NULL;
 }
 

@@ -3,7 +3,8 @@
  * message's base64 GIF, PNG and JPEG parts and its PDF parts: counts,
  * dimensions read from the image headers, pixel coverage, names, and the
  * few PDF facts SpamAssassin reads line by line (among them the document
- * details: author, creator, producer, title and the two dates). Follows
+ * details: author, creator, producer, title and the two dates) and the
+ * MD5 digests its pdf_match_md5 and pdf_match_fuzzy_md5 compare. Follows
  * Mail::SpamAssassin::Plugin::ImageInfo and ::PDFInfo.
  */
 #include <ctype.h>
@@ -39,7 +40,18 @@ static const char *const pdf_detail_names[] = {"author",   "creator",  "created"
                                                "modified", "producer", "title"};
 enum { PDF_DETAILS = sizeof(pdf_detail_names) / sizeof(pdf_detail_names[0]) };
 
+/* PDFs whose digests are kept per message (bounded memory). */
+#define PDF_DIGESTS_MAX 64
+
+/* What PDFInfo's MD5 digests are taken of, for one PDF part. */
+struct pdfsrc {
+	const char *data, *fuzzy, *tags;
+	size_t len, nfuzzy, ntags;
+};
+
 struct pdffacts {
+	struct pdfsrc src[PDF_DIGESTS_MAX];
+	size_t nsrc;
 	double count, images, pc;
 	bool encrypted, has_dims;
 	struct dimset dims;
@@ -485,11 +497,11 @@ static void pdf_details(arena_t *a, struct pdffacts *f, const char *s, size_t n)
 }
 
 /*
- * One PDF part, line by line as SpamAssassin reads it: the image sizes it
- * finds on one line (a "cm" operator, or /Width and /Height together) after
- * an /Image, the /Encrypt flag, the document details, and the name.
+ * A PDF part's data as PDFInfo reads it: decoded, a UTF-8 byte order mark
+ * dropped; false when the magic "%PDF-d.d" does not start within its first
+ * 1025 bytes.
  */
-static void pdf_part(struct rules_evalenv *e, struct pdffacts *f, const mime_part_t *p, size_t np)
+static bool pdf_data(const mime_part_t *p, const char **data, size_t *len)
 {
 	const char *d = p->decoded;
 	size_t n = d ? p->decoded_len : 0;
@@ -497,16 +509,68 @@ static void pdf_part(struct rules_evalenv *e, struct pdffacts *f, const mime_par
 		d += 3;
 		n -= 3;
 	}
-	/* the magic "%PDF-d.d" starting within the first 1025 bytes */
 	bool magic = false;
 	for (size_t i = 0; i <= 1024 && i + 8 <= n && !magic; i++)
 		magic = memcmp(d + i, "%PDF-", 5) == 0 && isdigit((unsigned char)d[i + 5]) &&
 		        d[i + 6] == '.' && isdigit((unsigned char)d[i + 7]);
-	if (!magic)
+	*data = d;
+	*len = n;
+	return magic;
+}
+
+/*
+ * The image size one line of a PDF gives once an /Image was seen: a "cm"
+ * operator, or /Width and /Height together; a line starting with /Width or
+ * /Height alone gives none. False when the line gives no size.
+ */
+static bool pdf_line_size(const char *s, size_t len, double *w, double *h)
+{
+	*w = *h = 0;
+	if (cm_line(s, len, w, h)) {
+	} else if (key_number(s, len, "/Width") || key_number(s, len, "/Height")) {
+		*w = *h = 0;
+	} else if (!width_height(s, len, w, h)) {
+		*w = *h = 0;
+	}
+	return *w > 0 && *h > 0;
+}
+
+/* A line the fuzzy digest leaves out: a comment, or one giving a size or a box. */
+static bool pdf_fuzzy_skipped(const char *s, size_t len)
+{
+	static const char *const keys[] = {"/Height", "/Width", "/MediaBox", "/CropBox"};
+	double w, h;
+	if (s[0] == '%' || cm_line(s, len, &w, &h))
+		return true;
+	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+		if (len >= strlen(keys[k]) && memcmp(s, keys[k], strlen(keys[k])) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * One PDF part, line by line as SpamAssassin reads it: the image sizes it
+ * finds on one line (a "cm" operator, or /Width and /Height together) after
+ * an /Image, the /Encrypt flag, the document details, and the name.
+ */
+static void pdf_part(struct rules_evalenv *e, struct pdffacts *f, const mime_part_t *p, size_t np)
+{
+	const char *d;
+	size_t n;
+	if (!pdf_data(p, &d, &n))
 		return;
 	if (p->filename && *p->filename)
 		add_name(e->a, &f->names, &f->nnames, np, p->filename);
-	bool got_image = false;
+	struct pdfsrc *src = f->nsrc < PDF_DIGESTS_MAX ? &f->src[f->nsrc++] : NULL;
+	abuf_t fuzzy, tags;
+	if (src != NULL) {
+		src->data = d;
+		src->len = n;
+		abuf_init(&fuzzy, e->a, 512);
+		abuf_init(&tags, e->a, 128);
+	}
+	bool got_image = false, more_fuzzy = true;
+	size_t lines = 0;
 	double th = 0, tw = 0, area = 0;
 	for (size_t off = 0; off < n;) {
 		const char *nl = memchr(d + off, '\n', n - off);
@@ -515,23 +579,36 @@ static void pdf_part(struct rules_evalenv *e, struct pdffacts *f, const mime_par
 		off += len + 1;
 		if (len == 0)
 			continue;
+		if (more_fuzzy && ++lines < 70) {
+			/* PDFInfo strips the trailing white space off the line itself,
+			 * so that a "cm" line ended by CR gives its size here and not
+			 * beyond the fuzzy digest's lines */
+			if (!pdf_fuzzy_skipped(s, len)) {
+				while (len > 0 && isspace((unsigned char)s[len - 1]))
+					len--;
+				if (src != NULL)
+					abuf_append(&fuzzy, s, len);
+			}
+			if (mem_find(s, len, "stream", 6) != NULL)
+				more_fuzzy = false;
+		}
 		if (mem_find(s, len, "/Image", 6) != NULL)
 			got_image = true;
 		if (len >= 8 && memcmp(s, "/Encrypt", 8) == 0)
 			f->encrypted = true;
-		if (memchr(s, '/', len) != NULL)
+		if (memchr(s, '/', len) != NULL) {
 			pdf_details(e->a, f, s, len);
+			if (src != NULL && s[0] == '/') {
+				size_t t = 1;
+				while (t < len && isalpha((unsigned char)s[t]))
+					t++;
+				abuf_append(&tags, s + 1, t - 1);
+			}
+		}
 		if (!got_image)
 			continue;
-		double w = 0, h = 0;
-		/* a line starting with /Width or /Height alone gives one of the two: no size */
-		if (cm_line(s, len, &w, &h)) {
-		} else if (key_number(s, len, "/Width") || key_number(s, len, "/Height")) {
-			w = h = 0;
-		} else if (!width_height(s, len, &w, &h)) {
-			w = h = 0;
-		}
-		if (w > 0 && h > 0) {
+		double w, h;
+		if (pdf_line_size(s, len, &w, &h)) {
 			th += h;
 			tw += w;
 			area += w * h;
@@ -539,7 +616,14 @@ static void pdf_part(struct rules_evalenv *e, struct pdffacts *f, const mime_par
 			f->has_dims = true;
 			f->images++;
 			got_image = false;
+			more_fuzzy = false;
 		}
+	}
+	if (src != NULL) {
+		src->fuzzy = fuzzy.data;
+		src->nfuzzy = fuzzy.len;
+		src->tags = tags.data;
+		src->ntags = tags.len;
 	}
 	if (th > 0 && tw > 0) {
 		dims_add(&f->dims, th, tw);
@@ -559,6 +643,18 @@ static bool ends_pdf_name(const char *name)
 	       tolower((unsigned char)name[l - 1]) == 'f';
 }
 
+/* A part PDFInfo reads: image/pdf or application/pdf, or an octet-stream named *.pdf. */
+static bool pdf_candidate(const mime_part_t *p)
+{
+	const char *ct = p->content_type ? p->content_type : "";
+	const char *sub = strncmp(ct, "image/", 6) == 0          ? ct + 6
+	                  : strncmp(ct, "application/", 12) == 0 ? ct + 12
+	                                                         : NULL;
+	if (sub == NULL || (strcmp(sub, "pdf") != 0 && strcmp(sub, "octet-stream") != 0))
+		return false;
+	return strcmp(sub, "pdf") == 0 || ends_pdf_name(p->filename);
+}
+
 static const struct pdffacts *pdf_facts(struct rules_evalenv *e)
 {
 	struct pdffacts *f = e->cache[RULES_EVAL_CACHE_PDF];
@@ -570,18 +666,87 @@ static const struct pdffacts *pdf_facts(struct rules_evalenv *e)
 	size_t np = e->mi ? mime_part_count(e->mi) : 0;
 	for (size_t i = 0; i < np; i++) {
 		const mime_part_t *p = mime_part(e->mi, i);
-		const char *ct = p->content_type ? p->content_type : "";
-		const char *sub = strncmp(ct, "image/", 6) == 0          ? ct + 6
-		                  : strncmp(ct, "application/", 12) == 0 ? ct + 12
-		                                                         : NULL;
-		if (sub == NULL || (strcmp(sub, "pdf") != 0 && strcmp(sub, "octet-stream") != 0))
-			continue;
-		if (strcmp(sub, "pdf") != 0 && !ends_pdf_name(p->filename))
+		if (!pdf_candidate(p))
 			continue;
 		pdf_part(e, f, p, np);
 		f->count++;
 	}
 	return f;
+}
+
+/*
+ * PDFInfo's MD5 digests (upper-case hex) of each PDF part: "md5" of its
+ * data; among the "fuzzy" ones, one of its first 69 non-empty lines up to
+ * the first that holds "stream" or gives an image size, leaving out
+ * comments (%), size lines (/Height, /Width, /MediaBox, /CropBox, "cm")
+ * and trailing white space, so that what differs between copies of one
+ * spam run (the page's text, a picture's size) does not change it; and one
+ * of its tag layout, the names starting its lines that hold a '/'.
+ * pdf_part() gathers what they are taken of; the digests themselves are
+ * worked out only when a rule asks (a PDF's data can be megabytes).
+ */
+struct pdfdigests {
+	char md5[PDF_DIGESTS_MAX][33];
+	char fuzzy[2 * PDF_DIGESTS_MAX][33];
+	size_t nmd5, nfuzzy;
+};
+
+static void pdf_digest_add(char (*set)[33], size_t *n, size_t cap, const char *d, size_t len)
+{
+	char hex[RULES_EVAL_DIGEST_HEX_MAX];
+	if (len == 0 || *n >= cap || !rules_eval_digest_hex("MD5", d, len, true, hex) ||
+	    strlen(hex) != 32)
+		return;
+	memcpy(set[(*n)++], hex, 33);
+}
+
+static const struct pdfdigests *pdf_digests(struct rules_evalenv *e)
+{
+	struct pdfdigests *g = e->cache[RULES_EVAL_CACHE_PDF_MD5];
+	if (g != NULL)
+		return g;
+	g = arena_zalloc(e->a, sizeof(*g));
+	e->cache[RULES_EVAL_CACHE_PDF_MD5] = g;
+	const struct pdffacts *f = pdf_facts(e);
+	for (size_t i = 0; i < f->nsrc; i++) {
+		const struct pdfsrc *s = &f->src[i];
+		pdf_digest_add(g->md5, &g->nmd5, PDF_DIGESTS_MAX, s->data, s->len);
+		pdf_digest_add(g->fuzzy, &g->nfuzzy, 2 * PDF_DIGESTS_MAX, s->fuzzy, s->nfuzzy);
+		pdf_digest_add(g->fuzzy, &g->nfuzzy, 2 * PDF_DIGESTS_MAX, s->tags, s->ntags);
+	}
+	return g;
+}
+
+/* pdf_match_md5(HEX) and pdf_match_fuzzy_md5(HEX): a PDF's digest is HEX (any case). */
+static long digest_in(struct rules_evalenv *e, const char (*set)[33], size_t n, const char *want)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcasecmp(set[i], want) == 0) {
+			e->detail = arena_strdup(e->a, set[i]);
+			return 1;
+		}
+	return 0;
+}
+
+static long pdf_match_md5(struct rules_evalenv *e, const struct rule *ru)
+{
+	const struct pdfdigests *g = pdf_digests(e);
+	return digest_in(e, g->md5, g->nmd5, ru->eargs[0]);
+}
+
+static long pdf_match_fuzzy_md5(struct rules_evalenv *e, const struct rule *ru)
+{
+	const struct pdfdigests *g = pdf_digests(e);
+	return digest_in(e, g->fuzzy, g->nfuzzy, ru->eargs[0]);
+}
+
+static const char *check_md5_arg(const struct rule *ru)
+{
+	const char *s = ru->eargs[0];
+	size_t n = 0;
+	while (isxdigit((unsigned char)s[n]))
+		n++;
+	return n == 32 && s[n] == '\0' ? NULL : "expected an MD5 digest in hex (32 digits)";
 }
 
 static long pdf_count(struct rules_evalenv *e, const struct rule *ru)
@@ -791,5 +956,7 @@ const struct rules_evaldef rules_eval_image_defs[] = {
     {"pdf_is_empty_body", pdf_is_empty_body, 0, 1, NULL},
     {"pdf_match_details", pdf_match_details, 2, 2, check_match_details},
     {"pdf_name_regex", pdf_name_regex, 1, 1, check_name_regex},
+    {"pdf_match_md5", pdf_match_md5, 1, 1, check_md5_arg},
+    {"pdf_match_fuzzy_md5", pdf_match_fuzzy_md5, 1, 1, check_md5_arg},
     {NULL, NULL, 0, 0, NULL},
 };

@@ -452,6 +452,7 @@ enum {
 	RULES_EVAL_CACHE_DNS,   /* rules_eval_dns.c: the message's lookups */
 	RULES_EVAL_CACHE_IMAGE, /* rules_eval_image.c: images and PDFs */
 	RULES_EVAL_CACHE_PDF,
+	RULES_EVAL_CACHE_PDF_MD5, /* rules_eval_image.c: PDFInfo's digests, when asked */
 	RULES_EVAL_CACHE_UPPER, /* rules_eval_mime.c: check_for_uppercase's percent */
 	/* rules_eval_fromname.c: the From name's facts */
 	RULES_EVAL_CACHE_FROMNAME,
@@ -648,6 +649,14 @@ const char *rules_eval_envelope_from(struct rules_evalenv *e);
  * Resent-Sender and X-Envelope-From, and the envelope sender.
  */
 size_t rules_eval_all_from_addrs(struct rules_evalenv *e, const char ***out);
+/*
+ * The hex digest of d[0..n) with OpenSSL's algorithm alg ("MD5", "SHA1"),
+ * lower case unless upper, NUL-terminated in out (at least
+ * RULES_EVAL_DIGEST_HEX_MAX bytes); false, and out empty, when libcrypto
+ * cannot give it (a FIPS-only provider refusing MD5, say). Thread-safe.
+ */
+#define RULES_EVAL_DIGEST_HEX_MAX 129
+bool rules_eval_digest_hex(const char *alg, const void *d, size_t n, bool upper, char *out);
 /* ASCII case-insensitive substring search. */
 const char *rules_eval_strcasestr(const char *h, const char *n);
 /*

@@ -63,6 +63,8 @@ it_unbound_conf "$D" "$PORT" 1 >"$D/unbound.conf" <<EOF2
 	local-data: "1bvbmseystwetqtfn5au4m4gfg7xjanvn2.hash.test. 300 IN A 127.0.0.2"
 	local-data: "ty7xknwljolxjbtqlu3fuldzfx2yev6c5sqko3nzbqldkrm4meca.hash.test. 300 IN A 127.0.0.3"
 	local-data: "1234.hash.test. 300 IN A 127.0.0.4"
+	local-data: "3d6c85a4776a7543049c4cd7d7aeb667f67bed24.hash.test. 300 IN A 127.0.0.5"
+	local-data: "a861eabed080da8884f62cced7817363.hash.test. 300 IN A 127.0.0.6"
 	local-data: "1beeg6oegdnuguuogdpmq5wljrmguyeqsr.hash.test. 300 IN A 127.255.255.254"
 	local-zone: "pair.test." static
 	local-data: "spf-all.test.example.net.pair.test. 300 IN A 127.0.0.2"
@@ -272,12 +274,17 @@ check "check_hashbl_bodyre sha256: the digest SpamAssassin asks (base32) hits" h
 check "check_hashbl_bodyre: a body regex longer than 512 bytes is asked too" has "$OUT" "T_HASHBL_LONG"
 check "check_hashbl_bodyre num: the digits of a rawbody capture hit" has "$OUT" "T_HASHBL_NUM"
 check "check_hashbl_bodyre: strings not listed, no hit" hasnt "$OUT" "T_HASHBL_MISS"
-check "check_hashbl_bodyre sha1: skipped, no hit" hasnt "$OUT" "T_HASHBL_SHA1"
+check "check_hashbl_bodyre sha1: the digest SpamAssassin asks (hex) hits" has "$OUT" "T_HASHBL_H1 "
+check "check_hashbl_bodyre sha1: explained by the name asked" \
+	has "$OUT" "3d6c85a4776a7543049c4cd7d7aeb667f67bed24.hash.test -> 127.0.0.5"
+check "check_hashbl_bodyre: the default digest is SHA-1" has "$OUT" "T_HASHBL_DEF"
+check "check_hashbl_bodyre md5: the digest SpamAssassin asks (hex) hits" has "$OUT" "T_HASHBL_MD5"
+check "check_hashbl_bodyre sha1: a digest not listed, no hit" hasnt "$OUT" "T_HASHBL_H1X"
 sed 's/1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2/1BeEG6oEgDnUguUoGDpmq5WLJRmgUYEqSR/' "$D/btc.eml" >"$D/btc2.eml"
 OUT=$("$SIFT" -c "$D/sift.conf" check --ip 192.0.2.1 "$D/btc2.eml" 2>>"$D/check.err")
 check "check_hashbl_bodyre: a refusal code is not a listing" hasnt "$OUT" "T_HASHBL_RAW"
 LINT=$("$SIFT" -c "$D/sift.conf" lint 2>&1)
-check "check_hashbl_bodyre sha1: lint says why it is skipped" has "$LINT" "SHA-1 and MD5 forms"
+check "check_hashbl_bodyre: lint skips none of its forms" hasnt "$LINT" "check_hashbl_bodyre"
 # hashbl_ignore: a value (any case) is not asked, raw or hashed; a digest is not asked
 mkdir "$D/rules-hignore"
 cp "$D/rules/"* "$D/rules-hignore/"

@@ -968,7 +968,7 @@ Test(rules_eval, skipped_evals_are_listed_once_per_reason)
 	diag_free(d);
 }
 
-/* check_hashbl_bodyre loads in its raw and sha256 forms; malformed lines fail at file:line. */
+/* check_hashbl_bodyre loads in all its forms; malformed lines fail at file:line. */
 Test(rules_eval, hashbl_bodyre_loads_and_checks_its_arguments)
 {
 	diag_t *d = diag_new();
@@ -978,15 +978,16 @@ Test(rules_eval, hashbl_bodyre_loads_and_checks_its_arguments)
 	    "'\\b(\\d{6})\\b')\n"
 	    "rawbody B eval:check_hashbl_bodyre('bl.example/TXT', 'sha256', '/(x+)/i', '^127\\.')\n"
 	    "body C eval:check_hashbl_bodyre('bl.example', 'sha1', '(x+)')\n"
-	    "body D eval:check_hashbl_bodyre('bl.example', '', '(x+)')\n",
+	    "body D eval:check_hashbl_bodyre('bl.example', '', '(x+)')\n"
+	    "body E eval:check_hashbl_bodyre('bl.example', 'md5/max=3', '(x+)')\n",
 	    NULL, d);
 	cr_assert_not_null(r);
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "A")), "raw runs");
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "B")), "sha256 runs");
-	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "C")), "sha1 is skipped");
-	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "D")), "the default, sha1, is skipped");
-	cr_assert(diag_has(d, "t.cf:3:"));
-	cr_assert(diag_has(d, "SHA-1 and MD5 forms"));
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "C")), "sha1 runs");
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "D")), "the default, sha1, runs");
+	cr_assert(rules_runs(r, (size_t)rules_find(r, "E")), "md5 runs");
+	cr_assert_eq(diag_warnings(d), 0);
 	rules_free(r);
 	diag_free(d);
 
@@ -3015,6 +3016,45 @@ Test(rules_eval, pdf_info_counts_names_and_sizes)
 	cr_assert_not(hits(r, m, "PDF_COVER"), "no image, no coverage");
 	cr_assert_not(hits(r, m, "PDF_RANGE"));
 	rules_free(r);
+}
+
+/*
+ * PDFInfo's three MD5 digests. The expected values are those SpamAssassin
+ * 4.0.1 (PDFInfo loaded, -D pdfinfo) prints for this document: CRLF line
+ * ends, a comment, a box, a size line, trailing blanks, an image whose
+ * "cm" line ends the fuzzy part once its CR is stripped, text after
+ * "stream" that it leaves out.
+ */
+Test(rules_eval, pdf_match_md5_and_fuzzy_md5)
+{
+	rules_t *r = load("body P_MD5 eval:pdf_match_md5('b8caef29572045145f03e0f51f96024e')\n"
+	                  "body P_MD5_NO eval:pdf_match_md5('B8CAEF29572045145F03E0F51F96024F')\n"
+	                  "body P_FUZZY1 eval:pdf_match_fuzzy_md5('2A599E3725D2B0F11F7DD9D612AA6204')\n"
+	                  "body P_FUZZY2 eval:pdf_match_fuzzy_md5('8A131A2BF2EFD78F0ADA46301F8796C1')\n"
+	                  "body P_FUZZY_NO eval:pdf_match_fuzzy_md5('B8CAEF29572045145F03E0F51F96024E')\n"
+	                  "body P_SIZE eval:pdf_image_size_exact(200,300)\n");
+	static const char doc[] =
+	    "%PDF-1.5\r\n%\xe2\xe3\xcf\xd3\r\n1 0 obj  \r\n<</Type/Catalog/Pages 2 0 R>>\r\n"
+	    "endobj\r\n/MediaBox [0 0 612 792]\r\n/Producer(Sift test)   \r\n\r\n/Image /XObject\r\n"
+	    "/Width 640\r\n300 0 0 200 0 0 cm\r\n/Length 44\r\nstream\r\nBT /F1 12 Tf (Hello) Tj "
+	    "ET\r\nendstream\r\n/Title(After)\r\n%%EOF\r\n";
+	char data[2048], m[4096];
+	b64(data, sizeof(data), doc);
+	one_part(m, sizeof(m), "see attached", "application/pdf", "t.pdf", "base64", data);
+	cr_assert(hits(r, m, "P_MD5"), "the data's digest, given in lower case");
+	cr_assert_not(hits(r, m, "P_MD5_NO"));
+	cr_assert(hits(r, m, "P_FUZZY1"), "the first lines' digest");
+	cr_assert(hits(r, m, "P_FUZZY2"), "the tag layout's digest");
+	cr_assert_not(hits(r, m, "P_FUZZY_NO"), "the data's digest is not a fuzzy one");
+	cr_assert(hits(r, m, "P_SIZE"), "a cm line ended by CR gives its size in the first lines");
+	/* the same document as text/plain is no PDF: no digest */
+	one_part(m, sizeof(m), "see attached", "text/plain", "t.txt", "base64", data);
+	cr_assert_not(hits(r, m, "P_MD5"));
+	rules_free(r);
+	diag_t *d = diag_new();
+	cr_assert_null(rules_load_text("bad.cf", "body A eval:pdf_match_md5('C359F8F89B')\n", NULL, d));
+	cr_assert(diag_has(d, "bad.cf:1: body rule A: eval:pdf_match_md5: expected an MD5 digest"));
+	diag_free(d);
 }
 
 /*
