@@ -53,7 +53,9 @@
  *	has_uridnsbl_a_ns (the stock files keep the Spamhaus DBL rules behind
  *	the first); false for everything else. With
  *	rules_all_plugins, every ifplugin block is read (and "!plugin(...)"
- *	is false): the regex and meta rules SpamAssassin keeps in its eval
+ *	is false), and can() is true for DecodeShortURLs' features (a plugin
+ *	SpamAssassin's default install leaves out: short_url then runs
+ *	from the url_shortener lines): the regex and meta rules SpamAssassin keeps in its eval
  *	plugins' blocks then load and the eval tests warn. That is for lint
  *	and comparisons: a meta such as "__A && !__EVAL" would hit whenever
  *	__A does, so scoring should keep the default.

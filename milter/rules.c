@@ -1791,6 +1791,7 @@ void rules_free(rules_t *r)
 	free(r->mcode);
 	free(r->mblock);
 	rules_freemail_free(r->freemail);
+	rules_shorturl_free(r->shorturl);
 	rules_wlbl_free(r->wlbl);
 	rules_fromname_free(r->fromname);
 	free(r->ok_locales);

@@ -35,7 +35,7 @@ static const struct rules_evaldef *const families[] = {
     rules_eval_html_defs,    rules_eval_freemail_defs, rules_eval_body_defs,
     rules_eval_wlbl_defs,    rules_eval_auth_defs,     rules_eval_dns_defs,
     rules_eval_image_defs,   rules_eval_fromname_defs, rules_eval_antivirus_defs,
-    rules_eval_vbounce_defs, shortcircuit_defs,
+    rules_eval_vbounce_defs, rules_eval_shorturl_defs, shortcircuit_defs,
 };
 
 const struct rules_evaldef *rules_eval_lookup(const char *name)
@@ -65,6 +65,7 @@ static const struct {
     {"check_from_in_auto", "AWL/TxRep: no per-sender history"},
     {"check_senders_reputation", "AWL/TxRep: no per-sender history"},
     {"check_access_database", "access database: not run"},
+    {"short_url_", "DecodeShortURLs: asks the shortener over HTTP (an outside service), not run"},
     {"html_", "HTML rendering facts (colours, fonts, text): not implemented yet"},
 };
 

@@ -267,6 +267,7 @@ struct rules {
 	struct rules_freemail *freemail; /* freemail_domains and friends, NULL if none */
 	struct rules_wlbl *wlbl;         /* welcomelist_from and friends, NULL if none */
 	struct rules_fromname *fromname; /* the fns_* directives, NULL if none */
+	struct rules_shorturl *shorturl; /* url_shortener domains, NULL if none */
 	dns_t *dns; /* the shared DNS service for check_rbl (a reference), NULL: no lookups */
 	struct rules_uridnsbl *uridnsbl;     /* urirhssub and friends, NULL if none */
 	struct rules_dns_zones *dns_zones;   /* check_rbl zones and their probe state */
@@ -517,6 +518,7 @@ extern const struct rules_evaldef rules_eval_image_defs[];
 extern const struct rules_evaldef rules_eval_fromname_defs[];
 extern const struct rules_evaldef rules_eval_antivirus_defs[];
 extern const struct rules_evaldef rules_eval_vbounce_defs[];
+extern const struct rules_evaldef rules_eval_shorturl_defs[];
 /*
  * rules_eval_dns.c: starts the lookups of every check_rbl rule that runs,
  * in one batch on dns (nothing when dns is NULL), before the other rules;
@@ -564,6 +566,13 @@ struct rules_freemail;
 const char *rules_freemail_directive(rules_t *r, const char *dir, const char *rest);
 void rules_freemail_finish(rules_t *r);
 void rules_freemail_free(struct rules_freemail *f);
+/*
+ * rules_eval_shorturl.c: url_shortener, url_shortener_get and
+ * clear_url_shortener (NULL, an error, or '~' and a skip reason)
+ */
+struct rules_shorturl;
+const char *rules_shorturl_directive(rules_t *r, const char *dir, const char *rest);
+void rules_shorturl_free(struct rules_shorturl *s);
 /* rules_eval_fromname.c: the fns_* directives (NULL, an error, or '~' and a skip reason) */
 struct rules_fromname;
 const char *rules_fromname_directive(rules_t *r, const char *dir, const char *rest);

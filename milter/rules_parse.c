@@ -111,6 +111,20 @@ static const char *const provided_features[] = {
     NULL,
 };
 
+/*
+ * Features of plugins SpamAssassin's default install does not load
+ * (DecodeShortURLs: v400.pre), so that its stock files take their
+ * fallbacks; true with rules_all_plugins, as the plugin's blocks are.
+ */
+static const char *const optional_features[] = {
+    "Mail::SpamAssassin::Plugin::DecodeShortURLs::has_short_url",
+    /* short_url() hits from the url_shortener lists alone (rules_eval_shorturl.c) */
+    "Mail::SpamAssassin::Plugin::DecodeShortURLs::has_short_url_redir",
+    "Mail::SpamAssassin::Plugin::DecodeShortURLs::has_get",
+    "Mail::SpamAssassin::Plugin::DecodeShortURLs::has_clear",
+    NULL,
+};
+
 struct kv {
 	char *k, *v;
 };
@@ -387,6 +401,9 @@ static double ifx_primary(struct ifx *x)
 		an--;
 	x->p = close + 1;
 	if (is_plugin && x->all_plugins)
+		return 1;
+	/* a plugin SpamAssassin's default install leaves unloaded: its features with its blocks */
+	if (is_can && x->all_plugins && in_list(optional_features, arg, an))
 		return 1;
 	if (is_plugin && x->auth_plugins && in_list(auth_plugins, arg, an))
 		return 1;
@@ -1356,6 +1373,9 @@ static int directive(struct ctx *c, char *line)
 		if (err == NULL)
 			return 0;
 	}
+	if (strcmp(dir, "url_shortener") == 0 || strcmp(dir, "url_shortener_get") == 0 ||
+	    strcmp(dir, "clear_url_shortener") == 0)
+		return family_directive_done(ps, c, dir, rules_shorturl_directive(c->r, dir, rest));
 	if (strncmp(dir, "fns_", 4) == 0)
 		return family_directive_done(ps, c, dir, rules_fromname_directive(c->r, dir, rest));
 	snprintf(key, sizeof(key), "dir %.80s", dir);

@@ -3172,3 +3172,77 @@ Test(rules_eval, image_info_reads_every_cut_of_an_image_within_bounds)
 		}
 	rules_free(r);
 }
+
+/*
+ * DecodeShortURLs' short_url() from the url_shortener lists, as its
+ * _check_shortener_uri: a listed host; www. before a listed domain; a host
+ * one level below a ".domain" entry; a two-label host only with a path.
+ * Its features and block count only with rules_all_plugins, as
+ * SpamAssassin's default install leaves the plugin unloaded and the
+ * stock file then takes its uri fallback.
+ */
+static const char shorturl_rules[] =
+    "if can(Mail::SpamAssassin::Plugin::DecodeShortURLs::has_short_url_redir)\n"
+    "body SHORT eval:short_url()\n"
+    "url_shortener bit.ly t.co .page.link\n"
+    "url_shortener_get tinyurl.com gone.example\n"
+    "clear_url_shortener gone.example\n"
+    "endif\n"
+    "if !can(Mail::SpamAssassin::Plugin::DecodeShortURLs::has_short_url_redir)\n"
+    "uri SHORT_RE m,^https?://bit\\.ly/,i\n"
+    "endif\n";
+
+static void shorturl_msg(char *m, size_t cap, const char *link)
+{
+	snprintf(m, cap,
+	         "From: a@example.net\nTo: b@example.org\nSubject: hi\n\nlook at %s today\n",
+	         link);
+}
+
+Test(rules_eval, short_url_from_the_url_shortener_lists)
+{
+	rules_opts_t o;
+	rules_opts_default(&o);
+	o.all_plugins = true;
+	rules_t *r = load_o(shorturl_rules, &o);
+	cr_assert_lt(rules_find(r, "SHORT_RE"), 0, "the fallback is not read");
+	char m[512];
+	static const struct {
+		const char *link;
+		bool hit;
+	} cases[] = {
+	    {"https://bit.ly/3xYz", true},
+	    {"http://BIT.LY/abc?utm=1", true},
+	    {"https://bit.ly/", false},          /* two labels, no path */
+	    {"https://bit.ly/?x=abc", false},    /* the query is cut off first */
+	    {"http://www.bit.ly/abc", true},     /* www. before a listed domain */
+	    {"http://me@t.co:8080/x", true},     /* user and port skipped */
+	    {"https://app.page.link/q", true},   /* one level below .page.link */
+	    {"https://a.b.page.link/q", false},  /* two levels below */
+	    {"https://page.link/q", false},      /* ".page.link" is not page.link */
+	    {"https://tinyurl.com/y6abc", true}, /* url_shortener_get */
+	    {"https://gone.example/y6abc", false}, /* cleared */
+	    {"https://bit.ly.example.com/x", false},
+	    {"ftp://bit.ly/abc", false},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		shorturl_msg(m, sizeof(m), cases[i].link);
+		cr_assert_eq(hits(r, m, "SHORT"), cases[i].hit, "%s", cases[i].link);
+	}
+	rules_free(r);
+	/* without rules_all_plugins: the stock fallback, as SpamAssassin's default */
+	r = load(shorturl_rules);
+	cr_assert_lt(rules_find(r, "SHORT"), 0);
+	shorturl_msg(m, sizeof(m), "https://bit.ly/3xYz");
+	cr_assert(hits(r, m, "SHORT_RE"));
+	rules_free(r);
+	/* clear_url_shortener alone empties the lists; a bad domain fails at file:line */
+	r = load_o("body SHORT eval:short_url()\nurl_shortener bit.ly\nclear_url_shortener\n", &o);
+	shorturl_msg(m, sizeof(m), "https://bit.ly/3xYz");
+	cr_assert_not(hits(r, m, "SHORT"));
+	rules_free(r);
+	diag_t *d = diag_new();
+	cr_assert_null(rules_load_text("t.cf", "url_shortener bit.ly\nurl_shortener a/b\n", &o, d));
+	cr_assert(diag_has(d, "t.cf:2: url_shortener: expected domain names"));
+	diag_free(d);
+}
