@@ -38,8 +38,9 @@
  *
  *	ifplugin is true for the plugins whose rules this engine runs
  *	natively: Mail::SpamAssassin::Plugin::ReplaceTags, MIMEHeader,
- *	FreeMail, WLBLEval, and HeaderEval, RelayEval, MIMEEval, HTMLEval
- *	and BodyEval (their eval tests in part; plugin(...) likewise). "if"
+ *	FreeMail, WLBLEval, TextCat, and HeaderEval, RelayEval, MIMEEval,
+ *	HTMLEval and BodyEval (their eval tests in part; plugin(...)
+ *	likewise; contrib/sa-evals.md has the whole list). "if"
  *	expressions see version = 4.000001 and perl_version = 5.036000;
  *	can() is true for Mail::SpamAssassin::Conf::feature_bug6558_free,
  *	perl_min_version_5010000, feature_yesno_takes_args,
@@ -59,6 +60,20 @@
  *	plugins' blocks then load and the eval tests warn. That is for lint
  *	and comparisons: a meta such as "__A && !__EVAL" would hit whenever
  *	__A does, so scoring should keep the default.
+ *
+ *	TextCat (SpamAssassin's plugin): check_language guesses the body's
+ *	language from its n-grams and hits when no guess is in ok_languages
+ *	(default all: never, and nothing is guessed); inactive_languages,
+ *	textcat_max_languages, textcat_optimal_ngrams, textcat_max_ngrams
+ *	and textcat_acceptable_score as in SpamAssassin, a bad value an error
+ *	at its line. The language profiles are SpamAssassin's "languages"
+ *	file, looked for in each path given to rules_load() in turn (in a
+ *	directory, else beside a file) and read once at load, only when a
+ *	rule that runs calls check_language and ok_languages is not all;
+ *	without one that rule warns and never hits. check_body_8bits hits on
+ *	eight bytes above 0x7f in a row in the body unless ok_languages is
+ *	all or names a language written so (it reads ok_languages, as the
+ *	plugin does, not ok_locales).
  *
  *	Shortcircuit (SpamAssassin's plugin): "shortcircuit NAME on|off|spam|ham".
  *	When such a scored rule hits, the rules of higher priority numbers
@@ -202,7 +217,8 @@
  *	A rules_t is built by one thread, then shared read-only by all;
  *	rules_eval() may run in any number of threads at once. The only
  *	things that change after load are per-rule atomic counters (errors,
- *	and CPU time when timing is asked for). Each thread keeps its own
+ *	and CPU time when timing is asked for); TextCat's profiles, like
+ *	every other list the directives fill, are only read. Each thread keeps its own
  *	PCRE2 match data, match context and JIT stack in a thread-local
  *	cache, created on first use and freed when the thread exits.
  * DIAGNOSTICS

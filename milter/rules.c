@@ -1382,7 +1382,8 @@ static void meta_pack(rules_t *r)
 	}
 }
 
-static int rules_finish(rules_t *r, diag_t *d)
+/* paths: the files and directories loaded (none for text), where TextCat looks for profiles */
+static int rules_finish(rules_t *r, const char *const *paths, size_t npaths, diag_t *d)
 {
 	size_t before = diag_errors(d);
 	r->cctx = pcre2_compile_context_create(NULL);
@@ -1560,6 +1561,7 @@ static int rules_finish(rules_t *r, diag_t *d)
 	meta_pack(r);
 	rules_freemail_finish(r);
 	rules_eval_dns_finish(r);
+	rules_textcat_finish(r, paths, npaths, d);
 	if (diag_errors(d) > before)
 		return -1;
 	if (r->opts.prefilter)
@@ -1708,7 +1710,7 @@ rules_t *rules_load(const char *const *paths, size_t n, const rules_opts_t *o, d
 	if (rules_parse_end(r, ps, d) < 0)
 		rc = -1;
 	/* Even after a parse error: regex and meta errors are reported too. */
-	if (rules_finish(r, d) < 0)
+	if (rules_finish(r, paths, n, d) < 0)
 		rc = -1;
 	if (rc < 0) {
 		rules_free(r);
@@ -1725,7 +1727,7 @@ rules_t *rules_load_text(const char *name, const char *text, const rules_opts_t 
 	if (rules_parse_end(r, ps, d) < 0)
 		rc = -1;
 	/* Even after a parse error: regex and meta errors are reported too. */
-	if (rules_finish(r, d) < 0)
+	if (rules_finish(r, NULL, 0, d) < 0)
 		rc = -1;
 	if (rc < 0) {
 		rules_free(r);
@@ -1795,6 +1797,7 @@ void rules_free(rules_t *r)
 	rules_wlbl_free(r->wlbl);
 	rules_fromname_free(r->fromname);
 	free(r->ok_locales);
+	rules_textcat_free(r->textcat);
 	free(r->sc);
 	for (size_t k = 0; k < r->nredir; k++) {
 		free(r->redir[k].pattern);
@@ -2362,6 +2365,33 @@ static size_t raw_chunks(arena_t *a, const char *s, size_t n, struct span **out)
 		v[k++] = (struct span){s + ofs, n - ofs};
 	*out = v;
 	return k;
+}
+
+/*
+ * The body view's lines joined by "\n": SpamAssassin's rendered body text
+ * array as the plugins that read it whole (TextCat) see it. Without a
+ * Subject field SpamAssassin's array still starts with an empty line, so
+ * the lengths those plugins compare come out the same.
+ */
+const char *rules_body_joined(arena_t *a, msg_t *m, const mime_t *mi, size_t *len)
+{
+	size_t n = 0;
+	const char *s = mi ? mime_body(mi, &n) : NULL;
+	abuf_t b;
+	abuf_init(&b, a, n + 16);
+	if (msg_header_get(m, "Subject", 0) == NULL)
+		abuf_append(&b, "\n", 1);
+	if (s != NULL && n > 0) {
+		struct span *v, whole;
+		size_t k = body_paragraphs(a, s, n, &v, &whole);
+		for (size_t i = 0; i < k; i++) {
+			if (i > 0 || b.len > 0)
+				abuf_putc(&b, '\n');
+			abuf_append(&b, v[i].p, v[i].n);
+		}
+	}
+	*len = b.len;
+	return b.data;
 }
 
 /* Folds continuation lines into single spaces, as SpamAssassin's raw view does. */

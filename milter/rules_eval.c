@@ -35,7 +35,8 @@ static const struct rules_evaldef *const families[] = {
     rules_eval_html_defs,    rules_eval_freemail_defs, rules_eval_body_defs,
     rules_eval_wlbl_defs,    rules_eval_auth_defs,     rules_eval_dns_defs,
     rules_eval_image_defs,   rules_eval_fromname_defs, rules_eval_antivirus_defs,
-    rules_eval_vbounce_defs, rules_eval_shorturl_defs, shortcircuit_defs,
+    rules_eval_vbounce_defs, rules_eval_shorturl_defs, rules_eval_textcat_defs,
+    shortcircuit_defs,
 };
 
 const struct rules_evaldef *rules_eval_lookup(const char *name)

@@ -278,6 +278,8 @@ struct rules {
 	size_t ntags;
 	/* the last ok_locales line; NULL: SpamAssassin's default, "all" */
 	char *ok_locales;
+	/* TextCat's directives and language profiles, NULL if no directive was seen */
+	struct rules_textcat *textcat;
 	/* redirector_pattern lines, in file order (rules_uri.c) */
 	struct rules_redirector {
 		char *pattern;
@@ -355,6 +357,11 @@ const struct rules_hs_engine *rules_hs_engine(const rules_t *r);
 #endif
 
 /* rules.c */
+/*
+ * The body view's lines joined by "\n" (SpamAssassin's rendered body
+ * array as TextCat reads it), in arena a; its length in *len.
+ */
+const char *rules_body_joined(arena_t *a, msg_t *m, const mime_t *mi, size_t *len);
 size_t rules_intern_rule(rules_t *r, const char *name);
 long rules_lookup(const rules_t *r, const char *name);
 const char *rules_intern_file(rules_t *r, const char *file);
@@ -461,6 +468,8 @@ enum {
 	RULES_EVAL_CACHE_SCHEMELESS,
 	/* rules_eval_html.c: the links as uri_detail rules see them */
 	RULES_EVAL_CACHE_URIDETAIL,
+	/* rules_eval_textcat.c: the body text as TextCat reads it, and its guess */
+	RULES_EVAL_CACHE_TEXTCAT,
 	RULES_EVAL_CACHE_N
 };
 
@@ -519,6 +528,7 @@ extern const struct rules_evaldef rules_eval_fromname_defs[];
 extern const struct rules_evaldef rules_eval_antivirus_defs[];
 extern const struct rules_evaldef rules_eval_vbounce_defs[];
 extern const struct rules_evaldef rules_eval_shorturl_defs[];
+extern const struct rules_evaldef rules_eval_textcat_defs[];
 /*
  * rules_eval_dns.c: starts the lookups of every check_rbl rule that runs,
  * in one batch on dns (nothing when dns is NULL), before the other rules;
@@ -573,6 +583,20 @@ void rules_freemail_free(struct rules_freemail *f);
 struct rules_shorturl;
 const char *rules_shorturl_directive(rules_t *r, const char *dir, const char *rest);
 void rules_shorturl_free(struct rules_shorturl *s);
+/*
+ * rules_eval_textcat.c: the TextCat directives (ok_languages,
+ * inactive_languages, textcat_*): 0 when dir is none of them, 1 when taken,
+ * -1 with the error reported at file:line. _finish() reads the language
+ * profiles once per load, from the "languages" file in the first of paths
+ * (a rules directory, or beside a rules file) that has one, and only when
+ * a rule that runs calls check_language and ok_languages is not all;
+ * a missing or empty file warns at that rule and the test never hits.
+ */
+struct rules_textcat;
+int rules_textcat_directive(rules_t *r, const char *dir, const char *rest, diag_t *d,
+                            const char *file, unsigned line);
+void rules_textcat_finish(rules_t *r, const char *const *paths, size_t npaths, diag_t *d);
+void rules_textcat_free(struct rules_textcat *t);
 /* rules_eval_fromname.c: the fns_* directives (NULL, an error, or '~' and a skip reason) */
 struct rules_fromname;
 const char *rules_fromname_directive(rules_t *r, const char *dir, const char *rest);

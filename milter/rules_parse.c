@@ -68,6 +68,8 @@ static const char *const provided_plugins[] = {
     "Mail::SpamAssassin::Plugin::Shortcircuit",
     /* uri_detail rules (rules_eval_html.c) */
     "Mail::SpamAssassin::Plugin::URIDetail",
+    /* check_language and check_body_8bits, ok_languages and friends (rules_eval_textcat.c) */
+    "Mail::SpamAssassin::Plugin::TextCat",
     NULL,
 };
 
@@ -1345,6 +1347,12 @@ static int directive(struct ctx *c, char *line)
 		free(c->r->ok_locales); /* the last line wins, as in SpamAssassin */
 		c->r->ok_locales = xalloc_strdup(rest);
 		return 0;
+	}
+	if (strcmp(dir, "ok_languages") == 0 || strcmp(dir, "inactive_languages") == 0 ||
+	    strncmp(dir, "textcat_", 8) == 0) {
+		int rc = rules_textcat_directive(c->r, dir, rest, c->d, c->file, c->line);
+		if (rc != 0)
+			return rc < 0 ? -1 : 0;
 	}
 	const char *wlbl_err;
 	if (rules_wlbl_directive(c->r, dir, rest, &wlbl_err)) {
