@@ -109,7 +109,8 @@
  *	a message can bring up to some 60,000 keys),
  *	bayes_train_mode (train-always, train-on-error, train-until-no-error)
  *	and bayes_train_margin (1), bayes_lr (no), bayes_lr_rate (0.1),
- *	bayes_lr_weight (1), bayes_expire_max_tokens (0: no bound),
+ *	bayes_lr_weight (1), bayes_lr_mix (no) and bayes_lr_mix_share (3e-6),
+ *	bayes_expire_max_tokens (0: no bound),
  *	bayes_cache_entries (65536: recent token reads kept in memory, 32
  *	bytes each, shared by all threads; 0: none; see
  *	bayes_store_set_cache()), bayes_filter_bits (12: the daemon's key
@@ -208,10 +209,19 @@ typedef struct bayes_counts {
 	float weight;       /* the token's logistic-regression weight (0 in older stores) */
 } bayes_counts_t;
 
+/*
+ * The experts of bayes_lr_mix, in this order: Bayes alone and the
+ * regression alone (see bayes_mix_log_odds()).
+ */
+#define BAYES_MIX_EXPERTS 2
+
 typedef struct bayes_totals {
 	uint64_t spam, ham; /* messages learned */
 	uint32_t tokenizer; /* the tokenizer version the store was learned with */
 	uint64_t gen;       /* moves with every commit that changes counts or weights */
+	/* bayes_lr_mix's log-weights of the experts, the largest 0 (all 0, the
+	 * same weight each, in a store that never learned with the mix) */
+	double mix[BAYES_MIX_EXPERTS];
 } bayes_totals_t;
 
 /*
@@ -281,6 +291,18 @@ void bayes_store_filter_wait(bayes_store_t *s);
  */
 typedef enum { BAYES_LEARN_SPAM, BAYES_LEARN_HAM, BAYES_FORGET, BAYES_TOUCH } bayes_op_t;
 
+/*
+ * One message's update of bayes_lr_mix's weights: each expert's log
+ * likelihood of the message's true class, as it scored the message before
+ * it was learned, and the share (bayes_lr_mix_share) every expert then gets
+ * back of the total weight.
+ */
+typedef struct bayes_mix_step {
+	bool on;
+	double share;
+	double ll[BAYES_MIX_EXPERTS];
+} bayes_mix_step_t;
+
 typedef struct bayes_learn_item {
 	bayes_op_t op;
 	uint8_t digest[BAYES_DIGEST_BYTES];
@@ -289,6 +311,9 @@ typedef struct bayes_learn_item {
 	/* Added to each key's weight when the message is learned (new or moved);
 	 * 0 leaves the weights alone. See bayes_lr_delta(). */
 	float lr_delta;
+	/* bayes_lr_mix's update by what the experts said of the message before
+	 * it was learned (on false: none). See bayes_mix_step(). */
+	bayes_mix_step_t mix;
 } bayes_learn_item_t;
 
 typedef struct bayes_apply_result {
@@ -464,6 +489,8 @@ typedef struct bayes_settings {
 	bool lr;                       /* bayes_lr: the logistic regression beside Bayes */
 	double lr_rate;                /* bayes_lr_rate: its learning rate */
 	double lr_weight;              /* bayes_lr_weight: its share of the combined log-odds */
+	bool lr_mix;                   /* bayes_lr_mix: the experts' mixture, learned */
+	double lr_mix_share;           /* bayes_lr_mix_share: the fixed share of each step */
 	bayes_train_mode_t train_mode; /* bayes_train_mode, for sift learn and autolearn */
 	double train_margin;           /* bayes_train_margin: |log-odds| below it is an error */
 } bayes_settings_t;
@@ -511,6 +538,28 @@ int bayes_score_tokens(bayes_store_t *s, const bayes_settings_t *set, const baye
  * or 0 when bayes_lr is off.
  */
 float bayes_lr_delta(const bayes_settings_t *set, const bayes_score_t *sc, bool is_spam);
+/*
+ * bayes_lr_mix: two experts, Bayes's natural log-odds k * z and the
+ * regression's r (clipped to +-10), pooled as a Bayesian mixture instead of
+ * added: P(spam) is the sum of each expert's P(spam) times its weight, the
+ * weights the experts' shares of exp(log-likelihood) of the classes of the
+ * messages learned so far, each scored before it was learned, with a fixed
+ * share (Herbster and Warmuth's "fixed share") given back to every expert
+ * after each step, so that the mixture can move from the one that led (the
+ * regression, while the store is young) to the one that leads now.
+ * bayes_mix_log_odds() is the mixture's natural log-odds of the experts'
+ * log-odds z under log-weights mix; bayes_mix_experts() the experts of a
+ * score; bayes_mix_step() a learned message's update (off when bayes_lr or
+ * bayes_lr_mix is off or the store did not vote); bayes_mix_update()
+ * applies one to log-weights mix (the largest left 0).
+ * Pure; any thread.
+ */
+double bayes_mix_log_odds(const double mix[BAYES_MIX_EXPERTS], const double z[BAYES_MIX_EXPERTS]);
+void bayes_mix_experts(const bayes_settings_t *set, double bayes_log_odds, double lr_log_odds,
+                       double z[BAYES_MIX_EXPERTS]);
+void bayes_mix_step(const bayes_settings_t *set, const bayes_score_t *sc, bool is_spam,
+                    bayes_mix_step_t *out);
+void bayes_mix_update(double mix[BAYES_MIX_EXPERTS], const bayes_mix_step_t *st);
 /*
  * Whether a learner in mode m learns a message of class is_spam that the
  * store scored as (voted, log_odds): always in BAYES_TRAIN_ALWAYS; in the

@@ -96,6 +96,9 @@ typedef struct learner {
 	uint32_t *pfirst;
 	uint32_t *pidx;
 	size_t pidx_cap;
+	/* With bayes_lr_mix, beside l->pw: each key's counts, the store's plus
+	 * the batch's so far, for Bayes's score of each message in turn. */
+	uint32_t *pspam, *pham;
 } learner_t;
 
 static size_t pend_slot(const learner_t *l, uint64_t key)
@@ -174,15 +177,23 @@ static void sort_u64(uint64_t *k, size_t n)
  */
 static int pend_steps(learner_t *l)
 {
+	bool mix = l->set.lr_mix;
+	bayes_totals_t tot = {0, 0, BAYES_TOKENIZER_VERSION, 0, {0}};
 	if (l->miss_n > 0) {
 		uint64_t *sorted = xalloc_malloc(l->miss_n * sizeof(*sorted));
 		bayes_counts_t *c = xalloc_malloc(l->miss_n * sizeof(*c));
 		memcpy(sorted, l->miss, l->miss_n * sizeof(*sorted));
 		sort_u64(sorted, l->miss_n);
-		int rc = bayes_store_lookup(l->store, sorted, l->miss_n, c, NULL);
+		int rc = bayes_store_lookup(l->store, sorted, l->miss_n, c, &tot);
 		if (rc == BAYES_OK)
-			for (size_t k = 0; k < l->miss_n; k++)
-				l->pw[l->pend[pend_slot(l, sorted[k] | 1)].idx] = c[k].weight;
+			for (size_t k = 0; k < l->miss_n; k++) {
+				uint32_t x = l->pend[pend_slot(l, sorted[k] | 1)].idx;
+				l->pw[x] = c[k].weight;
+				if (mix) {
+					l->pspam[x] = c[k].spam;
+					l->pham[x] = c[k].ham;
+				}
+			}
 		free(sorted);
 		free(c);
 		if (rc != BAYES_OK)
@@ -203,7 +214,35 @@ static int pend_steps(learner_t *l)
 				sc.lr_log_odds += l->pw[ix[j]];
 		for (size_t k = 0; k < p->miss_n; k++)
 			sc.lr_log_odds += l->pw[p->miss_off + k];
-		float d = bayes_lr_delta(&l->set, &sc, l->items[i].op == BAYES_LEARN_SPAM);
+		bool spam = l->items[i].op == BAYES_LEARN_SPAM;
+		float d = bayes_lr_delta(&l->set, &sc, spam);
+		if (mix) {
+			/*
+			 * Bayes's score as one by one would see it: the counts of
+			 * the store and of the batch's messages before this one
+			 * (counted as learned: a batch's repeated or moved digests
+			 * are rare, and the store sorts them out at the flush).
+			 */
+			if (tot.tokenizer == BAYES_TOKENIZER_VERSION &&
+			    (long)tot.spam >= l->set.min_spam && (long)tot.ham >= l->set.min_ham) {
+				bayes_counts_t *cnt = xalloc_malloc((n + 1) * sizeof(*cnt));
+				for (size_t j = 0; j < n; j++)
+					cnt[j] =
+					    (bayes_counts_t){l->pspam[ix[j]], l->pham[ix[j]], 0, 0};
+				bayes_classify(&l->set.params, cnt, n, &tot, NULL, NULL, &sc.res);
+				free(cnt);
+				sc.bayes_log_odds = sc.res.log_odds;
+				sc.voted = true;
+			}
+			bayes_mix_step(&l->set, &sc, spam, &l->items[i].mix);
+			uint32_t *cl = spam ? l->pspam : l->pham;
+			for (size_t j = 0; j < n; j++)
+				cl[ix[j]]++;
+			if (spam)
+				tot.spam++;
+			else
+				tot.ham++;
+		}
 		for (size_t j = 0; j < n; j++)
 			l->pw[ix[j]] += d;
 		l->items[i].lr_delta = d;
@@ -277,6 +316,7 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 	bayes_tokens_t tok;
 	bayes_tokenize(m, mi, false, &tok);
 	float lr_delta = 0;
+	bayes_mix_step_t mix = {0};
 	/* The table must hold the batch's keys and this message's: else flush
 	 * first; a message of more keys than a batch takes no regression step. */
 	if (l->pend != NULL && l->pend_n + tok.n > 2 * (size_t)LEARN_PEND_KEYS)
@@ -303,6 +343,11 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 				l->miss_cap = l->miss_cap ? l->miss_cap * 2 : 1u << 15;
 			l->miss = xalloc_realloc(l->miss, l->miss_cap * sizeof(*l->miss));
 			l->pw = xalloc_realloc(l->pw, l->miss_cap * sizeof(*l->pw));
+			if (l->set.lr_mix) {
+				l->pspam =
+				    xalloc_realloc(l->pspam, l->miss_cap * sizeof(*l->pspam));
+				l->pham = xalloc_realloc(l->pham, l->miss_cap * sizeof(*l->pham));
+			}
 			l->pfirst = xalloc_realloc(l->pfirst, l->miss_cap * sizeof(*l->pfirst));
 		}
 		if (l->pool_n + tok.n > l->pidx_cap) {
@@ -350,6 +395,7 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 			l->pass_errors++;
 		l->messages--; /* counted again below */
 		lr_delta = bayes_lr_delta(&l->set, &sc, spam);
+		bayes_mix_step(&l->set, &sc, spam, &mix);
 	}
 
 	if (l->pool_n + tok.n > l->pool_cap) {
@@ -361,6 +407,7 @@ static void learn_message(learner_t *l, const char *data, size_t len)
 	bayes_learn_item_t *it = &l->items[l->n];
 	it->op = l->op;
 	it->lr_delta = lr_delta;
+	it->mix = mix;
 	it->n = tok.n;
 	memcpy(it->digest, tok.digest, sizeof(it->digest));
 	l->offs[l->n++] = l->pool_n;
@@ -773,6 +820,8 @@ static int learn_run(cli_ctx_t *ctx, const char **paths, const bayes_op_t *ops, 
 	free(l.pitems);
 	free(l.miss);
 	free(l.pw);
+	free(l.pspam);
+	free(l.pham);
 	free(l.pfirst);
 	free(l.pidx);
 

@@ -223,7 +223,7 @@ static MDB_val mval(const void *p, size_t n)
 static int read_totals(MDB_txn *txn, MDB_dbi meta, bayes_totals_t *t)
 {
 	MDB_val k = mval("totals", 6), v;
-	*t = (bayes_totals_t){0, 0, BAYES_TOKENIZER_VERSION, 0};
+	*t = (bayes_totals_t){0, 0, BAYES_TOKENIZER_VERSION, 0, {0}};
 	int rc = mdb_get(txn, meta, &k, &v);
 	if (rc == 0 && v.mv_size >= 16) {
 		t->spam = get64(v.mv_data);
@@ -241,7 +241,29 @@ static int read_totals(MDB_txn *txn, MDB_dbi meta, bayes_totals_t *t)
 	rc = mdb_get(txn, meta, &k, &v);
 	if (rc == 0 && v.mv_size >= 8)
 		t->gen = get64(v.mv_data);
+	else if (rc != MDB_NOTFOUND && rc != 0)
+		return rc;
+	/* bayes_lr_mix's log-weights, a double's bits each (absent: all 0) */
+	k = mval("lrmix", 5);
+	rc = mdb_get(txn, meta, &k, &v);
+	if (rc == 0 && v.mv_size >= 8 * BAYES_MIX_EXPERTS)
+		for (size_t i = 0; i < BAYES_MIX_EXPERTS; i++) {
+			uint64_t bits = get64((const uint8_t *)v.mv_data + 8 * i);
+			memcpy(&t->mix[i], &bits, sizeof(bits));
+		}
 	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int write_mix(MDB_txn *txn, MDB_dbi meta, const double *mix)
+{
+	uint8_t buf[8 * BAYES_MIX_EXPERTS];
+	for (size_t i = 0; i < BAYES_MIX_EXPERTS; i++) {
+		uint64_t bits;
+		memcpy(&bits, &mix[i], sizeof(bits));
+		put64(buf + 8 * i, bits);
+	}
+	MDB_val k = mval("lrmix", 5), v = mval(buf, sizeof(buf));
+	return mdb_put(txn, meta, &k, &v, 0);
 }
 
 /*
@@ -1546,10 +1568,17 @@ static int apply_txn(bayes_store_t *s, const bayes_learn_item_t *items, size_t n
 	}
 	const bayes_totals_t before = t;
 	MDB_stat st0, st1;
+	bool mixed = false;
 	if (rc == 0)
 		rc = mdb_stat(txn, s->tokens, &st0);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		const bayes_learn_item_t *it = &items[i];
+		/* The experts scored the message before it was learned, whether
+		 * or not its counts change now: the mixture learns from each. */
+		if (it->mix.on && (it->op == BAYES_LEARN_SPAM || it->op == BAYES_LEARN_HAM)) {
+			bayes_mix_update(t.mix, &it->mix);
+			mixed = true;
+		}
 		if (it->op == BAYES_TOUCH) {
 			if (change_add(&d, it, 0, false, 0) != 0) {
 				rc = ENOMEM;
@@ -1626,6 +1655,8 @@ static int apply_txn(bayes_store_t *s, const bayes_learn_item_t *items, size_t n
 		rc = apply_changes(s, txn, &d, today);
 	if (rc == 0)
 		rc = write_totals(txn, s->meta, &t);
+	if (rc == 0 && mixed)
+		rc = write_mix(txn, s->meta, t.mix);
 	uint64_t gen = 0;
 	if (rc == 0 && d.n > r.touched)
 		rc = bump_gen(txn, s->meta, &gen);
@@ -1996,6 +2027,8 @@ int bayes_store_dump(bayes_store_t *s, FILE *fp)
 	if (rc == 0) {
 		fprintf(fp, "sift-bayes-dump 1 tokenizer %" PRIu32 "\n", t.tokenizer);
 		fprintf(fp, "totals %" PRIu64 " %" PRIu64 "\n", t.spam, t.ham);
+		if (t.mix[0] != 0 || t.mix[1] != 0)
+			fprintf(fp, "lrmix %.17g %.17g\n", t.mix[0], t.mix[1]);
 		rc = mdb_cursor_open(txn, s->tokens, &cur);
 	}
 	if (rc == 0) {
@@ -2059,7 +2092,7 @@ int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, d
 	MDB_txn *txn;
 	char line[512];
 	unsigned lineno = 0;
-	bool header = false;
+	bool header = false, mixed = false;
 	int rc = txn_begin(s, 0, &txn);
 	if (rc != 0)
 		return map_err(rc);
@@ -2070,6 +2103,8 @@ int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, d
 		if (rc == 0)
 			rc = mdb_drop(txn, s->digests, 0);
 		t.spam = t.ham = 0;
+		memset(t.mix, 0, sizeof(t.mix)); /* the dump's, if it has one */
+		mixed = true;
 	}
 	int err = BAYES_OK;
 	while (rc == 0 && err == BAYES_OK && fgets(line, sizeof(line), fp) != NULL) {
@@ -2107,6 +2142,17 @@ int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, d
 			} else {
 				t.spam += x;
 				t.ham += y;
+			}
+		} else if (strcmp(kind, "lrmix") == 0) {
+			double m[BAYES_MIX_EXPERTS];
+			if (sscanf(line, "lrmix %lf %lf", &m[0], &m[1]) != 2 || !isfinite(m[0]) ||
+			    !isfinite(m[1])) {
+				diag_error(d, name, lineno, "expected: lrmix BAYES REGRESSION");
+				err = BAYES_EFORMAT;
+			} else if (!merge || (t.mix[0] == 0 && t.mix[1] == 0)) {
+				/* a merge keeps the store's own, if it has any */
+				memcpy(t.mix, m, sizeof(m));
+				mixed = true;
 			}
 		} else if (strcmp(kind, "token") == 0) {
 			uint8_t kb[8];
@@ -2161,6 +2207,8 @@ int bayes_store_load(bayes_store_t *s, FILE *fp, const char *name, bool merge, d
 	}
 	if (rc == 0 && err == BAYES_OK)
 		rc = write_totals(txn, s->meta, &t);
+	if (rc == 0 && err == BAYES_OK && mixed)
+		rc = write_mix(txn, s->meta, t.mix);
 	if (rc == 0 && err == BAYES_OK)
 		rc = bump_gen(txn, s->meta, NULL);
 	if (rc == 0 && err == BAYES_OK) {

@@ -397,7 +397,7 @@ Test(classifier, min_dev_and_max_tokens_select_the_strongest)
 	p.robx = 0.5;
 	p.min_dev = 0.1;
 	p.max_tokens = 1;
-	bayes_totals_t tot = {10, 10, BAYES_TOKENIZER_VERSION, 0};
+	bayes_totals_t tot = {10, 10, BAYES_TOKENIZER_VERSION, 0, {0}};
 	/* f = 0.7 (used), f = 0.5 (neutral: dropped), 9 spam 0 ham: f = 0.95 (strongest) */
 	bayes_counts_t c[] = {{3, 1, 0, 0}, {1, 1, 0, 0}, {9, 0, 0, 0}};
 	double fw[3];
@@ -1745,6 +1745,106 @@ Test(learning, regression_step_follows_the_error)
 	cr_assert_lt(fabs(bayes_lr_delta(&set, &sc, true)), 1e-4);
 	set.lr = false;
 	cr_assert_eq(bayes_lr_delta(&set, &sc, false), 0);
+}
+
+Test(learning, mixture_by_hand)
+{
+	/* Equal weights: P(spam) the mean of the experts' P. */
+	double mix[BAYES_MIX_EXPERTS] = {0, 0}, z[BAYES_MIX_EXPERTS] = {4, -4};
+	cr_assert_float_eq(bayes_mix_log_odds(mix, z), 0.0, 1e-12);
+	z[1] = 0; /* (0.98201 + 0.5) / 2 = 0.74101 */
+	cr_assert_float_eq(bayes_mix_log_odds(mix, z), log(0.741007 / 0.258993), 1e-5);
+	/* A saturated expert does not saturate the mixture: the other, all but
+	 * out (weight e^-60), still holds P(ham) at e^-60 * sigmoid(3). */
+	mix[1] = -60;
+	z[0] = 800;
+	z[1] = -3;
+	cr_assert_float_eq(bayes_mix_log_odds(mix, z), 60.0 + log1p(exp(-3.0)), 1e-6);
+	/* A message Bayes calls right (log-odds 2 for a spam) and the
+	 * regression wrong (-2): the regression loses ln((1+e^2)/(1+e^-2)) = 2. */
+	bayes_settings_t set = {.lr = true, .lr_mix = true, .lr_mix_share = 0};
+	set.params.fisher_scale = 2;
+	bayes_score_t sc = {.voted = true, .bayes_log_odds = 1.0, .lr_log_odds = -2.0};
+	bayes_mix_step_t st;
+	bayes_mix_step(&set, &sc, true, &st);
+	cr_assert(st.on);
+	double w[BAYES_MIX_EXPERTS] = {0, 0};
+	bayes_mix_update(w, &st);
+	cr_assert_float_eq(w[0], 0.0, 1e-12);
+	cr_assert_float_eq(w[1], -2.0, 1e-12);
+	/* The fixed share keeps the loser within reach: its weight, after any
+	 * number of such steps, stays at share / 2 of the whole or more. */
+	st.share = 1e-3;
+	for (int i = 0; i < 1000; i++)
+		bayes_mix_update(w, &st);
+	cr_assert_gt(w[1], log(1e-3 / 2) - 1e-9);
+	cr_assert_lt(w[1], log(1e-3 / 2) + 0.2); /* (1 + e^-2 ...) share / 2 */
+	/* The regression's log-odds count clipped, as in the sum. */
+	sc.lr_log_odds = -50;
+	bayes_mix_step(&set, &sc, false, &st);
+	cr_assert_float_eq(st.ll[1], -log1p(exp(-10.0)), 1e-12);
+	/* No vote, or the mixture off: no step. */
+	sc.voted = false;
+	bayes_mix_step(&set, &sc, true, &st);
+	cr_assert(!st.on);
+	sc.voted = true;
+	set.lr_mix = false;
+	bayes_mix_step(&set, &sc, true, &st);
+	cr_assert(!st.on);
+}
+
+Test(learning, mixture_weights_are_stored_and_score, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
+	uint64_t keys[] = {3, 5, 7};
+	bayes_totals_t t;
+	bayes_counts_t c[3];
+	cr_assert_eq(bayes_store_lookup(s, keys, 3, c, &t), BAYES_OK);
+	cr_assert_eq(t.mix[0], 0); /* never learned with the mixture */
+	cr_assert_eq(t.mix[1], 0);
+	/* Two spams, the regression wrong on both, Bayes right on both. */
+	bayes_learn_item_t it[2] = {item(BAYES_LEARN_SPAM, 1, keys, 2),
+	                            item(BAYES_LEARN_SPAM, 2, keys + 1, 2)};
+	bayes_mix_step_t st = {true, 0, {-0.1, -3.1}};
+	it[0].mix = st;
+	it[1].mix = st;
+	it[1].lr_delta = -1.5f;
+	cr_assert_eq(bayes_store_apply(s, it, 2, NULL), BAYES_OK);
+	cr_assert_eq(bayes_store_lookup(s, keys, 3, c, &t), BAYES_OK);
+	cr_assert_float_eq(t.mix[0], 0.0, 1e-12);
+	cr_assert_float_eq(t.mix[1], -6.0, 1e-12);
+	/* Scoring: the store's Bayes and the regression (keys 5 and 7 carry
+	 * -1.5 each), pooled by those weights rather than added. */
+	bayes_settings_t set = {.lr = true, .lr_weight = 1, .lr_mix = true};
+	bayes_params_default(&set.params);
+	bayes_tokens_t tok = {.keys = keys, .n = 3};
+	arena_t *a = arena_new(4096);
+	bayes_score_t sc;
+	cr_assert_eq(bayes_score_tokens(s, &set, &tok, a, NULL, &sc), BAYES_OK);
+	cr_assert(sc.voted);
+	cr_assert_float_eq(sc.lr_log_odds, -3.0, 1e-6);
+	double z[BAYES_MIX_EXPERTS];
+	bayes_mix_experts(&set, sc.bayes_log_odds, sc.lr_log_odds, z);
+	double want = bayes_mix_log_odds(t.mix, z);
+	cr_assert_float_eq(sc.log_odds * set.params.fisher_scale, want, 1e-9);
+	cr_assert_gt(sc.log_odds, 0); /* Bayes's spam, the regression all but out */
+	/* The weights survive a dump and a load. */
+	char *text = NULL;
+	size_t n;
+	FILE *fp = open_memstream(&text, &n);
+	cr_assert_eq(bayes_store_dump(s, fp), BAYES_OK);
+	fclose(fp);
+	cr_assert_not_null(strstr(text, "\nlrmix 0 -6\n"), "%s", text);
+	diag_t *d = diag_new();
+	fp = fmemopen(text, n, "r");
+	cr_assert_eq(bayes_store_load(s, fp, "again", false, d), BAYES_OK);
+	fclose(fp);
+	free(text);
+	cr_assert_eq(bayes_store_lookup(s, keys, 3, c, &t), BAYES_OK);
+	cr_assert_float_eq(t.mix[1], -6.0, 1e-12);
+	arena_free(a);
+	bayes_store_unref(s);
+	diag_free(d);
 }
 
 Test(learning, weights_are_stored_and_older_values_read_as_zero, .init = make_tmpdir,

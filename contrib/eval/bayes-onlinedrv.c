@@ -176,6 +176,7 @@ int main(int argc, char **argv)
 				    .keys = tok.keys,
 				    .n = tok.n,
 				    .lr_delta = bayes_lr_delta(&set, &sc, items[i].label)};
+				bayes_mix_step(&set, &sc, items[i].label, &it.mix);
 				memcpy(it.digest, tok.digest, sizeof(it.digest));
 				bayes_apply_result_t r;
 				if (bayes_store_apply(s, &it, 1, &r) != BAYES_OK) {
