@@ -94,7 +94,8 @@ bool rules_eval_digest_hex(const char *alg, const void *d, size_t n, bool upper,
 	out[0] = '\0';
 	/* EVP_Q_digest fetches the algorithm per call: these digests are rare
 	 * (a HashBL rule's few strings, a PDF's data), not per-rule work */
-	if (EVP_Q_digest(NULL, alg, NULL, d, n, md, &len) != 1 || len * 2 >= RULES_EVAL_DIGEST_HEX_MAX)
+	if (EVP_Q_digest(NULL, alg, NULL, d, n, md, &len) != 1 ||
+	    len * 2 >= RULES_EVAL_DIGEST_HEX_MAX)
 		return false;
 	const char *xd = upper ? "0123456789ABCDEF" : "0123456789abcdef";
 	for (size_t i = 0; i < len; i++) {

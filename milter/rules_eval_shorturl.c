@@ -61,7 +61,8 @@ const char *rules_shorturl_directive(rules_t *r, const char *dir, const char *re
 	while (rules_eval_word(&p, &w, &n)) {
 		any = true;
 		for (size_t i = 0; i < n; i++)
-			if (!isalnum((unsigned char)w[i]) && w[i] != '.' && w[i] != '-' && w[i] != '_')
+			if (!isalnum((unsigned char)w[i]) && w[i] != '.' && w[i] != '-' &&
+			    w[i] != '_')
 				return "expected domain names";
 		drop(s, w, n);
 		if (!add)
