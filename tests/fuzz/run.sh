@@ -23,6 +23,17 @@ case $seconds in '' | *[!0-9]*) usage ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 
+# What the whole pipeline links with: the build tree's own list (Makefile.am's
+# print-libs) when there is one, so that a module's new library is not
+# missed here; else pkg-config's.
+pipeline_libs() {
+	if [ -n "${SIFT_BUILDDIR:-}" ] && make -s -C "$SIFT_BUILDDIR" print-libs 2>/dev/null; then
+		return
+	fi
+	echo "$(pkg-config --libs libpcre2-8 libpsl lmdb hiredis libcares libsodium libcrypto \
+		opendkim 2>/dev/null) $(pkg-config --libs libhs 2>/dev/null) -lspf2 -lopendmarc"
+}
+
 # Target name -> sources (relative to the top of the tree) and libraries.
 # Each module's owner keeps its line current.
 case $target in
@@ -54,8 +65,7 @@ rules)
 	      milter/msg.c milter/hits.c milter/arena.c milter/xalloc.c milter/diag.c milter/conf.c
 	      milter/log.c milter/bayes*.c milter/dnsbl*.c milter/rep*.c milter/metrics.c
 	      milter/msglog.c milter/dns.c milter/dns_*.c milter/auth*.c"
-	libs="$(pkg-config --libs libpcre2-8 libpsl lmdb hiredis libcares libsodium opendkim 2>/dev/null)
-	      $(pkg-config --libs libhs 2>/dev/null) -lspf2 -lopendmarc"
+	libs="$(pipeline_libs)"
 	# shellcheck disable=SC2089
 	defs="-DSIFT_STATEDIR=\"/nonexistent\" -DSIFT_RULESDIR=\"$top/rules\"
 	      -DSIFT_SYSCONFDIR=\"/nonexistent\""
@@ -67,8 +77,7 @@ milter)
 	      milter/mime_html.c milter/msg.c milter/hits.c milter/arena.c milter/xalloc.c
 	      milter/diag.c milter/conf.c milter/log.c milter/bayes*.c milter/dnsbl*.c milter/rep*.c
 	      milter/metrics.c milter/msglog.c milter/dns.c milter/dns_*.c milter/auth*.c"
-	libs="$(pkg-config --libs libpcre2-8 libpsl lmdb hiredis libcares libsodium opendkim 2>/dev/null)
-	      $(pkg-config --libs libhs 2>/dev/null) -lspf2 -lopendmarc"
+	libs="$(pipeline_libs)"
 	# the escaped quotes make C string literals; the path has no spaces
 	# shellcheck disable=SC2089
 	defs="-DSIFT_STATEDIR=\"/nonexistent\" -DSIFT_RULESDIR=\"$top/rules\"
