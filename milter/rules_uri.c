@@ -490,7 +490,9 @@ size_t rules_uri_details(arena_t *a, const mime_t *mi, const rules_t *r, pcre2_m
 			list_add_str(&mailtos, mime_uri(mi, i));
 		size_t before = mailtos.n;
 		text_mailtos(&mailtos, body, bn);
-		mailtos.v += before;
+		/* no links and no addresses leave v NULL: NULL + 0 is undefined */
+		if (mailtos.v != NULL)
+			mailtos.v += before;
 		mailtos.n -= before;
 	}
 	struct rules_uri_detail *v =

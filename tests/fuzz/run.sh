@@ -4,7 +4,8 @@
 # its seed corpus tests/fuzz/corpus_TARGET/ (the source tree is not
 # written to). Exits 0 when nothing was found, 1 on a crash, leak, timeout
 # or build failure (the reproducer's path is printed), 2 on usage errors and
-# 77 (skip) only when clang or its libFuzzer runtime is missing.
+# 77 (skip) only when clang or its libFuzzer runtime is missing (for the
+# evals target also when SpamAssassin's rules files are).
 #
 # config.h is taken from $top_builddir (as `make check` exports it), else
 # from $SIFT_BUILDDIR, else an empty one is used. Set FUZZ_KEEP=1 to keep
@@ -12,7 +13,7 @@
 set -u
 
 usage() {
-	echo "usage: $0 TARGET SECONDS   (targets: conf mime dns authres rules milter)" >&2
+	echo "usage: $0 TARGET SECONDS   (targets: conf mime dns authres rules evals milter)" >&2
 	exit 2
 }
 [ $# -eq 2 ] || usage
@@ -33,6 +34,16 @@ pipeline_libs() {
 	echo "$(pkg-config --libs libpcre2-8 libpsl lmdb hiredis libcares libsodium libcrypto \
 		opendkim 2>/dev/null) $(pkg-config --libs libhs 2>/dev/null) -lspf2 -lopendmarc"
 }
+
+# The scoring pipeline's sources (what rules' eval tests call: the DNS
+# service, auth's results, Bayes, the reputation) and its build defines; the
+# escaped quotes make C string literals (the path has no spaces).
+pipeline_srcs="milter/scan.c milter/verdict.c milter/rules*.c milter/mime.c milter/mime_html.c
+	milter/msg.c milter/hits.c milter/arena.c milter/xalloc.c milter/diag.c milter/conf.c
+	milter/log.c milter/bayes*.c milter/dnsbl*.c milter/rep*.c milter/metrics.c
+	milter/msglog.c milter/dns.c milter/dns_*.c milter/auth*.c"
+pipeline_defs="-DSIFT_STATEDIR=\"/nonexistent\" -DSIFT_RULESDIR=\"$top/rules\"
+	-DSIFT_SYSCONFDIR=\"/nonexistent\""
 
 # Target name -> sources (relative to the top of the tree) and libraries.
 # Each module's owner keeps its line current.
@@ -61,27 +72,27 @@ dns)
 rules)
 	# the rules and what their eval tests call: the DNS service (DNS lists),
 	# auth's results, and the pipeline `sift rules qa` drives
-	srcs="milter/scan.c milter/verdict.c milter/rules*.c milter/mime.c milter/mime_html.c
-	      milter/msg.c milter/hits.c milter/arena.c milter/xalloc.c milter/diag.c milter/conf.c
-	      milter/log.c milter/bayes*.c milter/dnsbl*.c milter/rep*.c milter/metrics.c
-	      milter/msglog.c milter/dns.c milter/dns_*.c milter/auth*.c"
+	srcs=$pipeline_srcs
 	libs="$(pipeline_libs)"
-	# shellcheck disable=SC2089
-	defs="-DSIFT_STATEDIR=\"/nonexistent\" -DSIFT_RULESDIR=\"$top/rules\"
-	      -DSIFT_SYSCONFDIR=\"/nonexistent\""
+	defs=$pipeline_defs
+	;;
+evals)
+	# the same, run by SpamAssassin's stock rules over the input's messages
+	srcs=$pipeline_srcs
+	libs="$(pipeline_libs)"
+	defs=$pipeline_defs
+	sa_rules=${SIFT_FUZZ_SA_RULES:-/usr/share/spamassassin}
+	[ -f "$sa_rules/72_active.cf" ] || {
+		echo "SKIP: no SpamAssassin rules in $sa_rules: fuzz target 'evals' not run" >&2
+		exit 77
+	}
 	;;
 milter)
 	# the protocol glue and the whole pipeline behind it; libmilter itself
 	# is played by the target's shim, so it is not linked
-	srcs="milter/glue.c milter/scan.c milter/verdict.c milter/rules*.c milter/mime.c
-	      milter/mime_html.c milter/msg.c milter/hits.c milter/arena.c milter/xalloc.c
-	      milter/diag.c milter/conf.c milter/log.c milter/bayes*.c milter/dnsbl*.c milter/rep*.c
-	      milter/metrics.c milter/msglog.c milter/dns.c milter/dns_*.c milter/auth*.c"
+	srcs="milter/glue.c $pipeline_srcs"
 	libs="$(pipeline_libs)"
-	# the escaped quotes make C string literals; the path has no spaces
-	# shellcheck disable=SC2089
-	defs="-DSIFT_STATEDIR=\"/nonexistent\" -DSIFT_RULESDIR=\"$top/rules\"
-	      -DSIFT_SYSCONFDIR=\"/nonexistent\""
+	defs=$pipeline_defs
 	;;
 *)
 	echo "$0: unknown target '$target'" >&2
