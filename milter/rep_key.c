@@ -181,8 +181,15 @@ int rep_target_parse(const char *s, rep_target_t *t, char *err, size_t errsize)
 		t->plen = t->addr.family == 4 ? 32 : 128;
 		return 0;
 	}
+	/*
+	 * No top-level domain is all digits. Such a name ("192.0.2.1.") would
+	 * otherwise be a domain whose canonical text, the entry's name in the
+	 * stream and the mirror, reads back as an address.
+	 */
+	const char *top = NULL;
 	if (rep_domain_norm(s, t->domain, sizeof(t->domain)) < 0 ||
-	    strchr(t->domain, '.') == NULL) {
+	    (top = strrchr(t->domain, '.')) == NULL ||
+	    strspn(top + 1, "0123456789") == strlen(top + 1)) {
 		snprintf(err, errsize, "'%s' is neither an IP address, a CIDR nor a domain", s);
 		return -1;
 	}

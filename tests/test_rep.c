@@ -533,6 +533,30 @@ Test(rep_key, targets_parse_and_normalise)
 	cr_assert_eq(rep_target_parse("a..b.com", &t, err, sizeof(err)), -1);
 }
 
+/*
+ * A target's canonical text is the stream's and the mirror's name for the
+ * entry, read back with rep_target_parse(): it must name the same kind of
+ * entry. "192.0.2.1." was a domain whose text, "192.0.2.1", read back as an
+ * address (found by tests/fuzz/fuzz_rep.c). No top-level domain is all
+ * digits, so such names are refused, and "2001:db8::1." is no domain either.
+ */
+Test(rep_key, a_target_reads_back_as_the_same_kind)
+{
+	rep_target_t t;
+	char err[128];
+	cr_assert_eq(rep_target_parse("192.0.2.1.", &t, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "192.0.2.1.") != NULL, "%s", err);
+	cr_assert_eq(rep_target_parse("12.0.2.0...", &t, err, sizeof(err)), -1);
+	cr_assert_eq(rep_target_parse("host.123", &t, err, sizeof(err)), -1);
+	cr_assert_eq(rep_target_parse("1.2.3.4.5", &t, err, sizeof(err)), -1);
+	/* digits elsewhere are fine: a label may be numeric, the top one not */
+	cr_assert_eq(rep_target_parse("123.example.com", &t, err, sizeof(err)), 0);
+	cr_assert_eq(t.kind, REP_T_DOMAIN);
+	cr_assert_eq(rep_target_parse("mail.1und1.de", &t, err, sizeof(err)), 0);
+	cr_assert_eq(rep_target_parse("192.0.2.1", &t, err, sizeof(err)), 0);
+	cr_assert_eq(t.kind, REP_T_IP);
+}
+
 Test(rep_key, cidr_and_domain_matching)
 {
 	rep_target_t net;
