@@ -13,7 +13,7 @@
 set -u
 
 usage() {
-	echo "usage: $0 TARGET SECONDS   (targets: conf mime dns authres rep rules evals milter)" >&2
+	echo "usage: $0 TARGET SECONDS   (targets: conf mime dns dnsbl_file authres rep rules evals milter)" >&2
 	exit 2
 }
 [ $# -eq 2 ] || usage
@@ -68,6 +68,12 @@ dns)
 	srcs="milter/dns.c milter/dns_cache.c milter/dns_resolver.c milter/conf.c milter/diag.c
 	      milter/log.c milter/xalloc.c milter/arena.c"
 	libs="$(pkg-config --libs libcares libpsl 2>/dev/null)"
+	;;
+dnsbl_file)
+	# the local list files' reader, and the DNS cache's clock it reads
+	srcs="milter/dnsbl_file.c milter/dns_cache.c milter/diag.c milter/log.c milter/xalloc.c
+	      milter/arena.c"
+	libs=""
 	;;
 rep)
 	# the shared reputation's decoders of what peers and the mirror hold
