@@ -36,6 +36,17 @@ trap it_cleanup EXIT
 trap 'exit 130' INT TERM
 
 it_track() { IT_PIDS="$IT_PIDS $1"; }
+# A child stays a zombie until waited for, so "alive" means: in /proc and not Z.
+it_alive() { [ -r "/proc/$1/stat" ] && ! awk '{ exit $3 != "Z" }' "/proc/$1/stat" 2>/dev/null; }
+# it_stop PID: SIGTERM, up to 10 s for it to end, then SIGKILL; reaped and untracked.
+it_stop() {
+	kill "$1" 2>/dev/null
+	_i=0
+	while [ $_i -lt 100 ] && it_alive "$1"; do sleep 0.1; _i=$((_i + 1)); done
+	kill -9 "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	it_untrack "$1"
+}
 it_untrack() {
 	_l=""
 	for p in $IT_PIDS; do [ "$p" = "$1" ] || _l="$_l $p"; done

@@ -36,16 +36,6 @@ LISTED=192.0.2.2
 has() { case "$1" in *"$2"*) return 0 ;; esac; echo "  '$2' not in '$1'" >&2; return 1; }
 num_ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-# A child stays a zombie until waited for, so "alive" means: in /proc and not Z.
-alive() { [ -r "/proc/$1/stat" ] && ! awk '{ exit $3 != "Z" }' "/proc/$1/stat" 2>/dev/null; }
-stop_pid() {
-	kill "$1" 2>/dev/null
-	_i=0
-	while [ $_i -lt 100 ] && alive "$1"; do sleep 0.1; _i=$((_i + 1)); done
-	kill -9 "$1" 2>/dev/null
-	wait "$1" 2>/dev/null
-	it_untrack "$1"
-}
 # The thread names of a process, one a line.
 threads_of() { cat /proc/"$1"/task/*/comm 2>/dev/null; }
 has_thread() { threads_of "$1" | grep -qx "$2" || { echo "  no thread '$2' in $1" >&2; return 1; }; }
@@ -123,7 +113,7 @@ kill -HUP "$FG"
 sleep 0.5
 kill -HUP "$FG"
 wait $LOAD
-check "a: the daemon survives two SIGHUPs under load" alive "$FG"
+check "a: the daemon survives two SIGHUPs under load" it_alive "$FG"
 check "a: every one of the $N messages got a reply ($(replies "$D/a.tsv"))" \
 	[ "$(replies "$D/a.tsv")" -eq $N ]
 check "a: both reloads were done" [ "$(grep -c 'configuration reloaded' "$D/fg.log")" -eq 2 ]
@@ -145,7 +135,7 @@ writers() { cat /proc/"$FG"/task/*/comm 2>/dev/null | grep -cx sift-rep-write; }
 wait_for 5 sh -c "[ \$(cat /proc/$FG/task/*/comm 2>/dev/null | grep -cx sift-rep-write) -eq 1 ]"
 W=$(writers)
 check "a: then one Redis writer thread runs, not the first generation's too ($W)" [ "$W" -eq 1 ]
-stop_pid "$FG"
+it_stop "$FG"
 
 # ------------------------------------------------------------ b. the daemon (no -f)
 # Started as an admin in /etc/sift would: -c, state_dir and every file the
@@ -171,8 +161,8 @@ check "b: by then the pid file is written" [ -s "$PIDF" ]
 wait_for 5 test -s "$PIDF" # to stop it anyway
 BG=$(cat "$PIDF" 2>/dev/null)
 [ -n "$BG" ] && it_track "$BG"
-check "b: the pid file names a running daemon" alive "${BG:-0}"
-[ -n "$BG" ] && alive "$BG" || { cat "$D/b.err" >&2; it_done; }
+check "b: the pid file names a running daemon" it_alive "${BG:-0}"
+[ -n "$BG" ] && it_alive "$BG" || { cat "$D/b.err" >&2; it_done; }
 for t in sift-rep-read sift-rep-write sift-rep-sync sift-dns sift-bayes-wr; do
 	check "b: the daemon runs its $t thread" has_thread "$BG" "$t"
 done
@@ -190,7 +180,7 @@ kill -HUP "$BG"
 sleep 0.5
 kill -HUP "$BG"
 sleep 0.5
-check "b: the daemon survives two SIGHUPs" alive "$BG"
+check "b: the daemon survives two SIGHUPs" it_alive "$BG"
 check "b: both reloads were applied (the relative -c, state_dir, rules, bayes_db and list file still found)" wait_for 5 sh -c \
 	"curl -s http://127.0.0.1:$BMP/metrics | grep -qx 'sift_reloads_total 2'"
 "$MC" -s "$S" -t 10000 -i "$LISTED" --tsv "$SPAM" >"$D/b2.tsv" 2>&1
@@ -221,16 +211,16 @@ sleep 0.2
 check "c: 0.2 s after SIGTERM a new connection is refused" \
 	has "$(errors "$D/probe.tsv")" "refused"
 # The daemon is not this shell's child: once it has exited it is a zombie
-# until init reaps it, so "gone" is judged by alive(), not kill -0.
+# until init reaps it, so "gone" is judged by it_alive(), not kill -0.
 _i=0
-while alive "$BG" && [ $_i -lt $((DEADLINE_MS / 50 + $(scaled_ms 5000) / 50)) ]; do
+while it_alive "$BG" && [ $_i -lt $((DEADLINE_MS / 50 + $(scaled_ms 5000) / 50)) ]; do
 	sleep 0.05
 	_i=$((_i + 1))
 done
 T1=$(now_ms)
 check "c: the daemon exits within deadline + 2 s of SIGTERM ($((T1 - T0)) ms)" \
 	[ $((T1 - T0)) -le $((DEADLINE_MS + $(scaled_ms 2000))) ]
-alive "$BG" || it_untrack "$BG"
+it_alive "$BG" || it_untrack "$BG"
 check "c: the pid file is removed" [ ! -e "$PIDF" ]
 for i in 1 2 3 4; do
 	eval "wait \$SLOW$i"
@@ -259,7 +249,7 @@ start_fails() {
 	_rc=$?
 	# Should a daemon have started anyway, it is found by its port and stopped.
 	_pid=$(ss -ltnpH "sport = :$_p" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
-	[ -n "$_pid" ] && { it_track "$_pid"; stop_pid "$_pid"; }
+	[ -n "$_pid" ] && { it_track "$_pid"; it_stop "$_pid"; }
 	[ "$_rc" -eq 1 ] || { echo "  exit status $_rc, not 1" >&2; return 1; }
 }
 conf d1 ""
@@ -311,8 +301,8 @@ it_track "$IDLE"
 check "e: the idle session is open" wait_for 5 grep -qx idle "$D/e.idle"
 kill -TERM "$E"
 check "e: the daemon exits within 5 s despite the idle session" wait_for "$(($(scaled_ms 5000) / 1000))" sh -c "! kill -0 $E 2>/dev/null"
-stop_pid "$E"
-stop_pid "$IDLE"
+it_stop "$E"
+it_stop "$IDLE"
 check "e: the unconfirmed reputation updates are kept for the next start" \
 	grep -q "kept for the next start" "$D/e.log"
 
@@ -332,6 +322,6 @@ check "f: after the reload that names the server, the queued updates reach it" \
 	"[ -n \"\$(redis-cli -h 127.0.0.1 -p $RP HGET 'f:r:{ip:$LISTED}' s 2>/dev/null)\" ]"
 check "f: taken from the replaced configuration" \
 	grep -q "from a replaced configuration queued" "$D/f.log"
-stop_pid "$F"
+it_stop "$F"
 
 it_done

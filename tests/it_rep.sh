@@ -42,16 +42,6 @@ start_redis() {
 		{ fail "redis $_n did not start on port $_p"; cat "$D/$_n.log" >&2; it_done; }
 }
 
-# A child stays a zombie until waited for, so "alive" means: in /proc and not Z.
-alive() { [ -r "/proc/$1/stat" ] && ! awk '{ exit $3 != "Z" }' "/proc/$1/stat" 2>/dev/null; }
-stop_pid() {
-	kill "$1" 2>/dev/null
-	_i=0
-	while [ $_i -lt 100 ] && alive "$1"; do sleep 0.1; _i=$((_i + 1)); done
-	kill -9 "$1" 2>/dev/null
-	wait "$1" 2>/dev/null
-	it_untrack "$1"
-}
 
 # The publisher's key (node a, and the CLI of section 3); every node trusts it.
 "$SIFT" block keygen --out "$D/pub.key" --name pubA >"$D/keygen.out" 2>&1
@@ -166,8 +156,8 @@ check "the block is in B's mirror" sh -c "'$SIFT' -c '$D/b.conf' block list | gr
 check "rbldnsd export of B's mirror" grep -q '^203.0.113.0/24 :127.0.0.2:it_rep snowshoe$' "$D/zone"
 
 # Redis (primary and replica) stopped: both nodes keep scoring from local state.
-stop_pid "$main_PID"
-stop_pid "$rep_PID"
+it_stop "$main_PID"
+it_stop "$rep_PID"
 for i in 1 2 3; do
 	send a "aout$i" "$SPAMMER" "$DATA/spam.eml"
 	send b "bout$i" 203.0.113.8 "$DATA/spam.eml"
@@ -190,7 +180,7 @@ check "exactly: nothing lost, nothing doubled" num_lt "$(spam_count "$RP" "$SPAM
 
 
 # B goes down; meanwhile the list changes; B resumes from its last applied entry.
-stop_pid "$b_PID"
+it_stop "$b_PID"
 check "sift block del on A" "$SIFT" -c "$D/a.conf" block del 203.0.113.0/24
 check "sift block add on A (domain)" "$SIFT" -c "$D/a.conf" block add spam-domain.example
 start_node b
@@ -262,8 +252,8 @@ check "sift block list --sync syncs first" grep -q '^192.0.2.201	block' "$D/elis
 check "publishing without block_signing_key fails" [ $? = 1 ]
 check "and says why" grep -q "needs block_signing_key" "$D/nokey.out"
 
-stop_pid "$a_PID"
-stop_pid "$b_PID"
+it_stop "$a_PID"
+it_stop "$b_PID"
 
 # ------------------------------------------------------------ 3. Sentinel failover
 
@@ -301,7 +291,7 @@ check "and reach the replica" wait_for 10 spam_ge "$P2" 192.0.2.77 5.99
 
 # Kill the primary outright.
 kill -9 "$p1_PID"
-stop_pid "$p1_PID"
+it_stop "$p1_PID"
 check "Sentinel promotes the replica" wait_for 30 sh -c \
 	"redis-cli -p $SP SENTINEL get-master-addr-by-name mymaster 2>/dev/null | grep -q $P2"
 for i in 1 2 3; do send c "cpost$i" 192.0.2.77 "$DATA/spam.eml"; done
@@ -324,8 +314,8 @@ for i in 1 2 3 4 5 6 7 8 9 10; do
 	sleep 0.2
 done
 check "the node enforces it" [ -n "$ok" ]
-check "node c was never restarted" alive "$C_PID"
-check "node d was never restarted" alive "$D_PID"
+check "node c was never restarted" it_alive "$C_PID"
+check "node d was never restarted" it_alive "$D_PID"
 check "the node logged the switch" grep -q "Redis 127.0.0.1:$P2 available" "$D/c.log"
 
 # ------------------------------------------------------------ 5. stopping over a stalled link

@@ -43,15 +43,7 @@ start() {
 	it_milter_start 10 "$D/sift.conf" "$D/state" "$SOCK" "$LOG"
 	PID=$IT_MILTER_PID
 }
-alive() { [ -r "/proc/$1/stat" ] && ! awk '{ exit $3 != "Z" }' "/proc/$1/stat" 2>/dev/null; }
-stop() {
-	kill "$PID" 2>/dev/null
-	_i=0
-	while [ $_i -lt 100 ] && alive "$PID"; do sleep 0.1; _i=$((_i + 1)); done
-	kill -9 "$PID" 2>/dev/null
-	wait "$PID" 2>/dev/null
-	it_untrack "$PID"
-}
+stop() { it_stop "$PID"; }
 mc() {
 	"$MC" -s "unix:$SOCK" -t 10000 -i 192.0.2.10 -Q "$1" --tsv "$D/phone.eml" "$D/ham.eml" \
 		>"$D/$1.tsv" 2>"$D/$1.err"
