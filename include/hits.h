@@ -42,6 +42,8 @@ void hits_addf(hits_t *h, const char *source, const char *name, double score, co
 size_t hits_count(const hits_t *h);
 const hit_t *hits_at(const hits_t *h, size_t i);
 bool hits_has(const hits_t *h, const char *name);
+/* Whether a and b hold the same rule names (each name once, as rules add them). */
+bool hits_same_names(const hits_t *a, const hits_t *b);
 /*
  * The largest |score| any one configured score may have (a rule's score, a
  * DNS list's return code, a reputation or Bayes score): far above any real

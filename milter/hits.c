@@ -79,6 +79,16 @@ bool hits_has(const hits_t *h, const char *name)
 	return false;
 }
 
+bool hits_same_names(const hits_t *a, const hits_t *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (!hits_has(b, a->v[i].name))
+			return false;
+	return true;
+}
+
 static double clamp_total(double v)
 {
 	return v > HITS_MAX_TOTAL ? HITS_MAX_TOTAL : v < -HITS_MAX_TOTAL ? -HITS_MAX_TOTAL : v;

@@ -29,6 +29,24 @@ static verdict_policy_t policy(const char *text)
 	return p;
 }
 
+Test(hits, same_names_ignores_order_scores_and_details)
+{
+	arena_t *a = arena_new(4096);
+	hits_t *x = hits_new(a), *y = hits_new(a);
+	cr_assert(hits_same_names(x, y), "two empty sets are the same");
+	hits_add(x, "rules", "A", 1, NULL, NULL);
+	hits_add(x, "rules", "B", 2, NULL, "x");
+	hits_add(y, "rules", "B", 3, NULL, "y");
+	cr_assert_not(hits_same_names(x, y), "A is missing from y");
+	cr_assert_not(hits_same_names(y, x), "one name against two");
+	hits_add(y, "rules", "A", 1, NULL, NULL);
+	cr_assert(hits_same_names(x, y));
+	hits_add(y, "rules", "C", 1, NULL, NULL);
+	hits_add(x, "rules", "D", 1, NULL, NULL);
+	cr_assert_not(hits_same_names(x, y), "as many names, not the same ones");
+	arena_free(a);
+}
+
 Test(verdict, highest_reached_threshold_wins)
 {
 	verdict_policy_t p =
