@@ -76,6 +76,13 @@ enum meta_opcode {
 enum { RULES_META_STACK = 64 };
 /* Metas over metas deeper than this are evaluated eagerly (see mark_deferred). */
 enum { RULES_LAZY_MAX_DEPTH = 64 };
+/*
+ * A pending rule's cost on a message is its pattern's cost times
+ * (1 + bytes / RULES_LAZY_COST_BYTES): the 1 for the run itself. A header
+ * rule whose field's value is not built yet is taken to read
+ * RULES_LAZY_FIELD_BYTES.
+ */
+enum { RULES_LAZY_COST_BYTES = 8, RULES_LAZY_FIELD_BYTES = 128 };
 
 struct meta_op {
 	uint32_t op : 8; /* enum meta_opcode */
@@ -180,8 +187,9 @@ struct rule {
 	/*
 	 * Lazy sub-rules (rules.c): a __ regex rule of the header or a body-like
 	 * view is only read by metas, so it runs when a meta's value turns on
-	 * it. lazy_cost estimates what settling it costs (a meta's: its
-	 * operands'), so a meta settles its cheaper operands first.
+	 * it. lazy_cost estimates what settling it costs per byte of text it
+	 * reads (a meta's: the sum of its operands', only tested for > 0),
+	 * so a meta settles its cheaper operands first.
 	 */
 	bool deferred;
 	double lazy_cost;
