@@ -1389,6 +1389,45 @@ static void meta_pack(rules_t *r)
 	}
 }
 
+/* Builds r->lazy_parent: each lazily settled meta under each of its operands, once. */
+static void lazy_parents(rules_t *r)
+{
+	size_t n = r->n ? r->n : 1;
+	uint32_t *off = xalloc_calloc(n + 1, sizeof(*off));
+	uint32_t *seen = xalloc_calloc(n, sizeof(*seen));
+	size_t total = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		memset(seen, 0, n * sizeof(*seen));
+		uint32_t *fill = pass ? xalloc_calloc(n, sizeof(*fill)) : NULL;
+		for (size_t p = 0; p < r->n; p++) {
+			if (!(r->hot[p] & RULES_HOT_LAZY))
+				continue;
+			const struct meta_code *mc = &r->mcode[p];
+			for (size_t k = 0; k < mc->nprog; k++) {
+				size_t j = mc->prog[k].arg;
+				/* seen[j] holds p + 1 while p's operands are listed */
+				if (mc->prog[k].op != MOP_RULE || seen[j] == p + 1)
+					continue;
+				seen[j] = (uint32_t)(p + 1);
+				if (pass == 0) {
+					off[j + 1]++;
+					total++;
+				} else {
+					r->lazy_parent[off[j] + fill[j]++] = (uint32_t)p;
+				}
+			}
+		}
+		if (pass == 0) {
+			for (size_t i = 0; i < n; i++)
+				off[i + 1] += off[i];
+			r->lazy_parent = xalloc_calloc(total ? total : 1, sizeof(uint32_t));
+		}
+		free(fill);
+	}
+	free(seen);
+	r->lazy_parent_off = off;
+}
+
 /* paths: the files and directories loaded (none for text), where TextCat looks for profiles */
 static int rules_finish(rules_t *r, const char *const *paths, size_t npaths, diag_t *d)
 {
@@ -1566,6 +1605,7 @@ static int rules_finish(rules_t *r, const char *const *paths, size_t npaths, dia
 		                      (ru->report ? RULES_HOT_REPORT : 0));
 	}
 	meta_pack(r);
+	lazy_parents(r);
 	rules_freemail_finish(r);
 	rules_eval_dns_finish(r);
 	rules_textcat_finish(r, paths, npaths, d);
@@ -1797,6 +1837,8 @@ void rules_free(rules_t *r)
 	free(r->evals);
 	free(r->hot);
 	free(r->lazy_cost);
+	free(r->lazy_parent_off);
+	free(r->lazy_parent);
 	free(r->mcode);
 	free(r->mblock);
 	rules_freemail_free(r->freemail);
@@ -3085,10 +3127,9 @@ struct lazy {
 	uint8_t *state;               /* per rule: LZ_* */
 	const struct pf_node **nodes; /* per pending rule: its listed spans, NULL: all */
 	uint32_t *head;
-	double *pcost;    /* per pending rule: lazy_cost scaled by the bytes it would read */
-	uint32_t *peeked; /* per sub-meta: the epoch it was last found open */
-	double *left;     /* per sub-meta found open: the cost left to settle it */
-	uint32_t epoch;   /* bumped when a pending rule runs */
+	double *pcost;  /* per pending rule: lazy_cost scaled by the bytes it would read */
+	uint8_t *fresh; /* per sub-meta found open: nothing it reads settled since */
+	double *left;   /* per sub-meta found open: the cost left to settle it */
 	bool timing;
 	uint64_t forced_ns; /* time of pending rules run, not a meta's own */
 };
@@ -3108,7 +3149,7 @@ static double lazy_peek(struct lazy *z, size_t j, bool *known, double *left)
 		*left = z->pcost[j];
 		return 0;
 	}
-	if (z->peeked[j] != z->epoch) {
+	if (!z->fresh[j]) {
 		double v;
 		size_t pick;
 		if (meta_try(z, &z->e->r->mcode[j], &v, &pick, &z->left[j])) {
@@ -3117,7 +3158,7 @@ static double lazy_peek(struct lazy *z, size_t j, bool *known, double *left)
 			*known = true;
 			return z->val[j];
 		}
-		z->peeked[j] = z->epoch;
+		z->fresh[j] = 1;
 	}
 	*left = z->left[j];
 	return 0;
@@ -3229,18 +3270,43 @@ static bool meta_try(struct lazy *z, const struct meta_code *ru, double *out, si
 	/*
 	 * Most metas have every operand settled by the time they are tried
 	 * (the prefilter rules out most sub-rules before any meta runs): then
-	 * the plain evaluation gives the value, at a fraction of the cost of
-	 * carrying bounds.
+	 * the plain evaluation, meta_run()'s, gives the value, at a fraction
+	 * of the cost of carrying bounds. It goes as far as it can, to the
+	 * first operand read that is not settled (one that a short-circuit
+	 * skips is not read), and the bounds take over from there with the
+	 * values it computed: a long sum with one operand open is added up
+	 * plainly up to it.
 	 */
-	size_t k = 0;
-	while (k < ru->nprog &&
-	       (ru->prog[k].op != MOP_RULE || z->state[ru->prog[k].arg] == LZ_KNOWN))
-		k++;
-	if (k == ru->nprog) {
-		*out = meta_run(ru, z->val);
+	double pst[RULES_META_STACK];
+	size_t i0 = 0;
+	for (; i0 < ru->nprog; i0++) {
+		const struct meta_op *op = &ru->prog[i0];
+		if (op->op == MOP_NUM || op->op == MOP_RULE) {
+			if (op->op == MOP_RULE && z->state[op->arg] != LZ_KNOWN)
+				break;
+			if (sp == RULES_META_STACK)
+				return true;
+			pst[sp++] = op->op == MOP_NUM ? ru->nums[op->arg] : z->val[op->arg];
+		} else if (op->op == MOP_NOT || op->op == MOP_NEG) {
+			if (sp < 1)
+				return true;
+			pst[sp - 1] = op->op == MOP_NOT ? (pst[sp - 1] == 0) : -pst[sp - 1];
+		} else {
+			if (sp < 2)
+				return true;
+			double b = pst[--sp];
+			pst[sp - 1] = meta_binop(op->op, pst[sp - 1], b);
+		}
+		if (op->jump != 0)
+			i0 = meta_skip(ru, i0, &pst[sp - 1]);
+	}
+	if (i0 == ru->nprog) {
+		*out = sp == 1 ? pst[0] : 0;
 		return true;
 	}
-	for (size_t i = 0; i < ru->nprog; i++) {
+	for (int k = 0; k < sp; k++)
+		lz_set(&st[k], pst[k]);
+	for (size_t i = i0; i < ru->nprog; i++) {
 		const struct meta_op *op = &ru->prog[i];
 		if (op->op == MOP_NUM || op->op == MOP_RULE) {
 			if (sp == RULES_META_STACK)
@@ -3378,6 +3444,26 @@ static bool meta_try(struct lazy *z, const struct meta_code *ru, double *out, si
 	return false;
 }
 
+/*
+ * Rule j was just settled: what was found of the metas over it, directly
+ * or through others, no longer holds. Only those are tried again: after
+ * one of __ADVANCE_FEE_2_NEW's seventy operands runs, its open sub-metas
+ * that do not read that operand keep what their last try found. A meta
+ * already stale stops the walk up: the metas over it went stale with it,
+ * and one tried since then did not read it (a short-circuit skipped it).
+ */
+static void lazy_stale(struct lazy *z, size_t j)
+{
+	const rules_t *r = z->e->r;
+	for (uint32_t k = r->lazy_parent_off[j]; k < r->lazy_parent_off[j + 1]; k++) {
+		uint32_t p = r->lazy_parent[k];
+		if (z->state[p] == LZ_META && z->fresh[p]) {
+			z->fresh[p] = 0;
+			lazy_stale(z, p);
+		}
+	}
+}
+
 static void lazy_run(struct lazy *z, size_t j)
 {
 	struct evalctx *e = z->e;
@@ -3397,7 +3483,7 @@ static void lazy_run(struct lazy *z, size_t j)
 	}
 	z->val[j] = count > 0 ? ((ru->tflags & TF_MULTIPLE) ? (double)count : 1) : 0;
 	z->state[j] = LZ_KNOWN;
-	z->epoch++;
+	lazy_stale(z, j);
 }
 
 /* Settles rule j: runs it if pending, settles a meta's open operands until it is known. */
@@ -3408,9 +3494,17 @@ static double lazy_settle(struct lazy *z, size_t j)
 	while (z->state[j] != LZ_KNOWN) {
 		double v, left;
 		size_t pick;
-		if (meta_try(z, &z->e->r->mcode[j], &v, &pick, &left) || pick == SIZE_MAX) {
+		bool decided = meta_try(z, &z->e->r->mcode[j], &v, &pick, &left);
+		if (decided || pick == SIZE_MAX) {
 			z->val[j] = v != 0;
 			z->state[j] = LZ_KNOWN;
+			/*
+			 * A try decides a meta only after something under it was
+			 * settled, which made the metas over it stale already; a
+			 * value taken with nothing left to pick is news to them.
+			 */
+			if (!decided)
+				lazy_stale(z, j);
 		} else {
 			lazy_settle(z, pick);
 		}
@@ -3473,14 +3567,8 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 	if (r->ntags)
 		e.capval = arena_zalloc(a, r->ntags * sizeof(char *));
 	bool timing = (flags & RULES_EVAL_TIMING) != 0;
-	struct lazy z = {.e = &e,
-	                 .m = m,
-	                 .mi = mi,
-	                 .hv = hv,
-	                 .vw = &vw,
-	                 .val = val,
-	                 .epoch = 1,
-	                 .timing = timing};
+	struct lazy z = {
+	    .e = &e, .m = m, .mi = mi, .hv = hv, .vw = &vw, .val = val, .timing = timing};
 	bool lazy = !(flags & (RULES_EVAL_EAGER | RULES_EVAL_NO_PREFILTER));
 	if (lazy) {
 		size_t n = r->n ? r->n : 1;
@@ -3488,7 +3576,7 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 		z.nodes = arena_alloc(a, n * sizeof(*z.nodes));
 		z.head = arena_alloc(a, n * sizeof(*z.head));
 		z.pcost = arena_alloc(a, n * sizeof(*z.pcost));
-		z.peeked = arena_zalloc(a, n * sizeof(*z.peeked));
+		z.fresh = arena_zalloc(a, n);
 		z.left = arena_alloc(a, n * sizeof(*z.left));
 	}
 	const char **detail = (flags & RULES_EVAL_EXPLAIN)

@@ -272,6 +272,8 @@ struct rules {
 	struct meta_code *mcode;         /* per rule, the metas' (zero for the others) */
 	void *mblock;                    /* what mcode points into */
 	double *lazy_cost;               /* per rule, rule.lazy_cost, for the same reason as hot */
+	uint32_t *lazy_parent;           /* the lazily settled metas that read each rule, */
+	uint32_t *lazy_parent_off;       /* rule i's from [i] to [i + 1] (n + 1 entries) */
 	struct rules_freemail *freemail; /* freemail_domains and friends, NULL if none */
 	struct rules_wlbl *wlbl;         /* welcomelist_from and friends, NULL if none */
 	struct rules_fromname *fromname; /* the fns_* directives, NULL if none */
