@@ -2446,16 +2446,19 @@ const char *rules_body_joined(arena_t *a, msg_t *m, const mime_t *mi, size_t *le
 /* Folds continuation lines into single spaces, as SpamAssassin's raw view does. */
 static void unfold_into(abuf_t *b, const char *v)
 {
-	for (const char *p = v; *p; p++) {
-		if (*p == '\r')
-			continue;
+	/* a run at a time: the raw ALL pseudo-field passes every field through here */
+	for (const char *p = v;;) {
+		size_t run = strcspn(p, "\r\n");
+		abuf_append(b, p, run);
+		p += run;
+		if (*p == '\0')
+			break;
 		if (*p == '\n') {
 			while (p[1] == ' ' || p[1] == '\t')
 				p++;
 			abuf_putc(b, ' ');
-			continue;
 		}
-		abuf_putc(b, *p);
+		p++;
 	}
 }
 
