@@ -21,6 +21,7 @@
 #include "bayes.h"
 #include "hits.h"
 #include "hits_check.h"
+#include "unit_util.h"
 #include "rules.h"
 #include "verdict.h"
 
@@ -28,12 +29,11 @@
 
 static const mime_limits_t limits = {.max_depth = 20, .max_parts = 500, .max_text_bytes = 4u << 20};
 
-static char tmpdir[256];
+static char tmpdir[UNIT_DIR_MAX];
 
 static void make_tmpdir(void)
 {
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_bayes.XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
+	unit_mkdtemp(tmpdir, sizeof(tmpdir), "test_bayes");
 }
 
 static void remove_tmpdir(void)

@@ -7,14 +7,7 @@
 #include <unistd.h>
 
 #include "conf.h"
-
-static bool diag_has(diag_t *d, const char *needle)
-{
-	for (size_t i = 0; i < diag_count(d); i++)
-		if (strstr(diag_text(d, i), needle))
-			return true;
-	return false;
-}
+#include "unit_util.h"
 
 Test(conf, values_comments_and_quotes)
 {
@@ -39,7 +32,7 @@ Test(conf, syntax_errors_name_file_and_line)
 	diag_t *d = diag_new();
 	conf_t *c = conf_parse("bad.conf", "a = 1\nthis line has no equals\n", d);
 	cr_assert_null(c);
-	cr_assert(diag_has(d, "bad.conf:2: expected 'key = value'"), "%s", diag_text(d, 0));
+	cr_assert(unit_diag_has(d, "bad.conf:2: expected 'key = value'"), "%s", diag_text(d, 0));
 	diag_free(d);
 }
 
@@ -50,7 +43,7 @@ Test(conf, unknown_keys_are_errors_with_location)
 	const char *v;
 	conf_str(c, "socket", NULL, &v, d);
 	cr_assert_eq(conf_check_unknown(c, d), 1);
-	cr_assert(diag_has(d, "x.conf:2: unknown key 'sokcet'"));
+	cr_assert(unit_diag_has(d, "x.conf:2: unknown key 'sokcet'"));
 	conf_free(c);
 	diag_free(d);
 }
@@ -78,9 +71,9 @@ Test(conf, typed_values_and_ranges)
 	cr_assert_eq(n, 12);
 	cr_assert_eq(conf_long(c, "badn", 7, 0, 100, &n, d), -1);
 	cr_assert_eq(n, 7);
-	cr_assert(diag_has(d, "t.conf:6: badn: expected an integer"));
+	cr_assert(unit_diag_has(d, "t.conf:6: badn: expected an integer"));
 	cr_assert_eq(conf_long(c, "big", 0, 0, 10, &n, d), -1);
-	cr_assert(diag_has(d, "t.conf:7: big: must be between 0 and 10"));
+	cr_assert(unit_diag_has(d, "t.conf:7: big: must be between 0 and 10"));
 	conf_double_or_off(c, "score", 5, INFINITY, &off, d);
 	cr_assert(isinf(off));
 	conf_double(c, "f", 0, 0, 10, &f, d);
@@ -101,11 +94,11 @@ Test(conf, durations_and_scores_are_decimal)
 	conf_t *c = conf_parse("t.conf", "deadline = 0X10\nreject_score = 0x10\nf = 0x1p1\n", d);
 	double v;
 	cr_assert_eq(conf_ms(c, "deadline", 2000, 10, 600000, &ms, d), -1);
-	cr_assert(diag_has(d, "t.conf:1: deadline: expected a duration"));
+	cr_assert(unit_diag_has(d, "t.conf:1: deadline: expected a duration"));
 	cr_assert_eq(conf_double_or_off(c, "reject_score", 15, INFINITY, &v, d), -1);
-	cr_assert(diag_has(d, "t.conf:2: reject_score: expected a number or 'off'"));
+	cr_assert(unit_diag_has(d, "t.conf:2: reject_score: expected a number or 'off'"));
 	cr_assert_eq(conf_double(c, "f", 0, 0, 10, &v, d), -1);
-	cr_assert(diag_has(d, "t.conf:3: f: expected a number"));
+	cr_assert(unit_diag_has(d, "t.conf:3: f: expected a number"));
 	conf_free(c);
 	diag_free(d);
 }
@@ -116,7 +109,7 @@ Test(conf, single_valued_key_given_twice_is_an_error)
 	conf_t *c = conf_parse("t.conf", "socket = a\nsocket = b\n", d);
 	const char *v;
 	cr_assert_eq(conf_str(c, "socket", NULL, &v, d), -1);
-	cr_assert(diag_has(d, "t.conf:2: 'socket' given twice"));
+	cr_assert(unit_diag_has(d, "t.conf:2: 'socket' given twice"));
 	conf_free(c);
 	diag_free(d);
 }
@@ -154,7 +147,7 @@ Test(conf, enum_lists_the_choices)
 	static const char *const ch[] = {"accept", "tempfail", NULL};
 	int v;
 	cr_assert_eq(conf_enum(c, "on_error", ch, 0, &v, d), -1);
-	cr_assert(diag_has(d, "expected one of accept, tempfail"));
+	cr_assert(unit_diag_has(d, "expected one of accept, tempfail"));
 	conf_free(c);
 	diag_free(d);
 }
@@ -241,14 +234,14 @@ Test(conf, relative_file_names_taken_from_the_root_are_warned_about)
 /* What is not a regular file is refused at once: a FIFO blocked the open, /dev/zero ate memory. */
 Test(conf, load_refuses_what_is_not_a_regular_file, .timeout = 10)
 {
-	char dir[] = "/tmp/sift-conf-XXXXXX";
-	cr_assert_not_null(mkdtemp(dir));
-	char fifo[64];
+	char dir[UNIT_DIR_MAX];
+	unit_mkdtemp(dir, sizeof(dir), "sift-conf");
+	char fifo[UNIT_PATH_MAX];
 	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
 	cr_assert_eq(mkfifo(fifo, 0600), 0);
 	diag_t *d = diag_new();
 	cr_assert_null(conf_load(dir, d));
-	cr_assert(diag_has(d, "not a regular file (a directory)"), "%s", diag_text(d, 0));
+	cr_assert(unit_diag_has(d, "not a regular file (a directory)"), "%s", diag_text(d, 0));
 	cr_assert_null(conf_load(fifo, d));
 	cr_assert_null(conf_load("/dev/zero", d));
 	cr_assert_eq(diag_errors(d), 3);
@@ -273,10 +266,10 @@ Test(conf, a_quoted_value_may_carry_a_comment_and_quotes)
 	cr_assert_str_eq(v, "451 4.7.1 \"later\" please");
 	conf_free(c);
 	cr_assert_null(conf_parse("q.conf", "\nreject_reply = \"550 no\" extra\n", d));
-	cr_assert(diag_has(d, "q.conf:2: text after the closing quote of 'reject_reply'"), "%s",
-	          diag_text(d, 0));
+	cr_assert(unit_diag_has(d, "q.conf:2: text after the closing quote of 'reject_reply'"),
+	          "%s", diag_text(d, 0));
 	cr_assert_null(conf_parse("q.conf", "reject_reply = \"550 no\n", d));
-	cr_assert(diag_has(d, "q.conf:1: unterminated quoted value for 'reject_reply'"));
+	cr_assert(unit_diag_has(d, "q.conf:1: unterminated quoted value for 'reject_reply'"));
 	cr_assert_null(conf_parse("q.conf", "reject_reply = \"\n", d));
 	cr_assert_eq(diag_errors(d), 3);
 	diag_free(d);
@@ -291,16 +284,15 @@ Test(conf, a_byte_order_mark_is_skipped_and_a_nul_byte_has_its_line)
 	conf_str(c, "socket", NULL, &v, d);
 	cr_assert_str_eq(v, "unix:/s");
 	conf_free(c);
-	char path[] = "/tmp/sift-conf-nul-XXXXXX";
-	int fd = mkstemp(path);
-	cr_assert_geq(fd, 0);
+	char path[UNIT_DIR_MAX];
+	int fd = unit_mkstemps(path, sizeof(path), "sift-conf-nul", "");
 	static const char text[] = "socket = unix:/s\n\nlog_level = in\0fo\n";
 	cr_assert_eq(write(fd, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
 	close(fd);
 	cr_assert_null(conf_load(path, d));
-	char want[64];
+	char want[UNIT_PATH_MAX + 32];
 	snprintf(want, sizeof(want), "%s:3: NUL byte in line", path);
-	cr_assert(diag_has(d, want), "%s", diag_text(d, 0));
+	cr_assert(unit_diag_has(d, want), "%s", diag_text(d, 0));
 	unlink(path);
 	diag_free(d);
 }
@@ -313,7 +305,7 @@ Test(conf, an_empty_file_name_is_an_error_at_its_line)
 	cr_assert_str_eq(conf_filename_at(c, "rules", 0, NULL, NULL, d), "/a");
 	cr_assert_eq(diag_errors(d), 0);
 	conf_filename_at(c, "rules", 1, NULL, NULL, d);
-	cr_assert(diag_has(d, "e.conf:2: rules: empty file name"), "%s", diag_text(d, 0));
+	cr_assert(unit_diag_has(d, "e.conf:2: rules: empty file name"), "%s", diag_text(d, 0));
 	conf_free(c);
 	diag_free(d);
 }

@@ -28,6 +28,7 @@
 #include "conf.h"
 #include "diag.h"
 #include "dnsbl.h"
+#include "unit_util.h"
 #include "dnsbl_int.h"
 #include "evidence.h"
 #include "hits.h"
@@ -82,14 +83,6 @@ static dnsbl_t *load_text(const char *text, diag_t *d)
 	return b;
 }
 
-static bool diag_has(const diag_t *d, const char *needle)
-{
-	for (size_t i = 0; i < diag_count(d); i++)
-		if (strstr(diag_text(d, i), needle))
-			return true;
-	return false;
-}
-
 Test(config, no_lists_means_nothing_to_do)
 {
 	diag_t *d = diag_new();
@@ -121,7 +114,7 @@ Test(config, bad_values_are_reported_at_their_line)
 		diag_t *d = diag_new();
 		dnsbl_t *b = load_text(cases[i].text, d);
 		cr_assert_gt(diag_errors(d), 0, "case %zu accepted: %s", i, cases[i].text);
-		cr_assert(diag_has(d, cases[i].needle), "case %zu: no \"%s\" in %s", i,
+		cr_assert(unit_diag_has(d, cases[i].needle), "case %zu: no \"%s\" in %s", i,
 		          cases[i].needle, diag_count(d) ? diag_text(d, 0) : "");
 		dnsbl_release(b);
 		diag_free(d);
@@ -140,8 +133,10 @@ Test(config, a_score_beyond_the_shared_bound_is_an_error_at_its_line)
 		diag_t *d = diag_new();
 		dnsbl_t *b = load_text(bad[i], d);
 		cr_assert_null(b, "accepted: %s", bad[i]);
-		cr_assert(diag_has(d, "t.conf:2:"), "%s", diag_count(d) ? diag_text(d, 0) : "");
-		cr_assert(diag_has(d, "out of range"), "%s", diag_count(d) ? diag_text(d, 0) : "");
+		cr_assert(unit_diag_has(d, "t.conf:2:"), "%s",
+		          diag_count(d) ? diag_text(d, 0) : "");
+		cr_assert(unit_diag_has(d, "out of range"), "%s",
+		          diag_count(d) ? diag_text(d, 0) : "");
 		diag_free(d);
 	}
 	diag_t *d = diag_new();
@@ -237,7 +232,7 @@ Test(file, bad_lines_are_errors_with_their_line)
 {
 	diag_t *d = diag_new();
 	cr_assert_null(dnsbl_file_open(TEST_DATADIR "/dnsbl/bad.txt", DNSBL_FILE_IP4SET, 5000, d));
-	cr_assert(diag_has(d, "bad.txt:2:"), "%s", diag_count(d) ? diag_text(d, 0) : "");
+	cr_assert(unit_diag_has(d, "bad.txt:2:"), "%s", diag_count(d) ? diag_text(d, 0) : "");
 	diag_free(d);
 }
 
@@ -254,8 +249,8 @@ static void write_file(const char *path, const char *text)
 
 Test(file, a_changed_file_is_reloaded_and_a_broken_one_keeps_the_old_data)
 {
-	char dir[] = "/tmp/sift-dnsbl-file-XXXXXX", path[256];
-	cr_assert_not_null(mkdtemp(dir));
+	char dir[UNIT_DIR_MAX], path[UNIT_PATH_MAX];
+	unit_mkdtemp(dir, sizeof(dir), "sift-dnsbl-file");
 	snprintf(path, sizeof(path), "%s/list", dir);
 	write_file(path, "192.0.2.1\n");
 	diag_t *d = diag_new();
@@ -288,7 +283,7 @@ Test(file, a_changed_file_is_reloaded_and_a_broken_one_keeps_the_old_data)
 static pid_t ub_pid = -1;
 static int ub_port;
 static int blackhole_fd = -1, blackhole_port;
-static char ub_dir[64];
+static char ub_dir[UNIT_DIR_MAX];
 
 static const char *unbound_path(void)
 {
@@ -380,7 +375,7 @@ static bool dns_answers(int port)
 static bool ub_try_start(void)
 {
 	ub_port = free_port();
-	char conf[512];
+	char conf[UNIT_PATH_MAX];
 	snprintf(conf, sizeof(conf), "%s/unbound.conf", ub_dir);
 	FILE *fp = fopen(conf, "w");
 	cr_assert_not_null(fp);
@@ -418,8 +413,7 @@ static bool ub_try_start(void)
 
 static void ub_start(void)
 {
-	snprintf(ub_dir, sizeof(ub_dir), "/tmp/sift-dnsbl-XXXXXX");
-	cr_assert_not_null(mkdtemp(ub_dir));
+	unit_mkdtemp(ub_dir, sizeof(ub_dir), "sift-dnsbl");
 	bool up = false;
 	for (int attempt = 0; attempt < 5 && !up; attempt++)
 		up = ub_try_start();
@@ -444,7 +438,7 @@ static void ub_stop(void)
 	}
 	if (blackhole_fd >= 0)
 		close(blackhole_fd);
-	char cmd[128];
+	char cmd[UNIT_PATH_MAX + 16];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ub_dir);
 	(void)!system(cmd);
 }
@@ -1075,8 +1069,8 @@ Test(dns, a_hit_names_a_few_listings_and_counts_the_rest)
 	 * Each listing under one hit name copied the detail of all before it:
 	 * 1,000 listed URI domains took 100 MB of the message's arena.
 	 */
-	char dir[] = "/tmp/test_dnsbl.XXXXXX", path[64], text[1024];
-	cr_assert_not_null(mkdtemp(dir));
+	char dir[UNIT_DIR_MAX], path[UNIT_PATH_MAX], text[1024];
+	unit_mkdtemp(dir, sizeof(dir), "test_dnsbl");
 	snprintf(path, sizeof(path), "%s/many.txt", dir);
 	FILE *fp = fopen(path, "w");
 	cr_assert_not_null(fp);

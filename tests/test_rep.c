@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "rep.h"
+#include "unit_util.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -55,9 +56,7 @@ static void sleep_ms(long ms)
 
 static char *tmpdir(void)
 {
-	char *t = strdup("/tmp/sift-test-rep-XXXXXX");
-	cr_assert_not_null(mkdtemp(t));
-	return t;
+	return unit_mkdtemp_dup("sift-test-rep");
 }
 
 static void rmtree(const char *dir)

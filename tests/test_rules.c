@@ -26,6 +26,7 @@
 #include "rules_int.h"
 #include "rules_runs.h"
 #include "scan.h"
+#include "unit_util.h"
 
 static const mime_limits_t limits = {.max_depth = 20, .max_parts = 500, .max_text_bytes = 4u << 20};
 
@@ -67,14 +68,6 @@ static bool hits(rules_t *r, const char *raw, const char *name)
 	bool v = hits_has(h, name);
 	msg_free(m);
 	return v;
-}
-
-static bool diag_has(const diag_t *d, const char *text)
-{
-	for (size_t i = 0; i < diag_count(d); i++)
-		if (strstr(diag_text(d, i), text) != NULL)
-			return true;
-	return false;
 }
 
 #define PLAIN(subject, body)                                                                       \
@@ -1021,7 +1014,7 @@ Test(rules, meta_short_circuits_give_the_full_value)
 	strcat(deep, " > 0\n");
 	diag_t *d = diag_new();
 	cr_assert_null(load_opts(deep, NULL, d));
-	cr_assert(diag_has(d, "nested too deeply"));
+	cr_assert(unit_diag_has(d, "nested too deeply"));
 	diag_free(d);
 }
 
@@ -1386,7 +1379,7 @@ Test(rules, self_multiplying_tags_stop_at_the_pattern_cap)
 	rules_t *r = rules_load_text("t.cf", text, NULL, d);
 	getrusage(RUSAGE_SELF, &ru1);
 	cr_assert_null(r);
-	cr_assert(diag_has(d, "pattern longer than 524288 bytes after tag replacement"));
+	cr_assert(unit_diag_has(d, "pattern longer than 524288 bytes after tag replacement"));
 	/* ru_maxrss is in KiB; the bounded passes need a few MB at most */
 	cr_assert_lt(ru1.ru_maxrss - ru0.ru_maxrss, 100 * 1024, "peak RSS grew by %ld KiB",
 	             ru1.ru_maxrss - ru0.ru_maxrss);
@@ -1477,16 +1470,16 @@ Test(rules, all_plugins_option_reads_plugin_blocks_and_warns_about_evals)
 	cr_assert_not_null(r);
 	cr_assert_geq(rules_find(r, "__FM_RE"), 0);
 	cr_assert_lt(rules_find(r, "NOT_LOADED"), 0);
-	cr_assert(diag_has(d, "t.cf:2: warning: skipped eval test check_razor2"));
+	cr_assert(unit_diag_has(d, "t.cf:2: warning: skipped eval test check_razor2"));
 	rules_free(r);
 	diag_free(d);
 }
 
 Test(rules, include_reads_a_file_relative_to_the_including_one)
 {
-	char dir[] = "/tmp/sift-rules-XXXXXX";
-	cr_assert_not_null(mkdtemp(dir));
-	char p1[256], p2[256];
+	char dir[UNIT_DIR_MAX];
+	unit_mkdtemp(dir, sizeof(dir), "sift-rules");
+	char p1[UNIT_PATH_MAX], p2[UNIT_PATH_MAX];
 	snprintf(p1, sizeof(p1), "%s/main.cf", dir);
 	snprintf(p2, sizeof(p2), "%s/more.rules", dir);
 	FILE *f = fopen(p1, "w");
@@ -1510,11 +1503,11 @@ Test(rules, include_reads_a_file_relative_to_the_including_one)
 
 Test(rules, a_directory_is_read_in_sorted_order_and_only_cf_files)
 {
-	char dir[] = "/tmp/sift-rules-XXXXXX";
-	cr_assert_not_null(mkdtemp(dir));
+	char dir[UNIT_DIR_MAX];
+	unit_mkdtemp(dir, sizeof(dir), "sift-rules");
 	const char *names[] = {"50_b.cf", "10_a.cf", "notes.txt"};
 	const char *texts[] = {"score R 3\n", "body R /x/\nscore R 1\n", "this is not a rule\n"};
-	char p[256];
+	char p[UNIT_PATH_MAX];
 	for (int i = 0; i < 3; i++) {
 		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
 		FILE *f = fopen(p, "w");
@@ -1637,7 +1630,7 @@ static void expect_error(const char *text, const char *msg)
 	diag_t *d = diag_new();
 	rules_t *r = rules_load_text("bad.cf", text, NULL, d);
 	cr_assert_null(r, "loaded: %s", text);
-	cr_assert(diag_has(d, msg), "no '%s' in: %s", msg,
+	cr_assert(unit_diag_has(d, msg), "no '%s' in: %s", msg,
 	          diag_count(d) ? diag_text(d, 0) : "(nothing)");
 	diag_free(d);
 }
@@ -1691,9 +1684,9 @@ Test(rules, every_malformed_line_is_reported_not_just_the_first)
 	                             "body D /fine/\n",
 	                             NULL, d);
 	cr_assert_null(r, "a load with errors must fail");
-	cr_assert(diag_has(d, "bad.cf:1: header rule A: regex error"));
-	cr_assert(diag_has(d, "bad.cf:3: score B: bad number 'abc'"));
-	cr_assert(diag_has(d, "bad.cf:4: meta rule C:"));
+	cr_assert(unit_diag_has(d, "bad.cf:1: header rule A: regex error"));
+	cr_assert(unit_diag_has(d, "bad.cf:3: score B: bad number 'abc'"));
+	cr_assert(unit_diag_has(d, "bad.cf:4: meta rule C:"));
 	cr_assert_eq(diag_errors(d), 3);
 	diag_free(d);
 }
@@ -1708,8 +1701,8 @@ Test(rules, a_half_parsed_rule_does_not_add_errors_of_its_own)
 	                             "body B /(/\n",
 	                             NULL, d);
 	cr_assert_null(r);
-	cr_assert(diag_has(d, "bad.cf:1: header rule H: expected =~ or !~"));
-	cr_assert(diag_has(d, "bad.cf:3: body rule B: regex error"));
+	cr_assert(unit_diag_has(d, "bad.cf:1: header rule H: expected =~ or !~"));
+	cr_assert(unit_diag_has(d, "bad.cf:3: body rule B: regex error"));
 	cr_assert_eq(diag_errors(d), 2);
 	diag_free(d);
 }
@@ -1728,7 +1721,7 @@ Test(rules, a_score_for_an_undefined_rule_warns_with_its_line)
 	                             "score TYPO_RULE 3\n",
 	                             NULL, d);
 	cr_assert_not_null(r, "an undefined score is a warning, not an error");
-	cr_assert(diag_has(d, "s.cf:8: warning: score for undefined rule TYPO_RULE"));
+	cr_assert(unit_diag_has(d, "s.cf:8: warning: score for undefined rule TYPO_RULE"));
 	cr_assert_eq(diag_warnings(d), 1, "rules defined later or in plugin blocks are known");
 	rules_free(r);
 	diag_free(d);
@@ -1754,9 +1747,9 @@ Test(rules, many_rules_in_an_inactive_block_before_any_other_line_load)
 
 Test(rules, a_score_defined_in_another_file_does_not_warn)
 {
-	char dir[] = "/tmp/sift-rules-XXXXXX";
-	cr_assert_not_null(mkdtemp(dir));
-	char p1[256], p2[256];
+	char dir[UNIT_DIR_MAX];
+	unit_mkdtemp(dir, sizeof(dir), "sift-rules");
+	char p1[UNIT_PATH_MAX], p2[UNIT_PATH_MAX];
 	snprintf(p1, sizeof(p1), "%s/10_scores.cf", dir);
 	snprintf(p2, sizeof(p2), "%s/20_rules.cf", dir);
 	FILE *f = fopen(p1, "w");
@@ -1770,9 +1763,9 @@ Test(rules, a_score_defined_in_another_file_does_not_warn)
 	rules_t *r = rules_load(paths, 1, NULL, d);
 	cr_assert_not_null(r);
 	cr_assert_eq(diag_warnings(d), 1);
-	char want[400];
+	char want[UNIT_PATH_MAX + 64];
 	snprintf(want, sizeof(want), "%s:2: warning: score for undefined rule NOWHERE", p1);
-	cr_assert(diag_has(d, want), "no '%s'", want);
+	cr_assert(unit_diag_has(d, want), "no '%s'", want);
 	rules_free(r);
 	diag_free(d);
 	unlink(p1);
@@ -1819,9 +1812,9 @@ Test(rules, unsupported_constructs_warn_once_each_and_load)
 	                             NULL, d);
 	cr_assert_not_null(r);
 	cr_assert_eq(diag_errors(d), 0);
-	cr_assert(diag_has(d, "sa.cf:1: warning: skipped plugin directive loadplugin"));
-	cr_assert(diag_has(d, "sa.cf:2: warning: skipped eval test check_foo"));
-	cr_assert(diag_has(d, "sa.cf:4: warning: skipped directive add_header"));
+	cr_assert(unit_diag_has(d, "sa.cf:1: warning: skipped plugin directive loadplugin"));
+	cr_assert(unit_diag_has(d, "sa.cf:2: warning: skipped eval test check_foo"));
+	cr_assert(unit_diag_has(d, "sa.cf:4: warning: skipped directive add_header"));
 	cr_assert_eq(diag_warnings(d), 3, "one warning per construct");
 	rules_stats_t st;
 	rules_stats(r, &st);
@@ -1841,7 +1834,7 @@ Test(rules, a_meta_on_a_skipped_rule_still_evaluates)
 	                       "meta WORD_AND_UNDEF __WORD && !__NEVER_DEFINED\n",
 	                       NULL, d);
 	cr_assert_not_null(r);
-	cr_assert(diag_has(d, "undefined rule __NEVER_DEFINED"));
+	cr_assert(unit_diag_has(d, "undefined rule __NEVER_DEFINED"));
 	const char *msg = PLAIN("x", "you won the lottery\n");
 	cr_assert(hits(r, msg, "WORD_NOT_EVAL"));
 	cr_assert_not(hits(r, msg, "WORD_AND_EVAL"));
@@ -2109,7 +2102,7 @@ Test(rules, options_come_from_the_configuration)
 	conf_free(c);
 	c = conf_parse("sift.conf", "regex_match_limit = lots\n", d);
 	cr_assert_eq(rules_opts_read(c, &o, d), -1);
-	cr_assert(diag_has(d, "sift.conf:1: regex_match_limit"));
+	cr_assert(unit_diag_has(d, "sift.conf:1: regex_match_limit"));
 	conf_free(c);
 	c = conf_new();
 	rules_opts_read(c, &o, d);
@@ -2121,9 +2114,8 @@ Test(rules, options_come_from_the_configuration)
 
 Test(rules, evidence_source_loads_and_scores)
 {
-	char path[] = "/tmp/sift-rules-XXXXXX.cf";
-	int fd = mkstemps(path, 3);
-	cr_assert_geq(fd, 0);
+	char path[UNIT_DIR_MAX];
+	int fd = unit_mkstemps(path, sizeof(path), "sift-rules", ".cf");
 	const char text[] = "body EV_WORD /prize/\nscore EV_WORD 2.5\n";
 	cr_assert_eq(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
 	close(fd);

@@ -18,6 +18,8 @@
 #include "msg.h"
 #include "rules.h"
 #include "rules_int.h"
+#define SIFT_UNIT_RULES
+#include "unit_util.h"
 
 static rules_t *load_o(const char *text, const rules_opts_t *o)
 {
@@ -33,26 +35,6 @@ static rules_t *load_o(const char *text, const rules_opts_t *o)
 static rules_t *load(const char *text)
 {
 	return load_o(text, NULL);
-}
-
-static bool hits(rules_t *r, const char *raw, const char *name)
-{
-	msg_t *m = msg_new(1 << 20);
-	msg_parse_raw(m, raw, strlen(raw));
-	mime_t *mi = mime_parse(m, NULL);
-	hits_t *h = hits_new(msg_arena(m));
-	rules_eval(r, m, mi, h, 0);
-	bool v = hits_has(h, name);
-	msg_free(m);
-	return v;
-}
-
-static bool diag_has(const diag_t *d, const char *text)
-{
-	for (size_t i = 0; i < diag_count(d); i++)
-		if (strstr(diag_text(d, i), text) != NULL)
-			return true;
-	return false;
 }
 
 /*
@@ -105,10 +87,10 @@ Test(rules_eval, outlook_message_id_must_track_the_date)
 	         "From: a@example.com\nDate: Mon, 7 Oct 2002 14:13:20 +0000\n"
 	         "Message-ID: <0000%08lx$0123abcd$4567cdef@example.com>\nSubject: x\n\nhi\n",
 	         tok + 5000);
-	cr_assert_not(hits(r, good, "MSGID_OUTLOOK_INVALID"));
-	cr_assert(hits(r, bad, "MSGID_OUTLOOK_INVALID"));
-	cr_assert_not(hits(r, "From: a@example.com\nMessage-ID: <1@example.com>\n\nx\n",
-	                   "MSGID_OUTLOOK_INVALID"),
+	cr_assert_not(unit_rules_hits(r, good, "MSGID_OUTLOOK_INVALID"));
+	cr_assert(unit_rules_hits(r, bad, "MSGID_OUTLOOK_INVALID"));
+	cr_assert_not(unit_rules_hits(r, "From: a@example.com\nMessage-ID: <1@example.com>\n\nx\n",
+	                              "MSGID_OUTLOOK_INVALID"),
 	              "not an Outlook form");
 	rules_free(r);
 }
@@ -128,28 +110,28 @@ Test(rules_eval, shifted_date_compares_date_with_the_nearest_received)
 	                        "Date: Mon, 2 Jan 2023 11:00:00 +0100\nSubject: x\n\nx\n";
 	const char *old = RCVD "Mon, 2 Jan 2023 10:00:00 +0000\n"
 	                       "Date: Tue, 1 Mar 2022 10:00:00 +0000\nSubject: x\n\nx\n";
-	cr_assert(hits(r, future, "DATE_IN_FUTURE_03_06"));
-	cr_assert_not(hits(r, future, "DATE_IN_PAST_12_24"));
-	cr_assert(hits(r, past, "DATE_IN_PAST_12_24"), "-0500 counted: 19 hours back");
-	cr_assert_not(hits(r, sane, "DATE_IN_FUTURE_03_06"));
-	cr_assert_not(hits(r, sane, "DATE_IN_PAST_12_24"));
-	cr_assert(hits(r, old, "DATE_FAR_PAST"), "undef leaves a side open");
-	cr_assert_not(
-	    hits(r, "Date: Mon, 2 Jan 2023 14:30:00 +0000\n\nx\n", "DATE_IN_FUTURE_03_06"),
-	    "no Received: nothing to compare");
+	cr_assert(unit_rules_hits(r, future, "DATE_IN_FUTURE_03_06"));
+	cr_assert_not(unit_rules_hits(r, future, "DATE_IN_PAST_12_24"));
+	cr_assert(unit_rules_hits(r, past, "DATE_IN_PAST_12_24"), "-0500 counted: 19 hours back");
+	cr_assert_not(unit_rules_hits(r, sane, "DATE_IN_FUTURE_03_06"));
+	cr_assert_not(unit_rules_hits(r, sane, "DATE_IN_PAST_12_24"));
+	cr_assert(unit_rules_hits(r, old, "DATE_FAR_PAST"), "undef leaves a side open");
+	cr_assert_not(unit_rules_hits(r, "Date: Mon, 2 Jan 2023 14:30:00 +0000\n\nx\n",
+	                              "DATE_IN_FUTURE_03_06"),
+	              "no Received: nothing to compare");
 	/* a time with one-digit seconds is no time to SpamAssassin: midnight, 10 hours back */
 	rules_t *r2 = load("header DATE_IN_PAST_06_12 eval:check_for_shifted_date('-12', '-6')\n"
 	                   "header DATE_IN_FUTURE_06_12 eval:check_for_shifted_date('6', '12')\n");
 	const char *badtime = RCVD "Mon, 2 Jan 2023 10:28:47 +0000\n"
 	                           "Date: Mon, 2 Jan 2023 10:28:3 +0000\nSubject: x\n\nx\n";
-	cr_assert(hits(r2, badtime, "DATE_IN_PAST_06_12"));
+	cr_assert(unit_rules_hits(r2, badtime, "DATE_IN_PAST_06_12"));
 	/* a folded Received field's date still counts (its zone on the next line) */
 	const char *folded =
 	    "Received: from a.example by b.example; Mon, 2 Jan 2023 14:28:47\n"
 	    "        +0000\n"
 	    "Received: from c.example by a.example; Mon, 2 Jan 2023 01:00:00 +0000\n"
 	    "Date: Mon, 2 Jan 2023 12:00:00 +0000\nSubject: x\n\nx\n";
-	cr_assert_not(hits(r2, folded, "DATE_IN_FUTURE_06_12"),
+	cr_assert_not(unit_rules_hits(r2, folded, "DATE_IN_FUTURE_06_12"),
 	              "the folded field is the nearer: 2.5 hours, not the other's 11");
 	rules_free(r2);
 	rules_free(r);
@@ -183,13 +165,13 @@ Test(rules_eval, many_copies_of_a_field_are_read_in_one_pass, .timeout = 30)
 	for (int i = 0; i < 61000; i++)
 		n += (size_t)snprintf(raw + n, cap - n, "To: u%d@example.com\n", i % 60000);
 	snprintf(raw + n, cap - n, "Date: Mon, 2 Jan 2023 05:30:00 +0000\nSubject: x\n\nx\n");
-	cr_assert(hits(r, raw, "DATE_IN_PAST_03_06"),
+	cr_assert(unit_rules_hits(r, raw, "DATE_IN_PAST_03_06"),
 	          "the nearest Received is the first, 4.5 h on");
-	cr_assert(hits(r, raw, "TO_DISTINCT"));
-	cr_assert_not(hits(r, raw, "TO_FEW"));
-	cr_assert(hits(r, raw, "TO_ANY") && hits(r, raw, "RCVD_ANY"));
-	cr_assert(hits(r, raw, "TO_FIRST"));
-	cr_assert(hits(r, raw, "TO_LAST"), "the last copy is u999");
+	cr_assert(unit_rules_hits(r, raw, "TO_DISTINCT"));
+	cr_assert_not(unit_rules_hits(r, raw, "TO_FEW"));
+	cr_assert(unit_rules_hits(r, raw, "TO_ANY") && unit_rules_hits(r, raw, "RCVD_ANY"));
+	cr_assert(unit_rules_hits(r, raw, "TO_FIRST"));
+	cr_assert(unit_rules_hits(r, raw, "TO_LAST"), "the last copy is u999");
 	free(raw);
 	rules_free(r);
 }
@@ -197,12 +179,14 @@ Test(rules_eval, many_copies_of_a_field_are_read_in_one_pass, .timeout = 30)
 Test(rules_eval, subject_all_caps_needs_two_words_and_ten_letters)
 {
 	rules_t *r = load("header SUBJ_ALL_CAPS eval:subject_is_all_caps()\n");
-	cr_assert(hits(r, "Subject: Re: FREE MONEY NOW\n\nx\n", "SUBJ_ALL_CAPS"));
-	cr_assert_not(hits(r, "Subject: FREE Money NOW\n\nx\n", "SUBJ_ALL_CAPS"));
-	cr_assert_not(hits(r, "Subject: FREEMONEYNOW\n\nx\n", "SUBJ_ALL_CAPS"), "one word");
-	cr_assert_not(hits(r, "Subject: HI YOU\n\nx\n", "SUBJ_ALL_CAPS"), "short");
-	cr_assert_not(hits(r, "Subject: =?koi8-r?Q?FREE_MONEY_NOW?=\n\nx\n", "SUBJ_ALL_CAPS"),
-	              "charsets that read as capitals");
+	cr_assert(unit_rules_hits(r, "Subject: Re: FREE MONEY NOW\n\nx\n", "SUBJ_ALL_CAPS"));
+	cr_assert_not(unit_rules_hits(r, "Subject: FREE Money NOW\n\nx\n", "SUBJ_ALL_CAPS"));
+	cr_assert_not(unit_rules_hits(r, "Subject: FREEMONEYNOW\n\nx\n", "SUBJ_ALL_CAPS"),
+	              "one word");
+	cr_assert_not(unit_rules_hits(r, "Subject: HI YOU\n\nx\n", "SUBJ_ALL_CAPS"), "short");
+	cr_assert_not(
+	    unit_rules_hits(r, "Subject: =?koi8-r?Q?FREE_MONEY_NOW?=\n\nx\n", "SUBJ_ALL_CAPS"),
+	    "charsets that read as capitals");
 	rules_free(r);
 }
 
@@ -215,10 +199,11 @@ Test(rules_eval, similar_and_sorted_recipients)
 	                      " jo7@ag.example\nSubject: x\n\nx\n";
 	const char *varied = "To: alice@example.com, bob@example.org, carol@test.example,\n"
 	                     " dave@mail.example, erin@other.example\nSubject: x\n\nx\n";
-	cr_assert(hits(r, similar, "SUSPICIOUS_RECIPS"));
-	cr_assert(hits(r, similar, "SORTED_RECIPS"));
-	cr_assert_not(hits(r, varied, "SUSPICIOUS_RECIPS"));
-	cr_assert_not(hits(r, varied, "SORTED_RECIPS"), "five are too few to call sorted");
+	cr_assert(unit_rules_hits(r, similar, "SUSPICIOUS_RECIPS"));
+	cr_assert(unit_rules_hits(r, similar, "SORTED_RECIPS"));
+	cr_assert_not(unit_rules_hits(r, varied, "SUSPICIOUS_RECIPS"));
+	cr_assert_not(unit_rules_hits(r, varied, "SORTED_RECIPS"),
+	              "five are too few to call sorted");
 	rules_free(r);
 }
 
@@ -235,9 +220,9 @@ Test(rules_eval, forged_yahoo_received)
 	const char *other = "Received: from spammer.example (spammer.example [192.0.2.9])\n"
 	                    " by mx.example.org with SMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
 	                    "From: Bob <bob@notyahoo.com>\nSubject: x\n\nx\n";
-	cr_assert(hits(r, forged, "FORGED_YAHOO_RCVD"));
-	cr_assert_not(hits(r, real, "FORGED_YAHOO_RCVD"));
-	cr_assert_not(hits(r, other, "FORGED_YAHOO_RCVD"));
+	cr_assert(unit_rules_hits(r, forged, "FORGED_YAHOO_RCVD"));
+	cr_assert_not(unit_rules_hits(r, real, "FORGED_YAHOO_RCVD"));
+	cr_assert_not(unit_rules_hits(r, other, "FORGED_YAHOO_RCVD"));
 	rules_free(r);
 }
 
@@ -247,17 +232,21 @@ Test(rules_eval, header_counts_missing_to_and_illegal_chars)
 	                  "header TWO_SUBJ eval:check_header_count_range('Subject','2','3')\n"
 	                  "header SUBJ_ILLEGAL eval:check_illegal_chars('Subject','0.03','2')\n"
 	                  "header TMPL eval:check_unresolved_template()\n");
-	cr_assert(hits(r, "Subject: x\n\nx\n", "MISSING_TO"));
-	cr_assert_not(hits(r, "To: a@example.com\nSubject: x\n\nx\n", "MISSING_TO"));
-	cr_assert_not(hits(r, "To: \nSubject: x\n\nx\n", "MISSING_TO"), "empty is not missing");
-	cr_assert(hits(r, "Subject: a\nSubject: b\n\nx\n", "TWO_SUBJ"));
-	cr_assert_not(hits(r, "Subject: a\nSubject: a\n\nx\n", "TWO_SUBJ"), "distinct values");
-	cr_assert(hits(r, "Subject: caf\xe9 cr\xe8me\n\nx\n", "SUBJ_ILLEGAL"));
-	cr_assert_not(hits(r, "Subject: caf\xc3\xa9 cr\xc3\xa8me\n\nx\n", "SUBJ_ILLEGAL"),
-	              "valid UTF-8 is not illegal");
-	cr_assert(hits(r, "X-Campaign: %CAMPAIGN_ID\nSubject: x\n\nx\n", "TMPL"));
-	cr_assert_not(hits(r, "Subject: 100%OFF\n\nx\n", "TMPL"));
-	cr_assert(hits(r, "X-Campaign: =?utf-8?q?=25CAMPAIGN=5FID?=\nSubject: x\n\nx\n", "TMPL"),
+	cr_assert(unit_rules_hits(r, "Subject: x\n\nx\n", "MISSING_TO"));
+	cr_assert_not(unit_rules_hits(r, "To: a@example.com\nSubject: x\n\nx\n", "MISSING_TO"));
+	cr_assert_not(unit_rules_hits(r, "To: \nSubject: x\n\nx\n", "MISSING_TO"),
+	              "empty is not missing");
+	cr_assert(unit_rules_hits(r, "Subject: a\nSubject: b\n\nx\n", "TWO_SUBJ"));
+	cr_assert_not(unit_rules_hits(r, "Subject: a\nSubject: a\n\nx\n", "TWO_SUBJ"),
+	              "distinct values");
+	cr_assert(unit_rules_hits(r, "Subject: caf\xe9 cr\xe8me\n\nx\n", "SUBJ_ILLEGAL"));
+	cr_assert_not(
+	    unit_rules_hits(r, "Subject: caf\xc3\xa9 cr\xc3\xa8me\n\nx\n", "SUBJ_ILLEGAL"),
+	    "valid UTF-8 is not illegal");
+	cr_assert(unit_rules_hits(r, "X-Campaign: %CAMPAIGN_ID\nSubject: x\n\nx\n", "TMPL"));
+	cr_assert_not(unit_rules_hits(r, "Subject: 100%OFF\n\nx\n", "TMPL"));
+	cr_assert(unit_rules_hits(r, "X-Campaign: =?utf-8?q?=25CAMPAIGN=5FID?=\nSubject: x\n\nx\n",
+	                          "TMPL"),
 	          "a template in an encoded word, read decoded");
 	rules_free(r);
 }
@@ -281,12 +270,12 @@ Test(rules_eval, relay_helo_tests)
 	const char *same24 = "Received: from 198.51.100.9 (host.example.net [198.51.100.7])\n"
 	                     " by mx.example.org with SMTP; Mon, 2 Jan 2023 10:00:00 +0000\n"
 	                     "Subject: x\n\nx\n";
-	cr_assert(hits(r, dotcom, "NO_RDNS_DOTCOM_HELO"));
-	cr_assert_not(hits(r, named, "NO_RDNS_DOTCOM_HELO"));
-	cr_assert(hits(r, ipmis, "RCVD_HELO_IP_MISMATCH"));
-	cr_assert_not(hits(r, same24, "RCVD_HELO_IP_MISMATCH"), "same /24 is fine");
-	cr_assert(hits(r, "Subject: x\n\nx\n", "NO_RELAYS"));
-	cr_assert_not(hits(r, dotcom, "NO_RELAYS"));
+	cr_assert(unit_rules_hits(r, dotcom, "NO_RDNS_DOTCOM_HELO"));
+	cr_assert_not(unit_rules_hits(r, named, "NO_RDNS_DOTCOM_HELO"));
+	cr_assert(unit_rules_hits(r, ipmis, "RCVD_HELO_IP_MISMATCH"));
+	cr_assert_not(unit_rules_hits(r, same24, "RCVD_HELO_IP_MISMATCH"), "same /24 is fine");
+	cr_assert(unit_rules_hits(r, "Subject: x\n\nx\n", "NO_RELAYS"));
+	cr_assert_not(unit_rules_hits(r, dotcom, "NO_RELAYS"));
 	/* the oldest public relay decides, even without a HELO */
 	char two[1024];
 	snprintf(two, sizeof(two),
@@ -295,12 +284,12 @@ Test(rules_eval, relay_helo_tests)
 	         "Received: from [203.0.113.8] by mx1.hotmail.com with NNFMP;"
 	         " Mon, 2 Jan 2023 09:59:00 +0000\n%s",
 	         "Subject: x\n\nx\n");
-	cr_assert_not(hits(r, two, "NO_RDNS_DOTCOM_HELO"));
+	cr_assert_not(unit_rules_hits(r, two, "NO_RDNS_DOTCOM_HELO"));
 	/* "06" is no octet: the HELO is a name */
 	const char *zero = "Received: from 46.34.15.06 (host.example.net [198.51.100.7])\n"
 	                   " by mx.example.org with SMTP; Mon, 2 Jan 2023 10:00:00 +0000\n"
 	                   "Subject: x\n\nx\n";
-	cr_assert_not(hits(r, zero, "RCVD_HELO_IP_MISMATCH"));
+	cr_assert_not(unit_rules_hits(r, zero, "RCVD_HELO_IP_MISMATCH"));
 	rules_free(r);
 }
 
@@ -311,28 +300,31 @@ Test(rules_eval, to_in_subject_by_address_and_by_user)
 	const char *to = "To: Bob <bob@example.com>\n";
 	char m[512];
 	snprintf(m, sizeof(m), "%sSubject: bob, your order is ready\n\nx\n", to);
-	cr_assert(hits(r, m, "LOCALPART_IN_SUBJECT"), "'bob,' opens the subject");
-	cr_assert_not(hits(r, m, "TO_IN_SUBJ"));
+	cr_assert(unit_rules_hits(r, m, "LOCALPART_IN_SUBJECT"), "'bob,' opens the subject");
+	cr_assert_not(unit_rules_hits(r, m, "TO_IN_SUBJ"));
 	snprintf(m, sizeof(m), "%sSubject: Re: hello Bob\n\nx\n", to);
-	cr_assert(hits(r, m, "LOCALPART_IN_SUBJECT"), "Re: with one word, any case");
+	cr_assert(unit_rules_hits(r, m, "LOCALPART_IN_SUBJECT"), "Re: with one word, any case");
 	snprintf(m, sizeof(m), "%sSubject: Bob, hello\n\nx\n", to);
-	cr_assert_not(hits(r, m, "LOCALPART_IN_SUBJECT"), "'user,' is case-sensitive");
+	cr_assert_not(unit_rules_hits(r, m, "LOCALPART_IN_SUBJECT"), "'user,' is case-sensitive");
 	snprintf(m, sizeof(m), "%sSubject: BOB\n\nx\n", to);
-	cr_assert(hits(r, m, "LOCALPART_IN_SUBJECT"), "the user alone");
+	cr_assert(unit_rules_hits(r, m, "LOCALPART_IN_SUBJECT"), "the user alone");
 	snprintf(m, sizeof(m), "%sSubject: news for you, bob!\n\nx\n", to);
-	cr_assert_not(hits(r, m, "LOCALPART_IN_SUBJECT"), "every shape starts the subject");
+	cr_assert_not(unit_rules_hits(r, m, "LOCALPART_IN_SUBJECT"),
+	              "every shape starts the subject");
 	snprintf(m, sizeof(m), "%sSubject: bobsleigh results\n\nx\n", to);
-	cr_assert_not(hits(r, m, "LOCALPART_IN_SUBJECT"));
+	cr_assert_not(unit_rules_hits(r, m, "LOCALPART_IN_SUBJECT"));
 	snprintf(m, sizeof(m), "%sSubject: your order is ready\n\nx\n", to);
-	cr_assert_not(hits(r, m, "LOCALPART_IN_SUBJECT"), "no user in the subject");
-	cr_assert_not(hits(r, m, "TO_IN_SUBJ"));
+	cr_assert_not(unit_rules_hits(r, m, "LOCALPART_IN_SUBJECT"), "no user in the subject");
+	cr_assert_not(unit_rules_hits(r, m, "TO_IN_SUBJ"));
 	snprintf(m, sizeof(m), "%sSubject: mail for BOB@example.com today\n\nx\n", to);
-	cr_assert(hits(r, m, "TO_IN_SUBJ"));
-	cr_assert_not(hits(r, "Subject: bob, hi\n\nx\n", "LOCALPART_IN_SUBJECT"), "no To");
+	cr_assert(unit_rules_hits(r, m, "TO_IN_SUBJ"));
+	cr_assert_not(unit_rules_hits(r, "Subject: bob, hi\n\nx\n", "LOCALPART_IN_SUBJECT"),
+	              "no To");
 	/* the local part is quoted: a dot in it is no wildcard */
-	cr_assert_not(
-	    hits(r, "To: b.b@example.com\nSubject: bxb, hi\n\nx\n", "LOCALPART_IN_SUBJECT"));
-	cr_assert(hits(r, "To: b.b@example.com\nSubject: b.b, hi\n\nx\n", "LOCALPART_IN_SUBJECT"));
+	cr_assert_not(unit_rules_hits(r, "To: b.b@example.com\nSubject: bxb, hi\n\nx\n",
+	                              "LOCALPART_IN_SUBJECT"));
+	cr_assert(unit_rules_hits(r, "To: b.b@example.com\nSubject: b.b, hi\n\nx\n",
+	                          "LOCALPART_IN_SUBJECT"));
 	rules_free(r);
 }
 
@@ -341,7 +333,7 @@ Test(rules_eval, to_in_subject_rejects_an_unknown_mode)
 	diag_t *d = diag_new();
 	rules_t *r =
 	    rules_load_text("t.cf", "header T eval:check_for_to_in_subject('domain')\n", NULL, d);
-	cr_assert(diag_has(d, "expected 'address' or 'user'"));
+	cr_assert(unit_diag_has(d, "expected 'address' or 'user'"));
 	rules_free(r);
 	diag_free(d);
 }
@@ -356,18 +348,19 @@ Test(rules_eval, ratware_message_id_and_envelope_sender)
 	                    "From: sales@shop.example\nSubject: x\n\nx\n";
 	const char *short_id = "Message-ID: <ABCDEFGHIJKLMNOPQRSTUVWXYZ.sales@shop.example>\n"
 	                       "From: \"Sales\" <sales@shop.example>\nSubject: x\n\nx\n";
-	cr_assert(hits(r, nameid, "RATWARE_NAME_ID"));
-	cr_assert_not(hits(r, plain, "RATWARE_NAME_ID"), "no quoted display name");
-	cr_assert_not(hits(r, short_id, "RATWARE_NAME_ID"), "26 capitals, not 28");
+	cr_assert(unit_rules_hits(r, nameid, "RATWARE_NAME_ID"));
+	cr_assert_not(unit_rules_hits(r, plain, "RATWARE_NAME_ID"), "no quoted display name");
+	cr_assert_not(unit_rules_hits(r, short_id, "RATWARE_NAME_ID"), "26 capitals, not 28");
 	const char *efrom = "Return-Path: <example.co.uk.bob@bulk.example>\n"
 	                    "To: bob@mail.example.co.uk\nSubject: x\n\nx\n";
 	const char *other = "Return-Path: <list@bulk.example>\n"
 	                    "To: bob@mail.example.co.uk\nSubject: x\n\nx\n";
 	const char *srs = "Return-Path: <SRS0=ab=cd=example.co.uk.bob@fwd.example>\n"
 	                  "To: bob@mail.example.co.uk\nSubject: x\n\nx\n";
-	cr_assert(hits(r, efrom, "RATWARE_EFROM"), "registered domain, any byte, then user");
-	cr_assert_not(hits(r, other, "RATWARE_EFROM"));
-	cr_assert_not(hits(r, srs, "RATWARE_EFROM"), "SRS rewrites are forwarders");
+	cr_assert(unit_rules_hits(r, efrom, "RATWARE_EFROM"),
+	          "registered domain, any byte, then user");
+	cr_assert_not(unit_rules_hits(r, other, "RATWARE_EFROM"));
+	cr_assert_not(unit_rules_hits(r, srs, "RATWARE_EFROM"), "SRS rewrites are forwarders");
 	rules_free(r);
 }
 
@@ -382,29 +375,29 @@ Test(rules_eval, forged_webmail_received_headers)
 	                 " by mx.example.org with SMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n";
 	char m[1024];
 	snprintf(m, sizeof(m), "%sFrom: a@gmail.com\nSubject: x\n\nx\n", rc);
-	cr_assert(hits(r, m, "FORGED_GMAIL_RCVD"));
+	cr_assert(unit_rules_hits(r, m, "FORGED_GMAIL_RCVD"));
 	snprintf(m, sizeof(m),
 	         "X-Received: by 10.1.2.3 with SMTP id abc;\n Mon, 2 Jan 2023 10:00:00 +0000\n"
 	         "%sFrom: a@gmail.com\nSubject: x\n\nx\n",
 	         rc);
-	cr_assert_not(hits(r, m, "FORGED_GMAIL_RCVD"), "Google's internal hop");
+	cr_assert_not(unit_rules_hits(r, m, "FORGED_GMAIL_RCVD"), "Google's internal hop");
 	snprintf(m, sizeof(m), "%sFrom: a@notgmail.com\nSubject: x\n\nx\n", rc);
-	cr_assert_not(hits(r, m, "FORGED_GMAIL_RCVD"), "\\bgmail.com$");
+	cr_assert_not(unit_rules_hits(r, m, "FORGED_GMAIL_RCVD"), "\\bgmail.com$");
 	snprintf(m, sizeof(m), "%sFrom: a@juno.com\nSubject: x\n\nx\n", rc);
-	cr_assert(hits(r, m, "JUNO"));
+	cr_assert(unit_rules_hits(r, m, "JUNO"));
 	snprintf(m, sizeof(m),
 	         "Received: from cookie.juno.com (cookie.juno.com [64.136.0.1])\n"
 	         " by mx.example.org with SMTP id 1\n"
 	         "X-Originating-IP: [192.0.2.1]\nX-Mailer: Juno 5.0\n"
 	         "From: a@juno.com\nSubject: x\n\nx\n");
-	cr_assert_not(hits(r, m, "JUNO"), "old-style Juno: its relay and its mailer");
+	cr_assert_not(unit_rules_hits(r, m, "JUNO"), "old-style Juno: its relay and its mailer");
 	snprintf(m, sizeof(m), "%sFrom: a@eudoramail.com\nSubject: x\n\nx\n", rc);
-	cr_assert(hits(r, m, "EUDORA"));
+	cr_assert(unit_rules_hits(r, m, "EUDORA"));
 	snprintf(m, sizeof(m),
 	         "Received: from Unknown/Local ([?.?.?.?]) by shared1-mail.whowhere.com;\n"
 	         " Thu Nov 29 13:44:25 2001\nX-Sender-Ip: 192.175.21.146\n"
 	         "From: a@eudoramail.com\nSubject: x\n\nx\n");
-	cr_assert_not(hits(r, m, "EUDORA"));
+	cr_assert_not(unit_rules_hits(r, m, "EUDORA"));
 	const char *aol = "Received: from unknown (HELO mta05bw.bigpond.com) (80.71.176.130) by\n"
 	                  " rly-xw01.mx.aol.com with QMQP; Sat, 15 Jun 2002 23:37:16 -0000\n"
 	                  "Subject: x\n\nx\n";
@@ -412,9 +405,9 @@ Test(rules_eval, forged_webmail_received_headers)
 	    "Received: from logs-tr.proxy.aol.com (logs-tr.proxy.aol.com [152.163.201.132])\n"
 	    " by rly-ip01.mx.aol.com (8.8.8/8.8.8/AOL-5.0.0)\n"
 	    " with ESMTP id NAA08955; Thu, 4 Apr 2002 13:11:20 -0500 (EST)\nSubject: x\n\nx\n";
-	cr_assert(hits(r, aol, "AOL"));
-	cr_assert_not(hits(r, real_aol, "AOL"), "AOL's own relay software");
-	cr_assert_not(hits(r, rc, "AOL"));
+	cr_assert(unit_rules_hits(r, aol, "AOL"));
+	cr_assert_not(unit_rules_hits(r, real_aol, "AOL"), "AOL's own relay software");
+	cr_assert_not(unit_rules_hits(r, rc, "AOL"));
 	rules_free(r);
 }
 
@@ -428,23 +421,24 @@ Test(rules_eval, faraway_charset_in_headers_follows_ok_locales)
 	const char *utf = "From: a@b.example\nSubject: =?utf-8?Q?caf=C3=A9?= and =?windows-1251?B?"
 	                  "8NLJ?=\n\nx\n";
 	rules_t *r = load(rule);
-	cr_assert_not(hits(r, koi, "CHARSET_FARAWAY_HEADER"), "no ok_locales: all");
+	cr_assert_not(unit_rules_hits(r, koi, "CHARSET_FARAWAY_HEADER"), "no ok_locales: all");
 	rules_free(r);
 	char text[512];
 	snprintf(text, sizeof(text), "%sok_locales all\n", rule);
 	r = load(text);
-	cr_assert_not(hits(r, koi, "CHARSET_FARAWAY_HEADER"));
+	cr_assert_not(unit_rules_hits(r, koi, "CHARSET_FARAWAY_HEADER"));
 	rules_free(r);
 	snprintf(text, sizeof(text), "%sok_locales all\nok_locales en\n", rule);
 	r = load(text);
-	cr_assert(hits(r, koi, "CHARSET_FARAWAY_HEADER"), "the last line wins");
-	cr_assert(hits(r, jis, "CHARSET_FARAWAY_HEADER"), "in From too");
-	cr_assert_not(hits(r, utf, "CHARSET_FARAWAY_HEADER"), "Unicode and code pages always pass");
+	cr_assert(unit_rules_hits(r, koi, "CHARSET_FARAWAY_HEADER"), "the last line wins");
+	cr_assert(unit_rules_hits(r, jis, "CHARSET_FARAWAY_HEADER"), "in From too");
+	cr_assert_not(unit_rules_hits(r, utf, "CHARSET_FARAWAY_HEADER"),
+	              "Unicode and code pages always pass");
 	rules_free(r);
 	snprintf(text, sizeof(text), "%sok_locales en ja_JP\n", rule);
 	r = load(text);
-	cr_assert(hits(r, koi, "CHARSET_FARAWAY_HEADER"));
-	cr_assert_not(hits(r, jis, "CHARSET_FARAWAY_HEADER"), "ja_JP reads ISO-2022-JP");
+	cr_assert(unit_rules_hits(r, koi, "CHARSET_FARAWAY_HEADER"));
+	cr_assert_not(unit_rules_hits(r, jis, "CHARSET_FARAWAY_HEADER"), "ja_JP reads ISO-2022-JP");
 	rules_free(r);
 }
 
@@ -480,10 +474,11 @@ Test(rules_eval, forged_received_trail_needs_two_mismatches)
 	                 "Received: from host.four.example (host.four.example [198.51.100.3])\n"
 	                 " by d.other.co.uk with SMTP id 3; Mon, 2 Jan 2023 09:58:00 +0000\n"
 	                 "Subject: x\n\nx\n";
-	cr_assert(hits(r, forged, "FORGED_RCVD_TRAIL"));
-	cr_assert_not(hits(r, trail, "FORGED_RCVD_TRAIL"), "each hop names the same domain");
-	cr_assert_not(hits(r, one, "FORGED_RCVD_TRAIL"), "one mismatch is not enough");
-	cr_assert_not(hits(r, uk, "FORGED_RCVD_TRAIL"));
+	cr_assert(unit_rules_hits(r, forged, "FORGED_RCVD_TRAIL"));
+	cr_assert_not(unit_rules_hits(r, trail, "FORGED_RCVD_TRAIL"),
+	              "each hop names the same domain");
+	cr_assert_not(unit_rules_hits(r, one, "FORGED_RCVD_TRAIL"), "one mismatch is not enough");
+	cr_assert_not(unit_rules_hits(r, uk, "FORGED_RCVD_TRAIL"));
 	rules_free(r);
 }
 
@@ -507,10 +502,10 @@ Test(rules_eval, relays_record_rdns_as_the_mta_wrote_it)
 	                     " relay.example.net with SMTP (Microsoft Exchange Internet Mail"
 	                     " Service Version 5.5.2653.13) id RMT9XDW1; Mon, 2 Jan 2023\n"
 	                     "Subject: x\n\nx\n";
-	cr_assert_not(hits(r, smtpsvc, "NO_RDNS_DOTCOM_HELO"));
-	cr_assert(hits(r, smtpsvc, "RDNS_NONE"), "the string still shows no rdns");
-	cr_assert(hits(r, sendmail, "NO_RDNS_DOTCOM_HELO"));
-	cr_assert_not(hits(r, ipname, "RDNS_NONE"));
+	cr_assert_not(unit_rules_hits(r, smtpsvc, "NO_RDNS_DOTCOM_HELO"));
+	cr_assert(unit_rules_hits(r, smtpsvc, "RDNS_NONE"), "the string still shows no rdns");
+	cr_assert(unit_rules_hits(r, sendmail, "NO_RDNS_DOTCOM_HELO"));
+	cr_assert_not(unit_rules_hits(r, ipname, "RDNS_NONE"));
 	rules_free(r);
 }
 
@@ -525,21 +520,24 @@ Test(rules_eval, envelope_sender_matching_the_first_untrusted_relay)
 	                    "Received: from relay.other.example (relay.other.example"
 	                    " [198.51.100.8]) by mx.example.org (Postfix) with ESMTP id A2\n"
 	                    "From: news@shop.example.co.uk\n\nx\n";
-	cr_assert(hits(r, own, "RP_RCVD"), "the same registered domain");
-	cr_assert_not(hits(r, other, "RP_RCVD"));
-	cr_assert_not(hits(r, "From: a@b.example\n\nx\n", "RP_RCVD"), "no relay, no match");
+	cr_assert(unit_rules_hits(r, own, "RP_RCVD"), "the same registered domain");
+	cr_assert_not(unit_rules_hits(r, other, "RP_RCVD"));
+	cr_assert_not(unit_rules_hits(r, "From: a@b.example\n\nx\n", "RP_RCVD"),
+	              "no relay, no match");
 	rules_free(r);
 }
 
 Test(rules_eval, envelope_sender_matching_the_from_address)
 {
 	rules_t *r = load("header ENV_HDR eval:check_for_matching_env_and_hdr_from()\n");
-	cr_assert(
-	    hits(r, "Return-Path: <Jo@Example.com>\nFrom: Jo <jo@example.com>\n\nx\n", "ENV_HDR"),
-	    "the same address, whatever its case");
-	cr_assert_not(
-	    hits(r, "Return-Path: <bounce@list.example>\nFrom: jo@example.com\n\nx\n", "ENV_HDR"));
-	cr_assert(hits(r, "Subject: none of either\n\nx\n", "ENV_HDR"), "two blanks match");
+	cr_assert(unit_rules_hits(r,
+	                          "Return-Path: <Jo@Example.com>\nFrom: Jo <jo@example.com>\n\nx\n",
+	                          "ENV_HDR"),
+	          "the same address, whatever its case");
+	cr_assert_not(unit_rules_hits(
+	    r, "Return-Path: <bounce@list.example>\nFrom: jo@example.com\n\nx\n", "ENV_HDR"));
+	cr_assert(unit_rules_hits(r, "Subject: none of either\n\nx\n", "ENV_HDR"),
+	          "two blanks match");
 	rules_free(r);
 }
 
@@ -565,12 +563,15 @@ Test(rules_eval, all_external_and_all_trusted_split_the_header_at_the_boundary)
 	                  "Received: from edge.example.net (edge.example.net [198.51.100.7]) by"
 	                  " inner (Postfix) with ESMTP id A2; Mon, 2 Jan 2023 10:00:01 +0000\n"
 	                  "Subject: x\n\nx\n";
-	cr_assert(hits(r, two, "RELAYED_EXT"), "two fields from the boundary down");
-	cr_assert_not(hits(r, one, "RELAYED_EXT"), "the boundary field alone");
-	cr_assert_not(hits(r, two, "EXT_HAS_TOP"), "the trusted hop's field is not external");
-	cr_assert(hits(r, two, "EXT_HAS_SUBJ"), "fields below the boundary are external");
-	cr_assert(hits(r, two, "TRUSTED_HAS_BOUNDARY"), "the boundary field is on both sides");
-	cr_assert_not(hits(r, two, "TRUSTED_HAS_OUTER"));
+	cr_assert(unit_rules_hits(r, two, "RELAYED_EXT"), "two fields from the boundary down");
+	cr_assert_not(unit_rules_hits(r, one, "RELAYED_EXT"), "the boundary field alone");
+	cr_assert_not(unit_rules_hits(r, two, "EXT_HAS_TOP"),
+	              "the trusted hop's field is not external");
+	cr_assert(unit_rules_hits(r, two, "EXT_HAS_SUBJ"),
+	          "fields below the boundary are external");
+	cr_assert(unit_rules_hits(r, two, "TRUSTED_HAS_BOUNDARY"),
+	          "the boundary field is on both sides");
+	cr_assert_not(unit_rules_hits(r, two, "TRUSTED_HAS_OUTER"));
 	rules_free(r);
 }
 
@@ -775,7 +776,7 @@ Test(rules_eval, qmail_scanner_hands_its_envelope_sender_to_the_next_relay)
 	    "Received: from list.example.net (HELO list.example.net) (192.0.2.7) by mx.example.org"
 	    " with SMTP; 06 Feb 2005 21:11:37 -0000\n"
 	    "Subject: x\n\nx\n";
-	cr_assert(hits(r, m, "QMS"));
+	cr_assert(unit_rules_hits(r, m, "QMS"));
 	rules_free(r);
 }
 
@@ -794,13 +795,14 @@ Test(rules_eval, unparseable_relays_are_counted)
 	    "Received: (qmail 11764 invoked from network); 2 Jan 2023 10:00:00 -0000\n";
 	char buf[1024];
 	snprintf(buf, sizeof(buf), "%s%sSubject: x\n\nx\n", inner, odd);
-	cr_assert(hits(r, buf, "UNPARSEABLE_RELAY"));
-	cr_assert_not(hits(r, buf, "ALL_TRUSTED"), "an unreadable hop may be untrusted");
+	cr_assert(unit_rules_hits(r, buf, "UNPARSEABLE_RELAY"));
+	cr_assert_not(unit_rules_hits(r, buf, "ALL_TRUSTED"), "an unreadable hop may be untrusted");
 	snprintf(buf, sizeof(buf), "%s%sSubject: x\n\nx\n", inner, local);
-	cr_assert_not(hits(r, buf, "UNPARSEABLE_RELAY"), "ignored on purpose is not unreadable");
-	cr_assert(hits(r, buf, "ALL_TRUSTED"));
+	cr_assert_not(unit_rules_hits(r, buf, "UNPARSEABLE_RELAY"),
+	              "ignored on purpose is not unreadable");
+	cr_assert(unit_rules_hits(r, buf, "ALL_TRUSTED"));
 	snprintf(buf, sizeof(buf), "%sSubject: x\n\nx\n", odd);
-	cr_assert_not(hits(r, buf, "NO_RELAYS"));
+	cr_assert_not(unit_rules_hits(r, buf, "NO_RELAYS"));
 	rules_free(r);
 }
 
@@ -812,30 +814,33 @@ Test(rules_eval, uri_https_ip_and_https_http_mismatch)
 	char msg[2048];
 	snprintf(msg, sizeof(msg),
 	         "%s<a href=\" http://192.0.2.7/login\">https://bank.example.com/</a>\n", h);
-	cr_assert(hits(r, msg, "HTTPS_IP_MISMATCH"));
-	cr_assert_not(hits(r, msg, "HTTPS_HTTP_MISMATCH"), "an address is the other rule's");
+	cr_assert(unit_rules_hits(r, msg, "HTTPS_IP_MISMATCH"));
+	cr_assert_not(unit_rules_hits(r, msg, "HTTPS_HTTP_MISMATCH"),
+	              "an address is the other rule's");
 	snprintf(msg, sizeof(msg), "%s<a href=\"http://192.0.2.7/\">https://192.0.2.7/</a>\n", h);
-	cr_assert_not(hits(r, msg, "HTTPS_IP_MISMATCH"), "the address shown is the address");
+	cr_assert_not(unit_rules_hits(r, msg, "HTTPS_IP_MISMATCH"),
+	              "the address shown is the address");
 	snprintf(msg, sizeof(msg),
 	         "%s<a href=\"http://bank.example.com/\">https://bank.example.com/</a>\n", h);
-	cr_assert_not(hits(r, msg, "HTTPS_IP_MISMATCH"));
-	cr_assert_not(hits(r, msg, "HTTPS_HTTP_MISMATCH"), "the same domain");
+	cr_assert_not(unit_rules_hits(r, msg, "HTTPS_IP_MISMATCH"));
+	cr_assert_not(unit_rules_hits(r, msg, "HTTPS_HTTP_MISMATCH"), "the same domain");
 	snprintf(msg, sizeof(msg),
 	         "%s<a href=\"http://www.evil.example.net/x\">Log in at "
 	         "https://www.bank.example.com</a>\n",
 	         h);
-	cr_assert(hits(r, msg, "HTTPS_HTTP_MISMATCH"));
+	cr_assert(unit_rules_hits(r, msg, "HTTPS_HTTP_MISMATCH"));
 	snprintf(msg, sizeof(msg),
 	         "%s<a href=\"http://login.bank.example.com/\">https://www.bank.example.com</a>\n",
 	         h);
-	cr_assert_not(hits(r, msg, "HTTPS_HTTP_MISMATCH"), "registered domains are compared");
+	cr_assert_not(unit_rules_hits(r, msg, "HTTPS_HTTP_MISMATCH"),
+	              "registered domains are compared");
 	/* ten distinct hrefs to domains: outside '1','10' */
 	char *q = msg + snprintf(msg, sizeof(msg), "%s", h);
 	for (int i = 0; i < 10; i++)
 		q += snprintf(q, sizeof(msg) - (size_t)(q - msg),
 		              "<a href=\"http://n%d.example.org/\">https://bank.example.com</a>\n",
 		              i);
-	cr_assert_not(hits(r, msg, "HTTPS_HTTP_MISMATCH"), "too many links");
+	cr_assert_not(unit_rules_hits(r, msg, "HTTPS_HTTP_MISMATCH"), "too many links");
 	rules_free(r);
 }
 
@@ -847,13 +852,13 @@ Test(rules_eval, uri_truncated_beyond_8192_bytes)
 	q += sprintf(q, "Content-Type: text/html\nSubject: s\n\n<a href=\"http://example.com/");
 	memset(q, 'a', n);
 	strcpy(q + n, "\">x</a>\n");
-	cr_assert(hits(r, msg, "URI_TRUNCATED"));
+	cr_assert(unit_rules_hits(r, msg, "URI_TRUNCATED"));
 	q = msg + sprintf(msg, "Subject: s\n\nsee http://example.com/");
 	memset(q, 'b', n);
 	strcpy(q + n, " now\n");
-	cr_assert(hits(r, msg, "URI_TRUNCATED"), "in text too");
+	cr_assert(unit_rules_hits(r, msg, "URI_TRUNCATED"), "in text too");
 	q[8000] = ' ';
-	cr_assert_not(hits(r, msg, "URI_TRUNCATED"));
+	cr_assert_not(unit_rules_hits(r, msg, "URI_TRUNCATED"));
 	free(msg);
 	rules_free(r);
 }
@@ -873,13 +878,14 @@ Test(rules_eval, uppercase_share_of_the_body)
 	}
 	strcat(caps, "\n");
 	strcat(text, "\n");
-	cr_assert(hits(r, caps, "UPPER_75"));
-	cr_assert_not(hits(r, caps, "UPPER_25"));
-	cr_assert(hits(r, text, "UPPER_25"), "a third in capitals");
-	cr_assert_not(hits(r, "Subject: s\n\nFREE CASH NOW\n", "UPPER_75"), "too short to say");
+	cr_assert(unit_rules_hits(r, caps, "UPPER_75"));
+	cr_assert_not(unit_rules_hits(r, caps, "UPPER_25"));
+	cr_assert(unit_rules_hits(r, text, "UPPER_25"), "a third in capitals");
+	cr_assert_not(unit_rules_hits(r, "Subject: s\n\nFREE CASH NOW\n", "UPPER_75"),
+	              "too short to say");
 	char koi[700] = "Subject: s\nContent-Type: text/plain; charset=koi8-r\n\n";
 	strcat(koi, caps + strlen("Subject: s\n\n"));
-	cr_assert_not(hits(r, koi, "UPPER_75"), "a charset that reads as capitals");
+	cr_assert_not(unit_rules_hits(r, koi, "UPPER_75"), "a charset that reads as capitals");
 	rules_free(r);
 }
 
@@ -902,15 +908,15 @@ Test(rules_eval, mime_parts_encodings_and_html_only)
 	                  "--b\nContent-Type: application/octet-stream\n"
 	                  "Content-Disposition: attachment; filename=a.bin\n"
 	                  "Content-Transfer-Encoding: base64\n\naGVsbG8=\n--b--\n";
-	cr_assert(hits(r, html, "MIME_HTML_ONLY"));
-	cr_assert(hits(r, html, "HTML"));
-	cr_assert_not(hits(r, alt, "MIME_HTML_ONLY"), "a text part beside it");
-	cr_assert(hits(r, alt, "HTML"));
-	cr_assert(hits(r, alt, "QP"));
-	cr_assert_not(hits(r, alt, "B64"));
-	cr_assert(hits(r, att, "B64"));
-	cr_assert(hits(r, att, "ATT"));
-	cr_assert_not(hits(r, alt, "ATT"));
+	cr_assert(unit_rules_hits(r, html, "MIME_HTML_ONLY"));
+	cr_assert(unit_rules_hits(r, html, "HTML"));
+	cr_assert_not(unit_rules_hits(r, alt, "MIME_HTML_ONLY"), "a text part beside it");
+	cr_assert(unit_rules_hits(r, alt, "HTML"));
+	cr_assert(unit_rules_hits(r, alt, "QP"));
+	cr_assert_not(unit_rules_hits(r, alt, "B64"));
+	cr_assert(unit_rules_hits(r, att, "B64"));
+	cr_assert(unit_rules_hits(r, att, "ATT"));
+	cr_assert_not(unit_rules_hits(r, alt, "ATT"));
 	rules_free(r);
 }
 
@@ -927,10 +933,10 @@ Test(rules_eval, unimplemented_evals_warn_with_their_reason_and_bad_arguments_fa
 	                    "header OK eval:subject_is_all_caps()\n",
 	                    NULL, d);
 	cr_assert_not_null(r);
-	cr_assert(diag_has(d, "t.cf:1: warning: skipped eval test check_razor2 (Razor"));
-	cr_assert(diag_has(d, "t.cf:2: warning: skipped eval test check_arc_valid (ARC"));
-	cr_assert(diag_has(d, "t.cf:3: warning: skipped eval test "
-	                      "check_msg_parse_flags(missing_head_body_separator)"));
+	cr_assert(unit_diag_has(d, "t.cf:1: warning: skipped eval test check_razor2 (Razor"));
+	cr_assert(unit_diag_has(d, "t.cf:2: warning: skipped eval test check_arc_valid (ARC"));
+	cr_assert(unit_diag_has(d, "t.cf:3: warning: skipped eval test "
+	                           "check_msg_parse_flags(missing_head_body_separator)"));
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "OK")));
 	cr_assert_eq(diag_warnings(d), 3, "one warning per reason");
 	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "R")));
@@ -940,13 +946,13 @@ Test(rules_eval, unimplemented_evals_warn_with_their_reason_and_bad_arguments_fa
 	d = diag_new();
 	r = rules_load_text("t.cf", "header D eval:check_for_shifted_date('x', '6')\n", NULL, d);
 	cr_assert_null(r);
-	cr_assert(
-	    diag_has(d, "t.cf:1: header rule D: eval:check_for_shifted_date: expected numbers"));
+	cr_assert(unit_diag_has(
+	    d, "t.cf:1: header rule D: eval:check_for_shifted_date: expected numbers"));
 	diag_free(d);
 	d = diag_new();
 	r = rules_load_text("t.cf", "header D eval:check_for_shifted_date('3')\n", NULL, d);
 	cr_assert_null(r, "too few arguments");
-	cr_assert(diag_has(d, "bad arguments for eval:check_for_shifted_date"));
+	cr_assert(unit_diag_has(d, "bad arguments for eval:check_for_shifted_date"));
 	diag_free(d);
 }
 
@@ -961,8 +967,8 @@ Test(rules_eval, skipped_evals_are_listed_once_per_reason)
 	                             NULL, d);
 	cr_assert_not_null(r);
 	cr_assert_eq(diag_warnings(d), 1);
-	cr_assert(diag_has(d, "t.cf:1: warning: skipped 2 eval tests (HashBL"));
-	cr_assert(diag_has(d, "check_hashbl_emails, check_hashbl_uris"));
+	cr_assert(unit_diag_has(d, "t.cf:1: warning: skipped 2 eval tests (HashBL"));
+	cr_assert(unit_diag_has(d, "check_hashbl_emails, check_hashbl_uris"));
 	cr_assert(rules_runs(r, (size_t)rules_find(r, "D")), "check_rbl_from_host runs");
 	rules_free(r);
 	diag_free(d);
@@ -1008,8 +1014,8 @@ Test(rules_eval, hashbl_bodyre_loads_and_checks_its_arguments)
 		d = diag_new();
 		r = rules_load_text("t.cf", bad[i].line, NULL, d);
 		cr_assert_null(r, "%s", bad[i].line);
-		cr_assert(diag_has(d, "t.cf:1:"), "%s", bad[i].line);
-		cr_assert(diag_has(d, bad[i].err), "%s: %s", bad[i].line, bad[i].err);
+		cr_assert(unit_diag_has(d, "t.cf:1:"), "%s", bad[i].line);
+		cr_assert(unit_diag_has(d, bad[i].err), "%s: %s", bad[i].line, bad[i].err);
 		diag_free(d);
 	}
 }
@@ -1034,7 +1040,7 @@ Test(rules_eval, dnseval_ns_from_and_accreditor_load)
 	r = rules_load_text("t.cf", "header B eval:check_rbl_accreditor('y', 'bl.example.')\n",
 	                    NULL, d);
 	cr_assert_null(r, "the accreditor is required");
-	cr_assert(diag_has(d, "t.cf:1:"));
+	cr_assert(unit_diag_has(d, "t.cf:1:"));
 	diag_free(d);
 }
 
@@ -1056,21 +1062,21 @@ Test(rules_eval, dnseval_rules_load_and_check_their_subtests)
 	for (const char *const *n = (const char *const[]){"A", "B", "C", "E", "F", NULL}; *n; n++)
 		cr_assert(rules_runs(r, (size_t)rules_find(r, *n)), "%s runs", *n);
 	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "G")), "sb: subtests are skipped");
-	cr_assert(diag_has(d, "sb: form"));
+	cr_assert(unit_diag_has(d, "sb: form"));
 	rules_free(r);
 	diag_free(d);
 
 	d = diag_new();
 	r = rules_load_text("t.cf", "header A eval:check_rbl_sub('zen', '^127\\.(')\n", NULL, d);
 	cr_assert_null(r, "a subtest that is no regular expression is an error");
-	cr_assert(diag_has(d, "t.cf:1:"));
-	cr_assert(diag_has(d, "invalid subtest regular expression"));
+	cr_assert(unit_diag_has(d, "t.cf:1:"));
+	cr_assert(unit_diag_has(d, "invalid subtest regular expression"));
 	diag_free(d);
 
 	d = diag_new();
 	r = rules_load_text("t.cf", "header A eval:check_rbl('zen')\n", NULL, d);
 	cr_assert_null(r, "check_rbl without a zone");
-	cr_assert(diag_has(d, "bad arguments for eval:check_rbl"));
+	cr_assert(unit_diag_has(d, "bad arguments for eval:check_rbl"));
 	diag_free(d);
 }
 
@@ -1110,8 +1116,8 @@ Test(rules_eval, dnseval_name_forms_load)
 		d = diag_new();
 		r = rules_load_text("t.cf", bad[i].line, NULL, d);
 		cr_assert_null(r, "%s", bad[i].line);
-		cr_assert(diag_has(d, "t.cf:1:"), "%s", bad[i].line);
-		cr_assert(diag_has(d, bad[i].error), "%s", bad[i].error);
+		cr_assert(unit_diag_has(d, "t.cf:1:"), "%s", bad[i].line);
+		cr_assert(unit_diag_has(d, bad[i].error), "%s", bad[i].error);
 		diag_free(d);
 	}
 }
@@ -1172,7 +1178,7 @@ Test(rules_eval, uridnsbl_directives_load_and_are_checked)
 		d = diag_new();
 		r = rules_load_text("t.cf", bad[i].line, NULL, d);
 		cr_assert_null(r, "%s", bad[i].line);
-		cr_assert(diag_has(d, bad[i].error), "%s", bad[i].error);
+		cr_assert(unit_diag_has(d, bad[i].error), "%s", bad[i].error);
 		diag_free(d);
 	}
 }
@@ -1205,14 +1211,15 @@ Test(rules_eval, askdns_lines_are_rules)
 		cr_assert(rules_runs(r, (size_t)rules_find(r, *n)), "%s runs", *n);
 	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "A12")), "ANY is not asked");
 	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "A13")), "nor a type it does not read");
-	cr_assert(diag_has(d, "t.cf:12:"), "one warning for both, at the first");
-	cr_assert(diag_has(d, "only A, AAAA, TXT, MX, PTR and NS questions are asked (not ANY)"));
+	cr_assert(unit_diag_has(d, "t.cf:12:"), "one warning for both, at the first");
+	cr_assert(
+	    unit_diag_has(d, "only A, AAAA, TXT, MX, PTR and NS questions are asked (not ANY)"));
 	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "A9")), "an unfilled tag is skipped");
-	cr_assert(diag_has(d, "t.cf:9:"));
-	cr_assert(diag_has(d, "a template tag this engine does not fill"));
+	cr_assert(unit_diag_has(d, "t.cf:9:"));
+	cr_assert(unit_diag_has(d, "a template tag this engine does not fill"));
 	cr_assert_not(rules_runs(r, (size_t)rules_find(r, "A10")), "codes not seen: skipped");
-	cr_assert(diag_has(d, "t.cf:10:"));
-	cr_assert(diag_has(d, "only the response codes NOERROR and NXDOMAIN are seen"));
+	cr_assert(unit_diag_has(d, "t.cf:10:"));
+	cr_assert(unit_diag_has(d, "only the response codes NOERROR and NXDOMAIN are seen"));
 	rules_free(r);
 	diag_free(d);
 
@@ -1223,8 +1230,8 @@ Test(rules_eval, askdns_lines_are_rules)
 		d = diag_new();
 		r = rules_load_text("t.cf", bad_rcodes[i], NULL, d);
 		cr_assert_null(r, "%s", bad_rcodes[i]);
-		cr_assert(diag_has(d, "t.cf:1:"), "%s", bad_rcodes[i]);
-		cr_assert(diag_has(d, "a response-code subtest is a list of codes"), "%s",
+		cr_assert(unit_diag_has(d, "t.cf:1:"), "%s", bad_rcodes[i]);
+		cr_assert(unit_diag_has(d, "a response-code subtest is a list of codes"), "%s",
 		          bad_rcodes[i]);
 		diag_free(d);
 	}
@@ -1232,13 +1239,13 @@ Test(rules_eval, askdns_lines_are_rules)
 	d = diag_new();
 	r = rules_load_text("t.cf", "askdns B _SENDERDOMAIN_ A /^(/\n", NULL, d);
 	cr_assert_null(r);
-	cr_assert(diag_has(d, "t.cf:1:"));
-	cr_assert(diag_has(d, "invalid subtest regular expression"));
+	cr_assert(unit_diag_has(d, "t.cf:1:"));
+	cr_assert(unit_diag_has(d, "invalid subtest regular expression"));
 	diag_free(d);
 	d = diag_new();
 	r = rules_load_text("t.cf", "askdns B\n", NULL, d);
 	cr_assert_null(r);
-	cr_assert(diag_has(d, "t.cf:1: askdns: expected NAME TEMPLATE"));
+	cr_assert(unit_diag_has(d, "t.cf:1: askdns: expected NAME TEMPLATE"));
 	diag_free(d);
 }
 
@@ -1259,7 +1266,7 @@ static double score_in(int set, const char *name, bool *hit)
 	rules_opts_default(&o);
 	o.score_set = set;
 	rules_t *r = load_o(set_rules, &o);
-	*hit = hits(r, "Subject: x\n\nx\n", name);
+	*hit = unit_rules_hits(r, "Subject: x\n\nx\n", name);
 	double s = rules_score(r, (size_t)rules_find(r, name));
 	rules_free(r);
 	return s;
@@ -1312,19 +1319,20 @@ Test(rules_eval, html_iframe_src_title_subject_ratio_and_charset_faraway)
 	const char *h = "Content-Type: text/html\nSubject: Hi\n\n";
 	char msg[512];
 	snprintf(msg, sizeof(msg), "%s<iframe src=\"http://example.com/x\"></iframe>\n", h);
-	cr_assert(hits(r, msg, "HTML_IFRAME_SRC"));
+	cr_assert(unit_rules_hits(r, msg, "HTML_IFRAME_SRC"));
 	snprintf(msg, sizeof(msg), "%s<iframe src=\" \"></iframe><img src=\"a.gif\">\n", h);
-	cr_assert_not(hits(r, msg, "HTML_IFRAME_SRC"), "an empty source loads nothing");
+	cr_assert_not(unit_rules_hits(r, msg, "HTML_IFRAME_SRC"), "an empty source loads nothing");
 	/* "Hi\n" is 3 characters: a title of 11 is 3.67 times as long */
 	snprintf(msg, sizeof(msg), "%s<title>Cheap meds!</title><p>x</p>\n", h);
-	cr_assert(hits(r, msg, "TITLE"));
+	cr_assert(unit_rules_hits(r, msg, "TITLE"));
 	snprintf(msg, sizeof(msg), "%s<title>Cheap med</title><p>x</p>\n", h);
-	cr_assert_not(hits(r, msg, "TITLE"), "3 times as long");
-	cr_assert_not(hits(r, "Content-Type: text/html\n\n<title>Cheap meds!</title>\n", "TITLE"),
-	              "no Subject");
+	cr_assert_not(unit_rules_hits(r, msg, "TITLE"), "3 times as long");
+	cr_assert_not(
+	    unit_rules_hits(r, "Content-Type: text/html\n\n<title>Cheap meds!</title>\n", "TITLE"),
+	    "no Subject");
 	snprintf(msg, sizeof(msg),
 	         "Content-Type: text/html; charset=koi8-r\nSubject: Hi\n\n<p>\xf0\xf2\xe9</p>\n");
-	cr_assert_not(hits(r, msg, "FAR"), "ok_locales is all");
+	cr_assert_not(unit_rules_hits(r, msg, "FAR"), "ok_locales is all");
 	rules_free(r);
 }
 
@@ -1337,26 +1345,27 @@ Test(rules_eval, html_charset_faraway_reads_meta_charsets)
 	snprintf(msg, sizeof(msg),
 	         "%s<meta http-equiv=\"Content-Type\" content=\"text/html; charset=koi8-r\">x\n",
 	         h);
-	cr_assert(hits(r, msg, "FAR"), "koi8-r is not en's");
+	cr_assert(unit_rules_hits(r, msg, "FAR"), "koi8-r is not en's");
 	snprintf(msg, sizeof(msg),
 	         "%s<META HTTP-EQUIV=content-type CONTENT=\"text/html; Charset = 'big5'\">x\n", h);
-	cr_assert(hits(r, msg, "FAR"), "names and the charset key in any case, blanks, quotes");
+	cr_assert(unit_rules_hits(r, msg, "FAR"),
+	          "names and the charset key in any case, blanks, quotes");
 	snprintf(
 	    msg, sizeof(msg),
 	    "%s<meta http-equiv=\"Content-Type\" content=\"text/html; charset=iso-8859-1\">x\n", h);
-	cr_assert_not(hits(r, msg, "FAR"), "ISO 8859 is near for every locale");
+	cr_assert_not(unit_rules_hits(r, msg, "FAR"), "ISO 8859 is near for every locale");
 	snprintf(msg, sizeof(msg),
 	         "%s<meta http-equiv=\"Content-Type\" content=\"text/html; charset=koi8-r\">"
 	         "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\">"
 	         "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=us-ascii\">x\n",
 	         h);
-	cr_assert_not(hits(r, msg, "FAR"), "one far of three");
+	cr_assert_not(unit_rules_hits(r, msg, "FAR"), "one far of three");
 	snprintf(msg, sizeof(msg), "%s<meta name=\"x\" content=\"charset=koi8-r\">x\n", h);
-	cr_assert_not(hits(r, msg, "FAR"), "not a Content-Type meta");
+	cr_assert_not(unit_rules_hits(r, msg, "FAR"), "not a Content-Type meta");
 	snprintf(msg, sizeof(msg),
 	         "%s<meta http-equiv=\"Content-Type\" content=\"text/html; xcharset=koi8-r\">x\n",
 	         h);
-	cr_assert_not(hits(r, msg, "FAR"), "charset must start a word");
+	cr_assert_not(unit_rules_hits(r, msg, "FAR"), "charset must start a word");
 	rules_free(r);
 }
 
@@ -1373,38 +1382,41 @@ Test(rules_eval, html_range_obfuscation_extra_closing_and_unknown_tags)
 	char msg[1024];
 	/* two words split by the two tags: 2 / 2 */
 	snprintf(msg, sizeof(msg), "%sV<b>i</b>agra\n", h);
-	cr_assert(hits(r, msg, "HTML_OBFUSCATE_90_100"));
-	cr_assert_not(hits(r, msg, "HTML_EXTRA_CLOSE"));
+	cr_assert(unit_rules_hits(r, msg, "HTML_OBFUSCATE_90_100"));
+	cr_assert_not(unit_rules_hits(r, msg, "HTML_EXTRA_CLOSE"));
 	snprintf(msg, sizeof(msg), "%sV<br>i<br>agra\n", h);
-	cr_assert_not(hits(r, msg, "HTML_OBFUSCATE_90_100"), "a line break separates words");
+	cr_assert_not(unit_rules_hits(r, msg, "HTML_OBFUSCATE_90_100"),
+	              "a line break separates words");
 	snprintf(msg, sizeof(msg), "%sV <b>i</b> agra, &amp;<i>x</i>\n", h);
-	cr_assert_not(hits(r, msg, "HTML_OBFUSCATE_90_100"), "spaces and punctuation separate");
-	cr_assert_not(hits(r, msg, "HTML_OBFUSCATE_05_10"));
+	cr_assert_not(unit_rules_hits(r, msg, "HTML_OBFUSCATE_90_100"),
+	              "spaces and punctuation separate");
+	cr_assert_not(unit_rules_hits(r, msg, "HTML_OBFUSCATE_05_10"));
 	snprintf(msg, sizeof(msg),
 	         "Content-Type: text/html; charset=windows-1252\nSubject: s\n\n"
 	         "\x93<u>Join</u>\x94 and \xe9<u>t\xe9</u>\n");
 	/* only the accented word is split (1 / 4): the quotes are punctuation */
-	cr_assert(hits(r, msg, "HTML_OBFUSCATE_20_30"),
+	cr_assert(unit_rules_hits(r, msg, "HTML_OBFUSCATE_20_30"),
 	          "curly double quotes are plain ones to SpamAssassin, a letter is a letter");
 	/* one split word among 14 tags: 1 / 14 */
 	snprintf(msg, sizeof(msg),
 	         "%s<html><body><p>one</p><p>two</p><p>th<b>ree</b></p><p>x</p></body></html>\n",
 	         h);
-	cr_assert(hits(r, msg, "HTML_OBFUSCATE_05_10"));
-	cr_assert_not(hits(r, msg, "HTML_OBFUSCATE_90_100"));
+	cr_assert(unit_rules_hits(r, msg, "HTML_OBFUSCATE_05_10"));
+	cr_assert_not(unit_rules_hits(r, msg, "HTML_OBFUSCATE_90_100"));
 	/* two closing tags with nothing open among three tags */
 	snprintf(msg, sizeof(msg), "%s</b></i>text<p>\n", h);
-	cr_assert(hits(r, msg, "HTML_EXTRA_CLOSE"));
+	cr_assert(unit_rules_hits(r, msg, "HTML_EXTRA_CLOSE"));
 	/* ten tags no HTML 4 element, one <p>: 10 / 11; two names of which one unknown */
 	snprintf(msg, sizeof(msg),
 	         "%s<p><foo>a<foo>b<foo>c<foo>d<foo>e<foo>f<foo>g<foo>h<foo>i<foo>j\n", h);
-	cr_assert(hits(r, msg, "HTML_BADTAG_90_100"));
-	cr_assert(hits(r, msg, "HTML_NONELEMENT_40_50"));
+	cr_assert(unit_rules_hits(r, msg, "HTML_BADTAG_90_100"));
+	cr_assert(unit_rules_hits(r, msg, "HTML_NONELEMENT_40_50"));
 	snprintf(msg, sizeof(msg), "%s<foo>a<foo>b<foo>c\n", h);
-	cr_assert_not(hits(r, msg, "HTML_BADTAG_90_100"),
+	cr_assert_not(unit_rules_hits(r, msg, "HTML_BADTAG_90_100"),
 	              "no element at all leaves the ratio undefined");
 	snprintf(msg, sizeof(msg), "%s<o:p>a</o:p><p>b</p>\n", h);
-	cr_assert_not(hits(r, msg, "HTML_NONELEMENT_40_50"), "Office's namespace tags count");
+	cr_assert_not(unit_rules_hits(r, msg, "HTML_NONELEMENT_40_50"),
+	              "Office's namespace tags count");
 	rules_free(r);
 }
 
@@ -1423,17 +1435,18 @@ Test(rules_eval, html_tags_balance_length_and_image_only)
 	const char *unbalanced = "Content-Type: text/html\nSubject: x\n\n"
 	                         "<html><body><p>hello <!-- <center> --> there</p></html>\n";
 	const char *plain = "Content-Type: text/plain\nSubject: x\n\n<html><center>\n";
-	cr_assert(hits(r, img, "HTML_TAG"));
-	cr_assert(hits(r, img, "HTML_IMAGE_ONLY_04"));
-	cr_assert_not(hits(r, img, "HTML_TAG_BALANCE_BODY"));
-	cr_assert(hits(r, img, "HTML_SHORT"));
-	cr_assert_not(hits(r, img, "HTML_LEN_LONG"));
-	cr_assert(hits(r, unbalanced, "HTML_TAG_BALANCE_BODY"));
-	cr_assert_not(hits(r, unbalanced, "HTML_IMAGE_ONLY_04"), "no image");
-	cr_assert_not(hits(r, unbalanced, "CENTER"), "a tag in a comment does not count");
-	cr_assert_not(hits(r, plain, "HTML_TAG"), "markup in text/plain is text");
-	cr_assert(hits(r, img, "HTML_MESSAGE"));
-	cr_assert_not(hits(r, plain, "HTML_MESSAGE"));
+	cr_assert(unit_rules_hits(r, img, "HTML_TAG"));
+	cr_assert(unit_rules_hits(r, img, "HTML_IMAGE_ONLY_04"));
+	cr_assert_not(unit_rules_hits(r, img, "HTML_TAG_BALANCE_BODY"));
+	cr_assert(unit_rules_hits(r, img, "HTML_SHORT"));
+	cr_assert_not(unit_rules_hits(r, img, "HTML_LEN_LONG"));
+	cr_assert(unit_rules_hits(r, unbalanced, "HTML_TAG_BALANCE_BODY"));
+	cr_assert_not(unit_rules_hits(r, unbalanced, "HTML_IMAGE_ONLY_04"), "no image");
+	cr_assert_not(unit_rules_hits(r, unbalanced, "CENTER"),
+	              "a tag in a comment does not count");
+	cr_assert_not(unit_rules_hits(r, plain, "HTML_TAG"), "markup in text/plain is text");
+	cr_assert(unit_rules_hits(r, img, "HTML_MESSAGE"));
+	cr_assert_not(unit_rules_hits(r, plain, "HTML_MESSAGE"));
 	rules_free(r);
 }
 
@@ -1454,14 +1467,16 @@ static const char freemail_rules[] =
 Test(rules_eval, freemail_domains_wildcards_and_welcomelist)
 {
 	rules_t *r = load(freemail_rules);
-	cr_assert(hits(r, "From: A <a@gmail.com>\n\nx\n", "FREEMAIL_FROM"));
-	cr_assert(hits(r, "From: a@Yahoo.CO\n\nx\n", "FREEMAIL_FROM"), "yahoo.* and case");
-	cr_assert(hits(r, "From: a@mx.free.example\n\nx\n", "FREEMAIL_FROM"));
-	cr_assert_not(hits(r, "From: a@a.b.free.example\n\nx\n", "FREEMAIL_FROM"),
+	cr_assert(unit_rules_hits(r, "From: A <a@gmail.com>\n\nx\n", "FREEMAIL_FROM"));
+	cr_assert(unit_rules_hits(r, "From: a@Yahoo.CO\n\nx\n", "FREEMAIL_FROM"),
+	          "yahoo.* and case");
+	cr_assert(unit_rules_hits(r, "From: a@mx.free.example\n\nx\n", "FREEMAIL_FROM"));
+	cr_assert_not(unit_rules_hits(r, "From: a@a.b.free.example\n\nx\n", "FREEMAIL_FROM"),
 	              "* does not cross a dot");
-	cr_assert_not(hits(r, "From: a@example.com\n\nx\n", "FREEMAIL_FROM"));
-	cr_assert_not(hits(r, "From: friend@gmail.com\n\nx\n", "FREEMAIL_FROM"), "welcomelisted");
-	cr_assert_not(hits(r, "From: support@gmail.com\n\nx\n", "FREEMAIL_FROM"),
+	cr_assert_not(unit_rules_hits(r, "From: a@example.com\n\nx\n", "FREEMAIL_FROM"));
+	cr_assert_not(unit_rules_hits(r, "From: friend@gmail.com\n\nx\n", "FREEMAIL_FROM"),
+	              "welcomelisted");
+	cr_assert_not(unit_rules_hits(r, "From: support@gmail.com\n\nx\n", "FREEMAIL_FROM"),
 	              "role addresses are not counted");
 	rules_free(r);
 }
@@ -1474,16 +1489,17 @@ Test(rules_eval, freemail_reply_to_tests)
 	const char *same = "From: a@gmail.com\nReply-To: a@gmail.com\n\nx\n";
 	const char *body = "From: a@example.com\nReply-To: a@gmail.com\n\n"
 	                   "Please write to b@yahoo.com today.\n";
-	cr_assert(hits(r, forged, "FREEMAIL_FORGED_REPLYTO"));
-	cr_assert(hits(r, forged, "FREEMAIL_REPLYTO_END_DIGIT"));
-	cr_assert_not(hits(r, two, "FREEMAIL_REPLYTO_END_DIGIT"));
-	cr_assert(hits(r, two, "FREEMAIL_REPLYTO"), "From and Reply-To different freemails");
-	cr_assert_not(hits(r, same, "FREEMAIL_REPLYTO"));
-	cr_assert(hits(r, body, "FREEMAIL_REPLYTO"), "Reply-To and the body disagree");
-	cr_assert_not(hits(r,
-	                   "From: a@example.com\nReply-To: a@gmail.com\n\n"
-	                   "Please write to b@mx.free.example today.\n",
-	                   "FREEMAIL_REPLYTO"),
+	cr_assert(unit_rules_hits(r, forged, "FREEMAIL_FORGED_REPLYTO"));
+	cr_assert(unit_rules_hits(r, forged, "FREEMAIL_REPLYTO_END_DIGIT"));
+	cr_assert_not(unit_rules_hits(r, two, "FREEMAIL_REPLYTO_END_DIGIT"));
+	cr_assert(unit_rules_hits(r, two, "FREEMAIL_REPLYTO"),
+	          "From and Reply-To different freemails");
+	cr_assert_not(unit_rules_hits(r, same, "FREEMAIL_REPLYTO"));
+	cr_assert(unit_rules_hits(r, body, "FREEMAIL_REPLYTO"), "Reply-To and the body disagree");
+	cr_assert_not(unit_rules_hits(r,
+	                              "From: a@example.com\nReply-To: a@gmail.com\n\n"
+	                              "Please write to b@mx.free.example today.\n",
+	                              "FREEMAIL_REPLYTO"),
 	              "a body address counts only under a known top-level domain");
 	rules_free(r);
 }
@@ -1504,18 +1520,21 @@ Test(rules_eval, hotmail_received_and_from_domains)
 	const char *helo =
 	    "Received: from mx.hotmail.com (x.example [192.0.2.1]) by "
 	    "mx.example.org; Mon, 2 Jan 2023 10:00:00 +0000\nFrom: a@example.com\n\nx\n";
-	cr_assert(hits(r, nohm, "FORGED_HOTMAIL_RCVD2"));
-	cr_assert_not(hits(r, real, "FORGED_HOTMAIL_RCVD2"));
-	cr_assert_not(hits(r, real, "FORGED_HOTMAIL"));
-	cr_assert(hits(r, helo, "FORGED_HOTMAIL"));
-	cr_assert_not(hits(r, helo, "FORGED_HOTMAIL_RCVD2"));
-	cr_assert(hits(r, "Return-Path: <b@mail.other.example>\nFrom: a@news.example.com\n\nx\n",
-	               "HEADER_FROM_DIFFERENT_DOMAINS"));
-	cr_assert_not(hits(r, "Return-Path: <b@bounce.example.com>\nFrom: a@example.com\n\nx\n",
-	                   "HEADER_FROM_DIFFERENT_DOMAINS"),
-	              "same last two labels");
-	cr_assert_not(hits(r, "From: a@example.com\n\nx\n", "HEADER_FROM_DIFFERENT_DOMAINS"),
-	              "no envelope sender known");
+	cr_assert(unit_rules_hits(r, nohm, "FORGED_HOTMAIL_RCVD2"));
+	cr_assert_not(unit_rules_hits(r, real, "FORGED_HOTMAIL_RCVD2"));
+	cr_assert_not(unit_rules_hits(r, real, "FORGED_HOTMAIL"));
+	cr_assert(unit_rules_hits(r, helo, "FORGED_HOTMAIL"));
+	cr_assert_not(unit_rules_hits(r, helo, "FORGED_HOTMAIL_RCVD2"));
+	cr_assert(unit_rules_hits(
+	    r, "Return-Path: <b@mail.other.example>\nFrom: a@news.example.com\n\nx\n",
+	    "HEADER_FROM_DIFFERENT_DOMAINS"));
+	cr_assert_not(
+	    unit_rules_hits(r, "Return-Path: <b@bounce.example.com>\nFrom: a@example.com\n\nx\n",
+	                    "HEADER_FROM_DIFFERENT_DOMAINS"),
+	    "same last two labels");
+	cr_assert_not(
+	    unit_rules_hits(r, "From: a@example.com\n\nx\n", "HEADER_FROM_DIFFERENT_DOMAINS"),
+	    "no envelope sender known");
 	rules_free(r);
 }
 
@@ -1528,8 +1547,8 @@ Test(rules_eval, the_envelope_sender_comes_from_the_received_chain)
 	                " (envelope-from <list@bounce.example>)\n"
 	                " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
 	                "From: a@example.com\n\nx\n";
-	cr_assert(hits(r, m, "ENVFROM"));
-	cr_assert(hits(r, m, "HEADER_FROM_DIFFERENT_DOMAINS"));
+	cr_assert(unit_rules_hits(r, m, "ENVFROM"));
+	cr_assert(unit_rules_hits(r, m, "HEADER_FROM_DIFFERENT_DOMAINS"));
 	rules_free(r);
 }
 
@@ -1547,15 +1566,16 @@ Test(rules_eval, html_font_sizes_faces_and_image_ratio)
 	const char *img = "Content-Type: text/html\n\n<img src=a.png width=600 height=400>hi\n";
 	const char *text = "Content-Type: text/html\n\n<p>a normal letter</p><img src=a.png "
 	                   "width=10 height=10><embed src=x.swf>\n";
-	cr_assert(hits(r, big, "HTML_FONT_SIZE_LARGE"), "basefont 3 + 3");
-	cr_assert_not(hits(r, big, "HTML_FONT_SIZE_HUGE"));
-	cr_assert(hits(r, huge, "HTML_FONT_SIZE_HUGE"));
-	cr_assert_not(hits(r, huge, "HTML_FONT_FACE_BAD"));
-	cr_assert(hits(r, face, "HTML_FONT_FACE_BAD"));
-	cr_assert(hits(r, img, "HTML_IMAGE_RATIO_02"), "2 characters over 240000 pixels");
-	cr_assert_not(hits(r, text, "HTML_IMAGE_RATIO_02"));
-	cr_assert(hits(r, text, "HTML_EMBEDS"));
-	cr_assert_not(hits(r, img, "HTML_EMBEDS"));
+	cr_assert(unit_rules_hits(r, big, "HTML_FONT_SIZE_LARGE"), "basefont 3 + 3");
+	cr_assert_not(unit_rules_hits(r, big, "HTML_FONT_SIZE_HUGE"));
+	cr_assert(unit_rules_hits(r, huge, "HTML_FONT_SIZE_HUGE"));
+	cr_assert_not(unit_rules_hits(r, huge, "HTML_FONT_FACE_BAD"));
+	cr_assert(unit_rules_hits(r, face, "HTML_FONT_FACE_BAD"));
+	cr_assert(unit_rules_hits(r, img, "HTML_IMAGE_RATIO_02"),
+	          "2 characters over 240000 pixels");
+	cr_assert_not(unit_rules_hits(r, text, "HTML_IMAGE_RATIO_02"));
+	cr_assert(unit_rules_hits(r, text, "HTML_EMBEDS"));
+	cr_assert_not(unit_rules_hits(r, img, "HTML_EMBEDS"));
 	rules_free(r);
 }
 
@@ -1571,13 +1591,15 @@ Test(rules_eval, html_low_contrast_and_invalid_colours)
 	                   "<font color=red>red</font> <font color=\"#ffffff\"> </font></div>\n";
 	const char *closed = "Content-Type: text/html\n\n<font color=white></font>visible\n";
 	const char *invalid = "Content-Type: text/html\n\n<font color=\"ff0000\">x</font>\n";
-	cr_assert(hits(r, white, "HTML_FONT_LOW_CONTRAST"));
-	cr_assert(hits(r, css, "HTML_FONT_LOW_CONTRAST"));
-	cr_assert_not(hits(r, fine, "HTML_FONT_LOW_CONTRAST"), "white space in white is no text");
-	cr_assert_not(hits(r, closed, "HTML_FONT_LOW_CONTRAST"), "the colour ends with its tag");
-	cr_assert(hits(r, invalid, "T_FONT_INVALID"), "a hex colour needs its #");
-	cr_assert_not(hits(r, invalid, "HTML_FONT_LOW_CONTRAST"));
-	cr_assert_not(hits(r, fine, "T_FONT_INVALID"));
+	cr_assert(unit_rules_hits(r, white, "HTML_FONT_LOW_CONTRAST"));
+	cr_assert(unit_rules_hits(r, css, "HTML_FONT_LOW_CONTRAST"));
+	cr_assert_not(unit_rules_hits(r, fine, "HTML_FONT_LOW_CONTRAST"),
+	              "white space in white is no text");
+	cr_assert_not(unit_rules_hits(r, closed, "HTML_FONT_LOW_CONTRAST"),
+	              "the colour ends with its tag");
+	cr_assert(unit_rules_hits(r, invalid, "T_FONT_INVALID"), "a hex colour needs its #");
+	cr_assert_not(unit_rules_hits(r, invalid, "HTML_FONT_LOW_CONTRAST"));
+	cr_assert_not(unit_rules_hits(r, fine, "T_FONT_INVALID"));
 	rules_free(r);
 }
 
@@ -1592,17 +1614,20 @@ Test(rules_eval, mime_fake_ascii_and_needless_quoted_printable)
 	                       "quoted-printable\n\n=48=65llo=20world\n";
 	const char *needed = "Content-Type: text/plain; charset=iso-8859-1\n"
 	                     "Content-Transfer-Encoding: quoted-printable\n\ncaf=E9 au lait=20\n";
-	cr_assert(hits(r, fake, "PP_MIME_FAKE_ASCII_TEXT"));
-	cr_assert_not(hits(r, latin, "PP_MIME_FAKE_ASCII_TEXT"));
+	cr_assert(unit_rules_hits(r, fake, "PP_MIME_FAKE_ASCII_TEXT"));
+	cr_assert_not(unit_rules_hits(r, latin, "PP_MIME_FAKE_ASCII_TEXT"));
 	/* raw lines count: a carriage return of its own, 8-bit bytes in a QP part */
-	cr_assert(hits(r, "Subject: s\n\nHELLO\r\r\r\nthere\n", "PP_MIME_FAKE_ASCII_TEXT"));
-	cr_assert_not(hits(r, "Subject: s\n\nHELLO\r\nthere\r\n", "PP_MIME_FAKE_ASCII_TEXT"),
-	              "line ends are no illegal carriage returns");
-	cr_assert(hits(r, "Content-Transfer-Encoding: quoted-printable\n\ncaf\xe9 =3D cr\xe8me\n",
-	               "PP_MIME_FAKE_ASCII_TEXT"));
-	cr_assert_not(hits(r, needless, "PP_MIME_FAKE_ASCII_TEXT"), "escapes are ASCII");
-	cr_assert(hits(r, needless, "QP"));
-	cr_assert_not(hits(r, needed, "QP"), "=E9 is needed, a trailing =20 too");
+	cr_assert(
+	    unit_rules_hits(r, "Subject: s\n\nHELLO\r\r\r\nthere\n", "PP_MIME_FAKE_ASCII_TEXT"));
+	cr_assert_not(
+	    unit_rules_hits(r, "Subject: s\n\nHELLO\r\nthere\r\n", "PP_MIME_FAKE_ASCII_TEXT"),
+	    "line ends are no illegal carriage returns");
+	cr_assert(unit_rules_hits(
+	    r, "Content-Transfer-Encoding: quoted-printable\n\ncaf\xe9 =3D cr\xe8me\n",
+	    "PP_MIME_FAKE_ASCII_TEXT"));
+	cr_assert_not(unit_rules_hits(r, needless, "PP_MIME_FAKE_ASCII_TEXT"), "escapes are ASCII");
+	cr_assert(unit_rules_hits(r, needless, "QP"));
+	cr_assert_not(unit_rules_hits(r, needed, "QP"), "=E9 is needed, a trailing =20 too");
 	rules_free(r);
 }
 
@@ -1632,11 +1657,11 @@ Test(rules_eval, mime_qp_escapes_count_in_quoted_printable_parts_only)
 	const char *mixed = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
 	                    "--b\nContent-Transfer-Encoding: quoted-printable\n\ncaf=E9\n"
 	                    "--b\nContent-Transfer-Encoding: 7bit\n\nkey=41 value=20x\n--b--\n";
-	cr_assert_not(hits(r, mixed, "QP"));
+	cr_assert_not(unit_rules_hits(r, mixed, "QP"));
 	const char *needless = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
 	                       "--b\nContent-Transfer-Encoding: 7bit\n\nplain\n"
 	                       "--b\nContent-Transfer-Encoding: quoted-printable\n\n=48i\n--b--\n";
-	cr_assert(hits(r, needless, "QP"));
+	cr_assert(unit_rules_hits(r, needless, "QP"));
 	rules_free(r);
 }
 
@@ -1651,15 +1676,17 @@ Test(rules_eval, mime_qp_long_line_counts_raw_lines_over_78_characters)
 	const char *fmt = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
 	                  "--b\nContent-Transfer-Encoding: @\n\n@\nend\n--b--\n";
 	fill(msg, sizeof(msg), fmt, "quoted-printable", line79);
-	cr_assert(hits(r, msg, "MIME_QP_LONG_LINE"));
+	cr_assert(unit_rules_hits(r, msg, "MIME_QP_LONG_LINE"));
 	fill(msg, sizeof(msg), fmt, "quoted-printable", line78);
-	cr_assert_not(hits(r, msg, "MIME_QP_LONG_LINE"), "78 characters and the break are allowed");
+	cr_assert_not(unit_rules_hits(r, msg, "MIME_QP_LONG_LINE"),
+	              "78 characters and the break are allowed");
 	fill(msg, sizeof(msg), fmt, "7bit", line79);
-	cr_assert_not(hits(r, msg, "MIME_QP_LONG_LINE"), "not quoted-printable");
+	cr_assert_not(unit_rules_hits(r, msg, "MIME_QP_LONG_LINE"), "not quoted-printable");
 	char spam[128];
 	snprintf(spam, sizeof(spam), "SPAM: %s", line78);
 	fill(msg, sizeof(msg), fmt, "quoted-printable", spam);
-	cr_assert_not(hits(r, msg, "MIME_QP_LONG_LINE"), "SpamAssassin's own report lines");
+	cr_assert_not(unit_rules_hits(r, msg, "MIME_QP_LONG_LINE"),
+	              "SpamAssassin's own report lines");
 	rules_free(r);
 }
 
@@ -1673,35 +1700,39 @@ Test(rules_eval, mime_parse_flags_epilogue_missing_headers_and_separator)
 	const char *clean = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\npreamble\n"
 	                    "--b\nContent-Type: text/plain\n\none\n"
 	                    "--b\nContent-Type: text/plain\n\ntwo\n--b--\n\n.\n \n";
-	cr_assert_not(hits(r, clean, "T_TVD_MIME_EPI"), "blanks and dots are no epilogue");
-	cr_assert_not(hits(r, clean, "T_TVD_MIME_NO_HEADERS"));
-	cr_assert_not(hits(r, clean, "MISSING_MIME_HB_SEP"));
+	cr_assert_not(unit_rules_hits(r, clean, "T_TVD_MIME_EPI"),
+	              "blanks and dots are no epilogue");
+	cr_assert_not(unit_rules_hits(r, clean, "T_TVD_MIME_NO_HEADERS"));
+	cr_assert_not(unit_rules_hits(r, clean, "MISSING_MIME_HB_SEP"));
 	const char *epi = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
 	                  "--b\nContent-Type: text/plain\n\none\n--b--\nvisit example.com\n";
-	cr_assert(hits(r, epi, "T_TVD_MIME_EPI"));
+	cr_assert(unit_rules_hits(r, epi, "T_TVD_MIME_EPI"));
 	/* an inner multipart's epilogue ends at its parent's next delimiter */
 	const char *inner = "Content-Type: multipart/mixed; boundary=o\nSubject: x\n\n"
 	                    "--o\nContent-Type: multipart/alternative; boundary=i\n\n"
 	                    "--i\nContent-Type: text/plain\n\none\n--i--\ntrailer\n"
 	                    "--o--\n";
-	cr_assert(hits(r, inner, "T_TVD_MIME_EPI"));
+	cr_assert(unit_rules_hits(r, inner, "T_TVD_MIME_EPI"));
 	const char *noclose = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
 	                      "--b\nContent-Type: text/plain\n\none\nmore text\n";
-	cr_assert_not(hits(r, noclose, "T_TVD_MIME_EPI"), "no close delimiter, no epilogue");
+	cr_assert_not(unit_rules_hits(r, noclose, "T_TVD_MIME_EPI"),
+	              "no close delimiter, no epilogue");
 	const char *nohdr = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
 	                    "--b\nContent-Type: text/plain\n\none\n--b\n\ntwo\n--b--\n";
-	cr_assert(hits(r, nohdr, "T_TVD_MIME_NO_HEADERS"));
-	cr_assert_not(hits(r, nohdr, "MISSING_MIME_HB_SEP"), "an empty header block is separated");
+	cr_assert(unit_rules_hits(r, nohdr, "T_TVD_MIME_NO_HEADERS"));
+	cr_assert_not(unit_rules_hits(r, nohdr, "MISSING_MIME_HB_SEP"),
+	              "an empty header block is separated");
 	const char *nosep = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
 	                    "--b\nContent-Type: text/plain\nhello there\n--b--\n";
-	cr_assert(hits(r, nosep, "MISSING_MIME_HB_SEP"));
-	cr_assert_not(hits(r, nosep, "T_TVD_MIME_NO_HEADERS"));
+	cr_assert(unit_rules_hits(r, nosep, "MISSING_MIME_HB_SEP"));
+	cr_assert_not(unit_rules_hits(r, nosep, "T_TVD_MIME_NO_HEADERS"));
 	const char *first = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
 	                    "--b\nhello\n--b--\n";
-	cr_assert(hits(r, first, "T_TVD_MIME_NO_HEADERS"), "the first delimiter too");
-	cr_assert(hits(r, first, "MISSING_MIME_HB_SEP"));
-	cr_assert_not(hits(r, "Subject: x\n\nplain text\n--b--\nmore\n", "T_TVD_MIME_EPI"),
-	              "not multipart");
+	cr_assert(unit_rules_hits(r, first, "T_TVD_MIME_NO_HEADERS"), "the first delimiter too");
+	cr_assert(unit_rules_hits(r, first, "MISSING_MIME_HB_SEP"));
+	cr_assert_not(
+	    unit_rules_hits(r, "Subject: x\n\nplain text\n--b--\nmore\n", "T_TVD_MIME_EPI"),
+	    "not multipart");
 	rules_free(r);
 }
 
@@ -1713,13 +1744,13 @@ Test(rules_eval, mime_parse_flag_truncated_header)
 	q += sprintf(q, "Subject: s\nX-Long: ");
 	memset(q, 'a', 8193);
 	strcpy(q + 8193, "\n\nbody\n");
-	cr_assert(hits(r, msg, "HEAD_LONG"), "a value beyond 8192 bytes");
+	cr_assert(unit_rules_hits(r, msg, "HEAD_LONG"), "a value beyond 8192 bytes");
 	strcpy(q + 8000, "\n\nbody\n");
-	cr_assert_not(hits(r, msg, "HEAD_LONG"));
+	cr_assert_not(unit_rules_hits(r, msg, "HEAD_LONG"));
 	q = msg + sprintf(msg, "Subject: s\nX-");
 	memset(q, 'n', 300);
 	strcpy(q + 300, ": v\n\nbody\n");
-	cr_assert(hits(r, msg, "HEAD_LONG"), "a name beyond 256 bytes");
+	cr_assert(unit_rules_hits(r, msg, "HEAD_LONG"), "a name beyond 256 bytes");
 	/* ten fields of 7,000 bytes: each fine, 70,000 in all */
 	q = msg + sprintf(msg, "Subject: s\n");
 	for (int i = 0; i < 10; i++) {
@@ -1729,7 +1760,7 @@ Test(rules_eval, mime_parse_flag_truncated_header)
 		*q++ = '\n';
 	}
 	strcpy(q, "\nbody\n");
-	cr_assert(hits(r, msg, "HEAD_LONG"), "a header section beyond 65536 bytes");
+	cr_assert(unit_rules_hits(r, msg, "HEAD_LONG"), "a header section beyond 65536 bytes");
 	free(msg);
 	rules_free(r);
 }
@@ -1751,35 +1782,40 @@ Test(rules_eval, mime_base64_line_length)
 	                  "--b\nContent-Type: @\nContent-Transfer-Encoding: base64\n\n@\nQQ==\n"
 	                  "--b--\n";
 	fill(msg, sizeof(msg), fmt, "application/octet-stream", l76);
-	cr_assert_not(hits(r, msg, "BASE64_LENGTH_78_79"), "76 characters and the break");
-	cr_assert_not(hits(r, msg, "BASE64_LENGTH_79_INF"));
+	cr_assert_not(unit_rules_hits(r, msg, "BASE64_LENGTH_78_79"),
+	              "76 characters and the break");
+	cr_assert_not(unit_rules_hits(r, msg, "BASE64_LENGTH_79_INF"));
 	fill(msg, sizeof(msg), fmt, "application/octet-stream", l77);
-	cr_assert(hits(r, msg, "BASE64_LENGTH_78_79"));
-	cr_assert_not(hits(r, msg, "BASE64_LENGTH_79_INF"));
+	cr_assert(unit_rules_hits(r, msg, "BASE64_LENGTH_78_79"));
+	cr_assert_not(unit_rules_hits(r, msg, "BASE64_LENGTH_79_INF"));
 	fill(msg, sizeof(msg), fmt, "application/octet-stream", l78);
-	cr_assert(hits(r, msg, "BASE64_LENGTH_78_79"), "both ranges hold 79");
-	cr_assert(hits(r, msg, "BASE64_LENGTH_79_INF"));
+	cr_assert(unit_rules_hits(r, msg, "BASE64_LENGTH_78_79"), "both ranges hold 79");
+	cr_assert(unit_rules_hits(r, msg, "BASE64_LENGTH_79_INF"));
 	fill(msg, sizeof(msg), fmt, "application/octet-stream", l79);
-	cr_assert_not(hits(r, msg, "BASE64_LENGTH_78_79"));
-	cr_assert(hits(r, msg, "BASE64_LENGTH_79_INF"));
+	cr_assert_not(unit_rules_hits(r, msg, "BASE64_LENGTH_78_79"));
+	cr_assert(unit_rules_hits(r, msg, "BASE64_LENGTH_79_INF"));
 	fill(msg, sizeof(msg), fmt, "application/ics", l78);
-	cr_assert_not(hits(r, msg, "BASE64_LENGTH_79_INF"), "calendar invitations are exempt");
+	cr_assert_not(unit_rules_hits(r, msg, "BASE64_LENGTH_79_INF"),
+	              "calendar invitations are exempt");
 	rules_free(r);
 }
 
 Test(rules_eval, mime_abundant_unicode_escapes_in_plain_text)
 {
 	rules_t *r = load("body PP_TOO_MUCH_UNICODE05 eval:check_abundant_unicode_ratio(0.05)\n");
-	cr_assert(hits(r, "Subject: x\n\n&#x0412;&#x0438;&#x0430;&#x0433;&#x0440;&#x0430; now\n",
-	               "PP_TOO_MUCH_UNICODE05"));
-	cr_assert_not(hits(r, "Subject: x\n\nplain text with one &#x0412; in a long line\n",
-	                   "PP_TOO_MUCH_UNICODE05"));
-	cr_assert_not(hits(r, "Subject: x\n\n&#x04a0;&#x04b0;&#x04c0; lower-case hex\n",
-	                   "PP_TOO_MUCH_UNICODE05"),
+	cr_assert(unit_rules_hits(
+	    r, "Subject: x\n\n&#x0412;&#x0438;&#x0430;&#x0433;&#x0440;&#x0430; now\n",
+	    "PP_TOO_MUCH_UNICODE05"));
+	cr_assert_not(unit_rules_hits(r,
+	                              "Subject: x\n\nplain text with one &#x0412; in a long line\n",
+	                              "PP_TOO_MUCH_UNICODE05"));
+	cr_assert_not(unit_rules_hits(r, "Subject: x\n\n&#x04a0;&#x04b0;&#x04c0; lower-case hex\n",
+	                              "PP_TOO_MUCH_UNICODE05"),
 	              "SpamAssassin matches capital hex digits only");
-	cr_assert_not(hits(r, "Content-Type: text/html\nSubject: x\n\n&#x0412;&#x0438;&#x0430;\n",
-	                   "PP_TOO_MUCH_UNICODE05"),
-	              "HTML may use them");
+	cr_assert_not(
+	    unit_rules_hits(r, "Content-Type: text/html\nSubject: x\n\n&#x0412;&#x0438;&#x0430;\n",
+	                    "PP_TOO_MUCH_UNICODE05"),
+	    "HTML may use them");
 	rules_free(r);
 }
 
@@ -1798,9 +1834,10 @@ Test(rules_eval, mime_alternative_non_text_and_multipart_ratio)
 	                     "--b\nContent-Type: multipart/alternative; boundary=c\n\n"
 	                     "--c\nContent-Type: text/plain\n\nhi\n--c--\n"
 	                     "--b\nContent-Type: image/gif\n\nGIF89a\n--b--\n";
-	cr_assert(hits(r, img, "MULTIPART_ALT_NON_TEXT"));
-	cr_assert_not(hits(r, rtf, "MULTIPART_ALT_NON_TEXT"));
-	cr_assert_not(hits(r, nested, "MULTIPART_ALT_NON_TEXT"), "the image is not an alternative");
+	cr_assert(unit_rules_hits(r, img, "MULTIPART_ALT_NON_TEXT"));
+	cr_assert_not(unit_rules_hits(r, rtf, "MULTIPART_ALT_NON_TEXT"));
+	cr_assert_not(unit_rules_hits(r, nested, "MULTIPART_ALT_NON_TEXT"),
+	              "the image is not an alternative");
 	char big[600], msg[1024];
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
@@ -1808,16 +1845,16 @@ Test(rules_eval, mime_alternative_non_text_and_multipart_ratio)
 	                  "--b\nContent-Type: text/plain\n\n@\n"
 	                  "--b\nContent-Type: text/html\n\n<p>@</p>\n--b--\n";
 	fill(msg, sizeof(msg), fmt, "", big);
-	cr_assert(hits(r, msg, "MIME_HTML_MOSTLY"), "an empty text alternative");
+	cr_assert(unit_rules_hits(r, msg, "MIME_HTML_MOSTLY"), "an empty text alternative");
 	fill(msg, sizeof(msg), fmt, "the same text", "the same text");
-	cr_assert_not(hits(r, msg, "MIME_HTML_MOSTLY"));
-	cr_assert_not(hits(r, img, "MIME_HTML_MOSTLY"), "no HTML part");
-	cr_assert_not(
-	    hits(r,
-	         "Content-Type: text/plain; charset=koi8-r\nSubject: x\n\n\xf0\xf2\xe9\xf7"
-	         "\xe5\xf4\n",
-	         "CHARSET_FARAWAY"),
-	    "ok_locales is all");
+	cr_assert_not(unit_rules_hits(r, msg, "MIME_HTML_MOSTLY"));
+	cr_assert_not(unit_rules_hits(r, img, "MIME_HTML_MOSTLY"), "no HTML part");
+	cr_assert_not(unit_rules_hits(
+	                  r,
+	                  "Content-Type: text/plain; charset=koi8-r\nSubject: x\n\n\xf0\xf2\xe9\xf7"
+	                  "\xe5\xf4\n",
+	                  "CHARSET_FARAWAY"),
+	              "ok_locales is all");
 	rules_free(r);
 }
 
@@ -1835,17 +1872,20 @@ Test(rules_eval, faraway_charset_in_body_and_parts_follows_ok_locales)
 	const char *part = "Content-Type: multipart/mixed; boundary=b\nSubject: x\n\n"
 	                   "--b\nContent-Type: text/plain; charset=us-ascii\n\nhi\n"
 	                   "--b\nContent-Type: text/plain; charset=big5\n\nhi\n--b--\n";
-	cr_assert(hits(r, koi, "CHARSET_FARAWAY"), "koi8-r is not en's, and the text is Cyrillic");
-	cr_assert_not(hits(r, koi_ascii, "CHARSET_FARAWAY"), "a koi8-r label on ASCII text");
-	cr_assert_not(hits(r, utf, "CHARSET_FARAWAY"), "Unicode is near for every locale");
-	cr_assert(hits(r, koi, "MIME_CHARSET_FARAWAY"));
-	cr_assert(hits(r, part, "MIME_CHARSET_FARAWAY"), "any part's charset");
-	cr_assert_not(hits(r, part, "CHARSET_FARAWAY"), "the top Content-Type has none");
-	cr_assert_not(hits(r, utf, "MIME_CHARSET_FARAWAY"));
+	cr_assert(unit_rules_hits(r, koi, "CHARSET_FARAWAY"),
+	          "koi8-r is not en's, and the text is Cyrillic");
+	cr_assert_not(unit_rules_hits(r, koi_ascii, "CHARSET_FARAWAY"),
+	              "a koi8-r label on ASCII text");
+	cr_assert_not(unit_rules_hits(r, utf, "CHARSET_FARAWAY"),
+	              "Unicode is near for every locale");
+	cr_assert(unit_rules_hits(r, koi, "MIME_CHARSET_FARAWAY"));
+	cr_assert(unit_rules_hits(r, part, "MIME_CHARSET_FARAWAY"), "any part's charset");
+	cr_assert_not(unit_rules_hits(r, part, "CHARSET_FARAWAY"), "the top Content-Type has none");
+	cr_assert_not(unit_rules_hits(r, utf, "MIME_CHARSET_FARAWAY"));
 	rules_free(r);
 	r = load("body MIME_CHARSET_FARAWAY eval:check_for_mime('mime_faraway_charset')\n"
 	         "ok_locales en zh\n");
-	cr_assert_not(hits(r, part, "MIME_CHARSET_FARAWAY"), "zh reads big5");
+	cr_assert_not(unit_rules_hits(r, part, "MIME_CHARSET_FARAWAY"), "zh reads big5");
 	rules_free(r);
 }
 
@@ -1854,20 +1894,24 @@ Test(rules_eval, faraway_charset_in_body_and_parts_follows_ok_locales)
 Test(rules_eval, body_stock_info_counts_distinct_field_names)
 {
 	rules_t *r = load("body TVD_STOCK1 eval:check_stock_info('2')\n");
-	cr_assert(hits(r,
-	               "Subject: s\n\nHot pick!\nCompany: Acme Mining Corp\n  S-y-m-b-o-l :  ACMQ\n"
-	               "Target Price: $2.10\n",
-	               "TVD_STOCK1"));
+	cr_assert(unit_rules_hits(
+	    r,
+	    "Subject: s\n\nHot pick!\nCompany: Acme Mining Corp\n  S-y-m-b-o-l :  ACMQ\n"
+	    "Target Price: $2.10\n",
+	    "TVD_STOCK1"));
 	cr_assert_not(
-	    hits(r, "Subject: s\n\nSymbol: ACMQ\nSymbol: BCMQ\nsee you: tomorrow\n", "TVD_STOCK1"),
+	    unit_rules_hits(r, "Subject: s\n\nSymbol: ACMQ\nSymbol: BCMQ\nsee you: tomorrow\n",
+	                    "TVD_STOCK1"),
 	    "one field name twice");
-	cr_assert_not(hits(r, "Subject: s\n\nCompany:\nSymbol ACMQ\nTarget: \n", "TVD_STOCK1"),
-	              "one name with a value (the next line's first character)");
-	cr_assert_not(hits(r,
-	                   "Content-Type: text/html\nSubject: s\n\n<p>Company: Acme</p>\n"
-	                   "<p>Symbol: ACMQ</p>\n",
-	                   "TVD_STOCK1"),
-	              "no text/plain part");
+	cr_assert_not(
+	    unit_rules_hits(r, "Subject: s\n\nCompany:\nSymbol ACMQ\nTarget: \n", "TVD_STOCK1"),
+	    "one name with a value (the next line's first character)");
+	cr_assert_not(
+	    unit_rules_hits(r,
+	                    "Content-Type: text/html\nSubject: s\n\n<p>Company: Acme</p>\n"
+	                    "<p>Symbol: ACMQ</p>\n",
+	                    "TVD_STOCK1"),
+	    "no text/plain part");
 	rules_free(r);
 }
 
@@ -1891,16 +1935,16 @@ Test(rules_eval, body_length_blank_lines_vertical_words_and_alternative_differen
 	const char *differ = "Content-Type: multipart/alternative; boundary=b\nSubject: x\n\n"
 	                     "--b\nContent-Type: text/plain\n\nplease view in html\n"
 	                     "--b\nContent-Type: text/html\n\n<p>cheap pills online</p>\n--b--\n";
-	cr_assert(hits(r, shortmsg, "SHORT"));
-	cr_assert_not(hits(r, same, "SHORT"));
-	cr_assert(hits(r, blank, "BLANK_LINES_80_90"));
-	cr_assert_not(hits(r, shortmsg, "BLANK_LINES_80_90"), "too few lines");
-	cr_assert(hits(r, vertical, "VERTICAL"));
-	cr_assert_not(hits(r, same, "VERTICAL"));
-	cr_assert(hits(r, url, "TVD"));
-	cr_assert_not(hits(r, same, "TVD"));
-	cr_assert(hits(r, differ, "MPART_ALT_DIFF"));
-	cr_assert_not(hits(r, same, "MPART_ALT_DIFF"));
+	cr_assert(unit_rules_hits(r, shortmsg, "SHORT"));
+	cr_assert_not(unit_rules_hits(r, same, "SHORT"));
+	cr_assert(unit_rules_hits(r, blank, "BLANK_LINES_80_90"));
+	cr_assert_not(unit_rules_hits(r, shortmsg, "BLANK_LINES_80_90"), "too few lines");
+	cr_assert(unit_rules_hits(r, vertical, "VERTICAL"));
+	cr_assert_not(unit_rules_hits(r, same, "VERTICAL"));
+	cr_assert(unit_rules_hits(r, url, "TVD"));
+	cr_assert_not(unit_rules_hits(r, same, "TVD"));
+	cr_assert(unit_rules_hits(r, differ, "MPART_ALT_DIFF"));
+	cr_assert_not(unit_rules_hits(r, same, "MPART_ALT_DIFF"));
 	rules_free(r);
 }
 
@@ -1931,10 +1975,10 @@ Test(rules_eval, alternative_difference_over_thousands_of_words)
 	n += (size_t)snprintf(m + n, cap - n, "</p>\n--b--\n");
 	cr_assert_lt(n, cap - 1);
 	/* 900 words only in the HTML, and w0 twice there: 901 of 3,000, 30.03% */
-	cr_assert(hits(r, m, "DIFF_30"));
-	cr_assert_not(hits(r, m, "DIFF_ABOVE"));
+	cr_assert(unit_rules_hits(r, m, "DIFF_30"));
+	cr_assert_not(unit_rules_hits(r, m, "DIFF_ABOVE"));
 	/* 2,100 text words over 3,000 HTML words is 0.7 */
-	cr_assert(hits(r, m, "COUNT"));
+	cr_assert(unit_rules_hits(r, m, "COUNT"));
 	free(m);
 	rules_free(r);
 }
@@ -1944,7 +1988,7 @@ Test(rules_eval, freemail_domains_without_a_welcomelist)
 	/* an empty list must not reach qsort() (undefined behaviour the sanitizers catch) */
 	rules_t *r = load("freemail_domains gmail.com\n"
 	                  "header FREEMAIL_FROM eval:check_freemail_from()\n");
-	cr_assert(hits(r, "From: a@gmail.com\n\nx\n", "FREEMAIL_FROM"));
+	cr_assert(unit_rules_hits(r, "From: a@gmail.com\n\nx\n", "FREEMAIL_FROM"));
 	rules_free(r);
 }
 
@@ -1965,17 +2009,22 @@ Test(rules_eval, welcome_and_block_lists_by_address)
 	                  "blocklist_from spam?@*.example.net\n"
 	                  "blocklist_to honeypot@example.org\n"
 	                  "all_spam_to abuse@example.org\n");
-	cr_assert(hits(r, "From: A <a@partner.example>\n\nx\n", "USER_IN_WELCOMELIST"));
-	cr_assert(hits(r, "From: BOSS@Example.COM\n\nx\n", "USER_IN_WELCOMELIST"), "case");
-	cr_assert_not(hits(r, "From: a@partner.example.net\n\nx\n", "USER_IN_WELCOMELIST"),
-	              "anchored at the end");
-	cr_assert_not(hits(r, "From: old@example.com\n\nx\n", "USER_IN_WELCOMELIST"), "removed");
-	cr_assert(hits(r, "From: spam1@mx.example.net\n\nx\n", "USER_IN_BLOCKLIST"));
-	cr_assert_not(hits(r, "From: spam12@mx.example.net\n\nx\n", "USER_IN_BLOCKLIST"));
+	cr_assert(unit_rules_hits(r, "From: A <a@partner.example>\n\nx\n", "USER_IN_WELCOMELIST"));
+	cr_assert(unit_rules_hits(r, "From: BOSS@Example.COM\n\nx\n", "USER_IN_WELCOMELIST"),
+	          "case");
+	cr_assert_not(
+	    unit_rules_hits(r, "From: a@partner.example.net\n\nx\n", "USER_IN_WELCOMELIST"),
+	    "anchored at the end");
+	cr_assert_not(unit_rules_hits(r, "From: old@example.com\n\nx\n", "USER_IN_WELCOMELIST"),
+	              "removed");
+	cr_assert(unit_rules_hits(r, "From: spam1@mx.example.net\n\nx\n", "USER_IN_BLOCKLIST"));
+	cr_assert_not(
+	    unit_rules_hits(r, "From: spam12@mx.example.net\n\nx\n", "USER_IN_BLOCKLIST"));
+	cr_assert(unit_rules_hits(r, "To: a@example.org\nCc: honeypot@example.org\n\nx\n",
+	                          "USER_IN_BLOCKLIST_TO"));
 	cr_assert(
-	    hits(r, "To: a@example.org\nCc: honeypot@example.org\n\nx\n", "USER_IN_BLOCKLIST_TO"));
-	cr_assert(hits(r, "X-Original-To: abuse@example.org\n\nx\n", "USER_IN_ALL_SPAM_TO"));
-	cr_assert_not(hits(r, "To: a@example.org\n\nx\n", "USER_IN_ALL_SPAM_TO"));
+	    unit_rules_hits(r, "X-Original-To: abuse@example.org\n\nx\n", "USER_IN_ALL_SPAM_TO"));
+	cr_assert_not(unit_rules_hits(r, "To: a@example.org\n\nx\n", "USER_IN_ALL_SPAM_TO"));
 	rules_free(r);
 }
 
@@ -2114,13 +2163,13 @@ Test(rules_eval, list_globs_match_as_written_and_in_bounded_time, .timeout = 30)
 	                  "blocklist_subject *a*a*a*a*a*a*a*a*b\n");
 	char raw[8400];
 	snprintf(raw, sizeof(raw), "From: x@%s.example\nSubject: %s\n\nx\n", addr, addr);
-	cr_assert_not(hits(r, raw, "FREEMAIL"));
-	cr_assert_not(hits(r, raw, "SUBJ_BL"));
+	cr_assert_not(unit_rules_hits(r, raw, "FREEMAIL"));
+	cr_assert_not(unit_rules_hits(r, raw, "SUBJ_BL"));
 	snprintf(raw, sizeof(raw), "From: %s@example.com\n\nx\n", addr);
-	cr_assert_not(hits(r, raw, "IN_LIST"));
+	cr_assert_not(unit_rules_hits(r, raw, "IN_LIST"));
 	snprintf(raw, sizeof(raw), "From: x@aaaaaaaab.example\nSubject: aaaaaaaab\n\nx\n");
-	cr_assert(hits(r, raw, "FREEMAIL"));
-	cr_assert(hits(r, raw, "SUBJ_BL"));
+	cr_assert(unit_rules_hits(r, raw, "FREEMAIL"));
+	cr_assert(unit_rules_hits(r, raw, "SUBJ_BL"));
 	rules_free(r);
 
 	/* an ordinary subject pattern: one star each side was quadratic in the
@@ -2133,9 +2182,9 @@ Test(rules_eval, list_globs_match_as_written_and_in_bounded_time, .timeout = 30)
 	for (size_t i = 0; i < big; i += 3)
 		memcpy(msg + k + i, "ab ", 3);
 	strcpy(msg + k + big, "\n\nx\n");
-	cr_assert_not(hits(r, msg, "SUBJ_BL"));
+	cr_assert_not(unit_rules_hits(r, msg, "SUBJ_BL"));
 	memcpy(msg + k + big - 12, "cheap pills ", 12);
-	cr_assert(hits(r, msg, "SUBJ_BL"));
+	cr_assert(unit_rules_hits(r, msg, "SUBJ_BL"));
 	free(msg);
 	rules_free(r);
 }
@@ -2149,16 +2198,19 @@ Test(rules_eval, named_address_lists_for_from_and_reply_to)
 	                  "enlist_addrlist (SUSP_NTLD) *@*.pw *@*.top\n"
 	                  "enlist_addrlist (SUSP_NTLD) *@*.click\n"
 	                  "enlist_addrlist (GOV) *@*.gov\n");
-	cr_assert(hits(r, "From: a@shop.top\n\nx\n", "FROM_SUSPNTLD"));
-	cr_assert(hits(r, "From: A <a@X.CLICK>\n\nx\n", "FROM_SUSPNTLD"),
+	cr_assert(unit_rules_hits(r, "From: a@shop.top\n\nx\n", "FROM_SUSPNTLD"));
+	cr_assert(unit_rules_hits(r, "From: A <a@X.CLICK>\n\nx\n", "FROM_SUSPNTLD"),
 	          "a later line adds to the list; any case");
-	cr_assert_not(hits(r, "From: a@shop.topics.example\n\nx\n", "FROM_SUSPNTLD"));
-	cr_assert_not(hits(r, "From: a@shop.top\n\nx\n", "FROM_GOV"), "another list");
-	cr_assert(hits(r, "Return-Path: <b@irs.gov>\nFrom: a@example.com\n\nx\n", "FROM_GOV"),
-	          "the envelope sender is a sender address too");
-	cr_assert_not(hits(r, "From: a@x.gov\n\nx\n", "FROM_NONE"), "no such list");
-	cr_assert(hits(r, "From: a@example.com\nReply-To: b@x.pw\n\nx\n", "REPLYTO_SUSPNTLD"));
-	cr_assert_not(hits(r, "From: a@x.pw\nReply-To: b@example.com\n\nx\n", "REPLYTO_SUSPNTLD"));
+	cr_assert_not(unit_rules_hits(r, "From: a@shop.topics.example\n\nx\n", "FROM_SUSPNTLD"));
+	cr_assert_not(unit_rules_hits(r, "From: a@shop.top\n\nx\n", "FROM_GOV"), "another list");
+	cr_assert(
+	    unit_rules_hits(r, "Return-Path: <b@irs.gov>\nFrom: a@example.com\n\nx\n", "FROM_GOV"),
+	    "the envelope sender is a sender address too");
+	cr_assert_not(unit_rules_hits(r, "From: a@x.gov\n\nx\n", "FROM_NONE"), "no such list");
+	cr_assert(
+	    unit_rules_hits(r, "From: a@example.com\nReply-To: b@x.pw\n\nx\n", "REPLYTO_SUSPNTLD"));
+	cr_assert_not(
+	    unit_rules_hits(r, "From: a@x.pw\nReply-To: b@example.com\n\nx\n", "REPLYTO_SUSPNTLD"));
 	rules_free(r);
 }
 
@@ -2167,7 +2219,7 @@ Test(rules_eval, enlist_addrlist_needs_a_list_name)
 	diag_t *d = diag_new();
 	rules_t *r = rules_load_text("t.cf", "enlist_addrlist SUSP *@*.pw\n", NULL, d);
 	cr_assert_null(r);
-	cr_assert(diag_has(d, "t.cf:1: enlist_addrlist: expected (LISTNAME) and addresses"));
+	cr_assert(unit_diag_has(d, "t.cf:1: enlist_addrlist: expected (LISTNAME) and addresses"));
 	diag_free(d);
 }
 
@@ -2191,12 +2243,14 @@ Test(rules_eval, default_welcomelist_needs_the_listed_relay)
 	    "Received: from mta1.badexample.com (mta1.badexample.com [192.0.2.1])\n"
 	    " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
 	    "From: News <letter@news.example.com>\n\nx\n";
-	cr_assert(hits(r, via_own, "USER_IN_DEF_WELCOMELIST"));
-	cr_assert(hits(r, via_own, "OLD_NAME"));
-	cr_assert_not(hits(r, via_other, "USER_IN_DEF_WELCOMELIST"), "a forged sender");
-	cr_assert_not(hits(r, suffix_only, "USER_IN_DEF_WELCOMELIST"), "labels, not suffixes");
-	cr_assert_not(hits(r, "From: letter@news.example.com\n\nx\n", "USER_IN_DEF_WELCOMELIST"),
-	              "no relay, no match");
+	cr_assert(unit_rules_hits(r, via_own, "USER_IN_DEF_WELCOMELIST"));
+	cr_assert(unit_rules_hits(r, via_own, "OLD_NAME"));
+	cr_assert_not(unit_rules_hits(r, via_other, "USER_IN_DEF_WELCOMELIST"), "a forged sender");
+	cr_assert_not(unit_rules_hits(r, suffix_only, "USER_IN_DEF_WELCOMELIST"),
+	              "labels, not suffixes");
+	cr_assert_not(
+	    unit_rules_hits(r, "From: letter@news.example.com\n\nx\n", "USER_IN_DEF_WELCOMELIST"),
+	    "no relay, no match");
 	const char *bank_in = "Received: from out.bank.example (out.bank.example [198.51.100.77])\n"
 	                      " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
 	                      "From: alerts@bank.example\n\nx\n";
@@ -2204,16 +2258,17 @@ Test(rules_eval, default_welcomelist_needs_the_listed_relay)
 	    "Received: from out.bank.example (out.bank.example [198.51.101.77])\n"
 	    " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
 	    "From: alerts@bank.example\n\nx\n";
-	cr_assert(hits(r, bank_in, "USER_IN_DEF_WELCOMELIST"), "inside the /24");
-	cr_assert_not(hits(r, bank_out, "USER_IN_DEF_WELCOMELIST"));
+	cr_assert(unit_rules_hits(r, bank_in, "USER_IN_DEF_WELCOMELIST"), "inside the /24");
+	cr_assert_not(unit_rules_hits(r, bank_out, "USER_IN_DEF_WELCOMELIST"));
 	const char *shop = "Received: from x.example.net (x.example.net [203.0.113.9])\n"
 	                   " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
 	                   "From: info@shop.example\n\nx\n";
 	const char *shop_no = "Received: from x.example.net (x.example.net [203.0.11.9])\n"
 	                      " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
 	                      "From: info@shop.example\n\nx\n";
-	cr_assert(hits(r, shop, "USER_IN_DEF_WELCOMELIST"), "a classful subnet");
-	cr_assert_not(hits(r, shop_no, "USER_IN_DEF_WELCOMELIST"), "203.0.11 is not 203.0.113");
+	cr_assert(unit_rules_hits(r, shop, "USER_IN_DEF_WELCOMELIST"), "a classful subnet");
+	cr_assert_not(unit_rules_hits(r, shop_no, "USER_IN_DEF_WELCOMELIST"),
+	              "203.0.11 is not 203.0.113");
 	rules_free(r);
 }
 
@@ -2234,15 +2289,16 @@ Test(rules_eval, welcomelist_from_rcvd_needs_the_listed_relay)
 	const char *boss = "Received: from x.example.net (x.example.net [192.0.2.77])\n"
 	                   " by mx.example.org with ESMTP id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
 	                   "From: boss@corp.example\n\nx\n";
-	cr_assert(hits(r, via_own, "USER_IN_WELCOMELIST"));
-	cr_assert_not(hits(r, via_other, "USER_IN_WELCOMELIST"), "a forged sender");
-	cr_assert(hits(r, boss, "USER_IN_WELCOMELIST"), "the relay's address in the range");
-	cr_assert(hits(r, "From: plain@example.org\n\nx\n", "USER_IN_WELCOMELIST"),
+	cr_assert(unit_rules_hits(r, via_own, "USER_IN_WELCOMELIST"));
+	cr_assert_not(unit_rules_hits(r, via_other, "USER_IN_WELCOMELIST"), "a forged sender");
+	cr_assert(unit_rules_hits(r, boss, "USER_IN_WELCOMELIST"),
+	          "the relay's address in the range");
+	cr_assert(unit_rules_hits(r, "From: plain@example.org\n\nx\n", "USER_IN_WELCOMELIST"),
 	          "welcomelist_from still counts");
 	rules_free(r);
 	diag_t *d = diag_new();
 	cr_assert_null(rules_load_text("t.cf", "welcomelist_from_rcvd a@b.example\n", NULL, d));
-	cr_assert(diag_has(d, "t.cf:1: welcomelist_from_rcvd: expected an address"));
+	cr_assert(unit_diag_has(d, "t.cf:1: welcomelist_from_rcvd: expected an address"));
 	diag_free(d);
 }
 
@@ -2291,7 +2347,8 @@ Test(rules_eval, spf_welcomelist_needs_the_sender_listed_and_spf_pass)
 	cr_assert_not(hits_auth(r, shop, "USER_IN_SPF_WL", AUTH_PASS, NULL));
 	cr_assert(hits_auth(r, boss, "USER_IN_SPF_WL", AUTH_PASS, NULL), "welcomelist_auth");
 	cr_assert_not(hits_auth(r, other, "USER_IN_SPF_WL", AUTH_PASS, NULL));
-	cr_assert_not(hits(r, lists, "USER_IN_SPF_WL"), "auth did not judge the message");
+	cr_assert_not(unit_rules_hits(r, lists, "USER_IN_SPF_WL"),
+	              "auth did not judge the message");
 	rules_free(r);
 }
 
@@ -2355,7 +2412,7 @@ Test(rules_eval, dkim_welcomelist_needs_a_valid_signature_of_the_listed_domain)
 	diag_t *d = diag_new();
 	cr_assert_null(
 	    rules_load_text("t.cf", "welcomelist_from_dkim a@b.example c.example d\n", NULL, d));
-	cr_assert(diag_has(d, "t.cf:1: welcomelist_from_dkim: expected an author address"));
+	cr_assert(unit_diag_has(d, "t.cf:1: welcomelist_from_dkim: expected an author address"));
 	diag_free(d);
 }
 
@@ -2391,11 +2448,12 @@ Test(rules_eval, dkim_adsp_from_adsp_override_without_an_author_signature)
 	cr_assert_not(
 	    hits_auth(r, "From: a@other.example\n\nx\n", "DKIM_ADSP_DISCARD", AUTH_NONE, NULL),
 	    "no override and no ADSP lookup: no practice");
-	cr_assert_not(hits(r, ebay, "DKIM_ADSP_DISCARD"), "auth did not judge the message");
+	cr_assert_not(unit_rules_hits(r, ebay, "DKIM_ADSP_DISCARD"),
+	              "auth did not judge the message");
 	rules_free(r);
 	diag_t *d = diag_new();
 	cr_assert_null(rules_load_text("t.cf", "adsp_override a.example sometimes\n", NULL, d));
-	cr_assert(diag_has(d, "t.cf:1: adsp_override: the practice is one of"));
+	cr_assert(unit_diag_has(d, "t.cf:1: adsp_override: the practice is one of"));
 	diag_free(d);
 }
 
@@ -2404,7 +2462,7 @@ Test(rules_eval, def_welcomelist_from_rcvd_wants_two_words)
 	diag_t *d = diag_new();
 	rules_t *r = rules_load_text("t.cf", "def_welcomelist_from_rcvd a@b.example\n", NULL, d);
 	cr_assert_null(r);
-	cr_assert(diag_has(d, "t.cf:1: def_welcomelist_from_rcvd: expected an address"));
+	cr_assert(unit_diag_has(d, "t.cf:1: def_welcomelist_from_rcvd: expected an address"));
 	diag_free(d);
 }
 
@@ -2418,17 +2476,20 @@ Test(rules_eval, subject_welcome_and_block_lists)
 	                  "welcomelist_subject [Project X] *\n"
 	                  "blocklist_subject Cheap ?ills\n"
 	                  "blacklist_subject act now\n");
-	cr_assert(
-	    hits(r, "Subject: Re: [project x] meeting notes\n\nx\n", "SUBJECT_IN_WELCOMELIST"),
-	    "anywhere in the subject, any case");
-	cr_assert_not(hits(r, "Subject: project x\n\nx\n", "SUBJECT_IN_WELCOMELIST"),
+	cr_assert(unit_rules_hits(r, "Subject: Re: [project x] meeting notes\n\nx\n",
+	                          "SUBJECT_IN_WELCOMELIST"),
+	          "anywhere in the subject, any case");
+	cr_assert_not(unit_rules_hits(r, "Subject: project x\n\nx\n", "SUBJECT_IN_WELCOMELIST"),
 	              "brackets are literal");
-	cr_assert(hits(r, "Subject: buy CHEAP PILLS today\n\nx\n", "SUBJECT_IN_BLOCKLIST"));
-	cr_assert(hits(r, "Subject: please ACT NOW\n\nx\n", "OLD_BL"), "one list, two names");
-	cr_assert(hits(r, "Subject: please ACT NOW\n\nx\n", "SUBJECT_IN_BLOCKLIST"));
-	cr_assert_not(hits(r, "Subject: cheap  pills\n\nx\n", "SUBJECT_IN_BLOCKLIST"),
+	cr_assert(
+	    unit_rules_hits(r, "Subject: buy CHEAP PILLS today\n\nx\n", "SUBJECT_IN_BLOCKLIST"));
+	cr_assert(unit_rules_hits(r, "Subject: please ACT NOW\n\nx\n", "OLD_BL"),
+	          "one list, two names");
+	cr_assert(unit_rules_hits(r, "Subject: please ACT NOW\n\nx\n", "SUBJECT_IN_BLOCKLIST"));
+	cr_assert_not(unit_rules_hits(r, "Subject: cheap  pills\n\nx\n", "SUBJECT_IN_BLOCKLIST"),
 	              "? is one character");
-	cr_assert_not(hits(r, "From: a@b.example\n\nx\n", "SUBJECT_IN_BLOCKLIST"), "no Subject");
+	cr_assert_not(unit_rules_hits(r, "From: a@b.example\n\nx\n", "SUBJECT_IN_BLOCKLIST"),
+	              "no Subject");
 	rules_free(r);
 }
 
@@ -2444,48 +2505,50 @@ Test(rules_eval, fromname_spoof_compares_the_name_address_with_the_sender)
 	                  "header CONTAINS eval:check_fromname_contains_email()\n");
 	const char *spoof = "From: \"service@paypal.com\" <alerts@evil-mail.net>\n"
 	                    "To: bob@example.org\nSubject: x\n\nx\n";
-	cr_assert(hits(r, spoof, "SPOOF"), "another owner (paypal vs evil)");
-	cr_assert(hits(r, spoof, "SPOOF2"), "another registered domain");
-	cr_assert(hits(r, spoof, "CONTAINS"));
-	cr_assert_not(
-	    hits(r, "From: \"service@paypal.com\" <alerts@evil.example>\n\nx\n", "CONTAINS"),
-	    "a From address under an unknown TLD stops the test, as in SpamAssassin");
+	cr_assert(unit_rules_hits(r, spoof, "SPOOF"), "another owner (paypal vs evil)");
+	cr_assert(unit_rules_hits(r, spoof, "SPOOF2"), "another registered domain");
+	cr_assert(unit_rules_hits(r, spoof, "CONTAINS"));
+	cr_assert_not(unit_rules_hits(r,
+	                              "From: \"service@paypal.com\" <alerts@evil.example>\n\nx\n",
+	                              "CONTAINS"),
+	              "a From address under an unknown TLD stops the test, as in SpamAssassin");
 	/* the same owner under another suffix: an address differs, owners do not */
 	const char *owner = "From: \"service@paypal.com\" <service@paypal.co.uk>\n"
 	                    "To: bob@example.org\nSubject: x\n\nx\n";
-	cr_assert(hits(r, owner, "SPOOF0"));
-	cr_assert_not(hits(r, owner, "SPOOF"), "paypal is paypal's owner in both");
-	cr_assert(hits(r, owner, "SPOOF2"));
+	cr_assert(unit_rules_hits(r, owner, "SPOOF0"));
+	cr_assert_not(unit_rules_hits(r, owner, "SPOOF"), "paypal is paypal's owner in both");
+	cr_assert(unit_rules_hits(r, owner, "SPOOF2"));
 	const char *same =
 	    "From: \"Alerts@Evil-Mail.net\" <alerts@evil-mail.net>\nSubject: x\n\nx\n";
-	cr_assert_not(hits(r, same, "SPOOF0"), "the name is the sender's own address");
+	cr_assert_not(unit_rules_hits(r, same, "SPOOF0"), "the name is the sender's own address");
 	const char *plain = "From: PayPal Service <alerts@evil-mail.net>\nSubject: x\n\nx\n";
-	cr_assert_not(hits(r, plain, "SPOOF0"));
-	cr_assert_not(hits(r, plain, "CONTAINS"));
+	cr_assert_not(unit_rules_hits(r, plain, "SPOOF0"));
+	cr_assert_not(unit_rules_hits(r, plain, "CONTAINS"));
 	/* the address is a small part of a long name: not a spoof (fns_extrachars 50) */
 	const char *chatty =
 	    "From: \"Weekly news and offers from our whole team, write to help@shop-news.com "
 	    "any time you like\" <news@mailer-news.com>\nSubject: x\n\nx\n";
-	cr_assert(hits(r, chatty, "CONTAINS"));
-	cr_assert_not(hits(r, chatty, "SPOOF0"));
+	cr_assert(unit_rules_hits(r, chatty, "CONTAINS"));
+	cr_assert_not(unit_rules_hits(r, chatty, "SPOOF0"));
 	/* the name repeats the sender's address: no spoof, but Reply-To is the same */
 	const char *own = "From: \"info@shop-news.com\" <info@shop-news.com>\n"
 	                  "Reply-To: info@shop-news.com\nSubject: x\n\nx\n";
-	cr_assert(hits(r, own, "EQ_REPLY"));
-	cr_assert_not(hits(r, own, "SPOOF0"));
-	cr_assert_not(hits(r,
-	                   "From: \"info@shop-news.com\"<info@shop-news.com>\n"
-	                   "Reply-To: info@shop-news.com\nSubject: x\n\nx\n",
-	                   "EQ_REPLY"),
+	cr_assert(unit_rules_hits(r, own, "EQ_REPLY"));
+	cr_assert_not(unit_rules_hits(r, own, "SPOOF0"));
+	cr_assert_not(unit_rules_hits(r,
+	                              "From: \"info@shop-news.com\"<info@shop-news.com>\n"
+	                              "Reply-To: info@shop-news.com\nSubject: x\n\nx\n",
+	                              "EQ_REPLY"),
 	              "written with no space, the phrase is the address: no name");
 	const char *to = "From: \"bob@example.org\" <x@evil-mail.net>\nTo: bob@example.org\n"
 	                 "Reply-To: bob@example.org\nSubject: x\n\nx\n";
-	cr_assert(hits(r, to, "EQ_TO"));
-	cr_assert(hits(r, to, "EQ_REPLY"));
-	cr_assert_not(hits(r, spoof, "EQ_TO"));
-	cr_assert_not(hits(r, spoof, "EQ_REPLY"));
+	cr_assert(unit_rules_hits(r, to, "EQ_TO"));
+	cr_assert(unit_rules_hits(r, to, "EQ_REPLY"));
+	cr_assert_not(unit_rules_hits(r, spoof, "EQ_TO"));
+	cr_assert_not(unit_rules_hits(r, spoof, "EQ_REPLY"));
 	/* a bare address names its owner in a comment */
-	cr_assert(hits(r, "From: alerts@evil-mail.net (service@paypal.com)\n\nx\n", "SPOOF"));
+	cr_assert(
+	    unit_rules_hits(r, "From: alerts@evil-mail.net (service@paypal.com)\n\nx\n", "SPOOF"));
 	/* broken fields: no hit, no crash */
 	static const char *const broken[] = {
 	    "From: \"service@paypal.com <alerts@evil-mail.net>\n\nx\n",
@@ -2495,7 +2558,7 @@ Test(rules_eval, fromname_spoof_compares_the_name_address_with_the_sender)
 	    "From: \"\" <@>, \"a@b\" <>\n\nx\n",
 	};
 	for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); i++)
-		(void)hits(r, broken[i], "SPOOF");
+		(void)unit_rules_hits(r, broken[i], "SPOOF");
 	rules_free(r);
 }
 
@@ -2507,21 +2570,21 @@ Test(rules_eval, fromname_directives_change_the_owner_and_the_level)
 	                  "fns_check 2\n");
 	const char *alias =
 	    "From: \"info@bank-one.com\" <info@bankone-mail.net>\nSubject: x\n\nx\n";
-	cr_assert(hits(r, alias, "SPOOF"), "level 2 asks only that the domains differ");
+	cr_assert(unit_rules_hits(r, alias, "SPOOF"), "level 2 asks only that the domains differ");
 	rules_free(r);
 	r = load("header SPOOF eval:check_fromname_spoof()\n"
 	         "fns_add_addrlist (bank) *@bank-one.com *@bankone-mail.net\n"
 	         "fns_ignore_headers List-Id\n");
-	cr_assert_not(hits(r, alias, "SPOOF"), "the owner list makes them one");
+	cr_assert_not(unit_rules_hits(r, alias, "SPOOF"), "the owner list makes them one");
 	const char *other = "From: \"info@bank-one.com\" <info@evil-mail.net>\nSubject: x\n\nx\n";
-	cr_assert(hits(r, other, "SPOOF"));
+	cr_assert(unit_rules_hits(r, other, "SPOOF"));
 	const char *list = "List-Id: <news.bank-one.com>\n"
 	                   "From: \"info@bank-one.com\" <info@evil-mail.net>\nSubject: x\n\nx\n";
-	cr_assert_not(hits(r, list, "SPOOF"), "fns_ignore_headers");
+	cr_assert_not(unit_rules_hits(r, list, "SPOOF"), "fns_ignore_headers");
 	rules_free(r);
 	diag_t *d = diag_new();
 	cr_assert_null(rules_load_text("t.cf", "fns_check 3\n", NULL, d));
-	cr_assert(diag_has(d, "t.cf:1: fns_check: expected 0, 1 or 2"));
+	cr_assert(unit_diag_has(d, "t.cf:1: fns_check: expected 0, 1 or 2"));
 	diag_free(d);
 }
 
@@ -2552,12 +2615,12 @@ Test(rules_eval, html_text_match_sees_anchors_comments_and_titles)
 	const char *saved =
 	    "Content-Type: text/html\n\n<!-- saved from url=(0022)http://x.example/ "
 	    "-->\n<title>a title that goes on and on</title>hi\n";
-	cr_assert(hits(r, img, "LINK_IMAGE"));
-	cr_assert_not(hits(r, noimg, "LINK_IMAGE"), "the image is outside the link");
-	cr_assert(hits(r, saved, "HTML_COMMENT_SAVED_URL"));
-	cr_assert_not(hits(r, img, "HTML_COMMENT_SAVED_URL"));
-	cr_assert(hits(r, saved, "T_LONG_TITLE"));
-	cr_assert_not(hits(r, img, "T_LONG_TITLE"));
+	cr_assert(unit_rules_hits(r, img, "LINK_IMAGE"));
+	cr_assert_not(unit_rules_hits(r, noimg, "LINK_IMAGE"), "the image is outside the link");
+	cr_assert(unit_rules_hits(r, saved, "HTML_COMMENT_SAVED_URL"));
+	cr_assert_not(unit_rules_hits(r, img, "HTML_COMMENT_SAVED_URL"));
+	cr_assert(unit_rules_hits(r, saved, "T_LONG_TITLE"));
+	cr_assert_not(unit_rules_hits(r, img, "T_LONG_TITLE"));
 	rules_free(r);
 }
 
@@ -2605,21 +2668,21 @@ Test(rules_eval, uri_host_lists_match_parent_domains_with_exceptions)
 	                  "body URI_HOST_IN_WELCOMELIST eval:check_uri_host_in_whitelist()\n"
 	                  "blocklist_uri_host bad.example !ok.bad.example 192.0.2.7\n"
 	                  "welcomelist_uri_host Good.Example\n");
-	cr_assert(
-	    hits(r, "Subject: x\n\nsee http://www.bad.example/x now\n", "URI_HOST_IN_BLOCKLIST"));
-	cr_assert_not(
-	    hits(r, "Subject: x\n\nsee http://www.ok.bad.example/x now\n", "URI_HOST_IN_BLOCKLIST"),
-	    "the exception is more specific");
-	cr_assert(
-	    hits(r, "Subject: x\n\nsee http://192.0.2.7:8080/x now\n", "URI_HOST_IN_BLOCKLIST"));
-	cr_assert_not(
-	    hits(r, "Subject: x\n\nsee http://notbad.example/x now\n", "URI_HOST_IN_BLOCKLIST"),
-	    "labels, not suffixes");
-	cr_assert_not(
-	    hits(r, "Subject: x\n\nwrite to mailto:a@bad.example\n", "URI_HOST_IN_BLOCKLIST"),
-	    "mailto: is left out");
-	cr_assert(hits(r, "Subject: x\n\nsee https://user@good.example/ now\n",
-	               "URI_HOST_IN_WELCOMELIST"));
+	cr_assert(unit_rules_hits(r, "Subject: x\n\nsee http://www.bad.example/x now\n",
+	                          "URI_HOST_IN_BLOCKLIST"));
+	cr_assert_not(unit_rules_hits(r, "Subject: x\n\nsee http://www.ok.bad.example/x now\n",
+	                              "URI_HOST_IN_BLOCKLIST"),
+	              "the exception is more specific");
+	cr_assert(unit_rules_hits(r, "Subject: x\n\nsee http://192.0.2.7:8080/x now\n",
+	                          "URI_HOST_IN_BLOCKLIST"));
+	cr_assert_not(unit_rules_hits(r, "Subject: x\n\nsee http://notbad.example/x now\n",
+	                              "URI_HOST_IN_BLOCKLIST"),
+	              "labels, not suffixes");
+	cr_assert_not(unit_rules_hits(r, "Subject: x\n\nwrite to mailto:a@bad.example\n",
+	                              "URI_HOST_IN_BLOCKLIST"),
+	              "mailto: is left out");
+	cr_assert(unit_rules_hits(r, "Subject: x\n\nsee https://user@good.example/ now\n",
+	                          "URI_HOST_IN_WELCOMELIST"));
 	rules_free(r);
 }
 
@@ -2632,39 +2695,47 @@ Test(rules_eval, uri_host_listed_reads_the_named_lists)
 	                  "enlist_uri_host (OTHER) gone.example kept.example 2001:db8::1\n"
 	                  "delist_uri_host (OTHER) gone.example\n"
 	                  "blocklist_uri_host bad.example\n");
-	cr_assert(hits(r, "Subject: x\n\nsee http://shop.example.TOP/x now\n", "PDS_OTHER_BAD_TLD"),
+	cr_assert(unit_rules_hits(r, "Subject: x\n\nsee http://shop.example.TOP/x now\n",
+	                          "PDS_OTHER_BAD_TLD"),
 	          "a top-level domain listed");
-	cr_assert_not(hits(r, "Subject: x\n\nsee http://www.good.xyz/ now\n", "PDS_OTHER_BAD_TLD"),
-	              "an exception below it");
 	cr_assert_not(
-	    hits(r, "Subject: x\n\nsee http://shop.example.com/ now\n", "PDS_OTHER_BAD_TLD"));
-	cr_assert(hits(r, "Subject: x\n\nsee http://www.bad.example/ now\n", "IN_BLOCK"),
+	    unit_rules_hits(r, "Subject: x\n\nsee http://www.good.xyz/ now\n", "PDS_OTHER_BAD_TLD"),
+	    "an exception below it");
+	cr_assert_not(unit_rules_hits(r, "Subject: x\n\nsee http://shop.example.com/ now\n",
+	                              "PDS_OTHER_BAD_TLD"));
+	cr_assert(unit_rules_hits(r, "Subject: x\n\nsee http://www.bad.example/ now\n", "IN_BLOCK"),
 	          "blocklist_uri_host is the list BLOCK");
-	cr_assert_not(hits(r, "Subject: x\n\nsee http://www.bad.example/ now\n", "IN_OTHER"));
-	cr_assert_not(hits(r, "Subject: x\n\nsee http://a.gone.example/ now\n", "IN_OTHER"),
-	              "delisted");
-	cr_assert(hits(r, "Subject: x\n\nsee http://a.kept.example/ now\n", "IN_OTHER"));
-	cr_assert(hits(r, "Subject: x\n\n<http://[2001:db8::1]/x>\n", "IN_OTHER"),
+	cr_assert_not(
+	    unit_rules_hits(r, "Subject: x\n\nsee http://www.bad.example/ now\n", "IN_OTHER"));
+	cr_assert_not(
+	    unit_rules_hits(r, "Subject: x\n\nsee http://a.gone.example/ now\n", "IN_OTHER"),
+	    "delisted");
+	cr_assert(unit_rules_hits(r, "Subject: x\n\nsee http://a.kept.example/ now\n", "IN_OTHER"));
+	cr_assert(unit_rules_hits(r, "Subject: x\n\n<http://[2001:db8::1]/x>\n", "IN_OTHER"),
 	          "an address literal without its brackets");
-	cr_assert(hits(r, "Subject: x\n\nExtended Benefits.Top Here\n", "PDS_OTHER_BAD_TLD"),
-	          "a host name written without a scheme");
-	cr_assert(hits(r, "Subject: x\n\nsee shop.example.top/offer now\n", "PDS_OTHER_BAD_TLD"));
+	cr_assert(
+	    unit_rules_hits(r, "Subject: x\n\nExtended Benefits.Top Here\n", "PDS_OTHER_BAD_TLD"),
+	    "a host name written without a scheme");
+	cr_assert(unit_rules_hits(r, "Subject: x\n\nsee shop.example.top/offer now\n",
+	                          "PDS_OTHER_BAD_TLD"));
+	cr_assert_not(unit_rules_hits(r, "Subject: x\n\nwrite to sales@shop.example.top now\n",
+	                              "PDS_OTHER_BAD_TLD"),
+	              "a mail address is no link");
+	cr_assert_not(unit_rules_hits(r, "Subject: x\n\nsee http://a.example/page.top now\n",
+	                              "PDS_OTHER_BAD_TLD"),
+	              "a link's path is not a host");
 	cr_assert_not(
-	    hits(r, "Subject: x\n\nwrite to sales@shop.example.top now\n", "PDS_OTHER_BAD_TLD"),
-	    "a mail address is no link");
+	    unit_rules_hits(r, "Subject: x\n\nthe file.notatld is here\n", "PDS_OTHER_BAD_TLD"));
+	cr_assert_not(unit_rules_hits(r, "Subject: x\n\nsee shop.example.com/offer.top now\n",
+	                              "PDS_OTHER_BAD_TLD"),
+	              "a schemeless link's path is not a host either");
 	cr_assert_not(
-	    hits(r, "Subject: x\n\nsee http://a.example/page.top now\n", "PDS_OTHER_BAD_TLD"),
-	    "a link's path is not a host");
-	cr_assert_not(hits(r, "Subject: x\n\nthe file.notatld is here\n", "PDS_OTHER_BAD_TLD"));
-	cr_assert_not(
-	    hits(r, "Subject: x\n\nsee shop.example.com/offer.top now\n", "PDS_OTHER_BAD_TLD"),
-	    "a schemeless link's path is not a host either");
-	cr_assert_not(hits(r, "Subject: x\n\nmore info...TOP offers\n", "PDS_OTHER_BAD_TLD"),
-	              "an empty label: no host name");
+	    unit_rules_hits(r, "Subject: x\n\nmore info...TOP offers\n", "PDS_OTHER_BAD_TLD"),
+	    "an empty label: no host name");
 	rules_free(r);
 	diag_t *d = diag_new();
 	cr_assert_null(rules_load_text("t.cf", "enlist_uri_host LIST a.example\n", NULL, d));
-	cr_assert(diag_has(d, "t.cf:1: enlist_uri_host: expected (LISTNAME) and host names"));
+	cr_assert(unit_diag_has(d, "t.cf:1: enlist_uri_host: expected (LISTNAME) and host names"));
 	diag_free(d);
 }
 
@@ -2694,10 +2765,11 @@ Test(rules_eval, uri_host_lists_of_many_entries_answer_for_each)
 		bool want = i % 3 != 0 && i % 5 != 1;
 		char msg[128];
 		snprintf(msg, sizeof(msg), "Subject: x\n\nsee http://www.h%d.example/x now\n", i);
-		cr_assert_eq(hits(r, msg, "IN_LIST"), want, "h%d.example", i);
+		cr_assert_eq(unit_rules_hits(r, msg, "IN_LIST"), want, "h%d.example", i);
 	}
-	cr_assert_not(hits(r, "Subject: x\n\nsee http://h1000.example/x now\n", "IN_LIST"));
-	cr_assert_not(hits(r, "Subject: x\n\nsee http://example/x now\n", "IN_LIST"));
+	cr_assert_not(
+	    unit_rules_hits(r, "Subject: x\n\nsee http://h1000.example/x now\n", "IN_LIST"));
+	cr_assert_not(unit_rules_hits(r, "Subject: x\n\nsee http://example/x now\n", "IN_LIST"));
 	rules_free(r);
 }
 
@@ -2731,7 +2803,8 @@ Test(rules_eval, schemeless_hosts_are_found_wherever_they_stand)
 	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "Subject: x\n\n%s", c[i].body);
-		cr_assert_eq(hits(r, msg, "BAD_TLD"), c[i].hit, "case %zu: %s", i, c[i].body);
+		cr_assert_eq(unit_rules_hits(r, msg, "BAD_TLD"), c[i].hit, "case %zu: %s", i,
+		             c[i].body);
 	}
 	rules_free(r);
 }
@@ -2761,11 +2834,11 @@ Test(rules_eval, microsoft_executable_by_name_base64_header_or_uuencode)
 	const char *disposition =
 	    MP_HEAD "Content-Type: application/octet-stream\n"
 	            "Content-Disposition: attachment; filename=\"run.exe\"\n\nAAAA\n--b--\n";
-	cr_assert(hits(r, named, "MICROSOFT_EXECUTABLE"), "an .exe name, any case");
-	cr_assert(hits(r, mz, "MICROSOFT_EXECUTABLE"), "base64 of an MZ/PE header");
-	cr_assert_not(hits(r, zip, "MICROSOFT_EXECUTABLE"));
-	cr_assert(hits(r, uue, "MICROSOFT_EXECUTABLE"), "uuencoded in a text part");
-	cr_assert_not(hits(r, disposition, "MICROSOFT_EXECUTABLE"),
+	cr_assert(unit_rules_hits(r, named, "MICROSOFT_EXECUTABLE"), "an .exe name, any case");
+	cr_assert(unit_rules_hits(r, mz, "MICROSOFT_EXECUTABLE"), "base64 of an MZ/PE header");
+	cr_assert_not(unit_rules_hits(r, zip, "MICROSOFT_EXECUTABLE"));
+	cr_assert(unit_rules_hits(r, uue, "MICROSOFT_EXECUTABLE"), "uuencoded in a text part");
+	cr_assert_not(unit_rules_hits(r, disposition, "MICROSOFT_EXECUTABLE"),
 	              "SpamAssassin reads the name from Content-Type only");
 	rules_free(r);
 }
@@ -2786,13 +2859,15 @@ Test(rules_eval, suspect_name_extension_against_content_type)
 	const char *xls =
 	    MP_HEAD "Content-Type: application/vnd.ms-excel; name=\"a.xls\"\n\nAAAA\n--b--\n";
 	const char *html = MP_HEAD "Content-Type: application/pdf; name=\"a.htm\"\n\nAAAA\n--b--\n";
-	cr_assert(hits(r, gif_as_exe, "MIME_SUSPECT_NAME"));
-	cr_assert_not(hits(r, gif, "MIME_SUSPECT_NAME"));
-	cr_assert(hits(r, exe_as_image, "MIME_SUSPECT_NAME"), "the last extension counts");
-	cr_assert_not(hits(r, octet, "MIME_SUSPECT_NAME"), "octet-stream fits any name");
-	cr_assert_not(hits(r, doc, "MIME_SUSPECT_NAME"));
-	cr_assert_not(hits(r, xls, "MIME_SUSPECT_NAME"), "vnd. is dropped: application/ms-excel");
-	cr_assert(hits(r, html, "MIME_SUSPECT_NAME"));
+	cr_assert(unit_rules_hits(r, gif_as_exe, "MIME_SUSPECT_NAME"));
+	cr_assert_not(unit_rules_hits(r, gif, "MIME_SUSPECT_NAME"));
+	cr_assert(unit_rules_hits(r, exe_as_image, "MIME_SUSPECT_NAME"),
+	          "the last extension counts");
+	cr_assert_not(unit_rules_hits(r, octet, "MIME_SUSPECT_NAME"), "octet-stream fits any name");
+	cr_assert_not(unit_rules_hits(r, doc, "MIME_SUSPECT_NAME"));
+	cr_assert_not(unit_rules_hits(r, xls, "MIME_SUSPECT_NAME"),
+	              "vnd. is dropped: application/ms-excel");
+	cr_assert(unit_rules_hits(r, html, "MIME_SUSPECT_NAME"));
 	rules_free(r);
 }
 
@@ -2822,14 +2897,14 @@ Test(rules_eval, bounce_relays_found_in_a_quoted_received_field)
 	    "From: me@example.com\n\nhello\n--b--\n";
 	const char *foreign = "From: MAILER-DAEMON@mx.example.net\nSubject: failure\n\n"
 	                      "Received: by mail.example.org (Postfix)\n";
-	cr_assert(hits(r, in_text, "MY_SERVERS"));
-	cr_assert(hits(r, in_text, "OLD"));
-	cr_assert(hits(r, attached, "MY_SERVERS"),
+	cr_assert(unit_rules_hits(r, in_text, "MY_SERVERS"));
+	cr_assert(unit_rules_hits(r, in_text, "OLD"));
+	cr_assert(unit_rules_hits(r, attached, "MY_SERVERS"),
 	          "a folded Received field of the bounced message");
-	cr_assert_not(hits(r, foreign, "MY_SERVERS"));
-	cr_assert(hits(r, foreign, "HAVE_RELAYS"));
-	cr_assert_not(hits(none, in_text, "MY_SERVERS"), "no relays listed");
-	cr_assert_not(hits(none, in_text, "HAVE_RELAYS"));
+	cr_assert_not(unit_rules_hits(r, foreign, "MY_SERVERS"));
+	cr_assert(unit_rules_hits(r, foreign, "HAVE_RELAYS"));
+	cr_assert_not(unit_rules_hits(none, in_text, "MY_SERVERS"), "no relays listed");
+	cr_assert_not(unit_rules_hits(none, in_text, "HAVE_RELAYS"));
 	rules_free(r);
 	rules_free(none);
 }
@@ -2871,43 +2946,43 @@ Test(rules_eval, image_info_reads_gif_png_and_jpeg_headers)
 	rules_t *r = load(image_rules);
 	char m[4096];
 	one_part(m, sizeof(m), "hello", "image/gif", "image001.gif", "base64", gif_800x600);
-	cr_assert(hits(r, m, "GIF1"));
-	cr_assert_not(hits(r, m, "ALL2"));
-	cr_assert(hits(r, m, "GIF_SIZE"), "height then width");
-	cr_assert_not(hits(r, m, "GIF_SIZE_SWAPPED"));
-	cr_assert(hits(r, m, "COVER"), "800 x 600 = 480000 pixels");
-	cr_assert_not(hits(r, m, "COVER_GIF"));
-	cr_assert(hits(r, m, "NAMED"));
-	cr_assert(hits(r, m, "NAMED_RE"));
-	cr_assert(hits(r, m, "RATIO"), "a short text beside a large image");
+	cr_assert(unit_rules_hits(r, m, "GIF1"));
+	cr_assert_not(unit_rules_hits(r, m, "ALL2"));
+	cr_assert(unit_rules_hits(r, m, "GIF_SIZE"), "height then width");
+	cr_assert_not(unit_rules_hits(r, m, "GIF_SIZE_SWAPPED"));
+	cr_assert(unit_rules_hits(r, m, "COVER"), "800 x 600 = 480000 pixels");
+	cr_assert_not(unit_rules_hits(r, m, "COVER_GIF"));
+	cr_assert(unit_rules_hits(r, m, "NAMED"));
+	cr_assert(unit_rules_hits(r, m, "NAMED_RE"));
+	cr_assert(unit_rules_hits(r, m, "RATIO"), "a short text beside a large image");
 	one_part(m, sizeof(m), "hello", "image/gif", "other.gif", "base64", gif_800x600);
-	cr_assert_not(hits(r, m, "NAMED"));
-	cr_assert_not(hits(r, m, "NAMED_RE"));
+	cr_assert_not(unit_rules_hits(r, m, "NAMED"));
+	cr_assert_not(unit_rules_hits(r, m, "NAMED_RE"));
 	one_part(m, sizeof(m), "hello", "image/png", "a.png", "base64", png_264x127);
-	cr_assert(hits(r, m, "PNG_SIZE"));
-	cr_assert_not(hits(r, m, "GIF1"));
-	cr_assert(hits(r, m, "RATIO"), "8 characters for 33528 pixels");
+	cr_assert(unit_rules_hits(r, m, "PNG_SIZE"));
+	cr_assert_not(unit_rules_hits(r, m, "GIF1"));
+	cr_assert(unit_rules_hits(r, m, "RATIO"), "8 characters for 33528 pixels");
 	char text[301];
 	memset(text, 'w', 300);
 	text[300] = '\0';
 	one_part(m, sizeof(m), text, "image/png", "a.png", "base64", png_264x127);
-	cr_assert_not(hits(r, m, "RATIO"), "over 0.008 characters a pixel");
+	cr_assert_not(unit_rules_hits(r, m, "RATIO"), "over 0.008 characters a pixel");
 	one_part(m, sizeof(m), "hello", "image/jpeg", "a.jpg", "base64", jpeg_1024x768);
-	cr_assert(hits(r, m, "JPEG_RANGE"));
-	cr_assert_not(hits(r, m, "JPEG_MIN"), "768 is under the minimum height");
+	cr_assert(unit_rules_hits(r, m, "JPEG_RANGE"));
+	cr_assert_not(unit_rules_hits(r, m, "JPEG_MIN"), "768 is under the minimum height");
 	/* SpamAssassin reads only base64 images */
 	one_part(m, sizeof(m), "hello", "image/gif", "image001.gif", "7bit", "GIF89a");
-	cr_assert_not(hits(r, m, "GIF1"));
-	cr_assert_not(hits(r, "Subject: s\n\nno images\n", "GIF1"));
+	cr_assert_not(unit_rules_hits(r, m, "GIF1"));
+	cr_assert_not(unit_rules_hits(r, "Subject: s\n\nno images\n", "GIF1"));
 	snprintf(m, sizeof(m),
 	         "Subject: s\nContent-Type: multipart/mixed; boundary=\"B\"\n\n"
 	         "--B\nContent-Type: image/gif\nContent-Transfer-Encoding: base64\n\n%s\n"
 	         "--B\nContent-Type: image/png\nContent-Transfer-Encoding: base64\n\n%s\n--B--\n",
 	         gif_800x600, png_264x127);
-	cr_assert(hits(r, m, "ALL2"));
-	cr_assert(hits(r, m, "GIF1"));
-	cr_assert(hits(r, m, "PNG_SIZE"));
-	cr_assert_not(hits(r, m, "COVER"), "480000 + 33528 pixels is over the maximum");
+	cr_assert(unit_rules_hits(r, m, "ALL2"));
+	cr_assert(unit_rules_hits(r, m, "GIF1"));
+	cr_assert(unit_rules_hits(r, m, "PNG_SIZE"));
+	cr_assert_not(unit_rules_hits(r, m, "COVER"), "480000 + 33528 pixels is over the maximum");
 	rules_free(r);
 }
 
@@ -2929,14 +3004,14 @@ Test(rules_eval, image_info_survives_malformed_images)
 	char m[4096];
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		one_part(m, sizeof(m), "hello", bad[i].ct, "image001.gif", "base64", bad[i].data);
-		cr_assert_not(hits(r, m, "COVER"), "case %zu", i);
-		cr_assert_not(hits(r, m, "JPEG_RANGE"), "case %zu", i);
-		cr_assert_not(hits(r, m, "NAMED"), "case %zu: a name counts once the size is read",
-		              i);
-		cr_assert_not(hits(r, m, "RATIO"), "case %zu", i);
+		cr_assert_not(unit_rules_hits(r, m, "COVER"), "case %zu", i);
+		cr_assert_not(unit_rules_hits(r, m, "JPEG_RANGE"), "case %zu", i);
+		cr_assert_not(unit_rules_hits(r, m, "NAMED"),
+		              "case %zu: a name counts once the size is read", i);
+		cr_assert_not(unit_rules_hits(r, m, "RATIO"), "case %zu", i);
 	}
 	one_part(m, sizeof(m), "hello", "image/gif", "a.gif", "base64", "R0lGODlhIA==");
-	cr_assert(hits(r, m, "GIF1"), "a GIF without a size is still a GIF");
+	cr_assert(unit_rules_hits(r, m, "GIF1"), "a GIF without a size is still a GIF");
 	rules_free(r);
 }
 
@@ -2989,32 +3064,33 @@ Test(rules_eval, pdf_info_counts_names_and_sizes)
 	char data[2048], m[4096];
 	b64(data, sizeof(data), pdf_doc);
 	one_part(m, sizeof(m), "", "application/pdf", "mytest.pdf", "base64", data);
-	cr_assert(hits(r, m, "PDF1"));
-	cr_assert_not(hits(r, m, "PDF2"));
-	cr_assert(hits(r, m, "PDF_IMG2"), "one image per form");
-	cr_assert(hits(r, m, "PDF_COVER"), "400*150 + 200*100 = 80000");
-	cr_assert(hits(r, m, "PDF_EXACT"));
-	cr_assert(hits(r, m, "PDF_TOTAL"), "the summed heights and widths count too");
-	cr_assert(hits(r, m, "PDF_RANGE"), "150 x 400; the sum, 250 x 600, is over the maximum");
-	cr_assert(hits(r, m, "PDF_NAMED"));
-	cr_assert_not(hits(r, m, "PDF_ENC"));
-	cr_assert(hits(r, m, "PDF_EMPTY"), "no text beside the PDF");
+	cr_assert(unit_rules_hits(r, m, "PDF1"));
+	cr_assert_not(unit_rules_hits(r, m, "PDF2"));
+	cr_assert(unit_rules_hits(r, m, "PDF_IMG2"), "one image per form");
+	cr_assert(unit_rules_hits(r, m, "PDF_COVER"), "400*150 + 200*100 = 80000");
+	cr_assert(unit_rules_hits(r, m, "PDF_EXACT"));
+	cr_assert(unit_rules_hits(r, m, "PDF_TOTAL"), "the summed heights and widths count too");
+	cr_assert(unit_rules_hits(r, m, "PDF_RANGE"),
+	          "150 x 400; the sum, 250 x 600, is over the maximum");
+	cr_assert(unit_rules_hits(r, m, "PDF_NAMED"));
+	cr_assert_not(unit_rules_hits(r, m, "PDF_ENC"));
+	cr_assert(unit_rules_hits(r, m, "PDF_EMPTY"), "no text beside the PDF");
 	one_part(m, sizeof(m), "read the attached file please", "application/pdf", "mytest.pdf",
 	         "base64", data);
-	cr_assert_not(hits(r, m, "PDF_EMPTY"));
-	cr_assert(hits(r, m, "PDF_RATIO"), "29 characters for 80000 pixels");
+	cr_assert_not(unit_rules_hits(r, m, "PDF_EMPTY"));
+	cr_assert(unit_rules_hits(r, m, "PDF_RATIO"), "29 characters for 80000 pixels");
 	/* octet-stream counts only under a .pdf (or .fdf) name */
 	one_part(m, sizeof(m), "x", "application/octet-stream", "MyTest.PDF", "base64", data);
-	cr_assert(hits(r, m, "PDF1"));
-	cr_assert_not(hits(r, m, "PDF_NAMED"), "names compare exactly");
+	cr_assert(unit_rules_hits(r, m, "PDF1"));
+	cr_assert_not(unit_rules_hits(r, m, "PDF_NAMED"), "names compare exactly");
 	one_part(m, sizeof(m), "x", "application/octet-stream", "mytest.bin", "base64", data);
-	cr_assert_not(hits(r, m, "PDF1"));
+	cr_assert_not(unit_rules_hits(r, m, "PDF1"));
 	b64(data, sizeof(data), "%PDF-1.6\n/Encrypt 5 0 R\n%%EOF\n");
 	one_part(m, sizeof(m), "x", "application/pdf", "e.pdf", "base64", data);
-	cr_assert(hits(r, m, "PDF_ENC"));
-	cr_assert_not(hits(r, m, "PDF_IMG2"));
-	cr_assert_not(hits(r, m, "PDF_COVER"), "no image, no coverage");
-	cr_assert_not(hits(r, m, "PDF_RANGE"));
+	cr_assert(unit_rules_hits(r, m, "PDF_ENC"));
+	cr_assert_not(unit_rules_hits(r, m, "PDF_IMG2"));
+	cr_assert_not(unit_rules_hits(r, m, "PDF_COVER"), "no image, no coverage");
+	cr_assert_not(unit_rules_hits(r, m, "PDF_RANGE"));
 	rules_free(r);
 }
 
@@ -3041,19 +3117,21 @@ Test(rules_eval, pdf_match_md5_and_fuzzy_md5)
 	char data[2048], m[4096];
 	b64(data, sizeof(data), doc);
 	one_part(m, sizeof(m), "see attached", "application/pdf", "t.pdf", "base64", data);
-	cr_assert(hits(r, m, "P_MD5"), "the data's digest, given in lower case");
-	cr_assert_not(hits(r, m, "P_MD5_NO"));
-	cr_assert(hits(r, m, "P_FUZZY1"), "the first lines' digest");
-	cr_assert(hits(r, m, "P_FUZZY2"), "the tag layout's digest");
-	cr_assert_not(hits(r, m, "P_FUZZY_NO"), "the data's digest is not a fuzzy one");
-	cr_assert(hits(r, m, "P_SIZE"), "a cm line ended by CR gives its size in the first lines");
+	cr_assert(unit_rules_hits(r, m, "P_MD5"), "the data's digest, given in lower case");
+	cr_assert_not(unit_rules_hits(r, m, "P_MD5_NO"));
+	cr_assert(unit_rules_hits(r, m, "P_FUZZY1"), "the first lines' digest");
+	cr_assert(unit_rules_hits(r, m, "P_FUZZY2"), "the tag layout's digest");
+	cr_assert_not(unit_rules_hits(r, m, "P_FUZZY_NO"), "the data's digest is not a fuzzy one");
+	cr_assert(unit_rules_hits(r, m, "P_SIZE"),
+	          "a cm line ended by CR gives its size in the first lines");
 	/* the same document as text/plain is no PDF: no digest */
 	one_part(m, sizeof(m), "see attached", "text/plain", "t.txt", "base64", data);
-	cr_assert_not(hits(r, m, "P_MD5"));
+	cr_assert_not(unit_rules_hits(r, m, "P_MD5"));
 	rules_free(r);
 	diag_t *d = diag_new();
 	cr_assert_null(rules_load_text("bad.cf", "body A eval:pdf_match_md5('C359F8F89B')\n", NULL, d));
-	cr_assert(diag_has(d, "bad.cf:1: body rule A: eval:pdf_match_md5: expected an MD5 digest"));
+	cr_assert(
+	    unit_diag_has(d, "bad.cf:1: body rule A: eval:pdf_match_md5: expected an MD5 digest"));
 	diag_free(d);
 }
 
@@ -3089,14 +3167,14 @@ Test(rules_eval, pdf_details_and_names_match_regexes)
 	const char *hit[] = {"GMD_PRODUCER_GPL", "D_CREATED", "D_MOD",    "D_TITLE",
 	                     "D_CREATOR",        "D_AUTHOR",  "D_TITLE2", "N_RE"};
 	for (size_t i = 0; i < sizeof(hit) / sizeof(hit[0]); i++)
-		cr_assert(hits(r, m, hit[i]), "%s should hit", hit[i]);
-	cr_assert_not(hits(r, m, "D_AUTHOR_NO"));
-	cr_assert_not(hits(r, m, "N_RE_NO"));
+		cr_assert(unit_rules_hits(r, m, hit[i]), "%s should hit", hit[i]);
+	cr_assert_not(unit_rules_hits(r, m, "D_AUTHOR_NO"));
+	cr_assert_not(unit_rules_hits(r, m, "N_RE_NO"));
 	/* not a PDF (no magic): nothing is read from it */
 	b64(data, sizeof(data), doc + 9);
 	one_part(m, sizeof(m), "x", "application/pdf", "mytest.pdf", "base64", data);
-	cr_assert_not(hits(r, m, "GMD_PRODUCER_GPL"));
-	cr_assert_not(hits(r, m, "N_RE"));
+	cr_assert_not(unit_rules_hits(r, m, "GMD_PRODUCER_GPL"));
+	cr_assert_not(unit_rules_hits(r, m, "N_RE"));
 	rules_free(r);
 	diag_t *d = diag_new();
 	cr_assert_null(rules_load_text("bad.cf",
@@ -3121,22 +3199,22 @@ Test(rules_eval, pdf_info_ignores_what_is_not_a_pdf)
 	/* no magic: counted as a PDF part (SpamAssassin does), nothing read from it */
 	b64(data, sizeof(data), "not a pdf\n/Encrypt\n/Image\n200 0 0 100 0 0 cm\n");
 	one_part(m, sizeof(m), "x", "application/pdf", "mytest.pdf", "base64", data);
-	cr_assert(hits(r, m, "PDF1"));
-	cr_assert_not(hits(r, m, "PDF_ENC"));
-	cr_assert_not(hits(r, m, "PDF_NAMED"));
-	cr_assert_not(hits(r, m, "PDF_COVER"));
+	cr_assert(unit_rules_hits(r, m, "PDF1"));
+	cr_assert_not(unit_rules_hits(r, m, "PDF_ENC"));
+	cr_assert_not(unit_rules_hits(r, m, "PDF_NAMED"));
+	cr_assert_not(unit_rules_hits(r, m, "PDF_COVER"));
 	/* /Width and /Height on lines of their own give no size, as in SpamAssassin */
 	b64(data, sizeof(data), "%PDF-1.4\n/Image\n/Width 400\n/Height 150\n/Width /Height 3\n");
 	one_part(m, sizeof(m), "x", "application/pdf", "a.pdf", "base64", data);
-	cr_assert_not(hits(r, m, "PDF_EXACT"));
+	cr_assert_not(unit_rules_hits(r, m, "PDF_EXACT"));
 	/* huge numbers, a cut line, binary bytes: no crash, no hit */
 	b64(data, sizeof(data),
 	    "%PDF-1.4\n/Image/Width 99999999999999999999999/Height 9\n"
 	    "1 2 3 4 5 6 c\n\x01\x02/Image /Width 1\n/Width");
 	one_part(m, sizeof(m), "x", "application/pdf", "a.pdf", "base64", data);
-	cr_assert_not(hits(r, m, "PDF_EXACT"));
-	cr_assert(hits(r, m, "PDF1"));
-	cr_assert_not(hits(r, "Subject: s\n\nno pdf\n", "PDF_EMPTY"));
+	cr_assert_not(unit_rules_hits(r, m, "PDF_EXACT"));
+	cr_assert(unit_rules_hits(r, m, "PDF1"));
+	cr_assert_not(unit_rules_hits(r, "Subject: s\n\nno pdf\n", "PDF_EMPTY"));
 	rules_free(r);
 }
 
@@ -3166,8 +3244,9 @@ Test(rules_eval, image_info_reads_every_cut_of_an_image_within_bounds)
 			one_part(m, sizeof(m), "hello", img[i].ct, "image001.gif", "base64", data);
 			/* a size is read only once the header holds it whole */
 			bool whole = len >= (i == 0 ? 10 : i == 1 ? 24 : 29);
-			cr_assert_eq(hits(r, m, "COVER") || hits(r, m, "PNG_SIZE") ||
-			                 hits(r, m, "JPEG_RANGE"),
+			cr_assert_eq(unit_rules_hits(r, m, "COVER") ||
+			                 unit_rules_hits(r, m, "PNG_SIZE") ||
+			                 unit_rules_hits(r, m, "JPEG_RANGE"),
 			             whole, "image %zu cut at %zu", i, len);
 		}
 	rules_free(r);
@@ -3227,22 +3306,22 @@ Test(rules_eval, short_url_from_the_url_shortener_lists)
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		shorturl_msg(m, sizeof(m), cases[i].link);
-		cr_assert_eq(hits(r, m, "SHORT"), cases[i].hit, "%s", cases[i].link);
+		cr_assert_eq(unit_rules_hits(r, m, "SHORT"), cases[i].hit, "%s", cases[i].link);
 	}
 	rules_free(r);
 	/* without rules_all_plugins: the stock fallback, as SpamAssassin's default */
 	r = load(shorturl_rules);
 	cr_assert_lt(rules_find(r, "SHORT"), 0);
 	shorturl_msg(m, sizeof(m), "https://bit.ly/3xYz");
-	cr_assert(hits(r, m, "SHORT_RE"));
+	cr_assert(unit_rules_hits(r, m, "SHORT_RE"));
 	rules_free(r);
 	/* clear_url_shortener alone empties the lists; a bad domain fails at file:line */
 	r = load_o("body SHORT eval:short_url()\nurl_shortener bit.ly\nclear_url_shortener\n", &o);
 	shorturl_msg(m, sizeof(m), "https://bit.ly/3xYz");
-	cr_assert_not(hits(r, m, "SHORT"));
+	cr_assert_not(unit_rules_hits(r, m, "SHORT"));
 	rules_free(r);
 	diag_t *d = diag_new();
 	cr_assert_null(rules_load_text("t.cf", "url_shortener bit.ly\nurl_shortener a/b\n", &o, d));
-	cr_assert(diag_has(d, "t.cf:2: url_shortener: expected domain names"));
+	cr_assert(unit_diag_has(d, "t.cf:2: url_shortener: expected domain names"));
 	diag_free(d);
 }

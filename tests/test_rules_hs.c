@@ -26,6 +26,7 @@
 #include "rules.h"
 #include "rules_runs.h"
 #include "rules_int.h"
+#include "unit_util.h"
 
 static const mime_limits_t limits = {.max_depth = 20, .max_parts = 500, .max_text_bytes = 4u << 20};
 
@@ -597,9 +598,7 @@ Test(rules_hs, a_counted_group_runs_only_where_its_part_repeats)
 
 static char *tmpdir(void)
 {
-	char *d = strdup("/tmp/sift-test-hs-XXXXXX");
-	cr_assert_not_null(mkdtemp(d));
-	return d;
+	return unit_mkdtemp_dup("sift-test-hs");
 }
 
 /* The one cache file in dir (malloc'd path), or NULL; *count says how many. */

@@ -15,17 +15,18 @@
 #include "rules_fit.h"
 #include "rules_qa.h"
 #include "scan.h"
+#include "unit_util.h"
 
-static char state_dir[] = "/tmp/sift-test-qa-XXXXXX";
+static char state_dir[UNIT_DIR_MAX];
 
 static void setup(void)
 {
-	cr_assert_not_null(mkdtemp(state_dir));
+	unit_mkdtemp(state_dir, sizeof(state_dir), "sift-test-qa");
 }
 
 static void teardown(void)
 {
-	char cmd[128];
+	char cmd[UNIT_PATH_MAX + 16];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", state_dir);
 	cr_assert_eq(system(cmd), 0);
 }
@@ -93,9 +94,8 @@ Test(rules_qa, manifest_selects_folds_and_groups_and_refuses_bad_lines)
 	cr_assert(!s->msg[0].spam);
 	rules_qa_set_free(s);
 
-	char bad[] = "/tmp/sift-test-qa-manifest-XXXXXX";
-	int fd = mkstemp(bad);
-	cr_assert_geq(fd, 0);
+	char bad[UNIT_DIR_MAX];
+	int fd = unit_mkstemps(bad, sizeof(bad), "sift-test-qa-manifest", "");
 	FILE *fp = fdopen(fd, "w");
 	fprintf(fp, "path\tlabel\tgroup\tbytes\tmd5\tfold\na.eml\tmaybe\tg\t1\tx\t0\n");
 	fclose(fp);

@@ -15,6 +15,8 @@
 #include "mime.h"
 #include "msg.h"
 #include "rules.h"
+#define SIFT_UNIT_RULES
+#include "unit_util.h"
 
 /*
  * Profiles of English, German and French: the 60 most frequent n-grams of
@@ -71,14 +73,13 @@ static const char russian[] =
 	"body UNWANTED_LANGUAGE_BODY eval:check_language()\n"                                      \
 	"body BODY_8BITS eval:check_body_8bits()\n"
 
-static char dir[64];
+static char dir[UNIT_DIR_MAX];
 
 /* A rules directory: t.cf holding text, and the profiles as "languages" when with_profiles. */
 static void make_dir(const char *text, bool with_profiles)
 {
-	snprintf(dir, sizeof(dir), "/tmp/test_textcat.XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
-	char path[128];
+	unit_mkdtemp(dir, sizeof(dir), "test_textcat");
+	char path[UNIT_PATH_MAX];
 	snprintf(path, sizeof(path), "%s/t.cf", dir);
 	FILE *fp = fopen(path, "w");
 	cr_assert_not_null(fp);
@@ -96,7 +97,7 @@ static void make_dir(const char *text, bool with_profiles)
 
 static void remove_dir(void)
 {
-	char path[128];
+	char path[UNIT_PATH_MAX];
 	snprintf(path, sizeof(path), "%s/t.cf", dir);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/languages", dir);
@@ -127,63 +128,45 @@ static rules_t *load(const char *text)
 	return r;
 }
 
-static bool hits(rules_t *r, const char *raw, const char *name)
-{
-	msg_t *m = msg_new(1 << 20);
-	msg_parse_raw(m, raw, strlen(raw));
-	mime_t *mi = mime_parse(m, NULL);
-	hits_t *h = hits_new(msg_arena(m));
-	rules_eval(r, m, mi, h, 0);
-	bool v = hits_has(h, name);
-	msg_free(m);
-	return v;
-}
-
-static bool diag_has(const diag_t *d, const char *text)
-{
-	for (size_t i = 0; i < diag_count(d); i++)
-		if (strstr(diag_text(d, i), text) != NULL)
-			return true;
-	return false;
-}
-
 /* ---------------------------------------------------------------- check_language */
 
 Test(rules_textcat, a_body_in_an_ok_language_does_not_hit)
 {
 	rules_t *r = load(RULES "ok_languages en\n");
-	cr_assert_not(hits(r, english, "UNWANTED_LANGUAGE_BODY"));
+	cr_assert_not(unit_rules_hits(r, english, "UNWANTED_LANGUAGE_BODY"));
 	rules_free(r);
 }
 
 Test(rules_textcat, a_body_in_another_language_hits)
 {
 	rules_t *r = load(RULES "ok_languages en\n");
-	cr_assert(hits(r, german, "UNWANTED_LANGUAGE_BODY"), "German");
-	cr_assert(hits(r, french, "UNWANTED_LANGUAGE_BODY"), "French");
+	cr_assert(unit_rules_hits(r, german, "UNWANTED_LANGUAGE_BODY"), "German");
+	cr_assert(unit_rules_hits(r, french, "UNWANTED_LANGUAGE_BODY"), "French");
 	rules_free(r);
 	r = load(RULES "ok_languages de\n");
-	cr_assert(hits(r, english, "UNWANTED_LANGUAGE_BODY"), "English when only German is ok");
-	cr_assert_not(hits(r, german, "UNWANTED_LANGUAGE_BODY"));
+	cr_assert(unit_rules_hits(r, english, "UNWANTED_LANGUAGE_BODY"),
+	          "English when only German is ok");
+	cr_assert_not(unit_rules_hits(r, german, "UNWANTED_LANGUAGE_BODY"));
 	rules_free(r);
 }
 
 Test(rules_textcat, any_ok_language_of_several_will_do_and_the_last_line_wins)
 {
 	rules_t *r = load(RULES "ok_languages de\nok_languages en fr\n");
-	cr_assert_not(hits(r, english, "UNWANTED_LANGUAGE_BODY"));
-	cr_assert_not(hits(r, french, "UNWANTED_LANGUAGE_BODY"));
-	cr_assert(hits(r, german, "UNWANTED_LANGUAGE_BODY"));
+	cr_assert_not(unit_rules_hits(r, english, "UNWANTED_LANGUAGE_BODY"));
+	cr_assert_not(unit_rules_hits(r, french, "UNWANTED_LANGUAGE_BODY"));
+	cr_assert(unit_rules_hits(r, german, "UNWANTED_LANGUAGE_BODY"));
 	rules_free(r);
 }
 
 Test(rules_textcat, all_languages_ok_never_hits_and_reads_no_profiles)
 {
 	rules_t *r = load(RULES);
-	cr_assert_not(hits(r, german, "UNWANTED_LANGUAGE_BODY"), "default: all");
+	cr_assert_not(unit_rules_hits(r, german, "UNWANTED_LANGUAGE_BODY"), "default: all");
 	rules_free(r);
 	r = load(RULES "ok_languages en all\n");
-	cr_assert_not(hits(r, german, "UNWANTED_LANGUAGE_BODY"), "all anywhere in the list");
+	cr_assert_not(unit_rules_hits(r, german, "UNWANTED_LANGUAGE_BODY"),
+	              "all anywhere in the list");
 	rules_free(r);
 	/* with every language ok there is nothing to guess: a missing file is no matter */
 	diag_t *d = diag_new();
@@ -197,10 +180,11 @@ Test(rules_textcat, all_languages_ok_never_hits_and_reads_no_profiles)
 Test(rules_textcat, short_text_is_not_guessed)
 {
 	rules_t *r = load(RULES "ok_languages en\n");
-	cr_assert_not(hits(r,
-	                   "Subject: kurz\n\nDas ist nur ein sehr kurzer Text auf Deutsch, "
-	                   "viel zu kurz, um die Sprache sicher zu erkennen.\n",
-	                   "UNWANTED_LANGUAGE_BODY"));
+	cr_assert_not(
+	    unit_rules_hits(r,
+	                    "Subject: kurz\n\nDas ist nur ein sehr kurzer Text auf Deutsch, "
+	                    "viel zu kurz, um die Sprache sicher zu erkennen.\n",
+	                    "UNWANTED_LANGUAGE_BODY"));
 	rules_free(r);
 }
 
@@ -209,9 +193,10 @@ Test(rules_textcat, a_missing_languages_file_warns_at_load_and_never_hits)
 	diag_t *d = diag_new();
 	rules_t *r = load_dir(RULES "ok_languages en\n", false, d);
 	cr_assert_not_null(r, "a warning, not an error");
-	cr_assert(diag_has(d, "t.cf:1: warning: rule UNWANTED_LANGUAGE_BODY: no languages file"));
+	cr_assert(
+	    unit_diag_has(d, "t.cf:1: warning: rule UNWANTED_LANGUAGE_BODY: no languages file"));
 	cr_assert_eq(diag_warnings(d), 1);
-	cr_assert_not(hits(r, german, "UNWANTED_LANGUAGE_BODY"));
+	cr_assert_not(unit_rules_hits(r, german, "UNWANTED_LANGUAGE_BODY"));
 	rules_free(r);
 	diag_free(d);
 }
@@ -221,8 +206,8 @@ Test(rules_textcat, an_ok_language_without_a_profile_warns)
 	diag_t *d = diag_new();
 	rules_t *r = load_dir(RULES "ok_languages en it\n", true, d);
 	cr_assert_not_null(r);
-	cr_assert(diag_has(d, "t.cf:3: warning: ok_languages:"));
-	cr_assert(diag_has(d, "no profile for 'it'"));
+	cr_assert(unit_diag_has(d, "t.cf:3: warning: ok_languages:"));
+	cr_assert(unit_diag_has(d, "no profile for 'it'"));
 	rules_free(r);
 	diag_free(d);
 }
@@ -230,15 +215,15 @@ Test(rules_textcat, an_ok_language_without_a_profile_warns)
 Test(rules_textcat, inactive_languages_are_not_compared_unless_ok)
 {
 	rules_t *r = load(RULES "ok_languages fr\n");
-	cr_assert(hits(r, german, "UNWANTED_LANGUAGE_BODY"), "German is German");
+	cr_assert(unit_rules_hits(r, german, "UNWANTED_LANGUAGE_BODY"), "German is German");
 	rules_free(r);
 	/* German and English not compared: French is all that is left, and ok */
 	r = load(RULES "ok_languages fr\ninactive_languages de en\n");
-	cr_assert_not(hits(r, german, "UNWANTED_LANGUAGE_BODY"));
+	cr_assert_not(unit_rules_hits(r, german, "UNWANTED_LANGUAGE_BODY"));
 	rules_free(r);
 	/* listed as inactive but ok: compared after all */
 	r = load(RULES "ok_languages de\ninactive_languages de\n");
-	cr_assert_not(hits(r, german, "UNWANTED_LANGUAGE_BODY"), "de is ok: compared");
+	cr_assert_not(unit_rules_hits(r, german, "UNWANTED_LANGUAGE_BODY"), "de is ok: compared");
 	rules_free(r);
 }
 
@@ -246,10 +231,11 @@ Test(rules_textcat, too_many_languages_alike_is_no_guess)
 {
 	/* an acceptable score of 100 takes every language: three guesses */
 	rules_t *r = load(RULES "ok_languages it\ntextcat_acceptable_score 100\n");
-	cr_assert(hits(r, german, "UNWANTED_LANGUAGE_BODY"), "three guesses, none ok");
+	cr_assert(unit_rules_hits(r, german, "UNWANTED_LANGUAGE_BODY"), "three guesses, none ok");
 	rules_free(r);
 	r = load(RULES "ok_languages it\ntextcat_acceptable_score 100\ntextcat_max_languages 2\n");
-	cr_assert_not(hits(r, german, "UNWANTED_LANGUAGE_BODY"), "more than two: unknown");
+	cr_assert_not(unit_rules_hits(r, german, "UNWANTED_LANGUAGE_BODY"),
+	              "more than two: unknown");
 	rules_free(r);
 }
 
@@ -257,8 +243,8 @@ Test(rules_textcat, fewer_ngrams_still_guess)
 {
 	rules_t *r =
 	    load(RULES "ok_languages en\ntextcat_max_ngrams 50\ntextcat_optimal_ngrams 1\n");
-	cr_assert(hits(r, german, "UNWANTED_LANGUAGE_BODY"));
-	cr_assert_not(hits(r, english, "UNWANTED_LANGUAGE_BODY"));
+	cr_assert(unit_rules_hits(r, german, "UNWANTED_LANGUAGE_BODY"));
+	cr_assert_not(unit_rules_hits(r, english, "UNWANTED_LANGUAGE_BODY"));
 	rules_free(r);
 }
 
@@ -266,16 +252,16 @@ Test(rules_textcat, links_and_addresses_do_not_count_as_text)
 {
 	/* an English text padded out with links and addresses is still too short */
 	rules_t *r = load(RULES "ok_languages de\n");
-	cr_assert_not(
-	    hits(r,
-	         "Subject: links\n\nPlease see the page and write to us:\n"
-	         "https://www.example.com/"
-	         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
-	         "someone.with.a.long.name@example.com another.long.name@example.org\n"
-	         "www.example.net/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\n"
-	         "Thank you for the help with the garden.\n",
-	         "UNWANTED_LANGUAGE_BODY"));
+	cr_assert_not(unit_rules_hits(
+	    r,
+	    "Subject: links\n\nPlease see the page and write to us:\n"
+	    "https://www.example.com/"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
+	    "someone.with.a.long.name@example.com another.long.name@example.org\n"
+	    "www.example.net/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\n"
+	    "Thank you for the help with the garden.\n",
+	    "UNWANTED_LANGUAGE_BODY"));
 	rules_free(r);
 }
 
@@ -291,9 +277,9 @@ static void load_fails_with(const char *text, const char *where, const char *wha
 	cr_assert_null(r, "%s loaded", text);
 	char want[256];
 	snprintf(want, sizeof(want), "t.cf:%s: %s", where, what);
-	if (!diag_has(d, want))
+	if (!unit_diag_has(d, want))
 		diag_print(d, stderr, 1);
-	cr_assert(diag_has(d, want), "expected '%s'", want);
+	cr_assert(unit_diag_has(d, want), "expected '%s'", want);
 	diag_free(d);
 }
 
@@ -343,7 +329,7 @@ Test(rules_textcat, the_textcat_plugin_block_is_read)
 	                      true, d);
 	cr_assert_not_null(r);
 	cr_assert_eq(diag_warnings(d), 0);
-	cr_assert(hits(r, french, "UNWANTED_LANGUAGE_BODY"));
+	cr_assert(unit_rules_hits(r, french, "UNWANTED_LANGUAGE_BODY"));
 	rules_free(r);
 	diag_free(d);
 }
@@ -353,25 +339,26 @@ Test(rules_textcat, the_textcat_plugin_block_is_read)
 Test(rules_textcat, body_8bits_hits_on_eight_8bit_bytes_in_a_row)
 {
 	rules_t *r = load(RULES "ok_languages en\n");
-	cr_assert(hits(r, russian, "BODY_8BITS"));
-	cr_assert_not(hits(r, english, "BODY_8BITS"), "ASCII");
-	cr_assert_not(hits(r, german, "BODY_8BITS"), "umlauts one at a time");
+	cr_assert(unit_rules_hits(r, russian, "BODY_8BITS"));
+	cr_assert_not(unit_rules_hits(r, english, "BODY_8BITS"), "ASCII");
+	cr_assert_not(unit_rules_hits(r, german, "BODY_8BITS"), "umlauts one at a time");
 	rules_free(r);
 }
 
 Test(rules_textcat, body_8bits_never_hits_with_all_or_an_8bit_language_ok)
 {
 	rules_t *r = load(RULES);
-	cr_assert_not(hits(r, russian, "BODY_8BITS"), "default: all");
+	cr_assert_not(unit_rules_hits(r, russian, "BODY_8BITS"), "default: all");
 	rules_free(r);
 	r = load(RULES "ok_languages all\n");
-	cr_assert_not(hits(r, russian, "BODY_8BITS"));
+	cr_assert_not(unit_rules_hits(r, russian, "BODY_8BITS"));
 	rules_free(r);
 	r = load(RULES "ok_languages en ru\n");
-	cr_assert_not(hits(r, russian, "BODY_8BITS"), "Russian is written in 8-bit bytes");
+	cr_assert_not(unit_rules_hits(r, russian, "BODY_8BITS"),
+	              "Russian is written in 8-bit bytes");
 	rules_free(r);
 	r = load(RULES "ok_languages de ja\n");
-	cr_assert_not(hits(r, russian, "BODY_8BITS"), "so is Japanese");
+	cr_assert_not(unit_rules_hits(r, russian, "BODY_8BITS"), "so is Japanese");
 	rules_free(r);
 }
 
@@ -379,10 +366,10 @@ Test(rules_textcat, body_8bits_never_hits_with_all_or_an_8bit_language_ok)
 Test(rules_textcat, body_8bits_follows_ok_languages_not_ok_locales)
 {
 	rules_t *r = load(RULES "ok_locales en\n");
-	cr_assert_not(hits(r, russian, "BODY_8BITS"));
+	cr_assert_not(unit_rules_hits(r, russian, "BODY_8BITS"));
 	rules_free(r);
 	r = load(RULES "ok_locales all\nok_languages en\n");
-	cr_assert(hits(r, russian, "BODY_8BITS"));
+	cr_assert(unit_rules_hits(r, russian, "BODY_8BITS"));
 	rules_free(r);
 }
 
@@ -392,6 +379,6 @@ Test(rules_textcat, body_8bits_needs_no_languages_file)
 	rules_t *r =
 	    load_dir("body BODY_8BITS eval:check_body_8bits()\nok_languages en\n", false, NULL);
 	cr_assert_not_null(r);
-	cr_assert(hits(r, russian, "BODY_8BITS"));
+	cr_assert(unit_rules_hits(r, russian, "BODY_8BITS"));
 	rules_free(r);
 }

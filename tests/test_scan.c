@@ -15,17 +15,18 @@
 #include "bayes.h"
 #include "hits_check.h"
 #include "scan.h"
+#include "unit_util.h"
 
-static char state_dir[] = "/tmp/sift-test-scan-XXXXXX";
+static char state_dir[UNIT_DIR_MAX];
 
 static void setup(void)
 {
-	cr_assert_not_null(mkdtemp(state_dir));
+	unit_mkdtemp(state_dir, sizeof(state_dir), "sift-test-scan");
 }
 
 static void teardown(void)
 {
-	char cmd[128];
+	char cmd[UNIT_PATH_MAX + 16];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", state_dir);
 	cr_assert_eq(system(cmd), 0);
 }
