@@ -21,7 +21,21 @@
 struct msg_hdr {
 	const char *name;
 	const char *value;
-	uint32_t key; /* name_key(name): compared before the names */
+	uint32_t key;  /* name_key(name): compared before the names */
+	uint32_t next; /* 1 + the index of the next field of the same key, 0 for none */
+};
+
+/*
+ * A slot of the index from a name's key to its fields: the first and the
+ * last of them (1 + index; first 0 for an empty slot). The scorer asks
+ * for some hundred field names a message, most of which the message
+ * lacks: through the index such a name costs a probe, not a pass over
+ * every field. Names whose keys collide share a chain; the names are
+ * still compared.
+ */
+struct msg_hslot {
+	uint32_t key;
+	uint32_t first, last;
 };
 
 struct msg {
@@ -31,6 +45,8 @@ struct msg {
 	size_t n_rcpt, cap_rcpt;
 	struct msg_hdr *hdr;
 	size_t n_hdr, cap_hdr;
+	struct msg_hslot *hix; /* open addressing, linear probing; at most half full */
+	size_t cap_hix;        /* a power of two, or 0 before the first field */
 	size_t max_hdr, max_hdr_bytes, hdr_bytes, hdr_dropped;
 	/* values of the Authentication-Results fields among the dropped */
 	const char **late_ar;
@@ -189,6 +205,40 @@ static uint32_t name_key(const char *s, size_t n)
 	return h;
 }
 
+/* The slot of key in the index: its own, or the empty one where it would go. */
+static struct msg_hslot *msg_hslot(const msg_t *m, uint32_t key)
+{
+	size_t mask = m->cap_hix - 1, i = key & mask;
+	while (m->hix[i].first != 0 && m->hix[i].key != key)
+		i = (i + 1) & mask;
+	return &m->hix[i];
+}
+
+/* Links field i (its key set) into the index, which has room for it. */
+static void msg_index_field(msg_t *m, size_t i)
+{
+	struct msg_hslot *sl = msg_hslot(m, m->hdr[i].key);
+	m->hdr[i].next = 0;
+	if (sl->first == 0) {
+		sl->key = m->hdr[i].key;
+		sl->first = (uint32_t)i + 1;
+	} else {
+		m->hdr[sl->last - 1].next = (uint32_t)i + 1;
+	}
+	sl->last = (uint32_t)i + 1;
+}
+
+/* Makes room in the index for one more field: doubles it and relinks every field when full. */
+static void msg_index_reserve(msg_t *m)
+{
+	if (2 * (m->n_hdr + 1) <= m->cap_hix)
+		return;
+	m->cap_hix = m->cap_hix ? 2 * m->cap_hix : 64;
+	m->hix = arena_zalloc(m->arena, m->cap_hix * sizeof(*m->hix));
+	for (size_t i = 0; i < m->n_hdr; i++)
+		msg_index_field(m, i);
+}
+
 static void msg_push_header(msg_t *m, const char *name, size_t name_len, const char *value,
                             size_t value_len)
 {
@@ -219,6 +269,8 @@ static void msg_push_header(msg_t *m, const char *name, size_t name_len, const c
 	m->hdr[m->n_hdr].value = msg_dup_lf(m, value, value_len);
 	/* of the name as kept: a NUL in it ends it for strcasecmp() too */
 	m->hdr[m->n_hdr].key = name_key(m->hdr[m->n_hdr].name, strlen(m->hdr[m->n_hdr].name));
+	msg_index_reserve(m);
+	msg_index_field(m, m->n_hdr);
 	m->n_hdr++;
 	m->header_block = NULL;
 }
@@ -325,13 +377,26 @@ const char *msg_header_value(const msg_t *m, size_t i)
 	return i < m->n_hdr ? m->hdr[i].value : NULL;
 }
 
-/* The index of the first field called name (key its name_key) at from or later, else n_hdr. */
+/*
+ * The index of the first field called name (key its name_key) at from or
+ * later, else n_hdr. The walk follows the key's chain: from its head, or
+ * on from field from - 1 when that one has the key (the next call of a
+ * msg_header_next() loop), so that a loop over a field's occurrences
+ * stays one pass however often the field repeats.
+ */
 static size_t msg_header_find(const msg_t *m, uint32_t key, const char *name, size_t from)
 {
-	size_t i = from;
-	while (i < m->n_hdr && !(m->hdr[i].key == key && strcasecmp(m->hdr[i].name, name) == 0))
-		i++;
-	return i;
+	if (m->n_hdr == 0 || from >= m->n_hdr)
+		return m->n_hdr;
+	uint32_t i;
+	if (from > 0 && m->hdr[from - 1].key == key)
+		i = m->hdr[from - 1].next;
+	else
+		i = msg_hslot(m, key)->first;
+	for (; i != 0; i = m->hdr[i - 1].next)
+		if (i - 1 >= from && strcasecmp(m->hdr[i - 1].name, name) == 0)
+			return i - 1;
+	return m->n_hdr;
 }
 
 const char *msg_header_get(const msg_t *m, const char *name, size_t nth)

@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "msg.h"
 
@@ -152,6 +153,51 @@ Test(msg, header_next_visits_each_occurrence_in_order, .timeout = 30)
 		cr_assert_str_eq(s, v);
 	}
 	cr_assert_eq(n, 200000);
+	msg_free(m);
+}
+
+/*
+ * The lookups go through an index from name to fields, grown as fields
+ * come: from any *pos, in any case, they find what a pass over the
+ * fields from *pos finds, and a name the message lacks finds nothing.
+ */
+Test(msg, header_lookups_from_any_position_agree_with_a_pass_over_the_fields)
+{
+	msg_t *m = msg_new(100);
+	static const char *const cases[] = {"X-F", "x-f", "X-f"};
+	char name[32], v[32];
+	/* 600 fields, 150 names: the index is outgrown several times */
+	for (int i = 0; i < 600; i++) {
+		snprintf(name, sizeof(name), "%s%d", cases[i % 3], (i * 7) % 150);
+		snprintf(v, sizeof(v), "v%d", i);
+		msg_add_header(m, name, v);
+	}
+	size_t n = msg_header_count(m);
+	cr_assert_eq(n, 600);
+	for (int f = 0; f < 151; f++) {
+		snprintf(name, sizeof(name), "X-F%d", f);
+		size_t nth = 0;
+		for (size_t from = 0; from <= n; from++) {
+			size_t want = from;
+			while (want < n && strcasecmp(msg_header_name(m, want), name) != 0)
+				want++;
+			size_t pos = from;
+			const char *got = msg_header_next(m, name, &pos);
+			if (want == n) {
+				cr_assert_null(got, "%s from %zu", name, from);
+				cr_assert_eq(pos, n);
+			} else {
+				cr_assert_eq(got, msg_header_value(m, want), "%s from %zu", name,
+				             from);
+				cr_assert_eq(pos, want + 1);
+			}
+			if (from < n && strcasecmp(msg_header_name(m, from), name) == 0)
+				cr_assert_eq(msg_header_get(m, name, nth++),
+				             msg_header_value(m, from));
+		}
+		cr_assert_null(msg_header_get(m, name, nth), "%s past its last", name);
+		cr_assert_eq(nth, f < 150 ? 4u : 0u);
+	}
 	msg_free(m);
 }
 
