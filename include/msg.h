@@ -97,6 +97,16 @@ const char *msg_header_get(const msg_t *m, const char *name, size_t nth);
  * repeats one field thousands of times.
  */
 const char *msg_header_next(const msg_t *m, const char *name, size_t *pos);
+/*
+ * msg_header_next() with name's key passed in: key must be
+ * msg_header_key(name) (any other value finds nothing or the wrong
+ * fields). For a caller that asks for the same names of every message,
+ * as the rules do: the key is computed once, at load, instead of a hash
+ * of the name per call. The key depends on the name only, so it is the
+ * same for every message and thread.
+ */
+uint32_t msg_header_key(const char *name);
+const char *msg_header_next_key(const msg_t *m, const char *name, uint32_t key, size_t *pos);
 /* "Name: value\n" for every field, in order (built once, cached). */
 const char *msg_header_block(msg_t *m, size_t *len);
 

@@ -410,7 +410,17 @@ const char *msg_header_get(const msg_t *m, const char *name, size_t nth)
 
 const char *msg_header_next(const msg_t *m, const char *name, size_t *pos)
 {
-	size_t i = msg_header_find(m, name_key(name, strlen(name)), name, *pos);
+	return msg_header_next_key(m, name, name_key(name, strlen(name)), pos);
+}
+
+uint32_t msg_header_key(const char *name)
+{
+	return name_key(name, strlen(name));
+}
+
+const char *msg_header_next_key(const msg_t *m, const char *name, uint32_t key, size_t *pos)
+{
+	size_t i = msg_header_find(m, key, name, *pos);
 	*pos = i < m->n_hdr ? i + 1 : m->n_hdr;
 	return i < m->n_hdr ? m->hdr[i].value : NULL;
 }

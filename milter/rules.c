@@ -936,8 +936,11 @@ static size_t hkey_intern(rules_t *r, const char *name, unsigned mods, bool mime
 		    strcmp(r->hkeys[i].name, name) == 0)
 			return i;
 	r->hkeys = xalloc_realloc(r->hkeys, (r->nhkeys + 1) * sizeof(*r->hkeys));
-	r->hkeys[r->nhkeys] = (struct hkey){
-	    .name = xalloc_strdup(name), .mods = mods, .mime = mime, .kind = hkey_kind(name)};
+	r->hkeys[r->nhkeys] = (struct hkey){.name = xalloc_strdup(name),
+	                                    .key = msg_header_key(name),
+	                                    .mods = mods,
+	                                    .mime = mime,
+	                                    .kind = hkey_kind(name)};
 	return r->nhkeys++;
 }
 
@@ -2662,13 +2665,14 @@ struct hval {
 	struct hval *parts;
 };
 
-static void field_values(abuf_t *b, arena_t *a, msg_t *m, const char *name, unsigned mods,
-                         uint64_t cap, bool *present)
+/* Every occurrence of field name (key its msg_header_key()) as header rules read it, into b. */
+static void field_values(abuf_t *b, arena_t *a, msg_t *m, const char *name, uint32_t key,
+                         unsigned mods, uint64_t cap, bool *present)
 {
 	bool raw = (mods & (HM_RAW | HM_ADDR | HM_NAME)) != 0;
 	const char *v, *last = NULL;
 	size_t pos = 0, count = 0;
-	while ((v = msg_header_next(m, name, &pos)) != NULL) {
+	while ((v = msg_header_next_key(m, name, key, &pos)) != NULL) {
 		count++;
 		if (mods & HM_LAST) {
 			last = v;
@@ -2778,13 +2782,14 @@ static void header_value(struct evalctx *e, msg_t *m, const mime_t *mi, const st
 				break;
 		}
 	} else if (k->kind == RULES_HK_TOCC) {
-		field_values(&b, a, m, "To", k->mods, cap, &present);
-		field_values(&b, a, m, "Cc", k->mods, cap, &present);
+		field_values(&b, a, m, "To", msg_header_key("To"), k->mods, cap, &present);
+		field_values(&b, a, m, "Cc", msg_header_key("Cc"), k->mods, cap, &present);
 	} else if (k->kind == RULES_HK_MESSAGEID) {
 		static const char *const ids[] = {"X-Message-Id", "Resent-Message-Id",
 		                                  "X-Original-Message-ID", "Message-Id"};
 		for (int i = 0; i < 4; i++)
-			field_values(&b, a, m, ids[i], k->mods, cap, &present);
+			field_values(&b, a, m, ids[i], msg_header_key(ids[i]), k->mods, cap,
+			             &present);
 	} else if (k->kind == RULES_HK_ENVFROM) {
 		const char *f = msg_mail_from(m);
 		if (f == NULL) {
@@ -2812,7 +2817,7 @@ static void header_value(struct evalctx *e, msg_t *m, const mime_t *mi, const st
 		abuf_putc(&b, '\n');
 		present = true;
 	} else {
-		field_values(&b, a, m, nm, k->mods, cap, &present);
+		field_values(&b, a, m, nm, k->key, k->mods, cap, &present);
 	}
 	if (present && (k->mods & (HM_ADDR | HM_NAME))) {
 		abuf_t o;

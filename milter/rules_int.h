@@ -220,7 +220,8 @@ enum {
 
 /* A distinct header query shared by the header rules that use it. */
 struct hkey {
-	char *name; /* as written, without modifiers */
+	char *name;   /* as written, without modifiers */
+	uint32_t key; /* msg_header_key(name), for msg_header_next_key() */
 	unsigned mods;
 	bool mime;    /* for mimeheader rules */
 	uint8_t kind; /* RULES_HK_*, from the name once (rules.c's hkey_kind) */

@@ -201,6 +201,29 @@ Test(msg, header_lookups_from_any_position_agree_with_a_pass_over_the_fields)
 	msg_free(m);
 }
 
+/* A key computed once stands for its name in any message, in any case. */
+Test(msg, header_next_key_finds_what_header_next_finds)
+{
+	uint32_t to = msg_header_key("to"), cc = msg_header_key("Cc");
+	cr_assert_eq(to, msg_header_key("TO"), "the key folds case as the lookups do");
+	for (int round = 0; round < 2; round++) {
+		msg_t *m = msg_new(100);
+		msg_add_header(m, "To", "a");
+		msg_add_header(m, "Subject", "s");
+		msg_add_header(m, "tO", round ? "b2" : "b");
+		size_t pos = 0, pk = 0;
+		for (int k = 0; k < 3; k++) {
+			const char *want = msg_header_next(m, "To", &pos);
+			cr_assert_eq(msg_header_next_key(m, "To", to, &pk), want);
+			cr_assert_eq(pk, pos);
+		}
+		pk = 0;
+		cr_assert_null(msg_header_next_key(m, "Cc", cc, &pk));
+		cr_assert_eq(pk, msg_header_count(m));
+		msg_free(m);
+	}
+}
+
 Test(msg, fields_past_a_limit_are_counted_and_authentication_results_listed_apart)
 {
 	msg_t *m = msg_new(1 << 20);
