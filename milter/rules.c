@@ -2147,9 +2147,17 @@ pcre2_match_context *rules_match_context(const rules_t *r)
 
 /* ---------------------------------------------------------------- matching */
 
+/*
+ * ascii: 1 when p holds no byte above 0x7f, -1 when it does, 0 when not
+ * known (then match_text() looks). A view's pieces are looked at once, as
+ * the view is built: SpamAssassin's rules have ASCII forms (rules_ascii.c)
+ * that run on each piece, and a look per rule run was a pass over the
+ * body per rule.
+ */
 struct span {
 	const char *p;
 	size_t n;
+	int8_t ascii;
 };
 
 struct evalctx {
@@ -2228,8 +2236,9 @@ bool rules_text_is_ascii(const char *s, size_t len)
 	return (acc & 0x8080808080808080ull) == 0;
 }
 
+/* ascii: whether s holds no byte above 0x7f, as struct span's ascii says (0: not known). */
 static long match_text(struct evalctx *e, struct rule *ru, const char *s, size_t len,
-                       unsigned limit)
+                       unsigned limit, int8_t ascii)
 {
 	long count = 0;
 	bool multiple = (ru->tflags & TF_MULTIPLE) != 0;
@@ -2237,7 +2246,8 @@ static long match_text(struct evalctx *e, struct rule *ru, const char *s, size_t
 	size_t ncodes = e->ocode ? 1 : ru->ncodes;
 	pcre2_code **codes = ru->codes;
 	bool *jits = ru->jit;
-	if (!e->ocode && ru->nacodes > 0 && rules_text_is_ascii(s, len)) {
+	if (!e->ocode && ru->nacodes > 0 &&
+	    (ascii != 0 ? ascii > 0 : rules_text_is_ascii(s, len))) {
 		ncodes = ru->nacodes;
 		codes = ru->acodes;
 		jits = ru->ajit;
@@ -2295,7 +2305,7 @@ static long match_spans(struct evalctx *e, struct rule *ru, const struct span *v
 		unsigned limit = 0;
 		if (ru->maxhits)
 			limit = ru->maxhits - (unsigned)total;
-		long c = match_text(e, ru, v[i].p, v[i].n, limit);
+		long c = match_text(e, ru, v[i].p, v[i].n, limit, v[i].ascii);
 		if (c < 0)
 			return -1;
 		total += c;
@@ -2374,11 +2384,11 @@ static size_t body_paragraphs(arena_t *a, const char *s, size_t n, struct span *
 			if (cut == 0)
 				cut = RULES_LINE_MAX_BYTES;
 			if (k < cap)
-				v[k++] = (struct span){b + i, cut};
+				v[k++] = (struct span){.p = b + i, .n = cut};
 			i += cut;
 		}
 		if (k < cap && end > i)
-			v[k++] = (struct span){b + i, end - i};
+			v[k++] = (struct span){.p = b + i, .n = end - i};
 		i = end;
 	}
 	*out = v;
@@ -2392,7 +2402,7 @@ static size_t raw_chunks(arena_t *a, const char *s, size_t n, struct span **out)
 	struct span *v = arena_alloc(a, cap * sizeof(*v));
 	size_t k = 0, ofs = 0;
 	if (n <= RULES_LINE_MAX_BYTES) {
-		v[k++] = (struct span){s, n};
+		v[k++] = (struct span){.p = s, .n = n};
 		*out = v;
 		return k;
 	}
@@ -2410,11 +2420,11 @@ static size_t raw_chunks(arena_t *a, const char *s, size_t n, struct span **out)
 		if (!found)
 			j = ofs + RULES_LINE_MAX_BYTES;
 		if (k < cap)
-			v[k++] = (struct span){s + ofs, j - ofs + 1};
+			v[k++] = (struct span){.p = s + ofs, .n = j - ofs + 1};
 		ofs = j + 1;
 	}
 	if (ofs < n && k < cap)
-		v[k++] = (struct span){s + ofs, n - ofs};
+		v[k++] = (struct span){.p = s + ofs, .n = n - ofs};
 	*out = v;
 	return k;
 }
@@ -2659,6 +2669,7 @@ static void host_parts(abuf_t *out, arena_t *a, const char *v, bool domain)
 
 struct hval {
 	bool done, present;
+	int8_t ascii; /* of s, as struct span's: looked at when a rule first needs it */
 	const char *s;
 	size_t n;
 	/* a mimeheader key's value per MIME part (mime_part_count entries) */
@@ -2923,7 +2934,7 @@ static void build_view(struct evalctx *e, struct views *vw, int type, msg_t *m, 
 	arena_t *a = e->a;
 	vw->built[type] = true;
 	vw->nspans[type] = 0;
-	vw->whole[type] = (struct span){"", 0};
+	vw->whole[type] = (struct span){.p = "", .n = 0};
 	switch (type) {
 	case RULES_T_BODY: {
 		if (mi == NULL)
@@ -2944,7 +2955,7 @@ static void build_view(struct evalctx *e, struct views *vw, int type, msg_t *m, 
 		const char *s = mime_rawbody(mi, &n);
 		if (s == NULL)
 			return;
-		vw->whole[type] = (struct span){s, n};
+		vw->whole[type] = (struct span){.p = s, .n = n};
 		vw->nspans[type] = raw_chunks(a, s, n, &vw->spans[type]);
 		break;
 	}
@@ -2970,7 +2981,7 @@ static void build_view(struct evalctx *e, struct views *vw, int type, msg_t *m, 
 			v[i].p = all.data + off[i];
 		vw->spans[type] = v;
 		vw->nspans[type] = n;
-		vw->whole[type] = (struct span){all.data, all.len};
+		vw->whole[type] = (struct span){.p = all.data, .n = all.len};
 		break;
 	}
 	case RULES_T_FULL: {
@@ -2984,7 +2995,7 @@ static void build_view(struct evalctx *e, struct views *vw, int type, msg_t *m, 
 			memcpy(f + hn + 1, b, bn);
 		f[hn + 1 + bn] = '\0';
 		struct span *v = arena_alloc(a, sizeof(*v));
-		v[0] = (struct span){f, hn + 1 + bn};
+		v[0] = (struct span){.p = f, .n = hn + 1 + bn};
 		vw->spans[type] = v;
 		vw->nspans[type] = 1;
 		vw->whole[type] = v[0];
@@ -2992,6 +3003,9 @@ static void build_view(struct evalctx *e, struct views *vw, int type, msg_t *m, 
 	}
 	default: break;
 	}
+	for (size_t i = 0; i < vw->nspans[type]; i++)
+		vw->spans[type][i].ascii =
+		    rules_text_is_ascii(vw->spans[type][i].p, vw->spans[type][i].n) ? 1 : -1;
 }
 
 /* The matched text for `sift check`: one line, control bytes shown as spaces. */
@@ -3051,20 +3065,26 @@ static void header_prefilter(struct evalctx *e, msg_t *m, const mime_t *mi, stru
 }
 
 /*
- * A header or mimeheader rule's count on one field value (s, n when
- * present): exists: tests count presence; an absent field matches as its
+ * A header or mimeheader rule's count on one field value (v->s, v->n
+ * when present): exists: tests count presence; an absent field matches as its
  * if-unset stand-in, else as ""; !~ turns a match count into 0 or 1.
  */
-static long field_rule_count(struct evalctx *e, struct rule *ru, bool present, const char *s,
-                             size_t n)
+static long field_rule_count(struct evalctx *e, struct rule *ru, struct hval *v)
 {
 	if (ru->hdr_exists)
-		return present;
-	if (!present) {
+		return v->present;
+	const char *s = v->s;
+	size_t n = v->n;
+	int8_t ascii = 0;
+	if (!v->present) {
 		s = ru->if_unset ? ru->if_unset : "";
 		n = strlen(s);
+	} else if (ru->nacodes > 0 && !e->ocode) {
+		if (v->ascii == 0)
+			v->ascii = rules_text_is_ascii(s, n) ? 1 : -1;
+		ascii = v->ascii;
 	}
-	long count = match_text(e, ru, s, n, ru->maxhits);
+	long count = match_text(e, ru, s, n, ru->maxhits, ascii);
 	if (count >= 0 && ru->negate)
 		count = count == 0;
 	return count;
@@ -3077,7 +3097,7 @@ static long header_rule_count(struct evalctx *e, msg_t *m, const mime_t *mi, str
 	struct hval *v = &hv[ru->hkey];
 	if (!v->done)
 		header_value(e, m, mi, &e->r->hkeys[ru->hkey], v);
-	return field_rule_count(e, ru, v->present, v->s, v->n);
+	return field_rule_count(e, ru, v);
 }
 
 /*
@@ -3087,8 +3107,8 @@ static long header_rule_count(struct evalctx *e, msg_t *m, const mime_t *mi, str
  * the field's size times the rules in the message's arena (a 2 MB
  * Content-Type took 290 MB and 260 ms that way).
  */
-static const struct hval *mime_field(struct evalctx *e, const mime_t *mi, struct hval *hv,
-                                     size_t hkey, size_t pi)
+static struct hval *mime_field(struct evalctx *e, const mime_t *mi, struct hval *hv, size_t hkey,
+                               size_t pi)
 {
 	struct hval *k = &hv[hkey];
 	const mime_part_t *p = mime_part(mi, pi);
@@ -3658,10 +3678,10 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 			} else if (type == RULES_T_MIMEHEADER) {
 				size_t np = mi ? mime_part_count(mi) : 0;
 				for (size_t pi = 0; pi < np && count >= 0; pi++) {
-					const struct hval *v = mime_field(&e, mi, hv, ru->hkey, pi);
+					struct hval *v = mime_field(&e, mi, hv, ru->hkey, pi);
 					if (v == NULL)
 						continue;
-					long c = field_rule_count(&e, ru, v->present, v->s, v->n);
+					long c = field_rule_count(&e, ru, v);
 					if (c < 0) {
 						count = -1;
 						break;

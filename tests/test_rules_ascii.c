@@ -173,10 +173,10 @@ Test(rules_ascii, the_same_matches_on_ascii_text)
 
 static const mime_limits_t limits = {.max_depth = 20, .max_parts = 500, .max_text_bytes = 4u << 20};
 
-static bool hit(rules_t *r, const char *body)
+static bool hit_msg(rules_t *r, const char *subject, const char *body)
 {
 	char raw[4096];
-	snprintf(raw, sizeof(raw), "From: a@example.com\nSubject: x\n\n%s\n", body);
+	snprintf(raw, sizeof(raw), "From: a@example.com\nSubject: %s\n\n%s\n", subject, body);
 	msg_t *m = msg_new(1 << 20);
 	msg_parse_raw(m, raw, strlen(raw));
 	mime_t *mi = mime_parse(m, &limits);
@@ -185,6 +185,11 @@ static bool hit(rules_t *r, const char *body)
 	bool v = hits_has(h, "FUZZY_PILL");
 	msg_free(m);
 	return v;
+}
+
+static bool hit(rules_t *r, const char *body)
+{
+	return hit_msg(r, "x", body);
 }
 
 /* the same letters as SpamAssassin's own tags spell them, with their many UTF-8 look-alikes */
@@ -197,11 +202,15 @@ static bool hit(rules_t *r, const char *body)
 #define BIG_I "(?:[iIl|!1\xcc\xec]|[\\xc3][\\x8c-\\x8f\\xac-\\xaf]|\\xc4\\xb1" UTF8_MORE ")"
 #define BIG_O "(?:[oO0\xd2\xf2]|[\\xc3][\\x92-\\x96\\xb2-\\xb6]|\\(\\)" UTF8_MORE ")"
 
-/* A long rule gets its ASCII form; each paragraph is matched with the form that fits it. */
-Test(rules_ascii, a_long_rule_runs_either_form)
+/*
+ * FUZZY_PILL, a rule long enough to get an ASCII form, of type what
+ * ("body", "header"), on field (NULL but for a header rule).
+ */
+static rules_t *fuzzy_pill(const char *what, const char *field)
 {
 	char *text = malloc(65536);
-	size_t n = (size_t)snprintf(text, 65536, "body FUZZY_PILL /(?:^|\\s)(?:");
+	size_t n = (size_t)snprintf(text, 65536, "%s FUZZY_PILL %s%s/(?:^|\\s)(?:", what,
+	                            field ? field : "", field ? " =~ " : "");
 	/* enough words to pass the size at which a rule gets an ASCII form */
 	static const char *const words[] = {"pill", "tablet", "capsule", "dose", "remedy", "cure"};
 	for (int k = 0; k < 40; k++) {
@@ -223,10 +232,19 @@ Test(rules_ascii, a_long_rule_runs_either_form)
 	snprintf(text + n, 65536 - n, ")\\b/i\nscore FUZZY_PILL 1\n");
 	diag_t *d = diag_new();
 	rules_t *r = rules_load_text("t.cf", text, NULL, d);
-	cr_assert_not_null(r);
+	cr_assert_not_null(r, "%s", what);
 	rules_stats_t st;
 	rules_stats(r, &st);
-	cr_assert_eq(st.ascii_forms, 1);
+	cr_assert_eq(st.ascii_forms, 1, "%s", what);
+	diag_free(d);
+	free(text);
+	return r;
+}
+
+/* A long rule gets its ASCII form; each paragraph is matched with the form that fits it. */
+Test(rules_ascii, a_long_rule_runs_either_form)
+{
+	rules_t *r = fuzzy_pill("body", NULL);
 	cr_assert(hit(r, "buy p1ll0 today"), "ASCII text, ASCII form");
 	cr_assert(hit(r, "buy P!LL3 today"));
 	cr_assert_not(hit(r, "buy pills today"));
@@ -235,6 +253,32 @@ Test(rules_ascii, a_long_rule_runs_either_form)
 	          "a high byte elsewhere: the full form");
 	cr_assert_not(hit(r, "caf\xc3\xa9 tablet here"));
 	rules_free(r);
-	diag_free(d);
-	free(text);
+}
+
+/*
+ * Whether a piece of text is ASCII is known per piece (a paragraph, a
+ * raw chunk, a field's value), once a message: a high byte in one
+ * paragraph does not send another to the full form, nor the reverse.
+ */
+Test(rules_ascii, each_piece_runs_the_form_that_fits_it)
+{
+	rules_t *r = fuzzy_pill("body", NULL);
+	cr_assert(hit(r, "caf\xc3\xa9 here\n\nbuy p1ll0 today"), "ASCII after non-ASCII");
+	cr_assert(hit(r, "buy it\n\ncaf\xc3\xa9 p\xc4\xb1ll0 today"), "a look-alike after ASCII");
+	cr_assert_not(hit(r, "caf\xc3\xa9 here\n\nbuy pills today"));
+	cr_assert(hit_msg(r, "caf\xc3\xa9", "p\xc4\xb1ll0\n\nbuy it\n\nP!LL3 now"),
+	          "every paragraph read");
+	rules_free(r);
+
+	r = fuzzy_pill("rawbody", NULL);
+	cr_assert(hit(r, "caf\xc3\xa9 p\xc4\xb1ll0 today"));
+	cr_assert(hit(r, "buy P!LL3 today"));
+	cr_assert_not(hit(r, "caf\xc3\xa9 pills today"));
+	rules_free(r);
+
+	r = fuzzy_pill("header", "Subject");
+	cr_assert(hit_msg(r, "buy p1ll0 today", "caf\xc3\xa9"), "the value is ASCII");
+	cr_assert(hit_msg(r, "caf\xc3\xa9 p\xc4\xb1ll0", "buy it"));
+	cr_assert_not(hit_msg(r, "caf\xc3\xa9 pills", "p1ll0"));
+	rules_free(r);
 }
