@@ -1493,6 +1493,10 @@ static int rules_finish(rules_t *r, const char *const *paths, size_t npaths, dia
 			continue;
 		}
 		if (ru->evaldef != NULL) {
+			ru->eargn =
+			    xalloc_malloc((ru->neargs ? ru->neargs : 1) * sizeof(*ru->eargn));
+			for (size_t k = 0; k < ru->neargs; k++)
+				ru->eargn[k] = strtod(ru->eargs[k], NULL);
 			r->stats.loaded[ru->type]++;
 			continue;
 		}
@@ -1824,6 +1828,7 @@ void rules_free(rules_t *r)
 		for (size_t k = 0; k < ru->neargs; k++)
 			free(ru->eargs[k]);
 		free(ru->eargs);
+		free(ru->eargn);
 		for (size_t k = 0; k < ru->nlits; k++)
 			free(ru->lits[k]);
 		free(ru->lits);

@@ -29,13 +29,13 @@ static long body_length(struct rules_evalenv *e, const struct rule *ru)
 {
 	size_t n = 0;
 	msg_body(e->m, &n);
-	return (double)n <= strtod(ru->eargs[0], NULL);
+	return (double)n <= ru->eargn[0];
 }
 
 /* check_blank_line_ratio(min, max, minlines): percent of blank lines of the decoded text. */
 static long blank_line_ratio(struct rules_evalenv *e, const struct rule *ru)
 {
-	double min = strtod(ru->eargs[0], NULL), max = strtod(ru->eargs[1], NULL);
+	double min = ru->eargn[0], max = ru->eargn[1];
 	long minlines = ru->neargs > 2 ? strtol(ru->eargs[2], NULL, 10) : 1;
 	if (minlines < 1)
 		minlines = 1;
@@ -64,7 +64,7 @@ static long blank_line_ratio(struct rules_evalenv *e, const struct rule *ru)
  */
 static long vertical_words(struct rules_evalenv *e, const struct rule *ru)
 {
-	double min = strtod(ru->eargs[0], NULL), max = strtod(ru->eargs[1], NULL);
+	double min = ru->eargn[0], max = ru->eargn[1];
 	if (max >= 100)
 		max = 101;
 	size_t n = 0;
@@ -351,18 +351,18 @@ static struct madiff madiff_cached(struct rules_evalenv *e)
 static long ma_diff(struct rules_evalenv *e, const struct rule *ru)
 {
 	struct madiff d = madiff_cached(e);
-	double min = strtod(ru->eargs[0], NULL);
+	double min = ru->eargn[0];
 	return (min == 0 || d.diff > min) &&
-	       (strcmp(ru->eargs[1], "undef") == 0 || d.diff <= strtod(ru->eargs[1], NULL));
+	       (strcmp(ru->eargs[1], "undef") == 0 || d.diff <= ru->eargn[1]);
 }
 
 /* multipart_alternative_difference_count(ratio, minhtml) */
 static long ma_diff_count(struct rules_evalenv *e, const struct rule *ru)
 {
 	struct madiff d = madiff_cached(e);
-	if ((double)d.html <= strtod(ru->eargs[1], NULL))
+	if ((double)d.html <= ru->eargn[1])
 		return 0;
-	return (double)d.text / (double)d.html > strtod(ru->eargs[0], NULL);
+	return (double)d.text / (double)d.html > ru->eargn[0];
 }
 
 #define STOCK_KEYS_MAX 32 /* more distinct field names than the pattern can tell apart */
@@ -420,7 +420,7 @@ static long stock_count(struct rules_evalenv *e)
 /* check_stock_info(min): min (0: any message) distinct stock-tip fields. */
 static long stock_info(struct rules_evalenv *e, const struct rule *ru)
 {
-	double min = strtod(ru->eargs[0], NULL);
+	double min = ru->eargn[0];
 	return min == 0 || (double)stock_count(e) >= min;
 }
 

@@ -56,10 +56,11 @@ static const char *check_range_args(const struct rule *ru)
 	return NULL;
 }
 
-static bool in_range(double v, const char *min, const char *max, double unit)
+/* v within ru's arguments 0 and 1 (each a bound unless "undef"), in units of unit. */
+static bool in_range(double v, const struct rule *ru, double unit)
 {
-	return (strcmp(min, "undef") == 0 || v >= strtod(min, NULL) * unit) &&
-	       (strcmp(max, "undef") == 0 || v < strtod(max, NULL) * unit);
+	return (strcmp(ru->eargs[0], "undef") == 0 || v >= ru->eargn[0] * unit) &&
+	       (strcmp(ru->eargs[1], "undef") == 0 || v < ru->eargn[1] * unit);
 }
 
 /* ---------------------------------------------------------------- Outlook Message-ID */
@@ -203,7 +204,7 @@ static long shifted_date(struct rules_evalenv *e, const struct rule *ru)
 		e->cache[RULES_EVAL_CACHE_DATEDIFF] = c;
 	}
 	double d = *c;
-	return in_range(d, ru->eargs[0], ru->eargs[1], 3600);
+	return in_range(d, ru, 3600);
 }
 
 /* ---------------------------------------------------------------- Subject */
@@ -336,7 +337,7 @@ static struct recips recipients_cached(struct rules_evalenv *e)
 static long similar_recipients(struct rules_evalenv *e, const struct rule *ru)
 {
 	struct recips r = recipients_cached(e);
-	return in_range(r.similar, ru->eargs[0], ru->eargs[1], 1);
+	return in_range(r.similar, ru, 1);
 }
 
 static long sorted_recipients(struct rules_evalenv *e, const struct rule *ru)
@@ -644,7 +645,7 @@ static long header_count_range(struct rules_evalenv *e, const struct rule *ru)
 	size_t n = 0;
 	for (size_t k = 0; k < count; k++)
 		n += k == 0 || strcmp(vals[k - 1], vals[k]) != 0;
-	return (double)n >= strtod(ru->eargs[1], NULL) && (double)n <= strtod(ru->eargs[2], NULL);
+	return (double)n >= ru->eargn[1] && (double)n <= ru->eargn[2];
 }
 
 static bool valid_utf8(const unsigned char *s)
@@ -698,8 +699,7 @@ static long illegal_chars(struct rules_evalenv *e, const struct rule *ru)
 	}
 	if (illegal > 0 && strcasecmp(name, "subject") == 0 && exempt == 1)
 		illegal--;
-	return (double)illegal / (double)len >= strtod(ru->eargs[1], NULL) &&
-	       (double)illegal >= strtod(ru->eargs[2], NULL);
+	return (double)illegal / (double)len >= ru->eargn[1] && (double)illegal >= ru->eargn[2];
 }
 
 static const char *check_illegal_args(const struct rule *ru)

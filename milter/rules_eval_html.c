@@ -1076,7 +1076,7 @@ static long tag_balance(struct rules_evalenv *e, const struct rule *ru)
 static long image_only(struct rules_evalenv *e, const struct rule *ru)
 {
 	struct html_facts *f = facts(e);
-	double min = strtod(ru->eargs[0], NULL), max = strtod(ru->eargs[1], NULL);
+	double min = ru->eargn[0], max = ru->eargn[1];
 	for (size_t i = 0; i < f->n; i++) {
 		bool img;
 		inside(&f->v[i], "img", &img);
@@ -1137,7 +1137,7 @@ static long html_test(struct rules_evalenv *e, const struct rule *ru)
 static long image_ratio(struct rules_evalenv *e, const struct rule *ru)
 {
 	struct html_facts *f = facts(e);
-	double min = strtod(ru->eargs[0], NULL), max = strtod(ru->eargs[1], NULL);
+	double min = ru->eargn[0], max = ru->eargn[1];
 	for (size_t i = 0; i < f->n; i++) {
 		if (f->v[i].image_area <= 0)
 			continue;
@@ -1189,9 +1189,9 @@ static long html_eval(struct rules_evalenv *e, const struct rule *ru)
 static long html_range(struct rules_evalenv *e, const struct rule *ru)
 {
 	struct html_facts *f = facts(e);
-	double min = strtod(ru->eargs[1], NULL);
+	double min = ru->eargn[1];
 	bool open = strcmp(ru->eargs[2], "inf") == 0;
-	double max = open ? 0 : strtod(ru->eargs[2], NULL);
+	double max = open ? 0 : ru->eargn[2];
 	double v;
 	for (size_t i = 0; i < f->n; i++)
 		if (value_of(&f->v[i], ru->eargs[0], &v) && v > min && (open || v <= max))
@@ -1277,7 +1277,7 @@ static long title_subject_ratio(struct rules_evalenv *e, const struct rule *ru)
 	const char *subj = rules_eval_header(e, "Subject");
 	if (subj == NULL || *subj == '\0')
 		return 0;
-	double sl = (double)utf8_chars(subj), ratio = strtod(ru->eargs[0], NULL);
+	double sl = (double)utf8_chars(subj), ratio = ru->eargn[0];
 	struct html_facts *f = facts(e);
 	for (size_t i = 0; i < f->n; i++) {
 		double max = 0;
@@ -1409,9 +1409,9 @@ static const char *link_domain(const char *s, bool anchored, bool keep_ip, char 
  */
 static long https_http_mismatch(struct rules_evalenv *e, const struct rule *ru)
 {
-	double min = ru->neargs > 0 ? strtod(ru->eargs[0], NULL) : 0;
+	double min = ru->neargs > 0 ? ru->eargn[0] : 0;
 	bool bounded = ru->neargs > 1;
-	double max = bounded ? strtod(ru->eargs[1], NULL) : 0;
+	double max = bounded ? ru->eargn[1] : 0;
 	if (min == 0)
 		min = 1;
 	struct html_facts *f = facts(e);

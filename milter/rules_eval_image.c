@@ -201,11 +201,11 @@ static const struct imagefacts *image_facts(struct rules_evalenv *e)
 /* SpamAssassin's result_check: min <= value <= max, max itself excluded for ratios. */
 static bool in_range(const struct rule *ru, size_t imin, double v, bool nomaxequal)
 {
-	double min = strtod(ru->eargs[imin], NULL);
+	double min = ru->eargn[imin];
 	if (v < min)
 		return false;
 	if (ru->neargs > imin + 1) {
-		double max = strtod(ru->eargs[imin + 1], NULL);
+		double max = ru->eargn[imin + 1];
 		if (v > max || (nomaxequal && v == max))
 			return false;
 	}
@@ -228,10 +228,10 @@ static const char *check_type(const struct rule *ru)
 
 static bool size_range(const struct dimset *s, const struct rule *ru, size_t i)
 {
-	double minh = strtod(ru->eargs[i], NULL), minw = strtod(ru->eargs[i + 1], NULL);
+	double minh = ru->eargn[i], minw = ru->eargn[i + 1];
 	bool hasmaxh = ru->neargs > i + 2, hasmaxw = ru->neargs > i + 3;
-	double maxh = hasmaxh ? strtod(ru->eargs[i + 2], NULL) : 0;
-	double maxw = hasmaxw ? strtod(ru->eargs[i + 3], NULL) : 0;
+	double maxh = hasmaxh ? ru->eargn[i + 2] : 0;
+	double maxw = hasmaxw ? ru->eargn[i + 3] : 0;
 	for (size_t k = 0; k < s->n; k++) {
 		const struct dim *d = &s->d[k];
 		if (d->h < minh || d->w < minw || (hasmaxh && d->h > maxh) ||
@@ -242,9 +242,10 @@ static bool size_range(const struct dimset *s, const struct rule *ru, size_t i)
 	return false;
 }
 
-static bool size_exact(const struct dimset *s, const char *h, const char *w)
+/* Some image of s is exactly ru's arguments i (height) and i + 1 (width). */
+static bool size_exact(const struct dimset *s, const struct rule *ru, size_t i)
 {
-	double hh = strtod(h, NULL), ww = strtod(w, NULL);
+	double hh = ru->eargn[i], ww = ru->eargn[i + 1];
 	for (size_t k = 0; k < s->n; k++)
 		if (s->d[k].h == hh && s->d[k].w == ww)
 			return true;
@@ -280,7 +281,7 @@ static long image_to_text_ratio(struct rules_evalenv *e, const struct rule *ru)
 /* image_size_exact(type, height, width) */
 static long image_size_exact(struct rules_evalenv *e, const struct rule *ru)
 {
-	return size_exact(&image_facts(e)->dims[img_type(ru)], ru->eargs[1], ru->eargs[2]);
+	return size_exact(&image_facts(e)->dims[img_type(ru)], ru, 1);
 }
 
 /* image_size_range(type, minheight, minwidth[, maxheight[, maxwidth]]) */
@@ -774,7 +775,7 @@ static long pdf_image_to_text_ratio(struct rules_evalenv *e, const struct rule *
 
 static long pdf_image_size_exact(struct rules_evalenv *e, const struct rule *ru)
 {
-	return size_exact(&pdf_facts(e)->dims, ru->eargs[0], ru->eargs[1]);
+	return size_exact(&pdf_facts(e)->dims, ru, 0);
 }
 
 static long pdf_image_size_range(struct rules_evalenv *e, const struct rule *ru)
@@ -805,7 +806,7 @@ static long pdf_is_empty_body(struct rules_evalenv *e, const struct rule *ru)
 {
 	if (pdf_facts(e)->count == 0)
 		return 0;
-	double min = ru->neargs > 0 ? strtod(ru->eargs[0], NULL) : 0;
+	double min = ru->neargs > 0 ? ru->eargn[0] : 0;
 	size_t n = 0;
 	const char *s = e->mi ? mime_body(e->mi, &n) : NULL;
 	double bytes = 0;

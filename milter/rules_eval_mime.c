@@ -335,15 +335,15 @@ static long msg_parse_flags(struct rules_evalenv *e, const struct rule *ru)
 static long base64_length(struct rules_evalenv *e, const struct rule *ru)
 {
 	double len = (double)facts(e).base64_line;
-	if (ru->neargs > 1 && len > strtod(ru->eargs[1], NULL))
+	if (ru->neargs > 1 && len > ru->eargn[1])
 		return 0;
-	return len >= strtod(ru->eargs[0], NULL);
+	return len >= ru->eargn[0];
 }
 
 /* check_abundant_unicode_ratio(ratio): "&#xHHHH;" per character of plain text. */
 static long abundant_unicode(struct rules_evalenv *e, const struct rule *ru)
 {
-	return facts(e).unicode_ratio >= strtod(ru->eargs[0], NULL);
+	return facts(e).unicode_ratio >= ru->eargn[0];
 }
 
 static const char *check_ratio(const struct rule *ru)
@@ -363,7 +363,7 @@ static long ma_non_text_eval(struct rules_evalenv *e, const struct rule *ru)
 static long multipart_ratio(struct rules_evalenv *e, const struct rule *ru)
 {
 	double r = facts(e).multipart_ratio;
-	return r >= strtod(ru->eargs[0], NULL) && r < strtod(ru->eargs[1], NULL);
+	return r >= ru->eargn[0] && r < ru->eargn[1];
 }
 
 /*
@@ -516,7 +516,7 @@ static long uppercase(struct rules_evalenv *e, const struct rule *ru)
 		*pct = uppercase_percent(e);
 		e->cache[RULES_EVAL_CACHE_UPPER] = pct;
 	}
-	return *pct > strtod(ru->eargs[0], NULL) && *pct <= strtod(ru->eargs[1], NULL);
+	return *pct > ru->eargn[0] && *pct <= ru->eargn[1];
 }
 
 static const char *check_two_numbers(const struct rule *ru)

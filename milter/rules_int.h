@@ -177,6 +177,12 @@ struct rule {
 	const struct rules_evaldef *evaldef;
 	char **eargs; /* the arguments, unquoted */
 	size_t neargs;
+	/*
+	 * strtod() of each argument, taken once at load: the tests that
+	 * compare with a number read it here, not by a strtod() every
+	 * message. The C locale throughout, so the same number either way.
+	 */
+	double *eargn;
 
 	/* meta */
 	char *meta_src;

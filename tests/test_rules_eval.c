@@ -1949,6 +1949,39 @@ Test(rules_eval, body_length_blank_lines_vertical_words_and_alternative_differen
 }
 
 /*
+ * A test's numeric arguments are read once, at load, as strtod() reads
+ * them: an exponent, hex, a sign and leading space give the bound they
+ * gave when they were read each message. "hello\n" is 6 bytes.
+ */
+Test(rules_eval, numeric_arguments_are_read_at_load_as_strtod_reads_them)
+{
+	rules_t *r = load("body LEN_6E0 eval:check_body_length('6e0')\n"
+	                  "body LEN_5E0 eval:check_body_length('5e0')\n"
+	                  "body LEN_HEX eval:check_body_length('0x6')\n"
+	                  "body LEN_SPACE eval:check_body_length(' +6.0')\n"
+	                  "body LEN_NEG eval:check_body_length('-6')\n"
+	                  "header DATE_ANY eval:check_for_shifted_date('undef', 'undef')\n"
+	                  "header DATE_NONE eval:check_for_shifted_date('1e9', 'undef')\n");
+	const char *msg = "Subject: hi\n\nhello\n";
+	cr_assert(unit_rules_hits(r, msg, "LEN_6E0"));
+	cr_assert_not(unit_rules_hits(r, msg, "LEN_5E0"));
+	cr_assert(unit_rules_hits(r, msg, "LEN_HEX"));
+	cr_assert(unit_rules_hits(r, msg, "LEN_SPACE"));
+	cr_assert_not(unit_rules_hits(r, msg, "LEN_NEG"));
+	for (int k = 0; k < 2; k++) { /* the same each message */
+		cr_assert(unit_rules_hits(r,
+		               "Date: Mon, 1 Jan 2024 00:00:00 +0000\n"
+		               "Received: from a by b; Mon, 1 Jan 2024 01:00:00 +0000\n\nx\n",
+		               "DATE_ANY"));
+		cr_assert_not(unit_rules_hits(r,
+		                   "Date: Mon, 1 Jan 2024 00:00:00 +0000\n"
+		                   "Received: from a by b; Mon, 1 Jan 2024 01:00:00 +0000\n\nx\n",
+		                   "DATE_NONE"));
+	}
+	rules_free(r);
+}
+
+/*
  * Thousands of distinct words, as in a long newsletter: the word sets grow
  * their hash tables many times over, and the percentage must come out as
  * it does word by word. A word the HTML says more often than the text
