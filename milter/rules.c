@@ -2180,6 +2180,9 @@ struct evalctx {
 	/* the eval tests' per-message facts: X-Spam-Relays-* are parsed once for both */
 	struct rules_evalenv *ee;
 	bool body_has_subject; /* the body view's first paragraph is the Subject */
+	/* per field index, its value decoded as header rules read it (field_into()); NULL until
+	 * then */
+	const char **hdec;
 };
 
 static void rule_error(struct evalctx *e, struct rule *ru, int rc)
@@ -2681,29 +2684,53 @@ struct hval {
 	struct hval *parts;
 };
 
+/*
+ * Field i's value into b as value_into() puts it (cut at
+ * header_value_scan). The decoded form is kept per field for the message:
+ * ALL decodes every field, and the rules on a field by its name (Subject,
+ * From, To) read it again, decoding (RFC 2047, charsets) a second time.
+ */
+static void field_into(struct evalctx *e, abuf_t *b, msg_t *m, size_t i, bool raw)
+{
+	uint64_t cap = e->r->opts.header_value_scan;
+	if (raw) {
+		value_into(b, e->a, msg_header_value(m, i), true, cap);
+		return;
+	}
+	if (e->hdec == NULL)
+		e->hdec = arena_zalloc(e->a, (msg_header_count(m) + 1) * sizeof(*e->hdec));
+	if (e->hdec[i] == NULL) {
+		const char *v = msg_header_value(m, i);
+		if (cap > 0 && strnlen(v, (size_t)cap + 1) > cap)
+			v = arena_strndup(e->a, v, (size_t)cap);
+		e->hdec[i] = mime_decode_header(e->a, v);
+	}
+	abuf_puts(b, e->hdec[i]);
+}
+
 /* Every occurrence of field name (key its msg_header_key()) as header rules read it, into b. */
-static void field_values(abuf_t *b, arena_t *a, msg_t *m, const char *name, uint32_t key,
-                         unsigned mods, uint64_t cap, bool *present)
+static void field_values(struct evalctx *e, abuf_t *b, msg_t *m, const char *name, uint32_t key,
+                         unsigned mods, bool *present)
 {
 	bool raw = (mods & (HM_RAW | HM_ADDR | HM_NAME)) != 0;
-	const char *v, *last = NULL;
-	size_t pos = 0, count = 0;
-	while ((v = msg_header_next_key(m, name, key, &pos)) != NULL) {
+	size_t pos = 0, count = 0, last = 0;
+	while (msg_header_next_key(m, name, key, &pos) != NULL) {
 		count++;
+		/* pos is past the field found */
 		if (mods & HM_LAST) {
-			last = v;
+			last = pos;
 			continue;
 		}
 		*present = true;
-		value_into(b, a, v, raw, cap);
+		field_into(e, b, m, pos - 1, raw);
 		abuf_putc(b, '\n');
 		if (mods & HM_FIRST)
 			break;
 	}
 	/* :first:last is the one occurrence of a field that occurs once */
-	if (last != NULL && !((mods & HM_FIRST) && count > 1)) {
+	if (last != 0 && !((mods & HM_FIRST) && count > 1)) {
 		*present = true;
-		value_into(b, a, last, raw, cap);
+		field_into(e, b, m, last - 1, raw);
 		abuf_putc(b, '\n');
 	}
 }
@@ -2742,13 +2769,12 @@ static void part_field(abuf_t *b, arena_t *a, const char *block, const char *nam
  * false, and this field and the later ones are left out, as SpamAssassin
  * leaves them out of ALL past 64 KB (MAX_HEADER_LENGTH).
  */
-static bool all_field(abuf_t *b, arena_t *a, msg_t *m, size_t i, bool raw, uint64_t cap,
-                      uint64_t all_cap)
+static bool all_field(struct evalctx *e, abuf_t *b, msg_t *m, size_t i, bool raw, uint64_t all_cap)
 {
 	size_t before = b->len;
 	abuf_puts(b, msg_header_name(m, i));
 	abuf_puts(b, ": ");
-	value_into(b, a, msg_header_value(m, i), raw, cap);
+	field_into(e, b, m, i, raw);
 	abuf_putc(b, '\n');
 	if (all_cap > 0 && b->len > all_cap) {
 		b->len = before;
@@ -2768,10 +2794,10 @@ static void header_value(struct evalctx *e, msg_t *m, const mime_t *mi, const st
 	bool present = false;
 	bool raw = (k->mods & HM_RAW) != 0;
 	const char *nm = k->name;
-	uint64_t cap = e->r->opts.header_value_scan, all_cap = e->r->opts.header_all_scan;
+	uint64_t all_cap = e->r->opts.header_all_scan;
 	if (k->kind == RULES_HK_ALL) {
 		for (size_t i = 0; i < msg_header_count(m); i++) {
-			if (!all_field(&b, a, m, i, raw, cap, all_cap))
+			if (!all_field(e, &b, m, i, raw, all_cap))
 				break;
 			present = true;
 		}
@@ -2791,21 +2817,20 @@ static void header_value(struct evalctx *e, msg_t *m, const mime_t *mi, const st
 			if (outer ? rcvd < (long)cut
 			          : rcvd > (long)cut || (rcvd == (long)cut && !is_rcvd))
 				continue;
-			if (!all_field(&b, a, m, i, raw, cap, all_cap))
+			if (!all_field(e, &b, m, i, raw, all_cap))
 				break;
 			present = true;
 			if (!outer && is_rcvd && rcvd == (long)cut)
 				break;
 		}
 	} else if (k->kind == RULES_HK_TOCC) {
-		field_values(&b, a, m, "To", msg_header_key("To"), k->mods, cap, &present);
-		field_values(&b, a, m, "Cc", msg_header_key("Cc"), k->mods, cap, &present);
+		field_values(e, &b, m, "To", msg_header_key("To"), k->mods, &present);
+		field_values(e, &b, m, "Cc", msg_header_key("Cc"), k->mods, &present);
 	} else if (k->kind == RULES_HK_MESSAGEID) {
 		static const char *const ids[] = {"X-Message-Id", "Resent-Message-Id",
 		                                  "X-Original-Message-ID", "Message-Id"};
 		for (int i = 0; i < 4; i++)
-			field_values(&b, a, m, ids[i], msg_header_key(ids[i]), k->mods, cap,
-			             &present);
+			field_values(e, &b, m, ids[i], msg_header_key(ids[i]), k->mods, &present);
 	} else if (k->kind == RULES_HK_ENVFROM) {
 		const char *f = msg_mail_from(m);
 		if (f == NULL) {
@@ -2833,7 +2858,7 @@ static void header_value(struct evalctx *e, msg_t *m, const mime_t *mi, const st
 		abuf_putc(&b, '\n');
 		present = true;
 	} else {
-		field_values(&b, a, m, nm, k->key, k->mods, cap, &present);
+		field_values(e, &b, m, nm, k->key, k->mods, &present);
 	}
 	if (present && (k->mods & (HM_ADDR | HM_NAME))) {
 		abuf_t o;

@@ -88,6 +88,30 @@ Test(rules, header_rule_matches_the_decoded_value_raw_the_encoded_one)
 	rules_free(r);
 }
 
+/*
+ * A field's decoded value is kept for the message once ALL or a rule on
+ * the field has read it: read the other way, or as another occurrence
+ * (:first, :last), each field gives its own value, decoded the same.
+ */
+Test(rules, a_decoded_field_reads_the_same_through_all_and_by_its_name)
+{
+	rules_t *r = load("header ALL_DEC ALL =~ /^Subject: caf\xc3\xa9 offer$/m\n"
+	                  "header DEC Subject =~ /^caf\xc3\xa9 offer$/\n"
+	                  "header ALL_RAW ALL:raw =~ /^Subject: =\\?utf-8/m\n"
+	                  "header X_FIRST X-Note:first =~ /^na\xc3\xafve$/\n"
+	                  "header X_LAST X-Note:last =~ /^r\xc3\xa9sum\xc3\xa9$/\n"
+	                  "header X_BOTH X-Note =~ /^na\xc3\xafve\\nr\xc3\xa9sum\xc3\xa9\\n$/\n");
+	const char *msg = "From: a@example.com\n"
+	                  "X-Note: =?utf-8?q?na=C3=AFve?=\n"
+	                  "Subject: =?utf-8?q?caf=C3=A9_offer?=\n"
+	                  "X-Note: =?iso-8859-1?q?r=E9sum=E9?=\n\nhi\n";
+	static const char *const names[] = {"ALL_DEC", "DEC",    "ALL_RAW",
+	                                    "X_FIRST", "X_LAST", "X_BOTH"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
+		cr_assert(hits(r, msg, names[i]), "%s", names[i]);
+	rules_free(r);
+}
+
 Test(rules, negated_header_rule_hits_when_the_field_is_absent)
 {
 	rules_t *r = load("header NO_XM X-Mailer !~ /./\n"
