@@ -2243,6 +2243,40 @@ Test(rules, capture_rules_use_a_value_captured_by_another_rule)
 }
 
 /*
+ * The patterns made from captured values are kept by the thread for the
+ * messages after: each message still gets the pattern of its own value,
+ * whether the value was seen before or pushed out by more values than
+ * are kept; and a rule of the same index and pattern in another rule set
+ * (here without /i) gets its own code.
+ */
+Test(rules, capture_rules_run_each_message_with_its_own_value)
+{
+	rules_t *r = load("if can(Mail::SpamAssassin::Conf::feature_capture_rules)\n"
+	                  "header __TO_ADDR To:addr =~ /(?<TO_ADDR>.+)/\n"
+	                  "body   BODY_HAS_TO /dear %{TO_ADDR}/i\n"
+	                  "endif\n");
+	rules_t *exact = load("if can(Mail::SpamAssassin::Conf::feature_capture_rules)\n"
+	                      "header __TO_ADDR To:addr =~ /(?<TO_ADDR>.+)/\n"
+	                      "body   BODY_HAS_TO /dear %{TO_ADDR}/\n"
+	                      "endif\n");
+	char msg[256];
+	/* 100 addresses, three rounds: found again, and pushed out before they come back */
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 100; i++) {
+			snprintf(msg, sizeof(msg),
+			         "From: a@b.example\nTo: u%d@example.org\nSubject: s\n\n"
+			         "DEAR u%d@example.org\n",
+			         i, round == 1 ? (i + 1) % 100 : i);
+			cr_assert_eq(hits(r, msg, "BODY_HAS_TO"), round != 1, "round %d, u%d",
+			             round, i);
+			cr_assert_not(hits(exact, msg, "BODY_HAS_TO"), "round %d, u%d", round, i);
+		}
+	}
+	rules_free(exact);
+	rules_free(r);
+}
+
+/*
  * A rule whose every match holds the captured value is not compiled for a
  * message whose text lacks it. Where the value may be skipped (in a group,
  * after |, under a quantifier, in a class), the rule still runs there.
