@@ -2211,9 +2211,6 @@ struct evalctx {
 	/* the eval tests' per-message facts: X-Spam-Relays-* are parsed once for both */
 	struct rules_evalenv *ee;
 	bool body_has_subject; /* the body view's first paragraph is the Subject */
-	/* per field index, its value decoded as header rules read it (field_into()); NULL until
-	 * then */
-	const char **hdec;
 };
 
 static void rule_error(struct evalctx *e, struct rule *ru, int rc)
@@ -2751,26 +2748,19 @@ struct hval {
 
 /*
  * Field i's value into b as value_into() puts it (cut at
- * header_value_scan). The decoded form is kept per field for the message:
- * ALL decodes every field, and the rules on a field by its name (Subject,
- * From, To) read it again, decoding (RFC 2047, charsets) a second time.
+ * header_value_scan). Decoded, it is the message's decoded field
+ * (rules_eval_field_decoded()): ALL decodes every field, and the rules on
+ * a field by its name (Subject, From, To) and the evals read it again. A
+ * value past the cut is cut and decoded here, as value_into() does.
  */
 static void field_into(struct evalctx *e, abuf_t *b, msg_t *m, size_t i, bool raw)
 {
 	uint64_t cap = e->r->opts.header_value_scan;
-	if (raw) {
-		value_into(b, e->a, msg_header_value(m, i), true, cap);
-		return;
-	}
-	if (e->hdec == NULL)
-		e->hdec = arena_zalloc(e->a, (msg_header_count(m) + 1) * sizeof(*e->hdec));
-	if (e->hdec[i] == NULL) {
-		const char *v = msg_header_value(m, i);
-		if (cap > 0 && strnlen(v, (size_t)cap + 1) > cap)
-			v = arena_strndup(e->a, v, (size_t)cap);
-		e->hdec[i] = mime_decode_header(e->a, v);
-	}
-	abuf_puts(b, e->hdec[i]);
+	const char *v = msg_header_value(m, i);
+	if (raw || (cap > 0 && strnlen(v, (size_t)cap + 1) > cap))
+		value_into(b, e->a, v, raw, cap);
+	else
+		abuf_puts(b, rules_eval_field_decoded(e->ee, i));
 }
 
 /* Every occurrence of field name (key its msg_header_key()) as header rules read it, into b. */

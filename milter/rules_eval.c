@@ -87,6 +87,15 @@ void rules_eval_env_init(struct rules_evalenv *e, const rules_t *r, msg_t *m, co
 	e->a = msg_arena(m);
 }
 
+const char *rules_eval_field_decoded(struct rules_evalenv *e, size_t i)
+{
+	if (e->decoded == NULL)
+		e->decoded = arena_zalloc(e->a, (msg_header_count(e->m) + 1) * sizeof(*e->decoded));
+	if (e->decoded[i] == NULL)
+		e->decoded[i] = mime_decode_header(e->a, msg_header_value(e->m, i));
+	return e->decoded[i];
+}
+
 bool rules_eval_digest_hex(const char *alg, const void *d, size_t n, bool upper, char *out)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -139,7 +148,8 @@ static const char *header_build(struct rules_evalenv *e, const char *name, bool 
 	abuf_t b;
 	abuf_init(&b, e->a, 128);
 	for (; v != NULL; v = msg_header_next(e->m, name, &pos)) {
-		rules_eval_unfold(&b, raw ? v : mime_decode_header(e->a, v), false);
+		/* pos is past the field found */
+		rules_eval_unfold(&b, raw ? v : rules_eval_field_decoded(e, pos - 1), false);
 		abuf_append(&b, "\n", 1);
 	}
 	return b.data;

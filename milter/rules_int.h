@@ -520,6 +520,8 @@ struct rules_evalenv {
 		const char *value; /* NULL: absent */
 	} fields[RULES_EVAL_FIELDS];
 	size_t nfields;
+	/* per field index, its value decoded: rules_eval_field_decoded() */
+	const char **decoded;
 };
 
 typedef long (*rules_eval_fn)(struct rules_evalenv *e, const struct rule *ru);
@@ -655,6 +657,13 @@ const struct rules_evaldef *rules_eval_lookup(const char *name);
 /* Why an eval function is not run (for lint), or NULL if it is unknown. */
 const char *rules_eval_skip_reason(const char *name);
 void rules_eval_env_init(struct rules_evalenv *e, const rules_t *r, msg_t *m, const mime_t *mi);
+/*
+ * Field i of the message (msg_header_value()) decoded by
+ * mime_decode_header(), once a message: ALL, the header rules on a field
+ * by its name and the evals' get() all read the same fields decoded, and
+ * each decoded them again. In the message's arena.
+ */
+const char *rules_eval_field_decoded(struct rules_evalenv *e, size_t i);
 void rules_eval_relays(struct rules_evalenv *e);
 /* The decoded, unfolded values of field name joined by "\n" (NULL if absent). */
 const char *rules_eval_header(struct rules_evalenv *e, const char *name);

@@ -89,9 +89,10 @@ Test(rules, header_rule_matches_the_decoded_value_raw_the_encoded_one)
 }
 
 /*
- * A field's decoded value is kept for the message once ALL or a rule on
- * the field has read it: read the other way, or as another occurrence
- * (:first, :last), each field gives its own value, decoded the same.
+ * A field's decoded value is kept for the message once ALL, a rule on
+ * the field or an eval has read it: read another way, or as another
+ * occurrence (:first, :last), each field gives its own value, decoded
+ * the same.
  */
 Test(rules, a_decoded_field_reads_the_same_through_all_and_by_its_name)
 {
@@ -109,6 +110,14 @@ Test(rules, a_decoded_field_reads_the_same_through_all_and_by_its_name)
 	                                    "X_FIRST", "X_LAST", "X_BOTH"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
 		cr_assert(hits(r, msg, names[i]), "%s", names[i]);
+	rules_free(r);
+
+	/* the evals read the same decoded fields: all capitals only once decoded */
+	r = load("header ALL_CAPS ALL =~ /^Subject: BUY CHEAP PILLS NOW$/m\n"
+	         "header SUBJ_CAPS eval:subject_is_all_caps()\n");
+	msg = "From: a@example.com\nSubject: =?utf-8?q?BUY_CHEAP_PILLS_NOW?=\n\nhi\n";
+	cr_assert(hits(r, msg, "ALL_CAPS"));
+	cr_assert(hits(r, msg, "SUBJ_CAPS"));
 	rules_free(r);
 }
 
