@@ -1356,31 +1356,88 @@ static void mark_deferred(rules_t *r)
 		}
 }
 
-/* Builds r->mcode (see struct meta_code). */
+/*
+ * The number of rules in the sum that starts at prog[k], "__A __B + __C +
+ * ...": 0 if none starts there. Only the last + may end the left operand
+ * of an && or || (carry a jump): the others are operands of a +.
+ */
+static size_t sum_run(const struct meta_op *prog, size_t nprog, size_t k)
+{
+	if (k + 2 >= nprog || prog[k].op != MOP_RULE || prog[k + 1].op != MOP_RULE ||
+	    prog[k + 2].op != MOP_ADD || prog[k].jump || prog[k + 1].jump)
+		return 0;
+	size_t n = 2, end = k + 2; /* end: the last + */
+	while (prog[end].jump == 0 && end + 2 < nprog && prog[end + 1].op == MOP_RULE &&
+	       prog[end + 1].jump == 0 && prog[end + 2].op == MOP_ADD) {
+		end += 2;
+		n++;
+	}
+	return n;
+}
+
+/* The index of the sum of rules ids[0 .. n) in r->msum, added if new. */
+static uint32_t sum_intern(rules_t *r, const uint32_t *ids, size_t n, size_t *cap)
+{
+	for (size_t k = 0; k < r->nmsum; k++)
+		if (r->msum[k].n == n &&
+		    memcmp(&r->msum_rules[r->msum[k].off], ids, n * sizeof(*ids)) == 0)
+			return (uint32_t)k;
+	size_t off = r->nmsum ? r->msum[r->nmsum - 1].off + r->msum[r->nmsum - 1].n : 0;
+	if (off + n > *cap) {
+		*cap = 2 * (off + n);
+		r->msum_rules = xalloc_realloc(r->msum_rules, *cap * sizeof(*r->msum_rules));
+	}
+	memcpy(&r->msum_rules[off], ids, n * sizeof(*ids));
+	r->msum = xalloc_realloc(r->msum, (r->nmsum + 1) * sizeof(*r->msum));
+	r->msum[r->nmsum] = (struct meta_sum){.off = (uint32_t)off, .n = (uint32_t)n};
+	return (uint32_t)r->nmsum++;
+}
+
+/* Builds r->mcode (see struct meta_code) and r->msum. */
 static void meta_pack(rules_t *r)
 {
-	size_t nops = 0, nnums = 0;
+	size_t nops = 0, nnums = 0, maxprog = 0;
 	const size_t *order = r->order[RULES_T_META];
 	for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++) {
 		const struct rule *ru = &r->v[order[oi]];
 		nops += ru->nprog;
+		if (ru->nprog > maxprog)
+			maxprog = ru->nprog;
 		for (size_t k = 0; k < ru->nprog; k++)
 			nnums += ru->prog[k].op == MOP_NUM;
 	}
 	r->mcode = xalloc_calloc(r->n ? r->n : 1, sizeof(*r->mcode));
-	/* the numbers first: doubles stay aligned */
+	/* the numbers first: doubles stay aligned; a packed sum only shortens a program */
 	r->mblock = xalloc_malloc(nnums * sizeof(double) + nops * sizeof(struct meta_op) + 1);
 	double *nums = r->mblock;
 	struct meta_op *ops = (struct meta_op *)(nums + nnums);
+	uint32_t *at = xalloc_calloc(maxprog + 1, sizeof(*at));   /* old op index: new */
+	uint32_t *ids = xalloc_calloc(maxprog + 1, sizeof(*ids)); /* a sum's rules */
+	size_t cap = 0;
 	for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++) {
 		size_t ri = order[oi];
 		const struct rule *ru = &r->v[ri];
 		struct meta_code *mc = &r->mcode[ri];
+		struct meta_op *prog = ops;
 		mc->prog = ops;
 		mc->nums = nums;
-		mc->nprog = (uint32_t)ru->nprog;
-		/* each MOP_NUM names its own number: renumbered into the block */
-		for (size_t k = 0; k < ru->nprog; k++) {
+		for (size_t k = 0; k < ru->nprog;) {
+			size_t n = sum_run(ru->prog, ru->nprog, k);
+			if (n >= RULES_META_SUM_MIN) {
+				size_t last = k + 2 * n - 2; /* the sum's last + */
+				ids[0] = ru->prog[k].arg;
+				for (size_t q = 1; q < n; q++)
+					ids[q] = ru->prog[k + 2 * q - 1].arg;
+				for (size_t q = k; q <= last; q++)
+					at[q] = (uint32_t)(ops - prog);
+				*ops++ = (struct meta_op){.op = MOP_SUM,
+				                          .jump = ru->prog[last].jump,
+				                          .arg = sum_intern(r, ids, n, &cap)};
+				k = last + 1;
+				continue;
+			}
+			at[k] = (uint32_t)(ops - prog);
+			/* each MOP_NUM names its own number: renumbered into the block */
 			*ops = ru->prog[k];
 			if (ops->op == MOP_NUM) {
 				*nums = ru->nums[ru->prog[k].arg];
@@ -1388,28 +1445,57 @@ static void meta_pack(rules_t *r)
 				nums++;
 			}
 			ops++;
+			k++;
 		}
+		mc->nprog = (uint32_t)(ops - prog);
+		/* a jump names an && or ||, never an op inside a sum */
+		for (size_t k = 0; k < mc->nprog; k++)
+			if (prog[k].jump != 0)
+				prog[k].jump = at[prog[k].jump];
 	}
+	free(at);
+	free(ids);
 }
 
-/* Builds r->lazy_parent: each lazily settled meta under each of its operands, once. */
+/*
+ * Builds r->lazy_parent: each lazily settled meta under each of its
+ * operands, once, and each sum such a meta reads under each of its rules.
+ */
 static void lazy_parents(rules_t *r)
 {
-	size_t n = r->n ? r->n : 1;
+	size_t nn = r->n + r->nmsum, n = nn ? nn : 1;
 	uint32_t *off = xalloc_calloc(n + 1, sizeof(*off));
 	uint32_t *seen = xalloc_calloc(n, sizeof(*seen));
+	uint8_t *read = xalloc_calloc(r->nmsum ? r->nmsum : 1, 1); /* by a lazy meta */
 	size_t total = 0;
 	for (int pass = 0; pass < 2; pass++) {
 		memset(seen, 0, n * sizeof(*seen));
 		uint32_t *fill = pass ? xalloc_calloc(n, sizeof(*fill)) : NULL;
-		for (size_t p = 0; p < r->n; p++) {
-			if (!(r->hot[p] & RULES_HOT_LAZY))
-				continue;
-			const struct meta_code *mc = &r->mcode[p];
-			for (size_t k = 0; k < mc->nprog; k++) {
-				size_t j = mc->prog[k].arg;
-				/* seen[j] holds p + 1 while p's operands are listed */
-				if (mc->prog[k].op != MOP_RULE || seen[j] == p + 1)
+		/* p: a meta, or n + k for msum k; seen[j] is p + 1 while p's operands are listed */
+		for (size_t p = 0; p < nn; p++) {
+			const uint32_t *sub = NULL;
+			size_t nsub = 0;
+			const struct meta_code *mc = NULL;
+			if (p < r->n && (r->hot[p] & RULES_HOT_LAZY)) {
+				mc = &r->mcode[p];
+				nsub = mc->nprog;
+			} else if (p >= r->n && read[p - r->n]) {
+				sub = &r->msum_rules[r->msum[p - r->n].off];
+				nsub = r->msum[p - r->n].n;
+			}
+			for (size_t k = 0; k < nsub; k++) {
+				size_t j;
+				if (sub != NULL) {
+					j = sub[k];
+				} else if (mc->prog[k].op == MOP_RULE) {
+					j = mc->prog[k].arg;
+				} else if (mc->prog[k].op == MOP_SUM) {
+					j = r->n + mc->prog[k].arg;
+					read[mc->prog[k].arg] = 1;
+				} else {
+					continue;
+				}
+				if (seen[j] == p + 1)
 					continue;
 				seen[j] = (uint32_t)(p + 1);
 				if (pass == 0) {
@@ -1427,6 +1513,7 @@ static void lazy_parents(rules_t *r)
 		}
 		free(fill);
 	}
+	free(read);
 	free(seen);
 	r->lazy_parent_off = off;
 }
@@ -1849,6 +1936,8 @@ void rules_free(rules_t *r)
 	free(r->lazy_parent);
 	free(r->mcode);
 	free(r->mblock);
+	free(r->msum);
+	free(r->msum_rules);
 	rules_freemail_free(r->freemail);
 	rules_shorturl_free(r->shorturl);
 	rules_wlbl_free(r->wlbl);
@@ -2981,16 +3070,28 @@ static size_t meta_skip(const struct meta_code *ru, size_t i, double *top)
 	return i;
 }
 
-static double meta_run(const struct meta_code *ru, const double *val)
+/* The value of msum k, added up in the order the meta wrote it. */
+static double meta_sum(const rules_t *r, uint32_t k, const double *val)
+{
+	const uint32_t *ids = &r->msum_rules[r->msum[k].off];
+	double v = val[ids[0]];
+	for (uint32_t q = 1; q < r->msum[k].n; q++)
+		v += val[ids[q]];
+	return v;
+}
+
+static double meta_run(const rules_t *r, const struct meta_code *ru, const double *val)
 {
 	double st[RULES_META_STACK];
 	int sp = 0;
 	for (size_t i = 0; i < ru->nprog; i++) {
 		const struct meta_op *op = &ru->prog[i];
-		if (op->op == MOP_NUM || op->op == MOP_RULE) {
+		if (op->op == MOP_NUM || op->op == MOP_RULE || op->op == MOP_SUM) {
 			if (sp == RULES_META_STACK)
 				return 0;
-			st[sp++] = op->op == MOP_NUM ? ru->nums[op->arg] : val[op->arg];
+			st[sp++] = op->op == MOP_NUM    ? ru->nums[op->arg]
+			           : op->op == MOP_RULE ? val[op->arg]
+			                                : meta_sum(r, op->arg, val);
 		} else if (op->op == MOP_NOT || op->op == MOP_NEG) {
 			if (sp < 1)
 				return 0;
@@ -3230,6 +3331,8 @@ static struct hval *mime_field(struct evalctx *e, const mime_t *mi, struct hval 
  */
 enum { LZ_KNOWN = 0, LZ_PENDING, LZ_META };
 
+struct lz_ent;
+
 struct lazy {
 	struct evalctx *e;
 	msg_t *m;
@@ -3237,12 +3340,13 @@ struct lazy {
 	struct hval *hv;
 	const struct views *vw;
 	double *val;
-	uint8_t *state;               /* per rule: LZ_* */
+	uint8_t *state;               /* per rule, then per msum (n + k): LZ_* */
 	const struct pf_node **nodes; /* per pending rule: its listed spans, NULL: all */
 	uint32_t *head;
-	double *pcost;  /* per pending rule: lazy_cost scaled by the bytes it would read */
-	uint8_t *fresh; /* per sub-meta found open: nothing it reads settled since */
-	double *left;   /* per sub-meta found open: the cost left to settle it */
+	double *pcost;      /* per pending rule: lazy_cost scaled by the bytes it would read */
+	uint8_t *fresh;     /* per sub-meta found open, msum: nothing it reads settled since */
+	double *left;       /* per sub-meta found open: the cost left to settle it */
+	struct lz_ent *sum; /* per msum, while fresh: what its last addition found */
 	bool timing;
 	uint64_t forced_ns; /* time of pending rules run, not a meta's own */
 };
@@ -3350,6 +3454,50 @@ static void lz_bounds(enum meta_opcode op, const struct lz_ent *a, const struct 
 	*hi = h;
 }
 
+/*
+ * Msum k's value or bounds, as the ops "__A __B + __C + ..." give them to
+ * meta_try(): the same additions in the same order (so the same doubles),
+ * the same operand picked. Kept while fresh: a rule under it that settles
+ * makes it stale (lazy_stale), and while it is fresh so is each sub-meta
+ * it found open (it tried them), so adding up again would find the same.
+ */
+static const struct lz_ent *lazy_sum(struct lazy *z, uint32_t k)
+{
+	const rules_t *r = z->e->r;
+	struct lz_ent *s = &z->sum[k];
+	if (z->fresh[r->n + k])
+		return s;
+	const uint32_t *ids = &r->msum_rules[r->msum[k].off];
+	double lo = 0, hi = 0, cost = 0;
+	size_t pick = SIZE_MAX;
+	for (uint32_t q = 0; q < r->msum[k].n; q++) {
+		size_t j = ids[q];
+		bool known = z->state[j] == LZ_KNOWN;
+		double v = z->val[j], c = 0;
+		if (!known)
+			v = lazy_peek(z, j, &known, &c);
+		if (known) {
+			lo += v;
+			hi += v;
+			continue;
+		}
+		double h = 1;
+		if (r->hot[j] & RULES_HOT_MANY) {
+			unsigned mh = r->v[j].maxhits;
+			h = mh ? (double)mh : INFINITY;
+		}
+		hi += h;
+		/* meta_try()'s pick for "a + b" with both open: b if cheaper than all of a */
+		if (pick == SIZE_MAX || c < cost)
+			pick = j;
+		cost += c;
+	}
+	*s = (struct lz_ent){
+	    .lo = lo, .hi = hi, .cost = cost, .pick = pick, .known = pick == SIZE_MAX};
+	z->fresh[r->n + k] = 1;
+	return s;
+}
+
 /* A comparison that the bounds decide: 1 or 0, else -1. */
 static int lz_compare(enum meta_opcode op, const struct lz_ent *a, const struct lz_ent *b)
 {
@@ -3394,12 +3542,23 @@ static bool meta_try(struct lazy *z, const struct meta_code *ru, double *out, si
 	size_t i0 = 0;
 	for (; i0 < ru->nprog; i0++) {
 		const struct meta_op *op = &ru->prog[i0];
-		if (op->op == MOP_NUM || op->op == MOP_RULE) {
-			if (op->op == MOP_RULE && z->state[op->arg] != LZ_KNOWN)
-				break;
+		if (op->op == MOP_NUM || op->op == MOP_RULE || op->op == MOP_SUM) {
+			double v;
+			if (op->op == MOP_RULE) {
+				if (z->state[op->arg] != LZ_KNOWN)
+					break;
+				v = z->val[op->arg];
+			} else if (op->op == MOP_SUM) {
+				const struct lz_ent *x = lazy_sum(z, op->arg);
+				if (!x->known)
+					break;
+				v = x->lo;
+			} else {
+				v = ru->nums[op->arg];
+			}
 			if (sp == RULES_META_STACK)
 				return true;
-			pst[sp++] = op->op == MOP_NUM ? ru->nums[op->arg] : z->val[op->arg];
+			pst[sp++] = v;
 		} else if (op->op == MOP_NOT || op->op == MOP_NEG) {
 			if (sp < 1)
 				return true;
@@ -3421,12 +3580,14 @@ static bool meta_try(struct lazy *z, const struct meta_code *ru, double *out, si
 		lz_set(&st[k], pst[k]);
 	for (size_t i = i0; i < ru->nprog; i++) {
 		const struct meta_op *op = &ru->prog[i];
-		if (op->op == MOP_NUM || op->op == MOP_RULE) {
+		if (op->op == MOP_NUM || op->op == MOP_RULE || op->op == MOP_SUM) {
 			if (sp == RULES_META_STACK)
 				return true;
 			struct lz_ent *x = &st[sp++];
 			if (op->op == MOP_NUM) {
 				lz_set(x, ru->nums[op->arg]);
+			} else if (op->op == MOP_SUM) {
+				*x = *lazy_sum(z, op->arg);
 			} else if (z->state[op->arg] == LZ_KNOWN) {
 				lz_set(x, z->val[op->arg]); /* most operands: no call */
 			} else {
@@ -3685,12 +3846,15 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 	bool lazy = !(flags & (RULES_EVAL_EAGER | RULES_EVAL_NO_PREFILTER));
 	if (lazy) {
 		size_t n = r->n ? r->n : 1;
-		z.state = arena_zalloc(a, n);
+		z.state = arena_zalloc(a, n + r->nmsum);
 		z.nodes = arena_alloc(a, n * sizeof(*z.nodes));
 		z.head = arena_alloc(a, n * sizeof(*z.head));
 		z.pcost = arena_alloc(a, n * sizeof(*z.pcost));
-		z.fresh = arena_zalloc(a, n);
+		z.fresh = arena_zalloc(a, n + r->nmsum);
 		z.left = arena_alloc(a, n * sizeof(*z.left));
+		z.sum = arena_alloc(a, (r->nmsum ? r->nmsum : 1) * sizeof(*z.sum));
+		/* a sum is stale until added up (lazy_stale() passes over known nodes) */
+		memset(z.state + r->n, LZ_META, r->nmsum);
 	}
 	const char **detail = (flags & RULES_EVAL_EXPLAIN)
 	                          ? arena_zalloc(a, (r->n ? r->n : 1) * sizeof(char *))
@@ -3856,7 +4020,7 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 		if (settle && !(r->hot[ri] & RULES_HOT_REPORT))
 			continue; /* settled when a scored meta needs it */
 		uint64_t t0 = timing ? thread_ns() : 0, forced0 = z.forced_ns;
-		val[ri] = settle ? lazy_settle(&z, ri) : meta_run(&r->mcode[ri], val) != 0;
+		val[ri] = settle ? lazy_settle(&z, ri) : meta_run(r, &r->mcode[ri], val) != 0;
 		if (timing) {
 			atomic_fetch_add(&r->v[ri].cpu_ns,
 			                 thread_ns() - t0 - (z.forced_ns - forced0));

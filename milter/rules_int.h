@@ -70,6 +70,8 @@ enum meta_opcode {
 	MOP_LE,
 	MOP_EQ,
 	MOP_NE,
+	/* only in rules_t.mcode: a packed sum of rules, arg its rules_t.msum index */
+	MOP_SUM,
 };
 
 /* The evaluation stack of a meta: rules_meta_compile() rejects deeper expressions. */
@@ -112,6 +114,20 @@ struct meta_code {
 	const double *nums;
 	uint32_t nprog;
 };
+
+/*
+ * A run of rules added up, "__A + __B + ... + __Z", packed into one
+ * MOP_SUM op (meta_pack). SpamAssassin's four __ADVANCE_FEE_{2..5}_NEW
+ * sum the same seventy-odd rules and differ in the threshold only: one
+ * msum serves the four, so the lazy evaluator adds them up once for the
+ * four metas each time one of them settles, not four times through the
+ * meta's program. Sums shorter than RULES_META_SUM_MIN rules stay ops.
+ */
+struct meta_sum {
+	uint32_t off; /* the rules' indices, rules_t.msum_rules[off .. off + n) */
+	uint32_t n;
+};
+enum { RULES_META_SUM_MIN = 8 };
 
 /* shortcircuit NAME on|spam|ham (off: none) */
 enum { RULES_SC_NONE, RULES_SC_ON, RULES_SC_SPAM, RULES_SC_HAM };
@@ -278,9 +294,18 @@ struct rules {
 	uint8_t *hot;
 	struct meta_code *mcode;         /* per rule, the metas' (zero for the others) */
 	void *mblock;                    /* what mcode points into */
+	struct meta_sum *msum;           /* the MOP_SUM ops' sums, each distinct once */
+	uint32_t *msum_rules;            /* their rules */
+	size_t nmsum;
 	double *lazy_cost;               /* per rule, rule.lazy_cost, for the same reason as hot */
-	uint32_t *lazy_parent;           /* the lazily settled metas that read each rule, */
-	uint32_t *lazy_parent_off;       /* rule i's from [i] to [i + 1] (n + 1 entries) */
+	/*
+	 * The lazily settled metas that read each rule, and the sums: rule i's
+	 * from lazy_parent[lazy_parent_off[i]] to [lazy_parent_off[i + 1]];
+	 * msum k is node n + k, under each of its rules, its metas under it
+	 * (n + nmsum + 1 offsets).
+	 */
+	uint32_t *lazy_parent;
+	uint32_t *lazy_parent_off;
 	struct rules_freemail *freemail; /* freemail_domains and friends, NULL if none */
 	struct rules_wlbl *wlbl;         /* welcomelist_from and friends, NULL if none */
 	struct rules_fromname *fromname; /* the fns_* directives, NULL if none */
