@@ -1357,43 +1357,52 @@ static void mark_deferred(rules_t *r)
 }
 
 /*
- * The number of rules in the sum that starts at prog[k], "__A __B + __C +
- * ...": 0 if none starts there. Only the last + may end the left operand
- * of an && or || (carry a jump): the others are operands of a +.
+ * The number of rules in the chain that starts at prog[k], "__A __B +
+ * __C + ..." (*op MOP_ADD) or "__A __B || __C || ..." (MOP_OR): 0 if
+ * none starts there. Only the last op may end the left operand of an
+ * outer && or || (carry a jump); inside an || chain each operand but the
+ * last ends the left one of the next ||.
  */
-static size_t sum_run(const struct meta_op *prog, size_t nprog, size_t k)
+static size_t chain_run(const struct meta_op *prog, size_t nprog, size_t k, enum meta_opcode *op)
 {
 	if (k + 2 >= nprog || prog[k].op != MOP_RULE || prog[k + 1].op != MOP_RULE ||
-	    prog[k + 2].op != MOP_ADD || prog[k].jump || prog[k + 1].jump)
+	    (prog[k + 2].op != MOP_ADD && prog[k + 2].op != MOP_OR) || prog[k + 1].jump)
 		return 0;
-	size_t n = 2, end = k + 2; /* end: the last + */
-	while (prog[end].jump == 0 && end + 2 < nprog && prog[end + 1].op == MOP_RULE &&
-	       prog[end + 1].jump == 0 && prog[end + 2].op == MOP_ADD) {
+	*op = prog[k + 2].op;
+	uint32_t inner = *op == MOP_OR ? (uint32_t)(k + 2) : 0; /* prog[k]'s jump */
+	if (prog[k].jump != inner)
+		return 0;
+	size_t n = 2, end = k + 2; /* end: the chain's last op */
+	while (end + 2 < nprog && prog[end + 1].op == MOP_RULE && prog[end + 1].jump == 0 &&
+	       prog[end + 2].op == *op &&
+	       prog[end].jump == (*op == MOP_OR ? (uint32_t)(end + 2) : 0)) {
 		end += 2;
 		n++;
 	}
 	return n;
 }
 
-/* The index of the sum of rules ids[0 .. n) in r->msum, added if new. */
-static uint32_t sum_intern(rules_t *r, const uint32_t *ids, size_t n, size_t *cap)
+/* The index of the chain op over rules ids[0 .. n) in r->mchain, added if new. */
+static uint32_t chain_intern(rules_t *r, enum meta_opcode op, const uint32_t *ids, size_t n,
+                             size_t *cap)
 {
-	for (size_t k = 0; k < r->nmsum; k++)
-		if (r->msum[k].n == n &&
-		    memcmp(&r->msum_rules[r->msum[k].off], ids, n * sizeof(*ids)) == 0)
+	for (size_t k = 0; k < r->nmchain; k++)
+		if (r->mchain[k].op == op && r->mchain[k].n == n &&
+		    memcmp(&r->mchain_rules[r->mchain[k].off], ids, n * sizeof(*ids)) == 0)
 			return (uint32_t)k;
-	size_t off = r->nmsum ? r->msum[r->nmsum - 1].off + r->msum[r->nmsum - 1].n : 0;
+	size_t off = r->nmchain ? r->mchain[r->nmchain - 1].off + r->mchain[r->nmchain - 1].n : 0;
 	if (off + n > *cap) {
 		*cap = 2 * (off + n);
-		r->msum_rules = xalloc_realloc(r->msum_rules, *cap * sizeof(*r->msum_rules));
+		r->mchain_rules = xalloc_realloc(r->mchain_rules, *cap * sizeof(*r->mchain_rules));
 	}
-	memcpy(&r->msum_rules[off], ids, n * sizeof(*ids));
-	r->msum = xalloc_realloc(r->msum, (r->nmsum + 1) * sizeof(*r->msum));
-	r->msum[r->nmsum] = (struct meta_sum){.off = (uint32_t)off, .n = (uint32_t)n};
-	return (uint32_t)r->nmsum++;
+	memcpy(&r->mchain_rules[off], ids, n * sizeof(*ids));
+	r->mchain = xalloc_realloc(r->mchain, (r->nmchain + 1) * sizeof(*r->mchain));
+	r->mchain[r->nmchain] =
+	    (struct meta_chain){.off = (uint32_t)off, .n = (uint32_t)n, .op = op};
+	return (uint32_t)r->nmchain++;
 }
 
-/* Builds r->mcode (see struct meta_code) and r->msum. */
+/* Builds r->mcode (see struct meta_code) and r->mchain. */
 static void meta_pack(rules_t *r)
 {
 	size_t nops = 0, nnums = 0, maxprog = 0;
@@ -1407,12 +1416,12 @@ static void meta_pack(rules_t *r)
 			nnums += ru->prog[k].op == MOP_NUM;
 	}
 	r->mcode = xalloc_calloc(r->n ? r->n : 1, sizeof(*r->mcode));
-	/* the numbers first: doubles stay aligned; a packed sum only shortens a program */
+	/* the numbers first: doubles stay aligned; a packed chain only shortens a program */
 	r->mblock = xalloc_malloc(nnums * sizeof(double) + nops * sizeof(struct meta_op) + 1);
 	double *nums = r->mblock;
 	struct meta_op *ops = (struct meta_op *)(nums + nnums);
 	uint32_t *at = xalloc_calloc(maxprog + 1, sizeof(*at));   /* old op index: new */
-	uint32_t *ids = xalloc_calloc(maxprog + 1, sizeof(*ids)); /* a sum's rules */
+	uint32_t *ids = xalloc_calloc(maxprog + 1, sizeof(*ids)); /* a chain's rules */
 	size_t cap = 0;
 	for (size_t oi = 0; oi < r->norder[RULES_T_META]; oi++) {
 		size_t ri = order[oi];
@@ -1422,17 +1431,19 @@ static void meta_pack(rules_t *r)
 		mc->prog = ops;
 		mc->nums = nums;
 		for (size_t k = 0; k < ru->nprog;) {
-			size_t n = sum_run(ru->prog, ru->nprog, k);
-			if (n >= RULES_META_SUM_MIN) {
-				size_t last = k + 2 * n - 2; /* the sum's last + */
+			enum meta_opcode cop = MOP_ADD;
+			size_t n = chain_run(ru->prog, ru->nprog, k, &cop);
+			if (n >= RULES_META_CHAIN_MIN) {
+				size_t last = k + 2 * n - 2; /* the chain's last + or || */
 				ids[0] = ru->prog[k].arg;
 				for (size_t q = 1; q < n; q++)
 					ids[q] = ru->prog[k + 2 * q - 1].arg;
 				for (size_t q = k; q <= last; q++)
 					at[q] = (uint32_t)(ops - prog);
-				*ops++ = (struct meta_op){.op = MOP_SUM,
+				enum meta_opcode op = cop == MOP_ADD ? MOP_SUM : MOP_ANY;
+				*ops++ = (struct meta_op){.op = op,
 				                          .jump = ru->prog[last].jump,
-				                          .arg = sum_intern(r, ids, n, &cap)};
+				                          .arg = chain_intern(r, op, ids, n, &cap)};
 				k = last + 1;
 				continue;
 			}
@@ -1448,7 +1459,7 @@ static void meta_pack(rules_t *r)
 			k++;
 		}
 		mc->nprog = (uint32_t)(ops - prog);
-		/* a jump names an && or ||, never an op inside a sum */
+		/* a jump names an && or || outside any chain (those inside went with it) */
 		for (size_t k = 0; k < mc->nprog; k++)
 			if (prog[k].jump != 0)
 				prog[k].jump = at[prog[k].jump];
@@ -1459,19 +1470,19 @@ static void meta_pack(rules_t *r)
 
 /*
  * Builds r->lazy_parent: each lazily settled meta under each of its
- * operands, once, and each sum such a meta reads under each of its rules.
+ * operands, once, and each chain such a meta reads under each of its rules.
  */
 static void lazy_parents(rules_t *r)
 {
-	size_t nn = r->n + r->nmsum, n = nn ? nn : 1;
+	size_t nn = r->n + r->nmchain, n = nn ? nn : 1;
 	uint32_t *off = xalloc_calloc(n + 1, sizeof(*off));
 	uint32_t *seen = xalloc_calloc(n, sizeof(*seen));
-	uint8_t *read = xalloc_calloc(r->nmsum ? r->nmsum : 1, 1); /* by a lazy meta */
+	uint8_t *read = xalloc_calloc(r->nmchain ? r->nmchain : 1, 1); /* by a lazy meta */
 	size_t total = 0;
 	for (int pass = 0; pass < 2; pass++) {
 		memset(seen, 0, n * sizeof(*seen));
 		uint32_t *fill = pass ? xalloc_calloc(n, sizeof(*fill)) : NULL;
-		/* p: a meta, or n + k for msum k; seen[j] is p + 1 while p's operands are listed */
+		/* p: a meta, or n + k for mchain k; seen[j] is p + 1 while p's are listed */
 		for (size_t p = 0; p < nn; p++) {
 			const uint32_t *sub = NULL;
 			size_t nsub = 0;
@@ -1480,8 +1491,8 @@ static void lazy_parents(rules_t *r)
 				mc = &r->mcode[p];
 				nsub = mc->nprog;
 			} else if (p >= r->n && read[p - r->n]) {
-				sub = &r->msum_rules[r->msum[p - r->n].off];
-				nsub = r->msum[p - r->n].n;
+				sub = &r->mchain_rules[r->mchain[p - r->n].off];
+				nsub = r->mchain[p - r->n].n;
 			}
 			for (size_t k = 0; k < nsub; k++) {
 				size_t j;
@@ -1489,7 +1500,7 @@ static void lazy_parents(rules_t *r)
 					j = sub[k];
 				} else if (mc->prog[k].op == MOP_RULE) {
 					j = mc->prog[k].arg;
-				} else if (mc->prog[k].op == MOP_SUM) {
+				} else if (mc->prog[k].op == MOP_SUM || mc->prog[k].op == MOP_ANY) {
 					j = r->n + mc->prog[k].arg;
 					read[mc->prog[k].arg] = 1;
 				} else {
@@ -1936,8 +1947,8 @@ void rules_free(rules_t *r)
 	free(r->lazy_parent);
 	free(r->mcode);
 	free(r->mblock);
-	free(r->msum);
-	free(r->msum_rules);
+	free(r->mchain);
+	free(r->mchain_rules);
 	rules_freemail_free(r->freemail);
 	rules_shorturl_free(r->shorturl);
 	rules_wlbl_free(r->wlbl);
@@ -3070,12 +3081,19 @@ static size_t meta_skip(const struct meta_code *ru, size_t i, double *top)
 	return i;
 }
 
-/* The value of msum k, added up in the order the meta wrote it. */
-static double meta_sum(const rules_t *r, uint32_t k, const double *val)
+/* The value of mchain k: added up in the order the meta wrote it, or or-ed. */
+static double meta_chain_value(const rules_t *r, uint32_t k, const double *val)
 {
-	const uint32_t *ids = &r->msum_rules[r->msum[k].off];
+	const struct meta_chain *c = &r->mchain[k];
+	const uint32_t *ids = &r->mchain_rules[c->off];
+	if (c->op == MOP_ANY) {
+		for (uint32_t q = 0; q < c->n; q++)
+			if (val[ids[q]] != 0)
+				return 1;
+		return 0;
+	}
 	double v = val[ids[0]];
-	for (uint32_t q = 1; q < r->msum[k].n; q++)
+	for (uint32_t q = 1; q < c->n; q++)
 		v += val[ids[q]];
 	return v;
 }
@@ -3086,12 +3104,12 @@ static double meta_run(const rules_t *r, const struct meta_code *ru, const doubl
 	int sp = 0;
 	for (size_t i = 0; i < ru->nprog; i++) {
 		const struct meta_op *op = &ru->prog[i];
-		if (op->op == MOP_NUM || op->op == MOP_RULE || op->op == MOP_SUM) {
+		if (op->op == MOP_NUM || op->op == MOP_RULE || op->op >= MOP_SUM) {
 			if (sp == RULES_META_STACK)
 				return 0;
 			st[sp++] = op->op == MOP_NUM    ? ru->nums[op->arg]
 			           : op->op == MOP_RULE ? val[op->arg]
-			                                : meta_sum(r, op->arg, val);
+			                                : meta_chain_value(r, op->arg, val);
 		} else if (op->op == MOP_NOT || op->op == MOP_NEG) {
 			if (sp < 1)
 				return 0;
@@ -3340,13 +3358,13 @@ struct lazy {
 	struct hval *hv;
 	const struct views *vw;
 	double *val;
-	uint8_t *state;               /* per rule, then per msum (n + k): LZ_* */
+	uint8_t *state;               /* per rule, then per mchain (n + k): LZ_* */
 	const struct pf_node **nodes; /* per pending rule: its listed spans, NULL: all */
 	uint32_t *head;
-	double *pcost;      /* per pending rule: lazy_cost scaled by the bytes it would read */
-	uint8_t *fresh;     /* per sub-meta found open, msum: nothing it reads settled since */
-	double *left;       /* per sub-meta found open: the cost left to settle it */
-	struct lz_ent *sum; /* per msum, while fresh: what its last addition found */
+	double *pcost;        /* per pending rule: lazy_cost scaled by the bytes it would read */
+	uint8_t *fresh;       /* per sub-meta found open, mchain: nothing it read settled since */
+	double *left;         /* per sub-meta found open: the cost left to settle it */
+	struct lz_ent *chain; /* per mchain, while fresh: what it was last found to be */
 	bool timing;
 	uint64_t forced_ns; /* time of pending rules run, not a meta's own */
 };
@@ -3455,28 +3473,37 @@ static void lz_bounds(enum meta_opcode op, const struct lz_ent *a, const struct 
 }
 
 /*
- * Msum k's value or bounds, as the ops "__A __B + __C + ..." give them to
- * meta_try(): the same additions in the same order (so the same doubles),
- * the same operand picked. Kept while fresh: a rule under it that settles
+ * Mchain k's value or bounds, as the ops "__A __B + __C + ..." (or ||)
+ * give them to meta_try(): the same additions in the same order (so the
+ * same doubles), the same operands read (an || stops at its first hit),
+ * the same one picked. Kept while fresh: a rule under it that settles
  * makes it stale (lazy_stale), and while it is fresh so is each sub-meta
- * it found open (it tried them), so adding up again would find the same.
+ * it found open (it tried them), so going through it again would find the
+ * same. A value once known is kept for good (LZ_KNOWN: lazy_stale passes
+ * over it), as its rules' are.
  */
-static const struct lz_ent *lazy_sum(struct lazy *z, uint32_t k)
+static const struct lz_ent *lazy_chain(struct lazy *z, uint32_t k)
 {
 	const rules_t *r = z->e->r;
-	struct lz_ent *s = &z->sum[k];
+	struct lz_ent *s = &z->chain[k];
 	if (z->fresh[r->n + k])
 		return s;
-	const uint32_t *ids = &r->msum_rules[r->msum[k].off];
+	const struct meta_chain *ch = &r->mchain[k];
+	const uint32_t *ids = &r->mchain_rules[ch->off];
+	bool any = ch->op == MOP_ANY, hit = false;
 	double lo = 0, hi = 0, cost = 0;
 	size_t pick = SIZE_MAX;
-	for (uint32_t q = 0; q < r->msum[k].n; q++) {
+	for (uint32_t q = 0; q < ch->n; q++) {
 		size_t j = ids[q];
 		bool known = z->state[j] == LZ_KNOWN;
 		double v = z->val[j], c = 0;
 		if (!known)
 			v = lazy_peek(z, j, &known, &c);
 		if (known) {
+			if (any && v != 0) {
+				hit = true;
+				break;
+			}
 			lo += v;
 			hi += v;
 			continue;
@@ -3487,14 +3514,21 @@ static const struct lz_ent *lazy_sum(struct lazy *z, uint32_t k)
 			h = mh ? (double)mh : INFINITY;
 		}
 		hi += h;
-		/* meta_try()'s pick for "a + b" with both open: b if cheaper than all of a */
+		/* meta_try()'s pick for "a + b" or "a || b" both open: b if cheaper than a */
 		if (pick == SIZE_MAX || c < cost)
 			pick = j;
 		cost += c;
 	}
-	*s = (struct lz_ent){
-	    .lo = lo, .hi = hi, .cost = cost, .pick = pick, .known = pick == SIZE_MAX};
+	if (hit)
+		*s = (struct lz_ent){.lo = 1, .hi = 1, .known = true};
+	else if (any && pick != SIZE_MAX)
+		*s = (struct lz_ent){.lo = 0, .hi = 1, .cost = cost, .pick = pick};
+	else
+		*s = (struct lz_ent){
+		    .lo = lo, .hi = hi, .cost = cost, .pick = pick, .known = pick == SIZE_MAX};
 	z->fresh[r->n + k] = 1;
+	if (s->known)
+		z->state[r->n + k] = LZ_KNOWN;
 	return s;
 }
 
@@ -3542,14 +3576,14 @@ static bool meta_try(struct lazy *z, const struct meta_code *ru, double *out, si
 	size_t i0 = 0;
 	for (; i0 < ru->nprog; i0++) {
 		const struct meta_op *op = &ru->prog[i0];
-		if (op->op == MOP_NUM || op->op == MOP_RULE || op->op == MOP_SUM) {
+		if (op->op == MOP_NUM || op->op == MOP_RULE || op->op >= MOP_SUM) {
 			double v;
 			if (op->op == MOP_RULE) {
 				if (z->state[op->arg] != LZ_KNOWN)
 					break;
 				v = z->val[op->arg];
-			} else if (op->op == MOP_SUM) {
-				const struct lz_ent *x = lazy_sum(z, op->arg);
+			} else if (op->op >= MOP_SUM) {
+				const struct lz_ent *x = lazy_chain(z, op->arg);
 				if (!x->known)
 					break;
 				v = x->lo;
@@ -3580,14 +3614,14 @@ static bool meta_try(struct lazy *z, const struct meta_code *ru, double *out, si
 		lz_set(&st[k], pst[k]);
 	for (size_t i = i0; i < ru->nprog; i++) {
 		const struct meta_op *op = &ru->prog[i];
-		if (op->op == MOP_NUM || op->op == MOP_RULE || op->op == MOP_SUM) {
+		if (op->op == MOP_NUM || op->op == MOP_RULE || op->op >= MOP_SUM) {
 			if (sp == RULES_META_STACK)
 				return true;
 			struct lz_ent *x = &st[sp++];
 			if (op->op == MOP_NUM) {
 				lz_set(x, ru->nums[op->arg]);
-			} else if (op->op == MOP_SUM) {
-				*x = *lazy_sum(z, op->arg);
+			} else if (op->op >= MOP_SUM) {
+				*x = *lazy_chain(z, op->arg);
 			} else if (z->state[op->arg] == LZ_KNOWN) {
 				lz_set(x, z->val[op->arg]); /* most operands: no call */
 			} else {
@@ -3846,15 +3880,15 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 	bool lazy = !(flags & (RULES_EVAL_EAGER | RULES_EVAL_NO_PREFILTER));
 	if (lazy) {
 		size_t n = r->n ? r->n : 1;
-		z.state = arena_zalloc(a, n + r->nmsum);
+		z.state = arena_zalloc(a, n + r->nmchain);
 		z.nodes = arena_alloc(a, n * sizeof(*z.nodes));
 		z.head = arena_alloc(a, n * sizeof(*z.head));
 		z.pcost = arena_alloc(a, n * sizeof(*z.pcost));
-		z.fresh = arena_zalloc(a, n + r->nmsum);
+		z.fresh = arena_zalloc(a, n + r->nmchain);
 		z.left = arena_alloc(a, n * sizeof(*z.left));
-		z.sum = arena_alloc(a, (r->nmsum ? r->nmsum : 1) * sizeof(*z.sum));
-		/* a sum is stale until added up (lazy_stale() passes over known nodes) */
-		memset(z.state + r->n, LZ_META, r->nmsum);
+		z.chain = arena_alloc(a, (r->nmchain ? r->nmchain : 1) * sizeof(*z.chain));
+		/* a chain is stale until gone through (lazy_stale() passes over known nodes) */
+		memset(z.state + r->n, LZ_META, r->nmchain);
 	}
 	const char **detail = (flags & RULES_EVAL_EXPLAIN)
 	                          ? arena_zalloc(a, (r->n ? r->n : 1) * sizeof(char *))

@@ -70,8 +70,12 @@ enum meta_opcode {
 	MOP_LE,
 	MOP_EQ,
 	MOP_NE,
-	/* only in rules_t.mcode: a packed sum of rules, arg its rules_t.msum index */
+	/*
+	 * Only in rules_t.mcode, and last (op >= MOP_SUM tests for both): a
+	 * chain of rules added up or or-ed, arg its index in rules_t.mchain.
+	 */
 	MOP_SUM,
+	MOP_ANY,
 };
 
 /* The evaluation stack of a meta: rules_meta_compile() rejects deeper expressions. */
@@ -116,18 +120,23 @@ struct meta_code {
 };
 
 /*
- * A run of rules added up, "__A + __B + ... + __Z", packed into one
- * MOP_SUM op (meta_pack). SpamAssassin's four __ADVANCE_FEE_{2..5}_NEW
- * sum the same seventy-odd rules and differ in the threshold only: one
- * msum serves the four, so the lazy evaluator adds them up once for the
- * four metas each time one of them settles, not four times through the
- * meta's program. Sums shorter than RULES_META_SUM_MIN rules stay ops.
+ * A chain of rules added up, "__A + __B + ... + __Z", or or-ed, "__A ||
+ * __B || ... || __Z", packed into one MOP_SUM or MOP_ANY op (meta_pack).
+ * SpamAssassin's four __ADVANCE_FEE_{2..5}_NEW sum the same seventy-odd
+ * rules and differ in the threshold only: one mchain serves the four, so
+ * the lazy evaluator adds them up once for the four metas each time one of
+ * their rules settles, not four times through the meta's program; and it
+ * goes through RDNS_DYNAMIC's two dozen header rules or-ed, after each of
+ * them runs, in a loop over the rules rather than through the bounds.
+ * Chains shorter than RULES_META_CHAIN_MIN rules stay ops: packing those of
+ * two measured the same, leaving those under four or eight cost more.
  */
-struct meta_sum {
-	uint32_t off; /* the rules' indices, rules_t.msum_rules[off .. off + n) */
+struct meta_chain {
+	uint32_t off; /* the rules' indices, rules_t.mchain_rules[off .. off + n) */
 	uint32_t n;
+	uint32_t op; /* MOP_SUM or MOP_ANY */
 };
-enum { RULES_META_SUM_MIN = 8 };
+enum { RULES_META_CHAIN_MIN = 3 };
 
 /* shortcircuit NAME on|spam|ham (off: none) */
 enum { RULES_SC_NONE, RULES_SC_ON, RULES_SC_SPAM, RULES_SC_HAM };
@@ -294,15 +303,15 @@ struct rules {
 	uint8_t *hot;
 	struct meta_code *mcode;         /* per rule, the metas' (zero for the others) */
 	void *mblock;                    /* what mcode points into */
-	struct meta_sum *msum;           /* the MOP_SUM ops' sums, each distinct once */
-	uint32_t *msum_rules;            /* their rules */
-	size_t nmsum;
+	struct meta_chain *mchain;       /* the MOP_SUM and MOP_ANY ops', each distinct once */
+	uint32_t *mchain_rules;          /* their rules */
+	size_t nmchain;
 	double *lazy_cost;               /* per rule, rule.lazy_cost, for the same reason as hot */
 	/*
-	 * The lazily settled metas that read each rule, and the sums: rule i's
+	 * The lazily settled metas that read each rule, and the chains: rule i's
 	 * from lazy_parent[lazy_parent_off[i]] to [lazy_parent_off[i + 1]];
-	 * msum k is node n + k, under each of its rules, its metas under it
-	 * (n + nmsum + 1 offsets).
+	 * mchain k is node n + k, under each of its rules, its metas under it
+	 * (n + nmchain + 1 offsets).
 	 */
 	uint32_t *lazy_parent;
 	uint32_t *lazy_parent_off;

@@ -1103,37 +1103,50 @@ Test(rules, meta_sums_of_many_rules_give_the_full_value)
 }
 
 /*
- * A sum of RULES_META_SUM_MIN rules or more is added up once for all the
+ * A sum of RULES_META_CHAIN_MIN rules or more is added up once for all the
  * metas that read it (SpamAssassin's __ADVANCE_FEE_{2..5}_NEW thresholds
  * over the same rules), and kept between their tries until one of its
- * rules settles. With its rules pending (their literals are always there)
- * and read over thresholds, under !, as an operand of && and || on either
- * side, beside a sub-meta and a counted rule: every combination gives
- * what running everything gives, and what C gives.
+ * rules settles; an || of as many rules likewise. With the rules pending
+ * (their literals are always there) and read over thresholds, under !, as
+ * an operand of && and || on either side, beside a sub-meta and a counted
+ * rule: every combination gives what running everything gives, and what C
+ * gives.
  */
-Test(rules, metas_over_one_long_sum_give_the_full_value)
+Test(rules, metas_over_long_sums_and_ors_give_the_full_value)
 {
-	char text[2048] = "";
+	char base[512] = "", sums[2048], anys[2048];
 	for (int k = 0; k < 8; k++) {
 		char line[64];
 		snprintf(line, sizeof(line), "body __R%d /r%d\\s1/\n", k, k);
-		strcat(text, line);
+		strcat(base, line);
 	}
-	strcat(text, "body __X /xx\\s1/\n"
+	strcat(base, "body __X /xx\\s1/\n"
 	             "body __M /mm\\s1/\ntflags __M multiple maxhits=2\n"
 	             "meta __RM __R0 && __R1\n");
 #define LONG_SUM "__R0 + __R1 + __R2 + __R3 + __R4 + __R5 + __R6 + __R7 + __RM + __M"
-	strcat(text, "meta L1 (" LONG_SUM ") > 1 && !__X\n"
-	             "meta L2 (" LONG_SUM ") > 3 && !__X\n"
-	             "meta L3 (" LONG_SUM ") > 6\n"
-	             "meta L4 __X || (" LONG_SUM ") >= 4\n"
-	             "meta L5 (" LONG_SUM ") && __X\n"
-	             "meta L6 !(" LONG_SUM ")\n"
-	             "meta L7 (" LONG_SUM ") == 2\n"
-	             "meta L8 __R7 + __R6 + __R5 + __R4 + __R3 + __R2 + __R1 + __R0 > 5\n");
+	snprintf(sums, sizeof(sums), "%s%s", base,
+	         "meta L1 (" LONG_SUM ") > 1 && !__X\n"
+	         "meta L2 (" LONG_SUM ") > 3 && !__X\n"
+	         "meta L3 (" LONG_SUM ") > 6\n"
+	         "meta L4 __X || (" LONG_SUM ") >= 4\n"
+	         "meta L5 (" LONG_SUM ") && __X\n"
+	         "meta L6 !(" LONG_SUM ")\n"
+	         "meta L7 (" LONG_SUM ") == 2\n"
+	         "meta L8 __R7 + __R6 + __R5 + __R4 + __R3 + __R2 + __R1 + __R0 > 5\n");
 #undef LONG_SUM
-	rules_t *r = load(text);
-	cr_assert_eq(r->nmsum, 2, "one sum for L1 to L7, one for L8: %zu", r->nmsum);
+	/* in a set of their own: with the sums' metas first, their rules would be settled */
+#define LONG_ANY "__R0 || __R1 || __R2 || __R3 || __R4 || __R5 || __R6 || __RM || __M"
+	snprintf(anys, sizeof(anys), "%s%s", base,
+	         "meta O1 (" LONG_ANY ") && !__X\n"
+	         "meta O2 __X || " LONG_ANY "\n"
+	         "meta O3 !(" LONG_ANY ")\n"
+	         "meta O4 (" LONG_ANY ") + __R7 + __X > 1\n"
+	         "meta O5 __R7 && (" LONG_ANY " || __X)\n");
+#undef LONG_ANY
+	rules_t *rs = load(sums), *ra = load(anys);
+	cr_assert_eq(rs->nmchain, 2, "one sum for L1 to L7, one for L8: %zu", rs->nmchain);
+	/* O1, O3 and O4's ||, O2's and O5's (with __X) */
+	cr_assert_eq(ra->nmchain, 3, "%zu chains", ra->nmchain);
 	/* 2^8 rules times __X times 0 to 3 matches of __M, in a stride that covers each bit */
 	for (unsigned mask = 0; mask < (1u << 11); mask += 5) {
 		int R[8], sum = 0;
@@ -1156,9 +1169,13 @@ Test(rules, metas_over_one_long_sum_give_the_full_value)
 		snprintf(raw, sizeof(raw), "%s%s", PLAIN("x", ""), body);
 		bool want[8] = {sum > 1 && !X, sum > 3 && !X, sum > 6,  X || sum >= 4,
 		                sum && X,      !sum,          sum == 2, sum - RM - M > 5};
-		assert_metas(r, raw, 'L', want, 8, mask);
+		assert_metas(rs, raw, 'L', want, 8, mask);
+		int any = sum - R[7] > 0;
+		bool owant[5] = {any && !X, X || any, !any, any + R[7] + X > 1, R[7] && (any || X)};
+		assert_metas(ra, raw, 'O', owant, 5, mask);
 	}
-	rules_free(r);
+	rules_free(rs);
+	rules_free(ra);
 }
 
 Test(rules, meta_bounds_settle_sums_without_the_rest)
