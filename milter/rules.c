@@ -2286,7 +2286,8 @@ pcre2_match_context *rules_match_context(const rules_t *r)
 /*
  * ascii: 1 when p holds no byte above 0x7f, -1 when it does, 0 when not
  * known (then match_text() looks). A view's pieces are looked at once, as
- * the view is built: SpamAssassin's rules have ASCII forms (rules_ascii.c)
+ * the view is built, when the rule set has ASCII forms at all (else 0,
+ * and no rule asks): SpamAssassin's rules have them (rules_ascii.c)
  * that run on each piece, and a look per rule run was a pass over the
  * body per rule.
  */
@@ -3207,9 +3208,12 @@ static void build_view(struct evalctx *e, struct views *vw, int type, msg_t *m, 
 	}
 	default: break;
 	}
-	for (size_t i = 0; i < vw->nspans[type]; i++)
-		vw->spans[type][i].ascii =
-		    rules_text_is_ascii(vw->spans[type][i].p, vw->spans[type][i].n) ? 1 : -1;
+	/* a pass over the view only for a rule set with ASCII forms (not Sift's own rules) */
+	bool look = e->r->stats.ascii_forms > 0;
+	for (size_t i = 0; i < vw->nspans[type]; i++) {
+		struct span *sp = &vw->spans[type][i];
+		sp->ascii = !look ? 0 : rules_text_is_ascii(sp->p, sp->n) ? 1 : -1;
+	}
 }
 
 /* The matched text for `sift check`: one line, control bytes shown as spaces. */
