@@ -13,8 +13,11 @@
  *	stream until none learns, no figures), margin=Z (log-odds, default
  *	bayes_train_margin), every=N (print the store's size every N messages).
  *	prints one line per scored message: "label<TAB>score<TAB>P<TAB>score
- *	us<TAB>learn us<TAB>learned (0|1)", the score being the classifier's
- *	log-odds (P saturates at 0 and 1); store sizes on "#" lines.
+ *	us<TAB>learn us<TAB>learned (0|1)<TAB>Bayes<TAB>regression", the
+ *	score being the classifier's log-odds (P saturates at 0 and 1), the
+ *	last two its parts in natural log-odds, Bayes's and the regression's
+ *	unclipped sum (0 without bayes_lr), so that other ways of combining
+ *	them can be replayed (combine-replay.py); store sizes on "#" lines.
  */
 #include "config.h"
 
@@ -188,9 +191,10 @@ int main(int argc, char **argv)
 			double t2 = now_us();
 			msg_free(m);
 			if (!until && !items[i].warm) {
-				printf("%s\t%.10g\t%.6g\t%.1f\t%.1f\t%d\n",
+				printf("%s\t%.10g\t%.6g\t%.1f\t%.1f\t%d\t%.10g\t%.10g\n",
 				       items[i].label ? "spam" : "ham", sc.log_odds, sc.prob,
-				       t1 - t0, learn ? t2 - t1 : 0.0, learn);
+				       t1 - t0, learn ? t2 - t1 : 0.0, learn,
+				       set.params.fisher_scale * sc.bayes_log_odds, sc.lr_log_odds);
 				scored++;
 				if (every > 0 && scored % (size_t)every == 0)
 					print_size(s, scored);
