@@ -1849,20 +1849,21 @@ Test(learning, mixture_weights_are_stored_and_score, .init = make_tmpdir, .fini 
 
 /*
  * In the sum (bayes_lr without the mixture) the regression's hammy side
- * counts at most 4.5 and its spammy side up to 10: a spam whose many
+ * counts at most 4.5 and its spammy side up to 20: a spam whose many
  * hammy weights add up far below zero no longer sinks under every ham.
  */
 Test(learning, regression_sum_bounds_its_hammy_side, .init = make_tmpdir, .fini = remove_tmpdir)
 {
 	bayes_store_t *s = open_store("db", 8 << 20, BAYES_OPEN_CREATE);
-	uint64_t hammy[] = {11, 12}, spammy[] = {21, 22}, mild[] = {31, 32};
-	bayes_learn_item_t it[3] = {item(BAYES_LEARN_SPAM, 1, hammy, 2),
-	                            item(BAYES_LEARN_HAM, 2, spammy, 2),
-	                            item(BAYES_LEARN_HAM, 3, mild, 2)};
+	uint64_t hammy[] = {11, 12}, spammy[] = {21, 22}, mild[] = {31, 32}, most[] = {41, 42};
+	bayes_learn_item_t it[4] = {
+	    item(BAYES_LEARN_SPAM, 1, hammy, 2), item(BAYES_LEARN_HAM, 2, spammy, 2),
+	    item(BAYES_LEARN_HAM, 3, mild, 2), item(BAYES_LEARN_HAM, 4, most, 2)};
 	it[0].lr_delta = -4.0f; /* each key -4: the message's sum -8 */
-	it[1].lr_delta = 4.0f;
+	it[1].lr_delta = 6.0f;
 	it[2].lr_delta = -1.0f;
-	cr_assert_eq(bayes_store_apply(s, it, 3, NULL), BAYES_OK);
+	it[3].lr_delta = 13.0f;
+	cr_assert_eq(bayes_store_apply(s, it, 4, NULL), BAYES_OK);
 	bayes_settings_t set = {.lr = true, .lr_weight = 1};
 	bayes_params_default(&set.params);
 	double k = set.params.fisher_scale;
@@ -1870,8 +1871,8 @@ Test(learning, regression_sum_bounds_its_hammy_side, .init = make_tmpdir, .fini 
 	const struct {
 		uint64_t *keys;
 		double sum, counted;
-	} want[] = {{hammy, -8, -4.5}, {spammy, 8, 8}, {mild, -2, -2}};
-	for (size_t i = 0; i < 3; i++) {
+	} want[] = {{hammy, -8, -4.5}, {spammy, 12, 12}, {mild, -2, -2}, {most, 26, 20}};
+	for (size_t i = 0; i < 4; i++) {
 		bayes_tokens_t tok = {.keys = want[i].keys, .n = 2};
 		bayes_score_t sc;
 		cr_assert_eq(bayes_score_tokens(s, &set, &tok, a, NULL, &sc), BAYES_OK);
