@@ -67,7 +67,7 @@
  * 0.567 -> 0.592; splits 0.0140/0.0231/0.1557 -> 0.0070/0.0171/0.0835.
  * The spammy bound does not move the splits; past 20 it moves nothing.
  */
-#define BAYES_LR_SUM_HAMMY 4.5
+#define BAYES_LR_SUM_HAMMY  4.5
 #define BAYES_LR_SUM_SPAMMY 20.0
 /*
  * bayes_lr_mix's fixed share, chosen by cross-validation inside the
@@ -212,6 +212,12 @@ bool bayes_train_wanted(bayes_train_mode_t m, bool voted, double log_odds, bool 
 	return z <= 0 || z < margin;
 }
 
+/* x within lo..hi (a NaN stays NaN) */
+static double bayes_clamp(double x, double lo, double hi)
+{
+	return x < lo ? lo : x > hi ? hi : x;
+}
+
 int bayes_score_tokens(bayes_store_t *s, const bayes_settings_t *set, const bayes_tokens_t *tok,
                        arena_t *a, double *fw_out, bayes_score_t *sc)
 {
@@ -237,9 +243,7 @@ int bayes_score_tokens(bayes_store_t *s, const bayes_settings_t *set, const baye
 	/* Both in natural log-odds, then back to Bayes's scale so that
 	 * P = 1 / (1 + e^(-k * log_odds)) holds for the sum as for Bayes alone. */
 	double k = set->params.fisher_scale;
-	double wc = w > BAYES_LR_SUM_SPAMMY    ? BAYES_LR_SUM_SPAMMY
-	            : w < -BAYES_LR_SUM_HAMMY ? -BAYES_LR_SUM_HAMMY
-	                                      : w;
+	double wc = bayes_clamp(w, -BAYES_LR_SUM_HAMMY, BAYES_LR_SUM_SPAMMY);
 	double l = k * sc->bayes_log_odds + set->lr_weight * wc;
 	if (set->lr_mix) {
 		double z[BAYES_MIX_EXPERTS];
@@ -281,9 +285,7 @@ void bayes_mix_experts(const bayes_settings_t *set, double bayes_log_odds, doubl
                        double z[BAYES_MIX_EXPERTS])
 {
 	double k = set->params.fisher_scale;
-	double r = lr_log_odds > BAYES_LR_CLIP    ? BAYES_LR_CLIP
-	           : lr_log_odds < -BAYES_LR_CLIP ? -BAYES_LR_CLIP
-	                                          : lr_log_odds;
+	double r = bayes_clamp(lr_log_odds, -BAYES_LR_CLIP, BAYES_LR_CLIP);
 	z[0] = k * bayes_log_odds;
 	z[1] = r;
 }
@@ -421,7 +423,7 @@ double bayes_logodds_points(double p, double scale, double clip)
 {
 	/* p is exactly 0 or 1 only when the combined evidence saturates a double. */
 	double l = p <= 0.0 ? -clip : p >= 1.0 ? clip : log(p) - log1p(-p);
-	return scale * (l < -clip ? -clip : l > clip ? clip : l);
+	return scale * bayes_clamp(l, -clip, clip);
 }
 
 static size_t band_of(double p)

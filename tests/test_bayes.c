@@ -1872,7 +1872,7 @@ Test(learning, regression_sum_bounds_its_hammy_side, .init = make_tmpdir, .fini 
 		uint64_t *keys;
 		double sum, counted;
 	} want[] = {{hammy, -8, -4.5}, {spammy, 12, 12}, {mild, -2, -2}, {most, 26, 20}};
-	for (size_t i = 0; i < 4; i++) {
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		bayes_tokens_t tok = {.keys = want[i].keys, .n = 2};
 		bayes_score_t sc;
 		cr_assert_eq(bayes_score_tokens(s, &set, &tok, a, NULL, &sc), BAYES_OK);
