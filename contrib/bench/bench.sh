@@ -123,14 +123,10 @@ fi
 
 # The measured process and its children (a multi-process server's workers).
 tree() { echo "$measured"; ps -o pid= --ppid "$measured"; }
-# utime + stime in clock ticks (fields 14, 15 after "(comm)"), summed.
-cpu_ticks() {
-	for p in $(tree); do sed 's/.*) //' "/proc/$p/stat" 2>/dev/null; done |
-		awk '{ t += $12 + $13 } END { print t }'
-}
-# utime, stime and minor page faults (field 10), summed: where the CPU went.
-# The do-nothing filter's time is mostly the kernel's (sockets, threads);
-# a filter's own work shows as user time.
+# utime and stime in clock ticks (fields 14, 15 after "(comm)") and minor
+# page faults (field 10), each summed: the CPU, and where it went. The
+# do-nothing filter's time is mostly the kernel's (sockets, threads); a
+# filter's own work shows as user time.
 cpu_split() {
 	for p in $(tree); do sed 's/.*) //' "/proc/$p/stat" 2>/dev/null; done |
 		awk '{ u += $12; s += $13; f += $8 } END { print u, s, f }'
@@ -175,11 +171,9 @@ fi
 
 hz=$(getconf CLK_TCK)
 split0=$(cpu_split)
-cpu0=$(cpu_ticks)
 "$mclient" -s "$spec" -j "$conc" -n "$repeat" --per-conn "$per_conn" -q -e .eml \
 	"$corpus" 2>"$t/run.sum"
 rc=$?
-cpu1=$(cpu_ticks)
 split1=$(cpu_split)
 hwm=$(rss_of VmHWM)
 rss=$(rss_of VmRSS)
@@ -193,13 +187,13 @@ echo "corpus:           $corpus ($total files x $repeat, concurrency $conc, $per
 echo "messages:         $msgs (errors $errors)"
 echo "elapsed:          $(get elapsed_s) s"
 echo "msgs/s:           $(get msgs_per_s)"
-awk -v c0="$cpu0" -v c1="$cpu1" -v hz="$hz" -v n="$msgs" 'BEGIN {
-	ms = (c1 - c0) * 1000 / hz
-	printf "server CPU:       %.0f ms total, %.3f ms per message\n", ms, n ? ms / n : 0 }'
 echo "$split0 $split1" | awk -v hz="$hz" -v n="$msgs" '{
-	if (!n) exit
-	printf "  user / kernel:  %.3f / %.3f ms per message, %.1f minor page faults per message\n",
-	    ($4 - $1) * 1000 / hz / n, ($5 - $2) * 1000 / hz / n, ($6 - $3) / n }'
+	u = ($4 - $1) * 1000 / hz
+	k = ($5 - $2) * 1000 / hz
+	printf "server CPU:       %.0f ms total, %.3f ms per message\n", u + k, n ? (u + k) / n : 0
+	if (n)
+		printf "  user / kernel:  %.3f / %.3f ms per message, %.1f minor page faults per message\n",
+		    u / n, k / n, ($6 - $3) / n }'
 echo "latency p50/p95/p99: $(get p50_ms) / $(get p95_ms) / $(get p99_ms) ms (max $(get max_ms))"
 # The peak includes compiling the rules at the start; the end is what the
 # daemon holds while it serves.
