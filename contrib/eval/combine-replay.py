@@ -10,11 +10,11 @@ figures online.py prints of each dump, in the order given:
 (1-ROCA)%, recall at 0.1% and 1% FPR, lam% (verdict: sum > 0).
 
 usage: combine-replay.py [--spammy S] [--hammy H1,H2,...] DUMP..."""
-import math
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from online import lam  # noqa: E402
 from roc import figures  # noqa: E402
 
 
@@ -30,14 +30,12 @@ def load(path):
     return rows
 
 
-def lam(rows, scores):
-    nh = sum(1 for l, _, _ in rows if l == "ham")
-    ns = len(rows) - nh
+def verdict_lam(rows, scores):
+    """online.py's lam% of the verdicts sum > 0."""
     hm = sum(1 for (l, _, _), s in zip(rows, scores) if l == "ham" and s > 0)
     sm = sum(1 for (l, _, _), s in zip(rows, scores) if l == "spam" and s <= 0)
-    lg = lambda p: math.log(p / (1 - p))  # noqa: E731
-    x = (lg(max(hm, 0.5) / nh) + lg(max(sm, 0.5) / ns)) / 2
-    return 100.0 / (1 + math.exp(-x))
+    nh = sum(1 for l, _, _ in rows if l == "ham")
+    return lam(hm, sm, nh, len(rows) - nh)
 
 
 def main():
@@ -61,7 +59,7 @@ def main():
             scores = [z + max(-h, min(spammy, r)) for _, z, r in rows]
             fg = figures([(l, s) for (l, _, _), s in zip(rows, scores)])
             out.append("%.4f %.4f %.4f %.3f" % (100 * (1 - fg["auc"]), fg["recall@0.1%"],
-                                                fg["recall@1%"], lam(rows, scores)))
+                                                fg["recall@1%"], verdict_lam(rows, scores)))
         print("%-11g  %s" % (h, " | ".join(out)))
 
 
