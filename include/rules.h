@@ -199,7 +199,9 @@
  *	thread after a load or reload while the literal prefilter serves,
  *	cached as state_dir/rules-hs-HASH.db (HASH of its patterns and the
  *	Vectorscan version; the three newest kept) and read from there at
- *	the next start; see rules_prefilter_db_start().
+ *	the next start; see rules_prefilter_db_start(). The compiler runs
+ *	in a child process within build_memory and build_cpu; a pattern
+ *	that alone exceeds them stays out and its rule runs everywhere.
  * CONFIGURATION
  *	rules = PATH                (repeatable; default SIFT_RULESDIR)
  *	regex_match_limit = N       (default 1000000)
@@ -211,6 +213,8 @@
  *	                            passes the start-up probes)
  *	regex_prefilter_db = yes|no (default yes; Vectorscan only)
  *	regex_prefilter_db_dir = DIR (default: the state directory)
+ *	regex_prefilter_build_memory = SIZE (default 1G)
+ *	regex_prefilter_build_cpu = SECONDS (default 600)
  *	rules_all_plugins = yes|no  (default no: see all_plugins below)
  *	rules_score_set = auto|0|1|2|3 (default auto)
  * THREADS
@@ -279,6 +283,13 @@ typedef struct rules_opts {
 	 */
 	uint64_t header_value_scan;
 	uint64_t header_all_scan;
+	/*
+	 * What building the prefilter database may take: the compiler's memory
+	 * (bytes) and CPU (seconds), in a child process; patterns that need more
+	 * are left out of it (regex_prefilter_build_memory, _cpu).
+	 */
+	uint64_t build_memory;
+	uint32_t build_cpu;
 } rules_opts_t;
 
 /* The defaults (SIFT_RULESDIR as the one path). */

@@ -30,6 +30,9 @@
 /* SpamAssassin's MAX_HEADER_VALUE_LENGTH and MAX_HEADER_LENGTH (see value_into) */
 #define RULES_DEFAULT_HEADER_VALUE_SCAN 8192u
 #define RULES_DEFAULT_HEADER_ALL_SCAN   65536u
+/* the prefilter database build's bounds (rules_hs.c) */
+#define RULES_DEFAULT_BUILD_MEMORY ((uint64_t)1 << 30)
+#define RULES_DEFAULT_BUILD_CPU    600
 #define RULES_JIT_STACK_START_BYTES     (32u * 1024)
 #define RULES_MAX_SPLIT_DEPTH           24
 #define RULES_DETAIL_BYTES              60
@@ -1737,6 +1740,8 @@ void rules_opts_default(rules_opts_t *o)
 	o->score_set = 3;
 	o->header_value_scan = RULES_DEFAULT_HEADER_VALUE_SCAN;
 	o->header_all_scan = RULES_DEFAULT_HEADER_ALL_SCAN;
+	o->build_memory = RULES_DEFAULT_BUILD_MEMORY;
+	o->build_cpu = RULES_DEFAULT_BUILD_CPU;
 }
 
 int rules_opts_read(conf_t *c, rules_opts_t *o, diag_t *d)
@@ -1792,6 +1797,13 @@ int rules_opts_read(conf_t *c, rules_opts_t *o, diag_t *d)
 	o->vectorscan_unchecked = engine == 2;
 	if (conf_bool(c, "regex_prefilter_db", true, &o->prefilter_db, d) < 0)
 		rc = -1;
+	if (conf_size(c, "regex_prefilter_build_memory", RULES_DEFAULT_BUILD_MEMORY,
+	              16ULL * 1024 * 1024, (uint64_t)1 << 40, &o->build_memory, d) < 0)
+		rc = -1;
+	if (conf_long(c, "regex_prefilter_build_cpu", RULES_DEFAULT_BUILD_CPU, 1, 86400, &v, d) <
+	    0)
+		rc = -1;
+	o->build_cpu = (uint32_t)v;
 	/* the daemon changes to "/" when it detaches: a relative path would move */
 	if (conf_str(c, "regex_prefilter_db_dir", "", &o->db_dir, d) < 0)
 		rc = -1;

@@ -37,11 +37,16 @@
 #include <inttypes.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -124,6 +129,8 @@ struct rules_hs {
 	_Atomic(struct hs_dbs *) dbs;
 	_Atomic int state; /* RULES_DB_* */
 	_Atomic uint64_t build_ms;
+	uint64_t build_memory; /* a compile's bounds (regex_prefilter_build_memory, _cpu) */
+	uint32_t build_cpu;
 };
 
 static double now_s(void)
@@ -788,6 +795,8 @@ struct rules_hs *rules_hs_prepare(rules_t *r)
 	struct rules_hs *h = xalloc_calloc(1, sizeof(*h));
 	atomic_init(&h->refs, 1);
 	h->eng = eng;
+	h->build_memory = r->opts.build_memory;
+	h->build_cpu = r->opts.build_cpu;
 	/*
 	 * Body only. Measured with SpamAssassin's rules, rules_eval CPU of
 	 * each view with its database against without (`sift check --timing`):
@@ -940,15 +949,304 @@ static void hs_unref(struct rules_hs *h)
 	free(h);
 }
 
+/* ---------------------------------------------------------------- a compile's bounds */
+
+/*
+ * Vectorscan's compiler puts no bound of its own on what one pattern may
+ * cost: a counted group is compiled as that many copies, so
+ * "(?:(?:your\s)?(?:ad+re?s+|n'a[mn]e|pho?ne?)(?:[-_.:\s]{1,9}|\sor\s)){400}"
+ * took the daemon's builder 22 s and 540 MB, and {800} 36 s and 1 GB before
+ * the compiler refused it: one line of a rules file, or of an sa-update
+ * channel, could push the daemon out of memory. So each compile runs in a
+ * child process (fork without exec: the patterns are already in memory),
+ * its data segment allowed to grow by regex_prefilter_build_memory
+ * (RLIMIT_DATA) and its CPU time bounded by regex_prefilter_build_cpu
+ * (RLIMIT_CPU). The child writes the serialized database, or the
+ * compiler's error, to a pipe and exits. When it runs out, each pattern is
+ * compiled alone under the same bounds and those that exceed them are left
+ * out: their rules run on every message, as those Vectorscan refuses do.
+ *
+ * The child of a threaded process may rely only on what fork leaves
+ * consistent: it calls the compiler (malloc, which glibc's fork leaves
+ * usable; the compiler's own static state was set up by the compiles that
+ * ran before any fork, the probes and the literal database), the
+ * serializer, write() and _exit(); it takes none of Sift's locks and logs
+ * nothing. Where fork fails (a strict overcommit policy, say) the compile
+ * runs in the process, unbounded, as it did before.
+ */
+enum iso_outcome {
+	ISO_BUILT,
+	ISO_REFUSED,  /* the compiler's error: bad is the pattern, or -1 */
+	ISO_EXCEEDED, /* out of memory or CPU time, or the child died */
+	ISO_CANCELLED /* the rules were freed meanwhile */
+};
+
+struct iso_result {
+	enum iso_outcome what;
+	hs_database_t *db; /* ISO_BUILT */
+	int bad;
+	char why[160];
+};
+
+/* What the child writes first; a database of len bytes follows when ok. */
+struct iso_head {
+	uint32_t ok;
+	int32_t bad;
+	uint64_t len;
+	char msg[160];
+};
+
+static bool write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n > 0) {
+		ssize_t w = write(fd, c, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		c += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+/* This process's data segment in bytes (VmData), or 0 when /proc cannot say. */
+static uint64_t vm_data_bytes(void)
+{
+	char buf[4096];
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	const char *p = strstr(buf, "\nVmData:");
+	return p ? strtoull(p + 8, NULL, 10) * 1024 : 0;
+}
+
+/* Lowers a limit to want (never above the hard limit it inherited). */
+static void limit(int resource, uint64_t want, uint64_t hard_extra)
+{
+	struct rlimit rl;
+	if (getrlimit(resource, &rl) != 0)
+		return;
+	rlim_t cur = (rlim_t)want, max = (rlim_t)(want + hard_extra);
+	if (rl.rlim_max != RLIM_INFINITY && max > rl.rlim_max)
+		max = rl.rlim_max;
+	if (cur > max)
+		cur = max;
+	rl.rlim_cur = cur;
+	rl.rlim_max = max;
+	(void)setrlimit(resource, &rl);
+}
+
+static _Noreturn void iso_child(int fd, pid_t parent, const char *const *ex, const unsigned *fl,
+                                const unsigned *id, unsigned n, const hs_platform_info_t *pl,
+                                uint64_t memory, uint32_t cpu)
+{
+	/* the builder thread waits for it; if the daemon dies, so does the child */
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(1);
+	limit(RLIMIT_CORE, 0, 0);
+	/* SIGXCPU at the soft limit, SIGKILL five seconds of CPU later */
+	limit(RLIMIT_CPU, cpu, 5);
+	uint64_t data = vm_data_bytes();
+	if (data > 0)
+		limit(RLIMIT_DATA, data + memory, 0);
+	struct iso_head head;
+	memset(&head, 0, sizeof(head));
+	hs_database_t *db = NULL;
+	hs_compile_error_t *err = NULL;
+	char *bytes = NULL;
+	if (hs_compile_multi(ex, fl, id, n, HS_MODE_BLOCK, pl, &db, &err) != HS_SUCCESS) {
+		head.bad = err ? err->expression : -1;
+		snprintf(head.msg, sizeof(head.msg), "%s",
+		         err && err->message ? err->message : "compile failed");
+		_exit(write_all(fd, &head, sizeof(head)) ? 0 : 1);
+	}
+	size_t len = 0;
+	if (hs_serialize_database(db, &bytes, &len) != HS_SUCCESS) {
+		head.bad = -1;
+		snprintf(head.msg, sizeof(head.msg), "cannot serialize the database");
+		_exit(write_all(fd, &head, sizeof(head)) ? 0 : 1);
+	}
+	head.ok = 1;
+	head.len = len;
+	_exit(write_all(fd, &head, sizeof(head)) && write_all(fd, bytes, len) ? 0 : 1);
+}
+
+/* The compile in this process, unbounded: where no child can be made. */
+static void iso_in_process(const char *const *ex, const unsigned *fl, const unsigned *id,
+                           unsigned n, const hs_platform_info_t *pl, struct iso_result *res)
+{
+	hs_compile_error_t *err = NULL;
+	if (hs_compile_multi(ex, fl, id, n, HS_MODE_BLOCK, pl, &res->db, &err) == HS_SUCCESS) {
+		res->what = ISO_BUILT;
+		return;
+	}
+	res->db = NULL;
+	res->what = ISO_REFUSED;
+	res->bad = err ? err->expression : -1;
+	snprintf(res->why, sizeof(res->why), "%s",
+	         err && err->message ? err->message : "compile failed");
+	hs_free_compile_error(err);
+}
+
+/*
+ * Reads up to n bytes from fd into p, polling once a second so that a
+ * build whose rules were freed is stopped; the bytes read.
+ */
+static size_t iso_read(int fd, void *p, size_t n, const _Atomic bool *cancelled, bool *stop)
+{
+	size_t got = 0;
+	while (got < n && !*stop) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int r = poll(&pfd, 1, 1000);
+		if (r < 0 && errno != EINTR)
+			break;
+		if (atomic_load(cancelled)) {
+			*stop = true;
+			break;
+		}
+		if (r <= 0)
+			continue;
+		ssize_t k = read(fd, (char *)p + got, n - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	return got;
+}
+
+static void iso_compile(const struct rules_hs *h, const char *const *ex, const unsigned *fl,
+                        const unsigned *id, unsigned n, const hs_platform_info_t *pl,
+                        struct iso_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	int p[2];
+	pid_t pid = -1;
+	pid_t parent = getpid();
+	if (pipe2(p, O_CLOEXEC) == 0) {
+		pid = fork();
+		if (pid == 0) {
+			close(p[0]);
+			iso_child(p[1], parent, ex, fl, id, n, pl, h->build_memory, h->build_cpu);
+		}
+		int e = errno;
+		close(p[1]);
+		if (pid < 0)
+			close(p[0]);
+		errno = e;
+	}
+	if (pid < 0) {
+		log_msg(LOG_L_WARNING,
+		        "rules prefilter database: cannot start the compiler's process (%s); "
+		        "compiling without its bounds",
+		        strerror(errno));
+		iso_in_process(ex, fl, id, n, pl, res);
+		return;
+	}
+	struct iso_head head;
+	bool stop = false;
+	char *bytes = NULL;
+	bool whole = iso_read(p[0], &head, sizeof(head), &h->cancelled, &stop) == sizeof(head);
+	if (whole && head.ok && head.len <= HS_CACHE_MAX_BYTES) {
+		bytes = xalloc_malloc(head.len ? head.len : 1);
+		whole = iso_read(p[0], bytes, head.len, &h->cancelled, &stop) == head.len;
+	} else if (whole && head.ok) {
+		whole = false;
+	}
+	close(p[0]);
+	if (stop)
+		kill(pid, SIGKILL);
+	int st = 0;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (stop) {
+		res->what = ISO_CANCELLED;
+	} else if (!whole) {
+		res->what = ISO_EXCEEDED;
+		if (WIFSIGNALED(st) && (WTERMSIG(st) == SIGXCPU || WTERMSIG(st) == SIGKILL))
+			snprintf(res->why, sizeof(res->why),
+			         "more than regex_prefilter_build_cpu (%" PRIu32
+			         " s of CPU), or killed",
+			         h->build_cpu);
+		else if (WIFSIGNALED(st))
+			snprintf(res->why, sizeof(res->why), "the compiler died (signal %d)",
+			         WTERMSIG(st));
+		else
+			snprintf(res->why, sizeof(res->why), "the compiler stopped (status %d)",
+			         WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	} else if (!head.ok) {
+		head.msg[sizeof(head.msg) - 1] = '\0';
+		/* a C++ allocation failure, which the compiler reports as this */
+		bool memory = strstr(head.msg, "allocate") != NULL;
+		res->what = memory ? ISO_EXCEEDED : ISO_REFUSED;
+		res->bad = head.bad;
+		if (memory)
+			snprintf(res->why, sizeof(res->why),
+			         "more than regex_prefilter_build_memory (%" PRIu64 " MB)",
+			         h->build_memory >> 20);
+		else
+			snprintf(res->why, sizeof(res->why), "%s", head.msg);
+	} else if (hs_deserialize_database(bytes, head.len, &res->db) == HS_SUCCESS) {
+		res->what = ISO_BUILT;
+	} else {
+		res->db = NULL;
+		res->what = ISO_REFUSED;
+		res->bad = -1;
+		snprintf(res->why, sizeof(res->why), "the compiler's database does not read back");
+	}
+	free(bytes);
+}
+
+/*
+ * After a compile of the whole view ran out: compiles each pattern alone
+ * and takes out of in_db the rules (or gate patterns) whose pattern alone
+ * exceeds the bounds; how many patterns were taken out.
+ */
+static size_t drop_costly(const struct rules_hs *h, const struct hs_view *v,
+                          const hs_platform_info_t *pl, uint8_t *in_db, const char *what,
+                          const char **ex, const unsigned *fl, const unsigned *id, size_t n)
+{
+	size_t out = 0;
+	for (size_t i = 0; i < n && !atomic_load(&h->cancelled); i++) {
+		if (!in_db[id[i]])
+			continue; /* another piece of a rule already out */
+		struct iso_result res;
+		iso_compile(h, &ex[i], &fl[i], &id[i], 1, pl, &res);
+		if (res.what == ISO_BUILT)
+			hs_free_database(res.db);
+		if (res.what != ISO_EXCEEDED)
+			continue;
+		/* a gate's name is "RULE's repeat gate" */
+		log_msg(LOG_L_WARNING,
+		        "rules prefilter database (%s): %s left out (it runs on every message): "
+		        "building it takes %s",
+		        what, v->name[id[i]], res.why);
+		in_db[id[i]] = 0;
+		out++;
+	}
+	return out;
+}
+
 /*
  * Compiles one view's patterns, those in_db still holds (the caller sets
- * it). A pattern Vectorscan rejects (too large, an anchor it does not
- * support) takes its rule out of the database - every piece of it - and
- * the rest is compiled again; such a rule runs everywhere.
+ * it), within the build's bounds (iso_compile()). A pattern Vectorscan
+ * rejects (too large, an anchor it does not support), or whose build alone
+ * exceeds the bounds, takes its rule out of the database - every piece of
+ * it - and the rest is compiled again; such a rule runs everywhere.
  */
-static hs_database_t *compile_view(const struct hs_view *v, const hs_platform_info_t *platform,
+static hs_database_t *compile_view(const struct rules_hs *h, const struct hs_view *v,
                                    uint8_t *in_db, const char *what)
 {
+	const hs_platform_info_t *platform = h->eng->platform;
 	const char **ex = xalloc_calloc(v->nexpr + 1, sizeof(*ex));
 	unsigned *fl = xalloc_calloc(v->nexpr + 1, sizeof(*fl));
 	unsigned *id = xalloc_calloc(v->nexpr + 1, sizeof(*id));
@@ -985,22 +1283,37 @@ static hs_database_t *compile_view(const struct hs_view *v, const hs_platform_in
 		}
 		if (n == 0)
 			break;
-		hs_compile_error_t *err = NULL;
-		if (hs_compile_multi(ex, fl, id, (unsigned)n, HS_MODE_BLOCK, platform, &db, &err) ==
-		    HS_SUCCESS)
+		struct iso_result res;
+		iso_compile(h, ex, fl, id, (unsigned)n, platform, &res);
+		if (res.what == ISO_BUILT) {
+			db = res.db;
 			break;
-		db = NULL;
-		int bad = err ? err->expression : -1;
+		}
+		if (res.what == ISO_CANCELLED) {
+			memset(in_db, 0, v->nrule + v->ngpat);
+			break;
+		}
+		if (res.what == ISO_EXCEEDED) {
+			if (drop_costly(h, v, platform, in_db, what, ex, fl, id, n) > 0)
+				continue;
+			if (!atomic_load(&h->cancelled))
+				log_msg(LOG_L_WARNING,
+				        "rules prefilter database (%s): building it takes %s, though "
+				        "each pattern alone does not: not built (the rules run "
+				        "without it)",
+				        what, res.why);
+			memset(in_db, 0, v->nrule + v->ngpat);
+			break;
+		}
+		int bad = res.bad;
 		if (bad < 0 || (size_t)bad >= n) {
 			log_msg(LOG_L_WARNING, "rules prefilter database (%s): vectorscan: %s",
-			        what, err && err->message ? err->message : "compile failed");
-			hs_free_compile_error(err);
+			        what, res.why);
 			memset(in_db, 0, v->nrule + v->ngpat);
 			break;
 		}
 		log_msg(LOG_L_DEBUG, "rules prefilter database (%s): rule %s left out: %s", what,
-		        v->name[id[bad]], err->message);
-		hs_free_compile_error(err);
+		        v->name[id[bad]], res.why);
 		in_db[id[bad]] = 0;
 		dropped += id[bad] < v->nrule;
 	}
@@ -1088,7 +1401,7 @@ static struct hs_dbs *build_all(struct rules_hs *h)
 		const struct hs_view *v = &h->v[t];
 		d->in_db[t] = xalloc_malloc(v->nrule + v->ngpat);
 		memset(d->in_db[t], 1, v->nrule + v->ngpat);
-		d->db[t] = compile_view(v, h->eng->platform, d->in_db[t], rules_type_name(t));
+		d->db[t] = compile_view(h, v, d->in_db[t], rules_type_name(t));
 		size_t dropped = d->db[t] ? drop_unselective(v, h->eng, d->db[t], d->in_db[t]) : 0;
 		if (dropped > 0) {
 			log_msg(
@@ -1097,8 +1410,7 @@ static struct hs_dbs *build_all(struct rules_hs *h)
 			    "paragraph there run on every message instead",
 			    rules_type_name(t), dropped);
 			hs_free_database(d->db[t]);
-			d->db[t] =
-			    compile_view(v, h->eng->platform, d->in_db[t], rules_type_name(t));
+			d->db[t] = compile_view(h, v, d->in_db[t], rules_type_name(t));
 		}
 		size_t sz = 0;
 		if (d->db[t] != NULL && hs_database_size(d->db[t], &sz) == HS_SUCCESS)

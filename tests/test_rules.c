@@ -2197,7 +2197,8 @@ Test(rules, options_come_from_the_configuration)
 	diag_t *d = diag_new();
 	conf_t *c = conf_parse("sift.conf",
 	                       "rules = /a\nrules = /b\nregex_match_limit = 5000\n"
-	                       "regex_jit_stack = 2M\nregex_prefilter = no\n",
+	                       "regex_jit_stack = 2M\nregex_prefilter = no\n"
+	                       "regex_prefilter_build_memory = 256M\nregex_prefilter_build_cpu = 30\n",
 	                       d);
 	cr_assert_not_null(c);
 	rules_opts_t o;
@@ -2207,16 +2208,27 @@ Test(rules, options_come_from_the_configuration)
 	cr_assert_eq(o.match_limit, 5000);
 	cr_assert_eq(o.jit_stack_bytes, 2u << 20);
 	cr_assert_not(o.prefilter);
+	cr_assert_eq(o.build_memory, 256u << 20);
+	cr_assert_eq(o.build_cpu, 30);
 	cr_assert_eq(conf_check_unknown(c, d), 0);
 	conf_free(c);
 	c = conf_parse("sift.conf", "regex_match_limit = lots\n", d);
 	cr_assert_eq(rules_opts_read(c, &o, d), -1);
 	cr_assert(unit_diag_has(d, "sift.conf:1: regex_match_limit"));
 	conf_free(c);
+	/* a bound too small for any build, and a CPU time of none */
+	c = conf_parse("sift.conf",
+	               "regex_prefilter_build_memory = 1M\nregex_prefilter_build_cpu = 0\n", d);
+	cr_assert_eq(rules_opts_read(c, &o, d), -1);
+	cr_assert(unit_diag_has(d, "sift.conf:1: regex_prefilter_build_memory"));
+	cr_assert(unit_diag_has(d, "sift.conf:2: regex_prefilter_build_cpu"));
+	conf_free(c);
 	c = conf_new();
 	rules_opts_read(c, &o, d);
 	cr_assert_eq(o.npaths, 1);
 	cr_assert_str_eq(o.paths[0], SIFT_RULESDIR);
+	cr_assert_eq(o.build_memory, 1u << 30);
+	cr_assert_eq(o.build_cpu, 600);
 	conf_free(c);
 	diag_free(d);
 }
