@@ -222,9 +222,11 @@
  *	rules_eval() may run in any number of threads at once. The only
  *	things that change after load are per-rule atomic counters (errors,
  *	and CPU time when timing is asked for); TextCat's profiles, like
- *	every other list the directives fill, are only read. Each thread keeps its own
- *	PCRE2 match data, match context and JIT stack in a thread-local
- *	cache, created on first use and freed when the thread exits.
+ *	every other list the directives fill, are only read. An evaluation
+ *	takes its PCRE2 match data, match context and JIT stack from a
+ *	process-wide pool (under a mutex, once a message) and gives them back:
+ *	a thread per connection, as libmilter runs them, would otherwise make
+ *	them again for every message.
  * DIAGNOSTICS
  *	Load problems go to the diag_t as "file:line: ..." entries.
  */

@@ -2191,18 +2191,26 @@ void rules_print_timing(const rules_t *r, FILE *fp, size_t top_n)
 	free(t);
 }
 
-/* ---------------------------------------------------------------- per-thread match state */
+/* ---------------------------------------------------------------- pooled match state */
 
 /*
  * PCRE2 match data, match context and JIT stack are not thread-safe, and
- * making them per call costs more than many matches. So each thread keeps
- * one set, made on first use and freed by the key destructor at thread
- * exit. The settings come from the rule set being run (a reload may
- * change them), so they are re-applied when the generation changes.
+ * making them per call costs more than many matches. So an evaluation
+ * takes one set from a pool for the message and gives it back after. They
+ * were kept per thread before, but libmilter runs each connection in a
+ * thread of its own and Postfix sends one message per connection, so the
+ * set (a JIT stack mapped and unmapped, the late patterns below compiled
+ * again) was made and freed for every message. The settings come from the
+ * rule set being run (a reload may change them), so they are re-applied
+ * when the generation changes. The pool keeps at most RULES_TLS_POOL_MAX
+ * idle sets: a burst of concurrent evaluations frees its extra ones as they
+ * come back.
  */
+#define RULES_TLS_POOL_MAX 128
+
 /*
  * A pattern made from captured tags (the late rules: eval_all) and its
- * compiled code, kept by the thread for the next message that makes the
+ * compiled code, kept by the set for the next message that makes the
  * same pattern for the same rule. SpamAssassin's __GB_* rules put the
  * recipient address a capture finds into six patterns, and mail to one
  * address or list makes the same six message after message: a compile
@@ -2214,7 +2222,7 @@ struct late_code {
 	char *pat; /* NULL: an empty entry */
 	size_t rule;
 	pcre2_code *code;
-	uint64_t used; /* the thread's late_tick when last found: the least is dropped */
+	uint64_t used; /* the set's late_tick when last found: the least is dropped */
 };
 
 struct rules_tls {
@@ -2226,10 +2234,13 @@ struct rules_tls {
 	/* emptied when the generation changes: rule indexes are a rule set's */
 	struct late_code late[RULES_LATE_CACHE_ENTRIES];
 	uint64_t late_tick;
+	struct rules_tls *next; /* in the pool */
 };
 
-static pthread_key_t tls_key;
-static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t tls_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rules_tls *tls_pool; /* idle sets */
+static size_t tls_pool_n;
+/* the set the thread's evaluation holds, for rules_match_context() */
 static __thread struct rules_tls *tls_cur;
 
 static void late_flush(struct rules_tls *t)
@@ -2241,34 +2252,31 @@ static void late_flush(struct rules_tls *t)
 	}
 }
 
-static void tls_destroy(void *p)
+static void tls_free(struct rules_tls *t)
 {
-	struct rules_tls *t = p;
 	late_flush(t);
 	pcre2_match_data_free(t->md);
 	pcre2_match_context_free(t->mc);
 	pcre2_jit_stack_free(t->js);
 	free(t);
-	tls_cur = NULL;
 }
 
-static void tls_key_make(void)
+/* A set for one evaluation of r's rules, held until tls_give(). */
+static struct rules_tls *tls_take(const rules_t *r)
 {
-	pthread_key_create(&tls_key, tls_destroy);
-}
-
-static struct rules_tls *tls_get(const rules_t *r)
-{
-	struct rules_tls *t = tls_cur;
+	pthread_mutex_lock(&tls_pool_lock);
+	struct rules_tls *t = tls_pool;
+	if (t != NULL) {
+		tls_pool = t->next;
+		tls_pool_n--;
+	}
+	pthread_mutex_unlock(&tls_pool_lock);
 	if (t == NULL) {
-		pthread_once(&tls_once, tls_key_make);
 		t = xalloc_calloc(1, sizeof(*t));
 		t->md = pcre2_match_data_create(1, NULL);
 		t->mc = pcre2_match_context_create(NULL);
 		if (t->md == NULL || t->mc == NULL)
 			abort();
-		pthread_setspecific(tls_key, t);
-		tls_cur = t;
 	}
 	if (t->generation != r->generation) {
 		late_flush(t);
@@ -2285,12 +2293,30 @@ static struct rules_tls *tls_get(const rules_t *r)
 		}
 		t->generation = r->generation;
 	}
+	t->next = tls_cur; /* an evaluation inside another gets its own, and gives it back */
+	tls_cur = t;
 	return t;
+}
+
+static void tls_give(struct rules_tls *t)
+{
+	tls_cur = t->next;
+	pthread_mutex_lock(&tls_pool_lock);
+	if (tls_pool_n < RULES_TLS_POOL_MAX) {
+		t->next = tls_pool;
+		tls_pool = t;
+		tls_pool_n++;
+		t = NULL;
+	}
+	pthread_mutex_unlock(&tls_pool_lock);
+	if (t != NULL)
+		tls_free(t);
 }
 
 pcre2_match_context *rules_match_context(const rules_t *r)
 {
-	return tls_get(r)->mc;
+	(void)r;
+	return tls_cur->mc; /* eval tests run inside eval_all(), which holds a set */
 }
 
 /* ---------------------------------------------------------------- matching */
@@ -3877,7 +3903,7 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 	ee.h = h;
 	if (r->dns != NULL)
 		rules_eval_dns_begin(&ee, r->dns, deadline_ms);
-	struct evalctx e = {.r = r, .t = tls_get(r), .a = msg_arena(m), .flags = flags, .ee = &ee};
+	struct evalctx e = {.r = r, .t = tls_take(r), .a = msg_arena(m), .flags = flags, .ee = &ee};
 	arena_t *a = e.a;
 	double *val = arena_zalloc(a, (r->n ? r->n : 1) * sizeof(double));
 	struct hval *hv = arena_zalloc(a, (r->nhkeys ? r->nhkeys : 1) * sizeof(*hv));
@@ -4129,6 +4155,7 @@ static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, uns
 		          "Not all rules were run, due to a shortcircuited rule", "%s (%s)",
 		          ru->name, type);
 	}
+	tls_give(e.t);
 	return e.errors;
 }
 

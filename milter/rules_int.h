@@ -676,10 +676,11 @@ const char *rules_eval_re_group(struct rules_eval_re *re, const char *s, size_t 
  */
 bool rules_eval_re_once(const char *pattern, uint32_t options, const char *s);
 /*
- * The calling thread's match context for r's regexes: the match and depth
- * limits and the JIT stack the regex rules run under (rules.c keeps one a
- * thread), for the eval tests that match a rules file's pattern. Owned by
- * the thread, never NULL; not to be freed.
+ * The match context of the evaluation the calling thread is running: the
+ * match and depth limits and the JIT stack the regex rules run under
+ * (rules.c takes one from its pool per evaluation), for the eval tests that
+ * match a rules file's pattern. Only inside rules_eval(); never NULL there;
+ * not to be freed.
  */
 pcre2_match_context *rules_match_context(const rules_t *r);
 bool rules_eval_parse_date(const char *s, int64_t *out);

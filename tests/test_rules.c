@@ -1732,6 +1732,57 @@ Test(rules, match_limit_is_an_error_not_a_miss)
 	diag_free(d);
 }
 
+/*
+ * Evaluations take their PCRE2 match state from a pool that outlives
+ * threads (libmilter runs a thread per connection): a set used by one rule
+ * set and then another must carry each one's limits, in whatever thread.
+ */
+struct limits_run {
+	rules_t *strict, *loose;
+	int strict_errors, loose_errors;
+};
+
+static void *limits_worker(void *p)
+{
+	struct limits_run *t = p;
+	const char *raw = PLAIN("x", "aaaaaaaaaaaaaaaaaaaab\n");
+	for (int k = 0; k < 3; k++) {
+		msg_t *m;
+		int errors = 0;
+		rules_t *r = k == 1 ? t->loose : t->strict;
+		eval_flags(r, raw, &m, 0, &errors);
+		if (k == 1)
+			t->loose_errors += errors;
+		else
+			t->strict_errors += errors;
+		msg_free(m);
+	}
+	return NULL;
+}
+
+Test(rules, pooled_match_state_follows_each_rule_sets_limits)
+{
+	rules_opts_t o;
+	rules_opts_default(&o);
+	o.match_limit = 1000;
+	diag_t *d = diag_new();
+	const char *text = "body CATASTROPHIC /(?:a|aa)+$/\n";
+	struct limits_run t = {.strict = load_opts(text, &o, d), .loose = load_opts(text, NULL, d)};
+	cr_assert_not_null(t.strict);
+	cr_assert_not_null(t.loose);
+	for (int i = 0; i < 8; i++) {
+		pthread_t th;
+		cr_assert_eq(pthread_create(&th, NULL, limits_worker, &t), 0);
+		pthread_join(th, NULL);
+	}
+	/* 20 letters: some ten thousand steps, over 1,000 and far under the default */
+	cr_assert_eq(t.strict_errors, 16);
+	cr_assert_eq(t.loose_errors, 0);
+	rules_free(t.strict);
+	rules_free(t.loose);
+	diag_free(d);
+}
+
 /* ---------------------------------------------------------------- diagnostics */
 
 static void expect_error(const char *text, const char *msg)
