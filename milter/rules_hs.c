@@ -1097,20 +1097,69 @@ static void iso_in_process(const char *const *ex, const unsigned *fl, const unsi
 }
 
 /*
- * Reads up to n bytes from fd into p, polling once a second so that a
- * build whose rules were freed is stopped; the bytes read.
+ * A compiler computes: one that sleeps this long without using CPU time is
+ * stuck (AddressSanitizer's builds, out of memory, hang in their report;
+ * a lock held across the fork would do the same) and is stopped.
  */
-static size_t iso_read(int fd, void *p, size_t n, const _Atomic bool *cancelled, bool *stop)
+#define ISO_STUCK_SECONDS 10
+
+/* The child's CPU time in ticks and its state letter (R running or ready to run). */
+static bool child_progress(pid_t pid, unsigned long long *ticks, char *state)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')'); /* the command name may hold anything */
+	unsigned long long ut, st;
+	if (p == NULL || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+	                        state, &ut, &st) != 3)
+		return false;
+	*ticks = ut + st;
+	return true;
+}
+
+struct iso_watch {
+	pid_t pid;
+	const _Atomic bool *cancelled;
+	unsigned long long ticks;
+	unsigned idle; /* seconds asleep without CPU progress */
+	bool stop, stuck;
+};
+
+/*
+ * Reads up to n bytes from fd into p, polling once a second so that a
+ * build whose rules were freed, or a stuck compiler, is stopped; the bytes
+ * read.
+ */
+static size_t iso_read(int fd, void *p, size_t n, struct iso_watch *w)
 {
 	size_t got = 0;
-	while (got < n && !*stop) {
+	while (got < n && !w->stop) {
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		int r = poll(&pfd, 1, 1000);
 		if (r < 0 && errno != EINTR)
 			break;
-		if (atomic_load(cancelled)) {
-			*stop = true;
+		if (atomic_load(w->cancelled)) {
+			w->stop = true;
 			break;
+		}
+		if (r == 0) {
+			unsigned long long t;
+			char state;
+			if (child_progress(w->pid, &t, &state) && state != 'R' && t == w->ticks) {
+				if (++w->idle >= ISO_STUCK_SECONDS)
+					w->stop = w->stuck = true;
+			} else {
+				w->idle = 0;
+				w->ticks = t;
+			}
 		}
 		if (r <= 0)
 			continue;
@@ -1153,35 +1202,40 @@ static void iso_compile(const struct rules_hs *h, const char *const *ex, const u
 		return;
 	}
 	struct iso_head head;
-	bool stop = false;
+	struct iso_watch w = {.pid = pid, .cancelled = &h->cancelled};
 	char *bytes = NULL;
-	bool whole = iso_read(p[0], &head, sizeof(head), &h->cancelled, &stop) == sizeof(head);
+	bool whole = iso_read(p[0], &head, sizeof(head), &w) == sizeof(head);
 	if (whole && head.ok && head.len <= HS_CACHE_MAX_BYTES) {
 		bytes = xalloc_malloc(head.len ? head.len : 1);
-		whole = iso_read(p[0], bytes, head.len, &h->cancelled, &stop) == head.len;
+		whole = iso_read(p[0], bytes, head.len, &w) == head.len;
 	} else if (whole && head.ok) {
 		whole = false;
 	}
 	close(p[0]);
-	if (stop)
+	if (w.stop)
 		kill(pid, SIGKILL);
 	int st = 0;
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
-	if (stop) {
+	if (w.stuck) {
+		res->what = ISO_EXCEEDED;
+		snprintf(res->why, sizeof(res->why),
+		         "stalled (the compiler slept %d s without using CPU; stopped)",
+		         ISO_STUCK_SECONDS);
+	} else if (w.stop) {
 		res->what = ISO_CANCELLED;
 	} else if (!whole) {
 		res->what = ISO_EXCEEDED;
 		if (WIFSIGNALED(st) && (WTERMSIG(st) == SIGXCPU || WTERMSIG(st) == SIGKILL))
 			snprintf(res->why, sizeof(res->why),
-			         "more than regex_prefilter_build_cpu (%" PRIu32
-			         " s of CPU), or killed",
+			         "needs more than regex_prefilter_build_cpu (%" PRIu32
+			         " s of CPU), or the compiler was killed",
 			         h->build_cpu);
 		else if (WIFSIGNALED(st))
-			snprintf(res->why, sizeof(res->why), "the compiler died (signal %d)",
+			snprintf(res->why, sizeof(res->why), "killed the compiler (signal %d)",
 			         WTERMSIG(st));
 		else
-			snprintf(res->why, sizeof(res->why), "the compiler stopped (status %d)",
+			snprintf(res->why, sizeof(res->why), "stopped the compiler (status %d)",
 			         WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 	} else if (!head.ok) {
 		head.msg[sizeof(head.msg) - 1] = '\0';
@@ -1191,7 +1245,7 @@ static void iso_compile(const struct rules_hs *h, const char *const *ex, const u
 		res->bad = head.bad;
 		if (memory)
 			snprintf(res->why, sizeof(res->why),
-			         "more than regex_prefilter_build_memory (%" PRIu64 " MB)",
+			         "needs more than regex_prefilter_build_memory (%" PRIu64 " MB)",
 			         h->build_memory >> 20);
 		else
 			snprintf(res->why, sizeof(res->why), "%s", head.msg);
@@ -1228,7 +1282,7 @@ static size_t drop_costly(const struct rules_hs *h, const struct hs_view *v,
 		/* a gate's name is "RULE's repeat gate" */
 		log_msg(LOG_L_WARNING,
 		        "rules prefilter database (%s): %s left out (it runs on every message): "
-		        "building it takes %s",
+		        "building it %s",
 		        what, v->name[id[i]], res.why);
 		in_db[id[i]] = 0;
 		out++;
@@ -1298,9 +1352,8 @@ static hs_database_t *compile_view(const struct rules_hs *h, const struct hs_vie
 				continue;
 			if (!atomic_load(&h->cancelled))
 				log_msg(LOG_L_WARNING,
-				        "rules prefilter database (%s): building it takes %s, though "
-				        "each pattern alone does not: not built (the rules run "
-				        "without it)",
+				        "rules prefilter database (%s): building it %s, though no "
+				        "pattern alone does: not built (the rules run without it)",
 				        what, res.why);
 			memset(in_db, 0, v->nrule + v->ngpat);
 			break;

@@ -108,4 +108,23 @@ mc damaged
 check "damaged: the same verdicts" verdicts_ok damaged
 stop
 
+# --- a rule whose build alone exceeds the build's bounds (a group counted
+# 200 times: 300 MB of compiler): left out of the database with a warning;
+# the compiler runs in a child process, so the daemon's memory stays small
+cat >"$D/rules/20_costly.cf" <<'EOF'
+body     SIFT_DB_COSTLY  /(?:(?:your\s)?(?:ad+re?s+|n'a[mn]e|pho?ne?)(?:[-_.:\s]{1,9}|\sor\s)){200}/i
+score    SIFT_DB_COSTLY  0.1
+EOF
+echo "regex_prefilter_build_memory = 64M" >>"$D/sift.conf"
+start
+check "costly: a database is built" wait_for "$T" built_n 4
+check "costly: the rule is left out, with a warning" \
+	grep -q "SIFT_DB_COSTLY left out (it runs on every message): building it" "$LOG"
+hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$PID/status")
+hwm_small() { [ "${hwm:-0}" -gt 0 ] && [ "$hwm" -lt 150000 ]; }
+check "costly: the daemon's peak memory stayed small (${hwm} kB)" hwm_small
+mc costly
+check "costly: the same verdicts" verdicts_ok costly
+stop
+
 it_done
