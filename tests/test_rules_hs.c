@@ -102,19 +102,24 @@ static char *hit_list(rules_t *r, const char *raw, unsigned flags)
  * site loads them, with a scanner that finds their matches, or without
  * Vectorscan (rules_hs_engine()).
  */
+static rules_t *load_text(const char *text, const rules_opts_t *o)
+{
+	diag_t *d = diag_new();
+	rules_t *r = rules_load_text("hs.cf", text, o, d);
+	if (r == NULL)
+		diag_print(d, stderr, 1);
+	diag_free(d);
+	cr_assert_not_null(r);
+	return r;
+}
+
 static rules_t *load_with(const char *text, bool unchecked)
 {
 	rules_opts_t o;
 	rules_opts_default(&o);
 	o.vectorscan_unchecked = unchecked;
 	o.prefilter_db_rawbody = true; /* the machinery on raw bytes too */
-	diag_t *d = diag_new();
-	rules_t *r = rules_load_text("hs.cf", text, &o, d);
-	if (r == NULL)
-		diag_print(d, stderr, 1);
-	diag_free(d);
-	cr_assert_not_null(r);
-	return r;
+	return load_text(text, &o);
 }
 
 static rules_t *load_checked(const char *text)
@@ -254,12 +259,7 @@ static rules_t *load_bounded(const char *text, uint64_t memory, uint32_t cpu)
 	o.vectorscan_unchecked = true;
 	o.build_memory = memory;
 	o.build_cpu = cpu;
-	diag_t *d = diag_new();
-	rules_t *r = rules_load_text("hs.cf", text, &o, d);
-	if (r == NULL)
-		diag_print(d, stderr, 1);
-	diag_free(d);
-	cr_assert_not_null(r);
+	rules_t *r = load_text(text, &o);
 	if (!have_db(r)) {
 		rules_free(r);
 		cr_skip_test("built without Vectorscan");
