@@ -2316,7 +2316,8 @@ static void tls_give(struct rules_tls *t)
 pcre2_match_context *rules_match_context(const rules_t *r)
 {
 	(void)r;
-	return tls_cur->mc; /* eval tests run inside eval_all(), which holds a set */
+	/* eval tests run inside eval_all(), which holds a set; outside, PCRE2's own limits */
+	return tls_cur != NULL ? tls_cur->mc : NULL;
 }
 
 /* ---------------------------------------------------------------- matching */
@@ -3897,13 +3898,15 @@ static double pending_cost(const rules_t *r, size_t ri, const struct views *vw,
 static int eval_all(const rules_t *r, msg_t *m, const mime_t *mi, hits_t *h, unsigned flags,
                     long deadline_ms, unsigned *late)
 {
+	/* first: the DNS tests' start already matches a rules file's pattern (HashBL's bodies) */
+	struct rules_tls *t = tls_take(r);
 	/* DNS lookups first, so they are answered while the regex rules run */
 	struct rules_evalenv ee;
 	rules_eval_env_init(&ee, r, m, mi);
 	ee.h = h;
 	if (r->dns != NULL)
 		rules_eval_dns_begin(&ee, r->dns, deadline_ms);
-	struct evalctx e = {.r = r, .t = tls_take(r), .a = msg_arena(m), .flags = flags, .ee = &ee};
+	struct evalctx e = {.r = r, .t = t, .a = msg_arena(m), .flags = flags, .ee = &ee};
 	arena_t *a = e.a;
 	double *val = arena_zalloc(a, (r->n ? r->n : 1) * sizeof(double));
 	struct hval *hv = arena_zalloc(a, (r->nhkeys ? r->nhkeys : 1) * sizeof(*hv));

@@ -679,8 +679,8 @@ bool rules_eval_re_once(const char *pattern, uint32_t options, const char *s);
  * The match context of the evaluation the calling thread is running: the
  * match and depth limits and the JIT stack the regex rules run under
  * (rules.c takes one from its pool per evaluation), for the eval tests that
- * match a rules file's pattern. Only inside rules_eval(); never NULL there;
- * not to be freed.
+ * match a rules file's pattern. Inside rules_eval() never NULL (outside it
+ * NULL: PCRE2's default limits); not to be freed.
  */
 pcre2_match_context *rules_match_context(const rules_t *r);
 bool rules_eval_parse_date(const char *s, int64_t *out);
