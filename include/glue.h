@@ -17,8 +17,10 @@
  *	arguments): they do nothing or refuse the message, never crash.
  *	tests/fuzz/fuzz_milter.c drives them with arbitrary packet sequences.
  * THREADS
- *	libmilter runs one thread per connection; the callbacks keep all
- *	their state in the connection's private data.
+ *	libmilter hands each command to a thread of its worker pool (Debian
+ *	builds it with the pool), so one connection's callbacks may run on
+ *	different threads, one at a time: the callbacks keep all their state
+ *	in the connection's private data, none in the thread.
  */
 #ifndef SIFT_GLUE_H
 #define SIFT_GLUE_H

@@ -2197,10 +2197,11 @@ void rules_print_timing(const rules_t *r, FILE *fp, size_t top_n)
  * PCRE2 match data, match context and JIT stack are not thread-safe, and
  * making them per call costs more than many matches. So an evaluation
  * takes one set from a pool for the message and gives it back after. They
- * were kept per thread before, but libmilter runs each connection in a
- * thread of its own and Postfix sends one message per connection, so the
- * set (a JIT stack mapped and unmapped, the late patterns below compiled
- * again) was made and freed for every message. The settings come from the
+ * were kept per thread before, but libmilter's worker pool starts a thread
+ * when none is idle and ends one when more than one is idle, so threads
+ * come and go with the load (159 started over 1,500 one-message
+ * connections in contrib/bench), and each new one made the set again (a
+ * JIT stack mapped, the late patterns below compiled again). The settings come from the
  * rule set being run (a reload may change them), so they are re-applied
  * when the generation changes. The pool keeps at most RULES_TLS_POOL_MAX
  * idle sets: a burst of concurrent evaluations frees its extra ones as they
