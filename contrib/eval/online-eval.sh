@@ -20,6 +20,9 @@
 #   KEY=VALUE are passed to the Sift driver (bayes_* keys, mode=, margin=).
 # environment: BUILDDIR (default .), WORK (default a new temp dir, removed),
 #   TRAIN_FOLDS, TEST_FOLDS (the split run's folds),
+#   ONLY_FOLDS (runs all, 2002-03 and 03-2002 keep only these folds'
+#   messages, e.g. "0 1 2 3 4 5 6" to cross-validate a setting on the
+#   training folds),
 #   BOGOFILTER=0 to skip bogofilter.
 # output: one figures line per filter (contrib/eval/online.py), and the
 #   store sizes along the stream.
@@ -34,6 +37,7 @@ BUILDDIR=$(cd "${BUILDDIR:-.}" && pwd)
 BOGOFILTER=${BOGOFILTER:-1}
 TRAIN_FOLDS=${TRAIN_FOLDS:-0 1 2 3 4 5 6}
 TEST_FOLDS=${TEST_FOLDS:-7 8 9}
+ONLY_FOLDS=${ONLY_FOLDS:-}
 if [ -z "${WORK:-}" ]; then
 	WORK=$(mktemp -d /tmp/online-eval.XXXXXX)
 	trap 'rm -rf "$WORK"' EXIT
@@ -55,12 +59,19 @@ manifest=$root/MANIFEST.tsv
 r1=spam-1,easy-ham-1,hard-ham-1
 r2=spam-2,easy-ham-2
 case $run in
-all) python3 "$here/order.py" "$corpus" "$manifest" | cut -f1-3 > "$WORK/stream" ;;
+all)
+	python3 "$here/order.py" "$corpus" "$manifest" |
+		awk -F'\t' -v f=" $ONLY_FOLDS " 'f == "  " || index(f, " " $5 " ") {
+			print $1 "\t" $2 "\t" $3 }' > "$WORK/stream"
+	;;
 2002-03 | 03-2002)
 	if [ "$run" = 2002-03 ]; then warm=$r1 test=$r2; else warm=$r2 test=$r1; fi
 	python3 "$here/order.py" "$corpus" "$manifest" "$warm" |
-		awk -F'\t' '{ print "warm-" $1 "\t" $2 "\t" $3 }' > "$WORK/stream"
-	python3 "$here/order.py" "$corpus" "$manifest" "$test" | cut -f1-3 >> "$WORK/stream"
+		awk -F'\t' -v f=" $ONLY_FOLDS " 'f == "  " || index(f, " " $5 " ") {
+			print "warm-" $1 "\t" $2 "\t" $3 }' > "$WORK/stream"
+	python3 "$here/order.py" "$corpus" "$manifest" "$test" |
+		awk -F'\t' -v f=" $ONLY_FOLDS " 'f == "  " || index(f, " " $5 " ") {
+			print $1 "\t" $2 "\t" $3 }' >> "$WORK/stream"
 	;;
 split)
 	# The training folds learned in date order (the logistic regression
