@@ -58,20 +58,18 @@ manifest=$root/MANIFEST.tsv
 # warm-spam|warm-ham; the epoch dates what Sift learns (for expire=N).
 r1=spam-1,easy-ham-1,hard-ham-1
 r2=spam-2,easy-ham-2
+# order.py's lines for the given groups (all without), of ONLY_FOLDS' folds
+# when it is set.
+ordered() {
+	python3 "$here/order.py" "$corpus" "$manifest" "$@" |
+		awk -F'\t' -v f=" $ONLY_FOLDS " 'f == "  " || index(f, " " $5 " ")'
+}
 case $run in
-all)
-	python3 "$here/order.py" "$corpus" "$manifest" |
-		awk -F'\t' -v f=" $ONLY_FOLDS " 'f == "  " || index(f, " " $5 " ") {
-			print $1 "\t" $2 "\t" $3 }' > "$WORK/stream"
-	;;
+all) ordered | cut -f1-3 > "$WORK/stream" ;;
 2002-03 | 03-2002)
 	if [ "$run" = 2002-03 ]; then warm=$r1 test=$r2; else warm=$r2 test=$r1; fi
-	python3 "$here/order.py" "$corpus" "$manifest" "$warm" |
-		awk -F'\t' -v f=" $ONLY_FOLDS " 'f == "  " || index(f, " " $5 " ") {
-			print "warm-" $1 "\t" $2 "\t" $3 }' > "$WORK/stream"
-	python3 "$here/order.py" "$corpus" "$manifest" "$test" |
-		awk -F'\t' -v f=" $ONLY_FOLDS " 'f == "  " || index(f, " " $5 " ") {
-			print $1 "\t" $2 "\t" $3 }' >> "$WORK/stream"
+	ordered "$warm" | awk -F'\t' '{ print "warm-" $1 "\t" $2 "\t" $3 }' > "$WORK/stream"
+	ordered "$test" | cut -f1-3 >> "$WORK/stream"
 	;;
 split)
 	# The training folds learned in date order (the logistic regression
