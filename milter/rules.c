@@ -2201,11 +2201,11 @@ void rules_print_timing(const rules_t *r, FILE *fp, size_t top_n)
  * when none is idle and ends one when more than one is idle, so threads
  * come and go with the load (159 started over 1,500 one-message
  * connections in contrib/bench), and each new one made the set again (a
- * JIT stack mapped, the late patterns below compiled again). The settings come from the
- * rule set being run (a reload may change them), so they are re-applied
- * when the generation changes. The pool keeps at most RULES_TLS_POOL_MAX
- * idle sets: a burst of concurrent evaluations frees its extra ones as they
- * come back.
+ * JIT stack mapped, the late patterns below compiled again). The settings
+ * come from the rule set being run (a reload may change them), so they are
+ * re-applied when the generation changes. The pool keeps at most
+ * RULES_TLS_POOL_MAX idle sets: a burst of concurrent evaluations frees
+ * its extra ones as they come back.
  */
 #define RULES_TLS_POOL_MAX 128
 
