@@ -1153,7 +1153,10 @@ static size_t iso_read(int fd, void *p, size_t n, struct iso_watch *w)
 		if (r == 0) {
 			unsigned long long t;
 			char state;
-			if (child_progress(w->pid, &t, &state) && state != 'R' && t == w->ticks) {
+			if (!child_progress(w->pid, &t, &state)) {
+				/* /proc could not say (t unset): no evidence either way */
+				w->idle = 0;
+			} else if (state != 'R' && t == w->ticks) {
 				if (++w->idle >= ISO_STUCK_SECONDS)
 					w->stop = w->stuck = true;
 			} else {

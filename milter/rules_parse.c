@@ -1518,7 +1518,8 @@ int rules_parse_file(rules_t *r, void *state, const char *path, diag_t *d)
 			names[n++] = xalloc_strdup(de->d_name);
 		}
 		closedir(dir);
-		qsort(names, n, sizeof(char *), cmp_str);
+		if (n > 1) /* not with names NULL: qsort's array must be valid even for 0 */
+			qsort(names, n, sizeof(char *), cmp_str);
 		int rc = 0;
 		for (size_t i = 0; i < n; i++) {
 			size_t pl = strlen(path) + strlen(names[i]) + 2;

@@ -837,7 +837,8 @@ static int scan_walk_at(const char *path, unsigned depth, unsigned max_depth, sc
 		n++;
 	}
 	closedir(dir);
-	qsort(names, n, sizeof(*names), scan_name_cmp);
+	if (n > 1) /* not with names NULL: qsort's array must be valid even for 0 */
+		qsort(names, n, sizeof(*names), scan_name_cmp);
 	int rc = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (rc == 0)

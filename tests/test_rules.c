@@ -1638,6 +1638,50 @@ Test(rules, a_directory_is_read_in_sorted_order_and_only_cf_files)
 	rmdir(dir);
 }
 
+/*
+ * A directory without a .cf file adds no rules and is no error, named
+ * directly or by include. Its empty list of names once went to qsort() as
+ * a null array, which C leaves undefined (the sanitizer build stopped).
+ */
+Test(rules, a_directory_without_cf_files_adds_nothing)
+{
+	char dir[UNIT_DIR_MAX];
+	unit_mkdtemp(dir, sizeof(dir), "sift-rules");
+	char sub[UNIT_PATH_MAX], main_cf[UNIT_PATH_MAX], notes[UNIT_PATH_MAX];
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	cr_assert_eq(mkdir(sub, 0755), 0);
+	snprintf(notes, sizeof(notes), "%s/notes.txt", sub);
+	FILE *f = fopen(notes, "w");
+	fputs("body NOT_A_RULE /x/\n", f);
+	fclose(f);
+	diag_t *d = diag_new();
+	const char *paths[] = {sub};
+	rules_t *r = rules_load(paths, 1, NULL, d);
+	cr_assert_not_null(r);
+	cr_assert_eq(diag_errors(d), 0);
+	cr_assert_eq(rules_count(r), 0);
+	rules_free(r);
+	diag_free(d);
+
+	snprintf(main_cf, sizeof(main_cf), "%s/main.cf", dir);
+	f = fopen(main_cf, "w");
+	fputs("include sub\nbody R /x/\n", f);
+	fclose(f);
+	d = diag_new();
+	paths[0] = main_cf;
+	r = rules_load(paths, 1, NULL, d);
+	cr_assert_not_null(r);
+	cr_assert_eq(diag_errors(d), 0);
+	cr_assert_eq(rules_count(r), 1);
+	cr_assert_geq(rules_find(r, "R"), 0);
+	rules_free(r);
+	diag_free(d);
+	unlink(notes);
+	unlink(main_cf);
+	rmdir(sub);
+	rmdir(dir);
+}
+
 /* ---------------------------------------------------------------- Latin-1, big patterns, limits */
 
 Test(rules, latin1_letters_fold_under_i_and_stay_out_of_w)

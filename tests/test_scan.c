@@ -370,6 +370,28 @@ Test(scan, walk_visits_files_sorted_skipping_dot_files_and_bounds_depth, .init =
 	cr_assert_eq(m.last_err, ENOENT);
 }
 
+/*
+ * A directory with nothing to visit (empty, or dot-files only) is no
+ * error. It once went to qsort() as a null array of 0 names, which C
+ * leaves undefined; the sanitizer build stopped on it.
+ */
+Test(scan, walk_of_a_directory_with_nothing_to_visit_visits_nothing, .init = setup,
+     .fini = teardown)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/empty", state_dir);
+	cr_assert_eq(mkdir(p, 0755), 0);
+	struct walk_log w = {0};
+	scan_walk(p, 2, walk_visit, walk_fail, &w);
+	cr_assert_eq(w.n, 0);
+	cr_assert_eq(w.fails, 0);
+	touch("empty/.hidden");
+	struct walk_log h = {0};
+	scan_walk(p, 2, walk_visit, walk_fail, &h);
+	cr_assert_eq(h.n, 0);
+	cr_assert_eq(h.fails, 0);
+}
+
 /* What a module thread sees: its signal mask and its name. */
 struct thread_view {
 	sigset_t mask;
