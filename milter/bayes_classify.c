@@ -116,7 +116,9 @@ double bayes_chi2q_log(double x2, unsigned v)
 	/* The largest term is at i = min(k-1, floor(m)); sum relative to it. */
 	double lm = log(m);
 	unsigned imax = m < (double)(k - 1) ? (unsigned)m : k - 1;
-	double lmax = -m + imax * lm - lgamma(imax + 1.0);
+	/* lgamma_r: lgamma() writes the global signgam, a data race between workers */
+	int sign;
+	double lmax = -m + imax * lm - lgamma_r(imax + 1.0, &sign);
 	double sum = 0.0, lf = 0.0;
 	for (unsigned i = 0; i < k; i++) {
 		if (i > 0)

@@ -66,7 +66,8 @@ struct bayes_store {
 	uint64_t submitted, applied, dropped, batches;
 
 	/* Set before use, read by the applying thread only (see bayes.h). */
-	uint64_t max_tokens; /* 0: no bound */
+	/* 0: no bound. Atomic: a reload sets it while the writer thread reads it. */
+	_Atomic uint64_t max_tokens;
 	uint32_t day;        /* 0: the clock's day */
 	uint64_t pruned;     /* tokens removed by the bound (atomic access) */
 
@@ -1471,13 +1472,14 @@ static void prune_if_over(bayes_store_t *s)
 		return;
 	int rc = mdb_stat(txn, s->tokens, &st);
 	txn_abort(s, txn);
-	if (rc == 0 && st.ms_entries > s->max_tokens)
-		bayes_store_prune(s, s->max_tokens - s->max_tokens / 10, NULL);
+	uint64_t max = atomic_load_explicit(&s->max_tokens, memory_order_relaxed);
+	if (rc == 0 && max > 0 && st.ms_entries > max)
+		bayes_store_prune(s, max - max / 10, NULL);
 }
 
 void bayes_store_set_bound(bayes_store_t *s, uint64_t max_tokens)
 {
-	s->max_tokens = max_tokens;
+	atomic_store_explicit(&s->max_tokens, max_tokens, memory_order_relaxed);
 }
 
 void bayes_store_set_day(bayes_store_t *s, uint32_t day)
@@ -1679,7 +1681,7 @@ static int apply_txn(bayes_store_t *s, const bayes_learn_item_t *items, size_t n
 	}
 	if (rc == 0)
 		*res = r;
-	if (rc == 0 && s->max_tokens > 0)
+	if (rc == 0 && atomic_load_explicit(&s->max_tokens, memory_order_relaxed) > 0)
 		prune_if_over(s);
 	return map_err(rc);
 }

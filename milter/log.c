@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -14,13 +15,16 @@
 #include <time.h>
 
 /*
- * The logging configuration is process-wide by nature (syslog itself is);
- * it is written only by log_setup() under the lock and read without it,
- * where a torn read of an int is harmless.
+ * The logging configuration is process-wide by nature (syslog itself is).
+ * log_setup() writes it under the lock, at start-up and again at each
+ * reload while workers log; log_msg() reads it without the lock, so the
+ * switches are atomics and the ident is rewritten only when it changes
+ * (never on a reload: the program's name stays), as syslog() and the
+ * workers read it in place.
  */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static int log_use_syslog;
-static int log_threshold = LOG_L_INFO;
+static _Atomic int log_use_syslog;
+static _Atomic int log_threshold = LOG_L_INFO;
 static char log_ident[32] = "sift";
 
 static const struct {
@@ -59,13 +63,14 @@ int log_setup(const char *ident, const char *sink, const char *facility, int lev
 	if (fac < 0)
 		return -1;
 	pthread_mutex_lock(&log_lock);
-	snprintf(log_ident, sizeof(log_ident), "%s", ident);
-	log_threshold = level;
+	if (strncmp(log_ident, ident, sizeof(log_ident) - 1) != 0)
+		snprintf(log_ident, sizeof(log_ident), "%s", ident);
+	atomic_store(&log_threshold, level);
 	if (sink != NULL && strcmp(sink, "syslog") == 0) {
 		openlog(log_ident, LOG_PID | LOG_NDELAY, fac);
-		log_use_syslog = 1;
+		atomic_store(&log_use_syslog, 1);
 	} else {
-		log_use_syslog = 0;
+		atomic_store(&log_use_syslog, 0);
 	}
 	pthread_mutex_unlock(&log_lock);
 	return 0;
