@@ -24,7 +24,8 @@
  *	metrics.c's `metrics_g`. They are relaxed atomics: the message path
  *	takes no lock, and a scrape may see one counter a message ahead of
  *	another. metrics_start/metrics_stop are for the main thread and the
- *	reload (signal) thread, which never run them at the same time.
+ *	reload (signal) thread, which never run them at the same time; a
+ *	lock orders what one leaves for the other.
  */
 #ifndef SIFT_METRICS_H
 #define SIFT_METRICS_H
@@ -94,7 +95,7 @@ int metrics_listen_parse(const char *spec, struct sockaddr_storage *sa, char *er
  */
 int metrics_start(const char *spec, metrics_collect_fn collect, char *err, size_t err_len);
 void metrics_stop(void);
-/* The spec the running server was started with, or NULL. */
+/* The spec the running server was started with, or NULL; valid until metrics_stop(). */
 const char *metrics_running(void);
 
 #endif

@@ -28,6 +28,13 @@
 #include "metrics.h"
 #include "xalloc.h"
 
+/*
+ * The server's state, which the main thread and the reload (signal) thread
+ * start and stop: never at once, but only this lock orders their writes
+ * and reads for the memory model (the stop reaches the main thread through
+ * libmilter's unsynchronised stop flag).
+ */
+static pthread_mutex_t metrics_life_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct MHD_Daemon *metrics_daemon;
 static char *metrics_spec;
 static metrics_collect_fn metrics_collect;
@@ -122,7 +129,7 @@ static enum MHD_Result metrics_answer(void *cls, struct MHD_Connection *c, const
 	return rc;
 }
 
-int metrics_start(const char *spec, metrics_collect_fn collect, char *err, size_t err_len)
+static int start_locked(const char *spec, metrics_collect_fn collect, char *err, size_t err_len)
 {
 	struct sockaddr_storage sa;
 	if (metrics_listen_parse(spec, &sa, err, err_len) < 0)
@@ -169,8 +176,17 @@ int metrics_start(const char *spec, metrics_collect_fn collect, char *err, size_
 	return 0;
 }
 
+int metrics_start(const char *spec, metrics_collect_fn collect, char *err, size_t err_len)
+{
+	pthread_mutex_lock(&metrics_life_lock);
+	int rc = start_locked(spec, collect, err, err_len);
+	pthread_mutex_unlock(&metrics_life_lock);
+	return rc;
+}
+
 void metrics_stop(void)
 {
+	pthread_mutex_lock(&metrics_life_lock);
 	if (metrics_daemon != NULL) {
 		atomic_store(&metrics_quit, true);
 		pthread_join(metrics_thread, NULL);
@@ -179,9 +195,13 @@ void metrics_stop(void)
 	metrics_daemon = NULL;
 	free(metrics_spec);
 	metrics_spec = NULL;
+	pthread_mutex_unlock(&metrics_life_lock);
 }
 
 const char *metrics_running(void)
 {
-	return metrics_spec;
+	pthread_mutex_lock(&metrics_life_lock);
+	const char *spec = metrics_spec;
+	pthread_mutex_unlock(&metrics_life_lock);
+	return spec;
 }

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <lmdb.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -29,7 +30,8 @@ struct rep_mirror {
 	MDB_dbi meta;    /* "schema", "last_id", "gen", "load", "trust"; "plen4"/"plen6":
 	                    bitmaps of prefix lengths in use */
 	MDB_dbi pending; /* reputation updates not written at shutdown: "t|s|h|key" */
-	long tomb_s;     /* how long a tombstone is kept */
+	/* how long a tombstone is kept; atomic: across a reload two runtimes' sync threads set it */
+	_Atomic long tomb_s;
 };
 
 /*
@@ -321,7 +323,8 @@ static int upgrade(rep_mirror_t *m, MDB_txn *txn)
 
 void rep_mirror_set_tombstone_time(rep_mirror_t *m, long seconds)
 {
-	m->tomb_s = seconds > 0 ? seconds : TOMBSTONE_DEFAULT_S;
+	atomic_store_explicit(&m->tomb_s, seconds > 0 ? seconds : TOMBSTONE_DEFAULT_S,
+	                      memory_order_relaxed);
 }
 
 int rep_mirror_apply(rep_mirror_t *m, const rep_op_t *ops, size_t n)
@@ -666,12 +669,12 @@ int rep_mirror_purge(rep_mirror_t *m, int64_t now)
 		mdb_txn_abort(txn);
 		return -1;
 	}
+	long tomb_s = atomic_load_explicit(&m->tomb_s, memory_order_relaxed);
 	for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
 		struct rec r;
 		if (decode_rec(&v, &r) < 0)
 			continue;
-		bool gone =
-		    r.kind == 't' ? r.e.added + m->tomb_s <= now : rep_entry_expired(&r.e, now);
+		bool gone = r.kind == 't' ? r.e.added + tomb_s <= now : rep_entry_expired(&r.e, now);
 		if (gone && mdb_cursor_del(cur, 0) == 0)
 			purged++;
 	}
