@@ -6,9 +6,12 @@
 #      redis-server, unbound and a private Postfix on loopback
 #   3. builds again with AddressSanitizer and UndefinedBehaviorSanitizer and
 #      runs the same suite
-#   4. runs each fuzz target for a bounded time (SIFT_FUZZ_SECONDS, default 60)
-#   5. `make distcheck` (unit tests only; the integration tests ran above)
-#   6. tests/deb/test-package.sh: builds, installs, runs and purges the
+#   4. builds the programs again with ThreadSanitizer and runs the
+#      integration tests that load and reload a daemon with every module
+#      (it_lifecycle, it_race); any report not in tests/tsan.supp fails
+#   5. runs each fuzz target for a bounded time (SIFT_FUZZ_SECONDS, default 60)
+#   6. `make distcheck` (unit tests only; the integration tests ran above)
+#   7. tests/deb/test-package.sh: builds, installs, runs and purges the
 #      Debian package (as root; skipped otherwise)
 # and ends with one line "N passed, N failed" summing every suite.
 # Usage: contrib/run-tests.sh [--quick]   (--quick: step 2 only)
@@ -81,6 +84,67 @@ count_suite() {
 
 step() { echo "==== $*"; }
 
+# ThreadSanitizer over the daemon's threads (libmilter's workers, the reload
+# thread, the module threads). Criterion's runner cannot run under it (its
+# shared arena), so the unit tests stay with the builds above; the
+# integration tests that load and reload a daemon with every module run
+# against this build. Each of their checks counts, and so does "no report":
+# every report not in tests/tsan.supp is a failure.
+tsan_check() {
+	local dir=$top/build-tsan it rc p f wrap=""
+	step "tsan: configure and build in $dir"
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	if ! (cd "$dir" && "$top/configure" -q CC=clang \
+		CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=thread" \
+		LDFLAGS="-fsanitize=thread" >configure.out 2>&1 &&
+		make -j"$jobs" sift sift-milter sift-mclient >make.out 2>&1); then
+		echo "run-tests: tsan build failed:"
+		tail -n 40 "$dir/configure.out" "$dir/make.out" 2>/dev/null
+		failed=$((failed + 1))
+		return 1
+	fi
+	# ThreadSanitizer's shadow memory needs a fixed layout, which a kernel
+	# randomising more address bits than it expects breaks ("unexpected
+	# memory mapping"): then the runs go without address randomisation.
+	if ! "$dir/sift" version >/dev/null 2>"$dir/probe.err"; then
+		wrap="setarch $(uname -m) -R"
+		if ! $wrap "$dir/sift" version >/dev/null 2>>"$dir/probe.err"; then
+			echo "run-tests: ThreadSanitizer cannot run here:"
+			tail -n 5 "$dir/probe.err"
+			failed=$((failed + 1))
+			return 1
+		fi
+	fi
+	for it in it_lifecycle it_race; do
+		step "tsan: $it"
+		rm -rf "$dir/reports-$it"
+		mkdir -p "$dir/reports-$it"
+		TSAN_OPTIONS="log_path=$dir/reports-$it/tsan suppressions=$top/tests/tsan.supp" \
+			SIFT_TEST_TIME_FACTOR=4 top_srcdir=$top top_builddir=$dir \
+			$wrap sh "tests/$it.sh" >"$dir/$it.out" 2>&1
+		rc=$?
+		p=$(grep -acE '^ok [0-9]' "$dir/$it.out")
+		f=$(grep -acE '^not ok [0-9]' "$dir/$it.out")
+		passed=$((passed + p))
+		failed=$((failed + f))
+		[ $rc -ne 0 ] && [ "$f" -eq 0 ] && failed=$((failed + 1))
+		tail -n 1 "$dir/$it.out" | sed "s/^/  /"
+		if [ $rc -ne 0 ]; then
+			echo "---- tsan: $it failed, last lines:"
+			tail -n 30 "$dir/$it.out"
+		fi
+		if ls "$dir/reports-$it"/tsan.* >/dev/null 2>&1; then
+			failed=$((failed + 1))
+			echo "---- tsan: $it: ThreadSanitizer reported:"
+			cat "$dir/reports-$it"/tsan.* | head -n 120
+		else
+			passed=$((passed + 1))
+			echo "  no ThreadSanitizer report"
+		fi
+	done
+}
+
 [ -x configure ] && [ configure -nt configure.ac ] && [ Makefile.in -nt Makefile.am ] || autoreconf -fi >/dev/null 2>&1 || {
 	echo "run-tests: autoreconf failed"; autoreconf -fi; echo "0 passed, 1 failed"; exit 1; }
 
@@ -125,6 +189,8 @@ if [ $quick = 0 ]; then
 	export SIFT_TEST_TIME_FACTOR=4
 	build_and_check "$top/build-asan" "asan+ubsan" CFLAGS="$san" LDFLAGS="-fsanitize=address,undefined"
 	unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS SIFT_TEST_TIME_FACTOR
+
+	tsan_check
 
 	for target in tests/fuzz/fuzz_*.c; do
 		[ -e "$target" ] || continue

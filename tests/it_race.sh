@@ -1,0 +1,122 @@
+#!/bin/sh
+# it_race.sh - reloads while mail flows, with every module that starts
+# threads configured at once (a real redis-server, a real unbound serving a
+# DNS list on loopback, a Bayes store with autolearn and the regression, the
+# shipped rules, the metrics endpoint): four clients send mail while SIGHUP
+# arrives every 0.3 s (twelve times), then SIGTERM. Every message must get
+# its verdict, the reloads must be done and none refused, and the daemon
+# must stop in bounded time. contrib/run-tests.sh also runs it against a
+# ThreadSanitizer build, where this load is what makes data races between
+# the workers, the reload thread and the module threads show (any report
+# fails that step).
+. "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
+
+MILTER=$top_builddir/sift-milter
+SIFT=$top_builddir/sift
+MC=$top_builddir/sift-mclient
+UNBOUND=${UNBOUND:-$(command -v unbound || echo /usr/sbin/unbound)}
+UBCTL=${UNBOUND_CONTROL:-$(command -v unbound-control || echo /usr/sbin/unbound-control)}
+it_need "$MILTER" "$SIFT" "$MC"
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
+	skip_all "redis-server / redis-cli not installed"
+[ -x "$UNBOUND" ] && [ -x "$UBCTL" ] || skip_all "unbound (Debian package unbound) is not installed"
+
+D=$IT_TMP
+RP=$(free_port)
+it_redis_start 10 "$D/redis" "$RP" "$D/redis.log" --appendonly no ||
+	{ fail "redis did not start on port $RP"; cat "$D/redis.log" >&2; it_done; }
+UP=$(free_port)
+it_unbound_conf "$D" "$UP" 1 >"$D/unbound.conf" <<EOF
+	local-zone: "bl.test." static
+	local-data: "bl.test. 300 IN SOA ns.bl.test. admin.bl.test. 1 3600 600 86400 60"
+	local-data: "2.0.0.127.bl.test. 300 IN A 127.0.0.2"
+	local-data: "2.2.0.192.bl.test. 300 IN A 127.0.0.2"
+EOF
+it_unbound_start "$D/unbound.conf" "$D/unbound.log" ||
+	{ fail "unbound did not start on 127.0.0.1:$UP"; cat "$D/unbound.log" >&2; it_done; }
+
+MP=$(free_port)
+mkdir -p "$D/state"
+cat >"$D/sift.conf" <<EOF
+log = stderr
+log_level = info
+rules = $top_srcdir/rules
+state_dir = $D/state
+redis_server = 127.0.0.1:$RP
+redis_connect_timeout = 500ms
+redis_command_timeout = 500ms
+dnsbl_nameserver = 127.0.0.1:$UP
+dnsbl_list = bl ip bl.test 127.0.0.2=3:LC_BL
+bayes_min_spam = 5
+bayes_min_ham = 5
+bayes_lr = yes
+bayes_autolearn = yes
+bayes_autolearn_spam_score = 3
+bayes_expire_max_tokens = 100000
+bayes_map_size = 16M
+metrics_listen = 127.0.0.1:$MP
+EOF
+"$SIFT" -c "$D/sift.conf" learn --spam "$top_srcdir/tests/data/bayes/spam" \
+	--ham "$top_srcdir/tests/data/bayes/ham" >"$D/learn.out" 2>&1 ||
+	{ fail "sift learn failed"; cat "$D/learn.out" >&2; it_done; }
+
+# The messages: the Bayes and milter fixtures, ham and spam.
+mkdir -p "$D/mail"
+for f in "$top_srcdir"/tests/data/bayes/spam/* "$top_srcdir"/tests/data/bayes/ham/* \
+	"$top_srcdir"/tests/data/milter/*.eml; do
+	cp "$f" "$D/mail/$(basename "$(dirname "$f")")-$(basename "$f" .eml).eml"
+done
+NMSG=$(ls "$D/mail" | wc -l)
+
+SOCK=$D/s.sock
+it_milter_start "$(($(scaled_ms 10000) / 1000))" "$D/sift.conf" "$D/state" "$SOCK" "$D/milter.log"
+PID=$IT_MILTER_PID
+
+# Each client sends the messages round after round until told to stop
+# (at most 100 rounds); one line a message in its TSV file.
+STOP=$D/stop
+client() {
+	_n=0
+	while [ ! -e "$STOP" ] && [ $_n -lt 100 ]; do
+		"$MC" -s "unix:$SOCK" -j 1 -t "$(scaled_ms 20000)" -i 192.0.2.2 --tsv "$D/mail" \
+			>>"$D/load$1.tsv" 2>>"$D/load$1.err"
+		_n=$((_n + 1))
+	done
+}
+CLIENTS=4
+i=0
+LOADS=""
+while [ $i -lt $CLIENTS ]; do
+	client $i &
+	LOADS="$LOADS $!"
+	i=$((i + 1))
+done
+HUPS=0
+while [ $HUPS -lt 12 ]; do
+	sleep 0.3
+	kill -HUP "$PID"
+	HUPS=$((HUPS + 1))
+done
+touch "$STOP"
+for l in $LOADS; do wait "$l"; done
+
+rows=$(cat "$D"/load*.tsv | grep -v '^#' | wc -l)
+errors=$(cat "$D"/load*.tsv | grep -v '^#' | awk -F'\t' '$2 == "error"' | wc -l)
+check "every one of the $rows messages sent over $HUPS reloads got its verdict ($errors errors)" \
+	[ "$rows" -gt 0 -a "$errors" -eq 0 -a $((rows % NMSG)) -eq 0 ]
+check "the daemon survives $HUPS SIGHUPs under load" it_alive "$PID"
+# (signals that arrive during a reload are one pending signal: fewer reloads than SIGHUPs)
+RELOADS=$(grep -c 'configuration reloaded' "$D/milter.log")
+check "reloads were done while mail flowed ($RELOADS for $HUPS SIGHUPs)" \
+	[ "$RELOADS" -ge 2 -a "$RELOADS" -le "$HUPS" ]
+check "no reload was refused" [ "$(grep -c 'reload refused' "$D/milter.log")" -eq 0 ]
+check "the reputation reached Redis" wait_for 10 sh -c \
+	"[ \$(redis-cli -h 127.0.0.1 -p $RP dbsize 2>/dev/null || echo 0) -gt 0 ]"
+
+kill -TERM "$PID"
+check "SIGTERM stops it within $(scaled_ms 10000) ms" wait_for "$(($(scaled_ms 10000) / 1000))" \
+	sh -c "! kill -0 $PID 2>/dev/null"
+wait "$PID" 2>/dev/null
+it_untrack "$PID"
+check "it says it stopped" grep -q 'sift-milter stopped' "$D/milter.log"
+it_done
