@@ -7,8 +7,8 @@
 # its verdict, the reloads must be done and none refused, and the daemon
 # must stop in bounded time. contrib/run-tests.sh also runs it against a
 # ThreadSanitizer build, where this load is what makes data races between
-# the workers, the reload thread and the module threads show (any report
-# fails that step).
+# the workers, the reload thread and the module threads show (a report in
+# Sift's code fails that step: tests/tsan-reports.sh).
 . "${top_srcdir:-$(dirname "$0")/..}/tests/it_lib.sh"
 
 MILTER=$top_builddir/sift-milter
