@@ -13,11 +13,9 @@ SIFT=$top_builddir/sift
 MILTER=$top_builddir/sift-milter
 MC=$top_builddir/sift-mclient
 DATA=$top_srcdir/tests/data/auth
-UNBOUND=${UNBOUND:-$(command -v unbound || echo /usr/sbin/unbound)}
-UBCTL=${UNBOUND_CONTROL:-$(command -v unbound-control || echo /usr/sbin/unbound-control)}
 SIGNER=${OPENDKIM_TESTMSG:-$(command -v opendkim-testmsg || echo /usr/sbin/opendkim-testmsg)}
 it_need "$SIFT" "$MILTER" "$MC"
-[ -x "$UNBOUND" ] && [ -x "$UBCTL" ] || skip_all "unbound (Debian package unbound) is not installed"
+it_need_unbound
 [ -x "$SIGNER" ] || skip_all "opendkim-testmsg (Debian package opendkim-tools) is not installed"
 command -v openssl >/dev/null || skip_all "openssl is not installed"
 command -v python3 >/dev/null || skip_all "python3 is not installed"

@@ -12,10 +12,8 @@ SIFT=$top_builddir/sift
 MILTER=$top_builddir/sift-milter
 MC=$top_builddir/sift-mclient
 DATA=$top_srcdir/tests/data/dnsbl
-UNBOUND=${UNBOUND:-$(command -v unbound || echo /usr/sbin/unbound)}
-UBCTL=${UNBOUND_CONTROL:-$(command -v unbound-control || echo /usr/sbin/unbound-control)}
 it_need "$SIFT" "$MILTER" "$MC"
-[ -x "$UNBOUND" ] && [ -x "$UBCTL" ] || skip_all "unbound (Debian package unbound) is not installed"
+it_need_unbound
 
 D=$IT_TMP
 PORT=$(free_port)

@@ -139,6 +139,23 @@ it_milter_start() {
 	it_done
 }
 
+# it_find_unbound: sets UNBOUND and UBCTL to unbound and unbound-control
+# ($UNBOUND and $UNBOUND_CONTROL if set, else the installed ones).
+it_find_unbound() {
+	UNBOUND=${UNBOUND:-$(command -v unbound || echo /usr/sbin/unbound)}
+	UBCTL=${UNBOUND_CONTROL:-$(command -v unbound-control || echo /usr/sbin/unbound-control)}
+}
+# it_need_unbound: it_find_unbound, then skips the script unless both exist.
+it_need_unbound() {
+	it_find_unbound
+	[ -x "$UNBOUND" ] && [ -x "$UBCTL" ] || skip_all "unbound (Debian package unbound) is not installed"
+}
+# it_need_redis: skips the script unless redis-server and redis-cli are installed.
+it_need_redis() {
+	command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
+		skip_all "redis-server / redis-cli not installed"
+}
+
 # it_unbound_conf DIR PORT [VERBOSITY] <ZONES: an unbound.conf on stdout for a
 # server on 127.0.0.1:PORT that never daemonizes, drops privileges or
 # recurses (names outside the caller's zones are NXDOMAIN), logs to DIR/unbound.log at

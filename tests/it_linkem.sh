@@ -8,8 +8,7 @@
 
 LINKEM=$top_builddir/sift-linkem
 it_need "$LINKEM"
-command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
-	skip_all "redis-server / redis-cli not installed"
+it_need_redis
 
 D=$IT_TMP
 RP=$(free_port)

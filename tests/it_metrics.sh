@@ -13,14 +13,11 @@
 SIFT=$top_builddir/sift
 MILTER=$top_builddir/sift-milter
 MC=$top_builddir/sift-mclient
-UNBOUND=${UNBOUND:-$(command -v unbound || echo /usr/sbin/unbound)}
-UBCTL=${UNBOUND_CONTROL:-$(command -v unbound-control || echo /usr/sbin/unbound-control)}
 PROMTOOL=${PROMTOOL:-$(command -v promtool || echo /usr/bin/promtool)}
 PROMETHEUS=${PROMETHEUS:-$(command -v prometheus || echo /usr/bin/prometheus)}
 it_need "$SIFT" "$MILTER" "$MC"
-[ -x "$UNBOUND" ] && [ -x "$UBCTL" ] || skip_all "unbound (Debian package unbound) is not installed"
-command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
-	skip_all "redis-server / redis-cli not installed"
+it_need_unbound
+it_need_redis
 command -v curl >/dev/null || skip_all "curl is not installed"
 [ -x "$PROMTOOL" ] || skip_all "promtool (Debian package prometheus) is not installed"
 

@@ -53,8 +53,7 @@ cp "$top_srcdir/tests/data/rules/10_it.cf" "$D/rules/"
 REPLY="550 5.7.1 Sift postfix test says no"
 # Sender authentication, when unbound is there to serve a DMARC policy
 # (every other name is answered "no such name" locally: nothing leaves).
-UNBOUND=${UNBOUND:-$(command -v unbound || echo /usr/sbin/unbound)}
-UBCTL=${UNBOUND_CONTROL:-$(command -v unbound-control || echo /usr/sbin/unbound-control)}
+it_find_unbound
 AUTH_CONF=""
 if [ -x "$UNBOUND" ] && [ -x "$UBCTL" ]; then
 	DNS_PORT=$(free_port)

@@ -14,12 +14,9 @@
 MILTER=$top_builddir/sift-milter
 SIFT=$top_builddir/sift
 MC=$top_builddir/sift-mclient
-UNBOUND=${UNBOUND:-$(command -v unbound || echo /usr/sbin/unbound)}
-UBCTL=${UNBOUND_CONTROL:-$(command -v unbound-control || echo /usr/sbin/unbound-control)}
 it_need "$MILTER" "$SIFT" "$MC"
-command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
-	skip_all "redis-server / redis-cli not installed"
-[ -x "$UNBOUND" ] && [ -x "$UBCTL" ] || skip_all "unbound (Debian package unbound) is not installed"
+it_need_redis
+it_need_unbound
 
 D=$IT_TMP
 RP=$(free_port)

@@ -18,8 +18,7 @@ SIFT=$top_builddir/sift
 MC=$top_builddir/sift-mclient
 DATA=$top_srcdir/tests/data/milter
 it_need "$MILTER" "$SIFT" "$MC"
-command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
-	skip_all "redis-server / redis-cli not installed"
+it_need_redis
 if "$SIFT" block 2>&1 | grep -q "unknown command"; then
 	echo "FAIL: 'sift block' is not registered in milter/sift.c" >&2
 	exit 1

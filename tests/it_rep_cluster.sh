@@ -12,8 +12,7 @@ SIFT=$top_builddir/sift
 MC=$top_builddir/sift-mclient
 DATA=$top_srcdir/tests/data/milter
 it_need "$MILTER" "$SIFT" "$MC"
-command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
-	skip_all "redis-server / redis-cli not installed"
+it_need_redis
 
 D=$IT_TMP
 rcli() { _p=$1; shift; redis-cli -h 127.0.0.1 -p "$_p" "$@" 2>/dev/null; }

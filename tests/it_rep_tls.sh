@@ -18,8 +18,7 @@ SIFT=$top_builddir/sift
 MC=$top_builddir/sift-mclient
 DATA=$top_srcdir/tests/data/milter
 it_need "$MILTER" "$SIFT" "$MC"
-command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
-	skip_all "redis-server / redis-cli not installed"
+it_need_redis
 STUNNEL=$(command -v stunnel4 || command -v stunnel) ||
 	skip_all "stunnel4 not installed (contrib/install-deps.sh --test)"
 command -v openssl >/dev/null || skip_all "openssl not installed"

@@ -10,10 +10,8 @@
 SIFT=$top_builddir/sift
 MC=$top_builddir/sift-mclient
 MSG=$top_srcdir/tests/data/dnsbl/clean.eml
-UNBOUND=${UNBOUND:-$(command -v unbound || echo /usr/sbin/unbound)}
-UBCTL=${UNBOUND_CONTROL:-$(command -v unbound-control || echo /usr/sbin/unbound-control)}
 it_need "$SIFT" "$top_builddir/sift-milter" "$MC"
-[ -x "$UNBOUND" ] && [ -x "$UBCTL" ] || skip_all "unbound (Debian package unbound) is not installed"
+it_need_unbound
 
 D=$IT_TMP
 PORT=$(free_port)

@@ -21,8 +21,7 @@
 
 it_need "$top_builddir/sift-milter" "$top_builddir/sift" "$top_builddir/sift-mclient" \
 	"$top_builddir/sift-linkem"
-command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
-	skip_all "redis-server / redis-cli not installed"
+it_need_redis
 
 TL_BUILD=$top_builddir
 TL_SRC=$top_srcdir
