@@ -84,6 +84,19 @@ count_suite() {
 
 step() { echo "==== $*"; }
 
+# count_tap OUT RC: adds the checks a script printed TAP-style to OUT ("ok N
+# - ...", "not ok N - ..."); exit status RC without a failed check is one
+# failure. Shows OUT's last line.
+count_tap() {
+	local p f
+	p=$(grep -acE '^ok [0-9]' "$1")
+	f=$(grep -acE '^not ok [0-9]' "$1")
+	passed=$((passed + p))
+	failed=$((failed + f))
+	[ "$2" -ne 0 ] && [ "$f" -eq 0 ] && failed=$((failed + 1))
+	tail -n 1 "$1" | sed "s/^/  /"
+}
+
 # ThreadSanitizer over the daemon's threads (libmilter's workers, the reload
 # thread, the module threads). Criterion's runner cannot run under it (its
 # shared arena), so the unit tests stay with the builds above; the
@@ -92,7 +105,7 @@ step() { echo "==== $*"; }
 # Sift's code" (tests/tsan-reports.sh; tests/tsan.supp names libmilter's
 # own races that it can).
 tsan_check() {
-	local dir=$top/build-tsan it rc p f wrap=""
+	local dir=$top/build-tsan it rc wrap=""
 	step "tsan: configure and build in $dir"
 	rm -rf "$dir"
 	mkdir -p "$dir"
@@ -125,12 +138,7 @@ tsan_check() {
 			SIFT_TEST_TIME_FACTOR=4 top_srcdir=$top top_builddir=$dir \
 			$wrap sh "tests/$it.sh" >"$dir/$it.out" 2>&1
 		rc=$?
-		p=$(grep -acE '^ok [0-9]' "$dir/$it.out")
-		f=$(grep -acE '^not ok [0-9]' "$dir/$it.out")
-		passed=$((passed + p))
-		failed=$((failed + f))
-		[ $rc -ne 0 ] && [ "$f" -eq 0 ] && failed=$((failed + 1))
-		tail -n 1 "$dir/$it.out" | sed "s/^/  /"
+		count_tap "$dir/$it.out" $rc
 		if [ $rc -ne 0 ]; then
 			echo "---- tsan: $it failed, last lines:"
 			tail -n 30 "$dir/$it.out"
@@ -230,16 +238,11 @@ if [ $quick = 0 ]; then
 	step "Debian package: build, install, run, purge"
 	top_srcdir=$top top_builddir=$top/build-test bash tests/deb/test-package.sh >"$top/build-test/deb.out" 2>&1
 	rc=$?
-	p=$(grep -acE '^ok [0-9]' "$top/build-test/deb.out")
-	f=$(grep -acE '^not ok [0-9]' "$top/build-test/deb.out")
 	if [ $rc -eq 77 ]; then
 		skipped=$((skipped + 1))
 		grep -a '^SKIP' "$top/build-test/deb.out" | sed "s/^/  /"
 	else
-		passed=$((passed + p))
-		failed=$((failed + f))
-		[ $rc -ne 0 ] && [ "$f" -eq 0 ] && failed=$((failed + 1))
-		tail -n 1 "$top/build-test/deb.out" | sed "s/^/  /"
+		count_tap "$top/build-test/deb.out" $rc
 		if [ $rc -ne 0 ]; then
 			echo "---- Debian package test failed, last lines:"
 			tail -n 40 "$top/build-test/deb.out"
