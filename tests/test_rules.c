@@ -1650,7 +1650,7 @@ Test(rules, a_directory_without_cf_files_adds_nothing)
 	char sub[UNIT_PATH_MAX], main_cf[UNIT_PATH_MAX], notes[UNIT_PATH_MAX];
 	snprintf(sub, sizeof(sub), "%s/sub", dir);
 	cr_assert_eq(mkdir(sub, 0755), 0);
-	snprintf(notes, sizeof(notes), "%s/notes.txt", sub);
+	snprintf(notes, sizeof(notes), "%s/sub/notes.txt", dir);
 	FILE *f = fopen(notes, "w");
 	fputs("body NOT_A_RULE /x/\n", f);
 	fclose(f);
