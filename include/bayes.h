@@ -387,12 +387,14 @@ int bayes_store_prune(bayes_store_t *s, uint64_t keep, uint64_t *removed);
 /*
  * Bounds the store (bayes_expire_max_tokens; 0, the default, for none):
  * a write that leaves more than max_tokens tokens prunes to 90% of it.
- * Set once after opening, before learning starts (not synchronised).
+ * Safe while the writer thread runs: the daemon sets it again at each
+ * reload of a store it carries over.
  */
 void bayes_store_set_bound(bayes_store_t *s, uint64_t max_tokens);
 /*
  * Dates learning as day instead of the clock's (0: the clock again), for
- * replaying a dated stream (contrib/eval). Same rules as set_bound.
+ * replaying a dated stream (contrib/eval). Set after opening, before
+ * learning starts (not synchronised).
  */
 void bayes_store_set_day(bayes_store_t *s, uint32_t day);
 int bayes_store_dump(bayes_store_t *s, FILE *fp);

@@ -65,9 +65,9 @@ struct bayes_store {
 	pthread_t writer;
 	uint64_t submitted, applied, dropped, batches;
 
-	/* Set before use, read by the applying thread only (see bayes.h). */
 	/* 0: no bound. Atomic: a reload sets it while the writer thread reads it. */
 	_Atomic uint64_t max_tokens;
+	/* Set before use, read by the applying thread only (see bayes.h). */
 	uint32_t day;        /* 0: the clock's day */
 	uint64_t pruned;     /* tokens removed by the bound (atomic access) */
 
