@@ -238,7 +238,8 @@ const char *bayes_store_path(const bayes_store_t *s);
 
 /*
  * Reads the counts of n keys (any order) and the totals from one
- * consistent snapshot. Keys not in the store read as zero counts.
+ * consistent snapshot. Keys not in the store read as zero counts. With
+ * n = 0 (keys and out may be NULL) it reads the totals alone.
  */
 int bayes_store_lookup(bayes_store_t *s, const uint64_t *keys, size_t n, bayes_counts_t *out,
                        bayes_totals_t *totals);
@@ -526,6 +527,12 @@ typedef struct bayes_score {
 	bayes_result_t res;
 	bayes_counts_t *counts; /* per token, in the arena */
 } bayes_score_t;
+
+/*
+ * Whether a store with totals t votes under set: its tokenizer is this
+ * one and it learned at least bayes_min_spam spam and bayes_min_ham ham.
+ */
+bool bayes_can_vote(const bayes_settings_t *set, const bayes_totals_t *t);
 
 /*
  * Scores tokens against the store as the daemon does (lookup, the

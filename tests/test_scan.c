@@ -480,16 +480,21 @@ static void write_big(const char *path)
 	fclose(fp);
 }
 
-static int learn(const char *conf_text, const char *file, diag_t *d)
+static int learn_as(const char *conf_text, const char *class, const char *file, diag_t *d)
 {
 	conf_t *c = conf_parse("learn.conf", conf_text, d);
 	cr_assert_not_null(c);
 	cli_ctx_t ctx = {.conf = c, .state_dir = state_dir, .diag = d};
-	char *argv[] = {"learn", "--spam", (char *)file, NULL};
+	char *argv[] = {"learn", (char *)class, (char *)file, NULL};
 	optind = 0;
 	int rc = bayes_cmd_learn(&ctx, 3, argv);
 	conf_free(ctx.conf);
 	return rc;
+}
+
+static int learn(const char *conf_text, const char *file, diag_t *d)
+{
+	return learn_as(conf_text, "--spam", file, d);
 }
 
 Test(scan, learn_tokens_are_the_scored_tokens_of_a_cut_message, .init = setup, .fini = teardown)
@@ -552,6 +557,96 @@ Test(scan, learn_refuses_what_scoring_refuses, .init = setup, .fini = teardown)
 		diag_free(dl);
 		diag_free(dc);
 	}
+}
+
+/*
+ * A store that cannot vote yet is not tokenized against message after
+ * message (bayes.c looks at its totals first): once it has learned enough,
+ * the next message must see it vote, with no reload in between.
+ */
+Test(scan, a_store_that_could_not_vote_votes_as_soon_as_it_can, .init = setup, .fini = teardown)
+{
+	char conf[1024], ham[512];
+	snprintf(conf, sizeof(conf),
+	         "state_dir = %s\nrules = %s/scan/test.cf\nbayes_map_size = 1M\n", state_dir,
+	         TEST_DATADIR);
+	snprintf(ham, sizeof(ham), "%s/scan/ham.eml", TEST_DATADIR);
+	diag_t *d = diag_new();
+	char spam[512];
+	snprintf(spam, sizeof(spam), "%s/scan/spam.eml", TEST_DATADIR);
+	cr_assert_eq(learn(conf, spam, d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	scan_gen_t *g = gen_from("bayes_min_spam = 1\nbayes_min_ham = 1\nbayes_map_size = 1M\n", d);
+	cr_assert_not_null(g, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	for (int i = 0; i < 3; i++) {
+		msg_t *m;
+		scan_result_t *r = score_file(g, "ham.eml", &m);
+		cr_assert_null(r->failed);
+		double p;
+		cr_assert_not(hits_metric(r->hits, "bayes_prob", &p), "voted with no ham learned (%d)",
+		              i);
+		cr_assert(hits_note_says(r->hits, "not voting: learned 1 spam and 0 ham"),
+		          "message %d: no note of why Bayes is silent", i);
+		msg_free(m);
+	}
+	cr_assert_eq(learn_as(conf, "--ham", ham, d), 0, "%s",
+	             diag_count(d) ? diag_text(d, 0) : "");
+	msg_t *m;
+	scan_result_t *r = score_file(g, "ham.eml", &m);
+	cr_assert_null(r->failed);
+	double p;
+	cr_assert(hits_metric(r->hits, "bayes_prob", &p),
+	          "the store learned a ham and still does not vote");
+	cr_assert_lt(p, 0.5, "ham.eml, learned as ham, scored P(spam) %g", p);
+	msg_free(m);
+	scan_gen_unref(g);
+	diag_free(d);
+}
+
+/* The same silent store under autolearn: the verdict tokenizes what it learns itself. */
+Test(scan, autolearn_learns_while_the_store_cannot_vote, .init = setup, .fini = teardown)
+{
+	char conf[1024], first[512];
+	snprintf(conf, sizeof(conf),
+	         "state_dir = %s\nrules = %s/scan/test.cf\nbayes_map_size = 1M\n", state_dir,
+	         TEST_DATADIR);
+	snprintf(first, sizeof(first), "%s/scan/late_cash.eml", TEST_DATADIR);
+	diag_t *d = diag_new();
+	cr_assert_eq(learn(conf, first, d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	gen_online = true; /* autolearn runs in the daemon only */
+	/* spam.eml scores 16 on the rules alone; nothing is learned as ham */
+	scan_gen_t *g = gen_from("bayes_min_spam = 1\nbayes_min_ham = 1\nbayes_map_size = 1M\n"
+	                         "bayes_autolearn = yes\nbayes_autolearn_spam_score = 5\n"
+	                         "bayes_autolearn_ham_score = -100\n",
+	                         d);
+	cr_assert_not_null(g, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	ev_conn_info_t ci = {"192.0.2.1", NULL};
+	/* ham.eml finds the store silent; spam.eml is then scored without reading its tokens */
+	static const char *const files[] = {"ham.eml", "spam.eml"};
+	for (int i = 0; i < 2; i++) {
+		msg_t *m;
+		scan_result_t *r = score_file(g, files[i], &m);
+		cr_assert_null(r->failed);
+		double p;
+		cr_assert_not(hits_metric(r->hits, "bayes_prob", &p), "%s: voted", files[i]);
+		scan_conn_t *c = scan_conn_begin(g, &ci);
+		scan_verdict_done(c, m, r);
+		scan_conn_end(c);
+		msg_free(m);
+	}
+	char db[512];
+	snprintf(db, sizeof(db), "%s/bayes", state_dir);
+	int err;
+	bayes_store_t *s = bayes_store_open(db, 1 << 20, 0, &err);
+	cr_assert_not_null(s, "%s", bayes_strerror(err));
+	bayes_store_flush(s);
+	bayes_stats_t st;
+	cr_assert_eq(bayes_store_stats(s, &st), BAYES_OK);
+	cr_assert_eq(st.totals.spam, 2, "learned %llu spam: autolearn lost spam.eml",
+	             (unsigned long long)st.totals.spam);
+	cr_assert_eq(st.totals.ham, 0);
+	bayes_store_unref(s);
+	scan_gen_unref(g);
+	diag_free(d);
 }
 
 /* ------------------------------------------------------------ internal errors */
