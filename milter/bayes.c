@@ -516,7 +516,8 @@ static void not_voting(hits_t *h, const bayes_shared_t *b, const bayes_totals_t 
 	if (t->tokenizer != BAYES_TOKENIZER_VERSION)
 		hits_note(h, "bayes", "%s", bayes_strerror(BAYES_EVERSION));
 	else
-		hits_note(h, "bayes", "not voting: learned %llu spam and %llu ham, needs %ld and %ld",
+		hits_note(h, "bayes",
+		          "not voting: learned %llu spam and %llu ham, needs %ld and %ld",
 		          (unsigned long long)t->spam, (unsigned long long)t->ham, b->set.min_spam,
 		          b->set.min_ham);
 }

@@ -564,26 +564,38 @@ Test(scan, learn_refuses_what_scoring_refuses, .init = setup, .fini = teardown)
  * message (bayes.c looks at its totals first): once it has learned enough,
  * the next message must see it vote, with no reload in between.
  */
+/*
+ * A generation over a store that learned one spam (fixture file) and must
+ * learn one of each class to vote; conf gets the configuration learning uses.
+ */
+static scan_gen_t *gen_silent_store(const char *file, const char *extra, char *conf,
+                                    size_t conf_size, diag_t *d)
+{
+	char path[512], text[512];
+	snprintf(conf, conf_size, "state_dir = %s\nrules = %s/scan/test.cf\nbayes_map_size = 1M\n",
+	         state_dir, TEST_DATADIR);
+	snprintf(path, sizeof(path), "%s/scan/%s", TEST_DATADIR, file);
+	cr_assert_eq(learn(conf, path, d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	snprintf(text, sizeof(text),
+	         "bayes_min_spam = 1\nbayes_min_ham = 1\nbayes_map_size = 1M\n%s", extra);
+	scan_gen_t *g = gen_from(text, d);
+	cr_assert_not_null(g, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	return g;
+}
+
 Test(scan, a_store_that_could_not_vote_votes_as_soon_as_it_can, .init = setup, .fini = teardown)
 {
 	char conf[1024], ham[512];
-	snprintf(conf, sizeof(conf),
-	         "state_dir = %s\nrules = %s/scan/test.cf\nbayes_map_size = 1M\n", state_dir,
-	         TEST_DATADIR);
 	snprintf(ham, sizeof(ham), "%s/scan/ham.eml", TEST_DATADIR);
 	diag_t *d = diag_new();
-	char spam[512];
-	snprintf(spam, sizeof(spam), "%s/scan/spam.eml", TEST_DATADIR);
-	cr_assert_eq(learn(conf, spam, d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
-	scan_gen_t *g = gen_from("bayes_min_spam = 1\nbayes_min_ham = 1\nbayes_map_size = 1M\n", d);
-	cr_assert_not_null(g, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	scan_gen_t *g = gen_silent_store("spam.eml", "", conf, sizeof(conf), d);
 	for (int i = 0; i < 3; i++) {
 		msg_t *m;
 		scan_result_t *r = score_file(g, "ham.eml", &m);
 		cr_assert_null(r->failed);
 		double p;
-		cr_assert_not(hits_metric(r->hits, "bayes_prob", &p), "voted with no ham learned (%d)",
-		              i);
+		cr_assert_not(hits_metric(r->hits, "bayes_prob", &p),
+		              "voted with no ham learned (%d)", i);
 		cr_assert(hits_note_says(r->hits, "not voting: learned 1 spam and 0 ham"),
 		          "message %d: no note of why Bayes is silent", i);
 		msg_free(m);
@@ -605,20 +617,14 @@ Test(scan, a_store_that_could_not_vote_votes_as_soon_as_it_can, .init = setup, .
 /* The same silent store under autolearn: the verdict tokenizes what it learns itself. */
 Test(scan, autolearn_learns_while_the_store_cannot_vote, .init = setup, .fini = teardown)
 {
-	char conf[1024], first[512];
-	snprintf(conf, sizeof(conf),
-	         "state_dir = %s\nrules = %s/scan/test.cf\nbayes_map_size = 1M\n", state_dir,
-	         TEST_DATADIR);
-	snprintf(first, sizeof(first), "%s/scan/late_cash.eml", TEST_DATADIR);
+	char conf[1024];
 	diag_t *d = diag_new();
-	cr_assert_eq(learn(conf, first, d), 0, "%s", diag_count(d) ? diag_text(d, 0) : "");
 	gen_online = true; /* autolearn runs in the daemon only */
 	/* spam.eml scores 16 on the rules alone; nothing is learned as ham */
-	scan_gen_t *g = gen_from("bayes_min_spam = 1\nbayes_min_ham = 1\nbayes_map_size = 1M\n"
-	                         "bayes_autolearn = yes\nbayes_autolearn_spam_score = 5\n"
-	                         "bayes_autolearn_ham_score = -100\n",
-	                         d);
-	cr_assert_not_null(g, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	scan_gen_t *g = gen_silent_store("late_cash.eml",
+	                                 "bayes_autolearn = yes\nbayes_autolearn_spam_score = 5\n"
+	                                 "bayes_autolearn_ham_score = -100\n",
+	                                 conf, sizeof(conf), d);
 	ev_conn_info_t ci = {"192.0.2.1", NULL};
 	/* ham.eml finds the store silent; spam.eml is then scored without reading its tokens */
 	static const char *const files[] = {"ham.eml", "spam.eml"};
