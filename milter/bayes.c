@@ -578,13 +578,8 @@ static ev_status_t bayes_score(void *shared, void *conn, msg_t *m, const mime_t 
 		bc->sc = sc;
 	bayes_counts_t *cnt = sc.counts;
 	bayes_totals_t tot = sc.totals;
-	if (tot.tokenizer != BAYES_TOKENIZER_VERSION) {
-		atomic_store_explicit(&b->mute, true, memory_order_relaxed);
-		if (ctx->explain)
-			not_voting(h, b, &tot);
-		return EV_OK;
-	}
-	if (b->set.touch && !b->offline)
+	/* another tokenizer's counts are not this one's tokens: not dated */
+	if (tot.tokenizer == BAYES_TOKENIZER_VERSION && b->set.touch && !b->offline)
 		touch_seen(b, &tok, cnt, a);
 	if (!sc.voted) {
 		atomic_store_explicit(&b->mute, true, memory_order_relaxed);

@@ -614,6 +614,43 @@ Test(scan, a_store_that_could_not_vote_votes_as_soon_as_it_can, .init = setup, .
 	diag_free(d);
 }
 
+/*
+ * A store made by another tokenizer (here loaded from a dump that says so)
+ * does not vote and says why, on the message that finds it so and on the
+ * next ones, which read its totals alone.
+ */
+Test(scan, a_store_of_another_tokenizer_does_not_vote_and_says_why, .init = setup,
+     .fini = teardown)
+{
+	char db[512];
+	snprintf(db, sizeof(db), "%s/bayes", state_dir);
+	int err;
+	bayes_store_t *s = bayes_store_open(db, 1 << 20, BAYES_OPEN_CREATE, &err);
+	cr_assert_not_null(s, "%s", bayes_strerror(err));
+	static char dump[] = "sift-bayes-dump 1 tokenizer 999999\ntotals 5 5\n";
+	FILE *fp = fmemopen(dump, strlen(dump), "r");
+	cr_assert_not_null(fp);
+	diag_t *d = diag_new();
+	cr_assert_eq(bayes_store_load(s, fp, "dump", false, d), BAYES_OK, "%s",
+	             diag_count(d) ? diag_text(d, 0) : "");
+	fclose(fp);
+	bayes_store_unref(s);
+	scan_gen_t *g = gen_from("bayes_min_spam = 1\nbayes_min_ham = 1\nbayes_map_size = 1M\n", d);
+	cr_assert_not_null(g, "%s", diag_count(d) ? diag_text(d, 0) : "");
+	for (int i = 0; i < 2; i++) {
+		msg_t *m;
+		scan_result_t *r = score_file(g, "ham.eml", &m);
+		cr_assert_null(r->failed);
+		double p;
+		cr_assert_not(hits_metric(r->hits, "bayes_prob", &p), "message %d: voted", i);
+		cr_assert(hits_note_says(r->hits, "another tokenizer version"),
+		          "message %d: no note of the other tokenizer", i);
+		msg_free(m);
+	}
+	scan_gen_unref(g);
+	diag_free(d);
+}
+
 /* The same silent store under autolearn: the verdict tokenizes what it learns itself. */
 Test(scan, autolearn_learns_while_the_store_cannot_vote, .init = setup, .fini = teardown)
 {
