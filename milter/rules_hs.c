@@ -610,14 +610,14 @@ static pthread_once_t hs_engine_once = PTHREAD_ONCE_INIT;
 static struct rules_hs_engine hs_engine_all[HS_CANDIDATES];
 static const struct rules_hs_engine *hs_engine_chosen; /* NULL: none passed */
 
-/* Marks ctx[id]: which patterns a scan reported (the probes). */
-static int mark_match(unsigned int id, unsigned long long from, unsigned long long to,
-                      unsigned int flags, void *ctx)
+/* Counts ctx[id]'s reports: which patterns a scan reported, and how often. */
+static int count_match(unsigned int id, unsigned long long from, unsigned long long to,
+                       unsigned int flags, void *ctx)
 {
 	(void)from;
 	(void)to;
 	(void)flags;
-	((uint8_t *)ctx)[id] = 1;
+	((uint32_t *)ctx)[id]++;
 	return 0;
 }
 
@@ -633,8 +633,8 @@ static long probe_scan(const struct rules_hs_engine *e, const hs_database_t *db,
 	for (size_t pos = 0; pos + pl <= len && len <= sizeof(buf); pos++) {
 		memset(buf, fill, len);
 		memcpy(buf + pos, plant, pl);
-		uint8_t seen[2] = {0, 0}; /* the probes' ids are 0 and 1 */
-		if (e->scan(db, buf, (unsigned)len, 0, sc, mark_match, seen) != HS_SUCCESS ||
+		uint32_t seen[2] = {0, 0}; /* the probes' ids are 0 and 1 */
+		if (e->scan(db, buf, (unsigned)len, 0, sc, count_match, seen) != HS_SUCCESS ||
 		    (seen[0] | seen[1]) == 0)
 			return (long)pos;
 	}
@@ -1411,17 +1411,6 @@ static const char *const hs_ordinary[] = {
     "working days. You can follow its progress on our site, and reply to this message if "
     "anything is missing or damaged.",
 };
-
-/* Counts ctx[id]'s reports (drop_unselective()). */
-static int count_match(unsigned int id, unsigned long long from, unsigned long long to,
-                       unsigned int flags, void *ctx)
-{
-	(void)from;
-	(void)to;
-	(void)flags;
-	((uint32_t *)ctx)[id]++;
-	return 0;
-}
 
 /*
  * Takes out of in_db the rules db reports on every ordinary paragraph, or
