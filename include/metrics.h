@@ -95,7 +95,12 @@ int metrics_listen_parse(const char *spec, struct sockaddr_storage *sa, char *er
  */
 int metrics_start(const char *spec, metrics_collect_fn collect, char *err, size_t err_len);
 void metrics_stop(void);
-/* The spec the running server was started with, or NULL; valid until metrics_stop(). */
-const char *metrics_running(void);
+/*
+ * Whether a server runs started with spec, or with any spec when spec is
+ * NULL. The comparison is made under the lock that metrics_stop() takes:
+ * a pointer to the running spec, handed out, would be freed under a
+ * caller that a stop in another thread overtakes.
+ */
+bool metrics_serves(const char *spec);
 
 #endif

@@ -198,10 +198,10 @@ void metrics_stop(void)
 	pthread_mutex_unlock(&metrics_life_lock);
 }
 
-const char *metrics_running(void)
+bool metrics_serves(const char *spec)
 {
 	pthread_mutex_lock(&metrics_life_lock);
-	const char *spec = metrics_spec;
+	bool r = metrics_spec != NULL && (spec == NULL || strcmp(metrics_spec, spec) == 0);
 	pthread_mutex_unlock(&metrics_life_lock);
-	return spec;
+	return r;
 }

@@ -98,8 +98,7 @@ static uint64_t generation;
  */
 static void metrics_follow(const scan_settings_t *s)
 {
-	const char *run = metrics_running();
-	if (run != NULL && strcmp(run, s->metrics_listen) == 0)
+	if (metrics_serves(s->metrics_listen))
 		return;
 	metrics_stop();
 	if (s->metrics_listen[0] == '\0')

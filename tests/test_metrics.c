@@ -7,6 +7,9 @@
 #include <criterion/criterion.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,7 +172,7 @@ Test(metrics, endpoint_serves_get_metrics_only)
 	char spec[32], err[256];
 	snprintf(spec, sizeof(spec), "127.0.0.1:%d", port);
 	cr_assert_eq(metrics_start(spec, collect_one, err, sizeof(err)), 0, "%s", err);
-	cr_assert_str_eq(metrics_running(), spec);
+	cr_assert(metrics_serves(spec));
 	const char *r = http(port, "GET /metrics HTTP/1.0\r\n\r\n");
 	cr_assert_not_null(strstr(r, " 200 OK\r\n"), "%s", r);
 	cr_assert_not_null(strstr(r, "Content-Type: text/plain; version=0.0.4"), "%s", r);
@@ -183,13 +186,63 @@ Test(metrics, endpoint_serves_get_metrics_only)
 	r = http(port, "DELETE /metrics HTTP/1.0\r\n\r\n");
 	cr_assert_not_null(strstr(r, " 404 "), "%s", r);
 	metrics_stop();
-	cr_assert_null(metrics_running());
+	cr_assert_not(metrics_serves(NULL));
 	int s = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in a = {.sin_family = AF_INET,
 	                        .sin_port = htons((uint16_t)port),
 	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	cr_assert_neq(connect(s, (struct sockaddr *)&a, sizeof(a)), 0, "stopped: nobody listens");
 	close(s);
+}
+
+struct serves_reader {
+	const char *spec;
+	atomic_bool done;
+	long seen_on, seen_off;
+};
+
+static void *serves_read(void *arg)
+{
+	struct serves_reader *r = arg;
+	while (!atomic_load(&r->done)) {
+		if (metrics_serves(r->spec))
+			r->seen_on++;
+		else
+			r->seen_off++;
+	}
+	return NULL;
+}
+
+/*
+ * The reload thread asks whether the server runs on the configured spec,
+ * and the main thread stops it at the end. The answer used to be a pointer
+ * to the running spec, compared after the lock was let go, so nothing
+ * ordered that read before the stop's free: ThreadSanitizer reported it in
+ * it_race (its reloads, then SIGTERM) on every run. Here: the answers, for
+ * the spec, any spec and another one, while a reader asks all along.
+ */
+Test(metrics, asking_what_runs_is_safe_against_a_concurrent_stop, .timeout = 60)
+{
+	collect_label = "raced";
+	char spec[32], other[32], err[256];
+	int port = free_port();
+	snprintf(spec, sizeof(spec), "127.0.0.1:%d", port);
+	snprintf(other, sizeof(other), "127.0.0.2:%d", port);
+	struct serves_reader r = {.spec = spec};
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, serves_read, &r), 0);
+	for (int i = 0; i < 200; i++) {
+		cr_assert_eq(metrics_start(spec, collect_one, err, sizeof(err)), 0, "%s", err);
+		cr_assert(metrics_serves(spec));
+		cr_assert(metrics_serves(NULL));
+		cr_assert_not(metrics_serves(other), "another spec is not the one running");
+		metrics_stop();
+		cr_assert_not(metrics_serves(spec));
+		cr_assert_not(metrics_serves(NULL));
+	}
+	atomic_store(&r.done, true);
+	pthread_join(t, NULL);
+	cr_assert_gt(r.seen_on + r.seen_off, 0);
 }
 
 /*
