@@ -3,9 +3,12 @@
 # threads configured at once (a real redis-server, a real unbound serving a
 # DNS list on loopback, a Bayes store with autolearn and the regression, the
 # shipped rules, the metrics endpoint): four clients send mail while SIGHUP
-# arrives every 0.3 s (twelve times), then SIGTERM. Every message must get
-# its verdict, the reloads must be done and none refused, and the daemon
-# must stop in bounded time. contrib/run-tests.sh also runs it against a
+# arrives every 0.3 s (twelve times), then SIGTERM. The first ten reloads
+# move the metrics endpoint between two ports while a scraper asks both,
+# so the reload thread stops and starts it under scrapes and mail. Every message
+# must get its verdict, the reloads must be done and none refused, the
+# endpoint must answer where the last configuration puts it, and the
+# daemon must stop in bounded time. contrib/run-tests.sh also runs it against a
 # ThreadSanitizer build, where this load is what makes data races between
 # the workers, the reload thread and the module threads show (a report in
 # Sift's code fails that step: tests/tsan-reports.sh).
@@ -17,6 +20,7 @@ MC=$top_builddir/sift-mclient
 it_need "$MILTER" "$SIFT" "$MC"
 it_need_redis
 it_need_unbound
+command -v curl >/dev/null || skip_all "curl is not installed"
 
 D=$IT_TMP
 RP=$(free_port)
@@ -88,9 +92,30 @@ while [ $i -lt $CLIENTS ]; do
 	LOADS="$LOADS $!"
 	i=$((i + 1))
 done
+# The scraper: both ports in turn until told to stop (at most 2,000 rounds);
+# one line per answer that carried the message counter.
+MP2=$(free_port)
+scraper() {
+	_n=0
+	while [ ! -e "$STOP" ] && [ $_n -lt 2000 ]; do
+		for _p in "$MP" "$MP2"; do
+			curl -s -m 2 "http://127.0.0.1:$_p/metrics" 2>/dev/null |
+				grep -m 1 '^sift_messages_total' >>"$D/scrapes"
+		done
+		_n=$((_n + 1))
+	done
+}
+: >"$D/scrapes"
+scraper &
+LOADS="$LOADS $!"
 HUPS=0
 while [ $HUPS -lt 12 ]; do
 	sleep 0.3
+	# the first ten move the endpoint to MP2 and back; the last ones keep
+	# it on MP, so a reload finds it where it is (and the stop follows)
+	if [ $HUPS -lt 10 ] && [ $((HUPS % 2)) -eq 0 ]; then to=$MP2; else to=$MP; fi
+	sed "s/^metrics_listen = .*/metrics_listen = 127.0.0.1:$to/" "$D/sift.conf" >"$D/sift.conf.new" &&
+		mv "$D/sift.conf.new" "$D/sift.conf"
 	kill -HUP "$PID"
 	HUPS=$((HUPS + 1))
 done
@@ -110,6 +135,13 @@ wait_for "$(($(scaled_ms 10000) / 1000))" two_reloads
 check "reloads were done while mail flowed ($(reloads) for $HUPS SIGHUPs)" \
 	[ "$(reloads)" -ge 2 -a "$(reloads)" -le "$HUPS" ]
 check "no reload was refused" [ "$(grep -c 'reload refused' "$D/milter.log")" -eq 0 ]
+# The last file written names MP.
+serves_last() { curl -s -m 2 "http://127.0.0.1:$MP/metrics" | grep -q '^sift_reloads_total'; }
+check "the metrics endpoint answers where the last reload put it" \
+	wait_for "$(($(scaled_ms 10000) / 1000))" serves_last
+moves=$(grep -c "metrics: GET /metrics on 127.0.0.1:$MP2\$" "$D/milter.log")
+check "it moved with the reloads ($moves times to the second port) and was scraped all along ($(wc -l <"$D/scrapes") answers)" \
+	[ "$moves" -ge 1 -a -s "$D/scrapes" ]
 check "the reputation reached Redis" wait_for 10 sh -c \
 	"[ \$(redis-cli -h 127.0.0.1 -p $RP dbsize 2>/dev/null || echo 0) -gt 0 ]"
 
