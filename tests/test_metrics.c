@@ -198,17 +198,15 @@ Test(metrics, endpoint_serves_get_metrics_only)
 struct serves_reader {
 	const char *spec;
 	atomic_bool done;
-	long seen_on, seen_off;
+	long asked;
 };
 
 static void *serves_read(void *arg)
 {
 	struct serves_reader *r = arg;
 	while (!atomic_load(&r->done)) {
-		if (metrics_serves(r->spec))
-			r->seen_on++;
-		else
-			r->seen_off++;
+		(void)metrics_serves(r->spec);
+		r->asked++;
 	}
 	return NULL;
 }
@@ -242,7 +240,7 @@ Test(metrics, asking_what_runs_is_safe_against_a_concurrent_stop, .timeout = 60)
 	}
 	atomic_store(&r.done, true);
 	pthread_join(t, NULL);
-	cr_assert_gt(r.seen_on + r.seen_off, 0);
+	cr_assert_gt(r.asked, 0);
 }
 
 /*

@@ -560,11 +560,6 @@ Test(scan, learn_refuses_what_scoring_refuses, .init = setup, .fini = teardown)
 }
 
 /*
- * A store that cannot vote yet is not tokenized against message after
- * message (bayes.c looks at its totals first): once it has learned enough,
- * the next message must see it vote, with no reload in between.
- */
-/*
  * A generation over a store that learned one spam (fixture file) and must
  * learn one of each class to vote; conf gets the configuration learning uses.
  */
@@ -583,6 +578,11 @@ static scan_gen_t *gen_silent_store(const char *file, const char *extra, char *c
 	return g;
 }
 
+/*
+ * A store that cannot vote yet is not tokenized against message after
+ * message (bayes.c looks at its totals first): once it has learned enough,
+ * the next message must see it vote, with no reload in between.
+ */
 Test(scan, a_store_that_could_not_vote_votes_as_soon_as_it_can, .init = setup, .fini = teardown)
 {
 	char conf[1024], ham[512];
