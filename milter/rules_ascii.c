@@ -12,7 +12,10 @@
  * an optional atom that needs a byte above 0x7f, copies everything else
  * as written, and gives up (NULL) on any construct whose meaning it does
  * not follow (backreferences, named groups, \Q, extended mode,
- * conditionals, verbs). Group numbers may change, so it is used only for
+ * conditionals, verbs). An option setting such as (?i) holds to the end
+ * of its group, across '|' (PCRE2's "(a(?i)b|c)" matches "C"), so the
+ * settings of a dropped branch are kept, at the head of the next branch
+ * that stays. Group numbers may change, so it is used only for
  * match/no-match and the whole match, never for captures. The unit tests
  * and the rules fuzzer check that both patterns agree on ASCII text.
  */
@@ -32,6 +35,11 @@ struct red {
 	bool bail;
 	bool changed;
 	int depth;
+	/* the option settings met at the group being read, in order, that a
+	 * dropped branch took with it (a stack: each group reads from its own
+	 * start; see alt()) */
+	char *opts;
+	size_t optn, optcap;
 };
 
 #define RED_MAX_DEPTH 200
@@ -195,6 +203,25 @@ static bool quantifier(struct red *r, unsigned *min)
 	return true;
 }
 
+/* Inserts s at r->out[at], moving what follows. */
+static void emit_at(struct red *r, size_t at, const char *s, size_t n)
+{
+	size_t tail = r->on - at;
+	emit(r, s, n); /* grows the buffer; the bytes are put right below */
+	memmove(r->out + at + n, r->out + at, tail);
+	memcpy(r->out + at, s, n);
+}
+
+static void opts_push(struct red *r, const char *s, size_t n)
+{
+	if (r->optn + n > r->optcap) {
+		r->optcap = (r->optn + n) * 2;
+		r->opts = xalloc_realloc(r->opts, r->optcap);
+	}
+	memcpy(r->opts + r->optn, s, n);
+	r->optn += n;
+}
+
 static void emit_byte(struct red *r, long v)
 {
 	if (isalnum((int)v)) { /* v < 0x80 here */
@@ -354,6 +381,7 @@ static bool group(struct red *r)
 			}
 			if (p[j] == ')') {
 				emit(r, p + r->i, j + 1 - r->i);
+				opts_push(r, p + r->i, j + 1 - r->i);
 				r->i = j + 1;
 				return true;
 			}
@@ -443,29 +471,38 @@ static bool seq(struct red *r)
 	return ok;
 }
 
+/*
+ * Branches up to the group's ')' or the end. The option settings past
+ * base in r->opts are those of dropped branches since the last one kept;
+ * a kept branch starts with them, and none outlives the group.
+ */
 static bool alt(struct red *r)
 {
 	bool any = false, first = true;
+	size_t base = r->optn;
 	for (;;) {
 		size_t mark = r->on;
 		if (!first && any)
 			emit(r, "|", 1);
-		size_t body = r->on;
+		size_t body = r->on, pending = r->optn;
 		bool ok = seq(r);
 		if (r->bail)
 			return false;
-		if (ok)
+		if (ok) {
 			any = true;
-		else {
+			if (pending > base)
+				emit_at(r, body, r->opts + base, pending - base);
+			r->optn = base; /* this branch's own settings are in it as written */
+		} else {
 			r->on = mark; /* the branch goes, with its "|" */
 			r->changed = true;
 		}
-		(void)body;
 		first = false;
 		if (r->i < r->n && r->p[r->i] == '|') {
 			r->i++;
 			continue;
 		}
+		r->optn = base;
 		return any;
 	}
 }
@@ -483,6 +520,7 @@ char *rules_ascii_reduce(const char *pat, size_t len, uint32_t options, const ui
 			return NULL;
 	struct red r = {.p = pat, .n = len};
 	bool ok = alt(&r);
+	free(r.opts);
 	if (r.bail || r.i != len || !r.changed) {
 		free(r.out);
 		return NULL;

@@ -47,6 +47,11 @@ Test(rules_ascii, drops_what_needs_a_high_byte)
 	/* nothing can match: a pattern that never does */
 	expect("\xe9", "(?!)");
 	expect("[\xe0-\xff]+", "(?!)");
+	/* what a dropped branch sets holds in the branches after it, in its group */
+	expect("(?i)d\xe9|x", "(?i)x");
+	expect("(?:a\xe9(?i)|b)c", "(?:(?i)b)c");
+	expect("(?:\xe9(?i)|\xe9(?-i)|b)", "(?:(?i)(?-i)b)");
+	expect("(?:(?i)\xe9|b)|c", "(?:(?i)b)|c");
 }
 
 Test(rules_ascii, leaves_alone_what_it_does_not_follow)
@@ -117,6 +122,11 @@ static const char *const patterns[] = {
     "(?:\\x{e9}|e)[\\x{c0}-\\x{ff}a-c]{0,2}",
     "(?s)a.{0,5}(?:\xe9|b)",
     "(?m)^\\s*(?:your|y" TAG_O "ur)\\s(?:p" TAG_A "ssw" TAG_O "rd|\xe9)$",
+    /* an option set in a dropped branch still holds in the branches after it */
+    "(?i)d\xe9"
+    "ar|x\\s",
+    "(?:a\xe9(?i)|b)c|(?s-i)\xe9|Y.Z",
+    "(?-i)(?:[\xe0-\xff](?i)(?-s)|\xe9(?s)|a.B)",
 };
 
 static const char *const subjects[] = {
@@ -137,6 +147,7 @@ static const char *const subjects[] = {
     "  your passw0rd\nyour p@ssword",
     "Your PASSWORD",
     "(){}[]|\\^$.*+?",
+    "X bC BC bc y\nz A\nb",
     "",
 };
 
