@@ -44,14 +44,21 @@ struct red {
 
 #define RED_MAX_DEPTH 200
 
+/* Appends s to the growing buffer *buf (*len bytes used, *cap allocated),
+ * leaving room for a NUL. */
+static void put(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+	if (*len + n + 1 > *cap) {
+		*cap = (*len + n + 1) * 2;
+		*buf = xalloc_realloc(*buf, *cap);
+	}
+	memcpy(*buf + *len, s, n);
+	*len += n;
+}
+
 static void emit(struct red *r, const char *s, size_t n)
 {
-	if (r->on + n + 1 > r->ocap) {
-		r->ocap = (r->on + n + 1) * 2;
-		r->out = xalloc_realloc(r->out, r->ocap);
-	}
-	memcpy(r->out + r->on, s, n);
-	r->on += n;
+	put(&r->out, &r->on, &r->ocap, s, n);
 }
 
 /*
@@ -210,16 +217,6 @@ static void emit_at(struct red *r, size_t at, const char *s, size_t n)
 	emit(r, s, n); /* grows the buffer; the bytes are put right below */
 	memmove(r->out + at + n, r->out + at, tail);
 	memcpy(r->out + at, s, n);
-}
-
-static void opts_push(struct red *r, const char *s, size_t n)
-{
-	if (r->optn + n > r->optcap) {
-		r->optcap = (r->optn + n) * 2;
-		r->opts = xalloc_realloc(r->opts, r->optcap);
-	}
-	memcpy(r->opts + r->optn, s, n);
-	r->optn += n;
 }
 
 static void emit_byte(struct red *r, long v)
@@ -381,7 +378,7 @@ static bool group(struct red *r)
 			}
 			if (p[j] == ')') {
 				emit(r, p + r->i, j + 1 - r->i);
-				opts_push(r, p + r->i, j + 1 - r->i);
+				put(&r->opts, &r->optn, &r->optcap, p + r->i, j + 1 - r->i);
 				r->i = j + 1;
 				return true;
 			}
