@@ -12,12 +12,14 @@
  * an optional atom that needs a byte above 0x7f, copies everything else
  * as written, and gives up (NULL) on any construct whose meaning it does
  * not follow (backreferences, named groups, \Q, extended mode,
- * conditionals, verbs). An option setting such as (?i) holds to the end
- * of its group, across '|' (PCRE2's "(a(?i)b|c)" matches "C"), so the
- * settings of a dropped branch are kept, at the head of the next branch
- * that stays. Group numbers may change, so it is used only for
- * match/no-match and the whole match, never for captures. The unit tests
- * and the rules fuzzer check that both patterns agree on ASCII text.
+ * conditionals, verbs) and where dropping an atom would undo a PCRE2
+ * quirk the full pattern has (a possessive atom: see seq()). An option
+ * setting such as (?i) holds to the end of its group, across '|'
+ * (PCRE2's "(a(?i)b|c)" matches "C"), so the settings of a dropped branch
+ * are kept, at the head of the next branch that stays. Group numbers may
+ * change, so it is used only for match/no-match and the whole match,
+ * never for captures. The unit tests and the rules fuzzer check that both
+ * patterns agree on ASCII text.
  */
 #include "config.h"
 
@@ -455,15 +457,26 @@ static bool seq(struct red *r)
 		if (r->bail)
 			break;
 		unsigned min = 1;
-		size_t qmark = r->on;
+		size_t qstart = r->i;
 		bool q = quantifier(r, &min);
 		if (!atom) {
+			/*
+			 * PCRE2 10.42's auto-possessification reads an optional
+			 * possessive group as if it had to match: in "x?(?:b)?+x" it
+			 * makes x? possessive (b cannot start with x), so the pattern
+			 * never matches a lone "x". Without the group, x? backtracks
+			 * and the ASCII form would match where the pattern does not:
+			 * a possessive atom that would go leaves the pattern whole.
+			 */
+			if (q && r->i - qstart >= 2 && r->p[r->i - 1] == '+') {
+				r->bail = true;
+				break;
+			}
 			r->changed = true;
 			r->on = mark; /* the atom (and its quantifier) go */
 			if (!q || min > 0)
 				ok = false;
 		}
-		(void)qmark;
 	}
 	return ok;
 }
