@@ -12,14 +12,16 @@
  * an optional atom that needs a byte above 0x7f, copies everything else
  * as written, and gives up (NULL) on any construct whose meaning it does
  * not follow (backreferences, named groups, \Q, extended mode,
- * conditionals, verbs) and where dropping an atom would undo a PCRE2
- * quirk the full pattern has (a possessive atom: see seq()). An option
- * setting such as (?i) holds to the end of its group, across '|'
- * (PCRE2's "(a(?i)b|c)" matches "C"), so the settings of a dropped branch
- * are kept, at the head of the next branch that stays. Group numbers may
- * change, so it is used only for match/no-match and the whole match,
- * never for captures. The unit tests and the rules fuzzer check that both
- * patterns agree on ASCII text.
+ * conditionals, verbs, a quantifier after a comment) and on what PCRE2
+ * 10.42's auto-possessification gets wrong, since a changed copy would
+ * not get it wrong the same way: possessive quantifiers (see
+ * quantifier()), atomic groups and \R. An option setting such as (?i)
+ * holds to the end of its group, across '|' (PCRE2's "(a(?i)b|c)"
+ * matches "C"), so the settings of a dropped branch are kept, at the head
+ * of the next branch that stays. Group numbers may change, so it is used
+ * only for match/no-match and the whole match, never for captures. The
+ * unit tests (random patterns among them) and the rules fuzzer check that
+ * both patterns agree on ASCII text.
  */
 #include "config.h"
 
@@ -147,6 +149,11 @@ static void escape(struct red *r, long *val, bool in_class)
 	case 'H':
 	case 'v':
 	case 'V': break;
+	case 'R':
+		/* PCRE2 10.42 makes \R* possessive before \s ("a\R*\s" misses "a\nb"):
+		 * as with possessive quantifiers (see quantifier()), not followed */
+		r->bail = true;
+		return;
 	case 'b':
 	case 'B':
 	case 'A':
@@ -154,7 +161,6 @@ static void escape(struct red *r, long *val, bool in_class)
 	case 'Z':
 	case 'G':
 	case 'K':
-	case 'R':
 	case 'X':
 		if (in_class && c != 'b') /* in a class only \b (backspace) of these means a byte */
 			r->bail = true;
@@ -205,7 +211,20 @@ static bool quantifier(struct red *r, unsigned *min)
 	} else {
 		return false;
 	}
-	if (i < r->n && (r->p[i] == '?' || r->p[i] == '+'))
+	if (i < r->n && r->p[i] == '+') {
+		/*
+		 * PCRE2 10.42's auto-possessification reads an optional
+		 * possessive group as if it had to match: in "x?(?:b)?+x" it
+		 * makes x? possessive (b cannot start with x), so the pattern
+		 * never matches a lone "x"; what it decides then hangs on the
+		 * group's contents. A copy with other contents (or without the
+		 * group) would match where the pattern does not, so a pattern
+		 * with a possessive quantifier keeps no ASCII form.
+		 */
+		r->bail = true;
+		return false;
+	}
+	if (i < r->n && r->p[i] == '?')
 		i++;
 	emit(r, r->p + r->i, i - r->i);
 	r->i = i;
@@ -351,7 +370,13 @@ static bool group(struct red *r)
 			return false;
 		}
 		char c = p[i + 1];
-		if (c == ':' || c == '>' || c == '=') {
+		if (c == '>') {
+			/* atomic: PCRE2 10.42 makes \s* possessive before (?>(?:X)*?), as it
+			 * does before possessive quantifiers (see quantifier()) */
+			r->bail = true;
+			return false;
+		}
+		if (c == ':' || c == '=') {
 			open = 3;
 		} else if (c == '!') {
 			open = 3;
@@ -366,7 +391,10 @@ static bool group(struct red *r)
 				return false;
 			}
 			r->i = (size_t)(e - p) + 1; /* a comment: dropped */
-			return true;
+			/* a quantifier after it quantifies the item before it */
+			if (r->i < r->n && strchr("*+?{", p[r->i]) != NULL)
+				r->bail = true;
+			return !r->bail;
 		} else {
 			/* option settings (?i) (?s-m) (?i:...); anything else is not followed */
 			size_t j = i + 1;
@@ -457,21 +485,10 @@ static bool seq(struct red *r)
 		if (r->bail)
 			break;
 		unsigned min = 1;
-		size_t qstart = r->i;
 		bool q = quantifier(r, &min);
+		if (r->bail)
+			break;
 		if (!atom) {
-			/*
-			 * PCRE2 10.42's auto-possessification reads an optional
-			 * possessive group as if it had to match: in "x?(?:b)?+x" it
-			 * makes x? possessive (b cannot start with x), so the pattern
-			 * never matches a lone "x". Without the group, x? backtracks
-			 * and the ASCII form would match where the pattern does not:
-			 * a possessive atom that would go leaves the pattern whole.
-			 */
-			if (q && r->i - qstart >= 2 && r->p[r->i - 1] == '+') {
-				r->bail = true;
-				break;
-			}
 			r->changed = true;
 			r->on = mark; /* the atom (and its quantifier) go */
 			if (!q || min > 0)
