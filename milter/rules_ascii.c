@@ -17,11 +17,11 @@
  * not get it wrong the same way: possessive quantifiers (see
  * quantifier()), atomic groups and \R. An option setting such as (?i)
  * holds to the end of its group, across '|' (PCRE2's "(a(?i)b|c)"
- * matches "C"), so the settings of a dropped branch are kept, at the head
- * of the next branch that stays. Group numbers may change, so it is used
- * only for match/no-match and the whole match, never for captures. The
- * unit tests (random patterns among them) and the rules fuzzer check that
- * both patterns agree on ASCII text.
+ * matches "C"), so the settings of a dropped branch are kept where the
+ * branch was. Group numbers may change, so it is used only for
+ * match/no-match and the whole match, never for captures. The unit tests
+ * (random patterns among them) and the rules fuzzer check that both
+ * patterns agree on ASCII text.
  */
 #include "config.h"
 
@@ -39,9 +39,8 @@ struct red {
 	bool bail;
 	bool changed;
 	int depth;
-	/* the option settings met at the group being read, in order, that a
-	 * dropped branch took with it (a stack: each group reads from its own
-	 * start; see alt()) */
+	/* the option settings of the branches being read, in order (a stack:
+	 * each branch reads from where it started; see alt()) */
 	char *opts;
 	size_t optn, optcap;
 };
@@ -229,15 +228,6 @@ static bool quantifier(struct red *r, unsigned *min)
 	emit(r, r->p + r->i, i - r->i);
 	r->i = i;
 	return true;
-}
-
-/* Inserts s at r->out[at], moving what follows. */
-static void emit_at(struct red *r, size_t at, const char *s, size_t n)
-{
-	size_t tail = r->on - at;
-	emit(r, s, n); /* grows the buffer; the bytes are put right below */
-	memmove(r->out + at + n, r->out + at, tail);
-	memcpy(r->out + at, s, n);
 }
 
 static void emit_byte(struct red *r, long v)
@@ -499,37 +489,36 @@ static bool seq(struct red *r)
 }
 
 /*
- * Branches up to the group's ')' or the end. The option settings past
- * base in r->opts are those of dropped branches since the last one kept;
- * a kept branch starts with them, and none outlives the group.
+ * Branches up to the group's ')' or the end. The option settings a
+ * dropped branch held at this level (r->opts past base: a nested group's
+ * are gone by the time it ends) stay where the branch was: set at the end
+ * of the branch before, or at the head of the group, they hold for the
+ * branches after it as they did.
  */
 static bool alt(struct red *r)
 {
 	bool any = false, first = true;
-	size_t base = r->optn;
 	for (;;) {
-		size_t mark = r->on;
+		size_t mark = r->on, base = r->optn;
 		if (!first && any)
 			emit(r, "|", 1);
-		size_t body = r->on, pending = r->optn;
 		bool ok = seq(r);
 		if (r->bail)
 			return false;
-		if (ok) {
+		if (ok)
 			any = true;
-			if (pending > base)
-				emit_at(r, body, r->opts + base, pending - base);
-			r->optn = base; /* this branch's own settings are in it as written */
-		} else {
+		else {
 			r->on = mark; /* the branch goes, with its "|" */
+			if (r->optn > base)
+				emit(r, r->opts + base, r->optn - base);
 			r->changed = true;
 		}
+		r->optn = base;
 		first = false;
 		if (r->i < r->n && r->p[r->i] == '|') {
 			r->i++;
 			continue;
 		}
-		r->optn = base;
 		return any;
 	}
 }
