@@ -578,14 +578,59 @@ static void push_code(struct rule *ru, pcre2_code *code, bool jit, const char *p
 	ru->ncodes++;
 }
 
+/*
+ * Whether pat holds a possessive quantifier, an atomic group or \R.
+ * Around those PCRE2 10.42 (Debian 12's) goes wrong two ways, which a
+ * random-pattern check against its own interpreter and against Perl
+ * found: its auto-possessification ("x?(?:b)?+x" never matches a lone
+ * "x", "a\R*\s" misses "a\nb") and its JIT, which backtracks into an
+ * atomic group ("(?> {0,2}[^x]*?)\B" matches "  a" at 1). Without those
+ * constructs the same check found no difference in over 200,000
+ * patterns.
+ * Such patterns are compiled without auto-possessification and run by
+ * the interpreter (pcre_strict_options()): they are rare in rules files,
+ * and a rule must match as Perl does. Errs toward yes: a character in
+ * a class that merely looks like one of those only costs speed.
+ */
+static bool pcre_needs_strict(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\\') {
+			if (i + 1 < n && p[i + 1] == 'R')
+				return true;
+			i++;
+		} else if (p[i] == '(' && i + 2 < n && p[i + 1] == '?' && p[i + 2] == '>') {
+			return true;
+		} else if (p[i] == '(' && i + 8 < n && memcmp(p + i, "(*atomic:", 9) == 0) {
+			return true;
+		} else if (strchr("?*+}", p[i]) != NULL && i + 1 < n && p[i + 1] == '+') {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The compile options for pattern pat of rule ru, and whether it may be JIT-compiled. */
+static uint32_t pcre_strict_options(const struct rule *ru, const char *pat, size_t len,
+                                    bool *jit_ok)
+{
+	bool strict = pcre_needs_strict(pat, len);
+	*jit_ok = !strict;
+	return ru->re_options | (strict ? PCRE2_NO_AUTO_POSSESS : 0);
+}
+
 static int compile_piece(rules_t *r, struct rule *ru, const char *pat, size_t len, int depth,
                          diag_t *d)
 {
 	int err;
 	PCRE2_SIZE off;
-	pcre2_code *code = pcre2_compile((PCRE2_SPTR)pat, len, ru->re_options, &err, &off, r->cctx);
+	bool jit_ok;
+	uint32_t opts = pcre_strict_options(ru, pat, len, &jit_ok);
+	pcre2_code *code = pcre2_compile((PCRE2_SPTR)pat, len, opts, &err, &off, r->cctx);
 	if (code != NULL) {
-		bool jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+		if (!jit_ok)
+			r->stats.strict_patterns++;
+		bool jit = jit_ok && pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
 		if (jit)
 			r->stats.jit_compiled++;
 		push_code(ru, code, jit, pat, len, depth);
@@ -2056,6 +2101,11 @@ void rules_print_stats(const rules_t *r, FILE *fp)
 	if (r->stats.ascii_forms > 0)
 		fprintf(fp, "rules with an ASCII form %zu (run on text with no byte above 0x7f)\n",
 		        r->stats.ascii_forms);
+	if (r->stats.strict_patterns > 0)
+		fprintf(fp,
+		        "patterns run without JIT or auto-possessification %zu (possessive, "
+		        "atomic or \\R: PCRE2 10.42 gets those wrong otherwise)\n",
+		        r->stats.strict_patterns);
 	if (r->stats.lead_dropped > 0)
 		fprintf(fp,
 		        "rules run without their optional start %zu (they only ask whether it "
@@ -2392,8 +2442,10 @@ static pcre2_code *late_compile(struct evalctx *e, size_t ri, char *pat, int *er
 			victim = c;
 	}
 	PCRE2_SIZE off;
-	pcre2_code *code = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
-	                                 e->r->v[ri].re_options, err, &off, e->r->cctx);
+	bool jit_ok; /* never JIT-compiled here: each is run by the interpreter */
+	uint32_t opts = pcre_strict_options(&e->r->v[ri], pat, strlen(pat), &jit_ok);
+	pcre2_code *code =
+	    pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, err, &off, e->r->cctx);
 	if (code == NULL) {
 		free(pat);
 		return NULL;

@@ -2412,6 +2412,36 @@ Test(rules, pseudo_field_names_are_case_sensitive)
 	rules_free(r);
 }
 
+/*
+ * Rules match as Perl (SpamAssassin) does where PCRE2 10.42 does not:
+ * its auto-possessification makes "x?" possessive before a group that
+ * may match nothing, and \R* possessive before \s; its JIT backtracks
+ * into an atomic group. Each rule below gave the wrong answer before
+ * such patterns were run without both.
+ */
+Test(rules, possessive_atomic_and_R_patterns_match_as_perl_does)
+{
+	rules_t *r = load("body     POSS_OPT  /ax?(?:b)?+x/\n"
+	                  "rawbody  R_THEN_S  /a\\R*\\s/\n"
+	                  "header   ATOMIC    X-T =~ /(?> {0,2}[^x]*?)\\B /\n"
+	                  "header   ATOMIC_OK X-U =~ /(?> {0,2}[^x]*?)\\B /\n"
+	                  "header   PLAIN     X-T =~ /b\\s+a/\n");
+	const char *msg = "From: a@example.com\nSubject: s\nX-T: b  a\nX-U: b   a\n\nax\na\nb\n";
+	msg_t *m;
+	hits_t *h = eval_flags(r, msg, &m, 0, NULL);
+	cr_assert(hits_has(h, "POSS_OPT"), "x? may give its x back: the group matched nothing");
+	cr_assert(hits_has(h, "R_THEN_S"), "\\R* may match nothing and leave the newline to \\s");
+	cr_assert_not(hits_has(h, "ATOMIC"), "an atomic group keeps the blanks it took");
+	cr_assert(hits_has(h, "ATOMIC_OK"), "of three blanks it takes two and leaves one");
+	cr_assert(hits_has(h, "PLAIN"));
+	msg_free(m);
+	rules_stats_t st;
+	rules_stats(r, &st);
+	cr_assert_eq(st.strict_patterns, 4, "the four, not the plain one (%zu)",
+	             st.strict_patterns);
+	rules_free(r);
+}
+
 Test(rules, capture_rules_use_a_value_captured_by_another_rule)
 {
 	rules_t *r = load("if can(Mail::SpamAssassin::Conf::feature_capture_rules)\n"
