@@ -588,11 +588,11 @@ static void push_code(struct rule *ru, pcre2_code *code, bool jit, const char *p
  * constructs the same check found no difference in over 200,000
  * patterns.
  * Such patterns are compiled without auto-possessification and run by
- * the interpreter (pcre_strict_options()): they are rare in rules files,
- * and a rule must match as Perl does. Errs toward yes: a character in
- * a class that merely looks like one of those only costs speed.
+ * the interpreter: they are rare in rules files, and a rule must match
+ * as Perl does. Errs toward yes: a character in a class that merely
+ * looks like one of those only costs speed.
  */
-static bool pcre_needs_strict(const char *p, size_t n)
+static bool re_strict(const char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (p[i] == '\\') {
@@ -610,13 +610,19 @@ static bool pcre_needs_strict(const char *p, size_t n)
 	return false;
 }
 
-/* The compile options for pattern pat of rule ru, and whether it may be JIT-compiled. */
-static uint32_t pcre_strict_options(const struct rule *ru, const char *pat, size_t len,
-                                    bool *jit_ok)
+pcre2_code *rules_re_compile(const char *pat, size_t len, uint32_t opts, pcre2_compile_context *cc,
+                             int *err, PCRE2_SIZE *off)
 {
-	bool strict = pcre_needs_strict(pat, len);
-	*jit_ok = !strict;
-	return ru->re_options | (strict ? PCRE2_NO_AUTO_POSSESS : 0);
+	size_t n = len == PCRE2_ZERO_TERMINATED ? strlen(pat) : len;
+	if (re_strict(pat, n))
+		opts |= PCRE2_NO_AUTO_POSSESS;
+	return pcre2_compile((PCRE2_SPTR)pat, n, opts, err, off, cc);
+}
+
+bool rules_re_jit(pcre2_code *code, const char *pat, size_t len)
+{
+	size_t n = len == PCRE2_ZERO_TERMINATED ? strlen(pat) : len;
+	return !re_strict(pat, n) && pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
 }
 
 static int compile_piece(rules_t *r, struct rule *ru, const char *pat, size_t len, int depth,
@@ -624,13 +630,11 @@ static int compile_piece(rules_t *r, struct rule *ru, const char *pat, size_t le
 {
 	int err;
 	PCRE2_SIZE off;
-	bool jit_ok;
-	uint32_t opts = pcre_strict_options(ru, pat, len, &jit_ok);
-	pcre2_code *code = pcre2_compile((PCRE2_SPTR)pat, len, opts, &err, &off, r->cctx);
+	pcre2_code *code = rules_re_compile(pat, len, ru->re_options, r->cctx, &err, &off);
 	if (code != NULL) {
-		if (!jit_ok)
+		if (re_strict(pat, len))
 			r->stats.strict_patterns++;
-		bool jit = jit_ok && pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+		bool jit = rules_re_jit(code, pat, len);
 		if (jit)
 			r->stats.jit_compiled++;
 		push_code(ru, code, jit, pat, len, depth);
@@ -1589,8 +1593,8 @@ static int rules_finish(rules_t *r, const char *const *paths, size_t npaths, dia
 		struct rules_redirector *rd = &r->redir[k];
 		int err;
 		PCRE2_SIZE off;
-		rd->code = pcre2_compile((PCRE2_SPTR)rd->pattern, PCRE2_ZERO_TERMINATED,
-		                         rd->options, &err, &off, r->cctx);
+		rd->code = rules_re_compile(rd->pattern, PCRE2_ZERO_TERMINATED, rd->options,
+		                            r->cctx, &err, &off);
 		if (rd->code == NULL) {
 			PCRE2_UCHAR msg[160];
 			pcre2_get_error_message(err, msg, sizeof(msg));
@@ -1604,7 +1608,7 @@ static int rules_finish(rules_t *r, const char *const *paths, size_t npaths, dia
 		    groups < 1)
 			diag_error(d, rd->file, rd->line,
 			           "redirector_pattern: no group (...) to take the link from");
-		(void)pcre2_jit_compile(rd->code, PCRE2_JIT_COMPLETE);
+		(void)rules_re_jit(rd->code, rd->pattern, PCRE2_ZERO_TERMINATED);
 	}
 	find_captures(r);
 	size_t n0 = r->n; /* metas may intern undefined names: only walk defined ones */
@@ -2442,10 +2446,8 @@ static pcre2_code *late_compile(struct evalctx *e, size_t ri, char *pat, int *er
 			victim = c;
 	}
 	PCRE2_SIZE off;
-	bool jit_ok; /* never JIT-compiled here: each is run by the interpreter */
-	uint32_t opts = pcre_strict_options(&e->r->v[ri], pat, strlen(pat), &jit_ok);
-	pcre2_code *code =
-	    pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, err, &off, e->r->cctx);
+	pcre2_code *code = rules_re_compile(pat, PCRE2_ZERO_TERMINATED, e->r->v[ri].re_options,
+	                                    e->r->cctx, err, &off);
 	if (code == NULL) {
 		free(pat);
 		return NULL;

@@ -381,11 +381,11 @@ static pcre2_code *re_code(struct rules_eval_re *re)
 		int err;
 		PCRE2_SIZE off;
 		/* a built-in pattern that fails to compile is a bug: it never matches */
-		code = pcre2_compile((PCRE2_SPTR)re->pattern, PCRE2_ZERO_TERMINATED, re->options,
-		                     &err, &off, NULL);
+		code = rules_re_compile(re->pattern, PCRE2_ZERO_TERMINATED, re->options, NULL, &err,
+		                        &off);
 		if (code != NULL) {
-			/* JIT when available; pcre2_match() uses it by itself */
-			pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+			/* JIT when available and right; pcre2_match() uses it by itself */
+			(void)rules_re_jit(code, re->pattern, PCRE2_ZERO_TERMINATED);
 			atomic_store_explicit(&re->code, code, memory_order_release);
 		}
 	}
@@ -482,8 +482,7 @@ bool rules_eval_re_once(const char *pattern, uint32_t options, const char *s)
 {
 	int err;
 	PCRE2_SIZE off;
-	pcre2_code *c =
-	    pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, options, &err, &off, NULL);
+	pcre2_code *c = rules_re_compile(pattern, PCRE2_ZERO_TERMINATED, options, NULL, &err, &off);
 	if (c == NULL)
 		return false;
 	pcre2_match_data *md = pcre2_match_data_create_from_pattern(c, NULL);

@@ -1642,12 +1642,11 @@ static void res_add(rules_t *r, const char *sub, const char *pat, uint32_t opts)
 	int err;
 	PCRE2_SIZE off;
 	/* a pattern that does not compile failed the rule's check at load */
-	pcre2_code *code =
-	    pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
+	pcre2_code *code = rules_re_compile(pat, PCRE2_ZERO_TERMINATED, opts, NULL, &err, &off);
 	if (code == NULL)
 		return;
 	/* HashBL's body regex reads whole bodies: JIT when available (pcre2_match uses it) */
-	pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+	(void)rules_re_jit(code, pat, PCRE2_ZERO_TERMINATED);
 	if (r->dns_res == NULL)
 		r->dns_res = xalloc_calloc(1, sizeof(*r->dns_res));
 	struct rules_dns_res *t = r->dns_res;

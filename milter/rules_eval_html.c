@@ -1233,8 +1233,8 @@ static long text_match(struct rules_evalenv *e, const struct rule *ru)
 				/* compiled per message: a handful of rules use this */
 				int err;
 				PCRE2_SIZE off;
-				c = pcre2_compile((PCRE2_SPTR)ru->eargs[1], PCRE2_ZERO_TERMINATED,
-				                  0, &err, &off, NULL);
+				c = rules_re_compile(ru->eargs[1], PCRE2_ZERO_TERMINATED, 0, NULL,
+				                     &err, &off);
 				if (c == NULL)
 					return -1;
 				md = pcre2_match_data_create_from_pattern(c, NULL);
@@ -1651,9 +1651,9 @@ static long uri_detail(struct rules_evalenv *e, const struct rule *ru)
 	for (size_t k = 0; k < nc && k < 6; k++) {
 		int err;
 		PCRE2_SIZE off;
-		code[k] = pcre2_compile((PCRE2_SPTR)ru->eargs[4 * k + 2], PCRE2_ZERO_TERMINATED,
-		                        (uint32_t)strtoul(ru->eargs[4 * k + 3], NULL, 10), &err,
-		                        &off, e->r->cctx);
+		code[k] = rules_re_compile(ru->eargs[4 * k + 2], PCRE2_ZERO_TERMINATED,
+		                           (uint32_t)strtoul(ru->eargs[4 * k + 3], NULL, 10),
+		                           e->r->cctx, &err, &off);
 		if (code[k] == NULL) {
 			hit = -1;
 			goto out;

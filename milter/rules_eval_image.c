@@ -848,8 +848,8 @@ static pcre2_code *arg_regex(const rules_t *r, const char *arg, bool bare)
 	int ec;
 	PCRE2_SIZE off;
 	pcre2_code *c = *end ? NULL
-	                     : pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &ec,
-	                                     &off, r ? r->cctx : NULL);
+	                     : rules_re_compile(pat, PCRE2_ZERO_TERMINATED, opts,
+	                                        r ? r->cctx : NULL, &ec, &off);
 	free(pat);
 	return c;
 }

@@ -418,6 +418,16 @@ long rules_lookup(const rules_t *r, const char *name);
 const char *rules_intern_file(rules_t *r, const char *file);
 const uint8_t *rules_latin1_tables(void);
 int rules_compile_rule(rules_t *r, struct rule *ru, diag_t *d);
+/*
+ * pcre2_compile() for a pattern from a rules file (any rule or eval
+ * argument): one with a possessive quantifier, an atomic group or \R is
+ * compiled without auto-possessification, where PCRE2 10.42 goes wrong.
+ * len may be PCRE2_ZERO_TERMINATED.
+ */
+pcre2_code *rules_re_compile(const char *pat, size_t len, uint32_t opts, pcre2_compile_context *cc,
+                             int *err, PCRE2_SIZE *off);
+/* JIT-compiles code, compiled from pat, unless its JIT would go wrong (above); whether it did. */
+bool rules_re_jit(pcre2_code *code, const char *pat, size_t len);
 
 /* rules_parse.c */
 int rules_parse_file(rules_t *r, void *parse_state, const char *path, diag_t *d);

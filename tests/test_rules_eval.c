@@ -2658,6 +2658,20 @@ Test(rules_eval, html_text_match_sees_anchors_comments_and_titles)
 }
 
 /*
+ * An eval's regex argument matches as Perl's does, as a rule's pattern
+ * does: PCRE2 10.42's auto-possessification made "x?" possessive here,
+ * and "ax" went unmatched.
+ */
+Test(rules_eval, eval_regex_arguments_match_as_perl_does)
+{
+	rules_t *r = load("body T_POSS eval:html_text_match('title', 'ax?(?:b)?+x')\n");
+	cr_assert(unit_rules_hits(r, "Content-Type: text/html\n\n<title>ax</title>hi\n", "T_POSS"));
+	cr_assert_not(
+	    unit_rules_hits(r, "Content-Type: text/html\n\n<title>a</title>hi\n", "T_POSS"));
+	rules_free(r);
+}
+
+/*
  * An anchor's or a title's text grows run by run while its tag is open.
  * Each run used to copy the whole text so far: 64K one-byte runs (a
  * 256 KB part, "y<b>" over and over inside one <a>) took 2 GB of arena,
