@@ -13,6 +13,7 @@
 #include "mime.h"
 #include "msg.h"
 #include "rules.h"
+#include "regex_gen.h"
 #include "rules_int.h"
 
 static char *reduce(const char *pat, uint32_t opts)
@@ -74,27 +75,6 @@ Test(rules_ascii, leaves_alone_what_it_does_not_follow)
 	cr_assert_null(x);
 }
 
-/* Every match of code in s, as "start-end," pairs (at most 64). */
-static void matches(pcre2_code *code, const char *s, char *out, size_t cap)
-{
-	pcre2_match_data *md = pcre2_match_data_create(32, NULL);
-	size_t len = strlen(s), start = 0, on = 0;
-	out[0] = '\0';
-	for (int k = 0; k < 64 && start <= len; k++) {
-		int rc = pcre2_match(code, (PCRE2_SPTR)s, len, start, 0, md, NULL);
-		if (rc < 0) {
-			on += (size_t)snprintf(out + on, cap - on, "rc%d",
-			                       rc == PCRE2_ERROR_NOMATCH ? 0 : rc);
-			break;
-		}
-		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-		on +=
-		    (size_t)snprintf(out + on, cap - on, "%zu-%zu,", (size_t)ov[0], (size_t)ov[1]);
-		start = ov[1] > ov[0] ? ov[1] : ov[1] + 1;
-	}
-	pcre2_match_data_free(md);
-}
-
 static pcre2_code *compile(const char *pat, uint32_t opts)
 {
 	int err;
@@ -111,8 +91,8 @@ static void same_matches(pcre2_code *full, pcre2_code *small, const char *text, 
                          uint32_t opts, const char *form)
 {
 	char m1[1024], m2[1024];
-	matches(full, text, m1, sizeof(m1));
-	matches(small, text, m2, sizeof(m2));
+	regex_gen_matches(full, text, m1, sizeof(m1));
+	regex_gen_matches(small, text, m2, sizeof(m2));
 	cr_assert_str_eq(m1, m2, "%s (options %#x) on \"%s\": %s vs %s (%s)", pat, opts, text, m1,
 	                 m2, form);
 }
@@ -203,85 +183,6 @@ Test(rules_ascii, the_same_matches_on_ascii_text)
  * groups and \R, a quantifier after a comment. A fixed seed, so a
  * failure repeats.
  */
-struct gen {
-	uint64_t s;
-	char buf[2048];
-	size_t n;
-};
-
-static unsigned gen_pick(struct gen *g, unsigned n)
-{
-	g->s ^= g->s << 13; /* xorshift64 */
-	g->s ^= g->s >> 7;
-	g->s ^= g->s << 17;
-	return (unsigned)(g->s % n);
-}
-
-static void gen_put(struct gen *g, const char *x)
-{
-	size_t l = strlen(x);
-	if (g->n + l < sizeof(g->buf)) {
-		memcpy(g->buf + g->n, x, l);
-		g->n += l;
-	}
-}
-
-#define PICK(g, list) (list)[gen_pick((g), sizeof(list) / sizeof(*(list)))]
-
-static void gen_alt(struct gen *g, int depth);
-
-static void gen_seq(struct gen *g, int depth)
-{
-	/* "\\xe9" is a high byte written as an escape; "\xe9" the byte itself */
-	static const char *const plain[] = {"a", "b", "B", "x", "X", " ",    ".",
-	                                    "^", "$", "{", "}", "]", "a{2,}"};
-	static const char *const escapes[] = {"\\x41", "\\s", "\\w",  "\\d",   "\\b",    "\\B",
-	                                      "\\W",   "\\S", "\\h",  "\\v",   "\\R",    "\\K",
-	                                      "\\A",   "\\z", "\\Z",  "\\.",   "\\(",    "\\n",
-	                                      "\\t",   "\\e", "\\cA", "\\012", "\\p{L}", "\\1"};
-	static const char *const high[] = {"\\xe9", "\\x{e9}",    "\xe9",
-	                                   "\xc9",  "\\Q\xe9\\E", "(?#c\xe9)"};
-	static const char *const classes[] = {
-	    "[ab]",      "[a\xe9]",         "[^b\xe9]",      "[\xe0-\xff]",      "[a-\xff]",
-	    "[\\w\xe9]", "[[:alpha:]\xe9]", "[\\x00-\\x20]", "[a-c\\d\xe0-\xe9]"};
-	static const char *const opts[] = {"(?i)",  "(?-i)", "(?s)",   "(?m)", "(?-s)",
-	                                   "(?-m)", "(?U)",  "(?i-s)", "(?ms)"};
-	static const char *const groups[] = {
-	    "(?:",   "(",         "(?>",       "(?=",    "(?!", "(?i:",
-	    "(?-i:", "(?<=a)(?:", "(?<!b)(?:", "(?s-i:", "(?|"};
-	static const char *const quants[] = {"",      "",   "",   "",   "?",      "*",  "+", "{2}",
-	                                     "{0,2}", "??", "*?", "+?", "{1,3}?", "?+", "*+"};
-	unsigned n = 1 + gen_pick(g, 4);
-	for (unsigned i = 0; i < n; i++) {
-		unsigned k = gen_pick(g, 10);
-		if (k < 6) {
-			unsigned kind = gen_pick(g, 4);
-			gen_put(g, kind == 0   ? PICK(g, plain)
-			           : kind == 1 ? PICK(g, escapes)
-			           : kind == 2 ? PICK(g, high)
-			                       : PICK(g, classes));
-			gen_put(g, PICK(g, quants));
-		} else if (k < 8 && depth < 4) {
-			gen_put(g, PICK(g, groups));
-			gen_alt(g, depth + 1);
-			gen_put(g, ")");
-			gen_put(g, PICK(g, quants));
-		} else {
-			gen_put(g, PICK(g, opts));
-		}
-	}
-}
-
-static void gen_alt(struct gen *g, int depth)
-{
-	unsigned n = 1 + gen_pick(g, 3);
-	for (unsigned i = 0; i < n; i++) {
-		if (i > 0)
-			gen_put(g, "|");
-		gen_seq(g, depth);
-	}
-}
-
 Test(rules_ascii, random_patterns_match_alike)
 {
 	struct gen g = {.s = 0x9e3779b97f4a7c15u};
@@ -291,7 +192,6 @@ Test(rules_ascii, random_patterns_match_alike)
 	                                    "(x)ba.BX A",
 	                                    "",
 	                                    "\x01{}]\t\r\n\x1b-_ABC1_\n"};
-	static const char alphabet[] = "abxXAB \n\t.()_1{}\r\x0b\x1fzZ-";
 	static const uint32_t optsets[] = {0, PCRE2_CASELESS, PCRE2_MULTILINE | PCRE2_DOTALL,
 	                                   PCRE2_CASELESS | PCRE2_MULTILINE | PCRE2_UNGREEDY};
 	size_t reduced = 0;
@@ -299,13 +199,9 @@ Test(rules_ascii, random_patterns_match_alike)
 		g.n = 0;
 		gen_alt(&g, 0);
 		g.buf[g.n] = '\0';
-		char random[3][32];
-		for (int t = 0; t < 3; t++) {
-			unsigned l = gen_pick(&g, 24);
-			for (unsigned j = 0; j < l; j++)
-				random[t][j] = alphabet[gen_pick(&g, sizeof(alphabet) - 1)];
-			random[t][l] = '\0';
-		}
+		char random[3][24];
+		for (int t = 0; t < 3; t++)
+			gen_text(&g, random[t]);
 		for (size_t o = 0; o < sizeof(optsets) / sizeof(*optsets); o++) {
 			char *a = reduce(g.buf, optsets[o]);
 			if (a == NULL)
