@@ -2505,6 +2505,83 @@ Test(rules, random_patterns_first_match_as_the_interpreter_finds_it)
 	cr_assert_geq(jitted, 5000, "enough patterns run by the JIT (%zu)", jitted);
 }
 
+/*
+ * A rule that only asks whether its pattern matches runs a rewritten
+ * pattern when it can: its optional start dropped, a "(?:^|\s)" start as a
+ * lookbehind, a lookbehind before a leading run (rules.c). The rewrite
+ * must hit exactly where the pattern does. Random patterns (regex_gen.h),
+ * each as two rules: one as it comes, one with tflags multiple, which
+ * is never rewritten. Fails when the rewrite drops a possessive start
+ * ("[[:alpha:]]*+[[:alpha:]]" never matches; without it, it does). A
+ * message whose scoring hit a regex limit is not compared.
+ */
+Test(rules, random_patterns_hit_alike_with_and_without_start_rewrites)
+{
+	struct gen g = {.s = 2, .no_high = true};
+	static const char *const texts[] = {"a b B x X",  "ab\nAB\nxX.", "  aaa bbb\n\nXxX a1 b2",
+	                                    "(x)ba.BX A", "xxbx",        "aab ab\nb"};
+	static const char *const flags[] = {"", "i", "m", "s"};
+	static const uint32_t fopts[] = {0, PCRE2_CASELESS, PCRE2_MULTILINE, PCRE2_DOTALL};
+	size_t cap = 1 << 20, compared = 0;
+	char *text = malloc(cap);
+	char(*pats)[sizeof(g.buf)] = malloc(200 * sizeof(*pats));
+	cr_assert(text != NULL && pats != NULL);
+	for (int round = 0; round < 10; round++) {
+		size_t n = 0;
+		int np = 0;
+		while (np < 200) {
+			g.n = 0;
+			gen_alt(&g, 0);
+			g.buf[g.n] = '\0';
+			unsigned f = gen_pick(&g, 4);
+			/* '#' would start a comment, '/' end the pattern */
+			if (strpbrk(g.buf, "#/") != NULL)
+				continue;
+			int err;
+			PCRE2_SIZE off;
+			pcre2_code *c = pcre2_compile((PCRE2_SPTR)g.buf, PCRE2_ZERO_TERMINATED,
+			                              fopts[f], &err, &off, NULL);
+			if (c == NULL)
+				continue;
+			pcre2_code_free(c);
+			n += (size_t)snprintf(
+			    text + n, cap - n,
+			    "body A%d /%s/%s\nbody B%d /%s/%s\ntflags B%d multiple\n", np, g.buf,
+			    flags[f], np, g.buf, flags[f], np);
+			memcpy(pats[np++], g.buf, g.n + 1);
+		}
+		rules_opts_t o;
+		rules_opts_default(&o);
+		o.prefilter = false;
+		diag_t *d = diag_new();
+		rules_t *r = load_opts(text, &o, d);
+		diag_free(d);
+		cr_assert_not_null(r);
+		for (size_t t = 0; t < sizeof(texts) / sizeof(*texts); t++) {
+			char raw[256];
+			snprintf(raw, sizeof(raw), "From: a@example.com\nSubject: q\n\n%s\n",
+			         texts[t]);
+			msg_t *m;
+			int errors;
+			hits_t *h = eval_flags(r, raw, &m, 0, &errors);
+			for (int i = 0; errors == 0 && i < np; i++) {
+				char a[16], b[16];
+				snprintf(a, sizeof(a), "A%d", i);
+				snprintf(b, sizeof(b), "B%d", i);
+				cr_assert_eq(hits_has(h, a), hits_has(h, b),
+				             "%s on \"%s\": %d as is, %d multiple", pats[i],
+				             texts[t], hits_has(h, a), hits_has(h, b));
+				compared++;
+			}
+			msg_free(m);
+		}
+		rules_free(r);
+	}
+	free(text);
+	free(pats);
+	cr_assert_geq(compared, 10000, "enough compared (%zu)", compared);
+}
+
 Test(rules, capture_rules_use_a_value_captured_by_another_rule)
 {
 	rules_t *r = load("if can(Mail::SpamAssassin::Conf::feature_capture_rules)\n"
