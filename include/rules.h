@@ -333,7 +333,7 @@ typedef struct rules_stats {
 	size_t unused;             /* compiled, but no scored rule depends on them: not run */
 	size_t ascii_forms;        /* rules with a smaller form for pure-ASCII text */
 	size_t lead_dropped;       /* rules run without an optional start (rules.c) */
-	size_t strict_patterns;    /* compiled without JIT and auto-possessification (rules.c) */
+	size_t strict_patterns;    /* run by PCRE2's interpreter, not its JIT (rules.c) */
 	bool vectorscan;           /* prefilter uses Vectorscan */
 	const char *scanner;       /* which build of its scanner (static), when it does */
 } rules_stats_t;

@@ -579,35 +579,101 @@ static void push_code(struct rule *ru, pcre2_code *code, bool jit, const char *p
 }
 
 /*
- * Whether pat holds a possessive quantifier, an atomic group or \R.
- * Around those PCRE2 10.42 (Debian 12's) goes wrong two ways, which a
+ * PCRE2 10.42 (Debian 12's) matches some patterns unlike Perl, as a
  * random-pattern check against its own interpreter and against Perl
- * found: its auto-possessification ("x?(?:b)?+x" never matches a lone
- * "x", "a\R*\s" misses "a\nb") and its JIT, which backtracks into an
- * atomic group ("(?> {0,2}[^x]*?)\B" matches "  a" at 1). Without those
- * constructs the same check found no difference in the first match in
- * over 280,000 patterns (tests/test_rules.c runs 10,000); the JIT missed
- * a later, empty match of one ("(?:[^b]|) *?(?<=a)" from offset 1 in
- * "a b"), which only a count of every match could see: left to PCRE2.
- * Such patterns are compiled without auto-possessification and run by
- * the interpreter: they are rare in rules files, and a rule must match
- * as Perl does. Errs toward yes: a character in a class that merely
- * looks like one of those only costs speed.
+ * found, in two ways:
+ * - its auto-possessification, around possessive quantifiers, atomic
+ *   groups and \R: "x?(?:b)?+x" never matches a lone "x", "a\R*\s"
+ *   misses "a\nb". Compiled without it, they match right, and run by
+ *   the JIT as fast (re_strict());
+ * - its JIT, which backtracks into an atomic group that can itself
+ *   backtrack: "(?> {0,2}[^x]*?)\B" matches "  a" at 1. Every such
+ *   difference found had an atomic (or possessive) group holding an
+ *   alternative or a lazy quantifier; those, and \R, run by the
+ *   interpreter (re_jit_wrong()), which costs: SpamAssassin's
+ *   __FILL_THIS_FORM_PARTIAL_RAW, "^(?>\s{0,50})...", took ten times as
+ *   long there, and does not need it.
+ * Without those constructs the check found no difference in the first
+ * match in over 280,000 patterns (tests/test_rules.c runs 10,000); the
+ * JIT missed a later, empty match of one ("(?:[^b]|) *?(?<=a)" from
+ * offset 1 in "a b"), which only a count of every match could see: left
+ * to PCRE2. Classes and escapes are read as such (FreeMail's address
+ * pattern has "*+" in a class); what errs toward yes (a comment under
+ * /x) only costs speed.
  */
 static bool re_strict(const char *p, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '\\') {
-			if (i + 1 < n && p[i + 1] == 'R')
-				return true;
-			i++;
-		} else if (p[i] == '(' && i + 2 < n && p[i + 1] == '?' && p[i + 2] == '>') {
+	for (size_t i = 0; i < n;) {
+		if (p[i] == '\\' && i + 1 < n && p[i + 1] == 'R')
 			return true;
-		} else if (p[i] == '(' && i + 8 < n && memcmp(p + i, "(*atomic:", 9) == 0) {
-			return true;
-		} else if (strchr("?*+}", p[i]) != NULL && i + 1 < n && p[i + 1] == '+') {
-			return true;
+		/* escapes and classes, whose "*+" or "(?>" are characters */
+		size_t past = skip_inert(p, n, i, false);
+		if (past != i) {
+			i = past;
+			continue;
 		}
+		if (p[i] == '(' && i + 2 < n && p[i + 1] == '?' && p[i + 2] == '>')
+			return true;
+		if (p[i] == '(' && i + 8 < n && memcmp(p + i, "(*atomic:", 9) == 0)
+			return true;
+		if (strchr("?*+}", p[i]) != NULL && i + 1 < n && p[i + 1] == '+')
+			return true;
+		i++;
+	}
+	return false;
+}
+
+/* Whether p[b..e) holds an alternative or a lazy quantifier ("(?U)" included), at any depth. */
+static bool re_can_backtrack(const char *p, size_t b, size_t e)
+{
+	for (size_t i = b; i < e;) {
+		size_t past = skip_inert(p, e, i, false);
+		if (past != i) {
+			i = past;
+			continue;
+		}
+		if (p[i] == '|')
+			return true;
+		if (p[i] == '(' && i + 1 < e && p[i + 1] == '?') {
+			size_t k = i + 2;
+			while (k < e &&
+			       (isalpha((unsigned char)p[k]) || p[k] == '-' || p[k] == '^')) {
+				if (p[k] == 'U')
+					return true;
+				k++;
+			}
+			i = k;
+			continue;
+		}
+		if (strchr("?*+}", p[i]) != NULL && i + 1 < e && p[i + 1] == '?')
+			return true;
+		i++;
+	}
+	return false;
+}
+
+static bool re_jit_wrong(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		if (p[i] == '\\' && i + 1 < n && p[i + 1] == 'R')
+			return true;
+		size_t past = skip_inert(p, n, i, false);
+		if (past != i) {
+			i = past;
+			continue;
+		}
+		if (p[i] == '(' && i + 8 < n && memcmp(p + i, "(*atomic:", 9) == 0)
+			return true;
+		if (p[i] == '(') {
+			size_t end = atom_end(p, n, i), q;
+			unsigned long lo;
+			bool atomic = i + 2 < n && p[i + 1] == '?' && p[i + 2] == '>';
+			bool possessive = end < n && quantifier(p, n, end, &q, &lo) &&
+			                  q > end + 1 && p[q - 1] == '+';
+			if ((atomic || possessive) && re_can_backtrack(p, i, end))
+				return true;
+		}
+		i++;
 	}
 	return false;
 }
@@ -624,7 +690,7 @@ pcre2_code *rules_re_compile(const char *pat, size_t len, uint32_t opts, pcre2_c
 bool rules_re_jit(pcre2_code *code, const char *pat, size_t len)
 {
 	size_t n = len == PCRE2_ZERO_TERMINATED ? strlen(pat) : len;
-	return !re_strict(pat, n) && pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+	return !re_jit_wrong(pat, n) && pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
 }
 
 static int compile_piece(rules_t *r, struct rule *ru, const char *pat, size_t len, int depth,
@@ -634,7 +700,7 @@ static int compile_piece(rules_t *r, struct rule *ru, const char *pat, size_t le
 	PCRE2_SIZE off;
 	pcre2_code *code = rules_re_compile(pat, len, ru->re_options, r->cctx, &err, &off);
 	if (code != NULL) {
-		if (re_strict(pat, len))
+		if (re_jit_wrong(pat, len))
 			r->stats.strict_patterns++;
 		bool jit = rules_re_jit(code, pat, len);
 		if (jit)
@@ -2109,8 +2175,8 @@ void rules_print_stats(const rules_t *r, FILE *fp)
 		        r->stats.ascii_forms);
 	if (r->stats.strict_patterns > 0)
 		fprintf(fp,
-		        "patterns run without JIT or auto-possessification %zu (possessive, "
-		        "atomic or \\R: PCRE2 10.42 gets those wrong otherwise)\n",
+		        "patterns run by PCRE2's interpreter, not its JIT, %zu (an atomic group "
+		        "that can backtrack, or \\R: PCRE2 10.42's JIT gets those wrong)\n",
 		        r->stats.strict_patterns);
 	if (r->stats.lead_dropped > 0)
 		fprintf(fp,

@@ -2438,8 +2438,8 @@ Test(rules, possessive_atomic_and_R_patterns_match_as_perl_does)
 	msg_free(m);
 	rules_stats_t st;
 	rules_stats(r, &st);
-	cr_assert_eq(st.strict_patterns, 4, "the four, not the plain one (%zu)",
-	             st.strict_patterns);
+	/* \R and the atomic groups with a lazy repeat; "(?:b)?+" needs no backtracking */
+	cr_assert_eq(st.strict_patterns, 3, "by the interpreter (%zu)", st.strict_patterns);
 	rules_free(r);
 }
 
