@@ -578,51 +578,6 @@ static void push_code(struct rule *ru, pcre2_code *code, bool jit, const char *p
 	ru->ncodes++;
 }
 
-/*
- * PCRE2 10.42 (Debian 12's) matches some patterns unlike Perl, as a
- * random-pattern check against its own interpreter and against Perl
- * found, in two ways:
- * - its auto-possessification, around possessive quantifiers, atomic
- *   groups and \R: "x?(?:b)?+x" never matches a lone "x", "a\R*\s"
- *   misses "a\nb". Compiled without it, they match right, and run by
- *   the JIT as fast (re_strict());
- * - its JIT, which backtracks into an atomic group that can itself
- *   backtrack: "(?> {0,2}[^x]*?)\B" matches "  a" at 1. Every such
- *   difference found had an atomic (or possessive) group holding an
- *   alternative or a lazy quantifier; those, and \R, run by the
- *   interpreter (re_jit_wrong()), which costs: SpamAssassin's
- *   __FILL_THIS_FORM_PARTIAL_RAW, "^(?>\s{0,50})...", took ten times as
- *   long there, and does not need it.
- * Without those constructs the check found no difference in the first
- * match in over 280,000 patterns (tests/test_rules.c runs 10,000); the
- * JIT missed a later, empty match of one ("(?:[^b]|) *?(?<=a)" from
- * offset 1 in "a b"), which only a count of every match could see: left
- * to PCRE2. Classes and escapes are read as such (FreeMail's address
- * pattern has "*+" in a class); what errs toward yes (a comment under
- * /x) only costs speed.
- */
-static bool re_strict(const char *p, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		if (p[i] == '\\' && i + 1 < n && p[i + 1] == 'R')
-			return true;
-		/* escapes and classes, whose "*+" or "(?>" are characters */
-		size_t past = skip_inert(p, n, i, false);
-		if (past != i) {
-			i = past;
-			continue;
-		}
-		if (p[i] == '(' && i + 2 < n && p[i + 1] == '?' && p[i + 2] == '>')
-			return true;
-		if (p[i] == '(' && i + 8 < n && memcmp(p + i, "(*atomic:", 9) == 0)
-			return true;
-		if (strchr("?*+}", p[i]) != NULL && i + 1 < n && p[i + 1] == '+')
-			return true;
-		i++;
-	}
-	return false;
-}
-
 /* Whether p[b..e) holds an alternative or a lazy quantifier ("(?U)" included), at any depth. */
 static bool re_can_backtrack(const char *p, size_t b, size_t e)
 {
@@ -652,37 +607,69 @@ static bool re_can_backtrack(const char *p, size_t b, size_t e)
 	return false;
 }
 
-static bool re_jit_wrong(const char *p, size_t n)
+/*
+ * PCRE2 10.42 (Debian 12's) matches some patterns unlike Perl, as a
+ * random-pattern check against its own interpreter and against Perl
+ * found, in two ways:
+ * - its auto-possessification, around possessive quantifiers, atomic
+ *   groups and \R: "x?(?:b)?+x" never matches a lone "x", "a\R*\s"
+ *   misses "a\nb". Compiled without it, they match right, and run by
+ *   the JIT as fast (RE_NO_AUTO_POSSESS);
+ * - its JIT, which backtracks into an atomic group that can itself
+ *   backtrack: "(?> {0,2}[^x]*?)\B" matches "  a" at 1. Every such
+ *   difference found had an atomic (or possessive) group holding an
+ *   alternative or a lazy quantifier; those, and \R, run by the
+ *   interpreter (RE_NO_JIT), which costs: SpamAssassin's
+ *   __FILL_THIS_FORM_PARTIAL_RAW, "^(?>\s{0,50})...", took ten times as
+ *   long there, and does not need it.
+ * Without those constructs the check found no difference in the first
+ * match in over 280,000 patterns (tests/test_rules.c runs 10,000); the
+ * JIT missed a later, empty match of one ("(?:[^b]|) *?(?<=a)" from
+ * offset 1 in "a b"), which only a count of every match could see: left
+ * to PCRE2. Classes and escapes are read as such (FreeMail's address
+ * pattern has "*+" in a class); what errs toward yes (a comment under
+ * /x) only costs speed.
+ */
+enum { RE_NO_AUTO_POSSESS = 1, RE_NO_JIT = 2 };
+
+/* What pattern p[0..n) must be compiled and run without (RE_*), as said above. */
+static unsigned re_hazards(const char *p, size_t n)
 {
+	unsigned h = 0;
 	for (size_t i = 0; i < n;) {
 		if (p[i] == '\\' && i + 1 < n && p[i + 1] == 'R')
-			return true;
+			return RE_NO_AUTO_POSSESS | RE_NO_JIT;
+		/* escapes and classes, whose "*+" or "(?>" are characters */
 		size_t past = skip_inert(p, n, i, false);
 		if (past != i) {
 			i = past;
 			continue;
 		}
 		if (p[i] == '(' && i + 8 < n && memcmp(p + i, "(*atomic:", 9) == 0)
-			return true;
+			return RE_NO_AUTO_POSSESS | RE_NO_JIT;
+		if (strchr("?*+}", p[i]) != NULL && i + 1 < n && p[i + 1] == '+')
+			h |= RE_NO_AUTO_POSSESS;
 		if (p[i] == '(') {
 			size_t end = atom_end(p, n, i), q;
 			unsigned long lo;
 			bool atomic = i + 2 < n && p[i + 1] == '?' && p[i + 2] == '>';
 			bool possessive = end < n && quantifier(p, n, end, &q, &lo) &&
 			                  q > end + 1 && p[q - 1] == '+';
+			if (atomic)
+				h |= RE_NO_AUTO_POSSESS;
 			if ((atomic || possessive) && re_can_backtrack(p, i, end))
-				return true;
+				h |= RE_NO_JIT;
 		}
 		i++;
 	}
-	return false;
+	return h;
 }
 
 pcre2_code *rules_re_compile(const char *pat, size_t len, uint32_t opts, pcre2_compile_context *cc,
                              int *err, PCRE2_SIZE *off)
 {
 	size_t n = len == PCRE2_ZERO_TERMINATED ? strlen(pat) : len;
-	if (re_strict(pat, n))
+	if (re_hazards(pat, n) & RE_NO_AUTO_POSSESS)
 		opts |= PCRE2_NO_AUTO_POSSESS;
 	return pcre2_compile((PCRE2_SPTR)pat, n, opts, err, off, cc);
 }
@@ -690,7 +677,8 @@ pcre2_code *rules_re_compile(const char *pat, size_t len, uint32_t opts, pcre2_c
 bool rules_re_jit(pcre2_code *code, const char *pat, size_t len)
 {
 	size_t n = len == PCRE2_ZERO_TERMINATED ? strlen(pat) : len;
-	return !re_jit_wrong(pat, n) && pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+	return !(re_hazards(pat, n) & RE_NO_JIT) &&
+	       pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
 }
 
 static int compile_piece(rules_t *r, struct rule *ru, const char *pat, size_t len, int depth,
@@ -700,7 +688,7 @@ static int compile_piece(rules_t *r, struct rule *ru, const char *pat, size_t le
 	PCRE2_SIZE off;
 	pcre2_code *code = rules_re_compile(pat, len, ru->re_options, r->cctx, &err, &off);
 	if (code != NULL) {
-		if (re_jit_wrong(pat, len))
+		if (re_hazards(pat, len) & RE_NO_JIT)
 			r->stats.strict_patterns++;
 		bool jit = rules_re_jit(code, pat, len);
 		if (jit)

@@ -129,6 +129,14 @@ static void gen_alt(struct gen *g, int depth)
 	}
 }
 
+/* The next random pattern, in g->buf, terminated. */
+static inline void gen_pattern(struct gen *g)
+{
+	g->n = 0;
+	gen_alt(g, 0);
+	g->buf[g->n] = '\0';
+}
+
 /* A random text of up to 23 bytes of the letters, blanks and marks the grammar's items match. */
 static inline void gen_text(struct gen *g, char out[24])
 {

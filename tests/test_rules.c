@@ -2466,9 +2466,7 @@ Test(rules, random_patterns_first_match_as_the_interpreter_finds_it)
 	pcre2_set_character_tables(cc, rules_latin1_tables());
 	size_t jitted = 0;
 	for (int k = 0; k < 10000; k++) {
-		g.n = 0;
-		gen_alt(&g, 0);
-		g.buf[g.n] = '\0';
+		gen_pattern(&g);
 		char random[2][24];
 		for (int t = 0; t < 2; t++)
 			gen_text(&g, random[t]);
@@ -2530,9 +2528,7 @@ Test(rules, random_patterns_hit_alike_with_and_without_start_rewrites)
 		size_t n = 0;
 		int np = 0;
 		while (np < 200) {
-			g.n = 0;
-			gen_alt(&g, 0);
-			g.buf[g.n] = '\0';
+			gen_pattern(&g);
 			unsigned f = gen_pick(&g, 4);
 			/* '#' would start a comment, '/' end the pattern */
 			if (strpbrk(g.buf, "#/") != NULL)

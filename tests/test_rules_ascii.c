@@ -196,9 +196,7 @@ Test(rules_ascii, random_patterns_match_alike)
 	                                   PCRE2_CASELESS | PCRE2_MULTILINE | PCRE2_UNGREEDY};
 	size_t reduced = 0;
 	for (int k = 0; k < 20000; k++) {
-		g.n = 0;
-		gen_alt(&g, 0);
-		g.buf[g.n] = '\0';
+		gen_pattern(&g);
 		char random[3][24];
 		for (int t = 0; t < 3; t++)
 			gen_text(&g, random[t]);
