@@ -578,35 +578,6 @@ static void push_code(struct rule *ru, pcre2_code *code, bool jit, const char *p
 	ru->ncodes++;
 }
 
-/* Whether p[b..e) holds an alternative or a lazy quantifier ("(?U)" included), at any depth. */
-static bool re_can_backtrack(const char *p, size_t b, size_t e)
-{
-	for (size_t i = b; i < e;) {
-		size_t past = skip_inert(p, e, i, false);
-		if (past != i) {
-			i = past;
-			continue;
-		}
-		if (p[i] == '|')
-			return true;
-		if (p[i] == '(' && i + 1 < e && p[i + 1] == '?') {
-			size_t k = i + 2;
-			while (k < e &&
-			       (isalpha((unsigned char)p[k]) || p[k] == '-' || p[k] == '^')) {
-				if (p[k] == 'U')
-					return true;
-				k++;
-			}
-			i = k;
-			continue;
-		}
-		if (strchr("?*+}", p[i]) != NULL && i + 1 < e && p[i + 1] == '?')
-			return true;
-		i++;
-	}
-	return false;
-}
-
 /*
  * PCRE2 10.42 (Debian 12's) matches some patterns unlike Perl, as a
  * random-pattern check against its own interpreter and against Perl
@@ -632,9 +603,21 @@ static bool re_can_backtrack(const char *p, size_t b, size_t e)
  */
 enum { RE_NO_AUTO_POSSESS = 1, RE_NO_JIT = 2 };
 
-/* What pattern p[0..n) must be compiled and run without (RE_*), as said above. */
+/*
+ * What pattern p[0..n) must be compiled and run without (RE_*), as said
+ * above. One pass, whatever the nesting: a pattern after ReplaceTags can
+ * be hundreds of kilobytes. Each open group keeps whether it can
+ * backtrack so far (an alternative, a lazy repeat, "(?U)" in force, or
+ * such a group inside), and says it to its parent when it closes.
+ */
 static unsigned re_hazards(const char *p, size_t n)
 {
+	enum { RE_MAX_DEPTH = 256 }; /* PCRE2 allows 250 by default */
+	struct {
+		bool atomic, backtracks;
+	} st[RE_MAX_DEPTH];
+	int depth = 0;
+	bool ungreedy = false; /* "(?U)" seen: every repeat after it may be lazy */
 	unsigned h = 0;
 	for (size_t i = 0; i < n;) {
 		if (p[i] == '\\' && i + 1 < n && p[i + 1] == 'R')
@@ -645,21 +628,52 @@ static unsigned re_hazards(const char *p, size_t n)
 			i = past;
 			continue;
 		}
-		if (p[i] == '(' && i + 8 < n && memcmp(p + i, "(*atomic:", 9) == 0)
+		char c = p[i];
+		if (c == '(' && i + 2 < n && p[i + 1] == '?' && p[i + 2] == '#') {
+			const char *e = memchr(p + i, ')', n - i);
+			i = e != NULL ? (size_t)(e - p) + 1 : n;
+			continue;
+		}
+		if (c == '(' && i + 8 < n && memcmp(p + i, "(*atomic:", 9) == 0)
 			return RE_NO_AUTO_POSSESS | RE_NO_JIT;
-		if (strchr("?*+}", p[i]) != NULL && i + 1 < n && p[i + 1] == '+')
-			h |= RE_NO_AUTO_POSSESS;
-		if (p[i] == '(') {
-			size_t end = atom_end(p, n, i), q;
-			unsigned long lo;
+		if (c == '(') {
+			if (depth == RE_MAX_DEPTH)
+				return RE_NO_AUTO_POSSESS | RE_NO_JIT;
 			bool atomic = i + 2 < n && p[i + 1] == '?' && p[i + 2] == '>';
-			bool possessive = end < n && quantifier(p, n, end, &q, &lo) &&
-			                  q > end + 1 && p[q - 1] == '+';
 			if (atomic)
 				h |= RE_NO_AUTO_POSSESS;
-			if ((atomic || possessive) && re_can_backtrack(p, i, end))
-				h |= RE_NO_JIT;
+			/* "(?U)" makes the repeats after it lazy ("(?-U)" is taken alike) */
+			for (size_t k = i + 2; p[i + 1] == '?' && k < n && !ungreedy &&
+			                       (isalpha((unsigned char)p[k]) || p[k] == '-');
+			     k++)
+				if (p[k] == 'U') {
+					ungreedy = true;
+					for (int d = 0; d < depth; d++)
+						st[d].backtracks = true;
+				}
+			st[depth].atomic = atomic;
+			st[depth].backtracks = ungreedy;
+			depth++;
+			i += i + 1 < n && p[i + 1] == '?' ? 2 : 1; /* "(?" is no quantifier */
+			continue;
 		}
+		if (c == ')' && depth > 0) {
+			depth--;
+			size_t q;
+			unsigned long lo;
+			bool possessive =
+			    quantifier(p, n, i + 1, &q, &lo) && q > i + 2 && p[q - 1] == '+';
+			if ((st[depth].atomic || possessive) && st[depth].backtracks)
+				h |= RE_NO_JIT;
+			if (depth > 0 && st[depth].backtracks)
+				st[depth - 1].backtracks = true;
+		} else if (c == '|' && depth > 0) {
+			st[depth - 1].backtracks = true;
+		}
+		if (strchr("?*+}", c) != NULL && i + 1 < n && p[i + 1] == '+')
+			h |= RE_NO_AUTO_POSSESS;
+		if (strchr("?*+}", c) != NULL && i + 1 < n && p[i + 1] == '?' && depth > 0)
+			st[depth - 1].backtracks = true;
 		i++;
 	}
 	return h;
